@@ -15,6 +15,6 @@ def __getattr__(name):  # lazy: simpy/numpy only when the model is used
         from . import hardware
         return getattr(hardware, name)
     if name in ("simulate", "SimResult"):
-        from . import simulate as _sim
-        return getattr(_sim, name)
+        from . import sim
+        return getattr(sim, name)
     raise AttributeError(f"module 'memsim' has no attribute {name!r}")

@@ -1,0 +1,78 @@
+"""Writing results without losing anything the user had (stdlib only).
+
+Every report, measurement and benchmark file goes through `write_atomic`:
+the data lands in a temporary file in the same folder and is renamed over the
+target in one step, so an interrupted run never leaves half a file, and an
+existing file is never replaced unless the caller says so.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class OutputExistsError(FileExistsError):
+    """The target exists and overwriting was not asked for."""
+
+
+def write_atomic(path, data: str | bytes, *, overwrite: bool = False) -> Path:
+    """Write `data` to `path` atomically; refuse to replace an existing file unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} already exists; pass overwrite=True (or --force on the command line) to replace it, "
+            f"or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_json(path, obj, *, overwrite: bool = False) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n", overwrite=overwrite)
+
+
+def unique_path(path) -> Path:
+    """`path` if free, else `stem.2.suffix`, `stem.3.suffix`, ...: new runs never replace old ones."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    for i in range(2, 100000):
+        cand = path.with_name(f"{path.stem}.{i}{path.suffix}")
+        if not cand.exists():
+            return cand
+    raise OutputExistsError(f"no free name next to {path}")
+
+
+def base_provenance(command: str | None = None) -> dict:
+    """Date, host, python and git commit of this run, plus the command that made it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "git_commit": commit,
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
