@@ -1,0 +1,136 @@
+"""FlashAttention (2022) forward, Algorithm 1's loop order, in Triton.
+
+One CTA per batch*head_q (launch ``flash1_fwd``, grid (B*Hq, 1, 1)).  K/V blocks j are the outer
+loop, Q blocks i the inner one, and the running output O_i with its statistics m_i, l_i lives in
+an fp32 workspace in HBM that is re-read and re-written at every step -- the traffic the 2022
+paper's analysis counts, Theta(N^2 d^2 / M), which the simulator predicts for this schedule.
+
+Per (j, i) step that is not fully masked: Q_i is read; unless this is block i's first visit
+(j == 0) O_i (rows x d fp32), m_i, l_i (rows fp32 each) are read from the workspace; unless it is
+block i's last visit they are written back; on the last visit O_i (problem dtype) and lse_i are
+written instead.  The workspace holds the unnormalised accumulator and m in log2 units.
+One addition to the contract: Q blocks that no key can reach (bottom_right causal with
+seq_q - seq_kv >= block_m) are never visited, so their O = 0 and lse = -inf are written up front.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+
+from ._common import LOG2E
+
+
+@triton.jit
+def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
+                stride_qb, stride_qh, stride_qm,
+                stride_kb, stride_kh, stride_kn,
+                stride_vb, stride_vh, stride_vn,
+                stride_ob, stride_oh, stride_om,
+                H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    pid_bh = tl.program_id(0)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    bh = pid_bh.to(tl.int64)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_base = Q + b * stride_qb + h * stride_qh
+    o_base = O + b * stride_ob + h * stride_oh
+    ows_base = OWS + bh * SEQ_Q * HEAD_DIM
+    stat_base = bh * SEQ_Q
+
+    if CAUSAL:  # Q blocks no key reaches: written once here, never visited below
+        dead_end = (tl.maximum(-CAUSAL_OFFSET, 0) // BLOCK_M) * BLOCK_M
+        for start_m in range(0, dead_end, BLOCK_M):
+            rows = start_m + offs_m0
+            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :],
+                     tl.zeros([BLOCK_M, HEAD_DIM], dtype=O.dtype.element_ty), mask=rows[:, None] < SEQ_Q)
+            tl.store(LSE + stat_base + rows, tl.full([BLOCK_M], float("-inf"), tl.float32), mask=rows < SEQ_Q)
+
+    for start_n in range(0, SEQ_KV, BLOCK_N):
+        # outer loop: K_j, V_j read once and kept in SRAM for the whole inner loop
+        cols = start_n + offs_n0
+        cm = cols < SEQ_KV
+        kT = tl.load(K + b * stride_kb + hkv * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
+                     mask=cm[None, :], other=0.0)
+        v = tl.load(V + b * stride_vb + hkv * stride_vh + cols[:, None] * stride_vn + offs_d[None, :],
+                    mask=cm[:, None], other=0.0)
+        if CAUSAL:
+            first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
+            lo = tl.where(first_row < SEQ_Q, (first_row // BLOCK_M) * BLOCK_M, SEQ_Q)
+        else:
+            lo = 0
+        for start_m in range(lo, SEQ_Q, BLOCK_M):
+            rows = start_m + offs_m0
+            rm = rows < SEQ_Q
+            # last visible K/V block of this Q block
+            if CAUSAL:
+                row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+                hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+            else:
+                hi = SEQ_KV
+            last = start_n + BLOCK_N >= hi
+            # inner loop reads: Q_i; O_i, m_i, l_i from the workspace unless first visit
+            q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :], mask=rm[:, None], other=0.0)
+            rd = rm & (start_n > 0)
+            acc = tl.load(ows_base + rows[:, None] * HEAD_DIM + offs_d[None, :], mask=rd[:, None], other=0.0)
+            m_i = tl.load(MWS + stat_base + rows, mask=rd, other=float("-inf"))
+            l_i = tl.load(LWS + stat_base + rows, mask=rd, other=0.0)
+
+            s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+            visible = cm[None, :]
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= rows[:, None] + CAUSAL_OFFSET)
+            s = tl.where(visible, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.math.exp2(m_i - m_safe)
+            p = tl.math.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+
+            # write back to the workspace, or (last visit) the final O_i and lse_i
+            wr = rm & (start_n + BLOCK_N < hi)
+            tl.store(ows_base + rows[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=wr[:, None])
+            tl.store(MWS + stat_base + rows, m_new, mask=wr)
+            tl.store(LWS + stat_base + rows, l_i, mask=wr)
+            fin = rm & last
+            empty = l_i == 0.0
+            l_safe = tl.where(empty, 1.0, l_i)
+            o = acc / l_safe[:, None]
+            lse = tl.where(empty, float("-inf"), (m_new + tl.math.log2(l_safe)) * 0.6931471805599453)
+            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :], o.to(O.dtype.element_ty),
+                     mask=fin[:, None])
+            tl.store(LSE + stat_base + rows, lse, mask=fin)
+            tl.debug_barrier()  # the workspace written here is read by other threads of this CTA later
+
+
+def _s4(t):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
+    """Launch flash1_fwd; returns (o, lse, workspace bytes)."""
+    (launch,) = kernel_launches(problem, schedule)
+    assert launch.name == "flash1_fwd"
+    p, s = problem, schedule
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    bh = p.batch * p.heads_q
+    ows = torch.empty((bh, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    mws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
+    lws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
+    _flash1_fwd[launch.grid](
+        q, k, v, o, lse, ows, mws, lws, *_s4(q), *_s4(k), *_s4(v), *_s4(o),
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
+        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+        CAUSAL=p.causal, PREC="ieee" if p.dtype == "fp32" else "tf32",
+        num_warps=s.num_warps, num_stages=s.num_stages)
+    return o, lse

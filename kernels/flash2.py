@@ -1,0 +1,357 @@
+"""FlashAttention-2 forward and backward (deterministic, no atomics) in Triton.
+
+Launches and bytes follow memsim/schedule.py's contract exactly:
+  flash2_fwd            grid (Mb, B*Hq)   [or (B*Hq, Mb) with grid_order heads_fastest]
+  flash2_bwd_preprocess grid (Mb, B*Hq)
+  flash2_bwd_dkdv       grid (Nb, B*Hkv)
+  flash2_bwd_dq         grid (Mb, B*Hq)
+Scores live in the log2 domain: s2 = (q.k) * scale * log2(e), so exp2 replaces exp and the running
+max is subtracted before every exponential (large logits cannot overflow).  The logsumexp that is
+stored (and returned) is in natural-log units: lse = ln(sum_j exp(scale * q.k_j)).
+
+Masking: a column c is visible from row r when c < seq_kv and (not causal or c <= r + offset);
+offset = 0 (top_left, SDPA's is_causal) or seq_kv - seq_q (bottom_right).  Each K/V loop is split
+in two: blocks that every row of the tile sees entirely (no mask arithmetic), then the blocks that
+need a mask (the diagonal band and the ragged tail).  Blocks that no row sees are never loaded.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+
+from ._common import LOG2E
+
+
+@triton.jit
+def _load_rows(ptrs, rows, n_rows, EVEN: tl.constexpr):
+    # rows x d tile of a (.., seq, d) tensor; rows past the end read as 0
+    if EVEN:
+        return tl.load(ptrs)
+    return tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
+
+
+@triton.jit
+def _flash2_fwd(Q, K, V, O, LSE,
+                stride_qb, stride_qh, stride_qm,
+                stride_kb, stride_kh, stride_kn,
+                stride_vb, stride_vh, stride_vn,
+                stride_ob, stride_oh, stride_om,
+                H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    if Q_FASTEST:
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+    else:
+        pid_m = tl.program_id(1)
+        pid_bh = tl.program_id(0)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
+    # K is read transposed (d x cols) so the score tile is a plain dot(q, kT)
+    kT_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[None, :] * stride_kn + offs_d[:, None]
+    v_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :]
+
+    # SRAM/registers for the whole CTA: Q_i (read once), acc (rows x d fp32), m_i, l_i
+    q = tl.load(q_ptrs, mask=offs_m[:, None] < SEQ_Q, other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    # K/V range: [0, full_end) seen entirely by every row; [full_end, hi) needs a mask
+    if CAUSAL:
+        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
+        full_end = (full_end // BLOCK_N) * BLOCK_N
+    else:
+        hi = SEQ_KV
+        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+
+    # each iteration reads K_j, V_j (cols x d each) -- nothing else touches memory
+    for start_n in range(0, full_end, BLOCK_N):
+        kT = tl.load(kT_ptrs + start_n * stride_kn)
+        s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_ptrs + start_n * stride_vn)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+    for start_n in range(full_end, hi, BLOCK_N):
+        cols = start_n + offs_n
+        kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cols[None, :] < SEQ_KV, other=0.0)
+        s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        visible = cols[None, :] < SEQ_KV
+        if CAUSAL:
+            visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+
+    # epilogue: O_i and lse_i written once; a row that saw nothing gets O = 0, lse = -inf
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    o = acc / l_safe[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
+    tl.store(o_ptrs, o.to(O.dtype.element_ty), mask=offs_m[:, None] < SEQ_Q)
+    tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
+
+
+@triton.jit
+def _flash2_bwd_preprocess(O, DO, DELTA,
+                           stride_ob, stride_oh, stride_om,
+                           stride_dob, stride_doh, stride_dom,
+                           H, SEQ_Q,
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
+    # reads O_i and dO_i (rows x d each), writes delta_i = rowsum(dO * O) (rows x fp32)
+    if Q_FASTEST:
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+    else:
+        pid_m = tl.program_id(1)
+        pid_bh = tl.program_id(0)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rmask = offs_m[:, None] < SEQ_Q
+    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
+                mask=rmask, other=0.0).to(tl.float32)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+                 mask=rmask, other=0.0).to(tl.float32)
+    delta = tl.sum(o * do, 1)
+    tl.store(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, delta, mask=offs_m < SEQ_Q)
+
+
+@triton.jit
+def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
+                     stride_qb, stride_qh, stride_qm,
+                     stride_kb, stride_kh, stride_kn,
+                     stride_vb, stride_vh, stride_vn,
+                     stride_dob, stride_doh, stride_dom,
+                     stride_dkb, stride_dkh, stride_dkn,
+                     stride_dvb, stride_dvh, stride_dvn,
+                     HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
+                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
+                     PREC: tl.constexpr):
+    if Q_FASTEST:
+        pid_n = tl.program_id(0)
+        pid_bhkv = tl.program_id(1)
+    else:
+        pid_n = tl.program_id(1)
+        pid_bhkv = tl.program_id(0)
+    b = (pid_bhkv // HKV).to(tl.int64)
+    hkv = (pid_bhkv % HKV).to(tl.int64)
+    start_n = pid_n * BLOCK_N
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cmask = offs_n[:, None] < SEQ_KV
+    # resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j accumulators (fp32)
+    k = tl.load(K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+                mask=cmask, other=0.0)
+    v = tl.load(V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+                mask=cmask, other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+
+    # Q blocks that see column block j: rows r >= start_n - offset; rows >= row_full see all of it.
+    # Ragged rows (>= SEQ_Q) need no mask: they load q = dO = 0 and lse = +inf, so p = 0.
+    if CAUSAL:
+        first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
+        # no row sees this block: both loops empty (lo = mid >= SEQ_Q)
+        lo = tl.where(first_row < SEQ_Q, (first_row // BLOCK_M) * BLOCK_M, tl.cdiv(SEQ_Q, BLOCK_M) * BLOCK_M)
+        row_full = tl.minimum(start_n + BLOCK_N, SEQ_KV) - 1 - CAUSAL_OFFSET
+        mid = tl.minimum(tl.maximum(row_full, lo), SEQ_Q)
+        mid = tl.cdiv(mid, BLOCK_M) * BLOCK_M
+        mid = tl.maximum(mid, lo)
+    else:
+        lo = 0
+        mid = 0
+
+    for g in range(GROUP):
+        h = hkv * GROUP + g
+        bh = b * (HKV * GROUP) + h
+        # Q and dO are read transposed (d x rows): the tiles below are (cols x rows)
+        qT_ptrs = Q + b * stride_qb + h * stride_qh + offs_m0[None, :] * stride_qm + offs_d[:, None]
+        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m0[:, None] * stride_dom + offs_d[None, :]
+        lse_ptrs = LSE + bh * SEQ_Q + offs_m0
+        delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
+        # each iteration reads Q_i, dO_i (rows x d) and lse_i, delta_i (rows x fp32)
+        for start_m in range(lo, mid, BLOCK_M):  # diagonal band: causal mask
+            rows = start_m + offs_m0
+            rm = rows < SEQ_Q
+            qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
+            lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
+            qkT = tl.dot(k, qT, input_precision=PREC) * qk_scale2
+            visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
+            pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
+            do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
+            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+            delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
+            dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
+            dsT = pT * (dpT - delta[None, :])
+            dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=PREC)
+        for start_m in range(mid, SEQ_Q, BLOCK_M):  # every row sees the whole K/V block
+            rows = start_m + offs_m0
+            rm = rows < SEQ_Q
+            qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
+            lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
+            qkT = tl.dot(k, qT, input_precision=PREC) * qk_scale2
+            pT = tl.math.exp2(qkT - lse2[None, :])
+            do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
+            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+            delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
+            dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
+            dsT = pT * (dpT - delta[None, :])
+            dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=PREC)
+
+    # dK_j, dV_j written once
+    dk = dk * sm_scale
+    tl.store(DK + b * stride_dkb + hkv * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
+             dk.to(DK.dtype.element_ty), mask=cmask)
+    tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
+             dv.to(DV.dtype.element_ty), mask=cmask)
+
+
+@triton.jit
+def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
+                   stride_qb, stride_qh, stride_qm,
+                   stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn,
+                   stride_dob, stride_doh, stride_dom,
+                   stride_dqb, stride_dqh, stride_dqm,
+                   H, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
+                   GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    if Q_FASTEST:
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+    else:
+        pid_m = tl.program_id(1)
+        pid_bh = tl.program_id(0)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rm = offs_m < SEQ_Q
+    # resident: Q_i, dO_i (rows x d), lse_i, delta_i, the dQ_i accumulator (fp32) -- each read once
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
+                mask=rm[:, None], other=0.0)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+                 mask=rm[:, None], other=0.0)
+    lse2 = tl.load(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, mask=rm, other=float("inf")) * 1.4426950408889634
+    delta = tl.load(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, mask=rm, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    kT_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[None, :] * stride_kn + offs_d[:, None]
+    vT_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[None, :] * stride_vn + offs_d[:, None]
+
+    if CAUSAL:
+        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
+        full_end = (full_end // BLOCK_N) * BLOCK_N
+    else:
+        hi = SEQ_KV
+        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+
+    # each iteration reads K_j, V_j (cols x d each)
+    for start_n in range(0, full_end, BLOCK_N):
+        kT = tl.load(kT_ptrs + start_n * stride_kn)
+        vT = tl.load(vT_ptrs + start_n * stride_vn)
+        qk = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        p = tl.math.exp2(qk - lse2[:, None])
+        dp = tl.dot(do, vT, input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=PREC)
+    for start_n in range(full_end, hi, BLOCK_N):
+        cols = start_n + offs_n
+        cm = cols[None, :] < SEQ_KV
+        kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cm, other=0.0)
+        vT = tl.load(vT_ptrs + start_n * stride_vn, mask=cm, other=0.0)
+        qk = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        visible = cm
+        if CAUSAL:
+            visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+        p = tl.where(visible, tl.math.exp2(qk - lse2[:, None]), 0.0)
+        dp = tl.dot(do, vT, input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=PREC)
+
+    dq = dq * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
+             dq.to(DQ.dtype.element_ty), mask=rm[:, None])
+
+
+# --- launchers ------------------------------------------------------------------------------------
+
+def _prec(problem: AttentionProblem) -> str:
+    # fp32 inputs: full-precision dots (Triton's default would be tf32, 10-bit mantissa)
+    return "ieee" if problem.dtype == "fp32" else "tf32"
+
+
+def _s4(t):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
+    """Launch flash2_fwd; returns (o, lse) with lse (B, Hq, Nq) fp32 in natural-log units."""
+    (launch,) = kernel_launches(problem, schedule)
+    assert launch.name == "flash2_fwd"
+    p, s = problem, schedule
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    _flash2_fwd[launch.grid](
+        q, k, v, o, lse, *_s4(q), *_s4(k), *_s4(v), *_s4(o),
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
+        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+        CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p),
+        num_warps=s.num_warps, num_stages=s.num_stages)
+    return o, lse
+
+
+def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, lse):
+    """Launch preprocess, dK/dV and dQ passes; returns (dq, dk, dv, delta)."""
+    pre, dkdv, dqk = kernel_launches(problem, schedule)
+    assert (pre.name, dkdv.name, dqk.name) == ("flash2_bwd_preprocess", "flash2_bwd_dkdv", "flash2_bwd_dq")
+    p, s = problem, schedule
+    qf = s.grid_order == "q_fastest"
+    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
+    _flash2_bwd_preprocess[pre.grid](o, do, delta, *_s4(o), *_s4(do), p.heads_q, p.seq_q,
+                                     Q_FASTEST=qf, **common)
+    _flash2_bwd_dkdv[dkdv.grid](
+        q, k, v, do, lse, delta, dk, dv, *_s4(q), *_s4(k), *_s4(v), *_s4(do), *_s4(dk), *_s4(dv),
+        p.heads_kv, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
+        GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
+    _flash2_bwd_dq[dqk.grid](
+        q, k, v, do, lse, delta, dq, *_s4(q), *_s4(k), *_s4(v), *_s4(do), *_s4(dq),
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
+        GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
+    return dq, dk, dv, delta

@@ -1,0 +1,321 @@
+"""Standard (naive) attention: S and P materialised in HBM, as the 2022 paper's baseline.
+
+Forward, three launches (memsim/schedule.py's contract):
+  naive_qk      grid (Mb, Nb, B*Hq)  S_ij = scale * Q_i K_j^T, written in the S/P dtype
+  naive_softmax grid (Mb, B*Hq)      full rows of S read once, causal mask, P written once
+  naive_pv      grid (Mb, B*Hq)      O_i = sum_j P_ij V_j
+Backward, five launches (P kept from the forward pass):
+  naive_bwd_dv  grid (Nb, B*Hkv)     dV_j = sum_{g,i} P_ij^T dO_i
+  naive_bwd_dp  grid (Mb, Nb, B*Hq)  dP_ij = dO_i V_j^T
+  naive_bwd_ds  grid (Mb, B*Hq)      dS = P * (dP - rowsum(P * dP)), written over dP
+  naive_bwd_dq  grid (Mb, B*Hq)      dQ_i = scale * sum_j dS_ij K_j
+  naive_bwd_dk  grid (Nb, B*Hkv)     dK_j = scale * sum_{g,i} dS_ij^T Q_i
+The matmul launches are plain tiled GEMMs (fp32 accumulators in registers, operand tiles pipelined
+through shared memory by num_stages); every tile is computed, causal or not -- the mask is applied in
+the softmax, as standard attention does.  S, P and dP are (B*Hq, seq_q, seq_kv) contiguous buffers.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+
+from ._common import TORCH_DTYPES, next_pow2
+
+
+@triton.jit
+def _pids_2d(Q_FASTEST: tl.constexpr):
+    if Q_FASTEST:
+        return tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    return tl.program_id(1), tl.program_id(2), tl.program_id(0)
+
+
+@triton.jit
+def _pids_1d(Q_FASTEST: tl.constexpr):
+    if Q_FASTEST:
+        return tl.program_id(0), tl.program_id(1)
+    return tl.program_id(1), tl.program_id(0)
+
+
+@triton.jit
+def _naive_qk(Q, K, S,
+              stride_qb, stride_qh, stride_qm,
+              stride_kb, stride_kh, stride_kn,
+              H, SEQ_Q, SEQ_KV, sm_scale,
+              GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # reads Q_i (rows x d), K_j (cols x d); writes S_ij (rows x cols)
+    pid_m, pid_n, pid_bh = _pids_2d(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :],
+                mask=rows[:, None] < SEQ_Q, other=0.0)
+    kT = tl.load(K + b * stride_kb + hkv * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
+                 mask=cols[None, :] < SEQ_KV, other=0.0)
+    s = tl.dot(q, kT, input_precision=PREC) * sm_scale
+    s_ptrs = S + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
+    tl.store(s_ptrs, s.to(S.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+
+
+@triton.jit
+def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                   BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr,
+                   CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr):
+    # block_m rows of S, ROWS full rows at a time in registers: S read once, P written once
+    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
+    cols = tl.arange(0, NPOW2)
+    for r0 in tl.static_range(0, BLOCK_M, ROWS):
+        rows = pid_m * BLOCK_M + r0 + tl.arange(0, ROWS)
+        inb = (rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV)
+        ptrs = base + rows[:, None] * SEQ_KV + cols[None, :]
+        s = tl.load(S + ptrs, mask=inb, other=float("-inf")).to(tl.float32)
+        visible = inb
+        if CAUSAL:
+            visible = visible & (cols[None, :] <= rows[:, None] + CAUSAL_OFFSET)
+        s = tl.where(visible, s, float("-inf"))
+        m = tl.max(s, 1)
+        m = tl.where(m == float("-inf"), 0.0, m)  # fully masked row: P = 0, not NaN
+        e = tl.math.exp2((s - m[:, None]) * 1.4426950408889634)
+        denom = tl.sum(e, 1)
+        denom = tl.where(denom == 0.0, 1.0, denom)
+        p = e / denom[:, None]
+        tl.store(P + ptrs, p.to(P.dtype.element_ty), mask=inb)
+
+
+@triton.jit
+def _naive_pv(P, V, O,
+              stride_vb, stride_vh, stride_vn,
+              stride_ob, stride_oh, stride_om,
+              H, SEQ_Q, SEQ_KV,
+              GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # O_i resident (fp32 accumulator); each iteration reads P_ij (rows x cols) and V_j (cols x d)
+    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rm = rows[:, None] < SEQ_Q
+    p_ptrs = P + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + offs_n[None, :]
+    v_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :]
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for start_n in range(0, SEQ_KV, BLOCK_N):
+        cols = start_n + offs_n
+        p = tl.load(p_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
+        v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
+        acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    tl.store(O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :],
+             acc.to(O.dtype.element_ty), mask=rm)
+
+
+@triton.jit
+def _naive_bwd_dv(P, DO, DV,
+                  stride_dob, stride_doh, stride_dom,
+                  stride_dvb, stride_dvh, stride_dvn,
+                  HKV, SEQ_Q, SEQ_KV,
+                  GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # dV_j resident; each iteration reads P_ij (transposed, cols x rows) and dO_i (rows x d)
+    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
+    b = (pid_bhkv // HKV).to(tl.int64)
+    hkv = (pid_bhkv % HKV).to(tl.int64)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cm = cols[:, None] < SEQ_KV
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    for g in range(GROUP):
+        h = hkv * GROUP + g
+        bh = b * (HKV * GROUP) + h
+        pT_ptrs = P + bh * SEQ_Q * SEQ_KV + offs_m[None, :] * SEQ_KV + cols[:, None]
+        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :]
+        for start_m in range(0, SEQ_Q, BLOCK_M):
+            rows = start_m + offs_m
+            pT = tl.load(pT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
+            do = tl.load(do_ptrs + start_m * stride_dom, mask=rows[:, None] < SEQ_Q, other=0.0)
+            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+    tl.store(DV + b * stride_dvb + hkv * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :],
+             dv.to(DV.dtype.element_ty), mask=cm)
+
+
+@triton.jit
+def _naive_bwd_dp(DO, V, DP,
+                  stride_dob, stride_doh, stride_dom,
+                  stride_vb, stride_vh, stride_vn,
+                  H, SEQ_Q, SEQ_KV,
+                  GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # reads dO_i (rows x d), V_j (cols x d); writes dP_ij = dO_i V_j^T
+    pid_m, pid_n, pid_bh = _pids_2d(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dom + offs_d[None, :],
+                 mask=rows[:, None] < SEQ_Q, other=0.0)
+    vT = tl.load(V + b * stride_vb + hkv * stride_vh + cols[None, :] * stride_vn + offs_d[:, None],
+                 mask=cols[None, :] < SEQ_KV, other=0.0)
+    dp = tl.dot(do, vT, input_precision=PREC)
+    ptrs = DP + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
+    tl.store(ptrs, dp.to(DP.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+
+
+@triton.jit
+def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
+                  BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr, Q_FASTEST: tl.constexpr):
+    # full rows of P and dP read once; dS written over dP
+    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
+    cols = tl.arange(0, NPOW2)
+    for r0 in tl.static_range(0, BLOCK_M, ROWS):
+        rows = pid_m * BLOCK_M + r0 + tl.arange(0, ROWS)
+        inb = (rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV)
+        ptrs = base + rows[:, None] * SEQ_KV + cols[None, :]
+        p = tl.load(P + ptrs, mask=inb, other=0.0).to(tl.float32)
+        dp = tl.load(DP + ptrs, mask=inb, other=0.0).to(tl.float32)
+        rowsum = tl.sum(p * dp, 1)
+        ds = p * (dp - rowsum[:, None])
+        tl.store(DP + ptrs, ds.to(DP.dtype.element_ty), mask=inb)
+
+
+@triton.jit
+def _naive_bwd_dq(DS, K, DQ,
+                  stride_kb, stride_kh, stride_kn,
+                  stride_dqb, stride_dqh, stride_dqm,
+                  H, SEQ_Q, SEQ_KV, sm_scale,
+                  GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # dQ_i resident; each iteration reads dS_ij (rows x cols) and K_j (cols x d)
+    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rm = rows[:, None] < SEQ_Q
+    ds_ptrs = DS + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + offs_n[None, :]
+    k_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for start_n in range(0, SEQ_KV, BLOCK_N):
+        cols = start_n + offs_n
+        ds = tl.load(ds_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
+        k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[:, None] < SEQ_KV, other=0.0)
+        acc += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    acc = acc * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqm + offs_d[None, :],
+             acc.to(DQ.dtype.element_ty), mask=rm)
+
+
+@triton.jit
+def _naive_bwd_dk(DS, Q, DK,
+                  stride_qb, stride_qh, stride_qm,
+                  stride_dkb, stride_dkh, stride_dkn,
+                  HKV, SEQ_Q, SEQ_KV, sm_scale,
+                  GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # dK_j resident; each iteration reads dS_ij (transposed, cols x rows) and Q_i (rows x d)
+    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
+    b = (pid_bhkv // HKV).to(tl.int64)
+    hkv = (pid_bhkv % HKV).to(tl.int64)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cm = cols[:, None] < SEQ_KV
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    for g in range(GROUP):
+        h = hkv * GROUP + g
+        bh = b * (HKV * GROUP) + h
+        dsT_ptrs = DS + bh * SEQ_Q * SEQ_KV + offs_m[None, :] * SEQ_KV + cols[:, None]
+        q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
+        for start_m in range(0, SEQ_Q, BLOCK_M):
+            rows = start_m + offs_m
+            dsT = tl.load(dsT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
+            q = tl.load(q_ptrs + start_m * stride_qm, mask=rows[:, None] < SEQ_Q, other=0.0)
+            dk += tl.dot(dsT.to(q.dtype), q, input_precision=PREC)
+    dk = dk * sm_scale
+    tl.store(DK + b * stride_dkb + hkv * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :],
+             dk.to(DK.dtype.element_ty), mask=cm)
+
+
+# --- launchers ------------------------------------------------------------------------------------
+
+def _s4(t):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _prec(problem):
+    return "ieee" if problem.dtype == "fp32" else "tf32"
+
+
+def _rows_per_step(seq_kv: int, block_m: int):
+    npow2 = next_pow2(seq_kv)
+    return max(1, min(block_m, 8192 // npow2)), npow2
+
+
+def sp_torch_dtype(problem: AttentionProblem, schedule: Schedule):
+    return TORCH_DTYPES[schedule.sp_dtype or problem.dtype]
+
+
+def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
+    """The three forward launches; returns (o, P)."""
+    qk, sm, pv = kernel_launches(problem, schedule)
+    assert (qk.name, sm.name, pv.name) == ("naive_qk", "naive_softmax", "naive_pv")
+    p, s = problem, schedule
+    qf = s.grid_order == "q_fastest"
+    spd = sp_torch_dtype(p, s)
+    bh = p.batch * p.heads_q
+    S = torch.empty((bh, p.seq_q, p.seq_kv), dtype=spd, device=q.device)
+    P = torch.empty((bh, p.seq_q, p.seq_kv), dtype=spd, device=q.device)
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
+              PREC=_prec(p), num_warps=s.num_warps, num_stages=s.num_stages)
+    _naive_qk[qk.grid](q, k, S, *_s4(q), *_s4(k), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
+    rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
+    _naive_softmax[sm.grid](S, P, p.seq_q, p.seq_kv, p.causal_offset, BLOCK_M=s.block_m, ROWS=rows,
+                            NPOW2=npow2, CAUSAL=p.causal, Q_FASTEST=qf, num_warps=s.num_warps)
+    del S
+    _naive_pv[pv.grid](P, v, o, *_s4(v), *_s4(o), p.heads_q, p.seq_q, p.seq_kv, **kw)
+    return o, P
+
+
+def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P):
+    """The five backward launches; returns (dq, dk, dv)."""
+    names = tuple(launch.name for launch in kernel_launches(problem, schedule))
+    assert names == ("naive_bwd_dv", "naive_bwd_dp", "naive_bwd_ds", "naive_bwd_dq", "naive_bwd_dk"), names
+    l_dv, l_dp, l_ds, l_dq, l_dk = kernel_launches(problem, schedule)
+    p, s = problem, schedule
+    qf = s.grid_order == "q_fastest"
+    spd = sp_torch_dtype(p, s)
+    if P.dtype != spd or P.shape != (p.batch * p.heads_q, p.seq_q, p.seq_kv):
+        raise ValueError(f"saved P has shape {tuple(P.shape)} and dtype {P.dtype}; the backward schedule "
+                         f"needs {(p.batch * p.heads_q, p.seq_q, p.seq_kv)} in {spd} (same sp_dtype as forward)")
+    kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
+              PREC=_prec(p), num_warps=s.num_warps, num_stages=s.num_stages)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    dP = torch.empty_like(P)
+    _naive_bwd_dv[l_dv.grid](P, do, dv, *_s4(do), *_s4(dv), p.heads_kv, p.seq_q, p.seq_kv, **kw)
+    _naive_bwd_dp[l_dp.grid](do, v, dP, *_s4(do), *_s4(v), p.heads_q, p.seq_q, p.seq_kv, **kw)
+    rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
+    _naive_bwd_ds[l_ds.grid](P, dP, p.seq_q, p.seq_kv, BLOCK_M=s.block_m, ROWS=rows, NPOW2=npow2,
+                             Q_FASTEST=qf, num_warps=s.num_warps)
+    _naive_bwd_dq[l_dq.grid](dP, k, dq, *_s4(k), *_s4(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
+    _naive_bwd_dk[l_dk.grid](dP, q, dk, *_s4(q), *_s4(dk), p.heads_kv, p.seq_q, p.seq_kv, p.scale, **kw)
+    return dq, dk, dv
