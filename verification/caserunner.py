@@ -1,0 +1,136 @@
+"""Run suite cases' kernels on the GPU: the program `ncu` profiles, and the timing pass.
+
+    python -m verification.caserunner --spec SPECS.json --mode ncu  --out DONE.jsonl
+    python -m verification.caserunner --spec SPECS.json --mode time --out TIMES.jsonl
+
+SPECS.json is a list of `Case.to_spec()` dicts (written by `python -m verification measure`).
+For every case, in order:
+  1. inputs (fixed seed) are made and the case's pass is run once untimed: Triton compiles
+     and autotunes here, outside any measurement;
+  2. mode ncu: `torch.cuda.profiler.start()`, the measured pass once, synchronise, `stop()`
+     (ncu runs with --profile-from-start off, so only these launches are profiled);
+     mode time: the median of repeated runs of the pass (triton.testing.do_bench, which
+     clears L2 before each run), no profiler attached;
+  3. one JSON line is appended to --out and flushed (so a crash keeps the finished cases);
+  4. memory is freed and the caching allocator emptied, so ncu's replay saves little.
+
+The measured pass of a `bwd` case is the backward launches only; its forward runs before.
+Needs torch, triton, kernels; no simpy.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import traceback
+
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def make_inputs(problem, device, seed=0):
+    import torch
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    dt = getattr(torch, TORCH_DTYPES[problem.dtype])
+    p = problem
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float32).to(device=device, dtype=dt)
+
+    q = rnd(p.batch, p.heads_q, p.seq_q, p.head_dim)
+    k = rnd(p.batch, p.heads_kv, p.seq_kv, p.head_dim)
+    v = rnd(p.batch, p.heads_kv, p.seq_kv, p.head_dim)
+    return q, k, v, rnd
+
+
+def prepare(spec: dict, device="cuda"):
+    """(fn, keepalive): fn() runs the case's measured pass once."""
+    import kernels
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    prob = problem_from_dict(spec["problem"])
+    sched = schedule_from_dict(spec["schedule"])
+    q, k, v, rnd = make_inputs(prob, device)
+    if sched.phase == "fwd":
+        def fn():
+            return kernels.forward(prob, sched, q, k, v)
+        return fn, (q, k, v)
+    fsched = dataclasses.replace(sched, phase="fwd")
+    fwd = kernels.forward(prob, fsched, q, k, v)
+    do = rnd(*fwd.o.shape)
+
+    def fn():
+        return kernels.backward(prob, sched, q, k, v, fwd.o, do, fwd)
+    return fn, (q, k, v, fwd, do)
+
+
+def _free():
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: float = 25.0, log=sys.stderr):
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit("caserunner: no CUDA GPU visible to torch (torch.cuda.is_available() is False); "
+                         "run this on the GPU machine")
+    n = len(specs)
+    for i, spec in enumerate(specs, 1):
+        t0 = time.time()
+        rec = {"case": spec["name"], "launches": spec["launches"]}
+        try:
+            fn, keep = prepare(spec)
+            fn()  # warm-up: compile / autotune outside the measurement
+            torch.cuda.synchronize()
+            if mode == "ncu":
+                torch.cuda.profiler.start()
+                fn()
+                torch.cuda.synchronize()
+                torch.cuda.profiler.stop()
+            else:
+                import triton.testing
+                ms = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
+                rec["time_s"] = ms * 1e-3
+                rec["timing"] = {"method": "triton.testing.do_bench median (L2 cleared before each run)",
+                                 "warmup_ms": warmup_ms, "rep_ms": rep_ms}
+            rec["ok"] = True
+            del fn, keep
+        except Exception as e:  # keep going: one broken case must not lose the others
+            try:
+                torch.cuda.profiler.stop()
+            except Exception:
+                pass
+            rec["ok"] = False
+            rec["error"] = f"{type(e).__name__}: {e}"
+            rec["traceback"] = traceback.format_exc(limit=8)
+        _free()
+        rec["wall_s"] = round(time.time() - t0, 3)
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+        status = "ok" if rec["ok"] else "FAILED " + rec["error"].splitlines()[0][:200]
+        extra = f" {rec['time_s'] * 1e3:.3f} ms" if rec.get("time_s") else ""
+        print(f"[{mode} {i}/{n}] {spec['name']}: {status}{extra} ({rec['wall_s']:.1f} s)", file=log, flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m verification.caserunner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True, help="JSON list of case specs (Case.to_spec())")
+    ap.add_argument("--mode", choices=("ncu", "time"), required=True)
+    ap.add_argument("--out", required=True, help="JSON-lines file, one line per finished case")
+    ap.add_argument("--rep-ms", type=float, default=100.0, help="timing: total time of the timed repeats")
+    ap.add_argument("--warmup-ms", type=float, default=25.0)
+    a = ap.parse_args(argv)
+    with open(a.spec) as f:
+        specs = json.load(f)
+    with open(a.out, "a") as out:
+        run(specs, a.mode, out, rep_ms=a.rep_ms, warmup_ms=a.warmup_ms)
+
+
+if __name__ == "__main__":
+    main()

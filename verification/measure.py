@@ -1,0 +1,229 @@
+"""Measure suite cases on the GPU: a timing pass, then ONE ncu pass over all cases.
+
+Stdlib only in this process (torch runs in the subprocesses), so `python -m verification
+measure` needs neither simpy nor memsim's model.
+
+1. timing pass: `python -m verification.caserunner --mode time` (no profiler), median of
+   repeats per case; it also fills Triton's on-disk cache so the ncu pass compiles nothing;
+2. ncu pass: one `ncu ... python -m verification.caserunner --mode ncu` over all cases
+   (--ncu-per-case: one ncu process per case instead, slower but a crash loses one case);
+3. rows are mapped back to cases by order and kernel name, and each case's record is
+   written at once to <data dir>/<case>.json (never over an existing file); the raw ncu
+   log and the timing lines are kept in <data dir>/raw/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import ncu as N
+from . import records as R
+
+
+def _progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _runner_cmd(spec_file, mode, out_file, python=None):
+    return [python or sys.executable, "-m", "verification.caserunner", "--spec", str(spec_file), "--mode", mode,
+            "--out", str(out_file)]
+
+
+def _read_jsonl(path) -> list[dict]:
+    out = []
+    p = Path(path)
+    if p.exists():
+        for line in p.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a line cut by a kill
+    return out
+
+
+def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> dict[str, dict]:
+    spec_file = Path(workdir) / "specs.json"
+    spec_file.write_text(json.dumps(specs))
+    out = Path(workdir) / "timing.jsonl"
+    cmd = _runner_cmd(spec_file, "time", out)
+    echo("$ " + " ".join(map(shlex.quote, cmd)))
+    try:
+        subprocess.run(cmd, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        echo(f"warning: the timing pass ran past {timeout_s} s; keeping the cases it finished")
+    return {r["case"]: r for r in _read_jsonl(out)}
+
+
+def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_progress):
+    """Returns ({case: [KernelRow, ...]}, {case: runner line}, ncu log text)."""
+    spec_file = Path(workdir) / "specs_ncu.json"
+    spec_file.write_text(json.dumps(specs))
+    done_file = Path(workdir) / "ncu_done.jsonl"
+    log_file = str(Path(workdir) / "ncu.log")
+    rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
+                           timeout_s=timeout_s, env=env, echo=echo)
+    done = _read_jsonl(done_file)
+    ok = [(d["case"], d["launches"]) for d in done if d.get("ok")]
+    return N.assign_rows_to_cases(rows, ok), {d["case"]: d for d in done}, text
+
+
+def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=()) -> dict:
+    kernels = [N.launch_record(r) for r in rows]
+    total = N.sum_records(kernels)
+    total["ncu_time_s"] = total.pop("time_s")
+    t = (timing or {}).get("time_s")
+    total["time_s"] = t if t is not None else total["ncu_time_s"]
+    return {
+        "format": R.FORMAT,
+        "case": spec["name"],
+        "hardware": spec["hardware"],
+        "problem": spec["problem"],
+        "schedule": spec["schedule"],
+        "tags": list(tags),
+        "kernels": kernels,
+        "total": total,
+        "timing": {
+            "time_s": "total.time_s: median of repeated runs of the whole pass without the profiler"
+                      + ("" if t is not None else " (NOT measured: this is the sum of ncu's per-launch durations)"),
+            "ncu_time_s": "per launch kernels[].time_s and total.ncu_time_s: gpu__time_duration under ncu, "
+                          "caches flushed before each kernel, clocks not locked",
+            **({k: v for k, v in (timing or {}).items() if k in ("timing",)}),
+        },
+        "provenance": provenance,
+    }
+
+
+def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=False, metrics=None,
+                  ncu_timeout_s=420, time_timeout_s=300, skip_timing=False, bundle_to=None,
+                  echo=_progress) -> dict:
+    """Measure `cases` (suite.Case) into data_dir; returns a summary dict."""
+    specs = [c.to_spec() for c in cases]
+    names = [c.name for c in cases]
+    tags = {c.name: c.tags for c in cases}
+    exe = N.ncu_path()  # fail early and clearly when ncu is missing
+    _check_gpu()
+    moved = R.check_free(data_dir, names, archive_old=archive_old)
+    if moved:
+        echo(f"moved the older records of these cases to {moved}")
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    ver = N.ncu_version(exe)
+    if metrics is None:
+        metrics = list(N.METRICS)
+        known = N.available_metrics(_chip())
+        metrics, dropped = N.filter_metrics(metrics, known)
+        if dropped:
+            echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
+    prov = R.gpu_provenance(command, ver)
+    prov["ncu_metrics"] = metrics
+    prov["ncu_command"] = " ".join(N.build_command(["<program>"], metrics=metrics, exe="ncu"))
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    raw = Path(data_dir) / R.RAW_DIR
+    stamp = R.utc_stamp()
+    written, failed = [], {}
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="vmeasure-") as wd:
+        timing = {}
+        if not skip_timing:
+            echo(f"timing pass: {len(specs)} case(s)")
+            timing = timing_pass(specs, wd, timeout_s=time_timeout_s, env=env, echo=echo)
+            for c, r in timing.items():
+                if not r.get("ok"):
+                    failed[c] = "timing: " + r.get("error", "?")
+        todo = [s for s in specs if s["name"] not in failed]
+        groups = [[s] for s in todo] if per_case else [todo]
+        logs = []
+        for gi, group in enumerate(groups):
+            if not group:
+                continue
+            echo(f"ncu pass{f' {gi + 1}/{len(groups)}' if per_case else ''}: {len(group)} case(s)")
+            gwd = Path(wd) / f"g{gi}"
+            gwd.mkdir()
+            try:
+                by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=ncu_timeout_s, env=env,
+                                               echo=echo)
+            except N.NcuError as e:
+                logf = gwd / "ncu.log"
+                logs.append(logf.read_text(errors="replace") if logf.exists() else "")
+                if not per_case:
+                    _save_raw(raw, stamp, logs, timing)
+                    raise
+                failed[group[0]["name"]] = f"ncu: {e}"
+                continue
+            logs.append(text)
+            for s in group:
+                if s["name"] in by_case:
+                    rec = build_record(s, by_case[s["name"]], timing.get(s["name"]), prov, tags[s["name"]])
+                    written.append(str(R.save_record(data_dir, rec)))
+                    echo(f"  wrote {written[-1]}")
+                elif s["name"] in done:
+                    failed[s["name"]] = "ncu run: " + done[s["name"]].get("error", "?")
+                else:
+                    failed[s["name"]] = "ncu run: not reached (the program stopped before this case)"
+            if bundle_to:
+                _save_raw(raw, stamp, logs, timing)
+                R.bundle(data_dir, bundle_to)
+        _save_raw(raw, stamp, logs, timing)
+    if bundle_to:
+        R.bundle(data_dir, bundle_to)
+        echo(f"bundle: {bundle_to}")
+    summary = {"data_dir": str(data_dir), "written": written, "failed": failed, "seconds": round(time.time() - t0, 1),
+               "ncu": ver, "gpu": prov.get("gpu")}
+    for c, why in failed.items():
+        echo(f"FAILED {c}: {why.splitlines()[0][:300]}")
+    echo(f"measured {len(written)}/{len(specs)} case(s) in {summary['seconds']} s -> {data_dir}")
+    return summary
+
+
+def _save_raw(raw: Path, stamp, logs, timing):
+    raw.mkdir(parents=True, exist_ok=True)
+    from memsim.io import write_atomic
+    if logs:
+        write_atomic(raw / f"ncu_{stamp}.log", "\n".join(logs), overwrite=True)
+    if timing:
+        write_atomic(raw / f"timing_{stamp}.jsonl", "".join(json.dumps(v) + "\n" for v in timing.values()),
+                     overwrite=True)
+
+
+def _chip() -> str:
+    """ncu's chip name for GPU 0 (gh100 for compute capability 9.0); '' if unknown."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return {"9.0": "gh100", "8.0": "ga100", "8.6": "ga102", "8.9": "ad102", "10.0": "gb100"}.get(
+        out.splitlines()[0].strip() if out else "", "")
+
+
+def _check_gpu():
+    try:
+        p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        ok = p.returncode == 0 and "GPU" in p.stdout
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    if not ok:
+        raise N.NcuError("no NVIDIA GPU here (nvidia-smi -L lists none): run `measure` on the GPU machine "
+                         "(verification/DEVICE.md), then `python -m verification report` here")
+
+
+def gpu_name() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        if out:
+            return out.splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    raise N.NcuError("no NVIDIA GPU here (nvidia-smi gives no name): run `measure` on the GPU machine "
+                     "(verification/DEVICE.md)")

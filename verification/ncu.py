@@ -1,0 +1,369 @@
+"""Nsight Compute (ncu): the command line, the CSV it prints, and per-launch traffic records.
+
+Stdlib only (no torch), so the parser and the command builder run and are tested anywhere.
+
+How a suite is measured (see `measure_cases`): ONE ncu process runs
+``python -m verification.caserunner --mode ncu`` over all cases in sequence.  The runner
+warms every case up (Triton compilation, autotuning) *before* calling
+``torch.cuda.profiler.start()``, launches the case's measured pass once, synchronises and
+calls ``stop()``; ncu runs with ``--profile-from-start off`` so only those launches are
+profiled, with the default cache control (L1/L2 flushed before each kernel),
+``--clock-control none`` and a kernel-name filter.  The CSV rows come back in launch order;
+`assign_rows_to_cases` maps them back to cases by that order and checks every kernel name
+against the case's `kernel_launches()`.
+
+Levels (DESIGN.md "One record shape"):
+- global  = SM <-> memory requests: LSU global loads/stores (``l1tex__t_bytes_pipe_lsu_mem_global_op_ld/st``)
+            plus TMA bulk copies (``l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld``,
+            ``l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st``), which bypass l1tex's t-stage;
+            ``l1tex__t_bytes.sum`` (all LSU traffic through the t-stage) is kept as a cross-check.
+- l2      = ``lts__t_sectors_srcunit_tex_op_read/write.sum`` x 32 bytes (TMA counts under srcunit_tex).
+- dram    = ``dram__bytes_read/write.sum`` (writes under-count: ncu flushes before, not after, a kernel).
+- time    = ``gpu__time_duration.sum``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+SECTOR_BYTES = 32
+
+#: metric name -> what it is; the order is the order passed to ncu
+METRICS = {
+    "gpu__time_duration.sum": "kernel duration",
+    "l1tex__t_bytes.sum": "all LSU bytes through the L1TEX t-stage (global+local; not TMA)",
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum": "global load bytes (LSU)",
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum": "global store bytes (LSU)",
+    "l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum": "global load bytes (TMA)",
+    "l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st.sum": "global store bytes (TMA)",
+    "lts__t_sectors_srcunit_tex_op_read.sum": "L2 read sectors from L1TEX/TMA",
+    "lts__t_sectors_srcunit_tex_op_write.sum": "L2 write sectors from L1TEX/TMA",
+    "dram__bytes_read.sum": "DRAM bytes read",
+    "dram__bytes_write.sum": "DRAM bytes written",
+}
+
+#: the record keys shared with memsim's SimResult.to_dict()
+LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
+              "dram_read_bytes", "dram_write_bytes", "time_s")
+
+KERNEL_PREFIX = "_"  # Triton function names are the launch names with this prefix (notes/TEAM.md)
+DEFAULT_KERNEL_REGEX = r"^_(naive|flash1|flash2)_"
+
+
+class NcuError(RuntimeError):
+    """ncu could not measure; the message says why and how to fix it."""
+
+
+# --- units -------------------------------------------------------------------------------
+_SI = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_BIN = {"Ki": 1024.0, "Mi": 1024.0 ** 2, "Gi": 1024.0 ** 3, "Ti": 1024.0 ** 4}
+_TIME = {"ns": 1e-9, "nsecond": 1e-9, "us": 1e-6, "usecond": 1e-6, "ms": 1e-3, "msecond": 1e-3,
+         "s": 1.0, "second": 1.0}
+
+
+def parse_number(text: str) -> float | None:
+    """'100,689,152' -> 100689152.0; '1.5' -> 1.5; 'n/a' or '' -> None."""
+    t = text.strip().replace(",", "").replace("\u202f", "").replace(" ", "")
+    if t in ("", "n/a", "N/A", "-", "(!)n/a"):
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        raise ValueError(f"not a number in the ncu CSV: {text!r}") from None
+
+
+def unit_scale(unit: str) -> tuple[float, str]:
+    """(factor, base unit) so that value * factor is in bytes, seconds or plain counts.
+
+    byte/Kbyte/Mbyte/Gbyte (powers of 1000), KiB/MiB/GiB (1024), ns/us/ms/s and
+    nsecond/usecond/msecond/second, counts with an SI prefix (sector, Ksector, request...)."""
+    u = unit.strip()
+    if u in _TIME:
+        return _TIME[u], "second"
+    if u.endswith("B") and u[:-1] in _BIN:  # KiB, MiB
+        return _BIN[u[:-1]], "byte"
+    m = re.fullmatch(r"([KMGT]?)(byte|bytes)", u)
+    if m:
+        return _SI[m.group(1)], "byte"
+    m = re.fullmatch(r"([KMGT]?)([a-z%][A-Za-z_/%]*)", u)
+    if m and m.group(2) not in ("s",):
+        return _SI[m.group(1)], m.group(2)
+    if u == "":
+        return 1.0, ""
+    return 1.0, u
+
+
+def normalise(value: str, unit: str) -> tuple[float | None, str]:
+    v = parse_number(value)
+    f, base = unit_scale(unit)
+    return (None if v is None else v * f), base
+
+
+# --- CSV ---------------------------------------------------------------------------------
+@dataclass
+class KernelRow:
+    """One profiled kernel launch (all its metric rows folded together)."""
+
+    id: int
+    name: str
+    grid: str = ""
+    block: str = ""
+    metrics: dict = field(default_factory=dict)  # metric name -> value in bytes / seconds / counts
+    units: dict = field(default_factory=dict)    # metric name -> base unit
+
+
+def _header_index(lines: list[str]) -> int:
+    for i, line in enumerate(lines):
+        if line.startswith('"ID"') and "Metric Name" in line:
+            return i
+    return -1
+
+
+def parse_csv(text: str) -> list[KernelRow]:
+    """Parse `ncu --csv` output (details page, one row per metric) into launches in order.
+
+    Tolerates the ==PROF==/==WARNING== lines and program output around the table."""
+    lines = text.splitlines()
+    h = _header_index(lines)
+    if h < 0:
+        return []
+    table = [lines[h]] + [ln for ln in lines[h + 1:] if ln.startswith('"')]
+    reader = csv.DictReader(io.StringIO("\n".join(table)))
+    out: dict[int, KernelRow] = {}
+    for row in reader:
+        try:
+            kid = int(row["ID"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        kr = out.get(kid)
+        if kr is None:
+            kr = out[kid] = KernelRow(kid, row.get("Kernel Name", ""), row.get("Grid Size", ""),
+                                      row.get("Block Size", ""))
+        name = row.get("Metric Name")
+        if not name:
+            continue
+        value, base = normalise(row.get("Metric Value", ""), row.get("Metric Unit", ""))
+        kr.metrics[name] = value
+        kr.units[name] = base
+    return [out[k] for k in sorted(out)]
+
+
+def _get(m: dict, name: str):
+    v = m.get(name)
+    return None if v is None else float(v)
+
+
+def _add(*vals):
+    vals = [v for v in vals if v is not None]
+    return sum(vals) if vals else None
+
+
+def launch_record(row: KernelRow) -> dict:
+    """Per-launch record in the model's keys (bytes, seconds); None where a metric is missing."""
+    m = row.metrics
+    lsu_ld = _get(m, "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum")
+    lsu_st = _get(m, "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum")
+    tma_ld = _get(m, "l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum")
+    tma_st = _get(m, "l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st.sum")
+    t_bytes = _get(m, "l1tex__t_bytes.sum")
+    rd = _add(lsu_ld, tma_ld) if lsu_ld is not None else None
+    wr = _add(lsu_st, tma_st) if lsu_st is not None else None
+    l2r = _get(m, "lts__t_sectors_srcunit_tex_op_read.sum")
+    l2w = _get(m, "lts__t_sectors_srcunit_tex_op_write.sum")
+    rec = {
+        "name": row.name[len(KERNEL_PREFIX):] if row.name.startswith(KERNEL_PREFIX) else row.name,
+        "kernel": row.name,
+        "global_read_bytes": rd,
+        "global_write_bytes": wr,
+        "l2_read_bytes": None if l2r is None else l2r * SECTOR_BYTES,
+        "l2_write_bytes": None if l2w is None else l2w * SECTOR_BYTES,
+        "dram_read_bytes": _get(m, "dram__bytes_read.sum"),
+        "dram_write_bytes": _get(m, "dram__bytes_write.sum"),
+        "time_s": _get(m, "gpu__time_duration.sum"),
+        # cross-check: all LSU traffic through the t-stage plus TMA = global read + write
+        "global_bytes_l1tex_t": None if t_bytes is None else t_bytes + (tma_ld or 0.0) + (tma_st or 0.0),
+        "grid": row.grid,
+        "block": row.block,
+        "metrics": dict(m),
+    }
+    return rec
+
+
+def sum_records(kernels: list[dict]) -> dict:
+    """Totals over launches, None for a key any launch lacks."""
+    tot = {}
+    for k in LEVEL_KEYS + ("global_bytes_l1tex_t",):
+        vals = [r.get(k) for r in kernels]
+        tot[k] = None if (not vals or any(v is None for v in vals)) else float(sum(vals))
+    return tot
+
+
+def assign_rows_to_cases(rows: list[KernelRow], expected: list[tuple[str, list[str]]]) -> dict[str, list[KernelRow]]:
+    """Map profiled launches back to cases by order.
+
+    expected: [(case name, [launch names in order]), ...] for the cases the runner finished,
+    in the order it ran them.  Each launch name must match the kernel name (with or without
+    the leading underscore).  Raises NcuError on any mismatch, naming the case and position."""
+    out: dict[str, list[KernelRow]] = {}
+    i = 0
+    for case, names in expected:
+        got = []
+        for j, want in enumerate(names):
+            if i >= len(rows):
+                raise NcuError(f"ncu profiled {len(rows)} launches but case {case!r} expects launch #{j} "
+                               f"{want!r} after them: some kernels were not profiled (see the ncu log)")
+            r = rows[i]
+            if r.name not in (want, KERNEL_PREFIX + want):
+                raise NcuError(f"case {case!r}, launch #{j}: expected kernel {KERNEL_PREFIX + want!r}, ncu row "
+                               f"{r.id} is {r.name!r}; the kernel names do not follow kernel_launches()")
+            got.append(r)
+            i += 1
+        out[case] = got
+    if i != len(rows):
+        extra = ", ".join(sorted({r.name for r in rows[i:]}))
+        raise NcuError(f"ncu profiled {len(rows) - i} launches more than the cases expect ({extra}); "
+                       f"a case launches kernels its schedule does not list")
+    return out
+
+
+# --- the command line ----------------------------------------------------------------------
+def ncu_path() -> str:
+    exe = os.environ.get("NCU") or shutil.which("ncu")
+    if not exe:
+        for cand in ("/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/ncu"):
+            if os.path.exists(cand):
+                return cand
+        raise NcuError("ncu (Nsight Compute) is not on the PATH: install Nsight Compute (it ships with the CUDA "
+                       "toolkit, e.g. /usr/local/cuda/bin/ncu) and add it to PATH, or set NCU=/path/to/ncu")
+    return exe
+
+
+def ncu_version(exe: str | None = None) -> str | None:
+    try:
+        out = subprocess.run([exe or ncu_path(), "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError, NcuError):
+        return None
+    m = re.search(r"Version\s+(\S+)", out)
+    return m.group(1) if m else (out.strip().splitlines()[-1] if out.strip() else None)
+
+
+def available_metrics(chip: str, exe: str | None = None) -> set[str] | None:
+    """Base metric names ncu knows for `chip` (e.g. 'gh100'), or None if it cannot say."""
+    try:
+        p = subprocess.run([exe or ncu_path(), "--query-metrics", "--chip", chip], capture_output=True,
+                           text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode != 0:
+        return None
+    names = set(re.findall(r"^\s*([a-z0-9]+__[A-Za-z0-9_]+)", p.stdout, flags=re.M))
+    return names or None
+
+
+def filter_metrics(metrics: list[str], known: set[str] | None) -> tuple[list[str], list[str]]:
+    """(kept, dropped): drop metrics whose base name ncu does not list for this chip."""
+    if not known:
+        return list(metrics), []
+    kept, dropped = [], []
+    for m in metrics:
+        base = re.sub(r"\.(sum|avg|max|min)(\..*)?$", "", m)
+        (kept if base in known else dropped).append(m)
+    return kept, dropped
+
+
+def build_command(program: list[str], *, metrics: list[str] | None = None, kernel_regex: str = DEFAULT_KERNEL_REGEX,
+                  log_file: str | None = None, exe: str | None = None, from_start: bool = False) -> list[str]:
+    """The ncu command line: default cache control (flush before each kernel), clocks unlocked,
+    only launches between cudaProfilerStart/Stop, only kernels matching `kernel_regex`."""
+    cmd = [exe or ncu_path(), "--csv", "--print-units", "base", "--clock-control", "none",
+           "--metrics", ",".join(metrics or list(METRICS)), "-k", f"regex:{kernel_regex}"]
+    if not from_start:
+        cmd += ["--profile-from-start", "off"]
+    if log_file:
+        cmd += ["--log-file", log_file]
+    return cmd + list(program)
+
+
+_ERRORS = [
+    ("ERR_NVGPUCTRPERM", "the GPU performance counters are not permitted for this user (ERR_NVGPUCTRPERM): run as "
+     "root, or load the driver with NVreg_RestrictProfilingToAdminUsers=0 "
+     "(see https://developer.nvidia.com/ERR_NVGPUCTRPERM)"),
+    ("LibraryNotLoaded", "ncu could not load its profiling library (LibraryNotLoaded): this machine's runtime "
+     "does not expose the counters (seen under gVisor); use a machine where ncu works (Firecracker, bare metal)"),
+    ("Failed to find metric", "ncu does not know one of the metrics on this GPU: rerun with --metrics listing only "
+     "those `ncu --query-metrics` shows"),
+    ("No CUDA-capable device", "no GPU: ncu needs a CUDA device; run this on the GPU machine"),
+    ("no CUDA GPUs are available", "no GPU: ncu needs a CUDA device; run this on the GPU machine"),
+    ("CUDA driver version is insufficient", "the CUDA driver is older than the runtime; update the driver"),
+]
+
+
+def diagnose(text: str, returncode: int | None = None) -> str | None:
+    """A one-line explanation (with the fix) for a failed ncu run, or None if nothing is recognised."""
+    for key, msg in _ERRORS:
+        if key in text:
+            return msg
+    if "No kernels were profiled" in text:
+        return ("ncu profiled no kernel: the kernel-name filter matched nothing, or the program never called "
+                "torch.cuda.profiler.start(); check the kernel names (launch names prefixed with '_')")
+    if returncode not in (None, 0):
+        errs = [ln for ln in text.splitlines() if "==ERROR==" in ln]
+        if errs:
+            return "ncu failed: " + errs[0].split("==ERROR==", 1)[1].strip()
+    return None
+
+
+def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = None,
+            kernel_regex: str = DEFAULT_KERNEL_REGEX, timeout_s: float | None = None, env: dict | None = None,
+            echo=None) -> tuple[list[KernelRow], str]:
+    """Run `program` under ncu; return (profiled launches in order, ncu's full text output).
+
+    Raises NcuError with a fix for the known failures.  Rows already printed are returned
+    even when the program failed part-way (the caller maps the cases that finished)."""
+    exe = ncu_path()
+    cmd = build_command(program, metrics=metrics, kernel_regex=kernel_regex, log_file=log_file, exe=exe)
+    if echo:
+        echo("$ " + " ".join(cmd))
+    import threading
+    lines: list[str] = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            errors="replace")
+
+    def pump():  # show the runner's progress live, keep everything for the diagnosis
+        for line in proc.stdout:
+            lines.append(line)
+            if echo:
+                echo(line.rstrip("\n"))
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = "timeout"
+    t.join(timeout=10)
+    stdout, stderr = "".join(lines), ""
+    log = ""
+    if os.path.exists(log_file):
+        with open(log_file, errors="replace") as f:
+            log = f.read()
+    text = "\n".join([log, stdout, stderr])
+    rows = parse_csv(log) or parse_csv(stdout)
+    why = diagnose(text, None if rc == "timeout" else rc)
+    if rc == "timeout" and not rows:
+        raise NcuError(f"ncu ran past its {timeout_s:.0f} s limit before printing results; measure fewer cases "
+                       f"(--cases) or raise --ncu-timeout")
+    if not rows:
+        raise NcuError(why or f"ncu printed no results (exit status {rc}); the last lines were:\n"
+                       + "\n".join(text.strip().splitlines()[-15:]))
+    if why and rc not in (0,):
+        if echo:
+            echo(f"warning: {why}")
+    return rows, text

@@ -1,0 +1,271 @@
+"""Exactness suite: every algorithm, forward and backward, against the float64 reference.
+
+The correctness rule (DESIGN.md, after FlashAttention's own tests), per output tensor
+(o forward; dq, dk, dv backward):
+
+    max|kernel - ref64|  <=  2 * max|naive_same_dtype - ref64|  +  noise
+
+where ref64 = kernels.reference (float64), naive_same_dtype = kernels.reference.naive_same_dtype
+(standard attention in the input dtype, on the same device) and noise = one ulp (in the
+input dtype) of the largest |ref64| value -- the rounding of the reference itself.
+A NaN or Inf anywhere in the kernel output fails the case.
+
+On a GPU the cases use realistic shapes; without one they run through the Triton
+interpreter (TRITON_INTERPRET=1, set before triton is imported) on small shapes.
+Fresh random inputs (fixed seeds, never zeros); on the GPU the allocator's free blocks are
+filled with NaN first, so an output element the kernel forgets to write shows up.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+ALGS = (("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd"))
+
+
+@dataclass(frozen=True)
+class NumCase:
+    algorithm: str
+    phase: str
+    dtype: str
+    head_dim: int
+    seq_q: int
+    seq_kv: int
+    heads_q: int = 2
+    heads_kv: int = 2
+    batch: int = 1
+    causal: bool = False
+    causal_align: str = "top_left"
+    layout: str = "contiguous"  # or "bnhd": (B, N, H, d) storage viewed as (B, H, N, d)
+    block_m: int = 32
+    block_n: int = 16
+    grid_order: str = "q_fastest"
+    seed: int = 0
+
+    @property
+    def id(self) -> str:
+        c = ("causal-" + ("tl" if self.causal_align == "top_left" else "br")) if self.causal else "full"
+        g = f"h{self.heads_q}" + (f"kv{self.heads_kv}" if self.heads_kv != self.heads_q else "")
+        extra = "" if self.layout == "contiguous" else f"-{self.layout}"
+        extra += "" if self.grid_order == "q_fastest" else "-headsfast"
+        return (f"{self.algorithm}-{self.phase}-{self.dtype}-d{self.head_dim}-q{self.seq_q}k{self.seq_kv}-{g}-{c}"
+                f"-b{self.block_m}x{self.block_n}{extra}")
+
+
+def build_cases(gpu: bool) -> list[NumCase]:
+    """The exactness matrix.  Interpreter: small shapes; GPU: larger ones and more head dims."""
+    cases: list[NumCase] = []
+    if gpu:
+        bm, bn = 64, 64
+        dims = (32, 64, 128)
+        lens = ((1, 1), (113, 113), (203, 203), (1023, 1023), (256, 512), (512, 256), (2048, 2048))
+        dtypes = ("fp16", "bf16", "fp32")
+        B, H = 2, 4
+    else:
+        bm, bn = 32, 16
+        dims = (16, 64)
+        lens = ((1, 1), (113, 113), (64, 96), (96, 64))
+        dtypes = ("fp16", "bf16", "fp32")
+        B, H = 1, 2
+    for alg, ph in ALGS:
+        # dtypes at one head dim and a plain length
+        for dt in dtypes:
+            cases.append(NumCase(alg, ph, dt, 64, lens[1][0], lens[1][1], H, H, B, block_m=bm, block_n=bn))
+        # head dims, lengths, causal alignments (fp16)
+        for d in dims:
+            for nq, nkv in lens:
+                for causal, align in ((False, "top_left"), (True, "top_left"), (True, "bottom_right")):
+                    if d != 64 and (nq, nkv) not in (lens[1], lens[-1]):
+                        continue  # other head dims: two lengths are enough
+                    if causal and align == "bottom_right" and nq == nkv:
+                        continue  # same as top_left
+                    cases.append(NumCase(alg, ph, "fp16", d, nq, nkv, H, H, B, causal, align, block_m=bm,
+                                         block_n=bn))
+        # GQA (4 q heads per k/v head... 2 on the interpreter), causal and not
+        for causal in (False, True):
+            cases.append(NumCase(alg, ph, "bf16", 64, lens[1][0], lens[1][1], 2 * H, max(1, H // 2), B, causal,
+                                 block_m=bm, block_n=bn, seed=1))
+        # non-contiguous strides, heads-fastest grid, fully masked rows (bottom_right, seq_q > seq_kv)
+        cases.append(NumCase(alg, ph, "fp16", 64, lens[1][0], lens[1][1], H, H, B, layout="bnhd", block_m=bm,
+                             block_n=bn, seed=2))
+        if alg != "flash1":
+            cases.append(NumCase(alg, ph, "fp16", 64, lens[1][0], lens[1][1], H, H, B, grid_order="heads_fastest",
+                                 block_m=bm, block_n=bn, seed=3))
+        cases.append(NumCase(alg, ph, "fp16", 64, 96 if not gpu else 512, 40 if not gpu else 200, H, H, B, True,
+                             "bottom_right", block_m=bm, block_n=bn, seed=4))
+    seen, out = set(), []
+    for c in cases:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
+
+
+@dataclass
+class TensorResult:
+    tensor: str
+    max_err: float
+    mean_err: float
+    naive_max_err: float
+    noise: float
+    tol: float
+    nonfinite: int
+    passed: bool
+
+
+@dataclass
+class CaseResult:
+    case: NumCase
+    results: list = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and bool(self.results) and all(r.passed for r in self.results)
+
+
+def ulp(x: float, dtype: str) -> float:
+    """One unit in the last place of |x| in `dtype` (0 for x = 0)."""
+    mant = {"fp16": 10, "bf16": 7, "fp32": 23}[dtype]
+    if x == 0 or not math.isfinite(x):
+        return 0.0
+    return 2.0 ** (math.floor(math.log2(abs(x))) - mant)
+
+
+def rule(kernel_out, ref, naive_out, dtype: str, name: str) -> TensorResult:
+    """Apply the correctness rule to one tensor (all on the same device)."""
+    import torch
+    k64 = kernel_out.detach().to(torch.float64)
+    nonfinite = int((~torch.isfinite(k64)).sum().item())
+    diff = (k64 - ref).abs()
+    ndiff = (naive_out.detach().to(torch.float64) - ref).abs()
+    max_err = float(diff.max().item()) if diff.numel() else 0.0
+    mean_err = float(diff.mean().item()) if diff.numel() else 0.0
+    nmax = float(torch.nan_to_num(ndiff, nan=0.0).max().item()) if ndiff.numel() else 0.0
+    noise = ulp(float(ref.abs().max().item()) if ref.numel() else 0.0, dtype)
+    tol = 2.0 * nmax + noise
+    ok = nonfinite == 0 and max_err <= tol
+    return TensorResult(name, max_err, mean_err, nmax, noise, tol, nonfinite, ok)
+
+
+def _poison_allocator(device):
+    """Fill the caching allocator's free memory with NaN (GPU only, best effort)."""
+    import torch
+    if device.type != "cuda":
+        return
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+        n = min(free // 4, 1 << 28)  # up to 1 GiB of fp32 NaN
+        t = torch.full((int(n),), float("nan"), dtype=torch.float32, device=device)
+        del t
+    except Exception:
+        pass
+
+
+def run_case(c: NumCase, device) -> CaseResult:
+    import dataclasses
+
+    import torch
+
+    import kernels
+    from kernels.reference import naive_same_dtype
+    from memsim.schedule import AttentionProblem, Schedule
+
+    t0 = time.time()
+    res = CaseResult(c)
+    try:
+        dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[c.dtype]
+        g = torch.Generator(device="cpu").manual_seed(c.seed)
+
+        def rnd(b, h, n, d):
+            if c.layout == "bnhd":
+                return torch.randn(b, n, h, d, generator=g).to(device=device, dtype=dt).transpose(1, 2)
+            return torch.randn(b, h, n, d, generator=g).to(device=device, dtype=dt)
+
+        q = rnd(c.batch, c.heads_q, c.seq_q, c.head_dim)
+        k = rnd(c.batch, c.heads_kv, c.seq_kv, c.head_dim)
+        v = rnd(c.batch, c.heads_kv, c.seq_kv, c.head_dim)
+        prob = AttentionProblem(c.batch, c.heads_q, c.heads_kv, c.seq_q, c.seq_kv, c.head_dim, c.dtype, c.causal,
+                                None, c.causal_align)
+        sched = Schedule(c.algorithm, c.phase, c.block_m, c.block_n, 4, 1 if device.type == "cpu" else 2,
+                         c.grid_order)
+        kw = dict(causal=c.causal, scale=prob.scale, causal_align=c.causal_align)
+        _poison_allocator(device)
+        fwd = kernels.forward(prob, dataclasses.replace(sched, phase="fwd"), q, k, v)
+        if c.phase == "fwd":
+            o_ref, _lse = kernels.reference(q, k, v, **kw)[:2]
+            o_nv = naive_same_dtype(q, k, v, **kw)[0]
+            res.results.append(rule(fwd.o, o_ref, o_nv, c.dtype, "o"))
+        else:
+            do = rnd(c.batch, c.heads_q, c.seq_q, c.head_dim)
+            _poison_allocator(device)
+            dq, dk, dv = kernels.backward(prob, sched, q, k, v, fwd.o, do, fwd)
+            ref = kernels.reference(q, k, v, do=do, **kw)
+            nv = naive_same_dtype(q, k, v, do=do, **kw)
+            r_dq, r_dk, r_dv = ref[-3:]
+            n_dq, n_dk, n_dv = nv[-3:]
+            for name, a, r, n in (("dq", dq, r_dq, n_dq), ("dk", dk, r_dk, n_dk), ("dv", dv, r_dv, n_dv)):
+                res.results.append(rule(a, r, n, c.dtype, name))
+    except Exception as e:
+        res.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
+    res.seconds = time.time() - t0
+    return res
+
+
+def setup_backend():
+    """(device, mode): CUDA if torch sees a GPU, else the Triton interpreter on CPU.
+
+    Must run before `triton` is imported (TRITON_INTERPRET is read at import)."""
+    import torch
+    if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        return torch.device("cuda"), "gpu"
+    os.environ["TRITON_INTERPRET"] = "1"
+    return torch.device("cpu"), "interpreter"
+
+
+def run_suite(cases, device, *, progress=None) -> list[CaseResult]:
+    out = []
+    for i, c in enumerate(cases, 1):
+        r = run_case(c, device)
+        out.append(r)
+        if progress:
+            status = "pass" if r.passed else ("ERROR " + r.error if r.error else "FAIL")
+            progress(f"[{i}/{len(cases)}] {c.id}: {status} ({r.seconds:.1f} s)")
+    return out
+
+
+def to_json(results: list[CaseResult], mode: str, provenance: dict) -> dict:
+    rows = []
+    for r in results:
+        base = {"case": r.case.id, **r.case.__dict__, "seconds": round(r.seconds, 3)}
+        if r.error:
+            rows.append({**base, "tensor": None, "error": r.error, "pass": False})
+        for t in r.results:
+            rows.append({**base, **t.__dict__, "pass": t.passed})
+    n_pass = sum(r.passed for r in results)
+    return {"mode": mode, "rule": "max|kernel-ref64| <= 2*max|naive_same_dtype-ref64| + ulp(max|ref64|)",
+            "cases": len(results), "passed": n_pass, "failed": len(results) - n_pass, "rows": rows,
+            "provenance": provenance}
+
+
+def to_markdown(doc: dict) -> str:
+    p = doc["provenance"]
+    lines = [f"# Exactness: kernels vs the float64 reference ({doc['mode']})", "",
+             f"{doc['passed']}/{doc['cases']} cases pass. Rule: `{doc['rule']}` per output tensor; "
+             f"NaN/Inf fails.", "",
+             f"Device: {p.get('gpu') or p.get('device')}; torch {p.get('torch')}, triton {p.get('triton')}; "
+             f"{p.get('date')}; `{p.get('command')}`", "",
+             "| case | tensor | max err | mean err | naive max err | noise | tol | pass |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in doc["rows"]:
+        if r.get("tensor") is None:
+            lines.append(f"| {r['case']} | - | error: {r['error']} | | | | | **FAIL** |")
+            continue
+        nf = f" ({r['nonfinite']} non-finite)" if r["nonfinite"] else ""
+        lines.append(f"| {r['case']} | {r['tensor']} | {r['max_err']:.3g}{nf} | {r['mean_err']:.3g} | "
+                     f"{r['naive_max_err']:.3g} | {r['noise']:.2g} | {r['tol']:.3g} | "
+                     f"{'pass' if r['pass'] else '**FAIL**'} |")
+    return "\n".join(lines) + "\n"

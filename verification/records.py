@@ -1,0 +1,209 @@
+"""Measurements as data: one JSON record per case in verification/data/<gpu-slug>/<case>.json.
+
+Record shape (DESIGN.md "One record shape"): the model's keys per launch ("kernels") and
+summed ("total"), plus "case", "problem", "schedule" (AttentionProblem(**d) rebuilds them),
+"hardware" (preset name), "tags", "timing" and "provenance" (gpu, driver, cuda, torch,
+triton, ncu versions, date, exact command).
+
+No-overwrite policy: a record is written atomically (memsim.io.write_json) and never
+replaces an existing file.  `measure`/`unpack` check *before* measuring and refuse when a
+case's file exists, naming the files; with --archive-old the old files are first moved (not
+deleted) to <data dir>/archive/<UTC stamp>/, so the newest run is always <case>.json and
+every older one is kept.  Only files directly in the data dir are loaded.
+
+Stdlib only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+from memsim.io import OutputExistsError, write_atomic, write_json
+
+FORMAT = "verification.measurement/1"
+DATA_ROOT = Path(__file__).resolve().parent / "data"
+RAW_DIR = "raw"
+ARCHIVE_DIR = "archive"
+
+
+class DataError(ValueError):
+    """A data dir or record that cannot be used; the message says which and why."""
+
+
+def gpu_slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not s:
+        raise DataError(f"cannot make a directory name from GPU name {name!r}")
+    return s
+
+
+def utc_stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def case_path(data_dir, case: str) -> Path:
+    return Path(data_dir) / f"{case}.json"
+
+
+def existing(data_dir, cases) -> list[Path]:
+    return [p for p in (case_path(data_dir, c) for c in cases) if p.exists()]
+
+
+def check_free(data_dir, cases, *, archive_old: bool = False) -> Path | None:
+    """Refuse (OutputExistsError) if any case already has a record, unless archive_old:
+    then move those records to <data_dir>/archive/<stamp>/ and return that folder."""
+    old = existing(data_dir, cases)
+    if not old:
+        return None
+    if not archive_old:
+        names = ", ".join(p.name for p in old[:5]) + (f" and {len(old) - 5} more" if len(old) > 5 else "")
+        raise OutputExistsError(
+            f"{data_dir} already holds measurements of {len(old)} of these cases ({names}); nothing was measured. "
+            f"Pass --archive-old to move them to {Path(data_dir) / ARCHIVE_DIR}/<date>/ first, or --data-dir "
+            f"to write elsewhere")
+    dest = Path(data_dir) / ARCHIVE_DIR / utc_stamp()
+    dest.mkdir(parents=True, exist_ok=False)
+    for p in old:
+        shutil.move(str(p), dest / p.name)
+    return dest
+
+
+def save_record(data_dir, rec: dict) -> Path:
+    """Write one record atomically; never replaces an existing file."""
+    validate_record(rec)
+    return write_json(case_path(data_dir, rec["case"]), rec, overwrite=False)
+
+
+_REQUIRED = ("case", "problem", "schedule", "hardware", "kernels", "total", "provenance")
+
+
+def validate_record(rec: dict, where: str = "record") -> dict:
+    missing = [k for k in _REQUIRED if k not in rec]
+    if missing:
+        raise DataError(f"{where}: missing key(s) {missing}; a measurement needs {list(_REQUIRED)}")
+    if not isinstance(rec["kernels"], list) or not rec["kernels"]:
+        raise DataError(f"{where}: 'kernels' must be a non-empty list of launches")
+    return rec
+
+
+def load_records(data_dir) -> list[dict]:
+    """All records directly in `data_dir` (sorted by case name)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError(f"data dir {d} does not exist; measure first (python -m verification measure) or pass "
+                        f"--data verification/data/<gpu>")
+    files = sorted(d.glob("*.json"))
+    if not files:
+        raise DataError(f"data dir {d} holds no <case>.json measurements")
+    out = []
+    for f in files:
+        try:
+            rec = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f}: not valid JSON ({e})") from None
+        out.append(validate_record(rec, str(f)))
+    return out
+
+
+def gpu_dirs(root=DATA_ROOT, contains: str = "") -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and contains in p.name and any(p.glob("*.json")))
+
+
+# --- provenance ------------------------------------------------------------------------
+def gpu_provenance(command: str, ncu_version: str | None) -> dict:
+    """GPU, driver, CUDA, torch, triton, ncu versions + memsim.io.base_provenance (date, command...)."""
+    from memsim.io import base_provenance
+    prov = base_provenance(command)
+    try:
+        import torch
+        prov["torch"] = torch.__version__
+        prov["cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            prov["gpu"] = torch.cuda.get_device_name(0)
+            props = torch.cuda.get_device_properties(0)
+            prov["sm_count"] = props.multi_processor_count
+            prov["compute_capability"] = f"{props.major}.{props.minor}"
+    except Exception as e:  # pragma: no cover - provenance is best effort
+        prov["torch_error"] = str(e)
+    try:
+        import triton
+        prov["triton"] = triton.__version__
+    except Exception:
+        prov["triton"] = None
+    prov["driver"] = _nvidia_smi("driver_version")
+    prov.setdefault("gpu", _nvidia_smi("name"))
+    prov["ncu"] = ncu_version
+    try:  # the kernels engineer's device facts, when present
+        from kernels import device_info
+        for fn in ("provenance", "device_info", "describe"):
+            if hasattr(device_info, fn):
+                prov["kernels_device_info"] = getattr(device_info, fn)()
+                break
+    except Exception:
+        pass
+    return prov
+
+
+def _nvidia_smi(field: str) -> str | None:
+    import subprocess
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        return out.splitlines()[0].strip() if out else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# --- bundles (one file to carry back from the GPU machine) ------------------------------
+def bundle(data_dir, dest, cases=None) -> Path:
+    """Write <data_dir>'s records (and raw/ logs) into one .tar.gz at `dest` (atomically,
+    replacing an older bundle of this run).  Members are <slug>/<file>."""
+    d = Path(data_dir)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in sorted(d.glob("*.json")):
+            if cases is None or f.stem in cases:
+                tar.add(f, arcname=f"{d.name}/{f.name}")
+        raw = d / RAW_DIR
+        if raw.is_dir():
+            for f in sorted(raw.iterdir()):
+                if f.is_file():
+                    tar.add(f, arcname=f"{d.name}/{RAW_DIR}/{f.name}")
+    return write_atomic(dest, buf.getvalue(), overwrite=True)
+
+
+def unpack(bundle_path, root=DATA_ROOT, *, archive_old: bool = False) -> tuple[Path, list[str]]:
+    """Extract a bundle into root/<slug>/; refuse (before writing anything) if a case file
+    exists there, unless archive_old.  Returns (the gpu dir, the case names)."""
+    bp = Path(bundle_path)
+    if not bp.is_file():
+        raise DataError(f"bundle {bp} does not exist")
+    with tarfile.open(bp, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        slugs = {m.name.split("/", 1)[0] for m in members}
+        if len(slugs) != 1:
+            raise DataError(f"{bp}: expected one <gpu>/ folder, found {sorted(slugs)}")
+        slug = slugs.pop()
+        for m in members:
+            parts = m.name.split("/")
+            if ".." in parts or m.name.startswith("/") or len(parts) > 3:
+                raise DataError(f"{bp}: refusing odd member path {m.name!r}")
+        cases = [m.name.split("/")[1][:-5] for m in members if m.name.count("/") == 1 and m.name.endswith(".json")]
+        dest = Path(root) / slug
+        check_free(dest, cases, archive_old=archive_old)
+        for m in members:
+            data = tar.extractfile(m).read()
+            target = Path(root) / m.name
+            if target.exists() and RAW_DIR in target.parts:
+                target = target.with_name(f"{target.stem}.{utc_stamp()}{target.suffix}")
+            write_atomic(target, data, overwrite=False)
+    return dest, sorted(cases)
