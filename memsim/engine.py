@@ -1,0 +1,266 @@
+"""The SimPy discrete-event model: SM slots, a CTA dispatcher, shared links, an L2.
+
+Components (small classes holding `env`, as in SimPy's own examples):
+
+* `Link` -- a bandwidth shared by everything in flight (DRAM, the L2 crossbar).
+  A transfer is booked on the link's calendar: it starts when the link is free
+  (first come, first served) and lasts bytes / rate; the delay lives in the link.
+* `SM` -- the compute units of one streaming multiprocessor (tensor cores and
+  SFU); the CTAs resident on it take turns, so co-resident CTAs share its rate.
+* `L2Cache` -- capacity, LRU reuse at (tensor, head, run-of-blocks) granularity
+  with a bitmask of the blocks held, write-allocate and write-back: a dirty
+  line costs a DRAM write only when it is evicted *during* the kernel (dirty
+  lines still resident at the end are not that kernel's DRAM writes -- ncu
+  flushes before a kernel, not after).
+* `Dispatcher` -- a `simpy.Store` of free CTA slots (``ctas_per_sm`` per SM,
+  limited by shared memory, warps, registers and the CTA cap); CTAs are handed
+  out in grid order (axis 0 fastest) to whichever slot frees first.
+
+A CTA is a SimPy process walking its steps (see `memsim.workloads`): it books
+the step's loads on the L2 and DRAM links, waits for the data, books its
+compute on its SM; with ``num_stages >= 2`` the next step's loads are issued as
+soon as the current step's compute starts (double buffering), with one stage
+they wait for it to finish.  Writes are issued when the step's compute ends.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import simpy
+
+from .hardware import Hardware
+
+
+def _mask_bytes(m: int, full: int, lastbit: int, lastbytes: int) -> int:
+    n = m.bit_count() * full
+    if lastbit >= 0 and (m >> lastbit) & 1:
+        n += lastbytes - full
+    return n
+
+
+class L2Cache:
+    """LRU cache of runs of blocks; counts DRAM reads (misses) and write-backs (dirty evictions)."""
+
+    def __init__(self, capacity_bytes: int):
+        self.capacity = capacity_bytes
+        self.used = 0
+        self.lines: OrderedDict = OrderedDict()  # key -> [mask, dirty_mask, bytes, full, lastbit, lastbytes]
+        self.dram_read = 0
+        self.dram_write = 0
+        self.hit_bytes = 0
+
+    def read(self, acc) -> int:
+        """Bring the access's blocks in; return the bytes that came from DRAM."""
+        key, mask, nb, full, lb, lbytes = acc
+        lines = self.lines
+        e = lines.get(key)
+        if e is None:
+            lines[key] = [mask, 0, nb, full, lb, lbytes]
+            miss = nb
+        else:
+            new = mask & ~e[0]
+            miss = _mask_bytes(new, full, lb, lbytes) if new else 0
+            e[0] |= new
+            e[2] += miss
+            lines.move_to_end(key)
+        self.used += miss
+        self.dram_read += miss
+        self.hit_bytes += nb - miss
+        return miss
+
+    def write(self, acc) -> None:
+        key, mask, nb, full, lb, lbytes = acc
+        lines = self.lines
+        e = lines.get(key)
+        if e is None:
+            lines[key] = [mask, mask, nb, full, lb, lbytes]
+            self.used += nb
+        else:
+            new = mask & ~e[0]
+            if new:
+                add = _mask_bytes(new, full, lb, lbytes)
+                e[2] += add
+                self.used += add
+                e[0] |= new
+            e[1] |= mask
+            lines.move_to_end(key)
+
+    def evict(self) -> int:
+        """Evict least-recently-used lines until the contents fit; return the bytes written back."""
+        wb = 0
+        lines = self.lines
+        while self.used > self.capacity and lines:
+            _, e = lines.popitem(last=False)
+            self.used -= e[2]
+            if e[1]:
+                wb += _mask_bytes(e[1], e[3], e[4], e[5])
+        self.dram_write += wb
+        return wb
+
+    def flush(self) -> None:
+        """Write everything back and empty the cache (what ncu does before each kernel); not counted."""
+        self.lines.clear()
+        self.used = 0
+
+
+class Link:
+    """A shared bandwidth: transfers are booked first come, first served."""
+
+    def __init__(self, env: simpy.Environment, rate_Bps: float, name: str):
+        self.env, self.rate, self.name = env, rate_Bps, name
+        self.free_at = 0.0
+        self.bytes = 0
+
+    def book(self, t: float, nbytes: int) -> float:
+        """Book `nbytes` starting no earlier than `t`; return when the transfer completes."""
+        if nbytes <= 0:
+            return t
+        start = t if t > self.free_at else self.free_at
+        self.free_at = start + nbytes / self.rate
+        self.bytes += nbytes
+        return self.free_at
+
+
+class SM:
+    """Tensor cores and SFU of one SM, shared by its resident CTAs in turn."""
+
+    __slots__ = ("free_at", "busy_s")
+
+    def __init__(self):
+        self.free_at = 0.0
+        self.busy_s = 0.0
+
+    def book(self, t: float, dur: float) -> tuple[float, float]:
+        start = t if t > self.free_at else self.free_at
+        self.free_at = start + dur
+        self.busy_s += dur
+        return start, self.free_at
+
+
+@dataclass
+class LaunchStats:
+    name: str
+    num_ctas: int
+    ctas_per_sm: int
+    occupancy_limit: str
+    steps: int = 0
+    tiles: int = 0
+    global_read_bytes: int = 0
+    global_write_bytes: int = 0
+    l2_read_bytes: int = 0
+    l2_write_bytes: int = 0
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+    flops: int = 0
+    exp_count: int = 0
+    time_s: float = 0.0
+
+
+class LaunchModel:
+    """One kernel launch on the modelled GPU."""
+
+    def __init__(self, hw: Hardware, work, l2: L2Cache, *, dtype: str, smem_per_cta: int,
+                 num_stages: int, tiles_per_step: float = 1.0):
+        self.hw, self.work, self.l2 = hw, work, l2
+        self.env = simpy.Environment()
+        self.dram = Link(self.env, hw.dram_achievable_Bps, "dram")
+        self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
+        self.sms = [SM() for _ in range(hw.num_sms)]
+        self.ctas_per_sm, self.limit = hw.ctas_per_sm(smem_per_cta, work.num_warps)
+        self.stages = num_stages
+        self.sec_per_flop = 1.0 / (hw.tensor_flops_per_sm_per_cycle[dtype] * hw.tensor_efficiency * hw.clock_Hz)
+        self.sec_per_exp = 1.0 / (hw.exp_per_sm_per_cycle * hw.clock_Hz)
+        self.merge = 1.0 - hw.l2_read_request_fraction
+        self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
+        self.slots = simpy.Store(self.env)
+        for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
+            for sm in range(hw.num_sms):
+                self.slots.put(sm)
+        self.end_time = 0.0
+
+    def _jitter(self, idx: int) -> float:
+        j = self.hw.cta_time_jitter
+        if not j:
+            return 1.0
+        u = ((idx * 2654435761 + 12345) & 0xFFFFFFFF) / 4294967296.0  # deterministic, in [0, 1)
+        return 1.0 + j * (2.0 * u - 1.0)
+
+    def dispatcher(self):
+        for idx in range(self.work.num_ctas):
+            sm = yield self.slots.get()
+            self.env.process(self.cta(idx, sm))
+
+    def _issue_reads(self, reads, t):
+        st, l2 = self.stats, self.l2
+        g = miss = 0
+        for acc in reads:
+            g += acc[2]
+            miss += l2.read(acc)
+        wb = l2.evict()
+        hits = g - miss
+        l2_req = g - min(hits, int(self.merge * g))  # L1-merged requests would have hit in L2
+        st.global_read_bytes += g
+        st.l2_read_bytes += l2_req
+        st.dram_read_bytes += miss
+        st.dram_write_bytes += wb
+        return max(self.l2link.book(t, l2_req), self.dram.book(t, miss + wb))
+
+    def _issue_writes(self, writes, t):
+        st, l2 = self.stats, self.l2
+        g = 0
+        for acc in writes:
+            g += acc[2]
+            l2.write(acc)
+        wb = l2.evict()
+        st.global_write_bytes += g
+        st.l2_write_bytes += g
+        st.dram_write_bytes += wb
+        return max(self.l2link.book(t, g), self.dram.book(t, wb))
+
+    def cta(self, idx, sm_id):
+        env, st = self.env, self.stats
+        sm = self.sms[sm_id]
+        steps = self.work.cta_steps(idx)
+        jit = self._jitter(idx)
+        lat = self.hw.mem_latency_s
+        prev_end = env.now
+        done = env.now
+        n = len(steps)
+        for k, (reads, writes, flops, exps) in enumerate(steps):
+            now = env.now
+            st.steps += 1
+            if reads:
+                tiles = max(a[1].bit_count() for a in reads)
+                st.tiles += tiles
+                xfer_end = self._issue_reads(reads, now)
+                wait = lat if (k == 0 or self.stages == 1) else 0.0
+                ready = xfer_end + wait
+                first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
+            else:
+                ready = first = now
+            dur = (flops * self.sec_per_flop + exps * self.sec_per_exp) * jit
+            start, end = sm.book(max(first, prev_end), dur)
+            if end < ready:  # the last tile's data arrived after the compute could have finished
+                sm.free_at += ready - end
+                end = ready
+            st.flops += flops
+            st.exp_count += exps
+            prev_end = end
+            done = end
+            if writes:
+                yield env.timeout(end - now)
+                done = self._issue_writes(writes, env.now)
+            elif k + 1 < n:
+                # double buffering: next loads go out when this compute starts; else when it ends
+                yield env.timeout((start if self.stages >= 2 else end) - now)
+        if done > env.now:
+            yield env.timeout(done - env.now)
+        self.end_time = max(self.end_time, env.now)
+        yield self.slots.put(sm_id)
+
+    def run(self) -> LaunchStats:
+        self.env.process(self.dispatcher())
+        self.env.run()
+        self.stats.time_s = self.end_time + self.hw.launch_overhead_s
+        return self.stats

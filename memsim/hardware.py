@@ -1,0 +1,239 @@
+"""Hardware as data: presets in ``memsim/presets/*.toml``, one conversion function.
+
+A preset (or a user's TOML file) is a flat table of unit-suffixed keys plus a
+``[tensor_flops_per_sm_per_cycle]`` table (one entry per dtype) and a
+``[sources]`` table saying where every figure comes from (datasheet, guide, or
+"measured: ..." on a named card).  A user file may start with
+``extends = "h100-sxm"`` and override only some keys; figures it sets without a
+source are recorded as coming from that file.
+
+    >>> hw = load_hardware("h100-sxm")
+    >>> hw.with_overrides(l2_bytes=1024).l2_bytes
+    1024
+
+`hardware_from_dict` is the only place a table becomes a `Hardware`; the
+figures themselves live only in the TOML files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class HardwareError(ValueError):
+    """A hardware description that is missing a key, has a bad value, or contradicts itself."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    num_sms: int
+    clock_Hz: float
+    dram_bw_Bps: float
+    #: fraction of dram_bw_Bps a streaming kernel achieves
+    dram_efficiency: float
+    l2_bytes: int
+    l2_partitions: int
+    l2_bw_Bps: float
+    smem_per_sm_bytes: int
+    smem_per_block_bytes: int
+    smem_reserved_per_block_bytes: int
+    max_ctas_per_sm: int
+    max_warps_per_sm: int
+    regs_per_sm: int
+    #: SFU exp2 results per clock per SM
+    exp_per_sm_per_cycle: float
+    #: dense tensor-core FLOP per clock per SM, by problem dtype
+    tensor_flops_per_sm_per_cycle: dict
+    #: fraction of the tensor peak a well-tuned matmul reaches
+    tensor_efficiency: float
+    mem_latency_s: float
+    launch_overhead_s: float
+    regs_per_thread: int
+    #: L2 read requests / global (L1) read bytes: requests merged in L1 never reach L2
+    l2_read_request_fraction: float
+    #: fraction of l2_bytes that behaves as one LRU cache for this access pattern
+    l2_effective_fraction: float
+    #: +- fraction of pseudo-random spread in CTA compute times (0 = identical CTAs)
+    cta_time_jitter: float
+    description: str = ""
+    sources: dict = field(default_factory=dict, compare=False)
+
+    # --- derived figures ------------------------------------------------------------
+    def tensor_flops_per_s(self, dtype: str) -> float:
+        """Datasheet dense tensor FLOP/s of the whole chip for `dtype`."""
+        return self.tensor_flops_per_sm_per_cycle[dtype] * self.num_sms * self.clock_Hz
+
+    def exp_per_s(self) -> float:
+        return self.exp_per_sm_per_cycle * self.num_sms * self.clock_Hz
+
+    @property
+    def dram_achievable_Bps(self) -> float:
+        return self.dram_bw_Bps * self.dram_efficiency
+
+    @property
+    def l2_effective_bytes(self) -> int:
+        return max(1, int(self.l2_bytes * self.l2_effective_fraction))
+
+    def ctas_per_sm(self, smem_per_cta: int, num_warps: int) -> tuple[int, str]:
+        """How many CTAs of this size can be resident on one SM, and which limit decides."""
+        threads = num_warps * 32
+        limits = {
+            "max_ctas_per_sm": self.max_ctas_per_sm,
+            "shared memory": self.smem_per_sm_bytes // (smem_per_cta + self.smem_reserved_per_block_bytes),
+            "warps": self.max_warps_per_sm // num_warps,
+            "registers": self.regs_per_sm // (threads * self.regs_per_thread),
+        }
+        which = min(limits, key=limits.get)
+        return limits[which], which
+
+    def with_overrides(self, **changes) -> "Hardware":
+        """A copy with some figures changed (validated like a file); sources say 'override'."""
+        d = self.to_dict()
+        d.update(changes)
+        srcs = dict(self.sources)
+        srcs.update({k: "override" for k in changes})
+        d["sources"] = srcs
+        return hardware_from_dict(d, origin="override")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tensor_flops_per_sm_per_cycle"] = dict(self.tensor_flops_per_sm_per_cycle)
+        return d
+
+
+_INT_KEYS = ("num_sms", "l2_bytes", "l2_partitions", "smem_per_sm_bytes", "smem_per_block_bytes",
+             "max_ctas_per_sm", "max_warps_per_sm", "regs_per_sm", "regs_per_thread")
+_POS_FLOAT_KEYS = ("clock_Hz", "dram_bw_Bps", "l2_bw_Bps", "exp_per_sm_per_cycle")
+_FRACTION_KEYS = ("dram_efficiency", "tensor_efficiency", "l2_read_request_fraction", "l2_effective_fraction")
+_NONNEG_KEYS = ("smem_reserved_per_block_bytes", "mem_latency_s", "launch_overhead_s", "cta_time_jitter")
+_DTYPES = ("fp16", "bf16", "fp32")
+
+
+def _field_names():
+    return [f.name for f in dataclasses.fields(Hardware)]
+
+
+def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
+    """The one conversion from a table of figures to a validated `Hardware`."""
+    d = dict(d)
+    sources = dict(d.pop("sources", {}) or {})
+    d.pop("extends", None)
+    names = _field_names()
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise HardwareError(f"{origin}: unknown key(s) {unknown}; allowed keys: {sorted(set(names) - {'sources'})}")
+    required = [n for n in names if n not in ("description", "sources")]
+    missing = [n for n in required if n not in d]
+    if missing:
+        raise HardwareError(f"{origin}: missing key(s) {missing}")
+    for k in _INT_KEYS:
+        v = d[k]
+        if isinstance(v, float) and v.is_integer():
+            v = d[k] = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise HardwareError(f"{origin}: {k} must be a positive integer, got {v!r}")
+    for k in _POS_FLOAT_KEYS:
+        v = d[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise HardwareError(f"{origin}: {k} must be a positive number, got {v!r}")
+        d[k] = float(v)
+    for k in _FRACTION_KEYS:
+        v = d[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise HardwareError(f"{origin}: {k} must be a fraction in (0, 1], got {v!r}")
+        d[k] = float(v)
+    for k in _NONNEG_KEYS:
+        v = d[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise HardwareError(f"{origin}: {k} must be a non-negative number, got {v!r}")
+    if d["cta_time_jitter"] >= 1:
+        raise HardwareError(f"{origin}: cta_time_jitter must be below 1, got {d['cta_time_jitter']!r}")
+    d["smem_reserved_per_block_bytes"] = int(d["smem_reserved_per_block_bytes"])
+    tf = d["tensor_flops_per_sm_per_cycle"]
+    if not isinstance(tf, dict):
+        raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle must be a table with keys {list(_DTYPES)}")
+    bad = sorted(set(tf) - set(_DTYPES))
+    if bad:
+        raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle has unknown dtype(s) {bad}; allowed {list(_DTYPES)}")
+    for dt in _DTYPES:
+        v = tf.get(dt)
+        if v is None:
+            raise HardwareError(f"{origin}: missing key tensor_flops_per_sm_per_cycle.{dt}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle.{dt} must be positive, got {v!r}")
+    d["tensor_flops_per_sm_per_cycle"] = {dt: float(tf[dt]) for dt in _DTYPES}
+    if not isinstance(d["name"], str) or not d["name"]:
+        raise HardwareError(f"{origin}: name must be a non-empty string")
+    # contradictions
+    if d["smem_per_block_bytes"] > d["smem_per_sm_bytes"]:
+        raise HardwareError(f"{origin}: smem_per_block_bytes ({d['smem_per_block_bytes']}) exceeds "
+                            f"smem_per_sm_bytes ({d['smem_per_sm_bytes']})")
+    if d["l2_partitions"] > d["l2_bytes"]:
+        raise HardwareError(f"{origin}: l2_partitions ({d['l2_partitions']}) exceeds l2_bytes ({d['l2_bytes']})")
+    if d["regs_per_thread"] * 32 > d["regs_per_sm"]:
+        raise HardwareError(f"{origin}: regs_per_thread ({d['regs_per_thread']}) x 32 exceeds regs_per_sm ({d['regs_per_sm']})")
+    bad_src = sorted(set(sources) - set(names))
+    if bad_src:
+        raise HardwareError(f"{origin}: [sources] names unknown key(s) {bad_src}")
+    for k in required:
+        sources.setdefault(k, f"from {origin}")
+    return Hardware(**d, sources=sources)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise HardwareError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise HardwareError(f"cannot read hardware file {path}: {e.strerror}") from None
+
+
+def load_hardware(name_or_path) -> Hardware:
+    """A preset by name (``h100-sxm``, ``a100-40gb``, ...) or any ``.toml`` file path."""
+    if isinstance(name_or_path, Hardware):
+        return name_or_path
+    s = str(name_or_path)
+    is_path = s.endswith(".toml") or "/" in s or Path(s).is_file()
+    if not is_path:
+        path = PRESET_DIR / f"{s}.toml"
+        if not path.is_file():
+            raise HardwareError(f"unknown hardware preset {s!r}; presets: {', '.join(preset_names())} "
+                                f"(or pass a path to a .toml file)")
+    else:
+        path = Path(s)
+        if not path.is_file():
+            raise HardwareError(f"hardware file {s} does not exist; presets: {', '.join(preset_names())}")
+    d = _read_toml(path)
+    base = d.get("extends")
+    if base is not None:
+        if base == path.stem and path.parent == PRESET_DIR:
+            raise HardwareError(f"{path}: a preset cannot extend itself")
+        parent = load_hardware(base).to_dict()
+        srcs = parent.pop("sources")
+        own_srcs = d.pop("sources", {}) or {}
+        d.pop("extends")
+        unknown = sorted(set(d) - set(_field_names()))
+        if unknown:
+            raise HardwareError(f"{path}: unknown key(s) {unknown}; allowed keys: {sorted(set(_field_names()) - {'sources'})}")
+        for k in d:
+            srcs[k] = own_srcs.get(k, f"from {path}")
+        if isinstance(d.get("tensor_flops_per_sm_per_cycle"), dict):
+            merged = dict(parent["tensor_flops_per_sm_per_cycle"])
+            merged.update(d["tensor_flops_per_sm_per_cycle"])
+            d["tensor_flops_per_sm_per_cycle"] = merged
+        parent.update(d)
+        parent["sources"] = srcs
+        return hardware_from_dict(parent, origin=str(path))
+    return hardware_from_dict(d, origin=str(path))

@@ -1,0 +1,367 @@
+"""Per-CTA streams of tile operations that mirror the byte contract in `memsim.schedule`.
+
+Every launch of `kernel_launches(problem, schedule)` becomes a `LaunchWork`: its
+CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
+*steps*.  A step is ``(reads, writes, flops, exps)``:
+
+* ``reads`` / ``writes``: tuples of *accesses* ``(key, mask, nbytes, full, lastbit, lastbytes)``.
+  ``key = (tensor, head, [row block,] run)`` names a run of ``run_blocks``
+  consecutive blocks of one tensor of one head (the L2 keeps its lines at that
+  granularity); ``mask`` has one bit per block of the run that is touched;
+  ``nbytes`` is exactly what the byte contract says those blocks move (ragged
+  edge blocks move fewer bytes: ``lastbit`` marks the ragged block of the run,
+  ``lastbytes`` its size, ``full`` the size of the others).
+* ``flops``: tensor-core matmul FLOPs the step executes (2 per multiply-add);
+  ``exps``: exponentials (SFU).
+
+The *grain* is how many loop iterations (tiles) one step covers:
+``run_blocks = 1`` is one step per tile; larger runs make fewer, bigger steps
+with the same bytes.  ``run_blocks >= the longest loop`` gives one step per CTA
+loop (per CTA for flash2, per K/V block for flash1).  Bytes never depend on the grain.
+
+FLOP counts per (rows x cols) tile, d = head_dim: flash fwd 4·r·c·d (S = QKᵀ, O += PV);
+flash2 bwd dK/dV pass 8·r·c·d (S, dV, dP, dK), dQ pass 6·r·c·d (S, dP, dQ);
+naive: 2·r·c·d per matmul launch.  Exps: r·c per computed score tile plus r
+per online-softmax rescale (flash fwd).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Callable
+
+from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches, Launch
+
+Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
+Step = tuple    # (reads, writes, flops, exps)
+
+
+class Tensor:
+    """A tensor cut into blocks of `rows_per_block` rows of `row_bytes` bytes along one axis."""
+
+    __slots__ = ("name", "rpb", "n", "row_bytes", "nblocks", "full", "last_bytes", "R")
+
+    def __init__(self, name, rows_per_block, nrows, row_bytes, run_blocks):
+        self.name, self.rpb, self.n, self.row_bytes, self.R = name, rows_per_block, nrows, row_bytes, run_blocks
+        self.nblocks = cdiv(nrows, rows_per_block)
+        self.full = rows_per_block * row_bytes
+        self.last_bytes = (nrows - (self.nblocks - 1) * rows_per_block) * row_bytes
+
+    def block_bytes(self, b: int) -> int:
+        return self.last_bytes if b == self.nblocks - 1 else self.full
+
+    def range_bytes(self, b0: int, b1: int) -> int:
+        if b1 <= b0:
+            return 0
+        n = (b1 - b0) * self.full
+        if b1 == self.nblocks:
+            n += self.last_bytes - self.full
+        return n
+
+    def rows_in(self, b0: int, b1: int) -> int:
+        """Rows (or columns) that exist in blocks [b0, b1)."""
+        return max(0, min(b1 * self.rpb, self.n) - b0 * self.rpb)
+
+    def _acc(self, prefix, run, mask, nbytes):
+        lastbit = (self.nblocks - 1) - run * self.R
+        if not (0 <= lastbit < self.R) or self.last_bytes == self.full:
+            lastbit = -1
+        return ((self.name, *prefix, run), mask, nbytes, self.full, lastbit, self.last_bytes)
+
+    def range(self, prefix: tuple, b0: int, b1: int) -> list:
+        """Accesses for blocks [b0, b1), split at run boundaries."""
+        out = []
+        R = self.R
+        b = b0
+        while b < b1:
+            run = b // R
+            e = min(b1, (run + 1) * R)
+            lo = b - run * R
+            mask = ((1 << (e - b)) - 1) << lo
+            out.append(self._acc(prefix, run, mask, self.range_bytes(b, e)))
+            b = e
+        return out
+
+    def blocks(self, prefix: tuple, bs) -> list:
+        """Accesses for an increasing sequence of (not necessarily contiguous) blocks."""
+        out = []
+        R = self.R
+        cur_run, mask, nb = None, 0, 0
+        for b in bs:
+            run = b // R
+            if run != cur_run:
+                if cur_run is not None:
+                    out.append(self._acc(prefix, cur_run, mask, nb))
+                cur_run, mask, nb = run, 0, 0
+            mask |= 1 << (b - run * R)
+            nb += self.block_bytes(b)
+        if cur_run is not None:
+            out.append(self._acc(prefix, cur_run, mask, nb))
+        return out
+
+
+@dataclass(frozen=True)
+class LaunchWork:
+    launch: Launch
+    num_ctas: int
+    #: steps of the CTA with dispatch index `idx` (grid axis 0 fastest)
+    cta_steps: Callable[[int], list]
+    num_warps: int
+
+    @property
+    def name(self) -> str:
+        return self.launch.name
+
+
+def _runs(b0: int, b1: int, R: int):
+    b = b0
+    while b < b1:
+        e = min(b1, (b // R + 1) * R)
+        yield b, e
+        b = e
+
+
+class _Ctx:
+    """Sizes, tensors and masking helpers shared by the launches of one (problem, schedule, grain)."""
+
+    def __init__(self, p: AttentionProblem, s: Schedule, run_blocks: int):
+        self.p, self.s, self.R = p, s, run_blocks
+        d, e = p.head_dim, p.element_bytes
+        self.d, self.e, self.sp = d, e, s.sp_bytes(p)
+        self.bm, self.bn = s.block_m, s.block_n
+        self.mb, self.nb = cdiv(p.seq_q, s.block_m), cdiv(p.seq_kv, s.block_n)
+        self.G = p.group_size
+        R = run_blocks
+        qt = lambda name, rb: Tensor(name, s.block_m, p.seq_q, rb, R)  # noqa: E731
+        kt = lambda name: Tensor(name, s.block_n, p.seq_kv, d * e, R)  # noqa: E731
+        self.Q, self.O, self.dO, self.dQ = qt("Q", d * e), qt("O", d * e), qt("dO", d * e), qt("dQ", d * e)
+        self.LSE, self.DELTA = qt("lse", STAT_BYTES), qt("delta", STAT_BYTES)
+        self.WS = qt("ws", (d + 2) * STAT_BYTES)  # flash1 fp32 workspace: O (d x 4) + m + l per row
+        self.K, self.V, self.dK, self.dV = kt("K"), kt("V"), kt("dK"), kt("dV")
+        # naive S/P/dP tiles: one Tensor per distinct row count of a Q block (blocks along kv)
+        self._sp = {}
+        # causal: last visible K/V block of each Q block (-1 = none)
+        self.jmax = []
+        for i in range(self.mb):
+            r1 = min((i + 1) * self.bm, p.seq_q)
+            if not p.causal:
+                self.jmax.append(self.nb - 1)
+            else:
+                last_col = r1 - 1 + p.causal_offset
+                self.jmax.append(-1 if last_col < 0 else min(self.nb - 1, last_col // self.bn))
+                assert self.jmax[-1] < 0 or p.tile_visible(i * self.bm, r1, self.jmax[-1] * self.bn)
+
+    def sp_tensor(self, name, i):
+        rows = self.Q.rows_in(i, i + 1)
+        key = (name, rows)
+        t = self._sp.get(key)
+        if t is None:
+            t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R)
+        return t
+
+    def imin(self, j: int) -> int:
+        """First Q block that sees K/V block j (mb if none)."""
+        return bisect_left(self.jmax, j)
+
+    def kv_head(self, bh: int) -> int:
+        p = self.p
+        return (bh // p.heads_q) * p.heads_kv + (bh % p.heads_q) // self.G
+
+    def q_heads(self, bhkv: int):
+        p = self.p
+        b, hk = divmod(bhkv, p.heads_kv)
+        return [b * p.heads_q + hk * self.G + g for g in range(self.G)]
+
+
+def _coords(launch: Launch, idx: int) -> dict:
+    g0, g1, _ = launch.grid
+    x, rest = idx % g0, idx // g0
+    y, z = rest % g1, rest // g1
+    a = launch.axes
+    return {a[0]: x, a[1]: y, a[2]: z}
+
+
+# --- flash2 ------------------------------------------------------------------------
+def _flash2_fwd(c: _Ctx, co: dict) -> list:
+    i, h = co["q_block"], co["bh"]
+    hk = c.kv_head(h)
+    rows = c.Q.rows_in(i, i + 1)
+    steps = []
+    pro = c.Q.range((h,), i, i + 1)
+    for j0, j1 in _runs(0, c.jmax[i] + 1, c.R):
+        cols = c.K.rows_in(j0, j1)
+        reads = pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1)
+        steps.append([reads, [], 4 * rows * cols * c.d, rows * cols + rows * (j1 - j0)])
+        pro = []
+    if not steps:  # every K/V block masked: Q still read, O = 0 and lse = -inf written
+        steps.append([pro, [], 0, 0])
+    steps[-1][1] = c.O.range((h,), i, i + 1) + c.LSE.range((h,), i, i + 1)
+    return steps
+
+
+def _flash2_bwd_pre(c: _Ctx, co: dict) -> list:
+    i, h = co["q_block"], co["bh"]
+    reads = c.O.range((h,), i, i + 1) + c.dO.range((h,), i, i + 1)
+    return [[reads, c.DELTA.range((h,), i, i + 1), 0, 0]]
+
+
+def _flash2_bwd_dkdv(c: _Ctx, co: dict) -> list:
+    j, hk = co["kv_block"], co["bh_kv"]
+    cols = c.K.rows_in(j, j + 1)
+    steps = []
+    pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)
+    i_first = c.imin(j)
+    for h in c.q_heads(hk):
+        for i0, i1 in _runs(i_first, c.mb, c.R):
+            rows = c.Q.rows_in(i0, i1)
+            reads = (pro + c.Q.range((h,), i0, i1) + c.dO.range((h,), i0, i1)
+                     + c.LSE.range((h,), i0, i1) + c.DELTA.range((h,), i0, i1))
+            steps.append([reads, [], 8 * rows * cols * c.d, rows * cols])
+            pro = []
+    if not steps:
+        steps.append([pro, [], 0, 0])
+    steps[-1][1] = c.dK.range((hk,), j, j + 1) + c.dV.range((hk,), j, j + 1)
+    return steps
+
+
+def _flash2_bwd_dq(c: _Ctx, co: dict) -> list:
+    i, h = co["q_block"], co["bh"]
+    hk = c.kv_head(h)
+    rows = c.Q.rows_in(i, i + 1)
+    pro = (c.Q.range((h,), i, i + 1) + c.dO.range((h,), i, i + 1)
+           + c.LSE.range((h,), i, i + 1) + c.DELTA.range((h,), i, i + 1))
+    steps = []
+    for j0, j1 in _runs(0, c.jmax[i] + 1, c.R):
+        cols = c.K.rows_in(j0, j1)
+        steps.append([pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1), [], 6 * rows * cols * c.d, rows * cols])
+        pro = []
+    if not steps:
+        steps.append([pro, [], 0, 0])
+    steps[-1][1] = c.dQ.range((h,), i, i + 1)
+    return steps
+
+
+# --- flash1 (2022 paper, Algorithm 1) -----------------------------------------------
+def _flash1_fwd(c: _Ctx, co: dict) -> list:
+    h = co["bh"]
+    hk = c.kv_head(h)
+    steps = []
+    for j in range(c.nb):
+        cols = c.K.rows_in(j, j + 1)
+        pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)
+        for i0, i1 in _runs(c.imin(j), c.mb, c.R):
+            rows = c.Q.rows_in(i0, i1)
+            ws_r = range(i0, i1) if j > 0 else range(0)
+            ws_w = [i for i in range(i0, i1) if c.jmax[i] > j]
+            last = [i for i in range(i0, i1) if c.jmax[i] == j]
+            reads = pro + c.Q.range((h,), i0, i1) + c.WS.blocks((h,), ws_r)
+            writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
+            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows])
+            pro = []
+    never = [i for i in range(c.mb) if c.jmax[i] < 0]  # rows that see no key: O = 0, lse = -inf
+    if never:
+        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0])
+    return steps
+
+
+# --- naive ---------------------------------------------------------------------------
+def _naive_matmul_tile(c: _Ctx, co: dict, a, b, out_name) -> list:
+    i, j, h = co["q_block"], co["kv_block"], co["bh"]
+    hk = c.kv_head(h)
+    rows, cols = c.Q.rows_in(i, i + 1), c.K.rows_in(j, j + 1)
+    reads = a.range((h,), i, i + 1) + b.range((hk,), j, j + 1)
+    writes = c.sp_tensor(out_name, i).range((h, i), j, j + 1)
+    return [[reads, writes, 2 * rows * cols * c.d, 0]]
+
+
+def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
+    i, h = co["row_block"], co["bh"]
+    rows = c.Q.rows_in(i, i + 1)
+    steps = []
+    for j0, j1 in _runs(0, c.nb, c.R):
+        reads = []
+        for n in in_names:
+            reads += c.sp_tensor(n, i).range((h, i), j0, j1)
+        steps.append([reads, [], 0, exps_per_elem * rows * c.K.rows_in(j0, j1)])
+    out = c.sp_tensor(out_name, i)
+    for j0, j1 in _runs(0, c.nb, c.R):
+        steps.append([[], out.range((h, i), j0, j1), 0, 0])
+    return steps
+
+
+def _naive_rowstream(c: _Ctx, co: dict, sp_name, b, out) -> list:
+    """CTA per (Q block, bh): for each j read SP_ij and B_j; write out_i."""
+    i, h = co["q_block"], co["bh"]
+    hk = c.kv_head(h)
+    rows = c.Q.rows_in(i, i + 1)
+    t = c.sp_tensor(sp_name, i)
+    steps = []
+    for j0, j1 in _runs(0, c.nb, c.R):
+        steps.append([t.range((h, i), j0, j1) + b.range((hk,), j0, j1), [], 2 * rows * c.K.rows_in(j0, j1) * c.d, 0])
+    steps[-1][1] = out.range((h,), i, i + 1)
+    return steps
+
+
+def _naive_colstream(c: _Ctx, co: dict, sp_name, b, out) -> list:
+    """CTA per (K block, bh_kv): for each q head of the group and each i read SP_ij and B_i; write out_j."""
+    j, hk = co["kv_block"], co["bh_kv"]
+    cols = c.K.rows_in(j, j + 1)
+    steps = []
+    for h in c.q_heads(hk):
+        for i0, i1 in _runs(0, c.mb, c.R):
+            reads = []
+            for i in range(i0, i1):
+                reads += c.sp_tensor(sp_name, i).range((h, i), j, j + 1)
+            reads += b.range((h,), i0, i1)
+            steps.append([reads, [], 2 * c.Q.rows_in(i0, i1) * cols * c.d, 0])
+    steps[-1][1] = out.range((hk,), j, j + 1)
+    return steps
+
+
+def _builders(c: _Ctx):
+    return {
+        "flash2_fwd": lambda co: _flash2_fwd(c, co),
+        "flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
+        "flash2_bwd_dkdv": lambda co: _flash2_bwd_dkdv(c, co),
+        "flash2_bwd_dq": lambda co: _flash2_bwd_dq(c, co),
+        "flash1_fwd": lambda co: _flash1_fwd(c, co),
+        "naive_qk": lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
+        "naive_softmax": lambda co: _naive_rows(c, co, ("S",), "P", 1),
+        "naive_pv": lambda co: _naive_rowstream(c, co, "P", c.V, c.O),
+        "naive_bwd_dv": lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
+        "naive_bwd_dp": lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
+        "naive_bwd_ds": lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
+        "naive_bwd_dq": lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
+        "naive_bwd_dk": lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK),
+    }
+
+
+def max_loop_blocks(problem: AttentionProblem, schedule: Schedule) -> int:
+    """The longest tile loop of any CTA (a run this long = one step per CTA loop)."""
+    return max(cdiv(problem.seq_q, schedule.block_m), cdiv(problem.seq_kv, schedule.block_n))
+
+
+def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: int = 1) -> list[LaunchWork]:
+    """The launches of the schedule with their CTA tile streams at the given grain."""
+    if run_blocks < 1:
+        raise ValueError(f"run_blocks must be >= 1, got {run_blocks}")
+    c = _Ctx(problem, schedule, run_blocks)
+    b = _builders(c)
+    out = []
+    for L in kernel_launches(problem, schedule):
+        fn = b[L.name]
+        out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=fn: fn(_coords(L, idx))), schedule.num_warps))
+    return out
+
+
+def extra_device_bytes(problem: AttentionProblem, schedule: Schedule) -> int:
+    """Device memory the schedule allocates beyond inputs and outputs (module doc of schedule.py)."""
+    p, s = problem, schedule
+    rows = p.batch * p.heads_q * p.seq_q
+    lse = rows * STAT_BYTES
+    if s.algorithm == "flash2":
+        return lse if s.phase == "fwd" else 2 * lse
+    if s.algorithm == "flash1":
+        return rows * (p.head_dim + 2) * STAT_BYTES + lse
+    sp = rows * p.seq_kv * s.sp_bytes(p)
+    return 2 * sp  # fwd: S and P; bwd: P kept from fwd + the dP/dS buffer
