@@ -184,3 +184,12 @@ def default_schedule(problem: AttentionProblem, algorithm: str = "flash2", phase
 
 def next_pow2(x: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, x))))
+
+
+def dot_precision(problem: AttentionProblem) -> str:
+    """The PREC constexpr of kernels._tl.mma for this problem (see there)."""
+    if problem.dtype == "fp32":
+        return "ieee"  # Triton's default for fp32 dots is tf32 (10-bit mantissa): too coarse here
+    if problem.dtype == "bf16" and interpreting():
+        return "bf16emu"
+    return "tf32"

@@ -20,7 +20,8 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._common import LOG2E
+from ._tl import mma
+from ._common import dot_precision, LOG2E
 
 
 @triton.jit
@@ -84,7 +85,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             m_i = tl.load(MWS + stat_base + rows, mask=rd, other=float("-inf"))
             l_i = tl.load(LWS + stat_base + rows, mask=rd, other=0.0)
 
-            s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+            s = mma(q, kT, PREC) * qk_scale2
             visible = cm[None, :]
             if CAUSAL:
                 visible = visible & (cols[None, :] <= rows[:, None] + CAUSAL_OFFSET)
@@ -94,7 +95,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             alpha = tl.math.exp2(m_i - m_safe)
             p = tl.math.exp2(s - m_safe[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+            acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
 
             # write back to the workspace, or (last visit) the final O_i and lse_i
             wr = rm & (start_n + BLOCK_N < hi)
@@ -131,6 +132,6 @@ def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
         q, k, v, o, lse, ows, mws, lws, *_s4(q), *_s4(k), *_s4(v), *_s4(o),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
-        CAUSAL=p.causal, PREC="ieee" if p.dtype == "fp32" else "tf32",
+        CAUSAL=p.causal, PREC=dot_precision(p),
         num_warps=s.num_warps, num_stages=s.num_stages)
     return o, lse

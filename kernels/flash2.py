@@ -22,7 +22,8 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._common import LOG2E
+from ._tl import mma
+from ._common import dot_precision, LOG2E
 
 
 @triton.jit
@@ -80,18 +81,18 @@ def _flash2_fwd(Q, K, V, O, LSE,
     # each iteration reads K_j, V_j (cols x d each) -- nothing else touches memory
     for start_n in range(0, full_end, BLOCK_N):
         kT = tl.load(kT_ptrs + start_n * stride_kn)
-        s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        s = mma(q, kT, PREC) * qk_scale2
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vn)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
         m_i = m_new
     for start_n in range(full_end, hi, BLOCK_N):
         cols = start_n + offs_n
         kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cols[None, :] < SEQ_KV, other=0.0)
-        s = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        s = mma(q, kT, PREC) * qk_scale2
         visible = cols[None, :] < SEQ_KV
         if CAUSAL:
             visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
@@ -102,7 +103,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
         p = tl.math.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
         m_i = m_new
 
     # epilogue: O_i and lse_i written once; a row that saw nothing gets O = 0, lse = -inf
@@ -202,28 +203,28 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
             rm = rows < SEQ_Q
             qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
             lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
-            qkT = tl.dot(k, qT, input_precision=PREC) * qk_scale2
+            qkT = mma(k, qT, PREC) * qk_scale2
             visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
             pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+            dv += mma(pT.to(do.dtype), do, PREC)
             delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
-            dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
+            dpT = mma(v, tl.trans(do), PREC)
             dsT = pT * (dpT - delta[None, :])
-            dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=PREC)
+            dk += mma(dsT.to(qT.dtype), tl.trans(qT), PREC)
         for start_m in range(mid, SEQ_Q, BLOCK_M):  # every row sees the whole K/V block
             rows = start_m + offs_m0
             rm = rows < SEQ_Q
             qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
             lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
-            qkT = tl.dot(k, qT, input_precision=PREC) * qk_scale2
+            qkT = mma(k, qT, PREC) * qk_scale2
             pT = tl.math.exp2(qkT - lse2[None, :])
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+            dv += mma(pT.to(do.dtype), do, PREC)
             delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
-            dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
+            dpT = mma(v, tl.trans(do), PREC)
             dsT = pT * (dpT - delta[None, :])
-            dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=PREC)
+            dk += mma(dsT.to(qT.dtype), tl.trans(qT), PREC)
 
     # dK_j, dV_j written once
     dk = dk * sm_scale
@@ -282,24 +283,24 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
     for start_n in range(0, full_end, BLOCK_N):
         kT = tl.load(kT_ptrs + start_n * stride_kn)
         vT = tl.load(vT_ptrs + start_n * stride_vn)
-        qk = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        qk = mma(q, kT, PREC) * qk_scale2
         p = tl.math.exp2(qk - lse2[:, None])
-        dp = tl.dot(do, vT, input_precision=PREC)
+        dp = mma(do, vT, PREC)
         ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=PREC)
+        dq += mma(ds.to(kT.dtype), tl.trans(kT), PREC)
     for start_n in range(full_end, hi, BLOCK_N):
         cols = start_n + offs_n
         cm = cols[None, :] < SEQ_KV
         kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cm, other=0.0)
         vT = tl.load(vT_ptrs + start_n * stride_vn, mask=cm, other=0.0)
-        qk = tl.dot(q, kT, input_precision=PREC) * qk_scale2
+        qk = mma(q, kT, PREC) * qk_scale2
         visible = cm
         if CAUSAL:
             visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
         p = tl.where(visible, tl.math.exp2(qk - lse2[:, None]), 0.0)
-        dp = tl.dot(do, vT, input_precision=PREC)
+        dp = mma(do, vT, PREC)
         ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=PREC)
+        dq += mma(ds.to(kT.dtype), tl.trans(kT), PREC)
 
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
@@ -308,9 +309,8 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
 
 # --- launchers ------------------------------------------------------------------------------------
 
-def _prec(problem: AttentionProblem) -> str:
-    # fp32 inputs: full-precision dots (Triton's default would be tf32, 10-bit mantissa)
-    return "ieee" if problem.dtype == "fp32" else "tf32"
+def _prec(problem):
+    return dot_precision(problem)
 
 
 def _s4(t):

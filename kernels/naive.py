@@ -22,7 +22,8 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._common import TORCH_DTYPES, next_pow2
+from ._tl import mma
+from ._common import dot_precision, TORCH_DTYPES, next_pow2
 
 
 @triton.jit
@@ -59,7 +60,7 @@ def _naive_qk(Q, K, S,
                 mask=rows[:, None] < SEQ_Q, other=0.0)
     kT = tl.load(K + b * stride_kb + hkv * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
                  mask=cols[None, :] < SEQ_KV, other=0.0)
-    s = tl.dot(q, kT, input_precision=PREC) * sm_scale
+    s = mma(q, kT, PREC) * sm_scale
     s_ptrs = S + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
     tl.store(s_ptrs, s.to(S.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
 
@@ -114,7 +115,7 @@ def _naive_pv(P, V, O,
         cols = start_n + offs_n
         p = tl.load(p_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
         v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        acc += mma(p.to(v.dtype), v, PREC)
     tl.store(O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :],
              acc.to(O.dtype.element_ty), mask=rm)
 
@@ -144,7 +145,7 @@ def _naive_bwd_dv(P, DO, DV,
             rows = start_m + offs_m
             pT = tl.load(pT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+            dv += mma(pT.to(do.dtype), do, PREC)
     tl.store(DV + b * stride_dvb + hkv * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :],
              dv.to(DV.dtype.element_ty), mask=cm)
 
@@ -169,7 +170,7 @@ def _naive_bwd_dp(DO, V, DP,
                  mask=rows[:, None] < SEQ_Q, other=0.0)
     vT = tl.load(V + b * stride_vb + hkv * stride_vh + cols[None, :] * stride_vn + offs_d[:, None],
                  mask=cols[None, :] < SEQ_KV, other=0.0)
-    dp = tl.dot(do, vT, input_precision=PREC)
+    dp = mma(do, vT, PREC)
     ptrs = DP + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
     tl.store(ptrs, dp.to(DP.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
 
@@ -216,7 +217,7 @@ def _naive_bwd_dq(DS, K, DQ,
         cols = start_n + offs_n
         ds = tl.load(ds_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
         k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        acc += mma(ds.to(k.dtype), k, PREC)
     acc = acc * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqm + offs_d[None, :],
              acc.to(DQ.dtype.element_ty), mask=rm)
@@ -247,7 +248,7 @@ def _naive_bwd_dk(DS, Q, DK,
             rows = start_m + offs_m
             dsT = tl.load(dsT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
             q = tl.load(q_ptrs + start_m * stride_qm, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dk += tl.dot(dsT.to(q.dtype), q, input_precision=PREC)
+            dk += mma(dsT.to(q.dtype), q, PREC)
     dk = dk * sm_scale
     tl.store(DK + b * stride_dkb + hkv * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :],
              dk.to(DK.dtype.element_ty), mask=cm)
@@ -260,7 +261,7 @@ def _s4(t):
 
 
 def _prec(problem):
-    return "ieee" if problem.dtype == "fp32" else "tf32"
+    return dot_precision(problem)
 
 
 def _rows_per_step(seq_kv: int, block_m: int):

@@ -1,0 +1,15 @@
+"""Small @triton.jit helpers shared by the kernels (inlined into them; no launches of their own)."""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def mma(a, b, PREC: tl.constexpr):
+    """tl.dot with fp32 accumulation.  PREC: "ieee" (fp32 inputs, no tf32), "tf32" (the default, for
+    fp16/bf16 it means plain tensor-core dots), or "bf16emu": Triton's CPU interpreter multiplies
+    bf16 operands wrongly (3.6), so there they are widened to fp32 first -- bf16 products are exact
+    in fp32, so the result is what the tensor cores compute."""
+    if PREC == "bf16emu":
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision=PREC)
