@@ -246,9 +246,12 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
     h = co["bh"]
     hk = c.kv_head(h)
     steps = []
+    never = [i for i in range(c.mb) if c.jmax[i] < 0]  # rows that see no key: O = 0, lse = -inf, written first
+    if never:
+        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0])
     for j in range(c.nb):
         cols = c.K.rows_in(j, j + 1)
-        pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)
+        pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)  # read for every j, as the kernel does
         for i0, i1 in _runs(c.imin(j), c.mb, c.R):
             rows = c.Q.rows_in(i0, i1)
             ws_r = range(i0, i1) if j > 0 else range(0)
@@ -258,9 +261,8 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
             writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
             steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows])
             pro = []
-    never = [i for i in range(c.mb) if c.jmax[i] < 0]  # rows that see no key: O = 0, lse = -inf
-    if never:
-        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0])
+        if pro:  # no Q block sees K/V block j
+            steps.append([pro, [], 0, 0])
     return steps
 
 
