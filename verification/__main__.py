@@ -116,7 +116,8 @@ def cmd_numerics(a, argv):
         _echo(f"wrote {out / f'numerics_{mode}.md'} and .json")
     if a.json:
         _print_json(doc)
-    _echo(f"numerics ({mode}): {doc['passed']}/{doc['cases']} cases pass")
+    _echo(f"numerics ({mode}): {doc['passed']}/{doc['cases']} cases pass, {doc['failed']} fail"
+          + (f", {doc['artefacts']} interpreter artefact(s)" if doc["artefacts"] else ""))
     return 0 if doc["failed"] == 0 else 1
 
 

@@ -74,25 +74,43 @@ def _free():
         torch.cuda.empty_cache()
 
 
-def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: float = 25.0, log=sys.stderr):
+def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: float = 25.0, log=sys.stderr,
+        allow_cpu: bool = False):
+    import os
+    if allow_cpu:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
     import torch
-    if not torch.cuda.is_available():
+    cpu = allow_cpu and not torch.cuda.is_available()
+    if not torch.cuda.is_available() and not cpu:
         raise SystemExit("caserunner: no CUDA GPU visible to torch (torch.cuda.is_available() is False); "
                          "run this on the GPU machine")
+    device = "cpu" if cpu else "cuda"
     n = len(specs)
     for i, spec in enumerate(specs, 1):
         t0 = time.time()
         rec = {"case": spec["name"], "launches": spec["launches"]}
         try:
-            fn, keep = prepare(spec)
+            fn, keep = prepare(spec, device)
             fn()  # warm-up: compile / autotune outside the measurement
-            torch.cuda.synchronize()
-            if mode == "ncu":
+            if cpu:  # dry run through the Triton interpreter: no profiler, wall-clock timing
+                if mode == "time":
+                    ts = []
+                    for _ in range(3):
+                        t1 = time.perf_counter()
+                        fn()
+                        ts.append(time.perf_counter() - t1)
+                    rec["time_s"] = sorted(ts)[1]
+                    rec["timing"] = {"method": "CPU interpreter dry run, median of 3 (not a GPU time)"}
+                else:
+                    fn()
+            elif mode == "ncu":
+                torch.cuda.synchronize()
                 torch.cuda.profiler.start()
                 fn()
                 torch.cuda.synchronize()
                 torch.cuda.profiler.stop()
             else:
+                torch.cuda.synchronize()
                 import triton.testing
                 ms = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
                 rec["time_s"] = ms * 1e-3
@@ -125,11 +143,13 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="JSON-lines file, one line per finished case")
     ap.add_argument("--rep-ms", type=float, default=100.0, help="timing: total time of the timed repeats")
     ap.add_argument("--warmup-ms", type=float, default=25.0)
+    ap.add_argument("--allow-cpu", action="store_true",
+                    help="dry run without a GPU: Triton interpreter on CPU, no profiler calls (tests only)")
     a = ap.parse_args(argv)
     with open(a.spec) as f:
         specs = json.load(f)
     with open(a.out, "a") as out:
-        run(specs, a.mode, out, rep_ms=a.rep_ms, warmup_ms=a.warmup_ms)
+        run(specs, a.mode, out, rep_ms=a.rep_ms, warmup_ms=a.warmup_ms, allow_cpu=a.allow_cpu)
 
 
 if __name__ == "__main__":

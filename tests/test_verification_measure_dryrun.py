@@ -1,0 +1,150 @@
+"""Dry run of `measure` without a GPU: the real case runner (Triton interpreter on CPU, tiny
+cases) under a fake `ncu` that runs the program and prints an ncu-style CSV for the launches
+the runner reports, so the whole path -- command line, subprocesses, CSV parsing, mapping rows
+to cases by order and kernel name, records, no-overwrite, bundle/unpack -- is exercised."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import tarfile
+import textwrap
+
+import pytest
+
+from memsim.io import OutputExistsError
+from memsim.schedule import AttentionProblem, Schedule
+from verification import measure as M
+from verification import ncu as N
+from verification import records as R
+from verification.suite import Case
+
+FAKE_NCU = textwrap.dedent('''\
+    #!{python}
+    """A stand-in for ncu: runs the program, then prints one CSV block per launch it reported."""
+    import json, subprocess, sys
+    args = sys.argv[1:]
+    if args and args[0] == "--version":
+        print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 0.0-fake"); sys.exit(0)
+    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file"}}
+    opts, i = {{}}, 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] in takes:
+            opts[args[i]] = args[i + 1]; i += 2
+        else:
+            opts[args[i]] = True; i += 1
+    prog = args[i:]
+    assert opts.get("--clock-control") == "none" and opts.get("--profile-from-start") == "off", opts
+    assert "--cache-control" not in opts, "must keep the default cache control (flush before each kernel)"
+    rc = subprocess.call(prog)
+    out = prog[prog.index("--out") + 1]
+    lines = ['==PROF== Connected to process 1 (python)',
+             '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size",'
+             '"Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"']
+    kid = 0
+    for line in open(out):
+        d = json.loads(line)
+        if not d.get("ok"):
+            continue
+        for name in d["launches"]:
+            for metric, unit, val in [("gpu__time_duration.sum", "usecond", "1.5"),
+                                      ("dram__bytes_read.sum", "Mbyte", "1,000.5"),
+                                      ("dram__bytes_write.sum", "Kbyte", "2,048"),
+                                      ("l1tex__t_bytes.sum", "byte", "3,000,000"),
+                                      ("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "byte", "2,000,000"),
+                                      ("l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum", "byte", "1,000,000"),
+                                      ("lts__t_sectors_srcunit_tex_op_read.sum", "Ksector", "50"),
+                                      ("lts__t_sectors_srcunit_tex_op_write.sum", "sector", "1,000")]:
+                lines.append(f'"{{kid}}","1","python","h","_{{name}}","1","7","(128, 1, 1)","(4, 2, 1)","0","9.0",'
+                             f'"Command line profiler metrics","{{metric}}","{{unit}}","{{val}}"')
+            kid += 1
+    lines.append('==PROF== Disconnected from process 1')
+    text = "\\n".join(lines) + "\\n"
+    if "--log-file" in opts:
+        open(opts["--log-file"], "w").write(text)
+    else:
+        sys.stdout.write(text)
+    sys.exit(rc)
+''')
+
+
+@pytest.fixture
+def fake_ncu(tmp_path, monkeypatch):
+    exe = tmp_path / "bin" / "ncu"
+    exe.parent.mkdir()
+    exe.write_text(FAKE_NCU.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("NCU", str(exe))
+    monkeypatch.setattr(M, "RUNNER_EXTRA", ["--allow-cpu"])
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    return exe
+
+
+def tiny_cases():
+    p = AttentionProblem(batch=1, heads_q=2, heads_kv=2, seq_q=64, seq_kv=64, head_dim=16, dtype="fp16")
+    return [Case("tiny_flash2_fwd", p, Schedule("flash2", "fwd", 32, 16, 4, 1)),
+            Case("tiny_naive_bwd", p, Schedule("naive", "bwd", 32, 16, 4, 1)),
+            Case("tiny_flash1_fwd", p, Schedule("flash1", "fwd", 32, 16, 4, 1))]
+
+
+def test_measure_dry_run_writes_records_and_bundle(fake_ncu, tmp_path):
+    data = tmp_path / "data" / "fake-gpu"
+    bundle = tmp_path / "out" / "measurements.tar.gz"
+    cases = tiny_cases()
+    summ = M.measure_cases(cases, data, command="python -m verification measure (test)", bundle_to=bundle,
+                           check_gpu=False, echo=lambda m: None)
+    assert summ["failed"] == {}, summ["failed"]
+    assert len(summ["written"]) == 3
+    rec = json.loads((data / "tiny_naive_bwd.json").read_text())
+    assert [k["name"] for k in rec["kernels"]] == cases[1].launch_names()
+    k0 = rec["kernels"][0]
+    assert k0["time_s"] == pytest.approx(1.5e-6)
+    assert k0["dram_read_bytes"] == pytest.approx(1000.5e6)
+    assert k0["dram_write_bytes"] == pytest.approx(2.048e6)
+    assert k0["global_read_bytes"] == 2e6 and k0["global_write_bytes"] == 1e6
+    assert k0["l2_read_bytes"] == 50e3 * 32 and k0["l2_write_bytes"] == 1000 * 32
+    assert rec["total"]["global_read_bytes"] == 5 * 2e6
+    assert rec["total"]["ncu_time_s"] == pytest.approx(5 * 1.5e-6)
+    assert rec["total"]["time_s"] > 0  # the (CPU) timing pass
+    assert rec["provenance"]["ncu"] == "0.0-fake"
+    assert rec["provenance"]["command"].startswith("python -m verification measure")
+    assert AttentionProblem(**rec["problem"]) == cases[1].problem
+    assert (data / "raw").is_dir()
+    with tarfile.open(bundle) as t:
+        names = t.getnames()
+    assert "fake-gpu/tiny_flash2_fwd.json" in names
+    # a second run refuses before measuring anything
+    with pytest.raises(OutputExistsError, match="--archive-old"):
+        M.measure_cases(cases, data, command="again", check_gpu=False, echo=lambda m: None)
+    # unpack into a fresh root, then refuse a second unpack, then archive
+    root = tmp_path / "root"
+    dest, got = R.unpack(bundle, root)
+    assert dest == root / "fake-gpu" and sorted(got) == sorted(c.name for c in cases)
+    with pytest.raises(OutputExistsError):
+        R.unpack(bundle, root)
+    R.unpack(bundle, root, archive_old=True)
+    assert len(list((root / "fake-gpu" / "archive").iterdir())) == 1
+    assert len(R.load_records(root / "fake-gpu")) == 3
+
+
+def test_measure_dry_run_per_case_and_kernel_name_mismatch(fake_ncu, tmp_path, monkeypatch):
+    cases = tiny_cases()[:1]
+    summ = M.measure_cases(cases, tmp_path / "d", command="x", per_case=True, skip_timing=True, check_gpu=False,
+                           echo=lambda m: None)
+    assert len(summ["written"]) == 1
+    rec = json.loads((tmp_path / "d" / "tiny_flash2_fwd.json").read_text())
+    assert rec["total"]["time_s"] == rec["total"]["ncu_time_s"]  # no timing pass: said so in "timing"
+    assert "NOT measured" in rec["timing"]["time_s"]
+    # rows whose kernel names do not follow the schedule -> a clear mapping error
+    rows = [N.KernelRow(0, "_flash2_fwd")]
+    with pytest.raises(N.NcuError, match="expected kernel '_naive_qk'"):
+        N.assign_rows_to_cases(rows, [("c", ["naive_qk"])])
+
+
+def test_measure_without_ncu_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("NCU", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(os.path, "exists", lambda p: False)
+    with pytest.raises(N.NcuError, match="not on the PATH"):
+        M.measure_cases(tiny_cases(), tmp_path / "d", command="x", check_gpu=False)
