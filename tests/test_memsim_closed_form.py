@@ -1,0 +1,69 @@
+"""Simulated global traffic, FLOPs and exps equal the closed forms exactly, at every grain; with a
+tiny L2 every global byte is a DRAM byte."""
+import pytest
+
+from memsim import analytic
+from memsim.hardware import load_hardware
+from memsim.schedule import AttentionProblem, Schedule
+from memsim.sim import simulate
+
+HW = load_hardware("h100-sxm")
+TINY = HW.with_overrides(l2_bytes=1, l2_partitions=1)
+
+SCHEDULES = [("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd")]
+PROBLEMS = [
+    # B, Hq, Hkv, Nq, Nkv, d, dtype, causal, align
+    (1, 2, 2, 256, 256, 32, "fp16", False, "top_left"),
+    (2, 4, 2, 203, 113, 64, "bf16", True, "top_left"),        # ragged, GQA, causal
+    (1, 2, 1, 113, 203, 16, "fp32", True, "bottom_right"),   # MQA, seq_q < seq_kv
+    (1, 3, 3, 300, 100, 32, "fp16", True, "bottom_right"),   # rows that see no key
+    (1, 1, 1, 1, 17, 16, "fp16", True, "top_left"),           # one query
+]
+KEYS = ("global_read_bytes", "global_write_bytes", "flops", "exp_count")
+
+
+@pytest.mark.parametrize("alg, phase", SCHEDULES)
+@pytest.mark.parametrize("prob", PROBLEMS, ids=lambda t: "-".join(map(str, t)))
+@pytest.mark.parametrize("bm, bn", [(64, 32), (16, 64)])
+def test_simulated_equals_closed_form(alg, phase, prob, bm, bn):
+    B, Hq, Hkv, Nq, Nk, d, dt, causal, align = prob
+    p = AttentionProblem(B, Hq, Hkv, Nq, Nk, d, dt, causal, causal_align=align)
+    s = Schedule(alg, phase, bm, bn)
+    cf = analytic.launch_counts(p, s)
+    for grain, rb in (("tile", None), ("run", 3), ("cta", None)):
+        r = simulate(p, s, HW, grain=grain, run_blocks=rb)
+        assert [k["name"] for k in r.kernels] == list(cf)
+        for k in r.kernels:
+            for key in KEYS:
+                assert k[key] == cf[k["name"]][key], (grain, k["name"], key)
+    tiny = simulate(p, s, TINY, grain="tile").total
+    assert tiny["dram_read_bytes"] == tiny["global_read_bytes"] == analytic.global_bytes(p, s)["global_read_bytes"]
+    assert tiny["dram_write_bytes"] == tiny["global_write_bytes"]
+
+
+def test_flash2_fwd_formula_is_the_papers_count():
+    """No mask: Q + O + lse once, K and V once per Q block."""
+    p = AttentionProblem(4, 16, 16, 4096, 4096, 64)
+    s = Schedule("flash2", block_m=128, block_n=64)
+    g = analytic.global_bytes(p, s)
+    assert g["global_read_bytes"] == p.q_bytes() + 32 * p.kv_bytes()
+    assert g["global_write_bytes"] == p.o_bytes() + 4 * 16 * 4096 * 4
+
+
+def test_flash1_asymptotic_shape():
+    """flash1's workspace traffic ~ N^2 d^2 / M: doubling block_n (the SRAM given to K/V) halves it."""
+    p = AttentionProblem(1, 1, 1, 2048, 2048, 64)
+    a = analytic.global_bytes(p, Schedule("flash1", block_m=64, block_n=32))
+    b = analytic.global_bytes(p, Schedule("flash1", block_m=64, block_n=64))
+    ta, tb = sum(a[k] for k in KEYS[:2]), sum(b[k] for k in KEYS[:2])
+    assert 1.8 < ta / tb < 2.1
+    assert analytic.flash1_global_asymptotic(2048, 64, 2 * 128 * 1024) * 2 == analytic.flash1_global_asymptotic(
+        2048, 64, 128 * 1024)
+
+
+def test_roofline_below_simulated_time():
+    p = AttentionProblem(2, 8, 8, 1024, 1024, 64)
+    for alg, ph in SCHEDULES:
+        s = Schedule(alg, ph)
+        r = simulate(p, s, HW)
+        assert analytic.roofline_time(p, s, HW) <= r.time_s * 1.05
