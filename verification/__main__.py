@@ -272,7 +272,10 @@ def build_parser():
 
     p = sub.add_parser("cases", help="list the validation suite", formatter_class=F,
                        description="List the suite's named cases: problem, schedule, launches, report tags.\n"
-                                   "CASES may be names, shell patterns ('flash2_fwd_*') or tags ('tag:grid_order').")
+                                   "CASES may be names, shell patterns ('flash2_fwd_*') or tags ('tag:grid_order').\n"
+                                   "Tags: fig2_left (GPT-2 medium naive vs flash), block_sweep (flash1 block sizes), "
+                                   "grid_order (Q-fastest vs heads-fastest), scaling (the rest).\n\nExamples:\n"
+                                   "  python -m verification cases\n  python -m verification cases 'naive_*' --json")
     p.add_argument("cases", nargs="*", metavar="CASES")
     p.add_argument("--json", action="store_true", help="print JSON (with each case's launch names)")
     p.set_defaults(fn=cmd_cases)

@@ -1,0 +1,85 @@
+"""The model is held to the hardware: the committed H100 measurements (verification/data/
+<gpu with h100 in its name>/) against today's memsim predictions, per level, within the
+ceilings of verification/tolerances.toml.  A model change that makes any case worse than
+its level's ceiling fails here.
+
+Skips ONLY when no H100 measurement directory is committed (then there is nothing to hold
+the model to).  With data present, an unset ceiling fails (run `python -m verification
+ceilings --data <dir> --write` and commit tolerances.toml)."""
+from __future__ import annotations
+
+import pytest
+
+from verification import compare as C
+from verification import records as R
+from verification.suite import SUITE, case_from_record
+
+H100_DIRS = R.gpu_dirs(R.DATA_ROOT, contains="h100")
+
+
+def _skip_if_no_data():
+    if not H100_DIRS:
+        pytest.skip(f"no H100 measurements committed: {R.DATA_ROOT} has no directory with 'h100' in its name and "
+                    f"<case>.json files (measure them: verification/DEVICE.md)")
+
+
+@pytest.fixture(scope="module")
+def compared():
+    _skip_if_no_data()
+    import memsim
+    levels = C.load_tolerances()
+    out = {}
+    for d in H100_DIRS:
+        recs = R.load_records(d)
+        hws = {}
+        pairs = []
+        for rec in recs:
+            case = case_from_record(rec)
+            if case.hardware not in hws:
+                hws[case.hardware] = memsim.load_hardware(case.hardware)
+            pred = memsim.simulate(case.problem, case.schedule, hws[case.hardware]).to_dict()
+            pairs.append((case.name, rec, pred))
+        out[d.name] = (recs, C.compare_records(pairs, levels))
+    return levels, out
+
+
+@pytest.mark.parametrize("level", list(C.load_tolerances()))
+def test_model_within_ceiling(compared, level):
+    levels, by_dir = compared
+    lv = levels[level]
+    if lv.ceiling is None:
+        pytest.fail(f"tolerances.toml has no ceiling for level {level!r} although H100 measurements exist: run "
+                    f"`python -m verification ceilings --data {H100_DIRS[0]} --write` and commit tolerances.toml")
+    bad = []
+    n = 0
+    for dname, (_, rows) in by_dir.items():
+        for r in rows:
+            if r.level != level or r.status in ("below floor",):
+                continue
+            if r.status == "missing":
+                bad.append(f"{dname}/{r.case}: measured {r.measured} predicted {r.predicted} (missing)")
+                continue
+            n += 1
+            if abs(r.error) > lv.ceiling + 1e-12:
+                bad.append(f"{dname}/{r.case}: predicted/measured - 1 = {r.error:+.2%} (ceiling {lv.ceiling:.2%})")
+    assert not bad, f"level {level}: {len(bad)} case(s) over the ceiling:\n" + "\n".join(bad)
+    assert n > 0, f"level {level}: no comparable case in {list(by_dir)}"
+
+
+def test_every_suite_case_is_measured():
+    _skip_if_no_data()
+    for d in H100_DIRS:
+        have = {r["case"] for r in R.load_records(d)}
+        missing = [c.name for c in SUITE if c.name not in have]
+        assert not missing, f"{d}: suite cases without a measurement: {missing}"
+
+
+def test_measurements_carry_provenance():
+    _skip_if_no_data()
+    for d in H100_DIRS:
+        for rec in R.load_records(d):
+            p = rec["provenance"]
+            for k in ("gpu", "driver", "cuda", "torch", "triton", "ncu", "date", "command"):
+                assert p.get(k), f"{d}/{rec['case']}.json: provenance.{k} is empty"
+            assert "H100" in p["gpu"], f"{d}/{rec['case']}.json was measured on {p['gpu']}"
+            assert p["gpu"] != "FAKE"
