@@ -170,7 +170,8 @@ SWEEP_FIELDS = ["param", "value", "algorithm", "phase", "status", "global_read_b
                 "extra_device_bytes", "error"]
 
 
-def _progress(i, n, label, stream=sys.stderr):
+def _progress(i, n, label, stream=None):
+    stream = stream or sys.stderr
     width = 30
     done = int(width * i / n) if n else width
     stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n} {label:<40.40}")
