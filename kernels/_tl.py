@@ -13,3 +13,20 @@ def mma(a, b, PREC: tl.constexpr):
         return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
     else:
         return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def cvt(x, DST: tl.constexpr, PREC: tl.constexpr):
+    """x.to(DST), rounding to nearest even.  Under "bf16emu" (the CPU interpreter) a conversion to
+    bf16 is done by hand: Triton 3.6's interpreter truncates fp32 -> bf16 (and its "rtne" mode
+    mis-rounds when the mantissa carries), which would make bf16 results look worse than on a GPU."""
+    if PREC == "bf16emu":
+        if DST == tl.bfloat16:
+            bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+            bits = bits + 0x7FFF + ((bits >> 16) & 1)
+            y = (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        else:
+            y = x.to(DST)
+    else:
+        y = x.to(DST)
+    return y

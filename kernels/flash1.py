@@ -20,7 +20,7 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import mma
+from ._tl import cvt, mma
 from ._common import dot_precision, LOG2E
 
 
@@ -95,7 +95,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             alpha = tl.math.exp2(m_i - m_safe)
             p = tl.math.exp2(s - m_safe[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
+            acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
 
             # write back to the workspace, or (last visit) the final O_i and lse_i
             wr = rm & (start_n + BLOCK_N < hi)
@@ -107,7 +107,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             l_safe = tl.where(empty, 1.0, l_i)
             o = acc / l_safe[:, None]
             lse = tl.where(empty, float("-inf"), (m_new + tl.math.log2(l_safe)) * 0.6931471805599453)
-            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :], o.to(O.dtype.element_ty),
+            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC),
                      mask=fin[:, None])
             tl.store(LSE + stat_base + rows, lse, mask=fin)
             tl.debug_barrier()  # the workspace written here is read by other threads of this CTA later

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import mma
+from ._tl import cvt, mma
 from ._common import dot_precision, LOG2E
 
 
@@ -87,7 +87,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
         p = tl.math.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vn)
-        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
         m_i = m_new
     for start_n in range(full_end, hi, BLOCK_N):
         cols = start_n + offs_n
@@ -103,7 +103,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
         p = tl.math.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, PREC)
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
         m_i = m_new
 
     # epilogue: O_i and lse_i written once; a row that saw nothing gets O = 0, lse = -inf
@@ -112,7 +112,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
     o = acc / l_safe[:, None]
     lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
-    tl.store(o_ptrs, o.to(O.dtype.element_ty), mask=offs_m[:, None] < SEQ_Q)
+    tl.store(o_ptrs, cvt(o, O.dtype.element_ty, PREC), mask=offs_m[:, None] < SEQ_Q)
     tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
 
 
@@ -207,11 +207,11 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
             visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
             pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += mma(pT.to(do.dtype), do, PREC)
+            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
             delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
             dpT = mma(v, tl.trans(do), PREC)
             dsT = pT * (dpT - delta[None, :])
-            dk += mma(dsT.to(qT.dtype), tl.trans(qT), PREC)
+            dk += mma(cvt(dsT, qT.dtype, PREC), tl.trans(qT), PREC)
         for start_m in range(mid, SEQ_Q, BLOCK_M):  # every row sees the whole K/V block
             rows = start_m + offs_m0
             rm = rows < SEQ_Q
@@ -220,18 +220,18 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
             qkT = mma(k, qT, PREC) * qk_scale2
             pT = tl.math.exp2(qkT - lse2[None, :])
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += mma(pT.to(do.dtype), do, PREC)
+            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
             delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
             dpT = mma(v, tl.trans(do), PREC)
             dsT = pT * (dpT - delta[None, :])
-            dk += mma(dsT.to(qT.dtype), tl.trans(qT), PREC)
+            dk += mma(cvt(dsT, qT.dtype, PREC), tl.trans(qT), PREC)
 
     # dK_j, dV_j written once
     dk = dk * sm_scale
     tl.store(DK + b * stride_dkb + hkv * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
-             dk.to(DK.dtype.element_ty), mask=cmask)
+             cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
     tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=cmask)
+             cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
 
 
 @triton.jit
@@ -287,7 +287,7 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
         p = tl.math.exp2(qk - lse2[:, None])
         dp = mma(do, vT, PREC)
         ds = p * (dp - delta[:, None])
-        dq += mma(ds.to(kT.dtype), tl.trans(kT), PREC)
+        dq += mma(cvt(ds, kT.dtype, PREC), tl.trans(kT), PREC)
     for start_n in range(full_end, hi, BLOCK_N):
         cols = start_n + offs_n
         cm = cols[None, :] < SEQ_KV
@@ -300,11 +300,11 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
         p = tl.where(visible, tl.math.exp2(qk - lse2[:, None]), 0.0)
         dp = mma(do, vT, PREC)
         ds = p * (dp - delta[:, None])
-        dq += mma(ds.to(kT.dtype), tl.trans(kT), PREC)
+        dq += mma(cvt(ds, kT.dtype, PREC), tl.trans(kT), PREC)
 
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
-             dq.to(DQ.dtype.element_ty), mask=rm[:, None])
+             cvt(dq, DQ.dtype.element_ty, PREC), mask=rm[:, None])
 
 
 # --- launchers ------------------------------------------------------------------------------------

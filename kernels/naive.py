@@ -22,8 +22,8 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import mma
-from ._common import dot_precision, TORCH_DTYPES, next_pow2
+from ._tl import cvt, mma
+from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2
 
 
 @triton.jit
@@ -62,13 +62,13 @@ def _naive_qk(Q, K, S,
                  mask=cols[None, :] < SEQ_KV, other=0.0)
     s = mma(q, kT, PREC) * sm_scale
     s_ptrs = S + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
-    tl.store(s_ptrs, s.to(S.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+    tl.store(s_ptrs, cvt(s, S.dtype.element_ty, PREC), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
 
 
 @triton.jit
 def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                    BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr,
-                   CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr):
+                   CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
     # block_m rows of S, ROWS full rows at a time in registers: S read once, P written once
     pid_m, pid_bh = _pids_1d(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
@@ -88,7 +88,7 @@ def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
         denom = tl.sum(e, 1)
         denom = tl.where(denom == 0.0, 1.0, denom)
         p = e / denom[:, None]
-        tl.store(P + ptrs, p.to(P.dtype.element_ty), mask=inb)
+        tl.store(P + ptrs, cvt(p, P.dtype.element_ty, PREC), mask=inb)
 
 
 @triton.jit
@@ -115,9 +115,9 @@ def _naive_pv(P, V, O,
         cols = start_n + offs_n
         p = tl.load(p_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
         v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += mma(p.to(v.dtype), v, PREC)
+        acc += mma(cvt(p, v.dtype, PREC), v, PREC)
     tl.store(O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :],
-             acc.to(O.dtype.element_ty), mask=rm)
+             cvt(acc, O.dtype.element_ty, PREC), mask=rm)
 
 
 @triton.jit
@@ -145,9 +145,9 @@ def _naive_bwd_dv(P, DO, DV,
             rows = start_m + offs_m
             pT = tl.load(pT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
             do = tl.load(do_ptrs + start_m * stride_dom, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dv += mma(pT.to(do.dtype), do, PREC)
+            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
     tl.store(DV + b * stride_dvb + hkv * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=cm)
+             cvt(dv, DV.dtype.element_ty, PREC), mask=cm)
 
 
 @triton.jit
@@ -172,12 +172,13 @@ def _naive_bwd_dp(DO, V, DP,
                  mask=cols[None, :] < SEQ_KV, other=0.0)
     dp = mma(do, vT, PREC)
     ptrs = DP + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
-    tl.store(ptrs, dp.to(DP.dtype.element_ty), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+    tl.store(ptrs, cvt(dp, DP.dtype.element_ty, PREC), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
 
 
 @triton.jit
 def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
-                  BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr, Q_FASTEST: tl.constexpr):
+                  BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr, Q_FASTEST: tl.constexpr,
+                  PREC: tl.constexpr):
     # full rows of P and dP read once; dS written over dP
     pid_m, pid_bh = _pids_1d(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
@@ -190,7 +191,7 @@ def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
         dp = tl.load(DP + ptrs, mask=inb, other=0.0).to(tl.float32)
         rowsum = tl.sum(p * dp, 1)
         ds = p * (dp - rowsum[:, None])
-        tl.store(DP + ptrs, ds.to(DP.dtype.element_ty), mask=inb)
+        tl.store(DP + ptrs, cvt(ds, DP.dtype.element_ty, PREC), mask=inb)
 
 
 @triton.jit
@@ -217,10 +218,10 @@ def _naive_bwd_dq(DS, K, DQ,
         cols = start_n + offs_n
         ds = tl.load(ds_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
         k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += mma(ds.to(k.dtype), k, PREC)
+        acc += mma(cvt(ds, k.dtype, PREC), k, PREC)
     acc = acc * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqm + offs_d[None, :],
-             acc.to(DQ.dtype.element_ty), mask=rm)
+             cvt(acc, DQ.dtype.element_ty, PREC), mask=rm)
 
 
 @triton.jit
@@ -248,10 +249,10 @@ def _naive_bwd_dk(DS, Q, DK,
             rows = start_m + offs_m
             dsT = tl.load(dsT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
             q = tl.load(q_ptrs + start_m * stride_qm, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dk += mma(dsT.to(q.dtype), q, PREC)
+            dk += mma(cvt(dsT, q.dtype, PREC), q, PREC)
     dk = dk * sm_scale
     tl.store(DK + b * stride_dkb + hkv * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :],
-             dk.to(DK.dtype.element_ty), mask=cm)
+             cvt(dk, DK.dtype.element_ty, PREC), mask=cm)
 
 
 # --- launchers ------------------------------------------------------------------------------------
@@ -260,8 +261,11 @@ def _s4(t):
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _prec(problem):
-    return dot_precision(problem)
+def _prec(problem, schedule):
+    prec = dot_precision(problem)
+    if schedule.sp_dtype == "bf16" and interpreting():
+        prec = "bf16emu"
+    return prec
 
 
 def _rows_per_step(seq_kv: int, block_m: int):
@@ -285,11 +289,11 @@ def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     P = torch.empty((bh, p.seq_q, p.seq_kv), dtype=spd, device=q.device)
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
-              PREC=_prec(p), num_warps=s.num_warps, num_stages=s.num_stages)
+              PREC=_prec(p, s), num_warps=s.num_warps, num_stages=s.num_stages)
     _naive_qk[qk.grid](q, k, S, *_s4(q), *_s4(k), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
     rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
     _naive_softmax[sm.grid](S, P, p.seq_q, p.seq_kv, p.causal_offset, BLOCK_M=s.block_m, ROWS=rows,
-                            NPOW2=npow2, CAUSAL=p.causal, Q_FASTEST=qf, num_warps=s.num_warps)
+                            NPOW2=npow2, CAUSAL=p.causal, Q_FASTEST=qf, PREC=kw["PREC"], num_warps=s.num_warps)
     del S
     _naive_pv[pv.grid](P, v, o, *_s4(v), *_s4(o), p.heads_q, p.seq_q, p.seq_kv, **kw)
     return o, P
@@ -307,7 +311,7 @@ def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P
         raise ValueError(f"saved P has shape {tuple(P.shape)} and dtype {P.dtype}; the backward schedule "
                          f"needs {(p.batch * p.heads_q, p.seq_q, p.seq_kv)} in {spd} (same sp_dtype as forward)")
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
-              PREC=_prec(p), num_warps=s.num_warps, num_stages=s.num_stages)
+              PREC=_prec(p, s), num_warps=s.num_warps, num_stages=s.num_stages)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
@@ -316,7 +320,7 @@ def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P
     _naive_bwd_dp[l_dp.grid](do, v, dP, *_s4(do), *_s4(v), p.heads_q, p.seq_q, p.seq_kv, **kw)
     rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
     _naive_bwd_ds[l_ds.grid](P, dP, p.seq_q, p.seq_kv, BLOCK_M=s.block_m, ROWS=rows, NPOW2=npow2,
-                             Q_FASTEST=qf, num_warps=s.num_warps)
+                             Q_FASTEST=qf, PREC=kw["PREC"], num_warps=s.num_warps)
     _naive_bwd_dq[l_dq.grid](dP, k, dq, *_s4(k), *_s4(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
     _naive_bwd_dk[l_dk.grid](dP, q, dk, *_s4(q), *_s4(dk), p.heads_kv, p.seq_q, p.seq_kv, p.scale, **kw)
     return dq, dk, dv
