@@ -25,6 +25,8 @@ FAKE_NCU = textwrap.dedent('''\
     """A stand-in for ncu: runs the program, then prints one CSV block per launch it reported."""
     import json, subprocess, sys
     args = sys.argv[1:]
+    if args and args[0] == "--help":
+        print("--metrics --print-units --log-file --profile-from-start --clock-control"); sys.exit(0)
     if args and args[0] == "--version":
         print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 0.0-fake"); sys.exit(0)
     takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file"}}
@@ -148,3 +150,21 @@ def test_measure_without_ncu_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(os.path, "exists", lambda p: False)
     with pytest.raises(N.NcuError, match="not on the PATH"):
         M.measure_cases(tiny_cases(), tmp_path / "d", command="x", check_gpu=False)
+
+
+def test_counters_not_permitted_is_explained_and_logs_come_back(tmp_path, monkeypatch):
+    exe = tmp_path / "ncu"
+    exe.write_text("#!/bin/sh\ncase \"$1\" in --version) echo 'Version 9.9'; exit 0;; --help) exit 0;; esac\n"
+                   "echo '==ERROR== ERR_NVGPUCTRPERM - The user does not have permission to access NVIDIA GPU "
+                   "Performance Counters on the target device 0.'\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("NCU", str(exe))
+    monkeypatch.setattr(M, "RUNNER_EXTRA", ["--allow-cpu"])
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    bundle = tmp_path / "b.tar.gz"
+    with pytest.raises(N.NcuError, match="NVreg_RestrictProfilingToAdminUsers=0"):
+        M.measure_cases(tiny_cases()[:1], tmp_path / "d" / "gpu", command="x", check_gpu=False, skip_timing=True,
+                        bundle_to=bundle, echo=lambda m: None)
+    with tarfile.open(bundle) as t:
+        logs = [m for m in t.getnames() if "/raw/ncu_" in m]
+        assert logs and b"ERR_NVGPUCTRPERM" in t.extractfile(logs[0]).read()

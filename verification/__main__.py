@@ -133,7 +133,11 @@ def _measure(a, argv):
         cases = [dataclasses.replace(c, hardware=a.hw) for c in cases]
     try:
         N.ncu_path()
-        data_dir = Path(a.data_dir) if a.data_dir else R.DATA_ROOT / R.gpu_slug(M.gpu_name())
+        if a.data_dir:
+            data_dir = Path(a.data_dir.replace("{gpu}", R.gpu_slug(M.gpu_name())) if "{gpu}" in a.data_dir
+                            else a.data_dir)
+        else:
+            data_dir = R.DATA_ROOT / R.gpu_slug(M.gpu_name())
     except N.NcuError as e:
         raise UsageError(str(e)) from None
     _echo(f"measure: {len(cases)} case(s) -> {data_dir}")
@@ -297,7 +301,7 @@ def build_parser():
                                                         "(default h100-sxm); stored in each record")
         p.add_argument("--cases", nargs="*", help="names, patterns or tag:<tag> (default: the whole suite)")
         p.add_argument("--data-dir", help="where the <case>.json records go (default verification/data/<gpu slug>, "
-                                          "e.g. nvidia-h100-80gb-hbm3)")
+                                          "e.g. nvidia-h100-80gb-hbm3); '{gpu}' in it is replaced by the slug")
         p.add_argument("--archive-old", action="store_true",
                        help="move existing records of these cases to <data dir>/archive/<stamp>/ first")
         p.add_argument("--ncu-per-case", action="store_true",
@@ -317,7 +321,7 @@ def build_parser():
                                    "cudaProfilerStart/Stop). Each case's record is written to "
                                    "<data dir>/<case>.json in DESIGN.md's record shape with full provenance.\n\n"
                                    + EPILOG_NO_OVERWRITE + "\n\nExample (GPU machine): PYTHONPATH=. python3 -m "
-                                   "verification measure --data-dir /tmp/vdata/nvidia-h100-80gb-hbm3 --bundle "
+                                   "verification measure --data-dir '/tmp/vdata/{gpu}' --bundle "
                                    "$OUT/measurements.tar.gz\nErrors say how to fix: ncu not on PATH, counters not "
                                    "permitted (ERR_NVGPUCTRPERM), no GPU.")
     measure_args(p)

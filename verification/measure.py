@@ -66,14 +66,14 @@ def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> 
     return {r["case"]: r for r in _read_jsonl(out)}
 
 
-def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_progress):
+def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_progress, options=None):
     """Returns ({case: [KernelRow, ...]}, {case: runner line}, ncu log text)."""
     spec_file = Path(workdir) / "specs_ncu.json"
     spec_file.write_text(json.dumps(specs))
     done_file = Path(workdir) / "ncu_done.jsonl"
     log_file = str(Path(workdir) / "ncu.log")
     rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
-                           timeout_s=timeout_s, env=env, echo=echo)
+                           timeout_s=timeout_s, env=env, echo=echo, options=options)
     done = _read_jsonl(done_file)
     ok = [(d["case"], d["launches"]) for d in done if d.get("ok")]
     return N.assign_rows_to_cases(rows, ok), {d["case"]: d for d in done}, text
@@ -120,6 +120,9 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
         echo(f"moved the older records of these cases to {moved}")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     ver = N.ncu_version(exe)
+    options = N.supported_options(exe)
+    if set(N.OPTIONAL_OPTIONS) - options:
+        echo(f"warning: this ncu lacks {sorted(set(N.OPTIONAL_OPTIONS) - options)}; measuring without them")
     if metrics is None:
         metrics = list(N.METRICS)
         chip = _chip()
@@ -129,7 +132,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
             echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
     prov = R.gpu_provenance(command, ver)
     prov["ncu_metrics"] = metrics
-    prov["ncu_command"] = " ".join(N.build_command(["<program>"], metrics=metrics, exe="ncu"))
+    prov["ncu_command"] = " ".join(N.build_command(["<program>"], metrics=metrics, exe="ncu", options=options))
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     root = str(Path(__file__).resolve().parent.parent)
@@ -157,12 +160,15 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
             gwd.mkdir()
             try:
                 by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=ncu_timeout_s, env=env,
-                                               echo=echo)
+                                               echo=echo, options=options)
             except N.NcuError as e:
-                logf = gwd / "ncu.log"
+                logf = gwd / "ncu.log.all"
                 logs.append(logf.read_text(errors="replace") if logf.exists() else "")
+                logs.append(f"NcuError: {e}")
                 if not per_case:
                     _save_raw(raw, stamp, logs, timing)
+                    if bundle_to:  # carry the logs back for the diagnosis
+                        R.bundle(data_dir, bundle_to)
                     raise
                 failed[group[0]["name"]] = f"ncu: {e}"
                 continue

@@ -276,15 +276,37 @@ def filter_metrics(metrics: list[str], known: set[str] | None) -> tuple[list[str
     return kept, dropped
 
 
+OPTIONAL_OPTIONS = ("--print-units", "--log-file", "--profile-from-start")
+
+
+def supported_options(exe: str | None = None) -> set[str]:
+    """Which of OPTIONAL_OPTIONS this ncu's --help lists (all of them if it cannot say)."""
+    try:
+        text = subprocess.run([exe or ncu_path(), "--help"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    if "--metrics" not in text:
+        return set(OPTIONAL_OPTIONS)
+    return {o for o in OPTIONAL_OPTIONS if o in text}
+
+
 def build_command(program: list[str], *, metrics: list[str] | None = None, kernel_regex: str = DEFAULT_KERNEL_REGEX,
-                  log_file: str | None = None, exe: str | None = None, from_start: bool = False) -> list[str]:
+                  log_file: str | None = None, exe: str | None = None, from_start: bool = False,
+                  options: set[str] | None = None) -> list[str]:
     """The ncu command line: default cache control (flush before each kernel), clocks unlocked,
-    only launches between cudaProfilerStart/Stop, only kernels matching `kernel_regex`."""
-    cmd = [exe or ncu_path(), "--csv", "--print-units", "base", "--clock-control", "none",
+    only launches between cudaProfilerStart/Stop, only kernels matching `kernel_regex`, values in
+    base units (bytes, ns: no rounding to 3 digits)."""
+    opts = set(OPTIONAL_OPTIONS) if options is None else options
+    cmd = [exe or ncu_path(), "--csv", "--clock-control", "none",
            "--metrics", ",".join(metrics or list(METRICS)), "-k", f"regex:{kernel_regex}"]
+    if "--print-units" in opts:
+        cmd[2:2] = ["--print-units", "base"]
     if not from_start:
+        if "--profile-from-start" not in opts:
+            raise NcuError("this ncu has no --profile-from-start option, so warm-up launches cannot be excluded; "
+                           "use Nsight Compute 2020.1 or newer")
         cmd += ["--profile-from-start", "off"]
-    if log_file:
+    if log_file and "--log-file" in opts:
         cmd += ["--log-file", log_file]
     return cmd + list(program)
 
@@ -320,13 +342,14 @@ def diagnose(text: str, returncode: int | None = None) -> str | None:
 
 def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = None,
             kernel_regex: str = DEFAULT_KERNEL_REGEX, timeout_s: float | None = None, env: dict | None = None,
-            echo=None) -> tuple[list[KernelRow], str]:
+            echo=None, options: set[str] | None = None) -> tuple[list[KernelRow], str]:
     """Run `program` under ncu; return (profiled launches in order, ncu's full text output).
 
     Raises NcuError with a fix for the known failures.  Rows already printed are returned
     even when the program failed part-way (the caller maps the cases that finished)."""
     exe = ncu_path()
-    cmd = build_command(program, metrics=metrics, kernel_regex=kernel_regex, log_file=log_file, exe=exe)
+    cmd = build_command(program, metrics=metrics, kernel_regex=kernel_regex, log_file=log_file, exe=exe,
+                        options=options)
     if echo:
         echo("$ " + " ".join(cmd))
     import threading
@@ -355,6 +378,11 @@ def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = No
         with open(log_file, errors="replace") as f:
             log = f.read()
     text = "\n".join([log, stdout, stderr])
+    try:  # everything ncu and the program printed, for the diagnosis afterwards
+        with open(log_file + ".all", "w") as f:
+            f.write(" ".join(cmd) + "\n" + text)
+    except OSError:
+        pass
     rows = parse_csv(log) or parse_csv(stdout)
     why = diagnose(text, None if rc == "timeout" else rc)
     if rc == "timeout" and not rows:
