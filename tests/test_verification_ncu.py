@@ -164,3 +164,16 @@ def test_ncu_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(N.os.path, "exists", lambda p: False)
     with pytest.raises(N.NcuError, match="not on the PATH.*NCU="):
         N.ncu_path()
+
+
+def test_assign_rows_by_launches_isolates_a_disagreeing_case():
+    rs = [_row(0, "_flash2_fwd"), _row(1, "_naive_pv"), _row(2, "_naive_qk"), _row(3, "_flash2_fwd")]
+    done = [{"case": "a", "ok": True, "launches": ["flash2_fwd"], "launched": ["_flash2_fwd", "some_torch_fill"]},
+            {"case": "b", "ok": True, "launches": ["naive_qk", "naive_pv"], "launched": ["_naive_pv", "_naive_qk"]},
+            {"case": "x", "ok": False, "launches": ["flash2_fwd"]},
+            {"case": "c", "ok": True, "launches": ["flash2_fwd"], "launched": None}]
+    got, errors = N.assign_rows_by_launches(rs, done)
+    assert [r.id for r in got["a"]] == [0] and [r.id for r in got["c"]] == [3]
+    assert "b" not in got and "kernels and model disagree" in errors["b"]
+    with pytest.raises(N.NcuError):
+        N.assign_rows_by_launches(rs[:3], done)

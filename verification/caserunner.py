@@ -64,6 +64,37 @@ def prepare(spec: dict, device="cuda"):
     return fn, (q, k, v, fwd, do)
 
 
+class LaunchRecorder:
+    """Records the names of the Triton kernels launched inside the `with` block (through
+    triton.knobs.runtime.launch_enter_hook); `names` stays None where the hook is unavailable
+    (older Triton, or the interpreter, which calls no hook)."""
+
+    def __enter__(self):
+        self.names = []
+        self._knobs = None
+        try:
+            from triton import knobs
+            self._knobs = knobs.runtime
+            self._old = knobs.runtime.launch_enter_hook
+            knobs.runtime.launch_enter_hook = self._hook
+        except Exception:
+            self.names = None
+        return self
+
+    def _hook(self, metadata):
+        data = getattr(metadata, "data", None) or {}
+        self.names.append(data.get("name", "?"))
+        if self._old is not None:
+            self._old(metadata)
+
+    def __exit__(self, *exc):
+        if self._knobs is not None:
+            self._knobs.launch_enter_hook = self._old
+        if self.names == []:
+            self.names = None
+        return False
+
+
 def _free():
     import gc
 
@@ -102,13 +133,17 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
                     rec["time_s"] = sorted(ts)[1]
                     rec["timing"] = {"method": "CPU interpreter dry run, median of 3 (not a GPU time)"}
                 else:
-                    fn()
+                    with LaunchRecorder() as lr:
+                        fn()
+                    rec["launched"] = lr.names
             elif mode == "ncu":
                 torch.cuda.synchronize()
-                torch.cuda.profiler.start()
-                fn()
-                torch.cuda.synchronize()
-                torch.cuda.profiler.stop()
+                with LaunchRecorder() as lr:
+                    torch.cuda.profiler.start()
+                    fn()
+                    torch.cuda.synchronize()
+                    torch.cuda.profiler.stop()
+                rec["launched"] = lr.names  # what ncu should have profiled, in order
             else:
                 torch.cuda.synchronize()
                 import triton.testing

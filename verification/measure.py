@@ -75,8 +75,11 @@ def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_pr
     rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
                            timeout_s=timeout_s, env=env, echo=echo, options=options)
     done = _read_jsonl(done_file)
-    ok = [(d["case"], d["launches"]) for d in done if d.get("ok")]
-    return N.assign_rows_to_cases(rows, ok), {d["case"]: d for d in done}, text
+    by_case, mismatched = N.assign_rows_by_launches(rows, done)
+    for d in done:
+        if d["case"] in mismatched:
+            d["ok"], d["error"] = False, mismatched[d["case"]]
+    return by_case, {d["case"]: d for d in done}, text
 
 
 def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=()) -> dict:

@@ -231,6 +231,37 @@ def assign_rows_to_cases(rows: list[KernelRow], expected: list[tuple[str, list[s
     return out
 
 
+def assign_rows_by_launches(rows: list[KernelRow], done: list[dict],
+                            kernel_regex: str = DEFAULT_KERNEL_REGEX) -> tuple[dict[str, list[KernelRow]], dict[str, str]]:
+    """Like `assign_rows_to_cases`, but a case whose kernels differ from its schedule's launches
+    fails alone instead of sinking the run.
+
+    done: the case runner's lines in run order ({"case", "ok", "launches" (the schedule's),
+    "launched" (what Triton actually launched inside the profiled region, or None)}).
+    Rows are sliced per case by what was launched (the schedule's list where the runner could
+    not record launches); a case whose launched names differ from its schedule's is returned
+    in the errors, its rows skipped.  Raises NcuError only when the rows and the launches
+    cannot be aligned at all."""
+    pat = re.compile(kernel_regex)
+    expected, errors, sliced = [], {}, {}
+    for d in done:
+        if not d.get("ok"):
+            continue
+        launched = d.get("launched")
+        names = [n[len(KERNEL_PREFIX):] if n.startswith(KERNEL_PREFIX) else n
+                 for n in (launched if launched is not None else [KERNEL_PREFIX + x for x in d["launches"]])
+                 if pat.search(n)]
+        expected.append((d["case"], names))
+        if names != list(d["launches"]):
+            errors[d["case"]] = (f"the kernels launched {names} but the schedule's kernel_launches() lists "
+                                 f"{list(d['launches'])}: kernels and model disagree, not compared")
+    mapped = assign_rows_to_cases(rows, expected)
+    for case, rs in mapped.items():
+        if case not in errors:
+            sliced[case] = rs
+    return sliced, errors
+
+
 # --- the command line ----------------------------------------------------------------------
 def ncu_path() -> str:
     exe = os.environ.get("NCU") or shutil.which("ncu")
