@@ -12,9 +12,12 @@ Components (small classes holding `env`, as in SimPy's own examples):
   line costs a DRAM write only when it is evicted *during* the kernel (dirty
   lines still resident at the end are not that kernel's DRAM writes -- ncu
   flushes before a kernel, not after).
-* `Dispatcher` -- a `simpy.Store` of free CTA slots (``ctas_per_sm`` per SM,
-  limited by shared memory, warps, registers and the CTA cap); CTAs are handed
-  out in grid order (axis 0 fastest) to whichever slot frees first.
+* `Dispatcher` -- hands out CTAs in grid order (axis 0 fastest) to whichever
+  CTA slot frees first.  Each SM has ``ctas_per_sm`` slots (limited by shared
+  memory, warps, registers and the CTA cap); a slot is a SimPy process that
+  asks the dispatcher for the next CTA whenever its previous one retires
+  (first CTA on every SM first, then the second, ... as the hardware's block
+  scheduler fills an idle GPU).
 
 A CTA is a SimPy process walking its steps (see `memsim.workloads`): it books
 the step's loads on the L2 and DRAM links, waits for the data, books its
@@ -138,6 +141,21 @@ class SM:
         return start, self.free_at
 
 
+class Dispatcher:
+    """The CTA dispatcher: CTAs leave in grid order (dispatch index = x + gx*(y + gy*z))."""
+
+    __slots__ = ("n", "i")
+
+    def __init__(self, num_ctas: int):
+        self.n, self.i = num_ctas, 0
+
+    def next_cta(self):
+        if self.i >= self.n:
+            return None
+        self.i += 1
+        return self.i - 1
+
+
 @dataclass
 class LaunchStats:
     name: str
@@ -173,10 +191,7 @@ class LaunchModel:
         self.sec_per_exp = 1.0 / (hw.exp_per_sm_per_cycle * hw.clock_Hz)
         self.merge = 1.0 - hw.l2_read_request_fraction
         self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
-        self.slots = simpy.Store(self.env)
-        for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
-            for sm in range(hw.num_sms):
-                self.slots.put(sm)
+        self.dispatcher = Dispatcher(work.num_ctas)
         self.end_time = 0.0
 
     def _jitter(self, idx: int) -> float:
@@ -186,25 +201,13 @@ class LaunchModel:
         u = ((idx * 2654435761 + 12345) & 0xFFFFFFFF) / 4294967296.0  # deterministic, in [0, 1)
         return 1.0 + j * (2.0 * u - 1.0)
 
-    def dispatcher(self):
-        for idx in range(self.work.num_ctas):
-            sm = yield self.slots.get()
-            self.env.process(self.cta(idx, sm))
-
-    def _issue_reads(self, reads, t):
-        st, l2 = self.stats, self.l2
-        g = miss = 0
-        for acc in reads:
-            g += acc[2]
-            miss += l2.read(acc)
-        wb = l2.evict()
-        hits = g - miss
-        l2_req = g - min(hits, int(self.merge * g))  # L1-merged requests would have hit in L2
-        st.global_read_bytes += g
-        st.l2_read_bytes += l2_req
-        st.dram_read_bytes += miss
-        st.dram_write_bytes += wb
-        return max(self.l2link.book(t, l2_req), self.dram.book(t, miss + wb))
+    def slot(self, sm_id):
+        """One CTA slot of SM `sm_id`: runs CTAs from the dispatcher until none is left."""
+        nxt = self.dispatcher.next_cta
+        idx = nxt()
+        while idx is not None:
+            yield from self.cta(idx, sm_id)
+            idx = nxt()
 
     def _issue_writes(self, writes, t):
         st, l2 = self.stats, self.l2
@@ -219,48 +222,75 @@ class LaunchModel:
         return max(self.l2link.book(t, g), self.dram.book(t, wb))
 
     def cta(self, idx, sm_id):
-        env, st = self.env, self.stats
+        env, st, l2 = self.env, self.stats, self.l2
+        l2read, evict = l2.read, l2.evict
         sm = self.sms[sm_id]
         steps = self.work.cta_steps(idx)
         jit = self._jitter(idx)
         lat = self.hw.mem_latency_s
-        prev_end = env.now
-        done = env.now
+        spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
+        pipelined = self.stages >= 2
+        merge = self.merge
+        l2book, dbook = self.l2link.book, self.dram.book
+        prev_end = done = env.now
         n = len(steps)
-        for k, (reads, writes, flops, exps) in enumerate(steps):
+        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = 0
+        for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
-            st.steps += 1
             if reads:
-                tiles = max(a[1].bit_count() for a in reads)
-                st.tiles += tiles
-                xfer_end = self._issue_reads(reads, now)
-                wait = lat if (k == 0 or self.stages == 1) else 0.0
+                tl += tiles
+                g = miss = 0
+                for acc in reads:
+                    g += acc[2]
+                    miss += l2read(acc)
+                wb = evict() if l2.used > l2.capacity else 0
+                l2_req = g - min(g - miss, int(merge * g))  # L1-merged requests would have hit in L2
+                g_rd += g
+                l2_rd += l2_req
+                d_rd += miss
+                d_wr += wb
+                a, b = l2book(now, l2_req), dbook(now, miss + wb)
+                xfer_end = a if a > b else b
+                wait = lat if (k == 0 or not pipelined) else 0.0
                 ready = xfer_end + wait
                 first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
             else:
                 ready = first = now
-            dur = (flops * self.sec_per_flop + exps * self.sec_per_exp) * jit
-            start, end = sm.book(max(first, prev_end), dur)
+            dur = flops * spf + exps * spe
+            t0 = first if first > prev_end else prev_end
+            start = t0 if t0 > sm.free_at else sm.free_at
+            end = start + dur
             if end < ready:  # the last tile's data arrived after the compute could have finished
-                sm.free_at += ready - end
                 end = ready
-            st.flops += flops
-            st.exp_count += exps
-            prev_end = end
-            done = end
+            sm.free_at = end
+            sm.busy_s += dur
+            fl += flops
+            ex += exps
+            prev_end = done = end
             if writes:
                 yield env.timeout(end - now)
                 done = self._issue_writes(writes, env.now)
             elif k + 1 < n:
                 # double buffering: next loads go out when this compute starts; else when it ends
-                yield env.timeout((start if self.stages >= 2 else end) - now)
+                yield env.timeout((start if pipelined else end) - now)
+        st.steps += n
+        st.tiles += tl
+        st.global_read_bytes += g_rd
+        st.l2_read_bytes += l2_rd
+        st.dram_read_bytes += d_rd
+        st.dram_write_bytes += d_wr
+        st.flops += fl
+        st.exp_count += ex
         if done > env.now:
             yield env.timeout(done - env.now)
-        self.end_time = max(self.end_time, env.now)
-        yield self.slots.put(sm_id)
+        if env.now > self.end_time:
+            self.end_time = env.now
 
     def run(self) -> LaunchStats:
-        self.env.process(self.dispatcher())
+        for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
+            for sm in range(self.hw.num_sms):
+                if k * self.hw.num_sms + sm < self.work.num_ctas:
+                    self.env.process(self.slot(sm))
         self.env.run()
         self.stats.time_s = self.end_time + self.hw.launch_overhead_s
         return self.stats

@@ -2,7 +2,7 @@
 
 Every launch of `kernel_launches(problem, schedule)` becomes a `LaunchWork`: its
 CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
-*steps*.  A step is ``(reads, writes, flops, exps)``:
+*steps*.  A step is ``[reads, writes, flops, exps, tiles]``:
 
 * ``reads`` / ``writes``: tuples of *accesses* ``(key, mask, nbytes, full, lastbit, lastbytes)``.
   ``key = (tensor, head, [row block,] run)`` names a run of ``run_blocks``
@@ -12,7 +12,7 @@ CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
   edge blocks move fewer bytes: ``lastbit`` marks the ragged block of the run,
   ``lastbytes`` its size, ``full`` the size of the others).
 * ``flops``: tensor-core matmul FLOPs the step executes (2 per multiply-add);
-  ``exps``: exponentials (SFU).
+  ``exps``: exponentials (SFU); ``tiles``: loop iterations (tile operations) the step covers.
 
 The *grain* is how many loop iterations (tiles) one step covers:
 ``run_blocks = 1`` is one step per tile; larger runs make fewer, bigger steps
@@ -33,19 +33,21 @@ from typing import Callable
 from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches, Launch
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
-Step = tuple    # (reads, writes, flops, exps)
+Step = list     # [reads, writes, flops, exps, tiles]
 
 
 class Tensor:
     """A tensor cut into blocks of `rows_per_block` rows of `row_bytes` bytes along one axis."""
 
-    __slots__ = ("name", "rpb", "n", "row_bytes", "nblocks", "full", "last_bytes", "R")
+    __slots__ = ("name", "rpb", "n", "row_bytes", "nblocks", "full", "last_bytes", "R", "_memo")
+    MEMO_LIMIT = 200_000  # accesses are immutable: CTAs of one head share them
 
     def __init__(self, name, rows_per_block, nrows, row_bytes, run_blocks):
         self.name, self.rpb, self.n, self.row_bytes, self.R = name, rows_per_block, nrows, row_bytes, run_blocks
         self.nblocks = cdiv(nrows, rows_per_block)
         self.full = rows_per_block * row_bytes
         self.last_bytes = (nrows - (self.nblocks - 1) * rows_per_block) * row_bytes
+        self._memo = {}
 
     def block_bytes(self, b: int) -> int:
         return self.last_bytes if b == self.nblocks - 1 else self.full
@@ -69,9 +71,22 @@ class Tensor:
         return ((self.name, *prefix, run), mask, nbytes, self.full, lastbit, self.last_bytes)
 
     def range(self, prefix: tuple, b0: int, b1: int) -> list:
-        """Accesses for blocks [b0, b1), split at run boundaries."""
-        out = []
+        """Accesses for blocks [b0, b1), split at run boundaries (do not mutate the list)."""
+        memo = self._memo
+        k = (prefix, b0, b1)
+        r = memo.get(k)
+        if r is None:
+            r = self._range(prefix, b0, b1)
+            if len(memo) < self.MEMO_LIMIT:
+                memo[k] = r
+        return r
+
+    def _range(self, prefix: tuple, b0: int, b1: int) -> list:
         R = self.R
+        if b1 == b0 + 1:  # one block: the common case at tile grain
+            run = b0 // R
+            return [self._acc(prefix, run, 1 << (b0 - run * R), self.block_bytes(b0))]
+        out = []
         b = b0
         while b < b1:
             run = b // R
@@ -191,10 +206,10 @@ def _flash2_fwd(c: _Ctx, co: dict) -> list:
     for j0, j1 in _runs(0, c.jmax[i] + 1, c.R):
         cols = c.K.rows_in(j0, j1)
         reads = pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1)
-        steps.append([reads, [], 4 * rows * cols * c.d, rows * cols + rows * (j1 - j0)])
+        steps.append([reads, [], 4 * rows * cols * c.d, rows * cols + rows * (j1 - j0), j1 - j0])
         pro = []
     if not steps:  # every K/V block masked: Q still read, O = 0 and lse = -inf written
-        steps.append([pro, [], 0, 0])
+        steps.append([pro, [], 0, 0, 1])
     steps[-1][1] = c.O.range((h,), i, i + 1) + c.LSE.range((h,), i, i + 1)
     return steps
 
@@ -202,7 +217,7 @@ def _flash2_fwd(c: _Ctx, co: dict) -> list:
 def _flash2_bwd_pre(c: _Ctx, co: dict) -> list:
     i, h = co["q_block"], co["bh"]
     reads = c.O.range((h,), i, i + 1) + c.dO.range((h,), i, i + 1)
-    return [[reads, c.DELTA.range((h,), i, i + 1), 0, 0]]
+    return [[reads, c.DELTA.range((h,), i, i + 1), 0, 0, 1]]
 
 
 def _flash2_bwd_dkdv(c: _Ctx, co: dict) -> list:
@@ -216,10 +231,10 @@ def _flash2_bwd_dkdv(c: _Ctx, co: dict) -> list:
             rows = c.Q.rows_in(i0, i1)
             reads = (pro + c.Q.range((h,), i0, i1) + c.dO.range((h,), i0, i1)
                      + c.LSE.range((h,), i0, i1) + c.DELTA.range((h,), i0, i1))
-            steps.append([reads, [], 8 * rows * cols * c.d, rows * cols])
+            steps.append([reads, [], 8 * rows * cols * c.d, rows * cols, i1 - i0])
             pro = []
     if not steps:
-        steps.append([pro, [], 0, 0])
+        steps.append([pro, [], 0, 0, 1])
     steps[-1][1] = c.dK.range((hk,), j, j + 1) + c.dV.range((hk,), j, j + 1)
     return steps
 
@@ -233,10 +248,11 @@ def _flash2_bwd_dq(c: _Ctx, co: dict) -> list:
     steps = []
     for j0, j1 in _runs(0, c.jmax[i] + 1, c.R):
         cols = c.K.rows_in(j0, j1)
-        steps.append([pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1), [], 6 * rows * cols * c.d, rows * cols])
+        steps.append([pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1), [], 6 * rows * cols * c.d, rows * cols,
+                      j1 - j0])
         pro = []
     if not steps:
-        steps.append([pro, [], 0, 0])
+        steps.append([pro, [], 0, 0, 1])
     steps[-1][1] = c.dQ.range((h,), i, i + 1)
     return steps
 
@@ -248,7 +264,7 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
     steps = []
     never = [i for i in range(c.mb) if c.jmax[i] < 0]  # rows that see no key: O = 0, lse = -inf, written first
     if never:
-        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0])
+        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0, 1])
     for j in range(c.nb):
         cols = c.K.rows_in(j, j + 1)
         pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)  # read for every j, as the kernel does
@@ -259,10 +275,10 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
             last = [i for i in range(i0, i1) if c.jmax[i] == j]
             reads = pro + c.Q.range((h,), i0, i1) + c.WS.blocks((h,), ws_r)
             writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
-            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows])
+            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0])
             pro = []
         if pro:  # no Q block sees K/V block j
-            steps.append([pro, [], 0, 0])
+            steps.append([pro, [], 0, 0, 1])
     return steps
 
 
@@ -273,7 +289,7 @@ def _naive_matmul_tile(c: _Ctx, co: dict, a, b, out_name) -> list:
     rows, cols = c.Q.rows_in(i, i + 1), c.K.rows_in(j, j + 1)
     reads = a.range((h,), i, i + 1) + b.range((hk,), j, j + 1)
     writes = c.sp_tensor(out_name, i).range((h, i), j, j + 1)
-    return [[reads, writes, 2 * rows * cols * c.d, 0]]
+    return [[reads, writes, 2 * rows * cols * c.d, 0, 1]]
 
 
 def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
@@ -284,10 +300,10 @@ def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
         reads = []
         for n in in_names:
             reads += c.sp_tensor(n, i).range((h, i), j0, j1)
-        steps.append([reads, [], 0, exps_per_elem * rows * c.K.rows_in(j0, j1)])
+        steps.append([reads, [], 0, exps_per_elem * rows * c.K.rows_in(j0, j1), j1 - j0])
     out = c.sp_tensor(out_name, i)
     for j0, j1 in _runs(0, c.nb, c.R):
-        steps.append([[], out.range((h, i), j0, j1), 0, 0])
+        steps.append([[], out.range((h, i), j0, j1), 0, 0, j1 - j0])
     return steps
 
 
@@ -299,7 +315,8 @@ def _naive_rowstream(c: _Ctx, co: dict, sp_name, b, out) -> list:
     t = c.sp_tensor(sp_name, i)
     steps = []
     for j0, j1 in _runs(0, c.nb, c.R):
-        steps.append([t.range((h, i), j0, j1) + b.range((hk,), j0, j1), [], 2 * rows * c.K.rows_in(j0, j1) * c.d, 0])
+        steps.append([t.range((h, i), j0, j1) + b.range((hk,), j0, j1), [], 2 * rows * c.K.rows_in(j0, j1) * c.d, 0,
+                      j1 - j0])
     steps[-1][1] = out.range((h,), i, i + 1)
     return steps
 
@@ -315,7 +332,7 @@ def _naive_colstream(c: _Ctx, co: dict, sp_name, b, out) -> list:
             for i in range(i0, i1):
                 reads += c.sp_tensor(sp_name, i).range((h, i), j, j + 1)
             reads += b.range((h,), i0, i1)
-            steps.append([reads, [], 2 * c.Q.rows_in(i0, i1) * cols * c.d, 0])
+            steps.append([reads, [], 2 * c.Q.rows_in(i0, i1) * cols * c.d, 0, i1 - i0])
     steps[-1][1] = out.range((hk,), j, j + 1)
     return steps
 
