@@ -29,15 +29,19 @@ from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2
 @triton.jit
 def _pids_2d(Q_FASTEST: tl.constexpr):
     if Q_FASTEST:
-        return tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    return tl.program_id(1), tl.program_id(2), tl.program_id(0)
+        pm, pn, pbh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    else:
+        pm, pn, pbh = tl.program_id(1), tl.program_id(2), tl.program_id(0)
+    return pm, pn, pbh
 
 
 @triton.jit
 def _pids_1d(Q_FASTEST: tl.constexpr):
     if Q_FASTEST:
-        return tl.program_id(0), tl.program_id(1)
-    return tl.program_id(1), tl.program_id(0)
+        pb, pbh = tl.program_id(0), tl.program_id(1)
+    else:
+        pb, pbh = tl.program_id(1), tl.program_id(0)
+    return pb, pbh
 
 
 @triton.jit
@@ -73,7 +77,7 @@ def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
     pid_m, pid_bh = _pids_1d(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
     cols = tl.arange(0, NPOW2)
-    for r0 in tl.static_range(0, BLOCK_M, ROWS):
+    for r0 in range(0, BLOCK_M, ROWS):
         rows = pid_m * BLOCK_M + r0 + tl.arange(0, ROWS)
         inb = (rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV)
         ptrs = base + rows[:, None] * SEQ_KV + cols[None, :]
@@ -183,7 +187,7 @@ def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
     pid_m, pid_bh = _pids_1d(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
     cols = tl.arange(0, NPOW2)
-    for r0 in tl.static_range(0, BLOCK_M, ROWS):
+    for r0 in range(0, BLOCK_M, ROWS):
         rows = pid_m * BLOCK_M + r0 + tl.arange(0, ROWS)
         inb = (rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV)
         ptrs = base + rows[:, None] * SEQ_KV + cols[None, :]
