@@ -85,3 +85,9 @@ def test_sweep_writes_and_refuses_overwrite(tmp_path, capsys):
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "memsim", "simulate", "--seq", "-5"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_compare_both_phases(capsys):
+    assert main(["compare", *SMALL, "--phase", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "fwd + bwd" in out and "flash1 has a forward pass only" in out
