@@ -15,7 +15,6 @@ launch ends are not counted as its DRAM writes.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .engine import L2Cache, LaunchModel
@@ -96,7 +95,10 @@ def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "a
     if run_blocks is not None and (isinstance(run_blocks, bool) or not isinstance(run_blocks, int) or run_blocks < 1):
         raise ValueError(f"run_blocks must be a positive integer, got {run_blocks!r}")
     if grain == "auto":
-        grain = "tile" if estimate_tiles(problem, schedule) <= AUTO_TILE_LIMIT else "run"
+        if run_blocks is not None:
+            grain = "run"
+        else:
+            grain = "tile" if estimate_tiles(problem, schedule) <= AUTO_TILE_LIMIT else "run"
     if grain == "tile":
         return grain, 1
     if grain == "cta":
@@ -109,7 +111,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     """Simulate every launch of `schedule` on `problem` (see module doc).
 
     grain: "tile" (one event per tile), "run" (one per `run_blocks` tiles, default 16), "cta" (one per
-    CTA loop), "auto" (tile for small cases, run above %d tiles).  Bytes are exact at every grain.
+    CTA loop), "auto" (tile for small cases, run above %d tiles, or run when run_blocks is given).  Bytes are exact at every grain.
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
     """
     import time as _time
@@ -155,4 +157,3 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
 
 
 simulate.__doc__ = simulate.__doc__.replace("%d", str(AUTO_TILE_LIMIT))
-_ = math  # noqa
