@@ -117,3 +117,12 @@ def test_bad_tolerance_files(tmp_path, text, msg):
 def test_missing_tolerance_file(tmp_path):
     with pytest.raises(C.ToleranceError, match="does not exist"):
         C.load_tolerances(tmp_path / "nope.toml")
+
+
+def test_global_falls_back_to_the_t_stage_total_on_the_measured_side(levels):
+    meas = {"total": {"global_read_bytes": None, "global_write_bytes": None, "global_bytes_l1tex_t": 2.2e9}}
+    pred = {"total": {"global_read_bytes": 2.0e9, "global_write_bytes": 0.2e9}}
+    (row,) = C.compare_records([("c", meas, pred)], {"global": levels["global"]})
+    assert row.measured == 2.2e9 and row.error == pytest.approx(0.0)
+    assert C.level_value(pred, levels["global"]) == pytest.approx(2.2e9)
+    assert C.level_value(meas, levels["global"]) is None  # predictions never use the fallback

@@ -31,6 +31,8 @@ class Level:
     ceiling: float | None
     floor: float
     what: str = ""
+    #: a measured-side key used when `keys` are missing (e.g. global read/write split not counted)
+    fallback: str | None = None
 
     @property
     def limit(self) -> float | None:
@@ -61,17 +63,21 @@ def load_tolerances(path=TOLERANCES) -> dict[str, Level]:
                                      f"a level that meets its target is held to the target")
         if target <= 0:
             raise ToleranceError(f"{p}: [levels.{name}] target must be > 0")
-        levels[name] = Level(name, keys, target, ceiling, float(d.get("floor", 0.0)), d.get("what", ""))
+        levels[name] = Level(name, keys, target, ceiling, float(d.get("floor", 0.0)), d.get("what", ""),
+                             d.get("measured_fallback"))
     if not levels:
         raise ToleranceError(f"{p}: no [levels.*] tables")
     return levels
 
 
-def level_value(record: dict, level: Level, part: str = "total"):
-    """Sum of the level's keys in record[part]; None if any key is missing or None."""
+def level_value(record: dict, level: Level, part: str = "total", *, measured: bool = False):
+    """Sum of the level's keys in record[part]; None if any key is missing or None.
+    measured=True: fall back to the level's `measured_fallback` key when the keys are missing."""
     src = record.get(part) or {}
     vals = [src.get(k) for k in level.keys]
     if any(v is None for v in vals):
+        if measured and level.fallback and src.get(level.fallback) is not None:
+            return float(src[level.fallback])
         return None
     return float(sum(vals))
 
@@ -119,7 +125,7 @@ def compare_records(pairs, levels: dict[str, Level]) -> list[Row]:
     rows = []
     for case, meas, pred in pairs:
         for lv in levels.values():
-            rows.append(compare_one(case, level_value(meas, lv), level_value(pred, lv), lv))
+            rows.append(compare_one(case, level_value(meas, lv, measured=True), level_value(pred, lv), lv))
     return rows
 
 
@@ -132,7 +138,7 @@ def compare_launches(meas: dict, pred: dict, levels: dict[str, Level]) -> list[d
             next((p for p in pk if p.get("name") == mk.get("name")), None)
         d = {"name": mk.get("name")}
         for lv in levels.values():
-            m = level_value({"k": mk}, lv, "k")
+            m = level_value({"k": mk}, lv, "k", measured=True)
             p = None if pm is None else level_value({"k": pm}, lv, "k")
             d[lv.name] = {"measured": m, "predicted": p,
                           "error": (p / m - 1.0) if (m and p is not None) else None}

@@ -250,16 +250,22 @@ def plot_block_sweep(records, preds, cases, levels, path):
 def plot_scatter(records, preds, cases, levels, path):
     plt = _plt()
     names = list(levels)
-    fig, axs = plt.subplots(1, len(names), figsize=(4 * len(names), 4))
+    ncol = 3
+    nrow = -(-len(names) // ncol)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(4.5 * ncol, 4.2 * nrow))
+    axs = list(getattr(axs, "flat", [axs]))
+    for ax in axs[len(names):]:
+        ax.axis("off")
     drawn = 0
     for ax, name in zip(axs, names):
         lv = levels[name]
-        xs, ys = [], []
+        xs, ys, algs = [], [], []
         for r in records:
-            m, p = C.level_value(r, lv), C.level_value(preds.get(r["case"]) or {}, lv)
+            m, p = C.level_value(r, lv, measured=True), C.level_value(preds.get(r["case"]) or {}, lv)
             if m and p and m > 0 and p > 0:
                 xs.append(m)
                 ys.append(p)
+                algs.append(r["schedule"]["algorithm"] + " " + r["schedule"]["phase"])
         ax.set_title(f"{name} (target ±{lv.target:.0%})", fontsize=10)
         if not xs:
             ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
@@ -269,7 +275,9 @@ def plot_scatter(records, preds, cases, levels, path):
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="identity")
         ax.fill_between([lo, hi], [lo * (1 - lv.target), hi * (1 - lv.target)],
                         [lo * (1 + lv.target), hi * (1 + lv.target)], color="0.85", label="target band")
-        ax.scatter(xs, ys, s=14, zorder=3)
+        for g in sorted(set(algs)):
+            ax.scatter([x for x, a in zip(xs, algs) if a == g], [y for y, a in zip(ys, algs) if a == g], s=14,
+                       zorder=3, label=g)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
