@@ -22,7 +22,8 @@ def run(args, capsys):
     return rc, out.out, out.err
 
 
-@pytest.mark.parametrize("sub", ["cases", "numerics", "measure", "report", "validate", "ceilings", "unpack"])
+@pytest.mark.parametrize("sub", ["cases", "numerics", "measure", "report", "validate", "ceilings", "anchors",
+                                 "unpack"])
 def test_every_subcommand_has_a_teaching_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
         CLI.main([sub, "--help"])
@@ -105,3 +106,13 @@ def test_unpack_cli(tmp_path, capsys):
     assert rc == 0 and "unpacked 1 measurement" in out and "python -m verification report" in out
     rc, _, err = run(["unpack", str(b), "--root", str(tmp_path / "root")], capsys)
     assert rc == 2 and "--archive-old" in err
+
+
+def test_anchors_against_the_fixtures_with_a_fake_model():
+    from verification import anchors as A
+    rows = A.compare_anchors(lambda p, s: {"total": {"global_read_bytes": 2.0e9, "global_write_bytes": 214592512.0,
+                                                     "l2_read_bytes": 1.0, "dram_read_bytes": 1.0,
+                                                     "dram_write_bytes": 1.0, "time_s": 1.0}})
+    g = [r for r in rows if r["fixture"] == "n_rowfast_4096.csv" and r["quantity"].startswith("global")][0]
+    assert g["measured"] == 2_214_592_512 and g["error"] == pytest.approx(0.0)
+    assert "| n_headfast_16384.csv |" in A.to_markdown(rows)

@@ -7,6 +7,7 @@ Subcommands (each has its own --help):
   report     no GPU: stored measurements + memsim predictions -> report.md, PNG plots, comparison.json
   validate   measure, then report (needs the GPU and simpy)
   ceilings   today's worst model error per level; --write lowers the CI ceilings in tolerances.toml
+  anchors    no GPU: memsim against the real H100 ncu fixtures of the probe kernel (a preliminary check)
   unpack     a bundle from the GPU machine -> verification/data/<gpu>/ (see verification/DEVICE.md)
 
 Typical flow: on the GPU machine `measure --bundle $OUT/measurements.tar.gz`, here
@@ -251,6 +252,27 @@ def cmd_ceilings(a, argv):
     return 0
 
 
+# --- anchors -------------------------------------------------------------------------------------
+def cmd_anchors(a, argv):
+    from . import anchors as A
+    try:
+        import memsim
+        hw = memsim.load_hardware(a.hw)
+    except Exception as e:
+        raise UsageError(str(e)) from None
+    rows = A.compare_anchors(lambda p, s: memsim.simulate(p, s, hw).to_dict())
+    md = A.to_markdown(rows)
+    if a.out:
+        from memsim.io import write_atomic
+        write_atomic(a.out, md, overwrite=True)
+        _echo(f"wrote {a.out}")
+    if a.json:
+        _print_json(rows)
+    elif not a.out:
+        print(md)
+    return 0
+
+
 # --- unpack ------------------------------------------------------------------------------------
 def cmd_unpack(a, argv):
     from memsim.io import OutputExistsError
@@ -272,7 +294,7 @@ def build_parser():
     from . import records as R
     F = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(prog="python -m verification", description=__doc__, formatter_class=F)
-    sub = ap.add_subparsers(dest="cmd", metavar="{cases,numerics,measure,report,validate,ceilings,unpack}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{cases,numerics,measure,report,validate,ceilings,anchors,unpack}")
 
     p = sub.add_parser("cases", help="list the validation suite", formatter_class=F,
                        description="List the suite's named cases: problem, schedule, launches, report tags.\n"
@@ -366,6 +388,15 @@ def build_parser():
     p.add_argument("--allow-raise", action="store_true", help="allow a ceiling to go up")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_ceilings)
+
+    from . import anchors as A
+    p = sub.add_parser("anchors", help="memsim vs the H100 ncu fixtures (no GPU)", formatter_class=F,
+                       description=A.__doc__ + "\nExample: python -m verification anchors --out "
+                                               "reports/h100-sxm/anchors.md")
+    p.add_argument("--hw", default="h100-sxm")
+    p.add_argument("--out", help="write the Markdown table here (replaced)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_anchors)
 
     p = sub.add_parser("unpack", help="bundle from the GPU machine -> verification/data/<gpu>/", formatter_class=F,
                        description="Extract measurements.tar.gz (from `measure --bundle`) into "
