@@ -328,8 +328,10 @@ def build_parser():
                        help="move existing records of these cases to <data dir>/archive/<stamp>/ first")
         p.add_argument("--ncu-per-case", action="store_true",
                        help="one ncu process per case (slower; a crash loses one case) instead of one for all")
-        p.add_argument("--ncu-timeout", type=float, default=420, help="seconds for the ncu pass (default 420)")
-        p.add_argument("--time-timeout", type=float, default=300, help="seconds for the timing pass (default 300)")
+        p.add_argument("--ncu-timeout", type=float, default=330,
+                       help="seconds for the ncu pass (default 330: with the timing pass, inside a 10-minute call)")
+        p.add_argument("--time-timeout", type=float, default=240,
+                       help="seconds for the timing pass (default 240; cases it did not reach get ncu's time)")
         p.add_argument("--no-timing", action="store_true",
                        help="skip the timing pass (total.time_s is then the sum of ncu's kernel durations)")
         p.add_argument("--bundle", help="also write all records + raw logs to this .tar.gz (refreshed after each "

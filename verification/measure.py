@@ -109,7 +109,7 @@ def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(
 
 
 def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=False, metrics=None,
-                  ncu_timeout_s=420, time_timeout_s=300, skip_timing=False, bundle_to=None,
+                  ncu_timeout_s=330, time_timeout_s=240, skip_timing=False, bundle_to=None,
                   echo=_progress, check_gpu=True) -> dict:
     """Measure `cases` (suite.Case) into data_dir; returns a summary dict."""
     specs = [c.to_spec() for c in cases]
