@@ -102,18 +102,31 @@ def cmd_numerics(a, argv):
             print(c.id)
         return 0
     _echo(f"numerics: {len(cases)} case(s) on {mode} ({device})")
-    results = NU.run_suite(cases, device, progress=None if a.json else _echo)
-    prov = base_provenance(_command_line(argv))
     import torch
     import triton
+    prov = base_provenance(_command_line(argv))
     prov.update(torch=torch.__version__, triton=triton.__version__, device=str(device),
                 gpu=torch.cuda.get_device_name(0) if mode == "gpu" else None)
-    doc = NU.to_json(results, mode, prov)
-    if a.out:
+    out = Path(a.out) if a.out else None
+    if out is not None and not a.force:
+        for f in (out / f"numerics_{mode}.json", out / f"numerics_{mode}.md"):
+            if f.exists():
+                raise UsageError(f"{f} already exists; pass --force to replace it, or another --out")
+
+    def save(results):
         from memsim.io import write_atomic, write_json
-        out = Path(a.out)
-        write_json(out / f"numerics_{mode}.json", doc, overwrite=a.force)
-        write_atomic(out / f"numerics_{mode}.md", NU.to_markdown(doc), overwrite=a.force)
+        d = NU.to_json(results, mode, prov)
+        d["complete"] = len(results) == len(cases)
+        write_json(out / f"numerics_{mode}.json", d, overwrite=True)
+        write_atomic(out / f"numerics_{mode}.md", NU.to_markdown(d), overwrite=True)
+
+    def on_result(results):  # partial tables survive an interrupted run
+        if out is not None and (len(results) % 10 == 0):
+            save(results)
+    results = NU.run_suite(cases, device, progress=None if a.json else _echo, on_result=on_result)
+    doc = NU.to_json(results, mode, prov)
+    if out is not None:
+        save(results)
         _echo(f"wrote {out / f'numerics_{mode}.md'} and .json")
     if a.json:
         _print_json(doc)

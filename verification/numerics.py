@@ -276,11 +276,13 @@ def setup_backend():
     return torch.device("cpu"), "interpreter"
 
 
-def run_suite(cases, device, *, progress=None) -> list[CaseResult]:
+def run_suite(cases, device, *, progress=None, on_result=None) -> list[CaseResult]:
     out = []
     for i, c in enumerate(cases, 1):
         r = run_case(c, device)
         out.append(r)
+        if on_result:
+            on_result(out)
         if progress:
             status = "ERROR " + r.error if r.error else r.status
             progress(f"[{i}/{len(cases)}] {c.id}: {status} ({r.seconds:.1f} s)")
@@ -307,6 +309,8 @@ def to_json(results: list[CaseResult], mode: str, provenance: dict) -> dict:
 def to_markdown(doc: dict) -> str:
     p = doc["provenance"]
     lines = [f"# Exactness: kernels vs the float64 reference ({doc['mode']})", "",
+             *(["**PARTIAL: the run was interrupted; only the cases below ran.**", ""]
+               if doc.get("complete") is False else []),
              f"{doc['passed']}/{doc['cases']} cases pass, {doc['failed']} fail"
              + (f", {doc['artefacts']} interpreter artefact(s) (see below)" if doc.get("artefacts") else "")
              + f". Rule: `{doc['rule']}` per output tensor; NaN/Inf fails.", "",
