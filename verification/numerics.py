@@ -8,23 +8,21 @@ The correctness rule (DESIGN.md, after FlashAttention's own tests), per output t
 where ref64 = kernels.reference (float64), naive_same_dtype = kernels.reference.naive_same_dtype
 (standard attention in the input dtype, on the same device) and
 
-    noise = ulp_dtype(max|ref64|)  +  head_dim * eps_fp32 * max(1, max|ref64|)
+    noise = eps(dtype) * max|ref64|  +  8 * eps(fp32) * max(1, max|ref64|)
 
-the rounding of the reference to the input dtype, plus the textbook bound of an fp32
-dot product of length d (every kernel accumulates in fp32).  The second term only matters
-where the reference is (near) exactly zero -- e.g. dq, dk at seq_kv = 1, where the naive
-same-dtype math cancels exactly and the yardstick would be 0 -- and is far below the
-fp16/bf16 errors elsewhere.  A NaN or Inf anywhere in the kernel output fails the case.
+the rounding of the reference to the input dtype, plus the fp32 accumulation noise every
+kernel has -- the same rule and formula as the kernels' own tests
+(kernels.testing.check_rule; errors come from its describe_error).  The second term only
+matters where the reference is (near) exactly zero -- e.g. dq, dk at seq_kv = 1, where the
+naive same-dtype math cancels exactly -- and is far below fp16/bf16 errors elsewhere.
+A NaN or Inf anywhere in the kernel output fails the case.
 
-Known artefact: the Triton *interpreter* converts fp32 to bf16 by truncation, not
-round-to-nearest (2x the rounding error; checked by `interpreter_bf16_rounds_to_nearest`),
-so the naive kernels, which materialise S and P in bf16, can miss the rule there; such
-rows are flagged "interpreter-artefact" and do not fail the run.  They must pass on a GPU.
+
 
 On a GPU the cases use realistic shapes; without one they run through the Triton
 interpreter (TRITON_INTERPRET=1, set before triton is imported) on small shapes.
-Fresh random inputs (fixed seeds, never zeros); on the GPU the allocator's free blocks are
-filled with NaN first, so an output element the kernel forgets to write shows up.
+Fresh random inputs (fixed seeds, never zeros); outputs are allocated poisoned (NaN) through
+kernels.testing.poisoned_allocations, so an element the kernel forgets to write shows up.
 """
 from __future__ import annotations
 
@@ -132,7 +130,7 @@ class CaseResult:
     results: list = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
-    #: why a failure here is not the kernel's (set only for known interpreter artefacts)
+    #: why a failure here is not the kernel's (a known tool artefact); none is set automatically
     artefact: str | None = None
 
     @property
@@ -146,47 +144,33 @@ class CaseResult:
         return "interpreter-artefact" if self.artefact and self.error is None else "FAIL"
 
 
-EPS_FP32 = 2.0 ** -23
-
-
-def ulp(x: float, dtype: str) -> float:
-    """One unit in the last place of |x| in `dtype` (0 for x = 0)."""
-    mant = {"fp16": 10, "bf16": 7, "fp32": 23}[dtype]
-    if x == 0 or not math.isfinite(x):
-        return 0.0
-    return 2.0 ** (math.floor(math.log2(abs(x))) - mant)
+def rule_tolerance(ref, naive_max_err: float, dtype: str) -> tuple[float, float]:
+    """(noise, tol) of the correctness rule -- the same formula as kernels.testing.check_rule
+    (tests/test_verification_numerics.py checks that both agree):
+    noise = eps(dtype) * max|ref| + 8 * eps(fp32) * max(1, max|ref|), tol = 2 * naive + noise."""
+    import torch
+    finite = ref[torch.isfinite(ref)]
+    big = float(finite.abs().max().item()) if finite.numel() else 0.0
+    dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    noise = torch.finfo(dt).eps * big + 8 * torch.finfo(torch.float32).eps * max(1.0, big)
+    return noise, 2.0 * naive_max_err + noise
 
 
 def rule(kernel_out, ref, naive_out, dtype: str, name: str) -> TensorResult:
-    """Apply the correctness rule to one tensor (all on the same device)."""
+    """Apply the correctness rule to one tensor; errors measured by kernels.testing.describe_error
+    (NaN counts as an infinite error, matching infinities as none)."""
     import torch
-    k64 = kernel_out.detach().to(torch.float64)
-    nonfinite = int((~torch.isfinite(k64)).sum().item())
-    diff = (k64 - ref).abs()
-    ndiff = (naive_out.detach().to(torch.float64) - ref).abs()
-    max_err = float(diff.max().item()) if diff.numel() else 0.0
-    mean_err = float(diff.mean().item()) if diff.numel() else 0.0
-    nmax = float(torch.nan_to_num(ndiff, nan=0.0).max().item()) if ndiff.numel() else 0.0
-    rmax = float(ref.abs().max().item()) if ref.numel() else 0.0
-    head_dim = ref.shape[-1] if ref.dim() else 1
-    noise = ulp(rmax, dtype) + head_dim * EPS_FP32 * max(1.0, rmax)
-    tol = 2.0 * nmax + noise
+
+    from kernels.testing import describe_error
+    nonfinite = int((~torch.isfinite(kernel_out.detach().to(torch.float64))).sum().item())
+    max_err, _ = describe_error(name, kernel_out, ref)
+    nmax, _ = describe_error(name + " (naive)", naive_out, ref)
+    diff = (kernel_out.detach().to(torch.float64) - ref).abs()
+    fin = diff[torch.isfinite(diff)]
+    mean_err = float(fin.mean().item()) if fin.numel() else 0.0
+    noise, tol = rule_tolerance(ref, nmax, dtype)
     ok = nonfinite == 0 and max_err <= tol
     return TensorResult(name, max_err, mean_err, nmax, noise, tol, nonfinite, ok)
-
-
-def _poison_allocator(device):
-    """Fill the caching allocator's free memory with NaN (GPU only, best effort)."""
-    import torch
-    if device.type != "cuda":
-        return
-    try:
-        free, _ = torch.cuda.mem_get_info(device)
-        n = min(free // 4, 1 << 28)  # up to 1 GiB of fp32 NaN
-        t = torch.full((int(n),), float("nan"), dtype=torch.float32, device=device)
-        del t
-    except Exception:
-        pass
 
 
 def run_case(c: NumCase, device) -> CaseResult:
@@ -217,16 +201,17 @@ def run_case(c: NumCase, device) -> CaseResult:
         sched = Schedule(c.algorithm, c.phase, c.block_m, c.block_n, 4, 1 if device.type == "cpu" else 2,
                          c.grid_order)
         kw = dict(causal=c.causal, scale=prob.scale, causal_align=c.causal_align)
-        _poison_allocator(device)
-        fwd = kernels.forward(prob, dataclasses.replace(sched, phase="fwd"), q, k, v)
+        from kernels.testing import poisoned_allocations
+        with poisoned_allocations():  # an output element the kernel never writes stays NaN
+            fwd = kernels.forward(prob, dataclasses.replace(sched, phase="fwd"), q, k, v)
         if c.phase == "fwd":
             o_ref, _lse = kernels.reference(q, k, v, **kw)[:2]
             o_nv = naive_same_dtype(q, k, v, **kw)[0]
             res.results.append(rule(fwd.o, o_ref, o_nv, c.dtype, "o"))
         else:
             do = rnd(c.batch, c.heads_q, c.seq_q, c.head_dim)
-            _poison_allocator(device)
-            dq, dk, dv = kernels.backward(prob, sched, q, k, v, fwd.o, do, fwd)
+            with poisoned_allocations():
+                dq, dk, dv = kernels.backward(prob, sched, q, k, v, fwd.o, do, fwd)
             ref = kernels.reference(q, k, v, do=do, **kw)
             nv = naive_same_dtype(q, k, v, do=do, **kw)
             r_dq, r_dk, r_dv = ref[-3:]
@@ -236,33 +221,7 @@ def run_case(c: NumCase, device) -> CaseResult:
     except Exception as e:
         res.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
     res.seconds = time.time() - t0
-    if (not res.passed and res.error is None and device.type == "cpu" and c.dtype == "bf16"
-            and c.algorithm == "naive" and not interpreter_bf16_rounds_to_nearest()):
-        res.artefact = ("Triton interpreter truncates fp32->bf16 (S and P are stored in bf16 here); "
-                        "must pass on a GPU")
     return res
-
-
-_BF16_RTN = None
-
-
-def interpreter_bf16_rounds_to_nearest() -> bool:
-    """Whether this Triton's fp32->bf16 store rounds to nearest like torch (cached)."""
-    global _BF16_RTN
-    if _BF16_RTN is None:
-        import torch
-        import triton
-        import triton.language as tl
-
-        @triton.jit
-        def _cast(X, Y, N: tl.constexpr):
-            o = tl.arange(0, N)
-            tl.store(Y + o, tl.load(X + o).to(Y.dtype.element_ty))
-        x = torch.randn(1024, generator=torch.Generator().manual_seed(0)) * 3
-        y = torch.empty(1024, dtype=torch.bfloat16)
-        _cast[(1,)](x, y, N=1024)
-        _BF16_RTN = bool(torch.equal(y, x.to(torch.bfloat16)))
-    return _BF16_RTN
 
 
 def setup_backend():
@@ -301,7 +260,7 @@ def to_json(results: list[CaseResult], mode: str, provenance: dict) -> dict:
     n_pass = sum(r.passed for r in results)
     n_art = sum(r.status == "interpreter-artefact" for r in results)
     return {"mode": mode,
-            "rule": "max|kernel-ref64| <= 2*max|naive_same_dtype-ref64| + ulp(max|ref64|) + d*eps32*max(1,max|ref64|)",
+            "rule": "max|kernel-ref64| <= 2*max|naive_same_dtype-ref64| + eps(dtype)*max|ref64| + 8*eps32*max(1,max|ref64|)",
             "cases": len(results), "passed": n_pass, "artefacts": n_art, "failed": len(results) - n_pass - n_art,
             "rows": rows, "provenance": provenance}
 
