@@ -120,36 +120,30 @@ def gpu_dirs(root=DATA_ROOT, contains: str = "") -> list[Path]:
 
 # --- provenance ------------------------------------------------------------------------
 def gpu_provenance(command: str, ncu_version: str | None) -> dict:
-    """GPU, driver, CUDA, torch, triton, ncu versions + memsim.io.base_provenance (date, command...)."""
-    from memsim.io import base_provenance
-    prov = base_provenance(command)
+    """GPU, driver, CUDA, torch, triton (kernels.device_info.provenance, shared with the
+    benchmarks) + the ncu version; a stdlib fallback where the kernels package is missing."""
     try:
-        import torch
-        prov["torch"] = torch.__version__
-        prov["cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
-            prov["gpu"] = torch.cuda.get_device_name(0)
-            props = torch.cuda.get_device_properties(0)
-            prov["sm_count"] = props.multi_processor_count
-            prov["compute_capability"] = f"{props.major}.{props.minor}"
-    except Exception as e:  # pragma: no cover - provenance is best effort
-        prov["torch_error"] = str(e)
-    try:
-        import triton
-        prov["triton"] = triton.__version__
-    except Exception:
-        prov["triton"] = None
-    prov["driver"] = _nvidia_smi("driver_version")
-    prov.setdefault("gpu", _nvidia_smi("name"))
+        from kernels.device_info import provenance
+        prov = provenance(command)
+    except Exception as e:  # pragma: no cover - fallback
+        from memsim.io import base_provenance
+        prov = base_provenance(command)
+        prov["provenance_note"] = f"kernels.device_info unavailable ({type(e).__name__}: {e})"
+        try:
+            import torch
+            prov.update(torch=torch.__version__, cuda=torch.version.cuda)
+            if torch.cuda.is_available():
+                prov["gpu"] = torch.cuda.get_device_name(0)
+        except Exception:
+            pass
+        try:
+            import triton
+            prov["triton"] = triton.__version__
+        except Exception:
+            pass
+        prov["driver"] = _nvidia_smi("driver_version")
+        prov.setdefault("gpu", _nvidia_smi("name"))
     prov["ncu"] = ncu_version
-    try:  # the kernels engineer's device facts, when present
-        from kernels import device_info
-        for fn in ("provenance", "device_info", "describe"):
-            if hasattr(device_info, fn):
-                prov["kernels_device_info"] = getattr(device_info, fn)()
-                break
-    except Exception:
-        pass
     return prov
 
 
