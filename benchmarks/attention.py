@@ -65,6 +65,8 @@ def parse_args(argv=None):
     ap.add_argument("--fwd-schedule", default=None, help="flash2 fwd override: block_m,block_n,warps,stages")
     ap.add_argument("--bwd-schedule", default=None, help="flash2 bwd override: block_m,block_n,warps,stages")
     ap.add_argument("--tune", action="store_true", help="search flash2 fwd/bwd schedules instead of the sweep")
+    ap.add_argument("--gemm-check", action="store_true",
+                    help="also time naive's S=QK^T and O=PV launches against cuBLAS (torch.baddbmm / bmm)")
     ap.add_argument("--out", default=None, help="output JSON (default benchmarks/results/<gpu>.json)")
     ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ap.add_argument("--log", default=None, help="also append each record as a JSON line here")
@@ -393,6 +395,49 @@ def tune(args, log):
     return records
 
 
+def gemm_check(args, log):
+    """naive_qk and naive_pv alone vs cuBLAS on the same operands (is the naive baseline fair?)."""
+    import torch
+    import kernels
+    from kernels.naive import naive_pv_only, naive_qk_only
+    from memsim.schedule import AttentionProblem
+    recs = []
+    for dt in args.dtypes:
+        for d in args.head_dims:
+            n = min(4096, max(args.seqs))
+            B, H = max(1, args.tokens // n), args.hidden // d
+            p = AttentionProblem(B, H, H, n, n, d, dt)
+            q, k, v, _ = make_inputs(p)
+            s = kernels.default_schedule(p, "naive", "fwd", DEVICE)
+            q3, k3, v3 = (t.reshape(B * H, n, d) for t in (q, k, v))
+            S = torch.empty((B * H, n, n), dtype=q.dtype, device=q.device)
+            P = torch.softmax(naive_qk_only(p, s, q, k).float(), -1).to(q.dtype)
+            cases = {
+                "qk": (lambda: naive_qk_only(p, s, q, k),
+                       lambda: torch.baddbmm(S, q3, k3.transpose(1, 2), beta=0.0, alpha=p.scale),
+                       2 * B * H * n * n * d, (2 * B * H * n * d + B * H * n * n) * p.element_bytes),
+                "pv": (lambda: naive_pv_only(p, s, P, v),
+                       lambda: torch.bmm(P, v3),
+                       2 * B * H * n * n * d, (B * H * n * n + 2 * B * H * n * d) * p.element_bytes),
+            }
+            for name, (ours, cublas, flops, nbytes) in cases.items():
+                rec = dict(gemm_check=name, dtype=dt, head_dim=d, seq=n, batch=B, heads=H, schedule=s.to_dict())
+                for who, fn in (("naive", ours), ("cublas", cublas)):
+                    ms = bench(fn, args)
+                    rec[f"{who}_ms"] = ms
+                    rec[f"{who}_tflops"] = flops / (ms * 1e-3) / 1e12
+                    rec[f"{who}_GBps"] = nbytes / (ms * 1e-3) / 1e9
+                recs.append(rec)
+                if log:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                print(f"gemm {name} {dt} d={d} N={n}: naive {rec['naive_ms']:.3f} ms ({rec['naive_GBps']:.0f} GB/s), "
+                      f"cuBLAS {rec['cublas_ms']:.3f} ms ({rec['cublas_GBps']:.0f} GB/s), "
+                      f"ratio {rec['cublas_ms'] / rec['naive_ms']:.2f}", flush=True)
+            del q, k, v, S, P, q3, k3, v3
+    return recs
+
+
 # --- output --------------------------------------------------------------------------------------
 
 def markdown(records, summary, prov):
@@ -401,6 +446,7 @@ def markdown(records, summary, prov):
              f"driver {prov.get('driver')}, {prov.get('date')}. TFLOP/s (do_bench median); FLOPs = "
              f"4·B·H·N²·d fwd (½ causal), 2.5× bwd; B·N = 16384, H·d = 2048.", ""]
     rows = [r for r in records if "impl" in r and not r.get("case") and not r.get("tune")]
+    gemms = [r for r in records if r.get("gemm_check")]
     impls = [i for i in IMPLS if any(r["impl"] == i for r in rows)]
     keys = sorted({(r["dtype"], r["head_dim"], r["causal"], r["pass"]) for r in rows},
                   key=lambda x: (x[0], x[1], x[2], x[3] != "fwd"))
@@ -422,6 +468,13 @@ def markdown(records, summary, prov):
         lines += ["## GPT-2 medium (B=64, H=16, N=1024, d=64), forward + backward", "",
                   f"naive {s['naive_fwd_bwd_ms']:.3f} ms, flash2 {s['flash2_fwd_bwd_ms']:.3f} ms: "
                   f"flash2 is {s['speedup']:.2f}× faster.", ""]
+    if gemms:
+        lines += [f"## naive's matmul launches vs cuBLAS (same operands, N={gemms[0]['seq']})", "",
+                  "| launch | dtype | d | naive ms | cuBLAS ms | naive / cuBLAS speed |", "|---|---|---|---|---|---|"]
+        for r in gemms:
+            lines.append(f"| {r['gemm_check']} | {r['dtype']} | {r['head_dim']} | {r['naive_ms']:.3f} | "
+                         f"{r['cublas_ms']:.3f} | {r['cublas_ms'] / r['naive_ms']:.2f} |")
+        lines.append("")
     mem = [r for r in rows if r["pass"] == "fwd" and r.get("peak_extra_bytes") and r["dtype"] == rows[0]["dtype"]
            and r["head_dim"] == rows[0]["head_dim"] and not r["causal"]]
     if mem:
@@ -459,6 +512,8 @@ def main(argv=None):
             recs, s = gpt2_case(args, log)
             records += recs
             summary["gpt2_medium"] = s
+        if args.gemm_check:
+            records += gemm_check(args, log)
         records += sweep(args, log)
         _GATE_CACHE.clear()
     prov["wall_s"] = round(time.time() - t0, 1)

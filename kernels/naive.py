@@ -328,3 +328,27 @@ def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P
     _naive_bwd_dq[l_dq.grid](dP, k, dq, *_s4(k), *_s4(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
     _naive_bwd_dk[l_dk.grid](dP, q, dk, *_s4(q), *_s4(dk), p.heads_kv, p.seq_q, p.seq_kv, p.scale, **kw)
     return dq, dk, dv
+
+
+def naive_qk_only(problem: AttentionProblem, schedule: Schedule, q, k):
+    """Just the naive_qk launch (S = scale * Q K^T); for comparing its GEMM with cuBLAS."""
+    qk = kernel_launches(problem, schedule)[0]
+    p, s = problem, schedule
+    S = torch.empty((p.batch * p.heads_q, p.seq_q, p.seq_kv), dtype=sp_torch_dtype(p, s), device=q.device)
+    _naive_qk[qk.grid](q, k, S, *_s4(q), *_s4(k), p.heads_q, p.seq_q, p.seq_kv, p.scale,
+                       GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+                       Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p, s), num_warps=s.num_warps,
+                       num_stages=s.num_stages)
+    return S
+
+
+def naive_pv_only(problem: AttentionProblem, schedule: Schedule, P, v):
+    """Just the naive_pv launch (O = P V); for comparing its GEMM with cuBLAS."""
+    pv = kernel_launches(problem, schedule)[2]
+    p, s = problem, schedule
+    o = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=v.dtype, device=v.device)
+    _naive_pv[pv.grid](P, v, o, *_s4(v), *_s4(o), p.heads_q, p.seq_q, p.seq_kv,
+                       GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+                       Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p, s), num_warps=s.num_warps,
+                       num_stages=s.num_stages)
+    return o
