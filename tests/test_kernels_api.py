@@ -126,3 +126,16 @@ def test_reference_float64_and_fully_masked(device):
     assert o.dtype == torch.float64 and lse.dtype == torch.float64
     assert (o[:, :, :5] == 0).all() and torch.isneginf(lse[:, :, :5]).all()
     assert torch.isfinite(lse[:, :, 5:]).all()
+
+
+def test_command_line(capsys):
+    from kernels.__main__ import main
+    assert main(["launches", "--shape", "2,4,2,100,120,64", "--alg", "naive", "--phase", "bwd", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert [x["name"] for x in out["launches"]] == ["_naive_bwd_dv", "_naive_bwd_dp", "_naive_bwd_ds",
+                                                    "_naive_bwd_dq", "_naive_bwd_dk"]
+    assert main(["run", "--shape", "1,2,1,20,33,16", "--causal", "--phase", "bwd", "--dtype", "fp16",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pass"] is True and set(out["check"]) == {"o", "dq", "dk", "dv"}
