@@ -27,14 +27,6 @@ from ._common import dot_precision, LOG2E
 
 
 @triton.jit
-def _load_rows(ptrs, rows, n_rows, EVEN: tl.constexpr):
-    # rows x d tile of a (.., seq, d) tensor; rows past the end read as 0
-    if EVEN:
-        return tl.load(ptrs)
-    return tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
-
-
-@triton.jit
 def _flash2_fwd(Q, K, V, O, LSE,
                 stride_qb, stride_qh, stride_qm,
                 stride_kb, stride_kh, stride_kn,

@@ -1,0 +1,122 @@
+"""The kernels launch exactly the grids of memsim.schedule.kernel_launches, under the names '_' + launch."""
+import pytest
+
+import kernels
+import kernels.flash1
+import kernels.flash2
+import kernels.naive
+from kernels.testing import make_inputs, seed_of
+from memsim.schedule import Schedule, kernel_launches
+
+
+LAUNCH_KERNELS = {"_flash2_fwd", "_flash2_bwd_preprocess", "_flash2_bwd_dkdv", "_flash2_bwd_dq", "_flash1_fwd",
+                  "_naive_qk", "_naive_softmax", "_naive_pv", "_naive_bwd_dv", "_naive_bwd_dp", "_naive_bwd_ds",
+                  "_naive_bwd_dq", "_naive_bwd_dk"}
+
+
+class _Recorder:
+    def __init__(self, jit_fn, log):
+        self.jit_fn, self.log = jit_fn, log
+
+    def __getitem__(self, grid):
+        self.log.append((self.jit_fn.fn.__name__, tuple(grid)))
+        return self.jit_fn[grid]
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    log = []
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive):
+        for name in dir(mod):
+            obj = getattr(mod, name)
+            if name in LAUNCH_KERNELS:
+                monkeypatch.setattr(mod, name, _Recorder(obj, log))
+    return log
+
+
+@pytest.mark.parametrize("grid_order", ["q_fastest", "heads_fastest"])
+@pytest.mark.parametrize("alg", ["naive", "flash1", "flash2"])
+def test_launch_grids_match_schedule(alg, grid_order, launches, device):
+    q, k, v, do = make_inputs(2, 4, 2, 37, 45, 16, "fp16", device, seed_of("contract", alg, grid_order))
+    p = kernels.problem_for(q, k, v, causal=True)
+    warps = 4 if device == "cuda" else 1
+    fs = Schedule(alg, "fwd", 16, 32, warps, 1, grid_order)
+    fwd = kernels.forward(p, fs, q, k, v)
+    want = [("_" + x.name, x.grid) for x in kernel_launches(p, fs)]
+    if alg != "flash1":
+        bs = Schedule(alg, "bwd", 32, 16, warps, 1, grid_order)
+        kernels.backward(p, bs, q, k, v, fwd.o, do, fwd)
+        want += [("_" + x.name, x.grid) for x in kernel_launches(p, bs)]
+    got = [(name, tuple(g) + (1,) * (3 - len(g))) for name, g in launches]
+    assert got == want
+
+
+# --- bytes: every load/store the kernels issue, counted in the interpreter, equals the byte contract ----
+
+@pytest.fixture
+def byte_counter(monkeypatch):
+    """Per launch name: bytes read and written by masked-in elements (interpreter only)."""
+    from triton.runtime import interpreter as itp
+    counts, current = {}, [None]
+
+    def nbytes(ty, mask):
+        return int(mask.sum()) * (ty.primitive_bitwidth // 8)
+
+    orig_load, orig_store = itp.InterpreterBuilder.create_masked_load, itp.InterpreterBuilder.create_masked_store
+
+    def load(self, ptrs, mask, other, *a):
+        counts[current[0]][0] += nbytes(ptrs.get_element_ty(), mask.data)
+        return orig_load(self, ptrs, mask, other, *a)
+
+    def store(self, ptrs, value, mask, *a):
+        counts[current[0]][1] += nbytes(value.dtype.scalar, mask.data)
+        return orig_store(self, ptrs, value, mask, *a)
+
+    monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_load", load)
+    monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_store", store)
+
+    class Named:
+        def __init__(self, jit_fn):
+            self.jit_fn = jit_fn
+
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                current[0] = self.jit_fn.fn.__name__[1:]
+                counts.setdefault(current[0], [0, 0])
+                return self.jit_fn[grid](*a, **kw)
+            return launch
+
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive):
+        for name in dir(mod):
+            if name in LAUNCH_KERNELS:
+                monkeypatch.setattr(mod, name, Named(getattr(mod, name)))
+    return counts
+
+
+CONTRACT_CASES = {
+    "square": ((2, 2, 2, 40, 40, 16), False, "top_left"),
+    "ragged_gqa_causal": ((1, 4, 2, 37, 45, 16), True, "top_left"),
+    "q_gt_kv_bottom_right": ((1, 2, 1, 70, 23, 16), True, "bottom_right"),
+    "q_lt_kv_top_left": ((1, 2, 2, 20, 70, 16), True, "top_left"),
+}
+
+
+@pytest.mark.skipif("not __import__('kernels').interpreting()", reason="counts bytes in Triton's interpreter")
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 16)], ids=lambda b: f"{b[0]}x{b[1]}")
+@pytest.mark.parametrize("case", list(CONTRACT_CASES))
+@pytest.mark.parametrize("alg", ["naive", "flash1", "flash2"])
+def test_bytes_match_contract(alg, case, blocks, byte_counter, device):
+    """Global bytes read/written per launch == memsim.analytic's closed forms of the schedule.py contract."""
+    from memsim.analytic import launch_counts
+    shape, causal, align = CONTRACT_CASES[case]
+    q, k, v, do = make_inputs(*shape, "fp16", device, seed_of("bytes", alg, case))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    fs = Schedule(alg, "fwd", blocks[0], blocks[1], 1, 1)
+    fwd = kernels.forward(p, fs, q, k, v)
+    want = {n: (c["global_read_bytes"], c["global_write_bytes"]) for n, c in launch_counts(p, fs).items()}
+    if alg != "flash1":
+        bs = Schedule(alg, "bwd", blocks[0], blocks[1], 1, 1)
+        kernels.backward(p, bs, q, k, v, fwd.o, do, fwd)
+        want.update({n: (c["global_read_bytes"], c["global_write_bytes"]) for n, c in launch_counts(p, bs).items()})
+    got = {n: tuple(c) for n, c in byte_counter.items()}
+    assert got == want
