@@ -339,17 +339,17 @@ def check_fits(problem: AttentionProblem, schedule: Schedule, smem_per_block_byt
     return need
 
 
-def problem_from_dict(d: dict) -> AttentionProblem:
-    names = {f.name for f in fields(AttentionProblem)}
+def _from_dict(cls, d: dict):
+    names = {f.name for f in fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ScheduleError(f"unknown AttentionProblem field(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    return AttentionProblem(**d)
+        raise ScheduleError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; allowed: {sorted(names)}")
+    return cls(**d)
+
+
+def problem_from_dict(d: dict) -> AttentionProblem:
+    return _from_dict(AttentionProblem, d)
 
 
 def schedule_from_dict(d: dict) -> Schedule:
-    names = {f.name for f in fields(Schedule)}
-    unknown = set(d) - names
-    if unknown:
-        raise ScheduleError(f"unknown Schedule field(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    return Schedule(**d)
+    return _from_dict(Schedule, d)
