@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches
 
-__all__ = ["launch_counts", "global_bytes", "roofline_time", "flash1_global_asymptotic", "visible_blocks"]
+__all__ = ["launch_counts", "l1_reread_bytes", "global_bytes", "roofline_time", "flash1_global_asymptotic", "visible_blocks"]
 
 
 def visible_blocks(problem: AttentionProblem, schedule: Schedule) -> list[int]:
@@ -82,6 +82,22 @@ def launch_counts(problem: AttentionProblem, schedule: Schedule) -> dict:
         out["naive_bwd_dk"] = c(BH * (SP + Nb * N * d * e), BHkv * Nk * d * e, BH * 2 * N * Nk * d)
     names = [L.name for L in kernel_launches(p, s)]
     assert list(out) == names, (list(out), names)
+    return out
+
+
+def l1_reread_bytes(problem: AttentionProblem, schedule: Schedule) -> dict:
+    """{launch name: global-load bytes the compiled kernel issues beyond the contract, served by L1}.
+
+    The simulated ``global_read_bytes`` = ``launch_counts`` (the contract) + this; L2 and DRAM never see it.
+    Non-zero only for flash1: per workspace row per revisit, `memsim.workloads.flash1_l1_reread_bytes_per_row`
+    (the Triton 3.6 kernel re-reads the fp32 O workspace tile at the L1 t-stage; the H100 measured it)."""
+    from .workloads import flash1_l1_reread_bytes_per_row
+    p, s = problem, schedule
+    out = {L.name: 0 for L in kernel_launches(p, s)}
+    if s.algorithm == "flash1":
+        V = visible_blocks(p, s)
+        revisits = sum(_rows(p.seq_q, s.block_m, i) * max(v - 1, 0) for i, v in enumerate(V))
+        out["flash1_fwd"] = p.batch * p.heads_q * revisits * flash1_l1_reread_bytes_per_row(p, s)
     return out
 
 

@@ -165,6 +165,8 @@ class LaunchStats:
     steps: int = 0
     tiles: int = 0
     global_read_bytes: int = 0
+    #: part of global_read_bytes beyond the byte contract, served by L1 (see memsim.workloads)
+    l1_reread_bytes: int = 0
     global_write_bytes: int = 0
     l2_read_bytes: int = 0
     l2_write_bytes: int = 0
@@ -234,8 +236,11 @@ class LaunchModel:
         l2book, dbook = self.l2link.book, self.dram.book
         prev_end = done = env.now
         n = len(steps)
-        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = 0
-        for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
+        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
+        for k, step in enumerate(steps):
+            reads, writes, flops, exps, tiles = step[:5]
+            if len(step) > 5:
+                l1r += step[5]  # re-read of data this CTA just loaded: served by its L1, never reaches L2
             now = env.now
             if reads:
                 tl += tiles
@@ -275,7 +280,8 @@ class LaunchModel:
                 yield env.timeout((start if pipelined else end) - now)
         st.steps += n
         st.tiles += tl
-        st.global_read_bytes += g_rd
+        st.global_read_bytes += g_rd + l1r
+        st.l1_reread_bytes += l1r
         st.l2_read_bytes += l2_rd
         st.dram_read_bytes += d_rd
         st.dram_write_bytes += d_wr

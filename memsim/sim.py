@@ -103,6 +103,12 @@ def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "a
         return grain, 1
     if grain == "cta":
         return grain, max_loop_blocks(problem, schedule)
+    if run_blocks is None and schedule.algorithm == "flash1":
+        # flash1 revisits its workspace block i one inner loop (all Q blocks) later: a run must be a small
+        # part of that loop, or write-then-read of the workspace becomes adjacent in the LRU and the L2
+        # seems to hold what really thrashes (gpt2m flash1: DRAM read 2.4 GB at one run per loop,
+        # 6.57 GB at tile grain and measured)
+        return grain, max(1, min(DEFAULT_RUN_BLOCKS, cdiv(problem.seq_q, schedule.block_m) // 4))
     return grain, run_blocks or DEFAULT_RUN_BLOCKS
 
 
@@ -144,11 +150,13 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         k = {"name": st.name}
         for key in SUM_KEYS:
             k[key] = getattr(st, key)
+        k["l1_reread_bytes"] = st.l1_reread_bytes
         k.update(num_ctas=st.num_ctas, grid=list(work.launch.grid), ctas_per_sm=st.ctas_per_sm,
                  occupancy_limit=st.occupancy_limit, tiles=st.tiles, sim_steps=st.steps)
         kernels.append(_rates(k))
     total = {key: sum(k[key] for k in kernels) for key in SUM_KEYS}
     total["time_s"] = float(total["time_s"])
+    total["l1_reread_bytes"] = sum(k["l1_reread_bytes"] for k in kernels)
     wall = _time.perf_counter() - t0
     return SimResult(hardware=hw.name, problem=problem, schedule=schedule, grain=grain, run_blocks=R,
                      kernels=tuple(kernels), total=_rates(total), peak_sram_per_cta_bytes=smem,

@@ -2,7 +2,7 @@
 
 Every launch of `kernel_launches(problem, schedule)` becomes a `LaunchWork`: its
 CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
-*steps*.  A step is ``[reads, writes, flops, exps, tiles]``:
+*steps*.  A step is ``[reads, writes, flops, exps, tiles]`` or ``[reads, writes, flops, exps, tiles, l1]``:
 
 * ``reads`` / ``writes``: tuples of *accesses* ``(key, mask, nbytes, full, lastbit, lastbytes)``.
   ``key = (tensor, head, [row block,] run)`` names a run of ``run_blocks``
@@ -13,6 +13,10 @@ CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
   ``lastbytes`` its size, ``full`` the size of the others).
 * ``flops``: tensor-core matmul FLOPs the step executes (2 per multiply-add);
   ``exps``: exponentials (SFU); ``tiles``: loop iterations (tile operations) the step covers.
+* ``l1`` (optional, default 0): global-load bytes the compiled kernel issues *beyond* the byte contract
+  that the CTA's own L1 serves (the data was loaded by the same CTA a moment earlier): they count at the
+  global level (ncu ``l1tex__t_bytes_pipe_lsu_mem_global_op_ld``) and never reach L2.  Only flash1 has
+  them (`flash1_l1_reread_bytes_per_row`); ``memsim.analytic.l1_reread_bytes`` is their closed form.
 
 The *grain* is how many loop iterations (tiles) one step covers:
 ``run_blocks = 1`` is one step per tile; larger runs make fewer, bigger steps
@@ -33,7 +37,7 @@ from typing import Callable
 from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches, Launch
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
-Step = list     # [reads, writes, flops, exps, tiles]
+Step = list     # [reads, writes, flops, exps, tiles(, l1)]
 
 
 class Tensor:
@@ -152,6 +156,7 @@ class _Ctx:
         self.Q, self.O, self.dO, self.dQ = qt("Q", d * e), qt("O", d * e), qt("dO", d * e), qt("dQ", d * e)
         self.LSE, self.DELTA = qt("lse", STAT_BYTES), qt("delta", STAT_BYTES)
         self.WS = qt("ws", (d + 2) * STAT_BYTES)  # flash1 fp32 workspace: O (d x 4) + m + l per row
+        self.f1_reread = flash1_l1_reread_bytes_per_row(p, s)
         self.K, self.V, self.dK, self.dV = kt("K"), kt("V"), kt("dK"), kt("dV")
         # naive S/P/dP tiles: one Tensor per distinct row count of a Q block (blocks along kv)
         self._sp = {}
@@ -186,6 +191,20 @@ class _Ctx:
         p = self.p
         b, hk = divmod(bhkv, p.heads_kv)
         return [b * p.heads_q + hk * self.G + g for g in range(self.G)]
+
+
+def flash1_l1_reread_bytes_per_row(p: AttentionProblem, s: Schedule) -> int:
+    """Global-load bytes per workspace row per revisit that the Triton 3.6 flash1 kernel issues beyond the
+    contract, all served by the CTA's L1 (measured on the H100, ncu, every flash1 case of
+    verification/data: LSU global loads - contract = exactly this, L2 reads = contract):
+
+    * the fp32 O workspace tile is loaded twice at the L1 t-stage (d x 4 bytes per row); L2 sees it once;
+    * the per-row m and l loads are replicated over the warps that share a row: the MMA layout puts
+      16 rows per warp, so ``num_warps * 16 / block_m`` warps read each row's statistics (64-row tiles:
+      none extra with 4 warps, one extra copy with 8).
+    """
+    rep = max(1, (s.num_warps * 16) // s.block_m)
+    return p.head_dim * STAT_BYTES + 2 * STAT_BYTES * (rep - 1)
 
 
 def _coords(launch: Launch, idx: int) -> dict:
@@ -275,7 +294,8 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
             last = [i for i in range(i0, i1) if c.jmax[i] == j]
             reads = pro + c.Q.range((h,), i0, i1) + c.WS.blocks((h,), ws_r)
             writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
-            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0])
+            l1 = rows * c.f1_reread if j > 0 else 0
+            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0, l1])
             pro = []
         if pro:  # no Q block sees K/V block j
             steps.append([pro, [], 0, 0, 1])

@@ -30,15 +30,33 @@ def test_simulated_equals_closed_form(alg, phase, prob, bm, bn):
     p = AttentionProblem(B, Hq, Hkv, Nq, Nk, d, dt, causal, causal_align=align)
     s = Schedule(alg, phase, bm, bn)
     cf = analytic.launch_counts(p, s)
+    l1 = analytic.l1_reread_bytes(p, s)
+    assert list(l1) == list(cf) and (alg == "flash1" or not any(l1.values()))
     for grain, rb in (("tile", None), ("run", 3), ("cta", None)):
         r = simulate(p, s, HW, grain=grain, run_blocks=rb)
         assert [k["name"] for k in r.kernels] == list(cf)
         for k in r.kernels:
+            assert k["l1_reread_bytes"] == l1[k["name"]], (grain, k["name"])
             for key in KEYS:
-                assert k[key] == cf[k["name"]][key], (grain, k["name"], key)
+                extra = k["l1_reread_bytes"] if key == "global_read_bytes" else 0  # explicit, never silent
+                assert k[key] - extra == cf[k["name"]][key], (grain, k["name"], key)
     tiny = simulate(p, s, TINY, grain="tile").total
-    assert tiny["dram_read_bytes"] == tiny["global_read_bytes"] == analytic.global_bytes(p, s)["global_read_bytes"]
+    contract = analytic.global_bytes(p, s)["global_read_bytes"]
+    assert tiny["dram_read_bytes"] == tiny["global_read_bytes"] - tiny["l1_reread_bytes"] == contract
+    assert tiny["l2_read_bytes"] == contract  # the L1-absorbed re-read never reaches L2
     assert tiny["dram_write_bytes"] == tiny["global_write_bytes"]
+
+
+@pytest.mark.parametrize("warps, extra_stats", [(4, 0), (8, 1)])
+def test_flash1_l1_reread_is_the_o_tile_per_revisit(warps, extra_stats):
+    """H100 (ncu, Triton 3.6): flash1 LSU global loads - contract = one fp32 O workspace tile per revisit
+    (4 warps, 64-row tiles), plus one more m and l per row with 8 warps (gpt2m / sweep_flash1 cases)."""
+    p = AttentionProblem(2, 3, 3, 1024, 1024, 64)
+    s = Schedule("flash1", block_m=64, block_n=128, num_warps=warps)
+    revisits = 2 * 3 * 1024 * (1024 // 128 - 1)
+    assert analytic.l1_reread_bytes(p, s)["flash1_fwd"] == revisits * (64 * 4 + extra_stats * 2 * 4)
+    r = simulate(p, s, HW)
+    assert r.total["global_read_bytes"] == analytic.global_bytes(p, s)["global_read_bytes"] + r.total["l1_reread_bytes"]
 
 
 def test_flash2_fwd_formula_is_the_papers_count():
