@@ -232,6 +232,7 @@ class LaunchModel:
         lat = self.hw.mem_latency_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
+        dependent = self.work.dependent_loop
         merge = self.merge
         l2book, dbook = self.l2link.book, self.dram.book
         prev_end = done = env.now
@@ -256,9 +257,13 @@ class LaunchModel:
                 d_wr += wb
                 a, b = l2book(now, l2_req), dbook(now, miss + wb)
                 xfer_end = a if a > b else b
-                wait = lat if (k == 0 or not pipelined) else 0.0
-                ready = xfer_end + wait
-                first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
+                if dependent:
+                    # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
+                    ready = first = xfer_end + lat * tiles
+                else:
+                    wait = lat if (k == 0 or not pipelined) else 0.0
+                    ready = xfer_end + wait
+                    first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
             else:
                 ready = first = now
             dur = flops * spf + exps * spe

@@ -54,6 +54,9 @@ class Hardware:
     tensor_efficiency: float
     mem_latency_s: float
     launch_overhead_s: float
+    #: host (CPU) time to issue one kernel launch from Python; a pass is host-bound when its kernels
+    #: are shorter: pass time = max(sum of kernel times, launches x host_launch_s)
+    host_launch_s: float
     regs_per_thread: int
     #: L2 read requests / global (L1) read bytes: requests merged in L1 never reach L2
     l2_read_request_fraction: float
@@ -111,7 +114,8 @@ _INT_KEYS = ("num_sms", "l2_bytes", "l2_partitions", "smem_per_sm_bytes", "smem_
              "max_ctas_per_sm", "max_warps_per_sm", "regs_per_sm", "regs_per_thread")
 _POS_FLOAT_KEYS = ("clock_Hz", "dram_bw_Bps", "l2_bw_Bps", "exp_per_sm_per_cycle")
 _FRACTION_KEYS = ("dram_efficiency", "tensor_efficiency", "l2_read_request_fraction", "l2_effective_fraction")
-_NONNEG_KEYS = ("smem_reserved_per_block_bytes", "mem_latency_s", "launch_overhead_s", "cta_time_jitter")
+_NONNEG_KEYS = ("smem_reserved_per_block_bytes", "mem_latency_s", "launch_overhead_s", "host_launch_s",
+                "cta_time_jitter")
 _DTYPES = ("fp16", "bf16", "fp32")
 
 

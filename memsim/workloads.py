@@ -126,6 +126,9 @@ class LaunchWork:
     #: steps of the CTA with dispatch index `idx` (grid axis 0 fastest)
     cta_steps: Callable[[int], list]
     num_warps: int
+    #: the CTA's tile loop reads what its previous visit wrote (flash1's workspace, behind a barrier):
+    #: the compiler cannot prefetch the next tile's loads, each tile waits for its own round trip
+    dependent_loop: bool = False
 
     @property
     def name(self) -> str:
@@ -389,7 +392,8 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
     out = []
     for L in kernel_launches(problem, schedule):
         fn = b[L.name]
-        out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=fn: fn(_coords(L, idx))), schedule.num_warps))
+        out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=fn: fn(_coords(L, idx))), schedule.num_warps,
+                              dependent_loop=(L.name == "flash1_fwd")))
     return out
 
 

@@ -33,8 +33,11 @@ def test_conservation(alg, phase, prob, l2_bytes):
         assert k["l2_write_bytes"] == k["global_write_bytes"]  # stores are not merged before L2
         assert 0 <= k["dram_write_bytes"] <= k["l2_write_bytes"] + k["l2_read_bytes"]
         assert k["time_s"] > 0
-    for key in LEVELS + ("time_s",):
+    for key in LEVELS:
         assert r.total[key] == pytest.approx(sum(k[key] for k in r.kernels))
+    # the pass: kernels back to back on the GPU, unless the host issuing the launches is slower
+    assert r.total["gpu_time_s"] == pytest.approx(sum(k["time_s"] for k in r.kernels))
+    assert r.total["time_s"] == max(r.total["gpu_time_s"], len(r.kernels) * hw.host_launch_s)
     # every byte of every input is fetched from DRAM at least once per launch that reads it (L2 flushed)
     comp = analytic.compulsory_dram_bytes(prob, Schedule(alg, phase))
     for k in r.kernels:
@@ -188,3 +191,14 @@ def test_public_api():
     import memsim
     assert memsim.simulate is simulate and memsim.SimResult is SimResult
     assert memsim.load_hardware("h200").dram_bw_Bps == 4.8e12
+
+
+def test_short_passes_are_host_bound():
+    """H100: naive N=512 passes take 3 / 5 host launch times (the kernels alone would take a third of that)."""
+    p = AttentionProblem(1, 64, 64, 512, 512, 64)
+    for phase, launches in (("fwd", 3), ("bwd", 5)):
+        r = simulate(p, Schedule("naive", phase), HW)
+        assert r.total["gpu_time_s"] < r.total["host_time_s"] == pytest.approx(launches * HW.host_launch_s)
+        assert r.time_s == r.total["host_time_s"]
+    big = simulate(AttentionProblem(4, 16, 16, 4096, 4096, 64), Schedule("flash2"), HW)
+    assert big.time_s == big.total["gpu_time_s"]  # a long kernel hides the host
