@@ -238,10 +238,9 @@ class LaunchModel:
         prev_end = done = env.now
         n = len(steps)
         g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
-        for k, step in enumerate(steps):
-            reads, writes, flops, exps, tiles = step[:5]
-            if len(step) > 5:
-                l1r += step[5]  # re-read of data this CTA just loaded: served by its L1, never reaches L2
+        if self.work.cta_l1_bytes is not None:
+            l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2
+        for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
                 tl += tiles

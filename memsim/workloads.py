@@ -2,7 +2,7 @@
 
 Every launch of `kernel_launches(problem, schedule)` becomes a `LaunchWork`: its
 CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
-*steps*.  A step is ``[reads, writes, flops, exps, tiles]`` or ``[reads, writes, flops, exps, tiles, l1]``:
+*steps*.  A step is ``[reads, writes, flops, exps, tiles]``:
 
 * ``reads`` / ``writes``: tuples of *accesses* ``(key, mask, nbytes, full, lastbit, lastbytes)``.
   ``key = (tensor, head, [row block,] run)`` names a run of ``run_blocks``
@@ -13,10 +13,11 @@ CTAs in dispatch order (grid axis 0 fastest) and, for each CTA, a list of
   ``lastbytes`` its size, ``full`` the size of the others).
 * ``flops``: tensor-core matmul FLOPs the step executes (2 per multiply-add);
   ``exps``: exponentials (SFU); ``tiles``: loop iterations (tile operations) the step covers.
-* ``l1`` (optional, default 0): global-load bytes the compiled kernel issues *beyond* the byte contract
-  that the CTA's own L1 serves (the data was loaded by the same CTA a moment earlier): they count at the
-  global level (ncu ``l1tex__t_bytes_pipe_lsu_mem_global_op_ld``) and never reach L2.  Only flash1 has
-  them (`flash1_l1_reread_bytes_per_row`); ``memsim.analytic.l1_reread_bytes`` is their closed form.
+
+A launch may also have ``cta_l1_bytes(idx)``: global-load bytes the compiled kernel issues *beyond* the
+byte contract that the CTA's own L1 serves (data the same CTA loaded a moment earlier): they count at the
+global level (ncu ``l1tex__t_bytes_pipe_lsu_mem_global_op_ld``), never reach L2 and cost no time.  Only
+flash1 has them (`flash1_l1_reread_bytes_per_row`); ``memsim.analytic.l1_reread_bytes`` is their closed form.
 
 The *grain* is how many loop iterations (tiles) one step covers:
 ``run_blocks = 1`` is one step per tile; larger runs make fewer, bigger steps
@@ -37,7 +38,7 @@ from typing import Callable
 from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches, Launch
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
-Step = list     # [reads, writes, flops, exps, tiles(, l1)]
+Step = list     # [reads, writes, flops, exps, tiles]
 
 
 class Tensor:
@@ -126,6 +127,8 @@ class LaunchWork:
     #: steps of the CTA with dispatch index `idx` (grid axis 0 fastest)
     cta_steps: Callable[[int], list]
     num_warps: int
+    #: global-load bytes of the CTA served by its own L1 beyond the contract (None: none)
+    cta_l1_bytes: Callable[[int], int] | None = None
     #: the CTA's tile loop reads what its previous visit wrote (flash1's workspace, behind a barrier):
     #: the compiler cannot prefetch the next tile's loads, each tile waits for its own round trip
     dependent_loop: bool = False
@@ -297,8 +300,7 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
             last = [i for i in range(i0, i1) if c.jmax[i] == j]
             reads = pro + c.Q.range((h,), i0, i1) + c.WS.blocks((h,), ws_r)
             writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
-            l1 = rows * c.f1_reread if j > 0 else 0
-            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0, l1])
+            steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0])
             pro = []
         if pro:  # no Q block sees K/V block j
             steps.append([pro, [], 0, 0, 1])
@@ -392,8 +394,13 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
     out = []
     for L in kernel_launches(problem, schedule):
         fn = b[L.name]
+        l1 = None
+        if L.name == "flash1_fwd":
+            # every (j > 0, i) visit re-reads the workspace rows of Q block i: the same for every CTA
+            per_cta = sum(c.Q.rows_in(i, i + 1) * max(c.jmax[i], 0) for i in range(c.mb)) * c.f1_reread
+            l1 = lambda idx, n=per_cta: n  # noqa: E731
         out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=fn: fn(_coords(L, idx))), schedule.num_warps,
-                              dependent_loop=(L.name == "flash1_fwd")))
+                              cta_l1_bytes=l1, dependent_loop=(L.name == "flash1_fwd")))
     return out
 
 
