@@ -101,6 +101,10 @@ class L2Cache:
         self.dram_write += wb
         return wb
 
+    def dirty_bytes(self) -> int:
+        """Bytes of dirty blocks resident now."""
+        return sum(_mask_bytes(e[1], e[3], e[4], e[5]) for e in self.lines.values() if e[1])
+
     def flush(self) -> None:
         """Write everything back and empty the cache (what ncu does before each kernel); not counted."""
         self.lines.clear()

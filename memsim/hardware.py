@@ -62,6 +62,9 @@ class Hardware:
     l2_read_request_fraction: float
     #: fraction of l2_bytes that behaves as one LRU cache for this access pattern
     l2_effective_fraction: float
+    #: fraction of the dirty bytes still in L2 when a kernel ends that the L2 has already written to DRAM
+    #: during the kernel (background cleaning); the rest is written after it (not that kernel's DRAM writes)
+    l2_eager_writeback_fraction: float
     #: +- fraction of pseudo-random spread in CTA compute times (0 = identical CTAs)
     cta_time_jitter: float
     description: str = ""
@@ -115,7 +118,7 @@ _INT_KEYS = ("num_sms", "l2_bytes", "l2_partitions", "smem_per_sm_bytes", "smem_
 _POS_FLOAT_KEYS = ("clock_Hz", "dram_bw_Bps", "l2_bw_Bps", "exp_per_sm_per_cycle")
 _FRACTION_KEYS = ("dram_efficiency", "tensor_efficiency", "l2_read_request_fraction", "l2_effective_fraction")
 _NONNEG_KEYS = ("smem_reserved_per_block_bytes", "mem_latency_s", "launch_overhead_s", "host_launch_s",
-                "cta_time_jitter")
+                "cta_time_jitter", "l2_eager_writeback_fraction")
 _DTYPES = ("fp16", "bf16", "fp32")
 
 
@@ -156,6 +159,8 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
         v = d[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise HardwareError(f"{origin}: {k} must be a non-negative number, got {v!r}")
+    if d["l2_eager_writeback_fraction"] > 1:
+        raise HardwareError(f"{origin}: l2_eager_writeback_fraction must be in [0, 1], got {d['l2_eager_writeback_fraction']!r}")
     if d["cta_time_jitter"] >= 1:
         raise HardwareError(f"{origin}: cta_time_jitter must be below 1, got {d['cta_time_jitter']!r}")
     d["smem_reserved_per_block_bytes"] = int(d["smem_reserved_per_block_bytes"])
