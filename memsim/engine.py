@@ -9,9 +9,10 @@ Components (small classes holding `env`, as in SimPy's own examples):
   SFU); the CTAs resident on it take turns, so co-resident CTAs share its rate.
 * `L2Cache` -- capacity, LRU reuse at (tensor, head, run-of-blocks) granularity
   with a bitmask of the blocks held, write-allocate and write-back: a dirty
-  line costs a DRAM write only when it is evicted *during* the kernel (dirty
-  lines still resident at the end are not that kernel's DRAM writes -- ncu
-  flushes before a kernel, not after).
+  line costs a DRAM write when it is evicted *during* the kernel; of the dirty
+  lines still resident at the end only the part the L2 has already cleaned in
+  the background (``l2_eager_writeback_fraction``, booked by `memsim.sim`) is
+  that kernel's -- ncu flushes before a kernel, not after.
 * `Dispatcher` -- hands out CTAs in grid order (axis 0 fastest) to whichever
   CTA slot frees first.  Each SM has ``ctas_per_sm`` slots (limited by shared
   memory, warps, registers and the CTA cap); a slot is a SimPy process that

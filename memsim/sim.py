@@ -10,8 +10,11 @@ Levels: ``global`` = requests the SMs make to memory (the paper's "HBM
 accesses", ncu ``l1tex__t_bytes``); ``l2`` = requests that reach L2 (loads
 merged in L1 never do; ncu ``lts__t_sectors_srcunit_tex_op_read/write`` x 32);
 ``dram`` = L2 <-> DRAM (ncu ``dram__bytes_read/write``).  By default the L2 is
-flushed before each launch, as ncu does; dirty lines still in L2 when a
-launch ends are not counted as its DRAM writes.
+flushed before each launch, as ncu does; of the dirty lines still in L2 when a
+launch ends only ``l2_eager_writeback_fraction`` (cleaned in the background
+while it ran) count as its DRAM writes.  A flash1 launch also reports
+``l1_reread_bytes``: global loads beyond the byte contract that L1 serves
+(included in ``global_read_bytes``; see `memsim.analytic.l1_reread_bytes`).
 """
 from __future__ import annotations
 
