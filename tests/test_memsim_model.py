@@ -197,7 +197,7 @@ def test_public_api():
 
 
 def test_short_passes_are_host_bound():
-    """H100: naive N=512 passes take 3 / 5 host launch times (the kernels alone would take a third of that)."""
+    """H100: naive N=512 passes take 3 / 5 host launch times (the kernels alone take about two thirds of that)."""
     p = AttentionProblem(1, 64, 64, 512, 512, 64)
     for phase, launches in (("fwd", 3), ("bwd", 5)):
         r = simulate(p, Schedule("naive", phase), HW)
