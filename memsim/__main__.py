@@ -174,6 +174,8 @@ def cmd_compare(a) -> int:
                       "TFLOP/s", "extra MB", "global vs flash2"], rows))
     print("GFLOP = tensor-core FLOPs executed (flash2 bwd recomputes S twice); TFLOP/s uses the nominal "
           "4*B*H*N^2*d (x2.5 bwd) count; DRAM = L2<->HBM with the L2 flushed before each launch (as ncu does)")
+    print("closed form = the byte contract of memsim/schedule.py; flash1's global level adds the O-workspace "
+          "re-read that L1 serves (measured on the H100: see memsim/MODEL.md)")
     return 0
 
 
