@@ -182,3 +182,18 @@ def run_case(alg, shape, dtype, device, *, causal=False, align="top_left", block
             assert g.shape == gr.shape
             check_rule(name, g, gr, gn, dtype, verbose)
     return res, grads
+
+
+# The shapes the kernel tests (forward and backward) run over, small enough for the interpreter.
+DTYPES = ["fp16", "bf16", "fp32"]
+# (B, Hq, Hkv, Nq, Nkv, d): odd lengths, seq_q != seq_kv both ways, GQA and MQA
+SHAPES = {
+    "n1": (1, 2, 2, 1, 1, 32),
+    "n17": (2, 2, 2, 17, 17, 32),
+    "n113_gqa": (1, 2, 1, 113, 113, 16),
+    "n203": (1, 1, 1, 203, 203, 16),
+    "q17_kv113": (1, 2, 2, 17, 113, 64),
+    "q113_kv17_mqa": (1, 4, 1, 113, 17, 32),
+    "q33_kv47_gqa": (2, 4, 2, 33, 47, 64),
+}
+MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]

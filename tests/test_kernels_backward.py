@@ -3,19 +3,8 @@ import pytest
 import torch
 
 import kernels
-from kernels.testing import make_inputs, poisoned_allocations, run_case, seed_of
+from kernels.testing import DTYPES, MASKS, SHAPES, make_inputs, poisoned_allocations, run_case, seed_of
 
-DTYPES = ["fp16", "bf16", "fp32"]
-SHAPES = {
-    "n1": (1, 2, 2, 1, 1, 32),
-    "n17": (2, 2, 2, 17, 17, 32),
-    "n113_gqa": (1, 2, 1, 113, 113, 16),
-    "n203": (1, 1, 1, 203, 203, 16),
-    "q17_kv113": (1, 2, 2, 17, 113, 64),
-    "q113_kv17_mqa": (1, 4, 1, 113, 17, 32),
-    "q33_kv47_gqa": (2, 4, 2, 33, 47, 64),
-}
-MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])

@@ -4,21 +4,9 @@ Runs in Triton's CPU interpreter without a GPU (small shapes), on the GPU unchan
 Every run happens under poisoned allocations (NaN-filled buffers), on fresh random inputs."""
 import pytest
 
-from kernels.testing import run_case
+from kernels.testing import DTYPES, MASKS, SHAPES, run_case
 
 ALGS = ["naive", "flash1", "flash2"]
-DTYPES = ["fp16", "bf16", "fp32"]
-# (B, Hq, Hkv, Nq, Nkv, d): odd lengths, seq_q != seq_kv both ways, GQA and MQA
-SHAPES = {
-    "n1": (1, 2, 2, 1, 1, 32),
-    "n17": (2, 2, 2, 17, 17, 32),
-    "n113_gqa": (1, 2, 1, 113, 113, 16),
-    "n203": (1, 1, 1, 203, 203, 16),
-    "q17_kv113": (1, 2, 2, 17, 113, 64),
-    "q113_kv17_mqa": (1, 4, 1, 113, 17, 32),
-    "q33_kv47_gqa": (2, 4, 2, 33, 47, 64),
-}
-MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
