@@ -216,3 +216,8 @@ def dot_precision(problem: AttentionProblem) -> str:
     if problem.dtype == "bf16" and interpreting():
         return "bf16emu"
     return "tf32"
+
+
+def strides3(t) -> tuple[int, int, int]:
+    """Batch, head and sequence strides of a (B, H, N, d) tensor (the last dim is contiguous)."""
+    return t.stride(0), t.stride(1), t.stride(2)

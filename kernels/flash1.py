@@ -21,7 +21,7 @@ import triton.language as tl
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from ._tl import cvt, mma
-from ._common import dot_precision, LOG2E
+from ._common import dot_precision, LOG2E, strides3
 
 
 @triton.jit
@@ -113,9 +113,6 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             tl.debug_barrier()  # the workspace written here is read by other threads of this CTA later
 
 
-def _s4(t):
-    return t.stride(0), t.stride(1), t.stride(2)
-
 
 def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     """Launch flash1_fwd; returns (o, lse, workspace bytes)."""
@@ -129,7 +126,7 @@ def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     mws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
     lws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
     _flash1_fwd[launch.grid](
-        q, k, v, o, lse, ows, mws, lws, *_s4(q), *_s4(k), *_s4(v), *_s4(o),
+        q, k, v, o, lse, ows, mws, lws, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, PREC=dot_precision(p),

@@ -23,7 +23,7 @@ import triton.language as tl
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from ._tl import cvt, mma
-from ._common import dot_precision, LOG2E
+from ._common import dot_precision, LOG2E, strides3
 
 
 @triton.jit
@@ -305,9 +305,6 @@ def _prec(problem):
     return dot_precision(problem)
 
 
-def _s4(t):
-    return t.stride(0), t.stride(1), t.stride(2)
-
 
 def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     """Launch flash2_fwd; returns (o, lse) with lse (B, Hq, Nq) fp32 in natural-log units."""
@@ -317,7 +314,7 @@ def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     _flash2_fwd[launch.grid](
-        q, k, v, o, lse, *_s4(q), *_s4(k), *_s4(v), *_s4(o),
+        q, k, v, o, lse, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p),
@@ -336,14 +333,14 @@ def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
-    _flash2_bwd_preprocess[pre.grid](o, do, delta, *_s4(o), *_s4(do), p.heads_q, p.seq_q,
+    _flash2_bwd_preprocess[pre.grid](o, do, delta, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                      Q_FASTEST=qf, **common)
     _flash2_bwd_dkdv[dkdv.grid](
-        q, k, v, do, lse, delta, dk, dv, *_s4(q), *_s4(k), *_s4(v), *_s4(do), *_s4(dk), *_s4(dv),
+        q, k, v, do, lse, delta, dk, dv, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dk), *strides3(dv),
         p.heads_kv, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
     _flash2_bwd_dq[dqk.grid](
-        q, k, v, do, lse, delta, dq, *_s4(q), *_s4(k), *_s4(v), *_s4(do), *_s4(dq),
+        q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dq),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
     return dq, dk, dv, delta

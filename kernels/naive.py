@@ -23,7 +23,7 @@ import triton.language as tl
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from ._tl import cvt, mma
-from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2
+from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2, strides3
 
 
 @triton.jit
@@ -261,9 +261,6 @@ def _naive_bwd_dk(DS, Q, DK,
 
 # --- launchers ------------------------------------------------------------------------------------
 
-def _s4(t):
-    return t.stride(0), t.stride(1), t.stride(2)
-
 
 def _prec(problem, schedule):
     prec = dot_precision(problem)
@@ -294,12 +291,12 @@ def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
               PREC=_prec(p, s), num_warps=s.num_warps, num_stages=s.num_stages)
-    _naive_qk[qk.grid](q, k, S, *_s4(q), *_s4(k), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
+    _naive_qk[qk.grid](q, k, S, *strides3(q), *strides3(k), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
     rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
     _naive_softmax[sm.grid](S, P, p.seq_q, p.seq_kv, p.causal_offset, BLOCK_M=s.block_m, ROWS=rows,
                             NPOW2=npow2, CAUSAL=p.causal, Q_FASTEST=qf, PREC=kw["PREC"], num_warps=s.num_warps)
     del S
-    _naive_pv[pv.grid](P, v, o, *_s4(v), *_s4(o), p.heads_q, p.seq_q, p.seq_kv, **kw)
+    _naive_pv[pv.grid](P, v, o, *strides3(v), *strides3(o), p.heads_q, p.seq_q, p.seq_kv, **kw)
     return o, P
 
 
@@ -320,13 +317,13 @@ def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     dP = torch.empty_like(P)
-    _naive_bwd_dv[l_dv.grid](P, do, dv, *_s4(do), *_s4(dv), p.heads_kv, p.seq_q, p.seq_kv, **kw)
-    _naive_bwd_dp[l_dp.grid](do, v, dP, *_s4(do), *_s4(v), p.heads_q, p.seq_q, p.seq_kv, **kw)
+    _naive_bwd_dv[l_dv.grid](P, do, dv, *strides3(do), *strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, **kw)
+    _naive_bwd_dp[l_dp.grid](do, v, dP, *strides3(do), *strides3(v), p.heads_q, p.seq_q, p.seq_kv, **kw)
     rows, npow2 = _rows_per_step(p.seq_kv, s.block_m)
     _naive_bwd_ds[l_ds.grid](P, dP, p.seq_q, p.seq_kv, BLOCK_M=s.block_m, ROWS=rows, NPOW2=npow2,
                              Q_FASTEST=qf, PREC=kw["PREC"], num_warps=s.num_warps)
-    _naive_bwd_dq[l_dq.grid](dP, k, dq, *_s4(k), *_s4(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
-    _naive_bwd_dk[l_dk.grid](dP, q, dk, *_s4(q), *_s4(dk), p.heads_kv, p.seq_q, p.seq_kv, p.scale, **kw)
+    _naive_bwd_dq[l_dq.grid](dP, k, dq, *strides3(k), *strides3(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale, **kw)
+    _naive_bwd_dk[l_dk.grid](dP, q, dk, *strides3(q), *strides3(dk), p.heads_kv, p.seq_q, p.seq_kv, p.scale, **kw)
     return dq, dk, dv
 
 
@@ -335,7 +332,7 @@ def naive_qk_only(problem: AttentionProblem, schedule: Schedule, q, k):
     qk = kernel_launches(problem, schedule)[0]
     p, s = problem, schedule
     S = torch.empty((p.batch * p.heads_q, p.seq_q, p.seq_kv), dtype=sp_torch_dtype(p, s), device=q.device)
-    _naive_qk[qk.grid](q, k, S, *_s4(q), *_s4(k), p.heads_q, p.seq_q, p.seq_kv, p.scale,
+    _naive_qk[qk.grid](q, k, S, *strides3(q), *strides3(k), p.heads_q, p.seq_q, p.seq_kv, p.scale,
                        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
                        Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p, s), num_warps=s.num_warps,
                        num_stages=s.num_stages)
@@ -347,7 +344,7 @@ def naive_pv_only(problem: AttentionProblem, schedule: Schedule, P, v):
     pv = kernel_launches(problem, schedule)[2]
     p, s = problem, schedule
     o = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=v.dtype, device=v.device)
-    _naive_pv[pv.grid](P, v, o, *_s4(v), *_s4(o), p.heads_q, p.seq_q, p.seq_kv,
+    _naive_pv[pv.grid](P, v, o, *strides3(v), *strides3(o), p.heads_q, p.seq_q, p.seq_kv,
                        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
                        Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p, s), num_warps=s.num_warps,
                        num_stages=s.num_stages)
