@@ -168,3 +168,24 @@ def test_counters_not_permitted_is_explained_and_logs_come_back(tmp_path, monkey
     with tarfile.open(bundle) as t:
         logs = [m for m in t.getnames() if "/raw/ncu_" in m]
         assert logs and b"ERR_NVGPUCTRPERM" in t.extractfile(logs[0]).read()
+
+
+def test_interrupted_run_keeps_every_finished_ncu_group(fake_ncu, tmp_path, monkeypatch):
+    """Cases go to ncu in groups; a run stopped in group 2 keeps group 1's records on disk."""
+    cases = tiny_cases()
+    real_pass, calls, said = M.ncu_pass, [], []
+
+    def pass_then_interrupt(group, *a, **kw):
+        calls.append([s["name"] for s in group])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_pass(group, *a, **kw)
+
+    monkeypatch.setattr(M, "ncu_pass", pass_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        M.measure_cases(cases, tmp_path / "d", command="x", skip_timing=True, check_gpu=False, group_size=2,
+                        echo=said.append)
+    assert calls == [["tiny_flash2_fwd", "tiny_naive_bwd"], ["tiny_flash1_fwd"]]
+    assert "ncu pass 1/2: 2 case(s)" in said
+    kept = sorted(p.name for p in (tmp_path / "d").glob("*.json"))
+    assert kept == ["tiny_flash2_fwd.json", "tiny_naive_bwd.json"], kept

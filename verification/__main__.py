@@ -340,7 +340,7 @@ def build_parser():
         p.add_argument("--archive-old", action="store_true",
                        help="move existing records of these cases to <data dir>/archive/<stamp>/ first")
         p.add_argument("--ncu-per-case", action="store_true",
-                       help="one ncu process per case (slower; a crash loses one case) instead of one for all")
+                       help="one ncu process per case (slower; a crash loses one case) instead of one per group of 8")
         p.add_argument("--ncu-timeout", type=float, default=330,
                        help="seconds for the ncu pass (default 330: with the timing pass, inside a 10-minute call)")
         p.add_argument("--time-timeout", type=float, default=240,
@@ -353,7 +353,7 @@ def build_parser():
 
     p = sub.add_parser("measure", help="GPU: time and ncu-profile suite cases (no simpy needed)", formatter_class=F,
                        description="Measure suite cases on this machine's GPU: a timing pass (median of repeats, "
-                                   "no profiler), then ONE ncu process over all cases (flush before each kernel, "
+                                   "no profiler), then one ncu process per group of 8 cases (flush before each kernel, "
                                    "--clock-control none, warm-up and autotuning outside "
                                    "cudaProfilerStart/Stop). Each case's record is written to "
                                    "<data dir>/<case>.json in DESIGN.md's record shape with full provenance.\n\n"

@@ -1,12 +1,13 @@
-"""Measure suite cases on the GPU: a timing pass, then ONE ncu pass over all cases.
+"""Measure suite cases on the GPU: a timing pass, then an ncu pass over all cases in groups.
 
 Stdlib only in this process (torch runs in the subprocesses), so `python -m verification
 measure` needs neither simpy nor memsim's model.
 
 1. timing pass: `python -m verification.caserunner --mode time` (no profiler), median of
    repeats per case; it also fills Triton's on-disk cache so the ncu pass compiles nothing;
-2. ncu pass: one `ncu ... python -m verification.caserunner --mode ncu` over all cases
-   (--ncu-per-case: one ncu process per case instead, slower but a crash loses one case);
+2. ncu pass: one `ncu ... python -m verification.caserunner --mode ncu` per group of
+   NCU_GROUP_SIZE cases, so an interrupted or timed-out run keeps every finished group
+   (--ncu-per-case: one ncu process per case, slower but a crash loses one case);
 3. rows are mapped back to cases by order and kernel name, and each case's record is
    written at once to <data dir>/<case>.json (never over an existing file); the raw ncu
    log and the timing lines are kept in <data dir>/raw/.
@@ -108,10 +109,17 @@ def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(
     }
 
 
+#: cases per ncu process: each group's records are written as soon as its process ends, so an
+#: interrupted or timed-out run keeps every finished group (one process per case with per_case)
+NCU_GROUP_SIZE = 8
+
+
 def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=False, metrics=None,
                   ncu_timeout_s=330, time_timeout_s=240, skip_timing=False, bundle_to=None,
-                  echo=_progress, check_gpu=True) -> dict:
-    """Measure `cases` (suite.Case) into data_dir; returns a summary dict."""
+                  echo=_progress, check_gpu=True, group_size=NCU_GROUP_SIZE) -> dict:
+    """Measure `cases` (suite.Case) into data_dir; returns a summary dict.
+
+    `ncu_timeout_s` is the budget of the whole ncu pass, shared by its groups of `group_size` cases."""
     specs = [c.to_spec() for c in cases]
     names = [c.name for c in cases]
     tags = {c.name: c.tags for c in cases}
@@ -153,16 +161,21 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                 if not r.get("ok"):
                     failed[c] = "timing: " + r.get("error", "?")
         todo = [s for s in specs if s["name"] not in failed]
-        groups = [[s] for s in todo] if per_case else [todo]
+        size = 1 if per_case else max(1, group_size)
+        groups = [todo[i:i + size] for i in range(0, len(todo), size)]
         logs = []
+        t_ncu = time.time()
         for gi, group in enumerate(groups):
-            if not group:
+            left_s = None if ncu_timeout_s is None else ncu_timeout_s - (time.time() - t_ncu)
+            if left_s is not None and left_s <= 0:
+                for s in group:
+                    failed[s["name"]] = f"ncu: not reached within the ncu budget of {ncu_timeout_s} s"
                 continue
-            echo(f"ncu pass{f' {gi + 1}/{len(groups)}' if per_case else ''}: {len(group)} case(s)")
+            echo(f"ncu pass {gi + 1}/{len(groups)}: {len(group)} case(s)")
             gwd = Path(wd) / f"g{gi}"
             gwd.mkdir()
             try:
-                by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=ncu_timeout_s, env=env,
+                by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=left_s, env=env,
                                                echo=echo, options=options)
             except N.NcuError as e:
                 logf = gwd / "ncu.log.all"

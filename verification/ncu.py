@@ -2,8 +2,8 @@
 
 Stdlib only (no torch), so the parser and the command builder run and are tested anywhere.
 
-How a suite is measured (see `measure_cases`): ONE ncu process runs
-``python -m verification.caserunner --mode ncu`` over all cases in sequence.  The runner
+How a suite is measured (see `measure_cases`): one ncu process per group of cases runs
+``python -m verification.caserunner --mode ncu`` over the group in sequence.  The runner
 warms every case up (Triton compilation, autotuning) *before* calling
 ``torch.cuda.profiler.start()``, launches the case's measured pass once, synchronises and
 calls ``stop()``; ncu runs with ``--profile-from-start off`` so only those launches are
