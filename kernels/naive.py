@@ -44,14 +44,18 @@ def _pids_1d(Q_FASTEST: tl.constexpr):
     return pb, pbh
 
 
+# Three matmul shapes, each used by a forward and a backward launch.  The bodies are shared
+# @triton.jit functions (inlined by Triton); each launch keeps its own kernel name for ncu.
+
 @triton.jit
-def _naive_qk(Q, K, S,
-              stride_qb, stride_qh, stride_qm,
-              stride_kb, stride_kh, stride_kn,
-              H, SEQ_Q, SEQ_KV, sm_scale,
-              GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # reads Q_i (rows x d), K_j (cols x d); writes S_ij (rows x cols)
+def _score_tile(A, B, C,
+                stride_ab, stride_ah, stride_am,
+                stride_bb, stride_bh, stride_bn,
+                H, SEQ_Q, SEQ_KV, scale,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # C_ij = scale * A_i B_j^T: reads A_i (rows x d, a q-head tensor) and B_j (cols x d, a kv-head
+    # tensor) once each, d deep with no k-loop; writes the (rows x cols) tile of C in HBM
     pid_m, pid_n, pid_bh = _pids_2d(Q_FASTEST)
     b = (pid_bh // H).to(tl.int64)
     h = pid_bh % H
@@ -60,13 +64,85 @@ def _naive_qk(Q, K, S,
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :],
+    a = tl.load(A + b * stride_ab + h * stride_ah + rows[:, None] * stride_am + offs_d[None, :],
                 mask=rows[:, None] < SEQ_Q, other=0.0)
-    kT = tl.load(K + b * stride_kb + hkv * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
+    bT = tl.load(B + b * stride_bb + hkv * stride_bh + cols[None, :] * stride_bn + offs_d[:, None],
                  mask=cols[None, :] < SEQ_KV, other=0.0)
-    s = mma(q, kT, PREC) * sm_scale
-    s_ptrs = S + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
-    tl.store(s_ptrs, cvt(s, S.dtype.element_ty, PREC), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+    c = mma(a, bT, PREC) * scale
+    c_ptrs = C + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
+    tl.store(c_ptrs, cvt(c, C.dtype.element_ty, PREC), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+
+
+@triton.jit
+def _rows_times(X, Y, OUT,
+                stride_yb, stride_yh, stride_yn,
+                stride_ob, stride_oh, stride_om,
+                H, SEQ_Q, SEQ_KV, scale,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # OUT_i = scale * X_i Y: OUT_i resident (fp32 accumulator); each iteration reads X_ij (rows x
+    # cols, the materialised matrix) and Y_j (cols x d, a kv-head tensor)
+    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rm = rows[:, None] < SEQ_Q
+    x_ptrs = X + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + offs_n[None, :]
+    y_ptrs = Y + b * stride_yb + hkv * stride_yh + offs_n[:, None] * stride_yn + offs_d[None, :]
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for start_n in range(0, SEQ_KV, BLOCK_N):
+        cols = start_n + offs_n
+        x = tl.load(x_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
+        y = tl.load(y_ptrs + start_n * stride_yn, mask=cols[:, None] < SEQ_KV, other=0.0)
+        acc += mma(cvt(x, y.dtype, PREC), y, PREC)
+    acc = acc * scale
+    tl.store(OUT + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :],
+             cvt(acc, OUT.dtype.element_ty, PREC), mask=rm)
+
+
+@triton.jit
+def _cols_times(X, Y, OUT,
+                stride_yb, stride_yh, stride_ym,
+                stride_ob, stride_oh, stride_on,
+                HKV, SEQ_Q, SEQ_KV, scale,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # OUT_j = scale * sum over the GQA group of X_ij^T Y_i: OUT_j resident (fp32 accumulator); each
+    # iteration reads X_ij (transposed, cols x rows) and Y_i (rows x d, a q-head tensor)
+    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
+    b = (pid_bhkv // HKV).to(tl.int64)
+    hkv = (pid_bhkv % HKV).to(tl.int64)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cm = cols[:, None] < SEQ_KV
+    acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    for g in range(GROUP):
+        h = hkv * GROUP + g
+        bh = b * (HKV * GROUP) + h
+        xT_ptrs = X + bh * SEQ_Q * SEQ_KV + offs_m[None, :] * SEQ_KV + cols[:, None]
+        y_ptrs = Y + b * stride_yb + h * stride_yh + offs_m[:, None] * stride_ym + offs_d[None, :]
+        for start_m in range(0, SEQ_Q, BLOCK_M):
+            rows = start_m + offs_m
+            xT = tl.load(xT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
+            y = tl.load(y_ptrs + start_m * stride_ym, mask=rows[:, None] < SEQ_Q, other=0.0)
+            acc += mma(cvt(xT, y.dtype, PREC), y, PREC)
+    acc = acc * scale
+    tl.store(OUT + b * stride_ob + hkv * stride_oh + cols[:, None] * stride_on + offs_d[None, :],
+             cvt(acc, OUT.dtype.element_ty, PREC), mask=cm)
+
+
+@triton.jit
+def _naive_qk(Q, K, S, sqb, sqh, sqm, skb, skh, skn, H, SEQ_Q, SEQ_KV, sm_scale,
+              GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    # S_ij = scale * Q_i K_j^T
+    _score_tile(Q, K, S, sqb, sqh, sqm, skb, skh, skn, H, SEQ_Q, SEQ_KV, sm_scale,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 @triton.jit
@@ -96,87 +172,30 @@ def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
 
 
 @triton.jit
-def _naive_pv(P, V, O,
-              stride_vb, stride_vh, stride_vn,
-              stride_ob, stride_oh, stride_om,
-              H, SEQ_Q, SEQ_KV,
+def _naive_pv(P, V, O, svb, svh, svn, sob, soh, som, H, SEQ_Q, SEQ_KV,
               GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # O_i resident (fp32 accumulator); each iteration reads P_ij (rows x cols) and V_j (cols x d)
-    pid_m, pid_bh = _pids_1d(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    rm = rows[:, None] < SEQ_Q
-    p_ptrs = P + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + offs_n[None, :]
-    v_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :]
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    for start_n in range(0, SEQ_KV, BLOCK_N):
-        cols = start_n + offs_n
-        p = tl.load(p_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
-        v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += mma(cvt(p, v.dtype, PREC), v, PREC)
-    tl.store(O + b * stride_ob + h * stride_oh + rows[:, None] * stride_om + offs_d[None, :],
-             cvt(acc, O.dtype.element_ty, PREC), mask=rm)
+    # O_i = P_i V
+    _rows_times(P, V, O, svb, svh, svn, sob, soh, som, H, SEQ_Q, SEQ_KV, 1.0,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 @triton.jit
-def _naive_bwd_dv(P, DO, DV,
-                  stride_dob, stride_doh, stride_dom,
-                  stride_dvb, stride_dvh, stride_dvn,
-                  HKV, SEQ_Q, SEQ_KV,
+def _naive_bwd_dv(P, DO, DV, sdob, sdoh, sdom, sdvb, sdvh, sdvn, HKV, SEQ_Q, SEQ_KV,
                   GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # dV_j resident; each iteration reads P_ij (transposed, cols x rows) and dO_i (rows x d)
-    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
-    b = (pid_bhkv // HKV).to(tl.int64)
-    hkv = (pid_bhkv % HKV).to(tl.int64)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    cm = cols[:, None] < SEQ_KV
-    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    for g in range(GROUP):
-        h = hkv * GROUP + g
-        bh = b * (HKV * GROUP) + h
-        pT_ptrs = P + bh * SEQ_Q * SEQ_KV + offs_m[None, :] * SEQ_KV + cols[:, None]
-        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :]
-        for start_m in range(0, SEQ_Q, BLOCK_M):
-            rows = start_m + offs_m
-            pT = tl.load(pT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
-            do = tl.load(do_ptrs + start_m * stride_dom, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
-    tl.store(DV + b * stride_dvb + hkv * stride_dvh + cols[:, None] * stride_dvn + offs_d[None, :],
-             cvt(dv, DV.dtype.element_ty, PREC), mask=cm)
+    # dV_j = sum over the group of P_j^T dO
+    _cols_times(P, DO, DV, sdob, sdoh, sdom, sdvb, sdvh, sdvn, HKV, SEQ_Q, SEQ_KV, 1.0,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 @triton.jit
-def _naive_bwd_dp(DO, V, DP,
-                  stride_dob, stride_doh, stride_dom,
-                  stride_vb, stride_vh, stride_vn,
-                  H, SEQ_Q, SEQ_KV,
+def _naive_bwd_dp(DO, V, DP, sdob, sdoh, sdom, svb, svh, svn, H, SEQ_Q, SEQ_KV,
                   GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # reads dO_i (rows x d), V_j (cols x d); writes dP_ij = dO_i V_j^T
-    pid_m, pid_n, pid_bh = _pids_2d(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dom + offs_d[None, :],
-                 mask=rows[:, None] < SEQ_Q, other=0.0)
-    vT = tl.load(V + b * stride_vb + hkv * stride_vh + cols[None, :] * stride_vn + offs_d[:, None],
-                 mask=cols[None, :] < SEQ_KV, other=0.0)
-    dp = mma(do, vT, PREC)
-    ptrs = DP + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + cols[None, :]
-    tl.store(ptrs, cvt(dp, DP.dtype.element_ty, PREC), mask=(rows[:, None] < SEQ_Q) & (cols[None, :] < SEQ_KV))
+    # dP_ij = dO_i V_j^T
+    _score_tile(DO, V, DP, sdob, sdoh, sdom, svb, svh, svn, H, SEQ_Q, SEQ_KV, 1.0,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 @triton.jit
@@ -199,64 +218,21 @@ def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
 
 
 @triton.jit
-def _naive_bwd_dq(DS, K, DQ,
-                  stride_kb, stride_kh, stride_kn,
-                  stride_dqb, stride_dqh, stride_dqm,
-                  H, SEQ_Q, SEQ_KV, sm_scale,
+def _naive_bwd_dq(DS, K, DQ, skb, skh, skn, sdqb, sdqh, sdqm, H, SEQ_Q, SEQ_KV, sm_scale,
                   GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # dQ_i resident; each iteration reads dS_ij (rows x cols) and K_j (cols x d)
-    pid_m, pid_bh = _pids_1d(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    rm = rows[:, None] < SEQ_Q
-    ds_ptrs = DS + pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV + rows[:, None] * SEQ_KV + offs_n[None, :]
-    k_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    for start_n in range(0, SEQ_KV, BLOCK_N):
-        cols = start_n + offs_n
-        ds = tl.load(ds_ptrs + start_n, mask=rm & (cols[None, :] < SEQ_KV), other=0.0)
-        k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc += mma(cvt(ds, k.dtype, PREC), k, PREC)
-    acc = acc * sm_scale
-    tl.store(DQ + b * stride_dqb + h * stride_dqh + rows[:, None] * stride_dqm + offs_d[None, :],
-             cvt(acc, DQ.dtype.element_ty, PREC), mask=rm)
+    # dQ_i = scale * dS_i K
+    _rows_times(DS, K, DQ, skb, skh, skn, sdqb, sdqh, sdqm, H, SEQ_Q, SEQ_KV, sm_scale,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 @triton.jit
-def _naive_bwd_dk(DS, Q, DK,
-                  stride_qb, stride_qh, stride_qm,
-                  stride_dkb, stride_dkh, stride_dkn,
-                  HKV, SEQ_Q, SEQ_KV, sm_scale,
+def _naive_bwd_dk(DS, Q, DK, sqb, sqh, sqm, sdkb, sdkh, sdkn, HKV, SEQ_Q, SEQ_KV, sm_scale,
                   GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    # dK_j resident; each iteration reads dS_ij (transposed, cols x rows) and Q_i (rows x d)
-    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
-    b = (pid_bhkv // HKV).to(tl.int64)
-    hkv = (pid_bhkv % HKV).to(tl.int64)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    cm = cols[:, None] < SEQ_KV
-    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    for g in range(GROUP):
-        h = hkv * GROUP + g
-        bh = b * (HKV * GROUP) + h
-        dsT_ptrs = DS + bh * SEQ_Q * SEQ_KV + offs_m[None, :] * SEQ_KV + cols[:, None]
-        q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
-        for start_m in range(0, SEQ_Q, BLOCK_M):
-            rows = start_m + offs_m
-            dsT = tl.load(dsT_ptrs + start_m * SEQ_KV, mask=cm & (rows[None, :] < SEQ_Q), other=0.0)
-            q = tl.load(q_ptrs + start_m * stride_qm, mask=rows[:, None] < SEQ_Q, other=0.0)
-            dk += mma(cvt(dsT, q.dtype, PREC), q, PREC)
-    dk = dk * sm_scale
-    tl.store(DK + b * stride_dkb + hkv * stride_dkh + cols[:, None] * stride_dkn + offs_d[None, :],
-             cvt(dk, DK.dtype.element_ty, PREC), mask=cm)
+    # dK_j = scale * sum over the group of dS_j^T Q
+    _cols_times(DS, Q, DK, sqb, sqh, sqm, sdkb, sdkh, sdkn, HKV, SEQ_Q, SEQ_KV, sm_scale,
+                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, Q_FASTEST, PREC)
 
 
 # --- launchers ------------------------------------------------------------------------------------
