@@ -1,0 +1,89 @@
+"""What the memsim subcommands share: the problem/schedule/model options, building the objects
+from them, running the model, and the plain-text table."""
+from __future__ import annotations
+
+import argparse
+
+from ..schedule import (ALGORITHMS, CAUSAL_ALIGNMENTS, DTYPE_BYTES, GRID_ORDERS, PHASES, AttentionProblem,
+                        Schedule)
+
+GB = 1e9
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_problem_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem (softmax(scale*QK^T)V on (batch, heads, seq, head_dim) tensors)")
+    g.add_argument("--batch", "-B", type=int, default=4, help="batch size (default 4)")
+    g.add_argument("--heads", "-H", type=int, default=16, help="query heads (default 16)")
+    g.add_argument("--heads-kv", type=int, default=None, help="key/value heads for GQA/MQA (default = --heads)")
+    g.add_argument("--seq", "-N", type=int, default=4096, help="query sequence length (default 4096)")
+    g.add_argument("--seq-kv", type=int, default=None, help="key/value sequence length (default = --seq)")
+    g.add_argument("--head-dim", "-d", type=int, default=64, help="head dimension (default 64)")
+    g.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="fp16", help="element type (default fp16)")
+    g.add_argument("--causal", action="store_true", help="causal mask (fully masked tiles are skipped by flash)")
+    g.add_argument("--causal-align", choices=CAUSAL_ALIGNMENTS, default="top_left",
+                   help="causal alignment when seq != seq-kv (default top_left, like SDPA is_causal)")
+
+
+def add_schedule_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
+    g = p.add_argument_group("schedule (how the kernels run it)")
+    if algorithm:
+        g.add_argument("--algorithm", "-a", choices=ALGORITHMS, default="flash2",
+                       help="naive (S, P in HBM), flash1 (2022 loop order), flash2 (default)")
+    g.add_argument("--phase", choices=PHASES, default="fwd", help="forward or backward pass (default fwd)")
+    g.add_argument("--block-m", type=int, default=128, help="Q rows per tile (power of two >= 16, default 128)")
+    g.add_argument("--block-n", type=int, default=64, help="K/V rows per tile (power of two >= 16, default 64)")
+    g.add_argument("--num-warps", type=int, default=4, help="warps per CTA (default 4)")
+    g.add_argument("--num-stages", type=int, default=2, help="pipeline stages: 1 = no load/compute overlap (default 2)")
+    g.add_argument("--grid-order", choices=GRID_ORDERS, default="q_fastest",
+                   help="which grid axis varies fastest: Q blocks of a head (default) or heads")
+    g.add_argument("--sp-dtype", choices=tuple(DTYPE_BYTES), default=None,
+                   help="element type of naive's S and P in HBM (default: the problem dtype)")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--hw", default="h100-sxm", help="hardware preset name or .toml path (default h100-sxm)")
+    g.add_argument("--grain", choices=("auto", "tile", "run", "cta"), default="auto",
+                   help="events per tile, per run of tiles, or per CTA loop; bytes are exact at every grain "
+                        "(default auto: tile for small cases, run for big ones)")
+    g.add_argument("--run-blocks", type=int, default=None, help="tiles per event at --grain run (default 16)")
+    g.add_argument("--no-flush-l2", action="store_true",
+                   help="keep L2 contents between launches (default: flush before each launch, as ncu does)")
+
+
+def add_all_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
+    add_problem_args(p)
+    add_schedule_args(p, algorithm)
+    add_model_args(p)
+
+
+def problem(a) -> AttentionProblem:
+    # an explicit 0 is the user's value (and refused by AttentionProblem), never "the default"
+    return AttentionProblem(batch=a.batch, heads_q=a.heads, heads_kv=a.heads if a.heads_kv is None else a.heads_kv,
+                            seq_q=a.seq, seq_kv=a.seq if a.seq_kv is None else a.seq_kv, head_dim=a.head_dim,
+                            dtype=a.dtype, causal=a.causal, causal_align=a.causal_align)
+
+
+def schedule(a, algorithm=None) -> Schedule:
+    return Schedule(algorithm=algorithm or a.algorithm, phase=a.phase, block_m=a.block_m, block_n=a.block_n,
+                    num_warps=a.num_warps, num_stages=a.num_stages, grid_order=a.grid_order, sp_dtype=a.sp_dtype)
+
+
+def simulate(a, problem, schedule, hw):
+    from ..sim import simulate as _simulate
+    return _simulate(problem, schedule, hw, grain=a.grain, run_blocks=a.run_blocks, flush_l2=not a.no_flush_l2)
+
+
+def fmt_table(headers, rows) -> str:
+    w = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * x for x in w]), *map(line, rows)])
+
+
+def describe(problem, hw) -> str:
+    p = problem
+    gqa = f" (kv heads {p.heads_kv})" if p.heads_kv != p.heads_q else ""
+    sk = f", seq_kv={p.seq_kv}" if p.seq_kv != p.seq_q else ""
+    return (f"{hw.name} ({hw.description}); B={p.batch} H={p.heads_q}{gqa} N={p.seq_q}{sk} d={p.head_dim} "
+            f"{p.dtype}{' causal ' + p.causal_align if p.causal else ''}")

@@ -1,0 +1,76 @@
+"""The one error style of the three command lines (memsim, kernels, verification); stdlib only.
+
+Bad input is one line on stderr, ``<prog>: error: <what was wrong and what is allowed>``, and exit
+status 2; an interrupt is one line and exit status 130.  Argument-parser errors follow the same
+style (no usage block), so every refusal reads alike:
+
+    ap = OneLineParser(prog="python -m memsim", ...)
+    sys.exit(run_cli("memsim", lambda: a.fn(a), errors=(ValueError, OSError)))
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+
+class UsageError(Exception):
+    """Bad input found by a command: printed as one line, exit status 2."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def fail(prog: str, message: str) -> int:
+    """Print the one-line error and return exit status 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors (``<prog>: error: ...``, exit 2); subparsers inherit it."""
+
+    #: the short program name the errors start with (set by the top-level parser's owner)
+    error_prog = None
+
+    def error(self, message):
+        prog = self.error_prog or self.prog
+        fail(prog, f"{message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
+def make_parser(error_prog: str, **kw) -> OneLineParser:
+    """A top-level OneLineParser whose errors (and its subparsers' errors) start with `error_prog`."""
+    cls = type("Parser", (OneLineParser,), {"error_prog": error_prog})
+    return cls(**kw)
+
+
+def run_cli(prog: str, fn, *, errors=(UsageError,), interrupted: str = "interrupted") -> int:
+    """Run fn() -> exit status; the exception types in `errors` (UsageError always) become one
+    line and exit 2, KeyboardInterrupt one line and exit 130."""
+    try:
+        return fn()
+    except (UsageError, *errors) as e:
+        return fail(prog, one_line(e))
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr, flush=True)
+        return 130
+
+
+def join_dash_values(argv, options) -> list[str]:
+    """['--values', '-64,0,64'] -> ['--values=-64,0,64'] for the named options, so a value that
+    starts with '-' reaches the command's own check instead of argparse's 'expected one argument'."""
+    argv = list(argv)
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in options and i + 1 < len(argv) and re.match(r"-\d", argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
