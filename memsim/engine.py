@@ -179,23 +179,30 @@ class LaunchStats:
     dram_write_bytes: int = 0
     flops: int = 0
     exp_count: int = 0
+    #: local-memory (register spill) bytes that reached L2, included in l2_read/l2_write_bytes
+    spill_l2_read_bytes: int = 0
+    spill_l2_write_bytes: int = 0
+    #: summed busy time of the SMs' dot/exp units (for the binding-limit report)
+    sm_busy_s: float = 0.0
     time_s: float = 0.0
 
 
 class LaunchModel:
     """One kernel launch on the modelled GPU."""
 
-    def __init__(self, hw: Hardware, work, l2: L2Cache, *, dtype: str, smem_per_cta: int,
-                 num_stages: int, tiles_per_step: float = 1.0):
-        self.hw, self.work, self.l2 = hw, work, l2
+    def __init__(self, hw: Hardware, work, l2: L2Cache, cost, *, num_stages: int, dram_Bps: float,
+                 launch_overhead_s: float):
+        self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         self.env = simpy.Environment()
-        self.dram = Link(self.env, hw.dram_achievable_Bps, "dram")
+        self.dram = Link(self.env, dram_Bps, "dram")
         self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
         self.sms = [SM() for _ in range(hw.num_sms)]
-        self.ctas_per_sm, self.limit = hw.ctas_per_sm(smem_per_cta, work.num_warps)
+        self.ctas_per_sm, self.limit = cost.ctas_per_sm, cost.occupancy_limit
         self.stages = num_stages
-        self.sec_per_flop = 1.0 / (hw.tensor_flops_per_sm_per_cycle[dtype] * hw.tensor_efficiency * hw.clock_Hz)
-        self.sec_per_exp = 1.0 / (hw.exp_per_sm_per_cycle * hw.clock_Hz)
+        self.sec_per_flop = cost.sec_per_flop
+        self.sec_per_exp = cost.sec_per_exp
+        self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
+        self.launch_overhead_s = launch_overhead_s
         self.merge = 1.0 - hw.l2_read_request_fraction
         self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
         self.dispatcher = Dispatcher(work.num_ctas)
@@ -237,6 +244,9 @@ class LaunchModel:
         lat = self.hw.mem_latency_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
+        sp_rd, sp_wr = self.spill_rd, self.spill_wr
+        spill = (sp_rd + sp_wr) > 0
+        s_rd = s_wr = 0
         dependent = self.work.dependent_loop
         merge = self.merge
         l2book, dbook = self.l2link.book, self.dram.book
@@ -276,6 +286,15 @@ class LaunchModel:
             end = start + dur
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
+            if spill:
+                # register spills: stores and reloads of local memory every iteration, through L2
+                sp_r, sp_w = sp_rd * tiles, sp_wr * tiles
+                l2_rd += sp_r
+                s_rd += sp_r
+                s_wr += sp_w
+                sp_end = l2book(start, sp_r + sp_w)
+                if end < sp_end:
+                    end = sp_end
             sm.free_at = end
             sm.busy_s += dur
             fl += flops
@@ -292,6 +311,9 @@ class LaunchModel:
         st.global_read_bytes += g_rd + l1r
         st.l1_reread_bytes += l1r
         st.l2_read_bytes += l2_rd
+        st.l2_write_bytes += s_wr
+        st.spill_l2_read_bytes += s_rd
+        st.spill_l2_write_bytes += s_wr
         st.dram_read_bytes += d_rd
         st.dram_write_bytes += d_wr
         st.flops += fl
@@ -307,5 +329,6 @@ class LaunchModel:
                 if k * self.hw.num_sms + sm < self.work.num_ctas:
                     self.env.process(self.slot(sm))
         self.env.run()
-        self.stats.time_s = self.end_time + self.hw.launch_overhead_s
+        self.stats.time_s = self.end_time + self.launch_overhead_s
+        self.stats.sm_busy_s = sum(sm.busy_s for sm in self.sms)
         return self.stats

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .calibration import calibration_for, cleaned_fraction
+from .costs import launch_cost
 from .engine import L2Cache, LaunchModel
+from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
 from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches
 from .workloads import build_launches, extra_device_bytes, max_loop_blocks
@@ -116,12 +119,14 @@ def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "a
 
 
 def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm", *, grain: str = "auto",
-             run_blocks: int | None = None, flush_l2: bool = True) -> SimResult:
+             run_blocks: int | None = None, flush_l2: bool = True, compiled_facts: dict | None = None) -> SimResult:
     """Simulate every launch of `schedule` on `problem` (see module doc).
 
     grain: "tile" (one event per tile), "run" (one per `run_blocks` tiles, default 16), "cta" (one per
     CTA loop), "auto" (tile for small cases, run above %d tiles, or run when run_blocks is given).  Bytes are exact at every grain.
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
+    compiled_facts: {launch name: facts with regs_per_thread, spill_store_bytes, spill_load_bytes} to use
+    instead of the compiled-facts table (e.g. the facts a measurement recorded on the GPU).
     """
     import time as _time
 
@@ -130,40 +135,53 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+    cal = calibration_for(hw)
     smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)
-    per_sm, limit = hw.ctas_per_sm(smem, schedule.num_warps)
-    if per_sm < 1:
-        raise ScheduleError(
-            f"{schedule.algorithm} {schedule.phase}: a CTA cannot be resident on {hw.name}: limited by {limit} "
-            f"(needs {smem} + {hw.smem_reserved_per_block_bytes} reserved bytes of shared memory of "
-            f"{hw.smem_per_sm_bytes} available per SM, {schedule.num_warps} warps of {hw.max_warps_per_sm}, "
-            f"{schedule.num_warps * 32 * hw.regs_per_thread} registers of {hw.regs_per_sm})")
     grain, R = resolve_grain(problem, schedule, grain, run_blocks)
     t0 = _time.perf_counter()
     l2 = L2Cache(hw.l2_effective_bytes)
     kernels = []
     steps = 0
+    dot_unit = "fma" if problem.dtype == "fp32" else "tensor"
     for work in build_launches(problem, schedule, R):
+        cost = launch_cost(hw, cal, work.name, problem, schedule, smem, facts=(compiled_facts or {}).get(work.name))
+        if cost.ctas_per_sm < 1:
+            raise ScheduleError(
+                f"{schedule.algorithm} {schedule.phase}: a CTA of {work.name} cannot be resident on {hw.name}: "
+                f"limited by {cost.occupancy_limit} (needs {smem} + {hw.smem_reserved_per_block_bytes} reserved "
+                f"bytes of shared memory of {hw.smem_per_sm_bytes} available per SM, {schedule.num_warps} warps of "
+                f"{hw.max_warps_per_sm}, {schedule.num_warps * 32 * cost.regs_per_thread} registers of "
+                f"{hw.regs_per_sm})")
         if flush_l2:
             l2.flush()
         l2.dram_read = l2.dram_write = 0
-        model = LaunchModel(hw, work, l2, dtype=problem.dtype, smem_per_cta=smem, num_stages=schedule.num_stages)
+        model = LaunchModel(hw, work, l2, cost, num_stages=schedule.num_stages, dram_Bps=cal.dram_Bps,
+                            launch_overhead_s=cal.launch_overhead_s)
         st = model.run()
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
-        st.dram_write_bytes += int(hw.l2_eager_writeback_fraction * l2.dirty_bytes())
+        dirty = l2.dirty_bytes()
+        st.dram_write_bytes += int(round(cleaned_fraction(hw, cal, dirty) * dirty))
         steps += st.steps
         k = {"name": st.name}
         for key in SUM_KEYS:
             k[key] = getattr(st, key)
         k["l1_reread_bytes"] = st.l1_reread_bytes
+        bounds = launch_bounds(st, num_sms=hw.num_sms, sec_per_flop=cost.sec_per_flop, sec_per_exp=cost.sec_per_exp,
+                               dram_Bps=cal.dram_Bps, l2_Bps=hw.l2_bw_Bps, dot_unit=dot_unit)
+        limit, share = binding(bounds, st.time_s)
         k.update(num_ctas=st.num_ctas, grid=list(work.launch.grid), ctas_per_sm=st.ctas_per_sm,
-                 occupancy_limit=st.occupancy_limit, tiles=st.tiles, sim_steps=st.steps)
+                 occupancy_limit=st.occupancy_limit, regs_per_thread=cost.regs_per_thread,
+                 spill_l2_read_bytes=st.spill_l2_read_bytes, spill_l2_write_bytes=st.spill_l2_write_bytes,
+                 compiled_facts=cost.facts_source, l2_dirty_at_end_bytes=dirty,
+                 bounds_s=bounds, binding_limit=limit, binding_share=share,
+                 tiles=st.tiles, sim_steps=st.steps)
         kernels.append(_rates(k))
     total = {key: sum(k[key] for k in kernels) for key in SUM_KEYS}
     # kernels run back to back on the GPU, but the host must issue each launch: short passes are host-bound
     total["gpu_time_s"] = float(total["time_s"])
-    total["host_time_s"] = len(kernels) * hw.host_launch_s
+    total["host_time_s"] = len(kernels) * cal.host_launch_s
     total["time_s"] = max(total["gpu_time_s"], total["host_time_s"])
+    total["binding_limit"] = pass_binding(kernels, total["gpu_time_s"], total["host_time_s"])
     total["l1_reread_bytes"] = sum(k["l1_reread_bytes"] for k in kernels)
     wall = _time.perf_counter() - t0
     return SimResult(hardware=hw.name, problem=problem, schedule=schedule, grain=grain, run_blocks=R,

@@ -1,0 +1,90 @@
+"""What one launch's CTAs cost the SM: occupancy from the compiled kernel, dot path, spill traffic.
+
+The compiled Triton kernel decides three things the schedule alone does not:
+
+* **registers per thread** -> how many CTAs fit on an SM (with shared memory, warps and the CTA cap).
+  Registers are allocated per warp in units of ``REG_ALLOC_UNIT`` per thread (CUDA occupancy calculator,
+  compute capability 8.x/9.x: 256 registers per warp).
+* **spilled bytes per thread** -> local-memory traffic: spill stores and loads go through L1 to L2 every
+  loop iteration (DESIGN.md: a spilling fp32 flash2 forward moved 2.2 GB global but 14.2 GB through L2).
+  They count at the L2 level, not the global level (ncu ``l1tex__t_bytes`` global vs
+  ``lts__t_sectors_srcunit_tex``), and their L2 transfers take time on the L2 link.
+* the **dot path**: fp16/bf16 dots run on the tensor cores; fp32 dots are IEEE (``kernels._common
+  .dot_precision``) and Triton runs them on the FMA pipes, about 8x slower than TF32 tensor cores.
+
+The facts come from `memsim.compiled` (a table produced by ``python -m kernels.compiled_facts`` from
+the sm_90 compiler without a GPU).  When a launch is not in the table the hardware preset's
+``regs_per_thread`` and no spills are assumed, and `LaunchCost.facts_source` says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .calibration import Calibration
+from .hardware import Hardware
+
+#: registers are allocated per warp in multiples of 8 per thread (256 per warp) on sm_80/sm_90
+REG_ALLOC_UNIT = 8
+
+
+@dataclass(frozen=True)
+class LaunchCost:
+    name: str
+    num_warps: int
+    regs_per_thread: int
+    ctas_per_sm: int
+    occupancy_limit: str
+    #: seconds per dot FLOP on one SM (one CTA alone; co-resident CTAs share the SM's units)
+    sec_per_flop: float
+    sec_per_exp: float
+    #: local-memory bytes that reach L2 per loop iteration (tile) of one CTA: spill stores (writes), loads
+    spill_l2_write_bytes_per_tile: int
+    spill_l2_read_bytes_per_tile: int
+    #: "compiled sm_90 table: <source>" or "assumed: preset regs_per_thread, no spills (not in table)"
+    facts_source: str
+
+
+def _lookup_facts(launch_name, problem, schedule):
+    try:
+        from . import compiled
+    except ImportError:  # the table reader is optional
+        return None
+    try:
+        return compiled.lookup(launch_name, problem, schedule)
+    except (KeyError, ValueError, OSError):
+        return None
+
+
+def ctas_per_sm(hw: Hardware, smem_per_cta: int, num_warps: int, regs_per_thread: int) -> tuple[int, str]:
+    """Resident CTAs per SM and the limit that decides, with registers rounded to the allocation unit."""
+    regs = -(-regs_per_thread // REG_ALLOC_UNIT) * REG_ALLOC_UNIT
+    threads = num_warps * 32
+    limits = {
+        "max_ctas_per_sm": hw.max_ctas_per_sm,
+        "shared memory": hw.smem_per_sm_bytes // (smem_per_cta + hw.smem_reserved_per_block_bytes),
+        "warps": hw.max_warps_per_sm // num_warps,
+        "registers": hw.regs_per_sm // (threads * regs),
+    }
+    which = min(limits, key=limits.get)
+    return limits[which], which
+
+
+def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, schedule, smem_per_cta: int,
+                facts=None) -> LaunchCost:
+    """The cost figures of one launch (see module doc); `facts` overrides the table lookup."""
+    f = facts if facts is not None else _lookup_facts(launch_name, problem, schedule)
+    warps = schedule.num_warps
+    if f is None:
+        regs, st_b, ld_b = hw.regs_per_thread, 0, 0
+        src = "assumed: preset regs_per_thread, no spills (launch not in the compiled-facts table)"
+    else:
+        regs, st_b, ld_b = f.regs_per_thread, f.spill_store_bytes, f.spill_load_bytes
+        src = f"compiled: {getattr(f, 'source', 'table')}"
+    per_sm, limit = ctas_per_sm(hw, smem_per_cta, warps, regs)
+    threads = warps * 32
+    k = cal.l2_bytes_per_spill_byte
+    return LaunchCost(
+        name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
+        sec_per_flop=1.0 / cal.dot_flops_per_sm_s[problem.dtype], sec_per_exp=1.0 / cal.exp_per_sm_s,
+        spill_l2_write_bytes_per_tile=int(k * st_b * threads), spill_l2_read_bytes_per_tile=int(k * ld_b * threads),
+        facts_source=src)
