@@ -1,7 +1,9 @@
 """Triton attention kernels that run memsim's schedules (naive, flash1, flash2) on a GPU.
 
 Public API (stable; see notes/TEAM.md):
-    attention(q, k, v, *, causal=False, scale=None, schedule=None) -> o          (autograd)
+    attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
+              *, schedule=None) -> o   (autograd; torch SDPA's call, kernels/api.py)
+    flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False) -> o   ((B, N, H, d))
     forward(problem, schedule, q, k, v) -> ForwardResult(o, lse, saved)
     backward(problem, schedule, q, k, v, o, do, fwd) -> (dq, dk, dv)
     reference(q, k, v, *, causal=False, scale=None, causal_align="top_left", do=None)  (float64)
@@ -25,7 +27,7 @@ from ._common import (check_like, check_matches, check_schedule, default_schedul
                       problem_for)
 from .reference import naive_same_dtype, reference
 
-__all__ = ["attention", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
+__all__ = ["attention", "flash_attn_func", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
            "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError"]
 
 
@@ -94,60 +96,5 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
         return naive_backward(problem, schedule, q, k, v, do, P)
 
 
-def _schedules(problem: AttentionProblem, schedule, device):
-    """(forward, backward) schedules from None, a Schedule, or a (fwd, bwd) pair."""
-    if schedule is None:
-        return (default_schedule(problem, "flash2", "fwd", device),
-                default_schedule(problem, "flash2", "bwd", device))
-    if isinstance(schedule, (tuple, list)):
-        if len(schedule) != 2:
-            raise ValueError("schedule must be a Schedule or a (forward, backward) pair of Schedules")
-        return tuple(schedule)
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a memsim.schedule.Schedule, got {type(schedule).__name__}")
-    if schedule.phase == "bwd":
-        return default_schedule(problem, "flash2" if schedule.algorithm != "naive" else "naive", "fwd",
-                                device), schedule
-    if schedule.algorithm == "naive":
-        bwd = replace(default_schedule(problem, "naive", "bwd", device), sp_dtype=schedule.sp_dtype)
-    else:
-        bwd = default_schedule(problem, "flash2", "bwd", device)
-    return schedule, bwd
-
-
-class _Attention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, problem, fwd_schedule, bwd_schedule):
-        res = forward(problem, fwd_schedule, q, k, v)
-        ctx.problem, ctx.bwd_schedule, ctx.fwd_schedule = problem, bwd_schedule, fwd_schedule
-        extra = res.saved.get("P") if res.lse is None else res.lse
-        ctx.save_for_backward(q, k, v, res.o, extra)
-        return res.o
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, extra = ctx.saved_tensors
-        if do.stride(-1) != 1:
-            do = do.contiguous()  # the incoming gradient, not an input: a copy here is harmless
-        saved = {"lse": extra} if ctx.fwd_schedule.algorithm != "naive" else {"P": extra}
-        fwd = ForwardResult(o, saved.get("lse"), saved, ctx.fwd_schedule)
-        dq, dk, dv = backward(ctx.problem, ctx.bwd_schedule, q, k, v, o, do, fwd)
-        return dq, dk, dv, None, None, None
-
-
-def attention(q, k, v, *, causal: bool = False, scale: float | None = None, schedule=None,
-              causal_align: str = "top_left"):
-    """softmax(scale * q k^T [causal]) v for (B, H, N, d) tensors, autograd-enabled.
-
-    causal uses SDPA's top-left alignment unless causal_align="bottom_right".  schedule: None (a
-    default for the device and problem), a forward Schedule (the backward gets a default flash2 or
-    naive one), or a (forward, backward) pair."""
-    problem = problem_for(q, k, v, causal=causal, scale=scale, causal_align=causal_align)
-    fwd_s, bwd_s = _schedules(problem, schedule, q.device)
-    check_schedule(problem, fwd_s, q.device, "fwd")
-    if any(t.requires_grad for t in (q, k, v)) and torch.is_grad_enabled():
-        check_schedule(problem, bwd_s, q.device, "bwd")
-        if (fwd_s.algorithm == "naive") != (bwd_s.algorithm == "naive"):
-            raise ScheduleError("a naive forward pairs with a naive backward (it keeps P, not the logsumexp), "
-                                "and a flash forward with a flash2 backward")
-    return _Attention.apply(q, k, v, problem, fwd_s, bwd_s)
+# attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py
+from .api import attention, flash_attn_func  # noqa: E402

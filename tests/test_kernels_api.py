@@ -12,7 +12,7 @@ def _grads_case(device, schedule, causal=True, dtype="fp16", shape=(1, 4, 2, 37,
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device, seed_of("api", str(schedule), causal))
     for t in (q, k, v):
         t.requires_grad_(True)
-    o = kernels.attention(q, k, v, causal=causal, schedule=schedule)
+    o = kernels.attention(q, k, v, causal=causal, schedule=schedule, enable_gqa=Hq != Hkv)
     o.backward(do)
     o_ref, _, *g_ref = kernels.reference(q, k, v, causal=causal, do=do)
     o_nv, _, *g_nv = kernels.naive_same_dtype(q, k, v, causal=causal, do=do)

@@ -1,0 +1,200 @@
+"""Drop-in entry points: `attention` (torch SDPA's call) and `flash_attn_func` (flash-attn's call).
+
+    o = kernels.attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                          enable_gqa=False)                      # q, k, v: (B, H, N, d), like SDPA
+    o = kernels.flash_attn_func(q, k, v, softmax_scale=None, causal=False)   # (B, N, H, d), like flash-attn
+
+Both are autograd-enabled and run the project's schedules (`schedule=` picks one; None = the fastest
+exact default for the device).  What the kernels do not compute raises `NotImplementedError` naming
+what is supported, before anything launches: `attn_mask` tensors, `dropout_p > 0`, and flash-attn's
+sliding windows, ALiBi, softcap and returned probabilities.
+
+Semantics, kept from the originals:
+- SDPA: `is_causal` masks top-left (query i sees keys j <= i, also when seq_q != seq_kv); GQA/MQA
+  (fewer k/v heads) only with `enable_gqa=True`, else head counts must match; flags are real bools.
+  `causal=` is the project's older spelling of `is_causal` and still works.
+- flash-attn: causal is aligned bottom-right (the last query sees the last key) when seq_q != seq_kv,
+  as flash-attn >= 2.1 does; GQA is implicit (k/v heads divide q heads).
+
+Layout: SDPA takes (batch, heads, seq, head_dim); flash-attn (batch, seq, heads, head_dim).  A 4-D
+tensor does not say which it is, so a flash-attn-layout tensor given to `attention` (or the reverse)
+can be caught only where it makes the shapes inconsistent: q and k/v "head" counts that differ
+without `enable_gqa`, or do not divide with it (that is, different query and key lengths in the
+swapped reading).  Those errors name the other entry point.  Self-attention with equal head counts
+is valid in both readings and runs: it cannot be told apart from a genuine (B, H, N, d) call by
+shape or strides (both layouts are commonly contiguous, and both are common as transposed views).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import replace
+
+import torch
+
+from memsim.schedule import Schedule, ScheduleError
+
+from ._common import check_schedule, default_schedule, problem_for
+
+_LAYOUT_HINT = ("attention() takes SDPA's (batch, heads, seq, head_dim) layout; for flash-attn's "
+                "(batch, seq, heads, head_dim) use kernels.flash_attn_func or .transpose(1, 2)")
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_scale(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float or None (default 1/sqrt(head_dim)), got {value!r} "
+                        f"({type(value).__name__})")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive float or None (default 1/sqrt(head_dim)), got {value!r}")
+    return float(value)
+
+
+def _check_dropout(name: str, p) -> None:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1], got {p!r}")
+    if p > 0:
+        raise NotImplementedError(
+            f"{name}={p} is not supported: the kernels have no attention dropout; supported: {name}=0.0 "
+            f"(e.g. `{name}=p if self.training else 0.0`), or torch SDPA for training with dropout")
+
+
+def _check_heads(q, k, gqa: bool, hint: str) -> None:
+    """SDPA's head rule: equal heads, or (with GQA enabled) k/v heads dividing q heads."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k)):
+        return  # problem_for() names the bad argument
+    hq, hkv = q.shape[1], k.shape[1]
+    if not gqa and hq != hkv:
+        raise ValueError(f"q has {hq} heads and k/v {hkv} (dim 1 of {tuple(q.shape)} and {tuple(k.shape)}): "
+                         f"head counts must match unless enable_gqa=True (then q heads must be a multiple of k/v heads); "
+                         f"{hint}")
+    if gqa and (hkv == 0 or hq % hkv):
+        raise ValueError(f"q has {hq} heads and k/v {hkv} (dim 1 of {tuple(q.shape)} and {tuple(k.shape)}): "
+                         f"with GQA the q heads must be a multiple of the k/v heads; {hint}")
+
+
+def _schedules(problem, schedule, device):
+    """(forward, backward) schedules from None, a Schedule, or a (fwd, bwd) pair."""
+    if schedule is None:
+        return (default_schedule(problem, "flash2", "fwd", device),
+                default_schedule(problem, "flash2", "bwd", device))
+    if isinstance(schedule, (tuple, list)):
+        if len(schedule) != 2:
+            raise ValueError("schedule must be a Schedule or a (forward, backward) pair of Schedules")
+        return tuple(schedule)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a memsim.schedule.Schedule, got {type(schedule).__name__}")
+    if schedule.phase == "bwd":
+        return default_schedule(problem, "flash2" if schedule.algorithm != "naive" else "naive", "fwd",
+                                device), schedule
+    if schedule.algorithm == "naive":
+        bwd = replace(default_schedule(problem, "naive", "bwd", device), sp_dtype=schedule.sp_dtype)
+    else:
+        bwd = default_schedule(problem, "flash2", "bwd", device)
+    return schedule, bwd
+
+
+class _Attention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, problem, fwd_schedule, bwd_schedule):
+        from . import forward
+        res = forward(problem, fwd_schedule, q, k, v)
+        ctx.problem, ctx.bwd_schedule, ctx.fwd_schedule = problem, bwd_schedule, fwd_schedule
+        extra = res.saved.get("P") if res.lse is None else res.lse
+        ctx.save_for_backward(q, k, v, res.o, extra)
+        return res.o
+
+    @staticmethod
+    def backward(ctx, do):
+        from . import ForwardResult, backward
+        q, k, v, o, extra = ctx.saved_tensors
+        if do.stride(-1) != 1:
+            do = do.contiguous()  # the incoming gradient, not an input: a copy here is harmless
+        saved = {"lse": extra} if ctx.fwd_schedule.algorithm != "naive" else {"P": extra}
+        fwd = ForwardResult(o, saved.get("lse"), saved, ctx.fwd_schedule)
+        dq, dk, dv = backward(ctx.problem, ctx.bwd_schedule, q, k, v, o, do, fwd)
+        return dq, dk, dv, None, None, None
+
+
+def _run(q, k, v, causal: bool, scale, align: str, schedule):
+    problem = problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
+    fwd_s, bwd_s = _schedules(problem, schedule, q.device)
+    check_schedule(problem, fwd_s, q.device, "fwd")
+    if any(t.requires_grad for t in (q, k, v)) and torch.is_grad_enabled():
+        check_schedule(problem, bwd_s, q.device, "bwd")
+        if (fwd_s.algorithm == "naive") != (bwd_s.algorithm == "naive"):
+            raise ScheduleError("a naive forward pairs with a naive backward (it keeps P, not the logsumexp), "
+                                "and a flash forward with a flash2 backward")
+    return _Attention.apply(q, k, v, problem, fwd_s, bwd_s)
+
+
+def attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False, scale=None,
+              enable_gqa: bool = False, *, schedule=None, causal: bool | None = None,
+              causal_align: str = "top_left"):
+    """softmax(scale * q k^T [causal]) v for (B, H, N, d) tensors: torch SDPA's call, autograd-enabled.
+
+    attn_mask: None only (a causal mask: is_causal=True).  dropout_p: 0.0 only.  scale: None =
+    1/sqrt(head_dim).  enable_gqa: allow fewer k/v heads (dividing the q heads), as SDPA.
+    schedule: None (a default for the device and problem), a forward Schedule (the backward gets a
+    default flash2 or naive one), or a (forward, backward) pair.  causal: alias of is_causal.
+    causal_align: "top_left" (SDPA's is_causal) or "bottom_right" (flash-attn's) when seq_q != seq_kv."""
+    if attn_mask is not None:
+        raise NotImplementedError(
+            f"attn_mask ({type(attn_mask).__name__}) is not supported: the kernels take no mask tensor; "
+            f"supported: attn_mask=None with is_causal=True for a causal mask (top-left; "
+            f"causal_align='bottom_right' for flash-attn's), or torch SDPA for arbitrary masks")
+    _check_dropout("dropout_p", dropout_p)
+    is_causal = _check_flag("is_causal", is_causal)
+    if causal is not None:
+        causal = _check_flag("causal", causal)
+        if is_causal and not causal:
+            raise ValueError("is_causal=True and causal=False contradict each other; pass one of them")
+        is_causal = causal
+    enable_gqa = _check_flag("enable_gqa", enable_gqa)
+    scale = _check_scale("scale", scale)
+    _check_heads(q, k, enable_gqa, _LAYOUT_HINT)
+    return _run(q, k, v, is_causal, scale, causal_align, schedule)
+
+
+def flash_attn_func(q, k, v, dropout_p: float = 0.0, softmax_scale=None, causal: bool = False, *,
+                    window_size=(-1, -1), softcap: float = 0.0, alibi_slopes=None, deterministic: bool = False,
+                    return_attn_probs: bool = False, schedule=None):
+    """flash-attn's `flash_attn_func` on (batch, seq, heads, head_dim) tensors, autograd-enabled.
+
+    Returns o in the same (B, N, H, d) layout (a transposed view of a (B, H, N, d) result: same values;
+    `.contiguous()` if you need flash-attn's contiguous memory).  causal is bottom-right aligned when
+    seq_q != seq_kv, like flash-attn; GQA/MQA is implicit.  Supported: dropout_p=0.0, no window, no
+    softcap, no ALiBi, no returned probabilities.  `deterministic` is accepted (the kernels are)."""
+    _check_dropout("dropout_p", dropout_p)
+    causal = _check_flag("causal", causal)
+    _check_flag("deterministic", deterministic)
+    _check_flag("return_attn_probs", return_attn_probs)
+    softmax_scale = _check_scale("softmax_scale", softmax_scale)
+    if tuple(window_size) != (-1, -1):
+        raise NotImplementedError(f"window_size={window_size} (sliding-window attention) is not supported; "
+                                  f"supported: window_size=(-1, -1) with causal True or False")
+    if softcap != 0.0:
+        raise NotImplementedError(f"softcap={softcap} is not supported; supported: softcap=0.0")
+    if alibi_slopes is not None:
+        raise NotImplementedError("alibi_slopes is not supported; supported: alibi_slopes=None")
+    if return_attn_probs:
+        raise NotImplementedError("return_attn_probs=True is not supported (the kernels never form P); "
+                                  "supported: return_attn_probs=False")
+    t = []
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a 4-D (batch, seq, heads, head_dim) tensor like flash-attn's, "
+                             f"got {shape}")
+        t.append(x.transpose(1, 2))
+    _check_heads(t[0], t[1], True, "flash_attn_func takes flash-attn's (batch, seq, heads, head_dim) layout; "
+                                   "for SDPA's (batch, heads, seq, head_dim) use kernels.attention")
+    o = _run(*t, causal, softmax_scale, "bottom_right", schedule)
+    return o.transpose(1, 2)
