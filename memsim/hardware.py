@@ -48,7 +48,8 @@ class Hardware:
     regs_per_sm: int
     #: SFU exp2 results per clock per SM
     exp_per_sm_per_cycle: float
-    #: dense tensor-core FLOP per clock per SM, by problem dtype
+    #: dot FLOP per clock per SM by problem dtype, on the unit our kernels use (fp16/bf16: tensor cores;
+    #: fp32: IEEE dots on the FMA pipes)
     tensor_flops_per_sm_per_cycle: dict
     #: fraction of the tensor peak a well-tuned matmul reaches
     tensor_efficiency: float
