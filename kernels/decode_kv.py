@@ -1,0 +1,340 @@
+"""Decode attention over a (paged) KV cache: split-KV with GQA packing, plus a combine launch.
+
+Launches and bytes follow memsim/inference.py's contract exactly:
+  decode_split    grid (S, B * units)   units = heads_kv (GQA packed) or heads_q
+  decode_combine  grid (B * units,)     only when S > 1
+A split CTA keeps its query rows (all query heads of one KV head x the new tokens) in registers and
+streams K/V tiles of its key range once: one KV tile load serves every query head of the group.
+Scores live in the log2 domain (exp2); the partial results carry their log2-sum-exp, which the
+combine launch merges (the max is subtracted before every exponential).
+
+Layouts (flash_attn_with_kvcache): q (B, Nq, Hq, d); k_cache / v_cache (B, Ncache, Hkv, d), or
+(num_pages, page_size, Hkv, d) with block_table (B, max_pages) int32; cache_seqlens (B,) int32.
+Query row r of sequence b sits at cache position L_b - Nq + r and sees keys c <= L_b - Nq + r.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, block_m_for,
+                              decode_launches, heads_per_cta, units_per_seq)
+from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError
+
+from ._common import DTYPE_NAMES, LOG2E, dot_precision, interpreting
+from ._tl import cvt, mma
+
+
+@triton.jit
+def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
+                  stride_qb, stride_qn, stride_qh,
+                  stride_kb, stride_kn, stride_kh,
+                  stride_vb, stride_vn, stride_vh,
+                  stride_ob, stride_on, stride_oh,
+                  stride_btb,
+                  UNITS, NQ, qk_scale2, NUM_SPLITS,
+                  GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
+                  SPLIT: tl.constexpr, PREC: tl.constexpr):
+    pid_s = tl.program_id(0)
+    pid_u = tl.program_id(1)
+    b = pid_u // UNITS
+    h0 = (pid_u % UNITS) * GROUP          # first query head of this CTA
+    hk = (h0 // G_TOTAL).to(tl.int64)     # its KV head
+    b64 = b.to(tl.int64)
+    L = tl.load(SEQLENS + b)
+    chunk = tl.cdiv(tl.cdiv(L, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    k0 = pid_s * chunk
+    k1 = tl.minimum(k0 + chunk, L)
+    has_keys = k1 > k0                    # empty split (or empty cache): no loads, no partial written
+
+    # rows m = r * GROUP + g: token r of the group's query head h0 + g (the heads of one token are adjacent)
+    offs_m = tl.arange(0, BLOCK_M)
+    r = offs_m // GROUP
+    g = offs_m % GROUP
+    row_ok = r < NQ
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_n = tl.arange(0, BLOCK_N)
+    q_off = b64 * stride_qb + r.to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
+    # SRAM/registers: the query rows (read once), acc (rows x d fp32), m_i, l_i
+    q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None] & has_keys, other=0.0)
+    qpos = L - NQ + r                     # bottom-right: row r sees keys c <= qpos
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    # each iteration reads K_j and V_j (cols x d each) of this split's keys -- and, paged, the table entries
+    for start_n in range(k0, k1, BLOCK_N):
+        cols = start_n + offs_n
+        kmask = cols < k1
+        if PAGE_SIZE > 0:
+            page = tl.load(BT + b64 * stride_btb + cols // PAGE_SIZE, mask=kmask, other=0).to(tl.int64)
+            k_row = page * stride_kb + (cols % PAGE_SIZE).to(tl.int64) * stride_kn
+            v_row = page * stride_vb + (cols % PAGE_SIZE).to(tl.int64) * stride_vn
+        else:
+            k_row = b64 * stride_kb + cols.to(tl.int64) * stride_kn
+            v_row = b64 * stride_vb + cols.to(tl.int64) * stride_vn
+        kT = tl.load(K + hk * stride_kh + k_row[None, :] + offs_d[:, None], mask=kmask[None, :], other=0.0)
+        s = mma(q, kT, PREC) * qk_scale2
+        visible = kmask[None, :] & (cols[None, :] <= qpos[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)   # a row that has seen nothing yet
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + hk * stride_vh + v_row[:, None] + offs_d[None, :], mask=kmask[:, None], other=0.0)
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+        m_i = m_new
+
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    o = acc / l_safe[:, None]
+    if SPLIT:
+        # partial: O_s (rows x d fp32, normalised) and its log2-sum-exp, only for a non-empty split
+        rows = NQ * GROUP
+        base = (pid_u.to(tl.int64) * NUM_SPLITS + pid_s) * rows + offs_m
+        wmask = (offs_m < rows) & has_keys
+        tl.store(OP + base[:, None] * HEAD_DIM + offs_d[None, :], o, mask=wmask[:, None])
+        tl.store(LSEP + base, tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe)), mask=wmask)
+    else:
+        o_off = b64 * stride_ob + r.to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
+        tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=row_ok[:, None])
+
+
+@triton.jit
+def _decode_combine(O, OP, LSEP, SEQLENS,
+                    stride_ob, stride_on, stride_oh,
+                    UNITS, NQ, NUM_SPLITS,
+                    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+    # reads the n_b non-empty partials (rows x (d + 1) x 4 each) of one (sequence, unit); writes O once
+    pid_u = tl.program_id(0)
+    b = pid_u // UNITS
+    h0 = (pid_u % UNITS) * GROUP
+    L = tl.load(SEQLENS + b)
+    chunk = tl.cdiv(tl.cdiv(L, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    n_b = tl.where(L > 0, tl.cdiv(L, tl.maximum(chunk, 1)), 0)
+    rows = NQ * GROUP
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rmask = offs_m < rows
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for s in range(0, n_b):
+        base = (pid_u.to(tl.int64) * NUM_SPLITS + s) * rows + offs_m
+        lse = tl.load(LSEP + base, mask=rmask, other=float("-inf"))
+        o_s = tl.load(OP + base[:, None] * HEAD_DIM + offs_d[None, :], mask=rmask[:, None], other=0.0)
+        m_new = tl.maximum(m_i, lse)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        w = tl.math.exp2(lse - m_safe)
+        l_i = l_i * alpha + w
+        acc = acc * alpha[:, None] + w[:, None] * o_s
+        m_i = m_new
+    o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    r = offs_m // GROUP
+    g = offs_m % GROUP
+    o_off = b.to(tl.int64) * stride_ob + r.to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
+    tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=rmask[:, None])
+
+
+# --- checks ---------------------------------------------------------------------------------------
+def _device_ok(name, t):
+    if t.device.type == "cuda":
+        if interpreting():
+            raise RuntimeError(f"{name} is on {t.device} but TRITON_INTERPRET=1 runs kernels on the CPU")
+    elif t.device.type == "cpu":
+        if not interpreting():
+            raise RuntimeError(f"{name} is a CPU tensor; the Triton kernels need a CUDA device "
+                               f"(or TRITON_INTERPRET=1 set before importing triton)")
+    else:
+        raise RuntimeError(f"{name} is on unsupported device {t.device}")
+
+
+def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *, check_values=True):
+    """Shapes, dtypes, devices and (when `check_values`) the contents of cache_seqlens and block_table.
+
+    Returns (B, Nq, Hq, Hkv, d, page_size or None, capacity). Raises ValueError/TypeError naming the
+    argument that does not agree and what is allowed."""
+    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}; q is (batch, seq_q, heads_q, head_dim), "
+                             f"k_cache/v_cache (batch, seq_cache, heads_kv, head_dim) or (num_pages, page_size, "
+                             f"heads_kv, head_dim) with a block_table")
+        if t.dtype not in DTYPE_NAMES:
+            raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+        if t.numel() and t.stride(-1) != 1:
+            raise ValueError(f"{name} must have a contiguous last dimension (stride 1), got strides {tuple(t.stride())}")
+        _device_ok(name, t)
+    if not (q.dtype == k_cache.dtype == v_cache.dtype):
+        raise TypeError(f"q, k_cache, v_cache must share one dtype, got {q.dtype}, {k_cache.dtype}, {v_cache.dtype}")
+    if k_cache.shape != v_cache.shape:
+        raise ValueError(f"k_cache and v_cache must have the same shape, got {tuple(k_cache.shape)} and "
+                         f"{tuple(v_cache.shape)}")
+    B, Nq, Hq, d = q.shape
+    _, page_or_n, Hkv, dk = k_cache.shape
+    if dk != d:
+        raise ValueError(f"q and k_cache must have the same head_dim, got {d} and {dk}")
+    if d not in KERNEL_HEAD_DIMS:
+        raise ScheduleError(f"head_dim {d} is not supported by the kernels; supported: {KERNEL_HEAD_DIMS}")
+    if Hkv == 0 or Hq % Hkv:
+        raise ValueError(f"heads of q ({Hq}) must be a multiple of heads of k_cache ({Hkv}) (GQA/MQA)")
+    if min(B, Nq, Hq) == 0:
+        raise ValueError(f"empty q {tuple(q.shape)}")
+    if not isinstance(cache_seqlens, torch.Tensor) or cache_seqlens.dtype != torch.int32 \
+            or tuple(cache_seqlens.shape) != (B,):
+        got = (f"{tuple(cache_seqlens.shape)} {cache_seqlens.dtype}" if isinstance(cache_seqlens, torch.Tensor)
+               else type(cache_seqlens).__name__)
+        raise ValueError(f"cache_seqlens must be an int32 tensor of shape ({B},) (one length per sequence), got {got}")
+    if cache_seqlens.device != q.device or k_cache.device != q.device or v_cache.device != q.device:
+        raise RuntimeError("q, k_cache, v_cache, cache_seqlens (and block_table) must be on one device")
+    if block_table is None:
+        if k_cache.shape[0] != B:
+            raise ValueError(f"contiguous k_cache must have batch {B} in dim 0 like q, got {tuple(k_cache.shape)}; "
+                             f"a paged cache needs block_table")
+        page_size, capacity = None, page_or_n
+    else:
+        if not isinstance(block_table, torch.Tensor) or block_table.dtype != torch.int32 or block_table.dim() != 2 \
+                or block_table.shape[0] != B:
+            got = (f"{tuple(block_table.shape)} {block_table.dtype}" if isinstance(block_table, torch.Tensor)
+                   else type(block_table).__name__)
+            raise ValueError(f"block_table must be an int32 tensor of shape ({B}, max_pages_per_seq), got {got}")
+        if block_table.device != q.device:
+            raise RuntimeError(f"block_table is on {block_table.device}, q on {q.device}")
+        if block_table.numel() and block_table.stride(-1) != 1:
+            raise ValueError(f"block_table must have a contiguous last dimension, got strides {tuple(block_table.stride())}")
+        page_size, capacity = page_or_n, page_or_n * block_table.shape[1]
+        if page_size == 0:
+            raise ValueError("paged k_cache has page_size 0 (dim 1)")
+    if check_values:
+        lens = cache_seqlens.cpu()
+        lo, hi = int(lens.min()), int(lens.max())
+        if lo < 0 or hi > capacity:
+            bad = int(((lens < 0) | (lens > capacity)).nonzero()[0])
+            raise ValueError(f"cache_seqlens[{bad}] = {int(lens[bad])} is outside 0..{capacity} (the tokens the cache "
+                             f"holds per sequence{'' if block_table is None else ': page_size x max_pages_per_seq'})")
+        if block_table is not None:
+            num_pages = k_cache.shape[0]
+            bt = block_table.cpu()
+            need = (lens.to(torch.int64) + page_size - 1) // page_size
+            used = torch.arange(bt.shape[1])[None, :] < need[:, None]
+            bad = used & ((bt < 0) | (bt >= num_pages))
+            if bool(bad.any()):
+                bb, pp = (int(x) for x in bad.nonzero()[0])
+                raise ValueError(f"block_table[{bb}, {pp}] = {int(bt[bb, pp])} names no page: pages in use must be in "
+                                 f"0..{num_pages - 1} (k_cache has {num_pages} pages)")
+    return B, Nq, Hq, Hkv, d, page_size, capacity
+
+
+# --- the split-count choice -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=16)
+def device_facts(device_index: int | None) -> DeviceFacts:
+    """The split rule's figures: the h100-sxm preset, with the SM count of the device in use."""
+    from memsim.hardware import load_hardware
+    hw = load_hardware("h100-sxm")
+    sms = None
+    if device_index is not None and torch.cuda.is_available():
+        sms = torch.cuda.get_device_properties(device_index).multi_processor_count
+    return DeviceFacts.from_hardware(hw, num_sms=sms)
+
+
+@functools.lru_cache(maxsize=4096)
+def _auto(problem: DecodeProblem, base: DecodeSchedule, device_index):
+    return auto_num_splits(problem, base, device_facts(device_index))
+
+
+def default_decode_schedule(device) -> DecodeSchedule:
+    if torch.device(device).type != "cuda":
+        return DecodeSchedule(block_n=16, num_warps=1, num_stages=1)
+    return DecodeSchedule(block_n=64, num_warps=4, num_stages=3)
+
+
+def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None,
+                schedule: DecodeSchedule | None = None, check_values: bool = True):
+    """(DecodeProblem, DecodeSchedule, why) that `decode` would run.
+
+    The problem has every sequence at the cache *capacity* (the lengths stay on the device); with
+    num_splits=None the split count is `memsim.inference.auto_num_splits` on that problem for this
+    device (the closed form of the model's mechanism), and `why` says what it weighed."""
+    B, Nq, Hq, Hkv, d, page, cap = check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table,
+                                                       check_values=check_values)
+    p = DecodeProblem(Hq, Hkv, d, (Nq,) * B, (cap,) * B, dtype=DTYPE_NAMES[q.dtype], page_size=page, scale=scale,
+                      capacity_kv=cap)
+    s = schedule if schedule is not None else default_decode_schedule(q.device)
+    if not isinstance(s, DecodeSchedule):
+        raise TypeError(f"schedule must be a memsim.inference.DecodeSchedule, got {type(s).__name__}")
+    from dataclasses import replace
+    if num_splits is not None:
+        if isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
+            raise ValueError(f"num_splits must be None (automatic) or a positive int, got {num_splits!r}")
+        return p, replace(s, num_splits=num_splits), f"num_splits={num_splits} (given)"
+    if schedule is not None:
+        return p, s, f"num_splits={s.num_splits} (from the schedule)"
+    idx = q.device.index if q.device.type == "cuda" else None
+    if idx is None and q.device.type == "cuda":
+        idx = torch.cuda.current_device()
+    c, why = _auto(p, s, idx)
+    return p, replace(s, num_splits=c), why
+
+
+def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None,
+           schedule: DecodeSchedule | None = None):
+    """Attention of q (B, Nq, Hq, d) over each sequence's first cache_seqlens[b] cached keys.
+
+    Queries are aligned bottom-right (row r sees keys c <= cache_seqlens[b] - Nq + r); a row that sees
+    no key gets 0.  k_cache/v_cache: (B, Ncache, Hkv, d), or (num_pages, page_size, Hkv, d) with
+    block_table (B, max_pages) int32.  num_splits=None chooses the split count with
+    memsim.inference.auto_num_splits (see `decode_plan`).  Outside CUDA-graph capture the contents of
+    cache_seqlens and block_table are checked first (one device sync); inside a capture only shapes are."""
+    capturing = q.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    p, s, _ = decode_plan(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale,
+                          num_splits=num_splits, schedule=schedule, check_values=not capturing)
+    return decode_launch(p, s, q, k_cache, v_cache, cache_seqlens, block_table)
+
+
+def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None):
+    """Launch exactly `decode_launches(p, s)` (inputs already checked)."""
+    B, Nq, Hq, d = q.shape
+    G = p.group_size
+    gpc = heads_per_cta(p, s)
+    units = units_per_seq(p, s)
+    bm = block_m_for(gpc * Nq)
+    prec = dot_precision(p)  # DecodeProblem has .dtype like AttentionProblem
+    qk_scale2 = p.scale * LOG2E
+    o = torch.empty((B, Nq, Hq, d), dtype=q.dtype, device=q.device)
+    launches = decode_launches(p, s)
+    S = s.num_splits
+    paged = block_table is not None
+    bt = block_table if paged else cache_seqlens  # any int32 tensor: never read when not paged
+    if S > 1:
+        op = torch.empty((B * units * S * gpc * Nq * d,), dtype=torch.float32, device=q.device)
+        lsep = torch.empty((B * units * S * gpc * Nq,), dtype=torch.float32, device=q.device)
+    else:
+        op = lsep = o  # never written
+    grid = launches[0].grid[:2]
+    _decode_split[grid](
+        q, k_cache, v_cache, o, op, lsep, cache_seqlens, bt,
+        q.stride(0), q.stride(1), q.stride(2),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        o.stride(0), o.stride(1), o.stride(2),
+        bt.stride(0) if paged else 0,
+        units, Nq, qk_scale2, S,
+        GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
+        PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PREC=prec,
+        num_warps=s.num_warps, num_stages=s.num_stages)
+    if S > 1:
+        _decode_combine[launches[1].grid[:1]](
+            o, op, lsep, cache_seqlens,
+            o.stride(0), o.stride(1), o.stride(2),
+            units, Nq, S,
+            GROUP=gpc, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n, PREC=prec,
+            num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
+    return o
