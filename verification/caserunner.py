@@ -65,13 +65,17 @@ def prepare(spec: dict, device="cuda"):
 
 
 class LaunchRecorder:
-    """Records the names of the Triton kernels launched inside the `with` block (through
-    triton.knobs.runtime.launch_enter_hook); `names` stays None where the hook is unavailable
-    (older Triton, or the interpreter, which calls no hook)."""
+    """Records the Triton kernels launched inside the `with` block: `names` (through
+    triton.knobs.runtime.launch_enter_hook) and `compiled`, per launch, the compiled kernel's facts
+    (registers per thread, local/spill bytes per thread, shared memory; `compiled_facts`).
+    Both stay None where the hook is unavailable (older Triton, or the interpreter, which calls no
+    hook)."""
 
     def __enter__(self):
         self.names = []
+        self.compiled = []
         self._knobs = None
+        self._ck = None
         try:
             from triton import knobs
             self._knobs = knobs.runtime
@@ -79,6 +83,21 @@ class LaunchRecorder:
             knobs.runtime.launch_enter_hook = self._hook
         except Exception:
             self.names = None
+        try:  # CompiledKernel.launch_metadata runs for every launch while a hook is set
+            from triton.compiler.compiler import CompiledKernel
+            self._ck, self._old_lm = CompiledKernel, CompiledKernel.launch_metadata
+            rec = self
+
+            def launch_metadata(ck, grid, stream, *args):
+                ret = rec._old_lm(ck, grid, stream, *args)
+                try:
+                    rec.compiled.append(compiled_facts(ck))
+                except Exception as e:  # never let bookkeeping break a launch
+                    rec.compiled.append({"name": getattr(ck, "name", "?"), "error": f"{type(e).__name__}: {e}"})
+                return ret
+            CompiledKernel.launch_metadata = launch_metadata
+        except Exception:
+            self._ck = None
         return self
 
     def _hook(self, metadata):
@@ -90,9 +109,34 @@ class LaunchRecorder:
     def __exit__(self, *exc):
         if self._knobs is not None:
             self._knobs.launch_enter_hook = self._old
+        if self._ck is not None:
+            self._ck.launch_metadata = self._old_lm
         if self.names == []:
             self.names = None
+        if not self.compiled:
+            self.compiled = None
         return False
+
+
+def compiled_facts(ck) -> dict:
+    """What the compiled Triton kernel (triton.compiler.CompiledKernel, loaded) says about one launch:
+    registers per thread (CU_FUNC_ATTRIBUTE_NUM_REGS), local memory per thread (Triton's n_spills is
+    CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES / 4: spill slots plus any stack frame), shared memory per CTA,
+    warps, stages."""
+    md = ck.metadata
+    n_spills = getattr(ck, "n_spills", None)
+    return {
+        "name": ck.name,
+        "regs_per_thread": getattr(ck, "n_regs", None),
+        "n_spills": n_spills,
+        "local_bytes_per_thread": None if n_spills is None else 4 * n_spills,
+        "shared_bytes": getattr(md, "shared", None),
+        "num_warps": getattr(md, "num_warps", None),
+        "num_stages": getattr(md, "num_stages", None),
+        "max_threads": getattr(ck, "n_max_threads", None),
+        "arch": str(getattr(getattr(md, "target", None), "arch", "")) or None,
+        "source": "triton CompiledKernel on the GPU (n_regs, n_spills, metadata.shared)",
+    }
 
 
 def _free():
@@ -144,6 +188,7 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
                     torch.cuda.synchronize()
                     torch.cuda.profiler.stop()
                 rec["launched"] = lr.names  # what ncu should have profiled, in order
+                rec["compiled"] = lr.compiled  # per launch: registers, local (spill) bytes, shared memory
             else:
                 torch.cuda.synchronize()
                 import triton.testing

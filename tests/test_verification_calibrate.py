@@ -1,0 +1,178 @@
+"""`python -m verification calibrate` without a GPU: the plan, the statistics, and the whole path
+(runner subprocess in the Triton interpreter, a fake ncu printing CSV rows, rows mapped back to
+points, repeats kept, median and spread, the file written atomically and never silently replaced)."""
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from memsim.io import OutputExistsError
+from verification import calibrate as C
+
+MB = 1 << 20
+
+
+def test_plan_covers_the_issue_sizes():
+    plan = C.build_plan()
+    wb = [p["params"] for p in plan if p["fact"] == "l2_writeback"]
+    assert sorted({p["write_bytes"] for p in wb}) == [int(w * MB) for w in (0.5, 1, 2, 4, 8, 16, 32, 64, 128)]
+    assert sorted({p["spin_us"] for p in wb}) == [0, 10, 100, 1000]
+    merge = [p["params"] for p in plan if p["fact"] == "l2_merge"]
+    assert sorted({p["ctas"] for p in merge}) == [1, 2, 4, 8, 16, 32, 132]
+    assert sorted({p["tile_bytes"] for p in merge}) == [8192, 16384, 32768]
+    assert {p["mode"] for p in merge} == {"lockstep", "staggered"}
+    copy = [p["params"]["size_bytes"] for p in plan if p["fact"] == "copy"]
+    assert min(copy) == 64 * MB and max(copy) == 2048 * MB
+    mm = {(p["params"]["impl"], p["params"]["dtype"], p["params"]["prec"]) for p in plan if p["fact"] == "matmul"}
+    assert {("torch", "fp16", "tensor"), ("torch", "bf16", "tensor"), ("triton", "fp32", "ieee"),
+            ("triton", "fp32", "tf32")} <= mm
+    assert {p["fact"] for p in plan} == set(C.FACTS)
+    assert all(p["kernel"] is None or p["kernel"].startswith("_mb_") for p in plan)
+
+
+def test_plan_is_deterministic_and_quick_is_smaller():
+    assert C.build_plan() == C.build_plan()
+    assert len(C.build_plan(quick=True)) < len(C.build_plan()) / 2
+
+
+def test_plan_follows_the_hardware():
+    plan = C.build_plan(facts=["l2_merge", "l2_thrash_drift"], num_sms=78, l2_bytes=40 * MB)
+    assert max(p["params"]["ctas"] for p in plan if p["fact"] == "l2_merge") == 78
+    groups = sorted({p["params"]["groups"] for p in plan if p["fact"] == "l2_thrash_drift"})
+    assert groups == [5, 10, 20, 40, 80]  # 0.5x .. 8x of 40 MB in 4 MB working sets
+
+
+def test_unknown_fact_is_a_clear_error():
+    with pytest.raises(C.CalibrationError, match="unknown fact.*copy"):
+        C.build_plan(facts=["copy", "nope"])
+
+
+@pytest.mark.parametrize("vals, med, spread", [([1.0, 2.0, 3.0], 2.0, 1.0), ([4.0, 4.0, 4.0], 4.0, 0.0),
+                                               ([None, 2.0, 4.0], 3.0, 2 / 3), ([], None, None)])
+def test_summarise(vals, med, spread):
+    s = C.summarise(vals)
+    assert s["median"] == med
+    assert s["spread"] == (pytest.approx(spread) if spread is not None else None)
+
+
+def test_timed_result_derives_rates_from_every_repeat():
+    pt = C.build_plan(facts=["copy"])[0]
+    r = C.timed_result(pt, {"ok": True, "times_s": [1e-3, 2e-3, 4e-3], "work": {"bytes": 8e9}})
+    assert r["time_s_median"] == 2e-3 and r["time_s_spread"] == pytest.approx(1.5)
+    assert r["bytes_per_s_median"] == pytest.approx(4e12)
+    assert r["time_s_repeats"] == [1e-3, 2e-3, 4e-3] and r["size_bytes"] == 64 * MB
+    assert "error" in C.timed_result(pt, {"ok": False, "error": "boom"})
+
+
+def test_ncu_result_keeps_repeats_and_marks_missing_passes():
+    pt = C.build_plan(facts=["launch_gpu"])[0]
+    reps = [{"metrics": {"gpu__time_duration.sum": v}} for v in (2e-6, 3e-6)] + [None]
+    r = C.ncu_result(pt, reps, {"gpu__time_duration.sum": "second"})
+    assert r["repeats"][2] is None and len(r["repeats"]) == 3
+    assert r["median"]["gpu__time_duration.sum"] == pytest.approx(2.5e-6)
+    assert r["spread"]["gpu__time_duration.sum"] == pytest.approx(0.4)
+    assert r["units"]["gpu__time_duration.sum"] == "second"
+
+
+def test_repeats_below_the_protocol_are_refused(tmp_path):
+    with pytest.raises(C.CalibrationError, match=">= 5"):
+        C.calibrate("h100-sxm", out_path=tmp_path / "c.json", command="x", repeats=3)
+    with pytest.raises(C.CalibrationError, match=">= 3"):
+        C.calibrate("h100-sxm", out_path=tmp_path / "c.json", command="x", ncu_repeats=2)
+
+
+def test_dry_run_lists_points_commands_and_estimate():
+    text = C.dry_run("h100-sxm", quick=True)
+    assert "l2_writeback/write_bytes=1048576,spin_us=100" in text
+    assert "--clock-control none" in text and "regex:^_mb_" in text and "--profile-from-start off" in text
+    assert "estimated device time" in text
+
+
+FAKE_NCU = textwrap.dedent('''\
+    #!{python}
+    """Stand-in for ncu: runs the program, prints one CSV block per point it reports (value = pass)."""
+    import json, os, subprocess, sys
+    args = sys.argv[1:]
+    if args and args[0] == "--help":
+        print("--metrics --print-units --log-file --profile-from-start --clock-control"); sys.exit(0)
+    if args and args[0] == "--version":
+        print("Version 0.0-fake"); sys.exit(0)
+    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file"}}
+    opts, i = {{}}, 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] in takes:
+            opts[args[i]] = args[i + 1]; i += 2
+        else:
+            opts[args[i]] = True; i += 1
+    prog = args[i:]
+    assert opts.get("--clock-control") == "none" and opts.get("--profile-from-start") == "off", opts
+    assert "--cache-control" not in opts and opts["-k"] == "regex:^_mb_", opts
+    rc = subprocess.call(prog)
+    out = prog[prog.index("--out") + 1]
+    rep = int(out.rsplit("ncu", 1)[1].split(".")[0])
+    lines = ['"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size",'
+             '"Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"']
+    kid = 0
+    for line in open(out):
+        d = json.loads(line)
+        if not d.get("ok"):
+            continue
+        for name in d.get("launched") or [d["kernel"]]:
+            for metric, unit, val in [("gpu__time_duration.sum", "nsecond", str(1000 * (rep + 1))),
+                                      ("dram__bytes_write.sum", "byte", "4,096"),
+                                      ("lts__t_sectors_op_write.sum", "sector", "1,000")]:
+                lines.append(f'"{{kid}}","1","python","h","{{name}}","1","7","(128, 1, 1)","(4, 1, 1)","0","9.0",'
+                             f'"Command line profiler metrics","{{metric}}","{{unit}}","{{val}}"')
+            kid += 1
+    open(opts["--log-file"], "w").write("\\n".join(lines) + "\\n")
+    sys.exit(rc)
+''')
+
+
+@pytest.fixture
+def fake_ncu(tmp_path, monkeypatch):
+    exe = tmp_path / "bin" / "ncu"
+    exe.parent.mkdir()
+    exe.write_text(FAKE_NCU.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("NCU", str(exe))
+    monkeypatch.setattr(C, "RUNNER_EXTRA", ["--allow-cpu"])
+    return exe
+
+
+def test_calibrate_end_to_end_without_gpu(tmp_path, fake_ncu):
+    out = tmp_path / "h100-sxm.calibration.json"
+    res = C.calibrate("h100-sxm", out_path=out, command="python -m verification calibrate --hw h100-sxm",
+                      quick=True, facts=["launch", "launch_gpu", "l2_merge"], check_gpu=False, log_dir=tmp_path)
+    assert res["complete"], res["missing"]
+    d = json.loads(out.read_text())
+    assert d["format"] == C.FORMAT and d["hardware"] == "h100-sxm"
+    assert d["provenance"]["ncu"] == "0.0-fake" and "--clock-control none" in d["provenance"]["ncu_command"]
+    gpu = d["facts"]["launch_gpu"]["points"][0]
+    # three separate passes (the fake reports 1, 2, 3 us), median 2 us, spread (3-1)/2
+    assert [r["gpu__time_duration.sum"] for r in gpu["repeats"]] == pytest.approx([1e-6, 2e-6, 3e-6])
+    assert gpu["median"]["gpu__time_duration.sum"] == pytest.approx(2e-6)
+    assert gpu["spread"]["gpu__time_duration.sum"] == pytest.approx(1.0)
+    merge = d["facts"]["l2_merge"]["points"]
+    assert len(merge) == len([p for p in C.build_plan(quick=True) if p["fact"] == "l2_merge"])
+    assert all(len(p["repeats"]) == 3 for p in merge)
+    launch = d["facts"]["launch"]["points"]
+    assert all(len(p["time_s_repeats"]) == 5 and p["launches_per_s_median"] > 0 for p in launch)
+    assert (tmp_path / "calibrate_ncu.log").exists()
+    with pytest.raises(OutputExistsError):
+        C.calibrate("h100-sxm", out_path=out, command="x", facts=["launch"], check_gpu=False)
+
+
+def test_cli_dry_run(capsys):
+    assert C.main(["--hw", "h100-sxm", "--dry-run", "--quick", "--facts", "exp,spills"]) == 0
+    text = capsys.readouterr().out
+    assert "exp (timed, 5 timed repeats)" in text and "spills (ncu, 3 ncu passes)" in text
+
+
+def test_cli_bad_preset_is_one_line(capsys):
+    assert C.main(["--hw", "no-such-card", "--dry-run"]) == 2
+    assert "unknown hardware preset 'no-such-card'" in capsys.readouterr().err

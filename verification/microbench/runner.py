@@ -1,0 +1,121 @@
+"""The GPU side of `python -m verification calibrate`: run a plan's points, one JSON line each.
+
+    python -m verification.microbench.runner --plan PLAN.json --mode time --out TIMED.jsonl --repeats 5
+    python -m verification.microbench.runner --plan PLAN.json --mode ncu  --out DONE.jsonl
+
+mode time: every timed point is measured `repeats` times (programs.measure_timed).
+mode ncu: every point's kernel is first compiled and run once (warm-up, outside the profiled
+region), then, inside one cudaProfilerStart/Stop region, each point launches its kernel exactly
+once, in plan order, with a synchronisation after each; ncu (--profile-from-start off) profiles
+those launches only.  Each line records the launched kernel names and the compiled kernel's
+facts (registers, local bytes, shared memory) so rows map back to points by order and name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool = False, log=sys.stderr):
+    if allow_cpu:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
+    import torch
+
+    from verification.caserunner import LaunchRecorder
+    from . import programs as PR
+    cpu = allow_cpu and not torch.cuda.is_available()
+    if not torch.cuda.is_available() and not cpu:
+        raise SystemExit("microbench runner: no CUDA GPU visible to torch; run this on the GPU machine")
+    device = "cpu" if cpu else "cuda"
+    n = len(plan)
+    if mode == "time":
+        for i, pt in enumerate(plan, 1):
+            t0 = time.time()
+            line = {"id": pt["id"], "fact": pt["fact"]}
+            try:
+                line.update(PR.measure_timed(pt, device, repeats))
+                line["ok"] = True
+            except Exception as e:
+                line.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
+            line["wall_s"] = round(time.time() - t0, 3)
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            _free(torch)
+            med = sorted(line.get("times_s") or [0])[len(line.get("times_s") or [0]) // 2]
+            print(f"[time {i}/{n}] {pt['id']}: {'ok %.4g s' % med if line['ok'] else 'FAILED ' + line['error'][:200]}"
+                  f" ({line['wall_s']:.1f} s)", file=log, flush=True)
+        return
+    # ncu mode: prepare and warm every point first (compilation and set-up are not profiled)
+    ready = []
+    for pt in plan:
+        try:
+            fn, keep = PR.prepare(pt, device)
+            with LaunchRecorder() as lr:
+                fn()
+            if not cpu:
+                torch.cuda.synchronize()
+            ready.append((pt, fn, keep, lr.compiled, None))
+        except Exception as e:
+            ready.append((pt, None, None, None, f"{type(e).__name__}: {e}"))
+    for i, (pt, fn, keep, compiled, err) in enumerate(ready, 1):
+        line = {"id": pt["id"], "fact": pt["fact"], "kernel": pt["kernel"]}
+        t0 = time.time()
+        if err is not None:
+            line.update(ok=False, error=err)
+        else:
+            try:
+                if not cpu:
+                    torch.cuda.synchronize()
+                with LaunchRecorder() as lr:
+                    if not cpu:
+                        torch.cuda.profiler.start()
+                    fn()
+                    if not cpu:
+                        torch.cuda.synchronize()
+                        torch.cuda.profiler.stop()
+                line["launched"] = lr.names
+                line["compiled"] = (lr.compiled or compiled or [None])[0]
+                line["ok"] = True
+            except Exception as e:
+                if not cpu:
+                    try:
+                        torch.cuda.profiler.stop()
+                    except Exception:
+                        pass
+                line.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
+        line["wall_s"] = round(time.time() - t0, 3)
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+        print(f"[ncu {i}/{n}] {pt['id']}: {'ok' if line['ok'] else 'FAILED ' + line['error'][:200]}",
+              file=log, flush=True)
+
+
+def _free(torch):
+    import gc
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m verification.microbench.runner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plan", required=True, help="JSON list of points (verification.calibrate.build_plan)")
+    ap.add_argument("--mode", choices=("time", "ncu"), required=True)
+    ap.add_argument("--out", required=True, help="JSON-lines file, one line per point")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--allow-cpu", action="store_true", help="Triton interpreter on CPU, no profiler (tests only)")
+    a = ap.parse_args(argv)
+    with open(a.plan) as f:
+        plan = json.load(f)
+    with open(a.out, "a") as out:
+        run(plan, a.mode, out, repeats=a.repeats, allow_cpu=a.allow_cpu)
+
+
+if __name__ == "__main__":
+    main()
