@@ -24,7 +24,7 @@ def test_plan_covers_the_issue_sizes():
     merge = [p["params"] for p in plan if p["fact"] == "l2_merge"]
     assert sorted({p["ctas"] for p in merge}) == [1, 2, 4, 8, 16, 32, 132]
     assert sorted({p["tile_bytes"] for p in merge}) == [8192, 16384, 32768]
-    assert {p["mode"] for p in merge} == {"lockstep", "staggered"}
+    assert {p["mode"] for p in merge} == {"lockstep", "staggered", "delayed"}
     copy = [p["params"]["size_bytes"] for p in plan if p["fact"] == "copy"]
     assert min(copy) == 64 * MB and max(copy) == 2048 * MB
     mm = {(p["params"]["impl"], p["params"]["dtype"], p["params"]["prec"]) for p in plan if p["fact"] == "matmul"}
@@ -152,16 +152,20 @@ def test_calibrate_end_to_end_without_gpu(tmp_path, fake_ncu):
     d = json.loads(out.read_text())
     assert d["format"] == C.FORMAT and d["hardware"] == "h100-sxm"
     assert d["provenance"]["ncu"] == "0.0-fake" and "--clock-control none" in d["provenance"]["ncu_command"]
-    gpu = d["facts"]["launch_gpu"]["points"][0]
+    gpu = d["facts"]["launch_gpu"][0]
     # three separate passes (the fake reports 1, 2, 3 us), median 2 us, spread (3-1)/2
     assert [r["gpu__time_duration.sum"] for r in gpu["repeats"]] == pytest.approx([1e-6, 2e-6, 3e-6])
     assert gpu["median"]["gpu__time_duration.sum"] == pytest.approx(2e-6)
     assert gpu["spread"]["gpu__time_duration.sum"] == pytest.approx(1.0)
-    merge = d["facts"]["l2_merge"]["points"]
+    merge = d["facts"]["l2_merge"]
     assert len(merge) == len([p for p in C.build_plan(quick=True) if p["fact"] == "l2_merge"])
     assert all(len(p["repeats"]) == 3 for p in merge)
-    launch = d["facts"]["launch"]["points"]
+    assert {p["mode"] for p in merge} == {"lockstep", "staggered", "delayed"}
+    assert gpu["empty_kernel_s"] == pytest.approx(2e-6)
+    assert all(p["dram_write_bytes"] == 4096 for p in merge)
+    launch = d["facts"]["launch"]
     assert all(len(p["time_s_repeats"]) == 5 and p["launches_per_s_median"] > 0 for p in launch)
+    assert all(p["host_launch_s"] == p["time_s_median"] for p in launch)
     assert (tmp_path / "calibrate_ncu.log").exists()
     with pytest.raises(OutputExistsError):
         C.calibrate("h100-sxm", out_path=out, command="x", facts=["launch"], check_gpu=False)

@@ -83,13 +83,19 @@ FACTS = {
     "launch": ("timed", "host issue rate: n back-to-back launches of an empty Triton kernel (_mb_empty, 2 "
                         "arguments; _mb_empty_args, 32 arguments) timed with time.perf_counter until the last "
                         "is issued (issue) and until the GPU finished (synchronised), seconds per launch"),
+    "dependent_loop": ("timed", "_mb_dependent_loop: one CTA per SM, n_iter iterations on its own tile of an "
+                                "L2-resident buffer: roundtrip = load (.cg) + store + barrier, each iteration "
+                                "reading what the last wrote (seconds per iteration = L2 round trip + tile "
+                                "transfer); read = independent loads (the SM's L2 read bandwidth)"),
     "launch_gpu": ("ncu", "gpu__time_duration of one empty kernel launch (one CTA of 128 threads)"),
     "l2_writeback": ("ncu", "_mb_write_spin: one wave of persistent CTAs writes write_bytes of fresh fp32 "
                             "output (each byte once), then keeps running spin_us; ncu flushes L2 before the "
                             "kernel, so dram__bytes_write is what the card wrote back of it inside the kernel"),
     "l2_merge": ("ncu", "_mb_shared_read: ctas CTAs each read the same set_bytes in tiles of tile_bytes, "
                         "in lockstep (all start at tile 0) or staggered (CTA c starts at tile c*step mod "
-                        "n_tiles, step = n_tiles // ctas); L2 sectors (x32 B) and requests per global byte"),
+                        "n_tiles, step = n_tiles // ctas) or delayed (lockstep order, CTA c starts c x delay_us "
+                        "later: delay_s between consecutive CTAs); L2 sectors (x32 B) and requests per global "
+                        "byte"),
     "spills": ("ncu", "_mb_spill: a rows x cols fp32 tile kept live across n_iter passes that each need all "
                       "of it; values_per_thread = rows*cols/(32*num_warps); registers and local bytes from "
                       "the compiled kernel (n_regs, n_spills*4), local-memory traffic and time from ncu"),
@@ -138,6 +144,12 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
     if "launch" in facts:
         for kern, nargs in (("_mb_empty", 2), ("_mb_empty_args", 32)):
             P.append(_pt("launch", kernel=kern, kernel_args=nargs, n_launches=2000))
+    if "dependent_loop" in facts:
+        for mode in ("roundtrip", "read"):
+            for warps in ((4,) if quick else (4, 8)):
+                for kb in ((4, 32) if quick else (2, 4, 8, 16, 32, 64)):
+                    P.append(_pt("dependent_loop", kernel="_mb_dependent_loop", mode=mode, num_warps=warps,
+                                 tile_bytes=kb * 1024, n_iter=2000))
     if "launch_gpu" in facts:
         P.append(_pt("launch_gpu", kernel="_mb_empty", variant="empty"))
     if "l2_writeback" in facts:
@@ -156,6 +168,11 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
                         continue  # one CTA: nothing to stagger
                     P.append(_pt("l2_merge", kernel="_mb_shared_read", ctas=g, tile_bytes=tile_kb * 1024,
                                  set_bytes=2 * MB, mode=mode))
+        # the merge window: lockstep readers, CTA c starting c x delay later
+        for g in ((8,) if quick else (8, num_sms)):
+            for d_us in ((0.3, 3) if quick else (0.1, 0.3, 1, 3, 10, 30)):
+                P.append(_pt("l2_merge", kernel="_mb_shared_read", ctas=g, tile_bytes=16384, set_bytes=2 * MB,
+                             mode="delayed", delay_us=d_us))
     if "spills" in facts:
         for rows in ((128, 512) if quick else (64, 128, 256, 512)):
             P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=4, n_iter=64,
@@ -212,7 +229,39 @@ def timed_result(point: dict, line: dict) -> dict:
             out[f"{key}_per_s_spread"] = summarise(rates)["spread"]
     for k, v in (line.get("extra") or {}).items():
         out[k] = v
+    # plain names for the model's derivation (memsim/calibration.py): medians over the repeats
+    f = point["fact"]
+    if f == "copy":
+        out["kind"] = "copy" if p["op"] == "d2d_copy" else "read"
+        out["bytes_per_s"] = out.get("bytes_per_s_median")
+    elif f == "matmul":
+        out["path"] = f"{p['impl']}_{p['dtype']}" + (f"_{p['prec']}" if p["dtype"] == "fp32" else "")
+        out["flops_per_s"] = out.get("flop_per_s_median")
+    elif f == "exp":
+        out["exp_per_s"] = out.get("exp2_per_s_median")
+    elif f == "launch":
+        out["host_launch_s"] = s["median"]
     return out
+
+
+#: ncu metric -> (plain name, factor): the plain names each ncu point carries (medians; bytes, s, counts)
+NAMED = {
+    "gpu__time_duration.sum": ("time_s", 1.0),
+    "dram__bytes_read.sum": ("dram_read_bytes", 1.0),
+    "dram__bytes_write.sum": ("dram_write_bytes", 1.0),
+    "lts__t_sectors_srcunit_tex_op_read.sum": ("l2_read_bytes", N.SECTOR_BYTES),
+    "lts__t_sectors_srcunit_tex_op_write.sum": ("l2_write_bytes", N.SECTOR_BYTES),
+    "lts__t_sectors_op_read.sum": ("l2_all_read_bytes", N.SECTOR_BYTES),
+    "lts__t_sectors_op_write.sum": ("l2_all_write_bytes", N.SECTOR_BYTES),
+    "lts__t_requests_srcunit_tex_op_read.sum": ("l2_read_requests", 1.0),
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum": ("global_read_bytes", 1.0),
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum": ("global_write_bytes", 1.0),
+    "l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum": ("global_read_requests", 1.0),
+    "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum": ("local_read_bytes", 1.0),
+    "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum": ("local_write_bytes", 1.0),
+    "l1tex__t_bytes.sum": ("l1tex_t_bytes", 1.0),
+    "sm__cycles_elapsed.avg.per_second": ("sm_clock_Hz", 1.0),
+}
 
 
 def ncu_result(point: dict, repeats: list[dict | None], units: dict) -> dict:
@@ -224,6 +273,18 @@ def ncu_result(point: dict, repeats: list[dict | None], units: dict) -> dict:
     out["median"] = {m: summarise([r["metrics"].get(m) for r in got])["median"] for m in names}
     out["spread"] = {m: summarise([r["metrics"].get(m) for r in got])["spread"] for m in names}
     out["units"] = {m: units.get(m) for m in names}
+    for m, (name, k) in NAMED.items():
+        if out["median"].get(m) is not None:
+            out[name] = out["median"][m] * k
+            out[name + "_spread"] = out["spread"].get(m)
+    prm = point["params"]
+    if point["fact"] == "l2_writeback":
+        out["dirty_bytes"] = prm["write_bytes"]
+        out["spin_s"] = prm["spin_us"] * 1e-6
+    if point["fact"] == "l2_merge":
+        out["delay_s"] = prm.get("delay_us", 0) * 1e-6 if prm["mode"] in ("lockstep", "delayed") else None
+    if point["fact"] == "launch_gpu":
+        out["empty_kernel_s"] = out.get("time_s")
     comp = next((r.get("compiled") for r in got if r.get("compiled")), None)
     if comp:
         out["compiled"] = comp
@@ -341,8 +402,8 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
     t0 = time.time()
     result = {"format": FORMAT, "hardware": hw, "complete": False, "provenance": prov,
               "plan": {"quick": quick, "repeats": repeats, "ncu_repeats": ncu_repeats, "points": len(plan)},
-              "facts": {f: {"kind": FACTS[f][0], "method": FACTS[f][1], "points": []} for f in
-                        dict.fromkeys(p["fact"] for p in plan)}}
+              "methods": {f: {"kind": FACTS[f][0], "method": FACTS[f][1]} for f in dict.fromkeys(p["fact"] for p in plan)},
+              "facts": {f: [] for f in dict.fromkeys(p["fact"] for p in plan)}}
 
     def save():
         write_json(out_path, result, overwrite=True)
@@ -353,7 +414,7 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
             echo(f"timed facts: {len(timed)} point(s), {repeats} repeats each")
             lines = run_timed(timed, wd, repeats=repeats, env=env, timeout_s=timed_timeout_s, echo=echo)
             for p in timed:
-                result["facts"][p["fact"]]["points"].append(
+                result["facts"][p["fact"]].append(
                     timed_result(p, lines.get(p["id"], {"ok": False, "error": "not reached"})))
             save()
         per_rep: list[dict] = []
@@ -381,10 +442,10 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
                 entry = ncu_result(p, [r.get(p["id"]) for r in per_rep], units)
                 if "error" in entry and p["id"] in errors:
                     entry["error"] += f" ({errors[p['id']]})"
-                result["facts"][p["fact"]]["points"].append(entry)
+                result["facts"][p["fact"]].append(entry)
         if log_dir and logs:
             write_atomic(Path(log_dir) / "calibrate_ncu.log", "\n".join(logs), overwrite=True)
-    missing = [pt["id"] for f in result["facts"].values() for pt in f["points"] if "error" in pt]
+    missing = [pt["id"] for f in result["facts"].values() for pt in f if "error" in pt]
     result["complete"] = not missing
     result["missing"] = missing
     result["seconds"] = round(time.time() - t0, 1)

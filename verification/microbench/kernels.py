@@ -80,10 +80,16 @@ def _mb_write_spin(out_ptr, n_chunks, spin_ns, CHUNK: tl.constexpr, SPIN: tl.con
 
 
 @triton.jit
-def _mb_shared_read(src_ptr, out_ptr, n_tiles, start_step, TILE: tl.constexpr):
+def _mb_shared_read(src_ptr, out_ptr, n_tiles, start_step, delay_ns, TILE: tl.constexpr, DELAY: tl.constexpr):
     """G CTAs (grid = G) each read the SAME n_tiles tiles of TILE fp32 elements in order, CTA c
-    starting at tile (c * start_step) mod n_tiles (start_step 0 = lockstep), and write one tile."""
+    starting at tile (c * start_step) mod n_tiles (start_step 0 = lockstep), and write one tile.
+    DELAY: CTA c first waits c * delay_ns ns (then reads from tile 0, like lockstep, but later)."""
     pid = tl.program_id(0)
+    if DELAY:
+        t0 = _globaltimer()
+        t = t0
+        while t - t0 < pid * delay_ns:
+            t = _globaltimer()
     start = (pid * start_step) % n_tiles
     offs = tl.arange(0, TILE)
     acc = tl.zeros([TILE], dtype=tl.float32)
@@ -124,3 +130,23 @@ def _mb_stream_groups(src_ptr, out_ptr, n_tiles, n_groups, n_readers, GROUPS_FAS
     for t in range(n_tiles):
         acc += tl.load(base + t * TILE + offs)
     tl.store(out_ptr + (g.to(tl.int64) * n_readers + r) * TILE + offs, acc)
+
+
+@triton.jit
+def _mb_dependent_loop(buf_ptr, n_iter, TILE: tl.constexpr, ROUNDTRIP: tl.constexpr):
+    """One CTA per SM (grid = #SMs), each on its own TILE fp32 region of an L2-resident buffer, n_iter
+    iterations.  ROUNDTRIP: load the tile from L2 (.cg, L1 bypassed), update it, store it back and
+    barrier -- the next iteration reads what this one wrote, so nothing overlaps (flash1's workspace
+    loop); else: load only (.cg), iterations independent: the SM's L2 read bandwidth."""
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * TILE + tl.arange(0, TILE)
+    acc = tl.zeros([TILE], dtype=tl.float32)
+    for _ in range(n_iter):
+        x = tl.load(buf_ptr + offs, cache_modifier=".cg")
+        if ROUNDTRIP:
+            tl.store(buf_ptr + offs, x * 0.5 + 1.0)
+            tl.debug_barrier()
+        else:
+            acc += x
+    if not ROUNDTRIP:
+        tl.store(buf_ptr + offs, acc)

@@ -133,6 +133,19 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
         return {"times_s": issue, "work": {"launches": 1.0},
                 "extra": {"time_s_meaning": "host seconds per launch until the last launch returned (issue)",
                           "synchronised_time_s_repeats": done}}
+    if f == "dependent_loop":
+        tile = p["tile_bytes"] // 4
+        ctas = _num_sms(device) if not cpu else 2
+        buf = torch.rand(ctas * tile, device=device, dtype=torch.float32)
+        n_iter = p["n_iter"] if not cpu else 2
+
+        def fn():
+            K._mb_dependent_loop[(ctas,)](buf, n_iter, TILE=tile, ROUNDTRIP=p["mode"] == "roundtrip",
+                                          num_warps=p["num_warps"])
+        ts = timer(fn, repeats)
+        moved = n_iter * ctas * tile * 4 * (2 if p["mode"] == "roundtrip" else 1)
+        return {"times_s": ts, "work": {"iterations": float(n_iter), "bytes": float(moved)},
+                "extra": {"ctas": ctas}}
     raise ValueError(f"{f} is not a timed fact")
 
 
@@ -159,10 +172,11 @@ def prepare(point: dict, device):
         g = p["ctas"] if not cpu else 2
         src = torch.rand(n_tiles * tile, device=device, dtype=torch.float32)
         out = torch.empty(g * tile, device=device, dtype=torch.float32)
-        step = 0 if p["mode"] == "lockstep" else max(1, n_tiles // g)
+        step = max(1, n_tiles // g) if p["mode"] == "staggered" else 0
+        delay_ns = int(round(p.get("delay_us", 0) * 1000)) if not cpu else 0
 
         def fn():
-            K._mb_shared_read[(g,)](src, out, n_tiles, step, TILE=tile, num_warps=4)
+            K._mb_shared_read[(g,)](src, out, n_tiles, step, delay_ns, TILE=tile, DELAY=delay_ns > 0, num_warps=4)
         return fn, (src, out)
     if f == "spills":
         rows, cols = p["rows"], p["cols"]
