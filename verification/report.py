@@ -155,10 +155,13 @@ def render_markdown(doc, records, rows, summ, plots, levels) -> str:
 
 # --- plots --------------------------------------------------------------------------------
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    """plt-like figure maker without pyplot: never switches the caller's matplotlib backend."""
+    from matplotlib.figure import Figure
+
+    class _Figures:
+        subplots = staticmethod(lambda *a, figsize=None, **kw: (lambda f: (f, f.subplots(*a, **kw)))(Figure(figsize=figsize)))
+        close = staticmethod(lambda fig: None)
+    return _Figures
 
 
 def _tot(d, keys):
