@@ -72,9 +72,14 @@ class Calibration:
     #: fraction of the bytes dirty at kernel end that were already written to DRAM inside the kernel, as a
     #: function of the dirty bytes (None: the preset's l2_eager_writeback_fraction)
     writeback_fraction_of_dirty: Curve | None = None
-    #: L2 read requests per global load byte when g CTAs read the same lines in lockstep, g -> fraction
-    #: (None: the preset's l2_read_request_fraction for every access)
-    lockstep_request_fraction: Curve | None = None
+    #: a read of a line that another SM requested less than this long ago joins that request and does not
+    #: reach the L2 tags (None: no calibrated window; the preset's l2_read_request_fraction applies)
+    l2_merge_window_s: float | None = None
+    #: bytes per second one SM moves to and from L2 (None: not calibrated, no per-SM limit)
+    sm_l2_Bps: float | None = None
+    #: time of one dependent L2 round trip (load, then store + barrier) with no bytes to move: the latency a
+    #: dependent tile loop pays per tile (None: the preset's mem_latency_s)
+    l2_roundtrip_s: float | None = None
     #: L2 bytes (read + write) per byte of spill traffic the compiled code issues (static spill bytes per
     #: thread x threads x loop iterations)
     l2_bytes_per_spill_byte: float = 1.0
@@ -177,13 +182,12 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
             kw["writeback_fraction_of_dirty"] = Curve(tuple(xs), tuple(ys))
     mg = facts.get("l2_merge")
     if mg:
-        pts = {}
-        for r in mg:
-            if r.get("pattern") == "lockstep":
-                pts.setdefault(r["ctas_sharing"], []).append(r["l2_read_bytes"] / r["global_read_bytes"])
-        if pts:
-            g = sorted(pts)
-            kw["lockstep_request_fraction"] = Curve(tuple(float(x) for x in g), tuple(_median(pts[x]) for x in g))
+        w = merge_window_from(mg)
+        if w is not None:
+            kw["l2_merge_window_s"] = w
+    dl = facts.get("dependent_loop")
+    if dl:
+        kw.update(sm_link_from(dl))
     sp = facts.get("spills")
     if sp:
         ratios = [r["l2_spill_bytes"] / r["spill_bytes_issued"] for r in sp if r.get("spill_bytes_issued", 0) > 0]
@@ -199,3 +203,67 @@ def cleaned_fraction(hw: Hardware, cal: Calibration, dirty_bytes: int) -> float:
     if cal.writeback_fraction_of_dirty is not None:
         return cal.writeback_fraction_of_dirty(dirty_bytes)
     return hw.l2_eager_writeback_fraction
+
+
+def merge_window_from(points: list) -> float | None:
+    """The request-merge window from CTAs that read the same lines with a known start delay between them.
+
+    Each point: ``delay_s`` between consecutive CTAs, ``l2_read_bytes`` and ``global_read_bytes``.  With
+    no delay the requests merge (fraction f0 < 1); with delays longer than the time a request stays in flight
+    they do not (fraction near 1).  The window is the delay at which the fraction is halfway between the
+    two, interpolated between the measured delays.
+    """
+    pts = {}
+    for r in points:
+        if "delay_s" in r and r.get("global_read_bytes", 0) > 0:
+            pts.setdefault(float(r["delay_s"]), []).append(r["l2_read_bytes"] / r["global_read_bytes"])
+    if len(pts) < 2:
+        return None
+    ds = sorted(pts)
+    fs = [_median(pts[d]) for d in ds]
+    lo, hi = fs[0], max(fs)
+    if hi - lo < 0.05:  # no measurable merging on this card
+        return 0.0
+    half = 0.5 * (lo + hi)
+    for (d0, f0), (d1, f1) in zip(zip(ds, fs), zip(ds[1:], fs[1:])):
+        if f0 < half <= f1:
+            return d0 + (half - f0) / (f1 - f0) * (d1 - d0)
+    return ds[-1]
+
+
+def _fit_line(xs, ys):
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return my, 0.0
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return my - b * mx, b
+
+
+def sm_link_from(points: list) -> dict:
+    """Per-SM L2 bandwidth and the dependent round trip from the dependent_loop microbenchmark.
+
+    ``read`` points: one CTA per SM streaming its own L2-resident tile with independent loads: the SM's L2
+    bandwidth is the best tile bytes per iteration time.  ``roundtrip`` points: load + store + barrier,
+    each iteration waiting for the last: iteration time = round trip + 2 x tile bytes / SM bandwidth; a
+    least-squares line over the tile sizes gives the round trip (intercept).  Per warp count; the model
+    takes the 4-warp figures (the smallest CTAs of our kernels), and the larger bandwidth of the two.
+    """
+    out = {}
+    def per_iter(r):
+        ips = r.get("iterations_per_s_median")
+        return 1.0 / ips if ips else None
+    reads = [(r["tile_bytes"], per_iter(r)) for r in points if r.get("mode") == "read" and per_iter(r)]
+    if reads:
+        out["sm_l2_Bps"] = max(b / t for b, t in reads)
+    rts = {}
+    for r in points:
+        if r.get("mode") == "roundtrip" and per_iter(r):
+            rts.setdefault(r.get("num_warps", 4), []).append((2.0 * r["tile_bytes"], per_iter(r)))
+    if rts:
+        w = 4 if 4 in rts else min(rts)
+        xs, ys = zip(*sorted(rts[w]))
+        a, _ = _fit_line(list(xs), list(ys))
+        out["l2_roundtrip_s"] = max(a, min(ys) * 0.5)
+    return out

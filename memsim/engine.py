@@ -191,19 +191,29 @@ class LaunchModel:
     """One kernel launch on the modelled GPU."""
 
     def __init__(self, hw: Hardware, work, l2: L2Cache, cost, *, num_stages: int, dram_Bps: float,
-                 launch_overhead_s: float):
+                 launch_overhead_s: float, merge_window_s: float | None = None, sm_l2_Bps: float | None = None,
+                 dependent_latency_s: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         self.env = simpy.Environment()
         self.dram = Link(self.env, dram_Bps, "dram")
         self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
         self.sms = [SM() for _ in range(hw.num_sms)]
+        #: each SM's own port to L2 (measured: verification calibrate, dependent_loop read); None: no limit
+        self.sm_links = [Link(self.env, sm_l2_Bps, f"sm{i}-l2") for i in range(hw.num_sms)] if sm_l2_Bps else None
+        #: the round trip a dependent tile loop pays per tile (measured: dependent_loop roundtrip)
+        self.dep_lat = dependent_latency_s if dependent_latency_s is not None else hw.mem_latency_s
         self.ctas_per_sm, self.limit = cost.ctas_per_sm, cost.occupancy_limit
         self.stages = num_stages
         self.sec_per_flop = cost.sec_per_flop
         self.sec_per_exp = cost.sec_per_exp
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
         self.launch_overhead_s = launch_overhead_s
+        #: L2 request merging: a read of a line another CTA requested less than merge_window_s earlier joins
+        #: that request and never reaches the L2 tags (measured: verification calibrate, l2_merge); without
+        #: a calibrated window, the preset's constant l2_read_request_fraction applies to L2 hits
+        self.merge_window = merge_window_s
         self.merge = 1.0 - hw.l2_read_request_fraction
+        self.last_request: dict = {}
         self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
         self.dispatcher = Dispatcher(work.num_ctas)
         self.end_time = 0.0
@@ -223,7 +233,7 @@ class LaunchModel:
             yield from self.cta(idx, sm_id)
             idx = nxt()
 
-    def _issue_writes(self, writes, t):
+    def _issue_writes(self, writes, t, smlink=None):
         st, l2 = self.stats, self.l2
         g = 0
         for acc in writes:
@@ -233,7 +243,10 @@ class LaunchModel:
         st.global_write_bytes += g
         st.l2_write_bytes += g
         st.dram_write_bytes += wb
-        return max(self.l2link.book(t, g), self.dram.book(t, wb))
+        end = max(self.l2link.book(t, g), self.dram.book(t, wb))
+        if smlink is not None:
+            end = max(end, smlink.book(t, g))
+        return end
 
     def cta(self, idx, sm_id):
         env, st, l2 = self.env, self.stats, self.l2
@@ -244,11 +257,15 @@ class LaunchModel:
         lat = self.hw.mem_latency_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
+        smlink = self.sm_links[sm_id] if self.sm_links else None
+        dep_lat = self.dep_lat
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         spill = (sp_rd + sp_wr) > 0
         s_rd = s_wr = 0
         dependent = self.work.dependent_loop
         merge = self.merge
+        window = self.merge_window
+        last_req = self.last_request
         l2book, dbook = self.l2link.book, self.dram.book
         prev_end = done = env.now
         n = len(steps)
@@ -260,20 +277,37 @@ class LaunchModel:
             if reads:
                 tl += tiles
                 g = miss = 0
-                for acc in reads:
-                    g += acc[2]
-                    miss += l2read(acc)
+                if window is None:
+                    for acc in reads:
+                        g += acc[2]
+                        miss += l2read(acc)
+                    l2_req = g - min(g - miss, int(merge * g))  # constant fraction, applied to L2 hits
+                else:
+                    l2_req = 0
+                    for acc in reads:
+                        nb = acc[2]
+                        g += nb
+                        miss += l2read(acc)
+                        key = acc[0]
+                        prev = last_req.get(key)
+                        if prev is not None and prev[1] != idx and now - prev[0] < window:
+                            continue  # joins another CTA's request still in flight
+                        last_req[key] = (now, idx)
+                        l2_req += nb
                 wb = evict() if l2.used > l2.capacity else 0
-                l2_req = g - min(g - miss, int(merge * g))  # L1-merged requests would have hit in L2
                 g_rd += g
                 l2_rd += l2_req
                 d_rd += miss
                 d_wr += wb
                 a, b = l2book(now, l2_req), dbook(now, miss + wb)
                 xfer_end = a if a > b else b
+                if smlink is not None:
+                    c = smlink.book(now, g)  # every global load byte crosses this SM's port (merged or not)
+                    if c > xfer_end:
+                        xfer_end = c
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
-                    ready = first = xfer_end + lat * tiles
+                    ready = first = xfer_end + dep_lat * tiles
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
                     ready = xfer_end + wait
@@ -293,6 +327,8 @@ class LaunchModel:
                 s_rd += sp_r
                 s_wr += sp_w
                 sp_end = l2book(start, sp_r + sp_w)
+                if smlink is not None:
+                    sp_end = max(sp_end, smlink.book(start, sp_r + sp_w))
                 if end < sp_end:
                     end = sp_end
             sm.free_at = end
@@ -302,7 +338,7 @@ class LaunchModel:
             prev_end = done = end
             if writes:
                 yield env.timeout(end - now)
-                done = self._issue_writes(writes, env.now)
+                done = self._issue_writes(writes, env.now, smlink)
             elif k + 1 < n:
                 # double buffering: next loads go out when this compute starts; else when it ends
                 yield env.timeout((start if pipelined else end) - now)

@@ -64,6 +64,11 @@ class SimResult:
                 return k
         raise KeyError(f"no launch named {name!r}; launches: {[k['name'] for k in self.kernels]}")
 
+    def to_frame(self):
+        """One row per launch plus "total", as a pandas DataFrame (the `study` extra; memsim.frames)."""
+        from .frames import simresult_frame
+        return simresult_frame(self)
+
     def to_dict(self) -> dict:
         return {
             "hardware": self.hardware,
@@ -156,7 +161,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             l2.flush()
         l2.dram_read = l2.dram_write = 0
         model = LaunchModel(hw, work, l2, cost, num_stages=schedule.num_stages, dram_Bps=cal.dram_Bps,
-                            launch_overhead_s=cal.launch_overhead_s)
+                            launch_overhead_s=cal.launch_overhead_s, merge_window_s=cal.l2_merge_window_s,
+                            sm_l2_Bps=cal.sm_l2_Bps, dependent_latency_s=cal.l2_roundtrip_s)
         st = model.run()
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
         dirty = l2.dirty_bytes()
