@@ -15,6 +15,26 @@ from .reference import naive_same_dtype, reference
 from .testing import _DT, check_rule, poisoned_allocations, seed_of
 
 
+# The kernel test cases (tests/test_decode_kernel.py; the GPU script runs the same table)
+# name: (B, Nq, Hq, Hkv, d, seqlens, dtype, page_size, num_splits)
+CASES = {
+    "len1": (1, 1, 4, 4, 16, [1], "fp16", None, None),
+    "ragged_odd_split3": (3, 1, 8, 2, 32, [113, 1, 47], "bf16", None, 3),
+    "gqa4_fp32_split4": (2, 1, 8, 2, 64, [203, 64], "fp32", None, 4),
+    "mqa_split2": (2, 1, 8, 1, 32, [33, 17], "fp16", None, 2),
+    "empty_and_short": (3, 1, 4, 2, 16, [0, 5, 0], "bf16", None, 1),
+    "empty_and_short_split2": (3, 1, 4, 2, 16, [0, 5, 0], "bf16", None, 2),
+    "all_empty_split4": (2, 1, 4, 2, 16, [0, 0], "fp16", None, 4),
+    "nq3_longer_than_cache": (2, 3, 4, 2, 16, [2, 40], "fp16", None, 2),
+    "more_splits_than_tiles": (1, 1, 4, 2, 16, [20], "bf16", None, 8),
+    "paged16_ragged_split3": (3, 1, 8, 2, 32, [113, 1, 47], "bf16", 16, 3),
+    "paged16_nq2": (2, 2, 4, 2, 16, [31, 16], "fp16", 16, 1),
+    "paged64_split2": (2, 1, 8, 2, 32, [130, 64], "fp16", 64, 2),
+    "paged64_empty": (2, 1, 4, 1, 16, [0, 65], "bf16", 64, 2),
+    "paged7_odd_page": (2, 1, 4, 2, 16, [23, 9], "fp32", 7, 2),
+}
+
+
 def make_decode_inputs(B, Nq, Hq, Hkv, d, seqlens, dtype, device, seed, *, page_size=None, capacity=None,
                        spare_pages=3):
     """(q, k_cache, v_cache, cache_seqlens, block_table or None, pages) with the layouts of kernels.decode.
@@ -114,3 +134,72 @@ def run_decode_case(B, Nq, Hq, Hkv, d, seqlens, dtype, device, *, page_size=None
 
 def kernels_visible(L, Nq, r):
     return max(0, min(L, L - Nq + r + 1))
+
+
+def make_problem_inputs(problem, device, seed=0):
+    """Random inputs of a memsim.inference.DecodeProblem made on `device` (fast for GB-sized caches):
+    (q, k_cache, v_cache, cache_seqlens, block_table or None). Paged caches get exactly the pages the
+    sequences need, in a shuffled order; unused table entries are -1."""
+    p = problem
+    dt = _DT[p.dtype]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    B, nq, d = p.batch, p.max_seq_q, p.head_dim
+    if len(set(p.seqlens_q)) != 1:
+        raise ValueError("kernels.decode takes one query length per batch (q is (B, Nq, Hq, d)); "
+                         f"got seqlens_q {p.seqlens_q}")
+    q = torch.randn((B, nq, p.heads_q, d), generator=gen, device=device, dtype=torch.float32).to(dt)
+    lens = torch.tensor(p.seqlens_kv, dtype=torch.int32, device=device)
+    if p.page_size is None:
+        shape = (B, max(1, p.capacity_kv), p.heads_kv, d)
+        k = torch.randn(shape, generator=gen, device=device, dtype=dt)
+        v = torch.randn(shape, generator=gen, device=device, dtype=dt)
+        return q, k, v, lens, None
+    ps = p.page_size
+    need = [-(-L // ps) for L in p.seqlens_kv]
+    max_pages = max(1, -(-p.capacity_kv // ps))
+    n_pages = max(1, sum(need))
+    shape = (n_pages, ps, p.heads_kv, d)
+    k = torch.randn(shape, generator=gen, device=device, dtype=dt)
+    v = torch.randn(shape, generator=gen, device=device, dtype=dt)
+    order = torch.randperm(n_pages, generator=gen, device=device).to(torch.int32)
+    bt = torch.full((B, max_pages), -1, dtype=torch.int32, device=device)
+    i = 0
+    for b, n in enumerate(need):
+        bt[b, :n] = order[i:i + n]
+        i += n
+    return q, k, v, lens, bt
+
+
+def main() -> int:
+    """Every kernel test case (and the schedule variants) on the GPU, without pytest: one line per case."""
+    import sys
+    import time
+
+    from memsim.inference import DecodeSchedule
+    dev = "cuda"
+    fails = 0
+    todo = [(n, c, None) for n, c in CASES.items()]
+    for pack in (True, False):
+        for bn in (16, 32, 64, 128):
+            todo.append((f"sched_pack{pack}_bn{bn}", (2, 2, 8, 2, 32, [77, 3], "bf16", 16, None),
+                         DecodeSchedule(num_splits=3, pack_gqa=pack, block_n=bn, num_warps=4, num_stages=3)))
+    # larger shapes on the card: the benchmark's heads and head dim, ragged, paged, several splits
+    for page in (None, 16, 64):
+        for S in (1, 7, None):
+            todo.append((f"big_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, S), None))
+    todo.append(("big_q4_mqa", (2, 4, 16, 1, 128, [5000, 3], "fp16", 64, None), None))
+    for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
+        t0 = time.time()
+        try:
+            kerr, nerr = run_decode_case(B, Nq, Hq, Hkv, d, lens, dt, dev, page_size=page, num_splits=S,
+                                         schedule=sched, verbose=False)
+            print(f"PASS {name}: err {kerr:.3e} (naive {nerr:.3e}) {time.time() - t0:.1f}s", flush=True)
+        except Exception as exc:  # report every case, then fail
+            fails += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {str(exc)[:400]}", flush=True)
+    print(f"{len(todo) - fails} passed, {fails} failed")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,26 +5,9 @@ import pytest
 import torch
 
 from kernels.decode_kv import decode, decode_plan
-from kernels.decode_testing import make_decode_inputs, run_decode_case
+from kernels.decode_testing import CASES, make_decode_inputs, run_decode_case
 from memsim.inference import DecodeSchedule
 
-# name: (B, Nq, Hq, Hkv, d, seqlens, dtype, page_size, num_splits)
-CASES = {
-    "len1": (1, 1, 4, 4, 16, [1], "fp16", None, None),
-    "ragged_odd_split3": (3, 1, 8, 2, 32, [113, 1, 47], "bf16", None, 3),
-    "gqa4_fp32_split4": (2, 1, 8, 2, 64, [203, 64], "fp32", None, 4),
-    "mqa_split2": (2, 1, 8, 1, 32, [33, 17], "fp16", None, 2),
-    "empty_and_short": (3, 1, 4, 2, 16, [0, 5, 0], "bf16", None, 1),
-    "empty_and_short_split2": (3, 1, 4, 2, 16, [0, 5, 0], "bf16", None, 2),
-    "all_empty_split4": (2, 1, 4, 2, 16, [0, 0], "fp16", None, 4),
-    "nq3_longer_than_cache": (2, 3, 4, 2, 16, [2, 40], "fp16", None, 2),
-    "more_splits_than_tiles": (1, 1, 4, 2, 16, [20], "bf16", None, 8),
-    "paged16_ragged_split3": (3, 1, 8, 2, 32, [113, 1, 47], "bf16", 16, 3),
-    "paged16_nq2": (2, 2, 4, 2, 16, [31, 16], "fp16", 16, 1),
-    "paged64_split2": (2, 1, 8, 2, 32, [130, 64], "fp16", 64, 2),
-    "paged64_empty": (2, 1, 4, 1, 16, [0, 65], "bf16", 64, 2),
-    "paged7_odd_page": (2, 1, 4, 2, 16, [23, 9], "fp32", 7, 2),
-}
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Issue 12, one device call: (1) decode exactness on the GPU, (2) ncu on the decode suite, (3) the benchmark.
+# Everything under $OUT; usage: OUT=... bash benchmarks/decode_gpu.sh [bench budget s]
+set -u
+OUT=${OUT:-/tmp/decode_out}; mkdir -p "$OUT/ncu"
+export PYTHONPATH=. PYTHONUNBUFFERED=1
+T0=$(date +%s)
+{ date -u +%FT%TZ; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
+  ncu --version | tail -1; echo "command: OUT=\$OUT bash benchmarks/decode_gpu.sh $*"; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+timeout 75 python3 -m kernels.decode_testing > "$OUT/gpu_tests.log" 2>&1; echo "tests rc=$? ($(( $(date +%s) - T0 )) s)"
+grep -E "^(FAIL|[0-9]+ passed)" "$OUT/gpu_tests.log" | head -20
+timeout 100 python3 -m verification.suite_decode measure --out "$OUT/ncu" --timeout 90 > "$OUT/ncu_run.log" 2>&1
+echo "ncu rc=$? ($(( $(date +%s) - T0 )) s)"; tail -3 "$OUT/ncu_run.log"
+timeout $(( ${1:-120} + 60 )) python3 benchmarks/decode.py --out "$OUT/decode-bench.json" --budget-s ${1:-120} > "$OUT/bench.log" 2>&1
+echo "bench rc=$? ($(( $(date +%s) - T0 )) s)"; grep -E "TB/s|budget|wrote|Error" "$OUT/bench.log" | tail -25
+rm -f "$OUT/ncu/decode_ncu.log"  # the .all file keeps ncu's whole output

@@ -1,0 +1,228 @@
+"""Decode cases of the validation suite (issue 12): measured with ncu like the others, compared with memsim.
+
+    python -m verification.suite_decode cases                      # list the cases
+    python -m verification.suite_decode measure --out DIR           # on the GPU: ncu over every case -> DIR/decode_ncu.json
+    python -m verification.suite_decode compare FILE [--json OUT]   # anywhere: model vs measured, per case and level
+
+The case list is stdlib only (memsim.inference).  `measure` runs `run` (this module, mode "run") under
+ncu with the shared command line of verification.ncu (default cache control: caches flushed before
+each kernel; --clock-control none; only launches between cudaProfilerStart/Stop; kernel regex
+``^_decode_``), maps the rows back to cases by `decode_launches()` order, and writes one JSON file with
+provenance.  `compare` predicts each case with memsim.workloads_decode.simulate_decode (flush_l2=True,
+as ncu measures) and prints errors = predicted / measured - 1.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+from dataclasses import dataclass, replace
+
+from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, decode_launches
+
+DEFAULT_HW = "h100-sxm"
+KERNEL_REGEX = r"^_decode_"
+
+
+@dataclass(frozen=True)
+class DecodeCase:
+    name: str
+    problem: DecodeProblem
+    schedule: DecodeSchedule
+    hardware: str = DEFAULT_HW
+    tags: tuple = ()
+    note: str = ""
+
+    def launch_names(self) -> list:
+        return [L.name for L in decode_launches(self.problem, self.schedule)]
+
+    def to_spec(self) -> dict:
+        return {"name": self.name, "problem": self.problem.to_dict(), "schedule": self.schedule.to_dict(),
+                "hardware": self.hardware, "launches": self.launch_names(), "tags": list(self.tags)}
+
+
+def _auto(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule:
+    from memsim.hardware import load_hardware
+    c, _ = auto_num_splits(p, s, DeviceFacts.from_hardware(load_hardware(DEFAULT_HW)))
+    return replace(s, num_splits=c)
+
+
+def build_decode_suite() -> list:
+    """H100 decode shapes of issue 12 (bf16, d=128, 32 q heads, 8 KV heads) plus ragged, paged, unpacked."""
+    C = []
+    base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3)
+
+    def P(b, ctx, nq=1, page=None, lens=None, hkv=8):
+        lens = tuple(lens) if lens else (ctx,) * b
+        return DecodeProblem(32, hkv, 128, (nq,) * len(lens), lens, dtype="bf16", page_size=page)
+
+    for b, ctx in ((1, 8192), (1, 131072), (8, 8192), (8, 32768), (64, 16384)):
+        p = P(b, ctx)
+        s = _auto(p, base)
+        C.append(DecodeCase(f"decode_b{b}_n{ctx}_auto", p, s, tags=("bandwidth",), note=f"auto = {s.num_splits} splits"))
+    # split sweep on the shape where splitting matters most
+    p = P(1, 8192)
+    for S in (1, 4, 16, 64):
+        C.append(DecodeCase(f"decode_b1_n8192_s{S}", p, replace(base, num_splits=S), tags=("splits",)))
+    for page in (16, 64):
+        p = P(8, 32768, page=page)
+        C.append(DecodeCase(f"decode_b8_n32768_paged{page}_auto", p, _auto(p, base), tags=("paged",)))
+    p = P(4, 0, lens=(1000, 5000, 17, 30000))
+    C.append(DecodeCase("decode_ragged_b4_auto", p, _auto(p, base), tags=("ragged",)))
+    p = P(8, 8192)
+    C.append(DecodeCase("decode_b8_n8192_unpacked_s1", p, replace(base, pack_gqa=False), tags=("gqa",),
+                        note="one CTA per query head: K/V read 4x"))
+    p = P(8, 8192, nq=4)
+    C.append(DecodeCase("decode_b8_n8192_q4_auto", p, _auto(p, base), tags=("spec",)))
+    names = [c.name for c in C]
+    assert len(names) == len(set(names))
+    return C
+
+
+DECODE_SUITE = build_decode_suite()
+BY_NAME = {c.name: c for c in DECODE_SUITE}
+
+
+def select(patterns=None) -> list:
+    if isinstance(patterns, str):
+        patterns = [x for x in patterns.split(",") if x]
+    if not patterns:
+        return list(DECODE_SUITE)
+    out = []
+    for pat in patterns:
+        hit = [c for c in DECODE_SUITE if (pat[4:] in c.tags if pat.startswith("tag:") else fnmatch.fnmatchcase(c.name, pat))]
+        if not hit:
+            raise SystemExit(f"unknown decode case {pat!r}; `python -m verification.suite_decode cases` lists them")
+        out += [c for c in hit if c not in out]
+    return out
+
+
+def case_from_record(rec: dict) -> DecodeCase:
+    from memsim.inference import decode_problem_from_dict, decode_schedule_from_dict
+    return DecodeCase(rec["case"], decode_problem_from_dict(rec["problem"]), decode_schedule_from_dict(rec["schedule"]),
+                      rec.get("hardware", DEFAULT_HW), tuple(rec.get("tags", ())))
+
+
+# --- on the GPU -------------------------------------------------------------------------------------
+def run_cases(names: list, log=sys.stderr) -> None:
+    """Warm every case up, then launch each once between cudaProfilerStart/Stop (what ncu profiles)."""
+    import torch
+
+    from kernels.decode_kv import decode_launch
+    from kernels.decode_testing import make_problem_inputs
+    for c in select(names):
+        ins = make_problem_inputs(c.problem, "cuda", seed=1)
+        decode_launch(c.problem, c.schedule, *ins)  # compile outside the profiled region
+        torch.cuda.synchronize()
+        torch.cuda.profiler.start()
+        decode_launch(c.problem, c.schedule, *ins)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
+        print(json.dumps({"case": c.name, "ok": True, "launches": c.launch_names()}), flush=True)
+        del ins
+        torch.cuda.empty_cache()
+
+
+def measure(out_dir: str, patterns=None, timeout_s: float = 240.0, command: str = "") -> str:
+    """ncu over the selected cases; writes OUT_DIR/decode_ncu.json (one record per case) and returns its path."""
+    from memsim.io import base_provenance, write_json
+
+    from . import ncu
+    cases = select(patterns)
+    os.makedirs(out_dir, exist_ok=True)
+    log = os.path.join(out_dir, "decode_ncu.log")
+    prog = [sys.executable, "-m", "verification.suite_decode", "run", "--cases", ",".join(c.name for c in cases)]
+    rows, text = ncu.run_ncu(prog, log_file=log, kernel_regex=KERNEL_REGEX, timeout_s=timeout_s, echo=print)
+    done = [json.loads(ln) for ln in text.splitlines() if ln.startswith('{"case"')]
+    finished = [c for c in cases if c.name in {d["case"] for d in done}]
+    mapped = ncu.assign_rows_to_cases(rows, [(c.name, c.launch_names()) for c in finished])
+    prov = base_provenance(command or " ".join(sys.argv))
+    prov["ncu"] = ncu.ncu_version()
+    try:
+        import torch
+        import triton
+        prov.update(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                    cuda=torch.version.cuda)
+    except Exception as exc:  # provenance is best effort, never a reason to lose measurements
+        prov["provenance_error"] = repr(exc)
+    recs = []
+    for c in finished:
+        ks = [ncu.launch_record(r) for r in mapped[c.name]]
+        for k in ks:
+            k.pop("metrics", None)
+        recs.append({"case": c.name, "problem": c.problem.to_dict(), "schedule": c.schedule.to_dict(),
+                     "hardware": c.hardware, "tags": list(c.tags), "kernels": ks, "total": ncu.sum_records(ks)})
+    path = os.path.join(out_dir, "decode_ncu.json")
+    write_json(path, {"provenance": prov, "records": recs, "missing": [c.name for c in cases if c not in finished]},
+               overwrite=True)
+    return path
+
+
+# --- anywhere: model vs measured --------------------------------------------------------------------
+LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "dram_read_bytes", "dram_write_bytes", "time_s")
+
+
+def compare(path: str) -> list:
+    """[{case, level: (predicted, measured, error)}] for every record of a decode_ncu.json file."""
+    from memsim.workloads_decode import simulate_decode
+    with open(path) as f:
+        data = json.load(f)
+    out = []
+    for rec in data["records"]:
+        c = case_from_record(rec)
+        pred = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
+        row = {"case": c.name, "num_splits": c.schedule.num_splits, "kv_bytes": c.problem.kv_bytes()}
+        for lv in LEVELS:
+            m = rec["total"].get(lv)
+            pv = pred["total"]["gpu_time_s" if lv == "time_s" else lv]
+            row[lv] = (pv, m, (pv / m - 1.0) if m else None)
+        row["measured_kv_read_Bps"] = c.problem.kv_bytes() / rec["total"]["time_s"] if rec["total"].get("time_s") else None
+        out.append(row)
+    return out
+
+
+def _fmt(rows) -> str:
+    lines = [f"{'case':40s} {'S':>3s} " + " ".join(f"{lv.replace('_bytes', ''):>18s}" for lv in LEVELS)]
+    for r in rows:
+        cells = []
+        for lv in LEVELS:
+            pv, m, e = r[lv]
+            cells.append(f"{'n/a':>18s}" if e is None else f"{e * 100:+7.1f}% ({m:9.3g})")
+        lines.append(f"{r['case']:40s} {r['num_splits']:3d} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m verification.suite_decode", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("cases", help="list the decode cases")
+    r = sub.add_parser("run", help="(inside ncu) launch the cases once each between profiler start/stop")
+    r.add_argument("--cases", default="")
+    m = sub.add_parser("measure", help="ncu over the cases (GPU)")
+    m.add_argument("--out", required=True)
+    m.add_argument("--cases", default="")
+    m.add_argument("--timeout", type=float, default=240.0)
+    c = sub.add_parser("compare", help="model vs a decode_ncu.json")
+    c.add_argument("file")
+    c.add_argument("--json", default=None, help="write the rows as JSON here")
+    a = ap.parse_args(argv)
+    if a.cmd == "cases":
+        for cs in DECODE_SUITE:
+            print(f"{cs.name:40s} S={cs.schedule.num_splits:<3d} kv={cs.problem.kv_bytes() / 1e6:9.1f} MB  {cs.note}")
+    elif a.cmd == "run":
+        run_cases([x for x in a.cases.split(",") if x])
+    elif a.cmd == "measure":
+        print(measure(a.out, [x for x in a.cases.split(",") if x] or None, a.timeout))
+    else:
+        rows = compare(a.file)
+        print(_fmt(rows))
+        if a.json:
+            from memsim.io import write_json
+            write_json(a.json, {"source": a.file, "rows": rows}, overwrite=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
