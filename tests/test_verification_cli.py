@@ -58,7 +58,7 @@ def test_cases_json(capsys):
 def test_bad_input_is_one_line_and_exit_2(args, msg, capsys):
     rc, _, err = run(args, capsys)
     assert rc == 2
-    assert msg in err and err.startswith("error: ") and err.count("\n") == 1
+    assert msg in err and err.startswith("verification: error: ") and err.count("\n") == 1
 
 
 def test_measure_without_ncu_says_how_to_fix(monkeypatch, tmp_path, capsys):

@@ -1,0 +1,50 @@
+"""The verification command line, one module per subcommand (``python -m verification``).
+
+Adding a subcommand is a one-file change: a module here with NAME, SUMMARY (its line in the top-level
+--help), ``add_parser(subparsers)`` (which sets ``fn=run``) and ``run(args) -> exit status``, and its
+name in COMMANDS below.  ``args.argv`` holds the raw argument list (for provenance); raise
+``common.UsageError`` for bad input (one line, exit status 2).
+"""
+from __future__ import annotations
+
+import sys
+
+from . import anchors, cases, ceilings, measure, numerics, report, unpack, validate
+from .common import RAW
+from memsim.cli.errors import make_parser, run_cli
+
+#: the subcommands, in --help order
+COMMANDS = (cases, numerics, measure, report, validate, ceilings, anchors, unpack)
+
+DESCRIPTION = """\
+python -m verification: exactness, Nsight Compute measurements, model-vs-hardware reports.
+
+Subcommands (each has its own --help):
+{commands}
+
+Typical flow: on the GPU machine `measure --bundle $OUT/measurements.tar.gz`, here
+`unpack`, then `report --hw h100-sxm --data verification/data/<gpu> --out reports/h100-sxm`.
+Exit status: 0 ok, 1 failures (a numerics case fails, a case could not be measured),
+2 bad input (unknown case or preset, missing data dir, existing output).
+"""
+
+
+def build_parser():
+    commands = "\n".join(f"  {m.NAME:<10s} {m.SUMMARY}" for m in COMMANDS)
+    ap = make_parser("verification", prog="python -m verification",
+                     description=DESCRIPTION.format(commands=commands), formatter_class=RAW)
+    sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in COMMANDS) + "}")
+    for m in COMMANDS:
+        m.add_parser(sub)
+    return ap
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not getattr(a, "fn", None):
+        ap.print_help()
+        return 2
+    a.argv = argv
+    return run_cli("verification", lambda: a.fn(a), interrupted="interrupted: measurements already written are kept")

@@ -1,0 +1,38 @@
+"""``python -m verification anchors``: memsim against the real H100 ncu fixtures (no GPU)."""
+from __future__ import annotations
+
+from . import common as C
+
+NAME = "anchors"
+SUMMARY = "no GPU: memsim against the real H100 ncu fixtures of the probe kernel (a preliminary check)"
+
+
+def add_parser(sub):
+    from .. import anchors as A
+    p = sub.add_parser(NAME, help="memsim vs the H100 ncu fixtures (no GPU)", formatter_class=C.RAW,
+                       description=A.__doc__ + "\nExample: python -m verification anchors --out "
+                                               "reports/h100-sxm/anchors.md")
+    p.add_argument("--hw", default="h100-sxm")
+    p.add_argument("--out", help="write the Markdown table here (replaced)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=run)
+
+
+def run(a):
+    from .. import anchors as A
+    try:
+        import memsim
+        hw = memsim.load_hardware(a.hw)
+    except Exception as e:
+        raise C.UsageError(str(e)) from None
+    rows = A.compare_anchors(lambda p, s: memsim.simulate(p, s, hw).to_dict())
+    md = A.to_markdown(rows)
+    if a.out:
+        from memsim.io import write_atomic
+        write_atomic(a.out, md, overwrite=True)
+        C.echo(f"wrote {a.out}")
+    if a.json:
+        C.print_json(rows)
+    elif not a.out:
+        print(md)
+    return 0

@@ -1,0 +1,35 @@
+"""``python -m verification cases``: list the validation suite."""
+from __future__ import annotations
+
+import sys
+
+from . import common as C
+
+NAME = "cases"
+SUMMARY = "list the validation suite (names, shapes, schedules, launches)"
+
+
+def add_parser(sub):
+    p = sub.add_parser(NAME, help="list the validation suite", formatter_class=C.RAW,
+                       description="List the suite's named cases: problem, schedule, launches, report tags.\n"
+                                   "CASES may be names, shell patterns ('flash2_fwd_*') or tags ('tag:grid_order').\n"
+                                   "Tags: fig2_left (GPT-2 medium naive vs flash), block_sweep (flash1 block sizes), "
+                                   "grid_order (Q-fastest vs heads-fastest), scaling (the rest).\n\nExamples:\n"
+                                   "  python -m verification cases\n  python -m verification cases 'naive_*' --json")
+    p.add_argument("cases", nargs="*", metavar="CASES")
+    p.add_argument("--json", action="store_true", help="print JSON (with each case's launch names)")
+    p.set_defaults(fn=run)
+
+
+def run(a):
+    cases = C.select(a.cases)
+    if a.json:
+        C.print_json([{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()} for c in cases])
+        return 0
+    for c in cases:
+        p, s = c.problem, c.schedule
+        print(f"{c.name:40s} B={p.batch:<3d} H={p.heads_q}/{p.heads_kv} N={p.seq_q:<5d} d={p.head_dim:<3d} "
+              f"{p.dtype} {'causal' if p.causal else 'full  '} {s.algorithm}/{s.phase} {s.block_m}x{s.block_n} "
+              f"w{s.num_warps} st{s.num_stages} {s.grid_order:13s} [{','.join(c.tags)}]")
+    print(f"{len(cases)} case(s)", file=sys.stderr)
+    return 0

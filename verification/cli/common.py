@@ -1,0 +1,82 @@
+"""What the verification subcommands share: one-line usage errors, echo, the command line for
+provenance, preset and case checks, and the measure/report option groups."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from memsim.cli.errors import UsageError  # noqa: F401  (the one usage error of the three CLIs)
+
+RAW = argparse.RawDescriptionHelpFormatter
+TOLERANCES = str(Path(__file__).resolve().parent.parent / "tolerances.toml")
+
+EPILOG_NO_OVERWRITE = (
+    "Existing measurements are never overwritten: if a case already has <data dir>/<case>.json the command "
+    "refuses before measuring anything and names the files; --archive-old first moves them (never deletes) to "
+    "<data dir>/archive/<UTC stamp>/, so the newest run is always <case>.json.")
+
+
+def echo(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def command_line(argv) -> str:
+    return "python -m verification " + " ".join(shlex.quote(a) for a in argv)
+
+
+def check_preset(name: str) -> str:
+    """The preset name if memsim can load it (or, without simpy, if its file exists); else UsageError."""
+    try:
+        import memsim
+        memsim.load_hardware(name)
+        return name
+    except (ImportError, AttributeError, ModuleNotFoundError):
+        pass
+    except Exception as e:
+        raise UsageError(str(e)) from None
+    presets = Path(__file__).resolve().parents[2] / "memsim" / "presets"
+    if not (presets / f"{name}.toml").is_file():
+        names = sorted(p.stem for p in presets.glob("*.toml"))
+        raise UsageError(f"unknown hardware preset {name!r}; presets: {', '.join(names) or '(none yet)'}")
+    return name
+
+
+def select(patterns):
+    from ..suite import UnknownCaseError, select as _select
+    try:
+        return _select(patterns)
+    except UnknownCaseError as e:
+        raise UsageError(str(e)) from None
+
+
+def print_json(obj):
+    print(json.dumps(obj, indent=1, default=str))
+
+
+def add_measure_args(p):
+    p.add_argument("--hw", default="h100-sxm", help="memsim hardware preset the cases are compared with "
+                                                    "(default h100-sxm); stored in each record")
+    p.add_argument("--cases", nargs="*", help="names, patterns or tag:<tag> (default: the whole suite)")
+    p.add_argument("--data-dir", help="where the <case>.json records go (default verification/data/<gpu slug>, "
+                                      "e.g. nvidia-h100-80gb-hbm3); '{gpu}' in it is replaced by the slug")
+    p.add_argument("--archive-old", action="store_true",
+                   help="move existing records of these cases to <data dir>/archive/<stamp>/ first")
+    p.add_argument("--ncu-per-case", action="store_true",
+                   help="one ncu process per case (slower; a crash loses one case) instead of one per group of 8")
+    p.add_argument("--ncu-timeout", type=float, default=330,
+                   help="seconds for the ncu pass (default 330: with the timing pass, inside a 10-minute call)")
+    p.add_argument("--time-timeout", type=float, default=240,
+                   help="seconds for the timing pass (default 240; cases it did not reach get ncu's time)")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip the timing pass (total.time_s is then the sum of ncu's kernel durations)")
+    p.add_argument("--bundle", help="also write all records + raw logs to this .tar.gz (refreshed after each "
+                                    "ncu pass): the one file to carry back from the GPU machine")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def add_report_args(p):
+    p.add_argument("--out", required=True, help="report folder (report.md, *.png, comparison.json; replaced)")
+    p.add_argument("--tolerances", default=TOLERANCES, help="tolerances file (default verification/tolerances.toml)")

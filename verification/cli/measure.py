@@ -1,0 +1,56 @@
+"""``python -m verification measure``: time and ncu-profile suite cases on this machine's GPU."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from . import common as C
+
+NAME = "measure"
+SUMMARY = "GPU only, no simpy needed: time + ncu-profile suite cases -> verification/data/<gpu>/<case>.json"
+
+
+def add_parser(sub):
+    p = sub.add_parser(NAME, help="GPU: time and ncu-profile suite cases (no simpy needed)", formatter_class=C.RAW,
+                       description="Measure suite cases on this machine's GPU: a timing pass (median of repeats, "
+                                   "no profiler), then one ncu process per group of 8 cases (flush before each kernel, "
+                                   "--clock-control none, warm-up and autotuning outside "
+                                   "cudaProfilerStart/Stop). Each case's record is written to "
+                                   "<data dir>/<case>.json in DESIGN.md's record shape with full provenance.\n\n"
+                                   + C.EPILOG_NO_OVERWRITE + "\n\nExample (GPU machine): PYTHONPATH=. python3 -m "
+                                   "verification measure --data-dir '/tmp/vdata/{gpu}' --bundle "
+                                   "$OUT/measurements.tar.gz\nErrors say how to fix: ncu not on PATH, counters not "
+                                   "permitted (ERR_NVGPUCTRPERM), no GPU.")
+    C.add_measure_args(p)
+    p.set_defaults(fn=run)
+
+
+def measure(a) -> dict:
+    """Measure the selected cases; the summary of verification.measure.measure_cases.
+    Bad input (unknown preset or case, no ncu, no GPU, existing records) is a UsageError."""
+    from memsim.io import OutputExistsError
+    from .. import measure as M
+    from .. import ncu as N
+    from .. import records as R
+    C.check_preset(a.hw)
+    cases = [dataclasses.replace(c, hardware=a.hw) for c in C.select(a.cases)]
+    try:
+        N.ncu_path()
+        if a.data_dir:
+            data_dir = Path(a.data_dir.replace("{gpu}", R.gpu_slug(M.gpu_name())) if "{gpu}" in a.data_dir
+                            else a.data_dir)
+        else:
+            data_dir = R.DATA_ROOT / R.gpu_slug(M.gpu_name())
+        C.echo(f"measure: {len(cases)} case(s) -> {data_dir}")
+        return M.measure_cases(cases, data_dir, command=C.command_line(a.argv), archive_old=a.archive_old,
+                               per_case=a.ncu_per_case, ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
+                               skip_timing=a.no_timing, bundle_to=a.bundle, echo=C.echo)
+    except (N.NcuError, OutputExistsError) as e:
+        raise C.UsageError(str(e)) from None
+
+
+def run(a):
+    summary = measure(a)
+    if a.json:
+        C.print_json(summary)
+    return 0 if not summary["failed"] else 1

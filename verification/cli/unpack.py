@@ -1,0 +1,34 @@
+"""``python -m verification unpack``: a bundle from the GPU machine -> verification/data/<gpu>/."""
+from __future__ import annotations
+
+from . import common as C
+
+NAME = "unpack"
+SUMMARY = "a bundle from the GPU machine -> verification/data/<gpu>/ (see verification/DEVICE.md)"
+
+
+def add_parser(sub):
+    from .. import records as R
+    p = sub.add_parser(NAME, help="bundle from the GPU machine -> verification/data/<gpu>/", formatter_class=C.RAW,
+                       description="Extract measurements.tar.gz (from `measure --bundle`) into "
+                                   "<root>/<gpu slug>/.\n\n" + C.EPILOG_NO_OVERWRITE)
+    p.add_argument("bundle", help="the .tar.gz written by measure --bundle")
+    p.add_argument("--root", default=str(R.DATA_ROOT), help="data root (default verification/data)")
+    p.add_argument("--archive-old", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=run)
+
+
+def run(a):
+    from memsim.io import OutputExistsError
+    from .. import records as R
+    try:
+        dest, cases = R.unpack(a.bundle, a.root, archive_old=a.archive_old)
+    except (R.DataError, OutputExistsError) as e:
+        raise C.UsageError(str(e)) from None
+    if a.json:
+        C.print_json({"data_dir": str(dest), "cases": cases})
+    else:
+        print(f"unpacked {len(cases)} measurement(s) into {dest}")
+        print(f"next: python -m verification report --hw h100-sxm --data {dest} --out reports/h100-sxm")
+    return 0

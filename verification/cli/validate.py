@@ -1,0 +1,29 @@
+"""``python -m verification validate``: measure, then report (GPU and simpy)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import common as C
+from .measure import measure
+from .report import report
+
+NAME = "validate"
+SUMMARY = "measure, then report (needs the GPU and simpy)"
+
+
+def add_parser(sub):
+    p = sub.add_parser(NAME, help="GPU: measure, then report", formatter_class=C.RAW,
+                       description="measure (see `measure --help`) then report (see `report --help`).\n\n"
+                                   + C.EPILOG_NO_OVERWRITE + "\n\nExample: python -m verification validate --hw "
+                                   "h100-sxm --out reports/h100-sxm")
+    C.add_measure_args(p)
+    C.add_report_args(p)
+    p.set_defaults(fn=run)
+
+
+def run(a):
+    summary = measure(a)
+    if not summary["written"]:
+        raise C.UsageError("nothing was measured; no report")
+    rc = report(a, Path(summary["data_dir"]))
+    return rc or (1 if summary["failed"] else 0)
