@@ -252,3 +252,23 @@ def test_sigterm_keeps_finished_points(tmp_path):
 def test_evaluate_refuses_bad_hardware_value():
     row = evaluate(SweepSpec(axes={"l2_bytes": [-1]}).to_dict(), 0, {"l2_bytes": -1})
     assert row["status"] == "refused" and "l2_bytes" in row["error"]
+
+
+def test_command_line_hardware_axis_and_resume_flags(tmp_path, capsys):
+    from memsim.cli import main
+    out = tmp_path / "cli"
+    argv = ["sweep", "--axis", "l2_bytes=65536,52428800", "--param", "seq", "--values", "128,256",
+            "--algorithms", "naive,flash2", "--batch", "1", "--heads", "2", "--workers", "1", "--out", str(out)]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "8/8 points simulated" in cap.out and "points," in cap.err  # progress on stderr
+    import csv
+    rows = list(csv.DictReader(open(f"{out}.csv")))
+    assert {r["l2_bytes"] for r in rows} == {"65536", "52428800"} and len(rows) == 8
+    assert open(f"{out}.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert main([*argv, "--resume"]) == 2 and "--force" in capsys.readouterr().err
+    assert main(["sweep", "--axis", "l2_size=1", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown sweep name 'l2_size'" in capsys.readouterr().err
+    assert main(["sweep", "--axis", "seq=128", "--backend", "local", "--scheduler", "tcp://127.0.0.1:1",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--backend dask" in capsys.readouterr().err

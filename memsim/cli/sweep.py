@@ -17,7 +17,7 @@ from . import common as C
 
 NAME = "sweep"
 #: options whose value may start with '-' (so `--values -64,0,64` reaches the check below)
-DASH_VALUE_OPTIONS = ("--values",)
+DASH_VALUE_OPTIONS = ("--values", "--axis")
 PARAMS = ("seq", "head_dim", "block_m", "block_n")
 FIELDS = ["param", "value", "algorithm", "phase", "status", "global_read_bytes", "global_write_bytes",
           "l2_read_bytes", "l2_write_bytes", "dram_read_bytes", "dram_write_bytes", "flops", "exp_count",
@@ -35,11 +35,21 @@ def add_parser(sub) -> None:
                                "  python -m memsim sweep --param block_n --values 16,32,64,128,256 --algorithms flash1 "
                                "--out sweeps/flash1_bn   # paper Fig. 2 middle",
                         formatter_class=C.RAW)
-    wp.add_argument("--param", required=True, choices=PARAMS, help="what to vary")
-    wp.add_argument("--values", required=True, help="comma-separated integers, e.g. 1024,2048,4096")
+    wp.add_argument("--param", choices=PARAMS, help="what to vary (or give --axis)")
+    wp.add_argument("--values", help="comma-separated integers for --param, e.g. 1024,2048,4096")
+    wp.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
+                    help="another axis (repeatable): any hardware key (l2_bytes, smem_per_sm_bytes, dram_bw_Bps, "
+                         "...), problem or schedule field, e.g. --axis l2_bytes=26214400,52428800")
+    wp.add_argument("--backend", choices=("local", "dask"), default="local",
+                    help="local processes (default) or Dask (the cluster extra)")
+    wp.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster)")
+    wp.add_argument("--workers", type=int, default=None, help="processes / local Dask workers (default: CPU count)")
+    wp.add_argument("--resume", action="store_true",
+                    help="continue an interrupted sweep from PREFIX.partial.jsonl (finished points are kept)")
     wp.add_argument("--algorithms", default="naive,flash1,flash2", help="comma-separated (default all three)")
     wp.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv, PREFIX.json, PREFIX.png")
-    wp.add_argument("--force", action="store_true", help="replace existing output files")
+    wp.add_argument("--force", action="store_true", help="replace an existing set (and restart an unfinished one)")
     C.add_all_args(wp, algorithm=False)
     wp.set_defaults(fn=run)
 
@@ -139,19 +149,74 @@ def write_outputs(outs, rows, a, hw) -> None:
     write_atomic(outs["png"], sweep_png(rows, a, hw), overwrite=a.force)
 
 
+def _axis_value(text: str):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def sweep_spec(a):
+    """The memsim.sweep.SweepSpec of the arguments: the problem/schedule options as the base, then
+    --param/--values, the --axis options, and the algorithms (fastest)."""
+    from ..sweep import SweepSpec
+    if not a.param and not a.axis:
+        raise ScheduleError("give --param and --values, or at least one --axis NAME=V1,V2")
+    if bool(a.param) != bool(a.values):
+        raise ScheduleError("--param and --values go together")
+    base = {"batch": a.batch, "heads": a.heads, "seq": a.seq, "head_dim": a.head_dim, "dtype": a.dtype,
+            "causal": a.causal, "causal_align": a.causal_align, "phase": a.phase, "block_m": a.block_m,
+            "block_n": a.block_n, "num_warps": a.num_warps, "num_stages": a.num_stages,
+            "grid_order": a.grid_order, "sp_dtype": a.sp_dtype}
+    if a.heads_kv is not None:
+        base["heads_kv"] = a.heads_kv
+    if a.seq_kv is not None:
+        base["seq_kv"] = a.seq_kv
+    axes = {a.param: parse_values(a.values)} if a.param else {}
+    for text in a.axis:
+        name, eq, vals = text.partition("=")
+        if not eq or not name.strip() or not vals.strip():
+            raise ScheduleError(f"--axis must be NAME=V1,V2,..., got {text!r}")
+        if name.strip() in axes or name.strip() == "algorithm":
+            raise ScheduleError(f"axis {name.strip()!r} is given twice (algorithms come from --algorithms)")
+        axes[name.strip()] = [_axis_value(v.strip()) for v in vals.split(",") if v.strip()]
+    axes["algorithm"] = parse_algorithms(a.algorithms)
+    options = {"grain": a.grain, "run_blocks": a.run_blocks, "flush_l2": not a.no_flush_l2}
+    return SweepSpec(axes=axes, base=base, hardware=a.hw, options=options)
+
+
+def _png(rows, spec, a):
+    from ..plots import png_bytes, sweep_figure
+    names = [n for n in spec.axes if n != "algorithm"]
+    x, others = names[0], names[1:]
+    first = {n: spec.axes[n][0] for n in others}
+    shown = [r for r in rows if all(r.get(n) == v for n, v in first.items())]
+    at = "".join(f", {n}={v}" for n, v in first.items())
+    n = "" if "seq" in spec.axes else f" N={a.seq}"
+    title = f"memsim sweep on {spec.hardware}: {a.phase}, B={a.batch} H={a.heads} d={a.head_dim}{n} {a.dtype}{at}"
+    return png_bytes(sweep_figure(shown, x=x, hue="algorithm", title=title))
+
+
 def run(a) -> int:
-    from ..hardware import load_hardware
-    hw = load_hardware(a.hw)
-    outs, jobs = plan(a)
-    rows = []
-    for n, (v, alg) in enumerate(jobs):
-        progress(n, len(jobs), f"{a.param}={v} {alg}")
-        rows.append(simulate_point(a, hw, v, alg))
-    progress(len(jobs), len(jobs), "done")
-    write_outputs(outs, rows, a, hw)
-    ok = sum(r["status"] == "ok" for r in rows)
-    print(f"{ok}/{len(rows)} points simulated ({len(rows) - ok} refused); wrote {outs['csv']}, {outs['json']}, {outs['png']}")
-    for row in rows:
-        if row["status"] != "ok":
-            print(f"  refused {a.param}={row['value']} {row['algorithm']}: {row['error']}")
+    from ..io import base_provenance
+    from ..sweep import run_sweep
+    spec = sweep_spec(a)
+    try:
+        result = run_sweep(spec, a.out, backend=a.backend, workers=a.workers, scheduler=a.scheduler,
+                           resume=a.resume, force=a.force, extra_files=lambda rows: {"png": _png(rows, spec, a)},
+                           provenance=base_provenance())
+    except ImportError as e:  # the dask backend without the cluster extra
+        raise ScheduleError(str(e)) from None
+    c = result.counts()
+    names = ", ".join(str(p) for p in result.files.values())
+    print(f"{c['ok']}/{len(result.rows)} points simulated ({c['refused']} refused, {c['error']} errors"
+          f"{f', {result.resumed_points} from the journal' if result.resumed_points else ''}); wrote {names}")
+    bad = [r for r in result.rows if r["status"] != "ok"]
+    for row in bad[:10]:
+        where = " ".join(f"{n}={row[n]}" for n in spec.axes)
+        print(f"  {row['status']} {where}: {row['error']}")
+    if len(bad) > 10:
+        print(f"  ... and {len(bad) - 10} more (see the status and error columns)")
     return 0
