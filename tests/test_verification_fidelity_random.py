@@ -1,0 +1,101 @@
+"""The headline fidelity numbers (verification/fidelity.py) and the CI guard on committed random sets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verification import fidelity as F
+
+GOALS = F.load_goals()
+MB = 1 << 20
+
+
+def _rec(name, totals, times=None):
+    """A record with repeats whose totals are the given per-repeat dicts (the median is computed here)."""
+    keys = totals[0].keys()
+    med = {k: sorted(t[k] for t in totals)[len(totals) // 2] for k in keys}
+    rec = {"case": name, "total": med, "repeats": [{"total": t} for t in totals]}
+    if times:
+        rec["timing"] = {"time_s_repeats": times}
+    return rec
+
+
+def _full(v, t=1e-3):
+    return {"global_read_bytes": v, "global_write_bytes": 0, "l2_read_bytes": v, "l2_write_bytes": 0,
+            "dram_read_bytes": v, "dram_write_bytes": v, "time_s": t}
+
+
+def _row(rows, level):
+    (r,) = [r for r in rows if r.level == level]
+    return r
+
+
+def test_error_uses_floor_not_ratio():
+    # one long head: 3.3 KB measured, 1.5 MB predicted -> about +143 % of the 1 MB floor, not x450
+    rec = _rec("one_head", [dict(_full(100 * MB), dram_write_bytes=3300)] * 3)
+    pred = {"total": dict(_full(100 * MB), dram_write_bytes=1_500_000)}
+    r = _row(F.case_levels("one_head", rec, pred, GOALS), "dram_write")
+    assert r.error == pytest.approx((1_500_000 - 3300) / MB), r
+    assert r.signed > 0
+
+
+@pytest.mark.parametrize("pred_mb, inside", [(100, True), (103, True), (106, False), (95, False)])
+def test_inside_spread(pred_mb, inside):
+    rec = _rec("c", [_full(98 * MB), _full(100 * MB), _full(104 * MB)])
+    r = _row(F.case_levels("c", rec, {"total": _full(pred_mb * MB)}, GOALS), "dram_read")
+    assert r.inside_spread is inside, r
+    assert r.spread == pytest.approx(6 / 100)
+    assert r.measured == 100 * MB
+
+
+def test_time_uses_timing_repeats_and_5us_floor():
+    rec = _rec("tiny", [_full(10 * MB, t=2e-6)] * 3, times=[2e-6, 2.2e-6, 1.9e-6])
+    r = _row(F.case_levels("tiny", rec, {"total": _full(10 * MB, t=4e-6)}, GOALS), "time")
+    assert r.error == pytest.approx((4e-6 - 2e-6) / 5e-6)
+    assert (r.lo, r.hi, r.n_repeats) == (1.9e-6, 2.2e-6, 3)
+
+
+def test_summary_and_ceiling_sit_outside_the_noise():
+    rows = []
+    for i, p in enumerate((100, 101, 130)):
+        rec = _rec(f"c{i}", [_full(95 * MB), _full(100 * MB), _full(105 * MB)])
+        rows += F.case_levels(f"c{i}", rec, {"total": _full(p * MB)}, GOALS)
+    s = F.summarise(rows, GOALS)["dram_read"]
+    assert s.worst_case == "c2" and s.worst_error == pytest.approx(0.30)
+    assert s.median_error == pytest.approx(0.01)
+    assert s.inside_spread == 2 and s.max_spread == pytest.approx(0.10)
+    assert not s.meets_goal
+    assert s.proposed_ceiling == pytest.approx(0.40, abs=1e-3)  # max(goal 10 %, worst 30 %) + spread 10 %
+    md = F.markdown("Set T", {"dram_read": s}, rows)
+    assert "c2 +30.0 %" in md and "| dram_read | 3 |" in md
+
+
+def test_check_ceilings_flags_a_worse_model():
+    lv = dict(GOALS["l2"].__dict__)
+    lv["ceiling_worst"] = 0.2
+    goals = {"l2": F.LevelGoal(**lv)}
+    rec = _rec("c", [_full(100 * MB)] * 3)
+    rows = F.case_levels("c", rec, {"total": _full(130 * MB)}, goals)
+    bad = F.check_ceilings(F.summarise(rows, goals))
+    assert bad and "exceeds the CI ceiling" in bad[0]
+
+
+# --- the guard on committed random sets --------------------------------------------------------------
+DATA = Path(__file__).resolve().parent.parent / "verification" / "data"
+SETS = sorted(p for p in DATA.glob("*/random/*") if p.is_dir() and any(p.glob("*.json")))
+
+
+@pytest.mark.parametrize("folder", SETS, ids=[f"{p.parent.parent.name}/{p.name}" for p in SETS])
+def test_committed_random_sets_within_ceilings(folder):
+    """Every committed random set, predicted by today's model, stays within the CI ceilings."""
+    if not any(g.ceiling_worst is not None for g in GOALS.values()):
+        pytest.fail("random sets are committed but verification/fidelity.toml has no ceiling_worst: run "
+                    "`python -m verification fidelity --data <sets> --write-ceilings`")
+    pytest.importorskip("simpy")
+    from verification.cli.fidelity import evaluate
+    hw = "h100-sxm" if "h100" in folder.parent.parent.name else json.loads(next(folder.glob("*.json")).read_text())["hardware"]
+    ((name, _, rows, summ, _),) = evaluate([folder], hw, GOALS)
+    bad = F.check_ceilings(summ)
+    assert not bad, f"set {name}: " + "; ".join(bad)

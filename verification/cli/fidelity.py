@@ -1,0 +1,128 @@
+"""``python -m verification fidelity``: the headline model errors on random case sets, with the noise."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import common as C
+
+NAME = "fidelity"
+SUMMARY = "headline errors on random sets (median over repeats, spread beside them); --write-ceilings"
+
+
+def add_parser(sub):
+    p = sub.add_parser(NAME, help="model errors on random case sets, with the measured spread",
+                       formatter_class=C.RAW,
+                       description="Predict every case of one or more random-set folders "
+                                   "(verification/data/<gpu>/random/<set>), compare with the median of the measured "
+                                   "repeats: error = |pred - median| / max(median, 1 MB or 5 us). Writes "
+                                   "<out>/fidelity.md and fidelity.json (refuses to replace them without --force). "
+                                   "--write-ceilings sets each level's CI ceiling in verification/fidelity.toml to "
+                                   "max(goal, worst) + the largest measured spread over the given sets.")
+    p.add_argument("--data", required=True, nargs="+", help="random-set folder(s) of <case>.json records")
+    p.add_argument("--hw", default="h100-sxm", help="memsim preset to predict with (default h100-sxm)")
+    p.add_argument("--out", help="folder for fidelity.md / fidelity.json (default: print only)")
+    p.add_argument("--force", action="store_true", help="replace existing fidelity.md / fidelity.json")
+    p.add_argument("--write-ceilings", action="store_true", help="set the CI ceilings in verification/fidelity.toml")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the markdown")
+    p.set_defaults(fn=run)
+
+
+def _set_name(dirpath: Path, recs: list[dict]) -> str:
+    names = {r.get("set") for r in recs if r.get("set")}
+    return names.pop() if len(names) == 1 else dirpath.name
+
+
+def evaluate(data_dirs, hw: str, goals=None):
+    """[(set name, folder, rows, summary, model commits)] for each folder."""
+    from .. import fidelity as F
+    from .. import records as R
+    from ..report import memsim_predictor
+    from ..suite import case_from_record
+    goals = goals or F.load_goals()
+    predict = memsim_predictor(hw)
+    out = []
+    for d in data_dirs:
+        d = Path(d)
+        try:
+            recs = R.load_records(d)
+        except R.DataError as e:
+            raise C.UsageError(str(e)) from None
+        rows = []
+        for rec in recs:
+            rows += F.case_levels(rec["case"], rec, predict(case_from_record(rec)), goals)
+        commits = sorted({r.get("model_commit") for r in recs if r.get("model_commit")})
+        out.append((_set_name(d, recs), d, rows, F.summarise(rows, goals), commits))
+    return out
+
+
+def _write_ceilings(path: Path, summ_all: dict) -> list[str]:
+    """Rewrite the ceiling_worst lines of the fidelity goals file (atomically)."""
+    from memsim.io import write_atomic
+    text = path.read_text(encoding="utf-8")
+    changed = []
+    for level, ceil in summ_all.items():
+        block = re.search(rf"(\[levels\.{re.escape(level)}\][^\[]*)", text)
+        if not block:
+            continue
+        body = block.group(1)
+        if re.search(r"^ceiling_worst\s*=.*$", body, flags=re.M):
+            new = re.sub(r"^ceiling_worst\s*=.*$", f"ceiling_worst = {ceil}", body, flags=re.M)
+        else:
+            new = body.rstrip("\n") + f"\nceiling_worst = {ceil}\n\n"
+        text = text.replace(body, new)
+        changed.append(f"{level}: ceiling_worst = {ceil}")
+    write_atomic(path, text, overwrite=True)
+    return changed
+
+
+def run(a):
+    from .. import fidelity as F
+    from memsim.io import OutputExistsError, write_atomic, write_json
+    C.check_preset(a.hw)
+    try:
+        goals = F.load_goals()
+    except F.FidelityError as e:
+        raise C.UsageError(str(e)) from None
+    out_dir = Path(a.out) if a.out else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise C.UsageError(f"--out {out_dir} is a file; give a folder")
+        for n in ("fidelity.md", "fidelity.json"):
+            if (out_dir / n).exists() and not a.force:
+                raise C.UsageError(f"{out_dir / n} already exists; pass --force to replace it")
+    sets = evaluate(a.data, a.hw, goals)
+    md = ["# Model fidelity on random case sets", "",
+          f"memsim preset `{a.hw}`; error = |predicted - median measured| / max(median measured, 1 MB or 5 us); "
+          "a prediction between the smallest and largest measured repeat is *inside the spread*. "
+          f"Command: `{C.command_line(a.argv)}`.", ""]
+    js = {"hardware": a.hw, "command": C.command_line(a.argv), "sets": {}}
+    for name, d, rows, summ, commits in sets:
+        note = f"Folder `{d}`."
+        if commits:
+            note += f" Predicted by the model of commit(s) {', '.join(commits)} (recorded before measuring)."
+        md.append(F.markdown(f"Set {name}", summ, rows, note=note))
+        js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
+    text = "\n".join(md) + "\n"
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomic(out_dir / "fidelity.md", text, overwrite=a.force)
+            write_json(out_dir / "fidelity.json", js, overwrite=a.force)
+        except OutputExistsError as e:
+            raise C.UsageError(str(e)) from None
+    if a.write_ceilings:
+        worst = {}
+        for _, _, _, summ, _ in sets:
+            for k, s in summ.items():
+                worst[k] = max(worst.get(k, 0.0), s.proposed_ceiling)
+        for line in _write_ceilings(F.GOALS_FILE, worst):
+            print(line)
+    if a.json:
+        C.print_json(js)
+    else:
+        print(text)
+    bad = [b for _, _, _, summ, _ in sets for b in F.check_ceilings(summ)]
+    for b in bad:
+        C.echo(b)
+    return 1 if bad else 0
