@@ -80,6 +80,8 @@ class Calibration:
     #: time of one dependent L2 round trip (load, then store + barrier) with no bytes to move: the latency a
     #: dependent tile loop pays per tile (None: the preset's mem_latency_s)
     l2_roundtrip_s: float | None = None
+    #: the block scheduler starts one CTA every this many seconds on the whole GPU (0: all at once)
+    cta_dispatch_s: float = 0.0
     #: L2 bytes (read + write) per byte of spill traffic the compiled code issues (static spill bytes per
     #: thread x threads x loop iterations)
     l2_bytes_per_spill_byte: float = 1.0
