@@ -373,14 +373,17 @@ def diagnose(text: str, returncode: int | None = None) -> str | None:
 
 def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = None,
             kernel_regex: str = DEFAULT_KERNEL_REGEX, timeout_s: float | None = None, env: dict | None = None,
-            echo=None, options: set[str] | None = None) -> tuple[list[KernelRow], str]:
+            echo=None, options: set[str] | None = None, report: str | None = None) -> tuple[list[KernelRow], str]:
     """Run `program` under ncu; return (profiled launches in order, ncu's full text output).
+
+    report: also keep ncu's own report at this path (.ncu-rep, opens in the Nsight Compute GUI);
+    the rows are then read back from it (`rows_from_report`), as ncu prints none while exporting.
 
     Raises NcuError with a fix for the known failures.  Rows already printed are returned
     even when the program failed part-way (the caller maps the cases that finished)."""
     exe = ncu_path()
-    cmd = build_command(program, metrics=metrics, kernel_regex=kernel_regex, log_file=log_file, exe=exe,
-                        options=options)
+    cmd = build_command([*export_options(report), *program] if report else program, metrics=metrics,
+                        kernel_regex=kernel_regex, log_file=log_file, exe=exe, options=options)
     if echo:
         echo("$ " + " ".join(cmd))
     import threading
@@ -415,6 +418,8 @@ def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = No
     except OSError:
         pass
     rows = parse_csv(log) or parse_csv(stdout)
+    if not rows and report and os.path.exists(report):
+        rows = rows_from_report(report, exe=exe, options=options)
     why = diagnose(text, None if rc == "timeout" else rc)
     if rc == "timeout" and not rows:
         raise NcuError(f"ncu ran past its {timeout_s:.0f} s limit before printing results; measure fewer cases "
@@ -426,3 +431,40 @@ def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = No
         if echo:
             echo(f"warning: {why}")
     return rows, text
+
+
+# --- ncu's own report file (.ncu-rep) beside the CSV: `verification measure --ncu-rep` ----------
+# (added for issue 10; open a kept report with `ncu-ui <file>.ncu-rep`, or print it again with
+# `ncu --import <file>.ncu-rep --page details --csv`)
+REPORT_SUFFIX = ".ncu-rep"
+
+
+def export_options(report: str) -> list[str]:
+    """Options that make ncu save its full report at `report` (which must end in .ncu-rep)."""
+    if not str(report).endswith(REPORT_SUFFIX):
+        raise ValueError(f"an ncu report path must end in {REPORT_SUFFIX}, got {report!r}")
+    return ["--export", str(report), "--force-overwrite"]
+
+
+def import_command(report: str, *, exe: str | None = None, options: set[str] | None = None) -> list[str]:
+    """The ncu command that prints a saved report as the same details-page CSV as a live run."""
+    opts = set(OPTIONAL_OPTIONS) if options is None else options
+    cmd = [exe or ncu_path(), "--import", str(report), "--csv", "--page", "details"]
+    if "--print-units" in opts:
+        cmd += ["--print-units", "base"]
+    return cmd
+
+
+def rows_from_report(report: str, *, exe: str | None = None, options: set[str] | None = None,
+                     timeout_s: float = 600) -> list[KernelRow]:
+    """The launches of a saved .ncu-rep report, parsed like a live run's CSV."""
+    cmd = import_command(report, exe=exe, options=options)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise NcuError(f"could not read the ncu report {report}: {e}") from None
+    rows = parse_csv(r.stdout)
+    if not rows:
+        raise NcuError(f"ncu printed no results from the report {report} (exit status {r.returncode}): "
+                       + (diagnose(r.stdout + r.stderr, r.returncode) or (r.stderr.strip().splitlines() or ["?"])[-1]))
+    return rows
