@@ -30,11 +30,18 @@ def write_atomic(path, data: str | bytes, *, overwrite: bool = False) -> Path:
             f"or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
+    # mkstemp creates the file 0600; give it the mode a plain open() would (the umask's), or keep the
+    # mode of the file it replaces
+    try:
+        perm = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        perm = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), perm)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -44,6 +51,33 @@ def write_atomic(path, data: str | bytes, *, overwrite: bool = False) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc says it; else set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def append_jsonl(target, record) -> None:
+    """Append one record as a JSON line and flush (the one JSON-lines writer): `target` is an open
+    text stream or a path (opened in append mode), so a crash keeps every finished line."""
+    line = json.dumps(record) + "\n"
+    if hasattr(target, "write"):
+        target.write(line)
+        target.flush()
+        return
+    with open(target, "a") as f:
+        f.write(line)
+        f.flush()
 
 
 def write_json(path, obj, *, overwrite: bool = False) -> Path:
