@@ -115,8 +115,14 @@ class DaskBackend:
             self.client = distributed.Client(scheduler, timeout="30s")
         else:
             n = _check_workers(workers)
-            self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                    dashboard_address=None, silence_logs=logging.ERROR)
+            try:
+                self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                        dashboard_address=None, silence_logs=logging.ERROR)
+            except Exception as e:  # noqa: BLE001 -- e.g. a __main__ the worker processes cannot re-import
+                from .sweep import SweepError
+                raise SweepError(f"could not start a local Dask cluster of {n} workers ({type(e).__name__}: {e}); "
+                                 f"run from a script file, a notebook or `python -m memsim sweep` (not from stdin), "
+                                 f"or use --backend local") from None
             self.client = distributed.Client(self.cluster)
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})) or (workers or 1))
 
