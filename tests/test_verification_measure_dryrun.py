@@ -189,3 +189,36 @@ def test_interrupted_run_keeps_every_finished_ncu_group(fake_ncu, tmp_path, monk
     assert "ncu pass 1/2: 2 case(s)" in said
     kept = sorted(p.name for p in (tmp_path / "d").glob("*.json"))
     assert kept == ["tiny_flash2_fwd.json", "tiny_naive_bwd.json"], kept
+
+
+def test_repeats_are_separate_ncu_passes_kept_in_the_record(fake_ncu, tmp_path, monkeypatch):
+    """--repeats 3: three ncu processes per group; each record keeps the three repeats, the medians
+    and the spread, and carries the set fields; the random-set wrapper writes into its set folder."""
+    from verification import randomsets as RS
+    from verification import sampling as S
+    cases = tiny_cases()[:1]
+    passes = []
+    real_pass = M.ncu_pass
+
+    def counting_pass(group, *a, **kw):
+        passes.append([s["name"] for s in group])
+        return real_pass(group, *a, **kw)
+
+    monkeypatch.setattr(M, "ncu_pass", counting_pass)
+    rs = S.RandomSet("A-seed9", 9, "h100-sxm", tuple(cases), {}, 0.0)
+    monkeypatch.setattr(S, "draw", lambda n, seed, **kw: rs)
+    monkeypatch.setattr(M, "gpu_name", lambda: "Fake GPU 80GB")
+    summ = RS.measure_set(2, 9, label="A", repeats=3, data_dir=str(tmp_path / "{gpu}" / "random" / "{set}"),
+                          model_commit="deadbeef", check_gpu=False, echo=lambda m: None)
+    assert summ["failed"] == {} and len(summ["written"]) == 1
+    assert len(passes) == 3
+    d = tmp_path / "fake-gpu-80gb" / "random" / "A-seed9"
+    rec = json.loads((d / "tiny_flash2_fwd.json").read_text())
+    assert len(rec["repeats"]) == 3 and rec["provenance"]["repeats"] == 3
+    assert rec["set"] == "A-seed9" and rec["seed"] == 9 and rec["model_commit"] == "deadbeef"
+    assert rec["total"]["dram_read_bytes"] == pytest.approx(1000.5e6)
+    ts = rec["timing"]["time_s_repeats"]
+    assert len(ts) == 3 and rec["total"]["time_s"] == pytest.approx(sorted(ts)[1])
+    assert rec["spread"]["dram_read_bytes"] == 0.0
+    assert rec["spread"]["time_s"] == pytest.approx((max(ts) - min(ts)) / sorted(ts)[1])
+    assert all(len(r["kernels"]) == 1 for r in rec["repeats"])

@@ -83,13 +83,75 @@ def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_pr
     return by_case, {d["case"]: d for d in done}, text
 
 
-def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=()) -> dict:
+def _repeat_levels(rows, timing: dict | None) -> tuple[list[dict], dict]:
+    """One ncu pass of a case: (per-launch records, totals) with total.time_s from the timing pass."""
     kernels = [N.launch_record(r) for r in rows]
     total = N.sum_records(kernels)
     total["ncu_time_s"] = total.pop("time_s")
     t = (timing or {}).get("time_s")
     total["time_s"] = t if t is not None else total["ncu_time_s"]
-    return {
+    return kernels, total
+
+
+def _median(vals):
+    vals = sorted(float(v) for v in vals if v is not None)
+    if not vals:
+        return None
+    n = len(vals)
+    return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+
+
+def _spread(vals):
+    """(max - min) / median over the repeats; None with fewer than two values."""
+    vals = [float(v) for v in vals if v is not None]
+    if len(vals) < 2:
+        return None
+    med = _median(vals)
+    return (max(vals) - min(vals)) / med if med else (0.0 if max(vals) == min(vals) else None)
+
+
+SPREAD_KEYS = N.LEVEL_KEYS + ("ncu_time_s",)
+
+
+def _attach_compiled(kernels: list[dict], compiled):
+    """Per-launch compiled-kernel facts (registers, local bytes, shared memory) from the case runner."""
+    if not compiled:
+        return
+    for k, c in zip(kernels, compiled):
+        if c and c.get("name") in (k.get("kernel"), N.KERNEL_PREFIX + k.get("name", "")):
+            k["compiled"] = c
+
+
+def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(), *, repeats=None,
+                 compiled=None, extra=None) -> dict:
+    """A measurement record (DESIGN.md "One record shape").
+
+    One pass: `rows` (ncu rows of the case) and `timing` (its timing line).  Several passes:
+    `repeats` = [(rows, timing), ...] from separate ncu processes; then every repeat is kept under
+    "repeats", "kernels" and "total" hold the per-launch / per-level MEDIAN over the repeats, and
+    "spread" the (max - min) / median per level (also per launch under kernels[i]["spread"])."""
+    reps = repeats if repeats is not None else [(rows, timing)]
+    per = [_repeat_levels(r, t) for r, t in reps]
+    if len(per) == 1:
+        kernels, total = per[0]
+    else:
+        n_launch = len(per[0][0])
+        if any(len(k) != n_launch for k, _ in per):
+            raise N.NcuError(f"case {spec['name']}: the repeats profiled different numbers of launches "
+                             f"{[len(k) for k, _ in per]}")
+        kernels = []
+        for j in range(n_launch):
+            ks = [k[j] for k, _ in per]
+            med = {key: v for key, v in ks[0].items() if key not in N.LEVEL_KEYS + ("global_bytes_l1tex_t", "metrics")}
+            for key in N.LEVEL_KEYS + ("global_bytes_l1tex_t",):
+                med[key] = _median(k.get(key) for k in ks)
+            med["metrics"] = {m: _median(k["metrics"].get(m) for k in ks) for m in ks[0].get("metrics", {})}
+            med["spread"] = {key: _spread(k.get(key) for k in ks) for key in N.LEVEL_KEYS}
+            kernels.append(med)
+        total = {key: _median(t.get(key) for _, t in per) for key in per[0][1]}
+    _attach_compiled(kernels, compiled)
+    t = reps[0][1].get("time_s") if reps[0][1] else None
+    rec = {
         "format": R.FORMAT,
         "case": spec["name"],
         "hardware": spec["hardware"],
@@ -100,13 +162,23 @@ def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(
         "total": total,
         "timing": {
             "time_s": "total.time_s: median of repeated runs of the whole pass without the profiler"
-                      + ("" if t is not None else " (NOT measured: this is the sum of ncu's per-launch durations)"),
+                      + ("" if t is not None else " (NOT measured: this is the sum of ncu's per-launch durations)")
+                      + ("; with several repeats, the median over the repeats' timing passes (separate processes)"
+                         if len(reps) > 1 else ""),
             "ncu_time_s": "per launch kernels[].time_s and total.ncu_time_s: gpu__time_duration under ncu, "
                           "caches flushed before each kernel, clocks not locked",
-            **({k: v for k, v in (timing or {}).items() if k in ("timing",)}),
+            **({k: v for k, v in (reps[0][1] or {}).items() if k in ("timing",)}),
         },
         "provenance": provenance,
     }
+    if len(reps) > 1:
+        rec["total_is"] = f"median over {len(reps)} repeats (separate ncu and timing processes), per level"
+        rec["spread"] = {key: _spread(t.get(key) for _, t in per) for key in SPREAD_KEYS}
+        rec["repeats"] = [{"kernels": [{kk: vv for kk, vv in k.items() if kk != "metrics"} for k in ks],
+                           "total": tot, "metrics": [k.get("metrics") for k in ks]} for ks, tot in per]
+    if extra:
+        rec.update(extra)
+    return rec
 
 
 #: cases per ncu process: each group's records are written as soon as its process ends, so an
@@ -116,10 +188,18 @@ NCU_GROUP_SIZE = 8
 
 def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=False, metrics=None,
                   ncu_timeout_s=330, time_timeout_s=240, skip_timing=False, bundle_to=None,
-                  echo=_progress, check_gpu=True, group_size=NCU_GROUP_SIZE) -> dict:
+                  echo=_progress, check_gpu=True, group_size=NCU_GROUP_SIZE, repeats=1, extra=None) -> dict:
     """Measure `cases` (suite.Case) into data_dir; returns a summary dict.
 
-    `ncu_timeout_s` is the budget of the whole ncu pass, shared by its groups of `group_size` cases."""
+    `ncu_timeout_s` is the budget of one whole ncu pass over the cases, shared by its groups of
+    `group_size` cases.  With `repeats` > 1 every case is timed and profiled `repeats` times, each
+    time in separate processes (timing passes first, then the ncu passes); the records are written
+    during the last ncu pass, group by group, holding every repeat (see `build_record`).  A case
+    whose later repeats failed keeps the repeats that worked (its "repeats" says how many).
+    `extra`: fields added to every record (e.g. {"set": "A-seed1", "seed": 1}); a callable
+    extra(case name) -> dict is accepted too."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     specs = [c.to_spec() for c in cases]
     names = [c.name for c in cases]
     tags = {c.name: c.tags for c in cases}
@@ -144,6 +224,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
     prov = R.gpu_provenance(command, ver)
     prov["ncu_metrics"] = metrics
     prov["ncu_command"] = " ".join(N.build_command(["<program>"], metrics=metrics, exe="ncu", options=options))
+    prov["repeats"] = repeats
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     root = str(Path(__file__).resolve().parent.parent)
@@ -152,65 +233,126 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
     stamp = R.utc_stamp()
     written, failed = [], {}
     t0 = time.time()
+
+    def extra_for(name):
+        return extra(name) if callable(extra) else (dict(extra) if extra else None)
+
     with tempfile.TemporaryDirectory(prefix="vmeasure-") as wd:
-        timing = {}
+        timings: list[dict] = []  # one {case: line} per timing pass
         if not skip_timing:
-            echo(f"timing pass: {len(specs)} case(s)")
-            timing = timing_pass(specs, wd, timeout_s=time_timeout_s, env=env, echo=echo)
-            for c, r in timing.items():
-                if not r.get("ok"):
-                    failed[c] = "timing: " + r.get("error", "?")
+            for r in range(repeats):
+                echo(f"timing pass{f' {r + 1}/{repeats}' if repeats > 1 else ''}: {len(specs)} case(s)")
+                twd = Path(wd) / f"t{r}"
+                twd.mkdir()
+                tm = timing_pass(specs, twd, timeout_s=time_timeout_s, env=env, echo=echo)
+                timings.append(tm)
+                for c, rr in tm.items():
+                    if not rr.get("ok") and r == 0:
+                        failed[c] = "timing: " + rr.get("error", "?")
+        timing = timings[0] if timings else {}
         todo = [s for s in specs if s["name"] not in failed]
         size = 1 if per_case else max(1, group_size)
         groups = [todo[i:i + size] for i in range(0, len(todo), size)]
         logs = []
-        t_ncu = time.time()
-        for gi, group in enumerate(groups):
-            left_s = None if ncu_timeout_s is None else ncu_timeout_s - (time.time() - t_ncu)
-            if left_s is not None and left_s <= 0:
+        got: dict[str, list] = {s["name"]: [] for s in todo}       # case -> [(rows, timing line)] per repeat
+        compiled: dict[str, list] = {}
+        last_err: dict[str, str] = {}
+        for r in range(repeats):
+            last = r == repeats - 1
+            t_ncu = time.time()
+            for gi, group in enumerate(groups):
+                left_s = None if ncu_timeout_s is None else ncu_timeout_s - (time.time() - t_ncu)
+                if left_s is not None and left_s <= 0:
+                    for s in group:
+                        last_err[s["name"]] = f"ncu: not reached within the ncu budget of {ncu_timeout_s} s"
+                    if last:
+                        _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov,
+                                      tags, extra_for, echo)
+                    continue
+                echo(f"ncu pass {r + 1}/{repeats}, group {gi + 1}/{len(groups)}: {len(group)} case(s)" if repeats > 1
+                     else f"ncu pass {gi + 1}/{len(groups)}: {len(group)} case(s)")
+                gwd = Path(wd) / f"r{r}g{gi}"
+                gwd.mkdir()
+                try:
+                    by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=left_s, env=env,
+                                                   echo=echo, options=options)
+                except N.NcuError as e:
+                    logf = gwd / "ncu.log.all"
+                    logs.append(logf.read_text(errors="replace") if logf.exists() else "")
+                    logs.append(f"NcuError: {e}")
+                    if not per_case and repeats == 1:
+                        _save_raw(raw, stamp, logs, timing)
+                        if bundle_to:  # carry the logs back for the diagnosis
+                            R.bundle(data_dir, bundle_to)
+                        raise
+                    for s in group:
+                        last_err[s["name"]] = f"ncu: {e}"
+                    if last:
+                        _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov,
+                                      tags, extra_for, echo)
+                    continue
+                logs.append(text)
                 for s in group:
-                    failed[s["name"]] = f"ncu: not reached within the ncu budget of {ncu_timeout_s} s"
-                continue
-            echo(f"ncu pass {gi + 1}/{len(groups)}: {len(group)} case(s)")
-            gwd = Path(wd) / f"g{gi}"
-            gwd.mkdir()
-            try:
-                by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=left_s, env=env,
-                                               echo=echo, options=options)
-            except N.NcuError as e:
-                logf = gwd / "ncu.log.all"
-                logs.append(logf.read_text(errors="replace") if logf.exists() else "")
-                logs.append(f"NcuError: {e}")
-                if not per_case:
-                    _save_raw(raw, stamp, logs, timing)
-                    if bundle_to:  # carry the logs back for the diagnosis
+                    n = s["name"]
+                    if n in by_case:
+                        got[n].append((by_case[n], r))
+                        if done.get(n, {}).get("compiled") and n not in compiled:
+                            compiled[n] = done[n]["compiled"]
+                    elif n in done:
+                        last_err[n] = "ncu run: " + done[n].get("error", "?")
+                    else:
+                        last_err[n] = "ncu run: not reached (the program stopped before this case)"
+                if last:
+                    _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov, tags,
+                                  extra_for, echo)
+                    if bundle_to:
+                        _save_raw(raw, stamp, logs, timing)
                         R.bundle(data_dir, bundle_to)
-                    raise
-                failed[group[0]["name"]] = f"ncu: {e}"
-                continue
-            logs.append(text)
-            for s in group:
-                if s["name"] in by_case:
-                    rec = build_record(s, by_case[s["name"]], timing.get(s["name"]), prov, tags[s["name"]])
-                    written.append(str(R.save_record(data_dir, rec)))
-                    echo(f"  wrote {written[-1]}")
-                elif s["name"] in done:
-                    failed[s["name"]] = "ncu run: " + done[s["name"]].get("error", "?")
-                else:
-                    failed[s["name"]] = "ncu run: not reached (the program stopped before this case)"
-            if bundle_to:
-                _save_raw(raw, stamp, logs, timing)
-                R.bundle(data_dir, bundle_to)
         _save_raw(raw, stamp, logs, timing)
     if bundle_to:
         R.bundle(data_dir, bundle_to)
         echo(f"bundle: {bundle_to}")
     summary = {"data_dir": str(data_dir), "written": written, "failed": failed, "seconds": round(time.time() - t0, 1),
-               "ncu": ver, "gpu": prov.get("gpu")}
+               "ncu": ver, "gpu": prov.get("gpu"), "repeats": repeats}
     for c, why in failed.items():
         echo(f"FAILED {c}: {why.splitlines()[0][:300]}")
     echo(f"measured {len(written)}/{len(specs)} case(s) in {summary['seconds']} s -> {data_dir}")
     return summary
+
+
+def _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov, tags, extra_for, echo):
+    """Write the records of a group's cases from every repeat that measured them."""
+    for s in group:
+        n = s["name"]
+        reps = got.get(n) or []
+        if not reps:
+            failed[n] = last_err.get(n, "ncu: not measured")
+            continue
+        pairs = [(rows, (timings[r] if r < len(timings) else {}).get(n)) for rows, r in reps]
+        if len(timings) > 1:  # time_s: the median over every timing pass, not only the matching one
+            ts = [tm.get(n, {}).get("time_s") for tm in timings if tm.get(n, {}).get("ok")]
+            med = _median(ts)
+            pairs = [(rows, {**(t or {}), "time_s": med}) if med is not None else (rows, t) for rows, t in pairs]
+        try:
+            if len(pairs) == 1 and len(timings) <= 1:
+                rec = build_record(s, pairs[0][0], pairs[0][1], prov, tags[n], compiled=compiled.get(n),
+                                   extra=extra_for(n))
+            else:
+                rec = build_record(s, None, None, prov, tags[n], repeats=pairs, compiled=compiled.get(n),
+                                   extra=extra_for(n))
+                if len(timings) > 1:
+                    ts = [tm.get(n, {}).get("time_s") for tm in timings]
+                    rec["timing"]["time_s_repeats"] = ts
+                    rec["spread"]["time_s"] = _spread(ts)
+                    for rep, tt in zip(rec["repeats"], [(timings[r] if r < len(timings) else {}).get(n) for _, r in reps]):
+                        rep["timing_time_s"] = (tt or {}).get("time_s")
+        except N.NcuError as e:
+            failed[n] = str(e)
+            continue
+        if len(reps) < max(1, len(timings)) and n in last_err:
+            rec["missing_repeats"] = last_err[n]
+        written.append(str(R.save_record(data_dir, rec)))
+        echo(f"  wrote {written[-1]}")
 
 
 def _save_raw(raw: Path, stamp, logs, timing):

@@ -1,0 +1,160 @@
+"""Random validation sets (issue 8 item 3): list, measure and unpack them.
+
+    python -m verification.randomsets cases   --random 24 --seed 1 [--json]
+    python -m verification.randomsets measure --random 24 --seed 1 --set A --repeats 3 \\
+        --data-dir '/tmp/vdata/{gpu}/random/{set}' --bundle $OUT/random.tar.gz          (GPU machine)
+    python -m verification.randomsets unpack  <bundle>                                   (here)
+
+(the same as ``python -m verification cases/measure/validate --random N --seed S`` once wired.)
+
+Records of a set live in ``verification/data/<gpu>/random/<set>/<case>.json``, set = ``<label>-seed<S>``
+(e.g. ``A-seed1``); each record holds "set", "seed", "random_index" and, for a set measured to test a
+frozen model, "model_commit" (the commit that predicted it: --model-commit, else `git rev-parse HEAD`
+where git is available).  Every case is measured `--repeats` (>= 3) times in separate ncu and
+timing processes: "repeats" keeps each, "total" the per-level median, "spread" (max-min)/median.
+Stdlib only here (torch runs in the case runner).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from . import records as R
+from . import sampling as S
+
+RANDOM_DIR = "random"
+MIN_REPEATS = 3
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def set_dir(gpu_slug: str, set_name: str, root=R.DATA_ROOT) -> Path:
+    return Path(root) / gpu_slug / RANDOM_DIR / set_name
+
+
+def record_extra(rs: S.RandomSet, model_commit: str | None = None):
+    """extra(case name) -> the fields every record of the set carries."""
+    index = {c.name: i for i, c in enumerate(rs.cases)}
+
+    def extra(name):
+        d = {"set": rs.name, "seed": rs.seed, "random_index": index[name],
+             "draw": {"n": len(rs.cases), "seed": rs.seed, "hardware": rs.hardware,
+                      "sampler": "verification/sampling.py draw()"}}
+        if model_commit:
+            d["model_commit"] = model_commit
+        return d
+    return extra
+
+
+def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPEATS, hw: str = "h100-sxm",
+                data_dir: str | None = None, model_commit: str | None = None, bundle_to=None, command: str = "",
+                ncu_timeout_s: float = 200, time_timeout_s: float = 200, archive_old=False, echo=None,
+                check_gpu=True) -> dict:
+    """Draw the set and measure it (GPU machine); the summary of `measure.measure_cases`."""
+    from . import measure as M
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"--repeats must be >= {MIN_REPEATS} for a random set (got {repeats}): the report "
+                         f"compares with the median and shows the spread")
+    rs = S.draw(n, seed, hardware=hw, set_name=S.set_name_for(label, seed))
+    if data_dir is None:
+        d = set_dir(R.gpu_slug(M.gpu_name()), rs.name)
+    else:
+        d = Path(data_dir.replace("{set}", rs.name).replace("{gpu}", R.gpu_slug(M.gpu_name()))
+                 if "{gpu}" in data_dir else data_dir.replace("{set}", rs.name))
+    echo = echo or M._progress
+    echo(f"random set {rs.name}: {len(rs.cases)} case(s), {repeats} repeats, estimated kernel time "
+         f"{rs.estimate_s * 1e3:.1f} ms per repeat -> {d}")
+    return M.measure_cases(list(rs.cases), d, command=command, repeats=repeats, extra=record_extra(rs, model_commit),
+                           bundle_to=bundle_to, ncu_timeout_s=ncu_timeout_s, time_timeout_s=time_timeout_s,
+                           archive_old=archive_old, echo=echo, check_gpu=check_gpu)
+
+
+def unpack(bundle_path, root=R.DATA_ROOT, *, gpu_slug: str | None = None, archive_old=False) -> tuple[Path, list]:
+    """A random set's bundle (members <set>/<case>.json, <set>/raw/*) -> root/<gpu>/random/<set>/.
+    The GPU comes from the records' provenance unless given; existing records are never replaced."""
+    bp = Path(bundle_path)
+    if not bp.is_file():
+        raise R.DataError(f"bundle {bp} does not exist")
+    slug = gpu_slug
+    if slug is None:
+        with tarfile.open(bp, "r:gz") as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.count("/") == 1 and m.name.endswith(".json"):
+                    rec = json.loads(tar.extractfile(m).read())
+                    slug = R.gpu_slug(rec["provenance"]["gpu"])
+                    break
+    if slug is None:
+        raise R.DataError(f"{bp}: no record with a provenance.gpu to name the GPU folder; pass gpu_slug")
+    return R.unpack(bp, Path(root) / slug / RANDOM_DIR, archive_old=archive_old)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m verification.randomsets", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("cases", "measure"):
+        p = sub.add_parser(name)
+        p.add_argument("--random", type=int, required=True, metavar="N", help="number of cases")
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--hw", default="h100-sxm")
+        p.add_argument("--set", dest="label", help="set label, e.g. A or B (the set is <label>-seed<S>)")
+        if name == "cases":
+            p.add_argument("--json", action="store_true")
+        else:
+            p.add_argument("--repeats", type=int, default=MIN_REPEATS)
+            p.add_argument("--data-dir", help="default verification/data/<gpu>/random/<set>; {gpu} and {set} "
+                                              "are filled in")
+            p.add_argument("--model-commit", help="the commit whose model predicted this set (set B); default: "
+                                                  "none recorded")
+            p.add_argument("--bundle", help="also write the records into this .tar.gz (to carry back)")
+            p.add_argument("--ncu-timeout", type=float, default=200, help="seconds per ncu pass over the set")
+            p.add_argument("--time-timeout", type=float, default=200, help="seconds per timing pass")
+            p.add_argument("--archive-old", action="store_true")
+    p = sub.add_parser("unpack")
+    p.add_argument("bundle")
+    p.add_argument("--archive-old", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "cases":
+            rs = S.draw(a.random, a.seed, hardware=a.hw, set_name=S.set_name_for(a.label, a.seed))
+            if a.json:
+                print(json.dumps({"set": rs.name, "seed": rs.seed, "hardware": rs.hardware, "rejected": rs.rejected,
+                                  "estimate_s": rs.estimate_s,
+                                  "cases": [{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()}
+                                            for c in rs.cases]}, indent=1))
+            else:
+                for c in rs.cases:
+                    print(S.describe(c))
+                print(f"{len(rs.cases)} case(s) in set {rs.name}; rejected draws: {rs.rejected}; estimated kernel "
+                      f"time {rs.estimate_s * 1e3:.1f} ms", file=sys.stderr)
+            return 0
+        if a.cmd == "measure":
+            cmd = "python -m verification.randomsets " + " ".join(shlex.quote(x) for x in argv)
+            summ = measure_set(a.random, a.seed, label=a.label, repeats=a.repeats, hw=a.hw, data_dir=a.data_dir,
+                               model_commit=a.model_commit, bundle_to=a.bundle, command=cmd,
+                               ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
+                               archive_old=a.archive_old)
+            return 0 if not summ["failed"] else 1
+        d, cases = unpack(a.bundle, archive_old=a.archive_old)
+        print(f"unpacked {len(cases)} record(s) into {d}", file=sys.stderr)
+        return 0
+    except (ValueError, R.DataError, FileExistsError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
