@@ -17,30 +17,16 @@ Kernel names in profilers: "_" + the launch name of memsim.schedule.kernel_launc
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
-
-import torch
 
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import (check_like, check_matches, check_schedule, default_schedule, interpreting,
                       problem_for)
 from .reference import naive_same_dtype, reference
+from .registry import ForwardResult, check_saved, launcher_for
 
 __all__ = ["attention", "flash_attn_func", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
            "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError"]
-
-
-@dataclass
-class ForwardResult:
-    """Output of one forward pass: o (B, Hq, Nq, d), lse (B, Hq, Nq) fp32 natural-log logsumexp
-    (None for naive, whose softmax launch writes only P), and `saved`: what the backward needs
-    ({"lse": lse} for flash, {"P": P} for naive, with P of shape (B*Hq, Nq, Nkv))."""
-
-    o: torch.Tensor
-    lse: torch.Tensor | None
-    saved: dict = field(default_factory=dict)
-    schedule: Schedule | None = None
 
 
 @contextlib.contextmanager
@@ -60,40 +46,23 @@ def forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardRe
     """Run the forward launches of `schedule` on `problem`'s tensors (checked before any launch)."""
     check_matches(problem, q, k, v)
     check_schedule(problem, schedule, q.device, "fwd")
+    run = launcher_for(schedule.algorithm, "fwd")
     with _launch_guard(schedule):
-        if schedule.algorithm == "flash2":
-            from .flash2 import flash2_forward
-            o, lse = flash2_forward(problem, schedule, q, k, v)
-            return ForwardResult(o, lse, {"lse": lse}, schedule)
-        if schedule.algorithm == "flash1":
-            from .flash1 import flash1_forward
-            o, lse = flash1_forward(problem, schedule, q, k, v)
-            return ForwardResult(o, lse, {"lse": lse}, schedule)
-        from .naive import naive_forward
-        o, P = naive_forward(problem, schedule, q, k, v)
-        return ForwardResult(o, None, {"P": P}, schedule)
+        return run.run(problem, schedule, q, k, v)
 
 
 def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd: ForwardResult):
-    """Run the backward launches of `schedule`; returns (dq, dk, dv) in the inputs' dtype."""
+    """Run the backward launches of `schedule`; returns (dq, dk, dv) in the inputs' dtype.
+
+    Every tensor of `fwd.saved` the backward reads is checked first (shape, dtype, device, contiguity)."""
     check_matches(problem, q, k, v)
     check_like("o", o, q)
     check_like("do", do, q)
     check_schedule(problem, schedule, q.device, "bwd")
+    run = launcher_for(schedule.algorithm, "bwd")
+    saved = check_saved(run, problem, schedule, fwd, q.device)
     with _launch_guard(schedule):
-        if schedule.algorithm == "flash2":
-            lse = fwd.saved.get("lse") if fwd.saved else None
-            if lse is None:
-                raise ValueError("flash2 backward needs the logsumexp of a flash forward (fwd.saved['lse']); "
-                                 "a naive forward keeps P instead")
-            from .flash2 import flash2_backward
-            dq, dk, dv, _ = flash2_backward(problem, schedule, q, k, v, o, do, lse)
-            return dq, dk, dv
-        P = fwd.saved.get("P") if fwd.saved else None
-        if P is None:
-            raise ValueError("naive backward needs P from a naive forward (fwd.saved['P'])")
-        from .naive import naive_backward
-        return naive_backward(problem, schedule, q, k, v, do, P)
+        return run.run(problem, schedule, q, k, v, o, do, saved)
 
 
 # attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py

@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import torch
 
-from memsim.schedule import (KERNEL_HEAD_DIMS, AttentionProblem, Schedule, ScheduleError,
-                             check_fits)
+from memsim.algorithms import spec_for
+from memsim.schedule import (KERNEL_HEAD_DIMS, AttentionProblem, Schedule, ScheduleError, check_fits,
+                             sram_bytes_per_cta)
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -94,7 +95,7 @@ def problem_for(q, k, v, causal: bool = False, scale: float | None = None,
     check_qkv(q, k, v)
     B, Hq, Nq, d = q.shape
     return AttentionProblem(batch=B, heads_q=Hq, heads_kv=k.shape[1], seq_q=Nq, seq_kv=k.shape[2],
-                            head_dim=d, dtype=DTYPE_NAMES[q.dtype], causal=bool(causal), scale=scale,
+                            head_dim=d, dtype=DTYPE_NAMES[q.dtype], causal=causal, scale=scale,
                             causal_align=causal_align)
 
 
@@ -131,73 +132,17 @@ def check_schedule(problem: AttentionProblem, schedule: Schedule, device: torch.
 
 
 # --- default schedules -------------------------------------------------------------------------
-# (algorithm, phase, head_dim) -> (block_m, block_n, num_warps, num_stages) for 2-byte dtypes on a
-# Hopper-class GPU; fp32 tiles are halved.  flash2 entries are the winners of
-# `benchmarks/attention.py --tune` on an H100 80GB HBM3 (bf16, N=4096, B*N=16k, H*d=2048; 2026-11-25,
-# kernels/NOTES.md); _CAUSAL_GPU_TABLE overrides them for causal problems.
-_GPU_TABLE = {
-    ("flash2", "fwd", 16): (128, 64, 4, 3),
-    ("flash2", "fwd", 32): (128, 64, 4, 3),
-    ("flash2", "fwd", 64): (128, 64, 8, 3),    # 436 TFLOP/s (64x64 w4 s3: 432)
-    ("flash2", "fwd", 128): (64, 64, 4, 3),    # 489
-    ("flash2", "fwd", 256): (64, 32, 4, 2),
-    ("flash2", "bwd", 16): (64, 64, 4, 2),
-    ("flash2", "bwd", 32): (64, 64, 4, 2),
-    ("flash2", "bwd", 64): (64, 64, 4, 3),     # 357
-    ("flash2", "bwd", 128): (64, 64, 4, 2),    # 385
-    ("flash2", "bwd", 256): (32, 32, 4, 1),
-    ("flash1", "fwd", 16): (64, 64, 4, 2),
-    ("flash1", "fwd", 32): (64, 64, 4, 2),
-    ("flash1", "fwd", 64): (64, 64, 4, 2),
-    ("flash1", "fwd", 128): (64, 64, 8, 2),
-    ("flash1", "fwd", 256): (32, 32, 4, 1),
-    ("naive", "fwd", 16): (128, 128, 8, 3),
-    ("naive", "fwd", 32): (128, 128, 8, 3),
-    ("naive", "fwd", 64): (128, 128, 8, 3),
-    ("naive", "fwd", 128): (128, 128, 8, 3),
-    ("naive", "fwd", 256): (64, 64, 4, 2),
-    ("naive", "bwd", 16): (128, 128, 8, 3),
-    ("naive", "bwd", 32): (128, 128, 8, 3),
-    ("naive", "bwd", 64): (128, 128, 8, 3),
-    ("naive", "bwd", 128): (128, 128, 8, 3),
-    ("naive", "bwd", 256): (64, 64, 4, 2),
-}
-_CAUSAL_GPU_TABLE = {
-    ("flash2", "fwd", 64): (64, 64, 4, 3),     # 396 (128x64 w8 s3: 380)
-    ("flash2", "fwd", 128): (64, 64, 4, 3),    # 441
-    ("flash2", "bwd", 64): (64, 64, 4, 3),     # 276 (64x128 w4 s2: 289, but 92 without the mask)
-    ("flash2", "bwd", 128): (64, 64, 4, 2),    # 323
-}
-# fp32 (ieee dots, no tensor-core speed to chase): the first table's entries, halved -- the schedules
-# the H100 test run exercised (the tuned 2-byte entries were measured for bf16 only)
-_FP32_GPU_TABLE = {
-    ("flash2", "fwd", 16): (128, 64, 4, 3),
-    ("flash2", "fwd", 32): (128, 64, 4, 3),
-    ("flash2", "fwd", 64): (128, 64, 4, 3),
-    ("flash2", "fwd", 128): (128, 64, 8, 3),
-    ("flash2", "bwd", 16): (64, 64, 4, 2),
-    ("flash2", "bwd", 32): (64, 64, 4, 2),
-    ("flash2", "bwd", 64): (64, 64, 4, 2),
-    ("flash2", "bwd", 128): (64, 64, 8, 2),
-}
-
-
 def default_schedule(problem: AttentionProblem, algorithm: str = "flash2", phase: str = "fwd",
                      device: torch.device | str | None = None) -> Schedule:
-    """A sensible schedule for `problem` on `device` (the interpreter gets small tiles)."""
+    """A sensible schedule for `problem` on `device`: the first default row of the algorithm's registry
+    entry (`memsim.algorithms`, `AlgorithmSpec.default_schedules`) for the device class ("gpu" or
+    "interpreter"), with stages and then tiles reduced until it fits the device's shared memory."""
     device = torch.device(device) if device is not None else (
         torch.device("cpu") if interpreting() or not torch.cuda.is_available() else torch.device("cuda"))
-    if device.type != "cuda":
-        return Schedule(algorithm=algorithm, phase=phase, block_m=16, block_n=16, num_warps=1, num_stages=1)
-    key = (algorithm, phase, problem.head_dim)
-    if problem.dtype == "fp32":
-        bm, bn, warps, stages = _FP32_GPU_TABLE.get(key) or _GPU_TABLE[key]
-        bm, bn = max(16, bm // 2), max(16, bn // 2)
-    else:
-        bm, bn, warps, stages = (_CAUSAL_GPU_TABLE.get(key) if problem.causal else None) or _GPU_TABLE[key]
-    s = Schedule(algorithm=algorithm, phase=phase, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages)
+    spec = spec_for(algorithm, phase)
+    s = Schedule(algorithm=algorithm, phase=phase,
+                 **spec.default_tiles(problem, "gpu" if device.type == "cuda" else "interpreter"))
     smem, _ = smem_per_block(device)
-    from memsim.schedule import sram_bytes_per_cta
     while sram_bytes_per_cta(problem, s) > smem and s.num_stages > 1:
         s = replace(s, num_stages=s.num_stages - 1)
     while sram_bytes_per_cta(problem, s) > smem and max(s.block_m, s.block_n) > 16:

@@ -20,8 +20,9 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import cvt, mma
 from ._common import dot_precision, LOG2E, strides3
+from ._tl import cvt, mma
+from .registry import ForwardResult, launcher
 
 
 @triton.jit
@@ -114,8 +115,9 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
 
 
 
-def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
-    """Launch flash1_fwd; returns (o, lse, workspace bytes)."""
+@launcher("flash1", "fwd")
+def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """Launch flash1_fwd; o and lse (as flash2's forward: a flash2 backward can follow)."""
     (launch,) = kernel_launches(problem, schedule)
     assert launch.name == "flash1_fwd"
     p, s = problem, schedule
@@ -131,4 +133,4 @@ def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, PREC=dot_precision(p),
         num_warps=s.num_warps, num_stages=s.num_stages)
-    return o, lse
+    return ForwardResult(o, lse, {"lse": lse}, schedule)

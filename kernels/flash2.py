@@ -22,8 +22,9 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import cvt, mma
 from ._common import dot_precision, LOG2E, strides3
+from ._tl import cvt, mma
+from .registry import ForwardResult, launcher
 
 
 @triton.jit
@@ -306,8 +307,13 @@ def _prec(problem):
 
 
 
-def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
-    """Launch flash2_fwd; returns (o, lse) with lse (B, Hq, Nq) fp32 in natural-log units."""
+def _lse_spec(p: AttentionProblem, s: Schedule):
+    return (p.batch, p.heads_q, p.seq_q), torch.float32, "the forward's fp32 logsumexp"
+
+
+@launcher("flash2", "fwd")
+def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """Launch flash2_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward."""
     (launch,) = kernel_launches(problem, schedule)
     assert launch.name == "flash2_fwd"
     p, s = problem, schedule
@@ -319,11 +325,13 @@ def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p),
         num_warps=s.num_warps, num_stages=s.num_stages)
-    return o, lse
+    return ForwardResult(o, lse, {"lse": lse}, schedule)
 
 
-def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, lse):
-    """Launch preprocess, dK/dV and dQ passes; returns (dq, dk, dv, delta)."""
+@launcher("flash2", "bwd", needs={"lse": _lse_spec})
+def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
+    """Launch preprocess, dK/dV and dQ passes with the forward's saved lse; returns (dq, dk, dv)."""
+    lse = saved["lse"]
     pre, dkdv, dqk = kernel_launches(problem, schedule)
     assert (pre.name, dkdv.name, dqk.name) == ("flash2_bwd_preprocess", "flash2_bwd_dkdv", "flash2_bwd_dq")
     p, s = problem, schedule
@@ -343,4 +351,4 @@ def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
         q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dq),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
-    return dq, dk, dv, delta
+    return dq, dk, dv

@@ -22,8 +22,9 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._tl import cvt, mma
 from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2, strides3
+from ._tl import cvt, mma
+from .registry import ForwardResult, launcher
 
 
 @triton.jit
@@ -254,8 +255,14 @@ def sp_torch_dtype(problem: AttentionProblem, schedule: Schedule):
     return TORCH_DTYPES[schedule.sp_dtype or problem.dtype]
 
 
-def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
-    """The three forward launches; returns (o, P)."""
+def _p_spec(p: AttentionProblem, s: Schedule):
+    return ((p.batch * p.heads_q, p.seq_q, p.seq_kv), sp_torch_dtype(p, s),
+            "P of a naive forward with the same sp_dtype")
+
+
+@launcher("naive", "fwd")
+def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """The three forward launches; o, and P saved for the backward."""
     qk, sm, pv = kernel_launches(problem, schedule)
     assert (qk.name, sm.name, pv.name) == ("naive_qk", "naive_softmax", "naive_pv")
     p, s = problem, schedule
@@ -273,20 +280,19 @@ def naive_forward(problem: AttentionProblem, schedule: Schedule, q, k, v):
                             NPOW2=npow2, CAUSAL=p.causal, Q_FASTEST=qf, PREC=kw["PREC"], num_warps=s.num_warps)
     del S
     _naive_pv[pv.grid](P, v, o, *strides3(v), *strides3(o), p.heads_q, p.seq_q, p.seq_kv, **kw)
-    return o, P
+    return ForwardResult(o, None, {"P": P}, schedule)
 
 
-def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, do, P):
-    """The five backward launches; returns (dq, dk, dv)."""
+@launcher("naive", "bwd", needs={"P": _p_spec})
+def naive_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
+    """The five backward launches with the forward's P (checked by kernels.registry.check_saved);
+    returns (dq, dk, dv)."""
+    P = saved["P"]
     names = tuple(launch.name for launch in kernel_launches(problem, schedule))
     assert names == ("naive_bwd_dv", "naive_bwd_dp", "naive_bwd_ds", "naive_bwd_dq", "naive_bwd_dk"), names
     l_dv, l_dp, l_ds, l_dq, l_dk = kernel_launches(problem, schedule)
     p, s = problem, schedule
     qf = s.grid_order == "q_fastest"
-    spd = sp_torch_dtype(p, s)
-    if P.dtype != spd or P.shape != (p.batch * p.heads_q, p.seq_q, p.seq_kv):
-        raise ValueError(f"saved P has shape {tuple(P.shape)} and dtype {P.dtype}; the backward schedule "
-                         f"needs {(p.batch * p.heads_q, p.seq_q, p.seq_kv)} in {spd} (same sp_dtype as forward)")
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, Q_FASTEST=qf,
               PREC=_prec(p, s), num_warps=s.num_warps, num_stages=s.num_stages)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)

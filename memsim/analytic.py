@@ -1,8 +1,11 @@
 """Closed forms beside the simulation: global traffic, FLOPs and exps per launch, and a roofline time.
 
-Derived from the byte contract in `memsim.schedule` independently of
-`memsim.workloads` (sums over block indices only, never over tiles), so that
-"simulated global traffic == closed form" is a real check.  Notation: B·Hq
+The closed forms of each launch live in its algorithm's registry entry
+(`memsim.algorithms`, `AlgorithmSpec.contract` and `.compulsory_dram_bytes`; the
+built-in five in `memsim/algorithms_builtin.py`).  They are derived from the byte
+contract independently of `memsim.workloads` (sums over block indices only, never
+over tiles, and they never read the model's builders), so that "simulated global
+traffic == closed form" is a real check.  Notation: B·Hq
 heads, N = seq_q, N' = seq_kv, d = head_dim, e = element bytes, s = S/P bytes,
 M = SRAM, Mb / Nb = number of Q / K-V blocks, V_i = K/V blocks Q block i sees.
 
@@ -16,72 +19,22 @@ M = SRAM, Mb / Nb = number of Q / K-V blocks, V_i = K/V blocks Q block i sees.
 """
 from __future__ import annotations
 
-from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches
+from .algorithms import spec_for
+from .algorithms_builtin import visible_blocks
+from .schedule import AttentionProblem, Schedule, kernel_launches
 
-__all__ = ["launch_counts", "l1_reread_bytes", "global_bytes", "roofline_time", "flash1_global_asymptotic", "visible_blocks"]
-
-
-def visible_blocks(problem: AttentionProblem, schedule: Schedule) -> list[int]:
-    """V_i: how many K/V blocks Q block i computes (its last row's visible columns, in blocks)."""
-    p, bm, bn = problem, schedule.block_m, schedule.block_n
-    out = []
-    for i in range(cdiv(p.seq_q, bm)):
-        last_row = min((i + 1) * bm, p.seq_q) - 1
-        out.append(cdiv(p.visible_cols(last_row), bn))
-    return out
-
-
-def _rows(n: int, b: int, i: int) -> int:
-    return min(b, n - i * b)
+__all__ = ["launch_counts", "compulsory_dram_bytes", "l1_reread_bytes", "global_bytes", "roofline_time",
+           "flash1_global_asymptotic", "visible_blocks"]
 
 
 def launch_counts(problem: AttentionProblem, schedule: Schedule) -> dict:
-    """{launch name: {"global_read_bytes", "global_write_bytes", "flops", "exp_count"}} from closed forms."""
-    p, s = problem, schedule
-    d, e, sp, ST = p.head_dim, p.element_bytes, s.sp_bytes(p), STAT_BYTES
-    N, Nk, bm, bn = p.seq_q, p.seq_kv, s.block_m, s.block_n
-    Mb, Nb = cdiv(N, bm), cdiv(Nk, bn)
-    BH, BHkv, G = p.batch * p.heads_q, p.batch * p.heads_kv, p.group_size
-    V = visible_blocks(p, s)
-    rows = [_rows(N, bm, i) for i in range(Mb)]
-    # columns that exist in the first V_i blocks; and (for dK/dV) rows of the Q blocks that see block j
-    cols_seen = [min(Nk, v * bn) for v in V]
-    sum_rc = sum(r * c for r, c in zip(rows, cols_seen))          # computed score elements per head
-    sum_cols = sum(cols_seen)
-    qrows_for_j = [sum(r for r, v in zip(rows, V) if v > j) for j in range(Nb)]
-    SP = N * Nk * sp  # one S-like matrix per head
-
-    def c(gr, gw, fl=0, ex=0):
-        return {"global_read_bytes": gr, "global_write_bytes": gw, "flops": fl, "exp_count": ex}
-
-    out = {}
-    if s.algorithm == "flash2" and s.phase == "fwd":
-        out["flash2_fwd"] = c(BH * (N * d * e + 2 * d * e * sum_cols), BH * N * (d * e + ST),
-                              BH * 4 * d * sum_rc, BH * (sum_rc + sum(r * v for r, v in zip(rows, V))))
-    elif s.algorithm == "flash2":
-        out["flash2_bwd_preprocess"] = c(BH * 2 * N * d * e, BH * N * ST)
-        out["flash2_bwd_dkdv"] = c(BHkv * (2 * Nk * d * e + G * (2 * d * e + 2 * ST) * sum(qrows_for_j)),
-                                   BHkv * 2 * Nk * d * e, BH * 8 * d * sum_rc, BH * sum_rc)
-        out["flash2_bwd_dq"] = c(BH * (N * (2 * d * e + 2 * ST) + 2 * d * e * sum_cols), BH * N * d * e,
-                                 BH * 6 * d * sum_rc, BH * sum_rc)
-    elif s.algorithm == "flash1":
-        ws = (d + 2) * ST
-        revisits = sum(r * max(v - 1, 0) for r, v in zip(rows, V))
-        out["flash1_fwd"] = c(BH * (2 * Nk * d * e + d * e * sum(r * v for r, v in zip(rows, V)) + ws * revisits),
-                              BH * (ws * revisits + N * (d * e + ST)),
-                              BH * 4 * d * sum_rc, BH * (sum_rc + sum(r * v for r, v in zip(rows, V))))
-    elif s.phase == "fwd":
-        out["naive_qk"] = c(BH * (Nb * N * d * e + Mb * Nk * d * e), BH * SP, BH * 2 * N * Nk * d)
-        out["naive_softmax"] = c(BH * SP, BH * SP, 0, BH * N * Nk)
-        out["naive_pv"] = c(BH * (SP + Mb * Nk * d * e), BH * N * d * e, BH * 2 * N * Nk * d)
-    else:
-        out["naive_bwd_dv"] = c(BH * (SP + Nb * N * d * e), BHkv * Nk * d * e, BH * 2 * N * Nk * d)
-        out["naive_bwd_dp"] = c(BH * (Nb * N * d * e + Mb * Nk * d * e), BH * SP, BH * 2 * N * Nk * d)
-        out["naive_bwd_ds"] = c(BH * 2 * SP, BH * SP)
-        out["naive_bwd_dq"] = c(BH * (SP + Mb * Nk * d * e), BH * N * d * e, BH * 2 * N * Nk * d)
-        out["naive_bwd_dk"] = c(BH * (SP + Nb * N * d * e), BHkv * Nk * d * e, BH * 2 * N * Nk * d)
-    names = [L.name for L in kernel_launches(p, s)]
-    assert list(out) == names, (list(out), names)
+    """{launch name: {"global_read_bytes", "global_write_bytes", "flops", "exp_count"}} from closed forms
+    (the algorithm's registry entry, `AlgorithmSpec.contract`)."""
+    out = spec_for(schedule.algorithm, schedule.phase).contract(problem, schedule)
+    names = [L.name for L in kernel_launches(problem, schedule)]
+    if list(out) != names:
+        raise AssertionError(f"{schedule.algorithm} {schedule.phase}: the contract names launches {list(out)}, "
+                             f"its launches are {names}")
     return out
 
 
@@ -96,7 +49,7 @@ def l1_reread_bytes(problem: AttentionProblem, schedule: Schedule) -> dict:
     out = {L.name: 0 for L in kernel_launches(p, s)}
     if s.algorithm == "flash1":
         V = visible_blocks(p, s)
-        revisits = sum(_rows(p.seq_q, s.block_m, i) * max(v - 1, 0) for i, v in enumerate(V))
+        revisits = sum(min(s.block_m, p.seq_q - i * s.block_m) * max(v - 1, 0) for i, v in enumerate(V))
         out["flash1_fwd"] = p.batch * p.heads_q * revisits * flash1_l1_reread_bytes_per_row(p, s)
     return out
 
@@ -112,20 +65,10 @@ def global_bytes(problem: AttentionProblem, schedule: Schedule) -> dict:
 
 def compulsory_dram_bytes(problem: AttentionProblem, schedule: Schedule) -> dict:
     """Per launch: (bytes of every distinct tensor it reads that exists before it starts, bytes of every
-    tensor it writes), each once -- the DRAM lower bound with the L2 flushed before the launch."""
-    p, s = problem, schedule
-    BH, d, e, sp, ST = p.batch * p.heads_q, p.head_dim, p.element_bytes, s.sp_bytes(p), STAT_BYTES
-    q, kv, o, stat, SP = p.q_bytes(), p.kv_bytes(), p.o_bytes(), BH * p.seq_q * ST, BH * p.seq_q * p.seq_kv * sp
-    ws = BH * p.seq_q * (d + 2) * ST
-    table = {
-        "flash2_fwd": (q + kv, o + stat), "flash2_bwd_preprocess": (2 * o, stat),
-        "flash2_bwd_dkdv": (kv + 2 * q + 2 * stat, kv), "flash2_bwd_dq": (q + o + 2 * stat + kv, q),
-        "flash1_fwd": (q + kv, ws + o + stat),  # the workspace is produced inside the launch
-        "naive_qk": (q + kv // 2, SP), "naive_softmax": (SP, SP), "naive_pv": (SP + kv // 2, o),
-        "naive_bwd_dv": (SP + o, kv // 2), "naive_bwd_dp": (o + kv // 2, SP), "naive_bwd_ds": (2 * SP, SP),
-        "naive_bwd_dq": (SP + kv // 2, q), "naive_bwd_dk": (SP + q, kv // 2),
-    }
-    return {L.name: table[L.name] for L in kernel_launches(p, s)}
+    tensor it writes), each once -- the DRAM lower bound with the L2 flushed before the launch
+    (the algorithm's registry entry, `AlgorithmSpec.compulsory_dram_bytes`)."""
+    table = spec_for(schedule.algorithm, schedule.phase).compulsory_dram_bytes(problem, schedule)
+    return {L.name: table[L.name] for L in kernel_launches(problem, schedule)}
 
 
 def roofline_time(problem: AttentionProblem, schedule: Schedule, hw) -> float:

@@ -35,7 +35,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable
 
-from .schedule import STAT_BYTES, AttentionProblem, Schedule, cdiv, kernel_launches, Launch
+from .algorithms import spec_for
+from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError, cdiv, kernel_launches
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
 Step = list     # [reads, writes, flops, exps, tiles]
@@ -362,22 +363,69 @@ def _naive_colstream(c: _Ctx, co: dict, sp_name, b, out) -> list:
     return steps
 
 
-def _builders(c: _Ctx):
-    return {
-        "flash2_fwd": lambda co: _flash2_fwd(c, co),
-        "flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
-        "flash2_bwd_dkdv": lambda co: _flash2_bwd_dkdv(c, co),
-        "flash2_bwd_dq": lambda co: _flash2_bwd_dq(c, co),
-        "flash1_fwd": lambda co: _flash1_fwd(c, co),
-        "naive_qk": lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
-        "naive_softmax": lambda co: _naive_rows(c, co, ("S",), "P", 1),
-        "naive_pv": lambda co: _naive_rowstream(c, co, "P", c.V, c.O),
-        "naive_bwd_dv": lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
-        "naive_bwd_dp": lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
-        "naive_bwd_ds": lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
-        "naive_bwd_dq": lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
-        "naive_bwd_dk": lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK),
-    }
+# --- the model's half of each registry entry (memsim.algorithms): launch name -> one CTA's steps -------
+_WORKLOADS: dict[tuple[str, str], Callable[[_Ctx], dict]] = {}
+
+
+def workload(algorithm: str, phase: str):
+    """Register the model's workload builder of (algorithm, phase): a function of the context `_Ctx`
+    returning {launch name: steps(coords) or LaunchModelSpec} for every launch of the registry entry."""
+    def deco(fn):
+        key = (algorithm, phase)
+        if key in _WORKLOADS:
+            raise ValueError(f"a workload for {key} is already registered")
+        _WORKLOADS[key] = fn
+        return fn
+    return deco
+
+
+def registered_workloads() -> tuple[tuple[str, str], ...]:
+    return tuple(_WORKLOADS)
+
+
+@dataclass(frozen=True)
+class LaunchModelSpec:
+    """A launch's CTA steps plus what the model needs beyond them (see LaunchWork)."""
+
+    steps: Callable[[dict], list]
+    cta_l1_bytes: Callable[[int], int] | None = None
+    dependent_loop: bool = False
+
+
+@workload("flash2", "fwd")
+def _flash2_fwd_work(c: _Ctx) -> dict:
+    return {"flash2_fwd": lambda co: _flash2_fwd(c, co)}
+
+
+@workload("flash2", "bwd")
+def _flash2_bwd_work(c: _Ctx) -> dict:
+    return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
+            "flash2_bwd_dkdv": lambda co: _flash2_bwd_dkdv(c, co),
+            "flash2_bwd_dq": lambda co: _flash2_bwd_dq(c, co)}
+
+
+@workload("flash1", "fwd")
+def _flash1_fwd_work(c: _Ctx) -> dict:
+    # every (j > 0, i) visit re-reads the workspace rows of Q block i: the same for every CTA
+    per_cta = sum(c.Q.rows_in(i, i + 1) * max(c.jmax[i], 0) for i in range(c.mb)) * c.f1_reread
+    return {"flash1_fwd": LaunchModelSpec(lambda co: _flash1_fwd(c, co), cta_l1_bytes=lambda idx: per_cta,
+                                          dependent_loop=True)}
+
+
+@workload("naive", "fwd")
+def _naive_fwd_work(c: _Ctx) -> dict:
+    return {"naive_qk": lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
+            "naive_softmax": lambda co: _naive_rows(c, co, ("S",), "P", 1),
+            "naive_pv": lambda co: _naive_rowstream(c, co, "P", c.V, c.O)}
+
+
+@workload("naive", "bwd")
+def _naive_bwd_work(c: _Ctx) -> dict:
+    return {"naive_bwd_dv": lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
+            "naive_bwd_dp": lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
+            "naive_bwd_ds": lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
+            "naive_bwd_dq": lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
+            "naive_bwd_dk": lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK)}
 
 
 def max_loop_blocks(problem: AttentionProblem, schedule: Schedule) -> int:
@@ -389,29 +437,23 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
     """The launches of the schedule with their CTA tile streams at the given grain."""
     if run_blocks < 1:
         raise ValueError(f"run_blocks must be >= 1, got {run_blocks}")
-    c = _Ctx(problem, schedule, run_blocks)
-    b = _builders(c)
+    key = (schedule.algorithm, schedule.phase)
+    if key not in _WORKLOADS:
+        raise ScheduleError(f"memsim has no workload for the registered ({key[0]}, {key[1]}); "
+                            f"workloads: {', '.join(f'({a}, {p})' for a, p in _WORKLOADS)}")
+    per_launch = _WORKLOADS[key](_Ctx(problem, schedule, run_blocks))
     out = []
     for L in kernel_launches(problem, schedule):
-        fn = b[L.name]
-        l1 = None
-        if L.name == "flash1_fwd":
-            # every (j > 0, i) visit re-reads the workspace rows of Q block i: the same for every CTA
-            per_cta = sum(c.Q.rows_in(i, i + 1) * max(c.jmax[i], 0) for i in range(c.mb)) * c.f1_reread
-            l1 = lambda idx, n=per_cta: n  # noqa: E731
-        out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=fn: fn(_coords(L, idx))), schedule.num_warps,
-                              cta_l1_bytes=l1, dependent_loop=(L.name == "flash1_fwd")))
+        w = per_launch.get(L.name)
+        if w is None:
+            raise ScheduleError(f"the {key[0]} {key[1]} workload has no launch {L.name!r}; it has {list(per_launch)}")
+        if not isinstance(w, LaunchModelSpec):
+            w = LaunchModelSpec(w)
+        out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=w.steps: fn(_coords(L, idx))), schedule.num_warps,
+                              cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop))
     return out
 
 
 def extra_device_bytes(problem: AttentionProblem, schedule: Schedule) -> int:
-    """Device memory the schedule allocates beyond inputs and outputs (module doc of schedule.py)."""
-    p, s = problem, schedule
-    rows = p.batch * p.heads_q * p.seq_q
-    lse = rows * STAT_BYTES
-    if s.algorithm == "flash2":
-        return lse if s.phase == "fwd" else 2 * lse
-    if s.algorithm == "flash1":
-        return rows * (p.head_dim + 2) * STAT_BYTES + lse
-    sp = rows * p.seq_kv * s.sp_bytes(p)
-    return 2 * sp  # fwd: S and P; bwd: P kept from fwd + the dP/dS buffer
+    """Device memory the schedule allocates beyond inputs and outputs (its registry entry)."""
+    return spec_for(schedule.algorithm, schedule.phase).extra_device_bytes(problem, schedule)
