@@ -86,10 +86,10 @@ def _mb_shared_read(src_ptr, out_ptr, n_tiles, start_step, delay_ns, TILE: tl.co
     DELAY: CTA c first waits c * delay_ns ns (then reads from tile 0, like lockstep, but later)."""
     pid = tl.program_id(0)
     if DELAY:
-        t0 = _globaltimer()
-        t = t0
-        while t - t0 < pid * delay_ns:
-            t = _globaltimer()
+        w0 = _globaltimer()
+        w = w0
+        while w - w0 < pid * delay_ns:
+            w = _globaltimer()
     start = (pid * start_step) % n_tiles
     offs = tl.arange(0, TILE)
     acc = tl.zeros([TILE], dtype=tl.float32)

@@ -4,10 +4,10 @@
     python -m verification.microbench.runner --plan PLAN.json --mode ncu  --out DONE.jsonl
 
 mode time: every timed point is measured `repeats` times (programs.measure_timed).
-mode ncu: every point's kernel is first compiled and run once (warm-up, outside the profiled
-region), then, inside one cudaProfilerStart/Stop region, each point launches its kernel exactly
-once, in plan order, with a synchronisation after each; ncu (--profile-from-start off) profiles
-those launches only.  Each line records the launched kernel names and the compiled kernel's
+mode ncu: point by point, the buffers are made and the kernel is compiled and run once (warm-up,
+outside the profiled region), then launched exactly once inside cudaProfilerStart/Stop and
+synchronised, then the buffers are freed; ncu (--profile-from-start off) profiles those launches
+only, in plan order.  Each line records the launched kernel names and the compiled kernel's
 facts (registers, local bytes, shared memory) so rows map back to points by order and name.
 """
 from __future__ import annotations
@@ -49,49 +49,41 @@ def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool =
             print(f"[time {i}/{n}] {pt['id']}: {'ok %.4g s' % med if line['ok'] else 'FAILED ' + line['error'][:200]}"
                   f" ({line['wall_s']:.1f} s)", file=log, flush=True)
         return
-    # ncu mode: prepare and warm every point first (compilation and set-up are not profiled)
-    ready = []
-    for pt in plan:
+    # ncu mode, point by point: set up and warm up (compilation, first touch) outside the profiled
+    # region, launch once inside it, then free the buffers (so ncu's replay saves little memory)
+    for i, pt in enumerate(plan, 1):
+        line = {"id": pt["id"], "fact": pt["fact"], "kernel": pt["kernel"]}
+        t0 = time.time()
         try:
             fn, keep = PR.prepare(pt, device)
-            with LaunchRecorder() as lr:
+            with LaunchRecorder() as lr0:
                 fn()
             if not cpu:
                 torch.cuda.synchronize()
-            ready.append((pt, fn, keep, lr.compiled, None))
-        except Exception as e:
-            ready.append((pt, None, None, None, f"{type(e).__name__}: {e}"))
-    for i, (pt, fn, keep, compiled, err) in enumerate(ready, 1):
-        line = {"id": pt["id"], "fact": pt["fact"], "kernel": pt["kernel"]}
-        t0 = time.time()
-        if err is not None:
-            line.update(ok=False, error=err)
-        else:
-            try:
+            with LaunchRecorder() as lr:
+                if not cpu:
+                    torch.cuda.profiler.start()
+                fn()
                 if not cpu:
                     torch.cuda.synchronize()
-                with LaunchRecorder() as lr:
-                    if not cpu:
-                        torch.cuda.profiler.start()
-                    fn()
-                    if not cpu:
-                        torch.cuda.synchronize()
-                        torch.cuda.profiler.stop()
-                line["launched"] = lr.names
-                line["compiled"] = (lr.compiled or compiled or [None])[0]
-                line["ok"] = True
-            except Exception as e:
-                if not cpu:
-                    try:
-                        torch.cuda.profiler.stop()
-                    except Exception:
-                        pass
-                line.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
+                    torch.cuda.profiler.stop()
+            line["launched"] = lr.names
+            line["compiled"] = (lr.compiled or lr0.compiled or [None])[0]
+            line["ok"] = True
+            del fn, keep
+        except Exception as e:
+            if not cpu:
+                try:
+                    torch.cuda.profiler.stop()
+                except Exception:
+                    pass
+            line.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
+        _free(torch)
         line["wall_s"] = round(time.time() - t0, 3)
         out.write(json.dumps(line) + "\n")
         out.flush()
-        print(f"[ncu {i}/{n}] {pt['id']}: {'ok' if line['ok'] else 'FAILED ' + line['error'][:200]}",
-              file=log, flush=True)
+        print(f"[ncu {i}/{n}] {pt['id']}: {'ok' if line['ok'] else 'FAILED ' + line['error'][:200]} "
+              f"({line['wall_s']:.1f} s)", file=log, flush=True)
 
 
 def _free(torch):
