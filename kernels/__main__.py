@@ -8,17 +8,22 @@
 
 --shape is B,Hq,Hkv,Nq,Nkv,d.  Without --block-m/--block-n/... the default schedule for the device
 is used.  Without a CUDA GPU, set TRITON_INTERPRET=1 and keep shapes small.
+Bad input is one line on stderr ("kernels: error: ..."), exit status 2 (memsim/cli/errors.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+
+from memsim.cli.errors import UsageError, make_parser, run_cli
+
+SHAPE_FIELDS = "B,Hq,Hkv,Nq,Nkv,d"
 
 
 def _args(argv):
-    ap = argparse.ArgumentParser(prog="python -m kernels", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = make_parser("kernels", prog="python -m kernels", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("launches", "run"):
         p = sub.add_parser(name)
@@ -42,12 +47,22 @@ def _args(argv):
     return ap.parse_args(argv)
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    try:
+        shape = tuple(int(x) for x in parts)
+    except ValueError:
+        shape = ()
+    if len(parts) != 6 or len(shape) != 6:
+        raise UsageError(f"--shape must be six comma-separated integers {SHAPE_FIELDS}, got {text!r}")
+    return shape
+
+
 def _schedule(a, problem, phase, device):
     from dataclasses import replace
 
     import kernels
-    alg = a.alg if phase == "fwd" or a.alg == "naive" else "flash2"
-    s = kernels.default_schedule(problem, alg, phase, device)
+    s = kernels.default_schedule(problem, a.alg, phase, device)
     over = {k: v for k, v in (("block_m", a.block_m), ("block_n", a.block_n), ("num_warps", a.num_warps),
                               ("num_stages", a.num_stages), ("grid_order", a.grid_order),
                               ("sp_dtype", a.sp_dtype)) if v is not None}
@@ -56,16 +71,26 @@ def _schedule(a, problem, phase, device):
 
 def main(argv=None):
     a = _args(argv)
+    from memsim.schedule import ScheduleError
+    return run_cli("kernels", lambda: _main(a), errors=(ScheduleError, ValueError, TypeError, NotImplementedError))
+
+
+def _main(a):
     import torch
 
     import kernels
     from memsim.schedule import AttentionProblem, kernel_launches
-    B, Hq, Hkv, Nq, Nkv, d = (int(x) for x in a.shape.split(","))
+    B, Hq, Hkv, Nq, Nkv, d = _shape(a.shape)
+    if a.alg == "flash1" and a.phase == "bwd":
+        raise UsageError("flash1 has no backward pass (its 2022 loop order is forward-only here); "
+                         "--phase bwd takes --alg naive or flash2")
     problem = AttentionProblem(B, Hq, Hkv, Nq, Nkv, d, a.dtype, causal=a.causal, scale=a.scale,
                                causal_align=a.align)
     device = "cuda" if torch.cuda.is_available() and not kernels.interpreting() else "cpu"
     if a.cmd == "launches":
         s = _schedule(a, problem, a.phase, device)
+        from kernels._common import check_schedule
+        check_schedule(problem, s, torch.device(device), a.phase)  # what `run` would refuse, refused here too
         out = {"problem": problem.to_dict(), "schedule": s.to_dict(),
                "launches": [{"name": "_" + x.name, "grid": x.grid, "axes": x.axes, "smem_bytes": x.smem_bytes}
                             for x in kernel_launches(problem, s)]}
@@ -77,7 +102,8 @@ def main(argv=None):
                 print(f"  {x['name']:24s} grid {x['grid']}  axes {x['axes']}  smem {x['smem_bytes']} B")
         return 0
     if device == "cpu" and not kernels.interpreting():
-        sys.exit("no CUDA GPU: set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter (small shapes)")
+        raise UsageError("no CUDA GPU: set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter "
+                         "(small shapes)")
     from kernels.testing import check_rule, make_inputs
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, a.dtype, device, a.seed)
     fs = _schedule(a, problem, "fwd", device)

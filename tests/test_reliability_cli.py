@@ -1,0 +1,73 @@
+"""Issue 11 items 2 and 5: every bad input to `python -m kernels` and `python -m memsim` is one line,
+exit status 2, naming what was wrong; no value silently becomes a default."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SMALL = ["--batch", "1", "--heads", "2", "--seq", "64", "--head-dim", "32"]
+
+
+def _one_line(err: str, prog: str) -> str:
+    err = err.strip()
+    assert err.startswith(f"{prog}: error: "), err
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["run", "--shape", "1,2,2,16"], "six comma-separated integers"),
+    (["run", "--shape", "1,2,2,16,16,x"], "six comma-separated integers"),
+    (["launches", "--shape", "1,2,2,16,16,32,7"], "six comma-separated integers"),
+    (["run", "--shape", "1,0,0,16,16,32"], "heads_q must be positive"),
+    (["launches", "--shape", "1,2,2,-16,16,32"], "seq_q must be positive"),
+    (["launches", "--shape", "1,2,2,16,16,24"], "head_dim 24 is not supported"),
+    (["launches", "--shape", "1,2,2,16,16,32", "--scale", "nan"], "scale"),
+    (["launches", "--shape", "1,2,2,16,16,32", "--scale", "-1"], "scale"),
+    (["launches", "--shape", "1,2,2,16,16,32", "--block-m", "48"], "power of two"),
+    (["launches", "--shape", "1,2,2,16,16,32", "--num-warps", "3"], "num_warps"),
+    (["launches", "--shape", "1,1,1,16,16,256", "--block-m", "4096", "--block-n", "4096"], "shared memory"),
+    (["launches", "--shape", "1,3,2,16,16,32"], "multiple of heads_kv"),
+    (["launches", "--shape", "1,2,2,16,16,32", "--alg", "flash1", "--phase", "bwd"], "flash1 has no backward"),
+    (["run", "--shape", "1,2,2,16,16,32", "--alg", "flash1", "--phase", "bwd"], "flash1 has no backward"),
+    (["run", "--shape", "1,2,2,16,16,32", "--dtype", "fp8"], "invalid choice"),
+    (["run"], "--shape"),
+])
+def test_kernels_cli_bad_input(argv, word, capsys):
+    from kernels.__main__ import main
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own refusals exit from inside parse_args
+        rc = e.code
+    assert rc == 2
+    assert word in _one_line(capsys.readouterr().err, "kernels")
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["simulate", *SMALL, "--heads-kv", "0"], "heads_kv"),
+    (["simulate", *SMALL, "--seq-kv", "0"], "seq_kv"),
+    (["simulate", *SMALL, "--seq-kv", "-3"], "seq_kv"),
+    (["sweep", "--param", "seq", "--values", "-64,0,64", "--out", "x"], "-64, 0"),
+    (["sweep", "--param", "seq", "--values", "0", "--out", "x"], "positive"),
+    (["sweep", "--param", "seq", "--values", "64", "--out", ""], "prefix"),
+    (["sweep", "--param", "seq", "--values", "64", "--out", "somedir/"], "file prefix"),
+    (["simulate", "--algorithm", "flash3"], "invalid choice"),
+    (["simulate", "--seq", "x"], "invalid int value"),
+])
+def test_memsim_values_never_silently_default(argv, word, capsys, tmp_path, monkeypatch):
+    from memsim.__main__ import main
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    assert word in _one_line(capsys.readouterr().err, "memsim")
+    assert list(tmp_path.iterdir()) == []  # nothing written, in particular no hidden .csv/.json/.png
+
+
+def test_kernels_module_entry_point_one_line():
+    r = subprocess.run([sys.executable, "-m", "kernels", "run", "--shape", "1,2"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("kernels: error:")
