@@ -120,6 +120,14 @@ def test_error_wrong_phase_and_problem(device):
                          fwd.o, torch.randn_like(fwd.o), fwd)
 
 
+@pytest.mark.parametrize("causal", ["no", 1, None])
+def test_problem_for_takes_only_real_bools(causal, device):
+    """causal="no" used to mean causal (bool("no") is True); refused now, as are ints and None."""
+    q, k, v = _qkv(device)
+    with pytest.raises(ScheduleError, match="causal must be a bool"):
+        kernels.problem_for(q, k, v, causal=causal)
+
+
 def test_reference_float64_and_fully_masked(device):
     q, k, v = _qkv(device, shape_q=(1, 2, 8, 32), shape_kv=(1, 2, 3, 32))
     o, lse = kernels.reference(q, k, v, causal=True, causal_align="bottom_right")

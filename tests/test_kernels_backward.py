@@ -62,3 +62,56 @@ def test_flash2_backward_deterministic(device):
         g2 = kernels.backward(p, bs, q, k, v, fwd.o, do, fwd)
     for a, b in zip(g1, g2):
         assert torch.equal(a, b)
+
+
+# --- saved tensors are checked before any launch (issue 11: a wrong lse was an out-of-bounds read) -------
+
+def _flash_fwd(device, alg="flash2"):
+    q, k, v, do = make_inputs(1, 2, 1, 33, 40, 16, "fp16", device, seed_of("saved", alg))
+    p = kernels.problem_for(q, k, v, causal=True)
+    s = kernels.Schedule(alg, "fwd", 16, 16, 1, 1)
+    return p, q, k, v, do, kernels.forward(p, s, q, k, v)
+
+
+SAVED_LSE_CASES = {
+    "wrong_shape": (lambda lse: lse[:, :, :-1].contiguous(), ValueError, r"must have shape \(1, 2, 33\)"),
+    "fp16": (lambda lse: lse.half(), ValueError, r"dtype torch.float32"),
+    "flat": (lambda lse: lse.reshape(-1), ValueError, r"must have shape"),
+    "non_contiguous": (lambda lse: lse.transpose(1, 2).contiguous().transpose(1, 2), ValueError,
+                       r"must be contiguous"),
+    "not_a_tensor": (lambda lse: lse.tolist(), TypeError, r"must be a torch.Tensor"),
+    "missing": (None, ValueError, r"fwd.saved\['lse'\] .* is missing; fwd.saved has \[\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(SAVED_LSE_CASES))
+@pytest.mark.parametrize("fwd_alg", ["flash2", "flash1"])
+def test_backward_refuses_a_bad_saved_lse(fwd_alg, case, device):
+    change, exc, needle = SAVED_LSE_CASES[case]
+    p, q, k, v, do, fwd = _flash_fwd(device, fwd_alg)
+    if change is None:
+        fwd.saved.clear()
+    else:
+        fwd.saved["lse"] = change(fwd.saved["lse"])
+    with pytest.raises(exc, match=needle):
+        kernels.backward(p, kernels.Schedule("flash2", "bwd", 16, 16, 1, 1), q, k, v, fwd.o, do, fwd)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda P: P.float(), r"dtype torch.float16"),
+    (lambda P: P.transpose(1, 2).contiguous().transpose(1, 2), r"must be contiguous"),
+    (lambda P: P[:1], r"must have shape \(2, 33, 40\)"),
+], ids=["dtype", "non_contiguous", "shape"])
+def test_naive_backward_refuses_a_bad_saved_p(change, needle, device):
+    q, k, v, do = make_inputs(1, 2, 1, 33, 40, 16, "fp16", device, seed_of("saved", "naive"))
+    p = kernels.problem_for(q, k, v)
+    fwd = kernels.forward(p, kernels.Schedule("naive", "fwd", 16, 16, 1, 1), q, k, v)
+    fwd.saved["P"] = change(fwd.saved["P"])
+    with pytest.raises(ValueError, match=needle):
+        kernels.backward(p, kernels.Schedule("naive", "bwd", 16, 16, 1, 1), q, k, v, fwd.o, do, fwd)
+
+
+def test_backward_wants_a_forward_result(device):
+    p, q, k, v, do, fwd = _flash_fwd(device)
+    with pytest.raises(TypeError, match="fwd must be the ForwardResult"):
+        kernels.backward(p, kernels.Schedule("flash2", "bwd", 16, 16, 1, 1), q, k, v, fwd.o, do, fwd.saved)

@@ -24,6 +24,9 @@ def prob(**kw):
     ("causal_align", "middle", "causal_align"),
     ("scale", -1.0, "scale must be a positive finite"),
     ("scale", float("nan"), "scale must be a positive finite"),
+    ("scale", True, "scale must be a positive finite"),        # a bool is not a number here
+    ("causal", "no", "causal must be a bool"),                  # a truthy string is not True
+    ("causal", 1, "causal must be a bool"),
 ])
 def test_problem_rejects_bad_fields(field, value, needle):
     with pytest.raises(ScheduleError, match=needle):
