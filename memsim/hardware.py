@@ -130,7 +130,10 @@ def _field_names():
 def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
     """The one conversion from a table of figures to a validated `Hardware`."""
     d = dict(d)
-    sources = dict(d.pop("sources", {}) or {})
+    sources = d.pop("sources", {}) or {}
+    if not isinstance(sources, dict):
+        raise HardwareError(f"{origin}: [sources] must be a table of strings, got {sources!r}")
+    sources = dict(sources)
     d.pop("extends", None)
     names = _field_names()
     unknown = sorted(set(d) - set(names))
@@ -175,11 +178,14 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
         v = tf.get(dt)
         if v is None:
             raise HardwareError(f"{origin}: missing key tensor_flops_per_sm_per_cycle.{dt}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle.{dt} must be positive, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle.{dt} must be a positive finite number, "
+                                f"got {v!r}")
     d["tensor_flops_per_sm_per_cycle"] = {dt: float(tf[dt]) for dt in _DTYPES}
     if not isinstance(d["name"], str) or not d["name"]:
         raise HardwareError(f"{origin}: name must be a non-empty string")
+    if not isinstance(d.get("description", ""), str):
+        raise HardwareError(f"{origin}: description must be a string, got {d['description']!r}")
     # contradictions
     if d["smem_per_block_bytes"] > d["smem_per_sm_bytes"]:
         raise HardwareError(f"{origin}: smem_per_block_bytes ({d['smem_per_block_bytes']}) exceeds "
@@ -188,12 +194,22 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
         raise HardwareError(f"{origin}: l2_partitions ({d['l2_partitions']}) exceeds l2_bytes ({d['l2_bytes']})")
     if d["regs_per_thread"] * 32 > d["regs_per_sm"]:
         raise HardwareError(f"{origin}: regs_per_thread ({d['regs_per_thread']}) x 32 exceeds regs_per_sm ({d['regs_per_sm']})")
-    bad_src = sorted(set(sources) - set(names))
-    if bad_src:
-        raise HardwareError(f"{origin}: [sources] names unknown key(s) {bad_src}")
+    _check_sources(sources, origin)
     for k in required:
         sources.setdefault(k, f"from {origin}")
     return Hardware(**d, sources=sources)
+
+
+def _check_sources(sources: dict, origin: str) -> None:
+    """[sources] may only name the figures, each with a string."""
+    bad = sorted(set(sources) - (set(_field_names()) - {"sources"}))
+    if bad:
+        raise HardwareError(f"{origin}: [sources] names unknown key(s) {bad}; it may name the figures: "
+                            f"{sorted(set(_field_names()) - {'sources'})}")
+    for k, v in sources.items():
+        if not isinstance(v, str):
+            raise HardwareError(f"{origin}: [sources] {k} must be a string saying where the figure comes from, "
+                                f"got {v!r}")
 
 
 def preset_names() -> list[str]:
@@ -206,44 +222,69 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise HardwareError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise HardwareError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); a hardware file is TOML") from None
     except OSError as e:
         raise HardwareError(f"cannot read hardware file {path}: {e.strerror}") from None
+
+
+def _is_path(s: str) -> bool:
+    return s.endswith(".toml") or "/" in s or "\\" in s
+
+
+def _resolve(name_or_path, relative_to: Path | None) -> Path:
+    """The file of a preset name or a path; a relative path in a file's `extends` is taken from that
+    file's own folder."""
+    s = str(name_or_path)
+    if not _is_path(s) and not (relative_to is None and Path(s).is_file()):
+        path = PRESET_DIR / f"{s}.toml"
+        if not path.is_file():
+            raise HardwareError(f"unknown hardware preset {s!r}; presets: {', '.join(preset_names())} "
+                                f"(or pass a path to a .toml file)")
+        return path
+    path = Path(s)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if not path.is_file():
+        raise HardwareError(f"hardware file {path} does not exist; presets: {', '.join(preset_names())}")
+    return path
 
 
 def load_hardware(name_or_path) -> Hardware:
     """A preset by name (``h100-sxm``, ``a100-40gb``, ...) or any ``.toml`` file path."""
     if isinstance(name_or_path, Hardware):
         return name_or_path
-    s = str(name_or_path)
-    is_path = s.endswith(".toml") or "/" in s or Path(s).is_file()
-    if not is_path:
-        path = PRESET_DIR / f"{s}.toml"
-        if not path.is_file():
-            raise HardwareError(f"unknown hardware preset {s!r}; presets: {', '.join(preset_names())} "
-                                f"(or pass a path to a .toml file)")
-    else:
-        path = Path(s)
-        if not path.is_file():
-            raise HardwareError(f"hardware file {s} does not exist; presets: {', '.join(preset_names())}")
+    return _load(_resolve(name_or_path, None), ())
+
+
+def _load(path: Path, chain: tuple) -> Hardware:
+    key = path.resolve()
+    if key in chain:
+        names = " -> ".join(str(p) for p in (*chain, key))
+        raise HardwareError(f"{path}: 'extends' goes round in a circle ({names}); a file may extend a preset or "
+                            f"another file, never itself")
     d = _read_toml(path)
     base = d.get("extends")
-    if base is not None:
-        if base == path.stem and path.parent == PRESET_DIR:
-            raise HardwareError(f"{path}: a preset cannot extend itself")
-        parent = load_hardware(base).to_dict()
-        srcs = parent.pop("sources")
-        own_srcs = d.pop("sources", {}) or {}
-        d.pop("extends")
-        unknown = sorted(set(d) - set(_field_names()))
-        if unknown:
-            raise HardwareError(f"{path}: unknown key(s) {unknown}; allowed keys: {sorted(set(_field_names()) - {'sources'})}")
-        for k in d:
-            srcs[k] = own_srcs.get(k, f"from {path}")
-        if isinstance(d.get("tensor_flops_per_sm_per_cycle"), dict):
-            merged = dict(parent["tensor_flops_per_sm_per_cycle"])
-            merged.update(d["tensor_flops_per_sm_per_cycle"])
-            d["tensor_flops_per_sm_per_cycle"] = merged
-        parent.update(d)
-        parent["sources"] = srcs
-        return hardware_from_dict(parent, origin=str(path))
-    return hardware_from_dict(d, origin=str(path))
+    if base is None:
+        return hardware_from_dict(d, origin=str(path))
+    if not isinstance(base, str) or not base:
+        raise HardwareError(f"{path}: extends must be a preset name or a .toml path, got {base!r}")
+    parent = _load(_resolve(base, path.parent), (*chain, key)).to_dict()
+    srcs = parent.pop("sources")
+    own_srcs = d.pop("sources", {}) or {}
+    if not isinstance(own_srcs, dict):
+        raise HardwareError(f"{path}: [sources] must be a table of strings")
+    _check_sources(own_srcs, str(path))
+    d.pop("extends")
+    unknown = sorted(set(d) - set(_field_names()))
+    if unknown:
+        raise HardwareError(f"{path}: unknown key(s) {unknown}; allowed keys: {sorted(set(_field_names()) - {'sources'})}")
+    for k in d:
+        srcs[k] = own_srcs.get(k, f"from {path}")
+    if isinstance(d.get("tensor_flops_per_sm_per_cycle"), dict):
+        merged = dict(parent["tensor_flops_per_sm_per_cycle"])
+        merged.update(d["tensor_flops_per_sm_per_cycle"])
+        d["tensor_flops_per_sm_per_cycle"] = merged
+    parent.update(d)
+    parent["sources"] = srcs
+    return hardware_from_dict(parent, origin=str(path))

@@ -104,3 +104,68 @@ def test_occupancy_limits():
     assert hw.ctas_per_sm(48 * 1024, 8) == (2, "registers")
     assert hw.ctas_per_sm(1024, 1) == (16, "registers")
     assert hw.with_overrides(regs_per_thread=32).ctas_per_sm(1024, 1) == (32, "max_ctas_per_sm")
+
+
+# --- issue 11 item 4: bad hardware files are refused, naming the file ---------------------------
+def test_extends_cycle_and_self_are_refused(tmp_path):
+    a = _write(tmp_path, 'extends = "b.toml"\nname = "a"\n', "a.toml")
+    _write(tmp_path, 'extends = "a.toml"\nname = "b"\n', "b.toml")
+    with pytest.raises(HardwareError, match="circle"):
+        load_hardware(str(a))
+    me = _write(tmp_path, 'extends = "me.toml"\nname = "me"\n', "me.toml")
+    with pytest.raises(HardwareError, match="circle"):
+        load_hardware(str(me))
+
+
+def test_relative_extends_is_taken_from_the_files_folder(tmp_path, monkeypatch):
+    sub = tmp_path / "hw"
+    sub.mkdir()
+    _write(sub, 'extends = "h100-sxm"\nname = "base"\nl2_bytes = 2097152\n', "base.toml")
+    child = _write(sub, 'extends = "base.toml"\nname = "child"\nnum_sms = 66\n', "child.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    hw = load_hardware(str(child))
+    assert (hw.name, hw.l2_bytes, hw.num_sms) == ("child", 2097152, 66)
+
+
+@pytest.mark.parametrize("line, word", [
+    ("tensor_flops_per_sm_per_cycle = { fp16 = inf }", "tensor_flops_per_sm_per_cycle.fp16"),
+    ("tensor_flops_per_sm_per_cycle = { bf16 = nan }", "tensor_flops_per_sm_per_cycle.bf16"),
+    ("clock_Hz = inf", "clock_Hz"),
+    ("dram_efficiency = nan", "dram_efficiency"),
+    ("mem_latency_s = inf", "mem_latency_s"),
+    ("description = 5", "description must be a string"),
+    ("[sources]\nnot_a_figure = \"datasheet\"", "not_a_figure"),
+    ("[sources]\nl2_bytes = 5", "must be a string"),
+    ("extends = 7", "extends must be"),
+])
+def test_bad_figures_are_refused(tmp_path, line, word):
+    text = f'extends = "h100-sxm"\nname = "x"\n{line}\n' if not line.startswith("extends") else f'{line}\nname = "x"\n'
+    p = _write(tmp_path, text)
+    with pytest.raises(HardwareError) as e:
+        load_hardware(str(p))
+    assert word in str(e.value) and str(p) in str(e.value)
+
+
+def test_full_file_unknown_sources_key_refused(tmp_path):
+    d = load_hardware("h100-sxm").to_dict()
+    d["sources"] = {"bogus": "me"}
+    with pytest.raises(HardwareError, match="bogus"):
+        hardware_from_dict(d, origin="f.toml")
+
+
+def test_non_utf8_file_names_the_file(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('name = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(HardwareError) as e:
+        load_hardware(str(p))
+    assert str(p) in str(e.value) and "UTF-8" in str(e.value)
+
+
+def test_cli_never_prints_nan(tmp_path, capsys):
+    from memsim.__main__ import main
+    p = _write(tmp_path, 'extends = "h100-sxm"\nname = "x"\ntensor_flops_per_sm_per_cycle = { fp16 = nan }\n')
+    assert main(["simulate", "--hw", str(p), "--seq", "128", "--batch", "1", "--heads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(p) in err
