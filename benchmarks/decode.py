@@ -50,6 +50,11 @@ def parse_args(argv=None):
     ap.add_argument("--eager-shapes", default="1x8192,8x32768")
     ap.add_argument("--tune-shapes", default="1x8192,8x32768",
                     help="BxN list where a few (block_n, warps, stages) schedules are timed at the auto split")
+    ap.add_argument("--sdpa", type=_csv(str), default=["sdpa_cudnn", "sdpa_flash", "sdpa_efficient"])
+    ap.add_argument("--paged-prefetch", type=_csv(int), default=[0, 1],
+                    help="page_prefetch values timed on the paged caches (auto split count each)")
+    ap.add_argument("--paged-sweep-shapes", default="1x8192,8x32768",
+                    help="BxN list where the paged caches also get the split sweep")
     ap.add_argument("--rep-ms", type=float, default=30.0)
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop starting new work after this many seconds")
     ap.add_argument("--out", required=True)
@@ -98,6 +103,7 @@ def main(argv=None) -> int:
 
     flex_shapes, pflex_shapes = _shape_set(args.flex_shapes), _shape_set(args.paged_flex_shapes)
     eager_shapes, tune_shapes = _shape_set(args.eager_shapes), _shape_set(args.tune_shapes)
+    psweep_shapes = _shape_set(args.paged_sweep_shapes)
     flex = None
     try:
         from torch.nn.attention.flex_attention import flex_attention
@@ -153,7 +159,8 @@ def main(argv=None) -> int:
             fn = lambda: decode(q, kcache, vcache, lens, block_table=bt, **kw)  # noqa: E731
             ok, why = gate(f"decode {layout}", fn().transpose(1, 2))
             if not ok:
-                return rec("decode", layout, None, None, gate=why, **{k: v for k, v in kw.items() if k != "schedule"})
+                return rec("decode", layout, None, None, gate=why, **{k: v for k, v in kw.items() if k != "schedule"},
+                           **({"schedule": kw["schedule"].to_dict()} if "schedule" in kw else {}))
             t, how = timed(fn)
             return t, how
 
@@ -196,10 +203,21 @@ def main(argv=None) -> int:
             flat = bt[:, :npg].reshape(-1).long()
             pk[flat] = kc.reshape(B * npg, ps, HKV, D)
             pv[flat] = vc.reshape(B * npg, ps, HKV, D)
-            res = ours(f"paged{ps}", pk, pv, bt) if main_pass else None
-            if isinstance(res, tuple):
-                _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt)
-                rec("decode", f"paged{ps}", res[0], res[1], num_splits=sp.num_splits, auto=True)
+            for pf in (args.paged_prefetch if main_pass else []):
+                sch = DecodeSchedule(page_prefetch=bool(pf))
+                res = ours(f"paged{ps}", pk, pv, bt, schedule=sch, num_splits="auto")
+                if isinstance(res, tuple):
+                    _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
+                    rec("decode", f"paged{ps}", res[0], res[1], num_splits=sp.num_splits, auto=True,
+                        page_prefetch=bool(pf))
+                if (B, N) in psweep_shapes:
+                    for S in args.splits:
+                        if S > math.ceil(N / 64) or left() < 0:
+                            continue
+                        res = ours(f"paged{ps}", pk, pv, bt, schedule=replace(sch, num_splits=S))
+                        if isinstance(res, tuple):
+                            rec("decode", f"paged{ps}", res[0], res[1], num_splits=S, auto=False,
+                                page_prefetch=bool(pf))
             # paged FlexAttention (torch's experimental PagedAttention), where asked
             if not main_pass and flex is not None and (B, N) in pflex_shapes and left() > 0:
                 try:
@@ -220,8 +238,8 @@ def main(argv=None) -> int:
         F = torch.nn.functional
         for name, be in (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION), ("sdpa_flash", SDPBackend.FLASH_ATTENTION),
                          ("sdpa_efficient", SDPBackend.EFFICIENT_ATTENTION)):
-            if left() < 0 or not main_pass:
-                break
+            if left() < 0 or not main_pass or name not in args.sdpa:
+                continue
 
             def fn(be=be):
                 with sdpa_kernel(be):

@@ -2,7 +2,7 @@
 
 Launches and bytes follow memsim/inference.py's contract exactly:
   decode_split    grid (S, B * units)   units = heads_kv (GQA packed) or heads_q
-  decode_combine  grid (B * units,)     only when S > 1
+  decode_combine  grid (rows, B * units) only when S > 1; rows = query heads per CTA x Nq
 A split CTA keeps its query rows (all query heads of one KV head x the new tokens) in registers and
 streams K/V tiles of its key range once: one KV tile load serves every query head of the group.
 Scores live in the log2 domain (exp2); the partial results carry their log2-sum-exp, which the
@@ -38,7 +38,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
                   UNITS, NQ, qk_scale2, NUM_SPLITS,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
-                  SPLIT: tl.constexpr, PREC: tl.constexpr):
+                  SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr):
     pid_s = tl.program_id(0)
     pid_u = tl.program_id(1)
     b = pid_u // UNITS
@@ -67,11 +67,33 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
     # each iteration reads K_j and V_j (cols x d each) of this split's keys -- and, paged, the table entries
+    # of its pages: one entry when a tile lies in one page (PAGE_SIZE a multiple of BLOCK_N), else one per key.
+    # PAGE_PREFETCH loads the next tile's entries one iteration ahead (loop-carried), so no K/V address
+    # waits on a table load issued in the same iteration.
+    ONE_PAGE: tl.constexpr = PAGE_SIZE > 0 and PAGE_SIZE % BLOCK_N == 0
+    bt_row = BT + b64 * stride_btb
+    if PAGE_SIZE > 0 and PAGE_PREFETCH:
+        if ONE_PAGE:
+            page_next = tl.load(bt_row + k0 // PAGE_SIZE, mask=has_keys, other=0).to(tl.int64)
+        else:
+            page_next = tl.load(bt_row + (k0 + offs_n) // PAGE_SIZE, mask=(k0 + offs_n) < k1, other=0).to(tl.int64)
     for start_n in range(k0, k1, BLOCK_N):
         cols = start_n + offs_n
         kmask = cols < k1
         if PAGE_SIZE > 0:
-            page = tl.load(BT + b64 * stride_btb + cols // PAGE_SIZE, mask=kmask, other=0).to(tl.int64)
+            if PAGE_PREFETCH:
+                page = page_next
+                nxt = start_n + BLOCK_N
+                if ONE_PAGE:
+                    page_next = tl.load(bt_row + nxt // PAGE_SIZE, mask=nxt < k1, other=0).to(tl.int64)
+                else:
+                    page_next = tl.load(bt_row + (nxt + offs_n) // PAGE_SIZE, mask=(nxt + offs_n) < k1,
+                                        other=0).to(tl.int64)
+            else:
+                if ONE_PAGE:
+                    page = tl.load(bt_row + start_n // PAGE_SIZE).to(tl.int64)
+                else:
+                    page = tl.load(bt_row + cols // PAGE_SIZE, mask=kmask, other=0).to(tl.int64)
             k_row = page * stride_kb + (cols % PAGE_SIZE).to(tl.int64) * stride_kn
             v_row = page * stride_vb + (cols % PAGE_SIZE).to(tl.int64) * stride_vn
         else:
@@ -109,38 +131,41 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
 def _decode_combine(O, OP, LSEP, SEQLENS,
                     stride_ob, stride_on, stride_oh,
                     UNITS, NQ, NUM_SPLITS,
-                    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
                     BLOCK_N: tl.constexpr, PREC: tl.constexpr):
-    # reads the n_b non-empty partials (rows x (d + 1) x 4 each) of one (sequence, unit); writes O once
-    pid_u = tl.program_id(0)
+    # one CTA per output row (query token r of head h0 + g): reads the n_b non-empty partials of that
+    # row (d x 4 + 4 bytes each), BLOCK_S of them per round trip, and writes the row of O once
+    m = tl.program_id(0)
+    pid_u = tl.program_id(1)
     b = pid_u // UNITS
     h0 = (pid_u % UNITS) * GROUP
     L = tl.load(SEQLENS + b)
     chunk = tl.cdiv(tl.cdiv(L, NUM_SPLITS), BLOCK_N) * BLOCK_N
     n_b = tl.where(L > 0, tl.cdiv(L, tl.maximum(chunk, 1)), 0)
     rows = NQ * GROUP
-    offs_m = tl.arange(0, BLOCK_M)
+    offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, HEAD_DIM)
-    rmask = offs_m < rows
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    for s in range(0, n_b):
-        base = (pid_u.to(tl.int64) * NUM_SPLITS + s) * rows + offs_m
-        lse = tl.load(LSEP + base, mask=rmask, other=float("-inf"))
-        o_s = tl.load(OP + base[:, None] * HEAD_DIM + offs_d[None, :], mask=rmask[:, None], other=0.0)
-        m_new = tl.maximum(m_i, lse)
+    m_i = tl.max(tl.full([BLOCK_S], float("-inf"), dtype=tl.float32), 0)
+    l_i = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), 0)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for s0 in range(0, n_b, BLOCK_S):
+        ss = s0 + offs_s
+        smask = ss < n_b
+        base = (pid_u.to(tl.int64) * NUM_SPLITS + ss) * rows + m
+        lse = tl.load(LSEP + base, mask=smask, other=float("-inf"))
+        o_s = tl.load(OP + base[:, None] * HEAD_DIM + offs_d[None, :], mask=smask[:, None], other=0.0)
+        m_new = tl.maximum(m_i, tl.max(lse, 0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.math.exp2(m_i - m_safe)
         w = tl.math.exp2(lse - m_safe)
-        l_i = l_i * alpha + w
-        acc = acc * alpha[:, None] + w[:, None] * o_s
+        l_i = l_i * alpha + tl.sum(w, 0)
+        acc = acc * alpha + tl.sum(w[:, None] * o_s, 0)
         m_i = m_new
-    o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
-    r = offs_m // GROUP
-    g = offs_m % GROUP
+    o = acc / tl.where(l_i == 0.0, 1.0, l_i)
+    r = m // GROUP
+    g = m % GROUP
     o_off = b.to(tl.int64) * stride_ob + r.to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
-    tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=rmask[:, None])
+    tl.store(O + o_off + offs_d, cvt(o, O.dtype.element_ty, PREC))
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -262,7 +287,8 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=N
 
     The problem has every sequence at the cache *capacity* (the lengths stay on the device); with
     num_splits=None the split count is `memsim.inference.auto_num_splits` on that problem for this
-    device (the closed form of the model's mechanism), and `why` says what it weighed."""
+    device (the closed form of the model's mechanism), and `why` says what it weighed.  With a `schedule`,
+    its num_splits is used unless num_splits="auto" (then the rule runs on that schedule's tiles)."""
     B, Nq, Hq, Hkv, d, page, cap = check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table,
                                                        check_values=check_values)
     p = DecodeProblem(Hq, Hkv, d, (Nq,) * B, (cap,) * B, dtype=DTYPE_NAMES[q.dtype], page_size=page, scale=scale,
@@ -271,11 +297,11 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=N
     if not isinstance(s, DecodeSchedule):
         raise TypeError(f"schedule must be a memsim.inference.DecodeSchedule, got {type(s).__name__}")
     from dataclasses import replace
-    if num_splits is not None:
+    if num_splits is not None and num_splits != "auto":
         if isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
-            raise ValueError(f"num_splits must be None (automatic) or a positive int, got {num_splits!r}")
+            raise ValueError(f"num_splits must be None (automatic), 'auto' or a positive int, got {num_splits!r}")
         return p, replace(s, num_splits=num_splits), f"num_splits={num_splits} (given)"
-    if schedule is not None:
+    if schedule is not None and num_splits is None:
         return p, s, f"num_splits={s.num_splits} (from the schedule)"
     idx = q.device.index if q.device.type == "cuda" else None
     if idx is None and q.device.type == "cuda":
@@ -328,13 +354,13 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         bt.stride(0) if paged else 0,
         units, Nq, qk_scale2, S,
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
-        PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PREC=prec,
+        PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
         num_warps=s.num_warps, num_stages=s.num_stages)
     if S > 1:
-        _decode_combine[launches[1].grid[:1]](
+        _decode_combine[launches[1].grid[:2]](
             o, op, lsep, cache_seqlens,
             o.stride(0), o.stride(1), o.stride(2),
             units, Nq, S,
-            GROUP=gpc, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n, PREC=prec,
+            GROUP=gpc, HEAD_DIM=d, BLOCK_S=min(32, block_m_for(S)), BLOCK_N=s.block_n, PREC=prec,
             num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
     return o

@@ -179,13 +179,17 @@ def main() -> int:
     dev = "cuda"
     fails = 0
     todo = [(n, c, None) for n, c in CASES.items()]
-    for pack in (True, False):
-        for bn in (16, 32, 64, 128):
+    for pf in (False, True):
+        for page, bn in ((16, 64), (64, 64), (16, 16), (7, 32)):
+            todo.append((f"prefetch{pf}_page{page}_bn{bn}", (3, 1, 8, 2, 64, [300, 1, 129], "bf16", page, None),
+                         DecodeSchedule(num_splits=2, block_n=bn, num_warps=4, num_stages=3, page_prefetch=pf)))
+    for pack in (False,):
+        for bn in (32, 128):
             todo.append((f"sched_pack{pack}_bn{bn}", (2, 2, 8, 2, 32, [77, 3], "bf16", 16, None),
                          DecodeSchedule(num_splits=3, pack_gqa=pack, block_n=bn, num_warps=4, num_stages=3)))
     # larger shapes on the card: the benchmark's heads and head dim, ragged, paged, several splits
     for page in (None, 16, 64):
-        for S in (1, 7, None):
+        for S in ((1, None) if page is None else (None,)):
             todo.append((f"big_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, S), None))
     todo.append(("big_q4_mqa", (2, 4, 16, 1, 128, [5000, 3], "fp16", 64, None), None))
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:

@@ -21,11 +21,14 @@ n_b = ceil(L_b / chunk_b) splits are non-empty (0 when L_b = 0).
 decode_split -- grid (S, B * units), units = heads_kv (packed) or heads_q; one CTA per
     (split, sequence, unit).  A non-empty split reads its query rows once (rows x d x e), and for
     every key of its range K and V once (d x e each); a paged cache also reads the block-table
-    entry (4 bytes) of every page the range touches.  With S = 1 it writes O (rows x d x e) -- also
+    entry (4 bytes) of every page the range touches (with page_prefetch, the entries of the tile after
+    the last one are not loaded: masked).  With S = 1 it writes O (rows x d x e) -- also
     for an empty cache (zeros, nothing read).  With S > 1 it writes a partial result: O_s (rows x d
     x 4, normalised) and its log2-sum-exp (rows x 4) into a workspace; an empty split moves nothing.
-decode_combine -- only when S > 1; grid (B * units,): reads the n_b partials (rows x (d + 1) x 4
-    each) of its (sequence, unit), writes O (rows x d x e); n_b = 0 writes zeros.
+decode_combine -- only when S > 1; grid (rows, B * units), rows = g * max nq: one CTA per output row.
+    It reads the row's n_b partials ((d + 1) x 4 bytes each; up to 32 per round trip) and writes the
+    row of O (d x e); n_b = 0 writes zeros.  (A row past nq_b of a shorter query is not launched in
+    the kernels, whose q has one length for the batch.)
 Extra device memory: the workspace, B * units * S * g * max_nq * (d + 1) * 4 bytes (S > 1).
 
 GQA packing is the IO lever at decode: packed, K/V are read once per KV head; unpacked, once per
@@ -176,6 +179,8 @@ class DecodeSchedule:
     block_n: int = 64
     num_warps: int = 4
     num_stages: int = 3
+    #: paged cache: load the next tile's block-table entries one iteration ahead (same bytes)
+    page_prefetch: bool = False
 
     def __post_init__(self):
         o = "DecodeSchedule"
@@ -185,8 +190,9 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.phase must be 'fwd' (decode has no backward), got {self.phase!r}")
         for n in ("num_splits", "block_n", "num_warps", "num_stages"):
             _pos_int(o, n, getattr(self, n))
-        if not isinstance(self.pack_gqa, bool):
-            raise ScheduleError(f"{o}.pack_gqa must be a bool, got {self.pack_gqa!r}")
+        for n in ("pack_gqa", "page_prefetch"):
+            if not isinstance(getattr(self, n), bool):
+                raise ScheduleError(f"{o}.{n} must be a bool, got {getattr(self, n)!r}")
         if not _pow2(self.block_n) or self.block_n < 16:
             raise ScheduleError(f"{o}.block_n must be a power of two >= 16, got {self.block_n}")
         if not _pow2(self.num_warps) or self.num_warps > 32:
@@ -264,7 +270,8 @@ def decode_launches(p: DecodeProblem, s: DecodeSchedule) -> tuple:
     smem = decode_sram_bytes_per_cta(p, s)
     out = [Launch("decode_split", (s.num_splits, n_units, 1), ("split", "unit", "one"), smem)]
     if s.num_splits > 1:
-        out.append(Launch("decode_combine", (n_units, 1, 1), ("unit", "one", "one"), 0))
+        rows = heads_per_cta(p, s) * p.max_seq_q
+        out.append(Launch("decode_combine", (rows, n_units, 1), ("row", "unit", "one"), 0))
     return tuple(out)
 
 
@@ -297,13 +304,32 @@ class DeviceFacts:
 
     @classmethod
     def from_hardware(cls, hw, num_sms: int | None = None) -> "DeviceFacts":
-        return cls(num_sms or hw.num_sms, hw.dram_bw_Bps * hw.dram_efficiency, hw.mem_latency_s,
+        """mem_latency_s is the decode stream latency of memsim/decode_calibration.toml where the preset has one."""
+        return cls(num_sms or hw.num_sms, hw.dram_bw_Bps * hw.dram_efficiency, stream_latency_s(hw)[0],
                    hw.launch_overhead_s, hw.smem_per_sm_bytes, hw.smem_reserved_per_block_bytes,
                    hw.max_ctas_per_sm, hw.max_warps_per_sm, hw.name)
 
     def ctas_per_sm(self, smem: int, warps: int) -> int:
         return max(1, min(self.max_ctas_per_sm, self.smem_per_sm_bytes // (smem + self.smem_reserved_per_block_bytes),
                           self.max_warps_per_sm // warps))
+
+
+CALIBRATION_FILE = __import__("pathlib").Path(__file__).resolve().parent / "decode_calibration.toml"
+
+
+def stream_latency_s(hw) -> tuple:
+    """(loaded round-trip time of a decode CTA's K/V stream, its source) for hardware `hw`; presets
+    without a decode calibration fall back to their `mem_latency_s` (an unloaded latency: optimistic)."""
+    import tomllib
+    try:
+        with open(CALIBRATION_FILE, "rb") as f:
+            cal = tomllib.load(f)
+    except OSError:
+        cal = {}
+    entry = cal.get(hw.name)
+    if entry:
+        return float(entry["stream_latency_s"]), entry.get("source", str(CALIBRATION_FILE))
+    return hw.mem_latency_s, f"{hw.name} mem_latency_s (no decode calibration in {CALIBRATION_FILE.name})"
 
 
 def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
@@ -315,14 +341,17 @@ def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
 def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict:
     """Closed-form GPU time of the launches (no host time), and the terms that decide it.
 
-    Split launch: every CTA streams its bytes at most at r = inflight / latency (Little's law) after
-    one latency; the CTAs run in waves over num_sms x ctas_per_sm slots; all share the DRAM rate.
-    time = overhead + max(total bytes / DRAM rate, slowest slot's chain of CTAs).
-    Combine: overhead + latency + (partials read + O written) / DRAM rate."""
+    Split launch: every CTA streams its bytes at most at r = inflight / latency (Little's law; a paged
+    cache without page_prefetch needs two round trips per tile: r / 2); the CTAs run in waves over
+    num_sms x ctas_per_sm slots; all share the DRAM rate; one latency fills the pipeline.
+    time = overhead + latency + max(total bytes / DRAM rate, slowest slot's chain of CTAs).
+    Combine: overhead + one latency per 32 partials + (partials read + O written) / DRAM rate.
+    f.mem_latency_s is the loaded stream latency (DeviceFacts.from_hardware)."""
     e, d = p.element_bytes, p.head_dim
     g = heads_per_cta(p, s)
     units = units_per_seq(p, s)
-    rate = inflight_bytes_per_cta(p, s) / f.mem_latency_s
+    rounds = 2 if (p.paged and not s.page_prefetch) else 1
+    rate = inflight_bytes_per_cta(p, s) / (rounds * f.mem_latency_s)
     slots = f.num_sms * f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), s.num_warps)
     cta_t, total = [], 0
     for b in range(p.batch):
@@ -330,15 +359,16 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
         for k0, k1 in split_ranges(p.seqlens_kv[b], s.num_splits, s.block_n):
             nb = q + 2 * (k1 - k0) * d * e
             total += nb * units
-            cta_t += [f.mem_latency_s + nb / rate] * units
+            cta_t += [nb / rate] * units
     t_chain = _slot_makespan(cta_t, slots)
-    t_split = f.launch_overhead_s + max(total / f.dram_Bps, t_chain)
+    t_split = f.launch_overhead_s + f.mem_latency_s + max(total / f.dram_Bps, t_chain)
     t_comb = 0.0
     if s.num_splits > 1:
         part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
                    for L, nq in zip(p.seqlens_kv, p.seqlens_q)) * units
         out = sum(p.seqlens_q) * p.heads_q * d * e
-        t_comb = f.launch_overhead_s + f.mem_latency_s + (part + out) / f.dram_Bps
+        rounds_c = cdiv(s.num_splits, 32)
+        t_comb = f.launch_overhead_s + f.mem_latency_s * rounds_c + (part + out) / f.dram_Bps
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_t),
             "slots": slots, "cta_rate_Bps": rate, "kv_bytes": total}
 

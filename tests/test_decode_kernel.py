@@ -25,6 +25,15 @@ def test_decode_schedules(pack_gqa, block_n, device):
     run_decode_case(2, 2, 8, 2, 32, [77, 3], "bf16", device, page_size=16, schedule=s)
 
 
+@pytest.mark.parametrize("page,block_n", [(16, 16), (16, 32), (32, 16), (7, 16)])
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_decode_page_table_reads(page, block_n, prefetch, device):
+    """One table entry per tile (page a multiple of the tile) or one per key; loaded ahead or not."""
+    s = DecodeSchedule(num_splits=2, block_n=block_n, num_warps=1 if device == "cpu" else 4,
+                       num_stages=1 if device == "cpu" else 3, page_prefetch=prefetch)
+    run_decode_case(3, 1, 4, 2, 16, [70, 1, 33], "fp16", device, page_size=page, schedule=s)
+
+
 def test_decode_capacity_beyond_lengths(device):
     """A contiguous cache longer than every sequence: the NaN-filled tail is never read."""
     run_decode_case(2, 1, 4, 2, 16, [9, 30], "fp16", device, capacity=64, num_splits=2)

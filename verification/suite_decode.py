@@ -24,6 +24,8 @@ from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_nu
 
 DEFAULT_HW = "h100-sxm"
 KERNEL_REGEX = r"^_decode_"
+#: cases whose measurement the model was calibrated on (memsim/decode_calibration.toml): not validation
+CALIBRATION_CASES = ("decode_b1_n8192_s1",)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ def build_decode_suite() -> list:
         C.append(DecodeCase(f"decode_b1_n8192_s{S}", p, replace(base, num_splits=S), tags=("splits",)))
     for page in (16, 64):
         p = P(8, 32768, page=page)
+        C.append(DecodeCase(f"decode_b8_n32768_paged{page}_s1", p, base, tags=("paged",)))
+        C.append(DecodeCase(f"decode_b8_n32768_paged{page}_prefetch_s1", p, replace(base, page_prefetch=True),
+                            tags=("paged",), note="block-table entries loaded one tile ahead"))
         C.append(DecodeCase(f"decode_b8_n32768_paged{page}_auto", p, _auto(p, base), tags=("paged",)))
     p = P(4, 0, lens=(1000, 5000, 17, 30000))
     C.append(DecodeCase("decode_ragged_b4_auto", p, _auto(p, base), tags=("ragged",)))
@@ -173,7 +178,8 @@ def compare(path: str) -> list:
     for rec in data["records"]:
         c = case_from_record(rec)
         pred = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
-        row = {"case": c.name, "num_splits": c.schedule.num_splits, "kv_bytes": c.problem.kv_bytes()}
+        row = {"case": c.name, "num_splits": c.schedule.num_splits, "kv_bytes": c.problem.kv_bytes(),
+               "calibration": c.name in CALIBRATION_CASES}
         for lv in LEVELS:
             m = rec["total"].get(lv)
             pv = pred["total"]["gpu_time_s" if lv == "time_s" else lv]

@@ -1,0 +1,236 @@
+"""The decode model: the CTA tile streams of `decode_launches()` and a SimPy run of them on a preset.
+
+    >>> from memsim.inference import DecodeProblem, DecodeSchedule
+    >>> from memsim.workloads_decode import simulate_decode, rank_num_splits
+    >>> p = DecodeProblem.uniform(1, 32, 8, 128, 8192)
+    >>> r = simulate_decode(p, DecodeSchedule(num_splits=16), "h100-sxm")
+    >>> r["total"]["dram_read_bytes"] >= p.kv_bytes()
+    True
+
+Steps are ``[reads, writes, flops, exps, tiles]`` as in `memsim.workloads` (accesses are L2 keys of
+runs of K/V tiles of one sequence and KV head, with their exact byte counts), built tile by tile from
+the split ranges; `memsim.analytic_decode` is the independent closed form of the same bytes.
+
+Time mechanism (what decides the split count):
+* a CTA streams its K/V tiles with ``inflight`` bytes outstanding (num_stages - 1 tiles, Triton's
+  software pipeline) and each round trip takes the *loaded stream latency* of the preset
+  (`stream_latency_s`, memsim/decode_calibration.toml): at most inflight / latency bytes per second,
+  plus one latency to fill the pipeline;
+* a paged cache read without ``page_prefetch`` waits for the tile's block-table entry before it can
+  issue the tile's K/V loads: two round trips per tile, half the stream rate;
+* all CTAs share the DRAM rate (``dram_bw_Bps x dram_efficiency``) first come first served, they run in
+  waves over ``num_sms x ctas_per_sm`` slots (shared memory and warps limit residency), and a launch
+  costs ``launch_overhead_s``;
+* the combine launch: one CTA per output row, one round trip per 32 partials it reads.
+L2: an LRU over the accesses (`memsim.engine.L2Cache`); the partials the split launch writes are read
+by the combine launch from L2 unless `flush_l2` (ncu flushes before every kernel).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, stream_latency_s,
+                        decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
+                        inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
+from .schedule import STAT_BYTES
+
+__all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "stream_latency_s",
+           "COMBINE_SPLITS_PER_ROUND"]
+
+#: partials the combine kernel loads per round trip (kernels/decode_kv.py: BLOCK_S = min(32, ...))
+COMBINE_SPLITS_PER_ROUND = 32
+LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
+              "dram_read_bytes", "dram_write_bytes")
+
+
+def _acc(key, nbytes):
+    # one access covering one "block" (the engine's L2 keeps a bitmask of blocks per key)
+    return (key, 1, nbytes, nbytes, -1, nbytes)
+
+
+def decode_cta_steps(p: DecodeProblem, s: DecodeSchedule, launch_name: str, coords: tuple, run_tiles: int = 16):
+    """Steps of one CTA: ``coords`` = (split, unit) for decode_split, (row, unit) for decode_combine."""
+    d, e = p.head_dim, p.element_bytes
+    g, U, S = heads_per_cta(p, s), units_per_seq(p, s), s.num_splits
+    a, unit = coords
+    b, u = divmod(unit, U)
+    hk = u if s.pack_gqa else u // p.group_size
+    nq = p.seqlens_q[b]
+    rows = g * nq
+    L = p.seqlens_kv[b]
+    if launch_name == "decode_combine":
+        n = nonempty_splits(L, S, s.block_n)
+        if a >= rows:
+            return []
+        reads = [_acc(("part", unit, sp, a), (d + 1) * STAT_BYTES) for sp in range(n)]
+        return [[reads, [_acc(("O", unit, a), d * e)], 0, 0, max(1, n)]]
+    sp = a
+    ranges = split_ranges(L, S, s.block_n)
+    if sp >= len(ranges):
+        if S == 1:  # empty cache: O = 0 written, nothing read
+            return [[[], [_acc(("O", unit), rows * d * e)], 0, 0, 1]]
+        return []
+    k0, k1 = ranges[sp]
+    steps = []
+    pro = [_acc(("Q", unit), rows * d * e)]
+    bn, R = s.block_n, run_tiles
+    tiles = list(range(k0, k1, bn))
+    for i in range(0, len(tiles), R):
+        c0, c1 = tiles[i], min(k1, tiles[min(i + R, len(tiles)) - 1] + bn)
+        cols = c1 - c0
+        reads = pro + [_acc(("K", b, hk, c0), cols * d * e), _acc(("V", b, hk, c0), cols * d * e)]
+        if p.paged:
+            ps = p.page_size
+            ent = sum((min(t + bn, k1) - 1) // ps - t // ps + 1 for t in tiles[i:i + R])
+            reads.append(_acc(("BT", b, c0), 4 * ent))
+        steps.append([reads, [], 4 * rows * cols * d, rows * cols, len(tiles[i:i + R])])
+        pro = []
+    if S == 1:
+        steps[-1][1] = [_acc(("O", unit), rows * d * e)]
+    else:
+        steps[-1][1] = [_acc(("part", unit, sp, m), (d + 1) * STAT_BYTES) for m in range(rows)]
+    return steps
+
+
+def _coords(grid, idx):
+    return idx % grid[0], (idx // grid[0]) % grid[1]
+
+
+def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm):
+    """SimPy run of one launch; returns its stats dict."""
+    import simpy
+
+    from .engine import Link
+    env = simpy.Environment()
+    dram = Link(env, dram_Bps, "dram")
+    l2link = Link(env, hw.l2_bw_Bps, "l2")
+    merge = 1.0 - hw.l2_read_request_fraction
+    st = dict.fromkeys(LEVEL_KEYS, 0)
+    st.update(flops=0, exp_count=0)
+    n = launch.num_ctas
+    nxt = iter(range(n))
+    end = [0.0]
+
+    def cta(idx):
+        steps = decode_cta_steps(p, s, launch.name, _coords(launch.grid, idx), run_tiles)
+        port = env.now
+        first = True
+        for reads, writes, flops, exps, _tiles in steps:
+            if reads:
+                if port > env.now:
+                    yield env.timeout(port - env.now)
+                t = env.now
+                g = miss = 0
+                for acc in reads:
+                    g += acc[2]
+                    miss += l2.read(acc)
+                wb = l2.evict() if l2.used > l2.capacity else 0
+                l2req = g - min(g - miss, int(merge * g))
+                st["global_read_bytes"] += g
+                st["l2_read_bytes"] += l2req
+                st["dram_read_bytes"] += miss
+                st["dram_write_bytes"] += wb
+                done = max(dram.book(t, miss + wb), l2link.book(t, l2req), t + g / rate_Bps)
+                if first:
+                    done += fill_s
+                    first = False
+                port = done
+            st["flops"] += flops
+            st["exp_count"] += exps
+            if writes:
+                if port > env.now:
+                    yield env.timeout(port - env.now)
+                gw = 0
+                for acc in writes:
+                    gw += acc[2]
+                    l2.write(acc)
+                wb = l2.evict()
+                st["global_write_bytes"] += gw
+                st["l2_write_bytes"] += gw
+                st["dram_write_bytes"] += wb
+                port = max(l2link.book(env.now, gw), dram.book(env.now, wb))
+        if port > env.now:
+            yield env.timeout(port - env.now)
+        end[0] = max(end[0], env.now)
+
+    def slot():
+        for idx in nxt:
+            yield from cta(idx)
+
+    for _ in range(min(n, hw.num_sms * ctas_per_sm)):
+        env.process(slot())
+    env.run()
+    st["dram_write_bytes"] += int(hw.l2_eager_writeback_fraction * l2.dirty_bytes())
+    st["time_s"] = end[0] + hw.launch_overhead_s
+    return st
+
+
+def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
+                    run_tiles: int = 16) -> dict:
+    """Predicted bytes per level and time of every launch, in the record shape of SimResult.to_dict()
+    (`total` has time_s = gpu_time_s, the kernels back to back, and host_time_s, the Python launch cost)."""
+    from .engine import L2Cache
+    from .hardware import load_hardware
+    if not isinstance(problem, DecodeProblem) or not isinstance(schedule, DecodeSchedule):
+        raise TypeError("simulate_decode takes a memsim.inference.DecodeProblem and DecodeSchedule")
+    hw = load_hardware(hardware)
+    facts = DeviceFacts.from_hardware(hw)
+    lat, lat_src = stream_latency_s(hw)
+    smem = decode_sram_bytes_per_cta(problem, schedule)
+    if smem > hw.smem_per_block_bytes:
+        from .schedule import ScheduleError
+        raise ScheduleError(f"decode with block_n={schedule.block_n}, num_stages={schedule.num_stages}, "
+                            f"head_dim={problem.head_dim} needs {smem} bytes of shared memory per CTA; "
+                            f"{hw.name} allows {hw.smem_per_block_bytes}")
+    l2 = L2Cache(hw.l2_effective_bytes)
+    kernels = []
+    d = problem.head_dim
+    for L in decode_launches(problem, schedule):
+        if flush_l2:
+            l2.flush()
+        if L.name == "decode_split":
+            rounds = 2 if (problem.paged and not schedule.page_prefetch) else 1
+            rate = inflight_bytes_per_cta(problem, schedule) / (rounds * lat)
+            per_sm = facts.ctas_per_sm(smem, schedule.num_warps)
+        else:
+            rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
+            per_sm = facts.ctas_per_sm(0, 4)
+        st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
+                         dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm)
+        st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate)
+        kernels.append(st)
+    total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
+    total["gpu_time_s"] = total["time_s"]
+    total["host_time_s"] = len(kernels) * hw.host_launch_s
+    total["kv_read_Bps"] = problem.kv_bytes() / total["gpu_time_s"]
+    return {"hardware": hw.name, "problem": problem.to_dict(), "schedule": schedule.to_dict(), "kernels": kernels,
+            "total": total, "peak_sram_per_cta_bytes": smem,
+            "extra_device_bytes": decode_extra_device_bytes(problem, schedule),
+            "stream_latency_s": lat, "stream_latency_source": lat_src}
+
+
+def rank_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", candidates=None,
+                    flush_l2: bool = False) -> list:
+    """[(num_splits, predicted GPU time, result)] for each candidate split count, fastest first.
+
+    flush_l2=False by default: in a real decode step the combine launch finds the partials in L2."""
+    cands = candidates or candidate_splits(problem, schedule)
+    out = []
+    for c in cands:
+        r = simulate_decode(problem, replace(schedule, num_splits=c), hardware, flush_l2=flush_l2)
+        out.append((c, r["total"]["gpu_time_s"], r))
+    return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+def choose_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm") -> tuple:
+    """(best split count, why): the model's ranking explained (occupancy against combine traffic)."""
+    ranked = rank_num_splits(problem, schedule, hardware)
+    c, t, r = ranked[0]
+    one = next(x for x in ranked if x[0] == 1)
+    sp = r["kernels"][0]
+    comb = r["kernels"][1]["time_s"] if len(r["kernels"]) > 1 else 0.0
+    why = (f"num_splits={c}: {sp['num_ctas']} split CTAs ({sp['ctas_per_sm']} per SM), each streaming at most "
+           f"{sp['cta_stream_Bps'] / 1e9:.0f} GB/s; split {sp['time_s'] * 1e6:.1f} us + combine {comb * 1e6:.1f} us "
+           f"= {t * 1e6:.1f} us; 1 split: {one[1] * 1e6:.1f} us ({one[2]['kernels'][0]['num_ctas']} CTAs)")
+    return c, why
+
