@@ -1,0 +1,151 @@
+"""The decode vocabulary and model: the simulated bytes equal the closed-form contract, the mechanisms move
+time the way they claim, the split rule and the SimPy ranking agree, and bad problems get clear errors."""
+from dataclasses import replace
+
+import pytest
+
+from memsim.analytic_decode import decode_compulsory_dram_bytes, decode_launch_counts, table_entries
+from memsim.hardware import load_hardware
+from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, ScheduleError, auto_num_splits,
+                              decode_launches, decode_problem_from_dict, decode_schedule_from_dict,
+                              estimate_time_s, split_ranges)
+from memsim.workloads_decode import choose_num_splits, rank_num_splits, simulate_decode
+
+H100 = load_hardware("h100-sxm")
+
+PROBLEMS = {
+    "uniform_8k": DecodeProblem.uniform(2, 32, 8, 128, 8192),
+    "ragged_empty": DecodeProblem(8, 2, 64, (1, 1, 1, 1), (0, 1, 203, 4096)),
+    "spec_q3": DecodeProblem(4, 4, 32, (3, 3), (2, 500)),
+    "paged16": DecodeProblem(32, 8, 128, (1, 1, 1), (1000, 17, 64), page_size=16),
+    "paged64": DecodeProblem(32, 8, 128, (1, 1), (4000, 63), page_size=64),
+    "paged7": DecodeProblem(8, 8, 64, (1, 1), (100, 13), page_size=7),
+}
+SCHEDULES = [DecodeSchedule(num_splits=1), DecodeSchedule(num_splits=5, block_n=32),
+             DecodeSchedule(num_splits=16, pack_gqa=False), DecodeSchedule(num_splits=3, block_n=16, page_prefetch=True)]
+
+
+@pytest.mark.parametrize("si", range(len(SCHEDULES)))
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_simulated_global_bytes_equal_the_closed_form(name, si):
+    p, s = PROBLEMS[name], SCHEDULES[si]
+    r = simulate_decode(p, s, H100)
+    cf = decode_launch_counts(p, s)
+    assert [k["name"] for k in r["kernels"]] == [L.name for L in decode_launches(p, s)] == list(cf)
+    for k in r["kernels"]:
+        for key in ("global_read_bytes", "global_write_bytes"):
+            assert k[key] == cf[k["name"]][key], (k["name"], key, k[key], cf[k["name"]][key])
+    # every cached key is read once per unit (KV head packed, query head not): never less than compulsory
+    comp = sum(v[0] for v in decode_compulsory_dram_bytes(p, s).values())
+    assert r["total"]["dram_read_bytes"] >= comp * 0.999
+
+
+def test_table_entries_count_tiles_and_pages():
+    # 100 keys, tiles of 16, pages of 7: per tile the distinct pages it touches
+    manual = sum((min(t + 16, 100) - 1) // 7 - t // 7 + 1 for t in range(0, 100, 16))
+    assert table_entries(100, 3, 16, 7) == manual
+    assert table_entries(1000, 4, 64, 16) == 63  # whole pages: every page once (ceil(1000 / 16))
+    assert table_entries(1000, 4, 64, 128) == 16  # a page holds two tiles: one entry per tile
+    assert table_entries(0, 4, 64, 16) == 0
+
+
+def test_gqa_packing_reads_kv_once_per_kv_head():
+    p = DecodeProblem.uniform(2, 32, 8, 128, 4096)
+    packed = simulate_decode(p, DecodeSchedule(num_splits=2), H100)["total"]["global_read_bytes"]
+    unpacked = simulate_decode(p, DecodeSchedule(num_splits=2, pack_gqa=False), H100)["total"]["global_read_bytes"]
+    assert unpacked > 3.9 * p.kv_bytes() and packed < 1.01 * p.kv_bytes()
+
+
+def test_splits_fill_the_gpu_at_batch_one_and_cost_at_large_batch():
+    """Occupancy against combine traffic: one sequence needs splits, 64 sequences do not."""
+    small = DecodeProblem.uniform(1, 32, 8, 128, 32768)
+    t = {S: simulate_decode(small, DecodeSchedule(num_splits=S), H100, flush_l2=False)["total"]["gpu_time_s"]
+         for S in (1, 16)}
+    assert t[16] < 0.3 * t[1]
+    big = DecodeProblem.uniform(64, 32, 8, 128, 4096)
+    t = {S: simulate_decode(big, DecodeSchedule(num_splits=S), H100, flush_l2=False)["total"]["gpu_time_s"]
+         for S in (1, 64)}
+    assert t[64] > t[1]
+
+
+def test_paged_without_prefetch_waits_a_round_trip_per_tile():
+    p = DecodeProblem.uniform(1, 32, 8, 128, 32768, page_size=16)
+    one = simulate_decode(p, DecodeSchedule(num_splits=1), H100)["total"]["gpu_time_s"]
+    pre = simulate_decode(p, DecodeSchedule(num_splits=1, page_prefetch=True), H100)["total"]["gpu_time_s"]
+    assert 1.8 < one / pre < 2.05
+
+
+@pytest.mark.parametrize("shape", [(1, 1024), (1, 32768), (8, 8192), (64, 16384)])
+def test_split_rule_close_to_the_simulated_ranking(shape):
+    """The kernels' stdlib rule and memsim's SimPy ranking pick split counts within 10 % of each other's time."""
+    B, N = shape
+    p = DecodeProblem.uniform(B, 32, 8, 128, N)
+    s = DecodeSchedule()
+    c_rule, why = auto_num_splits(p, s, DeviceFacts.from_hardware(H100))
+    ranked = rank_num_splits(p, s, H100)
+    times = {c: t for c, t, _ in ranked}
+    assert f"num_splits={c_rule}" in why
+    assert times[c_rule] <= 1.10 * ranked[0][1], (c_rule, ranked[0][:2], times)
+    c_sim, why_sim = choose_num_splits(p, s, H100)
+    assert c_sim == ranked[0][0] and "split CTAs" in why_sim
+
+
+def test_estimate_time_has_its_terms():
+    est = estimate_time_s(DecodeProblem.uniform(1, 32, 8, 128, 8192), DecodeSchedule(num_splits=4),
+                          DeviceFacts.from_hardware(H100))
+    assert est["ctas"] == 32 and est["combine_s"] > 0 and est["time_s"] == pytest.approx(est["split_s"] + est["combine_s"])
+
+
+def test_split_ranges_cover_every_key_once():
+    for L in (0, 1, 63, 64, 65, 1000, 4097):
+        for S in (1, 2, 3, 7, 64):
+            r = split_ranges(L, S, 64)
+            assert sum(k1 - k0 for k0, k1 in r) == L and len(r) <= S
+            assert all(k0 % 64 == 0 for k0, _ in r)
+
+
+BAD = {
+    "heads": (dict(heads_q=6, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(3,)), "multiple of heads_kv"),
+    "lengths": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1, 1), seqlens_kv=(3,)), "one length of each"),
+    "zero_q": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(0,), seqlens_kv=(3,)), "positive"),
+    "neg_kv": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(-1,)), ">= 0"),
+    "capacity": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(30,), capacity_kv=16),
+                 "exceeds capacity_kv"),
+    "dtype": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(3,), dtype="fp8"), "not one of"),
+    "page": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(3,), page_size=0), "positive"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_problems_say_what_is_wrong(name):
+    kw, msg = BAD[name]
+    with pytest.raises(ScheduleError, match=msg):
+        DecodeProblem(**kw)
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(block_n=48), "power of two"), (dict(num_splits=0), "positive"),
+                                    (dict(phase="bwd"), "no backward"), (dict(pack_gqa=1), "bool")])
+def test_bad_schedules_say_what_is_wrong(kw, msg):
+    with pytest.raises(ScheduleError, match=msg):
+        DecodeSchedule(**kw)
+
+
+def test_round_trip_through_dicts():
+    p, s = PROBLEMS["paged16"], SCHEDULES[1]
+    assert decode_problem_from_dict(p.to_dict()) == p and decode_schedule_from_dict(s.to_dict()) == s
+    with pytest.raises(ScheduleError, match="unknown DecodeSchedule field"):
+        decode_schedule_from_dict({"splits": 2})
+
+
+def test_shared_memory_limit_is_checked():
+    with pytest.raises(ScheduleError, match="shared memory"):
+        simulate_decode(PROBLEMS["uniform_8k"], DecodeSchedule(block_n=512, num_stages=8), H100)
+
+
+def test_auto_split_rule_is_fast_enough_for_every_call():
+    import time
+    p = DecodeProblem.uniform(64, 32, 8, 128, 131072)
+    t = time.perf_counter()
+    auto_num_splits(p, DecodeSchedule(), DeviceFacts.from_hardware(H100))
+    assert time.perf_counter() - t < 0.5
+    assert replace(DecodeSchedule(), num_splits=3).num_splits == 3
