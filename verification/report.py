@@ -39,11 +39,33 @@ def _nominal_flops(case) -> float:
     return case.problem.nominal_flops(case.schedule.phase)
 
 
+PLOTS = ("fig2_left", "block_sweep", "scatter", "grid_order")
+OUTPUTS = ("report.md", "comparison.json")
+
+
+def check_out_dir(out_dir, overwrite: bool) -> Path:
+    """The report folder, or OutputExistsError / NotADirectoryError before anything is computed:
+    --out must be a folder (or not exist yet) and must not hold a report unless overwrite."""
+    from memsim.io import OutputExistsError
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; the report needs a folder (report.md, *.png, "
+                                 f"comparison.json go in it)")
+    if not overwrite:
+        old = [out / n for n in OUTPUTS if (out / n).exists()]
+        if old:
+            raise OutputExistsError(f"{old[0]} already exists; pass --force to replace the report in {out}, "
+                                    f"or choose another --out")
+    return out
+
+
 def build_report(records: list[dict], predict, out_dir, *, levels=None, title_hw: str = "", overwrite=True,
                  progress=None, command: str = "") -> dict:
-    """Compare every record with its prediction; write report.md, comparison.json and PNGs."""
+    """Compare every record with its prediction; write report.md, comparison.json and PNGs (each
+    atomically; a plot not drawn this time is removed, so no stale figure sits beside the report).
+    Refuses (OutputExistsError) to replace an existing report unless `overwrite`."""
     levels = levels or C.load_tolerances()
-    out = Path(out_dir)
+    out = check_out_dir(out_dir, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     pairs, preds, cases, errors = [], {}, {}, {}
     for i, rec in enumerate(records, 1):
@@ -65,13 +87,14 @@ def build_report(records: list[dict], predict, out_dir, *, levels=None, title_hw
     by_rec = {r["case"]: r for r in records}
     launches = {c: C.compare_launches(by_rec[c], preds[c], levels) for c in by_rec if preds.get(c)}
     plots = {}
-    for name, fn in (("fig2_left", plot_fig2_left), ("block_sweep", plot_block_sweep), ("scatter", plot_scatter),
-                     ("grid_order", plot_grid_order)):
+    for name, fn in zip(PLOTS, (plot_fig2_left, plot_block_sweep, plot_scatter, plot_grid_order)):
         try:
             path = fn(records, preds, cases, levels, out / f"{name}.png")
         except Exception as e:  # a plot must not sink the report
             path = None
             errors[f"plot {name}"] = f"{type(e).__name__}: {e}"
+        if path is None and (out / f"{name}.png").exists():
+            (out / f"{name}.png").unlink()  # stale: the report says "not drawn"
         plots[name] = path
     doc = {
         "hardware": title_hw or (records[0].get("hardware") if records else ""),
@@ -164,6 +187,16 @@ def _plt():
     return _Figures
 
 
+def _save(fig, path) -> str:
+    """Lay out and write the figure atomically (a half-written PNG never replaces a good one)."""
+    import io
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_atomic(path, buf.getvalue(), overwrite=True)
+    return str(path)
+
+
 def _tot(d, keys):
     src = (d or {}).get("total") or {}
     vals = [src.get(k) for k in keys]
@@ -217,10 +250,7 @@ def plot_fig2_left(records, preds, cases, levels, path):
     for ax in axs:
         ax.legend(fontsize=7)
     fig.suptitle("GPT-2 medium attention (B=64, H=16, N=1024, d=64, fp16), forward + backward")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)
 
 
 def plot_block_sweep(records, preds, cases, levels, path):
@@ -244,10 +274,7 @@ def plot_block_sweep(records, preds, cases, levels, path):
         ax.set_ylabel(lab)
         ax.legend(fontsize=8)
     fig.suptitle("flash1 forward block-size sweep (B=64, H=16, N=1024, d=64, block_m=64)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)
 
 
 def plot_scatter(records, preds, cases, levels, path):
@@ -292,10 +319,7 @@ def plot_scatter(records, preds, cases, levels, path):
     if not drawn:
         plt.close(fig)
         return None
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)
 
 
 def plot_grid_order(records, preds, cases, levels, path):
@@ -316,10 +340,7 @@ def plot_grid_order(records, preds, cases, levels, path):
                            "predicted": [None if v is None else v * scale for v in p]}, lab, lab)
         ax.legend(fontsize=8)
     fig.suptitle("flash2 forward, N=16384, B*H=32, d=64, 128x64 tiles: grid order")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(fig, path)
 
 
 def load_comparison(out_dir) -> dict:

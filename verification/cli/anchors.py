@@ -19,7 +19,12 @@ def add_parser(sub):
 
 
 def run(a):
+    from pathlib import Path
+
     from .. import anchors as A
+    if a.out is not None and (not a.out.strip() or Path(a.out).is_dir()):
+        raise C.UsageError(f"--out {a.out!r} is a folder (or empty); anchors writes one Markdown file, "
+                           f"e.g. --out reports/h100-sxm/anchors.md")
     try:
         import memsim
         hw = memsim.load_hardware(a.hw)

@@ -78,5 +78,6 @@ def add_measure_args(p):
 
 
 def add_report_args(p):
-    p.add_argument("--out", required=True, help="report folder (report.md, *.png, comparison.json; replaced)")
+    p.add_argument("--out", required=True, help="report folder (report.md, *.png, comparison.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing report in --out")
     p.add_argument("--tolerances", default=TOLERANCES, help="tolerances file (default verification/tolerances.toml)")

@@ -23,7 +23,21 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
+def _check_out(out: Path) -> None:
+    """--out must be a folder we can write, checked before any case runs."""
+    if out.exists() and not out.is_dir():
+        raise C.UsageError(f"--out {out} is a file; numerics writes numerics_<mode>.md and .json into a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise C.UsageError(f"--out {out} cannot be created ({e.strerror or e})") from None
+
+
 def run(a):
+    if a.limit is not None and a.limit <= 0:
+        raise C.UsageError(f"--limit must be a positive number of cases, got {a.limit}")
+    if a.out is not None and not a.out.strip():
+        raise C.UsageError("--out is empty; give a folder, e.g. --out reports/numerics")
     from .. import numerics as NU
     device, mode = NU.setup_backend()  # before triton is imported
     from memsim.io import base_provenance
@@ -33,19 +47,21 @@ def run(a):
         if not cases:
             raise C.UsageError(f"--filter {a.filter!r} matches no numerics case (ids look like "
                                f"'flash2-bwd-fp16-d64-q113k113-h2-causal-tl-b32x16')")
-    if a.limit:
+    if a.limit is not None:
         cases = cases[:a.limit]
     if a.list:
         for c in cases:
             print(c.id)
         return 0
+    out = Path(a.out) if a.out else None
+    if out is not None:
+        _check_out(out)
     C.echo(f"numerics: {len(cases)} case(s) on {mode} ({device})")
     import torch
     import triton
     prov = base_provenance(C.command_line(a.argv))
     prov.update(torch=torch.__version__, triton=triton.__version__, device=str(device),
                 gpu=torch.cuda.get_device_name(0) if mode == "gpu" else None)
-    out = Path(a.out) if a.out else None
     if out is not None and not a.force:
         for f in (out / f"numerics_{mode}.json", out / f"numerics_{mode}.md"):
             if f.exists():

@@ -13,7 +13,8 @@ def add_parser(sub):
     p = sub.add_parser(NAME, help="no GPU: rebuild the report from stored measurements", formatter_class=C.RAW,
                        description="Compare stored measurements with memsim's predictions (memsim.simulate) and "
                                    "write report.md, fig2_left.png, block_sweep.png, scatter.png, grid_order.png "
-                                   "and comparison.json into --out. Needs no GPU.\n\nExample: python -m verification "
+                                   "and comparison.json into --out (an existing report is replaced only with --force; plots are "
+                                   "written atomically and a plot not drawn is removed). Needs no GPU.\n\nExample: python -m verification "
                                    "report --hw h100-sxm --data verification/data/nvidia-h100-80gb-hbm3 --out "
                                    "reports/h100-sxm\nExit 1 when a level is over its CI ceiling.")
     p.add_argument("--hw", default="h100-sxm", help="memsim hardware preset to predict with (default h100-sxm)")
@@ -28,8 +29,13 @@ def report(a, data_dir) -> int:
     """Build the report of the records in data_dir into a.out; exit 1 when a level is over its ceiling."""
     from .. import compare as CMP
     from .. import records as R
-    from ..report import build_report, memsim_predictor
+    from memsim.io import OutputExistsError
+    from ..report import build_report, check_out_dir, memsim_predictor
     C.check_preset(a.hw)
+    try:
+        check_out_dir(a.out, a.force)
+    except (OutputExistsError, NotADirectoryError) as e:
+        raise C.UsageError(str(e)) from None
     try:
         recs = R.load_records(data_dir)
         levels = CMP.load_tolerances(a.tolerances)
@@ -46,7 +52,7 @@ def report(a, data_dir) -> int:
         raise C.UsageError(f"the model cannot be imported ({e}); `report` needs memsim with simpy "
                            f"(pip install -e .)") from None
     doc = build_report(recs, predict, a.out, levels=levels, title_hw=a.hw, progress=None if a.json else C.echo,
-                       command=C.command_line(a.argv))
+                       command=C.command_line(a.argv), overwrite=a.force)
     if a.json:
         C.print_json({"out": str(a.out), "summary": doc["summary"], "errors": doc["errors"]})
     else:

@@ -22,6 +22,12 @@ def add_parser(sub):
 
 
 def run(a):
+    from memsim.io import OutputExistsError
+    from ..report import check_out_dir
+    try:  # before measuring: a report that could not be written must not cost a GPU run
+        check_out_dir(a.out, a.force)
+    except (OutputExistsError, NotADirectoryError) as e:
+        raise C.UsageError(str(e)) from None
     summary = measure(a)
     if not summary["written"]:
         raise C.UsageError("nothing was measured; no report")

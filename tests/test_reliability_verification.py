@@ -1,0 +1,199 @@
+"""Issue 11 items 3 and 6 (report part): `python -m verification` on bad data names the file and
+refuses, in one line with exit status 2; `unpack` checks everything before writing anything; the
+report is never replaced without --force, its plots are written atomically and stale ones removed."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+
+from verification import __main__ as CLI
+from verification import fakes, report
+from verification import records as R
+from verification import suite as S
+from verification.fakes import fake_record
+
+CASE = "gpt2m_flash2_fwd"
+
+
+def run(args, capsys):
+    rc = CLI.main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_line(err):
+    assert err.startswith("verification: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(report, "memsim_predictor", lambda hw=None, **kw: fakes.fake_predict(0.1))
+
+
+def _good():
+    return fake_record(S.BY_NAME[CASE])
+
+
+def _bad_records():
+    def with_(path, value):
+        rec = _good()
+        d = rec
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+        return rec
+    return {
+        "number": 5,
+        "list": [1, 2],
+        "problem_string": with_(("problem",), "B=4"),
+        "problem_value": with_(("problem", "head_dim"), -64),
+        "problem_field": with_(("problem", "heads"), 4),
+        "schedule_value": with_(("schedule", "block_m"), 48),
+        "schedule_alg": with_(("schedule", "algorithm"), "flash9"),
+        "total_string": with_(("total", "dram_read_bytes"), "12"),
+        "total_nan": with_(("total", "global_read_bytes"), float("nan")),
+        "total_zero": with_(("total", "time_s"), 0.0),
+        "total_negative": with_(("total", "l2_read_bytes"), -5.0),
+        "total_bool": with_(("total", "l2_write_bytes"), True),
+        "kernels_numbers": with_(("kernels",), [1, 2]),
+        "case_empty": with_(("case",), ""),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_bad_records()))
+@pytest.mark.parametrize("command", ["report", "ceilings"])
+def test_bad_record_is_refused_naming_the_file(kind, command, tmp_path, capsys, fake_model):
+    d = tmp_path / "data" / "gpu"
+    d.mkdir(parents=True)
+    f = d / f"{CASE}.json"
+    f.write_text(json.dumps(_bad_records()[kind]))  # NaN is written as the JSON extension NaN, as json does
+    args = (["report", "--data", str(d), "--out", str(tmp_path / "r")] if command == "report"
+            else ["ceilings", "--data", str(d)])
+    rc, _, err = run(args, capsys)
+    assert rc == 2 and str(f) in one_line(err)
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_non_utf8_record_is_named(tmp_path, capsys, fake_model):
+    d = tmp_path / "gpu"
+    d.mkdir()
+    (d / f"{CASE}.json").write_bytes(b'{"case": "caf\xe9"}')
+    rc, _, err = run(["report", "--data", str(d), "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2 and f"{CASE}.json" in one_line(err) and "UTF-8" in err
+
+
+# --- unpack ------------------------------------------------------------------------------------
+def _bundle(path, members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+GOOD = json.dumps(_good()).encode()
+
+
+@pytest.mark.parametrize("members, word", [
+    ([("gpu/a.json", b"{not json")], "not valid JSON"),
+    ([("gpu/" + CASE + ".json", GOOD), ("loose.json", GOOD)], "not inside a <gpu>/ folder"),
+    ([("gpu/.json", GOOD)], "empty case name"),
+    ([("gpu/" + CASE + ".json", GOOD), ("gpu/raw/log.txt", b"x"), ("gpu/" + CASE + ".json", GOOD)], "twice"),
+    ([("gpu/x.json", json.dumps(dict(_good(), total={"time_s": float("nan")})).encode())], "time_s"),
+    ([("gpu/other.json", GOOD)], "file name"),
+    ([], "no files"),
+])
+def test_unpack_checks_everything_before_writing(members, word, tmp_path, capsys):
+    b = _bundle(tmp_path / "m.tar.gz", members)
+    root = tmp_path / "root"
+    rc, _, err = run(["unpack", str(b), "--root", str(root)], capsys)
+    assert rc == 2 and word in one_line(err) and str(b) in err and "--force" not in err
+    assert not root.exists() or not any(root.rglob("*"))  # nothing written
+
+
+@pytest.mark.parametrize("content", [b"not a tar at all", "truncated"])
+def test_unpack_unreadable_bundle(content, tmp_path, capsys):
+    good = _bundle(tmp_path / "g.tar.gz", [("gpu/" + CASE + ".json", GOOD)]).read_bytes()
+    b = tmp_path / "m.tar.gz"
+    b.write_bytes(good[: len(good) // 2] if content == "truncated" else gzip.compress(content))
+    rc, _, err = run(["unpack", str(b), "--root", str(tmp_path / "root")], capsys)
+    assert rc == 2 and str(b) in one_line(err) and "bundle" in err
+    assert not (tmp_path / "root").exists()
+
+
+def test_unpack_good_bundle_still_works(tmp_path, capsys):
+    b = _bundle(tmp_path / "m.tar.gz", [("gpu/" + CASE + ".json", GOOD), ("gpu/raw/log.txt", b"x")])
+    rc, out, _ = run(["unpack", str(b), "--root", str(tmp_path / "root")], capsys)
+    assert rc == 0 and (tmp_path / "root" / "gpu" / f"{CASE}.json").is_file()
+
+
+# --- outputs ------------------------------------------------------------------------------------
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data" / "gpu"
+    for n in ("gpt2m_naive_fwd", "gpt2m_naive_bwd", "gpt2m_flash2_fwd", "gpt2m_flash2_bwd"):
+        R.save_record(d, fake_record(S.BY_NAME[n]))
+    return d
+
+
+def test_report_out_is_a_file(data_dir, tmp_path, capsys, fake_model):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, _, err = run(["report", "--data", str(data_dir), "--out", str(f)], capsys)
+    assert rc == 2 and "is a file" in one_line(err)
+
+
+def test_report_needs_force_and_removes_stale_plots(data_dir, tmp_path, capsys, fake_model):
+    out = tmp_path / "r"
+    assert run(["report", "--data", str(data_dir), "--out", str(out)], capsys)[0] in (0, 1)
+    assert (out / "fig2_left.png").is_file()
+    (out / "grid_order.png").write_bytes(b"stale")  # a plot from an older report with more cases
+    before = (out / "report.md").read_text()
+    rc, _, err = run(["report", "--data", str(data_dir), "--out", str(out)], capsys)
+    assert rc == 2 and "--force" in one_line(err) and (out / "report.md").read_text() == before
+    (data_dir / "gpt2m_naive_bwd.json").unlink()  # fig2_left can no longer be drawn
+    assert run(["report", "--data", str(data_dir), "--out", str(out), "--force"], capsys)[0] in (0, 1)
+    assert not (out / "fig2_left.png").exists() and not (out / "grid_order.png").exists()
+    assert "![fig2_left]" not in (out / "report.md").read_text()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+def test_plots_are_written_atomically(tmp_path, monkeypatch, data_dir):
+    written = []
+    real = report.write_atomic
+    monkeypatch.setattr(report, "write_atomic", lambda p, data, **kw: written.append(str(p)) or real(p, data, **kw))
+    report.build_report(R.load_records(data_dir), fakes.fake_predict(0.0), tmp_path / "r")
+    assert any(p.endswith("fig2_left.png") for p in written) and any(p.endswith("scatter.png") for p in written)
+
+
+def test_anchors_out_is_a_folder(tmp_path, capsys):
+    rc, _, err = run(["anchors", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "folder" in one_line(err)
+
+
+def test_ceilings_unknown_preset(tmp_path, capsys, data_dir):
+    rc, _, err = run(["ceilings", "--data", str(data_dir), "--hw", "h999"], capsys)
+    assert rc == 2 and "h999" in one_line(err)
+
+
+@pytest.mark.parametrize("limit", ["0", "-200"])
+def test_numerics_limit_must_be_positive(limit, capsys):
+    rc, out, err = run(["numerics", "--limit", limit], capsys)
+    assert rc == 2 and "--limit" in one_line(err) and "pass" not in out
+
+
+def test_numerics_out_file_fails_before_any_case(tmp_path, capsys, monkeypatch):
+    from verification import numerics as NU
+    monkeypatch.setattr(NU, "run_suite", lambda *a, **k: pytest.fail("cases ran before --out was checked"))
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, _, err = run(["numerics", "--filter", "flash2-fwd-fp16", "--out", str(f)], capsys)
+    assert rc == 2 and "is a file" in one_line(err)
