@@ -134,3 +134,18 @@ def test_cases_cli_lists_and_writes_json(capsys):
     assert RS.main(["cases", "--random", "5", "--seed", "3", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["set"] == "seed3" and len(d["cases"]) == 5 and d["cases"][0]["launches"]
+
+
+def test_zero_dram_writes_are_a_measurement():
+    """Outputs that stay dirty in L2 write 0 B to DRAM inside the kernel: a record, not bad data."""
+    from verification import records as R
+    p = S.draw(1, 1).cases[0]
+    row = _row(0, "_" + p.launch_names()[0], 1.0)
+    row.metrics["dram__bytes_write.sum"] = 0.0
+    spec = {**p.to_spec()}
+    rows = [row] + [_row(i, "_" + n, 1.0) for i, n in enumerate(p.launch_names()[1:], 1)]
+    for r in rows:
+        r.metrics["dram__bytes_write.sum"] = 0.0
+    rec = M.build_record(spec, rows, {"time_s": 1e-3}, {"gpu": "x"}, ())
+    assert rec["total"]["dram_write_bytes"] == 0.0
+    R.validate_record(rec)

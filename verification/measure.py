@@ -351,7 +351,14 @@ def _finish_group(group, got, compiled, last_err, failed, written, data_dir, tim
             continue
         if len(reps) < max(1, len(timings)) and n in last_err:
             rec["missing_repeats"] = last_err[n]
-        written.append(str(R.save_record(data_dir, rec)))
+        try:
+            written.append(str(R.save_record(data_dir, rec)))
+        except R.DataError as e:  # keep it for the diagnosis, never sink the other cases
+            failed[n] = f"record refused: {e}"
+            from memsim.io import write_json
+            write_json(Path(data_dir) / R.RAW_DIR / f"{n}.refused.json", rec, overwrite=True)
+            echo(f"  REFUSED {n}: {e}")
+            continue
         echo(f"  wrote {written[-1]}")
 
 
@@ -367,33 +374,19 @@ def _save_raw(raw: Path, stamp, logs, timing):
 
 def _chip() -> str:
     """ncu's chip name for GPU 0 (gh100 for compute capability 9.0); '' if unknown."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    from memsim.io import nvidia_smi
     return {"9.0": "gh100", "8.0": "ga100", "8.6": "ga102", "8.9": "ad102", "10.0": "gb100"}.get(
-        out.splitlines()[0].strip() if out else "", "")
+        nvidia_smi("compute_cap") or "", "")
 
 
 def _check_gpu():
-    try:
-        p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-        ok = p.returncode == 0 and "GPU" in p.stdout
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    if not ok:
-        raise N.NcuError("no NVIDIA GPU here (nvidia-smi -L lists none): run `measure` on the GPU machine "
-                         "(verification/DEVICE.md), then `python -m verification report` here")
+    gpu_name()
 
 
 def gpu_name() -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
-        if out:
-            return out.splitlines()[0].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    from memsim.io import nvidia_smi
+    name = nvidia_smi("name")
+    if name:
+        return name
     raise N.NcuError("no NVIDIA GPU here (nvidia-smi gives no name): run `measure` on the GPU machine "
-                     "(verification/DEVICE.md)")
+                     "(verification/DEVICE.md), then `python -m verification report` here")

@@ -19,12 +19,11 @@ import datetime as _dt
 import io
 import json
 import math
-import re
 import shutil
 import tarfile
 from pathlib import Path
 
-from memsim.io import OutputExistsError, write_atomic, write_json
+from memsim.io import OutputExistsError, gpu_slug, write_atomic, write_json  # noqa: F401  (gpu_slug: the one slug rule)
 
 FORMAT = "verification.measurement/1"
 DATA_ROOT = Path(__file__).resolve().parent / "data"
@@ -34,14 +33,6 @@ ARCHIVE_DIR = "archive"
 
 class DataError(ValueError):
     """A data dir or record that cannot be used; the message says which and why."""
-
-
-def gpu_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
-    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    if not s:
-        raise DataError(f"cannot make a directory name from GPU name {name!r}")
-    return s
 
 
 def utc_stamp() -> str:
@@ -121,9 +112,10 @@ def validate_record(rec, where: str = "record") -> dict:
         v = total.get(k)
         if v is None:
             continue  # not counted: the comparison reports it as missing
-        if not _is_number(v) or not math.isfinite(v) or v <= 0:
-            raise DataError(f"{where}: total.{k} = {v!r} is not a measurement (a finite positive number); "
-                            f"fix or remove the record")
+        # zero bytes is a real count (outputs that stay dirty in L2 write 0 B to DRAM inside the kernel)
+        if not _is_number(v) or not math.isfinite(v) or v < 0 or (v == 0 and k == "time_s"):
+            raise DataError(f"{where}: total.{k} = {v!r} is not a measurement (a finite number, >= 0 for bytes, "
+                            f"> 0 for time); fix or remove the record")
     return rec
 
 
@@ -163,40 +155,17 @@ def gpu_dirs(root=DATA_ROOT, contains: str = "") -> list[Path]:
 # --- provenance ------------------------------------------------------------------------
 def gpu_provenance(command: str, ncu_version: str | None) -> dict:
     """GPU, driver, CUDA, torch, triton (kernels.device_info.provenance, shared with the
-    benchmarks) + the ncu version; a stdlib fallback where the kernels package is missing."""
+    benchmarks) + the ncu version; without the kernels package, the stdlib facts and a note."""
     try:
         from kernels.device_info import provenance
         prov = provenance(command)
-    except Exception as e:  # pragma: no cover - fallback
-        from memsim.io import base_provenance
+    except Exception as e:  # pragma: no cover - no torch/triton in this process
+        from memsim.io import base_provenance, nvidia_smi
         prov = base_provenance(command)
         prov["provenance_note"] = f"kernels.device_info unavailable ({type(e).__name__}: {e})"
-        try:
-            import torch
-            prov.update(torch=torch.__version__, cuda=torch.version.cuda)
-            if torch.cuda.is_available():
-                prov["gpu"] = torch.cuda.get_device_name(0)
-        except Exception:
-            pass
-        try:
-            import triton
-            prov["triton"] = triton.__version__
-        except Exception:
-            pass
-        prov["driver"] = _nvidia_smi("driver_version")
-        prov.setdefault("gpu", _nvidia_smi("name"))
+        prov.update(gpu=nvidia_smi("name"), driver=nvidia_smi("driver_version"))
     prov["ncu"] = ncu_version
     return prov
-
-
-def _nvidia_smi(field: str) -> str | None:
-    import subprocess
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
-        return out.splitlines()[0].strip() if out else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # --- bundles (one file to carry back from the GPU machine) ------------------------------
