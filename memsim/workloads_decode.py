@@ -166,9 +166,12 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
-                    run_tiles: int = 16) -> dict:
+                    run_tiles: int | None = None) -> dict:
     """Predicted bytes per level and time of every launch, in the record shape of SimResult.to_dict()
-    (`total` has time_s = gpu_time_s, the kernels back to back, and host_time_s, the Python launch cost)."""
+    (`total` has time_s = gpu_time_s, the kernels back to back, and host_time_s, the Python launch cost).
+
+    run_tiles: K/V tiles per model step (the grain); None = 16, or more so that no CTA has over 8 steps.
+    Bytes do not depend on it."""
     from .engine import L2Cache
     from .hardware import load_hardware
     if not isinstance(problem, DecodeProblem) or not isinstance(schedule, DecodeSchedule):
@@ -182,6 +185,10 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         raise ScheduleError(f"decode with block_n={schedule.block_n}, num_stages={schedule.num_stages}, "
                             f"head_dim={problem.head_dim} needs {smem} bytes of shared memory per CTA; "
                             f"{hw.name} allows {hw.smem_per_block_bytes}")
+    if run_tiles is None:
+        longest = max(len(split_ranges(L, schedule.num_splits, schedule.block_n)) and
+                      -(-(-(-L // schedule.num_splits)) // schedule.block_n) for L in problem.seqlens_kv)
+        run_tiles = max(16, -(-longest // 8))
     l2 = L2Cache(hw.l2_effective_bytes)
     kernels = []
     d = problem.head_dim
