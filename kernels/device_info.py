@@ -1,26 +1,16 @@
 """Provenance of a GPU run: card, driver, CUDA, torch, triton, date, command (reusable by verification/).
 
+nvidia-smi is asked through memsim.io.nvidia_smi (stdlib), torch through the functions here; the ncu
+version comes from verification.ncu.ncu_version.
+
     from kernels.device_info import provenance, gpu_slug
     provenance("python benchmarks/attention.py ...")  -> dict
     gpu_slug()                                        -> "nvidia-h100-80gb-hbm3" (or "cpu")
 """
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-
-
-def _run(cmd: list[str]) -> str | None:
-    if not shutil.which(cmd[0]):
-        return None
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+from memsim.io import gpu_slug as _slug
+from memsim.io import nvidia_smi
 
 
 def gpu_name(device=None) -> str:
@@ -31,18 +21,15 @@ def gpu_name(device=None) -> str:
 
 
 def gpu_slug(device=None) -> str:
-    """File-name form of the GPU name: lower case, runs of other characters turned into '-'."""
-    return re.sub(r"[^a-z0-9]+", "-", gpu_name(device).lower()).strip("-") or "unknown"
+    """File-name form of this device's GPU name (memsim.io.gpu_slug; "cpu" without a GPU)."""
+    try:
+        return _slug(gpu_name(device))
+    except ValueError:
+        return "unknown"
 
 
 def driver_version() -> str | None:
-    out = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    return out.splitlines()[0].strip() if out else None
-
-
-def ncu_version() -> str | None:
-    out = _run(["ncu", "--version"])
-    return out.splitlines()[-1].strip() if out else None
+    return nvidia_smi("driver_version")
 
 
 def device_facts(device=None) -> dict:
@@ -60,7 +47,7 @@ def device_facts(device=None) -> dict:
     }
 
 
-def provenance(command: str | None = None, device=None, with_ncu: bool = False) -> dict:
+def provenance(command: str | None = None, device=None) -> dict:
     """Everything needed to reproduce or judge a measurement, as a JSON-ready dict."""
     import torch
     import triton
@@ -74,6 +61,4 @@ def provenance(command: str | None = None, device=None, with_ncu: bool = False) 
         "triton": triton.__version__,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     })
-    if with_ncu:
-        prov["ncu"] = ncu_version()
     return prov

@@ -13,7 +13,7 @@ import zlib
 
 import torch
 
-_DT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from ._common import TORCH_DTYPES
 
 
 def seed_of(*parts) -> int:
@@ -36,7 +36,7 @@ def make_tensor(shape, dtype, device, gen, layout="contiguous", scale=1.0):
         t = base[..., :d]
     else:
         raise ValueError(f"unknown layout {layout!r}")
-    t = (t * scale).to(device=device, dtype=_DT[dtype] if isinstance(dtype, str) else dtype)
+    t = (t * scale).to(device=device, dtype=TORCH_DTYPES[dtype] if isinstance(dtype, str) else dtype)
     # avoid exact zeros (they hide unwritten outputs)
     t = torch.where(t == 0, torch.full_like(t, 0.0625), t)
     if layout == "contiguous":
@@ -78,7 +78,7 @@ def check_rule(name, out, ref64, naive, dtype, verbose=True):
     """Assert DESIGN.md's rule: max|out - ref| <= 2 max|naive - ref| + reference rounding noise.
 
     `naive` is the same math done plainly in the input dtype (kernels.naive_same_dtype)."""
-    dt = _DT[dtype] if isinstance(dtype, str) else dtype
+    dt = TORCH_DTYPES[dtype] if isinstance(dtype, str) else dtype
     kerr, msg = describe_error(name, out, ref64)
     nerr, _ = describe_error(name + " (naive)", naive, ref64)
     finite = ref64[torch.isfinite(ref64)]

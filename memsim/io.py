@@ -11,6 +11,8 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,29 @@ def unique_path(path) -> Path:
         if not cand.exists():
             return cand
     raise OutputExistsError(f"no free name next to {path}")
+
+
+def gpu_slug(name: str) -> str:
+    """File-name form of a GPU name: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3' (the one slug rule)."""
+    s = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
+    if not s:
+        raise ValueError(f"cannot make a directory name from GPU name {name!r}")
+    return s
+
+
+def nvidia_smi(field: str, *, timeout_s: float = 30) -> str | None:
+    """GPU 0's `nvidia-smi --query-gpu=<field>` (e.g. name, driver_version, compute_cap), or None when
+    there is no nvidia-smi or no GPU.  The one way the project asks nvidia-smi (stdlib, so processes
+    that must not import torch can use it; kernels.device_info builds on it)."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0].strip() or None if lines else None
 
 
 def base_provenance(command: str | None = None) -> dict:

@@ -15,7 +15,7 @@ from verification.fakes import fake_record
 
 def test_gpu_slug():
     assert R.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    with pytest.raises(R.DataError):
+    with pytest.raises(ValueError):
         R.gpu_slug("  ")
 
 
