@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from . import compare, presets, simulate, sweep
-from .errors import join_dash_values, make_parser, run_cli
+from .errors import dispatch, make_parser
 
 #: the subcommands, in --help order
 COMMANDS = (simulate, compare, sweep, presets)
@@ -43,15 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    dash = tuple(o for m in COMMANDS for o in getattr(m, "DASH_VALUE_OPTIONS", ()))
-    ap = build_parser()
-    a = ap.parse_args(join_dash_values(argv, dash))
-    if not getattr(a, "fn", None):
-        ap.print_help()
-        return 2
     from ..hardware import HardwareError
     from ..io import OutputExistsError
     from ..schedule import ScheduleError
-    return run_cli("memsim", lambda: a.fn(a),
-                   errors=(ScheduleError, HardwareError, OutputExistsError, ValueError, OSError))
+    return dispatch("memsim", build_parser(), sys.argv[1:] if argv is None else argv,
+                    errors=(ScheduleError, HardwareError, OutputExistsError, ValueError, OSError),
+                    dash_options=tuple(o for m in COMMANDS for o in getattr(m, "DASH_VALUE_OPTIONS", ())))

@@ -74,3 +74,16 @@ def join_dash_values(argv, options) -> list[str]:
         out.append(tok)
         i += 1
     return out
+
+
+def dispatch(prog: str, ap: argparse.ArgumentParser, argv, *, errors=(), interrupted: str = "interrupted",
+             dash_options=()) -> int:
+    """Parse argv with `ap` (subparsers set ``fn``), keep the raw list as ``args.argv`` (for
+    provenance) and run ``args.fn(args)`` under run_cli; no subcommand prints the help, exit 2."""
+    argv = list(argv)
+    a = ap.parse_args(join_dash_values(argv, dash_options))
+    if not getattr(a, "fn", None):
+        ap.print_help()
+        return 2
+    a.argv = argv
+    return run_cli(prog, lambda: a.fn(a), errors=errors, interrupted=interrupted)

@@ -11,7 +11,7 @@ import sys
 
 from . import anchors, cases, ceilings, fidelity, measure, numerics, report, unpack, validate
 from .common import RAW
-from memsim.cli.errors import make_parser, run_cli
+from memsim.cli.errors import dispatch, make_parser
 
 #: the subcommands, in --help order
 COMMANDS = (cases, numerics, measure, report, validate, fidelity, ceilings, anchors, unpack)
@@ -40,11 +40,5 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = build_parser()
-    a = ap.parse_args(argv)
-    if not getattr(a, "fn", None):
-        ap.print_help()
-        return 2
-    a.argv = argv
-    return run_cli("verification", lambda: a.fn(a), interrupted="interrupted: measurements already written are kept")
+    return dispatch("verification", build_parser(), sys.argv[1:] if argv is None else argv,
+                    interrupted="interrupted: measurements already written are kept")
