@@ -26,7 +26,7 @@ from .reference import naive_same_dtype, reference
 from .registry import ForwardResult, check_saved, launcher_for
 
 __all__ = ["attention", "flash_attn_func", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
-           "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError"]
+           "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError", "decode", "decode_plan"]
 
 
 @contextlib.contextmanager
@@ -67,3 +67,16 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
 
 # attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py
 from .api import attention, flash_attn_func  # noqa: E402
+
+
+def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None):
+    """Decode attention over a (paged) KV cache, flash_attn_with_kvcache's layout: see kernels.decode_kv.decode."""
+    from .decode_kv import decode as _decode
+    return _decode(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale, num_splits=num_splits,
+                   schedule=schedule)
+
+
+def decode_plan(q, k_cache, v_cache, cache_seqlens, **kw):
+    """(DecodeProblem, DecodeSchedule, why) that kernels.decode would run: see kernels.decode_kv.decode_plan."""
+    from .decode_kv import decode_plan as _plan
+    return _plan(q, k_cache, v_cache, cache_seqlens, **kw)

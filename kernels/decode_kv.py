@@ -26,6 +26,7 @@ from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError
 
 from ._common import DTYPE_NAMES, LOG2E, dot_precision, interpreting
 from ._tl import cvt, mma
+from .registry import ForwardResult, launcher
 
 
 @triton.jit
@@ -364,3 +365,12 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
             GROUP=gpc, HEAD_DIM=d, BLOCK_S=min(32, block_m_for(S)), BLOCK_N=s.block_n, PREC=prec,
             num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
     return o
+
+
+@launcher("decode", "fwd")
+def run_decode(problem: DecodeProblem, schedule: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None):
+    """Registry launcher of ("decode", "fwd"): its arguments are decode's, not (q, k, v) -- a DecodeProblem
+    has a cache and lengths.  Checks the tensors (shapes and contents), then launches exactly the schedule."""
+    check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table)
+    o = decode_launch(problem, schedule, q, k_cache, v_cache, cache_seqlens, block_table)
+    return ForwardResult(o, None, {}, schedule)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from .reference import naive_same_dtype, reference
-from .testing import _DT, check_rule, poisoned_allocations, seed_of
+from ._common import TORCH_DTYPES as _DT
+from .testing import check_rule, poisoned_allocations, seed_of
 
 
 # The kernel test cases (tests/test_decode_kernel.py; the GPU script runs the same table)

@@ -49,8 +49,8 @@ class ScheduleError(ValueError):
 
 
 def __getattr__(name):  # module attributes read from the registry when asked for
-    if name == "ALGORITHMS":
-        return _registry.algorithms()
+    if name == "ALGORITHMS":  # the algorithms of AttentionProblem (decode has its own problem type)
+        return tuple(a for a in _registry.algorithms() if _registry.spec_for(a, "fwd").problem_type is AttentionProblem)
     if name == "PHASES":
         return _registry.phases()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -199,7 +199,7 @@ class Schedule:
     sp_dtype: str | None = None
 
     def __post_init__(self):
-        _require_choice("Schedule", "algorithm", self.algorithm, _registry.algorithms())
+        _require_choice("Schedule", "algorithm", self.algorithm, __getattr__("ALGORITHMS"))
         _require_choice("Schedule", "phase", self.phase, _registry.phases())
         _registry.spec_for(self.algorithm, self.phase)  # "no registered (flash1, bwd); registered: ..."
         _require_choice("Schedule", "grid_order", self.grid_order, GRID_ORDERS)

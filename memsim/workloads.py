@@ -441,7 +441,8 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
     if key not in _WORKLOADS:
         raise ScheduleError(f"memsim has no workload for the registered ({key[0]}, {key[1]}); "
                             f"workloads: {', '.join(f'({a}, {p})' for a, p in _WORKLOADS)}")
-    per_launch = _WORKLOADS[key](_Ctx(problem, schedule, run_blocks))
+    per_launch = _WORKLOADS[key](_Ctx(problem, schedule, run_blocks) if isinstance(problem, AttentionProblem)
+                                 else (problem, schedule, run_blocks))  # other problem types: their own builder
     out = []
     for L in kernel_launches(problem, schedule):
         w = per_launch.get(L.name)
@@ -457,3 +458,6 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
 def extra_device_bytes(problem: AttentionProblem, schedule: Schedule) -> int:
     """Device memory the schedule allocates beyond inputs and outputs (its registry entry)."""
     return spec_for(schedule.algorithm, schedule.phase).extra_device_bytes(problem, schedule)
+
+
+from . import workloads_decode  # noqa: E402,F401  (registers the decode workload)

@@ -241,3 +241,22 @@ def choose_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware
            f"= {t * 1e6:.1f} us; 1 split: {one[1] * 1e6:.1f} us ({one[2]['kernels'][0]['num_ctas']} CTAs)")
     return c, why
 
+
+
+def _register():
+    from .workloads import workload
+
+    @workload("decode", "fwd")
+    def decode_workload(ctx):
+        """{launch name: steps(coords)} of a (DecodeProblem, DecodeSchedule, run_tiles) context."""
+        p, s, run = ctx
+
+        def split(co):
+            return decode_cta_steps(p, s, "decode_split", (co["split"], co["unit"]), run)
+
+        def combine(co):
+            return decode_cta_steps(p, s, "decode_combine", (co["row"], co["unit"]), run)
+        return {"decode_split": split, "decode_combine": combine}
+
+
+_register()
