@@ -15,8 +15,8 @@ from memsim.algorithms import spec_for
 from memsim.schedule import (KERNEL_HEAD_DIMS, AttentionProblem, Schedule, ScheduleError, check_fits,
                              sram_bytes_per_cta)
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+LOG2E = 1.4426950408889634  # log2(e); kernel bodies use kernels._tl.LOG2E (the same, as a constexpr)
+LN2 = 0.6931471805599453    # ln(2)
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}

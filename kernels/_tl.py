@@ -2,6 +2,13 @@
 import triton
 import triton.language as tl
 
+from . import _common
+
+#: log2(e) and ln(2) as compile-time constants for kernel bodies (host code uses kernels._common's floats):
+#: scores live in the log2 domain (exp2 instead of exp), the stored logsumexp in natural-log units
+LOG2E = tl.constexpr(_common.LOG2E)
+LN2 = tl.constexpr(_common.LN2)
+
 
 @triton.jit
 def mma(a, b, PREC: tl.constexpr):

@@ -20,8 +20,9 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._common import dot_precision, LOG2E, strides3
-from ._tl import cvt, mma
+from . import _common
+from ._common import dot_precision, strides3
+from ._tl import LN2, cvt, mma
 from .registry import ForwardResult, launcher
 
 
@@ -107,7 +108,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             empty = l_i == 0.0
             l_safe = tl.where(empty, 1.0, l_i)
             o = acc / l_safe[:, None]
-            lse = tl.where(empty, float("-inf"), (m_new + tl.math.log2(l_safe)) * 0.6931471805599453)
+            lse = tl.where(empty, float("-inf"), (m_new + tl.math.log2(l_safe)) * LN2)
             tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC),
                      mask=fin[:, None])
             tl.store(LSE + stat_base + rows, lse, mask=fin)
@@ -129,7 +130,7 @@ def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
     lws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
     _flash1_fwd[launch.grid](
         q, k, v, o, lse, ows, mws, lws, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, PREC=dot_precision(p),
         num_warps=s.num_warps, num_stages=s.num_stages)

@@ -10,9 +10,12 @@ max is subtracted before every exponential (large logits cannot overflow).  The 
 stored (and returned) is in natural-log units: lse = ln(sum_j exp(scale * q.k_j)).
 
 Masking: a column c is visible from row r when c < seq_kv and (not causal or c <= r + offset);
-offset = 0 (top_left, SDPA's is_causal) or seq_kv - seq_q (bottom_right).  Each K/V loop is split
-in two: blocks that every row of the tile sees entirely (no mask arithmetic), then the blocks that
-need a mask (the diagonal band and the ragged tail).  Blocks that no row sees are never loaded.
+offset = 0 (top_left, SDPA's is_causal) or seq_kv - seq_q (bottom_right).  Each K/V (or Q) loop is
+split in two: blocks that every row of the tile sees entirely (no mask arithmetic), then the blocks
+that need a mask (the diagonal band and the ragged tail).  Blocks that no row sees are never loaded.
+Each loop body is one @triton.jit helper (`_fwd_kv_loop`, `_dkdv_q_loop`, `_dq_kv_loop`) called twice,
+with the constexpr MASKED choosing the variant; Triton inlines them, so the launched kernels keep
+their names (`_flash2_fwd`, `_flash2_bwd_preprocess`, `_flash2_bwd_dkdv`, `_flash2_bwd_dq`).
 """
 from __future__ import annotations
 
@@ -22,9 +25,62 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
-from ._common import dot_precision, LOG2E, strides3
-from ._tl import cvt, mma
+from . import _common
+from ._common import dot_precision, strides3
+from ._tl import LN2, LOG2E, cvt, mma
 from .registry import ForwardResult, launcher
+
+
+@triton.jit
+def _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n, lo, hi,
+                 SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                 BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    """K/V blocks [lo, hi) of one Q block: the online softmax.  Each iteration reads K_j, V_j (cols x d
+    each) -- nothing else touches memory.  MASKED: the diagonal band and the ragged tail (column and
+    causal masks, rows that may see nothing yet); otherwise every row sees the whole block."""
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASKED:
+            kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cols[None, :] < SEQ_KV, other=0.0)
+        else:
+            kT = tl.load(kT_ptrs + start_n * stride_kn)
+        s = mma(q, kT, PREC) * qk_scale2
+        if MASKED:
+            visible = cols[None, :] < SEQ_KV
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+            s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        if MASKED:
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+        else:
+            m_safe = m_new
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if MASKED:
+            v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
+        else:
+            v = tl.load(v_ptrs + start_n * stride_vn)
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr):
+    """(full_end, hi) for Q block start_m: K/V columns [0, full_end) are seen entirely by every row,
+    [full_end, hi) need a mask, columns >= hi are seen by no row (never loaded)."""
+    if CAUSAL:
+        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
+        full_end = (full_end // BLOCK_N) * BLOCK_N
+    else:
+        hi = SEQ_KV
+        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+    return full_end, hi
 
 
 @triton.jit
@@ -61,49 +117,19 @@ def _flash2_fwd(Q, K, V, O, LSE,
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
-    # K/V range: [0, full_end) seen entirely by every row; [full_end, hi) needs a mask
-    if CAUSAL:
-        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
-        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
-        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
-        full_end = (full_end // BLOCK_N) * BLOCK_N
-    else:
-        hi = SEQ_KV
-        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
-
-    # each iteration reads K_j, V_j (cols x d each) -- nothing else touches memory
-    for start_n in range(0, full_end, BLOCK_N):
-        kT = tl.load(kT_ptrs + start_n * stride_kn)
-        s = mma(q, kT, PREC) * qk_scale2
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptrs + start_n * stride_vn)
-        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
-        m_i = m_new
-    for start_n in range(full_end, hi, BLOCK_N):
-        cols = start_n + offs_n
-        kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cols[None, :] < SEQ_KV, other=0.0)
-        s = mma(q, kT, PREC) * qk_scale2
-        visible = cols[None, :] < SEQ_KV
-        if CAUSAL:
-            visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
-        s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
-        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
-        m_i = m_new
+    full_end, hi = _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL)
+    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+                                 0, full_end, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                                 BLOCK_N=BLOCK_N, MASKED=False, CAUSAL=CAUSAL, PREC=PREC)
+    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+                                 full_end, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                                 BLOCK_N=BLOCK_N, MASKED=True, CAUSAL=CAUSAL, PREC=PREC)
 
     # epilogue: O_i and lse_i written once; a row that saw nothing gets O = 0, lse = -inf
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
     o = acc / l_safe[:, None]
-    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
     tl.store(o_ptrs, cvt(o, O.dtype.element_ty, PREC), mask=offs_m[:, None] < SEQ_Q)
     tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
@@ -133,6 +159,34 @@ def _flash2_bwd_preprocess(O, DO, DELTA,
                  mask=rmask, other=0.0).to(tl.float32)
     delta = tl.sum(o * do, 1)
     tl.store(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, delta, mask=offs_m < SEQ_Q)
+
+
+@triton.jit
+def _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
+                 offs_n, offs_m0, lo, hi, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                 BLOCK_M: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr):
+    """Q blocks [lo, hi) against the resident K_j, V_j: accumulate dK_j, dV_j.  Each iteration reads
+    Q_i, dO_i (rows x d) and lse_i, delta_i (rows x fp32).  MASKED: the diagonal band (causal mask);
+    otherwise every row sees the whole K/V block.  Ragged rows (>= SEQ_Q) need no mask: they load
+    q = dO = 0 and lse = +inf, so p = 0."""
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m0
+        rm = rows < SEQ_Q
+        qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
+        lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * LOG2E
+        qkT = mma(k, qT, PREC) * qk_scale2
+        if MASKED:
+            visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
+            pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
+        else:
+            pT = tl.math.exp2(qkT - lse2[None, :])
+        do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
+        dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
+        delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
+        dpT = mma(v, tl.trans(do), PREC)
+        dsT = pT * (dpT - delta[None, :])
+        dk += mma(cvt(dsT, qT.dtype, PREC), tl.trans(qT), PREC)
+    return dk, dv
 
 
 @triton.jit
@@ -169,7 +223,6 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
 
     # Q blocks that see column block j: rows r >= start_n - offset; rows >= row_full see all of it.
-    # Ragged rows (>= SEQ_Q) need no mask: they load q = dO = 0 and lse = +inf, so p = 0.
     if CAUSAL:
         first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
         # no row sees this block: both loops empty (lo = mid >= SEQ_Q)
@@ -190,34 +243,12 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
         do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m0[:, None] * stride_dom + offs_d[None, :]
         lse_ptrs = LSE + bh * SEQ_Q + offs_m0
         delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
-        # each iteration reads Q_i, dO_i (rows x d) and lse_i, delta_i (rows x fp32)
-        for start_m in range(lo, mid, BLOCK_M):  # diagonal band: causal mask
-            rows = start_m + offs_m0
-            rm = rows < SEQ_Q
-            qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
-            lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
-            qkT = mma(k, qT, PREC) * qk_scale2
-            visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
-            pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
-            do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
-            delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
-            dpT = mma(v, tl.trans(do), PREC)
-            dsT = pT * (dpT - delta[None, :])
-            dk += mma(cvt(dsT, qT.dtype, PREC), tl.trans(qT), PREC)
-        for start_m in range(mid, SEQ_Q, BLOCK_M):  # every row sees the whole K/V block
-            rows = start_m + offs_m0
-            rm = rows < SEQ_Q
-            qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
-            lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * 1.4426950408889634
-            qkT = mma(k, qT, PREC) * qk_scale2
-            pT = tl.math.exp2(qkT - lse2[None, :])
-            do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
-            dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
-            delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
-            dpT = mma(v, tl.trans(do), PREC)
-            dsT = pT * (dpT - delta[None, :])
-            dk += mma(cvt(dsT, qT.dtype, PREC), tl.trans(qT), PREC)
+        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
+                              offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                              BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC)  # diagonal band
+        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
+                              offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                              BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC)  # rows that see the whole block
 
     # dK_j, dV_j written once
     dk = dk * sm_scale
@@ -225,6 +256,35 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
              cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
     tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
              cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
+
+
+@triton.jit
+def _dq_kv_loop(dq, q, do, lse2, delta, kT_ptrs, vT_ptrs, stride_kn, stride_vn, offs_m, offs_n, lo, hi,
+                SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    """K/V blocks [lo, hi) of one Q block: accumulate dQ_i.  Each iteration reads K_j, V_j (cols x d
+    each).  MASKED: the diagonal band and the ragged tail; otherwise every row sees the whole block."""
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        cm = cols[None, :] < SEQ_KV
+        if MASKED:
+            kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cm, other=0.0)
+            vT = tl.load(vT_ptrs + start_n * stride_vn, mask=cm, other=0.0)
+        else:
+            kT = tl.load(kT_ptrs + start_n * stride_kn)
+            vT = tl.load(vT_ptrs + start_n * stride_vn)
+        qk = mma(q, kT, PREC) * qk_scale2
+        if MASKED:
+            visible = cm
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+            p = tl.where(visible, tl.math.exp2(qk - lse2[:, None]), 0.0)
+        else:
+            p = tl.math.exp2(qk - lse2[:, None])
+        dp = mma(do, vT, PREC)
+        ds = p * (dp - delta[:, None])
+        dq += mma(cvt(ds, kT.dtype, PREC), tl.trans(kT), PREC)
+    return dq
 
 
 @triton.jit
@@ -257,43 +317,19 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
                 mask=rm[:, None], other=0.0)
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
                  mask=rm[:, None], other=0.0)
-    lse2 = tl.load(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, mask=rm, other=float("inf")) * 1.4426950408889634
+    lse2 = tl.load(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, mask=rm, other=float("inf")) * LOG2E
     delta = tl.load(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, mask=rm, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     kT_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[None, :] * stride_kn + offs_d[:, None]
     vT_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[None, :] * stride_vn + offs_d[:, None]
 
-    if CAUSAL:
-        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
-        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
-        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
-        full_end = (full_end // BLOCK_N) * BLOCK_N
-    else:
-        hi = SEQ_KV
-        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
-
-    # each iteration reads K_j, V_j (cols x d each)
-    for start_n in range(0, full_end, BLOCK_N):
-        kT = tl.load(kT_ptrs + start_n * stride_kn)
-        vT = tl.load(vT_ptrs + start_n * stride_vn)
-        qk = mma(q, kT, PREC) * qk_scale2
-        p = tl.math.exp2(qk - lse2[:, None])
-        dp = mma(do, vT, PREC)
-        ds = p * (dp - delta[:, None])
-        dq += mma(cvt(ds, kT.dtype, PREC), tl.trans(kT), PREC)
-    for start_n in range(full_end, hi, BLOCK_N):
-        cols = start_n + offs_n
-        cm = cols[None, :] < SEQ_KV
-        kT = tl.load(kT_ptrs + start_n * stride_kn, mask=cm, other=0.0)
-        vT = tl.load(vT_ptrs + start_n * stride_vn, mask=cm, other=0.0)
-        qk = mma(q, kT, PREC) * qk_scale2
-        visible = cm
-        if CAUSAL:
-            visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
-        p = tl.where(visible, tl.math.exp2(qk - lse2[:, None]), 0.0)
-        dp = mma(do, vT, PREC)
-        ds = p * (dp - delta[:, None])
-        dq += mma(cvt(ds, kT.dtype, PREC), tl.trans(kT), PREC)
+    full_end, hi = _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL)
+    dq = _dq_kv_loop(dq, q, do, lse2, delta, kT_ptrs, vT_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+                     0, full_end, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                     BLOCK_N=BLOCK_N, MASKED=False, CAUSAL=CAUSAL, PREC=PREC)
+    dq = _dq_kv_loop(dq, q, do, lse2, delta, kT_ptrs, vT_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+                     full_end, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                     BLOCK_N=BLOCK_N, MASKED=True, CAUSAL=CAUSAL, PREC=PREC)
 
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
@@ -321,7 +357,7 @@ def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     _flash2_fwd[launch.grid](
         q, k, v, o, lse, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p),
         num_warps=s.num_warps, num_stages=s.num_stages)
@@ -345,10 +381,10 @@ def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
                                      Q_FASTEST=qf, **common)
     _flash2_bwd_dkdv[dkdv.grid](
         q, k, v, do, lse, delta, dk, dv, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dk), *strides3(dv),
-        p.heads_kv, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
+        p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
     _flash2_bwd_dq[dqk.grid](
         q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dq),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.scale, p.causal_offset,
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
     return dq, dk, dv

@@ -23,7 +23,7 @@ import triton.language as tl
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2, strides3
-from ._tl import cvt, mma
+from ._tl import LOG2E, cvt, mma
 from .registry import ForwardResult, launcher
 
 
@@ -165,7 +165,7 @@ def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
         s = tl.where(visible, s, float("-inf"))
         m = tl.max(s, 1)
         m = tl.where(m == float("-inf"), 0.0, m)  # fully masked row: P = 0, not NaN
-        e = tl.math.exp2((s - m[:, None]) * 1.4426950408889634)
+        e = tl.math.exp2((s - m[:, None]) * LOG2E)
         denom = tl.sum(e, 1)
         denom = tl.where(denom == 0.0, 1.0, denom)
         p = e / denom[:, None]
