@@ -3,6 +3,7 @@ tiny L2 every global byte is a DRAM byte."""
 import pytest
 
 from memsim import analytic
+from memsim.algorithms import registered, spec_for
 from memsim.hardware import load_hardware
 from memsim.schedule import AttentionProblem, Schedule
 from memsim.sim import simulate
@@ -10,7 +11,8 @@ from memsim.sim import simulate
 HW = load_hardware("h100-sxm")
 TINY = HW.with_overrides(l2_bytes=1, l2_partitions=1)
 
-SCHEDULES = [("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd")]
+#: every registered (algorithm, phase) over AttentionProblem: a new entry is checked here without an edit
+SCHEDULES = [k for k in registered() if spec_for(*k).problem_type is AttentionProblem]
 PROBLEMS = [
     # B, Hq, Hkv, Nq, Nkv, d, dtype, causal, align
     (1, 2, 2, 256, 256, 32, "fp16", False, "top_left"),
