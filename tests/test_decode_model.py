@@ -151,3 +151,12 @@ def test_auto_split_rule_is_fast_enough_for_every_call():
     auto_num_splits(p, DecodeSchedule(), DeviceFacts.from_hardware(H100))
     assert time.perf_counter() - t < 0.5
     assert replace(DecodeSchedule(), num_splits=3).num_splits == 3
+
+
+def test_memsim_decode_study_cli(capsys):
+    from memsim.cli import main
+    assert main(["decode", "--batches", "1", "--contexts", "1024", "--pages", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "auto TB/s" in out and "paged16" in out
+    assert main(["decode", "--explain", "1x1024"]) == 0
+    assert "num_splits=" in capsys.readouterr().out

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import compare, presets, simulate, sweep
+from . import compare, decode, presets, simulate, sweep
 from .errors import dispatch, make_parser
 
 #: the subcommands, in --help order
-COMMANDS = (simulate, compare, sweep, presets)
+COMMANDS = (simulate, compare, sweep, presets, decode)
 
 EPILOG_MAIN = """\
 examples:
@@ -22,6 +22,7 @@ examples:
   python -m memsim simulate --algorithm naive --phase bwd --json
   python -m memsim sweep --param block_n --values 16,32,64,128 --algorithms flash1 --out results/flash1_bn
   python -m memsim presets
+  python -m memsim decode --batches 1,8 --contexts 8192,131072   # decode: split choice, paged vs contiguous
 
 Levels: "global" = requests SMs send to memory (the FlashAttention paper's "HBM accesses", ncu
 l1tex__t_bytes); "l2" = requests that reach L2 (ncu lts__t_sectors_srcunit_tex x 32); "dram" = bytes

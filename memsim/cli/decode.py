@@ -1,0 +1,77 @@
+"""``python -m memsim decode``: the decode study (issue 12) -- KV read bandwidth against context and batch,
+one split vs the model's split choice, contiguous vs paged, on any preset; `--explain` ranks split counts."""
+from __future__ import annotations
+
+import json
+
+from . import common as C
+
+NAME = "decode"
+
+
+def _csv_int(s):
+    return [int(x) for x in s.split(",") if x]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help="decode study: KV read bandwidth vs context and batch, split choice, paged cache",
+                       description=__doc__)
+    p.add_argument("--hw", default="h100-sxm", help="preset name or .toml path (default h100-sxm)")
+    p.add_argument("--batches", type=_csv_int, default=[1, 8, 64])
+    p.add_argument("--contexts", type=_csv_int, default=[1024, 8192, 32768, 131072])
+    p.add_argument("--heads-q", type=int, default=32)
+    p.add_argument("--heads-kv", type=int, default=8)
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--dtype", default="bf16", choices=("fp16", "bf16", "fp32"))
+    p.add_argument("--pages", type=_csv_int, default=[16], help="page sizes compared with the contiguous cache")
+    p.add_argument("--explain", default=None, metavar="BxN",
+                   help="rank every split count for one shape (e.g. 1x8192) and say why the best wins")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    from dataclasses import replace
+
+    from ..inference import DecodeProblem, DecodeSchedule
+    from ..workloads_decode import choose_num_splits, rank_num_splits, simulate_decode
+    s0 = DecodeSchedule()
+
+    def prob(B, N, page=None):
+        return DecodeProblem.uniform(B, a.heads_q, a.heads_kv, a.head_dim, N, dtype=a.dtype, page_size=page)
+
+    if a.explain:
+        B, N = (int(x) for x in a.explain.lower().split("x"))
+        p = prob(B, N)
+        ranked = rank_num_splits(p, s0, a.hw)
+        rows = [[c, f"{t * 1e6:.1f}", r["kernels"][0]["num_ctas"], f"{p.kv_bytes() / t / 1e12:.2f}",
+                 f"{(r['kernels'][1]['time_s'] * 1e6) if len(r['kernels']) > 1 else 0:.1f}"] for c, t, r in ranked]
+        print(C.fmt_table(["splits", "predicted us", "split CTAs", "KV TB/s", "combine us"], rows))
+        print(choose_num_splits(p, s0, a.hw)[1])
+        return 0
+    out = []
+    for B in a.batches:
+        for N in a.contexts:
+            p = prob(B, N)
+            c, why = choose_num_splits(p, s0, a.hw)
+            one = simulate_decode(p, s0, a.hw, flush_l2=False)["total"]
+            best = simulate_decode(p, replace(s0, num_splits=c), a.hw, flush_l2=False)["total"]
+            row = {"batch": B, "context": N, "kv_MB": p.kv_bytes() / 1e6, "splits": c,
+                   "one_split_TBps": one["kv_read_Bps"] / 1e12, "auto_TBps": best["kv_read_Bps"] / 1e12,
+                   "auto_us": best["gpu_time_s"] * 1e6, "why": why}
+            for ps in a.pages:
+                pp = prob(B, N, ps)
+                cp, _ = choose_num_splits(pp, s0, a.hw)
+                tp = simulate_decode(pp, replace(s0, num_splits=cp), a.hw, flush_l2=False)["total"]
+                row[f"paged{ps}_TBps"], row[f"paged{ps}_splits"] = tp["kv_read_Bps"] / 1e12, cp
+            out.append(row)
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    heads = ["B", "context", "KV MB", "1 split TB/s", "auto TB/s", "splits"] + [f"paged{ps} TB/s (splits)" for ps in a.pages]
+    rows = [[r["batch"], r["context"], f"{r['kv_MB']:.0f}", f"{r['one_split_TBps']:.2f}", f"{r['auto_TBps']:.2f}",
+             r["splits"]] + [f"{r[f'paged{ps}_TBps']:.2f} ({r[f'paged{ps}_splits']})" for ps in a.pages] for r in out]
+    print(C.fmt_table(heads, rows))
+    print("predicted GPU time (kernels back to back, L2 not flushed); paged without page_prefetch; "
+          "`--explain BxN` ranks the split counts of one shape")
+    return 0
