@@ -1,0 +1,283 @@
+"""Compiled-kernel facts without a GPU: registers, spills and shared memory of every launch, per architecture.
+
+    python -m kernels.compiled_facts [--suite] [--random N --seed S ...] [--defaults] [--arch sm90] [--jobs 2]
+
+For each case, the registry's launcher (`kernels.registry.launcher_for`) runs on "meta" tensors (shapes
+and dtypes, no memory) with `JITFunction.run` intercepted: every launch is captured with its exact
+arguments instead of running.  Each captured launch is then specialised exactly as the JIT would on a
+GPU (Triton's own binder: pointer alignment, integer divisibility and ==1 constants) and compiled with
+`triton.compile(..., target=GPUTarget("cuda", 90, 32))`; the PTX goes through the bundled ptxas with
+Triton's own flags (``-lineinfo -v --gpu-name=sm_90a``), whose report gives the registers per thread,
+the stack frame (local memory per thread: what CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES says on the GPU, and
+Triton's n_spills x 4) and the spill store/load bytes; shared memory is Triton's metadata.shared.  The
+tile loop's instruction mix comes from the SASS (`kernels.sass`) when it can be read.
+
+The table, ``memsim/presets/compiled/<arch>.json`` (read by `memsim.compiled.lookup`, stdlib), is
+incremental: entries already there are not compiled again; every write is a locked read-merge-write
+(fcntl) and atomic, so several processes may fill it at once.  Two problems with one `memsim.compiled.key`
+must compile to the same specialisation; a clash is an error naming both.
+
+TRITON_INTERPRET must be unset (the interpreter has no compiled kernels): this module removes it
+before triton is imported when run as a program.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __name__ == "__main__":  # before triton is imported: compiling needs real JITFunctions
+    os.environ.pop("TRITON_INTERPRET", None)
+
+ARCHS = {"sm90": (90, "sm_90a")}
+_PTXAS = re.compile(r"Used (\d+) registers")
+_SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+class CompiledFactsError(RuntimeError):
+    pass
+
+
+# --- capture ------------------------------------------------------------------------------------
+def capture(problem, schedule) -> list[tuple]:
+    """[(JITFunction, args, kwargs, grid)] of every launch of (problem, schedule), in order, not run."""
+    import torch
+    from triton import knobs
+    from triton.runtime.jit import JITFunction
+
+    from kernels.registry import launcher_for
+    if knobs.runtime.interpret:
+        raise CompiledFactsError("TRITON_INTERPRET is set: the kernels are interpreted, nothing compiles; run "
+                                 "`python -m kernels.compiled_facts` (it unsets it) or unset it before importing "
+                                 "triton")
+    from kernels._common import TORCH_DTYPES
+    p = problem
+    dt = TORCH_DTYPES[p.dtype]
+    meta = dict(device="meta", dtype=dt)
+    q = torch.empty(p.batch, p.heads_q, p.seq_q, p.head_dim, **meta)
+    k = torch.empty(p.batch, p.heads_kv, p.seq_kv, p.head_dim, **meta)
+    v = torch.empty(p.batch, p.heads_kv, p.seq_kv, p.head_dim, **meta)
+    calls = []
+    orig = JITFunction.run
+
+    def run(self, *args, grid, warmup, **kwargs):
+        calls.append((self, args, kwargs, grid))
+        return None
+
+    JITFunction.run = run
+    try:
+        L = launcher_for(schedule.algorithm, schedule.phase)
+        if schedule.phase == "fwd":
+            L.run(p, schedule, q, k, v)
+        else:
+            saved = {}
+            for name, spec in L.needs.items():
+                shape, sdt, _ = spec(p, schedule)
+                saved[name] = torch.empty(tuple(shape), device="meta", dtype=sdt)
+            o = torch.empty_like(q)
+            do = torch.empty_like(q)
+            L.run(p, schedule, q, k, v, o, do, saved)
+    finally:
+        JITFunction.run = orig
+    return calls
+
+
+def _specialise(jf, args, kwargs, target):
+    """(ASTSource, options) exactly as JITFunction.run would build them on a GPU of `target`."""
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+    backend = make_backend(target)
+    binder = create_function_from_signature(jf.signature, jf.params, backend)
+    bound_args, specialization, options = binder(*args, **kwargs)
+    options, signature, constexprs, attrs = jf._pack_args(backend, kwargs, bound_args, specialization, options)
+    return ASTSource(jf, signature, constexprs, attrs), options
+
+
+def _spec_text(src, options) -> str:
+    """A stable text of what was compiled (signature, constants, attributes, warps, stages)."""
+    cons = {str(k): (v.__name__ if hasattr(v, "__name__") else repr(v)) for k, v in src.constants.items()}
+    attrs = {str(k): repr(v) for k, v in src.attrs.items()}
+    return json.dumps({"signature": {str(k): str(v) for k, v in src.signature.items()}, "constants": cons,
+                       "attrs": attrs, "num_warps": options.num_warps, "num_stages": options.num_stages},
+                      sort_keys=True)
+
+
+def ptxas_report(ptx: str, arch: str, options) -> dict:
+    """Run the bundled ptxas on `ptx` as Triton does (-lineinfo -v --gpu-name=...), parse its report."""
+    from triton.backends.nvidia.compiler import get_ptxas
+    cap, gpu_name = ARCHS[arch]
+    exe = get_ptxas(cap).path
+    fmad = [] if getattr(options, "enable_fp_fusion", True) else ["--fmad=false"]
+    extra = options.ptx_options.split(" ") if getattr(options, "ptx_options", None) else []
+    with tempfile.TemporaryDirectory(prefix="cfacts-") as d:
+        src = Path(d) / "k.ptx"
+        src.write_text(ptx)
+        cmd = [exe, "-lineinfo", *fmad, "-v", *extra, f"--gpu-name={gpu_name}", str(src), "-o", str(Path(d) / "k.o")]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise CompiledFactsError(f"ptxas failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    text = p.stderr + p.stdout
+    r, s = _PTXAS.search(text), _SPILL.search(text)
+    if not r or not s:
+        raise CompiledFactsError(f"cannot read the ptxas report: {text.strip()[-500:]}")
+    return {"regs_per_thread": int(r.group(1)), "local_bytes_per_thread": int(s.group(1)),
+            "spill_store_bytes": int(s.group(2)), "spill_load_bytes": int(s.group(3)),
+            "ptxas": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmd[:-3])) + " k.ptx"}
+
+
+def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
+    """The facts of one captured launch."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    cap, _ = ARCHS[arch]
+    target = GPUTarget("cuda", cap, 32)
+    src, options = _specialise(jf, args, kwargs, target)
+    t0 = time.time()
+    ck = triton.compile(src, target=target, options=options.__dict__)
+    rep = ptxas_report(ck.asm["ptx"], arch, options)
+    out = {"kernel": ck.name, **rep, "shared_bytes": int(ck.metadata.shared), "num_warps": int(options.num_warps),
+           "num_stages": int(options.num_stages), "source": f"ptxas {ARCHS[arch][1]}, triton {triton.__version__}",
+           "compile_s": round(time.time() - t0, 2), "specialisation": _spec_text(src, options)}
+    try:
+        from kernels.sass import cubin_tile_loop
+        lp = cubin_tile_loop(ck.asm["cubin"])
+        out["loop"] = lp.to_dict() if lp is not None else None
+    except Exception as e:  # the loop profile is extra; never lose the registers for it
+        out["loop"] = None
+        out["loop_error"] = f"{type(e).__name__}: {e}"[:200]
+    return out
+
+
+# --- the table ----------------------------------------------------------------------------------
+def _table_path(arch):
+    from memsim.compiled import table_path
+    return table_path(arch)
+
+
+def _locked_merge(arch: str, new: dict, *, command: str) -> dict:
+    """Merge `new` entries into the table under an exclusive lock; atomic write; returns the table."""
+    import fcntl
+
+    from memsim.compiled import FORMAT
+    from memsim.io import write_json
+    path = _table_path(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(tempfile.gettempdir()) / f"compiled_facts_{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(path.read_text()) if path.is_file() else {
+            "format": FORMAT, "arch": arch, "entries": {}}
+        for k, e in new.items():
+            old = table["entries"].get(k)
+            if old is not None and old.get("specialisation") != e.get("specialisation"):
+                raise CompiledFactsError(f"key {k!r} compiles two ways: {old.get('case')} and {e.get('case')} share "
+                                         f"the key but not Triton's specialisation; memsim.compiled.key must grow")
+            table["entries"].setdefault(k, e)
+        table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        table["command"] = command
+        write_json(path, table, overwrite=True)
+    return table
+
+
+def facts_for_case(problem, schedule, *, arch="sm90", have=None, case_name="") -> dict:
+    """{key: entry} for every launch of the case that `have` (existing keys) lacks."""
+    from memsim.compiled import key
+    from memsim.schedule import kernel_launches
+    names = [L.name for L in kernel_launches(problem, schedule)]
+    todo = [n for n in names if key(n, problem, schedule) not in (have or {})]
+    if not todo:
+        return {}
+    out = {}
+    for jf, args, kwargs, grid in capture(problem, schedule):
+        launch = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+        if launch not in todo:
+            continue
+        k = key(launch, problem, schedule)
+        if k in out:
+            continue
+        e = compile_launch(jf, args, kwargs, arch)
+        e.update(launch=launch, case=case_name, problem=problem.to_dict(), schedule=schedule.to_dict())
+        out[k] = e
+    return out
+
+
+def cases_for(a) -> list:
+    """(name, problem, schedule) of the chosen cases."""
+    out = []
+    if a.suite:
+        from verification.suite import SUITE
+        out += [(c.name, c.problem, c.schedule) for c in SUITE]
+    for spec in a.random or []:
+        from verification.sampling import draw
+        n, seed = (int(x) for x in spec.split(":"))
+        out += [(c.name, c.problem, c.schedule) for c in draw(n, seed).cases]
+    if a.defaults:
+        from memsim.algorithms import registered, spec_for
+        from memsim.schedule import AttentionProblem, Schedule
+        for alg, phase in registered():
+            sp = spec_for(alg, phase)
+            if sp.problem_type is not AttentionProblem:
+                continue
+            for dt in ("fp16", "bf16", "fp32"):
+                for d in (64, 128):
+                    for causal in (False, True):
+                        p = AttentionProblem(batch=4, heads_q=16, heads_kv=16, seq_q=4096, seq_kv=4096, head_dim=d,
+                                             dtype=dt, causal=causal)
+                        try:
+                            s = Schedule(algorithm=alg, phase=phase, **sp.default_tiles(p, "gpu"))
+                        except LookupError:
+                            continue
+                        out.append((f"default_{alg}_{phase}_{dt}_d{d}{'_causal' if causal else ''}", p, s))
+    for path in a.cases_json or []:
+        from memsim.schedule import problem_from_dict, schedule_from_dict
+        d = json.loads(Path(path).read_text())
+        for c in (d["cases"] if isinstance(d, dict) else d):
+            out.append((c["name"], problem_from_dict(c["problem"]), schedule_from_dict(c["schedule"])))
+    return out
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m kernels.compiled_facts", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="sm90", choices=sorted(ARCHS))
+    ap.add_argument("--suite", action="store_true", help="every case of verification/suite.py")
+    ap.add_argument("--random", action="append", metavar="N:SEED", help="a random set (verification.sampling.draw)")
+    ap.add_argument("--defaults", action="store_true", help="the registry's default schedules at d=64/128, "
+                                                           "fp16/bf16/fp32, causal or not (B=4, H=16, N=4096)")
+    ap.add_argument("--cases-json", action="append", metavar="FILE", help="cases from `cases --json` output")
+    ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
+    a = ap.parse_args(argv)
+    cases = cases_for(a)
+    if not cases:
+        print("kernels.compiled_facts: error: no cases: give --suite, --random N:SEED, --defaults or --cases-json",
+              file=sys.stderr)
+        return 2
+    i, kk = (int(x) for x in a.shard.split("/"))
+    cases = cases[i::kk]
+    cmd = "python -m kernels.compiled_facts " + " ".join(argv)
+    from memsim.compiled import load_table
+    failed = 0
+    for j, (name, p, s) in enumerate(cases, 1):
+        t0 = time.time()
+        try:
+            have = load_table(a.arch)
+            new = facts_for_case(p, s, arch=a.arch, have=have, case_name=name)
+            if new:
+                _locked_merge(a.arch, new, command=cmd)
+            summary = ", ".join(f"{e['launch']} {e['regs_per_thread']} regs {e['local_bytes_per_thread']} B local"
+                                for e in new.values()) or "(already in the table)"
+            print(f"[{j}/{len(cases)}] {name}: {summary} ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
+        except Exception as e:  # one case must not stop the others
+            failed += 1
+            print(f"[{j}/{len(cases)}] {name}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
