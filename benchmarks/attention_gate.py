@@ -14,14 +14,14 @@ def clear_cache():
 
 
 def _refs(problem, qs, ks, vs, dos, want_bwd):
-    """float64 reference and same-dtype naive results of the gate slice, computed once per case."""
+    """float64 reference and the rule's yardsticks (kernels.testing.yardsticks) of the gate slice, once per case."""
     import kernels
     key = (qs.data_ptr(), problem, want_bwd)
     if key not in _CACHE:
         _CACHE.clear()
+        from kernels.testing import yardsticks
         ref = kernels.reference(qs, ks, vs, causal=problem.causal, do=dos if want_bwd else None)
-        nv = kernels.naive_same_dtype(qs, ks, vs, causal=problem.causal, do=dos if want_bwd else None)
-        _CACHE[key] = (ref, nv)
+        _CACHE[key] = (ref, yardsticks(qs, ks, vs, causal=problem.causal, do=dos if want_bwd else None))
     return _CACHE[key]
 
 
@@ -34,14 +34,14 @@ def gate(impl_name, problem, q, k, v, do, args, passes):
     impl = Impl(impl_name, sub, qs, ks, vs, dos, args)
     want_bwd = "bwd" in passes
     try:
-        ref, nv = _refs(sub, qs, ks, vs, dos, want_bwd)
+        ref, ys = _refs(sub, qs, ks, vs, dos, want_bwd)
         o = impl.output(impl.fwd())
-        check_rule("o", o, ref[0], nv[0], problem.dtype, verbose=False)
+        check_rule("o", o, ref[0], dtype=problem.dtype, verbose=False, **ys["o"])
         if want_bwd and impl_name != "flash1":
             impl.prepare_bwd()
             grads = impl.bwd()
-            for name, g, gr, gn in zip(("dq", "dk", "dv"), grads, ref[2:], nv[2:]):
-                check_rule(name, g, gr, gn, problem.dtype, verbose=False)
+            for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+                check_rule(name, g, gr, dtype=problem.dtype, verbose=False, **ys[name])
         return True, "ok"
     except AssertionError as exc:
         return False, str(exc)[:300]
