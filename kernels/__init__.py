@@ -69,11 +69,12 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
 from .api import attention, flash_attn_func  # noqa: E402
 
 
-def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None):
+def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None,
+           check_values=True):
     """Decode attention over a (paged) KV cache, flash_attn_with_kvcache's layout: see kernels.decode_kv.decode."""
     from .decode_kv import decode as _decode
     return _decode(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale, num_splits=num_splits,
-                   schedule=schedule)
+                   schedule=schedule, check_values=check_values)
 
 
 def decode_plan(q, k_cache, v_cache, cache_seqlens, **kw):

@@ -107,3 +107,12 @@ def test_num_splits_must_be_positive(device):
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_splits"):
             decode(q, k, v, l, num_splits=bad)
+
+
+def test_check_values_false_skips_only_the_content_checks(device):
+    q, k, v, l, bt, _ = _inputs(device)
+    import kernels
+    out = kernels.decode(q, k, v, l, check_values=False)
+    assert out.shape == q.shape and not torch.isnan(out).any()
+    with pytest.raises(ValueError, match="int32"):
+        kernels.decode(q, k, v, l.long(), check_values=False)  # shapes and dtypes are still checked
