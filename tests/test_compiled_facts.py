@@ -1,0 +1,114 @@
+"""Compiled-kernel facts without a GPU: the key, the stdlib reader, the committed sm90 table against the
+facts the H100 reported for the same launches, and one real CPU compile of a small case."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memsim import compiled as MC
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches, problem_from_dict, schedule_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("x, cls", [(1, "1"), (16, "16"), (4096, "16"), (0, "16"), (-32, "16"), (113, "n"), (2, "n")])
+def test_spec_class(x, cls):
+    assert MC.spec_class(x) == cls
+
+
+def _p(n=4096, nkv=None, **kw):
+    return AttentionProblem(batch=2, heads_q=16, heads_kv=16, seq_q=n, seq_kv=nkv or n, head_dim=64, **kw)
+
+
+def test_key_separates_what_changes_the_code_and_nothing_else():
+    s = Schedule("flash2", "fwd", 128, 64, 8, 2)
+    assert MC.key("flash2_fwd", _p(4096), s) == MC.key("flash2_fwd", _p(8192), s)          # same specialisation
+    assert MC.key("flash2_fwd", _p(4096), s) != MC.key("flash2_fwd", _p(4001), s)          # divisibility differs
+    assert MC.key("flash2_fwd", _p(1), s) != MC.key("flash2_fwd", _p(17), s)               # == 1 is a constant
+    assert MC.key("flash2_fwd", _p(), s) != MC.key("flash2_fwd", _p(dtype="bf16"), s)
+    assert MC.key("flash2_fwd", _p(), s) != MC.key("flash2_fwd", _p(), Schedule("flash2", "fwd", 128, 64, 4, 2))
+    hkv = AttentionProblem(batch=2, heads_q=16, heads_kv=4, seq_q=4096, seq_kv=4096, head_dim=64)
+    assert MC.key("flash2_fwd", _p(), s) != MC.key("flash2_fwd", hkv, s)                     # GROUP constexpr
+    n = Schedule("naive", "fwd", 64, 64, 4, 2)
+    # the softmax launch loads whole rows: its key holds the row width; the matmul launches' do not
+    assert MC.key("naive_softmax", _p(4096), n).endswith("row4096")
+    assert MC.key("naive_softmax", _p(2048), n) != MC.key("naive_softmax", _p(4096), n)
+    assert MC.key("naive_qk", _p(2048), n) == MC.key("naive_qk", _p(4096), n)
+
+
+def test_lookup_reads_a_table(tmp_path, monkeypatch):
+    p, s = _p(), Schedule("flash2", "fwd", 128, 64, 8, 2)
+    k = MC.key("flash2_fwd", p, s)
+    entry = {"launch": "flash2_fwd", "regs_per_thread": 168, "spill_store_bytes": 0, "spill_load_bytes": 0,
+             "local_bytes_per_thread": 0, "shared_bytes": 49152, "num_warps": 8, "num_stages": 2,
+             "source": "ptxas sm_90a, triton 3.6.0", "specialisation": "{}", "case": "x"}
+    (tmp_path / "sm90.json").write_text(json.dumps({"format": MC.FORMAT, "arch": "sm90", "entries": {k: entry}}))
+    monkeypatch.setattr(MC, "TABLE_DIR", tmp_path)
+    monkeypatch.setattr(MC, "_CACHE", {})
+    f = MC.lookup("flash2_fwd", p, s)
+    assert f == MC.CompiledFacts("flash2_fwd", 168, 0, 0, 0, 49152, 8, 2, "ptxas sm_90a, triton 3.6.0")
+    assert not f.spills
+    assert MC.lookup("flash2_fwd", _p(4001), s) is None
+    assert MC.lookup("flash2_fwd", p, s, arch="sm100") is None
+    (tmp_path / "sm90.json").write_text(json.dumps({"format": "other", "entries": {}}))
+    monkeypatch.setattr(MC, "_CACHE", {})
+    with pytest.raises(ValueError, match="not a compiled-facts table"):
+        MC.lookup("flash2_fwd", p, s)
+
+
+def _gpu_records():
+    return [json.loads(Path(f).read_text()) for f in
+            sorted(glob.glob(str(ROOT / "verification/data/*h100*/random/*/*.json")))]
+
+
+@pytest.mark.skipif(not _gpu_records(), reason="no random-set records with GPU compiled facts")
+def test_committed_table_equals_what_the_gpu_reported():
+    """Every launch of the committed random sets: the CPU-compiled registers, local bytes and shared memory
+    equal the H100's CompiledKernel figures recorded with the measurement."""
+    diffs, n = [], 0
+    for r in _gpu_records():
+        p, s = problem_from_dict(r["problem"]), schedule_from_dict(r["schedule"])
+        for k in r["kernels"]:
+            g = k.get("compiled")
+            if not g:
+                continue
+            c = MC.lookup(k["name"], p, s)
+            n += 1
+            got = None if c is None else (c.regs_per_thread, c.local_bytes_per_thread, c.shared_bytes)
+            want = (g["regs_per_thread"], g["local_bytes_per_thread"], g["shared_bytes"])
+            if got != want:
+                diffs.append(f"{r['case']} {k['name']}: table {got} gpu {want}")
+    assert n > 0
+    assert not diffs, "\n".join(diffs)
+
+
+def test_cpu_compile_of_a_small_case():
+    """Really compile (sm_90, no GPU): one flash2 forward; the captured launches are the schedule's."""
+    code = (
+        "import json\n"
+        "from memsim.schedule import AttentionProblem, Schedule\n"
+        "from kernels.compiled_facts import facts_for_case, capture\n"
+        "p = AttentionProblem(batch=1, heads_q=2, heads_kv=1, seq_q=113, seq_kv=200, head_dim=32, dtype='fp16',"
+        " causal=True, causal_align='bottom_right')\n"
+        "s = Schedule('flash2', 'fwd', 64, 32, 4, 2)\n"
+        "print(json.dumps({'captured': [c[0].__name__ for c in capture(p, s)],"
+        " 'facts': list(facts_for_case(p, s, case_name='t').values())}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    p = AttentionProblem(batch=1, heads_q=2, heads_kv=1, seq_q=113, seq_kv=200, head_dim=32, dtype="fp16", causal=True,
+                         causal_align="bottom_right")
+    assert d["captured"] == ["_" + L.name for L in kernel_launches(p, Schedule("flash2", "fwd", 64, 32, 4, 2))]
+    (f,) = d["facts"]
+    assert f["launch"] == "flash2_fwd" and f["source"] == "ptxas sm_90a, triton 3.6.0"
+    assert 0 < f["regs_per_thread"] <= 255 and f["num_warps"] == 4 and f["num_stages"] == 2
+    assert f["local_bytes_per_thread"] >= f["spill_store_bytes"] >= 0
+    assert f["shared_bytes"] > 0
