@@ -18,10 +18,19 @@ def add_parser(sub):
                                    "  python -m verification cases\n  python -m verification cases 'naive_*' --json")
     p.add_argument("cases", nargs="*", metavar="CASES")
     p.add_argument("--json", action="store_true", help="print JSON (with each case's launch names)")
+    C.add_random_args(p)
+    p.add_argument("--hw", default="h100-sxm", help="preset whose SRAM the random draws must fit (with --random)")
     p.set_defaults(fn=run)
 
 
 def run(a):
+    if a.random is not None:
+        from .. import randomsets as RS
+        if a.seed is None:
+            raise C.UsageError("--random needs --seed S (the draw is a pure function of N and S)")
+        argv = ["cases", "--random", str(a.random), "--seed", str(a.seed), "--hw", a.hw]
+        argv += (["--set", a.set_label] if a.set_label else []) + (["--json"] if a.json else [])
+        return RS.main(argv)
     cases = C.select(a.cases)
     if a.json:
         C.print_json([{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()} for c in cases])

@@ -75,6 +75,19 @@ def add_measure_args(p):
     p.add_argument("--bundle", help="also write all records + raw logs to this .tar.gz (refreshed after each "
                                     "ncu pass): the one file to carry back from the GPU machine")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_random_args(p, measuring=True)
+
+
+def add_random_args(p, measuring=False):
+    """--random N --seed S [--set LABEL] (verification/sampling.py; verification/randomsets.py)."""
+    p.add_argument("--random", type=int, metavar="N", help="N seeded random cases over the whole space instead of "
+                                                          "the suite (records in <gpu>/random/<label>-seed<S>/)")
+    p.add_argument("--seed", type=int, default=None, help="seed of --random (required with it)")
+    p.add_argument("--set", dest="set_label", help="label of the random set, e.g. A or B (default: none)")
+    if measuring:
+        p.add_argument("--repeats", type=int, default=None, help="ncu + timing passes per case (random sets: "
+                                                                  ">= 3, default 3; the suite: default 1)")
+        p.add_argument("--model-commit", help="random set B: the commit whose model predicted it (recorded)")
 
 
 def add_report_args(p):

@@ -33,6 +33,8 @@ def measure(a) -> dict:
     from .. import ncu as N
     from .. import records as R
     C.check_preset(a.hw)
+    if getattr(a, "random", None) is not None:
+        return _measure_random(a)
     cases = [dataclasses.replace(c, hardware=a.hw) for c in C.select(a.cases)]
     try:
         N.ncu_path()
@@ -44,8 +46,25 @@ def measure(a) -> dict:
         C.echo(f"measure: {len(cases)} case(s) -> {data_dir}")
         return M.measure_cases(cases, data_dir, command=C.command_line(a.argv), archive_old=a.archive_old,
                                per_case=a.ncu_per_case, ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
-                               skip_timing=a.no_timing, bundle_to=a.bundle, echo=C.echo)
+                               skip_timing=a.no_timing, bundle_to=a.bundle, echo=C.echo,
+                               repeats=a.repeats or 1)
     except (N.NcuError, OutputExistsError) as e:
+        raise C.UsageError(str(e)) from None
+
+
+def _measure_random(a) -> dict:
+    """--random N --seed S: a random set (verification/randomsets.py), every case measured --repeats times."""
+    from memsim.io import OutputExistsError
+    from .. import ncu as N
+    from .. import randomsets as RS
+    if a.seed is None:
+        raise C.UsageError("--random needs --seed S (the draw is a pure function of N and S)")
+    try:
+        return RS.measure_set(a.random, a.seed, label=a.set_label, repeats=a.repeats or RS.MIN_REPEATS, hw=a.hw,
+                              data_dir=a.data_dir, model_commit=a.model_commit, bundle_to=a.bundle,
+                              command=C.command_line(a.argv), ncu_timeout_s=a.ncu_timeout,
+                              time_timeout_s=a.time_timeout, archive_old=a.archive_old, echo=C.echo)
+    except (N.NcuError, OutputExistsError, ValueError) as e:
         raise C.UsageError(str(e)) from None
 
 

@@ -1,0 +1,23 @@
+"""``python -m verification calibrate``: hardware facts from microbenchmarks (verification/calibrate.py)."""
+from __future__ import annotations
+
+from . import common as C
+
+NAME = "calibrate"
+SUMMARY = "GPU: microbenchmarks (copy, matmul, exp, launch, L2 write-back/merging, spills) -> <hw>.calibration.json"
+
+
+def add_parser(sub):
+    from .. import calibrate as K
+    p = sub.add_parser(NAME, help="GPU: microbenchmark calibration file for a preset", formatter_class=C.RAW,
+                       description=K.__doc__ + "\nExample (GPU machine): PYTHONPATH=. python3 -m verification "
+                                   "calibrate --hw h100-sxm --out $OUT/h100-sxm.calibration.json --log-dir $OUT\n"
+                                   "Here, no GPU: python -m verification calibrate --hw h100-sxm --dry-run")
+    K.add_arguments(p)
+    p.set_defaults(fn=run)
+
+
+def run(a):
+    from .. import calibrate as K
+    C.check_preset(a.hw)
+    return K.command(a, a.argv[1:] if a.argv and a.argv[0] == NAME else a.argv)
