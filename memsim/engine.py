@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import simpy
 
 from .hardware import Hardware
+from .schedule import cdiv
 
 
 def _mask_bytes(m: int, full: int, lastbit: int, lastbytes: int) -> int:
@@ -161,6 +162,81 @@ class Dispatcher:
         return self.i - 1
 
 
+def _merge_into(d: dict, accs) -> None:
+    for acc in accs:
+        e = d.get(acc[0])
+        if e is None:
+            d[acc[0]] = [acc[1], acc[2], acc[3], acc[4], acc[5]]
+        else:
+            e[0] |= acc[1]
+            e[1] += acc[2]
+
+
+def _merged_accesses(d: dict, scale: int) -> list:
+    """One access per key; bytes beyond the blocks' own size (several CTAs naming the same block) follow as
+    a second access of the same key, which finds its blocks resident: the L2 line holds each block once."""
+    out = []
+    for key, (mask, nb, full, lb, lbytes) in d.items():
+        own = _mask_bytes(mask, full, lb, lbytes)
+        out.append((key, mask, own * scale, full * scale, lb, lbytes * scale))
+        if nb > own:
+            out.append((key, mask, (nb - own) * scale, full * scale, lb, lbytes * scale))
+    return out
+
+
+class CtaBatches:
+    """A launch's CTAs as events of `ctas_per_event` consecutive CTAs (dispatch order), each CTA standing
+    for `heads_per_event` identical CTAs of as many heads (`memsim.grain`).
+
+    Event b walks the merged steps of CTAs [b*k, b*k + k): step s of the event is step s of each of them,
+    their accesses to one L2 key combined (blocks OR-ed, bytes summed, see `_merged_accesses`), FLOPs, exps
+    and tiles summed.  With heads_per_event = f every byte (and every L2 line), FLOP, exp and tile is
+    multiplied by f.  Global bytes, FLOPs and exps are exactly those of the CTAs it stands for."""
+
+    def __init__(self, work, ctas_per_event: int = 1, heads_per_event: int = 1, launch=None, true_num_ctas=None):
+        self.work, self.k, self.f = work, ctas_per_event, heads_per_event
+        self.launch = launch if launch is not None else work.launch
+        self.name = work.name
+        self.num_warps = work.num_warps
+        self.dependent_loop = work.dependent_loop
+        self.ctas = work.num_ctas
+        #: events the dispatcher hands out
+        self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
+        #: CTAs of the real launch this stands for
+        self.true_num_ctas = true_num_ctas if true_num_ctas is not None else work.num_ctas * heads_per_event
+        self.cta_l1_bytes = None if work.cta_l1_bytes is None else self._l1
+
+    def _idx(self, b: int) -> range:
+        return range(b * self.k, min(self.ctas, (b + 1) * self.k))
+
+    def ctas_in(self, b: int) -> int:
+        """Real CTAs event b stands for."""
+        return len(self._idx(b)) * self.f
+
+    def _l1(self, b: int) -> int:
+        return sum(self.work.cta_l1_bytes(i) for i in self._idx(b)) * self.f
+
+    def cta_steps(self, b: int) -> list:
+        f, get = self.f, self.work.cta_steps
+        lists = [get(i) for i in self._idx(b)]
+        if len(lists) == 1 and f == 1:
+            return lists[0]
+        out = []
+        for s in range(max(len(x) for x in lists)):
+            rd, wr = {}, {}
+            fl = ex = tl = 0
+            for x in lists:
+                if s < len(x):
+                    reads, writes, flops, exps, tiles = x[s]
+                    _merge_into(rd, reads)
+                    _merge_into(wr, writes)
+                    fl += flops
+                    ex += exps
+                    tl += tiles
+            out.append([_merged_accesses(rd, f), _merged_accesses(wr, f), fl * f, ex * f, tl * f])
+        return out
+
+
 @dataclass
 class LaunchStats:
     name: str
@@ -197,9 +273,10 @@ class LaunchModel:
         self.env = simpy.Environment()
         self.dram = Link(self.env, dram_Bps, "dram")
         self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
-        self.sms = [SM() for _ in range(hw.num_sms)]
+        used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
+        self.sms = [SM() for _ in range(used_sms)]
         #: each SM's own port to L2 (measured: verification calibrate, dependent_loop read); None: no limit
-        self.sm_links = [Link(self.env, sm_l2_Bps, f"sm{i}-l2") for i in range(hw.num_sms)] if sm_l2_Bps else None
+        self.sm_links = [Link(self.env, sm_l2_Bps, f"sm{i}-l2") for i in range(used_sms)] if sm_l2_Bps else None
         #: the round trip a dependent tile loop pays per tile (measured: dependent_loop roundtrip)
         self.dep_lat = dependent_latency_s if dependent_latency_s is not None else hw.mem_latency_s
         self.ctas_per_sm, self.limit = cost.ctas_per_sm, cost.occupancy_limit
@@ -228,9 +305,13 @@ class LaunchModel:
     def slot(self, sm_id):
         """One CTA slot of SM `sm_id`: runs CTAs from the dispatcher until none is left."""
         nxt = self.dispatcher.next_cta
+        prog = self.progress
+        per = getattr(self.work, "ctas_in", None)
         idx = nxt()
         while idx is not None:
             yield from self.cta(idx, sm_id)
+            if prog is not None:
+                prog.tick(per(idx) if per is not None else 1)
             idx = nxt()
 
     def _issue_writes(self, writes, t, smlink=None):
@@ -359,12 +440,28 @@ class LaunchModel:
         if env.now > self.end_time:
             self.end_time = env.now
 
+    #: a `memsim.grain.Progress` (tick(ctas) after each event) or None
+    progress = None
+    #: L2 capacity factor while this launch runs (folded heads, `memsim.grain.fold_l2_scale`)
+    l2_scale = 1.0
+
     def run(self) -> LaunchStats:
+        n, num_sms = self.work.num_ctas, self.hw.num_sms
+        cap = self.l2.capacity
+        if self.l2_scale != 1.0:
+            self.l2.capacity = int(cap * self.l2_scale)
         for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
-            for sm in range(self.hw.num_sms):
-                if k * self.hw.num_sms + sm < self.work.num_ctas:
-                    self.env.process(self.slot(sm))
+            if k * num_sms >= n:
+                break
+            for sm in range(min(num_sms, n - k * num_sms)):
+                self.env.process(self.slot(sm))
         self.env.run()
+        if self.l2.capacity != cap:
+            # back to the real L2: what does not fit it was written back while the launch ran (LRU first)
+            self.l2.capacity = cap
+            self.stats.dram_write_bytes += self.l2.evict()
+        # a CtaBatches work dispatches events; the launch has the CTAs they stand for
+        self.stats.num_ctas = getattr(self.work, "true_num_ctas", n)
         self.stats.time_s = self.end_time + self.launch_overhead_s
         self.stats.sm_busy_s = sum(sm.busy_s for sm in self.sms)
         return self.stats

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 from .calibration import calibration_for, cleaned_fraction
 from .costs import launch_cost
-from .engine import L2Cache, LaunchModel
+from .engine import CtaBatches, L2Cache, LaunchModel
+from .grain import (AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
+                    _base_grain, fold_l2_scale, fold_model, folded_problem, plan_grain)
 from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
 from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches
@@ -31,10 +33,9 @@ from .workloads import build_launches, extra_device_bytes, max_loop_blocks
 LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
               "dram_read_bytes", "dram_write_bytes")
 SUM_KEYS = LEVEL_KEYS + ("time_s", "flops", "exp_count")
-GRAINS = ("auto", "tile", "run", "cta")
-#: default run length of the "run" grain (blocks per step), and the "auto" switch point
-DEFAULT_RUN_BLOCKS = 16
-AUTO_TILE_LIMIT = 50_000
+# GRAINS, DEFAULT_RUN_BLOCKS, AUTO_TILE_LIMIT: see memsim.grain (re-exported here)
+__all__ = ["SimResult", "simulate", "resolve_grain", "estimate_tiles", "SimulationTooLarge", "GRAINS",
+           "DEFAULT_RUN_BLOCKS", "AUTO_TILE_LIMIT"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ class SimResult:
     nominal_flops: float
     sim_steps: int = 0
     sim_wall_s: float = field(default=0.0, compare=False)
+    #: CTAs walked as one event, per launch name (memsim.grain); 1 = one CTA per event
+    ctas_per_event: dict = field(default_factory=dict)
+    #: identical heads one simulated CTA stands for (memsim.grain); 1 = none folded
+    heads_per_event: int = 1
+    #: the grain plan with its cost estimate (memsim.grain.GrainPlan.to_dict())
+    grain_plan: dict = field(default_factory=dict, compare=False)
+
 
     @property
     def time_s(self) -> float:
@@ -76,6 +84,8 @@ class SimResult:
             "schedule": self.schedule.to_dict(),
             "grain": self.grain,
             "run_blocks": self.run_blocks,
+            "ctas_per_event": dict(self.ctas_per_event),
+            "heads_per_event": self.heads_per_event,
             "kernels": [dict(k) for k in self.kernels],
             "total": dict(self.total),
             "peak_sram_per_cta_bytes": self.peak_sram_per_cta_bytes,
@@ -101,34 +111,32 @@ def estimate_tiles(problem: AttentionProblem, schedule: Schedule) -> int:
 
 def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "auto",
                   run_blocks: int | None = None) -> tuple[str, int]:
+    """Today's rule without a cost budget: (grain, run length).  `simulate` uses `memsim.grain.plan_grain`,
+    which starts from this and coarsens what would cost more than its budget."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
     if run_blocks is not None and (isinstance(run_blocks, bool) or not isinstance(run_blocks, int) or run_blocks < 1):
         raise ValueError(f"run_blocks must be a positive integer, got {run_blocks!r}")
-    if grain == "auto":
-        if run_blocks is not None:
-            grain = "run"
-        else:
-            grain = "tile" if estimate_tiles(problem, schedule) <= AUTO_TILE_LIMIT else "run"
-    if grain == "tile":
-        return grain, 1
-    if grain == "cta":
-        return grain, max_loop_blocks(problem, schedule)
-    if run_blocks is None and schedule.algorithm == "flash1":
-        # flash1 revisits its workspace block i one inner loop (all Q blocks) later: a run must be a small
-        # part of that loop, or write-then-read of the workspace becomes adjacent in the LRU and the L2
-        # seems to hold what really thrashes (gpt2m flash1: DRAM read 2.4 GB at one run per loop,
-        # 6.57 GB at tile grain and measured)
-        return grain, max(1, min(DEFAULT_RUN_BLOCKS, cdiv(problem.seq_q, schedule.block_m) // 4))
-    return grain, run_blocks or DEFAULT_RUN_BLOCKS
+    return _base_grain(problem, schedule, grain, run_blocks, max_loop_blocks(problem, schedule))
 
 
 def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm", *, grain: str = "auto",
-             run_blocks: int | None = None, flush_l2: bool = True, compiled_facts: dict | None = None) -> SimResult:
+             run_blocks: int | None = None, flush_l2: bool = True, compiled_facts: dict | None = None,
+             ctas_per_event: int | None = None, heads_per_event: int | None = None, progress=None,
+             progress_after_s: float = PROGRESS_AFTER_S) -> SimResult:
     """Simulate every launch of `schedule` on `problem` (see module doc).
 
     grain: "tile" (one event per tile), "run" (one per `run_blocks` tiles, default 16), "cta" (one per
-    CTA loop), "auto" (tile for small cases, run above %d tiles, or run when run_blocks is given).  Bytes are exact at every grain.
+    CTA loop), "auto" (tile for small cases, run above %d tiles, or run when run_blocks is given; coarser
+    -- longer runs, CTA batches, folded heads -- when that is estimated over memsim.grain.AUTO_BUDGET_S).
+    Bytes are exact at every grain.  A problem estimated at more than memsim.grain.REFUSE_EVENTS events even
+    at the coarsest grain raises SimulationTooLarge (a ValueError) with the estimate.
+    ctas_per_event: a CTA slot walks this many consecutive CTAs (dispatch order) as one event chain, their
+    steps merged (None: auto's choice, else 1).  heads_per_event: one simulated CTA stands for this many
+    identical CTAs of as many heads, bytes and FLOPs multiplied (must divide batch*heads_kv; None: auto's
+    choice, else 1).  `memsim.grain.estimate(...)` gives the plan and its cost without simulating.
+    progress: callable(done_ctas, total_ctas), called about twice a second and at the end when the plan is
+    estimated over `progress_after_s` seconds.
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
     compiled_facts: {launch name: facts with regs_per_thread, spill_store_bytes, spill_load_bytes} to use
     instead of the compiled-facts table (e.g. the facts a measurement recorded on the GPU).
@@ -142,13 +150,24 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     cal = calibration_for(hw)
     smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)
-    grain, R = resolve_grain(problem, schedule, grain, run_blocks)
+    resolve_grain(problem, schedule, grain, run_blocks)  # argument errors first, in today's words
+    from .costs import ctas_per_sm as _ctas_per_sm
+    plan = plan_grain(problem, schedule, hw, grain, run_blocks, ctas_per_event, heads_per_event,
+                      ctas_per_sm=_ctas_per_sm(hw, smem, schedule.num_warps, hw.regs_per_thread)[0])
+    grain, R, fold = plan.grain, plan.run_blocks, plan.heads_per_event
+    real_launches = kernel_launches(problem, schedule)
+    prog = None
+    if progress is not None and plan.estimated_s > progress_after_s:
+        prog = Progress(progress, sum(L.num_ctas for L in real_launches))
     t0 = _time.perf_counter()
     l2 = L2Cache(hw.l2_effective_bytes)
     kernels = []
     steps = 0
     dot_unit = "fma" if problem.dtype == "fp32" else "tensor"
-    for work in build_launches(problem, schedule, R):
+    for li, work in enumerate(build_launches(folded_problem(problem, fold), schedule, R)):
+        k_ev = plan.ctas_per_event.get(work.name, 1)
+        if k_ev > 1 or fold > 1:
+            work = CtaBatches(work, k_ev, fold, launch=real_launches[li])
         cost = launch_cost(hw, cal, work.name, problem, schedule, smem, facts=(compiled_facts or {}).get(work.name))
         if cost.ctas_per_sm < 1:
             raise ScheduleError(
@@ -160,9 +179,16 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         if flush_l2:
             l2.flush()
         l2.dram_read = l2.dram_write = 0
-        model = LaunchModel(hw, work, l2, cost, num_stages=schedule.num_stages, dram_Bps=cal.dram_Bps,
+        # folded heads: a GPU of ceil(num_sms / f) SMs, each f heads wide (memsim.grain.fold_model)
+        run_hw, run_cost, port_x = fold_model(hw, cost, fold)
+        model = LaunchModel(run_hw, work, l2, run_cost, num_stages=schedule.num_stages, dram_Bps=cal.dram_Bps,
                             launch_overhead_s=cal.launch_overhead_s, merge_window_s=cal.l2_merge_window_s,
-                            sm_l2_Bps=cal.sm_l2_Bps, dependent_latency_s=cal.l2_roundtrip_s)
+                            sm_l2_Bps=cal.sm_l2_Bps and cal.sm_l2_Bps * port_x,
+                            dependent_latency_s=cal.l2_roundtrip_s)
+        model.progress = prog
+        if fold > 1:
+            model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
+            model.l2_scale = fold_l2_scale(real_launches[li], hw.num_sms * cost.ctas_per_sm, fold)
         st = model.run()
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
         dirty = l2.dirty_bytes()
@@ -189,11 +215,14 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     total["time_s"] = max(total["gpu_time_s"], total["host_time_s"])
     total["binding_limit"] = pass_binding(kernels, total["gpu_time_s"], total["host_time_s"])
     total["l1_reread_bytes"] = sum(k["l1_reread_bytes"] for k in kernels)
+    if prog is not None:
+        prog.finish()
     wall = _time.perf_counter() - t0
     return SimResult(hardware=hw.name, problem=problem, schedule=schedule, grain=grain, run_blocks=R,
                      kernels=tuple(kernels), total=_rates(total), peak_sram_per_cta_bytes=smem,
                      extra_device_bytes=extra_device_bytes(problem, schedule),
-                     nominal_flops=problem.nominal_flops(schedule.phase), sim_steps=steps, sim_wall_s=wall)
+                     nominal_flops=problem.nominal_flops(schedule.phase), sim_steps=steps, sim_wall_s=wall,
+                     ctas_per_event=dict(plan.ctas_per_event), heads_per_event=fold, grain_plan=plan.to_dict())
 
 
 simulate.__doc__ = simulate.__doc__.replace("%d", str(AUTO_TILE_LIMIT))

@@ -46,8 +46,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hw", default="h100-sxm", help="hardware preset name or .toml path (default h100-sxm)")
     g.add_argument("--grain", choices=("auto", "tile", "run", "cta"), default="auto",
                    help="events per tile, per run of tiles, or per CTA loop; bytes are exact at every grain "
-                        "(default auto: tile for small cases, run for big ones)")
+                        "(default auto: tile for small cases, run for big ones, coarser -- longer runs, CTA "
+                        "batches, folded heads -- where that is estimated over 1 s; see memsim/grain.py)")
     g.add_argument("--run-blocks", type=int, default=None, help="tiles per event at --grain run (default 16)")
+    g.add_argument("--ctas-per-event", type=int, default=None,
+                   help="consecutive CTAs walked as one event, steps merged (default: auto's choice, else 1)")
+    g.add_argument("--heads-per-event", type=int, default=None,
+                   help="identical heads one simulated CTA stands for; divides batch*heads-kv (default: auto's "
+                        "choice, else 1)")
     g.add_argument("--no-flush-l2", action="store_true",
                    help="keep L2 contents between launches (default: flush before each launch, as ncu does)")
 
@@ -71,8 +77,12 @@ def schedule(a, algorithm=None) -> Schedule:
 
 
 def simulate(a, problem, schedule, hw):
+    from ..grain import stderr_progress
     from ..sim import simulate as _simulate
-    return _simulate(problem, schedule, hw, grain=a.grain, run_blocks=a.run_blocks, flush_l2=not a.no_flush_l2)
+    # runs estimated over 2 s report progress on stderr (memsim.grain.PROGRESS_AFTER_S)
+    return _simulate(problem, schedule, hw, grain=a.grain, run_blocks=a.run_blocks, flush_l2=not a.no_flush_l2,
+                     ctas_per_event=getattr(a, "ctas_per_event", None),
+                     heads_per_event=getattr(a, "heads_per_event", None), progress=stderr_progress("memsim"))
 
 
 def fmt_table(headers, rows) -> str:

@@ -34,7 +34,10 @@ def run(a) -> int:
     print(C.describe(p, hw))
     print(f"schedule: {s.algorithm} {s.phase}, tiles {s.block_m}x{s.block_n}, {s.num_warps} warps, "
           f"{s.num_stages} stages, {s.grid_order}; SRAM per CTA {r.peak_sram_per_cta_bytes / 1024:.1f} KiB; "
-          f"grain {r.grain} ({r.run_blocks} tiles/event)")
+          f"grain {r.grain} ({r.run_blocks} tiles/event"
+          + (f", {'/'.join(map(str, sorted(set(r.ctas_per_event.values()))))} CTAs/event" if any(
+              v > 1 for v in r.ctas_per_event.values()) else "")
+          + (f", {r.heads_per_event} heads/event" if r.heads_per_event > 1 else "") + ")")
     rows = []
     for k in list(r.kernels) + [dict(r.total, name="total", ctas_per_sm="", num_ctas="")]:
         rows.append([k["name"], k["num_ctas"], k["ctas_per_sm"],

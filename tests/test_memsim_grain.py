@@ -1,0 +1,210 @@
+"""The grain: cost estimate before simulating, the auto choice, CTA batches and folded heads (memsim.grain).
+
+Grains agree where they overlap: global bytes, FLOPs, exps and L2 writes exactly at every grain; where the
+L2 holds the working set (no thrashing) DRAM reads exactly and DRAM writes, L2 reads and time within
+AGREE_REL (memsim/MODEL.md "Grain" gives the measured agreement).  The agreement tests run the model with
+the preset's datasheet figures (a preset name with no calibration file): they test the grain machinery;
+how the calibrated mechanisms (L2 request merging in a time window, the write-back curve) depend on the
+grain is measured by benchmarks/sim_speed.py and reported in MODEL.md."""
+import pytest
+
+from memsim import grain as G
+from memsim.engine import CtaBatches
+from memsim.hardware import load_hardware
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+from memsim.sim import simulate
+from memsim.workloads import build_launches
+
+HW = load_hardware("h100-sxm")
+#: the H100 preset without its calibration file (memsim.calibration falls back to the datasheet figures)
+DATASHEET = HW.with_overrides(name="h100-sxm-datasheet")
+#: a small GPU with the H100's L2: CTA batches and folds keep >= 8 events per slot on test-sized problems
+SMALL = DATASHEET.with_overrides(num_sms=8)
+#: agreement asked of the grains where the L2 does not thrash: the model's own goal on time (issue 8: 5 %
+#: median), below the card's run-to-run spread of L2 reads (11 %)
+AGREE_REL = 0.05
+
+ALG_PHASES = [("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd")]
+PROBLEMS = {
+    "mha": AttentionProblem(2, 8, 8, 2048, 2048, 64),
+    "gqa-causal-odd": AttentionProblem(4, 8, 4, 1000, 1100, 64, causal=True, causal_align="bottom_right"),
+}
+
+
+@pytest.mark.parametrize("alg, phase", ALG_PHASES, ids=[f"{a}-{p}" for a, p in ALG_PHASES])
+@pytest.mark.parametrize("pname", list(PROBLEMS))
+@pytest.mark.parametrize("R", [1, 3, 16, 10 ** 6])
+def test_estimate_counts_what_is_built(alg, phase, pname, R):
+    """launch_loops (closed form, nothing built) gives each launch's CTAs, tiles and steps exactly."""
+    p, s = PROBLEMS[pname], Schedule(alg, phase, block_m=64, block_n=64)
+    R = min(R, max(p.seq_q, p.seq_kv) // 64 + 1)
+    loops = {L.name: L for L in G.launch_loops(p, s, R)}
+    for w in build_launches(p, s, R):
+        L = loops[w.name]
+        steps = [w.cta_steps(i) for i in range(w.num_ctas)]
+        n_steps = sum(len(x) for x in steps)
+        n_tiles = sum(st[4] for x in steps for st in x)
+        assert (L.num_ctas, L.steps * L.num_ctas, L.tiles * L.num_ctas) == pytest.approx(
+            (w.num_ctas, n_steps, n_tiles)), w.name
+
+
+def _levels(r):
+    return {k: r.total[k] for k in ("global_read_bytes", "global_write_bytes", "l2_write_bytes", "flops",
+                                    "exp_count", "dram_read_bytes")}
+
+
+KNOBS = [dict(grain="run"), dict(grain="cta"), dict(grain="tile", ctas_per_event=2),
+         dict(grain="cta", ctas_per_event=4), dict(grain="tile", heads_per_event=2),
+         dict(grain="cta", heads_per_event=2, ctas_per_event=2)]
+
+
+def _allowed(p, s, kw):
+    """Only what auto could choose: >= MIN_EVENTS_PER_SLOT events per slot (flash1 has one CTA per head)."""
+    f, k = kw.get("heads_per_event", 1), kw.get("ctas_per_event", 1)
+    slots = max(1, round(SMALL.num_sms / f)) * 2
+    return all(L.num_ctas // f // k >= G.MIN_EVENTS_PER_SLOT * slots or k == 1
+               for L in kernel_launches(p, s))
+
+
+@pytest.mark.parametrize("alg, phase", ALG_PHASES, ids=[f"{a}-{p}" for a, p in ALG_PHASES])
+@pytest.mark.parametrize("pname", list(PROBLEMS))
+@pytest.mark.parametrize("kw", KNOBS, ids=lambda kw: "-".join(f"{k[0]}{v}" for k, v in kw.items()))
+def test_grains_agree_without_thrashing(alg, phase, pname, kw):
+    p, s = PROBLEMS[pname], Schedule(alg, phase)
+    if not _allowed(p, s, kw):
+        pytest.skip("auto never batches below MIN_EVENTS_PER_SLOT events per slot")
+    ref = simulate(p, s, SMALL, grain="tile", ctas_per_event=1, heads_per_event=1)
+    r = simulate(p, s, SMALL, **kw)
+    assert _levels(r) == _levels(ref)  # exact: global bytes, FLOPs, exps, L2 writes, compulsory DRAM reads
+    for key in ("dram_write_bytes", "l2_read_bytes", "gpu_time_s"):
+        assert r.total[key] == pytest.approx(ref.total[key], rel=AGREE_REL), key
+    assert [k["num_ctas"] for k in r.kernels] == [k["num_ctas"] for k in ref.kernels]
+    assert r.sim_steps < ref.sim_steps
+
+
+@pytest.mark.parametrize("alg, phase", ALG_PHASES, ids=[f"{a}-{p}" for a, p in ALG_PHASES])
+@pytest.mark.parametrize("causal", [False, True])
+def test_folded_heads_agree_on_h100(alg, phase, causal):
+    """Four heads per event on the H100 (a folded GPU of 33 SMs, each four wide): the agreement holds.
+    (Larger folds cost time agreement as the folded GPU shrinks: MODEL.md "Grain" has the figures.)"""
+    p, s = AttentionProblem(1, 64, 64, 2048, 2048, 64, causal=causal), Schedule(alg, phase)
+    ref = simulate(p, s, DATASHEET, grain="tile", ctas_per_event=1, heads_per_event=1)
+    r = simulate(p, s, DATASHEET, grain="tile", ctas_per_event=1, heads_per_event=4)
+    exact = ("global_read_bytes", "global_write_bytes", "l2_write_bytes", "flops", "exp_count")
+    assert {k: r.total[k] for k in exact} == {k: ref.total[k] for k in exact}
+    # 64 heads of S/P (naive) or K/V re-reads across 16 heads in flight: the L2 is not quite idle here
+    for key in ("dram_read_bytes", "dram_write_bytes", "l2_read_bytes", "gpu_time_s"):
+        assert r.total[key] == pytest.approx(ref.total[key], rel=AGREE_REL), key
+
+
+@pytest.mark.parametrize("l2_bytes", [1 << 20, 4 << 20])
+@pytest.mark.parametrize("kw", [dict(grain="cta", ctas_per_event=4), dict(grain="tile", heads_per_event=8)],
+                         ids=["batch4", "fold8"])
+def test_global_bytes_exact_when_l2_thrashes(l2_bytes, kw):
+    """Under thrashing DRAM bytes depend on the grain (MODEL.md says how much); global bytes never do."""
+    p = AttentionProblem(1, 16, 16, 2048, 2048, 64)
+    for s in (Schedule("flash2", grid_order="heads_fastest"), Schedule("naive")):
+        hw = SMALL.with_overrides(l2_bytes=l2_bytes)
+        a, b = simulate(p, s, hw, grain="tile"), simulate(p, s, hw, **kw)
+        for key in ("global_read_bytes", "global_write_bytes", "flops", "exp_count"):
+            assert a.total[key] == b.total[key], key
+
+
+def test_cta_batches_merge_keys_and_multiplicity():
+    """Two CTAs reading the same block: one access with the block's bytes (the DRAM miss) and one with the
+    second CTA's bytes (an L2 hit); distinct keys stay distinct; FLOPs and tiles add."""
+    class Work:
+        name, num_warps, dependent_loop, cta_l1_bytes, num_ctas, launch = "w", 4, False, None, 3, None
+
+        @staticmethod
+        def cta_steps(i):
+            return [[[(("K", 0, 0), 0b1, 100, 100, -1, 100), (("Q", 0, 0), 1 << i, 50, 50, -1, 50)],
+                     [], 10, 1, 1]]
+    b = CtaBatches(Work, ctas_per_event=2, heads_per_event=3)
+    assert b.num_ctas == 2 and b.true_num_ctas == 9 and b.ctas_in(0) == 6 and b.ctas_in(1) == 3
+    (reads, writes, flops, exps, tiles), = b.cta_steps(0)
+    assert reads == [(("K", 0, 0), 1, 300, 300, -1, 300), (("K", 0, 0), 1, 300, 300, -1, 300),
+                     (("Q", 0, 0), 0b11, 300, 150, -1, 150)]
+    assert (writes, flops, exps, tiles) == ([], 60, 6, 6)
+
+
+def test_auto_keeps_todays_rule_when_cheap():
+    p = AttentionProblem(1, 4, 4, 1024, 1024, 64)
+    for s in (Schedule("flash2"), Schedule("naive", "bwd")):
+        r = simulate(p, s, HW)
+        assert (r.grain, r.run_blocks, r.heads_per_event) == ("tile", 1, 1)
+        assert set(r.ctas_per_event.values()) == {1} and r.grain_plan["reason"] == "today's rule"
+
+
+ISSUE_CASES = {
+    "flash2-N1M-H1024": (AttentionProblem(1, 1024, 1024, 1 << 20, 1 << 20, 64), Schedule("flash2")),
+    "naive-N32768-B4H16": (AttentionProblem(4, 16, 16, 32768, 32768, 64), Schedule("naive")),
+    "naive-N8192-B4H16": (AttentionProblem(4, 16, 16, 8192, 8192, 64), Schedule("naive")),
+    "flash2-bwd-N32768-BH1024-d128": (AttentionProblem(1, 1024, 1024, 32768, 32768, 128), Schedule("flash2", "bwd")),
+    "flash1-N32768-BH1024": (AttentionProblem(1, 1024, 1024, 32768, 32768, 64), Schedule("flash1")),
+}
+
+
+@pytest.mark.parametrize("name", list(ISSUE_CASES))
+def test_auto_plans_big_problems_within_budget(name):
+    """The estimate of auto's plan for the issue's big problems (today's rule: minutes to a day) stays
+    within a few budgets (benchmarks/sim_speed.py measures the real seconds)."""
+    p, s = ISSUE_CASES[name]
+    g = "auto" if s.algorithm == "flash1" else "run"  # today's rule: runs of 16 (flash1: a quarter loop)
+    today = G.plan_grain(p, s, HW, g, None, 1, 1, ctas_per_sm=2, refuse=False)
+    plan = G.estimate(p, s, HW)
+    assert today.estimated_s > 10 * G.AUTO_BUDGET_S
+    assert plan.estimated_s <= 4 * G.AUTO_BUDGET_S, plan.describe()
+    assert plan.reason.startswith("coarsened")
+
+
+def test_absurd_is_refused_with_the_estimate():
+    p = AttentionProblem(1, 1, 1, 1 << 20, 1 << 20, 64)
+    with pytest.raises(G.SimulationTooLarge) as e:
+        simulate(p, Schedule("naive", block_m=16, block_n=16), HW)
+    msg = str(e.value)
+    assert "\n" not in msg and "events" in msg and "refusing" in msg
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(G.SimulationTooLarge) as e:  # asked for a grain that fine: says what auto would do
+        G.estimate(AttentionProblem(1, 1024, 1024, 1 << 20, 1 << 20, 64), Schedule("flash2"), HW, grain="tile")
+    assert "grain='auto'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_more_sms_than_ctas_is_quick_and_changes_nothing():
+    p = AttentionProblem(1, 4, 4, 1024, 1024, 64)
+    s = Schedule("flash2")
+    n = kernel_launches(p, s)[0].num_ctas
+    # (datasheet figures: a calibration file's per-SM rates are the card's rates over its own SM count)
+    a = simulate(p, s, DATASHEET.with_overrides(num_sms=10 ** 8))
+    b = simulate(p, s, DATASHEET.with_overrides(num_sms=n))
+    assert a.total == b.total
+
+
+def test_progress_callback():
+    calls = []
+    p = AttentionProblem(1, 4, 4, 1024, 1024, 64)
+    simulate(p, Schedule("flash2", "bwd"), HW, progress=lambda d, t: calls.append((d, t)), progress_after_s=0)
+    total = sum(L.num_ctas for L in kernel_launches(p, Schedule("flash2", "bwd")))
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    calls.clear()
+    simulate(p, Schedule("flash2"), HW, progress=lambda d, t: calls.append((d, t)))  # estimated < 2 s: quiet
+    assert calls == []
+
+
+@pytest.mark.parametrize("kw, word", [(dict(ctas_per_event=0), "ctas_per_event"),
+                                      (dict(heads_per_event=3), "heads_per_event"),
+                                      (dict(heads_per_event=True), "heads_per_event"),
+                                      (dict(ctas_per_event=1.5), "ctas_per_event")])
+def test_bad_knobs_are_one_line_errors(kw, word):
+    with pytest.raises(ValueError) as e:
+        simulate(AttentionProblem(1, 4, 4, 256, 256, 64), Schedule(), HW, **kw)
+    assert word in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("order, expect", [("q_fastest", 1), ("heads_fastest", 16)])
+def test_heads_in_flight(order, expect):
+    p = AttentionProblem(1, 16, 16, 8192, 8192, 64)  # 64 Q blocks per head, 16 slots
+    L = kernel_launches(p, Schedule("flash2", grid_order=order))[0]
+    assert G.heads_in_flight(L, 16) == expect
+    assert G.fold_l2_scale(L, 16, 8) == max(1.0, 8 / expect)
