@@ -11,7 +11,6 @@ Plots (matplotlib, Agg):
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -341,7 +340,3 @@ def plot_grid_order(records, preds, cases, levels, path):
         ax.legend(fontsize=8)
     fig.suptitle("flash2 forward, N=16384, B*H=32, d=64, 128x64 tiles: grid order")
     return _save(fig, path)
-
-
-def load_comparison(out_dir) -> dict:
-    return json.loads((Path(out_dir) / "comparison.json").read_text())
