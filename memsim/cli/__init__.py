@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from . import compare, decode, presets, simulate, sweep
-from .errors import dispatch, make_parser
+from .errors import add_commands, dispatch, make_parser
 
 #: the subcommands, in --help order
 COMMANDS = (simulate, compare, sweep, presets, decode)
@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="memsim: a SimPy model of GPU memory traffic and time for attention schedules "
                     "(naive, FlashAttention-1 loop order, FlashAttention-2) on presets like h100-sxm.",
         epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in COMMANDS) + "}")
-    for m in COMMANDS:
-        m.add_parser(sub)
+    add_commands(ap, COMMANDS)
     return ap
 
 

@@ -87,3 +87,10 @@ def dispatch(prog: str, ap: argparse.ArgumentParser, argv, *, errors=(), interru
         return 2
     a.argv = argv
     return run_cli(prog, lambda: a.fn(a), errors=errors, interrupted=interrupted)
+
+
+def add_commands(ap: argparse.ArgumentParser, commands) -> None:
+    """One subparser per command module (each with NAME and add_parser(subparsers)), in order."""
+    sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in commands) + "}")
+    for m in commands:
+        m.add_parser(sub)

@@ -11,7 +11,7 @@ import sys
 
 from . import anchors, calibrate, cases, ceilings, fidelity, measure, numerics, report, unpack, validate
 from .common import RAW
-from memsim.cli.errors import dispatch, make_parser
+from memsim.cli.errors import add_commands, dispatch, make_parser
 
 #: the subcommands, in --help order
 COMMANDS = (cases, numerics, measure, report, validate, fidelity, ceilings, anchors, unpack, calibrate)
@@ -33,9 +33,7 @@ def build_parser():
     commands = "\n".join(f"  {m.NAME:<10s} {m.SUMMARY}" for m in COMMANDS)
     ap = make_parser("verification", prog="python -m verification",
                      description=DESCRIPTION.format(commands=commands), formatter_class=RAW)
-    sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in COMMANDS) + "}")
-    for m in COMMANDS:
-        m.add_parser(sub)
+    add_commands(ap, COMMANDS)
     return ap
 
 
