@@ -81,6 +81,9 @@ def _main(a):
     import kernels
     from memsim.schedule import AttentionProblem, kernel_launches
     B, Hq, Hkv, Nq, Nkv, d = _shape(a.shape)
+    if a.sp_dtype is not None and a.alg != "naive":
+        raise UsageError(f"--sp-dtype sets naive's S and P element type; {a.alg} keeps S and P on chip "
+                         f"(drop --sp-dtype or use --alg naive)")
     if a.alg == "flash1" and a.phase == "bwd":
         raise UsageError("flash1 has no backward pass (its 2022 loop order is forward-only here); "
                          "--phase bwd takes --alg naive or flash2")

@@ -245,6 +245,9 @@ def _resolve(name_or_path, relative_to: Path | None) -> Path:
     path = Path(s)
     if relative_to is not None and not path.is_absolute():
         path = relative_to / path
+    if path.is_dir():
+        raise HardwareError(f"hardware file {path} is a folder; give a .toml file or a preset: "
+                            f"{', '.join(preset_names())}")
     if not path.is_file():
         raise HardwareError(f"hardware file {path} does not exist; presets: {', '.join(preset_names())}")
     return path

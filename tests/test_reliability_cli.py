@@ -71,3 +71,16 @@ def test_memsim_values_never_silently_default(argv, word, capsys, tmp_path, monk
 def test_kernels_module_entry_point_one_line():
     r = subprocess.run([sys.executable, "-m", "kernels", "run", "--shape", "1,2"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("kernels: error:")
+
+
+@pytest.mark.parametrize("prog, argv, word", [
+    ("memsim", ["simulate", *SMALL, "--sp-dtype", "fp16"], "--sp-dtype"),
+    ("memsim", ["simulate", *SMALL, "--hw", "/"], "is a folder"),
+    ("kernels", ["launches", "--shape", "1,1,1,8,8,16", "--sp-dtype", "fp16"], "--sp-dtype"),
+    ("verification", ["numerics", "--filter", ","], "--filter is empty"),
+])
+def test_options_that_would_be_ignored_are_refused(prog, argv, word, capsys):
+    import importlib
+    main = importlib.import_module(f"{prog}.__main__").main
+    assert main(argv) == 2
+    assert word in _one_line(capsys.readouterr().err, prog)

@@ -72,8 +72,18 @@ def problem(a) -> AttentionProblem:
 
 
 def schedule(a, algorithm=None) -> Schedule:
-    return Schedule(algorithm=algorithm or a.algorithm, phase=a.phase, block_m=a.block_m, block_n=a.block_n,
-                    num_warps=a.num_warps, num_stages=a.num_stages, grid_order=a.grid_order, sp_dtype=a.sp_dtype)
+    """The schedule of the options; --sp-dtype (naive's S and P in HBM) goes to naive only."""
+    alg = algorithm or a.algorithm
+    return Schedule(algorithm=alg, phase=a.phase, block_m=a.block_m, block_n=a.block_n, num_warps=a.num_warps,
+                    num_stages=a.num_stages, grid_order=a.grid_order, sp_dtype=a.sp_dtype if alg == "naive" else None)
+
+
+def refuse_sp_dtype_without_naive(a, algorithms) -> None:
+    """--sp-dtype given but no naive algorithm to apply it to: refused, never silently ignored."""
+    if a.sp_dtype is not None and "naive" not in algorithms:
+        from ..schedule import ScheduleError
+        raise ScheduleError(f"--sp-dtype sets naive's S and P element type; {', '.join(algorithms)} keep S and P "
+                            f"on chip (drop --sp-dtype or use --algorithm naive)")
 
 
 def simulate(a, problem, schedule, hw):

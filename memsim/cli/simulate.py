@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
 def run(a) -> int:
     from ..hardware import load_hardware
     from .. import analytic
+    C.refuse_sp_dtype_without_naive(a, [a.algorithm])
     hw = load_hardware(a.hw)
     p, s = C.problem(a), C.schedule(a)
     r = C.simulate(a, p, s, hw)

@@ -36,6 +36,9 @@ def _check_out(out: Path) -> None:
 def run(a):
     if a.limit is not None and a.limit <= 0:
         raise C.UsageError(f"--limit must be a positive number of cases, got {a.limit}")
+    if a.filter is not None and not [f for f in a.filter.split(",") if f.strip()]:
+        raise C.UsageError("--filter is empty; give substrings of case ids, e.g. --filter flash2,bwd "
+                           "(--list shows the ids)")
     if a.out is not None and not a.out.strip():
         raise C.UsageError("--out is empty; give a folder, e.g. --out reports/numerics")
     from .. import numerics as NU
