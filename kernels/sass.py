@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)(?:\.[A-Z0-9_.]+)?\b(.*)$")
+_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)\b(.*)$")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 MMA_OPS = ("HGMMA", "HMMA", "IMMA", "DMMA")
@@ -37,10 +37,12 @@ class LoopProfile:
     mma: int
     mufu: int
     memory: int
-    #: local-memory (spill) loads and stores in the loop body
+    #: local-memory (spill) loads and stores in the loop body, and their bytes per thread per iteration
     local: int
     #: the loop label in the SASS, for the record
     label: str
+    local_store_bytes: int = 0
+    local_load_bytes: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,8 +83,10 @@ def parse(sass: str) -> list[tuple[str, list[str]]]:
         if not m:
             continue
         op = m.group(2)
+        if op in ("STL", "LDL"):
+            op = f"{op}:{_width(m.group(3))}"
         if op == "BRA":
-            t = _TARGET.search(m.group(3) or "")
+            t = _TARGET.search(m.group(4) or "")
             if t:
                 branches.append((len(ops), t.group(1)))
         ops.append((pending, op))
@@ -95,10 +99,22 @@ def parse(sass: str) -> list[tuple[str, list[str]]]:
     return loops
 
 
+def _width(suffixes: str) -> int:
+    """Bytes one thread moves with a local load/store of these suffixes (.64, .128, .U8, ...; default 32 bit)."""
+    for suf, n in ((".128", 16), (".64", 8), (".U16", 2), (".S16", 2), (".U8", 1), (".S8", 1)):
+        if suf in (suffixes or ""):
+            return n
+    return 4
+
+
 def profile(body: list[str], label: str) -> LoopProfile:
-    return LoopProfile(instructions=len(body), mma=sum(op in MMA_OPS for op in body),
-                       mufu=sum(op == "MUFU" for op in body), memory=sum(op in MEM_OPS for op in body),
-                       local=sum(op in ("LDL", "STL") for op in body), label=label)
+    base = [op.split(":")[0] for op in body]
+    st = sum(int(op.split(":")[1]) for op in body if op.startswith("STL:"))
+    ld = sum(int(op.split(":")[1]) for op in body if op.startswith("LDL:"))
+    return LoopProfile(instructions=len(base), mma=sum(op in MMA_OPS for op in base),
+                       mufu=sum(op == "MUFU" for op in base), memory=sum(op in MEM_OPS for op in base),
+                       local=sum(op in ("LDL", "STL") for op in base), label=label,
+                       local_store_bytes=st, local_load_bytes=ld)
 
 
 def tile_loop(sass: str) -> LoopProfile | None:
@@ -106,7 +122,7 @@ def tile_loop(sass: str) -> LoopProfile | None:
     loops = parse(sass)
     if not loops:
         return None
-    with_mma = [(lb, b) for lb, b in loops if any(op in MMA_OPS for op in b)]
+    with_mma = [(lb, b) for lb, b in loops if any(op.split(":")[0] in MMA_OPS for op in b)]
     lb, body = with_mma[0] if with_mma else max(loops, key=lambda x: len(x[1]))
     return profile(body, lb)
 

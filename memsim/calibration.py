@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .hardware import PRESET_DIR, Hardware
@@ -69,22 +69,33 @@ class Calibration:
     host_launch_s: float
     #: GPU duration of an empty kernel (launch, first CTA start, tail)
     launch_overhead_s: float
-    #: fraction of the bytes dirty at kernel end that were already written to DRAM inside the kernel, as a
-    #: function of the dirty bytes (None: the preset's l2_eager_writeback_fraction)
-    writeback_fraction_of_dirty: Curve | None = None
-    #: a read of a line that another SM requested less than this long ago joins that request and does not
-    #: reach the L2 tags (None: no calibrated window; the preset's l2_read_request_fraction applies)
+    #: the host-bound floor of a pass per (algorithm, phase): our entry point timed on the smallest problem
+    #: (None: launches x host_launch_s)
+    host_pass_s: dict | None = None
+    #: bytes of dirty lines the L2 keeps; beyond, it writes back the oldest dirty lines (they stay resident,
+    #: clean).  None: no limit besides the LRU (uncalibrated hardware)
+    l2_dirty_bytes: int | None = None
+    #: fraction of the bytes still dirty at kernel end that were written back during the kernel without being
+    #: evicted (background cleaning); None: the preset's l2_eager_writeback_fraction
+    background_clean_fraction: float | None = None
+    #: SMs whose reads of the same lines merge before L2 (a group of consecutive SMs), and how long after a
+    #: group member's request another member's request for the same block still merges (None: no merging
+    #: calibrated; the preset's constant l2_read_request_fraction applies)
+    merge_group_sms: int = 1
     l2_merge_window_s: float | None = None
-    #: bytes per second one SM moves to and from L2 (None: not calibrated, no per-SM limit)
-    sm_l2_Bps: float | None = None
-    #: time of one dependent L2 round trip (load, then store + barrier) with no bytes to move: the latency a
-    #: dependent tile loop pays per tile (None: the preset's mem_latency_s)
+    #: a dependent tile loop (flash1's workspace): fixed round trip per iteration and the bytes per second
+    #: one CTA moves through such a loop (None: the preset's mem_latency_s and no transfer term)
     l2_roundtrip_s: float | None = None
+    dependent_Bps: float | None = None
+    #: the SM clock the card ran at while calibrating (ncu sm__cycles_elapsed.avg.per_second, median over
+    #: every ncu point; None: the preset's clock_Hz): the clock of the issue limit
+    sm_clock_Hz: float | None = None
     #: the block scheduler starts one CTA every this many seconds on the whole GPU (0: all at once)
     cta_dispatch_s: float = 0.0
-    #: L2 bytes (read + write) per byte of spill traffic the compiled code issues (static spill bytes per
-    #: thread x threads x loop iterations)
-    l2_bytes_per_spill_byte: float = 1.0
+    #: L2 traffic per static spill byte per thread per loop iteration: stores go through to L2, loads mostly
+    #: hit in L1
+    l2_write_per_spill_store_byte: float = 1.0
+    l2_read_per_spill_load_byte: float = 1.0
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -121,9 +132,34 @@ def load_calibration(hw: Hardware, path: str | Path | None = None) -> Calibratio
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CalibrationError(f"{p}: cannot read calibration file: {e}") from None
     try:
-        return derive(raw, hw)
+        return scaled_to(derive(raw, _reference(hw, raw)), _reference(hw, raw), hw)
     except (KeyError, TypeError, ValueError) as e:
         raise CalibrationError(f"{p}: {e}") from None
+
+
+def _reference(hw: Hardware, raw: dict) -> Hardware:
+    """The preset the calibration was measured for (what-if copies of it keep its name)."""
+    from .hardware import HardwareError, load_hardware
+    try:
+        return load_hardware(raw.get("hardware") or hw.name)
+    except HardwareError:
+        return hw
+
+
+def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
+    """The calibration of `ref` applied to `hw` (a what-if copy of it): rates and capacities that the
+    study changed scale with the change (measured / datasheet of ref x datasheet of hw); latencies,
+    windows and host times stay as measured."""
+    if hw == ref:
+        return cal
+    dots = {dt: v * (hw.tensor_flops_per_sm_per_cycle[dt] * hw.clock_Hz)
+            / (ref.tensor_flops_per_sm_per_cycle[dt] * ref.clock_Hz) for dt, v in cal.dot_flops_per_sm_s.items()}
+    dirty = None if cal.l2_dirty_bytes is None else int(cal.l2_dirty_bytes * hw.l2_bytes / ref.l2_bytes)
+    return replace(cal, dot_flops_per_sm_s=dots,
+                   exp_per_sm_s=cal.exp_per_sm_s * (hw.exp_per_sm_per_cycle * hw.clock_Hz)
+                   / (ref.exp_per_sm_per_cycle * ref.clock_Hz),
+                   dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty,
+                   sm_clock_Hz=None if cal.sm_clock_Hz is None else cal.sm_clock_Hz * hw.clock_Hz / ref.clock_Hz)
 
 
 _CACHE: dict = {}
@@ -148,89 +184,169 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     src = f"{prov.get('gpu', '?')}, {prov.get('date', '?')}, {prov.get('command', 'verification calibrate')}"
     facts = raw.get("facts", raw)
     kw = {}
-    # dots: the best rate the card sustained at any measured size, per dtype and path
     mm = facts.get("matmul")
-    if mm:
+    if mm:  # dots: the best rate a Triton tl.dot GEMM sustained, per dtype (our kernels are Triton)
         rates = dict(base.dot_flops_per_sm_s)
-        for dt, key in (("fp16", "fp16"), ("bf16", "bf16"), ("fp32", "fp32_ieee")):
-            pts = [r for r in mm if r.get("dtype") == key]
+        for dt, path in (("fp16", "triton_fp16"), ("bf16", "triton_bf16"), ("fp32", "triton_fp32_ieee")):
+            pts = [r["flops_per_s"] for r in mm if r.get("path") == path and r.get("flops_per_s")]
             if pts:
-                rates[dt] = max(r["flops_per_s"] for r in pts) / hw.num_sms
+                rates[dt] = max(pts) / hw.num_sms
         kw["dot_flops_per_sm_s"] = rates
-    ex = facts.get("exp")
+    ex = [r["exp_per_s"] for r in facts.get("exp", []) if r.get("exp_per_s")]
     if ex:
-        kw["exp_per_sm_s"] = max(r["exp_per_s"] for r in ex) / hw.num_sms
-    cp = facts.get("copy")
+        kw["exp_per_sm_s"] = max(ex) / hw.num_sms
+    cp = [r["bytes_per_s"] for r in facts.get("copy", []) if r.get("kind") == "copy" and r.get("bytes_per_s")]
     if cp:
-        kw["dram_Bps"] = max(r["bytes_per_s"] for r in cp if r.get("kind", "copy") == "copy")
-    ln = facts.get("launch")
-    if ln:
-        if "host_launch_s" in ln:
-            kw["host_launch_s"] = float(ln["host_launch_s"])
-        if "empty_kernel_s" in ln:
-            kw["launch_overhead_s"] = float(ln["empty_kernel_s"])
+        kw["dram_Bps"] = max(cp)
+    ln = [r["host_launch_s"] for r in facts.get("launch", []) if r.get("kernel_args", 0) >= 32 or
+          "args" in str(r.get("id", ""))]
+    if ln:  # the 32-argument launch: our attention launches pass 20-35 arguments
+        kw["host_launch_s"] = max(ln)
+    hp = {(r["algorithm"], r["phase"]): r["time_s_median"] for r in facts.get("host_pass", [])
+          if r.get("time_s_median")}
+    if hp:
+        kw["host_pass_s"] = hp
+    lg = facts.get("launch_gpu", [])
+    empty = [r["time_s"] for r in lg if r.get("variant") == "empty" and r.get("time_s")]
+    if empty:
+        kw["launch_overhead_s"] = empty[0]
+    many = sorted((r["ctas"], r["time_s"]) for r in lg if r.get("variant") == "ctas" and r.get("time_s"))
+    if len(many) >= 2:
+        a0, slope = _fit_line([float(c) for c, _ in many], [t for _, t in many])
+        kw["cta_dispatch_s"] = max(0.0, slope)
+    clk = [r["sm_clock_Hz"] for pts in facts.values() if isinstance(pts, list) for r in pts
+           if isinstance(r, dict) and r.get("sm_clock_Hz")]
+    if clk:
+        kw["sm_clock_Hz"] = _median(clk)
     wb = facts.get("l2_writeback")
     if wb:
-        # kernels that only write W fresh bytes and end: DRAM writes counted inside the kernel / W
-        pts = sorted((r["dirty_bytes"], r["dram_write_bytes"] / r["dirty_bytes"]) for r in wb
-                     if r.get("spin_s", 0) == 0 and r["dirty_bytes"] > 0)
-        if pts:
-            xs, ys = [], []
-            for x, y in pts:
-                if xs and x == xs[-1]:
-                    continue
-                xs.append(x)
-                ys.append(min(1.0, max(0.0, y)))
-            kw["writeback_fraction_of_dirty"] = Curve(tuple(xs), tuple(ys))
+        kw.update(l2_from_writeback(wb))
     mg = facts.get("l2_merge")
     if mg:
-        w = merge_window_from(mg)
-        if w is not None:
-            kw["l2_merge_window_s"] = w
+        kw.update(merge_from(mg))
     dl = facts.get("dependent_loop")
     if dl:
-        kw.update(sm_link_from(dl))
+        kw.update(dependent_loop_from(dl))
     sp = facts.get("spills")
     if sp:
-        ratios = [r["l2_spill_bytes"] / r["spill_bytes_issued"] for r in sp if r.get("spill_bytes_issued", 0) > 0]
-        if ratios:
-            kw["l2_bytes_per_spill_byte"] = _median(ratios)
-    return Calibration(source=src, **{**base.__dict__, **kw, "source": src, "raw": raw})
+        kw.update(spills_from(sp))
+    return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
 def cleaned_fraction(hw: Hardware, cal: Calibration, dirty_bytes: int) -> float:
     """Share of the bytes dirty at kernel end that the L2 had already written to DRAM during the kernel."""
     if dirty_bytes <= 0:
         return 0.0
-    if cal.writeback_fraction_of_dirty is not None:
-        return cal.writeback_fraction_of_dirty(dirty_bytes)
+    if cal.background_clean_fraction is not None:
+        return cal.background_clean_fraction
     return hw.l2_eager_writeback_fraction
 
 
-def merge_window_from(points: list) -> float | None:
-    """The request-merge window from CTAs that read the same lines with a known start delay between them.
+def l2_from_writeback(points: list) -> dict:
+    """The L2's dirty capacity and background cleaning from kernels that write W fresh bytes, then spin T.
 
-    Each point: ``delay_s`` between consecutive CTAs, ``l2_read_bytes`` and ``global_read_bytes``.  With
-    no delay the requests merge (fraction f0 < 1); with delays longer than the time a request stays in flight
-    they do not (fraction near 1).  The window is the delay at which the fraction is halfway between the
-    two, interpolated between the measured delays.
+    Measured (H100, 2026-11-25): nothing reaches DRAM inside the kernel up to W = 8 MB whatever T (0 to
+    1000 us); beyond, DRAM writes = W - C with C about 22 MB at every W of 32..128 MB and every T.  So the
+    L2 does not clean in the background (time changes nothing), and keeps at most C bytes dirty:
+    C = median over the largest W points of (W - DRAM writes).  Background cleaning = the median fraction
+    written inside the kernel where W < C/2 (0 on the H100).
     """
-    pts = {}
+    pts = [(r["dirty_bytes"], r["dram_write_bytes"]) for r in points
+           if r.get("dirty_bytes") and r.get("dram_write_bytes") is not None]
+    if not pts:
+        return {}
+    big = max(w for w, _ in pts)
+    held = [w - d for w, d in pts if w >= big / 2 and d > 0]
+    out = {}
+    if held:
+        out["l2_dirty_bytes"] = int(_median(held))
+        small = [d / w for w, d in pts if w < out["l2_dirty_bytes"] / 2]
+        if small:
+            out["background_clean_fraction"] = _median(small)
+    return out
+
+
+def merge_from(points: list) -> dict:
+    """Which SMs merge their reads of the same lines, and for how long, from G CTAs reading one set.
+
+    Measured (H100): in lockstep, 2 and 4 CTAs cost the L2 the sectors of ONE reader (fraction 1/G), 8 CTAs
+    those of two, and 132 CTAs (one per SM) those of about 35: reads of the same sectors by the SMs of a
+    group of about four merge before the L2 (the group size = G / (fraction x G) at the largest G); with
+    readers staggered in position they do not.  Delaying each CTA's start by d: the fraction rises from
+    its lockstep value towards 1; the window is the delay between two group members at which half of the
+    possible merges are lost (interpolated; CTAs of one group are consecutive in the dispatch order).
+    """
+    lock = {}
     for r in points:
-        if "delay_s" in r and r.get("global_read_bytes", 0) > 0:
-            pts.setdefault(float(r["delay_s"]), []).append(r["l2_read_bytes"] / r["global_read_bytes"])
-    if len(pts) < 2:
-        return None
-    ds = sorted(pts)
-    fs = [_median(pts[d]) for d in ds]
-    lo, hi = fs[0], max(fs)
-    if hi - lo < 0.05:  # no measurable merging on this card
-        return 0.0
-    half = 0.5 * (lo + hi)
-    for (d0, f0), (d1, f1) in zip(zip(ds, fs), zip(ds[1:], fs[1:])):
-        if f0 < half <= f1:
-            return d0 + (half - f0) / (f1 - f0) * (d1 - d0)
-    return ds[-1]
+        if r.get("mode") == "lockstep" and r.get("global_read_bytes"):
+            lock.setdefault(r["ctas"], []).append(r["l2_read_bytes"] / r["global_read_bytes"])
+    if not lock:
+        return {}
+    gmax = max(lock)
+    readers = _median(lock[gmax]) * gmax  # distinct requesters at the largest G
+    group = max(1, round(gmax / readers))
+    f_lock = _median([f for g in lock if g >= group for f in lock[g] if g % group == 0] or lock[gmax])
+    dl = {}
+    for r in points:
+        if r.get("mode") == "delayed" and r.get("global_read_bytes") and r.get("ctas", 0) <= 2 * group:
+            dl.setdefault(float(r["delay_us"]) * 1e-6, []).append(r["l2_read_bytes"] / r["global_read_bytes"])
+    out = {"merge_group_sms": group}
+    if dl:
+        ds = sorted(dl)
+        fs = [_median(dl[d]) for d in ds]
+        half = f_lock + 0.5 * (1.0 - f_lock)
+        w = ds[-1]
+        pts = [(0.0, f_lock)] + list(zip(ds, fs))
+        for (d0, f0), (d1, f1) in zip(pts, pts[1:]):
+            if f0 < half <= f1:
+                w = d0 + (half - f0) / (f1 - f0) * (d1 - d0)
+                break
+        out["l2_merge_window_s"] = w
+    return out
+
+
+def dependent_loop_from(points: list) -> dict:
+    """Round trip and per-CTA transfer rate of a dependent loop (load, store, barrier each iteration).
+
+    One CTA per SM, 4 warps: iteration time = round trip + moved bytes / rate, a least-squares line over the
+    tile sizes (moved = 2 x tile: one load, one store).  (The ``read`` points are not used: the compiler
+    hoists their loop-invariant loads out of the loop, so they measure nothing.)
+    """
+    rts = {}
+    for r in points:
+        ips = r.get("iterations_per_s_median")
+        if r.get("mode") == "roundtrip" and ips:
+            rts.setdefault(r.get("num_warps", 4), []).append((2.0 * r["tile_bytes"], 1.0 / ips))
+    if not rts:
+        return {}
+    w = 4 if 4 in rts else min(rts)
+    xs, ys = zip(*sorted(rts[w]))
+    a, b = _fit_line(list(xs), list(ys))
+    out = {"l2_roundtrip_s": max(a, 0.0)}
+    if b > 0:
+        out["dependent_Bps"] = 1.0 / b
+    return out
+
+
+def spills_from(points: list) -> dict:
+    """L2 traffic per static spill byte from the spilling microbenchmark points.
+
+    Each point: the compiled kernel's spilled bytes per thread (``compiled.local_bytes_per_thread``), its
+    threads, iterations and CTAs, and ncu's local-memory and L2 bytes.  Stores: L2 write bytes beyond the
+    global stores; loads: L2 read bytes beyond the global loads (H100: stores all reach L2, loads hit L1).
+    """
+    w, r_ = [], []
+    for r in points:
+        c = r.get("compiled") or {}
+        per_thread = c.get("local_bytes_per_thread") or 0
+        if per_thread <= 0:
+            continue
+        issued = per_thread * 32 * r["num_warps"] * r["n_iter"] * r["ctas"]
+        w.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / issued)
+        r_.append(max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / issued)
+    if not w:
+        return {}
+    return {"l2_write_per_spill_store_byte": _median(w), "l2_read_per_spill_load_byte": _median(r_)}
 
 
 def _fit_line(xs, ys):
@@ -243,29 +359,8 @@ def _fit_line(xs, ys):
     return my - b * mx, b
 
 
-def sm_link_from(points: list) -> dict:
-    """Per-SM L2 bandwidth and the dependent round trip from the dependent_loop microbenchmark.
-
-    ``read`` points: one CTA per SM streaming its own L2-resident tile with independent loads: the SM's L2
-    bandwidth is the best tile bytes per iteration time.  ``roundtrip`` points: load + store + barrier,
-    each iteration waiting for the last: iteration time = round trip + 2 x tile bytes / SM bandwidth; a
-    least-squares line over the tile sizes gives the round trip (intercept).  Per warp count; the model
-    takes the 4-warp figures (the smallest CTAs of our kernels), and the larger bandwidth of the two.
-    """
-    out = {}
-    def per_iter(r):
-        ips = r.get("iterations_per_s_median")
-        return 1.0 / ips if ips else None
-    reads = [(r["tile_bytes"], per_iter(r)) for r in points if r.get("mode") == "read" and per_iter(r)]
-    if reads:
-        out["sm_l2_Bps"] = max(b / t for b, t in reads)
-    rts = {}
-    for r in points:
-        if r.get("mode") == "roundtrip" and per_iter(r):
-            rts.setdefault(r.get("num_warps", 4), []).append((2.0 * r["tile_bytes"], per_iter(r)))
-    if rts:
-        w = 4 if 4 in rts else min(rts)
-        xs, ys = zip(*sorted(rts[w]))
-        a, _ = _fit_line(list(xs), list(ys))
-        out["l2_roundtrip_s"] = max(a, min(ys) * 0.5)
-    return out
+def host_time_s(cal: Calibration, algorithm: str, phase: str, launches: int) -> float:
+    """The host-bound floor of a pass: measured for our entry point where calibrated, else per launch."""
+    if cal.host_pass_s and (algorithm, phase) in cal.host_pass_s:
+        return cal.host_pass_s[(algorithm, phase)]
+    return launches * cal.host_launch_s

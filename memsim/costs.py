@@ -11,6 +11,11 @@ The compiled Triton kernel decides three things the schedule alone does not:
   ``lts__t_sectors_srcunit_tex``), and their L2 transfers take time on the L2 link.
 * the **dot path**: fp16/bf16 dots run on the tensor cores; fp32 dots are IEEE (``kernels._common
   .dot_precision``) and Triton runs them on the FMA pipes, about 8x slower than TF32 tensor cores.
+* the **issue limit**: every instruction of the tile loop (its SASS, `kernels.sass`) must be issued by the
+  SM's warp schedulers, one warp instruction per scheduler per clock and at most one per warp; a loop
+  iteration of a CTA of w warps takes at least instructions x w / (min(4, resident warps) x clock),
+  whatever its dots and exponentials need.  Small head
+  dims, fp32 (FMA dots are instructions) and tiles too large for their warps are issue-bound.
 
 The facts come from `memsim.compiled` (a table produced by ``python -m kernels.compiled_facts`` from
 the sm_90 compiler without a GPU).  When a launch is not in the table the hardware preset's
@@ -25,6 +30,8 @@ from .hardware import Hardware
 
 #: registers are allocated per warp in multiples of 8 per thread (256 per warp) on sm_80/sm_90
 REG_ALLOC_UNIT = 8
+#: a "loop" shorter than this is the kernel's trailing trap loop, not a tile loop (kernels.sass)
+MIN_LOOP_INSTRUCTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class LaunchCost:
     #: seconds per dot FLOP on one SM (one CTA alone; co-resident CTAs share the SM's units)
     sec_per_flop: float
     sec_per_exp: float
+    #: the issue limit: seconds the SM's schedulers need to issue one tile-loop iteration of one CTA (its SASS
+    #: instruction count x warps / (warp issue rate x clock)); 0 where the table has no tile loop
+    issue_s_per_tile: float
     #: local-memory bytes that reach L2 per loop iteration (tile) of one CTA: spill stores (writes), loads
     spill_l2_write_bytes_per_tile: int
     spill_l2_read_bytes_per_tile: int
@@ -80,11 +90,27 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     else:
         regs, st_b, ld_b = f.regs_per_thread, f.spill_store_bytes, f.spill_load_bytes
         src = f"compiled: {getattr(f, 'source', 'table')}"
+        loop = getattr(f, "loop", None)
+        if loop and "local_store_bytes" in loop:
+            # the tile loop's own local loads and stores (SASS), per thread per iteration: exact where
+            # the static spill counts include code outside the loop (prologue, epilogue)
+            st_b, ld_b = loop["local_store_bytes"], loop["local_load_bytes"]
+            src += " + tile-loop SASS"
     per_sm, limit = ctas_per_sm(hw, smem_per_cta, warps, regs)
+    loop = getattr(f, "loop", None) if f is not None else None
+    issue = 0.0
+    if loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
+        # the SM issues warp_issue_per_sm_per_cycle warp instructions per clock, but a warp at most one: with
+        # fewer resident warps than schedulers, the resident warps are the limit.  The engine books the
+        # co-resident CTAs' turns one after another on the SM, so each turn takes its share.
+        clock = cal.sm_clock_Hz or hw.clock_Hz
+        lanes = min(hw.warp_issue_per_sm_per_cycle, warps * per_sm)
+        issue = loop["instructions"] * warps / (lanes * clock)
     threads = warps * 32
-    k = cal.l2_bytes_per_spill_byte
     return LaunchCost(
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
         sec_per_flop=1.0 / cal.dot_flops_per_sm_s[problem.dtype], sec_per_exp=1.0 / cal.exp_per_sm_s,
-        spill_l2_write_bytes_per_tile=int(k * st_b * threads), spill_l2_read_bytes_per_tile=int(k * ld_b * threads),
+        issue_s_per_tile=issue,
+        spill_l2_write_bytes_per_tile=int(cal.l2_write_per_spill_store_byte * st_b * threads),
+        spill_l2_read_bytes_per_tile=int(cal.l2_read_per_spill_load_byte * ld_b * threads),
         facts_source=src)

@@ -45,12 +45,23 @@ def _mask_bytes(m: int, full: int, lastbit: int, lastbytes: int) -> int:
 
 
 class L2Cache:
-    """LRU cache of runs of blocks; counts DRAM reads (misses) and write-backs (dirty evictions)."""
+    """LRU cache of runs of blocks; counts DRAM reads (misses) and write-backs.
 
-    def __init__(self, capacity_bytes: int):
+    Dirty data is written back in two ways: a dirty line evicted by LRU, and -- when more than
+    `dirty_capacity` bytes are dirty -- the oldest dirty lines are written back and stay resident, clean
+    (measured on the H100, ``verification calibrate`` l2_writeback: a kernel that only writes W fresh bytes
+    gets W - 22 MB written to DRAM inside it for every W of 32..128 MB, nothing up to 8 MB, whatever its
+    duration; the L2 holds about 22 MB dirty although it holds 50 MB).  What is still dirty at the end of a
+    kernel is written after it and is not that kernel's (ncu flushes before a kernel, not after).
+    """
+
+    def __init__(self, capacity_bytes: int, dirty_capacity_bytes: int | None = None):
         self.capacity = capacity_bytes
+        self.dirty_capacity = dirty_capacity_bytes
         self.used = 0
         self.lines: OrderedDict = OrderedDict()  # key -> [mask, dirty_mask, bytes, full, lastbit, lastbytes]
+        self.dirty_order: OrderedDict = OrderedDict()  # keys with dirty blocks, oldest write first
+        self.dirty = 0
         self.dram_read = 0
         self.dram_write = 0
         self.hit_bytes = 0
@@ -81,6 +92,7 @@ class L2Cache:
         if e is None:
             lines[key] = [mask, mask, nb, full, lb, lbytes]
             self.used += nb
+            self.dirty += nb
         else:
             new = mask & ~e[0]
             if new:
@@ -88,29 +100,52 @@ class L2Cache:
                 e[2] += add
                 self.used += add
                 e[0] |= new
+            newly = mask & ~e[1]
+            if newly:
+                self.dirty += _mask_bytes(newly, full, lb, lbytes)
             e[1] |= mask
             lines.move_to_end(key)
+        self.dirty_order[key] = None
+        self.dirty_order.move_to_end(key)
 
     def evict(self) -> int:
-        """Evict least-recently-used lines until the contents fit; return the bytes written back."""
+        """Evict least-recently-used lines until the contents fit, then clean the oldest dirty lines until the
+        dirty bytes fit; return the bytes written back."""
         wb = 0
         lines = self.lines
         while self.used > self.capacity and lines:
-            _, e = lines.popitem(last=False)
+            k, e = lines.popitem(last=False)
             self.used -= e[2]
             if e[1]:
-                wb += _mask_bytes(e[1], e[3], e[4], e[5])
+                d = _mask_bytes(e[1], e[3], e[4], e[5])
+                wb += d
+                self.dirty -= d
+                self.dirty_order.pop(k, None)
+        cap = self.dirty_capacity
+        if cap is not None:
+            order = self.dirty_order
+            while self.dirty > cap and order:
+                k, _ = order.popitem(last=False)
+                e = lines.get(k)
+                if e is None or not e[1]:
+                    continue
+                d = _mask_bytes(e[1], e[3], e[4], e[5])
+                wb += d
+                self.dirty -= d
+                e[1] = 0
         self.dram_write += wb
         return wb
 
     def dirty_bytes(self) -> int:
         """Bytes of dirty blocks resident now."""
-        return sum(_mask_bytes(e[1], e[3], e[4], e[5]) for e in self.lines.values() if e[1])
+        return self.dirty
 
     def flush(self) -> None:
         """Write everything back and empty the cache (what ncu does before each kernel); not counted."""
         self.lines.clear()
+        self.dirty_order.clear()
         self.used = 0
+        self.dirty = 0
 
 
 class Link:
@@ -267,28 +302,35 @@ class LaunchModel:
     """One kernel launch on the modelled GPU."""
 
     def __init__(self, hw: Hardware, work, l2: L2Cache, cost, *, num_stages: int, dram_Bps: float,
-                 launch_overhead_s: float, merge_window_s: float | None = None, sm_l2_Bps: float | None = None,
-                 dependent_latency_s: float | None = None):
+                 launch_overhead_s: float, merge_window_s: float | None = None, merge_group_sms: int = 1,
+                 dependent_Bps: float | None = None,
+                 dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         self.env = simpy.Environment()
         self.dram = Link(self.env, dram_Bps, "dram")
         self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
         used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
         self.sms = [SM() for _ in range(used_sms)]
-        #: each SM's own port to L2 (measured: verification calibrate, dependent_loop read); None: no limit
-        self.sm_links = [Link(self.env, sm_l2_Bps, f"sm{i}-l2") for i in range(used_sms)] if sm_l2_Bps else None
+        #: a dependent loop moves its bytes at this rate per CTA (measured: dependent_loop roundtrip)
+        self.dep_Bps = dependent_Bps
         #: the round trip a dependent tile loop pays per tile (measured: dependent_loop roundtrip)
         self.dep_lat = dependent_latency_s if dependent_latency_s is not None else hw.mem_latency_s
         self.ctas_per_sm, self.limit = cost.ctas_per_sm, cost.occupancy_limit
+        #: the block scheduler starts one CTA every cta_dispatch_s on the whole GPU (measured: verification
+        #: calibrate, launch_gpu ctas): the first wave does not start at once, CTAs of one head drift apart
+        self.cta_dispatch_s = cta_dispatch_s
+        self.next_dispatch = 0.0
         self.stages = num_stages
         self.sec_per_flop = cost.sec_per_flop
         self.sec_per_exp = cost.sec_per_exp
+        self.issue_s_per_tile = cost.issue_s_per_tile
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
         self.launch_overhead_s = launch_overhead_s
         #: L2 request merging: a read of a line another CTA requested less than merge_window_s earlier joins
         #: that request and never reaches the L2 tags (measured: verification calibrate, l2_merge); without
         #: a calibrated window, the preset's constant l2_read_request_fraction applies to L2 hits
         self.merge_window = merge_window_s
+        self.merge_group = max(1, merge_group_sms)
         self.merge = 1.0 - hw.l2_read_request_fraction
         self.last_request: dict = {}
         self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
@@ -314,7 +356,7 @@ class LaunchModel:
                 prog.tick(per(idx) if per is not None else 1)
             idx = nxt()
 
-    def _issue_writes(self, writes, t, smlink=None):
+    def _issue_writes(self, writes, t):
         st, l2 = self.stats, self.l2
         g = 0
         for acc in writes:
@@ -325,12 +367,15 @@ class LaunchModel:
         st.l2_write_bytes += g
         st.dram_write_bytes += wb
         end = max(self.l2link.book(t, g), self.dram.book(t, wb))
-        if smlink is not None:
-            end = max(end, smlink.book(t, g))
         return end
 
     def cta(self, idx, sm_id):
         env, st, l2 = self.env, self.stats, self.l2
+        if self.cta_dispatch_s:
+            t = self.next_dispatch if self.next_dispatch > env.now else env.now
+            self.next_dispatch = t + self.cta_dispatch_s
+            if t > env.now:
+                yield env.timeout(t - env.now)
         l2read, evict = l2.read, l2.evict
         sm = self.sms[sm_id]
         steps = self.work.cta_steps(idx)
@@ -338,8 +383,9 @@ class LaunchModel:
         lat = self.hw.mem_latency_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
-        smlink = self.sm_links[sm_id] if self.sm_links else None
-        dep_lat = self.dep_lat
+        dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
+        issue_tile = self.issue_s_per_tile * (jit if self.issue_s_per_tile else 1.0)
+        group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         spill = (sp_rd + sp_wr) > 0
         s_rd = s_wr = 0
@@ -364,16 +410,25 @@ class LaunchModel:
                         miss += l2read(acc)
                     l2_req = g - min(g - miss, int(merge * g))  # constant fraction, applied to L2 hits
                 else:
+                    # a run of blocks is requested one block per tile-time: block b of an access that starts at
+                    # block f at time t goes out at t + (b - f) * pace; two CTAs' requests for the same block
+                    # merge when they go out less than `window` apart (the first is still in flight)
                     l2_req = 0
+                    pace = (flops * spf + exps * spe) / tiles if tiles else 0.0
                     for acc in reads:
-                        nb = acc[2]
+                        key, mask, nb = acc[0], acc[1], acc[2]
                         g += nb
-                        miss += l2read(acc)
-                        key = acc[0]
-                        prev = last_req.get(key)
-                        if prev is not None and prev[1] != idx and now - prev[0] < window:
-                            continue  # joins another CTA's request still in flight
-                        last_req[key] = (now, idx)
+                        f = (mask & -mask).bit_length()
+                        prev = last_req.get((group, key))
+                        if prev is not None and prev[1] != idx:
+                            both = mask & prev[3]
+                            if both and abs((now - prev[0]) - (f - prev[2]) * pace) < window:
+                                nb -= _mask_bytes(both, acc[3], acc[4], acc[5])  # joins the request in flight
+                                mask &= ~both
+                                if not mask:
+                                    continue  # all of it arrives with the other request: no L2, no DRAM
+                        miss += l2read(acc if mask == acc[1] else (key, mask, nb, acc[3], acc[4], acc[5]))
+                        last_req[(group, key)] = (now, idx, f, mask)
                         l2_req += nb
                 wb = evict() if l2.used > l2.capacity else 0
                 g_rd += g
@@ -382,13 +437,11 @@ class LaunchModel:
                 d_wr += wb
                 a, b = l2book(now, l2_req), dbook(now, miss + wb)
                 xfer_end = a if a > b else b
-                if smlink is not None:
-                    c = smlink.book(now, g)  # every global load byte crosses this SM's port (merged or not)
-                    if c > xfer_end:
-                        xfer_end = c
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
                     ready = first = xfer_end + dep_lat * tiles
+                    if dep_Bps:  # ... and moves its loads and stores at one CTA's dependent-loop rate
+                        ready = first = ready + (g + sum(a[2] for a in writes)) / dep_Bps
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
                     ready = xfer_end + wait
@@ -396,6 +449,10 @@ class LaunchModel:
             else:
                 ready = first = now
             dur = flops * spf + exps * spe
+            if issue_tile:  # the schedulers must issue every instruction of the tile loop
+                d_issue = tiles * issue_tile
+                if d_issue > dur:
+                    dur = d_issue
             t0 = first if first > prev_end else prev_end
             start = t0 if t0 > sm.free_at else sm.free_at
             end = start + dur
@@ -407,9 +464,7 @@ class LaunchModel:
                 l2_rd += sp_r
                 s_rd += sp_r
                 s_wr += sp_w
-                sp_end = l2book(start, sp_r + sp_w)
-                if smlink is not None:
-                    sp_end = max(sp_end, smlink.book(start, sp_r + sp_w))
+                sp_end = l2book(now, sp_r + sp_w)  # booked now: a link's calendar takes no bookings ahead
                 if end < sp_end:
                     end = sp_end
             sm.free_at = end
@@ -419,7 +474,7 @@ class LaunchModel:
             prev_end = done = end
             if writes:
                 yield env.timeout(end - now)
-                done = self._issue_writes(writes, env.now, smlink)
+                done = self._issue_writes(writes, env.now)
             elif k + 1 < n:
                 # double buffering: next loads go out when this compute starts; else when it ends
                 yield env.timeout((start if pipelined else end) - now)

@@ -69,6 +69,9 @@ class Hardware:
     #: +- fraction of pseudo-random spread in CTA compute times (0 = identical CTAs)
     cta_time_jitter: float
     description: str = ""
+    #: warp instructions the SM's schedulers issue per clock (4 schedulers, one each): the issue limit of a
+    #: tile loop whose instruction count (kernels.sass) exceeds what its dots and exps take
+    warp_issue_per_sm_per_cycle: float = 4.0
     sources: dict = field(default_factory=dict, compare=False)
 
     # --- derived figures ------------------------------------------------------------
@@ -139,7 +142,9 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
     unknown = sorted(set(d) - set(names))
     if unknown:
         raise HardwareError(f"{origin}: unknown key(s) {unknown}; allowed keys: {sorted(set(names) - {'sources'})}")
-    required = [n for n in names if n not in ("description", "sources")]
+    optional = {f.name for f in dataclasses.fields(Hardware) if f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING}
+    required = [n for n in names if n not in optional]
     missing = [n for n in required if n not in d]
     if missing:
         raise HardwareError(f"{origin}: missing key(s) {missing}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calibration import calibration_for, cleaned_fraction
+from .calibration import calibration_for, cleaned_fraction, host_time_s
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
@@ -60,7 +60,6 @@ class SimResult:
     heads_per_event: int = 1
     #: the grain plan with its cost estimate (memsim.grain.GrainPlan.to_dict())
     grain_plan: dict = field(default_factory=dict, compare=False)
-
 
     @property
     def time_s(self) -> float:
@@ -160,7 +159,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     if progress is not None and plan.estimated_s > progress_after_s:
         prog = Progress(progress, sum(L.num_ctas for L in real_launches))
     t0 = _time.perf_counter()
-    l2 = L2Cache(hw.l2_effective_bytes)
+    # reads use the whole L2 where calibrated (what stays dirty is limited separately: memsim.engine.L2Cache),
+    # the preset's effective fraction otherwise
+    l2 = L2Cache(hw.l2_bytes if cal.l2_dirty_bytes else hw.l2_effective_bytes, cal.l2_dirty_bytes)
     kernels = []
     steps = 0
     dot_unit = "fma" if problem.dtype == "fp32" else "tensor"
@@ -183,11 +184,14 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         run_hw, run_cost, port_x = fold_model(hw, cost, fold)
         model = LaunchModel(run_hw, work, l2, run_cost, num_stages=schedule.num_stages, dram_Bps=cal.dram_Bps,
                             launch_overhead_s=cal.launch_overhead_s, merge_window_s=cal.l2_merge_window_s,
-                            sm_l2_Bps=cal.sm_l2_Bps and cal.sm_l2_Bps * port_x,
-                            dependent_latency_s=cal.l2_roundtrip_s)
+                            merge_group_sms=cal.merge_group_sms, dependent_Bps=cal.dependent_Bps,
+                            dependent_latency_s=cal.l2_roundtrip_s,
+                            cta_dispatch_s=cal.cta_dispatch_s)
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
+            if model.dep_Bps:
+                model.dep_Bps *= fold  # ... and f CTAs move their bytes side by side
             model.l2_scale = fold_l2_scale(real_launches[li], hw.num_sms * cost.ctas_per_sm, fold)
         st = model.run()
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
@@ -211,7 +215,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     total = {key: sum(k[key] for k in kernels) for key in SUM_KEYS}
     # kernels run back to back on the GPU, but the host must issue each launch: short passes are host-bound
     total["gpu_time_s"] = float(total["time_s"])
-    total["host_time_s"] = len(kernels) * cal.host_launch_s
+    total["host_time_s"] = host_time_s(cal, schedule.algorithm, schedule.phase, len(kernels))
     total["time_s"] = max(total["gpu_time_s"], total["host_time_s"])
     total["binding_limit"] = pass_binding(kernels, total["gpu_time_s"], total["host_time_s"])
     total["l1_reread_bytes"] = sum(k["l1_reread_bytes"] for k in kernels)

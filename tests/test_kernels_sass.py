@@ -15,7 +15,7 @@ SASS = """
         /*0050*/                   FADD R6, R5, R6 ;
         /*0060*/               @P0 BRA `(.L_x_0) ;
 .L_x_1:
-        /*0070*/                   STL [R1], R6 ;
+        /*0070*/                   STL.64 [R1], R6 ;
         /*0080*/                   LDL R7, [R1] ;
         /*0090*/                   FADD R7, R7, 1 ;
         /*00a0*/              @!P1 BRA `(.L_x_1) ;
@@ -33,6 +33,12 @@ def test_parse_finds_backward_branches_only():
 def test_tile_loop_is_the_one_with_tensor_instructions():
     p = S.tile_loop(SASS)
     assert (p.label, p.instructions, p.mma, p.mufu, p.memory, p.local) == (".L_x_0", 5, 1, 1, 1, 0)
+
+
+def test_local_bytes_by_width():
+    loops = dict(S.parse(SASS))
+    p = S.profile(loops[".L_x_1"], ".L_x_1")
+    assert (p.local, p.local_store_bytes, p.local_load_bytes) == (2, 8, 4), p
 
 
 def test_without_mma_the_longest_loop():

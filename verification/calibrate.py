@@ -83,11 +83,15 @@ FACTS = {
     "launch": ("timed", "host issue rate: n back-to-back launches of an empty Triton kernel (_mb_empty, 2 "
                         "arguments; _mb_empty_args, 32 arguments) timed with time.perf_counter until the last "
                         "is issued (issue) and until the GPU finished (synchronised), seconds per launch"),
+    "host_pass": ("timed", "kernels.forward / kernels.backward on a 1x1x16x16 fp16 problem (16x16 tiles, 1 warp), "
+                           "timed exactly as verification measure times a case (triton.testing.do_bench median): "
+                           "the host-bound floor of a pass, per algorithm and phase"),
     "dependent_loop": ("timed", "_mb_dependent_loop: one CTA per SM, n_iter iterations on its own tile of an "
                                 "L2-resident buffer: roundtrip = load (.cg) + store + barrier, each iteration "
                                 "reading what the last wrote (seconds per iteration = L2 round trip + tile "
                                 "transfer); read = independent loads (the SM's L2 read bandwidth)"),
-    "launch_gpu": ("ncu", "gpu__time_duration of one empty kernel launch (one CTA of 128 threads)"),
+    "launch_gpu": ("ncu", "gpu__time_duration of one empty kernel launch (one CTA of 128 threads); variant ctas: "
+                          "many empty CTAs (the block scheduler's dispatch rate: duration vs CTA count)"),
     "l2_writeback": ("ncu", "_mb_write_spin: one wave of persistent CTAs writes write_bytes of fresh fp32 "
                             "output (each byte once), then keeps running spin_us; ncu flushes L2 before the "
                             "kernel, so dram__bytes_write is what the card wrote back of it inside the kernel"),
@@ -144,6 +148,9 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
     if "launch" in facts:
         for kern, nargs in (("_mb_empty", 2), ("_mb_empty_args", 32)):
             P.append(_pt("launch", kernel=kern, kernel_args=nargs, n_launches=2000))
+    if "host_pass" in facts:
+        for alg, phase in (("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd")):
+            P.append(_pt("host_pass", algorithm=alg, phase=phase, seq=16, head_dim=16))
     if "dependent_loop" in facts:
         for mode in ("roundtrip", "read"):
             for warps in ((4,) if quick else (4, 8)):
@@ -152,6 +159,11 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
                                  tile_bytes=kb * 1024, n_iter=2000))
     if "launch_gpu" in facts:
         P.append(_pt("launch_gpu", kernel="_mb_empty", variant="empty"))
+        # the block scheduler's rate: empty CTAs of 4 and 8 warps, one to many waves
+        for warps in (4, 8):
+            for waves in ((1, 64) if quick else (1, 4, 16, 64)):
+                P.append(_pt("launch_gpu", kernel="_mb_empty", variant="ctas", ctas=waves * num_sms * 8,
+                             num_warps=warps))
     if "l2_writeback" in facts:
         ws = (1, 4, 16, 64) if quick else (0.5, 1, 2, 4, 8, 16, 32, 64, 128)
         ts = (0, 100) if quick else (0, 10, 100, 1000)
