@@ -110,3 +110,29 @@ def lookup(launch_name: str, problem, schedule, arch: str = "sm90") -> CompiledF
     """The compiled facts of one launch of (problem, schedule), or None if the table lacks it."""
     e = load_table(arch).get(key(launch_name, problem, schedule))
     return None if e is None else facts_from_entry(e)
+
+
+#: key parts compared by `nearest`, most decisive first (launch, dtype, head dim, tiles, warps, stages)
+_NEAR_PARTS = 7
+
+
+def nearest(launch_name: str, problem, schedule, arch: str = "sm90") -> tuple[CompiledFacts, str] | None:
+    """For a launch the table lacks: the entry that compiles the same tile code -- same launch, dtype, head
+    dim, tiles, warps and stages (the register allocation and the tile loop depend on these), differing only
+    in the mask, grid order, GQA group, S/P dtype or integer specialisation -- with the key it came from.
+    Among several, the one sharing most of the remaining key parts.  None when no entry shares the first
+    seven parts, then the first six (any stage count); the model then assumes the preset's registers and no
+    spills, and says so."""
+    want = key(launch_name, problem, schedule).split("|")
+    for n in (_NEAR_PARTS, _NEAR_PARTS - 1):  # then: any stage count (it changes the buffers, less the loop)
+        best, best_score = None, -1
+        for k, e in load_table(arch).items():
+            parts = k.split("|")
+            if parts[:n] != want[:n]:
+                continue
+            score = sum(a == b for a, b in zip(parts[n:], want[n:]))
+            if score > best_score:
+                best, best_score = (facts_from_entry(e), k), score
+        if best is not None:
+            return best
+    return None

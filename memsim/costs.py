@@ -23,7 +23,7 @@ the sm_90 compiler without a GPU).  When a launch is not in the table the hardwa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .calibration import Calibration
 from .hardware import Hardware
@@ -60,7 +60,12 @@ def _lookup_facts(launch_name, problem, schedule):
     except ImportError:  # the table reader is optional
         return None
     try:
-        return compiled.lookup(launch_name, problem, schedule)
+        f = compiled.lookup(launch_name, problem, schedule)
+        if f is None:
+            near = compiled.nearest(launch_name, problem, schedule)
+            if near is not None:  # the same tile code compiled for another mask / grid order / shape class
+                f = replace(near[0], source=f"{near[0].source}; nearest entry {near[1]}")
+        return f
     except (KeyError, ValueError, OSError):
         return None
 

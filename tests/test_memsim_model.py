@@ -243,3 +243,24 @@ def test_short_passes_are_host_bound():
     assert tiny.total["binding_limit"] == "host"
     big = simulate(AttentionProblem(4, 16, 16, 4096, 4096, 64), Schedule("flash2"), HW)
     assert big.time_s == big.total["gpu_time_s"]  # a long kernel hides the host
+
+
+def test_compiled_facts_nearest_entry_for_a_shape_not_in_the_table():
+    """A launch the table lacks takes the entry with the same tile code (launch, dtype, d, tiles, warps, and
+    stages where possible), and the result says so; with nothing similar the preset's registers, said too."""
+    from memsim import compiled
+    entries = compiled.load_table()
+    if not entries:
+        pytest.skip("no compiled-facts table")
+    k = next(k for k in entries if k.startswith("flash2_fwd|"))
+    e = entries[k]
+    p0 = AttentionProblem(**e["problem"])
+    s0 = Schedule(**e["schedule"])
+    odd = AttentionProblem(p0.batch + 1, p0.heads_q, p0.heads_kv, p0.seq_q + 3, p0.seq_kv + 5, p0.head_dim,
+                           dtype=p0.dtype, causal=p0.causal, causal_align=p0.causal_align)
+    r = simulate(odd, s0, HW)
+    assert r.kernels[0]["regs_per_thread"] == e["regs_per_thread"]
+    assert "nearest entry" in r.kernels[0]["compiled_facts"] or compiled.lookup("flash2_fwd", odd, s0) is not None
+    none = simulate(odd, Schedule("flash2", block_m=16, block_n=16, num_warps=1, num_stages=1), HW)
+    if compiled.nearest("flash2_fwd", odd, Schedule("flash2", block_m=16, block_n=16, num_warps=1, num_stages=1)) is None:
+        assert none.kernels[0]["compiled_facts"].startswith("assumed")
