@@ -99,3 +99,22 @@ def test_committed_random_sets_within_ceilings(folder):
     ((name, _, rows, summ, _),) = evaluate([folder], hw, GOALS)
     bad = F.check_ceilings(summ)
     assert not bad, f"set {name}: " + "; ".join(bad)
+
+
+def test_stored_predictions_are_used_and_missing_ones_refused(tmp_path):
+    """fidelity --predictions: the report compares with predictions frozen before measuring, never re-predicts."""
+    from verification.cli.fidelity import evaluate
+    from verification.cli.common import UsageError
+    rec = {"format": "verification.measurement/1", "case": "c0", "hardware": "h100-sxm",
+           "problem": {"batch": 1, "heads_q": 1, "heads_kv": 1, "seq_q": 64, "seq_kv": 64, "head_dim": 16},
+           "schedule": {"algorithm": "flash2", "phase": "fwd", "block_m": 16, "block_n": 16, "num_warps": 1,
+                        "num_stages": 1},
+           "kernels": [{"name": "flash2_fwd", **_full(10 * MB)}], "total": _full(10 * MB),
+           "repeats": [{"total": _full(10 * MB)}] * 3, "provenance": {"gpu": "test"}}
+    d = tmp_path / "B-seed9"
+    d.mkdir()
+    (d / "c0.json").write_text(json.dumps(rec))
+    ((_, _, rows, summ, _),) = evaluate([d], "h100-sxm", GOALS, {"c0": {"total": _full(11 * MB)}})
+    assert summ["dram_read"].worst_error == pytest.approx(0.1)
+    with pytest.raises(UsageError, match="no case c0"):
+        evaluate([d], "h100-sxm", GOALS, {"other": {"total": _full(MB)}})

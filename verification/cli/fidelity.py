@@ -19,12 +19,20 @@ def add_parser(sub):
                                    "<out>/fidelity.md and fidelity.json (refuses to replace them without --force). "
                                    "--write-ceilings sets each level's CI ceiling in verification/fidelity.toml to "
                                    "max(goal, worst) + the largest measured spread over the given sets.")
-    p.add_argument("--data", required=True, nargs="+", help="random-set folder(s) of <case>.json records")
+    p.add_argument("--data", nargs="+", help="random-set folder(s) of <case>.json records")
     p.add_argument("--hw", default="h100-sxm", help="memsim preset to predict with (default h100-sxm)")
     p.add_argument("--out", help="folder for fidelity.md / fidelity.json (default: print only)")
     p.add_argument("--force", action="store_true", help="replace existing fidelity.md / fidelity.json")
     p.add_argument("--write-ceilings", action="store_true", help="set the CI ceilings in verification/fidelity.toml")
     p.add_argument("--json", action="store_true", help="print JSON instead of the markdown")
+    p.add_argument("--predictions", help="compare with these stored predictions (written by --freeze before the "
+                                         "set was measured) instead of predicting now")
+    p.add_argument("--freeze", metavar="FILE",
+                   help="predict the cases of a random set BEFORE measuring them and write FILE (with the git "
+                        "commit of the model); give the set as --random N --seed S [--set L]; needs no data")
+    p.add_argument("--random", type=int, help="with --freeze: the number of cases of the set")
+    p.add_argument("--seed", type=int, help="with --freeze: the seed of the set")
+    p.add_argument("--set", dest="set_label", help="with --freeze: the set label (e.g. B)")
     p.set_defaults(fn=run)
 
 
@@ -33,14 +41,59 @@ def _set_name(dirpath: Path, recs: list[dict]) -> str:
     return names.pop() if len(names) == 1 else dirpath.name
 
 
-def evaluate(data_dirs, hw: str, goals=None):
-    """[(set name, folder, rows, summary, model commits)] for each folder."""
+def _git_commit() -> str | None:
+    import subprocess
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                           cwd=Path(__file__).resolve().parents[2])
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "memsim"], capture_output=True, text=True,
+                               timeout=10, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0:
+        return None
+    return r.stdout.strip() + (" (memsim/ modified)" if dirty else "")
+
+
+def freeze(a) -> int:
+    """Predict a random set before it is measured; write the predictions with the model's commit."""
+    from memsim.io import OutputExistsError, write_json
+    from .. import randomsets  # noqa: F401  (the set's cases, as measure draws them)
+    from .. import sampling as SMP
+    from ..report import memsim_predictor
+    if a.random is None or a.seed is None:
+        raise C.UsageError("--freeze needs --random N and --seed S (the set to predict)")
+    name = SMP.set_name_for(a.set_label, a.seed)
+    rs = SMP.draw(a.random, a.seed, hardware=a.hw, set_name=name)
+    predict = memsim_predictor(a.hw)
+    out = {"set": name, "seed": a.seed, "hardware": a.hw, "model_commit": _git_commit(),
+           "command": C.command_line(a.argv), "predictions": {}}
+    for c in rs.cases:
+        C.echo(f"predicting {c.name}")
+        out["predictions"][c.name] = predict(c)
+    try:
+        write_json(a.freeze, out, overwrite=a.force)
+    except OutputExistsError as e:
+        raise C.UsageError(str(e)) from None
+    print(f"{len(rs.cases)} predictions of set {name} by model commit {out['model_commit']} -> {a.freeze}")
+    return 0
+
+
+def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
+    """[(set name, folder, rows, summary, model commits)] for each folder (stored predictions if given)."""
     from .. import fidelity as F
     from .. import records as R
     from ..report import memsim_predictor
     from ..suite import case_from_record
     goals = goals or F.load_goals()
-    predict = memsim_predictor(hw)
+    live = memsim_predictor(hw)
+
+    def predict(case):
+        if predictions is not None:
+            if case.name not in predictions:
+                raise C.UsageError(f"the stored predictions have no case {case.name}")
+            return predictions[case.name]
+        return live(case)
     out = []
     for d in data_dirs:
         d = Path(d)
@@ -80,6 +133,17 @@ def run(a):
     from .. import fidelity as F
     from memsim.io import OutputExistsError, write_atomic, write_json
     C.check_preset(a.hw)
+    if a.freeze:
+        return freeze(a)
+    if not a.data:
+        raise C.UsageError("give --data <random-set folder> ... (or --freeze FILE --random N --seed S)")
+    stored = None
+    if a.predictions:
+        import json
+        try:
+            stored = json.loads(Path(a.predictions).read_text(encoding="utf-8"))["predictions"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise C.UsageError(f"{a.predictions}: not a predictions file written by --freeze ({e})") from None
     try:
         goals = F.load_goals()
     except F.FidelityError as e:
@@ -91,7 +155,7 @@ def run(a):
         for n in ("fidelity.md", "fidelity.json"):
             if (out_dir / n).exists() and not a.force:
                 raise C.UsageError(f"{out_dir / n} already exists; pass --force to replace it")
-    sets = evaluate(a.data, a.hw, goals)
+    sets = evaluate(a.data, a.hw, goals, stored)
     md = ["# Model fidelity on random case sets", "",
           f"memsim preset `{a.hw}`; error = |predicted - median measured| / max(median measured, 1 MB or 5 us); "
           "a prediction between the smallest and largest measured repeat is *inside the spread*. "
@@ -100,7 +164,9 @@ def run(a):
     for name, d, rows, summ, commits in sets:
         note = f"Folder `{d}`."
         if commits:
-            note += f" Predicted by the model of commit(s) {', '.join(commits)} (recorded before measuring)."
+            note += f" Measured with model commit(s) {', '.join(commits)} recorded before measuring."
+        if stored is not None:
+            note += f" Predictions: `{a.predictions}` (written before the set was measured)."
         md.append(F.markdown(f"Set {name}", summ, rows, note=note))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
     text = "\n".join(md) + "\n"
