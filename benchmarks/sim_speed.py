@@ -102,7 +102,7 @@ def run_spread(hw, before_cap_s: float, only):
         row["after"] = {"plan": plan.to_dict(), "wall_s": wall, "cpu_s": cpu, "sim_steps": r.sim_steps,
                         "total": {k: r.total[k] for k in LEVELS}}
         g0, R0 = resolve_grain(p, s)
-        before = G.plan_grain(p, s, h, g0, R0 if g0 == "run" else None, 1, 1)
+        before = G.plan_grain(p, s, h, g0, R0 if g0 == "run" else None, 1, 1, ctas_per_sm=2, refuse=False)
         row["before_estimate_s"] = before.estimated_s
         line = (f"{label}: after {wall:.2f} s wall / {cpu:.2f} s cpu ({plan.describe()}); before: today's rule "
                 f"{g0} R={R0} estimated {before.estimated_s:.3g} s")

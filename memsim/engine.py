@@ -197,25 +197,25 @@ class Dispatcher:
         return self.i - 1
 
 
-def _merge_into(d: dict, accs) -> None:
+def _merge_into(d: dict, accs, s: int) -> None:
     for acc in accs:
         e = d.get(acc[0])
         if e is None:
-            d[acc[0]] = [acc[1], acc[2], acc[3], acc[4], acc[5]]
+            d[acc[0]] = [acc[1], acc[2] * s, acc[3] * s, acc[4], acc[5] * s]
         else:
             e[0] |= acc[1]
-            e[1] += acc[2]
+            e[1] += acc[2] * s
 
 
-def _merged_accesses(d: dict, scale: int) -> list:
+def _merged_accesses(d: dict) -> list:
     """One access per key; bytes beyond the blocks' own size (several CTAs naming the same block) follow as
     a second access of the same key, which finds its blocks resident: the L2 line holds each block once."""
     out = []
     for key, (mask, nb, full, lb, lbytes) in d.items():
         own = _mask_bytes(mask, full, lb, lbytes)
-        out.append((key, mask, own * scale, full * scale, lb, lbytes * scale))
+        out.append((key, mask, own, full, lb, lbytes))
         if nb > own:
-            out.append((key, mask, (nb - own) * scale, full * scale, lb, lbytes * scale))
+            out.append((key, mask, nb - own, full, lb, lbytes))
     return out
 
 
@@ -226,10 +226,14 @@ class CtaBatches:
     Event b walks the merged steps of CTAs [b*k, b*k + k): step s of the event is step s of each of them,
     their accesses to one L2 key combined (blocks OR-ed, bytes summed, see `_merged_accesses`), FLOPs, exps
     and tiles summed.  With heads_per_event = f every byte (and every L2 line), FLOP, exp and tile is
-    multiplied by f.  Global bytes, FLOPs and exps are exactly those of the CTAs it stands for."""
+    multiplied by f (by `head_scale(cta)` where given: the last folded head may stand for fewer).  Global
+    bytes, FLOPs and exps are exactly those of the CTAs it stands for."""
 
-    def __init__(self, work, ctas_per_event: int = 1, heads_per_event: int = 1, launch=None, true_num_ctas=None):
+    def __init__(self, work, ctas_per_event: int = 1, heads_per_event: int = 1, launch=None, true_num_ctas=None,
+                 head_scale=None):
         self.work, self.k, self.f = work, ctas_per_event, heads_per_event
+        f = heads_per_event
+        self.scale = head_scale if head_scale is not None else (lambda i: f)
         self.launch = launch if launch is not None else work.launch
         self.name = work.name
         self.num_warps = work.num_warps
@@ -238,7 +242,8 @@ class CtaBatches:
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
         #: CTAs of the real launch this stands for
-        self.true_num_ctas = true_num_ctas if true_num_ctas is not None else work.num_ctas * heads_per_event
+        self.true_num_ctas = (true_num_ctas if true_num_ctas is not None
+                              else sum(self.scale(i) for i in range(work.num_ctas)))
         self.cta_l1_bytes = None if work.cta_l1_bytes is None else self._l1
 
     def _idx(self, b: int) -> range:
@@ -246,29 +251,30 @@ class CtaBatches:
 
     def ctas_in(self, b: int) -> int:
         """Real CTAs event b stands for."""
-        return len(self._idx(b)) * self.f
+        return sum(self.scale(i) for i in self._idx(b))
 
     def _l1(self, b: int) -> int:
-        return sum(self.work.cta_l1_bytes(i) for i in self._idx(b)) * self.f
+        return sum(self.work.cta_l1_bytes(i) * self.scale(i) for i in self._idx(b))
 
     def cta_steps(self, b: int) -> list:
-        f, get = self.f, self.work.cta_steps
-        lists = [get(i) for i in self._idx(b)]
-        if len(lists) == 1 and f == 1:
-            return lists[0]
+        get, scale = self.work.cta_steps, self.scale
+        idx = self._idx(b)
+        lists = [(get(i), scale(i)) for i in idx]
+        if len(lists) == 1 and self.f == 1:
+            return lists[0][0]
         out = []
-        for s in range(max(len(x) for x in lists)):
+        for s in range(max(len(x) for x, _ in lists)):
             rd, wr = {}, {}
             fl = ex = tl = 0
-            for x in lists:
+            for x, m in lists:
                 if s < len(x):
                     reads, writes, flops, exps, tiles = x[s]
-                    _merge_into(rd, reads)
-                    _merge_into(wr, writes)
-                    fl += flops
-                    ex += exps
-                    tl += tiles
-            out.append([_merged_accesses(rd, f), _merged_accesses(wr, f), fl * f, ex * f, tl * f])
+                    _merge_into(rd, reads, m)
+                    _merge_into(wr, writes, m)
+                    fl += flops * m
+                    ex += exps * m
+                    tl += tiles * m
+            out.append([_merged_accesses(rd), _merged_accesses(wr), fl, ex, tl])
         return out
 
 
@@ -502,9 +508,11 @@ class LaunchModel:
 
     def run(self) -> LaunchStats:
         n, num_sms = self.work.num_ctas, self.hw.num_sms
-        cap = self.l2.capacity
-        if self.l2_scale != 1.0:
+        cap, dcap = self.l2.capacity, getattr(self.l2, "dirty_capacity", None)
+        if self.l2_scale != 1.0:  # the capacity and the dirty limit of the L2 share each head in flight keeps
             self.l2.capacity = int(cap * self.l2_scale)
+            if dcap is not None:
+                self.l2.dirty_capacity = int(dcap * self.l2_scale)
         for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
             if k * num_sms >= n:
                 break
@@ -514,6 +522,8 @@ class LaunchModel:
         if self.l2.capacity != cap:
             # back to the real L2: what does not fit it was written back while the launch ran (LRU first)
             self.l2.capacity = cap
+            if dcap is not None:
+                self.l2.dirty_capacity = dcap
             self.stats.dram_write_bytes += self.l2.evict()
         # a CtaBatches work dispatches events; the launch has the CTAs they stand for
         self.stats.num_ctas = getattr(self.work, "true_num_ctas", n)

@@ -165,15 +165,38 @@ def foldable_heads(problem: AttentionProblem) -> int:
 
 
 def folded_problem(problem: AttentionProblem, heads_per_event: int) -> AttentionProblem:
-    """The problem with B*Hkv / f kv heads (same group size): each of its heads stands for f."""
+    """The problem with ceil(B*Hkv / f) kv heads (same group size): each of its heads stands for f, the
+    last for what is left (`fold_scale`)."""
     f = heads_per_event
     bhkv = foldable_heads(problem)
     if f == 1:
         return problem
-    if bhkv % f:
-        raise ValueError(f"heads_per_event must divide batch*heads_kv = {bhkv}, got {f}")
-    hkv = bhkv // f
+    if f > bhkv:
+        raise ValueError(f"heads_per_event must be at most batch*heads_kv = {bhkv}, got {f}")
+    hkv = cdiv(bhkv, f)
     return replace(problem, batch=1, heads_kv=hkv, heads_q=hkv * problem.group_size)
+
+
+def fold_scale(problem: AttentionProblem, heads_per_event: int, folded_launch):
+    """callable(CTA index of the folded launch) -> real kv heads that CTA stands for: f, or the rest for
+    the last kv head when f does not divide B*Hkv; None when every CTA stands for f."""
+    f = heads_per_event
+    bhkv = foldable_heads(problem)
+    n_groups = cdiv(bhkv, f)
+    rest = bhkv - (n_groups - 1) * f
+    if rest == f:
+        return None
+    axes, grid = folded_launch.axes, folded_launch.grid
+    pos = next(i for i, a in enumerate(axes) if a in HEAD_AXES)
+    inner = 1
+    for n in grid[:pos]:
+        inner *= n
+    n_axis, per = grid[pos], (problem.group_size if axes[pos] == "bh" else 1)
+    last = n_groups - 1
+
+    def scale(idx: int) -> int:
+        return rest if (idx // inner) % n_axis // per == last else f
+    return scale
 
 
 @dataclass(frozen=True)
@@ -302,8 +325,8 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
     max_loop = max(mb, nb)
     g, R = _base_grain(problem, schedule, grain, run_blocks, max_loop)
     bhkv = foldable_heads(problem)
-    if heads_per_event is not None and bhkv % heads_per_event:
-        raise ValueError(f"heads_per_event must divide batch*heads_kv = {bhkv}, got {heads_per_event}")
+    if heads_per_event is not None and heads_per_event > bhkv:
+        raise ValueError(f"heads_per_event must be at most batch*heads_kv = {bhkv}, got {heads_per_event}")
     cps = max(1, ctas_per_sm)
     slots = max(1, hardware.num_sms * cps)
     f = heads_per_event or 1
@@ -324,8 +347,7 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
         def next_fold(limit_sms):
             for d in range(f + 1, bhkv + 1):
                 ns = max(1, round(hardware.num_sms / d))
-                if (bhkv % d == 0 and d % f == 0 and abs(ns * d / hardware.num_sms - 1) <= MAX_FOLD_SM_SLACK
-                        and ns >= limit_sms):
+                if abs(ns * d / hardware.num_sms - 1) <= MAX_FOLD_SM_SLACK and ns >= limit_sms:
                     return d
             return None
 

@@ -24,7 +24,7 @@ from .calibration import calibration_for, cleaned_fraction, host_time_s
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
-                    _base_grain, fold_l2_scale, fold_model, folded_problem, plan_grain)
+                    _base_grain, fold_l2_scale, fold_model, fold_scale, folded_problem, plan_grain)
 from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
 from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches
@@ -168,7 +168,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     for li, work in enumerate(build_launches(folded_problem(problem, fold), schedule, R)):
         k_ev = plan.ctas_per_event.get(work.name, 1)
         if k_ev > 1 or fold > 1:
-            work = CtaBatches(work, k_ev, fold, launch=real_launches[li])
+            work = CtaBatches(work, k_ev, fold, launch=real_launches[li], true_num_ctas=real_launches[li].num_ctas,
+                              head_scale=fold_scale(problem, fold, work.launch) if fold > 1 else None)
         cost = launch_cost(hw, cal, work.name, problem, schedule, smem, facts=(compiled_facts or {}).get(work.name))
         if cost.ctas_per_sm < 1:
             raise ScheduleError(
