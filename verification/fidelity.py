@@ -98,7 +98,7 @@ def case_levels(name: str, rec: dict, pred: dict, goals: dict[str, LevelGoal]) -
         if lv.keys == ("time_s",):  # the timing repeats, where the record keeps them
             ts = rec.get("timing", {}).get("time_s_repeats")
             if ts:
-                rv = [float(t) for t in ts]
+                rv = [float(t) for t in ts if isinstance(t, (int, float))]
         lo, hi = (min(rv), max(rv)) if rv else (m, m)
         den = max(m, lv.floor)
         out.append(CaseLevel(name, lv.name, p, m, lo, hi, len(rv), abs(p - m) / den, (hi - lo) / den, (p - m) / den))
