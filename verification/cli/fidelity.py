@@ -18,7 +18,7 @@ def add_parser(sub):
                                    "repeats: error = |pred - median| / max(median, 1 MB or 5 us). Writes "
                                    "<out>/fidelity.md and fidelity.json (refuses to replace them without --force). "
                                    "--write-ceilings sets each level's CI ceiling in verification/fidelity.toml to "
-                                   "max(goal, worst) + the largest measured spread over the given sets.")
+                                   "max(goal, max over cases of error + that case's measured spread) over the given sets.")
     p.add_argument("--data", nargs="+", help="random-set folder(s) of <case>.json records")
     p.add_argument("--hw", default="h100-sxm", help="memsim preset to predict with (default h100-sxm)")
     p.add_argument("--out", help="folder for fidelity.md / fidelity.json (default: print only)")
@@ -109,23 +109,36 @@ def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
     return out
 
 
-def _write_ceilings(path: Path, summ_all: dict) -> list[str]:
-    """Rewrite the ceiling_worst lines of the fidelity goals file (atomically)."""
+def _write_ceilings(path: Path, ceilings: dict) -> list[str]:
+    """Set (or replace) the ceiling_worst line of each [levels.<name>] table of the goals file, atomically."""
     from memsim.io import write_atomic
-    text = path.read_text(encoding="utf-8")
-    changed = []
-    for level, ceil in summ_all.items():
-        block = re.search(rf"(\[levels\.{re.escape(level)}\][^\[]*)", text)
-        if not block:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out, changed, level = [], [], None
+
+    def close(level):
+        if level in ceilings:
+            out.append(f"ceiling_worst = {ceilings[level]}")
+            changed.append(f"{level}: ceiling_worst = {ceilings[level]}")
+
+    for ln in lines:
+        m = re.match(r"^\[levels\.([A-Za-z0-9_]+)\]\s*$", ln)
+        if m or (ln.startswith("[") and level is not None):
+            if level is not None:
+                while out and not out[-1].strip():
+                    out.pop()
+                close(level)
+                out.append("")
+            level = m.group(1) if m else None
+            out.append(ln)
             continue
-        body = block.group(1)
-        if re.search(r"^ceiling_worst\s*=.*$", body, flags=re.M):
-            new = re.sub(r"^ceiling_worst\s*=.*$", f"ceiling_worst = {ceil}", body, flags=re.M)
-        else:
-            new = body.rstrip("\n") + f"\nceiling_worst = {ceil}\n\n"
-        text = text.replace(body, new)
-        changed.append(f"{level}: ceiling_worst = {ceil}")
-    write_atomic(path, text, overwrite=True)
+        if level in ceilings and re.match(r"^ceiling_worst\s*=", ln):
+            continue  # replaced at the end of the table
+        out.append(ln)
+    if level is not None:
+        while out and not out[-1].strip():
+            out.pop()
+        close(level)
+    write_atomic(path, "\n".join(out) + "\n", overwrite=True)
     return changed
 
 
