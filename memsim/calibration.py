@@ -218,18 +218,10 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
            if isinstance(r, dict) and r.get("sm_clock_Hz")]
     if clk:
         kw["sm_clock_Hz"] = _median(clk)
-    wb = facts.get("l2_writeback")
-    if wb:
-        kw.update(l2_from_writeback(wb))
-    mg = facts.get("l2_merge")
-    if mg:
-        kw.update(merge_from(mg))
-    dl = facts.get("dependent_loop")
-    if dl:
-        kw.update(dependent_loop_from(dl))
-    sp = facts.get("spills")
-    if sp:
-        kw.update(spills_from(sp))
+    for fact, rule in (("l2_writeback", l2_from_writeback), ("l2_merge", merge_from),
+                       ("dependent_loop", dependent_loop_from), ("spills", spills_from)):
+        if facts.get(fact):
+            kw.update(rule(facts[fact]))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
