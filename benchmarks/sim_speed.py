@@ -146,6 +146,27 @@ def run_random(hw, n: int, seed: int):
     return rows, summary
 
 
+def run_suite(hw):
+    """Every validation-suite case whose plan auto coarsens: today's rule against auto (CPU s, level ratios)."""
+    from verification import suite
+    rows = []
+    for c in suite.SUITE:
+        p, s = c.problem, c.schedule
+        plan = G.estimate(p, s, hw)
+        if plan.reason == "today's rule":
+            continue
+        g0, R0 = resolve_grain(p, s)
+        b, _, tb = timed(lambda: simulate(p, s, hw, grain=g0, run_blocks=R0 if g0 == "run" else None,
+                                          ctas_per_event=1, heads_per_event=1))
+        a, _, ta = timed(lambda: simulate(p, s, hw))
+        row = {"case": c.name, "plan": plan.describe(), "cpu_before": tb, "cpu_after": ta,
+               **{k: (a.total[k] / b.total[k] if b.total[k] else None)
+                  for k in ("dram_read_bytes", "dram_write_bytes", "l2_read_bytes", "time_s")}}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def run_fit(hw):
     """Least-squares cost constants from runs at several grains (CPU seconds)."""
     import numpy as np
@@ -197,6 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fit", action="store_true", help="fit memsim.grain's cost constants (only that)")
     ap.add_argument("--no-spread", action="store_true", help="skip the spread of issue problems")
+    ap.add_argument("--suite", action="store_true",
+                    help="also compare auto with today's rule on every validation-suite case auto coarsens")
     ap.add_argument("--only", nargs="*", default=None, help="spread cases whose label contains one of these")
     ap.add_argument("--before-cap", type=float, default=60.0,
                     help="run today's rule only where it is estimated under this many seconds (default 60)")
@@ -214,6 +237,8 @@ def main(argv=None) -> int:
     else:
         if not a.no_spread:
             data["spread"] = run_spread(hw, a.before_cap, a.only)
+        if a.suite:
+            data["suite"] = run_suite(hw)
         if a.random:
             data["random"], data["random_summary"] = run_random(hw, a.random, a.seed)
             data["random_seed"] = a.seed
