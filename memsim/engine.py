@@ -379,7 +379,8 @@ class LaunchModel:
         env, st, l2 = self.env, self.stats, self.l2
         if self.cta_dispatch_s:
             t = self.next_dispatch if self.next_dispatch > env.now else env.now
-            self.next_dispatch = t + self.cta_dispatch_s
+            per = getattr(self.work, "ctas_in", None)  # an event of a batch / fold stands for several CTAs
+            self.next_dispatch = t + self.cta_dispatch_s * (per(idx) if per is not None else 1)
             if t > env.now:
                 yield env.timeout(t - env.now)
         l2read, evict = l2.read, l2.evict

@@ -212,8 +212,9 @@ def test_grains_agree(alg, phase, prob):
 def test_pipeline_stages_overlap_loads():
     p = AttentionProblem(1, 4, 4, 2048, 2048, 64)
     hw = HW.with_overrides(mem_latency_s=2e-6)  # one stage pays the load latency on every step
-    t1 = simulate(p, Schedule("flash2", num_stages=1), hw).time_s
-    t2 = simulate(p, Schedule("flash2", num_stages=2), hw).time_s
+    # the GPU time (this small pass is host-bound: its pass time is the calibrated host floor either way)
+    t1 = simulate(p, Schedule("flash2", num_stages=1), hw).total["gpu_time_s"]
+    t2 = simulate(p, Schedule("flash2", num_stages=2), hw).total["gpu_time_s"]
     assert t2 < t1
 
 
