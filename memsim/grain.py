@@ -58,6 +58,9 @@ MAX_FOLD_SM_SLACK = 0.25
 ACCURATE_FOLD_MIN_SMS = 32
 #: refused: more estimated events than this even at the coarsest grain (about a day of Python)
 REFUSE_EVENTS = 10 ** 9
+#: ``auto`` refuses, with the estimate, a problem its coarsest plan still estimates above this many seconds
+#: (issue 11: any problem simulates in under 10 s or is refused up front); ``max_seconds=None`` runs it anyway
+SLOW_LIMIT_S = 10.0
 
 #: seconds of Python (CPU) per unit of work on the reference machine (2-core VM, python 3.11, simpy 4.1):
 #: per CTA built, per step built, per access built (key lookups, merging), per event step walked, per loop
@@ -311,7 +314,8 @@ def _base_grain(problem, schedule, grain, run_blocks, max_loop):
 def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: str = "auto",
                run_blocks: int | None = None, ctas_per_event: int | None = None,
                heads_per_event: int | None = None, ctas_per_sm: int = 1,
-               budget_s: float = AUTO_BUDGET_S, refuse: bool = True) -> GrainPlan:
+               budget_s: float = AUTO_BUDGET_S, refuse: bool = True,
+               max_seconds: float | None = SLOW_LIMIT_S) -> GrainPlan:
     """Choose (or check) the grain; estimate its cost.  Raises `SimulationTooLarge` for the absurd.
 
     Explicit arguments are kept; with ``grain="auto"`` the knobs left as None are chosen (see the
@@ -394,6 +398,12 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
             f"refusing to simulate {what} at the grain asked for: about {n_ev:.2g} events ({plan.describe()}), over "
             f"the limit of {REFUSE_EVENTS:.0e}; grain='auto' with no other grain option would take about "
             f"{coarse.estimated_s:.2g} s ({coarse.describe()})")
+    if refuse and max_seconds is not None and free_R and free_k and free_f and plan.estimated_s > max_seconds:
+        what = f"{schedule.algorithm} {schedule.phase} B={problem.batch} H={problem.heads_q} N={problem.seq_q}"
+        raise SimulationTooLarge(
+            f"refusing to simulate {what}: about {plan.estimated_s:.0f} s of CPU even at the coarsest grain "
+            f"({plan.describe()}), over the {max_seconds:.0f} s limit; larger tiles or fewer, longer CTAs make it "
+            f"cheaper, or pass max_seconds=None (--allow-slow) to run it anyway")
     return plan
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from .calibration import calibration_for, cleaned_fraction, host_time_s
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
-from .grain import (AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
+from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
                     _base_grain, fold_l2_scale, fold_model, fold_scale, folded_problem, plan_grain)
 from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
@@ -122,7 +122,7 @@ def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "a
 def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm", *, grain: str = "auto",
              run_blocks: int | None = None, flush_l2: bool = True, compiled_facts: dict | None = None,
              ctas_per_event: int | None = None, heads_per_event: int | None = None, progress=None,
-             progress_after_s: float = PROGRESS_AFTER_S) -> SimResult:
+             progress_after_s: float = PROGRESS_AFTER_S, max_seconds: float | None = SLOW_LIMIT_S) -> SimResult:
     """Simulate every launch of `schedule` on `problem` (see module doc).
 
     grain: "tile" (one event per tile), "run" (one per `run_blocks` tiles, default 16), "cta" (one per
@@ -137,6 +137,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     progress: callable(done_ctas, total_ctas), called about twice a second and at the end when the plan is
     estimated over `progress_after_s` seconds.
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
+    max_seconds: with grain="auto", refuse (SimulationTooLarge, with the estimate) a problem whose coarsest
+    plan is still estimated above this many CPU seconds (default 10); None runs it anyway.
     compiled_facts: {launch name: facts with regs_per_thread, spill_store_bytes, spill_load_bytes} to use
     instead of the compiled-facts table (e.g. the facts a measurement recorded on the GPU).
     """
@@ -151,7 +153,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)
     resolve_grain(problem, schedule, grain, run_blocks)  # argument errors first, in today's words
     from .costs import ctas_per_sm as _ctas_per_sm
-    plan = plan_grain(problem, schedule, hw, grain, run_blocks, ctas_per_event, heads_per_event,
+    plan = plan_grain(problem, schedule, hw, grain, run_blocks, ctas_per_event, heads_per_event, max_seconds=max_seconds,
                       ctas_per_sm=_ctas_per_sm(hw, smem, schedule.num_warps, hw.regs_per_thread)[0])
     grain, R, fold = plan.grain, plan.run_blocks, plan.heads_per_event
     real_launches = kernel_launches(problem, schedule)

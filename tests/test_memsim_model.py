@@ -265,3 +265,18 @@ def test_compiled_facts_nearest_entry_for_a_shape_not_in_the_table():
     none = simulate(odd, Schedule("flash2", block_m=16, block_n=16, num_warps=1, num_stages=1), HW)
     if compiled.nearest("flash2_fwd", odd, Schedule("flash2", block_m=16, block_n=16, num_warps=1, num_stages=1)) is None:
         assert none.kernels[0]["compiled_facts"].startswith("assumed")
+
+
+def test_slow_problems_are_refused_up_front_with_the_estimate():
+    """issue 11: any problem simulates in under 10 s or is refused before simulating, with the estimate; the
+    user can insist (max_seconds=None / --allow-slow)."""
+    import time
+    from memsim.grain import SimulationTooLarge, plan_grain
+    p = AttentionProblem(1, 1, 1, 32768, 32768, 64)
+    s = Schedule("naive", block_m=16, block_n=16, num_warps=1, num_stages=1)
+    t = time.perf_counter()
+    with pytest.raises(SimulationTooLarge, match=r"about \d+ s of CPU .* over the 10 s limit"):
+        simulate(p, s, HW)
+    assert time.perf_counter() - t < 2.0  # refused before building anything
+    plan = plan_grain(p, s, HW, max_seconds=None)
+    assert plan.estimated_s > 10

@@ -54,6 +54,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--heads-per-event", type=int, default=None,
                    help="identical heads one simulated CTA stands for; divides batch*heads-kv (default: auto's "
                         "choice, else 1)")
+    g.add_argument("--allow-slow", action="store_true",
+                   help="simulate even when the coarsest grain is estimated over 10 s (default: refuse, with the "
+                        "estimate)")
     g.add_argument("--no-flush-l2", action="store_true",
                    help="keep L2 contents between launches (default: flush before each launch, as ncu does)")
 
@@ -87,12 +90,13 @@ def refuse_sp_dtype_without_naive(a, algorithms) -> None:
 
 
 def simulate(a, problem, schedule, hw):
-    from ..grain import stderr_progress
+    from ..grain import SLOW_LIMIT_S, stderr_progress
     from ..sim import simulate as _simulate
     # runs estimated over 2 s report progress on stderr (memsim.grain.PROGRESS_AFTER_S)
     return _simulate(problem, schedule, hw, grain=a.grain, run_blocks=a.run_blocks, flush_l2=not a.no_flush_l2,
                      ctas_per_event=getattr(a, "ctas_per_event", None),
-                     heads_per_event=getattr(a, "heads_per_event", None), progress=stderr_progress("memsim"))
+                     heads_per_event=getattr(a, "heads_per_event", None), progress=stderr_progress("memsim"),
+                     max_seconds=None if getattr(a, "allow_slow", False) else SLOW_LIMIT_S)
 
 
 def fmt_table(headers, rows) -> str:
