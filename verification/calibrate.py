@@ -189,6 +189,12 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
         for rows in ((128, 512) if quick else (64, 128, 256, 512)):
             P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=4, n_iter=64,
                          ctas=num_sms * 4))
+        if not quick:
+            # kilobytes spilled per thread (1-2 warps holding big tiles, as random cases draw them): does the
+            # local footprint of the resident CTAs overflow L1 (loads reach L2) and the L2 (DRAM traffic)?
+            for rows, warps in ((256, 1), (512, 2)):  # 2 KB per thread (4+ KB takes ptxas minutes)
+                P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=warps, n_iter=16,
+                             ctas=num_sms * 2))
     if "l2_thrash_drift" in facts:
         set_bytes = 4 * MB
         for ratio in ((1, 4) if quick else (0.5, 1, 2, 4, 8)):
