@@ -198,8 +198,7 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     cp = [r["bytes_per_s"] for r in facts.get("copy", []) if r.get("kind") == "copy" and r.get("bytes_per_s")]
     if cp:
         kw["dram_Bps"] = max(cp)
-    ln = [r["host_launch_s"] for r in facts.get("launch", []) if r.get("kernel_args", 0) >= 32 or
-          "args" in str(r.get("id", ""))]
+    ln = [r["host_launch_s"] for r in facts.get("launch", []) if r.get("kernel_args", 0) >= 32]
     if ln:  # the 32-argument launch: our attention launches pass 20-35 arguments
         kw["host_launch_s"] = max(ln)
     hp = {(r["algorithm"], r["phase"]): r["time_s_median"] for r in facts.get("host_pass", [])
