@@ -12,8 +12,6 @@ Every figure is a *rate or a curve of the hardware*; none is an attention-case e
 from __future__ import annotations
 
 import json
-import math
-from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,34 +20,6 @@ from .hardware import PRESET_DIR, Hardware
 
 class CalibrationError(ValueError):
     """A calibration file that cannot be read or lacks what the model needs."""
-
-
-@dataclass(frozen=True)
-class Curve:
-    """A measured monotone curve y(x), interpolated linearly in log x (clamped at the ends)."""
-
-    xs: tuple
-    ys: tuple
-
-    def __post_init__(self):
-        if len(self.xs) != len(self.ys) or not self.xs:
-            raise CalibrationError("a curve needs as many x as y values, at least one")
-        if any(b <= a for a, b in zip(self.xs, self.xs[1:])):
-            raise CalibrationError(f"curve x values must increase: {self.xs}")
-
-    def __call__(self, x: float) -> float:
-        xs, ys = self.xs, self.ys
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        k = bisect_left(xs, x)
-        x0, x1, y0, y1 = xs[k - 1], xs[k], ys[k - 1], ys[k]
-        if x0 > 0:
-            t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
-        else:
-            t = (x - x0) / (x1 - x0)
-        return y0 + t * (y1 - y0)
 
 
 @dataclass(frozen=True)
