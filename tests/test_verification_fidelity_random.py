@@ -96,7 +96,7 @@ def test_committed_random_sets_within_ceilings(folder):
     pytest.importorskip("simpy")
     from verification.cli.fidelity import evaluate
     hw = "h100-sxm" if "h100" in folder.parent.parent.name else json.loads(next(folder.glob("*.json")).read_text())["hardware"]
-    ((name, _, rows, summ, _),) = evaluate([folder], hw, GOALS)
+    ((name, _, rows, summ, _, _),) = evaluate([folder], hw, GOALS)
     bad = F.check_ceilings(summ)
     assert not bad, f"set {name}: " + "; ".join(bad)
 
@@ -114,7 +114,9 @@ def test_stored_predictions_are_used_and_missing_ones_refused(tmp_path):
     d = tmp_path / "B-seed9"
     d.mkdir()
     (d / "c0.json").write_text(json.dumps(rec))
-    ((_, _, rows, summ, _),) = evaluate([d], "h100-sxm", GOALS, {"c0": {"total": _full(11 * MB)}})
+    ((_, _, rows, summ, _, binds),) = evaluate([d], "h100-sxm", GOALS,
+                                               {"c0": {"total": dict(_full(11 * MB), binding_limit="dram")}})
+    assert binds == {"c0": "dram"}
     assert summ["dram_read"].worst_error == pytest.approx(0.1)
     with pytest.raises(UsageError, match="no case c0"):
         evaluate([d], "h100-sxm", GOALS, {"other": {"total": _full(MB)}})

@@ -151,7 +151,7 @@ def _pct(x: float) -> str:
 
 
 def markdown(title: str, summ: dict[str, LevelSummary], rows: list[CaseLevel], *, worst_per_level: int = 5,
-             note: str = "") -> str:
+             note: str = "", bindings: dict | None = None) -> str:
     """A report section: the headline table, then each level's worst cases with their spread."""
     L = [f"## {title}", ""]
     if note:
@@ -170,6 +170,13 @@ def markdown(title: str, summ: dict[str, LevelSummary], rows: list[CaseLevel], *
         L.append(f"**{s.level}**, worst cases: " + "; ".join(
             f"{r.case} {'+' if r.signed >= 0 else '-'}{_pct(r.error)} (spread {_pct(r.spread)}"
             f"{', inside' if r.inside_spread else ''})" for r in rs))
+        L.append("")
+    if bindings:
+        L += ["Per case: the model's binding limit and its signed time error.", "",
+              "| case | binding limit (model) | time error |", "| --- | --- | --- |"]
+        t = {r.case: r.signed for r in rows if r.level == "time"}
+        for case, b in sorted(bindings.items()):
+            L.append(f"| {case} | {b} | {'' if case not in t else f'{100 * t[case]:+.1f} %'} |")
         L.append("")
     return "\n".join(L)
 

@@ -80,7 +80,8 @@ def freeze(a) -> int:
 
 
 def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
-    """[(set name, folder, rows, summary, model commits)] for each folder (stored predictions if given)."""
+    """[(set name, folder, rows, summary, model commits, {case: binding limit})] for each folder (stored
+    predictions if given)."""
     from .. import fidelity as F
     from .. import records as R
     from ..report import memsim_predictor
@@ -102,10 +103,13 @@ def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
         except R.DataError as e:
             raise C.UsageError(str(e)) from None
         rows = []
+        bindings = {}
         for rec in recs:
-            rows += F.case_levels(rec["case"], rec, predict(case_from_record(rec)), goals)
+            pred = predict(case_from_record(rec))
+            bindings[rec["case"]] = (pred.get("total") or {}).get("binding_limit", "?")
+            rows += F.case_levels(rec["case"], rec, pred, goals)
         commits = sorted({r.get("model_commit") for r in recs if r.get("model_commit")})
-        out.append((_set_name(d, recs), d, rows, F.summarise(rows, goals), commits))
+        out.append((_set_name(d, recs), d, rows, F.summarise(rows, goals), commits, bindings))
     return out
 
 
@@ -174,13 +178,13 @@ def run(a):
           "a prediction between the smallest and largest measured repeat is *inside the spread*. "
           f"Command: `{C.command_line(a.argv)}`.", ""]
     js = {"hardware": a.hw, "command": C.command_line(a.argv), "sets": {}}
-    for name, d, rows, summ, commits in sets:
+    for name, d, rows, summ, commits, bindings in sets:
         note = f"Folder `{d}`."
         if commits:
             note += f" Measured with model commit(s) {', '.join(commits)} recorded before measuring."
         if stored is not None:
             note += f" Predictions: `{a.predictions}` (written before the set was measured)."
-        md.append(F.markdown(f"Set {name}", summ, rows, note=note))
+        md.append(F.markdown(f"Set {name}", summ, rows, note=note, bindings=bindings))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
     text = "\n".join(md) + "\n"
     if out_dir is not None:
@@ -192,7 +196,7 @@ def run(a):
             raise C.UsageError(str(e)) from None
     if a.write_ceilings:
         worst = {}
-        for _, _, _, summ, _ in sets:
+        for _, _, _, summ, _, _ in sets:
             for k, s in summ.items():
                 worst[k] = max(worst.get(k, 0.0), s.proposed_ceiling)
         for line in _write_ceilings(F.GOALS_FILE, worst):
@@ -201,7 +205,7 @@ def run(a):
         C.print_json(js)
     else:
         print(text)
-    bad = [b for _, _, _, summ, _ in sets for b in F.check_ceilings(summ)]
+    bad = [b for _, _, _, summ, _, _ in sets for b in F.check_ceilings(summ)]
     for b in bad:
         C.echo(b)
     return 1 if bad else 0
