@@ -38,7 +38,6 @@ class Hardware:
     #: fraction of dram_bw_Bps a streaming kernel achieves
     dram_efficiency: float
     l2_bytes: int
-    l2_partitions: int
     l2_bw_Bps: float
     smem_per_sm_bytes: int
     smem_per_block_bytes: int
@@ -117,7 +116,7 @@ class Hardware:
         return d
 
 
-_INT_KEYS = ("num_sms", "l2_bytes", "l2_partitions", "smem_per_sm_bytes", "smem_per_block_bytes",
+_INT_KEYS = ("num_sms", "l2_bytes", "smem_per_sm_bytes", "smem_per_block_bytes",
              "max_ctas_per_sm", "max_warps_per_sm", "regs_per_sm", "regs_per_thread")
 _POS_FLOAT_KEYS = ("clock_Hz", "dram_bw_Bps", "l2_bw_Bps", "exp_per_sm_per_cycle")
 _FRACTION_KEYS = ("dram_efficiency", "tensor_efficiency", "l2_read_request_fraction", "l2_effective_fraction")
@@ -195,8 +194,6 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
     if d["smem_per_block_bytes"] > d["smem_per_sm_bytes"]:
         raise HardwareError(f"{origin}: smem_per_block_bytes ({d['smem_per_block_bytes']}) exceeds "
                             f"smem_per_sm_bytes ({d['smem_per_sm_bytes']})")
-    if d["l2_partitions"] > d["l2_bytes"]:
-        raise HardwareError(f"{origin}: l2_partitions ({d['l2_partitions']}) exceeds l2_bytes ({d['l2_bytes']})")
     if d["regs_per_thread"] * 32 > d["regs_per_sm"]:
         raise HardwareError(f"{origin}: regs_per_thread ({d['regs_per_thread']}) x 32 exceeds regs_per_sm ({d['regs_per_sm']})")
     _check_sources(sources, origin)

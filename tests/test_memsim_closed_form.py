@@ -11,7 +11,7 @@ from memsim.sim import simulate
 HW = load_hardware("h100-sxm")
 #: a 1-byte L2 under another name, so no calibration file applies (no request merging before the L2): every
 #: global byte is an L2 request and a DRAM byte
-TINY = HW.with_overrides(l2_bytes=1, l2_partitions=1, name="tiny-l2-test")
+TINY = HW.with_overrides(l2_bytes=1, name="tiny-l2-test")
 
 #: every registered (algorithm, phase) over AttentionProblem: a new entry is checked here without an edit
 SCHEDULES = [k for k in registered() if spec_for(*k).problem_type is AttentionProblem]

@@ -59,7 +59,7 @@ def test_dram_writes_are_dirty_evictions_only():
     other = HW.with_overrides(name="uncalibrated-test", l2_eager_writeback_fraction=0.5)
     out = simulate(p, s, other).total
     assert out["dram_write_bytes"] == int(round(0.5 * out["global_write_bytes"]))
-    tiny = simulate(p, s, HW.with_overrides(l2_bytes=1, l2_partitions=1)).total
+    tiny = simulate(p, s, HW.with_overrides(l2_bytes=1)).total
     assert tiny["dram_write_bytes"] == tiny["global_write_bytes"]
 
 
