@@ -100,6 +100,9 @@ FACTS = {
                         "n_tiles, step = n_tiles // ctas) or delayed (lockstep order, CTA c starts c x delay_us "
                         "later: delay_s between consecutive CTAs); L2 sectors (x32 B) and requests per global "
                         "byte"),
+    "row_alignment": ("ncu", "_mb_pitched_copy: tiles of rows x cols elements of a matrix whose row pitch is or "
+                             "is not a multiple of 16 bytes (naive attention's S/P rows at odd seq_kv): global bytes "
+                             "(l1tex, counted in 32-byte sectors) and L2 sectors per byte of the contract"),
     "spills": ("ncu", "_mb_spill: a rows x cols fp32 tile kept live across n_iter passes that each need all "
                       "of it; values_per_thread = rows*cols/(32*num_warps); registers and local bytes from "
                       "the compiled kernel (n_regs, n_spills*4), local-memory traffic and time from ncu"),
@@ -185,6 +188,11 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
             for d_us in ((0.3, 3) if quick else (0.1, 0.3, 1, 3, 10, 30)):
                 P.append(_pt("l2_merge", kernel="_mb_shared_read", ctas=g, tile_bytes=16384, set_bytes=2 * MB,
                              mode="delayed", delay_us=d_us))
+    if "row_alignment" in facts:
+        for dtype in ("fp16", "fp32"):
+            for pitch in ((4096, 4097) if quick else (4096, 4097, 4098, 4100, 4104)):  # elements
+                P.append(_pt("row_alignment", kernel="_mb_pitched_copy", dtype=dtype, pitch=pitch, cols=64,
+                             tile_rows=64, rows=8192))
     if "spills" in facts:
         for rows in ((128, 512) if quick else (64, 128, 256, 512)):
             P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=4, n_iter=64,

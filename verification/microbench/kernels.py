@@ -150,3 +150,16 @@ def _mb_dependent_loop(buf_ptr, n_iter, TILE: tl.constexpr, ROUNDTRIP: tl.conste
             acc += x
     if not ROUNDTRIP:
         tl.store(buf_ptr + offs, acc)
+
+
+@triton.jit
+def _mb_pitched_copy(src_ptr, dst_ptr, n_rows, pitch, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Copy ROWS x COLS tiles of a row-major matrix whose rows are `pitch` elements apart (COLS <= pitch):
+    the access pattern of naive attention's S/P tiles when seq_kv is odd.  A pitch that is not a multiple of
+    16 bytes makes Triton issue narrow, misaligned accesses; ncu counts the 32-byte sectors they touch."""
+    pid = tl.program_id(0)
+    rows = pid * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, COLS)
+    offs = rows[:, None].to(tl.int64) * pitch + cols[None, :]
+    mask = rows[:, None] < n_rows
+    tl.store(dst_ptr + offs, tl.load(src_ptr + offs, mask=mask, other=0.0), mask=mask)

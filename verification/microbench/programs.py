@@ -199,6 +199,16 @@ def prepare(point: dict, device):
         def fn():
             K._mb_shared_read[(g,)](src, out, n_tiles, step, delay_ns, TILE=tile, DELAY=delay_ns > 0, num_warps=4)
         return fn, (src, out)
+    if f == "row_alignment":
+        dt = TORCH_DTYPES[p["dtype"]]
+        rows_total = p["rows"] if not cpu else 32
+        src = torch.rand(rows_total * p["pitch"], device=device, dtype=torch.float32).to(dt)
+        dst = torch.empty_like(src)
+
+        def fn():
+            K._mb_pitched_copy[(rows_total // p["tile_rows"],)](src, dst, rows_total, p["pitch"],
+                                                                 ROWS=p["tile_rows"], COLS=p["cols"], num_warps=4)
+        return fn, (src, dst)
     if f == "spills":
         rows, cols = p["rows"], p["cols"]
         ctas = p["ctas"] if not cpu else 2
