@@ -59,12 +59,10 @@ def load_goals(path=GOALS_FILE) -> dict[str, LevelGoal]:
     return out
 
 
-def _level_value(total: dict, keys) -> float | None:
-    vals = [total.get(k) for k in keys]
-    if any(v is None for v in vals):
-        return None
-    s = float(sum(vals))
-    return s if math.isfinite(s) else None
+def _level_value(total: dict, level: LevelGoal) -> float | None:
+    """The level's value in one total (compare.level_value: the sum of its keys, None if one is missing)."""
+    from .compare import level_value
+    return level_value({"total": total}, level)
 
 
 @dataclass(frozen=True)
@@ -90,11 +88,11 @@ def case_levels(name: str, rec: dict, pred: dict, goals: dict[str, LevelGoal]) -
     out = []
     reps = [r.get("total", {}) for r in rec.get("repeats", []) if isinstance(r, dict)]
     for lv in goals.values():
-        m = _level_value(rec.get("total", {}), lv.keys)
-        p = _level_value(pred.get("total", {}), lv.keys)
+        m = _level_value(rec.get("total", {}), lv)
+        p = _level_value(pred.get("total", {}), lv)
         if m is None or p is None:
             continue
-        rv = [v for v in (_level_value(t, lv.keys) for t in reps) if v is not None]
+        rv = [v for v in (_level_value(t, lv) for t in reps) if v is not None]
         if lv.keys == ("time_s",):  # the timing repeats, where the record keeps them
             ts = rec.get("timing", {}).get("time_s_repeats")
             if ts:

@@ -42,23 +42,23 @@ def _set_name(dirpath: Path, recs: list[dict]) -> str:
 
 
 def _git_commit() -> str | None:
+    """The model's commit (randomsets.git_commit), marked when memsim/ has uncommitted changes."""
     import subprocess
+    from ..randomsets import git_commit
+    commit = git_commit()
+    if commit is None:
+        return None
     try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                           cwd=Path(__file__).resolve().parents[2])
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "memsim"], capture_output=True, text=True,
                                timeout=10, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
-    if r.returncode != 0:
-        return None
-    return r.stdout.strip() + (" (memsim/ modified)" if dirty else "")
+        dirty = ""
+    return commit + (" (memsim/ modified)" if dirty else "")
 
 
 def freeze(a) -> int:
     """Predict a random set before it is measured; write the predictions with the model's commit."""
     from memsim.io import OutputExistsError, write_json
-    from .. import randomsets  # noqa: F401  (the set's cases, as measure draws them)
     from .. import sampling as SMP
     from ..report import memsim_predictor
     if a.random is None or a.seed is None:
