@@ -180,3 +180,59 @@ def test_cli_dry_run(capsys):
 def test_cli_bad_preset_is_one_line(capsys):
     assert C.main(["--hw", "no-such-card", "--dry-run"]) == 2
     assert "unknown hardware preset 'no-such-card'" in capsys.readouterr().err
+
+
+def test_sm_group_sets_pair_sm0_with_every_distance_and_cover_larger_sets():
+    sets = C.sm_group_sets(132)
+    assert sets[:2] == ["0", "131"]
+    pairs = [s for s in sets if s.startswith("0+") and s.count("+") == 1]
+    assert {int(s.split("+")[1]) for s in pairs} >= {1, 2, 3, 4, 8, 16, 66, 131}
+    assert {"0-3", "0-7", "0+2+4+6", "all"} <= set(sets) and len(sets) == len(set(sets))
+    assert all(int(x) < 78 for s in C.sm_group_sets(78) if s != "all" for part in s.split("+")
+               for x in part.split("-"))
+
+
+@pytest.mark.parametrize("text, ids", [("0", [0]), ("0+66", [0, 66]), ("0-3+8", [0, 1, 2, 3, 8]), ("all", [0, 1, 2])])
+def test_parse_sms(text, ids):
+    from verification.microbench.programs import parse_sms  # torch (CPU) is in the test venv
+    assert parse_sms(text, 3) == ids
+
+
+def test_dram_stream_plan_spans_load_and_bytes_in_flight():
+    pts = [p["params"] for p in C.build_plan(facts=["dram_stream"], num_sms=132)]
+    assert sorted({p["inflight_bytes"] for p in pts}) == [16384, 32768, 65536, 131072]
+    assert min(p["ctas"] for p in pts) == 1 and max(p["ctas"] for p in pts) == 4 * 132
+
+
+def test_stream_plan_rotates_over_more_than_the_l2():
+    from verification.microbench.programs import stream_plan
+    p = C.build_plan(facts=["dram_stream"], num_sms=132)[0]["params"]  # one CTA
+    sp = stream_plan(p, cpu=False)
+    per_call = sp["ctas"] * sp["n_tiles"] * sp["tile_bytes"]
+    assert per_call <= p["cta_bytes_max"] and sp["slices"] * per_call >= 256 * MB and sp["slices"] >= 4
+
+
+def test_stream_concurrency_counts_overlap():
+    from verification.microbench.programs import stream_concurrency
+    rows = [[0, 100, 0], [0, 100, 1], [100, 200, 0], [50, 150, 2]]  # ns, ns, smid
+    c = stream_concurrency(rows)
+    assert c["ctas_resident_max"] == 3 and c["ctas_resident_mean"] == pytest.approx(2.0)
+    assert c["sms_used"] == 3 and c["ctas_per_sm_max"] == 2 and c["span_s"] == pytest.approx(200e-9)
+
+
+def test_new_facts_end_to_end_without_gpu(tmp_path, fake_ncu, monkeypatch):
+    """sm_groups (ncu, interpreter: program id stands in for %smid) and dram_stream (timed) run through the
+    whole path; every sm_groups pass records which SMs read."""
+    monkeypatch.setattr(C, "sm_group_sets", lambda num_sms, quick=False: ["0+1", "0-3"])
+    out = tmp_path / "cal.json"
+    res = C.calibrate("h100-sxm", out_path=out, command="x", quick=True, facts=["sm_groups", "dram_stream"],
+                      check_gpu=False)
+    assert res["complete"], res["missing"]
+    d = json.loads(out.read_text())
+    sg = {p["sms"]: p for p in d["facts"]["sm_groups"]}
+    assert sg["0+1"]["sms_read"] == [0, 1] and sg["0-3"]["sms_read"] == [0, 1, 2, 3]
+    assert all(len(p["observed"]) == 3 and p["readers"] == len(p["sms_read"]) for p in sg.values())
+    assert d["ncu_passes_done"] == 3  # saved after every pass
+    ds = d["facts"]["dram_stream"]
+    assert len(ds) == len(C.build_plan(quick=True, facts=["dram_stream"]))
+    assert all(p["bytes_per_s_median"] > 0 and len(p["time_s_repeats"]) == 5 for p in ds)

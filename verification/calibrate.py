@@ -103,6 +103,16 @@ FACTS = {
     "row_alignment": ("ncu", "_mb_pitched_copy: tiles of rows x cols elements of a matrix whose row pitch is or "
                              "is not a multiple of 16 bytes (naive attention's S/P rows at odd seq_kv): global bytes "
                              "(l1tex, counted in 32-byte sectors) and L2 sectors per byte of the contract"),
+    "sm_groups": ("ncu", "_mb_sm_group_read: 4 CTAs per SM are launched; each reads its SM id (%smid) and takes a "
+                         "ticket (an atomic per SM); the first CTA on each SM of the chosen set reads the SAME "
+                         "set_bytes in tiles of tile_bytes from tile 0 (lockstep), every other CTA exits; L2 sectors "
+                         "per global byte x readers = the distinct requesters the L2 saw.  Each pass records which "
+                         "SMs really read (observed.sms_read), so a point describes itself"),
+    "dram_stream": ("timed", "_mb_stream: ctas CTAs each stream their OWN tiles of block_n x head_dim fp16 into a "
+                             "tl.dot (as decode's K/V loop), (num_stages - 1) tiles in flight per CTA through "
+                             "Triton's pipeliner; every call reads another slice of a pool > 4x L2 (no L2 reuse); "
+                             "CUDA events; bytes/s vs bytes in flight; per-CTA %globaltimer stamps give the CTAs "
+                             "resident at once (ctas_resident_mean), the compiled kernel its shared memory"),
     "spills": ("ncu", "_mb_spill: a rows x cols fp32 tile kept live across n_iter passes that each need all "
                       "of it; values_per_thread = rows*cols/(32*num_warps); registers and local bytes from "
                       "the compiled kernel (n_regs, n_spills*4), local-memory traffic and time from ncu"),
@@ -200,9 +210,27 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
         if not quick:
             # kilobytes spilled per thread (1-2 warps holding big tiles, as random cases draw them): does the
             # local footprint of the resident CTAs overflow L1 (loads reach L2) and the L2 (DRAM traffic)?
-            for rows, warps in ((256, 1), (512, 2)):  # 2 KB per thread (4+ KB takes ptxas minutes)
+            # One wave of `per_sm` resident CTAs per SM (2 KB per thread; 4+ KB takes ptxas minutes): the
+            # footprint per SM (per_sm x threads x 2 KB) crosses the L1 left beside shared memory and the
+            # footprint on the GPU (x SMs) crosses the L2's dirty capacity (~22 MB) and its size (50 MB).
+            for rows, warps, per_sm in ((256, 1, 2), (256, 1, 4), (256, 1, 6), (256, 1, 8), (512, 2, 1),
+                                        (512, 2, 2), (512, 2, 4)):
                 P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=warps, n_iter=16,
-                             ctas=num_sms * 2))
+                             ctas=num_sms * per_sm))
+    if "sm_groups" in facts:
+        for sms in sm_group_sets(num_sms, quick=quick):
+            P.append(_pt("sm_groups", kernel="_mb_sm_group_read", sms=sms, tile_bytes=16384, set_bytes=2 * MB,
+                         ctas_per_sm=4))
+    if "dram_stream" in facts:
+        # in flight per CTA = (num_stages - 1) x block_n x 128 x 2 B: 16, 32, 64 (two ways), 128 KiB
+        cfgs = ((64, 3), (128, 3)) if quick else ((64, 2), (64, 3), (128, 3), (64, 5), (128, 5))
+        cs = (1, 8, num_sms, 4 * num_sms) if quick else (1, 2, 4, 8, 16, num_sms // 4, num_sms // 2, num_sms,
+                                                          2 * num_sms, 3 * num_sms, 4 * num_sms)
+        for bn, st in cfgs:
+            for c in sorted(set(cs)):
+                P.append(_pt("dram_stream", kernel="_mb_stream", ctas=c, block_n=bn, num_stages=st, head_dim=128,
+                             num_warps=4, inflight_bytes=(st - 1) * bn * 128 * 2, cta_bytes_max=4 * MB,
+                             call_bytes_max=1024 * MB, pool_bytes_min=256 * MB))
     if "l2_thrash_drift" in facts:
         set_bytes = 4 * MB
         for ratio in ((1, 4) if quick else (0.5, 1, 2, 4, 8)):
@@ -213,6 +241,26 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
     ids = [p["id"] for p in P]
     assert len(ids) == len(set(ids)), "duplicate calibration point ids"
     return P
+
+
+def sm_group_sets(num_sms: int, *, quick: bool = False) -> list[str]:
+    """The SM sets of the sm_groups fact ("+"-joined ids, "a-b" ranges, "all"): SM 0 with one other SM at
+    distances 1 .. 9, 12, 16-18, 32, 33, 64, half and last (who merges with SM 0?), pairs elsewhere (is the
+    rule the same everywhere?), and larger sets (how many distinct requesters do 4, 8, 16, 18, 32, all SMs
+    make?)."""
+    last = num_sms - 1
+    if quick:
+        ks = (1, 2, 4, 8)
+        others, groups = ((2, 3),), ("0-3", "0-7", "all")
+    else:
+        ks = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 18, 32, 33, 64, num_sms // 2, last)
+        others = ((1, 2), (2, 3), (4, 5), (5, 7), (16, 17), (64, 65), (last - 1, last))
+        groups = ("0-3", "0-7", "0+2+4+6", "1+3+5+7", "0-15", "0-17", "0-31",
+                  "+".join(str(i) for i in range(0, num_sms, 2)), "+".join(str(i) for i in range(0, num_sms, 16)),
+                  "+".join(str(i) for i in range(0, num_sms, 18)), "all")
+    sets = ["0", str(last)] + [f"0+{k}" for k in ks if 0 < k < num_sms]
+    sets += [f"{a}+{b}" for a, b in others if b < num_sms] + list(groups)
+    return list(dict.fromkeys(sets))
 
 
 def estimate_seconds(plan, repeats: int, ncu_repeats: int) -> float:
@@ -311,6 +359,17 @@ def ncu_result(point: dict, repeats: list[dict | None], units: dict) -> dict:
         out["delay_s"] = prm.get("delay_us", 0) * 1e-6 if prm["mode"] in ("lockstep", "delayed") else None
     if point["fact"] == "launch_gpu":
         out["empty_kernel_s"] = out.get("time_s")
+    if point["fact"] == "sm_groups":
+        # what each pass's launch really did (which SMs read: a CTA's SM is decided at dispatch)
+        out["observed"] = [r.get("observed") if r is not None else None for r in repeats]
+        obs = [o for o in out["observed"] if o]
+        out["sms_read"] = obs[0]["sms_read"] if obs and all(o["sms_read"] == obs[0]["sms_read"] for o in obs) \
+            else None
+        out["readers"] = summarise([o["readers"] for o in obs])["median"]
+        if out.get("global_read_bytes") and out.get("readers"):
+            # L2 sectors per global byte, and the distinct requesters the L2 saw (1.0 per reader unmerged)
+            out["l2_per_global"] = out["l2_read_bytes"] / out["global_read_bytes"]
+            out["distinct_readers"] = out["l2_per_global"] * out["readers"]
     comp = next((r.get("compiled") for r in got if r.get("compiled")), None)
     if comp:
         out["compiled"] = comp
@@ -377,7 +436,8 @@ def run_ncu_pass(points, wd, rep, *, metrics, env, timeout_s, echo, options):
                 d["ok"], d["error"] = False, f"expected one profiled launch, got {len(rs)}"
                 continue
             res[d["id"]] = {"metrics": dict(rs[0].metrics), "units": dict(rs[0].units),
-                            "compiled": d.get("compiled"), "grid": rs[0].grid, "block": rs[0].block}
+                            "compiled": d.get("compiled"), "grid": rs[0].grid, "block": rs[0].block,
+                            "observed": d.get("observed")}
     return res, {d["id"]: d for d in done}, text
 
 
@@ -446,6 +506,15 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
         per_rep: list[dict] = []
         units: dict = {}
         errors: dict = {}
+
+        def assemble_ncu():
+            for f in dict.fromkeys(p["fact"] for p in ncu_pts):
+                result["facts"][f] = []
+            for p in ncu_pts:
+                entry = ncu_result(p, [r.get(p["id"]) for r in per_rep], units)
+                if "error" in entry and p["id"] in errors:
+                    entry["error"] += f" ({errors[p['id']]})"
+                result["facts"][p["fact"]].append(entry)
         for rep in range(ncu_repeats if ncu_pts else 0):
             echo(f"ncu pass {rep + 1}/{ncu_repeats}: {len(ncu_pts)} point(s)")
             try:
@@ -463,12 +532,9 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
             for i, d in done.items():
                 if not d.get("ok"):
                     errors.setdefault(i, d.get("error", "?"))
-        if ncu_pts:
-            for p in ncu_pts:
-                entry = ncu_result(p, [r.get(p["id"]) for r in per_rep], units)
-                if "error" in entry and p["id"] in errors:
-                    entry["error"] += f" ({errors[p['id']]})"
-                result["facts"][p["fact"]].append(entry)
+            assemble_ncu()
+            result["ncu_passes_done"] = rep + 1
+            save()  # after every pass: a run cut short keeps the passes it finished
         if log_dir and logs:
             write_atomic(Path(log_dir) / "calibrate_ncu.log", "\n".join(logs), overwrite=True)
     missing = [pt["id"] for f in result["facts"].values() for pt in f if "error" in pt]

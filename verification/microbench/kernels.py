@@ -163,3 +163,70 @@ def _mb_pitched_copy(src_ptr, dst_ptr, n_rows, pitch, ROWS: tl.constexpr, COLS: 
     offs = rows[:, None].to(tl.int64) * pitch + cols[None, :]
     mask = rows[:, None] < n_rows
     tl.store(dst_ptr + offs, tl.load(src_ptr + offs, mask=mask, other=0.0), mask=mask)
+
+
+@triton.jit
+def _smid(ON_GPU: tl.constexpr):
+    """The SM this CTA runs on (%smid); in the interpreter (ON_GPU False) the program id stands in."""
+    if ON_GPU:
+        return tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        return tl.program_id(0)
+
+
+@triton.jit
+def _mb_sm_group_read(src_ptr, out_ptr, who_ptr, start_ptr, count_ptr, n_tiles,
+                      m0, m1, m2, m3, m4, m5, TILE: tl.constexpr, ON_GPU: tl.constexpr):
+    """Which SMs' reads of the same lines merge before the L2: the first CTA to arrive on each SM whose id is
+    in the chosen set (bit smid of the 32-bit words m0..m5) reads the SAME n_tiles tiles of TILE fp32 in order
+    (lockstep: every reader starts at tile 0 at dispatch); every other CTA only records itself and exits.
+    Launch more CTAs than SMs so every SM gets one.  Per CTA: who[2 pid] = smid, who[2 pid + 1] = 1 if it read;
+    start[pid] = %globaltimer when it started reading (0 if it did not).  count[smid] counts the CTAs that came
+    to each SM (an atomic: the first one, ticket 0, is the SM's reader).  Nothing stays in SRAM; each reader's
+    iteration reads one tile (TILE x 4 bytes) through L1 into registers."""
+    pid = tl.program_id(0)
+    sm = _smid(ON_GPU)
+    ticket = tl.atomic_add(count_ptr + sm, 1)
+    w = sm // 32
+    word = tl.where(w == 0, m0, tl.where(w == 1, m1, tl.where(w == 2, m2, tl.where(w == 3, m3,
+                    tl.where(w == 4, m4, m5))))).to(tl.int64)
+    chosen = ((word >> (sm % 32).to(tl.int64)) & 1) != 0
+    read = chosen & (ticket == 0)
+    tl.store(who_ptr + 2 * pid, sm)
+    tl.store(who_ptr + 2 * pid + 1, read.to(tl.int32))
+    if read:
+        if ON_GPU:
+            tl.store(start_ptr + pid, _globaltimer())
+        else:
+            tl.store(start_ptr + pid, pid.to(tl.int64) + 1)
+        offs = tl.arange(0, TILE)
+        acc = tl.zeros([TILE], dtype=tl.float32)
+        for t in range(n_tiles):
+            acc += tl.load(src_ptr + t * TILE + offs)
+        tl.store(out_ptr + sm.to(tl.int64) * TILE + offs, acc)
+
+
+@triton.jit
+def _mb_stream(src_ptr, out_ptr, times_ptr, n_tiles, BLOCK_N: tl.constexpr, D: tl.constexpr,
+               ON_GPU: tl.constexpr):
+    """DRAM streaming with a chosen number of bytes in flight per CTA: CTA c streams its OWN n_tiles
+    contiguous tiles of BLOCK_N x D fp16 (no two CTAs touch the same line) into a tl.dot, as a decode CTA streams
+    its K/V tiles; the loads feed the dot, so Triton's pipeliner keeps num_stages - 1 tiles in flight through
+    shared memory (SRAM: num_stages tiles; registers: the 16 x D fp32 accumulator).  times[3c..3c+2] =
+    %globaltimer at start and end, and the SM id (the run's concurrency is read off them)."""
+    pid = tl.program_id(0)
+    if ON_GPU:
+        t0 = _globaltimer()
+    base = src_ptr + pid.to(tl.int64) * n_tiles * BLOCK_N * D
+    offs = tl.arange(0, BLOCK_N)[:, None] * D + tl.arange(0, D)[None, :]
+    p = tl.full([16, BLOCK_N], 1.0, dtype=tl.float16)
+    acc = tl.zeros([16, D], dtype=tl.float32)
+    for t in range(n_tiles):
+        k = tl.load(base + t * (BLOCK_N * D) + offs)  # (t * tile < 2**31 elements: 4 MB per CTA)
+        acc = tl.dot(p, k, acc)
+    tl.store(out_ptr + pid.to(tl.int64) * 16 * D + tl.arange(0, 16)[:, None] * D + tl.arange(0, D)[None, :], acc)
+    if ON_GPU:
+        t1 = _globaltimer()
+        tl.store(times_ptr + 3 * pid, t0)
+        tl.store(times_ptr + 3 * pid + 1, t1)
+        tl.store(times_ptr + 3 * pid + 2, _smid(ON_GPU).to(tl.int64))

@@ -165,6 +165,8 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
         moved = n_iter * ctas * tile * 4 * (2 if p["mode"] == "roundtrip" else 1)
         return {"times_s": ts, "work": {"iterations": float(n_iter), "bytes": float(moved)},
                 "extra": {"ctas": ctas}}
+    if f == "dram_stream":
+        return _dram_stream(point, device, repeats)
     raise ValueError(f"{f} is not a timed fact")
 
 
@@ -231,7 +233,132 @@ def prepare(point: dict, device):
             K._mb_stream_groups[grid](src, out, n_tiles, groups, readers, GROUPS_FASTEST=p["groups_fastest"],
                                       TILE=tile, num_warps=4)
         return fn, (src, out)
+    if f == "sm_groups":
+        return _sm_groups(p, device)
     raise ValueError(f"{f} is not an ncu fact")
+
+
+def parse_sms(text: str, num_sms: int) -> list[int]:
+    """"0+2+4" -> [0, 2, 4]; "a-b" ranges inside ("0-3+8" -> [0, 1, 2, 3, 8]); "all" -> every SM."""
+    if text == "all":
+        return list(range(num_sms))
+    out = set()
+    for part in text.split("+"):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(out)
+
+
+SM_MASK_WORDS = 6  # _mb_sm_group_read takes the set as 6 words of 32 bits: up to 192 SMs
+
+
+def _sm_groups(p: dict, device):
+    """(fn, keep) for one sm_groups point; keep["describe"]() says which SMs really read (self-describing)."""
+    cpu = device == "cpu"
+    num_sms = _num_sms(device)
+    sms = parse_sms(p["sms"], num_sms)
+    if cpu:  # the interpreter stands in 4 "SMs" (program ids)
+        sms = sorted({s % num_sms for s in sms})
+    if not sms or max(sms) >= 32 * SM_MASK_WORDS:
+        raise ValueError(f"SM set {p['sms']!r} is empty on this card or beyond {32 * SM_MASK_WORDS} SMs")
+    mask = sum(1 << s for s in sms)
+    words = [(mask >> (32 * k)) & 0xFFFFFFFF for k in range(SM_MASK_WORDS)]
+    # 32-bit words as Python ints: values >= 2**31 make Triton type the argument int64; the kernel widens all
+    tile = p["tile_bytes"] // 4
+    n_tiles = p["set_bytes"] // p["tile_bytes"] if not cpu else 2
+    ctas = p["ctas_per_sm"] * num_sms
+    src = torch.rand(n_tiles * tile, device=device, dtype=torch.float32)
+    out = torch.empty(num_sms * tile, device=device, dtype=torch.float32)
+    who = torch.empty(2 * ctas, device=device, dtype=torch.int32)
+    start = torch.empty(ctas, device=device, dtype=torch.int64)
+    count = torch.zeros(max(num_sms, 32 * SM_MASK_WORDS), device=device, dtype=torch.int32)
+
+    def fn():
+        count.zero_()
+        start.zero_()
+        K._mb_sm_group_read[(ctas,)](src, out, who, start, count, n_tiles, *words, TILE=tile, ON_GPU=not cpu,
+                                     num_warps=4)
+
+    def describe() -> dict:
+        w = who.view(ctas, 2).cpu().tolist()
+        readers = sorted(sm for sm, r in w if r)
+        t = [int(x) for x, (_, r) in zip(start.cpu().tolist(), w) if r]
+        per_sm = count.cpu().tolist()[:num_sms]
+        return {"sms_requested": sms, "sms_read": readers, "readers": len(readers),
+                "ctas": ctas, "sms_seen": sum(1 for c in per_sm if c > 0), "ctas_per_sm_max": max(per_sm),
+                "start_spread_ns": (max(t) - min(t)) if t else None}
+    return fn, {"buffers": (src, out, who, start, count), "describe": describe}
+
+
+def stream_plan(p: dict, cpu: bool) -> dict:
+    """Sizes of one dram_stream point: tile, tiles per CTA (each CTA streams its own bytes), rotating slices."""
+    tile_bytes = p["block_n"] * p["head_dim"] * 2
+    ctas = p["ctas"] if not cpu else 2
+    if cpu:
+        return {"ctas": ctas, "tile_bytes": tile_bytes, "n_tiles": 2, "slices": 1}
+    per_cta = min(p["cta_bytes_max"], p["call_bytes_max"] // ctas)
+    n_tiles = max(2 * p["num_stages"], per_cta // tile_bytes)
+    total = ctas * n_tiles * tile_bytes
+    slices = max(4, -(-p["pool_bytes_min"] // total))  # a slice is read again only after >= 3 others (> L2)
+    return {"ctas": ctas, "tile_bytes": tile_bytes, "n_tiles": n_tiles, "slices": slices}
+
+
+def _dram_stream(point: dict, device, repeats: int) -> dict:
+    """C CTAs each stream their own n_tiles tiles (no sharing, no L2 reuse between calls: every call reads the
+    next of `slices` slices of a pool larger than the L2); bytes/s, plus what the card ran: CTAs resident at
+    once (from per-CTA %globaltimer stamps), shared memory and registers of the compiled kernel."""
+    p = point["params"]
+    cpu = device == "cpu"
+    sp = stream_plan(p, cpu)
+    ctas, n_tiles, slices = sp["ctas"], sp["n_tiles"], sp["slices"]
+    per_call = ctas * n_tiles * p["block_n"] * p["head_dim"]  # fp16 elements
+    pool = torch.empty(slices * per_call, device=device, dtype=torch.float16)
+    pool.uniform_(-1, 1)
+    out = torch.empty(ctas * 16 * p["head_dim"], device=device, dtype=torch.float32)
+    times = torch.zeros(3 * ctas, device=device, dtype=torch.int64)
+    state = {"i": 0, "compiled": None}
+
+    def fn():
+        src = pool[(state["i"] % slices) * per_call:]
+        state["i"] += 1
+        ck = K._mb_stream[(ctas,)](src, out, times, n_tiles, BLOCK_N=p["block_n"], D=p["head_dim"],
+                                   ON_GPU=not cpu, num_warps=p["num_warps"], num_stages=p["num_stages"])
+        if state["compiled"] is None:
+            state["compiled"] = ck
+    ts = (_cpu_time if cpu else _cuda_time)(fn, repeats)
+    extra = {"tile_bytes": sp["tile_bytes"], "tiles_per_cta": n_tiles, "slices": slices,
+             "bytes_per_call": per_call * 2}
+    ck = state["compiled"]
+    md = getattr(ck, "metadata", None)
+    if md is not None:
+        extra["shared_bytes"] = int(getattr(md, "shared", 0) or 0)
+        extra["regs_per_thread"] = int(getattr(ck, "n_regs", 0) or 0)
+        extra["spill_bytes_per_thread"] = 4 * int(getattr(ck, "n_spills", 0) or 0)
+    if not cpu:
+        extra.update(stream_concurrency(times.view(ctas, 3).cpu().tolist()))
+    return {"times_s": ts, "work": {"bytes": float(per_call * 2)}, "extra": extra}
+
+
+def stream_concurrency(rows: list) -> dict:
+    """From per-CTA (start_ns, end_ns, smid) of one run: the span, CTAs resident on average (busy CTA time / span)
+    and at most, the median CTA time and the CTAs per SM."""
+    rows = [r for r in rows if r[1] > r[0]]
+    if not rows:
+        return {}
+    t0, t1 = min(r[0] for r in rows), max(r[1] for r in rows)
+    span = max(t1 - t0, 1)
+    ev = sorted([(r[0], 1) for r in rows] + [(r[1], -1) for r in rows], key=lambda e: (e[0], e[1]))
+    cur = peak = 0
+    for _, d in ev:
+        cur += d
+        peak = max(peak, cur)
+    per_sm: dict = {}
+    for r in rows:
+        per_sm[r[2]] = per_sm.get(r[2], 0) + 1
+    durs = sorted(r[1] - r[0] for r in rows)
+    return {"span_s": span * 1e-9, "ctas_resident_mean": sum(durs) / span, "ctas_resident_max": peak,
+            "cta_time_s_median": durs[len(durs) // 2] * 1e-9, "sms_used": len(per_sm),
+            "ctas_per_sm_max": max(per_sm.values())}
 
 
 def device_name(device) -> str:

@@ -68,6 +68,8 @@ def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool =
                     torch.cuda.synchronize()
                     torch.cuda.profiler.stop()
             line["launched"] = lr.names
+            if isinstance(keep, dict) and callable(keep.get("describe")):
+                line["observed"] = keep["describe"]()  # what the launch really did (e.g. which SMs read)
             line["compiled"] = (lr.compiled or lr0.compiled or [None])[0]
             line["ok"] = True
             del fn, keep
