@@ -28,7 +28,7 @@ __all__ = ["ForwardResult", "Launcher", "launcher", "launcher_for", "registered_
            "LAUNCHER_MODULES"]
 
 #: modules whose import registers launchers
-LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv")
+LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv", "kernels.hopper")
 
 
 @dataclass

@@ -41,7 +41,7 @@ __all__ = ["AlgorithmSpec", "DefaultSchedule", "register", "spec_for", "register
            "BUILTIN_MODULES", "DEVICE_CLASSES"]
 
 #: modules whose import registers specs; loaded on the first lookup (the decode module adds itself here)
-BUILTIN_MODULES = ("memsim.algorithms_builtin", "memsim.algorithms_decode")
+BUILTIN_MODULES = ("memsim.algorithms_builtin", "memsim.algorithms_decode", "memsim.algorithms_hopper")
 #: where a default schedule applies: "gpu" (tuned on a Hopper-class card), "interpreter" (Triton on the CPU)
 DEVICE_CLASSES = ("gpu", "interpreter")
 

@@ -461,3 +461,4 @@ def extra_device_bytes(problem: AttentionProblem, schedule: Schedule) -> int:
 
 
 from . import workloads_decode  # noqa: E402,F401  (registers the decode workload)
+from . import workloads_hopper  # noqa: E402,F401  (registers the Hopper workloads)

@@ -1,9 +1,11 @@
 """The kernels launch exactly the grids of memsim.schedule.kernel_launches, under the names '_' + launch."""
+import numpy as np
 import pytest
 
 import kernels
 import kernels.flash1
 import kernels.flash2
+import kernels.hopper
 import kernels.naive
 from kernels.testing import make_inputs, seed_of
 from memsim.algorithms import registered, spec_for
@@ -15,7 +17,7 @@ ATTENTION_ALGORITHMS = [a for a in dict.fromkeys(a for a, _ in registered())
 
 LAUNCH_KERNELS = {"_flash2_fwd", "_flash2_bwd_preprocess", "_flash2_bwd_dkdv", "_flash2_bwd_dq", "_flash1_fwd",
                   "_naive_qk", "_naive_softmax", "_naive_pv", "_naive_bwd_dv", "_naive_bwd_dp", "_naive_bwd_ds",
-                  "_naive_bwd_dq", "_naive_bwd_dk"}
+                  "_naive_bwd_dq", "_naive_bwd_dk", "_hopper_fwd"}
 
 
 class _Recorder:
@@ -30,7 +32,7 @@ class _Recorder:
 @pytest.fixture
 def launches(monkeypatch):
     log = []
-    for mod in (kernels.flash2, kernels.flash1, kernels.naive):
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper):
         for name in dir(mod):
             obj = getattr(mod, name)
             if name in LAUNCH_KERNELS:
@@ -63,18 +65,18 @@ def byte_counter(monkeypatch):
     from triton.runtime import interpreter as itp
     counts, current = {}, [None]
 
-    def nbytes(ty, mask):
-        return int(mask.sum()) * (ty.primitive_bitwidth // 8)
+    def nbytes(ty, mask):  # a TensorHandle's ndarray, or a TMA descriptor's raw mask (a memoryview of one)
+        return int(np.asarray(mask).sum()) * (ty.primitive_bitwidth // 8)
 
     orig_load, orig_store = itp.InterpreterBuilder.create_masked_load, itp.InterpreterBuilder.create_masked_store
 
-    def load(self, ptrs, mask, other, *a):
+    def load(self, ptrs, mask, other, *a, **kw):  # TMA descriptor loads come here too, with keywords
         counts[current[0]][0] += nbytes(ptrs.get_element_ty(), mask.data)
-        return orig_load(self, ptrs, mask, other, *a)
+        return orig_load(self, ptrs, mask, other, *a, **kw)
 
-    def store(self, ptrs, value, mask, *a):
+    def store(self, ptrs, value, mask, *a, **kw):
         counts[current[0]][1] += nbytes(value.dtype.scalar, mask.data)
-        return orig_store(self, ptrs, value, mask, *a)
+        return orig_store(self, ptrs, value, mask, *a, **kw)
 
     monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_load", load)
     monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_store", store)
@@ -90,7 +92,7 @@ def byte_counter(monkeypatch):
                 return self.jit_fn[grid](*a, **kw)
             return launch
 
-    for mod in (kernels.flash2, kernels.flash1, kernels.naive):
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper):
         for name in dir(mod):
             if name in LAUNCH_KERNELS:
                 monkeypatch.setattr(mod, name, Named(getattr(mod, name)))

@@ -1,0 +1,241 @@
+"""hopper: a Hopper forward pass in plain Triton -- TMA tensor descriptors, a warp-specialised K/V loop.
+
+What it takes from FlashAttention-3 (as far as plain `triton.language` 3.6 reaches):
+  * every tile moves through the tensor-memory accelerator: `tl.make_tensor_descriptor` builds one
+    2-D descriptor per (tensor, head) inside the kernel (shape [seq, d], the head's own row stride), so a
+    ragged tail is clipped by the copy engine at that head's last row -- nothing of the next head is
+    read -- and O is stored through a descriptor too.  The descriptors live in a small global scratch
+    (4 x 128 bytes per CTA) that `triton.set_allocator` provides;
+  * ``WARP_SPEC`` (num_warps 4, num_stages >= 2, fp16/bf16): the K/V loop is
+    `tl.range(..., warp_specialize=True)`; Triton 3.6's Hopper partitioner turns the CTA into a producer
+    warpgroup that only issues the TMA loads and two consumer warpgroups (64 Q rows each) that run the
+    matmuls and the softmax, handing buffers over through mbarriers, with setmaxnreg moving registers
+    from the producer to the consumers (12 warps in all; checked in the sm_90a compile);
+  * causal: blocks no row sees are never loaded.  The partitioner takes one straight-line loop per
+    kernel, so the warp-specialised variant computes the causal mask on every visible block (the
+    unmasked/diagonal split that FA3 does costs a second loop, which the partitioner refuses); the
+    software-pipelined variant (other schedules) keeps flash2's split: off-diagonal blocks with no
+    mask arithmetic, then the masked diagonal band and ragged tail.
+What it does not do (yet): no explicit ping-pong between the two consumer warpgroups nor the
+intra-warpgroup overlap of softmax(j) with QK(j+1) (left to Triton's scheduler); no persistent grid.
+
+Launch and bytes: one launch ``hopper_fwd``, one CTA per (Q block, batch*head_q), axis order from
+`Schedule.grid_order` -- the grid of `memsim.schedule.kernel_launches`.  The TMA loads move exactly
+flash2_fwd's bytes (Q_i once; K_j, V_j once per visible block, clipped to the rows that exist; O_i and
+lse_i written once): see the contract text in `memsim/algorithms_hopper.py`.
+
+Numerics as flash2: scores in the log2 domain (``scale*log2(e)`` folded into one FMA with the running
+max), fp32 accumulation, lse stored in natural-log units, a row that sees no key gives O = 0, lse = -inf.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.algorithms_hopper import warp_specialised
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+
+from . import _common
+from ._common import dot_precision
+from ._tl import LN2, cvt, mma
+from .registry import ForwardResult, launcher
+
+#: bytes of one TMA descriptor in the device-side scratch (CUtensorMap is 128 bytes)
+TMA_DESCRIPTOR_BYTES = 128
+#: descriptors one hopper_fwd CTA builds: Q, K, V, O
+DESCRIPTORS_PER_CTA = 4
+
+
+@triton.jit
+def _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                   BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, MASK_COLS: tl.constexpr, PREC: tl.constexpr):
+    """All K/V blocks [0, hi) of one Q block in ONE warp-specialised loop.  Triton 3.6's Hopper
+    partitioner (a producer warpgroup that issues the TMA loads, two consumer warpgroups of 64 rows
+    each, mbarrier hand-offs, setmaxnreg) takes one straight-line loop per kernel: a second loop, or a
+    branch inside this one, makes it give up (silently, or with a compiler crash; checked by compiling
+    for sm_90a).  So the masks are computed for every block when there is anything to mask: the causal
+    mask (CAUSAL) and the ragged-tail column mask (MASK_COLS: seq_kv % block_n != 0); a non-causal
+    problem with full blocks computes none.  Each iteration reads K_j, V_j (TMA, by the producer)."""
+    for start_n in tl.range(0, hi, BLOCK_N, warp_specialize=True):
+        k = k_desc.load([start_n, 0])
+        s = mma(q, tl.trans(k), PREC)
+        if MASK_COLS or CAUSAL:
+            cols = start_n + offs_n
+            if MASK_COLS:
+                visible = cols[None, :] < SEQ_KV
+                if CAUSAL:
+                    visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+            else:
+                visible = cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET
+            s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
+        if CAUSAL:
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+        else:
+            m_safe = m_new  # column 0 is visible to every row
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(s * qk_scale2 - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = v_desc.load([start_n, 0])
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    """K/V blocks [lo, hi) of one Q block: the online softmax.  Each iteration reads K_j, V_j (cols x d
+    each, TMA, rows past SEQ_KV clipped and zero-filled) -- nothing else touches memory; Triton's
+    software pipeliner keeps num_stages - 1 loads in flight (no warp specialisation).  MASKED: the diagonal band and the
+    ragged tail (column and causal masks, rows that may see nothing yet); otherwise every row sees the
+    whole block and no mask is computed."""
+    for start_n in tl.range(lo, hi, BLOCK_N):
+        k = k_desc.load([start_n, 0])
+        s = mma(q, tl.trans(k), PREC)  # raw q.k; the scale is folded into the exponent below
+        if MASKED:
+            cols = start_n + offs_n
+            visible = cols[None, :] < SEQ_KV
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+            s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
+        if MASKED:
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
+        else:
+            m_safe = m_new
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(s * qk_scale2 - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = v_desc.load([start_n, 0])
+        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _hopper_fwd(Q, K, V, O, LSE,
+                stride_qb, stride_qh, stride_qm,
+                stride_kb, stride_kh, stride_kn,
+                stride_vb, stride_vh, stride_vn,
+                stride_ob, stride_oh, stride_om,
+                H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr, WARP_SPEC: tl.constexpr,
+                MASK_COLS: tl.constexpr):
+    if Q_FASTEST:
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+    else:
+        pid_m = tl.program_id(1)
+        pid_bh = tl.program_id(0)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    h = h.to(tl.int64)
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+
+    # one 2-D descriptor per (tensor, head): [rows, d] with the head's row stride; the copy engine
+    # clips every tile at this head's last row (loads zero-fill, stores drop the rows past it)
+    q_desc = tl.make_tensor_descriptor(Q + b * stride_qb + h * stride_qh, shape=[SEQ_Q, HEAD_DIM],
+                                       strides=[stride_qm, 1], block_shape=[BLOCK_M, HEAD_DIM])
+    k_desc = tl.make_tensor_descriptor(K + b * stride_kb + hkv * stride_kh, shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_kn, 1], block_shape=[BLOCK_N, HEAD_DIM])
+    v_desc = tl.make_tensor_descriptor(V + b * stride_vb + hkv * stride_vh, shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_vn, 1], block_shape=[BLOCK_N, HEAD_DIM])
+    o_desc = tl.make_tensor_descriptor(O + b * stride_ob + h * stride_oh, shape=[SEQ_Q, HEAD_DIM],
+                                       strides=[stride_om, 1], block_shape=[BLOCK_M, HEAD_DIM])
+
+    # resident for the whole CTA: Q_i (read once, TMA), acc (rows x d fp32), m_i, l_i
+    q = q_desc.load([start_m, 0])
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    # K/V columns [0, full_end): every row sees them whole; [full_end, hi): masked; >= hi: never loaded
+    if CAUSAL:
+        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
+        full_end = (full_end // BLOCK_N) * BLOCK_N
+    else:
+        hi = SEQ_KV
+        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+    if WARP_SPEC:
+        acc, l_i, m_i = _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, hi, SEQ_KV, qk_scale2,
+                                       CAUSAL_OFFSET, BLOCK_N=BLOCK_N, CAUSAL=CAUSAL, MASK_COLS=MASK_COLS, PREC=PREC)
+    else:
+        acc, l_i, m_i = _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, 0, full_end, SEQ_KV,
+                                    qk_scale2, CAUSAL_OFFSET, BLOCK_N=BLOCK_N, MASKED=False, CAUSAL=CAUSAL,
+                                    PREC=PREC)
+        acc, l_i, m_i = _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, full_end, hi, SEQ_KV,
+                                    qk_scale2, CAUSAL_OFFSET, BLOCK_N=BLOCK_N, MASKED=True, CAUSAL=CAUSAL,
+                                    PREC=PREC)
+
+    # epilogue: O_i (TMA store, rows past SEQ_Q dropped) and lse_i written once; a row that saw
+    # nothing gets O = 0, lse = -inf
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    o = acc / l_safe[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
+    o_desc.store([start_m, 0], cvt(o, O.dtype.element_ty, PREC))
+    tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
+
+
+# --- launcher --------------------------------------------------------------------------------------
+
+def check_tma_layout(name: str, t: torch.Tensor) -> None:
+    """TMA needs a 16-byte aligned base and 16-byte multiples for the batch, head and row strides."""
+    e = t.element_size()
+    bad = [f"stride({i}) = {t.stride(i)} elements ({t.stride(i) * e} bytes)" for i in range(3)
+           if (t.stride(i) * e) % 16 and t.shape[i] > 1]
+    if t.data_ptr() % 16:
+        bad.insert(0, f"data_ptr() % 16 = {t.data_ptr() % 16}")
+    if bad:
+        raise ValueError(f"the hopper algorithm loads {name} through TMA descriptors, which need a 16-byte aligned start and "
+                         f"batch/head/row strides that are multiples of 16 bytes; {name} has {', '.join(bad)}. "
+                         f"Use .contiguous() or the flash2 algorithm")
+
+
+def _scratch(size: int, alignment: int, stream):
+    """Device memory for the descriptors the kernel builds (Triton asks for grid x 4 x 128 bytes)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def descriptor_scratch_bytes(num_ctas: int) -> int:
+    return num_ctas * DESCRIPTORS_PER_CTA * TMA_DESCRIPTOR_BYTES
+
+
+def warp_specialise(problem: AttentionProblem, schedule: Schedule) -> bool:
+    """Whether the K/V loop is the warp-specialised one (`memsim.algorithms_hopper.warp_specialised`,
+    which the SRAM formula reads too): 2-byte dtypes, num_warps = 4 (one consumer warpgroup's worth:
+    Triton 3.6's Hopper partitioner then runs a producer warpgroup and two 64-row consumer warpgroups,
+    12 warps in all; with 8 it leaves the loop alone) and num_stages >= 2 (the producer needs buffers
+    to run ahead in).  Otherwise the two-loop software-pipelined variant runs.  The interpreter runs
+    whichever the schedule picks (both are tested there)."""
+    return warp_specialised(problem, schedule)
+
+
+@launcher("hopper", "fwd")
+def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """Launch hopper_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward
+    (flash2's backward reads the same lse)."""
+    (launch,) = kernel_launches(problem, schedule)
+    assert launch.name == "hopper_fwd"
+    p, s = problem, schedule
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.device.type != "meta":
+            check_tma_layout(name, t)
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    triton.set_allocator(_scratch)
+    _hopper_fwd[launch.grid](
+        q, k, v, o, lse, *_common.strides3(q), *_common.strides3(k), *_common.strides3(v), *_common.strides3(o),
+        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
+        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+        CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
+        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0, num_warps=s.num_warps, num_stages=s.num_stages)
+    return ForwardResult(o, lse, {"lse": lse}, schedule)
