@@ -29,7 +29,11 @@ FAKE_NCU = textwrap.dedent('''\
         print("--metrics --print-units --log-file --profile-from-start --clock-control"); sys.exit(0)
     if args and args[0] == "--version":
         print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 0.0-fake"); sys.exit(0)
-    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file"}}
+    if args and args[0] == "--import":  # a saved report printed as the details-page CSV (what we saved)
+        assert "--csv" in args and args[args.index("--page") + 1] == "details", args
+        sys.stdout.write(open(args[1]).read()); sys.exit(0)
+    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file",
+              "--export"}}
     opts, i = {{}}, 0
     while i < len(args) and args[i].startswith("-"):
         if args[i] in takes:
@@ -63,6 +67,10 @@ FAKE_NCU = textwrap.dedent('''\
             kid += 1
     lines.append('==PROF== Disconnected from process 1')
     text = "\\n".join(lines) + "\\n"
+    if "--export" in opts:  # like the real ncu: the results go to the report, none are printed
+        assert opts.get("--force-overwrite") and opts["--export"].endswith(".ncu-rep"), opts
+        open(opts["--export"], "w").write(text)
+        text = "==PROF== Report: " + opts["--export"] + "\\n"
     if "--log-file" in opts:
         open(opts["--log-file"], "w").write(text)
     else:
@@ -137,6 +145,9 @@ def test_measure_dry_run_per_case_and_kernel_name_mismatch(fake_ncu, tmp_path, m
     assert len(summ["written"]) == 1
     rec = json.loads((tmp_path / "d" / "tiny_flash2_fwd.json").read_text())
     assert rec["total"]["time_s"] == rec["total"]["ncu_time_s"]  # no timing pass: said so in "timing"
+    # no --ncu-rep: no report kept, none named, no --export in the command
+    assert not list((tmp_path / "d" / "raw").glob("*.ncu-rep"))
+    assert "ncu_reports" not in rec and "--export" not in rec["provenance"]["ncu_command"]
     assert "NOT measured" in rec["timing"]["time_s"]
     # rows whose kernel names do not follow the schedule -> a clear mapping error
     rows = [N.KernelRow(0, "_flash2_fwd")]
@@ -222,3 +233,127 @@ def test_repeats_are_separate_ncu_passes_kept_in_the_record(fake_ncu, tmp_path, 
     assert rec["spread"]["dram_read_bytes"] == 0.0
     assert rec["spread"]["time_s"] == pytest.approx((max(ts) - min(ts)) / sorted(ts)[1])
     assert all(len(r["kernels"]) == 1 for r in rec["repeats"])
+
+
+# --- --ncu-rep: ncu's own report kept in raw/ and named by the records (issue 10 item 3) -------------
+FAKE_REPORT_MODULE = textwrap.dedent('''\
+    """A stand-in for Nsight Compute's extras/python/ncu_report.py with the API subset we use, reading
+    the fake ncu's report (which holds the CSV it would have printed).  Units come back as saved."""
+    import csv, io
+
+    class Metric:
+        def __init__(self, value, unit):
+            self._v, self._u = value, unit
+        def as_double(self):
+            return float(self._v.replace(",", ""))
+        def unit(self):
+            return self._u
+
+    class Action:
+        def __init__(self, name, metrics):
+            self._name, self._m = name, metrics
+        def name(self):
+            return self._name
+        def metric_by_name(self, name):
+            return self._m.get(name)
+
+    class Range:
+        def __init__(self, actions):
+            self._a = actions
+        def num_actions(self):
+            return len(self._a)
+        def action_by_idx(self, i):
+            return self._a[i]
+
+    class Context:
+        def __init__(self, ranges):
+            self._r = ranges
+        def num_ranges(self):
+            return len(self._r)
+        def range_by_idx(self, i):
+            return self._r[i]
+
+    def load_report(path):
+        lines = [ln for ln in open(path).read().splitlines() if ln.startswith('"')]
+        acts = {}
+        for row in csv.DictReader(io.StringIO("\\n".join(lines))):
+            a = acts.setdefault(int(row["ID"]), Action(row["Kernel Name"], {}))
+            a._m[row["Metric Name"]] = Metric(row["Metric Value"], row["Metric Unit"])
+        return Context([Range([acts[k] for k in sorted(acts)])])
+''')
+
+
+@pytest.fixture
+def fake_report_module(fake_ncu, monkeypatch):
+    """The fake ncu_report.py in extras/python beside the fake ncu, where Nsight Compute ships it."""
+    d = fake_ncu.parent / "extras" / "python"
+    d.mkdir(parents=True)
+    (d / "ncu_report.py").write_text(FAKE_REPORT_MODULE)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "ncu_report", raising=False)
+    yield d
+    sys.modules.pop("ncu_report", None)
+
+
+LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes", "dram_read_bytes",
+          "dram_write_bytes", "time_s")
+
+
+@pytest.mark.parametrize("reader", ["csv", "module"])
+def test_ncu_rep_is_kept_per_group_and_named_by_the_records(fake_report_module, tmp_path, reader):
+    data = tmp_path / "data" / "fake-gpu"
+    bundle = tmp_path / "b.tar.gz"
+    cases = tiny_cases()  # groups of 2: (flash2 fwd, naive bwd), (flash1 fwd)
+    summ = M.measure_cases(cases, data, command="x", skip_timing=True, check_gpu=False, group_size=2,
+                           bundle_to=bundle, echo=lambda m: None, keep_report=True, report_reader=reader)
+    assert summ["failed"] == {}, summ["failed"]
+    reps = sorted(p.name for p in (data / "raw").glob("*.ncu-rep"))
+    assert len(reps) == 2 and reps[0].endswith("_r0g0.ncu-rep") and reps[1].endswith("_r0g1.ncu-rep"), reps
+    by_case = {c.name: json.loads((data / f"{c.name}.json").read_text()) for c in cases}
+    assert by_case["tiny_flash2_fwd"]["ncu_reports"] == by_case["tiny_naive_bwd"]["ncu_reports"] == [f"raw/{reps[0]}"]
+    assert by_case["tiny_flash1_fwd"]["ncu_reports"] == [f"raw/{reps[1]}"]
+    assert "--export <group>.ncu-rep" in by_case["tiny_flash1_fwd"]["provenance"]["ncu_command"]
+    # the report holds the group's launches: the flash2 case's one launch then the naive case's five
+    rows = N.read_report(str(data / "raw" / reps[0]), reader=reader)
+    assert [r.name for r in rows] == ["_" + n for c in cases[:2] for n in c.launch_names()]
+    k0 = by_case["tiny_naive_bwd"]["kernels"][0]  # read back from the report: the same values as the live CSV
+    assert k0["dram_read_bytes"] == pytest.approx(1000.5e6) and k0["time_s"] == pytest.approx(1.5e-6)
+    assert k0["l2_read_bytes"] == 50e3 * 32 and k0["global_read_bytes"] == 2e6
+    with tarfile.open(bundle) as t:
+        assert {f"fake-gpu/raw/{r}" for r in reps} <= set(t.getnames())
+
+
+def test_module_reader_without_the_module_says_where_it_looked(fake_ncu, tmp_path, monkeypatch):
+    monkeypatch.delitem(sys.modules, "ncu_report", raising=False)
+    monkeypatch.delenv("NCU_REPORT_PYTHON", raising=False)
+    rep = tmp_path / "x.ncu-rep"
+    rep.write_text("")
+    with pytest.raises(N.NcuError, match=r"ncu_report module was not found \(looked in .*bin/extras/python"):
+        N.read_report(str(rep), reader="module")
+
+
+def test_unknown_report_reader_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="report_reader must be one of"):
+        M.measure_cases(tiny_cases()[:1], tmp_path / "d", command="x", check_gpu=False, keep_report=True,
+                        report_reader="gui")
+
+
+@pytest.mark.parametrize("argv,kw", [
+    (["--ncu-rep"], {"keep_report": True, "report_reader": "csv"}),
+    (["--ncu-rep", "--ncu-rep-reader", "module"], {"keep_report": True, "report_reader": "module"}),
+    ([], {"keep_report": False, "report_reader": "csv"}),
+])
+def test_cli_ncu_rep_flags_reach_measure_cases(fake_ncu, tmp_path, monkeypatch, argv, kw):
+    from verification import __main__ as CLI
+    seen = {}
+    monkeypatch.setattr(M, "measure_cases", lambda cases, data_dir, **k: seen.update(k) or
+                        {"failed": {}, "written": [], "data_dir": str(data_dir)})
+    rc = CLI.main(["measure", "--cases", "flash2_fwd_d64_n512", "--data-dir", str(tmp_path), *argv])
+    assert rc == 0 and {k: seen[k] for k in kw} == kw
+
+
+def test_cli_ncu_rep_reader_needs_ncu_rep(capsys):
+    from verification import __main__ as CLI
+    rc = CLI.main(["measure", "--ncu-rep-reader", "module"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--ncu-rep-reader needs --ncu-rep" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import stat
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,77 @@ def test_without_report_nothing_is_exported(fake_ncu, tmp_path):
 def test_report_path_must_be_ncu_rep():
     with pytest.raises(ValueError, match=".ncu-rep"):
         N.export_options("report.csv")
+
+
+# --- where ncu_report.py is looked for ------------------------------------------------------------
+def test_report_module_dirs_follow_ncu_links_and_cuda_layout(tmp_path, monkeypatch):
+    """CUDA's bin/ncu is a link (or wrapper) into nsight-compute-<version>/, which holds extras/python."""
+    monkeypatch.delenv(N.REPORT_MODULE_ENV, raising=False)
+    real = tmp_path / "cuda" / "nsight-compute-2025.3.1"
+    (real / "extras" / "python").mkdir(parents=True)
+    (real / "ncu").write_text("#!/bin/sh\n")
+    (tmp_path / "cuda" / "bin").mkdir()
+    link = tmp_path / "cuda" / "bin" / "ncu"
+    link.symlink_to(real / "ncu")
+    dirs = N.report_module_dirs(str(link))
+    assert str(real / "extras" / "python") in dirs
+    wrapper = tmp_path / "cuda" / "bin" / "ncu-wrapper"  # not a link: found through the nsight-compute* sibling
+    wrapper.write_text("#!/bin/sh\nexec ../nsight-compute-2025.3.1/ncu \"$@\"\n")
+    assert str(real / "extras" / "python") in N.report_module_dirs(str(wrapper))
+    monkeypatch.setenv(N.REPORT_MODULE_ENV, "/somewhere/extras/python")
+    assert N.report_module_dirs(str(link))[0] == "/somewhere/extras/python"
+
+
+def test_report_module_that_fails_to_import_is_named_not_raised(tmp_path, monkeypatch):
+    d = tmp_path / "extras" / "python"
+    d.mkdir(parents=True)
+    (d / "ncu_report.py").write_text("raise ImportError('libgcc_s.so.1: cannot open shared object file')\n")
+    monkeypatch.setenv(N.REPORT_MODULE_ENV, str(d))
+    monkeypatch.delitem(sys.modules, "ncu_report", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    mod, why = N.report_module(str(tmp_path / "nowhere" / "ncu"))
+    assert mod is None and "did not import" in why and "libgcc_s" in why and str(d) not in sys.path
+
+
+def test_unknown_reader_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="allowed: csv, module"):
+        N.read_report(str(tmp_path / "r.ncu-rep"), reader="gui")
+
+
+# --- a real report from the H100 (verification/ncu_rep_check.sh; skipped until it is committed) -----
+REAL = Path(__file__).resolve().parent / "fixtures" / "ncu" / "report"
+REAL_REP = REAL / "ncu_rep_check.ncu-rep"
+LEVELS = N.LEVEL_KEYS
+
+
+def _levels(rows):
+    return [(r.name, {k: N.launch_record(r)[k] for k in LEVELS}) for r in rows]
+
+
+@pytest.mark.skipif(not (REAL / "ncu_rep_check.import.csv").exists(), reason="no real report committed yet")
+def test_real_import_csv_has_the_live_runs_launches_and_bytes():
+    """The report's CSV (`ncu --import`) parses like a live run's; global and L2 bytes of the deterministic
+    kernel equal the live run's (a separate ncu process; DRAM and time are only close)."""
+    imp = _levels(N.parse_csv((REAL / "ncu_rep_check.import.csv").read_text()))
+    live = _levels(N.parse_csv((REAL / "ncu_rep_check.live.csv").read_text()))
+    assert [n for n, _ in imp] == [n for n, _ in live] and imp
+    for (_, a), (_, b) in zip(imp, live):
+        for k in ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes"):
+            assert a[k] == b[k], k
+        assert a["time_s"] > 0 and a["dram_read_bytes"] > 0
+
+
+@pytest.mark.skipif(not REAL_REP.exists(), reason="no real report committed yet")
+@pytest.mark.parametrize("reader", ["csv", "module"])
+def test_real_report_read_by_ncu_or_its_module_equals_its_csv(reader):
+    """Needs Nsight Compute here (ncu for "csv", its ncu_report module for "module"): skipped without."""
+    if reader == "csv":
+        try:
+            N.ncu_path()
+        except N.NcuError:
+            pytest.skip("ncu is not installed here")
+    elif N.report_module()[0] is None:
+        pytest.skip("Nsight Compute's ncu_report module is not installed here")
+    got = _levels(N.read_report(str(REAL_REP), reader=reader))
+    want = _levels(N.parse_csv((REAL / "ncu_rep_check.import.csv").read_text()))
+    assert got == want

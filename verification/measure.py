@@ -67,14 +67,22 @@ def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> 
     return {r["case"]: r for r in _read_jsonl(out)}
 
 
-def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_progress, options=None):
-    """Returns ({case: [KernelRow, ...]}, {case: runner line}, ncu log text)."""
+#: where ncu_pass(report=True) leaves ncu's own report in its work folder
+REPORT_NAME = "ncu" + N.REPORT_SUFFIX
+
+
+def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_progress, options=None,
+             report=False, report_reader="csv"):
+    """Returns ({case: [KernelRow, ...]}, {case: runner line}, ncu log text).
+    report=True: ncu also saves its .ncu-rep report as <workdir>/ncu.ncu-rep and the rows are read from
+    it with `report_reader` ("csv" or "module", see ncu.read_report)."""
     spec_file = Path(workdir) / "specs_ncu.json"
     spec_file.write_text(json.dumps(specs))
     done_file = Path(workdir) / "ncu_done.jsonl"
     log_file = str(Path(workdir) / "ncu.log")
     rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
-                           timeout_s=timeout_s, env=env, echo=echo, options=options)
+                           timeout_s=timeout_s, env=env, echo=echo, options=options,
+                           report=str(Path(workdir) / REPORT_NAME) if report else None, report_reader=report_reader)
     done = _read_jsonl(done_file)
     by_case, mismatched = N.assign_rows_by_launches(rows, done)
     for d in done:
@@ -188,7 +196,8 @@ NCU_GROUP_SIZE = 8
 
 def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=False, metrics=None,
                   ncu_timeout_s=330, time_timeout_s=240, skip_timing=False, bundle_to=None,
-                  echo=_progress, check_gpu=True, group_size=NCU_GROUP_SIZE, repeats=1, extra=None) -> dict:
+                  echo=_progress, check_gpu=True, group_size=NCU_GROUP_SIZE, repeats=1, extra=None,
+                  keep_report=False, report_reader="csv") -> dict:
     """Measure `cases` (suite.Case) into data_dir; returns a summary dict.
 
     `ncu_timeout_s` is the budget of one whole ncu pass over the cases, shared by its groups of
@@ -197,7 +206,13 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
     during the last ncu pass, group by group, holding every repeat (see `build_record`).  A case
     whose later repeats failed keeps the repeats that worked (its "repeats" says how many).
     `extra`: fields added to every record (e.g. {"set": "A-seed1", "seed": 1}); a callable
-    extra(case name) -> dict is accepted too."""
+    extra(case name) -> dict is accepted too.
+    `keep_report`: keep ncu's own report of every group (and repeat) as
+    raw/ncu_<stamp>_r<repeat>g<group>.ncu-rep; each record names its reports under "ncu_reports"
+    (paths relative to data_dir, one per repeat that measured the case); `report_reader` ("csv" or
+    "module") is how the rows are read back from the report (ncu prints none while exporting)."""
+    if report_reader not in N.REPORT_READERS:
+        raise ValueError(f"report_reader must be one of {N.REPORT_READERS}, got {report_reader!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     specs = [c.to_spec() for c in cases]
@@ -223,7 +238,9 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
             echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
     prov = R.gpu_provenance(command, ver)
     prov["ncu_metrics"] = metrics
-    prov["ncu_command"] = " ".join(N.build_command(["<program>"], metrics=metrics, exe="ncu", options=options))
+    prov["ncu_command"] = " ".join(N.build_command(
+        [*(N.export_options("<group>" + N.REPORT_SUFFIX) if keep_report else []), "<program>"], metrics=metrics,
+        exe="ncu", options=options))
     prov["repeats"] = repeats
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -234,8 +251,25 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
     written, failed = [], {}
     t0 = time.time()
 
+    reports: dict[str, list[str]] = {}  # case -> raw/<report> per repeat that measured it (keep_report)
+
     def extra_for(name):
-        return extra(name) if callable(extra) else (dict(extra) if extra else None)
+        e = extra(name) if callable(extra) else (dict(extra) if extra else None)
+        if keep_report and reports.get(name):
+            e = {**(e or {}), "ncu_reports": list(reports[name])}
+        return e
+
+    def keep(gwd, r, gi, group, by_case):
+        """Copy the group's report into raw/ and note it for the cases it measured."""
+        src = Path(gwd) / REPORT_NAME
+        if not keep_report or not src.is_file():
+            return
+        from memsim.io import write_atomic
+        name = f"ncu_{stamp}_r{r}g{gi}{N.REPORT_SUFFIX}"
+        write_atomic(raw / name, src.read_bytes())
+        for s in group:
+            if s["name"] in by_case:
+                reports.setdefault(s["name"], []).append(f"{R.RAW_DIR}/{name}")
 
     with tempfile.TemporaryDirectory(prefix="vmeasure-") as wd:
         timings: list[dict] = []  # one {case: line} per timing pass
@@ -275,8 +309,10 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                 gwd.mkdir()
                 try:
                     by_case, done, text = ncu_pass(group, gwd, metrics=metrics, timeout_s=left_s, env=env,
-                                                   echo=echo, options=options)
+                                                   echo=echo, options=options, report=keep_report,
+                                                   report_reader=report_reader)
                 except N.NcuError as e:
+                    keep(gwd, r, gi, group, {})  # a partial report still helps the diagnosis
                     logf = gwd / "ncu.log.all"
                     logs.append(logf.read_text(errors="replace") if logf.exists() else "")
                     logs.append(f"NcuError: {e}")
@@ -292,6 +328,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                                       tags, extra_for, echo)
                     continue
                 logs.append(text)
+                keep(gwd, r, gi, group, by_case)
                 for s in group:
                     n = s["name"]
                     if n in by_case:

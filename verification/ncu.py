@@ -373,11 +373,13 @@ def diagnose(text: str, returncode: int | None = None) -> str | None:
 
 def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = None,
             kernel_regex: str = DEFAULT_KERNEL_REGEX, timeout_s: float | None = None, env: dict | None = None,
-            echo=None, options: set[str] | None = None, report: str | None = None) -> tuple[list[KernelRow], str]:
+            echo=None, options: set[str] | None = None, report: str | None = None,
+            report_reader: str = "csv") -> tuple[list[KernelRow], str]:
     """Run `program` under ncu; return (profiled launches in order, ncu's full text output).
 
     report: also keep ncu's own report at this path (.ncu-rep, opens in the Nsight Compute GUI);
-    the rows are then read back from it (`rows_from_report`), as ncu prints none while exporting.
+    the rows are then read back from it (`read_report`: "csv" = `ncu --import ... --csv`, "module" =
+    Nsight Compute's ncu_report Python module), as ncu prints none while exporting.
 
     Raises NcuError with a fix for the known failures.  Rows already printed are returned
     even when the program failed part-way (the caller maps the cases that finished)."""
@@ -419,7 +421,7 @@ def run_ncu(program: list[str], *, log_file: str, metrics: list[str] | None = No
         pass
     rows = parse_csv(log) or parse_csv(stdout)
     if not rows and report and os.path.exists(report):
-        rows = rows_from_report(report, exe=exe, options=options)
+        rows = read_report(report, reader=report_reader, exe=exe, options=options, metrics=metrics)
     why = diagnose(text, None if rc == "timeout" else rc)
     if rc == "timeout" and not rows:
         raise NcuError(f"ncu ran past its {timeout_s:.0f} s limit before printing results; measure fewer cases "
@@ -468,3 +470,124 @@ def rows_from_report(report: str, *, exe: str | None = None, options: set[str] |
         raise NcuError(f"ncu printed no results from the report {report} (exit status {r.returncode}): "
                        + (diagnose(r.stdout + r.stderr, r.returncode) or (r.stderr.strip().splitlines() or ["?"])[-1]))
     return rows
+
+
+# --- reading a report with Nsight Compute's own Python module (ncu_report) ----------------------
+# ncu ships `extras/python/ncu_report.py` (+ its native library) in its install folder; it is not on
+# sys.path by default.  `report_module()` finds it from ncu's location; `rows_from_report_module`
+# reads the same metrics the CSV holds, into the same KernelRow, so either reader feeds launch_record.
+REPORT_MODULE = "ncu_report"
+REPORT_READERS = ("csv", "module")
+#: a folder holding ncu_report.py, tried first (for an ncu installed somewhere odd)
+REPORT_MODULE_ENV = "NCU_REPORT_PYTHON"
+
+
+def report_module_dirs(exe: str | None = None) -> list[str]:
+    """Folders where ncu_report.py may be, most likely first: $NCU_REPORT_PYTHON, then extras/python
+    beside ncu (the path on PATH and its resolved target: CUDA's bin/ncu is often a link or a wrapper
+    script into nsight-compute-<version>/), then nsight-compute*/ beside CUDA's bin/ and under
+    /opt/nvidia/nsight-compute/."""
+    import glob
+    dirs: list[str] = []
+    if os.environ.get(REPORT_MODULE_ENV):
+        dirs.append(os.environ[REPORT_MODULE_ENV])
+    try:
+        exe = exe or ncu_path()
+    except NcuError:
+        exe = None
+    if exe:
+        for d in (os.path.dirname(os.path.abspath(exe)), os.path.dirname(os.path.realpath(exe))):
+            dirs.append(os.path.join(d, "extras", "python"))
+            parent = os.path.dirname(d)  # .../cuda/bin -> .../cuda/nsight-compute-2025.3.1/extras/python
+            dirs += sorted(glob.glob(os.path.join(parent, "nsight-compute*", "extras", "python")), reverse=True)
+    dirs += sorted(glob.glob("/opt/nvidia/nsight-compute/*/extras/python"), reverse=True)
+    seen, out = set(), []
+    for d in dirs:
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def report_module(exe: str | None = None):
+    """(ncu_report module, where it came from) or (None, why not)."""
+    import importlib
+    import sys
+    if REPORT_MODULE in sys.modules:
+        mod = sys.modules[REPORT_MODULE]
+        return mod, getattr(mod, "__file__", "already imported")
+    tried = []
+    for d in report_module_dirs(exe):
+        if not os.path.isfile(os.path.join(d, REPORT_MODULE + ".py")):
+            tried.append(d)
+            continue
+        sys.path.insert(0, d)
+        try:
+            mod = importlib.import_module(REPORT_MODULE)
+        except Exception as e:  # a native library that does not load here: say so, use the CSV
+            sys.path.remove(d)
+            sys.modules.pop(REPORT_MODULE, None)
+            return None, f"{d}/{REPORT_MODULE}.py did not import ({type(e).__name__}: {e})"
+        return mod, getattr(mod, "__file__", d)
+    return None, ("Nsight Compute's ncu_report module was not found (looked in " + ", ".join(tried or ["nothing"])
+                  + f"); set {REPORT_MODULE_ENV} to its extras/python folder")
+
+
+def _dims(action, prefix: str) -> str:
+    """'(x, y, z)' like the CSV's Grid Size / Block Size, from launch__grid_dim_x.. ('' if absent)."""
+    vals = []
+    try:
+        for ax in "xyz":
+            m = action.metric_by_name(f"{prefix}_{ax}")
+            if m is None:
+                return ""
+            vals.append(int(m.as_double()))
+    except Exception:  # the launch facts are a convenience, not a measurement
+        return ""
+    return "(" + ", ".join(map(str, vals)) + ")"
+
+
+def rows_from_report_module(report: str, module, metrics: list[str] | None = None) -> list[KernelRow]:
+    """The launches of a .ncu-rep report read with the ncu_report module: every action of every
+    range in order (the CSV's ID order), the `metrics` (default METRICS) each action holds, values
+    scaled to bytes / seconds / counts by their unit like the CSV's."""
+    if not os.path.isfile(report):
+        raise NcuError(f"no ncu report at {report}")
+    try:
+        ctx = module.load_report(str(report))
+    except Exception as e:
+        raise NcuError(f"ncu_report could not load {report}: {type(e).__name__}: {e}") from None
+    names = list(metrics or METRICS)
+    rows: list[KernelRow] = []
+    for ri in range(ctx.num_ranges()):
+        rng = ctx.range_by_idx(ri)
+        for ai in range(rng.num_actions()):
+            a = rng.action_by_idx(ai)
+            row = KernelRow(len(rows), str(a.name()), _dims(a, "launch__grid_dim"), _dims(a, "launch__block_dim"))
+            for name in names:
+                m = a.metric_by_name(name)
+                if m is None:
+                    continue
+                unit = m.unit() if hasattr(m, "unit") else ""
+                f, base = unit_scale(unit or "")
+                has = m.has_value() if hasattr(m, "has_value") else True
+                row.metrics[name] = float(m.as_double()) * f if has else None  # the CSV's "n/a"
+                row.units[name] = base
+            rows.append(row)
+    if not rows:
+        raise NcuError(f"the ncu report {report} holds no profiled launch")
+    return rows
+
+
+def read_report(report: str, *, reader: str = "csv", exe: str | None = None, options: set[str] | None = None,
+                metrics: list[str] | None = None) -> list[KernelRow]:
+    """The launches of a saved report: reader "csv" (`ncu --import ... --csv`, the same details page as a
+    live run) or "module" (ncu_report; NcuError naming why when it cannot be imported)."""
+    if reader == "csv":
+        return rows_from_report(report, exe=exe, options=options)
+    if reader == "module":
+        mod, why = report_module(exe)
+        if mod is None:
+            raise NcuError(f"cannot read {report} with the ncu_report module: {why}; use the csv reader")
+        return rows_from_report_module(report, mod, metrics)
+    raise ValueError(f"unknown report reader {reader!r}; allowed: {', '.join(REPORT_READERS)}")

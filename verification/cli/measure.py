@@ -22,6 +22,14 @@ def add_parser(sub):
                                    "$OUT/measurements.tar.gz\nErrors say how to fix: ncu not on PATH, counters not "
                                    "permitted (ERR_NVGPUCTRPERM), no GPU.")
     C.add_measure_args(p)
+    p.add_argument("--ncu-rep", action="store_true",
+                   help="keep ncu's own report of each group as raw/ncu_<stamp>_r<repeat>g<group>.ncu-rep beside the "
+                        "log (each record names its files under \"ncu_reports\"); open one with `ncu-ui <file>` or "
+                        "print it with `ncu --import <file> --page details`")
+    p.add_argument("--ncu-rep-reader", choices=("csv", "module"), default="csv",
+                   help="with --ncu-rep, how the metrics are read back from the report: csv = `ncu --import ... "
+                        "--csv` (default), module = Nsight Compute's ncu_report Python module (extras/python "
+                        "beside ncu; NCU_REPORT_PYTHON=<folder> if elsewhere)")
     p.set_defaults(fn=run)
 
 
@@ -47,7 +55,8 @@ def measure(a) -> dict:
         return M.measure_cases(cases, data_dir, command=C.command_line(a.argv), archive_old=a.archive_old,
                                per_case=a.ncu_per_case, ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
                                skip_timing=a.no_timing, bundle_to=a.bundle, echo=C.echo,
-                               repeats=a.repeats or 1)
+                               repeats=a.repeats or 1, keep_report=getattr(a, "ncu_rep", False),
+                               report_reader=getattr(a, "ncu_rep_reader", "csv"))
     except (N.NcuError, OutputExistsError) as e:
         raise C.UsageError(str(e)) from None
 
@@ -59,6 +68,8 @@ def _measure_random(a) -> dict:
     from .. import randomsets as RS
     if a.seed is None:
         raise C.UsageError("--random needs --seed S (the draw is a pure function of N and S)")
+    if getattr(a, "ncu_rep", False):
+        raise C.UsageError("--ncu-rep is for suite cases; random sets (--random) do not keep reports yet")
     try:
         return RS.measure_set(a.random, a.seed, label=a.set_label, repeats=a.repeats or RS.MIN_REPEATS, hw=a.hw,
                               data_dir=a.data_dir, model_commit=a.model_commit, bundle_to=a.bundle,
@@ -69,6 +80,8 @@ def _measure_random(a) -> dict:
 
 
 def run(a):
+    if getattr(a, "ncu_rep_reader", "csv") != "csv" and not a.ncu_rep:
+        raise C.UsageError("--ncu-rep-reader needs --ncu-rep (without a report there is only the CSV to read)")
     summary = measure(a)
     if a.json:
         C.print_json(summary)
