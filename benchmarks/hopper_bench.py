@@ -1,0 +1,171 @@
+"""Hopper forward (issue 9): exactness on the card, then TFLOP/s of every hopper schedule candidate beside
+our flash2 and SDPA's flash and cuDNN backends, in one run (the issue's table: bf16, B*N = 16k tokens,
+H*d = 2048, d in {64, 128}, causal or not, N in {4096, 16384}).
+
+    PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd]
+
+Per case, before any timing, every implementation's output is checked on two (batch, head) slices of
+rows (the first 128 and the last 256 query rows of the first and last head) against a float64
+reference of those rows, by the project's rule (kernels.testing.rule_tolerance: at most 2x the error of
+the same math in bf16, plus the rounding floor).  A candidate that fails is recorded as failing and not
+timed.  Timing: triton.testing.do_bench medians (events), FLOPs as the benchmarks count them (4*B*H*N^2*d,
+half when causal; 2.5x backward).  Writes DIR/hopper_bench.json (records + provenance + command) and
+prints a compact table.  Data only: no assertion on speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+#: hopper candidates per head dim: (block_m, block_n, num_warps, num_stages); num_warps 4 with >= 2 stages
+#: is the warp-specialised loop (12 warps), 8 warps the software-pipelined two-loop variant
+CANDIDATES = {
+    64: [(128, 128, 4, 2), (128, 64, 4, 2), (128, 128, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)],
+    128: [(128, 128, 4, 2), (128, 64, 4, 2), (128, 64, 4, 3), (128, 128, 8, 2), (128, 64, 8, 3)],
+}
+
+
+def _rows_check(name, o, q, k, v, causal, scale):
+    """(ok, kernel err, yardstick err, tol) on row slices of the first and last (batch, head)."""
+    import torch
+
+    from kernels.testing import rule_tolerance
+    B, H, N, d = q.shape
+    res = []
+    for b, h in ((0, 0), (B - 1, H - 1)):
+        rows = torch.cat([torch.arange(0, 128), torch.arange(N - 256, N)]).to(q.device)
+        qs, ks, vs = q[b, h, rows], k[b, h], v[b, h]
+        s64 = (qs.double() @ ks.double().T) * scale
+        sdt = (qs @ ks.T).float() * scale
+        if causal:
+            m = torch.arange(N, device=q.device)[None, :] > rows[:, None]
+            s64 = s64.masked_fill(m, float("-inf"))
+            sdt = sdt.masked_fill(m, float("-inf"))
+        ref = torch.softmax(s64, -1) @ vs.double()
+        naive = torch.softmax(sdt, -1).to(q.dtype) @ vs  # the same math in the input dtype
+        kerr = (o[b, h, rows].double() - ref).abs().max().item()
+        nerr = (naive.double() - ref).abs().max().item()
+        _, tol = rule_tolerance(ref, nerr, q.dtype)
+        res.append((kerr <= tol and math.isfinite(kerr), kerr, nerr, tol))
+    worst = max(res, key=lambda r: r[1] / r[3] if r[3] > 0 else float("inf"))
+    return all(r[0] for r in res), worst[1], worst[2], worst[3]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--budget-s", type=float, default=200.0, help="stop timing new cases after this long")
+    ap.add_argument("--bwd", action="store_true", help="also time flash2 / SDPA backward (issue 7's re-check)")
+    ap.add_argument("--seqs", default="4096,16384")
+    ap.add_argument("--head-dims", default="64,128")
+    ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
+    args = ap.parse_args(argv)
+    import torch
+    import triton
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import kernels
+    from kernels.device_info import provenance
+    from kernels.testing import make_inputs
+    from memsim.io import write_json
+    from memsim.schedule import Schedule
+
+    t_start = time.time()
+    cands = CANDIDATES if args.candidates is None else {int(k): [tuple(x) for x in v]
+                                                          for k, v in json.loads(args.candidates).items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    dev = "cuda"
+    sdpa = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION}
+    for d in [int(x) for x in args.head_dims.split(",")]:
+        for causal in (False, True):
+            for N in [int(x) for x in args.seqs.split(",")]:
+                if time.time() - t_start > args.budget_s:
+                    print(f"budget spent: skipping d={d} causal={causal} N={N}", flush=True)
+                    continue
+                B, H = 16384 // N, 2048 // d
+                q, k, v, do = make_inputs(B, H, H, N, N, d, "bf16", dev, seed=1000 + d + N + causal)
+                p = kernels.problem_for(q, k, v, causal=causal)
+                flops = p.nominal_flops("fwd")
+                runs = {}
+                for bm, bn, w, st in cands.get(d, []):
+                    runs[f"hopper {bm}x{bn} w{w} s{st}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+                runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
+                for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
+                    rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype="bf16", batch=B,
+                               heads=H, seq=N, head_dim=d, causal=causal, **{"pass": "fwd"})
+                    try:
+                        if s is not None:
+                            fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
+                        else:
+                            def fn(be=sdpa[name]):
+                                with sdpa_kernel(be):
+                                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                        t0 = time.time()
+                        o = fn()
+                        torch.cuda.synchronize()
+                        rec["first_call_s"] = round(time.time() - t0, 2)
+                        ok, kerr, nerr, tol = _rows_check(name, o, q, k, v, causal, p.scale)
+                        rec.update(exact=ok, max_err=kerr, same_dtype_err=nerr, tol=tol)
+                        if ok:
+                            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
+                            rec.update(ms=ms, tflops=flops / ms / 1e9)
+                    except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
+                        rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+                    records.append(rec)
+                    print(json.dumps(rec), flush=True)
+                if args.bwd:
+                    for name in ("flash2", "sdpa_flash", "sdpa_cudnn"):
+                        rec = dict(impl=name, variant=name, dtype="bf16", batch=B, heads=H, seq=N, head_dim=d,
+                                   causal=causal, **{"pass": "bwd"})
+                        try:
+                            if name == "flash2":
+                                fs = kernels.default_schedule(p, "flash2", "fwd", dev)
+                                bs = kernels.default_schedule(p, "flash2", "bwd", dev)
+                                rec["schedule"] = bs.to_dict()
+                                f = kernels.forward(p, fs, q, k, v)
+                                fn = lambda: kernels.backward(p, bs, q, k, v, f.o, do, f)  # noqa: E731
+                            else:
+                                qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
+                                with sdpa_kernel(sdpa[name]):
+                                    oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+                                fn = lambda oo=oo, qq=qq, kk=kk, vv=vv: torch.autograd.grad(  # noqa: E731
+                                    oo, (qq, kk, vv), do, retain_graph=True)
+                            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
+                            rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
+                        except Exception as e:
+                            rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+                        records.append(rec)
+                        print(json.dumps(rec), flush=True)
+                del q, k, v, do
+                torch.cuda.empty_cache()
+    cmd = "PYTHONPATH=. python benchmarks/hopper_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc = {"provenance": provenance(cmd), "flops": "4*B*H*N^2*d fwd (half when causal), 2.5x bwd",
+           "exactness": "row slices vs float64, kernels.testing.rule_tolerance", "records": records}
+    write_json(out / "hopper_bench.json", doc)
+    # compact table: best exact hopper candidate per case beside flash2 and SDPA
+    print("\n| pass | d | causal | N | best hopper (schedule) | flash2 | sdpa_flash | sdpa_cudnn | hopper/cuDNN |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    cases = sorted({(r["pass"], r["head_dim"], r["causal"], r["seq"]) for r in records})
+    for ps, d, c, n in cases:
+        rs = [r for r in records if (r["pass"], r["head_dim"], r["causal"], r["seq"]) == (ps, d, c, n)]
+        get = lambda impl: max((r.get("tflops") or 0 for r in rs if r["impl"] == impl), default=0)  # noqa: E731
+        hop = [r for r in rs if r["impl"] == "hopper" and r.get("tflops")]
+        best = max(hop, key=lambda r: r["tflops"]) if hop else None
+        cu = get("sdpa_cudnn")
+        print(f"| {ps} | {d} | {c} | {n} | {best['tflops']:.0f} ({best['variant'][7:]}) | " if best else
+              f"| {ps} | {d} | {c} | {n} | - | ", end="")
+        print(f"{get('flash2'):.0f} | {get('sdpa_flash'):.0f} | {cu:.0f} | "
+              f"{(best['tflops'] / cu if best and cu else float('nan')):.2f} |")
+    bad = [r["variant"] + f" d={r['head_dim']} c={r['causal']} N={r['seq']}" for r in records
+           if r.get("exact") is False or r.get("error")]
+    print("not exact / errors:", bad if bad else "none")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The hopper forward (kernels/hopper.py) against the float64 reference, by DESIGN.md's rule.
+
+Runs in Triton's CPU interpreter (TMA tensor descriptors are interpreted: out-of-bounds rows are
+zero-filled on load and dropped on store, as the copy engine does), and unchanged on a GPU.  Both
+loop variants are exercised: the warp-specialised one (num_warps 4, num_stages 2, fp16/bf16) and the
+software-pipelined two-loop one (any other schedule).  The GPU run of the same file is the H100
+exactness evidence (benchmarks/hopper_gpu.sh)."""
+import pytest
+import torch
+
+import kernels
+from kernels.hopper import check_tma_layout, warp_specialise
+from kernels.testing import (SHAPES, check_lse, check_rule, make_inputs, poisoned_allocations, seed_of,
+                             yardsticks)
+from memsim.schedule import Schedule
+
+
+def _run(shape, dtype, device, *, causal=False, align="top_left", blocks=(16, 16), ws=True, layout="contiguous",
+         scale=None, input_scale=1.0, grid_order="q_fastest", backward=False):
+    B, Hq, Hkv, Nq, Nkv, d = shape
+    q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device,
+                              seed_of("hopper", shape, dtype, causal, align, blocks, ws, layout, scale), layout,
+                              input_scale)
+    p = kernels.problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
+    # ws: num_warps 4 + 2 stages selects the warp-specialised loop; 1 stage the two-loop variant
+    s = Schedule("hopper", "fwd", blocks[0], blocks[1], 4, 2 if ws else 1, grid_order)
+    assert warp_specialise(p, s) == (ws and dtype != "fp32")
+    kw = dict(causal=causal, scale=scale, causal_align=align)
+    with poisoned_allocations():
+        res = kernels.forward(p, s, q, k, v)
+        grads = kernels.backward(p, kernels.default_schedule(p, "flash2", "bwd", device), q, k, v, res.o, do,
+                                 res) if backward else None
+    ref = kernels.reference(q, k, v, do=do if backward else None, **kw)
+    ys = yardsticks(q, k, v, do=do if backward else None, **kw)
+    check_rule("o", res.o, ref[0], dtype=dtype, **ys["o"])
+    check_lse(res.lse, ref[1])
+    if backward:
+        for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+            check_rule(name, g, gr, dtype=dtype, **ys[name])
+    return res
+
+
+MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
+@pytest.mark.parametrize("shape_id", ["n17", "n113_gqa", "q17_kv113", "q113_kv17_mqa", "q33_kv47_gqa"])
+@pytest.mark.parametrize("ws", [True, False], ids=["ws", "pipelined"])
+def test_hopper_shapes(ws, shape_id, mask, device):
+    dtype = ("fp16", "bf16")[(list(SHAPES).index(shape_id) + ws) % 2]
+    _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1], ws=ws)
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_hopper_head_dims(d, device):
+    _run((1, 2, 1, 33, 47, d), "bf16", device, causal=d != 64, blocks=(32, 16))
+
+
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 16)], ids=lambda b: f"{b[0]}x{b[1]}")
+@pytest.mark.parametrize("ws", [True, False], ids=["ws", "pipelined"])
+def test_hopper_blocks_and_fp32(ws, blocks, device):
+    _run((1, 1, 1, 77, 113, 16), "fp32" if not ws else "fp16", device, causal=True, align="bottom_right",
+         blocks=blocks, ws=ws)
+
+
+@pytest.mark.parametrize("layout", ["bnhd", "wide"])
+def test_hopper_strided_inputs(layout, device):
+    """Per-head descriptors take any 16-byte-multiple strides: a transposed (B, N, H, d) buffer, a slice."""
+    _run((2, 2, 1, 33, 40, 32), "fp16", device, layout=layout, causal=True)
+
+
+def test_hopper_fully_masked_rows_large_logits_heads_fastest(device):
+    res = _run((1, 2, 2, 50, 9, 16), "fp16", device, causal=True, align="bottom_right", input_scale=6.0,
+               scale=1.0, grid_order="heads_fastest")
+    assert (res.o[:, :, :41].float() == 0).all() and (res.lse[:, :, :41] == float("-inf")).all()
+
+
+def test_hopper_forward_pairs_with_flash2_backward(device):
+    """The saved lse is flash2's: kernels.backward with a flash2 schedule takes the hopper forward's result."""
+    _run((1, 2, 1, 40, 33, 32), "bf16", device, causal=True, backward=True)
+    q, k, v, _ = make_inputs(1, 2, 2, 24, 24, 16, "fp16", device, 7)
+    q.requires_grad_(True)
+    o = kernels.attention(q, k, v, is_causal=True, schedule=Schedule("hopper", "fwd", 16, 16, 4, 2))
+    o.float().sum().backward()
+    assert q.grad is not None and q.grad.isfinite().all()
+
+
+def test_tma_layout_is_checked():
+    buf = torch.zeros(1 * 2 * 16 * 16 + 1, dtype=torch.float16)
+    t = buf[1:].view(1, 2, 16, 16)  # 2-byte offset: not 16-byte aligned
+    with pytest.raises(ValueError, match=r"16-byte aligned start.*data_ptr\(\) % 16 = 2.*flash2"):
+        check_tma_layout("q", t)
+    odd = torch.zeros(1, 2, 16, 20, dtype=torch.float16)[..., :16]  # row stride 40 bytes
+    with pytest.raises(ValueError, match=r"stride\(2\) = 20 elements \(40 bytes\)"):
+        check_tma_layout("k", odd)
+    check_tma_layout("v", torch.zeros(1, 2, 16, 16, dtype=torch.float16))  # fine: nothing raised
