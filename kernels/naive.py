@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches, naive_rows_per_step
 
 from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2, strides3
 from ._tl import LOG2E, cvt, mma
@@ -246,9 +246,7 @@ def _prec(problem, schedule):
     return prec
 
 
-def _rows_per_step(seq_kv: int, block_m: int):
-    npow2 = next_pow2(seq_kv)
-    return max(1, min(block_m, 8192 // npow2)), npow2
+_rows_per_step = naive_rows_per_step  # one rule, in memsim.schedule (the model counts the same loop trips)
 
 
 def sp_torch_dtype(problem: AttentionProblem, schedule: Schedule):

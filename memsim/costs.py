@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from .calibration import Calibration
 from .hardware import Hardware
+from .local_memory import LocalMemory, local_memory
 
 #: registers are allocated per warp in multiples of 8 per thread (256 per warp) on sm_80/sm_90
 REG_ALLOC_UNIT = 8
@@ -50,8 +51,13 @@ class LaunchCost:
     #: local-memory bytes that reach L2 per loop iteration (tile) of one CTA: spill stores (writes), loads
     spill_l2_write_bytes_per_tile: int
     spill_l2_read_bytes_per_tile: int
+    #: where the spills live (memsim.local_memory): fractions of the spill L2 traffic that reach DRAM
+    spill_dram_write_fraction: float
+    spill_dram_read_fraction: float
     #: "compiled sm_90 table: <source>" or "assumed: preset regs_per_thread, no spills (not in table)"
     facts_source: str
+    #: the placement itself (None without spills)
+    local: LocalMemory | None = None
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -85,7 +91,7 @@ def ctas_per_sm(hw: Hardware, smem_per_cta: int, num_warps: int, regs_per_thread
 
 
 def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, schedule, smem_per_cta: int,
-                facts=None) -> LaunchCost:
+                facts=None, num_ctas: int | None = None) -> LaunchCost:
     """The cost figures of one launch (see module doc); `facts` overrides the table lookup."""
     f = facts if facts is not None else _lookup_facts(launch_name, problem, schedule)
     warps = schedule.num_warps
@@ -112,10 +118,20 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         lanes = min(hw.warp_issue_per_sm_per_cycle, warps * per_sm)
         issue = loop["instructions"] * warps / (lanes * clock)
     threads = warps * 32
+    local = None
+    reload_per_byte = cal.l2_read_per_spill_load_byte
+    if (st_b or ld_b) and f is not None and per_sm >= 1:
+        local = local_memory(hw, cal, local_bytes_per_thread=max(f.local_bytes_per_thread, 1), threads=threads,
+                             ctas_per_sm=per_sm, num_ctas=num_ctas or per_sm * hw.num_sms,
+                             smem_per_cta_bytes=f.shared_bytes if f.shared_bytes else smem_per_cta)
+        if local.reloads_reach_l2:
+            reload_per_byte = 1.0
     return LaunchCost(
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
         sec_per_flop=1.0 / cal.dot_flops_per_sm_s[problem.dtype], sec_per_exp=1.0 / cal.exp_per_sm_s,
         issue_s_per_tile=issue,
         spill_l2_write_bytes_per_tile=int(cal.l2_write_per_spill_store_byte * st_b * threads),
-        spill_l2_read_bytes_per_tile=int(cal.l2_read_per_spill_load_byte * ld_b * threads),
-        facts_source=src)
+        spill_l2_read_bytes_per_tile=int(reload_per_byte * ld_b * threads),
+        spill_dram_write_fraction=local.dram_write_fraction if local else 0.0,
+        spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
+        facts_source=src + (f"; {local.explain()}" if local else ""), local=local)

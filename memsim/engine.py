@@ -299,6 +299,9 @@ class LaunchStats:
     #: local-memory (register spill) bytes that reached L2, included in l2_read/l2_write_bytes
     spill_l2_read_bytes: int = 0
     spill_l2_write_bytes: int = 0
+    #: the part of them that reached DRAM (memsim.local_memory), included in dram_read/dram_write_bytes
+    spill_dram_read_bytes: int = 0
+    spill_dram_write_bytes: int = 0
     #: summed busy time of the SMs' dot/exp units (for the binding-limit report)
     sm_busy_s: float = 0.0
     time_s: float = 0.0
@@ -331,6 +334,8 @@ class LaunchModel:
         self.sec_per_exp = cost.sec_per_exp
         self.issue_s_per_tile = cost.issue_s_per_tile
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
+        self.spill_dram_wf = getattr(cost, "spill_dram_write_fraction", 0.0)
+        self.spill_dram_rf = getattr(cost, "spill_dram_read_fraction", 0.0)
         self.launch_overhead_s = launch_overhead_s
         #: L2 request merging: a read of a line another CTA requested less than merge_window_s earlier joins
         #: that request and never reaches the L2 tags (measured: verification calibrate, l2_merge); without
@@ -395,7 +400,8 @@ class LaunchModel:
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         spill = (sp_rd + sp_wr) > 0
-        s_rd = s_wr = 0
+        s_rd = s_wr = sd_rd = sd_wr = 0
+        sp_wf, sp_rf = self.spill_dram_wf, self.spill_dram_rf
         dependent = self.work.dependent_loop
         merge = self.merge
         window = self.merge_window
@@ -472,6 +478,14 @@ class LaunchModel:
                 s_rd += sp_r
                 s_wr += sp_w
                 sp_end = l2book(now, sp_r + sp_w)  # booked now: a link's calendar takes no bookings ahead
+                if sp_wf or sp_rf:
+                    # local memory that overflows the L2 (memsim.local_memory): write-backs and reload misses
+                    dr, dw = int(sp_r * sp_rf), int(sp_w * sp_wf)
+                    sd_rd += dr
+                    sd_wr += dw
+                    d_end = dbook(now, dr + dw)
+                    if sp_end < d_end:
+                        sp_end = d_end
                 if end < sp_end:
                     end = sp_end
             sm.free_at = end
@@ -493,6 +507,10 @@ class LaunchModel:
         st.l2_write_bytes += s_wr
         st.spill_l2_read_bytes += s_rd
         st.spill_l2_write_bytes += s_wr
+        st.spill_dram_read_bytes += sd_rd
+        st.spill_dram_write_bytes += sd_wr
+        st.dram_read_bytes += sd_rd
+        st.dram_write_bytes += sd_wr
         st.dram_read_bytes += d_rd
         st.dram_write_bytes += d_wr
         st.flops += fl

@@ -38,7 +38,7 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 
-from .schedule import AttentionProblem, Schedule, cdiv, kernel_launches
+from .schedule import AttentionProblem, Schedule, cdiv, kernel_launches, naive_rows_per_step
 
 GRAINS = ("auto", "tile", "run", "cta")
 #: default run length of the "run" grain (blocks per step), and the "auto" switch point from tile to run
@@ -146,7 +146,10 @@ def launch_loops(problem: AttentionProblem, schedule: Schedule, run_blocks: int)
             steps, tiles, acc = 1, 1, 3
         elif name in ("naive_softmax", "naive_bwd_ds"):
             k = 1 if name == "naive_softmax" else 2
-            steps, tiles = 2 * _nruns(0, nb, R), 2 * nb
+            # the kernel's loop trips (memsim.workloads._naive_rows): rows per trip from the kernels' rule
+            per_trip = naive_rows_per_step(p.seq_kv, s.block_m)[0]
+            steps = 2 * _nruns(0, nb, R)
+            tiles = sum(cdiv(min(s.block_m, p.seq_q - i * s.block_m), per_trip) for i in range(mb)) / mb
             acc = (k + 1) * _nruns(0, nb, R)
         elif name in ("naive_pv", "naive_bwd_dq"):
             steps, tiles = _nruns(0, nb, R), nb

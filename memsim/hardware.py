@@ -71,6 +71,10 @@ class Hardware:
     #: warp instructions the SM's schedulers issue per clock (4 schedulers, one each): the issue limit of a
     #: tile loop whose instruction count (kernels.sass) exceeds what its dots and exps take
     warp_issue_per_sm_per_cycle: float = 4.0
+    #: the SM's unified L1 data cache + shared memory (0: unknown; then spill reloads are assumed to hit L1)
+    l1_shared_per_sm_bytes: int = 0
+    #: the shared-memory carve-outs the driver can choose (bytes, ascending); the L1 keeps the rest
+    smem_carveouts_bytes: tuple = ()
     sources: dict = field(default_factory=dict, compare=False)
 
     # --- derived figures ------------------------------------------------------------
@@ -113,6 +117,7 @@ class Hardware:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["tensor_flops_per_sm_per_cycle"] = dict(self.tensor_flops_per_sm_per_cycle)
+        d["smem_carveouts_bytes"] = list(self.smem_carveouts_bytes)  # a TOML / JSON array
         return d
 
 
@@ -172,6 +177,7 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
     if d["cta_time_jitter"] >= 1:
         raise HardwareError(f"{origin}: cta_time_jitter must be below 1, got {d['cta_time_jitter']!r}")
     d["smem_reserved_per_block_bytes"] = int(d["smem_reserved_per_block_bytes"])
+    _check_l1(d, origin)
     tf = d["tensor_flops_per_sm_per_cycle"]
     if not isinstance(tf, dict):
         raise HardwareError(f"{origin}: tensor_flops_per_sm_per_cycle must be a table with keys {list(_DTYPES)}")
@@ -200,6 +206,27 @@ def hardware_from_dict(d: dict, origin: str = "<dict>") -> Hardware:
     for k in required:
         sources.setdefault(k, f"from {origin}")
     return Hardware(**d, sources=sources)
+
+
+def _check_l1(d: dict, origin: str) -> None:
+    """The unified L1/shared size and the carve-outs: both given or neither, carve-outs ascending and within it."""
+    l1 = d.get("l1_shared_per_sm_bytes", 0)
+    cv = d.get("smem_carveouts_bytes", ())
+    if isinstance(l1, float) and l1.is_integer():
+        l1 = int(l1)
+    if isinstance(l1, bool) or not isinstance(l1, int) or l1 < 0:
+        raise HardwareError(f"{origin}: l1_shared_per_sm_bytes must be a non-negative integer (0 = unknown), got {l1!r}")
+    if not isinstance(cv, (list, tuple)) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in cv):
+        raise HardwareError(f"{origin}: smem_carveouts_bytes must be a list of non-negative integers (bytes), got {cv!r}")
+    cv = tuple(cv)
+    if list(cv) != sorted(set(cv)):
+        raise HardwareError(f"{origin}: smem_carveouts_bytes must be strictly ascending, got {list(cv)}")
+    if bool(l1) != bool(cv):
+        raise HardwareError(f"{origin}: give both l1_shared_per_sm_bytes and smem_carveouts_bytes, or neither")
+    if cv and (cv[-1] > l1 or cv[-1] < d["smem_per_sm_bytes"]):
+        raise HardwareError(f"{origin}: the largest carve-out ({cv[-1]}) must lie between smem_per_sm_bytes "
+                            f"({d['smem_per_sm_bytes']}) and l1_shared_per_sm_bytes ({l1})")
+    d["l1_shared_per_sm_bytes"], d["smem_carveouts_bytes"] = l1, cv
 
 
 def _check_sources(sources: dict, origin: str) -> None:

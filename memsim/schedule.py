@@ -65,6 +65,13 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def naive_rows_per_step(seq_kv: int, block_m: int) -> tuple[int, int]:
+    """(rows, npow2): the naive row kernels (softmax, bwd dS) hold `rows` whole rows of next_pow2(seq_kv)
+    columns in registers per loop trip (at most 8192 values per CTA), block_m / rows trips per CTA."""
+    npow2 = 1 << max(0, (seq_kv - 1).bit_length())
+    return max(1, min(block_m, 8192 // npow2)), npow2
+
+
 def _is_pow2(x: int) -> bool:
     return x > 0 and x & (x - 1) == 0
 

@@ -172,7 +172,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         if k_ev > 1 or fold > 1:
             work = CtaBatches(work, k_ev, fold, launch=real_launches[li], true_num_ctas=real_launches[li].num_ctas,
                               head_scale=fold_scale(problem, fold, work.launch) if fold > 1 else None)
-        cost = launch_cost(hw, cal, work.name, problem, schedule, smem, facts=(compiled_facts or {}).get(work.name))
+        cost = launch_cost(hw, cal, work.name, problem, schedule, smem, facts=(compiled_facts or {}).get(work.name),
+                           num_ctas=real_launches[li].num_ctas)
         if cost.ctas_per_sm < 1:
             raise ScheduleError(
                 f"{schedule.algorithm} {schedule.phase}: a CTA of {work.name} cannot be resident on {hw.name}: "
@@ -211,6 +212,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         k.update(num_ctas=st.num_ctas, grid=list(work.launch.grid), ctas_per_sm=st.ctas_per_sm,
                  occupancy_limit=st.occupancy_limit, regs_per_thread=cost.regs_per_thread,
                  spill_l2_read_bytes=st.spill_l2_read_bytes, spill_l2_write_bytes=st.spill_l2_write_bytes,
+                 spill_dram_read_bytes=st.spill_dram_read_bytes, spill_dram_write_bytes=st.spill_dram_write_bytes,
                  compiled_facts=cost.facts_source, l2_dirty_at_end_bytes=dirty,
                  bounds_s=bounds, binding_limit=limit, binding_share=share,
                  tiles=st.tiles, sim_steps=st.steps)

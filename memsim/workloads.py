@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .algorithms import spec_for
-from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError, cdiv, kernel_launches
+from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError, cdiv, kernel_launches, naive_rows_per_step
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
 Step = list     # [reads, writes, flops, exps, tiles]
@@ -319,17 +319,23 @@ def _naive_matmul_tile(c: _Ctx, co: dict, a, b, out_name) -> list:
 
 
 def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
+    """CTA per row block: whole rows in registers, `naive_rows_per_step` rows per loop trip.  The CTA's loop
+    makes cdiv(rows, rows_per_trip) trips; the read steps carry them (in proportion to their columns), so the
+    per-trip costs (issue limit, spills) count the kernel's own loop, not the model's column blocks."""
     i, h = co["row_block"], co["bh"]
     rows = c.Q.rows_in(i, i + 1)
+    per_trip, _ = naive_rows_per_step(c.p.seq_kv, c.bm)
+    trips = cdiv(rows, per_trip)
     steps = []
     for j0, j1 in _runs(0, c.nb, c.R):
         reads = []
         for n in in_names:
             reads += c.sp_tensor(n, i).range((h, i), j0, j1)
-        steps.append([reads, [], 0, exps_per_elem * rows * c.K.rows_in(j0, j1), j1 - j0])
+        cols = c.K.rows_in(j0, j1)
+        steps.append([reads, [], 0, exps_per_elem * rows * cols, trips * cols / c.p.seq_kv])
     out = c.sp_tensor(out_name, i)
     for j0, j1 in _runs(0, c.nb, c.R):
-        steps.append([[], out.range((h, i), j0, j1), 0, 0, j1 - j0])
+        steps.append([[], out.range((h, i), j0, j1), 0, 0, 0])
     return steps
 
 

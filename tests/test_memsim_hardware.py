@@ -75,6 +75,10 @@ def test_full_user_file_roundtrip(tmp_path):
     ('extends = "h100-sxm"\n[tensor_flops_per_sm_per_cycle]\nfp8 = 1\n', "fp8"),
     ('extends = "h100-sxm"\nnum_sms = "many"\n', "num_sms"),
     ('name = "x"\nnum_sms = 4\n', "missing key"),
+    ('extends = "h100-sxm"\nsmem_carveouts_bytes = [0, 65536, 32768]\n', "ascending"),   # carve-outs out of order
+    ('extends = "h100-sxm"\nsmem_carveouts_bytes = [0, 65536]\n', "largest carve-out"),  # below smem per SM
+    ('extends = "h100-sxm"\nl1_shared_per_sm_bytes = 0\n', "or neither"),              # one without the other
+    ('extends = "h100-sxm"\nl1_shared_per_sm_bytes = -5\n', "l1_shared_per_sm_bytes"),
     ('this is not toml', "TOML"),
     ('extends = "nope"\n', "nope"),
 ])

@@ -1,0 +1,107 @@
+"""Where spills live (memsim.local_memory): L1 beside the shared-memory carve-out, then the L2, then DRAM."""
+from __future__ import annotations
+
+import pytest
+
+import memsim
+from memsim.calibration import calibration_for
+from memsim.local_memory import carveout_bytes, l1_data_bytes, local_memory
+
+KB, MB = 1024, 1 << 20
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return memsim.load_hardware("h100-sxm")
+
+
+@pytest.mark.parametrize("smem, ctas, want_kb", [
+    (0, 8, 0),            # no shared memory: the whole 256 KB is L1
+    (32 * KB, 2, 100),    # 2 x (32 + 1) KB = 66 KB -> the 100 KB carve-out
+    (32 * KB, 1, 64),     # 33 KB -> 64 KB
+    (147968, 1, 164),     # flash2 fp32 d128 (set B case 011) -> 164 KB, 92 KB of L1 left
+    (200 * KB, 1, 228),   # the largest carve-out
+])
+def test_carveout_is_the_smallest_that_holds_the_resident_ctas(h100, smem, ctas, want_kb):
+    got = carveout_bytes(h100, smem, ctas)
+    assert got == want_kb * KB, f"smem {smem} x {ctas} CTAs: carve-out {got / KB} KB, want {want_kb} KB"
+    assert l1_data_bytes(h100, smem, ctas) == 256 * KB - want_kb * KB
+
+
+def test_unknown_l1_means_reloads_stay_in_l1(h100):
+    a100_like = h100.with_overrides(l1_shared_per_sm_bytes=0, smem_carveouts_bytes=[])
+    lm = local_memory(a100_like, calibration_for(a100_like), local_bytes_per_thread=8192, threads=256,
+                      ctas_per_sm=1, num_ctas=132, smem_per_cta_bytes=0)
+    assert l1_data_bytes(a100_like, 0, 1) == 0
+    assert not lm.reloads_reach_l2
+
+
+@pytest.mark.parametrize("local_b, threads, per_sm, ctas, reach", [
+    (64, 128, 4, 528, False),     # the calibration's spilling point: 32 KB per SM, reloads hit L1
+    (6224, 256, 1, 100, True),    # set B case 011: 1.5 MB per SM
+    (2048, 32, 2, 264, False),    # 128 KB per SM fits a 256 KB L1 (no shared memory)
+    (2048, 32, 8, 1056, True),    # 512 KB per SM does not
+])
+def test_reloads_reach_l2_when_the_sm_footprint_exceeds_l1(h100, local_b, threads, per_sm, ctas, reach):
+    lm = local_memory(h100, calibration_for(h100), local_bytes_per_thread=local_b, threads=threads,
+                      ctas_per_sm=per_sm, num_ctas=ctas, smem_per_cta_bytes=0)
+    assert lm.footprint_per_sm_bytes == min(per_sm, ctas) * threads * local_b
+    assert lm.reloads_reach_l2 is reach, lm.explain()
+
+
+def test_dram_fractions_follow_the_gpu_footprint(h100):
+    cal = calibration_for(h100)
+    assert cal.l2_dirty_bytes, "the H100 calibration has a dirty capacity"
+    fr = []
+    for per_sm in (1, 2, 4, 8):
+        lm = local_memory(h100, cal, local_bytes_per_thread=2048, threads=32, ctas_per_sm=per_sm,
+                          num_ctas=per_sm * h100.num_sms, smem_per_cta_bytes=0)
+        assert lm.footprint_bytes == per_sm * h100.num_sms * 32 * 2048
+        want_w = max(0.0, 1 - cal.l2_dirty_bytes / lm.footprint_bytes)
+        assert lm.dram_write_fraction == pytest.approx(want_w), lm.explain()
+        fr.append(lm.dram_write_fraction)
+    assert fr[0] == fr[1] == 0.0 and fr == sorted(fr) and fr[-1] > 0.5, f"write-back fractions {fr}"  # 8.6, 17, 35, 69 MB
+
+
+def test_only_resident_ctas_count(h100):
+    cal = calibration_for(h100)
+    few = local_memory(h100, cal, local_bytes_per_thread=4096, threads=256, ctas_per_sm=2, num_ctas=10,
+                       smem_per_cta_bytes=0)
+    many = local_memory(h100, cal, local_bytes_per_thread=4096, threads=256, ctas_per_sm=2, num_ctas=100000,
+                        smem_per_cta_bytes=0)
+    assert few.footprint_bytes == 10 * 256 * 4096
+    assert many.footprint_bytes == 2 * h100.num_sms * 256 * 4096
+
+
+@pytest.mark.parametrize("kw", [dict(local_bytes_per_thread=-1), dict(threads=0), dict(ctas_per_sm=0),
+                                dict(num_ctas=0)])
+def test_bad_arguments_are_refused(h100, kw):
+    args = dict(local_bytes_per_thread=64, threads=128, ctas_per_sm=1, num_ctas=1, smem_per_cta_bytes=0)
+    args.update(kw)
+    with pytest.raises(ValueError, match="local_memory"):
+        local_memory(h100, calibration_for(h100), **args)
+
+
+def test_engine_sends_overflowing_spills_to_dram():
+    """A spilling flash2 launch whose resident local memory overflows the L2 gets DRAM traffic from its
+    spills; the same launch with a footprint under the dirty capacity gets none."""
+    from memsim.compiled import CompiledFacts
+    from memsim.schedule import AttentionProblem, Schedule
+    hw = memsim.load_hardware("h100-sxm")
+    p = AttentionProblem(batch=1, heads_q=8, heads_kv=8, seq_q=2048, seq_kv=2048, head_dim=64, dtype="fp16")
+    s = Schedule("flash2", "fwd", block_m=64, block_n=64, num_warps=4, num_stages=2)
+    loop = {"instructions": 100, "mma": 8, "mufu": 8, "memory": 10, "local": 4, "label": ".L",
+            "local_store_bytes": 256, "local_load_bytes": 256}
+
+    def run(local_b):
+        f = CompiledFacts(launch="flash2_fwd", regs_per_thread=255, spill_store_bytes=local_b,
+                          spill_load_bytes=local_b, local_bytes_per_thread=local_b, shared_bytes=32 * KB,
+                          num_warps=4, num_stages=2, source="test", loop=loop)
+        r = memsim.simulate(p, s, hw, compiled_facts={"flash2_fwd": f}).to_dict()
+        return r["kernels"][0]
+
+    small, big = run(256), run(64 * KB)
+    assert small["spill_dram_write_bytes"] == 0 and small["spill_l2_write_bytes"] > 0
+    assert big["spill_dram_write_bytes"] > 0.5 * big["spill_l2_write_bytes"], big["compiled_facts"]
+    assert big["dram_write_bytes"] >= big["spill_dram_write_bytes"]
+    assert big["time_s"] > small["time_s"]
