@@ -188,9 +188,12 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if clk:
         kw["sm_clock_Hz"] = _median(clk)
     for fact, rule in (("l2_writeback", l2_from_writeback), ("l2_merge", merge_from),
-                       ("dependent_loop", dependent_loop_from), ("spills", spills_from)):
+                       ("dependent_loop", dependent_loop_from)):
         if facts.get(fact):
             kw.update(rule(facts[fact]))
+    if facts.get("spills"):
+        kw.update(spills_from(facts["spills"], num_sms=hw.num_sms,
+                              l1_bytes_per_sm=getattr(hw, "l1_shared_per_sm_bytes", 0) or None))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
@@ -289,12 +292,15 @@ def dependent_loop_from(points: list) -> dict:
     return out
 
 
-def spills_from(points: list) -> dict:
-    """L2 traffic per static spill byte from the spilling microbenchmark points.
+def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: int | None = None) -> dict:
+    """L2 traffic per static spill byte from the spilling microbenchmark points, where local memory fits in L1.
 
     Each point: the compiled kernel's spilled bytes per thread (``compiled.local_bytes_per_thread``), its
     threads, iterations and CTAs, and ncu's local-memory and L2 bytes.  Stores: L2 write bytes beyond the
     global stores; loads: L2 read bytes beyond the global loads (H100: stores all reach L2, loads hit L1).
+    Only points whose resident local footprint per SM (CTAs per SM x threads x local bytes, one wave) fits in
+    the unified L1 (`l1_bytes_per_sm`; None: every point) are used: beyond it, loads miss L1 (the 22:25 run's
+    1-warp points at 4-8 CTAs per SM, 95 KB each) -- a capacity mechanism, not a per-byte constant.
     """
     w, r_ = [], []
     for r in points:
@@ -302,6 +308,10 @@ def spills_from(points: list) -> dict:
         per_thread = c.get("local_bytes_per_thread") or 0
         if per_thread <= 0:
             continue
+        if l1_bytes_per_sm and num_sms:
+            per_sm = -(-r["ctas"] // num_sms)
+            if per_sm * 32 * r["num_warps"] * per_thread > l1_bytes_per_sm:
+                continue
         issued = per_thread * 32 * r["num_warps"] * r["n_iter"] * r["ctas"]
         w.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / issued)
         r_.append(max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / issued)
