@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One device call for issue 9 (hopper forward): environment, the exactness tests on the card
-# (tests/test_kernels_hopper.py, the same file CI runs in the interpreter, here compiled for the GPU: the
-# warp-specialised and the pipelined variants), then benchmarks/hopper_bench.py (row-slice exactness gate
-# + TFLOP/s of the hopper candidates beside flash2, SDPA flash and SDPA cuDNN; flash2/SDPA backward too,
-# issue 7's re-check).  Everything lands in $OUT: env.txt, pytest_hopper.log, hopper_bench.{json,log}.
+# One device call for issue 9 (hopper forward): environment, benchmarks/hopper_bench.py (row-slice
+# exactness gate on O and lse + TFLOP/s of the hopper candidates beside flash2, SDPA flash and SDPA cuDNN;
+# BENCH_ARGS=--bwd adds the flash2/SDPA backward, issue 7's re-check), the exactness tests on the card
+# (tests/test_kernels_hopper.py, the file CI runs in the interpreter, here compiled for the GPU), and one
+# ncu profile of the d=128 N=16k forward (hopper vs flash2).  Everything lands in $OUT: env.txt,
+# hopper_bench.{json,log}, pytest_hopper.log, ncu_fwd_d128.csv.
 #
 #   run(command="bash benchmarks/hopper_gpu.sh", timeout_s=330)      ($OUT is set by the device tool)
 set -uo pipefail
@@ -15,9 +16,14 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
   echo "git: $(git rev-parse HEAD 2>/dev/null || echo 'no git history on this machine')"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
   python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())"
+  ncu --version 2>&1 | tail -1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${BENCH_TIMEOUT_S:-200}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-150}" ${BENCH_ARGS:---bwd} \
-  2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{' 
-timeout "${TEST_TIMEOUT_S:-100}" python -m pytest -q -p no:cacheprovider tests/test_kernels_hopper.py 2>&1 | tee "$OUT/pytest_hopper.log" | tail -5
+timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
+  2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
+timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider tests/test_kernels_hopper.py 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
+timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
+  --section ComputeWorkloadAnalysis --section LaunchStats --section Occupancy -k 'regex:_hopper_fwd|_flash2_fwd' -s 1 -c 2 \
+  python benchmarks/hopper_ncu.py --d 128 --n 16384 --impls hopper:128,128,4,2 flash2 > "$OUT/ncu_fwd_d128.csv" 2> "$OUT/ncu.err"
+echo "ncu rc=$? lines=$(wc -l < "$OUT/ncu_fwd_d128.csv")"; tail -3 "$OUT/ncu.err"
 echo "--- table"; sed -n '/^| pass/,$p' "$OUT/hopper_bench.log"

@@ -6,7 +6,7 @@ What it takes from FlashAttention-3 (as far as plain `triton.language` 3.6 reach
     ragged tail is clipped by the copy engine at that head's last row -- nothing of the next head is
     read -- and O is stored through a descriptor too.  The descriptors live in a small global scratch
     (4 x 128 bytes per CTA) that `triton.set_allocator` provides;
-  * ``WARP_SPEC`` (num_warps 4, num_stages >= 2, fp16/bf16): the K/V loop is
+  * ``WARP_SPEC`` (num_warps 4, num_stages 2, fp16/bf16): the K/V loop is
     `tl.range(..., warp_specialize=True)`; Triton 3.6's Hopper partitioner turns the CTA into a producer
     warpgroup that only issues the TMA loads and two consumer warpgroups (64 Q rows each) that run the
     matmuls and the softmax, handing buffers over through mbarriers, with setmaxnreg moving registers
@@ -48,7 +48,7 @@ DESCRIPTORS_PER_CTA = 4
 
 
 @triton.jit
-def _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+def _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, rel_m, offs_n, hi, SEQ_KV, qk_scale2, diag,
                    BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, MASK_COLS: tl.constexpr, PREC: tl.constexpr):
     """All K/V blocks [0, hi) of one Q block in ONE warp-specialised loop.  Triton 3.6's Hopper
     partitioner (a producer warpgroup that issues the TMA loads, two consumer warpgroups of 64 rows
@@ -61,13 +61,14 @@ def _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, hi, SEQ_KV,
         k = k_desc.load([start_n, 0])
         s = mma(q, tl.trans(k), PREC)
         if MASK_COLS or CAUSAL:
-            cols = start_n + offs_n
+            # column c = start_n + offs_n is visible from row r = start_m + rel_m when c <= r + offset,
+            # i.e. offs_n - rel_m <= diag - start_n (diag = start_m + offset, a scalar)
             if MASK_COLS:
-                visible = cols[None, :] < SEQ_KV
+                visible = offs_n[None, :] < SEQ_KV - start_n
                 if CAUSAL:
-                    visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
+                    visible = visible & (offs_n[None, :] - rel_m[:, None] <= diag - start_n)
             else:
-                visible = cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET
+                visible = offs_n[None, :] - rel_m[:, None] <= diag - start_n
             s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
         if CAUSAL:
@@ -135,7 +136,12 @@ def _hopper_fwd(Q, K, V, O, LSE,
     hkv = (h // GROUP).to(tl.int64)
     h = h.to(tl.int64)
     start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    # row indices: rel_m (0..BLOCK_M) relative to the tile plus the scalar start_m.  The warp-specialised
+    # path never forms start_m + arange: Triton 3.6's Hopper data partitioner, splitting the 128 rows over
+    # two consumer warpgroups, rewrites that sum as (start_m + 64) + arange(64, 128) in the second one --
+    # rows 64 too far (seen in the sm_90a TTGIR; it made the causal mask and the lse rows wrong on the H100)
+    rel_m = tl.arange(0, BLOCK_M)
+    offs_m = start_m + rel_m
     offs_n = tl.arange(0, BLOCK_N)
 
     # one 2-D descriptor per (tensor, head): [rows, d] with the head's row stride; the copy engine
@@ -165,8 +171,9 @@ def _hopper_fwd(Q, K, V, O, LSE,
         hi = SEQ_KV
         full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
     if WARP_SPEC:
-        acc, l_i, m_i = _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, hi, SEQ_KV, qk_scale2,
-                                       CAUSAL_OFFSET, BLOCK_N=BLOCK_N, CAUSAL=CAUSAL, MASK_COLS=MASK_COLS, PREC=PREC)
+        acc, l_i, m_i = _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, rel_m, offs_n, hi, SEQ_KV, qk_scale2,
+                                       start_m + CAUSAL_OFFSET, BLOCK_N=BLOCK_N, CAUSAL=CAUSAL, MASK_COLS=MASK_COLS,
+                                       PREC=PREC)
     else:
         acc, l_i, m_i = _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, 0, full_end, SEQ_KV,
                                     qk_scale2, CAUSAL_OFFSET, BLOCK_N=BLOCK_N, MASKED=False, CAUSAL=CAUSAL,
@@ -182,7 +189,7 @@ def _hopper_fwd(Q, K, V, O, LSE,
     o = acc / l_safe[:, None]
     lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
     o_desc.store([start_m, 0], cvt(o, O.dtype.element_ty, PREC))
-    tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
+    tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + start_m + rel_m, lse, mask=rel_m < SEQ_Q - start_m)
 
 
 # --- launcher --------------------------------------------------------------------------------------
@@ -213,9 +220,9 @@ def warp_specialise(problem: AttentionProblem, schedule: Schedule) -> bool:
     """Whether the K/V loop is the warp-specialised one (`memsim.algorithms_hopper.warp_specialised`,
     which the SRAM formula reads too): 2-byte dtypes, num_warps = 4 (one consumer warpgroup's worth:
     Triton 3.6's Hopper partitioner then runs a producer warpgroup and two 64-row consumer warpgroups,
-    12 warps in all; with 8 it leaves the loop alone) and num_stages >= 2 (the producer needs buffers
-    to run ahead in).  Otherwise the two-loop software-pipelined variant runs.  The interpreter runs
-    whichever the schedule picks (both are tested there)."""
+    12 warps in all; with 8 it leaves the loop alone) and num_stages = 2 (3 compiled but gave NaN on the
+    H100).  Otherwise the two-loop software-pipelined variant runs.  The interpreter runs whichever the
+    schedule picks (both are tested there)."""
     return warp_specialised(problem, schedule)
 
 

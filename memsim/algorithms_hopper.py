@@ -26,8 +26,10 @@ _FP32 = "fp32: flash2's fp32 tiles (ieee dots; the software-pipelined variant, n
 
 def warp_specialised(p: AttentionProblem, s: Schedule) -> bool:
     """Whether the schedule runs the warp-specialised loop (kernels.hopper.warp_specialise says the same):
-    a 2-byte dtype, num_warps = 4 and num_stages >= 2."""
-    return s.num_stages >= 2 and s.num_warps == 4 and p.dtype in _TWO_BYTE
+    a 2-byte dtype, num_warps = 4 and num_stages = 2.  Three buffers compiled but returned NaN on the H100
+    (Triton 3.6's Hopper partitioner; benchmarks/results/hopper-h100-2026-11-25.md), so other stage
+    counts run the software-pipelined variant."""
+    return s.num_stages == 2 and s.num_warps == 4 and p.dtype in _TWO_BYTE
 
 
 def _hopper_fwd_sram(p: AttentionProblem, s: Schedule) -> int:
@@ -72,7 +74,7 @@ hopper, fwd -- one launch ``hopper_fwd``, one CTA per (Q block, batch*head_q):
     flash2_fwd's tiles, moved by the tensor-memory accelerator (TMA).
     Q_i (rows x d x e) loaded once and kept in SRAM; for each K/V block j that
     is not fully masked: K_j, V_j (cols x d x e each) loaded by TMA (with
-    num_warps 4 and num_stages >= 2 by a producer warpgroup, num_stages ahead
+    num_warps 4 and num_stages 2 by a producer warpgroup, up to 2 tiles ahead
     of two consumer warpgroups); O_i (rows x d x e) stored once by TMA, the
     logsumexp (rows x 4) once.  TMA clips every tile at its head's last row,
     so ragged edges move only the rows that exist: the global bytes are

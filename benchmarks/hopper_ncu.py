@@ -1,0 +1,38 @@
+"""One forward launch of each implementation named on the command line, for ncu (issue 9's "what limits
+speed"): bf16, B*N = 16k, H*d = 2048.
+
+    ncu --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis \
+        -k regex:'_hopper_fwd|_flash2_fwd' python benchmarks/hopper_ncu.py --d 128 --n 16384 \
+        --impls hopper:128,128,4,2 flash2
+"""
+import argparse
+
+import torch
+
+import kernels
+from kernels.testing import make_inputs
+from memsim.schedule import Schedule
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--d", type=int, default=128)
+    ap.add_argument("--n", type=int, default=16384)
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--impls", nargs="+", default=["hopper:128,128,4,2", "flash2"])
+    a = ap.parse_args()
+    B, H = 16384 // a.n, 2048 // a.d
+    q, k, v, _ = make_inputs(B, H, H, a.n, a.n, a.d, "bf16", "cuda", 1)
+    p = kernels.problem_for(q, k, v, causal=a.causal)
+    for spec in a.impls:
+        alg, _, tiles = spec.partition(":")
+        s = (Schedule(alg, "fwd", *(int(x) for x in tiles.split(","))) if tiles
+             else kernels.default_schedule(p, alg, "fwd", "cuda"))
+        for _ in range(2):  # the first call compiles; ncu -k/-c pick the launches
+            kernels.forward(p, s, q, k, v)
+        torch.cuda.synchronize()
+        print(spec, s)
+
+
+if __name__ == "__main__":
+    main()
