@@ -5,6 +5,8 @@ local processes and on a local Dask cluster; writes JSON (never asserts a time).
 
 efficiency = (serial seconds / parallel seconds) / workers.  The points: flash2 forward on small problems over
 an L2-size x DRAM-bandwidth x sequence-length grid (hardware keys as axes), so each point is a real simulation.
+The machine may be shared: every run also records the CPU seconds other processes took meanwhile (/proc/stat)
+and the load average, and serial and parallel runs alternate (--repeats) so both see the same load.
 """
 from __future__ import annotations
 
@@ -34,11 +36,107 @@ def spec_for(points: int):
                      hardware="h100-sxm"), n
 
 
-def timed(spec, **kw) -> tuple[float, int]:
+def _proc_stat() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat; (0, 0) where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - v[3] - v[4]) / hz, sum(v) / hz  # busy = all but idle and iowait
+
+
+def _our_cpu() -> dict:
+    import resource
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"user_s": a.ru_utime + b.ru_utime, "sys_s": a.ru_stime + b.ru_stime}
+
+
+def _traced_batch(spec_dict, batch):
+    """memsim.sweep.run_batch that also notes (worker pid, start, end, CPU seconds) on its first row."""
+    from memsim.sweep import evaluate
+    t0, c0 = time.monotonic(), time.process_time()
+    rows = [evaluate(spec_dict, i, v) for i, v in batch]
+    if rows:
+        rows[0]["_trace"] = (os.getpid(), t0, time.monotonic(), time.process_time() - c0)
+    return rows
+
+
+def busy_fractions(rows, t_start: float, t_end: float, workers: int) -> dict:
+    """From the batch traces: how much of the run each worker spent inside tasks (the rest is start-up,
+    waiting for a task, or idling at the end while another worker finishes)."""
+    per: dict = {}
+    for r in rows:
+        tr = r.pop("_trace", None)
+        if tr:
+            pid, a, b, cpu = tr
+            w = per.setdefault(pid, {"busy_s": 0.0, "cpu_s": 0.0, "first_s": a - t_start, "last_end_s": b - t_start,
+                                     "tasks": 0})
+            w["busy_s"] += b - a
+            w["cpu_s"] += cpu
+            w["tasks"] += 1
+            w["first_s"] = min(w["first_s"], a - t_start)
+            w["last_end_s"] = max(w["last_end_s"], b - t_start)
+    wall = t_end - t_start
+    return {"wall_s": wall, "workers": per,
+            "busy_fraction": sum(w["busy_s"] for w in per.values()) / (workers * wall) if per else None,
+            "start_gap_s": max((w["first_s"] for w in per.values()), default=None),
+            "end_gap_s": wall - min((w["last_end_s"] for w in per.values()), default=wall)}
+
+
+def timed(spec, trace=False, **kw) -> dict:
+    """One run: wall seconds, rows, and the CPU it took (ours: this process and its finished children;
+    others': the machine's busy CPU over the run minus ours, i.e. what other users took meanwhile)."""
     from memsim.sweep import run_sweep
+    busy0, _ = _proc_stat()
+    c0 = _our_cpu()
+    load0 = os.getloadavg()[0]
+    import memsim.sweep as MS
+    real = MS.run_batch
+    if trace:  # local pool workers are forked: they see the traced task function
+        MS.run_batch = _traced_batch
+    t, tm = time.perf_counter(), time.monotonic()
+    try:
+        r = run_sweep(spec, None, progress=False, **kw)
+    finally:
+        MS.run_batch = real
+    wall = time.perf_counter() - t
+    trace_info = busy_fractions(r.rows, tm, time.monotonic(), kw.get("workers") or 1) if trace else None
+    busy1, _ = _proc_stat()
+    c1 = _our_cpu()
+    ours = {k: c1[k] - c0[k] for k in c0}
+    our_cpu = ours["user_s"] + ours["sys_s"]
+    return {"seconds": wall, "rows": len(r.rows), "points_per_s": len(r.rows) / wall,
+            "our_cpu_s": our_cpu, "our_user_s": ours["user_s"], "our_sys_s": ours["sys_s"],
+            "others_cpu_s": max(0.0, (busy1 - busy0) - our_cpu), "load_avg_1min_before": load0,
+            "load_avg_1min_after": os.getloadavg()[0], "sum_point_s": sum(x["sim_wall_s"] for x in r.rows),
+            "trace": trace_info, "_rows": r.rows}
+
+
+def _same_results(a, b) -> bool:
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "sim_wall_s"} for r in rows]  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+
+def startup_s(backend: str, workers: int) -> float | None:
+    """Seconds to start the backend's workers and warm them (the fixed cost a sweep pays once)."""
+    from memsim.sweep_backends import make_backend
     t = time.perf_counter()
-    r = run_sweep(spec, None, progress=False, **kw)
-    return time.perf_counter() - t, len(r.rows)
+    try:
+        be = make_backend(backend, workers=workers)
+        from memsim.sweep import SweepSpec
+        list(be.run(SweepSpec(axes={"seq": [256]}, base={"batch": 1, "heads": 1, "head_dim": 64}).to_dict(),
+                    [[(0, {"seq": 256})]]))
+    except Exception:  # noqa: BLE001
+        return None
+    be.close()
+    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:
@@ -46,27 +144,83 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--backends", default="local,dask")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="serial and parallel runs alternate this many times (the machine is shared: medians)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    from memsim.io import write_json
+    from memsim.io import base_provenance, write_json
     spec, n = spec_for(a.points)
     out = {"points": n, "workers": a.workers, "cpu_count": os.cpu_count(), "python": platform.python_version(),
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "command": "python " + " ".join(sys.argv), "runs": {}}
-    serial_s, rows = timed(spec, backend="local", workers=1)
-    out["runs"]["serial"] = {"seconds": serial_s, "rows": rows, "points_per_s": rows / serial_s}
-    print(f"serial: {rows} points in {serial_s:.1f} s", flush=True)
+           "command": "python " + " ".join(sys.argv), "provenance": base_provenance("python " + " ".join(sys.argv)),
+           "definitions": {
+               "efficiency": "(serial seconds / parallel seconds) / workers, serial and parallel runs alternating; "
+                             "per repeat with the serial run just before",
+               "cpu_efficiency": "serial CPU seconds / parallel CPU seconds (ours, incl. workers): the work the "
+                                 "parallel run adds (start-up, pickling, dispatch, cache misses), whatever the load",
+               "others_cpu_s": "CPU seconds other users' processes took during the run (machine busy - ours): on "
+                               "2 shared cores, wall-clock efficiency cannot exceed (2 x wall - others) / (2 x wall)",
+               "trace": "local backend: per worker, the time inside tasks (batch start..end, monotonic clock), the "
+                        "first task's start and the last task's end relative to the run",
+               "idle_machine_efficiency_estimate": "busy_fraction x cpu_efficiency: what the wall efficiency would be "
+                                                   "if no one else used the cores; an estimate, not a measurement",
+           },
+           "runs": {}, "startup_s": {}}
     for b in a.backends.split(","):
-        try:
-            s, rows = timed(spec, backend=b, workers=a.workers)
-        except Exception as e:  # an engine that cannot start here is reported, not fatal
-            out["runs"][b] = {"error": f"{type(e).__name__}: {e}"}
-            print(f"{b}: {e}", flush=True)
-            continue
-        eff = serial_s / s / a.workers
-        out["runs"][b] = {"seconds": s, "rows": rows, "points_per_s": rows / s, "efficiency": eff}
-        print(f"{b} x{a.workers}: {rows} points in {s:.1f} s, efficiency {100 * eff:.0f} %", flush=True)
+        out["startup_s"][b] = startup_s(b, a.workers)
+    reps = {"serial": [], **{b: [] for b in a.backends.split(",")}}
+    serial_rows = None
+    for i in range(a.repeats):
+        s = timed(spec, backend="local", workers=1)
+        serial_rows = s.pop("_rows")
+        reps["serial"].append(s)
+        print(f"[{i + 1}/{a.repeats}] serial: {s['rows']} points in {s['seconds']:.1f} s "
+              f"(cpu {s['our_cpu_s']:.1f} s, others {s['others_cpu_s']:.1f} s, load {s['load_avg_1min_after']:.2f})",
+              flush=True)
+        for b in a.backends.split(","):
+            try:
+                r = timed(spec, backend=b, workers=a.workers, trace=(b == "local"))
+            except Exception as e:  # an engine that cannot start here is reported, not fatal
+                reps[b].append({"error": f"{type(e).__name__}: {e}"})
+                print(f"{b}: {e}", flush=True)
+                continue
+            r["same_results_as_serial"] = _same_results(serial_rows, r.pop("_rows"))
+            r["efficiency"] = s["seconds"] / r["seconds"] / a.workers
+            r["cpu_efficiency"] = s["our_cpu_s"] / r["our_cpu_s"] if r["our_cpu_s"] else None
+            # what the other users left us: at most (workers x wall - others) CPU seconds were ours to take
+            r["cpu_left_to_us_fraction"] = max(0.0, a.workers * r["seconds"] - r["others_cpu_s"]) / (a.workers * r["seconds"])
+            if r.get("trace") and r["trace"]["busy_fraction"] is not None:
+                # on an idle machine, wall efficiency ~ (share of the run the workers were inside tasks) x
+                # (serial CPU / parallel CPU): an ESTIMATE from this run's traces, not a measurement
+                r["idle_machine_efficiency_estimate"] = r["trace"]["busy_fraction"] * (r["cpu_efficiency"] or 0)
+            reps[b].append(r)
+            print(f"[{i + 1}/{a.repeats}] {b} x{a.workers}: {r['seconds']:.1f} s, efficiency {100 * r['efficiency']:.0f} %, "
+                  f"cpu efficiency {100 * (r['cpu_efficiency'] or 0):.0f} %, others took {r['others_cpu_s']:.1f} cpu-s "
+                  f"({100 * (1 - r['cpu_left_to_us_fraction']):.0f} % of the {a.workers} cores), same rows: "
+                  f"{r['same_results_as_serial']}"
+                  + (f"; workers busy {100 * r['trace']['busy_fraction']:.0f} % of the run (start gap "
+                     f"{r['trace']['start_gap_s']:.2f} s, end gap {r['trace']['end_gap_s']:.2f} s)"
+                     if r.get("trace") else ""), flush=True)
+    for name, rs in reps.items():
+        ok = [r for r in rs if "error" not in r]
+        summ = {"repeats": rs}
+        if ok:
+            summ.update({k: _median([r[k] for r in ok]) for k in ("seconds", "points_per_s", "our_cpu_s", "others_cpu_s")})
+            if name != "serial":
+                summ["efficiency_median"] = _median([r["efficiency"] for r in ok])
+                summ["efficiency_best"] = max(r["efficiency"] for r in ok)
+                summ["cpu_efficiency_median"] = _median([r["cpu_efficiency"] for r in ok])
+                est = [r["idle_machine_efficiency_estimate"] for r in ok if "idle_machine_efficiency_estimate" in r]
+                if est:
+                    summ["idle_machine_efficiency_estimate_median"] = _median(est)
+        out["runs"][name] = summ
     write_json(a.out, out)
+    for name, r in out["runs"].items():
+        if name != "serial" and "efficiency_median" in r:
+            print(f"{name}: efficiency median {100 * r['efficiency_median']:.0f} % (best {100 * r['efficiency_best']:.0f} %), "
+                  f"cpu efficiency {100 * r['cpu_efficiency_median']:.0f} %, start-up {out['startup_s'][name]:.2f} s"
+                  + (f", idle-machine estimate {100 * r['idle_machine_efficiency_estimate_median']:.0f} %"
+                     if "idle_machine_efficiency_estimate_median" in r else ""))
     return 0
 
 

@@ -11,6 +11,7 @@ Every figure is a *rate or a curve of the hardware*; none is an attention-case e
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,22 +99,28 @@ def load_calibration(hw: Hardware, path: str | Path | None = None) -> Calibratio
             raise CalibrationError(f"calibration file {p} does not exist")
         return datasheet(hw)
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        cal, ref = _derived(str(p), p.stat().st_mtime_ns, hw.name)  # read once per file (what-if sweeps)
+        if ref is None:  # the file names no loadable preset: its reference is `hw` itself
+            raw = json.loads(p.read_text(encoding="utf-8"))
+            cal, ref = derive(raw, hw), hw
+        return scaled_to(cal, ref, hw)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CalibrationError(f"{p}: cannot read calibration file: {e}") from None
-    try:
-        return scaled_to(derive(raw, _reference(hw, raw)), _reference(hw, raw), hw)
     except (KeyError, TypeError, ValueError) as e:
         raise CalibrationError(f"{p}: {e}") from None
 
 
-def _reference(hw: Hardware, raw: dict) -> Hardware:
-    """The preset the calibration was measured for (what-if copies of it keep its name)."""
+@functools.lru_cache(maxsize=32)
+def _derived(path: str, mtime_ns: int, name: str):
+    """(derived calibration, reference preset) of a calibration file, or (None, None) when the preset it
+    names does not load; cached by path and modification time."""
     from .hardware import HardwareError, load_hardware
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
     try:
-        return load_hardware(raw.get("hardware") or hw.name)
+        ref = load_hardware(raw.get("hardware") or name)
     except HardwareError:
-        return hw
+        return None, None
+    return derive(raw, ref), ref
 
 
 def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
@@ -143,6 +150,8 @@ def calibration_for(hw: Hardware) -> Calibration:
     if hit is not None and hit[0] is hw:
         return hit[1]
     c = load_calibration(hw)
+    if len(_CACHE) >= 256:  # what-if sweeps make a new Hardware per point: keep memory bounded
+        _CACHE.clear()
     _CACHE[key] = (hw, c)
     return c
 

@@ -47,7 +47,8 @@ class SerialBackend:
     workers = 1
 
     def run(self, spec_dict, batches):
-        from .sweep import run_batch
+        from .sweep import run_batch, warm
+        warm(spec_dict)
         for b in batches:
             yield run_batch(spec_dict, b)
 
@@ -73,17 +74,19 @@ def _bounded(submit, batches, limit, wait_any):
 
 
 class LocalBackend:
-    """A pool of `workers` processes on this machine."""
+    """A pool of `workers` processes on this machine, each warmed once (`memsim.sweep.warm`) as it starts."""
 
     def __init__(self, workers: int):
-        from concurrent.futures import ProcessPoolExecutor
         self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers)
+        self.pool = None
 
     def run(self, spec_dict, batches):
-        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        from .sweep import run_batch
+        from .sweep import run_batch, start_worker
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=start_worker,
+                                            initargs=(spec_dict,))
 
         def wait_any(pending):
             done, rest = wait(pending, return_when=FIRST_COMPLETED)
@@ -93,7 +96,8 @@ class LocalBackend:
                             IN_FLIGHT_PER_WORKER * self.workers, wait_any)
 
     def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskBackend:
@@ -129,8 +133,12 @@ class DaskBackend:
     def run(self, spec_dict, batches):
         from distributed import wait
 
-        from .sweep import run_batch
+        from .sweep import run_batch, warm
         spec_future = self.client.scatter(spec_dict, broadcast=True)
+        try:  # warm every worker once (imports, preset, calibration); later workers warm on their first point
+            self.client.run(warm, spec_dict)
+        except Exception:  # noqa: BLE001 -- an optimisation only
+            pass
 
         def wait_any(pending):
             res = wait(pending, return_when="FIRST_COMPLETED")

@@ -272,3 +272,35 @@ def test_command_line_hardware_axis_and_resume_flags(tmp_path, capsys):
     assert main(["sweep", "--axis", "seq=128", "--backend", "local", "--scheduler", "tcp://127.0.0.1:1",
                  "--out", str(tmp_path / "y")]) == 2
     assert "--backend dask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n,size,workers", [(1000, 32, 2), (7, 32, 2), (100, 4, 3), (1, 32, 8), (65, 32, 1)])
+def test_guided_batches_cover_every_point_once_and_shrink_to_single_points(n, size, workers):
+    from memsim.sweep import batches
+    got = list(batches([(i, {}) for i in range(n)], size, workers=workers))
+    sizes = [len(b) for b in got]
+    assert [p for b in got for p, _ in b] == list(range(n)), sizes
+    assert max(sizes) <= size and sizes == sorted(sizes, reverse=True) and sizes[-1] == 1, sizes
+    # no batch holds more than a quarter per worker of what was left when it was cut (the tail balances)
+    left = n
+    for s in sizes:
+        assert s <= max(1, -(-left // (4 * workers))), (s, left, sizes)
+        left -= s
+
+
+def test_points_on_the_same_hardware_share_one_hardware_object(monkeypatch):
+    """The model caches per Hardware object (calibration): equal overrides must give the same object, and the
+    preset's calibration file must not be read again for every point."""
+    import memsim.calibration as CAL
+    from memsim.sweep import _point_hardware, settings_for
+    spec = SweepSpec(axes={"l2_bytes": [25 << 20, 50 << 20], "seq": [128, 256]},
+                     base={"batch": 1, "heads": 1, "head_dim": 64}).to_dict()
+    a = _point_hardware("h100-sxm", (("l2_bytes", 25 << 20),))
+    assert a is _point_hardware("h100-sxm", (("l2_bytes", 25 << 20),))
+    assert a == load_hardware("h100-sxm").with_overrides(l2_bytes=25 << 20)
+    reads = []
+    real = CAL.json.loads
+    monkeypatch.setattr(CAL.json, "loads", lambda *x, **k: reads.append(1) or real(*x, **k))
+    rows = [evaluate(spec, i, v) for i, v in SweepSpec.from_dict(spec).points()]
+    assert all(r["status"] == "ok" for r in rows) and len(reads) <= 1, (len(reads), rows[0])
+    assert settings_for(spec, {"l2_bytes": 1})[0] == {"l2_bytes": 1}
