@@ -18,9 +18,11 @@ _TWO_BYTE = ("fp16", "bf16")
 #: bytes of the TMA descriptors one hopper_fwd CTA builds in device scratch (Q, K, V, O; 128 bytes each)
 HOPPER_DESCRIPTOR_BYTES_PER_CTA = 4 * 128
 
-_PRIOR = ("not tuned: 128-row Q tiles (two consumer warpgroups of 64 rows, as wgmma wants), num_warps 4 "
-          "(the warp-specialised loop: + a producer warpgroup = 12 warps), 2 K/V stages, compiled for sm_90a "
-          "on the CPU to fit 227 KB (kernels/hopper.py)")
+_MEASURED = ("benchmarks/hopper_bench.py on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048, N=4096 and 16384; "
+             "run2 2026-11-25, benchmarks/results/hopper-h100-2026-11-25.md)")
+_UNMEASURED = "not timed: as d=64 (exactness of the code path checked in the interpreter only)"
+_D256 = ("not timed: the warp-specialised loop with the widest tile that fits 227 KB (Q + 2 x (K + V) + O staging = "
+         "192 KB); exact on the H100 (tests/test_kernels_hopper.py, run2)")
 _FP32 = "fp32: flash2's fp32 tiles (ieee dots; the software-pipelined variant, no warp specialisation)"
 
 
@@ -65,10 +67,10 @@ HOPPER_FWD = AlgorithmSpec(
     default_schedules=_defaults("gpu", ("fp32",), None, {
         16: (64, 32, 4, 3), 32: (64, 32, 4, 3), 64: (64, 32, 4, 3), 128: (64, 32, 8, 3), 256: (32, 16, 4, 2)},
         _FP32) + _defaults("gpu", _TWO_BYTE, None, {
-        16: (128, 64, 4, 2), 32: (128, 64, 4, 2),
-        64: (128, 128, 4, 2),
-        128: (128, 128, 4, 2),
-        256: (128, 32, 4, 2)}, _PRIOR) + _INTERPRETER,
+        64: (128, 64, 8, 3),     # pipelined: 414 / 439 TFLOP/s (N 4k / 16k), causal 348 / 399; WS 128x128: 394 / 426
+        128: (128, 128, 4, 2),   # warp-specialised: 572 / 626, causal 446 / 524; 8-warp pipelined 427 / 484
+    }, _MEASURED) + _defaults("gpu", _TWO_BYTE, None, {16: (128, 64, 8, 3), 32: (128, 64, 8, 3)}, _UNMEASURED)
+    + _defaults("gpu", _TWO_BYTE, None, {256: (128, 32, 4, 2)}, _D256) + _INTERPRETER,
     description="""\
 hopper, fwd -- one launch ``hopper_fwd``, one CTA per (Q block, batch*head_q):
     flash2_fwd's tiles, moved by the tensor-memory accelerator (TMA).

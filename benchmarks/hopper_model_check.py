@@ -1,0 +1,61 @@
+"""memsim's prediction for every measured hopper / flash2 forward of a benchmarks/hopper_bench.py run, beside the
+measured time (issue 9: "the model keeps up").  CPU only.
+
+    python benchmarks/hopper_model_check.py benchmarks/results/hopper-h100-2026-11-25-run2.json --out FILE
+
+Per record: the engine's predicted time (memsim.simulate, preset h100-sxm) and its ratio to the measured
+median, plus two bounds computed from the same simulation's totals that show where the model's time goes:
+``dot_s`` = FLOPs / (the calibrated dot rate x SMs) and ``exp_s`` = exps / (exp rate x SMs).  The engine
+books a step's dots and exponentials one after the other (dot_s + exp_s when nothing else binds); a
+kernel that overlaps the softmax of one warpgroup with the matmuls of the other runs towards
+max(dot_s, exp_s).  Data only: no assertion.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bench_json")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hardware", default="h100-sxm")
+    a = ap.parse_args(argv)
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.io import base_provenance, write_json
+    from memsim.schedule import AttentionProblem, Schedule
+    hw = memsim.load_hardware(a.hardware)
+    cal = calibration_for(hw)
+    bench = json.loads(Path(a.bench_json).read_text())
+    rows = []
+    for r in bench["records"]:
+        if r["impl"] not in ("hopper", "flash2") or r["pass"] != "fwd" or not r.get("ms"):
+            continue
+        p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
+                             r["causal"])
+        s = Schedule(**r["schedule"])
+        res = memsim.simulate(p, s, hw).to_dict()
+        k, tot = res["kernels"][0], res["total"]
+        dot_s = tot["flops"] / (cal.dot_flops_per_sm_s[p.dtype] * hw.num_sms)
+        exp_s = tot["exp_count"] / (cal.exp_per_sm_s * hw.num_sms)
+        rows.append(dict(variant=r["variant"], head_dim=p.head_dim, causal=p.causal, seq=p.seq_q,
+                         schedule=r["schedule"], measured_ms=r["ms"], predicted_ms=tot["time_s"] * 1e3,
+                         predicted_over_measured=tot["time_s"] * 1e3 / r["ms"], dot_ms=dot_s * 1e3,
+                         exp_ms=exp_s * 1e3, sum_ms=(dot_s + exp_s) * 1e3, max_ms=max(dot_s, exp_s) * 1e3,
+                         binding_limit=k.get("binding_limit"), compiled_facts=k.get("compiled_facts")))
+    doc = {"provenance": base_provenance("python benchmarks/hopper_model_check.py " + " ".join(sys.argv[1:])),
+           "hardware": a.hardware, "calibration": getattr(cal, "source", None), "bench": a.bench_json, "rows": rows}
+    write_json(a.out, doc)
+    print("| variant | d | causal | N | measured ms | memsim ms | memsim/meas | dot+exp ms | max(dot,exp) ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for x in rows:
+        print(f"| {x['variant']} | {x['head_dim']} | {x['causal']} | {x['seq']} | {x['measured_ms']:.3f} | "
+              f"{x['predicted_ms']:.3f} | {x['predicted_over_measured']:.2f} | {x['sum_ms']:.3f} | {x['max_ms']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
