@@ -72,8 +72,9 @@ class L2Cache:
         lines = self.lines
         e = lines.get(key)
         if e is None:
-            lines[key] = [mask, 0, nb, full, lb, lbytes]
-            miss = nb
+            # nb is the access's traffic (sectors, memsim.sectors); the line holds the blocks' own bytes
+            miss = _mask_bytes(mask, full, lb, lbytes)
+            lines[key] = [mask, 0, miss, full, lb, lbytes]
         else:
             new = mask & ~e[0]
             miss = _mask_bytes(new, full, lb, lbytes) if new else 0
@@ -90,6 +91,7 @@ class L2Cache:
         lines = self.lines
         e = lines.get(key)
         if e is None:
+            nb = _mask_bytes(mask, full, lb, lbytes)
             lines[key] = [mask, mask, nb, full, lb, lbytes]
             self.used += nb
             self.dirty += nb

@@ -13,14 +13,22 @@ the *resident* threads' slots, not the whole grid's:
   over the slots evicts each slot before it is reloaded and every reload goes to L2.  Stores always go
   through to L2 (write-through L1; `Calibration.l2_write_per_spill_store_byte`).
 * **L2 and DRAM.**  The whole GPU's local footprint (resident slots on all used SMs) competes for the
-  L2.  The L2 keeps at most `Calibration.l2_dirty_bytes` dirty (measured, l2_writeback); while the
-  footprint fits, spill stores merge into dirty lines and never reach DRAM inside the kernel.  Past it,
-  lines are cleaned and evicted in an order the slots' sweep does not control: in the steady state a
-  stored line is still dirty when stored again with probability dirty / footprint, so a fraction
-  1 - dirty / footprint of the spill stores is written back; likewise 1 - L2 / footprint of the reloads
-  that reach L2 miss it.  (This is the steady state of a cache that replaces lines independently of
-  their reuse order; the calibration's spills points with footprints across 22 and 50 MB test it,
-  memsim/MODEL.md.)
+  L2, which keeps at most `Calibration.l2_dirty_bytes` dirty (measured, l2_writeback).  While the
+  footprint fits, spill stores merge into dirty lines and never reach DRAM inside the kernel; past it,
+  a growing fraction is written back, and reloads that reach the L2 miss it.
+
+How fast each fraction grows with the footprint is a property of the caches' replacement, which no
+datasheet gives: it is MEASURED by ``verification calibrate`` spills (``_mb_spill``: one wave of 1-8
+resident CTAs per SM, 2 KB per thread stored and reloaded every iteration, footprints 17-75 MB on the
+H100).  `curves_from` turns each point into (footprint / capacity, fraction) for three curves -- reloads
+missing L1 (x = footprint per SM / L1 data cache), stores written back (x = GPU footprint / dirty
+capacity), reloads missing L2 (x = GPU footprint / L2) -- and the model interpolates them (0 at x = 0,
+flat past the last point).  The footprint is the bytes one iteration touches: the smaller of the stack
+frame and the iteration's spill stores per thread.  Without a calibration file: reloads miss L1 when the
+footprint exceeds it, and 1 - capacity / footprint of stores / reloads miss the dirty capacity / L2.
+The microbenchmark stores and reloads each value once per sweep of its footprint, so x is really the
+reuse distance over the capacity; a tile loop whose spill stores per iteration are k times its footprint
+(the SASS count over the frame) reuses each value after 1/k of the footprint, and x is divided by k.
 
 Stdlib only; the numbers come from `Hardware` and `Calibration`.
 """
@@ -39,20 +47,26 @@ class LocalMemory:
     footprint_bytes: int
     #: the L1 data cache left beside the shared-memory carve-out (0 = unknown hardware)
     l1_data_bytes: int
-    #: do the reloads miss L1 (the footprint per SM exceeds the L1 data cache)?
-    reloads_reach_l2: bool
+    #: fraction of the reloads that miss L1 (reach L2)
+    l1_miss_fraction: float
     #: fraction of the spill stores reaching L2 that are written back to DRAM inside the kernel
     dram_write_fraction: float
     #: fraction of the reloads reaching L2 that miss it (DRAM reads)
     dram_read_fraction: float
+    #: where the fractions come from
+    rule: str = ""
+
+    @property
+    def reloads_reach_l2(self) -> bool:
+        return self.l1_miss_fraction > 0
 
     def explain(self) -> str:
         mb = 1 << 20
-        where = "reloads miss L1" if self.reloads_reach_l2 else "reloads hit L1"
+        where = f"{self.l1_miss_fraction:.0%} of reloads miss L1"
         return (f"local memory {self.footprint_per_sm_bytes / 1024:.0f} KB per SM vs L1 {self.l1_data_bytes / 1024:.0f} KB"
                 f" ({where}); {self.footprint_bytes / mb:.1f} MB on the GPU: "
                 f"{self.dram_write_fraction:.0%} of spill stores written back, {self.dram_read_fraction:.0%} of reloads "
-                f"from DRAM")
+                f"from DRAM ({self.rule})")
 
 
 def carveout_bytes(hw, smem_per_cta_bytes: int, ctas_per_sm: int) -> int:
@@ -77,20 +91,110 @@ def _overflow(capacity: int | None, footprint: int) -> float:
     return 1.0 - capacity / footprint
 
 
+@dataclass(frozen=True)
+class SpillCurves:
+    """Measured (x, fraction) points, x ascending (module doc)."""
+
+    l1_miss: tuple
+    dram_write: tuple
+    l2_miss: tuple
+    source: str
+
+    @staticmethod
+    def at(curve: tuple, x: float) -> float:
+        """Linear interpolation through (0, 0) and the points; flat past the last."""
+        pts = ((0.0, 0.0),) + tuple(curve)
+        if x <= 0:
+            return 0.0
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+        return pts[-1][1]
+
+
+def _frac(num: float, den: float) -> float:
+    return min(1.0, max(0.0, num / den))
+
+
+def curves_from(points: list, hw) -> SpillCurves | None:
+    """The three curves from the calibration's spills points (module doc); None if no point spills."""
+    l1, wb, l2 = [], [], []
+    for r in points:
+        c = r.get("compiled") or {}
+        frame = c.get("local_bytes_per_thread") or 0
+        lw, lr = r.get("local_write_bytes") or 0.0, r.get("local_read_bytes") or 0.0
+        if frame <= 0 or lw <= 0 or lr <= 0:
+            continue
+        threads, ctas = 32 * r["num_warps"], r["ctas"]
+        per_sm = -(-ctas // hw.num_sms)
+        touched = min(frame, lw / (threads * ctas * r["n_iter"]))
+        f_sm = per_sm * threads * touched
+        f_gpu = min(ctas, per_sm * hw.num_sms) * threads * touched
+        l1_bytes = l1_data_bytes(hw, c.get("shared_bytes") or 0, per_sm)
+        reach = max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0))
+        if l1_bytes:
+            l1.append((f_sm / l1_bytes, _frac(reach, lr)))
+        wb.append((f_gpu, _frac(r["dram_write_bytes"] - r.get("global_write_bytes", 0.0), lw)))
+        if reach > 0.01 * lr:
+            l2.append((f_gpu / hw.l2_bytes, _frac(r["dram_read_bytes"] - r.get("global_read_bytes", 0.0), reach)))
+    if not wb:
+        return None
+    return SpillCurves(l1_miss=tuple(sorted(l1)), dram_write=tuple(sorted(wb)), l2_miss=tuple(sorted(l2)),
+                       source=f"verification calibrate spills ({len(wb)} points)")
+
+
+_CURVES: dict = {}
+
+
+def curves_for(hw, cal) -> SpillCurves | None:
+    """The curves of `hw`'s calibration file (read once per file), with the write-back x normalised by the
+    calibrated dirty capacity; None without a file or spilling points."""
+    from .calibration import calibration_path
+    p = calibration_path(hw)
+    key = (str(p), p.stat().st_mtime_ns if p.is_file() else None, hw.num_sms, hw.l2_bytes,
+           hw.l1_shared_per_sm_bytes, cal.l2_dirty_bytes)
+    if key in _CURVES:
+        return _CURVES[key]
+    out = None
+    if p.is_file() and cal.l2_dirty_bytes:
+        import json
+        pts = (json.loads(p.read_text()).get("facts") or {}).get("spills") or []
+        c = curves_from(pts, hw)
+        if c is not None:
+            out = SpillCurves(c.l1_miss, tuple((x / cal.l2_dirty_bytes, y) for x, y in c.dram_write), c.l2_miss,
+                              c.source)
+    _CURVES[key] = out
+    return out
+
+
 def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per_sm: int, num_ctas: int,
-                 smem_per_cta_bytes: int) -> LocalMemory:
-    """Place one launch's local memory (module doc)."""
+                 smem_per_cta_bytes: int, store_bytes_per_iteration: int | None = None) -> LocalMemory:
+    """Place one launch's local memory (module doc).  `store_bytes_per_iteration`: the tile loop's spill
+    stores per thread (kernels.sass); the footprint is the smaller of it and the frame."""
     if local_bytes_per_thread < 0 or threads <= 0 or ctas_per_sm <= 0 or num_ctas <= 0:
         raise ValueError(f"local_memory: need local_bytes_per_thread >= 0 and positive threads, ctas_per_sm, "
                          f"num_ctas; got {local_bytes_per_thread}, {threads}, {ctas_per_sm}, {num_ctas}")
-    per_cta = local_bytes_per_thread * threads
+    touched = local_bytes_per_thread
+    if store_bytes_per_iteration:
+        touched = min(touched, store_bytes_per_iteration)
+    per_cta = touched * threads
     per_sm = min(ctas_per_sm, num_ctas) * per_cta
     resident = min(num_ctas, ctas_per_sm * hw.num_sms)
     total = resident * per_cta
     l1 = l1_data_bytes(hw, smem_per_cta_bytes, ctas_per_sm)
-    reach = bool(l1) and per_sm > l1
     dirty = cal.l2_dirty_bytes if cal.l2_dirty_bytes is not None else hw.l2_effective_bytes
+    curves = curves_for(hw, cal)
+    if curves is None:
+        l1_miss = 1.0 if (l1 and per_sm > l1) else 0.0
+        wf, rf = _overflow(dirty, total), _overflow(hw.l2_bytes, total)
+    else:
+        # the curves are measured with each value stored and reloaded once per sweep of the footprint; a
+        # loop that stores its footprint k times per iteration reuses a value after 1/k of it
+        k = max(1.0, store_bytes_per_iteration / touched) if (store_bytes_per_iteration and touched) else 1.0
+        l1_miss = SpillCurves.at(curves.l1_miss, per_sm / k / l1) if l1 else 0.0
+        wf = SpillCurves.at(curves.dram_write, total / k / dirty)
+        rf = SpillCurves.at(curves.l2_miss, total / k / hw.l2_bytes)
     return LocalMemory(footprint_per_sm_bytes=per_sm, footprint_bytes=total, l1_data_bytes=l1,
-                       reloads_reach_l2=reach,
-                       dram_write_fraction=_overflow(dirty, total),
-                       dram_read_fraction=_overflow(hw.l2_bytes, total) if reach else 0.0)
+                       l1_miss_fraction=l1_miss, dram_write_fraction=wf,
+                       dram_read_fraction=rf if l1_miss > 0 else 0.0,
+                       rule=curves.source if curves else "uncalibrated: capacity / footprint")

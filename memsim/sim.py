@@ -122,7 +122,8 @@ def resolve_grain(problem: AttentionProblem, schedule: Schedule, grain: str = "a
 def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm", *, grain: str = "auto",
              run_blocks: int | None = None, flush_l2: bool = True, compiled_facts: dict | None = None,
              ctas_per_event: int | None = None, heads_per_event: int | None = None, progress=None,
-             progress_after_s: float = PROGRESS_AFTER_S, max_seconds: float | None = SLOW_LIMIT_S) -> SimResult:
+             progress_after_s: float = PROGRESS_AFTER_S, max_seconds: float | None = SLOW_LIMIT_S,
+             sectors: bool = True) -> SimResult:
     """Simulate every launch of `schedule` on `problem` (see module doc).
 
     grain: "tile" (one event per tile), "run" (one per `run_blocks` tiles, default 16), "cta" (one per
@@ -139,6 +140,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
     max_seconds: with grain="auto", refuse (SimulationTooLarge, with the estimate) a problem whose coarsest
     plan is still estimated above this many CPU seconds (default 10); None runs it anyway.
+    sectors: count global and L2 traffic in 32-byte sectors where rows are misaligned (memsim.sectors, as
+    ncu counts them); False gives the byte contract itself at the global level.
     compiled_facts: {launch name: facts with regs_per_thread, spill_store_bytes, spill_load_bytes} to use
     instead of the compiled-facts table (e.g. the facts a measurement recorded on the GPU).
     """
@@ -167,7 +170,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     kernels = []
     steps = 0
     dot_unit = "fma" if problem.dtype == "fp32" else "tensor"
-    for li, work in enumerate(build_launches(folded_problem(problem, fold), schedule, R)):
+    for li, work in enumerate(build_launches(folded_problem(problem, fold), schedule, R, sectors=sectors)):
         k_ev = plan.ctas_per_event.get(work.name, 1)
         if k_ev > 1 or fold > 1:
             work = CtaBatches(work, k_ev, fold, launch=real_launches[li], true_num_ctas=real_launches[li].num_ctas,

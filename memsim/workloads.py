@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .algorithms import spec_for
+from .sectors import row_sector_factor
 from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError, cdiv, kernel_launches, naive_rows_per_step
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
@@ -45,11 +46,13 @@ Step = list     # [reads, writes, flops, exps, tiles]
 class Tensor:
     """A tensor cut into blocks of `rows_per_block` rows of `row_bytes` bytes along one axis."""
 
-    __slots__ = ("name", "rpb", "n", "row_bytes", "nblocks", "full", "last_bytes", "R", "_memo")
+    __slots__ = ("name", "rpb", "n", "row_bytes", "nblocks", "full", "last_bytes", "R", "_memo", "sector_factor")
     MEMO_LIMIT = 200_000  # accesses are immutable: CTAs of one head share them
 
-    def __init__(self, name, rows_per_block, nrows, row_bytes, run_blocks):
+    def __init__(self, name, rows_per_block, nrows, row_bytes, run_blocks, sector_factor: float = 1.0):
         self.name, self.rpb, self.n, self.row_bytes, self.R = name, rows_per_block, nrows, row_bytes, run_blocks
+        #: sector bytes moved per byte (memsim.sectors): an access's traffic, not what the L2 holds
+        self.sector_factor = sector_factor
         self.nblocks = cdiv(nrows, rows_per_block)
         self.full = rows_per_block * row_bytes
         self.last_bytes = (nrows - (self.nblocks - 1) * rows_per_block) * row_bytes
@@ -74,6 +77,8 @@ class Tensor:
         lastbit = (self.nblocks - 1) - run * self.R
         if not (0 <= lastbit < self.R) or self.last_bytes == self.full:
             lastbit = -1
+        if self.sector_factor != 1.0:
+            nbytes = int(round(nbytes * self.sector_factor))
         return ((self.name, *prefix, run), mask, nbytes, self.full, lastbit, self.last_bytes)
 
     def range(self, prefix: tuple, b0: int, b1: int) -> list:
@@ -150,8 +155,8 @@ def _runs(b0: int, b1: int, R: int):
 class _Ctx:
     """Sizes, tensors and masking helpers shared by the launches of one (problem, schedule, grain)."""
 
-    def __init__(self, p: AttentionProblem, s: Schedule, run_blocks: int):
-        self.p, self.s, self.R = p, s, run_blocks
+    def __init__(self, p: AttentionProblem, s: Schedule, run_blocks: int, sectors: bool = True):
+        self.p, self.s, self.R, self.sectors = p, s, run_blocks, sectors
         d, e = p.head_dim, p.element_bytes
         self.d, self.e, self.sp = d, e, s.sp_bytes(p)
         self.bm, self.bn = s.block_m, s.block_n
@@ -178,12 +183,19 @@ class _Ctx:
                 self.jmax.append(-1 if last_col < 0 else min(self.nb - 1, last_col // self.bn))
                 assert self.jmax[-1] < 0 or p.tile_visible(i * self.bm, r1, self.jmax[-1] * self.bn)
 
-    def sp_tensor(self, name, i):
+    def sp_tensor(self, name, i, whole_rows: bool = False):
+        """The S/P/dP matrix of Q block i in K/V blocks; `whole_rows`: as the row kernels read and write it
+        (a row at a time, not a block_n-wide tile)."""
         rows = self.Q.rows_in(i, i + 1)
-        key = (name, rows)
+        key = (name, rows, whole_rows)
         t = self._sp.get(key)
         if t is None:
-            t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R)
+            # rows of seq_kv x sp bytes: at a pitch that is not a multiple of the sector, each warp
+            # instruction touches more sectors than its bytes (memsim.sectors)
+            pitch = self.p.seq_kv * self.sp
+            seg = pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp
+            f = row_sector_factor(pitch, seg, self.sp) if self.sectors else 1.0
+            t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
 
     def imin(self, j: int) -> int:
@@ -330,10 +342,10 @@ def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
     for j0, j1 in _runs(0, c.nb, c.R):
         reads = []
         for n in in_names:
-            reads += c.sp_tensor(n, i).range((h, i), j0, j1)
+            reads += c.sp_tensor(n, i, whole_rows=True).range((h, i), j0, j1)
         cols = c.K.rows_in(j0, j1)
         steps.append([reads, [], 0, exps_per_elem * rows * cols, trips * cols / c.p.seq_kv])
-    out = c.sp_tensor(out_name, i)
+    out = c.sp_tensor(out_name, i, whole_rows=True)
     for j0, j1 in _runs(0, c.nb, c.R):
         steps.append([[], out.range((h, i), j0, j1), 0, 0, 0])
     return steps
@@ -439,15 +451,17 @@ def max_loop_blocks(problem: AttentionProblem, schedule: Schedule) -> int:
     return max(cdiv(problem.seq_q, schedule.block_m), cdiv(problem.seq_kv, schedule.block_n))
 
 
-def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: int = 1) -> list[LaunchWork]:
-    """The launches of the schedule with their CTA tile streams at the given grain."""
+def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: int = 1, *,
+                   sectors: bool = True) -> list[LaunchWork]:
+    """The launches of the schedule with their CTA tile streams at the given grain (`sectors`: traffic of
+    misaligned rows in 32-byte sectors, memsim.sectors; False: the byte contract)."""
     if run_blocks < 1:
         raise ValueError(f"run_blocks must be >= 1, got {run_blocks}")
     key = (schedule.algorithm, schedule.phase)
     if key not in _WORKLOADS:
         raise ScheduleError(f"memsim has no workload for the registered ({key[0]}, {key[1]}); "
                             f"workloads: {', '.join(f'({a}, {p})' for a, p in _WORKLOADS)}")
-    per_launch = _WORKLOADS[key](_Ctx(problem, schedule, run_blocks) if isinstance(problem, AttentionProblem)
+    per_launch = _WORKLOADS[key](_Ctx(problem, schedule, run_blocks, sectors) if isinstance(problem, AttentionProblem)
                                  else (problem, schedule, run_blocks))  # other problem types: their own builder
     out = []
     for L in kernel_launches(problem, schedule):

@@ -37,14 +37,14 @@ def test_simulated_equals_closed_form(alg, phase, prob, bm, bn):
     l1 = analytic.l1_reread_bytes(p, s)
     assert list(l1) == list(cf) and (alg == "flash1" or not any(l1.values()))
     for grain, rb in (("tile", None), ("run", 3), ("cta", None)):
-        r = simulate(p, s, HW, grain=grain, run_blocks=rb)
+        r = simulate(p, s, HW, grain=grain, run_blocks=rb, sectors=False)
         assert [k["name"] for k in r.kernels] == list(cf)
         for k in r.kernels:
             assert k["l1_reread_bytes"] == l1[k["name"]], (grain, k["name"])
             for key in KEYS:
                 extra = k["l1_reread_bytes"] if key == "global_read_bytes" else 0  # explicit, never silent
                 assert k[key] - extra == cf[k["name"]][key], (grain, k["name"], key)
-    tiny = simulate(p, s, TINY, grain="tile").total
+    tiny = simulate(p, s, TINY, grain="tile", sectors=False).total
     contract = analytic.global_bytes(p, s)["global_read_bytes"]
     assert tiny["dram_read_bytes"] == tiny["global_read_bytes"] - tiny["l1_reread_bytes"] == contract
     assert tiny["l2_read_bytes"] == contract  # the L1-absorbed re-read never reaches L2
@@ -59,7 +59,7 @@ def test_flash1_l1_reread_is_the_o_tile_per_revisit(warps, extra_stats):
     s = Schedule("flash1", block_m=64, block_n=128, num_warps=warps)
     revisits = 2 * 3 * 1024 * (1024 // 128 - 1)
     assert analytic.l1_reread_bytes(p, s)["flash1_fwd"] == revisits * (64 * 4 + extra_stats * 2 * 4)
-    r = simulate(p, s, HW)
+    r = simulate(p, s, HW, sectors=False)
     assert r.total["global_read_bytes"] == analytic.global_bytes(p, s)["global_read_bytes"] + r.total["l1_reread_bytes"]
 
 
@@ -87,5 +87,5 @@ def test_roofline_below_simulated_time():
     p = AttentionProblem(2, 8, 8, 1024, 1024, 64)
     for alg, ph in SCHEDULES:
         s = Schedule(alg, ph)
-        r = simulate(p, s, HW)
+        r = simulate(p, s, HW, sectors=False)
         assert analytic.roofline_time(p, s, HW) <= r.time_s * 1.05

@@ -5,7 +5,7 @@ import pytest
 
 import memsim
 from memsim.calibration import calibration_for
-from memsim.local_memory import carveout_bytes, l1_data_bytes, local_memory
+from memsim.local_memory import SpillCurves, carveout_bytes, curves_for, l1_data_bytes, local_memory
 
 KB, MB = 1024, 1 << 20
 
@@ -33,20 +33,34 @@ def test_unknown_l1_means_reloads_stay_in_l1(h100):
     lm = local_memory(a100_like, calibration_for(a100_like), local_bytes_per_thread=8192, threads=256,
                       ctas_per_sm=1, num_ctas=132, smem_per_cta_bytes=0)
     assert l1_data_bytes(a100_like, 0, 1) == 0
-    assert not lm.reloads_reach_l2
+    assert lm.l1_miss_fraction == 0.0
 
 
-@pytest.mark.parametrize("local_b, threads, per_sm, ctas, reach", [
-    (64, 128, 4, 528, False),     # the calibration's spilling point: 32 KB per SM, reloads hit L1
+@pytest.mark.parametrize("local_b, threads, per_sm, ctas, most", [
+    (64, 128, 4, 528, False),     # the calibration's small spilling point: 32 KB per SM, reloads hit L1
     (6224, 256, 1, 100, True),    # set B case 011: 1.5 MB per SM
     (2048, 32, 2, 264, False),    # 128 KB per SM fits a 256 KB L1 (no shared memory)
-    (2048, 32, 8, 1056, True),    # 512 KB per SM does not
+    (2048, 32, 8, 1056, True),    # 512 KB per SM does not (measured: 96 % of reloads reach L2)
 ])
-def test_reloads_reach_l2_when_the_sm_footprint_exceeds_l1(h100, local_b, threads, per_sm, ctas, reach):
+def test_reloads_miss_l1_when_the_sm_footprint_exceeds_it(h100, local_b, threads, per_sm, ctas, most):
     lm = local_memory(h100, calibration_for(h100), local_bytes_per_thread=local_b, threads=threads,
                       ctas_per_sm=per_sm, num_ctas=ctas, smem_per_cta_bytes=0)
     assert lm.footprint_per_sm_bytes == min(per_sm, ctas) * threads * local_b
-    assert lm.reloads_reach_l2 is reach, lm.explain()
+    assert (lm.l1_miss_fraction > 0.5) is most and (lm.l1_miss_fraction < 0.05) is not most, lm.explain()
+
+
+def test_curves_come_from_the_spills_points(h100):
+    cal = calibration_for(h100)
+    c = curves_for(h100, cal)
+    assert c is not None and "spills" in c.source
+    for name in ("l1_miss", "dram_write", "l2_miss"):
+        pts = getattr(c, name)
+        assert len(pts) >= 4, f"{name}: {pts}"
+        xs, ys = zip(*pts)
+        assert list(xs) == sorted(xs) and all(0 <= y <= 1 for y in ys), f"{name}: {pts}"
+        assert ys[-1] > 0.9, f"{name}: the largest footprints miss almost always, got {pts}"
+    assert SpillCurves.at(c.dram_write, 0.0) == 0.0
+    assert SpillCurves.at(c.dram_write, 100.0) == c.dram_write[-1][1]
 
 
 def test_dram_fractions_follow_the_gpu_footprint(h100):
@@ -57,10 +71,27 @@ def test_dram_fractions_follow_the_gpu_footprint(h100):
         lm = local_memory(h100, cal, local_bytes_per_thread=2048, threads=32, ctas_per_sm=per_sm,
                           num_ctas=per_sm * h100.num_sms, smem_per_cta_bytes=0)
         assert lm.footprint_bytes == per_sm * h100.num_sms * 32 * 2048
-        want_w = max(0.0, 1 - cal.l2_dirty_bytes / lm.footprint_bytes)
-        assert lm.dram_write_fraction == pytest.approx(want_w), lm.explain()
         fr.append(lm.dram_write_fraction)
-    assert fr[0] == fr[1] == 0.0 and fr == sorted(fr) and fr[-1] > 0.5, f"write-back fractions {fr}"  # 8.6, 17, 35, 69 MB
+    # 8.6, 17, 35, 69 MB against ~22 MB dirty: little, some, half, nearly all (the measured curve)
+    assert fr[0] < 0.05 and fr == sorted(fr) and 0.3 < fr[2] < 0.8 and fr[3] > 0.9, f"write-back fractions {fr}"
+
+
+def test_a_loop_that_restores_its_frame_often_reuses_sooner(h100):
+    cal = calibration_for(h100)
+    args = dict(local_bytes_per_thread=4096, threads=64, ctas_per_sm=4, num_ctas=528, smem_per_cta_bytes=0)
+    once = local_memory(h100, cal, store_bytes_per_iteration=4096, **args)
+    often = local_memory(h100, cal, store_bytes_per_iteration=4 * 4096, **args)
+    assert once.footprint_bytes == often.footprint_bytes
+    assert often.dram_write_fraction < once.dram_write_fraction, (once.explain(), often.explain())
+
+
+def test_uncalibrated_rule(h100):
+    from memsim.calibration import datasheet
+    cal = datasheet(h100)
+    lm = local_memory(h100.with_overrides(name="no-such-calibration"), cal, local_bytes_per_thread=8192,
+                      threads=256, ctas_per_sm=1, num_ctas=132, smem_per_cta_bytes=0)
+    assert lm.rule.startswith("uncalibrated") and lm.l1_miss_fraction == 1.0
+    assert lm.dram_write_fraction == pytest.approx(1 - h100.l2_effective_bytes / lm.footprint_bytes)
 
 
 def test_only_resident_ctas_count(h100):
@@ -84,16 +115,15 @@ def test_bad_arguments_are_refused(h100, kw):
 
 def test_engine_sends_overflowing_spills_to_dram():
     """A spilling flash2 launch whose resident local memory overflows the L2 gets DRAM traffic from its
-    spills; the same launch with a footprint under the dirty capacity gets none."""
+    spills; the same launch with a footprint well under the dirty capacity gets almost none."""
     from memsim.compiled import CompiledFacts
     from memsim.schedule import AttentionProblem, Schedule
     hw = memsim.load_hardware("h100-sxm")
     p = AttentionProblem(batch=1, heads_q=8, heads_kv=8, seq_q=2048, seq_kv=2048, head_dim=64, dtype="fp16")
     s = Schedule("flash2", "fwd", block_m=64, block_n=64, num_warps=4, num_stages=2)
-    loop = {"instructions": 100, "mma": 8, "mufu": 8, "memory": 10, "local": 4, "label": ".L",
-            "local_store_bytes": 256, "local_load_bytes": 256}
-
     def run(local_b):
+        loop = {"instructions": 100, "mma": 8, "mufu": 8, "memory": 10, "local": 4, "label": ".L",
+                "local_store_bytes": local_b, "local_load_bytes": local_b}
         f = CompiledFacts(launch="flash2_fwd", regs_per_thread=255, spill_store_bytes=local_b,
                           spill_load_bytes=local_b, local_bytes_per_thread=local_b, shared_bytes=32 * KB,
                           num_warps=4, num_stages=2, source="test", loop=loop)
@@ -101,7 +131,8 @@ def test_engine_sends_overflowing_spills_to_dram():
         return r["kernels"][0]
 
     small, big = run(256), run(64 * KB)
-    assert small["spill_dram_write_bytes"] == 0 and small["spill_l2_write_bytes"] > 0
+    assert small["spill_l2_write_bytes"] > 0
+    assert small["spill_dram_write_bytes"] < 0.05 * small["spill_l2_write_bytes"], small["compiled_facts"]
     assert big["spill_dram_write_bytes"] > 0.5 * big["spill_l2_write_bytes"], big["compiled_facts"]
     assert big["dram_write_bytes"] >= big["spill_dram_write_bytes"]
     assert big["time_s"] > small["time_s"]

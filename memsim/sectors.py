@@ -1,0 +1,54 @@
+"""Sector granularity of rows whose pitch is not a multiple of 16 bytes (stdlib only).
+
+The L1 and the L2 move 32-byte sectors.  A warp's load or store instruction covers, in one row of a
+tile, 32 lanes x one element of contiguous bytes (W = 64 bytes in fp16/bf16, 128 in fp32: measured, see
+below), and each row's instructions start at the row's address: an access of W bytes starting o bytes
+into a sector touches floor((o + W - 1) / 32) - floor(o / 32) + 1 sectors.  When the row pitch is not a
+multiple of 32 bytes, the rows start at offsets that cycle through the multiples of gcd(pitch, 32).  The naive kernels' S / P / dP matrices have a row pitch of
+``seq_kv x element`` bytes, so at odd ``seq_kv`` their rows start at offsets that cycle through the
+multiples of gcd(pitch, 32) and each instruction costs more sectors than its bytes (fp16 64-byte
+accesses at even offsets: 2.94 sectors instead of 2, x1.47).
+
+Measured by ``verification calibrate`` row_alignment (``_mb_pitched_copy``, 64-column tiles at pitches
+of 4096..4104 elements, H100, 2026-11-25): l1tex global bytes / contract = 1.469, 1.4375, 1.375, 1.25 (fp16)
+and 1.219, 1.1875, 1.125, 1.0 (fp32) at pitches +1, +2, +4, +8 elements, each equal to this rule
+(tests/test_memsim_sectors.py).  Traffic counted at the L1 and
+L2 levels is in sectors; what the L2 holds and writes back (DRAM) is the bytes themselves.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+
+def sectors_touched(offset_bytes: int, nbytes: int, sector_bytes: int = 32) -> int:
+    """Sectors an access of `nbytes` starting `offset_bytes` into a sector touches."""
+    if nbytes <= 0:
+        return 0
+    return (offset_bytes + nbytes - 1) // sector_bytes - offset_bytes // sector_bytes + 1
+
+
+def row_sector_factor(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, lanes: int = 32,
+                      sector_bytes: int = 32) -> float:
+    """Sector bytes moved per byte for a tile whose rows are `segment_bytes` long, at `pitch_bytes` apart.
+
+    Each warp instruction covers ``min(segment, lanes x lane_bytes)`` bytes of a row; the factor is the
+    mean over one period of row start offsets (1.0 when the pitch is a multiple of the sector: every row
+    starts on a sector; 1.25 for 64-byte vector accesses at a pitch of 16 mod 32)."""
+    if pitch_bytes <= 0 or segment_bytes <= 0 or lane_bytes <= 0:
+        raise ValueError(f"row_sector_factor: pitch, segment and lane bytes must be positive, got "
+                         f"{pitch_bytes}, {segment_bytes}, {lane_bytes}")
+    if pitch_bytes % sector_bytes == 0 and segment_bytes % sector_bytes == 0:
+        return 1.0
+    if segment_bytes >= pitch_bytes and pitch_bytes < lanes * lane_bytes:
+        return 1.0  # whole rows shorter than one instruction: its lanes cover several rows, one contiguous run
+    width = min(segment_bytes, lanes * lane_bytes)
+    period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
+    moved = 0
+    for r in range(period):
+        base = (r * pitch_bytes) % sector_bytes
+        done = 0
+        while done < segment_bytes:
+            w = min(width, segment_bytes - done)
+            moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes) * sector_bytes
+            done += w
+    return moved / (period * segment_bytes)
