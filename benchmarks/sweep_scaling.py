@@ -85,6 +85,48 @@ def busy_fractions(rows, t_start: float, t_end: float, workers: int) -> dict:
             "end_gap_s": wall - min((w["last_end_s"] for w in per.values()), default=wall)}
 
 
+class RayProbe:
+    """Benchmark-only: the same bounded batch loop as memsim's backends, on Ray tasks, to choose between
+    Ray and Dask by measurement (issue 10).  memsim has no Ray backend; `--backends ray` needs `pip install ray`."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None):
+        import ray
+        from memsim.sweep import run_batch
+        self.ray = ray
+        ray.init(address=scheduler, num_cpus=None if scheduler else workers, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+        self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
+        self.task = ray.remote(num_cpus=1)(run_batch)
+
+    def run(self, spec_dict, batches):
+        from memsim.sweep_backends import IN_FLIGHT_PER_WORKER, _bounded
+        spec_ref = self.ray.put(spec_dict)
+
+        def wait_any(pending):
+            done, rest = self.ray.wait(list(pending), num_returns=1)
+            return [_Done(self.ray, d) for d in done], set(rest)
+
+        yield from _bounded(lambda b: self.task.remote(spec_ref, b), batches, IN_FLIGHT_PER_WORKER * self.workers,
+                            wait_any)
+
+    def close(self):
+        self.ray.shutdown()
+
+
+class _Done:
+    def __init__(self, ray, ref):
+        self.ray, self.ref = ray, ref
+
+    def result(self):
+        return self.ray.get(self.ref)
+
+
+def _with_ray(name, *, workers=None, scheduler=None):
+    from memsim.sweep_backends import make_backend
+    return RayProbe(workers, scheduler) if name == "ray" else make_backend(name, workers=workers, scheduler=scheduler)
+
+
 def timed(spec, trace=False, **kw) -> dict:
     """One run: wall seconds, rows, and the CPU it took (ours: this process and its finished children;
     others': the machine's busy CPU over the run minus ours, i.e. what other users took meanwhile)."""
@@ -93,14 +135,17 @@ def timed(spec, trace=False, **kw) -> dict:
     c0 = _our_cpu()
     load0 = os.getloadavg()[0]
     import memsim.sweep as MS
-    real = MS.run_batch
+    import memsim.sweep_backends as MB
+    real, real_make = MS.run_batch, MB.make_backend
+    if kw.get("backend") == "ray":
+        MB.make_backend = _with_ray
     if trace:  # local pool workers are forked: they see the traced task function
         MS.run_batch = _traced_batch
     t, tm = time.perf_counter(), time.monotonic()
     try:
         r = run_sweep(spec, None, progress=False, **kw)
     finally:
-        MS.run_batch = real
+        MS.run_batch, MB.make_backend = real, real_make
     wall = time.perf_counter() - t
     trace_info = busy_fractions(r.rows, tm, time.monotonic(), kw.get("workers") or 1) if trace else None
     busy1, _ = _proc_stat()
@@ -126,10 +171,9 @@ def _median(xs):
 
 def startup_s(backend: str, workers: int) -> float | None:
     """Seconds to start the backend's workers and warm them (the fixed cost a sweep pays once)."""
-    from memsim.sweep_backends import make_backend
     t = time.perf_counter()
     try:
-        be = make_backend(backend, workers=workers)
+        be = _with_ray(backend, workers=workers)
         from memsim.sweep import SweepSpec
         list(be.run(SweepSpec(axes={"seq": [256]}, base={"batch": 1, "heads": 1, "head_dim": 64}).to_dict(),
                     [[(0, {"seq": 256})]]))
@@ -150,7 +194,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from memsim.io import base_provenance, write_json
     spec, n = spec_for(a.points)
-    out = {"points": n, "workers": a.workers, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+    versions = {}
+    for mod in ("dask", "distributed", "ray"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    out = {"points": n, "engine_versions": versions, "python_executable": sys.executable, "workers": a.workers, "cpu_count": os.cpu_count(), "python": platform.python_version(),
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "command": "python " + " ".join(sys.argv), "provenance": base_provenance("python " + " ".join(sys.argv)),
            "definitions": {
@@ -160,6 +210,8 @@ def main(argv=None) -> int:
                                  "parallel run adds (start-up, pickling, dispatch, cache misses), whatever the load",
                "others_cpu_s": "CPU seconds other users' processes took during the run (machine busy - ours): on "
                                "2 shared cores, wall-clock efficiency cannot exceed (2 x wall - others) / (2 x wall)",
+               "ray": "Ray's raylet, GCS and worker processes are not children of this process: their CPU shows "
+                      "under others_cpu_s, not our_cpu_s (so ray's cpu_efficiency is meaningless)",
                "trace": "local backend: per worker, the time inside tasks (batch start..end, monotonic clock), the "
                         "first task's start and the last task's end relative to the run",
                "idle_machine_efficiency_estimate": "busy_fraction x cpu_efficiency: what the wall efficiency would be "
@@ -192,7 +244,8 @@ def main(argv=None) -> int:
             if r.get("trace") and r["trace"]["busy_fraction"] is not None:
                 # on an idle machine, wall efficiency ~ (share of the run the workers were inside tasks) x
                 # (serial CPU / parallel CPU): an ESTIMATE from this run's traces, not a measurement
-                r["idle_machine_efficiency_estimate"] = r["trace"]["busy_fraction"] * (r["cpu_efficiency"] or 0)
+                # (a CPU ratio above 1 is the serial run's own contention, so it counts as 1)
+                r["idle_machine_efficiency_estimate"] = r["trace"]["busy_fraction"] * min(1.0, r["cpu_efficiency"] or 0)
             reps[b].append(r)
             print(f"[{i + 1}/{a.repeats}] {b} x{a.workers}: {r['seconds']:.1f} s, efficiency {100 * r['efficiency']:.0f} %, "
                   f"cpu efficiency {100 * (r['cpu_efficiency'] or 0):.0f} %, others took {r['others_cpu_s']:.1f} cpu-s "

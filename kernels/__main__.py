@@ -6,7 +6,9 @@
       run forward (and --phase bwd: forward then backward) on random inputs, check DESIGN.md's
       correctness rule against float64 (unless --no-check), time with do_bench on a GPU
 
---shape is B,Hq,Hkv,Nq,Nkv,d.  Without --block-m/--block-n/... the default schedule for the device
+--shape is B,Hq,Hkv,Nq,Nkv,d; memsim's flags say the same per size (--batch --heads --heads-kv --seq
+--seq-kv --head-dim; unset kv sizes = the query's), and --algorithm/--causal-align are memsim's names
+for --alg/--align (both spellings work in both).  Without --block-m/--block-n/... the default schedule for the device
 is used.  Without a CUDA GPU, set TRITON_INTERPRET=1 and keep shapes small.
 Bad input is one line on stderr ("kernels: error: ..."), exit status 2 (memsim/cli/errors.py).
 """
@@ -16,9 +18,8 @@ import argparse
 import json
 
 
+from memsim.cli.common import add_shape_args, resolve_shape
 from memsim.cli.errors import UsageError, make_parser, run_cli
-
-SHAPE_FIELDS = "B,Hq,Hkv,Nq,Nkv,d"
 
 
 def _args(argv):
@@ -27,12 +28,14 @@ def _args(argv):
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("launches", "run"):
         p = sub.add_parser(name)
-        p.add_argument("--shape", required=True, help="B,Hq,Hkv,Nq,Nkv,d")
+        add_shape_args(p)  # memsim's names (--batch --heads --heads-kv --seq --seq-kv --head-dim) or --shape
         p.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp32"])
-        p.add_argument("--alg", default="flash2", choices=["naive", "flash1", "flash2"])
+        p.add_argument("--algorithm", "--alg", "-a", dest="alg", default="flash2", choices=["naive", "flash1", "flash2"],
+                       help="(alias --alg)")
         p.add_argument("--phase", default="fwd", choices=["fwd", "bwd"])
         p.add_argument("--causal", action="store_true")
-        p.add_argument("--align", default="top_left", choices=["top_left", "bottom_right"])
+        p.add_argument("--causal-align", "--align", dest="align", default="top_left",
+                       choices=["top_left", "bottom_right"], help="(alias --align)")
         p.add_argument("--scale", type=float, default=None)
         p.add_argument("--block-m", type=int)
         p.add_argument("--block-n", type=int)
@@ -47,15 +50,11 @@ def _args(argv):
     return ap.parse_args(argv)
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    parts = text.split(",")
-    try:
-        shape = tuple(int(x) for x in parts)
-    except ValueError:
-        shape = ()
-    if len(parts) != 6 or len(shape) != 6:
-        raise UsageError(f"--shape must be six comma-separated integers {SHAPE_FIELDS}, got {text!r}")
-    return shape
+def _shape(a) -> tuple[int, ...]:
+    """(B, Hq, Hkv, Nq, Nkv, d) from --shape or memsim's six flags (the same names in both command lines)."""
+    resolve_shape(a, required=True)
+    return (a.batch, a.heads, a.heads if a.heads_kv is None else a.heads_kv, a.seq,
+            a.seq if a.seq_kv is None else a.seq_kv, a.head_dim)
 
 
 def _schedule(a, problem, phase, device):
@@ -80,7 +79,7 @@ def _main(a):
 
     import kernels
     from memsim.schedule import AttentionProblem, kernel_launches
-    B, Hq, Hkv, Nq, Nkv, d = _shape(a.shape)
+    B, Hq, Hkv, Nq, Nkv, d = _shape(a)
     if a.sp_dtype is not None and a.alg != "naive":
         raise UsageError(f"--sp-dtype sets naive's S and P element type; {a.alg} keeps S and P on chip "
                          f"(drop --sp-dtype or use --alg naive)")

@@ -11,25 +11,91 @@ GB = 1e9
 RAW = argparse.RawDescriptionHelpFormatter
 
 
+# --- the problem's shape: one vocabulary for memsim, kernels (and the verification cases' fields) --------
+#: (dest, option strings, help, default) of the six shape flags; --heads-q / --seq-q are the
+#: AttentionProblem field names, kept as aliases
+SHAPE_FLAGS = (
+    ("batch", ("--batch", "-B"), "batch size", 4),
+    ("heads", ("--heads", "--heads-q", "-H"), "query heads", 16),
+    ("heads_kv", ("--heads-kv",), "key/value heads for GQA/MQA", None),
+    ("seq", ("--seq", "--seq-q", "-N"), "query sequence length", 4096),
+    ("seq_kv", ("--seq-kv",), "key/value sequence length", None),
+    ("head_dim", ("--head-dim", "-d"), "head dimension", 64),
+)
+SHAPE_FIELDS = "B,Hq,Hkv,Nq,Nkv,d"
+DEFAULT_SHAPE = {dest: default for dest, _, _, default in SHAPE_FLAGS}
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was given (so --shape can refuse a second spelling)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        given = getattr(namespace, "shape_flags_given", None) or []
+        setattr(namespace, "shape_flags_given", [*given, option_string])
+
+
+def add_shape_args(g) -> None:
+    """--batch/--heads/--heads-kv/--seq/--seq-kv/--head-dim, or all six at once as --shape B,Hq,Hkv,Nq,Nkv,d
+    (kernels' spelling); `resolve_shape(a)` turns either into the six fields."""
+    for dest, flags, text, default in SHAPE_FLAGS:
+        dflt = {"heads_kv": "--heads", "seq_kv": "--seq"}.get(dest, default)
+        aliases = [f for f in flags[1:] if f.startswith("--")]
+        g.add_argument(*flags, dest=dest, type=int, default=None, action=_Given,
+                       help=f"{text} (default {dflt}" + (f"; alias {', '.join(aliases)})" if aliases else ")"))
+    g.add_argument("--shape", default=None, metavar=SHAPE_FIELDS,
+                   help=f"all six at once, comma-separated {SHAPE_FIELDS} (instead of the six flags above)")
+
+
+def parse_shape(text: str) -> dict:
+    parts = str(text).split(",")
+    try:
+        vals = [int(x) for x in parts]
+    except ValueError:
+        vals = []
+    if len(parts) != 6 or len(vals) != 6:
+        from .errors import UsageError
+        raise UsageError(f"--shape must be six comma-separated integers {SHAPE_FIELDS}, got {text!r}")
+    return dict(zip(("batch", "heads", "heads_kv", "seq", "seq_kv", "head_dim"), vals))
+
+
+def resolve_shape(a, *, required: bool = False) -> None:
+    """Fill a.batch .. a.head_dim from --shape or the six flags (defaults for the ones not given; heads_kv and
+    seq_kv stay None = same as heads / seq).  --shape together with any of the six flags is refused;
+    `required`: refuse when the problem is given neither way (kernels, whose --shape was required)."""
+    from .errors import UsageError
+    given = getattr(a, "shape_flags_given", None) or []
+    if getattr(a, "shape", None) is not None:
+        if given:
+            raise UsageError(f"--shape gives all six sizes; drop {', '.join(given)} (or drop --shape and give "
+                             f"--batch/--heads/--heads-kv/--seq/--seq-kv/--head-dim)")
+        for k, v in parse_shape(a.shape).items():
+            setattr(a, k, v)
+        a.shape = None
+        a.shape_flags_given = ["--shape"]
+        return
+    if required and not given:
+        raise UsageError(f"give the problem: --batch B --heads H --seq N --head-dim d (and --heads-kv, --seq-kv), "
+                         f"or --shape {SHAPE_FIELDS}")
+    for k, v in DEFAULT_SHAPE.items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+
+
 def add_problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem (softmax(scale*QK^T)V on (batch, heads, seq, head_dim) tensors)")
-    g.add_argument("--batch", "-B", type=int, default=4, help="batch size (default 4)")
-    g.add_argument("--heads", "-H", type=int, default=16, help="query heads (default 16)")
-    g.add_argument("--heads-kv", type=int, default=None, help="key/value heads for GQA/MQA (default = --heads)")
-    g.add_argument("--seq", "-N", type=int, default=4096, help="query sequence length (default 4096)")
-    g.add_argument("--seq-kv", type=int, default=None, help="key/value sequence length (default = --seq)")
-    g.add_argument("--head-dim", "-d", type=int, default=64, help="head dimension (default 64)")
+    add_shape_args(g)
     g.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="fp16", help="element type (default fp16)")
     g.add_argument("--causal", action="store_true", help="causal mask (fully masked tiles are skipped by flash)")
-    g.add_argument("--causal-align", choices=CAUSAL_ALIGNMENTS, default="top_left",
-                   help="causal alignment when seq != seq-kv (default top_left, like SDPA is_causal)")
+    g.add_argument("--causal-align", "--align", choices=CAUSAL_ALIGNMENTS, default="top_left", dest="causal_align",
+                   help="causal alignment when seq != seq-kv (default top_left, like SDPA is_causal; alias --align)")
 
 
 def add_schedule_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
     g = p.add_argument_group("schedule (how the kernels run it)")
     if algorithm:
-        g.add_argument("--algorithm", "-a", choices=ALGORITHMS, default="flash2",
-                       help="naive (S, P in HBM), flash1 (2022 loop order), flash2 (default)")
+        g.add_argument("--algorithm", "--alg", "-a", choices=ALGORITHMS, default="flash2", dest="algorithm",
+                       help="naive (S, P in HBM), flash1 (2022 loop order), flash2 (default) (alias --alg)")
     g.add_argument("--phase", choices=PHASES, default="fwd", help="forward or backward pass (default fwd)")
     g.add_argument("--block-m", type=int, default=128, help="Q rows per tile (power of two >= 16, default 128)")
     g.add_argument("--block-n", type=int, default=64, help="K/V rows per tile (power of two >= 16, default 64)")
@@ -69,6 +135,7 @@ def add_all_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
 
 def problem(a) -> AttentionProblem:
     # an explicit 0 is the user's value (and refused by AttentionProblem), never "the default"
+    resolve_shape(a)
     return AttentionProblem(batch=a.batch, heads_q=a.heads, heads_kv=a.heads if a.heads_kv is None else a.heads_kv,
                             seq_q=a.seq, seq_kv=a.seq if a.seq_kv is None else a.seq_kv, head_dim=a.head_dim,
                             dtype=a.dtype, causal=a.causal, causal_align=a.causal_align)
