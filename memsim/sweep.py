@@ -281,6 +281,41 @@ class Progress:
             self._draw(time.monotonic(), end=True)
 
 
+class TqdmProgress:
+    """The same progress as `Progress`, drawn by tqdm (used when tqdm is installed: the `progress` extra)."""
+
+    def __init__(self, total: int, done: int = 0, stream=None, tqdm_cls=None):
+        self.bar = tqdm_cls(total=total, initial=done, file=stream or sys.stderr, unit="point", dynamic_ncols=True,
+                            smoothing=0.1, desc="sweep")
+        self.bad = {"refused": 0, "error": 0}
+
+    def update(self, rows) -> None:
+        rows = list(rows)
+        n_bad = sum(self.bad.values())
+        for r in rows:
+            if r["status"] in self.bad:
+                self.bad[r["status"]] += 1
+        if sum(self.bad.values()) != n_bad:
+            self.bar.set_postfix(refused=self.bad["refused"], errors=self.bad["error"], refresh=False)
+        self.bar.update(len(rows))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def make_progress(total: int, done: int = 0, *, stream=None, enabled: bool = True, use_tqdm: bool | None = None):
+    """tqdm's bar when tqdm is installed (use_tqdm=None: if importable), else the plain self-rewriting line."""
+    if enabled and use_tqdm is not False:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            if use_tqdm:
+                raise ImportError("tqdm is not installed: pip install tqdm (or 'io-aware-attention[progress]')") from None
+        else:
+            return TqdmProgress(total, done, stream=stream, tqdm_cls=tqdm)
+    return Progress(total, done, stream=stream, enabled=enabled)
+
+
 # --- the whole sweep ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepResult:
@@ -372,7 +407,7 @@ def run_sweep(spec: SweepSpec, out=None, *, backend: str = "local", workers: int
     todo = [(i, v) for i, v in spec.points() if i not in done]
     be = make_backend(backend, workers=workers, scheduler=scheduler)
     size = batch_size or default_batch_size(len(todo), be.workers)
-    bar = Progress(spec.n_points, resumed, stream=stream, enabled=progress)
+    bar = make_progress(spec.n_points, resumed, stream=stream, enabled=progress)
     try:
         with _sigterm_as_interrupt():
             for rows in be.run(spec_dict, batches(todo, size, workers=be.workers if be.workers > 1 else None)):
@@ -381,6 +416,7 @@ def run_sweep(spec: SweepSpec, out=None, *, backend: str = "local", workers: int
                 for r in rows:
                     done[r["point"]] = r
                 bar.update(rows)
+        bar.close()
     except KeyboardInterrupt:
         bar.close()
         if journal is not None:

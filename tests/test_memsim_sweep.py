@@ -304,3 +304,31 @@ def test_points_on_the_same_hardware_share_one_hardware_object(monkeypatch):
     rows = [evaluate(spec, i, v) for i, v in SweepSpec.from_dict(spec).points()]
     assert all(r["status"] == "ok" for r in rows) and len(reads) <= 1, (len(reads), rows[0])
     assert settings_for(spec, {"l2_bytes": 1})[0] == {"l2_bytes": 1}
+
+
+def _tiny_spec():
+    return SweepSpec(axes={"seq": [64, 128], "algorithm": ["naive", "flash2"]},
+                     base={"batch": 1, "heads": 1, "head_dim": 32, "block_m": 32, "block_n": 32})
+
+
+def test_progress_falls_back_to_the_plain_line_without_tqdm(monkeypatch):
+    import io
+    from memsim import sweep as SW
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    buf = io.StringIO()
+    run_sweep(_tiny_spec(), workers=1, stream=buf)
+    assert "4/4 points" in buf.getvalue() and buf.getvalue().endswith("\n")
+    with pytest.raises(ImportError, match="pip install tqdm"):
+        SW.make_progress(4, use_tqdm=True)
+
+
+def test_progress_uses_tqdm_when_installed():
+    import io
+    tqdm = pytest.importorskip("tqdm")
+    from memsim import sweep as SW
+    buf = io.StringIO()
+    run_sweep(_tiny_spec(), workers=1, stream=buf)
+    text = buf.getvalue()
+    assert "4/4" in text and "point/s" in text and "100%|" in text and "ETA" not in text, text  # tqdm's, not ours
+    assert isinstance(SW.make_progress(4, stream=io.StringIO()), SW.TqdmProgress) and tqdm
+    assert isinstance(SW.make_progress(4, enabled=False), SW.Progress)
