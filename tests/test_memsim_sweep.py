@@ -261,7 +261,7 @@ def test_command_line_hardware_axis_and_resume_flags(tmp_path, capsys):
             "--algorithms", "naive,flash2", "--batch", "1", "--heads", "2", "--workers", "1", "--out", str(out)]
     assert main(argv) == 0
     cap = capsys.readouterr()
-    assert "8/8 points simulated" in cap.out and "points," in cap.err  # progress on stderr
+    assert "8/8 points simulated" in cap.out and "8/8" in cap.err  # progress on stderr (ours or tqdm's)
     import csv
     rows = list(csv.DictReader(open(f"{out}.csv")))
     assert {r["l2_bytes"] for r in rows} == {"65536", "52428800"} and len(rows) == 8
