@@ -34,7 +34,9 @@ def run(a) -> int:
     hw = load_hardware(a.hw)
     p = C.problem(a)
     phases = ("fwd", "bwd") if a.phase == "both" else (a.phase,)
-    algs = [x for x in ALGORITHMS if not (x == "flash1" and "bwd" in phases)]  # flash1 has no backward
+    from ..algorithms import registered
+    keys = set(registered())
+    algs = [x for x in ALGORITHMS if all((x, ph) in keys for ph in phases)]  # flash1, hopper: no backward
     results = []  # (alg, [(schedule, SimResult) per phase])
     for alg in algs:
         runs = []
@@ -47,8 +49,9 @@ def run(a) -> int:
         return 0
     GB = C.GB
     print(f"{C.describe(p, hw)}; {' + '.join(phases)}, tiles {a.block_m}x{a.block_n}")
-    if "bwd" in phases:
-        print("(flash1 has a forward pass only and is left out)")
+    for x in ALGORITHMS:
+        if x not in algs:
+            print(f"({x} has a forward pass only and is left out)")
 
     def tot(runs, key):
         return sum(r.total[key] for _, r in runs)
@@ -56,7 +59,7 @@ def run(a) -> int:
     def glob(runs):
         return tot(runs, "global_read_bytes") + tot(runs, "global_write_bytes")
 
-    base = glob(results[-1][1])  # flash2
+    base = glob(dict(results)["flash2"])
     rows = []
     for alg, runs in results:
         cf = sum(v["global_read_bytes"] + v["global_write_bytes"]
