@@ -183,6 +183,45 @@ def startup_s(backend: str, workers: int) -> float | None:
     return time.perf_counter() - t
 
 
+def _noop(x):
+    return x
+
+
+def per_task_s(backend: str, workers: int, n: int = 2000) -> dict | None:
+    """Engine overhead per task: wall seconds for n no-op tasks submitted at once on `workers` workers,
+    divided by n (after 50 warm-up tasks), and the start-up seconds of the engine."""
+    import logging
+    try:
+        t = time.perf_counter()
+        if backend == "local":
+            from concurrent.futures import ProcessPoolExecutor
+            ex = ProcessPoolExecutor(workers)
+            run, close = (lambda k: list(ex.map(_noop, range(k)))), ex.shutdown
+        elif backend == "dask":
+            import distributed
+            cl = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                          dashboard_address=None, silence_logs=logging.ERROR)
+            c = distributed.Client(cl)
+            run = lambda k: c.gather(c.map(_noop, range(k), pure=False))  # noqa: E731
+            close = lambda: (c.close(), cl.close())  # noqa: E731
+        elif backend == "ray":
+            import ray
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            f = ray.remote(num_cpus=1)(_noop)
+            run, close = (lambda k: ray.get([f.remote(i) for i in range(k)])), ray.shutdown
+        else:
+            return None
+        run(50)
+        start = time.perf_counter() - t
+        t = time.perf_counter()
+        run(n)
+        el = time.perf_counter() - t
+        close()
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {"tasks": n, "seconds": el, "per_task_s": el / n, "startup_s": start, "load_avg_1min": os.getloadavg()[0]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1000)
@@ -193,6 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     from memsim.io import base_provenance, write_json
+    if os.path.exists(a.out):  # before minutes of measuring, not after
+        ap.error(f"{a.out} already exists; choose another --out (results are never overwritten)")
     spec, n = spec_for(a.points)
     versions = {}
     for mod in ("dask", "distributed", "ray"):
@@ -212,14 +253,19 @@ def main(argv=None) -> int:
                                "2 shared cores, wall-clock efficiency cannot exceed (2 x wall - others) / (2 x wall)",
                "ray": "Ray's raylet, GCS and worker processes are not children of this process: their CPU shows "
                       "under others_cpu_s, not our_cpu_s (so ray's cpu_efficiency is meaningless)",
+               "per_task": "engine overhead: n no-op tasks submitted at once to `workers` workers, wall / n; "
+                           "startup_s there = engine start + 50 warm-up tasks (no memsim)",
                "trace": "local backend: per worker, the time inside tasks (batch start..end, monotonic clock), the "
                         "first task's start and the last task's end relative to the run",
                "idle_machine_efficiency_estimate": "busy_fraction x cpu_efficiency: what the wall efficiency would be "
                                                    "if no one else used the cores; an estimate, not a measurement",
            },
            "runs": {}, "startup_s": {}}
+    out["per_task"] = {}
     for b in a.backends.split(","):
         out["startup_s"][b] = startup_s(b, a.workers)
+        out["per_task"][b] = per_task_s(b, a.workers)
+        print(f"{b}: start-up {out['startup_s'][b]} s, no-op task {out['per_task'][b]}", flush=True)
     reps = {"serial": [], **{b: [] for b in a.backends.split(",")}}
     serial_rows = None
     for i in range(a.repeats):
