@@ -54,6 +54,17 @@ class Calibration:
     #: calibrated; the preset's constant l2_read_request_fraction applies)
     merge_group_sms: int = 1
     l2_merge_window_s: float | None = None
+    #: which SMs' reads of the same lines merge, by SM id (%smid; `sm_groups` fact): group id per SM id, the most
+    #: SMs one merged L2 request serves, and the rule's text with the points it explains (None: not calibrated)
+    merge_group_of_sm: tuple | None = None
+    merge_max_sms: int | None = None
+    merge_rule: str | None = None
+    #: loaded DRAM latency (Little's law on the `dram_stream` fact): ((achieved B/s, latency s), ...) by rising
+    #: bandwidth, the most one CTA streams (its pipeline's own limit) and the highest rate reached (None: not
+    #: calibrated; see dram_latency_s)
+    dram_latency_curve: tuple | None = None
+    cta_stream_max_Bps: float | None = None
+    dram_stream_peak_Bps: float | None = None
     #: a dependent tile loop (flash1's workspace): fixed round trip per iteration and the bytes per second
     #: one CTA moves through such a loop (None: the preset's mem_latency_s and no transfer term)
     l2_roundtrip_s: float | None = None
@@ -132,10 +143,15 @@ def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
     dots = {dt: v * (hw.tensor_flops_per_sm_per_cycle[dt] * hw.clock_Hz)
             / (ref.tensor_flops_per_sm_per_cycle[dt] * ref.clock_Hz) for dt, v in cal.dot_flops_per_sm_s.items()}
     dirty = None if cal.l2_dirty_bytes is None else int(cal.l2_dirty_bytes * hw.l2_bytes / ref.l2_bytes)
+    bw = hw.dram_bw_Bps / ref.dram_bw_Bps  # the loaded-latency curve: same latencies at scaled bandwidths
+    curve = None if cal.dram_latency_curve is None else tuple((b * bw, lat) for b, lat in cal.dram_latency_curve)
+    peak = None if cal.dram_stream_peak_Bps is None else cal.dram_stream_peak_Bps * bw
+    groups = cal.merge_group_of_sm if hw.num_sms == ref.num_sms else None  # an SM map is for one SM count
     return replace(cal, dot_flops_per_sm_s=dots,
                    exp_per_sm_s=cal.exp_per_sm_s * (hw.exp_per_sm_per_cycle * hw.clock_Hz)
                    / (ref.exp_per_sm_per_cycle * ref.clock_Hz),
                    dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty,
+                   dram_latency_curve=curve, dram_stream_peak_Bps=peak, merge_group_of_sm=groups,
                    sm_clock_Hz=None if cal.sm_clock_Hz is None else cal.sm_clock_Hz * hw.clock_Hz / ref.clock_Hz)
 
 
@@ -200,6 +216,10 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
                        ("dependent_loop", dependent_loop_from)):
         if facts.get(fact):
             kw.update(rule(facts[fact]))
+    if facts.get("sm_groups"):
+        kw.update(sm_groups_from(facts["sm_groups"], num_sms=hw.num_sms))
+    if facts.get("dram_stream"):
+        kw.update(dram_stream_from(facts["dram_stream"]))
     if facts.get("spills"):
         kw.update(spills_from(facts["spills"], num_sms=hw.num_sms,
                               l1_bytes_per_sm=getattr(hw, "l1_shared_per_sm_bytes", 0) or None))
@@ -278,6 +298,152 @@ def merge_from(points: list) -> dict:
     return out
 
 
+def _parse_sms(text: str, num_sms: int) -> list:
+    """An sm_groups point's set: "0+2+4", ranges "0-3", or "all" (as verification.microbench.programs.parse_sms)."""
+    if text == "all":
+        return list(range(num_sms))
+    out = set()
+    for part in str(text).split("+"):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(out)
+
+
+def merge_requests(sms, group_of_sm, max_sms) -> int:
+    """Distinct L2 requests for one line read in lockstep by the SMs `sms`: per group, one request per max_sms
+    readers (ceil)."""
+    n = {}
+    for s in sms:
+        g = group_of_sm[s]
+        n[g] = n.get(g, 0) + 1
+    return sum(-(-k // max_sms) for k in n.values())
+
+
+def sm_groups_from(points: list, *, num_sms: int) -> dict:
+    """The map of SMs whose lockstep reads of the same lines merge, from sets of SMs (by %smid) reading one set.
+
+    Each point: the SMs that read (observed on the card: ``sms_read``) and the distinct requesters the L2 saw
+    (``distinct_readers`` = L2 sectors / global bytes x readers).  Candidate rules, simplest first: SM ids in
+    consecutive blocks of s (s = 1, 2, 4, 8, 16: the engine's old assumption is s = 4), or TPCs (pairs of SMs,
+    2k and 2k+1) dealt round-robin to n groups (n = 2 .. 16, as SM ids are dealt to the GPCs), each with a
+    cap c on the SMs one merged request serves (1, 2, 4, 8, 16, unbounded).  The rule explaining the most points
+    (|predicted - measured| < 0.5 requester) wins; ties go to the simplest (fewest groups, then the smallest
+    cap).  H100 (2026-11-25 22:25): TPC round-robin over 8 groups (the 8 GPCs) with at most 4 SMs per request
+    explains 33 of 38 points; it misses SM pairs (0, 64) (no merge measured) and (0, 131) (merge measured),
+    the sets every 16th / 18th SM and all 132 SMs (34 predicted, 34.9 measured): SM ids from 64 up are not
+    dealt round-robin, and the rule text says so.
+    """
+    pts = []
+    for r in points:
+        sms = r.get("sms_read") or (_parse_sms(r["sms"], num_sms) if r.get("sms") is not None else None)
+        if sms and r.get("distinct_readers") is not None:
+            pts.append((r.get("id", r.get("sms")), sms, float(r["distinct_readers"])))
+    if not pts:
+        return {}
+    caps = (1, 2, 4, 8, 16, num_sms)
+    cands = [(f"SM ids in blocks of {b}", 0, b, lambda s, b=b: s // b) for b in (1, 2, 4, 8, 16)]
+    cands += [(f"TPCs (SMs 2k, 2k+1) dealt round-robin to {n} groups", 1, n, lambda s, n=n: (s // 2) % n)
+              for n in range(2, 17)]
+    best = None
+    for name, kind, size, rule in cands:
+        groups = [rule(s) for s in range(num_sms)]
+        for cap in caps:
+            miss = [pid for pid, sms, got in pts if abs(merge_requests(sms, groups, cap) - got) >= 0.5]
+            key = (len(miss), kind, size if kind else -size, cap)
+            if best is None or key < best[0]:
+                best = (key, name, groups, cap, miss)
+    _, name, groups, cap, miss = best
+    cap_text = "no limit" if cap >= num_sms else f"at most {cap} SMs per merged request"
+    text = (f"{name}, {cap_text}: explains {len(pts) - len(miss)} of {len(pts)} sm_groups points"
+            + (f"; not: {', '.join(str(m) for m in miss)}" if miss else ""))
+    return {"merge_group_of_sm": tuple(groups), "merge_max_sms": cap if cap < num_sms else None,
+            "merge_rule": text}
+
+
+def dram_stream_from(points: list) -> dict:
+    """Loaded DRAM latency vs achieved bandwidth, from CTAs streaming their own data with F bytes in flight.
+
+    Little's law per point: latency = (CTAs resident at once x F) / achieved bytes per second (CTAs resident
+    from the kernel's own %globaltimer stamps).  A CTA also has a rate of its own it cannot pass (its pipeline:
+    the median per-CTA rate of the points with at most 16 CTAs at the largest F; H100, 4 warps: 47 GB/s);
+    points whose CTAs ran within 20 % of it are co-limited by it and left out, and so are the points past the
+    peak (another point with less in flight reached 5 % more: H100 at 3-4 CTAs per SM, 2.5-2.7 of 3.05 TB/s,
+    spread 17 % -- not modelled).  The curve is made monotone (a latency never falls as load rises).
+    """
+    rows = []
+    for r in points:
+        bw, res, f = r.get("bytes_per_s_median"), r.get("ctas_resident_mean"), r.get("inflight_bytes")
+        if bw and res and f:
+            rows.append((int(r["ctas"]), int(f), float(bw), float(res)))
+    if not rows:
+        return {}
+    fmax = max(f for _, f, _, _ in rows)
+    own = [bw / c for c, f, bw, _ in rows if f == fmax and c <= 16]
+    cap = _median(own) if own else None
+    peak = max(bw for _, _, bw, _ in rows)
+    curve = []
+    for c, f, bw, res in rows:
+        inflight = res * f
+        if cap is not None and bw / res >= 0.8 * cap:
+            continue  # within 20 % of the CTA's own limit: co-limited by the CTA, not only by the memory system
+        if any(i2 <= inflight and b2 > 1.05 * bw for _, f2, b2, r2 in rows for i2 in (r2 * f2,)):
+            continue  # past the peak: less in flight elsewhere reached more bandwidth
+        curve.append((bw, inflight / bw))
+    curve.sort()
+    mono, hi = [], 0.0
+    for bw, lat in curve:
+        hi = max(hi, lat)
+        mono.append((bw, hi))
+    out = {"dram_stream_peak_Bps": peak}
+    if cap is not None:
+        out["cta_stream_max_Bps"] = cap
+    if mono:
+        out["dram_latency_curve"] = tuple(mono)
+    return out
+
+
+def dram_latency_s(cal: Calibration, bandwidth_Bps: float) -> float | None:
+    """The loaded DRAM latency at an achieved bandwidth: linear in the calibrated curve, its ends held flat;
+    None without a dram_stream calibration."""
+    c = cal.dram_latency_curve
+    if not c:
+        return None
+    if bandwidth_Bps <= c[0][0]:
+        return c[0][1]
+    for (b0, l0), (b1, l1) in zip(c, c[1:]):
+        if bandwidth_Bps <= b1:
+            return l0 + (l1 - l0) * (bandwidth_Bps - b0) / (b1 - b0) if b1 > b0 else l1
+    return c[-1][1]
+
+
+def stream_bandwidth_Bps(cal: Calibration, ctas: int, inflight_bytes_per_cta: float,
+                         cta_max_Bps: float | None = None) -> float:
+    """DRAM bandwidth that `ctas` resident CTAs reach, each keeping `inflight_bytes_per_cta` in flight: the fixed
+    point of  B = ctas x min(F / latency(B), per-CTA limit),  capped at the highest measured rate (the
+    right side falls as B rises, so the root is unique; bisection).  `cta_max_Bps`: a lower per-CTA limit of the
+    caller's kernel (None: the microbenchmark's).  Requires a dram_stream calibration."""
+    if not cal.dram_latency_curve:
+        raise CalibrationError("no dram_stream calibration: the loaded latency curve is missing")
+    if ctas <= 0 or inflight_bytes_per_cta <= 0:
+        return 0.0
+    own = min(x for x in (cal.cta_stream_max_Bps, cta_max_Bps) if x) if (cal.cta_stream_max_Bps or cta_max_Bps) \
+        else float("inf")
+    peak = cal.dram_stream_peak_Bps or cal.dram_latency_curve[-1][0]
+
+    def demand(b):
+        return ctas * min(inflight_bytes_per_cta / dram_latency_s(cal, b), own)
+    if demand(peak) >= peak:
+        return peak
+    lo, hi = 0.0, peak
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if demand(mid) > mid:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def dependent_loop_from(points: list) -> dict:
     """Round trip and per-CTA transfer rate of a dependent loop (load, store, barrier each iteration).
 
@@ -302,31 +468,35 @@ def dependent_loop_from(points: list) -> dict:
 
 
 def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: int | None = None) -> dict:
-    """L2 traffic per static spill byte from the spilling microbenchmark points, where local memory fits in L1.
+    """L2 traffic per static spill byte, from the spilling point whose local memory sits deepest inside L1.
 
     Each point: the compiled kernel's spilled bytes per thread (``compiled.local_bytes_per_thread``), its
     threads, iterations and CTAs, and ncu's local-memory and L2 bytes.  Stores: L2 write bytes beyond the
-    global stores; loads: L2 read bytes beyond the global loads (H100: stores all reach L2, loads hit L1).
-    Only points whose resident local footprint per SM (CTAs per SM x threads x local bytes, one wave) fits in
-    the unified L1 (`l1_bytes_per_sm`; None: every point) are used: beyond it, loads miss L1 (the 22:25 run's
-    1-warp points at 4-8 CTAs per SM, 95 KB each) -- a capacity mechanism, not a per-byte constant.
+    global stores; loads: L2 read bytes beyond the global loads (H100: stores reach L2, loads hit L1).
+    The figures are per byte *while local memory fits in L1*, so they come from the point(s) with the smallest
+    resident local footprint per SM (CTAs per SM of one wave x threads x local bytes; H100: 32 KB of 256 KB).
+    Larger footprints (the 22:25 run: 190 KB .. 760 KB per SM) show L1, then L2 overflow: that is the
+    capacity mechanism of memsim/local_memory.py (l1_bytes_per_sm only bounds which points may be used).
     """
-    w, r_ = [], []
+    rows = []
     for r in points:
         c = r.get("compiled") or {}
         per_thread = c.get("local_bytes_per_thread") or 0
         if per_thread <= 0:
             continue
-        if l1_bytes_per_sm and num_sms:
-            per_sm = -(-r["ctas"] // num_sms)
-            if per_sm * 32 * r["num_warps"] * per_thread > l1_bytes_per_sm:
-                continue
+        per_sm = -(-r["ctas"] // num_sms) if num_sms else 1
+        footprint = per_sm * 32 * r["num_warps"] * per_thread
+        if l1_bytes_per_sm and footprint > l1_bytes_per_sm:
+            continue
         issued = per_thread * 32 * r["num_warps"] * r["n_iter"] * r["ctas"]
-        w.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / issued)
-        r_.append(max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / issued)
-    if not w:
+        rows.append((footprint, max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / issued,
+                     max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / issued))
+    if not rows:
         return {}
-    return {"l2_write_per_spill_store_byte": _median(w), "l2_read_per_spill_load_byte": _median(r_)}
+    least = min(f for f, _, _ in rows)
+    deep = [(w, rd) for f, w, rd in rows if f == least]
+    return {"l2_write_per_spill_store_byte": _median([w for w, _ in deep]),
+            "l2_read_per_spill_load_byte": _median([rd for _, rd in deep])}
 
 
 def _fit_line(xs, ys):
