@@ -89,9 +89,9 @@ def _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, SEQ_KV
                 BLOCK_N: tl.constexpr, MASKED: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
     """K/V blocks [lo, hi) of one Q block: the online softmax.  Each iteration reads K_j, V_j (cols x d
     each, TMA, rows past SEQ_KV clipped and zero-filled) -- nothing else touches memory; Triton's
-    software pipeliner keeps num_stages - 1 loads in flight (no warp specialisation).  MASKED: the diagonal band and the
-    ragged tail (column and causal masks, rows that may see nothing yet); otherwise every row sees the
-    whole block and no mask is computed."""
+    software pipeliner keeps num_stages - 1 loads in flight (no warp specialisation).  MASKED: the
+    diagonal band and the ragged tail (column and causal masks, rows that may see nothing yet);
+    otherwise every row sees the whole block and no mask is computed."""
     for start_n in tl.range(lo, hi, BLOCK_N):
         k = k_desc.load([start_n, 0])
         s = mma(q, tl.trans(k), PREC)  # raw q.k; the scale is folded into the exponent below
@@ -202,8 +202,8 @@ def check_tma_layout(name: str, t: torch.Tensor) -> None:
     if t.data_ptr() % 16:
         bad.insert(0, f"data_ptr() % 16 = {t.data_ptr() % 16}")
     if bad:
-        raise ValueError(f"the hopper algorithm loads {name} through TMA descriptors, which need a 16-byte aligned start and "
-                         f"batch/head/row strides that are multiples of 16 bytes; {name} has {', '.join(bad)}. "
+        raise ValueError(f"the hopper algorithm loads {name} through TMA descriptors, which need a 16-byte aligned "
+                         f"start and batch/head/row strides that are multiples of 16 bytes; {name} has {', '.join(bad)}. "
                          f"Use .contiguous() or the flash2 algorithm")
 
 
@@ -244,5 +244,6 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
         p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
         CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
-        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0, num_warps=s.num_warps, num_stages=s.num_stages)
+        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
+        num_warps=s.num_warps, num_stages=s.num_stages)
     return ForwardResult(o, lse, {"lse": lse}, schedule)
