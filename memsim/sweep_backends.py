@@ -35,7 +35,7 @@ def make_backend(name: str, *, workers: int | None = None, scheduler: str | None
         raise ValueError(f"unknown sweep backend {name!r}; choose from {', '.join(BACKENDS)}")
     if name == "local":
         if scheduler is not None:
-            raise ValueError("--scheduler names a Dask scheduler; use it with --backend dask")
+            raise ValueError("--address (--scheduler) names a Dask scheduler; use it with --backend dask")
         n = _check_workers(workers)
         return SerialBackend() if n == 1 else LocalBackend(n)
     return DaskBackend(scheduler=scheduler, workers=workers)
@@ -115,7 +115,7 @@ class DaskBackend:
             if not isinstance(scheduler, str) or not scheduler.strip():
                 raise ValueError(f"scheduler must be a Dask scheduler address such as tcp://host:8786, got {scheduler!r}")
             if workers is not None:
-                raise ValueError("workers is for a local cluster; an existing cluster (--scheduler) has its own")
+                raise ValueError("workers is for a local cluster; an existing cluster (--address) has its own")
             self.client = distributed.Client(scheduler, timeout="30s")
         else:
             n = _check_workers(workers)

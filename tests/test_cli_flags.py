@@ -89,3 +89,11 @@ def test_memsim_sweep_takes_algorithm_aliases(tmp_path, capsys):
         assert rc == 0, err
         rows = json.loads((tmp_path / f"s{i}.json").read_text())["rows"]
         assert sorted({r["algorithm"] for r in rows}) == ["flash2", "naive"] and len(rows) == 4
+
+
+@pytest.mark.parametrize("flag", ["--address", "--scheduler"])
+def test_sweep_cluster_address_flag_and_its_alias(flag, tmp_path, capsys):
+    rc = memsim_main(["sweep", "--axis", "seq=128", "--backend", "local", flag, "tcp://127.0.0.1:1",
+                      "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--backend dask" in err, err

@@ -29,8 +29,9 @@ def add_parser(sub) -> None:
                          "...), problem or schedule field, e.g. --axis l2_bytes=26214400,52428800")
     wp.add_argument("--backend", choices=("local", "dask"), default="local",
                     help="local processes (default) or Dask (the cluster extra)")
-    wp.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                    help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster)")
+    wp.add_argument("--address", "--scheduler", dest="scheduler", default=None, metavar="ADDRESS",
+                    help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster; "
+                         "alias --scheduler)")
     wp.add_argument("--workers", type=int, default=None, help="processes / local Dask workers (default: CPU count)")
     wp.add_argument("--resume", action="store_true",
                     help="continue an interrupted sweep from PREFIX.partial.jsonl (finished points are kept)")
