@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from memsim.algorithms_hopper import warp_specialised
-from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from . import _common
 from ._common import dot_precision
@@ -207,6 +207,13 @@ def check_tma_layout(name: str, t: torch.Tensor) -> None:
                          f"Use .contiguous() or the flash2 algorithm")
 
 
+def check_capability(capability: tuple[int, int], device_name: str = "this GPU") -> None:
+    """TMA tensor descriptors (and wgmma) need compute capability 9.0 or newer."""
+    if tuple(capability) < (9, 0):
+        raise ScheduleError(f"the hopper algorithm needs a Hopper-class GPU (compute capability >= 9.0: TMA tensor "
+                            f"descriptors); {device_name} is sm_{capability[0]}{capability[1]}. Use flash2")
+
+
 def _scratch(size: int, alignment: int, stream):
     """Device memory for the descriptors the kernel builds (Triton asks for grid x 4 x 128 bytes)."""
     return torch.empty(size, dtype=torch.int8, device="cuda" if torch.cuda.is_available() else "cpu")
@@ -233,6 +240,8 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
     (launch,) = kernel_launches(problem, schedule)
     assert launch.name == "hopper_fwd"
     p, s = problem, schedule
+    if q.device.type == "cuda":
+        check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.device.type != "meta":
             check_tma_layout(name, t)

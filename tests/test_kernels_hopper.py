@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import kernels
-from kernels.hopper import check_tma_layout, warp_specialise
+from kernels.hopper import check_capability, check_tma_layout, warp_specialise
 from kernels.testing import (SHAPES, check_lse, check_rule, make_inputs, poisoned_allocations, seed_of,
                              yardsticks)
-from memsim.schedule import Schedule
+from memsim.schedule import Schedule, ScheduleError
 
 
 def _run(shape, dtype, device, *, causal=False, align="top_left", blocks=(16, 16), ws=True, layout="contiguous",
@@ -109,3 +109,9 @@ def test_hopper_128_row_tiles(case, device):
     by benchmarks/hopper_bench.py; the kernel now forms row indices that the partitioner splits right."""
     shape, blocks, causal, align = case
     _run(shape, "bf16", device, causal=causal, align=align, blocks=blocks)
+
+
+def test_capability_is_checked():
+    with pytest.raises(ScheduleError, match=r"compute capability >= 9.0.*A100 is sm_80. Use flash2"):
+        check_capability((8, 0), "A100")
+    check_capability((9, 0), "H100")  # fine: nothing raised
