@@ -299,8 +299,7 @@ LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_
           "dram_write_bytes", "time_s")
 
 
-@pytest.mark.parametrize("reader", ["csv", "module"])
-def test_ncu_rep_is_kept_per_group_and_named_by_the_records(fake_report_module, tmp_path, reader):
+def test_ncu_rep_is_kept_per_group_and_named_by_the_records(fake_report_module, tmp_path, reader="csv"):
     data = tmp_path / "data" / "fake-gpu"
     bundle = tmp_path / "b.tar.gz"
     cases = tiny_cases()  # groups of 2: (flash2 fwd, naive bwd), (flash1 fwd)
@@ -321,6 +320,21 @@ def test_ncu_rep_is_kept_per_group_and_named_by_the_records(fake_report_module, 
     assert k0["l2_read_bytes"] == 50e3 * 32 and k0["global_read_bytes"] == 2e6
     with tarfile.open(bundle) as t:
         assert {f"fake-gpu/raw/{r}" for r in reps} <= set(t.getnames())
+
+
+def test_ncu_rep_read_back_with_the_ncu_report_module(fake_report_module, tmp_path):
+    """The module reader (one group, the five-launch case): the record holds the same values as the live CSV."""
+    data = tmp_path / "d"
+    summ = M.measure_cases(tiny_cases()[1:2], data, command="x", skip_timing=True, check_gpu=False,
+                           echo=lambda m: None, keep_report=True, report_reader="module")
+    assert summ["failed"] == {}, summ["failed"]
+    rec = json.loads((data / "tiny_naive_bwd.json").read_text())
+    assert len(rec["ncu_reports"]) == 1 and (data / rec["ncu_reports"][0]).is_file()
+    assert [k["name"] for k in rec["kernels"]] == tiny_cases()[1].launch_names()
+    for k in rec["kernels"]:
+        assert (k["dram_read_bytes"], k["time_s"], k["l2_write_bytes"], k["global_write_bytes"]) == (
+            pytest.approx(1000.5e6), pytest.approx(1.5e-6), 1000 * 32, 1e6)
+    assert "ncu_report.py" in N.report_module()[1]
 
 
 def test_module_reader_without_the_module_says_where_it_looked(fake_ncu, tmp_path, monkeypatch):
