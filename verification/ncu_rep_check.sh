@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # verification/ncu_rep_check.sh: on the GPU machine, check `verification measure --ncu-rep` end to end
 # (issue 10 item 3) by reading one small suite case's metrics three ways and comparing them:
-#   live    : the CSV ncu prints in a run WITHOUT --export (a separate ncu process: run A)
+#   live    : the CSV ncu prints: run B's own log if this ncu prints it while exporting, else run A (a
+#             separate ncu process WITHOUT --export, started only then)
 #   import  : `ncu --import <report> --csv --page details` of the report kept by run B (--ncu-rep)
 #   module  : Nsight Compute's ncu_report Python module (extras/python beside ncu) on the same report
 # (plus "live_b": run B's own log, in case this ncu prints the CSV while exporting).
 #
 #   set -o pipefail; PYTHONPATH=. bash verification/ncu_rep_check.sh 2>&1 | tail -40
 #
-# Needs $OUT (folder for the results), ncu on PATH, a GPU; about 40-60 s (two short measure runs, no timing
-# pass). Writes under $OUT: ncu_rep_check.json (the three readings per launch and level, relative
+# Needs $OUT (folder for the results), ncu on PATH, a GPU; about 25-60 s (one or two short measure runs, no
+# timing pass). Writes under $OUT: ncu_rep_check.json (the three readings per launch and level, relative
 # differences, where ncu and ncu_report were found), ncu_rep_check.ncu-rep (if < 1 MB),
 # ncu_rep_check.import.csv and ncu_rep_check.live.csv (small), measure_a.log, measure_b.log.
 # Exit status: 0 = all three readings found and import == module exactly; 1 = a reading missing or the
 # two readers of the same report disagree (the JSON and the last lines say which); 2 = could not run.
 # Prints a 5-line table last (level, the three values of the case's first launch, the largest relative
-# difference).  Lead: commit the .ncu-rep and both CSVs to tests/fixtures/ncu/report/ (then
-# tests/test_verification_ncu_report.py compares them without a GPU) and the JSON beside them.
+# difference).  Lead: commit ncu_rep_check.{ncu-rep,import.csv,live.csv,json} to tests/fixtures/ncu/report/
+# (then tests/test_verification_ncu_report.py compares them without a GPU; the JSON says which run is "live").
 set -u -o pipefail
 
 die() { echo "ncu_rep_check: error: $*" >&2; exit 2; }
@@ -44,10 +45,19 @@ run_measure() {  # $1 = a|b, rest = extra flags
   return $rc
 }
 
-echo "run A: $CASE without --ncu-rep (live CSV)"
-run_measure a || die "run A failed; see $OUT/measure_a.log"
 echo "run B: $CASE with --ncu-rep"
 run_measure b --ncu-rep || die "run B failed; see $OUT/measure_b.log"
+# does this ncu print the CSV while exporting? then run B's own log is the live reading (same run) and run A
+# (a second ncu process, ~20 s) is skipped
+LIVE_B=$("$PY" -c "import glob,sys; from verification import ncu as N; fs=glob.glob(sys.argv[1]); \
+print(len(N.parse_csv(open(fs[0], errors='replace').read())) if len(fs) == 1 else 0)" "$W/b/*/raw/ncu_*.log") \
+  || die "could not read run B's ncu log under $W/b"
+if [ "$LIVE_B" -gt 0 ]; then
+  echo "run B's log holds the live CSV ($LIVE_B launches): run A skipped"
+else
+  echo "run A: $CASE without --ncu-rep (live CSV; ncu printed none while exporting)"
+  run_measure a || die "run A failed; see $OUT/measure_a.log"
+fi
 
 "$PY" - "$W" "$CASE" "$OUT" <<'EOF'
 import glob, json, os, sys
@@ -65,7 +75,9 @@ def one(pattern, what):
     return got[0]
 
 
-rec_a = json.load(open(one(f"{w}/a/*/{case}.json", "record of run A")))
+have_a = bool(glob.glob(f"{w}/a/*/{case}.json"))
+src = "a" if have_a else "b"  # where the live CSV comes from (see the shell part)
+rec_a = json.load(open(one(f"{w}/{src}/*/{case}.json", f"record of run {src.upper()}")))
 rec_b_path = one(f"{w}/b/*/{case}.json", "record of run B")
 rec_b = json.load(open(rec_b_path))
 gdir_b = os.path.dirname(rec_b_path)
@@ -76,8 +88,9 @@ if not rec_b.get("ncu_reports"):
 report = os.path.join(gdir_b, rec_b["ncu_reports"][0])
 result["report_bytes"] = os.path.getsize(report)
 
-# live (run A): the CSV ncu printed into the log kept in raw/
-log_a = one(f"{w}/a/*/raw/ncu_*.log", "ncu log of run A")
+# live (run A, or run B when it printed the CSV while exporting): the CSV ncu printed into the log kept in raw/
+log_a = one(f"{w}/{src}/*/raw/ncu_*.log", f"ncu log of run {src.upper()}")
+result["live_from"] = "run A (separate ncu process, no --export)" if have_a else "run B itself (CSV printed while exporting)"
 text_a = open(log_a, errors="replace").read()
 rows = {"live": N.parse_csv(text_a)}
 live_csv = "\n".join(ln for ln in text_a.splitlines() if ln.startswith('"')) + "\n"
@@ -138,8 +151,8 @@ same_report_ok = "module" in diffs and diffs["module"]["all_metrics_max"] <= 1e-
 result["verdict"] = {
     "three_readings": all(result["readings"].get(w) for w in ("live", "import", "module")),
     "import_equals_module": same_report_ok,
-    "note": "live is run A, a separate ncu process: its DRAM bytes and times may differ by run-to-run noise; "
-            "global and L2 bytes of this deterministic kernel should be equal",
+    "note": "when live is run A (a separate ncu process), its DRAM bytes and times may differ by run-to-run "
+            "noise; global and L2 bytes of this deterministic kernel should be equal",
 }
 if result["report_bytes"] < 1_000_000:
     write_atomic(f"{out}/ncu_rep_check.ncu-rep", open(report, "rb").read(), overwrite=True)
@@ -156,7 +169,7 @@ def cell(way, k):
     return "-" if v is None else f"{v:.6g}"
 
 
-print(f"{'level (launch 0)':<18} {'live (run A)':>14} {'import':>14} {'ncu_report':>14} {'max rel diff':>12}")
+print(f"{'level (launch 0)':<18} {'live (run ' + src.upper() + ')':>14} {'import':>14} {'ncu_report':>14} {'max rel diff':>12}")
 for k in ("global_read_bytes", "l2_read_bytes", "dram_read_bytes", "time_s"):
     d = [diffs[w][k] for w in diffs if w != "live_b"]
     print(f"{k:<18} {cell('live', k):>14} {cell('import', k):>14} {cell('module', k):>14} "
