@@ -403,45 +403,54 @@ def dram_stream_from(points: list) -> dict:
 
 
 def dram_latency_s(cal: Calibration, bandwidth_Bps: float) -> float | None:
-    """The loaded DRAM latency at an achieved bandwidth: linear in the calibrated curve, its ends held flat;
-    None without a dram_stream calibration."""
-    c = cal.dram_latency_curve
-    if not c:
-        return None
-    if bandwidth_Bps <= c[0][0]:
-        return c[0][1]
-    for (b0, l0), (b1, l1) in zip(c, c[1:]):
+    """The loaded DRAM latency at an achieved bandwidth (None without a dram_stream calibration)."""
+    return curve_latency_s(cal.dram_latency_curve, bandwidth_Bps) if cal.dram_latency_curve else None
+
+
+def curve_latency_s(curve, bandwidth_Bps: float) -> float:
+    """Latency at `bandwidth_Bps` on a ((B/s, s), ...) curve: linear between points, flat beyond its ends."""
+    if bandwidth_Bps <= curve[0][0]:
+        return curve[0][1]
+    for (b0, l0), (b1, l1) in zip(curve, curve[1:]):
         if bandwidth_Bps <= b1:
             return l0 + (l1 - l0) * (bandwidth_Bps - b0) / (b1 - b0) if b1 > b0 else l1
-    return c[-1][1]
+    return curve[-1][1]
 
 
-def stream_bandwidth_Bps(cal: Calibration, ctas: int, inflight_bytes_per_cta: float,
-                         cta_max_Bps: float | None = None) -> float:
-    """DRAM bandwidth that `ctas` resident CTAs reach, each keeping `inflight_bytes_per_cta` in flight: the fixed
-    point of  B = ctas x min(F / latency(B), per-CTA limit),  capped at the highest measured rate (the
-    right side falls as B rises, so the root is unique; bisection).  `cta_max_Bps`: a lower per-CTA limit of the
-    caller's kernel (None: the microbenchmark's).  Requires a dram_stream calibration."""
-    if not cal.dram_latency_curve:
-        raise CalibrationError("no dram_stream calibration: the loaded latency curve is missing")
-    if ctas <= 0 or inflight_bytes_per_cta <= 0:
-        return 0.0
-    own = min(x for x in (cal.cta_stream_max_Bps, cta_max_Bps) if x) if (cal.cta_stream_max_Bps or cta_max_Bps) \
-        else float("inf")
-    peak = cal.dram_stream_peak_Bps or cal.dram_latency_curve[-1][0]
+def stream_fixed_point(curve, peak_Bps: float, own_Bps: float | None, ctas: float, inflight_bytes: float) -> tuple:
+    """(bandwidth B/s, loaded latency s): B = ctas x min(F / latency(B), own), at most peak_Bps (bisection;
+    the right side falls as B rises, so the root is unique)."""
+    own = own_Bps or float("inf")
+    if ctas <= 0 or inflight_bytes <= 0:
+        return 0.0, curve_latency_s(curve, 0.0)
 
     def demand(b):
-        return ctas * min(inflight_bytes_per_cta / dram_latency_s(cal, b), own)
-    if demand(peak) >= peak:
-        return peak
-    lo, hi = 0.0, peak
-    for _ in range(60):
+        return ctas * min(inflight_bytes / curve_latency_s(curve, b), own)
+    if demand(peak_Bps) >= peak_Bps:
+        return peak_Bps, curve_latency_s(curve, peak_Bps)
+    lo, hi = 0.0, peak_Bps
+    for _ in range(50):
         mid = 0.5 * (lo + hi)
         if demand(mid) > mid:
             lo = mid
         else:
             hi = mid
-    return 0.5 * (lo + hi)
+    b = 0.5 * (lo + hi)
+    return b, curve_latency_s(curve, b)
+
+
+def stream_bandwidth_Bps(cal: Calibration, ctas: int, inflight_bytes_per_cta: float,
+                         cta_max_Bps: float | None = None) -> float:
+    """DRAM bandwidth that `ctas` resident CTAs reach, each keeping `inflight_bytes_per_cta` in flight: the fixed
+    point of  B = ctas x min(F / latency(B), per-CTA limit),  capped at the highest measured rate.
+    `cta_max_Bps`: a lower per-CTA limit of the caller's kernel (None: the microbenchmark's).  Requires a
+    dram_stream calibration."""
+    if not cal.dram_latency_curve:
+        raise CalibrationError("no dram_stream calibration: the loaded latency curve is missing")
+    owns = [x for x in (cal.cta_stream_max_Bps, cta_max_Bps) if x]
+    peak = cal.dram_stream_peak_Bps or cal.dram_latency_curve[-1][0]
+    return stream_fixed_point(cal.dram_latency_curve, peak, min(owns) if owns else None, ctas,
+                              inflight_bytes_per_cta)[0]
 
 
 def dependent_loop_from(points: list) -> dict:

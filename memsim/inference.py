@@ -290,7 +290,12 @@ def check_kernel_head_dim(p: DecodeProblem) -> None:
 # --- the split-count rule (closed form of the model's mechanism) --------------------------------------
 @dataclass(frozen=True)
 class DeviceFacts:
-    """The figures the split rule needs (from a memsim hardware preset: `from_hardware`)."""
+    """The figures the split rule needs (from a memsim hardware preset: `from_hardware`).
+
+    With a dram_stream calibration (memsim/calibration.py) the memory system is the measured loaded-latency
+    curve ``latency_curve`` ((achieved B/s, latency s), ...), the per-CTA streaming limit ``cta_max_Bps`` and
+    the highest rate reached ``dram_Bps``; ``mem_latency_s`` is then the unloaded end of the curve.  Without
+    one (other presets): one latency, the preset's ``mem_latency_s``, and the datasheet DRAM rate."""
 
     num_sms: int
     dram_Bps: float
@@ -301,67 +306,159 @@ class DeviceFacts:
     max_ctas_per_sm: int
     max_warps_per_sm: int
     name: str = ""
+    latency_curve: tuple = ()
+    cta_max_Bps: float | None = None
+    source: str = ""
+    #: SM clock, and the SASS instructions per byte of the dram_stream microbenchmark's loop (its _mb_stream loop:
+    #: 85 per 16 KB tile; kernels.compiled_facts): what its measured per-CTA limit already includes
+    clock_Hz: float = 1.98e9
+    stream_instructions_per_byte: float = 0.0
 
     @classmethod
     def from_hardware(cls, hw, num_sms: int | None = None) -> "DeviceFacts":
-        """mem_latency_s is the decode stream latency of memsim/decode_calibration.toml where the preset has one."""
-        return cls(num_sms or hw.num_sms, hw.dram_bw_Bps * hw.dram_efficiency, stream_latency_s(hw)[0],
-                   hw.launch_overhead_s, hw.smem_per_sm_bytes, hw.smem_reserved_per_block_bytes,
-                   hw.max_ctas_per_sm, hw.max_warps_per_sm, hw.name)
+        """The preset's figures, with its dram_stream calibration (microbenchmark curves) where it has one."""
+        from .calibration import calibration_for
+        cal = calibration_for(hw)
+        common = dict(launch_overhead_s=hw.launch_overhead_s, smem_per_sm_bytes=hw.smem_per_sm_bytes,
+                      smem_reserved_per_block_bytes=hw.smem_reserved_per_block_bytes,
+                      max_ctas_per_sm=hw.max_ctas_per_sm, max_warps_per_sm=hw.max_warps_per_sm, name=hw.name)
+        if cal.dram_latency_curve:
+            curve = tuple((float(b), float(t)) for b, t in cal.dram_latency_curve)
+            return cls(num_sms or hw.num_sms, float(cal.dram_stream_peak_Bps or curve[-1][0]), curve[0][1],
+                       latency_curve=curve, cta_max_Bps=cal.cta_stream_max_Bps,
+                       source=f"dram_stream microbenchmark: {cal.source}", clock_Hz=cal.sm_clock_Hz or hw.clock_Hz,
+                       stream_instructions_per_byte=STREAM_LOOP_INSTRUCTIONS_PER_BYTE, **common)
+        return cls(num_sms or hw.num_sms, hw.dram_bw_Bps * hw.dram_efficiency, hw.mem_latency_s,
+                   source=f"{hw.name} datasheet: mem_latency_s, dram_bw_Bps x dram_efficiency (no dram_stream "
+                          f"calibration)", **common)
 
     def ctas_per_sm(self, smem: int, warps: int) -> int:
         return max(1, min(self.max_ctas_per_sm, self.smem_per_sm_bytes // (smem + self.smem_reserved_per_block_bytes),
                           self.max_warps_per_sm // warps))
 
+    def stream(self, resident_ctas: float, inflight_bytes: float, limit_Bps: float | None = None) -> tuple:
+        """(bandwidth B/s, per-CTA rate B/s, latency s) when `resident_ctas` CTAs each keep `inflight_bytes` in
+        flight: with a latency curve, the fixed point B = n x min(F / latency(B), cta_max_Bps) <= dram_Bps
+        (Little's law at the load it makes); without, n x F / mem_latency_s capped at dram_Bps."""
+        if resident_ctas <= 0:
+            return 0.0, 0.0, self.mem_latency_s
+        if self.latency_curve:
+            from .calibration import stream_fixed_point
+            b, lat = stream_fixed_point(self.latency_curve, self.dram_Bps, limit_Bps or self.cta_max_Bps,
+                                        resident_ctas, inflight_bytes)
+        else:
+            lat = self.mem_latency_s
+            b = min(self.dram_Bps, resident_ctas * inflight_bytes / lat)
+        return b, b / resident_ctas, lat
 
-CALIBRATION_FILE = __import__("pathlib").Path(__file__).resolve().parent / "decode_calibration.toml"
+
+COMPILED_FILE = __import__("pathlib").Path(__file__).resolve().parent / "decode_compiled_sm90.json"
 
 
-def stream_latency_s(hw) -> tuple:
-    """(loaded round-trip time of a decode CTA's K/V stream, its source) for hardware `hw`; presets
-    without a decode calibration fall back to their `mem_latency_s` (an unloaded latency: optimistic)."""
-    import tomllib
-    try:
-        with open(CALIBRATION_FILE, "rb") as f:
-            cal = tomllib.load(f)
-    except OSError:
-        cal = {}
-    entry = cal.get(hw.name)
-    if entry:
-        return float(entry["stream_latency_s"]), entry.get("source", str(CALIBRATION_FILE))
-    return hw.mem_latency_s, f"{hw.name} mem_latency_s (no decode calibration in {CALIBRATION_FILE.name})"
+def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:
+    """Key of a split-kernel variant in the compiled-facts table (what changes its compiled tile loop)."""
+    rows = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
+    return (f"bn{s.block_n}-st{s.num_stages}-w{s.num_warps}-d{p.head_dim}-{p.dtype}-page{p.page_size or 0}"
+            f"-pf{int(bool(s.page_prefetch and p.paged))}-m{rows}")
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_entry(p: DecodeProblem, s: DecodeSchedule) -> dict | None:
+    if "entries" not in _COMPILED:
+        import json
+        try:
+            _COMPILED["entries"] = json.loads(COMPILED_FILE.read_text())["entries"]
+        except (OSError, ValueError, KeyError):
+            _COMPILED["entries"] = {}
+    return _COMPILED["entries"].get(decode_loop_key(p, s))
+
+
+def loop_instructions(p: DecodeProblem, s: DecodeSchedule) -> int | None:
+    """SASS instructions per warp per K/V tile of the compiled split kernel (memsim/decode_compiled_sm90.json,
+    made by `python -m kernels.decode_compiled` without a GPU); None for a variant not in the table."""
+    e = _compiled_entry(p, s)
+    return e.get("loop_instructions") if e else None
+
+
+def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts") -> float | None:
+    """The most one split CTA streams whatever the memory system does: per K/V tile, its copies at the
+    microbenchmark stream's pure copy rate, then the warps issue the tile loop's instructions (a warp issues at
+    most one per clock; the stream microbenchmark's own loop -- f.stream_loop_instructions per byte -- is taken
+    out of its measured limit).  None without a per-CTA limit; the copy rate alone when the variant's loop is
+    not in the compiled table."""
+    if not f.cta_max_Bps:
+        return None
+    tile = 2 * s.block_n * p.head_dim * p.element_bytes
+    per_byte = 1.0 / f.cta_max_Bps - f.stream_instructions_per_byte / f.clock_Hz
+    n = loop_instructions(p, s)
+    lanes = min(ISSUE_LANES_PER_SM, s.num_warps)  # each warp issues at most one per clock, 4 schedulers
+    t = tile * per_byte + (n * s.num_warps / (lanes * f.clock_Hz) if n else 0.0)
+    return tile / t
+
+
+def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """K+V tiles the compiled split kernel buffers in shared memory (compiled table: shared bytes // tile bytes;
+    without an entry: num_stages - 1, and 1 for a paged loop without page_prefetch, which Triton does not
+    pipeline: its K/V addresses come from a table load of the same iteration)."""
+    tile = 2 * s.block_n * p.head_dim * p.element_bytes
+    e = _compiled_entry(p, s)
+    if e and e.get("shared_bytes"):
+        return max(1, e["shared_bytes"] // tile)
+    return 1 if (p.paged and not s.page_prefetch) else max(1, s.num_stages - 1)
 
 
 def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
-    """K/V bytes one split CTA keeps in flight: (num_stages - 1) tiles ahead, at least one
-    (Triton's software pipeline prefetches num_stages - 1 iterations)."""
-    return max(1, s.num_stages - 1) * 2 * s.block_n * p.head_dim * p.element_bytes
+    """K/V bytes one split CTA has in flight per round trip: ONE K+V tile.  The measured decode kernel streams
+    one tile per loaded latency whatever its stages (H100 tune rows, 1 x 8k S=4 / 8 x 32k S=1: block_n 32, 64,
+    128 with 2-3 buffered tiles ran at 16 KB / 32 KB / 64 KB per ~0.9 us, the microbenchmark's latency), unlike
+    the dram_stream microbenchmark, whose (num_stages - 1) buffered tiles are all in flight.  Why is open (the
+    loop waits for every outstanding copy each iteration?); the decode notes keep the evidence."""
+    return 2 * s.block_n * p.head_dim * p.element_bytes
+
+
+def round_trips_per_tile(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """2 when the loop is not pipelined (one buffer: the tile's load, then its math -- or its block-table entry,
+    then its load), else 1."""
+    return 2 if pipeline_buffers(p, s) <= 1 else 1
 
 
 def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict:
     """Closed-form GPU time of the launches (no host time), and the terms that decide it.
 
-    Split launch: every CTA streams its bytes at most at r = inflight / latency (Little's law; a paged
-    cache without page_prefetch needs two round trips per tile: r / 2); the CTAs run in waves over
-    num_sms x ctas_per_sm slots; all share the DRAM rate; one latency fills the pipeline.
-    time = overhead + latency + max(total bytes / DRAM rate, slowest slot's chain of CTAs).
-    Combine: overhead + one latency per 32 partials + (partials read + O written) / DRAM rate.
-    f.mem_latency_s is the loaded stream latency (DeviceFacts.from_hardware)."""
+    Split launch: the CTAs run in waves over num_sms x ctas_per_sm slots; the resident ones each keep
+    `inflight_bytes_per_cta` in flight (a paged cache without page_prefetch waits for the table entry before
+    each tile's loads: two round trips, half of it on average) and stream at the rate the memory system gives
+    at the load they make (`DeviceFacts.stream`: the measured loaded-latency curve, Little's law);
+    a CTA of N bytes takes N / r + max(0, latency - min(F, N) / r) (its first bytes one latency after its start);
+    time = overhead + the slowest slot's chain of CTAs.
+    Combine: overhead + one unloaded latency per 32 partials + (partials read + O written) / DRAM rate."""
     e, d = p.element_bytes, p.head_dim
     g = heads_per_cta(p, s)
     units = units_per_seq(p, s)
-    rounds = 2 if (p.paged and not s.page_prefetch) else 1
-    rate = inflight_bytes_per_cta(p, s) / (rounds * f.mem_latency_s)
+    rounds = round_trips_per_tile(p, s)
     slots = f.num_sms * f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), s.num_warps)
-    cta_t, total = [], 0
+    cta_b, total = [], 0
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
         for k0, k1 in split_ranges(p.seqlens_kv[b], s.num_splits, s.block_n):
             nb = q + 2 * (k1 - k0) * d * e
             total += nb * units
-            cta_t += [nb / rate] * units
-    t_chain = _slot_makespan(cta_t, slots)
-    t_split = f.launch_overhead_s + f.mem_latency_s + max(total / f.dram_Bps, t_chain)
+            cta_b += [nb] * units
+    inflight = inflight_bytes_per_cta(p, s) / rounds
+    first = sorted(cta_b, reverse=True)[:slots]  # the first wave, longest first: the load the CTAs make
+    load = sum(min(inflight, x) for x in first)
+    bw, _, lat = f.stream(load / inflight if inflight else 0, inflight, cta_limit_Bps(p, s, f))
+    limit = cta_limit_Bps(p, s, f) or float("inf")
+    times = []
+    for x in cta_b:  # pipelined: the first min(F, x) bytes arrive one latency after the start, the rest at r
+        if x:
+            r = min(limit, min(inflight, x) / lat)
+            times.append(x / r + max(0.0, lat - min(inflight, x) / r))
+    rate = max(cta_b) / max(times) if times else 0.0
+    t_chain = _slot_makespan(times, slots)
+    t_split = f.launch_overhead_s + t_chain
     t_comb = 0.0
     if s.num_splits > 1:
         part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
@@ -369,8 +466,15 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
         out = sum(p.seqlens_q) * p.heads_q * d * e
         rounds_c = cdiv(s.num_splits, 32)
         t_comb = f.launch_overhead_s + f.mem_latency_s * rounds_c + (part + out) / f.dram_Bps
-    return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_t),
-            "slots": slots, "cta_rate_Bps": rate, "kv_bytes": total}
+    return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),
+            "slots": slots, "cta_rate_Bps": rate, "stream_Bps": bw, "latency_s": lat, "kv_bytes": total}
+
+
+#: _mb_stream's tile loop (verification/microbench/kernels.py, block_n 64, d 128, fp16, 4 warps, sm_90 SASS via
+#: kernels.compiled_facts): 85 instructions per warp per 16 KB tile
+STREAM_LOOP_INSTRUCTIONS_PER_BYTE = 85 / 16384
+#: warp schedulers per SM (Hopper: 4, the presets' warp_issue_per_sm_per_cycle)
+ISSUE_LANES_PER_SM = 4
 
 
 def _slot_makespan(times: list, slots: int) -> float:

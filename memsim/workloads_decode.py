@@ -13,12 +13,13 @@ the split ranges; `memsim.analytic_decode` is the independent closed form of the
 
 Time mechanism (what decides the split count):
 * a CTA streams its K/V tiles with ``inflight`` bytes outstanding (num_stages - 1 tiles, Triton's
-  software pipeline) and each round trip takes the *loaded stream latency* of the preset
-  (`stream_latency_s`, memsim/decode_calibration.toml): at most inflight / latency bytes per second,
-  plus one latency to fill the pipeline;
+  software pipeline); the resident CTAs of a launch load the memory system, and its latency grows with
+  the load: the per-CTA rate is the fixed point of Little's law on the *loaded-latency curve* measured by
+  the dram_stream microbenchmark (`DeviceFacts.stream`, memsim/calibration.py), at most the per-CTA limit
+  it measured; plus one latency to fill the pipeline;
 * a paged cache read without ``page_prefetch`` waits for the tile's block-table entry before it can
   issue the tile's K/V loads: two round trips per tile, half the stream rate;
-* all CTAs share the DRAM rate (``dram_bw_Bps x dram_efficiency``) first come first served, they run in
+* all CTAs share the DRAM rate (the highest the microbenchmark reached) first come first served, they run in
   waves over ``num_sms x ctas_per_sm`` slots (shared memory and warps limit residency), and a launch
   costs ``launch_overhead_s``;
 * the combine launch: one CTA per output row, one round trip per 32 partials it reads.
@@ -29,13 +30,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, stream_latency_s,
+from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, cta_limit_Bps,
+                        round_trips_per_tile,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
 
-__all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "stream_latency_s",
-           "COMBINE_SPLITS_PER_ROUND"]
+__all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "COMBINE_SPLITS_PER_ROUND"]
 
 #: partials the combine kernel loads per round trip (kernels/decode_kv.py: BLOCK_S = min(32, ...))
 COMBINE_SPLITS_PER_ROUND = 32
@@ -96,8 +97,15 @@ def _coords(grid, idx):
     return idx % grid[0], (idx // grid[0]) % grid[1]
 
 
-def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm):
-    """SimPy run of one launch; returns its stats dict."""
+def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
+                inflight_Bps=None, hit_Bps=None):
+    """SimPy run of one launch; returns its stats dict.
+
+    memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
+    from DRAM over all streaming CTAs (None: every CTA streams at rate_Bps and fills in fill_s).  A CTA keeps
+    min(inflight_Bps, its bytes) in flight; its misses go at in-flight / latency (at most the limit), its L2
+    hits at hit_Bps (None: only the L2 link limits them); the first bytes arrive one latency after its start
+    (the first step pays what the in-flight window does not already cover of it)."""
     import simpy
 
     from .engine import Link
@@ -110,11 +118,16 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     n = launch.num_ctas
     nxt = iter(range(n))
     end = [0.0]
+    load = [0.0]  # bytes in flight from DRAM over the streaming CTAs (each CTA's in-flight x its miss share)
 
     def cta(idx):
         steps = decode_cta_steps(p, s, launch.name, _coords(launch.grid, idx), run_tiles)
         port = env.now
         first = True
+        total = sum(acc[2] for st_ in steps for acc in st_[0])
+        mine = min(inflight_Bps, total) if (memory is not None and inflight_Bps) else 0.0
+        share = 1.0 if total else 0.0
+        load[0] += mine * share
         for reads, writes, flops, exps, _tiles in steps:
             if reads:
                 if port > env.now:
@@ -130,9 +143,21 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 st["l2_read_bytes"] += l2req
                 st["dram_read_bytes"] += miss
                 st["dram_write_bytes"] += wb
-                done = max(dram.book(t, miss + wb), l2link.book(t, l2req), t + g / rate_Bps)
+                if memory is not None:
+                    if g:
+                        load[0] += mine * (miss / g - share)
+                        share = miss / g
+                    lat, limit = memory(load[0])
+                    rate = min(limit, mine / lat) if mine else limit
+                    # pipelined: the first `mine` bytes arrive one latency after the start, the rest at `rate`;
+                    # N bytes take (N - mine) / rate + lat = N / rate + (lat - mine / rate)
+                    fill = max(0.0, lat - mine / rate) if mine else lat
+                else:
+                    rate, fill = rate_Bps, fill_s
+                own = t + miss / rate + ((g - miss) / hit_Bps if hit_Bps else 0.0)
+                done = max(dram.book(t, miss + wb), l2link.book(t, l2req), own)
                 if first:
-                    done += fill_s
+                    done += fill
                     first = False
                 port = done
             st["flops"] += flops
@@ -151,6 +176,7 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 port = max(l2link.book(env.now, gw), dram.book(env.now, wb))
         if port > env.now:
             yield env.timeout(port - env.now)
+        load[0] -= mine * share
         end[0] = max(end[0], env.now)
 
     def slot():
@@ -163,6 +189,21 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     st["dram_write_bytes"] += int(hw.l2_eager_writeback_fraction * l2.dirty_bytes())
     st["time_s"] = end[0] + hw.launch_overhead_s
     return st
+
+
+def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None):
+    """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
+    as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps)."""
+    memo = {}
+    limit = limit_Bps or float("inf")
+
+    def at(load):
+        k = max(1, round(load / 4096))
+        if k not in memo:
+            b, _, lat = facts.stream(k * 4096 / inflight, inflight, limit_Bps)
+            memo[k] = (lat, limit)
+        return memo[k]
+    return at
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
@@ -178,7 +219,6 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         raise TypeError("simulate_decode takes a memsim.inference.DecodeProblem and DecodeSchedule")
     hw = load_hardware(hardware)
     facts = DeviceFacts.from_hardware(hw)
-    lat, lat_src = stream_latency_s(hw)
     smem = decode_sram_bytes_per_cta(problem, schedule)
     if smem > hw.smem_per_block_bytes:
         from .schedule import ScheduleError
@@ -196,15 +236,24 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         if flush_l2:
             l2.flush()
         if L.name == "decode_split":
-            rounds = 2 if (problem.paged and not schedule.page_prefetch) else 1
-            rate = inflight_bytes_per_cta(problem, schedule) / (rounds * lat)
+            rounds = round_trips_per_tile(problem, schedule)
             per_sm = facts.ctas_per_sm(smem, schedule.num_warps)
+            resident = min(L.num_ctas, hw.num_sms * per_sm)
+            inflight = inflight_bytes_per_cta(problem, schedule) / rounds
+            _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
+            limit = cta_limit_Bps(problem, schedule, facts)
+            memory = _memory_at(facts, inflight, limit)
+            hit = limit
         else:
+            lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4)
+            memory, inflight, hit = None, None, None
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
-                         dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm)
-        st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate)
+                         dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
+                         hit_Bps=hit)
+        st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
+                  latency_s=lat)
         kernels.append(st)
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]
@@ -213,7 +262,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
     return {"hardware": hw.name, "problem": problem.to_dict(), "schedule": schedule.to_dict(), "kernels": kernels,
             "total": total, "peak_sram_per_cta_bytes": smem,
             "extra_device_bytes": decode_extra_device_bytes(problem, schedule),
-            "stream_latency_s": lat, "stream_latency_source": lat_src}
+            "memory_source": facts.source}
 
 
 def rank_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", candidates=None,

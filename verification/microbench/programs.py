@@ -286,7 +286,8 @@ def _sm_groups(p: dict, device):
         per_sm = count.cpu().tolist()[:num_sms]
         return {"sms_requested": sms, "sms_read": readers, "readers": len(readers),
                 "ctas": ctas, "sms_seen": sum(1 for c in per_sm if c > 0), "ctas_per_sm_max": max(per_sm),
-                "start_spread_ns": (max(t) - min(t)) if t else None}
+                "start_spread_ns": (max(t) - min(t)) if t else None,
+                "smid_of_cta": [sm for sm, _ in w]}  # the dispatch map (CTA id -> SM), for the engine's CTA placement
     return fn, {"buffers": (src, out, who, start, count), "describe": describe}
 
 

@@ -1,0 +1,104 @@
+"""Compiled facts of the decode split kernel for sm_90, without a GPU: its tile loop's SASS instruction count per
+warp per iteration, registers and shared memory, per schedule variant -> memsim/decode_compiled_sm90.json.
+
+    python -m kernels.decode_compiled [--out memsim/decode_compiled_sm90.json]
+
+The decode model (memsim.inference) turns the loop's instructions into issue time per K/V tile: a fact of the
+compiled kernel, not of a decode run.  Each variant is compiled exactly as kernels.decode would launch it (the
+launch is captured on meta tensors and compiled with kernels.compiled_facts.compile_launch).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from memsim.inference import DecodeProblem, DecodeSchedule, decode_loop_key
+
+#: (block_n, num_stages) x layouts, and (block_n, num_stages, num_warps) of the benchmark's tune rows (contiguous)
+TILES = ((64, 3), (128, 3), (64, 2), (128, 2), (32, 3))
+TUNE = ((64, 4, 4), (32, 4, 4), (128, 3, 8), (64, 3, 8), (128, 4, 4))
+LAYOUTS = ((None, False), (16, False), (16, True), (64, False), (64, True))
+
+
+def variants():
+    out = []
+    for bn, st in TILES:
+        for page, pf in LAYOUTS:
+            out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16", page_size=page),
+                        DecodeSchedule(num_splits=1, block_n=bn, num_stages=st, page_prefetch=pf)))
+    for bn, st, w in TUNE:
+        out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16"),
+                    DecodeSchedule(num_splits=1, block_n=bn, num_stages=st, num_warps=w)))
+    out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16"), DecodeSchedule(block_n=64, pack_gqa=False)))
+    out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, seq_q=4, dtype="bf16"), DecodeSchedule(block_n=64)))
+    return out
+
+
+def capture(problem, schedule):
+    """The (JITFunction, args, kwargs) of the split launch kernels.decode makes for this variant (meta tensors)."""
+    import torch
+    from triton.runtime.jit import JITFunction
+
+    from .decode_kv import decode_launch
+    from .decode_testing import _DT
+    p = problem
+    meta = dict(device="meta", dtype=_DT[p.dtype])
+    q = torch.empty(p.batch, p.max_seq_q, p.heads_q, p.head_dim, **meta)
+    if p.page_size is None:
+        k = torch.empty(p.batch, p.capacity_kv, p.heads_kv, p.head_dim, **meta)
+        bt = None
+    else:
+        n = -(-p.capacity_kv // p.page_size)
+        k = torch.empty(n * p.batch, p.page_size, p.heads_kv, p.head_dim, **meta)
+        bt = torch.empty(p.batch, n, device="meta", dtype=torch.int32)
+    v = torch.empty_like(k)
+    lens = torch.empty(p.batch, device="meta", dtype=torch.int32)
+    calls = []
+    orig = JITFunction.run
+
+    def run(self, *args, grid, warmup, **kwargs):
+        calls.append((self, args, kwargs))
+
+    JITFunction.run = run
+    try:
+        decode_launch(p, schedule, q, k, v, lens, bt)
+    finally:
+        JITFunction.run = orig
+    return next(c for c in calls if getattr(getattr(c[0], "fn", c[0]), "__name__", "") == "_decode_split")
+
+
+def build(echo=print) -> dict:
+    from .compiled_facts import compile_launch
+    entries = {}
+    for p, s in variants():
+        t = time.time()
+        jf, args, kwargs = capture(p, s)
+        r = compile_launch(jf, args, kwargs)
+        loop = r.get("loop") or {}
+        key = decode_loop_key(p, s)
+        entries[key] = {"loop_instructions": loop.get("instructions"), "regs_per_thread": r["regs_per_thread"],
+                        "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
+                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
+        echo(f"{key}: {entries[key]['loop_instructions']} instructions/warp/iteration, {r['shared_bytes']} B shared "
+             f"({time.time() - t:.1f} s)")
+    return entries
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kernels.decode_compiled", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="default: memsim/decode_compiled_sm90.json")
+    a = ap.parse_args(argv)
+    from memsim.inference import COMPILED_FILE
+    from memsim.io import base_provenance, write_json
+    entries = build()
+    import triton
+    write_json(a.out or COMPILED_FILE, {"format": "memsim.decode_compiled/1", "arch": "sm90",
+                                        "provenance": {**base_provenance("python -m kernels.decode_compiled"),
+                                                       "triton": triton.__version__},
+                                        "entries": entries}, overwrite=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
