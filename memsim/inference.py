@@ -36,9 +36,10 @@ query head (G times as many bytes).  Paging changes no byte count of K/V: a cach
 d x e contiguous bytes at a stride of heads_kv x d x e in both layouts; it adds the block table.
 
 The split count: `auto_num_splits` ranks candidate counts with the closed-form time of
-`estimate_time_s` (the model's mechanism in closed form: a CTA streams at most
-``inflight_bytes / mem_latency_s``, all CTAs share the DRAM rate, a launch costs its overhead, and
-the combine launch reads and writes the partials).  memsim's SimPy model ranks them by simulation
+`estimate_time_s` (the model's mechanism in closed form: the streaming CTAs reach the bandwidth of Little's
+law on the measured loaded-latency curve at the load they make (`DeviceFacts.stream`, dram_stream
+microbenchmark), each at most its own limit (`cta_limit_Bps`), a launch costs its overhead, and the combine
+launch reads and writes the partials).  memsim's SimPy model ranks them by simulation
 (`memsim.workloads_decode.rank_num_splits`); the kernels use this stdlib rule (no simpy there).
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ from .schedule import DTYPE_BYTES, KERNEL_HEAD_DIMS, STAT_BYTES, Launch, Schedul
 __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_bytes_per_cta", "split_ranges",
            "split_chunk", "nonempty_splits", "block_m_for", "decode_extra_device_bytes", "DeviceFacts",
            "estimate_time_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
-           "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES"]
+           "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
+           "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
