@@ -160,8 +160,9 @@ def _table_path(arch):
     return table_path(arch)
 
 
-def _locked_merge(arch: str, new: dict, *, command: str) -> dict:
-    """Merge `new` entries into the table under an exclusive lock; atomic write; returns the table."""
+def _locked_merge(arch: str, new: dict, *, command: str, replace: bool = False) -> dict:
+    """Merge `new` entries into the table under an exclusive lock; atomic write; returns the table.
+    `replace`: an entry already there (same specialisation) is replaced (a refresh of its SASS facts)."""
     import fcntl
 
     from memsim.compiled import FORMAT
@@ -177,7 +178,10 @@ def _locked_merge(arch: str, new: dict, *, command: str) -> dict:
             if old is not None and old.get("specialisation") != e.get("specialisation"):
                 raise CompiledFactsError(f"key {k!r} compiles two ways: {old.get('case')} and {e.get('case')} share "
                                          f"the key but not Triton's specialisation; memsim.compiled.key must grow")
-            table["entries"].setdefault(k, e)
+            if replace:
+                table["entries"][k] = e
+            else:
+                table["entries"].setdefault(k, e)
         table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         table["command"] = command
         write_json(path, table, overwrite=True)
@@ -216,6 +220,15 @@ def cases_for(a) -> list:
         from verification.sampling import draw
         n, seed = (int(x) for x in spec.split(":"))
         out += [(c.name, c.problem, c.schedule) for c in draw(n, seed).cases]
+    for folder in a.data or []:
+        from memsim.schedule import problem_from_dict, schedule_from_dict
+        files = sorted(Path(folder).glob("*.json"))
+        if not files:
+            raise CompiledFactsError(f"--data {folder}: no <case>.json records there")
+        for f in files:
+            r = json.loads(f.read_text())
+            if "problem" in r and "schedule" in r:
+                out.append((f.stem, problem_from_dict(r["problem"]), schedule_from_dict(r["schedule"])))
     if a.defaults:
         from memsim.algorithms import registered, spec_for
         from memsim.schedule import AttentionProblem, Schedule
@@ -251,11 +264,16 @@ def main(argv=None) -> int:
     ap.add_argument("--defaults", action="store_true", help="the registry's default schedules at d=64/128, "
                                                            "fp16/bf16/fp32, causal or not (B=4, H=16, N=4096)")
     ap.add_argument("--cases-json", action="append", metavar="FILE", help="cases from `cases --json` output")
+    ap.add_argument("--data", action="append", metavar="DIR", help="the cases of measured records (a random-set "
+                                                                 "folder of verification/data: <case>.json)")
+    ap.add_argument("--refresh-local", action="store_true", help="compile again the launches the table has with "
+                                                                "local memory (spills) and replace their entries "
+                                                                "(new SASS facts such as local_reuse)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     a = ap.parse_args(argv)
     cases = cases_for(a)
     if not cases:
-        print("kernels.compiled_facts: error: no cases: give --suite, --random N:SEED, --defaults or --cases-json",
+        print("kernels.compiled_facts: error: no cases: give --suite, --random N:SEED, --defaults, --data or --cases-json",
               file=sys.stderr)
         return 2
     i, kk = (int(x) for x in a.shard.split("/"))
@@ -263,13 +281,17 @@ def main(argv=None) -> int:
     cmd = "python -m kernels.compiled_facts " + " ".join(argv)
     from memsim.compiled import load_table
     failed = 0
+    refreshed: set = set()
     for j, (name, p, s) in enumerate(cases, 1):
         t0 = time.time()
         try:
             have = load_table(a.arch)
+            if a.refresh_local:  # spilling entries compile again, once per run
+                have = {k: e for k, e in have.items() if not e.get("local_bytes_per_thread") or k in refreshed}
             new = facts_for_case(p, s, arch=a.arch, have=have, case_name=name)
             if new:
-                _locked_merge(a.arch, new, command=cmd)
+                _locked_merge(a.arch, new, command=cmd, replace=a.refresh_local)
+                refreshed.update(new)
             summary = ", ".join(f"{e['launch']} {e['regs_per_thread']} regs {e['local_bytes_per_thread']} B local"
                                 for e in new.values()) or "(already in the table)"
             print(f"[{j}/{len(cases)}] {name}: {summary} ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)

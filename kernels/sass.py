@@ -22,6 +22,8 @@ from pathlib import Path
 _INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)\b(.*)$")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
+#: a local access's address: [R1], [R1+0x40] (the stack pointer plus a constant offset)
+_LOCAL_ADDR = re.compile(r"\[(R\d+|RZ)(?:\+(?:0x)?([0-9a-fA-F]+))?\]")
 MMA_OPS = ("HGMMA", "HMMA", "IMMA", "DMMA")
 MEM_OPS = ("LDG", "STG", "LDS", "STS", "LDSM", "LDL", "STL", "LDGSTS", "UTMALDG", "UTMASTG", "RED", "ATOM")
 
@@ -43,6 +45,10 @@ class LoopProfile:
     label: str
     local_store_bytes: int = 0
     local_load_bytes: int = 0
+    #: reuse distances of the loop's local memory (`local_reuse`): {"reload": [[distance, bytes], ...],
+    #: "restore": [[distance, bytes], ...]}; distance = distinct local bytes per thread touched since the value
+    #: was last stored (reloads) or stored (stores), in program order around the loop
+    local_reuse: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +90,8 @@ def parse(sass: str) -> list[tuple[str, list[str]]]:
             continue
         op = m.group(2)
         if op in ("STL", "LDL"):
-            op = f"{op}:{_width(m.group(3))}"
+            off = _LOCAL_ADDR.search(m.group(4) or "")
+            op = f"{op}:{_width(m.group(3))}:{int(off.group(2), 16) if off and off.group(2) else 0}"
         if op == "BRA":
             t = _TARGET.search(m.group(4) or "")
             if t:
@@ -107,6 +114,45 @@ def _width(suffixes: str) -> int:
     return 4
 
 
+def local_reuse(body: list[str], word_bytes: int = 4, bucket_bytes: int = 16) -> dict | None:
+    """Reuse distances of the loop's local loads and stores (see LoopProfile.local_reuse).
+
+    Walking back from each LDL (around the loop: the body repeats) to the last STL that wrote its first word,
+    the distinct other words loaded or stored in between, x 4 bytes, is its distance (what may evict it); a
+    reload of a value no STL of the loop writes (stored before the loop) gets the loop's whole local
+    footprint.  For each STL, back to the previous STL of the same word, the distinct other words STORED in
+    between (what is written after it and may push it out of the dirty set before it is written again).  Histograms of
+    (distance rounded half up to `bucket_bytes`, bytes)."""
+    seq = []
+    for op in body:
+        parts = op.split(":")
+        if parts[0] in ("STL", "LDL") and len(parts) == 3:
+            seq.append((parts[0], int(parts[2]), int(parts[1])))
+    if not seq:
+        return None
+    words = [set(range(o // word_bytes, (o + max(w, word_bytes) - 1) // word_bytes + 1)) for _, o, w in seq]
+    footprint = len(set().union(*words)) * word_bytes
+    n = len(seq)
+    hist = {"reload": {}, "restore": {}}
+    for i, (kind, o, w) in enumerate(seq):
+        first = o // word_bytes
+        seen: set = set()
+        dist = None
+        for step in range(1, n + 1):
+            j = (i - step) % n
+            if seq[j][0] == "STL" and first in words[j]:
+                dist = len(seen - words[i]) * word_bytes
+                break
+            if kind == "LDL" or seq[j][0] == "STL":  # a store waits for other stores (the L2 cleans oldest-written first)
+                seen |= words[j]
+        if dist is None:
+            dist = footprint
+        key = "reload" if kind == "LDL" else "restore"
+        b = bucket_bytes * ((dist + bucket_bytes // 2) // bucket_bytes)
+        hist[key][b] = hist[key].get(b, 0) + w
+    return {k: sorted([d, n_] for d, n_ in v.items()) for k, v in hist.items()}
+
+
 def profile(body: list[str], label: str) -> LoopProfile:
     base = [op.split(":")[0] for op in body]
     st = sum(int(op.split(":")[1]) for op in body if op.startswith("STL:"))
@@ -114,7 +160,7 @@ def profile(body: list[str], label: str) -> LoopProfile:
     return LoopProfile(instructions=len(base), mma=sum(op in MMA_OPS for op in base),
                        mufu=sum(op == "MUFU" for op in base), memory=sum(op in MEM_OPS for op in base),
                        local=sum(op in ("LDL", "STL") for op in base), label=label,
-                       local_store_bytes=st, local_load_bytes=ld)
+                       local_store_bytes=st, local_load_bytes=ld, local_reuse=local_reuse(body))
 
 
 def tile_loop(sass: str) -> LoopProfile | None:

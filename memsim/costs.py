@@ -124,7 +124,8 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         local = local_memory(hw, cal, local_bytes_per_thread=max(f.local_bytes_per_thread, 1), threads=threads,
                              ctas_per_sm=per_sm, num_ctas=num_ctas or per_sm * hw.num_sms,
                              smem_per_cta_bytes=f.shared_bytes if f.shared_bytes else smem_per_cta,
-                             store_bytes_per_iteration=st_b or None)
+                             store_bytes_per_iteration=st_b or None,
+                             reuse=(getattr(f, "loop", None) or {}).get("local_reuse"))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
     return LaunchCost(
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,

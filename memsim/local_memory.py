@@ -27,8 +27,12 @@ flat past the last point).  The footprint is the bytes one iteration touches: th
 frame and the iteration's spill stores per thread.  Without a calibration file: reloads miss L1 when the
 footprint exceeds it, and 1 - capacity / footprint of stores / reloads miss the dirty capacity / L2.
 The microbenchmark stores and reloads each value once per sweep of its footprint, so x is really the
-reuse distance over the capacity; a tile loop whose spill stores per iteration are k times its footprint
-(the SASS count over the frame) reuses each value after 1/k of the footprint, and x is divided by k.
+reuse distance over the capacity.  Where the compiled-facts table has the tile loop's reuse histograms
+(`kernels.sass.local_reuse`: for each reload, the distinct local bytes per thread touched since its value was
+stored; for each store, the distinct bytes stored since its word was last stored), each access is placed at
+x = its distance x the threads that interleave with it (the SM's resident threads for L1, the GPU's for the
+L2) / the capacity.  Otherwise a loop whose spill stores per iteration are k times its footprint (the SASS
+count over the frame) is taken to reuse each value after 1/k of the footprint.
 
 Stdlib only; the numbers come from `Hardware` and `Calibration`.
 """
@@ -167,10 +171,23 @@ def curves_for(hw, cal) -> SpillCurves | None:
     return out
 
 
+def _by_distance(curve: tuple, hist, per_byte_scale: float, weight=None) -> float:
+    """Bytes-weighted mean of the curve at x = distance x per_byte_scale over a reuse histogram."""
+    num = den = 0.0
+    for d, b in hist:
+        w = b * (weight(d) if weight else 1.0)
+        num += w * SpillCurves.at(curve, d * per_byte_scale)
+        den += w
+    return num / den if den else 0.0
+
+
 def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per_sm: int, num_ctas: int,
-                 smem_per_cta_bytes: int, store_bytes_per_iteration: int | None = None) -> LocalMemory:
+                 smem_per_cta_bytes: int, store_bytes_per_iteration: int | None = None,
+                 reuse: dict | None = None) -> LocalMemory:
     """Place one launch's local memory (module doc).  `store_bytes_per_iteration`: the tile loop's spill
-    stores per thread (kernels.sass); the footprint is the smaller of it and the frame."""
+    stores per thread (kernels.sass); the footprint is the smaller of it and the frame.  `reuse`: the tile
+    loop's reuse histograms (kernels.sass local_reuse): where given, each reload and store is placed at its
+    own reuse distance x the resident threads (of the SM for L1, of the GPU for L2) instead of the 1/k rule."""
     if local_bytes_per_thread < 0 or threads <= 0 or ctas_per_sm <= 0 or num_ctas <= 0:
         raise ValueError(f"local_memory: need local_bytes_per_thread >= 0 and positive threads, ctas_per_sm, "
                          f"num_ctas; got {local_bytes_per_thread}, {threads}, {ctas_per_sm}, {num_ctas}")
@@ -187,6 +204,16 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     if curves is None:
         l1_miss = 1.0 if (l1 and per_sm > l1) else 0.0
         wf, rf = _overflow(dirty, total), _overflow(hw.l2_bytes, total)
+    elif reuse and reuse.get("reload") and reuse.get("restore"):
+        # each access at its own reuse distance (distinct local bytes per thread since the value was stored), times
+        # the threads that interleave with it: the SM's resident threads for L1, the GPU's for L2
+        t_sm = min(ctas_per_sm, num_ctas) * threads
+        t_gpu = resident * threads
+        rl, rs = reuse["reload"], reuse["restore"]
+        l1_miss = _by_distance(curves.l1_miss, rl, t_sm / l1) if l1 else 0.0
+        l1_of = (lambda d: SpillCurves.at(curves.l1_miss, d * t_sm / l1)) if l1 else None
+        rf = _by_distance(curves.l2_miss, rl, t_gpu / hw.l2_bytes, weight=l1_of)
+        wf = _by_distance(curves.dram_write, rs, t_gpu / dirty)
     else:
         # the curves are measured with each value stored and reloaded once per sweep of the footprint; a
         # loop that stores its footprint k times per iteration reuses a value after 1/k of it
@@ -197,4 +224,5 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     return LocalMemory(footprint_per_sm_bytes=per_sm, footprint_bytes=total, l1_data_bytes=l1,
                        l1_miss_fraction=l1_miss, dram_write_fraction=wf,
                        dram_read_fraction=rf if l1_miss > 0 else 0.0,
-                       rule=curves.source if curves else "uncalibrated: capacity / footprint")
+                       rule=(curves.source + (", SASS reuse distances" if reuse and reuse.get("reload") else ", 1/k reuse"))
+                       if curves else "uncalibrated: capacity / footprint")

@@ -89,3 +89,34 @@ def test_real_sm90_compile_has_a_tensor_core_tile_loop():
     assert p["mma"] > 0, p
     # the online softmax of a 128 x 64 tile over 256 threads: 32 exp2 per thread, plus the row statistics
     assert 32 <= p["mufu"] <= 48, p
+
+
+_REUSE = """
+.L_x_5:
+        /*0000*/                   STL [R1+0x10], R2 ;
+        /*0010*/                   STL.64 [R1+0x20], R4 ;
+        /*0020*/                   LDL R6, [R1+0x30] ;
+        /*0030*/                   LDL R7, [R1+0x10] ;
+        /*0040*/                   STL [R1+0x10], R7 ;
+        /*0050*/                   LDL.64 R8, [R1+0x20] ;
+        /*0060*/               @P0 BRA `(.L_x_5) ;
+"""
+
+
+def test_local_reuse_distances():
+    """Words: 0x10 (4 B), 0x20-0x27 (8 B), 0x30 (4 B, never stored in the loop: stored before it)."""
+    body = dict(S.parse(_REUSE))[".L_x_5"]
+    r = S.local_reuse(body, bucket_bytes=4)
+    # reloads: LDL 0x30, no STL of it -> the loop's footprint, 16 B; LDL 0x10 since STL 0x10 at 0000: touched
+    # 0x20-0x27 and 0x30, 12 B; LDL.64 0x20 since STL.64 at 0010: 0x10 (twice) and 0x30, 8 B
+    assert r["reload"] == [[8, 8], [12, 4], [16, 4]], r
+    # stores count only other words stored in between: STL 0x10 at 0000 back around to STL 0x10 at 0040: none,
+    # 0 B; STL.64 0x20 back around to itself: 0x10, 4 B; STL 0x10 at 0040 back to 0000: 0x20-0x27, 8 B
+    assert r["restore"] == [[0, 4], [4, 8], [8, 4]], r
+    assert S.local_reuse(body)["reload"] == [[16, 16]], "16-byte buckets, half up"
+
+
+def test_local_reuse_none_without_local_memory():
+    body = dict(S.parse(SASS))[".L_x_0"]
+    assert S.local_reuse(body) is None
+    assert S.profile(body, ".L_x_0").local_reuse is None

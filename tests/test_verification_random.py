@@ -149,3 +149,25 @@ def test_zero_dram_writes_are_a_measurement():
     rec = M.build_record(spec, rows, {"time_s": 1e-3}, {"gpu": "x"}, ())
     assert rec["total"]["dram_write_bytes"] == 0.0
     R.validate_record(rec)
+
+
+@pytest.mark.parametrize("seq_kv, warps, bad", [(32768, 1, True), (21381, 1, True), (21381, 2, False),
+                                                (16384, 1, False), (4096, 1, False)])
+def test_naive_rows_too_wide_for_the_warps_are_not_drawn(seq_kv, warps, bad):
+    from memsim.schedule import AttentionProblem, Schedule
+    from verification.sampling import kernel_constraints
+    p = AttentionProblem(1, 1, 1, 64, seq_kv, 64, dtype="fp16")
+    s = Schedule("naive", "bwd", block_m=64, block_n=64, num_warps=warps, num_stages=1)
+    why = kernel_constraints(p, s)
+    assert (why == "naive rows too wide for the warps") is bad, f"seq_kv {seq_kv}, {warps} warp(s): {why!r}"
+
+
+@pytest.mark.parametrize("bm, bn, warps, bad", [(128, 128, 1, True), (128, 64, 1, False), (128, 128, 2, False),
+                                                (64, 128, 1, False), (128, 128, 4, False)])
+def test_tiles_too_large_for_the_warps_are_not_drawn(bm, bn, warps, bad):
+    from memsim.schedule import AttentionProblem, Schedule
+    from verification.sampling import kernel_constraints
+    p = AttentionProblem(1, 1, 1, 512, 512, 64, dtype="fp32")
+    s = Schedule("flash2", "fwd", block_m=bm, block_n=bn, num_warps=warps, num_stages=2)
+    why = kernel_constraints(p, s)
+    assert (why == "tile too large for the warps") is bad, f"{bm}x{bn}, {warps} warp(s): {why!r}"

@@ -217,6 +217,11 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
                                         (512, 2, 2), (512, 2, 4)):
                 P.append(_pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=warps, n_iter=16,
                              ctas=num_sms * per_sm))
+            # 8 warps x 2 KB per thread = 512 KB per CTA, more than any L1: every reload reaches the L2, and the
+            # GPU footprint (1 CTA on 1/8 .. all SMs) sweeps the L2 from a sixth of its size to 1.3x: the L2
+            # miss of reloads at small footprints, which the points above (L1 partly hit) do not reach
+            for ctas in (num_sms // 8, num_sms // 4, num_sms // 2, num_sms):
+                P.append(_pt("spills", kernel="_mb_spill", rows=2048, cols=64, num_warps=8, n_iter=16, ctas=ctas))
     if "sm_groups" in facts:
         for sms in sm_group_sets(num_sms, quick=quick):
             P.append(_pt("sm_groups", kernel="_mb_sm_group_read", sms=sms, tile_bytes=16384, set_bytes=2 * MB,

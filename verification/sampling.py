@@ -12,7 +12,8 @@ schedule (block_m, block_n in 16..128, 1..8 warps, 1..4 stages, both grid orders
 S/P dtype).  A draw is rejected, and drawn again from the same stream, when:
 
 * its tiles do not fit the card's shared memory (`memsim.schedule.check_fits`) or the kernels'
-  tensor-core shape rules (`kernel_constraints`);
+  tensor-core shape rules, or it would hold more than 256 score values (a tile) or 512 row values (the naive
+  row kernels) per thread (they then compile for many minutes) (`kernel_constraints`);
 * it needs more device memory than `MEMORY_BUDGET_BYTES` (inputs, outputs, gradients and, for
   naive, S, P and dP: `Case.io_bytes`);
 * its estimated kernel time is above `TIME_BUDGET_S`: `memsim.analytic.roofline_time` times a
@@ -32,7 +33,7 @@ import random
 from dataclasses import dataclass
 
 from memsim.schedule import (DTYPE_BYTES, KERNEL_HEAD_DIMS, AttentionProblem, Schedule, ScheduleError,
-                             check_fits)
+                             check_fits, naive_rows_per_step)
 
 from .suite import DEFAULT_HW, Case
 
@@ -105,8 +106,19 @@ def kernel_constraints(problem: AttentionProblem, schedule: Schedule) -> str | N
     s = schedule
     if s.block_m * s.block_n < 32 * 8 * s.num_warps:
         return "tile too small for the warps"
+    if s.block_m * s.block_n > 32 * 256 * s.num_warps:
+        # more than 256 score values per thread: ptxas needs minutes and over 10 GB (a 1-warp 128 x 128 fp32 tile
+        # did not finish in 5 min on a CPU), longer than a measurement call allows
+        return "tile too large for the warps"
     if s.algorithm == "flash1" and s.num_warps > 4 and s.block_m < 64:
         return "flash1 small tile with many warps"
+    if s.algorithm == "naive":
+        # the row kernels hold whole rows (next power of two of seq_kv) in registers: past 512 values per thread
+        # per row array the compiler runs for many minutes (a 1-warp 32k-wide backward did not finish in 5 min
+        # on a CPU), longer than a measurement call allows
+        rows, npow2 = naive_rows_per_step(problem.seq_kv, s.block_m)
+        if rows * npow2 > 512 * 32 * s.num_warps:
+            return "naive rows too wide for the warps"
     return None
 
 
