@@ -18,6 +18,7 @@ import argparse
 import json
 
 
+from memsim.schedule import ALGORITHMS
 from memsim.cli.common import add_shape_args, resolve_shape
 from memsim.cli.errors import UsageError, make_parser, run_cli
 
@@ -30,7 +31,7 @@ def _args(argv):
         p = sub.add_parser(name)
         add_shape_args(p)  # memsim's names (--batch --heads --heads-kv --seq --seq-kv --head-dim) or --shape
         p.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp32"])
-        p.add_argument("--algorithm", "--alg", "-a", dest="alg", default="flash2", choices=["naive", "flash1", "flash2"],
+        p.add_argument("--algorithm", "--alg", "-a", dest="alg", default="flash2", choices=ALGORITHMS,
                        help="(alias --alg)")
         p.add_argument("--phase", default="fwd", choices=["fwd", "bwd"])
         p.add_argument("--causal", action="store_true")
