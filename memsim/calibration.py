@@ -372,6 +372,8 @@ def dram_stream_from(points: list) -> dict:
     """
     rows = []
     for r in points:
+        if r.get("layout", "own") != "own":
+            continue  # the KV-cache layout points (heads interleaved, pages): a locality question, not the curve
         bw, res, f = r.get("bytes_per_s_median"), r.get("ctas_resident_mean"), r.get("inflight_bytes")
         if bw and res and f:
             rows.append((int(r["ctas"]), int(f), float(bw), float(res)))

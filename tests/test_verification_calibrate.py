@@ -201,6 +201,8 @@ def test_parse_sms(text, ids):
 def test_dram_stream_plan_spans_load_and_bytes_in_flight():
     pts = [p["params"] for p in C.build_plan(facts=["dram_stream"], num_sms=132)]
     assert sorted({p["inflight_bytes"] for p in pts}) == [16384, 32768, 65536, 131072]
+    kv = [p for p in pts if p.get("layout", "own") != "own"]
+    assert {(p["page_rows"], p["scatter"]) for p in kv} == {(0, False), (16, False), (16, True), (64, True)}
     assert min(p["ctas"] for p in pts) == 1 and max(p["ctas"] for p in pts) == 4 * 132
 
 

@@ -236,6 +236,15 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
                 P.append(_pt("dram_stream", kernel="_mb_stream", ctas=c, block_n=bn, num_stages=st, head_dim=128,
                              num_warps=4, inflight_bytes=(st - 1) * bn * 128 * 2, cta_bytes_max=4 * MB,
                              call_bytes_max=1024 * MB, pool_bytes_min=256 * MB))
+        # the decode cache layout: 8 heads interleaved (a CTA's rows 2 KB apart), contiguous or in 16/64-row pages
+        # scattered over the pool (why are 16-token pages 15 % slower at batch 8 in decode?)
+        lays = (("kv", 0, False), ("paged", 16, False), ("paged", 16, True), ("paged", 64, True))
+        for layout, page_rows, scatter in (lays if not quick else (("paged", 16, True),)):
+            for c in ((8, 64, 128, 256) if not quick else (64,)):
+                P.append(_pt("dram_stream", kernel="_mb_stream_rows", ctas=c, layout=layout, page_rows=page_rows,
+                             scatter=scatter, heads=8, block_n=64, num_stages=3, head_dim=128, num_warps=4,
+                             inflight_bytes=2 * 64 * 128 * 2, cta_bytes_max=4 * MB, call_bytes_max=1024 * MB,
+                             pool_bytes_min=256 * MB))
     if "l2_thrash_drift" in facts:
         set_bytes = 4 * MB
         for ratio in ((1, 4) if quick else (0.5, 1, 2, 4, 8)):

@@ -207,6 +207,41 @@ def _mb_sm_group_read(src_ptr, out_ptr, who_ptr, start_ptr, count_ptr, n_tiles,
 
 
 @triton.jit
+def _mb_stream_rows(src_ptr, table_ptr, out_ptr, times_ptr, n_tiles, row_stride, HEADS: tl.constexpr,
+                    BLOCK_N: tl.constexpr, D: tl.constexpr, PAGE_ROWS: tl.constexpr, ON_GPU: tl.constexpr):
+    """_mb_stream with a KV-cache layout: CTA c streams the rows of ONE head (c % HEADS) of a cache whose rows of
+    D fp16 are row_stride elements apart (heads interleaved: row_stride = HEADS x D), like a decode CTA; PAGE_ROWS
+    > 0: the cache is paged -- row k of the CTA's sequence lives in page table[seq, k // PAGE_ROWS] (loaded per
+    row, like decode's small pages), pages scattered over the pool.  SRAM: num_stages tiles (pipelined loads
+    into tl.dot); registers: the 16 x D accumulator."""
+    pid = tl.program_id(0)
+    if ON_GPU:
+        t0 = _globaltimer()
+    seq = pid // HEADS
+    head = pid % HEADS
+    rows = tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, D)
+    p = tl.full([16, BLOCK_N], 1.0, dtype=tl.float16)
+    acc = tl.zeros([16, D], dtype=tl.float32)
+    for t in range(n_tiles):
+        k = t * BLOCK_N + rows
+        if PAGE_ROWS > 0:
+            pages_per_seq = n_tiles * BLOCK_N // PAGE_ROWS
+            page = tl.load(table_ptr + seq * pages_per_seq + k // PAGE_ROWS).to(tl.int64)
+            row = page * PAGE_ROWS + k % PAGE_ROWS
+        else:
+            row = seq.to(tl.int64) * n_tiles * BLOCK_N + k
+        x = tl.load(src_ptr + row[:, None] * row_stride + head * D + cols[None, :])
+        acc = tl.dot(p, x, acc)
+    tl.store(out_ptr + pid.to(tl.int64) * 16 * D + tl.arange(0, 16)[:, None] * D + cols[None, :], acc)
+    if ON_GPU:
+        t1 = _globaltimer()
+        tl.store(times_ptr + 3 * pid, t0)
+        tl.store(times_ptr + 3 * pid + 1, t1)
+        tl.store(times_ptr + 3 * pid + 2, _smid(ON_GPU).to(tl.int64))
+
+
+@triton.jit
 def _mb_stream(src_ptr, out_ptr, times_ptr, n_tiles, BLOCK_N: tl.constexpr, D: tl.constexpr,
                ON_GPU: tl.constexpr):
     """DRAM streaming with a chosen number of bytes in flight per CTA: CTA c streams its OWN n_tiles

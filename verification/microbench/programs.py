@@ -166,6 +166,8 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
         return {"times_s": ts, "work": {"iterations": float(n_iter), "bytes": float(moved)},
                 "extra": {"ctas": ctas}}
     if f == "dram_stream":
+        if point["params"].get("layout", "own") != "own":
+            return _dram_stream_rows(point, device, repeats)
         return _dram_stream(point, device, repeats)
     raise ValueError(f"{f} is not a timed fact")
 
@@ -302,6 +304,62 @@ def stream_plan(p: dict, cpu: bool) -> dict:
     total = ctas * n_tiles * tile_bytes
     slices = max(4, -(-p["pool_bytes_min"] // total))  # a slice is read again only after >= 3 others (> L2)
     return {"ctas": ctas, "tile_bytes": tile_bytes, "n_tiles": n_tiles, "slices": slices}
+
+
+def _dram_stream_rows(point: dict, device, repeats: int) -> dict:
+    """dram_stream with a KV-cache layout (heads interleaved, optionally paged): C CTAs = sequences x heads, each
+    streaming one head's rows; every call reads another slice of the pool (> 4 x L2)."""
+    p = point["params"]
+    cpu = device == "cpu"
+    heads, bn, d = p["heads"], p["block_n"], p["head_dim"]
+    ctas = p["ctas"] if not cpu else heads
+    seqs = max(1, ctas // heads)
+    ctas = seqs * heads
+    row_bytes = heads * d * 2
+    if cpu:
+        n_tiles = 2
+    else:
+        per_cta = min(p["cta_bytes_max"], p["call_bytes_max"] // ctas)
+        n_tiles = max(2 * p["num_stages"], per_cta // (bn * d * 2))
+    rows_per_seq = n_tiles * bn
+    per_call = seqs * rows_per_seq * heads * d  # fp16 elements
+    slices = 1 if cpu else max(4, -(-p["pool_bytes_min"] // (per_call * 2)))
+    pool = torch.empty(slices * per_call, device=device, dtype=torch.float16)
+    pool.uniform_(-1, 1)
+    page_rows = p["page_rows"]
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    if page_rows:
+        n_pages = seqs * rows_per_seq // page_rows
+        # scattered: a random permutation of the slice's pages (a shuffled block table); else pages in order (the
+        # same loop and table loads, contiguous data: the difference is the DRAM's, not the kernel's)
+        perm = torch.randperm(n_pages, generator=gen) if p.get("scatter") else torch.arange(n_pages)
+        table = perm.to(torch.int32).to(device)
+    else:
+        table = torch.zeros(1, device=device, dtype=torch.int32)
+    out = torch.empty(ctas * 16 * d, device=device, dtype=torch.float32)
+    times = torch.zeros(3 * ctas, device=device, dtype=torch.int64)
+    state = {"i": 0, "compiled": None}
+
+    def fn():
+        src = pool[(state["i"] % slices) * per_call:]
+        state["i"] += 1
+        ck = K._mb_stream_rows[(ctas,)](src, table, out, times, n_tiles, heads * d, HEADS=heads, BLOCK_N=bn, D=d,
+                                        PAGE_ROWS=page_rows, ON_GPU=not cpu, num_warps=p["num_warps"],
+                                        num_stages=p["num_stages"])
+        if state["compiled"] is None:
+            state["compiled"] = ck
+    ts = (_cpu_time if cpu else _cuda_time)(fn, repeats)
+    extra = {"tile_bytes": bn * d * 2, "tiles_per_cta": n_tiles, "slices": slices, "bytes_per_call": per_call * 2,
+             "row_bytes_apart": row_bytes, "ctas_run": ctas}
+    ck = state["compiled"]
+    md = getattr(ck, "metadata", None)
+    if md is not None:
+        extra["shared_bytes"] = int(getattr(md, "shared", 0) or 0)
+        extra["regs_per_thread"] = int(getattr(ck, "n_regs", 0) or 0)
+    if not cpu:
+        extra.update(stream_concurrency(times.view(ctas, 3).cpu().tolist()))
+    table_bytes = (seqs * rows_per_seq // page_rows * 4) if page_rows else 0
+    return {"times_s": ts, "work": {"bytes": float(per_call * 2)}, "extra": {**extra, "table_bytes": table_bytes}}
 
 
 def _dram_stream(point: dict, device, repeats: int) -> dict:
