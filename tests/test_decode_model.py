@@ -214,3 +214,38 @@ def test_split_rule_against_the_committed_h100_sweeps():
             checked.append(((b, n), c, meas[c] / min(meas.values()) - 1))
     assert len(checked) >= 8
     assert [x for x in checked if x[2] > 0.05] == []
+
+
+# --- random decode cases (verification.suite_decode.draw_random) ------------------------------------------
+def test_random_decode_draw_is_deterministic_and_within_budgets():
+    from memsim.inference import decode_sram_bytes_per_cta
+    from verification import suite_decode as SD
+    a, b = SD.draw_random(40, 7), SD.draw_random(40, 7)
+    assert [c.name for c in a] == [c.name for c in b] and [c.problem for c in a] == [c.problem for c in b]
+    assert [c.name for c in SD.draw_random(40, 8)] != [c.name for c in a]
+    hw = load_hardware("h100-sxm")
+    kv = [2 * c.problem.batch * c.problem.capacity_kv * c.problem.heads_kv * c.problem.head_dim
+          * c.problem.element_bytes for c in a]
+    assert max(kv) <= SD.RANDOM_CASE_KV_BYTES and sum(kv) <= SD.RANDOM_SET_KV_BYTES
+    assert all(decode_sram_bytes_per_cta(c.problem, c.schedule) <= hw.smem_per_block_bytes for c in a)
+    # the space is covered: paged and contiguous, ragged batches, unpacked GQA, several splits, head dims
+    assert {c.problem.page_size for c in a} >= {None, 16, 64}
+    assert any(len(set(c.problem.seqlens_kv)) > 1 for c in a) and any(not c.schedule.pack_gqa for c in a)
+    assert len({c.schedule.num_splits for c in a}) >= 4 and len({c.problem.head_dim for c in a}) == 3
+    assert len({c.name for c in a}) == len(a)
+
+
+def test_random_decode_cases_round_trip_through_specs_and_predict():
+    from verification import suite_decode as SD
+    cases = SD.draw_random(4, 3)
+    back = [SD.case_from_record({"case": x["name"], **x}) for x in (c.to_spec() for c in cases)]
+    assert [(c.name, c.problem, c.schedule) for c in back] == [(c.name, c.problem, c.schedule) for c in cases]
+    for c in cases:
+        r = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
+        assert r["total"]["gpu_time_s"] > 0 and r["total"]["global_read_bytes"] >= c.problem.kv_bytes()
+
+
+def test_random_decode_bad_count_is_refused():
+    from verification import suite_decode as SD
+    with pytest.raises(ValueError, match="--random must be >= 0"):
+        SD.draw_random(-1, 1)

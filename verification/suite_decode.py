@@ -91,6 +91,77 @@ DECODE_SUITE = build_decode_suite()
 BY_NAME = {c.name: c for c in DECODE_SUITE}
 
 
+# --- random decode cases (issue 8 item 3 / issue 12 item 4: decode in the random sets) ------------------------
+#: the space of random decode cases: what kernels.decode supports (one query length per batch)
+RANDOM_HEADS = ((32, 8), (32, 32), (32, 4), (16, 1), (64, 8), (8, 8))
+RANDOM_HEAD_DIMS = (64, 128, 256)
+RANDOM_PAGES = (None, None, 16, 64, 256)
+#: KV cache bytes a random case may hold on the GPU, and the total over a set
+RANDOM_CASE_KV_BYTES = 2 << 30
+RANDOM_SET_KV_BYTES = 16 << 30
+
+
+def _log_uniform_int(rng, lo: int, hi: int) -> int:
+    import math
+    return max(lo, min(hi, int(round(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))))
+
+
+def draw_random(n: int, seed: int, hardware: str = DEFAULT_HW) -> list:
+    """n random decode cases (deterministic in seed): batch 1-64 and cache lengths 0-131072 (log-uniform; ragged
+    batches in a third of the draws, with empty and length-1 caches possible), GQA/MQA/MHA, head_dim 64/128/256,
+    bf16/fp16, 1-4 query tokens, contiguous or 16/64/256-token pages (page_prefetch either way), packed or not,
+    block_n 16-128, 2-4 stages, 4 or 8 warps, the split count from the rule (half the draws) or drawn.  A draw whose
+    shared memory does not fit the preset or whose cache exceeds RANDOM_CASE_KV_BYTES (or the set's budget) is
+    drawn again."""
+    import random
+
+    from memsim.hardware import load_hardware
+    from memsim.inference import candidate_splits, decode_sram_bytes_per_cta
+    if n < 0:
+        raise ValueError(f"--random must be >= 0, got {n}")
+    hw = load_hardware(hardware)
+    facts = DeviceFacts.from_hardware(hw)
+    rng = random.Random(seed)
+    out, total, tries = [], 0, 0
+    while len(out) < n:
+        tries += 1
+        if tries > 100 * (n + 1):
+            raise RuntimeError(f"could not draw {n} decode cases within the budgets (seed {seed})")
+        hq, hkv = rng.choice(RANDOM_HEADS)
+        d = rng.choice(RANDOM_HEAD_DIMS)
+        dt = rng.choice(("bf16", "fp16"))
+        b = _log_uniform_int(rng, 1, 64)
+        nq = rng.choice((1, 1, 1, 2, 4))
+        if rng.random() < 1 / 3 and b > 1:
+            lens = tuple(rng.choice((0, 1, _log_uniform_int(rng, 1, 131072))) if rng.random() < 0.15
+                         else _log_uniform_int(rng, 1, 131072) for _ in range(b))
+        else:
+            lens = (_log_uniform_int(rng, 1, 131072),) * b
+        page = rng.choice(RANDOM_PAGES)
+        p = DecodeProblem(hq, hkv, d, (nq,) * b, lens, dtype=dt, page_size=page)
+        s = DecodeSchedule(block_n=rng.choice((16, 32, 64, 64, 128)), num_stages=rng.choice((2, 3, 3, 4)),
+                           num_warps=rng.choice((4, 4, 8)), pack_gqa=rng.random() < 0.85,
+                           page_prefetch=page is not None and rng.random() < 0.5)
+        if decode_sram_bytes_per_cta(p, s) > hw.smem_per_block_bytes:
+            continue
+        kv = 2 * p.batch * p.capacity_kv * hkv * d * p.element_bytes
+        if kv > RANDOM_CASE_KV_BYTES or total + kv > RANDOM_SET_KV_BYTES:
+            continue
+        if rng.random() < 0.5:
+            c, _ = auto_num_splits(p, s, facts)
+            how = "auto"
+        else:
+            c = rng.choice(candidate_splits(p, s))
+            how = "drawn"
+        s = replace(s, num_splits=c)
+        total += kv
+        name = (f"dr{seed}_{len(out):03d}_b{b}_n{max(lens)}{'r' if len(set(lens)) > 1 else ''}_h{hq}x{hkv}_d{d}_{dt}"
+                f"_q{nq}_p{page or 0}{'f' if s.page_prefetch else ''}_bn{s.block_n}_st{s.num_stages}_w{s.num_warps}"
+                f"{'' if s.pack_gqa else '_unpacked'}_s{c}")
+        out.append(DecodeCase(name, p, s, hardware, tags=("random", f"seed{seed}"), note=f"{how} splits"))
+    return out
+
+
 def select(patterns=None) -> list:
     if isinstance(patterns, str):
         patterns = [x for x in patterns.split(",") if x]
@@ -112,13 +183,13 @@ def case_from_record(rec: dict) -> DecodeCase:
 
 
 # --- on the GPU -------------------------------------------------------------------------------------
-def run_cases(names: list, log=sys.stderr) -> None:
+def run_cases(names: list, log=sys.stderr, cases=None) -> None:
     """Warm every case up, then launch each once between cudaProfilerStart/Stop (what ncu profiles)."""
     import torch
 
     from kernels.decode_kv import decode_launch
     from kernels.decode_testing import make_problem_inputs
-    for c in select(names):
+    for c in (cases if cases is not None else select(names)):
         ins = make_problem_inputs(c.problem, "cuda", seed=1)
         decode_launch(c.problem, c.schedule, *ins)  # compile outside the profiled region
         torch.cuda.synchronize()
@@ -131,15 +202,18 @@ def run_cases(names: list, log=sys.stderr) -> None:
         torch.cuda.empty_cache()
 
 
-def measure(out_dir: str, patterns=None, timeout_s: float = 240.0, command: str = "") -> str:
-    """ncu over the selected cases; writes OUT_DIR/decode_ncu.json (one record per case) and returns its path."""
+def measure(out_dir: str, patterns=None, timeout_s: float = 240.0, command: str = "", cases=None) -> str:
+    """ncu over the selected cases (or `cases`, e.g. a random draw); writes OUT_DIR/decode_ncu.json (one record per
+    case) and returns its path."""
     from memsim.io import base_provenance, write_json
 
     from . import ncu
-    cases = select(patterns)
+    cases = cases if cases is not None else select(patterns)
     os.makedirs(out_dir, exist_ok=True)
     log = os.path.join(out_dir, "decode_ncu.log")
-    prog = [sys.executable, "-m", "verification.suite_decode", "run", "--cases", ",".join(c.name for c in cases)]
+    specs = os.path.join(out_dir, "decode_cases.json")
+    write_json(specs, [c.to_spec() | {"note": c.note} for c in cases], overwrite=True)
+    prog = [sys.executable, "-m", "verification.suite_decode", "run", "--cases-json", specs]
     rows, text = ncu.run_ncu(prog, log_file=log, kernel_regex=KERNEL_REGEX, timeout_s=timeout_s, echo=print)
     done = [json.loads(ln) for ln in text.splitlines() if ln.startswith('{"case"')]
     finished = [c for c in cases if c.name in {d["case"] for d in done}]
@@ -205,23 +279,34 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verification.suite_decode", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("cases", help="list the decode cases")
+    cs = sub.choices["cases"]
+    cs.add_argument("--random", type=int, default=None, help="list N random decode cases instead (with --seed)")
+    cs.add_argument("--seed", type=int, default=1)
     r = sub.add_parser("run", help="(inside ncu) launch the cases once each between profiler start/stop")
     r.add_argument("--cases", default="")
+    r.add_argument("--cases-json", default=None, help="case specs written by measure (random draws)")
     m = sub.add_parser("measure", help="ncu over the cases (GPU)")
     m.add_argument("--out", required=True)
     m.add_argument("--cases", default="")
+    m.add_argument("--random", type=int, default=None, help="measure N random decode cases (with --seed)")
+    m.add_argument("--seed", type=int, default=1)
     m.add_argument("--timeout", type=float, default=240.0)
     c = sub.add_parser("compare", help="model vs a decode_ncu.json")
     c.add_argument("file")
     c.add_argument("--json", default=None, help="write the rows as JSON here")
     a = ap.parse_args(argv)
     if a.cmd == "cases":
-        for cs in DECODE_SUITE:
+        for cs in (draw_random(a.random, a.seed) if a.random is not None else DECODE_SUITE):
             print(f"{cs.name:40s} S={cs.schedule.num_splits:<3d} kv={cs.problem.kv_bytes() / 1e6:9.1f} MB  {cs.note}")
     elif a.cmd == "run":
-        run_cases([x for x in a.cases.split(",") if x])
+        if a.cases_json:
+            with open(a.cases_json) as f:
+                run_cases([], cases=[case_from_record({"case": x["name"], **x}) for x in json.load(f)])
+        else:
+            run_cases([x for x in a.cases.split(",") if x])
     elif a.cmd == "measure":
-        print(measure(a.out, [x for x in a.cases.split(",") if x] or None, a.timeout))
+        rnd = draw_random(a.random, a.seed) if a.random is not None else None
+        print(measure(a.out, [x for x in a.cases.split(",") if x] or None, a.timeout, cases=rnd))
     else:
         rows = compare(a.file)
         print(_fmt(rows))
