@@ -129,11 +129,23 @@ def test_command_line_flags():
     s = " ".join(cmd)
     assert "--clock-control none" in s and "--profile-from-start off" in s and "--csv" in s
     assert "--cache-control" not in s  # default: flush all caches before each kernel
-    assert "-k regex:^_(naive|flash1|flash2)_" in s and "--log-file /tmp/l" in s
+    assert f"-k regex:{N.DEFAULT_KERNEL_REGEX}" in s and "--log-file /tmp/l" in s
     assert cmd[-3:] == ["python", "-m", "x"]
     for m in ("l1tex__t_bytes.sum", "lts__t_sectors_srcunit_tex_op_write.sum", "dram__bytes_write.sum",
               "gpu__time_duration.sum", "l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum"):
         assert m in s
+
+
+def test_default_kernel_regex_covers_every_registered_algorithm():
+    """A new algorithm's kernels (e.g. hopper's _hopper_fwd) must be profiled, not silently skipped."""
+    import re
+    from memsim.algorithms import registered
+    from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+    pat = re.compile(N.DEFAULT_KERNEL_REGEX)
+    for alg, phase in registered():
+        assert pat.match(f"_{alg}_x"), f"{alg}: its kernels _{alg}_* are not matched by {N.DEFAULT_KERNEL_REGEX}"
+    p = AttentionProblem(1, 1, 1, 64, 64, 64)
+    assert pat.match("_" + kernel_launches(p, Schedule("hopper", "fwd", block_m=64, block_n=64))[0].name)
 
 
 def test_filter_metrics():

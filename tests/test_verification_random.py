@@ -171,3 +171,9 @@ def test_tiles_too_large_for_the_warps_are_not_drawn(bm, bn, warps, bad):
     s = Schedule("flash2", "fwd", block_m=bm, block_n=bn, num_warps=warps, num_stages=2)
     why = kernel_constraints(p, s)
     assert (why == "tile too large for the warps") is bad, f"{bm}x{bn}, {warps} warp(s): {why!r}"
+
+
+def test_measure_set_only_refuses_a_pattern_that_matches_nothing(tmp_path):
+    from verification import randomsets as RS
+    with pytest.raises(ValueError, match="matches none of set"):
+        RS.measure_set(4, 7, label="T", data_dir=str(tmp_path / "{set}"), only=["no_such_case*"], check_gpu=False)

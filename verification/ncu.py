@@ -52,7 +52,17 @@ LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_wr
               "dram_read_bytes", "dram_write_bytes", "time_s")
 
 KERNEL_PREFIX = "_"  # Triton function names are the launch names with this prefix (notes/TEAM.md)
-DEFAULT_KERNEL_REGEX = r"^_(naive|flash1|flash2)_"
+def _registered_kernel_regex() -> str:
+    """Kernels of every registered algorithm: launch names prefixed with "_" (DESIGN.md), e.g. ^_(flash2|...)_."""
+    try:
+        from memsim.algorithms import registered
+        algs = sorted({a for a, _ in registered()})
+    except Exception:  # the registry is stdlib; this only guards a broken checkout
+        algs = ["flash1", "flash2", "naive"]
+    return r"^_(" + "|".join(algs) + r")_"
+
+
+DEFAULT_KERNEL_REGEX = _registered_kernel_regex()
 
 
 class NcuError(RuntimeError):

@@ -61,8 +61,9 @@ def record_extra(rs: S.RandomSet, model_commit: str | None = None):
 def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPEATS, hw: str = "h100-sxm",
                 data_dir: str | None = None, model_commit: str | None = None, bundle_to=None, command: str = "",
                 ncu_timeout_s: float = 200, time_timeout_s: float = 200, archive_old=False, echo=None,
-                check_gpu=True) -> dict:
-    """Draw the set and measure it (GPU machine); the summary of `measure.measure_cases`."""
+                check_gpu=True, only=None) -> dict:
+    """Draw the set and measure it (GPU machine); the summary of `measure.measure_cases`.  `only`: names or
+    fnmatch patterns of the set's cases to measure (e.g. to complete a set whose run missed some)."""
     from . import measure as M
     if repeats < MIN_REPEATS:
         raise ValueError(f"--repeats must be >= {MIN_REPEATS} for a random set (got {repeats}): the report "
@@ -74,9 +75,16 @@ def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPE
         d = Path(data_dir.replace("{set}", rs.name).replace("{gpu}", R.gpu_slug(M.gpu_name()))
                  if "{gpu}" in data_dir else data_dir.replace("{set}", rs.name))
     echo = echo or M._progress
-    echo(f"random set {rs.name}: {len(rs.cases)} case(s), {repeats} repeats, estimated kernel time "
-         f"{rs.estimate_s * 1e3:.1f} ms per repeat -> {d}")
-    return M.measure_cases(list(rs.cases), d, command=command, repeats=repeats, extra=record_extra(rs, model_commit),
+    cases = list(rs.cases)
+    if only:
+        from fnmatch import fnmatchcase
+        cases = [c for c in cases if any(fnmatchcase(c.name, pat) for pat in only)]
+        if not cases:
+            raise ValueError(f"--cases {' '.join(only)} matches none of set {rs.name}'s cases: "
+                             f"{', '.join(c.name for c in rs.cases)}")
+    echo(f"random set {rs.name}: {len(cases)} of {len(rs.cases)} case(s), {repeats} repeats, estimated kernel time "
+         f"{rs.estimate_s * 1e3:.1f} ms per repeat (whole set) -> {d}")
+    return M.measure_cases(cases, d, command=command, repeats=repeats, extra=record_extra(rs, model_commit),
                            bundle_to=bundle_to, ncu_timeout_s=ncu_timeout_s, time_timeout_s=time_timeout_s,
                            archive_old=archive_old, echo=echo, check_gpu=check_gpu)
 

@@ -74,7 +74,8 @@ def _measure_random(a) -> dict:
         return RS.measure_set(a.random, a.seed, label=a.set_label, repeats=a.repeats or RS.MIN_REPEATS, hw=a.hw,
                               data_dir=a.data_dir, model_commit=a.model_commit, bundle_to=a.bundle,
                               command=C.command_line(a.argv), ncu_timeout_s=a.ncu_timeout,
-                              time_timeout_s=a.time_timeout, archive_old=a.archive_old, echo=C.echo)
+                              time_timeout_s=a.time_timeout, archive_old=a.archive_old, echo=C.echo,
+                              only=a.cases or None)
     except (N.NcuError, OutputExistsError, ValueError) as e:
         raise C.UsageError(str(e)) from None
 
