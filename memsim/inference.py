@@ -449,15 +449,19 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
             total += nb * units
             cta_b += [nb] * units
     inflight = inflight_bytes_per_cta(p, s) / rounds
-    first = sorted(cta_b, reverse=True)[:slots]  # the first wave, longest first: the load the CTAs make
+    import heapq
+    first = heapq.nlargest(slots, cta_b)  # the first wave, longest first: the load the CTAs make
     load = sum(min(inflight, x) for x in first)
     bw, _, lat = f.stream(load / inflight if inflight else 0, inflight, cta_limit_Bps(p, s, f))
     limit = cta_limit_Bps(p, s, f) or float("inf")
-    times = []
+    times, memo = [], {}
     for x in cta_b:  # pipelined: the first min(F, x) bytes arrive one latency after the start, the rest at r
         if x:
-            r = min(limit, min(inflight, x) / lat)
-            times.append(x / r + max(0.0, lat - min(inflight, x) / r))
+            t = memo.get(x)
+            if t is None:
+                r = min(limit, min(inflight, x) / lat)
+                t = memo[x] = x / r + max(0.0, lat - min(inflight, x) / r)
+            times.append(t)
     rate = max(cta_b) / max(times) if times else 0.0
     t_chain = _slot_makespan(times, slots)
     t_split = f.launch_overhead_s + t_chain
