@@ -68,10 +68,13 @@ def capture(problem, schedule):
     return next(c for c in calls if getattr(getattr(c[0], "fn", c[0]), "__name__", "") == "_decode_split")
 
 
-def build(echo=print) -> dict:
+def build(echo=print, extra=()) -> dict:
+    """Compile every variant (the fixed list, then `extra` (problem, schedule) pairs); one entry per key."""
     from .compiled_facts import compile_launch
     entries = {}
-    for p, s in variants():
+    for p, s in list(variants()) + list(extra):
+        if decode_loop_key(p, s) in entries:
+            continue
         t = time.time()
         jf, args, kwargs = capture(p, s)
         r = compile_launch(jf, args, kwargs)
@@ -88,13 +91,25 @@ def build(echo=print) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernels.decode_compiled", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="default: memsim/decode_compiled_sm90.json")
+    ap.add_argument("--specs", action="append", default=[],
+                    help="also the variants of these case specs (JSON list of {problem, schedule}: the "
+                         "decode_cases.json that `verification.suite_decode measure` writes, or "
+                         "`suite_decode cases --random N --seed S --json F`); repeatable")
     a = ap.parse_args(argv)
-    from memsim.inference import COMPILED_FILE
+    import json
+
+    from memsim.inference import COMPILED_FILE, decode_problem_from_dict, decode_schedule_from_dict
     from memsim.io import base_provenance, write_json
-    entries = build()
+    extra = []
+    for path in a.specs:
+        with open(path) as f:
+            extra += [(decode_problem_from_dict(x["problem"]), decode_schedule_from_dict(x["schedule"]))
+                      for x in json.load(f)]
+    entries = build(extra=extra)
     import triton
     write_json(a.out or COMPILED_FILE, {"format": "memsim.decode_compiled/1", "arch": "sm90",
-                                        "provenance": {**base_provenance("python -m kernels.decode_compiled"),
+                                        "provenance": {**base_provenance("python -m kernels.decode_compiled "
+                                                                         + " ".join(argv or sys.argv[1:])),
                                                        "triton": triton.__version__},
                                         "entries": entries}, overwrite=True)
     return 0

@@ -282,6 +282,7 @@ def main(argv=None) -> int:
     cs = sub.choices["cases"]
     cs.add_argument("--random", type=int, default=None, help="list N random decode cases instead (with --seed)")
     cs.add_argument("--seed", type=int, default=1)
+    cs.add_argument("--json", default=None, help="also write the case specs here (kernels.decode_compiled --specs)")
     r = sub.add_parser("run", help="(inside ncu) launch the cases once each between profiler start/stop")
     r.add_argument("--cases", default="")
     r.add_argument("--cases-json", default=None, help="case specs written by measure (random draws)")
@@ -296,8 +297,12 @@ def main(argv=None) -> int:
     c.add_argument("--json", default=None, help="write the rows as JSON here")
     a = ap.parse_args(argv)
     if a.cmd == "cases":
-        for cs in (draw_random(a.random, a.seed) if a.random is not None else DECODE_SUITE):
+        listed = draw_random(a.random, a.seed) if a.random is not None else DECODE_SUITE
+        for cs in listed:
             print(f"{cs.name:40s} S={cs.schedule.num_splits:<3d} kv={cs.problem.kv_bytes() / 1e6:9.1f} MB  {cs.note}")
+        if a.json:
+            from memsim.io import write_json
+            write_json(a.json, [c.to_spec() | {"note": c.note} for c in listed])
     elif a.cmd == "run":
         if a.cases_json:
             with open(a.cases_json) as f:
