@@ -83,3 +83,25 @@ def test_measurements_carry_provenance():
                 assert p.get(k), f"{d}/{rec['case']}.json: provenance.{k} is empty"
             assert "H100" in p["gpu"], f"{d}/{rec['case']}.json was measured on {p['gpu']}"
             assert p["gpu"] != "FAKE"
+
+
+def test_rehost_replaces_the_host_floor_by_the_models_rule(tmp_path):
+    import json
+    from verification.cli.fidelity import rehost
+    from verification.cli.common import UsageError
+    preds = {"c1": {"schedule": {"algorithm": "flash2", "phase": "fwd"},
+                    "kernels": [{"time_s": 2e-5, "binding_limit": "dram"}],
+                    "total": {"gpu_time_s": 2e-5, "host_time_s": 1e-4, "time_s": 1e-4, "binding_limit": "host"}},
+             "c2": {"schedule": {"algorithm": "hopper", "phase": "fwd"}, "kernels": [],
+                    "total": {"gpu_time_s": 1e-5, "host_time_s": 5e-5, "time_s": 5e-5}}}
+    cal = tmp_path / "hp.json"
+    cal.write_text(json.dumps({"facts": {"host_pass": [
+        {"algorithm": "flash2", "phase": "fwd", "time_s_median": 1e-5}]}}))
+    out = rehost(preds, cal)
+    assert out["c1"]["total"]["time_s"] == 2e-5 and out["c1"]["total"]["binding_limit"] == "dram"
+    assert out["c2"] == preds["c2"], "an algorithm the file did not measure keeps the model's own floor"
+    assert preds["c1"]["total"]["time_s"] == 1e-4, "the stored predictions are not modified"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(UsageError, match="host_pass"):
+        rehost(preds, bad)

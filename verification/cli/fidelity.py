@@ -27,6 +27,12 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print JSON instead of the markdown")
     p.add_argument("--predictions", help="compare with these stored predictions (written by --freeze before the "
                                          "set was measured) instead of predicting now")
+    p.add_argument("--host-pass", metavar="CALIBRATION",
+                   help="with --predictions: a calibration file with the host_pass fact measured on the machine that "
+                        "measured the set (same call); each stored prediction's host floor is replaced by it and its "
+                        "time recomputed by the model's own rule, time = max(GPU time, host floor). The host floor "
+                        "differs between machines of one kind by up to 10x: it is a fact of the machine, not of the "
+                        "model")
     p.add_argument("--freeze", metavar="FILE",
                    help="predict the cases of a random set BEFORE measuring them and write FILE (with the git "
                         "commit of the model); give the set as --random N --seed S [--set L]; needs no data")
@@ -77,6 +83,35 @@ def freeze(a) -> int:
         raise C.UsageError(str(e)) from None
     print(f"{len(rs.cases)} predictions of set {name} by model commit {out['model_commit']} -> {a.freeze}")
     return 0
+
+
+def rehost(predictions: dict, calibration_file) -> dict:
+    """Stored predictions with each pass's host floor replaced by `calibration_file`'s host_pass fact (the
+    machine that measured the set), time = max(gpu_time_s, host floor) as `memsim.sim` computes it."""
+    import copy
+    import json
+    try:
+        facts = json.loads(Path(calibration_file).read_text(encoding="utf-8"))["facts"]["host_pass"]
+        floor = {(r["algorithm"], r["phase"]): float(r["time_s_median"]) for r in facts}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise C.UsageError(f"--host-pass {calibration_file}: not a calibration file with the host_pass fact "
+                           f"({type(e).__name__}: {e}); write one with `python -m verification calibrate --facts "
+                           f"host_pass --out FILE` on the measuring machine") from None
+    out = {}
+    for name, pred in predictions.items():
+        p = copy.deepcopy(pred)
+        key = (p["schedule"]["algorithm"], p["schedule"]["phase"])
+        if key not in floor:  # not measured for this algorithm: the model's own fallback (launches x host cost)
+            out[name] = p
+            continue
+        t = p["total"]
+        t["host_time_s"] = floor[key]
+        t["time_s"] = max(t["gpu_time_s"], t["host_time_s"])
+        if "binding_limit" in t:
+            from memsim.limits import pass_binding
+            t["binding_limit"] = pass_binding(p.get("kernels", []), t["gpu_time_s"], t["host_time_s"])
+        out[name] = p
+    return out
 
 
 def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
@@ -161,6 +196,10 @@ def run(a):
             stored = json.loads(Path(a.predictions).read_text(encoding="utf-8"))["predictions"]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise C.UsageError(f"{a.predictions}: not a predictions file written by --freeze ({e})") from None
+        if a.host_pass:
+            stored = rehost(stored, a.host_pass)
+    elif a.host_pass:
+        raise C.UsageError("--host-pass applies to stored predictions: give --predictions FILE too")
     try:
         goals = F.load_goals()
     except F.FidelityError as e:
@@ -184,6 +223,9 @@ def run(a):
             note += f" Measured with model commit(s) {', '.join(commits)} recorded before measuring."
         if stored is not None:
             note += f" Predictions: `{a.predictions}` (written before the set was measured)."
+        if a.host_pass:
+            note += (f" Host floors replaced by the measuring machine's `host_pass` from `{a.host_pass}` "
+                     f"(time = max(GPU time, host floor), the model's rule; GPU predictions unchanged).")
         md.append(F.markdown(f"Set {name}", summ, rows, note=note, bindings=bindings))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
     text = "\n".join(md) + "\n"
