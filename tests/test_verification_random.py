@@ -177,3 +177,19 @@ def test_measure_set_only_refuses_a_pattern_that_matches_nothing(tmp_path):
     from verification import randomsets as RS
     with pytest.raises(ValueError, match="matches none of set"):
         RS.measure_set(4, 7, label="T", data_dir=str(tmp_path / "{set}"), only=["no_such_case*"], check_gpu=False)
+
+
+def test_a_drawn_backward_can_run_its_forward():
+    """Measuring a backward runs the forward with the same schedule: it must fit shared memory too (set C's
+    case 014, flash2 bwd d=256 16x128 3 stages, could not be measured before this rule)."""
+    import dataclasses
+    from memsim.hardware import load_hardware
+    from memsim.schedule import check_fits
+    from verification.sampling import draw
+    hw = load_hardware("h100-sxm")
+    rs = draw(16, 112526, hardware="h100-sxm")
+    bwd = [c for c in rs.cases if c.schedule.phase == "bwd"]
+    assert bwd, "the draw has backward cases"
+    for c in bwd:
+        check_fits(c.problem, dataclasses.replace(c.schedule, phase="fwd"), hw.smem_per_block_bytes, hw.name)
+    assert "r112526_014_flash2_bwd_fp16_d256_q384_k384_bh1" not in [c.name for c in rs.cases]

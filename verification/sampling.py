@@ -28,6 +28,7 @@ in draw order.  Stdlib only (memsim.schedule, memsim.algorithms, memsim.analytic
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -194,6 +195,9 @@ def draw(n: int, seed: int, *, hardware: str = DEFAULT_HW, set_name: str | None 
             continue
         try:
             check_fits(p, s, hw.smem_per_block_bytes, hw.name)
+            if s.phase == "bwd" and (s.algorithm, "fwd") in keys:
+                # measuring a backward runs the forward with the same schedule first (its O and lse)
+                check_fits(p, dataclasses.replace(s, phase="fwd"), hw.smem_per_block_bytes, hw.name)
         except ScheduleError:
             reject("shared memory")
             continue
