@@ -140,8 +140,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
     max_seconds: with grain="auto", refuse (SimulationTooLarge, with the estimate) a problem whose coarsest
     plan is still estimated above this many CPU seconds (default 10); None runs it anyway.
-    sectors: count global and L2 traffic in 32-byte sectors where rows are misaligned (memsim.sectors, as
-    ncu counts them); False gives the byte contract itself at the global level.
+    sectors: count global and L2 traffic in the units the card moves (32-byte sectors of misaligned rows,
+    memsim.sectors; whole TMA boxes of ragged tiles, memsim.workloads_hopper), as ncu counts them; False gives
+    the byte contract itself at the global level.
     compiled_facts: {launch name: facts with regs_per_thread, spill_store_bytes, spill_load_bytes} to use
     instead of the compiled-facts table (e.g. the facts a measurement recorded on the GPU).
     """

@@ -4,9 +4,13 @@ hopper_fwd visits flash2_fwd's tiles in flash2_fwd's order, so its CTA steps are
 (`memsim.workloads._flash2_fwd`): Q_i once, K_j + V_j per visible block, O_i + lse_i at the end.
 
 What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
-* TMA loads: the same global bytes as flash2's tiles (the copy engine clips ragged tiles at the
-  head's last row, as flash2's masks do); they reach L2 as whole tiles, which is what the model's
-  block-granular L2 already assumes.
+* TMA loads: the byte contract is flash2's (the copy engine fills the rows of a box past the head's
+  last row with zeros instead of reading them), but the traffic is whole boxes: on the H100 the TMA
+  load bytes (``l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld``) of a ragged tile are its full
+  box -- set C (2026-11-25): 9 query rows in a 64-row box moved 64/9 = 7.11x the contract, and the
+  9-row Q boxes of a 1152-key case the 38.9 MB predicted by counting boxes.  So the global and L2
+  traffic of a load counts the last partial block as a full one; what the L2 holds and reads from
+  DRAM are the rows that exist.  TMA stores clip (measured: writes = the contract).
 * warp specialisation: a producer warpgroup issues tile j+1's loads while the consumers compute
   tile j -- the engine's pipelined CTA (``num_stages >= 2``: the next step's loads are booked when the
   current step's compute starts).  The model does not look further ahead than one tile, and it does
@@ -19,6 +23,20 @@ from __future__ import annotations
 from .workloads import _Ctx, _flash2_fwd, workload
 
 
+def _whole_box(acc):
+    """A load access whose last (partial) block moves as a whole TMA box: traffic + (full - last) bytes."""
+    key, mask, nb, full, lastbit, lastbytes = acc
+    if lastbit >= 0 and (mask >> lastbit) & 1:
+        return (key, mask, nb + full - lastbytes, full, lastbit, lastbytes)
+    return acc
+
+
+def _tma_steps(steps: list) -> list:
+    return [[[_whole_box(a) for a in st[0]], *st[1:]] for st in steps]
+
+
 @workload("hopper", "fwd")
 def _hopper_fwd_work(c: _Ctx) -> dict:
-    return {"hopper_fwd": lambda co: _flash2_fwd(c, co)}
+    if not c.sectors:  # simulate(..., sectors=False): the byte contract, no transfer granularity
+        return {"hopper_fwd": lambda co: _flash2_fwd(c, co)}
+    return {"hopper_fwd": lambda co: _tma_steps(_flash2_fwd(c, co))}
