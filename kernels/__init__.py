@@ -25,7 +25,7 @@ from ._common import (check_like, check_matches, check_schedule, default_schedul
 from .reference import naive_same_dtype, reference
 from .registry import ForwardResult, check_saved, launcher_for
 
-__all__ = ["attention", "flash_attn_func", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
+__all__ = ["attention", "flash_attn_func", "last_schedule", "fastest_forward_algorithm", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
            "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError", "decode", "decode_plan"]
 
 
@@ -66,7 +66,7 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
 
 
 # attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py
-from .api import attention, flash_attn_func  # noqa: E402
+from .api import attention, fastest_forward_algorithm, flash_attn_func, last_schedule  # noqa: E402
 
 
 def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None,

@@ -5,7 +5,8 @@
     o = kernels.flash_attn_func(q, k, v, softmax_scale=None, causal=False)   # (B, N, H, d), like flash-attn
 
 Both are autograd-enabled and run the project's schedules (`schedule=` picks one; None = the fastest
-exact default for the device).  What the kernels do not compute raises `NotImplementedError` naming
+exact default for the device: `fastest_forward_algorithm`, the Hopper forward at d=128 on Hopper GPUs where it
+was measured faster, else flash2; `kernels.last_schedule()` tells which ran).  What the kernels do not compute raises `NotImplementedError` naming
 what is supported, before anything launches: `attn_mask` tensors, `dropout_p > 0`, and flash-attn's
 sliding windows, ALiBi, softcap and returned probabilities.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from dataclasses import replace
 
 import torch
@@ -80,10 +82,43 @@ def _check_heads(q, k, gqa: bool, hint: str) -> None:
                          f"with GQA the q heads must be a multiple of the k/v heads; {hint}")
 
 
-def _schedules(problem, schedule, device):
+#: where the Hopper forward beat flash2 on the H100, same run, every candidate exact first
+#: (benchmarks/results/hopper-h100-2026-11-25.md, bf16, B*N = 16k, N 4096 and 16384, causal or not: d=128 1.02-1.36x;
+#: at d=64 flash2 was as fast or faster; d=256 and fp32 were not timed).  fp16 runs the same instructions as bf16.
+HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capability": (9, 0)}
+
+
+def fastest_forward_algorithm(problem, q, k, v) -> str:
+    """The fastest exact forward for this device and problem: "hopper" where it was measured faster (see
+    HOPPER_FASTEST) and its TMA layout rules hold (16-byte aligned base and strides), else "flash2"."""
+    dev = q.device
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return "flash2"
+    if problem.head_dim not in HOPPER_FASTEST["head_dims"] or problem.dtype not in HOPPER_FASTEST["dtypes"]:
+        return "flash2"
+    if tuple(torch.cuda.get_device_capability(dev)) < HOPPER_FASTEST["min_capability"]:
+        return "flash2"
+    for t in (q, k, v):
+        e = t.element_size()
+        if t.data_ptr() % 16 or any((t.stride(i) * e) % 16 and t.shape[i] > 1 for i in range(3)):
+            return "flash2"
+    return "hopper"
+
+
+_LAST = threading.local()
+
+
+def last_schedule():
+    """The (forward, backward) Schedules the last `attention` / `flash_attn_func` call of this thread ran
+    (None before any): what the default picked, to print, reuse (`schedule=`) or simulate with memsim."""
+    return getattr(_LAST, "schedules", None)
+
+
+def _schedules(problem, schedule, device, q=None, k=None, v=None):
     """(forward, backward) schedules from None, a Schedule, or a (fwd, bwd) pair."""
     if schedule is None:
-        return (default_schedule(problem, "flash2", "fwd", device),
+        alg = fastest_forward_algorithm(problem, q, k, v) if q is not None else "flash2"
+        return (default_schedule(problem, alg, "fwd", device),
                 default_schedule(problem, "flash2", "bwd", device))
     if isinstance(schedule, (tuple, list)):
         if len(schedule) != 2:
@@ -125,13 +160,14 @@ class _Attention(torch.autograd.Function):
 
 def _run(q, k, v, causal: bool, scale, align: str, schedule):
     problem = problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
-    fwd_s, bwd_s = _schedules(problem, schedule, q.device)
+    fwd_s, bwd_s = _schedules(problem, schedule, q.device, q, k, v)
     check_schedule(problem, fwd_s, q.device, "fwd")
     if any(t.requires_grad for t in (q, k, v)) and torch.is_grad_enabled():
         check_schedule(problem, bwd_s, q.device, "bwd")
         if (fwd_s.algorithm == "naive") != (bwd_s.algorithm == "naive"):
             raise ScheduleError("a naive forward pairs with a naive backward (it keeps P, not the logsumexp), "
                                 "and a flash forward with a flash2 backward")
+    _LAST.schedules = (fwd_s, bwd_s)
     return _Attention.apply(q, k, v, problem, fwd_s, bwd_s)
 
 
