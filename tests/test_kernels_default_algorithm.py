@@ -9,10 +9,11 @@ import kernels
 from kernels.api import HOPPER_FASTEST, fastest_forward_algorithm
 
 
-def test_last_schedule_reports_what_the_default_ran():
-    q, k, v = (torch.randn(1, 2, 32, 16) for _ in range(3))
+def test_last_schedule_reports_what_the_default_ran(device):
+    q, k, v = (torch.randn(1, 2, 32, 16, device=device) for _ in range(3))
     kernels.attention(q, k, v)
     fwd, bwd = kernels.last_schedule()
+    # d=16 fp32: flash2 on every device (the Hopper forward is the default only at d=128 fp16/bf16)
     assert (fwd.algorithm, fwd.phase, bwd.algorithm, bwd.phase) == ("flash2", "fwd", "flash2", "bwd")
     s = kernels.Schedule("naive", "fwd", block_m=16, block_n=16, num_warps=1, num_stages=1)
     kernels.attention(q, k, v, schedule=s)
@@ -21,8 +22,9 @@ def test_last_schedule_reports_what_the_default_ran():
 
 @pytest.mark.parametrize("d, dtype", [(128, torch.bfloat16), (64, torch.bfloat16), (128, torch.float32)])
 def test_cpu_tensors_get_flash2(d, dtype):
+    """CPU tensors (the interpreter) always get flash2."""
     q = torch.zeros(1, 1, 8, d, dtype=dtype)
-    p = kernels.problem_for(q, q, q)
+    p = kernels.AttentionProblem(1, 1, 1, 8, 8, d, dtype={torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype])
     assert fastest_forward_algorithm(p, q, q, q) == "flash2"
 
 
