@@ -371,3 +371,22 @@ def test_cli_ncu_rep_reader_needs_ncu_rep(capsys):
     rc = CLI.main(["measure", "--ncu-rep-reader", "module"])
     err = capsys.readouterr().err
     assert rc == 2 and "--ncu-rep-reader needs --ncu-rep" in err
+
+
+def test_random_sets_keep_ncu_reports_too(fake_report_module, tmp_path, monkeypatch):
+    """measure --random ... --ncu-rep: the random-set wrapper passes the report flags through (one report per
+    repeat and group, named by the records)."""
+    from verification import randomsets as RS
+    from verification import sampling as S
+    cases = tiny_cases()[:1]
+    rs = S.RandomSet("A-seed9", 9, "h100-sxm", tuple(cases), {}, 0.0)
+    monkeypatch.setattr(S, "draw", lambda n, seed, **kw: rs)
+    monkeypatch.setattr(M, "gpu_name", lambda: "Fake GPU 80GB")
+    summ = RS.measure_set(1, 9, label="A", repeats=3, data_dir=str(tmp_path / "{gpu}" / "random" / "{set}"),
+                          check_gpu=False, echo=lambda m: None, keep_report=True)
+    assert summ["failed"] == {}, summ["failed"]
+    d = tmp_path / "fake-gpu-80gb" / "random" / "A-seed9"
+    reps = sorted(p.name for p in (d / "raw").glob("*.ncu-rep"))
+    assert len(reps) == 3, reps  # three repeats x one group
+    rec = json.loads((d / "tiny_flash2_fwd.json").read_text())
+    assert sorted(rec["ncu_reports"]) == [f"raw/{r}" for r in reps]

@@ -61,7 +61,7 @@ def record_extra(rs: S.RandomSet, model_commit: str | None = None):
 def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPEATS, hw: str = "h100-sxm",
                 data_dir: str | None = None, model_commit: str | None = None, bundle_to=None, command: str = "",
                 ncu_timeout_s: float = 200, time_timeout_s: float = 200, archive_old=False, echo=None,
-                check_gpu=True, only=None) -> dict:
+                check_gpu=True, only=None, keep_report=False, report_reader="csv") -> dict:
     """Draw the set and measure it (GPU machine); the summary of `measure.measure_cases`.  `only`: names or
     fnmatch patterns of the set's cases to measure (e.g. to complete a set whose run missed some)."""
     from . import measure as M
@@ -86,7 +86,8 @@ def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPE
          f"{rs.estimate_s * 1e3:.1f} ms per repeat (whole set) -> {d}")
     return M.measure_cases(cases, d, command=command, repeats=repeats, extra=record_extra(rs, model_commit),
                            bundle_to=bundle_to, ncu_timeout_s=ncu_timeout_s, time_timeout_s=time_timeout_s,
-                           archive_old=archive_old, echo=echo, check_gpu=check_gpu)
+                           archive_old=archive_old, echo=echo, check_gpu=check_gpu, keep_report=keep_report,
+                           report_reader=report_reader)
 
 
 def unpack(bundle_path, root=R.DATA_ROOT, *, gpu_slug: str | None = None, archive_old=False) -> tuple[Path, list]:

@@ -68,14 +68,13 @@ def _measure_random(a) -> dict:
     from .. import randomsets as RS
     if a.seed is None:
         raise C.UsageError("--random needs --seed S (the draw is a pure function of N and S)")
-    if getattr(a, "ncu_rep", False):
-        raise C.UsageError("--ncu-rep is for suite cases; random sets (--random) do not keep reports yet")
     try:
         return RS.measure_set(a.random, a.seed, label=a.set_label, repeats=a.repeats or RS.MIN_REPEATS, hw=a.hw,
                               data_dir=a.data_dir, model_commit=a.model_commit, bundle_to=a.bundle,
                               command=C.command_line(a.argv), ncu_timeout_s=a.ncu_timeout,
                               time_timeout_s=a.time_timeout, archive_old=a.archive_old, echo=C.echo,
-                              only=a.cases or None)
+                              only=a.cases or None, keep_report=getattr(a, "ncu_rep", False),
+                              report_reader=getattr(a, "ncu_rep_reader", "csv"))
     except (N.NcuError, OutputExistsError, ValueError) as e:
         raise C.UsageError(str(e)) from None
 
