@@ -97,3 +97,15 @@ def test_sweep_cluster_address_flag_and_its_alias(flag, tmp_path, capsys):
                       "--out", str(tmp_path / "y")])
     err = capsys.readouterr().err
     assert rc == 2 and "--backend dask" in err, err
+
+
+def test_memsim_decode_takes_the_shared_heads_flag(capsys):
+    """--heads (every other command's name for the query heads) and decode's older --heads-q are one option."""
+    import json
+    from memsim.cli import main
+    outs = []
+    for flag in ("--heads", "--heads-q"):
+        assert main(["decode", flag, "16", "--heads-kv", "4", "--batches", "1", "--contexts", "1024",
+                     "--head-dim", "64", "--json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0] == outs[1] and outs[0], outs

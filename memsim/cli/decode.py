@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--hw", default="h100-sxm", help="preset name or .toml path (default h100-sxm)")
     p.add_argument("--batches", type=_csv_int, default=[1, 8, 64])
     p.add_argument("--contexts", type=_csv_int, default=[1024, 8192, 32768, 131072])
-    p.add_argument("--heads-q", type=int, default=32)
+    p.add_argument("--heads", "--heads-q", dest="heads_q", type=int, default=32,
+                   help="query heads (--heads as in every other command; --heads-q kept)")
     p.add_argument("--heads-kv", type=int, default=8)
     p.add_argument("--head-dim", type=int, default=128)
     p.add_argument("--dtype", default="bf16", choices=("fp16", "bf16", "fp32"))
