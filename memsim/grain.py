@@ -445,8 +445,26 @@ class Progress:
         self.cb(self.total, self.total)
 
 
-def stderr_progress(label: str = "memsim"):
-    """A progress callback for command lines: one updating line on stderr."""
+def stderr_progress(label: str = "memsim", use_tqdm: bool | None = None):
+    """A progress callback for command lines: tqdm's bar on stderr when tqdm is installed (the `progress`
+    extra; use_tqdm=False forces the plain line), else one updating line on stderr."""
+    if use_tqdm is not False:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        if tqdm is not None:
+            state = {}
+
+            def bar_cb(done, total):
+                bar = state.get("bar")
+                if bar is None:
+                    bar = state["bar"] = tqdm(total=total, desc=f"{label}: simulated", unit="CTA", file=sys.stderr,
+                                              dynamic_ncols=True, leave=True)
+                bar.update(done - bar.n)
+                if done >= total:
+                    bar.close()
+            return bar_cb
     t0 = time.perf_counter()
 
     def cb(done, total):

@@ -250,3 +250,15 @@ def test_heads_in_flight(order, expect):
     L = kernel_launches(p, Schedule("flash2", grid_order=order))[0]
     assert G.heads_in_flight(L, 16) == expect
     assert G.fold_l2_scale(L, 16, 8) == max(1.0, 8 / expect)
+
+
+@pytest.mark.parametrize("use_tqdm", [False, None])
+def test_stderr_progress_draws_a_bar_or_a_line(use_tqdm, capsys):
+    from memsim.grain import stderr_progress
+    if use_tqdm is None:
+        pytest.importorskip("tqdm")
+    cb = stderr_progress("t", use_tqdm=use_tqdm)
+    for d in (0, 50, 100):
+        cb(d, 100)
+    err = capsys.readouterr().err
+    assert "100/100" in err and "t: simulated" in err, err
