@@ -271,7 +271,11 @@ def main(argv=None) -> int:
                                                                 "(new SASS facts such as local_reuse)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     a = ap.parse_args(argv)
-    cases = cases_for(a)
+    try:
+        cases = cases_for(a)
+    except (CompiledFactsError, OSError, ValueError, KeyError) as e:
+        print(f"kernels.compiled_facts: error: {e}", file=sys.stderr)
+        return 2
     if not cases:
         print("kernels.compiled_facts: error: no cases: give --suite, --random N:SEED, --defaults, --data or --cases-json",
               file=sys.stderr)

@@ -112,3 +112,12 @@ def test_cpu_compile_of_a_small_case():
     assert 0 < f["regs_per_thread"] <= 255 and f["num_warps"] == 4 and f["num_stages"] == 2
     assert f["local_bytes_per_thread"] >= f["spill_store_bytes"] >= 0
     assert f["shared_bytes"] > 0
+
+
+@pytest.mark.parametrize("argv, word", [(["--data", "/no/such/folder"], "no <case>.json records"),
+                                        (["--random", "x:1"], "error")])
+def test_bad_case_sources_are_one_line_errors(argv, word, capsys):
+    from kernels.compiled_facts import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
