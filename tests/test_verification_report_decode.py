@@ -1,0 +1,44 @@
+"""verification.report_decode: the decode model-vs-ncu report (issue 12 item 4) and its bad-input errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from verification import report_decode as RD
+
+DATA = (Path(__file__).resolve().parent.parent / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "decode"
+        / "random-seed1-2026-11-25" / "decode_ncu.json")
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="the random decode measurement is not committed")
+def test_report_from_the_committed_random_decode_cases(tmp_path):
+    out = tmp_path / "rep"
+    assert RD.main([str(DATA), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert (out / "bandwidth.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| dram_read_bytes | 16 |" in text and "not modelled for decode" in text
+    rows = RD.rows_for([DATA])
+    summ = RD.summary(rows)
+    assert summ["dram_read_bytes"]["worst"] < 0.05, summ["dram_read_bytes"]  # the held-out decode DRAM reads
+    assert RD.main([str(DATA), "--out", str(out)]) == 2, "an existing report is not replaced without --force"
+    assert RD.main([str(DATA), "--out", str(out), "--force"]) == 0
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda t: ([str(t / "nope.json")], t / "o"), "no such file"),
+    (lambda t: ([str(t / "bad.json")], t / "o"), "not a decode_ncu.json"),
+    (lambda t: ([str(DATA)], t / "afile"), "is a file"),
+])
+def test_bad_input_is_one_line(make, word, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"records": [{"x": 1}]}')
+    (tmp_path / "afile").write_text("x")
+    files, out = make(tmp_path)
+    assert RD.main([*files, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert word in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_error_uses_the_floors():
+    assert RD.error(2e-6, 1e-6, "time_s") == pytest.approx(1e-6 / 5e-6)
+    assert RD.error(3 << 20, 2 << 20, "dram_read_bytes") == pytest.approx(0.5)
