@@ -71,7 +71,7 @@ def freeze(a) -> int:
         raise C.UsageError("--freeze needs --random N and --seed S (the set to predict)")
     name = SMP.set_name_for(a.set_label, a.seed)
     rs = SMP.draw(a.random, a.seed, hardware=a.hw, set_name=name)
-    predict = memsim_predictor(a.hw)
+    predict = memsim_predictor(a.hw, max_seconds=None)  # a held-out case is predicted however long it takes
     out = {"set": name, "seed": a.seed, "hardware": a.hw, "model_commit": _git_commit(),
            "command": C.command_line(a.argv), "predictions": {}}
     for c in rs.cases:
@@ -122,7 +122,7 @@ def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
     from ..report import memsim_predictor
     from ..suite import case_from_record
     goals = goals or F.load_goals()
-    live = memsim_predictor(hw)
+    live = memsim_predictor(hw, max_seconds=None)  # every committed case, however long it takes
 
     def predict(case):
         if predictions is not None:
