@@ -105,3 +105,23 @@ def test_rehost_replaces_the_host_floor_by_the_models_rule(tmp_path):
     bad.write_text("{}")
     with pytest.raises(UsageError, match="host_pass"):
         rehost(preds, bad)
+
+
+def test_a_set_keeps_its_machines_host_floor(tmp_path):
+    """raw/host_pass.calibration.json in a random-set folder: live predictions use that machine's host floor."""
+    import json
+    import shutil
+    from pathlib import Path
+    from verification.cli.fidelity import HOST_PASS_FILE, evaluate
+    src = Path(__file__).resolve().parent.parent / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "random"
+    rec = sorted((src / "C-seed112526").glob("*flash2_fwd*.json"))[0]
+    d = tmp_path / "X-seed1"
+    (d / "raw").mkdir(parents=True)
+    shutil.copy(rec, d / rec.name)
+    r = json.loads(rec.read_text())
+    alg, phase = r["schedule"]["algorithm"], r["schedule"]["phase"]
+    (d / HOST_PASS_FILE).write_text(json.dumps({"facts": {"host_pass": [
+        {"algorithm": alg, "phase": phase, "time_s_median": 1.0}]}}))
+    ((_, _, rows, _, _, _),) = evaluate([d], "h100-sxm")
+    t = [x for x in rows if x.level == "time"][0]
+    assert t.predicted == 1.0, t
