@@ -125,10 +125,11 @@ def launch_loops(problem: AttentionProblem, schedule: Schedule, run_blocks: int)
         n = L.num_ctas
         name = L.name
         iters = 0
-        if name in ("flash2_fwd", "flash2_bwd_dq"):
+        if name in ("flash2_fwd", "flash2_bwd_dq", "hopper_fwd"):  # hopper_fwd walks flash2_fwd's tiles
+            fwd = name != "flash2_bwd_dq"
             st = [max(1, _nruns(0, v, R)) for v in vis]
             steps, tiles = sum(st) / mb, sum(max(1, v) for v in vis) / mb
-            acc = 2 * steps + (2 if name == "flash2_fwd" else 4) + (2 if name == "flash2_fwd" else 1)
+            acc = 2 * steps + (2 if fwd else 4) + (2 if fwd else 1)
         elif name == "flash2_bwd_preprocess":
             steps, tiles, acc = 1, 1, 3
         elif name in ("flash2_bwd_dkdv",):

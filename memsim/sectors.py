@@ -28,19 +28,24 @@ def sectors_touched(offset_bytes: int, nbytes: int, sector_bytes: int = 32) -> i
 
 
 def row_sector_factor(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, lanes: int = 32,
-                      sector_bytes: int = 32) -> float:
+                      sector_bytes: int = 32, rows_share_instructions: bool = False) -> float:
     """Sector bytes moved per byte for a tile whose rows are `segment_bytes` long, at `pitch_bytes` apart.
 
     Each warp instruction covers ``min(segment, lanes x lane_bytes)`` bytes of a row; the factor is the
     mean over one period of row start offsets (1.0 when the pitch is a multiple of the sector: every row
-    starts on a sector; 1.25 for 64-byte vector accesses at a pitch of 16 mod 32)."""
+    starts on a sector; 1.25 for 64-byte vector accesses at a pitch of 16 mod 32).  `rows_share_instructions`:
+    the layout puts several short rows in one instruction (the naive row kernels' whole-row tiles)."""
     if pitch_bytes <= 0 or segment_bytes <= 0 or lane_bytes <= 0:
         raise ValueError(f"row_sector_factor: pitch, segment and lane bytes must be positive, got "
                          f"{pitch_bytes}, {segment_bytes}, {lane_bytes}")
     if pitch_bytes % sector_bytes == 0 and segment_bytes % sector_bytes == 0:
         return 1.0
-    if segment_bytes >= pitch_bytes and pitch_bytes < lanes * lane_bytes:
-        return 1.0  # whole rows shorter than one instruction: its lanes cover several rows, one contiguous run
+    if pitch_bytes == lane_bytes:
+        return 1.0  # rows of one element: the compiler sees the unit stride and runs its lanes along the rows
+    if rows_share_instructions and segment_bytes >= pitch_bytes and pitch_bytes < lanes * lane_bytes:
+        return 1.0  # the row kernels' whole rows shorter than one instruction: lanes cover several rows
+    # otherwise each row's instruction is its own: a row shorter than a sector still moves a whole sector
+    # (set D: 4-key fp16 rows, 8 bytes, cost 32 -- the naive tile kernels moved 4x the S/P bytes)
     width = min(segment_bytes, lanes * lane_bytes)
     period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
     moved = 0

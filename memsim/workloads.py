@@ -194,7 +194,8 @@ class _Ctx:
             # instruction touches more sectors than its bytes (memsim.sectors)
             pitch = self.p.seq_kv * self.sp
             seg = pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp
-            f = row_sector_factor(pitch, seg, self.sp) if self.sectors else 1.0
+            f = (row_sector_factor(pitch, seg, self.sp, rows_share_instructions=whole_rows)
+                 if self.sectors else 1.0)
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
 

@@ -47,3 +47,12 @@ def test_bad_arguments(args):
 def test_short_contiguous_rows_are_one_run():
     # seq_kv = 1: rows of 2 bytes, one instruction covers 32 rows contiguously
     assert row_sector_factor(2, 2, 2) == 1.0
+
+
+@pytest.mark.parametrize("pitch, seg, lane, share, want", [
+    (8, 8, 2, False, 4.0),    # 4-key fp16 rows in a tile kernel: a whole sector per 8-byte row (set D, measured 4.0x)
+    (8, 8, 2, True, 1.0),     # the same rows in the row kernels' whole-row tiles: lanes span rows
+    (2, 2, 2, False, 1.0),    # one-element rows: unit stride, lanes along the rows (set B's seq_kv = 1 cases)
+])
+def test_short_rows(pitch, seg, lane, share, want):
+    assert row_sector_factor(pitch, seg, lane, rows_share_instructions=share) == pytest.approx(want)
