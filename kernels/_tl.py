@@ -37,3 +37,19 @@ def cvt(x, DST: tl.constexpr, PREC: tl.constexpr):
     else:
         y = x.to(DST)
     return y
+
+
+@triton.jit
+def _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr):
+    """(full_end, hi) for Q block start_m: K/V columns [0, full_end) are seen entirely by every row,
+    [full_end, hi) need a mask, columns >= hi are seen by no row (never loaded)."""
+    if CAUSAL:
+        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
+        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
+        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
+        full_end = (full_end // BLOCK_N) * BLOCK_N
+    else:
+        hi = SEQ_KV
+        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+    return full_end, hi

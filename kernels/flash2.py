@@ -27,7 +27,7 @@ from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from . import _common
 from ._common import dot_precision, strides3
-from ._tl import LN2, LOG2E, cvt, mma
+from ._tl import LN2, LOG2E, _kv_split, cvt, mma
 from .registry import ForwardResult, launcher
 
 
@@ -65,22 +65,6 @@ def _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m
         acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
         m_i = m_new
     return acc, l_i, m_i
-
-
-@triton.jit
-def _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr):
-    """(full_end, hi) for Q block start_m: K/V columns [0, full_end) are seen entirely by every row,
-    [full_end, hi) need a mask, columns >= hi are seen by no row (never loaded)."""
-    if CAUSAL:
-        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
-        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
-        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
-        full_end = (full_end // BLOCK_N) * BLOCK_N
-    else:
-        hi = SEQ_KV
-        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
-    return full_end, hi
 
 
 @triton.jit

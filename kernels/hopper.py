@@ -38,7 +38,7 @@ from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_la
 
 from . import _common
 from ._common import dot_precision
-from ._tl import LN2, cvt, mma
+from ._tl import LN2, _kv_split, cvt, mma
 from .registry import ForwardResult, launcher
 
 #: bytes of one TMA descriptor in the device-side scratch (CUtensorMap is 128 bytes)
@@ -162,14 +162,7 @@ def _hopper_fwd(Q, K, V, O, LSE,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
     # K/V columns [0, full_end): every row sees them whole; [full_end, hi): masked; >= hi: never loaded
-    if CAUSAL:
-        row_end = tl.minimum(start_m + BLOCK_M, SEQ_Q)
-        hi = tl.minimum(tl.maximum(row_end + CAUSAL_OFFSET, 0), SEQ_KV)
-        full_end = tl.minimum(tl.maximum(start_m + CAUSAL_OFFSET + 1, 0), SEQ_KV)
-        full_end = (full_end // BLOCK_N) * BLOCK_N
-    else:
-        hi = SEQ_KV
-        full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
+    full_end, hi = _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL)
     if WARP_SPEC:
         acc, l_i, m_i = _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, rel_m, offs_n, hi, SEQ_KV, qk_scale2,
                                        start_m + CAUSAL_OFFSET, BLOCK_N=BLOCK_N, CAUSAL=CAUSAL, MASK_COLS=MASK_COLS,
