@@ -336,8 +336,7 @@ class LaunchModel:
         self.sec_per_exp = cost.sec_per_exp
         self.issue_s_per_tile = cost.issue_s_per_tile
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
-        self.spill_dram_wf = getattr(cost, "spill_dram_write_fraction", 0.0)
-        self.spill_dram_rf = getattr(cost, "spill_dram_read_fraction", 0.0)
+        self.spill_dram_wf, self.spill_dram_rf = cost.spill_dram_write_fraction, cost.spill_dram_read_fraction
         self.launch_overhead_s = launch_overhead_s
         #: L2 request merging: a read of a line another CTA requested less than merge_window_s earlier joins
         #: that request and never reaches the L2 tags (measured: verification calibrate, l2_merge); without

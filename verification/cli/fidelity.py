@@ -94,6 +94,8 @@ def rehost(predictions: dict, calibration_file) -> dict:
     machine that measured the set), time = max(gpu_time_s, host floor) as `memsim.sim` computes it."""
     import copy
     import json
+
+    from memsim.limits import pass_binding
     try:
         facts = json.loads(Path(calibration_file).read_text(encoding="utf-8"))["facts"]["host_pass"]
         floor = {(r["algorithm"], r["phase"]): float(r["time_s_median"]) for r in facts}
@@ -112,7 +114,6 @@ def rehost(predictions: dict, calibration_file) -> dict:
         t["host_time_s"] = floor[key]
         t["time_s"] = max(t["gpu_time_s"], t["host_time_s"])
         if "binding_limit" in t:
-            from memsim.limits import pass_binding
             t["binding_limit"] = pass_binding(p.get("kernels", []), t["gpu_time_s"], t["host_time_s"])
         out[name] = p
     return out
