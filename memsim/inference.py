@@ -53,7 +53,8 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "split_chunk", "nonempty_splits", "block_m_for", "decode_extra_device_bytes", "DeviceFacts",
            "estimate_time_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
-           "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key"]
+           "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
+           "dependent_loads_before_stream"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
@@ -315,6 +316,9 @@ class DeviceFacts:
     #: 85 per 16 KB tile; kernels.compiled_facts): what its measured per-CTA limit already includes
     clock_Hz: float = 1.98e9
     stream_instructions_per_byte: float = 0.0
+    #: the block scheduler starts one CTA every this many seconds on the whole GPU (launch_gpu microbenchmark,
+    #: empty kernels of 1k-68k CTAs; `Calibration.cta_dispatch_s`); 0 without a calibration
+    cta_dispatch_s: float = 0.0
 
     @classmethod
     def from_hardware(cls, hw, num_sms: int | None = None) -> "DeviceFacts":
@@ -329,7 +333,8 @@ class DeviceFacts:
             return cls(num_sms or hw.num_sms, float(cal.dram_stream_peak_Bps or curve[-1][0]), curve[0][1],
                        latency_curve=curve, cta_max_Bps=cal.cta_stream_max_Bps,
                        source=f"dram_stream microbenchmark: {cal.source}", clock_Hz=cal.sm_clock_Hz or hw.clock_Hz,
-                       stream_instructions_per_byte=STREAM_LOOP_INSTRUCTIONS_PER_BYTE, **common)
+                       stream_instructions_per_byte=STREAM_LOOP_INSTRUCTIONS_PER_BYTE,
+                       cta_dispatch_s=cal.cta_dispatch_s, **common)
         return cls(num_sms or hw.num_sms, hw.dram_bw_Bps * hw.dram_efficiency, hw.mem_latency_s,
                    source=f"{hw.name} datasheet: mem_latency_s, dram_bw_Bps x dram_efficiency (no dram_stream "
                           f"calibration)", **common)
@@ -418,6 +423,23 @@ def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
     the dram_stream microbenchmark, whose (num_stages - 1) buffered tiles are all in flight.  Why is open (the
     loop waits for every outstanding copy each iteration?); the decode notes keep the evidence."""
     return 2 * s.block_n * p.head_dim * p.element_bytes
+
+
+def dependent_loads_before_stream(p: DecodeProblem, s: DecodeSchedule, launch_name: str) -> int:
+    """Memory round trips a CTA waits for, one after the other, before it can issue its first K/V (or partial)
+    load -- read off the kernels' code (kernels/decode_kv.py), not fitted:
+
+    * `_decode_split`: ``L = tl.load(SEQLENS + b)``; its key range (k0, k1) and every address follow from it (1);
+      a paged cache with page_prefetch then loads the first tile's block-table entry before the loop (+1;
+      without prefetch the entry is loaded inside the loop: `round_trips_per_tile` counts it per tile);
+    * `_decode_combine`: ``L = tl.load(SEQLENS + b)`` gives n_b, the partials it reads (1).
+    Each costs the unloaded DRAM latency (`DeviceFacts.mem_latency_s`: the dram_stream curve's low end): the
+    loads are issued at the CTA's start, before the launch loads the memory system."""
+    if launch_name not in DECODE_LAUNCH_NAMES:
+        raise ScheduleError(f"unknown decode launch {launch_name!r}; known: {', '.join(DECODE_LAUNCH_NAMES)}")
+    if launch_name == "decode_combine":
+        return 1
+    return 1 + int(p.paged and s.page_prefetch)
 
 
 def round_trips_per_tile(p: DecodeProblem, s: DecodeSchedule) -> int:

@@ -22,7 +22,11 @@ Time mechanism (what decides the split count):
 * all CTAs share the DRAM rate (the highest the microbenchmark reached) first come first served, they run in
   waves over ``num_sms x ctas_per_sm`` slots (shared memory and warps limit residency), and a launch
   costs ``launch_overhead_s``;
-* the combine launch: one CTA per output row, one round trip per 32 partials it reads.
+* the combine launch: one CTA per output row, one round trip per 32 partials it reads;
+* fixed costs of small launches (measured by microbenchmarks, not fitted): the block scheduler starts one CTA
+  every ``cta_dispatch_s`` (launch_gpu, empty kernels of 1k-68k CTAs: 0.6 ns), and every CTA first waits for
+  the loads its addresses depend on (`dependent_loads_before_stream`: the sequence length, and a paged
+  prefetching loop's first table entry), one unloaded DRAM latency each (dram_stream: 0.86 us).
 L2: an LRU over the accesses (`memsim.engine.L2Cache`); the partials the split launch writes are read
 by the combine launch from L2 unless `flush_l2` (ncu flushes before every kernel).
 """
@@ -31,7 +35,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, cta_limit_Bps,
-                        round_trips_per_tile,
+                        dependent_loads_before_stream, round_trips_per_tile,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
@@ -98,14 +102,16 @@ def _coords(grid, idx):
 
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
-                inflight_Bps=None, hit_Bps=None):
+                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
     from DRAM over all streaming CTAs (None: every CTA streams at rate_Bps and fills in fill_s).  A CTA keeps
     min(inflight_Bps, its bytes) in flight; its misses go at in-flight / latency (at most the limit), its L2
     hits at hit_Bps (None: only the L2 link limits them); the first bytes arrive one latency after its start
-    (the first step pays what the in-flight window does not already cover of it)."""
+    (the first step pays what the in-flight window does not already cover of it).
+    dispatch_s: the block scheduler starts one CTA every dispatch_s (whole GPU); head_s: what a CTA waits for
+    before its first step (`dependent_loads_before_stream` round trips)."""
     import simpy
 
     from .engine import Link
@@ -118,10 +124,18 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     n = launch.num_ctas
     nxt = iter(range(n))
     end = [0.0]
+    next_start = [0.0]
     load = [0.0]  # bytes in flight from DRAM over the streaming CTAs (each CTA's in-flight x its miss share)
 
     def cta(idx):
+        if dispatch_s:
+            t0 = max(env.now, next_start[0])
+            next_start[0] = t0 + dispatch_s
+            if t0 > env.now:
+                yield env.timeout(t0 - env.now)
         steps = decode_cta_steps(p, s, launch.name, _coords(launch.grid, idx), run_tiles)
+        if head_s:
+            yield env.timeout(head_s)
         port = env.now
         first = True
         total = sum(acc[2] for st_ in steps for acc in st_[0])
@@ -249,11 +263,12 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4)
             memory, inflight, hit = None, None, None
+        head = dependent_loads_before_stream(problem, schedule, L.name) * facts.mem_latency_s
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
-                         hit_Bps=hit)
+                         hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head)
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
-                  latency_s=lat)
+                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s)
         kernels.append(st)
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]

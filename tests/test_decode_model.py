@@ -249,3 +249,43 @@ def test_random_decode_bad_count_is_refused():
     from verification import suite_decode as SD
     with pytest.raises(ValueError, match="--random must be >= 0"):
         SD.draw_random(-1, 1)
+
+
+# --- fixed costs of small launches (memsim/MODEL.md, decode section) --------------------------------------------
+def test_cta_dispatch_comes_from_the_launch_gpu_microbenchmark():
+    from memsim.calibration import calibration_for
+    f = _h100_facts()
+    assert f.cta_dispatch_s == calibration_for(H100).cta_dispatch_s
+    assert 0.3e-9 < f.cta_dispatch_s < 1.0e-9  # H100: 0.6 ns per CTA (empty kernels of 1k-68k CTAs)
+    # a what-if preset without a calibration file starts every CTA at once
+    assert DeviceFacts.from_hardware(load_hardware("a100-80gb")).cta_dispatch_s == 0.0
+
+
+@pytest.mark.parametrize("page, prefetch, launch, want", [
+    (None, False, "decode_split", 1), (16, False, "decode_split", 1), (16, True, "decode_split", 2),
+    (64, True, "decode_combine", 1), (None, False, "decode_combine", 1)])
+def test_dependent_loads_before_stream_follow_the_kernel_code(page, prefetch, launch, want):
+    from memsim.inference import dependent_loads_before_stream
+    p = DecodeProblem.uniform(2, 32, 8, 128, 1000, page_size=page)
+    assert dependent_loads_before_stream(p, DecodeSchedule(page_prefetch=prefetch), launch) == want
+
+
+def test_dependent_loads_bad_launch_name_is_refused():
+    from memsim.inference import dependent_loads_before_stream
+    with pytest.raises(ScheduleError, match="unknown decode launch 'decode_x'; known: decode_split, decode_combine"):
+        dependent_loads_before_stream(PROBLEMS["uniform_8k"], DecodeSchedule(), "decode_x")
+
+
+def test_small_launch_pays_its_head_round_trips_and_dispatch():
+    """A one-tile CTA: the launch's overhead + the sequence-length load + the tile's round trip, at least; a
+    launch of many CTAs is at least as long as the block scheduler needs to start them all."""
+    f = _h100_facts()
+    tiny = DecodeProblem.uniform(1, 8, 8, 64, 16)
+    r = simulate_decode(tiny, DecodeSchedule(), "h100-sxm")
+    k = r["kernels"][0]
+    assert k["head_s"] == pytest.approx(f.mem_latency_s)
+    assert k["time_s"] >= f.launch_overhead_s + 2 * f.mem_latency_s
+    many = DecodeProblem.uniform(64, 32, 32, 64, 64)  # 64 x 32 x 8 = 16384 one-tile CTAs
+    r = simulate_decode(many, DecodeSchedule(num_splits=8, block_n=16), "h100-sxm")
+    assert r["kernels"][0]["num_ctas"] == 16384
+    assert r["kernels"][0]["time_s"] >= f.launch_overhead_s + 16384 * f.cta_dispatch_s
