@@ -40,12 +40,12 @@ import math
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from . import measure as M
 from . import ncu as N
 
 FORMAT = "memsim.calibration/1"
@@ -402,29 +402,13 @@ def _runner_cmd(plan_file, mode, out_file, *, repeats=5, python=None) -> list[st
 RUNNER_EXTRA: list[str] = []
 
 
-def _read_jsonl(path) -> list[dict]:
-    out = []
-    p = Path(path)
-    if p.exists():
-        for line in p.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
-
-
 def run_timed(points, wd, *, repeats, env, timeout_s, echo) -> dict[str, dict]:
     plan_file = Path(wd) / "plan_timed.json"
     plan_file.write_text(json.dumps(points))
     out = Path(wd) / "timed.jsonl"
-    cmd = _runner_cmd(plan_file, "time", out, repeats=repeats)
-    echo("$ " + " ".join(map(shlex.quote, cmd)))
-    try:
-        subprocess.run(cmd, env=env, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        echo(f"warning: the timed facts ran past {timeout_s} s; keeping what finished")
-    return {r["id"]: r for r in _read_jsonl(out)}
+    lines = M.run_runner(_runner_cmd(plan_file, "time", out, repeats=repeats), out, env=env, timeout_s=timeout_s,
+                         echo=echo, what="the timed facts", kept="what finished")
+    return {r["id"]: r for r in lines}
 
 
 def run_ncu_pass(points, wd, rep, *, metrics, env, timeout_s, echo, options):
@@ -435,7 +419,7 @@ def run_ncu_pass(points, wd, rep, *, metrics, env, timeout_s, echo, options):
     log_file = str(Path(wd) / f"ncu{rep}.log")
     rows, text = N.run_ncu(_runner_cmd(plan_file, "ncu", done_file), log_file=log_file, metrics=metrics,
                            kernel_regex=KERNEL_REGEX, timeout_s=timeout_s, env=env, echo=echo, options=options)
-    done = _read_jsonl(done_file)
+    done = M.read_jsonl(done_file)
     expected = []
     for d in done:
         if d.get("ok"):
@@ -489,12 +473,7 @@ def calibrate(hw: str, *, out_path, command: str, quick=False, facts=None, repea
         ver = N.ncu_version(exe)
         options = N.supported_options(exe)
         if check_gpu:
-            from .measure import _chip
-            chip = _chip()
-            known = N.available_metrics(chip) if chip else None
-            metrics, dropped = N.filter_metrics(metrics, known)
-            if dropped:
-                echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
+            metrics = M.gpu_metrics(metrics, echo)
     prov = R.gpu_provenance(command, ver)
     prov["ncu_metrics"] = metrics if ncu_pts else None
     prov["ncu_command"] = (" ".join(N.build_command(["<program>"], metrics=metrics, kernel_regex=KERNEL_REGEX,

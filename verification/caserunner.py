@@ -139,7 +139,8 @@ def compiled_facts(ck) -> dict:
     }
 
 
-def _free():
+def free_memory():
+    """Drop what the last case or point left allocated (both runners call it between items)."""
     import gc
 
     import torch
@@ -206,7 +207,7 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
             rec["ok"] = False
             rec["error"] = f"{type(e).__name__}: {e}"
             rec["traceback"] = traceback.format_exc(limit=8)
-        _free()
+        free_memory()
         rec["wall_s"] = round(time.time() - t0, 3)
         out.write(json.dumps(rec) + "\n")
         out.flush()
@@ -215,21 +216,34 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
         print(f"[{mode} {i}/{n}] {spec['name']}: {status}{extra} ({rec['wall_s']:.1f} s)", file=log, flush=True)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m verification.caserunner", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spec", required=True, help="JSON list of case specs (Case.to_spec())")
+def runner_parser(prog: str, doc: str, *, items: str, items_help: str, out_help: str) -> argparse.ArgumentParser:
+    """The command line this runner and verification.microbench.runner share: a JSON list of items to run
+    (`items`: the flag that names the file), --mode ncu|time, --out (JSON lines, appended), --allow-cpu."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(items, required=True, help=items_help)
     ap.add_argument("--mode", choices=("ncu", "time"), required=True)
-    ap.add_argument("--out", required=True, help="JSON-lines file, one line per finished case")
-    ap.add_argument("--rep-ms", type=float, default=100.0, help="timing: total time of the timed repeats")
-    ap.add_argument("--warmup-ms", type=float, default=25.0)
+    ap.add_argument("--out", required=True, help=out_help)
     ap.add_argument("--allow-cpu", action="store_true",
                     help="dry run without a GPU: Triton interpreter on CPU, no profiler calls (tests only)")
+    return ap
+
+
+def run_items(items_file, out_file, run_fn, *args, **kwargs) -> None:
+    """run_fn(items, *args, out, **kwargs) over the JSON list in items_file, appending to out_file."""
+    with open(items_file) as f:
+        items = json.load(f)
+    with open(out_file, "a") as out:
+        run_fn(items, *args, out, **kwargs)
+
+
+def main(argv=None):
+    ap = runner_parser("python -m verification.caserunner", __doc__, items="--spec",
+                       items_help="JSON list of case specs (Case.to_spec())",
+                       out_help="JSON-lines file, one line per finished case")
+    ap.add_argument("--rep-ms", type=float, default=100.0, help="timing: total time of the timed repeats")
+    ap.add_argument("--warmup-ms", type=float, default=25.0)
     a = ap.parse_args(argv)
-    with open(a.spec) as f:
-        specs = json.load(f)
-    with open(a.out, "a") as out:
-        run(specs, a.mode, out, rep_ms=a.rep_ms, warmup_ms=a.warmup_ms, allow_cpu=a.allow_cpu)
+    run_items(a.spec, a.out, run, a.mode, rep_ms=a.rep_ms, warmup_ms=a.warmup_ms, allow_cpu=a.allow_cpu)
 
 
 if __name__ == "__main__":

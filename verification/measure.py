@@ -40,7 +40,10 @@ def _runner_cmd(spec_file, mode, out_file, python=None):
             "--out", str(out_file), *RUNNER_EXTRA]
 
 
-def _read_jsonl(path) -> list[dict]:
+def read_jsonl(path) -> list[dict]:
+    """The JSON lines of a runner's output file ([] when there is none); blank lines and a line cut by a
+    kill are skipped.  The runners (verification.caserunner, verification.microbench.runner) append one
+    line per finished item."""
     out = []
     p = Path(path)
     if p.exists():
@@ -54,17 +57,24 @@ def _read_jsonl(path) -> list[dict]:
     return out
 
 
-def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> dict[str, dict]:
-    spec_file = Path(workdir) / "specs.json"
-    spec_file.write_text(json.dumps(specs))
-    out = Path(workdir) / "timing.jsonl"
-    cmd = _runner_cmd(spec_file, "time", out)
+def run_runner(cmd, out_file, *, env=None, timeout_s=None, echo=_progress, what="the timing pass",
+               kept="the cases it finished") -> list[dict]:
+    """Run a runner command that appends one JSON line per finished item to out_file; its lines.  A run
+    past timeout_s is killed and what it finished is kept (echoed as a warning)."""
     echo("$ " + " ".join(map(shlex.quote, cmd)))
     try:
         subprocess.run(cmd, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
-        echo(f"warning: the timing pass ran past {timeout_s} s; keeping the cases it finished")
-    return {r["case"]: r for r in _read_jsonl(out)}
+        echo(f"warning: {what} ran past {timeout_s} s; keeping {kept}")
+    return read_jsonl(out_file)
+
+
+def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> dict[str, dict]:
+    spec_file = Path(workdir) / "specs.json"
+    spec_file.write_text(json.dumps(specs))
+    out = Path(workdir) / "timing.jsonl"
+    lines = run_runner(_runner_cmd(spec_file, "time", out), out, env=env, timeout_s=timeout_s, echo=echo)
+    return {r["case"]: r for r in lines}
 
 
 #: where ncu_pass(report=True) leaves ncu's own report in its work folder
@@ -83,7 +93,7 @@ def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_pr
     rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
                            timeout_s=timeout_s, env=env, echo=echo, options=options,
                            report=str(Path(workdir) / REPORT_NAME) if report else None, report_reader=report_reader)
-    done = _read_jsonl(done_file)
+    done = read_jsonl(done_file)
     by_case, mismatched = N.assign_rows_by_launches(rows, done)
     for d in done:
         if d["case"] in mismatched:
@@ -230,12 +240,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
     if set(N.OPTIONAL_OPTIONS) - options:
         echo(f"warning: this ncu lacks {sorted(set(N.OPTIONAL_OPTIONS) - options)}; measuring without them")
     if metrics is None:
-        metrics = list(N.METRICS)
-        chip = _chip()
-        known = N.available_metrics(chip) if chip else None
-        metrics, dropped = N.filter_metrics(metrics, known)
-        if dropped:
-            echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
+        metrics = gpu_metrics(N.METRICS, echo)
     prov = R.gpu_provenance(command, ver)
     prov["ncu_metrics"] = metrics
     prov["ncu_command"] = " ".join(N.build_command(
@@ -291,17 +296,24 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
         got: dict[str, list] = {s["name"]: [] for s in todo}       # case -> [(rows, timing line)] per repeat
         compiled: dict[str, list] = {}
         last_err: dict[str, str] = {}
+
+        def finish(group):  # the group's last repeat is in: its records are written (or its cases failed)
+            _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov, tags, extra_for,
+                          echo)
+
+        def give_up(group, why, last):  # no rows for this group in this repeat
+            for s in group:
+                last_err[s["name"]] = why
+            if last:
+                finish(group)
+
         for r in range(repeats):
             last = r == repeats - 1
             t_ncu = time.time()
             for gi, group in enumerate(groups):
                 left_s = None if ncu_timeout_s is None else ncu_timeout_s - (time.time() - t_ncu)
                 if left_s is not None and left_s <= 0:
-                    for s in group:
-                        last_err[s["name"]] = f"ncu: not reached within the ncu budget of {ncu_timeout_s} s"
-                    if last:
-                        _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov,
-                                      tags, extra_for, echo)
+                    give_up(group, f"ncu: not reached within the ncu budget of {ncu_timeout_s} s", last)
                     continue
                 echo(f"ncu pass {r + 1}/{repeats}, group {gi + 1}/{len(groups)}: {len(group)} case(s)" if repeats > 1
                      else f"ncu pass {gi + 1}/{len(groups)}: {len(group)} case(s)")
@@ -321,11 +333,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                         if bundle_to:  # carry the logs back for the diagnosis
                             R.bundle(data_dir, bundle_to)
                         raise
-                    for s in group:
-                        last_err[s["name"]] = f"ncu: {e}"
-                    if last:
-                        _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov,
-                                      tags, extra_for, echo)
+                    give_up(group, f"ncu: {e}", last)
                     continue
                 logs.append(text)
                 keep(gwd, r, gi, group, by_case)
@@ -340,8 +348,7 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                     else:
                         last_err[n] = "ncu run: not reached (the program stopped before this case)"
                 if last:
-                    _finish_group(group, got, compiled, last_err, failed, written, data_dir, timings, prov, tags,
-                                  extra_for, echo)
+                    finish(group)
                     if bundle_to:
                         _save_raw(raw, stamp, logs, timing)
                         R.bundle(data_dir, bundle_to)
@@ -414,6 +421,16 @@ def _chip() -> str:
     from memsim.io import nvidia_smi
     return {"9.0": "gh100", "8.0": "ga100", "8.6": "ga102", "8.9": "ad102", "10.0": "gb100"}.get(
         nvidia_smi("compute_cap") or "", "")
+
+
+def gpu_metrics(metrics, echo=_progress) -> list[str]:
+    """`metrics` less those ncu does not list for this GPU's chip (a warning names them)."""
+    chip = _chip()
+    known = N.available_metrics(chip) if chip else None
+    metrics, dropped = N.filter_metrics(list(metrics), known)
+    if dropped:
+        echo(f"warning: ncu does not list {dropped} for this GPU; measuring without them")
+    return metrics
 
 
 def _check_gpu():

@@ -138,21 +138,27 @@ class UnknownCaseError(KeyError):
 def select(patterns: list[str] | str | None = None) -> list[Case]:
     """Cases by name or shell pattern ('flash2_*'), or tag ('tag:grid_order'); all when empty.
     Unknown names raise UnknownCaseError listing a few close ones."""
+    return select_from(SUITE, patterns, "python -m verification cases")
+
+
+def select_from(cases: list, patterns: list[str] | str | None, lister: str) -> list:
+    """`select` over any list of cases (this suite's, the decode suite's); `lister` is the command that lists
+    them, named in the error."""
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p]
     if not patterns:
-        return list(SUITE)
+        return list(cases)
     out = []
     for pat in patterns:
         if pat.startswith("tag:"):
-            hit = [c for c in SUITE if pat[4:] in c.tags]
+            hit = [c for c in cases if pat[4:] in c.tags]
         else:
-            hit = [c for c in SUITE if fnmatch.fnmatchcase(c.name, pat)]
+            hit = [c for c in cases if fnmatch.fnmatchcase(c.name, pat)]
         if not hit:
             import difflib
-            close = difflib.get_close_matches(pat, list(BY_NAME), n=3)
+            close = difflib.get_close_matches(pat, [c.name for c in cases], n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownCaseError(f"unknown case {pat!r}{hint} (`python -m verification cases` lists them)")
+            raise UnknownCaseError(f"unknown case {pat!r}{hint} (`{lister}` lists them)")
         out += [c for c in hit if c not in out]
     return out
 

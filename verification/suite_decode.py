@@ -3,6 +3,8 @@
     python -m verification.suite_decode cases                      # list the cases
     python -m verification.suite_decode measure --out DIR           # on the GPU: ncu over every case -> DIR/decode_ncu.json
     python -m verification.suite_decode compare FILE [--json OUT]   # anywhere: model vs measured, per case and level
+    python -m verification.suite_decode predict --random N --seed S --out F   # freeze the model's predictions (CPU)
+    python -m verification.suite_decode compare FILE --predictions F      # frozen predictions vs measured
 
 The case list is stdlib only (memsim.inference).  `measure` runs `run` (this module, mode "run") under
 ncu with the shared command line of verification.ncu (default cache control: caches flushed before
@@ -14,15 +16,15 @@ as ncu measures) and prints errors = predicted / measured - 1.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import sys
 from dataclasses import dataclass, replace
 
-from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, decode_launches
+from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits
 
-DEFAULT_HW = "h100-sxm"
+from .suite import DEFAULT_HW, Case, UnknownCaseError, select_from
+
 KERNEL_REGEX = r"^_decode_"
 #: cases whose measurement the model was calibrated on: none since the stream latency comes from the dram_stream
 #: microbenchmark (it came from decode_b1_n8192_s1 until 2026-11-25 23:00, memsim/decode_calibration.toml)
@@ -30,20 +32,14 @@ CALIBRATION_CASES: tuple = ()
 
 
 @dataclass(frozen=True)
-class DecodeCase:
-    name: str
+class DecodeCase(Case):
+    """A decode case: the attention suite's `Case` (launch names from the registry's `kernel_launches`, which
+    dispatches decode too) with a DecodeProblem and a DecodeSchedule; its spec also carries the tags."""
     problem: DecodeProblem
     schedule: DecodeSchedule
-    hardware: str = DEFAULT_HW
-    tags: tuple = ()
-    note: str = ""
-
-    def launch_names(self) -> list:
-        return [L.name for L in decode_launches(self.problem, self.schedule)]
 
     def to_spec(self) -> dict:
-        return {"name": self.name, "problem": self.problem.to_dict(), "schedule": self.schedule.to_dict(),
-                "hardware": self.hardware, "launches": self.launch_names(), "tags": list(self.tags)}
+        return super().to_spec() | {"tags": list(self.tags)}
 
 
 def _auto(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule:
@@ -163,23 +159,24 @@ def draw_random(n: int, seed: int, hardware: str = DEFAULT_HW) -> list:
 
 
 def select(patterns=None) -> list:
-    if isinstance(patterns, str):
-        patterns = [x for x in patterns.split(",") if x]
-    if not patterns:
-        return list(DECODE_SUITE)
-    out = []
-    for pat in patterns:
-        hit = [c for c in DECODE_SUITE if (pat[4:] in c.tags if pat.startswith("tag:") else fnmatch.fnmatchcase(c.name, pat))]
-        if not hit:
-            raise SystemExit(f"unknown decode case {pat!r}; `python -m verification.suite_decode cases` lists them")
-        out += [c for c in hit if c not in out]
-    return out
+    """Decode cases by name, shell pattern or 'tag:...'; all when empty; an unknown one exits with a one-line error."""
+    try:
+        return select_from(DECODE_SUITE, patterns, "python -m verification.suite_decode cases")
+    except UnknownCaseError as e:
+        raise SystemExit(str(e)) from None
 
 
 def case_from_record(rec: dict) -> DecodeCase:
     from memsim.inference import decode_problem_from_dict, decode_schedule_from_dict
     return DecodeCase(rec["case"], decode_problem_from_dict(rec["problem"]), decode_schedule_from_dict(rec["schedule"]),
                       rec.get("hardware", DEFAULT_HW), tuple(rec.get("tags", ())))
+
+
+def load_specs(path: str) -> list:
+    """The cases of a specs file (`cases --json`, or the decode_cases.json `measure` writes)."""
+    with open(path) as f:
+        specs = json.load(f)
+    return [replace(case_from_record({"case": x["name"], **x}), note=x.get("note", "")) for x in specs]
 
 
 # --- on the GPU -------------------------------------------------------------------------------------
@@ -244,15 +241,46 @@ def measure(out_dir: str, patterns=None, timeout_s: float = 240.0, command: str 
 LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "dram_read_bytes", "dram_write_bytes", "time_s")
 
 
-def compare(path: str) -> list:
-    """[{case, level: (predicted, measured, error)}] for every record of a decode_ncu.json file."""
+def predict(cases: list, command: str = "") -> dict:
+    """Frozen predictions of `cases` (what `compare --predictions` reads): provenance (the model's git commit),
+    and per case its spec and simulate_decode's totals and kernels (L2 flushed before each kernel, as ncu does)."""
+    from memsim.io import base_provenance
+    from memsim.workloads_decode import simulate_decode
+    out = {}
+    for c in cases:
+        r = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
+        out[c.name] = {"spec": c.to_spec() | {"note": c.note}, "total": r["total"],
+                       "kernels": [{k: v for k, v in x.items()} for x in r["kernels"]],
+                       "memory_source": r["memory_source"]}
+    return {"provenance": base_provenance(command or " ".join(sys.argv)), "predictions": out}
+
+
+class FrozenMismatch(ValueError):
+    """A measured case that the frozen predictions do not hold (or hold for another problem/schedule)."""
+
+
+def _frozen(predictions: dict, c: DecodeCase) -> dict:
+    hit = predictions["predictions"].get(c.name)
+    if hit is None:
+        raise FrozenMismatch(f"case {c.name} has no frozen prediction (the predictions file holds "
+                         f"{len(predictions['predictions'])} cases of another draw?)")
+    spec = hit["spec"]
+    if spec["problem"] != c.problem.to_dict() or spec["schedule"] != c.schedule.to_dict():
+        raise FrozenMismatch(f"case {c.name}: the measured problem/schedule differ from the frozen prediction's")
+    return hit
+
+
+def compare(path: str, predictions: dict | None = None) -> list:
+    """[{case, level: (predicted, measured, error)}] for every record of a decode_ncu.json file; predicted by
+    the model now, or taken from frozen `predictions` (`predict`), which must hold every measured case."""
     from memsim.workloads_decode import simulate_decode
     with open(path) as f:
         data = json.load(f)
     out = []
     for rec in data["records"]:
         c = case_from_record(rec)
-        pred = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
+        pred = (_frozen(predictions, c) if predictions is not None
+                else simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True))
         row = {"case": c.name, "num_splits": c.schedule.num_splits, "kv_bytes": c.problem.kv_bytes(),
                "calibration": c.name in CALIBRATION_CASES}
         for lv in LEVELS:
@@ -291,10 +319,17 @@ def main(argv=None) -> int:
     m.add_argument("--cases", default="")
     m.add_argument("--random", type=int, default=None, help="measure N random decode cases (with --seed)")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--cases-json", default=None, help="measure exactly these case specs (e.g. a frozen draw's)")
     m.add_argument("--timeout", type=float, default=240.0)
+    pr = sub.add_parser("predict", help="freeze the model's predictions of a random draw (or case specs)")
+    pr.add_argument("--random", type=int, default=None)
+    pr.add_argument("--seed", type=int, default=1)
+    pr.add_argument("--cases-json", default=None, help="case specs (suite_decode cases --json / measure)")
+    pr.add_argument("--out", required=True, help="predictions JSON (refused if it exists)")
     c = sub.add_parser("compare", help="model vs a decode_ncu.json")
     c.add_argument("file")
     c.add_argument("--json", default=None, help="write the rows as JSON here")
+    c.add_argument("--predictions", default=None, help="frozen predictions (predict) instead of the model now")
     a = ap.parse_args(argv)
     if a.cmd == "cases":
         listed = draw_random(a.random, a.seed) if a.random is not None else DECODE_SUITE
@@ -305,15 +340,27 @@ def main(argv=None) -> int:
             write_json(a.json, [c.to_spec() | {"note": c.note} for c in listed])
     elif a.cmd == "run":
         if a.cases_json:
-            with open(a.cases_json) as f:
-                run_cases([], cases=[case_from_record({"case": x["name"], **x}) for x in json.load(f)])
+            run_cases([], cases=load_specs(a.cases_json))
         else:
             run_cases([x for x in a.cases.split(",") if x])
     elif a.cmd == "measure":
         rnd = draw_random(a.random, a.seed) if a.random is not None else None
+        if a.cases_json:
+            rnd = load_specs(a.cases_json)
         print(measure(a.out, [x for x in a.cases.split(",") if x] or None, a.timeout, cases=rnd))
+    elif a.cmd == "predict":
+        if (a.random is None) == (a.cases_json is None):
+            raise SystemExit("predict: give exactly one of --random N (with --seed) or --cases-json F")
+        listed = load_specs(a.cases_json) if a.cases_json else draw_random(a.random, a.seed)
+        from memsim.io import write_json
+        write_json(a.out, predict(listed))
+        print(f"froze {len(listed)} predictions in {a.out}")
     else:
-        rows = compare(a.file)
+        frozen = None
+        if a.predictions:
+            with open(a.predictions) as f:
+                frozen = json.load(f)
+        rows = compare(a.file, frozen)
         print(_fmt(rows))
         if a.json:
             from memsim.io import write_json

@@ -12,12 +12,13 @@ facts (registers, local bytes, shared memory) so rows map back to points by orde
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 import traceback
+
+from verification.caserunner import free_memory, run_items, runner_parser
 
 
 def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool = False, log=sys.stderr):
@@ -44,7 +45,7 @@ def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool =
             line["wall_s"] = round(time.time() - t0, 3)
             out.write(json.dumps(line) + "\n")
             out.flush()
-            _free(torch)
+            free_memory()
             med = sorted(line.get("times_s") or [0])[len(line.get("times_s") or [0]) // 2]
             print(f"[time {i}/{n}] {pt['id']}: {'ok %.4g s' % med if line['ok'] else 'FAILED ' + line['error'][:200]}"
                   f" ({line['wall_s']:.1f} s)", file=log, flush=True)
@@ -80,7 +81,7 @@ def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool =
                 except Exception:
                     pass
             line.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
-        _free(torch)
+        free_memory()
         line["wall_s"] = round(time.time() - t0, 3)
         out.write(json.dumps(line) + "\n")
         out.flush()
@@ -88,27 +89,13 @@ def run(plan: list[dict], mode: str, out, *, repeats: int = 5, allow_cpu: bool =
               f"({line['wall_s']:.1f} s)", file=log, flush=True)
 
 
-def _free(torch):
-    import gc
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m verification.microbench.runner", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--plan", required=True, help="JSON list of points (verification.calibrate.build_plan)")
-    ap.add_argument("--mode", choices=("time", "ncu"), required=True)
-    ap.add_argument("--out", required=True, help="JSON-lines file, one line per point")
+    ap = runner_parser("python -m verification.microbench.runner", __doc__, items="--plan",
+                       items_help="JSON list of points (verification.calibrate.build_plan)",
+                       out_help="JSON-lines file, one line per point")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--allow-cpu", action="store_true", help="Triton interpreter on CPU, no profiler (tests only)")
     a = ap.parse_args(argv)
-    with open(a.plan) as f:
-        plan = json.load(f)
-    with open(a.out, "a") as out:
-        run(plan, a.mode, out, repeats=a.repeats, allow_cpu=a.allow_cpu)
+    run_items(a.plan, a.out, run, a.mode, repeats=a.repeats, allow_cpu=a.allow_cpu)
 
 
 if __name__ == "__main__":
