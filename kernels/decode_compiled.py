@@ -95,6 +95,8 @@ def main(argv=None) -> int:
                     help="also the variants of these case specs (JSON list of {problem, schedule}: the "
                          "decode_cases.json that `verification.suite_decode measure` writes, or "
                          "`suite_decode cases --random N --seed S --json F`); repeatable")
+    ap.add_argument("--fresh", action="store_true",
+                    help="write only the variants compiled now (default: keep the table's other entries)")
     a = ap.parse_args(argv)
     import json
 
@@ -107,11 +109,18 @@ def main(argv=None) -> int:
                       for x in json.load(f)]
     entries = build(extra=extra)
     import triton
-    write_json(a.out or COMPILED_FILE, {"format": "memsim.decode_compiled/1", "arch": "sm90",
-                                        "provenance": {**base_provenance("python -m kernels.decode_compiled "
-                                                                         + " ".join(argv or sys.argv[1:])),
-                                                       "triton": triton.__version__},
-                                        "entries": entries}, overwrite=True)
+    from pathlib import Path
+    out = Path(a.out or COMPILED_FILE)
+    kept, earlier = {}, []
+    if out.is_file() and not a.fresh:  # entries of earlier runs (other drawn sets) stay; recompiled ones are replaced
+        old = json.loads(out.read_text())
+        kept = {k: v for k, v in old.get("entries", {}).items() if k not in entries}
+        earlier = old.get("earlier_runs", []) + [old.get("provenance", {})]
+    prov = {**base_provenance("python -m kernels.decode_compiled " + " ".join(argv or sys.argv[1:])),
+            "triton": triton.__version__}
+    write_json(out, {"format": "memsim.decode_compiled/1", "arch": "sm90", "provenance": prov,
+                     "earlier_runs": earlier, "entries": dict(sorted({**kept, **entries}.items()))}, overwrite=True)
+    print(f"{out}: {len(entries)} variants compiled now, {len(kept)} kept from earlier runs")
     return 0
 
 

@@ -42,3 +42,30 @@ def test_bad_input_is_one_line(make, word, tmp_path, capsys):
 def test_error_uses_the_floors():
     assert RD.error(2e-6, 1e-6, "time_s") == pytest.approx(1e-6 / 5e-6)
     assert RD.error(3 << 20, 2 << 20, "dram_read_bytes") == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="the random decode measurement is not committed")
+def test_frozen_predictions_are_compared_not_the_model_now(tmp_path, monkeypatch):
+    """predict -> compare --predictions: the predicted side comes from the frozen file, whatever the model says now."""
+    import json
+
+    from verification import suite_decode as SD
+    frozen = tmp_path / "frozen.json"
+    assert SD.main(["predict", "--random", "16", "--seed", "1", "--out", str(frozen)]) == 0
+    data = json.loads(frozen.read_text())
+    assert data["provenance"]["git_commit"] and len(data["predictions"]) == 16
+    live = SD.compare(str(DATA))
+    assert [r["time_s"] for r in SD.compare(str(DATA), data)] == [r["time_s"] for r in live]
+    name = live[0]["case"]
+    data["predictions"][name]["total"]["gpu_time_s"] *= 2  # a frozen value differs from the model now
+    assert SD.compare(str(DATA), data)[0]["time_s"][0] == pytest.approx(2 * live[0]["time_s"][0])
+    frozen.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    assert RD.main([str(DATA), "--predictions", str(frozen), "--out", str(out)]) == 0
+    assert "frozen predictions" in (out / "report.md").read_text()
+    del data["predictions"][name]
+    frozen.write_text(json.dumps(data))
+    assert RD.main([str(DATA), "--predictions", str(frozen), "--out", str(tmp_path / "r2")]) == 2
+    with pytest.raises(SD.FrozenMismatch, match="has no frozen prediction"):
+        SD.compare(str(DATA), data)
+    assert RD.main([str(DATA), "--predictions", str(tmp_path / "none.json"), "--out", str(tmp_path / "r3")]) == 2

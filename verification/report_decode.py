@@ -1,6 +1,10 @@
 """``python -m verification.report_decode``: the decode report -- model vs ncu for decode cases (issue 12 item 4).
 
     python -m verification.report_decode FILE [FILE ...] --out reports/h100-sxm/decode [--force]
+    python -m verification.report_decode FILE --predictions FROZEN.json --out DIR   # a held-out set
+
+With ``--predictions`` (written by ``python -m verification.suite_decode predict`` BEFORE the measurement and
+committed) the predicted side is the frozen file's, not the model now: the held-out test of the model as it was.
 
 Each FILE is a ``decode_ncu.json`` written by ``python -m verification.suite_decode measure`` on the GPU (the
 fixed decode suite or a random draw, ``--random N --seed S``).  Every case is predicted now with
@@ -36,8 +40,20 @@ def error(pred: float, meas: float, level: str) -> float:
     return abs(pred - meas) / max(meas, FLOORS.get(level, MB))
 
 
-def rows_for(files) -> list[dict]:
-    """Comparison rows of every case of every file (suite_decode.compare), tagged with the file."""
+def load_predictions(path) -> dict:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+        data["predictions"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DecodeReportError(f"{p}: not a frozen-predictions file written by `python -m verification.suite_decode "
+                                f"predict` ({type(e).__name__}: {e})") from None
+    return data
+
+
+def rows_for(files, predictions: dict | None = None) -> list[dict]:
+    """Comparison rows of every case of every file (suite_decode.compare; frozen `predictions` if given),
+    tagged with the file."""
     out = []
     for f in files:
         p = Path(f)
@@ -45,7 +61,9 @@ def rows_for(files) -> list[dict]:
             raise DecodeReportError(f"{p}: no such file (give decode_ncu.json files written by "
                                     f"`python -m verification.suite_decode measure`)")
         try:
-            rows = SD.compare(str(p))
+            rows = SD.compare(str(p), predictions)
+        except SD.FrozenMismatch as e:
+            raise DecodeReportError(f"{p}: {e}") from None
         except (ValueError, KeyError, TypeError) as e:
             raise DecodeReportError(f"{p}: not a decode_ncu.json ({type(e).__name__}: {e})") from None
         for r in rows:
@@ -89,9 +107,10 @@ def bandwidth_figure(rows):
     return fig
 
 
-def markdown(rows, summ, files, command: str) -> str:
+def markdown(rows, summ, files, command: str, frozen: str | None = None) -> str:
+    model = ("`memsim.workloads_decode.simulate_decode` now" if frozen is None else f"frozen predictions {frozen}")
     lines = ["# Decode: model vs ncu", "",
-             f"Data: {', '.join(f'`{f}`' for f in files)}. Model: `memsim.workloads_decode.simulate_decode`, L2 "
+             f"Data: {', '.join(f'`{f}`' for f in files)}. Model: {model}, L2 "
              f"flushed before each kernel. Error = |predicted - measured| / max(measured, 1 MB or 5 us). "
              f"Command: `{command}`.", "",
              "| level | cases | median error | worst error (case) | note |", "| --- | --- | --- | --- | --- |"]
@@ -113,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("files", nargs="+", help="decode_ncu.json files (suite_decode measure)")
     ap.add_argument("--out", required=True, help="folder for report.md and bandwidth.png")
     ap.add_argument("--force", action="store_true", help="replace an existing report")
+    ap.add_argument("--predictions", default=None, help="frozen predictions (suite_decode predict) to compare")
     a = ap.parse_args(argv)
     out = Path(a.out)
     try:
@@ -121,12 +141,18 @@ def main(argv=None) -> int:
         for n in ("report.md", "bandwidth.png"):
             if (out / n).exists() and not a.force:
                 raise DecodeReportError(f"{out / n} already exists; pass --force to replace it")
-        rows = rows_for(a.files)
+        frozen = load_predictions(a.predictions) if a.predictions else None
+        rows = rows_for(a.files, frozen)
+        what = None
+        if frozen is not None:
+            prov = frozen.get("provenance", {})
+            what = (f"`{a.predictions}` (model commit {prov.get('git_commit', '?')}, frozen "
+                    f"{prov.get('date', '?')})")
         summ = summary(rows)
         from memsim.plots import png_bytes
         out.mkdir(parents=True, exist_ok=True)
         cmd = "python -m verification.report_decode " + " ".join(argv)
-        write_atomic(out / "report.md", markdown(rows, summ, a.files, cmd), overwrite=a.force)
+        write_atomic(out / "report.md", markdown(rows, summ, a.files, cmd, what), overwrite=a.force)
         write_atomic(out / "bandwidth.png", png_bytes(bandwidth_figure(rows)), overwrite=a.force)
         write_atomic(out / "rows.json", json.dumps({"command": cmd, "summary": summ, "rows": rows}, indent=1),
                      overwrite=a.force)
