@@ -67,6 +67,7 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
 
 # attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py
 from .api import attention, fastest_forward_algorithm, flash_attn_func, last_schedule  # noqa: E402
+from .autotune import autotune, tuned_schedule  # noqa: E402  (model-steered tuning, kernels/autotune.py)
 
 
 def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None,

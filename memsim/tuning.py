@@ -27,6 +27,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from .limits import LATENCY_SHARE
 from .schedule import AttentionProblem, Schedule, ScheduleError, check_fits, kernel_launches
 
 __all__ = ["SearchSpace", "SPACES", "Ranked", "candidates", "rank", "spearman", "regret",
@@ -115,7 +116,9 @@ class Ranked:
     schedule: Schedule
     #: predicted time of all its launches, seconds (inf where it could not be simulated)
     predicted_s: float
-    #: the binding limit of its longest launch (memsim: tensor, exp, dram, l2, issue, ...), and its launch
+    #: the binding limit of its longest launch (memsim.limits: tensor, exp, tensor+exp, dram, l2,
+    #: latency/occupancy; "issue" where the SASS issue time (memsim.costs) exceeds every unit's and explains
+    #: most of the time), and that launch's name
     bound: str
     bound_launch: str
     #: how the compiled facts were found, per launch ("compiled: ..." / "assumed: ...")
@@ -144,6 +147,16 @@ def _facts_for(problem, schedule, facts: dict | None) -> dict | None:
     return out or None
 
 
+def _issue_s(problem, schedule, hw, k: dict, facts) -> float:
+    """Seconds the SMs' warp schedulers need to issue the launch's tile loops (memsim.costs: SASS instructions
+    per iteration x warps / issue rate, per tile, over the SMs the grid fills); 0 where the compiled facts have no loop."""
+    from .calibration import calibration_for
+    from .costs import launch_cost
+    smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)
+    cost = launch_cost(hw, calibration_for(hw), k["name"], problem, schedule, smem, facts=facts)
+    return k["tiles"] * cost.issue_s_per_tile / max(1, min(hw.num_sms, k["num_ctas"]))
+
+
 def rank(problem: AttentionProblem, cands, hardware, *, facts: dict | None = None,
          max_seconds: float | None = 10.0, progress=None) -> list[Ranked]:
     """The candidates, fastest predicted first (ties keep the candidates' order).
@@ -162,11 +175,17 @@ def rank(problem: AttentionProblem, cands, hardware, *, facts: dict | None = Non
             r = simulate(problem, s, hw, compiled_facts=_facts_for(problem, s, facts), max_seconds=max_seconds)
             d = r.to_dict()
             ks = d["kernels"]
-            longest = max(ks, key=lambda k: k["time_s"])
-            launches = tuple({k2: k[k2] for k2 in ("name", "time_s", "binding_limit", "ctas_per_sm",
-                                                    "occupancy_limit", "regs_per_thread")} for k in ks)
+            launches = []
+            for k in ks:
+                L = {k2: k[k2] for k2 in ("name", "time_s", "binding_limit", "ctas_per_sm", "occupancy_limit",
+                                          "regs_per_thread")}
+                L["issue_s"] = _issue_s(problem, s, hw, k, (_facts_for(problem, s, facts) or {}).get(k["name"]))
+                if L["issue_s"] >= max(k["bounds_s"].values()) and L["issue_s"] >= LATENCY_SHARE * k["time_s"]:
+                    L["binding_limit"] = "issue"
+                launches.append(L)
+            longest = max(launches, key=lambda k: k["time_s"])
             rows.append((float(d["total"]["time_s"]), i, s, longest["binding_limit"], longest["name"],
-                         tuple(k["compiled_facts"] for k in ks), "", launches))
+                         tuple(k["compiled_facts"] for k in ks), "", tuple(launches)))
         except (ScheduleError, ValueError) as e:
             rows.append((math.inf, i, s, "", "", (), f"{type(e).__name__}: {e}", ()))
         if progress is not None:

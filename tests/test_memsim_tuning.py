@@ -135,3 +135,37 @@ def test_problem_key_rounds_lengths_and_batch_heads():
     assert problem_key(a) == problem_key(b) == "bf16|d64|causal-top_left|g1|sq4096|skv4096|bh128"
     c = AttentionProblem(4, 32, 8, 4096, 4096, 64, "bf16")
     assert problem_key(c) == "bf16|d64|full|g4|sq4096|skv4096|bh128"
+
+
+def test_issue_bound_is_named_where_the_sass_issue_time_dominates():
+    from memsim.compiled import key
+    p = AttentionProblem(1, 16, 16, 2048, 2048, 64, "fp16")
+    s = Schedule("flash2", "fwd", 64, 64, 4, 2)
+    entry = {"launch": "flash2_fwd", "regs_per_thread": 128, "spill_store_bytes": 0, "spill_load_bytes": 0,
+             "local_bytes_per_thread": 0, "shared_bytes": 24576, "num_warps": 4, "num_stages": 2,
+             "source": "test facts", "loop": {"instructions": 20000}}
+    (r,) = rank(p, [s], H100, facts={key("flash2_fwd", p, s): entry})
+    assert r.bound == "issue" and r.launches[0]["issue_s"] > 0
+
+
+def test_cli_tune_table_and_json(capsys):
+    import json
+
+    from memsim.cli import main
+    assert main(["tune", "--seq", "512", "--batch", "1", "--heads", "4", "-d", "64", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "candidates of flash2, hopper" in out and "bound (launch)" in out and out.count("flash2_fwd") + out.count(
+        "hopper_fwd") >= 3
+    assert main(["tune", "--seq", "512", "--batch", "1", "--heads", "4", "--phase", "bwd", "--top", "2", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["algorithms"] == ["flash2"] and len(d["ranking"]) == 2 and d["candidates"] > 2
+    assert d["ranking"][0]["predicted_s"] <= d["ranking"][1]["predicted_s"]
+
+
+def test_cli_tune_bad_input_is_one_line(capsys):
+    from memsim.cli import main
+    assert main(["tune", "--algorithms", "naive"]) != 0
+    err = capsys.readouterr().err
+    assert "no search space for (naive, fwd)" in err and len(err.strip().splitlines()) == 1
+    assert main(["tune", "--top", "0"]) != 0
+    assert "--top must be a positive count" in capsys.readouterr().err

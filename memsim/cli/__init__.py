@@ -10,10 +10,11 @@ import argparse
 import sys
 
 from . import compare, decode, presets, simulate, sweep
+from . import tune  # model-steered tuning: python -m memsim tune (memsim/cli/tune.py)
 from .errors import add_commands, dispatch, make_parser
 
 #: the subcommands, in --help order
-COMMANDS = (simulate, compare, sweep, presets, decode)
+COMMANDS = (simulate, compare, sweep, presets, decode, tune)
 
 EPILOG_MAIN = """\
 examples:
