@@ -78,6 +78,13 @@ class Calibration:
     #: hit in L1
     l2_write_per_spill_store_byte: float = 1.0
     l2_read_per_spill_load_byte: float = 1.0
+    #: local-memory (spill) traffic one SM moves per second, by the warps resident on it: ((warps, B/s), ...)
+    #: from the spills points that run one CTA per SM on a few SMs (each warp waits on its own reloads); None:
+    #: not calibrated (spilled kernels then cost only their L2/DRAM traffic)
+    local_rate_curve: tuple | None = None
+    #: the highest rate at which spill stores reached the L2, whole GPU (the spills points on every SM: local
+    #: stores are 4 bytes per thread, and the L2 takes them slower than tile traffic); None: not calibrated
+    spill_store_l2_Bps: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -223,6 +230,7 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("spills"):
         kw.update(spills_from(facts["spills"], num_sms=hw.num_sms,
                               l1_bytes_per_sm=getattr(hw, "l1_shared_per_sm_bytes", 0) or None))
+        kw.update(spill_rates_from(facts["spills"], num_sms=hw.num_sms))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
@@ -510,6 +518,52 @@ def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: in
             "l2_read_per_spill_load_byte": _median([rd for _, rd in deep])}
 
 
+def spill_rates_from(points: list, *, num_sms: int) -> dict:
+    """How fast spilled registers move: per SM by resident warps, and into the L2 for the whole GPU.
+
+    * ``local_rate_curve``: the points that run one CTA per SM on at most a quarter of the SMs (the L2 and DRAM
+      far from their limits) time each warp's own local loads and stores: local bytes (ncu's local ld + st at
+      L1) / time / CTAs is what one SM moves with ``num_warps`` warps on it.  H100, 2026-11-26: 1, 2, 4, 8, 16
+      warps -> 11, 22, 36, 61, 90 GB/s per SM (each warp waits on its reloads; more warps overlap them).
+      The median per warp count, sorted by warps.
+    * ``spill_store_l2_Bps``: the highest L2 write rate of spill stores (L2 writes beyond the global stores per
+      second) over all points: where every SM spills, the stores arrive at the L2 at about 1.5-1.6 TB/s
+      (H100), under the L2's rate for the 16-byte-per-thread tile traffic (naive S writes: 2.7 TB/s).
+    """
+    by_warps: dict[int, list] = {}
+    store = []
+    for r in points:
+        c = r.get("compiled") or {}
+        t = r.get("time_s") or 0.0
+        local = (r.get("local_read_bytes") or 0.0) + (r.get("local_write_bytes") or 0.0)
+        if (c.get("local_bytes_per_thread") or 0) <= 0 or t <= 0 or local <= 0:
+            continue
+        if r["ctas"] <= num_sms // 4:
+            by_warps.setdefault(int(r["num_warps"]), []).append(local / t / r["ctas"])
+        store.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / t)
+    out = {}
+    if by_warps:
+        out["local_rate_curve"] = tuple((w, _median(v)) for w, v in sorted(by_warps.items()))
+    if store:
+        out["spill_store_l2_Bps"] = max(store)
+    return out
+
+
+def local_Bps_per_sm(cal: "Calibration", warps_per_sm: float) -> float | None:
+    """Spill traffic one SM moves per second with `warps_per_sm` warps resident (linear between the measured
+    warp counts; below the first, that point's rate per warp; above the last, the last rate: no data)."""
+    curve = cal.local_rate_curve
+    if not curve or warps_per_sm <= 0:
+        return None
+    w0, r0 = curve[0]
+    if warps_per_sm <= w0:
+        return r0 * warps_per_sm / w0
+    for (wa, ra), (wb, rb) in zip(curve, curve[1:]):
+        if warps_per_sm <= wb:
+            return ra + (rb - ra) * (warps_per_sm - wa) / (wb - wa)
+    return curve[-1][1]
+
+
 def _fit_line(xs, ys):
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
@@ -525,3 +579,27 @@ def host_time_s(cal: Calibration, algorithm: str, phase: str, launches: int) -> 
     if cal.host_pass_s and (algorithm, phase) in cal.host_pass_s:
         return cal.host_pass_s[(algorithm, phase)]
     return launches * cal.host_launch_s
+
+
+def ncu_dirty_residue_bytes(cal: Calibration, l2_bytes: int) -> float | None:
+    """Dirty bytes the L2 holds when ncu starts a measured kernel (after its cache flush) that are not the kernel's:
+    written back to DRAM inside the kernel once its reads push them out.  (Added for the decode model, issue 12.)
+
+    From the `l2_thrash_drift` points (ncu, groups of CTAs streaming 4 MB sets): every point that reads at least
+    twice the L2 while its own stores stay well inside the dirty capacity (stores <= half of `l2_dirty_bytes`, so
+    they are never written back) still writes 2.38-2.48 MB to DRAM (H100, 2026-11-25: 12 repeats, reads 105-210 MB,
+    stores 3.3-6.6 MB); the residue is the median of those writes.  None without such points."""
+    pts = (cal.raw.get("facts", cal.raw) if cal.raw else {}).get("l2_thrash_drift") or []
+    cap = cal.l2_dirty_bytes
+    if not cap:
+        return None
+    ws = []
+    for r in pts:
+        for rep in r.get("repeats") or []:
+            rd, wr = rep.get("dram__bytes_read.sum"), rep.get("dram__bytes_write.sum")
+            st = rep.get("l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum")
+            if rd is None or wr is None or st is None:
+                continue
+            if rd >= 2 * l2_bytes and st <= cap / 2:
+                ws.append(float(wr))
+    return _median(ws) if ws else None

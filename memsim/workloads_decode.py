@@ -28,7 +28,9 @@ Time mechanism (what decides the split count):
   the loads its addresses depend on (`dependent_loads_before_stream`: the sequence length, and a paged
   prefetching loop's first table entry), one unloaded DRAM latency each (dram_stream: 0.86 us).
 L2: an LRU over the accesses (`memsim.engine.L2Cache`); the partials the split launch writes are read
-by the combine launch from L2 unless `flush_l2` (ncu flushes before every kernel).
+by the combine launch from L2 unless `flush_l2` (ncu flushes before every kernel).  With `flush_l2` (as ncu
+measures) a kernel also writes back the dirty lines ncu leaves in the L2 once its reads push them out
+(`ncu_residue_write_bytes`; 2.4 MB on the H100 from the l2_thrash_drift microbenchmark).
 """
 from __future__ import annotations
 
@@ -205,6 +207,14 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     return st
 
 
+def ncu_residue_write_bytes(dram_read_bytes: float, residue_bytes: float, l2_bytes: int) -> float:
+    """DRAM writes of the dirty lines ncu leaves in the L2 at a kernel's start (`calibration.ncu_dirty_residue_bytes`):
+    the oldest lines of an LRU over the whole L2, written back as the kernel's DRAM reads push them out (all of
+    them once reads + residue exceed the L2).  Measured decode kernels write back part of it already at 25-35 MB
+    of reads (0.36 MB at 26 MB, 1.2-1.6 MB at 34 MB): the L2 is not one LRU -- not modelled."""
+    return min(residue_bytes, max(0.0, dram_read_bytes + residue_bytes - l2_bytes))
+
+
 def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
     as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps)."""
@@ -244,6 +254,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                       -(-(-(-L // schedule.num_splits)) // schedule.block_n) for L in problem.seqlens_kv)
         run_tiles = max(16, -(-longest // 8))
     l2 = L2Cache(hw.l2_effective_bytes)
+    from .calibration import calibration_for, ncu_dirty_residue_bytes
+    residue = (ncu_dirty_residue_bytes(calibration_for(hw), hw.l2_bytes) or 0.0) if flush_l2 else 0.0
     kernels = []
     d = problem.head_dim
     for L in decode_launches(problem, schedule):
@@ -267,6 +279,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
                          hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head)
+        st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
+        st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
                   latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s)
         kernels.append(st)

@@ -289,3 +289,19 @@ def test_small_launch_pays_its_head_round_trips_and_dispatch():
     r = simulate_decode(many, DecodeSchedule(num_splits=8, block_n=16), "h100-sxm")
     assert r["kernels"][0]["num_ctas"] == 16384
     assert r["kernels"][0]["time_s"] >= f.launch_overhead_s + 16384 * f.cta_dispatch_s
+
+
+def test_ncu_dirty_residue_comes_from_the_thrash_microbenchmark():
+    """ncu leaves ~2.4 MB dirty in the L2 at a kernel's start (l2_thrash_drift: reads >= 2 x L2, own stores far
+    below the dirty capacity, still 2.38-2.48 MB written); a decode kernel writes it back once its reads push it out."""
+    from memsim.calibration import calibration_for, ncu_dirty_residue_bytes
+    from memsim.workloads_decode import ncu_residue_write_bytes
+    res = ncu_dirty_residue_bytes(calibration_for(H100), H100.l2_bytes)
+    assert 2.3e6 < res < 2.5e6
+    assert ncu_residue_write_bytes(1e6, res, H100.l2_bytes) == 0.0
+    assert ncu_residue_write_bytes(H100.l2_bytes, res, H100.l2_bytes) == pytest.approx(res)
+    assert ncu_residue_write_bytes(H100.l2_bytes - res / 2, res, H100.l2_bytes) == pytest.approx(res / 2)
+    big = DecodeProblem.uniform(8, 32, 8, 128, 32768)  # 1 GB of K/V
+    with_ncu = simulate_decode(big, DecodeSchedule(), "h100-sxm", flush_l2=True)["total"]
+    plain = simulate_decode(big, DecodeSchedule(), "h100-sxm", flush_l2=False)["total"]
+    assert with_ncu["dram_write_bytes"] - plain["dram_write_bytes"] == pytest.approx(res)

@@ -17,7 +17,7 @@ def test_report_from_the_committed_random_decode_cases(tmp_path):
     assert RD.main([str(DATA), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert (out / "bandwidth.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| dram_read_bytes | 16 |" in text and "not modelled for decode" in text
+    assert "| dram_read_bytes | 16 |" in text and "| dram_bytes | 16 |" in text and "ncu leaves dirty" in text
     rows = RD.rows_for([DATA])
     summ = RD.summary(rows)
     assert summ["dram_read_bytes"]["worst"] < 0.05, summ["dram_read_bytes"]  # the held-out decode DRAM reads

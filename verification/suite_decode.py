@@ -238,7 +238,10 @@ def measure(out_dir: str, patterns=None, timeout_s: float = 240.0, command: str 
 
 
 # --- anywhere: model vs measured --------------------------------------------------------------------
-LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "dram_read_bytes", "dram_write_bytes", "time_s")
+LEVELS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "dram_read_bytes", "dram_write_bytes",
+          "dram_bytes", "time_s")
+#: levels that are sums of measured levels (issue 12's "DRAM bytes": what the DRAM moved, read + write)
+SUM_LEVELS = {"dram_bytes": ("dram_read_bytes", "dram_write_bytes")}
 
 
 def predict(cases: list, command: str = "") -> dict:
@@ -284,8 +287,13 @@ def compare(path: str, predictions: dict | None = None) -> list:
         row = {"case": c.name, "num_splits": c.schedule.num_splits, "kv_bytes": c.problem.kv_bytes(),
                "calibration": c.name in CALIBRATION_CASES}
         for lv in LEVELS:
-            m = rec["total"].get(lv)
-            pv = pred["total"]["gpu_time_s" if lv == "time_s" else lv]
+            if lv in SUM_LEVELS:
+                parts = [rec["total"].get(x) for x in SUM_LEVELS[lv]]
+                m = None if None in parts else sum(parts)
+                pv = sum(pred["total"][x] for x in SUM_LEVELS[lv])
+            else:
+                m = rec["total"].get(lv)
+                pv = pred["total"]["gpu_time_s" if lv == "time_s" else lv]
             row[lv] = (pv, m, (pv / m - 1.0) if m else None)
         row["measured_kv_read_Bps"] = c.problem.kv_bytes() / rec["total"]["time_s"] if rec["total"].get("time_s") else None
         out.append(row)
