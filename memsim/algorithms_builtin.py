@@ -317,12 +317,17 @@ def _naive_defaults():
                   "a plain GEMM tile that fits the H100 (not tuned: naive is the baseline)") + _INTERPRETER
 
 
-NAIVE_FWD = AlgorithmSpec(
-    algorithm="naive", phase="fwd", problem_type=AttentionProblem,
-    launches=_naive_fwd_launches, sram_bytes_per_cta=_naive_sram, contract=_naive_fwd_contract,
-    compulsory_dram_bytes=_naive_fwd_compulsory, extra_device_bytes=lambda p, s: 2 * _sp_matrix_bytes(p, s),
-    default_schedules=_naive_defaults(),
-    description="""\
+def _naive_spec(phase, launches, contract, compulsory, description) -> AlgorithmSpec:
+    """naive's two phases share their SRAM (the matmul tiles), their extra memory (two matrices in the S/P
+    dtype: S and P forward, P and dP backward) and their default tiles."""
+    return AlgorithmSpec(
+        algorithm="naive", phase=phase, problem_type=AttentionProblem, launches=launches,
+        sram_bytes_per_cta=_naive_sram, contract=contract, compulsory_dram_bytes=compulsory,
+        extra_device_bytes=lambda p, s: 2 * _sp_matrix_bytes(p, s), default_schedules=_naive_defaults(),
+        description=description)
+
+
+NAIVE_FWD = _naive_spec("fwd", _naive_fwd_launches, _naive_fwd_contract, _naive_fwd_compulsory, """\
 naive, fwd -- three launches, S and P materialised in HBM (dtype ``sp_dtype``):
     ``naive_qk`` one CTA per (Q block, K block, batch*head_q): Q_i, K_j read,
     S_ij = scale * Q_i K_j^T (rows x cols x s) written.
@@ -334,12 +339,7 @@ naive, fwd -- three launches, S and P materialised in HBM (dtype ``sp_dtype``):
     Extra memory: S and P, 2*B*Hq*Nq*Nkv*s.
     SRAM: the matmul tiles, stages x (A tile + B tile) with the d-deep (or block_n-deep) operand.""")
 
-NAIVE_BWD = AlgorithmSpec(
-    algorithm="naive", phase="bwd", problem_type=AttentionProblem,
-    launches=_naive_bwd_launches, sram_bytes_per_cta=_naive_sram, contract=_naive_bwd_contract,
-    compulsory_dram_bytes=_naive_bwd_compulsory, extra_device_bytes=lambda p, s: 2 * _sp_matrix_bytes(p, s),
-    default_schedules=_naive_defaults(),
-    description="""\
+NAIVE_BWD = _naive_spec("bwd", _naive_bwd_launches, _naive_bwd_contract, _naive_bwd_compulsory, """\
 naive, bwd -- five launches, P kept from the forward pass:
     ``naive_bwd_dv``  one CTA per (K block, batch*head_kv): for each q head of
     the group and each i: P_ij, dO_i read; dV_j written.

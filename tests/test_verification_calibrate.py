@@ -4,11 +4,10 @@ points, repeats kept, median and spread, the file written atomically and never s
 from __future__ import annotations
 
 import json
-import stat
-import sys
-import textwrap
 
 import pytest
+
+import fake_ncu as fake_ncu_script
 
 from memsim.io import OutputExistsError
 from verification import calibrate as C
@@ -92,56 +91,12 @@ def test_dry_run_lists_points_commands_and_estimate():
     assert "estimated device time" in text
 
 
-FAKE_NCU = textwrap.dedent('''\
-    #!{python}
-    """Stand-in for ncu: runs the program, prints one CSV block per point it reports (value = pass)."""
-    import json, os, subprocess, sys
-    args = sys.argv[1:]
-    if args and args[0] == "--help":
-        print("--metrics --print-units --log-file --profile-from-start --clock-control"); sys.exit(0)
-    if args and args[0] == "--version":
-        print("Version 0.0-fake"); sys.exit(0)
-    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file"}}
-    opts, i = {{}}, 0
-    while i < len(args) and args[i].startswith("-"):
-        if args[i] in takes:
-            opts[args[i]] = args[i + 1]; i += 2
-        else:
-            opts[args[i]] = True; i += 1
-    prog = args[i:]
-    assert opts.get("--clock-control") == "none" and opts.get("--profile-from-start") == "off", opts
-    assert "--cache-control" not in opts and opts["-k"] == "regex:^_mb_", opts
-    rc = subprocess.call(prog)
-    out = prog[prog.index("--out") + 1]
-    rep = int(out.rsplit("ncu", 1)[1].split(".")[0])
-    lines = ['"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size",'
-             '"Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"']
-    kid = 0
-    for line in open(out):
-        d = json.loads(line)
-        if not d.get("ok"):
-            continue
-        for name in d.get("launched") or [d["kernel"]]:
-            for metric, unit, val in [("gpu__time_duration.sum", "nsecond", str(1000 * (rep + 1))),
-                                      ("dram__bytes_write.sum", "byte", "4,096"),
-                                      ("lts__t_sectors_op_write.sum", "sector", "1,000")]:
-                lines.append(f'"{{kid}}","1","python","h","{{name}}","1","7","(128, 1, 1)","(4, 1, 1)","0","9.0",'
-                             f'"Command line profiler metrics","{{metric}}","{{unit}}","{{val}}"')
-            kid += 1
-    open(opts["--log-file"], "w").write("\\n".join(lines) + "\\n")
-    sys.exit(rc)
-''')
-
-
 @pytest.fixture
-def fake_ncu(tmp_path, monkeypatch):
-    exe = tmp_path / "bin" / "ncu"
-    exe.parent.mkdir()
-    exe.write_text(FAKE_NCU.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("NCU", str(exe))
-    monkeypatch.setattr(C, "RUNNER_EXTRA", ["--allow-cpu"])
-    return exe
+def fake_ncu(tmp_path, monkeypatch):  # tests/fake_ncu.py; the time of a launch is 1000 ns x (ncu pass + 1)
+    return fake_ncu_script.install(tmp_path, monkeypatch, C, rows=[("gpu__time_duration.sum", "nsecond", "{pass_ns}"),
+                                                                  ("dram__bytes_write.sum", "byte", "4,096"),
+                                                                  ("lts__t_sectors_op_write.sum", "sector", "1,000")],
+                                   names_from="launched", kernel_filter="regex:^_mb_")
 
 
 def test_calibrate_end_to_end_without_gpu(tmp_path, fake_ncu):

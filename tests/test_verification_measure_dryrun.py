@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 import tarfile
 import textwrap
 
 import pytest
+
+import fake_ncu as fake_ncu_script
 
 from memsim.io import OutputExistsError
 from memsim.schedule import AttentionProblem, Schedule
@@ -20,75 +21,22 @@ from verification import ncu as N
 from verification import records as R
 from verification.suite import Case
 
-FAKE_NCU = textwrap.dedent('''\
-    #!{python}
-    """A stand-in for ncu: runs the program, then prints one CSV block per launch it reported."""
-    import json, subprocess, sys
-    args = sys.argv[1:]
-    if args and args[0] == "--help":
-        print("--metrics --print-units --log-file --profile-from-start --clock-control"); sys.exit(0)
-    if args and args[0] == "--version":
-        print("NVIDIA (R) Nsight Compute Command Line Profiler\\nVersion 0.0-fake"); sys.exit(0)
-    if args and args[0] == "--import":  # a saved report printed as the details-page CSV (what we saved)
-        assert "--csv" in args and args[args.index("--page") + 1] == "details", args
-        sys.stdout.write(open(args[1]).read()); sys.exit(0)
-    takes = {{"--print-units", "--clock-control", "--metrics", "-k", "--profile-from-start", "--log-file",
-              "--export"}}
-    opts, i = {{}}, 0
-    while i < len(args) and args[i].startswith("-"):
-        if args[i] in takes:
-            opts[args[i]] = args[i + 1]; i += 2
-        else:
-            opts[args[i]] = True; i += 1
-    prog = args[i:]
-    assert opts.get("--clock-control") == "none" and opts.get("--profile-from-start") == "off", opts
-    assert "--cache-control" not in opts, "must keep the default cache control (flush before each kernel)"
-    rc = subprocess.call(prog)
-    out = prog[prog.index("--out") + 1]
-    lines = ['==PROF== Connected to process 1 (python)',
-             '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size",'
-             '"Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"']
-    kid = 0
-    for line in open(out):
-        d = json.loads(line)
-        if not d.get("ok"):
-            continue
-        for name in d["launches"]:
-            for metric, unit, val in [("gpu__time_duration.sum", "usecond", "1.5"),
-                                      ("dram__bytes_read.sum", "Mbyte", "1,000.5"),
-                                      ("dram__bytes_write.sum", "Kbyte", "2,048"),
-                                      ("l1tex__t_bytes.sum", "byte", "3,000,000"),
-                                      ("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "byte", "2,000,000"),
-                                      ("l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum", "byte", "1,000,000"),
-                                      ("lts__t_sectors_srcunit_tex_op_read.sum", "Ksector", "50"),
-                                      ("lts__t_sectors_srcunit_tex_op_write.sum", "sector", "1,000")]:
-                lines.append(f'"{{kid}}","1","python","h","_{{name}}","1","7","(128, 1, 1)","(4, 2, 1)","0","9.0",'
-                             f'"Command line profiler metrics","{{metric}}","{{unit}}","{{val}}"')
-            kid += 1
-    lines.append('==PROF== Disconnected from process 1')
-    text = "\\n".join(lines) + "\\n"
-    if "--export" in opts:  # like the real ncu: the results go to the report, none are printed
-        assert opts.get("--force-overwrite") and opts["--export"].endswith(".ncu-rep"), opts
-        open(opts["--export"], "w").write(text)
-        text = "==PROF== Report: " + opts["--export"] + "\\n"
-    if "--log-file" in opts:
-        open(opts["--log-file"], "w").write(text)
-    else:
-        sys.stdout.write(text)
-    sys.exit(rc)
-''')
+#: the rows the fake ncu prints for every launch (tests/fake_ncu.py)
+NCU_ROWS = [("gpu__time_duration.sum", "usecond", "1.5"),
+            ("dram__bytes_read.sum", "Mbyte", "1,000.5"),
+            ("dram__bytes_write.sum", "Kbyte", "2,048"),
+            ("l1tex__t_bytes.sum", "byte", "3,000,000"),
+            ("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "byte", "2,000,000"),
+            ("l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum", "byte", "1,000,000"),
+            ("lts__t_sectors_srcunit_tex_op_read.sum", "Ksector", "50"),
+            ("lts__t_sectors_srcunit_tex_op_write.sum", "sector", "1,000")]
 
 
 @pytest.fixture
 def fake_ncu(tmp_path, monkeypatch):
-    exe = tmp_path / "bin" / "ncu"
-    exe.parent.mkdir()
-    exe.write_text(FAKE_NCU.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("NCU", str(exe))
-    monkeypatch.setattr(M, "RUNNER_EXTRA", ["--allow-cpu"])
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    return exe
+    return fake_ncu_script.install(tmp_path, monkeypatch, M, rows=NCU_ROWS, names_from="launches", prefix="_",
+                                   grid="(4, 2, 1)")
 
 
 def tiny_cases():
@@ -257,21 +205,17 @@ FAKE_REPORT_MODULE = textwrap.dedent('''\
         def metric_by_name(self, name):
             return self._m.get(name)
 
-    class Range:
-        def __init__(self, actions):
-            self._a = actions
-        def num_actions(self):
-            return len(self._a)
-        def action_by_idx(self, i):
-            return self._a[i]
+    def _indexed(count, at):
+        """ncu_report's containers over a list: count() is its length, at(i) its item i."""
+        class Indexed:
+            def __init__(self, items):
+                self._items = items
+        setattr(Indexed, count, lambda self: len(self._items))
+        setattr(Indexed, at, lambda self, i: self._items[i])
+        return Indexed
 
-    class Context:
-        def __init__(self, ranges):
-            self._r = ranges
-        def num_ranges(self):
-            return len(self._r)
-        def range_by_idx(self, i):
-            return self._r[i]
+    Range = _indexed("num_actions", "action_by_idx")
+    Context = _indexed("num_ranges", "range_by_idx")
 
     def load_report(path):
         lines = [ln for ln in open(path).read().splitlines() if ln.startswith('"')]
