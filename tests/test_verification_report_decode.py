@@ -69,3 +69,23 @@ def test_frozen_predictions_are_compared_not_the_model_now(tmp_path, monkeypatch
     with pytest.raises(SD.FrozenMismatch, match="has no frozen prediction"):
         SD.compare(str(DATA), data)
     assert RD.main([str(DATA), "--predictions", str(tmp_path / "none.json"), "--out", str(tmp_path / "r3")]) == 2
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="the random decode measurement is not committed")
+def test_fidelity_tables_use_the_headline_definition(tmp_path):
+    """--fidelity: the decode sets in verification.fidelity's format, levels and error definition."""
+    from verification import fidelity as F
+    out = tmp_path / "fid"
+    assert RD.main(["--fidelity", str(DATA), "--out", str(out)]) == 0
+    text = (out / "fidelity.md").read_text()
+    assert "## Set decode random seed1" in text and "| time | 16 |" in text and "| dram_write | 16 |" in text
+    (name, path, rows, summ, frozen), = RD.fidelity_sets([DATA])
+    goals = F.load_goals()
+    t = [r for r in rows if r.level == "time"]
+    assert len(t) == 16 and frozen is None
+    own = {r["case"]: r for r in RD.rows_for([DATA])}
+    for r in t:  # the same error as the decode report's time (|pred - meas| / max(meas, 5 us))
+        p, m, _ = own[r.case]["time_s"]
+        assert r.error == pytest.approx(RD.error(p, m, "time_s")) and goals["time"].floor == 5e-6
+    assert RD.main(["--fidelity", str(DATA), "--out", str(out)]) == 2, "not replaced without --force"
+    assert RD.main(["--fidelity", f"{DATA}@{tmp_path / 'none.json'}", "--out", str(tmp_path / "f2")]) == 2

@@ -6,6 +6,15 @@
 With ``--predictions`` (written by ``python -m verification.suite_decode predict`` BEFORE the measurement and
 committed) the predicted side is the frozen file's, not the model now: the held-out test of the model as it was.
 
+    python -m verification.report_decode --fidelity FILE[@FROZEN.json] ... --out DIR   # the headline's tables
+
+``--fidelity`` writes ``fidelity.md`` / ``fidelity.json`` in the format of ``python -m verification fidelity``
+(verification/fidelity.py: its levels, floors, goals and CI ceilings from verification/fidelity.toml, one section
+per decode set); ``FILE@FROZEN.json`` compares that set with frozen predictions.  `fidelity_sets` is the hook the
+headline command can call to include decode sets.  Decode records have one ncu pass per case (no repeats: spread
+0), and their time is ncu's kernel time (gpu__time_duration summed over the launches), predicted as
+simulate_decode's GPU time.
+
 Each FILE is a ``decode_ncu.json`` written by ``python -m verification.suite_decode measure`` on the GPU (the
 fixed decode suite or a random draw, ``--random N --seed S``).  Every case is predicted now with
 ``memsim.workloads_decode.simulate_decode`` (L2 flushed before each kernel, as ncu does) and compared level by
@@ -128,6 +137,57 @@ def markdown(rows, summ, files, command: str, frozen: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fidelity_sets(specs, goals=None) -> list:
+    """[(set name, file, rows, summary, frozen-predictions file or None)] for decode sets, with the headline's error
+    definition, levels and goals (verification.fidelity: `case_levels`, `summarise`).  `specs`: decode_ncu.json
+    paths, each optionally ``path@frozen_predictions.json``."""
+    from . import fidelity as F
+    from memsim.workloads_decode import simulate_decode
+    goals = goals or F.load_goals()
+    out = []
+    for spec in specs:
+        path, _, frozen_path = str(spec).partition("@")
+        p = Path(path)
+        if not p.is_file():
+            raise DecodeReportError(f"{p}: no such file (give decode_ncu.json files written by "
+                                    f"`python -m verification.suite_decode measure`, optionally FILE@FROZEN.json)")
+        frozen = load_predictions(frozen_path) if frozen_path else None
+        try:
+            data = json.loads(p.read_text())
+            recs = data["records"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DecodeReportError(f"{p}: not a decode_ncu.json ({type(e).__name__}: {e})") from None
+        rows, tags = [], set()
+        for rec in recs:
+            c = SD.case_from_record(rec)
+            tags.update(t for t in c.tags if t.startswith("seed"))
+            try:
+                pred = (SD._frozen(frozen, c) if frozen is not None
+                        else simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True))
+            except SD.FrozenMismatch as e:
+                raise DecodeReportError(f"{p}: {e}") from None
+            total = dict(pred["total"], time_s=pred["total"]["gpu_time_s"])  # ncu kernel time: no host floor
+            rows += F.case_levels(rec["case"], rec, {"total": total}, goals)
+        name = "decode " + (f"random {tags.pop()}" if len(tags) == 1 else p.parent.name)
+        out.append((name, str(p), rows, F.summarise(rows, goals), frozen_path or None))
+    return out
+
+
+def fidelity_markdown(sets, command: str) -> str:
+    """The decode sets' sections, in the headline's table format (verification.fidelity.markdown)."""
+    from . import fidelity as F
+    md = ["# Model fidelity on decode case sets (issue 12)", "",
+          "memsim `simulate_decode` on the h100-sxm preset; error = |predicted - measured| / max(measured, 1 MB or "
+          "5 us), the headline's definition, levels and goals (verification/fidelity.toml; the CI ceilings shown are "
+          "the attention sets'). One ncu pass per case (no repeats: spread 0); time = ncu kernel time. "
+          f"Command: `{command}`.", ""]
+    for name, path, rows, summ, frozen in sets:
+        note = f"Data `{path}`. " + (f"Predictions: `{frozen}` (frozen before the set was measured)."
+                                      if frozen else "Predicted by the model now (the set was used while developing it).")
+        md.append(F.markdown(f"Set {name}", summ, rows, note=note))
+    return "\n".join(md) + "\n"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m verification.report_decode", description=__doc__.splitlines()[0])
@@ -135,11 +195,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for report.md and bandwidth.png")
     ap.add_argument("--force", action="store_true", help="replace an existing report")
     ap.add_argument("--predictions", default=None, help="frozen predictions (suite_decode predict) to compare")
+    ap.add_argument("--fidelity", action="store_true",
+                    help="write fidelity.md / fidelity.json in the headline's format (FILE@FROZEN.json per set)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     try:
         if out.exists() and not out.is_dir():
             raise DecodeReportError(f"--out {out} is a file; give a folder")
+        if a.fidelity:
+            return _fidelity_main(a, out, argv)
         for n in ("report.md", "bandwidth.png"):
             if (out / n).exists() and not a.force:
                 raise DecodeReportError(f"{out / n} already exists; pass --force to replace it")
@@ -164,6 +228,27 @@ def main(argv=None) -> int:
     for lv, s in summ.items():
         print(f"{lv:18s} median {100 * s['median']:6.1f} %  worst {100 * s['worst']:7.1f} %  ({s['worst_case']})")
     print(f"wrote {out / 'report.md'}")
+    return 0
+
+
+def _fidelity_main(a, out: Path, argv) -> int:
+    from . import fidelity as F
+    if a.predictions:
+        raise DecodeReportError("with --fidelity give frozen predictions per set as FILE@FROZEN.json")
+    for n in ("fidelity.md", "fidelity.json"):
+        if (out / n).exists() and not a.force:
+            raise DecodeReportError(f"{out / n} already exists; pass --force to replace it")
+    sets = fidelity_sets(a.files)
+    cmd = "python -m verification.report_decode " + " ".join(argv)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "fidelity.md", fidelity_markdown(sets, cmd), overwrite=a.force)
+    js = {"command": cmd, "sets": {name: {"file": path, "frozen_predictions": frozen, **F.to_json(summ, rows)}
+                                   for name, path, rows, summ, frozen in sets}}
+    write_atomic(out / "fidelity.json", json.dumps(js, indent=1), overwrite=a.force)
+    for name, _, _, summ, _ in sets:
+        print(name + ": " + "; ".join(f"{k} {100 * v.median_error:.1f} / {100 * v.worst_error:.1f} %"
+                                      for k, v in summ.items()))
+    print(f"wrote {out / 'fidelity.md'}")
     return 0
 
 
