@@ -389,7 +389,7 @@ def loop_instructions(p: DecodeProblem, s: DecodeSchedule) -> int | None:
     return e.get("loop_instructions") if e else None
 
 
-def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts") -> float | None:
+def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
     """The most one split CTA streams whatever the memory system does: per K/V tile, its copies at the
     microbenchmark stream's pure copy rate, then the warps issue the tile loop's instructions (a warp issues at
     most one per clock; the stream microbenchmark's own loop -- f.stream_loop_instructions per byte -- is taken
@@ -400,8 +400,10 @@ def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts") -> floa
     tile = 2 * s.block_n * p.head_dim * p.element_bytes
     per_byte = 1.0 / f.cta_max_Bps - f.stream_instructions_per_byte / f.clock_Hz
     n = loop_instructions(p, s)
-    lanes = min(ISSUE_LANES_PER_SM, s.num_warps)  # each warp issues at most one per clock, 4 schedulers
-    t = tile * per_byte + (n * s.num_warps / (lanes * f.clock_Hz) if n else 0.0)
+    # each warp issues at most one instruction per clock; the SM's 4 schedulers are shared by the warps of all
+    # `ctas_on_sm` CTAs resident on it (the issue limit is the SM's, memsim/MODEL.md "issue limit")
+    warps = s.num_warps * max(1, ctas_on_sm)
+    t = tile * per_byte + (n * warps / (min(ISSUE_LANES_PER_SM, warps) * f.clock_Hz) if n else 0.0)
     return tile / t
 
 

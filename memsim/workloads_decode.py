@@ -17,8 +17,13 @@ Time mechanism (what decides the split count):
   the load: the per-CTA rate is the fixed point of Little's law on the *loaded-latency curve* measured by
   the dram_stream microbenchmark (`DeviceFacts.stream`, memsim/calibration.py), at most the per-CTA limit
   it measured; plus one latency to fill the pipeline;
-* a paged cache read without ``page_prefetch`` waits for the tile's block-table entry before it can
-  issue the tile's K/V loads: two round trips per tile, half the stream rate;
+* a loop that Triton did not pipeline (ONE K/V buffer in the compiled shared memory: a paged cache without
+  ``page_prefetch``, or num_stages 2) issues the next tile's cp.async group at the end of an iteration and waits
+  for it at the top of the next (sm_90 SASS: one DEPBAR per iteration), so each tile costs its loaded latency
+  THEN its copy + compute (tile / per-CTA limit), serially (`serial_stream_latency_s` is the fixed point of
+  that stream); the block-table entries are pipelined by Triton (4-512 B more shared memory, their own cp.async
+  group), so the table costs no round trip of its own;
+* the per-CTA limit's issue time counts the warps of every CTA resident on the SM (4 schedulers per SM);
 * all CTAs share the DRAM rate (the highest the microbenchmark reached) first come first served, they run in
   waves over ``num_sms x ctas_per_sm`` slots (shared memory and warps limit residency), and a launch
   costs ``launch_overhead_s``;
@@ -37,7 +42,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, cta_limit_Bps,
-                        dependent_loads_before_stream, round_trips_per_tile,
+                        dependent_loads_before_stream, pipeline_buffers,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
@@ -104,7 +109,7 @@ def _coords(grid, idx):
 
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
-                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0):
+                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, serial=False):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -165,6 +170,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                         share = miss / g
                     lat, limit = memory(load[0])
                     rate = min(limit, mine / lat) if mine else limit
+                    if serial and mine:  # one buffer: each tile's latency, then its copy + compute (SASS order)
+                        rate = mine / (lat + mine / limit)
                     # pipelined: the first `mine` bytes arrive one latency after the start, the rest at `rate`;
                     # N bytes take (N - mine) / rate + lat = N / rate + (lat - mine / rate)
                     fill = max(0.0, lat - mine / rate) if mine else lat
@@ -215,19 +222,45 @@ def ncu_residue_write_bytes(dram_read_bytes: float, residue_bytes: float, l2_byt
     return min(residue_bytes, max(0.0, dram_read_bytes + residue_bytes - l2_bytes))
 
 
-def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None):
+def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, serial: bool = False):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
-    as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps)."""
+    as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps).  serial: each CTA waits for its
+    tile, then copies and computes it (one buffer): it streams F / (latency + F / limit), and the fixed point is
+    that of `serial_stream_latency_s`."""
     memo = {}
     limit = limit_Bps or float("inf")
 
     def at(load):
         k = max(1, round(load / 4096))
         if k not in memo:
-            b, _, lat = facts.stream(k * 4096 / inflight, inflight, limit_Bps)
+            n = k * 4096 / inflight
+            if serial and facts.latency_curve and limit_Bps:
+                lat = serial_stream_latency_s(facts, n, inflight, limit_Bps)
+            else:
+                lat = facts.stream(n, inflight, limit_Bps)[2]
             memo[k] = (lat, limit)
         return memo[k]
     return at
+
+
+def serial_stream_latency_s(facts: DeviceFacts, ctas: float, tile_bytes: float, limit_Bps: float) -> float:
+    """Loaded latency when `ctas` CTAs each repeat: wait for one tile (latency), then copy + compute it (tile / limit):
+    the fixed point B = ctas x tile / (latency(B) + tile / limit) <= peak on the measured curve (bisection)."""
+    from .calibration import curve_latency_s
+    curve, peak = facts.latency_curve, facts.dram_Bps
+
+    def demand(b):
+        return ctas * tile_bytes / (curve_latency_s(curve, b) + tile_bytes / limit_Bps)
+    if demand(peak) >= peak:
+        return curve_latency_s(curve, peak)
+    lo, hi = 0.0, peak
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if demand(mid) > mid:
+            lo = mid
+        else:
+            hi = mid
+    return curve_latency_s(curve, 0.5 * (lo + hi))
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
@@ -262,15 +295,16 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         if flush_l2:
             l2.flush()
         if L.name == "decode_split":
-            rounds = round_trips_per_tile(problem, schedule)
+            serial = pipeline_buffers(problem, schedule) <= 1  # (the closed form uses round_trips_per_tile)
             per_sm = facts.ctas_per_sm(smem, schedule.num_warps)
             resident = min(L.num_ctas, hw.num_sms * per_sm)
-            inflight = inflight_bytes_per_cta(problem, schedule) / rounds
+            inflight = inflight_bytes_per_cta(problem, schedule)
             _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
-            limit = cta_limit_Bps(problem, schedule, facts)
-            memory = _memory_at(facts, inflight, limit)
+            limit = cta_limit_Bps(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
+            memory = _memory_at(facts, inflight, limit, serial)
             hit = limit
         else:
+            serial = False
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4)
@@ -278,7 +312,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         head = dependent_loads_before_stream(problem, schedule, L.name) * facts.mem_latency_s
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
-                         hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head)
+                         hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
+                         serial=serial)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,

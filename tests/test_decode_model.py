@@ -69,11 +69,20 @@ def test_splits_fill_the_gpu_at_batch_one_and_cost_at_large_batch():
     assert t[64] > t[1]
 
 
-def test_paged_without_prefetch_waits_a_round_trip_per_tile():
+def test_one_buffer_loop_waits_then_computes_each_tile():
+    """Paged without prefetch compiles to ONE K/V buffer: each tile's latency, then its copy + compute, serially
+    (the H100 suite: 1.70 / 1.95 us per 32 KB tile at page 64 / 16, vs 0.94 us pipelined)."""
+    from memsim.inference import cta_limit_Bps, pipeline_buffers
+    f = _h100_facts()
     p = DecodeProblem.uniform(1, 32, 8, 128, 32768, page_size=16)
-    one = simulate_decode(p, DecodeSchedule(num_splits=1), H100)["total"]["gpu_time_s"]
-    pre = simulate_decode(p, DecodeSchedule(num_splits=1, page_prefetch=True), H100)["total"]["gpu_time_s"]
-    assert 1.8 < one / pre < 2.05
+    s1, pf = DecodeSchedule(num_splits=1), DecodeSchedule(num_splits=1, page_prefetch=True)
+    assert pipeline_buffers(p, s1) == 1 and pipeline_buffers(p, pf) >= 2
+    one = simulate_decode(p, s1, H100)["kernels"][0]["time_s"]
+    pre = simulate_decode(p, pf, H100)["kernels"][0]["time_s"]
+    tiles, tile = 32768 // 64, 2 * 64 * 128 * 2
+    per_tile = (one - f.launch_overhead_s) / tiles
+    assert per_tile == pytest.approx(f.mem_latency_s + tile / cta_limit_Bps(p, s1, f), rel=0.05)
+    assert 1.5 < one / pre < 2.5
 
 
 @pytest.mark.parametrize("shape", [(1, 1024), (1, 32768), (8, 8192), (64, 4096)])
@@ -305,3 +314,20 @@ def test_ncu_dirty_residue_comes_from_the_thrash_microbenchmark():
     with_ncu = simulate_decode(big, DecodeSchedule(), "h100-sxm", flush_l2=True)["total"]
     plain = simulate_decode(big, DecodeSchedule(), "h100-sxm", flush_l2=False)["total"]
     assert with_ncu["dram_write_bytes"] - plain["dram_write_bytes"] == pytest.approx(res)
+
+
+def test_issue_limit_is_shared_by_the_ctas_of_an_sm():
+    from memsim.inference import cta_limit_Bps
+    f = _h100_facts()
+    p = DecodeProblem.uniform(8, 8, 8, 64, 577, page_size=256)
+    s = DecodeSchedule(block_n=32, num_stages=4, num_warps=8)  # 6 CTAs of 8 warps per SM in the random set
+    one, six = cta_limit_Bps(p, s, f), cta_limit_Bps(p, s, f, ctas_on_sm=6)
+    assert six < one / 2
+    assert cta_limit_Bps(p, s, f, ctas_on_sm=0) == one  # never fewer than the CTA itself
+
+
+def test_serial_stream_latency_rises_with_the_ctas():
+    from memsim.workloads_decode import serial_stream_latency_s
+    f = _h100_facts()
+    lats = [serial_stream_latency_s(f, n, 32768, 35e9) for n in (1, 64, 256, 1024)]
+    assert lats == sorted(lats) and lats[0] == pytest.approx(f.mem_latency_s, rel=0.05) and lats[-1] > 2 * lats[0]
