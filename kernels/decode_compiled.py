@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from memsim.inference import DecodeProblem, DecodeSchedule, decode_loop_key
+from memsim.inference import DecodeProblem, DecodeSchedule, decode_combine_key, decode_loop_key
 
 #: (block_n, num_stages) x layouts, and (block_n, num_stages, num_warps) of the benchmark's tune rows (contiguous)
 TILES = ((64, 3), (128, 3), (64, 2), (128, 2), (32, 3))
@@ -35,8 +35,9 @@ def variants():
     return out
 
 
-def capture(problem, schedule):
-    """The (JITFunction, args, kwargs) of the split launch kernels.decode makes for this variant (meta tensors)."""
+def capture(problem, schedule, kernel: str = "_decode_split"):
+    """The (JITFunction, args, kwargs) of the launch of `kernel` (_decode_split or _decode_combine) that kernels.decode
+    makes for this variant (meta tensors)."""
     import torch
     from triton.runtime.jit import JITFunction
 
@@ -65,7 +66,18 @@ def capture(problem, schedule):
         decode_launch(p, schedule, q, k, v, lens, bt)
     finally:
         JITFunction.run = orig
-    return next(c for c in calls if getattr(getattr(c[0], "fn", c[0]), "__name__", "") == "_decode_split")
+    return next(c for c in calls if getattr(getattr(c[0], "fn", c[0]), "__name__", "") == kernel)
+
+
+def combine_variants(extra=()):
+    """(problem, schedule) pairs covering the combine kernel's compiled variants (head_dim x dtype x BLOCK_S), and
+    those of `extra` that split (S > 1)."""
+    out = []
+    for d in (64, 128, 256):
+        for dt in ("bf16", "fp16"):
+            for S in (2, 32):  # BLOCK_S 16 and 32
+                out.append((DecodeProblem.uniform(1, 32, 8, d, 4096, dtype=dt), DecodeSchedule(num_splits=S)))
+    return out + [(p, s) for p, s in extra if s.num_splits > 1]
 
 
 def build(echo=print, extra=()) -> dict:
@@ -85,6 +97,17 @@ def build(echo=print, extra=()) -> dict:
                         "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
         echo(f"{key}: {entries[key]['loop_instructions']} instructions/warp/iteration, {r['shared_bytes']} B shared "
              f"({time.time() - t:.1f} s)")
+    for p, s in combine_variants(extra):
+        key = decode_combine_key(p, s)
+        if key in entries:
+            continue
+        t = time.time()
+        r = compile_launch(*capture(p, s, "_decode_combine"))
+        loop = r.get("loop") or {}
+        entries[key] = {"loop_instructions": loop.get("instructions"), "regs_per_thread": r["regs_per_thread"],
+                        "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
+                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
+        echo(f"{key}: {r['regs_per_thread']} registers, {r['local_bytes_per_thread']} B local ({time.time() - t:.1f} s)")
     return entries
 
 

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, block_m_for,
+                              combine_block_s,
                               decode_launches, heads_per_cta, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError
 
@@ -363,7 +364,7 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
             o, op, lsep, cache_seqlens,
             o.stride(0), o.stride(1), o.stride(2),
             units, Nq, S,
-            GROUP=gpc, HEAD_DIM=d, BLOCK_S=min(32, block_m_for(S)), BLOCK_N=s.block_n, PREC=prec,
+            GROUP=gpc, HEAD_DIM=d, BLOCK_S=combine_block_s(S), BLOCK_N=s.block_n, PREC=prec,
             num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
     return o
 

@@ -54,7 +54,8 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "estimate_time_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
-           "dependent_loads_before_stream"]
+           "dependent_loads_before_stream", "split_regs_per_thread",
+           "combine_block_s", "decode_combine_key", "combine_regs_per_thread"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
@@ -319,6 +320,8 @@ class DeviceFacts:
     #: the block scheduler starts one CTA every this many seconds on the whole GPU (launch_gpu microbenchmark,
     #: empty kernels of 1k-68k CTAs; `Calibration.cta_dispatch_s`); 0 without a calibration
     cta_dispatch_s: float = 0.0
+    #: 32-bit registers per SM (the preset's regs_per_sm; 0: registers do not limit residency)
+    regs_per_sm: int = 0
 
     @classmethod
     def from_hardware(cls, hw, num_sms: int | None = None) -> "DeviceFacts":
@@ -326,6 +329,7 @@ class DeviceFacts:
         from .calibration import calibration_for
         cal = calibration_for(hw)
         common = dict(launch_overhead_s=hw.launch_overhead_s, smem_per_sm_bytes=hw.smem_per_sm_bytes,
+                      regs_per_sm=hw.regs_per_sm,
                       smem_reserved_per_block_bytes=hw.smem_reserved_per_block_bytes,
                       max_ctas_per_sm=hw.max_ctas_per_sm, max_warps_per_sm=hw.max_warps_per_sm, name=hw.name)
         if cal.dram_latency_curve:
@@ -339,9 +343,14 @@ class DeviceFacts:
                    source=f"{hw.name} datasheet: mem_latency_s, dram_bw_Bps x dram_efficiency (no dram_stream "
                           f"calibration)", **common)
 
-    def ctas_per_sm(self, smem: int, warps: int) -> int:
-        return max(1, min(self.max_ctas_per_sm, self.smem_per_sm_bytes // (smem + self.smem_reserved_per_block_bytes),
-                          self.max_warps_per_sm // warps))
+    def ctas_per_sm(self, smem: int, warps: int, regs_per_thread: int | None = None) -> int:
+        """Resident CTAs per SM: shared memory, warps, CTA cap, and -- given the compiled kernel's registers -- the
+        register file (allocated in units of 8 per thread, as memsim/MODEL.md's occupancy row)."""
+        n = min(self.max_ctas_per_sm, self.smem_per_sm_bytes // (smem + self.smem_reserved_per_block_bytes),
+                self.max_warps_per_sm // warps)
+        if regs_per_thread and self.regs_per_sm:
+            n = min(n, self.regs_per_sm // (-(-regs_per_thread // 8) * 8 * 32 * warps))
+        return max(1, n)
 
     def stream(self, resident_ctas: float, inflight_bytes: float, limit_Bps: float | None = None) -> tuple:
         """(bandwidth B/s, per-CTA rate B/s, latency s) when `resident_ctas` CTAs each keep `inflight_bytes` in
@@ -369,17 +378,37 @@ def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:
             f"-pf{int(bool(s.page_prefetch and p.paged))}-m{rows}")
 
 
+def combine_block_s(num_splits: int) -> int:
+    """Partials the combine kernel loads per round trip (its BLOCK_S): the next power of two >= S, 16 to 32."""
+    return min(32, block_m_for(num_splits))
+
+
+def decode_combine_key(p: DecodeProblem, s: DecodeSchedule) -> str:
+    """Key of a combine-kernel variant in the compiled-facts table."""
+    return f"combine-bs{combine_block_s(s.num_splits)}-d{p.head_dim}-{p.dtype}"
+
+
+def combine_regs_per_thread(p: DecodeProblem, s: DecodeSchedule) -> int | None:
+    """Registers per thread of the compiled combine kernel (None: not in the table)."""
+    e = _compiled_table().get(decode_combine_key(p, s))
+    return e.get("regs_per_thread") if e else None
+
+
 _COMPILED: dict = {}
 
 
-def _compiled_entry(p: DecodeProblem, s: DecodeSchedule) -> dict | None:
+def _compiled_table() -> dict:
     if "entries" not in _COMPILED:
         import json
         try:
             _COMPILED["entries"] = json.loads(COMPILED_FILE.read_text())["entries"]
         except (OSError, ValueError, KeyError):
             _COMPILED["entries"] = {}
-    return _COMPILED["entries"].get(decode_loop_key(p, s))
+    return _COMPILED["entries"]
+
+
+def _compiled_entry(p: DecodeProblem, s: DecodeSchedule) -> dict | None:
+    return _compiled_table().get(decode_loop_key(p, s))
 
 
 def loop_instructions(p: DecodeProblem, s: DecodeSchedule) -> int | None:
@@ -387,6 +416,12 @@ def loop_instructions(p: DecodeProblem, s: DecodeSchedule) -> int | None:
     made by `python -m kernels.decode_compiled` without a GPU); None for a variant not in the table."""
     e = _compiled_entry(p, s)
     return e.get("loop_instructions") if e else None
+
+
+def split_regs_per_thread(p: DecodeProblem, s: DecodeSchedule) -> int | None:
+    """Registers per thread of the compiled split kernel (memsim/decode_compiled_sm90.json); None if not in it."""
+    e = _compiled_entry(p, s)
+    return e.get("regs_per_thread") if e else None
 
 
 def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
@@ -432,8 +467,9 @@ def dependent_loads_before_stream(p: DecodeProblem, s: DecodeSchedule, launch_na
     load -- read off the kernels' code (kernels/decode_kv.py), not fitted:
 
     * `_decode_split`: ``L = tl.load(SEQLENS + b)``; its key range (k0, k1) and every address follow from it (1);
-      a paged cache with page_prefetch then loads the first tile's block-table entry before the loop (+1;
-      without prefetch the entry is loaded inside the loop: `round_trips_per_tile` counts it per tile);
+      a paged cache then needs the first tile's block-table entry before the first K/V address (+1: loaded before
+      the loop with page_prefetch, in the pipeline's prologue by Triton without -- later tiles' entries are
+      prefetched either way);
     * `_decode_combine`: ``L = tl.load(SEQLENS + b)`` gives n_b, the partials it reads (1).
     Each costs the unloaded DRAM latency (`DeviceFacts.mem_latency_s`: the dram_stream curve's low end): the
     loads are issued at the CTA's start, before the launch loads the memory system."""
@@ -441,7 +477,7 @@ def dependent_loads_before_stream(p: DecodeProblem, s: DecodeSchedule, launch_na
         raise ScheduleError(f"unknown decode launch {launch_name!r}; known: {', '.join(DECODE_LAUNCH_NAMES)}")
     if launch_name == "decode_combine":
         return 1
-    return 1 + int(p.paged and s.page_prefetch)
+    return 1 + int(p.paged)
 
 
 def round_trips_per_tile(p: DecodeProblem, s: DecodeSchedule) -> int:

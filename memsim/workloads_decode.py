@@ -42,7 +42,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, cta_limit_Bps,
-                        dependent_loads_before_stream, pipeline_buffers,
+                        dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread,
+                        combine_regs_per_thread,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
@@ -296,7 +297,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             l2.flush()
         if L.name == "decode_split":
             serial = pipeline_buffers(problem, schedule) <= 1  # (the closed form uses round_trips_per_tile)
-            per_sm = facts.ctas_per_sm(smem, schedule.num_warps)
+            per_sm = facts.ctas_per_sm(smem, schedule.num_warps, split_regs_per_thread(problem, schedule))
             resident = min(L.num_ctas, hw.num_sms * per_sm)
             inflight = inflight_bytes_per_cta(problem, schedule)
             _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
@@ -307,7 +308,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             serial = False
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
-            per_sm = facts.ctas_per_sm(0, 4)
+            per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
             memory, inflight, hit = None, None, None
         head = dependent_loads_before_stream(problem, schedule, L.name) * facts.mem_latency_s
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,

@@ -271,7 +271,7 @@ def test_cta_dispatch_comes_from_the_launch_gpu_microbenchmark():
 
 
 @pytest.mark.parametrize("page, prefetch, launch, want", [
-    (None, False, "decode_split", 1), (16, False, "decode_split", 1), (16, True, "decode_split", 2),
+    (None, False, "decode_split", 1), (16, False, "decode_split", 2), (16, True, "decode_split", 2),
     (64, True, "decode_combine", 1), (None, False, "decode_combine", 1)])
 def test_dependent_loads_before_stream_follow_the_kernel_code(page, prefetch, launch, want):
     from memsim.inference import dependent_loads_before_stream
@@ -331,3 +331,19 @@ def test_serial_stream_latency_rises_with_the_ctas():
     f = _h100_facts()
     lats = [serial_stream_latency_s(f, n, 32768, 35e9) for n in (1, 64, 256, 1024)]
     assert lats == sorted(lats) and lats[0] == pytest.approx(f.mem_latency_s, rel=0.05) and lats[-1] > 2 * lats[0]
+
+
+def test_registers_limit_residency_of_split_and_combine():
+    """The compiled kernels' registers (memsim/decode_compiled_sm90.json) cap the CTAs per SM, as for attention."""
+    from memsim.inference import (combine_regs_per_thread, decode_sram_bytes_per_cta, split_regs_per_thread)
+    f = _h100_facts()
+    assert f.regs_per_sm == 65536
+    assert f.ctas_per_sm(0, 4, 162) == 3 and f.ctas_per_sm(0, 4, 64) == 8 and f.ctas_per_sm(0, 4) == 16
+    p = DecodeProblem.uniform(32, 64, 8, 128, 86, seq_q=4, page_size=16)
+    s = DecodeSchedule(block_n=16, num_stages=3, num_warps=8, page_prefetch=True)  # random seed 1, case 008
+    regs = split_regs_per_thread(p, s)
+    assert regs == 97 and f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8, regs) == 2
+    assert f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8) == 6  # shared memory alone
+    assert combine_regs_per_thread(p, DecodeSchedule(num_splits=64)) == 162  # BLOCK_S 32, d 128
+    r = simulate_decode(p, replace(s, num_splits=4), "h100-sxm")
+    assert [k["ctas_per_sm"] for k in r["kernels"]] == [2, 8]
