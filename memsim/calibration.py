@@ -78,13 +78,6 @@ class Calibration:
     #: hit in L1
     l2_write_per_spill_store_byte: float = 1.0
     l2_read_per_spill_load_byte: float = 1.0
-    #: local-memory (spill) traffic one SM moves per second, by the warps resident on it: ((warps, B/s), ...)
-    #: from the spills points that run one CTA per SM on a few SMs (each warp waits on its own reloads); None:
-    #: not calibrated (spilled kernels then cost only their L2/DRAM traffic)
-    local_rate_curve: tuple | None = None
-    #: the highest rate at which spill stores reached the L2, whole GPU (the spills points on every SM: local
-    #: stores are 4 bytes per thread, and the L2 takes them slower than tile traffic); None: not calibrated
-    spill_store_l2_Bps: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -230,7 +223,6 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("spills"):
         kw.update(spills_from(facts["spills"], num_sms=hw.num_sms,
                               l1_bytes_per_sm=getattr(hw, "l1_shared_per_sm_bytes", 0) or None))
-        kw.update(spill_rates_from(facts["spills"], num_sms=hw.num_sms))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
@@ -516,52 +508,6 @@ def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: in
     deep = [(w, rd) for f, w, rd in rows if f == least]
     return {"l2_write_per_spill_store_byte": _median([w for w, _ in deep]),
             "l2_read_per_spill_load_byte": _median([rd for _, rd in deep])}
-
-
-def spill_rates_from(points: list, *, num_sms: int) -> dict:
-    """How fast spilled registers move: per SM by resident warps, and into the L2 for the whole GPU.
-
-    * ``local_rate_curve``: the points that run one CTA per SM on at most a quarter of the SMs (the L2 and DRAM
-      far from their limits) time each warp's own local loads and stores: local bytes (ncu's local ld + st at
-      L1) / time / CTAs is what one SM moves with ``num_warps`` warps on it.  H100, 2026-11-26: 1, 2, 4, 8, 16
-      warps -> 11, 22, 36, 61, 90 GB/s per SM (each warp waits on its reloads; more warps overlap them).
-      The median per warp count, sorted by warps.
-    * ``spill_store_l2_Bps``: the highest L2 write rate of spill stores (L2 writes beyond the global stores per
-      second) over all points: where every SM spills, the stores arrive at the L2 at about 1.5-1.6 TB/s
-      (H100), under the L2's rate for the 16-byte-per-thread tile traffic (naive S writes: 2.7 TB/s).
-    """
-    by_warps: dict[int, list] = {}
-    store = []
-    for r in points:
-        c = r.get("compiled") or {}
-        t = r.get("time_s") or 0.0
-        local = (r.get("local_read_bytes") or 0.0) + (r.get("local_write_bytes") or 0.0)
-        if (c.get("local_bytes_per_thread") or 0) <= 0 or t <= 0 or local <= 0:
-            continue
-        if r["ctas"] <= num_sms // 4:
-            by_warps.setdefault(int(r["num_warps"]), []).append(local / t / r["ctas"])
-        store.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / t)
-    out = {}
-    if by_warps:
-        out["local_rate_curve"] = tuple((w, _median(v)) for w, v in sorted(by_warps.items()))
-    if store:
-        out["spill_store_l2_Bps"] = max(store)
-    return out
-
-
-def local_Bps_per_sm(cal: "Calibration", warps_per_sm: float) -> float | None:
-    """Spill traffic one SM moves per second with `warps_per_sm` warps resident (linear between the measured
-    warp counts; below the first, that point's rate per warp; above the last, the last rate: no data)."""
-    curve = cal.local_rate_curve
-    if not curve or warps_per_sm <= 0:
-        return None
-    w0, r0 = curve[0]
-    if warps_per_sm <= w0:
-        return r0 * warps_per_sm / w0
-    for (wa, ra), (wb, rb) in zip(curve, curve[1:]):
-        if warps_per_sm <= wb:
-            return ra + (rb - ra) * (warps_per_sm - wa) / (wb - wa)
-    return curve[-1][1]
 
 
 def _fit_line(xs, ys):
