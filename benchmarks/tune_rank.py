@@ -74,7 +74,8 @@ def cmd_plan(a) -> int:
     hw = memsim.load_hardware(a.hw)
     facts = _load_facts(a.facts)
     cases = []
-    for phase, dt, d, causal, n in PROBLEMS:
+    i, k = (int(x) for x in a.shard.split("/"))
+    for phase, dt, d, causal, n in PROBLEMS[i::k]:
         p = _problem(dt, d, causal, n)
         scheds = [s for alg in ALGORITHMS[phase] for s in candidates(p, alg, phase, hw)]
         t0 = time.time()
@@ -90,6 +91,19 @@ def cmd_plan(a) -> int:
     write_json(a.out, {"format": "tune_rank.plan/1", "provenance": prov, "top": TOP, "cases": cases},
                overwrite=a.force)
     print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_merge(a) -> int:
+    """Join the plans of --shard processes into one, in PROBLEMS order."""
+    from memsim.io import write_json
+    plans = [json.loads(Path(p).read_text()) for p in a.plans]
+    by = {c["name"]: c for pl in plans for c in pl["cases"]}
+    order = [f"{ph}_{dt}_d{d}_{'causal' if c else 'full'}_N{n}" for ph, dt, d, c, n in PROBLEMS]
+    prov = dict(plans[0]["provenance"], shards=[pl["provenance"]["command"] for pl in plans])
+    write_json(a.out, {"format": "tune_rank.plan/1", "provenance": prov, "top": TOP,
+                       "cases": [by[n] for n in order if n in by]}, overwrite=a.force)
+    print(f"wrote {a.out}: {sum(n in by for n in order)} problems")
     return 0
 
 
@@ -111,6 +125,8 @@ def cmd_facts(a) -> int:
     for path in a.tune or []:
         for r in json.loads(Path(path).read_text())["records"]:
             todo.append(("tune", _old_problem(r), schedule_from_dict(r["schedule"])))
+    if a.reverse:  # a second process from the other end (stop both where they meet)
+        todo.reverse()
     table = load_table()
     t0, done = time.time(), 0
     for i, (name, p, s) in enumerate(todo):
@@ -299,7 +315,7 @@ def _gate(p, s, q, k, v, do, ref, ys):
             check_rule("o", f.o, ref[0], dtype=p.dtype, verbose=False, **ys["o"])
         else:
             from memsim.schedule import Schedule
-            fs = kernels.default_schedule(p, "flash2", "fwd", "gpu")
+            fs = kernels.default_schedule(p, "flash2", "fwd", q.device)
             f = kernels.forward(p, fs, q, k, v)
             grads = kernels.backward(p, s, q, k, v, f.o, do, f)
             for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
@@ -307,6 +323,16 @@ def _gate(p, s, q, k, v, do, ref, ys):
         return True, "ok"
     except AssertionError as e:
         return False, str(e)[:300]
+
+
+def _time(fn, a, device) -> float:
+    if device == "cpu":
+        fn()
+        t = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t) * 1e3
+    import triton
+    return triton.testing.do_bench(fn, warmup=a.warmup_ms, rep=a.rep_ms, return_mode="median")
 
 
 def cmd_measure(a) -> int:
@@ -320,11 +346,16 @@ def cmd_measure(a) -> int:
     from memsim.io import base_provenance, write_json
     from memsim.schedule import problem_from_dict, schedule_from_dict
     plan = json.loads(Path(a.plan).read_text())
-    dev = torch.cuda.get_device_properties(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke run in the interpreter
     prov = base_provenance(" ".join(["python3 benchmarks/tune_rank.py", *sys.argv[1:]]))
-    prov.update(gpu=dev.name, sm_count=dev.multi_processor_count, torch=torch.__version__, triton=triton.__version__,
-                cuda=torch.version.cuda, plan=str(a.plan), plan_commit=plan["provenance"].get("git_commit"),
-                warmup_ms=a.warmup_ms, rep_ms=a.rep_ms, timing="triton.testing.do_bench median")
+    if device == "cuda":
+        dev = torch.cuda.get_device_properties(0)
+        prov.update(gpu=dev.name, sm_count=dev.multi_processor_count, cuda=torch.version.cuda)
+    else:
+        prov.update(gpu="cpu (TRITON_INTERPRET smoke run: times are not GPU times)")
+    prov.update(torch=torch.__version__, triton=triton.__version__, plan=str(a.plan),
+                plan_commit=plan["provenance"].get("git_commit"), warmup_ms=a.warmup_ms, rep_ms=a.rep_ms,
+                timing="triton.testing.do_bench median" if device == "cuda" else "one perf_counter call")
     out = {"format": "tune_rank.measured/1", "provenance": prov, "cases": []}
     t_start = time.time()
     for c in plan["cases"]:
@@ -334,9 +365,9 @@ def cmd_measure(a) -> int:
             print(f"-- {c['name']}: skipped, over the {a.budget_s} s budget", flush=True)
             continue
         p = problem_from_dict(c["problem"])
-        g = torch.Generator(device="cuda").manual_seed(0)
-        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[p.dtype]
-        q, k, v, do = (torch.randn(p.batch, p.heads_q, p.seq_q, p.head_dim, device="cuda", dtype=dt, generator=g)
+        g = torch.Generator(device=device).manual_seed(0)
+        dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[p.dtype]
+        q, k, v, do = (torch.randn(p.batch, p.heads_q, p.seq_q, p.head_dim, device=device, generator=g).to(dt)
                        for _ in range(4))
         sl = (slice(0, 1), slice(0, 2))
         qs, ks, vs, dos = (t[sl].contiguous() for t in (q, k, v, do))
@@ -344,7 +375,7 @@ def cmd_measure(a) -> int:
         want_bwd = c["phase"] == "bwd"
         ref = kernels.reference(qs, ks, vs, causal=p.causal, do=dos if want_bwd else None)
         ys = yardsticks(qs, ks, vs, causal=p.causal, do=dos if want_bwd else None)
-        fwd_s = kernels.default_schedule(p, "flash2", "fwd", "gpu")
+        fwd_s = kernels.default_schedule(p, "flash2", "fwd", device)
         f = kernels.forward(p, fwd_s, q, k, v) if want_bwd else None
         rows = []
         t0 = time.time()
@@ -357,11 +388,12 @@ def cmd_measure(a) -> int:
                 if ok:
                     fn = (lambda: kernels.forward(p, s, q, k, v)) if not want_bwd else (
                         lambda: kernels.backward(p, s, q, k, v, f.o, do, f))
-                    row["ms"] = triton.testing.do_bench(fn, warmup=a.warmup_ms, rep=a.rep_ms, return_mode="median")
+                    row["ms"] = _time(fn, a, device)
             except Exception as e:  # noqa: BLE001 -- a candidate that does not compile or launch
                 row.update(exact=False, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
             rows.append(row)
-        torch.cuda.synchronize()
+        if device == "cuda":
+            torch.cuda.synchronize()
         out["cases"].append({"name": c["name"], "phase": c["phase"], "problem": c["problem"], "candidates": rows,
                              "wall_s": round(time.time() - t0, 1)})
         good = [x for x in rows if x.get("ms") is not None]
@@ -371,7 +403,8 @@ def cmd_measure(a) -> int:
         print(f"-- {c['name']}: {len(good)}/{len(rows)} exact+timed in {time.time() - t0:.1f} s; best {best_t}; "
               f"model top 3 ms {[round(x, 3) if x else None for x in top]}", flush=True)
         del q, k, v, do, f
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
         prov["wall_s"] = round(time.time() - t_start, 1)
         write_json(a.out, out, overwrite=True)  # after every problem: a run stopped part-way keeps what it did
     return 0
@@ -390,27 +423,74 @@ def cmd_warm(a) -> int:
     seen, todo = set(), []
     for c in plan["cases"]:
         p = problem_from_dict(c["problem"])
-        small = replace(p, batch=1, seq_q=256, seq_kv=256)
-        for r in c["ranking"]:
-            key = (c["phase"], p.dtype, p.head_dim, p.causal, json.dumps(r["schedule"], sort_keys=True))
-            if key not in seen:
-                seen.add(key)
-                todo.append((small, schedule_from_dict(r["schedule"])))
+        # the measured problem's specialisation (heads as measured) and the gate slice's (2 heads)
+        for small in (replace(p, batch=1, seq_q=256, seq_kv=256), replace(p, batch=1, heads_q=2, heads_kv=2,
+                                                                          seq_q=256, seq_kv=256)):
+            for r in c["ranking"]:
+                key = (small, json.dumps(r["schedule"], sort_keys=True))
+                if key not in seen:
+                    seen.add(key)
+                    todo.append((small, schedule_from_dict(r["schedule"])))
     t0, fails = time.time(), 0
     for p, s in todo[i::n]:
         dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[p.dtype]
-        q, k, v, do = (torch.randn(p.batch, p.heads_q, p.seq_q, p.head_dim, device="cuda", dtype=dt) for _ in range(4))
+        q, k, v, do = (torch.randn(p.batch, p.heads_q, p.seq_q, p.head_dim, device="cuda", dtype=dt)
+                       for _ in range(4))
         try:
             if s.phase == "fwd":
                 kernels.forward(p, s, q, k, v)
             else:
-                f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", "gpu"), q, k, v)
+                f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", "cuda"), q, k, v)
                 kernels.backward(p, s, q, k, v, f.o, do, f)
         except Exception:  # noqa: BLE001 -- measure records the error
             fails += 1
     torch.cuda.synchronize()
     print(f"warm shard {a.shard}: {len(todo[i::n])} candidates compiled in {time.time() - t0:.0f} s ({fails} failed)",
           flush=True)
+    return 0
+
+
+def cmd_mma(a) -> int:
+    """Calibration, not an attention kernel: a plain Triton matmul's rate per (rows per CTA, columns, warps), to see
+    whether Hopper's warpgroup MMA (wgmma: 64 rows per warpgroup) or the older mma.sync path runs.  Writes JSON."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    from memsim.io import write_json
+
+    @triton.jit
+    def _mm(A, B, C, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+        pm, pn = tl.program_id(0), tl.program_id(1)
+        rm = pm * BM + tl.arange(0, BM)
+        rn = pn * BN + tl.arange(0, BN)
+        rk = tl.arange(0, BK)
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            x = tl.load(A + rm[:, None] * K + (k0 + rk)[None, :])
+            y = tl.load(B + (k0 + rk)[:, None] * N + rn[None, :])
+            acc = tl.dot(x, y, acc)
+        tl.store(C + rm[:, None] * N + rn[None, :], acc.to(tl.float16))
+
+    M = N = K = 8192
+    x = torch.randn(M, K, device="cuda", dtype=torch.float16)
+    y = torch.randn(K, N, device="cuda", dtype=torch.float16)
+    z = torch.empty(M, N, device="cuda", dtype=torch.float16)
+    rows = []
+    for bm, bn, w in ((128, 128, 4), (128, 128, 8), (128, 64, 4), (128, 64, 8), (64, 64, 4), (64, 128, 4), (64, 64, 8),
+                      (64, 128, 8), (32, 64, 4), (32, 128, 4), (32, 64, 8), (32, 128, 8)):
+        fn = lambda: _mm[(M // bm, N // bn)](x, y, z, M, N, K, BM=bm, BN=bn, BK=64, num_warps=w, num_stages=3)  # noqa
+        try:
+            ms = triton.testing.do_bench(fn, warmup=5, rep=30, return_mode="median")
+            rows.append({"block_m": bm, "block_n": bn, "num_warps": w, "ms": ms, "tflops": 2 * M * N * K / ms / 1e9})
+        except Exception as e:  # noqa: BLE001
+            rows.append({"block_m": bm, "block_n": bn, "num_warps": w, "error": f"{type(e).__name__}: {e}"[:200]})
+        print(rows[-1], flush=True)
+    dev = torch.cuda.get_device_properties(0)
+    write_json(a.out, {"format": "tune_rank.mma/1", "gpu": dev.name, "torch": torch.__version__,
+                       "triton": triton.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "command": " ".join(["python3 benchmarks/tune_rank.py", *sys.argv[1:]]),
+                       "shape": [M, N, K], "dtype": "fp16", "rows": rows}, overwrite=True)
     return 0
 
 
@@ -424,12 +504,20 @@ def main(argv=None) -> int:
                                                      "format); repeatable")
     sp.add_argument("--hw", default="h100-sxm")
     sp.add_argument("--no-rank", action="store_true", help="candidates only (to compile their facts first)")
+    sp.add_argument("--shard", default="0/1", metavar="I/K", help="every K-th problem from the I-th (parallel "
+                                                                  "processes; `merge` joins their plans)")
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(fn=cmd_plan)
+    sp = sub.add_parser("merge", help="join the plans of --shard processes")
+    sp.add_argument("plans", nargs="+")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--force", action="store_true")
+    sp.set_defaults(fn=cmd_merge)
     sp = sub.add_parser("facts", help="compile the candidates' launches for sm_90a on the CPU")
     sp.add_argument("--plan", action="append")
     sp.add_argument("--tune", action="append", help="an earlier tune.json: its measured candidates")
     sp.add_argument("--out", required=True)
+    sp.add_argument("--reverse", action="store_true", help="last case first")
     sp.set_defaults(fn=cmd_facts)
     sp = sub.add_parser("old", help="rank the candidates of an earlier tune.json and compare (CPU, simpy)")
     sp.add_argument("--tune", required=True)
@@ -450,6 +538,9 @@ def main(argv=None) -> int:
     sp.add_argument("--plan", required=True)
     sp.add_argument("--shard", default="0/1")
     sp.set_defaults(fn=cmd_warm)
+    sp = sub.add_parser("mma", help="a plain matmul's rate per tile rows/columns/warps (GPU; calibration)")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_mma)
     sp = sub.add_parser("report", help="Spearman and top-3 regret per problem from a plan and its measurement (CPU)")
     sp.add_argument("--plan", required=True)
     sp.add_argument("--measured", required=True)
