@@ -168,7 +168,8 @@ def fidelity_sets(specs, goals=None) -> list:
                 raise DecodeReportError(f"{p}: {e}") from None
             total = dict(pred["total"], time_s=pred["total"]["gpu_time_s"])  # ncu kernel time: no host floor
             rows += F.case_levels(rec["case"], rec, {"total": total}, goals)
-        name = "decode " + (f"random {tags.pop()}" if len(tags) == 1 else p.parent.name) + (" frozen" if frozen else "")
+        where = p.parent.name if p.name == "decode_ncu.json" else p.stem
+        name = "decode " + (f"random {tags.pop()}" if len(tags) == 1 else where) + (" frozen" if frozen else "")
         out.append((name, str(p), rows, F.summarise(rows, goals), frozen_path or None))
     return out
 
