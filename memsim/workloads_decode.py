@@ -246,22 +246,12 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, ser
 
 def serial_stream_latency_s(facts: DeviceFacts, ctas: float, tile_bytes: float, limit_Bps: float) -> float:
     """Loaded latency when `ctas` CTAs each repeat: wait for one tile (latency), then copy + compute it (tile / limit):
-    the fixed point B = ctas x tile / (latency(B) + tile / limit) <= peak on the measured curve (bisection)."""
-    from .calibration import curve_latency_s
-    curve, peak = facts.latency_curve, facts.dram_Bps
-
-    def demand(b):
-        return ctas * tile_bytes / (curve_latency_s(curve, b) + tile_bytes / limit_Bps)
-    if demand(peak) >= peak:
-        return curve_latency_s(curve, peak)
-    lo, hi = 0.0, peak
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        if demand(mid) > mid:
-            lo = mid
-        else:
-            hi = mid
-    return curve_latency_s(curve, 0.5 * (lo + hi))
+    the fixed point B = ctas x tile / (latency(B) + tile / limit) <= peak on the measured curve -- Little's law on
+    the curve shifted by the serial compute time (`calibration.stream_fixed_point`), the shift taken back off."""
+    from .calibration import stream_fixed_point
+    busy = tile_bytes / limit_Bps
+    shifted = tuple((b, lat + busy) for b, lat in facts.latency_curve)
+    return stream_fixed_point(shifted, facts.dram_Bps, None, ctas, tile_bytes)[1] - busy
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
