@@ -53,3 +53,68 @@ def _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
         hi = SEQ_KV
         full_end = (SEQ_KV // BLOCK_N) * BLOCK_N
     return full_end, hi
+
+
+@triton.jit
+def grid_ids(Q_FASTEST: tl.constexpr):
+    """(block index, batch*head index) of this CTA on a 2-D grid: axis 0 is the block axis when Q_FASTEST
+    (`Schedule.grid_order` "q_fastest"), the head axis otherwise ("heads_fastest")."""
+    if Q_FASTEST:
+        pid_blk = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+    else:
+        pid_blk = tl.program_id(1)
+        pid_bh = tl.program_id(0)
+    return pid_blk, pid_bh
+
+
+@triton.jit
+def head_ids(pid_bh, H, GROUP: tl.constexpr):
+    """(b, h, hkv), int64, of batch*head_q index pid_bh: the batch, the q head and the kv head its GQA group
+    of GROUP q heads reads."""
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hkv = (h // GROUP).to(tl.int64)
+    return b, h.to(tl.int64), hkv
+
+
+@triton.jit
+def q_block(H, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
+    """The Q block of a CTA of a (Q block, batch*head_q) grid: (pid_bh, b, h, hkv, start_m, offs_m) with offs_m
+    = start_m + arange(BLOCK_M), its rows."""
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
+    b, h, hkv = head_ids(pid_bh, H, GROUP)
+    start_m = pid_m * BLOCK_M
+    return pid_bh, b, h, hkv, start_m, start_m + tl.arange(0, BLOCK_M)
+
+
+@triton.jit
+def softmax_rescale(l_i, m_i, s, qk_scale2, SAFE: tl.constexpr, RAW: tl.constexpr):
+    """One K/V block of the online softmax, before its values: (p, alpha, l_i, m_new) from the block's scores s
+    (log2 units, or RAW: raw q.k with the scale qk_scale2 folded into the max and the exponent; masked scores
+    -inf).  p = exp2(s - m_new) (rows x cols), alpha = exp2(m_old - m_new) rescales the running sums: the caller
+    does acc = acc * alpha[:, None] + p @ V_j (`online_softmax` does all of it).  SAFE: a row may have seen
+    nothing visible yet (m = -inf; exponents taken against 0 instead, so p = 0, not NaN)."""
+    if RAW:
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
+    else:
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+    if SAFE:
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_safe = m_new
+    alpha = tl.math.exp2(m_i - m_safe)
+    if RAW:
+        p = tl.math.exp2(s * qk_scale2 - m_safe[:, None])
+    else:
+        p = tl.math.exp2(s - m_safe[:, None])
+    return p, alpha, l_i * alpha + tl.sum(p, 1), m_new
+
+
+@triton.jit
+def online_softmax(acc, l_i, m_i, s, v, qk_scale2, SAFE: tl.constexpr, RAW: tl.constexpr, PREC: tl.constexpr):
+    """One K/V block of the online softmax with its values v (cols x d): (acc, l_i, m_i) after the block
+    (`softmax_rescale`, then acc = acc * alpha + p @ v, fp32)."""
+    p, alpha, l_i, m_new = softmax_rescale(l_i, m_i, s, qk_scale2, SAFE, RAW)
+    acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+    return acc, l_i, m_new

@@ -18,11 +18,10 @@ import torch
 import triton
 import triton.language as tl
 
-from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+from memsim.schedule import AttentionProblem, Schedule
 
-from . import _common
-from ._common import dot_precision, strides3
-from ._tl import LN2, cvt, mma
+from ._common import dot_precision, lse_forward
+from ._tl import LN2, cvt, head_ids, mma, online_softmax
 from .registry import ForwardResult, launcher
 
 
@@ -36,10 +35,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, PREC: tl.constexpr):
     pid_bh = tl.program_id(0)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
+    b, h, hkv = head_ids(pid_bh, H, GROUP)
     bh = pid_bh.to(tl.int64)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
@@ -92,12 +88,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             if CAUSAL:
                 visible = visible & (cols[None, :] <= rows[:, None] + CAUSAL_OFFSET)
             s = tl.where(visible, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.math.exp2(m_i - m_safe)
-            p = tl.math.exp2(s - m_safe[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+            acc, l_i, m_new = online_softmax(acc, l_i, m_i, s, v, qk_scale2, SAFE=True, RAW=False, PREC=PREC)
 
             # write back to the workspace, or (last visit) the final O_i and lse_i
             wr = rm & (start_n + BLOCK_N < hi)
@@ -118,20 +109,11 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
 
 @launcher("flash1", "fwd")
 def flash1_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
-    """Launch flash1_fwd; o and lse (as flash2's forward: a flash2 backward can follow)."""
-    (launch,) = kernel_launches(problem, schedule)
-    assert launch.name == "flash1_fwd"
-    p, s = problem, schedule
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    bh = p.batch * p.heads_q
-    ows = torch.empty((bh, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    mws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
-    lws = torch.empty((bh, p.seq_q), dtype=torch.float32, device=q.device)
-    _flash1_fwd[launch.grid](
-        q, k, v, o, lse, ows, mws, lws, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
-        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
-        CAUSAL=p.causal, PREC=dot_precision(p),
-        num_warps=s.num_warps, num_stages=s.num_stages)
-    return ForwardResult(o, lse, {"lse": lse}, schedule)
+    """Launch flash1_fwd; o and lse (as flash2's forward: a flash2 backward can follow).  The fp32 workspace
+    (O, m, l of every row) is allocated here and freed after the launch."""
+    p = problem
+    rows = (p.batch * p.heads_q, p.seq_q)
+    workspace = (torch.empty((*rows, p.head_dim), dtype=torch.float32, device=q.device),
+                 torch.empty(rows, dtype=torch.float32, device=q.device),
+                 torch.empty(rows, dtype=torch.float32, device=q.device))
+    return lse_forward(_flash1_fwd, problem, schedule, q, k, v, workspace=workspace, PREC=dot_precision(p))

@@ -26,8 +26,8 @@ import triton.language as tl
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from . import _common
-from ._common import dot_precision, strides3
-from ._tl import LN2, LOG2E, _kv_split, cvt, mma
+from ._common import dot_precision, lse_forward, strides3
+from ._tl import LN2, LOG2E, _kv_split, cvt, grid_ids, mma, online_softmax, q_block
 from .registry import ForwardResult, launcher
 
 
@@ -50,20 +50,11 @@ def _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m
             if CAUSAL:
                 visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
             s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        if MASKED:
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
-        else:
-            m_safe = m_new
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        if MASKED:
             v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < SEQ_KV, other=0.0)
         else:
             v = tl.load(v_ptrs + start_n * stride_vn)
-        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
-        m_i = m_new
+        # MASKED: a row may have nothing visible yet
+        acc, l_i, m_i = online_softmax(acc, l_i, m_i, s, v, qk_scale2, SAFE=MASKED, RAW=False, PREC=PREC)
     return acc, l_i, m_i
 
 
@@ -76,18 +67,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
                 H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    if Q_FASTEST:
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-    else:
-        pid_m = tl.program_id(1)
-        pid_bh = tl.program_id(0)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
@@ -126,12 +106,7 @@ def _flash2_bwd_preprocess(O, DO, DELTA,
                            H, SEQ_Q,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
     # reads O_i and dO_i (rows x d each), writes delta_i = rowsum(dO * O) (rows x fp32)
-    if Q_FASTEST:
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-    else:
-        pid_m = tl.program_id(1)
-        pid_bh = tl.program_id(0)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
     b = (pid_bh // H).to(tl.int64)
     h = (pid_bh % H).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -174,6 +149,17 @@ def _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm
 
 
 @triton.jit
+def _kv_block(HKV, BLOCK_N: tl.constexpr, Q_FASTEST: tl.constexpr):
+    """The K/V block of a CTA of a (K/V block, batch*head_kv) grid: (b, hkv, start_n, offs_n), offs_n its
+    columns (the dK/dV pass; `kernels._tl.q_block` is the Q-block twin)."""
+    pid_n, pid_bhkv = grid_ids(Q_FASTEST)
+    b = (pid_bhkv // HKV).to(tl.int64)
+    hkv = (pid_bhkv % HKV).to(tl.int64)
+    start_n = pid_n * BLOCK_N
+    return b, hkv, start_n, start_n + tl.arange(0, BLOCK_N)
+
+
+@triton.jit
 def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
                      stride_qb, stride_qh, stride_qm,
                      stride_kb, stride_kh, stride_kn,
@@ -185,16 +171,7 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
                      GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
                      PREC: tl.constexpr):
-    if Q_FASTEST:
-        pid_n = tl.program_id(0)
-        pid_bhkv = tl.program_id(1)
-    else:
-        pid_n = tl.program_id(1)
-        pid_bhkv = tl.program_id(0)
-    b = (pid_bhkv // HKV).to(tl.int64)
-    hkv = (pid_bhkv % HKV).to(tl.int64)
-    start_n = pid_n * BLOCK_N
-    offs_n = start_n + tl.arange(0, BLOCK_N)
+    b, hkv, start_n, offs_n = _kv_block(HKV, BLOCK_N, Q_FASTEST)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     cmask = offs_n[:, None] < SEQ_KV
@@ -281,18 +258,7 @@ def _flash2_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ,
                    H, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
                    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
-    if Q_FASTEST:
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-    else:
-        pid_m = tl.program_id(1)
-        pid_bh = tl.program_id(0)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     rm = offs_m < SEQ_Q
@@ -334,18 +300,8 @@ def _lse_spec(p: AttentionProblem, s: Schedule):
 @launcher("flash2", "fwd")
 def flash2_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
     """Launch flash2_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward."""
-    (launch,) = kernel_launches(problem, schedule)
-    assert launch.name == "flash2_fwd"
-    p, s = problem, schedule
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    _flash2_fwd[launch.grid](
-        q, k, v, o, lse, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
-        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
-        CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=_prec(p),
-        num_warps=s.num_warps, num_stages=s.num_stages)
-    return ForwardResult(o, lse, {"lse": lse}, schedule)
+    return lse_forward(_flash2_fwd, problem, schedule, q, k, v, Q_FASTEST=schedule.grid_order == "q_fastest",
+                       PREC=_prec(problem))
 
 
 @launcher("flash2", "bwd", needs={"lse": _lse_spec})

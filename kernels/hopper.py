@@ -34,17 +34,28 @@ import triton
 import triton.language as tl
 
 from memsim.algorithms_hopper import warp_specialised
-from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
-from . import _common
-from ._common import dot_precision
-from ._tl import LN2, _kv_split, cvt, mma
+from ._common import dot_precision, lse_forward
+from ._tl import LN2, _kv_split, cvt, mma, q_block, softmax_rescale
 from .registry import ForwardResult, launcher
 
 #: bytes of one TMA descriptor in the device-side scratch (CUtensorMap is 128 bytes)
 TMA_DESCRIPTOR_BYTES = 128
 #: descriptors one hopper_fwd CTA builds: Q, K, V, O
 DESCRIPTORS_PER_CTA = 4
+
+
+@triton.jit
+def _f3_softmax_pv(acc, l_i, m_i, s, v_desc, start_n, qk_scale2, SAFE: tl.constexpr, PREC: tl.constexpr):
+    """The online softmax of one K/V block (raw scores s, the scale folded into the exponent) with V_j loaded
+    through TMA after the statistics, as both K/V loops below do: (acc, l_i, m_i) after the block.  Loading V_j
+    before the statistics (`kernels._tl.online_softmax`, which takes V_j loaded) changes the sm_90a code of both
+    loops (40 fewer instructions in the warp-specialised one), so this keeps hopper's order."""
+    p, alpha, l_i, m_i = softmax_rescale(l_i, m_i, s, qk_scale2, SAFE=SAFE, RAW=True)
+    v = v_desc.load([start_n, 0])
+    acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+    return acc, l_i, m_i
 
 
 @triton.jit
@@ -70,17 +81,8 @@ def _f3_kv_loop_ws(acc, l_i, m_i, q, k_desc, v_desc, rel_m, offs_n, hi, SEQ_KV, 
             else:
                 visible = offs_n[None, :] - rel_m[:, None] <= diag - start_n
             s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
-        if CAUSAL:
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
-        else:
-            m_safe = m_new  # column 0 is visible to every row
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(s * qk_scale2 - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = v_desc.load([start_n, 0])
-        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
-        m_i = m_new
+        # causal: a row may have nothing visible yet; otherwise column 0 is visible to every row
+        acc, l_i, m_i = _f3_softmax_pv(acc, l_i, m_i, s, v_desc, start_n, qk_scale2, SAFE=CAUSAL, PREC=PREC)
     return acc, l_i, m_i
 
 
@@ -94,24 +96,14 @@ def _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, SEQ_KV
     otherwise every row sees the whole block and no mask is computed."""
     for start_n in tl.range(lo, hi, BLOCK_N):
         k = k_desc.load([start_n, 0])
-        s = mma(q, tl.trans(k), PREC)  # raw q.k; the scale is folded into the exponent below
+        s = mma(q, tl.trans(k), PREC)  # raw q.k; the scale is folded into the exponent (RAW)
         if MASKED:
             cols = start_n + offs_n
             visible = cols[None, :] < SEQ_KV
             if CAUSAL:
                 visible = visible & (cols[None, :] <= offs_m[:, None] + CAUSAL_OFFSET)
             s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale2)
-        if MASKED:
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet
-        else:
-            m_safe = m_new
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(s * qk_scale2 - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = v_desc.load([start_n, 0])
-        acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
-        m_i = m_new
+        acc, l_i, m_i = _f3_softmax_pv(acc, l_i, m_i, s, v_desc, start_n, qk_scale2, SAFE=MASKED, PREC=PREC)
     return acc, l_i, m_i
 
 
@@ -125,23 +117,13 @@ def _hopper_fwd(Q, K, V, O, LSE,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr, WARP_SPEC: tl.constexpr,
                 MASK_COLS: tl.constexpr):
-    if Q_FASTEST:
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-    else:
-        pid_m = tl.program_id(1)
-        pid_bh = tl.program_id(0)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
-    start_m = pid_m * BLOCK_M
+    pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
     # row indices: rel_m (0..BLOCK_M) relative to the tile plus the scalar start_m.  The warp-specialised
-    # path never forms start_m + arange: Triton 3.6's Hopper data partitioner, splitting the 128 rows over
-    # two consumer warpgroups, rewrites that sum as (start_m + 64) + arange(64, 128) in the second one --
-    # rows 64 too far (seen in the sm_90a TTGIR; it made the causal mask and the lse rows wrong on the H100)
+    # path never uses offs_m = start_m + arange (dead code there): Triton 3.6's Hopper data partitioner,
+    # splitting the 128 rows over two consumer warpgroups, rewrites that sum as (start_m + 64) + arange(64, 128)
+    # in the second one -- rows 64 too far (seen in the sm_90a TTGIR; it made the causal mask and the lse rows
+    # wrong on the H100)
     rel_m = tl.arange(0, BLOCK_M)
-    offs_m = start_m + rel_m
     offs_n = tl.arange(0, BLOCK_N)
 
     # one 2-D descriptor per (tensor, head): [rows, d] with the head's row stride; the copy engine
@@ -230,22 +212,12 @@ def warp_specialise(problem: AttentionProblem, schedule: Schedule) -> bool:
 def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
     """Launch hopper_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward
     (flash2's backward reads the same lse)."""
-    (launch,) = kernel_launches(problem, schedule)
-    assert launch.name == "hopper_fwd"
     p, s = problem, schedule
     if q.device.type == "cuda":
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.device.type != "meta":
             check_tma_layout(name, t)
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     triton.set_allocator(_scratch)
-    _hopper_fwd[launch.grid](
-        q, k, v, o, lse, *_common.strides3(q), *_common.strides3(k), *_common.strides3(v), *_common.strides3(o),
-        p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.causal_offset,
-        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
-        CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
-        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
-        num_warps=s.num_warps, num_stages=s.num_stages)
-    return ForwardResult(o, lse, {"lse": lse}, schedule)
+    return lse_forward(_hopper_fwd, p, s, q, k, v, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
+                       WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0)

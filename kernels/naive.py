@@ -22,8 +22,8 @@ import triton.language as tl
 
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches, naive_rows_per_step
 
-from ._common import dot_precision, interpreting, TORCH_DTYPES, next_pow2, strides3
-from ._tl import LOG2E, cvt, mma
+from ._common import dot_precision, interpreting, TORCH_DTYPES, strides3
+from ._tl import LOG2E, cvt, grid_ids, head_ids, mma
 from .registry import ForwardResult, launcher
 
 
@@ -34,15 +34,6 @@ def _pids_2d(Q_FASTEST: tl.constexpr):
     else:
         pm, pn, pbh = tl.program_id(1), tl.program_id(2), tl.program_id(0)
     return pm, pn, pbh
-
-
-@triton.jit
-def _pids_1d(Q_FASTEST: tl.constexpr):
-    if Q_FASTEST:
-        pb, pbh = tl.program_id(0), tl.program_id(1)
-    else:
-        pb, pbh = tl.program_id(1), tl.program_id(0)
-    return pb, pbh
 
 
 # Three matmul shapes, each used by a forward and a backward launch.  The bodies are shared
@@ -58,10 +49,7 @@ def _score_tile(A, B, C,
     # C_ij = scale * A_i B_j^T: reads A_i (rows x d, a q-head tensor) and B_j (cols x d, a kv-head
     # tensor) once each, d deep with no k-loop; writes the (rows x cols) tile of C in HBM
     pid_m, pid_n, pid_bh = _pids_2d(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
+    b, h, hkv = head_ids(pid_bh, H, GROUP)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -83,11 +71,8 @@ def _rows_times(X, Y, OUT,
                 Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
     # OUT_i = scale * X_i Y: OUT_i resident (fp32 accumulator); each iteration reads X_ij (rows x
     # cols, the materialised matrix) and Y_j (cols x d, a kv-head tensor)
-    pid_m, pid_bh = _pids_1d(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hkv = (h // GROUP).to(tl.int64)
-    h = h.to(tl.int64)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
+    b, h, hkv = head_ids(pid_bh, H, GROUP)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -114,7 +99,7 @@ def _cols_times(X, Y, OUT,
                 Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
     # OUT_j = scale * sum over the GQA group of X_ij^T Y_i: OUT_j resident (fp32 accumulator); each
     # iteration reads X_ij (transposed, cols x rows) and Y_i (rows x d, a q-head tensor)
-    pid_n, pid_bhkv = _pids_1d(Q_FASTEST)
+    pid_n, pid_bhkv = grid_ids(Q_FASTEST)
     b = (pid_bhkv // HKV).to(tl.int64)
     hkv = (pid_bhkv % HKV).to(tl.int64)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -151,7 +136,7 @@ def _naive_softmax(S, P, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                    BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr,
                    CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
     # block_m rows of S, ROWS full rows at a time in registers: S read once, P written once
-    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
     cols = tl.arange(0, NPOW2)
     for r0 in range(0, BLOCK_M, ROWS):
@@ -204,7 +189,7 @@ def _naive_bwd_ds(P, DP, SEQ_Q, SEQ_KV,
                   BLOCK_M: tl.constexpr, ROWS: tl.constexpr, NPOW2: tl.constexpr, Q_FASTEST: tl.constexpr,
                   PREC: tl.constexpr):
     # full rows of P and dP read once; dS written over dP
-    pid_m, pid_bh = _pids_1d(Q_FASTEST)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
     base = pid_bh.to(tl.int64) * SEQ_Q * SEQ_KV
     cols = tl.arange(0, NPOW2)
     for r0 in range(0, BLOCK_M, ROWS):

@@ -5,6 +5,8 @@ Every kernel name starts with ``_mb_`` (the ncu kernel filter of the calibration
 import triton
 import triton.language as tl
 
+from kernels._tl import grid_ids
+
 
 @triton.jit
 def _globaltimer():
@@ -118,12 +120,7 @@ def _mb_stream_groups(src_ptr, out_ptr, n_tiles, n_groups, n_readers, GROUPS_FAS
     """n_groups working sets of n_tiles x TILE fp32 each, each streamed in full by n_readers CTAs
     (like the Q blocks of one head streaming its K/V).  GROUPS_FASTEST: grid axis 0 is the group
     (heads_fastest: resident CTAs belong to different groups); else axis 0 is the reader."""
-    if GROUPS_FASTEST:
-        g = tl.program_id(0)
-        r = tl.program_id(1)
-    else:
-        r = tl.program_id(0)
-        g = tl.program_id(1)
+    g, r = grid_ids(GROUPS_FASTEST)  # axis 0 is the group when GROUPS_FASTEST, else the reader
     base = src_ptr + g.to(tl.int64) * n_tiles * TILE
     offs = tl.arange(0, TILE)
     acc = tl.zeros([TILE], dtype=tl.float32)
