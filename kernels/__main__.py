@@ -107,7 +107,24 @@ def _main(a):
     if device == "cpu" and not kernels.interpreting():
         raise UsageError("no CUDA GPU: set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter "
                          "(small shapes)")
+    try:
+        return _run(a, problem, device)
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(e, RuntimeError) and not any(w in str(e).lower() for w in ("out of memory", "allocate")):
+            raise
+        gb = (2 * B * Hq * Nq + 2 * B * Hkv * Nkv) * d * 4 / 1e9
+        raise UsageError(f"B,Hq,Hkv,Nq,Nkv,d = {B},{Hq},{Hkv},{Nq},{Nkv},{d} does not fit in {device} memory "
+                         f"(q, k, v and do alone are {gb:.1f} GB in fp32 while they are made); use a smaller "
+                         f"shape") from None
+
+
+def _run(a, problem, device):
+    """Random inputs, forward (and backward), the exactness check, GPU timings: the `run` command."""
+    import torch
+
+    import kernels
     from kernels.testing import check_rule, make_inputs, yardsticks
+    B, Hq, Hkv, Nq, Nkv, d = _shape(a)
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, a.dtype, device, a.seed)
     fs = _schedule(a, problem, "fwd", device)
     out = {"problem": problem.to_dict(), "fwd_schedule": fs.to_dict()}

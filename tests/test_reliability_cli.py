@@ -55,6 +55,15 @@ def test_kernels_cli_bad_input(argv, word, capsys):
     (["sweep", "--param", "seq", "--values", "64", "--out", "somedir/"], "file prefix"),
     (["simulate", "--algorithm", "flash3"], "invalid choice"),
     (["simulate", "--seq", "x"], "invalid int value"),
+    # audit 2026-11-26: a refused --workers used to leave x.partial.jsonl behind ("pass --resume" next time)
+    (["sweep", "--param", "seq", "--values", "64", "--out", "x", "--workers", "0"], "--workers"),
+    (["decode", "--contexts", ""], "--contexts is empty"),  # was a TypeError traceback
+    (["decode", "--batches", "-1,0"], "-1, 0 are not"),  # was argparse's "expected one argument"
+    (["decode", "--contexts", "0"], "positive"),  # was a row of 0.00 TB/s
+    (["decode", "--pages", "x"], "--pages must be comma-separated integers"),
+    (["decode", "--explain", "1x"], "BATCHxCONTEXT"),  # was "invalid literal for int()"
+    (["decode", "--explain", "1x8192x3"], "BATCHxCONTEXT"),  # was "too many values to unpack"
+    (["decode", "--explain", "0x8192"], "positive batch"),
 ])
 def test_memsim_values_never_silently_default(argv, word, capsys, tmp_path, monkeypatch):
     from memsim.__main__ import main
@@ -84,3 +93,18 @@ def test_options_that_would_be_ignored_are_refused(prog, argv, word, capsys):
     main = importlib.import_module(f"{prog}.__main__").main
     assert main(argv) == 2
     assert word in _one_line(capsys.readouterr().err, prog)
+
+
+def test_kernels_run_that_does_not_fit_in_memory_is_one_line(monkeypatch, capsys):
+    """A --shape whose inputs cannot be allocated was torch's allocator traceback; one line now."""
+    import kernels.testing
+    from kernels.__main__ import main
+
+    def no_memory(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 25599999744 bytes")
+    monkeypatch.setattr(kernels.testing, "make_inputs", no_memory)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert main(["run", "--shape", "1,2,2,99999999,16,32", "--no-check"]) == 2
+    err = _one_line(capsys.readouterr().err, "kernels")
+    assert "does not fit in" in err and "1,2,2,99999999,16,32" in err

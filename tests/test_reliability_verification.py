@@ -197,3 +197,88 @@ def test_numerics_out_file_fails_before_any_case(tmp_path, capsys, monkeypatch):
     f.write_text("x")
     rc, _, err = run(["numerics", "--filter", "flash2-fwd-fp16", "--out", str(f)], capsys)
     assert rc == 2 and "is a file" in one_line(err)
+
+
+# --- audit 2026-11-26: output paths, numbers and random sets --------------------------------------------
+def _out_argvs(bad):
+    """Every verification option that names an output, given the value `bad`."""
+    return {
+        "report --out": ["report", "--data", "DATA", "--out", bad],
+        "validate --out": ["validate", "--out", bad],
+        "fidelity --out": ["fidelity", "--data", "DATA", "--out", bad],
+        "fidelity --freeze": ["fidelity", "--freeze", bad, "--random", "1", "--seed", "1"],
+        "anchors --out": ["anchors", "--out", bad],
+        "numerics --out": ["numerics", "--filter", "flash2-fwd-fp16", "--out", bad],
+        "unpack --root": ["unpack", "BUNDLE", "--root", bad],
+        "calibrate --out": ["calibrate", "--hw", "h100-sxm", "--dry-run", "--out", bad],
+        "calibrate --log-dir": ["calibrate", "--hw", "h100-sxm", "--log-dir", bad],
+        "measure --bundle": ["measure", "--bundle", bad],
+        "measure --data-dir": ["measure", "--data-dir", bad],
+    }
+
+
+FOLDER_OPTIONS = {"report --out", "validate --out", "fidelity --out", "numerics --out", "unpack --root",
+                  "calibrate --log-dir", "measure --data-dir"}
+
+
+@pytest.mark.parametrize("how", ["empty", "under_a_file", "other_kind"])
+@pytest.mark.parametrize("which", list(_out_argvs("x")))
+def test_bad_output_paths_are_refused_before_any_work(which, how, tmp_path, capsys, monkeypatch, data_dir):
+    """An empty value used to write into the current folder (report, unpack) or silently mean the default
+    (fidelity, calibrate); a path under a file was a NotADirectoryError/FileExistsError traceback."""
+    from verification import numerics as NU
+    monkeypatch.setattr(NU, "run_suite", lambda *a, **k: pytest.fail("cases ran before --out was checked"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    folder = which in FOLDER_OPTIONS
+    bad = {"empty": "", "under_a_file": str(a_file / "sub"), "other_kind": str(a_file if folder else tmp_path)}[how]
+    bundle = _bundle(tmp_path / "m.tar.gz", [("gpu/" + CASE + ".json", GOOD)])
+    argv = [{"DATA": str(data_dir), "BUNDLE": str(bundle)}.get(x, x) for x in _out_argvs(bad)[which]]
+    rc, _, err = run(argv, capsys)
+    option = which.split()[1]
+    assert rc == 2 and option in one_line(err)
+    assert {"empty": "is empty", "under_a_file": "is a file, not a folder",
+            "other_kind": "is a file" if folder else "is a folder"}[how] in err
+    assert list(cwd.iterdir()) == []
+
+
+def test_unpack_a_folder_and_twice(tmp_path, capsys):
+    rc, _, err = run(["unpack", str(tmp_path), "--root", str(tmp_path / "root")], capsys)
+    assert rc == 2 and "is a folder" in one_line(err)  # was "bundle ... does not exist"
+    b = _bundle(tmp_path / "m.tar.gz", [("gpu/" + CASE + ".json", GOOD)])
+    assert run(["unpack", str(b), "--root", str(tmp_path / "root")], capsys)[0] == 0
+    rc, _, err = run(["unpack", str(b), "--root", str(tmp_path / "root")], capsys)
+    # was "nothing was measured ... or --data-dir to write elsewhere": unpack measures nothing, has no --data-dir
+    assert rc == 2 and "--root" in one_line(err) and "--archive-old" in err
+    assert "--data-dir" not in err and "measured" not in err
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["measure", "--repeats", "0"], "--repeats must be a positive"),
+    (["measure", "--ncu-timeout", "-1"], "--ncu-timeout must be a positive"),
+    (["measure", "--time-timeout", "nan"], "--time-timeout must be a positive"),
+    (["cases", "--random", "2", "--seed", "1", "--set", ""], "--set is empty"),  # was: silently no label
+    (["cases", "--random", "100000000", "--seed", "1"], "more than 5000"),  # was: minutes of silent drawing
+    (["cases", "--random", "0", "--seed", "1"], "positive number of cases"),  # was "error: ..." without the prog
+    (["fidelity", "--freeze", "x.json", "--random", "0", "--seed", "1"], "positive number of cases"),  # traceback
+])
+def test_numbers_are_checked_first(argv, word, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and word in one_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"not a tar at all", "truncated"])
+def test_randomsets_unpack_unreadable_bundle(content, tmp_path, capsys):
+    """`python -m verification.randomsets unpack` read the tar for the GPU name before checking it: traceback."""
+    from verification import randomsets as RS
+    good = _bundle(tmp_path / "g.tar.gz", [("A-seed1/" + CASE + ".json", GOOD)]).read_bytes()
+    b = tmp_path / "m.tar.gz"
+    b.write_bytes(good[: len(good) // 2] if content == "truncated" else gzip.compress(content))
+    assert RS.main(["unpack", str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("verification.randomsets: error: ") and err.count("\n") == 1 and str(b) in err

@@ -22,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 from . import records as R
@@ -29,6 +30,22 @@ from . import sampling as S
 
 RANDOM_DIR = "random"
 MIN_REPEATS = 3
+#: the most cases one set may draw: a draw costs a few ms per case (1000 cases: about 4 s here) and the
+#: sets measured so far hold 24 to 200; a larger N is a typo, refused before drawing
+MAX_CASES = 5000
+
+
+def draw_set(n, seed, label: str | None, hw: str = "h100-sxm") -> tuple[str, S.RandomSet]:
+    """(set name, the drawn set) of --random N --seed S [--set LABEL]; ValueError (one line, naming the
+    option) for N outside 1..MAX_CASES, a bad seed, an empty or odd label, or unknown hardware."""
+    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_CASES:
+        raise ValueError(f"--random {n} is more than {MAX_CASES} cases (a draw costs a few ms per case; "
+                         f"sets so far hold 24 to 200); give 1..{MAX_CASES}")
+    if label is not None and not label.strip():
+        raise ValueError("--set is empty; give a label such as A or B, or leave --set out (the set is then "
+                         "seed<S>)")
+    name = S.set_name_for(label, seed)
+    return name, S.draw(n, seed, hardware=hw, set_name=name)
 
 
 def git_commit() -> str | None:
@@ -68,7 +85,7 @@ def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPE
     if repeats < MIN_REPEATS:
         raise ValueError(f"--repeats must be >= {MIN_REPEATS} for a random set (got {repeats}): the report "
                          f"compares with the median and shows the spread")
-    rs = S.draw(n, seed, hardware=hw, set_name=S.set_name_for(label, seed))
+    _, rs = draw_set(n, seed, label, hw)
     if data_dir is None:
         d = set_dir(R.gpu_slug(M.gpu_name()), rs.name)
     else:
@@ -98,21 +115,42 @@ def unpack(bundle_path, root=R.DATA_ROOT, *, gpu_slug: str | None = None, archiv
         raise R.DataError(f"bundle {bp} does not exist")
     slug = gpu_slug
     if slug is None:
-        with tarfile.open(bp, "r:gz") as tar:
-            for m in tar.getmembers():
-                if m.isfile() and m.name.count("/") == 1 and m.name.endswith(".json"):
-                    rec = json.loads(tar.extractfile(m).read())
-                    slug = R.gpu_slug(rec["provenance"]["gpu"])
-                    break
+        try:
+            with tarfile.open(bp, "r:gz") as tar:
+                for m in tar.getmembers():
+                    if m.isfile() and m.name.count("/") == 1 and m.name.endswith(".json"):
+                        rec = json.loads(tar.extractfile(m).read())
+                        slug = R.gpu_slug(rec["provenance"]["gpu"])
+                        break
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise R.DataError(f"{bp}: not a readable .tar.gz bundle ({type(e).__name__}: {e}); make it with "
+                              f"`measure --random ... --bundle`") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # a bad record: R.unpack names it; without a GPU name the folder is unknown (below)
     if slug is None:
         raise R.DataError(f"{bp}: no record with a provenance.gpu to name the GPU folder; pass gpu_slug")
     return R.unpack(bp, Path(root) / slug / RANDOM_DIR, archive_old=archive_old)
 
 
+def print_set(rs: S.RandomSet, as_json: bool = False) -> None:
+    """The cases of a drawn set: one line each (a summary on stderr), or JSON."""
+    if as_json:
+        print(json.dumps({"set": rs.name, "seed": rs.seed, "hardware": rs.hardware, "rejected": rs.rejected,
+                          "estimate_s": rs.estimate_s,
+                          "cases": [{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()}
+                                    for c in rs.cases]}, indent=1))
+        return
+    for c in rs.cases:
+        print(S.describe(c))
+    print(f"{len(rs.cases)} case(s) in set {rs.name}; rejected draws: {rs.rejected}; estimated kernel "
+          f"time {rs.estimate_s * 1e3:.1f} ms", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    from memsim.cli.errors import make_parser, run_cli
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m verification.randomsets", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = make_parser("verification.randomsets", prog="python -m verification.randomsets", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("cases", "measure"):
         p = sub.add_parser(name)
@@ -136,19 +174,10 @@ def main(argv=None) -> int:
     p.add_argument("bundle")
     p.add_argument("--archive-old", action="store_true")
     a = ap.parse_args(argv)
-    try:
+
+    def run() -> int:
         if a.cmd == "cases":
-            rs = S.draw(a.random, a.seed, hardware=a.hw, set_name=S.set_name_for(a.label, a.seed))
-            if a.json:
-                print(json.dumps({"set": rs.name, "seed": rs.seed, "hardware": rs.hardware, "rejected": rs.rejected,
-                                  "estimate_s": rs.estimate_s,
-                                  "cases": [{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()}
-                                            for c in rs.cases]}, indent=1))
-            else:
-                for c in rs.cases:
-                    print(S.describe(c))
-                print(f"{len(rs.cases)} case(s) in set {rs.name}; rejected draws: {rs.rejected}; estimated kernel "
-                      f"time {rs.estimate_s * 1e3:.1f} ms", file=sys.stderr)
+            print_set(draw_set(a.random, a.seed, a.label, a.hw)[1], a.json)
             return 0
         if a.cmd == "measure":
             cmd = "python -m verification.randomsets " + " ".join(shlex.quote(x) for x in argv)
@@ -160,9 +189,7 @@ def main(argv=None) -> int:
         d, cases = unpack(a.bundle, archive_old=a.archive_old)
         print(f"unpacked {len(cases)} record(s) into {d}", file=sys.stderr)
         return 0
-    except (ValueError, R.DataError, FileExistsError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("verification.randomsets", run, errors=(ValueError, FileExistsError, RuntimeError))
 
 
 if __name__ == "__main__":

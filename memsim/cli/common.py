@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..schedule import (ALGORITHMS, CAUSAL_ALIGNMENTS, DTYPE_BYTES, GRID_ORDERS, PHASES, AttentionProblem,
-                        Schedule)
+                        Schedule, ScheduleError)
 
 GB = 1e9
 RAW = argparse.RawDescriptionHelpFormatter
@@ -131,6 +131,22 @@ def add_all_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
     add_problem_args(p)
     add_schedule_args(p, algorithm)
     add_model_args(p)
+
+
+def positive_ints(text: str, option: str) -> list[int]:
+    """'1024,2048' -> [1024, 2048] for a comma-separated option; ScheduleError (one line, naming the
+    option) for a non-integer, an empty list or a value <= 0.  Empty entries ('1,,2', '1,') are skipped."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ScheduleError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ScheduleError(f"{option} is empty; give comma-separated positive integers, e.g. {option} 1,8")
+    bad = [v for v in values if v <= 0]
+    if bad:
+        raise ScheduleError(f"{option} must be positive integers; {', '.join(map(str, bad))} "
+                            f"{'is' if len(bad) == 1 else 'are'} not")
+    return values
 
 
 def problem(a) -> AttentionProblem:

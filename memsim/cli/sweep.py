@@ -43,20 +43,6 @@ def add_parser(sub) -> None:
     wp.set_defaults(fn=run)
 
 
-def parse_values(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ScheduleError(f"--values must be comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ScheduleError("--values is empty")
-    bad = [v for v in values if v <= 0]
-    if bad:
-        raise ScheduleError(f"--values must be positive integers; {', '.join(map(str, bad))} "
-                            f"{'is' if len(bad) == 1 else 'are'} not")
-    return values
-
-
 def parse_algorithms(text: str) -> list[str]:
     algs = [x.strip() for x in text.split(",") if x.strip()]
     for x in algs:
@@ -93,7 +79,7 @@ def sweep_spec(a):
         base["heads_kv"] = a.heads_kv
     if a.seq_kv is not None:
         base["seq_kv"] = a.seq_kv
-    axes = {a.param: parse_values(a.values)} if a.param else {}
+    axes = {a.param: C.positive_ints(a.values, "--values")} if a.param else {}
     for text in a.axis:
         name, eq, vals = text.partition("=")
         if not eq or not name.strip() or not vals.strip():
@@ -122,6 +108,8 @@ def run(a) -> int:
     from ..io import base_provenance
     from ..sweep import run_sweep
     spec = sweep_spec(a)
+    if a.workers is not None and a.workers < 1:  # refused before the journal is opened (it would be left behind)
+        raise ScheduleError(f"--workers must be a positive number of processes, got {a.workers}")
     try:
         result = run_sweep(spec, a.out, backend=a.backend, workers=a.workers, scheduler=a.scheduler,
                            resume=a.resume, force=a.force, extra_files=lambda rows: {"png": _png(rows, spec, a)},

@@ -19,12 +19,9 @@ def add_parser(sub):
 
 
 def run(a):
-    from pathlib import Path
-
     from .. import anchors as A
-    if a.out is not None and (not a.out.strip() or Path(a.out).is_dir()):
-        raise C.UsageError(f"--out {a.out!r} is a folder (or empty); anchors writes one Markdown file, "
-                           f"e.g. --out reports/h100-sxm/anchors.md")
+    if a.out is not None:  # anchors writes one Markdown file
+        C.check_out(a.out, "--out", folder=False, example="reports/h100-sxm/anchors.md")
     try:
         import memsim
         hw = memsim.load_hardware(a.hw)

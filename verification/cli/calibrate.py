@@ -20,4 +20,8 @@ def add_parser(sub):
 def run(a):
     from .. import calibrate as K
     C.check_preset(a.hw)
+    if a.out is not None:  # checked before any microbenchmark runs (an empty --out is not "the default file")
+        C.check_out(a.out, "--out", folder=False, example="$OUT/h100-sxm.calibration.json")
+    if a.log_dir is not None:
+        C.check_out(a.log_dir, "--log-dir", folder=True, example="$OUT")
     return K.command(a, a.argv[1:] if a.argv and a.argv[0] == NAME else a.argv)

@@ -25,12 +25,9 @@ def add_parser(sub):
 
 def run(a):
     if a.random is not None:
-        from .. import randomsets as RS
-        if a.seed is None:
-            raise C.UsageError("--random needs --seed S (the draw is a pure function of N and S)")
-        argv = ["cases", "--random", str(a.random), "--seed", str(a.seed), "--hw", a.hw]
-        argv += (["--set", a.set_label] if a.set_label else []) + (["--json"] if a.json else [])
-        return RS.main(argv)
+        from ..randomsets import print_set
+        print_set(C.draw_set(a.random, a.seed, a.set_label, a.hw)[1], a.json)
+        return 0
     cases = C.select(a.cases)
     if a.json:
         C.print_json([{**c.to_spec(), "tags": list(c.tags), "io_bytes": c.io_bytes()} for c in cases])

@@ -44,11 +44,41 @@ def check_preset(name: str) -> str:
     return name
 
 
+def check_out(value, option: str, *, folder: bool, example: str) -> Path:
+    """An output path checked before any work: not empty (an empty value would write into the current
+    folder), not the other kind (a file where a folder is wanted or the reverse), and no file on the way
+    (a parent that is a file).  The Path, or UsageError naming the option, what was wrong and an example."""
+    kind = "folder" if folder else "file"
+    if value is None or not str(value).strip():
+        raise UsageError(f"{option} is empty; give a {kind}, e.g. {option} {example}")
+    path = Path(value)
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {kind}, "
+                         f"e.g. {option} {example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option} {path} cannot be created: {parent} is a file, not a folder")
+            break
+    return path
+
+
 def select(patterns):
     from ..suite import UnknownCaseError, select as _select
     try:
         return _select(patterns)
     except UnknownCaseError as e:
+        raise UsageError(str(e)) from None
+
+
+def draw_set(n, seed, label, hw):
+    """(set name, RandomSet) of --random N --seed S [--set LABEL] (verification/randomsets.py), or UsageError."""
+    from .. import randomsets as RS
+    if seed is None:
+        raise UsageError("--random needs --seed S (the draw is a pure function of N and S)")
+    try:
+        return RS.draw_set(n, seed, label, hw)
+    except ValueError as e:
         raise UsageError(str(e)) from None
 
 

@@ -65,12 +65,13 @@ def _git_commit() -> str | None:
 def freeze(a) -> int:
     """Predict a random set before it is measured; write the predictions with the model's commit."""
     from memsim.io import OutputExistsError, write_json
-    from .. import sampling as SMP
     from ..report import memsim_predictor
     if a.random is None or a.seed is None:
         raise C.UsageError("--freeze needs --random N and --seed S (the set to predict)")
-    name = SMP.set_name_for(a.set_label, a.seed)
-    rs = SMP.draw(a.random, a.seed, hardware=a.hw, set_name=name)
+    C.check_out(a.freeze, "--freeze", folder=False, example="reports/h100-sxm/random/B-frozen.json")
+    if Path(a.freeze).exists() and not a.force:
+        raise C.UsageError(f"{a.freeze} already exists; pass --force to replace it, or choose another --freeze file")
+    name, rs = C.draw_set(a.random, a.seed, a.set_label, a.hw)
     predict = memsim_predictor(a.hw, max_seconds=None)  # a held-out case is predicted however long it takes
     out = {"set": name, "seed": a.seed, "hardware": a.hw, "model_commit": _git_commit(),
            "command": C.command_line(a.argv), "predictions": {}}
@@ -195,7 +196,7 @@ def run(a):
     from .. import fidelity as F
     from memsim.io import OutputExistsError, write_atomic, write_json
     C.check_preset(a.hw)
-    if a.freeze:
+    if a.freeze is not None:
         return freeze(a)
     if not a.data:
         raise C.UsageError("give --data <random-set folder> ... (or --freeze FILE --random N --seed S)")
@@ -214,10 +215,8 @@ def run(a):
         goals = F.load_goals()
     except F.FidelityError as e:
         raise C.UsageError(str(e)) from None
-    out_dir = Path(a.out) if a.out else None
+    out_dir = None if a.out is None else C.check_out(a.out, "--out", folder=True, example="reports/h100-sxm/random")
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise C.UsageError(f"--out {out_dir} is a file; give a folder")
         for n in ("fidelity.md", "fidelity.json"):
             if (out_dir / n).exists() and not a.force:
                 raise C.UsageError(f"{out_dir / n} already exists; pass --force to replace it")

@@ -33,6 +33,22 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
+def check_options(a) -> None:
+    """Numbers and output paths, refused before any GPU work: repeats >= 1, finite positive timeouts, a
+    --bundle file and a --data-dir folder that can be written."""
+    import math
+    if a.repeats is not None and a.repeats < 1:
+        raise C.UsageError(f"--repeats must be a positive number of passes, got {a.repeats}")
+    for opt, v in (("--ncu-timeout", a.ncu_timeout), ("--time-timeout", a.time_timeout)):
+        if not math.isfinite(v) or v <= 0:
+            raise C.UsageError(f"{opt} must be a positive number of seconds, got {v}")
+    if a.bundle is not None:
+        C.check_out(a.bundle, "--bundle", folder=False, example="$OUT/measurements.tar.gz")
+    if a.data_dir is not None:  # '{gpu}' / '{set}' are filled in later; the rest of the path is checked now
+        C.check_out(a.data_dir.replace("{gpu}", "gpu").replace("{set}", "set"), "--data-dir", folder=True,
+                    example="'/tmp/vdata/{gpu}'")
+
+
 def measure(a) -> dict:
     """Measure the selected cases; the summary of verification.measure.measure_cases.
     Bad input (unknown preset or case, no ncu, no GPU, existing records) is a UsageError."""
@@ -41,6 +57,7 @@ def measure(a) -> dict:
     from .. import ncu as N
     from .. import records as R
     C.check_preset(a.hw)
+    check_options(a)
     if getattr(a, "random", None) is not None:
         return _measure_random(a)
     cases = [dataclasses.replace(c, hardware=a.hw) for c in C.select(a.cases)]

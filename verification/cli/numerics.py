@@ -23,10 +23,8 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
-def _check_out(out: Path) -> None:
-    """--out must be a folder we can write, checked before any case runs."""
-    if out.exists() and not out.is_dir():
-        raise C.UsageError(f"--out {out} is a file; numerics writes numerics_<mode>.md and .json into a folder")
+def _make_out(out: Path) -> None:
+    """Create the --out folder (checked by C.check_out when the command starts) before any case runs."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -39,8 +37,8 @@ def run(a):
     if a.filter is not None and not [f for f in a.filter.split(",") if f.strip()]:
         raise C.UsageError("--filter is empty; give substrings of case ids, e.g. --filter flash2,bwd "
                            "(--list shows the ids)")
-    if a.out is not None and not a.out.strip():
-        raise C.UsageError("--out is empty; give a folder, e.g. --out reports/numerics")
+    # numerics_<mode>.md and .json go into a folder
+    out = None if a.out is None else C.check_out(a.out, "--out", folder=True, example="reports/numerics")
     from .. import numerics as NU
     device, mode = NU.setup_backend()  # before triton is imported
     from memsim.io import base_provenance
@@ -56,9 +54,8 @@ def run(a):
         for c in cases:
             print(c.id)
         return 0
-    out = Path(a.out) if a.out else None
     if out is not None:
-        _check_out(out)
+        _make_out(out)
     C.echo(f"numerics: {len(cases)} case(s) on {mode} ({device})")
     import torch
     import triton

@@ -25,17 +25,25 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
-def report(a, data_dir) -> int:
-    """Build the report of the records in data_dir into a.out; exit 1 when a level is over its ceiling."""
-    from .. import compare as CMP
-    from .. import records as R
+def check_out(a) -> None:
+    """--out (a folder, not empty, no file on the way, no report in it unless --force): UsageError before
+    anything is measured or predicted."""
     from memsim.io import OutputExistsError
-    from ..report import build_report, check_out_dir, memsim_predictor
-    C.check_preset(a.hw)
+    from ..report import check_out_dir
+    C.check_out(a.out, "--out", folder=True, example="reports/h100-sxm")
     try:
         check_out_dir(a.out, a.force)
     except (OutputExistsError, NotADirectoryError) as e:
         raise C.UsageError(str(e)) from None
+
+
+def report(a, data_dir) -> int:
+    """Build the report of the records in data_dir into a.out; exit 1 when a level is over its ceiling."""
+    from .. import compare as CMP
+    from .. import records as R
+    from ..report import build_report, memsim_predictor
+    C.check_preset(a.hw)
+    check_out(a)
     try:
         recs = R.load_records(data_dir)
         levels = CMP.load_tolerances(a.tolerances)

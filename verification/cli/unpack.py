@@ -19,13 +19,26 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
+#: what records.check_free says for `measure`; unpack measures nothing and has no --data-dir
+_MEASURE_WORDING = "; nothing was measured. "
+
+
 def run(a):
+    from pathlib import Path
+
     from memsim.io import OutputExistsError
     from .. import records as R
+    if Path(a.bundle).is_dir():
+        raise C.UsageError(f"bundle {a.bundle} is a folder; give the .tar.gz that `measure --bundle` wrote")
+    C.check_out(a.root, "--root", folder=True, example="verification/data")
     try:
         dest, cases = R.unpack(a.bundle, a.root, archive_old=a.archive_old)
-    except (R.DataError, OutputExistsError) as e:
+    except R.DataError as e:
         raise C.UsageError(str(e)) from None
+    except OutputExistsError as e:
+        head = str(e).split(_MEASURE_WORDING)[0]
+        raise C.UsageError(f"{head}; nothing was written. Pass --archive-old to move them into its archive/<date>/ "
+                           f"folder first, or --root to unpack elsewhere") from None
     if a.json:
         C.print_json({"data_dir": str(dest), "cases": cases})
     else:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import common as C
 from .measure import measure
-from .report import report
+from .report import check_out, report
 
 NAME = "validate"
 SUMMARY = "measure, then report (needs the GPU and simpy)"
@@ -22,12 +22,7 @@ def add_parser(sub):
 
 
 def run(a):
-    from memsim.io import OutputExistsError
-    from ..report import check_out_dir
-    try:  # before measuring: a report that could not be written must not cost a GPU run
-        check_out_dir(a.out, a.force)
-    except (OutputExistsError, NotADirectoryError) as e:
-        raise C.UsageError(str(e)) from None
+    check_out(a)  # before measuring: a report that could not be written must not cost a GPU run
     summary = measure(a)
     if not summary["written"]:
         raise C.UsageError("nothing was measured; no report")
