@@ -20,5 +20,3 @@ for p in "${pids[@]}"; do wait "$p"; done
 echo "warm: $(( $(date +%s) - t0 )) s"; tail -12 "$OUT/warm.log"
 # 2. time every candidate, one process, problem after problem (each written as it finishes)
 python3 benchmarks/tune_rank.py measure --plan "$PLAN" --out "$OUT/measured.json" --budget-s "$BUDGET" 2>&1 | tee "$OUT/measure.log"
-# 3. calibration (not attention): a plain matmul's tensor rate per tile rows / warps (wgmma vs mma.sync)
-python3 benchmarks/tune_rank.py mma --out "$OUT/mma.json" 2>&1 | tee "$OUT/mma.log"

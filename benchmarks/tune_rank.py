@@ -450,50 +450,6 @@ def cmd_warm(a) -> int:
     return 0
 
 
-def cmd_mma(a) -> int:
-    """Calibration, not an attention kernel: a plain Triton matmul's rate per (rows per CTA, columns, warps), to see
-    whether Hopper's warpgroup MMA (wgmma: 64 rows per warpgroup) or the older mma.sync path runs.  Writes JSON."""
-    import torch
-    import triton
-    import triton.language as tl
-
-    from memsim.io import write_json
-
-    @triton.jit
-    def _mm(A, B, C, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        pm, pn = tl.program_id(0), tl.program_id(1)
-        rm = pm * BM + tl.arange(0, BM)
-        rn = pn * BN + tl.arange(0, BN)
-        rk = tl.arange(0, BK)
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        for k0 in range(0, K, BK):
-            x = tl.load(A + rm[:, None] * K + (k0 + rk)[None, :])
-            y = tl.load(B + (k0 + rk)[:, None] * N + rn[None, :])
-            acc = tl.dot(x, y, acc)
-        tl.store(C + rm[:, None] * N + rn[None, :], acc.to(tl.float16))
-
-    M = N = K = 8192
-    x = torch.randn(M, K, device="cuda", dtype=torch.float16)
-    y = torch.randn(K, N, device="cuda", dtype=torch.float16)
-    z = torch.empty(M, N, device="cuda", dtype=torch.float16)
-    rows = []
-    for bm, bn, w in ((128, 128, 4), (128, 128, 8), (128, 64, 4), (128, 64, 8), (64, 64, 4), (64, 128, 4), (64, 64, 8),
-                      (64, 128, 8), (32, 64, 4), (32, 128, 4), (32, 64, 8), (32, 128, 8)):
-        fn = lambda: _mm[(M // bm, N // bn)](x, y, z, M, N, K, BM=bm, BN=bn, BK=64, num_warps=w, num_stages=3)  # noqa
-        try:
-            ms = triton.testing.do_bench(fn, warmup=5, rep=30, return_mode="median")
-            rows.append({"block_m": bm, "block_n": bn, "num_warps": w, "ms": ms, "tflops": 2 * M * N * K / ms / 1e9})
-        except Exception as e:  # noqa: BLE001
-            rows.append({"block_m": bm, "block_n": bn, "num_warps": w, "error": f"{type(e).__name__}: {e}"[:200]})
-        print(rows[-1], flush=True)
-    dev = torch.cuda.get_device_properties(0)
-    write_json(a.out, {"format": "tune_rank.mma/1", "gpu": dev.name, "torch": torch.__version__,
-                       "triton": triton.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "command": " ".join(["python3 benchmarks/tune_rank.py", *sys.argv[1:]]),
-                       "shape": [M, N, K], "dtype": "fp16", "rows": rows}, overwrite=True)
-    return 0
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python benchmarks/tune_rank.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -538,9 +494,6 @@ def main(argv=None) -> int:
     sp.add_argument("--plan", required=True)
     sp.add_argument("--shard", default="0/1")
     sp.set_defaults(fn=cmd_warm)
-    sp = sub.add_parser("mma", help="a plain matmul's rate per tile rows/columns/warps (GPU; calibration)")
-    sp.add_argument("--out", required=True)
-    sp.set_defaults(fn=cmd_mma)
     sp = sub.add_parser("report", help="Spearman and top-3 regret per problem from a plan and its measurement (CPU)")
     sp.add_argument("--plan", required=True)
     sp.add_argument("--measured", required=True)
