@@ -90,7 +90,17 @@ def dispatch(prog: str, ap: argparse.ArgumentParser, argv, *, errors=(), interru
 
 
 def add_commands(ap: argparse.ArgumentParser, commands) -> None:
-    """One subparser per command module (each with NAME and add_parser(subparsers)), in order."""
+    """One subparser per command module, in order.  A module declares its parser -- NAME, SUMMARY (its
+    line in the parent's help), its docstring as the --help text (shown as written; or DESCRIPTION: a
+    text, or a function returning one), add_arguments(parser) and run(args) -- or builds the parser
+    itself with add_parser(subparsers), which sets fn=run."""
     sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in commands) + "}")
     for m in commands:
-        m.add_parser(sub)
+        if not hasattr(m, "add_arguments"):
+            m.add_parser(sub)
+            continue
+        text = getattr(m, "DESCRIPTION", m.__doc__)
+        p = sub.add_parser(m.NAME, help=m.SUMMARY, description=text() if callable(text) else text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        m.add_arguments(p)
+        p.set_defaults(fn=m.run)

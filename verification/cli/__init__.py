@@ -1,9 +1,9 @@
 """The verification command line, one module per subcommand (``python -m verification``).
 
-Adding a subcommand is a one-file change: a module here with NAME, SUMMARY (its line in the top-level
---help), ``add_parser(subparsers)`` (which sets ``fn=run``) and ``run(args) -> exit status``, and its
-name in COMMANDS below.  ``args.argv`` holds the raw argument list (for provenance); raise
-``common.UsageError`` for bad input (one line, exit status 2).
+Adding a subcommand is a one-file change: a module here whose docstring is its --help text, with NAME,
+SUMMARY (its line in the top-level --help), ``add_arguments(parser)`` and ``run(args) -> exit status``
+(memsim.cli.errors.add_commands builds the parser), and its name in COMMANDS below.  ``args.argv`` holds
+the raw argument list (for provenance); raise ``common.UsageError`` for bad input (one line, exit 2).
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ COMMANDS = (cases, numerics, measure, report, validate, fidelity, ceilings, anch
 
 DESCRIPTION = """\
 python -m verification: exactness, Nsight Compute measurements, model-vs-hardware reports.
-
-Subcommands (each has its own --help):
-{commands}
+The subcommands are listed below; each has its own --help.
 
 Typical flow: on the GPU machine `measure --bundle $OUT/measurements.tar.gz`, here
 `unpack`, then `report --hw h100-sxm --data verification/data/<gpu> --out reports/h100-sxm`.
@@ -30,9 +28,7 @@ Exit status: 0 ok, 1 failures (a numerics case fails, a case could not be measur
 
 
 def build_parser():
-    commands = "\n".join(f"  {m.NAME:<10s} {m.SUMMARY}" for m in COMMANDS)
-    ap = make_parser("verification", prog="python -m verification",
-                     description=DESCRIPTION.format(commands=commands), formatter_class=RAW)
+    ap = make_parser("verification", prog="python -m verification", description=DESCRIPTION, formatter_class=RAW)
     add_commands(ap, COMMANDS)
     return ap
 

@@ -7,15 +7,17 @@ NAME = "anchors"
 SUMMARY = "no GPU: memsim against the real H100 ncu fixtures of the probe kernel (a preliminary check)"
 
 
-def add_parser(sub):
+
+
+def DESCRIPTION():
     from .. import anchors as A
-    p = sub.add_parser(NAME, help="memsim vs the H100 ncu fixtures (no GPU)", formatter_class=C.RAW,
-                       description=A.__doc__ + "\nExample: python -m verification anchors --out "
-                                               "reports/h100-sxm/anchors.md")
-    p.add_argument("--hw", default="h100-sxm")
+    return A.__doc__ + "\nExample: python -m verification anchors --out reports/h100-sxm/anchors.md"
+
+
+def add_arguments(p):
+    C.add_hw(p)
     p.add_argument("--out", help="write the Markdown table here (replaced)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=run)
+    C.add_json(p)
 
 
 def run(a):

@@ -7,14 +7,18 @@ NAME = "calibrate"
 SUMMARY = "GPU: microbenchmarks (copy, matmul, exp, launch, L2 write-back/merging, spills) -> <hw>.calibration.json"
 
 
-def add_parser(sub):
+
+
+def DESCRIPTION():
     from .. import calibrate as K
-    p = sub.add_parser(NAME, help="GPU: microbenchmark calibration file for a preset", formatter_class=C.RAW,
-                       description=K.__doc__ + "\nExample (GPU machine): PYTHONPATH=. python3 -m verification "
-                                   "calibrate --hw h100-sxm --out $OUT/h100-sxm.calibration.json --log-dir $OUT\n"
-                                   "Here, no GPU: python -m verification calibrate --hw h100-sxm --dry-run")
+    return K.__doc__ + ("\nExample (GPU machine): PYTHONPATH=. python3 -m verification calibrate --hw h100-sxm --out "
+                        "$OUT/h100-sxm.calibration.json --log-dir $OUT\n"
+                        "Here, no GPU: python -m verification calibrate --hw h100-sxm --dry-run")
+
+
+def add_arguments(p):
+    from .. import calibrate as K
     K.add_arguments(p)
-    p.set_defaults(fn=run)
 
 
 def run(a):

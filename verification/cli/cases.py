@@ -1,4 +1,12 @@
-"""``python -m verification cases``: list the validation suite."""
+"""List the suite's named cases: problem, schedule, launches, report tags.
+CASES may be names, shell patterns ('flash2_fwd_*') or tags ('tag:grid_order').
+Tags: fig2_left (GPT-2 medium naive vs flash), block_sweep (flash1 block sizes), grid_order (Q-fastest vs
+heads-fastest), scaling (the rest).
+
+Examples:
+  python -m verification cases
+  python -m verification cases 'naive_*' --json
+"""
 from __future__ import annotations
 
 import sys
@@ -9,18 +17,11 @@ NAME = "cases"
 SUMMARY = "list the validation suite (names, shapes, schedules, launches)"
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="list the validation suite", formatter_class=C.RAW,
-                       description="List the suite's named cases: problem, schedule, launches, report tags.\n"
-                                   "CASES may be names, shell patterns ('flash2_fwd_*') or tags ('tag:grid_order').\n"
-                                   "Tags: fig2_left (GPT-2 medium naive vs flash), block_sweep (flash1 block sizes), "
-                                   "grid_order (Q-fastest vs heads-fastest), scaling (the rest).\n\nExamples:\n"
-                                   "  python -m verification cases\n  python -m verification cases 'naive_*' --json")
+def add_arguments(p):
     p.add_argument("cases", nargs="*", metavar="CASES")
-    p.add_argument("--json", action="store_true", help="print JSON (with each case's launch names)")
+    C.add_json(p, "print JSON (with each case's launch names)")
     C.add_random_args(p)
-    p.add_argument("--hw", default="h100-sxm", help="preset whose SRAM the random draws must fit (with --random)")
-    p.set_defaults(fn=run)
+    C.add_hw(p, "preset whose SRAM the random draws must fit (with --random)")
 
 
 def run(a):

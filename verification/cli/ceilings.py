@@ -1,4 +1,7 @@
-"""``python -m verification ceilings``: today's worst model error per level; --write lowers the CI ceilings."""
+"""Predict every stored case, print each level's worst |error|, and with --write set each ceiling in
+tolerances.toml to today's worst (rounded up, never below the target). A ceiling only goes down; --allow-raise
+overrides (say why in the commit).
+"""
 from __future__ import annotations
 
 from . import common as C
@@ -7,20 +10,13 @@ NAME = "ceilings"
 SUMMARY = "today's worst model error per level; --write lowers the CI ceilings in tolerances.toml"
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="today's worst error per level; --write lowers CI ceilings",
-                       formatter_class=C.RAW,
-                       description="Predict every stored case, print each level's worst |error|, and with --write "
-                                   "set each ceiling in tolerances.toml to today's worst (rounded up, never below "
-                                   "the target). A ceiling only goes down; --allow-raise overrides (say why in the "
-                                   "commit).")
+def add_arguments(p):
     p.add_argument("--data", required=True, help="measurement folder verification/data/<gpu>")
-    p.add_argument("--hw", default="h100-sxm")
+    C.add_hw(p)
     p.add_argument("--tolerances", default=C.TOLERANCES)
     p.add_argument("--write", action="store_true", help="rewrite the ceilings in the tolerances file")
     p.add_argument("--allow-raise", action="store_true", help="allow a ceiling to go up")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=run)
+    C.add_json(p)
 
 
 def run(a):

@@ -86,9 +86,22 @@ def print_json(obj):
     print(json.dumps(obj, indent=1, default=str))
 
 
+def add_hw(p, help=None):
+    p.add_argument("--hw", default="h100-sxm", help=help)
+
+
+def add_json(p, help=None):
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def add_out(p, help, force_help, required=False):
+    """--out and the --force that lets it replace what is there."""
+    p.add_argument("--out", required=required, help=help)
+    p.add_argument("--force", action="store_true", help=force_help)
+
+
 def add_measure_args(p):
-    p.add_argument("--hw", default="h100-sxm", help="memsim hardware preset the cases are compared with "
-                                                    "(default h100-sxm); stored in each record")
+    add_hw(p, "memsim hardware preset the cases are compared with (default h100-sxm); stored in each record")
     p.add_argument("--cases", nargs="*", help="names, patterns or tag:<tag> (default: the whole suite)")
     p.add_argument("--data-dir", help="where the <case>.json records go (default verification/data/<gpu slug>, "
                                       "e.g. nvidia-h100-80gb-hbm3); '{gpu}' in it is replaced by the slug")
@@ -104,7 +117,7 @@ def add_measure_args(p):
                    help="skip the timing pass (total.time_s is then the sum of ncu's kernel durations)")
     p.add_argument("--bundle", help="also write all records + raw logs to this .tar.gz (refreshed after each "
                                     "ncu pass): the one file to carry back from the GPU machine")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_json(p, "print a JSON summary on stdout")
     add_random_args(p, measuring=True)
 
 
@@ -121,6 +134,5 @@ def add_random_args(p, measuring=False):
 
 
 def add_report_args(p):
-    p.add_argument("--out", required=True, help="report folder (report.md, *.png, comparison.json)")
-    p.add_argument("--force", action="store_true", help="replace an existing report in --out")
+    add_out(p, "report folder (report.md, *.png, comparison.json)", "replace an existing report in --out", required=True)
     p.add_argument("--tolerances", default=TOLERANCES, help="tolerances file (default verification/tolerances.toml)")

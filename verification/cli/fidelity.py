@@ -1,4 +1,9 @@
-"""``python -m verification fidelity``: the headline model errors on random case sets, with the noise."""
+"""Predict every case of one or more random-set folders (verification/data/<gpu>/random/<set>), compare with the
+median of the measured repeats: error = |pred - median| / max(median, 1 MB or 5 us). Writes <out>/fidelity.md
+and fidelity.json (refuses to replace them without --force). --write-ceilings sets each level's CI ceiling in
+verification/fidelity.toml to max(goal, max over cases of error + that case's measured spread) over the given
+sets.
+"""
 from __future__ import annotations
 
 import re
@@ -10,21 +15,13 @@ NAME = "fidelity"
 SUMMARY = "headline errors on random sets (median over repeats, spread beside them); --write-ceilings"
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="model errors on random case sets, with the measured spread",
-                       formatter_class=C.RAW,
-                       description="Predict every case of one or more random-set folders "
-                                   "(verification/data/<gpu>/random/<set>), compare with the median of the measured "
-                                   "repeats: error = |pred - median| / max(median, 1 MB or 5 us). Writes "
-                                   "<out>/fidelity.md and fidelity.json (refuses to replace them without --force). "
-                                   "--write-ceilings sets each level's CI ceiling in verification/fidelity.toml to "
-                                   "max(goal, max over cases of error + that case's measured spread) over the given sets.")
+def add_arguments(p):
     p.add_argument("--data", nargs="+", help="random-set folder(s) of <case>.json records")
-    p.add_argument("--hw", default="h100-sxm", help="memsim preset to predict with (default h100-sxm)")
-    p.add_argument("--out", help="folder for fidelity.md / fidelity.json (default: print only)")
-    p.add_argument("--force", action="store_true", help="replace existing fidelity.md / fidelity.json")
+    C.add_hw(p, "memsim preset to predict with (default h100-sxm)")
+    C.add_out(p, "folder for fidelity.md / fidelity.json (default: print only)",
+              "replace existing fidelity.md / fidelity.json (and the --freeze file)")
     p.add_argument("--write-ceilings", action="store_true", help="set the CI ceilings in verification/fidelity.toml")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the markdown")
+    C.add_json(p, "print JSON instead of the markdown")
     p.add_argument("--predictions", help="compare with these stored predictions (written by --freeze before the "
                                          "set was measured) instead of predicting now")
     p.add_argument("--host-pass", metavar="CALIBRATION",
@@ -39,7 +36,6 @@ def add_parser(sub):
     p.add_argument("--random", type=int, help="with --freeze: the number of cases of the set")
     p.add_argument("--seed", type=int, help="with --freeze: the seed of the set")
     p.add_argument("--set", dest="set_label", help="with --freeze: the set label (e.g. B)")
-    p.set_defaults(fn=run)
 
 
 def _set_name(dirpath: Path, recs: list[dict]) -> str:

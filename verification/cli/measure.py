@@ -1,4 +1,12 @@
-"""``python -m verification measure``: time and ncu-profile suite cases on this machine's GPU."""
+"""Measure suite cases on this machine's GPU: a timing pass (median of repeats, no profiler), then one ncu
+process per group of 8 cases (flush before each kernel, --clock-control none, warm-up and autotuning outside
+cudaProfilerStart/Stop). Each case's record is written to <data dir>/<case>.json in DESIGN.md's record shape
+with full provenance.
+
+Example (GPU machine): PYTHONPATH=. python3 -m verification measure --data-dir '/tmp/vdata/{gpu}' --bundle
+$OUT/measurements.tar.gz
+Errors say how to fix: ncu not on PATH, counters not permitted (ERR_NVGPUCTRPERM), no GPU.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,19 +16,10 @@ from . import common as C
 
 NAME = "measure"
 SUMMARY = "GPU only, no simpy needed: time + ncu-profile suite cases -> verification/data/<gpu>/<case>.json"
+DESCRIPTION = __doc__ + "\n" + C.EPILOG_NO_OVERWRITE
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="GPU: time and ncu-profile suite cases (no simpy needed)", formatter_class=C.RAW,
-                       description="Measure suite cases on this machine's GPU: a timing pass (median of repeats, "
-                                   "no profiler), then one ncu process per group of 8 cases (flush before each kernel, "
-                                   "--clock-control none, warm-up and autotuning outside "
-                                   "cudaProfilerStart/Stop). Each case's record is written to "
-                                   "<data dir>/<case>.json in DESIGN.md's record shape with full provenance.\n\n"
-                                   + C.EPILOG_NO_OVERWRITE + "\n\nExample (GPU machine): PYTHONPATH=. python3 -m "
-                                   "verification measure --data-dir '/tmp/vdata/{gpu}' --bundle "
-                                   "$OUT/measurements.tar.gz\nErrors say how to fix: ncu not on PATH, counters not "
-                                   "permitted (ERR_NVGPUCTRPERM), no GPU.")
+def add_arguments(p):
     C.add_measure_args(p)
     p.add_argument("--ncu-rep", action="store_true",
                    help="keep ncu's own report of each group as raw/ncu_<stamp>_r<repeat>g<group>.ncu-rep beside the "
@@ -30,7 +29,6 @@ def add_parser(sub):
                    help="with --ncu-rep, how the metrics are read back from the report: csv = `ncu --import ... "
                         "--csv` (default), module = Nsight Compute's ncu_report Python module (extras/python "
                         "beside ncu; NCU_REPORT_PYTHON=<folder> if elsewhere)")
-    p.set_defaults(fn=run)
 
 
 def check_options(a) -> None:

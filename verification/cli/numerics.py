@@ -9,18 +9,21 @@ NAME = "numerics"
 SUMMARY = "exactness of every kernel against the float64 reference (GPU, else Triton interpreter)"
 
 
-def add_parser(sub):
+
+
+def DESCRIPTION():
     from .. import numerics as NU
-    p = sub.add_parser(NAME, help="exactness against the float64 reference", formatter_class=C.RAW,
-                       description=NU.__doc__ + "\nExamples:\n  python -m verification numerics --out reports/numerics\n"
-                       "  python -m verification numerics --filter flash2,bwd --limit 5")
-    p.add_argument("--out", help="folder for numerics_<gpu|interpreter>.md and .json (atomic writes)")
-    p.add_argument("--force", action="store_true", help="replace existing numerics files in --out")
+    return NU.__doc__ + ("\nExamples:\n  python -m verification numerics --out reports/numerics\n"
+                         "  python -m verification numerics --filter flash2,bwd --limit 5")
+
+
+def add_arguments(p):
+    C.add_out(p, "folder for numerics_<gpu|interpreter>.md and .json (atomic writes)",
+              "replace existing numerics files in --out")
     p.add_argument("--filter", help="comma-separated substrings a case id must all contain (e.g. flash2,bwd,fp16)")
     p.add_argument("--limit", type=int, help="run only the first N selected cases")
     p.add_argument("--list", action="store_true", help="list the case ids and exit")
-    p.add_argument("--json", action="store_true", help="print the full result table as JSON on stdout")
-    p.set_defaults(fn=run)
+    C.add_json(p, "print the full result table as JSON on stdout")
 
 
 def _make_out(out: Path) -> None:

@@ -1,4 +1,11 @@
-"""``python -m verification report``: stored measurements + memsim predictions -> report (no GPU)."""
+"""Compare stored measurements with memsim's predictions (memsim.simulate) and write report.md, fig2_left.png,
+block_sweep.png, scatter.png, grid_order.png and comparison.json into --out (an existing report is replaced
+only with --force; plots are written atomically and a plot not drawn is removed). Needs no GPU.
+
+Example: python -m verification report --hw h100-sxm --data verification/data/nvidia-h100-80gb-hbm3 --out
+reports/h100-sxm
+Exit 1 when a level is over its CI ceiling.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,20 +16,12 @@ NAME = "report"
 SUMMARY = "no GPU: stored measurements + memsim predictions -> report.md, PNG plots, comparison.json"
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="no GPU: rebuild the report from stored measurements", formatter_class=C.RAW,
-                       description="Compare stored measurements with memsim's predictions (memsim.simulate) and "
-                                   "write report.md, fig2_left.png, block_sweep.png, scatter.png, grid_order.png "
-                                   "and comparison.json into --out (an existing report is replaced only with --force; plots are "
-                                   "written atomically and a plot not drawn is removed). Needs no GPU.\n\nExample: python -m verification "
-                                   "report --hw h100-sxm --data verification/data/nvidia-h100-80gb-hbm3 --out "
-                                   "reports/h100-sxm\nExit 1 when a level is over its CI ceiling.")
-    p.add_argument("--hw", default="h100-sxm", help="memsim hardware preset to predict with (default h100-sxm)")
+def add_arguments(p):
+    C.add_hw(p, "memsim hardware preset to predict with (default h100-sxm)")
     p.add_argument("--data", help="measurement folder verification/data/<gpu> (default: the only one there)")
     p.add_argument("--cases", nargs="*", help="only these cases (names, patterns, tag:<tag>)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    C.add_json(p, "print the summary as JSON on stdout")
     C.add_report_args(p)
-    p.set_defaults(fn=run)
 
 
 def check_out(a) -> None:

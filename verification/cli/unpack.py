@@ -1,22 +1,20 @@
-"""``python -m verification unpack``: a bundle from the GPU machine -> verification/data/<gpu>/."""
+"""Extract measurements.tar.gz (from `measure --bundle`) into <root>/<gpu slug>/.
+"""
 from __future__ import annotations
 
 from . import common as C
 
 NAME = "unpack"
 SUMMARY = "a bundle from the GPU machine -> verification/data/<gpu>/ (see verification/DEVICE.md)"
+DESCRIPTION = __doc__ + "\n" + C.EPILOG_NO_OVERWRITE
 
 
-def add_parser(sub):
+def add_arguments(p):
     from .. import records as R
-    p = sub.add_parser(NAME, help="bundle from the GPU machine -> verification/data/<gpu>/", formatter_class=C.RAW,
-                       description="Extract measurements.tar.gz (from `measure --bundle`) into "
-                                   "<root>/<gpu slug>/.\n\n" + C.EPILOG_NO_OVERWRITE)
     p.add_argument("bundle", help="the .tar.gz written by measure --bundle")
     p.add_argument("--root", default=str(R.DATA_ROOT), help="data root (default verification/data)")
     p.add_argument("--archive-old", action="store_true")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=run)
+    C.add_json(p)
 
 
 #: what records.check_free says for `measure`; unpack measures nothing and has no --data-dir

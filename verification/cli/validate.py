@@ -1,4 +1,7 @@
-"""``python -m verification validate``: measure, then report (GPU and simpy)."""
+"""measure (see `measure --help`) then report (see `report --help`).
+
+Example: python -m verification validate --hw h100-sxm --out reports/h100-sxm
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,16 +12,12 @@ from .report import check_out, report
 
 NAME = "validate"
 SUMMARY = "measure, then report (needs the GPU and simpy)"
+DESCRIPTION = __doc__ + "\n" + C.EPILOG_NO_OVERWRITE
 
 
-def add_parser(sub):
-    p = sub.add_parser(NAME, help="GPU: measure, then report", formatter_class=C.RAW,
-                       description="measure (see `measure --help`) then report (see `report --help`).\n\n"
-                                   + C.EPILOG_NO_OVERWRITE + "\n\nExample: python -m verification validate --hw "
-                                   "h100-sxm --out reports/h100-sxm")
+def add_arguments(p):
     C.add_measure_args(p)
     C.add_report_args(p)
-    p.set_defaults(fn=run)
 
 
 def run(a):
