@@ -78,6 +78,16 @@ class Calibration:
     #: hit in L1
     l2_write_per_spill_store_byte: float = 1.0
     l2_read_per_spill_load_byte: float = 1.0
+    #: local-memory (spill) traffic one SM moves per second, by the warps resident on it: ((warps, B/s), ...)
+    #: from the spills points that run one CTA per SM on a few SMs (each warp waits on its own reloads); None:
+    #: not calibrated (spilled kernels then cost only their L2/DRAM traffic)
+    local_rate_curve: tuple | None = None
+    #: the highest rate at which spill stores reached the L2, whole GPU (the spills points on every SM: local
+    #: stores are 4 bytes per thread, and the L2 takes them slower than tile traffic); None: not calibrated
+    spill_store_l2_Bps: float | None = None
+    #: tensor-core rate of a chain of small dots: ((warpgroup MMA?, FLOPs per warp per dot, warps on the SM,
+    #: FLOP/s per SM), ...) from the `dot_chain` points (fp16/bf16); None: the best GEMM rate for every tile
+    dot_chain: tuple | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -223,6 +233,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("spills"):
         kw.update(spills_from(facts["spills"], num_sms=hw.num_sms,
                               l1_bytes_per_sm=getattr(hw, "l1_shared_per_sm_bytes", 0) or None))
+        kw.update(spill_rates_from(facts["spills"], num_sms=hw.num_sms))
+    if facts.get("dot_chain"):
+        kw.update(dot_chain_from(facts["dot_chain"], hw))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
@@ -479,7 +492,9 @@ def dependent_loop_from(points: list) -> dict:
 
 
 def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: int | None = None) -> dict:
-    """L2 traffic per static spill byte, from the spilling point whose local memory sits deepest inside L1.
+    """L2 traffic per spill byte (per byte of local stores / loads executed), from the spilling point whose
+    local memory sits deepest inside L1.  H100: every local store reaches the L2 (1.000 on all 18 points, ncu
+    L2 writes beyond the global stores / local store bytes); loads that fit in L1 stay there (~0).
 
     Each point: the compiled kernel's spilled bytes per thread (``compiled.local_bytes_per_thread``), its
     threads, iterations and CTAs, and ncu's local-memory and L2 bytes.  Stores: L2 write bytes beyond the
@@ -499,15 +514,115 @@ def spills_from(points: list, *, num_sms: int | None = None, l1_bytes_per_sm: in
         footprint = per_sm * 32 * r["num_warps"] * per_thread
         if l1_bytes_per_sm and footprint > l1_bytes_per_sm:
             continue
+        # per byte the local stores and loads moved at L1 (ncu), the unit of the SASS counts the model applies
+        # it to; points without those counters: per frame byte per iteration (what the kernel was meant to do)
         issued = per_thread * 32 * r["num_warps"] * r["n_iter"] * r["ctas"]
-        rows.append((footprint, max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / issued,
-                     max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / issued))
+        st = r.get("local_write_bytes") or issued
+        ld = r.get("local_read_bytes") or issued
+        rows.append((footprint, max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / st,
+                     max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0)) / ld))
     if not rows:
         return {}
     least = min(f for f, _, _ in rows)
     deep = [(w, rd) for f, w, rd in rows if f == least]
     return {"l2_write_per_spill_store_byte": _median([w for w, _ in deep]),
             "l2_read_per_spill_load_byte": _median([rd for _, rd in deep])}
+
+
+def spill_rates_from(points: list, *, num_sms: int) -> dict:
+    """How fast spilled registers move: per SM by resident warps, and into the L2 for the whole GPU.
+
+    * ``local_rate_curve``: the points that run one CTA per SM on at most a quarter of the SMs (the L2 and DRAM
+      far from their limits) time each warp's own local loads and stores: local bytes (ncu's local ld + st at
+      L1) / time / CTAs is what one SM moves with ``num_warps`` warps on it.  H100, 2026-11-26: 1, 2, 4, 8, 16
+      warps -> 11, 22, 36, 61, 90 GB/s per SM (each warp waits on its reloads; more warps overlap them).
+      The median per warp count, sorted by warps.
+    * ``spill_store_l2_Bps``: the highest L2 write rate of spill stores (L2 writes beyond the global stores per
+      second) over all points: where every SM spills, the stores arrive at the L2 at about 1.5-1.6 TB/s
+      (H100), under the L2's rate for the 16-byte-per-thread tile traffic (naive S writes: 2.7 TB/s).
+    """
+    by_warps: dict[int, list] = {}
+    store = []
+    for r in points:
+        c = r.get("compiled") or {}
+        t = r.get("time_s") or 0.0
+        local = (r.get("local_read_bytes") or 0.0) + (r.get("local_write_bytes") or 0.0)
+        if (c.get("local_bytes_per_thread") or 0) <= 0 or t <= 0 or local <= 0:
+            continue
+        if r["ctas"] <= num_sms // 4:
+            by_warps.setdefault(int(r["num_warps"]), []).append(local / t / r["ctas"])
+        store.append(max(0.0, r["l2_write_bytes"] - r.get("global_write_bytes", 0.0)) / t)
+    out = {}
+    if by_warps:
+        out["local_rate_curve"] = tuple((w, _median(v)) for w, v in sorted(by_warps.items()))
+    if store:
+        out["spill_store_l2_Bps"] = max(store)
+    return out
+
+
+def local_Bps_per_sm(cal: "Calibration", warps_per_sm: float) -> float | None:
+    """Spill traffic one SM moves per second with `warps_per_sm` warps resident (linear between the measured
+    warp counts; below the first, that point's rate per warp; above the last, the last rate: no data)."""
+    curve = cal.local_rate_curve
+    if not curve or warps_per_sm <= 0:
+        return None
+    w0, r0 = curve[0]
+    if warps_per_sm <= w0:
+        return r0 * warps_per_sm / w0
+    for (wa, ra), (wb, rb) in zip(curve, curve[1:]):
+        if warps_per_sm <= wb:
+            return ra + (rb - ra) * (warps_per_sm - wa) / (wb - wa)
+    return curve[-1][1]
+
+
+def uses_warpgroup_mma(block_m: int, num_warps: int) -> bool:
+    """Triton 3.6 on sm_90 issues warpgroup MMAs (wgmma) for a dot when the CTA's warps form whole warpgroups
+    (4 warps) and the tile has a warpgroup's 64 rows; else per-warp mma.sync."""
+    return num_warps % 4 == 0 and block_m >= 64
+
+
+def dot_chain_from(points: list, hw) -> dict:
+    """The `dot_chain` points as (warpgroup MMA?, FLOPs per warp per dot, resident warps per SM, FLOP/s per SM).
+
+    Each point: a BM x BN x BK fp16 dot accumulated n_iter times by CTAs of `num_warps` warps, `ctas_per_sm`
+    launched per SM (those the registers let reside: `resident`); no memory traffic in the loop.  H100,
+    2026-11-26: 38 TFLOP/s (16x16x64, 1 warp, 1 CTA per SM) to 771 (128x128x128, 4 warps, 2 resident): a warp's
+    dots wait on each other's latency, so small per-warp dots and few warps leave the tensor cores idle.
+    Points that spilled registers are left out (their time is the spills')."""
+    rows = []
+    for r in points:
+        if r.get("error") or r.get("spills") or not r.get("flops_per_sm_s"):
+            continue
+        w = int(r["num_warps"])
+        regs = -(-int(r.get("regs_per_thread") or hw.regs_per_thread) // 8) * 8
+        resident = max(1, min(int(r["ctas_per_sm"]), hw.regs_per_sm // (regs * 32 * w), hw.max_warps_per_sm // w,
+                              hw.max_ctas_per_sm))
+        flops_per_warp = 2.0 * r["block_m"] * r["block_n"] * r["block_k"] / w
+        rows.append((uses_warpgroup_mma(r["block_m"], w), flops_per_warp, w * resident, float(r["flops_per_sm_s"])))
+    return {"dot_chain": tuple(sorted(rows))} if rows else {}
+
+
+def dot_flops_per_sm_s(cal: "Calibration", dtype: str, *, block_m: int, block_n: int, head_dim: int,
+                       num_warps: int, warps_per_sm: int) -> float:
+    """The dot rate one SM reaches on an attention launch's tiles: every dot of our kernels (S = Q K^T,
+    O += P V, and the backward's four) does 2 x block_m x block_n x head_dim FLOPs, so a warp's share per dot
+    is that / num_warps.  fp16/bf16 with `dot_chain` points: the measured rate at the nearest points in
+    (log2 FLOPs per warp, log2 warps per SM), same MMA kind, inverse-distance weighted (3 nearest); fp32 (FMA
+    dots) or without the points: the best GEMM rate (`dot_flops_per_sm_s`)."""
+    base = cal.dot_flops_per_sm_s[dtype]
+    if dtype not in ("fp16", "bf16") or not cal.dot_chain:
+        return base
+    import math
+    wg = uses_warpgroup_mma(block_m, num_warps)
+    pts = [r for r in cal.dot_chain if r[0] == wg] or list(cal.dot_chain)
+    f = math.log2(max(1.0, 2.0 * block_m * block_n * head_dim / num_warps))
+    w = math.log2(max(1, warps_per_sm))
+    near = sorted((math.hypot(math.log2(fp) - f, math.log2(ws) - w), rate) for _, fp, ws, rate in pts)[:3]
+    if near[0][0] < 1e-9:
+        return near[0][1]
+    num = sum(rate / d for d, rate in near)
+    den = sum(1 / d for d, _ in near)
+    return num / den
 
 
 def _fit_line(xs, ys):

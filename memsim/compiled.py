@@ -22,6 +22,10 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+#: a SASS "loop" shorter than this is the kernel's trailing trap loop (a branch to itself), not a tile loop
+#: (kernels.sass picks the tile loop, memsim.costs trusts only such loops)
+MIN_LOOP_INSTRUCTIONS = 8
+
 TABLE_DIR = Path(__file__).resolve().parent / "presets" / "compiled"
 FORMAT = "memsim.compiled_facts/1"
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .calibration import Calibration
+from .calibration import Calibration, dot_flops_per_sm_s, local_Bps_per_sm
+from .compiled import MIN_LOOP_INSTRUCTIONS
 from .hardware import Hardware
 from .local_memory import LocalMemory, local_memory
 
 #: registers are allocated per warp in multiples of 8 per thread (256 per warp) on sm_80/sm_90
 REG_ALLOC_UNIT = 8
-#: a "loop" shorter than this is the kernel's trailing trap loop, not a tile loop (kernels.sass)
-MIN_LOOP_INSTRUCTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,16 @@ class LaunchCost:
     spill_dram_read_fraction: float
     #: "compiled sm_90 table: <source>" or "assumed: preset regs_per_thread, no spills (not in table)"
     facts_source: str
+    #: the spill latency limit: seconds one CTA's turn needs for its local loads and stores of one tile-loop
+    #: iteration at the SM's measured local-memory rate for the warps resident on it (calibration
+    #: local_rate_curve); 0 without spills or without that curve
+    local_s_per_tile: float = 0.0
+    #: the spill figures "per tile" are the whole CTA's (a kernel with no tile loop in its SASS): the engine
+    #: spreads them over the CTA's tiles
+    spill_once_per_cta: bool = False
+    #: L2 link time of one spill-store byte, in tile-traffic bytes: the L2's rate / the measured spill-store
+    #: rate (calibration spill_store_l2_Bps; 1 without it)
+    spill_store_l2_weight: float = 1.0
     #: the placement itself (None without spills)
     local: LocalMemory | None = None
 
@@ -95,6 +104,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     """The cost figures of one launch (see module doc); `facts` overrides the table lookup."""
     f = facts if facts is not None else _lookup_facts(launch_name, problem, schedule)
     warps = schedule.num_warps
+    once_per_cta = False
     if f is None:
         regs, st_b, ld_b = hw.regs_per_thread, 0, 0
         src = "assumed: preset regs_per_thread, no spills (launch not in the compiled-facts table)"
@@ -102,11 +112,16 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         regs, st_b, ld_b = f.regs_per_thread, f.spill_store_bytes, f.spill_load_bytes
         src = f"compiled: {getattr(f, 'source', 'table')}"
         loop = getattr(f, "loop", None)
-        if loop and "local_store_bytes" in loop:
+        if loop and "local_store_bytes" in loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
             # the tile loop's own local loads and stores (SASS), per thread per iteration: exact where
             # the static spill counts include code outside the loop (prologue, epilogue)
             st_b, ld_b = loop["local_store_bytes"], loop["local_load_bytes"]
             src += " + tile-loop SASS"
+        elif loop is not None:
+            # the SASS has no tile loop (naive_qk: the dot over d is unrolled): straight-line code runs each
+            # spill instruction once per CTA, so the static counts are the CTA's whole spill traffic
+            once_per_cta = True
+            src += " + no tile loop in the SASS: static spill counts once per CTA"
     per_sm, limit = ctas_per_sm(hw, smem_per_cta, warps, regs)
     loop = getattr(f, "loop", None) if f is not None else None
     issue = 0.0
@@ -127,12 +142,29 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                              store_bytes_per_iteration=st_b or None,
                              reuse=(getattr(f, "loop", None) or {}).get("local_reuse"))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
+    # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
+    resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
+    local_s = 0.0
+    if (st_b or ld_b) and per_sm >= 1:
+        # every warp waits on its own reloads: the SM moves local bytes at the rate measured for its warps
+        rate = local_Bps_per_sm(cal, warps * resident)
+        if rate:
+            local_s = (st_b + ld_b) * threads / rate
+    bm, bn = getattr(schedule, "block_m", None), getattr(schedule, "block_n", None)
+    if bm and bn and getattr(problem, "head_dim", None):
+        # a chain of small dots runs at the rate measured for its per-warp dot and the warps on the SM
+        dot_rate = dot_flops_per_sm_s(cal, problem.dtype, block_m=bm, block_n=bn, head_dim=problem.head_dim,
+                                      num_warps=warps, warps_per_sm=warps * resident)
+    else:
+        dot_rate = cal.dot_flops_per_sm_s[problem.dtype]
     return LaunchCost(
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
-        sec_per_flop=1.0 / cal.dot_flops_per_sm_s[problem.dtype], sec_per_exp=1.0 / cal.exp_per_sm_s,
+        sec_per_flop=1.0 / dot_rate, sec_per_exp=1.0 / cal.exp_per_sm_s,
         issue_s_per_tile=issue,
         spill_l2_write_bytes_per_tile=int(cal.l2_write_per_spill_store_byte * st_b * threads),
         spill_l2_read_bytes_per_tile=int(reload_per_byte * ld_b * threads),
         spill_dram_write_fraction=local.dram_write_fraction if local else 0.0,
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
-        facts_source=src + (f"; {local.explain()}" if local else ""), local=local)
+        facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
+        spill_once_per_cta=once_per_cta,
+        spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

@@ -335,6 +335,9 @@ class LaunchModel:
         self.sec_per_flop = cost.sec_per_flop
         self.sec_per_exp = cost.sec_per_exp
         self.issue_s_per_tile = cost.issue_s_per_tile
+        self.local_s_per_tile = cost.local_s_per_tile
+        self.spill_st_weight = cost.spill_store_l2_weight
+        self.spill_once = cost.spill_once_per_cta
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
         self.spill_dram_wf, self.spill_dram_rf = cost.spill_dram_write_fraction, cost.spill_dram_read_fraction
         self.launch_overhead_s = launch_overhead_s
@@ -398,6 +401,7 @@ class LaunchModel:
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
         issue_tile = self.issue_s_per_tile * (jit if self.issue_s_per_tile else 1.0)
+        local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         spill = (sp_rd + sp_wr) > 0
@@ -413,6 +417,10 @@ class LaunchModel:
         g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
         if self.work.cta_l1_bytes is not None:
             l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2
+        if self.spill_once and (spill or local_tile):
+            # no tile loop: the CTA's spill figures are its whole traffic, spread over its tiles
+            cta_tiles = sum(st_[4] for st_ in steps) or 1
+            sp_rd, sp_wr, local_tile = sp_rd / cta_tiles, sp_wr / cta_tiles, local_tile / cta_tiles
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
@@ -467,18 +475,25 @@ class LaunchModel:
                 d_issue = tiles * issue_tile
                 if d_issue > dur:
                     dur = d_issue
+            if local_tile:  # ... and the warps wait on their spilled registers' round trips
+                d_local = tiles * local_tile
+                if d_local > dur:
+                    dur = d_local
             t0 = first if first > prev_end else prev_end
             start = t0 if t0 > sm.free_at else sm.free_at
             end = start + dur
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
+            sm_end = end  # the SM's turn: a CTA draining its spill traffic does not keep the others waiting
             if spill:
                 # register spills: stores and reloads of local memory every iteration, through L2
                 sp_r, sp_w = sp_rd * tiles, sp_wr * tiles
                 l2_rd += sp_r
                 s_rd += sp_r
                 s_wr += sp_w
-                sp_end = l2book(now, sp_r + sp_w)  # booked now: a link's calendar takes no bookings ahead
+                # booked now: a link's calendar takes no bookings ahead; the L2 takes 4-byte spill stores
+                # slower than tile traffic (calibration spill_store_l2_Bps), so each costs more link time
+                sp_end = l2book(now, sp_r + sp_w * self.spill_st_weight)
                 if sp_wf or sp_rf:
                     # local memory that overflows the L2 (memsim.local_memory): write-backs and reload misses
                     dr, dw = int(sp_r * sp_rf), int(sp_w * sp_wf)
@@ -489,7 +504,7 @@ class LaunchModel:
                         sp_end = d_end
                 if end < sp_end:
                     end = sp_end
-            sm.free_at = end
+            sm.free_at = sm_end
             sm.busy_s += dur
             fl += flops
             ex += exps
