@@ -174,7 +174,8 @@ def cmd_old(a) -> int:
     prov.update(hardware=hw.name, facts_files=list(a.facts or []), measured=str(a.tune),
                 measured_provenance=src["provenance"])
     return _write_report(a.out, prov, cases, title="Model ranking vs the earlier tuning run "
-                         f"({Path(a.tune).name}: flash2 candidates, {src['provenance'].get('gpu')})", force=a.force)
+                         f"({Path(a.tune).name}: flash2 candidates, {src['provenance'].get('gpu')})", force=a.force,
+                         facts=facts)
 
 
 # --- the report ---------------------------------------------------------------------------------------------
@@ -194,7 +195,62 @@ def case_stats(ranking, top=TOP) -> dict:
     return out
 
 
-def _write_report(out, prov, cases, *, title, force, table=None) -> int:
+def _flops_per_iteration(launch: str, s, d: int) -> int:
+    """Dot FLOPs of one tile-loop iteration of one CTA: fwd QK^T + PV; bwd dK/dV pass S^T, dP^T, dV, dK; dQ pass
+    S, dP, dQ."""
+    per = 2 * s.block_m * s.block_n * d
+    return per * (4 if launch.endswith("dkdv") else 3 if launch.endswith("dq") else 2)
+
+
+def _mma_warps(problem, schedule) -> int:
+    """Warps that issue the dots: the warp-specialised hopper loop's two consumer warpgroups (8 warps) per 4 warps
+    of the schedule (kernels/hopper.py), else the schedule's warps."""
+    from memsim.algorithms_hopper import warp_specialised
+    ws = schedule.algorithm == "hopper" and warp_specialised(problem, schedule)
+    return 2 * schedule.num_warps if ws else schedule.num_warps
+
+
+def mma_kind(problem, schedule, facts: dict) -> str:
+    """'HGMMA' (Hopper warpgroup MMA), 'HMMA' (mma.sync) or a mix, per the tile loops' SASS in the compiled
+    facts: FLOPs per MMA instruction = FLOPs per iteration / (MMA instructions per warp x warps); an m16n8k16
+    mma.sync does 4096, a wgmma m64nNk16 2048 x N >= 16384."""
+    from memsim.compiled import key, load_table
+    from memsim.schedule import kernel_launches
+    table = load_table()
+    kinds = set()
+    for L in kernel_launches(problem, schedule):
+        if L.name.endswith("preprocess"):
+            continue
+        e = facts.get(key(L.name, problem, schedule)) or table.get(key(L.name, problem, schedule)) or {}
+        loop = e.get("loop") or {}
+        if not loop.get("mma"):
+            kinds.add("?")
+            continue
+        fpi = _flops_per_iteration(L.name, schedule, problem.head_dim) / (loop["mma"] * _mma_warps(problem, schedule))
+        kinds.add("HGMMA" if fpi >= 16384 else "HMMA")
+    return "+".join(sorted(kinds))
+
+
+def mechanism_rows(cases, facts) -> list:
+    """measured / predicted time per (phase, loop variant, MMA kind): where the model's one dot rate is wrong."""
+    import statistics
+
+    from memsim.algorithms_hopper import warp_specialised
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    groups: dict = {}
+    for c in cases:
+        p = problem_from_dict(c["problem"])
+        for r in c["ranking"]:
+            if r.get("measured_ms") is None or r.get("predicted_s") is None:
+                continue
+            s = schedule_from_dict(r["schedule"])
+            variant = s.algorithm + (" warp-specialised" if s.algorithm == "hopper" and warp_specialised(p, s) else "")
+            groups.setdefault((c["phase"], variant, mma_kind(p, s, facts)), []).append(
+                r["measured_ms"] / (r["predicted_s"] * 1e3))
+    return [(k, len(v), statistics.median(v), min(v), max(v)) for k, v in sorted(groups.items())]
+
+
+def _write_report(out, prov, cases, *, title, force, table=None, facts=None) -> int:
     from memsim.io import write_atomic, write_json
     for c in cases:
         c["stats"] = case_stats(c["ranking"])
@@ -230,6 +286,12 @@ def _write_report(out, prov, cases, *, title, force, table=None) -> int:
                      f"{s['best_measured_model_rank']} | "
                      + ", ".join(f"{_sched_t(x)} ({m:.3f})" for x, m in zip(s["model_top"], s["model_top_ms"]))
                      + f" | {s['best_measured_ms']:.3f} |")
+    if facts is not None:
+        lines += ["", "Measured / predicted time by loop variant and MMA instruction kind (from each candidate's compiled "
+                  "tile loop: FLOPs per MMA instruction; HGMMA = Hopper warpgroup MMA, HMMA = mma.sync):", "",
+                  "| phase | variant | MMA | candidates | median | min | max |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {k[0]} | {k[1]} | {k[2]} | {n} | {med:.2f} | {lo:.2f} | {hi:.2f} |"
+                  for k, n, med, lo, hi in mechanism_rows(cases, facts)]
     lines += ["", "Per problem, every candidate (predicted ms, measured ms, the model's bound) is in the JSON beside "
               "this file."]
     if table:
@@ -277,7 +339,8 @@ def cmd_report(a) -> int:
     if a.table:
         _write_table(a.table, cases, meas["provenance"], force=a.force)
     return _write_report(a.out, prov, cases, title=f"Model-steered tuning on {meas['provenance'].get('gpu')}: "
-                         "ranking vs exhaustive measurement", force=a.force, table=a.table)
+                         "ranking vs exhaustive measurement", force=a.force, table=a.table,
+                         facts=_load_facts(a.facts) if a.facts else None)
 
 
 def _write_table(path, cases, mprov, *, force):
@@ -499,6 +562,8 @@ def main(argv=None) -> int:
     sp.add_argument("--measured", required=True)
     sp.add_argument("--out", required=True, help="output stem: writes STEM.json and STEM.md")
     sp.add_argument("--table", help="also write the exhaustive winners as kernels.autotune's default table here")
+    sp.add_argument("--facts", action="append", help="compiled-facts file(s): adds the measured/predicted table by "
+                                                     "MMA instruction kind")
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(fn=cmd_report)
     a = ap.parse_args(argv)
