@@ -11,8 +11,9 @@ Where the answer comes from, first hit wins:
    (`memsim.tuning.problem_key`), the algorithm(s) and the phase;
 2. **the committed default table** of the GPU (``kernels/tuned/<gpu slug>.json``, made by
    ``benchmarks/tune_rank.py report --table`` from an exhaustive measurement): the same problem class,
-   else (``nearest=True``) the closest class of the same dtype, head dim, mask and GQA group (sequence
-   lengths and batch x heads differ) -- so the first call is fast;
+   else (``nearest=True``) the closest class of the same head dim, mask and GQA group, same dtype first
+   (fp16 and bf16 next: the same tile code) -- sequence lengths and batch x heads differ -- so the first call
+   is fast;
 3. **measure**: the model's ranking of the candidates (`memsim.tuning.rank`, which needs simpy; without
    it the table's stored model ranking of the nearest class, or ``ranking=`` given by the caller), then
    the top ``top`` candidates that compile and pass the exactness gate (DESIGN.md's rule on a row slice,
@@ -42,6 +43,7 @@ CACHE_FORMAT = "kernels.autotune_cache/1"
 TABLE_FORMAT = "kernels.tuned/1"
 #: the algorithms whose candidates compete when autotune is not given one, per phase
 DEFAULT_ALGORITHMS = {"fwd": ("flash2", "hopper"), "bwd": ("flash2",)}
+TWO_BYTE = ("fp16", "bf16")
 
 
 class AutotuneError(ValueError):
@@ -119,8 +121,9 @@ def _class_parts(key: str) -> dict:
 def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms, *, nearest: bool = True):
     """(schedule, entry, table key, exact?) of the table's winner for the problem class, or None.
     With several algorithms the entry's overall winner is taken when its algorithm is among them, else the
-    best of `by_algorithm` that is; nearest: the closest class with the same dtype, head dim, mask and GQA
-    group (log2 distance of the sequence lengths, then of batch x heads)."""
+    best of `by_algorithm` that is; nearest: the closest class with the same head dim, mask and GQA group and
+    the same dtype (else the other 2-byte dtype: fp16 and bf16 run the same tile code), by log2 distance of the
+    sequence lengths, then of batch x heads."""
     from memsim.tuning import problem_key
     entries = table.get("entries", {})
     want = f"{problem_key(problem)}|{phase}"
@@ -140,9 +143,13 @@ def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms,
     scored = []
     for k, e in entries.items():
         c = _class_parts(k)
-        if c["head"] != w["head"] or c["phase"] != phase or pick(e) is None:
+        # fp16 and bf16 compile to the same tile code: the other 2-byte type is near, after every same-type class
+        other_dtype = c["head"][0] != w["head"][0]
+        same_code = not other_dtype or {c["head"][0], w["head"][0]} <= set(TWO_BYTE)
+        if not same_code or c["head"][1:] != w["head"][1:] or c["phase"] != phase or pick(e) is None:
             continue
-        dist = (abs(math.log2(c["sq"]) - math.log2(w["sq"])) + abs(math.log2(c["skv"]) - math.log2(w["skv"])),
+        dist = (other_dtype,
+                abs(math.log2(c["sq"]) - math.log2(w["sq"])) + abs(math.log2(c["skv"]) - math.log2(w["skv"])),
                 abs(math.log2(c["bh"]) - math.log2(w["bh"])), k)
         scored.append((dist, k, e))
     if not scored:

@@ -243,3 +243,53 @@ def test_default_gate_runs_the_rule_in_the_interpreter(monkeypatch):
 
 def test_tuned_schedule_is_lookup_only(cache):
     assert kernels.tuned_schedule(P, "fwd", ("flash2",)) is None
+
+
+def test_nearest_takes_the_other_two_byte_dtype_last(tmp_path):
+    bf = AttentionProblem(1, 2, 2, 4096, 4096, 64, "bf16")
+    fp = AttentionProblem(1, 2, 2, 64, 64, 64, "fp16")
+    table = json.loads(_table(tmp_path, {f"{problem_key(bf)}|fwd": _entry(S4), f"{problem_key(fp)}|fwd": _entry(S1)}
+                              ).read_text())
+    want = AttentionProblem(1, 2, 2, 64, 64, 64, "bf16")
+    assert at.table_lookup(table, want, "fwd", ("flash2",))[0] == S4        # same dtype, though farther in N
+    del table["entries"][f"{problem_key(bf)}|fwd"]
+    s, _, k, exact = at.table_lookup(table, want, "fwd", ("flash2",))
+    assert (s, exact) == (S1, False) and k.startswith("fp16")
+    f32 = AttentionProblem(1, 2, 2, 64, 64, 64, "fp32")                      # fp32 compiles other code: never near
+    assert at.table_lookup(table, f32, "fwd", ("flash2",)) is None
+
+
+def test_committed_h100_table():
+    """kernels/tuned/nvidia-h100-80gb-hbm3.json: every entry is found again for its own problem, exactly, and every
+    2-byte d=64/128 MHA class of both phases gets an answer without measuring (nearest)."""
+    table = at.load_table("NVIDIA H100 80GB HBM3")
+    assert table["format"] == at.TABLE_FORMAT and table["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert table["torch"] and table["triton"] and table["date"] and table["command"]
+    assert len(table["entries"]) >= 12
+    for k, e in table["entries"].items():
+        p = AttentionProblem(**e["problem"])
+        phase = k.rsplit("|", 1)[1]
+        s, got, key, exact = at.table_lookup(table, p, phase, at.DEFAULT_ALGORITHMS[phase])
+        assert exact and key == k and s == Schedule(**e["schedule"]) and e["ms"] > 0
+        assert "exhaustive" in e["source"] and e["model_ranking"]
+    for phase in ("fwd", "bwd"):
+        for dt in ("fp16", "bf16"):
+            for d in (64, 128):
+                for causal in (False, True):
+                    for n in (512, 4096, 32768):
+                        p = AttentionProblem(2, 8, 8, n, n, d, dt, causal=causal)
+                        hit = at.table_lookup(table, p, phase, at.DEFAULT_ALGORITHMS[phase])
+                        assert hit is not None, (phase, dt, d, causal, n)
+                        assert hit[0].phase == phase
+
+
+def test_end_to_end_in_the_interpreter(cache, tmp_path):
+    """The real gate and timer (CPU interpreter): a tiny fp32 problem, the caller's ranking, the winner cached."""
+    if not kernels._common.interpreting():
+        pytest.skip("needs TRITON_INTERPRET=1 (CPU)")
+    p = AttentionProblem(1, 2, 2, 32, 32, 16, "fp32")
+    q, k, v = _qkv(p)
+    r = kernels.autotune(p, q, k, v, ranking=[S1, S3], top=2, table=_table(tmp_path, {}), algorithms=("flash2",))
+    assert r.source == "measured" and r.schedule in (S1, S3) and all("ms" in x for x in r.tried)
+    again = kernels.autotune(p, q, k, v, ranking=[S1, S3], table=_table(tmp_path, {}), algorithms=("flash2",))
+    assert (again.source, again.schedule) == ("cache", r.schedule)
