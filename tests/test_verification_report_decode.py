@@ -89,3 +89,19 @@ def test_fidelity_tables_use_the_headline_definition(tmp_path):
         assert r.error == pytest.approx(RD.error(p, m, "time_s")) and goals["time"].floor == 5e-6
     assert RD.main(["--fidelity", str(DATA), "--out", str(out)]) == 2, "not replaced without --force"
     assert RD.main(["--fidelity", f"{DATA}@{tmp_path / 'none.json'}", "--out", str(tmp_path / "f2")]) == 2
+
+
+def test_headline_command_reports_decode_beside_random_sets(tmp_path, capsys):
+    """`python -m verification fidelity --data <set> --decode FILE` puts the decode set in the same headline
+    (same table, same goals); a missing decode file is a one-line usage error."""
+    pytest.importorskip("simpy")
+    from verification.__main__ import main
+    random_set = Path(__file__).resolve().parents[1] / "verification/data/nvidia-h100-80gb-hbm3/random/D-seed2611"
+    out = tmp_path / "fid"
+    assert main(["fidelity", "--data", str(random_set), "--decode", str(DATA), "--out", str(out)]) == 0
+    text = (out / "fidelity.md").read_text()
+    assert "## Set D-seed2611" in text and "## Set decode random seed1" in text, text[:400]
+    capsys.readouterr()
+    assert main(["fidelity", "--data", str(random_set), "--decode", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.json" in err[0], err

@@ -36,6 +36,10 @@ def add_arguments(p):
     p.add_argument("--random", type=int, help="with --freeze: the number of cases of the set")
     p.add_argument("--seed", type=int, help="with --freeze: the seed of the set")
     p.add_argument("--set", dest="set_label", help="with --freeze: the set label (e.g. B)")
+    p.add_argument("--decode", nargs="+", metavar="FILE[@FROZEN]",
+                   help="decode_ncu.json files (verification.suite_decode measure) reported beside the random sets with "
+                        "the same error definition and goals; FILE@FROZEN.json compares with frozen predictions "
+                        "(verification.report_decode.fidelity_sets)")
 
 
 def _set_name(dirpath: Path, recs: list[dict]) -> str:
@@ -233,6 +237,17 @@ def run(a):
                      f"(time = max(GPU time, host floor), the model's rule; GPU predictions unchanged).")
         md.append(F.markdown(f"Set {name}", summ, rows, note=note, bindings=bindings))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
+    if a.decode:
+        from ..report_decode import DecodeReportError, fidelity_sets
+        try:
+            dsets = fidelity_sets(a.decode, goals)
+        except DecodeReportError as e:
+            raise C.UsageError(str(e)) from None
+        for name, path, rows, summ, frozen in dsets:
+            note = (f"Decode data `{path}`; " + (f"predictions `{frozen}` (frozen before it was measured)" if frozen
+                                                 else "predicted now") + "; one ncu pass per case, time = ncu kernel time.")
+            md.append(F.markdown(f"Set {name}", summ, rows, note=note))
+            js["sets"][name] = {"folder": path, "model_commits": [], **F.to_json(summ, rows)}
     text = "\n".join(md) + "\n"
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
