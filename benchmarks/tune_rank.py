@@ -368,26 +368,6 @@ def _write_table(path, cases, mprov, *, force):
 
 
 # --- GPU: measure every candidate (torch + triton + memsim.schedule only) ------------------------------------
-def _gate(p, s, q, k, v, do, ref, ys):
-    """The rule on the gate slice (batch 0, heads 0..1): (ok, message)."""
-    import kernels
-    from kernels.testing import check_rule
-    try:
-        f = kernels.forward(p, s, q, k, v) if s.phase == "fwd" else None
-        if s.phase == "fwd":
-            check_rule("o", f.o, ref[0], dtype=p.dtype, verbose=False, **ys["o"])
-        else:
-            from memsim.schedule import Schedule
-            fs = kernels.default_schedule(p, "flash2", "fwd", q.device)
-            f = kernels.forward(p, fs, q, k, v)
-            grads = kernels.backward(p, s, q, k, v, f.o, do, f)
-            for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
-                check_rule(name, g, gr, dtype=p.dtype, verbose=False, **ys[name])
-        return True, "ok"
-    except AssertionError as e:
-        return False, str(e)[:300]
-
-
 def _time(fn, a, device) -> float:
     if device == "cpu":
         fn()
@@ -399,13 +379,11 @@ def _time(fn, a, device) -> float:
 
 
 def cmd_measure(a) -> int:
-    from dataclasses import replace
-
     import torch
     import triton
 
     import kernels
-    from kernels.testing import yardsticks
+    from kernels.autotune import gate_check, gate_reference, gate_slice
     from memsim.io import base_provenance, write_json
     from memsim.schedule import problem_from_dict, schedule_from_dict
     plan = json.loads(Path(a.plan).read_text())
@@ -432,12 +410,9 @@ def cmd_measure(a) -> int:
         dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[p.dtype]
         q, k, v, do = (torch.randn(p.batch, p.heads_q, p.seq_q, p.head_dim, device=device, generator=g).to(dt)
                        for _ in range(4))
-        sl = (slice(0, 1), slice(0, 2))
-        qs, ks, vs, dos = (t[sl].contiguous() for t in (q, k, v, do))
-        sub = replace(p, batch=1, heads_q=2, heads_kv=2)
         want_bwd = c["phase"] == "bwd"
-        ref = kernels.reference(qs, ks, vs, causal=p.causal, do=dos if want_bwd else None)
-        ys = yardsticks(qs, ks, vs, causal=p.causal, do=dos if want_bwd else None)
+        sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do if want_bwd else None)
+        ref, ys = gate_reference(sub, qs, ks, vs, dos)
         fwd_s = kernels.default_schedule(p, "flash2", "fwd", device)
         f = kernels.forward(p, fwd_s, q, k, v) if want_bwd else None
         rows = []
@@ -446,7 +421,7 @@ def cmd_measure(a) -> int:
             s = schedule_from_dict(r["schedule"])
             row = {"schedule": r["schedule"]}
             try:
-                ok, msg = _gate(sub, s, qs, ks, vs, dos, ref, ys)
+                ok, msg = gate_check(sub, s, qs, ks, vs, dos, ref, ys)
                 row.update(exact=ok, gate=msg)
                 if ok:
                     fn = (lambda: kernels.forward(p, s, q, k, v)) if not want_bwd else (

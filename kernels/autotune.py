@@ -35,7 +35,8 @@ from pathlib import Path
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, schedule_from_dict
 
 __all__ = ["autotune", "tuned_schedule", "Tuned", "AutotuneError", "cache_path", "cache_key", "table_path",
-           "load_table", "table_lookup", "CACHE_ENV", "TABLE_DIR", "default_gate"]
+           "load_table", "table_lookup", "CACHE_ENV", "TABLE_DIR", "default_gate", "gate_slice", "gate_reference",
+           "gate_check"]
 
 CACHE_ENV = "KERNELS_TUNE_CACHE"
 TABLE_DIR = Path(__file__).resolve().parent / "tuned"
@@ -207,34 +208,48 @@ def default_timer(fn) -> float:
     return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
 
 
-def default_gate(problem: AttentionProblem, schedule: Schedule, q, k, v, do=None) -> tuple[bool, str]:
-    """DESIGN.md's rule (kernels.testing.check_rule against the float64 reference) on a row slice: batch 0,
-    the first two q heads (and their k/v heads), the forward's O or the backward's dQ, dK, dV."""
+def gate_slice(problem: AttentionProblem, q, k, v, do=None):
+    """(sub-problem, q, k, v, do) of the gate: batch 0 and the first two q heads (whole GQA groups), contiguous."""
     from dataclasses import replace
-
-    import kernels
-    from kernels.testing import check_rule, yardsticks
     p = problem
     hkv = 1 if p.group_size > 1 else min(2, p.heads_kv)
     hq = hkv * p.group_size  # whole GQA groups
-    qs, ks, vs = q[:1, :hq], k[:1, :hkv], v[:1, :hkv]
-    sub = replace(p, batch=1, heads_q=qs.shape[1], heads_kv=ks.shape[1])
-    dos = do[:1, :hq] if do is not None else None
-    kw = dict(causal=p.causal, scale=p.scale, causal_align=p.causal_align)
+    qs, ks, vs = (t.contiguous() for t in (q[:1, :hq], k[:1, :hkv], v[:1, :hkv]))
+    dos = do[:1, :hq].contiguous() if do is not None else None
+    return replace(p, batch=1, heads_q=hq, heads_kv=hkv), qs, ks, vs, dos
+
+
+def gate_reference(sub: AttentionProblem, qs, ks, vs, dos=None):
+    """(float64 reference, the rule's yardsticks) of a gate slice: compute once per problem, check every candidate."""
+    import kernels
+    from kernels.testing import yardsticks
+    kw = dict(causal=sub.causal, scale=sub.scale, causal_align=sub.causal_align)
+    return kernels.reference(qs, ks, vs, do=dos, **kw), yardsticks(qs, ks, vs, do=dos, **kw)
+
+
+def gate_check(sub: AttentionProblem, schedule: Schedule, qs, ks, vs, dos, ref, ys) -> tuple[bool, str]:
+    """DESIGN.md's rule (kernels.testing.check_rule) for one candidate on a gate slice: the forward's O, or the
+    backward's dQ, dK, dV (after flash2's default forward)."""
+    import kernels
+    from kernels.testing import check_rule
     try:
-        ref = kernels.reference(qs, ks, vs, do=dos, **kw)
-        ys = yardsticks(qs, ks, vs, do=dos, **kw)
         if schedule.phase == "fwd":
             f = kernels.forward(sub, schedule, qs, ks, vs)
-            check_rule("o", f.o, ref[0], dtype=p.dtype, verbose=False, **ys["o"])
+            check_rule("o", f.o, ref[0], dtype=sub.dtype, verbose=False, **ys["o"])
         else:
-            f = kernels.forward(sub, kernels.default_schedule(sub, "flash2", "fwd", q.device), qs, ks, vs)
+            f = kernels.forward(sub, kernels.default_schedule(sub, "flash2", "fwd", qs.device), qs, ks, vs)
             grads = kernels.backward(sub, schedule, qs, ks, vs, f.o, dos, f)
             for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
-                check_rule(name, g, gr, dtype=p.dtype, verbose=False, **ys[name])
+                check_rule(name, g, gr, dtype=sub.dtype, verbose=False, **ys[name])
         return True, "ok"
     except AssertionError as e:
         return False, str(e)[:300]
+
+
+def default_gate(problem: AttentionProblem, schedule: Schedule, q, k, v, do=None) -> tuple[bool, str]:
+    """The exactness gate on the row slice of `gate_slice` (the reference is computed per call)."""
+    sub, qs, ks, vs, dos = gate_slice(problem, q, k, v, do)
+    return gate_check(sub, schedule, qs, ks, vs, dos, *gate_reference(sub, qs, ks, vs, dos))
 
 
 def _model_ranking(problem, algorithms, phase, table, hardware):
