@@ -264,12 +264,18 @@ def _write_report(out, prov, cases, *, title, force, table=None, facts=None) -> 
                "goal": {"spearman": 0.8, "regret_top3": 0.03}}
     write_json(f"{out}.json", {"format": "tune_rank.report/1", "provenance": prov, "summary": summary,
                                "cases": cases}, overwrite=force)
-    lines = [f"# {title}", "", f"Made by `{prov['command']}` on {prov['date']} (model at commit {prov.get('git_commit')}"
-             f", preset {prov.get('hardware')}).", ""]
+    lines = [f"# {title}", ""]
+    if "plan_command" in prov:
+        lines += [f"Ranking: the model at commit {prov.get('git_commit')} (preset {prov.get('hardware')}), frozen in the "
+                  f"plan on {prov['date']} by `{prov['plan_command']}`; this report by `{prov['command']}`.", ""]
+    else:
+        lines += [f"Made by `{prov['command']}` on {prov['date']} (model at commit {prov.get('git_commit')}, preset "
+                  f"{prov.get('hardware')}).", ""]
     if "measured_provenance" in prov:
         mp = prov["measured_provenance"]
         lines += [f"Measured: {mp.get('gpu')}, torch {mp.get('torch')}, triton {mp.get('triton')}, {mp.get('date')}, "
-                  f"`{mp.get('command')}`.", ""]
+                  f"`{mp.get('command')}`" + (f" ({mp['device_call']}; {mp['git_commit_note']})"
+                                              if mp.get("device_call") else "") + ".", ""]
     lines += [f"Over {len(cases)} problems: Spearman median {_f(summary['spearman_median'])} (min "
               f"{_f(summary['spearman_min'])}, mean {_f(summary['spearman_mean'])}); regret of measuring the model's "
               f"top {TOP}: median {_pct(summary['regret_top3_median'])}, worst {_pct(summary['regret_top3_max'])}. "
