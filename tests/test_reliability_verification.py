@@ -282,3 +282,34 @@ def test_randomsets_unpack_unreadable_bundle(content, tmp_path, capsys):
     assert RS.main(["unpack", str(b)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("verification.randomsets: error: ") and err.count("\n") == 1 and str(b) in err
+
+
+@pytest.mark.parametrize("random", [False, True])
+def test_measure_resume_measures_only_what_is_missing(random, tmp_path, monkeypatch, capsys):
+    """Issue 11 goal "interrupted measurements resume": --resume skips the cases that already have a record
+    (an interrupted run keeps what it wrote; before, re-running refused because of those records)."""
+    from verification import measure as M
+    from verification import ncu as N
+    from verification import randomsets as RS
+    monkeypatch.setattr(N, "ncu_path", lambda: "/fake/ncu")
+    monkeypatch.setattr(M, "gpu_name", lambda: "FAKE")
+    seen = []
+    monkeypatch.setattr(M, "measure_cases", lambda cases, data_dir, **k: seen.append([c.name for c in cases]) or
+                        {"failed": {}, "written": [c.name for c in cases], "data_dir": str(data_dir)})
+    d = tmp_path / "d"
+    if random:
+        argv = ["measure", "--random", "3", "--seed", "1", "--data-dir", str(d)]
+        names = [c.name for c in RS.draw_set(3, 1, None)[1].cases]
+    else:
+        names = ["gpt2m_naive_fwd", "gpt2m_flash2_fwd"]
+        argv = ["measure", "--cases", *names, "--data-dir", str(d)]
+    d.mkdir()
+    (d / f"{names[0]}.json").write_text("{}")  # measured before the interruption
+    rc, _, err = run(argv + ["--resume"], capsys)
+    assert rc == 0 and seen == [names[1:]] and "already" in err
+    (d / f"{names[1]}.json").write_text("{}")
+    if random:
+        (d / f"{names[2]}.json").write_text("{}")
+    assert run(argv + ["--resume"], capsys)[0] == 0 and len(seen) == 1  # nothing left: nothing measured
+    rc, _, err = run(argv + ["--resume", "--archive-old"], capsys)
+    assert rc == 2 and "pass one" in one_line(err)

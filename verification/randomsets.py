@@ -75,12 +75,21 @@ def record_extra(rs: S.RandomSet, model_commit: str | None = None):
     return extra
 
 
+def unmeasured(cases, data_dir, echo) -> list:
+    """--resume (suite or random set): the cases with no record in data_dir yet, said with `echo`."""
+    todo = [c for c in cases if not R.case_path(data_dir, c.name).exists()]
+    echo(f"--resume: {len(cases) - len(todo)} of {len(cases)} case(s) already measured in {data_dir}; "
+         f"{len(todo)} to measure")
+    return todo
+
+
 def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPEATS, hw: str = "h100-sxm",
                 data_dir: str | None = None, model_commit: str | None = None, bundle_to=None, command: str = "",
                 ncu_timeout_s: float = 200, time_timeout_s: float = 200, archive_old=False, echo=None,
-                check_gpu=True, only=None, keep_report=False, report_reader="csv") -> dict:
+                check_gpu=True, only=None, resume=False, keep_report=False, report_reader="csv") -> dict:
     """Draw the set and measure it (GPU machine); the summary of `measure.measure_cases`.  `only`: names or
-    fnmatch patterns of the set's cases to measure (e.g. to complete a set whose run missed some)."""
+    fnmatch patterns of the set's cases to measure (e.g. to complete a set whose run missed some); `resume`:
+    only the cases with no record in the set's folder yet (an interrupted run goes on)."""
     from . import measure as M
     if repeats < MIN_REPEATS:
         raise ValueError(f"--repeats must be >= {MIN_REPEATS} for a random set (got {repeats}): the report "
@@ -99,6 +108,10 @@ def measure_set(n: int, seed: int, *, label: str | None, repeats: int = MIN_REPE
         if not cases:
             raise ValueError(f"--cases {' '.join(only)} matches none of set {rs.name}'s cases: "
                              f"{', '.join(c.name for c in rs.cases)}")
+    if resume:
+        cases = unmeasured(cases, d, echo)
+        if not cases:
+            return {"data_dir": str(d), "written": [], "failed": {}, "seconds": 0.0}
     echo(f"random set {rs.name}: {len(cases)} of {len(rs.cases)} case(s), {repeats} repeats, estimated kernel time "
          f"{rs.estimate_s * 1e3:.1f} ms per repeat (whole set) -> {d}")
     return M.measure_cases(cases, d, command=command, repeats=repeats, extra=record_extra(rs, model_commit),
@@ -170,6 +183,7 @@ def main(argv=None) -> int:
             p.add_argument("--ncu-timeout", type=float, default=200, help="seconds per ncu pass over the set")
             p.add_argument("--time-timeout", type=float, default=200, help="seconds per timing pass")
             p.add_argument("--archive-old", action="store_true")
+            p.add_argument("--resume", action="store_true", help="measure only the cases with no record yet")
     p = sub.add_parser("unpack")
     p.add_argument("bundle")
     p.add_argument("--archive-old", action="store_true")
@@ -184,7 +198,7 @@ def main(argv=None) -> int:
             summ = measure_set(a.random, a.seed, label=a.label, repeats=a.repeats, hw=a.hw, data_dir=a.data_dir,
                                model_commit=a.model_commit, bundle_to=a.bundle, command=cmd,
                                ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
-                               archive_old=a.archive_old)
+                               archive_old=a.archive_old, resume=a.resume)
             return 0 if not summ["failed"] else 1
         d, cases = unpack(a.bundle, archive_old=a.archive_old)
         print(f"unpacked {len(cases)} record(s) into {d}", file=sys.stderr)

@@ -107,6 +107,9 @@ def add_measure_args(p):
                                       "e.g. nvidia-h100-80gb-hbm3); '{gpu}' in it is replaced by the slug")
     p.add_argument("--archive-old", action="store_true",
                    help="move existing records of these cases to <data dir>/archive/<stamp>/ first")
+    p.add_argument("--resume", action="store_true",
+                   help="measure only the selected cases that have no record in the data dir yet (an interrupted "
+                        "run goes on where it stopped; the records there are kept)")
     p.add_argument("--ncu-per-case", action="store_true",
                    help="one ncu process per case (slower; a crash loses one case) instead of one per group of 8")
     p.add_argument("--ncu-timeout", type=float, default=330,

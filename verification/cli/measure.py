@@ -42,6 +42,8 @@ def check_options(a) -> None:
             raise C.UsageError(f"{opt} must be a positive number of seconds, got {v}")
     if a.bundle is not None:
         C.check_out(a.bundle, "--bundle", folder=False, example="$OUT/measurements.tar.gz")
+    if a.resume and a.archive_old:
+        raise C.UsageError("--resume keeps the records in the data dir and --archive-old moves them away; pass one")
     if a.data_dir is not None:  # '{gpu}' / '{set}' are filled in later; the rest of the path is checked now
         C.check_out(a.data_dir.replace("{gpu}", "gpu").replace("{set}", "set"), "--data-dir", folder=True,
                     example="'/tmp/vdata/{gpu}'")
@@ -66,6 +68,11 @@ def measure(a) -> dict:
                             else a.data_dir)
         else:
             data_dir = R.DATA_ROOT / R.gpu_slug(M.gpu_name())
+        if a.resume:
+            from ..randomsets import unmeasured
+            cases = unmeasured(cases, data_dir, C.echo)
+            if not cases:
+                return {"data_dir": str(data_dir), "written": [], "failed": {}, "seconds": 0.0}
         C.echo(f"measure: {len(cases)} case(s) -> {data_dir}")
         return M.measure_cases(cases, data_dir, command=C.command_line(a.argv), archive_old=a.archive_old,
                                per_case=a.ncu_per_case, ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
@@ -88,7 +95,7 @@ def _measure_random(a) -> dict:
                               data_dir=a.data_dir, model_commit=a.model_commit, bundle_to=a.bundle,
                               command=C.command_line(a.argv), ncu_timeout_s=a.ncu_timeout,
                               time_timeout_s=a.time_timeout, archive_old=a.archive_old, echo=C.echo,
-                              only=a.cases or None, keep_report=getattr(a, "ncu_rep", False),
+                              only=a.cases or None, resume=a.resume, keep_report=getattr(a, "ncu_rep", False),
                               report_reader=getattr(a, "ncu_rep_reader", "csv"))
     except (N.NcuError, OutputExistsError, ValueError) as e:
         raise C.UsageError(str(e)) from None

@@ -23,7 +23,7 @@ def add_arguments(p):
 def run(a):
     check_out(a)  # before measuring: a report that could not be written must not cost a GPU run
     summary = measure(a)
-    if not summary["written"]:
+    if not summary["written"] and not a.resume:
         raise C.UsageError("nothing was measured; no report")
     rc = report(a, Path(summary["data_dir"]))
     return rc or (1 if summary["failed"] else 0)
