@@ -45,6 +45,10 @@ METRICS = {
     "lts__t_sectors_srcunit_tex_op_write.sum": "L2 write sectors from L1TEX/TMA",
     "dram__bytes_read.sum": "DRAM bytes read",
     "dram__bytes_write.sum": "DRAM bytes written",
+    # register spills: what the tile loops store to and reload from local memory (at L1), so a record shows the
+    # spill traffic the model predicts (memsim.costs: SASS counts per loop iteration) beside the L2 it reaches
+    "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum": "local-memory load bytes (LSU: spill reloads)",
+    "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum": "local-memory store bytes (LSU: spill stores)",
 }
 
 #: the record keys shared with memsim's SimResult.to_dict()
