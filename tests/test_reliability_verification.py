@@ -313,3 +313,18 @@ def test_measure_resume_measures_only_what_is_missing(random, tmp_path, monkeypa
     assert run(argv + ["--resume"], capsys)[0] == 0 and len(seen) == 1  # nothing left: nothing measured
     rc, _, err = run(argv + ["--resume", "--archive-old"], capsys)
     assert rc == 2 and "pass one" in one_line(err)
+
+
+@pytest.mark.parametrize("content, word", [
+    ('{"records": [5]}', "'records' must be a list of objects"),  # was TypeError traceback
+    ('{"records": 5}', "'records' must be a list of objects"),
+    ('{"records": [{"case": "x"}]}', "record 0 ('x') is not a measured decode case"),  # was KeyError traceback
+    ("", "--decode has an empty file name"),
+])
+def test_fidelity_decode_files_are_checked_before_the_random_sets(content, word, tmp_path, capsys, monkeypatch):
+    from verification.cli import fidelity as FCLI
+    monkeypatch.setattr(FCLI, "evaluate", lambda *a, **k: pytest.fail("random sets predicted before --decode was read"))
+    f = tmp_path / "decode_ncu.json"
+    f.write_text(content)
+    rc, _, err = run(["fidelity", "--data", str(tmp_path), "--decode", str(f) if content else ""], capsys)
+    assert rc == 2 and word in one_line(err)

@@ -155,19 +155,24 @@ def fidelity_sets(specs, goals=None) -> list:
         try:
             data = json.loads(p.read_text())
             recs = data["records"]
+            if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+                raise TypeError("'records' must be a list of objects (one per case)")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DecodeReportError(f"{p}: not a decode_ncu.json ({type(e).__name__}: {e})") from None
         rows, tags = [], set()
-        for rec in recs:
-            c = SD.case_from_record(rec)
-            tags.update(t for t in c.tags if t.startswith("seed"))
+        for i, rec in enumerate(recs):
             try:
+                c = SD.case_from_record(rec)
+                tags.update(t for t in c.tags if t.startswith("seed"))
                 pred = (SD._frozen(frozen, c) if frozen is not None
                         else simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True))
+                total = dict(pred["total"], time_s=pred["total"]["gpu_time_s"])  # ncu kernel time: no host floor
+                rows += F.case_levels(rec["case"], rec, {"total": total}, goals)
             except SD.FrozenMismatch as e:
                 raise DecodeReportError(f"{p}: {e}") from None
-            total = dict(pred["total"], time_s=pred["total"]["gpu_time_s"])  # ncu kernel time: no host floor
-            rows += F.case_levels(rec["case"], rec, {"total": total}, goals)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:  # a record that is not a measured case
+                raise DecodeReportError(f"{p}: record {i} ({rec.get('case', 'no case name')!r}) is not a measured "
+                                        f"decode case ({type(e).__name__}: {e})") from None
         where = p.parent.name if p.name == "decode_ncu.json" else p.stem
         name = "decode " + (f"random {tags.pop()}" if len(tags) == 1 else where) + (" frozen" if frozen else "")
         out.append((name, str(p), rows, F.summarise(rows, goals), frozen_path or None))

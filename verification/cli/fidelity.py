@@ -220,6 +220,15 @@ def run(a):
         for n in ("fidelity.md", "fidelity.json"):
             if (out_dir / n).exists() and not a.force:
                 raise C.UsageError(f"{out_dir / n} already exists; pass --force to replace it")
+    dsets = []
+    if a.decode:  # read (and refused) before the random sets are predicted, which may take minutes
+        from ..report_decode import DecodeReportError, fidelity_sets
+        if not all(str(x).strip() for x in a.decode):
+            raise C.UsageError("--decode has an empty file name; give decode_ncu.json files (FILE or FILE@FROZEN)")
+        try:
+            dsets = fidelity_sets(a.decode, goals)
+        except DecodeReportError as e:
+            raise C.UsageError(str(e)) from None
     sets = evaluate(a.data, a.hw, goals, stored)
     md = ["# Model fidelity on random case sets", "",
           f"memsim preset `{a.hw}`; error = |predicted - median measured| / max(median measured, 1 MB or 5 us); "
@@ -237,17 +246,11 @@ def run(a):
                      f"(time = max(GPU time, host floor), the model's rule; GPU predictions unchanged).")
         md.append(F.markdown(f"Set {name}", summ, rows, note=note, bindings=bindings))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
-    if a.decode:
-        from ..report_decode import DecodeReportError, fidelity_sets
-        try:
-            dsets = fidelity_sets(a.decode, goals)
-        except DecodeReportError as e:
-            raise C.UsageError(str(e)) from None
-        for name, path, rows, summ, frozen in dsets:
-            note = (f"Decode data `{path}`; " + (f"predictions `{frozen}` (frozen before it was measured)" if frozen
-                                                 else "predicted now") + "; one ncu pass per case, time = ncu kernel time.")
-            md.append(F.markdown(f"Set {name}", summ, rows, note=note))
-            js["sets"][name] = {"folder": path, "model_commits": [], **F.to_json(summ, rows)}
+    for name, path, rows, summ, frozen in dsets:
+        note = (f"Decode data `{path}`; " + (f"predictions `{frozen}` (frozen before it was measured)" if frozen
+                                             else "predicted now") + "; one ncu pass per case, time = ncu kernel time.")
+        md.append(F.markdown(f"Set {name}", summ, rows, note=note))
+        js["sets"][name] = {"folder": path, "model_commits": [], **F.to_json(summ, rows)}
     text = "\n".join(md) + "\n"
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
