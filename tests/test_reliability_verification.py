@@ -328,3 +328,27 @@ def test_fidelity_decode_files_are_checked_before_the_random_sets(content, word,
     f.write_text(content)
     rc, _, err = run(["fidelity", "--data", str(tmp_path), "--decode", str(f) if content else ""], capsys)
     assert rc == 2 and word in one_line(err)
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["F", "--out", ""], "--out is empty"),  # wrote report.md, bandwidth.png, rows.json into the current folder
+    (["--fidelity", "F", "--out", ""], "--out is empty"),  # wrote fidelity.md/.json into the current folder
+    (["F", "--out", "A_FILE/x"], "is a file, not a folder"),  # NotADirectoryError traceback
+    (["F"], "required: --out"),  # argparse's usage block before
+])
+def test_report_decode_outputs_and_usage(argv, word, tmp_path, capsys, monkeypatch):
+    from verification import report_decode as RD
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (tmp_path / "a_file").write_text("x")
+    f = tmp_path / "decode_ncu.json"
+    f.write_text('{"records": []}')
+    argv = [{"F": str(f), "A_FILE/x": str(tmp_path / "a_file" / "x")}.get(x, x) for x in argv]
+    try:
+        rc = RD.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("verification.report_decode: error: ") and err.count("\n") == 1 and word in err
+    assert list(cwd.iterdir()) == []

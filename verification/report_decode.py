@@ -26,7 +26,6 @@ partial (DRAM writes); ``dram_bytes`` is read + write, issue 12's "DRAM bytes".
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -195,8 +194,10 @@ def fidelity_markdown(sets, command: str) -> str:
 
 
 def main(argv=None) -> int:
+    from memsim.cli.errors import UsageError, check_out, make_parser
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m verification.report_decode", description=__doc__.splitlines()[0])
+    ap = make_parser("verification.report_decode", prog="python -m verification.report_decode",
+                     description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", help="decode_ncu.json files (suite_decode measure)")
     ap.add_argument("--out", required=True, help="folder for report.md and bandwidth.png")
     ap.add_argument("--force", action="store_true", help="replace an existing report")
@@ -204,10 +205,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fidelity", action="store_true",
                     help="write fidelity.md / fidelity.json in the headline's format (FILE@FROZEN.json per set)")
     a = ap.parse_args(argv)
-    out = Path(a.out)
     try:
-        if out.exists() and not out.is_dir():
-            raise DecodeReportError(f"--out {out} is a file; give a folder")
+        out = check_out(a.out, "--out", folder=True, example="reports/h100-sxm/decode/<set>")
         if a.fidelity:
             return _fidelity_main(a, out, argv)
         for n in ("report.md", "bandwidth.png"):
@@ -228,7 +227,7 @@ def main(argv=None) -> int:
         write_atomic(out / "bandwidth.png", png_bytes(bandwidth_figure(rows)), overwrite=a.force)
         write_atomic(out / "rows.json", json.dumps({"command": cmd, "summary": summ, "rows": rows}, indent=1),
                      overwrite=a.force)
-    except (DecodeReportError, OutputExistsError) as e:
+    except (DecodeReportError, OutputExistsError, UsageError) as e:
         print(f"verification.report_decode: error: {e}", file=sys.stderr)
         return 2
     for lv, s in summ.items():

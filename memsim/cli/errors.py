@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -46,6 +47,25 @@ def make_parser(error_prog: str, **kw) -> OneLineParser:
     """A top-level OneLineParser whose errors (and its subparsers' errors) start with `error_prog`."""
     cls = type("Parser", (OneLineParser,), {"error_prog": error_prog})
     return cls(**kw)
+
+
+def check_out(value, option: str, *, folder: bool, example: str) -> Path:
+    """An output path checked before any work: not empty (an empty value would write into the current
+    folder), not the other kind (a file where a folder is wanted or the reverse), and no file on the way
+    (a parent that is a file).  The Path, or UsageError naming the option, what was wrong and an example."""
+    kind = "folder" if folder else "file"
+    if value is None or not str(value).strip():
+        raise UsageError(f"{option} is empty; give a {kind}, e.g. {option} {example}")
+    path = Path(value)
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {kind}, "
+                         f"e.g. {option} {example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option} {path} cannot be created: {parent} is a file, not a folder")
+            break
+    return path
 
 
 def run_cli(prog: str, fn, *, errors=(UsageError,), interrupted: str = "interrupted") -> int:

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from memsim.cli.errors import UsageError  # noqa: F401  (the one usage error of the three CLIs)
+from memsim.cli.errors import UsageError, check_out  # noqa: F401  (shared by the three CLIs)
 
 RAW = argparse.RawDescriptionHelpFormatter
 TOLERANCES = str(Path(__file__).resolve().parent.parent / "tolerances.toml")
@@ -42,25 +42,6 @@ def check_preset(name: str) -> str:
         names = sorted(p.stem for p in presets.glob("*.toml"))
         raise UsageError(f"unknown hardware preset {name!r}; presets: {', '.join(names) or '(none yet)'}")
     return name
-
-
-def check_out(value, option: str, *, folder: bool, example: str) -> Path:
-    """An output path checked before any work: not empty (an empty value would write into the current
-    folder), not the other kind (a file where a folder is wanted or the reverse), and no file on the way
-    (a parent that is a file).  The Path, or UsageError naming the option, what was wrong and an example."""
-    kind = "folder" if folder else "file"
-    if value is None or not str(value).strip():
-        raise UsageError(f"{option} is empty; give a {kind}, e.g. {option} {example}")
-    path = Path(value)
-    if path.exists() and path.is_dir() != folder:
-        raise UsageError(f"{option} {path} is a {'file' if folder else 'folder'}; give a {kind}, "
-                         f"e.g. {option} {example}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{option} {path} cannot be created: {parent} is a file, not a folder")
-            break
-    return path
 
 
 def select(patterns):
