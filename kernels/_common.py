@@ -171,17 +171,18 @@ def strides3(t) -> tuple[int, int, int]:
 def lse_forward(kernel, problem: AttentionProblem, schedule: Schedule, q, k, v, *, workspace=(), **constexprs):
     """The one-launch forwards that return O and the fp32 logsumexp (flash1, flash2, hopper) share their launch:
     o and lse (B, Hq, Nq) allocated, `kernel` launched once on `kernel_launches`' grid as
-    kernel(q, k, v, o, lse, *workspace, strides of q, k, v, o (batch, head, row), heads_q, seq_q, seq_kv,
-    scale * log2(e), causal_offset, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, **constexprs, num_warps,
-    num_stages); a ForwardResult with lse saved (flash2's backward reads it).  That the kernel is the one
-    named by the launch ("_" + launch name) is tests/test_kernels_contract.py's check."""
+    kernel(q, k, v, o, lse, *workspace, the strides of q, k, v, o (one tuple (batch, head, row) each: the kernels'
+    stride_q, stride_k, stride_v, stride_o), heads_q, seq_q, seq_kv, scale * log2(e), causal_offset, GROUP,
+    HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, **constexprs, num_warps, num_stages); a ForwardResult with lse saved
+    (flash2's backward reads it).  That the kernel is the one named by the launch ("_" + launch name) is
+    tests/test_kernels_contract.py's check."""
     from .registry import ForwardResult
     (launch,) = kernel_launches(problem, schedule)
     p, s = problem, schedule
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     kernel[launch.grid](
-        q, k, v, o, lse, *workspace, *strides3(q), *strides3(k), *strides3(v), *strides3(o),
+        q, k, v, o, lse, *workspace, strides3(q), strides3(k), strides3(v), strides3(o),
         p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
         GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, CAUSAL=p.causal,
         **constexprs, num_warps=s.num_warps, num_stages=s.num_stages)

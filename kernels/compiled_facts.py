@@ -99,13 +99,50 @@ def _specialise(jf, args, kwargs, target):
     return ASTSource(jf, signature, constexprs, attrs), options
 
 
+def _flat_signature(signature: dict) -> tuple[dict, dict]:
+    """({leaf name: type}, {Triton's argument path: flat index}) with tuple arguments flattened: a tuple
+    parameter's leaves count as positional arguments of their own, named name[i] (the forward kernels take the
+    strides of a tensor as one (batch, head, row) tuple; their leaves specialise as the scalars did)."""
+    names, index = {}, {}
+
+    def leaves(name, ty, path):
+        if isinstance(ty, tuple):
+            for i, t in enumerate(ty):
+                leaves(f"{name}[{i}]", t, (*path, i))
+        else:
+            index[path] = len(names)
+            names[name] = ty
+    for i, (name, ty) in enumerate(signature.items()):
+        leaves(str(name), ty, (i,))
+    return names, index
+
+
 def _spec_text(src, options) -> str:
-    """A stable text of what was compiled (signature, constants, attributes, warps, stages)."""
-    cons = {str(k): (v.__name__ if hasattr(v, "__name__") else repr(v)) for k, v in src.constants.items()}
-    attrs = {str(k): repr(v) for k, v in src.attrs.items()}
-    return json.dumps({"signature": {str(k): str(v) for k, v in src.signature.items()}, "constants": cons,
+    """A stable text of what was compiled (signature, constants, attributes, warps, stages); tuple arguments
+    flattened (`_flat_signature`), so constants and attributes are keyed by flat argument index "(i,)"."""
+    sig, index = _flat_signature(src.signature)
+
+    def flat(path):  # Triton's argument path -> "(flat index,)"
+        return str((index[path],)) if path in index else str(path)
+    cons = {flat(k): (v.__name__ if hasattr(v, "__name__") else repr(v)) for k, v in src.constants.items()}
+    attrs = {flat(k): repr(v) for k, v in src.attrs.items()}
+    return json.dumps({"signature": {k: str(v) for k, v in sig.items()}, "constants": cons,
                        "attrs": attrs, "num_warps": options.num_warps, "num_stages": options.num_stages},
                       sort_keys=True)
+
+
+def same_specialisation(a: str | None, b: str | None) -> bool:
+    """Whether two `_spec_text`s name one specialisation: argument names aside (the stride tuples of the
+    forward kernels were scalars named stride_qb, ... when the table's forward entries were compiled)."""
+    if a == b:
+        return True
+    try:
+        da, db = json.loads(a), json.loads(b)
+    except (TypeError, ValueError):
+        return False
+    for d in (da, db):
+        d["signature"] = sorted(d.get("signature", {}).values())
+    return da == db
 
 
 def ptxas_report(ptx: str, arch: str, options) -> dict:
@@ -175,7 +212,7 @@ def _locked_merge(arch: str, new: dict, *, command: str, replace: bool = False) 
             "format": FORMAT, "arch": arch, "entries": {}}
         for k, e in new.items():
             old = table["entries"].get(k)
-            if old is not None and old.get("specialisation") != e.get("specialisation"):
+            if old is not None and not same_specialisation(old.get("specialisation"), e.get("specialisation")):
                 raise CompiledFactsError(f"key {k!r} compiles two ways: {old.get('case')} and {e.get('case')} share "
                                          f"the key but not Triton's specialisation; memsim.compiled.key must grow")
             if replace:

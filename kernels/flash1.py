@@ -26,11 +26,7 @@ from .registry import ForwardResult, launcher
 
 
 @triton.jit
-def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
-                stride_qb, stride_qh, stride_qm,
-                stride_kb, stride_kh, stride_kn,
-                stride_vb, stride_vh, stride_vn,
-                stride_ob, stride_oh, stride_om,
+def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS, stride_q, stride_k, stride_v, stride_o,
                 H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, PREC: tl.constexpr):
@@ -40,8 +36,8 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_base = Q + b * stride_qb + h * stride_qh
-    o_base = O + b * stride_ob + h * stride_oh
+    q_base = Q + b * stride_q[0] + h * stride_q[1]  # stride_x: x's (batch, head, row) strides
+    o_base = O + b * stride_o[0] + h * stride_o[1]
     ows_base = OWS + bh * SEQ_Q * HEAD_DIM
     stat_base = bh * SEQ_Q
 
@@ -49,7 +45,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
         dead_end = (tl.maximum(-CAUSAL_OFFSET, 0) // BLOCK_M) * BLOCK_M
         for start_m in range(0, dead_end, BLOCK_M):
             rows = start_m + offs_m0
-            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :],
+            tl.store(o_base + rows[:, None] * stride_o[2] + offs_d[None, :],
                      tl.zeros([BLOCK_M, HEAD_DIM], dtype=O.dtype.element_ty), mask=rows[:, None] < SEQ_Q)
             tl.store(LSE + stat_base + rows, tl.full([BLOCK_M], float("-inf"), tl.float32), mask=rows < SEQ_Q)
 
@@ -57,9 +53,9 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
         # outer loop: K_j, V_j read once and kept in SRAM for the whole inner loop
         cols = start_n + offs_n0
         cm = cols < SEQ_KV
-        kT = tl.load(K + b * stride_kb + hkv * stride_kh + cols[None, :] * stride_kn + offs_d[:, None],
+        kT = tl.load(K + b * stride_k[0] + hkv * stride_k[1] + cols[None, :] * stride_k[2] + offs_d[:, None],
                      mask=cm[None, :], other=0.0)
-        v = tl.load(V + b * stride_vb + hkv * stride_vh + cols[:, None] * stride_vn + offs_d[None, :],
+        v = tl.load(V + b * stride_v[0] + hkv * stride_v[1] + cols[:, None] * stride_v[2] + offs_d[None, :],
                     mask=cm[:, None], other=0.0)
         if CAUSAL:
             first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
@@ -77,7 +73,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
                 hi = SEQ_KV
             last = start_n + BLOCK_N >= hi
             # inner loop reads: Q_i; O_i, m_i, l_i from the workspace unless first visit
-            q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :], mask=rm[:, None], other=0.0)
+            q = tl.load(q_base + rows[:, None] * stride_q[2] + offs_d[None, :], mask=rm[:, None], other=0.0)
             rd = rm & (start_n > 0)
             acc = tl.load(ows_base + rows[:, None] * HEAD_DIM + offs_d[None, :], mask=rd[:, None], other=0.0)
             m_i = tl.load(MWS + stat_base + rows, mask=rd, other=float("-inf"))
@@ -100,7 +96,7 @@ def _flash1_fwd(Q, K, V, O, LSE, OWS, MWS, LWS,
             l_safe = tl.where(empty, 1.0, l_i)
             o = acc / l_safe[:, None]
             lse = tl.where(empty, float("-inf"), (m_new + tl.math.log2(l_safe)) * LN2)
-            tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC),
+            tl.store(o_base + rows[:, None] * stride_o[2] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC),
                      mask=fin[:, None])
             tl.store(LSE + stat_base + rows, lse, mask=fin)
             tl.debug_barrier()  # the workspace written here is read by other threads of this CTA later

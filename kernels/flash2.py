@@ -59,21 +59,17 @@ def _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m
 
 
 @triton.jit
-def _flash2_fwd(Q, K, V, O, LSE,
-                stride_qb, stride_qh, stride_qm,
-                stride_kb, stride_kh, stride_kn,
-                stride_vb, stride_vh, stride_vn,
-                stride_ob, stride_oh, stride_om,
-                H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+def _flash2_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
     pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
+    # stride_x: the (batch, head, row) strides of x (`kernels._common.lse_forward`)
+    q_ptrs = Q + b * stride_q[0] + h * stride_q[1] + offs_m[:, None] * stride_q[2] + offs_d[None, :]
     # K is read transposed (d x cols) so the score tile is a plain dot(q, kT)
-    kT_ptrs = K + b * stride_kb + hkv * stride_kh + offs_n[None, :] * stride_kn + offs_d[:, None]
-    v_ptrs = V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :]
+    kT_ptrs = K + b * stride_k[0] + hkv * stride_k[1] + offs_n[None, :] * stride_k[2] + offs_d[:, None]
+    v_ptrs = V + b * stride_v[0] + hkv * stride_v[1] + offs_n[:, None] * stride_v[2] + offs_d[None, :]
 
     # SRAM/registers for the whole CTA: Q_i (read once), acc (rows x d fp32), m_i, l_i
     q = tl.load(q_ptrs, mask=offs_m[:, None] < SEQ_Q, other=0.0)
@@ -82,10 +78,10 @@ def _flash2_fwd(Q, K, V, O, LSE,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
     full_end, hi = _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL)
-    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_k[2], stride_v[2], offs_m, offs_n,
                                  0, full_end, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                                  BLOCK_N=BLOCK_N, MASKED=False, CAUSAL=CAUSAL, PREC=PREC)
-    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+    acc, l_i, m_i = _fwd_kv_loop(acc, l_i, m_i, q, kT_ptrs, v_ptrs, stride_k[2], stride_v[2], offs_m, offs_n,
                                  full_end, hi, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                                  BLOCK_N=BLOCK_N, MASKED=True, CAUSAL=CAUSAL, PREC=PREC)
 
@@ -94,7 +90,7 @@ def _flash2_fwd(Q, K, V, O, LSE,
     l_safe = tl.where(empty, 1.0, l_i)
     o = acc / l_safe[:, None]
     lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
-    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
+    o_ptrs = O + b * stride_o[0] + h * stride_o[1] + offs_m[:, None] * stride_o[2] + offs_d[None, :]
     tl.store(o_ptrs, cvt(o, O.dtype.element_ty, PREC), mask=offs_m[:, None] < SEQ_Q)
     tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + offs_m, lse, mask=offs_m < SEQ_Q)
 

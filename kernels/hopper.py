@@ -108,12 +108,7 @@ def _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, SEQ_KV
 
 
 @triton.jit
-def _hopper_fwd(Q, K, V, O, LSE,
-                stride_qb, stride_qh, stride_qm,
-                stride_kb, stride_kh, stride_kn,
-                stride_vb, stride_vh, stride_vn,
-                stride_ob, stride_oh, stride_om,
-                H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+def _hopper_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr, WARP_SPEC: tl.constexpr,
                 MASK_COLS: tl.constexpr):
@@ -127,15 +122,16 @@ def _hopper_fwd(Q, K, V, O, LSE,
     offs_n = tl.arange(0, BLOCK_N)
 
     # one 2-D descriptor per (tensor, head): [rows, d] with the head's row stride; the copy engine
-    # clips every tile at this head's last row (loads zero-fill, stores drop the rows past it)
-    q_desc = tl.make_tensor_descriptor(Q + b * stride_qb + h * stride_qh, shape=[SEQ_Q, HEAD_DIM],
-                                       strides=[stride_qm, 1], block_shape=[BLOCK_M, HEAD_DIM])
-    k_desc = tl.make_tensor_descriptor(K + b * stride_kb + hkv * stride_kh, shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_kn, 1], block_shape=[BLOCK_N, HEAD_DIM])
-    v_desc = tl.make_tensor_descriptor(V + b * stride_vb + hkv * stride_vh, shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_vn, 1], block_shape=[BLOCK_N, HEAD_DIM])
-    o_desc = tl.make_tensor_descriptor(O + b * stride_ob + h * stride_oh, shape=[SEQ_Q, HEAD_DIM],
-                                       strides=[stride_om, 1], block_shape=[BLOCK_M, HEAD_DIM])
+    # clips every tile at this head's last row (loads zero-fill, stores drop the rows past it); stride_x: the
+    # (batch, head, row) strides of x
+    q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
+                                       strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+    k_desc = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
+    v_desc = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
+    o_desc = tl.make_tensor_descriptor(O + b * stride_o[0] + h * stride_o[1], shape=[SEQ_Q, HEAD_DIM],
+                                       strides=[stride_o[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
 
     # resident for the whole CTA: Q_i (read once, TMA), acc (rows x d fp32), m_i, l_i
     q = q_desc.load([start_m, 0])

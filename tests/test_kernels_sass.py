@@ -58,9 +58,9 @@ from triton.backends.compiler import GPUTarget
 import kernels.flash2 as f2
 from kernels import sass as S
 sig = {}
-for name in inspect.signature(f2._flash2_fwd.fn).parameters:
+for name in inspect.signature(f2._flash2_fwd.fn).parameters:  # stride_q, ...: a (batch, head, row) tuple each
     sig[name] = ("*fp16" if name in ("Q", "K", "V", "O") else "*fp32" if name == "LSE"
-                 else "fp32" if name == "qk_scale2" else "i32")
+                 else "fp32" if name == "qk_scale2" else ("i32",) * 3 if name.startswith("stride_") else "i32")
 const = dict(GROUP=1, HEAD_DIM=64, BLOCK_M=128, BLOCK_N=64, CAUSAL=False, Q_FASTEST=True, PREC="tf32")
 sig.update({k: "constexpr" for k in const})
 c = triton.compile(triton.compiler.ASTSource(fn=f2._flash2_fwd, signature=sig, constexprs=const),
