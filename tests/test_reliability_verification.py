@@ -352,3 +352,17 @@ def test_report_decode_outputs_and_usage(argv, word, tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("verification.report_decode: error: ") and err.count("\n") == 1 and word in err
     assert list(cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["report", "ceilings", "fidelity"])
+@pytest.mark.parametrize("how", ["empty", "a_file"])
+def test_data_folder_empty_or_a_file(command, how, tmp_path, capsys, fake_model):
+    """`report --data ''` silently used the default data folder (the only measured GPU); `--data <file>` said
+    "does not exist"."""
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    data = "" if how == "empty" else str(f)
+    argv = [command, "--data", data] + (["--out", str(tmp_path / "r")] if command == "report" else [])
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and ("--data is empty" if how == "empty" else "is a file") in one_line(err)
+    assert not (tmp_path / "r").exists()

@@ -26,7 +26,7 @@ def run(a):
     from ..suite import case_from_record
     C.check_preset(a.hw)
     try:
-        recs = R.load_records(a.data)
+        recs = R.load_records(C.check_data(a.data))
         levels = CMP.load_tolerances(a.tolerances)
     except (R.DataError, CMP.ToleranceError) as e:
         raise C.UsageError(str(e)) from None

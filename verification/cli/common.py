@@ -44,6 +44,16 @@ def check_preset(name: str) -> str:
     return name
 
 
+def check_data(value, option: str = "--data") -> Path:
+    """A measurement folder given on the command line: not empty (never "the default"), not a file."""
+    if not str(value).strip():
+        raise UsageError(f"{option} is empty; give a measurement folder, e.g. {option} verification/data/<gpu>")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; give the folder that holds the <case>.json records")
+    return path
+
+
 def select(patterns):
     from ..suite import UnknownCaseError, select as _select
     try:

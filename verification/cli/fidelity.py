@@ -200,6 +200,8 @@ def run(a):
         return freeze(a)
     if not a.data:
         raise C.UsageError("give --data <random-set folder> ... (or --freeze FILE --random N --seed S)")
+    for d in a.data:
+        C.check_data(d)
     stored = None
     if a.predictions:
         import json

@@ -71,7 +71,9 @@ def report(a, data_dir) -> int:
 
 
 def run(a):
-    if not a.data:
+    if a.data is not None:
+        C.check_data(a.data)
+    else:
         from .. import records as R
         dirs = R.gpu_dirs()
         if len(dirs) != 1:
