@@ -1,4 +1,4 @@
-"""``python -m memsim compare``: naive vs flash1 vs flash2 on one problem (the paper's Fig. 2 left)."""
+"""naive vs flash1 vs flash2 on one problem: FLOPs, global GB, DRAM GB, time."""
 from __future__ import annotations
 
 import argparse
@@ -8,24 +8,20 @@ from ..schedule import ALGORITHMS, PHASES
 from . import common as C
 
 NAME = "compare"
+SUMMARY = "naive vs flash1 vs flash2 side by side (FlashAttention paper, Fig. 2 left)"
+EPILOG = ("examples:\n  python -m memsim compare\n  python -m memsim compare --seq 1024 --batch 64 --heads 16 --phase "
+          "both   # GPT-2 medium, the paper's Fig. 2 left")
 
 
-def add_parser(sub) -> None:
-    cp = sub.add_parser(NAME, help="naive vs flash1 vs flash2 side by side (FlashAttention paper, Fig. 2 left)",
-                        description="naive vs flash1 vs flash2 on one problem: FLOPs, global GB, DRAM GB, time.",
-                        epilog="examples:\n  python -m memsim compare\n"
-                               "  python -m memsim compare --seq 1024 --batch 64 --heads 16 --phase both   # GPT-2 medium, "
-                               "the paper's Fig. 2 left",
-                        formatter_class=C.RAW)
-    C.add_problem_args(cp)
-    C.add_schedule_args(cp, algorithm=False)
-    for act in cp._actions:  # compare also takes --phase both (forward + backward, as the paper's Fig. 2)
+def add_arguments(p) -> None:
+    C.add_problem_args(p)
+    C.add_schedule_args(p, algorithm=False)
+    for act in p._actions:  # compare also takes --phase both (forward + backward, as the paper's Fig. 2)
         if act.dest == "phase":
             act.choices = PHASES + ("both",)
             act.help = "fwd, bwd or both (fwd + bwd summed; default fwd)"
-    C.add_model_args(cp)
-    cp.add_argument("--json", action="store_true", help="print the three SimResult dicts as JSON")
-    cp.set_defaults(fn=run)
+    C.add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the three SimResult dicts as JSON")
 
 
 def run(a) -> int:

@@ -1,5 +1,5 @@
-"""``python -m memsim decode``: the decode study (issue 12) -- KV read bandwidth against context and batch,
-one split vs the model's split choice, contiguous vs paged, on any preset; `--explain` ranks split counts."""
+"""The decode study (issue 12): KV read bandwidth against context and batch, one split vs the model's split
+choice, contiguous vs paged, on any preset; `--explain` ranks split counts."""
 from __future__ import annotations
 
 import json
@@ -7,14 +7,13 @@ import json
 from . import common as C
 
 NAME = "decode"
+SUMMARY = "decode study: KV read bandwidth vs context and batch, split choice, paged cache"
 #: values that may start with '-' (a negative entry reaches the one-line check instead of argparse's
 #: "expected one argument")
 DASH_VALUE_OPTIONS = ("--batches", "--contexts", "--pages")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help="decode study: KV read bandwidth vs context and batch, split choice, paged cache",
-                       description=__doc__)
+def add_arguments(p) -> None:
     p.add_argument("--hw", default="h100-sxm", help="preset name or .toml path (default h100-sxm)")
     p.add_argument("--batches", default="1,8,64", help="comma-separated batch sizes (default 1,8,64)")
     p.add_argument("--contexts", default="1024,8192,32768,131072",
@@ -29,7 +28,6 @@ def add_parser(sub) -> None:
     p.add_argument("--explain", default=None, metavar="BxN",
                    help="rank every split count for one shape (e.g. 1x8192) and say why the best wins")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(fn=run)
 
 
 def _explain_shape(text: str) -> tuple[int, int]:

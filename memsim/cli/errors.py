@@ -112,8 +112,9 @@ def dispatch(prog: str, ap: argparse.ArgumentParser, argv, *, errors=(), interru
 def add_commands(ap: argparse.ArgumentParser, commands) -> None:
     """One subparser per command module, in order.  A module declares its parser -- NAME, SUMMARY (its
     line in the parent's help), its docstring as the --help text (shown as written; or DESCRIPTION: a
-    text, or a function returning one), add_arguments(parser) and run(args) -- or builds the parser
-    itself with add_parser(subparsers), which sets fn=run."""
+    text, or a function returning one), optionally EPILOG (examples after the options),
+    add_arguments(parser) and run(args) -- or builds the parser itself with add_parser(subparsers),
+    which sets fn=run."""
     sub = ap.add_subparsers(dest="cmd", metavar="{" + ",".join(m.NAME for m in commands) + "}")
     for m in commands:
         if not hasattr(m, "add_arguments"):
@@ -121,6 +122,6 @@ def add_commands(ap: argparse.ArgumentParser, commands) -> None:
             continue
         text = getattr(m, "DESCRIPTION", m.__doc__)
         p = sub.add_parser(m.NAME, help=m.SUMMARY, description=text() if callable(text) else text,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=getattr(m, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter)
         m.add_arguments(p)
         p.set_defaults(fn=m.run)

@@ -1,14 +1,16 @@
-"""``python -m memsim presets``: the hardware presets and their main figures."""
+"""The hardware presets and their main figures (every figure's source: the [sources] table of
+memsim/presets/<name>.toml).
+"""
 from __future__ import annotations
 
 from . import common as C
 
 NAME = "presets"
+SUMMARY = "list the hardware presets and their main figures"
 
 
-def add_parser(sub) -> None:
-    pp = sub.add_parser(NAME, help="list the hardware presets and their main figures")
-    pp.set_defaults(fn=run)
+def add_arguments(p) -> None:
+    pass
 
 
 def run(a) -> int:

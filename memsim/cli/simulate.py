@@ -1,4 +1,4 @@
-"""``python -m memsim simulate``: one (problem, schedule) on one hardware preset."""
+"""Simulate one (problem, schedule) on a hardware preset."""
 from __future__ import annotations
 
 import json
@@ -6,16 +6,13 @@ import json
 from . import common as C
 
 NAME = "simulate"
+SUMMARY = "one case: bytes per level per launch, FLOPs, time"
+EPILOG = "example: python -m memsim simulate --algorithm flash1 --block-n 128 --seq 2048"
 
 
-def add_parser(sub) -> None:
-    sp = sub.add_parser(NAME, help="one case: bytes per level per launch, FLOPs, time",
-                        description="Simulate one (problem, schedule) on a hardware preset.",
-                        epilog="example: python -m memsim simulate --algorithm flash1 --block-n 128 --seq 2048",
-                        formatter_class=C.RAW)
-    C.add_all_args(sp)
-    sp.add_argument("--json", action="store_true", help="print SimResult.to_dict() (plus closed forms) as JSON")
-    sp.set_defaults(fn=run)
+def add_arguments(p) -> None:
+    C.add_all_args(p)
+    p.add_argument("--json", action="store_true", help="print SimResult.to_dict() (plus closed forms) as JSON")
 
 
 def run(a) -> int:

@@ -1,46 +1,41 @@
-"""``python -m memsim sweep``: vary problem, schedule and hardware axes for one or more algorithms;
-PREFIX.csv/.json/.png.  The arguments become a `memsim.sweep.SweepSpec` (`sweep_spec`); the engine
-(`memsim.sweep.run_sweep`: streaming, resume, local or Dask workers) runs and publishes it.
-"""
+"""Sweep one parameter for one or more algorithms; writes PREFIX.csv, PREFIX.json and PREFIX.png atomically
+(never over existing files unless --force). Points whose tiles do not fit the SRAM are recorded as refused."""
+# The arguments become a `memsim.sweep.SweepSpec` (`sweep_spec`); the engine (`memsim.sweep.run_sweep`: streaming,
+# resume, local or Dask workers) runs and publishes it.
 from __future__ import annotations
 
 from ..schedule import ALGORITHMS, ScheduleError
 from . import common as C
 
 NAME = "sweep"
+SUMMARY = "sweep seq, head_dim, block_m or block_n; write CSV, JSON and PNG"
+EPILOG = ("examples:\n  python -m memsim sweep --param seq --values 1024,2048,4096,8192 --out sweeps/seq\n"
+          "  python -m memsim sweep --param block_n --values 16,32,64,128,256 --algorithms flash1 --out "
+          "sweeps/flash1_bn   # paper Fig. 2 middle")
 #: options whose value may start with '-' (so `--values -64,0,64` reaches the check below)
 DASH_VALUE_OPTIONS = ("--values", "--axis")
 PARAMS = ("seq", "head_dim", "block_m", "block_n")
 
 
-def add_parser(sub) -> None:
-    wp = sub.add_parser(NAME, help="sweep seq, head_dim, block_m or block_n; write CSV, JSON and PNG",
-                        description="Sweep one parameter for one or more algorithms; writes PREFIX.csv, PREFIX.json "
-                                    "and PREFIX.png atomically (never over existing files unless --force). Points "
-                                    "whose tiles do not fit the SRAM are recorded as refused.",
-                        epilog="examples:\n  python -m memsim sweep --param seq --values 1024,2048,4096,8192 --out sweeps/seq\n"
-                               "  python -m memsim sweep --param block_n --values 16,32,64,128,256 --algorithms flash1 "
-                               "--out sweeps/flash1_bn   # paper Fig. 2 middle",
-                        formatter_class=C.RAW)
-    wp.add_argument("--param", choices=PARAMS, help="what to vary (or give --axis)")
-    wp.add_argument("--values", help="comma-separated integers for --param, e.g. 1024,2048,4096")
-    wp.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
+def add_arguments(p) -> None:
+    p.add_argument("--param", choices=PARAMS, help="what to vary (or give --axis)")
+    p.add_argument("--values", help="comma-separated integers for --param, e.g. 1024,2048,4096")
+    p.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
                     help="another axis (repeatable): any hardware key (l2_bytes, smem_per_sm_bytes, dram_bw_Bps, "
                          "...), problem or schedule field, e.g. --axis l2_bytes=26214400,52428800")
-    wp.add_argument("--backend", choices=("local", "dask"), default="local",
+    p.add_argument("--backend", choices=("local", "dask"), default="local",
                     help="local processes (default) or Dask (the cluster extra)")
-    wp.add_argument("--address", "--scheduler", dest="scheduler", default=None, metavar="ADDRESS",
+    p.add_argument("--address", "--scheduler", dest="scheduler", default=None, metavar="ADDRESS",
                     help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a local cluster; "
                          "alias --scheduler)")
-    wp.add_argument("--workers", type=int, default=None, help="processes / local Dask workers (default: CPU count)")
-    wp.add_argument("--resume", action="store_true",
+    p.add_argument("--workers", type=int, default=None, help="processes / local Dask workers (default: CPU count)")
+    p.add_argument("--resume", action="store_true",
                     help="continue an interrupted sweep from PREFIX.partial.jsonl (finished points are kept)")
-    wp.add_argument("--algorithms", "--algorithm", "--alg", "-a", dest="algorithms", default="naive,flash1,flash2",
+    p.add_argument("--algorithms", "--algorithm", "--alg", "-a", dest="algorithms", default="naive,flash1,flash2",
                     help="comma-separated (default all three; aliases --algorithm, --alg as in simulate and kernels)")
-    wp.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv, PREFIX.json, PREFIX.png")
-    wp.add_argument("--force", action="store_true", help="replace an existing set (and restart an unfinished one)")
-    C.add_all_args(wp, algorithm=False)
-    wp.set_defaults(fn=run)
+    p.add_argument("--out", required=True, help="output prefix: writes PREFIX.csv, PREFIX.json, PREFIX.png")
+    p.add_argument("--force", action="store_true", help="replace an existing set (and restart an unfinished one)")
+    C.add_all_args(p, algorithm=False)
 
 
 def parse_algorithms(text: str) -> list[str]:
