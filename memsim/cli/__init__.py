@@ -1,7 +1,9 @@
 """The memsim command line, one module per subcommand (``python -m memsim``).
 
-Adding a subcommand is one new module here with ``NAME``, ``add_parser(subparsers)`` (which sets
-``fn=run`` as the parser default) and ``run(args) -> exit status``, plus its name in COMMANDS.
+Adding a subcommand is one new module here whose docstring is its --help text, with ``NAME``,
+``SUMMARY`` (its line in the top-level help), optionally ``EPILOG`` (examples), ``add_arguments(parser)``
+and ``run(args) -> exit status``, plus its name in COMMANDS (`errors.add_commands` builds the parser; a
+module may instead build it itself with ``add_parser(subparsers)``, setting ``fn=run``).
 `errors` holds the one error style the three command lines share.
 """
 from __future__ import annotations
