@@ -19,7 +19,7 @@ import json
 
 
 from memsim.schedule import ALGORITHMS
-from memsim.cli.common import add_shape_args, resolve_shape
+from memsim.cli.common import add_shape_args, causal_align, resolve_shape
 from memsim.cli.errors import UsageError, make_parser, run_cli
 
 
@@ -35,8 +35,8 @@ def _args(argv):
                        help="(alias --alg)")
         p.add_argument("--phase", default="fwd", choices=["fwd", "bwd"])
         p.add_argument("--causal", action="store_true")
-        p.add_argument("--causal-align", "--align", dest="align", default="top_left",
-                       choices=["top_left", "bottom_right"], help="(alias --align)")
+        p.add_argument("--causal-align", "--align", dest="causal_align", default=None,
+                       choices=["top_left", "bottom_right"], help="with --causal (default top_left; alias --align)")
         p.add_argument("--scale", type=float, default=None)
         p.add_argument("--block-m", type=int)
         p.add_argument("--block-n", type=int)
@@ -87,6 +87,7 @@ def _main(a):
     if a.alg == "flash1" and a.phase == "bwd":
         raise UsageError("flash1 has no backward pass (its 2022 loop order is forward-only here); "
                          "--phase bwd takes --alg naive or flash2")
+    a.align = causal_align(a)  # refused without --causal (it would be ignored)
     problem = AttentionProblem(B, Hq, Hkv, Nq, Nkv, d, a.dtype, causal=a.causal, scale=a.scale,
                                causal_align=a.align)
     device = "cuda" if torch.cuda.is_available() and not kernels.interpreting() else "cpu"

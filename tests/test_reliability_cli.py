@@ -87,9 +87,15 @@ def test_kernels_module_entry_point_one_line():
     ("memsim", ["simulate", *SMALL, "--hw", "/"], "is a folder"),
     ("kernels", ["launches", "--shape", "1,1,1,8,8,16", "--sp-dtype", "fp16"], "--sp-dtype"),
     ("verification", ["numerics", "--filter", ","], "--filter is empty"),
+    # audit 2026-11-26: an alignment without a causal mask was silently ignored
+    ("memsim", ["simulate", *SMALL, "--causal-align", "bottom_right"], "add --causal"),
+    ("memsim", ["compare", *SMALL, "--align", "top_left"], "add --causal"),
+    ("memsim", ["sweep", "--param", "seq", "--values", "64", "--out", "x", "--align", "bottom_right"], "add --causal"),
+    ("kernels", ["launches", "--shape", "1,1,1,16,8,16", "--align", "bottom_right"], "add --causal"),
 ])
-def test_options_that_would_be_ignored_are_refused(prog, argv, word, capsys):
+def test_options_that_would_be_ignored_are_refused(prog, argv, word, capsys, tmp_path, monkeypatch):
     import importlib
+    monkeypatch.chdir(tmp_path)
     main = importlib.import_module(f"{prog}.__main__").main
     assert main(argv) == 2
     assert word in _one_line(capsys.readouterr().err, prog)
@@ -125,3 +131,12 @@ def test_closed_forms_are_linear_in_the_blocks():
     t = time.perf_counter()
     analytic.launch_counts(p, Schedule())
     assert time.perf_counter() - t < 0.3
+
+
+def test_causal_align_still_works_with_causal_or_a_causal_axis(tmp_path, capsys, monkeypatch):
+    from memsim.__main__ import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", *SMALL, "--seq-kv", "32", "--causal", "--align", "bottom_right", "--json"]) == 0
+    assert '"causal_align": "bottom_right"' in capsys.readouterr().out
+    assert main(["sweep", "--axis", "causal=true,false", "--algorithms", "flash2", "--out", "s", *SMALL,
+                 "--align", "bottom_right"]) == 0

@@ -87,8 +87,9 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     add_shape_args(g)
     g.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="fp16", help="element type (default fp16)")
     g.add_argument("--causal", action="store_true", help="causal mask (fully masked tiles are skipped by flash)")
-    g.add_argument("--causal-align", "--align", choices=CAUSAL_ALIGNMENTS, default="top_left", dest="causal_align",
-                   help="causal alignment when seq != seq-kv (default top_left, like SDPA is_causal; alias --align)")
+    g.add_argument("--causal-align", "--align", choices=CAUSAL_ALIGNMENTS, default=None, dest="causal_align",
+                   help="causal alignment when seq != seq-kv (with --causal; default top_left, like SDPA is_causal; "
+                        "alias --align)")
 
 
 def add_schedule_args(p: argparse.ArgumentParser, algorithm: bool = True) -> None:
@@ -149,12 +150,21 @@ def positive_ints(text: str, option: str) -> list[int]:
     return values
 
 
+def causal_align(a, causal_axis: bool = False) -> str:
+    """--causal-align's value (default top_left); refused without --causal (or a causal sweep axis), where it
+    would be silently ignored."""
+    if a.causal_align is not None and not a.causal and not causal_axis:
+        raise ScheduleError(f"--causal-align {a.causal_align} sets where a causal mask starts; add --causal, or "
+                            f"drop --causal-align (a full mask has no alignment)")
+    return a.causal_align or "top_left"
+
+
 def problem(a) -> AttentionProblem:
     # an explicit 0 is the user's value (and refused by AttentionProblem), never "the default"
     resolve_shape(a)
     return AttentionProblem(batch=a.batch, heads_q=a.heads, heads_kv=a.heads if a.heads_kv is None else a.heads_kv,
                             seq_q=a.seq, seq_kv=a.seq if a.seq_kv is None else a.seq_kv, head_dim=a.head_dim,
-                            dtype=a.dtype, causal=a.causal, causal_align=a.causal_align)
+                            dtype=a.dtype, causal=a.causal, causal_align=causal_align(a))
 
 
 def schedule(a, algorithm=None) -> Schedule:

@@ -67,7 +67,7 @@ def sweep_spec(a):
         raise ScheduleError("--param and --values go together")
     C.resolve_shape(a)
     base = {"batch": a.batch, "heads": a.heads, "seq": a.seq, "head_dim": a.head_dim, "dtype": a.dtype,
-            "causal": a.causal, "causal_align": a.causal_align, "phase": a.phase, "block_m": a.block_m,
+            "causal": a.causal, "phase": a.phase, "block_m": a.block_m,
             "block_n": a.block_n, "num_warps": a.num_warps, "num_stages": a.num_stages,
             "grid_order": a.grid_order, "sp_dtype": a.sp_dtype}
     if a.heads_kv is not None:
@@ -82,6 +82,7 @@ def sweep_spec(a):
         if name.strip() in axes or name.strip() == "algorithm":
             raise ScheduleError(f"axis {name.strip()!r} is given twice (algorithms come from --algorithms)")
         axes[name.strip()] = [_axis_value(v.strip()) for v in vals.split(",") if v.strip()]
+    base["causal_align"] = C.causal_align(a, causal_axis="causal" in axes)
     axes["algorithm"] = parse_algorithms(a.algorithms)
     options = {"grain": a.grain, "run_blocks": a.run_blocks, "flush_l2": not a.no_flush_l2}
     return SweepSpec(axes=axes, base=base, hardware=a.hw, options=options)
