@@ -85,8 +85,9 @@ class Calibration:
     #: the highest rate at which spill stores reached the L2, whole GPU (the spills points on every SM: local
     #: stores are 4 bytes per thread, and the L2 takes them slower than tile traffic); None: not calibrated
     spill_store_l2_Bps: float | None = None
-    #: tensor-core rate of a chain of small dots: ((warpgroup MMA?, FLOPs per warp per dot, warps on the SM,
-    #: FLOP/s per SM), ...) from the `dot_chain` points (fp16/bf16); None: the best GEMM rate for every tile
+    #: rate of a chain of small dots: ((kind, FLOPs per warp per dot, warps on the SM, FLOP/s per SM), ...) from
+    #: the `dot_chain` points, kind = dot_kind(...) ("wgmma", "mma" for fp16/bf16, "fma" for fp32 with IEEE
+    #: precision); None: the best GEMM rate for every tile
     dot_chain: tuple | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -581,8 +582,15 @@ def uses_warpgroup_mma(block_m: int, num_warps: int) -> bool:
     return num_warps % 4 == 0 and block_m >= 64
 
 
+def dot_kind(dtype: str, block_m: int, num_warps: int) -> str:
+    """How the dots of a tile run: "fma" (fp32, IEEE: FMA pipes, as our fp32 kernels), "wgmma" or "mma"."""
+    if dtype in ("fp32", "float32"):
+        return "fma"
+    return "wgmma" if uses_warpgroup_mma(block_m, num_warps) else "mma"
+
+
 def dot_chain_from(points: list, hw) -> dict:
-    """The `dot_chain` points as (warpgroup MMA?, FLOPs per warp per dot, resident warps per SM, FLOP/s per SM).
+    """The `dot_chain` points as (kind, FLOPs per warp per dot, resident warps per SM, FLOP/s per SM).
 
     Each point: a BM x BN x BK fp16 dot accumulated n_iter times by CTAs of `num_warps` warps, `ctas_per_sm`
     launched per SM (those the registers let reside: `resident`); no memory traffic in the loop.  H100,
@@ -598,7 +606,8 @@ def dot_chain_from(points: list, hw) -> dict:
         resident = max(1, min(int(r["ctas_per_sm"]), hw.regs_per_sm // (regs * 32 * w), hw.max_warps_per_sm // w,
                               hw.max_ctas_per_sm))
         flops_per_warp = 2.0 * r["block_m"] * r["block_n"] * r["block_k"] / w
-        rows.append((uses_warpgroup_mma(r["block_m"], w), flops_per_warp, w * resident, float(r["flops_per_sm_s"])))
+        kind = dot_kind(r.get("dtype", "float16"), r["block_m"], w)
+        rows.append((kind, flops_per_warp, w * resident, float(r["flops_per_sm_s"])))
     return {"dot_chain": tuple(sorted(rows))} if rows else {}
 
 
@@ -607,14 +616,14 @@ def dot_flops_per_sm_s(cal: "Calibration", dtype: str, *, block_m: int, block_n:
     """The dot rate one SM reaches on an attention launch's tiles: every dot of our kernels (S = Q K^T,
     O += P V, and the backward's four) does 2 x block_m x block_n x head_dim FLOPs, so a warp's share per dot
     is that / num_warps.  fp16/bf16 with `dot_chain` points: the measured rate at the nearest points in
-    (log2 FLOPs per warp, log2 warps per SM), same MMA kind, inverse-distance weighted (3 nearest); fp32 (FMA
-    dots) or without the points: the best GEMM rate (`dot_flops_per_sm_s`)."""
+    (log2 FLOPs per warp, log2 warps per SM), same kind (`dot_kind`), inverse-distance weighted (3 nearest);
+    without points of that kind: the best GEMM rate (`dot_flops_per_sm_s`)."""
     base = cal.dot_flops_per_sm_s[dtype]
-    if dtype not in ("fp16", "bf16") or not cal.dot_chain:
+    kind = dot_kind(dtype, block_m, num_warps)
+    pts = [r for r in (cal.dot_chain or ()) if r[0] == kind]
+    if not pts:
         return base
     import math
-    wg = uses_warpgroup_mma(block_m, num_warps)
-    pts = [r for r in cal.dot_chain if r[0] == wg] or list(cal.dot_chain)
     f = math.log2(max(1.0, 2.0 * block_m * block_n * head_dim / num_warps))
     w = math.log2(max(1, warps_per_sm))
     near = sorted((math.hypot(math.log2(fp) - f, math.log2(ws) - w), rate) for _, fp, ws, rate in pts)[:3]
