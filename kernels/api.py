@@ -213,6 +213,9 @@ def flash_attn_func(q, k, v, dropout_p: float = 0.0, softmax_scale=None, causal:
     _check_flag("deterministic", deterministic)
     _check_flag("return_attn_probs", return_attn_probs)
     softmax_scale = _check_scale("softmax_scale", softmax_scale)
+    if not isinstance(window_size, (tuple, list)) or len(window_size) != 2:
+        raise TypeError(f"window_size must be a (left, right) pair like flash-attn's, got {window_size!r}; "
+                        f"supported: (-1, -1) (no window)")
     if tuple(window_size) != (-1, -1):
         raise NotImplementedError(f"window_size={window_size} (sliding-window attention) is not supported; "
                                   f"supported: window_size=(-1, -1) with causal True or False")
