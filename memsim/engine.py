@@ -418,9 +418,11 @@ class LaunchModel:
         if self.work.cta_l1_bytes is not None:
             l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2
         if self.spill_once and (spill or local_tile):
-            # no tile loop: the CTA's spill figures are its whole traffic, spread over its tiles
-            cta_tiles = sum(st_[4] for st_ in steps) or 1
-            sp_rd, sp_wr, local_tile = sp_rd / cta_tiles, sp_wr / cta_tiles, local_tile / cta_tiles
+            # no tile loop: a CTA's spill figures are its whole traffic, spread over the event's tiles; an event
+            # of a CTA batch or of folded heads (memsim.grain) stands for several CTAs
+            per = getattr(self.work, "ctas_in", None)
+            share = (per(idx) if per is not None else 1) / (sum(st_[4] for st_ in steps) or 1)
+            sp_rd, sp_wr, local_tile = sp_rd * share, sp_wr * share, local_tile * share
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:

@@ -132,3 +132,24 @@ def test_folded_heads_keep_the_spill_time():
     t = {fold: memsim.simulate(p, s, hw, compiled_facts={"flash2_fwd": f}, heads_per_event=fold, ctas_per_event=1,
                                grain="run").to_dict()["kernels"][0]["time_s"] for fold in (1, 3)}
     assert t[3] == pytest.approx(t[1], rel=0.15), t
+
+
+def test_straight_line_spills_count_once_per_real_cta_at_every_grain():
+    """A launch with no tile loop in its SASS (naive_qk: the dot over d is unrolled) spills its static bytes once
+    per CTA; an event that stands for a batch of CTAs or folded heads (memsim.grain) must count all of them
+    (set E's r5126_010 was 445x under: ncu 5.8 GB of spill stores, model 13 MB)."""
+    from memsim.compiled import CompiledFacts
+    from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+    hw = memsim.load_hardware("h100-sxm")
+    p = AttentionProblem(batch=2, heads_q=8, heads_kv=8, seq_q=2048, seq_kv=256, head_dim=64, dtype="fp32")
+    s = Schedule("naive", "fwd", block_m=64, block_n=64, num_warps=1, num_stages=2)
+    loop = {"instructions": 1, "mma": 0, "mufu": 0, "memory": 0, "local": 0, "label": ".L_x_0",
+            "local_store_bytes": 0, "local_load_bytes": 0}
+    f = CompiledFacts(launch="naive_qk", regs_per_thread=255, spill_store_bytes=1568, spill_load_bytes=1568,
+                      local_bytes_per_thread=1568, shared_bytes=0, num_warps=1, num_stages=2, source="test", loop=loop)
+    ctas = kernel_launches(p, s)[0].num_ctas
+    want = ctas * 32 * 1568
+    for kw in (dict(grain="tile", ctas_per_event=1, heads_per_event=1), dict(grain="cta", ctas_per_event=16),
+               dict(grain="cta", ctas_per_event=4, heads_per_event=2)):
+        k = memsim.simulate(p, s, hw, compiled_facts={"naive_qk": f}, **kw).to_dict()["kernels"][0]
+        assert k["spill_l2_write_bytes"] == pytest.approx(want, rel=0.01), (kw, k["spill_l2_write_bytes"], want)
