@@ -92,10 +92,21 @@ def test_points_on_every_sm_are_predicted(h100):
     assert not misses, "\n".join(misses)
 
 
+def _spilling_facts(launch, *, warps, regs, loop_bytes, frame, static=None, shared=24 * 1024, loop_instructions=100):
+    """CompiledFacts of a spilling launch: `loop_bytes` local stores and as many loads per tile-loop iteration
+    (a loop of `loop_instructions`; 1 = the trailing trap loop, i.e. no tile loop), `static` spill bytes each way."""
+    from memsim.compiled import CompiledFacts
+    loop = {"instructions": loop_instructions, "mma": 8 if loop_instructions > 1 else 0, "mufu": 0, "memory": 10,
+            "local": 4, "label": ".L", "local_store_bytes": loop_bytes, "local_load_bytes": loop_bytes}
+    static = loop_bytes if static is None else static
+    return CompiledFacts(launch=launch, regs_per_thread=regs, spill_store_bytes=static, spill_load_bytes=static,
+                         local_bytes_per_thread=max(frame, 1), shared_bytes=shared, num_warps=warps, num_stages=2,
+                         source="test", loop=loop)
+
+
 def test_engine_waits_on_spills_of_a_lone_warp():
     """A 1-warp spilling CTA alone on its SM: the launch takes at least its local bytes / the SM's 1-warp
     rate, and the same launch without spills is much faster."""
-    from memsim.compiled import CompiledFacts
     from memsim.schedule import AttentionProblem, Schedule
     hw = memsim.load_hardware("h100-sxm")
     cal = load_calibration(hw)
@@ -103,11 +114,7 @@ def test_engine_waits_on_spills_of_a_lone_warp():
     s = Schedule("flash2", "fwd", block_m=128, block_n=32, num_warps=1, num_stages=2)
 
     def run(local_b):  # per thread per tile: loads and stores
-        loop = {"instructions": 100, "mma": 8, "mufu": 8, "memory": 10, "local": 4, "label": ".L",
-                "local_store_bytes": local_b // 2, "local_load_bytes": local_b // 2}
-        f = CompiledFacts(launch="flash2_fwd", regs_per_thread=64, spill_store_bytes=local_b // 2,
-                          spill_load_bytes=local_b // 2, local_bytes_per_thread=max(local_b, 1),
-                          shared_bytes=24 * 1024, num_warps=1, num_stages=2, source="test", loop=loop)
+        f = _spilling_facts("flash2_fwd", warps=1, regs=64, loop_bytes=local_b // 2, frame=local_b)
         return memsim.simulate(p, s, hw, compiled_facts={"flash2_fwd": f}).to_dict()["kernels"][0]
 
     k, fast = run(2048), run(0)
@@ -119,16 +126,11 @@ def test_engine_waits_on_spills_of_a_lone_warp():
 def test_folded_heads_keep_the_spill_time():
     """memsim.grain folds identical heads into one simulated CTA (f x the tiles on a GPU of num_sms / f
     SMs): the spill latency per tile must scale like the issue limit, or a folded plan runs f x too long."""
-    from memsim.compiled import CompiledFacts
     from memsim.schedule import AttentionProblem, Schedule
     hw = memsim.load_hardware("h100-sxm")
     p = AttentionProblem(batch=1, heads_q=24, heads_kv=24, seq_q=1024, seq_kv=2048, head_dim=64, dtype="fp16")
     s = Schedule("flash2", "fwd", block_m=128, block_n=32, num_warps=2, num_stages=2)
-    loop = {"instructions": 100, "mma": 8, "mufu": 8, "memory": 10, "local": 4, "label": ".L",
-            "local_store_bytes": 1024, "local_load_bytes": 1024}
-    f = CompiledFacts(launch="flash2_fwd", regs_per_thread=255, spill_store_bytes=1024, spill_load_bytes=1024,
-                      local_bytes_per_thread=1024, shared_bytes=24 * 1024, num_warps=2, num_stages=2,
-                      source="test", loop=loop)
+    f = _spilling_facts("flash2_fwd", warps=2, regs=255, loop_bytes=1024, frame=1024)
     t = {fold: memsim.simulate(p, s, hw, compiled_facts={"flash2_fwd": f}, heads_per_event=fold, ctas_per_event=1,
                                grain="run").to_dict()["kernels"][0]["time_s"] for fold in (1, 3)}
     assert t[3] == pytest.approx(t[1], rel=0.15), t
@@ -138,15 +140,12 @@ def test_straight_line_spills_count_once_per_real_cta_at_every_grain():
     """A launch with no tile loop in its SASS (naive_qk: the dot over d is unrolled) spills its static bytes once
     per CTA; an event that stands for a batch of CTAs or folded heads (memsim.grain) must count all of them
     (set E's r5126_010 was 445x under: ncu 5.8 GB of spill stores, model 13 MB)."""
-    from memsim.compiled import CompiledFacts
     from memsim.schedule import AttentionProblem, Schedule, kernel_launches
     hw = memsim.load_hardware("h100-sxm")
     p = AttentionProblem(batch=2, heads_q=8, heads_kv=8, seq_q=2048, seq_kv=256, head_dim=64, dtype="fp32")
     s = Schedule("naive", "fwd", block_m=64, block_n=64, num_warps=1, num_stages=2)
-    loop = {"instructions": 1, "mma": 0, "mufu": 0, "memory": 0, "local": 0, "label": ".L_x_0",
-            "local_store_bytes": 0, "local_load_bytes": 0}
-    f = CompiledFacts(launch="naive_qk", regs_per_thread=255, spill_store_bytes=1568, spill_load_bytes=1568,
-                      local_bytes_per_thread=1568, shared_bytes=0, num_warps=1, num_stages=2, source="test", loop=loop)
+    f = _spilling_facts("naive_qk", warps=1, regs=255, loop_bytes=0, frame=1568, static=1568, shared=0,
+                        loop_instructions=1)
     ctas = kernel_launches(p, s)[0].num_ctas
     want = ctas * 32 * 1568
     for kw in (dict(grain="tile", ctas_per_event=1, heads_per_event=1), dict(grain="cta", ctas_per_event=16),
