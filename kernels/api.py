@@ -34,7 +34,7 @@ from dataclasses import replace
 
 import torch
 
-from memsim.schedule import Schedule, ScheduleError
+from memsim.schedule import Schedule, ScheduleError, require_bool
 
 from ._common import check_schedule, default_schedule, problem_for
 
@@ -43,9 +43,7 @@ _LAYOUT_HINT = ("attention() takes SDPA's (batch, heads, seq, head_dim) layout; 
 
 
 def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return value
+    return require_bool(name, value)
 
 
 def _check_scale(name: str, value):

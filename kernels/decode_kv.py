@@ -23,7 +23,7 @@ import triton.language as tl
 from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, block_m_for,
                               combine_block_s,
                               decode_launches, heads_per_cta, units_per_seq)
-from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError
+from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
 from ._common import DTYPE_NAMES, LOG2E, dot_precision, interpreting
 from ._tl import cvt, mma
@@ -188,6 +188,7 @@ def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *,
 
     Returns (B, Nq, Hq, Hkv, d, page_size or None, capacity). Raises ValueError/TypeError naming the
     argument that does not agree and what is allowed."""
+    require_bool("check_values", check_values)
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -291,6 +292,10 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=N
     num_splits=None the split count is `memsim.inference.auto_num_splits` on that problem for this
     device (the closed form of the model's mechanism), and `why` says what it weighed.  With a `schedule`,
     its num_splits is used unless num_splits="auto" (then the rule runs on that schedule's tiles)."""
+    require_bool("check_values", check_values)
+    if scale is not None:
+        from .api import _check_scale  # True would be taken as the number 1.0
+        scale = _check_scale("scale", scale)
     B, Nq, Hq, Hkv, d, page, cap = check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table,
                                                        check_values=check_values)
     p = DecodeProblem(Hq, Hkv, d, (Nq,) * B, (cap,) * B, dtype=DTYPE_NAMES[q.dtype], page_size=page, scale=scale,
@@ -322,6 +327,7 @@ def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, 
     memsim.inference.auto_num_splits (see `decode_plan`).  Outside CUDA-graph capture the contents of
     cache_seqlens and block_table are checked first (a device sync: about 0.2 ms of host time per eager
     call on the H100 machine); inside a capture, or with check_values=False, only shapes are."""
+    require_bool("check_values", check_values)  # "no" and not capturing would be truthy
     capturing = q.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
     p, s, _ = decode_plan(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale,
                           num_splits=num_splits, schedule=schedule, check_values=check_values and not capturing)

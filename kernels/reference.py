@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from memsim.schedule import require_bool
+
 
 def causal_mask(seq_q: int, seq_kv: int, causal_align: str = "top_left", device=None) -> torch.Tensor:
     """Boolean (seq_q, seq_kv): True where query row r may attend key column c."""
@@ -62,6 +64,7 @@ def reference(q, k, v, *, causal: bool = False, scale: float | None = None, caus
 
     Returns (o, lse) or, when `do` is given, (o, lse, dq, dk, dv), all float64.  lse is the natural-log
     logsumexp of the scaled scores per query row, -inf for a row with no visible key (whose o is 0)."""
+    require_bool("causal", causal)
     out = _attend(q, k, v, causal, scale, causal_align, torch.float64, do=do)
     if do is None:
         return out
@@ -74,5 +77,6 @@ def naive_same_dtype(q, k, v, *, causal: bool = False, scale: float | None = Non
     """Standard attention computed in the inputs' own dtype (the correctness rule's yardstick).
 
     Same returns as `reference`, in the input dtype (lse omitted: None)."""
+    require_bool("causal", causal)
     out = _attend(q, k, v, causal, scale, causal_align, q.dtype, do=do, want_lse=False)
     return out

@@ -64,8 +64,20 @@ def _sums(p: AttentionProblem, s: Schedule) -> _Sums:
     rows = [min(s.block_m, p.seq_q - i * s.block_m) for i in range(mb)]
     cols_seen = [min(p.seq_kv, v * s.block_n) for v in V]
     return _Sums(rows, V, sum(r * c for r, c in zip(rows, cols_seen)), sum(cols_seen),
-                 sum(r * v for r, v in zip(rows, V)),
-                 [sum(r for r, v in zip(rows, V) if v > j) for j in range(nb)])
+                 sum(r * v for r, v in zip(rows, V)), _qrows_for_j(rows, V, nb))
+
+
+def _qrows_for_j(rows: list, V: list, nb: int) -> list:
+    """For each K/V block j, the rows of the Q blocks that see it (V_i > j), in O(Mb + Nb): a Q block that
+    sees V_i blocks adds its rows to blocks 0..V_i-1, so bucket rows by V_i and take suffix sums."""
+    by_v = [0] * (nb + 1)
+    for r, v in zip(rows, V):
+        by_v[v] += r
+    out, acc = [0] * nb, 0
+    for j in range(nb - 1, -1, -1):
+        acc += by_v[j + 1]
+        out[j] = acc
+    return out
 
 
 def _c(gr: int, gw: int, fl: int = 0, ex: int = 0) -> dict:

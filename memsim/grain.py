@@ -78,6 +78,17 @@ class SimulationTooLarge(ValueError):
     """A problem whose simulation would take absurdly long even at the coarsest grain."""
 
 
+def check_max_seconds(max_seconds) -> None:
+    """max_seconds is None (no limit) or a positive number of CPU seconds: nan would turn the limit off
+    (every comparison with nan is False) and a negative one would refuse everything."""
+    if max_seconds is None:
+        return
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or math.isnan(max_seconds) \
+            or max_seconds <= 0:
+        raise ValueError(f"max_seconds must be a positive number of CPU seconds, or None to run however long it "
+                         f"takes; got {max_seconds!r}")
+
+
 @dataclass(frozen=True)
 class LaunchLoop:
     """One launch's CTAs and the steps / accesses one of them builds at run length R (per CTA, averages)."""
@@ -326,6 +337,7 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
     module doc).  `ctas_per_sm` is the occupancy used to count CTA slots (num_sms x ctas_per_sm)."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
+    check_max_seconds(max_seconds)
     _check_int("run_blocks", run_blocks)
     _check_int("ctas_per_event", ctas_per_event)
     _check_int("heads_per_event", heads_per_event)
@@ -408,6 +420,16 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
             f"refusing to simulate {what}: about {plan.estimated_s:.0f} s of CPU even at the coarsest grain "
             f"({plan.describe()}), over the {max_seconds:.0f} s limit; larger tiles or fewer, longer CTAs make it "
             f"cheaper, or pass max_seconds=None (--allow-slow) to run it anyway")
+    if refuse and max_seconds is not None and not (free_R and free_k and free_f) and plan.estimated_s > max_seconds:
+        # a grain or event option given: the plan asked for is kept, so it is the one refused (issue 11 item 7)
+        what = f"{schedule.algorithm} {schedule.phase} B={problem.batch} H={problem.heads_q} N={problem.seq_q}"
+        coarse = plan_grain(problem, schedule, hardware, ctas_per_sm=ctas_per_sm, budget_s=budget_s, refuse=False)
+        raise SimulationTooLarge(
+            f"refusing to simulate {what} at the grain asked for: about {plan.estimated_s:.0f} s of CPU "
+            f"({plan.describe()}), over the {max_seconds:.0f} s limit; grain='auto' with no other grain option "
+            f"(drop --grain/--run-blocks/--ctas-per-event/--heads-per-event) would take about "
+            f"{coarse.estimated_s:.2g} s ({coarse.describe()}), or pass max_seconds=None (--allow-slow) to run "
+            f"this grain anyway")
     return plan
 
 

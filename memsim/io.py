@@ -25,6 +25,8 @@ class OutputExistsError(FileExistsError):
 
 def write_atomic(path, data: str | bytes, *, overwrite: bool = False) -> Path:
     """Write `data` to `path` atomically; refuse to replace an existing file unless `overwrite`."""
+    from .schedule import require_bool
+    require_bool("overwrite", overwrite)  # "no" is truthy: it would replace the file
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(

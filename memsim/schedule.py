@@ -76,6 +76,14 @@ def _is_pow2(x: int) -> bool:
     return x > 0 and x & (x - 1) == 0
 
 
+def require_bool(name: str, value) -> bool:
+    """The one check for a flag argument of a public function (kernels and memsim): only True or False, never
+    a string ("no" is truthy), an int or None.  Returns the value; raises TypeError naming the argument."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
 def _require_positive_int(owner: str, name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ScheduleError(f"{owner}.{name} must be an int, got {value!r} ({type(value).__name__})")
@@ -222,6 +230,10 @@ class Schedule:
             raise ScheduleError(f"Schedule.num_stages must be 1..8, got {self.num_stages}")
         if self.sp_dtype is not None:
             _require_choice("Schedule", "sp_dtype", self.sp_dtype, tuple(DTYPE_BYTES))
+            if self.algorithm != "naive":  # only naive materialises S and P; elsewhere it would mean nothing
+                raise ScheduleError(
+                    f"Schedule.sp_dtype is the element type of the S and P that naive writes to HBM; "
+                    f"{self.algorithm} keeps S and P on chip, so its sp_dtype must be None, got {self.sp_dtype!r}")
 
     def sp_bytes(self, problem: AttentionProblem) -> int:
         return DTYPE_BYTES[self.sp_dtype or problem.dtype]

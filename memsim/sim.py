@@ -24,10 +24,10 @@ from .calibration import calibration_for, cleaned_fraction, host_time_s
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
-                    _base_grain, fold_l2_scale, fold_model, fold_scale, folded_problem, plan_grain)
+                    _base_grain, check_max_seconds, fold_l2_scale, fold_model, fold_scale, folded_problem, plan_grain)
 from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
-from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches
+from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches, require_bool
 from .workloads import build_launches, extra_device_bytes, max_loop_blocks
 
 LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
@@ -138,8 +138,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     progress: callable(done_ctas, total_ctas), called about twice a second and at the end when the plan is
     estimated over `progress_after_s` seconds.
     flush_l2: empty the L2 before each launch, as ncu does (False: later launches find earlier data).
-    max_seconds: with grain="auto", refuse (SimulationTooLarge, with the estimate) a problem whose coarsest
-    plan is still estimated above this many CPU seconds (default 10); None runs it anyway.
+    max_seconds: refuse (SimulationTooLarge, with the estimate) a plan estimated above this many CPU seconds
+    (default 10): with grain="auto" its coarsest plan, with a grain or event option given the plan asked for
+    (the message says what auto would take); None runs it anyway.  A finite positive number or None.
     sectors: count global and L2 traffic in the units the card moves (32-byte sectors of misaligned rows,
     memsim.sectors; whole TMA boxes of ragged tiles, memsim.workloads_hopper), as ncu counts them; False gives
     the byte contract itself at the global level.
@@ -152,6 +153,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         raise TypeError(f"problem must be an AttentionProblem, got {type(problem).__name__}")
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    require_bool("flush_l2", flush_l2)
+    require_bool("sectors", sectors)
+    check_max_seconds(max_seconds)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     cal = calibration_for(hw)
     smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)

@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from .schedule import AttentionProblem, Schedule, ScheduleError
+from .schedule import AttentionProblem, Schedule, ScheduleError, require_bool
 
 #: result columns of every ok point (the same names as SimResult.total / the CLI sweep CSV)
 RESULT_FIELDS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
@@ -391,8 +391,7 @@ def run_sweep(spec: SweepSpec, out=None, *, backend: str = "local", workers: int
     if not isinstance(spec, SweepSpec):
         raise TypeError(f"spec must be a memsim.sweep.SweepSpec, got {type(spec).__name__}")
     for flag, v in (("resume", resume), ("force", force), ("progress", progress)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{flag} must be True or False, got {v!r}")
+        require_bool(flag, v)
     _base_hardware(spec.hardware)  # a bad preset fails here, not once per point
     t0 = time.perf_counter()
     spec_dict = spec.to_dict()

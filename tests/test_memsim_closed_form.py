@@ -89,3 +89,34 @@ def test_roofline_below_simulated_time():
         s = Schedule(alg, ph)
         r = simulate(p, s, HW, sectors=False)
         assert analytic.roofline_time(p, s, HW) <= r.time_s * 1.05
+
+
+# --- issue 11 item 7 (audit 2026-11-26): the closed forms are linear in the blocks -------------------------------
+def _qrows_for_j_quadratic(rows, V, nb):
+    """The O(Mb x Nb) definition `_sums` used before: rows of the Q blocks with V_i > j."""
+    return [sum(r for r, v in zip(rows, V) if v > j) for j in range(nb)]
+
+
+def test_linear_sums_equal_the_quadratic_definition():
+    """`_sums` (linear since the audit) equals the old quadratic list and sums on random problems: causal in
+    both alignments and not, ragged lengths, seq_q above and below seq_kv, GQA, tiles 16-128."""
+    from hypothesis import given, settings, strategies as st
+
+    from memsim.algorithms_builtin import _sums, visible_blocks
+    from memsim.schedule import cdiv
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.integers(1, 700), st.integers(1, 700), st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 3]),
+           st.booleans(), st.sampled_from(["top_left", "bottom_right"]),
+           st.sampled_from([16, 32, 64, 128]), st.sampled_from([16, 32, 64, 128]), st.sampled_from(["flash2", "flash1"]))
+    def check(nq, nk, heads_kv, group, causal, align, bm, bn, alg):
+        p = AttentionProblem(2, heads_kv * group, heads_kv, nq, nk, 32, "fp16", causal, causal_align=align)
+        s = Schedule(alg, block_m=bm, block_n=bn)
+        x = _sums(p, s)
+        nb = cdiv(nk, bn)
+        assert x.V == visible_blocks(p, s)
+        assert x.qrows_for_j == _qrows_for_j_quadratic(x.rows, x.V, nb)
+        cols = [min(nk, v * bn) for v in x.V]
+        assert (x.sum_rc, x.sum_cols, x.sum_rv) == (sum(r * c for r, c in zip(x.rows, cols)), sum(cols),
+                                                     sum(r * v for r, v in zip(x.rows, x.V)))
+    check()

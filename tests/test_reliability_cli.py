@@ -116,10 +116,6 @@ def test_kernels_run_that_does_not_fit_in_memory_is_one_line(monkeypatch, capsys
     assert "does not fit in" in err and "1,2,2,99999999,16,32" in err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 7, audit 2026-11-26: memsim/algorithms_builtin.py `_sums` builds "
-                   "qrows_for_j in O(Q blocks x K blocks) (not the CLI owner's file; a linear form is in notes/cli.md). "
-                   "`memsim simulate --seq 4194304 --heads 1 --batch 1` simulates in seconds, then its closed-form "
-                   "line runs silently for many minutes. Remove this mark when it is fixed.")
 def test_closed_forms_are_linear_in_the_blocks():
     """`memsim simulate`/`sweep` print the closed forms (analytic.launch_counts) beside every result; they must
     not cost more than the simulation they accompany."""
@@ -140,3 +136,14 @@ def test_causal_align_still_works_with_causal_or_a_causal_axis(tmp_path, capsys,
     assert '"causal_align": "bottom_right"' in capsys.readouterr().out
     assert main(["sweep", "--axis", "causal=true,false", "--algorithms", "flash2", "--out", "s", *SMALL,
                  "--align", "bottom_right"]) == 0
+
+
+@pytest.mark.parametrize("extra", [["--grain", "tile"], ["--grain", "run", "--run-blocks", "1"]])
+def test_explicit_fine_grain_on_a_large_problem_is_refused_with_the_estimate(extra, capsys):
+    """Issue 11 item 7 (audit 2026-11-26): `memsim simulate --grain tile --seq 65536` ran ~15 min behind a
+    progress bar; the coarsest-grain refusal did not look at a grain asked for. Now one line, exit 2, with the
+    estimate, what the automatic grain would take and --allow-slow."""
+    from memsim.__main__ import main
+    assert main(["simulate", "--seq", "65536", *extra]) == 2
+    err = _one_line(capsys.readouterr().err, "memsim")
+    assert "at the grain asked for: about" in err and "--allow-slow" in err and "grain='auto'" in err

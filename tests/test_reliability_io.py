@@ -48,3 +48,15 @@ def test_append_jsonl_to_a_path_and_a_stream(tmp_path):
         append_jsonl(f, {"b": [2]})
         # flushed: another reader sees the line before the stream is closed
         assert [json.loads(x) for x in p.read_text().splitlines()] == [{"a": 1}, {"b": [2]}]
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None], ids=repr)
+@pytest.mark.parametrize("writer", [write_atomic, write_json])
+def test_overwrite_must_be_a_real_bool(tmp_path, writer, value):
+    """Issue 11 item 1 (audit 2026-11-26): write_atomic(p, d, overwrite="no") replaced the file ("no" is
+    truthy). Now a TypeError naming overwrite, and the old file is untouched."""
+    p = tmp_path / "keep.json"
+    p.write_text("old")
+    with pytest.raises(TypeError, match=r"^overwrite must be True or False, got "):
+        writer(p, {"new": 1} if writer is write_json else "new", overwrite=value)
+    assert p.read_text() == "old" and [x.name for x in tmp_path.iterdir()] == ["keep.json"]

@@ -366,3 +366,13 @@ def test_data_folder_empty_or_a_file(command, how, tmp_path, capsys, fake_model)
     rc, _, err = run(argv, capsys)
     assert rc == 2 and ("--data is empty" if how == "empty" else "is a file") in one_line(err)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["calibrate", "--hw", "h100-sxm", "--dry-run", "--facts", "bogus"], "unknown fact(s)"),
+    (["calibrate", "--hw", "h100-sxm", "--repeats", "1"], "--repeats must be >= 5"),
+])
+def test_calibrate_errors_have_the_prefix(argv, word, capsys):
+    """Audit 2026-11-26: `verification calibrate` printed its own errors as "error: ..." without the prog."""
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and word in one_line(err)

@@ -597,8 +597,8 @@ def command(a, argv) -> int:
         res = calibrate(a.hw, out_path=a.out or default_out(a.hw), command=cmdline, quick=a.quick, facts=facts,
                         repeats=a.repeats, ncu_repeats=a.ncu_repeats, force=a.force, log_dir=a.log_dir)
     except (CalibrationError, OutputExistsError, N.NcuError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        from memsim.cli.errors import fail, one_line
+        return fail("verification", one_line(e))  # the one error style of the command lines
     return 0 if res["complete"] else 1
 
 
