@@ -29,7 +29,8 @@ def _pt(bm, bn, bk, w, c, rate, regs=64, spills=0, dtype="float16"):
 def test_derivation_counts_resident_warps_and_drops_spilling_points(h100):
     hw, _ = h100
     rows = dot_chain_from([_pt(16, 16, 64, 1, 4, 1e12), _pt(128, 128, 64, 8, 4, 5e12, regs=255),
-                           _pt(128, 64, 64, 1, 1, 3e10, spills=40), _pt(64, 64, 32, 4, 1, 2e11, dtype="float32")],
+                           _pt(128, 64, 64, 1, 1, 3e10, spills=40), _pt(64, 64, 32, 4, 1, 2e11, dtype="float32"),
+                           dict(_pt(16, 16, 64, 1, 1, 5e11), operand_b="memory")],  # measured, not used yet
                           hw)["dot_chain"]
     assert rows == (("fma", 2.0 * 64 * 64 * 32 / 4, 4, 2e11), ("mma", 2.0 * 16 * 16 * 64, 4, 1e12),
                     ("wgmma", 2.0 * 128 * 128 * 64 / 8, 8, 5e12)), rows
