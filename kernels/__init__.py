@@ -17,13 +17,14 @@ Kernel names in profilers: "_" + the launch name of memsim.schedule.kernel_launc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
-from ._common import (check_like, check_matches, check_schedule, default_schedule, interpreting,
-                      problem_for)
+from ._common import (check_like, check_matches, check_problem_and_schedule, check_schedule, default_schedule,
+                      interpreting, problem_for)
 from .reference import naive_same_dtype, reference
-from .registry import ForwardResult, check_saved, launcher_for
+from .registry import ForwardResult, check_same_problem, check_saved, launcher_for
 
 __all__ = ["attention", "flash_attn_func", "last_schedule", "fastest_forward_algorithm", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
            "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError", "decode", "decode_plan"]
@@ -43,18 +44,24 @@ def _launch_guard(schedule: Schedule):
 
 
 def forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
-    """Run the forward launches of `schedule` on `problem`'s tensors (checked before any launch)."""
+    """Run the forward launches of `schedule` on `problem`'s tensors (checked before any launch).
+    The result records `problem` (ForwardResult.problem), which `backward` checks."""
+    check_problem_and_schedule(problem, schedule)
     check_matches(problem, q, k, v)
     check_schedule(problem, schedule, q.device, "fwd")
     run = launcher_for(schedule.algorithm, "fwd")
     with _launch_guard(schedule):
-        return run.run(problem, schedule, q, k, v)
+        res = run.run(problem, schedule, q, k, v)
+    return dataclasses.replace(res, problem=problem) if isinstance(res, ForwardResult) else res
 
 
 def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd: ForwardResult):
     """Run the backward launches of `schedule`; returns (dq, dk, dv) in the inputs' dtype.
 
-    Every tensor of `fwd.saved` the backward reads is checked first (shape, dtype, device, contiguity)."""
+    Every tensor of `fwd.saved` the backward reads is checked first (shape, dtype, device, contiguity), and
+    `fwd` must be the forward of this same problem (ForwardResult.problem)."""
+    check_problem_and_schedule(problem, schedule)
+    check_same_problem(problem, fwd)
     check_matches(problem, q, k, v)
     check_like("o", o, q)
     check_like("do", do, q)

@@ -99,6 +99,19 @@ def problem_for(q, k, v, causal: bool = False, scale: float | None = None,
                             causal_align=causal_align)
 
 
+def check_problem_and_schedule(problem, schedule) -> None:
+    """`problem` is an AttentionProblem and `schedule` a Schedule (not their dicts or names): a TypeError saying
+    what is allowed and how to rebuild one, instead of an AttributeError deep inside."""
+    if not isinstance(problem, AttentionProblem):
+        raise TypeError(f"problem must be a memsim.schedule.AttentionProblem, got {type(problem).__name__} (build "
+                        f"one with kernels.problem_for(q, k, v, ...); a dict from to_dict() rebuilds with "
+                        f"memsim.schedule.problem_from_dict)")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a memsim.schedule.Schedule, got {type(schedule).__name__} (build one "
+                        f"with kernels.default_schedule(problem, algorithm, phase); a dict from to_dict() rebuilds "
+                        f"with memsim.schedule.schedule_from_dict)")
+
+
 def check_matches(problem: AttentionProblem, q, k, v) -> None:
     """q, k, v are valid and are the tensors `problem` describes."""
     check_qkv(q, k, v)

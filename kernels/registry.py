@@ -15,6 +15,7 @@ fails when a registered algorithm-phase has no launcher, or a launcher has no re
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -25,7 +26,7 @@ from memsim.algorithms import registered
 from memsim.schedule import Schedule, ScheduleError
 
 __all__ = ["ForwardResult", "Launcher", "launcher", "launcher_for", "registered_launchers", "check_saved",
-           "LAUNCHER_MODULES"]
+           "check_same_problem", "LAUNCHER_MODULES"]
 
 #: modules whose import registers launchers
 LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv", "kernels.hopper")
@@ -35,12 +36,17 @@ LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernel
 class ForwardResult:
     """Output of one forward pass: o (B, Hq, Nq, d), lse (B, Hq, Nq) fp32 natural-log logsumexp
     (None for naive, whose softmax launch writes only P), and `saved`: what the backward needs
-    ({"lse": lse} for flash, {"P": P} for naive, with P of shape (B*Hq, Nq, Nkv))."""
+    ({"lse": lse} for flash, {"P": P} for naive, with P of shape (B*Hq, Nq, Nkv)).
+
+    `problem` is the AttentionProblem it was computed for (`kernels.forward` sets it; last field, so positional
+    callers ``ForwardResult(o, lse, saved, schedule)`` are unchanged).  `kernels.backward` refuses a result of
+    another problem (`check_same_problem`); None (a result built by hand) is not checked."""
 
     o: torch.Tensor
     lse: torch.Tensor | None
     saved: dict = field(default_factory=dict)
     schedule: Schedule | None = None
+    problem: object | None = None
 
 
 #: what a backward reads from ForwardResult.saved: name -> (problem, schedule) -> (shape, torch dtype, what it is)
@@ -93,6 +99,21 @@ def launcher_for(algorithm: str, phase: str) -> Launcher:
             else "no such registry entry"
         raise ScheduleError(f"no kernel launcher for ({algorithm}, {phase}) ({why}); launchers: {have}")
     return got
+
+
+def check_same_problem(problem, fwd) -> None:
+    """Refuse a forward result computed for another problem than `problem` (same shapes but another causal
+    flag, scale or alignment would give the gradients of the wrong attention, silently).  One line naming every
+    differing field, the forward's value first."""
+    if not isinstance(fwd, ForwardResult):
+        raise TypeError(f"fwd must be the ForwardResult of kernels.forward, got {type(fwd).__name__}")
+    if fwd.problem is None or fwd.problem == problem:
+        return
+    names = [f.name for f in dataclasses.fields(problem)] if dataclasses.is_dataclass(problem) else []
+    diff = [f"{n} {getattr(fwd.problem, n, None)!r} (fwd) vs {getattr(problem, n)!r} (here)"
+            for n in names if getattr(fwd.problem, n, None) != getattr(problem, n)]
+    raise ValueError(f"fwd was computed for another problem: {'; '.join(diff) or repr(fwd.problem)}; pass "
+                     f"backward the problem its forward ran (or run the forward of this one)")
 
 
 def check_saved(run: Launcher, problem, schedule: Schedule, fwd, device: torch.device) -> dict:

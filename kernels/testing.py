@@ -292,6 +292,8 @@ def run_case(alg, shape, dtype, device, *, causal=False, align="top_left", block
 
     shape = (B, Hq, Hkv, Nq, Nkv, d).  Returns the ForwardResult and grads (or None)."""
     import kernels
+    from memsim.schedule import require_bool
+    require_bool("backward", backward)
     B, Hq, Hkv, Nq, Nkv, d = shape
     seed = seed_of(alg, shape, dtype, causal, align, blocks, layout, scale, input_scale, backward)
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device, seed, layout, input_scale)

@@ -121,7 +121,8 @@ class DecodeProblem:
                 raise ScheduleError(f"{o}: a cache length {max(self.seqlens_kv)} exceeds capacity_kv {self.capacity_kv}")
         if self.scale is None:
             object.__setattr__(self, "scale", 1.0 / math.sqrt(self.head_dim))
-        elif not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and self.scale > 0):
+        elif not (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
+                  and math.isfinite(self.scale) and self.scale > 0):
             raise ScheduleError(f"{o}.scale must be a positive finite number, got {self.scale!r}")
         else:
             object.__setattr__(self, "scale", float(self.scale))

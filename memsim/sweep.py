@@ -171,14 +171,27 @@ def _base_hardware(name: str):
 
 
 def settings_for(spec_dict: dict, values: dict) -> tuple[dict, dict, dict]:
-    """(hardware overrides, problem kwargs, schedule kwargs) of one point (base, then its axis values)."""
+    """(hardware overrides, problem kwargs, schedule kwargs) of one point (base, then its axis values).
+
+    An sp_dtype of the base (`memsim sweep --sp-dtype`) is naive's S and P element type: it goes to the naive
+    points only, as `memsim simulate`/`compare` do (the other algorithms keep S and P on chip and refuse one).
+    An sp_dtype given as an axis is kept on every point it names."""
     hw, prob, sched = {}, {}, {}
     target = {"hw": hw, "problem": prob, "schedule": sched}
+    from_axis = set()
     for name, v in itertools.chain(DEFAULT_BASE.items(), spec_dict["base"].items(), values.items()):
         sec, fields = resolve_name(name)
         for f in fields:
             target[sec][f] = v
+            if name in values:
+                from_axis.add((sec, f))
+    if (sched.get("sp_dtype") is not None and ("schedule", "sp_dtype") not in from_axis
+            and sched.get("algorithm", _SCHEDULE_DEFAULT_ALGORITHM) != "naive"):
+        del sched["sp_dtype"]
     return hw, prob, sched
+
+
+_SCHEDULE_DEFAULT_ALGORITHM = Schedule.__dataclass_fields__["algorithm"].default
 
 
 @functools.lru_cache(maxsize=1024)

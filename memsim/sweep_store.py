@@ -199,7 +199,9 @@ def _stage(target: Path, data) -> Path:
 def publish_files(prefix, files: dict, *, overwrite: bool = False, journal: Journal | None = None) -> dict[str, Path]:
     """Publish {suffix: bytes or str} as PREFIX.<suffix>, as a whole or not at all (module doc); a
     `journal` given is closed and removed as part of the publication (its intent lists it)."""
+    from .schedule import require_bool
     from .sweep import SweepError
+    require_bool("overwrite", overwrite)
     paths = set_paths(prefix)
     base = Path(str(prefix))
     targets = {s: base.with_name(f"{base.name}.{s}") for s in files}

@@ -265,6 +265,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
     from .hardware import load_hardware
     if not isinstance(problem, DecodeProblem) or not isinstance(schedule, DecodeSchedule):
         raise TypeError("simulate_decode takes a memsim.inference.DecodeProblem and DecodeSchedule")
+    from .schedule import require_bool
+    require_bool("flush_l2", flush_l2)
     hw = load_hardware(hardware)
     facts = DeviceFacts.from_hardware(hw)
     smem = decode_sram_bytes_per_cta(problem, schedule)

@@ -156,26 +156,115 @@ def test_explicit_grain_within_the_limit_or_with_no_limit_is_kept():
     assert small.grain == "tile" and small.estimated_s < 10
 
 
-# --- found by the audit, outside this engineer's files (kernels/__init__.py, kernels/registry.py, kernels/_common.py)
-# strict xfails: each flips to a failure when its fix lands, as a reminder to remove the mark
-@pytest.mark.xfail(strict=True, reason="issue 11 item 1 (audit 2026-11-26): ForwardResult does not carry its problem, "
-                   "so kernels.backward cannot see that fwd came from another problem (kernels/registry.py, "
-                   "kernels/__init__.py; patch in notes/cli.md). Remove this mark when it is fixed.")
-def test_backward_refuses_a_forward_of_another_problem(device):
+# --- found by the audit (second pass), fixed in the third pass: kernels.backward/forward arguments --------------
+def _fwd_of(problem_kw, device, alg="flash2"):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 32, 16, generator=g).to(device) for _ in range(3))
-    plain, causal = kernels.problem_for(q, k, v, causal=False), kernels.problem_for(q, k, v, causal=True)
-    fwd = kernels.forward(plain, kernels.default_schedule(plain, "flash2", "fwd", q.device), q, k, v)
-    with pytest.raises((ValueError, TypeError), match="problem"):
-        kernels.backward(causal, kernels.default_schedule(causal, "flash2", "bwd", q.device), q, k, v, fwd.o,
+    p = kernels.problem_for(q, k, v, **problem_kw)
+    return q, k, v, p, kernels.forward(p, kernels.default_schedule(p, alg, "fwd", q.device), q, k, v)
+
+
+@pytest.mark.parametrize("other, field", [(dict(causal=True), "causal"), (dict(scale=0.5), "scale"),
+                                          (dict(causal=True, causal_align="bottom_right"), "causal_align")])
+def test_backward_refuses_a_forward_of_another_problem(device, other, field):
+    """kernels.backward(causal_problem, ..., fwd_of_the_plain_problem) returned the gradients of the wrong
+    attention, silently (same shapes, so every tensor check passed).  Now ForwardResult records its problem and
+    backward refuses another one in one line naming the differing fields (forward's value, then this one's)."""
+    q, k, v, plain, fwd = _fwd_of({}, device)
+    assert fwd.problem == plain
+    other_p = kernels.problem_for(q, k, v, **other)
+    with pytest.raises(ValueError, match=rf"^fwd was computed for another problem: .*{field} .*\(fwd\) vs .*\(here\)") as e:
+        kernels.backward(other_p, kernels.default_schedule(other_p, "flash2", "bwd", q.device), q, k, v, fwd.o,
                          torch.randn_like(q), fwd)
+    assert "\n" not in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (audit 2026-11-26): kernels.forward(problem.to_dict(), ...) is "
-                   "\"AttributeError: 'dict' object has no attribute 'batch'\" (kernels/__init__.py / "
-                   "kernels/_common.check_matches; patch in notes/cli.md). Remove this mark when it is fixed.")
-def test_forward_refuses_a_problem_that_is_not_an_attention_problem():
+def test_backward_of_its_own_forward_still_runs(device):
+    """The same problem (and a ForwardResult built by hand, positionally, with no problem) still runs."""
+    from kernels.registry import ForwardResult
+    q, k, v, p, fwd = _fwd_of(dict(causal=True), device)
+    bs = kernels.default_schedule(p, "flash2", "bwd", q.device)
+    do = torch.randn_like(q)
+    dq, dk, dv = kernels.backward(kernels.problem_for(q, k, v, causal=True), bs, q, k, v, fwd.o, do, fwd)
+    by_hand = ForwardResult(fwd.o, fwd.lse, fwd.saved, fwd.schedule)  # the positional form of kernels/api.py
+    assert by_hand.problem is None
+    dq2, _, _ = kernels.backward(p, bs, q, k, v, fwd.o, do, by_hand)
+    assert torch.equal(dq, dq2)
+
+
+def test_naive_forward_records_its_problem_too(device):
+    q, k, v, p, fwd = _fwd_of(dict(causal=True), device, alg="naive")
+    assert fwd.problem == p
+
+
+@pytest.mark.parametrize("as_what", ["dict", "tuple", "none"])
+def test_forward_refuses_a_problem_that_is_not_an_attention_problem(as_what):
+    """kernels.forward(problem.to_dict(), ...) was "AttributeError: 'dict' object has no attribute 'batch'"."""
     q = torch.randn(1, 2, 16, 16)
     p = kernels.problem_for(q, q, q)
-    with pytest.raises(TypeError, match=r"problem must be a memsim.schedule.AttentionProblem"):
-        kernels.forward(p.to_dict(), kernels.default_schedule(p, "flash2", "fwd", q.device), q, q, q)
+    bad = {"dict": p.to_dict(), "tuple": tuple(p.to_dict().values()), "none": None}[as_what]
+    fs = kernels.default_schedule(p, "flash2", "fwd", q.device)
+    with pytest.raises(TypeError, match=r"^problem must be a memsim.schedule.AttentionProblem, got .*problem_from_dict"):
+        kernels.forward(bad, fs, q, q, q)
+    fwd = kernels.forward(p, fs, q, q, q)
+    bs = kernels.default_schedule(p, "flash2", "bwd", q.device)
+    with pytest.raises(TypeError, match=r"^problem must be a memsim.schedule.AttentionProblem"):
+        kernels.backward(bad, bs, q, q, q, fwd.o, torch.randn_like(q), fwd)
+
+
+def test_forward_and_backward_refuse_a_schedule_that_is_not_a_schedule():
+    q = torch.randn(1, 2, 16, 16)
+    p = kernels.problem_for(q, q, q)
+    fs = kernels.default_schedule(p, "flash2", "fwd", q.device)
+    with pytest.raises(TypeError, match=r"^schedule must be a memsim.schedule.Schedule, got dict .*schedule_from_dict"):
+        kernels.forward(p, fs.to_dict(), q, q, q)
+    fwd = kernels.forward(p, fs, q, q, q)
+    with pytest.raises(TypeError, match=r"^schedule must be a memsim.schedule.Schedule, got str"):
+        kernels.backward(p, "flash2", q, q, q, fwd.o, torch.randn_like(q), fwd)
+
+
+# --- the other flags of the second pass's search (flush_l2, overwrite, backward) and DecodeProblem(scale=) ---------
+def _decode_sim(flush_l2):
+    from memsim.inference import DecodeProblem, DecodeSchedule
+    from memsim.workloads_decode import simulate_decode
+    return simulate_decode(DecodeProblem.uniform(1, 2, 2, 64, 256), DecodeSchedule(), flush_l2=flush_l2)
+
+
+def _publish(tmp_path, overwrite):
+    from memsim.sweep_store import publish_files
+    return publish_files(tmp_path / "s", {"csv": "a\n"}, overwrite=overwrite)
+
+
+MORE_FLAG_CALLS = {
+    "memsim.workloads_decode.simulate_decode(flush_l2=)": ("flush_l2", lambda v, t: _decode_sim(v)),
+    "memsim.sweep_store.publish_files(overwrite=)": ("overwrite", lambda v, t: _publish(t, v)),
+    "kernels.testing.run_case(backward=)": ("backward", lambda v, t: __import__("kernels.testing").testing.run_case(
+        "flash2", (1, 2, 2, 16, 16, 16), "fp32", "cpu", backward=v, verbose=False)),
+}
+
+
+@pytest.mark.parametrize("value", BAD_FLAGS, ids=repr)
+@pytest.mark.parametrize("call", list(MORE_FLAG_CALLS))
+def test_more_flags_must_be_real_bools(call, value, tmp_path):
+    """simulate_decode(flush_l2="no"), publish_files(overwrite="no") and run_case(backward="no") were accepted
+    ("no" is truthy); now the shared memsim.schedule.require_bool refuses them before any work."""
+    name, fn = MORE_FLAG_CALLS[call]
+    with pytest.raises(TypeError, match=rf"^{name} must be True or False, got {__import__('re').escape(repr(value))}"):
+        fn(value, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_flags_still_take_real_bools(tmp_path):
+    assert _decode_sim(False)["total"] and _decode_sim(True)["total"]
+    assert set(_publish(tmp_path, False)) >= {"csv"}
+    assert set(_publish(tmp_path, True)) >= {"csv"}
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_decode_problem_scale_must_not_be_a_bool(scale):
+    """DecodeProblem(..., scale=True) was taken as scale 1.0 (AttentionProblem(scale=True) is refused)."""
+    from memsim.inference import DecodeProblem
+    from memsim.schedule import ScheduleError
+    with pytest.raises(ScheduleError, match=r"^DecodeProblem.scale must be a positive finite number, got (True|False)$"):
+        DecodeProblem(2, 2, 64, (1,), (256,), scale=scale)
+    assert DecodeProblem(2, 2, 64, (1,), (256,), scale=1).scale == 1.0

@@ -147,3 +147,38 @@ def test_explicit_fine_grain_on_a_large_problem_is_refused_with_the_estimate(ext
     assert main(["simulate", "--seq", "65536", *extra]) == 2
     err = _one_line(capsys.readouterr().err, "memsim")
     assert "at the grain asked for: about" in err and "--allow-slow" in err and "grain='auto'" in err
+
+
+def test_sweep_sp_dtype_goes_to_the_naive_points_only(tmp_path, capsys, monkeypatch):
+    """Since Schedule(sp_dtype=...) is refused for non-naive algorithms (9e008dd), `memsim sweep --algorithms
+    naive,flash2 --sp-dtype fp32` recorded every flash2 point as refused.  --sp-dtype is naive's S and P type:
+    it now goes to the naive points only, as `memsim simulate`/`compare` do; without naive it is refused."""
+    import csv
+
+    from memsim.__main__ import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--param", "seq", "--values", "64,128", "--algorithms", "naive,flash2",
+                 "--sp-dtype", "fp32", "--out", "s", "--batch", "1", "--heads", "2", "--head-dim", "32"]) == 0
+    rows = list(csv.DictReader(open("s.csv")))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}, rows
+    # naive's fp32 S/P is really applied: more DRAM traffic than the default (the inputs' fp16)
+    assert main(["sweep", "--param", "seq", "--values", "64,128", "--algorithms", "naive,flash2",
+                 "--out", "d", "--batch", "1", "--heads", "2", "--head-dim", "32"]) == 0
+    base = list(csv.DictReader(open("d.csv")))
+    key = next(k for k in rows[0] if "dram" in k and "bytes" in k)
+    by = lambda rs: {(r["seq"], r["algorithm"]): float(r[key]) for r in rs}  # noqa: E731
+    got, ref = by(rows), by(base)
+    assert got[("128", "naive")] > ref[("128", "naive")] and got[("128", "flash2")] == ref[("128", "flash2")]
+    capsys.readouterr()
+    assert main(["sweep", "--param", "seq", "--values", "64", "--algorithms", "flash2", "--sp-dtype", "fp32",
+                 "--out", "f", *SMALL[:4], "--head-dim", "32"]) == 2
+    assert "--sp-dtype" in _one_line(capsys.readouterr().err, "memsim")
+    assert not list(tmp_path.glob("f*"))
+
+
+def test_run_sweep_base_sp_dtype_is_naive_only_but_an_axis_is_kept():
+    from memsim.sweep import settings_for
+    spec = {"base": {"sp_dtype": "fp32"}, "axes": {}}
+    assert settings_for(spec, {"algorithm": "naive"})[2]["sp_dtype"] == "fp32"
+    assert "sp_dtype" not in settings_for(spec, {"algorithm": "flash2"})[2]
+    assert settings_for({"base": {}}, {"algorithm": "flash2", "sp_dtype": "fp32"})[2]["sp_dtype"] == "fp32"

@@ -122,8 +122,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="identical heads one simulated CTA stands for; divides batch*heads-kv (default: auto's "
                         "choice, else 1)")
     g.add_argument("--allow-slow", action="store_true",
-                   help="simulate even when the coarsest grain is estimated over 10 s (default: refuse, with the "
-                        "estimate)")
+                   help="simulate even when the estimate is over 10 s of CPU: the coarsest grain's, or that of "
+                        "the grain asked for with --grain/--run-blocks/--ctas-per-event/--heads-per-event "
+                        "(default: refuse, with the estimate)")
     g.add_argument("--no-flush-l2", action="store_true",
                    help="keep L2 contents between launches (default: flush before each launch, as ncu does)")
 
@@ -174,12 +175,12 @@ def schedule(a, algorithm=None) -> Schedule:
                     num_stages=a.num_stages, grid_order=a.grid_order, sp_dtype=a.sp_dtype if alg == "naive" else None)
 
 
-def refuse_sp_dtype_without_naive(a, algorithms) -> None:
+def refuse_sp_dtype_without_naive(a, algorithms, hint: str = "use --algorithm naive") -> None:
     """--sp-dtype given but no naive algorithm to apply it to: refused, never silently ignored."""
     if a.sp_dtype is not None and "naive" not in algorithms:
         from ..schedule import ScheduleError
         raise ScheduleError(f"--sp-dtype sets naive's S and P element type; {', '.join(algorithms)} keep S and P "
-                            f"on chip (drop --sp-dtype or use --algorithm naive)")
+                            f"on chip (drop --sp-dtype or {hint})")
 
 
 def simulate(a, problem, schedule, hw):

@@ -84,6 +84,7 @@ def sweep_spec(a):
         axes[name.strip()] = [_axis_value(v.strip()) for v in vals.split(",") if v.strip()]
     base["causal_align"] = C.causal_align(a, causal_axis="causal" in axes)
     axes["algorithm"] = parse_algorithms(a.algorithms)
+    C.refuse_sp_dtype_without_naive(a, axes["algorithm"], "add naive to --algorithms")  # naive points only
     options = {"grain": a.grain, "run_blocks": a.run_blocks, "flush_l2": not a.no_flush_l2}
     return SweepSpec(axes=axes, base=base, hardware=a.hw, options=options)
 
