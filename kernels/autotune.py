@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memsim.schedule import AttentionProblem, Schedule, ScheduleError, schedule_from_dict
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, require_bool, schedule_from_dict
 
 __all__ = ["autotune", "tuned_schedule", "Tuned", "AutotuneError", "cache_path", "cache_key", "table_path",
            "load_table", "table_lookup", "CACHE_ENV", "TABLE_DIR", "default_gate", "gate_slice", "gate_reference",
@@ -125,6 +125,7 @@ def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms,
     best of `by_algorithm` that is; nearest: the closest class with the same head dim, mask and GQA group and
     the same dtype (else the other 2-byte dtype: fp16 and bf16 run the same tile code), by log2 distance of the
     sequence lengths, then of batch x heads."""
+    require_bool("nearest", nearest)
     from memsim.tuning import problem_key
     entries = table.get("entries", {})
     want = f"{problem_key(problem)}|{phase}"
@@ -280,6 +281,8 @@ def autotune(problem_or_q, *tensors, causal: bool = False, scale=None, phase: st
     do_bench and the exactness rule (tests use fake ones).  cache / table: file paths instead of
     `cache_path()` / ``kernels/tuned/<gpu>.json``."""
     import kernels
+    for name, flag in (("retune", retune), ("overwrite", overwrite), ("nearest", nearest)):
+        require_bool(name, flag)
     if isinstance(problem_or_q, AttentionProblem):
         problem = problem_or_q
         if len(tensors) < 3:
@@ -358,6 +361,7 @@ def autotune(problem_or_q, *tensors, causal: bool = False, scale=None, phase: st
 def lookup(problem: AttentionProblem, phase: str = "fwd", algorithms=None, *, gpu: str, versions: tuple,
            cache: Path | None = None, table: dict | None = None, nearest: bool = True) -> Tuned | None:
     """The cache's entry for the problem class, else the default table's (exact, then nearest), else None."""
+    require_bool("nearest", nearest)
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[phase])
     key = cache_key(problem, algorithms, phase, gpu=gpu, torch_version=versions[0], triton_version=versions[1])
     e = load_cache(cache).get(key)
@@ -375,6 +379,7 @@ def lookup(problem: AttentionProblem, phase: str = "fwd", algorithms=None, *, gp
 def tuned_schedule(problem: AttentionProblem, phase: str = "fwd", algorithms=None, *, device=None,
                    nearest: bool = True) -> Tuned | None:
     """Lookup only (cache, then the default table), never measures: None when neither knows the class."""
+    require_bool("nearest", nearest)
     import torch
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return lookup(problem, phase, algorithms, gpu=_gpu_name(dev), versions=_versions(), nearest=nearest)

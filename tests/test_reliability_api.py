@@ -268,3 +268,18 @@ def test_decode_problem_scale_must_not_be_a_bool(scale):
     with pytest.raises(ScheduleError, match=r"^DecodeProblem.scale must be a positive finite number, got (True|False)$"):
         DecodeProblem(2, 2, 64, (1,), (256,), scale=scale)
     assert DecodeProblem(2, 2, 64, (1,), (256,), scale=1).scale == 1.0
+
+
+@pytest.mark.parametrize("kw", [dict(retune="no"), dict(overwrite="no"), dict(nearest=0)])
+def test_autotune_flags_must_be_real_bools(kw):
+    """kernels.autotune read "no" as True (re-tuned and overwrote the cache entry): refused before any work."""
+    q = torch.zeros(1, 1, 16, 16)
+    with pytest.raises(TypeError, match=next(iter(kw))):
+        kernels.autotune(q, q, q, **kw)
+
+
+def test_tuned_schedule_nearest_must_be_a_real_bool():
+    from kernels.autotune import tuned_schedule
+    from memsim.schedule import AttentionProblem
+    with pytest.raises(TypeError, match="nearest must be True or False"):
+        tuned_schedule(AttentionProblem(1, 1, 1, 16, 16, 16), nearest="no")
