@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .schedule import DTYPE_BYTES, KERNEL_HEAD_DIMS, STAT_BYTES, Launch, ScheduleError, cdiv
+from .schedule import DTYPE_BYTES, KERNEL_HEAD_DIMS, STAT_BYTES, Launch, ScheduleError, cdiv, resolved_scale
 
 __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_bytes_per_cta", "split_ranges",
            "split_chunk", "nonempty_splits", "block_m_for", "decode_extra_device_bytes", "DeviceFacts",
@@ -119,13 +119,7 @@ class DecodeProblem:
             _pos_int(o, "capacity_kv", self.capacity_kv, allow_zero=True)
             if self.capacity_kv < max(self.seqlens_kv):
                 raise ScheduleError(f"{o}: a cache length {max(self.seqlens_kv)} exceeds capacity_kv {self.capacity_kv}")
-        if self.scale is None:
-            object.__setattr__(self, "scale", 1.0 / math.sqrt(self.head_dim))
-        elif not (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
-                  and math.isfinite(self.scale) and self.scale > 0):
-            raise ScheduleError(f"{o}.scale must be a positive finite number, got {self.scale!r}")
-        else:
-            object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "scale", resolved_scale(o, self.scale, self.head_dim))
 
     @classmethod
     def uniform(cls, batch: int, heads_q: int, heads_kv: int, head_dim: int, seq_kv: int, seq_q: int = 1,

@@ -76,6 +76,15 @@ def _is_pow2(x: int) -> bool:
     return x > 0 and x & (x - 1) == 0
 
 
+def resolved_scale(owner: str, scale, head_dim: int) -> float:
+    """A problem's softmax scale: None -> 1 / sqrt(head_dim); else a positive finite number (never a bool)."""
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
+        raise ScheduleError(f"{owner}.scale must be a positive finite number, got {scale!r}")
+    return float(scale)
+
+
 def require_bool(name: str, value) -> bool:
     """The one check for a flag argument of a public function (kernels and memsim): only True or False, never
     a string ("no" is truthy), an int or None.  Returns the value; raises TypeError naming the argument."""
@@ -122,13 +131,7 @@ class AttentionProblem:
             raise ScheduleError(
                 f"AttentionProblem.heads_q ({self.heads_q}) must be a multiple of heads_kv "
                 f"({self.heads_kv}) for grouped-query attention")
-        if self.scale is None:
-            object.__setattr__(self, "scale", 1.0 / math.sqrt(self.head_dim))
-        elif not (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
-                  and math.isfinite(self.scale) and self.scale > 0):
-            raise ScheduleError(f"AttentionProblem.scale must be a positive finite number, got {self.scale!r}")
-        else:
-            object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "scale", resolved_scale("AttentionProblem", self.scale, self.head_dim))
 
     # --- sizes -----------------------------------------------------------
     @property
