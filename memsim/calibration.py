@@ -89,9 +89,6 @@ class Calibration:
     #: the `dot_chain` points, kind = dot_kind(...) ("wgmma", "mma" for fp16/bf16, "fma" for fp32 with IEEE
     #: precision); None: the best GEMM rate for every tile
     dot_chain: tuple | None = None
-    #: share of the shorter of a tile's dot time and exp time that runs under the longer one, by warps resident on
-    #: the SM: ((warps, overlap 0..1), ...) from the `dot_exp` points; None: they add up (the model before)
-    dot_exp_overlap_curve: tuple | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -240,8 +237,6 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         kw.update(spill_rates_from(facts["spills"], num_sms=hw.num_sms))
     if facts.get("dot_chain"):
         kw.update(dot_chain_from(facts["dot_chain"], hw))
-    if facts.get("dot_exp"):
-        kw.update(dot_exp_overlap_from(facts["dot_exp"], hw))
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 
@@ -643,46 +638,6 @@ def dot_flops_per_sm_s(cal: "Calibration", dtype: str, *, block_m: int, block_n:
     num = sum(rate / d for d, rate in near)
     den = sum(1 / d for d, _ in near)
     return num / den
-
-
-def dot_exp_overlap_from(points: list, hw) -> dict:
-    """How much of the shorter of a loop's dot and exp time hides under the longer, by warps resident per SM.
-
-    `dot_exp` points: flash attention's loop body on chip (S = A B, P = exp2(S), acc += P V) timed three ways --
-    dots only, exps only, both -- per (tile, warps, CTAs per SM).  overlap = (t_dot + t_exp - t_both) /
-    min(t_dot, t_exp), clamped to [0, 1] (above 1: the exps-only variant's stand-in arithmetic hides too); median
-    per resident warp count; spilling points left out.  H100, 2026-11-26: 0.64 (1 warp), 0.70 (2), 0.74 (4),
-    0.76 (8), 1.0 (16): the tensor cores and the SFU work side by side even within one warp (async MMAs)."""
-    runs: dict = {}
-    for r in points:
-        if r.get("error") or r.get("spills") or not r.get("time_s"):
-            continue
-        key = (r["block_m"], r["block_n"], r["block_k"], int(r["num_warps"]), int(r["ctas_per_sm"]))
-        runs.setdefault(key, {})[r["mode"]] = r
-    by_w: dict[int, list] = {}
-    for (bm, bn, bk, w, c), m in runs.items():
-        if set(m) != {"dot", "exp", "both"}:
-            continue
-        td, te, tb = m["dot"]["time_s"], m["exp"]["time_s"], m["both"]["time_s"]
-        regs = -(-int(m["both"].get("regs_per_thread") or hw.regs_per_thread) // 8) * 8
-        resident = max(1, min(c, hw.regs_per_sm // (regs * 32 * w), hw.max_warps_per_sm // w))
-        by_w.setdefault(w * resident, []).append(min(1.0, max(0.0, (td + te - tb) / min(td, te))))
-    if not by_w:
-        return {}
-    return {"dot_exp_overlap_curve": tuple((w, _median(v)) for w, v in sorted(by_w.items()))}
-
-
-def dot_exp_overlap(cal: "Calibration", warps_per_sm: float) -> float:
-    """The overlap at `warps_per_sm` (linear between measured warp counts, the end values beyond; 0 uncalibrated)."""
-    curve = cal.dot_exp_overlap_curve
-    if not curve:
-        return 0.0
-    if warps_per_sm <= curve[0][0]:
-        return curve[0][1]
-    for (wa, oa), (wb, ob) in zip(curve, curve[1:]):
-        if warps_per_sm <= wb:
-            return oa + (ob - oa) * (warps_per_sm - wa) / (wb - wa)
-    return curve[-1][1]
 
 
 def _fit_line(xs, ys):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .calibration import Calibration, dot_exp_overlap, dot_flops_per_sm_s, local_Bps_per_sm
+from .calibration import Calibration, dot_flops_per_sm_s, local_Bps_per_sm
 from .compiled import MIN_LOOP_INSTRUCTIONS
 from .hardware import Hardware
 from .local_memory import LocalMemory, local_memory
@@ -62,8 +62,6 @@ class LaunchCost:
     #: the spill figures "per tile" are the whole CTA's (a kernel with no tile loop in its SASS): the engine
     #: spreads them over the CTA's tiles
     spill_once_per_cta: bool = False
-    #: share of the shorter of a tile's dot and exp time hidden under the longer (calibration dot_exp_overlap)
-    dot_exp_overlap: float = 0.0
     #: L2 link time of one spill-store byte, in tile-traffic bytes: the L2's rate / the measured spill-store
     #: rate (calibration spill_store_l2_Bps; 1 without it)
     spill_store_l2_weight: float = 1.0
@@ -168,5 +166,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_dram_write_fraction=local.dram_write_fraction if local else 0.0,
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
-        spill_once_per_cta=once_per_cta, dot_exp_overlap=dot_exp_overlap(cal, warps * resident),
+        spill_once_per_cta=once_per_cta,
         spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

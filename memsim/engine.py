@@ -338,7 +338,6 @@ class LaunchModel:
         self.local_s_per_tile = cost.local_s_per_tile
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
-        self.dot_exp_overlap = cost.dot_exp_overlap
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
         self.spill_dram_wf, self.spill_dram_rf = cost.spill_dram_write_fraction, cost.spill_dram_read_fraction
         self.launch_overhead_s = launch_overhead_s
@@ -403,7 +402,6 @@ class LaunchModel:
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
         issue_tile = self.issue_s_per_tile * (jit if self.issue_s_per_tile else 1.0)
         local_tile = self.local_s_per_tile * jit
-        overlap = self.dot_exp_overlap
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         spill = (sp_rd + sp_wr) > 0
@@ -440,7 +438,7 @@ class LaunchModel:
                     # block f at time t goes out at t + (b - f) * pace; two CTAs' requests for the same block
                     # merge when they go out less than `window` apart (the first is still in flight)
                     l2_req = 0
-                    pace = (flops * spf + exps * spe - overlap * min(flops * spf, exps * spe)) / tiles if tiles else 0.0
+                    pace = (flops * spf + exps * spe) / tiles if tiles else 0.0
                     for acc in reads:
                         key, mask, nb = acc[0], acc[1], acc[2]
                         g += nb
@@ -474,9 +472,7 @@ class LaunchModel:
                     first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
             else:
                 ready = first = now
-            d_dot, d_exp = flops * spf, exps * spe
-            # the tensor cores and the SFU work side by side: part of the shorter hides under the longer
-            dur = d_dot + d_exp - overlap * (d_dot if d_dot < d_exp else d_exp)
+            dur = flops * spf + exps * spe
             if issue_tile:  # the schedulers must issue every instruction of the tile loop
                 d_issue = tiles * issue_tile
                 if d_issue > dur:

@@ -103,37 +103,3 @@ def test_engine_uses_the_tile_rate():
     at_gemm = k["flops"] / (cal.dot_flops_per_sm_s["bf16"] * hw.num_sms)
     assert k["time_s"] > 2.5 * at_gemm, (k["time_s"], at_gemm)
 
-
-def _run(mode, t, w=4, c=1, regs=128, bm=64):
-    return {"block_m": bm, "block_n": 64, "block_k": 64, "num_warps": w, "ctas_per_sm": c, "mode": mode,
-            "time_s": t, "regs_per_thread": regs, "spills": 0}
-
-
-def test_dot_exp_overlap_from_three_timings(h100):
-    """overlap = (t_dot + t_exp - t_both) / min(t_dot, t_exp), clamped to [0, 1], median per resident warps."""
-    from memsim.calibration import dot_exp_overlap, dot_exp_overlap_from
-    hw, cal = h100
-    pts = [_run("dot", 4e-4), _run("exp", 2e-4), _run("both", 4.5e-4),            # 4 warps: 0.75
-           _run("dot", 1e-4, w=1), _run("exp", 1e-4, w=1), _run("both", 2e-4, w=1),  # 1 warp: 0
-           _run("dot", 1e-4, w=8), _run("exp", 3e-4, w=8), _run("both", 2.5e-4, w=8)]  # 8 warps: 1.5 -> 1
-    curve = dot_exp_overlap_from(pts, hw)["dot_exp_overlap_curve"]
-    assert curve == ((1, 0.0), (4, pytest.approx(0.75)), (8, 1.0)), curve
-    c = dataclasses.replace(cal, dot_exp_overlap_curve=curve)
-    assert dot_exp_overlap(c, 2) == pytest.approx(0.25) and dot_exp_overlap(c, 64) == 1.0
-    assert dot_exp_overlap(dataclasses.replace(cal, dot_exp_overlap_curve=None), 4) == 0.0
-
-
-def test_engine_hides_part_of_the_exps_under_the_dots(h100, monkeypatch):
-    """The H100 curve (dot_exp points) makes a compute-bound flash2 forward shorter than with dot + exp time
-    added (what the model did before, and what it does with overlap 0)."""
-    import memsim.sim as S
-    from memsim.schedule import AttentionProblem, Schedule
-    hw, cal = h100
-    assert cal.dot_exp_overlap_curve and all(0 <= o <= 1 for _, o in cal.dot_exp_overlap_curve)
-    p = AttentionProblem(batch=2, heads_q=16, heads_kv=16, seq_q=2048, seq_kv=2048, head_dim=64, dtype="fp16")
-    s = Schedule("flash2", "fwd", block_m=128, block_n=64, num_warps=8, num_stages=3)
-    with_overlap = memsim.simulate(p, s, hw).kernels[0]["time_s"]
-    real = S.launch_cost
-    monkeypatch.setattr(S, "launch_cost", lambda *a, **k: dataclasses.replace(real(*a, **k), dot_exp_overlap=0.0))
-    added = memsim.simulate(p, s, hw).kernels[0]["time_s"]
-    assert with_overlap < 0.95 * added, (with_overlap, added)
