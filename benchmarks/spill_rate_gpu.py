@@ -9,9 +9,9 @@ Two points with one CTA on every SM give the chip-wide store rate beside it.
 
     run(command="python3 benchmarks/spill_rate_gpu.py --out $OUT/spill_rate.calibration.json", timeout_s=480)
 
-It reuses `verification calibrate` (same runner, same ncu metrics and provenance) with this plan in place of the
-default one; the file it writes has the calibration format, so `memsim.calibration.merge_points` can add its
-points to the preset's `spills` fact.
+It reuses `verification calibrate` (same runner, same ncu metrics and provenance) with only these points
+(`verification.calibrate.spill_rate_points`, also part of the default plan's `spills` fact since 2026-11-26); the
+file it writes has the calibration format, and its points were merged into the preset's `spills` fact.
 """
 from __future__ import annotations
 
@@ -20,29 +20,13 @@ import sys
 
 from verification import calibrate as C
 
-WARPS = (1, 2, 4, 8, 16)
-VALUES_PER_THREAD = 512  # rows x 64 / (32 x warps): past ~200 the compiler spills; 512 = 2-3.5 KB per thread
-
-
-def plan(num_sms: int = 132, **_ignored) -> list[dict]:
-    pts = []
-    for warps in WARPS:
-        rows = VALUES_PER_THREAD * 32 * warps // 64
-        pts.append(C._pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=warps, n_iter=16,
-                         ctas=num_sms // 8))
-    for warps in (1, 4):  # the same kernels on every SM: the chip-wide limit beside the per-warp one
-        rows = VALUES_PER_THREAD * 32 * warps // 64
-        pts.append(C._pt("spills", kernel="_mb_spill", rows=rows, cols=64, num_warps=warps, n_iter=16,
-                         ctas=num_sms))
-    return pts
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="calibration-format JSON to write")
     ap.add_argument("--hw", default="h100-sxm")
     a = ap.parse_args(argv)
-    C.build_plan = lambda quick=False, facts=None, num_sms=132, l2_bytes=0: plan(num_sms)
+    C.build_plan = lambda quick=False, facts=None, num_sms=132, l2_bytes=0: C.spill_rate_points(num_sms)
     cmd = "python3 benchmarks/spill_rate_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv)
     res = C.calibrate(a.hw, out_path=a.out, command=cmd, facts={"spills"}, repeats=5, ncu_repeats=3,
                       ncu_timeout_s=300)

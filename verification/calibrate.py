@@ -222,6 +222,9 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
             # miss of reloads at small footprints, which the points above (L1 partly hit) do not reach
             for ctas in (num_sms // 8, num_sms // 4, num_sms // 2, num_sms):
                 P.append(_pt("spills", kernel="_mb_spill", rows=2048, cols=64, num_warps=8, n_iter=16, ctas=ctas))
+            # spill latency: the per-warp rate by warps per SM (memsim.calibration.spill_rates_from)
+            have = {p["id"] for p in P}
+            P.extend(p for p in spill_rate_points(num_sms) if p["id"] not in have)
     if "sm_groups" in facts:
         for sms in sm_group_sets(num_sms, quick=quick):
             P.append(_pt("sm_groups", kernel="_mb_sm_group_read", sms=sms, tile_bytes=16384, set_bytes=2 * MB,
@@ -255,6 +258,18 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
     ids = [p["id"] for p in P]
     assert len(ids) == len(set(ids)), "duplicate calibration point ids"
     return P
+
+
+def spill_rate_points(num_sms: int = 132) -> list[dict]:
+    """`_mb_spill` with 512 fp32 values per thread (2-3.5 KB spilled) and 1, 2, 4, 8, 16 warps per CTA, one CTA
+    per SM on num_sms/8 SMs (the rest idle: each warp's own local-memory round trips), and with 1 and 4 warps on
+    every SM (the chip's spill-store rate beside it)."""
+    pts = []
+    for warps, ctas in ((1, num_sms // 8), (2, num_sms // 8), (4, num_sms // 8), (8, num_sms // 8),
+                        (16, num_sms // 8), (1, num_sms), (4, num_sms)):
+        pts.append(_pt("spills", kernel="_mb_spill", rows=512 * 32 * warps // 64, cols=64, num_warps=warps,
+                       n_iter=16, ctas=ctas))
+    return pts
 
 
 def sm_group_sets(num_sms: int, *, quick: bool = False) -> list[str]:
