@@ -601,7 +601,10 @@ def dot_chain_from(points: list, hw) -> dict:
     lose 20-50 % to that traffic, H100 64x64x64 4 warps 373 -> 188 TFLOP/s; not used yet, see the comment)."""
     rows = []
     for r in points:
-        if r.get("error") or r.get("spills") or not r.get("flops_per_sm_s"):
+        # register-resident chains only: the B-from-memory points are kept as data but not used -- read instead,
+        # they moved sets A-F's time medians by -3 to +10 points and a 16x128 8-warp backward to +193 %
+        # (notes/fidelity.md, 2026-11-26): the nearest-points lookup over them is not yet a model
+        if r.get("error") or r.get("spills") or not r.get("flops_per_sm_s") or r.get("operand_b") == "memory":
             continue
         w = int(r["num_warps"])
         regs = -(-int(r.get("regs_per_thread") or hw.regs_per_thread) // 8) * 8
@@ -609,11 +612,7 @@ def dot_chain_from(points: list, hw) -> dict:
                               hw.max_ctas_per_sm))
         flops_per_warp = 2.0 * r["block_m"] * r["block_n"] * r["block_k"] / w
         kind = dot_kind(r.get("dtype", "float16"), r["block_m"], w)
-        rows.append((kind, flops_per_warp, w * resident, float(r["flops_per_sm_s"]), r.get("operand_b") == "memory"))
-    # the register-resident chains only: the B-from-memory points (operand_b = "memory") are kept as data but
-    # not used -- read instead, they moved sets A-F's time medians by -3 to +10 points and a 16x128 8-warp
-    # backward to +193 % (notes/fidelity.md, 2026-11-26): the nearest-points lookup over them is not yet a model
-    rows = [x[:4] for x in rows if not x[4]]
+        rows.append((kind, flops_per_warp, w * resident, float(r["flops_per_sm_s"])))
     return {"dot_chain": tuple(sorted(rows))} if rows else {}
 
 
