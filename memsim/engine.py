@@ -359,16 +359,20 @@ class LaunchModel:
         u = ((idx * 2654435761 + 12345) & 0xFFFFFFFF) / 4294967296.0  # deterministic, in [0, 1)
         return 1.0 + j * (2.0 * u - 1.0)
 
+    def ctas_in(self, idx) -> int:
+        """Real CTAs event `idx` stands for (an event of a CTA batch or of folded heads stands for several)."""
+        per = getattr(self.work, "ctas_in", None)
+        return per(idx) if per is not None else 1
+
     def slot(self, sm_id):
         """One CTA slot of SM `sm_id`: runs CTAs from the dispatcher until none is left."""
         nxt = self.dispatcher.next_cta
         prog = self.progress
-        per = getattr(self.work, "ctas_in", None)
         idx = nxt()
         while idx is not None:
             yield from self.cta(idx, sm_id)
             if prog is not None:
-                prog.tick(per(idx) if per is not None else 1)
+                prog.tick(self.ctas_in(idx))
             idx = nxt()
 
     def _issue_writes(self, writes, t):
@@ -388,8 +392,7 @@ class LaunchModel:
         env, st, l2 = self.env, self.stats, self.l2
         if self.cta_dispatch_s:
             t = self.next_dispatch if self.next_dispatch > env.now else env.now
-            per = getattr(self.work, "ctas_in", None)  # an event of a batch / fold stands for several CTAs
-            self.next_dispatch = t + self.cta_dispatch_s * (per(idx) if per is not None else 1)
+            self.next_dispatch = t + self.cta_dispatch_s * self.ctas_in(idx)
             if t > env.now:
                 yield env.timeout(t - env.now)
         l2read, evict = l2.read, l2.evict
@@ -420,8 +423,7 @@ class LaunchModel:
         if self.spill_once and (spill or local_tile):
             # no tile loop: a CTA's spill figures are its whole traffic, spread over the event's tiles; an event
             # of a CTA batch or of folded heads (memsim.grain) stands for several CTAs
-            per = getattr(self.work, "ctas_in", None)
-            share = (per(idx) if per is not None else 1) / (sum(st_[4] for st_ in steps) or 1)
+            share = self.ctas_in(idx) / (sum(st_[4] for st_ in steps) or 1)
             sp_rd, sp_wr, local_tile = sp_rd * share, sp_wr * share, local_tile * share
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
