@@ -1,8 +1,12 @@
-"""Hopper forward (issue 9): exactness on the card, then TFLOP/s of every hopper schedule candidate beside
-our flash2 and SDPA's flash and cuDNN backends, in one run (the issue's table: bf16, B*N = 16k tokens,
+"""Hopper forward and backward (issue 9): exactness on the card, then TFLOP/s of every hopper schedule candidate
+beside our flash2 and SDPA's flash and cuDNN backends, in one run (the issue's table: bf16, B*N = 16k tokens,
 H*d = 2048, d in {64, 128}, causal or not, N in {4096, 16384}).
 
-    PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd]
+    PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd] [--dtype bf16|fp16]
+
+Each case also records `kernels.default_choice` (what kernels.attention runs by default, and where it came from:
+tuned table, cache or registry); a default forward not among the candidates is timed too.  Backward (--bwd):
+our candidates pass kernels.autotune's gate (dQ, dK, dV of batch 0 / two heads vs float64) before timing.
 
 Per case, before any timing, every implementation's output is checked on two (batch, head) slices of
 rows (the first 128 and the last 256 query rows of the first and last head) against a float64
@@ -61,11 +65,83 @@ def _rows_check(name, o, q, k, v, causal, scale, lse=None):
     return all(r[0] for r in res), worst[1], worst[2], worst[3]
 
 
+#: hopper bwd candidates (fused dQ by atomics): (block_m = Q rows per step, block_n = K/V rows resident, warps, stages);
+#: checked for spills by benchmarks/hopper_bwd_compile.py on the CPU first (d=128 64x128 w8: 255 registers, 64 B)
+BWD_CANDIDATES = {
+    64: [(64, 128, 8, 2), (64, 128, 8, 3), (64, 64, 4, 2)],
+    128: [(64, 128, 8, 2), (64, 128, 8, 3), (64, 64, 4, 2)],
+}
+
+
+def _bwd_case(p, q, k, v, do, cands, sdpa):
+    """Backward of one case: our flash2 (the tuned table's schedule for the class, else the registry's) and the
+    hopper candidates, each through kernels.autotune's exactness gate (dQ, dK, dV on batch 0 / two heads vs
+    float64, DESIGN.md's rule) before timing; SDPA flash and cuDNN (autograd.grad of one forward)."""
+    import torch
+    import triton
+
+    import kernels
+    from kernels.autotune import default_lookup, gate_check, gate_reference, gate_slice
+    from memsim.schedule import Schedule
+    dev = q.device
+    B, H, N, d = q.shape
+    base = dict(dtype=p.dtype, batch=B, heads=H, seq=N, head_dim=d, causal=p.causal, **{"pass": "bwd"})
+    runs = {}
+    hit = default_lookup(p, "bwd", ("flash2",), gpu=torch.cuda.get_device_name(dev),
+                         versions=(torch.__version__, triton.__version__))
+    runs["flash2"] = ("flash2", hit.schedule if hit else kernels.default_schedule(p, "flash2", "bwd", dev),
+                      hit.source if hit else "registry")
+    for bm, bn, w, st in cands:
+        runs[f"hopper {bm}x{bn} w{w} s{st}"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), "candidate")
+    sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do)
+    ref, ys = gate_reference(sub, qs, ks, vs, dos)
+    f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", dev), q, k, v)
+    out = []
+    for name, (alg, s, src) in runs.items():
+        rec = dict(impl=alg, variant=name, schedule=s.to_dict(), source=src, **base)
+        try:
+            t0 = time.time()
+            ok, msg = gate_check(sub, s, qs, ks, vs, dos, ref, ys)
+            rec.update(exact=ok, gate=msg[:300], first_call_s=round(time.time() - t0, 2))
+            if ok:
+                fn = lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f)  # noqa: E731
+                ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
+                rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
+        except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
+            rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+        out.append(rec)
+        print(json.dumps(rec), flush=True)
+    for name in ("sdpa_flash", "sdpa_cudnn"):
+        rec = dict(impl=name, variant=name, **base)
+        try:
+            qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
+            with sdpa_kernel_ctx(sdpa[name]):
+                oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=p.causal)
+            fn = lambda oo=oo, qq=qq, kk=kk, vv=vv: torch.autograd.grad(  # noqa: E731
+                oo, (qq, kk, vv), do, retain_graph=True)
+            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
+            rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
+        except Exception as e:
+            rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+        out.append(rec)
+        print(json.dumps(rec), flush=True)
+    del f
+    return out
+
+
+def sdpa_kernel_ctx(backend):
+    from torch.nn.attention import sdpa_kernel
+    return sdpa_kernel(backend)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop timing new cases after this long")
-    ap.add_argument("--bwd", action="store_true", help="also time flash2 / SDPA backward (issue 7's re-check)")
+    ap.add_argument("--bwd", action="store_true", help="also the backward: flash2 (tuned table), hopper bwd candidates, "
+                                                       "SDPA flash / cuDNN")
+    ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
+    ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -81,6 +157,8 @@ def main(argv=None):
     from memsim.schedule import Schedule
 
     t_start = time.time()
+    bwd_cands = BWD_CANDIDATES if args.bwd_candidates is None else {
+        int(k): [tuple(x) for x in v] for k, v in json.loads(args.bwd_candidates).items()}
     cands = CANDIDATES if args.candidates is None else {int(k): [tuple(x) for x in v]
                                                           for k, v in json.loads(args.candidates).items()}
     out = Path(args.out)
@@ -95,15 +173,24 @@ def main(argv=None):
                     print(f"budget spent: skipping d={d} causal={causal} N={N}", flush=True)
                     continue
                 B, H = 16384 // N, 2048 // d
-                q, k, v, do = make_inputs(B, H, H, N, N, d, "bf16", dev, seed=1000 + d + N + causal)
+                q, k, v, do = make_inputs(B, H, H, N, N, d, args.dtype, dev, seed=1000 + d + N + causal)
                 p = kernels.problem_for(q, k, v, causal=causal)
                 flops = p.nominal_flops("fwd")
                 runs = {}
                 for bm, bn, w, st in cands.get(d, []):
                     runs[f"hopper {bm}x{bn} w{w} s{st}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
                 runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
+                ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
+                records.append(dict(impl="default_choice", variant="default_choice", dtype=args.dtype, batch=B,
+                                    heads=H, seq=N, head_dim=d, causal=causal, forward=ch.forward.to_dict(),
+                                    backward=ch.backward.to_dict(), forward_source=ch.forward_source,
+                                    backward_source=ch.backward_source, forward_key=ch.forward_key,
+                                    backward_key=ch.backward_key, **{"pass": "choice"}))
+                print(json.dumps(records[-1]), flush=True)
+                if ch.forward not in [x[1] for x in runs.values()]:
+                    runs[f"default ({ch.forward_source})"] = (ch.forward.algorithm, ch.forward)
                 for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
-                    rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype="bf16", batch=B,
+                    rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype=args.dtype, batch=B,
                                heads=H, seq=N, head_dim=d, causal=causal, **{"pass": "fwd"})
                     try:
                         lse = None
@@ -128,28 +215,7 @@ def main(argv=None):
                     records.append(rec)
                     print(json.dumps(rec), flush=True)
                 if args.bwd:
-                    for name in ("flash2", "sdpa_flash", "sdpa_cudnn"):
-                        rec = dict(impl=name, variant=name, dtype="bf16", batch=B, heads=H, seq=N, head_dim=d,
-                                   causal=causal, **{"pass": "bwd"})
-                        try:
-                            if name == "flash2":
-                                fs = kernels.default_schedule(p, "flash2", "fwd", dev)
-                                bs = kernels.default_schedule(p, "flash2", "bwd", dev)
-                                rec["schedule"] = bs.to_dict()
-                                f = kernels.forward(p, fs, q, k, v)
-                                fn = lambda: kernels.backward(p, bs, q, k, v, f.o, do, f)  # noqa: E731
-                            else:
-                                qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
-                                with sdpa_kernel(sdpa[name]):
-                                    oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
-                                fn = lambda oo=oo, qq=qq, kk=kk, vv=vv: torch.autograd.grad(  # noqa: E731
-                                    oo, (qq, kk, vv), do, retain_graph=True)
-                            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
-                            rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
-                        except Exception as e:
-                            rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
-                        records.append(rec)
-                        print(json.dumps(rec), flush=True)
+                    records += _bwd_case(p, q, k, v, do, bwd_cands.get(d, []), sdpa)
                 del q, k, v, do
                 torch.cuda.empty_cache()
     cmd = "PYTHONPATH=. python benchmarks/hopper_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -159,7 +225,7 @@ def main(argv=None):
     # compact table: best exact hopper candidate per case beside flash2 and SDPA
     print("\n| pass | d | causal | N | best hopper (schedule) | flash2 | sdpa_flash | sdpa_cudnn | hopper/cuDNN |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    cases = sorted({(r["pass"], r["head_dim"], r["causal"], r["seq"]) for r in records})
+    cases = sorted({(r["pass"], r["head_dim"], r["causal"], r["seq"]) for r in records if r["pass"] != "choice"})
     for ps, d, c, n in cases:
         rs = [r for r in records if (r["pass"], r["head_dim"], r["causal"], r["seq"]) == (ps, d, c, n)]
         get = lambda impl: max((r.get("tflops") or 0 for r in rs if r["impl"] == impl), default=0)  # noqa: E731

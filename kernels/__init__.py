@@ -26,7 +26,8 @@ from ._common import (check_like, check_matches, check_problem_and_schedule, che
 from .reference import naive_same_dtype, reference
 from .registry import ForwardResult, check_same_problem, check_saved, launcher_for
 
-__all__ = ["attention", "flash_attn_func", "last_schedule", "fastest_forward_algorithm", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
+__all__ = ["attention", "flash_attn_func", "last_schedule", "last_choice", "default_choice", "DefaultChoice",
+           "fastest_forward_algorithm", "fastest_backward_algorithm", "forward", "backward", "reference", "naive_same_dtype", "problem_for",
            "default_schedule", "ForwardResult", "AttentionProblem", "Schedule", "ScheduleError", "decode", "decode_plan"]
 
 
@@ -73,7 +74,8 @@ def backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, fwd:
 
 
 # attention() and flash_attn_func() (SDPA's and flash-attn's calls) live in api.py
-from .api import attention, fastest_forward_algorithm, flash_attn_func, last_schedule  # noqa: E402
+from .api import (DefaultChoice, attention, default_choice, fastest_backward_algorithm,  # noqa: E402
+                  fastest_forward_algorithm, flash_attn_func, last_choice, last_schedule)
 from .autotune import autotune, tuned_schedule  # noqa: E402  (model-steered tuning, kernels/autotune.py)
 
 

@@ -5,8 +5,11 @@
     o = kernels.flash_attn_func(q, k, v, softmax_scale=None, causal=False)   # (B, N, H, d), like flash-attn
 
 Both are autograd-enabled and run the project's schedules (`schedule=` picks one; None = the fastest
-exact default for the device: `fastest_forward_algorithm`, the Hopper forward at d=128 on Hopper GPUs where it
-was measured faster, else flash2; `kernels.last_schedule()` tells which ran).  What the kernels do not compute raises `NotImplementedError` naming
+exact schedules for the device, `default_choice`: this machine's tuning cache (`kernels.autotune`), else the GPU's
+committed tuned table `kernels/tuned/<gpu>.json` where it covers the problem, else the registry default of the
+fastest algorithm (`fastest_forward_algorithm` / `fastest_backward_algorithm`); on the CPU interpreter flash2.
+`kernels.last_schedule()` gives the (forward, backward) Schedules that ran -- `memsim.simulate` takes them --
+and `kernels.last_choice()` where each came from).  What the kernels do not compute raises `NotImplementedError` naming
 what is supported, before anything launches: `attn_mask` tensors, `dropout_p > 0`, and flash-attn's
 sliding windows, ALiBi, softcap and returned probabilities.
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -83,24 +86,123 @@ def _check_heads(q, k, gqa: bool, hint: str) -> None:
 #: where the Hopper forward beat flash2 on the H100, same run, every candidate exact first
 #: (benchmarks/results/hopper-h100-2026-11-25.md, bf16, B*N = 16k, N 4096 and 16384, causal or not: d=128 1.02-1.36x;
 #: at d=64 flash2 was as fast or faster; d=256 and fp32 were not timed).  fp16 runs the same instructions as bf16.
+#: Used where the tuned table does not cover the problem (`default_choice`).
 HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capability": (9, 0)}
+#: where the fused-dQ backward (hopper bwd) is the registry fallback; none until it is measured faster
+HOPPER_BWD_FASTEST = {"head_dims": (), "dtypes": ("fp16", "bf16")}
 
 
-def fastest_forward_algorithm(problem, q, k, v) -> str:
-    """The fastest exact forward for this device and problem: "hopper" where it was measured faster (see
-    HOPPER_FASTEST) and its TMA layout rules hold (16-byte aligned base and strides), else "flash2"."""
-    dev = q.device
-    if dev.type != "cuda" or not torch.cuda.is_available():
-        return "flash2"
-    if problem.head_dim not in HOPPER_FASTEST["head_dims"] or problem.dtype not in HOPPER_FASTEST["dtypes"]:
-        return "flash2"
-    if tuple(torch.cuda.get_device_capability(dev)) < HOPPER_FASTEST["min_capability"]:
-        return "flash2"
+def _tma_ok(q, k, v) -> bool:
+    """TMA's layout rules: 16-byte aligned base and strides (hopper fwd's descriptors)."""
     for t in (q, k, v):
         e = t.element_size()
         if t.data_ptr() % 16 or any((t.stride(i) * e) % 16 and t.shape[i] > 1 for i in range(3)):
-            return "flash2"
+            return False
+    return True
+
+
+def _hopper_capable(dev) -> bool:
+    return (dev.type == "cuda" and torch.cuda.is_available()
+            and tuple(torch.cuda.get_device_capability(dev)) >= HOPPER_FASTEST["min_capability"])
+
+
+def fastest_forward_algorithm(problem, q, k, v) -> str:
+    """The registry fallback's forward (where the tuned table does not cover the problem): "hopper" where it was
+    measured faster (see HOPPER_FASTEST) and its TMA layout rules hold (16-byte aligned base and strides), else
+    "flash2"."""
+    if problem.head_dim not in HOPPER_FASTEST["head_dims"] or problem.dtype not in HOPPER_FASTEST["dtypes"]:
+        return "flash2"
+    if not _hopper_capable(q.device) or not _tma_ok(q, k, v):
+        return "flash2"
     return "hopper"
+
+
+def _deterministic_wanted(deterministic: bool) -> bool:
+    return deterministic or torch.are_deterministic_algorithms_enabled()
+
+
+def fastest_backward_algorithm(problem, device, deterministic: bool = False) -> str:
+    """The registry fallback's backward: "hopper" (dQ by fp32 atomic adds: not bitwise deterministic) where it was
+    measured faster (HOPPER_BWD_FASTEST) on a GPU, unless determinism is asked for
+    (`torch.use_deterministic_algorithms(True)` or flash_attn_func(deterministic=True)); else "flash2"."""
+    if (device.type != "cuda" or _deterministic_wanted(deterministic)
+            or problem.head_dim not in HOPPER_BWD_FASTEST["head_dims"]
+            or problem.dtype not in HOPPER_BWD_FASTEST["dtypes"]):
+        return "flash2"
+    return "hopper"
+
+
+@dataclass(frozen=True)
+class DefaultChoice:
+    """The (forward, backward) schedules `attention` runs and where each came from: "cache" (this machine's
+    tuning cache, `kernels.autotune`), "table" / "table-nearest" (the GPU's committed tuned table: the problem's
+    class, or the nearest class inside the span it measured), "registry" (the registry's default of the fastest
+    algorithm rule: `fastest_forward_algorithm` / `fastest_backward_algorithm`) or "given" (schedule=...).
+    `forward_key` / `backward_key` name the cache or table entry (None for registry / given)."""
+
+    forward: Schedule
+    backward: Schedule
+    forward_source: str
+    backward_source: str
+    forward_key: str | None = None
+    backward_key: str | None = None
+
+    @property
+    def schedules(self) -> tuple:
+        return (self.forward, self.backward)
+
+
+def _tuned_ok(problem, s: Schedule, q, k, v, phase: str, deterministic: bool) -> bool:
+    """A tuned schedule is used only where it runs and stays exact on these tensors: it fits the device, hopper's
+    forward has sm_90 and its TMA layout, and an atomics backward is not used when determinism is asked for."""
+    try:
+        check_schedule(problem, s, q.device, phase)
+    except ScheduleError:
+        return False
+    if s.algorithm == "hopper" and phase == "fwd" and not (_hopper_capable(q.device) and _tma_ok(q, k, v)):
+        return False
+    if s.algorithm == "hopper" and phase == "bwd" and _deterministic_wanted(deterministic):
+        return False
+    return True
+
+
+def _gpu_of(dev) -> str | None:
+    """The GPU name the tuning cache and tables are keyed by, or None off a GPU (the interpreter)."""
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(dev)
+
+
+def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultChoice:
+    """The fastest exact schedules for this device and problem, without running anything.
+
+    On a GPU: the tuning cache, else the GPU's committed tuned table (kernels/tuned/<gpu>.json: the exact problem
+    class, or the nearest class when the problem lies inside the span the table measured), per phase, where the
+    schedule runs on these tensors (`_tuned_ok`); else the registry default of the fastest algorithm.  On the CPU
+    interpreter: the registry's interpreter defaults of flash2 (the interpreter-tested reference)."""
+    from .autotune import DEFAULT_ALGORITHMS, default_lookup
+    dev = q.device
+    gpu = _gpu_of(dev)
+    picked = {}
+    for phase in ("fwd", "bwd"):
+        hit = None
+        if gpu is not None:
+            import triton
+            algs = tuple(a for a in DEFAULT_ALGORITHMS[phase] if not (
+                phase == "bwd" and a == "hopper" and _deterministic_wanted(deterministic)))
+            hit = default_lookup(problem, phase, algs, gpu=gpu, versions=(torch.__version__, triton.__version__))
+            if hit is not None and not _tuned_ok(problem, hit.schedule, q, k, v, phase, deterministic):
+                hit = None
+        if hit is not None:
+            picked[phase] = (hit.schedule, hit.source, hit.key)
+        elif dev.type != "cuda":
+            picked[phase] = (default_schedule(problem, "flash2", phase, dev), "registry", None)
+        else:
+            alg = (fastest_forward_algorithm(problem, q, k, v) if phase == "fwd"
+                   else fastest_backward_algorithm(problem, dev, deterministic))
+            picked[phase] = (default_schedule(problem, alg, phase, dev), "registry", None)
+    (fs, fsrc, fkey), (bs, bsrc, bkey) = picked["fwd"], picked["bwd"]
+    return DefaultChoice(fs, bs, fsrc, bsrc, fkey, bkey)
 
 
 _LAST = threading.local()
@@ -108,30 +210,39 @@ _LAST = threading.local()
 
 def last_schedule():
     """The (forward, backward) Schedules the last `attention` / `flash_attn_func` call of this thread ran
-    (None before any): what the default picked, to print, reuse (`schedule=`) or simulate with memsim."""
-    return getattr(_LAST, "schedules", None)
+    (None before any): what the default picked, to print, reuse (`schedule=`) or simulate with memsim
+    (`memsim.simulate(problem, last_schedule()[0], memsim.load_hardware("h100-sxm"))`)."""
+    c = getattr(_LAST, "choice", None)
+    return c.schedules if c is not None else None
 
 
-def _schedules(problem, schedule, device, q=None, k=None, v=None):
-    """(forward, backward) schedules from None, a Schedule, or a (fwd, bwd) pair."""
+def last_choice():
+    """The `DefaultChoice` of the last `attention` / `flash_attn_func` call of this thread (None before any): the
+    schedules with where each came from (cache, table, table-nearest, registry, given)."""
+    return getattr(_LAST, "choice", None)
+
+
+def _schedules(problem, schedule, device, q=None, k=None, v=None, deterministic: bool = False) -> DefaultChoice:
+    """The DefaultChoice for schedule=None, a Schedule, or a (fwd, bwd) pair."""
     if schedule is None:
-        alg = fastest_forward_algorithm(problem, q, k, v) if q is not None else "flash2"
-        return (default_schedule(problem, alg, "fwd", device),
-                default_schedule(problem, "flash2", "bwd", device))
+        if q is None:
+            return DefaultChoice(default_schedule(problem, "flash2", "fwd", device),
+                                 default_schedule(problem, "flash2", "bwd", device), "registry", "registry")
+        return default_choice(problem, q, k, v, deterministic=deterministic)
     if isinstance(schedule, (tuple, list)):
         if len(schedule) != 2:
             raise ValueError("schedule must be a Schedule or a (forward, backward) pair of Schedules")
-        return tuple(schedule)
+        return DefaultChoice(schedule[0], schedule[1], "given", "given")
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a memsim.schedule.Schedule, got {type(schedule).__name__}")
     if schedule.phase == "bwd":
-        return default_schedule(problem, "flash2" if schedule.algorithm != "naive" else "naive", "fwd",
-                                device), schedule
+        return DefaultChoice(default_schedule(problem, "flash2" if schedule.algorithm != "naive" else "naive", "fwd",
+                                              device), schedule, "registry", "given")
     if schedule.algorithm == "naive":
         bwd = replace(default_schedule(problem, "naive", "bwd", device), sp_dtype=schedule.sp_dtype)
     else:
         bwd = default_schedule(problem, "flash2", "bwd", device)
-    return schedule, bwd
+    return DefaultChoice(schedule, bwd, "given", "registry")
 
 
 class _Attention(torch.autograd.Function):
@@ -156,16 +267,17 @@ class _Attention(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
-def _run(q, k, v, causal: bool, scale, align: str, schedule):
+def _run(q, k, v, causal: bool, scale, align: str, schedule, deterministic: bool = False):
     problem = problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
-    fwd_s, bwd_s = _schedules(problem, schedule, q.device, q, k, v)
+    choice = _schedules(problem, schedule, q.device, q, k, v, deterministic)
+    fwd_s, bwd_s = choice.schedules
     check_schedule(problem, fwd_s, q.device, "fwd")
     if any(t.requires_grad for t in (q, k, v)) and torch.is_grad_enabled():
         check_schedule(problem, bwd_s, q.device, "bwd")
         if (fwd_s.algorithm == "naive") != (bwd_s.algorithm == "naive"):
             raise ScheduleError("a naive forward pairs with a naive backward (it keeps P, not the logsumexp), "
                                 "and a flash forward with a flash2 backward")
-    _LAST.schedules = (fwd_s, bwd_s)
+    _LAST.choice = choice
     return _Attention.apply(q, k, v, problem, fwd_s, bwd_s)
 
 
@@ -205,10 +317,11 @@ def flash_attn_func(q, k, v, dropout_p: float = 0.0, softmax_scale=None, causal:
     Returns o in the same (B, N, H, d) layout (a transposed view of a (B, H, N, d) result: same values;
     `.contiguous()` if you need flash-attn's contiguous memory).  causal is bottom-right aligned when
     seq_q != seq_kv, like flash-attn; GQA/MQA is implicit.  Supported: dropout_p=0.0, no window, no
-    softcap, no ALiBi, no returned probabilities.  `deterministic` is accepted (the kernels are)."""
+    softcap, no ALiBi, no returned probabilities.  deterministic=True keeps the backward bitwise
+    reproducible (flash2's; the default may pick hopper's, whose dQ sums by atomic adds in no fixed order)."""
     _check_dropout("dropout_p", dropout_p)
     causal = _check_flag("causal", causal)
-    _check_flag("deterministic", deterministic)
+    deterministic = _check_flag("deterministic", deterministic)
     _check_flag("return_attn_probs", return_attn_probs)
     softmax_scale = _check_scale("softmax_scale", softmax_scale)
     if not isinstance(window_size, (tuple, list)) or len(window_size) != 2:
@@ -233,5 +346,5 @@ def flash_attn_func(q, k, v, dropout_p: float = 0.0, softmax_scale=None, causal:
         t.append(x.transpose(1, 2))
     _check_heads(t[0], t[1], True, "flash_attn_func takes flash-attn's (batch, seq, heads, head_dim) layout; "
                                    "for SDPA's (batch, heads, seq, head_dim) use kernels.attention")
-    o = _run(*t, causal, softmax_scale, "bottom_right", schedule)
+    o = _run(*t, causal, softmax_scale, "bottom_right", schedule, deterministic)
     return o.transpose(1, 2)

@@ -36,7 +36,7 @@ from memsim.schedule import AttentionProblem, Schedule, ScheduleError, require_b
 
 __all__ = ["autotune", "tuned_schedule", "Tuned", "AutotuneError", "cache_path", "cache_key", "table_path",
            "load_table", "table_lookup", "CACHE_ENV", "TABLE_DIR", "default_gate", "gate_slice", "gate_reference",
-           "gate_check"]
+           "gate_check", "default_lookup"]
 
 CACHE_ENV = "KERNELS_TUNE_CACHE"
 TABLE_DIR = Path(__file__).resolve().parent / "tuned"
@@ -119,13 +119,17 @@ def _class_parts(key: str) -> dict:
             "phase": parts[7]}
 
 
-def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms, *, nearest: bool = True):
+def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms, *, nearest: bool = True,
+                 inside: bool = False):
     """(schedule, entry, table key, exact?) of the table's winner for the problem class, or None.
     With several algorithms the entry's overall winner is taken when its algorithm is among them, else the
     best of `by_algorithm` that is; nearest: the closest class with the same head dim, mask and GQA group and
     the same dtype (else the other 2-byte dtype: fp16 and bf16 run the same tile code), by log2 distance of the
-    sequence lengths, then of batch x heads."""
+    sequence lengths, then of batch x heads.  inside: a nearest class only when the problem's class lies inside
+    the span the table measured for that family (seq_q, seq_kv and batch x heads each between the family's
+    smallest and largest class): an interpolation, never an extrapolation (what `kernels.attention` uses)."""
     require_bool("nearest", nearest)
+    require_bool("inside", inside)
     from memsim.tuning import problem_key
     entries = table.get("entries", {})
     want = f"{problem_key(problem)}|{phase}"
@@ -156,6 +160,11 @@ def table_lookup(table: dict, problem: AttentionProblem, phase: str, algorithms,
         scored.append((dist, k, e))
     if not scored:
         return None
+    if inside:
+        fam = [_class_parts(k) for _, k, _ in scored]
+        for ax in ("sq", "skv", "bh"):
+            if not min(c[ax] for c in fam) <= w[ax] <= max(c[ax] for c in fam):
+                return None
     _, k, e = min(scored)
     return schedule_from_dict(pick(e)), e, k, False
 
@@ -374,6 +383,62 @@ def lookup(problem: AttentionProblem, phase: str = "fwd", algorithms=None, *, gp
     s, e, tkey, exact = hit
     return Tuned(schedule=s, source="table" if exact else "table-nearest", key=tkey,
                  ms=e.get("ms") if exact and s.to_dict() == e["schedule"] else None)
+
+
+def _mtime(path: Path):
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+_TABLES: dict = {}
+_DEFAULTS: dict = {}
+
+
+def _table_cached(gpu: str) -> dict:
+    """load_table(gpu), read again only when the file changes (mtime)."""
+    path = table_path(gpu)
+    stamp = (str(path), _mtime(path))
+    hit = _TABLES.get(gpu)
+    if hit is None or hit[0] != stamp:
+        hit = _TABLES[gpu] = (stamp, load_table(gpu, path))
+    return hit[1]
+
+
+def default_lookup(problem: AttentionProblem, phase: str, algorithms=None, *, gpu: str, versions: tuple,
+                   cache: Path | None = None) -> Tuned | None:
+    """What `kernels.attention`'s default reads: the cache's entry for the problem class, else the GPU's default
+    table -- the exact class, or the nearest class only when the problem lies inside the span the table measured
+    (`table_lookup(..., inside=True)`) -- else None (then the registry's defaults).  Memoised per problem class
+    until the cache or table file changes (a stat per call; the JSON is read again only after a change).
+    A cache file that cannot be read is ignored here (the default must not fail on it; `autotune` reports it)."""
+    algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[phase])
+    cpath = Path(cache) if cache is not None else cache_path()
+    from memsim.tuning import problem_key
+    memo = (gpu, versions, problem_key(problem), phase, algorithms, str(cpath), _mtime(cpath),
+            str(table_path(gpu)), _mtime(table_path(gpu)))
+    if memo in _DEFAULTS:
+        return _DEFAULTS[memo]
+    key = cache_key(problem, algorithms, phase, gpu=gpu, torch_version=versions[0], triton_version=versions[1])
+    try:
+        e = load_cache(cpath).get(key)
+    except AutotuneError:
+        e = None
+    if e is not None:
+        out = Tuned(schedule=schedule_from_dict(e["schedule"]), source="cache", key=key, ms=e.get("ms"))
+    else:
+        hit = table_lookup(_table_cached(gpu), problem, phase, algorithms, inside=True)
+        if hit is None:
+            out = None
+        else:
+            s, e, tkey, exact = hit
+            out = Tuned(schedule=s, source="table" if exact else "table-nearest", key=tkey,
+                        ms=e.get("ms") if exact and s.to_dict() == e["schedule"] else None)
+    if len(_DEFAULTS) > 4096:
+        _DEFAULTS.clear()
+    _DEFAULTS[memo] = out
+    return out
 
 
 def tuned_schedule(problem: AttentionProblem, phase: str = "fwd", algorithms=None, *, device=None,

@@ -29,7 +29,8 @@ __all__ = ["ForwardResult", "Launcher", "launcher", "launcher_for", "registered_
            "check_same_problem", "LAUNCHER_MODULES"]
 
 #: modules whose import registers launchers
-LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv", "kernels.hopper")
+LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv", "kernels.hopper",
+                    "kernels.hopper_bwd")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Hopper algorithm-phases as registry entries: ``hopper`` fwd (FlashAttention-3 ideas in plain Triton:
-TMA tensor descriptors, a warp-specialised K/V loop).
+TMA tensor descriptors, a warp-specialised K/V loop) and ``hopper`` bwd (dQ fused into the dK/dV pass by fp32
+atomic adds, as FlashAttention-2/3 do: 5 tile matmuls per (Q block, K/V block) pair instead of flash2's 7).
 
 The hopper forward visits exactly the tiles of flash2's forward (same grid, same loop bounds, the
 same causal skipping of fully masked blocks); what differs is *how* the tiles move (the tensor-memory
@@ -10,9 +11,9 @@ Stdlib only (the kernels import it).
 from __future__ import annotations
 
 from .algorithms import AlgorithmSpec, register
-from .algorithms_builtin import (_INTERPRETER, _defaults, _flash2_fwd_compulsory, _flash2_fwd_contract,
-                                 _flash2_fwd_sram, _launch, _lse_bytes, _sizes)
-from .schedule import AttentionProblem, Schedule
+from .algorithms_builtin import (_INTERPRETER, _c, _defaults, _flash2_bwd_sram, _flash2_fwd_compulsory,
+                                 _flash2_fwd_contract, _flash2_fwd_sram, _launch, _lse_bytes, _sizes, _sums)
+from .schedule import STAT_BYTES, AttentionProblem, Schedule
 
 _TWO_BYTE = ("fp16", "bf16")
 #: bytes of the TMA descriptors one hopper_fwd CTA builds in device scratch (Q, K, V, O; 128 bytes each)
@@ -87,3 +88,74 @@ hopper, fwd -- one launch ``hopper_fwd``, one CTA per (Q block, batch*head_q):
     warp-specialised.""")
 
 register(HOPPER_FWD)
+
+
+# --- hopper bwd: dQ fused into the dK/dV pass (fp32 atomic adds into dQacc) ------------------------------------
+_BWD_GUESS = ("not measured yet: flash2's dK/dV tiles with the 8-warp 64x128 shape FA3 uses for its backward "
+              "(64 Q rows per step, 128 K/V rows resident)")
+
+
+def _hopper_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
+    """The fused pass (the largest): flash2's dK/dV pass (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta))
+    plus one dS tile (rows x cols x e) that both dS matmuls read (dK += dS^T Q, dQ = dS K)."""
+    return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes
+
+
+def _hopper_bwd_launches(p: AttentionProblem, s: Schedule):
+    mb, nb, bh, bhkv = _sizes(p, s)
+    smem = _hopper_bwd_sram(p, s)
+    return (_launch("hopper_bwd_preprocess", "q_block", mb, "bh", bh, s, smem),
+            _launch("hopper_bwd_dkdvdq", "kv_block", nb, "bh_kv", bhkv, s, smem),
+            _launch("hopper_bwd_dq_convert", "q_block", mb, "bh", bh, s, smem))
+
+
+def dqacc_bytes(p: AttentionProblem) -> int:
+    """The fp32 dQ accumulator, B x Hq x Nq x d x 4 bytes."""
+    return p.batch * p.heads_q * p.seq_q * p.head_dim * 4
+
+
+def _hopper_bwd_contract(p: AttentionProblem, s: Schedule) -> dict:
+    d, e, ST, N, Nk = p.head_dim, p.element_bytes, STAT_BYTES, p.seq_q, p.seq_kv
+    BH, BHkv, G, x = p.batch * p.heads_q, p.batch * p.heads_kv, p.group_size, _sums(p, s)
+    pairs_rows = sum(x.qrows_for_j)  # per q head: sum over K/V blocks j of the rows of the Q blocks that see j
+    return {
+        "hopper_bwd_preprocess": _c(BH * 2 * N * d * e, BH * N * (ST + 4 * d)),
+        # an atomic add (a reduction in L2, no value returned) counts as a write of its bytes
+        "hopper_bwd_dkdvdq": _c(BHkv * (2 * Nk * d * e + G * (2 * d * e + 2 * ST) * pairs_rows),
+                                BHkv * 2 * Nk * d * e + BH * 4 * d * pairs_rows, BH * 10 * d * x.sum_rc, BH * x.sum_rc),
+        "hopper_bwd_dq_convert": _c(BH * N * d * 4, BH * N * d * e),
+    }
+
+
+def _hopper_bwd_compulsory(p: AttentionProblem, s: Schedule) -> dict:
+    q, kv, o, stat, acc = p.q_bytes(), p.kv_bytes(), p.o_bytes(), _lse_bytes(p), dqacc_bytes(p)
+    return {"hopper_bwd_preprocess": (2 * o, stat + acc), "hopper_bwd_dkdvdq": (kv + 2 * q + 2 * stat + acc, kv + acc),
+            "hopper_bwd_dq_convert": (acc, q)}
+
+
+HOPPER_BWD = AlgorithmSpec(
+    algorithm="hopper", phase="bwd", problem_type=AttentionProblem,
+    launches=_hopper_bwd_launches, sram_bytes_per_cta=_hopper_bwd_sram, contract=_hopper_bwd_contract,
+    compulsory_dram_bytes=_hopper_bwd_compulsory,
+    extra_device_bytes=lambda p, s: 2 * _lse_bytes(p) + dqacc_bytes(p),
+    default_schedules=_defaults("gpu", ("fp32",), None, {
+        16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2), 128: (32, 32, 8, 2), 256: (16, 16, 4, 1)},
+        _FP32) + _defaults("gpu", _TWO_BYTE, None, {
+        16: (64, 64, 4, 2), 32: (64, 64, 4, 2), 64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 32, 4, 1)},
+        _BWD_GUESS) + _INTERPRETER,
+    description="""\
+hopper, bwd -- three launches; dQ fused into the dK/dV pass by fp32 atomic adds:
+    ``hopper_bwd_preprocess`` one CTA per (Q block, batch*head_q): reads O_i,
+    dO_i, writes delta_i = rowsum(dO*O) (rows x 4) and zeroes dQacc_i (rows x d x 4).
+    ``hopper_bwd_dkdvdq`` one CTA per (K/V block, batch*head_kv): K_j, V_j kept
+    in SRAM; for every q head of the GQA group and every unmasked Q block i:
+    Q_i, dO_i (rows x d x e), lse_i, delta_i (rows x 4) read, dS_ij K_j
+    (rows x d x 4) added to dQacc_i atomically (counted as written bytes);
+    dK_j, dV_j (cols x d x e) written once.  5 tile matmuls per pair (flash2: 4 + 3).
+    ``hopper_bwd_dq_convert`` one CTA per (Q block, batch*head_q): reads dQacc_i,
+    writes dQ_i (rows x d x e).
+    Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
+    SRAM: the fused pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta), one dS tile.
+    Not deterministic bitwise (the order of dQ's atomic adds).""")
+
+register(HOPPER_BWD)

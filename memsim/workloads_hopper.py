@@ -1,4 +1,4 @@
-"""The model's half of the Hopper registry entries (`memsim.algorithms_hopper`): hopper fwd.
+"""The model's half of the Hopper registry entries (`memsim.algorithms_hopper`): hopper fwd and bwd.
 
 hopper_fwd visits flash2_fwd's tiles in flash2_fwd's order, so its CTA steps are flash2's
 (`memsim.workloads._flash2_fwd`): Q_i once, K_j + V_j per visible block, O_i + lse_i at the end.
@@ -20,7 +20,7 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .workloads import _Ctx, _flash2_fwd, workload
+from .workloads import Tensor, _Ctx, _flash2_bwd_pre, _flash2_fwd, _runs, workload
 
 
 def _whole_box(acc):
@@ -40,3 +40,51 @@ def _hopper_fwd_work(c: _Ctx) -> dict:
     if not c.sectors:  # simulate(..., sectors=False): the byte contract, no transfer granularity
         return {"hopper_fwd": lambda co: _flash2_fwd(c, co)}
     return {"hopper_fwd": lambda co: _tma_steps(_flash2_fwd(c, co))}
+
+
+# --- hopper bwd: the dK/dV pass with dQ's atomic adds; preprocess also zeroes dQacc; a conversion pass --------
+def _dqacc(c: _Ctx) -> Tensor:
+    """dQacc (fp32, rows x d x 4 per row) cut like Q; its reductions happen in L2 (counted as writes)."""
+    if not hasattr(c, "_dqacc"):
+        c._dqacc = Tensor("dQacc", c.bm, c.p.seq_q, c.d * 4, c.R)
+    return c._dqacc
+
+
+def _hopper_bwd_pre(c: _Ctx, co: dict) -> list:
+    i, h = co["q_block"], co["bh"]
+    (st,) = _flash2_bwd_pre(c, co)
+    st[1] = st[1] + _dqacc(c).range((h,), i, i + 1)
+    return [st]
+
+
+def _hopper_bwd_dkdvdq(c: _Ctx, co: dict) -> list:
+    """flash2's dK/dV steps (Q_i, dO_i, lse_i, delta_i read per visible Q block) plus, per step, the atomic adds of
+    dS K_j into dQacc of the step's Q blocks and one more matmul (2 r c d FLOPs per tile: 10 r c d in all)."""
+    j, hk = co["kv_block"], co["bh_kv"]
+    cols = c.K.rows_in(j, j + 1)
+    acc = _dqacc(c)
+    steps = []
+    pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)
+    for h in c.q_heads(hk):
+        for i0, i1 in _runs(c.imin(j), c.mb, c.R):
+            rows = c.Q.rows_in(i0, i1)
+            reads = (pro + c.Q.range((h,), i0, i1) + c.dO.range((h,), i0, i1)
+                     + c.LSE.range((h,), i0, i1) + c.DELTA.range((h,), i0, i1))
+            steps.append([reads, acc.range((h,), i0, i1), 10 * rows * cols * c.d, rows * cols, i1 - i0])
+            pro = []
+    if not steps:
+        steps.append([pro, [], 0, 0, 1])
+    steps[-1][1] = steps[-1][1] + c.dK.range((hk,), j, j + 1) + c.dV.range((hk,), j, j + 1)
+    return steps
+
+
+def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
+    i, h = co["q_block"], co["bh"]
+    return [[_dqacc(c).range((h,), i, i + 1), c.dQ.range((h,), i, i + 1), 0, 0, 1]]
+
+
+@workload("hopper", "bwd")
+def _hopper_bwd_work(c: _Ctx) -> dict:
+    return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
+            "hopper_bwd_dkdvdq": lambda co: _hopper_bwd_dkdvdq(c, co),
+            "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}

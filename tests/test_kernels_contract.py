@@ -6,6 +6,7 @@ import kernels
 import kernels.flash1
 import kernels.flash2
 import kernels.hopper
+import kernels.hopper_bwd
 import kernels.naive
 from kernels.testing import make_inputs, seed_of
 from memsim.algorithms import registered, spec_for
@@ -17,7 +18,8 @@ ATTENTION_ALGORITHMS = [a for a in dict.fromkeys(a for a, _ in registered())
 
 LAUNCH_KERNELS = {"_flash2_fwd", "_flash2_bwd_preprocess", "_flash2_bwd_dkdv", "_flash2_bwd_dq", "_flash1_fwd",
                   "_naive_qk", "_naive_softmax", "_naive_pv", "_naive_bwd_dv", "_naive_bwd_dp", "_naive_bwd_ds",
-                  "_naive_bwd_dq", "_naive_bwd_dk", "_hopper_fwd"}
+                  "_naive_bwd_dq", "_naive_bwd_dk", "_hopper_fwd", "_hopper_bwd_preprocess", "_hopper_bwd_dkdvdq",
+                  "_hopper_bwd_dq_convert"}
 
 
 class _Recorder:
@@ -32,7 +34,7 @@ class _Recorder:
 @pytest.fixture
 def launches(monkeypatch):
     log = []
-    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper):
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper, kernels.hopper_bwd):
         for name in dir(mod):
             obj = getattr(mod, name)
             if name in LAUNCH_KERNELS:
@@ -78,6 +80,13 @@ def byte_counter(monkeypatch):
         counts[current[0]][1] += nbytes(value.dtype.scalar, mask.data)
         return orig_store(self, ptrs, value, mask, *a, **kw)
 
+    orig_rmw = itp.InterpreterBuilder.create_atomic_rmw
+
+    def rmw(self, op, ptr, val, mask, *a, **kw):  # an atomic add (hopper bwd's dQ) counts as written bytes
+        counts[current[0]][1] += nbytes(val.dtype.scalar, mask.data)
+        return orig_rmw(self, op, ptr, val, mask, *a, **kw)
+
+    monkeypatch.setattr(itp.InterpreterBuilder, "create_atomic_rmw", rmw)
     monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_load", load)
     monkeypatch.setattr(itp.InterpreterBuilder, "create_masked_store", store)
 
@@ -92,7 +101,7 @@ def byte_counter(monkeypatch):
                 return self.jit_fn[grid](*a, **kw)
             return launch
 
-    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper):
+    for mod in (kernels.flash2, kernels.flash1, kernels.naive, kernels.hopper, kernels.hopper_bwd):
         for name in dir(mod):
             if name in LAUNCH_KERNELS:
                 monkeypatch.setattr(mod, name, Named(getattr(mod, name)))

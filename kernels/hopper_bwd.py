@@ -1,0 +1,191 @@
+"""hopper bwd: the backward with dQ fused into the dK/dV pass through fp32 atomic adds (FlashAttention-2/3's
+``dQaccum``), so every score tile is recomputed once instead of twice.
+
+Why: flash2's backward recomputes S = QK^T and dP = dO V^T in two passes (dK/dV per K/V block, then dQ per Q
+block): 7 tile matmuls per (Q block, K/V block) pair against the 5 the FLOP count charges (S, dP, dV, dK, dQ).
+Here one pass does the 5; the price is an fp32 read-modify-write of the pair's dQ rows in L2 (the atomic
+adds) and a small conversion pass.  Numerics as flash2 (fp32 accumulation everywhere, ds rounded to the input
+dtype before its two matmuls, as flash2's dK does); the sum order of dQ's atomic adds is not fixed, so dQ is
+not bitwise deterministic run to run (flash2's backward is: `kernels.attention` keeps flash2 when
+`torch.are_deterministic_algorithms_enabled()` or flash_attn_func(deterministic=True)).
+
+Launches (grids of `memsim.schedule.kernel_launches`; bytes in `memsim/algorithms_hopper.py`):
+  hopper_bwd_preprocess   grid (Mb, B*Hq): reads O_i, dO_i; writes delta_i = rowsum(dO*O) and zeroes dQacc_i
+                          (rows x d fp32)
+  hopper_bwd_dkdvdq       grid (Nb, B*Hkv): K_j, V_j resident; for each q head of the GQA group and each Q block
+                          i that sees block j: reads Q_i, dO_i, lse_i, delta_i; adds dS_ij K_j (rows x d fp32) to
+                          dQacc_i atomically; writes dK_j, dV_j once
+  hopper_bwd_dq_convert   grid (Mb, B*Hq): reads dQacc_i, writes dQ_i = scale * dQacc_i in the input dtype
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+
+from . import _common
+from ._common import dot_precision, strides3
+from ._tl import LOG2E, cvt, grid_ids, mma
+from .flash2 import _kv_block, _lse_spec
+from .registry import launcher
+
+
+@triton.jit
+def _hopper_bwd_preprocess(O, DO, DELTA, DQACC,
+                           stride_ob, stride_oh, stride_om,
+                           stride_dob, stride_doh, stride_dom,
+                           H, SEQ_Q,
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
+    # reads O_i and dO_i (rows x d each); writes delta_i = rowsum(dO * O) (rows x fp32) and zeroes dQacc_i
+    # (rows x d fp32: the accumulator the dK/dV/dQ pass adds into)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rmask = offs_m[:, None] < SEQ_Q
+    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
+                mask=rmask, other=0.0).to(tl.float32)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+                 mask=rmask, other=0.0).to(tl.float32)
+    delta = tl.sum(o * do, 1)
+    tl.store(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, delta, mask=offs_m < SEQ_Q)
+    tl.store(DQACC + pid_bh.to(tl.int64) * SEQ_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
+             tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32), mask=rmask)
+
+
+@triton.jit
+def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
+                   offs_n, offs_m0, lo, hi, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr):
+    """Q blocks [lo, hi) against the resident K_j, V_j: accumulate dK_j, dV_j and add dS K_j into dQacc_i.
+    Each iteration reads Q_i, dO_i (rows x d) and lse_i, delta_i (rows x fp32), and adds rows x d fp32 to
+    dQacc_i (atomic, relaxed: only the sum matters).  MASKED: the diagonal band (causal mask).  Ragged rows
+    (>= SEQ_Q) load q = dO = 0 and lse = +inf, so p = ds = 0 (and their atomic adds are masked off); ragged
+    columns (>= SEQ_KV) load k = v = 0, so their dS never reaches dQ (dS K_j adds 0) and their dK, dV rows are
+    never stored."""
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m0
+        rm = rows < SEQ_Q
+        qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
+        lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * LOG2E
+        qkT = mma(k, qT, PREC) * qk_scale2
+        if MASKED:
+            visible = offs_n[:, None] <= rows[None, :] + CAUSAL_OFFSET
+            pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
+        else:
+            pT = tl.math.exp2(qkT - lse2[None, :])
+        do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
+        dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
+        delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
+        dpT = mma(v, tl.trans(do), PREC)
+        dsT = cvt(pT * (dpT - delta[None, :]), qT.dtype, PREC)
+        dk += mma(dsT, tl.trans(qT), PREC)
+        dq = mma(tl.trans(dsT), k, PREC)  # (rows x d): this pair's share of dQ_i, unscaled
+        tl.atomic_add(dq_ptrs + start_m * HEAD_DIM, dq, mask=rm[:, None], sem="relaxed")
+    return dk, dv
+
+
+@triton.jit
+def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
+                       stride_qb, stride_qh, stride_qm,
+                       stride_kb, stride_kh, stride_kn,
+                       stride_vb, stride_vh, stride_vn,
+                       stride_dob, stride_doh, stride_dom,
+                       stride_dkb, stride_dkh, stride_dkn,
+                       stride_dvb, stride_dvh, stride_dvn,
+                       HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
+                       GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
+                       PREC: tl.constexpr):
+    b, hkv, start_n, offs_n = _kv_block(HKV, BLOCK_N, Q_FASTEST)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cmask = offs_n[:, None] < SEQ_KV
+    # resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j accumulators (fp32)
+    k = tl.load(K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+                mask=cmask, other=0.0)
+    v = tl.load(V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+                mask=cmask, other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+
+    # Q blocks that see column block j: rows r >= start_n - offset; rows >= row_full see all of it (flash2's split)
+    if CAUSAL:
+        first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
+        lo = tl.where(first_row < SEQ_Q, (first_row // BLOCK_M) * BLOCK_M, tl.cdiv(SEQ_Q, BLOCK_M) * BLOCK_M)
+        row_full = tl.minimum(start_n + BLOCK_N, SEQ_KV) - 1 - CAUSAL_OFFSET
+        mid = tl.minimum(tl.maximum(row_full, lo), SEQ_Q)
+        mid = tl.cdiv(mid, BLOCK_M) * BLOCK_M
+        mid = tl.maximum(mid, lo)
+    else:
+        lo = 0
+        mid = 0
+
+    for g in range(GROUP):
+        h = hkv * GROUP + g
+        bh = b * (HKV * GROUP) + h
+        qT_ptrs = Q + b * stride_qb + h * stride_qh + offs_m0[None, :] * stride_qm + offs_d[:, None]
+        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m0[:, None] * stride_dom + offs_d[None, :]
+        lse_ptrs = LSE + bh * SEQ_Q + offs_m0
+        delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
+        dq_ptrs = DQACC + bh * SEQ_Q * HEAD_DIM + offs_m0[:, None] * HEAD_DIM + offs_d[None, :]
+        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
+                                offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                                HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC)  # diagonal band
+        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
+                                offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                                HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC)  # whole block seen
+
+    # dK_j, dV_j written once
+    dk = dk * sm_scale
+    tl.store(DK + b * stride_dkb + hkv * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
+             cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
+    tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
+             cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
+
+
+@triton.jit
+def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ_Q, sm_scale,
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr,
+                           PREC: tl.constexpr):
+    # reads dQacc_i (rows x d fp32), writes dQ_i = scale * dQacc_i (rows x d, the input dtype)
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rmask = offs_m[:, None] < SEQ_Q
+    acc = tl.load(DQACC + pid_bh.to(tl.int64) * SEQ_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
+                  mask=rmask, other=0.0)
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
+             cvt(acc * sm_scale, DQ.dtype.element_ty, PREC), mask=rmask)
+
+
+@launcher("hopper", "bwd", needs={"lse": _lse_spec})
+def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
+    """Launch preprocess, the fused dK/dV/dQ pass and the dQ conversion with the forward's saved lse;
+    returns (dq, dk, dv).  dQacc (B, Hq, Nq, d) fp32 and delta (B, Hq, Nq) fp32 are the extra memory."""
+    lse = saved["lse"]
+    pre, main, conv = kernel_launches(problem, schedule)
+    assert (pre.name, main.name, conv.name) == ("hopper_bwd_preprocess", "hopper_bwd_dkdvdq", "hopper_bwd_dq_convert")
+    p, s = problem, schedule
+    qf = s.grid_order == "q_fastest"
+    prec = dot_precision(p)
+    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
+    _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
+                                     Q_FASTEST=qf, **common)
+    _hopper_bwd_dkdvdq[main.grid](
+        q, k, v, do, lse, delta, dk, dv, dqacc, *strides3(q), *strides3(k), *strides3(v), *strides3(do),
+        *strides3(dk), *strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
+        p.causal_offset, GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
+    _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
+                                      PREC=prec, **common)
+    return dq, dk, dv

@@ -1,0 +1,93 @@
+"""The hopper backward (kernels/hopper_bwd.py: dQ by fp32 atomic adds inside the dK/dV pass) against the float64
+reference, by DESIGN.md's rule (the same rule and shapes as the other kernels).  Runs in Triton's CPU interpreter
+(atomic adds are interpreted) and unchanged on a GPU; the GPU run of this file is the card's exactness evidence
+(benchmarks/hopper_gpu.sh)."""
+import pytest
+import torch
+
+import kernels
+from kernels.testing import SHAPES, check_rule, make_inputs, poisoned_allocations, seed_of, yardsticks
+from memsim.schedule import Schedule
+
+
+def _run(shape, dtype, device, *, causal=False, align="top_left", blocks=(16, 16), warps=None, stages=1,
+         layout="contiguous", scale=None, input_scale=1.0, grid_order="q_fastest", fwd_alg="flash2"):
+    B, Hq, Hkv, Nq, Nkv, d = shape
+    q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device,
+                              seed_of("hopper_bwd", shape, dtype, causal, align, blocks, layout, scale, fwd_alg),
+                              layout, input_scale)
+    p = kernels.problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
+    w = warps or (4 if device == "cuda" else 1)
+    s = Schedule("hopper", "bwd", blocks[0], blocks[1], w, stages, grid_order)
+    kw = dict(causal=causal, scale=scale, causal_align=align)
+    with poisoned_allocations():
+        fs = kernels.default_schedule(p, fwd_alg, "fwd", device)
+        f = kernels.forward(p, fs, q, k, v)
+        grads = kernels.backward(p, s, q, k, v, f.o, do, f)
+    ref = kernels.reference(q, k, v, do=do, **kw)
+    ys = yardsticks(q, k, v, do=do, **kw)
+    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+        assert torch.isfinite(g).all(), name
+        check_rule(name, g, gr, dtype=dtype, **ys[name])
+    return grads
+
+
+MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
+@pytest.mark.parametrize("shape_id", ["n113_gqa", "q113_kv17_mqa", "q33_kv47_gqa"])
+def test_hopper_bwd_shapes(shape_id, mask, device):
+    dtype = ("fp16", "bf16")[list(SHAPES).index(shape_id) % 2]
+    _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1])
+
+
+@pytest.mark.parametrize("d", [64, 128])
+def test_hopper_bwd_head_dims(d, device):
+    _run((1, 2, 1, 33, 47, d), "bf16", device, causal=True, blocks=(16, 32))
+
+
+@pytest.mark.parametrize("blocks", [(16, 32), (32, 16)], ids=lambda b: f"{b[0]}x{b[1]}")
+def test_hopper_bwd_blocks_and_fp32(blocks, device):
+    _run((1, 1, 1, 77, 113, 16), "fp32", device, causal=True, align="bottom_right", blocks=blocks)
+
+
+@pytest.mark.parametrize("layout", ["bnhd", "wide"])
+def test_hopper_bwd_strided_inputs(layout, device):
+    _run((2, 2, 1, 33, 40, 32), "fp16", device, layout=layout, causal=True)
+
+
+def test_hopper_bwd_fully_masked_rows_heads_fastest(device):
+    """Rows that see no key: zero gradients, never NaN (their lse is -inf)."""
+    dq, dk, dv = _run((1, 2, 2, 50, 9, 16), "fp16", device, causal=True, align="bottom_right", input_scale=6.0,
+                      scale=1.0, grid_order="heads_fastest")
+    assert (dq[:, :, :41].float() == 0).all()
+
+
+def test_hopper_bwd_after_hopper_forward(device):
+    """The hopper forward's saved lse feeds the hopper backward (kernels.attention pairs them by default)."""
+    _run((1, 2, 1, 40, 33, 32), "bf16", device, causal=True, fwd_alg="hopper")
+
+
+def test_hopper_bwd_through_attention_autograd(device):
+    """kernels.attention with a (forward, backward) pair: autograd reaches the fused backward."""
+    q, k, v, do = make_inputs(1, 2, 2, 37, 37, 16, "fp16", device, seed_of("hopper_bwd_autograd"))
+    q, k, v = (t.clone().requires_grad_(True) for t in (q, k, v))
+    p = kernels.problem_for(q.detach(), k.detach(), v.detach(), causal=True)
+    pair = (kernels.default_schedule(p, "flash2", "fwd", device),
+            Schedule("hopper", "bwd", 16, 16, 4 if device == "cuda" else 1, 1))
+    kernels.attention(q, k, v, is_causal=True, schedule=pair).backward(do)
+    assert kernels.last_schedule() == pair
+    ref = kernels.reference(q.detach(), k.detach(), v.detach(), causal=True, do=do)
+    ys = yardsticks(q.detach(), k.detach(), v.detach(), causal=True, do=do)
+    for name, t, gr in zip(("dq", "dk", "dv"), (q, k, v), ref[2:]):
+        check_rule(name, t.grad, gr, dtype="fp16", **ys[name])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
+@pytest.mark.parametrize("tiles", [(64, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 3)], ids=str)
+@pytest.mark.parametrize("d", [64, 128])
+def test_hopper_bwd_gpu_tiles(tiles, d):
+    bm, bn, w, st = tiles
+    for causal in (False, True):
+        _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(bm, bn), warps=w, stages=st)
