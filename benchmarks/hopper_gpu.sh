@@ -7,7 +7,10 @@
 # hopper_bench.{json,log}, pytest_hopper.log, ncu_fwd_d128.csv.
 #
 #   run(command="bash benchmarks/hopper_gpu.sh", timeout_s=330)      ($OUT is set by the device tool)
+# Knobs (environment): BENCH_ARGS (e.g. "--bwd --head-dims 128,64"), BUDGET_S / BENCH_TIMEOUT_S, TESTS (pytest files,
+# default tests/test_kernels_hopper.py), TEST_TIMEOUT_S, NCU=0 to skip the profile.
 set -uo pipefail
+set -f  # BENCH_ARGS may hold JSON with brackets: no globbing
 : "${OUT:?set OUT to the folder for the results}"
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. PYTHONUNBUFFERED=1
@@ -21,9 +24,9 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
 cat "$OUT/env.txt"
 timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
-timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider tests/test_kernels_hopper.py 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
-timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
+timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
+[ "${NCU:-1}" = 1 ] && timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
   --section ComputeWorkloadAnalysis --section LaunchStats --section Occupancy -k 'regex:_hopper_fwd|_flash2_fwd' -s 1 -c 2 \
   python benchmarks/hopper_ncu.py --d 128 --n 16384 --impls hopper:128,128,4,2 flash2 > "$OUT/ncu_fwd_d128.csv" 2> "$OUT/ncu.err"
-echo "ncu rc=$? lines=$(wc -l < "$OUT/ncu_fwd_d128.csv")"; tail -3 "$OUT/ncu.err"
+[ "${NCU:-1}" = 1 ] && { echo "ncu rc=$? lines=$(wc -l < "$OUT/ncu_fwd_d128.csv")"; tail -3 "$OUT/ncu.err"; }
 echo "--- table"; sed -n '/^| pass/,$p' "$OUT/hopper_bench.log"

@@ -36,7 +36,7 @@ MASKS = [(False, "top_left"), (True, "top_left"), (True, "bottom_right")]
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
-@pytest.mark.parametrize("shape_id", ["n113_gqa", "q113_kv17_mqa", "q33_kv47_gqa"])
+@pytest.mark.parametrize("shape_id", ["n1", "n113_gqa", "n203", "q113_kv17_mqa", "q33_kv47_gqa"])
 def test_hopper_bwd_shapes(shape_id, mask, device):
     dtype = ("fp16", "bf16")[list(SHAPES).index(shape_id) % 2]
     _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1])
@@ -85,7 +85,7 @@ def test_hopper_bwd_through_attention_autograd(device):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
-@pytest.mark.parametrize("tiles", [(64, 128, 8, 2), (64, 64, 4, 2), (64, 128, 8, 3)], ids=str)
+@pytest.mark.parametrize("tiles", [(64, 128, 8, 2)], ids=str)  # the others: the benchmark's gate
 @pytest.mark.parametrize("d", [64, 128])
 def test_hopper_bwd_gpu_tiles(tiles, d):
     bm, bn, w, st = tiles
