@@ -573,3 +573,106 @@ def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tupl
            f"{est['cta_rate_Bps'] / 1e9:.0f} GB/s; predicted {t * 1e6:.1f} us (split {est['split_s'] * 1e6:.1f} + "
            f"combine {est['combine_s'] * 1e6:.1f}) vs {one * 1e6:.1f} us with 1 split ({f.name or 'device'})")
     return c, why
+
+
+# --- decode mechanism microbenchmarks (benchmarks/decode_mechanisms_gpu.py; not decode cases) --------------------
+#: preset -> the run file of `benchmarks/decode_mechanisms_gpu.py` (ncu, default cache control, clocks free).  A
+#: preset without one gets none of these mechanisms.  (Its home should be the preset's calibration file; the
+#: figures are read from the raw points here, never copied into code.)
+DECODE_MECHANISM_RUNS = {
+    "h100-sxm": "verification/data/nvidia-h100-80gb-hbm3/decode/mechanisms/run-2026-11-26T0323-decode_mech.json",
+}
+_MECH_CACHE: dict = {}
+
+
+def decode_mechanism_points(hw_name: str) -> list | None:
+    """The measured points of the preset's decode mechanism run (None if it has none).  Raises ValueError for a
+    run file without points."""
+    rel = DECODE_MECHANISM_RUNS.get(hw_name)
+    if rel is None:
+        return None
+    if rel not in _MECH_CACHE:
+        import json
+        from pathlib import Path
+        path = Path(__file__).resolve().parent.parent / rel
+        if not path.is_file():
+            return None
+        with open(path) as f:
+            pts = json.load(f).get("points")
+        if not pts:
+            raise ValueError(f"{path}: no 'points' (a benchmarks/decode_mechanisms_gpu.py run file has them)")
+        _MECH_CACHE[rel] = [p for p in pts if "error" not in p and p.get("time_s")]
+    return _MECH_CACHE[rel]
+
+
+def _slope(xs, ys) -> float:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+
+
+def _interp(x: float, pts: list) -> float:
+    """Linear interpolation over sorted (x, y), clamped at the ends."""
+    pts = sorted(pts)
+    if x <= pts[0][0]:
+        return pts[0][1]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return pts[-1][1]
+
+
+def combine_round_s(hw_name: str, round_bytes: float, ctas: float) -> float | None:
+    """Seconds each round after the first costs a CTA of a non-pipelined load-then-fold loop (the combine's: 32
+    partial rows of d fp32 + their weights per round, loaded into registers, folded, then the next round's loads
+    issued): the slope of time over rounds (1, 2, 4) of the `rounds` microbenchmark (weighted fold, rows 16 apart),
+    interpolated in log2(bytes per round) between its head dims and in log2(CTAs) between its CTA counts (1 and
+    one per SM), clamped at the ends.  H100: 1.9 / 2.1 / 4.5 us per round at 8 / 16 / 32 KB (1 CTA), about twice
+    one unloaded DRAM latency and more.  None without the microbenchmark."""
+    pts = decode_mechanism_points(hw_name)
+    if not pts:
+        return None
+    groups: dict = {}
+    for p in pts:
+        if p["kind"] == "rounds" and p.get("weighted") and p.get("stride_rows", 1) > 1:
+            groups.setdefault((p["head_dim"], p["ctas"]), []).append((p["rounds"], p["time_s"]))
+    if not groups:
+        return None
+    by_ctas: dict = {}
+    for (d, c), rs in groups.items():
+        if len(rs) >= 2:
+            by_ctas.setdefault(c, []).append((math.log2(32 * (d + 1) * 4), _slope(*zip(*rs))))
+    if not by_ctas:
+        return None
+    lb = math.log2(max(1.0, round_bytes))
+    per_c = [(math.log2(c), _interp(lb, v)) for c, v in by_ctas.items()]
+    return max(0.0, _interp(math.log2(max(1.0, ctas)), per_c))
+
+
+def paged_latency_extra_s(hw_name: str, page_size: int | None, ctas: float) -> float:
+    """Seconds a paged cache's scattered pages add to each K/V tile's memory latency (DRAM locality, not the
+    gather's instructions), from the `gather` microbenchmark: a pipelined stream (2 tiles of 64 x 128 fp16 in
+    flight, table prefetched a tile ahead) over pages scattered in a 256 MB pool vs the same stream contiguous;
+    (t_paged - t_contiguous) / tiles x tiles in flight, interpolated in log2(CTAs) between 8, 32 and 132 and in
+    log2(page rows) between 16 and 64, clamped at the ends (larger pages get the 64-row figure).  The per-key
+    and per-page tables of 64-row pages run alike (33.98 vs 33.50 us at 8 CTAs): the instructions do not matter;
+    16-row pages add ~0.38 us at 8 CTAs, 64-row ~0.15.  0 for a contiguous cache or a preset without it."""
+    if not page_size:
+        return 0.0
+    pts = decode_mechanism_points(hw_name)
+    if not pts:
+        return 0.0
+    g = [p for p in pts if p["kind"] == "gather"]
+    contig = {p["ctas"]: p for p in g if not p["page_rows"]}
+    by_rows: dict = {}
+    for p in g:
+        c = contig.get(p["ctas"])
+        if p["page_rows"] and p.get("per_key") and c:
+            extra = (p["time_s"] - c["time_s"]) / p["tiles"] * (p["num_stages"] - 1)
+            by_rows.setdefault(p["page_rows"], []).append((math.log2(p["ctas"]), extra))
+    if not by_rows:
+        return 0.0
+    lc = math.log2(max(1.0, ctas))
+    per_rows = [(math.log2(r), _interp(lc, v)) for r, v in by_rows.items()]
+    return max(0.0, _interp(math.log2(page_size), per_rows))

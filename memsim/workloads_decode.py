@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, candidate_splits, cta_limit_Bps,
+from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
+                        combine_round_s, cta_limit_Bps, paged_latency_extra_s,
                         dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread,
                         combine_regs_per_thread,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
@@ -110,7 +111,8 @@ def _coords(grid, idx):
 
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
-                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, serial=False):
+                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, serial=False, round_bytes=None,
+                round_s=0.0, drain_s=0.0):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -119,7 +121,10 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     hits at hit_Bps (None: only the L2 link limits them); the first bytes arrive one latency after its start
     (the first step pays what the in-flight window does not already cover of it).
     dispatch_s: the block scheduler starts one CTA every dispatch_s (whole GPU); head_s: what a CTA waits for
-    before its first step (`dependent_loads_before_stream` round trips)."""
+    before its first step (`dependent_loads_before_stream` round trips).
+    round_bytes, round_s: a non-pipelined round loop (the combine): a step's first round_bytes go at the rate, every
+    further round costs round_s (`combine_round_s`, the rounds microbenchmark).  drain_s: what a CTA computes after
+    its last bytes arrived, before its writes (`last_tile_drain_s`)."""
     import simpy
 
     from .engine import Link
@@ -179,6 +184,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 else:
                     rate, fill = rate_Bps, fill_s
                 own = t + miss / rate + ((g - miss) / hit_Bps if hit_Bps else 0.0)
+                if round_s and round_bytes and g > round_bytes:
+                    own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
                 done = max(dram.book(t, miss + wb), l2link.book(t, l2req), own)
                 if first:
                     done += fill
@@ -187,6 +194,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
             st["flops"] += flops
             st["exp_count"] += exps
             if writes:
+                if drain_s and not first:
+                    port += drain_s
                 if port > env.now:
                     yield env.timeout(port - env.now)
                 gw = 0
@@ -223,7 +232,24 @@ def ncu_residue_write_bytes(dram_read_bytes: float, residue_bytes: float, l2_byt
     return min(residue_bytes, max(0.0, dram_read_bytes + residue_bytes - l2_bytes))
 
 
-def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, serial: bool = False):
+def last_tile_drain_s(p: DecodeProblem, s: DecodeSchedule, hw, ctas_on_sm: int) -> float:
+    """Seconds a split CTA computes after its last K/V bytes arrived: the last tile's two dots (S = Q K^T and
+    O += P V, each 2 x block_m x block_n x d FLOPs) cannot overlap any load.  Their rate is the `dot_chain`
+    microbenchmark's (`calibration.dot_flops_per_sm_s`: register-resident chains of that tile shape by warps per
+    SM), shared by the `ctas_on_sm` CTAs resident on the SM.  0 on a preset without dot_chain points."""
+    from .calibration import calibration_for, dot_flops_per_sm_s
+    cal = calibration_for(hw)
+    if not getattr(cal, "dot_chain", None):
+        return 0.0
+    bm = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
+    c = max(1, ctas_on_sm)
+    rate = dot_flops_per_sm_s(cal, p.dtype, block_m=bm, block_n=s.block_n, head_dim=p.head_dim,
+                              num_warps=s.num_warps, warps_per_sm=s.num_warps * c)
+    return 2 * 2.0 * bm * s.block_n * p.head_dim * c / rate
+
+
+def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, serial: bool = False,
+               extra_latency=None):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
     as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps).  serial: each CTA waits for its
     tile, then copies and computes it (one buffer): it streams F / (latency + F / limit), and the fixed point is
@@ -239,6 +265,8 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, ser
                 lat = serial_stream_latency_s(facts, n, inflight, limit_Bps)
             else:
                 lat = facts.stream(n, inflight, limit_Bps)[2]
+            if extra_latency is not None:
+                lat += extra_latency(n)
             memo[k] = (lat, limit)
         return memo[k]
     return at
@@ -287,6 +315,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
     for L in decode_launches(problem, schedule):
         if flush_l2:
             l2.flush()
+        round_bytes, round_s, drain = None, 0.0, 0.0
         if L.name == "decode_split":
             serial = pipeline_buffers(problem, schedule) <= 1  # (the closed form uses round_trips_per_tile)
             per_sm = facts.ctas_per_sm(smem, schedule.num_warps, split_regs_per_thread(problem, schedule))
@@ -294,23 +323,29 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             inflight = inflight_bytes_per_cta(problem, schedule)
             _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
             limit = cta_limit_Bps(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
-            memory = _memory_at(facts, inflight, limit, serial)
+            # scattered pages cost latency only where tiles are in flight together (the gather microbenchmark,
+            # pipelined); a one-buffer loop waits a full latency per tile anyway (dram_stream layout points)
+            memory = _memory_at(facts, inflight, limit, serial,
+                                None if serial else lambda n: paged_latency_extra_s(hw.name, problem.page_size, n))
             hit = limit
+            drain = last_tile_drain_s(problem, schedule, hw, -(-resident // hw.num_sms))
         else:
             serial = False
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
             memory, inflight, hit = None, None, None
+            round_bytes = combine_block_s(schedule.num_splits) * (d + 1) * STAT_BYTES
+            round_s = combine_round_s(hw.name, round_bytes, min(L.num_ctas, hw.num_sms * per_sm)) or 0.0
         head = dependent_loads_before_stream(problem, schedule, L.name) * facts.mem_latency_s
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
                          hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
-                         serial=serial)
+                         serial=serial, round_bytes=round_bytes, round_s=round_s, drain_s=drain)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
-                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s)
+                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s, round_s=round_s, drain_s=drain)
         kernels.append(st)
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]

@@ -8,6 +8,7 @@ import pytest
 from memsim.analytic_decode import decode_compulsory_dram_bytes, decode_launch_counts, table_entries
 from memsim.hardware import load_hardware
 from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, ScheduleError, auto_num_splits,
+                              candidate_splits,
                               decode_launches, decode_problem_from_dict, decode_schedule_from_dict,
                               estimate_time_s, split_ranges)
 from memsim.workloads_decode import choose_num_splits, rank_num_splits, simulate_decode
@@ -82,7 +83,25 @@ def test_one_buffer_loop_waits_then_computes_each_tile():
     tiles, tile = 32768 // 64, 2 * 64 * 128 * 2
     per_tile = (one - f.launch_overhead_s) / tiles
     assert per_tile == pytest.approx(f.mem_latency_s + tile / cta_limit_Bps(p, s1, f), rel=0.05)
-    assert 1.5 < one / pre < 2.5
+    assert one > pre
+
+
+@pytest.mark.parametrize("page", [16, 64])
+def test_prefetch_gain_matches_the_measured_suite(page):
+    """Paged S=1 at 8 x 32k without / with page_prefetch, as the H100 suite measured them (run 2, ncu): the model's
+    ratio within what the issue's 10 % per-case goal allows a ratio of two cases (1.1 / 0.9 - 1 = 22 %).  The
+    measured ratios are 1.35 (16-token pages) and 1.53 (64); the model before the gather microbenchmark's latency
+    (memsim/MODEL.md decode) said 2.1 for 16-token pages."""
+    import json
+    from pathlib import Path
+    recs = {r["case"]: r for r in json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results" /
+                                              "decode-h100-run2-ncu.json").read_text())["records"]}
+    meas = (recs[f"decode_b8_n32768_paged{page}_s1"]["total"]["time_s"] /
+            recs[f"decode_b8_n32768_paged{page}_prefetch_s1"]["total"]["time_s"])
+    p = DecodeProblem.uniform(8, 32, 8, 128, 32768, page_size=page)
+    one = simulate_decode(p, DecodeSchedule(num_splits=1), H100)["kernels"][0]["time_s"]
+    pre = simulate_decode(p, DecodeSchedule(num_splits=1, page_prefetch=True), H100)["kernels"][0]["time_s"]
+    assert abs((one / pre) / meas - 1) < 1.1 / 0.9 - 1
 
 
 @pytest.mark.parametrize("shape", [(1, 1024), (1, 32768), (8, 8192), (64, 4096)])
@@ -98,8 +117,11 @@ def test_split_rule_close_to_the_simulated_ranking(shape):
     assert f"num_splits={c_rule}" in why
     assert times[c_rule] <= 1.10 * ranked[0][1], (c_rule, ranked[0][:2], times)
     if B * N <= 32768:
+        # the chooser ranks candidate_splits (no more splits than tiles); compare it with the same candidates
+        # (32 splits of a 16-tile cache have the same 16 non-empty CTAs as 16 splits: a near tie, 0.1 %)
         c_sim, why_sim = choose_num_splits(p, s, H100)
-        assert times.get(c_sim, ranked[0][1]) == ranked[0][1] and "split CTAs" in why_sim
+        own = [x for x in ranked if x[0] in set(candidate_splits(p, s))]
+        assert times.get(c_sim, own[0][1]) == own[0][1] and "split CTAs" in why_sim
 
 
 def test_estimate_time_has_its_terms():
