@@ -73,7 +73,16 @@ BWD_CANDIDATES = {
 }
 
 
-def _bwd_case(p, q, k, v, do, cands, sdpa):
+def _switches(mod, **values):
+    """Set module switches (kernels.hopper_bwd.LOADS / DQ_REDUCE, kernels.hopper.LONGEST_FIRST) for one record;
+    returns the old values to restore."""
+    old = {k: getattr(mod, k) for k in values}
+    for k, v in values.items():
+        setattr(mod, k, v)
+    return old
+
+
+def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
     """Backward of one case: our flash2 (the tuned table's schedule for the class, else the registry's) and the
     hopper candidates, each through kernels.autotune's exactness gate (dQ, dK, dV on batch 0 / two heads vs
     float64, DESIGN.md's rule) before timing; SDPA flash and cuDNN (autograd.grad of one forward)."""
@@ -92,13 +101,21 @@ def _bwd_case(p, q, k, v, do, cands, sdpa):
     runs["flash2"] = ("flash2", hit.schedule if hit else kernels.default_schedule(p, "flash2", "bwd", dev),
                       hit.source if hit else "registry")
     for bm, bn, w, st in cands:
-        runs[f"hopper {bm}x{bn} w{w} s{st}"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), "candidate")
+        for var in variants:
+            runs[f"hopper {bm}x{bn} w{w} s{st} [{var}]"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), var)
     sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do)
     ref, ys = gate_reference(sub, qs, ks, vs, dos)
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", dev), q, k, v)
     out = []
+    import kernels.hopper_bwd as hb
     for name, (alg, s, src) in runs.items():
         rec = dict(impl=alg, variant=name, schedule=s.to_dict(), source=src, **base)
+        old = None
+        if alg == "hopper":  # src = "loads/dq_reduce"
+            loads, red = src.split("/")
+            old = _switches(hb, LOADS=loads, DQ_REDUCE=red)
+            rec.update(loads=loads, dq_reduce=red, loads_used_tma=hb.loads_by_tma(q, do),
+                       dq_reduce_used_tma=hb.dq_reduce_by_tma(q.device))
         try:
             t0 = time.time()
             ok, msg = gate_check(sub, s, qs, ks, vs, dos, ref, ys)
@@ -109,6 +126,9 @@ def _bwd_case(p, q, k, v, do, cands, sdpa):
                 rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
         except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
             rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+        finally:
+            if old is not None:
+                _switches(hb, **old)
         out.append(rec)
         print(json.dumps(rec), flush=True)
     for name in ("sdpa_flash", "sdpa_cudnn"):
@@ -142,6 +162,11 @@ def main(argv=None):
                                                        "SDPA flash / cuDNN")
     ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    ap.add_argument("--bwd-variants", default="tma/tma", help="comma-separated LOADS/DQ_REDUCE of kernels.hopper_bwd "
+                                                              "to time per candidate (e.g. tma/tma,pointer/atomic)")
+    ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"),
+                    help="causal hopper forward: longest-first Q blocks (kernels.hopper.LONGEST_FIRST), the grid's "
+                         "order, or both (timed side by side)")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -151,6 +176,7 @@ def main(argv=None):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     import kernels
+    import kernels.hopper as khopper
     from kernels.device_info import provenance
     from kernels.testing import make_inputs
     from memsim.io import write_json
@@ -177,8 +203,11 @@ def main(argv=None):
                 p = kernels.problem_for(q, k, v, causal=causal)
                 flops = p.nominal_flops("fwd")
                 runs = {}
+                orders = {"longest": (True,), "grid": (False,), "both": (True, False)}[args.fwd_order] if causal else (True,)
                 for bm, bn, w, st in cands.get(d, []):
-                    runs[f"hopper {bm}x{bn} w{w} s{st}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+                    for lf in orders:
+                        tag = "" if not causal else (" [longest first]" if lf else " [grid order]")
+                        runs[f"hopper {bm}x{bn} w{w} s{st}{tag}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
                 runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
                 ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
                 records.append(dict(impl="default_choice", variant="default_choice", dtype=args.dtype, batch=B,
@@ -192,6 +221,9 @@ def main(argv=None):
                 for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
                     rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype=args.dtype, batch=B,
                                heads=H, seq=N, head_dim=d, causal=causal, **{"pass": "fwd"})
+                    old = _switches(khopper, LONGEST_FIRST="[grid order]" not in name)
+                    if alg == "hopper":
+                        rec["longest_first"] = khopper.longest_first(p)
                     try:
                         lse = None
                         if s is not None:
@@ -212,10 +244,13 @@ def main(argv=None):
                             rec.update(ms=ms, tflops=flops / ms / 1e9)
                     except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
                         rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+                    finally:
+                        _switches(khopper, **old)
                     records.append(rec)
                     print(json.dumps(rec), flush=True)
                 if args.bwd:
-                    records += _bwd_case(p, q, k, v, do, bwd_cands.get(d, []), sdpa)
+                    records += _bwd_case(p, q, k, v, do, bwd_cands.get(d, []), sdpa,
+                                         tuple(args.bwd_variants.split(",")))
                 del q, k, v, do
                 torch.cuda.empty_cache()
     cmd = "PYTHONPATH=. python benchmarks/hopper_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)

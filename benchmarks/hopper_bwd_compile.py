@@ -19,8 +19,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tiles", nargs="+", default=["64,128,8,2", "64,128,8,3", "64,64,4,2", "64,64,4,3", "128,128,8,2"])
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--alg", default="hopper")
+    ap.add_argument("--dq-reduce", choices=("tma", "atomic"), default="atomic",
+                    help="compile the TMA reduce-add path (the launcher picks it only on an sm_90 GPU)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    import kernels.hopper_bwd as hb
+    hb.dq_reduce_by_tma = lambda device: a.dq_reduce == "tma"
     from kernels.compiled_facts import capture, compile_launch
     from memsim.schedule import AttentionProblem, Schedule, sram_bytes_per_cta
     rows = []
@@ -36,7 +40,7 @@ def main(argv=None) -> int:
                         continue
                     f = compile_launch(jf, args, kw)
                     lp = f.get("loop") or {}
-                    row = {"d": d, "tiles": t, "kernel": name, "regs": f["regs_per_thread"],
+                    row = {"d": d, "tiles": t, "dq_reduce": a.dq_reduce, "kernel": name, "regs": f["regs_per_thread"],
                            "local": f["local_bytes_per_thread"], "spill_st": f["spill_store_bytes"],
                            "shared": f["shared_bytes"], "sram_formula": sram_bytes_per_cta(p, s),
                            "loop": {k: lp.get(k) for k in ("mma", "hgmma", "hmma", "instructions", "mufu") if k in lp}}

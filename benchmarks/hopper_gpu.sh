@@ -8,7 +8,9 @@
 #
 #   run(command="bash benchmarks/hopper_gpu.sh", timeout_s=330)      ($OUT is set by the device tool)
 # Knobs (environment): BENCH_ARGS (e.g. "--bwd --head-dims 128,64"), BUDGET_S / BENCH_TIMEOUT_S, TESTS (pytest files,
-# default tests/test_kernels_hopper.py), TEST_TIMEOUT_S, NCU=0 to skip the profile.
+# default tests/test_kernels_hopper.py), TEST_TIMEOUT_S, NCU=0 to skip the profile, NCU_KERNELS (regex),
+# NCU_ARGS (hopper_ncu.py's arguments), NCU_COUNT, NCU_NAME (the csv's name), WARM_ARGS (set: run
+# benchmarks/hopper_warm.py with them first, WARM_TIMEOUT_S).
 set -uo pipefail
 set -f  # BENCH_ARGS may hold JSON with brackets: no globbing
 : "${OUT:?set OUT to the folder for the results}"
@@ -22,11 +24,19 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
   ncu --version 2>&1 | tail -1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if [ -n "${WARM_ARGS:-}" ]; then
+  timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$OUT/warm.log" 2>&1
+  echo "warm rc=$?: $(tail -1 "$OUT/warm.log"); failed: $(grep -c FAILED "$OUT/warm.log")"
+fi
 timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
 timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
-[ "${NCU:-1}" = 1 ] && timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
-  --section ComputeWorkloadAnalysis --section LaunchStats --section Occupancy -k 'regex:_hopper_fwd|_flash2_fwd' -s 1 -c 2 \
-  python benchmarks/hopper_ncu.py --d 128 --n 16384 --impls hopper:128,128,4,2 flash2 > "$OUT/ncu_fwd_d128.csv" 2> "$OUT/ncu.err"
-[ "${NCU:-1}" = 1 ] && { echo "ncu rc=$? lines=$(wc -l < "$OUT/ncu_fwd_d128.csv")"; tail -3 "$OUT/ncu.err"; }
+if [ "${NCU:-1}" = 1 ]; then
+  timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
+    -k "regex:${NCU_KERNELS:-_hopper_fwd|_flash2_fwd}" -s 1 -c "${NCU_COUNT:-2}" \
+    python benchmarks/hopper_ncu.py ${NCU_ARGS:---d 128 --n 16384 --impls hopper:128,128,4,2 flash2} \
+    > "$OUT/${NCU_NAME:-ncu_fwd_d128}.csv" 2> "$OUT/ncu.err"
+  echo "ncu rc=$? lines=$(wc -l < "$OUT/${NCU_NAME:-ncu_fwd_d128}.csv")"; tail -3 "$OUT/ncu.err"
+fi
 echo "--- table"; sed -n '/^| pass/,$p' "$OUT/hopper_bench.log"

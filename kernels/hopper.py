@@ -16,6 +16,8 @@ What it takes from FlashAttention-3 (as far as plain `triton.language` 3.6 reach
     unmasked/diagonal split that FA3 does costs a second loop, which the partitioner refuses); the
     software-pipelined variant (other schedules) keeps flash2's split: off-diagonal blocks with no
     mask arithmetic, then the masked diagonal band and ragged tail.
+  * causal: the Q blocks run longest first (grid position p runs Q block Mb - 1 - p), so the short CTAs of
+    the triangle fill the end of the grid instead of leaving SMs idle behind the longest ones.
 What it does not do (yet): no explicit ping-pong between the two consumer warpgroups nor the
 intra-warpgroup overlap of softmax(j) with QK(j+1) (left to Triton's scheduler); no persistent grid.
 
@@ -33,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from memsim.algorithms_hopper import longest_first as longest_first_rule
 from memsim.algorithms_hopper import warp_specialised
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
@@ -111,8 +114,14 @@ def _f3_kv_loop(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, SEQ_KV
 def _hopper_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr, WARP_SPEC: tl.constexpr,
-                MASK_COLS: tl.constexpr):
+                MASK_COLS: tl.constexpr, LONGEST_FIRST: tl.constexpr):
     pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
+    if LONGEST_FIRST:
+        # causal: Q block index reversed, so the CTAs dispatched first are the ones with the most K/V blocks and the
+        # short ones fill the tail of the grid (grid position p runs Q block Mb - 1 - p; the model's workload does
+        # the same: memsim/workloads_hopper.py)
+        start_m = (tl.cdiv(SEQ_Q, BLOCK_M) - 1) * BLOCK_M - start_m
+        offs_m = start_m + tl.arange(0, BLOCK_M)
     # row indices: rel_m (0..BLOCK_M) relative to the tile plus the scalar start_m.  The warp-specialised
     # path never uses offs_m = start_m + arange (dead code there): Triton 3.6's Hopper data partitioner,
     # splitting the 128 rows over two consumer warpgroups, rewrites that sum as (start_m + 64) + arange(64, 128)
@@ -204,6 +213,15 @@ def warp_specialise(problem: AttentionProblem, schedule: Schedule) -> bool:
     return warp_specialised(problem, schedule)
 
 
+#: causal problems run their Q blocks longest first (`memsim.algorithms_hopper.longest_first`); a module switch only so
+#: that one benchmark run can time the old order beside it (benchmarks/hopper_bench.py --fwd-order both)
+LONGEST_FIRST = True
+
+
+def longest_first(problem: AttentionProblem) -> bool:
+    return LONGEST_FIRST and longest_first_rule(problem)
+
+
 @launcher("hopper", "fwd")
 def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
     """Launch hopper_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward
@@ -216,4 +234,5 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
             check_tma_layout(name, t)
     triton.set_allocator(_scratch)
     return lse_forward(_hopper_fwd, p, s, q, k, v, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
-                       WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0)
+                       WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
+                       LONGEST_FIRST=longest_first(p))

@@ -57,9 +57,10 @@ def _hopper_bwd_preprocess(O, DO, DELTA, DQACC,
 
 
 @triton.jit
-def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
-                   offs_n, offs_m0, lo, hi, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
-                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr):
+def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, delta_ptrs, dq_ptrs, dq_desc,
+                   stride_qm, stride_dom, offs_n, offs_m0, lo, hi, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr,
+                   DQ_TMA: tl.constexpr, LOAD_TMA: tl.constexpr):
     """Q blocks [lo, hi) against the resident K_j, V_j: accumulate dK_j, dV_j and add dS K_j into dQacc_i.
     Each iteration reads Q_i, dO_i (rows x d) and lse_i, delta_i (rows x fp32), and adds rows x d fp32 to
     dQacc_i (atomic, relaxed: only the sum matters).  MASKED: the diagonal band (causal mask).  Ragged rows
@@ -69,7 +70,10 @@ def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + offs_m0
         rm = rows < SEQ_Q
-        qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
+        if LOAD_TMA:  # Q_i by the copy engine (rows past SEQ_Q zero-filled), used transposed
+            qT = tl.trans(q_desc.load([start_m, 0]))
+        else:
+            qT = tl.load(qT_ptrs + start_m * stride_qm, mask=rm[None, :], other=0.0)
         lse2 = tl.load(lse_ptrs + start_m, mask=rm, other=float("inf")) * LOG2E
         qkT = mma(k, qT, PREC) * qk_scale2
         if MASKED:
@@ -77,14 +81,20 @@ def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs
             pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
         else:
             pT = tl.math.exp2(qkT - lse2[None, :])
-        do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
+        if LOAD_TMA:
+            do = do_desc.load([start_m, 0])
+        else:
+            do = tl.load(do_ptrs + start_m * stride_dom, mask=rm[:, None], other=0.0)
         dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
         delta = tl.load(delta_ptrs + start_m, mask=rm, other=0.0)
         dpT = mma(v, tl.trans(do), PREC)
         dsT = cvt(pT * (dpT - delta[None, :]), qT.dtype, PREC)
         dk += mma(dsT, tl.trans(qT), PREC)
         dq = mma(tl.trans(dsT), k, PREC)  # (rows x d): this pair's share of dQ_i, unscaled
-        tl.atomic_add(dq_ptrs + start_m * HEAD_DIM, dq, mask=rm[:, None], sem="relaxed")
+        if DQ_TMA:  # one bulk reduce-add by the copy engine (cp.reduce.async.bulk.tensor), rows past SEQ_Q clipped
+            dq_desc.atomic_add([start_m, 0], dq)
+        else:       # per-thread vector atomics (atom.global.add.v4.f32); what the interpreter runs
+            tl.atomic_add(dq_ptrs + start_m * HEAD_DIM, dq, mask=rm[:, None], sem="relaxed")
     return dk, dv
 
 
@@ -99,7 +109,7 @@ def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
                        HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
-                       PREC: tl.constexpr):
+                       PREC: tl.constexpr, DQ_TMA: tl.constexpr, LOAD_TMA: tl.constexpr):
     b, hkv, start_n, offs_n = _kv_block(HKV, BLOCK_N, Q_FASTEST)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -132,12 +142,27 @@ def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
         lse_ptrs = LSE + bh * SEQ_Q + offs_m0
         delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
         dq_ptrs = DQACC + bh * SEQ_Q * HEAD_DIM + offs_m0[:, None] * HEAD_DIM + offs_d[None, :]
-        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
-                                offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
-                                HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC)  # diagonal band
-        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs, stride_qm, stride_dom,
-                                offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
-                                HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC)  # whole block seen
+        if LOAD_TMA:  # this head's Q and dO rows: [SEQ_Q, d] with the head's row stride, boxes of BLOCK_M rows
+            q_desc = tl.make_tensor_descriptor(Q + b * stride_qb + h * stride_qh, shape=[SEQ_Q, HEAD_DIM],
+                                               strides=[stride_qm, 1], block_shape=[BLOCK_M, HEAD_DIM])
+            do_desc = tl.make_tensor_descriptor(DO + b * stride_dob + h * stride_doh, shape=[SEQ_Q, HEAD_DIM],
+                                                strides=[stride_dom, 1], block_shape=[BLOCK_M, HEAD_DIM])
+        else:
+            q_desc = qT_ptrs  # unused
+            do_desc = do_ptrs  # unused
+        if DQ_TMA:  # this head's dQacc rows: [SEQ_Q, d] fp32, boxes of BLOCK_M rows
+            dq_desc = tl.make_tensor_descriptor(DQACC + bh * SEQ_Q * HEAD_DIM, shape=[SEQ_Q, HEAD_DIM],
+                                                strides=[HEAD_DIM, 1], block_shape=[BLOCK_M, HEAD_DIM])
+        else:
+            dq_desc = dq_ptrs  # unused
+        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, delta_ptrs, dq_ptrs,
+                                dq_desc, stride_qm, stride_dom, offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2,
+                                CAUSAL_OFFSET, HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC,
+                                DQ_TMA=DQ_TMA, LOAD_TMA=LOAD_TMA)  # diagonal band
+        dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, delta_ptrs, dq_ptrs,
+                                dq_desc, stride_qm, stride_dom, offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2,
+                                CAUSAL_OFFSET, HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC,
+                                DQ_TMA=DQ_TMA, LOAD_TMA=LOAD_TMA)  # whole block seen
 
     # dK_j, dV_j written once
     dk = dk * sm_scale
@@ -164,6 +189,40 @@ def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ
              cvt(acc * sm_scale, DQ.dtype.element_ty, PREC), mask=rmask)
 
 
+#: how dQ's partial sums reach dQacc on a GPU: "tma" (a bulk reduce-add per (Q block, K/V block) pair, issued by the
+#: copy engine from a shared-memory staging tile; needs sm_90) or "atomic" (per-thread vector atomics).  The
+#: interpreter always runs "atomic" (it has no TMA reduce).  Same bytes either way; a module switch so one benchmark
+#: run can time both (benchmarks/hopper_bench.py --dq-reduce).
+DQ_REDUCE = "tma"
+
+
+def dq_reduce_by_tma(device) -> bool:
+    if DQ_REDUCE not in ("tma", "atomic"):
+        raise ValueError(f"kernels.hopper_bwd.DQ_REDUCE must be 'tma' or 'atomic', got {DQ_REDUCE!r}")
+    return (DQ_REDUCE == "tma" and device.type == "cuda" and not _common.interpreting()
+            and tuple(torch.cuda.get_device_capability(device)) >= (9, 0))
+
+
+#: how Q_i and dO_i reach the fused pass: "tma" (tensor descriptors, where the layout allows: 16-byte aligned base and
+#: strides; the interpreter runs them too) or "pointer" (masked loads).  A module switch so one benchmark run can time
+#: both (benchmarks/hopper_bench.py); the bytes are the same.
+LOADS = "tma"
+
+
+def loads_by_tma(q, do) -> bool:
+    if LOADS not in ("tma", "pointer"):
+        raise ValueError(f"kernels.hopper_bwd.LOADS must be 'tma' or 'pointer', got {LOADS!r}")
+    if LOADS != "tma" or q.device.type == "meta":
+        return LOADS == "tma" and q.device.type == "meta"  # meta (compiled facts): as on an aligned GPU tensor
+    if q.device.type == "cuda" and tuple(torch.cuda.get_device_capability(q.device)) < (9, 0):
+        return False
+    for t in (q, do):
+        e = t.element_size()
+        if t.data_ptr() % 16 or any((t.stride(i) * e) % 16 and t.shape[i] > 1 for i in range(3)):
+            return False
+    return True
+
+
 @launcher("hopper", "bwd", needs={"lse": _lse_spec})
 def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
     """Launch preprocess, the fused dK/dV/dQ pass and the dQ conversion with the forward's saved lse;
@@ -180,12 +239,18 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
+    dq_tma = dq_reduce_by_tma(q.device)
+    load_tma = loads_by_tma(q, do)
+    if dq_tma or load_tma:
+        from .hopper import _scratch
+        triton.set_allocator(_scratch)
     _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                      Q_FASTEST=qf, **common)
     _hopper_bwd_dkdvdq[main.grid](
         q, k, v, do, lse, delta, dk, dv, dqacc, *strides3(q), *strides3(k), *strides3(v), *strides3(do),
         *strides3(dk), *strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
-        p.causal_offset, GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
+        p.causal_offset, GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec,
+        DQ_TMA=dq_tma, LOAD_TMA=load_tma, **common)
     _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
                                       PREC=prec, **common)
     return dq, dk, dv

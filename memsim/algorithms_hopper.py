@@ -35,6 +35,13 @@ def warp_specialised(p: AttentionProblem, s: Schedule) -> bool:
     return s.num_stages == 2 and s.num_warps == 4 and p.dtype in _TWO_BYTE
 
 
+def longest_first(p: AttentionProblem) -> bool:
+    """Whether hopper_fwd runs its Q blocks in reverse (longest first): causal problems, where the last Q blocks see
+    the most K/V blocks.  Grid position p (the q_block axis) then computes Q block Mb - 1 - p; the bytes do not
+    change, the dispatch order does (the model's workload reverses the same way)."""
+    return p.causal
+
+
 def _hopper_fwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """Q_i resident, stages x (K_j + V_j); the warp-specialised variant also keeps an O_i staging tile
     for its TMA store (the compiled kernel's shared memory, sm_90a: 197 024 B for d=128, 128x128, 2
@@ -96,9 +103,11 @@ _BWD_GUESS = ("not measured yet: flash2's dK/dV tiles with the 8-warp 64x128 sha
 
 
 def _hopper_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
-    """The fused pass (the largest): flash2's dK/dV pass (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta))
-    plus one dS tile (rows x cols x e) that both dS matmuls read (dK += dS^T Q, dQ = dS K)."""
-    return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes
+    """The fused pass (the largest): flash2's dK/dV pass (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)),
+    one dS tile (rows x cols x e) that both dS matmuls read (dK += dS^T Q, dQ = dS K), and the fp32 dQ staging tile
+    (rows x d x 4) the TMA reduce-add reads (sm_90a compile on the CPU, benchmarks/hopper_bwd_compile.py: 180 736 B
+    for d=128 64x128 w8 s2 = this - 512 B)."""
+    return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes + s.block_m * p.head_dim * 4
 
 
 def _hopper_bwd_launches(p: AttentionProblem, s: Schedule):
@@ -155,7 +164,8 @@ hopper, bwd -- three launches; dQ fused into the dK/dV pass by fp32 atomic adds:
     ``hopper_bwd_dq_convert`` one CTA per (Q block, batch*head_q): reads dQacc_i,
     writes dQ_i (rows x d x e).
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
-    SRAM: the fused pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta), one dS tile.
+    SRAM: the fused pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta), one dS tile,
+    the dQ staging tile (rows x d x 4).
     Not deterministic bitwise (the order of dQ's atomic adds).""")
 
 register(HOPPER_BWD)

@@ -17,9 +17,12 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
   not model the producer's register budget or the consumers' issue rate separately from the compiled
   kernel's (`memsim.costs` reads the compiled loop of whatever kernel the key names).
 * persistent CTAs: the hopper kernel has none yet (one CTA per tile, like flash2), so nothing to model.
+* longest first (causal): grid position p computes Q block Mb - 1 - p; the CTA list the engine dispatches is in
+  that order, so the tail of short CTAs is where the kernel has it.
 """
 from __future__ import annotations
 
+from .algorithms_hopper import longest_first
 from .workloads import Tensor, _Ctx, _flash2_bwd_pre, _flash2_fwd, _runs, workload
 
 
@@ -37,9 +40,13 @@ def _tma_steps(steps: list) -> list:
 
 @workload("hopper", "fwd")
 def _hopper_fwd_work(c: _Ctx) -> dict:
+    if longest_first(c.p):  # causal: grid position p computes Q block Mb - 1 - p (kernels/hopper.py)
+        order = lambda co: dict(co, q_block=c.mb - 1 - co["q_block"])  # noqa: E731
+    else:
+        order = lambda co: co  # noqa: E731
     if not c.sectors:  # simulate(..., sectors=False): the byte contract, no transfer granularity
-        return {"hopper_fwd": lambda co: _flash2_fwd(c, co)}
-    return {"hopper_fwd": lambda co: _tma_steps(_flash2_fwd(c, co))}
+        return {"hopper_fwd": lambda co: _flash2_fwd(c, order(co))}
+    return {"hopper_fwd": lambda co: _tma_steps(_flash2_fwd(c, order(co)))}
 
 
 # --- hopper bwd: the dK/dV pass with dQ's atomic adds; preprocess also zeroes dQacc; a conversion pass --------

@@ -91,3 +91,30 @@ def test_hopper_bwd_gpu_tiles(tiles, d):
     bm, bn, w, st = tiles
     for causal in (False, True):
         _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(bm, bn), warps=w, stages=st)
+
+
+@pytest.mark.parametrize("mask", MASKS[:2], ids=["full", "causal_tl"])
+def test_hopper_bwd_pointer_loads(mask, device, monkeypatch):
+    """The masked-pointer load path (misaligned layouts; LOADS='pointer') is exact too."""
+    import kernels.hopper_bwd as hb
+    monkeypatch.setattr(hb, "LOADS", "pointer")
+    _run(SHAPES["q33_kv47_gqa"], "fp16", device, causal=mask[0], align=mask[1], blocks=(16, 32))
+
+
+def test_hopper_bwd_load_path_rule(device):
+    import kernels.hopper_bwd as hb
+    q = torch.randn(1, 2, 8, 64, device=device, dtype=torch.float16)
+    if device == "cpu" or torch.cuda.get_device_capability() >= (9, 0):
+        assert hb.loads_by_tma(q, q)
+    odd = torch.randn(1, 2, 8, 65, device=device, dtype=torch.float16)[..., :64]  # 130-byte rows: no descriptor
+    assert not hb.loads_by_tma(odd, q) and not hb.loads_by_tma(q, odd)
+    assert not hb.dq_reduce_by_tma(torch.device("cpu"))  # the interpreter has no TMA reduce
+
+
+@pytest.mark.parametrize("knob, value", [("LOADS", "cp.async"), ("DQ_REDUCE", "red")])
+def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
+    import kernels.hopper_bwd as hb
+    monkeypatch.setattr(hb, knob, value)
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ValueError, match=knob):
+        hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
