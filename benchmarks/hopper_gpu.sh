@@ -26,7 +26,12 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
 cat "$OUT/env.txt"
 if [ -n "${WARM_ARGS:-}" ]; then
   timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$OUT/warm.log" 2>&1
-  echo "warm rc=$?: $(tail -1 "$OUT/warm.log"); failed: $(grep -c FAILED "$OUT/warm.log")"
+  rc=$?
+  echo "warm rc=$rc: $(tail -1 "$OUT/warm.log"); failed: $(grep -c FAILED "$OUT/warm.log")"
+  # a variant that failed (or hung) while warming could take the timed run down with it: BENCH_FALLBACK_ARGS then
+  if { [ "$rc" != 0 ] || grep -q FAILED "$OUT/warm.log"; } && [ -n "${BENCH_FALLBACK_ARGS:-}" ]; then
+    echo "warm failures: benchmark runs with BENCH_FALLBACK_ARGS"; BENCH_ARGS="$BENCH_FALLBACK_ARGS"
+  fi
 fi
 timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
