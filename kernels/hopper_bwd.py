@@ -189,11 +189,12 @@ def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ
              cvt(acc * sm_scale, DQ.dtype.element_ty, PREC), mask=rmask)
 
 
-#: how dQ's partial sums reach dQacc on a GPU: "tma" (a bulk reduce-add per (Q block, K/V block) pair, issued by the
-#: copy engine from a shared-memory staging tile; needs sm_90) or "atomic" (per-thread vector atomics).  The
+#: how dQ's partial sums reach dQacc on a GPU: "atomic" (per-thread vector atomics, atom.global.add.v4.f32) or "tma"
+#: (a bulk reduce-add per (Q block, K/V block) pair, issued by the copy engine from a shared-memory staging tile;
+#: needs sm_90).  The
 #: interpreter always runs "atomic" (it has no TMA reduce).  Same bytes either way; a module switch so one benchmark
 #: run can time both (benchmarks/hopper_bench.py --dq-reduce).
-DQ_REDUCE = "tma"
+DQ_REDUCE = "atomic"  # measured faster than "tma" (run2: 4-10 %, benchmarks/results/hopper-h100-2026-11-26-run2.json)
 
 
 def dq_reduce_by_tma(device) -> bool:
@@ -206,7 +207,7 @@ def dq_reduce_by_tma(device) -> bool:
 #: how Q_i and dO_i reach the fused pass: "tma" (tensor descriptors, where the layout allows: 16-byte aligned base and
 #: strides; the interpreter runs them too) or "pointer" (masked loads).  A module switch so one benchmark run can time
 #: both (benchmarks/hopper_bench.py); the bytes are the same.
-LOADS = "tma"
+LOADS = "pointer"  # "tma" (with DQ_REDUCE "tma") was 4-10 % slower on the H100 (run2); kept to try again
 
 
 def loads_by_tma(q, do) -> bool:

@@ -98,15 +98,18 @@ register(HOPPER_FWD)
 
 
 # --- hopper bwd: dQ fused into the dK/dV pass (fp32 atomic adds into dQacc) ------------------------------------
-_BWD_GUESS = ("not measured yet: flash2's dK/dV tiles with the 8-warp 64x128 shape FA3 uses for its backward "
-              "(64 Q rows per step, 128 K/V rows resident)")
+_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048, N 4096/16384, causal "
+                 "or not; runs 1-2, 2026-11-26): the best of 64x128 w8 s2/s3 and 64x64 w4 s2 everywhere "
+                 "(d=128: 317-386 TFLOP/s; 64x64 w4: 149-189, it spills)")
+_BWD_GUESS = "not timed: flash2's 64x64 tiles"
 
 
 def _hopper_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """The fused pass (the largest): flash2's dK/dV pass (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)),
     one dS tile (rows x cols x e) that both dS matmuls read (dK += dS^T Q, dQ = dS K), and the fp32 dQ staging tile
     (rows x d x 4) the TMA reduce-add reads (sm_90a compile on the CPU, benchmarks/hopper_bwd_compile.py: 180 736 B
-    for d=128 64x128 w8 s2 = this - 512 B)."""
+    for d=128 64x128 w8 s2 = this - 512 B).  The default per-thread atomics need no staging tile (164 352 B
+    compiled): the formula is the larger of the two, so a schedule that fits runs with either."""
     return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes + s.block_m * p.head_dim * 4
 
 
@@ -150,8 +153,8 @@ HOPPER_BWD = AlgorithmSpec(
     default_schedules=_defaults("gpu", ("fp32",), None, {
         16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2), 128: (32, 32, 8, 2), 256: (16, 16, 4, 1)},
         _FP32) + _defaults("gpu", _TWO_BYTE, None, {
-        16: (64, 64, 4, 2), 32: (64, 64, 4, 2), 64: (64, 128, 8, 2), 128: (64, 128, 8, 2), 256: (32, 32, 4, 1)},
-        _BWD_GUESS) + _INTERPRETER,
+        64: (64, 128, 8, 3), 128: (64, 128, 8, 3)}, _BWD_MEASURED) + _defaults("gpu", _TWO_BYTE, None, {
+        16: (64, 64, 4, 2), 32: (64, 64, 4, 2), 256: (32, 32, 4, 1)}, _BWD_GUESS) + _INTERPRETER,
     description="""\
 hopper, bwd -- three launches; dQ fused into the dK/dV pass by fp32 atomic adds:
     ``hopper_bwd_preprocess`` one CTA per (Q block, batch*head_q): reads O_i,

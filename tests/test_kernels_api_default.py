@@ -142,6 +142,26 @@ def test_corrupt_cache_does_not_break_the_default(fake_h100, cache, device):
     assert c.forward_source == "registry"
 
 
+def test_long_causal_d128_backward_defaults_to_hopper(fake_h100, cache, monkeypatch):
+    """Outside the table's span (N=16384 > the measured 2048-8192 of the d=128 causal backward family) the registry
+    rule picks the fused backward, with its registry tiles; the forward comes from the table."""
+    from memsim.algorithms import spec_for
+    monkeypatch.setattr(api, "_registry_device", lambda dev: torch.device("cuda"))  # the GPU rows, nothing launched
+    monkeypatch.setattr(api, "default_schedule", lambda p, alg, phase, dev: Schedule(
+        alg, phase, **spec_for(alg, phase).default_tiles(p, "gpu")))
+    p = AttentionProblem(1, 16, 16, 16384, 16384, 128, "bf16", True)
+    q, k, v = _qkv(1, 1, 8, 128)
+    c = kernels.default_choice(p, q, k, v)
+    assert (c.backward.algorithm, c.backward_source) == ("hopper", "registry")
+    assert (c.backward.block_m, c.backward.block_n, c.backward.num_warps, c.backward.num_stages) == (64, 128, 8, 3)
+    assert (c.forward.algorithm, c.forward_source) == ("hopper", "table")
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert kernels.default_choice(p, q, k, v).backward.algorithm == "flash2"
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def test_tuned_schedule_that_does_not_fit_falls_back(fake_h100, cache, monkeypatch, device):
     q, k, v = _qkv(1, 2, 40, 256, torch.float32, device=device)
     p = kernels.problem_for(q, k, v)
@@ -189,11 +209,17 @@ def test_deterministic_keeps_flash2_backward(fake_h100, cache, monkeypatch, devi
 
 
 def test_registry_fallback_backward_rule():
-    p = AttentionProblem(1, 1, 1, 64, 64, 128, "bf16")
-    assert api.fastest_backward_algorithm(p, torch.device("cpu")) == "flash2"
-    for d in api.HOPPER_BWD_FASTEST["head_dims"]:
-        pd = AttentionProblem(1, 1, 1, 64, 64, d, "bf16")
-        assert api.fastest_backward_algorithm(pd, torch.device("cuda"), deterministic=True) == "flash2"
+    """hopper bwd only where it was measured faster (d=128 causal N >= 16k), never deterministic, never on the CPU."""
+    cuda = torch.device("cuda")  # the rule reads only device.type; nothing runs
+    win = AttentionProblem(1, 16, 16, 16384, 16384, 128, "bf16", True)
+    assert api.fastest_backward_algorithm(win, cuda) == "hopper"
+    assert api.fastest_backward_algorithm(win, torch.device("cpu")) == "flash2"
+    assert api.fastest_backward_algorithm(win, cuda, deterministic=True) == "flash2"
+    for other in (AttentionProblem(1, 16, 16, 16384, 16384, 128, "bf16", False),   # a tie: flash2 stays
+                  AttentionProblem(4, 16, 16, 4096, 4096, 128, "bf16", True),       # shorter: flash2 as fast
+                  AttentionProblem(1, 32, 32, 16384, 16384, 64, "bf16", True),      # d=64: flash2 as fast
+                  AttentionProblem(1, 16, 16, 16384, 16384, 128, "fp32", True)):
+        assert api.fastest_backward_algorithm(other, cuda) == "flash2", other
 
 
 def test_committed_table_schedules_simulate():

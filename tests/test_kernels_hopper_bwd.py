@@ -94,16 +94,21 @@ def test_hopper_bwd_gpu_tiles(tiles, d):
 
 
 @pytest.mark.parametrize("mask", MASKS[:2], ids=["full", "causal_tl"])
-def test_hopper_bwd_pointer_loads(mask, device, monkeypatch):
-    """The masked-pointer load path (misaligned layouts; LOADS='pointer') is exact too."""
+def test_hopper_bwd_tma_paths(mask, device, monkeypatch):
+    """The TMA paths (LOADS='tma': descriptor loads, also in the interpreter; DQ_REDUCE='tma': bulk reduce-add, on an
+    sm_90 GPU only) are exact too."""
     import kernels.hopper_bwd as hb
-    monkeypatch.setattr(hb, "LOADS", "pointer")
+    monkeypatch.setattr(hb, "LOADS", "tma")
+    monkeypatch.setattr(hb, "DQ_REDUCE", "tma")
     _run(SHAPES["q33_kv47_gqa"], "fp16", device, causal=mask[0], align=mask[1], blocks=(16, 32))
 
 
-def test_hopper_bwd_load_path_rule(device):
+def test_hopper_bwd_load_path_rule(device, monkeypatch):
     import kernels.hopper_bwd as hb
+    assert (hb.LOADS, hb.DQ_REDUCE) == ("pointer", "atomic")  # the defaults: measured faster on the H100 (run2)
     q = torch.randn(1, 2, 8, 64, device=device, dtype=torch.float16)
+    assert not hb.loads_by_tma(q, q)
+    monkeypatch.setattr(hb, "LOADS", "tma")
     if device == "cpu" or torch.cuda.get_device_capability() >= (9, 0):
         assert hb.loads_by_tma(q, q)
     odd = torch.randn(1, 2, 8, 65, device=device, dtype=torch.float16)[..., :64]  # 130-byte rows: no descriptor
