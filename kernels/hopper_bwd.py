@@ -33,27 +33,33 @@ from .registry import launcher
 
 
 @triton.jit
+def _dq_rows(H, SEQ_Q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
+    """(b, h, offs_m, offs_d, row mask, stat_rows, acc_offs) of a (Q block, batch*head_q) CTA: stat_rows the rows'
+    offsets in the (B*Hq, SEQ_Q) statistics (delta), acc_offs the dQacc_i tile's offsets in (B*Hq, SEQ_Q, d)."""
+    pid_m, pid_bh = grid_ids(Q_FASTEST)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    stat_rows = pid_bh.to(tl.int64) * SEQ_Q + offs_m
+    return ((pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64), offs_m, offs_d, offs_m[:, None] < SEQ_Q, stat_rows,
+            stat_rows[:, None] * HEAD_DIM + offs_d[None, :])
+
+
+@triton.jit
 def _hopper_bwd_preprocess(O, DO, DELTA, DQACC,
                            stride_ob, stride_oh, stride_om,
                            stride_dob, stride_doh, stride_dom,
                            H, SEQ_Q,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
     # reads O_i and dO_i (rows x d each); writes delta_i = rowsum(dO * O) (rows x fp32) and zeroes dQacc_i
-    # (rows x d fp32: the accumulator the dK/dV/dQ pass adds into)
-    pid_m, pid_bh = grid_ids(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    rmask = offs_m[:, None] < SEQ_Q
+    # (rows x d fp32: the accumulator the dK/dV/dQ pass adds into).  flash2's preprocess plus the zeroing: its kernel
+    # is not called inline here because the tests wrap every launch kernel by name.
+    b, h, offs_m, offs_d, rmask, stat_rows, acc_offs = _dq_rows(H, SEQ_Q, HEAD_DIM, BLOCK_M, Q_FASTEST)
     o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
                 mask=rmask, other=0.0).to(tl.float32)
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
                  mask=rmask, other=0.0).to(tl.float32)
-    delta = tl.sum(o * do, 1)
-    tl.store(DELTA + pid_bh.to(tl.int64) * SEQ_Q + offs_m, delta, mask=offs_m < SEQ_Q)
-    tl.store(DQACC + pid_bh.to(tl.int64) * SEQ_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
-             tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32), mask=rmask)
+    tl.store(DELTA + stat_rows, tl.sum(o * do, 1), mask=offs_m < SEQ_Q)
+    tl.store(DQACC + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32), mask=rmask)
 
 
 @triton.jit
@@ -177,14 +183,8 @@ def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr,
                            PREC: tl.constexpr):
     # reads dQacc_i (rows x d fp32), writes dQ_i = scale * dQacc_i (rows x d, the input dtype)
-    pid_m, pid_bh = grid_ids(Q_FASTEST)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    rmask = offs_m[:, None] < SEQ_Q
-    acc = tl.load(DQACC + pid_bh.to(tl.int64) * SEQ_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
-                  mask=rmask, other=0.0)
+    b, h, offs_m, offs_d, rmask, stat_rows, acc_offs = _dq_rows(H, SEQ_Q, HEAD_DIM, BLOCK_M, Q_FASTEST)
+    acc = tl.load(DQACC + acc_offs, mask=rmask, other=0.0)
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
              cvt(acc * sm_scale, DQ.dtype.element_ty, PREC), mask=rmask)
 
