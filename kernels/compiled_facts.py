@@ -36,6 +36,11 @@ if __name__ == "__main__":  # before triton is imported: compiling needs real JI
     os.environ.pop("TRITON_INTERPRET", None)
 
 ARCHS = {"sm90": (90, "sm_90a")}
+#: the memsim preset whose calibration supplies the issue replay's figures (memsim.warp_issue) per architecture
+ARCH_PRESET = {"sm90": "h100-sxm"}
+#: the replay runs 1..this many co-resident CTAs (beyond, memsim.costs scales the last figure linearly: the SM is
+#: then issue- or pipe-bound, not latency-bound)
+MAX_REPLAY_CTAS = 8
 _PTXAS = re.compile(r"Used (\d+) registers")
 _SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 
@@ -182,13 +187,87 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
            "num_stages": int(options.num_stages), "source": f"ptxas {ARCHS[arch][1]}, triton {triton.__version__}",
            "compile_s": round(time.time() - t0, 2), "specialisation": _spec_text(src, options)}
     try:
-        from kernels.sass import cubin_tile_loop
-        lp = cubin_tile_loop(ck.asm["cubin"])
+        from kernels.sass import disassemble, tile_loop
+        text = disassemble(ck.asm["cubin"])
+        lp = tile_loop(text)
         out["loop"] = lp.to_dict() if lp is not None else None
+        out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
+                                   shared=out["shared_bytes"])
     except Exception as e:  # the loop profile is extra; never lose the registers for it
-        out["loop"] = None
+        out.setdefault("loop", None)
         out["loop_error"] = f"{type(e).__name__}: {e}"[:200]
     return out
+
+
+def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int) -> dict | None:
+    """`kernels.sass.issue_profile` with the preset's calibrated figures, for 1..min(resident CTAs,
+    MAX_REPLAY_CTAS) CTAs per SM (None without an `issue_latency` calibration)."""
+    import memsim
+    from kernels.sass import issue_profile
+    from memsim.calibration import calibration_for
+    from memsim.costs import ctas_per_sm
+    hw = memsim.load_hardware(ARCH_PRESET[arch])
+    cal = calibration_for(hw)
+    if cal.issue is None:
+        return None
+    per_sm, _ = ctas_per_sm(hw, shared, num_warps, regs)
+    return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue)
+
+
+def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None) -> int:
+    """Recompute the table entries' `issue` figures (the replay of their SASS with today's calibration) where
+    they are missing or were computed with other figures: each entry's launch compiled again from the problem
+    and schedule it records (Triton's cache makes that a lookup for unchanged kernels); registers and spills are
+    left as they are.  `cases`: only the entries of these (name, problem, schedule).  Returns the failures."""
+    import memsim
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from kernels.sass import disassemble
+    from memsim.calibration import calibration_for
+    from memsim.compiled import key as table_key
+    from memsim.compiled import load_table
+    from memsim.schedule import kernel_launches, problem_from_dict, schedule_from_dict
+    cal = calibration_for(memsim.load_hardware(ARCH_PRESET[arch]))
+    want = cal.issue.fingerprint() if cal.issue is not None else None
+    table = load_table(arch)
+    from kernels.sass import PROFILE_VERSION
+    keys = sorted(k_ for k_, e in table.items()
+                  if ((e.get("issue") or {}).get("latencies"), (e.get("issue") or {}).get("profile")) != (want, PROFILE_VERSION))
+    if cases is not None:
+        mine = {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
+        keys = [k_ for k_ in keys if k_ in mine]
+    i, k = (int(x) for x in shard.split("/"))
+    keys = keys[i::k]
+    failed = 0
+    pending: dict = {}
+    for j, key_ in enumerate(keys, 1):
+        e = table[key_]
+        t0 = time.time()
+        try:
+            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
+            for jf, args, kwargs, _grid in capture(p, s):
+                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+                if name != e["launch"]:
+                    continue
+                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
+                if not same_specialisation(e.get("specialisation"), _spec_text(src, options)):
+                    raise CompiledFactsError("the kernel no longer specialises as the entry records")
+                ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
+                facts = issue_facts(disassemble(ck.asm["cubin"]), arch, num_warps=e["num_warps"],
+                                    regs=e["regs_per_thread"], shared=e["shared_bytes"])
+                pending[key_] = {"issue": facts}
+                break
+            else:
+                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+            print(f"[{j}/{len(keys)}] {key_}: issue replayed ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
+        except Exception as ex:  # one entry must not stop the others
+            failed += 1
+            print(f"[{j}/{len(keys)}] {key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
+        if len(pending) >= 25 or (j == len(keys) and pending):
+            _locked_update(arch, pending, command=command)
+            pending = {}
+    return failed
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -223,6 +302,22 @@ def _locked_merge(arch: str, new: dict, *, command: str, replace: bool = False) 
         table["command"] = command
         write_json(path, table, overwrite=True)
     return table
+
+
+def _locked_update(arch: str, updates: dict, *, command: str) -> None:
+    """{key: {field: value}}: set those fields of existing entries, under the table's lock (atomic write)."""
+    import fcntl
+
+    from memsim.io import write_json
+    path = _table_path(arch)
+    with open(Path(tempfile.gettempdir()) / f"compiled_facts_{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(path.read_text())
+        for key_, fields_ in updates.items():
+            table["entries"][key_].update(fields_)
+        table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        table["command"] = command
+        write_json(path, table, overwrite=True)
 
 
 def facts_for_case(problem, schedule, *, arch="sm90", have=None, case_name="") -> dict:
@@ -306,8 +401,15 @@ def main(argv=None) -> int:
     ap.add_argument("--refresh-local", action="store_true", help="compile again the launches the table has with "
                                                                 "local memory (spills) and replace their entries "
                                                                 "(new SASS facts such as local_reuse)")
+    ap.add_argument("--refresh-issue", action="store_true", help="replay the SASS of every entry (or of the "
+                    "given cases' entries) whose issue figures are missing or stale, with the preset's calibrated "
+                    "figures (memsim.warp_issue), and store them")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     a = ap.parse_args(argv)
+    if a.refresh_issue:
+        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
+        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only,
+                                  command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     try:
         cases = cases_for(a)
     except (CompiledFactsError, OSError, ValueError, KeyError) as e:

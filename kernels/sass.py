@@ -65,10 +65,12 @@ def nvdisasm_path() -> Path:
 
 
 def disassemble(cubin: bytes) -> str:
+    """The SASS text with each instruction's encoding (``-hex``): the second 64-bit word of an instruction holds
+    its control bits (`instructions`); `parse` reads the same text."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        r = subprocess.run([str(nvdisasm_path()), "-c", f.name], capture_output=True, text=True)
+        r = subprocess.run([str(nvdisasm_path()), "-c", "-hex", f.name], capture_output=True, text=True)
     if r.returncode != 0:
         raise SassError(f"nvdisasm failed: {r.stderr.strip()[:300]}")
     return r.stdout
@@ -165,6 +167,13 @@ def profile(body: list[str], label: str) -> LoopProfile:
                        local_store_bytes=st, local_load_bytes=ld, local_reuse=local_reuse(body))
 
 
+def _pick_tile_loop(loops: list):
+    """(label, body) of the tile loop among `loops` [(label, body of opcodes)] (the rule in `tile_loop`)."""
+    with_mma = [(lb, b) for lb, b in loops if any(op.split(":")[0] in MMA_OPS for op in b)]
+    real = [(lb, b) for lb, b in loops if len(b) >= MIN_LOOP_INSTRUCTIONS]
+    return with_mma[0] if with_mma else (real[0] if real else max(loops, key=lambda x: len(x[1])))
+
+
 def tile_loop(sass: str) -> LoopProfile | None:
     """The tile loop: the first loop holding tensor-core instructions, else the first loop of at least
     MIN_LOOP_INSTRUCTIONS (program order; None: no loop).
@@ -177,11 +186,121 @@ def tile_loop(sass: str) -> LoopProfile | None:
     loops = parse(sass)
     if not loops:
         return None
-    with_mma = [(lb, b) for lb, b in loops if any(op.split(":")[0] in MMA_OPS for op in b)]
-    real = [(lb, b) for lb, b in loops if len(b) >= MIN_LOOP_INSTRUCTIONS]
-    lb, body = with_mma[0] if with_mma else (real[0] if real else max(loops, key=lambda x: len(x[1])))
+    lb, body = _pick_tile_loop(loops)
     return profile(body, lb)
 
 
 def cubin_tile_loop(cubin: bytes) -> LoopProfile | None:
     return tile_loop(disassemble(cubin))
+
+
+# --- control bits: what memsim.warp_issue replays ---------------------------------------------------------------
+_CTRL_WORD = re.compile(r"^\s*/\*\s*(0x[0-9a-f]{16})\s*\*/\s*$")
+_DEPBAR = re.compile(r"SB(\d)\s*,\s*(0x[0-9a-f]+|\d+)")
+_MMA_SHAPE = {"16816": (16, 8, 16), "1688": (16, 8, 8), "16832": (16, 8, 32), "884": (8, 8, 4), "8816": (8, 8, 16)}
+
+
+def _smem_bytes(op: str, mods: str) -> int:
+    """Bytes one warp instruction moves through the shared-memory port."""
+    if op == "LDSM":
+        return 128 * (4 if ".4" in mods else 2 if ".2" in mods else 1)
+    if op in ("LDS", "STS", "LDGSTS"):
+        return 32 * _width(mods)
+    return 0
+
+
+def _mma_flops(op: str, mods: str) -> int:
+    if op == "HMMA":
+        m = re.search(r"\.(16816|1688|16832|884|8816)", mods)
+        if m:
+            a, b, c = _MMA_SHAPE[m.group(1)]
+            return 2 * a * b * c
+    if op == "HGMMA":
+        m = re.search(r"\.(\d+)x(\d+)x(\d+)", mods)
+        if m:
+            return 2 * int(m.group(1)) * int(m.group(2)) * int(m.group(3))
+    return 0
+
+
+def instructions(sass: str):
+    """([memsim.warp_issue.Instr], [(label, first, last index of the loop body)]) of `disassemble`'s text.
+
+    Control bits (Volta and later, the high 23 bits of the 128-bit instruction: bits 41-62 of its second 64-bit
+    word): stall cycles [41:44], yield [45], write scoreboard [46:48], read scoreboard [49:51], wait mask
+    [52:57] (7 = no scoreboard).  Loops: a BRA to a label at or above it, as `parse`."""
+    from memsim.warp_issue import Instr
+    lines = sass.splitlines()
+    out, labels, branches = [], {}, []
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        m = _LABEL.match(ln)
+        if m:
+            labels[m.group(1)] = len(out)
+            i += 1
+            continue
+        m = _INSTR.match(ln)
+        if not m or i + 1 >= len(lines):
+            i += 1
+            continue
+        c = _CTRL_WORD.match(lines[i + 1])
+        if not c:
+            raise SassError("instructions() needs nvdisasm -hex output (the control word under each instruction)")
+        ctrl = int(c.group(1), 16) >> 41
+        op, mods, rest = m.group(2), m.group(3) or "", m.group(4) or ""
+        dep = None
+        if op == "DEPBAR":
+            d = _DEPBAR.search(rest)
+            if d:
+                dep = (int(d.group(1)), int(d.group(2), 0))
+        if op == "BRA":
+            t = _TARGET.search(rest)
+            if t:
+                branches.append((len(out), t.group(1)))
+        out.append(Instr(op=op, stall=ctrl & 15, write_sb=(ctrl >> 5) & 7, read_sb=(ctrl >> 8) & 7,
+                         wait_mask=(ctrl >> 11) & 63, smem_bytes=_smem_bytes(op, mods), mma_flops=_mma_flops(op, mods + rest),
+                         depbar=dep, barrier=(op == "BAR" and ".SYNC" in mods),
+                         wgmma_wait=(op == "WARPGROUP" and "DEPBAR" in mods)))
+        i += 2
+    loops = [(t, labels[t], at) for at, t in branches if t in labels and labels[t] <= at]
+    return out, loops
+
+
+#: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
+#: (2: the code outside the tile loop excludes every loop body)
+PROFILE_VERSION = 2
+
+
+def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:
+    """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch:
+
+    * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,
+      c = 1..max_ctas;
+    * ``tile_mma_flops_per_warp``: the MMA FLOPs one warp issues per trip (the engine divides by a tile's to
+      find how many tiles a trip does: LLVM unrolls small loops);
+    * ``straight_cycles[c-1]``: one pass over the code outside every loop (prologue, epilogue), c CTAs per SM
+      (the other loops -- the masked diagonal tile, a ragged tail -- run per masked tile, which the engine books
+      at the tile loop's cost);
+    * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration)."""
+    from memsim.warp_issue import replay
+    ins, loops = instructions(sass)
+    if not ins:
+        return None
+    span = None
+    if loops:
+        named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+        lb, _ = _pick_tile_loop(named)
+        span = next((a, b) for l2, a, b in loops if l2 == lb)
+    body = ins[span[0]:span[1] + 1] if span else []
+    # the code outside every loop (prologue, epilogue): the other loops (the masked diagonal tile, a ragged tail)
+    # run once per masked tile, which the engine books as tiles at the tile loop's cost
+    in_loop = {k for _, a, b in loops for k in range(a, b + 1)}
+    rest = [x for k, x in enumerate(ins) if k not in in_loop and x.op not in ("BRA", "EXIT", "NOP")]
+    flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
+    out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
+           "tile_instructions": len(body), "latencies": lat.fingerprint(), "profile": PROFILE_VERSION}
+    for c in range(1, max(1, max_ctas) + 1):
+        out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=lat), 1) if body else 0.0)
+        out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=lat, trips=1), 1)
+                                      if rest else 0.0)
+    return out

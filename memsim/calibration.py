@@ -89,6 +89,10 @@ class Calibration:
     #: the `dot_chain` points, kind = dot_kind(...) ("wgmma", "mma" for fp16/bf16, "fma" for fp32 with IEEE
     #: precision); None: the best GEMM rate for every tile
     dot_chain: tuple | None = None
+    #: what `memsim.warp_issue.replay` needs (scoreboard release cycles per unit, tensor / SFU / shared-memory
+    #: pipes) from the `issue_latency` microbenchmark and the dot-chain points (memsim.issue_fit); None: not
+    #: calibrated (the issue limit is then instructions / issue rate)
+    issue: object | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -237,6 +241,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         kw.update(spill_rates_from(facts["spills"], num_sms=hw.num_sms))
     if facts.get("dot_chain"):
         kw.update(dot_chain_from(facts["dot_chain"], hw))
+    if facts.get("issue_latency") and facts.get("dot_chain"):
+        from .issue_fit import fit
+        kw["issue"] = fit(facts["issue_latency"], facts["dot_chain"], kw.get("sm_clock_Hz") or hw.clock_Hz)
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 

@@ -49,6 +49,9 @@ class CompiledFacts:
     source: str
     #: the tile loop's instruction mix from the SASS (kernels.sass), if recorded
     loop: dict | None = None
+    #: the SASS replay (memsim.warp_issue via kernels.sass.issue_profile): cycles per tile-loop trip and of the
+    #: code outside it, for 1..k co-resident CTAs, and the calibration fingerprint they were computed with
+    issue: dict | None = None
 
     @property
     def spills(self) -> bool:

@@ -12,10 +12,12 @@ The compiled Triton kernel decides three things the schedule alone does not:
 * the **dot path**: fp16/bf16 dots run on the tensor cores; fp32 dots are IEEE (``kernels._common
   .dot_precision``) and Triton runs them on the FMA pipes, about 8x slower than TF32 tensor cores.
 * the **issue limit**: every instruction of the tile loop (its SASS, `kernels.sass`) must be issued by the
-  SM's warp schedulers, one warp instruction per scheduler per clock and at most one per warp; a loop
-  iteration of a CTA of w warps takes at least instructions x w / (min(4, resident warps) x clock),
-  whatever its dots and exponentials need.  Small head
-  dims, fp32 (FMA dots are instructions) and tiles too large for their warps are issue-bound.
+  SM's warp schedulers, in order per warp, each after the stall its control bits ask for and after the
+  scoreboards it waits on are released.  With the calibration's `issue` figures the compiled table carries
+  the replay of the loop (`memsim.warp_issue`: cycles per trip with c CTAs resident) and of the code outside
+  it (prologue, epilogue, the masked tile: `cta_fixed_s`, once per CTA); without them, a loop iteration of a
+  CTA of w warps takes at least instructions x w / (min(4, resident warps) x clock).  Few warps cannot hide
+  each other's waits: small tiles with 1-2 warps, fp32 and spilling kernels are latency-bound here.
 
 The facts come from `memsim.compiled` (a table produced by ``python -m kernels.compiled_facts`` from
 the sm_90 compiler without a GPU).  When a launch is not in the table the hardware preset's
@@ -67,6 +69,13 @@ class LaunchCost:
     spill_store_l2_weight: float = 1.0
     #: the placement itself (None without spills)
     local: LocalMemory | None = None
+    #: MMA FLOPs one CTA issues per trip of the SASS tile loop when `issue_s_per_tile` is the replay's (the engine
+    #: divides by a tile's FLOPs: LLVM unrolls short loops, a trip may do several tiles); 0: one tile per trip
+    trip_mma_flops: float = 0.0
+    #: seconds of the SM's turn one CTA needs for its code outside the tile loop (the replay, once per CTA)
+    cta_fixed_s: float = 0.0
+    #: "replay" (the SASS replay, memsim.warp_issue), "instructions" (count / issue rate) or "" (no loop facts)
+    issue_source: str = ""
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -124,14 +133,33 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             src += " + no tile loop in the SASS: static spill counts once per CTA"
     per_sm, limit = ctas_per_sm(hw, smem_per_cta, warps, regs)
     loop = getattr(f, "loop", None) if f is not None else None
-    issue = 0.0
-    if loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
+    # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
+    resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
+    issue, issue_src, trip_flops, fixed = 0.0, "", 0.0, 0.0
+    rep = getattr(f, "issue", None) if f is not None else None
+    if (rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
+            and rep.get("tile_cycles")):
+        # the SASS replay with this calibration's figures, at the resident CTAs (beyond the replayed ones the SM
+        # is issue- or pipe-bound: cycles grow with the CTAs); each co-resident CTA's turn takes its share
+        clock = cal.sm_clock_Hz or hw.clock_Hz
+
+        def at(cycles: list) -> float:
+            k = min(resident, len(cycles))
+            return cycles[k - 1] * resident / k
+        if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
+            issue = at(rep["tile_cycles"]) / (resident * clock)
+            trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps
+        fixed = at(rep["straight_cycles"]) / (resident * clock)
+        issue_src = "replay"
+        src += "; SASS replay (memsim.warp_issue)"
+    elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
         # the SM issues warp_issue_per_sm_per_cycle warp instructions per clock, but a warp at most one: with
         # fewer resident warps than schedulers, the resident warps are the limit.  The engine books the
         # co-resident CTAs' turns one after another on the SM, so each turn takes its share.
         clock = cal.sm_clock_Hz or hw.clock_Hz
         lanes = min(hw.warp_issue_per_sm_per_cycle, warps * per_sm)
         issue = loop["instructions"] * warps / (lanes * clock)
+        issue_src = "instructions"
     threads = warps * 32
     local = None
     reload_per_byte = cal.l2_read_per_spill_load_byte
@@ -142,8 +170,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                              store_bytes_per_iteration=st_b or None,
                              reuse=(getattr(f, "loop", None) or {}).get("local_reuse"))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
-    # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
-    resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     local_s = 0.0
     if (st_b or ld_b) and per_sm >= 1:
         # every warp waits on its own reloads: the SM moves local bytes at the rate measured for its warps
@@ -166,5 +192,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_dram_write_fraction=local.dram_write_fraction if local else 0.0,
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
-        spill_once_per_cta=once_per_cta,
+        spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

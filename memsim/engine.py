@@ -335,6 +335,9 @@ class LaunchModel:
         self.sec_per_flop = cost.sec_per_flop
         self.sec_per_exp = cost.sec_per_exp
         self.issue_s_per_tile = cost.issue_s_per_tile
+        #: MMA FLOPs per trip of the replayed tile loop (0: one tile per trip) and the CTA's code outside it
+        self.trip_flops = cost.trip_mma_flops
+        self.cta_fixed_s = cost.cta_fixed_s
         self.local_s_per_tile = cost.local_s_per_tile
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
@@ -425,6 +428,9 @@ class LaunchModel:
             # of a CTA batch or of folded heads (memsim.grain) stands for several CTAs
             share = self.ctas_in(idx) / (sum(st_[4] for st_ in steps) or 1)
             sp_rd, sp_wr, local_tile = sp_rd * share, sp_wr * share, local_tile * share
+        # the code outside the tile loop (prologue, epilogue, masked tile), once per real CTA, in the last step
+        fixed = self.cta_fixed_s * jit * self.ctas_in(idx) if self.cta_fixed_s else 0.0
+        trip_flops = self.trip_flops
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
@@ -477,12 +483,18 @@ class LaunchModel:
             dur = flops * spf + exps * spe
             if issue_tile:  # the schedulers must issue every instruction of the tile loop
                 d_issue = tiles * issue_tile
+                if trip_flops and flops:  # an unrolled loop does several tiles per trip
+                    per_trip = round(trip_flops * tiles / flops)
+                    if per_trip > 1:
+                        d_issue /= per_trip
                 if d_issue > dur:
                     dur = d_issue
             if local_tile:  # ... and the warps wait on their spilled registers' round trips
                 d_local = tiles * local_tile
                 if d_local > dur:
                     dur = d_local
+            if fixed and k == n - 1:
+                dur += fixed
             t0 = first if first > prev_end else prev_end
             start = t0 if t0 > sm.free_at else sm.free_at
             end = start + dur

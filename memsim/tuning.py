@@ -154,7 +154,7 @@ def _issue_s(problem, schedule, hw, k: dict, facts) -> float:
     from .costs import launch_cost
     smem = check_fits(problem, schedule, hw.smem_per_block_bytes, hw.name)
     cost = launch_cost(hw, calibration_for(hw), k["name"], problem, schedule, smem, facts=facts)
-    return k["tiles"] * cost.issue_s_per_tile / max(1, min(hw.num_sms, k["num_ctas"]))
+    return (k["tiles"] * cost.issue_s_per_tile + k["num_ctas"] * cost.cta_fixed_s) / max(1, min(hw.num_sms, k["num_ctas"]))
 
 
 def rank(problem: AttentionProblem, cands, hardware, *, facts: dict | None = None,

@@ -1,0 +1,122 @@
+"""The figures `memsim.warp_issue.replay` needs, from microbenchmarks (never from attention cases).
+
+The `issue_latency` points (benchmarks/issue_latency_gpu.py) each time one chain loop and carry its SASS loop
+body (control bits included) and iterations per trip.  One figure per point, each the value that makes the
+replay of that point's body take the measured cycles (bisection: the replay is monotone in each figure):
+
+====================  ==========================================================  ===========================
+figure                point                                                        what it isolates
+====================  ==========================================================  ===========================
+MUFU release          ``mufu``, 1 chain, 1 warp, 1 CTA per SM                       exp2 -> dependent FMUL
+SFU issue cycles      ``mufu``, 4 chains, 4 warps, 4 CTAs per SM (16 warps)         the SFU's throughput
+SHFL release          ``shfl`` (1 warp, 1 CTA per SM)                               the warp butterfly
+LDS release           ``smem`` (4 warps, 1 CTA per SM)                              STS / BAR / LDS across warps
+====================  ==========================================================  ===========================
+
+LDSM, LDL (an L1 hit) and LDC take the LDS figure, S2R the SHFL one (same MIO queue; not isolated: said so in
+`IssueLatencies.source`).  The tensor pipes come from the `dot_chain` points (register-resident chains, no
+memory in the loop): mma.sync's per-scheduler rate = the best ``mma`` point's FLOP/s per SM / 4; the warpgroup
+rate = the best ``wgmma`` point's.  The remaining points (other chain counts and warps, the ``softmax`` mix)
+are not used: `check` replays them as the mechanism's test.
+"""
+from __future__ import annotations
+
+from .warp_issue import Instr, IssueLatencies, replay
+
+_FIT = (  # (figure, point selector) in the order they are fitted (later ones use the earlier)
+    ("MUFU", lambda p: p["kind"] == "mufu" and p["constexprs"].get("CHAINS") == 1 and p["num_warps"] == 1
+     and p["ctas_per_sm"] == 1),
+    ("mufu_cycles", lambda p: p["kind"] == "mufu" and p["constexprs"].get("CHAINS") == 4 and p["num_warps"] == 4
+     and p["ctas_per_sm"] == 4),
+    ("SHFL", lambda p: p["kind"] == "shfl" and p["num_warps"] == 1 and p["ctas_per_sm"] == 1),
+    ("LDS", lambda p: p["kind"] == "smem" and p["num_warps"] == 4 and p["ctas_per_sm"] == 1),
+)
+
+
+def body_of(point: dict) -> list[Instr]:
+    return [Instr.from_list(x) for x in point["body"]]
+
+
+def measured_cycles(point: dict, clock_Hz: float) -> float:
+    """Cycles per loop trip the card took: seconds per iteration x iterations per trip x clock."""
+    return point["s_per_iter"] * point.get("iterations_per_trip", 1) * clock_Hz
+
+
+def replay_point(point: dict, lat: IssueLatencies) -> float:
+    return replay(body_of(point), warps_per_cta=point["num_warps"], ctas=point["ctas_per_sm"], lat=lat)
+
+
+def _with(lat: IssueLatencies, name: str, value: float) -> IssueLatencies:
+    from dataclasses import replace
+    if name == "mufu_cycles":
+        return replace(lat, mufu_cycles=value)
+    cyc = dict(lat.cycles)
+    cyc[name] = value
+    if name == "LDS":
+        cyc.update(LDSM=value, LDL=value, LDC=value)
+    if name == "SHFL":
+        cyc["S2R"] = value
+    return replace(lat, cycles=cyc)
+
+
+def _bisect(point, lat, name, target, lo=0.0, hi=400.0, steps=30) -> float:
+    """The figure in [lo, hi] whose replay of `point` takes `target` cycles (clamped to the bounds)."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if replay_point(point, _with(lat, name, mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def tensor_rates(dot_chain_points: list, clock_Hz: float) -> tuple[float, float]:
+    """(mma.sync FLOPs per cycle per scheduler, warpgroup-MMA FLOPs per cycle per SM) from the best
+    register-resident fp16 dot-chain points of each kind."""
+    from .calibration import dot_kind
+    best = {"mma": 0.0, "wgmma": 0.0}
+    for r in dot_chain_points or []:
+        if r.get("error") or r.get("spills") or r.get("operand_b") == "memory" or not r.get("flops_per_sm_s"):
+            continue
+        k = dot_kind(r.get("dtype", "float16"), r["block_m"], int(r["num_warps"]))
+        if k in best:
+            best[k] = max(best[k], float(r["flops_per_sm_s"]))
+    if not best["mma"] or not best["wgmma"]:
+        raise ValueError("issue_fit: the dot_chain fact needs register-resident mma and wgmma points")
+    return best["mma"] / 4 / clock_Hz, best["wgmma"] / clock_Hz
+
+
+def fit(points: list, dot_chain_points: list, clock_Hz: float) -> IssueLatencies:
+    """IssueLatencies from the microbenchmarks (see the module doc)."""
+    hmma, hgmma = tensor_rates(dot_chain_points, clock_Hz)
+    lat = IssueLatencies(cycles={c: 0.0 for c in ("MUFU", "SHFL", "LDS", "LDSM", "LDL", "S2R", "LDC", "BAR")},
+                         hmma_flops_per_cycle=hmma, hgmma_flops_per_cycle=hgmma, mufu_cycles=1.0)
+    used = []
+    for name, sel in _FIT:
+        pts = [p for p in points if not p.get("error") and p.get("body") and sel(p)]
+        if not pts:
+            raise ValueError(f"issue_fit: no issue_latency point isolates {name}")
+        p = pts[0]
+        hi = 64.0 if name == "mufu_cycles" else 400.0
+        lat = _with(lat, name, _bisect(p, lat, name, measured_cycles(p, clock_Hz), hi=hi))
+        used.append(f"{name} from {p['kind']} w{p['num_warps']} c{p['ctas_per_sm']}")
+    from dataclasses import replace
+    src = ("issue_latency microbenchmark (" + "; ".join(used) + "); LDSM, LDL, LDC = LDS and S2R = SHFL (assumed, "
+           f"not isolated); tensor pipes from the best dot_chain points (mma {hmma:.0f} FLOP/cycle per scheduler, "
+           f"wgmma {hgmma:.0f} per SM); clock {clock_Hz / 1e9:.3f} GHz")
+    return replace(lat, source=src)
+
+
+def check(points: list, lat: IssueLatencies, clock_Hz: float) -> list[dict]:
+    """Replay every point: [{kind, warps, ctas, measured, replayed cycles per trip, error}] (the fitted points
+    included, marked)."""
+    fitted = {id(p) for _, sel in _FIT for p in points[:] if p.get("body") and sel(p)}
+    rows = []
+    for p in points:
+        if p.get("error") or not p.get("body"):
+            continue
+        m, r = measured_cycles(p, clock_Hz), replay_point(p, lat)
+        rows.append({"kind": p["kind"], "constexprs": p.get("constexprs"), "num_warps": p["num_warps"],
+                     "ctas_per_sm": p["ctas_per_sm"], "measured_cycles": m, "replayed_cycles": r,
+                     "error": r / m - 1.0, "fitted": id(p) in fitted})
+    return rows

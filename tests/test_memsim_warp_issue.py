@@ -1,0 +1,122 @@
+"""The SASS replay (memsim.warp_issue), its control-bit decoding (kernels.sass.instructions) and its calibration
+from the issue_latency microbenchmark (memsim.issue_fit)."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from memsim.warp_issue import Instr, IssueLatencies, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0338-issue_latency.json"
+
+
+def _lat(**kw) -> IssueLatencies:
+    base = dict(cycles={"MUFU": 20.0, "SHFL": 25.0, "LDS": 30.0, "BAR": 0.0}, hmma_flops_per_cycle=512.0,
+                hgmma_flops_per_cycle=4096.0, mufu_cycles=8.0)
+    base.update(kw)
+    return IssueLatencies(**base)
+
+
+@pytest.mark.parametrize("stalls", [[1, 1, 1], [4, 2, 1, 6], [15, 15]])
+def test_one_warp_pays_its_stall_counts(stalls):
+    body = [Instr("FFMA", s) for s in stalls]
+    assert replay(body, warps_per_cta=1, ctas=1, lat=_lat()) == pytest.approx(sum(stalls))
+
+
+def test_scoreboard_wait_adds_the_release_latency():
+    # MUFU sets SB0; the next instruction waits on it: 1 (issue) + the rest of the 20-cycle release
+    body = [Instr("MUFU", 1, write_sb=0), Instr("FMUL", 1, wait_mask=0b1)]
+    got = replay(body, warps_per_cta=1, ctas=1, lat=_lat())
+    assert got == pytest.approx(20 + 1), f"replayed {got} cycles per trip"
+
+
+@pytest.mark.parametrize("warps,ctas,expected", [(1, 1, 16.0), (4, 1, 16.0), (4, 4, 64.0), (8, 1, 32.0)])
+def test_warps_on_one_scheduler_share_its_sfu(warps, ctas, expected):
+    # two MUFUs per trip, 8 cycles each on the SFU of the warp's scheduler (warp i on scheduler i mod 4)
+    body = [Instr("MUFU", 1), Instr("MUFU", 1)]
+    got = replay(body, warps_per_cta=warps, ctas=ctas, lat=_lat())
+    assert got == pytest.approx(expected), f"{warps} warps x {ctas} CTAs: {got} cycles, expected {expected}"
+
+
+def test_barrier_waits_for_the_slowest_warp_of_the_cta():
+    # warp 0 and warp 4 share scheduler 0; a barrier makes every warp wait for the CTA's last arrival
+    body = [Instr("FFMA", 10), Instr("BAR", 1, barrier=True)]
+    one = replay(body, warps_per_cta=1, ctas=1, lat=_lat())
+    eight = replay(body, warps_per_cta=8, ctas=1, lat=_lat())
+    assert one == pytest.approx(11)
+    assert eight >= one
+
+
+def test_warpgroup_mma_runs_once_per_warpgroup():
+    # an HGMMA of 64x64x16 (131072 FLOPs) issued by the 4 warps of a warpgroup: 32 cycles at 4096 FLOP/cycle,
+    # not 4 x 32; then the warpgroup waits for it
+    body = [Instr("HGMMA", 1, mma_flops=2 * 64 * 64 * 16), Instr("WARPGROUP", 1, wgmma_wait=True)]
+    got = replay(body, warps_per_cta=4, ctas=1, lat=_lat())
+    assert 32 <= got < 2 * 32, got
+
+
+# --- control bits ------------------------------------------------------------------------------------------------
+SNIPPET = """
+.L_x_1:
+        /*0d80*/                   UIADD3 UR30, UR30, 0x1, URZ ;                                       /* 0x000000011e1e7890 */
+                                                                                                       /* 0x000fe2000fffe03f */
+        /*0d90*/                   DEPBAR.LE SB0, 0x0 ;                                                /* 0x000080000000791a */
+                                                                                                       /* 0x000fc80000000000 */
+        /*0da0*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;                                       /* 0x0000000000007b1d */
+                                                                                                       /* 0x002fe20000010000 */
+        /*0db0*/                   BRA `(.L_x_1) ;                                                     /* 0xfffffffc00f07947 */
+                                                                                                       /* 0x000fea000383ffff */
+"""
+
+
+def test_control_bits_are_decoded():
+    pytest.importorskip("triton")
+    from kernels.sass import instructions
+    ins, loops = instructions(SNIPPET)
+    got = [(x.op, x.stall, x.write_sb, x.read_sb, x.wait_mask, x.depbar, x.barrier) for x in ins]
+    want = [("UIADD3", 1, 7, 7, 0, None, False), ("DEPBAR", 4, 7, 7, 0, (0, 0), False),
+            ("BAR", 1, 7, 7, 0b10, None, True), ("BRA", 5, 7, 7, 0, None, False)]
+    assert got == want, "\n".join(f"{g} != {w}" for g, w in zip(got, want) if g != w)
+    assert loops == [(".L_x_1", 0, 3)]
+
+
+def test_instructions_need_the_encoding():
+    pytest.importorskip("triton")
+    from kernels.sass import SassError, instructions
+    # nvdisasm without -hex: no control word under each instruction
+    plain = "\n".join(ln for ln in SNIPPET.splitlines() if not ln.strip().startswith("/* 0x"))
+    with pytest.raises(SassError, match="-hex"):
+        instructions(plain)
+
+
+# --- calibration from the microbenchmark -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted():
+    from memsim import issue_fit
+    run = json.loads(RUN.read_text())
+    cal = json.loads((ROOT / "memsim/presets/h100-sxm.calibration.json").read_text())
+    clock = 1.979388617e9  # the card's SM clock during calibration (calibration sm_clock_Hz)
+    lat = issue_fit.fit(run["points"], cal["facts"]["dot_chain"], clock)
+    return issue_fit.check(run["points"], lat, clock), lat
+
+
+def test_fitted_points_are_reproduced(fitted):
+    rows, _ = fitted
+    bad = [r for r in rows if r["fitted"] and abs(r["error"]) > 0.01]
+    assert not bad, bad
+
+
+def test_points_not_fitted_are_predicted(fitted):
+    """The online-softmax mix (FFMA, FMNMX, MUFU, SHFL, STS/BAR/LDS at 1-16 warps per SM) and the other chain
+    counts were not used to fit: the replay must predict them within the issue's time goal (median 5 %)."""
+    rows, lat = fitted
+    held = [r for r in rows if not r["fitted"]]
+    med = statistics.median(abs(r["error"]) for r in held)
+    table = "\n".join(f"{r['kind']:8s} {r['constexprs']} w{r['num_warps']} c{r['ctas_per_sm']}: measured "
+                      f"{r['measured_cycles']:.0f}, replayed {r['replayed_cycles']:.0f} ({r['error']:+.1%})" for r in held)
+    assert len(held) >= 20
+    assert med <= 0.05, f"median {med:.1%} over {len(held)} points ({lat.fingerprint()}):\n{table}"
