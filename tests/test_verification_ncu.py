@@ -189,3 +189,36 @@ def test_assign_rows_by_launches_isolates_a_disagreeing_case():
     assert "b" not in got and "kernels and model disagree" in errors["b"]
     with pytest.raises(N.NcuError):
         N.assign_rows_by_launches(rs[:3], done)
+
+
+# --- global reductions / atomics (verification.ncu.atomic_bytes) ---------------------------------------------------
+def _atomic_metrics(t, ld, st, lld, lst, tma_ld=0.0, tma_st=0.0):
+    return {"l1tex__t_bytes.sum": t, "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum": ld,
+            "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum": st, "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum": lld,
+            "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum": lst,
+            "l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum": tma_ld,
+            "l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st.sum": tma_st}
+
+
+@pytest.mark.parametrize("t,ld,st,lld,lst,tma,expected", [
+    (1000.0, 600.0, 100.0, 200.0, 0.0, 0.0, 100.0),   # 100 B of RED/ATOM left in the t-stage
+    (900.0, 600.0, 100.0, 200.0, 0.0, 0.0, 0.0),      # none
+    (1000.0, 600.0, 100.0, 200.0, 0.0, 64.0, None),   # a TMA kernel: its t-stage residue is not atomics
+])
+def test_atomic_bytes_from_the_t_stage(t, ld, st, lld, lst, tma, expected):
+    from verification.ncu import atomic_bytes
+    assert atomic_bytes(_atomic_metrics(t, ld, st, lld, lst, tma_ld=tma)) == expected
+
+
+def test_atomic_bytes_need_the_local_counters():
+    from verification.ncu import atomic_bytes
+    m = _atomic_metrics(1000.0, 600.0, 100.0, 200.0, 0.0)
+    del m["l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum"]
+    assert atomic_bytes(m) is None
+
+
+def test_launch_record_counts_atomics_as_writes():
+    from verification.ncu import KernelRow, launch_record
+    rec = launch_record(KernelRow(id=0, name="_hopper_bwd_dkdvdq", metrics=_atomic_metrics(1000.0, 600.0, 100.0, 200.0, 0.0)))
+    assert rec["global_atomic_bytes"] == 100.0
+    assert rec["global_write_bytes"] == 100.0 + 100.0, rec

@@ -14,6 +14,9 @@ against the case's `kernel_launches()`.
 
 Levels (DESIGN.md "One record shape"):
 - global  = SM <-> memory requests: LSU global loads/stores (``l1tex__t_bytes_pipe_lsu_mem_global_op_ld/st``)
+            plus global reductions / atomics (no op_ld/op_st counter of their own among ours: the t-stage bytes
+            left after global ld/st and local ld/st, ``atomic_bytes``; counted as writes, as the byte contract
+            counts them; only for launches without TMA traffic, whose t-stage residue is something else)
             plus TMA bulk copies (``l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld``,
             ``l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st``), which bypass l1tex's t-stage;
             ``l1tex__t_bytes.sum`` (all LSU traffic through the t-stage) is kept as a cross-check.
@@ -177,6 +180,24 @@ def _add(*vals):
     return sum(vals) if vals else None
 
 
+def atomic_bytes(m: dict) -> float | None:
+    """Global reduction / atomic bytes of one launch: l1tex__t_bytes minus the global and local LSU loads and
+    stores (the t-stage's other global traffic: RED / ATOM).  None without the local counters (records before
+    2026-11-26 01:00 UTC) or with TMA traffic (a TMA kernel's t-stage holds a residue of its own: hopper_fwd
+    0.1-1.3 MB with no atomics)."""
+    vals = [_get(m, k) for k in ("l1tex__t_bytes.sum", "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum",
+                                 "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum",
+                                 "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum",
+                                 "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum")]
+    if any(v is None for v in vals):
+        return None
+    if (_get(m, "l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum") or 0.0) or \
+            (_get(m, "l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st.sum") or 0.0):
+        return None
+    t, ld, st, lld, lst = vals
+    return max(0.0, t - ld - st - lld - lst)
+
+
 def launch_record(row: KernelRow) -> dict:
     """Per-launch record in the model's keys (bytes, seconds); None where a metric is missing."""
     m = row.metrics
@@ -186,7 +207,8 @@ def launch_record(row: KernelRow) -> dict:
     tma_st = _get(m, "l1tex__m_l1tex2xbar_write_bytes_mem_global_op_tma_st.sum")
     t_bytes = _get(m, "l1tex__t_bytes.sum")
     rd = _add(lsu_ld, tma_ld) if lsu_ld is not None else None
-    wr = _add(lsu_st, tma_st) if lsu_st is not None else None
+    atom = atomic_bytes(m)
+    wr = _add(lsu_st, tma_st, atom) if lsu_st is not None else None
     l2r = _get(m, "lts__t_sectors_srcunit_tex_op_read.sum")
     l2w = _get(m, "lts__t_sectors_srcunit_tex_op_write.sum")
     rec = {
@@ -201,6 +223,7 @@ def launch_record(row: KernelRow) -> dict:
         "time_s": _get(m, "gpu__time_duration.sum"),
         # cross-check: all LSU traffic through the t-stage plus TMA = global read + write
         "global_bytes_l1tex_t": None if t_bytes is None else t_bytes + (tma_ld or 0.0) + (tma_st or 0.0),
+        "global_atomic_bytes": atom,
         "grid": row.grid,
         "block": row.block,
         "metrics": dict(m),

@@ -159,6 +159,36 @@ def print_set(rs: S.RandomSet, as_json: bool = False) -> None:
           f"time {rs.estimate_s * 1e3:.1f} ms", file=sys.stderr)
 
 
+def add_atomic_bytes(path: Path) -> bool:
+    """Re-derive a stored record's global write bytes with the global reductions / atomics its launches made
+    (`verification.ncu.atomic_bytes`, from the ncu counters the record keeps), as `launch_record` now counts
+    them.  Rewrites the record atomically; False when it already has them or none of its launches has any.
+    Every repeat's counters give the same bytes (byte counts have no spread), so the totals add the same sum."""
+    from memsim.io import write_json
+
+    from .ncu import atomic_bytes
+    rec = json.loads(Path(path).read_text())
+    if any("global_atomic_bytes" in k for k in rec.get("kernels", [])):
+        return False
+    adds = [atomic_bytes(k.get("metrics", {})) or 0.0 for k in rec.get("kernels", [])]
+    if not any(adds):
+        return False
+    for k, a in zip(rec["kernels"], adds):
+        k["global_atomic_bytes"] = a
+        k["global_write_bytes"] = (k.get("global_write_bytes") or 0.0) + a
+    for rep in rec.get("repeats", []):
+        for k, a in zip(rep.get("kernels", []), adds):
+            k["global_write_bytes"] = (k.get("global_write_bytes") or 0.0) + a
+        if rep.get("total", {}).get("global_write_bytes") is not None:
+            rep["total"]["global_write_bytes"] += sum(adds)
+    rec["total"]["global_write_bytes"] = (rec["total"].get("global_write_bytes") or 0.0) + sum(adds)
+    rec.setdefault("provenance", {})["rederived"] = (
+        "global_write_bytes += global reductions/atomics (verification.ncu.atomic_bytes: l1tex__t_bytes minus "
+        "global and local LSU ld/st), python -m verification.randomsets atomics, 2026-11-26")
+    write_json(path, rec, overwrite=True)
+    return True
+
+
 def main(argv=None) -> int:
     from memsim.cli.errors import make_parser, run_cli
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -187,6 +217,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("unpack")
     p.add_argument("bundle")
     p.add_argument("--archive-old", action="store_true")
+    p = sub.add_parser("atomics", help="add the global reductions/atomics of stored records to their global "
+                                      "write bytes (records measured before ncu.launch_record counted them)")
+    p.add_argument("folders", nargs="+", help="random-set folders of <case>.json records")
     a = ap.parse_args(argv)
 
     def run() -> int:
@@ -200,6 +233,13 @@ def main(argv=None) -> int:
                                ncu_timeout_s=a.ncu_timeout, time_timeout_s=a.time_timeout,
                                archive_old=a.archive_old, resume=a.resume)
             return 0 if not summ["failed"] else 1
+        if a.cmd == "atomics":
+            files = [f for d in a.folders for f in sorted(Path(d).glob("*.json"))]
+            if not files:
+                raise ValueError(f"no <case>.json records in {', '.join(a.folders)}")
+            changed = [f.name for f in files if add_atomic_bytes(f)]
+            print(f"{len(changed)} of {len(files)} record(s) re-derived: {', '.join(changed) or '-'}", file=sys.stderr)
+            return 0
         d, cases = unpack(a.bundle, archive_old=a.archive_old)
         print(f"unpacked {len(cases)} record(s) into {d}", file=sys.stderr)
         return 0
