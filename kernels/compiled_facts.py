@@ -254,8 +254,15 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                 if not same_specialisation(e.get("specialisation"), _spec_text(src, options)):
                     raise CompiledFactsError("the kernel no longer specialises as the entry records")
                 ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
-                facts = issue_facts(disassemble(ck.asm["cubin"]), arch, num_warps=e["num_warps"],
-                                    regs=e["regs_per_thread"], shared=e["shared_bytes"])
+                text = disassemble(ck.asm["cubin"])
+                old = e.get("issue") or {}
+                if old.get("latencies") == want and old.get("profile") == 2:
+                    # profile 2 -> 3 adds only the count of the code outside every loop: no need to replay again
+                    from kernels.sass import straight_instructions
+                    facts = {**old, "straight_instructions": straight_instructions(text), "profile": PROFILE_VERSION}
+                else:
+                    facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
+                                        shared=e["shared_bytes"])
                 pending[key_] = {"issue": facts}
                 break
             else:

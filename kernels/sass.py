@@ -266,9 +266,22 @@ def instructions(sass: str):
     return out, loops
 
 
+def _outside_loops(ins: list, loops: list) -> list:
+    """The code outside every loop (prologue, epilogue): the other loops (the masked diagonal tile, a ragged
+    tail) run once per masked tile, which the engine books as tiles at the tile loop's cost."""
+    in_loop = {k for _, a, b in loops for k in range(a, b + 1)}
+    return [x for k, x in enumerate(ins) if k not in in_loop and x.op not in ("BRA", "EXIT", "NOP")]
+
+
+def straight_instructions(sass: str) -> int:
+    """How many instructions `issue_profile` replays once per CTA (its ``straight_instructions``)."""
+    ins, loops = instructions(sass)
+    return len(_outside_loops(ins, loops))
+
+
 #: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
-#: (2: the code outside the tile loop excludes every loop body)
-PROFILE_VERSION = 2
+#: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions)
+PROFILE_VERSION = 3
 
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:
@@ -292,13 +305,11 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | No
         lb, _ = _pick_tile_loop(named)
         span = next((a, b) for l2, a, b in loops if l2 == lb)
     body = ins[span[0]:span[1] + 1] if span else []
-    # the code outside every loop (prologue, epilogue): the other loops (the masked diagonal tile, a ragged tail)
-    # run once per masked tile, which the engine books as tiles at the tile loop's cost
-    in_loop = {k for _, a, b in loops for k in range(a, b + 1)}
-    rest = [x for k, x in enumerate(ins) if k not in in_loop and x.op not in ("BRA", "EXIT", "NOP")]
+    rest = _outside_loops(ins, loops)
     flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
     out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
-           "tile_instructions": len(body), "latencies": lat.fingerprint(), "profile": PROFILE_VERSION}
+           "tile_instructions": len(body), "straight_instructions": len(rest), "latencies": lat.fingerprint(),
+           "profile": PROFILE_VERSION}
     for c in range(1, max(1, max_ctas) + 1):
         out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=lat), 1) if body else 0.0)
         out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=lat, trips=1), 1)

@@ -93,6 +93,9 @@ class Calibration:
     #: pipes) from the `issue_latency` microbenchmark and the dot-chain points (memsim.issue_fit); None: not
     #: calibrated (the issue limit is then instructions / issue rate)
     issue: object | None = None
+    #: instruction fetch: ((code bytes, cycles per instruction), ...) from the `icache` microbenchmark (one warp
+    #: per SM; memsim.issue_fit.icache_curve_from); None: code is assumed to be at hand
+    icache_curve: tuple | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -244,6 +247,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("issue_latency") and facts.get("dot_chain"):
         from .issue_fit import fit
         kw["issue"] = fit(facts["issue_latency"], facts["dot_chain"], kw.get("sm_clock_Hz") or hw.clock_Hz)
+    if facts.get("icache"):
+        from .issue_fit import icache_curve_from
+        kw["icache_curve"] = icache_curve_from(facts["icache"], kw.get("sm_clock_Hz") or hw.clock_Hz)
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 

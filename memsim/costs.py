@@ -146,10 +146,15 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         def at(cycles: list) -> float:
             k = min(resident, len(cycles))
             return cycles[k - 1] * resident / k
+        # ... and at least the time to fetch the code (calibration icache_curve): a loop or block larger than the
+        # instruction caches streams from the L2 every pass; the resident warps run the same code and share it
+        from .issue_fit import fetch_cycles
         if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
-            issue = at(rep["tile_cycles"]) / (resident * clock)
+            trip = max(at(rep["tile_cycles"]), fetch_cycles(cal.icache_curve, rep["tile_instructions"]))
+            issue = trip / (resident * clock)
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps
-        fixed = at(rep["straight_cycles"]) / (resident * clock)
+        straight = max(at(rep["straight_cycles"]), fetch_cycles(cal.icache_curve, rep.get("straight_instructions", 0)))
+        fixed = straight / (resident * clock)
         issue_src = "replay"
         src += "; SASS replay (memsim.warp_issue)"
     elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:

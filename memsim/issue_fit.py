@@ -120,3 +120,34 @@ def check(points: list, lat: IssueLatencies, clock_Hz: float) -> list[dict]:
                      "ctas_per_sm": p["ctas_per_sm"], "measured_cycles": m, "replayed_cycles": r,
                      "error": r / m - 1.0, "fitted": id(p) in fitted})
     return rows
+
+
+# --- instruction fetch ---------------------------------------------------------------------------------------------
+def icache_curve_from(points: list, clock_Hz: float) -> tuple:
+    """((code bytes, cycles per instruction), ...) by rising code size, from the `icache` points with one warp
+    per SM (benchmarks/icache_gpu.py: a loop of K independent FFMAs, 4 KB - 512 KB of code): below the caches'
+    capacity one instruction per cycle (the replay), above it the fetch rate (H100: 2.8 cycles per 16-byte
+    instruction at 64-128 KB, 5.9 at 256-512 KB).  Four warps of one CTA take the same time as one (they share
+    the fetches)."""
+    rows = sorted((int(p["code_bytes"]), measured_cycles(p, clock_Hz) / (p["code_bytes"] / 16))
+                  for p in points if not p.get("error") and p.get("code_bytes") and p["num_warps"] == 1
+                  and p["ctas_per_sm"] == 1)
+    if len(rows) < 2:
+        raise ValueError("issue_fit: the icache fact needs one-warp points of at least two code sizes")
+    return tuple(rows)
+
+
+def fetch_cycles(curve, instructions: int) -> float:
+    """Cycles the SM needs to fetch one pass over `instructions` SASS instructions (16 bytes each) when they run
+    as one loop body or straight-line block: instructions x the cycles per instruction of the largest measured
+    code size not above this one (a cache level holds at least the largest size that still ran at its rate;
+    set E's naive_qk with 192 KB of straight-line code ran at the 128 KB rate), clamped to the smallest point.
+    0 without a curve."""
+    if not curve or instructions <= 0:
+        return 0.0
+    size = 16.0 * instructions
+    cpi = curve[0][1]
+    for s0, c0 in curve:
+        if s0 <= size:
+            cpi = c0
+    return instructions * cpi

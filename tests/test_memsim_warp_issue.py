@@ -120,3 +120,44 @@ def test_points_not_fitted_are_predicted(fitted):
                       f"{r['measured_cycles']:.0f}, replayed {r['replayed_cycles']:.0f} ({r['error']:+.1%})" for r in held)
     assert len(held) >= 20
     assert med <= 0.05, f"median {med:.1%} over {len(held)} points ({lat.fingerprint()}):\n{table}"
+
+
+# --- instruction fetch (icache microbenchmark) ---------------------------------------------------------------------
+ICACHE = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0415-icache.json"
+
+
+def test_fetch_bound_predicts_the_one_cta_points():
+    """The fetch curve comes from the one-warp points; one CTA of four warps (one per scheduler) runs the same code
+    and must take max(replay, fetch) too (they share the fetches), from 4 KB to 256 KB of loop code."""
+    from memsim import issue_fit
+    run = json.loads(ICACHE.read_text())
+    cal = json.loads((ROOT / "memsim/presets/h100-sxm.calibration.json").read_text())
+    clock = 1.979388617e9
+    lat = issue_fit.fit(cal["facts"]["issue_latency"], cal["facts"]["dot_chain"], clock)
+    curve = issue_fit.icache_curve_from(run["points"], clock)
+    rows = []
+    for p in run["points"]:
+        if p.get("error") or (p["num_warps"], p["ctas_per_sm"]) != (4, 1):
+            continue
+        n = len(p["body"])
+        pred = max(issue_fit.replay_point(p, lat), issue_fit.fetch_cycles(curve, n))
+        meas = issue_fit.measured_cycles(p, clock)
+        rows.append((p["code_bytes"], meas, pred, pred / meas - 1))
+    assert len(rows) >= 5
+    bad = [r for r in rows if abs(r[3]) > 0.05]
+    assert not bad, "\n".join(f"{b} B of code: measured {m:.0f}, predicted {q:.0f} cycles ({e:+.1%})" for b, m, q, e in bad)
+
+
+def test_fetch_curve_passes_through_its_points_and_clamps():
+    from memsim import issue_fit
+    run = json.loads(ICACHE.read_text())
+    clock = 1.979388617e9
+    curve = issue_fit.icache_curve_from(run["points"], clock)
+    for p in run["points"]:
+        if p.get("error") or (p["num_warps"], p["ctas_per_sm"]) != (1, 1):
+            continue
+        got = issue_fit.fetch_cycles(curve, p["code_bytes"] // 16)
+        assert got == pytest.approx(issue_fit.measured_cycles(p, clock), rel=1e-9), p["code_bytes"]
+    big = curve[-1][0] // 16
+    assert issue_fit.fetch_cycles(curve, 4 * big) == pytest.approx(4 * issue_fit.fetch_cycles(curve, big))
+    assert issue_fit.fetch_cycles(None, 1000) == 0.0
