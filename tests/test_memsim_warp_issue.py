@@ -2,6 +2,7 @@
 from the issue_latency microbenchmark (memsim.issue_fit)."""
 from __future__ import annotations
 
+import gzip
 import json
 import statistics
 from pathlib import Path
@@ -123,14 +124,14 @@ def test_points_not_fitted_are_predicted(fitted):
 
 
 # --- instruction fetch (icache microbenchmark) ---------------------------------------------------------------------
-ICACHE = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0415-icache.json"
+ICACHE = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0415-icache.json.gz"
 
 
 def test_fetch_bound_predicts_the_one_cta_points():
     """The fetch curve comes from the one-warp points; one CTA of four warps (one per scheduler) runs the same code
     and must take max(replay, fetch) too (they share the fetches), from 4 KB to 256 KB of loop code."""
     from memsim import issue_fit
-    run = json.loads(ICACHE.read_text())
+    run = json.loads(gzip.decompress(ICACHE.read_bytes()))
     cal = json.loads((ROOT / "memsim/presets/h100-sxm.calibration.json").read_text())
     clock = 1.979388617e9
     lat = issue_fit.fit(cal["facts"]["issue_latency"], cal["facts"]["dot_chain"], clock)
@@ -150,7 +151,7 @@ def test_fetch_bound_predicts_the_one_cta_points():
 
 def test_fetch_curve_passes_through_its_points_and_clamps():
     from memsim import issue_fit
-    run = json.loads(ICACHE.read_text())
+    run = json.loads(gzip.decompress(ICACHE.read_bytes()))
     clock = 1.979388617e9
     curve = issue_fit.icache_curve_from(run["points"], clock)
     for p in run["points"]:
