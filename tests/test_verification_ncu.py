@@ -222,3 +222,11 @@ def test_launch_record_counts_atomics_as_writes():
     rec = launch_record(KernelRow(id=0, name="_hopper_bwd_dkdvdq", metrics=_atomic_metrics(1000.0, 600.0, 100.0, 200.0, 0.0)))
     assert rec["global_atomic_bytes"] == 100.0
     assert rec["global_write_bytes"] == 100.0 + 100.0, rec
+
+
+def test_atomic_bytes_prefer_the_direct_counters():
+    from verification.ncu import atomic_bytes
+    m = _atomic_metrics(1000.0, 600.0, 100.0, 200.0, 0.0, tma_ld=64.0)  # even beside TMA traffic
+    m["l1tex__t_bytes_pipe_lsu_mem_global_op_red.sum"] = 96.0
+    m["l1tex__t_bytes_pipe_lsu_mem_global_op_atom.sum"] = 4.0
+    assert atomic_bytes(m) == 100.0

@@ -52,6 +52,10 @@ METRICS = {
     # spill traffic the model predicts (memsim.costs: SASS counts per loop iteration) beside the L2 it reaches
     "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum": "local-memory load bytes (LSU: spill reloads)",
     "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum": "local-memory store bytes (LSU: spill stores)",
+    # global reductions and atomics (hopper bwd's dQ adds): writes of the byte contract, not in op_st (names checked
+    # with ncu --query-metrics --chip gh100 on the card, 2026-11-26)
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_red.sum": "global reduction bytes (LSU: RED)",
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_atom.sum": "global atomic bytes (LSU: ATOM)",
 }
 
 #: the record keys shared with memsim's SimResult.to_dict()
@@ -181,10 +185,14 @@ def _add(*vals):
 
 
 def atomic_bytes(m: dict) -> float | None:
-    """Global reduction / atomic bytes of one launch: l1tex__t_bytes minus the global and local LSU loads and
-    stores (the t-stage's other global traffic: RED / ATOM).  None without the local counters (records before
+    """Global reduction / atomic bytes of one launch: ncu's op_red + op_atom bytes where the record has them, else
+    l1tex__t_bytes minus the global and local LSU loads and stores (the t-stage's other global traffic: RED / ATOM).  None without the local counters (records before
     2026-11-26 01:00 UTC) or with TMA traffic (a TMA kernel's t-stage holds a residue of its own: hopper_fwd
     0.1-1.3 MB with no atomics)."""
+    red, atom = (_get(m, "l1tex__t_bytes_pipe_lsu_mem_global_op_red.sum"),
+                 _get(m, "l1tex__t_bytes_pipe_lsu_mem_global_op_atom.sum"))
+    if red is not None or atom is not None:  # measured directly (records from 2026-11-26 04:40 UTC on)
+        return (red or 0.0) + (atom or 0.0)
     vals = [_get(m, k) for k in ("l1tex__t_bytes.sum", "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum",
                                  "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum",
                                  "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum",
