@@ -576,33 +576,30 @@ def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tupl
 
 
 # --- decode mechanism microbenchmarks (benchmarks/decode_mechanisms_gpu.py; not decode cases) --------------------
-#: preset -> the run file of `benchmarks/decode_mechanisms_gpu.py` (ncu, default cache control, clocks free).  A
-#: preset without one gets none of these mechanisms.  (Its home should be the preset's calibration file; the
-#: figures are read from the raw points here, never copied into code.)
-DECODE_MECHANISM_RUNS = {
-    "h100-sxm": "verification/data/nvidia-h100-80gb-hbm3/decode/mechanisms/run-2026-11-26T0323-decode_mech.json",
-}
-_MECH_CACHE: dict = {}
+def mechanism_points_of(doc: dict, where: str) -> list:
+    """The usable points of a `benchmarks/decode_mechanisms_gpu.py` run (its "points", or a calibration fact's
+    list); ValueError for a run without points."""
+    pts = doc.get("points") if isinstance(doc, dict) else doc
+    if not pts:
+        raise ValueError(f"{where}: no 'points' (a benchmarks/decode_mechanisms_gpu.py run file has them)")
+    return [p for p in pts if "error" not in p and p.get("time_s")]
 
 
 def decode_mechanism_points(hw_name: str) -> list | None:
-    """The measured points of the preset's decode mechanism run (None if it has none).  Raises ValueError for a
-    run file without points."""
-    rel = DECODE_MECHANISM_RUNS.get(hw_name)
-    if rel is None:
+    """The measured points of the preset's decode mechanisms: its calibration's `decode_mechanisms` fact (merged
+    from benchmarks/decode_mechanisms_gpu.py runs, memsim/presets/<hw>.calibration.json); None without one."""
+    from .calibration import calibration_for, calibration_path
+    from .hardware import HardwareError, load_hardware
+    try:
+        hw = load_hardware(hw_name)
+    except HardwareError:
         return None
-    if rel not in _MECH_CACHE:
-        import json
-        from pathlib import Path
-        path = Path(__file__).resolve().parent.parent / rel
-        if not path.is_file():
-            return None
-        with open(path) as f:
-            pts = json.load(f).get("points")
-        if not pts:
-            raise ValueError(f"{path}: no 'points' (a benchmarks/decode_mechanisms_gpu.py run file has them)")
-        _MECH_CACHE[rel] = [p for p in pts if "error" not in p and p.get("time_s")]
-    return _MECH_CACHE[rel]
+    if not calibration_path(hw).is_file():  # a preset without its own calibration (scaled copies measured none)
+        return None
+    facts = (calibration_for(hw).raw or {}).get("facts", {})
+    if "decode_mechanisms" not in facts:
+        return None
+    return mechanism_points_of(facts["decode_mechanisms"], f"{hw_name} calibration fact decode_mechanisms")
 
 
 def _slope(xs, ys) -> float:

@@ -14,8 +14,8 @@ H100 = "h100-sxm"
 
 def _points():
     from pathlib import Path
-    path = Path(I.__file__).resolve().parent.parent / I.DECODE_MECHANISM_RUNS[H100]
-    return json.loads(path.read_text())["points"]
+    cal = Path(I.__file__).resolve().parent / "presets" / f"{H100}.calibration.json"
+    return json.loads(cal.read_text())["facts"]["decode_mechanisms"]
 
 
 def _lsq_slope(xs, ys):
@@ -101,9 +101,15 @@ def test_last_tile_drain_is_two_dots_at_the_dot_chain_rate_and_adds_to_a_short_k
     assert k["time_s"] - k0["time_s"] == pytest.approx(k["drain_s"], rel=1e-6)
 
 
-def test_a_run_file_without_points_is_refused(tmp_path, monkeypatch):
-    bad = tmp_path / "run.json"
-    bad.write_text(json.dumps({"provenance": {}}))
-    monkeypatch.setitem(I.DECODE_MECHANISM_RUNS, "fake-hw", str(bad))
+def test_a_run_file_without_points_is_refused():
     with pytest.raises(ValueError, match="no 'points'"):
-        I.decode_mechanism_points("fake-hw")
+        I.mechanism_points_of({"provenance": {}}, "run.json")
+    with pytest.raises(ValueError, match="no 'points'"):
+        I.mechanism_points_of([], "a calibration fact")
+
+
+def test_the_points_come_from_the_preset_calibration():
+    pts = I.decode_mechanism_points(H100)
+    assert pts and all("error" not in p for p in pts)
+    assert I.decode_mechanism_points("a100-40gb") is None  # no calibration file of its own
+    assert I.decode_mechanism_points("not-a-preset") is None
