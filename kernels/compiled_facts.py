@@ -214,7 +214,7 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
     return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue)
 
 
-def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None) -> int:
+def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None, launch_prefix: str = "") -> int:
     """Recompute the table entries' `issue` figures (the replay of their SASS with today's calibration) where
     they are missing or were computed with other figures: each entry's launch compiled again from the problem
     and schedule it records (Triton's cache makes that a lookup for unchanged kernels); registers and spills are
@@ -237,6 +237,8 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
     if cases is not None:
         mine = {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
         keys = [k_ for k_ in keys if k_ in mine]
+    if launch_prefix:
+        keys = [k_ for k_ in keys if k_.startswith(launch_prefix)]
     i, k = (int(x) for x in shard.split("/"))
     keys = keys[i::k]
     failed = 0
@@ -256,10 +258,10 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                 ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
                 text = disassemble(ck.asm["cubin"])
                 old = e.get("issue") or {}
-                if old.get("latencies") == want and old.get("profile") == 2:
-                    # profile 2 -> 3 adds only the count of the code outside every loop: no need to replay again
-                    from kernels.sass import straight_instructions
-                    facts = {**old, "straight_instructions": straight_instructions(text), "profile": PROFILE_VERSION}
+                if old.get("latencies") == want and old.get("profile") in (2, 3):
+                    # profiles 2, 3 -> 4 add only counts of the code outside every loop: no need to replay again
+                    from kernels.sass import straight_counts
+                    facts = {**old, **straight_counts(text), "profile": PROFILE_VERSION}
                 else:
                     facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
                                         shared=e["shared_bytes"])
@@ -411,11 +413,14 @@ def main(argv=None) -> int:
     ap.add_argument("--refresh-issue", action="store_true", help="replay the SASS of every entry (or of the "
                     "given cases' entries) whose issue figures are missing or stale, with the preset's calibrated "
                     "figures (memsim.warp_issue), and store them")
+    ap.add_argument("--launch-prefix", default="", metavar="NAME", help="with --refresh-issue: only the entries of "
+                    "launches whose name starts with this (e.g. hopper_: the only kernels with device-built TMA "
+                    "descriptors)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     a = ap.parse_args(argv)
     if a.refresh_issue:
         only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
-        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only,
+        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only, launch_prefix=a.launch_prefix,
                                   command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     try:
         cases = cases_for(a)

@@ -273,15 +273,19 @@ def _outside_loops(ins: list, loops: list) -> list:
     return [x for k, x in enumerate(ins) if k not in in_loop and x.op not in ("BRA", "EXIT", "NOP")]
 
 
-def straight_instructions(sass: str) -> int:
-    """How many instructions `issue_profile` replays once per CTA (its ``straight_instructions``)."""
+def straight_counts(sass: str) -> dict:
+    """The counts `issue_profile` records besides its replays: ``straight_instructions`` (the code it replays once
+    per CTA) and ``tma_descriptor_inits`` (device-built TMA descriptors per CTA: ``UTMACCTL`` -- the descriptor
+    cache invalidation that follows writing one -- outside every loop)."""
     ins, loops = instructions(sass)
-    return len(_outside_loops(ins, loops))
+    rest = _outside_loops(ins, loops)
+    return {"straight_instructions": len(rest), "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest)}
 
 
 #: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
-#: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions)
-PROFILE_VERSION = 3
+#: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions; 4: and
+#: tma_descriptor_inits)
+PROFILE_VERSION = 4
 
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:
@@ -308,7 +312,8 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | No
     rest = _outside_loops(ins, loops)
     flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
     out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
-           "tile_instructions": len(body), "straight_instructions": len(rest), "latencies": lat.fingerprint(),
+           "tile_instructions": len(body), "straight_instructions": len(rest),
+           "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest), "latencies": lat.fingerprint(),
            "profile": PROFILE_VERSION}
     for c in range(1, max(1, max_ctas) + 1):
         out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=lat), 1) if body else 0.0)

@@ -76,6 +76,9 @@ class LaunchCost:
     cta_fixed_s: float = 0.0
     #: "replay" (the SASS replay, memsim.warp_issue), "instructions" (count / issue rate) or "" (no loop facts)
     issue_source: str = ""
+    #: seconds a CTA waits before its first loads go out: its device-built TMA descriptors (calibration
+    #: tma_descriptor_s x the SASS's UTMACCTL count); latency, not SM time (co-resident CTAs overlap it)
+    cta_start_s: float = 0.0
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -135,7 +138,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     loop = getattr(f, "loop", None) if f is not None else None
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
-    issue, issue_src, trip_flops, fixed = 0.0, "", 0.0, 0.0
+    issue, issue_src, trip_flops, fixed, start_s = 0.0, "", 0.0, 0.0, 0.0
     rep = getattr(f, "issue", None) if f is not None else None
     if (rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
             and rep.get("tile_cycles")):
@@ -155,6 +158,9 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps
         straight = max(at(rep["straight_cycles"]), fetch_cycles(cal.icache_curve, rep.get("straight_instructions", 0)))
         fixed = straight / (resident * clock)
+        n_desc = rep.get("tma_descriptor_inits", 0)
+        if n_desc and cal.tma_descriptor_s:
+            start_s = cal.tma_descriptor_s[0] + cal.tma_descriptor_s[1] * n_desc
         issue_src = "replay"
         src += "; SASS replay (memsim.warp_issue)"
     elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
@@ -198,4 +204,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
+        cta_start_s=start_s,
         spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

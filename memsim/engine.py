@@ -338,6 +338,8 @@ class LaunchModel:
         #: MMA FLOPs per trip of the replayed tile loop (0: one tile per trip) and the CTA's code outside it
         self.trip_flops = cost.trip_mma_flops
         self.cta_fixed_s = cost.cta_fixed_s
+        #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
+        self.cta_start_s = cost.cta_start_s
         self.local_s_per_tile = cost.local_s_per_tile
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
@@ -398,6 +400,8 @@ class LaunchModel:
             self.next_dispatch = t + self.cta_dispatch_s * self.ctas_in(idx)
             if t > env.now:
                 yield env.timeout(t - env.now)
+        if self.cta_start_s:  # once per event: a batch's or folded heads' CTAs overlap it (it is latency)
+            yield env.timeout(self.cta_start_s)
         l2read, evict = l2.read, l2.evict
         sm = self.sms[sm_id]
         steps = self.work.cta_steps(idx)

@@ -162,3 +162,25 @@ def test_fetch_curve_passes_through_its_points_and_clamps():
     big = curve[-1][0] // 16
     assert issue_fit.fetch_cycles(curve, 4 * big) == pytest.approx(4 * issue_fit.fetch_cycles(curve, big))
     assert issue_fit.fetch_cycles(None, 1000) == 0.0
+
+
+# --- device-built TMA descriptors (tma_descriptor microbenchmark) ---------------------------------------------------
+TMA_RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0445-tma_descriptor.json"
+
+
+def test_descriptor_latency_is_the_line_through_the_one_wave_points():
+    from memsim.calibration import tma_descriptor_from
+    pts = json.loads(TMA_RUN.read_text())["points"]
+    a, b = tma_descriptor_from(pts)["tma_descriptor_s"]
+    one = {(r["ndesc"], r["tma"]): r["time_s"] for r in pts if r["waves"] == 1}
+    for n in (1, 4):  # two points, a line through both
+        assert a + b * n == pytest.approx(one[(n, True)] - one[(n, False)], rel=1e-6)
+    # at eight waves co-resident CTAs overlap it: the extra per wave is far below one CTA's latency
+    eight = {(r["ndesc"], r["tma"]): r["time_s"] for r in pts if r["waves"] == 8}
+    assert (eight[(4, True)] - eight[(4, False)]) / 8 < 0.5 * (a + 4 * b)
+
+
+def test_descriptor_fit_needs_two_descriptor_counts():
+    from memsim.calibration import tma_descriptor_from
+    assert tma_descriptor_from([{"waves": 1, "ndesc": 1, "tma": True, "time_s": 2e-6},
+                                {"waves": 1, "ndesc": 1, "tma": False, "time_s": 1e-6}]) == {}
