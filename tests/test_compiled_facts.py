@@ -121,3 +121,18 @@ def test_bad_case_sources_are_one_line_errors(argv, word, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_entry_carries_replay_figures_of_todays_calibration():
+    """The issue replay's figures in the table were computed with the calibration's figures (fingerprint): a change
+    to the calibration that moves them (a new fact, another clock) must come with
+    `python -m kernels.compiled_facts --refresh-issue`, or the model silently falls back to the instruction count."""
+    pytest.importorskip("simpy")
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.compiled import load_table
+    cal = calibration_for(memsim.load_hardware("h100-sxm"))
+    assert cal.issue is not None
+    want = cal.issue.fingerprint()
+    stale = [k for k, e in load_table("sm90").items() if (e.get("issue") or {}).get("latencies") != want]
+    assert not stale, f"{len(stale)} entries replayed with other figures than {want}, e.g. {stale[:3]}"
