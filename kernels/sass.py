@@ -170,13 +170,21 @@ def profile(body: list[str], label: str) -> LoopProfile:
 def _pick_tile_loop(loops: list):
     """(label, body) of the tile loop among `loops` [(label, body of opcodes)] (the rule in `tile_loop`)."""
     with_mma = [(lb, b) for lb, b in loops if any(op.split(":")[0] in MMA_OPS for op in b)]
+    if with_mma:
+        return with_mma[0]
     real = [(lb, b) for lb, b in loops if len(b) >= MIN_LOOP_INSTRUCTIONS]
-    return with_mma[0] if with_mma else (real[0] if real else max(loops, key=lambda x: len(x[1])))
+    if not real:
+        return max(loops, key=lambda x: len(x[1]))
+    # fp32 dots run on FFMAs: the first loop doing at least half the most FFMAs of any loop (set I's fp32 flash1
+    # opens with a 272-instruction loop of stores that zero its O workspace: no FFMA, not the tile loop)
+    ffma = [sum(op == "FFMA" for op in b) for _, b in real]
+    top = max(ffma)
+    return next(lb_b for lb_b, n in zip(real, ffma) if n >= 0.5 * top) if top else real[0]
 
 
 def tile_loop(sass: str) -> LoopProfile | None:
     """The tile loop: the first loop holding tensor-core instructions, else the first loop of at least
-    MIN_LOOP_INSTRUCTIONS (program order; None: no loop).
+    MIN_LOOP_INSTRUCTIONS doing at least half the FFMAs of the loop that does most (program order; None: no loop).
 
     "First", not "longest", for loops without MMAs (fp32 dots run on FMAs): flash2's K/V loop comes twice,
     the unmasked blocks first and the masked diagonal / ragged tail after, and the masked copy is the longer
@@ -284,8 +292,8 @@ def straight_counts(sass: str) -> dict:
 
 #: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
 #: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions; 4: and
-#: tma_descriptor_inits)
-PROFILE_VERSION = 4
+#: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too)
+PROFILE_VERSION = 5
 
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:

@@ -120,3 +120,22 @@ def test_local_reuse_none_without_local_memory():
     body = dict(S.parse(SASS))[".L_x_0"]
     assert S.local_reuse(body) is None
     assert S.profile(body, ".L_x_0").local_reuse is None
+
+
+def _loop(label: str, ops: list[str], addr: int) -> tuple[str, int]:
+    lines = [f"{label}:"]
+    for op in ops + [f"@P0 BRA `({label})"]:
+        lines.append(f"        /*{addr:04x}*/                   {op} ;")
+        addr += 16
+    return "\n".join(lines), addr
+
+
+@pytest.mark.parametrize("first_ffma,second_ffma,want", [
+    (0, 40, ".L_x_1"),    # set I's fp32 flash1: a store loop zeroing O comes first, then the dot loop
+    (40, 44, ".L_x_0"),   # flash2 fp32: unmasked loop first, the masked copy (a few more) second
+    (10, 40, ".L_x_1"),   # a first loop with a quarter of the FFMAs is not the tile loop
+])
+def test_without_mma_the_first_loop_with_most_of_the_ffmas(first_ffma, second_ffma, want):
+    a, addr = _loop(".L_x_0", ["STG.E [R2.64], RZ"] * 12 + ["FFMA R4, R5, R6, R4"] * first_ffma, 0)
+    b, addr = _loop(".L_x_1", ["LDL R7, [R1]"] * 4 + ["FFMA R4, R5, R6, R4"] * second_ffma, addr)
+    assert S.tile_loop(a + "\n" + b + "\n").label == want
