@@ -421,6 +421,10 @@ def main(argv=None) -> int:
                     "descriptors)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     a = ap.parse_args(argv)
+    if a.launch_prefix and not a.refresh_issue:
+        print("kernels.compiled_facts: error: --launch-prefix selects entries for --refresh-issue; give both",
+              file=sys.stderr)
+        return 2
     if a.refresh_issue:
         only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
         return 1 if refresh_issue(a.arch, shard=a.shard, cases=only, launch_prefix=a.launch_prefix,

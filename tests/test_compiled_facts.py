@@ -136,3 +136,10 @@ def test_every_entry_carries_replay_figures_of_todays_calibration():
     want = cal.issue.fingerprint()
     stale = [k for k, e in load_table("sm90").items() if (e.get("issue") or {}).get("latencies") != want]
     assert not stale, f"{len(stale)} entries replayed with other figures than {want}, e.g. {stale[:3]}"
+
+
+def test_launch_prefix_without_refresh_issue_is_refused(capsys):
+    pytest.importorskip("triton")
+    from kernels.compiled_facts import main
+    assert main(["--launch-prefix", "hopper_", "--suite"]) == 2
+    assert "--refresh-issue" in capsys.readouterr().err
