@@ -17,7 +17,9 @@ The compiled Triton kernel decides three things the schedule alone does not:
   the replay of the loop (`memsim.warp_issue`: cycles per trip with c CTAs resident) and of the code outside
   it (prologue, epilogue, the masked tile: `cta_fixed_s`, once per CTA); without them, a loop iteration of a
   CTA of w warps takes at least instructions x w / (min(4, resident warps) x clock).  Few warps cannot hide
-  each other's waits: small tiles with 1-2 warps, fp32 and spilling kernels are latency-bound here.
+  each other's waits: small tiles with 1-2 warps, fp32 and spilling kernels are latency-bound here.  A loop or
+  block of code larger than the instruction caches takes at least its fetch (calibration icache_curve), and a CTA
+  that builds TMA descriptors waits for them before its first loads (`cta_start_s`, calibration tma_descriptor_s).
 
 The facts come from `memsim.compiled` (a table produced by ``python -m kernels.compiled_facts`` from
 the sm_90 compiler without a GPU).  When a launch is not in the table the hardware preset's
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from .calibration import Calibration, dot_flops_per_sm_s, local_Bps_per_sm
 from .compiled import MIN_LOOP_INSTRUCTIONS
+from .issue_fit import fetch_cycles
 from .hardware import Hardware
 from .local_memory import LocalMemory, local_memory
 
@@ -151,7 +154,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             return cycles[k - 1] * resident / k
         # ... and at least the time to fetch the code (calibration icache_curve): a loop or block larger than the
         # instruction caches streams from the L2 every pass; the resident warps run the same code and share it
-        from .issue_fit import fetch_cycles
         if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
             trip = max(at(rep["tile_cycles"]), fetch_cycles(cal.icache_curve, rep["tile_instructions"]))
             issue = trip / (resident * clock)
