@@ -14,8 +14,6 @@ the CPU side replays it (memsim.issue_fit) and the excess over the replay is the
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import sys
 import time
@@ -92,17 +90,10 @@ def main(argv=None) -> int:
             print(f"K={k:6d} w{w} c{c}: " + (f"{r['s_per_iter'] * 1e9:10.1f} ns/iter, {r['code_bytes'] / 1024:7.1f} KB "
                   f"of loop code, {r['s_per_iter'] * 1.98e9 / k:.2f} cyc/FFMA at 1.98 GHz" if "error" not in r
                   else r["error"]), flush=True)
-    doc = {"format": "icache/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": props.name, "sm_count": n_sms, "torch": torch.__version__, "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-        "command": "python3 benchmarks/icache_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "method": "triton.testing.do_bench median (warmup 5 ms, rep 40 ms); clocks not locked"},
-        "points": rows, "seconds": round(time.time() - t0, 1)}
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, a.out)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import write_run
+    write_run(a.out, "icache/1", rows, script="icache_gpu.py", argv=argv, t0=t0,
+              method="triton.testing.do_bench median (warmup 5 ms, rep 40 ms); clocks not locked")
     return 0
 
 

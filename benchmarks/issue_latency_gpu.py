@@ -21,7 +21,6 @@ replay is run on the CPU side (memsim.calibration.issue_latency_from).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -148,17 +147,10 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{name:8s} {json.dumps(const):32s} w{w} c{c}: " +
               (f"{r['s_per_iter'] * 1e9:8.1f} ns/iter" if "error" not in r else r["error"]), flush=True)
-    doc = {"format": "issue_latency/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": props.name, "sm_count": n_sms, "torch": torch.__version__, "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-        "command": "python3 benchmarks/issue_latency_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "method": "triton.testing.do_bench median (warmup 5 ms, rep 40 ms); clocks not locked"},
-        "points": rows, "seconds": round(time.time() - t0, 1)}
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, a.out)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import write_run
+    write_run(a.out, "issue_latency/1", rows, script="issue_latency_gpu.py", argv=argv, t0=t0,
+              method="triton.testing.do_bench median (warmup 5 ms, rep 40 ms); clocks not locked")
     return 0
 
 

@@ -12,8 +12,6 @@ difference per wave is the descriptors' latency on the CTA's critical path.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import sys
 import time
@@ -80,17 +78,10 @@ def main(argv=None) -> int:
                 r = out_rows[-1]
                 print(f"waves {waves} ndesc {ndesc} {'TMA  ' if tma else 'plain'}: "
                       + (f"{r['time_s'] * 1e6:8.2f} us" if "error" not in r else r["error"]), flush=True)
-    doc = {"format": "tma_descriptor/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": props.name, "sm_count": n_sms, "torch": torch.__version__, "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-        "command": "python3 benchmarks/tma_descriptor_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "method": "triton.testing.do_bench median (warmup 10 ms, rep 100 ms); clocks not locked"},
-        "points": out_rows, "seconds": round(time.time() - t0, 1)}
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, a.out)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import write_run
+    write_run(a.out, "tma_descriptor/1", out_rows, script="tma_descriptor_gpu.py", argv=argv, t0=t0,
+              method="triton.testing.do_bench median (warmup 10 ms, rep 100 ms); clocks not locked")
     return 0
 
 

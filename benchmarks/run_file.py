@@ -1,0 +1,26 @@
+"""The run file every microbenchmark script of benchmarks/ writes: points plus provenance, written atomically."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+
+
+def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: str, t0: float) -> None:
+    """{format, provenance (date, card, versions, command, method), points, seconds} -> `path` (tmp + rename)."""
+    import torch
+    import triton
+    props = torch.cuda.get_device_properties(0)
+    doc = {"format": fmt, "provenance": {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": props.name, "sm_count": props.multi_processor_count, "torch": torch.__version__,
+        "triton": triton.__version__, "cuda": torch.version.cuda,
+        "command": f"python3 benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "method": method},
+        "points": points, "seconds": round(time.time() - t0, 1)}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
