@@ -292,22 +292,27 @@ def straight_counts(sass: str) -> dict:
 
 #: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
 #: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions; 4: and
-#: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too)
-PROFILE_VERSION = 5
+#: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too;
+#: 6: the tile loop replayed with register loads at the L2-hit latency (tile_cycles) and the DRAM-miss one
+#: (tile_cycles_dram))
+PROFILE_VERSION = 6
 
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:
     """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch:
 
     * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,
-      c = 1..max_ctas;
+      c = 1..max_ctas, its register loads (LDG) waited on for an L2 hit (`IssueLatencies.load_l2_cycles`);
+    * ``tile_cycles_dram[c-1]``: the same with every register load a DRAM miss (present only when the loop has
+      register loads and the figures a DRAM latency; memsim.costs mixes the two by the launch's L2 misses);
     * ``tile_mma_flops_per_warp``: the MMA FLOPs one warp issues per trip (the engine divides by a tile's to
       find how many tiles a trip does: LLVM unrolls small loops);
     * ``straight_cycles[c-1]``: one pass over the code outside every loop (prologue, epilogue), c CTAs per SM
       (the other loops -- the masked diagonal tile, a ragged tail -- run per masked tile, which the engine books
-      at the tile loop's cost);
+      at the tile loop's cost), register loads released at once (a CTA's first loads are the engine's
+      first-tile latency);
     * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration)."""
-    from memsim.warp_issue import replay
+    from memsim.warp_issue import REGISTER_LOADS, replay
     ins, loops = instructions(sass)
     if not ins:
         return None
@@ -323,8 +328,17 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | No
            "tile_instructions": len(body), "straight_instructions": len(rest),
            "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest), "latencies": lat.fingerprint(),
            "profile": PROFILE_VERSION}
+    from dataclasses import replace
+    loads = any(x.op in REGISTER_LOADS for x in body) and bool(lat.load_l2_cycles or lat.load_dram_cycles)
+    at_l2 = lat.at_load_latency("l2") if loads else replace(lat, load_cycles=0.0)
+    straight = replace(lat, load_cycles=0.0)
+    if loads:
+        out["tile_cycles_dram"] = []
     for c in range(1, max(1, max_ctas) + 1):
-        out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=lat), 1) if body else 0.0)
-        out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=lat, trips=1), 1)
+        out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1) if body else 0.0)
+        if loads:
+            out["tile_cycles_dram"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
+                                                        lat=lat.at_load_latency("dram")), 1))
+        out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight, trips=1), 1)
                                       if rest else 0.0)
     return out

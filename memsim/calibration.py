@@ -256,6 +256,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("issue_latency") and facts.get("dot_chain"):
         from .issue_fit import fit
         kw["issue"] = fit(facts["issue_latency"], facts["dot_chain"], kw.get("sm_clock_Hz") or hw.clock_Hz)
+        if facts.get("load_latency"):
+            from .issue_fit import load_latency_from
+            kw["issue"] = load_latency_from(facts["load_latency"], kw["issue"])
     if facts.get("tma_descriptor"):
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
     if facts.get("icache"):

@@ -50,7 +50,8 @@ class LaunchCost:
     sec_per_flop: float
     sec_per_exp: float
     #: the issue limit: seconds the SM's schedulers need to issue one tile-loop iteration of one CTA (its SASS
-    #: instruction count x warps / (warp issue rate x clock)); 0 where the table has no tile loop
+    #: instruction count x warps / (warp issue rate x clock)); 0 where the table has no tile loop.  With the
+    #: replay: its register loads waited on for an L2 hit
     issue_s_per_tile: float
     #: local-memory bytes that reach L2 per loop iteration (tile) of one CTA: spill stores (writes), loads
     spill_l2_write_bytes_per_tile: int
@@ -82,6 +83,11 @@ class LaunchCost:
     #: seconds a CTA waits before its first loads go out: its device-built TMA descriptors (calibration
     #: tma_descriptor_s x the SASS's UTMACCTL count); latency, not SM time (co-resident CTAs overlap it)
     cta_start_s: float = 0.0
+    #: `issue_s_per_tile` with every register load of the tile loop a DRAM miss (the replay's second pass; 0:
+    #: the loop waits on no register load, or no load latencies calibrated).  The engine mixes the two by each
+    #: step's share of L2 misses, and no longer adds its own per-tile latency to such a loop's compute (the
+    #: replay has placed those waits)
+    issue_s_per_tile_dram: float = 0.0
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -141,7 +147,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     loop = getattr(f, "loop", None) if f is not None else None
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
-    issue, issue_src, trip_flops, fixed, start_s = 0.0, "", 0.0, 0.0, 0.0
+    issue, issue_src, trip_flops, fixed, start_s, issue_dram = 0.0, "", 0.0, 0.0, 0.0, 0.0
     rep = getattr(f, "issue", None) if f is not None else None
     if (rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
             and rep.get("tile_cycles")):
@@ -155,8 +161,10 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         # ... and at least the time to fetch the code (calibration icache_curve): a loop or block larger than the
         # instruction caches streams from the L2 every pass; the resident warps run the same code and share it
         if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
-            trip = max(at(rep["tile_cycles"]), fetch_cycles(cal.icache_curve, rep["tile_instructions"]))
-            issue = trip / (resident * clock)
+            fetch = fetch_cycles(cal.icache_curve, rep["tile_instructions"])
+            issue = max(at(rep["tile_cycles"]), fetch) / (resident * clock)
+            if rep.get("tile_cycles_dram"):
+                issue_dram = max(at(rep["tile_cycles_dram"]), fetch) / (resident * clock)
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps
         straight = max(at(rep["straight_cycles"]), fetch_cycles(cal.icache_curve, rep.get("straight_instructions", 0)))
         fixed = straight / (resident * clock)
@@ -206,5 +214,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
-        cta_start_s=start_s,
+        cta_start_s=start_s, issue_s_per_tile_dram=issue_dram,
         spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

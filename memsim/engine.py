@@ -335,6 +335,8 @@ class LaunchModel:
         self.sec_per_flop = cost.sec_per_flop
         self.sec_per_exp = cost.sec_per_exp
         self.issue_s_per_tile = cost.issue_s_per_tile
+        #: the same with every register load a DRAM miss (0: the tile loop waits on none; see LaunchCost)
+        self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
         #: MMA FLOPs per trip of the replayed tile loop (0: one tile per trip) and the CTA's code outside it
         self.trip_flops = cost.trip_mma_flops
         self.cta_fixed_s = cost.cta_fixed_s
@@ -411,6 +413,10 @@ class LaunchModel:
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
         issue_tile = self.issue_s_per_tile * (jit if self.issue_s_per_tile else 1.0)
+        # a loop that waits on its own register loads: the replay placed those waits (an L2 hit or a DRAM miss
+        # each, mixed by the step's misses); the engine no longer delays the step's compute by a latency of its own
+        load_extra = (self.issue_s_per_tile_dram * jit - issue_tile) if self.issue_s_per_tile_dram else 0.0
+        frac = 0.0
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
@@ -473,20 +479,26 @@ class LaunchModel:
                 d_wr += wb
                 a, b = l2book(now, l2_req), dbook(now, miss + wb)
                 xfer_end = a if a > b else b
+                if g:
+                    frac = miss / g
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
                     ready = first = xfer_end + dep_lat * tiles
                     if dep_Bps:  # ... and moves its loads and stores at one CTA's dependent-loop rate
                         ready = first = ready + (g + sum(a[2] for a in writes)) / dep_Bps
+                    if load_extra and k:
+                        first = now + (xfer_end - now) / tiles
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
                     ready = xfer_end + wait
+                    if load_extra and k:
+                        wait = 0.0
                     first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
             else:
                 ready = first = now
             dur = flops * spf + exps * spe
             if issue_tile:  # the schedulers must issue every instruction of the tile loop
-                d_issue = tiles * issue_tile
+                d_issue = tiles * (issue_tile + frac * load_extra)
                 if trip_flops and flops:  # an unrolled loop does several tiles per trip
                     per_trip = round(trip_flops * tiles / flops)
                     if per_trip > 1:

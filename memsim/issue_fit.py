@@ -122,6 +122,48 @@ def check(points: list, lat: IssueLatencies, clock_Hz: float) -> list[dict]:
     return rows
 
 
+# --- global-load latency -------------------------------------------------------------------------------------------
+def chase_slope_cycles(points: list, where: str, ctas_per_sm: int = 0) -> float | None:
+    """SM cycles per dependent load of the `load_latency` chase at `where` (benchmarks/load_latency_gpu.py): the
+    slope between the two chain lengths (drops the loop's entry and the first round of the L1 ring)."""
+    by = {int(p["n_dep"]): float(p["cycles_per_load_median"]) for p in points
+          if p.get("kind") == "load_latency" and p.get("where") == where and p.get("ctas_per_sm") == ctas_per_sm
+          and p.get("cycles_per_load_median")}
+    if len(by) < 2:
+        return None
+    lo, hi = min(by), max(by)
+    return (by[hi] * hi - by[lo] * lo) / (hi - lo)
+
+
+def load_latency_from(points: list, lat: IssueLatencies) -> IssueLatencies:
+    """`lat` with the L2-hit and DRAM-miss latencies of a register load: each the release that makes the replay of
+    the chase loop (one warp, one CTA; the points' ``body`` and ``loads_per_trip``, ptxas unrolls it) take the
+    measured cycles per load.  ``l2``: a warm 16 MB ring of random lines; ``dram_seq``: fresh lines streamed after
+    an L2 flush (kernels stream rows; ``dram_rand``, random lines over 1 GB, took 1-2 % longer on the H100)."""
+    from dataclasses import replace
+    body = next((p for p in points if p.get("kind") == "load_latency" and p.get("body")), None)
+    if body is None:
+        raise ValueError("issue_fit: the load_latency fact needs the chase loop's SASS body (merge the run with "
+                         "benchmarks/load_latency_gpu.py --merge)")
+    loop, per_trip = body_of(body), int(body["loads_per_trip"])
+    out = {}
+    for where, name in (("l2", "load_l2_cycles"), ("dram_seq", "load_dram_cycles")):
+        slope = chase_slope_cycles(points, where)
+        if slope is None:
+            raise ValueError(f"issue_fit: the load_latency fact has no single-CTA {where} points at two lengths")
+        lo, hi = 0.0, 4000.0
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if replay(loop, warps_per_cta=1, ctas=1, lat=replace(lat, load_cycles=mid)) / per_trip < slope:
+                lo = mid
+            else:
+                hi = mid
+        out[name] = 0.5 * (lo + hi)
+    src = (f"{lat.source}; register loads: L2 hit {out['load_l2_cycles']:.0f}, DRAM miss "
+           f"{out['load_dram_cycles']:.0f} cycles (load_latency pointer chase, replayed)")
+    return replace(lat, source=src, **out)
+
+
 # --- instruction fetch ---------------------------------------------------------------------------------------------
 def icache_curve_from(points: list, clock_Hz: float) -> tuple:
     """((code bytes, cycles per instruction), ...) by rising code size, from the `icache` points with one warp

@@ -21,9 +21,14 @@ returns the steady-state cycles per trip.  Besides the control bits it needs, as
   cycles per warp instruction), the SM's shared-memory port (bytes per cycle: LDS, LDSM, STS, LDGSTS);
 * CTA barriers (BAR.SYNC): a warp passes when every warp of its CTA has arrived.
 
-Global memory is not replayed: LDG / LDGSTS / TMA results are the engine's business (memsim.engine: transfers
-and their latency), so their scoreboards release at once here.  What the replay adds to the model is what the
-SM itself needs per iteration when few warps cannot hide each other's waits (memsim.costs).
+Global-memory *transfers* are the engine's business (memsim.engine: bytes over the L2 and DRAM links).  Their
+*latency* is split by who can see it.  Asynchronous copies (LDGSTS, TMA) release at once here: the pipeline the
+engine books waits for them.  A register load (LDG) whose result a later instruction waits on is replayed with
+the load latency (`IssueLatencies.load_cycles`: an L2 hit or a DRAM miss, measured by a one-warp pointer chase,
+benchmarks/load_latency_gpu.py): only the replay knows how many such waits a trip has and how much of them the
+other resident warps hide (set A's naive softmax waits on 255 loads in turn per row; 255 registers leave nothing
+to prefetch with).  `load_cycles` 0 is the old rule (released at once).  What the replay adds to the model is what
+the SM itself needs per iteration when few warps cannot hide each other's waits (memsim.costs).
 """
 from __future__ import annotations
 
@@ -32,8 +37,11 @@ from dataclasses import dataclass, field
 
 #: instruction classes whose scoreboard release the replay times (everything else: the engine, or immediate)
 LATENCY_CLASSES = ("MUFU", "SHFL", "LDS", "LDSM", "LDL", "S2R", "LDC", "BAR")
-#: global-memory classes: released at once (the engine books transfers and their latency)
+#: global-memory classes: released at once (the engine books transfers and their latency) -- except the register
+#: loads below, which take `IssueLatencies.load_cycles`
 GLOBAL_OPS = frozenset({"LDG", "LDGSTS", "ATOM", "ATOMG", "RED", "UTMALDG", "UBLKCP", "SYNCS", "LDGDEPBAR"})
+#: register loads from global memory: their result is waited on by the warp (scoreboard), not by a pipeline
+REGISTER_LOADS = frozenset({"LDG", "LD"})
 _NO_SB = 7
 
 
@@ -79,6 +87,12 @@ class IssueLatencies:
     mufu_cycles: float = 2.0
     #: shared-memory port of the SM (bytes per cycle)
     smem_bytes_per_cycle: float = 128.0
+    #: cycles a register load from global memory (LDG) takes to release its scoreboard in this replay (0: at
+    #: once); `load_l2_cycles` / `load_dram_cycles` are the measured latencies of an L2 hit and a DRAM miss, which
+    #: kernels.sass.issue_profile replays one after the other (memsim.costs mixes them by the step's L2 misses)
+    load_cycles: float = 0.0
+    load_l2_cycles: float = 0.0
+    load_dram_cycles: float = 0.0
     #: where each figure came from
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -88,9 +102,20 @@ class IssueLatencies:
         parts = [f"{k}={self.cycles[k]:.1f}" for k in sorted(self.cycles)]
         parts += [f"hmma={self.hmma_flops_per_cycle:.0f}", f"hgmma={self.hgmma_flops_per_cycle:.0f}",
                   f"mufu={self.mufu_cycles:.2f}", f"smem={self.smem_bytes_per_cycle:.0f}"]
+        if self.load_l2_cycles or self.load_dram_cycles:
+            parts.append(f"ldg={self.load_l2_cycles:.0f}/{self.load_dram_cycles:.0f}")
         return ";".join(parts)
 
+    def at_load_latency(self, where: str) -> "IssueLatencies":
+        """These figures with register loads released after an L2 hit (`where` "l2") or a DRAM miss ("dram")."""
+        from dataclasses import replace
+        if where not in ("l2", "dram"):
+            raise ValueError(f"at_load_latency: where must be 'l2' or 'dram', not {where!r}")
+        return replace(self, load_cycles=self.load_l2_cycles if where == "l2" else self.load_dram_cycles)
+
     def release(self, op: str) -> float:
+        if op in REGISTER_LOADS:
+            return self.load_cycles
         if op in GLOBAL_OPS:
             return 0.0
         if op in self.cycles:
