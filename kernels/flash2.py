@@ -156,30 +156,23 @@ def _kv_block(HKV, BLOCK_N: tl.constexpr, Q_FASTEST: tl.constexpr):
 
 
 @triton.jit
-def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
-                     stride_qb, stride_qh, stride_qm,
-                     stride_kb, stride_kh, stride_kn,
-                     stride_vb, stride_vh, stride_vn,
-                     stride_dob, stride_doh, stride_dom,
-                     stride_dkb, stride_dkh, stride_dkn,
-                     stride_dvb, stride_dvh, stride_dvn,
-                     HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
-                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
-                     PREC: tl.constexpr):
+def _dkdv_setup(K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                Q_FASTEST: tl.constexpr):
+    """The prologue of a dK/dV CTA (flash2's and hopper's fused pass): (b, hkv, offs_n, offs_m0, offs_d, cmask, k,
+    v, dk, dv, lo, mid).  Reads K_j, V_j (cols x d) once -- resident for the whole CTA with the fp32 accumulators
+    dK_j, dV_j (zeros).  Q blocks [lo, mid) are the causal diagonal band (rows r >= start_n - offset see part of
+    column block j), [mid, SEQ_Q) see all of it; non-causal: lo = mid = 0."""
     b, hkv, start_n, offs_n = _kv_block(HKV, BLOCK_N, Q_FASTEST)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     cmask = offs_n[:, None] < SEQ_KV
-    # resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j accumulators (fp32)
-    k = tl.load(K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+    k = tl.load(K + b * stride_k[0] + hkv * stride_k[1] + offs_n[:, None] * stride_k[2] + offs_d[None, :],
                 mask=cmask, other=0.0)
-    v = tl.load(V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+    v = tl.load(V + b * stride_v[0] + hkv * stride_v[1] + offs_n[:, None] * stride_v[2] + offs_d[None, :],
                 mask=cmask, other=0.0)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-
-    # Q blocks that see column block j: rows r >= start_n - offset; rows >= row_full see all of it.
     if CAUSAL:
         first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
         # no row sees this block: both loops empty (lo = mid >= SEQ_Q)
@@ -191,28 +184,46 @@ def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
     else:
         lo = 0
         mid = 0
+    return b, hkv, offs_n, offs_m0, offs_d, cmask, k, v, dk, dv, lo, mid
+
+
+@triton.jit
+def _dkdv_store(DK, DV, stride_dk, stride_dv, b, hkv, offs_n, offs_d, cmask, dk, dv, sm_scale, PREC: tl.constexpr):
+    """The epilogue of a dK/dV CTA: dK_j = scale * dk and dV_j written once, in the outputs' dtype."""
+    dk = dk * sm_scale
+    tl.store(DK + b * stride_dk[0] + hkv * stride_dk[1] + offs_n[:, None] * stride_dk[2] + offs_d[None, :],
+             cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
+    tl.store(DV + b * stride_dv[0] + hkv * stride_dv[1] + offs_n[:, None] * stride_dv[2] + offs_d[None, :],
+             cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
+
+
+@triton.jit
+def _flash2_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, stride_q, stride_k, stride_v, stride_do, stride_dk, stride_dv,
+                     HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
+                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
+                     PREC: tl.constexpr):
+    # stride_x: the (batch, head, row) strides of x.  Resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j
+    # accumulators (fp32); Q blocks [lo, mid) need the causal mask, [mid, SEQ_Q) see the whole block
+    b, hkv, offs_n, offs_m0, offs_d, cmask, k, v, dk, dv, lo, mid = _dkdv_setup(
+        K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST)
 
     for g in range(GROUP):
         h = hkv * GROUP + g
         bh = b * (HKV * GROUP) + h
         # Q and dO are read transposed (d x rows): the tiles below are (cols x rows)
-        qT_ptrs = Q + b * stride_qb + h * stride_qh + offs_m0[None, :] * stride_qm + offs_d[:, None]
-        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m0[:, None] * stride_dom + offs_d[None, :]
+        qT_ptrs = Q + b * stride_q[0] + h * stride_q[1] + offs_m0[None, :] * stride_q[2] + offs_d[:, None]
+        do_ptrs = DO + b * stride_do[0] + h * stride_do[1] + offs_m0[:, None] * stride_do[2] + offs_d[None, :]
         lse_ptrs = LSE + bh * SEQ_Q + offs_m0
         delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
-        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
+        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_q[2], stride_do[2],
                               offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
                               BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC)  # diagonal band
-        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
+        dk, dv = _dkdv_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_q[2], stride_do[2],
                               offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2, CAUSAL_OFFSET,
                               BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC)  # rows that see the whole block
 
-    # dK_j, dV_j written once
-    dk = dk * sm_scale
-    tl.store(DK + b * stride_dkb + hkv * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
-             cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
-    tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
-             cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
+    _dkdv_store(DK, DV, stride_dk, stride_dv, b, hkv, offs_n, offs_d, cmask, dk, dv, sm_scale, PREC)
 
 
 @triton.jit
@@ -316,7 +327,7 @@ def flash2_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     _flash2_bwd_preprocess[pre.grid](o, do, delta, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                      Q_FASTEST=qf, **common)
     _flash2_bwd_dkdv[dkdv.grid](
-        q, k, v, do, lse, delta, dk, dv, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dk), *strides3(dv),
+        q, k, v, do, lse, delta, dk, dv, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk), strides3(dv),
         p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset,
         GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=_prec(p), **common)
     _flash2_bwd_dq[dqk.grid](

@@ -28,7 +28,7 @@ from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 from . import _common
 from ._common import dot_precision, strides3
 from ._tl import LOG2E, cvt, grid_ids, mma
-from .flash2 import _kv_block, _lse_spec
+from .flash2 import _dkdv_setup, _dkdv_store, _lse_spec
 from .registry import launcher
 
 
@@ -106,53 +106,29 @@ def _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, de
 
 @triton.jit
 def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
-                       stride_qb, stride_qh, stride_qm,
-                       stride_kb, stride_kh, stride_kn,
-                       stride_vb, stride_vh, stride_vn,
-                       stride_dob, stride_doh, stride_dom,
-                       stride_dkb, stride_dkh, stride_dkn,
-                       stride_dvb, stride_dvh, stride_dvn,
-                       HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
+                       stride_q, stride_k, stride_v, stride_do, stride_dk, stride_dv, HKV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET,
                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
                        PREC: tl.constexpr, DQ_TMA: tl.constexpr, LOAD_TMA: tl.constexpr):
-    b, hkv, start_n, offs_n = _kv_block(HKV, BLOCK_N, Q_FASTEST)
-    offs_m0 = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    cmask = offs_n[:, None] < SEQ_KV
-    # resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j accumulators (fp32)
-    k = tl.load(K + b * stride_kb + hkv * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
-                mask=cmask, other=0.0)
-    v = tl.load(V + b * stride_vb + hkv * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
-                mask=cmask, other=0.0)
-    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-
-    # Q blocks that see column block j: rows r >= start_n - offset; rows >= row_full see all of it (flash2's split)
-    if CAUSAL:
-        first_row = tl.maximum(start_n - CAUSAL_OFFSET, 0)
-        lo = tl.where(first_row < SEQ_Q, (first_row // BLOCK_M) * BLOCK_M, tl.cdiv(SEQ_Q, BLOCK_M) * BLOCK_M)
-        row_full = tl.minimum(start_n + BLOCK_N, SEQ_KV) - 1 - CAUSAL_OFFSET
-        mid = tl.minimum(tl.maximum(row_full, lo), SEQ_Q)
-        mid = tl.cdiv(mid, BLOCK_M) * BLOCK_M
-        mid = tl.maximum(mid, lo)
-    else:
-        lo = 0
-        mid = 0
+    # stride_x: the (batch, head, row) strides of x.  Resident for the whole CTA: K_j, V_j (cols x d), dK_j, dV_j
+    # accumulators (fp32); Q blocks [lo, mid) need the causal mask, [mid, SEQ_Q) see the whole block (flash2's
+    # prologue)
+    b, hkv, offs_n, offs_m0, offs_d, cmask, k, v, dk, dv, lo, mid = _dkdv_setup(
+        K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST)
 
     for g in range(GROUP):
         h = hkv * GROUP + g
         bh = b * (HKV * GROUP) + h
-        qT_ptrs = Q + b * stride_qb + h * stride_qh + offs_m0[None, :] * stride_qm + offs_d[:, None]
-        do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m0[:, None] * stride_dom + offs_d[None, :]
+        qT_ptrs = Q + b * stride_q[0] + h * stride_q[1] + offs_m0[None, :] * stride_q[2] + offs_d[:, None]
+        do_ptrs = DO + b * stride_do[0] + h * stride_do[1] + offs_m0[:, None] * stride_do[2] + offs_d[None, :]
         lse_ptrs = LSE + bh * SEQ_Q + offs_m0
         delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
         dq_ptrs = DQACC + bh * SEQ_Q * HEAD_DIM + offs_m0[:, None] * HEAD_DIM + offs_d[None, :]
         if LOAD_TMA:  # this head's Q and dO rows: [SEQ_Q, d] with the head's row stride, boxes of BLOCK_M rows
-            q_desc = tl.make_tensor_descriptor(Q + b * stride_qb + h * stride_qh, shape=[SEQ_Q, HEAD_DIM],
-                                               strides=[stride_qm, 1], block_shape=[BLOCK_M, HEAD_DIM])
-            do_desc = tl.make_tensor_descriptor(DO + b * stride_dob + h * stride_doh, shape=[SEQ_Q, HEAD_DIM],
-                                                strides=[stride_dom, 1], block_shape=[BLOCK_M, HEAD_DIM])
+            q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
+                                               strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+            do_desc = tl.make_tensor_descriptor(DO + b * stride_do[0] + h * stride_do[1], shape=[SEQ_Q, HEAD_DIM],
+                                                strides=[stride_do[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
         else:
             q_desc = qT_ptrs  # unused
             do_desc = do_ptrs  # unused
@@ -162,20 +138,15 @@ def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
         else:
             dq_desc = dq_ptrs  # unused
         dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, delta_ptrs, dq_ptrs,
-                                dq_desc, stride_qm, stride_dom, offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2,
+                                dq_desc, stride_q[2], stride_do[2], offs_n, offs_m0, lo, mid, SEQ_Q, qk_scale2,
                                 CAUSAL_OFFSET, HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=True, PREC=PREC,
                                 DQ_TMA=DQ_TMA, LOAD_TMA=LOAD_TMA)  # diagonal band
         dk, dv = _dkdvdq_q_loop(dk, dv, k, v, qT_ptrs, do_ptrs, q_desc, do_desc, lse_ptrs, delta_ptrs, dq_ptrs,
-                                dq_desc, stride_qm, stride_dom, offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2,
+                                dq_desc, stride_q[2], stride_do[2], offs_n, offs_m0, mid, SEQ_Q, SEQ_Q, qk_scale2,
                                 CAUSAL_OFFSET, HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, MASKED=False, PREC=PREC,
                                 DQ_TMA=DQ_TMA, LOAD_TMA=LOAD_TMA)  # whole block seen
 
-    # dK_j, dV_j written once
-    dk = dk * sm_scale
-    tl.store(DK + b * stride_dkb + hkv * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
-             cvt(dk, DK.dtype.element_ty, PREC), mask=cmask)
-    tl.store(DV + b * stride_dvb + hkv * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
-             cvt(dv, DV.dtype.element_ty, PREC), mask=cmask)
+    _dkdv_store(DK, DV, stride_dk, stride_dv, b, hkv, offs_n, offs_d, cmask, dk, dv, sm_scale, PREC)
 
 
 @triton.jit
@@ -248,8 +219,8 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                      Q_FASTEST=qf, **common)
     _hopper_bwd_dkdvdq[main.grid](
-        q, k, v, do, lse, delta, dk, dv, dqacc, *strides3(q), *strides3(k), *strides3(v), *strides3(do),
-        *strides3(dk), *strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
+        q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
+        strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
         p.causal_offset, GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec,
         DQ_TMA=dq_tma, LOAD_TMA=load_tma, **common)
     _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,

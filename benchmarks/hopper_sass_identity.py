@@ -1,0 +1,133 @@
+"""SASS identity of kernel launches before/after a refactor, without a GPU: every launch of a few (problem, schedule)
+configurations is captured from the registry launcher on meta tensors (`kernels.compiled_facts.capture`), compiled for
+sm_90a by Triton's own compiler and bundled ptxas (`compile_launch`'s specialisation), and disassembled
+(`kernels.sass.disassemble`, with encodings: control bits included).
+
+    python benchmarks/hopper_sass_identity.py snap --out before.json [--configs flash2 hopper_bwd] [--jobs 2]
+    python benchmarks/hopper_sass_identity.py diff before.json after.json
+
+`snap` writes {config/launch: {sha256, instructions, text}} (atomic; refuses to overwrite); `diff` prints one line
+per launch (same / DIFFERENT, with the first differing line) and exits 1 when any differs or is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+os.environ.pop("TRITON_INTERPRET", None)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+#: (name, algorithm, phase, problem args, tiles block_m, block_n, warps, stages): the registry's usual tiles and
+#: the odd cases (causal bottom-right, GQA, ragged lengths, fp16, d 64/128)
+CONFIGS = {
+    "flash2": [
+        ("f2_fwd_d64_causal", "flash2", "fwd", (4, 32, 32, 4096, 4096, 64, "bf16", True), (128, 64, 4, 3)),
+        ("f2_fwd_d128_gqa_ragged", "flash2", "fwd", (2, 8, 2, 1000, 1203, 128, "fp16", True, "bottom_right"),
+         (128, 64, 8, 2)),
+        ("f2_bwd_d64", "flash2", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (64, 64, 4, 3)),
+        ("f2_bwd_d128_causal", "flash2", "bwd", (4, 16, 16, 4096, 4096, 128, "bf16", True), (64, 64, 4, 2)),
+        ("f2_bwd_d128_gqa_ragged", "flash2", "bwd", (2, 8, 2, 1000, 1203, 128, "fp16", True, "bottom_right"),
+         (64, 128, 8, 2)),
+        ("f2_bwd_d64_fp32", "flash2", "bwd", (1, 4, 4, 513, 513, 64, "fp32", False), (32, 32, 4, 2)),
+    ],
+    "hopper_bwd": [
+        ("hb_d64", "hopper", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (64, 128, 8, 3)),
+        ("hb_d128_causal", "hopper", "bwd", (4, 16, 16, 4096, 4096, 128, "bf16", True), (64, 128, 8, 3)),
+        ("hb_d128_gqa_ragged", "hopper", "bwd", (2, 8, 2, 1000, 1203, 128, "fp16", True, "bottom_right"),
+         (64, 128, 8, 3)),
+    ],
+}
+
+
+_INSTR = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+\S.*;", re.M)
+
+
+def _problem(args):
+    from memsim.schedule import AttentionProblem
+    b, hq, hkv, nq, nk, d, dt, causal, *align = args
+    kw = {"causal_align": align[0]} if align else {}
+    return AttentionProblem(b, hq, hkv, nq, nk, d, dt, causal, **kw)
+
+
+def _snap_one(cfg) -> dict:
+    from kernels.compiled_facts import _specialise, capture
+    from kernels.sass import disassemble
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from memsim.schedule import Schedule
+    name, alg, phase, pargs, tiles = cfg
+    target = GPUTarget("cuda", 90, 32)
+    out = {}
+    for jf, args, kw, grid in capture(_problem(pargs), Schedule(alg, phase, *tiles)):
+        src, options = _specialise(jf, args, kw, target)
+        text = disassemble(triton.compile(src, target=target, options=options.__dict__).asm["cubin"])
+        out[f"{name}/{jf.fn.__name__}"] = {"sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                           "instructions": len(_INSTR.findall(text)),
+                                           "text": text}
+        print(f"{name}/{jf.fn.__name__}: {out[f'{name}/{jf.fn.__name__}']['sha256'][:12]}", flush=True)
+    return out
+
+
+def snap(a) -> int:
+    if os.path.exists(a.out):
+        print(f"error: {a.out} exists (remove it or pick another --out)", file=sys.stderr)
+        return 2
+    unknown = [c for c in a.configs if c not in CONFIGS]
+    if unknown:
+        print(f"error: unknown config group(s) {unknown}; known: {sorted(CONFIGS)}", file=sys.stderr)
+        return 2
+    cfgs = [c for g in a.configs for c in CONFIGS[g]]
+    doc = {}
+    with ProcessPoolExecutor(a.jobs) as ex:
+        for part in ex.map(_snap_one, cfgs):
+            doc.update(part)
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=0, sort_keys=True)
+    os.replace(tmp, a.out)
+    return 0
+
+
+def diff(a) -> int:
+    before, after = (json.load(open(p)) for p in (a.before, a.after))
+    bad = 0
+    for key in sorted(set(before) | set(after)):
+        if key not in before or key not in after:
+            print(f"MISSING in {'before' if key not in before else 'after'}: {key}")
+            bad += 1
+            continue
+        x, y = before[key], after[key]
+        if x["sha256"] == y["sha256"]:
+            print(f"same       {key}  {x['sha256'][:12]}  {x['instructions']} instructions")
+            continue
+        bad += 1
+        first = next((i for i, (p, q) in enumerate(zip(x["text"].splitlines(), y["text"].splitlines())) if p != q),
+                      None)
+        where = "" if first is None else f" first difference at line {first + 1}: " \
+            f"{x['text'].splitlines()[first].strip()[:90]!r} vs {y['text'].splitlines()[first].strip()[:90]!r}"
+        print(f"DIFFERENT  {key}  {x['instructions']} vs {y['instructions']} instructions;{where}")
+    print(f"{len(set(before) | set(after)) - bad} same, {bad} different or missing")
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("snap", help="compile and disassemble the configurations")
+    s.add_argument("--out", required=True)
+    s.add_argument("--configs", nargs="+", default=sorted(CONFIGS))
+    s.add_argument("--jobs", type=int, default=2)
+    d = sub.add_parser("diff", help="compare two snapshots")
+    d.add_argument("before")
+    d.add_argument("after")
+    a = ap.parse_args(argv)
+    return snap(a) if a.cmd == "snap" else diff(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
