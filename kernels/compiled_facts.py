@@ -199,7 +199,8 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
     return out
 
 
-def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int) -> dict | None:
+def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int,
+                known: dict | None = None) -> dict | None:
     """`kernels.sass.issue_profile` with the preset's calibrated figures, for 1..min(resident CTAs,
     MAX_REPLAY_CTAS) CTAs per SM (None without an `issue_latency` calibration)."""
     import memsim
@@ -211,7 +212,8 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
     if cal.issue is None:
         return None
     per_sm, _ = ctas_per_sm(hw, shared, num_warps, regs)
-    return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue)
+    return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue,
+                         known=known)
 
 
 def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None, launch_prefix: str = "") -> int:
@@ -267,7 +269,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                     facts = {**old, **straight_counts(text), "profile": PROFILE_VERSION}
                 else:
                     facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
-                                        shared=e["shared_bytes"])
+                                        shared=e["shared_bytes"], known=old if same_loop else None)
                 pending[key_] = {"issue": facts, "loop": loop}
                 break
             else:

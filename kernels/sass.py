@@ -298,7 +298,12 @@ def straight_counts(sass: str) -> dict:
 PROFILE_VERSION = 6
 
 
-def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | None:
+def _without_loads(fingerprint: str | None) -> str | None:
+    """A figures fingerprint less its register-load latencies (profile 5 entries were replayed without them)."""
+    return None if fingerprint is None else ";".join(p for p in fingerprint.split(";") if not p.startswith("ldg="))
+
+
+def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None) -> dict | None:
     """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch:
 
     * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,
@@ -311,7 +316,11 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | No
       (the other loops -- the masked diagonal tile, a ragged tail -- run per masked tile, which the engine books
       at the tile loop's cost), register loads released at once (a CTA's first loads are the engine's
       first-tile latency);
-    * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration)."""
+    * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration).
+
+    `known`: the entry's previous figures.  Where they were replayed (profile 5) with the same figures but for the
+    register-load latencies, what those cannot change is copied rather than replayed again: the straight-line
+    replay (loads released at once in both), and the tile loop's when it has no register load."""
     from memsim.warp_issue import REGISTER_LOADS, replay
     ins, loops = instructions(sass)
     if not ins:
@@ -334,11 +343,23 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict | No
     straight = replace(lat, load_cycles=0.0)
     if loads:
         out["tile_cycles_dram"] = []
-    for c in range(1, max(1, max_ctas) + 1):
-        out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1) if body else 0.0)
+    n = max(1, max_ctas)
+    reuse = (known is not None and known.get("profile") == 5 and _without_loads(known.get("latencies")) ==
+             _without_loads(lat.fingerprint()) and len(known.get("straight_cycles") or ()) == n
+             and len(known.get("tile_cycles") or ()) == n and known.get("tile_instructions") == len(body)
+             and known.get("straight_instructions") == len(rest))
+    for c in range(1, n + 1):
+        if reuse and not loads:
+            out["tile_cycles"].append(known["tile_cycles"][c - 1])
+        else:
+            out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
+                                      if body else 0.0)
         if loads:
             out["tile_cycles_dram"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
                                                         lat=lat.at_load_latency("dram")), 1))
-        out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight, trips=1), 1)
-                                      if rest else 0.0)
+        if reuse:
+            out["straight_cycles"].append(known["straight_cycles"][c - 1])
+        else:
+            out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight,
+                                                       trips=1), 1) if rest else 0.0)
     return out
