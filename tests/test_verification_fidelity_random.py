@@ -57,6 +57,26 @@ def test_time_uses_timing_repeats_and_5us_floor():
     assert (r.lo, r.hi, r.n_repeats) == (1.9e-6, 2.2e-6, 3)
 
 
+@pytest.mark.parametrize("gpu_pred_us, host_pred_us", [(40, 90), (60, 60)])
+def test_gpu_time_compares_kernel_times_without_the_host_floor(gpu_pred_us, host_pred_us):
+    # a host-bound case: the timing processes saw 50-150 us, ncu's kernels 40-44 us; gpu_time judges the
+    # model's kernel time (gpu_time_s) against ncu's (ncu_time_s) and its spread is the ncu repeats'
+    totals = [dict(_full(10 * MB, t=1e-4), ncu_time_s=t) for t in (40e-6, 42e-6, 44e-6)]
+    rec = _rec("host_bound", totals, times=[50e-6, 100e-6, 150e-6])
+    pred = {"total": dict(_full(10 * MB, t=max(gpu_pred_us, host_pred_us) * 1e-6), gpu_time_s=gpu_pred_us * 1e-6)}
+    rows = F.case_levels("host_bound", rec, pred, GOALS)
+    g, t = _row(rows, "gpu_time"), _row(rows, "time")
+    assert g.measured == pytest.approx(42e-6) and (g.lo, g.hi) == (40e-6, 44e-6), g
+    assert g.error == pytest.approx(abs(gpu_pred_us - 42) / 42, rel=1e-6), g
+    assert t.measured == pytest.approx(1e-4) and t.spread == pytest.approx(1.0), t
+
+
+def test_a_record_without_kernel_times_has_no_gpu_time_row():
+    rec = _rec("old", [_full(10 * MB)] * 3)
+    rows = F.case_levels("old", rec, {"total": dict(_full(10 * MB), gpu_time_s=1e-3)}, GOALS)
+    assert "gpu_time" not in {r.level for r in rows} and "time" in {r.level for r in rows}
+
+
 def test_summary_and_ceiling_sit_outside_the_noise():
     rows = []
     for i, p in enumerate((100, 101, 130)):

@@ -38,6 +38,16 @@ class LevelGoal:
     goal_median: float
     goal_worst: float
     ceiling_worst: float | None
+    #: the measured record's keys where they are named otherwise than the prediction's (None: `keys`)
+    measured_keys: tuple | None = None
+
+    @property
+    def measured(self) -> "LevelGoal":
+        """This level as it reads a measured record."""
+        if not self.measured_keys:
+            return self
+        from dataclasses import replace
+        return replace(self, keys=self.measured_keys, measured_keys=None)
 
 
 def load_goals(path=GOALS_FILE) -> dict[str, LevelGoal]:
@@ -51,7 +61,8 @@ def load_goals(path=GOALS_FILE) -> dict[str, LevelGoal]:
         try:
             out[name] = LevelGoal(name, tuple(d["keys"]), float(d["floor"]), float(d["goal_median"]),
                                   float(d["goal_worst"]),
-                                  None if d.get("ceiling_worst") is None else float(d["ceiling_worst"]))
+                                  None if d.get("ceiling_worst") is None else float(d["ceiling_worst"]),
+                                  tuple(d["measured_keys"]) if d.get("measured_keys") else None)
         except (KeyError, TypeError, ValueError) as e:
             raise FidelityError(f"{p}: [levels.{name}] needs keys, floor, goal_median, goal_worst ({e})") from None
     if not out:
@@ -88,11 +99,11 @@ def case_levels(name: str, rec: dict, pred: dict, goals: dict[str, LevelGoal]) -
     out = []
     reps = [r.get("total", {}) for r in rec.get("repeats", []) if isinstance(r, dict)]
     for lv in goals.values():
-        m = _level_value(rec.get("total", {}), lv)
+        m = _level_value(rec.get("total", {}), lv.measured)
         p = _level_value(pred.get("total", {}), lv)
         if m is None or p is None:
             continue
-        rv = [v for v in (_level_value(t, lv) for t in reps) if v is not None]
+        rv = [v for v in (_level_value(t, lv.measured) for t in reps) if v is not None]
         if lv.keys == ("time_s",):  # the timing repeats, where the record keeps them
             ts = rec.get("timing", {}).get("time_s_repeats")
             if ts:
