@@ -21,10 +21,13 @@ def main(argv=None) -> int:
     ap.add_argument("--alg", default="hopper")
     ap.add_argument("--dq-reduce", choices=("tma", "atomic"), default="atomic",
                     help="compile the TMA reduce-add path (the launcher picks it only on an sm_90 GPU)")
+    ap.add_argument("--loop", choices=("split", "ws"), default="split",
+                    help="the fused pass's loop (kernels.hopper_bwd.LOOP)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     import kernels.hopper_bwd as hb
     hb.dq_reduce_by_tma = lambda device: a.dq_reduce == "tma"
+    hb.LOOP = a.loop
     from kernels.compiled_facts import capture, compile_launch
     from memsim.schedule import AttentionProblem, Schedule, sram_bytes_per_cta
     rows = []
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
                         continue
                     f = compile_launch(jf, args, kw)
                     lp = f.get("loop") or {}
-                    row = {"d": d, "tiles": t, "dq_reduce": a.dq_reduce, "kernel": name, "regs": f["regs_per_thread"],
+                    row = {"d": d, "tiles": t, "dq_reduce": a.dq_reduce, "variant": a.loop, "kernel": name, "regs": f["regs_per_thread"],
                            "local": f["local_bytes_per_thread"], "spill_st": f["spill_store_bytes"],
                            "shared": f["shared_bytes"], "sram_formula": sram_bytes_per_cta(p, s),
                            "loop": {k: lp.get(k) for k in ("mma", "hgmma", "hmma", "instructions", "mufu") if k in lp}}

@@ -28,7 +28,7 @@ from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 from . import _common
 from ._common import dot_precision, strides3
 from ._tl import LOG2E, cvt, grid_ids, mma
-from .flash2 import _dkdv_setup, _dkdv_store, _lse_spec
+from .flash2 import _dkdv_setup, _dkdv_store, _flash2_bwd_dq, _lse_spec
 from .registry import launcher
 
 
@@ -150,6 +150,69 @@ def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
 
 
 @triton.jit
+def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
+                        stride_q, stride_k, stride_v, stride_do, stride_dk, stride_dv, HKV,
+                        SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, STAT_STRIDE,
+                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
+                        PREC: tl.constexpr):
+    """dK_j, dV_j of one K/V block (`LOOP = "ws"`: flash2's dK/dV pass, 4 tile matmuls per pair) as ONE warp-specialised
+    loop over every (q head of the GQA group, Q block) that sees block j.  Triton 3.6's Hopper partitioner then runs a
+    producer warpgroup issuing the TMA loads and two consumer warpgroups of BLOCK_N / 2 K/V rows each (setmaxnreg
+    232), checked in the sm_90a compile (benchmarks/hopper_bwd_compile.py --loop ws).  What the partitioner needs,
+    learnt by compiling: one straight-line loop (the causal mask is computed on every visited block); no pointer
+    load anywhere in the kernel (K_j, V_j, Q_i, dO_i, lse_i and delta_i all come by TMA: an assertion in WSLowerToken
+    otherwise); no dQ in the loop (dS K_j reduces over the K/V rows the two consumers split: "Unexpected
+    asyncTaskIds" in WSDataPartition; a plain atomic add of it was silently dropped with 64-row tiles), so dQ is a
+    separate pass; BLOCK_N = 128 (with 64 both consumers ran the whole tile, duplicated).
+    Per step: Q_i, dO_i (rows x d, 3-D descriptors [heads, SEQ_Q, d]) and lse_i, delta_i (BLOCK_M fp32; 2-D
+    descriptors [B*Hq, SEQ_Q] with row stride STAT_STRIDE, a multiple of 4: the launcher pads them when SEQ_Q is
+    not), rows past SEQ_Q zero-filled by the copy engine (lse then set to +inf: p = 0)."""
+    b, hkv, offs_n, offs_m0, offs_d, cmask, k, v, dk, dv, lo, mid = _dkdv_setup(
+        K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST)
+    # K_j, V_j by TMA (rows past SEQ_KV zero-filled): _dkdv_setup's pointer loads of them are dead code (removed)
+    start_n = tl.program_id(0 if Q_FASTEST else 1) * BLOCK_N
+    k = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
+                                  strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM]).load([start_n, 0])
+    v = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
+                                  strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM]).load([start_n, 0])
+    H = HKV * GROUP
+    q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0], shape=[H, SEQ_Q, HEAD_DIM],
+                                       strides=[stride_q[1], stride_q[2], 1], block_shape=[1, BLOCK_M, HEAD_DIM])
+    do_desc = tl.make_tensor_descriptor(DO + b * stride_do[0], shape=[H, SEQ_Q, HEAD_DIM],
+                                        strides=[stride_do[1], stride_do[2], 1], block_shape=[1, BLOCK_M, HEAD_DIM])
+    n_bh = tl.num_programs(1 if Q_FASTEST else 0) * GROUP  # B*Hq rows of statistics
+    lse_desc = tl.make_tensor_descriptor(LSE, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1], block_shape=[1, BLOCK_M])
+    delta_desc = tl.make_tensor_descriptor(DELTA, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1],
+                                           block_shape=[1, BLOCK_M])
+    # K/V row indices relative to the tile (rel_n) plus the scalar start_n: the partitioner splits the K/V rows over
+    # the consumer warpgroups and mangles start + arange (the forward's data-partitioning bug, notes/hopper.md)
+    rel_n = tl.arange(0, BLOCK_N)
+    nblk = tl.cdiv(SEQ_Q - lo, BLOCK_M)
+    for it in tl.range(0, GROUP * nblk, warp_specialize=True):
+        g = it // nblk
+        start_m = lo + (it - g * nblk) * BLOCK_M
+        h = (hkv * GROUP + g).to(tl.int32)
+        bh = (b * H + h).to(tl.int32)
+        rm = offs_m0 < SEQ_Q - start_m
+        q = q_desc.load([h, start_m, 0]).reshape(BLOCK_M, HEAD_DIM)
+        lse2 = tl.where(rm, lse_desc.load([bh, start_m]).reshape(BLOCK_M), float("inf")) * LOG2E
+        qkT = mma(k, tl.trans(q), PREC) * qk_scale2
+        if CAUSAL:  # K/V row start_n + c visible from Q row start_m + r when c - r <= start_m + offset - start_n
+            visible = rel_n[:, None] - offs_m0[None, :] <= start_m + CAUSAL_OFFSET - start_n
+            pT = tl.where(visible, tl.math.exp2(qkT - lse2[None, :]), 0.0)
+        else:
+            pT = tl.math.exp2(qkT - lse2[None, :])
+        do = do_desc.load([h, start_m, 0]).reshape(BLOCK_M, HEAD_DIM)
+        dv += mma(cvt(pT, do.dtype, PREC), do, PREC)
+        delta = delta_desc.load([bh, start_m]).reshape(BLOCK_M)
+        dpT = mma(v, tl.trans(do), PREC)
+        dsT = pT * (dpT - delta[None, :])
+        dk += mma(cvt(dsT, q.dtype, PREC), q, PREC)
+    _dkdv_store(DK, DV, stride_dk, stride_dv, b, hkv, offs_n, offs_d, cmask, dk, dv, sm_scale, PREC)
+
+
+@triton.jit
 def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ_Q, sm_scale,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr,
                            PREC: tl.constexpr):
@@ -181,18 +244,44 @@ def dq_reduce_by_tma(device) -> bool:
 LOADS = "pointer"  # "tma" (with DQ_REDUCE "tma") was 4-10 % slower on the H100 (run2); kept to try again
 
 
-def loads_by_tma(q, do) -> bool:
-    if LOADS not in ("tma", "pointer"):
-        raise ValueError(f"kernels.hopper_bwd.LOADS must be 'tma' or 'pointer', got {LOADS!r}")
-    if LOADS != "tma" or q.device.type == "meta":
-        return LOADS == "tma" and q.device.type == "meta"  # meta (compiled facts): as on an aligned GPU tensor
-    if q.device.type == "cuda" and tuple(torch.cuda.get_device_capability(q.device)) < (9, 0):
+def _tma_layout(*tensors) -> bool:
+    """Whether TMA descriptors can address these (B, H, N, d) tensors: a 16-byte aligned base and batch/head/row
+    strides (and an sm_90 GPU; "meta" tensors -- compiled facts -- count as an aligned GPU tensor)."""
+    t0 = tensors[0]
+    if t0.device.type == "meta":
+        return True
+    if t0.device.type == "cuda" and tuple(torch.cuda.get_device_capability(t0.device)) < (9, 0):
         return False
-    for t in (q, do):
+    for t in tensors:
         e = t.element_size()
         if t.data_ptr() % 16 or any((t.stride(i) * e) % 16 and t.shape[i] > 1 for i in range(3)):
             return False
     return True
+
+
+def loads_by_tma(q, do) -> bool:
+    if LOADS not in ("tma", "pointer"):
+        raise ValueError(f"kernels.hopper_bwd.LOADS must be 'tma' or 'pointer', got {LOADS!r}")
+    return LOADS == "tma" and _tma_layout(q, do)
+
+
+#: the backward's structure: "split" (default: the fused `_hopper_bwd_dkdvdq`, per q head the masked diagonal band then
+#: the unmasked blocks, Triton's software pipeliner, dQ by atomics) or "ws" (an EXPERIMENT, benchmarks only: the
+#: warp-specialised dK/dV pass `_hopper_bwd_dkdv_ws` + flash2's dQ pass with `WS_DQ_TILES` -- FA2's 7 matmuls per pair,
+#: because Triton 3.6's partitioner cannot keep dQ in the loop; 2-byte dtypes, TMA-able layouts).  The "ws" launches
+#: (hopper_bwd_preprocess, hopper_bwd_dkdv_ws, flash2_bwd_dq) are NOT the hopper bwd contract of memsim.schedule: a
+#: measurement variant until it wins (notes/hopper.md).  A module switch so one benchmark run can time both.
+LOOP = "split"
+#: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws": flash2's tuned d=128 backward winner
+WS_DQ_TILES = (64, 64, 4, 2)
+
+
+def loop_ws(problem: AttentionProblem, q, do) -> bool:
+    """Whether the backward runs the "ws" launches: LOOP "ws", a 2-byte dtype and a TMA-able layout of q and dO (the
+    interpreter runs them too: the loop is then a plain loop)."""
+    if LOOP not in ("split", "ws"):
+        raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split' or 'ws', got {LOOP!r}")
+    return LOOP == "ws" and problem.element_bytes == 2 and _tma_layout(q, do)
 
 
 @launcher("hopper", "bwd", needs={"lse": _lse_spec})
@@ -213,16 +302,28 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
     dq_tma = dq_reduce_by_tma(q.device)
     load_tma = loads_by_tma(q, do)
-    if dq_tma or load_tma:
+    ws = loop_ws(p, q, do)
+    if dq_tma or load_tma or ws:
         from .hopper import _scratch
         triton.set_allocator(_scratch)
     _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                      Q_FASTEST=qf, **common)
-    _hopper_bwd_dkdvdq[main.grid](
-        q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
-        strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
-        p.causal_offset, GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec,
-        DQ_TMA=dq_tma, LOAD_TMA=load_tma, **common)
+    args = (q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
+            strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
+    consts = dict(GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
+    if ws:  # the experiment: WS dK/dV pass, then flash2's dQ pass writes dQ itself (dQacc stays zero, unread)
+        pad = -p.seq_q % 4  # TMA: the statistics' row stride must be a multiple of 16 bytes (copies only if not)
+        lse_t, delta_t = (torch.nn.functional.pad(x.reshape(-1, p.seq_q), (0, pad)) if pad else x for x in (lse, delta))
+        _hopper_bwd_dkdv_ws[main.grid](q, k, v, do, lse_t, delta_t, dk, dv, *args[9:], p.seq_q + pad, **consts)
+        bm, bn, w, st = WS_DQ_TILES
+        _flash2_bwd_dq[(triton.cdiv(p.seq_q, bm), p.batch * p.heads_q) if qf else (p.batch * p.heads_q, triton.cdiv(p.seq_q, bm))](
+            q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dq),
+            p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset, GROUP=p.group_size,
+            HEAD_DIM=p.head_dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, num_warps=w,
+            num_stages=st)
+        return dq, dk, dv
+    else:
+        _hopper_bwd_dkdvdq[main.grid](*args, DQ_TMA=dq_tma, LOAD_TMA=load_tma, **consts)
     _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
                                       PREC=prec, **common)
     return dq, dk, dv

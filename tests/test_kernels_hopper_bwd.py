@@ -123,3 +123,42 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
     q = torch.randn(1, 1, 8, 16)
     with pytest.raises(ValueError, match=knob):
         hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+@pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
+@pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa"])
+def test_hopper_bwd_ws_experiment(shape_id, mask, dtype, device, monkeypatch):
+    """LOOP='ws' (the warp-specialised dK/dV pass + flash2's dQ pass; TMA for every tile, flat lse/delta rows masked
+    after the load) is exact: ragged rows and columns, GQA (one loop over the group's heads), both causal alignments."""
+    import kernels.hopper_bwd as hb
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    if device == "cpu":
+        monkeypatch.setattr(hb, "WS_DQ_TILES", (16, 16, 1, 1))
+    blocks, warps, stages = ((64, 128), 4, 2) if device == "cuda" else ((16, 32), 1, 1)
+    _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1], blocks=blocks, warps=warps, stages=stages)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
+@pytest.mark.parametrize("d", [64, 128])
+def test_hopper_bwd_ws_experiment_gpu_tiles(d, monkeypatch):
+    import kernels.hopper_bwd as hb
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    for causal in (False, True):
+        _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(64, 128), warps=4, stages=2)
+
+
+def test_hopper_bwd_ws_rule_and_bad_value(monkeypatch):
+    import kernels.hopper_bwd as hb
+    from memsim.schedule import AttentionProblem
+    assert hb.LOOP == "split"  # the default: the fused pass (the "ws" experiment is a benchmark switch)
+    q = torch.randn(1, 2, 8, 64, dtype=torch.float16)
+    p16, p32 = (AttentionProblem(1, 2, 2, 8, 8, 64, dt) for dt in ("fp16", "fp32"))
+    assert not hb.loop_ws(p16, q, q)
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    assert hb.loop_ws(p16, q, q) and not hb.loop_ws(p32, q.float(), q.float())
+    odd = torch.randn(1, 2, 8, 65, dtype=torch.float16)[..., :64]  # 130-byte rows: no descriptor
+    assert not hb.loop_ws(p16, odd, q)
+    monkeypatch.setattr(hb, "LOOP", "gluon")
+    with pytest.raises(ValueError, match="LOOP"):
+        hb.loop_ws(p16, q, q)
