@@ -18,7 +18,20 @@ Each point is timed by ncu (`gpu__time_duration`, default cache control = L1/L2 
   pages of 0 (contiguous), 16 or 64 rows scattered over a 256 MB pool, the table read per key or per page, at
   8-132 CTAs.  Per-key 64-row pages vs per-page 64-row pages separates the per-key gather from DRAM locality.
 
+* ``pipeline`` (added 2026-11-26, second decode session) -- the tile loop's pipelining: a contiguous stream of 64 x
+  128 fp16 tiles (one head of 8 interleaved, 128 tiles per CTA) consumed by a chain of ``dots`` dependent
+  16 x 64 x 128 tl.dot per tile (the compute per tile), at num_stages 2 / 3 / 4 (tiles in flight 1 / 2 / 3: the
+  compiled SASS's ``DEPBAR.LE SB0, N`` over its commit groups, `kernels.decode_compiled.tiles_in_flight`), 1 CTA
+  and one CTA per SM; ``load=False`` runs the same dots on a register tile (the compute alone).  Per-tile period
+  vs tiles in flight B separates "one tile per latency" (period = max(compute, latency) for any B >= 2) from the
+  SASS order (tile i + B issued after tile i is computed: period = max(compute, (latency + compute) / B)).
+* ``occupancy`` (same session) -- not timed: ncu's launch statistics (``launch__occupancy_limit_shared_mem``,
+  ``_registers``, ``_warps``, ``launch__shared_mem_per_block_dynamic``, ``launch__registers_per_thread``) of real
+  `_decode_split` launches of a few variants, i.e. how many CTAs of each the SM admits, against the model's
+  (compiled shared memory, `memsim.inference.split_shared_bytes`) and the schedule's nominal shared memory.
+
     run(command="python3 benchmarks/decode_mechanisms_gpu.py --out $OUT/decode_mech.json", timeout_s=300)
+    run(command="python3 benchmarks/decode_mechanisms_gpu.py --sets pipeline,occupancy --out $OUT/m.json")
 
 Here (no GPU): ``python benchmarks/decode_mechanisms_gpu.py --plan`` lists the points.
 """
@@ -34,7 +47,31 @@ REPEATS = 3
 MB = 1 << 20
 
 
-def plan() -> list[dict]:
+SETS = ("chain", "rounds", "gather", "pipeline", "occupancy")
+#: the first run's sets (2026-11-26 03:23): its points keep their ids
+FIRST_SETS = ("chain", "rounds", "gather")
+#: decode_split variants whose occupancy ncu reports (problem, schedule fields): default tile, paged without prefetch
+#: (Triton buffers one tile), num_stages 4 at d = 64 (the seed-112602 cases 001 / 015)
+OCCUPANCY_VARIANTS = (
+    (dict(batch=2, heads_q=32, heads_kv=8, head_dim=128, seq_kv=2048, dtype="bf16"), dict()),
+    (dict(batch=2, heads_q=32, heads_kv=8, head_dim=128, seq_kv=2048, dtype="bf16", page_size=16), dict()),
+    (dict(batch=2, heads_q=32, heads_kv=8, head_dim=128, seq_kv=2048, dtype="bf16", page_size=16),
+     dict(page_prefetch=True)),
+    (dict(batch=2, heads_q=32, heads_kv=4, head_dim=64, seq_kv=2048, dtype="bf16", page_size=16),
+     dict(block_n=128, num_stages=4, num_warps=8)),
+    (dict(batch=2, heads_q=32, heads_kv=8, head_dim=64, seq_kv=2048, dtype="bf16", page_size=16),
+     dict(block_n=128, num_stages=4, num_warps=4, page_prefetch=True, pack_gqa=False)),
+    (dict(batch=2, heads_q=32, heads_kv=8, head_dim=256, seq_kv=2048, dtype="fp16"), dict(num_warps=8)),
+)
+OCCUPANCY_METRICS = ("launch__occupancy_limit_shared_mem", "launch__occupancy_limit_registers",
+                     "launch__occupancy_limit_warps", "launch__occupancy_limit_blocks",
+                     "launch__shared_mem_per_block_dynamic", "launch__registers_per_thread")
+
+
+def plan(sets=FIRST_SETS) -> list[dict]:
+    unknown = set(sets) - set(SETS)
+    if unknown:
+        raise ValueError(f"unknown point sets {sorted(unknown)}; known: {', '.join(SETS)}")
     P = []
     for variant in ("near", "far"):
         for n in (0, 1, 2, 4, 8):
@@ -54,7 +91,24 @@ def plan() -> list[dict]:
                           heads=8, num_stages=3, num_warps=4, tiles=64, pool_bytes=256 * MB))
     for i, p in enumerate(P):
         p["id"] = i
-    return P
+    P = [p for p in P if p["kind"] in sets]
+    n = 1000  # ids of the later sets start at 1000 (the first run's stay 0..)
+    Q = []
+    if "pipeline" in sets:
+        for ctas in (1, 132):
+            for st in (2, 3, 4):
+                for dots in (1, 4, 8):
+                    Q.append(dict(kind="pipeline", ctas=ctas, num_stages=st, dots=dots, load=True, block_n=64,
+                                  head_dim=128, heads=8, num_warps=4, tiles=128))
+            for dots in (1, 4, 8):
+                Q.append(dict(kind="pipeline", ctas=ctas, num_stages=3, dots=dots, load=False, block_n=64,
+                              head_dim=128, heads=8, num_warps=4, tiles=128))
+    if "occupancy" in sets:
+        for j, (prob, sch) in enumerate(OCCUPANCY_VARIANTS):
+            Q.append(dict(kind="occupancy", variant=j, problem=prob, schedule=sch))
+    for i, q in enumerate(Q):
+        q["id"] = n + i
+    return P + Q
 
 
 def _kernels():
@@ -130,13 +184,35 @@ def _kernels():
             acc = tl.dot(p, x, acc)
         tl.store(out_ptr + pid.to(tl.int64) * 16 * D + tl.arange(0, 16)[:, None] * D + cols[None, :], acc)
 
-    return _mbd_chain, _mbd_rounds, _mbd_gather
+    @triton.jit
+    def _mbd_pipe(src_ptr, out_ptr, n_tiles, row_stride, HEADS: tl.constexpr, BLOCK_N: tl.constexpr,
+                  D: tl.constexpr, DOTS: tl.constexpr, LOAD: tl.constexpr):
+        # one CTA streams n_tiles (BLOCK_N x D) tiles of its own rows; each tile feeds DOTS dependent dots
+        pid = tl.program_id(0)
+        seq = pid // HEADS
+        head = pid % HEADS
+        rows = tl.arange(0, BLOCK_N)
+        cols = tl.arange(0, D)
+        p = tl.full([16, BLOCK_N], 1.0 / 1024, dtype=tl.float16)
+        acc = tl.zeros([16, D], dtype=tl.float32)
+        base = seq.to(tl.int64) * n_tiles * BLOCK_N
+        x0 = tl.load(src_ptr + (base + rows)[:, None] * row_stride + head * D + cols[None, :])
+        for t in range(n_tiles):
+            if LOAD:
+                x = tl.load(src_ptr + (base + t * BLOCK_N + rows)[:, None] * row_stride + head * D + cols[None, :])
+            else:
+                x = x0
+            for _ in tl.static_range(DOTS):
+                acc = tl.dot(p, x, acc)
+        tl.store(out_ptr + pid.to(tl.int64) * 16 * D + tl.arange(0, 16)[:, None] * D + cols[None, :], acc)
+
+    return _mbd_chain, _mbd_rounds, _mbd_gather, _mbd_pipe
 
 
 def _launcher(p: dict, K, dev):
     """A zero-argument launch of point p (inputs built once, fresh data, never zeros)."""
     import torch
-    chain, rounds, gather = K
+    chain, rounds, gather, pipe = K
     g = torch.Generator(device="cpu").manual_seed(p["id"] + 1)
     if p["kind"] == "chain":
         step = p["step_bytes"] // 8   # elements between consecutive links
@@ -155,6 +231,13 @@ def _launcher(p: dict, K, dev):
         out = torch.empty(c * d, device=dev)
         return lambda: rounds[(c,)](lse, o, out, R, STRIDE_ROWS=sr, D=d, BLOCK_S=32, WEIGHTED=p["weighted"],
                                     num_warps=4, num_stages=1)
+    if p["kind"] == "pipeline":
+        c, bn, d, H, T = p["ctas"], p["block_n"], p["head_dim"], p["heads"], p["tiles"]
+        seqs = -(-c // H)
+        src = (torch.rand(seqs * T * bn * H * d, generator=g) * 2 - 1).to(torch.float16).to(dev)
+        out = torch.empty(c * 16 * d, device=dev)
+        return lambda: pipe[(c,)](src, out, T, H * d, HEADS=H, BLOCK_N=bn, D=d, DOTS=p["dots"], LOAD=p["load"],
+                                  num_warps=p["num_warps"], num_stages=p["num_stages"])
     # gather
     c, bn, d, H, T, pr = p["ctas"], p["block_n"], p["head_dim"], p["heads"], p["tiles"], p["page_rows"]
     seqs = -(-c // H)
@@ -172,12 +255,12 @@ def _launcher(p: dict, K, dev):
                                 PER_KEY=p["per_key"], num_warps=p["num_warps"], num_stages=p["num_stages"])
 
 
-def run_points() -> int:
-    """(inside ncu) warm every point up, then launch each REPEATS times between profiler start/stop."""
+def run_points(sets) -> int:
+    """(inside ncu) warm every timed point up, then launch each REPEATS times between profiler start/stop."""
     import torch
     dev = "cuda"
     K = _kernels()
-    P = plan()
+    P = [p for p in plan(sets) if p["kind"] != "occupancy"]
     fns = []
     for p in P:
         fn = _launcher(p, K, dev)
@@ -194,33 +277,88 @@ def run_points() -> int:
     return 0
 
 
-def measure(out: str) -> int:
+def _occupancy_case(prob: dict, sch: dict):
+    from memsim.inference import DecodeProblem, DecodeSchedule
+    return DecodeProblem.uniform(**prob), DecodeSchedule(num_splits=1, **sch)
+
+
+def run_occupancy() -> int:
+    """(inside ncu) one `_decode_split` launch per OCCUPANCY_VARIANTS entry, in order (fresh random inputs)."""
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from kernels.decode_kv import decode
+    from kernels.decode_testing import make_problem_inputs
+    for prob, sch in OCCUPANCY_VARIANTS:
+        p, s = _occupancy_case(prob, sch)
+        q, k, v, lens, bt = make_problem_inputs(p, "cuda", seed=1)
+        decode(q, k, v, lens, block_table=bt, schedule=s, num_splits=1)
+    torch.cuda.synchronize()
+    return 0
+
+
+def _model_occupancy(prob: dict, sch: dict) -> dict:
+    """CTAs per SM the decode model admits for this variant: by the compiled shared memory (what it uses) and by
+    the schedule's nominal shared memory (what it used before), with the compiled registers."""
+    import memsim
+    from memsim.inference import (DeviceFacts, decode_sram_bytes_per_cta, split_regs_per_thread,
+                                  split_shared_bytes)
+    p, s = _occupancy_case(prob, sch)
+    f = DeviceFacts.from_hardware(memsim.load_hardware("h100-sxm"))
+    regs = split_regs_per_thread(p, s)
+    return {"model_compiled_shared_bytes": split_shared_bytes(p, s), "model_regs_per_thread": regs,
+            "model_ctas_per_sm": f.ctas_per_sm(split_shared_bytes(p, s), s.num_warps, regs),
+            "nominal_ctas_per_sm": f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), s.num_warps, regs)}
+
+
+def measure(out: str, sets) -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from memsim.io import base_provenance, write_json
     from verification import ncu
-    P = plan()
-    log = out + ".ncu.log"
-    metrics = ["gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum",
-               "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "sm__cycles_elapsed.avg.per_second"]
-    rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-points"], log_file=log,
-                             metrics=metrics, kernel_regex="^_mbd_", timeout_s=400)
-    if len(rows) != len(P) * REPEATS:
-        print(f"ncu returned {len(rows)} launches, expected {len(P) * REPEATS}; tail:\n{text[-3000:]}")
+    if os.path.exists(out):
+        raise SystemExit(f"{out} exists; give a new --out (run files are never overwritten)")
+    P = plan(sets)
+    timed = [p for p in P if p["kind"] != "occupancy"]
     pts = []
-    for i, p in enumerate(P):
-        rs = rows[i * REPEATS:(i + 1) * REPEATS]
-        names = {r.name for r in rs}
-        if not rs or names != {f"_mbd_{p['kind']}"}:
-            pts.append(dict(p, error=f"rows {sorted(names)}"))
-            continue
-        t = [r.metrics.get("gpu__time_duration.sum") for r in rs]
-        q = dict(p, time_s_repeats=t, time_s=statistics.median(t),
-                 dram_read_bytes=statistics.median(r.metrics.get("dram__bytes_read.sum") or 0 for r in rs),
-                 dram_write_bytes=statistics.median(r.metrics.get("dram__bytes_write.sum") or 0 for r in rs),
-                 global_read_bytes=statistics.median(
-                     r.metrics.get("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum") or 0 for r in rs),
-                 sm_clock_Hz=statistics.median(r.metrics.get("sm__cycles_elapsed.avg.per_second") or 0 for r in rs))
-        pts.append(q)
+    if timed:
+        log = out + ".ncu.log"
+        metrics = ["gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum",
+                   "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "sm__cycles_elapsed.avg.per_second"]
+        rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-points", "--sets", ",".join(sets)],
+                                 log_file=log, metrics=metrics, kernel_regex="^_mbd_", timeout_s=400)
+        if len(rows) != len(timed) * REPEATS:
+            print(f"ncu returned {len(rows)} launches, expected {len(timed) * REPEATS}; tail:\n{text[-3000:]}")
+        for i, p in enumerate(timed):
+            rs = rows[i * REPEATS:(i + 1) * REPEATS]
+            names = {r.name for r in rs}
+            kname = "_mbd_pipe" if p["kind"] == "pipeline" else f"_mbd_{p['kind']}"
+            if not rs or names != {kname}:
+                pts.append(dict(p, error=f"rows {sorted(names)}"))
+                continue
+            tt = [r.metrics.get("gpu__time_duration.sum") for r in rs]
+            pts.append(dict(p, time_s_repeats=tt, time_s=statistics.median(tt),
+                            dram_read_bytes=statistics.median(r.metrics.get("dram__bytes_read.sum") or 0 for r in rs),
+                            dram_write_bytes=statistics.median(r.metrics.get("dram__bytes_write.sum") or 0 for r in rs),
+                            global_read_bytes=statistics.median(
+                                r.metrics.get("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum") or 0 for r in rs),
+                            sm_clock_Hz=statistics.median(r.metrics.get("sm__cycles_elapsed.avg.per_second") or 0
+                                                          for r in rs)))
+    occ = [p for p in P if p["kind"] == "occupancy"]
+    if occ:
+        rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-occupancy"],
+                                 log_file=out + ".occupancy.ncu.log", metrics=list(OCCUPANCY_METRICS),
+                                 kernel_regex="^_decode_split", timeout_s=300)
+        for i, p in enumerate(occ):
+            try:  # the model's figures (recomputed on the CPU side too); never lose the measurement for them
+                q = dict(p, **_model_occupancy(p["problem"], p["schedule"]))
+            except Exception as exc:
+                q = dict(p, model_error=f"{type(exc).__name__}: {exc}"[:200])
+            if i < len(rows) and rows[i].name == "_decode_split":
+                q["ncu"] = {m: rows[i].metrics.get(m) for m in OCCUPANCY_METRICS}
+                q["ctas_per_sm"] = min(v for m, v in q["ncu"].items() if m.startswith("launch__occupancy_limit")
+                                       and v is not None)
+            else:
+                q["error"] = f"no _decode_split row {i} ({len(rows)} rows); tail: {text[-500:]}"
+            pts.append(q)
     prov = base_provenance(" ".join(sys.argv))
     prov["ncu"] = ncu.ncu_version()
     try:
@@ -230,14 +368,21 @@ def measure(out: str) -> int:
                     cuda=torch.version.cuda)
     except Exception as exc:  # best effort
         prov["provenance_error"] = repr(exc)
-    write_json(out, {"provenance": prov, "method": __doc__, "repeats": REPEATS, "points": pts}, overwrite=True)
+    write_json(out, {"provenance": prov, "method": __doc__, "repeats": REPEATS, "sets": list(sets), "points": pts})
     for q in pts:
         if "error" in q:
-            print(q["id"], q["kind"], q["error"])
+            print(q["id"], q["kind"], q["error"][:300])
+            continue
+        if q["kind"] == "occupancy":
+            print(f"occupancy {q['variant']} ncu {q['ctas_per_sm']} CTAs/SM (smem "
+                  f"{q['ncu'].get('launch__occupancy_limit_shared_mem')}, regs "
+                  f"{q['ncu'].get('launch__occupancy_limit_registers')}); model {q.get('model_ctas_per_sm')}, "
+                  f"nominal {q.get('nominal_ctas_per_sm')}")
             continue
         key = {k: v for k, v in q.items() if k in ("variant", "n_dep", "store", "head_dim", "rounds", "ctas",
-                                                     "weighted", "stride_rows", "page_rows", "per_key")}
-        print(f"{q['kind']:7s} {json.dumps(key):90s} {q['time_s'] * 1e6:9.2f} us")
+                                                     "weighted", "stride_rows", "page_rows", "per_key",
+                                                     "num_stages", "dots", "load")}
+        print(f"{q['kind']:8s} {json.dumps(key):90s} {q['time_s'] * 1e6:9.2f} us")
     return 0
 
 
@@ -245,17 +390,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="JSON file for the points (GPU + ncu)")
     ap.add_argument("--plan", action="store_true", help="list the points and exit (no GPU)")
+    ap.add_argument("--sets", default=",".join(FIRST_SETS),
+                    help=f"comma-separated point sets of {', '.join(SETS)} (default: the first run's)")
     ap.add_argument("--run-points", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--run-occupancy", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    sets = tuple(x for x in a.sets.split(",") if x)
+    try:
+        P = plan(sets)
+    except ValueError as e:
+        ap.error(str(e))
     if a.plan:
-        for p in plan():
+        for p in P:
             print(json.dumps(p))
         return 0
     if a.run_points:
-        return run_points()
+        return run_points(sets)
+    if a.run_occupancy:
+        return run_occupancy()
     if not a.out:
         ap.error("--out is required (or --plan)")
-    return measure(a.out)
+    return measure(a.out, sets)
 
 
 if __name__ == "__main__":

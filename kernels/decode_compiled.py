@@ -10,6 +10,7 @@ launch is captured on meta tensors and compiled with kernels.compiled_facts.comp
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -80,6 +81,52 @@ def combine_variants(extra=()):
     return out + [(p, s) for p, s in extra if s.num_splits > 1]
 
 
+_DEPBAR_WAIT = re.compile(r"\bDEPBAR\.LE\s+SB0\s*,\s*(0x[0-9a-f]+|\d+)")
+_LABEL = re.compile(r"^\s*(\.L_x_\d+):")
+_BRA = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
+
+
+def tiles_in_flight(sass: str) -> int | None:
+    """K/V tiles the compiled tile loop keeps in flight, read off its SASS: the loop (a backward BRA to a label
+    above it) holding the tensor-core instructions waits at ``DEPBAR.LE SB0, N`` for the oldest copies while N
+    commit groups (``LDGDEPBAR``) may stay outstanding; an iteration commits G groups (K, V, and a paged loop's
+    block-table entries), so N // G later tiles are in flight while tile i is computed: N // G + 1 (the default
+    bn64/st3 loop: N = 2, G = 2 -> 2; num_stages 2 and paged loops without page_prefetch: N = 0 -> 1).  None
+    when no such loop or wait is found."""
+    lines = sass.splitlines()
+    labels = {}
+    for i, ln in enumerate(lines):
+        m = _LABEL.match(ln)
+        if m:
+            labels[m.group(1)] = i
+    for i, ln in enumerate(lines):
+        m = _BRA.search(ln)
+        if not m or labels.get(m.group(1), i) >= i:
+            continue
+        body = lines[labels[m.group(1)]:i + 1]
+        if not any(("HMMA" in x or "HGMMA" in x) for x in body):
+            continue
+        waits = [int(w.group(1), 0) for x in body for w in [_DEPBAR_WAIT.search(x)] if w]
+        groups = sum(1 for x in body if re.search(r"\bLDGDEPBAR\b", x))
+        if not waits or not groups:
+            return None
+        return min(waits) // groups + 1
+    return None
+
+
+def _sass_of(jf, args, kwargs) -> str:
+    """The sm_90 SASS of a captured launch (compiled as `kernels.compiled_facts.compile_launch` does; Triton's
+    cache makes the second compile cheap)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from .compiled_facts import ARCHS, _specialise
+    from .sass import disassemble
+    target = GPUTarget("cuda", ARCHS["sm90"][0], 32)
+    src, options = _specialise(jf, args, kwargs, target)
+    return disassemble(triton.compile(src, target=target, options=options.__dict__).asm["cubin"])
+
+
 def build(echo=print, extra=()) -> dict:
     """Compile every variant (the fixed list, then `extra` (problem, schedule) pairs); one entry per key."""
     from .compiled_facts import compile_launch
@@ -94,6 +141,7 @@ def build(echo=print, extra=()) -> dict:
         key = decode_loop_key(p, s)
         entries[key] = {"loop_instructions": loop.get("instructions"), "regs_per_thread": r["regs_per_thread"],
                         "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
+                        "tiles_in_flight": tiles_in_flight(_sass_of(jf, args, kwargs)),
                         "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
         echo(f"{key}: {entries[key]['loop_instructions']} instructions/warp/iteration, {r['shared_bytes']} B shared "
              f"({time.time() - t:.1f} s)")

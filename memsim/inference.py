@@ -54,7 +54,7 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "estimate_time_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
-           "dependent_loads_before_stream", "split_regs_per_thread",
+           "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
            "combine_block_s", "decode_combine_key", "combine_regs_per_thread"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
@@ -419,6 +419,15 @@ def split_regs_per_thread(p: DecodeProblem, s: DecodeSchedule) -> int | None:
     return e.get("regs_per_thread") if e else None
 
 
+def split_shared_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """Shared memory one split CTA holds on the SM: the compiled kernel's (memsim/decode_compiled_sm90.json: what
+    Triton passes at launch, which the SM allocates), else the schedule's nominal `decode_sram_bytes_per_cta`.
+    They differ: Triton buffers num_stages - 1 K/V tiles of a pipelined loop and ONE of a loop it does not
+    pipeline (the default bn64/st3/d128 kernel holds 71680 B, not 102400: 3 CTAs per SM, not 2)."""
+    e = _compiled_entry(p, s)
+    return int(e["shared_bytes"]) if e and e.get("shared_bytes") else decode_sram_bytes_per_cta(p, s)
+
+
 def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
     """The most one split CTA streams whatever the memory system does: per K/V tile, its copies at the
     microbenchmark stream's pure copy rate, then the warps issue the tile loop's instructions (a warp issues at
@@ -437,23 +446,37 @@ def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on
     return tile / t
 
 
+def cta_tile_costs(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> tuple | None:
+    """(seconds per copied byte, issue seconds per tile) of one split CTA: the two parts of `cta_limit_Bps` (a tile
+    of b bytes busies the CTA b x the first + the second); None without a per-CTA limit.  A partial tile copies
+    fewer bytes but issues the whole loop body (masked lanes)."""
+    if not f.cta_max_Bps:
+        return None
+    per_byte = 1.0 / f.cta_max_Bps - f.stream_instructions_per_byte / f.clock_Hz
+    n = loop_instructions(p, s)
+    warps = s.num_warps * max(1, ctas_on_sm)
+    return per_byte, (n * warps / (min(ISSUE_LANES_PER_SM, warps) * f.clock_Hz) if n else 0.0)
+
+
 def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
-    """K+V tiles the compiled split kernel buffers in shared memory (compiled table: shared bytes // tile bytes;
-    without an entry: num_stages - 1, and 1 for a paged loop without page_prefetch, which Triton does not
-    pipeline: its K/V addresses come from a table load of the same iteration)."""
+    """K+V tiles the compiled split kernel keeps in flight while it computes one: the table's `tiles_in_flight`
+    (read off the loop's SASS by `kernels.decode_compiled.tiles_in_flight`: ``DEPBAR.LE SB0, N`` over the commit
+    groups of an iteration, + 1); for an entry without it, shared bytes // tile bytes; without an entry,
+    num_stages - 1, and 1 for a paged loop without page_prefetch, which Triton does not pipeline (its K/V addresses
+    come from a table load of the same iteration).  num_stages 2 gives 1 whatever the shared memory holds (its loop
+    waits for every copy: DEPBAR.LE SB0, 0x0)."""
     tile = 2 * s.block_n * p.head_dim * p.element_bytes
     e = _compiled_entry(p, s)
+    if e and e.get("tiles_in_flight"):
+        return int(e["tiles_in_flight"])
     if e and e.get("shared_bytes"):
         return max(1, e["shared_bytes"] // tile)
     return 1 if (p.paged and not s.page_prefetch) else max(1, s.num_stages - 1)
 
 
 def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
-    """K/V bytes one split CTA has in flight per round trip: ONE K+V tile.  The measured decode kernel streams
-    one tile per loaded latency whatever its stages (H100 tune rows, 1 x 8k S=4 / 8 x 32k S=1: block_n 32, 64,
-    128 with 2-3 buffered tiles ran at 16 KB / 32 KB / 64 KB per ~0.9 us, the microbenchmark's latency), unlike
-    the dram_stream microbenchmark, whose (num_stages - 1) buffered tiles are all in flight.  Why is open (the
-    loop waits for every outstanding copy each iteration?); the decode notes keep the evidence."""
+    """Bytes of one K+V tile: the unit the split loop keeps in flight (`pipeline_buffers` of them in the SimPy model,
+    memsim.workloads_decode.loop_step_s; the closed form `estimate_time_s` keeps one per round trip)."""
     return 2 * s.block_n * p.head_dim * p.element_bytes
 
 

@@ -12,17 +12,17 @@ runs of K/V tiles of one sequence and KV head, with their exact byte counts), bu
 the split ranges; `memsim.analytic_decode` is the independent closed form of the same bytes.
 
 Time mechanism (what decides the split count):
-* a CTA streams its K/V tiles with ``inflight`` bytes outstanding (num_stages - 1 tiles, Triton's
-  software pipeline); the resident CTAs of a launch load the memory system, and its latency grows with
-  the load: the per-CTA rate is the fixed point of Little's law on the *loaded-latency curve* measured by
-  the dram_stream microbenchmark (`DeviceFacts.stream`, memsim/calibration.py), at most the per-CTA limit
-  it measured; plus one latency to fill the pipeline;
-* a loop that Triton did not pipeline (ONE K/V buffer in the compiled shared memory: a paged cache without
-  ``page_prefetch``, or num_stages 2) issues the next tile's cp.async group at the end of an iteration and waits
-  for it at the top of the next (sm_90 SASS: one DEPBAR per iteration), so each tile costs its loaded latency
-  THEN its copy + compute (tile / per-CTA limit), serially (`serial_stream_latency_s` is the fixed point of
-  that stream); the block-table entries are pipelined by Triton (4-512 B more shared memory, their own cp.async
-  group), so the table costs no round trip of its own;
+* a CTA runs its compiled tile loop (sm_90 SASS of `_decode_split`): ``DEPBAR.LE SB0, N`` at the top waits for tile
+  i, the dots compute it, and only then are tile i + B's loads issued into the freed buffer, B = the tiles in
+  flight read off that SASS (`pipeline_buffers`: N // commit groups per iteration + 1; 1 for num_stages 2 and for
+  paged loops without ``page_prefetch``, whose table entries Triton pipelines in their own groups).  So a CTA
+  streams one tile per max(compute, (loaded latency + compute) / B) (`loop_step_s`; B = 1: latency THEN copy +
+  compute), compute = the tile's bytes at the stream microbenchmark's copy rate + the loop's issue time
+  (`cta_tile_costs`); the resident CTAs load the memory system and its latency is the fixed point of Little's law
+  on the *loaded-latency curve* of the dram_stream microbenchmark at the load they make
+  (`buffered_stream_latency_s`), recomputed every model step (STEPS_PER_CTA steps per split: the grain);
+* residency: the compiled kernel's shared memory (`split_shared_bytes`: Triton buffers num_stages - 1 tiles, or
+  one) and registers decide the CTAs per SM;
 * the per-CTA limit's issue time counts the warps of every CTA resident on the SM (4 schedulers per SM);
 * all CTAs share the DRAM rate (the highest the microbenchmark reached) first come first served, they run in
   waves over ``num_sms x ctas_per_sm`` slots (shared memory and warps limit residency), and a launch
@@ -39,11 +39,12 @@ measures) a kernel also writes back the dirty lines ncu leaves in the L2 once it
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
-                        combine_round_s, cta_limit_Bps, paged_latency_extra_s,
-                        dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread,
+                        combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
+                        dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread, split_shared_bytes,
                         combine_regs_per_thread,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
@@ -111,8 +112,8 @@ def _coords(grid, idx):
 
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
-                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, serial=False, round_bytes=None,
-                round_s=0.0, drain_s=0.0):
+                inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, buffers=1, round_bytes=None,
+                round_s=0.0, drain_s=0.0, tile_costs=None):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -151,8 +152,10 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
             yield env.timeout(head_s)
         port = env.now
         first = True
+        last_c = 0.0
         total = sum(acc[2] for st_ in steps for acc in st_[0])
-        mine = min(inflight_Bps, total) if (memory is not None and inflight_Bps) else 0.0
+        # in flight: up to `buffers` K/V tiles (inflight_Bps is one tile's bytes)
+        mine = min(buffers * inflight_Bps, total) if (memory is not None and inflight_Bps) else 0.0
         share = 1.0 if total else 0.0
         load[0] += mine * share
         for reads, writes, flops, exps, _tiles in steps:
@@ -170,32 +173,34 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 st["l2_read_bytes"] += l2req
                 st["dram_read_bytes"] += miss
                 st["dram_write_bytes"] += wb
+                step_s = None
                 if memory is not None:
                     if g:
                         load[0] += mine * (miss / g - share)
                         share = miss / g
                     lat, limit = memory(load[0])
+                    if mine and round_bytes is None:
+                        # compute of a tile: its copied bytes at the copy rate + the loop's issue (tile_costs)
+                        per_byte, issue = tile_costs if tile_costs else (1.0 / limit, 0.0)
+                        last_c = min(miss, inflight_Bps) * per_byte + issue
+                        step_s = loop_step_s(miss, inflight_Bps, buffers, lat, last_c, first)
                     rate = min(limit, mine / lat) if mine else limit
-                    if serial and mine:  # one buffer: each tile's latency, then its copy + compute (SASS order)
-                        rate = mine / (lat + mine / limit)
-                    # pipelined: the first `mine` bytes arrive one latency after the start, the rest at `rate`;
-                    # N bytes take (N - mine) / rate + lat = N / rate + (lat - mine / rate)
                     fill = max(0.0, lat - mine / rate) if mine else lat
                 else:
                     rate, fill = rate_Bps, fill_s
-                own = t + miss / rate + ((g - miss) / hit_Bps if hit_Bps else 0.0)
+                own = t + (step_s if step_s is not None else miss / rate) + ((g - miss) / hit_Bps if hit_Bps else 0.0)
                 if round_s and round_bytes and g > round_bytes:
                     own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
                 done = max(dram.book(t, miss + wb), l2link.book(t, l2req), own)
                 if first:
-                    done += fill
+                    done += fill if step_s is None else 0.0  # (the loop's first step starts with its latency)
                     first = False
                 port = done
             st["flops"] += flops
             st["exp_count"] += exps
             if writes:
-                if drain_s and not first:
-                    port += drain_s
+                if drain_s and not first:  # the last tile's dots; the loop step already computed it for tile/limit
+                    port += max(0.0, drain_s - last_c)
                 if port > env.now:
                     yield env.timeout(port - env.now)
                 gw = 0
@@ -248,21 +253,42 @@ def last_tile_drain_s(p: DecodeProblem, s: DecodeSchedule, hw, ctas_on_sm: int) 
     return 2 * 2.0 * bm * s.block_n * p.head_dim * c / rate
 
 
-def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, serial: bool = False,
+def loop_step_s(nbytes: float, tile_bytes: float, buffers: int, latency_s: float, compute_s: float,
+                first: bool) -> float:
+    """Seconds the compiled tile loop takes for `nbytes` of K/V tiles (sm_90 SASS of `_decode_split`: DEPBAR.LE at
+    the top of an iteration waits for tile i, the dots compute it, and only then are the loads of tile i + buffers
+    issued into the buffer just freed).  Tile k is issued at e(k - buffers) (the first `buffers` at the start),
+    ready one latency later, computed (compute_s) after the previous one: e(k) = max(issue + latency, e(k-1)) +
+    compute.  Its closed form: with latency + compute <= buffers x compute the loop is compute-bound, e(m - 1) =
+    latency + m x compute; else tiles come in groups of `buffers` every latency + compute.  first: the step starts
+    the stream (the latency of its first tiles is paid); later steps run at the steady period max(compute,
+    (latency + compute) / buffers) per tile.  buffers = 1 is the serial loop: m x (latency + compute)."""
+    b = max(1, buffers)
+    m = max(1, math.ceil(nbytes / tile_bytes - 1e-9)) if nbytes > 0 else 0
+    if not m:
+        return 0.0
+    period = max(compute_s, (latency_s + compute_s) / b)
+    if not first:
+        return m * period * min(1.0, nbytes / (m * tile_bytes))
+    if latency_s + compute_s <= b * compute_s:
+        return latency_s + m * compute_s
+    return (m - 1) // b * (latency_s + compute_s) + latency_s + ((m - 1) % b + 1) * compute_s
+
+
+def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buffers: int = 1,
                extra_latency=None):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
-    as load / inflight CTAs of `inflight` bytes each (memoised in 4 KB steps).  serial: each CTA waits for its
-    tile, then copies and computes it (one buffer): it streams F / (latency + F / limit), and the fixed point is
-    that of `serial_stream_latency_s`."""
+    as load / (buffers x inflight) CTAs, each keeping `buffers` tiles of `inflight` bytes in flight and computing a
+    tile in inflight / limit (memoised in 4 KB steps; `buffered_stream_latency_s`)."""
     memo = {}
     limit = limit_Bps or float("inf")
 
     def at(load):
         k = max(1, round(load / 4096))
         if k not in memo:
-            n = k * 4096 / inflight
-            if serial and facts.latency_curve and limit_Bps:
-                lat = serial_stream_latency_s(facts, n, inflight, limit_Bps)
+            n = k * 4096 / (max(1, buffers) * inflight)
+            if facts.latency_curve and limit_Bps:
+                lat = buffered_stream_latency_s(facts, n, inflight, buffers, limit_Bps)
             else:
                 lat = facts.stream(n, inflight, limit_Bps)[2]
             if extra_latency is not None:
@@ -272,14 +298,33 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, ser
     return at
 
 
-def serial_stream_latency_s(facts: DeviceFacts, ctas: float, tile_bytes: float, limit_Bps: float) -> float:
-    """Loaded latency when `ctas` CTAs each repeat: wait for one tile (latency), then copy + compute it (tile / limit):
-    the fixed point B = ctas x tile / (latency(B) + tile / limit) <= peak on the measured curve -- Little's law on
-    the curve shifted by the serial compute time (`calibration.stream_fixed_point`), the shift taken back off."""
+def buffered_stream_latency_s(facts: DeviceFacts, ctas: float, tile_bytes: float, buffers: int,
+                              limit_Bps: float) -> float:
+    """Loaded latency when `ctas` CTAs each run the compiled tile loop with `buffers` K/V tiles in flight: tile i +
+    buffers is issued once tile i is computed (tile / limit), so a CTA streams buffers x tile / (latency + tile /
+    limit), at most `limit`: the fixed point of B = ctas x that on the measured curve (Little's law on the curve
+    shifted by the compute time, `calibration.stream_fixed_point`), the shift taken back off.  buffers = 1 is the
+    serial loop (wait, then copy + compute)."""
     from .calibration import stream_fixed_point
     busy = tile_bytes / limit_Bps
     shifted = tuple((b, lat + busy) for b, lat in facts.latency_curve)
-    return stream_fixed_point(shifted, facts.dram_Bps, None, ctas, tile_bytes)[1] - busy
+    return stream_fixed_point(shifted, facts.dram_Bps, limit_Bps, ctas, max(1, buffers) * tile_bytes)[1] - busy
+
+
+#: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
+#: under a high load keeps that load's latency for its whole step; 32 steps follow the load as CTAs end (the ragged
+#: suite case: 16-tile steps 79.4 us, 1-tile steps 61.8, 32 steps per CTA 61.9; measured 58.5)
+STEPS_PER_CTA = 32
+#: at most this many K/V tiles x CTAs per model step in total (simulation time: ~5 us per step on these machines)
+MAX_STEPS = 200_000
+
+
+def default_run_tiles(problem: DecodeProblem, schedule: DecodeSchedule, longest_tiles: int) -> int:
+    """Tiles per model step: the longest split in STEPS_PER_CTA steps, coarser when the launch would take more than
+    MAX_STEPS steps in all."""
+    tiles = sum(-(-(k1 - k0) // schedule.block_n) for L in problem.seqlens_kv
+                for k0, k1 in split_ranges(L, schedule.num_splits, schedule.block_n)) * units_per_seq(problem, schedule)
+    return max(1, -(-longest_tiles // STEPS_PER_CTA), -(-tiles // MAX_STEPS))
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
@@ -306,7 +351,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
     if run_tiles is None:
         longest = max(len(split_ranges(L, schedule.num_splits, schedule.block_n)) and
                       -(-(-(-L // schedule.num_splits)) // schedule.block_n) for L in problem.seqlens_kv)
-        run_tiles = max(16, -(-longest // 8))
+        run_tiles = default_run_tiles(problem, schedule, longest)
     l2 = L2Cache(hw.l2_effective_bytes)
     from .calibration import calibration_for, ncu_dirty_residue_bytes
     residue = (ncu_dirty_residue_bytes(calibration_for(hw), hw.l2_bytes) or 0.0) if flush_l2 else 0.0
@@ -317,20 +362,23 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             l2.flush()
         round_bytes, round_s, drain = None, 0.0, 0.0
         if L.name == "decode_split":
-            serial = pipeline_buffers(problem, schedule) <= 1  # (the closed form uses round_trips_per_tile)
-            per_sm = facts.ctas_per_sm(smem, schedule.num_warps, split_regs_per_thread(problem, schedule))
+            buffers = pipeline_buffers(problem, schedule)
+            serial = buffers <= 1
+            per_sm = facts.ctas_per_sm(split_shared_bytes(problem, schedule), schedule.num_warps,
+                                       split_regs_per_thread(problem, schedule))
             resident = min(L.num_ctas, hw.num_sms * per_sm)
             inflight = inflight_bytes_per_cta(problem, schedule)
             _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
             limit = cta_limit_Bps(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
             # scattered pages cost latency only where tiles are in flight together (the gather microbenchmark,
             # pipelined); a one-buffer loop waits a full latency per tile anyway (dram_stream layout points)
-            memory = _memory_at(facts, inflight, limit, serial,
+            memory = _memory_at(facts, inflight, limit, buffers,
                                 None if serial else lambda n: paged_latency_extra_s(hw.name, problem.page_size, n))
             hit = limit
             drain = last_tile_drain_s(problem, schedule, hw, -(-resident // hw.num_sms))
+            costs = cta_tile_costs(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
         else:
-            serial = False
+            serial, buffers, costs = False, 1, None
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
@@ -341,7 +389,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
                          hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
-                         serial=serial, round_bytes=round_bytes, round_s=round_s, drain_s=drain)
+                         buffers=buffers, round_bytes=round_bytes, round_s=round_s, drain_s=drain,
+                         tile_costs=costs)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
