@@ -73,6 +73,14 @@ BWD_CANDIDATES = {
 }
 
 
+def bwd_variant(text: str) -> tuple[str, str, str]:
+    """"loads/dq_reduce[/loop]" -> (LOADS, DQ_REDUCE, LOOP) of kernels.hopper_bwd (loop "split" when left out)."""
+    parts = text.split("/")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"a backward variant is LOADS/DQ_REDUCE[/LOOP], e.g. pointer/atomic/ws; got {text!r}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else "split"
+
+
 def _switches(mod, **values):
     """Set module switches (kernels.hopper_bwd.LOADS / DQ_REDUCE, kernels.hopper.LONGEST_FIRST) for one record;
     returns the old values to restore."""
@@ -100,8 +108,9 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
                          versions=(torch.__version__, triton.__version__))
     runs["flash2"] = ("flash2", hit.schedule if hit else kernels.default_schedule(p, "flash2", "bwd", dev),
                       hit.source if hit else "registry")
-    for bm, bn, w, st in cands:
-        for var in variants:
+    for c in cands:  # (bm, bn, warps, stages[, variant]): a fifth element times that variant only
+        bm, bn, w, st = c[:4]
+        for var in (c[4:] or variants):
             runs[f"hopper {bm}x{bn} w{w} s{st} [{var}]"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), var)
     sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do)
     ref, ys = gate_reference(sub, qs, ks, vs, dos)
@@ -111,11 +120,11 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
     for name, (alg, s, src) in runs.items():
         rec = dict(impl=alg, variant=name, schedule=s.to_dict(), source=src, **base)
         old = None
-        if alg == "hopper":  # src = "loads/dq_reduce"
-            loads, red = src.split("/")
-            old = _switches(hb, LOADS=loads, DQ_REDUCE=red)
-            rec.update(loads=loads, dq_reduce=red, loads_used_tma=hb.loads_by_tma(q, do),
-                       dq_reduce_used_tma=hb.dq_reduce_by_tma(q.device))
+        if alg == "hopper":  # src = "loads/dq_reduce[/loop]" (kernels.hopper_bwd.LOADS, DQ_REDUCE, LOOP)
+            loads, red, loop = bwd_variant(src)
+            old = _switches(hb, LOADS=loads, DQ_REDUCE=red, LOOP=loop)
+            rec.update(loads=loads, dq_reduce=red, loop=loop, loads_used_tma=hb.loads_by_tma(q, do),
+                       dq_reduce_used_tma=hb.dq_reduce_by_tma(q.device), loop_ws=hb.loop_ws(p, q, do))
         try:
             t0 = time.time()
             ok, msg = gate_check(sub, s, qs, ks, vs, dos, ref, ys)
@@ -160,10 +169,12 @@ def main(argv=None):
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop timing new cases after this long")
     ap.add_argument("--bwd", action="store_true", help="also the backward: flash2 (tuned table), hopper bwd candidates, "
                                                        "SDPA flash / cuDNN")
-    ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
+    ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages(, variant)], ...]} "
+                                                           "override (a variant: timed with that one only)")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
-    ap.add_argument("--bwd-variants", default="tma/tma", help="comma-separated LOADS/DQ_REDUCE of kernels.hopper_bwd "
-                                                              "to time per candidate (e.g. tma/tma,pointer/atomic)")
+    ap.add_argument("--bwd-variants", default="tma/tma", help="comma-separated LOADS/DQ_REDUCE[/LOOP] of "
+                                                              "kernels.hopper_bwd to time per candidate (e.g. "
+                                                              "tma/tma,pointer/atomic,pointer/atomic/ws)")
     ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"),
                     help="causal hopper forward: longest-first Q blocks (kernels.hopper.LONGEST_FIRST), the grid's "
                          "order, or both (timed side by side)")

@@ -2,7 +2,7 @@
 (issue 9's "what limits speed"): bf16, B*N = 16k, H*d = 2048.
 
     ncu ... -k regex:'_hopper_bwd_dkdvdq|_flash2_bwd_dk|_flash2_bwd_dq' python benchmarks/hopper_ncu.py --bwd \
-        --d 128 --n 16384 --impls hopper:64,128,8,2 flash2:64,64,4,2
+        --d 128 --n 16384 --impls hopper:64,128,8,2 flash2:64,64,4,2 hopper:64,128,4,2@ws
 
     ncu --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis \
         -k regex:'_hopper_fwd|_flash2_fwd' python benchmarks/hopper_ncu.py --d 128 --n 16384 \
@@ -25,12 +25,15 @@ def main():
     ap.add_argument("--impls", nargs="+", default=["hopper:128,128,4,2", "flash2"])
     ap.add_argument("--bwd", action="store_true", help="backward launches (after one flash2 forward)")
     a = ap.parse_args()
+    import kernels.hopper_bwd as hb
     B, H = 16384 // a.n, 2048 // a.d
     q, k, v, do = make_inputs(B, H, H, a.n, a.n, a.d, "bf16", "cuda", 1)
     p = kernels.problem_for(q, k, v, causal=a.causal)
     phase = "bwd" if a.bwd else "fwd"
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", "cuda"), q, k, v) if a.bwd else None
-    for spec in a.impls:
+    for spec in a.impls:  # alg[:tiles][@loop], e.g. hopper:64,128,4,2@ws (kernels.hopper_bwd.LOOP)
+        spec, _, loop = spec.partition("@")
+        hb.LOOP = loop or "split"
         alg, _, tiles = spec.partition(":")
         s = (Schedule(alg, phase, *(int(x) for x in tiles.split(","))) if tiles
              else kernels.default_schedule(p, alg, phase, "cuda"))

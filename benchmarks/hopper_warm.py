@@ -30,6 +30,7 @@ def _task(t):
     try:
         kh.LONGEST_FIRST = sw.get("longest_first", True)
         hb.LOADS, hb.DQ_REDUCE = sw.get("loads", "tma"), sw.get("dq_reduce", "tma")
+        hb.LOOP = sw.get("loop", "split")
         q, k, v, do = make_inputs(1, 2, 2, 1024, 1024, d, dtype, "cuda", 1)
         p = kernels.problem_for(q, k, v, causal=causal)
         if tiles == "default":
@@ -74,10 +75,11 @@ def main(argv=None) -> int:
                 for lf in orders:
                     tasks.append((d, causal, a.dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"longest_first": lf}))
             for c in bc.get(d, []):
-                for var in a.bwd_variants.split(","):
-                    loads, red = var.split("/")
+                c, own = c[:4], c[4:]
+                for var in (own or a.bwd_variants.split(",")):
+                    loads, red, loop = hbench.bwd_variant(var)
                     tasks.append((d, causal, a.dtype, "bwd", "hopper:" + ",".join(map(str, c)),
-                                  {"loads": loads, "dq_reduce": red}))
+                                  {"loads": loads, "dq_reduce": red, "loop": loop}))
     t0 = time.time()
     with mp.get_context("spawn").Pool(min(a.jobs, len(tasks))) as pool:
         for line in pool.imap_unordered(_task, tasks):

@@ -27,7 +27,7 @@ from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from . import _common
 from ._common import dot_precision, strides3
-from ._tl import LOG2E, cvt, grid_ids, mma
+from ._tl import LOG2E, _kv_split, cvt, grid_ids, mma, q_block
 from .flash2 import _dkdv_setup, _dkdv_store, _flash2_bwd_dq, _lse_spec
 from .registry import launcher
 
@@ -213,6 +213,56 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
 
 
 @triton.jit
+def _hopper_bwd_dq_ws(Q, K, V, DO, LSE, DELTA, DQ, stride_q, stride_k, stride_v, stride_do, stride_dq,
+                      H, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, STAT_STRIDE,
+                      GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                      CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr, PREC: tl.constexpr):
+    """dQ_i of one Q block (`LOOP = "ws"`: flash2's dQ pass, 3 tile matmuls per pair) as ONE warp-specialised loop over
+    the K/V blocks it sees -- the forward's structure: a producer warpgroup loading K_j, V_j by TMA, two consumer
+    warpgroups of BLOCK_M / 2 Q rows (every dot's M is the Q rows, so the partitioner can split them).  Resident: Q_i,
+    dO_i (TMA), lse_i, delta_i (2-D descriptors, row stride STAT_STRIDE), the dQ_i accumulator; written once by a TMA
+    store (rows past SEQ_Q dropped).  Ragged K/V columns need no mask: K_j, V_j rows past SEQ_KV are zero-filled, so
+    their dS K_j adds 0; ragged Q rows have lse = +inf (p = 0).  Causal: the mask on every visited block."""
+    pid_bh, b, h, hkv, start_m, offs_m = q_block(H, GROUP, BLOCK_M, Q_FASTEST)
+    # row indices as rel_m + the scalar start_m (the partitioner's start + arange bug, notes/hopper.md)
+    rel_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
+                                       strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+    do_desc = tl.make_tensor_descriptor(DO + b * stride_do[0] + h * stride_do[1], shape=[SEQ_Q, HEAD_DIM],
+                                        strides=[stride_do[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+    dq_desc = tl.make_tensor_descriptor(DQ + b * stride_dq[0] + h * stride_dq[1], shape=[SEQ_Q, HEAD_DIM],
+                                        strides=[stride_dq[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+    k_desc = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
+    v_desc = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
+                                       strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
+    n_bh = tl.num_programs(1 if Q_FASTEST else 0)
+    lse_desc = tl.make_tensor_descriptor(LSE, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1], block_shape=[1, BLOCK_M])
+    delta_desc = tl.make_tensor_descriptor(DELTA, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1],
+                                           block_shape=[1, BLOCK_M])
+    q = q_desc.load([start_m, 0])
+    do = do_desc.load([start_m, 0])
+    lse2 = tl.where(rel_m < SEQ_Q - start_m, lse_desc.load([pid_bh.to(tl.int32), start_m]).reshape(BLOCK_M),
+                    float("inf")) * LOG2E
+    delta = delta_desc.load([pid_bh.to(tl.int32), start_m]).reshape(BLOCK_M)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    full_end, hi = _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL)
+    diag = start_m + CAUSAL_OFFSET
+    for start_n in tl.range(0, hi, BLOCK_N, warp_specialize=True):
+        k = k_desc.load([start_n, 0])
+        qk = mma(q, tl.trans(k), PREC) * qk_scale2
+        p = tl.math.exp2(qk - lse2[:, None])
+        if CAUSAL:  # column start_n + c visible from row start_m + r when c - r <= diag - start_n
+            p = tl.where(offs_n[None, :] - rel_m[:, None] <= diag - start_n, p, 0.0)
+        v = v_desc.load([start_n, 0])
+        dp = mma(do, tl.trans(v), PREC)
+        ds = p * (dp - delta[:, None])
+        dq += mma(cvt(ds, k.dtype, PREC), k, PREC)
+    dq_desc.store([start_m, 0], cvt(dq * sm_scale, DQ.dtype.element_ty, PREC))
+
+
+@triton.jit
 def _hopper_bwd_dq_convert(DQACC, DQ, stride_dqb, stride_dqh, stride_dqm, H, SEQ_Q, sm_scale,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr,
                            PREC: tl.constexpr):
@@ -266,22 +316,24 @@ def loads_by_tma(q, do) -> bool:
 
 
 #: the backward's structure: "split" (default: the fused `_hopper_bwd_dkdvdq`, per q head the masked diagonal band then
-#: the unmasked blocks, Triton's software pipeliner, dQ by atomics) or "ws" (an EXPERIMENT, benchmarks only: the
-#: warp-specialised dK/dV pass `_hopper_bwd_dkdv_ws` + flash2's dQ pass with `WS_DQ_TILES` -- FA2's 7 matmuls per pair,
-#: because Triton 3.6's partitioner cannot keep dQ in the loop; 2-byte dtypes, TMA-able layouts).  The "ws" launches
-#: (hopper_bwd_preprocess, hopper_bwd_dkdv_ws, flash2_bwd_dq) are NOT the hopper bwd contract of memsim.schedule: a
-#: measurement variant until it wins (notes/hopper.md).  A module switch so one benchmark run can time both.
+#: the unmasked blocks, Triton's software pipeliner, dQ by atomics) or an EXPERIMENT (benchmarks only) with FA2's two
+#: passes (7 tile matmuls per pair: Triton 3.6's partitioner cannot keep dQ in a warp-specialised dK/dV loop):
+#: "ws" = the warp-specialised dK/dV pass `_hopper_bwd_dkdv_ws` + the warp-specialised dQ pass `_hopper_bwd_dq_ws`;
+#: "ws+f2dq" = the same dK/dV pass + flash2's (pipelined) dQ pass.  The dQ pass's tiles: `WS_DQ_TILES`.  2-byte dtypes,
+#: TMA-able layouts.  Their launches (hopper_bwd_preprocess, hopper_bwd_dkdv_ws, hopper_bwd_dq_ws / flash2_bwd_dq) are
+#: NOT the hopper bwd contract of memsim.schedule: a measurement variant until it wins (notes/hopper.md).
 LOOP = "split"
-#: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws": flash2's tuned d=128 backward winner
-WS_DQ_TILES = (64, 64, 4, 2)
+#: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" / "ws+f2dq" (its own, since the schedule's
+#: tiles are the dK/dV pass's)
+WS_DQ_TILES = {"ws": (128, 64, 4, 2), "ws+f2dq": (64, 64, 4, 2)}  # WS: 2 consumer WGs of 64 rows; flash2's d=128 winner
 
 
 def loop_ws(problem: AttentionProblem, q, do) -> bool:
     """Whether the backward runs the "ws" launches: LOOP "ws", a 2-byte dtype and a TMA-able layout of q and dO (the
     interpreter runs them too: the loop is then a plain loop)."""
-    if LOOP not in ("split", "ws"):
-        raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split' or 'ws', got {LOOP!r}")
-    return LOOP == "ws" and problem.element_bytes == 2 and _tma_layout(q, do)
+    if LOOP not in ("split", "ws", "ws+f2dq"):
+        raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split', 'ws' or 'ws+f2dq', got {LOOP!r}")
+    return LOOP != "split" and problem.element_bytes == 2 and _tma_layout(q, do)
 
 
 @launcher("hopper", "bwd", needs={"lse": _lse_spec})
@@ -311,16 +363,23 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     args = (q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
             strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
     consts = dict(GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
-    if ws:  # the experiment: WS dK/dV pass, then flash2's dQ pass writes dQ itself (dQacc stays zero, unread)
+    if ws:  # the experiment: WS dK/dV pass, then a dQ pass writes dQ itself (dQacc stays zero, unread)
         pad = -p.seq_q % 4  # TMA: the statistics' row stride must be a multiple of 16 bytes (copies only if not)
         lse_t, delta_t = (torch.nn.functional.pad(x.reshape(-1, p.seq_q), (0, pad)) if pad else x for x in (lse, delta))
         _hopper_bwd_dkdv_ws[main.grid](q, k, v, do, lse_t, delta_t, dk, dv, *args[9:], p.seq_q + pad, **consts)
-        bm, bn, w, st = WS_DQ_TILES
-        _flash2_bwd_dq[(triton.cdiv(p.seq_q, bm), p.batch * p.heads_q) if qf else (p.batch * p.heads_q, triton.cdiv(p.seq_q, bm))](
-            q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do), *strides3(dq),
-            p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset, GROUP=p.group_size,
-            HEAD_DIM=p.head_dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, num_warps=w,
-            num_stages=st)
+        bm, bn, w, st = WS_DQ_TILES[LOOP]
+        grid = (triton.cdiv(p.seq_q, bm), p.batch * p.heads_q)
+        dq_consts = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=p.causal, Q_FASTEST=qf,
+                         PREC=prec, num_warps=w, num_stages=st)
+        dq_args = (p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
+        if LOOP == "ws":
+            _hopper_bwd_dq_ws[grid if qf else grid[::-1]](q, k, v, do, lse_t, delta_t, dq, strides3(q), strides3(k),
+                                                          strides3(v), strides3(do), strides3(dq), *dq_args,
+                                                          p.seq_q + pad, **dq_consts)
+        else:
+            _flash2_bwd_dq[grid if qf else grid[::-1]](q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k),
+                                                       *strides3(v), *strides3(do), *strides3(dq), *dq_args,
+                                                       **dq_consts)
         return dq, dk, dv
     else:
         _hopper_bwd_dkdvdq[main.grid](*args, DQ_TMA=dq_tma, LOAD_TMA=load_tma, **consts)

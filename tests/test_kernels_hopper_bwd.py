@@ -128,22 +128,24 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
 @pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa"])
-def test_hopper_bwd_ws_experiment(shape_id, mask, dtype, device, monkeypatch):
-    """LOOP='ws' (the warp-specialised dK/dV pass + flash2's dQ pass; TMA for every tile, flat lse/delta rows masked
-    after the load) is exact: ragged rows and columns, GQA (one loop over the group's heads), both causal alignments."""
+@pytest.mark.parametrize("loop", ["ws", "ws+f2dq"])
+def test_hopper_bwd_ws_experiment(loop, shape_id, mask, dtype, device, monkeypatch):
+    """LOOP='ws' / 'ws+f2dq' (the warp-specialised dK/dV pass + the warp-specialised or flash2's dQ pass; TMA for every
+    tile) is exact: ragged rows and columns, GQA (one loop over the group's heads), both causal alignments."""
     import kernels.hopper_bwd as hb
-    monkeypatch.setattr(hb, "LOOP", "ws")
+    monkeypatch.setattr(hb, "LOOP", loop)
     if device == "cpu":
-        monkeypatch.setattr(hb, "WS_DQ_TILES", (16, 16, 1, 1))
+        monkeypatch.setattr(hb, "WS_DQ_TILES", {loop: (16, 16, 1, 1)})
     blocks, warps, stages = ((64, 128), 4, 2) if device == "cuda" else ((16, 32), 1, 1)
     _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1], blocks=blocks, warps=warps, stages=stages)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
 @pytest.mark.parametrize("d", [64, 128])
-def test_hopper_bwd_ws_experiment_gpu_tiles(d, monkeypatch):
+@pytest.mark.parametrize("loop", ["ws", "ws+f2dq"])
+def test_hopper_bwd_ws_experiment_gpu_tiles(loop, d, monkeypatch):
     import kernels.hopper_bwd as hb
-    monkeypatch.setattr(hb, "LOOP", "ws")
+    monkeypatch.setattr(hb, "LOOP", loop)
     for causal in (False, True):
         _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(64, 128), warps=4, stages=2)
 
