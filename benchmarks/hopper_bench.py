@@ -178,6 +178,9 @@ def main(argv=None):
     ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"),
                     help="causal hopper forward: longest-first Q blocks (kernels.hopper.LONGEST_FIRST), the grid's "
                          "order, or both (timed side by side)")
+    ap.add_argument("--fwd-persistent", action="store_true",
+                    help="also time each warp-specialised hopper candidate as the persistent forward "
+                         "(kernels.hopper.PERSISTENT, the experiment)")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -219,6 +222,9 @@ def main(argv=None):
                     for lf in orders:
                         tag = "" if not causal else (" [longest first]" if lf else " [grid order]")
                         runs[f"hopper {bm}x{bn} w{w} s{st}{tag}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+                    if args.fwd_persistent and (w, st) == (4, 2):  # kernels.hopper.PERSISTENT (the experiment)
+                        runs[f"hopper {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper",
+                                                                             Schedule("hopper", "fwd", bm, bn, w, st))
                 runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
                 ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
                 records.append(dict(impl="default_choice", variant="default_choice", dtype=args.dtype, batch=B,
@@ -232,9 +238,10 @@ def main(argv=None):
                 for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
                     rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype=args.dtype, batch=B,
                                heads=H, seq=N, head_dim=d, causal=causal, **{"pass": "fwd"})
-                    old = _switches(khopper, LONGEST_FIRST="[grid order]" not in name)
+                    old = _switches(khopper, LONGEST_FIRST="[grid order]" not in name,
+                                    PERSISTENT="[persistent]" in name)
                     if alg == "hopper":
-                        rec["longest_first"] = khopper.longest_first(p)
+                        rec.update(longest_first=khopper.longest_first(p), persistent=khopper.persistent(p, s, q, k, v))
                     try:
                         lse = None
                         if s is not None:

@@ -10,7 +10,8 @@
 # Knobs (environment): BENCH_ARGS (e.g. "--bwd --head-dims 128,64"), BUDGET_S / BENCH_TIMEOUT_S, TESTS (pytest files,
 # default tests/test_kernels_hopper.py), TEST_TIMEOUT_S, NCU=0 to skip the profile, NCU_KERNELS (regex),
 # NCU_ARGS (hopper_ncu.py's arguments), NCU_COUNT, NCU_NAME (the csv's name), WARM_ARGS (set: run
-# benchmarks/hopper_warm.py with them first, WARM_TIMEOUT_S).
+# benchmarks/hopper_warm.py with them first, WARM_TIMEOUT_S), TESTS_DURING_WARM=1 (the tests run beside the warm-up,
+# before anything is timed, instead of after the benchmark), PYTEST_K (a pytest -k expression).
 set -uo pipefail
 set -f  # BENCH_ARGS may hold JSON with brackets: no globbing
 : "${OUT:?set OUT to the folder for the results}"
@@ -24,6 +25,11 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
   ncu --version 2>&1 | tail -1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if [ "${TESTS_DURING_WARM:-0}" = 1 ]; then  # the exactness tests compile while the warm-up does (nothing is timed yet)
+  timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} \
+    ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/pytest_hopper.log" 2>&1 &
+  tests_pid=$!
+fi
 if [ -n "${WARM_ARGS:-}" ]; then
   timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$OUT/warm.log" 2>&1
   rc=$?
@@ -33,9 +39,13 @@ if [ -n "${WARM_ARGS:-}" ]; then
     echo "warm failures: benchmark runs with BENCH_FALLBACK_ARGS"; BENCH_ARGS="$BENCH_FALLBACK_ARGS"
   fi
 fi
+if [ -n "${tests_pid:-}" ]; then wait "$tests_pid"; echo "tests rc=$?"; tail -4 "$OUT/pytest_hopper.log"; fi
 timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
-timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
+if [ "${TESTS_DURING_WARM:-0}" != 1 ]; then
+  timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} \
+    ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
+fi
 if [ "${NCU:-1}" = 1 ]; then
   timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \

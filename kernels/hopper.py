@@ -39,7 +39,7 @@ from memsim.algorithms_hopper import longest_first as longest_first_rule
 from memsim.algorithms_hopper import warp_specialised
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
-from ._common import dot_precision, lse_forward
+from ._common import LOG2E, dot_precision, lse_forward
 from ._tl import LN2, _kv_split, cvt, mma, q_block, softmax_rescale
 from .registry import ForwardResult, launcher
 
@@ -172,6 +172,64 @@ def _hopper_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_
     tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + start_m + rel_m, lse, mask=rel_m < SEQ_Q - start_m)
 
 
+@triton.jit
+def _hopper_fwd_persistent(Q, K, V, O, LSE, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET, BATCH,
+                           GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                           BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    """`PERSISTENT = True` (an EXPERIMENT, benchmarks only): one CTA per SM walks the (Q block, batch*head) tiles with a
+    stride of the grid size, the WHOLE tile body inside one `tl.range(..., warp_specialize=True)` loop, so the
+    producer warpgroup can load tile t+1's Q_i, K_j, V_j while the consumers finish tile t's epilogue (FA3's persistent
+    kernel), and the four descriptors are built once per CTA instead of once per tile.  Triton 3.6's partitioner
+    rejects 3-/4-D descriptor tiles here (WSDataPartition, seen compiling for sm_90a), so the descriptors are 2-D over
+    all rows [B*H*N, d]: contiguous tensors and N a multiple of the tiles only (the launcher's rule; no tile crosses a
+    head).  Tile order: Q blocks of one head fastest; causal: longest first (every head's last Q block, then the one
+    before, ...).  Same bytes as `_hopper_fwd`; the grid is (min(tiles, SMs),), not the contract's (Mb, B*Hq): a
+    measurement variant until it wins."""
+    q_desc = tl.make_tensor_descriptor(Q, shape=[BATCH * H * SEQ_Q, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                       block_shape=[BLOCK_M, HEAD_DIM])
+    k_desc = tl.make_tensor_descriptor(K, shape=[BATCH * (H // GROUP) * SEQ_KV, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                       block_shape=[BLOCK_N, HEAD_DIM])
+    v_desc = tl.make_tensor_descriptor(V, shape=[BATCH * (H // GROUP) * SEQ_KV, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                       block_shape=[BLOCK_N, HEAD_DIM])
+    o_desc = tl.make_tensor_descriptor(O, shape=[BATCH * H * SEQ_Q, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                       block_shape=[BLOCK_M, HEAD_DIM])
+    n_m = SEQ_Q // BLOCK_M
+    n_bh = BATCH * H
+    rel_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    for tile in tl.range(tl.program_id(0), n_m * n_bh, tl.num_programs(0), warp_specialize=True):
+        if CAUSAL:  # longest first: the last Q block of every head, then the one before, ...
+            pid_m = n_m - 1 - tile // n_bh
+            pid_bh = tile % n_bh
+        else:
+            pid_m = tile % n_m
+            pid_bh = tile // n_m
+        start_m = pid_m * BLOCK_M
+        kv_row0 = (pid_bh // H * (H // GROUP) + pid_bh % H // GROUP) * SEQ_KV  # first K/V row of the tile's kv head
+        q = q_desc.load([pid_bh * SEQ_Q + start_m, 0])
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        if CAUSAL:
+            hi = tl.minimum(tl.maximum(start_m + BLOCK_M + CAUSAL_OFFSET, 0), SEQ_KV)
+        else:
+            hi = SEQ_KV
+        diag = start_m + CAUSAL_OFFSET
+        for start_n in range(0, hi, BLOCK_N):
+            k = k_desc.load([kv_row0 + start_n, 0])
+            s = mma(q, tl.trans(k), PREC)
+            if CAUSAL:
+                s = tl.where(offs_n[None, :] - rel_m[:, None] <= diag - start_n, s, float("-inf"))
+            p, alpha, l_i, m_i = softmax_rescale(l_i, m_i, s, qk_scale2, SAFE=CAUSAL, RAW=True)
+            v = v_desc.load([kv_row0 + start_n, 0])
+            acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
+        empty = l_i == 0.0
+        l_safe = tl.where(empty, 1.0, l_i)
+        o_desc.store([pid_bh * SEQ_Q + start_m, 0], cvt(acc / l_safe[:, None], O.dtype.element_ty, PREC))
+        tl.store(LSE + pid_bh.to(tl.int64) * SEQ_Q + start_m + rel_m,
+                 tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2))
+
+
 # --- launcher --------------------------------------------------------------------------------------
 
 def check_tma_layout(name: str, t: torch.Tensor) -> None:
@@ -222,6 +280,23 @@ def longest_first(problem: AttentionProblem) -> bool:
     return LONGEST_FIRST and longest_first_rule(problem)
 
 
+#: the persistent forward (`_hopper_fwd_persistent`), an EXPERIMENT for benchmarks: warp-specialised schedules
+#: (2-byte dtypes, num_warps 4, num_stages 2) on contiguous tensors with seq_q, seq_kv multiples of the tiles
+#: (`persistent`); off by default (its grid is not the contract's)
+PERSISTENT = False
+
+
+def persistent(problem: AttentionProblem, schedule: Schedule, q, k, v) -> bool:
+    return (PERSISTENT and warp_specialise(problem, schedule) and problem.seq_q % schedule.block_m == 0
+            and problem.seq_kv % schedule.block_n == 0 and all(t.is_contiguous() for t in (q, k, v)))
+
+
+def _persistent_grid(problem: AttentionProblem, schedule: Schedule, device) -> tuple[int]:
+    tiles = triton.cdiv(problem.seq_q, schedule.block_m) * problem.batch * problem.heads_q
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
+    return (min(tiles, sms),)
+
+
 @launcher("hopper", "fwd")
 def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
     """Launch hopper_fwd; o and lse (B, Hq, Nq) fp32 in natural-log units, saved for the backward
@@ -233,6 +308,14 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
         if t.device.type != "meta":
             check_tma_layout(name, t)
     triton.set_allocator(_scratch)
+    if persistent(p, s, q, k, v):
+        o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+        _hopper_fwd_persistent[_persistent_grid(p, s, q.device)](
+            q, k, v, o, lse, p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset, p.batch,
+            GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, CAUSAL=p.causal,
+            PREC=dot_precision(p), num_warps=s.num_warps, num_stages=s.num_stages)
+        return ForwardResult(o, lse, {"lse": lse}, schedule)
     return lse_forward(_hopper_fwd, p, s, q, k, v, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
                        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
                        LONGEST_FIRST=longest_first(p))

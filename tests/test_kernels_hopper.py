@@ -115,3 +115,24 @@ def test_capability_is_checked():
     with pytest.raises(ScheduleError, match=r"compute capability >= 9.0.*A100 is sm_80. Use flash2"):
         check_capability((8, 0), "A100")
     check_capability((9, 0), "H100")  # fine: nothing raised
+
+
+@pytest.mark.parametrize("case", [
+    ((2, 4, 2, 64, 64, 32), (16, 16), False, "top_left"), ((1, 2, 1, 64, 96, 16), (16, 32), True, "top_left"),
+    ((2, 2, 2, 96, 64, 32), (32, 16), True, "bottom_right"), ((1, 3, 3, 48, 48, 64), (16, 16), True, "top_left"),
+], ids=["gqa_full", "mqa_causal_tl_longer_kv", "causal_br_shorter_kv", "h3_causal"])
+def test_hopper_persistent_experiment(case, device, monkeypatch):
+    """PERSISTENT = True (the persistent forward: descriptors built once, tiles walked with the grid's stride, longest
+    first when causal; contiguous tensors, lengths multiples of the tiles) is exact: GQA/MQA, both causal alignments
+    with seq_q != seq_kv; on a GPU also the benchmark's 128-row tiles.  A ragged length falls back (not persistent)."""
+    import kernels.hopper as kh
+    monkeypatch.setattr(kh, "PERSISTENT", True)
+    shape, blocks, causal, align = case
+    _run(shape, "bf16", device, causal=causal, align=align, blocks=blocks)
+    if device == "cuda":
+        _run((2, 4, 2, 1024, 1024, 128), "bf16", device, causal=causal, align=align, blocks=(128, 128))
+    q = torch.empty(1, 2, 40, 16)
+    p = kernels.problem_for(q, q, q)
+    assert kh.persistent(kernels.problem_for(q[:, :, :32].half(), q[:, :, :32].half(), q[:, :, :32].half()),
+                         Schedule("hopper", "fwd", 16, 16, 4, 2), *(q[:, :, :32].half().contiguous(),) * 3)
+    assert not kh.persistent(p, Schedule("hopper", "fwd", 16, 16, 4, 2), q, q, q)  # fp32, and 40 % 16 != 0
