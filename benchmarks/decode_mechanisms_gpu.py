@@ -288,11 +288,18 @@ def run_occupancy() -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from kernels.decode_kv import decode
     from kernels.decode_testing import make_problem_inputs
-    for prob, sch in OCCUPANCY_VARIANTS:
+    args = []
+    for prob, sch in OCCUPANCY_VARIANTS:  # compile and warm up outside the profiled range
         p, s = _occupancy_case(prob, sch)
-        q, k, v, lens, bt = make_problem_inputs(p, "cuda", seed=1)
+        args.append((make_problem_inputs(p, "cuda", seed=1), s))
+        (q, k, v, lens, bt), s = args[-1]
         decode(q, k, v, lens, block_table=bt, schedule=s, num_splits=1)
     torch.cuda.synchronize()
+    torch.cuda.profiler.start()  # ncu profiles from here only (verification.ncu: --profile-from-start off)
+    for (q, k, v, lens, bt), s in args:
+        decode(q, k, v, lens, block_table=bt, schedule=s, num_splits=1)
+        torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
     return 0
 
 
@@ -343,10 +350,15 @@ def measure(out: str, sets) -> int:
                             sm_clock_Hz=statistics.median(r.metrics.get("sm__cycles_elapsed.avg.per_second") or 0
                                                           for r in rs)))
     occ = [p for p in P if p["kind"] == "occupancy"]
+    if occ and pts:  # keep the timed points whatever happens to the occupancy pass
+        write_json(out + ".timed.json", {"repeats": REPEATS, "sets": list(sets), "points": pts})
     if occ:
-        rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-occupancy"],
-                                 log_file=out + ".occupancy.ncu.log", metrics=list(OCCUPANCY_METRICS),
-                                 kernel_regex="^_decode_split", timeout_s=300)
+        try:
+            rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-occupancy"],
+                                     log_file=out + ".occupancy.ncu.log", metrics=list(OCCUPANCY_METRICS),
+                                     kernel_regex="^_decode_split", timeout_s=300)
+        except ncu.NcuError as exc:
+            rows, text = [], f"NcuError: {exc}"
         for i, p in enumerate(occ):
             try:  # the model's figures (recomputed on the CPU side too); never lose the measurement for them
                 q = dict(p, **_model_occupancy(p["problem"], p["schedule"]))
@@ -386,6 +398,34 @@ def measure(out: str, sets) -> int:
     return 0
 
 
+def pipeline_table(points: list, curve=None, stream_tile_compute_s: float = 0.0) -> list[dict]:
+    """What the ``pipeline`` points say, per (CTAs, dots, tiles in flight B): the measured period per tile T; the
+    compute per tile c (the 1-CTA point with the most tiles in flight and the same dots: compute-bound there);
+    the memory latency the SASS order implies, L = B x T - c (tile i + B issued once tile i is computed: T =
+    (L + c) / B when latency-bound; None where T is within 5 % of c: compute-bound, no latency seen); the achieved
+    DRAM rate; and, given the dram_stream `curve` ((B/s, s), ...), its latency at that rate and that less
+    `stream_tile_compute_s` (the stream loop's own compute, which its Little's-law "latency" holds)."""
+    pts = [p for p in points if p.get("kind") == "pipeline" and p.get("load") and p.get("time_s")]
+    by = {(p["ctas"], p["dots"], p["num_stages"] - 1): p for p in pts}
+    comp = {}
+    for (ctas, dots, b), p in by.items():
+        if ctas == 1 and b == max(bb for (c2, d2, bb) in by if c2 == 1 and d2 == dots):
+            comp[dots] = p["time_s"] / p["tiles"]
+    rows = []
+    for (ctas, dots, b), p in sorted(by.items()):
+        T = p["time_s"] / p["tiles"]
+        c = comp.get(dots)
+        bw = p["dram_read_bytes"] / p["time_s"] if p.get("dram_read_bytes") else None
+        r = dict(ctas=ctas, dots=dots, tiles_in_flight=b, period_s=T, compute_s=c, dram_Bps=bw,
+                 latency_s=(b * T - c) if (c is not None and T > 1.05 * c) else None)
+        if curve and bw:
+            from memsim.calibration import curve_latency_s
+            r["curve_latency_s"] = curve_latency_s(curve, bw)
+            r["curve_less_stream_compute_s"] = r["curve_latency_s"] - stream_tile_compute_s
+        rows.append(r)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="JSON file for the points (GPU + ncu)")
@@ -394,7 +434,23 @@ def main(argv=None) -> int:
                     help=f"comma-separated point sets of {', '.join(SETS)} (default: the first run's)")
     ap.add_argument("--run-points", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run-occupancy", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-table", metavar="RUN",
+                    help="(no GPU) print what a run file's pipeline points say, with the h100-sxm dram_stream curve")
     a = ap.parse_args(argv)
+    if a.pipeline_table:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import memsim
+        from memsim.inference import DeviceFacts
+        f = DeviceFacts.from_hardware(memsim.load_hardware("h100-sxm"))
+        with open(a.pipeline_table) as fh:
+            doc = json.load(fh)
+        print("ctas dots B  period_us  compute_us  TB/s  latency_us(B*T-c)  curve_us  curve-stream_compute_us")
+        for r in pipeline_table(doc.get("points", []), f.latency_curve, f.stream_tile_compute_s):
+            fmt = (lambda x, k=1e6: "-" if x is None else f"{x * k:.3f}")
+            print(f"{r['ctas']:4d} {r['dots']:4d} {r['tiles_in_flight']:2d}  {fmt(r['period_s']):>9s}  "
+                  f"{fmt(r['compute_s']):>10s}  {fmt(r['dram_Bps'], 1e-12):>4s}  {fmt(r['latency_s']):>17s}  "
+                  f"{fmt(r.get('curve_latency_s')):>8s}  {fmt(r.get('curve_less_stream_compute_s')):>8s}")
+        return 0
     sets = tuple(x for x in a.sets.split(",") if x)
     try:
         P = plan(sets)

@@ -143,6 +143,12 @@ def build(echo=print, extra=()) -> dict:
                         "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
                         "tiles_in_flight": tiles_in_flight(_sass_of(jf, args, kwargs)),
                         "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
+        issue = r.get("issue") or {}
+        if issue.get("tile_cycles"):  # the warp issue replay of the tile loop (memsim.warp_issue, lead's calibration)
+            entries[key]["tile_cycles"] = [round(x, 1) for x in issue["tile_cycles"]]
+            if issue.get("tile_cycles_dram"):
+                entries[key]["tile_cycles_dram"] = [round(x, 1) for x in issue["tile_cycles_dram"]]
+            entries[key]["issue_latencies"] = issue.get("latencies")
         echo(f"{key}: {entries[key]['loop_instructions']} instructions/warp/iteration, {r['shared_bytes']} B shared "
              f"({time.time() - t:.1f} s)")
     for p, s in combine_variants(extra):

@@ -318,6 +318,16 @@ class DeviceFacts:
     #: 32-bit registers per SM (the preset's regs_per_sm; 0: registers do not limit residency)
     regs_per_sm: int = 0
 
+    @property
+    def stream_tile_compute_s(self) -> float:
+        """Seconds the dram_stream microbenchmark's own loop computes per 16 KB tile (its tile at its per-CTA maximum:
+        0.35 us on the H100).  Its curve's "latency" (in-flight bytes / rate, Little's law) holds it, since its loop
+        issues a tile's loads only after computing an earlier one (the `pipeline` points of
+        benchmarks/decode_mechanisms_gpu.py: one-buffer loops wait 0.42-0.49 us per tile at one CTA where the curve
+        says 0.86).  NOT taken off in the decode model yet (memsim/MODEL.md decode, notes/decode.md: the loop's own
+        compute is under-estimated by every source at hand, and the two errors partly cancel).  0 without a curve."""
+        return STREAM_TILE_BYTES / self.cta_max_Bps if (self.cta_max_Bps and self.latency_curve) else 0.0
+
     @classmethod
     def from_hardware(cls, hw, num_sms: int | None = None) -> "DeviceFacts":
         """The preset's figures, with its dram_stream calibration (microbenchmark curves) where it has one."""
@@ -557,6 +567,8 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
 #: _mb_stream's tile loop (verification/microbench/kernels.py, block_n 64, d 128, fp16, 4 warps, sm_90 SASS via
 #: kernels.compiled_facts): 85 instructions per warp per 16 KB tile
 STREAM_LOOP_INSTRUCTIONS_PER_BYTE = 85 / 16384
+#: the dram_stream microbenchmark's tile (_mb_stream: BLOCK_N 64 x D 128 fp16)
+STREAM_TILE_BYTES = 16384
 #: warp schedulers per SM (Hopper: 4, the presets' warp_issue_per_sm_per_cycle)
 ISSUE_LANES_PER_SM = 4
 

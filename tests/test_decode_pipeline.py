@@ -1,0 +1,115 @@
+"""The split loop's pipelining (tiles in flight from the compiled SASS, issued after the compute of an earlier
+tile), occupancy by the compiled shared memory, and the model's grain -- each against the `pipeline` points of
+benchmarks/decode_mechanisms_gpu.py (H100, 2026-11-26 06:08 UTC, reports/h100-sxm/decode/mechanisms-2026-11-26T0608),
+the compiled table (memsim/decode_compiled_sm90.json) or the model itself; never a decode case."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, decode_sram_bytes_per_cta,
+                              pipeline_buffers, split_regs_per_thread, split_shared_bytes)
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "reports" / "h100-sxm" / "decode" / "mechanisms-2026-11-26T0608" / "pipeline-points.json"
+H100 = "h100-sxm"
+
+
+def _table():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from decode_mechanisms_gpu import pipeline_table
+    import memsim
+    f = DeviceFacts.from_hardware(memsim.load_hardware(H100))
+    return pipeline_table(json.loads(RUN.read_text())["points"], f.latency_curve, f.stream_tile_compute_s), f
+
+
+def _row(rows, ctas, dots, b):
+    return next(r for r in rows if (r["ctas"], r["dots"], r["tiles_in_flight"]) == (ctas, dots, b))
+
+
+SASS = """
+        /*0100*/                   LDGDEPBAR ;
+.L_x_2:
+        /*0200*/                   DEPBAR.LE SB0, 0x{wait} ;
+        /*0210*/                   HMMA.16816.F32.BF16 R48, R32, R44, RZ ;
+        /*0220*/                   LDGSTS.E.BYPASS.128 [R49], desc[UR12][R44.64], P1 ;
+        /*0230*/                   LDGDEPBAR ;
+        /*0240*/                   LDGSTS.E.BYPASS.128 [R49+0x8000], desc[UR12][R46.64], P6 ;
+        /*0250*/                   LDGDEPBAR ;
+        /*0260*/              @!P0 BRA `(.L_x_2) ;
+"""
+
+
+@pytest.mark.parametrize("wait,want", [(0, 1), (2, 2), (4, 3), (1, 1)])
+def test_tiles_in_flight_read_off_the_loop_wait(wait, want):
+    from kernels.decode_compiled import tiles_in_flight
+    assert tiles_in_flight(SASS.format(wait=wait)) == want
+    assert tiles_in_flight(SASS.format(wait=wait).replace("HMMA", "FFMA")) is None  # no tensor-core loop
+
+
+@pytest.mark.parametrize("page,pf,st,want", [(None, False, 3, 2), (16, False, 3, 1), (16, True, 3, 2), (64, False, 3, 1),
+                                            (None, False, 2, 1)])
+def test_compiled_table_tiles_in_flight(page, pf, st, want):
+    """The H100 kernels as compiled (DEPBAR.LE SB0, 2 over K and V groups; paged loops without prefetch and
+    num_stages 2 wait for everything: DEPBAR.LE SB0, 0x0)."""
+    p = DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16", page_size=page)
+    assert pipeline_buffers(p, DecodeSchedule(num_stages=st, page_prefetch=pf)) == want
+
+
+@pytest.mark.parametrize("dots", [1, 4, 8])
+def test_pipeline_points_follow_the_sass_order(dots):
+    """One CTA: with the compute c (most tiles in flight) and the latency L seen by the one-buffer loop (T1 - c),
+    two tiles in flight run at max(c, (L + c) / 2) (within 6 %); "one tile per latency" (max(c, L)) is off by
+    more than 10 % wherever the loop is latency-bound."""
+    rows, _ = _table()
+    one, two = _row(rows, 1, dots, 1), _row(rows, 1, dots, 2)
+    c, L = one["compute_s"], one["latency_s"]
+    sass = max(c, (L + c) / 2)
+    assert abs(sass / two["period_s"] - 1) < 0.06, (sass, two["period_s"])
+    if L > c:
+        assert max(c, L) / two["period_s"] - 1 > 0.10
+
+
+def test_stream_curve_latency_holds_its_own_loop_compute():
+    """The loop-implied latency of every one-buffer point (1 and 132 CTAs) is 0.4-0.5 us under the dram_stream curve
+    at the same rate, and within 25 % of the curve less the stream loop's compute (16 KB at 47 GB/s)."""
+    rows, f = _table()
+    assert f.stream_tile_compute_s == pytest.approx(16384 / f.cta_max_Bps)
+    ones = [r for r in rows if r["tiles_in_flight"] == 1]
+    assert len(ones) == 6
+    for r in ones:
+        assert r["curve_latency_s"] - r["latency_s"] > 0.3e-6, r
+        assert abs(r["latency_s"] / r["curve_less_stream_compute_s"] - 1) < 0.25, r
+
+
+@pytest.mark.parametrize("page,sch,nominal,model", [
+    (None, {}, 2, 3),                                                # 71680 B compiled, 102400 nominal
+    (16, {}, 2, 4),                                                  # one buffer: 39424 B
+    (16, dict(block_n=128, num_stages=4, num_warps=8), 1, 2),       # seed 112602 case 001's variant (d 64, 4 KV heads)
+])
+def test_occupancy_by_compiled_shared_memory(page, sch, nominal, model):
+    """Triton allocates num_stages - 1 K/V buffers (one for a loop it does not pipeline): the SM admits CTAs by that,
+    not by the schedule's nominal num_stages tiles."""
+    import memsim
+    d, hkv = (64, 4) if sch else (128, 8)
+    p = DecodeProblem.uniform(2, 32, hkv, d, 2048, dtype="bf16", page_size=page)
+    s = DecodeSchedule(**sch)
+    f = DeviceFacts.from_hardware(memsim.load_hardware(H100))
+    regs = split_regs_per_thread(p, s)
+    assert split_shared_bytes(p, s) < decode_sram_bytes_per_cta(p, s)
+    assert f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), s.num_warps, regs) == nominal
+    assert f.ctas_per_sm(split_shared_bytes(p, s), s.num_warps, regs) == model
+
+
+def test_grain_default_agrees_with_tile_grain_on_the_ragged_suite_case():
+    """A model step keeps the load it started under; the default grain (the longest split in 32 steps) agrees with
+    one tile per step within 2 % on the ragged suite case (16-tile steps were 28 % slower)."""
+    from memsim.workloads_decode import simulate_decode
+    p = DecodeProblem(32, 8, 128, (1,) * 4, (1000, 5000, 17, 30000))
+    s = DecodeSchedule(num_splits=12)
+    fine = simulate_decode(p, s, H100, run_tiles=1)["kernels"][0]["time_s"]
+    dflt = simulate_decode(p, s, H100)["kernels"][0]["time_s"]
+    coarse = simulate_decode(p, s, H100, run_tiles=16)["kernels"][0]["time_s"]
+    assert abs(dflt / fine - 1) < 0.02, (dflt, fine)
+    assert coarse / fine - 1 > 0.1
