@@ -51,7 +51,7 @@ from .schedule import DTYPE_BYTES, KERNEL_HEAD_DIMS, STAT_BYTES, Launch, Schedul
 
 __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_bytes_per_cta", "split_ranges",
            "split_chunk", "nonempty_splits", "block_m_for", "decode_extra_device_bytes", "DeviceFacts",
-           "estimate_time_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
+           "estimate_time_s", "estimate_time_mechanisms_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
            "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
@@ -564,6 +564,142 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
             "slots": slots, "cta_rate_Bps": rate, "stream_Bps": bw, "latency_s": lat, "kv_bytes": total}
 
 
+def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict:
+    """Closed-form GPU time of the launches (no host time), and the terms that decide it -- the SimPy model's
+    mechanisms (memsim/workloads_decode.py, memsim/MODEL.md decode) at the load of the first wave, without events:
+
+    Split launch: residency by the compiled kernel's shared memory and registers (`split_shared_bytes`,
+    `split_regs_per_thread`); the resident CTAs each keep `pipeline_buffers` K/V tiles in flight (the loop's SASS
+    order: tile i + B issued once tile i is computed) and see the memory latency of that load's fixed point on
+    the measured curve (`buffered_stream_latency_s`; + the scattered-page latency of a pipelined paged loop,
+    `paged_latency_extra_s`); a CTA of n tiles takes its dependent loads (`dependent_loads_before_stream`, one
+    unloaded latency each), then the loop (`loop_step_s`: its first `buffers` tiles one latency after the start,
+    then one tile per max(compute, (latency + compute) / B)), then what its last tile's dots take beyond the loop's
+    compute (`last_tile_drain_s`); the CTAs are handed out longest first over the slots, one every
+    `cta_dispatch_s`; + the launch overhead.
+    Combine: one CTA per output row over its own slots (compiled registers); each waits for its sequence length,
+    then its first round of partials one latency after (one latency more to arrive), then every further round
+    `combine_round_s` (the rounds microbenchmark); + the launch overhead; at least the partials and O over the
+    DRAM rate.  The SimPy model follows the load as CTAs end (ragged tails); this form keeps the first wave's."""
+    e, d = p.element_bytes, p.head_dim
+    g = heads_per_cta(p, s)
+    units = units_per_seq(p, s)
+    smem = split_shared_bytes(p, s)
+    per_sm = f.ctas_per_sm(smem, s.num_warps, split_regs_per_thread(p, s))
+    slots = f.num_sms * per_sm
+    cta_b, total = [], 0
+    for b in range(p.batch):
+        q = g * p.seqlens_q[b] * d * e
+        for k0, k1 in split_ranges(p.seqlens_kv[b], s.num_splits, s.block_n):
+            kv = 2 * (k1 - k0) * d * e
+            total += (q + kv) * units
+            cta_b += [(q, kv)] * units
+    tile = inflight_bytes_per_cta(p, s)
+    B = pipeline_buffers(p, s)
+    resident = min(len(cta_b), slots)
+    on_sm = max(1, cdiv(resident, f.num_sms))
+    limit = cta_limit_Bps(p, s, f, ctas_on_sm=on_sm)
+    costs = cta_tile_costs(p, s, f, ctas_on_sm=on_sm)
+    import heapq
+    first = heapq.nlargest(resident, cta_b, key=lambda x: x[1])  # the first wave, longest first
+    # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others
+    miss = 1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0
+    per_byte, issue = costs if costs else ((1.0 / limit) if limit else 0.0, 0.0)
+    drain = _drain_s(p, s, f, on_sm)
+    head = dependent_loads_before_stream(p, s, "decode_split") * f.mem_latency_s
+    memo_lat = {}
+
+    def latency(load):
+        n = load / (B * tile) if tile else 0.0
+        k = round(n, 1)
+        if k not in memo_lat:
+            if f.latency_curve and limit:
+                lt = buffered_stream_latency_s(f, n, tile, B, limit)
+            else:
+                lt = f.stream(n, tile, limit)[2]
+            if B > 1 and p.paged and f.name:  # scattered pages: pipelined loops only (the gather microbenchmark)
+                lt += paged_latency_extra_s(f.name, p.page_size, n)
+            memo_lat[k] = lt
+        return memo_lat[k]
+
+    def cta_time(q, kv, lt):
+        c = min(tile, q + kv) * per_byte + issue
+        loop = loop_step_s(miss * (q + kv), tile, B, lt, c, True) + (1 - miss) * (q + kv) * per_byte
+        return head + loop + max(0.0, drain - c), loop
+
+    # the load a CTA streams against: the first wave's CTAs, each for the share of its life it streams and of this
+    # CTA's life it lasts (a ragged batch's long splits end alone); three rounds of that fixed point
+    sizes = sorted({x for x in cta_b if x[1]}, key=lambda x: -x[1])
+    wave = [x for x in first if x[1]]
+    duty = {x: 1.0 for x in sizes}
+    span = {x: float(x[1]) for x in sizes}
+    lat = latency(sum(min(B * tile, kv) for _, kv in wave) * miss)
+    lat_of = {}
+    for _ in range(3):
+        for x in sizes:
+            load = sum(min(B * tile, y[1]) * miss * duty[y] * min(1.0, span[y] / span[x]) for y in wave)
+            lat_of[x] = latency(load)
+        for x in sizes:
+            tt, loop = cta_time(*x, lat_of[x])
+            duty[x], span[x] = (loop / tt if tt else 1.0), tt
+    if sizes:
+        lat = lat_of[sizes[0]]
+    times = [span[x] for x in cta_b if x[1]]
+    rate = max(kv for _, kv in cta_b) / max(times) if times else 0.0
+    t_chain = _slot_makespan(times, slots) + (min(len(times), slots) - 1) * f.cta_dispatch_s if times else 0.0
+    if len(sizes) == 1 and len(times) > slots and len(times) % slots:
+        # identical CTAs: full waves at the full load, then the last, partial wave at its own (smaller) load
+        x = sizes[0]
+        rest = len(times) % slots
+        tail = cta_time(*x, latency(min(B * tile, x[1]) * miss * duty[x] * rest))[0]
+        t_chain = (len(times) // slots) * span[x] + tail + (slots - 1) * f.cta_dispatch_s
+    # the memory system's own rates bound it: DRAM (what misses) and the L2 (every byte, re-reads too)
+    l2_bw = _l2_bandwidth_Bps(f)
+    t_split = f.launch_overhead_s + max(t_chain, total * miss / f.dram_Bps, total / l2_bw if l2_bw else 0.0)
+    t_comb = 0.0
+    if s.num_splits > 1:
+        rows = g * p.max_seq_q
+        n_c = rows * p.batch * units
+        slots_c = f.num_sms * f.ctas_per_sm(0, 4, combine_regs_per_thread(p, s))
+        part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
+                   for L, nq in zip(p.seqlens_kv, p.seqlens_q)) * units
+        out = sum(p.seqlens_q) * p.heads_q * d * e
+        rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
+        round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES
+        r_s = (combine_round_s(f.name, round_b, min(n_c, slots_c)) if f.name else None) or f.mem_latency_s
+        # its sequence length, the first round one latency after (its bytes at 32 partials per latency), the rest
+        per_cta = 2 * f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
+            f.mem_latency_s + (rounds_c - 1) * r_s
+        t_comb = f.launch_overhead_s + max(cdiv(n_c, slots_c) * per_cta, (part + out) / f.dram_Bps)
+    return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),
+            "slots": slots, "cta_rate_Bps": rate, "latency_s": lat, "tiles_in_flight": B, "kv_bytes": total}
+
+
+#: partials the combine kernel loads per round (kernels/decode_kv.py: BLOCK_S = min(32, ...))
+COMBINE_SPLITS_PER_ROUND = 32
+
+
+def _l2_bandwidth_Bps(f: DeviceFacts) -> float | None:
+    """The L2 bandwidth of the preset the facts came from (None without one)."""
+    from .hardware import HardwareError, load_hardware
+    try:
+        return load_hardware(f.name).l2_bw_Bps if f.name else None
+    except HardwareError:
+        return None
+
+
+def _drain_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, ctas_on_sm: int) -> float:
+    """`last_tile_drain_s` on the preset the facts came from (0 when it has no dot_chain calibration)."""
+    if not f.name:
+        return 0.0
+    from .hardware import HardwareError, load_hardware
+    try:
+        hw = load_hardware(f.name)
+    except HardwareError:
+        return 0.0
+    return last_tile_drain_s(p, s, hw, ctas_on_sm)
+
+
 #: _mb_stream's tile loop (verification/microbench/kernels.py, block_n 64, d 128, fp16, 4 warps, sm_90 SASS via
 #: kernels.compiled_facts): 85 instructions per warp per 16 KB tile
 STREAM_LOOP_INSTRUCTIONS_PER_BYTE = 85 / 16384
@@ -608,6 +744,58 @@ def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tupl
            f"{est['cta_rate_Bps'] / 1e9:.0f} GB/s; predicted {t * 1e6:.1f} us (split {est['split_s'] * 1e6:.1f} + "
            f"combine {est['combine_s'] * 1e6:.1f}) vs {one * 1e6:.1f} us with 1 split ({f.name or 'device'})")
     return c, why
+
+
+# --- the split loop's mechanisms (shared by the SimPy model and the closed form) ------------------------------
+def loop_step_s(nbytes: float, tile_bytes: float, buffers: int, latency_s: float, compute_s: float,
+                first: bool) -> float:
+    """Seconds the compiled tile loop takes for `nbytes` of K/V tiles (sm_90 SASS of `_decode_split`: DEPBAR.LE at
+    the top of an iteration waits for tile i, the dots compute it, and only then are the loads of tile i + buffers
+    issued into the buffer just freed).  Tile k is issued at e(k - buffers) (the first `buffers` at the start),
+    ready one latency later, computed (compute_s) after the previous one: e(k) = max(issue + latency, e(k-1)) +
+    compute.  Its closed form: with latency + compute <= buffers x compute the loop is compute-bound, e(m - 1) =
+    latency + m x compute; else tiles come in groups of `buffers` every latency + compute.  first: the step starts
+    the stream (the latency of its first tiles is paid); later steps run at the steady period max(compute,
+    (latency + compute) / buffers) per tile.  buffers = 1 is the serial loop: m x (latency + compute)."""
+    b = max(1, buffers)
+    m = max(1, math.ceil(nbytes / tile_bytes - 1e-9)) if nbytes > 0 else 0
+    if not m:
+        return 0.0
+    period = max(compute_s, (latency_s + compute_s) / b)
+    if not first:
+        return m * period * min(1.0, nbytes / (m * tile_bytes))
+    if latency_s + compute_s <= b * compute_s:
+        return latency_s + m * compute_s
+    return (m - 1) // b * (latency_s + compute_s) + latency_s + ((m - 1) % b + 1) * compute_s
+
+
+def buffered_stream_latency_s(facts: "DeviceFacts", ctas: float, tile_bytes: float, buffers: int,
+                              limit_Bps: float) -> float:
+    """Loaded latency when `ctas` CTAs each run the compiled tile loop with `buffers` K/V tiles in flight: tile i +
+    buffers is issued once tile i is computed (tile / limit), so a CTA streams buffers x tile / (latency + tile /
+    limit), at most `limit`: the fixed point of B = ctas x that on the measured curve (Little's law on the curve
+    shifted by the compute time, `calibration.stream_fixed_point`), the shift taken back off.  buffers = 1 is the
+    serial loop (wait, then copy + compute)."""
+    from .calibration import stream_fixed_point
+    busy = tile_bytes / limit_Bps
+    shifted = tuple((b, lat + busy) for b, lat in facts.latency_curve)
+    return stream_fixed_point(shifted, facts.dram_Bps, limit_Bps, ctas, max(1, buffers) * tile_bytes)[1] - busy
+
+
+def last_tile_drain_s(p: DecodeProblem, s: DecodeSchedule, hw, ctas_on_sm: int) -> float:
+    """Seconds a split CTA computes after its last K/V bytes arrived: the last tile's two dots (S = Q K^T and
+    O += P V, each 2 x block_m x block_n x d FLOPs) cannot overlap any load.  Their rate is the `dot_chain`
+    microbenchmark's (`calibration.dot_flops_per_sm_s`: register-resident chains of that tile shape by warps per
+    SM), shared by the `ctas_on_sm` CTAs resident on the SM.  0 on a preset without dot_chain points."""
+    from .calibration import calibration_for, dot_flops_per_sm_s
+    cal = calibration_for(hw)
+    if not getattr(cal, "dot_chain", None):
+        return 0.0
+    bm = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
+    c = max(1, ctas_on_sm)
+    rate = dot_flops_per_sm_s(cal, p.dtype, block_m=bm, block_n=s.block_n, head_dim=p.head_dim,
+                              num_warps=s.num_warps, warps_per_sm=s.num_warps * c)
+    return 2 * 2.0 * bm * s.block_n * p.head_dim * c / rate
 
 
 # --- decode mechanism microbenchmarks (benchmarks/decode_mechanisms_gpu.py; not decode cases) --------------------

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .inference import (DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
+from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, last_tile_drain_s, loop_step_s, DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
                         combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
                         dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread, split_shared_bytes,
                         combine_regs_per_thread,
@@ -52,8 +52,6 @@ from .schedule import STAT_BYTES
 
 __all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "COMBINE_SPLITS_PER_ROUND"]
 
-#: partials the combine kernel loads per round trip (kernels/decode_kv.py: BLOCK_S = min(32, ...))
-COMBINE_SPLITS_PER_ROUND = 32
 LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
               "dram_read_bytes", "dram_write_bytes")
 
@@ -237,44 +235,6 @@ def ncu_residue_write_bytes(dram_read_bytes: float, residue_bytes: float, l2_byt
     return min(residue_bytes, max(0.0, dram_read_bytes + residue_bytes - l2_bytes))
 
 
-def last_tile_drain_s(p: DecodeProblem, s: DecodeSchedule, hw, ctas_on_sm: int) -> float:
-    """Seconds a split CTA computes after its last K/V bytes arrived: the last tile's two dots (S = Q K^T and
-    O += P V, each 2 x block_m x block_n x d FLOPs) cannot overlap any load.  Their rate is the `dot_chain`
-    microbenchmark's (`calibration.dot_flops_per_sm_s`: register-resident chains of that tile shape by warps per
-    SM), shared by the `ctas_on_sm` CTAs resident on the SM.  0 on a preset without dot_chain points."""
-    from .calibration import calibration_for, dot_flops_per_sm_s
-    cal = calibration_for(hw)
-    if not getattr(cal, "dot_chain", None):
-        return 0.0
-    bm = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
-    c = max(1, ctas_on_sm)
-    rate = dot_flops_per_sm_s(cal, p.dtype, block_m=bm, block_n=s.block_n, head_dim=p.head_dim,
-                              num_warps=s.num_warps, warps_per_sm=s.num_warps * c)
-    return 2 * 2.0 * bm * s.block_n * p.head_dim * c / rate
-
-
-def loop_step_s(nbytes: float, tile_bytes: float, buffers: int, latency_s: float, compute_s: float,
-                first: bool) -> float:
-    """Seconds the compiled tile loop takes for `nbytes` of K/V tiles (sm_90 SASS of `_decode_split`: DEPBAR.LE at
-    the top of an iteration waits for tile i, the dots compute it, and only then are the loads of tile i + buffers
-    issued into the buffer just freed).  Tile k is issued at e(k - buffers) (the first `buffers` at the start),
-    ready one latency later, computed (compute_s) after the previous one: e(k) = max(issue + latency, e(k-1)) +
-    compute.  Its closed form: with latency + compute <= buffers x compute the loop is compute-bound, e(m - 1) =
-    latency + m x compute; else tiles come in groups of `buffers` every latency + compute.  first: the step starts
-    the stream (the latency of its first tiles is paid); later steps run at the steady period max(compute,
-    (latency + compute) / buffers) per tile.  buffers = 1 is the serial loop: m x (latency + compute)."""
-    b = max(1, buffers)
-    m = max(1, math.ceil(nbytes / tile_bytes - 1e-9)) if nbytes > 0 else 0
-    if not m:
-        return 0.0
-    period = max(compute_s, (latency_s + compute_s) / b)
-    if not first:
-        return m * period * min(1.0, nbytes / (m * tile_bytes))
-    if latency_s + compute_s <= b * compute_s:
-        return latency_s + m * compute_s
-    return (m - 1) // b * (latency_s + compute_s) + latency_s + ((m - 1) % b + 1) * compute_s
-
-
 def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buffers: int = 1,
                extra_latency=None):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
@@ -296,19 +256,6 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buf
             memo[k] = (lat, limit)
         return memo[k]
     return at
-
-
-def buffered_stream_latency_s(facts: DeviceFacts, ctas: float, tile_bytes: float, buffers: int,
-                              limit_Bps: float) -> float:
-    """Loaded latency when `ctas` CTAs each run the compiled tile loop with `buffers` K/V tiles in flight: tile i +
-    buffers is issued once tile i is computed (tile / limit), so a CTA streams buffers x tile / (latency + tile /
-    limit), at most `limit`: the fixed point of B = ctas x that on the measured curve (Little's law on the curve
-    shifted by the compute time, `calibration.stream_fixed_point`), the shift taken back off.  buffers = 1 is the
-    serial loop (wait, then copy + compute)."""
-    from .calibration import stream_fixed_point
-    busy = tile_bytes / limit_Bps
-    shifted = tuple((b, lat + busy) for b, lat in facts.latency_curve)
-    return stream_fixed_point(shifted, facts.dram_Bps, limit_Bps, ctas, max(1, buffers) * tile_bytes)[1] - busy
 
 
 #: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
