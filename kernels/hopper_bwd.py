@@ -326,6 +326,8 @@ LOOP = "split"
 #: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" / "ws+f2dq" (its own, since the schedule's
 #: tiles are the dK/dV pass's)
 WS_DQ_TILES = {"ws": (128, 64, 4, 2), "ws+f2dq": (64, 64, 4, 2)}  # WS: 2 consumer WGs of 64 rows; flash2's d=128 winner
+#: the "ws" variants compile for sm_90a but were WRONG on the H100 (run3): refused on a GPU unless this is set True
+WS_ON_GPU = False
 
 
 def loop_ws(problem: AttentionProblem, q, do) -> bool:
@@ -333,6 +335,11 @@ def loop_ws(problem: AttentionProblem, q, do) -> bool:
     interpreter runs them too: the loop is then a plain loop)."""
     if LOOP not in ("split", "ws", "ws+f2dq"):
         raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split', 'ws' or 'ws+f2dq', got {LOOP!r}")
+    if LOOP != "split" and q.device.type == "cuda" and not WS_ON_GPU:
+        raise NotImplementedError(
+            f"kernels.hopper_bwd.LOOP={LOOP!r} is wrong on the H100 with Triton 3.6 (run3, 2026-11-26: 'ws+f2dq' gave "
+            f"wrong dK as soon as a K/V block sees two Q blocks; 'ws' hung): interpreter only, unless WS_ON_GPU = True "
+            f"(to re-test it with another Triton; notes/hopper.md)")
     return LOOP != "split" and problem.element_bytes == 2 and _tma_layout(q, do)
 
 

@@ -131,8 +131,10 @@ def test_hopper_persistent_experiment(case, device, monkeypatch):
     _run(shape, "bf16", device, causal=causal, align=align, blocks=blocks)
     if device == "cuda":
         _run((2, 4, 2, 1024, 1024, 128), "bf16", device, causal=causal, align=align, blocks=(128, 128))
-    q = torch.empty(1, 2, 40, 16)
-    p = kernels.problem_for(q, q, q)
-    assert kh.persistent(kernels.problem_for(q[:, :, :32].half(), q[:, :, :32].half(), q[:, :, :32].half()),
-                         Schedule("hopper", "fwd", 16, 16, 4, 2), *(q[:, :, :32].half().contiguous(),) * 3)
-    assert not kh.persistent(p, Schedule("hopper", "fwd", 16, 16, 4, 2), q, q, q)  # fp32, and 40 % 16 != 0
+    from memsim.schedule import AttentionProblem
+    s = Schedule("hopper", "fwd", 16, 16, 4, 2)
+    t = torch.empty(1, 2, 32, 16, dtype=torch.float16)
+    assert kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp16"), s, t, t, t)
+    assert not kh.persistent(AttentionProblem(1, 2, 2, 40, 40, 16, "fp16"), s, t, t, t)  # 40 % 16 != 0
+    assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp32"), s, t, t, t)  # not warp-specialised
+    assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp16"), s, t.transpose(1, 2), t, t)  # strided

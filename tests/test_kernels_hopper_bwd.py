@@ -125,15 +125,23 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
         hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
 
 
+#: the "ws" variants on a GPU (H100, Triton 3.6, run3): "ws+f2dq" gave wrong dK as soon as a K/V block sees two Q blocks
+#: (xfail, not strict: a fixed Triton shows up as XPASS); "ws" hung (skipped: a hang would take the GPU run down)
+_WS_LOOPS = [pytest.param("ws", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="hung on the H100 (run3)")),
+             pytest.param("ws+f2dq", marks=pytest.mark.xfail(torch.cuda.is_available(), strict=False,
+                                                             reason="wrong dK on the H100 (run3)"))]
+
+
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
 @pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa"])
-@pytest.mark.parametrize("loop", ["ws", "ws+f2dq"])
+@pytest.mark.parametrize("loop", _WS_LOOPS)
 def test_hopper_bwd_ws_experiment(loop, shape_id, mask, dtype, device, monkeypatch):
     """LOOP='ws' / 'ws+f2dq' (the warp-specialised dK/dV pass + the warp-specialised or flash2's dQ pass; TMA for every
     tile) is exact: ragged rows and columns, GQA (one loop over the group's heads), both causal alignments."""
     import kernels.hopper_bwd as hb
     monkeypatch.setattr(hb, "LOOP", loop)
+    monkeypatch.setattr(hb, "WS_ON_GPU", True)  # on a GPU: the test shows whether this Triton still gets it wrong
     if device == "cpu":
         monkeypatch.setattr(hb, "WS_DQ_TILES", {loop: (16, 16, 1, 1)})
     blocks, warps, stages = ((64, 128), 4, 2) if device == "cuda" else ((16, 32), 1, 1)
@@ -142,10 +150,11 @@ def test_hopper_bwd_ws_experiment(loop, shape_id, mask, dtype, device, monkeypat
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
 @pytest.mark.parametrize("d", [64, 128])
-@pytest.mark.parametrize("loop", ["ws", "ws+f2dq"])
+@pytest.mark.parametrize("loop", _WS_LOOPS)
 def test_hopper_bwd_ws_experiment_gpu_tiles(loop, d, monkeypatch):
     import kernels.hopper_bwd as hb
     monkeypatch.setattr(hb, "LOOP", loop)
+    monkeypatch.setattr(hb, "WS_ON_GPU", True)
     for causal in (False, True):
         _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(64, 128), warps=4, stages=2)
 
@@ -164,3 +173,6 @@ def test_hopper_bwd_ws_rule_and_bad_value(monkeypatch):
     monkeypatch.setattr(hb, "LOOP", "gluon")
     with pytest.raises(ValueError, match="LOOP"):
         hb.loop_ws(p16, q, q)
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    meta = torch.empty(1, 2, 8, 64, dtype=torch.float16, device="meta")  # compiled facts: allowed (no GPU run)
+    assert hb.loop_ws(p16, meta, meta)
