@@ -486,8 +486,8 @@ class LaunchModel:
                     ready = first = xfer_end + dep_lat * tiles
                     if dep_Bps:  # ... and moves its loads and stores at one CTA's dependent-loop rate
                         ready = first = ready + (g + sum(a[2] for a in writes)) / dep_Bps
-                    if load_extra and k:
-                        first = now + (xfer_end - now) / tiles
+                    # (a store-then-load round trip through the L2: not a register load's wait, which the replay
+                    # has; it stays before the step's compute)
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
                     ready = xfer_end + wait

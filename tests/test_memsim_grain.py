@@ -262,3 +262,38 @@ def test_stderr_progress_draws_a_bar_or_a_line(use_tqdm, capsys):
         cb(d, 100)
     err = capsys.readouterr().err
     assert "100/100" in err and "t: simulated" in err, err
+
+
+#: LaunchCost fields that are SM time (shared by the f heads an event stands for) and those that are latency
+_SM_TIME = ("sec_per_flop", "sec_per_exp", "issue_s_per_tile", "issue_s_per_tile_dram", "local_s_per_tile",
+            "cta_fixed_s")
+_LATENCY = ("cta_start_s",)
+
+
+@pytest.mark.parametrize("f", [2, 4, 7])
+def test_fold_scales_every_sm_time_field(f):
+    """A folded event stands for f CTAs side by side on f SMs: every per-SM time of its launch cost is scaled
+    by c / f (set A's 1-warp naive softmax was 4.9x too slow when the DRAM-latency issue time was not)."""
+    from dataclasses import fields
+
+    from memsim.costs import LaunchCost
+    from memsim.grain import fold_model
+    from memsim.hardware import load_hardware
+    hw = load_hardware("h100-sxm")
+    names = {x.name for x in fields(LaunchCost)}
+    missing = [n for n in _SM_TIME + _LATENCY if n not in names]
+    assert not missing, f"LaunchCost lost {missing}: update this test's field lists"
+    unclassified = sorted(n for n in names if (n.endswith("_s") or "_s_per" in n or n.startswith("sec_per"))
+                          and n not in _SM_TIME + _LATENCY)
+    assert not unclassified, f"new time fields {unclassified}: say whether a fold scales them (grain.fold_model)"
+    cost = LaunchCost(name="x", num_warps=4, regs_per_thread=64, ctas_per_sm=2, occupancy_limit="warps",
+                      sec_per_flop=1.0, sec_per_exp=2.0, issue_s_per_tile=3.0, spill_l2_write_bytes_per_tile=0,
+                      spill_l2_read_bytes_per_tile=0, spill_dram_write_fraction=0.0, spill_dram_read_fraction=0.0,
+                      facts_source="test", local_s_per_tile=4.0, cta_fixed_s=5.0, cta_start_s=6.0,
+                      issue_s_per_tile_dram=7.0)
+    hw2, folded, _ = fold_model(hw, cost, f)
+    c = hw2.num_sms * f / hw.num_sms
+    bad = [(n, getattr(cost, n), getattr(folded, n)) for n in _SM_TIME
+           if getattr(folded, n) != pytest.approx(getattr(cost, n) * c / f)]
+    bad += [(n, getattr(cost, n), getattr(folded, n)) for n in _LATENCY if getattr(folded, n) != getattr(cost, n)]
+    assert not bad, f"fold by {f} (c={c:.3f}): (field, before, after) {bad}"
