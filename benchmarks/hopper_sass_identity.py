@@ -35,6 +35,12 @@ CONFIGS = {
          (64, 128, 8, 2)),
         ("f2_bwd_d64_fp32", "flash2", "bwd", (1, 4, 4, 513, 513, 64, "fp32", False), (32, 32, 4, 2)),
     ],
+    "hopper_fwd": [
+        ("hf_d128_ws_causal", "hopper", "fwd", (4, 16, 16, 4096, 4096, 128, "bf16", True), (128, 128, 4, 2)),
+        ("hf_d64_pipelined", "hopper", "fwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (128, 64, 8, 3)),
+        ("hf_d128_ws_gqa_ragged", "hopper", "fwd", (2, 8, 2, 1000, 1203, 128, "fp16", True, "bottom_right"),
+         (128, 64, 4, 2)),
+    ],
     "hopper_bwd": [
         ("hb_d64", "hopper", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (64, 128, 8, 3)),
         ("hb_d128_causal", "hopper", "bwd", (4, 16, 16, 4096, 4096, 128, "bf16", True), (64, 128, 8, 3)),

@@ -56,6 +56,24 @@ def _kv_split(start_m, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
 
 
 @triton.jit
+def head_desc(X, b, h, stride, ROWS, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """The TMA descriptor of one (batch b, head h) of a (B, H, N, d) tensor X: 2-D [ROWS, d] with the head's row stride
+    (stride = X's (batch, head, row) strides), boxes of BLOCK rows; the copy engine clips every tile at this head's
+    last row (loads zero-fill, stores drop the rows past it)."""
+    return tl.make_tensor_descriptor(X + b * stride[0] + h * stride[1], shape=[ROWS, HEAD_DIM], strides=[stride[2], 1],
+                                     block_shape=[BLOCK, HEAD_DIM])
+
+
+@triton.jit
+def qkvo_descs(Q, K, V, O, b, h, hkv, stride_q, stride_k, stride_v, stride_o, SEQ_Q, SEQ_KV,
+               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """`head_desc` of Q and O (q head h, boxes of BLOCK_M rows) and of K and V (kv head hkv, BLOCK_N rows): the four
+    descriptors of a (Q block, batch*head) CTA (hopper's forward; O is dQ in the warp-specialised dQ pass)."""
+    return (head_desc(Q, b, h, stride_q, SEQ_Q, HEAD_DIM, BLOCK_M), head_desc(K, b, hkv, stride_k, SEQ_KV, HEAD_DIM, BLOCK_N),
+            head_desc(V, b, hkv, stride_v, SEQ_KV, HEAD_DIM, BLOCK_N), head_desc(O, b, h, stride_o, SEQ_Q, HEAD_DIM, BLOCK_M))
+
+
+@triton.jit
 def grid_ids(Q_FASTEST: tl.constexpr):
     """(block index, batch*head index) of this CTA on a 2-D grid: axis 0 is the block axis when Q_FASTEST
     (`Schedule.grid_order` "q_fastest"), the head axis otherwise ("heads_fastest")."""

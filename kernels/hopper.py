@@ -40,7 +40,7 @@ from memsim.algorithms_hopper import warp_specialised
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import LOG2E, dot_precision, lse_forward
-from ._tl import LN2, _kv_split, cvt, mma, q_block, softmax_rescale
+from ._tl import LN2, _kv_split, cvt, mma, q_block, qkvo_descs, softmax_rescale
 from .registry import ForwardResult, launcher
 
 #: bytes of one TMA descriptor in the device-side scratch (CUtensorMap is 128 bytes)
@@ -133,14 +133,8 @@ def _hopper_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_
     # one 2-D descriptor per (tensor, head): [rows, d] with the head's row stride; the copy engine
     # clips every tile at this head's last row (loads zero-fill, stores drop the rows past it); stride_x: the
     # (batch, head, row) strides of x
-    q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
-                                       strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
-    k_desc = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
-    v_desc = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
-    o_desc = tl.make_tensor_descriptor(O + b * stride_o[0] + h * stride_o[1], shape=[SEQ_Q, HEAD_DIM],
-                                       strides=[stride_o[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+    q_desc, k_desc, v_desc, o_desc = qkvo_descs(Q, K, V, O, b, h, hkv, stride_q, stride_k, stride_v, stride_o, SEQ_Q,
+                                                SEQ_KV, HEAD_DIM, BLOCK_M, BLOCK_N)
 
     # resident for the whole CTA: Q_i (read once, TMA), acc (rows x d fp32), m_i, l_i
     q = q_desc.load([start_m, 0])

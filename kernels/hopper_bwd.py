@@ -27,7 +27,7 @@ from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from . import _common
 from ._common import dot_precision, strides3
-from ._tl import LOG2E, _kv_split, cvt, grid_ids, mma, q_block
+from ._tl import LOG2E, _kv_split, cvt, grid_ids, head_desc, mma, q_block, qkvo_descs
 from .flash2 import _dkdv_setup, _dkdv_store, _flash2_bwd_dq, _lse_spec
 from .registry import launcher
 
@@ -125,10 +125,8 @@ def _hopper_bwd_dkdvdq(Q, K, V, DO, LSE, DELTA, DK, DV, DQACC,
         delta_ptrs = DELTA + bh * SEQ_Q + offs_m0
         dq_ptrs = DQACC + bh * SEQ_Q * HEAD_DIM + offs_m0[:, None] * HEAD_DIM + offs_d[None, :]
         if LOAD_TMA:  # this head's Q and dO rows: [SEQ_Q, d] with the head's row stride, boxes of BLOCK_M rows
-            q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
-                                               strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
-            do_desc = tl.make_tensor_descriptor(DO + b * stride_do[0] + h * stride_do[1], shape=[SEQ_Q, HEAD_DIM],
-                                                strides=[stride_do[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
+            q_desc = head_desc(Q, b, h, stride_q, SEQ_Q, HEAD_DIM, BLOCK_M)
+            do_desc = head_desc(DO, b, h, stride_do, SEQ_Q, HEAD_DIM, BLOCK_M)
         else:
             q_desc = qT_ptrs  # unused
             do_desc = do_ptrs  # unused
@@ -172,10 +170,8 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
         K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST)
     # K_j, V_j by TMA (rows past SEQ_KV zero-filled): _dkdv_setup's pointer loads of them are dead code (removed)
     start_n = tl.program_id(0 if Q_FASTEST else 1) * BLOCK_N
-    k = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
-                                  strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM]).load([start_n, 0])
-    v = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
-                                  strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM]).load([start_n, 0])
+    k = head_desc(K, b, hkv, stride_k, SEQ_KV, HEAD_DIM, BLOCK_N).load([start_n, 0])
+    v = head_desc(V, b, hkv, stride_v, SEQ_KV, HEAD_DIM, BLOCK_N).load([start_n, 0])
     H = HKV * GROUP
     q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0], shape=[H, SEQ_Q, HEAD_DIM],
                                        strides=[stride_q[1], stride_q[2], 1], block_shape=[1, BLOCK_M, HEAD_DIM])
@@ -227,16 +223,9 @@ def _hopper_bwd_dq_ws(Q, K, V, DO, LSE, DELTA, DQ, stride_q, stride_k, stride_v,
     # row indices as rel_m + the scalar start_m (the partitioner's start + arange bug, notes/hopper.md)
     rel_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
-    q_desc = tl.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
-                                       strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
-    do_desc = tl.make_tensor_descriptor(DO + b * stride_do[0] + h * stride_do[1], shape=[SEQ_Q, HEAD_DIM],
-                                        strides=[stride_do[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
-    dq_desc = tl.make_tensor_descriptor(DQ + b * stride_dq[0] + h * stride_dq[1], shape=[SEQ_Q, HEAD_DIM],
-                                        strides=[stride_dq[2], 1], block_shape=[BLOCK_M, HEAD_DIM])
-    k_desc = tl.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
-    v_desc = tl.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
-                                       strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM])
+    q_desc, k_desc, v_desc, dq_desc = qkvo_descs(Q, K, V, DQ, b, h, hkv, stride_q, stride_k, stride_v, stride_dq,
+                                                 SEQ_Q, SEQ_KV, HEAD_DIM, BLOCK_M, BLOCK_N)
+    do_desc = head_desc(DO, b, h, stride_do, SEQ_Q, HEAD_DIM, BLOCK_M)
     n_bh = tl.num_programs(1 if Q_FASTEST else 0)
     lse_desc = tl.make_tensor_descriptor(LSE, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1], block_shape=[1, BLOCK_M])
     delta_desc = tl.make_tensor_descriptor(DELTA, shape=[n_bh, SEQ_Q], strides=[STAT_STRIDE, 1],
