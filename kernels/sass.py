@@ -294,8 +294,9 @@ def straight_counts(sass: str) -> dict:
 #: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions; 4: and
 #: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too;
 #: 6: the tile loop replayed with register loads at the L2-hit latency (tile_cycles) and the DRAM-miss one
-#: (tile_cycles_dram))
-PROFILE_VERSION = 6
+#: (tile_cycles_dram); 7: loops with spill reloads replayed once more with every reload an L2 hit
+#: (tile_cycles_local_l2))
+PROFILE_VERSION = 7
 
 
 def _without_loads(fingerprint: str | None) -> str | None:
@@ -310,6 +311,9 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
       c = 1..max_ctas, its register loads (LDG) waited on for an L2 hit (`IssueLatencies.load_l2_cycles`);
     * ``tile_cycles_dram[c-1]``: the same with every register load a DRAM miss (present only when the loop has
       register loads and the figures a DRAM latency; memsim.costs mixes the two by the launch's L2 misses);
+    * ``tile_cycles_local_l2[c-1]``: `tile_cycles` with every spill reload (LDL) an L2 hit instead of an L1 hit
+      (present only for loops with reloads; memsim.costs moves along the difference by the reloads' expected
+      latency, from memsim.local_memory's L1 and L2 miss fractions);
     * ``tile_mma_flops_per_warp``: the MMA FLOPs one warp issues per trip (the engine divides by a tile's to
       find how many tiles a trip does: LLVM unrolls small loops);
     * ``straight_cycles[c-1]``: one pass over the code outside every loop (prologue, epilogue), c CTAs per SM
@@ -344,20 +348,31 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     if loads:
         out["tile_cycles_dram"] = []
     n = max(1, max_ctas)
-    reuse = (known is not None and known.get("profile") == 5 and _without_loads(known.get("latencies")) ==
-             _without_loads(lat.fingerprint()) and len(known.get("straight_cycles") or ()) == n
-             and len(known.get("tile_cycles") or ()) == n and known.get("tile_instructions") == len(body)
-             and known.get("straight_instructions") == len(rest))
+    reloads = any(x.op == "LDL" for x in body) and bool(lat.load_l2_cycles)
+    if reloads:
+        out["tile_cycles_local_l2"] = []
+    same_shape = (known is not None and len(known.get("straight_cycles") or ()) == n
+                  and len(known.get("tile_cycles") or ()) == n and known.get("tile_instructions") == len(body)
+                  and known.get("straight_instructions") == len(rest))
+    # profile 5: replayed without load latencies (straight code unchanged, loops without loads unchanged);
+    # profile 6: with them, the spill-reload replay missing (everything else unchanged)
+    reuse = same_shape and known.get("profile") == 5 and (_without_loads(known.get("latencies")) ==
+                                                        _without_loads(lat.fingerprint()))
+    reuse6 = same_shape and known.get("profile") == 6 and known.get("latencies") == lat.fingerprint()
     for c in range(1, n + 1):
-        if reuse and not loads:
+        if (reuse and not loads) or reuse6:
             out["tile_cycles"].append(known["tile_cycles"][c - 1])
         else:
             out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
                                       if body else 0.0)
         if loads:
-            out["tile_cycles_dram"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
+            out["tile_cycles_dram"].append(known["tile_cycles_dram"][c - 1] if reuse6 else
+                                           round(replay(body, warps_per_cta=num_warps, ctas=c,
                                                         lat=lat.at_load_latency("dram")), 1))
-        if reuse:
+        if reloads:
+            out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
+                                                            lat=replace(at_l2, local_cycles=lat.load_l2_cycles)), 1))
+        if reuse or reuse6:
             out["straight_cycles"].append(known["straight_cycles"][c - 1])
         else:
             out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight,

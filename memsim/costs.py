@@ -149,15 +149,18 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram = 0.0, "", 0.0, 0.0, 0.0, 0.0
     rep = getattr(f, "issue", None) if f is not None else None
-    if (rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
-            and rep.get("tile_cycles")):
-        # the SASS replay with this calibration's figures, at the resident CTAs (beyond the replayed ones the SM
-        # is issue- or pipe-bound: cycles grow with the CTAs); each co-resident CTA's turn takes its share
-        clock = cal.sm_clock_Hz or hw.clock_Hz
+    rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
+                  and rep.get("tile_cycles"))
+    clock = cal.sm_clock_Hz or hw.clock_Hz
 
-        def at(cycles: list) -> float:
-            k = min(resident, len(cycles))
-            return cycles[k - 1] * resident / k
+    def at(cycles: list) -> float:
+        """Replayed cycles at the resident CTAs (beyond the replayed ones the SM is issue- or pipe-bound: cycles
+        grow with the CTAs)."""
+        k = min(resident, len(cycles))
+        return cycles[k - 1] * resident / k
+    if rep_ok:
+        # the SASS replay with this calibration's figures, at the resident CTAs; each co-resident CTA's turn
+        # takes its share
         # ... and at least the time to fetch the code (calibration icache_curve): a loop or block larger than the
         # instruction caches streams from the L2 every pass; the resident warps run the same code and share it
         if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
@@ -177,7 +180,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         # the SM issues warp_issue_per_sm_per_cycle warp instructions per clock, but a warp at most one: with
         # fewer resident warps than schedulers, the resident warps are the limit.  The engine books the
         # co-resident CTAs' turns one after another on the SM, so each turn takes its share.
-        clock = cal.sm_clock_Hz or hw.clock_Hz
         lanes = min(hw.warp_issue_per_sm_per_cycle, warps * per_sm)
         issue = loop["instructions"] * warps / (lanes * clock)
         issue_src = "instructions"
@@ -192,7 +194,23 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                              reuse=(getattr(f, "loop", None) or {}).get("local_reuse"))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
     local_s = 0.0
-    if (st_b or ld_b) and per_sm >= 1:
+    if rep_ok and rep.get("tile_cycles_local_l2") and issue:
+        # the replay waits on each spill reload for its expected latency: an L1 hit (the LDS figure), else an
+        # L2 hit or a DRAM miss in the proportions memsim.local_memory places the spilled bytes; the replay is
+        # linear in that latency between the L1-hit pass and the L2-hit one (and beyond, for DRAM misses)
+        lat = cal.issue
+        hit = lat.cycles.get("LDL", lat.cycles.get("LDS", 0.0))
+        miss = local.l1_miss_fraction if local is not None else 0.0
+        fd = local.dram_read_fraction if local is not None else 0.0
+        expect = (1 - miss) * hit + miss * ((1 - fd) * lat.load_l2_cycles + fd * lat.load_dram_cycles)
+        x = (expect - hit) / (lat.load_l2_cycles - hit) if lat.load_l2_cycles > hit else 0.0
+        more = x * max(0.0, at(rep["tile_cycles_local_l2"]) - at(rep["tile_cycles"])) / (resident * clock)
+        issue += more
+        if issue_dram:
+            issue_dram += more
+        issue_src += "+reloads"
+        src += f"; spill reloads waited on at {expect:.0f} cycles each (replay)"
+    elif (st_b or ld_b) and per_sm >= 1:
         # every warp waits on its own reloads: the SM moves local bytes at the rate measured for its warps
         rate = local_Bps_per_sm(cal, warps * resident)
         if rate:

@@ -93,6 +93,9 @@ class IssueLatencies:
     load_cycles: float = 0.0
     load_l2_cycles: float = 0.0
     load_dram_cycles: float = 0.0
+    #: cycles a spill reload (LDL) takes to release its scoreboard in this replay (0: an L1 hit, the LDS figure);
+    #: kernels.sass.issue_profile replays loops with reloads once more with every reload an L2 hit
+    local_cycles: float = 0.0
     #: where each figure came from
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -116,6 +119,8 @@ class IssueLatencies:
     def release(self, op: str) -> float:
         if op in REGISTER_LOADS:
             return self.load_cycles
+        if op == "LDL" and self.local_cycles:
+            return self.local_cycles
         if op in GLOBAL_OPS:
             return 0.0
         if op in self.cycles:

@@ -269,7 +269,7 @@ def test_issue_profile_replays_register_loads_at_both_latencies():
     per_trip = next(p for p in _load_points() if p.get("body"))["loads_per_trip"]
     extra = (got["tile_cycles_dram"][0] - got["tile_cycles"][0]) / per_trip
     assert extra == pytest.approx(lat.load_dram_cycles - lat.load_l2_cycles, rel=0.02), got
-    assert got["latencies"] == lat.fingerprint() and got["profile"] == 6
+    assert got["latencies"] == lat.fingerprint() and got["profile"] >= 6
     straight_now = issue_profile(sass, num_warps=1, max_ctas=2, lat=replace(lat, load_l2_cycles=0.0,
                                                                              load_dram_cycles=0.0))["straight_cycles"]
     assert got["straight_cycles"] == straight_now  # loads at once outside the loop
