@@ -205,7 +205,10 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
         dpT = mma(v, tl.trans(do), PREC)
         dsT = pT * (dpT - delta[None, :])
         dk += mma(cvt(dsT, q.dtype, PREC), q, PREC)
-    _dkdv_store(DK, DV, stride_dk, stride_dv, b, hkv, offs_n, offs_d, cmask, dk, dv, sm_scale, PREC)
+    # rows as rel_n against base pointers moved to start_n: offs_n = start_n + arange is what the partitioner splits
+    # wrong (the second consumer's rows came out 64 too far: dK and dV of K/V rows 64-127 stored at 128-191, run3)
+    _dkdv_store(DK + start_n * stride_dk[2], DV + start_n * stride_dv[2], stride_dk, stride_dv, b, hkv, rel_n, offs_d,
+                rel_n[:, None] < SEQ_KV - start_n, dk, dv, sm_scale, PREC)
 
 
 @triton.jit
@@ -315,7 +318,8 @@ LOOP = "split"
 #: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" / "ws+f2dq" (its own, since the schedule's
 #: tiles are the dK/dV pass's)
 WS_DQ_TILES = {"ws": (128, 64, 4, 2), "ws+f2dq": (64, 64, 4, 2)}  # WS: 2 consumer WGs of 64 rows; flash2's d=128 winner
-#: the "ws" variants compile for sm_90a but were WRONG on the H100 (run3): refused on a GPU unless this is set True
+#: the "ws" variants compile for sm_90a but were WRONG on the H100 (run3; 'ws+f2dq' fixed since on CPU evidence, 'ws'
+#: still hits a Triton bug): refused on a GPU unless this is set True (a GPU re-test)
 WS_ON_GPU = False
 
 
@@ -326,9 +330,10 @@ def loop_ws(problem: AttentionProblem, q, do) -> bool:
         raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split', 'ws' or 'ws+f2dq', got {LOOP!r}")
     if LOOP != "split" and q.device.type == "cuda" and not WS_ON_GPU:
         raise NotImplementedError(
-            f"kernels.hopper_bwd.LOOP={LOOP!r} is wrong on the H100 with Triton 3.6 (run3, 2026-11-26: 'ws+f2dq' gave "
-            f"wrong dK as soon as a K/V block sees two Q blocks; 'ws' hung): interpreter only, unless WS_ON_GPU = True "
-            f"(to re-test it with another Triton; notes/hopper.md)")
+            f"kernels.hopper_bwd.LOOP={LOOP!r} is not verified on a GPU: on the H100 (run3, 2026-11-26, Triton 3.6) "
+            f"'ws+f2dq' stored the second consumer's dK/dV rows 64 too far (fixed since, checked in the sm_90a TTGIR only) "
+            f"and 'ws' hung (a partitioner bug splitting the [1, BLOCK_M] lse/delta TMA loads: "
+            f"benchmarks/hopper_triton_ws_tma_split_bug.py); interpreter only unless WS_ON_GPU = True (notes/hopper.md)")
     return LOOP != "split" and problem.element_bytes == 2 and _tma_layout(q, do)
 
 

@@ -125,11 +125,12 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
         hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
 
 
-#: the "ws" variants on a GPU (H100, Triton 3.6, run3): "ws+f2dq" gave wrong dK as soon as a K/V block sees two Q blocks
-#: (xfail, not strict: a fixed Triton shows up as XPASS); "ws" hung (skipped: a hang would take the GPU run down)
+#: the "ws" variants on a GPU (H100, Triton 3.6, run3): "ws+f2dq" stored the second consumer's dK/dV rows 64 too far
+#: (fixed after the run on TTGIR evidence, not re-run: xfail, not strict -- an XPASS is the fix confirmed); "ws" hung on
+#: a partitioner bug (benchmarks/hopper_triton_ws_tma_split_bug.py; skipped: a hang would take the GPU run down)
 _WS_LOOPS = [pytest.param("ws", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="hung on the H100 (run3)")),
              pytest.param("ws+f2dq", marks=pytest.mark.xfail(torch.cuda.is_available(), strict=False,
-                                                             reason="wrong dK on the H100 (run3)"))]
+                                                             reason="wrong dK/dV rows on the H100 (run3); fix not re-run"))]
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])

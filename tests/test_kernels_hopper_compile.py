@@ -86,3 +86,42 @@ def test_the_check_above_can_fail():
            "      %offs_m_25 = arith.addi %offs_m_23, %offs_m_21 {x} : tensor<64xi32>\n")
     with pytest.raises(AssertionError, match="offset twice"):
         test_second_consumer_row_indices_are_not_offset_twice({"ttgir": ttg})
+
+
+_WS_BWD_SCRIPT = r"""
+import json, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+import kernels.hopper_bwd as hb
+hb.LOOP = "ws+f2dq"
+from kernels.compiled_facts import capture, _specialise
+from memsim.schedule import AttentionProblem, Schedule
+p = AttentionProblem(1, 4, 2, 1000, 1000, 128, "bf16", True)
+t = GPUTarget("cuda", 90, 32)
+for jf, args, kw, grid in capture(p, Schedule("hopper", "bwd", 64, 128, 4, 2)):
+    if jf.fn.__name__ == "_hopper_bwd_dkdv_ws":
+        src, opt = _specialise(jf, args, kw, t)
+        ck = triton.compile(src, target=t, options=opt.__dict__)
+        print(json.dumps({"ttgir": ck.asm["ttgir"], "warps": ck.metadata.num_warps}))
+"""
+
+
+def test_ws_backward_dkdv_pass_rows_not_offset_twice():
+    """The LOOP='ws+f2dq' experiment's warp-specialised dK/dV pass (kernels/hopper_bwd.py), compiled for sm_90a: it is
+    partitioned (12 warps, two consumers) and no consumer forms its K/V rows as splat(start + 64) + range(64, 128)
+    (run3 on the H100 stored the second consumer's dK/dV rows 64 too far); and no TMA copy is larger than its barrier's
+    expected bytes (benchmarks/hopper_triton_ws_tma_split_bug.py)."""
+    pytest.importorskip("triton")
+    sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
+    from hopper_triton_ws_bug import doubled_offsets
+    from hopper_triton_ws_tma_split_bug import copies
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _WS_BWD_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["warps"] == 12 and "partition1(" in d["ttgir"]
+    assert doubled_offsets(d["ttgir"]) == []
+    assert [c for c in copies(d["ttgir"]) if c[0] > c[1]] == []
