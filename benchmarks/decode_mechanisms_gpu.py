@@ -29,9 +29,22 @@ Each point is timed by ncu (`gpu__time_duration`, default cache control = L1/L2 
   ``_registers``, ``_warps``, ``launch__shared_mem_per_block_dynamic``, ``launch__registers_per_thread``) of real
   `_decode_split` launches of a few variants, i.e. how many CTAs of each the SM admits, against the model's
   (compiled shared memory, `memsim.inference.split_shared_bytes`) and the schedule's nominal shared memory.
+* ``loop`` (added 2026-11-26, third decode session) -- the decode kernel's OWN tile loop, the real `_decode_split`
+  launched by `kernels.decode_kv.decode_launch` (S = 1; 16 query / 4 KV heads: 4 CTAs per sequence, the same Triton
+  specialisation as the 32 / 8 decode cases), in three memory modes:
+  ``hidden``: K and V are views with stride 0 along the keys (and pages): every tile's copies read the same row of
+  each (sequence, head), from L2, far inside the two tiles in flight -- the loop's compute per tile c (its dots,
+  softmax, copy and table instructions, waits) with the SASS unchanged (a stride of 0 specialises as any multiple
+  of 16); a paged cache keeps its real shuffled block table, so the loop still walks its table entries from memory
+  (the page_prefetch loop's table round trip before each tile's copies, block-table entry then K/V address);
+  ``stream``: the real cache (paged: pages shuffled over the pool); ``inorder`` (paged): pages in sequence order,
+  contiguous in memory (the table round trip without the pages' scatter).  Two cache lengths (32 and 160 tiles of
+  64 keys): the slope is the period per tile, free of the launch and the CTA's fixed costs (the intercept).  At 4
+  CTAs (one per SM, the memory system unloaded), 132 and 396 CTAs (1 and 3 per SM).
 
     run(command="python3 benchmarks/decode_mechanisms_gpu.py --out $OUT/decode_mech.json", timeout_s=300)
     run(command="python3 benchmarks/decode_mechanisms_gpu.py --sets pipeline,occupancy --out $OUT/m.json")
+    run(command="python3 benchmarks/decode_mechanisms_gpu.py --sets loop --deadline-s 150 --out $OUT/loop.json")
 
 Here (no GPU): ``python benchmarks/decode_mechanisms_gpu.py --plan`` lists the points.
 """
@@ -47,7 +60,7 @@ REPEATS = 3
 MB = 1 << 20
 
 
-SETS = ("chain", "rounds", "gather", "pipeline", "occupancy")
+SETS = ("chain", "rounds", "gather", "pipeline", "occupancy", "loop")
 #: the first run's sets (2026-11-26 03:23): its points keep their ids
 FIRST_SETS = ("chain", "rounds", "gather")
 #: decode_split variants whose occupancy ncu reports (problem, schedule fields): default tile, paged without prefetch
@@ -63,6 +76,22 @@ OCCUPANCY_VARIANTS = (
      dict(block_n=128, num_stages=4, num_warps=4, page_prefetch=True, pack_gqa=False)),
     (dict(batch=2, heads_q=32, heads_kv=8, head_dim=256, seq_kv=2048, dtype="fp16"), dict(num_warps=8)),
 )
+#: the ``loop`` set: (name, DecodeProblem.uniform fields, DecodeSchedule fields), 16 query / 4 KV heads
+LOOP_VARIANTS = (
+    ("default", dict(head_dim=128, dtype="bf16"), dict()),
+    ("p16pf1", dict(head_dim=128, dtype="bf16", page_size=16), dict(page_prefetch=True)),
+    ("p64pf1", dict(head_dim=128, dtype="bf16", page_size=64), dict(page_prefetch=True)),
+    ("d256", dict(head_dim=256, dtype="bf16"), dict()),
+    ("d64", dict(head_dim=64, dtype="bf16"), dict()),
+    ("st4", dict(head_dim=128, dtype="bf16"), dict(num_stages=4)),
+    ("bn128", dict(head_dim=128, dtype="bf16"), dict(block_n=128)),
+    ("bn32", dict(head_dim=128, dtype="bf16"), dict(block_n=32)),
+    ("w8", dict(head_dim=128, dtype="bf16"), dict(num_warps=8)),
+    ("p16pf0", dict(head_dim=128, dtype="bf16", page_size=16), dict()),
+)
+#: cache lengths of the ``loop`` points (32 and 160 tiles of 64 keys): the period per tile is the slope between them
+LOOP_LENGTHS = (2048, 10240)
+LOOP_HEADS = (16, 4)
 OCCUPANCY_METRICS = ("launch__occupancy_limit_shared_mem", "launch__occupancy_limit_registers",
                      "launch__occupancy_limit_warps", "launch__occupancy_limit_blocks",
                      "launch__shared_mem_per_block_dynamic", "launch__registers_per_thread")
@@ -106,9 +135,130 @@ def plan(sets=FIRST_SETS) -> list[dict]:
     if "occupancy" in sets:
         for j, (prob, sch) in enumerate(OCCUPANCY_VARIANTS):
             Q.append(dict(kind="occupancy", variant=j, problem=prob, schedule=sch))
+    Q += _loop_points() if "loop" in sets else []
     for i, q in enumerate(Q):
         q["id"] = n + i
     return P + Q
+
+
+def _loop_points() -> list:
+    """The ``loop`` set in the order it is measured (the most needed first: a run cut by its deadline keeps them):
+    hidden and stream at 4 CTAs for every variant, then 396 (hidden) and 132 (stream, in-order pages) CTAs, then
+    hidden at 132 CTAs for the first two variants."""
+    tiers = []
+    for name, prob, sch in LOOP_VARIANTS:
+        paged = "page_size" in prob
+        tiers.append((0, name, prob, sch, "hidden", 1))
+        tiers.append((0, name, prob, sch, "stream", 1))
+        tiers.append((1, name, prob, sch, "hidden", 99))
+        tiers.append((1, name, prob, sch, "stream", 33))
+        if paged and sch.get("page_prefetch"):
+            tiers.append((2, name, prob, sch, "inorder", 1))
+            tiers.append((2, name, prob, sch, "inorder", 33))
+        if name in ("default", "p16pf1"):
+            tiers.append((2, name, prob, sch, "hidden", 33))
+    out = []
+    for tier, name, prob, sch, mode, batch in sorted(tiers, key=lambda t: t[0]):
+        for L in LOOP_LENGTHS:
+            out.append(dict(kind="loop", variant=name, mode=mode, batch=batch, ctas=batch * LOOP_HEADS[1],
+                            seq_kv=L, tier=tier, problem=dict(prob), schedule=dict(sch)))
+    return out
+
+
+def _loop_case(p: dict):
+    from memsim.inference import DecodeProblem, DecodeSchedule
+    prob = DecodeProblem.uniform(p["batch"], LOOP_HEADS[0], LOOP_HEADS[1], seq_kv=p["seq_kv"], **p["problem"])
+    return prob, DecodeSchedule(num_splits=1, **p["schedule"])
+
+
+def _loop_inputs(p: dict, dev: str):
+    """(problem, schedule, q, k, v, lens, block_table) of a ``loop`` point (fresh random data, never zeros)."""
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from kernels.decode_testing import make_problem_inputs
+    prob, sch = _loop_case(p)
+    q, k, v, lens, bt = make_problem_inputs(prob, dev, seed=p["id"] + 1)
+    if p["mode"] == "hidden":  # one row per (sequence or page, head): stride 0 along the keys (and the pages)
+        if bt is None:
+            k, v = (x[:, :1].expand(x.shape) for x in (k, v))
+        else:
+            k, v = (x[:1, :1].expand(x.shape) for x in (k, v))
+    elif p["mode"] == "inorder":  # each sequence's pages in order, one after the other in the pool
+        n = bt.shape[1]
+        bt = torch.arange(bt.shape[0] * n, dtype=torch.int32, device=dev).view(bt.shape[0], n)
+    return prob, sch, q, k, v, lens, bt
+
+
+def run_loop(sets, deadline_s: float, launch_log: str) -> int:
+    """(inside ncu) every ``loop`` point REPEATS times in plan order, each launch synchronised; the ids launched go
+    to `launch_log` (one per line, in order) so that the parent maps ncu's rows; no new point after deadline_s."""
+    import time
+
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from kernels.decode_kv import decode_launch
+    t0 = time.time()
+    done = []
+    torch.cuda.profiler.start()  # ncu profiles `_decode_split` launches only (its kernel filter)
+    try:
+        for p in plan(sets):
+            if p["kind"] != "loop":
+                continue
+            if time.time() - t0 > deadline_s:
+                print(f"deadline: stopped before point {p['id']}")
+                break
+            prob, sch, q, k, v, lens, bt = _loop_inputs(p, "cuda")
+            torch.cuda.synchronize()
+            for _ in range(REPEATS):
+                decode_launch(prob, sch, q, k, v, lens, bt)
+                torch.cuda.synchronize()
+                done.append(p["id"])
+            del q, k, v, lens, bt
+    finally:
+        torch.cuda.profiler.stop()
+        with open(launch_log, "w") as f:
+            f.write("".join(f"{i}\n" for i in done))
+    return 0
+
+
+def loop_table(points: list, hw_name: str = "h100-sxm") -> list[dict]:
+    """What the ``loop`` points say, per (variant, mode, CTAs): the period per tile of one CTA (slope of time over
+    the two cache lengths, divided by the waves the CTAs run in), the intercept (fixed costs), the achieved DRAM
+    rate at the longer length; beside it the model's compute per tile (copy + issue, `cta_tile_costs`) and the warp
+    issue replay of the compiled loop (`tile_cycles` / clock) at the same CTAs per SM."""
+    import memsim
+    from memsim.inference import (DeviceFacts, _compiled_entry, cta_tile_costs, split_regs_per_thread,
+                                  split_shared_bytes)
+    hw = memsim.load_hardware(hw_name)
+    f = DeviceFacts.from_hardware(hw)
+    by: dict = {}
+    for p in points:
+        if p.get("kind") == "loop" and p.get("time_s"):
+            by.setdefault((p["variant"], p["mode"], p["ctas"]), {})[p["seq_kv"]] = p
+    rows = []
+    for (var, mode, ctas), pl in by.items():
+        if len(pl) < 2:
+            continue
+        (l1, a), (l2, b) = sorted(pl.items())[:2]
+        prob, sch = _loop_case(b)
+        tiles = (l2 - l1) / sch.block_n
+        per_sm = f.ctas_per_sm(split_shared_bytes(prob, sch), sch.num_warps, split_regs_per_thread(prob, sch))
+        on_sm = max(1, min(per_sm, -(-ctas // hw.num_sms)))
+        waves = -(-ctas // (hw.num_sms * per_sm))
+        slope = (b["time_s"] - a["time_s"]) / tiles
+        period = slope / waves
+        pb, issue = cta_tile_costs(prob, sch, f, ctas_on_sm=on_sm) or (0.0, 0.0)
+        tile = 2 * sch.block_n * prob.head_dim * prob.element_bytes
+        e = _compiled_entry(prob, sch) or {}
+        cyc = e.get("tile_cycles") or []
+        replay = cyc[min(on_sm, len(cyc)) - 1] / f.clock_Hz if cyc else None
+        rows.append(dict(variant=var, mode=mode, ctas=ctas, ctas_on_sm=on_sm, waves=waves, period_s=period,
+                         intercept_s=a["time_s"] - slope * l1 / sch.block_n,
+                         dram_Bps=b.get("dram_read_bytes", 0) / b["time_s"] if b.get("dram_read_bytes") else None,
+                         model_compute_s=tile * pb + issue, replay_s=replay, tiles_in_flight=e.get("tiles_in_flight"),
+                         sm_clock_Hz=b.get("sm_clock_Hz")))
+    order = {n: i for i, (n, _, _) in enumerate(LOOP_VARIANTS)}
+    return sorted(rows, key=lambda r: (order.get(r["variant"], 99), r["mode"], r["ctas"]))
 
 
 def _kernels():
@@ -260,7 +410,7 @@ def run_points(sets) -> int:
     import torch
     dev = "cuda"
     K = _kernels()
-    P = [p for p in plan(sets) if p["kind"] != "occupancy"]
+    P = [p for p in plan(sets) if p["kind"] not in ("occupancy", "loop")]
     fns = []
     for p in P:
         fn = _launcher(p, K, dev)
@@ -317,14 +467,14 @@ def _model_occupancy(prob: dict, sch: dict) -> dict:
             "nominal_ctas_per_sm": f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), s.num_warps, regs)}
 
 
-def measure(out: str, sets) -> int:
+def measure(out: str, sets, deadline_s: float = 150.0) -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from memsim.io import base_provenance, write_json
     from verification import ncu
     if os.path.exists(out):
         raise SystemExit(f"{out} exists; give a new --out (run files are never overwritten)")
     P = plan(sets)
-    timed = [p for p in P if p["kind"] != "occupancy"]
+    timed = [p for p in P if p["kind"] not in ("occupancy", "loop")]
     pts = []
     if timed:
         log = out + ".ncu.log"
@@ -349,6 +499,9 @@ def measure(out: str, sets) -> int:
                                 r.metrics.get("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum") or 0 for r in rs),
                             sm_clock_Hz=statistics.median(r.metrics.get("sm__cycles_elapsed.avg.per_second") or 0
                                                           for r in rs)))
+    loop = [p for p in P if p["kind"] == "loop"]
+    if loop:
+        pts += _measure_loop(out, sets, loop, deadline_s)
     occ = [p for p in P if p["kind"] == "occupancy"]
     if occ and pts:  # keep the timed points whatever happens to the occupancy pass
         write_json(out + ".timed.json", {"repeats": REPEATS, "sets": list(sets), "points": pts})
@@ -381,9 +534,16 @@ def measure(out: str, sets) -> int:
     except Exception as exc:  # best effort
         prov["provenance_error"] = repr(exc)
     write_json(out, {"provenance": prov, "method": __doc__, "repeats": REPEATS, "sets": list(sets), "points": pts})
+    if any(q["kind"] == "loop" for q in pts):
+        try:  # the run file is written; the table is a convenience
+            print_loop_table(pts)
+        except Exception as exc:
+            print(f"loop table failed ({type(exc).__name__}: {exc}); `--loop-table {out}` prints it here")
     for q in pts:
         if "error" in q:
             print(q["id"], q["kind"], q["error"][:300])
+            continue
+        if q["kind"] == "loop":
             continue
         if q["kind"] == "occupancy":
             print(f"occupancy {q['variant']} ncu {q['ctas_per_sm']} CTAs/SM (smem "
@@ -396,6 +556,44 @@ def measure(out: str, sets) -> int:
                                                      "num_stages", "dots", "load")}
         print(f"{q['kind']:8s} {json.dumps(key):90s} {q['time_s'] * 1e6:9.2f} us")
     return 0
+
+
+LOOP_METRICS = ("gpu__time_duration.sum", "dram__bytes_read.sum", "lts__t_bytes.sum",
+                "sm__cycles_elapsed.avg.per_second")
+
+
+def _measure_loop(out: str, sets, loop: list, deadline_s: float) -> list:
+    """ncu over the ``loop`` points (one process, `run_loop`); rows mapped through its launch log."""
+    from verification import ncu
+    launch_log = out + ".loop.launches"
+    try:
+        rows, text = ncu.run_ncu([sys.executable, os.path.abspath(__file__), "--run-loop", "--sets", ",".join(sets),
+                                  "--deadline-s", str(deadline_s), "--launch-log", launch_log],
+                                 log_file=out + ".loop.ncu.log", metrics=list(LOOP_METRICS),
+                                 kernel_regex="^_decode_split", timeout_s=deadline_s + 120)
+    except ncu.NcuError as exc:
+        rows, text = [], f"NcuError: {exc}"
+    try:
+        with open(launch_log) as f:
+            ids = [int(x) for x in f.read().split()]
+    except OSError:
+        ids = []
+    if len(rows) != len(ids):
+        print(f"loop: ncu returned {len(rows)} launches, the log names {len(ids)}; tail:\n{text[-2000:]}")
+    got: dict = {}
+    for i, r in zip(ids, rows):
+        got.setdefault(i, []).append(r)
+    pts = []
+    for p in loop:
+        rs = got.get(p["id"], [])
+        if not rs or {r.name for r in rs} != {"_decode_split"}:
+            pts.append(dict(p, error=f"not measured ({len(rs)} rows; deadline or failure)"))
+            continue
+        med = (lambda m: statistics.median(r.metrics.get(m) or 0 for r in rs))
+        tt = [r.metrics.get("gpu__time_duration.sum") for r in rs]
+        pts.append(dict(p, time_s_repeats=tt, time_s=statistics.median(tt), dram_read_bytes=med("dram__bytes_read.sum"),
+                        l2_bytes=med("lts__t_bytes.sum"), sm_clock_Hz=med("sm__cycles_elapsed.avg.per_second")))
+    return pts
 
 
 def pipeline_table(points: list, curve=None, stream_tile_compute_s: float = 0.0) -> list[dict]:
@@ -426,6 +624,15 @@ def pipeline_table(points: list, curve=None, stream_tile_compute_s: float = 0.0)
     return rows
 
 
+def print_loop_table(points: list) -> None:
+    fmt = (lambda x, k=1e6: "-" if x is None else f"{x * k:.3f}")
+    print("variant  mode     ctas on_sm waves  period_us  model_c_us  replay_us  intercept_us  dram_TB/s")
+    for r in loop_table(points):
+        print(f"{r['variant']:8s} {r['mode']:8s} {r['ctas']:4d} {r['ctas_on_sm']:5d} {r['waves']:5d}  "
+              f"{fmt(r['period_s']):>9s}  {fmt(r['model_compute_s']):>10s}  {fmt(r['replay_s']):>9s}  "
+              f"{fmt(r['intercept_s']):>12s}  {fmt(r['dram_Bps'], 1e-12):>9s}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="JSON file for the points (GPU + ncu)")
@@ -434,6 +641,11 @@ def main(argv=None) -> int:
                     help=f"comma-separated point sets of {', '.join(SETS)} (default: the first run's)")
     ap.add_argument("--run-points", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run-occupancy", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--run-loop", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--launch-log", help=argparse.SUPPRESS)
+    ap.add_argument("--deadline-s", type=float, default=150.0,
+                    help="loop set: launch no new point after this many seconds (default 150)")
+    ap.add_argument("--loop-table", metavar="RUN", help="(no GPU) print what a run file's loop points say")
     ap.add_argument("--pipeline-table", metavar="RUN",
                     help="(no GPU) print what a run file's pipeline points say, with the h100-sxm dram_stream curve")
     a = ap.parse_args(argv)
@@ -451,6 +663,13 @@ def main(argv=None) -> int:
                   f"{fmt(r['compute_s']):>10s}  {fmt(r['dram_Bps'], 1e-12):>4s}  {fmt(r['latency_s']):>17s}  "
                   f"{fmt(r.get('curve_latency_s')):>8s}  {fmt(r.get('curve_less_stream_compute_s')):>8s}")
         return 0
+    if a.loop_table:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(a.loop_table) as fh:
+            print_loop_table(json.load(fh).get("points", []))
+        return 0
+    if a.deadline_s <= 0:
+        ap.error(f"--deadline-s must be positive, got {a.deadline_s}")
     sets = tuple(x for x in a.sets.split(",") if x)
     try:
         P = plan(sets)
@@ -464,9 +683,13 @@ def main(argv=None) -> int:
         return run_points(sets)
     if a.run_occupancy:
         return run_occupancy()
+    if a.run_loop:
+        if not a.launch_log:
+            ap.error("--run-loop needs --launch-log")
+        return run_loop(sets, a.deadline_s, a.launch_log)
     if not a.out:
         ap.error("--out is required (or --plan)")
-    return measure(a.out, sets)
+    return measure(a.out, sets, a.deadline_s)
 
 
 if __name__ == "__main__":
