@@ -2,7 +2,8 @@
 beside our flash2 and SDPA's flash and cuDNN backends, in one run (the issue's table: bf16, B*N = 16k tokens,
 H*d = 2048, d in {64, 128}, causal or not, N in {4096, 16384}).
 
-    PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd] [--dtype bf16|fp16]
+    PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd] [--dtype bf16,fp16]
+        [--seqs 1024,4096,16384] [--repeats 3] [--no-fwd] [--ws-on-gpu]
 
 Each case also records `kernels.default_choice` (what kernels.attention runs by default, and where it came from:
 tuned table, cache or registry); a default forward not among the candidates is timed too.  Backward (--bwd):
@@ -13,7 +14,9 @@ rows (the first 128 and the last 256 query rows of the first and last head) agai
 reference of those rows, by the project's rule (kernels.testing.rule_tolerance: at most 2x the error of
 the same math in bf16, plus the rounding floor).  A candidate that fails is recorded as failing and not
 timed.  Timing: triton.testing.do_bench medians (events), FLOPs as the benchmarks count them (4*B*H*N^2*d,
-half when causal; 2.5x backward).  Writes DIR/hopper_bench.json (records + provenance + command) and
+half when causal; 2.5x backward).  With --repeats R every exact implementation of a case is timed R times,
+round-robin (one do_bench median each, rep 50 ms), after all of them passed the gate: `ms` is the median of the
+R medians, `ms_runs` all of them, `spread` = (max - min) / median, the run-to-run spread inside this call.  Writes DIR/hopper_bench.json (records + provenance + command) and
 prints a compact table.  Data only: no assertion on speed.
 """
 from __future__ import annotations
@@ -90,7 +93,29 @@ def _switches(mod, **values):
     return old
 
 
-def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
+def _time_rounds(timed, repeats, flops):
+    """Time every (record, fn, switches) of one case `repeats` times round-robin (do_bench median each, with the
+    record's module switches set); fills ms (median of the medians), ms_runs, spread, tflops."""
+    import triton
+    runs = [[] for _ in timed]
+    for _ in range(repeats):
+        for i, (rec, fn, sw) in enumerate(timed):
+            old = [(mod, _switches(mod, **vals)) for mod, vals in sw]
+            try:
+                runs[i].append(triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median"))
+            except Exception as e:  # noqa: BLE001 -- recorded, not fatal
+                rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+            finally:
+                for mod, o in old:
+                    _switches(mod, **o)
+    for (rec, _, _), ms_runs in zip(timed, runs):
+        if ms_runs:
+            ms = sorted(ms_runs)[len(ms_runs) // 2]
+            rec.update(ms=ms, tflops=flops / ms / 1e9, ms_runs=ms_runs,
+                       spread=(max(ms_runs) - min(ms_runs)) / ms)
+
+
+def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",), repeats=1):
     """Backward of one case: our flash2 (the tuned table's schedule for the class, else the registry's) and the
     hopper candidates, each through kernels.autotune's exactness gate (dQ, dK, dV on batch 0 / two heads vs
     float64, DESIGN.md's rule) before timing; SDPA flash and cuDNN (autograd.grad of one forward)."""
@@ -115,13 +140,14 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
     sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do)
     ref, ys = gate_reference(sub, qs, ks, vs, dos)
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", dev), q, k, v)
-    out = []
+    out, timed = [], []  # timed: (record, fn, module switches) of the exact ones, timed round-robin below
     import kernels.hopper_bwd as hb
     for name, (alg, s, src) in runs.items():
         rec = dict(impl=alg, variant=name, schedule=s.to_dict(), source=src, **base)
-        old = None
+        old, sw = None, ()
         if alg == "hopper":  # src = "loads/dq_reduce[/loop]" (kernels.hopper_bwd.LOADS, DQ_REDUCE, LOOP)
             loads, red, loop = bwd_variant(src)
+            sw = ((hb, dict(LOADS=loads, DQ_REDUCE=red, LOOP=loop)),)
             old = _switches(hb, LOADS=loads, DQ_REDUCE=red, LOOP=loop)
             rec.update(loads=loads, dq_reduce=red, loop=loop, loads_used_tma=hb.loads_by_tma(q, do),
                        dq_reduce_used_tma=hb.dq_reduce_by_tma(q.device), loop_ws=hb.loop_ws(p, q, do))
@@ -130,29 +156,26 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",)):
             ok, msg = gate_check(sub, s, qs, ks, vs, dos, ref, ys)
             rec.update(exact=ok, gate=msg[:300], first_call_s=round(time.time() - t0, 2))
             if ok:
-                fn = lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f)  # noqa: E731
-                ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
-                rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
+                timed.append((rec, lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f), sw))
         except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
             rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
         finally:
             if old is not None:
                 _switches(hb, **old)
         out.append(rec)
-        print(json.dumps(rec), flush=True)
     for name in ("sdpa_flash", "sdpa_cudnn"):
         rec = dict(impl=name, variant=name, **base)
         try:
             qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
             with sdpa_kernel_ctx(sdpa[name]):
                 oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=p.causal)
-            fn = lambda oo=oo, qq=qq, kk=kk, vv=vv: torch.autograd.grad(  # noqa: E731
-                oo, (qq, kk, vv), do, retain_graph=True)
-            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
-            rec.update(ms=ms, tflops=p.nominal_flops("bwd") / ms / 1e9)
+            timed.append((rec, lambda oo=oo, qq=qq, kk=kk, vv=vv: torch.autograd.grad(
+                oo, (qq, kk, vv), do, retain_graph=True), ()))
         except Exception as e:
             rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
         out.append(rec)
+    _time_rounds(timed, repeats, p.nominal_flops("bwd"))
+    for rec in out:
         print(json.dumps(rec), flush=True)
     del f
     return out
@@ -171,7 +194,14 @@ def main(argv=None):
                                                        "SDPA flash / cuDNN")
     ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages(, variant)], ...]} "
                                                            "override (a variant: timed with that one only)")
-    ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    ap.add_argument("--dtype", "--dtypes", dest="dtype", default="bf16",
+                    help="comma-separated element types, timed in this order (bf16, fp16)")
+    ap.add_argument("--repeats", type=int, default=1, help="time each exact implementation this many times per case, "
+                                                           "round-robin (median and spread recorded)")
+    ap.add_argument("--no-fwd", action="store_true", help="backward only (with --bwd): no forward records")
+    ap.add_argument("--ws-on-gpu", action="store_true",
+                    help="allow kernels.hopper_bwd.LOOP 'ws'/'ws+f2dq' on the GPU in this process (WS_ON_GPU; a "
+                         "re-test of the experiment -- run it in its own process with a timeout)")
     ap.add_argument("--bwd-variants", default="tma/tma", help="comma-separated LOADS/DQ_REDUCE[/LOOP] of "
                                                               "kernels.hopper_bwd to time per candidate (e.g. "
                                                               "tma/tma,pointer/atomic,pointer/atomic/ws)")
@@ -184,17 +214,19 @@ def main(argv=None):
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
+    ap.add_argument("--json-name", default="hopper_bench.json", help="the results file's name in --out")
+    ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # a CPU smoke run of the script itself
     args = ap.parse_args(argv)
+    dtypes = args.dtype.split(",")
+    if any(dt not in ("bf16", "fp16") for dt in dtypes):
+        ap.error(f"--dtype: bf16 and/or fp16, got {args.dtype!r}")
     import torch
-    import triton
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend
 
     import kernels
-    import kernels.hopper as khopper
     from kernels.device_info import provenance
     from kernels.testing import make_inputs
     from memsim.io import write_json
-    from memsim.schedule import Schedule
 
     t_start = time.time()
     bwd_cands = BWD_CANDIDATES if args.bwd_candidates is None else {
@@ -204,92 +236,127 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    dev = "cuda"
+    dev = args.device
     sdpa = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION}
-    for d in [int(x) for x in args.head_dims.split(",")]:
-        for causal in (False, True):
-            for N in [int(x) for x in args.seqs.split(",")]:
-                if time.time() - t_start > args.budget_s:
-                    print(f"budget spent: skipping d={d} causal={causal} N={N}", flush=True)
-                    continue
-                B, H = 16384 // N, 2048 // d
-                q, k, v, do = make_inputs(B, H, H, N, N, d, args.dtype, dev, seed=1000 + d + N + causal)
-                p = kernels.problem_for(q, k, v, causal=causal)
-                flops = p.nominal_flops("fwd")
-                runs = {}
-                orders = {"longest": (True,), "grid": (False,), "both": (True, False)}[args.fwd_order] if causal else (True,)
-                for bm, bn, w, st in cands.get(d, []):
-                    for lf in orders:
-                        tag = "" if not causal else (" [longest first]" if lf else " [grid order]")
-                        runs[f"hopper {bm}x{bn} w{w} s{st}{tag}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
-                    if args.fwd_persistent and (w, st) == (4, 2):  # kernels.hopper.PERSISTENT (the experiment)
-                        runs[f"hopper {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper",
-                                                                             Schedule("hopper", "fwd", bm, bn, w, st))
-                runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
-                ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
-                records.append(dict(impl="default_choice", variant="default_choice", dtype=args.dtype, batch=B,
-                                    heads=H, seq=N, head_dim=d, causal=causal, forward=ch.forward.to_dict(),
-                                    backward=ch.backward.to_dict(), forward_source=ch.forward_source,
-                                    backward_source=ch.backward_source, forward_key=ch.forward_key,
-                                    backward_key=ch.backward_key, **{"pass": "choice"}))
-                print(json.dumps(records[-1]), flush=True)
-                if ch.forward not in [x[1] for x in runs.values()]:
-                    runs[f"default ({ch.forward_source})"] = (ch.forward.algorithm, ch.forward)
-                for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
-                    rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, dtype=args.dtype, batch=B,
-                               heads=H, seq=N, head_dim=d, causal=causal, **{"pass": "fwd"})
-                    old = _switches(khopper, LONGEST_FIRST="[grid order]" not in name,
-                                    PERSISTENT="[persistent]" in name)
-                    if alg == "hopper":
-                        rec.update(longest_first=khopper.longest_first(p), persistent=khopper.persistent(p, s, q, k, v))
-                    try:
-                        lse = None
-                        if s is not None:
-                            fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
-                            lse = kernels.forward(p, s, q, k, v).lse
-                        else:
-                            def fn(be=sdpa[name]):
-                                with sdpa_kernel(be):
-                                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                        t0 = time.time()
-                        o = fn()
-                        torch.cuda.synchronize()
-                        rec["first_call_s"] = round(time.time() - t0, 2)
-                        ok, kerr, nerr, tol = _rows_check(name, o, q, k, v, causal, p.scale, lse)
-                        rec.update(exact=ok, max_err=kerr, same_dtype_err=nerr, tol=tol)
-                        if ok:
-                            ms = triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
-                            rec.update(ms=ms, tflops=flops / ms / 1e9)
-                    except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
-                        rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
-                    finally:
-                        _switches(khopper, **old)
-                    records.append(rec)
-                    print(json.dumps(rec), flush=True)
-                if args.bwd:
-                    records += _bwd_case(p, q, k, v, do, bwd_cands.get(d, []), sdpa,
-                                         tuple(args.bwd_variants.split(",")))
-                del q, k, v, do
-                torch.cuda.empty_cache()
+    if args.ws_on_gpu:
+        import kernels.hopper_bwd as hb
+        hb.WS_ON_GPU = True
     cmd = "PYTHONPATH=. python benchmarks/hopper_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    doc = {"provenance": provenance(cmd), "flops": "4*B*H*N^2*d fwd (half when causal), 2.5x bwd",
-           "exactness": "row slices vs float64, kernels.testing.rule_tolerance", "records": records}
-    write_json(out / "hopper_bench.json", doc)
-    # compact table: best exact hopper candidate per case beside flash2 and SDPA
-    print("\n| pass | d | causal | N | best hopper (schedule) | flash2 | sdpa_flash | sdpa_cudnn | hopper/cuDNN |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    cases = sorted({(r["pass"], r["head_dim"], r["causal"], r["seq"]) for r in records if r["pass"] != "choice"})
-    for ps, d, c, n in cases:
-        rs = [r for r in records if (r["pass"], r["head_dim"], r["causal"], r["seq"]) == (ps, d, c, n)]
-        get = lambda impl: max((r.get("tflops") or 0 for r in rs if r["impl"] == impl), default=0)  # noqa: E731
-        hop = [r for r in rs if r["impl"] == "hopper" and r.get("tflops")]
-        best = max(hop, key=lambda r: r["tflops"]) if hop else None
-        cu = get("sdpa_cudnn")
-        print(f"| {ps} | {d} | {c} | {n} | {best['tflops']:.0f} ({best['variant'][7:]}) | " if best else
-              f"| {ps} | {d} | {c} | {n} | - | ", end="")
-        print(f"{get('flash2'):.0f} | {get('sdpa_flash'):.0f} | {cu:.0f} | "
-              f"{(best['tflops'] / cu if best and cu else float('nan')):.2f} |")
-    bad = [r["variant"] + f" d={r['head_dim']} c={r['causal']} N={r['seq']}" for r in records
+
+    def save():  # after every case (atomic): a run cut short by its timeout keeps what it measured
+        write_json(out / args.json_name, {
+            "provenance": provenance(cmd), "flops": "4*B*H*N^2*d fwd (half when causal), 2.5x bwd",
+            "exactness": "row slices vs float64, kernels.testing.rule_tolerance", "repeats": args.repeats,
+            "records": records}, overwrite=True)
+
+    for dtype in dtypes:
+        for d in [int(x) for x in args.head_dims.split(",")]:
+            for causal in (False, True):
+                for N in [int(x) for x in args.seqs.split(",")]:
+                    if time.time() - t_start > args.budget_s:
+                        print(f"budget spent: skipping {dtype} d={d} causal={causal} N={N}", flush=True)
+                        continue
+                    B, H = 16384 // N, 2048 // d
+                    q, k, v, do = make_inputs(B, H, H, N, N, d, dtype, dev, seed=1000 + d + N + causal)
+                    p = kernels.problem_for(q, k, v, causal=causal)
+                    base = dict(dtype=dtype, batch=B, heads=H, seq=N, head_dim=d, causal=causal)
+                    if dev != "cuda":  # the smoke run: its tiny problem's cases come from make_inputs
+                        B, H = q.shape[:2]
+                        base.update(batch=B, heads=H)
+                    if not args.no_fwd:
+                        records.extend(_fwd_case(p, q, k, v, cands.get(d, []), sdpa, args, base))
+                    if args.bwd:
+                        records.extend(_bwd_case(p, q, k, v, do, bwd_cands.get(d, []), sdpa,
+                                                 tuple(args.bwd_variants.split(",")), args.repeats))
+                    del q, k, v, do
+                    torch.cuda.empty_cache()
+                    save()
+    save()
+    print_table(records)
+
+
+def _fwd_case(p, q, k, v, cands, sdpa, args, base):
+    """Forward of one case: the hopper candidates (and the persistent experiment), our flash2, the default choice's
+    schedule if it is none of them, SDPA flash and cuDNN; each through the row-slice gate, then timed round-robin."""
+    import torch
+    from torch.nn.attention import sdpa_kernel
+
+    import kernels
+    import kernels.hopper as khopper
+    from memsim.schedule import Schedule
+    causal, dev, records, timed = p.causal, q.device, [], []
+    runs = {}
+    orders = {"longest": (True,), "grid": (False,), "both": (True, False)}[args.fwd_order] if causal else (True,)
+    for bm, bn, w, st in cands:
+        for lf in orders:
+            tag = "" if not causal else (" [longest first]" if lf else " [grid order]")
+            runs[f"hopper {bm}x{bn} w{w} s{st}{tag}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+        if args.fwd_persistent and (w, st) == (4, 2):  # kernels.hopper.PERSISTENT (the experiment)
+            runs[f"hopper {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+    runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
+    ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
+    records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
+                        backward=ch.backward.to_dict(), forward_source=ch.forward_source,
+                        backward_source=ch.backward_source, forward_key=ch.forward_key,
+                        backward_key=ch.backward_key, **base, **{"pass": "choice"}))
+    print(json.dumps(records[-1]), flush=True)
+    if ch.forward not in [x[1] for x in runs.values()]:
+        runs[f"default ({ch.forward_source})"] = (ch.forward.algorithm, ch.forward)
+    for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
+        rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, **base, **{"pass": "fwd"})
+        sw = dict(LONGEST_FIRST="[grid order]" not in name, PERSISTENT="[persistent]" in name)
+        old = _switches(khopper, **sw)
+        if alg == "hopper":
+            rec.update(longest_first=khopper.longest_first(p), persistent=khopper.persistent(p, s, q, k, v))
+        try:
+            lse = None
+            if s is not None:
+                fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
+                lse = kernels.forward(p, s, q, k, v).lse
+            else:
+                def fn(be=sdpa[name]):
+                    with sdpa_kernel(be):
+                        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            t0 = time.time()
+            o = fn()
+            torch.cuda.synchronize()
+            rec["first_call_s"] = round(time.time() - t0, 2)
+            ok, kerr, nerr, tol = _rows_check(name, o, q, k, v, causal, p.scale, lse)
+            rec.update(exact=ok, max_err=kerr, same_dtype_err=nerr, tol=tol)
+            if ok:
+                timed.append((rec, fn, ((khopper, sw),)))
+        except Exception as e:  # a candidate that does not compile or fit: recorded, not fatal
+            rec.update(error=f"{type(e).__name__}: {str(e)[:300]}")
+        finally:
+            _switches(khopper, **old)
+        records.append(rec)
+    _time_rounds(timed, args.repeats, p.nominal_flops("fwd"))
+    for rec in records[1:]:
+        print(json.dumps(rec), flush=True)
+    return records
+
+
+OURS = ("hopper", "flash2")
+
+
+def print_table(records):
+    """Compact table: our best exact implementation per case (any hopper variant or flash2) beside SDPA flash and
+    cuDNN, the ratios, and the largest run-to-run spread among the timed implementations of the case."""
+    print("\n| pass | dtype | d | causal | N | best ours (variant) | sdpa_flash | sdpa_cudnn | ours/cuDNN | ours/flash |"
+          " spread |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    key = lambda r: (r["pass"], r["dtype"], r["head_dim"], r["causal"], r["seq"])  # noqa: E731
+    for ps, dt, d, c, n in sorted({key(r) for r in records if r["pass"] != "choice"}):
+        rs = [r for r in records if key(r) == (ps, dt, d, c, n) and r.get("tflops")]
+        get = lambda impl: max((r["tflops"] for r in rs if r["impl"] == impl), default=0)  # noqa: E731
+        ours = [r for r in rs if r["impl"] in OURS]
+        best = max(ours, key=lambda r: r["tflops"]) if ours else None
+        fl, cu = get("sdpa_flash"), get("sdpa_cudnn")
+        sp = max((r.get("spread", 0) for r in rs), default=0)
+        b = best["tflops"] if best else float("nan")
+        print(f"| {ps} | {dt} | {d} | {c} | {n} | {b:.0f} ({best['variant'] if best else '-'}) | {fl:.0f} | {cu:.0f} | "
+              f"{(b / cu if cu else float('nan')):.2f} | {(b / fl if fl else float('nan')):.2f} | {100 * sp:.1f} % |")
+    bad = [r["variant"] + f" {r['dtype']} d={r['head_dim']} c={r['causal']} N={r['seq']}" for r in records
            if r.get("exact") is False or r.get("error")]
     print("not exact / errors:", bad if bad else "none")
 

@@ -1,57 +1,101 @@
 #!/usr/bin/env bash
-# One device call for issue 9 (hopper forward): environment, benchmarks/hopper_bench.py (row-slice
-# exactness gate on O and lse + TFLOP/s of the hopper candidates beside flash2, SDPA flash and SDPA cuDNN;
-# BENCH_ARGS=--bwd adds the flash2/SDPA backward, issue 7's re-check), the exactness tests on the card
-# (tests/test_kernels_hopper.py, the file CI runs in the interpreter, here compiled for the GPU), and one
-# ncu profile of the d=128 N=16k forward (hopper vs flash2).  Everything lands in $OUT: env.txt,
-# hopper_bench.{json,log}, pytest_hopper.log, ncu_fwd_d128.csv.
+# One device call for issue 9 (hopper forward/backward), in stages that share one time budget (TOTAL_S):
+#   1. nothing timed yet: the GPU exactness tests (TESTS, PYTEST_K; their own process under TEST_TIMEOUT_S, so a
+#      variant that hangs costs only that) beside benchmarks/hopper_warm.py (WARM_ARGS: compiles what is timed later);
+#   2. benchmarks/hopper_bench.py BENCH_ARGS (exactness gate, then TFLOP/s beside SDPA flash and cuDNN); its case
+#      budget is what is left after the reserves of the later stages (BENCH2_RESERVE_S, NCU_RESERVE_S);
+#   3. BENCH2_ARGS (optional): a second hopper_bench.py process for a risky variant (e.g. --ws-on-gpu), under its own
+#      timeout, skipped when the tests of stage 1 ran into their timeout (a hang);
+#   4. ncu (NCU_RANGE_ARGS: benchmarks/hopper_ncu.py --range ...): default cache control, --clock-control none, the
+#      sections below plus hopper_ncu.EXTRA_METRICS that this ncu lists (--query-metrics); report, raw csv, summary.
+# Everything lands in $OUT/bundle.tgz (env, logs, JSON, ncu report/csv/summary, compiled facts); $OUT/summary.txt
+# holds the tables, printed last.
 #
-#   run(command="bash benchmarks/hopper_gpu.sh", timeout_s=330)      ($OUT is set by the device tool)
-# Knobs (environment): BENCH_ARGS (e.g. "--bwd --head-dims 128,64"), BUDGET_S / BENCH_TIMEOUT_S, TESTS (pytest files,
-# default tests/test_kernels_hopper.py), TEST_TIMEOUT_S, NCU=0 to skip the profile, NCU_KERNELS (regex),
-# NCU_ARGS (hopper_ncu.py's arguments), NCU_COUNT, NCU_NAME (the csv's name), WARM_ARGS (set: run
-# benchmarks/hopper_warm.py with them first, WARM_TIMEOUT_S), TESTS_DURING_WARM=1 (the tests run beside the warm-up,
-# before anything is timed, instead of after the benchmark), PYTEST_K (a pytest -k expression).
+#   run(command="TOTAL_S=400 BENCH_ARGS='...' bash benchmarks/hopper_gpu.sh", timeout_s=420)   ($OUT: the device tool)
 set -uo pipefail
-set -f  # BENCH_ARGS may hold JSON with brackets: no globbing
+set -f  # the ARGS may hold JSON with brackets: no globbing
 : "${OUT:?set OUT to the folder for the results}"
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. PYTHONUNBUFFERED=1
+T0=$SECONDS
+TOTAL_S=${TOTAL_S:-400}
+left() { echo $(( TOTAL_S - (SECONDS - T0) )); }
+R=$OUT/run; mkdir -p "$R"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "git: $(git rev-parse HEAD 2>/dev/null || echo 'no git history on this machine')"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 || true
   python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())"
   ncu --version 2>&1 | tail -1
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
-if [ "${TESTS_DURING_WARM:-0}" = 1 ]; then  # the exactness tests compile while the warm-up does (nothing is timed yet)
-  timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} \
-    ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/pytest_hopper.log" 2>&1 &
+} > "$R/env.txt" 2>&1
+cat "$R/env.txt"
+# --- 1. exactness tests beside the warm-up (nothing timed)
+tests_rc=none
+if [ -n "${TESTS:-}" ]; then
+  timeout "${TEST_TIMEOUT_S:-150}" python -m pytest -q -rxXf -p no:cacheprovider ${TESTS} ${PYTEST_K:+-k "$PYTEST_K"} \
+    > "$R/pytest.log" 2>&1 &
   tests_pid=$!
 fi
 if [ -n "${WARM_ARGS:-}" ]; then
-  timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$OUT/warm.log" 2>&1
-  rc=$?
-  echo "warm rc=$rc: $(tail -1 "$OUT/warm.log"); failed: $(grep -c FAILED "$OUT/warm.log")"
-  # a variant that failed (or hung) while warming could take the timed run down with it: BENCH_FALLBACK_ARGS then
-  if { [ "$rc" != 0 ] || grep -q FAILED "$OUT/warm.log"; } && [ -n "${BENCH_FALLBACK_ARGS:-}" ]; then
-    echo "warm failures: benchmark runs with BENCH_FALLBACK_ARGS"; BENCH_ARGS="$BENCH_FALLBACK_ARGS"
+  timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$R/warm.log" 2>&1
+  echo "warm rc=$? $(tail -1 "$R/warm.log"); failed: $(grep -c FAILED "$R/warm.log") at $((SECONDS - T0)) s"
+fi
+if [ -n "${tests_pid:-}" ]; then
+  wait "$tests_pid"; tests_rc=$?
+  echo "tests rc=$tests_rc at $((SECONDS - T0)) s: $(tail -1 "$R/pytest.log")"
+fi
+# --- 2. the benchmark
+reserve=$(( ${NCU_RESERVE_S:-0} + ${BENCH2_RESERVE_S:-0} ))
+budget=$(( $(left) - reserve - 30 ))
+if [ -n "${BENCH_ARGS:-}" ] && [ "$budget" -gt 10 ]; then
+  timeout $(( budget + 30 )) python benchmarks/hopper_bench.py --out "$R" --budget-s "$budget" ${BENCH_ARGS} \
+    > "$R/hopper_bench.log" 2>&1
+  echo "bench rc=$? (budget $budget s) at $((SECONDS - T0)) s"
+fi
+# --- 3. the risky variant's benchmark, its own process
+if [ -n "${BENCH2_ARGS:-}" ]; then
+  b2=$(( $(left) - ${NCU_RESERVE_S:-0} - 15 ))
+  if [ "$tests_rc" = 124 ]; then echo "bench2 skipped: the tests ran into their timeout (a hang?)"
+  elif [ "$b2" -gt 10 ]; then
+    timeout $(( b2 + 15 )) python benchmarks/hopper_bench.py --out "$R" --budget-s "$b2" --json-name hopper_bench2.json \
+      ${BENCH2_ARGS} > "$R/hopper_bench2.log" 2>&1
+    echo "bench2 rc=$? (budget $b2 s) at $((SECONDS - T0)) s"
   fi
 fi
-if [ -n "${tests_pid:-}" ]; then wait "$tests_pid"; echo "tests rc=$?"; tail -4 "$OUT/pytest_hopper.log"; fi
-timeout "${BENCH_TIMEOUT_S:-170}" python benchmarks/hopper_bench.py --out "$OUT" --budget-s "${BUDGET_S:-130}" ${BENCH_ARGS:-} \
-  2>&1 | tee "$OUT/hopper_bench.log" | grep -v '^{'
-if [ "${TESTS_DURING_WARM:-0}" != 1 ]; then
-  timeout "${TEST_TIMEOUT_S:-80}" python -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_kernels_hopper.py} \
-    ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 | tee "$OUT/pytest_hopper.log" | tail -4
+# --- 4. ncu
+if [ -n "${NCU_RANGE_ARGS:-}" ] && [ "$(left)" -gt 20 ]; then
+  ncu --query-metrics > "$R/ncu_query_metrics.txt" 2>&1
+  metrics=""
+  for m in $(python -c "import sys; sys.path.insert(0, 'benchmarks'); import hopper_ncu; print(' '.join(hopper_ncu.EXTRA_METRICS))"); do
+    if awk '{print $1}' "$R/ncu_query_metrics.txt" | grep -qx "${m%%.*}"; then metrics="${metrics:+$metrics,}$m"; fi
+  done
+  echo "ncu extra metrics: $metrics"
+  sections="--section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis"
+  profile() {  # $1: extra metrics (may be empty)
+    timeout $(( $(left) - 10 )) ncu --profile-from-start off --clock-control none $sections ${1:+--metrics $1} \
+      -f -o "$R/ncu_prof" python benchmarks/hopper_ncu.py --range --facts "$R/compiled_facts.json" ${NCU_RANGE_ARGS} \
+      > "$R/ncu_stdout.txt" 2> "$R/ncu.err"
+  }
+  profile "$metrics"; rc=$?
+  if [ ! -s "$R/ncu_prof.ncu-rep" ] && [ -n "$metrics" ] && [ "$(left)" -gt 40 ]; then
+    echo "ncu rc=$rc without a report: again without the extra metrics"; tail -3 "$R/ncu.err"; profile ""; rc=$?
+  fi
+  echo "ncu rc=$rc at $((SECONDS - T0)) s"; tail -2 "$R/ncu.err"
+  if [ -s "$R/ncu_prof.ncu-rep" ]; then
+    ncu -i "$R/ncu_prof.ncu-rep" --csv --page raw > "$R/ncu_raw.csv" 2>> "$R/ncu.err"
+    python benchmarks/hopper_ncu.py --summarize "$R/ncu_raw.csv" --label-file "$R/ncu_stdout.txt" \
+      > "$R/ncu_summary.txt" 2>&1
+  fi
 fi
-if [ "${NCU:-1}" = 1 ]; then
-  timeout "${NCU_TIMEOUT_S:-50}" ncu --csv --page details --section SpeedOfLight --section WarpStateStats \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
-    -k "regex:${NCU_KERNELS:-_hopper_fwd|_flash2_fwd}" -s 1 -c "${NCU_COUNT:-2}" \
-    python benchmarks/hopper_ncu.py ${NCU_ARGS:---d 128 --n 16384 --impls hopper:128,128,4,2 flash2} \
-    > "$OUT/${NCU_NAME:-ncu_fwd_d128}.csv" 2> "$OUT/ncu.err"
-  echo "ncu rc=$? lines=$(wc -l < "$OUT/${NCU_NAME:-ncu_fwd_d128}.csv")"; tail -3 "$OUT/ncu.err"
-fi
-echo "--- table"; sed -n '/^| pass/,$p' "$OUT/hopper_bench.log"
+# --- bundle and tables
+{
+  echo "--- pytest"; tail -25 "$R/pytest.log" 2>/dev/null
+  for f in hopper_bench.log hopper_bench2.log; do
+    [ -f "$R/$f" ] && { echo "--- $f"; sed -n '/^| pass/,$p' "$R/$f"; }
+  done
+  echo "--- ncu ranges"; grep '^range ' "$R/ncu_stdout.txt" 2>/dev/null
+  echo "--- ncu"; sed -n '/^| kernel/,$p' "$R/ncu_summary.txt" 2>/dev/null
+  echo "--- total $((SECONDS - T0)) s"
+} > "$OUT/summary.txt"
+tar -czf "$OUT/bundle.tgz" -C "$OUT" run && rm -rf "$R"  # at most 8 files come back
+cat "$OUT/summary.txt"

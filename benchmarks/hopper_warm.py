@@ -1,7 +1,7 @@
 """Compile, in parallel, every kernel variant benchmarks/hopper_bench.py will time, so the timed run finds them in
 Triton's on-disk cache (ptxas of the 255-register backward kernels takes ~10-20 s each, one core each).
 
-    PYTHONPATH=. python benchmarks/hopper_warm.py [--jobs 12] [--head-dims 128,64] [--dtype bf16]
+    PYTHONPATH=. python benchmarks/hopper_warm.py [--jobs 12] [--head-dims 128,64] [--dtype bf16,fp16]
         [--bwd-variants tma/tma,pointer/atomic] [--fwd-order both] [--candidates JSON] [--bwd-candidates JSON]
 
 Each task runs one forward (and backward) on a small problem (batch 1, 2 heads, N = 1024) whose integer arguments
@@ -52,11 +52,33 @@ def _task(t):
         return f"{t}: FAILED {type(e).__name__}: {str(e)[:200]}"
 
 
+def _tasks(a, dtype, fc, bc, hbench):
+    """The warm-up tasks of one element type."""
+    tasks = []
+    for d in (int(x) for x in a.head_dims.split(",")):
+        for causal in (False, True):
+            tasks.append((d, causal, dtype, "fwd", "default", {}))
+            tasks.append((d, causal, dtype, "fwd", "flash2", {}))
+            orders = {"longest": (True,), "grid": (False,), "both": (True, False)}[a.fwd_order] if causal else (True,)
+            for c in fc.get(d, []):
+                for lf in orders:
+                    tasks.append((d, causal, dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"longest_first": lf}))
+                if a.fwd_persistent and tuple(c[2:]) == (4, 2):
+                    tasks.append((d, causal, dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"persistent": True}))
+            for c in bc.get(d, []):
+                c, own = c[:4], c[4:]
+                for var in (own or a.bwd_variants.split(",")):
+                    loads, red, loop = hbench.bwd_variant(var)
+                    tasks.append((d, causal, dtype, "bwd", "hopper:" + ",".join(map(str, c)),
+                                  {"loads": loads, "dq_reduce": red, "loop": loop}))
+    return tasks
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--head-dims", default="128,64")
-    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--dtype", default="bf16", help="comma-separated: bf16,fp16")
     ap.add_argument("--bwd-variants", default="tma/tma")
     ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"))
     ap.add_argument("--fwd-persistent", action="store_true", help="also the persistent forward (kernels.hopper.PERSISTENT)")
@@ -68,22 +90,8 @@ def main(argv=None) -> int:
     fc = hbench.CANDIDATES if a.candidates is None else {int(k): v for k, v in json.loads(a.candidates).items()}
     bc = hbench.BWD_CANDIDATES if a.bwd_candidates is None else {int(k): v for k, v in json.loads(a.bwd_candidates).items()}
     tasks = []
-    for d in (int(x) for x in a.head_dims.split(",")):
-        for causal in (False, True):
-            tasks.append((d, causal, a.dtype, "fwd", "default", {}))
-            tasks.append((d, causal, a.dtype, "fwd", "flash2", {}))
-            orders = {"longest": (True,), "grid": (False,), "both": (True, False)}[a.fwd_order] if causal else (True,)
-            for c in fc.get(d, []):
-                for lf in orders:
-                    tasks.append((d, causal, a.dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"longest_first": lf}))
-                if a.fwd_persistent and tuple(c[2:]) == (4, 2):
-                    tasks.append((d, causal, a.dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"persistent": True}))
-            for c in bc.get(d, []):
-                c, own = c[:4], c[4:]
-                for var in (own or a.bwd_variants.split(",")):
-                    loads, red, loop = hbench.bwd_variant(var)
-                    tasks.append((d, causal, a.dtype, "bwd", "hopper:" + ",".join(map(str, c)),
-                                  {"loads": loads, "dq_reduce": red, "loop": loop}))
+    for dtype in a.dtype.split(","):  # bf16,fp16: every task once per element type
+        tasks += _tasks(a, dtype, fc, bc, hbench)
     t0 = time.time()
     with mp.get_context("spawn").Pool(min(a.jobs, len(tasks))) as pool:
         for line in pool.imap_unordered(_task, tasks):
