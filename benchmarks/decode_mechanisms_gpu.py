@@ -261,6 +261,53 @@ def loop_table(points: list, hw_name: str = "h100-sxm") -> list[dict]:
     return sorted(rows, key=lambda r: (order.get(r["variant"], 99), r["mode"], r["ctas"]))
 
 
+def loop_compute_of(points: list, run: str, hw_name: str = "h100-sxm") -> dict:
+    """The decode model's "measured_loop" entry of a run: the period per tile of the ``hidden`` points at 4 CTAs (one
+    per SM, K/V copies hidden: the loop's compute c) and the warp-issue replay of the same compiled loop at one CTA
+    per SM, per loop key; the median measured / replayed ratio per layout class.  One-buffer loops (paged without
+    page_prefetch) are left out: their hidden period is the L2 latency of a tile + c, not c."""
+    from memsim.inference import decode_loop_key, loop_layout_class, pipeline_buffers
+    variants, ratios = {}, {}
+    for r in loop_table(points, hw_name):
+        if r["mode"] != "hidden" or r["ctas"] != 4 or not r["replay_s"]:
+            continue
+        prob, sch = _loop_case(next(p for p in points if p.get("kind") == "loop" and p["variant"] == r["variant"]))
+        if pipeline_buffers(prob, sch) <= 1:
+            continue
+        cls = loop_layout_class(prob, sch)
+        variants[decode_loop_key(prob, sch)] = {"variant": r["variant"], "class": cls, "period_s": r["period_s"],
+                                                "replay_s": r["replay_s"], "ratio": r["period_s"] / r["replay_s"]}
+        ratios.setdefault(cls, []).append(r["period_s"] / r["replay_s"])
+    if not variants:
+        raise ValueError(f"{run}: no hidden loop points at 4 CTAs (a `--sets loop` run file has them)")
+    return {"run": run, "variants": variants, "class_ratio": {c: statistics.median(v) for c, v in ratios.items()},
+            "method": "benchmarks/decode_mechanisms_gpu.py loop set: hidden mode, 4 CTAs (one per SM), slope over "
+                      "cache lengths 2048 and 10240 (ncu gpu__time_duration, median of 3); replay = the compiled "
+                      "table's tile_cycles[0] / SM clock"}
+
+
+def merge_loop(run: str, table: str | None = None) -> dict:
+    """Write `loop_compute_of(run)` into the compiled table's "measured_loop" (h100-sxm), atomically; returns it."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from memsim.inference import COMPILED_FILE
+    from memsim.io import write_json
+    with open(run) as f:
+        doc = json.load(f)
+    gpu = (doc.get("provenance") or {}).get("gpu", "")
+    if "H100" not in gpu:
+        raise ValueError(f"{run}: measured on {gpu!r}; the h100-sxm preset takes H100 runs only")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.relpath(os.path.abspath(run), root)
+    entry = loop_compute_of(doc.get("points") or [], rel)
+    entry.update(date=doc["provenance"].get("date"), gpu=gpu)
+    path = table or str(COMPILED_FILE)
+    with open(path) as f:
+        tab = json.load(f)
+    tab.setdefault("measured_loop", {})["h100-sxm"] = entry
+    write_json(path, tab, overwrite=True)
+    return entry
+
+
 def _kernels():
     import triton
     import triton.language as tl
@@ -646,6 +693,8 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline-s", type=float, default=150.0,
                     help="loop set: launch no new point after this many seconds (default 150)")
     ap.add_argument("--loop-table", metavar="RUN", help="(no GPU) print what a run file's loop points say")
+    ap.add_argument("--merge-loop", metavar="RUN",
+                    help="(no GPU) write a loop run's compute per tile into memsim/decode_compiled_sm90.json")
     ap.add_argument("--pipeline-table", metavar="RUN",
                     help="(no GPU) print what a run file's pipeline points say, with the h100-sxm dram_stream curve")
     a = ap.parse_args(argv)
@@ -662,6 +711,13 @@ def main(argv=None) -> int:
             print(f"{r['ctas']:4d} {r['dots']:4d} {r['tiles_in_flight']:2d}  {fmt(r['period_s']):>9s}  "
                   f"{fmt(r['compute_s']):>10s}  {fmt(r['dram_Bps'], 1e-12):>4s}  {fmt(r['latency_s']):>17s}  "
                   f"{fmt(r.get('curve_latency_s')):>8s}  {fmt(r.get('curve_less_stream_compute_s')):>8s}")
+        return 0
+    if a.merge_loop:
+        try:
+            e = merge_loop(a.merge_loop)
+        except (OSError, ValueError) as exc:
+            ap.error(str(exc))
+        print(json.dumps(e["class_ratio"]), len(e["variants"]), "variants")
         return 0
     if a.loop_table:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -188,15 +188,18 @@ def main(argv=None) -> int:
     import triton
     from pathlib import Path
     out = Path(a.out or COMPILED_FILE)
-    kept, earlier = {}, []
+    kept, earlier, measured = {}, [], {}
     if out.is_file() and not a.fresh:  # entries of earlier runs (other drawn sets) stay; recompiled ones are replaced
         old = json.loads(out.read_text())
         kept = {k: v for k, v in old.get("entries", {}).items() if k not in entries}
         earlier = old.get("earlier_runs", []) + [old.get("provenance", {})]
+    if out.is_file():  # the measured loop compute (benchmarks/decode_mechanisms_gpu.py --merge-loop) is not compiled
+        measured = json.loads(out.read_text()).get("measured_loop", {})
     prov = {**base_provenance("python -m kernels.decode_compiled " + " ".join(argv or sys.argv[1:])),
             "triton": triton.__version__}
     write_json(out, {"format": "memsim.decode_compiled/1", "arch": "sm90", "provenance": prov,
-                     "earlier_runs": earlier, "entries": dict(sorted({**kept, **entries}.items()))}, overwrite=True)
+                     "earlier_runs": earlier, "entries": dict(sorted({**kept, **entries}.items())),
+                     **({"measured_loop": measured} if measured else {})}, overwrite=True)
     print(f"{out}: {len(entries)} variants compiled now, {len(kept)} kept from earlier runs")
     return 0
 

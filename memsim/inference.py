@@ -406,9 +406,11 @@ def _compiled_table() -> dict:
     if "entries" not in _COMPILED:
         import json
         try:
-            _COMPILED["entries"] = json.loads(COMPILED_FILE.read_text())["entries"]
+            doc = json.loads(COMPILED_FILE.read_text())
+            _COMPILED["entries"] = doc["entries"]
+            _COMPILED["measured"] = doc.get("measured_loop") or {}
         except (OSError, ValueError, KeyError):
-            _COMPILED["entries"] = {}
+            _COMPILED["entries"], _COMPILED["measured"] = {}, {}
     return _COMPILED["entries"]
 
 
@@ -456,16 +458,71 @@ def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on
     return tile / t
 
 
-def cta_tile_costs(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> tuple | None:
-    """(seconds per copied byte, issue seconds per tile) of one split CTA: the two parts of `cta_limit_Bps` (a tile
-    of b bytes busies the CTA b x the first + the second); None without a per-CTA limit.  A partial tile copies
-    fewer bytes but issues the whole loop body (masked lanes)."""
+def cta_tile_costs(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1,
+                   measured: bool = True) -> tuple | None:
+    """(seconds per copied byte, issue seconds per tile) of one split CTA (a tile of b bytes busies the CTA b x the
+    first + the second); None without a per-CTA limit.  A partial tile copies fewer bytes but issues the whole loop
+    body (masked lanes).  The parts are the stream microbenchmark's copy rate and the loop's issue (what
+    `cta_limit_Bps`, the split rule's, uses); with `measured` and a `loop_compute_s` for the variant, both are
+    scaled so that a whole tile takes that measured compute (the decode loop's own, `loop` microbenchmark)."""
     if not f.cta_max_Bps:
         return None
     per_byte = 1.0 / f.cta_max_Bps - f.stream_instructions_per_byte / f.clock_Hz
     n = loop_instructions(p, s)
     warps = s.num_warps * max(1, ctas_on_sm)
-    return per_byte, (n * warps / (min(ISSUE_LANES_PER_SM, warps) * f.clock_Hz) if n else 0.0)
+    issue = n * warps / (min(ISSUE_LANES_PER_SM, warps) * f.clock_Hz) if n else 0.0
+    c = loop_compute_s(p, s, f, ctas_on_sm) if measured else None
+    if c:
+        k = c / (inflight_bytes_per_cta(p, s) * per_byte + issue)
+        return per_byte * k, issue * k
+    return per_byte, issue
+
+
+#: the layout classes of the tile loop whose measured compute / replay ratio stands for the variants not measured
+LOOP_CLASSES = ("contiguous", "paged_per_key", "paged_per_tile", "paged_serial")
+
+
+def loop_layout_class(p: DecodeProblem, s: DecodeSchedule) -> str:
+    """Which loop body the compiled kernel has: contiguous; paged with page_prefetch and one table entry per key
+    (page_size not a multiple of block_n) or one per tile; paged without page_prefetch (one buffer, not
+    pipelined: `paged_serial`)."""
+    if not p.paged:
+        return "contiguous"
+    if not s.page_prefetch:
+        return "paged_serial"
+    return "paged_per_tile" if p.page_size % s.block_n == 0 else "paged_per_key"
+
+
+def measured_loop_compute(hw_name: str) -> dict | None:
+    """The `loop` microbenchmark's compute per tile of the decode loop on this preset, as merged into
+    memsim/decode_compiled_sm90.json ("measured_loop"; `python benchmarks/decode_mechanisms_gpu.py --merge-loop
+    RUN`): {"variants": {loop key: {"period_s", "replay_s", "class", ...}}, "class_ratio": {class: ratio}, ...};
+    None for a preset without one."""
+    _compiled_table()
+    return (_COMPILED.get("measured") or {}).get(hw_name)
+
+
+def loop_compute_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
+    """Seconds one split CTA computes a whole K/V tile, `ctas_on_sm` CTAs sharing its SM: the warp-issue replay of
+    the compiled loop (`tile_cycles`, per CTAs on the SM) times the measured / replayed ratio of the `loop`
+    microbenchmark at one CTA per SM -- the variant's own where it was measured, else the median of its layout
+    class (`loop_layout_class`).  The microbenchmark runs the real `_decode_split` with K/V views of stride 0 (every
+    copy an L2 hit, hidden behind the tiles in flight): H100, the replay is 11-28 % under the measured compute of
+    7 contiguous variants (median 22 %).  None without a replay or a measurement for the class, and for one-buffer
+    loops (`pipeline_buffers` 1: num_stages 2, paged without page_prefetch), whose hidden period is the L2 latency of
+    a tile + c, not c (callers keep the copy + issue costs)."""
+    meas = measured_loop_compute(f.name) if f.name else None
+    e = _compiled_entry(p, s)
+    cyc = (e or {}).get("tile_cycles")
+    if not meas or not cyc or pipeline_buffers(p, s) <= 1:  # measured on pipelined loops only (see the docstring)
+        return None
+    own = meas.get("variants", {}).get(decode_loop_key(p, s))
+    ratio = own["period_s"] / own["replay_s"] if own else meas.get("class_ratio", {}).get(loop_layout_class(p, s))
+    if not ratio:
+        return None
+    n = max(1, ctas_on_sm)
+    cycles = cyc[min(n, len(cyc)) - 1] * (n / len(cyc) if n > len(cyc) else 1.0)
+    return ratio * cycles / f.clock_Hz
 
 
 def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
@@ -598,8 +655,8 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     B = pipeline_buffers(p, s)
     resident = min(len(cta_b), slots)
     on_sm = max(1, cdiv(resident, f.num_sms))
-    limit = cta_limit_Bps(p, s, f, ctas_on_sm=on_sm)
     costs = cta_tile_costs(p, s, f, ctas_on_sm=on_sm)
+    limit = tile / (tile * costs[0] + costs[1]) if costs else cta_limit_Bps(p, s, f, ctas_on_sm=on_sm)
     import heapq
     first = heapq.nlargest(resident, cta_b, key=lambda x: x[1])  # the first wave, longest first
     # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others

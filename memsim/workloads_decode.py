@@ -123,7 +123,9 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     before its first step (`dependent_loads_before_stream` round trips).
     round_bytes, round_s: a non-pipelined round loop (the combine): a step's first round_bytes go at the rate, every
     further round costs round_s (`combine_round_s`, the rounds microbenchmark).  drain_s: what a CTA computes after
-    its last bytes arrived, before its writes (`last_tile_drain_s`)."""
+    its last bytes arrived, before its writes (`last_tile_drain_s`).
+    tile_costs: (seconds per copied byte, issue seconds) of a tile, or a function of the CTAs sharing an SM (the
+    running CTAs / num_sms, at least 1 and at most ctas_per_sm: the compute follows the CTAs as the load does)."""
     import simpy
 
     from .engine import Link
@@ -138,6 +140,7 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     end = [0.0]
     next_start = [0.0]
     load = [0.0]  # bytes in flight from DRAM over the streaming CTAs (each CTA's in-flight x its miss share)
+    running = [0]  # CTAs started and not ended
 
     def cta(idx):
         if dispatch_s:
@@ -146,6 +149,7 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
             if t0 > env.now:
                 yield env.timeout(t0 - env.now)
         steps = decode_cta_steps(p, s, launch.name, _coords(launch.grid, idx), run_tiles)
+        running[0] += 1
         if head_s:
             yield env.timeout(head_s)
         port = env.now
@@ -179,7 +183,9 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                     lat, limit = memory(load[0])
                     if mine and round_bytes is None:
                         # compute of a tile: its copied bytes at the copy rate + the loop's issue (tile_costs)
-                        per_byte, issue = tile_costs if tile_costs else (1.0 / limit, 0.0)
+                        costs = (tile_costs(min(ctas_per_sm, max(1, -(-running[0] // hw.num_sms))))
+                                 if callable(tile_costs) else tile_costs)
+                        per_byte, issue = costs if costs else (1.0 / limit, 0.0)
                         last_c = min(miss, inflight_Bps) * per_byte + issue
                         step_s = loop_step_s(miss, inflight_Bps, buffers, lat, last_c, first)
                     rate = min(limit, mine / lat) if mine else limit
@@ -213,6 +219,7 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
         if port > env.now:
             yield env.timeout(port - env.now)
         load[0] -= mine * share
+        running[0] -= 1
         end[0] = max(end[0], env.now)
 
     def slot():
@@ -316,16 +323,25 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             resident = min(L.num_ctas, hw.num_sms * per_sm)
             inflight = inflight_bytes_per_cta(problem, schedule)
             _, rate, lat = facts.stream(resident, inflight)  # (reported: the full-occupancy figures)
-            limit = cta_limit_Bps(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
+            on_sm = -(-resident // hw.num_sms)
+            costs = cta_tile_costs(problem, schedule, facts, ctas_on_sm=on_sm)
+            # the per-CTA limit: a whole tile per its compute (the measured loop compute where there is one)
+            limit = (inflight / (inflight * costs[0] + costs[1]) if costs
+                     else cta_limit_Bps(problem, schedule, facts, ctas_on_sm=on_sm))
             # scattered pages cost latency only where tiles are in flight together (the gather microbenchmark,
             # pipelined); a one-buffer loop waits a full latency per tile anyway (dram_stream layout points)
             memory = _memory_at(facts, inflight, limit, buffers,
                                 None if serial else lambda n: paged_latency_extra_s(hw.name, problem.page_size, n))
             hit = limit
-            drain = last_tile_drain_s(problem, schedule, hw, -(-resident // hw.num_sms))
-            costs = cta_tile_costs(problem, schedule, facts, ctas_on_sm=-(-resident // hw.num_sms))
+            drain = last_tile_drain_s(problem, schedule, hw, on_sm)
+            memo_costs: dict = {}
+
+            def tile_costs(n, problem=problem, schedule=schedule, memo_costs=memo_costs):
+                if n not in memo_costs:
+                    memo_costs[n] = cta_tile_costs(problem, schedule, facts, ctas_on_sm=n)
+                return memo_costs[n]
         else:
-            serial, buffers, costs = False, 1, None
+            serial, buffers, tile_costs = False, 1, None
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
@@ -337,7 +353,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
                          hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
                          buffers=buffers, round_bytes=round_bytes, round_s=round_s, drain_s=drain,
-                         tile_costs=costs)
+                         tile_costs=tile_costs)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,

@@ -77,7 +77,9 @@ def test_scattered_pages_slow_only_a_pipelined_loop():
             W.paged_latency_extra_s = orig
         t[pf] = with_ / without
     assert t[False] == pytest.approx(1.0, abs=1e-12)
-    assert t[True] > 1.05
+    # > 1.05 before the measured loop compute (third decode session): a 16-row prefetching loop now computes 1.43 us
+    # per tile (the `loop` microbenchmark) and is compute-bound at 64 CTAs, so the latency term moves it a little
+    assert t[True] > 1.0 + 1e-4, t
 
 
 def test_last_tile_drain_is_two_dots_at_the_dot_chain_rate_and_adds_to_a_short_kernel():
