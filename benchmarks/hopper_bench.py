@@ -200,8 +200,8 @@ def main(argv=None):
                                                            "round-robin (median and spread recorded)")
     ap.add_argument("--no-fwd", action="store_true", help="backward only (with --bwd): no forward records")
     ap.add_argument("--ws-on-gpu", action="store_true",
-                    help="allow kernels.hopper_bwd.LOOP 'ws'/'ws+f2dq' on the GPU in this process (WS_ON_GPU; a "
-                         "re-test of the experiment -- run it in its own process with a timeout)")
+                    help="allow kernels.hopper_bwd.LOOP 'ws' on the GPU in this process (WS_ON_GPU; it hung in run3: "
+                         "a re-test -- run it in its own process with a timeout)")
     ap.add_argument("--bwd-variants", default="tma/tma", help="comma-separated LOADS/DQ_REDUCE[/LOOP] of "
                                                               "kernels.hopper_bwd to time per candidate (e.g. "
                                                               "tma/tma,pointer/atomic,pointer/atomic/ws)")

@@ -162,11 +162,12 @@ def main(argv=None):
 
 
 def _read_raw(path):
-    """Rows of an ncu `--page raw --csv` export: {metric: value} per kernel (units row dropped)."""
+    """(rows, units) of an ncu `--page raw --csv` export: {metric: value} per kernel, {metric: unit}."""
     text = open(path, errors="replace").read().splitlines()
     start = next(i for i, line in enumerate(text) if line.startswith('"ID"'))
     rows = list(csv.DictReader(io.StringIO("\n".join(text[start:]))))
-    return [r for r in rows if r.get("ID", "").strip().isdigit()]
+    units = rows[0] if rows and not rows[0].get("ID", "").strip().isdigit() else {}
+    return [r for r in rows if r.get("ID", "").strip().isdigit()], units
 
 
 def _num(x):
@@ -178,54 +179,77 @@ def _num(x):
 
 def _stall_reason(metric: str):
     """"barrier" of smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio (cycles per issued instruction,
-    WarpStateStats) or of smsp__average_warp_latency_issue_stalled_barrier.ratio; None for other metrics."""
+    WarpStateStats) or of smsp__average_warp_latency_issue_stalled_barrier.ratio; None for other metrics and for the
+    "selected" pseudo-reason (the issue cycle itself)."""
     if not metric.startswith("smsp__average_warp") or "issue_stalled_" not in metric or not metric.endswith(".ratio"):
         return None
     reason = metric.split("issue_stalled_", 1)[1].removesuffix(".ratio").removesuffix("_per_issue_active")
-    return None if reason.endswith("not_issued") else reason
+    return None if reason.endswith("not_issued") or reason == "selected" else reason
+
+
+#: the last kernel of one profiled range (a forward is one kernel; our backward and cuDNN's end with these)
+_RANGE_ENDS = ("_hopper_fwd", "_flash2_fwd", "fprop", "_flash2_bwd_dq", "_hopper_bwd_dq_convert", "convert_dq")
+_TIME_UNIT = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6,
+              "second": 1e6}
+_CLOCK_UNIT = {"hz": 1e-6, "khz": 1e-3, "mhz": 1.0, "ghz": 1e3}
+#: (summary field, ncu raw metrics in order of preference); percentages of the peak sustained over active cycles
+FIELDS = (
+    ("tensor_pct", ("sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+                    "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active")),
+    ("gmma_inst_pct", ("sm__inst_executed_pipe_tensor_op_gmma.avg.pct_of_peak_sustained_active",)),
+    ("xu_pct", ("sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active",
+                "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active")),
+    ("fma_pct", ("sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active",)),
+    ("alu_pct", ("sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active",)),
+    ("occupancy_pct", ("sm__warps_active.avg.pct_of_peak_sustained_active",)),
+    ("regs", ("launch__registers_per_thread",)),
+    ("spill_insts", ("sass__inst_executed_register_spilling", "smsp__sass_inst_executed_op_local_ld.sum")),
+    ("warp_cycles_per_issue", ("smsp__average_warps_active_per_issue_active.ratio",
+                               "smsp__average_warps_active_per_inst_executed.ratio")),
+)
 
 
 def summarize(path, label_file=None):
-    """One line per profiled kernel (the range label before it when --label-file names the profiled run's stdout):
-    duration, tensor pipe, XU, issue, occupancy, registers, local memory instructions, top 3 stall reasons."""
-    rows = _read_raw(path)
+    """One line per profiled kernel, labelled with its range (this script's stdout) when --label-file is given and
+    the kernels split into as many ranges as there are labels: duration, SM clock, tensor pipe, gmma instruction
+    rate, XU (exp) pipe, FMA/ALU pipes, issue slots, achieved occupancy, registers, spill instructions, top stalls."""
+    rows, units = _read_raw(path)
     labels = []
     if label_file:
         labels = [line.strip()[6:] for line in open(label_file, errors="replace") if line.startswith("range ")]
-    pick = lambda r, *names: next((_num(r[n]) for n in names if n in r and _num(r[n]) is not None), None)  # noqa: E731
-    out = []
+    pick = lambda r, names: next((_num(r[n]) for n in names if _num(r.get(n)) is not None), None)  # noqa: E731
+    out, rng = [], 0
     for r in rows:
-        stalls = {_stall_reason(k): _num(v) for k, v in r.items() if _stall_reason(k)}
-        stalls = {k: v for k, v in stalls.items() if v is not None}
-        top = sorted(stalls.items(), key=lambda kv: -kv[1])[:4]
-        out.append(dict(
-            kernel=r.get("Kernel Name", "")[:60], grid=r.get("Grid Size", r.get("launch__grid_size", "")),
-            block=r.get("Block Size", r.get("launch__block_size", "")),
-            time_us=(pick(r, "gpu__time_duration.sum") or 0) / 1e3,
-            sm_clock_MHz=(pick(r, "sm__cycles_elapsed.avg.per_second") or 0) / 1e6,
-            tensor_gmma_pct=pick(r, "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"),
-            tensor_pct=pick(r, "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
-                            "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"),
-            xu_pct=pick(r, "sm__pipe_xu_cycles_active.avg.pct_of_peak_sustained_active"),
-            fma_pct=pick(r, "sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active"),
-            alu_pct=pick(r, "sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active"),
-            issue_pct=pick(r, "smsp__issue_active.avg.pct_of_peak_sustained_active"),
-            occupancy_pct=pick(r, "sm__warps_active.avg.pct_of_peak_sustained_active"),
-            regs=pick(r, "launch__registers_per_thread"),
-            local_ld=pick(r, "smsp__sass_inst_executed_op_local_ld.sum"),
-            local_st=pick(r, "smsp__sass_inst_executed_op_local_st.sum"),
-            top_stalls=[(k, round(v, 2)) for k, v in top]))
-    print(json.dumps({"labels": labels, "kernels": out}, indent=1))
-    print("\n| kernel | us | MHz | gmma % | tensor % | xu % | fma % | issue % | occ % | regs | local ld/st | top stalls"
-          " (cycles per issue) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        name = r.get("Kernel Name", "")
+        stalls = {_stall_reason(k): _num(v) for k, v in r.items() if _stall_reason(k) and _num(v) is not None}
+        t = _num(r.get("gpu__time_duration.sum"))
+        clock = next(((_num(r[m]), units.get(m, "")) for m in ("sm__cycles_elapsed.avg.per_second",
+                                                                "gpc__cycles_elapsed.avg.per_second")
+                      if _num(r.get(m)) is not None), (None, ""))
+        issue = _num(r.get("smsp__issue_active.avg.per_cycle_active"))
+        o = dict(id=int(r["ID"]), range=labels[rng] if rng < len(labels) else None, kernel=name[:110],
+                 grid=r.get("launch__grid_size", r.get("Grid Size", "")), block=r.get("launch__block_size", ""),
+                 time_us=None if t is None else t * _TIME_UNIT.get(units.get("gpu__time_duration.sum", "ns").lower(), 1),
+                 sm_clock_MHz=None if clock[0] is None else clock[0] * _CLOCK_UNIT.get(clock[1].lower(), 1),
+                 issue_pct=None if issue is None else 100 * issue,
+                 top_stalls=[(k, round(v, 2)) for k, v in sorted(stalls.items(), key=lambda kv: -kv[1])[:4]])
+        o.update({f: pick(r, names) for f, names in FIELDS})
+        out.append(o)
+        if any(e in name for e in _RANGE_ENDS):
+            rng += 1
+    if labels and rng != len(labels):  # the kernels did not split as expected: no labels rather than wrong ones
+        for o in out:
+            o["range"] = None
+    print(json.dumps({"source": path, "labels": labels, "kernels": out}, indent=1))
+    print("\n| range | kernel | us | MHz | tensor % | gmma inst % | xu % | fma % | issue % | occ % | regs | spill inst |"
+          " top stalls (cycles per issued inst) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     f = lambda x, fmt="{:.0f}": "-" if x is None else fmt.format(x)  # noqa: E731
     for o in out:
-        print(f"| {o['kernel'][:40]} | {f(o['time_us'])} | {f(o['sm_clock_MHz'])} | {f(o['tensor_gmma_pct'], '{:.1f}')} | "
-              f"{f(o['tensor_pct'], '{:.1f}')} | {f(o['xu_pct'], '{:.1f}')} | {f(o['fma_pct'], '{:.1f}')} | "
-              f"{f(o['issue_pct'], '{:.1f}')} | {f(o['occupancy_pct'], '{:.1f}')} | {f(o['regs'])} | "
-              f"{f(o['local_ld'])}/{f(o['local_st'])} | "
-              f"{', '.join(f'{k} {v}' for k, v in o['top_stalls'][:3])} |")
+        print(f"| {o['range'] or '-'} | {o['kernel'][:48]} | {f(o['time_us'])} | {f(o['sm_clock_MHz'])} | "
+              f"{f(o['tensor_pct'], '{:.1f}')} | {f(o['gmma_inst_pct'], '{:.1f}')} | {f(o['xu_pct'], '{:.1f}')} | "
+              f"{f(o['fma_pct'], '{:.1f}')} | {f(o['issue_pct'], '{:.1f}')} | {f(o['occupancy_pct'], '{:.1f}')} | "
+              f"{f(o['regs'])} | {f(o['spill_insts'])} | {', '.join(f'{k} {v}' for k, v in o['top_stalls'][:3])} |")
     return 0
 
 
