@@ -86,8 +86,10 @@ def _check_heads(q, k, gqa: bool, hint: str) -> None:
 #: where the Hopper forward beat flash2 on the H100, same run, every candidate exact first
 #: (benchmarks/results/hopper-h100-2026-11-25.md, bf16, B*N = 16k, N 4096 and 16384, causal or not: d=128 1.02-1.36x;
 #: at d=64 flash2 was as fast or faster; d=256 and fp32 were not timed).  fp16 runs the same instructions as bf16.
-#: Used where the tuned table does not cover the problem (`default_choice`).
-HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capability": (9, 0)}
+#: Used where the tuned table does not cover the problem (`default_choice`).  Causal from N_q = 4096 on only: at causal
+#: N=1024 flash2 was faster (run4, benchmarks/results/hopper-h100-2026-11-26-run4.json, bf16 317 vs 278 TFLOP/s, fp16 301
+#: vs 273; spreads <= 4 %); N=4096 hopper (412 vs 378); 2048 was not timed.
+HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capability": (9, 0), "causal_min_seq_q": 4096}
 #: where the fused-dQ backward (hopper bwd, 64x128 w8 s3) beat flash2 in the same run, on two H100 runs: d=128 causal
 #: N=16384 (bf16: 382 vs 360 and 381 vs 360 TFLOP/s, benchmarks/results/hopper-h100-2026-11-26-run{1,2}.json).  Elsewhere
 #: it was within +-3 % of flash2 (a tie: flash2 stays, it is deterministic) or slower (d=64, N=4096).
@@ -113,6 +115,8 @@ def fastest_forward_algorithm(problem, q, k, v) -> str:
     measured faster (see HOPPER_FASTEST) and its TMA layout rules hold (16-byte aligned base and strides), else
     "flash2"."""
     if problem.head_dim not in HOPPER_FASTEST["head_dims"] or problem.dtype not in HOPPER_FASTEST["dtypes"]:
+        return "flash2"
+    if problem.causal and problem.seq_q < HOPPER_FASTEST["causal_min_seq_q"]:
         return "flash2"
     if not _hopper_capable(q.device) or not _tma_ok(q, k, v):
         return "flash2"

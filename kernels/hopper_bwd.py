@@ -318,8 +318,9 @@ LOOP = "split"
 #: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" / "ws+f2dq" (its own, since the schedule's
 #: tiles are the dK/dV pass's)
 WS_DQ_TILES = {"ws": (128, 64, 4, 2), "ws+f2dq": (64, 64, 4, 2)}  # WS: 2 consumer WGs of 64 rows; flash2's d=128 winner
-#: the "ws" variants compile for sm_90a but were WRONG on the H100 (run3; 'ws+f2dq' fixed since on CPU evidence, 'ws'
-#: still hits a Triton bug): refused on a GPU unless this is set True (a GPU re-test)
+#: LOOP "ws" hung on the H100 (run3: a Triton 3.6 partitioner bug): refused on a GPU unless this is set True (a GPU
+#: re-test).  "ws+f2dq" (its dK/dV store fixed after run3) was exact on the H100 in run4 (14 GPU tests + the benchmark's
+#: gate at 19 shapes, benchmarks/results/hopper-h100-2026-11-26-run4.md): allowed on a GPU when LOOP asks for it.
 WS_ON_GPU = False
 
 
@@ -328,12 +329,11 @@ def loop_ws(problem: AttentionProblem, q, do) -> bool:
     interpreter runs them too: the loop is then a plain loop)."""
     if LOOP not in ("split", "ws", "ws+f2dq"):
         raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split', 'ws' or 'ws+f2dq', got {LOOP!r}")
-    if LOOP != "split" and q.device.type == "cuda" and not WS_ON_GPU:
+    if LOOP == "ws" and q.device.type == "cuda" and not WS_ON_GPU:
         raise NotImplementedError(
-            f"kernels.hopper_bwd.LOOP={LOOP!r} is not verified on a GPU: on the H100 (run3, 2026-11-26, Triton 3.6) "
-            f"'ws+f2dq' stored the second consumer's dK/dV rows 64 too far (fixed since, checked in the sm_90a TTGIR only) "
-            f"and 'ws' hung (a partitioner bug splitting the [1, BLOCK_M] lse/delta TMA loads: "
-            f"benchmarks/hopper_triton_ws_tma_split_bug.py); interpreter only unless WS_ON_GPU = True (notes/hopper.md)")
+            "kernels.hopper_bwd.LOOP='ws' hung on the H100 (run3, 2026-11-26, Triton 3.6: a partitioner bug splitting "
+            "the [1, BLOCK_M] lse/delta TMA loads, benchmarks/hopper_triton_ws_tma_split_bug.py); interpreter only "
+            "unless WS_ON_GPU = True (notes/hopper.md); 'ws+f2dq' runs on a GPU")
     return LOOP != "split" and problem.element_bytes == 2 and _tma_layout(q, do)
 
 

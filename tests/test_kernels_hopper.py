@@ -138,3 +138,14 @@ def test_hopper_persistent_experiment(case, device, monkeypatch):
     assert not kh.persistent(AttentionProblem(1, 2, 2, 40, 40, 16, "fp16"), s, t, t, t)  # 40 % 16 != 0
     assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp32"), s, t, t, t)  # not warp-specialised
     assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp16"), s, t.transpose(1, 2), t, t)  # strided
+
+
+@pytest.mark.parametrize("causal, n, want", [(True, 1024, "flash2"), (True, 4096, "hopper"), (False, 1024, "hopper")])
+def test_fastest_forward_rule_short_causal_keeps_flash2(causal, n, want, monkeypatch):
+    """kernels.api.HOPPER_FASTEST: on a Hopper GPU with TMA-able tensors, d=128 causal below N_q = 4096 stays flash2
+    (run4: flash2 10-14 % faster at causal N=1024), hopper elsewhere at d=128 (the GPU part is patched in)."""
+    import kernels.api as api
+    monkeypatch.setattr(api, "_hopper_capable", lambda dev: True)
+    q = torch.randn(1, 1, 16, 128, dtype=torch.bfloat16)
+    p = kernels.AttentionProblem(1, 1, 1, n, n, 128, dtype="bf16", causal=causal)
+    assert api.fastest_forward_algorithm(p, q, q, q) == want

@@ -125,12 +125,11 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
         hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
 
 
-#: the "ws" variants on a GPU (H100, Triton 3.6, run3): "ws+f2dq" stored the second consumer's dK/dV rows 64 too far
-#: (fixed after the run on TTGIR evidence, not re-run: xfail, not strict -- an XPASS is the fix confirmed); "ws" hung on
-#: a partitioner bug (benchmarks/hopper_triton_ws_tma_split_bug.py; skipped: a hang would take the GPU run down)
+#: the "ws" variants on a GPU (H100, Triton 3.6): "ws+f2dq" stored the second consumer's dK/dV rows 64 too far in run3,
+#: fixed after it on TTGIR evidence and exact in run4 (these 14 tests XPASSed then; no xfail since); "ws" hung on a
+#: partitioner bug (benchmarks/hopper_triton_ws_tma_split_bug.py; skipped: a hang would take the GPU run down)
 _WS_LOOPS = [pytest.param("ws", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="hung on the H100 (run3)")),
-             pytest.param("ws+f2dq", marks=pytest.mark.xfail(torch.cuda.is_available(), strict=False,
-                                                             reason="wrong dK/dV rows on the H100 (run3); fix not re-run"))]
+             "ws+f2dq"]
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
@@ -177,3 +176,21 @@ def test_hopper_bwd_ws_rule_and_bad_value(monkeypatch):
     monkeypatch.setattr(hb, "LOOP", "ws")
     meta = torch.empty(1, 2, 8, 64, dtype=torch.float16, device="meta")  # compiled facts: allowed (no GPU run)
     assert hb.loop_ws(p16, meta, meta)
+
+
+def test_hopper_bwd_ws_refusal_on_gpu_is_for_ws_only(monkeypatch):
+    """On a GPU, LOOP='ws' is refused unless WS_ON_GPU (it hung in run3); 'ws+f2dq' runs (exact on the H100 in run4)."""
+    import types
+
+    import kernels.hopper_bwd as hb
+    from memsim.schedule import AttentionProblem
+    monkeypatch.setattr(hb, "_tma_layout", lambda *t: True)
+    fake = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
+    p = AttentionProblem(1, 2, 2, 64, 64, 64, "bf16")
+    monkeypatch.setattr(hb, "LOOP", "ws+f2dq")
+    assert hb.loop_ws(p, fake, fake)
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    with pytest.raises(NotImplementedError, match="hung"):
+        hb.loop_ws(p, fake, fake)
+    monkeypatch.setattr(hb, "WS_ON_GPU", True)
+    assert hb.loop_ws(p, fake, fake)
