@@ -69,7 +69,7 @@ if [ -n "${NCU_RANGE_ARGS:-}" ] && [ "$(left)" -gt 20 ]; then
   for m in $(python -c "import sys; sys.path.insert(0, 'benchmarks'); import hopper_ncu; print(' '.join(hopper_ncu.EXTRA_METRICS))"); do
     if awk '{print $1}' "$R/ncu_query_metrics.txt" | grep -qx "${m%%.*}"; then metrics="${metrics:+$metrics,}$m"; fi
   done
-  echo "ncu extra metrics: $metrics"
+  echo "ncu extra metrics: $metrics" | tee "$R/ncu_extra_metrics.txt"
   sections="--section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis"
   profile() {  # $1: extra metrics (may be empty)
     timeout $(( $(left) - 10 )) ncu --profile-from-start off --clock-control none $sections ${1:+--metrics $1} \
@@ -78,7 +78,9 @@ if [ -n "${NCU_RANGE_ARGS:-}" ] && [ "$(left)" -gt 20 ]; then
   }
   profile "$metrics"; rc=$?
   if [ ! -s "$R/ncu_prof.ncu-rep" ] && [ -n "$metrics" ] && [ "$(left)" -gt 40 ]; then
-    echo "ncu rc=$rc without a report: again without the extra metrics"; tail -3 "$R/ncu.err"; profile ""; rc=$?
+    echo "ncu rc=$rc without a report: again without the extra metrics"; tail -3 "$R/ncu.err"
+    cp "$R/ncu.err" "$R/ncu_try1.err"; cp "$R/ncu_stdout.txt" "$R/ncu_try1_stdout.txt"  # why the first try failed
+    profile ""; rc=$?
   fi
   echo "ncu rc=$rc at $((SECONDS - T0)) s"; tail -2 "$R/ncu.err"
   if [ -s "$R/ncu_prof.ncu-rep" ]; then

@@ -31,7 +31,9 @@ import json
 import sys
 
 #: the metrics asked of ncu beside its sections (Hopper names; benchmarks/hopper_gpu.sh keeps those the device's
-#: `ncu --query-metrics` lists)
+#: `ncu --query-metrics` lists).  In run4 (ncu 2025.3.1) the profile with them left no report and the retry with the
+#: sections alone ran (the first try's error was not kept; hopper_gpu.sh keeps it now): every figure of run4's summary
+#: comes from the sections (FIELDS below names those metrics).
 EXTRA_METRICS = (
     "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active",
     "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
