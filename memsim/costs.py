@@ -73,8 +73,7 @@ class LaunchCost:
     spill_store_l2_weight: float = 1.0
     #: the placement itself (None without spills)
     local: LocalMemory | None = None
-    #: MMA FLOPs one CTA issues per trip of the SASS tile loop when `issue_s_per_tile` is the replay's (the engine
-    #: divides by a tile's FLOPs: LLVM unrolls short loops, a trip may do several tiles); 0: one tile per trip
+    #: MMA FLOPs one CTA issues per trip of the SASS tile loop (information: the engine books one trip per tile)
     trip_mma_flops: float = 0.0
     #: seconds of the SM's turn one CTA needs for its code outside the tile loop (the replay, once per CTA)
     cta_fixed_s: float = 0.0
@@ -143,7 +142,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             # spill instruction once per CTA, so the static counts are the CTA's whole spill traffic
             once_per_cta = True
             src += " + no tile loop in the SASS: static spill counts once per CTA"
-    per_sm, limit = ctas_per_sm(hw, smem_per_cta, warps, regs)
+    # occupancy from the shared memory the compiled kernel allocates (each launch its own: a case's launches share
+    # one schedule, but the naive softmax allocates none where the schedule's tiles would need 100 KB); the
+    # schedule's nominal tiles where the launch is not in the table
+    smem_occ = f.shared_bytes if f is not None and getattr(f, "shared_bytes", None) is not None else smem_per_cta
+    per_sm, limit = ctas_per_sm(hw, smem_occ, warps, regs)
     loop = getattr(f, "loop", None) if f is not None else None
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)

@@ -337,8 +337,7 @@ class LaunchModel:
         self.issue_s_per_tile = cost.issue_s_per_tile
         #: the same with every register load a DRAM miss (0: the tile loop waits on none; see LaunchCost)
         self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
-        #: MMA FLOPs per trip of the replayed tile loop (0: one tile per trip) and the CTA's code outside it
-        self.trip_flops = cost.trip_mma_flops
+        #: the CTA's code outside the tile loop
         self.cta_fixed_s = cost.cta_fixed_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
@@ -440,7 +439,6 @@ class LaunchModel:
             sp_rd, sp_wr, local_tile = sp_rd * share, sp_wr * share, local_tile * share
         # the code outside the tile loop (prologue, epilogue, masked tile), once per real CTA, in the last step
         fixed = self.cta_fixed_s * jit * self.ctas_in(idx) if self.cta_fixed_s else 0.0
-        trip_flops = self.trip_flops
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
@@ -497,12 +495,11 @@ class LaunchModel:
             else:
                 ready = first = now
             dur = flops * spf + exps * spe
-            if issue_tile:  # the schedulers must issue every instruction of the tile loop
+            if issue_tile:  # the schedulers must issue every instruction of the tile loop, one trip per tile
+                # (the step's useful FLOPs over the trip's MMA FLOPs are NOT tiles per trip: ragged and masked
+                # tiles do fewer useful FLOPs than the padded MMAs the trip issues; reading them as an unrolled
+                # loop made set J's one-key dK/dV 20x too fast and set D's d=16 hopper forward 2x)
                 d_issue = tiles * (issue_tile + frac * load_extra)
-                if trip_flops and flops:  # an unrolled loop does several tiles per trip
-                    per_trip = round(trip_flops * tiles / flops)
-                    if per_trip > 1:
-                        d_issue /= per_trip
                 if d_issue > dur:
                     dur = d_issue
             if local_tile:  # ... and the warps wait on their spilled registers' round trips
