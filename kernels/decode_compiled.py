@@ -31,6 +31,10 @@ def variants():
     for bn, st, w in TUNE:
         out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16"),
                     DecodeSchedule(num_splits=1, block_n=bn, num_stages=st, num_warps=w)))
+    for page, pf in LAYOUTS:  # split launches (SPLIT, NUM_SPLITS specialised: "x" and "d") of the default tile
+        for S in (4, 16):
+            out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16", page_size=page),
+                        DecodeSchedule(num_splits=S, page_prefetch=pf)))
     out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16"), DecodeSchedule(block_n=64, pack_gqa=False)))
     out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, seq_q=4, dtype="bf16"), DecodeSchedule(block_n=64)))
     return out
@@ -127,11 +131,41 @@ def _sass_of(jf, args, kwargs) -> str:
     return disassemble(triton.compile(src, target=target, options=options.__dict__).asm["cubin"])
 
 
+class KeyClash(ValueError):
+    """Two variants with one table key compile to different specialisations (the key misses a field)."""
+
+
+def specialisation(jf, args, kwargs) -> str:
+    """The specialisation text of a captured launch (`kernels.compiled_facts._spec_text`: signature, constants,
+    integer attributes, warps, stages), without compiling."""
+    from triton.backends.compiler import GPUTarget
+
+    from .compiled_facts import ARCHS, _spec_text, _specialise
+    return _spec_text(*_specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS["sm90"][0], 32)))
+
+
+def check_keys(pairs, kernel: str = "_decode_split") -> dict:
+    """{key: specialisation} of (problem, schedule) pairs; KeyClash when one key holds two specialisations."""
+    key_of = decode_loop_key if kernel == "_decode_split" else decode_combine_key
+    seen: dict = {}
+    for p, s in pairs:
+        k = key_of(p, s)
+        spec = specialisation(*capture(p, s, kernel))
+        if k in seen and seen[k][0] != spec:
+            raise KeyClash(f"table key {k!r}: {seen[k][1]} and {p} {s} compile to different specialisations")
+        seen.setdefault(k, (spec, f"{p} {s}"))
+    return {k: v[0] for k, v in seen.items()}
+
+
 def build(echo=print, extra=()) -> dict:
-    """Compile every variant (the fixed list, then `extra` (problem, schedule) pairs); one entry per key."""
+    """Compile every variant (the fixed list, then `extra` (problem, schedule) pairs); one entry per key.  Each entry
+    keeps its specialisation text; KeyClash when two variants of one key specialise differently."""
     from .compiled_facts import compile_launch
     entries = {}
-    for p, s in list(variants()) + list(extra):
+    pairs = list(variants()) + list(extra)
+    check_keys(pairs)
+    check_keys([(p, s) for p, s in combine_variants(extra)], "_decode_combine")
+    for p, s in pairs:
         if decode_loop_key(p, s) in entries:
             continue
         t = time.time()
@@ -142,7 +176,8 @@ def build(echo=print, extra=()) -> dict:
         entries[key] = {"loop_instructions": loop.get("instructions"), "regs_per_thread": r["regs_per_thread"],
                         "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
                         "tiles_in_flight": tiles_in_flight(_sass_of(jf, args, kwargs)),
-                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
+                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"],
+                        "specialisation": r.get("specialisation")}
         issue = r.get("issue") or {}
         if issue.get("tile_cycles"):  # the warp issue replay of the tile loop (memsim.warp_issue, lead's calibration)
             entries[key]["tile_cycles"] = [round(x, 1) for x in issue["tile_cycles"]]
@@ -160,7 +195,8 @@ def build(echo=print, extra=()) -> dict:
         loop = r.get("loop") or {}
         entries[key] = {"loop_instructions": loop.get("instructions"), "regs_per_thread": r["regs_per_thread"],
                         "shared_bytes": r["shared_bytes"], "local_bytes_per_thread": r["local_bytes_per_thread"],
-                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"]}
+                        "num_warps": r["num_warps"], "num_stages": r["num_stages"], "source": r["source"],
+                        "specialisation": r.get("specialisation")}
         echo(f"{key}: {r['regs_per_thread']} registers, {r['local_bytes_per_thread']} B local ({time.time() - t:.1f} s)")
     return entries
 

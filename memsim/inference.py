@@ -376,11 +376,30 @@ class DeviceFacts:
 COMPILED_FILE = __import__("pathlib").Path(__file__).resolve().parent / "decode_compiled_sm90.json"
 
 
-def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:
-    """Key of a split-kernel variant in the compiled-facts table (what changes its compiled tile loop)."""
+def int_spec(v: int) -> str:
+    """How Triton 3.6 specialises an integer kernel argument (its binder): "1" (== 1: a constant), "d" (divisible
+    by 16, 0 included), "x" (neither).  Two launches differing here are two compiled kernels."""
+    return "1" if v == 1 else ("d" if v % 16 == 0 else "x")
+
+
+def _loop_key_base(p: DecodeProblem, s: DecodeSchedule) -> str:
     rows = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
     return (f"bn{s.block_n}-st{s.num_stages}-w{s.num_warps}-d{p.head_dim}-{p.dtype}-page{p.page_size or 0}"
             f"-pf{int(bool(s.page_prefetch and p.paged))}-m{rows}")
+
+
+def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:
+    """Key of a split-kernel variant in the compiled-facts table: everything that makes `kernels.decode_kv`'s
+    launch another compiled kernel -- the constexprs (tile, stages, warps, head dim, dtype, page size, prefetch,
+    rows, query heads per CTA GROUP of G_TOTAL, SPLIT) and the integer arguments' specialisation (`int_spec` of
+    NQ, UNITS, NUM_SPLITS and a paged cache's block-table row stride, its pages per sequence).  Until 2026-11-26
+    (third decode session) the key ended at the rows, and one key held kernels of different specialisations
+    (split vs not: 92 vs 78 registers for one key on the card)."""
+    key = (f"{_loop_key_base(p, s)}-g{heads_per_cta(p, s)}of{p.group_size}-q{int_spec(p.max_seq_q)}"
+           f"-u{int_spec(units_per_seq(p, s))}-s{int_spec(s.num_splits)}")
+    if p.paged:
+        key += f"-bt{int_spec(cdiv(max(p.capacity_kv, 1), p.page_size))}"
+    return key
 
 
 def combine_block_s(num_splits: int) -> int:
@@ -388,14 +407,20 @@ def combine_block_s(num_splits: int) -> int:
     return min(32, block_m_for(num_splits))
 
 
-def decode_combine_key(p: DecodeProblem, s: DecodeSchedule) -> str:
-    """Key of a combine-kernel variant in the compiled-facts table."""
+def _combine_key_base(p: DecodeProblem, s: DecodeSchedule) -> str:
     return f"combine-bs{combine_block_s(s.num_splits)}-d{p.head_dim}-{p.dtype}"
+
+
+def decode_combine_key(p: DecodeProblem, s: DecodeSchedule) -> str:
+    """Key of a combine-kernel variant in the compiled-facts table: BLOCK_S, head dim, dtype, the constexprs GROUP
+    and BLOCK_N, and the specialisation (`int_spec`) of NQ, UNITS and NUM_SPLITS."""
+    return (f"{_combine_key_base(p, s)}-g{heads_per_cta(p, s)}-bn{s.block_n}-q{int_spec(p.max_seq_q)}"
+            f"-u{int_spec(units_per_seq(p, s))}-s{int_spec(s.num_splits)}")
 
 
 def combine_regs_per_thread(p: DecodeProblem, s: DecodeSchedule) -> int | None:
     """Registers per thread of the compiled combine kernel (None: not in the table)."""
-    e = _compiled_table().get(decode_combine_key(p, s))
+    e = _lookup(decode_combine_key(p, s), _combine_key_base(p, s))
     return e.get("regs_per_thread") if e else None
 
 
@@ -414,8 +439,22 @@ def _compiled_table() -> dict:
     return _COMPILED["entries"]
 
 
+def _lookup(key: str, base: str) -> dict | None:
+    """The table's entry of `key`; without one, the entry of another specialisation of the same loop (`base`: the
+    key's tile/layout part), the one sharing the most specialisation fields (ties: the first key in sorted order)
+    -- the loop body is the same code, its registers and instruction counts may differ a little (none: None)."""
+    tab = _compiled_table()
+    if key in tab:
+        return tab[key]
+    fields = key[len(base):].split("-")
+    cands = [k for k in tab if k.startswith(base + "-")]
+    if not cands:
+        return tab.get(base)  # a table written before the specialisation was in the key
+    return tab[min(cands, key=lambda k: (-len(set(k[len(base):].split("-")) & set(fields)), k))]
+
+
 def _compiled_entry(p: DecodeProblem, s: DecodeSchedule) -> dict | None:
-    return _compiled_table().get(decode_loop_key(p, s))
+    return _lookup(decode_loop_key(p, s), _loop_key_base(p, s))
 
 
 def loop_instructions(p: DecodeProblem, s: DecodeSchedule) -> int | None:

@@ -104,14 +104,16 @@ def test_occupancy_by_compiled_shared_memory(page, sch, nominal, model):
 
 def test_grain_default_agrees_with_tile_grain_on_the_ragged_suite_case():
     """A model step keeps the load it started under; the default grain (the longest split in 32 steps) agrees with
-    one tile per step within 2 % on the ragged suite case (16-tile steps were 28 % slower)."""
+    one tile per step within 2 % on the ragged suite case (16-tile steps were 28 % slower).  Since the third decode
+    session a step also keeps the CTAs per SM its compute is shared by (the running CTAs at its start): 3.1 % apart
+    then, so the bound is 3.5 %."""
     from memsim.workloads_decode import simulate_decode
     p = DecodeProblem(32, 8, 128, (1,) * 4, (1000, 5000, 17, 30000))
     s = DecodeSchedule(num_splits=12)
     fine = simulate_decode(p, s, H100, run_tiles=1)["kernels"][0]["time_s"]
     dflt = simulate_decode(p, s, H100)["kernels"][0]["time_s"]
     coarse = simulate_decode(p, s, H100, run_tiles=16)["kernels"][0]["time_s"]
-    assert abs(dflt / fine - 1) < 0.02, (dflt, fine)
+    assert abs(dflt / fine - 1) < 0.035, (dflt, fine)
     assert coarse / fine - 1 > 0.1
 
 
