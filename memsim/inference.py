@@ -324,8 +324,9 @@ class DeviceFacts:
         0.35 us on the H100).  Its curve's "latency" (in-flight bytes / rate, Little's law) holds it, since its loop
         issues a tile's loads only after computing an earlier one (the `pipeline` points of
         benchmarks/decode_mechanisms_gpu.py: one-buffer loops wait 0.42-0.49 us per tile at one CTA where the curve
-        says 0.86).  NOT taken off in the decode model yet (memsim/MODEL.md decode, notes/decode.md: the loop's own
-        compute is under-estimated by every source at hand, and the two errors partly cancel).  0 without a curve."""
+        says 0.86).  NOT taken off in the decode model: tried once the loop's own compute was measured (the `loop`
+        microbenchmark, third decode session), it made the model too fast on 67 of the 82 measured decode cases
+        (memsim/MODEL.md decode, "Tried, NOT adopted").  0 without a curve."""
         return STREAM_TILE_BYTES / self.cta_max_Bps if (self.cta_max_Bps and self.latency_curve) else 0.0
 
     @classmethod

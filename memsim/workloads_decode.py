@@ -17,8 +17,10 @@ Time mechanism (what decides the split count):
   flight read off that SASS (`pipeline_buffers`: N // commit groups per iteration + 1; 1 for num_stages 2 and for
   paged loops without ``page_prefetch``, whose table entries Triton pipelines in their own groups).  So a CTA
   streams one tile per max(compute, (loaded latency + compute) / B) (`loop_step_s`; B = 1: latency THEN copy +
-  compute), compute = the tile's bytes at the stream microbenchmark's copy rate + the loop's issue time
-  (`cta_tile_costs`); the resident CTAs load the memory system and its latency is the fixed point of Little's law
+  compute), compute = the loop's own compute per tile measured by the `loop` microbenchmark (the warp-issue replay
+  of its compiled loop x the measured / replayed ratio, `loop_compute_s`; shared by the CTAs running on an SM,
+  followed step by step), or for a one-buffer loop the tile's bytes at the stream microbenchmark's copy rate + the
+  loop's issue time (`cta_tile_costs`); the resident CTAs load the memory system and its latency is the fixed point of Little's law
   on the *loaded-latency curve* of the dram_stream microbenchmark at the load they make
   (`buffered_stream_latency_s`), recomputed every model step (STEPS_PER_CTA steps per split: the grain);
 * residency: the compiled kernel's shared memory (`split_shared_bytes`: Triton buffers num_stages - 1 tiles, or
