@@ -491,7 +491,8 @@ class LaunchModel:
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0
-                    first = now + (xfer_end - now) / tiles + wait  # compute may start once the first tile is in
+                    # compute may start once the first tile is in (a step of no tile-loop trip: once all is in)
+                    first = now + (xfer_end - now) / (tiles or 1) + wait
             else:
                 ready = first = now
             dur = flops * spf + exps * spe

@@ -247,8 +247,8 @@ def _flash2_fwd(c: _Ctx, co: dict) -> list:
         reads = pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1)
         steps.append([reads, [], 4 * rows * cols * c.d, rows * cols + rows * (j1 - j0), j1 - j0])
         pro = []
-    if not steps:  # every K/V block masked: Q still read, O = 0 and lse = -inf written
-        steps.append([pro, [], 0, 0, 1])
+    if not steps:  # every K/V block masked: Q still read, O = 0 and lse = -inf written; no tile-loop trip
+        steps.append([pro, [], 0, 0, 0])
     steps[-1][1] = c.O.range((h,), i, i + 1) + c.LSE.range((h,), i, i + 1)
     return steps
 
@@ -272,8 +272,8 @@ def _flash2_bwd_dkdv(c: _Ctx, co: dict) -> list:
                      + c.LSE.range((h,), i0, i1) + c.DELTA.range((h,), i0, i1))
             steps.append([reads, [], 8 * rows * cols * c.d, rows * cols, i1 - i0])
             pro = []
-    if not steps:
-        steps.append([pro, [], 0, 0, 1])
+    if not steps:  # every block masked: the operands still read, no trip of the tile loop (0 tiles)
+        steps.append([pro, [], 0, 0, 0])
     steps[-1][1] = c.dK.range((hk,), j, j + 1) + c.dV.range((hk,), j, j + 1)
     return steps
 
@@ -290,8 +290,8 @@ def _flash2_bwd_dq(c: _Ctx, co: dict) -> list:
         steps.append([pro + c.K.range((hk,), j0, j1) + c.V.range((hk,), j0, j1), [], 6 * rows * cols * c.d, rows * cols,
                       j1 - j0])
         pro = []
-    if not steps:
-        steps.append([pro, [], 0, 0, 1])
+    if not steps:  # every block masked: the operands still read, no trip of the tile loop (0 tiles)
+        steps.append([pro, [], 0, 0, 0])
     steps[-1][1] = c.dQ.range((h,), i, i + 1)
     return steps
 
@@ -302,8 +302,8 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
     hk = c.kv_head(h)
     steps = []
     never = [i for i in range(c.mb) if c.jmax[i] < 0]  # rows that see no key: O = 0, lse = -inf, written first
-    if never:
-        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0, 1])
+    if never:  # written before the loops: no trip of the tile loop (0 tiles)
+        steps.append([[], c.O.blocks((h,), never) + c.LSE.blocks((h,), never), 0, 0, 0])
     for j in range(c.nb):
         cols = c.K.rows_in(j, j + 1)
         pro = c.K.range((hk,), j, j + 1) + c.V.range((hk,), j, j + 1)  # read for every j, as the kernel does
@@ -316,8 +316,8 @@ def _flash1_fwd(c: _Ctx, co: dict) -> list:
             writes = c.WS.blocks((h,), ws_w) + c.O.blocks((h,), last) + c.LSE.blocks((h,), last)
             steps.append([reads, writes, 4 * rows * cols * c.d, rows * cols + rows, i1 - i0])
             pro = []
-        if pro:  # no Q block sees K/V block j
-            steps.append([pro, [], 0, 0, 1])
+        if pro:  # no Q block sees K/V block j: loaded, but the Q-block loop (the tile loop) makes no trip
+            steps.append([pro, [], 0, 0, 0])
     return steps
 
 

@@ -79,8 +79,8 @@ def _hopper_bwd_dkdvdq(c: _Ctx, co: dict) -> list:
                      + c.LSE.range((h,), i0, i1) + c.DELTA.range((h,), i0, i1))
             steps.append([reads, acc.range((h,), i0, i1), 10 * rows * cols * c.d, rows * cols, i1 - i0])
             pro = []
-    if not steps:
-        steps.append([pro, [], 0, 0, 1])
+    if not steps:  # every block masked: the operands still read, no trip of the tile loop (0 tiles)
+        steps.append([pro, [], 0, 0, 0])
     steps[-1][1] = steps[-1][1] + c.dK.range((hk,), j, j + 1) + c.dV.range((hk,), j, j + 1)
     return steps
 
