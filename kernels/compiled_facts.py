@@ -400,6 +400,34 @@ def cases_for(a) -> list:
     return out
 
 
+def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
+    """Bring another copy of the table (a clean worktree's, after --refresh-issue or compiling new cases there)
+    into this one: entries this table lacks are added; an entry both have gets the other's `issue` and `loop` where
+    the other's issue profile is newer (or the same profile computed with other figures) -- never older.  Both must
+    record the same specialisation for a key (else CompiledFactsError, as for any merge).  Returns (added,
+    updated)."""
+    from kernels.sass import PROFILE_VERSION
+    from memsim.compiled import load_table
+    try:
+        other = json.loads(Path(other_path).read_text())["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CompiledFactsError(f"--merge-from {other_path}: not a compiled-facts table ({e})") from None
+    mine = load_table(arch)
+
+    def prof(e):
+        return (e.get("issue") or {}).get("profile", 0)
+    new = {k: e for k, e in other.items() if k not in mine}
+    upd = {k: {"issue": e["issue"], "loop": e.get("loop")} for k, e in other.items()
+           if k in mine and e.get("issue") and prof(e) <= PROFILE_VERSION
+           and (prof(e) > prof(mine[k]) or (prof(e) == prof(mine[k]) and e["issue"] != mine[k].get("issue")))
+           and same_specialisation(mine[k].get("specialisation"), e.get("specialisation"))}
+    if new:
+        _locked_merge(arch, new, command=command)
+    if upd:
+        _locked_update(arch, upd, command=command)
+    return len(new), len(upd)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m kernels.compiled_facts", description=__doc__,
@@ -422,7 +450,18 @@ def main(argv=None) -> int:
                     "launches whose name starts with this (e.g. hopper_: the only kernels with device-built TMA "
                     "descriptors)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
+    ap.add_argument("--merge-from", metavar="TABLE", help="bring in another copy of the table (e.g. a clean "
+                    "worktree's memsim/presets/compiled/<arch>.json): its new entries, and its issue figures where "
+                    "they are newer; nothing is compiled")
     a = ap.parse_args(argv)
+    if a.merge_from:
+        try:
+            added, updated = merge_from(a.arch, a.merge_from, command="python -m kernels.compiled_facts " + " ".join(argv))
+        except CompiledFactsError as e:
+            print(f"kernels.compiled_facts: error: {e}", file=sys.stderr)
+            return 2
+        print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
+        return 0
     if a.launch_prefix and not a.refresh_issue:
         print("kernels.compiled_facts: error: --launch-prefix selects entries for --refresh-issue; give both",
               file=sys.stderr)

@@ -143,3 +143,43 @@ def test_launch_prefix_without_refresh_issue_is_refused(capsys):
     from kernels.compiled_facts import main
     assert main(["--launch-prefix", "hopper_", "--suite"]) == 2
     assert "--refresh-issue" in capsys.readouterr().err
+
+
+# --- merging another copy of the table (a clean worktree's) ---------------------------------------------------------
+def _entry(profile, spec="s1", tile=1.0):
+    return {"launch": "flash2_fwd", "specialisation": spec, "regs_per_thread": 64,
+            "issue": {"profile": profile, "tile_cycles": [tile], "latencies": "x"}, "loop": {"label": f"L{profile}"}}
+
+
+@pytest.fixture
+def tmp_table(tmp_path, monkeypatch):
+    import memsim.compiled as MC
+    monkeypatch.setattr(MC, "TABLE_DIR", tmp_path)
+    mine = {"format": MC.FORMAT, "arch": "sm90", "entries": {
+        "old": _entry(6), "same": _entry(7, tile=2.0), "newer_here": _entry(7), "clash": _entry(6, spec="s1")}}
+    (tmp_path / "sm90.json").write_text(json.dumps(mine))
+    return tmp_path
+
+
+def test_merge_from_adds_new_and_takes_only_newer_issue_figures(tmp_table):
+    from kernels.compiled_facts import merge_from
+    from kernels.sass import PROFILE_VERSION
+    other = {"entries": {"old": _entry(7, tile=9.0), "same": _entry(7, tile=3.0), "newer_here": _entry(6, tile=5.0),
+                         "added": _entry(7), "future": _entry(PROFILE_VERSION + 1)}}
+    src = tmp_table / "other.json"
+    src.write_text(json.dumps(other))
+    added, updated = merge_from("sm90", src, command="test")
+    got = json.loads((tmp_table / "sm90.json").read_text())["entries"]
+    assert (added, updated) == (2, 2), (added, updated)  # "added" and "future" are new keys; "old", "same" updated
+    assert got["old"]["issue"]["tile_cycles"] == [9.0] and got["old"]["loop"] == {"label": "L7"}
+    assert got["same"]["issue"]["tile_cycles"] == [3.0]  # same profile, other figures: the other copy's
+    assert got["newer_here"]["issue"]["profile"] == 7  # never replaced by an older profile
+    assert "added" in got
+
+
+def test_merge_from_refuses_a_file_that_is_not_a_table(tmp_table):
+    from kernels.compiled_facts import CompiledFactsError, merge_from
+    bad = tmp_table / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(CompiledFactsError, match="not a compiled-facts table"):
+        merge_from("sm90", bad)
