@@ -154,3 +154,20 @@ def test_write_ceilings_keeps_the_file_valid_and_other_levels(tmp_path):
     d = tomllib.loads(f.read_text())["levels"]
     assert (d["l2"]["ceiling_worst"], d["time"]["ceiling_worst"]) == (1.2, 2.0)
     assert d["l2"]["keys"] == ["l2_read_bytes", "l2_write_bytes"] and "ceiling_worst" not in d["global"]
+
+
+@pytest.mark.parametrize("pred_us, want_signed", [(30.0, 0.5), (10.0, -0.5), (20.0, 0.0)])
+def test_launch_rows_compare_each_kernel_with_ncu(pred_us, want_signed):
+    rec = {"kernels": [{"name": "a", "time_s": 20e-6}, {"name": "b", "time_s": 1e-6}, {"name": "c", "time_s": 4e-6}]}
+    pred = {"kernels": [{"name": "a", "time_s": pred_us * 1e-6, "binding_limit": "dram",
+                         "compiled_facts": "compiled: ptxas; SASS replay (memsim.warp_issue)"},
+                        {"name": "b", "time_s": 3e-6, "compiled_facts": ""},
+                        {"name": "x", "time_s": 1.0}]}  # another launch list from here on: skipped
+    rows = F.launch_rows("case", rec, pred)
+    assert [r.launch for r in rows] == ["a", "b"], rows
+    a, b = rows
+    assert a.signed == pytest.approx(want_signed) and a.binding == "dram" and a.source == "SASS replay"
+    assert b.signed == pytest.approx((3e-6 - 1e-6) / 5e-6)  # the time level's 5 us floor
+    md = F.launches_markdown("Set X", rows)
+    first = "a" if abs(want_signed) > abs(b.signed) else "b"  # worst first
+    assert md.index(f"| case | {first} |") == min(md.index("| case | a |"), md.index("| case | b |")), md

@@ -206,3 +206,52 @@ def check_ceilings(summ: dict[str, LevelSummary]) -> list[str]:
             bad.append(f"{s.level}: worst error {_pct(s.worst_error)} ({s.worst_case}) exceeds the CI ceiling "
                        f"{_pct(s.ceiling_worst)}")
     return bad
+
+
+# --- per launch -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LaunchRow:
+    """One launch of one case: the model's kernel time against ncu's (`gpu__time_duration`, median repeat)."""
+    case: str
+    launch: str
+    index: int
+    predicted_s: float
+    measured_s: float
+    signed: float            # (pred - measured) / max(measured, 5 us floor of the time level)
+    binding: str             # the model's binding limit for this launch
+    source: str              # where the model's issue figure came from ("SASS replay", ...)
+
+
+def launch_rows(case: str, rec: dict, pred: dict, floor_s: float = 5e-6) -> list[LaunchRow]:
+    """Per-launch rows of one case, launches matched in order and by name (a mismatch is skipped: the
+    prediction describes another launch list)."""
+    out = []
+    pk = list(pred.get("kernels") or [])
+    for i, m in enumerate(rec.get("kernels") or []):
+        if i >= len(pk) or pk[i].get("name") != m.get("name"):
+            continue
+        mt, pt = m.get("time_s"), pk[i].get("time_s")
+        if not isinstance(mt, (int, float)) or not isinstance(pt, (int, float)):
+            continue
+        src = pk[i].get("compiled_facts") or ""
+        out.append(LaunchRow(case, m["name"], i, float(pt), float(mt), (pt - mt) / max(mt, floor_s),
+                             str(pk[i].get("binding_limit", "?")),
+                             "SASS replay" if "SASS replay" in src else ("table" if src.startswith("compiled")
+                                                                        else "assumed")))
+    return out
+
+
+def launches_markdown(title: str, rows: list[LaunchRow]) -> str:
+    """Every launch, worst first: where in a case the model misses."""
+    L = [f"### {title}: per launch (model kernel time vs ncu's), worst first", "",
+         "| case | launch | predicted us | ncu us | error | binding (model) | issue figure |",
+         "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: -abs(r.signed)):
+        L.append(f"| {r.case} | {r.launch} | {r.predicted_s * 1e6:.1f} | {r.measured_s * 1e6:.1f} | "
+                 f"{100 * r.signed:+.1f} % | {r.binding} | {r.source} |")
+    if len(rows) >= 2:
+        L += ["", f"Median |error| over {len(rows)} launches: "
+                  f"{_pct(statistics.median(abs(r.signed) for r in rows))}."]
+    L.append("")
+    return "\n".join(L)
+

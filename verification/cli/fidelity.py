@@ -22,6 +22,9 @@ def add_arguments(p):
               "replace existing fidelity.md / fidelity.json (and the --freeze file)")
     p.add_argument("--write-ceilings", action="store_true", help="set the CI ceilings in verification/fidelity.toml")
     C.add_json(p, "print JSON instead of the markdown")
+    p.add_argument("--launches", action="store_true",
+                   help="also report every launch: the model's kernel time against ncu's, worst first (where in "
+                        "a case the model misses)")
     p.add_argument("--predictions", help="compare with these stored predictions (written by --freeze before the "
                                          "set was measured) instead of predicting now")
     p.add_argument("--host-pass", metavar="CALIBRATION",
@@ -120,9 +123,9 @@ def rehost(predictions: dict, calibration_file) -> dict:
     return out
 
 
-def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
+def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None, keep: list | None = None):
     """[(set name, folder, rows, summary, model commits, {case: binding limit})] for each folder (stored
-    predictions if given)."""
+    predictions if given).  `keep`: a list that receives (folder, record, prediction) of every case."""
     from .. import fidelity as F
     from .. import records as R
     from ..report import memsim_predictor
@@ -153,6 +156,8 @@ def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None):
             if predictions is None and host.is_file():
                 pred = rehost({rec["case"]: pred}, host)[rec["case"]]
             bindings[rec["case"]] = (pred.get("total") or {}).get("binding_limit", "?")
+            if keep is not None:
+                keep.append((d, rec, pred))
             rows += F.case_levels(rec["case"], rec, pred, goals)
         commits = sorted({r.get("model_commit") for r in recs if r.get("model_commit")})
         out.append((_set_name(d, recs), d, rows, F.summarise(rows, goals), commits, bindings))
@@ -231,7 +236,8 @@ def run(a):
             dsets = fidelity_sets(a.decode, goals)
         except DecodeReportError as e:
             raise C.UsageError(str(e)) from None
-    sets = evaluate(a.data, a.hw, goals, stored)
+    kept = [] if a.launches else None
+    sets = evaluate(a.data, a.hw, goals, stored, keep=kept)
     md = ["# Model fidelity on random case sets", "",
           f"memsim preset `{a.hw}`; error = |predicted - median measured| / max(median measured, 1 MB or 5 us); "
           "a prediction between the smallest and largest measured repeat is *inside the spread*. "
@@ -248,6 +254,10 @@ def run(a):
                      f"(time = max(GPU time, host floor), the model's rule; GPU predictions unchanged).")
         md.append(F.markdown(f"Set {name}", summ, rows, note=note, bindings=bindings))
         js["sets"][name] = {"folder": str(d), "model_commits": commits, **F.to_json(summ, rows)}
+        if kept is not None:
+            lrows = [r for dd, rec, pred in kept if dd == d for r in F.launch_rows(rec["case"], rec, pred)]
+            md.append(F.launches_markdown(f"Set {name}", lrows))
+            js["sets"][name]["launches"] = [r.__dict__ for r in lrows]
     for name, path, rows, summ, frozen in dsets:
         note = (f"Decode data `{path}`; " + (f"predictions `{frozen}` (frozen before it was measured)" if frozen
                                              else "predicted now") + "; one ncu pass per case, time = ncu kernel time.")
