@@ -1,4 +1,5 @@
-"""CTAs per SM from each launch's compiled kernel (memsim.costs.launch_cost): registers AND shared memory.
+"""memsim.costs.launch_cost from the compiled kernel: CTAs per SM from registers AND shared memory; spill reloads in
+the replay.
 
 A case's launches share one schedule, but not their shared memory: set E's naive softmax allocates none while the
 schedule's nominal tiles (what `sram_bytes_per_cta` says for the whole case) need ~100 KB; taking the nominal figure
@@ -38,3 +39,35 @@ def test_shared_memory_of_the_compiled_launch_decides(compiled_shared, nominal, 
 def test_without_compiled_facts_the_nominal_tiles_decide():
     c = launch_cost(HW, CAL, "no_such_launch", P, S, 100_000, num_ctas=4096)
     assert c.ctas_per_sm == 2 and c.occupancy_limit == "shared memory", (c.ctas_per_sm, c.occupancy_limit)
+
+
+def _replayed(tile, local_l2, *, spills=True):
+    issue = {"tile_cycles": [tile] * 8, "straight_cycles": [0.0] * 8, "tile_instructions": 500,
+             "straight_instructions": 0, "tile_mma_flops_per_warp": 0.0, "latencies": CAL.issue.fingerprint(),
+             "profile": 7}
+    if local_l2 is not None:
+        issue["tile_cycles_local_l2"] = [local_l2] * 8
+    loop = {"instructions": 500, "local_store_bytes": 64 if spills else 0, "local_load_bytes": 64 if spills else 0,
+            "label": ".L"}
+    return CompiledFacts(launch="flash2_fwd", regs_per_thread=255, spill_store_bytes=64 if spills else 0,
+                         spill_load_bytes=64 if spills else 0, local_bytes_per_thread=4096 if spills else 0,
+                         shared_bytes=32768, num_warps=4, num_stages=2, source="test", loop=loop, issue=issue)
+
+
+def test_spill_reloads_move_the_replay_by_their_expected_latency():
+    """issue = L1-hit replay + x (L2-hit replay - L1-hit replay), x = (expected reload latency - L1 hit) / (L2 - L1
+    hit) from memsim.local_memory's miss fractions; the spill-rate curve then no longer binds."""
+    p, s = AttentionProblem(batch=8, heads_q=16, heads_kv=16, seq_q=4096, seq_kv=4096, head_dim=128), \
+        Schedule("flash2", "fwd", 128, 64, 4, 2)
+    base = launch_cost(HW, CAL, "flash2_fwd", p, s, 32768, facts=_replayed(10000.0, None), num_ctas=4096)
+    more = launch_cost(HW, CAL, "flash2_fwd", p, s, 32768, facts=_replayed(10000.0, 20000.0), num_ctas=4096)
+    lat, loc = CAL.issue, more.local
+    hit = lat.cycles["LDL"]
+    expect = (1 - loc.l1_miss_fraction) * hit + loc.l1_miss_fraction * (
+        (1 - loc.dram_read_fraction) * lat.load_l2_cycles + loc.dram_read_fraction * lat.load_dram_cycles)
+    x = (expect - hit) / (lat.load_l2_cycles - hit)
+    resident = more.ctas_per_sm
+    want = base.issue_s_per_tile + x * 10000.0 * resident / min(resident, 8) / (resident * CAL.sm_clock_Hz)
+    assert more.issue_s_per_tile == pytest.approx(want, rel=1e-9), (more.issue_s_per_tile, want, x)
+    assert 0 < x and more.local_s_per_tile == 0.0 and base.local_s_per_tile > 0.0, (x, more.local_s_per_tile,
+                                                                                     base.local_s_per_tile)

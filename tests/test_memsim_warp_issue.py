@@ -280,3 +280,11 @@ def test_issue_profile_replays_register_loads_at_both_latencies():
     assert again["tile_cycles"] == got["tile_cycles"]  # replayed: the loop has register loads
     stale = {**old, "latencies": "MUFU=1.0"}
     assert issue_profile(sass, num_warps=1, max_ctas=2, lat=lat, known=stale)["straight_cycles"] == straight_now
+
+
+def test_spill_reload_waits_the_local_cycles_when_set():
+    # LDL -> dependent FADD: an L1 hit takes the LDS figure (30 in _lat); with local_cycles the given latency
+    body = [Instr("LDL", 1, write_sb=1), Instr("FADD", 1, wait_mask=0b10)]
+    hit = replay(body, warps_per_cta=1, ctas=1, lat=_lat())
+    miss = replay(body, warps_per_cta=1, ctas=1, lat=_lat(local_cycles=287.0))
+    assert hit == pytest.approx(31.0) and miss == pytest.approx(288.0), (hit, miss)
