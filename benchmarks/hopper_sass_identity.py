@@ -19,7 +19,8 @@ import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-os.environ.pop("TRITON_INTERPRET", None)
+if __name__ == "__main__":  # before triton is imported (compiling needs real JITFunctions); never when a
+    os.environ.pop("TRITON_INTERPRET", None)  # test imports this module: the interpreter must stay on for the rest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 #: (name, algorithm, phase, problem args, tiles block_m, block_n, warps, stages): the registry's usual tiles and

@@ -18,7 +18,8 @@ import os
 import re
 import sys
 
-os.environ.pop("TRITON_INTERPRET", None)
+if __name__ == "__main__":  # before triton is imported (compiling needs real JITFunctions); never when a
+    os.environ.pop("TRITON_INTERPRET", None)  # test imports this module: the interpreter must stay on for the rest
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402

@@ -23,6 +23,24 @@ if not HAS_CUDA:
 
 import pytest  # noqa: E402
 
+#: what the session runs with; a test (or a module it imports) that changes it for good breaks every later kernel test
+_INTERPRET_AT_START = os.environ.get("TRITON_INTERPRET")
+
+
+@pytest.fixture(autouse=True)
+def _triton_interpret_unchanged(request):
+    """Fail at once, naming the culprit, when a previous test left TRITON_INTERPRET changed (monkeypatch's changes
+    are undone before this runs): the CI of 2026-11-26 07:25 lost 33 kernel tests to a benchmark module that popped
+    it on import."""
+    now = os.environ.get("TRITON_INTERPRET")
+    if now != _INTERPRET_AT_START:
+        os.environ.pop("TRITON_INTERPRET", None)
+        if _INTERPRET_AT_START is not None:
+            os.environ["TRITON_INTERPRET"] = _INTERPRET_AT_START
+        pytest.fail(f"TRITON_INTERPRET is {now!r}, the session started with {_INTERPRET_AT_START!r}: a test that ran "
+                    f"before {request.node.nodeid} changed it without undoing it (restored now)")
+    yield
+
 
 def pytest_collection_modifyitems(config, items):
     if HAS_CUDA:
