@@ -259,17 +259,14 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                     raise CompiledFactsError("the kernel no longer specialises as the entry records")
                 ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
                 text = disassemble(ck.asm["cubin"])
-                from kernels.sass import straight_counts, tile_loop
+                from kernels.sass import tile_loop
                 lp = tile_loop(text)
                 loop = lp.to_dict() if lp is not None else None
                 old = e.get("issue") or {}
                 same_loop = (loop or {}).get("label") == (e.get("loop") or {}).get("label")
-                if old.get("latencies") == want and old.get("profile") in (2, 3, 4) and same_loop:
-                    # the same tile loop and figures: only the counts of the code outside every loop are new
-                    facts = {**old, **straight_counts(text), "profile": PROFILE_VERSION}
-                else:
-                    facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
-                                        shared=e["shared_bytes"], known=old if same_loop else None)
+                # what the previous figures already hold is copied (kernels.sass.issue_profile's `known`)
+                facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
+                                    shared=e["shared_bytes"], known=old if same_loop else None)
                 pending[key_] = {"issue": facts, "loop": loop}
                 break
             else:

@@ -281,15 +281,6 @@ def _outside_loops(ins: list, loops: list) -> list:
     return [x for k, x in enumerate(ins) if k not in in_loop and x.op not in ("BRA", "EXIT", "NOP")]
 
 
-def straight_counts(sass: str) -> dict:
-    """The counts `issue_profile` records besides its replays: ``straight_instructions`` (the code it replays once
-    per CTA) and ``tma_descriptor_inits`` (device-built TMA descriptors per CTA: ``UTMACCTL`` -- the descriptor
-    cache invalidation that follows writing one -- outside every loop)."""
-    ins, loops = instructions(sass)
-    rest = _outside_loops(ins, loops)
-    return {"straight_instructions": len(rest), "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest)}
-
-
 #: what `issue_profile` computes; entries with another version are recomputed by compiled_facts --refresh-issue
 #: (2: the code outside the tile loop excludes every loop body; 3: records straight_instructions; 4: and
 #: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too;

@@ -129,13 +129,22 @@ def compare_records(pairs, levels: dict[str, Level]) -> list[Row]:
     return rows
 
 
-def compare_launches(meas: dict, pred: dict, levels: dict[str, Level]) -> list[dict]:
-    """Per-launch detail (matched by launch name, in order)."""
-    out = []
+def matched_launches(meas: dict, pred: dict) -> list[tuple[int, dict, dict | None]]:
+    """[(index, measured launch, predicted launch or None)]: the prediction's launch at the same index when its
+    name agrees, else the first of that name."""
     pk = list(pred.get("kernels") or [])
+    out = []
     for i, mk in enumerate(meas.get("kernels") or []):
         pm = pk[i] if i < len(pk) and pk[i].get("name") == mk.get("name") else \
             next((p for p in pk if p.get("name") == mk.get("name")), None)
+        out.append((i, mk, pm))
+    return out
+
+
+def compare_launches(meas: dict, pred: dict, levels: dict[str, Level]) -> list[dict]:
+    """Per-launch detail (matched by launch name, in order)."""
+    out = []
+    for _, mk, pm in matched_launches(meas, pred):
         d = {"name": mk.get("name")}
         for lv in levels.values():
             m = level_value({"k": mk}, lv, "k", measured=True)

@@ -223,19 +223,19 @@ class LaunchRow:
 
 
 def launch_rows(case: str, rec: dict, pred: dict, floor_s: float = 5e-6) -> list[LaunchRow]:
-    """Per-launch rows of one case, launches matched in order and by name (a mismatch is skipped: the
-    prediction describes another launch list)."""
+    """Per-launch rows of one case, launches matched as `compare.matched_launches` does (a measured launch the
+    prediction lacks is skipped)."""
+    from .compare import matched_launches
     out = []
-    pk = list(pred.get("kernels") or [])
-    for i, m in enumerate(rec.get("kernels") or []):
-        if i >= len(pk) or pk[i].get("name") != m.get("name"):
+    for i, m, p in matched_launches(rec, pred):
+        if p is None:
             continue
-        mt, pt = m.get("time_s"), pk[i].get("time_s")
+        mt, pt = m.get("time_s"), p.get("time_s")
         if not isinstance(mt, (int, float)) or not isinstance(pt, (int, float)):
             continue
-        src = pk[i].get("compiled_facts") or ""
+        src = p.get("compiled_facts") or ""
         out.append(LaunchRow(case, m["name"], i, float(pt), float(mt), (pt - mt) / max(mt, floor_s),
-                             str(pk[i].get("binding_limit", "?")),
+                             str(p.get("binding_limit", "?")),
                              "SASS replay" if "SASS replay" in src else ("table" if src.startswith("compiled")
                                                                         else "assumed")))
     return out
