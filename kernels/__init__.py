@@ -80,11 +80,11 @@ from .autotune import autotune, tuned_schedule  # noqa: E402  (model-steered tun
 
 
 def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None, schedule=None,
-           check_values=True):
+           check_values=True, cu_seqlens_q=None, max_seqlen_q=None):
     """Decode attention over a (paged) KV cache, flash_attn_with_kvcache's layout: see kernels.decode_kv.decode."""
     from .decode_kv import decode as _decode
     return _decode(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale, num_splits=num_splits,
-                   schedule=schedule, check_values=check_values)
+                   schedule=schedule, check_values=check_values, cu_seqlens_q=cu_seqlens_q, max_seqlen_q=max_seqlen_q)
 
 
 def decode_plan(q, k_cache, v_cache, cache_seqlens, **kw):

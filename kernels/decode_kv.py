@@ -31,7 +31,7 @@ from .registry import ForwardResult, launcher
 
 
 @triton.jit
-def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
+def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   stride_qb, stride_qn, stride_qh,
                   stride_kb, stride_kn, stride_kh,
                   stride_vb, stride_vn, stride_vh,
@@ -40,7 +40,8 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
                   UNITS, NQ, qk_scale2, NUM_SPLITS,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
-                  SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr):
+                  SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
+                  VARLEN: tl.constexpr):
     pid_s = tl.program_id(0)
     pid_u = tl.program_id(1)
     b = pid_u // UNITS
@@ -48,6 +49,13 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
     hk = (h0 // G_TOTAL).to(tl.int64)     # its KV head
     b64 = b.to(tl.int64)
     L = tl.load(SEQLENS + b)
+    if VARLEN:  # packed queries: sequence b's nq rows start at row CU_Q[b] (NQ is the longest)
+        q_start = tl.load(CU_Q + b).to(tl.int64)
+        nq = tl.load(CU_Q + b + 1) - tl.load(CU_Q + b)
+        L = tl.where(nq > 0, L, 0)        # a sequence with no query token reads nothing
+    else:
+        q_start = 0
+        nq = NQ
     chunk = tl.cdiv(tl.cdiv(L, NUM_SPLITS), BLOCK_N) * BLOCK_N
     k0 = pid_s * chunk
     k1 = tl.minimum(k0 + chunk, L)
@@ -57,13 +65,13 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
     offs_m = tl.arange(0, BLOCK_M)
     r = offs_m // GROUP
     g = offs_m % GROUP
-    row_ok = r < NQ
+    row_ok = r < nq
     offs_d = tl.arange(0, HEAD_DIM)
     offs_n = tl.arange(0, BLOCK_N)
-    q_off = b64 * stride_qb + r.to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
+    q_off = b64 * stride_qb + (q_start + r).to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
     # SRAM/registers: the query rows (read once), acc (rows x d fp32), m_i, l_i
     q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None] & has_keys, other=0.0)
-    qpos = L - NQ + r                     # bottom-right: row r sees keys c <= qpos
+    qpos = L - nq + r                     # bottom-right: row r sees keys c <= qpos
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -122,19 +130,21 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT,
         rows = NQ * GROUP
         base = (pid_u.to(tl.int64) * NUM_SPLITS + pid_s) * rows + offs_m
         wmask = (offs_m < rows) & has_keys
+        if VARLEN:
+            wmask = wmask & row_ok
         tl.store(OP + base[:, None] * HEAD_DIM + offs_d[None, :], o, mask=wmask[:, None])
         tl.store(LSEP + base, tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe)), mask=wmask)
     else:
-        o_off = b64 * stride_ob + r.to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
+        o_off = b64 * stride_ob + (q_start + r).to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
         tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=row_ok[:, None])
 
 
 @triton.jit
-def _decode_combine(O, OP, LSEP, SEQLENS,
+def _decode_combine(O, OP, LSEP, SEQLENS, CU_Q,
                     stride_ob, stride_on, stride_oh,
                     UNITS, NQ, NUM_SPLITS,
                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
-                    BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+                    BLOCK_N: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
     # one CTA per output row (query token r of head h0 + g): reads the n_b non-empty partials of that
     # row (d x 4 + 4 bytes each), BLOCK_S of them per round trip, and writes the row of O once
     m = tl.program_id(0)
@@ -142,6 +152,14 @@ def _decode_combine(O, OP, LSEP, SEQLENS,
     b = pid_u // UNITS
     h0 = (pid_u % UNITS) * GROUP
     L = tl.load(SEQLENS + b)
+    r = m // GROUP
+    g = m % GROUP
+    if VARLEN:  # a row past this sequence's nq query tokens moves nothing
+        q_start = tl.load(CU_Q + b).to(tl.int64)
+        row_ok = r < tl.load(CU_Q + b + 1) - tl.load(CU_Q + b)
+        L = tl.where(row_ok, L, 0)
+    else:
+        q_start = 0
     chunk = tl.cdiv(tl.cdiv(L, NUM_SPLITS), BLOCK_N) * BLOCK_N
     n_b = tl.where(L > 0, tl.cdiv(L, tl.maximum(chunk, 1)), 0)
     rows = NQ * GROUP
@@ -164,10 +182,11 @@ def _decode_combine(O, OP, LSEP, SEQLENS,
         acc = acc * alpha + tl.sum(w[:, None] * o_s, 0)
         m_i = m_new
     o = acc / tl.where(l_i == 0.0, 1.0, l_i)
-    r = m // GROUP
-    g = m % GROUP
-    o_off = b.to(tl.int64) * stride_ob + r.to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
-    tl.store(O + o_off + offs_d, cvt(o, O.dtype.element_ty, PREC))
+    o_off = b.to(tl.int64) * stride_ob + (q_start + r).to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
+    if VARLEN:
+        tl.store(O + o_off + offs_d, cvt(o, O.dtype.element_ty, PREC), mask=row_ok & (offs_d < HEAD_DIM))
+    else:  # every launched row is a row of O
+        tl.store(O + o_off + offs_d, cvt(o, O.dtype.element_ty, PREC))
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -183,12 +202,26 @@ def _device_ok(name, t):
         raise RuntimeError(f"{name} is on unsupported device {t.device}")
 
 
-def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *, check_values=True):
-    """Shapes, dtypes, devices and (when `check_values`) the contents of cache_seqlens and block_table.
+def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *, cu_seqlens_q=None,
+                        max_seqlen_q=None, check_values=True):
+    """Shapes, dtypes, devices and (when `check_values`) the contents of cache_seqlens, block_table and
+    cu_seqlens_q.
 
-    Returns (B, Nq, Hq, Hkv, d, page_size or None, capacity). Raises ValueError/TypeError naming the
-    argument that does not agree and what is allowed."""
+    Returns (B, Nq, Hq, Hkv, d, page_size or None, capacity); with cu_seqlens_q (packed queries, q of shape
+    (total_q, Hq, d)) Nq is max_seqlen_q (read from cu_seqlens_q when not given).  Raises ValueError/TypeError
+    naming the argument that does not agree and what is allowed."""
     require_bool("check_values", check_values)
+    varlen = cu_seqlens_q is not None
+    if varlen:
+        if not isinstance(q, torch.Tensor):
+            raise TypeError(f"q must be a torch.Tensor, got {type(q).__name__}")
+        if q.dim() != 3:
+            raise ValueError(f"with cu_seqlens_q, q must be 3-D (total_q, heads_q, head_dim): the sequences' query "
+                             f"tokens packed one after another; got shape {tuple(q.shape)}")
+        q = q.unsqueeze(0)
+    elif max_seqlen_q is not None:
+        raise ValueError("max_seqlen_q goes with cu_seqlens_q (packed queries of several lengths); without it every "
+                         "sequence has q.shape[1] query tokens")
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -207,6 +240,8 @@ def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *,
         raise ValueError(f"k_cache and v_cache must have the same shape, got {tuple(k_cache.shape)} and "
                          f"{tuple(v_cache.shape)}")
     B, Nq, Hq, d = q.shape
+    if varlen:
+        B, Nq = _check_cu_seqlens_q(cu_seqlens_q, max_seqlen_q, cache_seqlens, q.shape[1], q.device, check_values)
     _, page_or_n, Hkv, dk = k_cache.shape
     if dk != d:
         raise ValueError(f"q and k_cache must have the same head_dim, got {d} and {dk}")
@@ -214,7 +249,7 @@ def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *,
         raise ScheduleError(f"head_dim {d} is not supported by the kernels; supported: {KERNEL_HEAD_DIMS}")
     if Hkv == 0 or Hq % Hkv:
         raise ValueError(f"heads of q ({Hq}) must be a multiple of heads of k_cache ({Hkv}) (GQA/MQA)")
-    if min(B, Nq, Hq) == 0:
+    if min(B, Nq, Hq) == 0 and not (varlen and Hq and B):
         raise ValueError(f"empty q {tuple(q.shape)}")
     if not isinstance(cache_seqlens, torch.Tensor) or cache_seqlens.dtype != torch.int32 \
             or tuple(cache_seqlens.shape) != (B,):
@@ -261,6 +296,46 @@ def check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table=None, *,
     return B, Nq, Hq, Hkv, d, page_size, capacity
 
 
+def _check_cu_seqlens_q(cu, max_seqlen_q, cache_seqlens, total_q, device, check_values):
+    """(B, max_seqlen_q) of packed queries: cu_seqlens_q int32 (B + 1,), B = len(cache_seqlens); cu[0] = 0,
+    non-decreasing, cu[B] = total_q; every length <= max_seqlen_q (which is read from cu when None)."""
+    if not isinstance(cache_seqlens, torch.Tensor) or cache_seqlens.dim() != 1:
+        raise ValueError("cache_seqlens must be a 1-D int32 tensor (one length per sequence); with cu_seqlens_q its "
+                         "length is the batch")
+    B = cache_seqlens.shape[0]
+    if not isinstance(cu, torch.Tensor) or cu.dtype != torch.int32 or tuple(cu.shape) != (B + 1,):
+        got = f"{tuple(cu.shape)} {cu.dtype}" if isinstance(cu, torch.Tensor) else type(cu).__name__
+        raise ValueError(f"cu_seqlens_q must be an int32 tensor of shape ({B + 1},) (batch + 1 offsets into q's "
+                         f"rows, cu_seqlens_q[b + 1] - cu_seqlens_q[b] = query tokens of sequence b), got {got}")
+    if cu.device != device:
+        raise RuntimeError(f"cu_seqlens_q is on {cu.device}, q on {device}")
+    if max_seqlen_q is not None and (isinstance(max_seqlen_q, bool) or not isinstance(max_seqlen_q, int)
+                                     or max_seqlen_q < 0):
+        raise ValueError(f"max_seqlen_q must be a non-negative int (the longest query of the batch), got "
+                         f"{max_seqlen_q!r}")
+    if not check_values:
+        if max_seqlen_q is None:
+            raise ValueError("max_seqlen_q is needed when the values are not checked (check_values=False or under "
+                             "CUDA-graph capture): the kernels' row tile follows it and cu_seqlens_q stays on the device")
+        return B, max_seqlen_q
+    c = cu.cpu().to(torch.int64)
+    n = c[1:] - c[:-1]
+    if int(c[0]) != 0 or int(c[-1]) != total_q:
+        raise ValueError(f"cu_seqlens_q must run from 0 to q.shape[0] = {total_q}, got {int(c[0])} .. {int(c[-1])}")
+    if bool((n < 0).any()):
+        bad = int((n < 0).nonzero()[0])
+        raise ValueError(f"cu_seqlens_q must not decrease: cu_seqlens_q[{bad + 1}] = {int(c[bad + 1])} < "
+                         f"cu_seqlens_q[{bad}] = {int(c[bad])}")
+    longest = int(n.max()) if B else 0
+    if max_seqlen_q is None:
+        max_seqlen_q = longest
+    elif longest > max_seqlen_q:
+        bad = int((n > max_seqlen_q).nonzero()[0])
+        raise ValueError(f"sequence {bad} has {int(n[bad])} query tokens (cu_seqlens_q), more than max_seqlen_q = "
+                         f"{max_seqlen_q}")
+    return B, max_seqlen_q
+
+
 # --- the split-count choice -------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
 def device_facts(device_index: int | None) -> DeviceFacts:
@@ -284,11 +359,12 @@ def default_decode_schedule(device) -> DecodeSchedule:
     return DecodeSchedule(block_n=64, num_warps=4, num_stages=3)
 
 
-def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None,
-                schedule: DecodeSchedule | None = None, check_values: bool = True):
+def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_seqlen_q=None, block_table=None,
+                scale=None, num_splits=None, schedule: DecodeSchedule | None = None, check_values: bool = True):
     """(DecodeProblem, DecodeSchedule, why) that `decode` would run.
 
-    The problem has every sequence at the cache *capacity* (the lengths stay on the device); with
+    The problem has every sequence at the cache *capacity* (the lengths stay on the device) and, with packed
+    queries (cu_seqlens_q), every sequence at max_seqlen_q query tokens; with
     num_splits=None the split count is `memsim.inference.auto_num_splits` on that problem for this
     device (the closed form of the model's mechanism), and `why` says what it weighed.  With a `schedule`,
     its num_splits is used unless num_splits="auto" (then the rule runs on that schedule's tiles)."""
@@ -297,7 +373,10 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=N
         from .api import _check_scale  # True would be taken as the number 1.0
         scale = _check_scale("scale", scale)
     B, Nq, Hq, Hkv, d, page, cap = check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table,
+                                                       cu_seqlens_q=cu_seqlens_q, max_seqlen_q=max_seqlen_q,
                                                        check_values=check_values)
+    if Nq == 0:
+        raise ValueError("no query token in the batch (cu_seqlens_q all equal): there is nothing to plan")
     p = DecodeProblem(Hq, Hkv, d, (Nq,) * B, (cap,) * B, dtype=DTYPE_NAMES[q.dtype], page_size=page, scale=scale,
                       capacity_kv=cap)
     s = schedule if schedule is not None else default_decode_schedule(q.device)
@@ -317,37 +396,55 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=N
     return p, replace(s, num_splits=c), why
 
 
-def decode(q, k_cache, v_cache, cache_seqlens, *, block_table=None, scale=None, num_splits=None,
-           schedule: DecodeSchedule | None = None, check_values: bool = True):
+def decode(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_seqlen_q=None, block_table=None, scale=None,
+           num_splits=None, schedule: DecodeSchedule | None = None, check_values: bool = True):
     """Attention of q (B, Nq, Hq, d) over each sequence's first cache_seqlens[b] cached keys.
 
     Queries are aligned bottom-right (row r sees keys c <= cache_seqlens[b] - Nq + r); a row that sees
-    no key gets 0.  k_cache/v_cache: (B, Ncache, Hkv, d), or (num_pages, page_size, Hkv, d) with
+    no key gets 0.  Queries of several lengths (speculative decode, chunked prefill): q packed as (total_q, Hq, d)
+    with cu_seqlens_q int32 (B + 1,) (sequence b's nq_b = cu_seqlens_q[b + 1] - cu_seqlens_q[b] tokens are rows
+    cu_seqlens_q[b] ..; nq_b may be 0) and max_seqlen_q (the longest; read from cu_seqlens_q when None, which
+    needs the value check); the result has q's shape, row r of sequence b sees keys c <= cache_seqlens[b] - nq_b + r.
+    k_cache/v_cache: (B, Ncache, Hkv, d), or (num_pages, page_size, Hkv, d) with
     block_table (B, max_pages) int32.  num_splits=None chooses the split count with
     memsim.inference.auto_num_splits (see `decode_plan`).  Outside CUDA-graph capture the contents of
     cache_seqlens and block_table are checked first (a device sync: about 0.2 ms of host time per eager
     call on the H100 machine); inside a capture, or with check_values=False, only shapes are."""
     require_bool("check_values", check_values)  # "no" and not capturing would be truthy
     capturing = q.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    p, s, _ = decode_plan(q, k_cache, v_cache, cache_seqlens, block_table=block_table, scale=scale,
-                          num_splits=num_splits, schedule=schedule, check_values=check_values and not capturing)
-    return decode_launch(p, s, q, k_cache, v_cache, cache_seqlens, block_table)
+    if cu_seqlens_q is not None and isinstance(q, torch.Tensor) and q.dim() == 3 and q.shape[0] == 0:
+        check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table, cu_seqlens_q=cu_seqlens_q,
+                            max_seqlen_q=max_seqlen_q, check_values=check_values and not capturing)
+        return torch.empty_like(q)  # no query token in the batch: nothing to compute, nothing launched
+    p, s, _ = decode_plan(q, k_cache, v_cache, cache_seqlens, cu_seqlens_q=cu_seqlens_q, max_seqlen_q=max_seqlen_q,
+                          block_table=block_table, scale=scale, num_splits=num_splits, schedule=schedule,
+                          check_values=check_values and not capturing)
+    return decode_launch(p, s, q, k_cache, v_cache, cache_seqlens, block_table, cu_seqlens_q)
 
 
-def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None):
-    """Launch exactly `decode_launches(p, s)` (inputs already checked)."""
+def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None,
+                  cu_seqlens_q=None):
+    """Launch exactly `decode_launches(p, s)` (inputs already checked).  With cu_seqlens_q, q is packed
+    (total_q, Hq, d) and p.max_seq_q is the longest query (the row tile, the combine's rows)."""
+    varlen = cu_seqlens_q is not None
+    if varlen:
+        q = q.unsqueeze(0)
     B, Nq, Hq, d = q.shape
+    if varlen:
+        B, Nq = p.batch, p.max_seq_q
     G = p.group_size
     gpc = heads_per_cta(p, s)
     units = units_per_seq(p, s)
     bm = block_m_for(gpc * Nq)
     prec = dot_precision(p)  # DecodeProblem has .dtype like AttentionProblem
     qk_scale2 = p.scale * LOG2E
-    o = torch.empty((B, Nq, Hq, d), dtype=q.dtype, device=q.device)
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     launches = decode_launches(p, s)
     S = s.num_splits
     paged = block_table is not None
     bt = block_table if paged else cache_seqlens  # any int32 tensor: never read when not paged
+    cu = cu_seqlens_q if varlen else cache_seqlens  # never read without VARLEN
+    sqb, sob = (0, 0) if varlen else (q.stride(0), o.stride(0))  # packed: a sequence's rows start at cu[b]
     if S > 1:
         op = torch.empty((B * units * S * gpc * Nq * d,), dtype=torch.float32, device=q.device)
         lsep = torch.empty((B * units * S * gpc * Nq,), dtype=torch.float32, device=q.device)
@@ -355,30 +452,32 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         op = lsep = o  # never written
     grid = launches[0].grid[:2]
     _decode_split[grid](
-        q, k_cache, v_cache, o, op, lsep, cache_seqlens, bt,
-        q.stride(0), q.stride(1), q.stride(2),
+        q, k_cache, v_cache, o, op, lsep, cache_seqlens, bt, cu,
+        sqb, q.stride(1), q.stride(2),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        o.stride(0), o.stride(1), o.stride(2),
+        sob, o.stride(1), o.stride(2),
         bt.stride(0) if paged else 0,
         units, Nq, qk_scale2, S,
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
         PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
-        num_warps=s.num_warps, num_stages=s.num_stages)
+        VARLEN=varlen, num_warps=s.num_warps, num_stages=s.num_stages)
     if S > 1:
         _decode_combine[launches[1].grid[:2]](
-            o, op, lsep, cache_seqlens,
-            o.stride(0), o.stride(1), o.stride(2),
+            o, op, lsep, cache_seqlens, cu,
+            sob, o.stride(1), o.stride(2),
             units, Nq, S,
-            GROUP=gpc, HEAD_DIM=d, BLOCK_S=combine_block_s(S), BLOCK_N=s.block_n, PREC=prec,
+            GROUP=gpc, HEAD_DIM=d, BLOCK_S=combine_block_s(S), BLOCK_N=s.block_n, PREC=prec, VARLEN=varlen,
             num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
-    return o
+    return o[0] if varlen else o
 
 
 @launcher("decode", "fwd")
-def run_decode(problem: DecodeProblem, schedule: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None):
+def run_decode(problem: DecodeProblem, schedule: DecodeSchedule, q, k_cache, v_cache, cache_seqlens, block_table=None,
+               cu_seqlens_q=None):
     """Registry launcher of ("decode", "fwd"): its arguments are decode's, not (q, k, v) -- a DecodeProblem
     has a cache and lengths.  Checks the tensors (shapes and contents), then launches exactly the schedule."""
-    check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table)
-    o = decode_launch(problem, schedule, q, k_cache, v_cache, cache_seqlens, block_table)
+    check_decode_inputs(q, k_cache, v_cache, cache_seqlens, block_table, cu_seqlens_q=cu_seqlens_q,
+                        max_seqlen_q=problem.max_seq_q if cu_seqlens_q is not None else None)
+    o = decode_launch(problem, schedule, q, k_cache, v_cache, cache_seqlens, block_table, cu_seqlens_q)
     return ForwardResult(o, None, {}, schedule)

@@ -133,6 +133,77 @@ def run_decode_case(B, Nq, Hq, Hkv, d, seqlens, dtype, device, *, page_size=None
     return check_rule("o", out, ref, naive, dtype, verbose)
 
 
+# Packed queries of several lengths (kernels.decode with cu_seqlens_q; tests/test_decode_varlen.py and the GPU run)
+# name: (query tokens per sequence, Hq, Hkv, d, cache lengths, dtype, page_size, num_splits, schedule kwargs)
+VARLEN_CASES = {
+    "mixed_nq0_empty_cache": ([1, 3, 0, 2], 4, 2, 16, [17, 40, 9, 0], "fp16", None, 1, {}),
+    "split3_q_longer_than_cache": ([2, 0, 1, 4], 8, 2, 32, [113, 50, 1, 3], "bf16", None, 3, {}),
+    "one_token_each_split2": ([1, 1, 1], 4, 1, 16, [5, 0, 33], "fp16", None, 2, {}),
+    "paged16_split2": ([3, 1, 0], 4, 2, 16, [31, 16, 20], "fp32", 16, 2, {}),
+    "paged7_prefetch_split2": ([2, 0, 3], 4, 2, 16, [23, 9, 2], "bf16", 7,  2,
+                               {"page_prefetch": True, "block_n": 16, "num_warps": 1, "num_stages": 1}),
+    "unpacked_gqa_split2": ([1, 2], 8, 2, 16, [40, 7], "fp16", None, 2,
+                            {"pack_gqa": False, "block_n": 16, "num_warps": 1, "num_stages": 1}),
+}
+
+
+def make_varlen_inputs(nqs, Hq, Hkv, d, seqlens, dtype, device, seed, *, page_size=None):
+    """(q packed (sum nqs, Hq, d), k_cache, v_cache, cache_seqlens, block_table, pages, cu_seqlens_q): the cache as
+    make_decode_inputs (NaN outside the lengths), the queries of sequence b in rows cu[b] .. cu[b + 1]."""
+    B = len(nqs)
+    q4, kc, vc, lens, bt, pages = make_decode_inputs(B, max(1, max(nqs)), Hq, Hkv, d, seqlens, dtype, device, seed,
+                                                     page_size=page_size)
+    q = torch.cat([q4[b, :n] for b, n in enumerate(nqs)], 0)
+    cu = torch.tensor([0] + list(torch.tensor(nqs).cumsum(0).tolist()), dtype=torch.int32, device=q.device)
+    return q, kc, vc, lens, bt, pages, cu
+
+
+def varlen_reference(q, cu, k_cache, v_cache, seqlens, pages=None, page_size=None, scale=None):
+    """(float64 reference, same math in the input dtype), each like the packed q: every sequence alone through
+    decode_reference (its nq_b rows bottom-right against its cache)."""
+    cu = [int(x) for x in cu.cpu()]
+    refs, naives = [], []
+    for b, L in enumerate(seqlens):
+        qb = q[cu[b]:cu[b + 1]]
+        if qb.shape[0] == 0:
+            continue
+        kb, vb = (k_cache, v_cache) if page_size is not None else (k_cache[b:b + 1], v_cache[b:b + 1])
+        pb = [pages[b]] if page_size is not None else None
+        r, n = decode_reference(qb[None], kb, vb, [L], pb, page_size, scale)
+        refs.append(r[0])
+        naives.append(n[0])
+    Hq, d = q.shape[1:]
+    if not refs:
+        return torch.zeros((0, Hq, d), dtype=torch.float64), torch.zeros((0, Hq, d), dtype=q.dtype)
+    return torch.cat(refs, 0), torch.cat(naives, 0)
+
+
+def run_varlen_case(name, device, verbose=True, case=None, gpu_tiles=False):
+    """kernels.decode with cu_seqlens_q on VARLEN_CASES[name] (or `case`, a tuple of that shape) under poisoned
+    allocations: the correctness rule, rows that see no key exactly 0, the result shaped like the packed q.
+    gpu_tiles: the case's schedule flags on the GPU default tile (block_n 64, 4 warps, 3 stages)."""
+    from memsim.inference import DecodeSchedule
+    from .decode_kv import decode
+    nqs, Hq, Hkv, d, lens, dtype, page, S, kw = case or VARLEN_CASES[name]
+    if gpu_tiles and kw:
+        kw = {**kw, "block_n": 64, "num_warps": 4, "num_stages": 3}
+    q, kc, vc, cl, bt, pages, cu = make_varlen_inputs(nqs, Hq, Hkv, d, lens, dtype, device,
+                                                      seed_of("decode-varlen", name), page_size=page)
+    sched = DecodeSchedule(num_splits=S or 1, **kw) if kw else None
+    splits = S if sched is None else (None if S else "auto")  # None with no schedule: the split rule
+    with poisoned_allocations():
+        out = decode(q, kc, vc, cl, cu_seqlens_q=cu, block_table=bt, schedule=sched, num_splits=splits)
+    assert out.shape == q.shape and out.dtype == q.dtype, (out.shape, out.dtype)
+    ref, naive = varlen_reference(q, cu, kc, vc, lens, pages, page)
+    empty = torch.tensor([kernels_visible(L, n, r) == 0 for L, n in zip(lens, nqs) for r in range(n)], dtype=torch.bool)
+    if bool(empty.any()):
+        z = out.detach().cpu()[empty]
+        assert not torch.isnan(z).any() and bool((z == 0).all()), "rows with no visible key must be exactly 0"
+    if verbose:
+        print(f"decode varlen {name}: nq={nqs} lens={lens} {dtype} page={page} splits={S}")
+    return check_rule("o", out, ref, naive, dtype, verbose)
+
+
 def kernels_visible(L, Nq, r):
     return max(0, min(L, L - Nq + r + 1))
 
@@ -202,7 +273,20 @@ def main() -> int:
         except Exception as exc:  # report every case, then fail
             fails += 1
             print(f"FAIL {name}: {type(exc).__name__}: {str(exc)[:400]}", flush=True)
-    print(f"{len(todo) - fails} passed, {fails} failed")
+    vtodo = [(n, None) for n in VARLEN_CASES]
+    vtodo.append(("varlen_big_paged16_prefetch", ([1, 4, 0, 2], 32, 8, 128, [8192, 3001, 500, 1], "bf16", 16, None,
+                                                  {"page_prefetch": True})))
+    vtodo.append(("varlen_big_contiguous_auto", ([3, 1, 2], 32, 8, 128, [20000, 2, 4097], "fp16", None, None, {})))
+    for name, case in vtodo:
+        t0 = time.time()
+        try:
+            kerr, nerr = run_varlen_case(name, dev, verbose=False, case=case, gpu_tiles=True)
+            print(f"PASS varlen {name}: err {kerr:.3e} (naive {nerr:.3e}) {time.time() - t0:.1f}s", flush=True)
+        except Exception as exc:
+            fails += 1
+            print(f"FAIL varlen {name}: {type(exc).__name__}: {str(exc)[:400]}", flush=True)
+    n_all = len(todo) + len(vtodo)
+    print(f"{n_all - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

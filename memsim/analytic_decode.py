@@ -45,7 +45,7 @@ def decode_launch_counts(p: DecodeProblem, s: DecodeSchedule) -> dict:
     d, e = p.head_dim, p.element_bytes
     g, U, S = heads_per_cta(p, s), units_per_seq(p, s), s.num_splits
     rd = wr = crd = cwr = 0
-    for L, nq in zip(p.seqlens_kv, p.seqlens_q):
+    for L, nq in zip(p.read_seqlens_kv, p.seqlens_q):
         n = nonempty_splits(L, S, s.block_n)
         rows = g * nq
         bt = 4 * table_entries(L, S, s.block_n, p.page_size) if p.paged else 0
@@ -69,7 +69,7 @@ def decode_compulsory_dram_bytes(p: DecodeProblem, s: DecodeSchedule) -> dict:
     d, e = p.head_dim, p.element_bytes
     kv = p.kv_bytes()
     q = p.q_bytes()
-    bt = 4 * sum(cdiv(L, p.page_size) for L in p.seqlens_kv) if p.paged else 0
+    bt = 4 * sum(cdiv(L, p.page_size) for L in p.read_seqlens_kv) if p.paged else 0
     o = q
     if s.num_splits == 1:
         return {"decode_split": (q + kv + bt, o)}

@@ -9,7 +9,7 @@ A row that sees no key (nq_b > L_b, or an empty cache) has output 0.
 
 `DecodeSchedule` says how: the split count (flash-decoding), whether all query heads of one KV head
 share a CTA (GQA packing), the K/V tile, warps and pipeline stages.  `decode_launches()` gives the
-launches; the Triton kernels (kernels/decode.py) launch exactly them and the model
+launches; the Triton kernels (kernels/decode_kv.py) launch exactly them and the model
 (memsim/workloads_decode.py) replays them.
 
 Byte contract (e = element bytes, d = head_dim, S = num_splits, G = heads_q / heads_kv, g = query
@@ -27,8 +27,10 @@ decode_split -- grid (S, B * units), units = heads_kv (packed) or heads_q; one C
     x 4, normalised) and its log2-sum-exp (rows x 4) into a workspace; an empty split moves nothing.
 decode_combine -- only when S > 1; grid (rows, B * units), rows = g * max nq: one CTA per output row.
     It reads the row's n_b partials ((d + 1) x 4 bytes each; up to 32 per round trip) and writes the
-    row of O (d x e); n_b = 0 writes zeros.  (A row past nq_b of a shorter query is not launched in
-    the kernels, whose q has one length for the batch.)
+    row of O (d x e); n_b = 0 writes zeros.  A combine CTA of a row past g * nq_b (a sequence with fewer query
+    tokens than the longest: kernels.decode with cu_seqlens_q) moves nothing.
+A sequence with no query token (nq_b = 0, allowed when another sequence has one) moves nothing in either launch:
+its keys are not read (`DecodeProblem.read_seqlens_kv`).
 Extra device memory: the workspace, B * units * S * g * max_nq * (d + 1) * 4 bytes (S > 1).
 
 GQA packing is the IO lever at decode: packed, K/V are read once per KV head; unpacked, once per
@@ -80,7 +82,7 @@ class DecodeProblem:
     heads_q: int
     heads_kv: int
     head_dim: int
-    #: query tokens per sequence (>= 1)
+    #: query tokens per sequence (>= 0, at least one >= 1; a sequence with no query token reads nothing)
     seqlens_q: tuple
     #: cached tokens per sequence (>= 0); the keys each sequence attends to
     seqlens_kv: tuple
@@ -105,7 +107,9 @@ class DecodeProblem:
             if not isinstance(v, tuple) or not v:
                 raise ScheduleError(f"{o}.{n} must be a non-empty tuple of ints (one per sequence), got {v!r}")
             for x in v:
-                _pos_int(o, n + " entry", x, allow_zero=(n == "seqlens_kv"))
+                _pos_int(o, n + " entry", x, allow_zero=True)
+        if max(self.seqlens_q) == 0:
+            raise ScheduleError(f"{o}.seqlens_q has no query token (all 0): nothing to compute")
         if len(self.seqlens_q) != len(self.seqlens_kv):
             raise ScheduleError(f"{o}: seqlens_q has {len(self.seqlens_q)} sequences but seqlens_kv has "
                                 f"{len(self.seqlens_kv)}; give one length of each per sequence")
@@ -148,9 +152,15 @@ class DecodeProblem:
     def paged(self) -> bool:
         return self.page_size is not None
 
+    @property
+    def read_seqlens_kv(self) -> tuple:
+        """The cached keys each sequence's launches read: its cache length, 0 for a sequence with no query token
+        (the kernels skip it: no split and no combine row of it moves a byte)."""
+        return tuple(L if nq else 0 for L, nq in zip(self.seqlens_kv, self.seqlens_q))
+
     def kv_bytes(self) -> int:
-        """K and V of every cached token (what any decode must read once)."""
-        return 2 * self.heads_kv * sum(self.seqlens_kv) * self.head_dim * self.element_bytes
+        """K and V of every cached token a query attends to (what any decode must read once)."""
+        return 2 * self.heads_kv * sum(self.read_seqlens_kv) * self.head_dim * self.element_bytes
 
     def q_bytes(self) -> int:
         return self.heads_q * sum(self.seqlens_q) * self.head_dim * self.element_bytes
@@ -629,7 +639,7 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
     cta_b, total = [], 0
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
-        for k0, k1 in split_ranges(p.seqlens_kv[b], s.num_splits, s.block_n):
+        for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
             nb = q + 2 * (k1 - k0) * d * e
             total += nb * units
             cta_b += [nb] * units
@@ -653,7 +663,7 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
     t_comb = 0.0
     if s.num_splits > 1:
         part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
-                   for L, nq in zip(p.seqlens_kv, p.seqlens_q)) * units
+                   for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
         out = sum(p.seqlens_q) * p.heads_q * d * e
         rounds_c = cdiv(s.num_splits, 32)
         t_comb = f.launch_overhead_s + f.mem_latency_s * rounds_c + (part + out) / f.dram_Bps
@@ -687,7 +697,7 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     cta_b, total = [], 0
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
-        for k0, k1 in split_ranges(p.seqlens_kv[b], s.num_splits, s.block_n):
+        for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
             kv = 2 * (k1 - k0) * d * e
             total += (q + kv) * units
             cta_b += [(q, kv)] * units
@@ -759,7 +769,7 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
         n_c = rows * p.batch * units
         slots_c = f.num_sms * f.ctas_per_sm(0, 4, combine_regs_per_thread(p, s))
         part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
-                   for L, nq in zip(p.seqlens_kv, p.seqlens_q)) * units
+                   for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
         out = sum(p.seqlens_q) * p.heads_q * d * e
         rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
         round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES

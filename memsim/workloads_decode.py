@@ -72,7 +72,7 @@ def decode_cta_steps(p: DecodeProblem, s: DecodeSchedule, launch_name: str, coor
     hk = u if s.pack_gqa else u // p.group_size
     nq = p.seqlens_q[b]
     rows = g * nq
-    L = p.seqlens_kv[b]
+    L = p.read_seqlens_kv[b]
     if launch_name == "decode_combine":
         n = nonempty_splits(L, S, s.block_n)
         if a >= rows:
@@ -278,7 +278,7 @@ MAX_STEPS = 200_000
 def default_run_tiles(problem: DecodeProblem, schedule: DecodeSchedule, longest_tiles: int) -> int:
     """Tiles per model step: the longest split in STEPS_PER_CTA steps, coarser when the launch would take more than
     MAX_STEPS steps in all."""
-    tiles = sum(-(-(k1 - k0) // schedule.block_n) for L in problem.seqlens_kv
+    tiles = sum(-(-(k1 - k0) // schedule.block_n) for L in problem.read_seqlens_kv
                 for k0, k1 in split_ranges(L, schedule.num_splits, schedule.block_n)) * units_per_seq(problem, schedule)
     return max(1, -(-longest_tiles // STEPS_PER_CTA), -(-tiles // MAX_STEPS))
 
@@ -306,7 +306,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                             f"{hw.name} allows {hw.smem_per_block_bytes}")
     if run_tiles is None:
         longest = max(len(split_ranges(L, schedule.num_splits, schedule.block_n)) and
-                      -(-(-(-L // schedule.num_splits)) // schedule.block_n) for L in problem.seqlens_kv)
+                      -(-(-(-L // schedule.num_splits)) // schedule.block_n) for L in problem.read_seqlens_kv)
         run_tiles = default_run_tiles(problem, schedule, longest)
     l2 = L2Cache(hw.l2_effective_bytes)
     from .calibration import calibration_for, ncu_dirty_residue_bytes

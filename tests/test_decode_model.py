@@ -144,7 +144,7 @@ def test_split_ranges_cover_every_key_once():
 BAD = {
     "heads": (dict(heads_q=6, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(3,)), "multiple of heads_kv"),
     "lengths": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1, 1), seqlens_kv=(3,)), "one length of each"),
-    "zero_q": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(0,), seqlens_kv=(3,)), "positive"),
+    "zero_q": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(0,), seqlens_kv=(3,)), "no query token"),
     "neg_kv": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(-1,)), ">= 0"),
     "capacity": (dict(heads_q=4, heads_kv=4, head_dim=64, seqlens_q=(1,), seqlens_kv=(30,), capacity_kv=16),
                  "exceeds capacity_kv"),
