@@ -60,7 +60,7 @@ REPEATS = 3
 MB = 1 << 20
 
 
-SETS = ("chain", "rounds", "gather", "pipeline", "occupancy", "loop")
+SETS = ("chain", "rounds", "gather", "pipeline", "occupancy", "loop", "loop2")
 #: the first run's sets (2026-11-26 03:23): its points keep their ids
 FIRST_SETS = ("chain", "rounds", "gather")
 #: decode_split variants whose occupancy ncu reports (problem, schedule fields): default tile, paged without prefetch
@@ -91,6 +91,11 @@ LOOP_VARIANTS = (
 )
 #: cache lengths of the ``loop`` points (32 and 160 tiles of 64 keys): the period per tile is the slope between them
 LOOP_LENGTHS = (2048, 10240)
+#: the ``loop2`` set's variants (names of LOOP_VARIANTS, plus one-buffer contiguous: num_stages 2)
+LOOP2_VARIANTS = LOOP_VARIANTS + (("st2", dict(head_dim=128, dtype="bf16"), dict(num_stages=2)),)
+#: ``loop2`` short kernels: one and three tiles of 64 keys per CTA, 33 / 99 / 990 sequences x 4 KV heads
+SHORT_LENGTHS = (64, 192)
+SHORT_BATCHES = (33, 99, 990)
 LOOP_HEADS = (16, 4)
 OCCUPANCY_METRICS = ("launch__occupancy_limit_shared_mem", "launch__occupancy_limit_registers",
                      "launch__occupancy_limit_warps", "launch__occupancy_limit_blocks",
@@ -136,6 +141,7 @@ def plan(sets=FIRST_SETS) -> list[dict]:
         for j, (prob, sch) in enumerate(OCCUPANCY_VARIANTS):
             Q.append(dict(kind="occupancy", variant=j, problem=prob, schedule=sch))
     Q += _loop_points() if "loop" in sets else []
+    Q += _loop2_points() if "loop2" in sets else []
     for i, q in enumerate(Q):
         q["id"] = n + i
     return P + Q
@@ -165,6 +171,39 @@ def _loop_points() -> list:
     return out
 
 
+def _loop2_points() -> list:
+    """The ``loop2`` set (2026-11-26, fourth decode session), most needed first:
+    tier 0 -- ``shared`` mode (every CTA streams ONE real cache: batch and head strides 0, the key stride real, so a
+    tile's rows are 64 distinct lines, L2-resident after the first touch; the footprint (2.6 MB per K or V at
+    10240 keys) is spread over L2 lines, unlike ``hidden``'s one row): the compute per tile c at 1, 2 and 3 CTAs
+    per SM (132 / 264 / 396 CTAs) for the default, d64 and bn32 loops, plus 4 CTAs; the lts throughput says whether
+    the L2 bound it;
+    tier 1 -- one-buffer loops at 4 CTAs: ``st2`` (contiguous, num_stages 2) hidden / shared / stream, ``p16pf0``
+    hidden / stream, and the default loop hidden / stream again (same machine as the rest);
+    tier 2 -- short kernels: real decode launches (``stream``), 1 and 3 tiles per CTA (64 / 192 keys), 132, 396 and
+    3960 CTAs (3 CTAs per SM fit: 1 wave, 1 wave, 10 waves), d 64 / 128 / 256."""
+    var = {n: (pr, sc) for n, pr, sc in LOOP2_VARIANTS}
+    pts = []
+
+    def add(tier, name, mode, batch, lengths):
+        prob, sch = var[name]
+        for L in lengths:
+            pts.append(dict(kind="loop", set="loop2", variant=name, mode=mode, batch=batch,
+                            ctas=batch * LOOP_HEADS[1], seq_kv=L, tier=tier, problem=dict(prob), schedule=dict(sch)))
+    for name in ("default", "d64", "bn32"):
+        for batch in (33, 66, 99):
+            add(0, name, "shared", batch, LOOP_LENGTHS)
+    add(0, "default", "shared", 1, LOOP_LENGTHS)
+    for name, modes in (("st2", ("hidden", "shared", "stream")), ("p16pf0", ("hidden", "stream")),
+                        ("default", ("hidden", "stream"))):
+        for mode in modes:
+            add(1, name, mode, 1, LOOP_LENGTHS)
+    for d, name in ((64, "d64"), (128, "default"), (256, "d256")):
+        for batch in SHORT_BATCHES:
+            add(2, name, "stream", batch, SHORT_LENGTHS)
+    return pts
+
+
 def _loop_case(p: dict):
     from memsim.inference import DecodeProblem, DecodeSchedule
     prob = DecodeProblem.uniform(p["batch"], LOOP_HEADS[0], LOOP_HEADS[1], seq_kv=p["seq_kv"], **p["problem"])
@@ -183,6 +222,10 @@ def _loop_inputs(p: dict, dev: str):
             k, v = (x[:, :1].expand(x.shape) for x in (k, v))
         else:
             k, v = (x[:1, :1].expand(x.shape) for x in (k, v))
+    elif p["mode"] == "shared":  # every CTA streams sequence 0 / head 0's real rows: strides 0 over batch and heads
+        if bt is not None:
+            raise ValueError("shared mode is for contiguous caches")
+        k, v = (x[:1, :, :1].expand(x.shape) for x in (k, v))
     elif p["mode"] == "inorder":  # each sequence's pages in order, one after the other in the pool
         n = bt.shape[1]
         bt = torch.arange(bt.shape[0] * n, dtype=torch.int32, device=dev).view(bt.shape[0], n)
@@ -606,7 +649,7 @@ def measure(out: str, sets, deadline_s: float = 150.0) -> int:
 
 
 LOOP_METRICS = ("gpu__time_duration.sum", "dram__bytes_read.sum", "lts__t_bytes.sum",
-                "sm__cycles_elapsed.avg.per_second")
+                "sm__cycles_elapsed.avg.per_second", "lts__t_sectors.avg.pct_of_peak_sustained_elapsed")
 
 
 def _measure_loop(out: str, sets, loop: list, deadline_s: float) -> list:
@@ -639,7 +682,8 @@ def _measure_loop(out: str, sets, loop: list, deadline_s: float) -> list:
         med = (lambda m: statistics.median(r.metrics.get(m) or 0 for r in rs))
         tt = [r.metrics.get("gpu__time_duration.sum") for r in rs]
         pts.append(dict(p, time_s_repeats=tt, time_s=statistics.median(tt), dram_read_bytes=med("dram__bytes_read.sum"),
-                        l2_bytes=med("lts__t_bytes.sum"), sm_clock_Hz=med("sm__cycles_elapsed.avg.per_second")))
+                        l2_bytes=med("lts__t_bytes.sum"), sm_clock_Hz=med("sm__cycles_elapsed.avg.per_second"),
+                        l2_pct_of_peak=med("lts__t_sectors.avg.pct_of_peak_sustained_elapsed")))
     return pts
 
 

@@ -242,10 +242,15 @@ def make_problem_inputs(problem, device, seed=0):
     return q, k, v, lens, bt
 
 
-def main() -> int:
-    """Every kernel test case (and the schedule variants) on the GPU, without pytest: one line per case."""
+def main(argv=None) -> int:
+    """Every kernel test case (and the schedule variants) on the GPU, without pytest: one line per case.
+    ``--only varlen`` runs the packed-query (cu_seqlens_q) cases alone."""
+    import argparse
     import sys
     import time
+    ap = argparse.ArgumentParser(prog="python -m kernels.decode_testing", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("varlen",), help="run only this group of cases")
+    only = ap.parse_args(argv).only
 
     from memsim.inference import DecodeSchedule
     dev = "cuda"
@@ -264,6 +269,8 @@ def main() -> int:
         for S in ((1, None) if page is None else (None,)):
             todo.append((f"big_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, S), None))
     todo.append(("big_q4_mqa", (2, 4, 16, 1, 128, [5000, 3], "fp16", 64, None), None))
+    if only == "varlen":
+        todo = []
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
         t0 = time.time()
         try:
