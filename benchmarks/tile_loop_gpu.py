@@ -296,12 +296,57 @@ def analyse(run_path: str, hw_name: str = "h100-sxm") -> int:
     return 0
 
 
+CALIBRATION = os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json")
+
+
+def merge(run_path: str, into: str, *, replace: bool = False) -> int:
+    """Add a run's launches to calibration file `into` as the ``tile_loop`` fact (atomically; an existing fact is
+    kept unless `replace`): per launch of a variant's own kernel, its time, SM clock and whether it issues
+    tensor-core instructions (our fp16/bf16 dots are HMMA / HGMMA; fp32 ones, IEEE precision, are FFMA).
+    memsim.calibration reads the tensor clock from it (`Calibration.mma_sm_clock_Hz`)."""
+    run = json.load(open(run_path, encoding="utf-8"))
+    if run.get("format") != "tile_loop/1":
+        raise SystemExit(f"--merge: {run_path} is not a tile_loop run (format {run.get('format')!r})")
+    pts = []
+    for p in run["points"]:
+        if "error" in p or p["launch"] != variant(p["variant"])["launch"]:
+            continue
+        m = p["metrics"]
+        pts.append({"variant": p["variant"], "launch": p["launch"], "ctas_per_sm": p["ctas_per_sm"],
+                    "trips": p["trips"], "repeat": p["repeat"], "time_s": m.get("gpu__time_duration.sum"),
+                    "sm_clock_Hz": m.get("sm__cycles_elapsed.avg.per_second"),
+                    "mma": variant(p["variant"])["dtype"] != "fp32"})
+    if not pts:
+        raise SystemExit(f"--merge: no measured launch in {run_path}")
+    cal = json.load(open(into, encoding="utf-8"))
+    if cal["facts"].get("tile_loop") and not replace:
+        raise SystemExit(f"--merge: {into} already has a tile_loop fact (pass --replace to overwrite it)")
+    cal["facts"]["tile_loop"] = pts
+    cal.setdefault("merged_runs", []).append({
+        "facts": ["tile_loop"], "provenance": run["provenance"], "file": os.path.relpath(run_path, ROOT),
+        "note": "benchmarks/tile_loop_gpu.py: the real tile loops in one wave of 132 x c CTAs with L2-resident "
+                "operands, 2/8/24 trips, ncu time and SM clock per launch; memsim.calibration reads the tensor "
+                "clock (mma_sm_clock_Hz) from the launches that issue tensor-core instructions"})
+    tmp = into + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(cal, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, into)
+    clk = sorted(x["sm_clock_Hz"] for x in pts if x["mma"] and x["sm_clock_Hz"])
+    print(f"tile_loop: {len(pts)} launches merged into {into}; tensor clock {statistics.median(clk) / 1e9:.3f} GHz "
+          f"({clk[0] / 1e9:.3f}-{clk[-1] / 1e9:.3f}) over {len(clk)}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", help="folder for the run (on the GPU machine): tile_loop.json + ncu logs")
     g.add_argument("--worker", action="store_true", help="(internal) the program ncu profiles")
     g.add_argument("--analyse", metavar="RUN", help="compare a run with the replay and memsim (no GPU)")
+    g.add_argument("--merge", metavar="RUN", help="add a run to the preset's calibration as the tile_loop fact")
+    ap.add_argument("--into", default=CALIBRATION, help="with --merge: the calibration file (default: h100-sxm's)")
+    ap.add_argument("--replace", action="store_true", help="with --merge: overwrite an existing tile_loop fact")
     ap.add_argument("--manifest", help="(worker) launch order file")
     ap.add_argument("--sections-only", action="store_true", help="(worker) only the T=max, c=max point, once")
     ap.add_argument("--repeats", type=int, default=3)
@@ -312,6 +357,8 @@ def main(argv=None) -> int:
     names = [n for n in a.variants.split(",") if n]
     for n in names:
         variant(n)  # unknown names fail here, with the list
+    if a.merge:
+        return merge(a.merge, os.path.normpath(a.into), replace=a.replace)
     if a.analyse:
         return analyse(a.analyse)
     if a.worker:

@@ -286,8 +286,9 @@ def _outside_loops(ins: list, loops: list) -> list:
 #: tma_descriptor_inits; 5: no-MMA tile loops chosen by their FFMA count, the entry's `loop` recomputed too;
 #: 6: the tile loop replayed with register loads at the L2-hit latency (tile_cycles) and the DRAM-miss one
 #: (tile_cycles_dram); 7: loops with spill reloads replayed once more with every reload an L2 hit
-#: (tile_cycles_local_l2))
-PROFILE_VERSION = 7
+#: (tile_cycles_local_l2); 8: the commit of a group of asynchronous copies (LDGDEPBAR) released after the load
+#: latency too, so loops waiting on their cp.async copies get tile_cycles_dram; mma_instructions counted)
+PROFILE_VERSION = 8
 
 
 def _without_loads(fingerprint: str | None) -> str | None:
@@ -300,8 +301,11 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
 
     * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,
       c = 1..max_ctas, its register loads (LDG) waited on for an L2 hit (`IssueLatencies.load_l2_cycles`);
-    * ``tile_cycles_dram[c-1]``: the same with every register load a DRAM miss (present only when the loop has
-      register loads and the figures a DRAM latency; memsim.costs mixes the two by the launch's L2 misses);
+    * ``tile_cycles_dram[c-1]``: the same with every register load and copy group a DRAM miss (present only when
+      the loop has register loads or cp.async commits and the figures a DRAM latency; memsim.costs mixes the two
+      by the launch's L2 misses);
+    * ``mma_instructions``: the kernel's HMMA / HGMMA instructions (a kernel with any runs at the card's tensor
+      clock, memsim.costs);
     * ``tile_cycles_local_l2[c-1]``: `tile_cycles` with every spill reload (LDL) an L2 hit instead of an L1 hit
       (present only for loops with reloads; memsim.costs moves along the difference by the reloads' expected
       latency, from memsim.local_memory's L1 and L2 miss fractions);
@@ -316,7 +320,7 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     `known`: the entry's previous figures.  Where they were replayed (profile 5) with the same figures but for the
     register-load latencies, what those cannot change is copied rather than replayed again: the straight-line
     replay (loads released at once in both), and the tile loop's when it has no register load."""
-    from memsim.warp_issue import REGISTER_LOADS, replay
+    from memsim.warp_issue import ASYNC_COMMITS, REGISTER_LOADS, replay
     ins, loops = instructions(sass)
     if not ins:
         return None
@@ -331,9 +335,10 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
            "tile_instructions": len(body), "straight_instructions": len(rest),
            "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest), "latencies": lat.fingerprint(),
-           "profile": PROFILE_VERSION}
+           "profile": PROFILE_VERSION, "mma_instructions": sum(x.op in ("HMMA", "HGMMA") for x in ins)}
     from dataclasses import replace
-    loads = any(x.op in REGISTER_LOADS for x in body) and bool(lat.load_l2_cycles or lat.load_dram_cycles)
+    waits = any(x.op in REGISTER_LOADS or x.op in ASYNC_COMMITS for x in body)
+    loads = waits and bool(lat.load_l2_cycles or lat.load_dram_cycles)
     at_l2 = lat.at_load_latency("l2") if loads else replace(lat, load_cycles=0.0)
     straight = replace(lat, load_cycles=0.0)
     if loads:
@@ -350,6 +355,15 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     reuse = same_shape and known.get("profile") == 5 and (_without_loads(known.get("latencies")) ==
                                                         _without_loads(lat.fingerprint()))
     reuse6 = same_shape and known.get("profile") == 6 and known.get("latencies") == lat.fingerprint()
+    # profile 7: the same but for the copy commits' latency (loops without LDGDEPBAR, and straight code, unchanged)
+    reuse7 = (same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
+              and not any(x.op in ASYNC_COMMITS for x in body))
+    if reuse7:
+        for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles"):
+            if k_ in known:
+                out[k_] = list(known[k_])
+        return out
+    same_straight = same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
     for c in range(1, n + 1):
         if (reuse and not loads) or reuse6:
             out["tile_cycles"].append(known["tile_cycles"][c - 1])
@@ -363,7 +377,7 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         if reloads:
             out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
                                                             lat=replace(at_l2, local_cycles=lat.load_l2_cycles)), 1))
-        if reuse or reuse6:
+        if reuse or reuse6 or same_straight:
             out["straight_cycles"].append(known["straight_cycles"][c - 1])
         else:
             out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight,

@@ -72,6 +72,9 @@ class Calibration:
     #: the SM clock the card ran at while calibrating (ncu sm__cycles_elapsed.avg.per_second, median over
     #: every ncu point; None: the preset's clock_Hz): the clock of the issue limit
     sm_clock_Hz: float | None = None
+    #: the SM clock while a kernel that issues tensor-core instructions (HMMA / HGMMA) runs: ncu's clock of every
+    #: such launch of the `tile_loop` fact (benchmarks/tile_loop_gpu.py), median; None: sm_clock_Hz for all
+    mma_sm_clock_Hz: float | None = None
     #: the block scheduler starts one CTA every this many seconds on the whole GPU (0: all at once)
     cta_dispatch_s: float = 0.0
     #: L2 traffic per static spill byte per thread per loop iteration: stores go through to L2, loads mostly
@@ -173,7 +176,9 @@ def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
                    / (ref.exp_per_sm_per_cycle * ref.clock_Hz),
                    dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty,
                    dram_latency_curve=curve, dram_stream_peak_Bps=peak, merge_group_of_sm=groups,
-                   sm_clock_Hz=None if cal.sm_clock_Hz is None else cal.sm_clock_Hz * hw.clock_Hz / ref.clock_Hz)
+                   sm_clock_Hz=None if cal.sm_clock_Hz is None else cal.sm_clock_Hz * hw.clock_Hz / ref.clock_Hz,
+                   mma_sm_clock_Hz=None if cal.mma_sm_clock_Hz is None
+                   else cal.mma_sm_clock_Hz * hw.clock_Hz / ref.clock_Hz)
 
 
 _CACHE: dict = {}
@@ -194,7 +199,7 @@ def calibration_for(hw: Hardware) -> Calibration:
 
 
 #: facts merged into a calibration file from other studies' runs (read by their own modules, not by `derive`)
-FOREIGN_FACTS = ("decode_mechanisms",)
+FOREIGN_FACTS = ("decode_mechanisms", "tile_loop")
 
 
 def derive(raw: dict, hw: Hardware) -> Calibration:
@@ -239,6 +244,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
            for r in pts if isinstance(r, dict) and r.get("sm_clock_Hz")]
     if clk:
         kw["sm_clock_Hz"] = _median(clk)
+    mma_clk = [r["sm_clock_Hz"] for r in facts.get("tile_loop", []) if r.get("mma") and r.get("sm_clock_Hz")]
+    if mma_clk:
+        kw["mma_sm_clock_Hz"] = _median(mma_clk)
     for fact, rule in (("l2_writeback", l2_from_writeback), ("l2_merge", merge_from),
                        ("dependent_loop", dependent_loop_from)):
         if facts.get(fact):

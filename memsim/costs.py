@@ -155,6 +155,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
                   and rep.get("tile_cycles"))
     clock = cal.sm_clock_Hz or hw.clock_Hz
+    if rep_ok and rep.get("mma_instructions") and cal.mma_sm_clock_Hz:
+        # a kernel that issues tensor-core instructions runs at the card's tensor clock (`tile_loop` fact: every
+        # such launch measured at 1.73-1.82 GHz where the FFMA-only ones ran at 1.97)
+        clock = cal.mma_sm_clock_Hz
+        src += f"; tensor clock {clock / 1e9:.2f} GHz"
 
     def at(cycles: list) -> float:
         """Replayed cycles at the resident CTAs (beyond the replayed ones the SM is issue- or pipe-bound: cycles

@@ -22,9 +22,14 @@ returns the steady-state cycles per trip.  Besides the control bits it needs, as
 * CTA barriers (BAR.SYNC): a warp passes when every warp of its CTA has arrived.
 
 Global-memory *transfers* are the engine's business (memsim.engine: bytes over the L2 and DRAM links).  Their
-*latency* is split by who can see it.  Asynchronous copies (LDGSTS, TMA) release at once here: the pipeline the
-engine books waits for them.  A register load (LDG) whose result a later instruction waits on is replayed with
-the load latency (`IssueLatencies.load_cycles`: an L2 hit or a DRAM miss, measured by a one-warp pointer chase,
+*latency* is split by who can see it.  TMA copies release at once here: the pipeline the engine books waits for
+them.  Asynchronous copies (cp.async: LDGSTS, committed as a group by LDGDEPBAR) release when the group's commit
+does, after the load latency: the loop waits on them with DEPBAR.LE SB0, N, and where ptxas placed that wait
+decides how much of the latency a trip exposes -- Triton 3.6's two-stage loops issue the next tile's copies at the
+end of a trip and wait for all of them (N = 0) at the start of the next, so the whole round trip is exposed;
+three stages keep one group in flight (N = 1 or 2) and hide it behind a trip (benchmarks/tile_loop_gpu.py: the
+real loops at one CTA per SM were 19-60 % slower than the replay that released them at once).  A register load
+(LDG) whose result a later instruction waits on is replayed with the load latency (`IssueLatencies.load_cycles`: an L2 hit or a DRAM miss, measured by a one-warp pointer chase,
 benchmarks/load_latency_gpu.py): only the replay knows how many such waits a trip has and how much of them the
 other resident warps hide (set A's naive softmax waits on 255 loads in turn per row; 255 registers leave nothing
 to prefetch with).  `load_cycles` 0 is the old rule (released at once).  What the replay adds to the model is what
@@ -42,6 +47,9 @@ LATENCY_CLASSES = ("MUFU", "SHFL", "LDS", "LDSM", "LDL", "S2R", "LDC", "BAR")
 GLOBAL_OPS = frozenset({"LDG", "LDGSTS", "ATOM", "ATOMG", "RED", "UTMALDG", "UBLKCP", "SYNCS", "LDGDEPBAR"})
 #: register loads from global memory: their result is waited on by the warp (scoreboard), not by a pipeline
 REGISTER_LOADS = frozenset({"LDG", "LD"})
+#: the commit of a group of asynchronous copies (cp.async: LDGSTS ... LDGDEPBAR): the scoreboard it sets is
+#: what DEPBAR.LE SBk, N waits on, so it releases when the group's copies have landed -- the load latency too
+ASYNC_COMMITS = frozenset({"LDGDEPBAR"})
 _NO_SB = 7
 
 
@@ -117,7 +125,7 @@ class IssueLatencies:
         return replace(self, load_cycles=self.load_l2_cycles if where == "l2" else self.load_dram_cycles)
 
     def release(self, op: str) -> float:
-        if op in REGISTER_LOADS:
+        if op in REGISTER_LOADS or op in ASYNC_COMMITS:
             return self.load_cycles
         if op == "LDL" and self.local_cycles:
             return self.local_cycles
