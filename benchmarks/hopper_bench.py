@@ -136,7 +136,15 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",), repeats=1):
     for c in cands:  # (bm, bn, warps, stages[, variant]): a fifth element times that variant only
         bm, bn, w, st = c[:4]
         for var in (c[4:] or variants):
+            if var == "hopper_ws":  # the registry algorithm (session 5): its own launches, no module switches
+                runs[f"hopper_ws {bm}x{bn} w{w} s{st}"] = ("hopper_ws", Schedule("hopper_ws", "bwd", bm, bn, w, st),
+                                                          "given")
+                continue
             runs[f"hopper {bm}x{bn} w{w} s{st} [{var}]"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), var)
+    ch = kernels.default_choice(p, q, k, v)  # what kernels.attention's backward runs by default (issue 9 item 6)
+    if ch.backward not in [x[1] for x in runs.values()]:
+        var = "pointer/atomic" if ch.backward.algorithm == "hopper" else ch.backward_source
+        runs[f"default ({ch.backward_source})"] = (ch.backward.algorithm, ch.backward, var)
     sub, qs, ks, vs, dos = gate_slice(p, q, k, v, do)
     ref, ys = gate_reference(sub, qs, ks, vs, dos)
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", dev), q, k, v)
@@ -144,6 +152,8 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",), repeats=1):
     import kernels.hopper_bwd as hb
     for name, (alg, s, src) in runs.items():
         rec = dict(impl=alg, variant=name, schedule=s.to_dict(), source=src, **base)
+        if ch.backward == s:
+            rec.update(default_choice=True, default_source=ch.backward_source, default_key=ch.backward_key)
         old, sw = None, ()
         if alg == "hopper":  # src = "loads/dq_reduce[/loop]" (kernels.hopper_bwd.LOADS, DQ_REDUCE, LOOP)
             loads, red, loop = bwd_variant(src)
@@ -193,7 +203,8 @@ def main(argv=None):
     ap.add_argument("--bwd", action="store_true", help="also the backward: flash2 (tuned table), hopper bwd candidates, "
                                                        "SDPA flash / cuDNN")
     ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages(, variant)], ...]} "
-                                                           "override (a variant: timed with that one only)")
+                                                           "override (a variant: timed with that one only; the "
+                                                           "variant 'hopper_ws': that algorithm's schedule)")
     ap.add_argument("--dtype", "--dtypes", dest="dtype", default="bf16",
                     help="comma-separated element types, timed in this order (bf16, fp16)")
     ap.add_argument("--repeats", type=int, default=1, help="time each exact implementation this many times per case, "
@@ -209,8 +220,8 @@ def main(argv=None):
                     help="causal hopper forward: longest-first Q blocks (kernels.hopper.LONGEST_FIRST), the grid's "
                          "order, or both (timed side by side)")
     ap.add_argument("--fwd-persistent", action="store_true",
-                    help="also time each warp-specialised hopper candidate as the persistent forward "
-                         "(kernels.hopper.PERSISTENT, the experiment)")
+                    help="also time each warp-specialised hopper candidate's tiles as hopper_ws (the persistent "
+                         "forward, a registry algorithm since session 5)")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -291,8 +302,9 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
         for lf in orders:
             tag = "" if not causal else (" [longest first]" if lf else " [grid order]")
             runs[f"hopper {bm}x{bn} w{w} s{st}{tag}"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
-        if args.fwd_persistent and (w, st) == (4, 2):  # kernels.hopper.PERSISTENT (the experiment)
-            runs[f"hopper {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper", Schedule("hopper", "fwd", bm, bn, w, st))
+        if args.fwd_persistent and (w, st) == (4, 2):  # the persistent forward: the registry algorithm hopper_ws
+            runs[f"hopper_ws {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper_ws",
+                                                                   Schedule("hopper_ws", "fwd", bm, bn, w, st))
     runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
     records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
@@ -304,10 +316,13 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
         runs[f"default ({ch.forward_source})"] = (ch.forward.algorithm, ch.forward)
     for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
         rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, **base, **{"pass": "fwd"})
-        sw = dict(LONGEST_FIRST="[grid order]" not in name, PERSISTENT="[persistent]" in name)
+        sw = dict(LONGEST_FIRST="[grid order]" not in name)
         old = _switches(khopper, **sw)
         if alg == "hopper":
-            rec.update(longest_first=khopper.longest_first(p), persistent=khopper.persistent(p, s, q, k, v))
+            rec.update(longest_first=khopper.longest_first(p))
+        if alg == "hopper_ws":
+            from memsim.algorithms_hopper import persistent
+            rec.update(persistent=persistent(p, s))
         try:
             lse = None
             if s is not None:
@@ -336,7 +351,7 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     return records
 
 
-OURS = ("hopper", "flash2")
+OURS = ("hopper", "flash2", "hopper_ws")
 
 
 def print_table(records):

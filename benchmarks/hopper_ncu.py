@@ -13,9 +13,9 @@ dims and both passes in one process):
     ncu --profile-from-start off --clock-control none --page raw --csv ... python benchmarks/hopper_ncu.py --range \
         --d 128,64 --n 16384 --impls fwd:hopper:128,128,4,2 fwd:sdpa_cudnn bwd:flash2 bwd:sdpa_cudnn
 
-An impl is [fwd:|bwd:]alg[:tiles][@switch]: alg hopper, flash2 (tiles = block_m,block_n,warps,stages; the registry's
-schedule without), sdpa_cudnn or sdpa_flash; switch "persistent" (kernels.hopper.PERSISTENT) or a backward LOOP of
-kernels.hopper_bwd ("ws+f2dq": allowed on the GPU here, WS_ON_GPU).  The phase prefix overrides --bwd.  With --facts
+An impl is [fwd:|bwd:]alg[:tiles][@switch]: alg hopper, hopper_ws, flash2 (tiles = block_m,block_n,warps,stages; the
+registry's schedule without), sdpa_cudnn or sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed
+on the GPU here, WS_ON_GPU).  The phase prefix overrides --bwd.  With --facts
 FILE the registers, spills and shared memory of every Triton kernel compiled in the process go to FILE (JSON).
 
 Summary (no GPU): `python benchmarks/hopper_ncu.py --summarize RAW.csv [--label-file LABELS.txt]` reads ncu's
@@ -112,7 +112,6 @@ def main(argv=None):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     import kernels
-    import kernels.hopper as kh
     import kernels.hopper_bwd as hb
     from kernels.testing import make_inputs
     from memsim.schedule import Schedule
@@ -125,8 +124,10 @@ def main(argv=None):
         f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", q.device), q, k, v)
         for spec in a.impls:
             phase, alg, tiles, switch = parse_impl(spec, a.bwd)
-            kh.PERSISTENT = switch == "persistent"
-            hb.LOOP = switch if switch and switch != "persistent" else "split"
+            if switch not in ("", "ws"):
+                raise SystemExit(f"{spec}: the only switch is @ws (kernels.hopper_bwd.LOOP); the persistent forward "
+                                 f"and ws+f2dq are the algorithm hopper_ws (fwd:hopper_ws:..., bwd:hopper_ws:...)")
+            hb.LOOP = switch or "split"
             hb.WS_ON_GPU = hb.LOOP != "split"
             if alg in backends:
                 qq, kk, vv = (t.detach().requires_grad_(phase == "bwd") for t in (q, k, v))

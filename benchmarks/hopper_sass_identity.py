@@ -48,6 +48,14 @@ CONFIGS = {
         ("hb_d128_gqa_ragged", "hopper", "bwd", (2, 8, 2, 1000, 1203, 128, "fp16", True, "bottom_right"),
          (64, 128, 8, 3)),
     ],
+    "hopper_ws": [
+        ("hw_fwd_d128_persistent", "hopper_ws", "fwd", (16, 16, 16, 1024, 1024, 128, "bf16", False), (128, 128, 4, 2)),
+        ("hw_fwd_d64_persistent_causal", "hopper_ws", "fwd", (16, 32, 32, 1024, 1024, 64, "fp16", True),
+         (128, 128, 4, 2)),
+        ("hw_bwd_d128_causal", "hopper_ws", "bwd", (4, 16, 16, 4096, 4096, 128, "bf16", True), (64, 128, 4, 2)),
+        ("hw_bwd_d64_gqa_ragged", "hopper_ws", "bwd", (2, 8, 2, 1000, 1203, 64, "fp16", True, "bottom_right"),
+         (64, 128, 4, 2)),
+    ],
 }
 
 

@@ -29,7 +29,6 @@ def _task(t):
     t0 = time.time()
     try:
         kh.LONGEST_FIRST = sw.get("longest_first", True)
-        kh.PERSISTENT = sw.get("persistent", False)
         hb.LOADS, hb.DQ_REDUCE = sw.get("loads", "tma"), sw.get("dq_reduce", "tma")
         hb.LOOP = sw.get("loop", "split")
         q, k, v, do = make_inputs(1, 2, 2, 1024, 1024, d, dtype, "cuda", 1)
@@ -63,11 +62,14 @@ def _tasks(a, dtype, fc, bc, hbench):
             for c in fc.get(d, []):
                 for lf in orders:
                     tasks.append((d, causal, dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"longest_first": lf}))
-                if a.fwd_persistent and tuple(c[2:]) == (4, 2):
-                    tasks.append((d, causal, dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"persistent": True}))
+                if a.fwd_persistent and tuple(c[2:]) == (4, 2):  # the persistent forward (registry: hopper_ws)
+                    tasks.append((d, causal, dtype, "fwd", "hopper_ws:" + ",".join(map(str, c)), {}))
             for c in bc.get(d, []):
                 c, own = c[:4], c[4:]
                 for var in (own or a.bwd_variants.split(",")):
+                    if var == "hopper_ws":
+                        tasks.append((d, causal, dtype, "bwd", "hopper_ws:" + ",".join(map(str, c)), {}))
+                        continue
                     loads, red, loop = hbench.bwd_variant(var)
                     tasks.append((d, causal, dtype, "bwd", "hopper:" + ",".join(map(str, c)),
                                   {"loads": loads, "dq_reduce": red, "loop": loop}))
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="bf16", help="comma-separated: bf16,fp16")
     ap.add_argument("--bwd-variants", default="tma/tma")
     ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"))
-    ap.add_argument("--fwd-persistent", action="store_true", help="also the persistent forward (kernels.hopper.PERSISTENT)")
+    ap.add_argument("--fwd-persistent", action="store_true", help="also the persistent forward (algorithm hopper_ws)")
     ap.add_argument("--candidates", default=None)
     ap.add_argument("--bwd-candidates", default=None)
     a = ap.parse_args(argv)

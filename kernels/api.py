@@ -96,6 +96,53 @@ HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capabili
 HOPPER_BWD_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "causal": True, "min_seq_q": 16384}
 
 
+#: where hopper_ws (a registry entry since session 5: memsim/algorithms_hopper.py) beat what the default ran, on the H100
+#: in one run (run4, benchmarks/results/hopper-h100-2026-11-26-run4.md, bf16 and fp16, B*N = 16k, H*d = 2048; medians
+#: of 3, beyond the spreads).  Neither was among the committed table's candidates, so these rules are applied after
+#: the table (and the registry fallback), never over this machine's own tuning cache (source "rule").
+#: forward, the persistent grid: d=128 non-causal N 1024 and 4096 (526/554 vs the per-tile grid's 414/501 TFLOP/s
+#: bf16, 507/532 vs 391/491 fp16; N=16384 a tie), d=64 non-causal N=1024 (411 vs flash2 372 bf16, 393 vs 356 fp16;
+#: N=4096 +5-7 %, inside the spreads).  Causal: mixed, left out.  Its grid is one CTA per SM of a 132-SM card, and
+#: its descriptors need contiguous tensors with lengths the 128-row tiles divide.
+HOPPER_WS_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "causal": False,
+                         "seq_range": {128: (1024, 4096), 64: (1024, 1024)}, "sms": 132}
+#: backward, the warp-specialised dK/dV pass + flash2's dQ pass: 1.12-1.21x flash2 at d=128 N >= 4096 (same process;
+#: every case, causal or not, bf16 and fp16), 1.03-1.10x at d=64 (bf16; fp16 d=64 not reached, same instructions);
+#: slower or a tie at N=1024.  Faster than the fused hopper backward where that is the rule (d=128 causal N=16384:
+#: 1.17/1.15x flash2 vs 1.05/1.08x).  Deterministic (no atomics).
+HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "head_dims": (64, 128), "min_seq": 4096}
+
+
+def _sm_count(dev) -> int | None:
+    """The GPU's SM count (None off a GPU): the persistent forward's grid is one CTA per SM of a 132-SM card."""
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(dev).multi_processor_count
+
+
+def measured_rule(problem, phase: str, q, k, v) -> str | None:
+    """The name of the measured rule that makes hopper_ws the default for this problem and these tensors
+    ("HOPPER_WS_FWD_FASTEST" / "HOPPER_WS_BWD_FASTEST"), or None."""
+    p, dev = problem, q.device
+    if p.dtype not in ("fp16", "bf16") or not _hopper_capable(dev) or not _tma_ok(q, k, v):
+        return None
+    if phase == "fwd":
+        r = HOPPER_WS_FWD_FASTEST
+        lo, hi = r["seq_range"].get(p.head_dim, (1, 0))
+        if (p.dtype in r["dtypes"] and p.causal == r["causal"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi
+                and _sm_count(dev) == r["sms"] and all(t.is_contiguous() for t in (q, k, v))):
+            from memsim.algorithms import spec_for
+            from memsim.algorithms_hopper import persistent
+            s = Schedule("hopper_ws", "fwd", **spec_for("hopper_ws", "fwd").default_tiles(p, "gpu"))
+            if persistent(p, s):
+                return "HOPPER_WS_FWD_FASTEST"
+        return None
+    r = HOPPER_WS_BWD_FASTEST
+    if p.dtype in r["dtypes"] and p.head_dim in r["head_dims"] and min(p.seq_q, p.seq_kv) >= r["min_seq"]:
+        return "HOPPER_WS_BWD_FASTEST"
+    return None
+
+
 def _tma_ok(q, k, v) -> bool:
     """TMA's layout rules: 16-byte aligned base and strides (hopper fwd's descriptors)."""
     for t in (q, k, v):
@@ -143,8 +190,9 @@ class DefaultChoice:
     """The (forward, backward) schedules `attention` runs and where each came from: "cache" (this machine's
     tuning cache, `kernels.autotune`), "table" / "table-nearest" (the GPU's committed tuned table: the problem's
     class, or the nearest class inside the span it measured), "registry" (the registry's default of the fastest
-    algorithm rule: `fastest_forward_algorithm` / `fastest_backward_algorithm`) or "given" (schedule=...).
-    `forward_key` / `backward_key` name the cache or table entry (None for registry / given)."""
+    algorithm rule: `fastest_forward_algorithm` / `fastest_backward_algorithm`), "rule" (hopper_ws where it measured
+    faster than those: `measured_rule`) or "given" (schedule=...).  `forward_key` / `backward_key` name the cache or
+    table entry, or the rule (None for registry / given)."""
 
     forward: Schedule
     backward: Schedule
@@ -165,7 +213,9 @@ def _tuned_ok(problem, s: Schedule, q, k, v, phase: str, deterministic: bool) ->
         check_schedule(problem, s, q.device, phase)
     except ScheduleError:
         return False
-    if s.algorithm == "hopper" and phase == "fwd" and not (_hopper_capable(q.device) and _tma_ok(q, k, v)):
+    if s.algorithm in ("hopper", "hopper_ws") and not (_hopper_capable(q.device) and _tma_ok(q, k, v)):
+        return False
+    if s.algorithm == "hopper_ws" and phase == "fwd" and not all(t.is_contiguous() for t in (q, k, v)):
         return False
     if s.algorithm == "hopper" and phase == "bwd" and _deterministic_wanted(deterministic):
         return False
@@ -189,7 +239,8 @@ def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultC
 
     On a GPU: the tuning cache, else the GPU's committed tuned table (kernels/tuned/<gpu>.json: the exact problem
     class, or the nearest class when the problem lies inside the span the table measured), per phase, where the
-    schedule runs on these tensors (`_tuned_ok`); else the registry default of the fastest algorithm.  On the CPU
+    schedule runs on these tensors (`_tuned_ok`); else the registry default of the fastest algorithm; then, unless the
+    cache answered, hopper_ws's registry default where a measured rule says it is faster (`measured_rule`).  On the CPU
     interpreter: the registry's interpreter defaults of flash2 (the interpreter-tested reference)."""
     from .autotune import DEFAULT_ALGORITHMS, default_lookup
     dev = q.device
@@ -213,6 +264,9 @@ def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultC
             alg = (fastest_forward_algorithm(problem, q, k, v) if phase == "fwd"
                    else fastest_backward_algorithm(problem, rdev, deterministic))
             picked[phase] = (default_schedule(problem, alg, phase, rdev), "registry", None)
+        rule = measured_rule(problem, phase, q, k, v) if picked[phase][1] != "cache" else None
+        if rule is not None:  # hopper_ws where it measured faster than what the table / registry pick ran
+            picked[phase] = (default_schedule(problem, "hopper_ws", phase, rdev), "rule", rule)
     (fs, fsrc, fkey), (bs, bsrc, bkey) = picked["fwd"], picked["bwd"]
     return DefaultChoice(fs, bs, fsrc, bsrc, fkey, bkey)
 

@@ -158,7 +158,7 @@ def _kv_block(HKV, BLOCK_N: tl.constexpr, Q_FASTEST: tl.constexpr):
 @triton.jit
 def _dkdv_setup(K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
-                Q_FASTEST: tl.constexpr):
+                Q_FASTEST: tl.constexpr, LOAD_KV: tl.constexpr = True):
     """The prologue of a dK/dV CTA (flash2's and hopper's fused pass): (b, hkv, offs_n, offs_m0, offs_d, cmask, k,
     v, dk, dv, lo, mid).  Reads K_j, V_j (cols x d) once -- resident for the whole CTA with the fp32 accumulators
     dK_j, dV_j (zeros).  Q blocks [lo, mid) are the causal diagonal band (rows r >= start_n - offset see part of
@@ -167,10 +167,14 @@ def _dkdv_setup(K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     cmask = offs_n[:, None] < SEQ_KV
-    k = tl.load(K + b * stride_k[0] + hkv * stride_k[1] + offs_n[:, None] * stride_k[2] + offs_d[None, :],
-                mask=cmask, other=0.0)
-    v = tl.load(V + b * stride_v[0] + hkv * stride_v[1] + offs_n[:, None] * stride_v[2] + offs_d[None, :],
-                mask=cmask, other=0.0)
+    if LOAD_KV:
+        k = tl.load(K + b * stride_k[0] + hkv * stride_k[1] + offs_n[:, None] * stride_k[2] + offs_d[None, :],
+                    mask=cmask, other=0.0)
+        v = tl.load(V + b * stride_v[0] + hkv * stride_v[1] + offs_n[:, None] * stride_v[2] + offs_d[None, :],
+                    mask=cmask, other=0.0)
+    else:  # the caller loads K_j, V_j itself (hopper_ws's TMA loads); placeholders, never read
+        k = tl.zeros([BLOCK_N, HEAD_DIM], dtype=K.dtype.element_ty)
+        v = tl.zeros([BLOCK_N, HEAD_DIM], dtype=V.dtype.element_ty)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     if CAUSAL:

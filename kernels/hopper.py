@@ -19,7 +19,8 @@ What it takes from FlashAttention-3 (as far as plain `triton.language` 3.6 reach
   * causal: the Q blocks run longest first (grid position p runs Q block Mb - 1 - p), so the short CTAs of
     the triangle fill the end of the grid instead of leaving SMs idle behind the longest ones.
 What it does not do (yet): no explicit ping-pong between the two consumer warpgroups nor the
-intra-warpgroup overlap of softmax(j) with QK(j+1) (left to Triton's scheduler); no persistent grid.
+intra-warpgroup overlap of softmax(j) with QK(j+1) (left to Triton's scheduler).  The persistent grid is the
+separate registry entry ``hopper_ws`` fwd (`_hopper_fwd_persistent`, launcher at the bottom).
 
 Launch and bytes: one launch ``hopper_fwd``, one CTA per (Q block, batch*head_q), axis order from
 `Schedule.grid_order` -- the grid of `memsim.schedule.kernel_launches`.  The TMA loads move exactly
@@ -36,8 +37,9 @@ import triton
 import triton.language as tl
 
 from memsim.algorithms_hopper import longest_first as longest_first_rule
+from memsim.algorithms_hopper import persistent as persistent_rule
 from memsim.algorithms_hopper import warp_specialised
-from memsim.schedule import AttentionProblem, Schedule, ScheduleError
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E, dot_precision, lse_forward
 from ._tl import LN2, _kv_split, cvt, mma, q_block, qkvo_descs, softmax_rescale
@@ -169,16 +171,19 @@ def _hopper_fwd(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_
 @triton.jit
 def _hopper_fwd_persistent(Q, K, V, O, LSE, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET, BATCH,
                            GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                           BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
-    """`PERSISTENT = True` (an EXPERIMENT, benchmarks only): one CTA per SM walks the (Q block, batch*head) tiles with a
-    stride of the grid size, the WHOLE tile body inside one `tl.range(..., warp_specialize=True)` loop, so the
-    producer warpgroup can load tile t+1's Q_i, K_j, V_j while the consumers finish tile t's epilogue (FA3's persistent
-    kernel), and the four descriptors are built once per CTA instead of once per tile.  Triton 3.6's partitioner
-    rejects 3-/4-D descriptor tiles here (WSDataPartition, seen compiling for sm_90a), so the descriptors are 2-D over
-    all rows [B*H*N, d]: contiguous tensors and N a multiple of the tiles only (the launcher's rule; no tile crosses a
-    head).  Tile order: Q blocks of one head fastest; causal: longest first (every head's last Q block, then the one
-    before, ...).  Same bytes as `_hopper_fwd`; the grid is (min(tiles, SMs),), not the contract's (Mb, B*Hq): a
-    measurement variant until it wins."""
+                           BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, Q_FASTEST: tl.constexpr,
+                           WARP_SPEC: tl.constexpr):
+    """hopper_ws fwd (the launch ``hopper_fwd_persistent``): min(tiles, 132) CTAs walk the (Q block, batch*head) tiles
+    with a stride of the grid size, the WHOLE tile body inside one `tl.range(..., warp_specialize=WARP_SPEC)` loop, so
+    the producer warpgroup can load tile t+1's Q_i, K_j, V_j while the consumers finish tile t's epilogue (FA3's
+    persistent kernel), and the four descriptors are built once per CTA instead of once per tile.  Triton 3.6's
+    partitioner rejects 3-/4-D descriptor tiles here (WSDataPartition, seen compiling for sm_90a), so the descriptors
+    are 2-D over all rows [B*H*N, d]: contiguous tensors and lengths that the tiles divide only (the registry entry
+    runs hopper's per-tile launch otherwise; no tile crosses a head).  Tile order
+    (`memsim.algorithms_hopper.persistent_tiles`): Q blocks of one head in a row (Q_FASTEST) or the heads of one Q
+    block; causal: longest first (every head's last Q block, then the one before, ...).  Same bytes per tile as
+    `_hopper_fwd`.  WARP_SPEC: 2-byte dtypes with num_warps 4 and num_stages 2 (`warp_specialised`); otherwise the
+    same loop software-pipelined."""
     q_desc = tl.make_tensor_descriptor(Q, shape=[BATCH * H * SEQ_Q, HEAD_DIM], strides=[HEAD_DIM, 1],
                                        block_shape=[BLOCK_M, HEAD_DIM])
     k_desc = tl.make_tensor_descriptor(K, shape=[BATCH * (H // GROUP) * SEQ_KV, HEAD_DIM], strides=[HEAD_DIM, 1],
@@ -191,13 +196,16 @@ def _hopper_fwd_persistent(Q, K, V, O, LSE, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_
     n_bh = BATCH * H
     rel_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
-    for tile in tl.range(tl.program_id(0), n_m * n_bh, tl.num_programs(0), warp_specialize=True):
+    for tile in tl.range(tl.program_id(0), n_m * n_bh, tl.num_programs(0), warp_specialize=WARP_SPEC):
         if CAUSAL:  # longest first: the last Q block of every head, then the one before, ...
             pid_m = n_m - 1 - tile // n_bh
             pid_bh = tile % n_bh
-        else:
+        elif Q_FASTEST:
             pid_m = tile % n_m
             pid_bh = tile // n_m
+        else:
+            pid_m = tile // n_bh
+            pid_bh = tile % n_bh
         start_m = pid_m * BLOCK_M
         kv_row0 = (pid_bh // H * (H // GROUP) + pid_bh % H // GROUP) * SEQ_KV  # first K/V row of the tile's kv head
         q = q_desc.load([pid_bh * SEQ_Q + start_m, 0])
@@ -274,21 +282,44 @@ def longest_first(problem: AttentionProblem) -> bool:
     return LONGEST_FIRST and longest_first_rule(problem)
 
 
-#: the persistent forward (`_hopper_fwd_persistent`), an EXPERIMENT for benchmarks: warp-specialised schedules
-#: (2-byte dtypes, num_warps 4, num_stages 2) on contiguous tensors with seq_q, seq_kv multiples of the tiles
-#: (`persistent`); off by default (its grid is not the contract's)
-PERSISTENT = False
+def _persistent_grid(problem: AttentionProblem, schedule: Schedule) -> tuple[int]:
+    """The registry's grid of hopper_ws fwd: (min(tiles, 132),) whatever the GPU's SM count (still exact elsewhere,
+    only not one CTA per SM; kernels.api picks it only on 132-SM GPUs)."""
+    (launch,) = kernel_launches(problem, schedule)
+    assert launch.name == "hopper_fwd_persistent", launch
+    return launch.grid[:1]
 
 
-def persistent(problem: AttentionProblem, schedule: Schedule, q, k, v) -> bool:
-    return (PERSISTENT and warp_specialise(problem, schedule) and problem.seq_q % schedule.block_m == 0
-            and problem.seq_kv % schedule.block_n == 0 and all(t.is_contiguous() for t in (q, k, v)))
+def check_persistent_layout(name: str, t: torch.Tensor) -> None:
+    """The persistent forward's 2-D descriptors span every (batch, head)'s rows with row stride d: contiguous only."""
+    if t.device.type != "meta" and not t.is_contiguous():
+        raise ValueError(f"hopper_ws fwd (the persistent forward) addresses {name} as one [batch*heads*seq, d] TMA "
+                         f"descriptor, so {name} must be contiguous; it has strides {tuple(t.stride())} for shape "
+                         f"{tuple(t.shape)}. Use .contiguous() or the hopper algorithm")
 
 
-def _persistent_grid(problem: AttentionProblem, schedule: Schedule, device) -> tuple[int]:
-    tiles = triton.cdiv(problem.seq_q, schedule.block_m) * problem.batch * problem.heads_q
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
-    return (min(tiles, sms),)
+@launcher("hopper_ws", "fwd")
+def hopper_ws_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """hopper_ws fwd: the persistent forward where the tiles divide both lengths (contiguous q, k, v), else hopper's
+    per-tile launch (`memsim.algorithms_hopper.persistent`, the registry entry's rule)."""
+    p, s = problem, schedule
+    if not persistent_rule(p, s):
+        return hopper_forward(p, s, q, k, v)
+    if q.device.type == "cuda":
+        check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.device.type != "meta":
+            check_tma_layout(name, t)
+        check_persistent_layout(name, t)
+    triton.set_allocator(_scratch)
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    _hopper_fwd_persistent[_persistent_grid(p, s)](
+        q, k, v, o, lse, p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset, p.batch,
+        GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, CAUSAL=p.causal,
+        PREC=dot_precision(p), Q_FASTEST=s.grid_order == "q_fastest", WARP_SPEC=warp_specialise(p, s),
+        num_warps=s.num_warps, num_stages=s.num_stages)
+    return ForwardResult(o, lse, {"lse": lse}, schedule)
 
 
 @launcher("hopper", "fwd")
@@ -302,14 +333,6 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
         if t.device.type != "meta":
             check_tma_layout(name, t)
     triton.set_allocator(_scratch)
-    if persistent(p, s, q, k, v):
-        o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-        _hopper_fwd_persistent[_persistent_grid(p, s, q.device)](
-            q, k, v, o, lse, p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset, p.batch,
-            GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, CAUSAL=p.causal,
-            PREC=dot_precision(p), num_warps=s.num_warps, num_stages=s.num_stages)
-        return ForwardResult(o, lse, {"lse": lse}, schedule)
     return lse_forward(_hopper_fwd, p, s, q, k, v, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
                        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
                        LONGEST_FIRST=longest_first(p))

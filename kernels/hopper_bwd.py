@@ -23,12 +23,13 @@ import torch
 import triton
 import triton.language as tl
 
+from memsim.algorithms_hopper import warp_specialised, ws_dq_schedule, ws_stat_pad
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches
 
 from . import _common
 from ._common import dot_precision, strides3
 from ._tl import LOG2E, _kv_split, cvt, grid_ids, head_desc, mma, q_block, qkvo_descs
-from .flash2 import _dkdv_setup, _dkdv_store, _flash2_bwd_dq, _lse_spec
+from .flash2 import _dkdv_setup, _dkdv_store, _flash2_bwd_dq, _flash2_bwd_preprocess, _lse_spec
 from .registry import launcher
 
 
@@ -153,8 +154,9 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
                         SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, STAT_STRIDE,
                         GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, Q_FASTEST: tl.constexpr,
-                        PREC: tl.constexpr):
-    """dK_j, dV_j of one K/V block (`LOOP = "ws"`: flash2's dK/dV pass, 4 tile matmuls per pair) as ONE warp-specialised
+                        PREC: tl.constexpr, WARP_SPEC: tl.constexpr = True):
+    """dK_j, dV_j of one K/V block (hopper_ws bwd's ``hopper_bwd_dkdv_ws``; also `LOOP = "ws"`: flash2's dK/dV pass, 4
+    tile matmuls per pair) as ONE warp-specialised
     loop over every (q head of the GQA group, Q block) that sees block j.  Triton 3.6's Hopper partitioner then runs a
     producer warpgroup issuing the TMA loads and two consumer warpgroups of BLOCK_N / 2 K/V rows each (setmaxnreg
     232), checked in the sm_90a compile (benchmarks/hopper_bwd_compile.py --loop ws).  What the partitioner needs,
@@ -167,8 +169,10 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
     descriptors [B*Hq, SEQ_Q] with row stride STAT_STRIDE, a multiple of 4: the launcher pads them when SEQ_Q is
     not), rows past SEQ_Q zero-filled by the copy engine (lse then set to +inf: p = 0)."""
     b, hkv, offs_n, offs_m0, offs_d, cmask, k, v, dk, dv, lo, mid = _dkdv_setup(
-        K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST)
-    # K_j, V_j by TMA (rows past SEQ_KV zero-filled): _dkdv_setup's pointer loads of them are dead code (removed)
+        K, V, stride_k, stride_v, HKV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST,
+        LOAD_KV=False)
+    # K_j, V_j by TMA (rows past SEQ_KV zero-filled), not by _dkdv_setup's pointer loads (the partitioner asserts on any
+    # pointer load; they were dead code on the GPU, but the interpreter ran them and its byte count saw K/V twice)
     start_n = tl.program_id(0 if Q_FASTEST else 1) * BLOCK_N
     k = head_desc(K, b, hkv, stride_k, SEQ_KV, HEAD_DIM, BLOCK_N).load([start_n, 0])
     v = head_desc(V, b, hkv, stride_v, SEQ_KV, HEAD_DIM, BLOCK_N).load([start_n, 0])
@@ -185,7 +189,7 @@ def _hopper_bwd_dkdv_ws(Q, K, V, DO, LSE, DELTA, DK, DV,
     # the consumer warpgroups and mangles start + arange (the forward's data-partitioning bug, notes/hopper.md)
     rel_n = tl.arange(0, BLOCK_N)
     nblk = tl.cdiv(SEQ_Q - lo, BLOCK_M)
-    for it in tl.range(0, GROUP * nblk, warp_specialize=True):
+    for it in tl.range(0, GROUP * nblk, warp_specialize=WARP_SPEC):
         g = it // nblk
         start_m = lo + (it - g * nblk) * BLOCK_M
         h = (hkv * GROUP + g).to(tl.int32)
@@ -308,33 +312,87 @@ def loads_by_tma(q, do) -> bool:
 
 
 #: the backward's structure: "split" (default: the fused `_hopper_bwd_dkdvdq`, per q head the masked diagonal band then
-#: the unmasked blocks, Triton's software pipeliner, dQ by atomics) or an EXPERIMENT (benchmarks only) with FA2's two
-#: passes (7 tile matmuls per pair: Triton 3.6's partitioner cannot keep dQ in a warp-specialised dK/dV loop):
-#: "ws" = the warp-specialised dK/dV pass `_hopper_bwd_dkdv_ws` + the warp-specialised dQ pass `_hopper_bwd_dq_ws`;
-#: "ws+f2dq" = the same dK/dV pass + flash2's (pipelined) dQ pass.  The dQ pass's tiles: `WS_DQ_TILES`.  2-byte dtypes,
-#: TMA-able layouts.  Their launches (hopper_bwd_preprocess, hopper_bwd_dkdv_ws, hopper_bwd_dq_ws / flash2_bwd_dq) are
-#: NOT the hopper bwd contract of memsim.schedule: a measurement variant until it wins (notes/hopper.md).
+#: the unmasked blocks, Triton's software pipeliner, dQ by atomics) or the EXPERIMENT "ws" (benchmarks only): the
+#: warp-specialised dK/dV pass `_hopper_bwd_dkdv_ws` + the warp-specialised dQ pass `_hopper_bwd_dq_ws` (its tiles:
+#: `WS_DQ_TILES`), FA2's two passes.  Its launches are NOT the hopper bwd contract.  The warp-specialised dK/dV pass
+#: with flash2's dQ pass (sessions 3-4's "ws+f2dq", exact on the H100 in run4) is the registry algorithm ``hopper_ws``
+#: bwd (`hopper_ws_backward` below).
 LOOP = "split"
-#: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" / "ws+f2dq" (its own, since the schedule's
-#: tiles are the dK/dV pass's)
-WS_DQ_TILES = {"ws": (128, 64, 4, 2), "ws+f2dq": (64, 64, 4, 2)}  # WS: 2 consumer WGs of 64 rows; flash2's d=128 winner
+#: (block_m, block_n, num_warps, num_stages) of the dQ pass under LOOP "ws" (WS: 2 consumer WGs of 64 rows)
+WS_DQ_TILES = {"ws": (128, 64, 4, 2)}
 #: LOOP "ws" hung on the H100 (run3: a Triton 3.6 partitioner bug): refused on a GPU unless this is set True (a GPU
-#: re-test).  "ws+f2dq" (its dK/dV store fixed after run3) was exact on the H100 in run4 (14 GPU tests + the benchmark's
-#: gate at 19 shapes, benchmarks/results/hopper-h100-2026-11-26-run4.md): allowed on a GPU when LOOP asks for it.
+#: re-test)
 WS_ON_GPU = False
 
 
 def loop_ws(problem: AttentionProblem, q, do) -> bool:
-    """Whether the backward runs the "ws" launches: LOOP "ws", a 2-byte dtype and a TMA-able layout of q and dO (the
-    interpreter runs them too: the loop is then a plain loop)."""
-    if LOOP not in ("split", "ws", "ws+f2dq"):
-        raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split', 'ws' or 'ws+f2dq', got {LOOP!r}")
+    """Whether the hopper backward runs the "ws" experiment: LOOP "ws", a 2-byte dtype and a TMA-able layout of q and dO
+    (the interpreter runs it too: the loop is then a plain loop)."""
+    if LOOP == "ws+f2dq":
+        raise ValueError("kernels.hopper_bwd.LOOP='ws+f2dq' is now the registry algorithm hopper_ws: "
+                         "Schedule('hopper_ws', 'bwd', 64, 128, 4, 2)")
+    if LOOP not in ("split", "ws"):
+        raise ValueError(f"kernels.hopper_bwd.LOOP must be 'split' or 'ws', got {LOOP!r}")
     if LOOP == "ws" and q.device.type == "cuda" and not WS_ON_GPU:
         raise NotImplementedError(
             "kernels.hopper_bwd.LOOP='ws' hung on the H100 (run3, 2026-11-26, Triton 3.6: a partitioner bug splitting "
             "the [1, BLOCK_M] lse/delta TMA loads, benchmarks/hopper_triton_ws_tma_split_bug.py); interpreter only "
-            "unless WS_ON_GPU = True (notes/hopper.md); 'ws+f2dq' runs on a GPU")
+            "unless WS_ON_GPU = True (notes/hopper.md); the registry algorithm hopper_ws runs on a GPU")
     return LOOP != "split" and problem.element_bytes == 2 and _tma_layout(q, do)
+
+
+def _ws_dkdv(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dk, dv):
+    """Launch the warp-specialised dK/dV pass; returns the (padded when seq_q % 4 != 0) lse and delta it read: TMA's
+    row stride must be a multiple of 16 bytes (copies only then; `memsim.algorithms_hopper.ws_stat_pad`)."""
+    pad = ws_stat_pad(p)
+    lse_t, delta_t = (torch.nn.functional.pad(x.reshape(-1, p.seq_q), (0, pad)) if pad else x for x in (lse, delta))
+    _hopper_bwd_dkdv_ws[grid](q, k, v, do, lse_t, delta_t, dk, dv, strides3(q), strides3(k), strides3(v), strides3(do),
+                              strides3(dk), strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E,
+                              p.scale, p.causal_offset, p.seq_q + pad, GROUP=p.group_size, HEAD_DIM=p.head_dim,
+                              BLOCK_M=s.block_m, BLOCK_N=s.block_n, CAUSAL=p.causal,
+                              Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
+                              WARP_SPEC=warp_specialised(p, s), num_warps=s.num_warps, num_stages=s.num_stages)
+    return lse_t, delta_t, pad
+
+
+def check_ws_layout(name: str, t) -> None:
+    """hopper_ws bwd moves every tile by TMA: a 16-byte aligned base and batch/head/row strides."""
+    if not _tma_layout(t):
+        raise ValueError(f"hopper_ws bwd loads {name} through TMA descriptors, which need a 16-byte aligned start and "
+                         f"batch/head/row strides that are multiples of 16 bytes; {name} has strides "
+                         f"{tuple(t.stride())} ({t.element_size()}-byte elements). Use .contiguous() or flash2")
+
+
+@launcher("hopper_ws", "bwd", needs={"lse": _lse_spec})
+def hopper_ws_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
+    """flash2's preprocess, the warp-specialised dK/dV pass (every tile by TMA), flash2's dQ pass at
+    `ws_dq_schedule`'s tiles; returns (dq, dk, dv).  Deterministic (no atomics).  dO is made contiguous when TMA cannot
+    address it (the incoming gradient: a copy is harmless); q, k, v must be TMA-able."""
+    pre, main, dqk = kernel_launches(problem, schedule)
+    assert (pre.name, main.name, dqk.name) == ("flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq")
+    p, s = problem, schedule
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_ws_layout(name, t)
+    if not _tma_layout(do):
+        do = do.contiguous()
+    from .hopper import _scratch
+    triton.set_allocator(_scratch)
+    lse = saved["lse"]
+    qf = s.grid_order == "q_fastest"
+    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    _flash2_bwd_preprocess[pre.grid](o, do, delta, *strides3(o), *strides3(do), p.heads_q, p.seq_q, HEAD_DIM=p.head_dim,
+                                     BLOCK_M=s.block_m, Q_FASTEST=qf, num_warps=s.num_warps, num_stages=s.num_stages)
+    _ws_dkdv(p, s, main.grid, q, k, v, do, lse, delta, dk, dv)
+    sq = ws_dq_schedule(s)
+    _flash2_bwd_dq[dqk.grid](q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k), *strides3(v), *strides3(do),
+                             *strides3(dq), p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale,
+                             p.causal_offset, GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=sq.block_m,
+                             BLOCK_N=sq.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=dot_precision(p),
+                             num_warps=sq.num_warps, num_stages=sq.num_stages)
+    return dq, dk, dv
 
 
 @launcher("hopper", "bwd", needs={"lse": _lse_spec})
@@ -364,23 +422,15 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     args = (q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
             strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
     consts = dict(GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
-    if ws:  # the experiment: WS dK/dV pass, then a dQ pass writes dQ itself (dQacc stays zero, unread)
-        pad = -p.seq_q % 4  # TMA: the statistics' row stride must be a multiple of 16 bytes (copies only if not)
-        lse_t, delta_t = (torch.nn.functional.pad(x.reshape(-1, p.seq_q), (0, pad)) if pad else x for x in (lse, delta))
-        _hopper_bwd_dkdv_ws[main.grid](q, k, v, do, lse_t, delta_t, dk, dv, *args[9:], p.seq_q + pad, **consts)
+    if ws:  # the experiment: WS dK/dV pass, then the WS dQ pass writes dQ itself (dQacc stays zero, unread)
+        lse_t, delta_t, pad = _ws_dkdv(p, s, main.grid, q, k, v, do, lse, delta, dk, dv)
         bm, bn, w, st = WS_DQ_TILES[LOOP]
         grid = (triton.cdiv(p.seq_q, bm), p.batch * p.heads_q)
-        dq_consts = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=p.causal, Q_FASTEST=qf,
-                         PREC=prec, num_warps=w, num_stages=st)
-        dq_args = (p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
-        if LOOP == "ws":
-            _hopper_bwd_dq_ws[grid if qf else grid[::-1]](q, k, v, do, lse_t, delta_t, dq, strides3(q), strides3(k),
-                                                          strides3(v), strides3(do), strides3(dq), *dq_args,
-                                                          p.seq_q + pad, **dq_consts)
-        else:
-            _flash2_bwd_dq[grid if qf else grid[::-1]](q, k, v, do, lse, delta, dq, *strides3(q), *strides3(k),
-                                                       *strides3(v), *strides3(do), *strides3(dq), *dq_args,
-                                                       **dq_consts)
+        _hopper_bwd_dq_ws[grid if qf else grid[::-1]](
+            q, k, v, do, lse_t, delta_t, dq, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dq),
+            p.heads_q, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset, p.seq_q + pad,
+            GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec,
+            num_warps=w, num_stages=st)
         return dq, dk, dv
     else:
         _hopper_bwd_dkdvdq[main.grid](*args, DQ_TMA=dq_tma, LOAD_TMA=load_tma, **consts)

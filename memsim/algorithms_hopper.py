@@ -1,6 +1,7 @@
 """Hopper algorithm-phases as registry entries: ``hopper`` fwd (FlashAttention-3 ideas in plain Triton:
 TMA tensor descriptors, a warp-specialised K/V loop) and ``hopper`` bwd (dQ fused into the dK/dV pass by fp32
-atomic adds, as FlashAttention-2/3 do: 5 tile matmuls per (Q block, K/V block) pair instead of flash2's 7).
+atomic adds, as FlashAttention-2/3 do: 5 tile matmuls per (Q block, K/V block) pair instead of flash2's 7);
+``hopper_ws`` fwd (a persistent grid) and bwd (a warp-specialised dK/dV pass + flash2's dQ pass) at the bottom.
 
 The hopper forward visits exactly the tiles of flash2's forward (same grid, same loop bounds, the
 same causal skipping of fully masked blocks); what differs is *how* the tiles move (the tensor-memory
@@ -10,10 +11,13 @@ Stdlib only (the kernels import it).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .algorithms import AlgorithmSpec, register
-from .algorithms_builtin import (_INTERPRETER, _c, _defaults, _flash2_bwd_sram, _flash2_fwd_compulsory,
-                                 _flash2_fwd_contract, _flash2_fwd_sram, _launch, _lse_bytes, _sizes, _sums)
-from .schedule import STAT_BYTES, AttentionProblem, Schedule
+from .algorithms_builtin import (_INTERPRETER, _c, _defaults, _flash2_bwd_compulsory, _flash2_bwd_contract,
+                                 _flash2_bwd_sram, _flash2_fwd_compulsory, _flash2_fwd_contract, _flash2_fwd_sram,
+                                 _launch, _lse_bytes, _sizes, _sums)
+from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule
 
 _TWO_BYTE = ("fp16", "bf16")
 #: bytes of the TMA descriptors one hopper_fwd CTA builds in device scratch (Q, K, V, O; 128 bytes each)
@@ -113,12 +117,17 @@ def _hopper_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes + s.block_m * p.head_dim * 4
 
 
-def _hopper_bwd_launches(p: AttentionProblem, s: Schedule):
+def _q_kv_q_launches(p: AttentionProblem, s: Schedule, smem: int, names: tuple) -> tuple:
+    """Three launches: one CTA per (Q block, batch*head_q), per (K/V block, batch*head_kv), per (Q block, ...)."""
     mb, nb, bh, bhkv = _sizes(p, s)
-    smem = _hopper_bwd_sram(p, s)
-    return (_launch("hopper_bwd_preprocess", "q_block", mb, "bh", bh, s, smem),
-            _launch("hopper_bwd_dkdvdq", "kv_block", nb, "bh_kv", bhkv, s, smem),
-            _launch("hopper_bwd_dq_convert", "q_block", mb, "bh", bh, s, smem))
+    return (_launch(names[0], "q_block", mb, "bh", bh, s, smem),
+            _launch(names[1], "kv_block", nb, "bh_kv", bhkv, s, smem),
+            _launch(names[2], "q_block", mb, "bh", bh, s, smem))
+
+
+def _hopper_bwd_launches(p: AttentionProblem, s: Schedule):
+    return _q_kv_q_launches(p, s, _hopper_bwd_sram(p, s),
+                            ("hopper_bwd_preprocess", "hopper_bwd_dkdvdq", "hopper_bwd_dq_convert"))
 
 
 def dqacc_bytes(p: AttentionProblem) -> int:
@@ -172,3 +181,167 @@ hopper, bwd -- three launches; dQ fused into the dK/dV pass by fp32 atomic adds:
     Not deterministic bitwise (the order of dQ's atomic adds).""")
 
 register(HOPPER_BWD)
+
+
+# --- hopper_ws: the warp-specialised loop spans a CTA's whole work (session 5) ----------------------------------
+# fwd: a persistent grid (one CTA per SM walks the (Q block, batch*head) tiles, the whole tile body in one
+#      warp-specialised loop, so the producer loads tile t+1 while the consumers finish tile t); ragged lengths run
+#      hopper's per-tile grid (the persistent descriptors span every head's rows and cannot clip a tile at its head).
+# bwd: flash2's preprocess, the warp-specialised dK/dV pass (every tile by TMA), flash2's dQ pass (kernels.hopper_bwd;
+#      "ws+f2dq" of sessions 3-4): FA2's 7 tile matmuls per pair, no atomics (deterministic).
+
+#: CTAs of the persistent forward: the SM count of the H100 SXM and the H200 (132; DESIGN.md, "What the hardware
+#: counters say").  Part of the algorithm's launch (kernel_launches has no hardware): on a GPU with another SM count
+#: the grid stays min(tiles, 132) -- still exact, but not one CTA per SM (kernels.api picks it only on 132-SM cards).
+PERSISTENT_CTAS = 132
+_WS_FWD_MEASURED = ("benchmarks/hopper_bench.py --fwd-persistent on an H100 80GB HBM3 (run4, 2026-11-26, bf16/fp16, "
+                    "B*N=16k, H*d=2048; benchmarks/results/hopper-h100-2026-11-26-run4.md): 128x128 w4 s2 at d=128 "
+                    "526/554/537 TFLOP/s (N 1k/4k/16k bf16) vs the per-tile grid's 414/501/567; d=64 411/429/444")
+_WS_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd --ws-on-gpu on an H100 80GB HBM3 (run4, 2026-11-26; the LOOP "
+                    "'ws+f2dq' experiment): 64x128 w4 s2 (dQ pass 64x64 w4 s2), d=128 N>=4096 1.12-1.21x flash2 "
+                    "(same process), d=64 N>=4096 1.03-1.10x; N=1024 0.89-1.06x")
+
+
+def persistent(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether hopper_ws fwd runs the persistent launch: the tiles divide both lengths (its 2-D descriptors span the
+    rows of every head, so a ragged tile would read the next head's rows); otherwise hopper's per-tile launch."""
+    return p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0
+
+
+def persistent_ctas(p: AttentionProblem, s: Schedule) -> int:
+    mb, _, bh, _ = _sizes(p, s)
+    return min(mb * bh, PERSISTENT_CTAS)
+
+
+def persistent_tiles(p: AttentionProblem, s: Schedule, cta: int) -> list:
+    """The (q_block, bh) tiles persistent CTA `cta` computes, in its order: tile t = cta, cta + G, ... (G CTAs);
+    causal: longest first over all heads (t // BH-th Q block from the end, head t % BH); otherwise the grid order's
+    (q_fastest: the Q blocks of one head in a row; heads_fastest: the heads of one Q block).  The kernel
+    (kernels.hopper._hopper_fwd_persistent) walks the same tiles."""
+    mb, _, bh, _ = _sizes(p, s)
+    g = persistent_ctas(p, s)
+    out = []
+    for t in range(cta, mb * bh, g):
+        if p.causal:
+            out.append((mb - 1 - t // bh, t % bh))
+        elif s.grid_order == "q_fastest":
+            out.append((t % mb, t // mb))
+        else:
+            out.append((t // bh, t % bh))
+    return out
+
+
+def _ws_fwd_sram(p: AttentionProblem, s: Schedule) -> int:
+    """Persistent: stages x (Q_i + K_j + V_j) -- the producer loads the next tile's Q_i through the same ring -- plus
+    the O_i staging tile of the TMA store (sm_90a compile, run4: 229 800 B at d=128 128x128 s2 = this + 424 B of
+    mbarriers; 115 112 B at d=64).  Ragged lengths: hopper's per-tile kernel (its own formula)."""
+    if not persistent(p, s):
+        return _hopper_fwd_sram(p, s)
+    d, e = p.head_dim, p.element_bytes
+    return s.num_stages * (s.block_m + 2 * s.block_n) * d * e + s.block_m * d * e
+
+
+def _ws_fwd_launches(p: AttentionProblem, s: Schedule):
+    if not persistent(p, s):
+        return _hopper_fwd_launches(p, s)
+    return (Launch("hopper_fwd_persistent", (persistent_ctas(p, s), 1, 1), ("cta", "one", "one"), _ws_fwd_sram(p, s)),)
+
+
+def _ws_fwd_name(p: AttentionProblem, s: Schedule) -> str:
+    return "hopper_fwd_persistent" if persistent(p, s) else "hopper_fwd"
+
+
+def _ws_fwd_extra(p: AttentionProblem, s: Schedule) -> int:
+    """lse, plus the descriptor scratch: 4 x 128 bytes per CTA (persistent: per CTA of the grid, built once)."""
+    if not persistent(p, s):
+        return _hopper_fwd_extra(p, s)
+    return _lse_bytes(p) + persistent_ctas(p, s) * HOPPER_DESCRIPTOR_BYTES_PER_CTA
+
+
+HOPPER_WS_FWD = AlgorithmSpec(
+    algorithm="hopper_ws", phase="fwd", problem_type=AttentionProblem,
+    launches=_ws_fwd_launches, sram_bytes_per_cta=_ws_fwd_sram,
+    contract=lambda p, s: {_ws_fwd_name(p, s): next(iter(_flash2_fwd_contract(p, s).values()))},
+    compulsory_dram_bytes=lambda p, s: {_ws_fwd_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
+    extra_device_bytes=_ws_fwd_extra,
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (128, 128, 4, 2)},
+                                _WS_FWD_MEASURED) + _INTERPRETER,
+    description="""\
+hopper_ws, fwd -- one launch.  Lengths that the tiles divide: ``hopper_fwd_persistent``,
+    grid (min(Mb * B*Hq, 132), 1, 1): CTA c computes tiles c, c + G, ... (G CTAs;
+    Q blocks of one head in a row -- heads_fastest: heads of one Q block --,
+    causal: longest first over every head), each tile exactly flash2_fwd's CTA:
+    Q_i (rows x d x e) once, K_j, V_j (cols x d x e each) per visible block,
+    O_i (rows x d x e) and lse_i (rows x 4) written once.  One warp-specialised
+    loop over the CTA's tiles and their K/V blocks: a producer warpgroup loads
+    Q_i, K_j, V_j by TMA (the next tile's while the consumers finish this one),
+    two consumer warpgroups.  The 4 descriptors are built once per CTA.
+    Ragged lengths: hopper's ``hopper_fwd`` (one CTA per tile).
+    Extra memory: lse, B*Hq*Nq*4, plus 512 B of descriptor scratch per CTA.
+    SRAM: stages x (Q_i + K_j + V_j) + an O_i staging tile.""")
+
+register(HOPPER_WS_FWD)
+
+
+def ws_dq_schedule(s: Schedule) -> Schedule:
+    """The tiles of hopper_ws bwd's dQ pass (flash2's kernel): the schedule's Q rows per step, half its K/V rows
+    (the K/V rows of one consumer warpgroup of the dK/dV pass; at least 16), same warps and stages -- 64x64 w4 s2 for
+    the measured 64x128 w4 s2, flash2's d=128 winner."""
+    return replace(s, block_n=max(16, s.block_n // 2))
+
+
+def ws_stat_pad(p: AttentionProblem) -> int:
+    """Columns the dK/dV pass's lse/delta copies get so that their row stride is a multiple of 16 bytes (TMA)."""
+    return -p.seq_q % 4
+
+
+def _ws_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
+    """The dK/dV pass (flash2's formula: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)); the dQ pass with
+    half the K/V rows needs less."""
+    return _flash2_bwd_sram(p, s)
+
+
+def _ws_bwd_launches(p: AttentionProblem, s: Schedule):
+    return _q_kv_q_launches(p, s, _ws_bwd_sram(p, s), ("flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"))
+
+
+def _ws_bwd_contract(p: AttentionProblem, s: Schedule) -> dict:
+    main, dq = _flash2_bwd_contract(p, s), _flash2_bwd_contract(p, ws_dq_schedule(s))
+    return {"flash2_bwd_preprocess": main["flash2_bwd_preprocess"], "hopper_bwd_dkdv_ws": main["flash2_bwd_dkdv"],
+            "flash2_bwd_dq": dq["flash2_bwd_dq"]}
+
+
+def _ws_bwd_compulsory(p: AttentionProblem, s: Schedule) -> dict:
+    c = _flash2_bwd_compulsory(p, s)
+    return {"flash2_bwd_preprocess": c["flash2_bwd_preprocess"], "hopper_bwd_dkdv_ws": c["flash2_bwd_dkdv"],
+            "flash2_bwd_dq": c["flash2_bwd_dq"]}
+
+
+def _ws_bwd_extra(p: AttentionProblem, s: Schedule) -> int:
+    """lse (kept from fwd) + delta; when seq_q % 4 != 0 also their padded copies for the TMA descriptors."""
+    pad = ws_stat_pad(p)
+    return 2 * _lse_bytes(p) + (2 * p.batch * p.heads_q * (p.seq_q + pad) * STAT_BYTES if pad else 0)
+
+
+HOPPER_WS_BWD = AlgorithmSpec(
+    algorithm="hopper_ws", phase="bwd", problem_type=AttentionProblem,
+    launches=_ws_bwd_launches, sram_bytes_per_cta=_ws_bwd_sram, contract=_ws_bwd_contract,
+    compulsory_dram_bytes=_ws_bwd_compulsory, extra_device_bytes=_ws_bwd_extra,
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (64, 128, 4, 2), 128: (64, 128, 4, 2)},
+                                _WS_BWD_MEASURED) + _INTERPRETER,
+    description="""\
+hopper_ws, bwd -- three launches (deterministic, no atomics):
+    ``flash2_bwd_preprocess`` as flash2's: reads O_i, dO_i, writes delta_i (rows x 4).
+    ``hopper_bwd_dkdv_ws`` one CTA per (K/V block, batch*head_kv): flash2_bwd_dkdv's
+    bytes -- K_j, V_j once; for every q head of the GQA group and every unmasked
+    Q block i: Q_i, dO_i (rows x d x e), lse_i, delta_i (rows x 4); dK_j, dV_j
+    written once -- every tile by TMA, in ONE warp-specialised loop over the
+    (q head, Q block) pairs (a producer warpgroup, two consumer warpgroups of
+    block_n / 2 K/V rows).
+    ``flash2_bwd_dq`` flash2's dQ pass with Q blocks of block_m rows and K/V
+    blocks of block_n / 2 rows (at least 16): flash2_bwd_dq's bytes at those tiles.
+    Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each; when seq_q % 4 != 0
+    padded copies of both (row stride a multiple of 16 bytes for TMA).
+    SRAM: the dK/dV pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta).""")
+
+register(HOPPER_WS_BWD)

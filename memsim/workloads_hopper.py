@@ -16,14 +16,19 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
   current step's compute starts).  The model does not look further ahead than one tile, and it does
   not model the producer's register budget or the consumers' issue rate separately from the compiled
   kernel's (`memsim.costs` reads the compiled loop of whatever kernel the key names).
-* persistent CTAs: the hopper kernel has none yet (one CTA per tile, like flash2), so nothing to model.
+* persistent CTAs (hopper_ws fwd): a CTA's steps are the steps of its tiles in its order
+  (`memsim.algorithms_hopper.persistent_tiles`), so the engine sees 132 long CTAs instead of one per tile; the
+  producer's load of tile t+1's Q_i during tile t's last step is the engine's pipelined next step, as within a tile.
+  Not modelled: folding heads (`memsim.grain`, heads_per_event > 1) assumes CTAs of one head -- a persistent CTA
+  mixes heads.
 * longest first (causal): grid position p computes Q block Mb - 1 - p; the CTA list the engine dispatches is in
   that order, so the tail of short CTAs is where the kernel has it.
 """
 from __future__ import annotations
 
-from .algorithms_hopper import longest_first
-from .workloads import Tensor, _Ctx, _flash2_bwd_pre, _flash2_fwd, _runs, workload
+from .algorithms_hopper import longest_first, persistent, persistent_tiles, ws_dq_schedule
+from .workloads import (Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre, _flash2_fwd, _runs,
+                        workload)
 
 
 def _whole_box(acc):
@@ -95,3 +100,33 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
     return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
             "hopper_bwd_dkdvdq": lambda co: _hopper_bwd_dkdvdq(c, co),
             "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
+
+
+# --- hopper_ws: a persistent forward; a warp-specialised dK/dV pass + flash2's dQ pass ------------------------
+@workload("hopper_ws", "fwd")
+def _hopper_ws_fwd_work(c: _Ctx) -> dict:
+    if not persistent(c.p, c.s):  # ragged lengths: hopper's per-tile launch
+        return _hopper_fwd_work(c)
+
+    def cta(co):
+        steps = []
+        for m, h in persistent_tiles(c.p, c.s, co["cta"]):
+            st = _flash2_fwd(c, {"q_block": m, "bh": h})
+            steps += _tma_steps(st) if c.sectors else st
+        return steps
+    return {"hopper_fwd_persistent": cta}
+
+
+@workload("hopper_ws", "bwd")
+def _hopper_ws_bwd_work(c: _Ctx) -> dict:
+    """flash2's preprocess and dK/dV steps (the WS pass moves flash2_dkdv's bytes), and flash2's dQ steps at the dQ
+    pass's tiles: a second context with block_n / 2 K/V rows.  Its K and V are cut into those smaller blocks, so the
+    two passes name K/V lines under different keys (the L2 does not see the dQ pass re-read what the dK/dV pass left;
+    at the benchmark's sizes K+V = 128 MB > the 50 MB L2 anyway)."""
+    cq = _Ctx(c.p, ws_dq_schedule(c.s), c.R, c.sectors)
+    for name in ("K", "V"):
+        t = getattr(cq, name)
+        t.name = f"{name}@dq"
+    return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
+            "hopper_bwd_dkdv_ws": lambda co: _flash2_bwd_dkdv(c, co),
+            "flash2_bwd_dq": lambda co: _flash2_bwd_dq(cq, co)}

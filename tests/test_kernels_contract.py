@@ -19,7 +19,7 @@ ATTENTION_ALGORITHMS = [a for a in dict.fromkeys(a for a, _ in registered())
 LAUNCH_KERNELS = {"_flash2_fwd", "_flash2_bwd_preprocess", "_flash2_bwd_dkdv", "_flash2_bwd_dq", "_flash1_fwd",
                   "_naive_qk", "_naive_softmax", "_naive_pv", "_naive_bwd_dv", "_naive_bwd_dp", "_naive_bwd_ds",
                   "_naive_bwd_dq", "_naive_bwd_dk", "_hopper_fwd", "_hopper_bwd_preprocess", "_hopper_bwd_dkdvdq",
-                  "_hopper_bwd_dq_convert"}
+                  "_hopper_bwd_dq_convert", "_hopper_fwd_persistent", "_hopper_bwd_dkdv_ws"}
 
 
 class _Recorder:

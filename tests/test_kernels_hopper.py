@@ -16,14 +16,14 @@ from memsim.schedule import Schedule, ScheduleError
 
 
 def _run(shape, dtype, device, *, causal=False, align="top_left", blocks=(16, 16), ws=True, layout="contiguous",
-         scale=None, input_scale=1.0, grid_order="q_fastest", backward=False):
+         scale=None, input_scale=1.0, grid_order="q_fastest", backward=False, alg="hopper"):
     B, Hq, Hkv, Nq, Nkv, d = shape
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device,
-                              seed_of("hopper", shape, dtype, causal, align, blocks, ws, layout, scale), layout,
+                              seed_of(alg, shape, dtype, causal, align, blocks, ws, layout, scale), layout,
                               input_scale)
     p = kernels.problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
     # ws: num_warps 4 + 2 stages selects the warp-specialised loop; 1 stage the two-loop variant
-    s = Schedule("hopper", "fwd", blocks[0], blocks[1], 4, 2 if ws else 1, grid_order)
+    s = Schedule(alg, "fwd", blocks[0], blocks[1], 4, 2 if ws else 1, grid_order)
     assert warp_specialise(p, s) == (ws and dtype != "fp32")
     kw = dict(causal=causal, scale=scale, causal_align=align)
     with poisoned_allocations():
@@ -121,23 +121,53 @@ def test_capability_is_checked():
     ((2, 4, 2, 64, 64, 32), (16, 16), False, "top_left"), ((1, 2, 1, 64, 96, 16), (16, 32), True, "top_left"),
     ((2, 2, 2, 96, 64, 32), (32, 16), True, "bottom_right"), ((1, 3, 3, 48, 48, 64), (16, 16), True, "top_left"),
 ], ids=["gqa_full", "mqa_causal_tl_longer_kv", "causal_br_shorter_kv", "h3_causal"])
-def test_hopper_persistent_experiment(case, device, monkeypatch):
-    """PERSISTENT = True (the persistent forward: descriptors built once, tiles walked with the grid's stride, longest
-    first when causal; contiguous tensors, lengths multiples of the tiles) is exact: GQA/MQA, both causal alignments
-    with seq_q != seq_kv; on a GPU also the benchmark's 128-row tiles.  A ragged length falls back (not persistent)."""
-    import kernels.hopper as kh
-    monkeypatch.setattr(kh, "PERSISTENT", True)
+def test_hopper_ws_persistent_forward(case, device, monkeypatch):
+    """hopper_ws fwd (the persistent forward: descriptors built once, tiles walked with the grid's stride, longest
+    first when causal) is exact: GQA/MQA, both causal alignments with seq_q != seq_kv, and CTAs of several tiles
+    (PERSISTENT_CTAS patched to 5, so every CTA walks tiles of several heads); on a GPU also the timed 128-row tiles."""
+    import memsim.algorithms_hopper as ah
     shape, blocks, causal, align = case
-    _run(shape, "bf16", device, causal=causal, align=align, blocks=blocks)
+    for ctas in (ah.PERSISTENT_CTAS, 5):
+        monkeypatch.setattr(ah, "PERSISTENT_CTAS", ctas)
+        _run(shape, "bf16", device, causal=causal, align=align, blocks=blocks, alg="hopper_ws")
     if device == "cuda":
-        _run((2, 4, 2, 1024, 1024, 128), "bf16", device, causal=causal, align=align, blocks=(128, 128))
-    from memsim.schedule import AttentionProblem
-    s = Schedule("hopper", "fwd", 16, 16, 4, 2)
-    t = torch.empty(1, 2, 32, 16, dtype=torch.float16)
-    assert kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp16"), s, t, t, t)
-    assert not kh.persistent(AttentionProblem(1, 2, 2, 40, 40, 16, "fp16"), s, t, t, t)  # 40 % 16 != 0
-    assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp32"), s, t, t, t)  # not warp-specialised
-    assert not kh.persistent(AttentionProblem(1, 2, 2, 32, 32, 16, "fp16"), s, t.transpose(1, 2), t, t)  # strided
+        monkeypatch.setattr(ah, "PERSISTENT_CTAS", 132)
+        _run((2, 4, 2, 1024, 1024, 128), "bf16", device, causal=causal, align=align, blocks=(128, 128),
+             alg="hopper_ws")
+
+
+def test_hopper_ws_forward_other_paths(device):
+    """Ragged lengths run hopper's per-tile launch; heads_fastest tile order; fp32 (not warp-specialised); the
+    flash2 backward from its lse."""
+    _run((1, 4, 2, 37, 45, 16), "fp16", device, causal=True, alg="hopper_ws", backward=True)
+    _run((2, 2, 1, 64, 32, 16), "fp16", device, causal=False, grid_order="heads_fastest", alg="hopper_ws")
+    _run((1, 2, 2, 32, 48, 16), "fp32", device, causal=True, align="bottom_right", alg="hopper_ws")
+
+
+def test_hopper_ws_forward_launch_and_rules():
+    """The persistent launch: min(tiles, 132) CTAs, the tiles each CTA runs (all tiles once, longest first when causal),
+    the per-tile fallback on ragged lengths, the SRAM formula (= the sm_90a compile of run4 less its 424 B of
+    mbarriers), and the contiguity rule with a clear error."""
+    import kernels.hopper as kh
+    from memsim.algorithms_hopper import persistent_tiles
+    from memsim.schedule import AttentionProblem, kernel_launches, sram_bytes_per_cta
+    s = Schedule("hopper_ws", "fwd", 128, 128, 4, 2)
+    p = AttentionProblem(16, 16, 16, 1024, 1024, 128, "bf16")
+    (L,) = kernel_launches(p, s)
+    assert (L.name, L.grid, L.axes) == ("hopper_fwd_persistent", (132, 1, 1), ("cta", "one", "one"))
+    assert sram_bytes_per_cta(p, s) == 229800 - 424
+    tiles = [t for c in range(132) for t in persistent_tiles(p, s, c)]
+    assert sorted(tiles) == [(m, h) for m in range(8) for h in range(256)] and len(tiles) == 2048
+    assert persistent_tiles(p, s, 1)[:2] == [(1, 0), (5, 16)]  # tile 1, then tile 133: Q blocks of a head in a row
+    pc = AttentionProblem(1, 2, 2, 512, 512, 128, "bf16", True)
+    assert [t for t in persistent_tiles(pc, s, 0)] == [(3, 0)] and persistent_tiles(pc, s, 7) == [(0, 1)]
+    small = AttentionProblem(1, 2, 2, 256, 256, 128, "bf16")
+    assert kernel_launches(small, s)[0].grid == (4, 1, 1)
+    ragged = AttentionProblem(1, 2, 2, 1000, 1024, 128, "bf16")
+    assert [(x.name, x.grid) for x in kernel_launches(ragged, s)] == [("hopper_fwd", (8, 2, 1))]
+    with pytest.raises(ValueError, match=r"hopper_ws fwd .* q must be contiguous"):
+        kh.check_persistent_layout("q", torch.zeros(1, 16, 2, 16, dtype=torch.float16).transpose(1, 2))
+    kh.check_persistent_layout("q", torch.zeros(1, 2, 16, 16, dtype=torch.float16))  # fine: nothing raised
 
 
 @pytest.mark.parametrize("causal, n, want", [(True, 1024, "flash2"), (True, 4096, "hopper"), (False, 1024, "hopper")])
@@ -149,3 +179,149 @@ def test_fastest_forward_rule_short_causal_keeps_flash2(causal, n, want, monkeyp
     q = torch.randn(1, 1, 16, 128, dtype=torch.bfloat16)
     p = kernels.AttentionProblem(1, 1, 1, n, n, 128, dtype="bf16", causal=causal)
     assert api.fastest_forward_algorithm(p, q, q, q) == want
+
+
+from test_kernels_contract import byte_counter, launches  # noqa: E402,F401  (fixtures: launch recorder, byte counter)
+
+_PERSISTENT_CASES = {"gqa_full": ((2, 4, 2, 64, 64, 16), False, "top_left"),
+                     "causal_br": ((1, 3, 1, 48, 64, 16), True, "bottom_right")}
+
+
+@pytest.mark.parametrize("ctas", [3, 132])
+@pytest.mark.parametrize("case", list(_PERSISTENT_CASES))
+def test_hopper_ws_persistent_launch_grid(case, ctas, launches, device, monkeypatch):
+    """The kernel launches the registry's grid: min(tiles, PERSISTENT_CTAS) CTAs (tests/test_kernels_contract.py checks
+    the per-tile fallback on its ragged cases)."""
+    import memsim.algorithms_hopper as ah
+    from memsim.schedule import kernel_launches
+    monkeypatch.setattr(ah, "PERSISTENT_CTAS", ctas)
+    shape, causal, align = _PERSISTENT_CASES[case]
+    q, k, v, _ = make_inputs(*shape, "fp16", device, seed_of("persistent-grid", case))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    s = Schedule("hopper_ws", "fwd", 16, 16, 4 if device == "cuda" else 1, 1)
+    kernels.forward(p, s, q, k, v)
+    assert [(n, tuple(g) + (1,) * (3 - len(g))) for n, g in launches] == \
+        [("_" + x.name, x.grid) for x in kernel_launches(p, s)]
+    assert launches[0][0] == "_hopper_fwd_persistent"
+
+
+@pytest.mark.skipif("not __import__('kernels').interpreting()", reason="counts bytes in Triton's interpreter")
+@pytest.mark.parametrize("ctas", [3, 132])
+@pytest.mark.parametrize("case", list(_PERSISTENT_CASES))
+def test_hopper_ws_persistent_bytes_match_contract(case, ctas, byte_counter, device, monkeypatch):
+    """Global bytes the persistent kernel reads and writes (every tile of every CTA, masked-in elements counted in the
+    interpreter) == the registry's closed form, with CTAs of one tile (132) and of several heads' tiles (3)."""
+    import memsim.algorithms_hopper as ah
+    from memsim.analytic import launch_counts
+    monkeypatch.setattr(ah, "PERSISTENT_CTAS", ctas)
+    shape, causal, align = _PERSISTENT_CASES[case]
+    q, k, v, _ = make_inputs(*shape, "fp16", device, seed_of("persistent-bytes", case))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    s = Schedule("hopper_ws", "fwd", 16, 16, 1, 1)
+    kernels.forward(p, s, q, k, v)
+    want = {n: (c["global_read_bytes"], c["global_write_bytes"]) for n, c in launch_counts(p, s).items()}
+    assert {n: tuple(c) for n, c in byte_counter.items()} == want and list(want) == ["hopper_fwd_persistent"]
+
+
+# --- kernels.attention's default picks hopper_ws where it measured faster (kernels.api.measured_rule) -------------
+@pytest.fixture
+def h100(monkeypatch, tmp_path):
+    """CPU tensors, but the default path believes it runs on the H100 SXM (132 SMs): its committed table applies and the
+    registry's GPU rows are read (nothing large is launched)."""
+    import importlib
+
+    import kernels.api as api
+    from memsim.algorithms import spec_for
+    at = importlib.import_module("kernels.autotune")
+    monkeypatch.setenv(at.CACHE_ENV, str(tmp_path / "tuned.json"))
+    monkeypatch.setattr(api, "_gpu_of", lambda dev: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(api, "_hopper_capable", lambda dev: True)
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 132)
+    monkeypatch.setattr(api, "_registry_device", lambda dev: torch.device("cuda"))
+    monkeypatch.setattr(api, "default_schedule", lambda p, alg, phase, dev: Schedule(
+        alg, phase, **spec_for(alg, phase).default_tiles(p, "gpu")))
+    return api
+
+
+def _small(d, dtype=torch.bfloat16):
+    return tuple(torch.randn(1, 1, 8, d).to(dtype) for _ in range(3))  # only device, layout and strides are read
+
+
+@pytest.mark.parametrize("dtype, d, causal, n, fwd, bwd", [
+    ("bf16", 128, False, 1024, "hopper_ws", "flash2"),       # bwd: N=1024 is not the rule's
+    ("fp16", 128, False, 4096, "hopper_ws", "hopper_ws"),
+    ("bf16", 128, False, 16384, "hopper", "hopper_ws"),      # fwd: a tie at 16k -> the table's per-tile hopper
+    ("bf16", 128, True, 16384, "hopper", "hopper_ws"),       # bwd: beats the fused hopper bwd of the registry rule
+    ("bf16", 64, False, 1024, "hopper_ws", "flash2"),
+    ("fp16", 64, False, 4096, None, "hopper_ws"),            # fwd d=64 N=4096: inside the spreads, the table's
+    ("bf16", 64, True, 4096, "flash2", "hopper_ws"),
+])
+def test_default_picks_hopper_ws_where_it_measured_faster(h100, dtype, d, causal, n, fwd, bwd):
+    p = kernels.AttentionProblem(16384 // n, 2048 // d, 2048 // d, n, n, d, dtype=dtype, causal=causal)
+    q, k, v = _small(d)
+    c = kernels.default_choice(p, q, k, v)
+    if fwd is not None:
+        assert c.forward.algorithm == fwd, c
+    assert c.backward.algorithm == bwd, c
+    for s, src, key in ((c.forward, c.forward_source, c.forward_key), (c.backward, c.backward_source, c.backward_key)):
+        if s.algorithm == "hopper_ws":
+            assert src == "rule" and key == f"HOPPER_WS_{s.phase.upper()}_FASTEST"
+            tiles = (s.block_m, s.block_n, s.num_warps, s.num_stages)
+            assert tiles == ((128, 128, 4, 2) if s.phase == "fwd" else (64, 128, 4, 2))
+        else:
+            assert src != "rule"
+
+
+def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
+    """The persistent forward only on 132-SM cards, contiguous tensors, lengths its tiles divide, 2-byte dtypes and
+    TMA layouts; this machine's tuning cache is never overridden; deterministic runs may take hopper_ws bwd (no
+    atomics)."""
+    import json
+    import os
+
+    at = __import__("importlib").import_module("kernels.autotune")
+    api = h100
+    p = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
+    q, k, v = _small(128)
+    assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
+    assert api.measured_rule(p, "bwd", q, k, v) is None  # N=1024
+    t = torch.randn(1, 8, 2, 128).to(torch.bfloat16).transpose(1, 2)  # (B, N, H, d) storage: not contiguous
+    assert api.measured_rule(p, "fwd", t, k, v) is None
+    odd = torch.randn(1, 1, 8, 129).to(torch.bfloat16)[..., :128]  # 258-byte rows: no TMA
+    p4 = kernels.AttentionProblem(4, 16, 16, 4096, 4096, 128, dtype="bf16")
+    assert api.measured_rule(p4, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"
+    assert api.measured_rule(p4, "bwd", odd, k, v) is None
+    assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1000, 1000, 128, dtype="bf16"), "fwd", q, k, v) is None
+    assert api.measured_rule(kernels.AttentionProblem(4, 16, 16, 4096, 4096, 128, dtype="fp32"), "bwd", q, k, v) is None
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 114)  # an H100 PCIe: the 132-CTA grid would be 1.16 waves
+    assert api.measured_rule(p, "fwd", q, k, v) is None
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 132)
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert kernels.default_choice(p4, q, k, v).backward.algorithm == "hopper_ws"
+    finally:
+        torch.use_deterministic_algorithms(False)
+    own = Schedule("hopper", "fwd", 128, 64, 8, 3)
+    key = at.cache_key(p, at.DEFAULT_ALGORITHMS["fwd"], "fwd", gpu="NVIDIA H100 80GB HBM3",
+                       torch_version=torch.__version__, triton_version=__import__("triton").__version__)
+    with open(os.environ[at.CACHE_ENV], "w") as f:
+        json.dump({"format": at.CACHE_FORMAT, "entries": {key: {"schedule": own.to_dict()}}}, f)
+    c = kernels.default_choice(p, q, k, v)
+    assert (c.forward, c.forward_source) == (own, "cache")
+
+
+def test_rule_schedules_simulate(h100):
+    """memsim simulates what the rule picks (issue 9 item 6: the chosen Schedule is visible and simulable)."""
+    pytest.importorskip("simpy")
+    import memsim
+    hw = memsim.load_hardware("h100-sxm")
+    p = kernels.AttentionProblem(4, 16, 16, 1024, 1024, 128, dtype="bf16")
+    q, k, v = _small(128)
+    fs = kernels.default_choice(p, q, k, v).forward
+    p4 = kernels.AttentionProblem(1, 16, 16, 4096, 4096, 128, dtype="bf16", causal=True)
+    bs = kernels.default_choice(p4, q, k, v).backward
+    assert (fs.algorithm, bs.algorithm) == ("hopper_ws", "hopper_ws")
+    rf = memsim.simulate(p, fs, hw).to_dict()
+    assert [x["name"] for x in rf["kernels"]] == ["hopper_fwd_persistent"] and rf["total"]["time_s"] > 0
+    rb = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 128, dtype="bf16", causal=True), bs, hw).to_dict()
+    assert [x["name"] for x in rb["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]

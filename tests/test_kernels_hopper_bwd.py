@@ -11,14 +11,14 @@ from memsim.schedule import Schedule
 
 
 def _run(shape, dtype, device, *, causal=False, align="top_left", blocks=(16, 16), warps=None, stages=1,
-         layout="contiguous", scale=None, input_scale=1.0, grid_order="q_fastest", fwd_alg="flash2"):
+         layout="contiguous", scale=None, input_scale=1.0, grid_order="q_fastest", fwd_alg="flash2", alg="hopper"):
     B, Hq, Hkv, Nq, Nkv, d = shape
     q, k, v, do = make_inputs(B, Hq, Hkv, Nq, Nkv, d, dtype, device,
-                              seed_of("hopper_bwd", shape, dtype, causal, align, blocks, layout, scale, fwd_alg),
+                              seed_of(alg + "_bwd", shape, dtype, causal, align, blocks, layout, scale, fwd_alg),
                               layout, input_scale)
     p = kernels.problem_for(q, k, v, causal=causal, scale=scale, causal_align=align)
     w = warps or (4 if device == "cuda" else 1)
-    s = Schedule("hopper", "bwd", blocks[0], blocks[1], w, stages, grid_order)
+    s = Schedule(alg, "bwd", blocks[0], blocks[1], w, stages, grid_order)
     kw = dict(causal=causal, scale=scale, causal_align=align)
     with poisoned_allocations():
         fs = kernels.default_schedule(p, fwd_alg, "fwd", device)
@@ -125,41 +125,77 @@ def test_hopper_bwd_switches_refuse_unknown_values(knob, value, monkeypatch):
         hb.loads_by_tma(q, q) if knob == "LOADS" else hb.dq_reduce_by_tma(q.device)
 
 
-#: the "ws" variants on a GPU (H100, Triton 3.6): "ws+f2dq" stored the second consumer's dK/dV rows 64 too far in run3,
-#: fixed after it on TTGIR evidence and exact in run4 (these 14 tests XPASSed then; no xfail since); "ws" hung on a
-#: partitioner bug (benchmarks/hopper_triton_ws_tma_split_bug.py; skipped: a hang would take the GPU run down)
-_WS_LOOPS = [pytest.param("ws", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="hung on the H100 (run3)")),
-             "ws+f2dq"]
+# --- the "ws" experiment (LOOP = "ws": hung on the H100 in run3, interpreter only) and the registry algorithm
+# hopper_ws bwd (its warp-specialised dK/dV pass + flash2's dQ pass: "ws+f2dq", exact on the H100 in run4)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="LOOP='ws' hung on the H100 (run3)")
+@pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
+@pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa"])
+def test_hopper_bwd_ws_experiment(shape_id, mask, device, monkeypatch):
+    """LOOP='ws' (the warp-specialised dK/dV and dQ passes; TMA for every tile) is exact in the interpreter: ragged rows
+    and columns, GQA (one loop over the group's heads), both causal alignments."""
+    import kernels.hopper_bwd as hb
+    monkeypatch.setattr(hb, "LOOP", "ws")
+    monkeypatch.setattr(hb, "WS_DQ_TILES", {"ws": (16, 16, 1, 1)})
+    _run(SHAPES[shape_id], "bf16", device, causal=mask[0], align=mask[1], blocks=(16, 32), warps=1, stages=1)
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 @pytest.mark.parametrize("mask", MASKS, ids=["full", "causal_tl", "causal_br"])
-@pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa"])
-@pytest.mark.parametrize("loop", _WS_LOOPS)
-def test_hopper_bwd_ws_experiment(loop, shape_id, mask, dtype, device, monkeypatch):
-    """LOOP='ws' / 'ws+f2dq' (the warp-specialised dK/dV pass + the warp-specialised or flash2's dQ pass; TMA for every
-    tile) is exact: ragged rows and columns, GQA (one loop over the group's heads), both causal alignments."""
-    import kernels.hopper_bwd as hb
-    monkeypatch.setattr(hb, "LOOP", loop)
-    monkeypatch.setattr(hb, "WS_ON_GPU", True)  # on a GPU: the test shows whether this Triton still gets it wrong
-    if device == "cpu":
-        monkeypatch.setattr(hb, "WS_DQ_TILES", {loop: (16, 16, 1, 1)})
+@pytest.mark.parametrize("shape_id", ["q33_kv47_gqa", "n113_gqa", "q113_kv17_mqa"])
+def test_hopper_ws_bwd(shape_id, mask, dtype, device):
+    """hopper_ws bwd is exact: ragged rows and columns, GQA/MQA, both causal alignments, fp16 and bf16; on a GPU with
+    the tiles it is timed with (64x128 w4 s2: a producer and two consumer warpgroups)."""
     blocks, warps, stages = ((64, 128), 4, 2) if device == "cuda" else ((16, 32), 1, 1)
-    _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1], blocks=blocks, warps=warps, stages=stages)
+    _run(SHAPES[shape_id], dtype, device, causal=mask[0], align=mask[1], blocks=blocks, warps=warps, stages=stages,
+         alg="hopper_ws")
+
+
+def test_hopper_ws_bwd_other_paths(device):
+    """fp32 (the dK/dV loop not warp-specialised); heads_fastest with (B, N, H, d) views (TMA takes any 16-byte
+    strides); after hopper_ws's persistent forward; rows that see no key (zero gradients, never NaN)."""
+    w = 4 if device == "cuda" else 1
+    _run((1, 1, 1, 77, 113, 16), "fp32", device, causal=True, align="bottom_right", blocks=(16, 32), warps=w,
+         alg="hopper_ws")
+    _run((2, 2, 1, 33, 40, 32), "fp16", device, layout="bnhd", causal=True, blocks=(16, 32), warps=w,
+         grid_order="heads_fastest", alg="hopper_ws")
+    _run((1, 4, 2, 64, 96, 32), "bf16", device, causal=True, blocks=(32, 32), warps=w, fwd_alg="hopper_ws",
+         alg="hopper_ws")
+    dq, _, _ = _run((1, 2, 2, 50, 9, 16), "fp16", device, causal=True, align="bottom_right", input_scale=6.0,
+                    scale=1.0, blocks=(16, 32), warps=w, alg="hopper_ws")
+    assert (dq[:, :, :41].float() == 0).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tile shapes (the benchmark's candidates)")
 @pytest.mark.parametrize("d", [64, 128])
-@pytest.mark.parametrize("loop", _WS_LOOPS)
-def test_hopper_bwd_ws_experiment_gpu_tiles(loop, d, monkeypatch):
-    import kernels.hopper_bwd as hb
-    monkeypatch.setattr(hb, "LOOP", loop)
-    monkeypatch.setattr(hb, "WS_ON_GPU", True)
+def test_hopper_ws_bwd_gpu_tiles(d):
     for causal in (False, True):
-        _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(64, 128), warps=4, stages=2)
+        _run((2, 4, 2, 1000, 1000, d), "bf16", "cuda", causal=causal, blocks=(64, 128), warps=4, stages=2,
+             alg="hopper_ws")
 
 
-def test_hopper_bwd_ws_rule_and_bad_value(monkeypatch):
+def test_hopper_ws_bwd_launches_and_layout_rule():
+    """The three launches of the registry entry, the dQ pass's tiles (half the K/V rows, at least 16), the extra
+    memory of the padded statistics, and the TMA layout rule with a clear error (what the launcher checks first)."""
+    import kernels.hopper_bwd as hb
+    from memsim.algorithms import spec_for
+    from memsim.algorithms_hopper import ws_dq_schedule
+    from memsim.schedule import AttentionProblem, kernel_launches
+    p = AttentionProblem(2, 8, 2, 1000, 1000, 128, "bf16", True)
+    s = Schedule("hopper_ws", "bwd", 64, 128, 4, 2)
+    got = [(L.name, L.grid) for L in kernel_launches(p, s)]
+    assert got == [("flash2_bwd_preprocess", (16, 16, 1)), ("hopper_bwd_dkdv_ws", (8, 4, 1)),
+                   ("flash2_bwd_dq", (16, 16, 1))]
+    assert ws_dq_schedule(s).block_n == 64 and ws_dq_schedule(Schedule("hopper_ws", "bwd", 16, 16)).block_n == 16
+    ex = spec_for("hopper_ws", "bwd").extra_device_bytes
+    assert ex(p, s) == 2 * 16 * 1000 * 4  # 1000 % 4 == 0: no padded copies
+    assert ex(AttentionProblem(2, 8, 2, 1001, 1000, 128, "bf16"), s) == 2 * 16 * 1001 * 4 + 2 * 16 * 1004 * 4
+    odd = torch.randn(1, 2, 8, 65, dtype=torch.float16)[..., :64]  # 130-byte rows: no descriptor
+    with pytest.raises(ValueError, match=r"hopper_ws bwd loads k through TMA.*\(1040, 520, 65, 1\)"):
+        hb.check_ws_layout("k", odd)
+    hb.check_ws_layout("q", torch.randn(1, 2, 8, 64, dtype=torch.float16))  # fine: nothing raised
+
+
+def test_hopper_bwd_loop_values(monkeypatch):
     import kernels.hopper_bwd as hb
     from memsim.schedule import AttentionProblem
     assert hb.LOOP == "split"  # the default: the fused pass (the "ws" experiment is a benchmark switch)
@@ -170,16 +206,14 @@ def test_hopper_bwd_ws_rule_and_bad_value(monkeypatch):
     assert hb.loop_ws(p16, q, q) and not hb.loop_ws(p32, q.float(), q.float())
     odd = torch.randn(1, 2, 8, 65, dtype=torch.float16)[..., :64]  # 130-byte rows: no descriptor
     assert not hb.loop_ws(p16, odd, q)
-    monkeypatch.setattr(hb, "LOOP", "gluon")
-    with pytest.raises(ValueError, match="LOOP"):
-        hb.loop_ws(p16, q, q)
-    monkeypatch.setattr(hb, "LOOP", "ws")
-    meta = torch.empty(1, 2, 8, 64, dtype=torch.float16, device="meta")  # compiled facts: allowed (no GPU run)
-    assert hb.loop_ws(p16, meta, meta)
+    for bad, msg in (("gluon", "must be 'split' or 'ws'"), ("ws+f2dq", "registry algorithm hopper_ws")):
+        monkeypatch.setattr(hb, "LOOP", bad)
+        with pytest.raises(ValueError, match=msg):
+            hb.loop_ws(p16, q, q)
 
 
-def test_hopper_bwd_ws_refusal_on_gpu_is_for_ws_only(monkeypatch):
-    """On a GPU, LOOP='ws' is refused unless WS_ON_GPU (it hung in run3); 'ws+f2dq' runs (exact on the H100 in run4)."""
+def test_hopper_bwd_ws_refusal_on_gpu(monkeypatch):
+    """On a GPU, LOOP='ws' is refused unless WS_ON_GPU (it hung in run3)."""
     import types
 
     import kernels.hopper_bwd as hb
@@ -187,8 +221,6 @@ def test_hopper_bwd_ws_refusal_on_gpu_is_for_ws_only(monkeypatch):
     monkeypatch.setattr(hb, "_tma_layout", lambda *t: True)
     fake = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
     p = AttentionProblem(1, 2, 2, 64, 64, 64, "bf16")
-    monkeypatch.setattr(hb, "LOOP", "ws+f2dq")
-    assert hb.loop_ws(p, fake, fake)
     monkeypatch.setattr(hb, "LOOP", "ws")
     with pytest.raises(NotImplementedError, match="hung"):
         hb.loop_ws(p, fake, fake)
