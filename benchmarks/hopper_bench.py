@@ -222,6 +222,8 @@ def main(argv=None):
     ap.add_argument("--fwd-persistent", action="store_true",
                     help="also time each warp-specialised hopper candidate's tiles as hopper_ws (the persistent "
                          "forward, a registry algorithm since session 5)")
+    ap.add_argument("--gluon", action="store_true",
+                    help="also time the Gluon forward experiment (kernels.hopper.gluon_forward, 128x128 w8)")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -305,6 +307,8 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
         if args.fwd_persistent and (w, st) == (4, 2):  # the persistent forward: the registry algorithm hopper_ws
             runs[f"hopper_ws {bm}x{bn} w{w} s{st} [persistent]"] = ("hopper_ws",
                                                                    Schedule("hopper_ws", "fwd", bm, bn, w, st))
+    if getattr(args, "gluon", False) and p.head_dim in (64, 128):  # explicit wgmma pipelining (not a registry entry)
+        runs["gluon 128x128 w8"] = ("gluon", Schedule("hopper", "fwd", 128, 128, 8, 2))
     runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
     records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
@@ -325,7 +329,10 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
             rec.update(persistent=persistent(p, s))
         try:
             lse = None
-            if s is not None:
+            if alg == "gluon":
+                fn = lambda s=s: khopper.gluon_forward(p, s, q, k, v).o  # noqa: E731
+                lse = khopper.gluon_forward(p, s, q, k, v).lse
+            elif s is not None:
                 fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
                 lse = kernels.forward(p, s, q, k, v).lse
             else:
@@ -351,7 +358,7 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     return records
 
 
-OURS = ("hopper", "flash2", "hopper_ws")
+OURS = ("hopper", "flash2", "hopper_ws", "gluon")
 
 
 def print_table(records):

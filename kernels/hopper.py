@@ -336,3 +336,191 @@ def hopper_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Fo
     return lse_forward(_hopper_fwd, p, s, q, k, v, Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p),
                        WARP_SPEC=warp_specialise(p, s), MASK_COLS=p.seq_kv % s.block_n != 0,
                        LONGEST_FIRST=longest_first(p))
+
+
+# --- EXPERIMENT (issue 9 items 2-3): the forward in Gluon with explicit wgmma pipelining -------------------------
+# Not a registry entry: benchmarks/hopper_bench.py --gluon and the GPU tests run it through `gluon_forward`.  Gluon
+# does not run in the interpreter, so its only evidence is a GPU run (notes/hopper.md, session 5).
+try:  # Triton >= 3.5 ships Gluon; the interpreter-only CI machine imports this module too
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import mbarrier as gl_mbarrier
+    from triton.experimental.gluon.language.nvidia.hopper import tma as gl_tma
+    from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared as gl_fence_async_shared
+    from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
+except ImportError:  # pragma: no cover - older Triton
+    gluon = None
+
+if gluon is not None:
+    @gluon.jit
+    def _gl_softmax_step(s, cols0, rows, m_i, l_i, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                         MASK: gl.constexpr, CAUSAL: gl.constexpr):
+        """One block's online-softmax statistics from raw scores s (the S accumulator's layout): (p, alpha, m, l),
+        log2 domain (scale folded into qk_scale2); MASK: ragged columns and the causal mask; a row that has seen
+        nothing keeps m = -inf (p = 0, alpha = 1)."""
+        s2 = s * qk_scale2
+        if MASK:
+            visible = cols0[None, :] < SEQ_KV
+            if CAUSAL:
+                visible = visible & (cols0[None, :] <= rows[:, None] + CAUSAL_OFFSET)
+            s2 = gl.where(visible, s2, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(s2, 1))
+        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
+        p = gl.exp2(s2 - m_safe[:, None])
+        alpha = gl.exp2(gl.where(m_i == float("-inf"), 0.0, m_i) - m_safe)
+        l_new = l_i * alpha + gl.sum(p, 1)
+        return p, alpha, m_new, l_new
+
+    @gluon.jit
+    def _hopper_fwd_gluon(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_Q, SEQ_KV, qk_scale2,
+                          CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                          BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, MASK_COLS: gl.constexpr,
+                          num_warps: gl.constexpr):
+        """One CTA per (Q block, batch*head_q), the grid and bytes of hopper_fwd (same 2-D per-head TMA descriptors),
+        with FlashAttention-3's intra-warpgroup pipelining written out: in step j the tensor cores get
+        S_j = Q K_j^T and O += P_{j-1} V_{j-1} (both async wgmma) while the CUDA cores compute the softmax of S_j
+        once S_j is done; K/V in a 2-stage TMA ring (mbarriers), the loads of block j+1 issued as soon as block
+        j-1's stage is free.  num_warps 8: two warpgroups of BLOCK_M / 2 rows each run every wgmma.  Causal: the
+        mask on every block (MASK); ragged tails clipped by TMA, masked columns."""
+        dtype: gl.constexpr = Q.dtype.element_ty
+        pid_m = gl.program_id(0)
+        pid_bh = gl.program_id(1)
+        b = pid_bh // H
+        h = pid_bh % H
+        hkv = h // GROUP
+        start_m = pid_m * BLOCK_M
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                           instr_shape=[16, BLOCK_N, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                           instr_shape=[16, HEAD_DIM, 16])
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        q_smem_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M, HEAD_DIM], dtype)
+        kv_smem_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, HEAD_DIM], dtype)
+        q_desc = gl_tma.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
+                                               strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM],
+                                               layout=q_smem_layout)
+        k_desc = gl_tma.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
+                                               strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM],
+                                               layout=kv_smem_layout)
+        v_desc = gl_tma.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
+                                               strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM],
+                                               layout=kv_smem_layout)
+        o_desc = gl_tma.make_tensor_descriptor(O + b * stride_o[0] + h * stride_o[1], shape=[SEQ_Q, HEAD_DIM],
+                                               strides=[stride_o[2], 1], block_shape=[BLOCK_M, HEAD_DIM],
+                                               layout=q_smem_layout)
+        q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_smem_layout)
+        k_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], kv_smem_layout)
+        v_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], kv_smem_layout)
+        q_bar = gl.allocate_shared_memory(gl.int64, [1], gl_mbarrier.MBarrierLayout())
+        k_bar = gl.allocate_shared_memory(gl.int64, [2, 1], gl_mbarrier.MBarrierLayout())
+        v_bar = gl.allocate_shared_memory(gl.int64, [2, 1], gl_mbarrier.MBarrierLayout())
+        gl_mbarrier.init(q_bar, count=1)
+        for i in gl.static_range(2):
+            gl_mbarrier.init(k_bar.index(i), count=1)
+            gl_mbarrier.init(v_bar.index(i), count=1)
+
+        if CAUSAL:
+            hi = gl.minimum(gl.maximum(start_m + BLOCK_M + CAUSAL_OFFSET, 0), SEQ_KV)
+        else:
+            hi = SEQ_KV
+        n_blocks = gl.cdiv(hi, BLOCK_N)
+        kv_bytes: gl.constexpr = BLOCK_N * HEAD_DIM * dtype.primitive_bitwidth // 8
+        gl_mbarrier.expect(q_bar, BLOCK_M * HEAD_DIM * dtype.primitive_bitwidth // 8)
+        gl_tma.async_copy_global_to_shared(q_desc, [start_m, 0], q_bar, q_smem)
+        for i in gl.static_range(2):  # blocks 0 and 1 into stages 0 and 1
+            gl_mbarrier.expect(k_bar.index(i), kv_bytes, pred=i < n_blocks)
+            gl_tma.async_copy_global_to_shared(k_desc, [i * BLOCK_N, 0], k_bar.index(i), k_smem.index(i),
+                                               pred=i < n_blocks)
+            gl_mbarrier.expect(v_bar.index(i), kv_bytes, pred=i < n_blocks)
+            gl_tma.async_copy_global_to_shared(v_desc, [i * BLOCK_N, 0], v_bar.index(i), v_smem.index(i),
+                                               pred=i < n_blocks)
+
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+        col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        rows = start_m + gl.arange(0, BLOCK_M, layout=row_s)
+        offs_n = gl.arange(0, BLOCK_N, layout=col_s)
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+        l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+        acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+        s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+        p_op = gl.zeros([BLOCK_M, BLOCK_N], dtype, layout=p_layout)
+        MASK: gl.constexpr = CAUSAL or MASK_COLS
+
+        gl_mbarrier.wait(q_bar, 0)
+        if n_blocks > 0:  # S_0, its softmax: P_0 waits for V_0 in step 1
+            gl_mbarrier.wait(k_bar.index(0), 0)
+            s_tok = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok,))
+            p, alpha, m_i, l_i = _gl_softmax_step(s, offs_n, rows, m_i, l_i, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                                                  MASK=MASK, CAUSAL=CAUSAL)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+        for j in range(1, n_blocks):
+            st = j % 2
+            pst = 1 - st
+            # tensor cores: S_j = Q K_j^T, then O += P_{j-1} V_{j-1}; CUDA cores: the softmax of S_j meanwhile
+            gl_mbarrier.wait(k_bar.index(st), (j // 2) & 1)
+            s_tok = warpgroup_mma(q_smem, k_smem.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            gl_mbarrier.wait(v_bar.index(pst), ((j - 1) // 2) & 1)
+            o_tok = warpgroup_mma(p_op, v_smem.index(pst), acc, is_async=True)
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+            p, alpha, m_i, l_i = _gl_softmax_step(s, j * BLOCK_N + offs_n, rows, m_i, l_i, SEQ_KV, qk_scale2,
+                                                  CAUSAL_OFFSET, MASK=MASK, CAUSAL=CAUSAL)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
+            acc = acc * gl.convert_layout(alpha, row_o)[:, None]
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+            # block j-1's stage is free (S_{j-1} and P_{j-1} V_{j-1} are done): load block j+1 into it
+            nxt = j + 1 < n_blocks
+            gl_mbarrier.expect(k_bar.index(pst), kv_bytes, pred=nxt)
+            gl_tma.async_copy_global_to_shared(k_desc, [(j + 1) * BLOCK_N, 0], k_bar.index(pst), k_smem.index(pst),
+                                               pred=nxt)
+            gl_mbarrier.expect(v_bar.index(pst), kv_bytes, pred=nxt)
+            gl_tma.async_copy_global_to_shared(v_desc, [(j + 1) * BLOCK_N, 0], v_bar.index(pst), v_smem.index(pst),
+                                               pred=nxt)
+        if n_blocks > 0:  # the last O += P V
+            last = (n_blocks - 1) % 2
+            gl_mbarrier.wait(v_bar.index(last), ((n_blocks - 1) // 2) & 1)
+            o_tok = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
+        gl_mbarrier.invalidate(q_bar)
+        for i in gl.static_range(2):
+            gl_mbarrier.invalidate(k_bar.index(i))
+            gl_mbarrier.invalidate(v_bar.index(i))
+
+        # epilogue: O_i by TMA (rows past SEQ_Q dropped), lse_i; a row that saw nothing: O = 0, lse = -inf
+        empty = l_i == 0.0
+        l_safe = gl.where(empty, 1.0, l_i)
+        o = acc / gl.convert_layout(l_safe, row_o)[:, None]
+        lse = gl.where(empty, float("-inf"), (m_i + gl.log2(l_safe)) * 0.6931471805599453)
+        o_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_smem_layout)
+        o_smem.store(o.to(dtype))
+        gl_fence_async_shared()
+        gl_tma.async_copy_shared_to_global(o_desc, [start_m, 0], o_smem)
+        gl.store(LSE + pid_bh.to(gl.int64) * SEQ_Q + rows, lse, mask=rows < SEQ_Q)
+        gl_tma.store_wait(0)
+
+
+def gluon_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """The Gluon forward (EXPERIMENT): hopper_fwd's grid and bytes, FA3's intra-warpgroup pipelining in explicit
+    async wgmma.  fp16/bf16, d 64/128, num_warps 8, block_m 128, block_n 64/128; sm_90 GPU only."""
+    p, s = problem, schedule
+    if gluon is None:
+        raise NotImplementedError("the Gluon forward needs triton.experimental.gluon (Triton >= 3.5)")
+    if p.dtype not in ("fp16", "bf16") or p.head_dim not in (64, 128) or s.num_warps != 8 or s.block_m != 128 \
+            or s.block_n not in (64, 128):
+        raise ScheduleError(f"the Gluon forward runs fp16/bf16, d 64/128, block_m 128, block_n 64/128, num_warps 8; "
+                            f"got {p.dtype}, d={p.head_dim}, {s.block_m}x{s.block_n} w{s.num_warps}")
+    if q.device.type != "cuda":
+        raise NotImplementedError("Gluon kernels do not run in Triton's CPU interpreter; use hopper or flash2")
+    check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tma_layout(name, t)
+    triton.set_allocator(_scratch)
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    grid = (triton.cdiv(p.seq_q, s.block_m), p.batch * p.heads_q)
+    _hopper_fwd_gluon[grid](q, k, v, o, lse, tuple(q.stride()[:3]), tuple(k.stride()[:3]), tuple(v.stride()[:3]),
+                            tuple(o.stride()[:3]), p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset,
+                            GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n,
+                            CAUSAL=p.causal, MASK_COLS=p.seq_kv % s.block_n != 0, num_warps=s.num_warps)
+    return ForwardResult(o, lse, {"lse": lse}, schedule, problem)

@@ -325,3 +325,45 @@ def test_rule_schedules_simulate(h100):
     assert [x["name"] for x in rf["kernels"]] == ["hopper_fwd_persistent"] and rf["total"]["time_s"] > 0
     rb = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 128, dtype="bf16", causal=True), bs, hw).to_dict()
     assert [x["name"] for x in rb["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]
+
+
+# --- the Gluon forward experiment (kernels.hopper.gluon_forward): GPU only (Gluon does not run in the interpreter) ---
+_GLUON_CASES = {
+    "d128_full": ((2, 8, 2, 1024, 1024, 128), False, "top_left", 128),
+    "d128_causal_ragged_br": ((2, 4, 2, 1000, 1203, 128), True, "bottom_right", 128),
+    "d64_causal_tl_q_gt_kv": ((1, 4, 4, 300, 200, 64), True, "top_left", 128),
+    "d64_full_bn64": ((1, 3, 1, 333, 517, 64), False, "top_left", 64),
+    "d128_rows_see_nothing": ((1, 2, 2, 200, 72, 128), True, "bottom_right", 128),
+}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", list(_GLUON_CASES))
+def test_gluon_forward(case, dtype):
+    """The Gluon forward (FA3's intra-warpgroup pipelining in explicit async wgmma) against the float64 reference by
+    DESIGN.md's rule: O and lse, ragged lengths, GQA, both causal alignments, rows that see no key."""
+    from kernels.hopper import gluon_forward
+    shape, causal, align, bn = _GLUON_CASES[case]
+    q, k, v, _ = make_inputs(*shape, dtype, "cuda", seed_of("gluon", case, dtype))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    with poisoned_allocations():
+        res = gluon_forward(p, Schedule("hopper", "fwd", 128, bn, 8, 2), q, k, v)
+    ref = kernels.reference(q, k, v, causal=causal, causal_align=align)
+    ys = yardsticks(q, k, v, causal=causal, causal_align=align)
+    check_rule("o", res.o, ref[0], dtype=dtype, **ys["o"])
+    check_lse(res.lse, ref[1])
+
+
+def test_gluon_forward_refusals():
+    """What the Gluon forward does not run is refused with a clear error before anything launches."""
+    from kernels.hopper import gluon_forward
+    q = torch.zeros(1, 1, 16, 128, dtype=torch.bfloat16)
+    p = kernels.AttentionProblem(1, 1, 1, 16, 16, 128, dtype="bf16")
+    with pytest.raises(ScheduleError, match="num_warps 8"):
+        gluon_forward(p, Schedule("hopper", "fwd", 128, 128, 4, 2), q, q, q)
+    with pytest.raises(ScheduleError, match="d 64/128"):
+        gluon_forward(kernels.AttentionProblem(1, 1, 1, 16, 16, 32, dtype="bf16"), Schedule("hopper", "fwd", 128, 128, 8, 2),
+                      q[..., :32], q[..., :32], q[..., :32])
+    with pytest.raises(NotImplementedError, match="interpreter"):
+        gluon_forward(p, Schedule("hopper", "fwd", 128, 128, 8, 2), q, q, q)
