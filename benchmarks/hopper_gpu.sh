@@ -69,6 +69,7 @@ if [ -n "${NCU_RANGE_ARGS:-}" ] && [ "$(left)" -gt 20 ]; then
   for m in $(python -c "import sys; sys.path.insert(0, 'benchmarks'); import hopper_ncu; print(' '.join(hopper_ncu.EXTRA_METRICS))"); do
     if awk '{print $1}' "$R/ncu_query_metrics.txt" | grep -qx "${m%%.*}"; then metrics="${metrics:+$metrics,}$m"; fi
   done
+  if [ "${NCU_EXTRA:-1}" = 0 ]; then metrics=""; fi  # run4: the try with them left no report (sections only)
   echo "ncu extra metrics: $metrics" | tee "$R/ncu_extra_metrics.txt"
   sections="--section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis"
   profile() {  # $1: extra metrics (may be empty)

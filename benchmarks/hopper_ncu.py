@@ -14,7 +14,7 @@ dims and both passes in one process):
         --d 128,64 --n 16384 --impls fwd:hopper:128,128,4,2 fwd:sdpa_cudnn bwd:flash2 bwd:sdpa_cudnn
 
 An impl is [fwd:|bwd:]alg[:tiles][@switch]: alg hopper, hopper_ws, flash2 (tiles = block_m,block_n,warps,stages; the
-registry's schedule without), sdpa_cudnn or sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed
+registry's schedule without), gluon (the Gluon forward experiment, 128x128 w8 by default), sdpa_cudnn or sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed
 on the GPU here, WS_ON_GPU).  The phase prefix overrides --bwd.  With --facts
 FILE the registers, spills and shared memory of every Triton kernel compiled in the process go to FILE (JSON).
 
@@ -142,6 +142,10 @@ def main(argv=None):
                 else:
                     run = call
                 s = None
+            elif alg == "gluon":  # the Gluon forward experiment (kernels.hopper.gluon_forward), forward only
+                import kernels.hopper as kh
+                s = Schedule("hopper", "fwd", *(tiles or (128, 128, 8, 2)))
+                run = lambda s=s: kh.gluon_forward(p, s, q, k, v)  # noqa: E731
             else:
                 s = Schedule(alg, phase, *tiles) if tiles else kernels.default_schedule(p, alg, phase, q.device)
                 run = ((lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f)) if phase == "bwd"
