@@ -139,10 +139,14 @@ def markdown(rows, summ, files, command: str, frozen: str | None = None) -> str:
 def fidelity_sets(specs, goals=None) -> list:
     """[(set name, file, rows, summary, frozen-predictions file or None)] for decode sets, with the headline's error
     definition, levels and goals (verification.fidelity: `case_levels`, `summarise`).  `specs`: decode_ncu.json
-    paths, each optionally ``path@frozen_predictions.json``."""
+    paths, each optionally ``path@frozen_predictions.json``; ``committed`` stands for every committed decode set
+    (verification.fidelity_decode.COMMITTED: frozen and now for the held-out ones)."""
     from . import fidelity as F
     from memsim.workloads_decode import simulate_decode
     goals = goals or F.load_goals()
+    if "committed" in specs:
+        from .fidelity_decode import committed_specs
+        specs = [x for spec in specs for x in (committed_specs() if spec == "committed" else [spec])]
     out = []
     for spec in specs:
         path, _, frozen_path = str(spec).partition("@")

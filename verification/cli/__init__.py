@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from . import anchors, calibrate, cases, ceilings, fidelity, measure, numerics, report, unpack, validate
+from . import anchors, calibrate, cases, ceilings, decode, fidelity, measure, numerics, report, unpack, validate
 from .common import RAW
 from memsim.cli.errors import add_commands, dispatch, make_parser
 
 #: the subcommands, in --help order
-COMMANDS = (cases, numerics, measure, report, validate, fidelity, ceilings, anchors, unpack, calibrate)
+COMMANDS = (cases, numerics, measure, report, validate, fidelity, decode, ceilings, anchors, unpack, calibrate)
 
 DESCRIPTION = """\
 python -m verification: exactness, Nsight Compute measurements, model-vs-hardware reports.
