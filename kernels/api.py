@@ -96,21 +96,31 @@ HOPPER_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "min_capabili
 HOPPER_BWD_FASTEST = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "causal": True, "min_seq_q": 16384}
 
 
-#: where hopper_ws (a registry entry since session 5: memsim/algorithms_hopper.py) beat what the default ran, on the H100
-#: in one run (run4, benchmarks/results/hopper-h100-2026-11-26-run4.md, bf16 and fp16, B*N = 16k, H*d = 2048; medians
-#: of 3, beyond the spreads).  Neither was among the committed table's candidates, so these rules are applied after
-#: the table (and the registry fallback), never over this machine's own tuning cache (source "rule").
-#: forward, the persistent grid: d=128 non-causal N 1024 and 4096 (526/554 vs the per-tile grid's 414/501 TFLOP/s
-#: bf16, 507/532 vs 391/491 fp16; N=16384 a tie), d=64 non-causal N=1024 (411 vs flash2 372 bf16, 393 vs 356 fp16;
-#: N=4096 +5-7 %, inside the spreads).  Causal: mixed, left out.  Its grid is one CTA per SM of a 132-SM card, and
-#: its descriptors need contiguous tensors with lengths the 128-row tiles divide.
-HOPPER_WS_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "causal": False,
-                         "seq_range": {128: (1024, 4096), 64: (1024, 1024)}, "sms": 132}
-#: backward, the warp-specialised dK/dV pass + flash2's dQ pass: 1.12-1.21x flash2 at d=128 N >= 4096 (same process;
-#: every case, causal or not, bf16 and fp16), 1.03-1.10x at d=64 (bf16; fp16 d=64 not reached, same instructions);
-#: slower or a tie at N=1024.  Faster than the fused hopper backward where that is the rule (d=128 causal N=16384:
-#: 1.17/1.15x flash2 vs 1.05/1.08x).  Deterministic (no atomics).
-HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "head_dims": (64, 128), "min_seq": 4096}
+#: where hopper_ws (a registry entry since session 5: memsim/algorithms_hopper.py) beat what the default ran, on the H100,
+#: in the same process, beyond the spreads, in run5 and in the same direction in run4 (bf16; run4 also fp16, which runs
+#: the same instructions): benchmarks/results/hopper-h100-2026-11-26-run{4,5}.md, B*N = 16k, H*d = 2048, TFLOP/s as
+#: medians of 3 (run5 numbers, spreads in %).  Neither variant was among the committed table's candidates, so these
+#: rules are applied after the table (and the registry fallback), never over this machine's own tuning cache
+#: (source "rule").
+#: forward, the persistent grid (128x128 w4 s2), per (head_dim, causal): the seq_q and seq_kv range it won in --
+#:   d=128 non-causal N 1024 / 4096: 531 (1) vs the per-tile grid's 410 (5) / 558 (4) vs 512 (12);
+#:   d=64 non-causal N 1024 / 4096: 414 (3) vs flash2 370 (2) / 446 (5) vs 407 (5);
+#:   d=128 causal N 4096: 457 (6) vs 417 (6) (run4 437 vs 412, session 3 +11.7 %).
+#: Left out: N=16384 (ties: 563 vs 567, 463 vs 440 +-16 %), causal N=1024 and 16384 at d=128 (flash2 / the per-tile
+#: grid faster), d=64 causal (flash2 faster).  One CTA per SM of a 132-SM card; contiguous tensors whose lengths the
+#: 128-row tiles divide (its 2-D descriptors).
+HOPPER_WS_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
+                         "seq_range": {(128, False): (1024, 4096), (64, False): (1024, 4096), (128, True): (4096, 4096)}}
+#: backward, the warp-specialised dK/dV pass + flash2's dQ pass (64x128 w4 s2), per (head_dim, causal): the shortest
+#: seq_q and seq_kv it won from --
+#:   d=128 N >= 4096: 1.09-1.15x flash2 (412/358, 417/374, causal 349/307, 386/353), and the fused hopper bwd that the
+#:   registry rule picks at causal N=16384 ties (386 vs 385); ncu at N=16384: its dK/dV pass keeps the tensor pipe 76 %
+#:   busy with 168 registers and no spills (flash2's: 54 %, 255 registers, 109 M spill instructions);
+#:   d=128 non-causal N=1024: 339 vs 302 (run4 318 vs 301);
+#:   d=64 N >= 4096: 1.05-1.15x, non-causal N=4096 a tie (339 vs 343; run4 1.03x).
+#: Left out: d=128 causal N=1024 (a tie: 238 vs 234, run4 0.97x), d=64 N=1024 (0.87-0.94x).  Deterministic (no atomics).
+HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"),
+                         "min_seq": {(128, False): 1024, (128, True): 4096, (64, False): 4096, (64, True): 4096}}
 
 
 def _sm_count(dev) -> int | None:
@@ -128,8 +138,8 @@ def measured_rule(problem, phase: str, q, k, v) -> str | None:
         return None
     if phase == "fwd":
         r = HOPPER_WS_FWD_FASTEST
-        lo, hi = r["seq_range"].get(p.head_dim, (1, 0))
-        if (p.dtype in r["dtypes"] and p.causal == r["causal"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi
+        lo, hi = r["seq_range"].get((p.head_dim, p.causal), (1, 0))
+        if (p.dtype in r["dtypes"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi
                 and _sm_count(dev) == r["sms"] and all(t.is_contiguous() for t in (q, k, v))):
             from memsim.algorithms import spec_for
             from memsim.algorithms_hopper import persistent
@@ -138,7 +148,8 @@ def measured_rule(problem, phase: str, q, k, v) -> str | None:
                 return "HOPPER_WS_FWD_FASTEST"
         return None
     r = HOPPER_WS_BWD_FASTEST
-    if p.dtype in r["dtypes"] and p.head_dim in r["head_dims"] and min(p.seq_q, p.seq_kv) >= r["min_seq"]:
+    lo = r["min_seq"].get((p.head_dim, p.causal))
+    if p.dtype in r["dtypes"] and lo is not None and min(p.seq_q, p.seq_kv) >= lo:
         return "HOPPER_WS_BWD_FASTEST"
     return None
 

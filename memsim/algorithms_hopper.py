@@ -194,12 +194,13 @@ register(HOPPER_BWD)
 #: counters say").  Part of the algorithm's launch (kernel_launches has no hardware): on a GPU with another SM count
 #: the grid stays min(tiles, 132) -- still exact, but not one CTA per SM (kernels.api picks it only on 132-SM cards).
 PERSISTENT_CTAS = 132
-_WS_FWD_MEASURED = ("benchmarks/hopper_bench.py --fwd-persistent on an H100 80GB HBM3 (run4, 2026-11-26, bf16/fp16, "
-                    "B*N=16k, H*d=2048; benchmarks/results/hopper-h100-2026-11-26-run4.md): 128x128 w4 s2 at d=128 "
-                    "526/554/537 TFLOP/s (N 1k/4k/16k bf16) vs the per-tile grid's 414/501/567; d=64 411/429/444")
-_WS_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd --ws-on-gpu on an H100 80GB HBM3 (run4, 2026-11-26; the LOOP "
-                    "'ws+f2dq' experiment): 64x128 w4 s2 (dQ pass 64x64 w4 s2), d=128 N>=4096 1.12-1.21x flash2 "
-                    "(same process), d=64 N>=4096 1.03-1.10x; N=1024 0.89-1.06x")
+_WS_FWD_MEASURED = ("benchmarks/hopper_bench.py --fwd-persistent on an H100 80GB HBM3 (runs 4-5, 2026-11-26, B*N=16k, "
+                    "H*d=2048; benchmarks/results/hopper-h100-2026-11-26-run5.md): 128x128 w4 s2, bf16 d=128 "
+                    "531/558/563 TFLOP/s (N 1k/4k/16k, run5) vs the per-tile grid's 410/512/567; d=64 414/446/463")
+_WS_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd on an H100 80GB HBM3 (runs 4-5, 2026-11-26; run4 as the LOOP "
+                    "'ws+f2dq' experiment): 64x128 w4 s2 (dQ pass 64x64 w4 s2), bf16 d=128 1.09-1.15x flash2 at "
+                    "N>=4096 (run5, same process), d=64 0.99-1.15x; N=1024 0.87-1.12x")
+_WS_UNMEASURED = "not timed: as d=64 (exact in the interpreter only)"
 
 
 def persistent(p: AttentionProblem, s: Schedule) -> bool:
@@ -265,7 +266,8 @@ HOPPER_WS_FWD = AlgorithmSpec(
     compulsory_dram_bytes=lambda p, s: {_ws_fwd_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
     extra_device_bytes=_ws_fwd_extra,
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (128, 128, 4, 2)},
-                                _WS_FWD_MEASURED) + _INTERPRETER,
+                                _WS_FWD_MEASURED) + _defaults("gpu", _TWO_BYTE, None, {
+        16: (128, 128, 4, 2), 32: (128, 128, 4, 2)}, _WS_UNMEASURED) + _INTERPRETER,
     description="""\
 hopper_ws, fwd -- one launch.  Lengths that the tiles divide: ``hopper_fwd_persistent``,
     grid (min(Mb * B*Hq, 132), 1, 1): CTA c computes tiles c, c + G, ... (G CTAs;
@@ -296,9 +298,11 @@ def ws_stat_pad(p: AttentionProblem) -> int:
 
 
 def _ws_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
-    """The dK/dV pass (flash2's formula: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)); the dQ pass with
-    half the K/V rows needs less."""
-    return _flash2_bwd_sram(p, s)
+    """The dK/dV pass: flash2's (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)) plus one cols x rows tile
+    (P^T / dS^T on its way to the tensor cores as a shared-memory operand): the sm_90a compile of d=128 64x128 w4 s2
+    (run5 compiled facts, benchmarks/results/hopper-h100-2026-11-26-run5.compiled_facts.json): 148 928 B = this +
+    448 B of mbarriers.  The dQ pass (half the K/V rows) needs less."""
+    return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes
 
 
 def _ws_bwd_launches(p: AttentionProblem, s: Schedule):
@@ -328,7 +332,8 @@ HOPPER_WS_BWD = AlgorithmSpec(
     launches=_ws_bwd_launches, sram_bytes_per_cta=_ws_bwd_sram, contract=_ws_bwd_contract,
     compulsory_dram_bytes=_ws_bwd_compulsory, extra_device_bytes=_ws_bwd_extra,
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (64, 128, 4, 2), 128: (64, 128, 4, 2)},
-                                _WS_BWD_MEASURED) + _INTERPRETER,
+                                _WS_BWD_MEASURED) + _defaults("gpu", _TWO_BYTE, None, {
+        16: (64, 128, 4, 2), 32: (64, 128, 4, 2)}, _WS_UNMEASURED) + _INTERPRETER,
     description="""\
 hopper_ws, bwd -- three launches (deterministic, no atomics):
     ``flash2_bwd_preprocess`` as flash2's: reads O_i, dO_i, writes delta_i (rows x 4).
@@ -342,6 +347,7 @@ hopper_ws, bwd -- three launches (deterministic, no atomics):
     blocks of block_n / 2 rows (at least 16): flash2_bwd_dq's bytes at those tiles.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each; when seq_q % 4 != 0
     padded copies of both (row stride a multiple of 16 bytes for TMA).
-    SRAM: the dK/dV pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta).""")
+    SRAM: the dK/dV pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta),
+    one cols x rows P^T / dS^T tile.""")
 
 register(HOPPER_WS_BWD)

@@ -248,12 +248,15 @@ def _small(d, dtype=torch.bfloat16):
 
 
 @pytest.mark.parametrize("dtype, d, causal, n, fwd, bwd", [
-    ("bf16", 128, False, 1024, "hopper_ws", "flash2"),       # bwd: N=1024 is not the rule's
+    ("bf16", 128, False, 1024, "hopper_ws", "hopper_ws"),
     ("fp16", 128, False, 4096, "hopper_ws", "hopper_ws"),
     ("bf16", 128, False, 16384, "hopper", "hopper_ws"),      # fwd: a tie at 16k -> the table's per-tile hopper
-    ("bf16", 128, True, 16384, "hopper", "hopper_ws"),       # bwd: beats the fused hopper bwd of the registry rule
+    ("bf16", 128, True, 1024, "flash2", "flash2"),           # both: flash2 (fwd faster; bwd a tie, deterministic)
+    ("bf16", 128, True, 4096, "hopper_ws", "hopper_ws"),
+    ("bf16", 128, True, 16384, "hopper", "hopper_ws"),       # bwd: replaces the fused hopper bwd's registry rule
     ("bf16", 64, False, 1024, "hopper_ws", "flash2"),
-    ("fp16", 64, False, 4096, None, "hopper_ws"),            # fwd d=64 N=4096: inside the spreads, the table's
+    ("fp16", 64, False, 4096, "hopper_ws", "hopper_ws"),
+    ("bf16", 64, False, 16384, None, "hopper_ws"),           # fwd 16k: inside the spreads, the table's
     ("bf16", 64, True, 4096, "flash2", "hopper_ws"),
 ])
 def test_default_picks_hopper_ws_where_it_measured_faster(h100, dtype, d, causal, n, fwd, bwd):
@@ -284,7 +287,11 @@ def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
     p = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
     q, k, v = _small(128)
     assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
-    assert api.measured_rule(p, "bwd", q, k, v) is None  # N=1024
+    assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"  # d=128 non-causal from N=1024
+    assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1024, 1024, 64, dtype="bf16"), "bwd", q, k, v) is None
+    assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16", causal=True), "bwd",
+                             q, k, v) is None
+    assert api.measured_rule(kernels.AttentionProblem(16, 8, 8, 1024, 1024, 256, dtype="bf16"), "fwd", q, k, v) is None
     t = torch.randn(1, 8, 2, 128).to(torch.bfloat16).transpose(1, 2)  # (B, N, H, d) storage: not contiguous
     assert api.measured_rule(p, "fwd", t, k, v) is None
     odd = torch.randn(1, 1, 8, 129).to(torch.bfloat16)[..., :128]  # 258-byte rows: no TMA

@@ -158,7 +158,7 @@ def test_hopper_ws_bwd_other_paths(device):
          alg="hopper_ws")
     _run((2, 2, 1, 33, 40, 32), "fp16", device, layout="bnhd", causal=True, blocks=(16, 32), warps=w,
          grid_order="heads_fastest", alg="hopper_ws")
-    _run((1, 4, 2, 64, 96, 32), "bf16", device, causal=True, blocks=(32, 32), warps=w, fwd_alg="hopper_ws",
+    _run((1, 4, 2, 128, 256, 64), "bf16", device, causal=True, blocks=(32, 32), warps=w, fwd_alg="hopper_ws",
          alg="hopper_ws")
     dq, _, _ = _run((1, 2, 2, 50, 9, 16), "fp16", device, causal=True, align="bottom_right", input_scale=6.0,
                     scale=1.0, blocks=(16, 32), warps=w, alg="hopper_ws")
@@ -174,8 +174,9 @@ def test_hopper_ws_bwd_gpu_tiles(d):
 
 
 def test_hopper_ws_bwd_launches_and_layout_rule():
-    """The three launches of the registry entry, the dQ pass's tiles (half the K/V rows, at least 16), the extra
-    memory of the padded statistics, and the TMA layout rule with a clear error (what the launcher checks first)."""
+    """The three launches of the registry entry, the dQ pass's tiles (half the K/V rows, at least 16), the SRAM
+    formula, the extra memory of the padded statistics, and the TMA layout rule with a clear error (what the launcher
+    checks first)."""
     import kernels.hopper_bwd as hb
     from memsim.algorithms import spec_for
     from memsim.algorithms_hopper import ws_dq_schedule
@@ -186,6 +187,8 @@ def test_hopper_ws_bwd_launches_and_layout_rule():
     assert got == [("flash2_bwd_preprocess", (16, 16, 1)), ("hopper_bwd_dkdv_ws", (8, 4, 1)),
                    ("flash2_bwd_dq", (16, 16, 1))]
     assert ws_dq_schedule(s).block_n == 64 and ws_dq_schedule(Schedule("hopper_ws", "bwd", 16, 16)).block_n == 16
+    from memsim.schedule import sram_bytes_per_cta
+    assert sram_bytes_per_cta(p, s) == 148928 - 448  # the sm_90a compile of the dK/dV pass (run5) less its mbarriers
     ex = spec_for("hopper_ws", "bwd").extra_device_bytes
     assert ex(p, s) == 2 * 16 * 1000 * 4  # 1000 % 4 == 0: no padded copies
     assert ex(AttentionProblem(2, 8, 2, 1001, 1000, 128, "bf16"), s) == 2 * 16 * 1001 * 4 + 2 * 16 * 1004 * 4
