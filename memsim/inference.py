@@ -553,10 +553,12 @@ def measured_loop_compute(hw_name: str) -> dict | None:
 
 
 def loop_compute_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
-    """Seconds one split CTA computes a whole K/V tile, `ctas_on_sm` CTAs sharing its SM: the warp-issue replay of
-    the compiled loop (`tile_cycles`, per CTAs on the SM) times the measured / replayed ratio of the `loop`
-    microbenchmark at one CTA per SM -- the variant's own where it was measured, else the median of its layout
-    class (`loop_layout_class`).  The microbenchmark runs the real `_decode_split` with K/V views of stride 0 (every
+    """Seconds one split CTA computes a whole K/V tile, `ctas_on_sm` CTAs sharing its SM: the measured compute at one
+    CTA per SM -- the warp-issue replay of the compiled loop at one CTA (`tile_cycles[0]`) times the measured /
+    replayed ratio of the `loop` microbenchmark, the variant's own where it was measured, else the median of its
+    layout class (`loop_layout_class`) -- plus what the replay adds for the other CTAs on the SM
+    (`tile_cycles[n - 1] - tile_cycles[0]`; the `loop2` set's shared points: the ratio applied to the whole replay
+    over-states c at 2-3 CTAs per SM by 7-13 % on the default and d64 loops, this form is within 5 %).  The microbenchmark runs the real `_decode_split` with K/V views of stride 0 (every
     copy an L2 hit, hidden behind the tiles in flight): H100, the replay is 11-28 % under the measured compute of
     7 contiguous variants (median 22 %).  None without a replay or a measurement for the class, and for one-buffer
     loops (`pipeline_buffers` 1: num_stages 2, paged without page_prefetch), whose hidden period is the L2 latency of
@@ -572,7 +574,10 @@ def loop_compute_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_o
         return None
     n = max(1, ctas_on_sm)
     cycles = cyc[min(n, len(cyc)) - 1] * (n / len(cyc) if n > len(cyc) else 1.0)
-    return ratio * cycles / f.clock_Hz
+    # the measured c at one CTA per SM, plus what the replay adds for the other CTAs sharing the SM: the part of c
+    # the replay misses is the CTA's own latency, not issue the others compete for (`loop2` shared points, H100
+    # 2026-11-26 08:40: c at 2 / 3 CTAs per SM within 5 % this way, 7-13 % over with the ratio applied to all)
+    return (ratio * cyc[0] + (cycles - cyc[0])) / f.clock_Hz
 
 
 def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:

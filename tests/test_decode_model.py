@@ -395,5 +395,10 @@ def test_registers_limit_residency_of_split_and_combine():
     assert regs == 97 and f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8, regs) == 2
     assert f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8) == 6  # shared memory alone
     assert combine_regs_per_thread(p, DecodeSchedule(num_splits=64)) == 162  # BLOCK_S 32, d 128
-    r = simulate_decode(p, replace(s, num_splits=4), "h100-sxm")
-    assert [k["ctas_per_sm"] for k in r["kernels"]] == [2, 8]
+    s4 = replace(s, num_splits=4)
+    r = simulate_decode(p, s4, "h100-sxm")
+    # the S = 4 combine has no entry of its own: its registers come from the nearest specialisation in the table
+    # (which one depends on what else is tabled); whatever they are, they cap the residency
+    creg = combine_regs_per_thread(p, s4)
+    assert creg is not None and f.ctas_per_sm(0, 4, creg) < f.ctas_per_sm(0, 4)
+    assert [k["ctas_per_sm"] for k in r["kernels"]] == [2, f.ctas_per_sm(0, 4, creg)]
