@@ -1,4 +1,4 @@
-"""memsim's prediction for every measured hopper / flash2 forward and backward of a benchmarks/hopper_bench.py run,
+"""memsim's prediction for every measured hopper / hopper_ws / flash2 forward and backward of a benchmarks/hopper_bench.py run,
 beside the measured time (issue 9: "the model keeps up").  CPU only.
 
 Forward records timed in the grid's order (``[grid order]``, kernels.hopper.LONGEST_FIRST off) are simulated with the
@@ -38,7 +38,7 @@ def main(argv=None):
     import memsim.workloads_hopper as wh
     rows, memo = [], {}
     for r in bench["records"]:
-        if r["impl"] not in ("hopper", "flash2") or r["pass"] not in ("fwd", "bwd") or not r.get("ms"):
+        if r["impl"] not in ("hopper", "flash2", "hopper_ws") or r["pass"] not in ("fwd", "bwd") or not r.get("ms"):
             continue
         p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
                              r["causal"])
