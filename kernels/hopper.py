@@ -372,6 +372,13 @@ if gluon is not None:
         return p, alpha, m_new, l_new
 
     @gluon.jit
+    def _gl_head_desc(T, b, h, stride, SEQ, HEAD_DIM: gl.constexpr, ROWS: gl.constexpr, layout: gl.constexpr):
+        """One (batch, head)'s [SEQ, d] rows as a TMA descriptor with boxes of ROWS rows (clipped at the head's end);
+        stride: the (batch, head, row) strides."""
+        return gl_tma.make_tensor_descriptor(T + b * stride[0] + h * stride[1], shape=[SEQ, HEAD_DIM],
+                                             strides=[stride[2], 1], block_shape=[ROWS, HEAD_DIM], layout=layout)
+
+    @gluon.jit
     def _hopper_fwd_gluon(Q, K, V, O, LSE, stride_q, stride_k, stride_v, stride_o, H, SEQ_Q, SEQ_KV, qk_scale2,
                           CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                           BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, MASK_COLS: gl.constexpr,
@@ -396,18 +403,10 @@ if gluon is not None:
         p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
         q_smem_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M, HEAD_DIM], dtype)
         kv_smem_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, HEAD_DIM], dtype)
-        q_desc = gl_tma.make_tensor_descriptor(Q + b * stride_q[0] + h * stride_q[1], shape=[SEQ_Q, HEAD_DIM],
-                                               strides=[stride_q[2], 1], block_shape=[BLOCK_M, HEAD_DIM],
-                                               layout=q_smem_layout)
-        k_desc = gl_tma.make_tensor_descriptor(K + b * stride_k[0] + hkv * stride_k[1], shape=[SEQ_KV, HEAD_DIM],
-                                               strides=[stride_k[2], 1], block_shape=[BLOCK_N, HEAD_DIM],
-                                               layout=kv_smem_layout)
-        v_desc = gl_tma.make_tensor_descriptor(V + b * stride_v[0] + hkv * stride_v[1], shape=[SEQ_KV, HEAD_DIM],
-                                               strides=[stride_v[2], 1], block_shape=[BLOCK_N, HEAD_DIM],
-                                               layout=kv_smem_layout)
-        o_desc = gl_tma.make_tensor_descriptor(O + b * stride_o[0] + h * stride_o[1], shape=[SEQ_Q, HEAD_DIM],
-                                               strides=[stride_o[2], 1], block_shape=[BLOCK_M, HEAD_DIM],
-                                               layout=q_smem_layout)
+        q_desc = _gl_head_desc(Q, b, h, stride_q, SEQ_Q, HEAD_DIM, BLOCK_M, q_smem_layout)
+        k_desc = _gl_head_desc(K, b, hkv, stride_k, SEQ_KV, HEAD_DIM, BLOCK_N, kv_smem_layout)
+        v_desc = _gl_head_desc(V, b, hkv, stride_v, SEQ_KV, HEAD_DIM, BLOCK_N, kv_smem_layout)
+        o_desc = _gl_head_desc(O, b, h, stride_o, SEQ_Q, HEAD_DIM, BLOCK_M, q_smem_layout)
         q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_smem_layout)
         k_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], kv_smem_layout)
         v_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], kv_smem_layout)
