@@ -315,8 +315,13 @@ class LaunchModel:
     def __init__(self, hw: Hardware, work, l2: L2Cache, cost, *, num_stages: int, dram_Bps: float,
                  launch_overhead_s: float, merge_window_s: float | None = None, merge_group_sms: int = 1,
                  dependent_Bps: float | None = None,
-                 dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0):
+                 dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
+                 fill_latency_s: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
+        #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
+        #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
+        self.fill_latency_s = fill_latency_s
+        self.fill_at: dict = {}
         self.env = simpy.Environment()
         self.dram = Link(self.env, dram_Bps, "dram")
         self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
@@ -416,6 +421,7 @@ class LaunchModel:
         # each, mixed by the step's misses); the engine no longer delays the step's compute by a latency of its own
         load_extra = (self.issue_s_per_tile_dram * jit - issue_tile) if self.issue_s_per_tile_dram else 0.0
         frac = 0.0
+        fill_lat, fill_at = self.fill_latency_s, self.fill_at
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
@@ -443,11 +449,17 @@ class LaunchModel:
             now = env.now
             if reads:
                 tl += tiles
-                g = miss = 0
+                g = miss = waited = 0
                 if window is None:
                     for acc in reads:
                         g += acc[2]
-                        miss += l2read(acc)
+                        m_ = l2read(acc)
+                        miss += m_
+                        if fill_lat is not None:
+                            if fill_at.get(acc[0], 0.0) > now:
+                                waited += acc[2] - m_
+                            if m_:
+                                fill_at[acc[0]] = now + fill_lat
                     l2_req = g - min(g - miss, int(merge * g))  # constant fraction, applied to L2 hits
                 else:
                     # a run of blocks is requested one block per tile-time: block b of an access that starts at
@@ -458,6 +470,10 @@ class LaunchModel:
                     for acc in reads:
                         key, mask, nb = acc[0], acc[1], acc[2]
                         g += nb
+                        # lines whose fill another CTA's miss started are still on their way: joining that
+                        # request, or hitting the L2 before they land, waits as long as the miss does
+                        in_flight = fill_lat is not None and fill_at.get(key, 0.0) > now
+                        whole = nb
                         f = (mask & -mask).bit_length()
                         prev = last_req.get((group, key))
                         if prev is not None and prev[1] != idx:
@@ -466,8 +482,15 @@ class LaunchModel:
                                 nb -= _mask_bytes(both, acc[3], acc[4], acc[5])  # joins the request in flight
                                 mask &= ~both
                                 if not mask:
+                                    if in_flight:
+                                        waited += whole
                                     continue  # all of it arrives with the other request: no L2, no DRAM
-                        miss += l2read(acc if mask == acc[1] else (key, mask, nb, acc[3], acc[4], acc[5]))
+                        m_ = l2read(acc if mask == acc[1] else (key, mask, nb, acc[3], acc[4], acc[5]))
+                        miss += m_
+                        if in_flight:
+                            waited += whole - m_
+                        if m_ and fill_lat is not None:
+                            fill_at[key] = now + fill_lat
                         last_req[(group, key)] = (now, idx, f, mask)
                         l2_req += nb
                 wb = evict() if l2.used > l2.capacity else 0
@@ -478,7 +501,7 @@ class LaunchModel:
                 a, b = l2book(now, l2_req), dbook(now, miss + wb)
                 xfer_end = a if a > b else b
                 if g:
-                    frac = miss / g
+                    frac = min(1.0, (miss + waited) / g)
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
                     ready = first = xfer_end + dep_lat * tiles

@@ -101,6 +101,15 @@ def _rates(d: dict) -> dict:
     return d
 
 
+def fill_latency_s(hw: Hardware, cal) -> float | None:
+    """How long a DRAM fill is in flight (the pointer chase's DRAM latency, memsim.issue_fit.load_latency_from):
+    reads of those lines meanwhile wait for it (LaunchModel); None where the calibration has no load latency."""
+    lat = getattr(cal, "issue", None)
+    if lat is None or not lat.load_dram_cycles:
+        return None
+    return lat.load_dram_cycles / (cal.sm_clock_Hz or hw.clock_Hz)
+
+
 def estimate_tiles(problem: AttentionProblem, schedule: Schedule) -> int:
     """Rough count of tile operations (loop iterations over all CTAs and launches)."""
     mb, nb = cdiv(problem.seq_q, schedule.block_m), cdiv(problem.seq_kv, schedule.block_n)
@@ -198,7 +207,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             launch_overhead_s=cal.launch_overhead_s, merge_window_s=cal.l2_merge_window_s,
                             merge_group_sms=cal.merge_group_sms, dependent_Bps=cal.dependent_Bps,
                             dependent_latency_s=cal.l2_roundtrip_s,
-                            cta_dispatch_s=cal.cta_dispatch_s)
+                            cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal))
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
