@@ -93,13 +93,11 @@ import json, os, sys
 os.environ.pop("TRITON_INTERPRET", None)
 import triton
 from triton.backends.compiler import GPUTarget
-import kernels.hopper_bwd as hb
-hb.LOOP = "ws+f2dq"
 from kernels.compiled_facts import capture, _specialise
 from memsim.schedule import AttentionProblem, Schedule
 p = AttentionProblem(1, 4, 2, 1000, 1000, 128, "bf16", True)
 t = GPUTarget("cuda", 90, 32)
-for jf, args, kw, grid in capture(p, Schedule("hopper", "bwd", 64, 128, 4, 2)):
+for jf, args, kw, grid in capture(p, Schedule("hopper_ws", "bwd", 64, 128, 4, 2)):
     if jf.fn.__name__ == "_hopper_bwd_dkdv_ws":
         src, opt = _specialise(jf, args, kw, t)
         ck = triton.compile(src, target=t, options=opt.__dict__)
@@ -108,7 +106,7 @@ for jf, args, kw, grid in capture(p, Schedule("hopper", "bwd", 64, 128, 4, 2)):
 
 
 def test_ws_backward_dkdv_pass_rows_not_offset_twice():
-    """The LOOP='ws+f2dq' experiment's warp-specialised dK/dV pass (kernels/hopper_bwd.py), compiled for sm_90a: it is
+    """hopper_ws bwd's warp-specialised dK/dV pass (run4's LOOP='ws+f2dq'; kernels/hopper_bwd.py), compiled for sm_90a: it is
     partitioned (12 warps, two consumers) and no consumer forms its K/V rows as splat(start + 64) + range(64, 128)
     (run3 on the H100 stored the second consumer's dK/dV rows 64 too far); and no TMA copy is larger than its barrier's
     expected bytes (benchmarks/hopper_triton_ws_tma_split_bug.py)."""
