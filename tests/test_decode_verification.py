@@ -95,3 +95,41 @@ def test_summary_counts_follow_the_error_definition(report_dir):
     errs = [RD.error(r["time_s"][0], r["time_s"][1], "time_s") for r in js["rows"]["frozen"]]
     assert line["frozen_time_s"]["within"] == sum(e <= 0.10 for e in errs)
     assert line["frozen_time_s"]["worst"] == pytest.approx(max(errs))
+
+
+def test_decode_cases_lists_the_suite_and_draws(tmp_path, capsys):
+    from verification.suite_decode import DECODE_SUITE, draw_random, load_specs
+    assert main(["decode", "cases"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in out] == [c.name for c in DECODE_SUITE]
+    f = tmp_path / "specs.json"
+    assert main(["decode", "cases", "--random", "3", "--seed", "7", "--specs", str(f)]) == 0
+    names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()]
+    drawn = draw_random(3, 7)
+    assert names == [c.name for c in drawn]
+    assert [(c.problem, c.schedule) for c in load_specs(str(f))] == [(c.problem, c.schedule) for c in drawn]
+    assert main(["decode", "cases", "--random", "3", "--seed", "7", "--specs", str(f)]) == 2  # never overwritten
+
+
+BAD_ARGS = {
+    "seed_without_random": (["decode", "cases", "--seed", "3"], "--seed goes with --random"),
+    "random_without_seed": (["decode", "cases", "--random", "3"], "needs --seed"),
+    "random_zero": (["decode", "cases", "--random", "0", "--seed", "1"], "positive"),
+    "list_with_out": (["decode", "list", "--out", "x"], "does not take --out"),
+    "report_with_random": (["decode", "--random", "2", "--seed", "1"], "does not take --random"),
+    "measure_without_out": (["decode", "measure"], "needs --out"),
+    "measure_both": (["decode", "measure", "--out", "o", "--random", "2", "--seed", "1", "--cases-json", "f"],
+                     "not both"),
+    "measure_timeout": (["decode", "measure", "--out", "o", "--timeout", "0"], "--timeout must be positive"),
+    "measure_bad_specs": (["decode", "measure", "--out", "o", "--cases-json", "no-such-file.json"],
+                          "not a decode case-specs file"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGS))
+def test_decode_bad_arguments_are_refused_before_any_work(name, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv, msg = BAD_ARGS[name]
+    assert main(argv) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
