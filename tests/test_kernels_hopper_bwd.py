@@ -69,13 +69,19 @@ def test_hopper_bwd_after_hopper_forward(device):
     _run((1, 2, 1, 40, 33, 32), "bf16", device, causal=True, fwd_alg="hopper")
 
 
-def test_hopper_bwd_through_attention_autograd(device):
-    """kernels.attention with a (forward, backward) pair: autograd reaches the fused backward."""
-    q, k, v, do = make_inputs(1, 2, 2, 37, 37, 16, "fp16", device, seed_of("hopper_bwd_autograd"))
+@pytest.mark.parametrize("alg", ["hopper", "hopper_ws"])
+def test_hopper_bwd_through_attention_autograd(alg, device):
+    """kernels.attention with a (forward, backward) pair: autograd reaches the fused backward (hopper) or the
+    warp-specialised one after the persistent forward (hopper_ws, 32 rows: the tiles divide the lengths)."""
+    n = 37 if alg == "hopper" else 32
+    q, k, v, do = make_inputs(1, 2, 2, n, n, 16, "fp16", device, seed_of("hopper_bwd_autograd", alg))
     q, k, v = (t.clone().requires_grad_(True) for t in (q, k, v))
     p = kernels.problem_for(q.detach(), k.detach(), v.detach(), causal=True)
-    pair = (kernels.default_schedule(p, "flash2", "fwd", device),
-            Schedule("hopper", "bwd", 16, 16, 4 if device == "cuda" else 1, 1))
+    w = 4 if device == "cuda" else 1
+    if alg == "hopper":
+        pair = (kernels.default_schedule(p, "flash2", "fwd", device), Schedule("hopper", "bwd", 16, 16, w, 1))
+    else:
+        pair = (Schedule("hopper_ws", "fwd", 16, 16, w, 1), Schedule("hopper_ws", "bwd", 16, 32, w, 1))
     kernels.attention(q, k, v, is_causal=True, schedule=pair).backward(do)
     assert kernels.last_schedule() == pair
     ref = kernels.reference(q.detach(), k.detach(), v.detach(), causal=True, do=do)
