@@ -3,10 +3,11 @@ beside our flash2 and SDPA's flash and cuDNN backends, in one run (the issue's t
 H*d = 2048, d in {64, 128}, causal or not, N in {4096, 16384}).
 
     PYTHONPATH=. python benchmarks/hopper_bench.py --out DIR [--budget-s 200] [--bwd] [--dtype bf16,fp16]
-        [--seqs 1024,4096,16384] [--repeats 3] [--no-fwd] [--ws-on-gpu]
+        [--seqs 1024,4096,16384] [--repeats 3] [--no-fwd] [--ws-on-gpu] [--fwd-persistent] [--gluon]
+        [--candidates JSON] [--bwd-candidates JSON (a fifth element "hopper_ws" times that algorithm)]
 
 Each case also records `kernels.default_choice` (what kernels.attention runs by default, and where it came from:
-tuned table, cache or registry); a default forward not among the candidates is timed too.  Backward (--bwd):
+tuned table, cache, registry or rule); a default forward or backward not among the candidates is timed too.  Backward (--bwd):
 our candidates pass kernels.autotune's gate (dQ, dK, dV of batch 0 / two heads vs float64) before timing.
 
 Per case, before any timing, every implementation's output is checked on two (batch, head) slices of
