@@ -178,7 +178,7 @@ def bandwidth_context_figure(rows, ceiling_Bps: float | None = None):
         ax.scatter(xs, p, marker=marks[i % len(marks)], facecolors="none", edgecolors="tab:orange", s=18,
                    label=f"{n} predicted")
     if ceiling_Bps:
-        ax.axhline(ceiling_Bps / 1e12, color="0.4", ls="--", lw=0.8, label="preset DRAM rate")
+        ax.axhline(ceiling_Bps / 1e12, color="0.4", ls="--", lw=0.8, label="DRAM rate of the model (dram_stream peak)")
     ax.set_xscale("log")
     ax.set_xlabel("context length (cached tokens per sequence, batch mean)")
     ax.set_ylabel("DRAM bytes / kernel time (TB/s)")
@@ -243,9 +243,10 @@ def write_report(out, names=None, *, force: bool = False, command: str = "", hw:
             raise DecodeSetError(f"{out / n} already exists; pass --force to replace it")
     live, frozen, summ, fsets, prov = build(names, hw)
     from memsim.hardware import load_hardware
+    from memsim.inference import DeviceFacts
     from memsim.plots import png_bytes
     rows = [r for rs in live.values() for r in rs]
-    fig = bandwidth_context_figure(rows, load_hardware(hw).dram_bw_Bps)
+    fig = bandwidth_context_figure(rows, DeviceFacts.from_hardware(load_hardware(hw)).dram_Bps)
     out.mkdir(parents=True, exist_ok=True)
     js = {"command": command, "hardware": hw, "sets": summ, "provenance": prov,
           "rows": {"now": rows, "frozen": [r for rs in frozen.values() for r in rs]}}
