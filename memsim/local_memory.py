@@ -195,13 +195,10 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     if store_bytes_per_iteration:
         touched = min(touched, store_bytes_per_iteration)
     per_cta = touched * threads
-    # the CTAs an SM holds at once: its slots, or fewer where the grid does not fill them (13 CTAs put one on
-    # each of 13 SMs, whatever the occupancy allows; set M's 1-warp fp32 hopper forward: 2 assumed, +148 %)
-    on_sm = max(1, min(ctas_per_sm, -(-num_ctas // hw.num_sms)))
-    per_sm = on_sm * per_cta
+    per_sm = min(ctas_per_sm, num_ctas) * per_cta
     resident = min(num_ctas, ctas_per_sm * hw.num_sms)
     total = resident * per_cta
-    l1 = l1_data_bytes(hw, smem_per_cta_bytes, on_sm)
+    l1 = l1_data_bytes(hw, smem_per_cta_bytes, ctas_per_sm)
     dirty = cal.l2_dirty_bytes if cal.l2_dirty_bytes is not None else hw.l2_effective_bytes
     curves = curves_for(hw, cal)
     if curves is None:
@@ -210,7 +207,7 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     elif reuse and reuse.get("reload") and reuse.get("restore"):
         # each access at its own reuse distance (distinct local bytes per thread since the value was stored), times
         # the threads that interleave with it: the SM's resident threads for L1, the GPU's for L2
-        t_sm = on_sm * threads
+        t_sm = min(ctas_per_sm, num_ctas) * threads
         t_gpu = resident * threads
         rl, rs = reuse["reload"], reuse["restore"]
         l1_miss = _by_distance(curves.l1_miss, rl, t_sm / l1) if l1 else 0.0

@@ -104,17 +104,6 @@ def test_only_resident_ctas_count(h100):
     assert many.footprint_bytes == 2 * h100.num_sms * 256 * 4096
 
 
-@pytest.mark.parametrize("num_ctas,on_sm", [(13, 1), (132, 1), (133, 2), (264, 2), (100000, 2)])
-def test_an_sm_holds_only_the_ctas_the_grid_gives_it(h100, num_ctas, on_sm):
-    # 2 slots per SM, but a grid of 13 CTAs puts one on each of 13 SMs: the SM's footprint (and the L1 its
-    # shared memory leaves) is one CTA's
-    cal = calibration_for(h100)
-    lm = local_memory(h100, cal, local_bytes_per_thread=20016, threads=32, ctas_per_sm=2, num_ctas=num_ctas,
-                      smem_per_cta_bytes=48 * KB)
-    assert lm.footprint_per_sm_bytes == on_sm * 32 * 20016, f"{num_ctas} CTAs: {lm.footprint_per_sm_bytes} B per SM"
-    assert lm.l1_data_bytes == l1_data_bytes(h100, 48 * KB, on_sm)
-
-
 @pytest.mark.parametrize("kw", [dict(local_bytes_per_thread=-1), dict(threads=0), dict(ctas_per_sm=0),
                                 dict(num_ctas=0)])
 def test_bad_arguments_are_refused(h100, kw):
