@@ -54,3 +54,74 @@ def test_workload_bytes_are_the_contract(p, alg_phase, blocks):
                 fl += st[2]
         c = want[lw.name]
         assert (rd, wr, fl) == (c["global_read_bytes"], c["global_write_bytes"], c["flops"]), lw.name
+
+
+# --- warp-specialised SASS as the card runs it (session 6; benchmarks/hopper_model_ws.py) ----------------------------
+_WS_SCRIPT = r"""
+import json, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
+import memsim
+from memsim.calibration import calibration_for
+from memsim.schedule import AttentionProblem, Schedule
+from hopper_model_ws import compile_sass, ws_facts
+lat = calibration_for(memsim.load_hardware("h100-sxm")).issue
+out = {}
+p = AttentionProblem(1, 2, 2, 1024, 1024, 128, "bf16", False)
+for name, s in [("fwd", Schedule("hopper", "fwd", 128, 128, 4, 2)),
+                ("fwd_persistent", Schedule("hopper_ws", "fwd", 128, 128, 4, 2)),
+                ("bwd_ws", Schedule("hopper_ws", "bwd", 64, 128, 4, 2))]:
+    for launch, (sass, warps) in compile_sass(p, s).items():
+        w = ws_facts(sass, lat) if warps > s.num_warps else None
+        out[f"{name}:{launch}"] = dict(w or {}, metadata_warps=warps)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def ws_sass():
+    """ws_facts of the three warp-specialised launches, compiled for sm_90a on the CPU (a subprocess without
+    TRITON_INTERPRET)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _WS_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("key, descriptors, persistent", [("fwd:hopper_fwd", 3, False),
+                                                          ("fwd_persistent:hopper_fwd_persistent", 3, True),
+                                                          ("bwd_ws:hopper_bwd_dkdv_ws", 6, False)])
+def test_ws_sass_partitions(ws_sass, key, descriptors, persistent):
+    """Each warp-specialised launch is 12 warps (the compiler's metadata; ncu block size 384 in run4/run5): two
+    consumer warpgroups running the tile loop and a producer; the producer builds its TMA descriptors one after the
+    other (Q, K, V forward; six in the dK/dV pass); only the persistent forward has a tile walk around the K/V loop."""
+    w = ws_sass[key]
+    assert w["metadata_warps"] == 12 and w["launched_warps"] == 12 and w["groups"] == 2
+    assert w["producer_descriptors"] == descriptors
+    assert w["persistent"] is persistent
+    assert (w["per_tile_instructions"] > 0) is persistent
+    # two groups share the SM's tensor cores and SFUs: a trip of both takes longer than one group's alone, and less
+    # than two of them one after the other (one group's softmax overlaps the other's HGMMAs)
+    assert w["tile_cycles_one_group"] < w["tile_cycles"] < 2 * w["tile_cycles_one_group"]
+
+
+def test_ws_per_tile_launches_leave_no_other_ctas_on_the_sm():
+    """168 registers x 384 launched threads = 64 512 of the SM's 65 536: one CTA per SM (ncu run4, d=64 hopper_fwd:
+    launch__occupancy_limit_registers 1, shared memory 2), where the schedule's 4 warps leave room for 2 (shared
+    memory) -- what memsim.costs reads today."""
+    import memsim
+    from memsim.compiled import lookup
+    from memsim.costs import ctas_per_sm
+    hw = memsim.load_hardware("h100-sxm")
+    p = AttentionProblem(4, 32, 32, 4096, 4096, 64, "bf16", False)
+    f = lookup("hopper_fwd", p, Schedule("hopper", "fwd", 128, 128, 4, 2))
+    assert f is not None and f.regs_per_thread == 168
+    assert ctas_per_sm(hw, f.shared_bytes, 12, f.regs_per_thread) == (1, "registers")
+    assert ctas_per_sm(hw, f.shared_bytes, f.num_warps, f.regs_per_thread) == (2, "shared memory")

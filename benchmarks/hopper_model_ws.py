@@ -1,0 +1,232 @@
+"""What memsim would predict for the warp-specialised Hopper launches if it read their SASS as warp-specialised code
+(issue 9 item 4, session 6): a prototype of the changes asked of the lead (notes/hopper.md, "For the lead"), applied
+to run5's measured records.  CPU only; nothing is written to memsim/presets/compiled/.
+
+    python benchmarks/hopper_model_ws.py benchmarks/results/hopper-h100-2026-11-26-run5.json --out FILE
+
+Triton 3.6's warp specialisation (`tl.range(..., warp_specialize=True)`: hopper_fwd, hopper_fwd_persistent,
+hopper_bwd_dkdv_ws) compiles ONE kernel of 12 warps (ncu block size 384, run4/run5) out of a `num_warps=4` launch:
+two consumer warpgroups (4 warps each, `USETMAXREG.TRY_ALLOC` 232 registers) that run the same tile loop on their
+half of the tile, and a producer (`USETMAXREG.DEALLOC` 40 registers) that builds the TMA descriptors and issues the
+loads.  What the committed model reads instead (kernels.sass, memsim.costs, as of 5f091fc):
+
+1. **occupancy** from `Schedule.num_warps` (4): 168 registers x 128 threads leave room for 3 CTAs, so d=64 launches
+   get 2 per SM (shared memory).  The card runs 1 (ncu `launch__occupancy_limit_registers` = 1 for every 384-thread
+   hopper launch, run4 and run5: 168 x 384 = 64 512 of 65 536 registers).  Here: `memsim.costs.ctas_per_sm` with the
+   launched warps (`CompiledKernel.metadata.num_warps`, 12).
+2. **the tile loop's period**: the table replays ONE consumer warpgroup (`tile_cycles[0]`, 4 warps); the engine then
+   books a step as dot + exp (calibrated rates, one after the other) or that replay, whichever is longer.  Both
+   consumer warpgroups share the SM's tensor cores and SFUs and overlap one's softmax with the other's HGMMAs.  Here:
+   `memsim.warp_issue.replay` of the tile loop with two groups of 4 warps (ctas=2: each group its own barriers and
+   wgmma queue, the SM's pipes shared), at the tensor clock, and the step's compute = max(dot, that replay): the
+   replay's SFU pipe carries the exps (printed: exp alone is below the replay on every launch here).
+3. **the producer's descriptors**: `kernels.sass._outside_loops` drops every instruction between a label and a
+   backward branch to it; the out-of-line mbarrier-wait stubs after the final EXIT branch back into the partitions,
+   so almost the whole kernel counts as "in a loop": straight_instructions 7, tma_descriptor_inits 0 in the table.
+   The producer builds its descriptors one after the other before its first load (SASS: 3 `UTMACCTL.IV` for Q, K, V
+   in the forwards; 6 in the dK/dV pass, before the first Q/dO load).  Here: `LaunchCost.cta_start_s` = a + b x that
+   count (`Calibration.tma_descriptor_s`, the `tma_descriptor` microbenchmark's one-wave fit; one CTA per SM, so
+   nothing overlaps it).
+4. **the consumers' code outside the tile loop** (prologue, epilogue: O / lse / dK, dV stores): replayed with the
+   two groups once (`cta_fixed_s`).  The persistent forward's epilogue is inside its outer tile loop: once per TILE;
+   the engine adds `cta_fixed_s` once per CTA, so here it is prologue + epilogue x the CTA's mean tile count
+   (tiles / CTAs; the CTAs differ by at most one tile).
+
+Columns: memsim as committed; the prototype (1-4); "replay only": the prototype with the step's compute = the
+two-group replay alone, the dot-chain floor dropped too (the dK/dV pass's 64x128x128 dots are read at 620 TFLOP/s
+from the dot_chain points, but the pass ran 703 TFLOP/s of them under ncu in run5 -- the replay's wgmma rate, the
+best dot-chain points, is the one the card reached).  Data only (no assertion).  The flash2 records are simulated
+unchanged, as the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import replace
+
+if __name__ == "__main__":
+    os.environ.pop("TRITON_INTERPRET", None)  # compiling needs real JIT functions
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+#: the warps of one consumer warpgroup (a Hopper warpgroup is 4 warps)
+GROUP_WARPS = 4
+_SETMAXREG = re.compile(r"USETMAXREG\.(DEALLOC|TRY_ALLOC)\.CTAPOOL\s+(?:UP\d,\s*)?(0x[0-9a-f]+)")
+_OP_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s")
+
+
+def partitions(sass: str) -> list[tuple[int, int, str, int]]:
+    """[(first, end, kind, registers)] of a warp-specialised kernel's SASS, in instruction indices of
+    `kernels.sass.instructions`: a region starts at each `USETMAXREG` and ends at the next; kind "alloc" (consumer
+    warpgroups raise their registers) or "dealloc" (the producer and the partition dispatch lower them)."""
+    lines = [ln for ln in sass.splitlines() if _OP_LINE.match(ln)]
+    marks = []
+    for i, ln in enumerate(lines):
+        m = _SETMAXREG.search(ln)
+        if m:
+            marks.append((i, "alloc" if m.group(1) == "TRY_ALLOC" else "dealloc", int(m.group(2), 16)))
+    out = []
+    for k, (i, kind, regs) in enumerate(marks):
+        end = marks[k + 1][0] if k + 1 < len(marks) else len(lines)
+        out.append((i, end, kind, regs))
+    return out
+
+
+def ws_facts(sass: str, lat, *, persistent: bool = False) -> dict | None:
+    """The four facts of the module doc from one warp-specialised kernel's SASS (None: not warp-specialised)."""
+    from kernels.sass import MMA_OPS, instructions
+    from memsim.warp_issue import replay
+    ins, loops = instructions(sass)
+    parts = partitions(sass)
+    if not parts:
+        return None
+    # the producer: the region that lowers its registers the most; the consumers: the regions that raise them and
+    # hold the tensor-core loop
+    prod = min((p for p in parts if p[2] == "dealloc"), key=lambda p: p[3])
+    cons = [p for p in parts if p[2] == "alloc" and any(x.op in MMA_OPS for x in ins[p[0]:p[1]])]
+    if not cons:
+        return None
+    first, end = cons[0][0], cons[0][1]
+    inner = [(a, b) for _, a, b in loops if first <= a and b < end]  # loops wholly inside the consumer region
+    with_mma = [(a, b) for a, b in inner if any(x.op in MMA_OPS for x in ins[a:b + 1])]
+    # the tile loop: the innermost loop with MMAs (the shortest); an enclosing one is the persistent tile walk
+    ta, tb = min(with_mma, key=lambda ab: ab[1] - ab[0])
+    outer = [(a, b) for a, b in with_mma if a <= ta and tb <= b and (a, b) != (ta, tb)]
+    skip = {"BRA", "EXIT", "NOP"}
+
+    def outside(lo, hi, holes):
+        drop = {k for a, b in holes for k in range(a, b + 1)}
+        return [x for k, x in enumerate(ins[lo:hi], lo) if k not in drop and x.op not in skip]
+    spin = [(a, b) for a, b in inner if b - a < 8]  # mbarrier / setmaxreg retry loops of a few instructions
+    if outer:
+        oa, ob = max(outer, key=lambda ab: ab[1] - ab[0])
+        once = outside(first, end, [(oa, ob)] + spin)
+        per_tile = outside(oa, ob + 1, [(ta, tb)] + spin)
+    else:
+        once, per_tile = outside(first, end, [(ta, tb)] + spin), []
+    body = ins[ta:tb + 1]
+    groups = len(cons)
+    prod_ins = ins[prod[0]:prod[1]]
+
+    def rep(code, trips):
+        return replay(code, warps_per_cta=GROUP_WARPS, ctas=groups, lat=lat, trips=trips) if code else 0.0
+    return {"groups": groups, "launched_warps": GROUP_WARPS * (groups + 1),
+            "producer_descriptors": sum(x.op == "UTMACCTL" for x in prod_ins),
+            "tile_instructions": len(body), "tile_cycles": rep(body, 3),
+            "tile_cycles_one_group": replay(body, warps_per_cta=GROUP_WARPS, ctas=1, lat=lat),
+            "once_instructions": len(once), "once_cycles": rep(once, 1),
+            "per_tile_instructions": len(per_tile), "per_tile_cycles": rep(per_tile, 1), "persistent": bool(outer)}
+
+
+def compile_sass(problem, schedule) -> dict:
+    """{launch name: (SASS text, launched warps)} of the case's launches, compiled for sm_90a on this CPU."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from kernels.compiled_facts import capture, _specialise
+    from kernels.sass import disassemble
+    target = GPUTarget("cuda", 90, 32)
+    out = {}
+    for jf, args, kwargs, grid in capture(problem, schedule):
+        name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+        if name in out:
+            continue
+        src, options = _specialise(jf, args, kwargs, target)
+        ck = triton.compile(src, target=target, options=options.__dict__)
+        out[name] = (disassemble(ck.asm["cubin"]), int(ck.metadata.num_warps))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bench_json")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hardware", default="h100-sxm")
+    a = ap.parse_args(argv)
+    import memsim
+    import memsim.sim as msim
+    from memsim.calibration import calibration_for
+    from memsim.costs import ctas_per_sm
+    from memsim.io import base_provenance, write_json
+    from memsim.schedule import AttentionProblem, Schedule, kernel_launches
+    hw = memsim.load_hardware(a.hardware)
+    cal = calibration_for(hw)
+    clock = cal.mma_sm_clock_Hz or cal.sm_clock_Hz
+    base_cost = msim.launch_cost
+    ws_by_launch: dict = {}
+    variant = {"replay_only": False}
+
+    def ws_cost(hw_, cal_, name, problem, schedule, smem, facts=None, num_ctas=None):
+        c = base_cost(hw_, cal_, name, problem, schedule, smem, facts=facts, num_ctas=num_ctas)
+        w = ws_by_launch.get(name)
+        if w is None:
+            return c
+        per_sm, limit = ctas_per_sm(hw_, w["shared_bytes"], w["launched_warps"], c.regs_per_thread)
+        fixed = w["once_cycles"] + w["per_tile_cycles"] * w["tiles_per_cta"]
+        start = (cal_.tma_descriptor_s[0] + cal_.tma_descriptor_s[1] * w["producer_descriptors"]
+                 if cal_.tma_descriptor_s and w["producer_descriptors"] else 0.0)
+        return replace(c, ctas_per_sm=per_sm, occupancy_limit=limit, issue_s_per_tile=w["tile_cycles"] / clock,
+                       issue_s_per_tile_dram=0.0, cta_fixed_s=fixed / clock, cta_start_s=start, sec_per_exp=0.0,
+                       sec_per_flop=0.0 if variant["replay_only"] else c.sec_per_flop,
+                       facts_source=c.facts_source + "; hopper_model_ws prototype (warp-specialised SASS)")
+    bench = json.loads(open(a.bench_json).read())
+    rows, sass_memo = [], {}
+    print("| pass | impl | d | causal | N | measured ms | memsim ms | ratio | ws prototype ms | ratio | replay only | "
+          "launch: descriptors, groups, trip us (1 group), exp us/tile, fixed us |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in bench["records"]:
+        if r["impl"] not in ("hopper", "hopper_ws", "flash2") or r["pass"] not in ("fwd", "bwd") or not r.get("ms"):
+            continue
+        if r["impl"] == "hopper" and r["pass"] == "bwd" or "default" in r["variant"]:
+            continue
+        p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
+                             r["causal"])
+        s = Schedule(**r["schedule"])
+        t0 = memsim.simulate(p, s, hw).total["time_s"] * 1e3
+        info = {}
+        ws_by_launch.clear()
+        if r["impl"] != "flash2":
+            key = (p, s)
+            if key not in sass_memo:
+                sass_memo[key] = compile_sass(p, s)
+            from memsim.compiled import lookup
+            for L in kernel_launches(p, s):
+                sass, launched = sass_memo[key].get(L.name, (None, 0))
+                f = lookup(L.name, p, s)
+                w = ws_facts(sass, cal.issue) if sass and launched > s.num_warps else None
+                if w is None or f is None:
+                    continue
+                ntiles = (-(-p.seq_q // s.block_m)) * p.batch * p.heads_q
+                w.update(shared_bytes=f.shared_bytes, launched_warps=launched,
+                         tiles_per_cta=(ntiles / L.num_ctas - 1) if w["persistent"] else 0.0)
+                ws_by_launch[L.name] = w
+                exp_tile = s.block_m * s.block_n / cal.exp_per_sm_s
+                info[L.name] = dict(w, exp_s_per_tile=exp_tile)
+        msim.launch_cost = ws_cost
+        try:
+            t1 = memsim.simulate(p, s, hw).total["time_s"] * 1e3
+            variant["replay_only"] = True
+            t2 = memsim.simulate(p, s, hw).total["time_s"] * 1e3 if info else t1
+        finally:
+            msim.launch_cost = base_cost
+            variant["replay_only"] = False
+        rows.append(dict(phase=r["pass"], impl=r["impl"], variant=r["variant"], head_dim=p.head_dim, causal=p.causal,
+                         seq=p.seq_q, schedule=s.to_dict(), measured_ms=r["ms"], memsim_ms=t0, ws_prototype_ms=t1,
+                         ws_replay_only_ms=t2,
+                         launches={k: {x: v for x, v in w.items()} for k, w in info.items()}))
+        desc = "; ".join(f"{k}: {w['producer_descriptors']}, {w['groups']}, {w['tile_cycles'] / clock * 1e6:.2f} "
+                         f"({w['tile_cycles_one_group'] / clock * 1e6:.2f}), {w['exp_s_per_tile'] * 1e6:.2f}, "
+                         f"{(w['once_cycles'] + w['per_tile_cycles'] * w['tiles_per_cta']) / clock * 1e6:.1f}"
+                         for k, w in info.items())
+        print(f"| {r['pass']} | {r['impl']} | {p.head_dim} | {p.causal} | {p.seq_q} | {r['ms']:.3f} | {t0:.3f} | "
+              f"{t0 / r['ms']:.2f} | {t1:.3f} | {t1 / r['ms']:.2f} | {t2 / r['ms']:.2f} | {desc} |", flush=True)
+    write_json(a.out, {"provenance": base_provenance("python benchmarks/hopper_model_ws.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)), "hardware": a.hardware, "bench": a.bench_json,
+        "clock_Hz": clock, "rows": rows}, overwrite=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
