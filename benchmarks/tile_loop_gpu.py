@@ -62,7 +62,15 @@ TRIPS = (2, 8, 24)
 CTAS_PER_SM = (1, 2)
 SECTIONS = ("ComputeWorkloadAnalysis", "WarpStateStats", "InstructionStats")
 METRICS = ("gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second", "smsp__inst_executed.sum",
-           "sm__warps_active.avg.per_cycle_active", "dram__bytes_read.sum", "lts__t_sectors_srcunit_tex_op_read.sum")
+           "sm__warps_active.avg.per_cycle_active", "dram__bytes_read.sum", "lts__t_sectors_srcunit_tex_op_read.sum",
+           # shared-memory loads: requests, wavefronts and bank conflicts (the fp32 loops' short-scoreboard waits)
+           "smsp__inst_executed_op_shared_ld.sum", "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum",
+           "l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum")
+#: the dot chains whose FLOP/s the replay's tensor figures come from (memsim.issue_fit.tensor_rates: the best
+#: register-resident mma and wgmma points of benchmarks/dot_rate_gpu.py) and an fp32 one: (BM, BN, BK, warps,
+#: CTAs per SM, dtype) -- `--dot-clock` runs them under ncu for the SM clock they ran at
+DOT_CLOCK_POINTS = ((32, 128, 64, 1, 4, "fp16"), (128, 128, 128, 4, 4, "fp16"), (64, 64, 64, 4, 1, "fp16"),
+                    (128, 128, 64, 8, 4, "fp32"))
 
 
 def variant(name: str) -> dict:
@@ -151,6 +159,39 @@ def worker(manifest: str, sections_only: bool, repeats: int, names: list[str]) -
     return 0
 
 
+def dot_clock_worker(manifest: str) -> int:
+    """Run each DOT_CLOCK_POINTS dot chain once inside cudaProfilerStart/Stop (compiled before)."""
+    import torch
+    sys.path.insert(0, HERE)
+    from dot_rate_gpu import _mb_dot_chain
+    n_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    order = []
+    for bm, bn, bk, w, c, dt in DOT_CLOCK_POINTS:
+        dtype = torch.float16 if dt == "fp16" else torch.float32
+        a = torch.randn(bm, bk, device="cuda", dtype=dtype)
+        b = torch.randn(2, bk, bn, device="cuda", dtype=dtype)
+        grid = n_sms * c
+        out = torch.empty(grid, bm, bn, device="cuda", dtype=torch.float32)
+        n_iter = 4096 if dt == "fp16" else 512
+
+        def run():
+            _mb_dot_chain[(grid,)](a, b, out, n_iter, BM=bm, BN=bn, BK=bk, PREC="ieee" if dt == "fp32" else None,
+                                   RELOAD=False, num_warps=w, num_stages=1)
+        run()
+        torch.cuda.synchronize()
+        for r in range(3):
+            torch.cuda.profiler.start()
+            run()
+            torch.cuda.synchronize()
+            torch.cuda.profiler.stop()
+            order.append({"dot": [bm, bn, bk, w, c, dt], "repeat": r, "n_iter": n_iter, "ctas": grid})
+    tmp = manifest + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(order, fh)
+    os.replace(tmp, manifest)
+    return 0
+
+
 def _ncu(args: list[str], log: str, timeout_s: float) -> str:
     with open(log, "w") as fh:
         try:
@@ -160,7 +201,8 @@ def _ncu(args: list[str], log: str, timeout_s: float) -> str:
     return open(log, errors="replace").read()
 
 
-def drive(out: str, repeats: int, budget_s: float, names: list[str]) -> int:
+def drive(out: str, repeats: int, budget_s: float, names: list[str], dot_clock: bool = False,
+          sections: bool = True) -> int:
     from verification.ncu import parse_csv
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
@@ -168,9 +210,13 @@ def drive(out: str, repeats: int, budget_s: float, names: list[str]) -> int:
     man = os.path.join(out, "tile_loop.manifest.json")
     base = ["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--print-units", "base",
             "-k", "regex:^_(flash2|hopper)_"]
-    text = _ncu(base + ["--metrics", ",".join(METRICS)] + me + ["--manifest", man, "--repeats", str(repeats),
+    from verification.ncu import available_metrics, filter_metrics
+    metrics, dropped = filter_metrics(list(METRICS), available_metrics("gh100"))
+    if dropped:
+        print(f"ncu does not know {dropped}: left out", flush=True)
+    text = _ncu(base + ["--metrics", ",".join(metrics)] + me + ["--manifest", man, "--repeats", str(repeats),
                                                                 "--variants", ",".join(names)],
-                os.path.join(out, "tile_loop.ncu.log"), budget_s * 0.7)
+                os.path.join(out, "tile_loop.ncu.log"), budget_s * 0.6)
     rows = parse_csv(text)
     order = json.load(open(man)) if os.path.exists(man) else []
     points, i = [], 0
@@ -187,8 +233,25 @@ def drive(out: str, repeats: int, budget_s: float, names: list[str]) -> int:
             points.append({"variant": o["variant"], "ctas_per_sm": o["ctas_per_sm"], "trips": o["trips"],
                            "repeat": o["repeat"], "launch": name, "kernel": row.name, "grid": row.grid,
                            "block": row.block, "metrics": row.metrics})
+    if dot_clock:
+        man3 = os.path.join(out, "tile_loop.dot_clock.manifest.json")
+        dtext = _ncu(["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--print-units", "base",
+                      "-k", "regex:_mb_dot_chain", "--metrics", "gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second"]
+                     + me + ["--manifest", man3, "--dot-clock"], os.path.join(out, "tile_loop.dot_clock.ncu.log"), 120)
+        drows = parse_csv(dtext)
+        dorder = json.load(open(man3)) if os.path.exists(man3) else []
+        for o, row in zip(dorder, drows):
+            flops = 2.0 * o["dot"][0] * o["dot"][1] * o["dot"][2] * o["n_iter"] * o["ctas"]
+            t = row.metrics.get("gpu__time_duration.sum")
+            points.append({"kind": "dot_clock", **o, "time_s": t, "sm_clock_Hz":
+                           row.metrics.get("sm__cycles_elapsed.avg.per_second"),
+                           "flops_per_s": flops / t if t else None})
+        for p in points:
+            if p.get("kind") == "dot_clock":
+                print(f"dot chain {p['dot']}: {p['sm_clock_Hz'] / 1e9:.3f} GHz, "
+                      f"{(p['flops_per_s'] or 0) / 1e12:.1f} TFLOP/s", flush=True)
     sec_log = os.path.join(out, "tile_loop.sections.csv")
-    left = budget_s - (time.time() - t0)
+    left = budget_s - (time.time() - t0) if sections else 0
     if left > 30:
         man2 = os.path.join(out, "tile_loop.sections.manifest.json")
         args = ["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--page", "raw",
@@ -211,7 +274,7 @@ def _medians(points: list) -> dict:
     """{(variant, c, T): (median time of the variant's launch, median clock)}."""
     acc = {}
     for p in points:
-        if "error" in p or p["launch"] != variant(p["variant"])["launch"]:
+        if "error" in p or p.get("kind") == "dot_clock" or p["launch"] != variant(p["variant"])["launch"]:
             continue
         m = p["metrics"]
         acc.setdefault((p["variant"], p["ctas_per_sm"], p["trips"]), []).append(
@@ -264,7 +327,7 @@ def analyse(run_path: str, hw_name: str = "h100-sxm") -> int:
     n_sms = doc["provenance"].get("sm_count", 132)
     table = json.load(open(_table_path("sm90")))["entries"]
     new = {}
-    for v in map(variant, sorted({p["variant"] for p in doc["points"]})):
+    for v in map(variant, sorted({p["variant"] for p in doc["points"] if "variant" in p})):
         for c in CTAS_PER_SM:
             for T in TRIPS:
                 p, s, _ = problem_and_schedule(v, c, T, n_sms)
@@ -309,7 +372,7 @@ def merge(run_path: str, into: str, *, replace: bool = False) -> int:
         raise SystemExit(f"--merge: {run_path} is not a tile_loop run (format {run.get('format')!r})")
     pts = []
     for p in run["points"]:
-        if "error" in p or p["launch"] != variant(p["variant"])["launch"]:
+        if "error" in p or p.get("kind") == "dot_clock" or p["launch"] != variant(p["variant"])["launch"]:
             continue
         m = p["metrics"]
         pts.append({"variant": p["variant"], "launch": p["launch"], "ctas_per_sm": p["ctas_per_sm"],
@@ -349,6 +412,10 @@ def main(argv=None) -> int:
     ap.add_argument("--replace", action="store_true", help="with --merge: overwrite an existing tile_loop fact")
     ap.add_argument("--manifest", help="(worker) launch order file")
     ap.add_argument("--sections-only", action="store_true", help="(worker) only the T=max, c=max point, once")
+    ap.add_argument("--dot-clock", action="store_true",
+                    help="also run the dot chains of DOT_CLOCK_POINTS under ncu for their SM clock (with --out); "
+                         "with --worker: be that program")
+    ap.add_argument("--no-sections", action="store_true", help="skip the ncu sections pass")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=360)
     ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
@@ -364,8 +431,10 @@ def main(argv=None) -> int:
     if a.worker:
         if not a.manifest:
             ap.error("--worker needs --manifest")
+        if a.dot_clock:
+            return dot_clock_worker(a.manifest)
         return worker(a.manifest, a.sections_only, a.repeats, names)
-    return drive(a.out, a.repeats, a.budget_s, names)
+    return drive(a.out, a.repeats, a.budget_s, names, dot_clock=a.dot_clock, sections=not a.no_sections)
 
 
 if __name__ == "__main__":
