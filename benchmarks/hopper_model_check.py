@@ -22,12 +22,18 @@ import sys
 from pathlib import Path
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bench_json")
-    ap.add_argument("--out", required=True)
+def bench_parser(doc: str, *, required: bool = True) -> argparse.ArgumentParser:
+    """The arguments the hopper_model_* scripts share: a benchmarks/hopper_bench.py JSON, --out, --hardware
+    (`required` False: a script with another mode makes both optional and checks them itself)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("bench_json", nargs=None if required else "?")
+    ap.add_argument("--out", required=required)
     ap.add_argument("--hardware", default="h100-sxm")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    a = bench_parser(__doc__).parse_args(argv)
     import memsim
     from memsim.calibration import calibration_for
     from memsim.io import base_provenance, write_json

@@ -7,9 +7,9 @@ were resident together and overlapped the builds.  The per-tile warp-specialised
 SM (12 warps x 168 registers) and many waves: there each CTA's builds (3 in the forward's producer, 6 in the dK/dV
 pass's) would sit on the critical path of every wave.  This program measures that regime without an attention
 kernel: `_mb_desc` loads NTILES 128 x 128 bf16 tiles through NDESC descriptors it builds itself (tile i through
-descriptor i % NDESC; the same rows and bytes for every NDESC), sums them and their squares and stores one tile; 32 warps, so that one
-CTA fits per SM (registers: 1024 threads x more than 32 registers); grids of 1, 4 and 16 waves.  If the builds are serial per
-CTA, t(waves, NDESC) - t(waves, 1) grows as waves x (NDESC - 1) x b.
+descriptor i % NDESC; the same rows and bytes for every NDESC), sums them and their squares and stores one tile;
+32 warps, so that one CTA fits per SM (registers: 1024 threads x more than 32 registers); grids of 1, 4 and 16
+waves.  If the builds are serial per CTA, t(waves, NDESC) - t(waves, 1) grows as waves x (NDESC - 1) x b.
 
     run(command="python3 benchmarks/hopper_model_descriptor_gpu.py --out $OUT/descriptor.json", timeout_s=240)
     python benchmarks/hopper_model_descriptor_gpu.py --analyse FILE      # CPU: the per-wave differences
@@ -17,6 +17,7 @@ CTA, t(waves, NDESC) - t(waves, 1) grows as waves x (NDESC - 1) x b.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -85,14 +86,11 @@ def measure(out_path: str, argv) -> int:
     import triton
     props = torch.cuda.get_device_properties(0)
     n_sms = props.multi_processor_count
-    scratch = {}
 
-    def alloc(size: int, alignment: int, stream):
-        key = (size, alignment)
-        if key not in scratch:
-            scratch[key] = torch.empty(size, device="cuda", dtype=torch.int8)
-        return scratch[key]
-    triton.set_allocator(alloc)
+    @functools.lru_cache(maxsize=None)
+    def scratch(size: int, alignment: int):  # the descriptors' global scratch, one buffer per request shape
+        return torch.empty(size, device="cuda", dtype=torch.int8)
+    triton.set_allocator(lambda size, alignment, stream: scratch(size, alignment))
     kern = _kernel()
     rows = BR * n_sms
     x = torch.randn(NTILES * rows * BC, device="cuda", dtype=torch.bfloat16)
@@ -112,8 +110,8 @@ def measure(out_path: str, argv) -> int:
                 ok = bool(torch.allclose(out[:BR * BC].view(BR, BC), ref, atol=1e-2, rtol=1e-3))
                 t = triton.testing.do_bench(run, warmup=10, rep=100, return_mode="median") * 1e-3
                 pts.append({"kind": "descriptor_waves", "waves": waves, "ctas": grid, "ndesc": nd, "ntiles": NTILES,
-                            "time_s": t, "correct": ok, "n_regs": int(ck.n_regs), "shared_bytes": int(ck.metadata.shared),
-                            "num_warps": WARPS})
+                            "time_s": t, "correct": ok, "n_regs": int(ck.n_regs),
+                            "shared_bytes": int(ck.metadata.shared), "num_warps": WARPS})
             except Exception as e:  # noqa: BLE001 -- recorded, not fatal
                 pts.append({"kind": "descriptor_waves", "waves": waves, "ndesc": nd,
                             "error": f"{type(e).__name__}: {str(e)[:300]}"})
@@ -145,14 +143,11 @@ def analyse(path: str) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out")
-    ap.add_argument("--analyse", metavar="FILE")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out", help="measure (GPU) and write the run file here")
+    what.add_argument("--analyse", metavar="FILE", help="print a run file's per-wave differences (CPU)")
     a = ap.parse_args(argv)
-    if a.analyse:
-        return analyse(a.analyse)
-    if not a.out:
-        ap.error("--out FILE (on the GPU) or --analyse FILE")
-    return measure(a.out, argv)
+    return analyse(a.analyse) if a.analyse else measure(a.out, argv)
 
 
 if __name__ == "__main__":

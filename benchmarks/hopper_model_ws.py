@@ -3,6 +3,7 @@
 to run5's measured records.  CPU only; nothing is written to memsim/presets/compiled/.
 
     python benchmarks/hopper_model_ws.py benchmarks/results/hopper-h100-2026-11-26-run5.json --out FILE
+    python benchmarks/hopper_model_ws.py --facts hopper_ws,fwd,128,128,128     # one schedule's SASS facts (JSON)
 
 Triton 3.6's warp specialisation (`tl.range(..., warp_specialize=True)`: hopper_fwd, hopper_fwd_persistent,
 hopper_bwd_dkdv_ws) compiles ONE kernel of 12 warps (ncu block size 384, run4/run5) out of a `num_warps=4` launch:
@@ -139,12 +140,35 @@ def compile_sass(problem, schedule) -> dict:
     return out
 
 
+def print_facts(specs: list, hardware: str) -> int:
+    """`--facts ALG,PHASE,BM,BN,D[,causal]`: the module doc's facts of each warp-specialised launch of that schedule
+    (B=1, H=2, N=1024, bf16, num_warps 4, num_stages 2), one JSON object {"ALG,...:launch": facts} on stdout."""
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.schedule import AttentionProblem, Schedule
+    lat = calibration_for(memsim.load_hardware(hardware)).issue
+    out = {}
+    for spec in specs:
+        alg, phase, bm, bn, d, *rest = spec.split(",")
+        p = AttentionProblem(1, 2, 2, 1024, 1024, int(d), "bf16", rest == ["causal"])
+        s = Schedule(alg, phase, int(bm), int(bn), 4, 2)
+        for launch, (sass, warps) in compile_sass(p, s).items():
+            w = ws_facts(sass, lat) if warps > s.num_warps else None
+            out[f"{spec}:{launch}"] = dict(w or {}, metadata_warps=warps)
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bench_json")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--hardware", default="h100-sxm")
+    from hopper_model_check import bench_parser
+    ap = bench_parser(__doc__, required=False)
+    ap.add_argument("--facts", action="append", metavar="ALG,PHASE,BM,BN,D[,causal]",
+                    help="print the warp-specialised SASS facts of that schedule's launches (JSON) and stop")
     a = ap.parse_args(argv)
+    if a.facts:
+        return print_facts(a.facts, a.hardware)
+    if not (a.bench_json and a.out):
+        ap.error("give a benchmark JSON and --out FILE (or --facts)")
     import memsim
     import memsim.sim as msim
     from memsim.calibration import calibration_for

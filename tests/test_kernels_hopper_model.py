@@ -57,47 +57,30 @@ def test_workload_bytes_are_the_contract(p, alg_phase, blocks):
 
 
 # --- warp-specialised SASS as the card runs it (session 6; benchmarks/hopper_model_ws.py) ----------------------------
-_WS_SCRIPT = r"""
-import json, os, sys
-os.environ.pop("TRITON_INTERPRET", None)
-sys.path.insert(0, os.path.join(os.getcwd(), "benchmarks"))
-import memsim
-from memsim.calibration import calibration_for
-from memsim.schedule import AttentionProblem, Schedule
-from hopper_model_ws import compile_sass, ws_facts
-lat = calibration_for(memsim.load_hardware("h100-sxm")).issue
-out = {}
-p = AttentionProblem(1, 2, 2, 1024, 1024, 128, "bf16", False)
-for name, s in [("fwd", Schedule("hopper", "fwd", 128, 128, 4, 2)),
-                ("fwd_persistent", Schedule("hopper_ws", "fwd", 128, 128, 4, 2)),
-                ("bwd_ws", Schedule("hopper_ws", "bwd", 64, 128, 4, 2))]:
-    for launch, (sass, warps) in compile_sass(p, s).items():
-        w = ws_facts(sass, lat) if warps > s.num_warps else None
-        out[f"{name}:{launch}"] = dict(w or {}, metadata_warps=warps)
-print(json.dumps(out))
-"""
+_WS_SPECS = ("hopper,fwd,128,128,128", "hopper_ws,fwd,128,128,128", "hopper_ws,bwd,64,128,128")
 
 
 @pytest.fixture(scope="module")
 def ws_sass():
-    """ws_facts of the three warp-specialised launches, compiled for sm_90a on the CPU (a subprocess without
-    TRITON_INTERPRET)."""
+    """`benchmarks/hopper_model_ws.py --facts` of the three warp-specialised launches: compiled for sm_90a on the CPU
+    by the script in its own process (it unsets TRITON_INTERPRET before importing triton)."""
     import json
-    import os
+    import pathlib
     import subprocess
     import sys
     pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", _WS_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
-    if r.returncode != 0:
-        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    root = pathlib.Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "benchmarks" / "hopper_model_ws.py")]
+    for spec in _WS_SPECS:
+        cmd += ["--facts", spec]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])  # {"SPEC:launch": facts}
 
 
-@pytest.mark.parametrize("key, descriptors, persistent", [("fwd:hopper_fwd", 3, False),
-                                                          ("fwd_persistent:hopper_fwd_persistent", 3, True),
-                                                          ("bwd_ws:hopper_bwd_dkdv_ws", 6, False)])
+@pytest.mark.parametrize("key, descriptors, persistent", [(f"{_WS_SPECS[0]}:hopper_fwd", 3, False),
+                                                          (f"{_WS_SPECS[1]}:hopper_fwd_persistent", 3, True),
+                                                          (f"{_WS_SPECS[2]}:hopper_bwd_dkdv_ws", 6, False)])
 def test_ws_sass_partitions(ws_sass, key, descriptors, persistent):
     """Each warp-specialised launch is 12 warps (the compiler's metadata; ncu block size 384 in run4/run5): two
     consumer warpgroups running the tile loop and a producer; the producer builds its TMA descriptors one after the
