@@ -346,9 +346,74 @@ def merge_loop(run: str, table: str | None = None) -> dict:
     path = table or str(COMPILED_FILE)
     with open(path) as f:
         tab = json.load(f)
+    keep = {k: v for k, v in (tab.get("measured_loop", {}).get("h100-sxm") or {}).items() if k.startswith("epilogue")}
+    entry.update(keep)  # the epilogue (`merge_epilogue`) is its own measurement
     tab.setdefault("measured_loop", {})["h100-sxm"] = entry
     write_json(path, tab, overwrite=True)
     return entry
+
+
+def loop_epilogue_of(runs: dict, hw_name: str = "h100-sxm") -> dict:
+    """A split CTA's epilogue (after its loop and last tile's dots) from the ``loop`` points' intercepts: for each
+    contiguous pipelined variant streaming at 4 CTAs (one per SM) in each run, the measured intercept of time over
+    the two cache lengths minus the model's intercept without the epilogue; their median.  `runs`: {run path:
+    points}.  (The model's intercept holds the launch, the dependent load before the stream, the first tiles'
+    latency, their compute and the last tile's dots: a difference of two lengths of one CTA, one per SM.)"""
+    from memsim.inference import loop_layout_class, pipeline_buffers
+    from memsim.workloads_decode import simulate_decode
+    rows = []
+    for run, points in runs.items():
+        by: dict = {}
+        for p in points:
+            if (p.get("kind") == "loop" and p.get("time_s") and p["mode"] == "stream" and p["ctas"] == 4
+                    and p.get("tier") != 2):
+                by.setdefault(p["variant"], {})[p["seq_kv"]] = p
+        for var, pl in sorted(by.items()):
+            if len(pl) < 2:
+                continue
+            (l1, a), (l2, b) = sorted(pl.items())[:2]
+            prob, sch = _loop_case(a)
+            if loop_layout_class(prob, sch) != "contiguous" or pipeline_buffers(prob, sch) <= 1:
+                continue
+            ka = simulate_decode(prob, sch, hw_name)["kernels"][0]
+            kb = simulate_decode(*_loop_case(b), hw_name)["kernels"][0]
+            n = (l2 - l1) / sch.block_n
+            meas = a["time_s"] - (b["time_s"] - a["time_s"]) / n * l1 / sch.block_n
+            # without the epilogue: one CTA per SM, one wave -- each CTA's epilogue is once in the kernel time
+            pa, pb = ka["time_s"] - ka["epilogue_s"], kb["time_s"] - kb["epilogue_s"]
+            model = pa - (pb - pa) / n * l1 / sch.block_n
+            rows.append({"run": run, "variant": var, "measured_s": meas, "model_s": model, "diff_s": meas - model})
+    if not rows:
+        raise ValueError("no contiguous pipelined loop points streaming at 4 CTAs in the runs given")
+    return {"epilogue_s": statistics.median(r["diff_s"] for r in rows), "epilogue_points": rows,
+            "epilogue_method": "benchmarks/decode_mechanisms_gpu.py loop_epilogue_of: median over the contiguous "
+                               "pipelined loop variants streaming at 4 CTAs of (measured - model without it) "
+                               "intercept of ncu time over cache lengths 2048 and 10240"}
+
+
+def merge_epilogue(runs: list, table: str | None = None) -> dict:
+    """Write `loop_epilogue_of(runs)` into the compiled table's "measured_loop" (h100-sxm), atomically; returns it."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from memsim.inference import COMPILED_FILE
+    from memsim.io import write_json
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    docs = {}
+    for run in runs:
+        with open(run) as f:
+            doc = json.load(f)
+        if "H100" not in (doc.get("provenance") or {}).get("gpu", ""):
+            raise ValueError(f"{run}: not an H100 run; the h100-sxm preset takes H100 runs only")
+        docs[os.path.relpath(os.path.abspath(run), root)] = doc.get("points") or []
+    out = loop_epilogue_of(docs)  # (the model's intercepts are taken without the epilogue it has now)
+    path = table or str(COMPILED_FILE)
+    with open(path) as f:
+        tab = json.load(f)
+    ent = tab.setdefault("measured_loop", {}).setdefault("h100-sxm", {})
+    ent.update(out)
+    write_json(path, tab, overwrite=True)
+    from memsim import inference
+    inference._COMPILED.clear()  # the next lookup reads the new table
+    return out
 
 
 def _kernels():
@@ -739,6 +804,8 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-table", metavar="RUN", help="(no GPU) print what a run file's loop points say")
     ap.add_argument("--merge-loop", metavar="RUN",
                     help="(no GPU) write a loop run's compute per tile into memsim/decode_compiled_sm90.json")
+    ap.add_argument("--merge-epilogue", metavar="RUN", nargs="+",
+                    help="(no GPU) write the split CTA's epilogue from loop runs' intercepts into the compiled table")
     ap.add_argument("--pipeline-table", metavar="RUN",
                     help="(no GPU) print what a run file's pipeline points say, with the h100-sxm dram_stream curve")
     a = ap.parse_args(argv)
@@ -755,6 +822,13 @@ def main(argv=None) -> int:
             print(f"{r['ctas']:4d} {r['dots']:4d} {r['tiles_in_flight']:2d}  {fmt(r['period_s']):>9s}  "
                   f"{fmt(r['compute_s']):>10s}  {fmt(r['dram_Bps'], 1e-12):>4s}  {fmt(r['latency_s']):>17s}  "
                   f"{fmt(r.get('curve_latency_s')):>8s}  {fmt(r.get('curve_less_stream_compute_s')):>8s}")
+        return 0
+    if a.merge_epilogue:
+        try:
+            e = merge_epilogue(a.merge_epilogue)
+        except (OSError, ValueError) as exc:
+            ap.error(str(exc))
+        print(f"epilogue {e['epilogue_s'] * 1e6:.3f} us from {len(e['epilogue_points'])} points")
         return 0
     if a.merge_loop:
         try:

@@ -580,6 +580,18 @@ def loop_compute_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_o
     return (ratio * cyc[0] + (cycles - cyc[0])) / f.clock_Hz
 
 
+def loop_epilogue_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts") -> float:
+    """Seconds a split CTA of a pipelined loop spends after its loop and its last tile's dots (normalising O, storing
+    O or its partial and statistics, ending): the `loop` microbenchmark's intercepts -- the median over its contiguous
+    pipelined variants at 4 CTAs (one per SM, streaming: the 06:48 and 08:40 runs) of the measured intercept of time
+    over cache length minus the model's without it ("epilogue_s" of memsim/decode_compiled_sm90.json's
+    "measured_loop", `python benchmarks/decode_mechanisms_gpu.py --merge-epilogue RUN ...`).  0 for one-buffer loops
+    (not measured there: their hidden period is an L2 latency + c) and for presets without a measurement."""
+    if pipeline_buffers(p, s) <= 1 or not f.name:
+        return 0.0
+    return float((measured_loop_compute(f.name) or {}).get("epilogue_s") or 0.0)
+
+
 def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
     """K+V tiles the compiled split kernel keeps in flight while it computes one: the table's `tiles_in_flight`
     (read off the loop's SASS by `kernels.decode_compiled.tiles_in_flight`: ``DEPBAR.LE SB0, N`` over the commit

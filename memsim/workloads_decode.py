@@ -46,7 +46,8 @@ from dataclasses import replace
 
 from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, last_tile_drain_s, loop_step_s, DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
                         combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
-                        dependent_loads_before_stream, pipeline_buffers, split_regs_per_thread, split_shared_bytes,
+                        dependent_loads_before_stream, loop_epilogue_s, pipeline_buffers, split_regs_per_thread,
+                        split_shared_bytes,
                         combine_regs_per_thread,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
@@ -113,7 +114,7 @@ def _coords(grid, idx):
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
                 inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, buffers=1, round_bytes=None,
-                round_s=0.0, drain_s=0.0, tile_costs=None):
+                round_s=0.0, drain_s=0.0, tile_costs=None, first_fcfs_s=None, epilogue_s=0.0, count_tiles=False):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -127,7 +128,13 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     further round costs round_s (`combine_round_s`, the rounds microbenchmark).  drain_s: what a CTA computes after
     its last bytes arrived, before its writes (`last_tile_drain_s`).
     tile_costs: (seconds per copied byte, issue seconds) of a tile, or a function of the CTAs sharing an SM (the
-    running CTAs / num_sms, at least 1 and at most ctas_per_sm: the compute follows the CTAs as the load does)."""
+    running CTAs / num_sms, at least 1 and at most ctas_per_sm: the compute follows the CTAs as the load does).
+    first_fcfs_s (pipelined split loops; None: off): a CTA's first tiles are requested at once when its stream starts
+    and arrive no earlier than this unloaded latency + their first-come-first-served place on the DRAM link; the
+    first tile's compute follows them (`memsim/MODEL.md` decode, "first tiles in their DRAM queue place").
+    epilogue_s: what a split CTA spends after its loop and last tile's dots, before its writes end
+    (`inference.loop_epilogue_s`).  count_tiles: a step's loop computes its K/V tiles (the step's tile count), not
+    ceil(bytes / tile) -- the Q block and table entries a first step also reads are no tile to compute."""
     import simpy
 
     from .engine import Link
@@ -189,7 +196,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                                  if callable(tile_costs) else tile_costs)
                         per_byte, issue = costs if costs else (1.0 / limit, 0.0)
                         last_c = min(miss, inflight_Bps) * per_byte + issue
-                        step_s = loop_step_s(miss, inflight_Bps, buffers, lat, last_c, first)
+                        kv = min(miss, _tiles * inflight_Bps) if count_tiles else miss
+                        step_s = loop_step_s(kv, inflight_Bps, buffers, lat, last_c, first)
                     rate = min(limit, mine / lat) if mine else limit
                     fill = max(0.0, lat - mine / rate) if mine else lat
                 else:
@@ -197,7 +205,10 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 own = t + (step_s if step_s is not None else miss / rate) + ((g - miss) / hit_Bps if hit_Bps else 0.0)
                 if round_s and round_bytes and g > round_bytes:
                     own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
-                done = max(dram.book(t, miss + wb), l2link.book(t, l2req), own)
+                fcfs = first and first_fcfs_s is not None and step_s is not None
+                # first tiles (fcfs): one unloaded latency, then their place in the DRAM's queue, then the compute
+                arrived = dram.book(t + first_fcfs_s if fcfs else t, miss + wb) + (last_c if fcfs else 0.0)
+                done = max(arrived, l2link.book(t, l2req), own)
                 if first:
                     done += fill if step_s is None else 0.0  # (the loop's first step starts with its latency)
                     first = False
@@ -207,6 +218,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
             if writes:
                 if drain_s and not first:  # the last tile's dots; the loop step already computed it for tile/limit
                     port += max(0.0, drain_s - last_c)
+                if epilogue_s and not first:  # after the loop (the `loop` points' intercepts)
+                    port += epilogue_s
                 if port > env.now:
                     yield env.timeout(port - env.now)
                 gw = 0
@@ -342,8 +355,12 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                 if n not in memo_costs:
                     memo_costs[n] = cta_tile_costs(problem, schedule, facts, ctas_on_sm=n)
                 return memo_costs[n]
+            # a CTA's prologue and epilogue, pipelined loops (where the `loop` / `loop2` points measured them)
+            first_fcfs = None if serial else facts.mem_latency_s
+            epilogue = 0.0 if serial else loop_epilogue_s(problem, schedule, facts)
         else:
             serial, buffers, tile_costs = False, 1, None
+            first_fcfs, epilogue = None, 0.0
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
             per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
@@ -355,11 +372,13 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
                          hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
                          buffers=buffers, round_bytes=round_bytes, round_s=round_s, drain_s=drain,
-                         tile_costs=tile_costs)
+                         tile_costs=tile_costs, first_fcfs_s=first_fcfs, epilogue_s=epilogue,
+                         count_tiles=first_fcfs is not None)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
-                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s, round_s=round_s, drain_s=drain)
+                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s, round_s=round_s, drain_s=drain,
+                  epilogue_s=epilogue)
         kernels.append(st)
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]

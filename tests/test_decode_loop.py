@@ -193,3 +193,65 @@ def test_loop2_shared_points_favour_the_additive_sharing():
             add.append(abs((c1 + (cyc[n - 1] - cyc[0]) / f.clock_Hz) / meas - 1))
             mult.append(abs(c1 * cyc[n - 1] / cyc[0] / meas - 1))
     assert statistics.median(add) < statistics.median(mult)
+
+
+# --- a CTA's prologue and epilogue (fifth decode session, 2026-11-26 09:35-): memsim/MODEL.md decode, rows "a step
+# computes its K/V tiles", "split CTA epilogue", "first tiles in their DRAM queue place" -----------------------------
+def test_epilogue_is_what_the_loop_intercepts_say():
+    """The table's epilogue_s is recomputed from the committed raw runs (06:48 `loop`, 08:40 `loop2`): the median of
+    measured minus modelled intercepts of the contiguous pipelined variants streaming at 4 CTAs.  Fails when the
+    data or the rest of the model's intercept change without `--merge-epilogue`."""
+    table = json.loads(I.COMPILED_FILE.read_text())["measured_loop"][H100]
+    runs = {str(p.relative_to(ROOT)): json.loads(p.read_text())["points"] for p in (RUN, LOOP2)}
+    again = M.loop_epilogue_of(runs)
+    assert len(again["epilogue_points"]) == 8
+    assert table["epilogue_s"] == pytest.approx(again["epilogue_s"], rel=1e-9), (table["epilogue_s"], again["epilogue_s"])
+    p, s = DecodeProblem.uniform(1, 16, 4, 128, 2048), DecodeSchedule(num_splits=1)
+    assert I.loop_epilogue_s(p, s, _facts()) == table["epilogue_s"]
+    # one-buffer loops: not measured there, none
+    assert I.loop_epilogue_s(p, DecodeSchedule(num_splits=1, num_stages=2), _facts()) == 0.0
+
+
+@pytest.mark.parametrize("tiles", [1, 2])
+def test_a_lone_cta_computes_its_tiles_not_its_q_block(tiles):
+    """One CTA, one or two whole tiles, compute-bound loop (L <= c): the split kernel = launch + dependent load +
+    L + tiles x c + the last dots beyond c + epilogue.  What is left after taking all but L off is one latency
+    (0.86-0.87 us at one CTA), not L + c: the Q block its first step also reads is no tile to compute (it was one
+    before: a one-tile CTA computed two)."""
+    hw = memsim.load_hardware(H100)
+    f = _facts()
+    p, s = DecodeProblem.uniform(1, 4, 1, 128, 64 * tiles), DecodeSchedule(num_splits=1)
+    k = simulate_decode(p, s, H100)["kernels"][0]
+    c = I.loop_compute_s(p, s, f, 1)
+    assert k["num_ctas"] == 1 and k["epilogue_s"] > 0
+    left = k["time_s"] - hw.launch_overhead_s - k["head_s"] - k["epilogue_s"] - max(0.0, k["drain_s"] - c) - tiles * c
+    # L at one CTA lies between the curve's unloaded end and half a tile's compute above it (L + c would be past it)
+    assert f.mem_latency_s <= left < f.mem_latency_s + c / 2, (left, f.mem_latency_s, c)
+
+
+def test_first_tiles_wait_their_place_in_the_dram_queue():
+    """132 CTAs (one per SM, d256) each read ONE 64 KB tile, all starting together: the last CTA's tile cannot arrive
+    before one unloaded latency + the whole burst at the DRAM rate, and its compute and epilogue follow.  The
+    mean-field latency alone put the kernel under this bound (7.61 us; the card: 8.35, `loop2` short point)."""
+    hw = memsim.load_hardware(H100)
+    f = _facts()
+    p, s = DecodeProblem.uniform(33, 16, 4, 256, 64), DecodeSchedule(num_splits=1)
+    k = simulate_decode(p, s, H100)["kernels"][0]
+    assert k["num_ctas"] == 132 and k["ctas_per_sm"] == 1
+    c = I.loop_compute_s(p, s, f, 1)
+    tile = 2 * s.block_n * p.head_dim * p.element_bytes
+    bound = hw.launch_overhead_s + k["head_s"] + f.mem_latency_s + 132 * tile / f.dram_Bps + c + k["epilogue_s"]
+    assert k["time_s"] >= bound, (k["time_s"], bound)
+
+
+def test_one_wave_short_points_within_the_goal():
+    """The `loop2` short kernels that run in one wave (132 and 396 CTAs of 1 or 3 tiles, d 64 / 128 / 256): the
+    model within issue 12's 10 % on all 12 (11/12 before the prologue/epilogue rows: d256 396 x 3 tiles +16.5 %).
+    The 10-wave and 30-wave points are not all within it: memsim/MODEL.md decode, "tried, not adopted"."""
+    doc = json.loads(LOOP2.read_text())
+    pts = [p for p in doc["points"] if p.get("tier") == 2 and p.get("time_s") and p["ctas"] <= 396]
+    assert len(pts) == 12
+    for p in pts:
+        prob, sch = M._loop_case(p)
+        pred = simulate_decode(prob, sch, H100)["total"]["time_s"]
+        assert pred == pytest.approx(p["time_s"], rel=0.10), (p["variant"], p["ctas"], p["seq_kv"], pred, p["time_s"])
