@@ -104,7 +104,8 @@ def test_ws_per_tile_launches_leave_no_other_ctas_on_the_sm():
     from memsim.costs import ctas_per_sm
     hw = memsim.load_hardware("h100-sxm")
     p = AttentionProblem(4, 32, 32, 4096, 4096, 64, "bf16", False)
-    f = lookup("hopper_fwd", p, Schedule("hopper", "fwd", 128, 128, 4, 2))
+    s = Schedule("hopper", "fwd", 128, 128, 4, 2)
+    f = lookup("hopper_fwd", p, s)
     assert f is not None and f.regs_per_thread == 168
     assert ctas_per_sm(hw, f.shared_bytes, 12, f.regs_per_thread) == (1, "registers")
-    assert ctas_per_sm(hw, f.shared_bytes, f.num_warps, f.regs_per_thread) == (2, "shared memory")
+    assert ctas_per_sm(hw, f.shared_bytes, s.num_warps, f.regs_per_thread) == (2, "shared memory")
