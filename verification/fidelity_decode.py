@@ -66,6 +66,8 @@ COMMITTED = (
               f"{REPORTS}/seed261126/predictions.json", "frozen at fa7f961, measured 2026-11-26 06:25 UTC"),
     DecodeSet("seed11260807", "held-out", f"{H100}/random-seed11260807-2026-11-26/decode_ncu.json",
               f"{REPORTS}/seed11260807/predictions.json", "frozen at d4e0544, measured 2026-11-26 08:40 UTC"),
+    DecodeSet("seed11260935", "held-out", f"{H100}/random-seed11260935-2026-11-26/decode_ncu.json",
+              f"{REPORTS}/seed11260935/predictions.json", "frozen at 07f2528, measured 2026-11-26 09:54 UTC"),
 )
 
 
