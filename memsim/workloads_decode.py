@@ -33,7 +33,10 @@ Time mechanism (what decides the split count):
 * fixed costs of small launches (measured by microbenchmarks, not fitted): the block scheduler starts one CTA
   every ``cta_dispatch_s`` (launch_gpu, empty kernels of 1k-68k CTAs: 0.6 ns), and every CTA first waits for
   the loads its addresses depend on (`dependent_loads_before_stream`: the sequence length, and a paged
-  prefetching loop's first table entry), one unloaded DRAM latency each (dram_stream: 0.86 us).
+  prefetching loop's first table entry), one unloaded DRAM latency each (dram_stream: 0.86 us);
+* a pipelined loop's prologue and epilogue (the `loop` / `loop2` points): its first tiles arrive no earlier than one
+  unloaded latency + their first-come-first-served place on the DRAM link, then the first tile computes; a step
+  computes its K/V tiles (not the Q block it also reads); after the loop the CTA's epilogue (`loop_epilogue_s`).
 L2: an LRU over the accesses (`memsim.engine.L2Cache`); the partials the split launch writes are read
 by the combine launch from L2 unless `flush_l2` (ncu flushes before every kernel).  With `flush_l2` (as ncu
 measures) a kernel also writes back the dirty lines ncu leaves in the L2 once its reads push them out
