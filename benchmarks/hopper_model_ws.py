@@ -37,7 +37,9 @@ Columns: memsim as committed; the prototype (1-4); "replay only": the prototype 
 two-group replay alone, the dot-chain floor dropped too (the dK/dV pass's 64x128x128 dots are read at 620 TFLOP/s
 from the dot_chain points, but the pass ran 703 TFLOP/s of them under ncu in run5 -- the replay's wgmma rate, the
 best dot-chain points, is the one the card reached).  Data only (no assertion).  The flash2 records are simulated
-unchanged, as the reference.
+unchanged, as the reference.  Older runs: a record timed with run4's `kernels.hopper.PERSISTENT` switch
+(`"persistent": true`) is hopper_ws fwd (the same SASS, session 5); a causal per-tile forward timed in the grid's
+order (`"longest_first": false`) is simulated in that order, as benchmarks/hopper_model_check.py does.
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ def ws_facts(sass: str, lat, *, persistent: bool = False) -> dict | None:
 
 
 def compile_sass(problem, schedule) -> dict:
-    """{launch name: (SASS text, launched warps)} of the case's launches, compiled for sm_90a on this CPU."""
+    """{launch name: (SASS text, launched warps, shared bytes)} of the case's launches, compiled for sm_90a here."""
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -136,8 +138,21 @@ def compile_sass(problem, schedule) -> dict:
             continue
         src, options = _specialise(jf, args, kwargs, target)
         ck = triton.compile(src, target=target, options=options.__dict__)
-        out[name] = (disassemble(ck.asm["cubin"]), int(ck.metadata.num_warps))
+        out[name] = (disassemble(ck.asm["cubin"]), int(ck.metadata.num_warps), int(ck.metadata.shared))
     return out
+
+
+def simulate_in_order(p, s, hw, grid_order: bool) -> float:
+    """memsim's time (ms) of (p, s); grid_order: a causal hopper forward in the grid's order, not longest first."""
+    import memsim
+    import memsim.workloads_hopper as wh
+    rule = wh.longest_first
+    if grid_order:
+        wh.longest_first = lambda p_: False
+    try:
+        return memsim.simulate(p, s, hw).total["time_s"] * 1e3
+    finally:
+        wh.longest_first = rule
 
 
 def print_facts(specs: list, hardware: str) -> int:
@@ -152,7 +167,7 @@ def print_facts(specs: list, hardware: str) -> int:
         alg, phase, bm, bn, d, *rest = spec.split(",")
         p = AttentionProblem(1, 2, 2, 1024, 1024, int(d), "bf16", rest == ["causal"])
         s = Schedule(alg, phase, int(bm), int(bn), 4, 2)
-        for launch, (sass, warps) in compile_sass(p, s).items():
+        for launch, (sass, warps, _) in compile_sass(p, s).items():
             w = ws_facts(sass, lat) if warps > s.num_warps else None
             out[f"{spec}:{launch}"] = dict(w or {}, metadata_warps=warps)
     print(json.dumps(out))
@@ -197,8 +212,8 @@ def main(argv=None) -> int:
                        facts_source=c.facts_source + "; hopper_model_ws prototype (warp-specialised SASS)")
     bench = json.loads(open(a.bench_json).read())
     rows, sass_memo = [], {}
-    print("| pass | impl | d | causal | N | measured ms | memsim ms | ratio | ws prototype ms | ratio | replay only | "
-          "launch: descriptors, groups, trip us (1 group), exp us/tile, fixed us |")
+    print("| pass | algorithm dtype | d | causal | N | measured ms | memsim ms | ratio | ws prototype ms | ratio | "
+          "replay only | launch: descriptors, groups, trip us (1 group), exp us/tile, fixed us |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in bench["records"]:
         if r["impl"] not in ("hopper", "hopper_ws", "flash2") or r["pass"] not in ("fwd", "bwd") or not r.get("ms"):
@@ -207,36 +222,40 @@ def main(argv=None) -> int:
             continue
         p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
                              r["causal"])
-        s = Schedule(**r["schedule"])
-        t0 = memsim.simulate(p, s, hw).total["time_s"] * 1e3
+        sd = dict(r["schedule"])
+        if r.get("persistent") and r["impl"] == "hopper" and r["pass"] == "fwd":
+            sd["algorithm"] = "hopper_ws"  # run4's kernels.hopper.PERSISTENT switch: hopper_ws fwd's SASS (session 5)
+        s = Schedule(**sd)
+        # a causal per-tile forward timed in the grid's order (run4: longest_first False) is simulated in that order
+        grid_order = r["impl"] == "hopper" and p.causal and r.get("longest_first") is False and s.algorithm == "hopper"
+        t0 = simulate_in_order(p, s, hw, grid_order)
         info = {}
         ws_by_launch.clear()
         if r["impl"] != "flash2":
             key = (p, s)
             if key not in sass_memo:
                 sass_memo[key] = compile_sass(p, s)
-            from memsim.compiled import lookup
             for L in kernel_launches(p, s):
-                sass, launched = sass_memo[key].get(L.name, (None, 0))
-                f = lookup(L.name, p, s)
+                sass, launched, shared = sass_memo[key].get(L.name, (None, 0, 0))
                 w = ws_facts(sass, cal.issue) if sass and launched > s.num_warps else None
-                if w is None or f is None:
+                if w is None:
                     continue
                 ntiles = (-(-p.seq_q // s.block_m)) * p.batch * p.heads_q
-                w.update(shared_bytes=f.shared_bytes, launched_warps=launched,
+                w.update(shared_bytes=shared, launched_warps=launched,
                          tiles_per_cta=(ntiles / L.num_ctas - 1) if w["persistent"] else 0.0)
                 ws_by_launch[L.name] = w
                 exp_tile = s.block_m * s.block_n / cal.exp_per_sm_s
                 info[L.name] = dict(w, exp_s_per_tile=exp_tile)
         msim.launch_cost = ws_cost
         try:
-            t1 = memsim.simulate(p, s, hw).total["time_s"] * 1e3
+            t1 = simulate_in_order(p, s, hw, grid_order)
             variant["replay_only"] = True
-            t2 = memsim.simulate(p, s, hw).total["time_s"] * 1e3 if info else t1
+            t2 = simulate_in_order(p, s, hw, grid_order) if info else t1
         finally:
             msim.launch_cost = base_cost
             variant["replay_only"] = False
-        rows.append(dict(phase=r["pass"], impl=r["impl"], variant=r["variant"], head_dim=p.head_dim, causal=p.causal,
+        rows.append(dict(phase=r["pass"], impl=r["impl"], algorithm=s.algorithm, dtype=p.dtype, variant=r["variant"],
+                         head_dim=p.head_dim, causal=p.causal,
                          seq=p.seq_q, schedule=s.to_dict(), measured_ms=r["ms"], memsim_ms=t0, ws_prototype_ms=t1,
                          ws_replay_only_ms=t2,
                          launches={k: {x: v for x, v in w.items()} for k, w in info.items()}))
@@ -244,7 +263,8 @@ def main(argv=None) -> int:
                          f"({w['tile_cycles_one_group'] / clock * 1e6:.2f}), {w['exp_s_per_tile'] * 1e6:.2f}, "
                          f"{(w['once_cycles'] + w['per_tile_cycles'] * w['tiles_per_cta']) / clock * 1e6:.1f}"
                          for k, w in info.items())
-        print(f"| {r['pass']} | {r['impl']} | {p.head_dim} | {p.causal} | {p.seq_q} | {r['ms']:.3f} | {t0:.3f} | "
+        alg = s.algorithm + (" [grid order]" if grid_order else "")
+        print(f"| {r['pass']} | {alg} {p.dtype} | {p.head_dim} | {p.causal} | {p.seq_q} | {r['ms']:.3f} | {t0:.3f} | "
               f"{t0 / r['ms']:.2f} | {t1:.3f} | {t1 / r['ms']:.2f} | {t2 / r['ms']:.2f} | {desc} |", flush=True)
     write_json(a.out, {"provenance": base_provenance("python benchmarks/hopper_model_ws.py " + " ".join(
         sys.argv[1:] if argv is None else argv)), "hardware": a.hardware, "bench": a.bench_json,
