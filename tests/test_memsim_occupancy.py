@@ -71,3 +71,39 @@ def test_spill_reloads_move_the_replay_by_their_expected_latency():
     assert more.issue_s_per_tile == pytest.approx(want, rel=1e-9), (more.issue_s_per_tile, want, x)
     assert 0 < x and more.local_s_per_tile == 0.0 and base.local_s_per_tile > 0.0, (x, more.local_s_per_tile,
                                                                                      base.local_s_per_tile)
+
+
+@pytest.mark.parametrize("mma", [0, 24])
+def test_kernels_with_tensor_instructions_run_at_the_tensor_clock(mma):
+    """The replay's cycles become seconds at `Calibration.mma_sm_clock_Hz` (the `tile_loop` fact: 1.79 GHz) when the
+    kernel's SASS has HMMA / HGMMA instructions, else at `sm_clock_Hz` (1.98 GHz)."""
+    from dataclasses import replace
+    p, s = AttentionProblem(batch=8, heads_q=16, heads_kv=16, seq_q=4096, seq_kv=4096, head_dim=64), \
+        Schedule("flash2", "fwd", 128, 64, 4, 2)
+    f = _replayed(8000.0, None, spills=False)
+    f = replace(f, issue={**f.issue, "straight_cycles": [1000.0] * 8, "mma_instructions": mma, "profile": 8})
+    c = launch_cost(HW, CAL, "flash2_fwd", p, s, 32768, facts=f, num_ctas=4096)
+    clock = CAL.mma_sm_clock_Hz if mma else CAL.sm_clock_Hz
+    r = c.ctas_per_sm
+    assert c.issue_s_per_tile == pytest.approx(8000.0 * r / min(r, 8) / (r * clock), rel=1e-9), (c.issue_s_per_tile,
+                                                                                               clock)
+    assert c.cta_fixed_s == pytest.approx(1000.0 * r / min(r, 8) / (r * clock), rel=1e-9)
+    assert ("tensor clock" in c.facts_source) == bool(mma), c.facts_source
+
+
+def test_tensor_clock_is_the_median_of_the_tile_loop_tensor_launches():
+    """`derive` reads the tensor clock from the `tile_loop` fact's launches with tensor instructions only; those
+    launches never move the calibration clock (`sm_clock_Hz`, the issue figures' clock)."""
+    import copy
+    import json
+
+    from memsim.calibration import calibration_path, derive
+    raw = json.loads(calibration_path(HW).read_text())
+    raw2 = copy.deepcopy(raw)
+    raw2["facts"]["tile_loop"] = [{"mma": True, "sm_clock_Hz": 1.70e9}, {"mma": True, "sm_clock_Hz": 1.80e9},
+                                  {"mma": True, "sm_clock_Hz": 1.75e9}, {"mma": False, "sm_clock_Hz": 1.2e9}]
+    a, b = derive(raw, HW), derive(raw2, HW)
+    assert b.mma_sm_clock_Hz == pytest.approx(1.75e9), b.mma_sm_clock_Hz
+    assert b.sm_clock_Hz == a.sm_clock_Hz and b.issue.fingerprint() == a.issue.fingerprint()
+    raw2["facts"].pop("tile_loop")
+    assert derive(raw2, HW).mma_sm_clock_Hz is None
