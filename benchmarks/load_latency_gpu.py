@@ -112,20 +112,12 @@ def merge(run_path: str, into: str, *, replace: bool = False) -> int:
     body = ins[a:b + 1]
     pts.append({"kind": "load_latency", "where": "chase_loop", "body": [x.to_list() for x in body],
                 "loads_per_trip": sum(x.op == "LDG" for x in body)})
-    cal = json.load(open(into, encoding="utf-8"))
-    if cal["facts"].get("load_latency") and not replace:
-        raise SystemExit(f"--merge: {into} already has a load_latency fact (pass --replace to overwrite it)")
-    cal["facts"]["load_latency"] = pts
-    cal.setdefault("merged_runs", []).append({
-        "facts": ["load_latency"], "provenance": run["provenance"], "file": os.path.relpath(run_path),
-        "note": "benchmarks/load_latency_gpu.py: one-warp pointer chases (L1 ring, warm L2, fresh DRAM lines "
-                "streamed or random), 1 CTA and 1/4/16 CTAs per SM, %clock64 in the kernel; the chase loop's "
-                "SASS body added by --merge; memsim.issue_fit.load_latency_from derives the replay's figures"})
-    tmp = into + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cal, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, into)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import merge_fact
+    merge_fact(into, "load_latency", pts, run=run, run_path=run_path, replace=replace,
+               note="benchmarks/load_latency_gpu.py: one-warp pointer chases (L1 ring, warm L2, fresh DRAM lines "
+                    "streamed or random), 1 CTA and 1/4/16 CTAs per SM, %clock64 in the kernel; the chase loop's "
+                    "SASS body added by --merge; memsim.issue_fit.load_latency_from derives the replay's figures")
     print(f"load_latency: {len(pts)} points merged into {into}")
     return 0
 

@@ -24,3 +24,21 @@ def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: s
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)
     os.replace(tmp, path)
+
+
+def merge_fact(into: str, fact: str, points: list, *, run: dict, run_path: str, note: str,
+               replace: bool = False) -> None:
+    """Add `points` to calibration file `into` as fact `fact`, recording the run in `merged_runs` (atomically: tmp
+    + rename).  An existing fact is kept (SystemExit) unless `replace`."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cal = json.load(open(into, encoding="utf-8"))
+    if cal["facts"].get(fact) and not replace:
+        raise SystemExit(f"--merge: {into} already has a {fact} fact (pass --replace to overwrite it)")
+    cal["facts"][fact] = points
+    cal.setdefault("merged_runs", []).append({"facts": [fact], "provenance": run["provenance"],
+                                              "file": os.path.relpath(run_path, root), "note": note})
+    tmp = into + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(cal, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, into)

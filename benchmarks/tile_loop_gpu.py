@@ -270,12 +270,17 @@ def drive(out: str, repeats: int, budget_s: float, names: list[str], dot_clock: 
     return 0 if ok else 1
 
 
+def _own_launches(points: list):
+    """The measured launches of each variant's own kernel (not its preprocess, not the dot-clock points)."""
+    for p in points:
+        if "error" not in p and p.get("kind") != "dot_clock" and p["launch"] == variant(p["variant"])["launch"]:
+            yield p
+
+
 def _medians(points: list) -> dict:
     """{(variant, c, T): (median time of the variant's launch, median clock)}."""
     acc = {}
-    for p in points:
-        if "error" in p or p.get("kind") == "dot_clock" or p["launch"] != variant(p["variant"])["launch"]:
-            continue
+    for p in _own_launches(points):
         m = p["metrics"]
         acc.setdefault((p["variant"], p["ctas_per_sm"], p["trips"]), []).append(
             (m.get("gpu__time_duration.sum"), m.get("sm__cycles_elapsed.avg.per_second")))
@@ -371,9 +376,7 @@ def merge(run_path: str, into: str, *, replace: bool = False) -> int:
     if run.get("format") != "tile_loop/1":
         raise SystemExit(f"--merge: {run_path} is not a tile_loop run (format {run.get('format')!r})")
     pts = []
-    for p in run["points"]:
-        if "error" in p or p.get("kind") == "dot_clock" or p["launch"] != variant(p["variant"])["launch"]:
-            continue
+    for p in _own_launches(run["points"]):
         m = p["metrics"]
         pts.append({"variant": p["variant"], "launch": p["launch"], "ctas_per_sm": p["ctas_per_sm"],
                     "trips": p["trips"], "repeat": p["repeat"], "time_s": m.get("gpu__time_duration.sum"),
@@ -381,20 +384,12 @@ def merge(run_path: str, into: str, *, replace: bool = False) -> int:
                     "mma": variant(p["variant"])["dtype"] != "fp32"})
     if not pts:
         raise SystemExit(f"--merge: no measured launch in {run_path}")
-    cal = json.load(open(into, encoding="utf-8"))
-    if cal["facts"].get("tile_loop") and not replace:
-        raise SystemExit(f"--merge: {into} already has a tile_loop fact (pass --replace to overwrite it)")
-    cal["facts"]["tile_loop"] = pts
-    cal.setdefault("merged_runs", []).append({
-        "facts": ["tile_loop"], "provenance": run["provenance"], "file": os.path.relpath(run_path, ROOT),
-        "note": "benchmarks/tile_loop_gpu.py: the real tile loops in one wave of 132 x c CTAs with L2-resident "
-                "operands, 2/8/24 trips, ncu time and SM clock per launch; memsim.calibration reads the tensor "
-                "clock (mma_sm_clock_Hz) from the launches that issue tensor-core instructions"})
-    tmp = into + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(cal, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, into)
+    sys.path.insert(0, HERE)
+    from run_file import merge_fact
+    merge_fact(into, "tile_loop", pts, run=run, run_path=run_path, replace=replace,
+               note="benchmarks/tile_loop_gpu.py: the real tile loops in one wave of 132 x c CTAs with L2-resident "
+                    "operands, 2/8/24 trips, ncu time and SM clock per launch; memsim.calibration reads the tensor "
+                    "clock (mma_sm_clock_Hz) from the launches that issue tensor-core instructions")
     clk = sorted(x["sm_clock_Hz"] for x in pts if x["mma"] and x["sm_clock_Hz"])
     print(f"tile_loop: {len(pts)} launches merged into {into}; tensor clock {statistics.median(clk) / 1e9:.3f} GHz "
           f"({clk[0] / 1e9:.3f}-{clk[-1] / 1e9:.3f}) over {len(clk)}")

@@ -356,14 +356,12 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
                                                         _without_loads(lat.fingerprint()))
     reuse6 = same_shape and known.get("profile") == 6 and known.get("latencies") == lat.fingerprint()
     # profile 7: the same but for the copy commits' latency (loops without LDGDEPBAR, and straight code, unchanged)
-    reuse7 = (same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
-              and not any(x.op in ASYNC_COMMITS for x in body))
-    if reuse7:
+    same_straight = same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
+    if same_straight and not any(x.op in ASYNC_COMMITS for x in body):
         for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles"):
             if k_ in known:
                 out[k_] = list(known[k_])
         return out
-    same_straight = same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
     for c in range(1, n + 1):
         if (reuse and not loads) or reuse6:
             out["tile_cycles"].append(known["tile_cycles"][c - 1])
