@@ -1,6 +1,8 @@
 """What memsim would predict for the warp-specialised Hopper launches if it read their SASS as warp-specialised code
 (issue 9 item 4, session 6): a prototype of the changes asked of the lead (notes/hopper.md, "For the lead"), applied
-to run5's measured records.  CPU only; nothing is written to memsim/presets/compiled/.
+to run5's measured records.  CPU only; nothing is written to memsim/presets/compiled/.  Since compiled-table profile 9
+(2026-11-26, eighth session) memsim reads these facts itself (kernels.sass.warp_specialised, memsim.costs): on a
+refreshed table the "memsim" column already holds them and the prototype's patch applies them a second time.
 
     python benchmarks/hopper_model_ws.py benchmarks/results/hopper-h100-2026-11-26-run5.json --out FILE
     python benchmarks/hopper_model_ws.py --facts hopper_ws,fwd,128,128,128     # one schedule's SASS facts (JSON)
@@ -46,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from dataclasses import replace
 
@@ -56,71 +57,28 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 #: the warps of one consumer warpgroup (a Hopper warpgroup is 4 warps)
 GROUP_WARPS = 4
-_SETMAXREG = re.compile(r"USETMAXREG\.(DEALLOC|TRY_ALLOC)\.CTAPOOL\s+(?:UP\d,\s*)?(0x[0-9a-f]+)")
-_OP_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s")
-
-
-def partitions(sass: str) -> list[tuple[int, int, str, int]]:
-    """[(first, end, kind, registers)] of a warp-specialised kernel's SASS, in instruction indices of
-    `kernels.sass.instructions`: a region starts at each `USETMAXREG` and ends at the next; kind "alloc" (consumer
-    warpgroups raise their registers) or "dealloc" (the producer and the partition dispatch lower them)."""
-    lines = [ln for ln in sass.splitlines() if _OP_LINE.match(ln)]
-    marks = []
-    for i, ln in enumerate(lines):
-        m = _SETMAXREG.search(ln)
-        if m:
-            marks.append((i, "alloc" if m.group(1) == "TRY_ALLOC" else "dealloc", int(m.group(2), 16)))
-    out = []
-    for k, (i, kind, regs) in enumerate(marks):
-        end = marks[k + 1][0] if k + 1 < len(marks) else len(lines)
-        out.append((i, end, kind, regs))
-    return out
 
 
 def ws_facts(sass: str, lat, *, persistent: bool = False) -> dict | None:
-    """The four facts of the module doc from one warp-specialised kernel's SASS (None: not warp-specialised)."""
-    from kernels.sass import MMA_OPS, instructions
+    """The four facts of the module doc from one warp-specialised kernel's SASS (None: not warp-specialised);
+    the partitions are `kernels.sass.warp_specialised`'s (what the compiled table records since profile 9)."""
+    from kernels.sass import _decode, warp_specialised
     from memsim.warp_issue import replay
-    ins, loops = instructions(sass)
-    parts = partitions(sass)
-    if not parts:
+    ins, loops, marks = _decode(sass)
+    ws = warp_specialised(ins, loops, marks)
+    if ws is None:
         return None
-    # the producer: the region that lowers its registers the most; the consumers: the regions that raise them and
-    # hold the tensor-core loop
-    prod = min((p for p in parts if p[2] == "dealloc"), key=lambda p: p[3])
-    cons = [p for p in parts if p[2] == "alloc" and any(x.op in MMA_OPS for x in ins[p[0]:p[1]])]
-    if not cons:
-        return None
-    first, end = cons[0][0], cons[0][1]
-    inner = [(a, b) for _, a, b in loops if first <= a and b < end]  # loops wholly inside the consumer region
-    with_mma = [(a, b) for a, b in inner if any(x.op in MMA_OPS for x in ins[a:b + 1])]
-    # the tile loop: the innermost loop with MMAs (the shortest); an enclosing one is the persistent tile walk
-    ta, tb = min(with_mma, key=lambda ab: ab[1] - ab[0])
-    outer = [(a, b) for a, b in with_mma if a <= ta and tb <= b and (a, b) != (ta, tb)]
-    skip = {"BRA", "EXIT", "NOP"}
-
-    def outside(lo, hi, holes):
-        drop = {k for a, b in holes for k in range(a, b + 1)}
-        return [x for k, x in enumerate(ins[lo:hi], lo) if k not in drop and x.op not in skip]
-    spin = [(a, b) for a, b in inner if b - a < 8]  # mbarrier / setmaxreg retry loops of a few instructions
-    if outer:
-        oa, ob = max(outer, key=lambda ab: ab[1] - ab[0])
-        once = outside(first, end, [(oa, ob)] + spin)
-        per_tile = outside(oa, ob + 1, [(ta, tb)] + spin)
-    else:
-        once, per_tile = outside(first, end, [(ta, tb)] + spin), []
-    body = ins[ta:tb + 1]
-    groups = len(cons)
-    prod_ins = ins[prod[0]:prod[1]]
+    body = ins[ws.tile[0]:ws.tile[1] + 1]
 
     def rep(code, trips):
-        return replay(code, warps_per_cta=GROUP_WARPS, ctas=groups, lat=lat, trips=trips) if code else 0.0
-    return {"groups": groups, "launched_warps": GROUP_WARPS * (groups + 1),
-            "producer_descriptors": sum(x.op == "UTMACCTL" for x in prod_ins),
+        return replay(list(code), warps_per_cta=GROUP_WARPS, ctas=ws.groups, lat=lat, trips=trips) if code else 0.0
+    return {"groups": ws.groups, "launched_warps": GROUP_WARPS * (ws.groups + 1),
+            "producer_descriptors": ws.producer_descriptors,
             "tile_instructions": len(body), "tile_cycles": rep(body, 3),
             "tile_cycles_one_group": replay(body, warps_per_cta=GROUP_WARPS, ctas=1, lat=lat),
-            "once_instructions": len(once), "once_cycles": rep(once, 1),
-            "per_tile_instructions": len(per_tile), "per_tile_cycles": rep(per_tile, 1), "persistent": bool(outer)}
+            "once_instructions": len(ws.once), "once_cycles": rep(ws.once, 1),
+            "per_tile_instructions": len(ws.per_tile), "per_tile_cycles": rep(ws.per_tile, 1),
+            "persistent": bool(ws.per_tile)}
 
 
 def compile_sass(problem, schedule) -> dict:

@@ -396,6 +396,29 @@ def merge(run_path: str, into: str, *, replace: bool = False) -> int:
     return 0
 
 
+def merge_dot_clock(run_path: str, into: str, *, replace: bool = False) -> int:
+    """Add a run's `--dot-clock` points to calibration file `into` as the ``dot_clock`` fact (atomically): the SM
+    clock ncu measured while each dot chain behind the replay's tensor figures ran.  memsim.issue_fit reads the
+    tensor pipes' FLOPs per cycle at that clock (the chains' FLOP/s / their own clock), not at the calibrate
+    plan's."""
+    run = json.load(open(run_path, encoding="utf-8"))
+    if run.get("format") != "tile_loop/1":
+        raise SystemExit(f"--merge-dot-clock: {run_path} is not a tile_loop run (format {run.get('format')!r})")
+    pts = [{k: p[k] for k in ("dot", "repeat", "n_iter", "ctas", "time_s", "sm_clock_Hz", "flops_per_s") if k in p}
+           for p in run["points"] if p.get("kind") == "dot_clock" and p.get("sm_clock_Hz")]
+    if not pts:
+        raise SystemExit(f"--merge-dot-clock: no dot-clock point in {run_path} (run with --dot-clock)")
+    sys.path.insert(0, HERE)
+    from run_file import merge_fact
+    merge_fact(into, "dot_clock", pts, run=run, run_path=run_path, replace=replace,
+               note="benchmarks/tile_loop_gpu.py --dot-clock: ncu's SM clock while each dot chain of DOT_CLOCK_POINTS "
+                    "ran (dot = [block_m, block_n, block_k, num_warps, ctas_per_sm, dtype]); memsim.issue_fit "
+                    "reads the tensor pipes' FLOPs per cycle at that clock")
+    for p in pts:
+        print(f"dot_clock {p['dot']}: {p['sm_clock_Hz'] / 1e9:.3f} GHz")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -403,6 +426,8 @@ def main(argv=None) -> int:
     g.add_argument("--worker", action="store_true", help="(internal) the program ncu profiles")
     g.add_argument("--analyse", metavar="RUN", help="compare a run with the replay and memsim (no GPU)")
     g.add_argument("--merge", metavar="RUN", help="add a run to the preset's calibration as the tile_loop fact")
+    g.add_argument("--merge-dot-clock", metavar="RUN",
+                   help="add a --dot-clock run's chain clocks to the preset's calibration as the dot_clock fact")
     ap.add_argument("--into", default=CALIBRATION, help="with --merge: the calibration file (default: h100-sxm's)")
     ap.add_argument("--replace", action="store_true", help="with --merge: overwrite an existing tile_loop fact")
     ap.add_argument("--manifest", help="(worker) launch order file")
@@ -421,6 +446,8 @@ def main(argv=None) -> int:
         variant(n)  # unknown names fail here, with the list
     if a.merge:
         return merge(a.merge, os.path.normpath(a.into), replace=a.replace)
+    if a.merge_dot_clock:
+        return merge_dot_clock(a.merge_dot_clock, os.path.normpath(a.into), replace=a.replace)
     if a.analyse:
         return analyse(a.analyse)
     if a.worker:

@@ -184,6 +184,7 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
     ck = triton.compile(src, target=target, options=options.__dict__)
     rep = ptxas_report(ck.asm["ptx"], arch, options)
     out = {"kernel": ck.name, **rep, "shared_bytes": int(ck.metadata.shared), "num_warps": int(options.num_warps),
+           "launched_warps": int(ck.metadata.num_warps),
            "num_stages": int(options.num_stages), "source": f"ptxas {ARCHS[arch][1]}, triton {triton.__version__}",
            "compile_s": round(time.time() - t0, 2), "specialisation": _spec_text(src, options)}
     try:
@@ -192,7 +193,7 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         lp = tile_loop(text)
         out["loop"] = lp.to_dict() if lp is not None else None
         out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
-                                   shared=out["shared_bytes"])
+                                   shared=out["shared_bytes"], launched_warps=out["launched_warps"])
     except Exception as e:  # the loop profile is extra; never lose the registers for it
         out.setdefault("loop", None)
         out["loop_error"] = f"{type(e).__name__}: {e}"[:200]
@@ -200,9 +201,11 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
 
 
 def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int,
-                known: dict | None = None) -> dict | None:
+                known: dict | None = None, launched_warps: int | None = None) -> dict | None:
     """`kernels.sass.issue_profile` with the preset's calibrated figures, for 1..min(resident CTAs,
-    MAX_REPLAY_CTAS) CTAs per SM (None without an `issue_latency` calibration)."""
+    MAX_REPLAY_CTAS) CTAs per SM (None without an `issue_latency` calibration).  `launched_warps`: the warps the
+    compiled kernel launches per CTA (`metadata.num_warps`: 12 for a warp-specialised `num_warps=4` kernel --
+    two consumer warpgroups and a producer), which decide the resident CTAs; default `num_warps`."""
     import memsim
     from kernels.sass import issue_profile
     from memsim.calibration import calibration_for
@@ -211,7 +214,7 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
     cal = calibration_for(hw)
     if cal.issue is None:
         return None
-    per_sm, _ = ctas_per_sm(hw, shared, num_warps, regs)
+    per_sm, _ = ctas_per_sm(hw, shared, launched_warps or num_warps, regs)
     return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue,
                          known=known)
 
@@ -265,9 +268,11 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                 old = e.get("issue") or {}
                 same_loop = (loop or {}).get("label") == (e.get("loop") or {}).get("label")
                 # what the previous figures already hold is copied (kernels.sass.issue_profile's `known`)
+                launched = int(ck.metadata.num_warps)
                 facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
-                                    shared=e["shared_bytes"], known=old if same_loop else None)
-                pending[key_] = {"issue": facts, "loop": loop}
+                                    shared=e["shared_bytes"], known=old if same_loop else None,
+                                    launched_warps=launched)
+                pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched}
                 break
             else:
                 raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")

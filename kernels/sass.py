@@ -24,6 +24,8 @@ from memsim.compiled import MIN_LOOP_INSTRUCTIONS
 _INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)\b(.*)$")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
+#: an instruction line with a guard predicate (@P0, @!UP1, @PT ...)
+_PREDICATED = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+@")
 #: a local access's address: [R1], [R1+0x40] (the stack pointer plus a constant offset)
 _LOCAL_ADDR = re.compile(r"\[(R\d+|RZ)(?:\+(?:0x)?([0-9a-fA-F]+))?\]")
 MMA_OPS = ("HGMMA", "HMMA", "IMMA", "DMMA")
@@ -82,6 +84,7 @@ def parse(sass: str) -> list[tuple[str, list[str]]]:
     ops: list[tuple[str | None, str]] = []  # (label defined before this instruction, opcode)
     label_at: dict[str, int] = {}
     branches: list[tuple[int, str]] = []
+    exits: list[int] = []
     pending = None
     for ln in lines:
         m = _LABEL.match(ln)
@@ -100,14 +103,24 @@ def parse(sass: str) -> list[tuple[str, list[str]]]:
             t = _TARGET.search(m.group(4) or "")
             if t:
                 branches.append((len(ops), t.group(1)))
+        if op == "EXIT" and not _PREDICATED.match(ln):
+            exits.append(len(ops))
         ops.append((pending, op))
         pending = None
     loops = []
     for at, target in branches:
         start = label_at.get(target)
-        if start is not None and start <= at:
+        if start is not None and start <= at and not _stub_branch(at, start, exits):
             loops.append((target, [op for _, op in ops[start:at + 1]]))
     return loops
+
+
+def _stub_branch(at: int, target: int, exits: list[int]) -> bool:
+    """A branch placed after the kernel's last unconditional EXIT back to code before it: the return of an
+    out-of-line stub (Triton 3.6's mbarrier try-wait retries: `SYNCS.PHASECHK.TRANS64.TRYWAIT`, `@!P0 BRA` to
+    itself, `BRA` back to the continuation), not the end of a loop.  Read as a loop it swallowed a
+    warp-specialised kernel's whole body (its code outside loops: 7 instructions, no TMA descriptor)."""
+    return bool(exits) and target <= exits[-1] < at
 
 
 def _width(suffixes: str) -> int:
@@ -205,6 +218,7 @@ def cubin_tile_loop(cubin: bytes) -> LoopProfile | None:
 # --- control bits: what memsim.warp_issue replays ---------------------------------------------------------------
 _CTRL_WORD = re.compile(r"^\s*/\*\s*(0x[0-9a-f]{16})\s*\*/\s*$")
 _DEPBAR = re.compile(r"SB(\d)\s*,\s*(0x[0-9a-f]+|\d+)")
+_SETMAXREG = re.compile(r"USETMAXREG\.(DEALLOC|TRY_ALLOC)\.CTAPOOL\s+(?:UP\d,\s*)?(0x[0-9a-f]+)")
 _MMA_SHAPE = {"16816": (16, 8, 16), "1688": (16, 8, 8), "16832": (16, 8, 32), "884": (8, 8, 4), "8816": (8, 8, 16)}
 
 
@@ -236,9 +250,16 @@ def instructions(sass: str):
     Control bits (Volta and later, the high 23 bits of the 128-bit instruction: bits 41-62 of its second 64-bit
     word): stall cycles [41:44], yield [45], write scoreboard [46:48], read scoreboard [49:51], wait mask
     [52:57] (7 = no scoreboard).  Loops: a BRA to a label at or above it, as `parse`."""
+    out, loops, _ = _decode(sass)
+    return out, loops
+
+
+def _decode(sass: str):
+    """`instructions`' (Instrs, loops) and the `USETMAXREG` marks [(instruction index, "alloc" | "dealloc",
+    registers)] of a warp-specialised kernel."""
     from memsim.warp_issue import Instr
     lines = sass.splitlines()
-    out, labels, branches = [], {}, []
+    out, labels, branches, exits, marks = [], {}, [], [], []
     i = 0
     while i < len(lines):
         ln = lines[i]
@@ -265,13 +286,79 @@ def instructions(sass: str):
             t = _TARGET.search(rest)
             if t:
                 branches.append((len(out), t.group(1)))
+        elif op == "EXIT" and not _PREDICATED.match(ln):
+            exits.append(len(out))
+        elif op == "USETMAXREG":
+            r = _SETMAXREG.search(ln)
+            if r:
+                marks.append((len(out), "alloc" if r.group(1) == "TRY_ALLOC" else "dealloc", int(r.group(2), 16)))
         out.append(Instr(op=op, stall=ctrl & 15, write_sb=(ctrl >> 5) & 7, read_sb=(ctrl >> 8) & 7,
                          wait_mask=(ctrl >> 11) & 63, smem_bytes=_smem_bytes(op, mods), mma_flops=_mma_flops(op, mods + rest),
                          depbar=dep, barrier=(op == "BAR" and ".SYNC" in mods),
                          wgmma_wait=(op == "WARPGROUP" and "DEPBAR" in mods)))
         i += 2
-    loops = [(t, labels[t], at) for at, t in branches if t in labels and labels[t] <= at]
-    return out, loops
+    loops = [(t, labels[t], at) for at, t in branches
+             if t in labels and labels[t] <= at and not _stub_branch(at, labels[t], exits)]
+    return out, loops, marks
+
+
+@dataclass(frozen=True)
+class WarpSpecialised:
+    """How a warp-specialised kernel (Triton 3.6's `tl.range(..., warp_specialize=True)`) splits its warps.
+
+    The SASS holds one region per partition, each opened by a `USETMAXREG`: the consumer warpgroups raise their
+    registers (`TRY_ALLOC`) and run the tile loop, each on its share of the tile (hopper_fwd: two groups of 4
+    warps, 64 rows each); the producer lowers them the most (`DEALLOC` 40) and only builds the TMA descriptors
+    and issues the loads.  ncu: 384 threads per CTA for a `num_warps=4` launch."""
+    #: consumer partitions that run the tile loop (they share the SM's tensor cores and SFUs)
+    groups: int
+    #: first and last instruction index of the tile loop in the first consumer partition
+    tile: tuple[int, int]
+    #: the first consumer's code outside its loops, once per CTA (prologue; the epilogue too unless persistent)
+    once: tuple
+    #: a persistent kernel (an MMA loop around the tile loop: the CTA walks tiles): the walk's body outside the
+    #: tile loop (the next tile's set-up, the epilogue), once per tile
+    per_tile: tuple
+    #: TMA descriptors the producer builds one after another before its first load (`UTMACCTL`); the
+    #: consumers' own (the output's) are built at the same time, in their partitions
+    producer_descriptors: int
+
+
+#: loops of fewer instructions and no MMA inside a partition are spin waits (mbarrier try-wait, register
+#: re-allocation)
+_SPIN_LOOP = 8
+
+
+def warp_specialised(ins: list, loops: list, marks: list) -> WarpSpecialised | None:
+    """The partitions of `_decode`'s output (None: not warp-specialised, or no consumer holds an MMA loop)."""
+    if not marks:
+        return None
+    regions = [(i, marks[k + 1][0] if k + 1 < len(marks) else len(ins), kind, regs)
+               for k, (i, kind, regs) in enumerate(marks)]
+    deallocs = [r for r in regions if r[2] == "dealloc"]
+    cons = [r for r in regions if r[2] == "alloc" and any(x.op in MMA_OPS for x in ins[r[0]:r[1]])]
+    if not deallocs or not cons:
+        return None
+    prod = min(deallocs, key=lambda r: r[3])
+    first, end = cons[0][0], cons[0][1]
+    inner = [(a, b) for _, a, b in loops if first <= a and b < end]
+    with_mma = [(a, b) for a, b in inner if any(x.op in MMA_OPS for x in ins[a:b + 1])]
+    if not with_mma:
+        return None
+    ta, tb = min(with_mma, key=lambda ab: ab[1] - ab[0])  # the innermost: an enclosing one walks the tiles
+    outer = [(a, b) for a, b in with_mma if a <= ta and tb <= b and (a, b) != (ta, tb)]
+    spin = [(a, b) for a, b in inner if b - a < _SPIN_LOOP and (a, b) not in with_mma]
+
+    def outside(lo, hi, holes):
+        drop = {k for a, b in holes for k in range(a, b + 1)}
+        return tuple(x for k, x in enumerate(ins[lo:hi], lo) if k not in drop and x.op not in ("BRA", "EXIT", "NOP"))
+    if outer:
+        oa, ob = max(outer, key=lambda ab: ab[1] - ab[0])
+        once, per_tile = outside(first, end, [(oa, ob)] + spin), outside(oa, ob + 1, [(ta, tb)] + spin)
+    else:
+        once, per_tile = outside(first, end, [(ta, tb)] + spin), ()
+    return WarpSpecialised(groups=len(cons), tile=(ta, tb), once=once, per_tile=per_tile,
+                           producer_descriptors=sum(x.op == "UTMACCTL" for x in ins[prod[0]:prod[1]]))
 
 
 def _outside_loops(ins: list, loops: list) -> list:
@@ -287,8 +374,10 @@ def _outside_loops(ins: list, loops: list) -> list:
 #: 6: the tile loop replayed with register loads at the L2-hit latency (tile_cycles) and the DRAM-miss one
 #: (tile_cycles_dram); 7: loops with spill reloads replayed once more with every reload an L2 hit
 #: (tile_cycles_local_l2); 8: the commit of a group of asynchronous copies (LDGDEPBAR) released after the load
-#: latency too, so loops waiting on their cp.async copies get tile_cycles_dram; mma_instructions counted)
-PROFILE_VERSION = 8
+#: latency too, so loops waiting on their cp.async copies get tile_cycles_dram; mma_instructions counted;
+#: 9: stub branches after the last EXIT are not loops, warp-specialised kernels replayed by partition: groups,
+#: the producer's descriptors, the persistent walk's per-tile code in tile_fixed_cycles)
+PROFILE_VERSION = 9
 
 
 def _without_loads(fingerprint: str | None) -> str | None:
@@ -315,27 +404,44 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
       (the other loops -- the masked diagonal tile, a ragged tail -- run per masked tile, which the engine books
       at the tile loop's cost), register loads released at once (a CTA's first loads are the engine's
       first-tile latency);
-    * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration).
+    * ``latencies``: `lat.fingerprint()` (memsim uses the figures only with the same calibration);
+    * warp-specialised kernels (`warp_specialised`): ``groups`` (consumer warpgroups; each replays as a CTA of
+      `num_warps` warps, so c CTAs are groups x c of them), the tile loop and the code outside it taken from the
+      first consumer's partition, ``tma_descriptor_inits`` the producer's, and for a persistent kernel
+      ``tile_fixed_cycles[c-1]`` (the tile walk's code outside the tile loop, once per tile).
 
     `known`: the entry's previous figures.  Where they were replayed (profile 5) with the same figures but for the
     register-load latencies, what those cannot change is copied rather than replayed again: the straight-line
     replay (loads released at once in both), and the tile loop's when it has no register load."""
     from memsim.warp_issue import ASYNC_COMMITS, REGISTER_LOADS, replay
-    ins, loops = instructions(sass)
+    ins, loops, marks = _decode(sass)
     if not ins:
         return None
-    span = None
-    if loops:
-        named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
-        lb, _ = _pick_tile_loop(named)
-        span = next((a, b) for l2, a, b in loops if l2 == lb)
-    body = ins[span[0]:span[1] + 1] if span else []
-    rest = _outside_loops(ins, loops)
+    ws = warp_specialised(ins, loops, marks)
+    per_tile: list = []
+    if ws is not None:
+        # each consumer warpgroup of `num_warps` warps replays as a CTA of its own (its own named barrier and
+        # wgmma queue; the SM's pipes shared): c CTAs on the SM are groups x c of them
+        body, rest, per_tile = ins[ws.tile[0]:ws.tile[1] + 1], list(ws.once), list(ws.per_tile)
+        groups, n_desc = ws.groups, ws.producer_descriptors
+    else:
+        span = None
+        if loops:
+            named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+            lb, _ = _pick_tile_loop(named)
+            span = next((a, b) for l2, a, b in loops if l2 == lb)
+        body = ins[span[0]:span[1] + 1] if span else []
+        rest = _outside_loops(ins, loops)
+        groups, n_desc = 1, sum(x.op == "UTMACCTL" for x in rest)
     flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
     out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
            "tile_instructions": len(body), "straight_instructions": len(rest),
-           "tma_descriptor_inits": sum(x.op == "UTMACCTL" for x in rest), "latencies": lat.fingerprint(),
+           "tma_descriptor_inits": n_desc, "latencies": lat.fingerprint(),
            "profile": PROFILE_VERSION, "mma_instructions": sum(x.op in ("HMMA", "HGMMA") for x in ins)}
+    if ws is not None:
+        out["groups"] = groups
+    if per_tile:
+        out["tile_fixed_cycles"], out["tile_fixed_instructions"] = [], len(per_tile)
     from dataclasses import replace
     waits = any(x.op in REGISTER_LOADS or x.op in ASYNC_COMMITS for x in body)
     loads = waits and bool(lat.load_l2_cycles or lat.load_dram_cycles)
@@ -366,18 +472,21 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         if (reuse and not loads) or reuse6:
             out["tile_cycles"].append(known["tile_cycles"][c - 1])
         else:
-            out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
+            out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=groups * c, lat=at_l2), 1)
                                       if body else 0.0)
         if loads:
             out["tile_cycles_dram"].append(known["tile_cycles_dram"][c - 1] if reuse6 else
-                                           round(replay(body, warps_per_cta=num_warps, ctas=c,
+                                           round(replay(body, warps_per_cta=num_warps, ctas=groups * c,
                                                         lat=lat.at_load_latency("dram")), 1))
         if reloads:
-            out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=c,
+            out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=groups * c,
                                                             lat=replace(at_l2, local_cycles=lat.load_l2_cycles)), 1))
         if reuse or reuse6 or same_straight:
             out["straight_cycles"].append(known["straight_cycles"][c - 1])
         else:
-            out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=c, lat=straight,
+            out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=groups * c, lat=straight,
                                                        trips=1), 1) if rest else 0.0)
+        if per_tile:
+            out["tile_fixed_cycles"].append(round(replay(per_tile, warps_per_cta=num_warps, ctas=groups * c,
+                                                         lat=straight, trips=1), 1))
     return out

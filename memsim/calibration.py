@@ -198,8 +198,10 @@ def calibration_for(hw: Hardware) -> Calibration:
     return c
 
 
-#: facts merged into a calibration file from other studies' runs (read by their own modules, not by `derive`)
-FOREIGN_FACTS = ("decode_mechanisms", "tile_loop")
+#: facts merged into a calibration file from other studies' runs: their points' SM clocks are their own (tensor
+#: work, decode streams), not the calibrate plan's clock (`derive` reads tile_loop and dot_clock for the tensor
+#: clock and the dot chains' clock; decode_mechanisms is read by memsim.inference)
+FOREIGN_FACTS = ("decode_mechanisms", "tile_loop", "dot_clock")
 
 
 def derive(raw: dict, hw: Hardware) -> Calibration:
@@ -263,7 +265,8 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         kw.update(dot_chain_from(facts["dot_chain"], hw))
     if facts.get("issue_latency") and facts.get("dot_chain"):
         from .issue_fit import fit
-        kw["issue"] = fit(facts["issue_latency"], facts["dot_chain"], kw.get("sm_clock_Hz") or hw.clock_Hz)
+        kw["issue"] = fit(facts["issue_latency"], facts["dot_chain"], kw.get("sm_clock_Hz") or hw.clock_Hz,
+                          facts.get("dot_clock"))
         if facts.get("load_latency"):
             from .issue_fit import load_latency_from
             kw["issue"] = load_latency_from(facts["load_latency"], kw["issue"])

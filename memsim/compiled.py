@@ -52,6 +52,9 @@ class CompiledFacts:
     #: the SASS replay (memsim.warp_issue via kernels.sass.issue_profile): cycles per tile-loop trip and of the
     #: code outside it, for 1..k co-resident CTAs, and the calibration fingerprint they were computed with
     issue: dict | None = None
+    #: warps the compiled kernel launches per CTA (Triton's metadata.num_warps): a warp-specialised kernel of
+    #: `num_warps` 4 launches 12 (two consumer warpgroups and a producer); None: not recorded (= num_warps)
+    launched_warps: int | None = None
 
     @property
     def spills(self) -> bool:

@@ -87,6 +87,12 @@ class LaunchCost:
     #: step's share of L2 misses, and no longer adds its own per-tile latency to such a loop's compute (the
     #: replay has placed those waits)
     issue_s_per_tile_dram: float = 0.0
+    #: seconds of the SM's turn a persistent CTA needs between two of its tiles (the walk's code outside the tile
+    #: loop: the next tile's set-up, the epilogue; the replay), booked with each step that stores a tile's output
+    tile_fixed_s: float = 0.0
+    #: two or more consumer warpgroups run the tile loop side by side (warp-specialised kernels): one group's
+    #: softmax runs while the other's MMAs do, so a step computes for max(dot, exp, issue), not dot + exp
+    overlap_dot_exp: bool = False
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -146,14 +152,19 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # one schedule, but the naive softmax allocates none where the schedule's tiles would need 100 KB); the
     # schedule's nominal tiles where the launch is not in the table
     smem_occ = f.shared_bytes if f is not None and getattr(f, "shared_bytes", None) is not None else smem_per_cta
-    per_sm, limit = ctas_per_sm(hw, smem_occ, warps, regs)
+    # ... and from the warps it launches: a warp-specialised kernel of num_warps 4 launches 12 (two consumer
+    # warpgroups and a producer; ncu launch__occupancy_limit_registers = 1 at 168 registers)
+    launched = (getattr(f, "launched_warps", None) if f is not None else None) or warps
+    per_sm, limit = ctas_per_sm(hw, smem_occ, launched, regs)
     loop = getattr(f, "loop", None) if f is not None else None
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
-    issue, issue_src, trip_flops, fixed, start_s, issue_dram = 0.0, "", 0.0, 0.0, 0.0, 0.0
+    issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
                   and rep.get("tile_cycles"))
+    # consumer warpgroups running the tile loop side by side (warp-specialised kernels; kernels.sass.warp_specialised)
+    groups = int(rep.get("groups", 1)) if rep_ok else 1
     clock = cal.sm_clock_Hz or hw.clock_Hz
     if rep_ok and rep.get("mma_instructions") and cal.mma_sm_clock_Hz:
         # a kernel that issues tensor-core instructions runs at the card's tensor clock (`tile_loop` fact: every
@@ -176,9 +187,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             issue = max(at(rep["tile_cycles"]), fetch) / (resident * clock)
             if rep.get("tile_cycles_dram"):
                 issue_dram = max(at(rep["tile_cycles_dram"]), fetch) / (resident * clock)
-            trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps
+            trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
         straight = max(at(rep["straight_cycles"]), fetch_cycles(cal.icache_curve, rep.get("straight_instructions", 0)))
         fixed = straight / (resident * clock)
+        if rep.get("tile_fixed_cycles"):  # a persistent CTA's walk: its code between tiles, once per tile
+            tile_fixed = at(rep["tile_fixed_cycles"]) / (resident * clock)
         n_desc = rep.get("tma_descriptor_inits", 0)
         if n_desc and cal.tma_descriptor_s:
             start_s = cal.tma_descriptor_s[0] + cal.tma_descriptor_s[1] * n_desc
@@ -227,7 +240,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     if bm and bn and getattr(problem, "head_dim", None):
         # a chain of small dots runs at the rate measured for its per-warp dot and the warps on the SM
         dot_rate = dot_flops_per_sm_s(cal, problem.dtype, block_m=bm, block_n=bn, head_dim=problem.head_dim,
-                                      num_warps=warps, warps_per_sm=warps * resident)
+                                      num_warps=warps, warps_per_sm=warps * groups * resident)
     else:
         dot_rate = cal.dot_flops_per_sm_s[problem.dtype]
     return LaunchCost(
@@ -240,5 +253,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_dram_read_fraction=local.dram_read_fraction if local else 0.0,
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
-        cta_start_s=start_s, issue_s_per_tile_dram=issue_dram,
+        cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
         spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))

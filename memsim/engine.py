@@ -346,6 +346,10 @@ class LaunchModel:
         self.cta_fixed_s = cost.cta_fixed_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
+        #: a persistent CTA's code between its tiles, with each step that stores a tile's output
+        self.tile_fixed_s = getattr(cost, "tile_fixed_s", 0.0)
+        #: consumer warpgroups side by side: a step's dot and exp overlap (max, not sum)
+        self.overlap = getattr(cost, "overlap_dot_exp", False)
         self.local_s_per_tile = cost.local_s_per_tile
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
@@ -445,6 +449,8 @@ class LaunchModel:
             sp_rd, sp_wr, local_tile = sp_rd * share, sp_wr * share, local_tile * share
         # the code outside the tile loop (prologue, epilogue, masked tile), once per real CTA, in the last step
         fixed = self.cta_fixed_s * jit * self.ctas_in(idx) if self.cta_fixed_s else 0.0
+        tile_fixed = self.tile_fixed_s * jit
+        overlap = self.overlap
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
@@ -518,7 +524,11 @@ class LaunchModel:
                     first = now + (xfer_end - now) / (tiles or 1) + wait
             else:
                 ready = first = now
-            dur = flops * spf + exps * spe
+            if overlap:  # one warpgroup's softmax under the other's MMAs
+                a_, b_ = flops * spf, exps * spe
+                dur = a_ if a_ > b_ else b_
+            else:
+                dur = flops * spf + exps * spe
             if issue_tile:  # the schedulers must issue every instruction of the tile loop, one trip per tile
                 # (the step's useful FLOPs over the trip's MMA FLOPs are NOT tiles per trip: ragged and masked
                 # tiles do fewer useful FLOPs than the padded MMAs the trip issues; reading them as an unrolled
@@ -532,6 +542,8 @@ class LaunchModel:
                     dur = d_local
             if fixed and k == n - 1:
                 dur += fixed
+            if tile_fixed and writes:  # a persistent CTA's epilogue and next set-up, once per tile it stores
+                dur += tile_fixed
             t0 = first if first > prev_end else prev_end
             start = t0 if t0 > sm.free_at else sm.free_at
             end = start + dur

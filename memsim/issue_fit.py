@@ -21,6 +21,8 @@ are not used: `check` replays them as the mechanism's test.
 """
 from __future__ import annotations
 
+import statistics
+
 from .warp_issue import Instr, IssueLatencies, replay
 
 _FIT = (  # (figure, point selector) in the order they are fitted (later ones use the earlier)
@@ -70,25 +72,50 @@ def _bisect(point, lat, name, target, lo=0.0, hi=400.0, steps=30) -> float:
     return 0.5 * (lo + hi)
 
 
-def tensor_rates(dot_chain_points: list, clock_Hz: float) -> tuple[float, float]:
-    """(mma.sync FLOPs per cycle per scheduler, warpgroup-MMA FLOPs per cycle per SM) from the best
-    register-resident fp16 dot-chain points of each kind."""
+def _dot_of(r: dict) -> tuple:
+    return (int(r["block_m"]), int(r["block_n"]), int(r["block_k"]), int(r["num_warps"]), int(r["ctas_per_sm"]))
+
+
+def dot_chain_clock_Hz(dot_clock_points: list | None, dot: tuple, kind: str) -> float | None:
+    """The SM clock ncu measured while dot chain `dot` (block_m, block_n, block_k, num_warps, ctas_per_sm) ran:
+    the median over its `dot_clock` points (benchmarks/tile_loop_gpu.py --dot-clock), else over the points of
+    its kind ("mma" / "wgmma"); None without any.  H100, 2026-11-26: 1.81-1.83 GHz for the fp16 chains, 1.99
+    for the FFMA chain -- tensor-core work runs the card below the clock the calibrate plan's points saw."""
     from .calibration import dot_kind
-    best = {"mma": 0.0, "wgmma": 0.0}
+    same, kin = [], []
+    for p in dot_clock_points or []:
+        if not p.get("sm_clock_Hz") or not p.get("dot"):
+            continue
+        bm, bn, bk, w, c, dt = p["dot"][:6]
+        if (int(bm), int(bn), int(bk), int(w), int(c)) == tuple(dot):
+            same.append(float(p["sm_clock_Hz"]))
+        if dot_kind(dt, int(bm), int(w)) == kind:
+            kin.append(float(p["sm_clock_Hz"]))
+    pick = same or kin
+    return statistics.median(pick) if pick else None
+
+
+def tensor_rates(dot_chain_points: list, clock_Hz: float, dot_clock_points: list | None = None) -> tuple[float, float]:
+    """(mma.sync FLOPs per cycle per scheduler, warpgroup-MMA FLOPs per cycle per SM) from the best
+    register-resident fp16 dot-chain points of each kind, per cycle of the clock that chain ran at
+    (`dot_chain_clock_Hz`; `clock_Hz` where it was not measured)."""
+    from .calibration import dot_kind
+    best = {"mma": (0.0, None), "wgmma": (0.0, None)}
     for r in dot_chain_points or []:
         if r.get("error") or r.get("spills") or r.get("operand_b") == "memory" or not r.get("flops_per_sm_s"):
             continue
         k = dot_kind(r.get("dtype", "float16"), r["block_m"], int(r["num_warps"]))
-        if k in best:
-            best[k] = max(best[k], float(r["flops_per_sm_s"]))
-    if not best["mma"] or not best["wgmma"]:
+        if k in best and float(r["flops_per_sm_s"]) > best[k][0]:
+            best[k] = (float(r["flops_per_sm_s"]), _dot_of(r))
+    if not best["mma"][0] or not best["wgmma"][0]:
         raise ValueError("issue_fit: the dot_chain fact needs register-resident mma and wgmma points")
-    return best["mma"] / 4 / clock_Hz, best["wgmma"] / clock_Hz
+    clk = {k: dot_chain_clock_Hz(dot_clock_points, dot, k) or clock_Hz for k, (_, dot) in best.items()}
+    return best["mma"][0] / 4 / clk["mma"], best["wgmma"][0] / clk["wgmma"]
 
 
-def fit(points: list, dot_chain_points: list, clock_Hz: float) -> IssueLatencies:
+def fit(points: list, dot_chain_points: list, clock_Hz: float, dot_clock_points: list | None = None) -> IssueLatencies:
     """IssueLatencies from the microbenchmarks (see the module doc)."""
-    hmma, hgmma = tensor_rates(dot_chain_points, clock_Hz)
+    hmma, hgmma = tensor_rates(dot_chain_points, clock_Hz, dot_clock_points)
     lat = IssueLatencies(cycles={c: 0.0 for c in ("MUFU", "SHFL", "LDS", "LDSM", "LDL", "S2R", "LDC", "BAR")},
                          hmma_flops_per_cycle=hmma, hgmma_flops_per_cycle=hgmma, mufu_cycles=1.0)
     used = []
@@ -103,7 +130,8 @@ def fit(points: list, dot_chain_points: list, clock_Hz: float) -> IssueLatencies
     from dataclasses import replace
     src = ("issue_latency microbenchmark (" + "; ".join(used) + "); LDSM, LDL, LDC = LDS and S2R = SHFL (assumed, "
            f"not isolated); tensor pipes from the best dot_chain points (mma {hmma:.0f} FLOP/cycle per scheduler, "
-           f"wgmma {hgmma:.0f} per SM); clock {clock_Hz / 1e9:.3f} GHz")
+           f"wgmma {hgmma:.0f} per SM, per cycle of the chains' own clock where dot_clock measured it); "
+           f"clock {clock_Hz / 1e9:.3f} GHz")
     return replace(lat, source=src)
 
 
