@@ -1,0 +1,119 @@
+"""Session-9 decode probes (issue 12): real decode launches chosen to isolate two of the model's misses.
+
+    python benchmarks/decode_probes.py --json F      # write the probe specs (what `suite_decode measure --cases-json` runs)
+    python benchmarks/decode_probes.py --compare RUN/decode_ncu.json [--split|--combine]   # model vs measured, per launch
+
+Two groups (bf16, contiguous unless named, bn64 / 3 stages / 4 warps, one query token):
+
+* ``pc`` -- the COMBINE launch at 32 .. 8448 CTAs: 32 query / 8 KV heads, every split exactly one 64-key tile
+  (cache S x 64 keys), so the split launch is short and the combine's CTA count (= batch x 32 rows) is the variable;
+  S = 4 (BLOCK_S 16) and 32 (BLOCK_S 32), d = 64 / 128 / 256.  The held-out combines missed by -23..-33 % at
+  1000-1800 CTAs and at d = 256 (notes/decode.md, session 9).
+* ``pw`` -- the SPLIT launch at 10 waves (3960 CTAs of 16 query / 4 KV heads, 3 CTAs per SM): the `loop2` short
+  points' contiguous S = 1 kernels (control, re-measured on the same card), the same per-CTA work split three ways
+  (S = 3, 192 keys per split: partial writes instead of O), one tile per split, an empty fourth split, 16- and 64-row
+  pages with prefetch, and a ragged batch (64 / 320 keys, mean 192).  Session 8 found the S = 1 kernels run
+  faster than the model's wave hand-over says and three split / ragged / paged multi-wave cases slower: these points
+  say which property (the partial writes, the empty splits, the pages, the raggedness) goes with the difference.
+
+ncu as every decode case (`python -m verification.suite_decode measure --cases-json F --out DIR`): one launch per
+case, caches flushed before every kernel, `--clock-control none`.  No GPU here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def probe_cases() -> list:
+    """The probe cases (verification.suite_decode.DecodeCase), in measuring order."""
+    sys.path.insert(0, ROOT)
+    from memsim.inference import DecodeProblem, DecodeSchedule
+    from verification.suite_decode import DecodeCase
+    out = []
+
+    def add(name, prob, sch, note):
+        out.append(DecodeCase(name, prob, sch, "h100-sxm", ("probe", "session9"), note))
+
+    for d, S, batches in ((128, 4, (1, 4, 16, 33, 66, 132, 264)), (128, 32, (1, 16, 66, 264)),
+                          (256, 4, (1, 16, 66)), (256, 32, (1, 16, 66)), (64, 4, (16, 132))):
+        bn = 64 if d <= 128 else 32
+        for b in batches:
+            add(f"pc_d{d}_s{S}_b{b}", DecodeProblem.uniform(b, 32, 8, d, S * bn, dtype="bf16"),
+                DecodeSchedule(num_splits=S, block_n=bn), f"combine of {b * 32} CTAs, one tile per split")
+    for d in (128, 256):
+        add(f"pw_d{d}_s1_n192", DecodeProblem.uniform(990, 16, 4, d, 192, dtype="bf16"),
+            DecodeSchedule(num_splits=1, block_n=64), "loop2 control: 3960 CTAs x 3 tiles")
+        add(f"pw_d{d}_s3_n576", DecodeProblem.uniform(330, 16, 4, d, 576, dtype="bf16"),
+            DecodeSchedule(num_splits=3, block_n=64), "3960 split CTAs x 3 tiles, partial writes")
+    add("pw_d128_s1_n64", DecodeProblem.uniform(990, 16, 4, 128, 64, dtype="bf16"),
+        DecodeSchedule(num_splits=1), "loop2 control: 3960 CTAs x 1 tile")
+    add("pw_d128_s3_n192", DecodeProblem.uniform(330, 16, 4, 128, 192, dtype="bf16"),
+        DecodeSchedule(num_splits=3), "3960 split CTAs x 1 tile")
+    add("pw_d128_s4_n576", DecodeProblem.uniform(330, 16, 4, 128, 576, dtype="bf16"),
+        DecodeSchedule(num_splits=4), "S = 4 over 9 tiles: 3 tiles, 3, 3 and an empty split")
+    for page in (16, 64):
+        add(f"pw_d128_s1_n192_p{page}f", DecodeProblem.uniform(990, 16, 4, 128, 192, dtype="bf16", page_size=page),
+            DecodeSchedule(num_splits=1, page_prefetch=True), f"{page}-row pages + prefetch, 3960 CTAs x 3 tiles")
+    lens = tuple(64 if i % 2 else 320 for i in range(990))
+    add("pw_d128_s1_ragged", DecodeProblem(16, 4, 128, (1,) * 990, lens, dtype="bf16"),
+        DecodeSchedule(num_splits=1), "ragged 64 / 320 keys (mean 192), 3960 CTAs")
+    return out
+
+
+def compare(path: str, which: str | None = None) -> list:
+    """[(case, launch, measured s, predicted s, error)] per launch of a measured probe file, the model now."""
+    sys.path.insert(0, ROOT)
+    from memsim.workloads_decode import simulate_decode
+    from verification.suite_decode import case_from_record
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for rec in data["records"]:
+        c = case_from_record(rec)
+        pred = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
+        pk = {k["name"]: k for k in pred["kernels"]}
+        for k in rec["kernels"]:
+            name = k["name"].lstrip("_")
+            if which and not name.endswith(which):
+                continue
+            pt = pk[name]["time_s"]
+            rows.append((c.name, name, k["time_s"], pt, pt / k["time_s"] - 1, pk[name]))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="write the probe specs here")
+    ap.add_argument("--compare", help="a measured decode_ncu.json of the probes")
+    ap.add_argument("--split", action="store_true", help="(--compare) split launches only")
+    ap.add_argument("--combine", action="store_true", help="(--compare) combine launches only")
+    a = ap.parse_args(argv)
+    if a.json:
+        sys.path.insert(0, ROOT)
+        from memsim.io import write_json
+        cs = probe_cases()
+        write_json(a.json, [c.to_spec() | {"tags": list(c.tags), "note": c.note} for c in cs], overwrite=False)
+        print(f"{a.json}: {len(cs)} probe cases")
+    if a.compare:
+        which = "split" if a.split else "combine" if a.combine else None
+        rows = compare(a.compare, which)
+        for case, name, mt, pt, e, k in rows:
+            print(f"{case:28s} {name:15s} ctas {k['num_ctas']:6d} /SM {k['ctas_per_sm']:2d} "
+                  f"meas {mt * 1e6:8.2f} us  pred {pt * 1e6:8.2f} us  {e * 100:+6.1f} %")
+        if rows:
+            print(f"median |error| {statistics.median(abs(r[4]) for r in rows) * 100:.1f} %, "
+                  f"worst {max(abs(r[4]) for r in rows) * 100:.1f} % ({len(rows)} launches)")
+    if not (a.json or a.compare):
+        for c in probe_cases():
+            print(c.name, "|", c.note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
