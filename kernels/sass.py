@@ -380,6 +380,12 @@ def _outside_loops(ins: list, loops: list) -> list:
 PROFILE_VERSION = 9
 
 
+def _without_tensor(fingerprint: str | None) -> str | None:
+    """A figures fingerprint less its tensor-pipe rates (they time HMMA / HGMMA instructions only)."""
+    return None if fingerprint is None else ";".join(p for p in fingerprint.split(";")
+                                                      if not p.startswith(("hmma=", "hgmma=")))
+
+
 def _without_loads(fingerprint: str | None) -> str | None:
     """A figures fingerprint less its register-load latencies (profile 5 entries were replayed without them)."""
     return None if fingerprint is None else ";".join(p for p in fingerprint.split(";") if not p.startswith("ldg="))
@@ -468,20 +474,35 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
             if k_ in known:
                 out[k_] = list(known[k_])
         return out
+    # profile 8 -> 9: only the tensor-pipe rates and the warp-specialised / stub reading changed; a kernel that is
+    # not warp-specialised and whose loop and straight code are the same size (no stub branch moved them) keeps
+    # the replays of code without tensor-core instructions
+    same8 = (same_shape and ws is None and known.get("profile") == 8
+             and _without_tensor(known.get("latencies")) == _without_tensor(lat.fingerprint()))
+    keep_tile = (same8 and not any(x.op in MMA_OPS for x in body) and (not loads or "tile_cycles_dram" in known)
+                 and (not reloads or "tile_cycles_local_l2" in known))
+    keep_straight = same8 and not any(x.op in MMA_OPS for x in rest)
+    if keep_tile and keep_straight:
+        for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles"):
+            if k_ in known:
+                out[k_] = list(known[k_])
+        return out
     for c in range(1, n + 1):
-        if (reuse and not loads) or reuse6:
+        if (reuse and not loads) or reuse6 or keep_tile:
             out["tile_cycles"].append(known["tile_cycles"][c - 1])
         else:
             out["tile_cycles"].append(round(replay(body, warps_per_cta=num_warps, ctas=groups * c, lat=at_l2), 1)
                                       if body else 0.0)
         if loads:
-            out["tile_cycles_dram"].append(known["tile_cycles_dram"][c - 1] if reuse6 else
+            out["tile_cycles_dram"].append(known["tile_cycles_dram"][c - 1] if reuse6 or keep_tile else
                                            round(replay(body, warps_per_cta=num_warps, ctas=groups * c,
                                                         lat=lat.at_load_latency("dram")), 1))
-        if reloads:
+        if reloads and keep_tile:
+            out["tile_cycles_local_l2"].append(known["tile_cycles_local_l2"][c - 1])
+        elif reloads:
             out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=groups * c,
                                                             lat=replace(at_l2, local_cycles=lat.load_l2_cycles)), 1))
-        if reuse or reuse6 or same_straight:
+        if reuse or reuse6 or same_straight or keep_straight:
             out["straight_cycles"].append(known["straight_cycles"][c - 1])
         else:
             out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=groups * c, lat=straight,

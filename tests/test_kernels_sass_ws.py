@@ -169,3 +169,21 @@ def test_engine_overlaps_dot_and_exp_for_two_groups(overlap):
     st = m.run()
     want = max(1e-6, 0.8e-6) if overlap else 1.8e-6
     assert st.time_s == pytest.approx(want, rel=1e-6), (st.time_s, want)
+
+
+@pytest.mark.parametrize("with_mma", [False, True])
+def test_profile_8_figures_reused_only_where_the_tensor_rates_cannot_move_them(with_mma):
+    """Profile 8 -> 9 changed the tensor pipes' rates: a refresh copies the replays of code without HMMA/HGMMA and
+    replays the rest; either way the figures equal a fresh replay with today's rates."""
+    from dataclasses import replace
+    loop = ["HMMA.16816.F32.BF16 R4, R8, R12, R4"] if with_mma else ["FFMA R4, R3, R5, R4"]
+    sass = _sass(["S2R R0, SR_TID.X", "LDS.128 R8, [R0]", ".L_x_1", *loop, "MUFU.EX2 R3, R3", "FFMA R4, R3, R5, R4",
+                  "LDS.64 R12, [R0+0x40]", "@!P1 BRA `(.L_x_1)", "STG.E desc[UR50][R4.64], R23", "EXIT",
+                  ".L_x_2", "BRA `(.L_x_2)"])
+    old_lat = replace(_lat(), hmma_flops_per_cycle=300.0)
+    new_lat = _lat()
+    old = dict(issue_profile(sass, num_warps=4, max_ctas=3, lat=old_lat), profile=8)
+    fresh = issue_profile(sass, num_warps=4, max_ctas=3, lat=new_lat)
+    reused = issue_profile(sass, num_warps=4, max_ctas=3, lat=new_lat, known=old)
+    assert reused == fresh, (reused, fresh)
+    assert (fresh["tile_cycles"] == old["tile_cycles"]) is (not with_mma), (fresh["tile_cycles"], old["tile_cycles"])
