@@ -42,21 +42,30 @@ class BankModel:
     lanes: a broadcast).  A warp's access of `w` bytes per lane is split into *phases* of ``phase_lanes[w]``
     consecutive lanes (an LDS.128: quarter-warps of 8 lanes x 16 B = 128 B; an LDS.64: half-warps); a phase needs
     as many wavefronts as the most distinct words it asks of one bank.  The phases of a *group* of
-    ``group_lanes[w]`` consecutive lanes share one wavefront when the whole group needs only one (no bank asked for
-    two different words: e.g. both quarter-warps of a half-warp reading the same 16 B); otherwise each phase
-    costs its own.  Groups never share.
+    ``group_lanes[w]`` consecutive lanes share a single wavefront when every lane of the group asks for the same
+    address (``group_share``; an LDS.128 of one 16-B row by a half-warp: 1 wavefront, not 2); otherwise each
+    phase costs its own, even when the group's words would fit one wavefront.  Groups never share.
 
-    H100 (`H100`): phases and groups for 16-byte accesses fitted to nothing -- chosen among four hypotheses by the
-    two fp32 tile loops of run-2026-11-26T0948 (notes/smem_banks.md): quarter-warp phases merged within half-warps
-    reproduce both within 0.15 %; the 8-byte group (the whole warp) is the same rule by analogy, not measured."""
+    H100 (`H100`): the rules that reproduce, to the wavefront, the tile loops of run-2026-11-26T0948 (2 fp32) and
+    run-2026-11-26T1124 (9 fp32, 3 fp16) -- see notes/smem_banks.md for which measurement decided what.  Accesses
+    of 1-4 bytes: one phase of 32 lanes (the textbook rule)."""
     name: str = "sm90"
     banks: int = 32
     bank_bytes: int = 4
     warp_size: int = 32
     #: access bytes per lane -> lanes per phase
     phase_lanes: tuple = ((1, 32), (2, 32), (4, 32), (8, 16), (16, 8))
-    #: access bytes per lane -> lanes per group (phases of a group share a wavefront when the group needs one)
+    #: access bytes per lane -> lanes per group (the phases of a group may share one wavefront)
     group_lanes: tuple = ((1, 32), (2, 32), (4, 32), (8, 32), (16, 16))
+    #: which phases of a group share wavefronts: "uniform_phases" -- those whose lanes all ask for one address (a
+    #: broadcast phase) are served together, as many wavefronts as the most of their rows in one bank, the others
+    #: each on their own (the H100: run-2026-11-26T0948 and T1124); "uniform_group" -- one wavefront only when the
+    #: whole group asks for one address; "one_wavefront" -- one wavefront whenever the group's words fit one (the
+    #: hypothesis the T1124 predictions were made with: see notes/smem_banks.md)
+    group_share: str = "uniform_phases"
+    #: whether stores (STS, and LDGSTS's shared side) share a group's wavefront too: on the H100 they do not (an
+    #: STS.128 of two 16-B rows by the two half-warps: 4 wavefronts, run-2026-11-26T1124's w8 loop)
+    store_group_share: bool = False
 
     @property
     def wavefront_bytes(self) -> int:
@@ -166,6 +175,7 @@ class _State:
         self.tid = np.arange(self.n, dtype=np.int64)
         self.regs: dict[str, tuple[np.ndarray, int]] = {}
         self.preds: dict[str, np.ndarray] = {}
+        self.pred_taints: dict[str, int] = {}
         self.local: dict[int, tuple[np.ndarray, int]] = {}
         self.zero = np.zeros(self.n, dtype=np.int64)
         self.rng = None if unknown_seed is None else np.random.default_rng(unknown_seed)
@@ -209,14 +219,22 @@ class _State:
         v = np.ones(self.n, dtype=bool) if idx == "T" else self.preds.get(kind + idx, np.ones(self.n, dtype=bool))
         return ~v if neg else v
 
-    def set_pred(self, name: str, val: np.ndarray, guard: np.ndarray | None = None) -> None:
+    def pred_taint(self, name: str) -> int:
+        m = _PRED.match(name)
+        if not m or m.group(3) == "T":
+            return EXACT
+        return self.pred_taints.get(m.group(2) + m.group(3), UNIFORM)
+
+    def set_pred(self, name: str, val: np.ndarray, guard: np.ndarray | None = None, taint: int = EXACT) -> None:
         m = _PRED.match(name)
         if not m or m.group(3) == "T":
             return
         key = m.group(2) + m.group(3)
         if guard is not None:
             val = np.where(guard, val, self.preds.get(key, np.ones(self.n, dtype=bool)))
+            taint = max(taint, self.pred_taints.get(key, UNIFORM))
         self.preds[key] = np.asarray(val, dtype=bool)
+        self.pred_taints[key] = taint
 
 
 def _reg_base(tok: str) -> str:
@@ -495,13 +513,13 @@ class _Emulator:
                 s = int(srcs[2], 0)
                 st.set(d, (a << s) + b, max(ta, tb), guard)
         elif base == "LOP3":
-            dests, srcs = self._dests_and_sources(o)
+            dests, srcs = self._dests_and_sources(o, reg_dest=True)
             (a, ta), (b, tb), (c, tc) = (_val(st, s) for s in srcs[:3])
             lut = int(srcs[3], 0)
             r = _lop3(a, b, c, lut)
             for dd in dests:
                 if _PRED.match(dd):
-                    st.set_pred(dd, r != 0, guard)
+                    st.set_pred(dd, r != 0, guard, max(ta, tb, tc))
                 else:
                     st.set(dd, r, max(ta, tb, tc), guard)
         elif base == "SHF":
@@ -572,15 +590,16 @@ class _Emulator:
             if ".U32" not in mods and ".EX" not in mods:
                 a, b = _signed(a), _signed(b)
             r = _CMP[cmp](a, b)
-            st.set_pred(dests[0], _bool(comb, r, pc), guard)
+            tp = max(ta, tb, st.pred_taint(srcs[2]) if len(srcs) > 2 else EXACT)
+            st.set_pred(dests[0], _bool(comb, r, pc), guard, tp)
             if len(dests) > 1:
-                st.set_pred(dests[1], _bool(comb, ~r, pc), guard)
+                st.set_pred(dests[1], _bool(comb, ~r, pc), guard, tp)
         elif base == "PLOP3":
             dests, srcs = self._dests_and_sources(o)
             a, b, c = (st.pred(s) for s in srcs[:3])
             lut = int(srcs[3], 0)
             r = _lop3(a.astype(np.int64), b.astype(np.int64), c.astype(np.int64), lut) & 1
-            st.set_pred(dests[0], r.astype(bool), guard)
+            st.set_pred(dests[0], r.astype(bool), guard, max(st.pred_taint(x) for x in srcs[:3]))
         elif op in ("BRA", "EXIT", "BAR", "NOP", "DEPBAR", "LDGDEPBAR", "BSSY", "BSYNC", "WARPSYNC", "YIELD",
                     "MEMBAR", "FENCE", "ERRBAR", "CCTL", "RET", "CALL", "BPT", "STG", "ST", "SYNCS", "ARRIVES",
                     "WARPGROUP", "HGMMA", "UTMALDG", "UTMASTG", "UTMACMDFLUSH", "UTMAPF", "ELECT", "ACQBULK",
@@ -598,15 +617,16 @@ class _Emulator:
         return f"{m.group(1)}{int(m.group(2)) + 1}"
 
     @staticmethod
-    def _dests_and_sources(o):
-        """Leading predicate destinations (ISETP/LOP3/PLOP3) and register destination, then the sources."""
-        dests = []
-        i = 0
-        while i < len(o) and (_PRED.match(o[i]) or (not dests and _REG.match(_reg_base(o[i])))):
+    def _dests_and_sources(o, reg_dest: bool = False):
+        """Leading predicate destinations (ISETP, PLOP3; LOP3's optional one) and, with `reg_dest`, the register
+        destination after them (LOP3.LUT P0, R2, ...), then the sources."""
+        dests, i = [], 0
+        while i < len(o) and _PRED.match(o[i]):
             dests.append(o[i])
             i += 1
-            if dests and _REG.match(_reg_base(dests[-1])):
-                break
+        if reg_dest and i < len(o) and _REG.match(_reg_base(o[i])):
+            dests.append(o[i])
+            i += 1
         return dests, o[i:]
 
     @staticmethod
@@ -626,8 +646,14 @@ class _Emulator:
         else:  # LDGSTS [shared], [global], ...
             addr_tok = o[0]
         a, taint = _addr(st, addr_tok)
-        # every lane active: a guard is a bounds check against sizes the CPU does not know (a full tile)
-        active = np.ones(st.n, dtype=bool)
+        # a guard computed from the thread index alone selects lanes (which lanes of a replicated layout store);
+        # one that depends on what the CPU does not know (a bounds check against the sequence length) is taken
+        # as true for every lane (a full tile)
+        g = self.ins[k].guard
+        if guard is not None and st.pred_taint(g[1:]) == EXACT:
+            active = guard.copy()
+        else:
+            active = np.ones(st.n, dtype=bool)
         self.visits.setdefault(k, []).append((a.copy(), taint, active.copy()))
         if op in ("LDS", "LDSM"):
             n = {16: 4, 8: 2}.get(_width(op, mods), 1)
@@ -650,24 +676,42 @@ def _most_per_bank(word_addr: np.ndarray, words_per_lane: int, banks: int) -> in
     return int(np.bincount(words % banks, minlength=banks).max())
 
 
-def warp_wavefronts(addresses, width_bytes: int, model: BankModel = H100, active=None) -> int:
+def warp_wavefronts(addresses, width_bytes: int, model: BankModel = H100, active=None, *, store: bool = False) -> int:
     """Wavefronts one warp instruction needs: `addresses` the warp's 32 byte addresses (each lane moves
-    `width_bytes` from there), `active` the lanes that access (default all); see `BankModel`."""
+    `width_bytes` from there), `active` the lanes that access (default all), `store` for STS / LDGSTS; see
+    `BankModel`."""
     addr = np.asarray(addresses, dtype=np.int64) // model.bank_bytes
     act = np.ones(len(addr), dtype=bool) if active is None else np.asarray(active, dtype=bool)
     per_lane = max(width_bytes // model.bank_bytes, 1)
     phase, group = model.lanes(width_bytes)
+    if store and not model.store_group_share:
+        group = phase
     total = 0
     for g0 in range(0, len(addr), group):
-        g_act = act[g0:g0 + group]
-        if not g_act.any():
+        if not act[g0:g0 + group].any():
             continue
-        together = _most_per_bank(addr[g0:g0 + group][g_act], per_lane, model.banks)
-        if together <= 1 or group == phase:
-            total += together
-            continue
+        phases = []
         for p0 in range(g0, g0 + group, phase):
-            total += _most_per_bank(addr[p0:p0 + phase][act[p0:p0 + phase]], per_lane, model.banks)
+            pa = addr[p0:p0 + phase][act[p0:p0 + phase]]
+            if pa.size:
+                phases.append(pa)
+        if group == phase:
+            total += _most_per_bank(phases[0], per_lane, model.banks)
+            continue
+        if model.group_share == "one_wavefront" and _most_per_bank(np.concatenate(phases), per_lane, model.banks) <= 1:
+            total += 1
+            continue
+        uniform = [pa for pa in phases if (pa == pa[0]).all()]
+        if model.group_share == "uniform_group" and len(uniform) == len(phases) and \
+                len({int(pa[0]) for pa in uniform}) == 1:
+            total += 1
+            continue
+        if model.group_share == "uniform_phases" and uniform:
+            # phases whose lanes all ask for one address are served together (their rows, one per bank per
+            # wavefront); the others each on their own
+            total += _most_per_bank(np.array([int(pa[0]) for pa in uniform]), per_lane, model.banks)
+            phases = [pa for pa in phases if not (pa == pa[0]).all()]
+        total += sum(_most_per_bank(pa, per_lane, model.banks) for pa in phases)
     return total
 
 
@@ -710,7 +754,8 @@ def wavefronts(sass: str, *, num_warps: int, model: BankModel = H100, trips: int
                 lane_act = act[sl].copy()
                 if x.op == "LDSM":
                     lane_act[acc.active_lanes:] = False
-                vals.append(warp_wavefronts(a[sl], acc.width_bytes, model, lane_act))
+                vals.append(warp_wavefronts(a[sl], acc.width_bytes, model, lane_act,
+                                            store=x.op in ("STS", "LDGSTS")))
         out[k] = float(np.mean(vals))
     return SmemReport(wavefronts=out, ideal=ideal, unresolved=tuple(unresolved), accesses=accesses)
 

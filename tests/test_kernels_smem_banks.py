@@ -39,10 +39,15 @@ LANE = np.arange(32)
     ("lds32 stride 32 words (one bank)", LANE * 128, 4, 32),
     ("lds32 two lanes per word", (LANE // 2) * 4, 4, 1),
     ("lds64 consecutive", LANE * 8, 8, 2),
-    ("lds64 halves read the same 128 B", (LANE % 16) * 8, 8, 1),
+    ("lds64 halves read the same 128 B (not one address: no sharing)", (LANE % 16) * 8, 8, 2),
+    ("lds64 each half one address, two banks (broadcast halves share)", (LANE // 16) * 16, 8, 1),
+    ("lds64 each half one address, one bank", (LANE // 16) * 128, 8, 2),
     ("lds128 consecutive", LANE * 16, 16, 4),
     ("lds128 whole warp one 16 B (a group per half-warp)", np.zeros(32), 16, 2),
-    ("lds128 quarters of a half-warp read the same 128 B", (LANE % 8) * 16 + (LANE // 16) * 128, 16, 2),
+    ("lds128 each half-warp one 16 B, same bank (fp32 d64 Q)", (LANE // 16) * 128, 16, 2),
+    ("lds128 each quarter one 16 B, two rows per half in other banks", (LANE // 8) * 16, 16, 2),
+    # run-2026-11-26T1124's fp32 d32 loop: identical quarters that each read 128 B do not share
+    ("lds128 quarters of a half-warp read the same 128 B", (LANE % 8) * 16 + (LANE // 16) * 128, 16, 4),
     ("lds128 halves read the same 256 B (no sharing across half-warps)", (LANE % 16) * 16, 16, 4),
     # run 2's fp32 K operand: lanes 0-7 one row each, rows 1 KB apart, the same 8 rows in every quarter-warp
     ("lds128 8 rows 1 KB apart per quarter (fp32 d64 K)", (LANE % 8) * 1024, 16, 32),
@@ -53,6 +58,24 @@ LANE = np.arange(32)
 def test_warp_wavefronts(name, addr, width, want):
     got = B.warp_wavefronts(addr, width)
     assert got == want, f"{name}: {got} wavefronts, want {want}; addresses {[hex(int(a)) for a in addr]}"
+
+
+@pytest.mark.parametrize("name,addr,width,load,store", [
+    # run-2026-11-26T1124's fp32 64x32 w8 loop: an STS.128 of one 16-B row per half-warp costs 4, the LDS 2
+    ("128-bit, one 16 B per half-warp", (LANE // 16) * 128, 16, 2, 4),
+    ("64-bit, one 8 B per half-warp", (LANE // 16) * 8, 8, 1, 2),
+    ("128-bit consecutive", LANE * 16, 16, 4, 4),
+])
+def test_stores_do_not_share_phases(name, addr, width, load, store):
+    got = (B.warp_wavefronts(addr, width), B.warp_wavefronts(addr, width, store=True))
+    assert got == (load, store), f"{name}: (load, store) {got}, want {(load, store)}"
+
+
+@pytest.mark.parametrize("share,want", [("uniform_phases", 1), ("uniform_group", 2), ("one_wavefront", 1)])
+def test_group_share_hypotheses(share, want):
+    """The three rules `BankModel.group_share` can take, on 64-bit halves each reading one (different) address."""
+    m = B.BankModel(group_share=share)
+    assert B.warp_wavefronts((LANE // 16) * 16, 8, m) == want
 
 
 def test_inactive_lanes_ask_nothing():
@@ -90,6 +113,12 @@ TID = ["S2R R0, SR_TID.X"]
     ("LDGSTS: the shared side", TID + ["IMAD.SHL.U32 R2, R0, 0x10, RZ",
                                        "LDGSTS.E.BYPASS.128 [R2+0x4000], desc[UR14][R8.64], P0"], 4),
     ("never executes (@!PT)", ["@!PT LDS RZ, [RZ]"], 0),
+    ("a guard from the thread index selects lanes", TID + ["IMAD.SHL.U32 R2, R0, 0x80, RZ",
+                                                       "LOP3.LUT P1, RZ, R0, 0x18, RZ, 0xc0, !PT",
+                                                       "@!P1 LDS R4, [R2]"], 8),
+    ("a guard from a kernel argument: every lane", TID + ["IMAD.SHL.U32 R2, R0, 0x80, RZ",
+                                                          "ISETP.GE.AND P1, PT, R0, c[0x0][0x210], PT",
+                                                          "@!P1 LDS R4, [R2]"], 32),
 ])
 def test_synthetic_sass(name, lines, want):
     text = _sass(lines + ["EXIT"])
@@ -139,6 +168,8 @@ sys.path.insert(0, "benchmarks")
 import triton
 from triton.backends.compiler import GPUTarget
 import tile_loop_gpu as T
+import smem_banks_gpu as G
+G._use_variants()
 from kernels.compiled_facts import capture, _specialise
 from kernels.sass import disassemble, instructions, tile_loop
 from kernels.smem_banks import wavefronts
@@ -156,34 +187,48 @@ for name in sys.argv[1:]:
         lb = tile_loop(text).label
         a, b = next((a, b) for l, a, b in loops if l == lb)
         rep = wavefronts(text, num_warps=v["num_warps"])
-        ld = [k for k in rep.wavefronts if a <= k <= b and rep.accesses[k].op in ("LDS", "LDSM")]
-        out[name] = dict(lds=len(ld), wavefronts=sum(rep.wavefronts[k] for k in ld), unresolved=len(rep.unresolved))
+        acc = rep.accesses
+        ld = [k for k in rep.wavefronts if a <= k <= b and acc[k].op in ("LDS", "LDSM")]
+        st = [k for k in rep.wavefronts if a <= k <= b and acc[k].op == "STS"]
+        out[name] = dict(lds=sum(acc[k].op == "LDS" for k in ld), wavefronts=sum(rep.wavefronts[k] for k in ld),
+                         sts_wavefronts=sum(rep.wavefronts[k] for k in st), unresolved=len(rep.unresolved))
 print(json.dumps(out))
 """
 
-MEASURED_RUN = "run-2026-11-26T0948-tile_loop_smem_dotclock.json"
+#: (run file, trips of the two points whose difference is per-trip, extra filter): run 2 of the seventh session
+#: (the two fp32 loops the rules were chosen on, two bf16) and the held-out call made for this module (12 loops;
+#: its predictions, made before the call with the first rule, are in smem_banks-predictions-2026-11-26.json)
+MEASURED_RUNS = (("run-2026-11-26T0948-tile_loop_smem_dotclock.json", (8, 24)),
+                 ("run-2026-11-26T1124-smem_banks.json", (4, 12)))
+C_LD, C_LDW = "smsp__inst_executed_op_shared_ld.sum", "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"
+C_STW = "l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum"
+#: STS.32 where several lanes store to one word (Triton's layout conversion of the fp16 loops' row statistics):
+#: 2-3 wavefronts measured where one is predicted (notes/smem_banks.md)
+STS_KNOWN_MISS = {"f2fwd_fp16_d128_32x64_w2", "f2fwd_fp16_d64_32x64_w4"}
+_LAUNCH = {"f2fwd": "flash2_fwd", "f2dkdv": "flash2_bwd_dkdv", "f2dq": "flash2_bwd_dq", "hfwd": "hopper_fwd"}
 
 
-def _measured_per_trip(run: str) -> dict:
-    """{variant: (LDS, wavefronts) per warp per tile-loop trip}: slopes between 8 and 24 trips, one CTA per SM,
-    medians of the repeats (smsp__inst_executed_op_shared_ld, l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld)."""
-    d = json.load(open(os.path.join(CAL, run)))
-    pts: dict = {}
-    for p in d["points"]:
-        m = p.get("metrics") or {}
-        if "variant" not in p or p.get("ctas_per_sm") != 1 or "smsp__inst_executed_op_shared_ld.sum" not in m:
-            continue
-        pts.setdefault((p["variant"], p["trips"]), []).append(
-            (m["smsp__inst_executed_op_shared_ld.sum"], m["l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum"]))
+def _measured_per_trip() -> dict:
+    """{variant: {counter: per warp per tile-loop trip}}, one CTA per SM, medians of the repeats."""
+    import statistics
     out = {}
-    for (name, trips), v in pts.items():
-        if trips != 24 or (name, 8) not in pts:
-            continue
-        import statistics
-        warps = 132 * int(name.split("_w")[-1])
-        lo = [statistics.median(x) for x in zip(*pts[(name, 8)])]
-        hi = [statistics.median(x) for x in zip(*v)]
-        out[name] = tuple((h - l) / (16 * warps) for h, l in zip(hi, lo))
+    for run, (lo, hi) in MEASURED_RUNS:
+        d = json.load(open(os.path.join(CAL, run)))
+        pts: dict = {}
+        for p in d["points"]:
+            m = p.get("metrics") or {}
+            if "variant" not in p or p.get("ctas_per_sm", 1) != 1 or C_LD not in m:
+                continue
+            if p.get("launch") != _LAUNCH[p["variant"].split("_")[0]]:  # the backward's other launches
+                continue
+            pts.setdefault((p["variant"], p["trips"]), []).append(m)
+        for (name, trips), ms in pts.items():
+            if trips != hi or (name, lo) not in pts:
+                continue
+            warps = 132 * int(name.split("_w")[-1]) * (hi - lo)
+            out[name] = {c: (statistics.median(m[c] for m in ms)
+                             - statistics.median(m[c] for m in pts[(name, lo)])) / warps if c in ms[0] else None
+                         for c in (C_LD, C_LDW, C_STW)}
     return out
 
 
@@ -196,7 +241,7 @@ def compiled_loops():
         S.nvdisasm_path()
     except S.SassError as e:
         pytest.skip(str(e))
-    names = sorted(_measured_per_trip(MEASURED_RUN))
+    names = sorted(_measured_per_trip())
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     r = subprocess.run([sys.executable, "-c", _COMPILE, *names], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=600)
@@ -204,14 +249,27 @@ def compiled_loops():
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", sorted(_measured_per_trip(MEASURED_RUN)))
+@pytest.mark.parametrize("name", sorted(_measured_per_trip()))
 def test_measured_tile_loops(name, compiled_loops):
-    """Per warp per trip: the loop's LDS (ncu counts the never-executed @!PT ones too) and its wavefronts,
-    within 1 % of the H100's counters (fp32 d64 64x32: 232 LDS, 2564.7 wavefronts = 11.05 per LDS; fp32 d128
-    32x32: 294, 2563.7 = 8.72; bf16: 3 LDS that never execute, 0 wavefronts)."""
-    lds_m, wf_m = _measured_per_trip(MEASURED_RUN)[name]
+    """Per warp per trip of the tile loop: its LDS (ncu counts the never-executed @!PT ones too; LDSM apart) and
+    the wavefronts of its LDS + LDSM (ncu's op_ld wavefronts include LDSM's), within 0.5 % of the H100's counters."""
+    m = _measured_per_trip()[name]
     got = compiled_loops[name]
-    assert got["lds"] == round(lds_m), f"{name}: {got['lds']} LDS per trip in the loop, measured {lds_m:.2f}"
-    assert got["wavefronts"] == pytest.approx(wf_m, rel=0.01, abs=0.5), (
-        f"{name}: predicted {got['wavefronts']:.1f} wavefronts per warp per trip "
-        f"({got['wavefronts'] / max(got['lds'], 1):.3f} per LDS), measured {wf_m:.1f} ({wf_m / max(lds_m, 1):.3f})")
+    assert got["unresolved"] == 0
+    assert got["lds"] == round(m[C_LD]), f"{name}: {got['lds']} LDS per trip in the loop, measured {m[C_LD]:.2f}"
+    assert got["wavefronts"] == pytest.approx(m[C_LDW], rel=0.005, abs=0.5), (
+        f"{name}: predicted {got['wavefronts']:.1f} load wavefronts per warp per trip "
+        f"({got['wavefronts'] / max(got['lds'], 1):.3f} per LDS), measured {m[C_LDW]:.1f} "
+        f"({m[C_LDW] / max(m[C_LD], 1):.3f})")
+
+
+@pytest.mark.parametrize("name", sorted(_measured_per_trip()))
+def test_measured_tile_loop_stores(name, compiled_loops):
+    m = _measured_per_trip()[name]
+    if m[C_STW] is None:
+        pytest.skip("no store counter in this run")
+    if name in STS_KNOWN_MISS:
+        pytest.xfail("STS.32 with several lanes per word: 2-3 wavefronts measured, 1 predicted")
+    got = compiled_loops[name]["sts_wavefronts"]
+    assert got == pytest.approx(m[C_STW], rel=0.02, abs=0.5), (
+        f"{name}: predicted {got:.1f} store wavefronts per warp per trip, measured {m[C_STW]:.1f}")
