@@ -87,12 +87,88 @@ def compare(path: str, which: str | None = None) -> list:
     return rows
 
 
+def combine_facts_of(path: str, hw_name: str = "h100-sxm") -> dict:
+    """The combine figures of a measured probe run (the ``pc`` cases, S = 4 and 32):
+
+    * ``slopes`` [[head dim, bytes per CTA, s], ...]: the slope of the measured combine time over CTAs per SM
+      (num_ctas / SMs) of the points of one head dim and split count with >= 3.5 CTAs per SM (least squares; what
+      each further CTA on an SM adds); ``interval_s`` {head dim: s}: the slope of the fewest partials (4) per head
+      dim -- the part that is not the DRAM's (the model books the bytes on its DRAM link);
+    * ``first_round`` [[bytes, s], ...]: at <= 1 CTA per SM, the measured combine time minus the launch
+      (`launch_overhead_s`) and the sequence-length load before the partials (`dependent_loads_before_stream` x
+      `mem_latency_s`), by the bytes a CTA reads (its non-empty partials x (d + 1) x 4); equal byte counts averaged.
+    Nothing here is a decode case: the probes are one-tile splits chosen to vary the combine alone."""
+    sys.path.insert(0, ROOT)
+    from memsim.hardware import load_hardware
+    from memsim.inference import DeviceFacts, dependent_loads_before_stream, nonempty_splits
+    from verification.suite_decode import case_from_record
+    hw = load_hardware(hw_name)
+    f = DeviceFacts.from_hardware(hw)
+    with open(path) as fh:
+        data = json.load(fh)
+    if "H100" not in (data.get("provenance") or {}).get("gpu", ""):
+        raise ValueError(f"{path}: not an H100 run; the h100-sxm preset takes H100 runs only")
+    slope_pts: dict = {}
+    first: dict = {}
+    rows = []
+    for rec in data["records"]:
+        if not rec["case"].startswith("pc_"):
+            continue
+        c = case_from_record(rec)
+        k = next((x for x in rec["kernels"] if x["name"] == "decode_combine"), None)
+        if k is None or not k.get("time_s"):
+            continue
+        p, s = c.problem, c.schedule
+        ctas = p.batch * p.heads_q * p.max_seq_q
+        per_sm = ctas / hw.num_sms
+        nbytes = nonempty_splits(p.read_seqlens_kv[0], s.num_splits, s.block_n) * (p.head_dim + 1) * 4
+        rows.append({"case": c.name, "ctas": ctas, "head_dim": p.head_dim, "num_splits": s.num_splits,
+                     "bytes_per_cta": nbytes, "time_s": k["time_s"]})
+        if per_sm >= 3.5:
+            slope_pts.setdefault((p.head_dim, nbytes), []).append((per_sm, k["time_s"]))
+        if per_sm <= 1.0:
+            head = dependent_loads_before_stream(p, s, "decode_combine") * f.mem_latency_s
+            first.setdefault(nbytes, []).append(k["time_s"] - hw.launch_overhead_s - head)
+    slopes = []
+    for (d, nbytes), pts in sorted(slope_pts.items()):
+        if len(pts) >= 2:
+            xs, ys = zip(*pts)
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            slopes.append([d, nbytes, sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)])
+    # the fixed part: the fewest partials per head dim (4: 1-4 KB, an SM's DRAM share of it <= 0.2 us); the 32-partial
+    # slopes (0.85 / 1.47 us at 16.5 / 33 KB) are about that + the bytes at the SM's DRAM share: the DRAM link's
+    interval = {str(d): v for d, nb, v in sorted(slopes, key=lambda x: (x[0], -x[1]))}
+    return {"run": os.path.relpath(os.path.abspath(path), ROOT), "interval_s": interval, "slopes": slopes,
+            "first_round": [[b, statistics.mean(v)] for b, v in sorted(first.items())], "points": rows,
+            "method": "benchmarks/decode_probes.py combine_facts_of: interval_s = least-squares slope of the "
+                      "combine's ncu time over CTAs per SM (>= 3.5 per SM) per head dim and bytes per CTA (slopes), interval_s = the 4-partial slope per head dim; first_round = combine time at <= 1 CTA "
+                      "per SM - launch_overhead_s - one mem_latency_s (the sequence-length load)"}
+
+
+def merge_combine(path: str, table: str | None = None) -> dict:
+    """Write `combine_facts_of(path)` into the compiled table's "measured_loop" (h100-sxm) as "combine"."""
+    sys.path.insert(0, ROOT)
+    from memsim import inference
+    from memsim.io import write_json
+    out = combine_facts_of(path)
+    tpath = table or str(inference.COMPILED_FILE)
+    with open(tpath) as fh:
+        tab = json.load(fh)
+    tab.setdefault("measured_loop", {}).setdefault("h100-sxm", {})["combine"] = out
+    write_json(tpath, tab, overwrite=True)
+    inference._COMPILED.clear()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the probe specs here")
     ap.add_argument("--compare", help="a measured decode_ncu.json of the probes")
     ap.add_argument("--split", action="store_true", help="(--compare) split launches only")
     ap.add_argument("--combine", action="store_true", help="(--compare) combine launches only")
+    ap.add_argument("--merge-combine", metavar="RUN",
+                    help="a measured probe run's decode_ncu.json: write its combine figures (`combine_facts_of`) "
+                         "into memsim/decode_compiled_sm90.json (measured_loop, h100-sxm)")
     a = ap.parse_args(argv)
     if a.json:
         sys.path.insert(0, ROOT)
@@ -100,6 +176,11 @@ def main(argv=None) -> int:
         cs = probe_cases()
         write_json(a.json, [c.to_spec() | {"tags": list(c.tags), "note": c.note} for c in cs], overwrite=False)
         print(f"{a.json}: {len(cs)} probe cases")
+    if a.merge_combine:
+        out = merge_combine(a.merge_combine)
+        print("interval_s", {d: round(v * 1e6, 3) for d, v in out["interval_s"].items()}, "us; slopes",
+              [(d, b, round(v * 1e6, 3)) for d, b, v in out["slopes"]], "us;",
+              "first_round", [(b, round(t * 1e6, 2)) for b, t in out["first_round"]], "us")
     if a.compare:
         which = "split" if a.split else "combine" if a.combine else None
         rows = compare(a.compare, which)
@@ -109,7 +190,7 @@ def main(argv=None) -> int:
         if rows:
             print(f"median |error| {statistics.median(abs(r[4]) for r in rows) * 100:.1f} %, "
                   f"worst {max(abs(r[4]) for r in rows) * 100:.1f} % ({len(rows)} launches)")
-    if not (a.json or a.compare):
+    if not (a.json or a.compare or a.merge_combine):
         for c in probe_cases():
             print(c.name, "|", c.note)
     return 0

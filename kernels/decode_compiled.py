@@ -157,12 +157,13 @@ def check_keys(pairs, kernel: str = "_decode_split") -> dict:
     return {k: v[0] for k, v in seen.items()}
 
 
-def build(echo=print, extra=()) -> dict:
+def build(echo=print, extra=(), only: str | None = None) -> dict:
     """Compile every variant (the fixed list, then `extra` (problem, schedule) pairs); one entry per key.  Each entry
-    keeps its specialisation text; KeyClash when two variants of one key specialise differently."""
+    keeps its specialisation text; KeyClash when two variants of one key specialise differently.  only="combine":
+    the combine variants alone (their entries replace the table's; the split entries stay as they are)."""
     from .compiled_facts import compile_launch
     entries = {}
-    pairs = list(variants()) + list(extra)
+    pairs = [] if only == "combine" else list(variants()) + list(extra)
     check_keys(pairs)
     check_keys([(p, s) for p, s in combine_variants(extra)], "_decode_combine")
     for p, s in pairs:
@@ -210,6 +211,8 @@ def main(argv=None) -> int:
                          "`suite_decode cases --random N --seed S --json F`); repeatable")
     ap.add_argument("--fresh", action="store_true",
                     help="write only the variants compiled now (default: keep the table's other entries)")
+    ap.add_argument("--only", choices=("combine",), default=None,
+                    help="compile the combine variants only (the table's split entries are kept)")
     a = ap.parse_args(argv)
     import json
 
@@ -220,7 +223,7 @@ def main(argv=None) -> int:
         with open(path) as f:
             extra += [(decode_problem_from_dict(x["problem"]), decode_schedule_from_dict(x["schedule"]))
                       for x in json.load(f)]
-    entries = build(extra=extra)
+    entries = build(extra=extra, only=a.only)
     import triton
     from pathlib import Path
     out = Path(a.out or COMPILED_FILE)

@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from memsim.inference import (DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, block_m_for,
-                              combine_block_s,
+from memsim.inference import (COMBINE_NUM_WARPS, DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits,
+                              block_m_for, combine_block_s,
                               decode_launches, heads_per_cta, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
@@ -468,7 +468,8 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
             sob, o.stride(1), o.stride(2),
             units, Nq, S,
             GROUP=gpc, HEAD_DIM=d, BLOCK_S=combine_block_s(S), BLOCK_N=s.block_n, PREC=prec, VARLEN=varlen,
-            num_warps=4 if q.device.type == "cuda" else 1, num_stages=1)
+            # (the GPU's warps also under kernels.decode_compiled's meta tensors: the table's registers are the card's)
+            num_warps=1 if q.device.type == "cpu" else COMBINE_NUM_WARPS, num_stages=1)
     return o[0] if varlen else o
 
 

@@ -552,6 +552,41 @@ def measured_loop_compute(hw_name: str) -> dict | None:
     return (_COMPILED.get("measured") or {}).get(hw_name)
 
 
+def _measured_combine(f: "DeviceFacts") -> dict:
+    """The `pc` probes' combine figures of the facts' preset ("combine" of "measured_loop" in
+    memsim/decode_compiled_sm90.json; `python benchmarks/decode_probes.py --merge-combine RUN`); {} without."""
+    return ((measured_loop_compute(f.name) or {}).get("combine") or {}) if f.name else {}
+
+
+def combine_interval_s(p: DecodeProblem, f: "DeviceFacts") -> float:
+    """Seconds an SM spends per combine CTA when several CTAs share it, beyond the DRAM's share of their bytes: the
+    `pc` probes (the real `_decode_combine`, one 64-key tile per split, 32 .. 8448 CTAs; H100 80GB HBM3, 2026-11-26
+    11:16 UTC) add the same time per extra CTA per SM from 4 to 64 CTAs per SM, resident or not -- the slope of ncu
+    time over CTAs per SM at 4 partials per CTA (1-4 KB, 0.6 TB/s: not DRAM): d = 64 / 128 / 256 -> 0.23 / 0.39 /
+    0.29 us; interpolated in log2 d, clamped; 0 without the probes.  Not the issue count either (d = 256 has more
+    SASS instructions than d = 128 and the smaller figure): the cause is not identified.  The model applies it as
+    the rate at which the SMs take combine CTAs (the launch's `cta_dispatch_s` = it / SMs); the bytes go on the DRAM
+    link as before (at 32 partials the card's slope, 0.85 / 1.47 us at d = 128 / 256, is about this + the bytes at
+    an SM's share of the DRAM bandwidth -- the model takes the larger of the two, not their sum: 8448 CTAs of d =
+    128 -18 %, tried as one curve over bytes: the 67 measured combines 5.4 -> 7.2 % median)."""
+    pts = sorted((float(k), v) for k, v in (_measured_combine(f).get("interval_s") or {}).items())
+    if not pts:
+        return 0.0
+    return max(0.0, _interp(math.log2(p.head_dim), [(math.log2(d), v) for d, v in pts]))
+
+
+def combine_first_round_s(f: "DeviceFacts", nbytes: float) -> float | None:
+    """Seconds a lone combine CTA's first round of partials takes, load to fold, by the bytes it reads: the `pc`
+    probes at one CTA per SM or fewer (32 / 128 CTAs), measured ncu time - launch - the sequence-length load before
+    it (0.93 us at 2-4 KB, 3.0 at 16.5 KB, 4.1 at 33 KB on the H100), linear in bytes between them, clamped.  The
+    old form (one unloaded latency for a 32-partial round) missed the d = 256 / 32-partial rounds by 2-3 us.
+    None without the probes."""
+    pts = sorted((float(b), float(t)) for b, t in (_measured_combine(f).get("first_round") or []))
+    if not pts:
+        return None
+    return max(0.0, _interp(float(nbytes), pts))
+
+
 def loop_compute_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on_sm: int = 1) -> float | None:
     """Seconds one split CTA computes a whole K/V tile, `ctas_on_sm` CTAs sharing its SM: the measured compute at one
     CTA per SM -- the warp-issue replay of the compiled loop at one CTA (`tile_cycles[0]`) times the measured /
@@ -801,6 +836,8 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
 
 #: partials the combine kernel loads per round (kernels/decode_kv.py: BLOCK_S = min(32, ...))
 COMBINE_SPLITS_PER_ROUND = 32
+#: warps of a combine CTA on the GPU (`kernels.decode_kv` launches it so; the interpreter runs one)
+COMBINE_NUM_WARPS = 4
 
 
 def _l2_bandwidth_Bps(f: DeviceFacts) -> float | None:

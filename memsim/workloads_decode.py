@@ -51,7 +51,7 @@ from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, las
                         combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
                         dependent_loads_before_stream, loop_epilogue_s, pipeline_buffers, split_regs_per_thread,
                         split_shared_bytes,
-                        combine_regs_per_thread,
+                        combine_regs_per_thread, COMBINE_NUM_WARPS, combine_first_round_s, combine_interval_s,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
                         inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
@@ -117,7 +117,8 @@ def _coords(grid, idx):
 
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
                 inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, buffers=1, round_bytes=None,
-                round_s=0.0, drain_s=0.0, tile_costs=None, first_fcfs_s=None, epilogue_s=0.0, count_tiles=False):
+                round_s=0.0, drain_s=0.0, tile_costs=None, first_fcfs_s=None, epilogue_s=0.0, count_tiles=False,
+                first_round=None):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -137,7 +138,9 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     first tile's compute follows them (`memsim/MODEL.md` decode, "first tiles in their DRAM queue place").
     epilogue_s: what a split CTA spends after its loop and last tile's dots, before its writes end
     (`inference.loop_epilogue_s`).  count_tiles: a step's loop computes its K/V tiles (the step's tile count), not
-    ceil(bytes / tile) -- the Q block and table entries a first step also reads are no tile to compute."""
+    ceil(bytes / tile) -- the Q block and table entries a first step also reads are no tile to compute.
+    first_round (the combine; None: off): bytes -> seconds of a CTA's whole first round of partials, load to fold
+    (`inference.combine_first_round_s`), in place of one latency + the bytes at the rate."""
     import simpy
 
     from .engine import Link
@@ -208,6 +211,10 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 own = t + (step_s if step_s is not None else miss / rate) + ((g - miss) / hit_Bps if hit_Bps else 0.0)
                 if round_s and round_bytes and g > round_bytes:
                     own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
+                if first and first_round is not None:  # the whole first round (its latency included), then rounds
+                    own = (t + first_round(min(g, round_bytes or g))
+                           + (max(0, -(-g // round_bytes) - 1) * round_s if round_bytes else 0.0))
+                    fill = 0.0
                 fcfs = first and first_fcfs_s is not None and step_s is not None
                 # first tiles (fcfs): one unloaded latency, then their place in the DRAM's queue, then the compute
                 arrived = dram.book(t + first_fcfs_s if fcfs else t, miss + wb) + (last_c if fcfs else 0.0)
@@ -333,6 +340,7 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
         if flush_l2:
             l2.flush()
         round_bytes, round_s, drain = None, 0.0, 0.0
+        first_round, dispatch = None, facts.cta_dispatch_s
         if L.name == "decode_split":
             buffers = pipeline_buffers(problem, schedule)
             serial = buffers <= 1
@@ -366,21 +374,24 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             first_fcfs, epilogue = None, 0.0
             lat = facts.mem_latency_s  # a few partials per CTA: the unloaded latency
             rate = COMBINE_SPLITS_PER_ROUND * (d + 1) * STAT_BYTES / lat
-            per_sm = facts.ctas_per_sm(0, 4, combine_regs_per_thread(problem, schedule))
+            per_sm = facts.ctas_per_sm(0, COMBINE_NUM_WARPS, combine_regs_per_thread(problem, schedule))
+            first_round = (None if combine_first_round_s(facts, 0.0) is None
+                           else (lambda nbytes: combine_first_round_s(facts, nbytes)))
+            dispatch = max(facts.cta_dispatch_s, combine_interval_s(problem, facts) / hw.num_sms)
             memory, inflight, hit = None, None, None
             round_bytes = combine_block_s(schedule.num_splits) * (d + 1) * STAT_BYTES
             round_s = combine_round_s(hw.name, round_bytes, min(L.num_ctas, hw.num_sms * per_sm)) or 0.0
         head = dependent_loads_before_stream(problem, schedule, L.name) * facts.mem_latency_s
         st = _run_launch(hw, problem, schedule, L, l2, rate_Bps=rate, fill_s=lat, run_tiles=run_tiles,
                          dram_Bps=facts.dram_Bps, ctas_per_sm=per_sm, memory=memory, inflight_Bps=inflight,
-                         hit_Bps=hit, dispatch_s=facts.cta_dispatch_s, head_s=head,
+                         hit_Bps=hit, dispatch_s=dispatch, head_s=head,
                          buffers=buffers, round_bytes=round_bytes, round_s=round_s, drain_s=drain,
                          tile_costs=tile_costs, first_fcfs_s=first_fcfs, epilogue_s=epilogue,
-                         count_tiles=first_fcfs is not None)
+                         count_tiles=first_fcfs is not None, first_round=first_round)
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
-                  latency_s=lat, head_s=head, cta_dispatch_s=facts.cta_dispatch_s, round_s=round_s, drain_s=drain,
+                  latency_s=lat, head_s=head, cta_dispatch_s=dispatch, round_s=round_s, drain_s=drain,
                   epilogue_s=epilogue)
         kernels.append(st)
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
