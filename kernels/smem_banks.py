@@ -434,7 +434,10 @@ class _Emulator:
                 v, t = st.local.get(key + 4 * j, (st.zero, VARYING))
                 st.set(r, v, t, guard)
             return
-        if op in ("LDG", "LD", "LDC", "ULDC", "ATOM", "ATOMS", "ATOMG", "RED", "SHFL", "VOTE", "VOTEU", "MATCH",
+        if op == "SHFL":
+            self._shfl(mods, o, guard)
+            return
+        if op in ("LDG", "LD", "LDC", "ULDC", "ATOM", "ATOMS", "ATOMG", "RED", "VOTE", "VOTEU", "MATCH",
                   "REDUX", "CREDUX", "F2I", "I2F", "FRND", "MUFU", "P2R", "S2UR", "LDTRAM"):
             if op in ("LDC", "ULDC") and len(o) > 1 and _CONST.match(o[1].replace(".64", "")):
                 n = 2 if ".64" in mods else 1
@@ -446,7 +449,7 @@ class _Emulator:
                 st.set(o[0], v, t, guard)
                 return
             self._unknown(o, mods, guard)
-            if op in ("LDG", "LD", "SHFL", "ATOM", "ATOMS", "ATOMG", "MUFU", "F2I", "I2F", "FRND", "P2R", "MATCH"):
+            if op in ("LDG", "LD", "ATOM", "ATOMS", "ATOMG", "MUFU", "F2I", "I2F", "FRND", "P2R", "MATCH"):
                 n = 4 if ".128" in mods else 2 if ".64" in mods else 1
                 for r in _regs_of(o[0], n):
                     st.set(r, st.zero, VARYING, guard)
@@ -468,6 +471,10 @@ class _Emulator:
             else:
                 for r in _regs_of(o[0], n):
                     st.set(r, st.unknown("sr:" + o[1]), UNIFORM, guard)
+        elif base == "VIADD":
+            d, srcs = self._dest_and_sources(o)
+            vals = [_val(st, x) for x in srcs[:2]]
+            st.set(d, sum(v for v, _ in vals), max(t for _, t in vals), guard)
         elif base == "IADD3":
             d, srcs = self._dest_and_sources(o)
             vals = [_val(st, s) for s in srcs[-3:]]
@@ -607,6 +614,32 @@ class _Emulator:
             return
         else:  # floating point and the rest: a value the CPU does not know
             self._unknown(o, mods, guard)
+
+    def _shfl(self, mods, o, guard):
+        """SHFL.{IDX,UP,DOWN,BFLY} Pd, Rd, Ra, b, c -- PTX shfl.sync's lane arithmetic within each warp (Triton
+        makes the warp index uniform with SHFL.IDX ..., 0x0, 0x1f)."""
+        st = self.st
+        regs = [t for t in o if not _PRED.match(t)]
+        d, a_tok, b_tok, c_tok = regs[0], regs[1], regs[2], regs[3]
+        (a, ta), (b, tb), (c, tc) = _val(st, a_tok), _val(st, b_tok), _val(st, c_tok)
+        lane = st.tid % 32
+        clamp, segmask = c & 0x1F, (c >> 8) & 0x1F
+        min_lane = lane & segmask
+        max_lane = min_lane | (clamp & ~segmask & 0x1F)
+        if ".IDX" in mods:
+            j = min_lane | (b & ~segmask & 0x1F)
+            j = np.where(j > max_lane, lane, j)
+        elif ".UP" in mods:
+            j = lane - b
+            j = np.where(j < min_lane, lane, j)
+        elif ".DOWN" in mods:
+            j = lane + b
+            j = np.where(j > max_lane, lane, j)
+        else:  # BFLY
+            j = lane ^ (b & 0x1F)
+            j = np.where(j > max_lane, lane, j)
+        src = (st.tid - lane) + j
+        st.set(d, a[src], max(ta, tb, tc), guard)
 
     @staticmethod
     def _next_reg(tok: str) -> str:
