@@ -737,9 +737,9 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     compute (`last_tile_drain_s`); the CTAs are handed out longest first over the slots, one every
     `cta_dispatch_s`; + the launch overhead.
     Combine: one CTA per output row over its own slots (compiled registers); each waits for its sequence length,
-    then its first round of partials one latency after (one latency more to arrive), then every further round
-    `combine_round_s` (the rounds microbenchmark); + the launch overhead; at least the partials and O over the
-    DRAM rate.  The SimPy model follows the load as CTAs end (ragged tails); this form keeps the first wave's."""
+    then its first round of partials (`combine_first_round_s`), then every further round `combine_round_s` (the
+    rounds microbenchmark); the SMs take one CTA per `combine_interval_s` each; + the launch overhead; at least
+    the partials and O over the DRAM rate.  The SimPy model follows the load as CTAs end (ragged tails); this form keeps the first wave's."""
     e, d = p.element_bytes, p.head_dim
     g = heads_per_cta(p, s)
     units = units_per_seq(p, s)
@@ -819,17 +819,22 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     if s.num_splits > 1:
         rows = g * p.max_seq_q
         n_c = rows * p.batch * units
-        slots_c = f.num_sms * f.ctas_per_sm(0, 4, combine_regs_per_thread(p, s))
+        slots_c = f.num_sms * f.ctas_per_sm(0, COMBINE_NUM_WARPS, combine_regs_per_thread(p, s))
         part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
                    for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
         out = sum(p.seqlens_q) * p.heads_q * d * e
         rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
         round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES
         r_s = (combine_round_s(f.name, round_b, min(n_c, slots_c)) if f.name else None) or f.mem_latency_s
-        # its sequence length, the first round one latency after (its bytes at 32 partials per latency), the rest
-        per_cta = 2 * f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
-            f.mem_latency_s + (rounds_c - 1) * r_s
-        t_comb = f.launch_overhead_s + max(cdiv(n_c, slots_c) * per_cta, (part + out) / f.dram_Bps)
+        # its sequence length, then the first round (measured by its bytes; without the probes one latency after,
+        # its bytes at 32 partials per latency), the rest; the SMs take CTAs one per `combine_interval_s` each
+        first = combine_first_round_s(f, part / max(1, n_c))
+        if first is None:
+            first = f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
+                f.mem_latency_s
+        per_cta = f.mem_latency_s + first + (rounds_c - 1) * r_s
+        paced = (n_c - 1) * max(f.cta_dispatch_s, combine_interval_s(p, f) / f.num_sms) + per_cta
+        t_comb = f.launch_overhead_s + max(cdiv(n_c, slots_c) * per_cta, paced, (part + out) / f.dram_Bps)
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),
             "slots": slots, "cta_rate_Bps": rate, "latency_s": lat, "tiles_in_flight": B, "kv_bytes": total}
 
@@ -928,6 +933,17 @@ def loop_step_s(nbytes: float, tile_bytes: float, buffers: int, latency_s: float
     if latency_s + compute_s <= b * compute_s:
         return latency_s + m * compute_s
     return (m - 1) // b * (latency_s + compute_s) + latency_s + ((m - 1) % b + 1) * compute_s
+
+
+def queue_free_latency_s(facts: "DeviceFacts") -> float | None:
+    """The loaded-latency curve's latency before its queue: the point before the largest relative latency jump
+    between consecutive points (H100 `dram_stream`: 1.47 us at 2.92 TB/s, then 5.4 us at 3.00 TB/s -- beyond the
+    knee the latency is the wait in the DRAM's queue).  None without a curve."""
+    c = sorted(facts.latency_curve or ())
+    if len(c) < 2:
+        return None
+    i = max(range(len(c) - 1), key=lambda j: c[j + 1][1] / c[j][1])
+    return c[i][1]
 
 
 def buffered_stream_latency_s(facts: "DeviceFacts", ctas: float, tile_bytes: float, buffers: int,

@@ -53,7 +53,7 @@ from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, las
                         split_shared_bytes,
                         combine_regs_per_thread, COMBINE_NUM_WARPS, combine_first_round_s, combine_interval_s,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
-                        inflight_bytes_per_cta, nonempty_splits, split_ranges, units_per_seq)
+                        inflight_bytes_per_cta, nonempty_splits, queue_free_latency_s, split_ranges, units_per_seq)
 from .schedule import STAT_BYTES
 
 __all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "COMBINE_SPLITS_PER_ROUND"]
@@ -118,7 +118,7 @@ def _coords(grid, idx):
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
                 inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, buffers=1, round_bytes=None,
                 round_s=0.0, drain_s=0.0, tile_costs=None, first_fcfs_s=None, epilogue_s=0.0, count_tiles=False,
-                first_round=None):
+                first_round=None, first_cap_s=None):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -139,6 +139,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     epilogue_s: what a split CTA spends after its loop and last tile's dots, before its writes end
     (`inference.loop_epilogue_s`).  count_tiles: a step's loop computes its K/V tiles (the step's tile count), not
     ceil(bytes / tile) -- the Q block and table entries a first step also reads are no tile to compute.
+    first_cap_s (with first_fcfs_s): the first step's mean-field latency at most this (`queue_free_latency_s`): its
+    queue is the FCFS link's place, not the curve's queue at the launch's whole load.
     first_round (the combine; None: off): bytes -> seconds of a CTA's whole first round of partials, load to fold
     (`inference.combine_first_round_s`), in place of one latency + the bytes at the rate."""
     import simpy
@@ -195,7 +197,7 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                     if g:
                         load[0] += mine * (miss / g - share)
                         share = miss / g
-                    lat, limit = memory(load[0])
+                    lat, limit = memory(load[0], first_cap_s if (first and first_fcfs_s is not None) else None)
                     if mine and round_bytes is None:
                         # compute of a tile: its copied bytes at the copy rate + the loop's issue (tile_costs)
                         costs = (tile_costs(min(ctas_per_sm, max(1, -(-running[0] // hw.num_sms))))
@@ -271,12 +273,17 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buf
                extra_latency=None):
     """load bytes -> (latency, per-CTA limit): Little's law on the facts' loaded-latency curve, the load counted
     as load / (buffers x inflight) CTAs, each keeping `buffers` tiles of `inflight` bytes in flight and computing a
-    tile in inflight / limit (memoised in 4 KB steps; `buffered_stream_latency_s`)."""
+    tile in inflight / limit (memoised in 4 KB steps; `buffered_stream_latency_s`).  at(load, cap): the curve's
+    latency at most `cap` (a first step's: its queue is the FCFS link's, `queue_free_latency_s`)."""
     memo = {}
     limit = limit_Bps or float("inf")
 
-    def at(load):
+    def at(load, cap=None):
         k = max(1, round(load / 4096))
+        if cap is not None:
+            lat, lim = at(load)
+            extra = extra_latency(k * 4096 / (max(1, buffers) * inflight)) if extra_latency is not None else 0.0
+            return min(lat - extra, cap) + extra, lim
         if k not in memo:
             n = k * 4096 / (max(1, buffers) * inflight)
             if facts.latency_curve and limit_Bps:
@@ -289,6 +296,13 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buf
         return memo[k]
     return at
 
+
+#: the first step's mean-field latency capped at the curve's latency before its queue (`queue_free_latency_s`), its
+#: queue left to the FCFS link: NOT adopted (off).  The session-9 probes (multi-wave S = 1 / 3 / 4, paged, ragged, 4
+#: warps) say it is right there (split launches +8..+35 % -> -6..+12 %), but three 8-warp multi-wave cases get slower
+#: on the card than it says and the 114 measured cases worse (5.4 -> 5.8 % median, 86 -> 84 within 10 %);
+#: notes/decode.md "State after session 9"
+QUEUE_CAP_FIRST_STEP = False
 
 #: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
 #: under a high load keeps that load's latency for its whole step; 32 steps follow the load as CTAs end (the ragged
@@ -387,7 +401,9 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                          hit_Bps=hit, dispatch_s=dispatch, head_s=head,
                          buffers=buffers, round_bytes=round_bytes, round_s=round_s, drain_s=drain,
                          tile_costs=tile_costs, first_fcfs_s=first_fcfs, epilogue_s=epilogue,
-                         count_tiles=first_fcfs is not None, first_round=first_round)
+                         count_tiles=first_fcfs is not None, first_round=first_round,
+                         first_cap_s=(queue_free_latency_s(facts) if QUEUE_CAP_FIRST_STEP and first_fcfs is not None
+                                      else None))
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,

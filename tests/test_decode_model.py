@@ -383,6 +383,17 @@ def test_loop_step_follows_the_sass_order(buffers, compute, expect):
         4 * max(compute, (0.9 + compute) / buffers))
 
 
+def test_combine_entries_are_compiled_at_the_gpus_warps():
+    """Every combine entry of the compiled table is the kernel the card runs: COMBINE_NUM_WARPS warps (the meta
+    tensors of kernels.decode_compiled.capture are not "cpu", so the launcher picks the GPU's warps)."""
+    import json
+
+    from memsim.inference import COMBINE_NUM_WARPS, COMPILED_FILE
+    entries = json.loads(COMPILED_FILE.read_text())["entries"]
+    comb = {k: v for k, v in entries.items() if k.startswith("combine")}
+    assert comb and {v["num_warps"] for v in comb.values()} == {COMBINE_NUM_WARPS}
+
+
 def test_registers_limit_residency_of_split_and_combine():
     """The compiled kernels' registers (memsim/decode_compiled_sm90.json) cap the CTAs per SM, as for attention."""
     from memsim.inference import (combine_regs_per_thread, decode_sram_bytes_per_cta, split_regs_per_thread)
@@ -394,7 +405,9 @@ def test_registers_limit_residency_of_split_and_combine():
     regs = split_regs_per_thread(p, s)
     assert regs == 97 and f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8, regs) == 2
     assert f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8) == 6  # shared memory alone
-    assert combine_regs_per_thread(p, DecodeSchedule(num_splits=64)) == 162  # BLOCK_S 32, d 128
+    # BLOCK_S 32, d 128, compiled at the 4 warps the GPU launches (a 1-warp compile, the table until session 9, held
+    # 162 registers -> 3 CTAs/SM where the card fits 12)
+    assert combine_regs_per_thread(p, DecodeSchedule(num_splits=64)) == 40
     s4 = replace(s, num_splits=4)
     r = simulate_decode(p, s4, "h100-sxm")
     # the S = 4 combine has no entry of its own: its registers come from the nearest specialisation in the table
