@@ -139,9 +139,10 @@ def _split_operands(rest: str) -> list[str]:
 
 
 def decode(sass: str) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
-    """([_Ins] in the order of `kernels.sass.instructions`, [(label, first, last index of the loop body)])."""
+    """([_Ins] in the order of `kernels.sass.instructions`, [(label, first, last index of the loop body)]: the loops
+    `kernels.sass.instructions` finds)."""
     lines = sass.splitlines()
-    out, labels, branches = [], {}, []
+    out, labels, branches, exits = [], {}, [], []
     i = 0
     while i < len(lines):
         ln = lines[i]
@@ -156,13 +157,18 @@ def decode(sass: str) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
             continue
         g = _GUARD.match(ln)
         op, mods, rest = m.group(2), m.group(3) or "", m.group(4) or ""
+        if op == "EXIT" and not g:
+            exits.append(len(out))
         if op == "BRA":
             t = _TARGET.search(rest)
             if t:
                 branches.append((len(out), t.group(1)))
         out.append(_Ins(op, mods, g.group(1) if g else None, _split_operands(rest), ln.split("*/", 1)[1].split(";")[0].strip()))
         i += 2
-    loops = [(t, labels[t], at) for at, t in branches if t in labels and labels[t] <= at]
+    # a branch after the last unconditional EXIT back to code before it is the return of an out-of-line stub
+    # (an mbarrier try-wait retry, a slow path), not a loop (as kernels.sass reads it)
+    loops = [(t, labels[t], at) for at, t in branches if t in labels and labels[t] <= at
+             and not (exits and labels[t] <= exits[-1] < at)]
     return out, loops
 
 

@@ -149,6 +149,16 @@ def test_uniform_stage_offset_changes_nothing():
     assert B.wavefronts(text, num_warps=4, trips=3).wavefronts[4] == 4.0
 
 
+def test_branch_back_from_after_exit_is_not_a_loop():
+    """An out-of-line stub after the last EXIT branching back (an mbarrier try-wait retry) is not a loop: read as
+    one, its body would run twice and the addresses reloaded in it would turn varying (kernels.sass agrees)."""
+    text = _sass(TID + [".L_x_0:", "IMAD.SHL.U32 R2, R0, 0x10, RZ", "LDS.128 R4, [R2]", "LDG.E R0, desc[UR4][R8.64]",
+                        "@P0 BRA `(.L_x_1)", ".L_x_2:", "EXIT", ".L_x_1:", "BRA `(.L_x_0)"])
+    assert B.decode(text)[1] == [] and S.instructions(text)[1] == []
+    rep = B.wavefronts(text, num_warps=4)
+    assert rep.wavefronts[2] == 4.0 and not rep.unresolved
+
+
 def test_address_from_loaded_data_is_unresolved():
     text = _sass(TID + ["LDG.E R6, desc[UR4][R8.64]", "LDS.128 R4, [R6]", "EXIT"])
     rep = B.wavefronts(text, num_warps=4)
