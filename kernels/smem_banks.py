@@ -8,14 +8,17 @@ values that are the same for every lane of a warp (the CTA index, kernel argumen
 loop, the shared window's base).  An offset common to every lane of a warp only renames the banks, so it does
 not change the wavefronts.
 
-`lane_addresses` runs the kernel's integer instructions for every thread of one CTA at once (numpy vectors of
-32 x num_warps lanes): IMAD, IADD3, LEA, LOP3, SHF, SGXT, SEL, ISETP, PRMT, ... and the uniform-datapath
-versions (UIADD3, ULEA, ...), spills (STL/LDL) kept per lane.  Everything that is not known on the CPU
+`_Emulator` runs the kernel's integer instructions for every thread of one CTA at once (numpy vectors of
+32 x num_warps lanes): IMAD, IADD3, VIADD, LEA, LOP3, SHF, SGXT, SEL, ISETP, PRMT, SHFL, ... and the
+uniform-datapath versions (UIADD3, ULEA, ...), spills (STL/LDL) kept per lane.  Everything that is not known on the CPU
 (kernel arguments ``c[0x0][...]``, the CTA index, loaded data, floating-point results) starts at 0 and carries
 a taint: *uniform* (the same for every lane of a warp) or *varying*.  Straight code runs once in program order;
-each loop body runs `trips` times (its instructions keep the addresses of every trip), so the loop-carried
-stage offsets advance.  `wavefronts` then counts, per warp and per trip, the wavefronts of each LDS / LDSM /
-STS / LDGSTS under a `BankModel`.
+each loop body (the loops `kernels.sass.instructions` finds) runs `trips` times (its instructions keep the
+addresses of every trip), so the loop-carried stage offsets advance.  A guard predicate computed from the thread
+index alone selects the lanes of a shared-memory instruction; one that depends on unknowns (a bounds check) is
+taken as true.  `wavefronts` then counts, per warp and per trip, the wavefronts of each LDS / LDSM / STS / LDGSTS
+under a `BankModel`; `smem_wavefronts` is the entry point the replay uses.  Evidence and limits:
+notes/smem_banks.md.
 
 An address tainted *varying* (it depends on loaded data: a gather from shared memory) is not computed: the
 instruction gets the conflict-free count (bytes / 128) and is listed in `SmemReport.unresolved`.
@@ -41,10 +44,11 @@ class BankModel:
     ``banks`` x ``bank_bytes`` is one wavefront; in one wavefront a bank delivers one 4-byte word (to any number of
     lanes: a broadcast).  A warp's access of `w` bytes per lane is split into *phases* of ``phase_lanes[w]``
     consecutive lanes (an LDS.128: quarter-warps of 8 lanes x 16 B = 128 B; an LDS.64: half-warps); a phase needs
-    as many wavefronts as the most distinct words it asks of one bank.  The phases of a *group* of
-    ``group_lanes[w]`` consecutive lanes share a single wavefront when every lane of the group asks for the same
-    address (``group_share``; an LDS.128 of one 16-B row by a half-warp: 1 wavefront, not 2); otherwise each
-    phase costs its own, even when the group's words would fit one wavefront.  Groups never share.
+    as many wavefronts as the most distinct words it asks of one bank.  Within a *group* of ``group_lanes[w]``
+    consecutive lanes, the phases whose lanes all ask for one address (broadcast phases) are served together
+    (``group_share``; an LDS.128 of one 16-B row by a half-warp: 1 wavefront, not 2); the other phases each cost
+    their own, even when they ask for the same words (two quarter-warps reading the same 128 B through 8
+    addresses each: 2).  Groups never share; stores never share (``store_group_share``).
 
     H100 (`H100`): the rules that reproduce, to the wavefront, the tile loops of run-2026-11-26T0948 (2 fp32) and
     run-2026-11-26T1124 (9 fp32, 3 fp16) -- see notes/smem_banks.md for which measurement decided what.  Accesses
