@@ -66,6 +66,42 @@ def probe_cases() -> list:
     return out
 
 
+#: the three development cases the first-step queue cap made worse (all 8 warps), re-measured beside the w8 probes
+REMEASURED = (("reports/h100-sxm/decode/seed1126/decode_cases.json", "dr1126_015_"),
+              ("reports/h100-sxm/decode/seed112602/decode_cases.json", "dr112602_014_"),
+              ("reports/h100-sxm/decode/seed261126/decode_cases.json", "dr261126_011_"))
+
+
+def probe_cases_w8() -> list:
+    """The ``pw8`` group (session 9, second call): the multi-wave split probes at 8 warps beside their 4-warp twins
+    (16 query / 4 KV heads, 3960 CTAs), lone CTAs (4) for the intercepts, and the three development cases the first
+    step's queue cap made worse (all 8-warp multi-wave launches) measured again."""
+    sys.path.insert(0, ROOT)
+    from dataclasses import replace
+
+    from memsim.inference import DecodeProblem, DecodeSchedule
+    from verification.suite_decode import DecodeCase, load_specs
+    out = []
+
+    def add(name, prob, sch, note):
+        out.append(DecodeCase(name, prob, sch, "h100-sxm", ("probe", "session9", "w8"), note))
+
+    for d in (64, 128, 256):
+        add(f"pw8_d{d}_s1_n192", DecodeProblem.uniform(990, 16, 4, d, 192, dtype="bf16"),
+            DecodeSchedule(num_splits=1, num_warps=8), "8 warps: 3960 CTAs x 3 tiles")
+    add("pw8_d128_s3_n576", DecodeProblem.uniform(330, 16, 4, 128, 576, dtype="bf16"),
+        DecodeSchedule(num_splits=3, num_warps=8), "8 warps: 3960 split CTAs x 3 tiles")
+    add("pw8_d128_s1_n64", DecodeProblem.uniform(990, 16, 4, 128, 64, dtype="bf16"),
+        DecodeSchedule(num_splits=1, num_warps=8), "8 warps: 3960 CTAs x 1 tile")
+    for w in (4, 8):
+        add(f"pw{w}_d128_s1_n192_b1", DecodeProblem.uniform(1, 16, 4, 128, 192, dtype="bf16"),
+            DecodeSchedule(num_splits=1, num_warps=w), f"{w} warps: 4 lone CTAs x 3 tiles")
+    for path, prefix in REMEASURED:
+        c = next(x for x in load_specs(os.path.join(ROOT, path)) if x.name.startswith(prefix))
+        out.append(replace(c, name="re_" + c.name, tags=("probe", "session9", "remeasured")))
+    return out
+
+
 def compare(path: str, which: str | None = None) -> list:
     """[(case, launch, measured s, predicted s, error)] per launch of a measured probe file, the model now."""
     sys.path.insert(0, ROOT)
@@ -163,6 +199,7 @@ def merge_combine(path: str, table: str | None = None) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the probe specs here")
+    ap.add_argument("--w8", action="store_true", help="(--json) the pw8 group instead (8-warp multi-wave probes)")
     ap.add_argument("--compare", help="a measured decode_ncu.json of the probes")
     ap.add_argument("--split", action="store_true", help="(--compare) split launches only")
     ap.add_argument("--combine", action="store_true", help="(--compare) combine launches only")
@@ -173,7 +210,7 @@ def main(argv=None) -> int:
     if a.json:
         sys.path.insert(0, ROOT)
         from memsim.io import write_json
-        cs = probe_cases()
+        cs = probe_cases_w8() if a.w8 else probe_cases()
         write_json(a.json, [c.to_spec() | {"tags": list(c.tags), "note": c.note} for c in cs], overwrite=False)
         print(f"{a.json}: {len(cs)} probe cases")
     if a.merge_combine:
