@@ -68,6 +68,8 @@ COMMITTED = (
               f"{REPORTS}/seed11260807/predictions.json", "frozen at d4e0544, measured 2026-11-26 08:40 UTC"),
     DecodeSet("seed11260935", "held-out", f"{H100}/random-seed11260935-2026-11-26/decode_ncu.json",
               f"{REPORTS}/seed11260935/predictions.json", "frozen at 07f2528, measured 2026-11-26 09:54 UTC"),
+    DecodeSet("seed11261138", "held-out", f"{H100}/random-seed11261138-2026-11-26/decode_ncu.json",
+              f"{REPORTS}/seed11261138/predictions.json", "frozen at c79ddb4, measured 2026-11-26 11:42 UTC"),
 )
 
 
