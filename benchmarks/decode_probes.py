@@ -102,8 +102,9 @@ def probe_cases_w8() -> list:
     return out
 
 
-def compare(path: str, which: str | None = None) -> list:
-    """[(case, launch, measured s, predicted s, error)] per launch of a measured probe file, the model now."""
+def compare(path: str, which: str | None = None, cases=None) -> list:
+    """[(case, launch, measured s, predicted s, error, predicted launch)] per launch of a measured probe file, the
+    model now; `cases`: only the records whose name passes this predicate (the others are not simulated)."""
     sys.path.insert(0, ROOT)
     from memsim.workloads_decode import simulate_decode
     from verification.suite_decode import case_from_record
@@ -111,6 +112,8 @@ def compare(path: str, which: str | None = None) -> list:
         data = json.load(f)
     rows = []
     for rec in data["records"]:
+        if cases is not None and not cases(rec["case"]):
+            continue
         c = case_from_record(rec)
         pred = simulate_decode(c.problem, c.schedule, c.hardware, flush_l2=True)
         pk = {k["name"]: k for k in pred["kernels"]}
