@@ -376,8 +376,9 @@ def _outside_loops(ins: list, loops: list) -> list:
 #: (tile_cycles_local_l2); 8: the commit of a group of asynchronous copies (LDGDEPBAR) released after the load
 #: latency too, so loops waiting on their cp.async copies get tile_cycles_dram; mma_instructions counted;
 #: 9: stub branches after the last EXIT are not loops, warp-specialised kernels replayed by partition: groups,
-#: the producer's descriptors, the persistent walk's per-tile code in tile_fixed_cycles)
-PROFILE_VERSION = 9
+#: the producer's descriptors, the persistent walk's per-tile code in tile_fixed_cycles; 10: shared-memory
+#: instructions charge the port their bank conflicts' wavefronts, kernels.smem_banks)
+PROFILE_VERSION = 10
 
 
 def _without_tensor(fingerprint: str | None) -> str | None:
@@ -423,6 +424,14 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     ins, loops, marks = _decode(sass)
     if not ins:
         return None
+    # the shared-memory port moves one 128-B wavefront per cycle: each LDS / LDSM / STS / LDGSTS costs its bank
+    # conflicts' wavefronts (kernels.smem_banks: the lanes' addresses from the SASS), not its bytes / 128
+    from dataclasses import replace as _with
+    from kernels.smem_banks import H100 as _BANKS, smem_wavefronts
+    wf = smem_wavefronts(sass, num_warps=num_warps)
+    ported = [_with(x, smem_bytes=round(wf[k] * _BANKS.wavefront_bytes)) if k in wf else x for k, x in enumerate(ins)]
+    port_same = ported == ins
+    ins = ported
     ws = warp_specialised(ins, loops, marks)
     per_tile: list = []
     if ws is not None:
@@ -474,10 +483,18 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
             if k_ in known:
                 out[k_] = list(known[k_])
         return out
+    # profile 9 -> 10: only the shared-memory port's charges changed: a kernel whose every shared-memory
+    # instruction is conflict-free (the same charge as before) keeps its figures
+    if (same_shape and port_same and known.get("profile") == 9 and known.get("latencies") == lat.fingerprint()
+            and (not loads or "tile_cycles_dram" in known) and (not reloads or "tile_cycles_local_l2" in known)):
+        for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles", "tile_fixed_cycles"):
+            if k_ in known:
+                out[k_] = list(known[k_])
+        return out
     # profile 8 -> 9: only the tensor-pipe rates and the warp-specialised / stub reading changed; a kernel that is
     # not warp-specialised and whose loop and straight code are the same size (no stub branch moved them) keeps
     # the replays of code without tensor-core instructions
-    same8 = (same_shape and ws is None and known.get("profile") == 8
+    same8 = (same_shape and ws is None and port_same and known.get("profile") == 8
              and _without_tensor(known.get("latencies")) == _without_tensor(lat.fingerprint()))
     keep_tile = (same8 and not any(x.op in MMA_OPS for x in body) and (not loads or "tile_cycles_dram" in known)
                  and (not reloads or "tile_cycles_local_l2" in known))

@@ -10,15 +10,23 @@ from kernels.sass import _decode, instructions, issue_profile, parse, warp_speci
 _CTRL = "/* 0x000fe2000fffe03f */"
 
 
-def _sass(lines: list[str]) -> str:
-    """nvdisasm -hex shaped text: each instruction with its address and a control word line under it (stall 1)."""
+def _ctrl(stall: int = 1, write_sb: int = 7, read_sb: int = 7, wait_mask: int = 0) -> str:
+    """The second 64-bit word of an instruction with these control bits (bits 41-57, `kernels.sass.instructions`)."""
+    bits = stall | (write_sb << 5) | (read_sb << 8) | (wait_mask << 11)
+    return f"/* 0x{bits << 41:016x} */"
+
+
+def _sass(lines: list) -> str:
+    """nvdisasm -hex shaped text: each instruction with its address and a control word line under it (stall 1, no
+    scoreboard, unless the line is given as (text, control word))."""
     out, addr = [], 0
     for ln in lines:
+        ln, ctrl = ln if isinstance(ln, tuple) else (ln, _CTRL)
         if ln.startswith(".L_x_"):
             out.append(f"{ln}:")
             continue
         out.append(f"        /*{addr:04x}*/                   {ln} ;                /* 0x0000000000007947 */")
-        out.append(f"                                                                  {_CTRL}")
+        out.append(f"                                                                  {ctrl}")
         addr += 16
     return "\n".join(out)
 
@@ -187,3 +195,21 @@ def test_profile_8_figures_reused_only_where_the_tensor_rates_cannot_move_them(w
     reused = issue_profile(sass, num_warps=4, max_ctas=3, lat=new_lat, known=old)
     assert reused == fresh, (reused, fresh)
     assert (fresh["tile_cycles"] == old["tile_cycles"]) is (not with_mma), (fresh["tile_cycles"], old["tile_cycles"])
+
+
+@pytest.mark.parametrize("stride, wavefronts", [(4, 1), (8, 2), (128, 32)])
+def test_issue_profile_charges_the_port_its_bank_conflicts(stride, wavefronts):
+    """A 32-bit LDS whose lanes are `stride` bytes apart: 1, 2 or 32 wavefronts (kernels.smem_banks); the replay of a
+    loop of such loads, with many warps on the SM, is bound by the port: cycles scale with the wavefronts."""
+    from kernels.smem_banks import smem_wavefronts
+    # each load sets scoreboard 0; the FADD after them waits on it: a warp's trip ends when its loads are served
+    sass = _sass(["S2R R0, SR_TID.X", f"IMAD.SHL.U32 R1, R0, {hex(stride)}, RZ", ".L_x_1",
+                  *[(f"LDS R{8 + j}, [R1+{hex(0x1000 * j)}]", _ctrl(write_sb=0)) for j in range(4)],
+                  ("FADD R12, R8, R11", _ctrl(wait_mask=1)), "@!P1 BRA `(.L_x_1)", "EXIT", ".L_x_2", "BRA `(.L_x_2)"])
+    ins, _ = instructions(sass)
+    wf = smem_wavefronts(sass, num_warps=8)
+    lds = [k for k, x in enumerate(ins) if x.op == "LDS"]
+    assert [wf[k] for k in lds] == [wavefronts] * 4, wf
+    prof = issue_profile(sass, num_warps=8, max_ctas=4, lat=_lat())
+    # port-bound at 4 CTAs of 8 warps: 4 x 8 x 4 loads x wavefronts cycles per trip (issue: 48)
+    assert prof["tile_cycles"][-1] == pytest.approx(4 * 8 * 4 * wavefronts, rel=0.05), prof["tile_cycles"]
