@@ -737,9 +737,9 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     compute (`last_tile_drain_s`); the CTAs are handed out longest first over the slots, one every
     `cta_dispatch_s`; + the launch overhead.
     Combine: one CTA per output row over its own slots (compiled registers); each waits for its sequence length,
-    then its first round of partials (`combine_first_round_s`), then every further round `combine_round_s` (the
-    rounds microbenchmark); the SMs take one CTA per `combine_interval_s` each; + the launch overhead; at least
-    the partials and O over the DRAM rate.  The SimPy model follows the load as CTAs end (ragged tails); this form keeps the first wave's."""
+    then its first round of partials one latency after (one latency more to arrive; partials in the L2), then every
+    further round `combine_round_s` (the rounds microbenchmark); the SMs take one CTA per `combine_interval_s`
+    each; + the launch overhead; at least the partials and O over the DRAM rate.  The SimPy model follows the load as CTAs end (ragged tails); this form keeps the first wave's."""
     e, d = p.element_bytes, p.head_dim
     g = heads_per_cta(p, s)
     units = units_per_seq(p, s)
@@ -826,13 +826,11 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
         rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
         round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES
         r_s = (combine_round_s(f.name, round_b, min(n_c, slots_c)) if f.name else None) or f.mem_latency_s
-        # its sequence length, then the first round (measured by its bytes; without the probes one latency after,
-        # its bytes at 32 partials per latency), the rest; the SMs take CTAs one per `combine_interval_s` each
-        first = combine_first_round_s(f, part / max(1, n_c))
-        if first is None:
-            first = f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
-                f.mem_latency_s
-        per_cta = f.mem_latency_s + first + (rounds_c - 1) * r_s
+        # its sequence length, the first round one latency after (its bytes at 32 partials per latency: the partials
+        # are in the L2, as simulate_decode(flush_l2=False) takes them; `combine_first_round_s` is for partials from
+        # DRAM), the rest; the SMs take CTAs one per `combine_interval_s` each
+        per_cta = 2 * f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
+            f.mem_latency_s + (rounds_c - 1) * r_s
         paced = (n_c - 1) * max(f.cta_dispatch_s, combine_interval_s(p, f) / f.num_sms) + per_cta
         t_comb = f.launch_overhead_s + max(cdiv(n_c, slots_c) * per_cta, paced, (part + out) / f.dram_Bps)
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),

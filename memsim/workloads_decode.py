@@ -142,7 +142,8 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     first_cap_s (with first_fcfs_s): the first step's mean-field latency at most this (`queue_free_latency_s`): its
     queue is the FCFS link's place, not the curve's queue at the launch's whole load.
     first_round (the combine; None: off): bytes -> seconds of a CTA's whole first round of partials, load to fold
-    (`inference.combine_first_round_s`), in place of one latency + the bytes at the rate."""
+    (`inference.combine_first_round_s`), in place of one latency + the bytes at the rate, where its partials miss
+    the L2 (the probes' case: ncu flushes it); L2-resident partials keep one latency + the bytes at the rate."""
     import simpy
 
     from .engine import Link
@@ -213,7 +214,9 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 own = t + (step_s if step_s is not None else miss / rate) + ((g - miss) / hit_Bps if hit_Bps else 0.0)
                 if round_s and round_bytes and g > round_bytes:
                     own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
-                if first and first_round is not None:  # the whole first round (its latency included), then rounds
+                # the whole first round (its latency included), then rounds -- as the probes measured it, partials
+                # from DRAM (ncu flushes the L2); partials found in the L2 (flush_l2=False) keep the latency form
+                if first and first_round is not None and miss:
                     own = (t + first_round(min(g, round_bytes or g))
                            + (max(0, -(-g // round_bytes) - 1) * round_s if round_bytes else 0.0))
                     fill = 0.0
