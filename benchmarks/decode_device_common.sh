@@ -18,3 +18,10 @@ measure_heldout() {
     > "$W/heldout.log" 2>&1
   echo "heldout rc=$? ($(el))"; tail -3 "$W/heldout.log"
 }
+# measure_specs NAME SPECS SECONDS: the decode case specs SPECS (a decode_cases.json) under ncu into $W/NAME (log
+# $W/NAME.log), cut at SECONDS
+measure_specs() {
+  timeout "$3" python3 -m verification.suite_decode measure --cases-json "$2" --out "$W/$1" --timeout $(( $3 - 5 )) \
+    > "$W/$1.log" 2>&1
+  echo "$1 rc=$? ($(el))"; tail -3 "$W/$1.log"
+}

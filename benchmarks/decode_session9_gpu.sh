@@ -3,11 +3,9 @@
 # CTAs; multi-wave split launches: S = 1 controls, S = 3 / 4, pages, ragged) under ncu, as every decode case.
 # Everything is written under $W and packed into $OUT/s9.tgz.
 # usage: OUT=... bash benchmarks/decode_session9_gpu.sh
+# (after the call the measure line became measure_specs of decode_device_common.sh: the same command)
 set -u
 SCRIPT=benchmarks/decode_session9_gpu.sh WORK=/tmp/s9; . benchmarks/decode_device_common.sh
-timeout 200 python3 -m verification.suite_decode measure \
-  --cases-json reports/h100-sxm/decode/probes-session9/decode_cases.json --out "$W/probes" --timeout 195 \
-  > "$W/probes.log" 2>&1
-echo "probes rc=$? ($(el))"; tail -3 "$W/probes.log"
+measure_specs probes reports/h100-sxm/decode/probes-session9/decode_cases.json 200
 tar czf "$OUT/s9.tgz" -C "$W" . && ls -la "$OUT"
 echo "done ($(el))"

@@ -4,12 +4,10 @@
 # (benchmarks/decode_probes.py --w8: reports/h100-sxm/decode/probes-session9/decode_cases_w8.json).
 # Everything is written under $W and packed into $OUT/s9b.tgz.
 # usage: OUT=... bash benchmarks/decode_session9b_gpu.sh
+# (after the call the probe line became measure_specs of decode_device_common.sh: the same command)
 set -u
 SCRIPT=benchmarks/decode_session9b_gpu.sh WORK=/tmp/s9b; . benchmarks/decode_device_common.sh
 measure_heldout 11261138 150
-timeout 90 python3 -m verification.suite_decode measure \
-  --cases-json reports/h100-sxm/decode/probes-session9/decode_cases_w8.json --out "$W/probes_w8" --timeout 85 \
-  > "$W/probes_w8.log" 2>&1
-echo "w8 probes rc=$? ($(el))"; tail -2 "$W/probes_w8.log"
+measure_specs probes_w8 reports/h100-sxm/decode/probes-session9/decode_cases_w8.json 90
 tar czf "$OUT/s9b.tgz" -C "$W" . && ls -la "$OUT"
 echo "done ($(el))"
