@@ -244,6 +244,11 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
         keys = [k_ for k_ in keys if k_ in mine]
     if launch_prefix:
         keys = [k_ for k_ in keys if k_.startswith(launch_prefix)]
+    # entries replayed with other figures first (the model cannot use them: it falls back to instruction counts),
+    # then the ones only an older profile's reading; small kernels before large ones (a 100k-instruction unrolled
+    # loop takes minutes to emulate and replay)
+    keys.sort(key=lambda k_: ((table[k_].get("issue") or {}).get("latencies") == want,
+                              (table[k_].get("issue") or {}).get("tile_instructions") or 0, k_))
     i, k = (int(x) for x in shard.split("/"))
     keys = keys[i::k]
     failed = 0
