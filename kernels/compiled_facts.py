@@ -428,7 +428,8 @@ def cases_for(a) -> list:
 
 def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
     """Bring another copy of the table (a clean worktree's, after --refresh-issue or compiling new cases there)
-    into this one: entries this table lacks are added; an entry both have gets the other's `issue` and `loop` where
+    into this one: entries this table lacks are added; an entry both have gets the other's `issue`, `loop` (and
+    `launched_warps`, recorded since profile 9) where
     the other's issue profile is newer (or the same profile computed with other figures) -- never older.  Both must
     record the same specialisation for a key (else CompiledFactsError, as for any merge).  Returns (added,
     updated)."""
@@ -443,7 +444,9 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
     def prof(e):
         return (e.get("issue") or {}).get("profile", 0)
     new = {k: e for k, e in other.items() if k not in mine}
-    upd = {k: {"issue": e["issue"], "loop": e.get("loop")} for k, e in other.items()
+    upd = {k: {"issue": e["issue"], "loop": e.get("loop"),
+               **({"launched_warps": e["launched_warps"]} if e.get("launched_warps") else {})}
+           for k, e in other.items()
            if k in mine and e.get("issue") and prof(e) <= PROFILE_VERSION
            and (prof(e) > prof(mine[k]) or (prof(e) == prof(mine[k]) and e["issue"] != mine[k].get("issue")))
            and same_specialisation(mine[k].get("specialisation"), e.get("specialisation"))}
