@@ -17,7 +17,7 @@ from .algorithms import AlgorithmSpec, register
 from .algorithms_builtin import (_INTERPRETER, _c, _defaults, _flash2_bwd_compulsory, _flash2_bwd_contract,
                                  _flash2_bwd_sram, _flash2_fwd_compulsory, _flash2_fwd_contract, _flash2_fwd_sram,
                                  _launch, _lse_bytes, _sizes, _sums)
-from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule
+from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError
 
 _TWO_BYTE = ("fp16", "bf16")
 #: bytes of the TMA descriptors one hopper_fwd CTA builds in device scratch (Q, K, V, O; 128 bytes each)
@@ -297,15 +297,51 @@ def ws_stat_pad(p: AttentionProblem) -> int:
     return -p.seq_q % 4
 
 
+#: TMA (cp.async.bulk.tensor) writes only to 128-byte aligned shared memory (PTX ISA; a violation is the sticky CUDA
+#: error "misaligned address", which ends the process's CUDA context)
+TMA_SMEM_ALIGN_BYTES = 128
+
+
+def ws_stats_multibuffered(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether Triton 3.6 may give the dK/dV pass's lse and delta tiles (block_m x 4 bytes each, loaded by TMA every
+    step) two or more shared buffers back to back: with num_stages >= 3 (software pipelining: num_stages - 1
+    buffers) or in the warp-specialised loop (2 buffers at block_n 64 and 128; one at block_n 32, which the rule
+    still counts, to keep it one line).  One buffer (num_stages 1, or 2 without warp specialisation) is placed
+    128-byte aligned.  Seen in sm_90a compiles on the CPU and on the H100 (notes/hopper.md "Session 7";
+    benchmarks/results/hopper-sm90a-2026-11-26-ws-bwd-stat-buffers.json)."""
+    return s.num_stages >= 3 or warp_specialised(p, s)
+
+
+def check_ws_bwd(p: AttentionProblem, s: Schedule) -> None:
+    """hopper_ws bwd's schedule rule (the registry's one home of it; its launches and SRAM formula call it, so
+    kernel_launches, check_fits, memsim.simulate and the launcher all refuse first): buffer i of a multi-buffered
+    lse / delta tile starts i x block_m x 4 bytes in, so each must be a multiple of TMA's 128-byte alignment --
+    block_m >= 32.  16-row tiles faulted with "misaligned address" on the H100 (random set N, case
+    r26112612_002, 16x64 w4 s3; benchmarks/results/hopper-h100-2026-11-26-ws-bwd-misaligned.json)."""
+    tile = s.block_m * STAT_BYTES
+    if tile % TMA_SMEM_ALIGN_BYTES and ws_stats_multibuffered(p, s):
+        why = (f"num_stages={s.num_stages} gives them {s.num_stages - 1} buffers" if s.num_stages >= 3 else
+               "the warp-specialised loop (num_warps=4, num_stages=2, fp16/bf16) may give them 2 buffers")
+        raise ScheduleError(
+            f"hopper_ws bwd with block_m={s.block_m}, num_warps={s.num_warps}, num_stages={s.num_stages}, "
+            f"{p.dtype}: its dK/dV pass loads lse and delta rows by TMA into shared tiles of block_m x 4 = {tile} "
+            f"bytes, and {why} back to back, but TMA writes only to {TMA_SMEM_ALIGN_BYTES}-byte aligned shared "
+            f"memory (the GPU faults: 'misaligned address'). Allowed: block_m >= "
+            f"{TMA_SMEM_ALIGN_BYTES // STAT_BYTES}; or block_m={s.block_m} with num_stages=1, or with num_stages=2 "
+            f"and no warp specialisation (num_warps != 4, or fp32): one buffer each")
+
+
 def _ws_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """The dK/dV pass: flash2's (K_j, V_j resident, stages x (Q_i + dO_i + lse + delta)) plus one cols x rows tile
     (P^T / dS^T on its way to the tensor cores as a shared-memory operand): the sm_90a compile of d=128 64x128 w4 s2
     (run5 compiled facts, benchmarks/results/hopper-h100-2026-11-26-run5.compiled_facts.json): 148 928 B = this +
-    448 B of mbarriers.  The dQ pass (half the K/V rows) needs less."""
+    448 B of mbarriers.  The dQ pass (half the K/V rows) needs less.  Refuses what `check_ws_bwd` refuses."""
+    check_ws_bwd(p, s)
     return _flash2_bwd_sram(p, s) + s.block_m * s.block_n * p.element_bytes
 
 
 def _ws_bwd_launches(p: AttentionProblem, s: Schedule):
+    check_ws_bwd(p, s)
     return _q_kv_q_launches(p, s, _ws_bwd_sram(p, s), ("flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"))
 
 
@@ -347,6 +383,9 @@ hopper_ws, bwd -- three launches (deterministic, no atomics):
     blocks of block_n / 2 rows (at least 16): flash2_bwd_dq's bytes at those tiles.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each; when seq_q % 4 != 0
     padded copies of both (row stride a multiple of 16 bytes for TMA).
+    Refused: block_m * 4 bytes not a multiple of 128 (block_m=16) when lse/delta
+    are multi-buffered (num_stages >= 3, or warp-specialised): TMA's shared
+    destinations must be 128-byte aligned (`check_ws_bwd`).
     SRAM: the dK/dV pass: K_j, V_j resident, stages x (Q_i + dO_i + lse + delta),
     one cols x rows P^T / dS^T tile.""")
 

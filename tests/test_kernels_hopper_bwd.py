@@ -235,3 +235,93 @@ def test_hopper_bwd_ws_refusal_on_gpu(monkeypatch):
         hb.loop_ws(p, fake, fake)
     monkeypatch.setattr(hb, "WS_ON_GPU", True)
     assert hb.loop_ws(p, fake, fake)
+
+
+# --- hopper_ws bwd's TMA alignment rule (session 7: random set N's case r26112612_002, 16x64 w4 s3, faulted with
+# "misaligned address" on the H100; benchmarks/results/hopper-h100-2026-11-26-ws-bwd-misaligned.json)
+#: (dtype, block_m, block_n, num_warps, num_stages) -> refused?  16-row lse/delta tiles are 64 bytes; refused where
+#: Triton 3.6 multi-buffers them (num_stages >= 3, or the warp-specialised loop: w4 s2 in a 2-byte dtype)
+WS_ALIGN = [
+    ("fp16", 16, 64, 4, 3, True),    # set N's case
+    ("bf16", 16, 64, 8, 4, True),
+    ("fp32", 16, 64, 4, 3, True),    # fp32 runs the same TMA loads, software-pipelined
+    ("fp16", 16, 128, 4, 2, True),   # warp-specialised: 2 buffers
+    ("bf16", 16, 32, 4, 2, True),
+    ("fp16", 16, 64, 4, 1, False),   # one buffer, 128-byte aligned
+    ("fp16", 16, 64, 8, 2, False),   # not warp-specialised: one buffer
+    ("fp32", 16, 64, 4, 2, False),   # fp32 is never warp-specialised
+    ("fp16", 32, 64, 4, 3, False),   # 128-byte tiles: every buffer aligned
+    ("bf16", 32, 128, 4, 2, False),
+    ("fp16", 64, 128, 4, 2, False),  # the measured default
+]
+
+
+@pytest.mark.parametrize("dtype, bm, bn, w, st, refused", WS_ALIGN,
+                         ids=[f"{t[0]}-{t[1]}x{t[2]}w{t[3]}s{t[4]}-{'refused' if t[5] else 'ok'}" for t in WS_ALIGN])
+def test_hopper_ws_bwd_refuses_misaligned_stat_tiles(dtype, bm, bn, w, st, refused):
+    """The registry refuses (kernel_launches, check_fits and the SRAM formula: one rule, `check_ws_bwd`) exactly the
+    hopper_ws bwd schedules whose multi-buffered 16-row lse/delta TMA tiles break TMA's 128-byte alignment, with a
+    ValueError that says why and what is allowed; the launcher refuses before launching anything."""
+    from memsim.schedule import AttentionProblem, ScheduleError, check_fits, kernel_launches, sram_bytes_per_cta
+    p = AttentionProblem(2, 26, 2, 256, 256, 64, dtype)
+    s = Schedule("hopper_ws", "bwd", bm, bn, w, st, "heads_fastest")
+    calls = (lambda: kernel_launches(p, s), lambda: sram_bytes_per_cta(p, s), lambda: check_fits(p, s, 10 ** 9))
+    if not refused:
+        assert [L.name for L in kernel_launches(p, s)] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws",
+                                                           "flash2_bwd_dq"], "an allowed schedule must launch"
+        for c in calls:
+            c()
+        return
+    for c in calls:
+        with pytest.raises(ScheduleError) as e:
+            c()
+        msg = str(e.value)
+        assert isinstance(e.value, ValueError)
+        for part in (f"block_m={bm}", "128-byte aligned", "misaligned address", "Allowed: block_m >= 32",
+                     "num_stages=1"):
+            assert part in msg, f"the refusal should say {part!r}: {msg}"
+    from kernels.registry import launcher_for
+    q, k = torch.zeros(2, 26, 256, 64), torch.zeros(2, 2, 256, 64)
+    with pytest.raises(ScheduleError, match="Allowed: block_m >= 32"):  # the launcher's first step: no launch
+        launcher_for("hopper_ws", "bwd").run(p, s, q, k, k, q, q, {"lse": torch.zeros(2, 26, 256)})
+
+
+def test_sampler_rejects_what_the_registry_refuses():
+    """verification.sampling draws no schedule the registry refuses: seed 26112612 (set N) drew the faulting
+    hopper_ws bwd at index 2 before the rule; now that draw is rejected ("refused by the registry") and every case
+    launches.  (The draw of that seed changed from case 002 on: notes/hopper.md, Session 7.)"""
+    from memsim.schedule import kernel_launches
+    from verification.sampling import draw
+    rs = draw(16, 26112612)
+    assert rs.rejected.get("refused by the registry", 0) >= 1, rs.rejected
+    assert not any(c.name.startswith("r26112612_002_hopper_ws_bwd") for c in rs.cases)
+    for c in rs.cases:
+        kernel_launches(c.problem, c.schedule)  # raises for a refused schedule
+
+
+#: hopper_ws bwd schedules at set N's crashing shape (d=256, GQA 13) that the registry allows: exact on the card
+D256_ALLOWED = [(32, 64, 4, 3), (16, 64, 4, 1), (16, 64, 8, 2), (32, 64, 8, 2), (64, 64, 4, 2)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="d=256 tiles on the GPU (the interpreter: d <= 64 above)")
+@pytest.mark.parametrize("dtype, causal", [("fp16", False), ("bf16", True)], ids=["fp16-full", "bf16-causal"])
+@pytest.mark.parametrize("tiles", D256_ALLOWED, ids=lambda t: "{}x{}w{}s{}".format(*t))
+def test_hopper_ws_bwd_d256_gpu(tiles, dtype, causal):
+    """Set N's case r26112612_002 (B=2, Hq=26, Hkv=2, N=256, d=256, heads_fastest) with the neighbouring schedules the
+    registry allows -- 32-row tiles at the case's 3 stages, 16-row tiles with one stat buffer, the warp-specialised
+    64x64 -- meets the rule on the card."""
+    bm, bn, w, st = tiles
+    _run((2, 26, 2, 256, 256, 256), dtype, "cuda", causal=causal, blocks=(bm, bn), warps=w, stages=st,
+         grid_order="heads_fastest", alg="hopper_ws")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the refusal keeps the CUDA context healthy")
+def test_hopper_ws_bwd_refused_schedule_leaves_the_gpu_usable():
+    """Set N's exact case now raises a clear ValueError before any launch, and the process's GPU still works."""
+    from memsim.schedule import ScheduleError
+    with pytest.raises(ScheduleError, match="misaligned"):
+        _run((2, 26, 2, 256, 256, 256), "fp16", "cuda", blocks=(16, 64), warps=4, stages=3,
+             grid_order="heads_fastest", alg="hopper_ws")
+    torch.cuda.synchronize()
+    _run((2, 26, 2, 256, 256, 256), "fp16", "cuda", blocks=(32, 64), warps=4, stages=3, grid_order="heads_fastest",
+         alg="hopper_ws")

@@ -5,7 +5,7 @@ import pytest
 from memsim import analytic
 from memsim.algorithms import registered, spec_for
 from memsim.hardware import load_hardware
-from memsim.schedule import AttentionProblem, Schedule
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 from memsim.sim import simulate
 
 HW = load_hardware("h100-sxm")
@@ -33,6 +33,10 @@ def test_simulated_equals_closed_form(alg, phase, prob, bm, bn):
     B, Hq, Hkv, Nq, Nk, d, dt, causal, align = prob
     p = AttentionProblem(B, Hq, Hkv, Nq, Nk, d, dt, causal, causal_align=align)
     s = Schedule(alg, phase, bm, bn)
+    try:
+        kernel_launches(p, s)
+    except ScheduleError:  # refused by its entry's own rule (hopper_ws bwd's 16-row WS tiles): the same tiles, 1 stage
+        s = Schedule(alg, phase, bm, bn, num_stages=1)
     cf = analytic.launch_counts(p, s)
     l1 = analytic.l1_reread_bytes(p, s)
     assert list(l1) == list(cf) and (alg == "flash1" or not any(l1.values()))

@@ -11,6 +11,10 @@ grouping (MHA, GQA, MQA), causal or not and its alignment (top_left, bottom_righ
 schedule (block_m, block_n in 16..128, 1..8 warps, 1..4 stages, both grid orders; for naive the
 S/P dtype).  A draw is rejected, and drawn again from the same stream, when:
 
+* the registry refuses the schedule (`memsim.schedule.kernel_launches` raises: an algorithm's own rule, e.g.
+  hopper_ws bwd's 128-byte TMA alignment of its 16-row lse/delta tiles, added 2026-11-26 -- notes/hopper.md
+  "Session 7" names the commit; a draw that met such a schedule differs from before it, e.g. seed 26112612 from
+  its case 002 on);
 * its tiles do not fit the card's shared memory (`memsim.schedule.check_fits`) or the kernels'
   tensor-core shape rules, or it would hold more than 256 score values (a tile) or 512 row values (the naive
   row kernels) per thread (they then compile for many minutes) (`kernel_constraints`);
@@ -34,7 +38,7 @@ import random
 from dataclasses import dataclass
 
 from memsim.schedule import (DTYPE_BYTES, KERNEL_HEAD_DIMS, AttentionProblem, Schedule, ScheduleError,
-                             check_fits, naive_rows_per_step)
+                             check_fits, kernel_launches, naive_rows_per_step)
 
 from .suite import DEFAULT_HW, Case
 
@@ -192,6 +196,11 @@ def draw(n: int, seed: int, *, hardware: str = DEFAULT_HW, set_name: str | None 
             p, s = _draw_one(rng, keys, hw)
         except ScheduleError:
             reject("invalid")
+            continue
+        try:
+            kernel_launches(p, s)  # the registry's own schedule rules (hopper_ws bwd: TMA alignment of 16-row tiles)
+        except ScheduleError:
+            reject("refused by the registry")
             continue
         try:
             check_fits(p, s, hw.smem_per_block_bytes, hw.name)
