@@ -69,12 +69,42 @@ def run_runner(cmd, out_file, *, env=None, timeout_s=None, echo=_progress, what=
     return read_jsonl(out_file)
 
 
+#: what a case the runner stopped in gets: a CUDA fault (a misaligned address, an illegal access) surfaces at the next
+#: synchronize, outside the runner's per-case `try`, and ends the process
+STOPPED_IN = "the program stopped during this case (a CUDA fault ends the runner; the later cases ran in a new one)"
+
+
+def _stopped_in(specs, have) -> tuple[str | None, list]:
+    """(the case the runner stopped in, the cases after it) when it stopped before the end: the runner goes through
+    `specs` in order, so the first case without a result is the one it was running."""
+    names = [s["name"] for s in specs]
+    missing = [k for k, n in enumerate(names) if n not in have]
+    if not missing:
+        return None, []
+    return names[missing[0]], [s for s in specs[missing[0] + 1:] if s["name"] not in have]
+
+
 def timing_pass(specs, workdir, *, timeout_s=None, env=None, echo=_progress) -> dict[str, dict]:
-    spec_file = Path(workdir) / "specs.json"
-    spec_file.write_text(json.dumps(specs))
-    out = Path(workdir) / "timing.jsonl"
-    lines = run_runner(_runner_cmd(spec_file, "time", out), out, env=env, timeout_s=timeout_s, echo=echo)
-    return {r["case"]: r for r in lines}
+    """{case: runner line}; a case the runner stopped in gets {"ok": False, "error": STOPPED_IN} and the cases after
+    it are timed again in a new process (in a sub-folder `resume<k>`)."""
+    out: dict[str, dict] = {}
+    todo, k, wd = list(specs), 0, Path(workdir)
+    while todo:
+        spec_file = wd / "specs.json"
+        spec_file.write_text(json.dumps(todo))
+        res = wd / "timing.jsonl"
+        lines = run_runner(_runner_cmd(spec_file, "time", res), res, env=env, timeout_s=timeout_s, echo=echo)
+        out.update({r["case"]: r for r in lines})
+        crashed, todo = _stopped_in(todo, out)
+        if crashed is None:
+            break
+        out[crashed] = {"case": crashed, "ok": False, "error": STOPPED_IN}
+        if todo:
+            k += 1
+            wd = Path(workdir) / f"resume{k}"
+            wd.mkdir(exist_ok=True)
+            echo(f"timing: the runner stopped in {crashed}; {len(todo)} later case(s) in a new process")
+    return out
 
 
 #: where ncu_pass(report=True) leaves ncu's own report in its work folder
@@ -336,6 +366,30 @@ def measure_cases(cases, data_dir, *, command: str, archive_old=False, per_case=
                     give_up(group, f"ncu: {e}", last)
                     continue
                 logs.append(text)
+                # a CUDA fault ends the runner at the case it hits: that case failed, the later ones run again
+                crashed, rest = _stopped_in(group, {**by_case, **done})
+                k_ = 0
+                while crashed is not None:
+                    done[crashed] = {"case": crashed, "ok": False, "error": STOPPED_IN}
+                    if not rest:
+                        break
+                    k_ += 1
+                    rwd = gwd / f"resume{k_}"
+                    rwd.mkdir()
+                    echo(f"ncu: the runner stopped in {crashed}; {len(rest)} later case(s) in a new process")
+                    left_s = None if ncu_timeout_s is None else ncu_timeout_s - (time.time() - t_ncu)
+                    if left_s is not None and left_s <= 0:
+                        break
+                    try:
+                        b2, d2, t2 = ncu_pass(rest, rwd, metrics=metrics, timeout_s=left_s, env=env, echo=echo,
+                                              options=options, report=keep_report, report_reader=report_reader)
+                    except N.NcuError as e:
+                        logs.append(f"NcuError (resumed after {crashed}): {e}")
+                        break
+                    by_case.update(b2)
+                    done.update(d2)
+                    logs.append(t2)
+                    crashed, rest = _stopped_in(rest, {**by_case, **done})
                 keep(gwd, r, gi, group, by_case)
                 for s in group:
                     n = s["name"]
