@@ -24,6 +24,10 @@ def _each_case_predicted_once():
 
     def once(problem, schedule, hardware="h100-sxm", **kw):
         key = (problem, schedule, hardware, tuple(sorted(kw.items())))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable argument (a Hardware object, say): not memoised
+            return real(problem, schedule, hardware, **kw)
         if key not in memo:
             memo[key] = real(problem, schedule, hardware, **kw)
         return copy.deepcopy(memo[key])
