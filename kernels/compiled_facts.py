@@ -296,7 +296,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                 facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
                                     shared=e["shared_bytes"], known=old if same_loop else None,
                                     launched_warps=launched)
-                pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched}
+                pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched, "issue_stale": None}
                 break
             else:
                 raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
@@ -345,7 +345,8 @@ def _locked_merge(arch: str, new: dict, *, command: str, replace: bool = False) 
 
 
 def _locked_update(arch: str, updates: dict, *, command: str) -> None:
-    """{key: {field: value}}: set those fields of existing entries, under the table's lock (atomic write)."""
+    """{key: {field: value}}: set those fields of existing entries (None: remove the field), under the table's lock
+    (atomic write)."""
     import fcntl
 
     from memsim.io import write_json
@@ -354,7 +355,12 @@ def _locked_update(arch: str, updates: dict, *, command: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         table = json.loads(path.read_text())
         for key_, fields_ in updates.items():
-            table["entries"][key_].update(fields_)
+            e = table["entries"][key_]
+            for f_, v_ in fields_.items():  # None removes the field (a cleared `issue_stale`)
+                if v_ is None:
+                    e.pop(f_, None)
+                else:
+                    e[f_] = v_
         table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         table["command"] = command
         write_json(path, table, overwrite=True)
@@ -445,6 +451,8 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
         return (e.get("issue") or {}).get("profile", 0)
     new = {k: e for k, e in other.items() if k not in mine}
     upd = {k: {"issue": e["issue"], "loop": e.get("loop"),
+               # figures of today's profile clear a "why this entry is stale" note; older ones keep the other's
+               "issue_stale": e.get("issue_stale") if prof(e) < PROFILE_VERSION else None,
                **({"launched_warps": e["launched_warps"]} if e.get("launched_warps") else {})}
            for k, e in other.items()
            if k in mine and e.get("issue") and prof(e) <= PROFILE_VERSION

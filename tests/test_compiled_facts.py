@@ -190,3 +190,24 @@ def test_merge_from_refuses_a_file_that_is_not_a_table(tmp_table):
     bad.write_text("[1, 2]")
     with pytest.raises(CompiledFactsError, match="not a compiled-facts table"):
         merge_from("sm90", bad)
+
+
+@pytest.mark.parametrize("other_profile, kept", [("today", False), ("older", True)])
+def test_merge_from_clears_the_stale_note_only_with_todays_profile(tmp_table, other_profile, kept):
+    """An entry marked `issue_stale` (why it could not be replayed) loses the note when the other copy brings figures
+    of today's profile; figures of an older profile keep the other copy's note."""
+    from kernels.compiled_facts import merge_from
+    from kernels.sass import PROFILE_VERSION
+    path = tmp_table / "sm90.json"
+    mine = json.loads(path.read_text())
+    mine["entries"]["old"]["issue_stale"] = "not replayed: test"
+    path.write_text(json.dumps(mine))
+    prof = PROFILE_VERSION if other_profile == "today" else 7
+    theirs = _entry(prof, tile=9.0)
+    if kept:
+        theirs["issue_stale"] = "still not replayed: test"
+    src = tmp_table / "other.json"
+    src.write_text(json.dumps({"entries": {"old": theirs}}))
+    merge_from("sm90", src, command="test")
+    got = json.loads(path.read_text())["entries"]["old"]
+    assert ("issue_stale" in got) is kept, got
