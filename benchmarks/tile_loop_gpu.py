@@ -367,14 +367,20 @@ def analyse(run_path: str, hw_name: str = "h100-sxm") -> int:
 CALIBRATION = os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json")
 
 
+def _load_run(run_path: str, flag: str) -> dict:
+    """A tile_loop run file (a clear exit naming `flag` when it is another kind of file)."""
+    run = json.load(open(run_path, encoding="utf-8"))
+    if run.get("format") != "tile_loop/1":
+        raise SystemExit(f"{flag}: {run_path} is not a tile_loop run (format {run.get('format')!r})")
+    return run
+
+
 def merge(run_path: str, into: str, *, replace: bool = False) -> int:
     """Add a run's launches to calibration file `into` as the ``tile_loop`` fact (atomically; an existing fact is
     kept unless `replace`): per launch of a variant's own kernel, its time, SM clock and whether it issues
     tensor-core instructions (our fp16/bf16 dots are HMMA / HGMMA; fp32 ones, IEEE precision, are FFMA).
     memsim.calibration reads the tensor clock from it (`Calibration.mma_sm_clock_Hz`)."""
-    run = json.load(open(run_path, encoding="utf-8"))
-    if run.get("format") != "tile_loop/1":
-        raise SystemExit(f"--merge: {run_path} is not a tile_loop run (format {run.get('format')!r})")
+    run = _load_run(run_path, "--merge")
     pts = []
     for p in _own_launches(run["points"]):
         m = p["metrics"]
@@ -401,9 +407,7 @@ def merge_dot_clock(run_path: str, into: str, *, replace: bool = False) -> int:
     clock ncu measured while each dot chain behind the replay's tensor figures ran.  memsim.issue_fit reads the
     tensor pipes' FLOPs per cycle at that clock (the chains' FLOP/s / their own clock), not at the calibrate
     plan's."""
-    run = json.load(open(run_path, encoding="utf-8"))
-    if run.get("format") != "tile_loop/1":
-        raise SystemExit(f"--merge-dot-clock: {run_path} is not a tile_loop run (format {run.get('format')!r})")
+    run = _load_run(run_path, "--merge-dot-clock")
     pts = [{k: p[k] for k in ("dot", "repeat", "n_iter", "ctas", "time_s", "sm_clock_Hz", "flops_per_s") if k in p}
            for p in run["points"] if p.get("kind") == "dot_clock" and p.get("sm_clock_Hz")]
     if not pts:

@@ -253,25 +253,6 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
     keys = keys[i::k]
     failed = 0
     pending: dict = {}
-    # profile 8 -> 9 moved only the tensor pipes' rates (they time HMMA / HGMMA alone) and the reading of
-    # warp-specialised / mbarrier-stub SASS (our TMA kernels, hopper*): an entry of a kernel with neither keeps its
-    # figures, re-stamped without compiling (kernels.sass.issue_profile's own reuse would copy them after a compile;
-    # checked on the first 18 such entries refreshed the long way: identical)
-    from kernels.sass import _without_tensor
-    retag = {}
-    for key_ in keys:
-        old = table[key_].get("issue") or {}
-        if (old.get("profile") == 8 and old.get("mma_instructions") == 0 and want is not None
-                and not table[key_]["launch"].startswith("hopper")
-                and _without_tensor(old.get("latencies")) == _without_tensor(want)):
-            retag[key_] = {"issue": dict(old, latencies=want, profile=9)}
-    if retag:
-        _locked_update(arch, retag, command=command)
-        print(f"{len(retag)} entries without tensor-core instructions re-stamped (figures unchanged)", file=sys.stderr,
-              flush=True)
-        table.update({k_: dict(table[k_], **v) for k_, v in retag.items()})
-        if PROFILE_VERSION == 9:  # later profiles still compile them (kernels.sass.issue_profile reuses what it can)
-            keys = [k_ for k_ in keys if k_ not in retag]
     for j, key_ in enumerate(keys, 1):
         e = table[key_]
         t0 = time.time()

@@ -254,18 +254,18 @@ def instructions(sass: str):
     return out, loops
 
 
-def _decode(sass: str):
-    """`instructions`' (Instrs, loops) and the `USETMAXREG` marks [(instruction index, "alloc" | "dealloc",
-    registers)] of a warp-specialised kernel."""
-    from memsim.warp_issue import Instr
+def scan(sass: str) -> tuple[dict, list]:
+    """Walk `disassemble`'s text (``-hex``): ({label: index of the instruction after it}, [(line, `_INSTR` match,
+    control bits = the second 64-bit word >> 41)] in program order).  `instructions` and `kernels.smem_banks`
+    read the same walk, so their instruction indices agree."""
     lines = sass.splitlines()
-    out, labels, branches, exits, marks = [], {}, [], [], []
+    labels, found = {}, []
     i = 0
     while i < len(lines):
         ln = lines[i]
         m = _LABEL.match(ln)
         if m:
-            labels[m.group(1)] = len(out)
+            labels[m.group(1)] = len(found)
             i += 1
             continue
         m = _INSTR.match(ln)
@@ -275,19 +275,36 @@ def _decode(sass: str):
         c = _CTRL_WORD.match(lines[i + 1])
         if not c:
             raise SassError("instructions() needs nvdisasm -hex output (the control word under each instruction)")
-        ctrl = int(c.group(1), 16) >> 41
+        found.append((ln, m, int(c.group(1), 16) >> 41))
+        i += 2
+    return labels, found
+
+
+def loops_of(labels: dict, found: list) -> list:
+    """[(label, first, last index of the loop body)]: every backward branch of `scan`'s walk that closes a loop (a
+    stub's return after the last EXIT does not, `_stub_branch`), in program order of the branches."""
+    exits = [k for k, (ln, m, _) in enumerate(found) if m.group(2) == "EXIT" and not _PREDICATED.match(ln)]
+    out = []
+    for at, (_, m, _) in enumerate(found):
+        t = _TARGET.search(m.group(4) or "") if m.group(2) == "BRA" else None
+        if t and t.group(1) in labels and labels[t.group(1)] <= at and not _stub_branch(at, labels[t.group(1)], exits):
+            out.append((t.group(1), labels[t.group(1)], at))
+    return out
+
+
+def _decode(sass: str):
+    """`instructions`' (Instrs, loops) and the `USETMAXREG` marks [(instruction index, "alloc" | "dealloc",
+    registers)] of a warp-specialised kernel."""
+    from memsim.warp_issue import Instr
+    labels, found = scan(sass)
+    out, marks = [], []
+    for ln, m, ctrl in found:
         op, mods, rest = m.group(2), m.group(3) or "", m.group(4) or ""
         dep = None
         if op == "DEPBAR":
             d = _DEPBAR.search(rest)
             if d:
                 dep = (int(d.group(1)), int(d.group(2), 0))
-        if op == "BRA":
-            t = _TARGET.search(rest)
-            if t:
-                branches.append((len(out), t.group(1)))
-        elif op == "EXIT" and not _PREDICATED.match(ln):
-            exits.append(len(out))
         elif op == "USETMAXREG":
             r = _SETMAXREG.search(ln)
             if r:
@@ -296,10 +313,7 @@ def _decode(sass: str):
                          wait_mask=(ctrl >> 11) & 63, smem_bytes=_smem_bytes(op, mods), mma_flops=_mma_flops(op, mods + rest),
                          depbar=dep, barrier=(op == "BAR" and ".SYNC" in mods),
                          wgmma_wait=(op == "WARPGROUP" and "DEPBAR" in mods)))
-        i += 2
-    loops = [(t, labels[t], at) for at, t in branches
-             if t in labels and labels[t] <= at and not _stub_branch(at, labels[t], exits)]
-    return out, loops, marks
+    return out, loops_of(labels, found), marks
 
 
 @dataclass(frozen=True)

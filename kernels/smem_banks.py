@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.sass import _CTRL_WORD, _INSTR, _LABEL, _TARGET
+from kernels.sass import loops_of, scan
 
 MASK32 = 0xFFFFFFFF
 EXACT, UNIFORM, VARYING = 0, 1, 2
@@ -145,35 +145,13 @@ def _split_operands(rest: str) -> list[str]:
 def decode(sass: str) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
     """([_Ins] in the order of `kernels.sass.instructions`, [(label, first, last index of the loop body)]: the loops
     `kernels.sass.instructions` finds)."""
-    lines = sass.splitlines()
-    out, labels, branches, exits = [], {}, [], []
-    i = 0
-    while i < len(lines):
-        ln = lines[i]
-        m = _LABEL.match(ln)
-        if m:
-            labels[m.group(1)] = len(out)
-            i += 1
-            continue
-        m = _INSTR.match(ln)
-        if not m or i + 1 >= len(lines) or not _CTRL_WORD.match(lines[i + 1]):
-            i += 1
-            continue
+    labels, found = scan(sass)
+    out = []
+    for ln, m, _ in found:
         g = _GUARD.match(ln)
-        op, mods, rest = m.group(2), m.group(3) or "", m.group(4) or ""
-        if op == "EXIT" and not g:
-            exits.append(len(out))
-        if op == "BRA":
-            t = _TARGET.search(rest)
-            if t:
-                branches.append((len(out), t.group(1)))
-        out.append(_Ins(op, mods, g.group(1) if g else None, _split_operands(rest), ln.split("*/", 1)[1].split(";")[0].strip()))
-        i += 2
-    # a branch after the last unconditional EXIT back to code before it is the return of an out-of-line stub
-    # (an mbarrier try-wait retry, a slow path), not a loop (as kernels.sass reads it)
-    loops = [(t, labels[t], at) for at, t in branches if t in labels and labels[t] <= at
-             and not (exits and labels[t] <= exits[-1] < at)]
-    return out, loops
+        out.append(_Ins(m.group(2), m.group(3) or "", g.group(1) if g else None, _split_operands(m.group(4) or ""),
+                        ln.split("*/", 1)[1].split(";")[0].strip()))
+    return out, loops_of(labels, found)
 
 
 # ------------------------------------------------------------------------------------------------ emulation
