@@ -1,8 +1,11 @@
-"""Compile the Gluon forward experiment (kernels.hopper._hopper_fwd_gluon) for sm_90a on the CPU -- no GPU: Triton's
-own binder specialises the arguments as a launch would, `triton.compile` runs the Gluon pipeline and ptxas; prints
-registers, spills, shared memory, warps and the SASS counts that show the pipelining (HGMMA, wgmma waits).
+"""Compile a Gluon forward for sm_90a on the CPU -- no GPU: Triton's own binder specialises the arguments as a launch
+would, `triton.compile` runs the Gluon pipeline and ptxas; prints registers, spills, shared memory, warps and the SASS
+counts that show the pipelining (HGMMA, wgmma waits) and, for the warp-specialised one, the register budgets
+(USETMAXREG).  --kernel session5: the session-5 experiment (kernels.hopper._hopper_fwd_gluon); fa3: the registry's
+hopper_fa3 launch (kernels.hopper_gluon._hopper_fa3_fwd, host TMA descriptors, producer + two ping-pong consumers).
 
-    python benchmarks/hopper_gluon_compile.py [--d 128,64] [--causal both] [--dtype bf16] [--block-n 128]
+    python benchmarks/hopper_gluon_compile.py [--kernel fa3] [--d 128,64] [--causal both] [--dtype bf16]
+        [--block-n 128] [--stages 2] [--sass FILE]
 
 Exit status 1 when a configuration does not compile (the error is printed).
 """
@@ -18,7 +21,8 @@ if __name__ == "__main__":
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096) -> dict:
+def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
+                stages: int = 2, sass_out: str | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -35,18 +39,30 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096) -
     o = torch.empty_like(q)
     lse = torch.empty(B, H, n, dtype=torch.float32)
     st = tuple(q.stride()[:3])
-    args = (q, q, q, o, lse, st, st, st, st, H, n, n, 0.125, 0)
-    kw = dict(GROUP=1, HEAD_DIM=d, BLOCK_M=128, BLOCK_N=block_n, CAUSAL=causal, MASK_COLS=False, num_warps=8)
+    if kernel == "fa3":
+        from kernels import hopper_gluon as kg
+        from memsim.schedule import AttentionProblem, Schedule
+        p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
+        s = Schedule("hopper", "fwd", 128, block_n, 4, stages)
+        args, kw = kg.fa3_args(p, s, q, q, q, o, lse)
+        jf = kg._hopper_fa3_fwd
+    else:
+        args = (q, q, q, o, lse, st, st, st, st, H, n, n, 0.125, 0)
+        kw = dict(GROUP=1, HEAD_DIM=d, BLOCK_M=128, BLOCK_N=block_n, CAUSAL=causal, MASK_COLS=False, num_warps=8)
+        jf = kh._hopper_fwd_gluon
     target = GPUTarget("cuda", 90, 32)
-    jf = kh._hopper_fwd_gluon
     backend = make_backend(target)
     binder = create_function_from_signature(jf.signature, jf.params, backend)
     bound_args, specialization, options = binder(*args, **kw)
     options, signature, constexprs, attrs = jf._pack_args(backend, kw, bound_args, specialization, options)
     k = triton.compile(GluonASTSource(jf, signature, constexprs, attrs), target=target, options=options.__dict__)
     sass = disassemble(k.asm["cubin"])
+    if sass_out:
+        with open(sass_out, "w") as f:
+            f.write(sass)
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
-    return {"d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "regs": rep["regs_per_thread"],
+    return {"kernel": kernel, "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+            "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
             "HGMMA": len(re.findall(r"\bHGMMA\b", sass)), "WARPGROUP.DEPBAR": len(re.findall(r"WARPGROUP\.DEPBAR", sass)),
             "WARPGROUP.ARRIVE": len(re.findall(r"WARPGROUP\.ARRIVE", sass)), "MUFU.EX2": len(re.findall(r"MUFU\.EX2", sass))}
@@ -58,12 +74,16 @@ def main(argv=None) -> int:
     ap.add_argument("--causal", default="both", choices=("both", "yes", "no"))
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--block-n", type=int, default=128)
+    ap.add_argument("--kernel", default="session5", choices=("session5", "fa3"))
+    ap.add_argument("--stages", type=int, default=2, help="fa3: K/V stages")
+    ap.add_argument("--sass", default=None, help="write the (last) SASS here")
     a = ap.parse_args(argv)
     bad = 0
     for d in (int(x) for x in a.d.split(",")):
         for causal in {"both": (False, True), "yes": (True,), "no": (False,)}[a.causal]:
             try:
-                print(compile_one(d, causal, a.dtype, a.block_n), flush=True)
+                print(compile_one(d, causal, a.dtype, a.block_n, kernel=a.kernel, stages=a.stages, sass_out=a.sass),
+                      flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1
                 print(f"d={d} causal={causal}: {type(e).__name__}: {str(e)[:2000]}", flush=True)

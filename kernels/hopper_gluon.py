@@ -1,0 +1,319 @@
+"""hopper_fa3: a forward with FlashAttention-3's structure, written in Gluon (`triton.experimental.gluon`).
+
+One CTA per (Q block of BLOCK_M = 128 rows, batch*head_q), three partitions (`gl.warp_specialize`):
+  * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of Q_i (two 64-row
+    halves) and, per K/V block j, K_j and V_j into a ring of STAGES shared-memory stages, in FA3's order K_0, then
+    (K_j, V_{j-1}) for j = 1.., then V_last, each stage handed over on a "ready" mbarrier (expected bytes) and taken
+    back on an "empty" mbarrier both consumers arrive on (K_j as soon as S_j is done, V_j once P_j V_j is);
+  * two consumer warpgroups (workers, 4 warps and 240 registers each), one per 64-row half of the Q block, sharing
+    the K/V ring.  Each runs FA3's intra-warpgroup overlap: step j issues S_j = Q K_j^T and O += P_{j-1} V_{j-1} as
+    async wgmma, waits for S_j alone, runs the online softmax of S_j while P_{j-1} V_{j-1} runs, then waits for it
+    and rescales O;
+  * ping-pong between the consumers: a warpgroup issues its two wgmma of a step only on its turn (an mbarrier per
+    warpgroup; after issuing it hands the turn to the other), so the tensor cores run one group's matmuls while the
+    other group computes its softmax.
+Registers: setmaxnreg from the launch's maxnreg 168 x 12 warps -- 24 for the producer, 240 per consumer.
+Causal: K/V blocks no row of the tile sees are never loaded; each consumer splits its blocks into those its 64 rows
+see whole (no mask arithmetic) and the diagonal band (masked); block 0 is always computed masked (once per tile).
+Causal Q blocks run longest first, as hopper's.
+
+Descriptors: built on the host (`TensorDescriptor`, kernel parameters): no per-CTA descriptor set-up in device
+scratch, unlike hopper/hopper_ws.  They are 2-D over all rows [B*H*N, d], so the launcher needs contiguous q, k, v, o
+and lengths that BLOCK_M and BLOCK_N divide (no tile crosses a head); the registry entry
+(`memsim.algorithms_hopper.fa3_applies`) runs hopper's per-tile launch otherwise.
+
+Bytes: exactly flash2_fwd's per tile (Q_i once, K_j + V_j per visible block, O_i and lse_i written once).
+Numerics as hopper: raw scores, scale*log2(e) folded into one FMA with the running max, fp32 accumulation, lse in
+natural-log units, a row that sees no key gives O = 0 and lse = -inf.
+
+Gluon does not run in Triton's CPU interpreter: the sm_90a compile is checked on the CPU
+(`benchmarks/hopper_gluon_compile.py --kernel fa3`), the numbers only on a GPU (tests/test_kernels_hopper_gluon.py).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError
+
+from ._common import LOG2E
+from .registry import ForwardResult
+
+try:  # Triton >= 3.5 ships Gluon; an older Triton can still import the module (the launcher refuses)
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma
+    from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+except ImportError:  # pragma: no cover - older Triton
+    gluon = None
+
+#: rows of Q per consumer warpgroup (one wgmma M)
+HALF_M = 64
+#: registers per thread: consumers (setmaxnreg), producer, and the launch cap (12 warps x 168 <= 64K registers)
+CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
+
+if gluon is not None:
+    @gluon.jit
+    def _fa3_producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty,
+                      q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+        """TMA loads only: Q_i's two halves, then K_0, (K_j, V_{j-1}) for j >= 1, V_last.  A stage is reused once both
+        consumers arrived on its empty barrier (mbarriers start as if phase 1 had completed: the first STAGES waits
+        pass at once)."""
+        HALF: gl.constexpr = q_desc.block_type.shape[0]
+        for w in gl.static_range(2):
+            mbarrier.expect(q_bar.index(w), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [q_row + w * HALF, 0], q_bar.index(w), q_smem.index(w))
+        if n_blocks > 0:
+            mbarrier.expect(k_ready.index(0), k_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k_desc, [kv_row, 0], k_ready.index(0), k_smem.index(0))
+        for j in range(1, n_blocks):
+            st = j % STAGES
+            mbarrier.wait(k_empty.index(st), ((j // STAGES) & 1) ^ 1)
+            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k_desc, [kv_row + j * BLOCK_N, 0], k_ready.index(st), k_smem.index(st))
+            pst = (j - 1) % STAGES
+            mbarrier.wait(v_empty.index(pst), (((j - 1) // STAGES) & 1) ^ 1)
+            mbarrier.expect(v_ready.index(pst), v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v_desc, [kv_row + (j - 1) * BLOCK_N, 0], v_ready.index(pst),
+                                            v_smem.index(pst))
+        if n_blocks > 0:
+            lst = (n_blocks - 1) % STAGES
+            mbarrier.wait(v_empty.index(lst), (((n_blocks - 1) // STAGES) & 1) ^ 1)
+            mbarrier.expect(v_ready.index(lst), v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v_desc, [kv_row + (n_blocks - 1) * BLOCK_N, 0], v_ready.index(lst),
+                                            v_smem.index(lst))
+
+    @gluon.jit
+    def _fa3_softmax(s, m_i, l_i, qk_scale2, cols, rows, CAUSAL_OFFSET, MASKED: gl.constexpr):
+        """The online softmax of one block from raw scores s: (p, alpha, m, l), m in raw units, the exponent one FMA
+        (s * scale*log2e - m * scale*log2e).  MASKED: the causal mask (column c visible from row r when
+        c <= r + CAUSAL_OFFSET) and rows that may have seen nothing yet (m = -inf: exponents against 0, p = 0)."""
+        if MASKED:
+            s = gl.where(cols[None, :] <= rows[:, None] + CAUSAL_OFFSET, s, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(s, 1))
+        if MASKED:
+            m_sc = gl.where(m_new == float("-inf"), 0.0, m_new * qk_scale2)
+        else:
+            m_sc = m_new * qk_scale2
+        p = gl.exp2(s * qk_scale2 - m_sc[:, None])
+        alpha = gl.exp2(m_i * qk_scale2 - m_sc)
+        l_new = l_i * alpha + gl.sum(p, 1)
+        return p, alpha, m_new, l_new
+
+    @gluon.jit
+    def _fa3_step(j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                  my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero,
+                  BLOCK_N: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr, o_layout: gl.constexpr,
+                  p_layout: gl.constexpr):
+        """Step j >= 1 of one consumer warpgroup: on its turn, S_j = Q K_j^T and O += P_{j-1} V_{j-1} (async wgmma,
+        in that order), the turn handed over; the softmax of S_j while P_{j-1} V_{j-1} runs; O rescaled."""
+        st = j % STAGES
+        pst = (j - 1) % STAGES
+        mbarrier.wait(k_ready.index(st), (j // STAGES) & 1)
+        mbarrier.wait(my_turn, turn_ph)
+        s_tok = warpgroup_mma(q_h, k_smem.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        mbarrier.wait(v_ready.index(pst), ((j - 1) // STAGES) & 1)
+        o_tok = warpgroup_mma(p_op, v_smem.index(pst), acc, is_async=True)
+        mbarrier.arrive(other_turn, count=1)
+        s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+        mbarrier.arrive(k_empty.index(st), count=1)
+        p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, j * BLOCK_N + offs_n, rows, CAUSAL_OFFSET,
+                                          MASKED=MASKED)
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
+        mbarrier.arrive(v_empty.index(pst), count=1)
+        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+        p_op = gl.convert_layout(p.to(p_op.dtype), p_layout)
+        return acc, m_i, l_i, p_op, turn_ph ^ 1
+
+    @gluon.jit
+    def _fa3_consumer(o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
+                      q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, WG: gl.constexpr,
+                      HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr):
+        """Consumer warpgroup WG (0 or 1): rows start_m + WG*64 .. +63 of the Q block.  Resident: its Q half (shared
+        memory), O (64 x d fp32), m, l, P_{j-1} (registers).  Epilogue: O through the Q half's shared memory (free
+        once the last S is done) and TMA; lse by plain stores."""
+        HALF: gl.constexpr = q_smem.type.shape[1]
+        dtype: gl.constexpr = q_smem.dtype
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                           instr_shape=[16, BLOCK_N, 16])
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                           instr_shape=[16, HEAD_DIM, 16])
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        q_h = q_smem.index(WG)
+        my_turn = turn.index(WG)
+        other_turn = turn.index(1 - WG)
+        rows = start_m + WG * HALF + gl.arange(0, HALF, layout=gl.SliceLayout(1, s_layout))
+        offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        m_i = gl.full([HALF], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
+        l_i = gl.zeros([HALF], gl.float32, layout=gl.SliceLayout(1, s_layout))
+        acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
+        s_zero = gl.zeros([HALF, BLOCK_N], gl.float32, layout=s_layout)
+        p_op = gl.zeros([HALF, BLOCK_N], dtype, layout=p_layout)
+        # my k-th turn completes phase k of my barrier's count (warpgroup 0 starts: its first wait passes at once)
+        turn_ph = 1 - WG
+        # blocks [0, n_full) are seen whole by all 64 rows (causal); block 0 always runs masked
+        if CAUSAL:
+            n_full = gl.minimum(gl.maximum(start_m + WG * HALF + CAUSAL_OFFSET + 1, 0) // BLOCK_N, n_blocks)
+        else:
+            n_full = n_blocks
+        n_full = gl.maximum(n_full, 1)
+
+        mbarrier.wait(q_bar.index(WG), 0)
+        if n_blocks > 0:  # block 0: S_0 and its softmax; P_0 V_0 goes with S_1
+            mbarrier.wait(k_ready.index(0), 0)
+            mbarrier.wait(my_turn, turn_ph)
+            s_tok = warpgroup_mma(q_h, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            mbarrier.arrive(other_turn, count=1)
+            turn_ph = turn_ph ^ 1
+            s = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok,))
+            mbarrier.arrive(k_empty.index(0), count=1)
+            p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET, MASKED=CAUSAL)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+        for j in range(1, n_full):  # whole blocks: no mask arithmetic
+            acc, m_i, l_i, p_op, turn_ph = _fa3_step(
+                j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, my_turn,
+                other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N, STAGES=STAGES,
+                MASKED=False, o_layout=o_layout, p_layout=p_layout)
+        for j in range(n_full, n_blocks):  # the diagonal band (causal only: n_full = n_blocks otherwise)
+            acc, m_i, l_i, p_op, turn_ph = _fa3_step(
+                j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, my_turn,
+                other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N, STAGES=STAGES,
+                MASKED=True, o_layout=o_layout, p_layout=p_layout)
+        if n_blocks > 0:  # the last P V
+            lst = (n_blocks - 1) % STAGES
+            mbarrier.wait(v_ready.index(lst), ((n_blocks - 1) // STAGES) & 1)
+            o_tok = warpgroup_mma(p_op, v_smem.index(lst), acc, is_async=True)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
+            mbarrier.arrive(v_empty.index(lst), count=1)
+
+        # epilogue: a row that saw nothing: O = 0, lse = -inf
+        empty = l_i == 0.0
+        l_safe = gl.where(empty, 1.0, l_i)
+        o = acc / gl.convert_layout(l_safe, gl.SliceLayout(1, o_layout))[:, None]
+        lse = gl.where(empty, float("-inf"), (m_i * qk_scale2 + gl.log2(l_safe)) * 0.6931471805599453)
+        q_h.store(o.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(o_desc, [q_row + WG * HALF, 0], q_h)
+        gl.store(LSE + lse_row + rows, lse)
+        tma.store_wait(0)
+
+    @gluon.jit
+    def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+                        GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                        STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
+                        CONSUMER_REGS: gl.constexpr):
+        """The launch ``hopper_fa3_fwd``: grid (Q blocks, batch*head_q) or (batch*head_q, Q blocks) by
+        `Schedule.grid_order`; causal Q blocks longest first."""
+        dtype: gl.constexpr = q_desc.dtype
+        HALF: gl.constexpr = q_desc.block_type.shape[0]
+        gl.static_assert(BLOCK_M == 2 * HALF)
+        if Q_FASTEST:
+            pid_m = gl.program_id(0)
+            pid_bh = gl.program_id(1)
+        else:
+            pid_m = gl.program_id(1)
+            pid_bh = gl.program_id(0)
+        if CAUSAL:  # longest first: grid position p computes Q block Mb - 1 - p
+            pid_m = SEQ_Q // BLOCK_M - 1 - pid_m
+        start_m = pid_m * BLOCK_M
+        b = pid_bh // H
+        hkv = pid_bh % H // GROUP
+        q_row = pid_bh * SEQ_Q + start_m
+        kv_row = (b * (H // GROUP) + hkv) * SEQ_KV
+        if CAUSAL:
+            n_blocks = gl.cdiv(gl.minimum(gl.maximum(start_m + BLOCK_M + CAUSAL_OFFSET, 0), SEQ_KV), BLOCK_N)
+        else:
+            n_blocks = SEQ_KV // BLOCK_N
+        lse_row = pid_bh.to(gl.int64) * SEQ_Q
+
+        q_smem = gl.allocate_shared_memory(dtype, [2, HALF, HEAD_DIM], q_desc.layout)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+        q_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for w in gl.static_range(2):
+            mbarrier.init(q_bar.index(w), count=1)
+            mbarrier.init(turn.index(w), count=1)
+        for i in gl.static_range(STAGES):
+            mbarrier.init(k_ready.index(i), count=1)
+            mbarrier.init(v_ready.index(i), count=1)
+            mbarrier.init(k_empty.index(i), count=2)  # both consumer warpgroups release a stage
+            mbarrier.init(v_empty.index(i), count=2)
+
+        gl.warp_specialize([
+            (_fa3_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty,
+                             v_empty, q_row, kv_row, n_blocks, BLOCK_N, STAGES)),
+            (_fa3_consumer, (o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
+                             q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, 0, HEAD_DIM, BLOCK_N,
+                             STAGES, CAUSAL)),
+            (_fa3_consumer, (o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
+                             q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, 1, HEAD_DIM, BLOCK_N,
+                             STAGES, CAUSAL)),
+        ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+
+
+def fa3_descriptors(p: AttentionProblem, s: Schedule, q, k, v, o):
+    """The four host-side TMA descriptors: [B*H*N, d] row views of q, k, v, o; Q/O boxes of 64 rows (one consumer
+    warpgroup's half), K/V boxes of block_n rows; NVMMA-swizzled shared layouts."""
+    gdt = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}[q.dtype]
+    d = p.head_dim
+    half = gl.NVMMASharedLayout.get_default_for([HALF_M, d], gdt)
+    kv = gl.NVMMASharedLayout.get_default_for([s.block_n, d], gdt)
+    rows = lambda t: t.reshape(-1, d)  # noqa: E731 -- a view (contiguous checked by the caller)
+    return (TensorDescriptor.from_tensor(rows(q), [HALF_M, d], half),
+            TensorDescriptor.from_tensor(rows(k), [s.block_n, d], kv),
+            TensorDescriptor.from_tensor(rows(v), [s.block_n, d], kv),
+            TensorDescriptor.from_tensor(rows(o), [HALF_M, d], half))
+
+
+def fa3_grid(p: AttentionProblem, s: Schedule) -> tuple:
+    mb, bh = p.seq_q // s.block_m, p.batch * p.heads_q
+    return (mb, bh) if s.grid_order == "q_fastest" else (bh, mb)
+
+
+def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse):
+    """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check."""
+    args = (*fa3_descriptors(p, s, q, k, v, o), lse, p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset)
+    kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
+              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
+              maxnreg=MAXNREG)
+    return args, kw
+
+
+def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
+    """What the Gluon launch runs (ScheduleError otherwise): fp16/bf16, d 64/128, block_m 128, block_n 64/128,
+    num_warps 4 (one consumer warpgroup), num_stages 2-3, lengths the tiles divide, contiguous tensors."""
+    if p.dtype not in ("fp16", "bf16") or p.head_dim not in (64, 128) or s.block_m != 2 * HALF_M \
+            or s.block_n not in (64, 128) or s.num_warps != 4 or s.num_stages not in (2, 3):
+        raise ScheduleError(f"the hopper_fa3 launch runs fp16/bf16, d 64/128, block_m 128, block_n 64/128, num_warps 4, "
+                            f"num_stages 2-3; got {p.dtype}, d={p.head_dim}, {s.block_m}x{s.block_n} w{s.num_warps} "
+                            f"s{s.num_stages}")
+    if p.seq_q % s.block_m or p.seq_kv % s.block_n:
+        raise ScheduleError(f"the hopper_fa3 launch needs lengths the tiles divide (seq_q % {s.block_m}, seq_kv % "
+                            f"{s.block_n}); got {p.seq_q}, {p.seq_kv}")
+    for name, t in tensors:
+        if not t.is_contiguous():
+            raise ValueError(f"hopper_fa3 reads {name} through a [B*H*N, d] TMA descriptor: it must be contiguous; it "
+                             f"has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
+
+
+def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """Launch `_hopper_fa3_fwd` (sm_90 GPU only): o, and lse (B, Hq, Nq) fp32 in natural-log units."""
+    p, s = problem, schedule
+    if gluon is None:
+        raise NotImplementedError("hopper_fa3 needs triton.experimental.gluon (Triton >= 3.5)")
+    check_fa3(p, s, (("q", q), ("k", k), ("v", v)))
+    if q.device.type != "cuda":
+        raise NotImplementedError("Gluon kernels do not run in Triton's CPU interpreter; use hopper or flash2")
+    from .hopper import check_capability
+    check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    args, kw = fa3_args(p, s, q, k, v, o, lse)
+    _hopper_fa3_fwd[fa3_grid(p, s)](*args, **kw)
+    return ForwardResult(o, lse, {"lse": lse}, schedule, problem)
