@@ -2,7 +2,7 @@
 # One device call for issue 9 (hopper forward/backward), in stages that share one time budget (TOTAL_S):
 #   1. nothing timed yet: the GPU exactness tests (TESTS, PYTEST_K; their own process under TEST_TIMEOUT_S, so a
 #      variant that hangs costs only that) beside benchmarks/hopper_warm.py (WARM_ARGS: compiles what is timed later);
-#   2. benchmarks/hopper_bench.py BENCH_ARGS (exactness gate, then TFLOP/s beside SDPA flash and cuDNN); its case
+#   2. benchmarks/hopper_bench.py BENCH_ARGS (skipped when SKIP_BENCH_ON_HANG=1 and the tests ran into their timeout) (exactness gate, then TFLOP/s beside SDPA flash and cuDNN); its case
 #      budget is what is left after the reserves of the later stages (BENCH2_RESERVE_S, NCU_RESERVE_S);
 #   3. BENCH2_ARGS (optional): a second hopper_bench.py process for a risky variant (e.g. --ws-on-gpu), under its own
 #      timeout, skipped when the tests of stage 1 ran into their timeout (a hang);
@@ -47,7 +47,9 @@ fi
 # --- 2. the benchmark
 reserve=$(( ${NCU_RESERVE_S:-0} + ${BENCH2_RESERVE_S:-0} ))
 budget=$(( $(left) - reserve - 30 ))
-if [ -n "${BENCH_ARGS:-}" ] && [ "$budget" -gt 10 ]; then
+if [ "$tests_rc" = 124 ] && [ "${SKIP_BENCH_ON_HANG:-0}" = 1 ]; then
+  echo "bench skipped: the tests ran into their timeout (a hang?)"
+elif [ -n "${BENCH_ARGS:-}" ] && [ "$budget" -gt 10 ]; then
   timeout $(( budget + 30 )) python benchmarks/hopper_bench.py --out "$R" --budget-s "$budget" ${BENCH_ARGS} \
     > "$R/hopper_bench.log" 2>&1
   echo "bench rc=$? (budget $budget s) at $((SECONDS - T0)) s"
