@@ -1,0 +1,318 @@
+"""Spilled registers by warps per SM and SMs used: the chip's spill-store rate, and where the reloads hit (issue 8).
+
+The `spills` calibration points (memsim/presets/<hw>.calibration.json) ran `_mb_spill` with 1-16 warps per SM on
+16 SMs and 1-4 warps per SM on every SM; on every SM the spill stores reached the L2 at <= 1.59 TB/s
+(`Calibration.spill_store_l2_Bps`).  But attention kernels with 8 resident warps per SM stored 2.1-2.7 TB/s
+(notes/fidelity.md, eighth session, item 7), and both 1.5-1.6 TB/s points had a GPU footprint past the L2's
+dirty capacity (60 % of their stores written back to DRAM).  Is 1.59 TB/s a limit of the L2, of the warps each SM
+has, or of the write-backs?
+
+`_mb_spill_sm` is `_mb_spill` (a ROWS x 64 fp32 tile per CTA, all of it read and rewritten every iteration: the
+compiler spills what does not fit, `maxnreg` sets how much) with one change: each CTA reads its SM id (%smid) and
+exits at once unless it is below `n_sms_used` -- the grid is 132 x k CTAs (all resident at once: every SM gets k),
+so the same k warps per SM run on 16 SMs (no chip-wide contention) or on all 132.  Each CTA also writes its SM id
+so the point records how many working CTAs each SM really got.  Variants (compiled on the machine; frame = local
+bytes per thread, loop = the loop's spill stores = reloads per thread per iteration, from ptxas / kernels.sass):
+
+* ``f576``: 64 rows, 1 warp, maxnreg 64 (576 B frame, 324 B per iteration; up to 32 CTAs per SM);
+* ``f1008``: 128 rows, 1 warp, maxnreg 128 (1008 B, 580 B; up to 16 per SM);
+* ``f2976``: 256 rows, 1 warp, the compiler's registers (64; 2976 B, 1864 B: the calibration's 1-warp kernel);
+* ``w4``: 1024 rows, 4 warps (3464 B; the calibration's 4-warp kernel, whose all-SM point gave the 1.59 TB/s).
+
+ncu (default cache control: L1/L2 flushed before each launch; --clock-control none), 3 repeats per point in one
+process: time, local-memory bytes and L1 lookups, L2 sectors from the SMs (read, write), DRAM bytes, warp stalls.
+
+    run(command="python3 benchmarks/spill_sm_gpu.py --out $OUT", timeout_s=300)
+    python benchmarks/spill_sm_gpu.py --analyse RUN.json     # here: the table and the derived rates
+    python benchmarks/spill_sm_gpu.py --merge RUN.json       # here: add the `spill_sm` fact to the calibration
+
+Data only (no assertion).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+#: name -> (rows, num_warps, maxnreg or None, n_iter)
+VARIANTS = {
+    "f576": (64, 1, 64, 64),
+    "f1008": (128, 1, 128, 48),
+    "f2976": (256, 1, None, 16),
+    "w4": (1024, 4, None, 16),
+}
+#: (variant, CTAs per SM, SMs used; 0 = all)
+POINTS = (
+    [("f576", k, 0) for k in (1, 2, 4, 8, 16, 32)] + [("f576", k, 16) for k in (1, 4, 8, 16, 32)]
+    + [("f1008", k, 0) for k in (1, 2, 4, 8, 16)] + [("f1008", k, 16) for k in (4, 8, 16)]
+    + [("f2976", k, 0) for k in (1, 8)] + [("f2976", k, 16) for k in (2, 4, 8)]
+    + [("w4", 1, 0), ("w4", 1, 16), ("w4", 2, 16)]
+)
+REPEATS = 3
+METRICS = (
+    "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
+    "dram__bytes_read.sum", "dram__bytes_write.sum",
+    "lts__t_sectors_srcunit_tex_op_read.sum", "lts__t_sectors_srcunit_tex_op_write.sum",
+    "lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum", "lts__t_sectors_srcunit_tex_op_write_lookup_hit.sum",
+    "l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", "l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum",
+    "l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum", "l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum",
+    "l1tex__t_sectors_pipe_lsu_mem_local_op_ld_lookup_hit.sum", "l1tex__t_sectors_pipe_lsu_mem_local_op_ld_lookup_miss.sum",
+    "l1tex__t_sectors_pipe_lsu_mem_local_op_st_lookup_hit.sum", "l1tex__t_sectors_pipe_lsu_mem_local_op_st_lookup_miss.sum",
+    "l1tex__m_l1tex2xbar_write_bytes.sum", "l1tex__m_xbar2l1tex_read_bytes.sum",
+    "smsp__inst_executed_op_local_ld.sum", "smsp__inst_executed_op_local_st.sum", "smsp__inst_executed.sum",
+    "sm__warps_active.avg.per_cycle_active",
+    "smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_drain_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_membar_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio",
+)
+
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+
+@triton.jit
+def _smid():
+    return tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _mb_spill_sm(src_ptr, out_ptr, sm_ptr, n_iter, n_sms_used, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """`_mb_spill` on the SMs below n_sms_used only (the other CTAs exit at once); every CTA writes its SM."""
+    pid = tl.program_id(0).to(tl.int64)
+    sm = _smid()
+    tl.store(sm_ptr + pid, sm)
+    if sm < n_sms_used:
+        offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+        x = tl.load(src_ptr + pid * ROWS * COLS + offs)
+        for _ in range(n_iter):
+            s = tl.sum(x, axis=1)
+            x = x * 0.5 + s[:, None] * 0.001
+        tl.store(out_ptr + pid * ROWS * COLS + offs, x)
+
+
+def point_id(v: str, k: int, sms: int) -> str:
+    return f"{v}_k{k}_sms{sms or 'all'}"
+
+
+def worker(manifest: str, repeats: int, only: list | None) -> int:
+    """Each point: compile + warm up outside the profiled range, then `repeats` launches inside it."""
+    import torch
+    kern = _mb_spill_sm
+    n_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    order = []
+    for v, k, sms in POINTS:
+        pid = point_id(v, k, sms)
+        if only and pid not in only:
+            continue
+        rows, warps, maxnreg, n_iter = VARIANTS[v]
+        used = sms or n_sms
+        ctas = n_sms * k
+        try:
+            src = torch.rand(ctas * rows * 64, device="cuda", dtype=torch.float32)
+            out = torch.empty_like(src)
+            smid = torch.full((ctas,), -1, device="cuda", dtype=torch.int32)
+            kw = dict(ROWS=rows, COLS=64, num_warps=warps)
+            if maxnreg:
+                kw["maxnreg"] = maxnreg
+
+            def run():
+                return kern[(ctas,)](src, out, smid, n_iter, used, **kw)
+            ck = run()
+            torch.cuda.synchronize()
+            compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
+                        "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
+            try:
+                from kernels.sass import disassemble, tile_loop
+                lp = tile_loop(disassemble(ck.asm["cubin"]))
+                if lp is not None:
+                    compiled.update(loop_store_bytes=lp.local_store_bytes, loop_load_bytes=lp.local_load_bytes)
+            except Exception as e:  # noqa: BLE001 -- the loop profile is extra
+                compiled["loop_error"] = f"{type(e).__name__}: {e}"[:200]
+            ids = smid.cpu().tolist()
+            per_sm = {}
+            for s in ids:
+                if 0 <= s < used:
+                    per_sm[s] = per_sm.get(s, 0) + 1
+            counts = sorted(per_sm.values())
+            observed = {"sms_working": len(per_sm), "ctas_working": sum(counts),
+                        "ctas_per_sm_min": counts[0] if counts else 0, "ctas_per_sm_max": counts[-1] if counts else 0}
+        except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
+            order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
+            print(f"{pid}: {order[-1]['error']}", flush=True)
+            _write(manifest, order)
+            continue
+        for r in range(repeats):
+            torch.cuda.profiler.start()
+            run()
+            torch.cuda.synchronize()
+            torch.cuda.profiler.stop()
+            order.append({"id": pid, "variant": v, "rows": rows, "cols": 64, "num_warps": warps, "maxnreg": maxnreg,
+                          "n_iter": n_iter, "ctas_per_sm": k, "sms_used": used, "ctas": ctas, "repeat": r,
+                          "compiled": compiled, "observed": observed})
+        print(f"{pid}: ok {compiled} {observed}", flush=True)
+        del src, out, smid
+        _write(manifest, order)  # after every point: a run stopped at its limit keeps what it measured
+    _write(manifest, order)
+    return 0
+
+
+def _write(path: str, doc) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)
+
+
+def _metrics() -> list:
+    """METRICS less those this ncu does not know for the H100 (base name = the part before the first dot)."""
+    from verification.ncu import available_metrics
+    known = available_metrics("gh100")
+    if not known:
+        return list(METRICS)
+    kept = [m for m in METRICS if m.split(".")[0] in known]
+    dropped = [m for m in METRICS if m not in kept]
+    if dropped:
+        print(f"ncu does not know {dropped}: left out", flush=True)
+    return kept
+
+
+def drive(out: str, repeats: int, budget_s: float) -> int:
+    from verification.ncu import parse_csv
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    man = os.path.join(out, "spill_sm.manifest.json")
+    log = os.path.join(out, "spill_sm.ncu.log")
+    cmd = ["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--print-units", "base",
+           "-k", "regex:_mb_spill_sm", "--metrics", ",".join(_metrics()),
+           sys.executable, os.path.abspath(__file__), "--worker", "--manifest", man, "--repeats", str(repeats)]
+    with open(log, "w") as fh:
+        try:
+            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=budget_s, check=False)
+        except subprocess.TimeoutExpired:
+            fh.write(f"\n== timed out after {budget_s} s ==\n")
+    rows = parse_csv(open(log, errors="replace").read())
+    order = json.load(open(man)) if os.path.exists(man) else []
+    points, i = [], 0
+    for o in order:
+        if "error" in o:
+            points.append(o)
+            continue
+        if i >= len(rows):
+            points.append({**o, "error": "ncu profiled fewer launches than ran"})
+            continue
+        row = rows[i]
+        i += 1
+        points.append({**o, "kernel": row.name, "grid": row.grid, "block": row.block, "metrics": row.metrics})
+    from run_file import write_run
+    write_run(os.path.join(out, "spill_sm.json"), "spill_sm/1", points, script="spill_sm_gpu.py", argv=None, t0=t0,
+              method=f"ncu (default cache control, --clock-control none), {repeats} launches per point in one "
+                     "process; grid 132 x k one-warp (or 4-warp) CTAs, those on SMs >= sms_used exit at once")
+    ok = [p for p in points if "error" not in p]
+    print(f"{len(ok)} launches profiled, {len(points) - len(ok)} errors, {time.time() - t0:.0f} s", flush=True)
+    table(points)
+    return 0 if ok else 1
+
+
+def summarise(points: list) -> list[dict]:
+    """One row per point: medians over its repeats of the derived figures."""
+    by = {}
+    for p in points:
+        if "error" in p or "metrics" not in p:
+            continue
+        by.setdefault(p["id"], []).append(p)
+    out = []
+    for pid, ps in by.items():
+        p0 = ps[0]
+
+        def med(f):
+            vals = [f(p["metrics"]) for p in ps]
+            vals = [x for x in vals if x is not None]
+            return statistics.median(vals) if vals else None
+
+        def g(name):
+            return lambda m: m.get(name)
+        t = med(g("gpu__time_duration.sum"))
+        st = med(g("l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum")) or 0.0
+        ld = med(g("l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum")) or 0.0
+        l2r = (med(g("lts__t_sectors_srcunit_tex_op_read.sum")) or 0.0) * 32
+        l2w = (med(g("lts__t_sectors_srcunit_tex_op_write.sum")) or 0.0) * 32
+        gr = med(g("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum")) or 0.0
+        gw = med(g("l1tex__t_bytes_pipe_lsu_mem_global_op_st.sum")) or 0.0
+        hit = med(g("l1tex__t_sectors_pipe_lsu_mem_local_op_ld_lookup_hit.sum"))
+        miss = med(g("l1tex__t_sectors_pipe_lsu_mem_local_op_ld_lookup_miss.sum"))
+        obs = p0.get("observed") or {}
+        warps_sm = p0["num_warps"] * (obs.get("ctas_working", 0) / max(1, obs.get("sms_working", 1)))
+        out.append({
+            "id": pid, "variant": p0["variant"], "ctas_per_sm": p0["ctas_per_sm"], "sms_used": p0["sms_used"],
+            "num_warps": p0["num_warps"], "warps_per_sm": warps_sm, "observed": obs, "compiled": p0.get("compiled"),
+            "n_iter": p0["n_iter"], "repeats": len(ps), "time_s": t, "local_st_bytes": st, "local_ld_bytes": ld,
+            "l2_read_bytes": l2r, "l2_write_bytes": l2w, "global_read_bytes": gr, "global_write_bytes": gw,
+            "dram_read_bytes": med(g("dram__bytes_read.sum")), "dram_write_bytes": med(g("dram__bytes_write.sum")),
+            "reload_l2_fraction": (max(0.0, l2r - gr) / ld) if ld else None,
+            "reload_l1_miss_fraction": (miss / (hit + miss)) if hit is not None and miss is not None and hit + miss else None,
+            "store_Bps": st / t if t else None, "store_Bps_per_sm": st / t / p0["sms_used"] if t else None,
+            "local_Bps_per_sm": (st + ld) / t / p0["sms_used"] if t else None,
+            "sm_clock_Hz": med(g("sm__cycles_elapsed.avg.per_second")),
+            "stall_lg_throttle": med(g("smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio")),
+            "stall_long_scoreboard": med(g("smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio")),
+            "stall_drain": med(g("smsp__average_warps_issue_stalled_drain_per_issue_active.ratio")),
+            "time_spread": (max(p["metrics"].get("gpu__time_duration.sum") or 0 for p in ps)
+                            - min(p["metrics"].get("gpu__time_duration.sum") or 0 for p in ps)) / t if t else None,
+        })
+    return out
+
+
+def table(points: list) -> None:
+    rows = summarise(points)
+    print("| point | warps/SM | SMs | frame B | time us | st GB | st TB/s | st GB/s/SM | ld+st GB/s/SM | "
+          "reload->L2 | L1 miss | DRAM w / st | lg_thr | long_sb |")
+    print("| --- " * 14 + "|")
+    for r in rows:
+        c = r["compiled"] or {}
+        dw = (r["dram_write_bytes"] or 0) / r["local_st_bytes"] if r["local_st_bytes"] else 0
+
+        def f(x, fmt):
+            return fmt % x if x is not None else "-"
+        print(f"| {r['id']} | {r['warps_per_sm']:.1f} | {r['sms_used']} | {c.get('local_bytes_per_thread')} | "
+              f"{f(r['time_s'] and r['time_s'] * 1e6, '%.0f')} | {r['local_st_bytes'] / 1e9:.2f} | "
+              f"{f(r['store_Bps'] and r['store_Bps'] / 1e12, '%.2f')} | "
+              f"{f(r['store_Bps_per_sm'] and r['store_Bps_per_sm'] / 1e9, '%.1f')} | "
+              f"{f(r['local_Bps_per_sm'] and r['local_Bps_per_sm'] / 1e9, '%.1f')} | "
+              f"{f(r['reload_l2_fraction'], '%.3f')} | {f(r['reload_l1_miss_fraction'], '%.3f')} | {dw:.2f} | "
+              f"{f(r['stall_lg_throttle'], '%.2f')} | {f(r['stall_long_scoreboard'], '%.2f')} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="(GPU) folder for spill_sm.json, the ncu log and the manifest")
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--budget-s", type=float, default=240.0, help="(GPU) ncu's wall-clock limit")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--manifest", help=argparse.SUPPRESS)
+    ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
+    ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
+    a = ap.parse_args(argv)
+    if a.worker:
+        return worker(a.manifest, a.repeats, a.only)
+    if a.analyse:
+        table(json.load(open(a.analyse))["points"])
+        return 0
+    if not a.out:
+        ap.error("give --out (on the GPU machine) or --analyse RUN")
+    return drive(a.out, a.repeats, a.budget_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
