@@ -51,11 +51,34 @@ def cases() -> list:
     return out
 
 
-def run(out: str) -> int:
+def cases_by_readers() -> list:
+    """Second set (`--set readers`): how many CTAs read each K/V tile (2, 4, 8, 16 Q blocks of a head: 256-2048
+    queries at 128-row blocks) and how large the box is (block_n 32 / 64 / 128 rows, d 16 / 64 / 128), hopper's TMA
+    forward beside flash2's LSU forward at the SAME tiles (128 x block_n), 4 heads, 2048 keys, bf16."""
+    from memsim.schedule import AttentionProblem, Schedule
+    from verification.suite import Case
+    out = []
+    for d in (16, 64, 128):
+        for nq in (256, 512, 1024, 2048):
+            p = AttentionProblem(1, 4, 4, nq, 2048, d, "bf16", False)
+            out.append(Case(f"tmal2r_hopper_d{d}_q{nq}_n64", p, Schedule("hopper", "fwd", 128, 64, 4, 2)))
+            if nq in (256, 2048):
+                out.append(Case(f"tmal2r_flash2_d{d}_q{nq}_n64", p, Schedule("flash2", "fwd", 128, 64, 4, 2)))
+    for d, bn in ((16, 128), (64, 32), (64, 128), (128, 32)):
+        p = AttentionProblem(1, 4, 4, 2048, 2048, d, "bf16", False)
+        out.append(Case(f"tmal2r_hopper_d{d}_q2048_n{bn}", p, Schedule("hopper", "fwd", 128, bn, 4, 2)))
+    return out
+
+
+SETS = {"first": cases, "readers": cases_by_readers}
+
+
+def run(out: str, which: str = "first") -> int:
     from verification.measure import measure_cases
     os.makedirs(out, exist_ok=True)
-    summ = measure_cases(cases(), os.path.join("/tmp", "tmal2_data"), command="python3 benchmarks/tma_l2_gpu.py --out "
-                         + out, bundle_to=os.path.join(out, "tma_l2.tar.gz"), repeats=1, group_size=8)
+    summ = measure_cases(SETS[which](), os.path.join("/tmp", "tmal2_data_" + which),
+                         command=f"python3 benchmarks/tma_l2_gpu.py --out {out} --set {which}",
+                         bundle_to=os.path.join(out, f"tma_l2_{which}.tar.gz"), repeats=1, group_size=8)
     print(json.dumps({k: summ[k] for k in ("written", "failed", "seconds", "gpu")}, default=str)[:3000])
     return 0 if summ["written"] else 1
 
@@ -68,7 +91,7 @@ def analyse(data_dir: str) -> int:
     hw = memsim.load_hardware("h100-sxm")
     print("| case | global MB | L2 read MB measured | L2/global measured | memsim L2 read MB | memsim L2/global | time us |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for f in sorted(glob.glob(os.path.join(data_dir, "tmal2_*.json"))):
+    for f in sorted(glob.glob(os.path.join(data_dir, "tmal2*.json"))):
         r = json.load(open(f))
         k = r["kernels"][-1]  # the forward's own launch
         g = k["global_read_bytes"]
@@ -87,13 +110,14 @@ def main(argv=None) -> int:
     g.add_argument("--out", help="(GPU machine) folder for the bundle")
     g.add_argument("--analyse", metavar="DATA_DIR", help="the unpacked records: measured vs memsim")
     g.add_argument("--list", action="store_true", help="print the cases and check that each schedule fits")
+    ap.add_argument("--set", choices=sorted(SETS), default="first", help="which cases (--out, --list)")
     a = ap.parse_args(argv)
     if a.list:
         from memsim.schedule import kernel_launches
-        for c in cases():
+        for c in SETS[a.set]():
             print(c.name, c.schedule, [L.name for L in kernel_launches(c.problem, c.schedule)])
         return 0
-    return run(a.out) if a.out else analyse(a.analyse)
+    return run(a.out, a.set) if a.out else analyse(a.analyse)
 
 
 if __name__ == "__main__":
