@@ -43,7 +43,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         from kernels import hopper_gluon as kg
         from memsim.schedule import AttentionProblem, Schedule
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
-        s = Schedule("hopper", "fwd", 128, block_n, 4, stages)
+        s = Schedule("hopper_fa3", "fwd", 128, block_n, 4, stages)
         args, kw = kg.fa3_args(p, s, q, q, q, o, lse)
         jf = kg._hopper_fa3_fwd
     else:

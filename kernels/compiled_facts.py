@@ -101,6 +101,9 @@ def _specialise(jf, args, kwargs, target):
     binder = create_function_from_signature(jf.signature, jf.params, backend)
     bound_args, specialization, options = binder(*args, **kwargs)
     options, signature, constexprs, attrs = jf._pack_args(backend, kwargs, bound_args, specialization, options)
+    if jf.is_gluon():  # a Gluon kernel (kernels/hopper_gluon.py) compiles through Gluon's own front end
+        from triton.experimental.gluon._runtime import GluonASTSource
+        return GluonASTSource(jf, signature, constexprs, attrs), options
     return ASTSource(jf, signature, constexprs, attrs), options
 
 

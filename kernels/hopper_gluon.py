@@ -34,10 +34,11 @@ from __future__ import annotations
 import torch
 import triton
 
+from memsim.algorithms_hopper import fa3_applies
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import LOG2E
-from .registry import ForwardResult
+from .registry import ForwardResult, launcher
 
 try:  # Triton >= 3.5 ships Gluon; an older Triton can still import the module (the launcher refuses)
     from triton.experimental import gluon
@@ -303,17 +304,31 @@ def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 
 
 def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
-    """Launch `_hopper_fa3_fwd` (sm_90 GPU only): o, and lse (B, Hq, Nq) fp32 in natural-log units."""
+    """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
+    lse (B, Hq, Nq) fp32 in natural-log units."""
     p, s = problem, schedule
     if gluon is None:
         raise NotImplementedError("hopper_fa3 needs triton.experimental.gluon (Triton >= 3.5)")
     check_fa3(p, s, (("q", q), ("k", k), ("v", v)))
-    if q.device.type != "cuda":
-        raise NotImplementedError("Gluon kernels do not run in Triton's CPU interpreter; use hopper or flash2")
-    from .hopper import check_capability
-    check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+    if q.device.type not in ("cuda", "meta"):
+        raise NotImplementedError("Gluon kernels do not run in Triton's CPU interpreter: hopper_fa3's own launch "
+                                  "(fp16/bf16, d 64/128, 128-row tiles that divide the lengths) needs an sm_90 GPU; "
+                                  "use hopper or flash2 here")
+    if q.device.type == "cuda":
+        from .hopper import check_capability
+        check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     args, kw = fa3_args(p, s, q, k, v, o, lse)
     _hopper_fa3_fwd[fa3_grid(p, s)](*args, **kw)
     return ForwardResult(o, lse, {"lse": lse}, schedule, problem)
+
+
+@launcher("hopper_fa3", "fwd")
+def hopper_fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+    """hopper_fa3 fwd: the Gluon launch where `memsim.algorithms_hopper.fa3_applies` (the registry entry's rule),
+    else hopper's per-tile launch with the same schedule."""
+    if not fa3_applies(problem, schedule):
+        from .hopper import hopper_forward
+        return hopper_forward(problem, schedule, q, k, v)
+    return fa3_forward(problem, schedule, q, k, v)

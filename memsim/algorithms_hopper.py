@@ -390,3 +390,80 @@ hopper_ws, bwd -- three launches (deterministic, no atomics):
     one cols x rows P^T / dS^T tile.""")
 
 register(HOPPER_WS_BWD)
+
+
+# --- hopper_fa3 fwd: FlashAttention-3's structure in Gluon (kernels/hopper_gluon.py) ----------------------------
+_FA3_MEASURED = ("benchmarks/hopper_bench.py --fa3 on an H100 80GB HBM3 (bf16, d=128, B*N=16k, H*d=2048, N 1024-16384, "
+                 "causal or not; run9a 2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run9a.json): 128x128 s2 "
+                 "535-631 TFLOP/s non-causal, 366-610 causal (s3 within the spreads)")
+_FA3_UNMEASURED = "not timed: the d=128 tiles (d 64: the compiled kernel needs 82 KB of shared memory, no spills)"
+#: what the Gluon launch runs (kernels.hopper_gluon.check_fa3 says the same with reasons)
+FA3_HEAD_DIMS = (64, 128)
+FA3_BLOCK_M = 128
+
+
+def fa3_applies(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether hopper_fa3 fwd runs its own launch ``hopper_fa3_fwd``: fp16/bf16, d 64/128, block_m 128 (two consumer
+    warpgroups of 64 rows), block_n 64/128, num_warps 4 (one warpgroup: the producer's; 12 warps launched),
+    num_stages 2-3, and lengths the tiles divide (its TMA descriptors span all rows [B*H*N, d]: a ragged tile would
+    read the next head's rows).  Otherwise the entry runs hopper's per-tile ``hopper_fwd`` with the same schedule
+    (a registry rule: the launches are a function of the problem and schedule)."""
+    return (p.dtype in _TWO_BYTE and p.head_dim in FA3_HEAD_DIMS and s.block_m == FA3_BLOCK_M
+            and s.block_n in (64, 128) and s.num_warps == 4 and s.num_stages in (2, 3)
+            and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
+
+
+def _fa3_sram(p: AttentionProblem, s: Schedule) -> int:
+    """Q_i (two 64-row halves; each consumer's half also stages its O_i for the TMA store), stages x (K_j + V_j):
+    flash2's formula.  The sm_90a compile on the CPU (benchmarks/hopper_gluon_compile.py --kernel fa3, bf16): d=128
+    128x128 s2 164 152 B, s3 229 752 B, 128x64 s2 98 616 B; d=64 128x128 s2 82 232 B -- this + 312 B of mbarriers
+    and alignment."""
+    if not fa3_applies(p, s):
+        return _hopper_fwd_sram(p, s)
+    return _flash2_fwd_sram(p, s)
+
+
+def _fa3_launches(p: AttentionProblem, s: Schedule):
+    if not fa3_applies(p, s):
+        return _hopper_fwd_launches(p, s)
+    mb, _, bh, _ = _sizes(p, s)
+    return (_launch("hopper_fa3_fwd", "q_block", mb, "bh", bh, s, _fa3_sram(p, s)),)
+
+
+def _fa3_name(p: AttentionProblem, s: Schedule) -> str:
+    return "hopper_fa3_fwd" if fa3_applies(p, s) else "hopper_fwd"
+
+
+def _fa3_extra(p: AttentionProblem, s: Schedule) -> int:
+    """lse only: the descriptors are built on the host and passed as kernel parameters (no device scratch)."""
+    return _lse_bytes(p) if fa3_applies(p, s) else _hopper_fwd_extra(p, s)
+
+
+HOPPER_FA3_FWD = AlgorithmSpec(
+    algorithm="hopper_fa3", phase="fwd", problem_type=AttentionProblem,
+    launches=_fa3_launches, sram_bytes_per_cta=_fa3_sram,
+    contract=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_contract(p, s).values()))},
+    compulsory_dram_bytes=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
+    extra_device_bytes=_fa3_extra,
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {128: (128, 128, 4, 2)}, _FA3_MEASURED)
+    + _defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2)}, _FA3_UNMEASURED)
+    + _defaults("gpu", _TWO_BYTE, None, {16: (128, 128, 4, 2), 32: (128, 128, 4, 2)},
+                "hopper's per-tile launch (hopper_fa3 runs d 64/128 only)") + _INTERPRETER,
+    description="""\
+hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_warps 4,
+    2-3 stages, lengths the tiles divide: ``hopper_fa3_fwd`` (Gluon), one CTA per
+    (Q block, batch*head_q), causal Q blocks longest first; flash2_fwd's bytes:
+    Q_i (rows x d x e) once, K_j, V_j (cols x d x e each) per visible block,
+    O_i (rows x d x e) and lse_i (rows x 4) written once, every tile by TMA
+    through host-built descriptors.  FlashAttention-3's structure: a producer
+    warp issues the loads into a ring of stages (mbarriers); two consumer
+    warpgroups (64 Q rows each, 240 registers; producer 24) share the ring and
+    take turns issuing their matmuls (ping-pong: one group's softmax runs
+    while the other's wgmma do); inside a group S_j = Q K_j^T and
+    O += P_(j-1) V_(j-1) are issued together and the softmax of S_j overlaps
+    the second.  Causal: blocks every row of a consumer sees run without a mask.
+    Otherwise: hopper's ``hopper_fwd`` (one CTA per tile) with the same schedule.
+    Extra memory: lse, B*Hq*Nq*4.
+    SRAM: Q_i (also the O_i staging tile) + stages x (K_j + V_j).""")
+
+register(HOPPER_FA3_FWD)

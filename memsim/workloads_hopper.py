@@ -26,7 +26,7 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .algorithms_hopper import longest_first, persistent, persistent_tiles, ws_dq_schedule
+from .algorithms_hopper import fa3_applies, longest_first, persistent, persistent_tiles, ws_dq_schedule
 from .workloads import (Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre, _flash2_fwd, _runs,
                         workload)
 
@@ -130,3 +130,16 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
             "hopper_bwd_dkdv_ws": lambda co: _flash2_bwd_dkdv(c, co),
             "flash2_bwd_dq": lambda co: _flash2_bwd_dq(cq, co)}
+
+
+# --- hopper_fa3 fwd: hopper_fwd's tiles and order (longest first when causal) under its own launch name ---------
+@workload("hopper_fa3", "fwd")
+def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
+    """FA3's structure moves flash2_fwd's bytes per tile, in hopper_fwd's grid and order (causal: longest first):
+    the steps are hopper's under the launch name ``hopper_fa3_fwd``.  Its producer warp, the two consumers' ping-pong
+    and the in-group overlap of softmax and P V are costs of the compiled kernel (memsim.costs reads them from the
+    launch's compiled facts), not workload.  Ragged lengths and other schedules: hopper's launch."""
+    w = _hopper_fwd_work(c)
+    if not fa3_applies(c.p, c.s):
+        return w
+    return {"hopper_fa3_fwd": w["hopper_fwd"]}

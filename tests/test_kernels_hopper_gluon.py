@@ -15,7 +15,7 @@ hg = pytest.importorskip("kernels.hopper_gluon")
 if hg.gluon is None:  # pragma: no cover
     pytest.skip("triton.experimental.gluon missing", allow_module_level=True)
 
-ALG = "hopper"  # the Schedule's algorithm name while the launcher is called directly
+ALG = "hopper_fa3"
 
 # (B, Hq, Hkv, Nq, Nkv, d), causal, alignment, block_n, stages, grid order
 _CASES = {
@@ -50,6 +50,30 @@ def test_fa3_forward_gpu(case, dtype):
     ys = yardsticks(q, k, v, causal=causal, causal_align=align)
     check_rule("o", res.o, ref[0], dtype=dtype, **ys["o"])
     check_lse(res.lse, ref[1])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("shape", [(2, 4, 2, 512, 1024, 128), (1, 3, 3, 300, 517, 64)], ids=["own_launch", "fallback"])
+def test_fa3_registry_path_gpu(shape):
+    """Through the registry (kernels.attention with a hopper_fa3 Schedule, autograd, flash2's default backward): the
+    Gluon launch where `fa3_applies`, hopper's per-tile launch on ragged lengths; O, lse and the gradients exact."""
+    from memsim.algorithms_hopper import fa3_applies
+    q, k, v, do = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "registry", shape))
+    p = kernels.problem_for(q, k, v, causal=True)
+    s = Schedule(ALG, "fwd", 128, 128, 4, 2)
+    assert fa3_applies(p, s) == (shape[3] % 128 == 0)
+    res = kernels.forward(p, s, q, k, v)
+    ref = kernels.reference(q, k, v, do=do, causal=True)
+    ys = yardsticks(q, k, v, do=do, causal=True)
+    check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
+    check_lse(res.lse, ref[1])
+    qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    o = kernels.attention(qg, kg, vg, is_causal=True, enable_gqa=True, schedule=s)
+    o.backward(do)
+    assert kernels.last_schedule()[0] == s
+    check_rule("o", o.detach(), ref[0], dtype="bf16", **ys["o"])
+    for name, g, gr in zip(("dq", "dk", "dv"), (qg.grad, kg.grad, vg.grad), ref[2:]):
+        check_rule(name, g, gr, dtype="bf16", **ys[name])
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -115,17 +139,48 @@ def test_fa3_grid_and_descriptors(order):
     assert 4 * 32 * (hg.PRODUCER_REGS + 2 * hg.CONSUMER_REGS) == 12 * 32 * hg.MAXNREG
 
 
+_COMPILE = r"""
+import json, os, re, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from kernels.compiled_facts import capture, _specialise, ptxas_report
+from kernels.sass import disassemble
+from memsim.schedule import AttentionProblem, Schedule, kernel_launches, sram_bytes_per_cta
+p = AttentionProblem(2, 4, 2, 1024, 1024, 128, "bf16", True)
+s = Schedule("hopper_fa3", "fwd", 128, 128, 4, 2)
+(jf, args, kw, grid), = capture(p, s)
+t = GPUTarget("cuda", 90, 32)
+src, opt = _specialise(jf, args, kw, t)
+ck = triton.compile(src, target=t, options=opt.__dict__)
+sass = disassemble(ck.asm["cubin"])
+(launch,) = kernel_launches(p, s)
+print(json.dumps({"name": jf.fn.__name__, "launch": launch.name, "grid": list(grid), "want_grid": list(launch.grid),
+                  "shared": ck.metadata.shared, "warps": ck.metadata.num_warps, "sram": sram_bytes_per_cta(p, s),
+                  "local": ptxas_report(ck.asm["ptx"], "sm90", opt)["local_bytes_per_thread"],
+                  "setmaxnreg": re.findall(r"USETMAXREG\.(\w+)\.CTAPOOL (?:\w+, )?(0x[0-9a-f]+)", sass),
+                  "hgmma": len(re.findall(r"\bHGMMA\.64x128x16", sass))}))
+"""
+
+
 def test_fa3_compiles_for_sm90a():
-    """The sm_90a compile on the CPU (benchmarks/hopper_gluon_compile.py): 12 warps (producer warpgroup + two
-    consumers), setmaxnreg to 24 (producer) and 240 (consumers), no spills; 8 wgmma per 64x128x128 matmul."""
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "hopper_gluon_compile.py"
-    spec = importlib.util.spec_from_file_location("hopper_gluon_compile", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    r = mod.compile_one(128, False, "bf16", 128, kernel="fa3")
-    assert r["num_warps"] == 12 and r["local_bytes"] == 0
-    allocs = {x.split()[-1] for x in r["USETMAXREG"] if "ALLOC" in x and "DEALLOC" not in x}
-    deallocs = {x.split()[-1] for x in r["USETMAXREG"] if "DEALLOC" in x}
-    assert "0xf0" in allocs and "0x18" in deallocs
+    """The registry's launch captured by `kernels.compiled_facts` (meta tensors) and compiled for sm_90a on the CPU,
+    in a subprocess without TRITON_INTERPRET: the captured grid is kernel_launches' grid; 12 warps (producer
+    warpgroup + two consumer warpgroups); setmaxnreg down to 24 for the producer and up to 240 for the consumers; no
+    local memory (no spills); the registry's SRAM formula within 1 KB below the compiled shared memory (mbarriers)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (got["name"], got["launch"]) == ("_hopper_fa3_fwd", "hopper_fa3_fwd")
+    assert got["grid"] + [1] * (3 - len(got["grid"])) == got["want_grid"]
+    assert got["warps"] == 12 and got["local"] == 0
+    assert ("DEALLOC", "0x18") in map(tuple, got["setmaxnreg"]) and ("TRY_ALLOC", "0xf0") in map(tuple, got["setmaxnreg"])
+    assert 0 <= got["shared"] - got["sram"] < 1024
+    assert got["hgmma"] > 0
