@@ -102,6 +102,10 @@ class Calibration:
     #: latency a CTA waits before its first TMA load when it builds its own tensor descriptors: (seconds, seconds
     #: per descriptor), fitted on the `tma_descriptor` microbenchmark's one-wave points (None: not calibrated)
     tma_descriptor_s: tuple | None = None
+    #: the narrowest TMA box row (bytes) whose reads the L2 request coalescer merges as it merges LSU loads of the
+    #: same lines (`tma_window` fact, benchmarks/tma_window_gpu.py; `tma_coalesce_from`); narrower rows are
+    #: partial-line requests that all reach the L2.  None: not calibrated (TMA reads merge as LSU reads)
+    tma_coalesce_min_row_bytes: int | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -272,6 +276,8 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
             kw["issue"] = load_latency_from(facts["load_latency"], kw["issue"])
     if facts.get("tma_descriptor"):
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
+    if facts.get("tma_window"):
+        kw.update(tma_coalesce_from(facts["tma_window"]))
     if facts.get("icache"):
         from .issue_fit import icache_curve_from
         kw["icache_curve"] = icache_curve_from(facts["icache"], kw.get("sm_clock_Hz") or hw.clock_Hz)
@@ -694,6 +700,41 @@ def tma_descriptor_from(points: list) -> dict:
         return {}
     a, b = _fit_line([n for n, _ in diffs], [d for _, d in diffs])
     return {"tma_descriptor_s": (max(0.0, a), max(0.0, b))}
+
+
+def tma_coalesce_from(points: list) -> dict:
+    """The narrowest TMA box row the L2 request coalescer merges, from `tma_window` (benchmarks/tma_window_gpu.py):
+    G readers stream the same boxes through TMA and, at the same point, through LSU loads.  A TMA point coalesces
+    when its L2 / asked bytes sit nearer the LSU figure of the same point (which merges) than 1 (no merging):
+    below their midpoint.  Readers in lockstep only (no start delay).  The threshold is the narrowest row width at
+    which every TMA point coalesces, provided every narrower width's points all do not -- a clean split; anything
+    else (a width that sometimes does, rows that coalesce below rows that do not) is an error, not a figure.
+    H200 and H100 (2026-11-26): rows of 32 and 64 B stay at 0.94-1.00 where LSU merges to 0.27-0.50; rows of 128
+    and 256 B merge as LSU does: 128 B."""
+    lsu = {(r["rows"], r["cols"], r["readers"], r.get("n_sets", 1), r.get("sets_fastest", 0), r["pace_ns"]):
+           r["l2_per_global_byte"] for r in points if r["path"] == "lsu" and not r.get("delay_ns")}
+    verdict: dict = {}
+    for r in points:
+        if r["path"] != "tma" or r.get("delay_ns"):
+            continue
+        key = (r["rows"], r["cols"], r["readers"], r.get("n_sets", 1), r.get("sets_fastest", 0), r["pace_ns"])
+        if key not in lsu or lsu[key] > 0.75:  # the LSU twin must merge for the point to say anything
+            continue
+        verdict.setdefault(r["row_bytes"], set()).add(r["l2_per_global_byte"] < (lsu[key] + 1.0) / 2)
+    if not verdict:
+        return {}
+    widths = sorted(verdict)
+    mixed = [w for w in widths if len(verdict[w]) > 1]
+    if mixed:
+        raise CalibrationError(f"tma_window: TMA rows of {mixed} B coalesce at some points and not at others; "
+                               "no row-width threshold describes them")
+    yes = [w for w in widths if True in verdict[w]]
+    if not yes:
+        return {"tma_coalesce_min_row_bytes": 2 * widths[-1]}  # none coalesced: above every width measured
+    if any(True not in verdict[w] for w in widths if w > yes[0]):
+        raise CalibrationError(f"tma_window: TMA rows coalesce at {yes} B but not at some wider rows "
+                               f"({[w for w in widths if w > yes[0] and True not in verdict[w]]} B)")
+    return {"tma_coalesce_min_row_bytes": yes[0]}
 
 
 def _fit_line(xs, ys):

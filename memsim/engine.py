@@ -240,6 +240,7 @@ class CtaBatches:
         self.name = work.name
         self.num_warps = work.num_warps
         self.dependent_loop = work.dependent_loop
+        self.tma_row_bytes = getattr(work, "tma_row_bytes", None)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
@@ -316,7 +317,7 @@ class LaunchModel:
                  launch_overhead_s: float, merge_window_s: float | None = None, merge_group_sms: int = 1,
                  dependent_Bps: float | None = None,
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
-                 fill_latency_s: float | None = None):
+                 fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -362,6 +363,11 @@ class LaunchModel:
         self.merge_window = merge_window_s
         self.merge_group = max(1, merge_group_sms)
         self.merge = 1.0 - hw.l2_read_request_fraction
+        #: TMA boxes of rows narrower than the coalescer's line-sized requests (`tma_window` microbenchmark): each
+        #: row is a partial-line request the L2 request coalescer never merges, so every byte reaches the L2
+        row = getattr(work, "tma_row_bytes", None)
+        self.coalesce = not (row is not None and tma_coalesce_min_row_bytes is not None
+                             and row < tma_coalesce_min_row_bytes)
         self.last_request: dict = {}
         self.stats = LaunchStats(work.name, work.num_ctas, self.ctas_per_sm, self.limit)
         self.dispatcher = Dispatcher(work.num_ctas)
@@ -466,7 +472,8 @@ class LaunchModel:
                                 waited += acc[2] - m_
                             if m_:
                                 fill_at[acc[0]] = now + fill_lat
-                    l2_req = g - min(g - miss, int(merge * g))  # constant fraction, applied to L2 hits
+                    # constant fraction, applied to L2 hits
+                    l2_req = g - min(g - miss, int(merge * g)) if self.coalesce else g
                 else:
                     # a run of blocks is requested one block per tile-time: block b of an access that starts at
                     # block f at time t goes out at t + (b - f) * pace; two CTAs' requests for the same block
@@ -481,7 +488,7 @@ class LaunchModel:
                         in_flight = fill_lat is not None and fill_at.get(key, 0.0) > now
                         whole = nb
                         f = (mask & -mask).bit_length()
-                        prev = last_req.get((group, key))
+                        prev = last_req.get((group, key)) if self.coalesce else None
                         if prev is not None and prev[1] != idx:
                             both = mask & prev[3]
                             if both and abs((now - prev[0]) - (f - prev[2]) * pace) < window:

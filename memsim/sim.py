@@ -207,7 +207,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             launch_overhead_s=cal.launch_overhead_s, merge_window_s=cal.l2_merge_window_s,
                             merge_group_sms=cal.merge_group_sms, dependent_Bps=cal.dependent_Bps,
                             dependent_latency_s=cal.l2_roundtrip_s,
-                            cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal))
+                            cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal),
+                            tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes)
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn

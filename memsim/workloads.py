@@ -138,6 +138,10 @@ class LaunchWork:
     #: the CTA's tile loop reads what its previous visit wrote (flash1's workspace, behind a barrier):
     #: the compiler cannot prefetch the next tile's loads, each tile waits for its own round trip
     dependent_loop: bool = False
+    #: the launch loads its tiles as TMA boxes whose rows are this many bytes (None: LSU loads); the L2 request
+    #: coalescer takes a box row narrower than `Calibration.tma_coalesce_min_row_bytes` as a partial-line request
+    #: it never merges (memsim.engine, memsim/MODEL.md "TMA box rows and the L2 request coalescer")
+    tma_row_bytes: int | None = None
 
     @property
     def name(self) -> str:
@@ -409,6 +413,7 @@ class LaunchModelSpec:
     steps: Callable[[dict], list]
     cta_l1_bytes: Callable[[int], int] | None = None
     dependent_loop: bool = False
+    tma_row_bytes: int | None = None
 
 
 @workload("flash2", "fwd")
@@ -472,7 +477,8 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
         if not isinstance(w, LaunchModelSpec):
             w = LaunchModelSpec(w)
         out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=w.steps: fn(_coords(L, idx))), schedule.num_warps,
-                              cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop))
+                              cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop,
+                              tma_row_bytes=w.tma_row_bytes))
     return out
 
 

@@ -27,8 +27,13 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 from __future__ import annotations
 
 from .algorithms_hopper import fa3_applies, longest_first, persistent, persistent_tiles, ws_dq_schedule
-from .workloads import (Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre, _flash2_fwd, _runs,
-                        workload)
+from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre,
+                        _flash2_fwd, _runs, workload)
+
+
+def _tma(c: _Ctx, steps) -> LaunchModelSpec:
+    """A launch whose tiles move as TMA boxes of head_dim-wide rows (Q, K, V, dO: d x element bytes each)."""
+    return LaunchModelSpec(steps, tma_row_bytes=c.d * c.e)
 
 
 def _whole_box(acc):
@@ -50,8 +55,8 @@ def _hopper_fwd_work(c: _Ctx) -> dict:
     else:
         order = lambda co: co  # noqa: E731
     if not c.sectors:  # simulate(..., sectors=False): the byte contract, no transfer granularity
-        return {"hopper_fwd": lambda co: _flash2_fwd(c, order(co))}
-    return {"hopper_fwd": lambda co: _tma_steps(_flash2_fwd(c, order(co)))}
+        return {"hopper_fwd": _tma(c, lambda co: _flash2_fwd(c, order(co)))}
+    return {"hopper_fwd": _tma(c, lambda co: _tma_steps(_flash2_fwd(c, order(co))))}
 
 
 # --- hopper bwd: the dK/dV pass with dQ's atomic adds; preprocess also zeroes dQacc; a conversion pass --------
@@ -114,7 +119,7 @@ def _hopper_ws_fwd_work(c: _Ctx) -> dict:
             st = _flash2_fwd(c, {"q_block": m, "bh": h})
             steps += _tma_steps(st) if c.sectors else st
         return steps
-    return {"hopper_fwd_persistent": cta}
+    return {"hopper_fwd_persistent": _tma(c, cta)}
 
 
 @workload("hopper_ws", "bwd")
@@ -128,7 +133,7 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
         t = getattr(cq, name)
         t.name = f"{name}@dq"
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
-            "hopper_bwd_dkdv_ws": lambda co: _flash2_bwd_dkdv(c, co),
+            "hopper_bwd_dkdv_ws": _tma(c, lambda co: _flash2_bwd_dkdv(c, co)),
             "flash2_bwd_dq": lambda co: _flash2_bwd_dq(cq, co)}
 
 
