@@ -346,8 +346,11 @@ def merge_loop(run: str, table: str | None = None) -> dict:
     path = table or str(COMPILED_FILE)
     with open(path) as f:
         tab = json.load(f)
-    keep = {k: v for k, v in (tab.get("measured_loop", {}).get("h100-sxm") or {}).items() if k.startswith("epilogue")}
-    entry.update(keep)  # the epilogue (`merge_epilogue`) is its own measurement
+    # the epilogue (`merge_epilogue`) and the combine (benchmarks/decode_probes.py --merge-combine) are measurements
+    # of their own: kept
+    keep = {k: v for k, v in (tab.get("measured_loop", {}).get("h100-sxm") or {}).items()
+            if k.startswith("epilogue") or k == "combine"}
+    entry.update(keep)
     tab.setdefault("measured_loop", {})["h100-sxm"] = entry
     write_json(path, tab, overwrite=True)
     return entry

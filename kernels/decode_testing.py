@@ -142,6 +142,8 @@ VARLEN_CASES = {
     "paged16_split2": ([3, 1, 0], 4, 2, 16, [31, 16, 20], "fp32", 16, 2, {}),
     "paged7_prefetch_split2": ([2, 0, 3], 4, 2, 16, [23, 9, 2], "bf16", 7,  2,
                                {"page_prefetch": True, "block_n": 16, "num_warps": 1, "num_stages": 1}),
+    "paged8_tiles_prefetch_split2": ([2, 1, 0, 1], 4, 2, 16, [23, 1, 9, 40], "bf16", 8, 2,
+                                     {"page_prefetch": True, "block_n": 32, "num_warps": 1, "num_stages": 1}),
     "unpacked_gqa_split2": ([1, 2], 8, 2, 16, [40, 7], "fp16", None, 2,
                             {"pack_gqa": False, "block_n": 16, "num_warps": 1, "num_stages": 1}),
 }

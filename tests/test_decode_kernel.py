@@ -25,13 +25,26 @@ def test_decode_schedules(pack_gqa, block_n, device):
     run_decode_case(2, 2, 8, 2, 32, [77, 3], "bf16", device, page_size=16, schedule=s)
 
 
-@pytest.mark.parametrize("page,block_n", [(16, 16), (16, 32), (32, 16), (7, 16)])
+@pytest.mark.parametrize("page,block_n", [(16, 16), (16, 32), (32, 16), (7, 16), (4, 16), (8, 32), (12, 16)])
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_decode_page_table_reads(page, block_n, prefetch, device):
-    """One table entry per tile (page a multiple of the tile) or one per key; loaded ahead or not."""
+    """One table entry per tile (page a multiple of the tile), one per page of the tile (a power-of-two page
+    below the tile: the tile read as pages x rows), or one per key (7, 12); loaded ahead or not."""
     s = DecodeSchedule(num_splits=2, block_n=block_n, num_warps=1 if device == "cpu" else 4,
                        num_stages=1 if device == "cpu" else 3, page_prefetch=prefetch)
     run_decode_case(3, 1, 4, 2, 16, [70, 1, 33], "fp16", device, page_size=page, schedule=s)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_page_tiles_ragged_empty_len1(prefetch, splits, device):
+    """The page-tiled read (4 pages of 4 rows per 16-key tile, 4 of 8 per 32-key tile) on empty, length-1, one-page
+    and ragged caches, split or not: every partial tile and split boundary masked per page row."""
+    for page, block_n in ((4, 16), (8, 32)):
+        s = DecodeSchedule(num_splits=splits, block_n=block_n, num_warps=1 if device == "cpu" else 4,
+                           num_stages=1 if device == "cpu" else 3, page_prefetch=prefetch)
+        run_decode_case(5, 1, 8, 2, 16, [0, 1, page, 3 * block_n + 5, 2 * page + 1], "bf16", device,
+                        page_size=page, schedule=s)
 
 
 def test_decode_capacity_beyond_lengths(device):
