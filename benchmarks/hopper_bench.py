@@ -226,8 +226,8 @@ def main(argv=None):
     ap.add_argument("--gluon", action="store_true",
                     help="also time the Gluon forward experiment (kernels.hopper.gluon_forward, 128x128 w8)")
     ap.add_argument("--fa3", default=None,
-                    help="also time hopper_fa3 (kernels.hopper_gluon, FA3's structure in Gluon) at these "
-                         "block_n/stages, comma-separated, e.g. 128/2,128/3")
+                    help="also time hopper_fa3's Gluon launch (kernels.hopper_gluon.fa3_forward, FA3's structure) at "
+                         "these block_n/stages, comma-separated, a trailing p = the persistent walk: e.g. 128/2,128/2p")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
@@ -314,8 +314,10 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     if getattr(args, "gluon", False) and p.head_dim in (64, 128):  # explicit wgmma pipelining (not a registry entry)
         runs["gluon 128x128 w8"] = ("gluon", Schedule("hopper", "fwd", 128, 128, 8, 2))
     for cfg in (getattr(args, "fa3", None) or "").split(",") if getattr(args, "fa3", None) else ():
-        bn, st = (int(x) for x in cfg.split("/"))
-        runs[f"hopper_fa3 128x{bn} s{st}"] = ("fa3", Schedule("hopper", "fwd", 128, bn, 4, st))
+        walk = cfg.endswith("p")  # the persistent walk (kernels.hopper_gluon.PERSISTENT)
+        bn, st = (int(x) for x in cfg.rstrip("p").split("/"))
+        runs[f"hopper_fa3 128x{bn} s{st}{' [persistent]' if walk else ''}"] = (
+            "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st))
     runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
     records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
@@ -339,10 +341,12 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
             if alg == "gluon":
                 fn = lambda s=s: khopper.gluon_forward(p, s, q, k, v).o  # noqa: E731
                 lse = khopper.gluon_forward(p, s, q, k, v).lse
-            elif alg == "fa3":
-                from kernels.hopper_gluon import fa3_forward
-                fn = lambda s=s: fa3_forward(p, s, q, k, v).o  # noqa: E731
-                lse = fa3_forward(p, s, q, k, v).lse
+            elif alg in ("fa3", "fa3p"):  # the Gluon launch itself, per-tile or persistent, whatever the registry picks
+                import kernels.hopper_gluon as kg
+                walk = alg == "fa3p"
+                rec.update(persistent=walk)
+                fn = lambda s=s, w=walk: kg.fa3_forward(p, s, q, k, v, persistent=w).o  # noqa: E731
+                lse = kg.fa3_forward(p, s, q, k, v, persistent=walk).lse
             elif s is not None:
                 fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
                 lse = kernels.forward(p, s, q, k, v).lse
@@ -369,7 +373,7 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     return records
 
 
-OURS = ("hopper", "flash2", "hopper_ws", "gluon", "fa3", "hopper_fa3")
+OURS = ("hopper", "flash2", "hopper_ws", "gluon", "fa3", "fa3p", "hopper_fa3")
 
 
 def print_table(records):

@@ -14,8 +14,9 @@ dims and both passes in one process):
         --d 128,64 --n 16384 --impls fwd:hopper:128,128,4,2 fwd:sdpa_cudnn bwd:flash2 bwd:sdpa_cudnn
 
 An impl is [fwd:|bwd:]alg[:tiles][@switch]: alg hopper, hopper_ws, flash2 (tiles = block_m,block_n,warps,stages; the
-registry's schedule without), gluon (the Gluon forward experiment, 128x128 w8 by default), sdpa_cudnn or sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed
-on the GPU here, WS_ON_GPU).  The phase prefix overrides --bwd.  With --facts
+registry's schedule without), hopper_fa3, gluon (the Gluon forward experiment, 128x128 w8 by default), sdpa_cudnn or
+sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed on the GPU here, WS_ON_GPU), or "persistent"
+(hopper_fa3's persistent walk, kernels.hopper_gluon.PERSISTENT).  The phase prefix overrides --bwd.  With --facts
 FILE the registers, spills and shared memory of every Triton kernel compiled in the process go to FILE (JSON).
 
 Summary (no GPU): `python benchmarks/hopper_ncu.py --summarize RAW.csv [--label-file LABELS.txt]` reads ncu's
@@ -72,8 +73,9 @@ def _facts(path):
     import kernels.flash2
     import kernels.hopper
     import kernels.hopper_bwd
+    import kernels.hopper_gluon
     out, seen = [], set()
-    for mod in (kernels.hopper, kernels.hopper_bwd, kernels.flash2):
+    for mod in (kernels.hopper, kernels.hopper_bwd, kernels.flash2, kernels.hopper_gluon):
         for name in dir(mod):
             fn = getattr(mod, name)
             caches = getattr(fn, "device_caches", None)
@@ -124,9 +126,14 @@ def main(argv=None):
         f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", q.device), q, k, v)
         for spec in a.impls:
             phase, alg, tiles, switch = parse_impl(spec, a.bwd)
-            if switch not in ("", "ws"):
-                raise SystemExit(f"{spec}: the only switch is @ws (kernels.hopper_bwd.LOOP); the persistent forward "
-                                 f"and ws+f2dq are the algorithm hopper_ws (fwd:hopper_ws:..., bwd:hopper_ws:...)")
+            if switch not in ("", "ws", "persistent"):
+                raise SystemExit(f"{spec}: the switches are @ws (kernels.hopper_bwd.LOOP) and @persistent "
+                                 f"(hopper_fa3's walk, kernels.hopper_gluon.PERSISTENT); hopper_ws' persistent "
+                                 f"forward and ws+f2dq are the algorithm hopper_ws (fwd:hopper_ws:..., bwd:hopper_ws:...)")
+            import kernels.hopper_gluon as kg
+            kg.PERSISTENT = switch == "persistent"
+            if switch == "persistent":
+                switch = ""
             hb.LOOP = switch or "split"
             hb.WS_ON_GPU = hb.LOOP != "split"
             if alg in backends:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from memsim.algorithms_hopper import fa3_applies
+from memsim.algorithms_hopper import PERSISTENT_CTAS, fa3_applies
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import LOG2E
@@ -56,34 +56,78 @@ CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
 
 if gluon is not None:
     @gluon.jit
-    def _fa3_producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty,
-                      q_row, kv_row, n_blocks, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
-        """TMA loads only: Q_i's two halves, then K_0, (K_j, V_{j-1}) for j >= 1, V_last.  A stage is reused once both
-        consumers arrived on its empty barrier (mbarriers start as if phase 1 had completed: the first STAGES waits
+    def _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP: gl.constexpr, BLOCK_M: gl.constexpr,
+                  BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, PERSISTENT: gl.constexpr):
+        """Tile t's (start_m, pid_bh, q_row, kv_row, n_blocks): its first query row, batch*head_q index, first row
+        of the [B*H*N, d] Q and K/V views, and K/V blocks any of its rows sees.  Per-tile grid: t, pid1 are the
+        program ids (axis order by Q_FASTEST); persistent: tile t of the walk (memsim.algorithms_hopper.
+        persistent_tiles' order).  Causal: longest first (the last Q blocks, which see the most keys, first)."""
+        n_m = SEQ_Q // BLOCK_M
+        if PERSISTENT:
+            if CAUSAL:
+                pid_m = n_m - 1 - t // BH
+                pid_bh = t % BH
+            elif Q_FASTEST:
+                pid_m = t % n_m
+                pid_bh = t // n_m
+            else:
+                pid_m = t // BH
+                pid_bh = t % BH
+        else:
+            if Q_FASTEST:
+                pid_m = t
+                pid_bh = pid1
+            else:
+                pid_m = pid1
+                pid_bh = t
+            if CAUSAL:
+                pid_m = n_m - 1 - pid_m
+        start_m = pid_m * BLOCK_M
+        q_row = pid_bh * SEQ_Q + start_m
+        kv_row = (pid_bh // H * (H // GROUP) + pid_bh % H // GROUP) * SEQ_KV
+        if CAUSAL:
+            n_blocks = gl.cdiv(gl.minimum(gl.maximum(start_m + BLOCK_M + CAUSAL_OFFSET, 0), SEQ_KV), BLOCK_N)
+        else:
+            n_blocks = SEQ_KV // BLOCK_N
+        return start_m, pid_bh, q_row, kv_row, n_blocks
+
+    @gluon.jit
+    def _fa3_load(desc, row, ready, empty, smem, g, STAGES: gl.constexpr):
+        """Block number g (counted over the CTA's whole walk) of K or V into stage g % STAGES, once both consumers
+        released that stage's previous block (mbarriers start as if phase 1 had completed: the first STAGES waits
         pass at once)."""
+        st = g % STAGES
+        mbarrier.wait(empty.index(st), ((g // STAGES) & 1) ^ 1)
+        mbarrier.expect(ready.index(st), desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc, [row, 0], ready.index(st), smem.index(st))
+
+    @gluon.jit
+    def _fa3_producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
+                      v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP: gl.constexpr,
+                      BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                      Q_FASTEST: gl.constexpr, PERSISTENT: gl.constexpr):
+        """TMA loads only.  Per tile: Q_i's two halves (once both consumers released the previous tile's), then K_0,
+        (K_j, V_{j-1}) for j >= 1, V_last -- the order the consumers use them in."""
         HALF: gl.constexpr = q_desc.block_type.shape[0]
-        for w in gl.static_range(2):
-            mbarrier.expect(q_bar.index(w), q_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(q_desc, [q_row + w * HALF, 0], q_bar.index(w), q_smem.index(w))
-        if n_blocks > 0:
-            mbarrier.expect(k_ready.index(0), k_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k_desc, [kv_row, 0], k_ready.index(0), k_smem.index(0))
-        for j in range(1, n_blocks):
-            st = j % STAGES
-            mbarrier.wait(k_empty.index(st), ((j // STAGES) & 1) ^ 1)
-            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k_desc, [kv_row + j * BLOCK_N, 0], k_ready.index(st), k_smem.index(st))
-            pst = (j - 1) % STAGES
-            mbarrier.wait(v_empty.index(pst), (((j - 1) // STAGES) & 1) ^ 1)
-            mbarrier.expect(v_ready.index(pst), v_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v_desc, [kv_row + (j - 1) * BLOCK_N, 0], v_ready.index(pst),
-                                            v_smem.index(pst))
-        if n_blocks > 0:
-            lst = (n_blocks - 1) % STAGES
-            mbarrier.wait(v_empty.index(lst), (((n_blocks - 1) // STAGES) & 1) ^ 1)
-            mbarrier.expect(v_ready.index(lst), v_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v_desc, [kv_row + (n_blocks - 1) * BLOCK_N, 0], v_ready.index(lst),
-                                            v_smem.index(lst))
+        g = 0  # K/V blocks loaded so far
+        n = 0  # tiles so far
+        for t in range(t0, n_tiles, t_step):
+            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
+                                                                 BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST, PERSISTENT)
+            mbarrier.wait(q_empty, (n & 1) ^ 1)
+            for w in gl.static_range(2):
+                mbarrier.expect(q_bar.index(w), q_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(q_desc, [q_row + w * HALF, 0], q_bar.index(w), q_smem.index(w))
+            if n_blocks > 0:
+                _fa3_load(k_desc, kv_row, k_ready, k_empty, k_smem, g, STAGES)
+            for j in range(1, n_blocks):
+                _fa3_load(k_desc, kv_row + j * BLOCK_N, k_ready, k_empty, k_smem, g + j, STAGES)
+                _fa3_load(v_desc, kv_row + (j - 1) * BLOCK_N, v_ready, v_empty, v_smem, g + j - 1, STAGES)
+            if n_blocks > 0:
+                _fa3_load(v_desc, kv_row + (n_blocks - 1) * BLOCK_N, v_ready, v_empty, v_smem, g + n_blocks - 1,
+                          STAGES)
+            g += n_blocks
+            n += 1
 
     @gluon.jit
     def _fa3_softmax(s, m_i, l_i, qk_scale2, cols, rows, CAUSAL_OFFSET, MASKED: gl.constexpr):
@@ -103,18 +147,19 @@ if gluon is not None:
         return p, alpha, m_new, l_new
 
     @gluon.jit
-    def _fa3_step(j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+    def _fa3_step(j, g, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
                   my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero,
                   BLOCK_N: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr, o_layout: gl.constexpr,
                   p_layout: gl.constexpr):
-        """Step j >= 1 of one consumer warpgroup: on its turn, S_j = Q K_j^T and O += P_{j-1} V_{j-1} (async wgmma,
-        in that order), the turn handed over; the softmax of S_j while P_{j-1} V_{j-1} runs; O rescaled."""
-        st = j % STAGES
-        pst = (j - 1) % STAGES
-        mbarrier.wait(k_ready.index(st), (j // STAGES) & 1)
+        """Step j >= 1 of a tile (g: block j's number over the walk) for one consumer warpgroup: on its turn,
+        S_j = Q K_j^T and O += P_{j-1} V_{j-1} (async wgmma, in that order), the turn handed over; the softmax of S_j
+        while P_{j-1} V_{j-1} runs; O rescaled."""
+        st = g % STAGES
+        pst = (g - 1) % STAGES
+        mbarrier.wait(k_ready.index(st), (g // STAGES) & 1)
         mbarrier.wait(my_turn, turn_ph)
         s_tok = warpgroup_mma(q_h, k_smem.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-        mbarrier.wait(v_ready.index(pst), ((j - 1) // STAGES) & 1)
+        mbarrier.wait(v_ready.index(pst), ((g - 1) // STAGES) & 1)
         o_tok = warpgroup_mma(p_op, v_smem.index(pst), acc, is_async=True)
         mbarrier.arrive(other_turn, count=1)
         s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
@@ -128,12 +173,15 @@ if gluon is not None:
         return acc, m_i, l_i, p_op, turn_ph ^ 1
 
     @gluon.jit
-    def _fa3_consumer(o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
-                      q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, WG: gl.constexpr,
-                      HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr):
-        """Consumer warpgroup WG (0 or 1): rows start_m + WG*64 .. +63 of the Q block.  Resident: its Q half (shared
-        memory), O (64 x d fp32), m, l, P_{j-1} (registers).  Epilogue: O through the Q half's shared memory (free
-        once the last S is done) and TMA; lse by plain stores."""
+    def _fa3_consumer(o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty, v_empty,
+                      turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2,
+                      WG: gl.constexpr, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                      BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
+                      PERSISTENT: gl.constexpr):
+        """Consumer warpgroup WG (0 or 1): rows start_m + WG*64 .. +63 of each of its tiles.  Resident per tile: its
+        Q half (shared memory), O (64 x d fp32), m, l, P_{j-1} (registers).  Epilogue: O through shared memory
+        (per-tile grid: the Q half, free once the last S is done; persistent: its own staging tile, so the producer
+        can load the next Q meanwhile) and TMA; lse by plain stores."""
         HALF: gl.constexpr = q_smem.type.shape[1]
         dtype: gl.constexpr = q_smem.dtype
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -142,101 +190,116 @@ if gluon is not None:
                                                            instr_shape=[16, HEAD_DIM, 16])
         p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
         q_h = q_smem.index(WG)
+        if PERSISTENT:
+            o_h = o_smem.index(WG)
+        else:
+            o_h = q_h
         my_turn = turn.index(WG)
         other_turn = turn.index(1 - WG)
-        rows = start_m + WG * HALF + gl.arange(0, HALF, layout=gl.SliceLayout(1, s_layout))
         offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-        m_i = gl.full([HALF], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
-        l_i = gl.zeros([HALF], gl.float32, layout=gl.SliceLayout(1, s_layout))
-        acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
         s_zero = gl.zeros([HALF, BLOCK_N], gl.float32, layout=s_layout)
-        p_op = gl.zeros([HALF, BLOCK_N], dtype, layout=p_layout)
         # my k-th turn completes phase k of my barrier's count (warpgroup 0 starts: its first wait passes at once)
         turn_ph = 1 - WG
-        # blocks [0, n_full) are seen whole by all 64 rows (causal); block 0 always runs masked
-        if CAUSAL:
-            n_full = gl.minimum(gl.maximum(start_m + WG * HALF + CAUSAL_OFFSET + 1, 0) // BLOCK_N, n_blocks)
-        else:
-            n_full = n_blocks
-        n_full = gl.maximum(n_full, 1)
+        g = 0  # K/V blocks consumed so far
+        n = 0  # tiles so far
+        for t in range(t0, n_tiles, t_step):
+            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
+                                                                 BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST, PERSISTENT)
+            rows = start_m + WG * HALF + gl.arange(0, HALF, layout=gl.SliceLayout(1, s_layout))
+            m_i = gl.full([HALF], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
+            l_i = gl.zeros([HALF], gl.float32, layout=gl.SliceLayout(1, s_layout))
+            acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
+            p_op = gl.zeros([HALF, BLOCK_N], dtype, layout=p_layout)
+            # blocks [0, n_full) are seen whole by all 64 rows (causal); block 0 always runs masked
+            if CAUSAL:
+                n_full = gl.minimum(gl.maximum(start_m + WG * HALF + CAUSAL_OFFSET + 1, 0) // BLOCK_N, n_blocks)
+            else:
+                n_full = n_blocks
+            n_full = gl.maximum(n_full, 1)
 
-        mbarrier.wait(q_bar.index(WG), 0)
-        if n_blocks > 0:  # block 0: S_0 and its softmax; P_0 V_0 goes with S_1
-            mbarrier.wait(k_ready.index(0), 0)
-            mbarrier.wait(my_turn, turn_ph)
-            s_tok = warpgroup_mma(q_h, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            mbarrier.arrive(other_turn, count=1)
-            turn_ph = turn_ph ^ 1
-            s = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok,))
-            mbarrier.arrive(k_empty.index(0), count=1)
-            p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET, MASKED=CAUSAL)
-            p_op = gl.convert_layout(p.to(dtype), p_layout)
-        for j in range(1, n_full):  # whole blocks: no mask arithmetic
-            acc, m_i, l_i, p_op, turn_ph = _fa3_step(
-                j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, my_turn,
-                other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N, STAGES=STAGES,
-                MASKED=False, o_layout=o_layout, p_layout=p_layout)
-        for j in range(n_full, n_blocks):  # the diagonal band (causal only: n_full = n_blocks otherwise)
-            acc, m_i, l_i, p_op, turn_ph = _fa3_step(
-                j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, my_turn,
-                other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N, STAGES=STAGES,
-                MASKED=True, o_layout=o_layout, p_layout=p_layout)
-        if n_blocks > 0:  # the last P V
-            lst = (n_blocks - 1) % STAGES
-            mbarrier.wait(v_ready.index(lst), ((n_blocks - 1) // STAGES) & 1)
-            o_tok = warpgroup_mma(p_op, v_smem.index(lst), acc, is_async=True)
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
-            mbarrier.arrive(v_empty.index(lst), count=1)
+            mbarrier.wait(q_bar.index(WG), n & 1)
+            if n_blocks > 0:  # block 0: S_0 and its softmax; P_0 V_0 goes with S_1
+                st0 = g % STAGES
+                mbarrier.wait(k_ready.index(st0), (g // STAGES) & 1)
+                mbarrier.wait(my_turn, turn_ph)
+                s_tok = warpgroup_mma(q_h, k_smem.index(st0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+                mbarrier.arrive(other_turn, count=1)
+                turn_ph = turn_ph ^ 1
+                s = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok,))
+                mbarrier.arrive(k_empty.index(st0), count=1)
+                p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET, MASKED=CAUSAL)
+                p_op = gl.convert_layout(p.to(dtype), p_layout)
+            for j in range(1, n_full):  # whole blocks: no mask arithmetic
+                acc, m_i, l_i, p_op, turn_ph = _fa3_step(
+                    j, g + j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                    my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N,
+                    STAGES=STAGES, MASKED=False, o_layout=o_layout, p_layout=p_layout)
+            for j in range(n_full, n_blocks):  # the diagonal band (causal only: n_full = n_blocks otherwise)
+                acc, m_i, l_i, p_op, turn_ph = _fa3_step(
+                    j, g + j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                    my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N,
+                    STAGES=STAGES, MASKED=True, o_layout=o_layout, p_layout=p_layout)
+            if PERSISTENT:  # every S of the tile is done: the producer may load the next tile's Q half
+                mbarrier.arrive(q_empty, count=1)
+            if n_blocks > 0:  # the last P V
+                lst = (g + n_blocks - 1) % STAGES
+                mbarrier.wait(v_ready.index(lst), ((g + n_blocks - 1) // STAGES) & 1)
+                o_tok = warpgroup_mma(p_op, v_smem.index(lst), acc, is_async=True)
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
+                mbarrier.arrive(v_empty.index(lst), count=1)
 
-        # epilogue: a row that saw nothing: O = 0, lse = -inf
-        empty = l_i == 0.0
-        l_safe = gl.where(empty, 1.0, l_i)
-        o = acc / gl.convert_layout(l_safe, gl.SliceLayout(1, o_layout))[:, None]
-        lse = gl.where(empty, float("-inf"), (m_i * qk_scale2 + gl.log2(l_safe)) * 0.6931471805599453)
-        q_h.store(o.to(dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(o_desc, [q_row + WG * HALF, 0], q_h)
-        gl.store(LSE + lse_row + rows, lse)
+            # epilogue: a row that saw nothing: O = 0, lse = -inf
+            empty = l_i == 0.0
+            l_safe = gl.where(empty, 1.0, l_i)
+            o = acc / gl.convert_layout(l_safe, gl.SliceLayout(1, o_layout))[:, None]
+            lse = gl.where(empty, float("-inf"), (m_i * qk_scale2 + gl.log2(l_safe)) * 0.6931471805599453)
+            tma.store_wait(0)  # the previous tile's O store has read the staging tile
+            o_h.store(o.to(dtype))
+            fence_async_shared()
+            tma.async_copy_shared_to_global(o_desc, [q_row + WG * HALF, 0], o_h)
+            gl.store(LSE + pid_bh.to(gl.int64) * SEQ_Q + rows, lse)
+            g += n_blocks
+            n += 1
         tma.store_wait(0)
 
     @gluon.jit
-    def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, H, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+    def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, H, BH, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                         GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                         STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                        CONSUMER_REGS: gl.constexpr):
-        """The launch ``hopper_fa3_fwd``: grid (Q blocks, batch*head_q) or (batch*head_q, Q blocks) by
-        `Schedule.grid_order`; causal Q blocks longest first."""
+                        PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr):
+        """The launch ``hopper_fa3_fwd``.  Per-tile (PERSISTENT False): grid (Q blocks, batch*head_q) or (batch*head_q,
+        Q blocks) by `Schedule.grid_order`, one tile per CTA.  Persistent: grid (CTAs,), CTA c walks tiles c, c + G,
+        ... (`memsim.algorithms_hopper.persistent_tiles`' order); its producer loads tile t+1's Q_i, K_j, V_j while
+        the consumers finish tile t."""
         dtype: gl.constexpr = q_desc.dtype
         HALF: gl.constexpr = q_desc.block_type.shape[0]
         gl.static_assert(BLOCK_M == 2 * HALF)
-        if Q_FASTEST:
-            pid_m = gl.program_id(0)
-            pid_bh = gl.program_id(1)
-        else:
-            pid_m = gl.program_id(1)
-            pid_bh = gl.program_id(0)
-        if CAUSAL:  # longest first: grid position p computes Q block Mb - 1 - p
-            pid_m = SEQ_Q // BLOCK_M - 1 - pid_m
-        start_m = pid_m * BLOCK_M
-        b = pid_bh // H
-        hkv = pid_bh % H // GROUP
-        q_row = pid_bh * SEQ_Q + start_m
-        kv_row = (b * (H // GROUP) + hkv) * SEQ_KV
-        if CAUSAL:
-            n_blocks = gl.cdiv(gl.minimum(gl.maximum(start_m + BLOCK_M + CAUSAL_OFFSET, 0), SEQ_KV), BLOCK_N)
-        else:
-            n_blocks = SEQ_KV // BLOCK_N
-        lse_row = pid_bh.to(gl.int64) * SEQ_Q
+        if PERSISTENT:
+            t0 = gl.program_id(0)
+            t_step = gl.num_programs(0)
+            n_tiles = SEQ_Q // BLOCK_M * BH
+            pid1 = 0
+        else:  # one tile: t = program_id(0), pid1 = program_id(1)
+            t0 = gl.program_id(0)
+            t_step = 1
+            n_tiles = t0 + 1
+            pid1 = gl.program_id(1)
 
         q_smem = gl.allocate_shared_memory(dtype, [2, HALF, HEAD_DIM], q_desc.layout)
+        if PERSISTENT:
+            o_smem = gl.allocate_shared_memory(dtype, [2, HALF, HEAD_DIM], o_desc.layout)
+        else:
+            o_smem = q_smem
         k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
         v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
         q_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        q_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
         k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(q_empty, count=2)  # both consumer warpgroups release the Q block
         for w in gl.static_range(2):
             mbarrier.init(q_bar.index(w), count=1)
             mbarrier.init(turn.index(w), count=1)
@@ -247,14 +310,14 @@ if gluon is not None:
             mbarrier.init(v_empty.index(i), count=2)
 
         gl.warp_specialize([
-            (_fa3_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty,
-                             v_empty, q_row, kv_row, n_blocks, BLOCK_N, STAGES)),
-            (_fa3_consumer, (o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
-                             q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, 0, HEAD_DIM, BLOCK_N,
-                             STAGES, CAUSAL)),
-            (_fa3_consumer, (o_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, turn, LSE,
-                             q_row, lse_row, start_m, n_blocks, qk_scale2, CAUSAL_OFFSET, 1, HEAD_DIM, BLOCK_N,
-                             STAGES, CAUSAL)),
+            (_fa3_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready,
+                             k_empty, v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
+            (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
+                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                             CAUSAL, Q_FASTEST, PERSISTENT)),
+            (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
+                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                             CAUSAL, Q_FASTEST, PERSISTENT)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -272,16 +335,24 @@ def fa3_descriptors(p: AttentionProblem, s: Schedule, q, k, v, o):
             TensorDescriptor.from_tensor(rows(o), [HALF_M, d], half))
 
 
-def fa3_grid(p: AttentionProblem, s: Schedule) -> tuple:
+#: EXPERIMENT switch (benchmarks/hopper_bench.py --fa3 ...p): the persistent walk instead of one tile per CTA
+PERSISTENT = False
+
+
+def fa3_grid(p: AttentionProblem, s: Schedule, persistent: bool | None = None) -> tuple:
     mb, bh = p.seq_q // s.block_m, p.batch * p.heads_q
+    if PERSISTENT if persistent is None else persistent:
+        return (min(mb * bh, PERSISTENT_CTAS),)
     return (mb, bh) if s.grid_order == "q_fastest" else (bh, mb)
 
 
-def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse):
+def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check."""
-    args = (*fa3_descriptors(p, s, q, k, v, o), lse, p.heads_q, p.seq_q, p.seq_kv, p.scale * LOG2E, p.causal_offset)
+    args = (*fa3_descriptors(p, s, q, k, v, o), lse, p.heads_q, p.batch * p.heads_q, p.seq_q, p.seq_kv,
+            p.scale * LOG2E, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
-              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
+              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest",
+              PERSISTENT=PERSISTENT if persistent is None else persistent, CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
               maxnreg=MAXNREG)
     return args, kw
 
@@ -303,9 +374,9 @@ def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
                              f"has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
 
 
-def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> ForwardResult:
+def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v, persistent: bool | None = None) -> ForwardResult:
     """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
-    lse (B, Hq, Nq) fp32 in natural-log units."""
+    lse (B, Hq, Nq) fp32 in natural-log units.  persistent: the walk or one tile per CTA (default: PERSISTENT)."""
     p, s = problem, schedule
     if gluon is None:
         raise NotImplementedError("hopper_fa3 needs triton.experimental.gluon (Triton >= 3.5)")
@@ -319,8 +390,8 @@ def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v) -> Forwa
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    args, kw = fa3_args(p, s, q, k, v, o, lse)
-    _hopper_fa3_fwd[fa3_grid(p, s)](*args, **kw)
+    args, kw = fa3_args(p, s, q, k, v, o, lse, persistent)
+    _hopper_fa3_fwd[fa3_grid(p, s, persistent)](*args, **kw)
     return ForwardResult(o, lse, {"lse": lse}, schedule, problem)
 
 

@@ -31,6 +31,15 @@ _CASES = {
 }
 
 
+# the persistent walk: more tiles than CTAs (132), tiles that see nothing (bottom-right, seq_q > seq_kv)
+_WALK_CASES = {
+    "walk_full_gqa": ((4, 16, 4, 1024, 1024, 128), False, "top_left", 128, 2, "q_fastest"),
+    "walk_full_heads_fastest_bn64": ((2, 16, 16, 1024, 1024, 64), False, "top_left", 64, 2, "heads_fastest"),
+    "walk_causal_br": ((2, 16, 16, 1024, 2048, 64), True, "bottom_right", 128, 2, "q_fastest"),
+    "walk_causal_tiles_see_nothing": ((2, 32, 32, 512, 128, 128), True, "bottom_right", 128, 2, "q_fastest"),
+}
+
+
 def _gpu():
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
@@ -50,6 +59,27 @@ def test_fa3_forward_gpu(case, dtype):
     ys = yardsticks(q, k, v, causal=causal, causal_align=align)
     check_rule("o", res.o, ref[0], dtype=dtype, **ys["o"])
     check_lse(res.lse, ref[1])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("case", list(_CASES) + list(_WALK_CASES))
+def test_fa3_persistent_gpu(case, monkeypatch):
+    """The persistent walk (kernels.hopper_gluon.PERSISTENT): exact by the rule, and bit-identical to the per-tile grid
+    (each tile's arithmetic is the same; only which CTA runs it and when differs)."""
+    shape, causal, align, bn, st, order = {**_CASES, **_WALK_CASES}[case]
+    q, k, v, _ = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "walk", case))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    s = Schedule(ALG, "fwd", 128, bn, 4, 2, order)  # 2 stages: with the O staging tiles 3 do not fit at d=128
+    tile = hg.fa3_forward(p, s, q, k, v)
+    monkeypatch.setattr(hg, "PERSISTENT", True)
+    assert len(hg.fa3_grid(p, s)) == 1
+    with poisoned_allocations():
+        res = hg.fa3_forward(p, s, q, k, v)
+    ref = kernels.reference(q, k, v, causal=causal, causal_align=align)
+    ys = yardsticks(q, k, v, causal=causal, causal_align=align)
+    check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
+    check_lse(res.lse, ref[1])
+    assert torch.equal(res.o, tile.o) and torch.equal(res.lse, tile.lse)
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -130,7 +160,9 @@ def test_fa3_grid_and_descriptors(order):
     assert dims(qd) == dims(od) == ([6144, 64], [64, 64])
     assert dims(kd) == dims(vd) == ([2304, 64], [64, 64])
     assert qd.base.data_ptr() == q.data_ptr() and od.base.data_ptr() == o.data_ptr()
-    assert args[5:] == (6, 512, 384, p.scale * 1.4426950408889634, 0)
+    assert args[5:] == (6, 12, 512, 384, p.scale * 1.4426950408889634, 0)
+    assert kw["PERSISTENT"] is False and hg.fa3_grid(p, s, persistent=True) == (48,)
+    assert hg.fa3_grid(kernels.AttentionProblem(4, 64, 64, 1024, 1024, 64, dtype="bf16"), s, persistent=True) == (132,)
     assert (kw["GROUP"], kw["BLOCK_M"], kw["BLOCK_N"], kw["STAGES"], kw["num_warps"], kw["maxnreg"]) == \
         (2, 128, 64, 2, 4, 168)
     assert kw["Q_FASTEST"] == (order == "q_fastest")
