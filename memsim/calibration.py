@@ -106,6 +106,9 @@ class Calibration:
     #: same lines (`tma_window` fact, benchmarks/tma_window_gpu.py; `tma_coalesce_from`); narrower rows are
     #: partial-line requests that all reach the L2.  None: not calibrated (TMA reads merge as LSU reads)
     tma_coalesce_min_row_bytes: int | None = None
+    #: the highest rate at which the SMs read L2-resident lines (`l2_bandwidth` fact, benchmarks/l2_bandwidth_gpu.py:
+    #: L2 read sectors x 32 B / kernel time, points whose reads hit the L2); None: the preset's l2_bw_Bps
+    l2_read_Bps: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -278,6 +281,8 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
     if facts.get("tma_window"):
         kw.update(tma_coalesce_from(facts["tma_window"]))
+    if facts.get("l2_bandwidth"):
+        kw.update(l2_bandwidth_from(facts["l2_bandwidth"]))
     if facts.get("icache"):
         from .issue_fit import icache_curve_from
         kw["icache_curve"] = icache_curve_from(facts["icache"], kw.get("sm_clock_Hz") or hw.clock_Hz)
@@ -735,6 +740,21 @@ def tma_coalesce_from(points: list) -> dict:
         raise CalibrationError(f"tma_window: TMA rows coalesce at {yes} B but not at some wider rows "
                                f"({[w for w in widths if w > yes[0] and True not in verdict[w]]} B)")
     return {"tma_coalesce_min_row_bytes": yes[0]}
+
+
+def l2_bandwidth_from(points: list) -> dict:
+    """The L2 link's rate: the highest L2 read rate (ncu's L2 read sectors x 32 B / kernel time) among the
+    `l2_bandwidth` points whose reads hit the L2 (hit rate >= 0.98: an L2-resident working set, not a DRAM stream).
+    H100 (2026-11-26): 132 x 4 CTAs streaming 8 or 24 MB, LSU or TMA: 7.30-7.34 TB/s (2 CTAs per SM: 3.8-5.3; the
+    rate was still rising, so this is a floor of the L2's peak, not its peak); the preset's estimate was 5.5."""
+    rates = [r["l2_read_Bps"] for r in points if r.get("plan") == "bandwidth" and r.get("l2_read_Bps")
+             and r.get("hit_rate", 0.0) >= 0.98]
+    return {"l2_read_Bps": max(rates)} if rates else {}
+
+
+def l2_link_Bps(hw: Hardware, cal: Calibration) -> float:
+    """The rate of the modelled L2 link: measured where calibrated, else the preset's."""
+    return cal.l2_read_Bps or hw.l2_bw_Bps
 
 
 def _fit_line(xs, ys):

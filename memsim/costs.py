@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .calibration import Calibration, dot_flops_per_sm_s, local_Bps_per_sm
+from .calibration import Calibration, dot_flops_per_sm_s, l2_link_Bps, local_Bps_per_sm
 from .compiled import MIN_LOOP_INSTRUCTIONS
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
@@ -254,4 +254,5 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
-        spill_store_l2_weight=(max(1.0, hw.l2_bw_Bps / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps else 1.0))
+        spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
+                               else 1.0))

@@ -317,7 +317,8 @@ class LaunchModel:
                  launch_overhead_s: float, merge_window_s: float | None = None, merge_group_sms: int = 1,
                  dependent_Bps: float | None = None,
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
-                 fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None):
+                 fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
+                 l2_Bps: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -325,7 +326,8 @@ class LaunchModel:
         self.fill_at: dict = {}
         self.env = simpy.Environment()
         self.dram = Link(self.env, dram_Bps, "dram")
-        self.l2link = Link(self.env, hw.l2_bw_Bps, "l2")
+        #: the L2 link: the measured read rate where calibrated (memsim.calibration.l2_link_Bps), else the preset's
+        self.l2link = Link(self.env, l2_Bps or hw.l2_bw_Bps, "l2")
         used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
         self.sms = [SM() for _ in range(used_sms)]
         #: a dependent loop moves its bytes at this rate per CTA (measured: dependent_loop roundtrip)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calibration import calibration_for, cleaned_fraction, host_time_s
+from .calibration import calibration_for, cleaned_fraction, host_time_s, l2_link_Bps
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
@@ -208,7 +208,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             merge_group_sms=cal.merge_group_sms, dependent_Bps=cal.dependent_Bps,
                             dependent_latency_s=cal.l2_roundtrip_s,
                             cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal),
-                            tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes)
+                            tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes, l2_Bps=l2_link_Bps(hw, cal))
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
@@ -225,7 +225,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             k[key] = getattr(st, key)
         k["l1_reread_bytes"] = st.l1_reread_bytes
         bounds = launch_bounds(st, num_sms=hw.num_sms, sec_per_flop=cost.sec_per_flop, sec_per_exp=cost.sec_per_exp,
-                               dram_Bps=cal.dram_Bps, l2_Bps=hw.l2_bw_Bps, dot_unit=dot_unit)
+                               dram_Bps=cal.dram_Bps, l2_Bps=l2_link_Bps(hw, cal), dot_unit=dot_unit)
         limit, share = binding(bounds, st.time_s)
         k.update(num_ctas=st.num_ctas, grid=list(work.launch.grid), ctas_per_sm=st.ctas_per_sm,
                  occupancy_limit=st.occupancy_limit, regs_per_thread=cost.regs_per_thread,
