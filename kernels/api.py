@@ -123,6 +123,45 @@ HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"),
                          "min_seq": {(128, False): 1024, (128, True): 4096, (64, False): 4096, (64, True): 4096}}
 
 
+#: where hopper_fa3 (session 9: FlashAttention-3's structure in Gluon -- a producer warp, two ping-pong consumer
+#: warpgroups; memsim/algorithms_hopper.py) beat what the default ran, on the H100, in the same process, run9b
+#: (benchmarks/results/hopper-h100-2026-11-26-run9b.md; B*N = 16k, H*d = 2048, TFLOP/s medians of 2, bf16 / fp16), with
+#: the registry's variant (128x128 w4 s2; non-causal: the persistent walk, causal: one CTA per tile) -- per
+#: (head_dim, causal), the seq_q and seq_kv range it won in:
+#:   d=128 non-causal N 1024 / 4096 / 16384: bf16 592 / 640 / 663 vs the default's 525 (hopper_ws) / 563 (hopper_ws) /
+#:     530 (hopper); fp16 572 / 613 / 637 vs 515 / 544 / 545;
+#:   d=128 causal N 1024 / 4096 / 16384: bf16 360 / 537 / 629 vs 317 (flash2) / 443 (hopper_ws) / 522 (hopper); fp16
+#:     351 / 519 / 611 vs 311 / 415 / 495 (run9a, bf16 alone, agrees: 366 / 532 / 610);
+#:   d=64 non-causal N 4096 / 16384: bf16 448 / 463 vs 432 (hopper_ws) / 405 (hopper); fp16 441 / 453 vs 408 / 378;
+#:   d=64 causal N 4096 / 16384: bf16 384 / 447 vs 356 (flash2) / 414 (hopper) (fp16 not timed in run9b: same
+#:     instructions).
+#: Left out: d=64 non-causal N=1024 (418 vs 407 and 412 vs 396: inside the 3-4 % spreads), d=64 causal N=1024 (flash2
+#: 295 vs 240).  Contiguous tensors, lengths the 128-row tiles divide (its [B*H*N, d] descriptors; `fa3_applies`), a
+#: 132-SM sm_90 card (the persistent grid is 132 CTAs; measured there), Triton with Gluon.  Checked before hopper_ws's.
+HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
+                          "seq_range": {(128, False): (1024, 16384), (128, True): (1024, 16384),
+                                        (64, False): (4096, 16384), (64, True): (4096, 16384)}}
+#: the algorithm each measured rule makes the default
+RULE_ALGORITHMS = {"HOPPER_FA3_FWD_FASTEST": "hopper_fa3", "HOPPER_WS_FWD_FASTEST": "hopper_ws",
+                   "HOPPER_WS_BWD_FASTEST": "hopper_ws"}
+
+
+def _fa3_rule(p, q, k, v) -> bool:
+    """HOPPER_FA3_FWD_FASTEST applies to this problem and these tensors (2-byte dtypes and TMA layouts checked by the
+    caller)."""
+    r = HOPPER_FA3_FWD_FASTEST
+    lo, hi = r["seq_range"].get((p.head_dim, p.causal), (1, 0))
+    if not (p.dtype in r["dtypes"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi and _sm_count(q.device) == r["sms"]
+            and all(t.is_contiguous() for t in (q, k, v))):
+        return False
+    from memsim.algorithms import spec_for
+    from memsim.algorithms_hopper import fa3_applies
+
+    from .hopper_gluon import gluon
+    s = Schedule("hopper_fa3", "fwd", **spec_for("hopper_fa3", "fwd").default_tiles(p, "gpu"))
+    return gluon is not None and fa3_applies(p, s)
+
+
 def _sm_count(dev) -> int | None:
     """The GPU's SM count (None off a GPU): the persistent forward's grid is one CTA per SM of a 132-SM card."""
     if dev.type != "cuda" or not torch.cuda.is_available():
@@ -131,12 +170,15 @@ def _sm_count(dev) -> int | None:
 
 
 def measured_rule(problem, phase: str, q, k, v) -> str | None:
-    """The name of the measured rule that makes hopper_ws the default for this problem and these tensors
-    ("HOPPER_WS_FWD_FASTEST" / "HOPPER_WS_BWD_FASTEST"), or None."""
+    """The name of the measured rule that makes hopper_fa3 or hopper_ws the default for this problem and these tensors
+    ("HOPPER_FA3_FWD_FASTEST", "HOPPER_WS_FWD_FASTEST" / "HOPPER_WS_BWD_FASTEST"; RULE_ALGORITHMS says which
+    algorithm), or None."""
     p, dev = problem, q.device
     if p.dtype not in ("fp16", "bf16") or not _hopper_capable(dev) or not _tma_ok(q, k, v):
         return None
     if phase == "fwd":
+        if _fa3_rule(p, q, k, v):
+            return "HOPPER_FA3_FWD_FASTEST"
         r = HOPPER_WS_FWD_FASTEST
         lo, hi = r["seq_range"].get((p.head_dim, p.causal), (1, 0))
         if (p.dtype in r["dtypes"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi
@@ -251,8 +293,9 @@ def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultC
     On a GPU: the tuning cache, else the GPU's committed tuned table (kernels/tuned/<gpu>.json: the exact problem
     class, or the nearest class when the problem lies inside the span the table measured), per phase, where the
     schedule runs on these tensors (`_tuned_ok`); else the registry default of the fastest algorithm; then, unless the
-    cache answered, hopper_ws's registry default where a measured rule says it is faster (`measured_rule`).  On the CPU
-    interpreter: the registry's interpreter defaults of flash2 (the interpreter-tested reference)."""
+    cache answered, hopper_fa3's or hopper_ws's registry default where a measured rule says it is faster
+    (`measured_rule`).  On the CPU interpreter: the registry's interpreter defaults of flash2 (the interpreter-tested
+    reference)."""
     from .autotune import DEFAULT_ALGORITHMS, default_lookup
     dev = q.device
     gpu = _gpu_of(dev)
@@ -276,8 +319,8 @@ def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultC
                    else fastest_backward_algorithm(problem, rdev, deterministic))
             picked[phase] = (default_schedule(problem, alg, phase, rdev), "registry", None)
         rule = measured_rule(problem, phase, q, k, v) if picked[phase][1] != "cache" else None
-        if rule is not None:  # hopper_ws where it measured faster than what the table / registry pick ran
-            picked[phase] = (default_schedule(problem, "hopper_ws", phase, rdev), "rule", rule)
+        if rule is not None:  # hopper_fa3 / hopper_ws where it measured faster than what the table / registry pick ran
+            picked[phase] = (default_schedule(problem, RULE_ALGORITHMS[rule], phase, rdev), "rule", rule)
     (fs, fsrc, fkey), (bs, bsrc, bkey) = picked["fwd"], picked["bwd"]
     return DefaultChoice(fs, bs, fsrc, bsrc, fkey, bkey)
 

@@ -1,14 +1,20 @@
 """hopper_fa3: a forward with FlashAttention-3's structure, written in Gluon (`triton.experimental.gluon`).
 
-One CTA per (Q block of BLOCK_M = 128 rows, batch*head_q), three partitions (`gl.warp_specialize`):
+Tiles of BLOCK_M = 128 query rows x one batch*head_q; non-causal problems: a persistent grid of min(tiles, 132) CTAs,
+CTA c computing tiles c, c + G, ... (`memsim.algorithms_hopper.persistent_tiles`' order); causal problems: one CTA per
+tile, longest first (the registry's rule `fa3_persistent`: what measured faster, run9b).  Three partitions per CTA
+(`gl.warp_specialize`):
   * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of Q_i (two 64-row
-    halves) and, per K/V block j, K_j and V_j into a ring of STAGES shared-memory stages, in FA3's order K_0, then
+    halves; in the persistent walk the next tile's once both consumers are done with this one's) and, per K/V block
+    j, K_j and V_j into a ring of STAGES shared-memory stages, in FA3's order K_0, then
     (K_j, V_{j-1}) for j = 1.., then V_last, each stage handed over on a "ready" mbarrier (expected bytes) and taken
     back on an "empty" mbarrier both consumers arrive on (K_j as soon as S_j is done, V_j once P_j V_j is);
   * two consumer warpgroups (workers, 4 warps and 240 registers each), one per 64-row half of the Q block, sharing
-    the K/V ring.  Each runs FA3's intra-warpgroup overlap: step j issues S_j = Q K_j^T and O += P_{j-1} V_{j-1} as
-    async wgmma, waits for S_j alone, runs the online softmax of S_j while P_{j-1} V_{j-1} runs, then waits for it
-    and rescales O;
+    the K/V ring.  Each is written with FA3's intra-warpgroup overlap: step j issues S_j = Q K_j^T and
+    O += P_{j-1} V_{j-1} as async wgmma, waits for S_j alone, runs the online softmax of S_j, then waits for P V and
+    rescales O.  BUT ptxas (Triton 3.6's) moves that last wait above the softmax's MUFU.EX2 (sm_90a SASS), so inside
+    one warpgroup the softmax does not overlap P V; three ways around it failed (notes/hopper.md, session 9): the
+    overlap comes from the ping-pong between the two warpgroups;
   * ping-pong between the consumers: a warpgroup issues its two wgmma of a step only on its turn (an mbarrier per
     warpgroup; after issuing it hands the turn to the other), so the tensor cores run one group's matmuls while the
     other group computes its softmax.
@@ -34,7 +40,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from memsim.algorithms_hopper import PERSISTENT_CTAS, fa3_applies
+from memsim.algorithms_hopper import PERSISTENT_CTAS, fa3_applies, fa3_persistent
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import LOG2E
@@ -311,13 +317,14 @@ if gluon is not None:
 
         gl.warp_specialize([
             (_fa3_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready,
-                             k_empty, v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
+                             k_empty, v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
+                             BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
-                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                             CAUSAL, Q_FASTEST, PERSISTENT)),
+                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
+                             qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
-                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                             CAUSAL, Q_FASTEST, PERSISTENT)),
+                             v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
+                             qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -335,24 +342,26 @@ def fa3_descriptors(p: AttentionProblem, s: Schedule, q, k, v, o):
             TensorDescriptor.from_tensor(rows(o), [HALF_M, d], half))
 
 
-#: EXPERIMENT switch (benchmarks/hopper_bench.py --fa3 ...p): the persistent walk instead of one tile per CTA
-PERSISTENT = False
-
-
 def fa3_grid(p: AttentionProblem, s: Schedule, persistent: bool | None = None) -> tuple:
+    """The launch grid: persistent (min(tiles, 132) CTAs) or one CTA per tile in the schedule's axis order.
+    persistent None: the registry's rule (`memsim.algorithms_hopper.fa3_persistent`: non-causal problems); True or
+    False: that variant (benchmarks and tests compare both)."""
     mb, bh = p.seq_q // s.block_m, p.batch * p.heads_q
-    if PERSISTENT if persistent is None else persistent:
+    if fa3_persistent(p, s) if persistent is None else persistent:
         return (min(mb * bh, PERSISTENT_CTAS),)
     return (mb, bh) if s.grid_order == "q_fastest" else (bh, mb)
 
 
 def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool | None = None):
-    """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check."""
+    """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check;
+    persistent as in `fa3_grid`."""
+    if persistent is None:
+        persistent = fa3_persistent(p, s)
     args = (*fa3_descriptors(p, s, q, k, v, o), lse, p.heads_q, p.batch * p.heads_q, p.seq_q, p.seq_kv,
             p.scale * LOG2E, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest",
-              PERSISTENT=PERSISTENT if persistent is None else persistent, CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
+              PERSISTENT=persistent, CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
               maxnreg=MAXNREG)
     return args, kw
 
@@ -362,9 +371,9 @@ def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
     num_warps 4 (one consumer warpgroup), num_stages 2-3, lengths the tiles divide, contiguous tensors."""
     if p.dtype not in ("fp16", "bf16") or p.head_dim not in (64, 128) or s.block_m != 2 * HALF_M \
             or s.block_n not in (64, 128) or s.num_warps != 4 or s.num_stages not in (2, 3):
-        raise ScheduleError(f"the hopper_fa3 launch runs fp16/bf16, d 64/128, block_m 128, block_n 64/128, num_warps 4, "
-                            f"num_stages 2-3; got {p.dtype}, d={p.head_dim}, {s.block_m}x{s.block_n} w{s.num_warps} "
-                            f"s{s.num_stages}")
+        raise ScheduleError(f"the hopper_fa3 launch runs fp16/bf16, d 64/128, block_m 128, block_n 64/128, "
+                            f"num_warps 4, num_stages 2-3; got {p.dtype}, d={p.head_dim}, {s.block_m}x{s.block_n} "
+                            f"w{s.num_warps} s{s.num_stages}")
     if p.seq_q % s.block_m or p.seq_kv % s.block_n:
         raise ScheduleError(f"the hopper_fa3 launch needs lengths the tiles divide (seq_q % {s.block_m}, seq_kv % "
                             f"{s.block_n}); got {p.seq_q}, {p.seq_kv}")
@@ -374,9 +383,11 @@ def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
                              f"has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
 
 
-def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v, persistent: bool | None = None) -> ForwardResult:
+def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v,
+                persistent: bool | None = None) -> ForwardResult:
     """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
-    lse (B, Hq, Nq) fp32 in natural-log units.  persistent: the walk or one tile per CTA (default: PERSISTENT)."""
+    lse (B, Hq, Nq) fp32 in natural-log units.  persistent: the walk or one tile per CTA (None: the registry's rule,
+    `fa3_persistent`; True/False outside the registry, for the benchmarks' comparison)."""
     p, s = problem, schedule
     if gluon is None:
         raise NotImplementedError("hopper_fa3 needs triton.experimental.gluon (Triton >= 3.5)")

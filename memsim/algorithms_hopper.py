@@ -393,10 +393,11 @@ register(HOPPER_WS_BWD)
 
 
 # --- hopper_fa3 fwd: FlashAttention-3's structure in Gluon (kernels/hopper_gluon.py) ----------------------------
-_FA3_MEASURED = ("benchmarks/hopper_bench.py --fa3 on an H100 80GB HBM3 (bf16, d=128, B*N=16k, H*d=2048, N 1024-16384, "
-                 "causal or not; run9a 2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run9a.json): 128x128 s2 "
-                 "535-631 TFLOP/s non-causal, 366-610 causal (s3 within the spreads)")
-_FA3_UNMEASURED = "not timed: the d=128 tiles (d 64: the compiled kernel needs 82 KB of shared memory, no spills)"
+_FA3_MEASURED = ("benchmarks/hopper_bench.py --fa3 on an H100 80GB HBM3 (bf16 and fp16, d 64/128, B*N=16k, H*d=2048, N "
+                 "1024-16384, causal or not; runs 9a-9b 2026-11-26, "
+                 "benchmarks/results/hopper-h100-2026-11-26-run9b.json):"
+                 " 128x128 s2, d=128 572-663 TFLOP/s non-causal (persistent), 351-629 causal; d=64 412-463 / 240-447; "
+                 "s3 per tile within the spreads of s2 (run9a)")
 #: what the Gluon launch runs (kernels.hopper_gluon.check_fa3 says the same with reasons)
 FA3_HEAD_DIMS = (64, 128)
 FA3_BLOCK_M = 128
@@ -413,19 +414,32 @@ def fa3_applies(p: AttentionProblem, s: Schedule) -> bool:
             and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
 
 
+def fa3_persistent(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether hopper_fa3's own launch walks the tiles persistently (min(tiles, 132) CTAs, `persistent_tiles`' order)
+    or runs one CTA per tile: persistent for non-causal problems, per tile (longest first) for causal ones -- where
+    each measured faster (run9b, benchmarks/results/hopper-h100-2026-11-26-run9b.json, bf16 and fp16: non-causal d=128
+    N=1024 592 vs 534 TFLOP/s, d=64 N=1024 418 vs 375, N=16384 ties; causal the static walk is unbalanced: d=128
+    N=1024 260 vs 360, N=16384 553 vs 629)."""
+    return fa3_applies(p, s) and not p.causal
+
+
 def _fa3_sram(p: AttentionProblem, s: Schedule) -> int:
-    """Q_i (two 64-row halves; each consumer's half also stages its O_i for the TMA store), stages x (K_j + V_j):
-    flash2's formula.  The sm_90a compile on the CPU (benchmarks/hopper_gluon_compile.py --kernel fa3, bf16): d=128
-    128x128 s2 164 152 B, s3 229 752 B, 128x64 s2 98 616 B; d=64 128x128 s2 82 232 B -- this + 312 B of mbarriers
-    and alignment."""
+    """Q_i (two 64-row halves), stages x (K_j + V_j): flash2's formula; the per-tile launch stages O_i in Q_i's
+    halves, the persistent one in its own tile (block_m x d), so the producer can load the next tile's Q_i while the
+    consumers store O_i.  The sm_90a compile on the CPU (benchmarks/hopper_gluon_compile.py --kernel fa3 [--persistent],
+    bf16): per tile, d=128 128x128 s2 164 160 B, s3 229 760 B, 128x64 s2 98 624 B, d=64 128x128 s2 82 240 B;
+    persistent d=128 128x128 s2 196 960 B -- this + 320-352 B of mbarriers and alignment."""
     if not fa3_applies(p, s):
         return _hopper_fwd_sram(p, s)
-    return _flash2_fwd_sram(p, s)
+    o_stage = s.block_m * p.head_dim * p.element_bytes if fa3_persistent(p, s) else 0
+    return _flash2_fwd_sram(p, s) + o_stage
 
 
 def _fa3_launches(p: AttentionProblem, s: Schedule):
     if not fa3_applies(p, s):
         return _hopper_fwd_launches(p, s)
+    if fa3_persistent(p, s):
+        return (Launch("hopper_fa3_fwd", (persistent_ctas(p, s), 1, 1), ("cta", "one", "one"), _fa3_sram(p, s)),)
     mb, _, bh, _ = _sizes(p, s)
     return (_launch("hopper_fa3_fwd", "q_block", mb, "bh", bh, s, _fa3_sram(p, s)),)
 
@@ -445,14 +459,16 @@ HOPPER_FA3_FWD = AlgorithmSpec(
     contract=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_contract(p, s).values()))},
     compulsory_dram_bytes=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
     extra_device_bytes=_fa3_extra,
-    default_schedules=_defaults("gpu", _TWO_BYTE, None, {128: (128, 128, 4, 2)}, _FA3_MEASURED)
-    + _defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2)}, _FA3_UNMEASURED)
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (128, 128, 4, 2)}, _FA3_MEASURED)
     + _defaults("gpu", _TWO_BYTE, None, {16: (128, 128, 4, 2), 32: (128, 128, 4, 2)},
                 "hopper's per-tile launch (hopper_fa3 runs d 64/128 only)") + _INTERPRETER,
     description="""\
 hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_warps 4,
-    2-3 stages, lengths the tiles divide: ``hopper_fa3_fwd`` (Gluon), one CTA per
-    (Q block, batch*head_q), causal Q blocks longest first; flash2_fwd's bytes:
+    2-3 stages, lengths the tiles divide: ``hopper_fa3_fwd`` (Gluon).  Non-causal:
+    persistent, grid (min(Mb * B*Hq, 132), 1, 1), CTA c computes tiles c, c + G, ...
+    (Q blocks of one head in a row; heads_fastest: heads of one Q block), the
+    producer loading tile t+1 while the consumers finish tile t.  Causal: one CTA
+    per (Q block, batch*head_q), Q blocks longest first.  Each tile flash2_fwd's bytes:
     Q_i (rows x d x e) once, K_j, V_j (cols x d x e each) per visible block,
     O_i (rows x d x e) and lse_i (rows x 4) written once, every tile by TMA
     through host-built descriptors.  FlashAttention-3's structure: a producer
@@ -464,6 +480,7 @@ hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_w
     the second.  Causal: blocks every row of a consumer sees run without a mask.
     Otherwise: hopper's ``hopper_fwd`` (one CTA per tile) with the same schedule.
     Extra memory: lse, B*Hq*Nq*4.
-    SRAM: Q_i (also the O_i staging tile) + stages x (K_j + V_j).""")
+    SRAM: Q_i + stages x (K_j + V_j), + an O_i staging tile when persistent (per
+    tile O_i is staged in Q_i's place).""")
 
 register(HOPPER_FA3_FWD)

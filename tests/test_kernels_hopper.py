@@ -223,7 +223,7 @@ def test_hopper_ws_persistent_bytes_match_contract(case, ctas, byte_counter, dev
     assert {n: tuple(c) for n, c in byte_counter.items()} == want and list(want) == ["hopper_fwd_persistent"]
 
 
-# --- kernels.attention's default picks hopper_ws where it measured faster (kernels.api.measured_rule) -------------
+# --- kernels.attention's default picks hopper_fa3 / hopper_ws where they measured faster (kernels.api.measured_rule) --
 @pytest.fixture
 def h100(monkeypatch, tmp_path):
     """CPU tensors, but the default path believes it runs on the H100 SXM (132 SMs): its committed table applies and the
@@ -248,31 +248,63 @@ def _small(d, dtype=torch.bfloat16):
 
 
 @pytest.mark.parametrize("dtype, d, causal, n, fwd, bwd", [
-    ("bf16", 128, False, 1024, "hopper_ws", "hopper_ws"),
-    ("fp16", 128, False, 4096, "hopper_ws", "hopper_ws"),
-    ("bf16", 128, False, 16384, "hopper", "hopper_ws"),      # fwd: a tie at 16k -> the table's per-tile hopper
-    ("bf16", 128, True, 1024, "flash2", "flash2"),           # both: flash2 (fwd faster; bwd a tie, deterministic)
-    ("bf16", 128, True, 4096, "hopper_ws", "hopper_ws"),
-    ("bf16", 128, True, 16384, "hopper", "hopper_ws"),       # bwd: replaces the fused hopper bwd's registry rule
-    ("bf16", 64, False, 1024, "hopper_ws", "flash2"),
-    ("fp16", 64, False, 4096, "hopper_ws", "hopper_ws"),
-    ("bf16", 64, False, 16384, None, "hopper_ws"),           # fwd 16k: inside the spreads, the table's
-    ("bf16", 64, True, 4096, "flash2", "hopper_ws"),
+    ("bf16", 128, False, 1024, "hopper_fa3", "hopper_ws"),
+    ("fp16", 128, False, 4096, "hopper_fa3", "hopper_ws"),
+    ("bf16", 128, False, 16384, "hopper_fa3", "hopper_ws"),
+    ("bf16", 128, True, 1024, "hopper_fa3", "flash2"),       # bwd: flash2 (a tie, deterministic)
+    ("bf16", 128, True, 4096, "hopper_fa3", "hopper_ws"),
+    ("bf16", 128, True, 16384, "hopper_fa3", "hopper_ws"),   # bwd: replaces the fused hopper bwd's registry rule
+    ("bf16", 64, False, 1024, "hopper_ws", "flash2"),        # fwd: hopper_fa3 inside the spreads (run9b)
+    ("fp16", 64, False, 4096, "hopper_fa3", "hopper_ws"),
+    ("bf16", 64, False, 16384, "hopper_fa3", "hopper_ws"),
+    ("bf16", 64, True, 1024, "flash2", "flash2"),            # fwd: flash2 faster than hopper_fa3 (run9b)
+    ("bf16", 64, True, 4096, "hopper_fa3", "hopper_ws"),
+    ("bf16", 128, False, 2000, None, "hopper_ws"),           # fwd: 2000 % 128 != 0 -> no hopper_fa3 rule
 ])
-def test_default_picks_hopper_ws_where_it_measured_faster(h100, dtype, d, causal, n, fwd, bwd):
-    p = kernels.AttentionProblem(16384 // n, 2048 // d, 2048 // d, n, n, d, dtype=dtype, causal=causal)
+def test_default_picks_the_measured_rules(h100, dtype, d, causal, n, fwd, bwd):
+    """kernels.default_choice picks hopper_fa3's forward / hopper_ws where a measured rule says so (kernels.api:
+    HOPPER_FA3_FWD_FASTEST, HOPPER_WS_*_FASTEST), with the rule's name as the key; elsewhere no rule."""
+    p = kernels.AttentionProblem(max(1, 16384 // n), 2048 // d, 2048 // d, n, n, d, dtype=dtype, causal=causal)
     q, k, v = _small(d)
     c = kernels.default_choice(p, q, k, v)
     if fwd is not None:
         assert c.forward.algorithm == fwd, c
+    else:
+        assert c.forward.algorithm != "hopper_fa3", c
     assert c.backward.algorithm == bwd, c
     for s, src, key in ((c.forward, c.forward_source, c.forward_key), (c.backward, c.backward_source, c.backward_key)):
-        if s.algorithm == "hopper_ws":
-            assert src == "rule" and key == f"HOPPER_WS_{s.phase.upper()}_FASTEST"
+        if s.algorithm in ("hopper_ws", "hopper_fa3"):
+            want = "HOPPER_FA3_FWD_FASTEST" if s.algorithm == "hopper_fa3" else f"HOPPER_WS_{s.phase.upper()}_FASTEST"
+            assert src == "rule" and key == want
             tiles = (s.block_m, s.block_n, s.num_warps, s.num_stages)
             assert tiles == ((128, 128, 4, 2) if s.phase == "fwd" else (64, 128, 4, 2))
         else:
             assert src != "rule"
+
+
+def test_hopper_fa3_rule_needs_what_the_kernel_needs(h100, monkeypatch):
+    """hopper_fa3's rule only where its own launch runs and was measured: 2-byte dtypes, d 64/128 in the measured
+    ranges, lengths the 128-row tiles divide, contiguous tensors, a 132-SM card, Triton with Gluon."""
+    import kernels.hopper_gluon as kg
+    api = h100
+    q, k, v = _small(128)
+    p = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
+    assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_FA3_FWD_FASTEST"
+    assert api.measured_rule(kernels.AttentionProblem(1, 16, 16, 32768, 32768, 128, dtype="bf16"), "fwd", q, k,
+                             v) is None  # beyond the measured range
+    assert api.measured_rule(kernels.AttentionProblem(8, 16, 16, 2048, 1920, 128, dtype="bf16"), "fwd", q, k,
+                             v) == "HOPPER_FA3_FWD_FASTEST"  # inside the range, tiles divide both lengths
+    assert api.measured_rule(kernels.AttentionProblem(8, 16, 16, 2048, 1900, 128, dtype="bf16"), "fwd", q, k,
+                             v) != "HOPPER_FA3_FWD_FASTEST"
+    assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1024, 1024, 64, dtype="bf16", causal=True), "fwd",
+                             q, k, v) is None
+    t = torch.randn(1, 8, 2, 128).to(torch.bfloat16).transpose(1, 2)  # (B, N, H, d) storage: not contiguous
+    assert api.measured_rule(p, "fwd", t, k, v) != "HOPPER_FA3_FWD_FASTEST"
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 114)
+    assert api.measured_rule(p, "fwd", q, k, v) is None
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 132)
+    monkeypatch.setattr(kg, "gluon", None)
+    assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
 
 
 def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
@@ -286,6 +318,7 @@ def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
     api = h100
     p = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
     q, k, v = _small(128)
+    monkeypatch.setattr(api, "HOPPER_FA3_FWD_FASTEST", {**api.HOPPER_FA3_FWD_FASTEST, "seq_range": {}})  # ws alone
     assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
     assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"  # d=128 non-causal from N=1024
     assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1024, 1024, 64, dtype="bf16"), "bwd", q, k, v) is None
@@ -327,9 +360,9 @@ def test_rule_schedules_simulate(h100):
     fs = kernels.default_choice(p, q, k, v).forward
     p4 = kernels.AttentionProblem(1, 16, 16, 4096, 4096, 128, dtype="bf16", causal=True)
     bs = kernels.default_choice(p4, q, k, v).backward
-    assert (fs.algorithm, bs.algorithm) == ("hopper_ws", "hopper_ws")
+    assert (fs.algorithm, bs.algorithm) == ("hopper_fa3", "hopper_ws")
     rf = memsim.simulate(p, fs, hw).to_dict()
-    assert [x["name"] for x in rf["kernels"]] == ["hopper_fwd_persistent"] and rf["total"]["time_s"] > 0
+    assert [x["name"] for x in rf["kernels"]] == ["hopper_fa3_fwd"] and rf["total"]["time_s"] > 0
     rb = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 128, dtype="bf16", causal=True), bs, hw).to_dict()
     assert [x["name"] for x in rb["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]
 

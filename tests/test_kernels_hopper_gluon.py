@@ -62,43 +62,44 @@ def test_fa3_forward_gpu(case, dtype):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("persistent", [True, False], ids=["walk", "per_tile"])
 @pytest.mark.parametrize("case", list(_CASES) + list(_WALK_CASES))
-def test_fa3_persistent_gpu(case, monkeypatch):
-    """The persistent walk (kernels.hopper_gluon.PERSISTENT): exact by the rule, and bit-identical to the per-tile grid
-    (each tile's arithmetic is the same; only which CTA runs it and when differs)."""
+def test_fa3_both_grids_gpu(case, persistent):
+    """Both launch variants on every case, whatever the registry's rule picks (non-causal: the persistent walk; causal:
+    one tile per CTA): exact by the rule.  (The two are different compiles: run9b found the non-causal outputs of
+    the two not bit-identical -- 5 cases, all within the rule.)"""
     shape, causal, align, bn, st, order = {**_CASES, **_WALK_CASES}[case]
     q, k, v, _ = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "walk", case))
     p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
     s = Schedule(ALG, "fwd", 128, bn, 4, 2, order)  # 2 stages: with the O staging tiles 3 do not fit at d=128
-    tile = hg.fa3_forward(p, s, q, k, v)
-    monkeypatch.setattr(hg, "PERSISTENT", True)
-    assert len(hg.fa3_grid(p, s)) == 1
+    assert len(hg.fa3_grid(p, s, persistent)) == (1 if persistent else 2)
     with poisoned_allocations():
-        res = hg.fa3_forward(p, s, q, k, v)
+        res = hg.fa3_forward(p, s, q, k, v, persistent=persistent)
     ref = kernels.reference(q, k, v, causal=causal, causal_align=align)
     ys = yardsticks(q, k, v, causal=causal, causal_align=align)
     check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
     check_lse(res.lse, ref[1])
-    assert torch.equal(res.o, tile.o) and torch.equal(res.lse, tile.lse)
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
 @pytest.mark.parametrize("shape", [(2, 4, 2, 512, 1024, 128), (1, 3, 3, 300, 517, 64)], ids=["own_launch", "fallback"])
-def test_fa3_registry_path_gpu(shape):
+def test_fa3_registry_path_gpu(shape, causal):
     """Through the registry (kernels.attention with a hopper_fa3 Schedule, autograd, flash2's default backward): the
-    Gluon launch where `fa3_applies`, hopper's per-tile launch on ragged lengths; O, lse and the gradients exact."""
+    Gluon launch where `fa3_applies` (persistent when not causal), hopper's per-tile launch on ragged lengths; O, lse
+    and the gradients exact."""
     from memsim.algorithms_hopper import fa3_applies
-    q, k, v, do = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "registry", shape))
-    p = kernels.problem_for(q, k, v, causal=True)
+    q, k, v, do = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "registry", shape, causal))
+    p = kernels.problem_for(q, k, v, causal=causal)
     s = Schedule(ALG, "fwd", 128, 128, 4, 2)
     assert fa3_applies(p, s) == (shape[3] % 128 == 0)
     res = kernels.forward(p, s, q, k, v)
-    ref = kernels.reference(q, k, v, do=do, causal=True)
-    ys = yardsticks(q, k, v, do=do, causal=True)
+    ref = kernels.reference(q, k, v, do=do, causal=causal)
+    ys = yardsticks(q, k, v, do=do, causal=causal)
     check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
     check_lse(res.lse, ref[1])
     qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    o = kernels.attention(qg, kg, vg, is_causal=True, enable_gqa=True, schedule=s)
+    o = kernels.attention(qg, kg, vg, is_causal=causal, enable_gqa=True, schedule=s)
     o.backward(do)
     assert kernels.last_schedule()[0] == s
     check_rule("o", o.detach(), ref[0], dtype="bf16", **ys["o"])
@@ -149,19 +150,22 @@ def test_fa3_grid_and_descriptors(order):
     mbarrier expects."""
     p = kernels.AttentionProblem(2, 6, 3, 512, 384, 64, dtype="fp16")
     s = Schedule(ALG, "fwd", 128, 64, 4, 2, order)
-    assert hg.fa3_grid(p, s) == ((4, 12) if order == "q_fastest" else (12, 4))
+    assert hg.fa3_grid(p, s, persistent=False) == ((4, 12) if order == "q_fastest" else (12, 4))
+    assert hg.fa3_grid(p, s) == hg.fa3_grid(p, s, persistent=True) == (48,)  # the registry's rule: not causal
+    pc = kernels.AttentionProblem(2, 6, 3, 512, 384, 64, dtype="fp16", causal=True)
+    assert hg.fa3_grid(pc, s) == hg.fa3_grid(pc, s, persistent=False)
     q = torch.zeros(2, 6, 512, 64, dtype=torch.float16)
     k = torch.zeros(2, 3, 384, 64, dtype=torch.float16)
     o = torch.zeros_like(q)
     lse = torch.zeros(2, 6, 512)
-    args, kw = hg.fa3_args(p, s, q, k, k, o, lse)
+    args, kw = hg.fa3_args(p, s, q, k, k, o, lse, persistent=False)
     qd, kd, vd, od = args[:4]
     dims = lambda d: (list(d.shape), list(d.block_shape))  # noqa: E731
     assert dims(qd) == dims(od) == ([6144, 64], [64, 64])
     assert dims(kd) == dims(vd) == ([2304, 64], [64, 64])
     assert qd.base.data_ptr() == q.data_ptr() and od.base.data_ptr() == o.data_ptr()
     assert args[5:] == (6, 12, 512, 384, p.scale * 1.4426950408889634, 0)
-    assert kw["PERSISTENT"] is False and hg.fa3_grid(p, s, persistent=True) == (48,)
+    assert kw["PERSISTENT"] is False and hg.fa3_args(p, s, q, k, k, o, lse)[1]["PERSISTENT"] is True
     assert hg.fa3_grid(kernels.AttentionProblem(4, 64, 64, 1024, 1024, 64, dtype="bf16"), s, persistent=True) == (132,)
     assert (kw["GROUP"], kw["BLOCK_M"], kw["BLOCK_N"], kw["STAGES"], kw["num_warps"], kw["maxnreg"]) == \
         (2, 128, 64, 2, 4, 168)
@@ -169,6 +173,31 @@ def test_fa3_grid_and_descriptors(order):
     # the register budgets fill the register file: 12 warps x maxnreg <= 64K, producer + 2 consumers at their budgets
     assert 12 * 32 * hg.MAXNREG <= 65536
     assert 4 * 32 * (hg.PRODUCER_REGS + 2 * hg.CONSUMER_REGS) == 12 * 32 * hg.MAXNREG
+
+
+def test_fa3_registry_launches():
+    """kernel_launches of hopper_fa3: the persistent walk (min(tiles, 132) CTAs, its own O staging tile) for non-causal
+    problems, one CTA per tile for causal ones, hopper's per-tile launch where the Gluon launch does not run; the
+    persistent d=128 3-stage tiles need more than the H100's 227 KB (refused by check_fits)."""
+    from memsim.algorithms_hopper import fa3_applies, fa3_persistent
+    from memsim.schedule import check_fits, kernel_launches
+    s = Schedule(ALG, "fwd", 128, 128, 4, 2)
+    full = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
+    causal = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16", causal=True)
+    ragged = kernels.AttentionProblem(2, 4, 4, 1000, 1000, 128, dtype="bf16")
+    (lf,), (lc,), (lr,) = (kernel_launches(x, s) for x in (full, causal, ragged))
+    assert (lf.name, lf.grid, lf.axes) == ("hopper_fa3_fwd", (132, 1, 1), ("cta", "one", "one"))
+    assert (lc.name, lc.grid) == ("hopper_fa3_fwd", (8, 256, 1))
+    assert (lr.name, lr.grid) == ("hopper_fwd", (8, 8, 1))
+    assert kernel_launches(kernels.AttentionProblem(1, 4, 4, 256, 256, 64, dtype="fp16"), s)[0].grid == (8, 1, 1)
+    e = 2 * 128
+    assert lc.smem_bytes == 128 * e + 2 * 2 * 128 * e and lf.smem_bytes == lc.smem_bytes + 128 * e
+    assert [fa3_persistent(x, s) for x in (full, causal, ragged)] == [True, False, False]
+    assert not fa3_applies(kernels.AttentionProblem(1, 1, 1, 256, 256, 128, dtype="fp32"), s)
+    h100 = 227 * 1024  # shared memory per block (DESIGN.md)
+    check_fits(causal, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
+    with pytest.raises(ScheduleError):
+        check_fits(full, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
 
 
 _COMPILE = r"""
@@ -179,7 +208,7 @@ from triton.backends.compiler import GPUTarget
 from kernels.compiled_facts import capture, _specialise, ptxas_report
 from kernels.sass import disassemble
 from memsim.schedule import AttentionProblem, Schedule, kernel_launches, sram_bytes_per_cta
-p = AttentionProblem(2, 4, 2, 1024, 1024, 128, "bf16", True)
+p = AttentionProblem(2, 4, 2, 1024, 1024, 128, "bf16", sys.argv[1] == "causal")
 s = Schedule("hopper_fa3", "fwd", 128, 128, 4, 2)
 (jf, args, kw, grid), = capture(p, s)
 t = GPUTarget("cuda", 90, 32)
@@ -195,24 +224,28 @@ print(json.dumps({"name": jf.fn.__name__, "launch": launch.name, "grid": list(gr
 """
 
 
-def test_fa3_compiles_for_sm90a():
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_compiles_for_sm90a(mask):
     """The registry's launch captured by `kernels.compiled_facts` (meta tensors) and compiled for sm_90a on the CPU,
-    in a subprocess without TRITON_INTERPRET: the captured grid is kernel_launches' grid; 12 warps (producer
-    warpgroup + two consumer warpgroups); setmaxnreg down to 24 for the producer and up to 240 for the consumers; no
-    local memory (no spills); the registry's SRAM formula within 1 KB below the compiled shared memory (mbarriers)."""
+    in a subprocess without TRITON_INTERPRET: the captured grid is kernel_launches' grid (causal: one CTA per tile;
+    full: the persistent walk, 64 tiles -> 64 CTAs); 12 warps (producer warpgroup + two consumer warpgroups);
+    setmaxnreg down to 24 for the producer and up to 240 for the consumers; no local memory (no spills); the
+    registry's SRAM formula within 1 KB below the compiled shared memory (mbarriers)."""
     import json
     import os
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([sys.executable, "-c", _COMPILE, mask], capture_output=True, text=True, env=env, timeout=300)
     if r.returncode != 0:
         pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert (got["name"], got["launch"]) == ("_hopper_fa3_fwd", "hopper_fa3_fwd")
     assert got["grid"] + [1] * (3 - len(got["grid"])) == got["want_grid"]
+    assert got["want_grid"] == ([8, 8, 1] if mask == "causal" else [64, 1, 1])
     assert got["warps"] == 12 and got["local"] == 0
-    assert ("DEALLOC", "0x18") in map(tuple, got["setmaxnreg"]) and ("TRY_ALLOC", "0xf0") in map(tuple, got["setmaxnreg"])
+    budgets = set(map(tuple, got["setmaxnreg"]))
+    assert ("DEALLOC", "0x18") in budgets and ("TRY_ALLOC", "0xf0") in budgets
     assert 0 <= got["shared"] - got["sram"] < 1024
     assert got["hgmma"] > 0
