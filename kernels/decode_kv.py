@@ -77,70 +77,62 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
     # each iteration reads K_j and V_j (cols x d each) of this split's keys -- and, paged, the table entries
-    # of its pages: one entry when a tile lies in one page (PAGE_SIZE a multiple of BLOCK_N), one per page of the
-    # tile when pages tile it (PAGE_SIZE a power of two below BLOCK_N: the tile is read as NP pages x PAGE_SIZE
-    # rows, each thread loads the entries of its own pages), else one per key.
+    # of its pages: one entry when a tile lies in one page (PAGE_SIZE a multiple of BLOCK_N), else one per key.
     # PAGE_PREFETCH loads the next tile's entries one iteration ahead (loop-carried), so no K/V address
-    # waits on a table load issued in the same iteration.
+    # waits on a table load issued in the same iteration.  Addresses are one base per tile (a scalar) plus
+    # loop-invariant row offsets; with a power-of-two page that divides the tile (PAGE_ROWS), key n of every tile
+    # is row n % PAGE_SIZE of the tile's page n // PAGE_SIZE, so those terms are loop-invariant too.
     ONE_PAGE: tl.constexpr = PAGE_SIZE > 0 and PAGE_SIZE % BLOCK_N == 0
-    PAGE_TILES: tl.constexpr = (PAGE_SIZE > 0 and PAGE_SIZE < BLOCK_N and BLOCK_N % PAGE_SIZE == 0
-                                and (PAGE_SIZE & (PAGE_SIZE - 1)) == 0)
-    NP: tl.constexpr = BLOCK_N // PAGE_SIZE if PAGE_TILES else 1
-    PS: tl.constexpr = PAGE_SIZE if PAGE_TILES else 1
-    offs_p = tl.arange(0, NP)             # page j of a tile holds its keys j*PS .. j*PS + PS-1
-    offs_r = tl.arange(0, PS)
+    PAGE_ROWS: tl.constexpr = (PAGE_SIZE > 0 and PAGE_SIZE < BLOCK_N and BLOCK_N % PAGE_SIZE == 0
+                               and (PAGE_SIZE & (PAGE_SIZE - 1)) == 0)
+    PS: tl.constexpr = PAGE_SIZE if PAGE_ROWS else 1
+    j_of_n = offs_n // PS                 # PAGE_ROWS: page of key n within its tile, and its row in that page
+    rk_of_n = (offs_n % PS).to(tl.int64) * stride_kn
+    rv_of_n = (offs_n % PS).to(tl.int64) * stride_vn
     bt_row = BT + b64 * stride_btb
     if PAGE_SIZE > 0 and PAGE_PREFETCH:
         if ONE_PAGE:
             page_next = tl.load(bt_row + k0 // PAGE_SIZE, mask=has_keys, other=0).to(tl.int64)
-        elif PAGE_TILES:
-            page_next = tl.load(bt_row + k0 // PS + offs_p, mask=(k0 + offs_p * PS) < k1, other=0).to(tl.int64)
+        elif PAGE_ROWS:
+            page_next = tl.load(bt_row + k0 // PS + j_of_n, mask=(k0 + offs_n) < k1, other=0).to(tl.int64)
         else:
             page_next = tl.load(bt_row + (k0 + offs_n) // PAGE_SIZE, mask=(k0 + offs_n) < k1, other=0).to(tl.int64)
     for start_n in range(k0, k1, BLOCK_N):
         cols = start_n + offs_n
         kmask = cols < k1
-        if PAGE_TILES:
+        if PAGE_SIZE > 0:
             if PAGE_PREFETCH:
                 page = page_next
                 nxt = start_n + BLOCK_N
-                page_next = tl.load(bt_row + nxt // PS + offs_p, mask=(nxt + offs_p * PS) < k1, other=0).to(tl.int64)
+                if ONE_PAGE:
+                    page_next = tl.load(bt_row + nxt // PAGE_SIZE, mask=nxt < k1, other=0).to(tl.int64)
+                elif PAGE_ROWS:
+                    page_next = tl.load(bt_row + nxt // PS + j_of_n, mask=(nxt + offs_n) < k1, other=0).to(tl.int64)
+                else:
+                    page_next = tl.load(bt_row + (nxt + offs_n) // PAGE_SIZE, mask=(nxt + offs_n) < k1,
+                                        other=0).to(tl.int64)
             else:
-                page = tl.load(bt_row + start_n // PS + offs_p, mask=(start_n + offs_p * PS) < k1,
-                               other=0).to(tl.int64)
-            # (NP, PS, d): row r of page j is key start_n + j*PS + r (start_n is a multiple of BLOCK_N)
-            kmask3 = ((start_n + offs_p * PS)[:, None] + offs_r[None, :]) < k1
-            kT3 = tl.load(K + hk * stride_kh + offs_d[:, None, None] + (page * stride_kb)[None, :, None]
-                          + (offs_r.to(tl.int64) * stride_kn)[None, None, :],
-                          mask=kmask3[None, :, :], other=0.0)       # (d, NP, PS)
-            kT = tl.reshape(kT3, [HEAD_DIM, BLOCK_N])
-        else:
-            if PAGE_SIZE > 0:
-                if PAGE_PREFETCH:
-                    page = page_next
-                    nxt = start_n + BLOCK_N
-                    if ONE_PAGE:
-                        page_next = tl.load(bt_row + nxt // PAGE_SIZE, mask=nxt < k1, other=0).to(tl.int64)
-                    else:
-                        page_next = tl.load(bt_row + (nxt + offs_n) // PAGE_SIZE, mask=(nxt + offs_n) < k1,
-                                            other=0).to(tl.int64)
+                if ONE_PAGE:
+                    page = tl.load(bt_row + start_n // PAGE_SIZE).to(tl.int64)
+                elif PAGE_ROWS:
+                    page = tl.load(bt_row + start_n // PS + j_of_n, mask=kmask, other=0).to(tl.int64)
                 else:
-                    if ONE_PAGE:
-                        page = tl.load(bt_row + start_n // PAGE_SIZE).to(tl.int64)
-                    else:
-                        page = tl.load(bt_row + cols // PAGE_SIZE, mask=kmask, other=0).to(tl.int64)
-                if ONE_PAGE:  # one base per tile (a scalar) + the loop-invariant row offsets
-                    r0 = tl.cast(start_n % PAGE_SIZE, tl.int64)
-                    k_row = (page * stride_kb + r0 * stride_kn) + offs_n.to(tl.int64) * stride_kn
-                    v_row = (page * stride_vb + r0 * stride_vn) + offs_n.to(tl.int64) * stride_vn
-                else:
-                    k_row = page * stride_kb + (cols % PAGE_SIZE).to(tl.int64) * stride_kn
-                    v_row = page * stride_vb + (cols % PAGE_SIZE).to(tl.int64) * stride_vn
-            else:  # one base per tile (a scalar) + the loop-invariant row offsets
-                n0 = tl.cast(start_n, tl.int64)
-                k_row = (b64 * stride_kb + n0 * stride_kn) + offs_n.to(tl.int64) * stride_kn
-                v_row = (b64 * stride_vb + n0 * stride_vn) + offs_n.to(tl.int64) * stride_vn
-            kT = tl.load(K + hk * stride_kh + k_row[None, :] + offs_d[:, None], mask=kmask[None, :], other=0.0)
+                    page = tl.load(bt_row + cols // PAGE_SIZE, mask=kmask, other=0).to(tl.int64)
+            if ONE_PAGE:  # one base per tile (a scalar) + the loop-invariant row offsets
+                r0 = tl.cast(start_n % PAGE_SIZE, tl.int64)
+                k_row = (page * stride_kb + r0 * stride_kn) + offs_n.to(tl.int64) * stride_kn
+                v_row = (page * stride_vb + r0 * stride_vn) + offs_n.to(tl.int64) * stride_vn
+            elif PAGE_ROWS:
+                k_row = page * stride_kb + rk_of_n
+                v_row = page * stride_vb + rv_of_n
+            else:
+                k_row = page * stride_kb + (cols % PAGE_SIZE).to(tl.int64) * stride_kn
+                v_row = page * stride_vb + (cols % PAGE_SIZE).to(tl.int64) * stride_vn
+        else:  # one base per tile (a scalar) + the loop-invariant row offsets
+            n0 = tl.cast(start_n, tl.int64)
+            k_row = (b64 * stride_kb + n0 * stride_kn) + offs_n.to(tl.int64) * stride_kn
+            v_row = (b64 * stride_vb + n0 * stride_vn) + offs_n.to(tl.int64) * stride_vn
+        kT = tl.load(K + hk * stride_kh + k_row[None, :] + offs_d[:, None], mask=kmask[None, :], other=0.0)
         s = mma(q, kT, PREC) * qk_scale2
         visible = kmask[None, :] & (cols[None, :] <= qpos[:, None])
         s = tl.where(visible, s, float("-inf"))
@@ -149,13 +141,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
         alpha = tl.math.exp2(m_i - m_safe)
         p = tl.math.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        if PAGE_TILES:
-            vT3 = tl.load(V + hk * stride_vh + offs_d[:, None, None] + (page * stride_vb)[None, :, None]
-                          + (offs_r.to(tl.int64) * stride_vn)[None, None, :],
-                          mask=kmask3[None, :, :], other=0.0)       # (d, NP, PS), as K
-            v = tl.trans(tl.reshape(vT3, [HEAD_DIM, BLOCK_N]))
-        else:
-            v = tl.load(V + hk * stride_vh + v_row[:, None] + offs_d[None, :], mask=kmask[:, None], other=0.0)
+        v = tl.load(V + hk * stride_vh + v_row[:, None] + offs_d[None, :], mask=kmask[:, None], other=0.0)
         acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
         m_i = m_new
 

@@ -529,27 +529,28 @@ def cta_tile_costs(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_o
 
 
 #: the layout classes of the tile loop whose measured compute / replay ratio stands for the variants not measured
-LOOP_CLASSES = ("contiguous", "paged_page_tiles", "paged_per_key", "paged_per_tile", "paged_serial")
+LOOP_CLASSES = ("contiguous", "paged_page_rows", "paged_per_key", "paged_per_tile", "paged_serial")
 
 
-def page_tiled(p: DecodeProblem, s: DecodeSchedule) -> bool:
-    """Whether the split kernel reads a K/V tile as pages x rows (kernels/decode_kv.py's PAGE_TILES: a power-of-two
-    page below the tile that divides it): one table entry per page of the tile, not one per key (since 2026-11-26,
-    session 10; Triton pipelines this loop with or without page_prefetch)."""
+def page_rows(p: DecodeProblem, s: DecodeSchedule) -> bool:
+    """Whether the split kernel's per-key page walk has loop-invariant page and row terms (kernels/decode_kv.py's
+    PAGE_ROWS: a power-of-two page below the tile that divides it, so key n of every tile is row n % page of the
+    tile's page n // page; since 2026-11-26, session 10): a loop of its own (page16 bn64: 454 SASS instructions per
+    iteration, the general per-key walk 647)."""
     ps = p.page_size or 0
     return 0 < ps < s.block_n and s.block_n % ps == 0 and ps & (ps - 1) == 0
 
 
 def loop_layout_class(p: DecodeProblem, s: DecodeSchedule) -> str:
-    """Which loop body the compiled kernel has: contiguous; paged read as pages x rows (`page_tiled`, with or without
-    page_prefetch); paged with page_prefetch and one table entry per key (any other page not a multiple of
-    block_n) or one per tile; other paged loops without page_prefetch (one buffer, not pipelined: `paged_serial`)."""
+    """Which loop body the compiled kernel has: contiguous; paged without page_prefetch (one buffer, not pipelined:
+    `paged_serial`); paged with page_prefetch and one table entry per tile (page_size a multiple of block_n), one
+    per key with loop-invariant page and row terms (`page_rows`), or one per key in general."""
     if not p.paged:
         return "contiguous"
-    if page_tiled(p, s):
-        return "paged_page_tiles"
     if not s.page_prefetch:
         return "paged_serial"
+    if page_rows(p, s):
+        return "paged_page_rows"
     return "paged_per_tile" if p.page_size % s.block_n == 0 else "paged_per_key"
 
 

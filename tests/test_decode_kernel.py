@@ -28,8 +28,8 @@ def test_decode_schedules(pack_gqa, block_n, device):
 @pytest.mark.parametrize("page,block_n", [(16, 16), (16, 32), (32, 16), (7, 16), (4, 16), (8, 32), (12, 16)])
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_decode_page_table_reads(page, block_n, prefetch, device):
-    """One table entry per tile (page a multiple of the tile), one per page of the tile (a power-of-two page
-    below the tile: the tile read as pages x rows), or one per key (7, 12); loaded ahead or not."""
+    """One table entry per tile (page a multiple of the tile) or one per key -- with loop-invariant page and row
+    terms for a power-of-two page below the tile (4, 8, 16), in general for 7 and 12; loaded ahead or not."""
     s = DecodeSchedule(num_splits=2, block_n=block_n, num_warps=1 if device == "cpu" else 4,
                        num_stages=1 if device == "cpu" else 3, page_prefetch=prefetch)
     run_decode_case(3, 1, 4, 2, 16, [70, 1, 33], "fp16", device, page_size=page, schedule=s)
@@ -37,9 +37,9 @@ def test_decode_page_table_reads(page, block_n, prefetch, device):
 
 @pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize("splits", [1, 3])
-def test_decode_page_tiles_ragged_empty_len1(prefetch, splits, device):
-    """The page-tiled read (4 pages of 4 rows per 16-key tile, 4 of 8 per 32-key tile) on empty, length-1, one-page
-    and ragged caches, split or not: every partial tile and split boundary masked per page row."""
+def test_decode_page_rows_ragged_empty_len1(prefetch, splits, device):
+    """The page walk with loop-invariant page / row terms (4 pages of 4 rows per 16-key tile, 4 of 8 per 32-key
+    tile) on empty, length-1, one-page and ragged caches, split or not: partial tiles and split boundaries."""
     for page, block_n in ((4, 16), (8, 32)):
         s = DecodeSchedule(num_splits=splits, block_n=block_n, num_warps=1 if device == "cpu" else 4,
                            num_stages=1 if device == "cpu" else 3, page_prefetch=prefetch)
