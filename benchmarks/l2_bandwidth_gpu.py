@@ -34,6 +34,8 @@ ROWS, COLS = 64, 128  # the bandwidth plan's tile: 16 KB of bf16
 PER_CTA_BYTES = 8 << 20
 METRICS = ["gpu__time_duration.sum", "lts__t_sectors_srcunit_tex_op_read.sum", "dram__bytes_read.sum",
            "lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum", "sm__cycles_elapsed.avg.per_second"]
+#: recorded from the `write` plan's run on (the 14:34 run had METRICS only)
+WRITE_METRICS = ["lts__t_sectors_srcunit_tex_op_write.sum", "dram__bytes_write.sum"]
 
 
 def points_bandwidth() -> list:
@@ -41,11 +43,24 @@ def points_bandwidth() -> list:
             for p in ("lsu", "tma") for c in (1, 2, 4) for w in (8 << 20, 24 << 20)]
 
 
+def points_write() -> list:
+    """Run 2: the same walks storing (write) or copying (read one tile, store it elsewhere: both), LSU only, 1-8
+    CTAs per SM, 8 MB sets (writes stay dirty in the L2: under the 22 MB the L2 keeps dirty, nothing is evicted)."""
+    return [{"plan": "write", "path": p, "ctas_per_sm": c, "working_set_bytes": 8 << 20}
+            for p in ("store", "copy") for c in (1, 2, 4, 8)]
+
+
 def points_oob() -> list:
     return [{"plan": "oob", "path": "tma", "rows_exist": r, "cols": c} for c in (16, 64) for r in (1, 3, 9, 33, 64)]
 
 
-PLANS = {"bandwidth": points_bandwidth, "oob": points_oob}
+def points_peak() -> list:
+    """Run 2: the read walks at 8 and 16 CTAs per SM (the 14:34 run's rate still rose from 2 to 4)."""
+    return [{"plan": "bandwidth", "path": p, "ctas_per_sm": c, "working_set_bytes": 8 << 20}
+            for p in ("lsu", "tma") for c in (8, 16)]
+
+
+PLANS = {"bandwidth": points_bandwidth, "oob": points_oob, "write": points_write, "peak": points_peak}
 
 
 def _kernels():
@@ -79,6 +94,27 @@ def _kernels():
         tl.store(out_ptr + pid * ROWS * COLS + offs, acc)
 
     @triton.jit
+    def _mb_l2bw_store(src_ptr, dst_ptr, n_tiles_set, n_iter, start_stride, ROWS: tl.constexpr, COLS: tl.constexpr):
+        """Stores n_iter tiles into the set from its own start: registers hold one tile of values."""
+        pid = tl.program_id(0)
+        offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+        val = (offs + pid).to(tl.bfloat16)
+        t0 = pid * start_stride
+        for i in range(n_iter):
+            t = (t0 + i) % n_tiles_set
+            tl.store(dst_ptr + t * ROWS * COLS + offs, val)
+
+    @triton.jit
+    def _mb_l2bw_copy(src_ptr, dst_ptr, n_tiles_set, n_iter, start_stride, ROWS: tl.constexpr, COLS: tl.constexpr):
+        """Reads tile t of the source set and stores it as tile t of the destination set (both L2-resident)."""
+        pid = tl.program_id(0)
+        offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+        t0 = pid * start_stride
+        for i in range(n_iter):
+            t = (t0 + i) % n_tiles_set
+            tl.store(dst_ptr + t * ROWS * COLS + offs, tl.load(src_ptr + t * ROWS * COLS + offs))
+
+    @triton.jit
     def _mb_l2oob_tma(src_ptr, out_ptr, rows_exist, ROWS: tl.constexpr, COLS: tl.constexpr):
         """One box of ROWS x COLS from this CTA's own tensor of rows_exist rows (the rest is out of bounds)."""
         pid = tl.program_id(0)
@@ -87,7 +123,8 @@ def _kernels():
         offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
         tl.store(out_ptr + pid * ROWS * COLS + offs, desc.load([0, 0]).to(tl.float32))
 
-    return {"lsu": _mb_l2bw_lsu, "tma": _mb_l2bw_tma, "oob": _mb_l2oob_tma}
+    return {"lsu": _mb_l2bw_lsu, "tma": _mb_l2bw_tma, "oob": _mb_l2oob_tma, "store": _mb_l2bw_store,
+            "copy": _mb_l2bw_copy}
 
 
 def _launch(ks, pt, bufs, out):
@@ -98,8 +135,11 @@ def _launch(ks, pt, bufs, out):
     n_set = pt["working_set_bytes"] // (ROWS * COLS * 2)
     grid = GRID_SMS * pt["ctas_per_sm"]
     n_iter = PER_CTA_BYTES // (ROWS * COLS * 2)
+    if pt["plan"] == "write":
+        n_iter //= 4  # 2 MB per CTA: 132 x 8 CTAs still store 2 GB
     stride = max(1, n_set // grid)  # CTAs start spread over the set: no two ask for the same tile at once
-    ks[pt["path"]][(grid,)](bufs[pt["working_set_bytes"]], out, n_set, n_iter, stride, ROWS=ROWS, COLS=COLS,
+    dst = bufs[("dst", pt["working_set_bytes"])] if pt["plan"] == "write" else out
+    ks[pt["path"]][(grid,)](bufs[pt["working_set_bytes"]], dst, n_set, n_iter, stride, ROWS=ROWS, COLS=COLS,
                             num_warps=4)
 
 
@@ -109,8 +149,10 @@ def compile_check() -> int:
     ks = _kernels()
     src = torch.empty(1 << 20, dtype=torch.bfloat16)
     out = torch.empty(4 * GRID_SMS, ROWS, COLS, dtype=torch.float32)
-    for p in ("lsu", "tma"):
-        f = compile_launch(ks[p], (src, out, 64, 512, 3), {"ROWS": ROWS, "COLS": COLS, "num_warps": 4})
+    dst = torch.empty(1 << 20, dtype=torch.bfloat16)
+    for p in ("lsu", "tma", "store", "copy"):
+        f = compile_launch(ks[p], (src, dst if p in ("store", "copy") else out, 64, 512, 3),
+                           {"ROWS": ROWS, "COLS": COLS, "num_warps": 4})
         print(p, f["regs_per_thread"], "regs", f["shared_bytes"], "B shared", f["kernel"])
     for c in (16, 64):
         f = compile_launch(ks["oob"], (src, out, 3), {"ROWS": 64, "COLS": c, "num_warps": 4})
@@ -118,16 +160,17 @@ def compile_check() -> int:
     return 0
 
 
-def child() -> int:
+def child(plans: list) -> int:
     import torch
     import triton
     triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
     ks = _kernels()
-    pts = points_bandwidth() + points_oob()
+    pts = [pt for name in plans for pt in PLANS[name]()]
     bufs = {w: torch.randn(w // 2, device="cuda", dtype=torch.bfloat16) for w in (8 << 20, 24 << 20)}
+    bufs[("dst", 8 << 20)] = torch.empty((8 << 20) // 2, device="cuda", dtype=torch.bfloat16)
     for c in (16, 64):
         bufs[("oob", c)] = torch.randn(GRID_SMS * 64 * c, device="cuda", dtype=torch.bfloat16)
-    out = torch.empty(4 * GRID_SMS, ROWS, COLS, device="cuda", dtype=torch.float32)
+    out = torch.empty(16 * GRID_SMS, ROWS, COLS, device="cuda", dtype=torch.float32)  # one tile per CTA
     for pt in pts:
         _launch(ks, pt, bufs, out)
     torch.cuda.synchronize()
@@ -139,15 +182,15 @@ def child() -> int:
     return 0
 
 
-def run(out: str) -> int:
+def run(out: str, plans: list) -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import torch
     from verification import ncu as N
-    cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child"], metrics=METRICS,
-                          kernel_regex="_mb_l2")
+    cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child", ",".join(plans)],
+                          metrics=METRICS + WRITE_METRICS, kernel_regex="_mb_l2")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     rows = N.parse_csv(p.stdout)
-    order = points_bandwidth() + points_oob()
+    order = [pt for name in plans for pt in PLANS[name]()]
     if len(rows) != len(order):
         print(p.stdout[-3000:], p.stderr[-3000:])
         raise SystemExit(f"expected {len(order)} profiled launches, got {len(rows)}")
@@ -160,6 +203,11 @@ def run(out: str) -> int:
         if pt["plan"] == "bandwidth":
             q["asked_bytes"] = GRID_SMS * pt["ctas_per_sm"] * PER_CTA_BYTES
             q["l2_read_Bps"] = l2 / t
+        elif pt["plan"] == "write":
+            w = m["lts__t_sectors_srcunit_tex_op_write.sum"] * N.SECTOR_BYTES
+            q["l2_write_bytes"] = w
+            q["l2_write_Bps"] = w / t
+            q["l2_read_Bps"] = l2 / t
         else:
             q["l2_bytes_per_box"] = l2 / GRID_SMS
             q["row_bytes"] = pt["cols"] * 2
@@ -167,7 +215,8 @@ def run(out: str) -> int:
     res = {"format": "l2_bandwidth/1", "provenance": {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
-        "command": "python3 benchmarks/l2_bandwidth_gpu.py --out " + out, "ncu_command": " ".join(cmd)},
+        "command": f"python3 benchmarks/l2_bandwidth_gpu.py --out {out} --plans {','.join(plans)}",
+        "ncu_command": " ".join(cmd)},
         "points": pts}
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
@@ -192,35 +241,51 @@ def analyse(path: str) -> int:
     print("| rows of 64 that exist | row B | L2 bytes per box | existing rows' bytes | whole box bytes |")
     print("| --- | --- | --- | --- | --- |")
     for p in res["points"]:
+        if p["plan"] == "write":
+            m = p["metrics"]
+            print(f"write | {p['path']} | {p['ctas_per_sm']} CTAs/SM | L2 write {p['l2_write_bytes'] / 1e9:.2f} GB "
+                  f"{p['l2_write_Bps'] / 1e12:.2f} TB/s | L2 read {p['l2_read_Bps'] / 1e12:.2f} TB/s | DRAM write "
+                  f"{m.get('dram__bytes_write.sum', 0) / 1e6:.1f} MB | {p['time_s'] * 1e6:.1f} us")
+    for p in res["points"]:
         if p["plan"] == "oob":
             print(f"| {p['rows_exist']} | {p['row_bytes']} | {p['l2_bytes_per_box']:.0f} | "
                   f"{p['rows_exist'] * p['row_bytes']} | {64 * p['row_bytes']} |")
     return 0
 
 
-def merge(run_path: str, into: str, *, replace: bool = False) -> int:
-    """Add the run's bandwidth points (slim, with their L2 hit rate) to `into` as the `l2_bandwidth` fact and show
-    the rate `memsim.calibration.l2_bandwidth_from` derives from them.  The `oob` points stay in the run file (not
-    a model figure yet: notes/fidelity.md)."""
+def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
+    """Add the runs' bandwidth and write points (slim, with their L2 hit rate) to `into` as the `l2_bandwidth` fact
+    and show the rates `memsim.calibration.l2_bandwidth_from` derives from them.  The `oob` points stay in the run
+    files (not a model figure yet: notes/fidelity.md)."""
     from run_file import merge_fact
 
     from memsim.calibration import l2_bandwidth_from
-    run = json.load(open(run_path))
-    if run.get("format") != "l2_bandwidth/1":
-        raise SystemExit(f"--merge: {run_path} is not an l2_bandwidth run (format {run.get('format')!r})")
-    pts = []
-    for p in run["points"]:
-        if p["plan"] != "bandwidth":
-            continue
-        m = p["metrics"]
-        pts.append({k: p[k] for k in ("plan", "path", "ctas_per_sm", "working_set_bytes", "l2_read_bytes", "time_s",
-                                      "l2_read_Bps")}
-                   | {"hit_rate": m["lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum"]
-                      / max(1.0, m["lts__t_sectors_srcunit_tex_op_read.sum"]),
-                      "dram_read_bytes": m["dram__bytes_read.sum"]})
+    pts, runs = [], []
+    for rp in run_paths:
+        run = json.load(open(rp))
+        if run.get("format") != "l2_bandwidth/1":
+            raise SystemExit(f"--merge: {rp} is not an l2_bandwidth run (format {run.get('format')!r})")
+        runs.append(run)
+        for p in run["points"]:
+            if p["plan"] not in ("bandwidth", "write"):
+                continue
+            m = p["metrics"]
+            q = {k: p[k] for k in ("plan", "path", "ctas_per_sm", "working_set_bytes", "l2_read_bytes", "time_s",
+                                   "l2_read_Bps") if k in p}
+            q |= {"hit_rate": m["lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum"]
+                  / max(1.0, m["lts__t_sectors_srcunit_tex_op_read.sum"]),
+                  "dram_read_bytes": m["dram__bytes_read.sum"], "date": run["provenance"]["date"]}
+            if p["plan"] == "write":
+                q |= {"l2_write_bytes": p["l2_write_bytes"], "l2_write_Bps": p["l2_write_Bps"],
+                      "dram_write_bytes": m.get("dram__bytes_write.sum")}
+            pts.append(q)
+    cards = {r["provenance"]["gpu"] for r in runs}
+    if len(cards) != 1:
+        raise SystemExit(f"--merge: the runs come from different cards {sorted(cards)}; merge one card's runs")
     print(l2_bandwidth_from(pts))
-    merge_fact(into, "l2_bandwidth", pts, run=run, run_path=run_path, replace=replace,
-               note="L2-resident streams, LSU and TMA, 1-4 CTAs per SM: the L2 link's rate")
+    merge_fact(into, "l2_bandwidth", pts, run=runs[0], run_path=run_paths[0], replace=replace,
+               note="L2-resident streams (LSU and TMA reads, 1-16 CTAs per SM; LSU stores and copies, 1-8): the L2 "
+               "link's read and write rates" + ("; with " + ", ".join(run_paths[1:]) if run_paths[1:] else ""))
     return 0
 
 
@@ -228,24 +293,30 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", help="(GPU machine) the result JSON")
-    g.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--child", metavar="PLANS", help=argparse.SUPPRESS)
     g.add_argument("--analyse", metavar="FILE")
     g.add_argument("--compile", action="store_true", help="compile the kernels for sm_90a (no GPU)")
-    g.add_argument("--merge", metavar="RUN", help="add the run's bandwidth points to --into as the l2_bandwidth fact")
+    g.add_argument("--merge", nargs="+", metavar="RUN", help="add runs' bandwidth and write points to --into as the "
+                   "l2_bandwidth fact")
     ap.add_argument("--into", default="memsim/presets/h100-sxm.calibration.json")
     ap.add_argument("--replace", action="store_true")
+    ap.add_argument("--plans", default="bandwidth,oob", help="comma-separated plans for --out (bandwidth, oob, write)")
     a = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if a.compile:
         return compile_check()
     if a.child:
-        return child()
+        return child(a.child.split(","))
     if a.analyse:
         return analyse(a.analyse)
     if a.merge:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         return merge(a.merge, a.into, replace=a.replace)
-    return run(a.out)
+    plans = a.plans.split(",")
+    bad = [p for p in plans if p not in PLANS]
+    if bad:
+        ap.error(f"--plans: unknown {bad}; choose from {sorted(PLANS)}")
+    return run(a.out, plans)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ class Calibration:
     #: the highest rate at which the SMs read L2-resident lines (`l2_bandwidth` fact, benchmarks/l2_bandwidth_gpu.py:
     #: L2 read sectors x 32 B / kernel time, points whose reads hit the L2); None: the preset's l2_bw_Bps
     l2_read_Bps: float | None = None
+    #: the highest rate at which the SMs' stores reached the L2 (the same fact's store points); None: writes share
+    #: the read link
+    l2_write_Bps: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -743,13 +746,23 @@ def tma_coalesce_from(points: list) -> dict:
 
 
 def l2_bandwidth_from(points: list) -> dict:
-    """The L2 link's rate: the highest L2 read rate (ncu's L2 read sectors x 32 B / kernel time) among the
-    `l2_bandwidth` points whose reads hit the L2 (hit rate >= 0.98: an L2-resident working set, not a DRAM stream).
-    H100 (2026-11-26): 132 x 4 CTAs streaming 8 or 24 MB, LSU or TMA: 7.30-7.34 TB/s (2 CTAs per SM: 3.8-5.3; the
-    rate was still rising, so this is a floor of the L2's peak, not its peak); the preset's estimate was 5.5."""
+    """The L2 link's read and write rates from the `l2_bandwidth` points (benchmarks/l2_bandwidth_gpu.py: CTAs
+    streaming an L2-resident working set from their own offsets).  Reads: the highest L2 read rate (ncu's L2 read
+    sectors x 32 B / kernel time) among the read points that hit the L2 (hit rate >= 0.98: not a DRAM stream).
+    Writes: the highest L2 write rate among the store-only points.  H100 (2026-11-26): reads 7.30-7.39 TB/s at 4-16
+    CTAs per SM, LSU and TMA alike (the preset's 5.5 was an estimate); stores 3.96-4.09 TB/s at every CTA count
+    (1-8 per SM); a copy moves 3.5 TB/s each way at once, so reads and writes do not share one budget (that would
+    give 2.6) -- two links.  The highest rates reached, floors of the peaks."""
+    out = {}
     rates = [r["l2_read_Bps"] for r in points if r.get("plan") == "bandwidth" and r.get("l2_read_Bps")
              and r.get("hit_rate", 0.0) >= 0.98]
-    return {"l2_read_Bps": max(rates)} if rates else {}
+    if rates:
+        out["l2_read_Bps"] = max(rates)
+    w = [r["l2_write_Bps"] for r in points if r.get("plan") == "write" and r.get("path") == "store"
+         and r.get("l2_write_Bps")]
+    if w:
+        out["l2_write_Bps"] = max(w)
+    return out
 
 
 def l2_link_Bps(hw: Hardware, cal: Calibration) -> float:

@@ -318,7 +318,7 @@ class LaunchModel:
                  dependent_Bps: float | None = None,
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
-                 l2_Bps: float | None = None):
+                 l2_Bps: float | None = None, l2_write_Bps: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -328,6 +328,9 @@ class LaunchModel:
         self.dram = Link(self.env, dram_Bps, "dram")
         #: the L2 link: the measured read rate where calibrated (memsim.calibration.l2_link_Bps), else the preset's
         self.l2link = Link(self.env, l2_Bps or hw.l2_bw_Bps, "l2")
+        #: global stores reach the L2 over their own link where its rate is measured (a copy moves reads and writes
+        #: at once: `l2_bandwidth` fact); else they share the read link
+        self.l2wlink = Link(self.env, l2_write_Bps, "l2w") if l2_write_Bps else self.l2link
         used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
         self.sms = [SM() for _ in range(used_sms)]
         #: a dependent loop moves its bytes at this rate per CTA (measured: dependent_loop roundtrip)
@@ -408,7 +411,7 @@ class LaunchModel:
         st.global_write_bytes += g
         st.l2_write_bytes += g
         st.dram_write_bytes += wb
-        end = max(self.l2link.book(t, g), self.dram.book(t, wb))
+        end = max(self.l2wlink.book(t, g), self.dram.book(t, wb))
         return end
 
     def cta(self, idx, sm_id):

@@ -20,13 +20,16 @@ LATENCY_SHARE = 0.6
 
 
 def launch_bounds(stats, *, num_sms: int, sec_per_flop: float, sec_per_exp: float, dram_Bps: float,
-                  l2_Bps: float, dot_unit: str) -> dict:
-    """Seconds each unit needs for this launch alone (see module doc)."""
+                  l2_Bps: float, dot_unit: str, l2_write_Bps: float | None = None) -> dict:
+    """Seconds each unit needs for this launch alone (see module doc).  With a measured write rate the L2's reads
+    and writes are two links (the engine's), and the L2 bound is the longer of the two."""
+    l2 = ((stats.l2_read_bytes + stats.l2_write_bytes) / l2_Bps if not l2_write_Bps
+          else max(stats.l2_read_bytes / l2_Bps, stats.l2_write_bytes / l2_write_Bps))
     return {
         dot_unit: stats.flops * sec_per_flop / num_sms,
         "exp": stats.exp_count * sec_per_exp / num_sms,
         "dram": (stats.dram_read_bytes + stats.dram_write_bytes) / dram_Bps,
-        "l2": (stats.l2_read_bytes + stats.l2_write_bytes) / l2_Bps,
+        "l2": l2,
     }
 
 

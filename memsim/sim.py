@@ -208,7 +208,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             merge_group_sms=cal.merge_group_sms, dependent_Bps=cal.dependent_Bps,
                             dependent_latency_s=cal.l2_roundtrip_s,
                             cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal),
-                            tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes, l2_Bps=l2_link_Bps(hw, cal))
+                            tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes, l2_Bps=l2_link_Bps(hw, cal),
+                            l2_write_Bps=cal.l2_write_Bps)
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
@@ -225,7 +226,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             k[key] = getattr(st, key)
         k["l1_reread_bytes"] = st.l1_reread_bytes
         bounds = launch_bounds(st, num_sms=hw.num_sms, sec_per_flop=cost.sec_per_flop, sec_per_exp=cost.sec_per_exp,
-                               dram_Bps=cal.dram_Bps, l2_Bps=l2_link_Bps(hw, cal), dot_unit=dot_unit)
+                               dram_Bps=cal.dram_Bps, l2_Bps=l2_link_Bps(hw, cal), dot_unit=dot_unit,
+                               l2_write_Bps=cal.l2_write_Bps)
         limit, share = binding(bounds, st.time_s)
         k.update(num_ctas=st.num_ctas, grid=list(work.launch.grid), ctas_per_sm=st.ctas_per_sm,
                  occupancy_limit=st.occupancy_limit, regs_per_thread=cost.regs_per_thread,
