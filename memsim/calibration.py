@@ -109,8 +109,8 @@ class Calibration:
     #: the highest rate at which the SMs read L2-resident lines (`l2_bandwidth` fact, benchmarks/l2_bandwidth_gpu.py:
     #: L2 read sectors x 32 B / kernel time, points whose reads hit the L2); None: the preset's l2_bw_Bps
     l2_read_Bps: float | None = None
-    #: the highest rate at which the SMs' stores reached the L2 (the same fact's store points); None: writes share
-    #: the read link
+    #: the highest rate at which the SMs' stores reached the L2 (the same fact's store points): a ceiling of the
+    #: writes' own besides the link they share with reads; None: the shared link only
     l2_write_Bps: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -751,8 +751,9 @@ def l2_bandwidth_from(points: list) -> dict:
     sectors x 32 B / kernel time) among the read points that hit the L2 (hit rate >= 0.98: not a DRAM stream).
     Writes: the highest L2 write rate among the store-only points.  H100 (2026-11-26): reads 7.30-7.39 TB/s at 4-16
     CTAs per SM, LSU and TMA alike (the preset's 5.5 was an estimate); stores 3.96-4.09 TB/s at every CTA count
-    (1-8 per SM); a copy moves 3.5 TB/s each way at once, so reads and writes do not share one budget (that would
-    give 2.6) -- two links.  The highest rates reached, floors of the peaks."""
+    (1-8 per SM); a copy moves 3.5 TB/s each way at once, 7.0 in all: reads and writes share the read rate, and
+    writes also have their own lower ceiling (the engine: every byte on the shared link, stores also on a write
+    link).  The highest rates reached, floors of the peaks."""
     out = {}
     rates = [r["l2_read_Bps"] for r in points if r.get("plan") == "bandwidth" and r.get("l2_read_Bps")
              and r.get("hit_rate", 0.0) >= 0.98]

@@ -21,10 +21,11 @@ LATENCY_SHARE = 0.6
 
 def launch_bounds(stats, *, num_sms: int, sec_per_flop: float, sec_per_exp: float, dram_Bps: float,
                   l2_Bps: float, dot_unit: str, l2_write_Bps: float | None = None) -> dict:
-    """Seconds each unit needs for this launch alone (see module doc).  With a measured write rate the L2's reads
-    and writes are two links (the engine's), and the L2 bound is the longer of the two."""
-    l2 = ((stats.l2_read_bytes + stats.l2_write_bytes) / l2_Bps if not l2_write_Bps
-          else max(stats.l2_read_bytes / l2_Bps, stats.l2_write_bytes / l2_write_Bps))
+    """Seconds each unit needs for this launch alone (see module doc).  With a measured write rate the writes also
+    pass a write link of their own (the engine's): the L2 bound is the longer of the shared link and that."""
+    l2 = (stats.l2_read_bytes + stats.l2_write_bytes) / l2_Bps
+    if l2_write_Bps:
+        l2 = max(l2, stats.l2_write_bytes / l2_write_Bps)
     return {
         dot_unit: stats.flops * sec_per_flop / num_sms,
         "exp": stats.exp_count * sec_per_exp / num_sms,
