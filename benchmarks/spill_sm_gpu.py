@@ -25,6 +25,7 @@ process: time, local-memory bytes and L1 lookups, L2 sectors from the SMs (read,
     run(command="python3 benchmarks/spill_sm_gpu.py --out $OUT", timeout_s=300)
     python benchmarks/spill_sm_gpu.py --analyse RUN.json     # here: the table and the derived rates
     python benchmarks/spill_sm_gpu.py --merge RUN.json       # here: add the `spill_sm` fact to the calibration
+                                                             # (data only: no Calibration figure reads it yet)
 
 Data only (no assertion).
 """
@@ -274,6 +275,57 @@ def summarise(points: list) -> list[dict]:
     return out
 
 
+def spills_points(points: list, num_sms: int = 132) -> list[dict]:
+    """The points that ran on every SM in the calibration's `spills` format (memsim.local_memory.curves_from,
+    memsim.calibration.spills_from / spill_rates_from read them as they read `_mb_spill`'s): medians over the
+    repeats, `ctas` = the CTAs that worked.  Points on fewer SMs are left out: those formulas take k CTAs per SM
+    from ctas / num_sms."""
+    out = []
+    for r in summarise(points):
+        if r["sms_used"] != num_sms or not r["time_s"]:
+            continue
+        c = r["compiled"] or {}
+        rows, warps, maxnreg, n_iter = VARIANTS[r["variant"]]
+        out.append({
+            "id": f"spill_sm/{r['id']}", "kernel": "_mb_spill_sm", "rows": rows, "cols": 64, "num_warps": warps,
+            "maxnreg": maxnreg, "n_iter": n_iter, "ctas": r["observed"]["ctas_working"], "time_s": r["time_s"],
+            "time_s_spread": r["time_spread"], "local_read_bytes": r["local_ld_bytes"],
+            "local_write_bytes": r["local_st_bytes"], "l2_read_bytes": r["l2_read_bytes"],
+            "l2_write_bytes": r["l2_write_bytes"], "global_read_bytes": r["global_read_bytes"],
+            "global_write_bytes": r["global_write_bytes"], "dram_read_bytes": r["dram_read_bytes"],
+            "dram_write_bytes": r["dram_write_bytes"], "sm_clock_Hz": r["sm_clock_Hz"],
+            "reload_l1_miss_fraction": r["reload_l1_miss_fraction"],
+            "compiled": {"name": "_mb_spill_sm", "regs_per_thread": c.get("n_regs"),
+                         "local_bytes_per_thread": c.get("local_bytes_per_thread"),
+                         "shared_bytes": c.get("shared_bytes", 0), "num_warps": warps,
+                         "loop_store_bytes": c.get("loop_store_bytes"), "loop_load_bytes": c.get("loop_load_bytes"),
+                         "source": "triton CompiledKernel on the GPU (n_regs, n_spills, metadata.shared)"}})
+    return out
+
+
+def fact_points(points: list) -> list[dict]:
+    """The `spill_sm` fact: one entry per point (medians over its repeats), on 16 SMs and on all.  The SM clock is
+    kept as ``ncu_sm_clock_Hz`` (memsim.calibration takes the calibrate plan's clock from facts' ``sm_clock_Hz``)."""
+    out = []
+    for r in summarise(points):
+        r = dict(r)
+        r["ncu_sm_clock_Hz"] = r.pop("sm_clock_Hz")
+        out.append(r)
+    return out
+
+
+def merge(run_path: str, into: str) -> int:
+    sys.path.insert(0, HERE)
+    from run_file import merge_fact
+    run = json.load(open(run_path))
+    pts = fact_points(run["points"])
+    merge_fact(into, "spill_sm", pts, run=run, run_path=run_path,
+               note="spills by warps per SM on 16 SMs and on all 132 (benchmarks/spill_sm_gpu.py): spill stores reach "
+                    "the L2 at up to 2.9 TB/s; data only, no model figure derived from it yet (notes/spills.md)")
+    print(f"spill_sm: {len(pts)} points merged into {into}")
+    return 0
+
+
 def table(points: list) -> None:
     rows = summarise(points)
     print("| point | warps/SM | SMs | frame B | time us | st GB | st TB/s | st GB/s/SM | ld+st GB/s/SM | "
@@ -303,12 +355,17 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
+    ap.add_argument("--merge", metavar="RUN", help="(here) add the run's points to the preset's calibration file as "
+                                                   "the `spill_sm` fact")
+    ap.add_argument("--into", default=os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json"))
     a = ap.parse_args(argv)
     if a.worker:
         return worker(a.manifest, a.repeats, a.only)
     if a.analyse:
         table(json.load(open(a.analyse))["points"])
         return 0
+    if a.merge:
+        return merge(a.merge, a.into)
     if not a.out:
         ap.error("give --out (on the GPU machine) or --analyse RUN")
     return drive(a.out, a.repeats, a.budget_s)
