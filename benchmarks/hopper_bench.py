@@ -229,6 +229,7 @@ def main(argv=None):
                     help="also time hopper_fa3's Gluon launch (kernels.hopper_gluon.fa3_forward, FA3's structure) at "
                          "these block_n/stages, comma-separated, a trailing p = the persistent walk: e.g. 128/2,128/2p")
     ap.add_argument("--seqs", default="4096,16384")
+    ap.add_argument("--causal", default="both", choices=("both", "yes", "no"), help="which masks to time")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--candidates", default=None, help="JSON {d: [[bm, bn, warps, stages], ...]} override")
     ap.add_argument("--json-name", default="hopper_bench.json", help="the results file's name in --out")
@@ -268,7 +269,7 @@ def main(argv=None):
 
     for dtype in dtypes:
         for d in [int(x) for x in args.head_dims.split(",")]:
-            for causal in (False, True):
+            for causal in {"both": (False, True), "yes": (True,), "no": (False,)}[args.causal]:
                 for N in [int(x) for x in args.seqs.split(",")]:
                     if time.time() - t_start > args.budget_s:
                         print(f"budget spent: skipping {dtype} d={d} causal={causal} N={N}", flush=True)
@@ -314,7 +315,7 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     if getattr(args, "gluon", False) and p.head_dim in (64, 128):  # explicit wgmma pipelining (not a registry entry)
         runs["gluon 128x128 w8"] = ("gluon", Schedule("hopper", "fwd", 128, 128, 8, 2))
     for cfg in (getattr(args, "fa3", None) or "").split(",") if getattr(args, "fa3", None) else ():
-        walk = cfg.endswith("p")  # the persistent walk (kernels.hopper_gluon.PERSISTENT)
+        walk = cfg.endswith("p")  # the persistent walk (fa3_forward(persistent=True)), else one CTA per tile
         bn, st = (int(x) for x in cfg.rstrip("p").split("/"))
         runs[f"hopper_fa3 128x{bn} s{st}{' [persistent]' if walk else ''}"] = (
             "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st))

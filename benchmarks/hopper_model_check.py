@@ -1,5 +1,7 @@
-"""memsim's prediction for every measured hopper / hopper_ws / flash2 forward and backward of a benchmarks/hopper_bench.py run,
-beside the measured time (issue 9: "the model keeps up").  CPU only.
+"""memsim's prediction for every measured hopper / hopper_ws / hopper_fa3 / flash2 forward and backward of a
+benchmarks/hopper_bench.py run, beside the measured time (issue 9: "the model keeps up").  CPU only.  hopper_fa3 records
+(impl "fa3": one CTA per tile, "fa3p": the persistent walk) are simulated where they are the registry's launch
+(`memsim.algorithms_hopper.fa3_persistent`: the walk when not causal), the others skipped.
 
 Forward records timed in the grid's order (``[grid order]``, kernels.hopper.LONGEST_FIRST off) are simulated with the
 model's workload in the grid's order too; backward variants that differ only in how bytes move (``[tma/tma]`` vs
@@ -42,13 +44,17 @@ def main(argv=None):
     cal = calibration_for(hw)
     bench = json.loads(Path(a.bench_json).read_text())
     import memsim.workloads_hopper as wh
+    from memsim.algorithms_hopper import fa3_persistent
     rows, memo = [], {}
     for r in bench["records"]:
-        if r["impl"] not in ("hopper", "flash2", "hopper_ws") or r["pass"] not in ("fwd", "bwd") or not r.get("ms"):
+        if r["impl"] not in ("hopper", "flash2", "hopper_ws", "fa3", "fa3p") or r["pass"] not in ("fwd", "bwd") \
+                or not r.get("ms"):
             continue
         p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
                              r["causal"])
         s = Schedule(**r["schedule"])
+        if r["impl"] in ("fa3", "fa3p") and (r["impl"] == "fa3p") != fa3_persistent(p, s):
+            continue  # not the registry's launch for this problem: the model has no workload for it
         grid_order = "[grid order]" in r["variant"]
         key = (p, s, grid_order)
         if key not in memo:

@@ -16,7 +16,7 @@ dims and both passes in one process):
 An impl is [fwd:|bwd:]alg[:tiles][@switch]: alg hopper, hopper_ws, flash2 (tiles = block_m,block_n,warps,stages; the
 registry's schedule without), hopper_fa3, gluon (the Gluon forward experiment, 128x128 w8 by default), sdpa_cudnn or
 sdpa_flash; switch: the backward LOOP "ws" of kernels.hopper_bwd (allowed on the GPU here, WS_ON_GPU), or "persistent"
-(hopper_fa3's persistent walk, kernels.hopper_gluon.PERSISTENT).  The phase prefix overrides --bwd.  With --facts
+(hopper_fa3's persistent walk, whatever the registry's rule picks).  The phase prefix overrides --bwd.  With --facts
 FILE the registers, spills and shared memory of every Triton kernel compiled in the process go to FILE (JSON).
 
 Summary (no GPU): `python benchmarks/hopper_ncu.py --summarize RAW.csv [--label-file LABELS.txt]` reads ncu's
@@ -128,10 +128,9 @@ def main(argv=None):
             phase, alg, tiles, switch = parse_impl(spec, a.bwd)
             if switch not in ("", "ws", "persistent"):
                 raise SystemExit(f"{spec}: the switches are @ws (kernels.hopper_bwd.LOOP) and @persistent "
-                                 f"(hopper_fa3's walk, kernels.hopper_gluon.PERSISTENT); hopper_ws' persistent "
+                                 f"(hopper_fa3's walk); hopper_ws' persistent "
                                  f"forward and ws+f2dq are the algorithm hopper_ws (fwd:hopper_ws:..., bwd:hopper_ws:...)")
-            import kernels.hopper_gluon as kg
-            kg.PERSISTENT = switch == "persistent"
+            walk = {"persistent": True}.get(switch)  # hopper_fa3: the walk whatever the registry's rule says
             if switch == "persistent":
                 switch = ""
             hb.LOOP = switch or "split"
@@ -153,6 +152,10 @@ def main(argv=None):
                 import kernels.hopper as kh
                 s = Schedule("hopper", "fwd", *(tiles or (128, 128, 8, 2)))
                 run = lambda s=s: kh.gluon_forward(p, s, q, k, v)  # noqa: E731
+            elif alg == "hopper_fa3" and walk is not None:
+                import kernels.hopper_gluon as kg
+                s = Schedule(alg, phase, *tiles) if tiles else kernels.default_schedule(p, alg, phase, q.device)
+                run = lambda s=s: kg.fa3_forward(p, s, q, k, v, persistent=walk)  # noqa: E731
             else:
                 s = Schedule(alg, phase, *tiles) if tiles else kernels.default_schedule(p, alg, phase, q.device)
                 run = ((lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f)) if phase == "bwd"
