@@ -259,11 +259,16 @@ def _ws_fwd_extra(p: AttentionProblem, s: Schedule) -> int:
     return _lse_bytes(p) + persistent_ctas(p, s) * HOPPER_DESCRIPTOR_BYTES_PER_CTA
 
 
+def _flash2_fwd_as(name, closed_form):
+    """flash2_fwd's one-launch closed form (contract or compulsory bytes) under the launch name name(p, s)."""
+    return lambda p, s: {name(p, s): next(iter(closed_form(p, s).values()))}
+
+
 HOPPER_WS_FWD = AlgorithmSpec(
     algorithm="hopper_ws", phase="fwd", problem_type=AttentionProblem,
     launches=_ws_fwd_launches, sram_bytes_per_cta=_ws_fwd_sram,
-    contract=lambda p, s: {_ws_fwd_name(p, s): next(iter(_flash2_fwd_contract(p, s).values()))},
-    compulsory_dram_bytes=lambda p, s: {_ws_fwd_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
+    contract=_flash2_fwd_as(_ws_fwd_name, _flash2_fwd_contract),
+    compulsory_dram_bytes=_flash2_fwd_as(_ws_fwd_name, _flash2_fwd_compulsory),
     extra_device_bytes=_ws_fwd_extra,
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (128, 128, 4, 2)},
                                 _WS_FWD_MEASURED) + _defaults("gpu", _TWO_BYTE, None, {
@@ -456,8 +461,8 @@ def _fa3_extra(p: AttentionProblem, s: Schedule) -> int:
 HOPPER_FA3_FWD = AlgorithmSpec(
     algorithm="hopper_fa3", phase="fwd", problem_type=AttentionProblem,
     launches=_fa3_launches, sram_bytes_per_cta=_fa3_sram,
-    contract=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_contract(p, s).values()))},
-    compulsory_dram_bytes=lambda p, s: {_fa3_name(p, s): next(iter(_flash2_fwd_compulsory(p, s).values()))},
+    contract=_flash2_fwd_as(_fa3_name, _flash2_fwd_contract),
+    compulsory_dram_bytes=_flash2_fwd_as(_fa3_name, _flash2_fwd_compulsory),
     extra_device_bytes=_fa3_extra,
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (128, 128, 4, 2)}, _FA3_MEASURED)
     + _defaults("gpu", _TWO_BYTE, None, {16: (128, 128, 4, 2), 32: (128, 128, 4, 2)},

@@ -108,18 +108,23 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
 
 
 # --- hopper_ws: a persistent forward; a warp-specialised dK/dV pass + flash2's dQ pass ------------------------
-@workload("hopper_ws", "fwd")
-def _hopper_ws_fwd_work(c: _Ctx) -> dict:
-    if not persistent(c.p, c.s):  # ragged lengths: hopper's per-tile launch
-        return _hopper_fwd_work(c)
-
+def _persistent_fwd(c: _Ctx) -> LaunchModelSpec:
+    """A persistent forward launch (hopper_ws, hopper_fa3 non-causal): each CTA the flash2_fwd steps of its tiles, in
+    `persistent_tiles`' order, moved as TMA boxes."""
     def cta(co):
         steps = []
         for m, h in persistent_tiles(c.p, c.s, co["cta"]):
             st = _flash2_fwd(c, {"q_block": m, "bh": h})
             steps += _tma_steps(st) if c.sectors else st
         return steps
-    return {"hopper_fwd_persistent": _tma(c, cta)}
+    return _tma(c, cta)
+
+
+@workload("hopper_ws", "fwd")
+def _hopper_ws_fwd_work(c: _Ctx) -> dict:
+    if not persistent(c.p, c.s):  # ragged lengths: hopper's per-tile launch
+        return _hopper_fwd_work(c)
+    return {"hopper_fwd_persistent": _persistent_fwd(c)}
 
 
 @workload("hopper_ws", "bwd")
@@ -149,11 +154,4 @@ def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
         return _hopper_fwd_work(c)
     if not fa3_persistent(c.p, c.s):
         return {"hopper_fa3_fwd": _hopper_fwd_work(c)["hopper_fwd"]}
-
-    def cta(co):
-        steps = []
-        for m, h in persistent_tiles(c.p, c.s, co["cta"]):
-            st = _flash2_fwd(c, {"q_block": m, "bh": h})
-            steps += _tma_steps(st) if c.sectors else st
-        return steps
-    return {"hopper_fa3_fwd": cta}
+    return {"hopper_fa3_fwd": _persistent_fwd(c)}
