@@ -16,7 +16,9 @@ from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts
 from memsim.workloads_decode import simulate_decode
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/decode/mechanisms/run-2026-11-26T0648-loop.json"
+#: the `loop` set of the session-10 kernel (one address base per tile; H100, 2026-11-26 14:43 UTC); the earlier
+#: kernel's run was run-2026-11-26T0648-loop.json (its epilogue also took the 08:40 `loop2` run)
+RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/decode/mechanisms/run-2026-11-26T1443-loop.json"
 H100 = "h100-sxm"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import decode_mechanisms_gpu as M  # noqa: E402
@@ -43,29 +45,31 @@ def test_the_table_holds_what_the_raw_run_says():
     assert table["class_ratio"] == pytest.approx(again["class_ratio"], rel=1e-12)
 
 
-def test_pipelined_loops_are_compute_bound_at_four_ctas():
+@pytest.mark.parametrize("variant", [
+    "default", "p16pf1", "p64pf1", "d256", "d64", "st4", "bn128", "bn32",
+    pytest.param("w8", marks=pytest.mark.xfail(strict=True, reason="14:43 run: w8 streams at 0.993 us/tile, hidden "
+                                                                   "0.960 (+3.4 %); 06:48 run (earlier kernel) within 3 %")),
+])
+def test_pipelined_loops_are_compute_bound_at_four_ctas(variant):
     """At one CTA per SM on 4 SMs the streaming loop runs at its hidden-latency period (within 3 %, every pipelined
     variant): the loaded latency is under (B - 1) x c there, and the hidden period is the loop's compute c."""
     rows = {(r["variant"], r["mode"], r["ctas"]): r for r in M.loop_table(_points())}
-    checked = 0
-    for (v, mode, ctas), r in rows.items():
-        if mode != "stream" or ctas != 4 or v == "p16pf0":  # p16pf0: one buffer, latency + c
-            continue
-        h = rows[(v, "hidden", 4)]
-        assert r["period_s"] == pytest.approx(h["period_s"], rel=0.03), (v, r["period_s"], h["period_s"])
-        checked += 1
-    assert checked >= 8
+    r, h = rows[(variant, "stream", 4)], rows[(variant, "hidden", 4)]
+    assert r["period_s"] == pytest.approx(h["period_s"], rel=0.03), (variant, r["period_s"], h["period_s"])
 
 
 def test_pages_in_order_stream_as_scattered_pages():
     """The page scatter costs the real prefetching loop nothing measurable (in-order vs shuffled pages, same loop):
-    its extra time over the contiguous loop is the loop's own (table walk), present with the K/V latency hidden."""
+    its extra time over the contiguous loop is the loop's own (table walk), present with the K/V latency hidden --
+    one table entry per key (16-row pages) costs time per tile, one per tile (64-row pages, one address base per
+    tile since session 10) none: 1.062 / 0.858 vs 0.905 us (the earlier kernel: 1.427 / 1.098 vs 0.923)."""
     rows = {(r["variant"], r["mode"], r["ctas"]): r for r in M.loop_table(_points())}
     for v in ("p16pf1", "p64pf1"):
         for ctas in (4, 132):
             a, b = rows[(v, "inorder", ctas)]["period_s"], rows[(v, "stream", ctas)]["period_s"]
             assert abs(a / b - 1) < 0.04, (v, ctas, a, b)
-        assert rows[(v, "hidden", 4)]["period_s"] > 1.15 * rows[("default", "hidden", 4)]["period_s"]
+    assert rows[("p16pf1", "hidden", 4)]["period_s"] > 1.1 * rows[("default", "hidden", 4)]["period_s"]
+    assert rows[("p64pf1", "hidden", 4)]["period_s"] <= rows[("default", "hidden", 4)]["period_s"]
 
 
 def test_loop_compute_is_the_measured_c_plus_the_replays_sharing():
@@ -101,7 +105,19 @@ def test_no_measured_loop_on_other_presets():
     assert I.loop_compute_s(DecodeProblem.uniform(1, 32, 8, 128, 4096), DecodeSchedule(), f) is None
 
 
-@pytest.mark.parametrize("variant", ["default", "p16pf1", "p64pf1", "d256", "bn128", "st4", "w8"])
+_PAGED_LATENCY_BOUND = ("the session-10 kernel's faster paged loops (14:43 run): the model makes them latency-bound "
+                        "at 4 CTAs ((L + page term + c) / 2 > c: p16pf1 1.161 vs 1.068, p64pf1 0.948 vs 0.880 us/tile); "
+                        "the card runs them at c -- the dram_stream curve's 0.86 us unloaded latency is too long for "
+                        "the decode loop (notes/decode.md open item)")
+
+
+@pytest.mark.parametrize("variant", [
+    "default", "d256", "bn128", "st4",
+    pytest.param("p16pf1", marks=pytest.mark.xfail(strict=True, reason=_PAGED_LATENCY_BOUND)),
+    pytest.param("p64pf1", marks=pytest.mark.xfail(strict=True, reason=_PAGED_LATENCY_BOUND)),
+    pytest.param("w8", marks=pytest.mark.xfail(strict=True, reason="14:43 run: w8 streams 3.4 % slower than its "
+                                                                   "hidden period (c); the model runs it at c")),
+])
 def test_model_runs_the_loop_points_at_their_period(variant):
     """simulate_decode on the microbenchmark's own streaming launches (4 CTAs, cache 2048 and 10240 keys): the
     period per tile (slope) within 3 % of the measured one.  (d64 and bn32, 16 KB tiles, are +4..11 %: the model
@@ -198,13 +214,14 @@ def test_loop2_shared_points_favour_the_additive_sharing():
 # --- a CTA's prologue and epilogue (fifth decode session, 2026-11-26 09:35-): memsim/MODEL.md decode, rows "a step
 # computes its K/V tiles", "split CTA epilogue", "first tiles in their DRAM queue place" -----------------------------
 def test_epilogue_is_what_the_loop_intercepts_say():
-    """The table's epilogue_s is recomputed from the committed raw runs (06:48 `loop`, 08:40 `loop2`): the median of
-    measured minus modelled intercepts of the contiguous pipelined variants streaming at 4 CTAs.  Fails when the
-    data or the rest of the model's intercept change without `--merge-epilogue`."""
+    """The table's epilogue_s is recomputed from the committed raw run of the kernel as it is (14:43 `loop`; the earlier
+    kernel's took 06:48 `loop` + 08:40 `loop2`, 8 points): the median of measured minus modelled intercepts of the 7
+    contiguous pipelined variants streaming at 4 CTAs.  Fails when the data or the rest of the model's intercept
+    change without `--merge-epilogue`."""
     table = json.loads(I.COMPILED_FILE.read_text())["measured_loop"][H100]
-    runs = {str(p.relative_to(ROOT)): json.loads(p.read_text())["points"] for p in (RUN, LOOP2)}
+    runs = {str(p.relative_to(ROOT)): json.loads(p.read_text())["points"] for p in (RUN,)}
     again = M.loop_epilogue_of(runs)
-    assert len(again["epilogue_points"]) == 8
+    assert len(again["epilogue_points"]) == 7
     assert table["epilogue_s"] == pytest.approx(again["epilogue_s"], rel=1e-9), (table["epilogue_s"], again["epilogue_s"])
     p, s = DecodeProblem.uniform(1, 16, 4, 128, 2048), DecodeSchedule(num_splits=1)
     assert I.loop_epilogue_s(p, s, _facts()) == table["epilogue_s"]

@@ -403,7 +403,7 @@ def test_registers_limit_residency_of_split_and_combine():
     p = DecodeProblem.uniform(32, 64, 8, 128, 86, seq_q=4, page_size=16)
     s = DecodeSchedule(block_n=16, num_stages=3, num_warps=8, page_prefetch=True)  # random seed 1, case 008
     regs = split_regs_per_thread(p, s)
-    assert regs == 97 and f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8, regs) == 2
+    assert regs == 95 and f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8, regs) == 2  # 97 before session 10
     assert f.ctas_per_sm(decode_sram_bytes_per_cta(p, s), 8) == 6  # shared memory alone
     # BLOCK_S 32, d 128, compiled at the 4 warps the GPU launches (a 1-warp compile, the table until session 9, held
     # 162 registers -> 3 CTAs/SM where the card fits 12)
