@@ -21,6 +21,29 @@ if __name__ == "__main__":
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
+def wait_order(sass: str) -> list:
+    """Per consumer step of the SASS: (MUFU.EX2 between the wait for S_j -- WARPGROUP.DEPBAR.LE gsb0, 0x1 -- and the
+    next wait, MUFU.EX2 after that wait before the next HGMMA or branch).  FA3's in-warpgroup overlap needs the
+    softmax's exponentials between the two waits (they run while P_{j-1} V_{j-1} does): (66, 0) at d=128 128x128;
+    (0, 66) means ptxas hoisted the wait for P V above the softmax (session 9)."""
+    ins = []
+    for line in sass.splitlines():
+        m = re.search(r"/\*[0-9a-f]{4}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*)", line)
+        if m:
+            ins.append((m.group(2), m.group(3).strip()))
+    out = []
+    for i, (op, args) in enumerate(ins):
+        if op == "WARPGROUP.DEPBAR.LE" and args.endswith("0x1"):
+            j = next((k for k in range(i + 1, len(ins)) if ins[k][0] == "WARPGROUP.DEPBAR.LE"), None)
+            if j is None:
+                continue
+            nxt = next((k for k in range(j + 1, len(ins)) if ins[k][0].startswith("HGMMA") or ins[k][0] == "BRA"),
+                       len(ins))
+            out.append((sum(ins[k][0] == "MUFU.EX2" for k in range(i, j)),
+                        sum(ins[k][0] == "MUFU.EX2" for k in range(j, nxt))))
+    return out
+
+
 def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False) -> dict:
     import torch
@@ -63,6 +86,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
     return {"kernel": kernel + ("+persistent" if persistent else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
+            "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
             "HGMMA": len(re.findall(r"\bHGMMA\b", sass)), "WARPGROUP.DEPBAR": len(re.findall(r"WARPGROUP\.DEPBAR", sass)),
             "WARPGROUP.ARRIVE": len(re.findall(r"WARPGROUP\.ARRIVE", sass)), "MUFU.EX2": len(re.findall(r"MUFU\.EX2", sass))}
