@@ -58,6 +58,15 @@ POINTS = (
     + [("f2976", k, 0) for k in (1, 8)] + [("f2976", k, 16) for k in (2, 4, 8)]
     + [("w4", 1, 0), ("w4", 1, 16), ("w4", 2, 16)]
 )
+#: the `carveout` plan: (variant, CTAs per SM, dynamic shared memory per CTA in bytes).  The kernel uses no shared
+#: memory; the launch asks for `smem` bytes exactly as Triton launches a kernel that allocates them (the compiled
+#: kernel's metadata.shared: Triton's loader calls cuFuncSetCacheConfig(PREFER_SHARED) above 48 KB).  Does the L1
+#: left beside the carve-out follow the CTAs' shared memory (memsim.local_memory.carveout_bytes) or the preference?
+CARVEOUT_POINTS = (
+    [("f2976", 1, s) for s in (0, 8 << 10, 40 << 10, 47 << 10, 49 << 10, 64 << 10, 100 << 10, 160 << 10)]
+    + [("f2976", 2, s) for s in (0, 40 << 10, 49 << 10, 100 << 10)]
+    + [("f1008", 4, s) for s in (0, 40 << 10, 49 << 10)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -76,6 +85,7 @@ METRICS = (
     "smsp__average_warps_issue_stalled_drain_per_issue_active.ratio",
     "smsp__average_warps_issue_stalled_membar_per_issue_active.ratio",
     "smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio",
+    "launch__shared_mem_config_size", "launch__shared_mem_per_block_dynamic",
 )
 
 
@@ -103,18 +113,35 @@ def _mb_spill_sm(src_ptr, out_ptr, sm_ptr, n_iter, n_sms_used, ROWS: tl.constexp
         tl.store(out_ptr + pid * ROWS * COLS + offs, x)
 
 
-def point_id(v: str, k: int, sms: int) -> str:
+def _with_shared(kern, smem: int, args, kw):
+    """A fresh CompiledKernel of `kern` (compiled once, cached) that Triton launches with `smem` bytes of dynamic
+    shared memory: set before its first launch loads it, so Triton's loader applies its > 48 KB rule (PREFER_SHARED
+    + the opt-in limit) as for a kernel that allocates them.  Launch it as ``ck[grid](*args, *constexprs)``."""
+    from triton.compiler import CompiledKernel, make_backend
+    ck0 = kern.warmup(*args, grid=(1,), **kw)
+    if hasattr(ck0, "result"):
+        ck0 = ck0.result()
+    ck = CompiledKernel(ck0.src, ck0.metadata_group, ck0.hash)
+    ck.metadata = ck.metadata._replace(shared=int(smem))
+    ck.packed_metadata = make_backend(ck.metadata.target).pack_metadata(ck.metadata)
+    return ck
+
+
+def point_id(v: str, k: int, sms: int, smem: int | None = None) -> str:
+    if smem is not None:
+        return f"{v}_k{k}_smem{smem >> 10}k"
     return f"{v}_k{k}_sms{sms or 'all'}"
 
 
-def worker(manifest: str, repeats: int, only: list | None) -> int:
+def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") -> int:
     """Each point: compile + warm up outside the profiled range, then `repeats` launches inside it."""
     import torch
-    kern = _mb_spill_sm
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     order = []
-    for v, k, sms in POINTS:
-        pid = point_id(v, k, sms)
+    pts = [(v, k, sms, None) for v, k, sms in POINTS] if plan == "sms" else \
+        [(v, k, 0, smem) for v, k, smem in CARVEOUT_POINTS]
+    for v, k, sms, smem in pts:
+        pid = point_id(v, k, sms, smem)
         if only and pid not in only:
             continue
         rows, warps, maxnreg, n_iter = VARIANTS[v]
@@ -127,10 +154,16 @@ def worker(manifest: str, repeats: int, only: list | None) -> int:
             kw = dict(ROWS=rows, COLS=64, num_warps=warps)
             if maxnreg:
                 kw["maxnreg"] = maxnreg
+            if smem is None:
+                def run():
+                    return _mb_spill_sm[(ctas,)](src, out, smid, n_iter, used, **kw)
+                ck = run()
+            else:
+                ck = _with_shared(_mb_spill_sm, smem, (src, out, smid, n_iter, used), kw)
 
-            def run():
-                return kern[(ctas,)](src, out, smid, n_iter, used, **kw)
-            ck = run()
+                def run():
+                    ck[(ctas,)](src, out, smid, n_iter, used, rows, 64)
+                run()
             torch.cuda.synchronize()
             compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
                         "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
@@ -161,7 +194,7 @@ def worker(manifest: str, repeats: int, only: list | None) -> int:
             torch.cuda.profiler.stop()
             order.append({"id": pid, "variant": v, "rows": rows, "cols": 64, "num_warps": warps, "maxnreg": maxnreg,
                           "n_iter": n_iter, "ctas_per_sm": k, "sms_used": used, "ctas": ctas, "repeat": r,
-                          "compiled": compiled, "observed": observed})
+                          "compiled": compiled, "observed": observed, "dynamic_smem": smem})
         print(f"{pid}: ok {compiled} {observed}", flush=True)
         del src, out, smid
         _write(manifest, order)  # after every point: a run stopped at its limit keeps what it measured
@@ -189,15 +222,17 @@ def _metrics() -> list:
     return kept
 
 
-def drive(out: str, repeats: int, budget_s: float) -> int:
+def drive(out: str, repeats: int, budget_s: float, plan: str = "sms") -> int:
     from verification.ncu import parse_csv
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
-    man = os.path.join(out, "spill_sm.manifest.json")
-    log = os.path.join(out, "spill_sm.ncu.log")
+    tag = "spill_sm" if plan == "sms" else f"spill_sm_{plan}"
+    man = os.path.join(out, f"{tag}.manifest.json")
+    log = os.path.join(out, f"{tag}.ncu.log")
     cmd = ["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--print-units", "base",
            "-k", "regex:_mb_spill_sm", "--metrics", ",".join(_metrics()),
-           sys.executable, os.path.abspath(__file__), "--worker", "--manifest", man, "--repeats", str(repeats)]
+           sys.executable, os.path.abspath(__file__), "--worker", "--manifest", man, "--repeats", str(repeats),
+           "--plan", plan]
     with open(log, "w") as fh:
         try:
             subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=budget_s, check=False)
@@ -217,7 +252,7 @@ def drive(out: str, repeats: int, budget_s: float) -> int:
         i += 1
         points.append({**o, "kernel": row.name, "grid": row.grid, "block": row.block, "metrics": row.metrics})
     from run_file import write_run
-    write_run(os.path.join(out, "spill_sm.json"), "spill_sm/1", points, script="spill_sm_gpu.py", argv=None, t0=t0,
+    write_run(os.path.join(out, f"{tag}.json"), "spill_sm/1", points, script="spill_sm_gpu.py", argv=None, t0=t0,
               method=f"ncu (default cache control, --clock-control none), {repeats} launches per point in one "
                      "process; grid 132 x k one-warp (or 4-warp) CTAs, those on SMs >= sms_used exit at once")
     ok = [p for p in points if "error" not in p]
@@ -269,6 +304,7 @@ def summarise(points: list) -> list[dict]:
             "stall_lg_throttle": med(g("smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio")),
             "stall_long_scoreboard": med(g("smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio")),
             "stall_drain": med(g("smsp__average_warps_issue_stalled_drain_per_issue_active.ratio")),
+            "dynamic_smem": p0.get("dynamic_smem"), "smem_config_bytes": med(g("launch__shared_mem_config_size")),
             "time_spread": (max(p["metrics"].get("gpu__time_duration.sum") or 0 for p in ps)
                             - min(p["metrics"].get("gpu__time_duration.sum") or 0 for p in ps)) / t if t else None,
         })
@@ -329,8 +365,8 @@ def merge(run_path: str, into: str) -> int:
 def table(points: list) -> None:
     rows = summarise(points)
     print("| point | warps/SM | SMs | frame B | time us | st GB | st TB/s | st GB/s/SM | ld+st GB/s/SM | "
-          "reload->L2 | L1 miss | DRAM w / st | lg_thr | long_sb |")
-    print("| --- " * 14 + "|")
+          "reload->L2 | L1 miss | DRAM w / st | lg_thr | long_sb | carve-out KB |")
+    print("| --- " * 15 + "|")
     for r in rows:
         c = r["compiled"] or {}
         dw = (r["dram_write_bytes"] or 0) / r["local_st_bytes"] if r["local_st_bytes"] else 0
@@ -343,7 +379,8 @@ def table(points: list) -> None:
               f"{f(r['store_Bps_per_sm'] and r['store_Bps_per_sm'] / 1e9, '%.1f')} | "
               f"{f(r['local_Bps_per_sm'] and r['local_Bps_per_sm'] / 1e9, '%.1f')} | "
               f"{f(r['reload_l2_fraction'], '%.3f')} | {f(r['reload_l1_miss_fraction'], '%.3f')} | {dw:.2f} | "
-              f"{f(r['stall_lg_throttle'], '%.2f')} | {f(r['stall_long_scoreboard'], '%.2f')} |")
+              f"{f(r['stall_lg_throttle'], '%.2f')} | {f(r['stall_long_scoreboard'], '%.2f')} | "
+              f"{f(r['smem_config_bytes'] and r['smem_config_bytes'] / 1024, '%.0f')} |")
 
 
 def main(argv=None) -> int:
@@ -354,13 +391,16 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
+    ap.add_argument("--plan", choices=("sms", "carveout"), default="sms",
+                    help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
+                         "shared memory (CARVEOUT_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--merge", metavar="RUN", help="(here) add the run's points to the preset's calibration file as "
                                                    "the `spill_sm` fact")
     ap.add_argument("--into", default=os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json"))
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.manifest, a.repeats, a.only)
+        return worker(a.manifest, a.repeats, a.only, a.plan)
     if a.analyse:
         table(json.load(open(a.analyse))["points"])
         return 0
@@ -368,7 +408,7 @@ def main(argv=None) -> int:
         return merge(a.merge, a.into)
     if not a.out:
         ap.error("give --out (on the GPU machine) or --analyse RUN")
-    return drive(a.out, a.repeats, a.budget_s)
+    return drive(a.out, a.repeats, a.budget_s, a.plan)
 
 
 if __name__ == "__main__":
