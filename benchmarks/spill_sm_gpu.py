@@ -162,7 +162,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
                 ck = _with_shared(_mb_spill_sm, smem, (src, out, smid, n_iter, used), kw)
 
                 def run():
-                    ck[(ctas,)](src, out, smid, n_iter, used, rows, 64)
+                    ck[(ctas, 1, 1)](src, out, smid, n_iter, used, rows, 64)
                 run()
             torch.cuda.synchronize()
             compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
