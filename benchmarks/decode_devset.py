@@ -6,7 +6,9 @@ Sets (H100 80GB HBM3, ncu kernel time, committed data): suite run 2 (18 cases), 
 (16 each: the 66 development cases), seed 261126 (16: held out until 2026-11-26 06:25 UTC, development data since)
 seed 11260807 (16: held out until 2026-11-26 08:40 UTC, frozen at d4e0544; development data since), seed 11260935
 (16: held out until 2026-11-26 09:54 UTC, frozen at 07f2528; development data since) and seed 11261138 (16: held out
-until 2026-11-26 11:42 UTC, frozen at c79ddb4; development data since).
+until 2026-11-26 11:42 UTC, frozen at c79ddb4; development data since) and seed 11261455 (16: held out until
+2026-11-26 15:00 UTC, frozen at 5eff7ad, the first set measured on the session-10 kernel; development data since).
+The sets before seed 11261455 were measured on the earlier kernel (before session 10's address change).
 Error = |predicted - measured| / max(measured, 5 us) (time) or max(measured, 1 MB) (DRAM read + write): the decode
 report's definition (verification.report_decode.error).  No GPU.  `--json` writes every case's signed errors
 (atomically), so two model versions can be compared case by case (`--against OLD.json`).
@@ -30,6 +32,7 @@ SETS = {
     "seed11260807": os.path.join(DATA, "random-seed11260807-2026-11-26", "decode_ncu.json"),
     "seed11260935": os.path.join(DATA, "random-seed11260935-2026-11-26", "decode_ncu.json"),
     "seed11261138": os.path.join(DATA, "random-seed11261138-2026-11-26", "decode_ncu.json"),
+    "seed11261455": os.path.join(DATA, "random-seed11261455-2026-11-26", "decode_ncu.json"),
 }
 DEV66 = ("suite", "seed1", "seed1126", "seed112602")
 

@@ -70,6 +70,9 @@ COMMITTED = (
               f"{REPORTS}/seed11260935/predictions.json", "frozen at 07f2528, measured 2026-11-26 09:54 UTC"),
     DecodeSet("seed11261138", "held-out", f"{H100}/random-seed11261138-2026-11-26/decode_ncu.json",
               f"{REPORTS}/seed11261138/predictions.json", "frozen at c79ddb4, measured 2026-11-26 11:42 UTC"),
+    DecodeSet("seed11261455", "held-out", f"{H100}/random-seed11261455-2026-11-26/decode_ncu.json",
+              f"{REPORTS}/seed11261455/predictions.json",
+              "frozen at 5eff7ad (the session-10 kernel), measured 2026-11-26 15:00 UTC"),
 )
 
 
