@@ -139,6 +139,10 @@ CLOSED_FORM_MISSES = {
         "one-buffer paged16 loop (no prefetch), d64 bn128 w8, 24 splits x 6 x 4 units: with the session-10 kernel's "
         "registers (80: 3 CTAs per SM, card and table agree, 14:43 occupancy run) closed form 60.3 us, SimPy 44.0 us; "
         "card 48.0 us (the earlier kernel, 2 CTAs per SM)",
+    "dr11261455_015_b6_n540_h32x32_d256_fp16_q2_p0_bn64_st3_w4_s6":
+        "contiguous d256 bn64 st3, 2-token queries (MQA, 32 heads per CTA), 6 splits x 6 sequences: closed form 87.8 us, "
+        "SimPy 65.8 us, card 53.8 us (held-out seed 11261455, the session-10 kernel; the frozen SimPy prediction was "
+        "+22.7 %); seen when that set joined the sampled cases",
 }
 
 
