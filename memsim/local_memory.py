@@ -6,8 +6,9 @@ the *resident* threads' slots, not the whole grid's:
 
 * **L1.**  Each SM's unified L1/shared memory (``Hardware.l1_shared_per_sm_bytes``) is split by the
   driver into a shared-memory carve-out -- the smallest of ``Hardware.smem_carveouts_bytes`` that holds
-  the resident CTAs' shared memory and their 1 KB reservations -- and an L1 data cache that gets the
-  rest.  If the SM's local footprint (resident CTAs x threads x local bytes per thread) fits that L1,
+  the CTAs the occupancy allows with their shared memory and 1 KB reservations, or the largest for a
+  kernel of more than 48 KB of shared memory, which Triton's loader launches with PREFER_SHARED
+  (`carveout_bytes`, measured: spill_sm carveout plan) -- and an L1 data cache that gets the rest.  If the SM's local footprint (resident CTAs x threads x local bytes per thread) fits that L1,
   the reloads hit it (measured: ``verification calibrate`` spills, 64 B per thread: reloads reach L2
   at 0.0002 per byte, `Calibration.l2_read_per_spill_load_byte`); if it does not, the iteration's sweep
   over the slots evicts each slot before it is reloaded and every reload goes to L2.  Stores always go
@@ -73,8 +74,22 @@ class LocalMemory:
                 f"from DRAM ({self.rule})")
 
 
+#: Triton's loader (triton/backends/nvidia/driver.c `load_binary`, Triton 3.6) calls
+#: cuFuncSetCacheConfig(CU_FUNC_CACHE_PREFER_SHARED) for a kernel with more than 48 KB of shared memory (the CUDA
+#: limit without the opt-in): the SM then runs it with its largest shared-memory carve-out
+TRITON_PREFER_SHARED_ABOVE_BYTES = 48 * 1024
+
+
 def carveout_bytes(hw, smem_per_cta_bytes: int, ctas_per_sm: int) -> int:
-    """The shared-memory carve-out the driver picks: the smallest that holds the resident CTAs."""
+    """The shared-memory carve-out of an SM running a Triton kernel: the largest for a kernel of more than 48 KB of
+    shared memory (Triton asks PREFER_SHARED), else the smallest that holds the CTAs its occupancy allows (the
+    driver's default).  `spill_sm` carveout plan (benchmarks/spill_sm_gpu.py, H100, 2026-11-26): one 1-warp CTA per
+    SM spilling 60 KB per iteration, launched by Triton's loader with 0-160 KB of shared memory, missed L1 on 0 % of
+    its reloads with none, 26 % with 47 KB (4 CTAs fit -> 196 KB, 60 KB of L1) and 97.5 % with 8, 40, 49, 64, 100,
+    160 KB (28 KB of L1: by occupancy for 8-49 KB, by the preference for 64 and 160 KB, where occupancy alone
+    would leave 60 and 92 KB)."""
+    if smem_per_cta_bytes > TRITON_PREFER_SHARED_ABOVE_BYTES and hw.smem_carveouts_bytes:
+        return hw.smem_carveouts_bytes[-1]
     need = ctas_per_sm * (smem_per_cta_bytes + hw.smem_reserved_per_block_bytes) if smem_per_cta_bytes else 0
     for c in hw.smem_carveouts_bytes:
         if c >= need:
@@ -183,11 +198,13 @@ def _by_distance(curve: tuple, hist, per_byte_scale: float, weight=None) -> floa
 
 def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per_sm: int, num_ctas: int,
                  smem_per_cta_bytes: int, store_bytes_per_iteration: int | None = None,
-                 reuse: dict | None = None) -> LocalMemory:
+                 reuse: dict | None = None, resident_per_sm: int | None = None) -> LocalMemory:
     """Place one launch's local memory (module doc).  `store_bytes_per_iteration`: the tile loop's spill
     stores per thread (kernels.sass); the footprint is the smaller of it and the frame.  `reuse`: the tile
     loop's reuse histograms (kernels.sass local_reuse): where given, each reload and store is placed at its
-    own reuse distance x the resident threads (of the SM for L1, of the GPU for L2) instead of the 1/k rule."""
+    own reuse distance x the resident threads (of the SM for L1, of the GPU for L2) instead of the 1/k rule.
+    `ctas_per_sm`: the CTAs the occupancy allows (they decide the carve-out); `resident_per_sm`: the CTAs an SM
+    really holds, whose slots share its L1 (default min(ctas_per_sm, num_ctas))."""
     if local_bytes_per_thread < 0 or threads <= 0 or ctas_per_sm <= 0 or num_ctas <= 0:
         raise ValueError(f"local_memory: need local_bytes_per_thread >= 0 and positive threads, ctas_per_sm, "
                          f"num_ctas; got {local_bytes_per_thread}, {threads}, {ctas_per_sm}, {num_ctas}")
@@ -195,7 +212,8 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     if store_bytes_per_iteration:
         touched = min(touched, store_bytes_per_iteration)
     per_cta = touched * threads
-    per_sm = min(ctas_per_sm, num_ctas) * per_cta
+    on_sm = min(ctas_per_sm, num_ctas) if resident_per_sm is None else max(1, min(resident_per_sm, ctas_per_sm))
+    per_sm = on_sm * per_cta
     resident = min(num_ctas, ctas_per_sm * hw.num_sms)
     total = resident * per_cta
     l1 = l1_data_bytes(hw, smem_per_cta_bytes, ctas_per_sm)
@@ -207,7 +225,7 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     elif reuse and reuse.get("reload") and reuse.get("restore"):
         # each access at its own reuse distance (distinct local bytes per thread since the value was stored), times
         # the threads that interleave with it: the SM's resident threads for L1, the GPU's for L2
-        t_sm = min(ctas_per_sm, num_ctas) * threads
+        t_sm = on_sm * threads
         t_gpu = resident * threads
         rl, rs = reuse["reload"], reuse["restore"]
         l1_miss = _by_distance(curves.l1_miss, rl, t_sm / l1) if l1 else 0.0

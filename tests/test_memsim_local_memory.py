@@ -19,7 +19,11 @@ def h100():
     (0, 8, 0),            # no shared memory: the whole 256 KB is L1
     (32 * KB, 2, 100),    # 2 x (32 + 1) KB = 66 KB -> the 100 KB carve-out
     (32 * KB, 1, 64),     # 33 KB -> 64 KB
-    (147968, 1, 164),     # flash2 fp32 d128 (set B case 011) -> 164 KB, 92 KB of L1 left
+    (48 * KB, 4, 196),    # 48 KB is not over Triton's threshold: 4 x 49 KB = 196 KB -> 196 KB
+    (47 * KB, 4, 196),    # 4 x 48 KB = 192 KB -> 196 KB: 60 KB of L1 (spill_sm carveout: 26 % of reloads missed)
+    (48 * KB + 1, 1, 228),  # over 48 KB: Triton's PREFER_SHARED -> the largest, whatever the occupancy
+    (64 * KB, 3, 228),    # occupancy alone: 3 x 65 KB -> 196 KB; measured: 97.5 % of reloads missed (28 KB of L1)
+    (147968, 1, 228),     # flash2 fp32 d128 (set B case 011): 164 KB by occupancy, 228 by the preference
     (200 * KB, 1, 228),   # the largest carve-out
 ])
 def test_carveout_is_the_smallest_that_holds_the_resident_ctas(h100, smem, ctas, want_kb):
