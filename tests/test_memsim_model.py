@@ -31,7 +31,10 @@ def test_conservation(alg, phase, prob, l2_bytes):
     hw = HW.with_overrides(l2_bytes=l2_bytes)
     r = simulate(prob, Schedule(alg, phase), hw)
     for k in list(r.kernels) + [r.total]:
-        assert 0 <= k["dram_read_bytes"] <= k["l2_read_bytes"] <= k["global_read_bytes"]
+        # reloads of register spills that miss L1 reach the L2 beside the global reads (memsim.local_memory)
+        spill_rd = k["spill_l2_read_bytes"] if "spill_l2_read_bytes" in k else sum(
+            x["spill_l2_read_bytes"] for x in r.kernels)
+        assert 0 <= k["dram_read_bytes"] <= k["l2_read_bytes"] <= k["global_read_bytes"] + spill_rd
         # stores are not merged before L2; register spills add their local stores (they write through to L2)
         spill = k["spill_l2_write_bytes"] if "spill_l2_write_bytes" in k else sum(
             x["spill_l2_write_bytes"] for x in r.kernels)
