@@ -222,11 +222,14 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
                          known=known)
 
 
-def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None, launch_prefix: str = "") -> int:
+def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None, launch_prefix: str = "",
+                  force: bool = False) -> int:
     """Recompute the table entries' `issue` figures (the replay of their SASS with today's calibration) where
     they are missing or were computed with other figures: each entry's launch compiled again from the problem
     and schedule it records (Triton's cache makes that a lookup for unchanged kernels); registers and spills are
-    left as they are.  `cases`: only the entries of these (name, problem, schedule).  Returns the failures."""
+    left as they are.  `cases`: only the entries of these (name, problem, schedule).  `force`: every entry (of
+    `launch_prefix`), current or not, replayed from scratch (nothing copied from its old figures) -- after a fix of
+    the SASS reading that the fingerprint does not see.  Returns the failures."""
     import memsim
     import triton
     from triton.backends.compiler import GPUTarget
@@ -241,7 +244,8 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
     table = load_table(arch)
     from kernels.sass import PROFILE_VERSION
     keys = sorted(k_ for k_, e in table.items()
-                  if ((e.get("issue") or {}).get("latencies"), (e.get("issue") or {}).get("profile")) != (want, PROFILE_VERSION))
+                  if force or ((e.get("issue") or {}).get("latencies"), (e.get("issue") or {}).get("profile"))
+                  != (want, PROFILE_VERSION))
     if cases is not None:
         mine = {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
         keys = [k_ for k_ in keys if k_ in mine]
@@ -278,7 +282,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                 # what the previous figures already hold is copied (kernels.sass.issue_profile's `known`)
                 launched = int(ck.metadata.num_warps)
                 facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
-                                    shared=e["shared_bytes"], known=old if same_loop else None,
+                                    shared=e["shared_bytes"], known=old if same_loop and not force else None,
                                     launched_warps=launched)
                 pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched, "issue_stale": None}
                 break
@@ -470,6 +474,8 @@ def main(argv=None) -> int:
     ap.add_argument("--launch-prefix", default="", metavar="NAME", help="with --refresh-issue: only the entries of "
                     "launches whose name starts with this (e.g. hopper_: the only kernels with device-built TMA "
                     "descriptors)")
+    ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
+                    "entries too, from scratch (after a fix of the SASS reading the fingerprint does not see)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
     ap.add_argument("--merge-from", metavar="TABLE", help="bring in another copy of the table (e.g. a clean "
                     "worktree's memsim/presets/compiled/<arch>.json): its new entries, and its issue figures where "
@@ -487,9 +493,13 @@ def main(argv=None) -> int:
         print("kernels.compiled_facts: error: --launch-prefix selects entries for --refresh-issue; give both",
               file=sys.stderr)
         return 2
+    if a.force and not (a.refresh_issue and a.launch_prefix):
+        print("kernels.compiled_facts: error: --force replays current entries again: give it with --refresh-issue "
+              "and a --launch-prefix (the whole table takes hours)", file=sys.stderr)
+        return 2
     if a.refresh_issue:
         only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
-        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only, launch_prefix=a.launch_prefix,
+        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only, launch_prefix=a.launch_prefix, force=a.force,
                                   command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     try:
         cases = cases_for(a)

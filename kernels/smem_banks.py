@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.sass import loops_of, scan
+from kernels.sass import _TARGET, loops_of, scan
 
 MASK32 = 0xFFFFFFFF
 EXACT, UNIFORM, VARYING = 0, 1, 2
@@ -140,6 +140,44 @@ def _split_operands(rest: str) -> list[str]:
     if cur.strip():
         out.append(cur.strip())
     return out
+
+
+def dead_arms(sass: str) -> frozenset:
+    """Indices of the straight-code arms that never reach a loop: a block that a conditional forward branch jumps
+    over and that ends in an unconditional forward BRA past a whole loop (Triton's "nothing to do" arm: zero the
+    accumulators, jump to the epilogue).  Straight code otherwise runs in program order through both arms of a
+    branch; this arm's writes (the decode kernel's empty-split arm zeroed the register holding the LDSM row and
+    shifted another twice) would reach the loop's addresses, which the card never lets them do."""
+    labels, found = scan(sass)
+    loops = loops_of(labels, found)
+
+    def target(k):
+        m = found[k][1]
+        t = _TARGET.search(m.group(4) or "") if m.group(2) == "BRA" else None
+        return labels.get(t.group(1)) if t else None
+
+    def guard(k):
+        g = _GUARD.match(found[k][0])
+        return g.group(1) if g else None
+
+    dead = set()
+    for j in range(len(found)):
+        t = target(j)
+        if t is None or t <= j or guard(j) not in (None, "@PT", "@UPT"):
+            continue
+        skipped = [a for _, a, b in loops if j < a and b < t]
+        if not skipped:
+            continue
+        first = min(skipped)
+        for i in range(j - 1, -1, -1):  # the conditional branch that jumps over this arm, toward the loop
+            op = found[i][1].group(2)
+            if op in ("BRA", "EXIT", "RET") and guard(i) in (None, "@PT", "@UPT"):
+                break  # another unconditional transfer first: this arm has another entry
+            ti = target(i)
+            if ti is not None and guard(i) not in (None, "@PT", "@UPT", "@!PT", "@!UPT") and j < ti <= first:
+                dead.update(range(i + 1, j + 1))
+                break
+    return frozenset(dead)
 
 
 def decode(sass: str) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
@@ -352,8 +390,10 @@ def _addr(st: _State, tok: str) -> tuple[np.ndarray, int]:
 
 
 class _Emulator:
-    def __init__(self, ins: list[_Ins], num_warps: int, unknown_seed: int | None = None):
+    def __init__(self, ins: list[_Ins], num_warps: int, unknown_seed: int | None = None, dead=frozenset()):
         self.ins = ins
+        #: straight-code arms that never reach a loop (`dead_arms`): not run
+        self.dead = dead
         self.st = _State(num_warps, unknown_seed)
         #: index -> [(addresses, taint)], one per visit
         self.visits: dict[int, list] = {}
@@ -365,6 +405,9 @@ class _Emulator:
         k = 0
         n = len(self.ins)
         while k < n:
+            if k in self.dead:
+                k += 1
+                continue
             self.step(k)
             for a in body_end.get(k, []):  # the end of a loop: its body again (trips - 1 more times)
                 for _ in range(trips - 1):
@@ -751,7 +794,7 @@ def wavefronts(sass: str, *, num_warps: int, model: BankModel = H100, trips: int
     (the stage of a multi-buffered loop advances each trip).  `unknown_seed`: give the values the CPU cannot know
     random uniform values instead of 0 (a sensitivity check: the result should not change)."""
     ins, loops = decode(sass)
-    em = _Emulator(ins, num_warps, unknown_seed)
+    em = _Emulator(ins, num_warps, unknown_seed, dead_arms(sass))
     em.run(loops, trips)
     out, ideal, accesses, unresolved = {}, {}, {}, []
     for k, x in enumerate(ins):

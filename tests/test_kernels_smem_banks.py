@@ -159,6 +159,23 @@ def test_branch_back_from_after_exit_is_not_a_loop():
     assert rep.wavefronts[2] == 4.0 and not rep.unresolved
 
 
+@pytest.mark.parametrize("arm_ends_past_loop, want", [(True, 4.0), (False, 32.0)])
+def test_an_arm_that_jumps_past_the_loop_does_not_reach_it(arm_ends_past_loop, want):
+    """The decode kernel's empty-split arm (notes/decode.md, session 10): a conditional branch jumps over a block
+    that zeroes the address register and then jumps past the tile loop.  Run in program order, that block would set
+    the loop's LDS address to one bank (32 wavefronts); it never reaches the loop, so the loop keeps the
+    thread-index address (4).  An arm that falls through into the loop is run as before."""
+    arm = ["MOV R2, RZ", "IMAD.SHL.U32 R2, R0, 0x80, RZ"] + (["BRA `(.L_x_9)"] if arm_ends_past_loop else [])
+    text = _sass(TID + ["IMAD.SHL.U32 R2, R0, 0x10, RZ", "ISETP.GE.AND P0, PT, R7, c[0x0][0x210], PT",
+                        "@P0 BRA `(.L_x_1)"] + arm + [".L_x_1:", ".L_x_0:", "LDS.128 R4, [R2]",
+                        "@P1 BRA `(.L_x_0)", ".L_x_9:", "EXIT"])
+    dead = B.dead_arms(text)
+    assert bool(dead) == arm_ends_past_loop, dead
+    rep = B.wavefronts(text, num_warps=4)
+    k = max(rep.wavefronts)
+    assert rep.wavefronts[k] == want, (rep.wavefronts, dead)
+
+
 def test_address_from_loaded_data_is_unresolved():
     text = _sass(TID + ["LDG.E R6, desc[UR4][R8.64]", "LDS.128 R4, [R6]", "EXIT"])
     rep = B.wavefronts(text, num_warps=4)
