@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -233,12 +232,9 @@ def drive(out: str, repeats: int, budget_s: float, plan: str = "sms") -> int:
            "-k", "regex:_mb_spill_sm", "--metrics", ",".join(_metrics()),
            sys.executable, os.path.abspath(__file__), "--worker", "--manifest", man, "--repeats", str(repeats),
            "--plan", plan]
-    with open(log, "w") as fh:
-        try:
-            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=budget_s, check=False)
-        except subprocess.TimeoutExpired:
-            fh.write(f"\n== timed out after {budget_s} s ==\n")
-    rows = parse_csv(open(log, errors="replace").read())
+    sys.path.insert(0, HERE)
+    from tile_loop_gpu import _ncu
+    rows = parse_csv(_ncu(cmd, log, budget_s))
     order = json.load(open(man)) if os.path.exists(man) else []
     points, i = [], 0
     for o in order:
