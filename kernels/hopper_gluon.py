@@ -383,6 +383,29 @@ def check_fa3(p: AttentionProblem, s: Schedule, tensors=()) -> None:
                              f"has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
 
 
+def fa3_sram_bytes(p: AttentionProblem, s: Schedule, persistent: bool | None = None) -> int:
+    """Shared memory of the launch: the registry's figure for its own rule (`sram_bytes_per_cta`), or with the walk
+    forced on or off: Q_i, stages x (K_j + V_j), and the persistent walk's own O staging tile."""
+    from memsim.schedule import sram_bytes_per_cta
+    if persistent is None or persistent == fa3_persistent(p, s):
+        return sram_bytes_per_cta(p, s)
+    o_stage = s.block_m * p.head_dim * p.element_bytes
+    return sram_bytes_per_cta(p, s) + (o_stage if persistent else -o_stage)
+
+
+def check_fa3_sram(p: AttentionProblem, s: Schedule, persistent, limit_bytes: int, device: str) -> int:
+    """ScheduleError before the launch where the tiles do not fit the card's shared memory (Triton would stop with
+    OutOfResources after compiling): e.g. d=128 128x128 with 3 stages fits one tile per CTA (229 760 B) but not the
+    persistent walk, which stages O in its own tile (+32 KB)."""
+    need = fa3_sram_bytes(p, s, persistent)
+    if need > limit_bytes:
+        walk = fa3_persistent(p, s) if persistent is None else persistent
+        raise ScheduleError(f"hopper_fa3 fwd {s.block_m}x{s.block_n} with {s.num_stages} stages at d={p.head_dim} "
+                            f"({'the persistent walk' if walk else 'one tile per CTA'}) needs {need} bytes of shared "
+                            f"memory per CTA; {device} allows {limit_bytes}: use 2 stages or block_n 64")
+    return need
+
+
 def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v,
                 persistent: bool | None = None) -> ForwardResult:
     """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
@@ -399,6 +422,8 @@ def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v,
     if q.device.type == "cuda":
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+        check_fa3_sram(p, s, persistent, torch.cuda.get_device_properties(q.device).shared_memory_per_block_optin,
+                       torch.cuda.get_device_name(q.device))
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
     args, kw = fa3_args(p, s, q, k, v, o, lse, persistent)

@@ -9,7 +9,7 @@ import torch
 
 import kernels
 from kernels.testing import check_lse, check_rule, make_inputs, poisoned_allocations, seed_of, yardsticks
-from memsim.schedule import Schedule, ScheduleError
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 hg = pytest.importorskip("kernels.hopper_gluon")
 if hg.gluon is None:  # pragma: no cover
@@ -20,7 +20,8 @@ ALG = "hopper_fa3"
 # (B, Hq, Hkv, Nq, Nkv, d), causal, alignment, block_n, stages, grid order
 _CASES = {
     "d128_full_gqa": ((2, 8, 2, 1024, 1024, 128), False, "top_left", 128, 2, "q_fastest"),
-    "d128_full_s3_heads_fastest": ((1, 4, 4, 512, 768, 128), False, "top_left", 128, 3, "heads_fastest"),
+    # (128x128 with 3 stages does not fit the persistent walk at d=128: test_sram_refusal below)
+    "d128_full_s3_heads_fastest": ((1, 4, 4, 512, 768, 128), False, "top_left", 64, 3, "heads_fastest"),
     "d128_causal_tl": ((1, 4, 4, 1024, 1024, 128), True, "top_left", 128, 2, "q_fastest"),
     "d128_causal_br_q_lt_kv": ((1, 4, 2, 512, 1024, 128), True, "bottom_right", 128, 3, "q_fastest"),
     "d128_causal_br_rows_see_nothing": ((1, 2, 2, 1024, 256, 128), True, "bottom_right", 128, 2, "q_fastest"),
@@ -38,6 +39,29 @@ _WALK_CASES = {
     "walk_causal_br": ((2, 16, 16, 1024, 2048, 64), True, "bottom_right", 128, 2, "q_fastest"),
     "walk_causal_tiles_see_nothing": ((2, 32, 32, 512, 128, 128), True, "bottom_right", 128, 2, "q_fastest"),
 }
+
+
+@pytest.mark.parametrize("d, bn, st, causal, persistent, fits", [
+    (128, 128, 3, False, None, False),   # the registry's walk stages O in its own tile: 262 144 B
+    (128, 128, 3, True, None, True),     # one tile per CTA: 229 376 B
+    (128, 128, 3, False, False, True),   # the walk forced off
+    (128, 128, 2, False, None, True),
+    (128, 64, 3, False, None, True),
+    (64, 128, 3, False, True, True),
+])
+def test_sram_refusal(d, bn, st, causal, persistent, fits):
+    """The launcher refuses tiles that do not fit the card's shared memory before compiling (run on the H100,
+    2026-11-26 15:45 UTC: the d=128 128x128 s3 non-causal schedule stopped in Triton with OutOfResources, 262 560 B
+    of 232 448)."""
+    from memsim.hardware import load_hardware
+    p = AttentionProblem(1, 4, 4, 512, 768, d, "bf16", causal)
+    s = Schedule(ALG, "fwd", 128, bn, 4, st)
+    limit = load_hardware("h100-sxm").smem_per_block_bytes
+    if fits:
+        assert hg.check_fa3_sram(p, s, persistent, limit, "H100") <= limit
+    else:
+        with pytest.raises(ScheduleError, match="shared memory"):
+            hg.check_fa3_sram(p, s, persistent, limit, "H100")
 
 
 def _gpu():
