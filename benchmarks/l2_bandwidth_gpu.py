@@ -50,6 +50,17 @@ def points_write() -> list:
             for p in ("store", "copy") for c in (1, 2, 4, 8)]
 
 
+#: the `pitch` plan's row pitches (bytes) for 128-B rows of bf16: contiguous, then rows that start off a 32-B sector
+PITCHES_B = (128, 130, 136, 144, 160, 192, 256)
+
+
+def points_pitch() -> list:
+    """Run 3: stores of 64 x 64 bf16 tiles (128-B rows) whose rows lie `pitch` bytes apart, as the naive kernels store
+    S / P / dS rows of seq_kv elements: a pitch off the 32-B sector makes every row touch a partial sector at each end.
+    4 CTAs per SM, each its own walk over an L2-resident set (<= 8 MB)."""
+    return [{"plan": "pitch", "path": "store_pitch", "ctas_per_sm": 4, "pitch_bytes": pb} for pb in PITCHES_B]
+
+
 def points_oob() -> list:
     return [{"plan": "oob", "path": "tma", "rows_exist": r, "cols": c} for c in (16, 64) for r in (1, 3, 9, 33, 64)]
 
@@ -60,7 +71,8 @@ def points_peak() -> list:
             for p in ("lsu", "tma") for c in (8, 16)]
 
 
-PLANS = {"bandwidth": points_bandwidth, "oob": points_oob, "write": points_write, "peak": points_peak}
+PLANS = {"bandwidth": points_bandwidth, "oob": points_oob, "write": points_write, "peak": points_peak,
+         "pitch": points_pitch}
 
 
 def _kernels():
@@ -105,6 +117,18 @@ def _kernels():
             tl.store(dst_ptr + t * ROWS * COLS + offs, val)
 
     @triton.jit
+    def _mb_l2bw_store_pitch(dst_ptr, n_tiles_set, n_iter, start_stride, pitch, ROWS: tl.constexpr,
+                             COLS: tl.constexpr):
+        """Stores n_iter ROWS x COLS tiles whose rows are `pitch` elements apart (registers: one tile of values)."""
+        pid = tl.program_id(0)
+        offs = tl.arange(0, ROWS)[:, None] * pitch + tl.arange(0, COLS)[None, :]
+        val = (tl.arange(0, ROWS)[:, None] + tl.arange(0, COLS)[None, :] + pid).to(tl.bfloat16)
+        t0 = pid * start_stride
+        for i in range(n_iter):
+            t = (t0 + i) % n_tiles_set
+            tl.store(dst_ptr + t * ROWS * pitch + offs, val)
+
+    @triton.jit
     def _mb_l2bw_copy(src_ptr, dst_ptr, n_tiles_set, n_iter, start_stride, ROWS: tl.constexpr, COLS: tl.constexpr):
         """Reads tile t of the source set and stores it as tile t of the destination set (both L2-resident)."""
         pid = tl.program_id(0)
@@ -124,10 +148,19 @@ def _kernels():
         tl.store(out_ptr + pid * ROWS * COLS + offs, desc.load([0, 0]).to(tl.float32))
 
     return {"lsu": _mb_l2bw_lsu, "tma": _mb_l2bw_tma, "oob": _mb_l2oob_tma, "store": _mb_l2bw_store,
-            "copy": _mb_l2bw_copy}
+            "copy": _mb_l2bw_copy, "store_pitch": _mb_l2bw_store_pitch}
+
+
+PITCH_TILES = 512  # tiles in a pitch plan's set: 512 x 64 rows x <= 256 B = 8 MB
 
 
 def _launch(ks, pt, bufs, out):
+    if pt["plan"] == "pitch":
+        pitch = pt["pitch_bytes"] // 2
+        grid = GRID_SMS * pt["ctas_per_sm"]
+        ks["store_pitch"][(grid,)](bufs["pitch"], PITCH_TILES, 256, max(1, PITCH_TILES // grid), pitch, ROWS=64,
+                                   COLS=64, num_warps=4)
+        return
     if pt["plan"] == "oob":
         r, c = pt["rows_exist"], pt["cols"]
         ks["oob"][(GRID_SMS,)](bufs[("oob", c)], out, r, ROWS=64, COLS=c, num_warps=4)
@@ -154,6 +187,8 @@ def compile_check() -> int:
         f = compile_launch(ks[p], (src, dst if p in ("store", "copy") else out, 64, 512, 3),
                            {"ROWS": ROWS, "COLS": COLS, "num_warps": 4})
         print(p, f["regs_per_thread"], "regs", f["shared_bytes"], "B shared", f["kernel"])
+    f = compile_launch(ks["store_pitch"], (dst, 64, 256, 1, 65), {"ROWS": 64, "COLS": 64, "num_warps": 4})
+    print("store_pitch", f["regs_per_thread"], "regs", f["shared_bytes"], "B shared", f["kernel"])
     for c in (16, 64):
         f = compile_launch(ks["oob"], (src, out, 3), {"ROWS": 64, "COLS": c, "num_warps": 4})
         print("oob", c, f["regs_per_thread"], "regs", f["shared_bytes"], "B shared", f["kernel"])
@@ -168,6 +203,7 @@ def child(plans: list) -> int:
     pts = [pt for name in plans for pt in PLANS[name]()]
     bufs = {w: torch.randn(w // 2, device="cuda", dtype=torch.bfloat16) for w in (8 << 20, 24 << 20)}
     bufs[("dst", 8 << 20)] = torch.empty((8 << 20) // 2, device="cuda", dtype=torch.bfloat16)
+    bufs["pitch"] = torch.zeros(PITCH_TILES * 64 * max(PITCHES_B) // 2 + 64, device="cuda", dtype=torch.bfloat16)
     for c in (16, 64):
         bufs[("oob", c)] = torch.randn(GRID_SMS * 64 * c, device="cuda", dtype=torch.bfloat16)
     out = torch.empty(16 * GRID_SMS, ROWS, COLS, device="cuda", dtype=torch.float32)  # one tile per CTA
@@ -203,6 +239,12 @@ def run(out: str, plans: list) -> int:
         if pt["plan"] == "bandwidth":
             q["asked_bytes"] = GRID_SMS * pt["ctas_per_sm"] * PER_CTA_BYTES
             q["l2_read_Bps"] = l2 / t
+        elif pt["plan"] == "pitch":
+            w = m["lts__t_sectors_srcunit_tex_op_write.sum"] * N.SECTOR_BYTES
+            stored = GRID_SMS * pt["ctas_per_sm"] * 256 * 64 * 128  # tiles x rows x 128 B
+            q |= {"stored_bytes": stored, "l2_write_bytes": w, "l2_write_sectors_per_row":
+                  m["lts__t_sectors_srcunit_tex_op_write.sum"] / (GRID_SMS * pt["ctas_per_sm"] * 256 * 64),
+                  "stored_Bps": stored / t, "l2_write_Bps": w / t}
         elif pt["plan"] == "write":
             w = m["lts__t_sectors_srcunit_tex_op_write.sum"] * N.SECTOR_BYTES
             q["l2_write_bytes"] = w
@@ -246,6 +288,11 @@ def analyse(path: str) -> int:
             print(f"write | {p['path']} | {p['ctas_per_sm']} CTAs/SM | L2 write {p['l2_write_bytes'] / 1e9:.2f} GB "
                   f"{p['l2_write_Bps'] / 1e12:.2f} TB/s | L2 read {p['l2_read_Bps'] / 1e12:.2f} TB/s | DRAM write "
                   f"{m.get('dram__bytes_write.sum', 0) / 1e6:.1f} MB | {p['time_s'] * 1e6:.1f} us")
+    for p in res["points"]:
+        if p["plan"] == "pitch":
+            print(f"pitch {p['pitch_bytes']} B | L2 write sectors per 128-B row {p['l2_write_sectors_per_row']:.2f} | "
+                  f"stored {p['stored_Bps'] / 1e12:.2f} TB/s | L2 write sectors x 32 B {p['l2_write_Bps'] / 1e12:.2f} TB/s "
+                  f"| {p['time_s'] * 1e6:.1f} us")
     for p in res["points"]:
         if p["plan"] == "oob":
             print(f"| {p['rows_exist']} | {p['row_bytes']} | {p['l2_bytes_per_box']:.0f} | "
@@ -300,7 +347,8 @@ def main(argv=None) -> int:
                    "l2_bandwidth fact")
     ap.add_argument("--into", default="memsim/presets/h100-sxm.calibration.json")
     ap.add_argument("--replace", action="store_true")
-    ap.add_argument("--plans", default="bandwidth,oob", help="comma-separated plans for --out (bandwidth, oob, write)")
+    ap.add_argument("--plans", default="bandwidth,oob", help="comma-separated plans for --out (bandwidth, oob, write, "
+                    "peak, pitch)")
     a = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if a.compile:
