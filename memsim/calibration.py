@@ -181,7 +181,10 @@ def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
     curve = None if cal.dram_latency_curve is None else tuple((b * bw, lat) for b, lat in cal.dram_latency_curve)
     peak = None if cal.dram_stream_peak_Bps is None else cal.dram_stream_peak_Bps * bw
     groups = cal.merge_group_of_sm if hw.num_sms == ref.num_sms else None  # an SM map is for one SM count
+    l2x = hw.l2_bw_Bps / ref.l2_bw_Bps  # the measured L2 rates follow a what-if change of the preset's L2 bandwidth
     return replace(cal, dot_flops_per_sm_s=dots,
+                   l2_read_Bps=None if cal.l2_read_Bps is None else cal.l2_read_Bps * l2x,
+                   l2_write_Bps=None if cal.l2_write_Bps is None else cal.l2_write_Bps * l2x,
                    exp_per_sm_s=cal.exp_per_sm_s * (hw.exp_per_sm_per_cycle * hw.clock_Hz)
                    / (ref.exp_per_sm_per_cycle * ref.clock_Hz),
                    dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty,

@@ -74,3 +74,17 @@ def test_the_measured_forward_that_moved_6_6_TBps_through_the_l2():
     assert meas["l2_read_bytes"] / meas["time_s"] > hw.l2_bw_Bps  # the record itself beats the estimate
     assert k["l2_read_bytes"] / k["time_s"] <= l2_link_Bps(hw, load_calibration(hw)) * 1.001
     assert abs(k["time_s"] / meas["time_s"] - 1) < 0.10, (k["time_s"], meas["time_s"])
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_what_if_l2_bandwidth_scales_the_measured_rates(factor):
+    """A what-if copy of the preset with another L2 bandwidth (`memsim sweep` over l2_bw_Bps) moves the measured read
+    and write rates with it (memsim.calibration.scaled_to): the study's knob is not silently ignored."""
+    import memsim
+    from memsim.calibration import l2_link_Bps, load_calibration
+    hw = memsim.load_hardware("h100-sxm")
+    base = load_calibration(hw)
+    what_if = hw.with_overrides(l2_bw_Bps=hw.l2_bw_Bps * factor)
+    cal = load_calibration(what_if)
+    assert l2_link_Bps(what_if, cal) == pytest.approx(base.l2_read_Bps * factor)
+    assert cal.l2_write_Bps == pytest.approx(base.l2_write_Bps * factor)
