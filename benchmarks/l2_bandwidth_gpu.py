@@ -301,8 +301,8 @@ def analyse(path: str) -> int:
 
 
 def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
-    """Add the runs' bandwidth and write points (slim, with their L2 hit rate) to `into` as the `l2_bandwidth` fact
-    and show the rates `memsim.calibration.l2_bandwidth_from` derives from them.  The `oob` points stay in the run
+    """Add the runs' bandwidth, write and pitch points (slim, with their L2 hit rate) to `into` as the `l2_bandwidth`
+    fact and show the figures `memsim.calibration.l2_bandwidth_from` derives from them.  The `oob` points stay in the run
     files (not a model figure yet: notes/fidelity.md)."""
     from run_file import merge_fact
 
@@ -314,6 +314,11 @@ def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
             raise SystemExit(f"--merge: {rp} is not an l2_bandwidth run (format {run.get('format')!r})")
         runs.append(run)
         for p in run["points"]:
+            if p["plan"] == "pitch":
+                pts.append({k: p[k] for k in ("plan", "path", "ctas_per_sm", "pitch_bytes", "time_s", "l2_write_bytes",
+                                              "l2_write_sectors_per_row", "stored_bytes")}
+                           | {"date": run["provenance"]["date"]})
+                continue
             if p["plan"] not in ("bandwidth", "write"):
                 continue
             m = p["metrics"]

@@ -112,6 +112,9 @@ class Calibration:
     #: the highest rate at which the SMs' stores reached the L2 (the same fact's store points): a ceiling of the
     #: writes' own besides the link they share with reads; None: the shared link only
     l2_write_Bps: float | None = None
+    #: what a store to a sector the instruction covers only in part costs the L2's write path, in whole-sector
+    #: stores (`l2_bandwidth` fact's pitch points, `partial_store_cost_from`); None: the same as a whole one
+    partial_store_cost: float | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -766,7 +769,32 @@ def l2_bandwidth_from(points: list) -> dict:
          and r.get("l2_write_Bps")]
     if w:
         out["l2_write_Bps"] = max(w)
+    out.update(partial_store_cost_from(points))
     return out
+
+
+def partial_store_cost_from(points: list) -> dict:
+    """A partial-sector store in whole-sector stores, from the `l2_bandwidth` pitch points: CTAs store 128-B rows of
+    bf16 (warp instructions of 64 B) at a pitch p.  Per row the instructions touch S sectors, P of them in part
+    (memsim.sectors: `row_sector_factor`, `row_partial_share`), F = S - P whole.  With the aligned pitch's time per
+    row as 4 whole-sector stores, a pitch's time t_p / t_aligned = (F + k P) / 4 gives k; the median over the
+    misaligned pitches.  H100 (2026-11-26): k = 1.70-1.74 at pitches 130 / 136 / 144 B (sectors per row 5.83 / 5.46 /
+    4.98 measured, 5.88 / 5.50 / 5.00 by the rule)."""
+    from .sectors import row_partial_share, row_sector_factor
+    pts = [r for r in points if r.get("plan") == "pitch" and r.get("time_s") and r.get("pitch_bytes")]
+    aligned = [r["time_s"] for r in pts if r["pitch_bytes"] % 32 == 0]
+    if not aligned:
+        return {}
+    t0 = _median(aligned)
+    ks = []
+    for r in pts:
+        if r["pitch_bytes"] % 32 == 0:
+            continue
+        sectors = row_sector_factor(r["pitch_bytes"], 128, 2) * 128 / 32
+        part = row_partial_share(r["pitch_bytes"], 128, 2) * sectors
+        if part:
+            ks.append((4.0 * r["time_s"] / t0 - (sectors - part)) / part)
+    return {"partial_store_cost": _median(ks)} if ks else {}
 
 
 def l2_link_Bps(hw: Hardware, cal: Calibration) -> float:

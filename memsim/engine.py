@@ -241,6 +241,7 @@ class CtaBatches:
         self.num_warps = work.num_warps
         self.dependent_loop = work.dependent_loop
         self.tma_row_bytes = getattr(work, "tma_row_bytes", None)
+        self.write_partial_share = getattr(work, "write_partial_share", None)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
@@ -318,7 +319,8 @@ class LaunchModel:
                  dependent_Bps: float | None = None,
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
-                 l2_Bps: float | None = None, l2_write_Bps: float | None = None):
+                 l2_Bps: float | None = None, l2_write_Bps: float | None = None,
+                 partial_store_cost: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -332,6 +334,11 @@ class LaunchModel:
         #: the L2 at 4.1 TB/s, reads at 7.4, and a copy moves 3.5 each way -- 7.0 in all: reads and writes share
         #: the L2's own rate, and writes have a lower ceiling of their own)
         self.l2wlink = Link(self.env, l2_write_Bps, "l2w") if l2_write_Bps else None
+        #: stores of sectors an instruction covers in part cost the write link `partial_store_cost` whole sectors
+        #: each (`l2_bandwidth` pitch points): {tensor name: 1 + (cost - 1) x the tensor's partial share}
+        shares = getattr(work, "write_partial_share", None) or {}
+        self.write_weight = ({n: 1.0 + (partial_store_cost - 1.0) * sh for n, sh in shares.items() if sh}
+                             if partial_store_cost and self.l2wlink is not None else {})
         used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
         self.sms = [SM() for _ in range(used_sms)]
         #: a dependent loop moves its bytes at this rate per CTA (measured: dependent_loop roundtrip)
@@ -414,7 +421,9 @@ class LaunchModel:
         st.dram_write_bytes += wb
         end = max(self.l2link.book(t, g), self.dram.book(t, wb))
         if self.l2wlink is not None:
-            end = max(end, self.l2wlink.book(t, g))
+            ww = self.write_weight
+            gw = sum(acc[2] * ww.get(acc[0][0], 1.0) for acc in writes) if ww else g
+            end = max(end, self.l2wlink.book(t, gw))
         return end
 
     def cta(self, idx, sm_id):

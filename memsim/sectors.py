@@ -57,3 +57,37 @@ def row_sector_factor(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, 
             moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes) * sector_bytes
             done += w
     return moved / (period * segment_bytes)
+
+
+def partial_sectors(offset_bytes: int, nbytes: int, sector_bytes: int = 32) -> int:
+    """Sectors of an access of `nbytes` starting `offset_bytes` into a sector that it covers only in part."""
+    if nbytes <= 0:
+        return 0
+    end = offset_bytes + nbytes
+    first, last = offset_bytes // sector_bytes, (end - 1) // sector_bytes
+    if first == last:
+        return 0 if nbytes == sector_bytes else 1
+    return int(offset_bytes % sector_bytes != 0) + int(end % sector_bytes != 0)
+
+
+def row_partial_share(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, lanes: int = 32,
+                      sector_bytes: int = 32, rows_share_instructions: bool = False) -> float:
+    """Of the sectors that `row_sector_factor`'s rows move, the share each instruction covers only in part (a store
+    to such a sector costs the L2 more than a whole one: `calibration.partial_store_cost_from`).  0.0 where the rule
+    moves whole sectors (pitch and segment on the sector, one-element rows, rows sharing instructions)."""
+    if row_sector_factor(pitch_bytes, segment_bytes, lane_bytes, lanes=lanes, sector_bytes=sector_bytes,
+                         rows_share_instructions=rows_share_instructions) == 1.0 and (
+            pitch_bytes % sector_bytes == 0 or pitch_bytes == lane_bytes or rows_share_instructions):
+        return 0.0
+    width = min(segment_bytes, lanes * lane_bytes)
+    period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
+    moved = part = 0
+    for r in range(period):
+        base = (r * pitch_bytes) % sector_bytes
+        done = 0
+        while done < segment_bytes:
+            w = min(width, segment_bytes - done)
+            moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes)
+            part += partial_sectors((base + done) % sector_bytes, w, sector_bytes)
+            done += w
+    return part / moved if moved else 0.0

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .algorithms import spec_for
-from .sectors import row_sector_factor
+from .sectors import row_partial_share, row_sector_factor
 from .schedule import STAT_BYTES, AttentionProblem, Launch, Schedule, ScheduleError, cdiv, kernel_launches, naive_rows_per_step
 
 Access = tuple  # (key, mask, nbytes, full, lastbit, lastbytes)
@@ -142,6 +142,10 @@ class LaunchWork:
     #: coalescer takes a box row narrower than `Calibration.tma_coalesce_min_row_bytes` as a partial-line request
     #: it never merges (memsim.engine, memsim/MODEL.md "TMA box rows and the L2 request coalescer")
     tma_row_bytes: int | None = None
+    #: {tensor name: share of the sectors its stores cover in part} for the tensors this launch stores at a pitch off
+    #: the sector (the naive kernels' S / P / dP rows); the engine books them on the L2 write link at
+    #: `Calibration.partial_store_cost` (memsim/MODEL.md "stores of partial sectors")
+    write_partial_share: dict | None = None
 
     @property
     def name(self) -> str:
@@ -202,6 +206,15 @@ class _Ctx:
                  if self.sectors else 1.0)
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
+
+    def sp_partial_share(self, whole_rows: bool = False) -> float:
+        """Of the sectors a store of the S/P/dP rows moves, the share it covers only in part (`sp_tensor`'s
+        layouts; memsim.sectors.row_partial_share): 0.0 without sector granularity."""
+        if not self.sectors:
+            return 0.0
+        pitch = self.p.seq_kv * self.sp
+        seg = pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp
+        return row_partial_share(pitch, seg, self.sp, rows_share_instructions=whole_rows)
 
     def imin(self, j: int) -> int:
         """First Q block that sees K/V block j (mb if none)."""
@@ -414,6 +427,7 @@ class LaunchModelSpec:
     cta_l1_bytes: Callable[[int], int] | None = None
     dependent_loop: bool = False
     tma_row_bytes: int | None = None
+    write_partial_share: dict | None = None
 
 
 @workload("flash2", "fwd")
@@ -438,16 +452,21 @@ def _flash1_fwd_work(c: _Ctx) -> dict:
 
 @workload("naive", "fwd")
 def _naive_fwd_work(c: _Ctx) -> dict:
-    return {"naive_qk": lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
-            "naive_softmax": lambda co: _naive_rows(c, co, ("S",), "P", 1),
+    tile, rows = c.sp_partial_share(), c.sp_partial_share(whole_rows=True)
+    return {"naive_qk": LaunchModelSpec(lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
+                                        write_partial_share={"S": tile}),
+            "naive_softmax": LaunchModelSpec(lambda co: _naive_rows(c, co, ("S",), "P", 1),
+                                             write_partial_share={"P": rows}),
             "naive_pv": lambda co: _naive_rowstream(c, co, "P", c.V, c.O)}
 
 
 @workload("naive", "bwd")
 def _naive_bwd_work(c: _Ctx) -> dict:
     return {"naive_bwd_dv": lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
-            "naive_bwd_dp": lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
-            "naive_bwd_ds": lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
+            "naive_bwd_dp": LaunchModelSpec(lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
+                                            write_partial_share={"dP": c.sp_partial_share()}),
+            "naive_bwd_ds": LaunchModelSpec(lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
+                                            write_partial_share={"dP": c.sp_partial_share(whole_rows=True)}),
             "naive_bwd_dq": lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
             "naive_bwd_dk": lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK)}
 
@@ -478,7 +497,7 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
             w = LaunchModelSpec(w)
         out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=w.steps: fn(_coords(L, idx))), schedule.num_warps,
                               cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop,
-                              tma_row_bytes=w.tma_row_bytes))
+                              tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share))
     return out
 
 
