@@ -88,3 +88,47 @@ def test_what_if_l2_bandwidth_scales_the_measured_rates(factor):
     cal = load_calibration(what_if)
     assert l2_link_Bps(what_if, cal) == pytest.approx(base.l2_read_Bps * factor)
     assert cal.l2_write_Bps == pytest.approx(base.l2_write_Bps * factor)
+
+
+@pytest.mark.parametrize("offset, nbytes, want", [(0, 128, 0), (2, 128, 2), (0, 8, 1), (4, 8, 1), (0, 32, 0),
+                                                  (16, 32, 2), (0, 48, 1), (2, 64, 2)])
+def test_partial_sectors(offset, nbytes, want):
+    from memsim.sectors import partial_sectors
+    assert partial_sectors(offset, nbytes) == want
+
+
+def test_the_pitch_run_is_the_sector_rule_and_gives_one_partial_store_cost():
+    """The `pitch` points (H100 80GB HBM3, 15:53 UTC): the L2 write sectors per 128-B row are what
+    memsim.sectors' rule counts (64-B warp instructions), and every misaligned pitch gives the same cost of a
+    partial-sector store within 5 % of the derived figure (one mechanism, not one number per pitch)."""
+    from memsim.calibration import load_calibration, partial_store_cost_from
+    from memsim.sectors import row_sector_factor
+    import memsim
+    run = json.loads((RUNS[0].parent / "run-2026-11-26T1553-l2_bandwidth_pitch.json").read_text())
+    assert run["provenance"]["gpu"] == "NVIDIA H100 80GB HBM3"
+    pts = run["points"]
+    for p in pts:
+        assert p["l2_write_sectors_per_row"] == pytest.approx(row_sector_factor(p["pitch_bytes"], 128, 2) * 4,
+                                                              rel=0.02), p["pitch_bytes"]
+    k = partial_store_cost_from(pts)["partial_store_cost"]
+    aligned = [p for p in pts if p["pitch_bytes"] % 32 == 0]
+    for p in pts:
+        if p["pitch_bytes"] % 32:
+            one = partial_store_cost_from(aligned + [p])["partial_store_cost"]
+            assert one == pytest.approx(k, rel=0.05), (p["pitch_bytes"], one, k)
+    assert load_calibration(memsim.load_hardware("h100-sxm")).partial_store_cost == pytest.approx(k)
+
+
+@pytest.mark.parametrize("seq_kv, partial", [(4096, False), (4097, True), (4100, True), (4112, False)])
+def test_naive_stores_of_rows_off_the_sector_carry_their_partial_share(seq_kv, partial):
+    """The naive launches that store S / P / dP rows (pitch seq_kv x 2 B) name their partial-sector share; rows on the
+    32-B sector (seq_kv a multiple of 16) have none."""
+    from memsim.schedule import AttentionProblem, Schedule
+    from memsim.workloads import build_launches
+    p = AttentionProblem(1, 2, 2, 256, seq_kv, 64, "fp16", False)
+    for phase, names in (("fwd", {"naive_qk": "S", "naive_softmax": "P"}),
+                         ("bwd", {"naive_bwd_dp": "dP", "naive_bwd_ds": "dP"})):
+        works = {w.name: w for w in build_launches(p, Schedule("naive", phase, 64, 64, 4, 2))}
+        for launch, tensor in names.items():
+            share = (works[launch].write_partial_share or {}).get(tensor, 0.0)
+            assert (share > 0) == partial, (phase, launch, seq_kv, share)
