@@ -304,15 +304,12 @@ def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
     """Add the runs' bandwidth, write and pitch points (slim, with their L2 hit rate) to `into` as the `l2_bandwidth`
     fact and show the figures `memsim.calibration.l2_bandwidth_from` derives from them.  The `oob` points stay in the run
     files (not a model figure yet: notes/fidelity.md)."""
-    from run_file import merge_fact
+    from run_file import load_runs, merge_fact
 
     from memsim.calibration import l2_bandwidth_from
-    pts, runs = [], []
-    for rp in run_paths:
-        run = json.load(open(rp))
-        if run.get("format") != "l2_bandwidth/1":
-            raise SystemExit(f"--merge: {rp} is not an l2_bandwidth run (format {run.get('format')!r})")
-        runs.append(run)
+    pts = []
+    runs = load_runs(run_paths, "l2_bandwidth")
+    for run in runs:
         for p in run["points"]:
             if p["plan"] == "pitch":
                 pts.append({k: p[k] for k in ("plan", "path", "ctas_per_sm", "pitch_bytes", "time_s", "l2_write_bytes",
@@ -331,13 +328,10 @@ def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
                 q |= {"l2_write_bytes": p["l2_write_bytes"], "l2_write_Bps": p["l2_write_Bps"],
                       "dram_write_bytes": m.get("dram__bytes_write.sum")}
             pts.append(q)
-    cards = {r["provenance"]["gpu"] for r in runs}
-    if len(cards) != 1:
-        raise SystemExit(f"--merge: the runs come from different cards {sorted(cards)}; merge one card's runs")
     print(l2_bandwidth_from(pts))
-    merge_fact(into, "l2_bandwidth", pts, run=runs[0], run_path=run_paths[0], replace=replace,
+    merge_fact(into, "l2_bandwidth", pts, run=runs[0], run_path=run_paths[0], replace=replace, also=run_paths[1:],
                note="L2-resident streams (LSU and TMA reads, 1-16 CTAs per SM; LSU stores and copies, 1-8): the L2 "
-               "link's read and write rates" + ("; with " + ", ".join(run_paths[1:]) if run_paths[1:] else ""))
+               "link's read and write rates")
     return 0
 
 

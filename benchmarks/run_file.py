@@ -26,10 +26,28 @@ def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: s
     os.replace(tmp, path)
 
 
+def load_runs(paths: list, fmt: str) -> list:
+    """The run files at `paths` (each of format `fmt`/N), all from one card -- what a merge may combine (SystemExit
+    otherwise)."""
+    runs = []
+    for rp in paths:
+        run = json.load(open(rp))
+        if run.get("format", "").split("/")[0] != fmt:
+            raise SystemExit(f"--merge: {rp} is not a {fmt} run (format {run.get('format')!r})")
+        runs.append(run)
+    cards = {r["provenance"]["gpu"] for r in runs}
+    if len(cards) != 1:
+        raise SystemExit(f"--merge: the runs come from different cards {sorted(cards)}; merge one card's runs")
+    return runs
+
+
 def merge_fact(into: str, fact: str, points: list, *, run: dict, run_path: str, note: str,
-               replace: bool = False) -> None:
+               replace: bool = False, also: list = ()) -> None:
     """Add `points` to calibration file `into` as fact `fact`, recording the run in `merged_runs` (atomically: tmp
-    + rename).  An existing fact is kept (SystemExit) unless `replace`."""
+    + rename; `also`: further run files the points come from, named in the note).  An existing fact is kept
+    (SystemExit) unless `replace`."""
+    if also:
+        note += "; with " + ", ".join(also)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cal = json.load(open(into, encoding="utf-8"))
     if cal["facts"].get(fact) and not replace:

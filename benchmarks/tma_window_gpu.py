@@ -297,28 +297,21 @@ def analyse(path: str) -> int:
 def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
     """Add the runs' points (slim: what `memsim.calibration.tma_coalesce_from` reads, and the card and date of
     each) to calibration file `into` as the `tma_window` fact, then show the threshold the rule derives."""
-    from run_file import merge_fact
+    from run_file import load_runs, merge_fact
 
     from memsim.calibration import tma_coalesce_from
-    pts, runs = [], []
-    for rp in run_paths:
-        run = json.load(open(rp))
-        if run.get("format", "").split("/")[0] != "tma_window":
-            raise SystemExit(f"--merge: {rp} is not a tma_window run (format {run.get('format')!r})")
-        runs.append(run)
+    pts = []
+    runs = load_runs(run_paths, "tma_window")
+    for run in runs:
         for p in run["points"]:
             pts.append({k: p.get(k, d) for k, d in (("path", None), ("rows", 64), ("cols", None), ("readers", None),
                                                     ("n_sets", 1), ("sets_fastest", 0), ("delay_ns", 0),
                                                     ("pace_ns", 0), ("l2_per_global_byte", None))}
                        | {"row_bytes": p.get("row_bytes", p["box_bytes"] // 64), "box_bytes": p["box_bytes"],
                           "gpu": run["provenance"]["gpu"], "date": run["provenance"]["date"]})
-    cards = {r["provenance"]["gpu"] for r in runs}
-    if len(cards) != 1:
-        raise SystemExit(f"--merge: the runs come from different cards {sorted(cards)}; merge one card's runs")
     print(tma_coalesce_from(pts))
-    merge_fact(into, "tma_window", pts, run=runs[0], run_path=run_paths[0], replace=replace,
-               note="TMA vs LSU readers of the same lines: L2 / asked by box row width, readers, sets, delay, pace"
-               + ("; with " + ", ".join(run_paths[1:]) if run_paths[1:] else ""))
+    merge_fact(into, "tma_window", pts, run=runs[0], run_path=run_paths[0], replace=replace, also=run_paths[1:],
+               note="TMA vs LSU readers of the same lines: L2 / asked by box row width, readers, sets, delay, pace")
     return 0
 
 

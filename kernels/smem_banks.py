@@ -142,13 +142,13 @@ def _split_operands(rest: str) -> list[str]:
     return out
 
 
-def dead_arms(sass: str) -> frozenset:
+def dead_arms(sass: str, scanned: tuple | None = None) -> frozenset:
     """Indices of the straight-code arms that never reach a loop: a block that a conditional forward branch jumps
     over and that ends in an unconditional forward BRA past a whole loop (Triton's "nothing to do" arm: zero the
     accumulators, jump to the epilogue).  Straight code otherwise runs in program order through both arms of a
     branch; this arm's writes (the decode kernel's empty-split arm zeroed the register holding the LDSM row and
     shifted another twice) would reach the loop's addresses, which the card never lets them do."""
-    labels, found = scan(sass)
+    labels, found = scanned if scanned is not None else scan(sass)  # `scanned`: scan(sass), when the caller has it
     loops = loops_of(labels, found)
 
     def target(k):
@@ -183,7 +183,10 @@ def dead_arms(sass: str) -> frozenset:
 def decode(sass: str) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
     """([_Ins] in the order of `kernels.sass.instructions`, [(label, first, last index of the loop body)]: the loops
     `kernels.sass.instructions` finds)."""
-    labels, found = scan(sass)
+    return _decode_scanned(*scan(sass))
+
+
+def _decode_scanned(labels: dict, found: list) -> tuple[list[_Ins], list[tuple[str, int, int]]]:
     out = []
     for ln, m, _ in found:
         g = _GUARD.match(ln)
@@ -793,8 +796,9 @@ def wavefronts(sass: str, *, num_warps: int, model: BankModel = H100, trips: int
     32 x num_warps lanes).  Each value is the mean over the CTA's warps and over the `trips` passes of a loop body
     (the stage of a multi-buffered loop advances each trip).  `unknown_seed`: give the values the CPU cannot know
     random uniform values instead of 0 (a sensitivity check: the result should not change)."""
-    ins, loops = decode(sass)
-    em = _Emulator(ins, num_warps, unknown_seed, dead_arms(sass))
+    scanned = scan(sass)
+    ins, loops = _decode_scanned(*scanned)
+    em = _Emulator(ins, num_warps, unknown_seed, dead_arms(sass, scanned))
     em.run(loops, trips)
     out, ideal, accesses, unresolved = {}, {}, {}, []
     for k, x in enumerate(ins):

@@ -27,6 +27,35 @@ def sectors_touched(offset_bytes: int, nbytes: int, sector_bytes: int = 32) -> i
     return (offset_bytes + nbytes - 1) // sector_bytes - offset_bytes // sector_bytes + 1
 
 
+def _whole_sectors(pitch_bytes: int, segment_bytes: int, lane_bytes: int, lanes: int, sector_bytes: int,
+                   rows_share_instructions: bool) -> bool:
+    """The layouts whose instructions move whole sectors only (no sector beyond the bytes, none in part)."""
+    if pitch_bytes % sector_bytes == 0 and segment_bytes % sector_bytes == 0:
+        return True
+    if pitch_bytes == lane_bytes:
+        return True  # rows of one element: the compiler sees the unit stride and runs its lanes along the rows
+    # the row kernels' whole rows shorter than one instruction: lanes cover several rows
+    return rows_share_instructions and segment_bytes >= pitch_bytes and pitch_bytes < lanes * lane_bytes
+
+
+def _row_sectors(pitch_bytes: int, segment_bytes: int, lane_bytes: int, lanes: int, sector_bytes: int):
+    """(sectors touched, of them touched in part, rows) over one period of row start offsets, each row's
+    instructions its own: a row shorter than a sector still moves a whole sector (set D: 4-key fp16 rows, 8 bytes,
+    cost 32 -- the naive tile kernels moved 4x the S/P bytes)."""
+    width = min(segment_bytes, lanes * lane_bytes)
+    period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
+    moved = part = 0
+    for r in range(period):
+        base = (r * pitch_bytes) % sector_bytes
+        done = 0
+        while done < segment_bytes:
+            w = min(width, segment_bytes - done)
+            moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes)
+            part += partial_sectors((base + done) % sector_bytes, w, sector_bytes)
+            done += w
+    return moved, part, period
+
+
 def row_sector_factor(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, lanes: int = 32,
                       sector_bytes: int = 32, rows_share_instructions: bool = False) -> float:
     """Sector bytes moved per byte for a tile whose rows are `segment_bytes` long, at `pitch_bytes` apart.
@@ -38,25 +67,10 @@ def row_sector_factor(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, 
     if pitch_bytes <= 0 or segment_bytes <= 0 or lane_bytes <= 0:
         raise ValueError(f"row_sector_factor: pitch, segment and lane bytes must be positive, got "
                          f"{pitch_bytes}, {segment_bytes}, {lane_bytes}")
-    if pitch_bytes % sector_bytes == 0 and segment_bytes % sector_bytes == 0:
+    if _whole_sectors(pitch_bytes, segment_bytes, lane_bytes, lanes, sector_bytes, rows_share_instructions):
         return 1.0
-    if pitch_bytes == lane_bytes:
-        return 1.0  # rows of one element: the compiler sees the unit stride and runs its lanes along the rows
-    if rows_share_instructions and segment_bytes >= pitch_bytes and pitch_bytes < lanes * lane_bytes:
-        return 1.0  # the row kernels' whole rows shorter than one instruction: lanes cover several rows
-    # otherwise each row's instruction is its own: a row shorter than a sector still moves a whole sector
-    # (set D: 4-key fp16 rows, 8 bytes, cost 32 -- the naive tile kernels moved 4x the S/P bytes)
-    width = min(segment_bytes, lanes * lane_bytes)
-    period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
-    moved = 0
-    for r in range(period):
-        base = (r * pitch_bytes) % sector_bytes
-        done = 0
-        while done < segment_bytes:
-            w = min(width, segment_bytes - done)
-            moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes) * sector_bytes
-            done += w
-    return moved / (period * segment_bytes)
+    moved, _, period = _row_sectors(pitch_bytes, segment_bytes, lane_bytes, lanes, sector_bytes)
+    return moved * sector_bytes / (period * segment_bytes)
 
 
 def partial_sectors(offset_bytes: int, nbytes: int, sector_bytes: int = 32) -> int:
@@ -75,19 +89,7 @@ def row_partial_share(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, 
     """Of the sectors that `row_sector_factor`'s rows move, the share each instruction covers only in part (a store
     to such a sector costs the L2 more than a whole one: `calibration.partial_store_cost_from`).  0.0 where the rule
     moves whole sectors (pitch and segment on the sector, one-element rows, rows sharing instructions)."""
-    if row_sector_factor(pitch_bytes, segment_bytes, lane_bytes, lanes=lanes, sector_bytes=sector_bytes,
-                         rows_share_instructions=rows_share_instructions) == 1.0 and (
-            pitch_bytes % sector_bytes == 0 or pitch_bytes == lane_bytes or rows_share_instructions):
+    if _whole_sectors(pitch_bytes, segment_bytes, lane_bytes, lanes, sector_bytes, rows_share_instructions):
         return 0.0
-    width = min(segment_bytes, lanes * lane_bytes)
-    period = sector_bytes // gcd(pitch_bytes % sector_bytes, sector_bytes)
-    moved = part = 0
-    for r in range(period):
-        base = (r * pitch_bytes) % sector_bytes
-        done = 0
-        while done < segment_bytes:
-            w = min(width, segment_bytes - done)
-            moved += sectors_touched((base + done) % sector_bytes, w, sector_bytes)
-            part += partial_sectors((base + done) % sector_bytes, w, sector_bytes)
-            done += w
+    moved, part, _ = _row_sectors(pitch_bytes, segment_bytes, lane_bytes, lanes, sector_bytes)
     return part / moved if moved else 0.0

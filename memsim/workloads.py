@@ -200,9 +200,7 @@ class _Ctx:
         if t is None:
             # rows of seq_kv x sp bytes: at a pitch that is not a multiple of the sector, each warp
             # instruction touches more sectors than its bytes (memsim.sectors)
-            pitch = self.p.seq_kv * self.sp
-            seg = pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp
-            f = (row_sector_factor(pitch, seg, self.sp, rows_share_instructions=whole_rows)
+            f = (row_sector_factor(*self._sp_rows(whole_rows), rows_share_instructions=whole_rows)
                  if self.sectors else 1.0)
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
@@ -212,9 +210,12 @@ class _Ctx:
         layouts; memsim.sectors.row_partial_share): 0.0 without sector granularity."""
         if not self.sectors:
             return 0.0
+        return row_partial_share(*self._sp_rows(whole_rows), rows_share_instructions=whole_rows)
+
+    def _sp_rows(self, whole_rows: bool) -> tuple:
+        """(pitch, bytes of a row an access covers, element bytes) of the S/P/dP rows: whole rows or block_n-wide."""
         pitch = self.p.seq_kv * self.sp
-        seg = pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp
-        return row_partial_share(pitch, seg, self.sp, rows_share_instructions=whole_rows)
+        return pitch, (pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp), self.sp
 
     def imin(self, j: int) -> int:
         """First Q block that sees K/V block j (mb if none)."""
