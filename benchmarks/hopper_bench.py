@@ -227,7 +227,9 @@ def main(argv=None):
                     help="also time the Gluon forward experiment (kernels.hopper.gluon_forward, 128x128 w8)")
     ap.add_argument("--fa3", default=None,
                     help="also time hopper_fa3's Gluon launch (kernels.hopper_gluon.fa3_forward, FA3's structure) at "
-                         "these block_n/stages, comma-separated, a trailing p = the persistent walk: e.g. 128/2,128/2p")
+                         "these block_n/stages, comma-separated; suffixes: p = the persistent walk, f = the wait "
+                         "fence on (F: off; neither: kernels.hopper_gluon.WAIT_FENCE), @S = the causal walk's "
+                         "sections of S batch*heads (@all: one section; causal cases only): e.g. 128/2,128/2pf,128/2p@1")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--causal", default="both", choices=("both", "yes", "no"), help="which masks to time")
     ap.add_argument("--head-dims", default="64,128")
@@ -315,10 +317,13 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     if getattr(args, "gluon", False) and p.head_dim in (64, 128):  # explicit wgmma pipelining (not a registry entry)
         runs["gluon 128x128 w8"] = ("gluon", Schedule("hopper", "fwd", 128, 128, 8, 2))
     for cfg in (getattr(args, "fa3", None) or "").split(",") if getattr(args, "fa3", None) else ():
-        walk = cfg.endswith("p")  # the persistent walk (fa3_forward(persistent=True)), else one CTA per tile
-        bn, st = (int(x) for x in cfg.rstrip("p").split("/"))
-        runs[f"hopper_fa3 128x{bn} s{st}{' [persistent]' if walk else ''}"] = (
-            "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st))
+        v = fa3_variant(cfg, p)
+        if v is None:  # a causal-walk section variant on a non-causal case
+            continue
+        bn, st, walk, fence, sec, label = v
+        runs[f"hopper_fa3 128x{bn} s{st}{label}"] = (
+            "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st), dict(
+                persistent=walk, wait_fence=fence, section_heads=sec))
     runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
     records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
@@ -328,7 +333,7 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     print(json.dumps(records[-1]), flush=True)
     if ch.forward not in [x[1] for x in runs.values()]:
         runs[f"default ({ch.forward_source})"] = (ch.forward.algorithm, ch.forward)
-    for name, (alg, s) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
+    for name, (alg, s, *fa3kw) in list(runs.items()) + [(n, (n, None)) for n in sdpa]:
         rec = dict(impl=alg, variant=name, schedule=s.to_dict() if s else None, **base, **{"pass": "fwd"})
         sw = dict(LONGEST_FIRST="[grid order]" not in name)
         old = _switches(khopper, **sw)
@@ -344,10 +349,10 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
                 lse = khopper.gluon_forward(p, s, q, k, v).lse
             elif alg in ("fa3", "fa3p"):  # the Gluon launch itself, per-tile or persistent, whatever the registry picks
                 import kernels.hopper_gluon as kg
-                walk = alg == "fa3p"
-                rec.update(persistent=walk)
-                fn = lambda s=s, w=walk: kg.fa3_forward(p, s, q, k, v, persistent=w).o  # noqa: E731
-                lse = kg.fa3_forward(p, s, q, k, v, persistent=walk).lse
+                kw = fa3kw[0]
+                rec.update(kw)
+                fn = lambda s=s, kw=kw: kg.fa3_forward(p, s, q, k, v, **kw).o  # noqa: E731
+                lse = kg.fa3_forward(p, s, q, k, v, **kw).lse
             elif s is not None:
                 fn = lambda s=s: kernels.forward(p, s, q, k, v).o  # noqa: E731
                 lse = kernels.forward(p, s, q, k, v).lse
@@ -375,6 +380,23 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
 
 
 OURS = ("hopper", "flash2", "hopper_ws", "gluon", "fa3", "fa3p", "hopper_fa3")
+
+
+def fa3_variant(cfg: str, p):
+    """--fa3's "BN/S[p][f|F][@S|@all]" -> (block_n, stages, persistent, wait_fence, section_heads, label); None for a
+    section variant on a non-causal problem (its walk has no sections)."""
+    import re
+    m = re.fullmatch(r"(\d+)/(\d+)(p?)([fF]?)(?:@(\d+|all))?", cfg)
+    if m is None:
+        raise SystemExit(f"--fa3: {cfg!r} is not BN/S[p][f|F][@S|@all] (e.g. 128/2, 128/2pf, 128/2p@1)")
+    bn, st, walk, fence, sec = int(m[1]), int(m[2]), bool(m[3]), {"f": True, "F": False}.get(m[4]), m[5]
+    if sec is not None and not (p.causal and walk):
+        return None
+    if sec is not None:
+        sec = p.batch * p.heads_q if sec == "all" else int(sec)
+    label = (" [persistent]" if walk else "") + {True: " [fence]", False: " [no fence]", None: ""}[fence] + (
+        f" [sections {m[5]}]" if sec is not None else "")
+    return bn, st, walk, fence, sec, label
 
 
 def print_table(records):

@@ -31,17 +31,34 @@ R=$OUT/run; mkdir -p "$R"
 cat "$R/env.txt"
 # --- 1. exactness tests beside the warm-up (nothing timed)
 tests_rc=none
-if [ -n "${TESTS:-}" ]; then
+test_pids=()
+if [ -n "${TESTS:-}" ] && [ -n "${TEST_SPLITS:-}" ]; then  # ';'-separated -k expressions, one pytest process each
+  IFS=';' read -ra splits <<< "$TEST_SPLITS"
+  for i in "${!splits[@]}"; do
+    timeout "${TEST_TIMEOUT_S:-150}" python -m pytest -q -rxXf -p no:cacheprovider ${TESTS} -k "${splits[$i]}" \
+      > "$R/pytest-$i.log" 2>&1 &
+    test_pids+=($!)
+  done
+elif [ -n "${TESTS:-}" ]; then
   timeout "${TEST_TIMEOUT_S:-150}" python -m pytest -q -rxXf -p no:cacheprovider ${TESTS} ${PYTEST_K:+-k "$PYTEST_K"} \
     > "$R/pytest.log" 2>&1 &
-  tests_pid=$!
+  test_pids+=($!)
 fi
 if [ -n "${WARM_ARGS:-}" ]; then
   timeout "${WARM_TIMEOUT_S:-120}" python benchmarks/hopper_warm.py ${WARM_ARGS} > "$R/warm.log" 2>&1
   echo "warm rc=$? $(tail -1 "$R/warm.log"); failed: $(grep -c FAILED "$R/warm.log") at $((SECONDS - T0)) s"
 fi
-if [ -n "${tests_pid:-}" ]; then
-  wait "$tests_pid"; tests_rc=$?
+if [ "${#test_pids[@]}" -gt 0 ]; then
+  tests_rc=0
+  for pid in "${test_pids[@]}"; do
+    wait "$pid"; rc=$?
+    if [ "$rc" = 124 ] || { [ "$rc" != 0 ] && [ "$tests_rc" != 124 ]; }; then tests_rc=$rc; fi
+  done
+  if [ -n "${TEST_SPLITS:-}" ]; then
+    for f in "$R"/pytest-*.log; do echo "=== $f (-k split)"; cat "$f"; done > "$R/pytest.log"
+    grep -h -E '^[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$R"/pytest-*.log
+    rm -f "$R"/pytest-*.log
+  fi
   echo "tests rc=$tests_rc at $((SECONDS - T0)) s: $(tail -1 "$R/pytest.log")"
 fi
 # --- 2. the benchmark

@@ -33,6 +33,19 @@ def _task(t):
         hb.LOOP = sw.get("loop", "split")
         q, k, v, do = make_inputs(1, 2, 2, 1024, 1024, d, dtype, "cuda", 1)
         p = kernels.problem_for(q, k, v, causal=causal)
+        if tiles.startswith("fa3:"):  # hopper_fa3's Gluon launch at one --fa3 variant (hopper_bench.fa3_variant)
+            sys.path.insert(0, "benchmarks")
+            import hopper_bench as hbench
+
+            import kernels.hopper_gluon as kg
+            var = hbench.fa3_variant(tiles[4:], p)
+            if var is None:
+                return f"{t}: skipped (no walk sections without a causal mask)"
+            bn, st, walk, fence, sec, _ = var
+            kg.fa3_forward(p, Schedule("hopper_fa3", "fwd", 128, bn, 4, st), q, k, v, persistent=walk,
+                           wait_fence=fence, section_heads=sec)
+            torch.cuda.synchronize()
+            return f"{t}: {time.time() - t0:.1f} s"
         if tiles == "default":
             ch = kernels.default_choice(p, q, k, v)
             fs, bs = ch.forward, ch.backward
@@ -64,6 +77,9 @@ def _tasks(a, dtype, fc, bc, hbench):
                     tasks.append((d, causal, dtype, "fwd", "hopper:" + ",".join(map(str, c)), {"longest_first": lf}))
                 if a.fwd_persistent and tuple(c[2:]) == (4, 2):  # the persistent forward (registry: hopper_ws)
                     tasks.append((d, causal, dtype, "fwd", "hopper_ws:" + ",".join(map(str, c)), {}))
+            for cfg in (a.fa3.split(",") if a.fa3 else ()):
+                if "@" not in cfg:  # section variants share their walk's compile
+                    tasks.append((d, causal, dtype, "fwd", "fa3:" + cfg, {}))
             for c in bc.get(d, []):
                 c, own = c[:4], c[4:]
                 for var in (own or a.bwd_variants.split(",")):
@@ -84,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bwd-variants", default="tma/tma")
     ap.add_argument("--fwd-order", default="longest", choices=("longest", "grid", "both"))
     ap.add_argument("--fwd-persistent", action="store_true", help="also the persistent forward (algorithm hopper_ws)")
+    ap.add_argument("--fa3", default=None, help="hopper_bench.py's --fa3 variants (hopper_fa3's Gluon launch)")
     ap.add_argument("--candidates", default=None)
     ap.add_argument("--bwd-candidates", default=None)
     a = ap.parse_args(argv)

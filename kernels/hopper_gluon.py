@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from memsim.algorithms_hopper import PERSISTENT_CTAS, fa3_applies, fa3_persistent
+from memsim.algorithms_hopper import PERSISTENT_CTAS, fa3_applies, fa3_persistent, fa3_walk
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError
 
 from ._common import LOG2E
@@ -59,20 +59,24 @@ except ImportError:  # pragma: no cover - older Triton
 HALF_M = 64
 #: registers per thread: consumers (setmaxnreg), producer, and the launch cap (12 warps x 168 <= 64K registers)
 CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
+#: the consumers' l_i scratch store before the wait for P V (`_hopper_fa3_fwd`'s WAIT_FENCE): the launch's default
+WAIT_FENCE = False
 
 if gluon is not None:
     @gluon.jit
-    def _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP: gl.constexpr, BLOCK_M: gl.constexpr,
+    def _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK, GROUP: gl.constexpr, BLOCK_M: gl.constexpr,
                   BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, PERSISTENT: gl.constexpr):
         """Tile t's (start_m, pid_bh, q_row, kv_row, n_blocks): its first query row, batch*head_q index, first row
         of the [B*H*N, d] Q and K/V views, and K/V blocks any of its rows sees.  Per-tile grid: t, pid1 are the
         program ids (axis order by Q_FASTEST); persistent: tile t of the walk (memsim.algorithms_hopper.
-        persistent_tiles' order).  Causal: longest first (the last Q blocks, which see the most keys, first)."""
+        persistent_tiles' order; causal: entry t of the host's table WALK, q_block * BH + bh, `fa3_walk`'s
+        balanced order).  Per-tile causal: longest first (the last Q blocks, which see the most keys, first)."""
         n_m = SEQ_Q // BLOCK_M
         if PERSISTENT:
             if CAUSAL:
-                pid_m = n_m - 1 - t // BH
-                pid_bh = t % BH
+                code = gl.load(WALK + t)
+                pid_m = code // BH
+                pid_bh = code % BH
             elif Q_FASTEST:
                 pid_m = t % n_m
                 pid_bh = t // n_m
@@ -109,7 +113,7 @@ if gluon is not None:
 
     @gluon.jit
     def _fa3_producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
-                      v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP: gl.constexpr,
+                      v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK, GROUP: gl.constexpr,
                       BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                       Q_FASTEST: gl.constexpr, PERSISTENT: gl.constexpr):
         """TMA loads only.  Per tile: Q_i's two halves (once both consumers released the previous tile's), then K_0,
@@ -118,8 +122,9 @@ if gluon is not None:
         g = 0  # K/V blocks loaded so far
         n = 0  # tiles so far
         for t in range(t0, n_tiles, t_step):
-            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
-                                                                 BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST, PERSISTENT)
+            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK,
+                                                                 GROUP, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST,
+                                                                 PERSISTENT)
             mbarrier.wait(q_empty, (n & 1) ^ 1)
             for w in gl.static_range(2):
                 mbarrier.expect(q_bar.index(w), q_desc.block_type.nbytes)
@@ -153,10 +158,10 @@ if gluon is not None:
         return p, alpha, m_new, l_new
 
     @gluon.jit
-    def _fa3_step(j, g, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+    def _fa3_step(j, g, acc, m_i, l_i, p_op, turn_ph, scratch, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
                   my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero,
                   BLOCK_N: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr, o_layout: gl.constexpr,
-                  p_layout: gl.constexpr):
+                  p_layout: gl.constexpr, WAIT_FENCE: gl.constexpr):
         """Step j >= 1 of a tile (g: block j's number over the walk) for one consumer warpgroup: on its turn,
         S_j = Q K_j^T and O += P_{j-1} V_{j-1} (async wgmma, in that order), the turn handed over; the softmax of S_j
         while P_{j-1} V_{j-1} runs; O rescaled."""
@@ -172,6 +177,8 @@ if gluon is not None:
         mbarrier.arrive(k_empty.index(st), count=1)
         p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, j * BLOCK_N + offs_n, rows, CAUSAL_OFFSET,
                                           MASKED=MASKED)
+        if WAIT_FENCE:  # l_i needs every exponential of the step: ptxas keeps the wait for P V below this store
+            scratch.store(l_i)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(o_tok,))
         mbarrier.arrive(v_empty.index(pst), count=1)
         acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
@@ -180,10 +187,10 @@ if gluon is not None:
 
     @gluon.jit
     def _fa3_consumer(o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty, v_empty,
-                      turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, qk_scale2,
+                      turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK, qk_scale2,
                       WG: gl.constexpr, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                       BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                      PERSISTENT: gl.constexpr):
+                      PERSISTENT: gl.constexpr, WAIT_FENCE: gl.constexpr):
         """Consumer warpgroup WG (0 or 1): rows start_m + WG*64 .. +63 of each of its tiles.  Resident per tile: its
         Q half (shared memory), O (64 x d fp32), m, l, P_{j-1} (registers).  Epilogue: O through shared memory
         (per-tile grid: the Q half, free once the last S is done; persistent: its own staging tile, so the producer
@@ -204,13 +211,18 @@ if gluon is not None:
         other_turn = turn.index(1 - WG)
         offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
         s_zero = gl.zeros([HALF, BLOCK_N], gl.float32, layout=s_layout)
+        if WAIT_FENCE:  # l_i's 64-float scratch (WAIT_FENCE in _fa3_step)
+            scratch = gl.allocate_shared_memory(gl.float32, [HALF], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+        else:
+            scratch = q_h
         # my k-th turn completes phase k of my barrier's count (warpgroup 0 starts: its first wait passes at once)
         turn_ph = 1 - WG
         g = 0  # K/V blocks consumed so far
         n = 0  # tiles so far
         for t in range(t0, n_tiles, t_step):
-            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
-                                                                 BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST, PERSISTENT)
+            start_m, pid_bh, q_row, kv_row, n_blocks = _fa3_tile(t, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK,
+                                                                 GROUP, BLOCK_M, BLOCK_N, CAUSAL, Q_FASTEST,
+                                                                 PERSISTENT)
             rows = start_m + WG * HALF + gl.arange(0, HALF, layout=gl.SliceLayout(1, s_layout))
             m_i = gl.full([HALF], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
             l_i = gl.zeros([HALF], gl.float32, layout=gl.SliceLayout(1, s_layout))
@@ -237,14 +249,16 @@ if gluon is not None:
                 p_op = gl.convert_layout(p.to(dtype), p_layout)
             for j in range(1, n_full):  # whole blocks: no mask arithmetic
                 acc, m_i, l_i, p_op, turn_ph = _fa3_step(
-                    j, g + j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                    j, g + j, acc, m_i, l_i, p_op, turn_ph, scratch, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
                     my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N,
-                    STAGES=STAGES, MASKED=False, o_layout=o_layout, p_layout=p_layout)
+                    STAGES=STAGES, MASKED=False, o_layout=o_layout, p_layout=p_layout,
+                    WAIT_FENCE=WAIT_FENCE)
             for j in range(n_full, n_blocks):  # the diagonal band (causal only: n_full = n_blocks otherwise)
                 acc, m_i, l_i, p_op, turn_ph = _fa3_step(
-                    j, g + j, acc, m_i, l_i, p_op, turn_ph, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                    j, g + j, acc, m_i, l_i, p_op, turn_ph, scratch, q_h, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
                     my_turn, other_turn, qk_scale2, rows, offs_n, CAUSAL_OFFSET, s_zero, BLOCK_N=BLOCK_N,
-                    STAGES=STAGES, MASKED=True, o_layout=o_layout, p_layout=p_layout)
+                    STAGES=STAGES, MASKED=True, o_layout=o_layout, p_layout=p_layout,
+                    WAIT_FENCE=WAIT_FENCE)
             if PERSISTENT:  # every S of the tile is done: the producer may load the next tile's Q half
                 mbarrier.arrive(q_empty, count=1)
             if n_blocks > 0:  # the last P V
@@ -269,21 +283,30 @@ if gluon is not None:
         tma.store_wait(0)
 
     @gluon.jit
-    def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, H, BH, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
+    def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, WALK, H, BH, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                         GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                         STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                        PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr):
+                        PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr, WAIT_FENCE: gl.constexpr):
         """The launch ``hopper_fa3_fwd``.  Per-tile (PERSISTENT False): grid (Q blocks, batch*head_q) or (batch*head_q,
         Q blocks) by `Schedule.grid_order`, one tile per CTA.  Persistent: grid (CTAs,), CTA c walks tiles c, c + G,
         ... (`memsim.algorithms_hopper.persistent_tiles`' order); its producer loads tile t+1's Q_i, K_j, V_j while
-        the consumers finish tile t."""
+        the consumers finish tile t.  Persistent causal: WALK is the host's int32 table (`fa3_walk_table`): G + 1
+        offsets, then the tiles (q_block * BH + bh) CTA by CTA; CTA c computes entries offs[c] .. offs[c+1] - 1.
+        Otherwise WALK is not read.  WAIT_FENCE: each consumer stores l_i to shared scratch before waiting for
+        P_{j-1} V_{j-1} (ptxas then keeps that wait below the softmax's exponentials: FA3's in-warpgroup overlap)."""
         dtype: gl.constexpr = q_desc.dtype
         HALF: gl.constexpr = q_desc.block_type.shape[0]
         gl.static_assert(BLOCK_M == 2 * HALF)
         if PERSISTENT:
-            t0 = gl.program_id(0)
-            t_step = gl.num_programs(0)
-            n_tiles = SEQ_Q // BLOCK_M * BH
+            if CAUSAL:  # the host's balanced table
+                t0 = gl.load(WALK + gl.program_id(0))
+                n_tiles = gl.load(WALK + gl.program_id(0) + 1)
+                t_step = 1
+                WALK = WALK + gl.num_programs(0) + 1
+            else:
+                t0 = gl.program_id(0)
+                t_step = gl.num_programs(0)
+                n_tiles = SEQ_Q // BLOCK_M * BH
             pid1 = 0
         else:  # one tile: t = program_id(0), pid1 = program_id(1)
             t0 = gl.program_id(0)
@@ -317,14 +340,16 @@ if gluon is not None:
 
         gl.warp_specialize([
             (_fa3_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready,
-                             k_empty, v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, GROUP,
-                             BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
+                             k_empty, v_empty, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK,
+                             GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
                              v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
-                             qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
+                             WALK, qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST,
+                             PERSISTENT, WAIT_FENCE)),
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
                              v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
-                             qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, PERSISTENT)),
+                             WALK, qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST,
+                             PERSISTENT, WAIT_FENCE)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -352,16 +377,41 @@ def fa3_grid(p: AttentionProblem, s: Schedule, persistent: bool | None = None) -
     return (mb, bh) if s.grid_order == "q_fastest" else (bh, mb)
 
 
-def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool | None = None):
+_WALK_TABLES: dict = {}
+
+
+def fa3_walk_table(p: AttentionProblem, s: Schedule, device, section_heads: int | None = None) -> torch.Tensor:
+    """`memsim.algorithms_hopper.fa3_walk` as the kernel's int32 table: G + 1 offsets (CTA c's entries are offs[c] ..
+    offs[c+1] - 1), then every tile's q_block * B*Hq + bh, CTA by CTA.  Cached per device and walk (a few KB)."""
+    walk = fa3_walk(p, s, section_heads)
+    key = (str(device), p.batch * p.heads_q, walk)
+    t = _WALK_TABLES.get(key)
+    if t is None:
+        bh, offs, codes = p.batch * p.heads_q, [0], []
+        for tiles in walk:
+            codes += [m * bh + h for m, h in tiles]
+            offs.append(len(codes))
+        t = torch.tensor(offs + codes, dtype=torch.int32, device=device)
+        if len(_WALK_TABLES) >= 64:
+            _WALK_TABLES.clear()
+        _WALK_TABLES[key] = t
+    return t
+
+
+def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool | None = None,
+             wait_fence: bool | None = None, section_heads: int | None = None):
     """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check;
-    persistent as in `fa3_grid`."""
+    persistent as in `fa3_grid`; wait_fence None: `WAIT_FENCE`; section_heads: the causal walk's sections
+    (None: the registry's)."""
     if persistent is None:
         persistent = fa3_persistent(p, s)
-    args = (*fa3_descriptors(p, s, q, k, v, o), lse, p.heads_q, p.batch * p.heads_q, p.seq_q, p.seq_kv,
+    walk = fa3_walk_table(p, s, q.device, section_heads) if persistent and p.causal else lse  # lse: not read
+    args = (*fa3_descriptors(p, s, q, k, v, o), lse, walk, p.heads_q, p.batch * p.heads_q, p.seq_q, p.seq_kv,
             p.scale * LOG2E, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest",
-              PERSISTENT=persistent, CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
+              PERSISTENT=persistent, CONSUMER_REGS=CONSUMER_REGS,
+              WAIT_FENCE=WAIT_FENCE if wait_fence is None else wait_fence, num_warps=4,
               maxnreg=MAXNREG)
     return args, kw
 
@@ -406,11 +456,12 @@ def check_fa3_sram(p: AttentionProblem, s: Schedule, persistent, limit_bytes: in
     return need
 
 
-def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v,
-                persistent: bool | None = None) -> ForwardResult:
+def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v, persistent: bool | None = None,
+                wait_fence: bool | None = None, section_heads: int | None = None) -> ForwardResult:
     """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
     lse (B, Hq, Nq) fp32 in natural-log units.  persistent: the walk or one tile per CTA (None: the registry's rule,
-    `fa3_persistent`; True/False outside the registry, for the benchmarks' comparison)."""
+    `fa3_persistent`; True/False outside the registry, for the benchmarks' comparison); wait_fence and
+    section_heads: as `fa3_args` (the benchmarks' variants)."""
     p, s = problem, schedule
     if gluon is None:
         raise NotImplementedError("hopper_fa3 needs triton.experimental.gluon (Triton >= 3.5)")
@@ -426,7 +477,7 @@ def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v,
                        torch.cuda.get_device_name(q.device))
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    args, kw = fa3_args(p, s, q, k, v, o, lse, persistent)
+    args, kw = fa3_args(p, s, q, k, v, o, lse, persistent, wait_fence, section_heads)
     _hopper_fa3_fwd[fa3_grid(p, s, persistent)](*args, **kw)
     return ForwardResult(o, lse, {"lse": lse}, schedule, problem)
 

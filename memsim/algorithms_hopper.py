@@ -11,7 +11,9 @@ Stdlib only (the kernels import it).
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
+from functools import lru_cache
 
 from .algorithms import AlgorithmSpec, register
 from .algorithms_builtin import (_INTERPRETER, _c, _defaults, _flash2_bwd_compulsory, _flash2_bwd_contract,
@@ -426,6 +428,64 @@ def fa3_persistent(p: AttentionProblem, s: Schedule) -> bool:
     N=1024 592 vs 534 TFLOP/s, d=64 N=1024 418 vs 375, N=16384 ties; causal the static walk is unbalanced: d=128
     N=1024 260 vs 360, N=16384 553 vs 629)."""
     return fa3_applies(p, s) and not p.causal
+
+
+#: K + V bytes of the kv heads one section of the causal walk spans: the walk finishes a section's tiles before it
+#: starts the next section's, so the K/V that concurrent tiles stream stay a few heads (the H100's L2 is 50 MB)
+FA3_WALK_SECTION_BYTES = 16 << 20
+#: a tile's fixed cost, in K/V blocks, in the walk's list scheduling (the fill and drain a CTA's ping-pong does not
+#: hide: Q_i's load, S_0 alone, the last P V, the O store)
+FA3_TILE_FIXED_BLOCKS = 1
+
+
+def fa3_section_heads(p: AttentionProblem, s: Schedule) -> int:
+    """batch*head_q indices per section of the causal walk: whole kv heads (their GQA groups of q heads) whose K + V
+    fit `FA3_WALK_SECTION_BYTES`, at least one kv head."""
+    kv = 2 * p.seq_kv * p.head_dim * p.element_bytes
+    return max(1, FA3_WALK_SECTION_BYTES // kv) * p.group_size
+
+
+def _fa3_blocks(p: AttentionProblem, s: Schedule, m: int) -> int:
+    """K/V blocks Q block m visits (the kernel's `_fa3_tile`: every block any of its rows sees)."""
+    if not p.causal:
+        return p.seq_kv // s.block_n
+    last = min(max((m + 1) * s.block_m + p.causal_offset, 0), p.seq_kv)
+    return -(-last // s.block_n)
+
+
+@lru_cache(maxsize=64)
+def _list_schedule(bh: int, blocks: tuple, ctas: int, section: int) -> tuple:
+    """The walk's table: tiles in section order (sections of `section` batch*heads; inside one, Q blocks longest
+    first, the section's heads fastest), each given to the CTA with the least work booked so far (list scheduling;
+    ties to the lowest CTA), cost = its blocks + FA3_TILE_FIXED_BLOCKS.  Per CTA its tiles (q_block, bh) in order."""
+    order = [(m, h) for h0 in range(0, bh, section) for m in sorted(range(len(blocks)), key=lambda m: -blocks[m])
+             for h in range(h0, min(bh, h0 + section))]
+    heap = [(0, c) for c in range(ctas)]
+    out = [[] for _ in range(ctas)]
+    for m, h in order:
+        load, c = heapq.heappop(heap)
+        out[c].append((m, h))
+        heapq.heappush(heap, (load + blocks[m] + FA3_TILE_FIXED_BLOCKS, c))
+    return tuple(tuple(x) for x in out)
+
+
+def fa3_walk(p: AttentionProblem, s: Schedule, section_heads: int | None = None) -> tuple:
+    """hopper_fa3's persistent causal walk: per CTA (min(tiles, 132) of them) its (q_block, bh) tiles in order --
+    sections of `fa3_section_heads` batch*heads (section_heads: another size, for the benchmarks), Q blocks longest
+    first inside a section, each tile to the least-loaded CTA by its K/V blocks (static list scheduling: the work of
+    a dynamic tile counter, fixed on the host, so the model walks what runs).  The launcher passes it to the kernel
+    as an int32 table (kernels.hopper_gluon.fa3_walk_table)."""
+    mb, _, bh, _ = _sizes(p, s)
+    sec = fa3_section_heads(p, s) if section_heads is None else section_heads
+    if sec < 1:
+        raise ScheduleError(f"hopper_fa3's causal walk: section_heads must be >= 1, got {sec}")
+    return _list_schedule(bh, tuple(_fa3_blocks(p, s, m) for m in range(mb)), persistent_ctas(p, s), sec)
+
+
+def fa3_tiles(p: AttentionProblem, s: Schedule, cta: int) -> list:
+    """The tiles persistent CTA `cta` of hopper_fa3 computes, in order: causal -- `fa3_walk`; otherwise
+    `persistent_tiles` (the grid order's walk, tile t = cta, cta + G, ...)."""
+    return list(fa3_walk(p, s)[cta]) if p.causal else persistent_tiles(p, s, cta)
 
 
 def _fa3_sram(p: AttentionProblem, s: Schedule) -> int:

@@ -26,7 +26,8 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .algorithms_hopper import fa3_applies, fa3_persistent, longest_first, persistent, persistent_tiles, ws_dq_schedule
+from .algorithms_hopper import (fa3_applies, fa3_persistent, fa3_tiles, longest_first, persistent, persistent_tiles,
+                                ws_dq_schedule)
 from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre,
                         _flash2_fwd, _runs, workload)
 
@@ -108,12 +109,12 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
 
 
 # --- hopper_ws: a persistent forward; a warp-specialised dK/dV pass + flash2's dQ pass ------------------------
-def _persistent_fwd(c: _Ctx) -> LaunchModelSpec:
-    """A persistent forward launch (hopper_ws, hopper_fa3 non-causal): each CTA the flash2_fwd steps of its tiles, in
-    `persistent_tiles`' order, moved as TMA boxes."""
+def _persistent_fwd(c: _Ctx, tiles=persistent_tiles) -> LaunchModelSpec:
+    """A persistent forward launch (hopper_ws, hopper_fa3's walks): each CTA the flash2_fwd steps of its tiles, in
+    the order `tiles(p, s, cta)` gives (`persistent_tiles`; hopper_fa3: `fa3_tiles`), moved as TMA boxes."""
     def cta(co):
         steps = []
-        for m, h in persistent_tiles(c.p, c.s, co["cta"]):
+        for m, h in tiles(c.p, c.s, co["cta"]):
             st = _flash2_fwd(c, {"q_block": m, "bh": h})
             steps += _tma_steps(st) if c.sectors else st
         return steps
@@ -145,13 +146,14 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
 # --- hopper_fa3 fwd: hopper_fwd's tiles and order (longest first when causal) under its own launch name ---------
 @workload("hopper_fa3", "fwd")
 def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
-    """FA3's structure moves flash2_fwd's bytes per tile.  Causal: hopper_fwd's grid and order (longest first), its
-    steps under the launch name ``hopper_fa3_fwd``; non-causal: the persistent walk, each CTA the steps of its tiles
-    in `persistent_tiles`' order (as hopper_ws fwd).  Its producer warp, the two consumers' ping-pong and the
+    """FA3's structure moves flash2_fwd's bytes per tile.  The persistent walk (`fa3_persistent`): each CTA the steps
+    of its tiles in `fa3_tiles`' order (non-causal: `persistent_tiles`', as hopper_ws fwd; causal: the balanced
+    table `fa3_walk`); one CTA per tile: hopper_fwd's grid and order (longest first), its steps under the launch
+    name ``hopper_fa3_fwd``.  Its producer warp, the two consumers' ping-pong and the
     in-group overlap are costs of the compiled kernel (memsim.costs reads them from the launch's compiled facts), not
     workload.  Ragged lengths and other schedules: hopper's launch."""
     if not fa3_applies(c.p, c.s):
         return _hopper_fwd_work(c)
     if not fa3_persistent(c.p, c.s):
         return {"hopper_fa3_fwd": _hopper_fwd_work(c)["hopper_fwd"]}
-    return {"hopper_fa3_fwd": _persistent_fwd(c)}
+    return {"hopper_fa3_fwd": _persistent_fwd(c, fa3_tiles)}

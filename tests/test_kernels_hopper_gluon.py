@@ -86,23 +86,103 @@ def test_fa3_forward_gpu(case, dtype):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("fence", [False, True], ids=["no_fence", "fence"])
 @pytest.mark.parametrize("persistent", [True, False], ids=["walk", "per_tile"])
 @pytest.mark.parametrize("case", list(_CASES) + list(_WALK_CASES))
-def test_fa3_both_grids_gpu(case, persistent):
-    """Both launch variants on every case, whatever the registry's rule picks (non-causal: the persistent walk; causal:
-    one tile per CTA): exact by the rule.  (The two are different compiles: run9b found the non-causal outputs of
-    the two not bit-identical -- 5 cases, all within the rule.)"""
+def test_fa3_both_grids_gpu(case, persistent, fence):
+    """Both launch variants on every case, whatever the registry's rule picks (the persistent walk -- causal: the
+    host's balanced table -- or one tile per CTA), each with and without the wait fence (WAIT_FENCE): exact by the
+    rule.  (Different compiles: run9b found the non-causal outputs of walk and per-tile not bit-identical -- 5
+    cases, all within the rule.)"""
     shape, causal, align, bn, st, order = {**_CASES, **_WALK_CASES}[case]
     q, k, v, _ = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "walk", case))
     p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
     s = Schedule(ALG, "fwd", 128, bn, 4, 2, order)  # 2 stages: with the O staging tiles 3 do not fit at d=128
     assert len(hg.fa3_grid(p, s, persistent)) == (1 if persistent else 2)
     with poisoned_allocations():
-        res = hg.fa3_forward(p, s, q, k, v, persistent=persistent)
+        res = hg.fa3_forward(p, s, q, k, v, persistent=persistent, wait_fence=fence)
     ref = kernels.reference(q, k, v, causal=causal, causal_align=align)
     ys = yardsticks(q, k, v, causal=causal, causal_align=align)
     check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
     check_lse(res.lse, ref[1])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("sections", [1, 3, None, "all"])
+@pytest.mark.parametrize("fence", [False, True], ids=["no_fence", "fence"])
+def test_fa3_causal_walk_sections_gpu(sections, fence):
+    """The persistent causal walk with other section sizes (the benchmarks' variants): any table the host builds is
+    computed exactly -- more tiles than CTAs, GQA, bottom-right, fp16."""
+    q, k, v, _ = make_inputs(3, 16, 4, 1024, 1280, 64, "fp16", "cuda", seed_of("fa3", "sections", sections, fence))
+    p = kernels.problem_for(q, k, v, causal=True, causal_align="bottom_right")
+    s = Schedule(ALG, "fwd", 128, 128, 4, 2)
+    sec = p.batch * p.heads_q if sections == "all" else sections
+    with poisoned_allocations():
+        res = hg.fa3_forward(p, s, q, k, v, persistent=True, wait_fence=fence, section_heads=sec)
+    ref = kernels.reference(q, k, v, causal=True, causal_align="bottom_right")
+    ys = yardsticks(q, k, v, causal=True, causal_align="bottom_right")
+    check_rule("o", res.o, ref[0], dtype="fp16", **ys["o"])
+    check_lse(res.lse, ref[1])
+
+
+def test_fa3_causal_walk():
+    """The persistent causal walk (memsim.algorithms_hopper.fa3_walk): every tile exactly once, min(tiles, 132) CTAs,
+    balanced by K/V blocks (no CTA more than one tile's cost above the mean), sections of whole kv heads finished in
+    order, Q blocks longest first inside a section; its int32 table (offsets, then q_block * B*Hq + bh per CTA);
+    the model walks the same tiles (fa3_tiles)."""
+    from memsim.algorithms_hopper import (FA3_TILE_FIXED_BLOCKS, _fa3_blocks, fa3_section_heads, fa3_tiles, fa3_walk)
+    s = Schedule(ALG, "fwd", 128, 128, 4, 2)
+    for p in (AttentionProblem(16, 16, 16, 1024, 1024, 128, "bf16", True),
+              AttentionProblem(1, 32, 8, 16384, 16384, 64, "fp16", True),
+              AttentionProblem(3, 16, 4, 1024, 1280, 64, "fp16", True, causal_align="bottom_right"),
+              AttentionProblem(1, 2, 2, 512, 512, 128, "bf16", True)):
+        mb, bh = p.seq_q // 128, p.batch * p.heads_q
+        walk = fa3_walk(p, s)
+        assert len(walk) == min(mb * bh, 132)
+        tiles = [t for c in walk for t in c]
+        assert sorted(tiles) == [(m, h) for m in range(mb) for h in range(bh)]
+        cost = [sum(_fa3_blocks(p, s, m) + FA3_TILE_FIXED_BLOCKS for m, _ in c) for c in walk]
+        assert max(cost) - sum(cost) / len(cost) <= max(_fa3_blocks(p, s, m) for m in range(mb)) + 1
+        sec = fa3_section_heads(p, s)
+        assert sec % p.group_size == 0
+        for c in walk:  # a CTA never goes back to an earlier section, nor to a longer Q block within one
+            keys = [(h // sec, -_fa3_blocks(p, s, m)) for m, h in c]
+            assert keys == sorted(keys)
+        assert [fa3_tiles(p, s, c) for c in range(len(walk))] == [list(c) for c in walk]
+        t = hg.fa3_walk_table(p, s, "cpu").tolist()
+        g = len(walk)
+        offs, codes = t[:g + 1], t[g + 1:]
+        assert offs[0] == 0 and offs[-1] == len(codes) == mb * bh
+        assert [[(x // bh, x % bh) for x in codes[offs[c]:offs[c + 1]]] for c in range(g)] == [list(c) for c in walk]
+    p = AttentionProblem(2, 4, 4, 512, 512, 128, "bf16", True)
+    assert fa3_walk(p, s, 1) != fa3_walk(p, s, 8)
+    with pytest.raises(ScheduleError, match="section_heads"):
+        fa3_walk(p, s, 0)
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["per_tile", "walk"])
+def test_fa3_wait_fence_keeps_the_overlap(persistent):
+    """sm_90a SASS (CPU compile): with WAIT_FENCE each consumer step's exponentials (MUFU.EX2) all sit between the wait
+    for S_j and the wait for P_{j-1} V_{j-1} -- FA3's in-warpgroup overlap; without it ptxas hoists the second wait
+    above them (session 9).  bf16 d=128 128x128 s2, non-causal."""
+    import ast
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    got = {}
+    for fence in ("on", "off"):
+        cmd = [sys.executable, "benchmarks/hopper_gluon_compile.py", "--kernel", "fa3", "--d", "128", "--causal", "no",
+               "--wait-fence", fence] + (["--persistent"] if persistent else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"sm_90a compile failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+        got[fence] = ast.literal_eval(r.stdout.strip().splitlines()[-1])
+    assert got["on"]["mufu_between_waits"] and all(x == (66, 0) for x in got["on"]["mufu_between_waits"])
+    assert all(x == (0, 66) for x in got["off"]["mufu_between_waits"])
+    assert got["on"]["local_bytes"] == got["off"]["local_bytes"] == 0 and got["on"]["regs"] == 168
+    assert 0 < got["on"]["shared"] - got["off"]["shared"] <= 512  # the two consumers' 64-float l_i scratch
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -188,7 +268,9 @@ def test_fa3_grid_and_descriptors(order):
     assert dims(qd) == dims(od) == ([6144, 64], [64, 64])
     assert dims(kd) == dims(vd) == ([2304, 64], [64, 64])
     assert qd.base.data_ptr() == q.data_ptr() and od.base.data_ptr() == o.data_ptr()
-    assert args[5:] == (6, 12, 512, 384, p.scale * 1.4426950408889634, 0)
+    assert args[4] is lse and args[5] is lse  # WALK: not read unless the walk is causal
+    assert args[6:] == (6, 12, 512, 384, p.scale * 1.4426950408889634, 0)
+    assert kw["WAIT_FENCE"] is hg.WAIT_FENCE and hg.fa3_args(p, s, q, k, k, o, lse, wait_fence=True)[1]["WAIT_FENCE"]
     assert kw["PERSISTENT"] is False and hg.fa3_args(p, s, q, k, k, o, lse)[1]["PERSISTENT"] is True
     assert hg.fa3_grid(kernels.AttentionProblem(4, 64, 64, 1024, 1024, 64, dtype="bf16"), s, persistent=True) == (132,)
     assert (kw["GROUP"], kw["BLOCK_M"], kw["BLOCK_N"], kw["STAGES"], kw["num_warps"], kw["maxnreg"]) == \
