@@ -312,7 +312,8 @@ def _decode(sass: str):
         out.append(Instr(op=op, stall=ctrl & 15, write_sb=(ctrl >> 5) & 7, read_sb=(ctrl >> 8) & 7,
                          wait_mask=(ctrl >> 11) & 63, smem_bytes=_smem_bytes(op, mods), mma_flops=_mma_flops(op, mods + rest),
                          depbar=dep, barrier=(op == "BAR" and ".SYNC" in mods),
-                         wgmma_wait=(op == "WARPGROUP" and "DEPBAR" in mods)))
+                         wgmma_wait=(op == "WARPGROUP" and "DEPBAR" in mods),
+                         global_bytes=_smem_bytes(op, mods) if op == "LDGSTS" else 0))
     return out, loops_of(labels, found), marks
 
 
@@ -391,8 +392,10 @@ def _outside_loops(ins: list, loops: list) -> list:
 #: latency too, so loops waiting on their cp.async copies get tile_cycles_dram; mma_instructions counted;
 #: 9: stub branches after the last EXIT are not loops, warp-specialised kernels replayed by partition: groups,
 #: the producer's descriptors, the persistent walk's per-tile code in tile_fixed_cycles; 10: shared-memory
-#: instructions charge the port their bank conflicts' wavefronts, kernels.smem_banks)
-PROFILE_VERSION = 10
+#: instructions charge the port their bank conflicts' wavefronts, kernels.smem_banks; 11: a cp.async group
+#: releases when its copies' bytes have come in at the SM's fill rate (IssueLatencies.fill_bytes_per_cycle,
+#: benchmarks/sm_fill_gpu.py) -- only tile loops with LDGSTS change, straight code replays without it)
+PROFILE_VERSION = 11
 
 
 def _without_tensor(fingerprint: str | None) -> str | None:
@@ -401,9 +404,42 @@ def _without_tensor(fingerprint: str | None) -> str | None:
                                                       if not p.startswith(("hmma=", "hgmma=")))
 
 
+def _without_fill(fingerprint: str | None) -> str | None:
+    """A figures fingerprint less the SM's copy-fill rate (it times LDGSTS in tile loops only)."""
+    return None if fingerprint is None else ";".join(p for p in fingerprint.split(";") if not p.startswith("fill="))
+
+
 def _without_loads(fingerprint: str | None) -> str | None:
     """A figures fingerprint less its register-load latencies (profile 5 entries were replayed without them)."""
     return None if fingerprint is None else ";".join(p for p in fingerprint.split(";") if not p.startswith("ldg="))
+
+
+def _ported(sass: str, ins: list, num_warps: int) -> tuple[list, bool]:
+    """`ins` with each shared-memory instruction's port charge: the shared-memory port moves one 128-B wavefront
+    per cycle, so each LDS / LDSM / STS / LDGSTS costs its bank conflicts' wavefronts (kernels.smem_banks: the
+    lanes' addresses from the SASS), not its bytes / 128.  Also whether no charge changed."""
+    from dataclasses import replace as _with
+    from kernels.smem_banks import H100 as _BANKS, smem_wavefronts
+    wf = smem_wavefronts(sass, num_warps=num_warps)
+    ported = [_with(x, smem_bytes=round(wf[k] * _BANKS.wavefront_bytes)) if k in wf else x for k, x in enumerate(ins)]
+    return ported, ported == ins
+
+
+def _plain_tile_body(ins: list, loops: list) -> list:
+    """The tile loop's instructions of a kernel that is not warp-specialised (`_pick_tile_loop`; [] if none)."""
+    if not loops:
+        return []
+    named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+    lb, _ = _pick_tile_loop(named)
+    a, b = next((a, b) for l2, a, b in loops if l2 == lb)
+    return ins[a:b + 1]
+
+
+def tile_loop_body(sass: str, *, num_warps: int) -> list:
+    """The tile loop `issue_profile` replays for a kernel that is not warp-specialised, with its port charges
+    (what a microbenchmark's fit replays: benchmarks/sm_fill_gpu.py)."""
+    ins, loops, _ = _decode(sass)
+    return _plain_tile_body(_ported(sass, ins, num_warps)[0], loops) if ins else []
 
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None) -> dict | None:
@@ -438,14 +474,7 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     ins, loops, marks = _decode(sass)
     if not ins:
         return None
-    # the shared-memory port moves one 128-B wavefront per cycle: each LDS / LDSM / STS / LDGSTS costs its bank
-    # conflicts' wavefronts (kernels.smem_banks: the lanes' addresses from the SASS), not its bytes / 128
-    from dataclasses import replace as _with
-    from kernels.smem_banks import H100 as _BANKS, smem_wavefronts
-    wf = smem_wavefronts(sass, num_warps=num_warps)
-    ported = [_with(x, smem_bytes=round(wf[k] * _BANKS.wavefront_bytes)) if k in wf else x for k, x in enumerate(ins)]
-    port_same = ported == ins
-    ins = ported
+    ins, port_same = _ported(sass, ins, num_warps)
     ws = warp_specialised(ins, loops, marks)
     per_tile: list = []
     if ws is not None:
@@ -454,12 +483,7 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         body, rest, per_tile = ins[ws.tile[0]:ws.tile[1] + 1], list(ws.once), list(ws.per_tile)
         groups, n_desc = ws.groups, ws.producer_descriptors
     else:
-        span = None
-        if loops:
-            named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
-            lb, _ = _pick_tile_loop(named)
-            span = next((a, b) for l2, a, b in loops if l2 == lb)
-        body = ins[span[0]:span[1] + 1] if span else []
+        body = _plain_tile_body(ins, loops)
         rest = _outside_loops(ins, loops)
         groups, n_desc = 1, sum(x.op == "UTMACCTL" for x in rest)
     flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
@@ -475,7 +499,9 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     waits = any(x.op in REGISTER_LOADS or x.op in ASYNC_COMMITS for x in body)
     loads = waits and bool(lat.load_l2_cycles or lat.load_dram_cycles)
     at_l2 = lat.at_load_latency("l2") if loads else replace(lat, load_cycles=0.0)
-    straight = replace(lat, load_cycles=0.0)
+    # the code outside the loop: loads and copies released at once, no fill (a CTA's first loads are the engine's
+    # first-tile latency and bytes)
+    straight = replace(lat, load_cycles=0.0, fill_bytes_per_cycle=0.0)
     if loads:
         out["tile_cycles_dram"] = []
     n = max(1, max_ctas)
@@ -494,6 +520,16 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     same_straight = same_shape and known.get("profile") == 7 and known.get("latencies") == lat.fingerprint()
     if same_straight and not any(x.op in ASYNC_COMMITS for x in body):
         for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles"):
+            if k_ in known:
+                out[k_] = list(known[k_])
+        return out
+    # profile 10 -> 11: only the copy fill changed, which times a tile loop's LDGSTS: straight code keeps its
+    # figures, and a kernel whose tile loop has no LDGSTS keeps them all
+    same10 = (same_shape and known.get("profile") == 10
+              and _without_fill(known.get("latencies")) == _without_fill(lat.fingerprint())
+              and (not loads or "tile_cycles_dram" in known) and (not reloads or "tile_cycles_local_l2" in known))
+    if same10 and not any(x.op == "LDGSTS" for x in body):
+        for k_ in ("tile_cycles", "tile_cycles_dram", "tile_cycles_local_l2", "straight_cycles", "tile_fixed_cycles"):
             if k_ in known:
                 out[k_] = list(known[k_])
         return out
@@ -533,7 +569,7 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         elif reloads:
             out["tile_cycles_local_l2"].append(round(replay(body, warps_per_cta=num_warps, ctas=groups * c,
                                                             lat=replace(at_l2, local_cycles=lat.load_l2_cycles)), 1))
-        if reuse or reuse6 or same_straight or keep_straight:
+        if reuse or reuse6 or same_straight or keep_straight or same10:
             out["straight_cycles"].append(known["straight_cycles"][c - 1])
         else:
             out["straight_cycles"].append(round(replay(rest, warps_per_cta=num_warps, ctas=groups * c, lat=straight,

@@ -286,6 +286,9 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         if facts.get("load_latency"):
             from .issue_fit import load_latency_from
             kw["issue"] = load_latency_from(facts["load_latency"], kw["issue"])
+            if facts.get("sm_fill"):
+                from .issue_fit import sm_fill_from
+                kw["issue"] = sm_fill_from(facts["sm_fill"], kw["issue"])
     if facts.get("tma_descriptor"):
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
     if facts.get("tma_window"):

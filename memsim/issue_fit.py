@@ -192,6 +192,49 @@ def load_latency_from(points: list, lat: IssueLatencies) -> IssueLatencies:
     return replace(lat, source=src, **out)
 
 
+# --- the SM's intake of asynchronous copies ---------------------------------------------------------------------------
+def _fill_fit_point(p: dict) -> bool:
+    """The `sm_fill` points the rate is fitted on: one 4-warp CTA on each of 16 SMs (the L2 nearly idle, so only
+    the SM limits), two stages (each trip waits for its whole group: the group's landing is the trip)."""
+    return (p.get("kind") == "sm_fill" and p.get("body") and p["ctas"] == p["distinct_sms"] <= 16
+            and p["num_stages"] == 2 and p["num_warps"] == 4)
+
+
+def fill_rate_of(point: dict, lat: IssueLatencies) -> float:
+    """The fill rate (bytes per cycle) at which the replay of `point`'s loop (copies at the L2 latency) takes its
+    measured cycles per trip; `inf` where the replay without any fill limit is already as slow."""
+    from dataclasses import replace
+    body, warps = body_of(point), point["num_warps"]
+    at = lat.at_load_latency("l2")
+    target = point["cycles_per_trip"]
+    if replay(body, warps_per_cta=warps, ctas=1, lat=replace(at, fill_bytes_per_cycle=0.0)) >= target:
+        return float("inf")
+    lo, hi = 1.0, 4096.0
+    for _ in range(40):  # the replay slows as the rate falls: bisect on a log scale
+        mid = (lo * hi) ** 0.5
+        if replay(body, warps_per_cta=warps, ctas=1, lat=replace(at, fill_bytes_per_cycle=mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo * hi) ** 0.5
+
+
+def sm_fill_from(points: list, lat: IssueLatencies) -> IssueLatencies:
+    """`lat` with `fill_bytes_per_cycle`: the median over the fit points (`_fill_fit_point`: 2-64 KB groups) of the
+    rate each needs (`fill_rate_of`).  The other points -- three stages, 1 and 8 warps -- are the check
+    (tests/test_memsim_sm_fill.py); grids over every SM also meet the L2's own rate (the engine's link)."""
+    from dataclasses import replace
+    fit = [p for p in points if _fill_fit_point(p)]
+    if len(fit) < 3:
+        raise ValueError(f"issue_fit: the sm_fill fact needs >= 3 two-stage 4-warp points on <= 16 SMs with their "
+                         f"loop bodies (benchmarks/sm_fill_gpu.py --merge), found {len(fit)}")
+    rates = sorted(fill_rate_of(p, lat) for p in fit)
+    rate = statistics.median(rates)
+    src = (f"{lat.source}; copy fill {rate:.1f} B/cycle per SM (sm_fill, median of {len(fit)} points, "
+           f"{rates[0]:.0f}-{rates[-1]:.0f})")
+    return replace(lat, fill_bytes_per_cycle=rate, source=src)
+
+
 # --- instruction fetch ---------------------------------------------------------------------------------------------
 def icache_curve_from(points: list, clock_Hz: float) -> tuple:
     """((code bytes, cycles per instruction), ...) by rising code size, from the `icache` points with one warp

@@ -70,16 +70,20 @@ class Instr:
     #: BAR.SYNC (a CTA barrier); WARPGROUP.DEPBAR / .ARRIVE are op "WARPGROUP" with this flag for the wait
     barrier: bool = False
     wgmma_wait: bool = False
+    #: bytes an asynchronous copy (LDGSTS) brings from global memory (its lanes x width; the shared-memory port's
+    #: `smem_bytes` may count more: bank-conflict wavefronts)
+    global_bytes: int = 0
 
     def to_list(self) -> list:
-        return [self.op, self.stall, self.write_sb, self.read_sb, self.wait_mask, self.smem_bytes, self.mma_flops,
-                list(self.depbar) if self.depbar else None, self.barrier, self.wgmma_wait]
+        out = [self.op, self.stall, self.write_sb, self.read_sb, self.wait_mask, self.smem_bytes, self.mma_flops,
+               list(self.depbar) if self.depbar else None, self.barrier, self.wgmma_wait]
+        return out + [self.global_bytes] if self.global_bytes else out
 
     @classmethod
     def from_list(cls, x) -> "Instr":
-        op, st, wb, rb, wm, sm, fl, dep, bar, wg = x
+        op, st, wb, rb, wm, sm, fl, dep, bar, wg = x[:10]
         return cls(op, int(st), int(wb), int(rb), int(wm), int(sm), int(fl), tuple(dep) if dep else None,
-                   bool(bar), bool(wg))
+                   bool(bar), bool(wg), int(x[10]) if len(x) > 10 else 0)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ class IssueLatencies:
     #: cycles a spill reload (LDL) takes to release its scoreboard in this replay (0: an L1 hit, the LDS figure);
     #: kernels.sass.issue_profile replays loops with reloads once more with every reload an L2 hit
     local_cycles: float = 0.0
+    #: bytes per cycle at which the SM takes in the data of its asynchronous copies (LDGSTS) from the L2: a copy's
+    #: bytes land `load_cycles` after its issue at the earliest and one after another at this rate, and a cp.async
+    #: group's commit releases when its last copy has landed (0: no such limit, the group lands with its commit's
+    #: latency whatever its size); `benchmarks/sm_fill_gpu.py`, memsim.issue_fit.sm_fill_from
+    fill_bytes_per_cycle: float = 0.0
     #: where each figure came from
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -115,6 +124,8 @@ class IssueLatencies:
                   f"mufu={self.mufu_cycles:.2f}", f"smem={self.smem_bytes_per_cycle:.0f}"]
         if self.load_l2_cycles or self.load_dram_cycles:
             parts.append(f"ldg={self.load_l2_cycles:.0f}/{self.load_dram_cycles:.0f}")
+        if self.fill_bytes_per_cycle:
+            parts.append(f"fill={self.fill_bytes_per_cycle:.1f}")
         return ";".join(parts)
 
     def at_load_latency(self, where: str) -> "IssueLatencies":
@@ -156,6 +167,8 @@ def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatenc
     hmma_free = [0.0] * 4
     mufu_free = [0.0] * 4
     smem_free = 0.0
+    fill_free = 0.0  # when the SM's intake of copy data from the L2 is free again (fill_bytes_per_cycle)
+    group_land = [0.0] * warps  # per warp: when the copies of its open cp.async group have all landed
     tc_free = 0.0
     wg_pending: dict = {}
     bar_count: dict = {}  # (cta, barrier instance) -> [arrived, last arrival]
@@ -238,6 +251,10 @@ def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatenc
             st = max(t, smem_free)
             smem_free = st + ins.smem_bytes / lat.smem_bytes_per_cycle
             done_smem = smem_free
+        if lat.fill_bytes_per_cycle and ins.global_bytes:
+            # the copy's bytes arrive after the load latency, behind every copy the SM asked for before
+            fill_free = max(t + lat.load_cycles, fill_free) + ins.global_bytes / lat.fill_bytes_per_cycle
+            group_land[w] = max(group_land[w], fill_free)
         if ins.op == "HGMMA" and ins.mma_flops:
             # each warp of the warpgroup issues it; the tensor cores run it once: a quarter per warp
             st = max(t, tc_free)
@@ -257,7 +274,11 @@ def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatenc
             sb[w][k] = pend[len(pend) - keep:] if keep else []
         if ins.write_sb != _NO_SB:
             rel = lat.release(ins.op)
-            sb[w][ins.write_sb].append(max(t + rel, done_smem if rel else t))
+            done = max(t + rel, done_smem if rel else t)
+            if ins.op in ASYNC_COMMITS and lat.fill_bytes_per_cycle:
+                done = max(done, group_land[w])  # the group is there when its last copy has landed
+                group_land[w] = 0.0
+            sb[w][ins.write_sb].append(done)
         if ins.read_sb != _NO_SB:
             sb[w][ins.read_sb].append(t + (1.0 if ins.op in GLOBAL_OPS else min(lat.release(ins.op), 8.0)))
         ready_at[w] = t + max(1, ins.stall)
