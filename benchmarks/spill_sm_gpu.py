@@ -66,6 +66,18 @@ CARVEOUT_POINTS = (
     + [("f2976", 2, s) for s in (0, 40 << 10, 49 << 10, 100 << 10)]
     + [("f1008", 4, s) for s in (0, 40 << 10, 49 << 10)]
 )
+#: the `reload` plan (session 10): how long a reload that misses L1 makes its warp wait, at intermediate miss fractions
+#: and at 6-8 warps per SM, with the footprint resident in the L2 (no write-backs).  The L1 left beside the carve-out
+#: is set by the launch's shared memory (8 KB: 25 CTAs fit -> 228 KB carve-out, 28 KB of L1; 47 KB: 4 CTAs ->
+#: 196 KB, 60 KB of L1; none: 256 KB) and the footprint per SM by k CTAs of f576 (10 KB touched per iteration per
+#: CTA) or f1008 (18.5 KB): reloads from all-L1 to all-L2.  The same k without shared memory is the L1-hit
+#: reference on the same machine.  memsim.costs mixes the replay's L1-hit and L2 passes linearly in the miss
+#: fraction; a warp that waits on a batch of reloads waits for the slowest of them.
+RELOAD_POINTS = (
+    [("f576", k, 8 << 10) for k in (1, 2, 3, 4, 6, 8)] + [("f576", k, 0) for k in (2, 4, 8)]
+    + [("f1008", k, 8 << 10) for k in (1, 2)] + [("f1008", k, 47 << 10) for k in (2, 3, 4)]
+    + [("f1008", k, 0) for k in (2, 3)] + [("f2976", 1, 47 << 10), ("f2976", 1, 0)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -138,7 +150,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     order = []
     pts = [(v, k, sms, None) for v, k, sms in POINTS] if plan == "sms" else \
-        [(v, k, 0, smem) for v, k, smem in CARVEOUT_POINTS]
+        [(v, k, 0, smem) for v, k, smem in (RELOAD_POINTS if plan == "reload" else CARVEOUT_POINTS)]
     for v, k, sms, smem in pts:
         pid = point_id(v, k, sms, smem)
         if only and pid not in only:
@@ -387,9 +399,10 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout"), default="sms",
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload"), default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
-                         "shared memory (CARVEOUT_POINTS)")
+                         "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
+                         "L2-resident (RELOAD_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--merge", metavar="RUN", help="(here) add the run's points to the preset's calibration file as "
                                                    "the `spill_sm` fact")
