@@ -317,10 +317,10 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
     if getattr(args, "gluon", False) and p.head_dim in (64, 128):  # explicit wgmma pipelining (not a registry entry)
         runs["gluon 128x128 w8"] = ("gluon", Schedule("hopper", "fwd", 128, 128, 8, 2))
     for cfg in (getattr(args, "fa3", None) or "").split(",") if getattr(args, "fa3", None) else ():
-        v = fa3_variant(cfg, p)
-        if v is None:  # a causal-walk section variant on a non-causal case
+        var = fa3_variant(cfg, p)
+        if var is None:  # a causal-walk section variant on a non-causal case
             continue
-        bn, st, walk, fence, sec, label = v
+        bn, st, walk, fence, sec, label = var
         runs[f"hopper_fa3 128x{bn} s{st}{label}"] = (
             "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st), dict(
                 persistent=walk, wait_fence=fence, section_heads=sec))
