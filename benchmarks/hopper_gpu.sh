@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call for issue 9 (hopper forward/backward), in stages that share one time budget (TOTAL_S):
-#   1. nothing timed yet: the GPU exactness tests (TESTS, PYTEST_K; their own process under TEST_TIMEOUT_S, so a
+#   1. nothing timed yet: the GPU exactness tests (TESTS, PYTEST_K -- or TEST_SPLITS, ';'-separated -k expressions run
+#      as parallel pytest processes; their own processes under TEST_TIMEOUT_S, so a
 #      variant that hangs costs only that) beside benchmarks/hopper_warm.py (WARM_ARGS: compiles what is timed later);
 #   2. benchmarks/hopper_bench.py BENCH_ARGS (skipped when SKIP_BENCH_ON_HANG=1 and the tests ran into their timeout) (exactness gate, then TFLOP/s beside SDPA flash and cuDNN); its case
 #      budget is what is left after the reserves of the later stages (BENCH2_RESERVE_S, NCU_RESERVE_S);
@@ -54,10 +55,10 @@ if [ "${#test_pids[@]}" -gt 0 ]; then
     wait "$pid"; rc=$?
     if [ "$rc" = 124 ] || { [ "$rc" != 0 ] && [ "$tests_rc" != 124 ]; }; then tests_rc=$rc; fi
   done
-  if [ -n "${TEST_SPLITS:-}" ]; then
-    for f in "$R"/pytest-*.log; do echo "=== $f (-k split)"; cat "$f"; done > "$R/pytest.log"
-    grep -h -E '^[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$R"/pytest-*.log
-    rm -f "$R"/pytest-*.log
+  if [ -n "${TEST_SPLITS:-}" ]; then  # (set -f: no globbing -- the split logs by index)
+    for i in "${!splits[@]}"; do echo "=== pytest -k '${splits[$i]}'"; cat "$R/pytest-$i.log"; done > "$R/pytest.log"
+    for i in "${!splits[@]}"; do grep -h -E '[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$R/pytest-$i.log"; done
+    for i in "${!splits[@]}"; do rm -f "$R/pytest-$i.log"; done
   fi
   echo "tests rc=$tests_rc at $((SECONDS - T0)) s: $(tail -1 "$R/pytest.log")"
 fi
