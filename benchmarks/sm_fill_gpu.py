@@ -38,6 +38,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 KB = 1024
+SHARED_PER_SM_BYTES = 227 * KB  # H100: the most shared memory the CTAs of one SM may hold
 BUFFER_BYTES = 8 << 20
 TRIPS = (32, 160)
 GRIDS = (16, 132, 264)
@@ -158,10 +159,11 @@ def drive(out: str, repeats: int, budget_s: float) -> int:
 def analyse(run_path: str, hw_name: str = "h100-sxm") -> list:
     """Measured cycles per trip against the replay of each variant's own SASS (L2 latency for the commit)."""
     import json
+    import memsim
     from kernels.sass import issue_profile
-    from memsim.calibration import load_calibration
+    from memsim.calibration import calibration_for
     run = json.load(open(run_path))
-    cal = load_calibration(hw_name)
+    cal = calibration_for(memsim.load_hardware(hw_name))
     sass = {p["variant"]: p["sass"] for p in run["points"] if p.get("kind") == "sm_fill_sass"}
     out = []
     print(f"{'variant':16s} {'ctas':>5s} {'SMs':>4s} {'KB':>4s} {'meas':>8s} {'replay':>8s} {'gap':>7s} "
@@ -169,7 +171,9 @@ def analyse(run_path: str, hw_name: str = "h100-sxm") -> list:
     for p in run["points"]:
         if p.get("kind") != "sm_fill":
             continue
-        c = max(1, p["max_ctas_on_one_sm"])
+        # CTAs resident at once on an SM: those the grid put there, as far as their stage buffers fit (beyond,
+        # they ran one after another and each CTA's own clock saw one CTA per SM)
+        c = max(1, min(p["max_ctas_on_one_sm"], SHARED_PER_SM_BYTES // (p["num_stages"] * p["group_bytes"])))
         prof = issue_profile(sass[p["variant"]], num_warps=p["num_warps"], max_ctas=c, lat=cal.issue)
         rep = prof["tile_cycles"][c - 1] if prof else float("nan")
         gap = p["cycles_per_trip"] - rep

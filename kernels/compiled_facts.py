@@ -299,6 +299,60 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
 
 
 # --- the table ----------------------------------------------------------------------------------
+def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
+    """Entries whose launch no longer specialises as they record (its kernel gained or lost a parameter since it
+    was compiled: `--refresh-issue` refuses those) compiled again from the problem and schedule they record, and
+    replaced whole (registers, spills, shared memory, loop, issue figures).  Returns the failures."""
+    from triton.backends.compiler import GPUTarget
+
+    from memsim.compiled import load_table
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    table = load_table(arch)
+    keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
+    i, k = (int(x) for x in shard.split("/"))
+    failed, n = 0, 0
+    for key_ in keys[i::k]:
+        e = table[key_]
+        try:
+            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
+            for jf, args, kwargs, _grid in capture(p, s):
+                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+                if name != e["launch"]:
+                    continue
+                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
+                if same_specialisation(e.get("specialisation"), _spec_text(src, options)):
+                    break
+                new = compile_launch(jf, args, kwargs, arch)
+                new.update(launch=name, case=e.get("case", ""), problem=e["problem"], schedule=e["schedule"])
+                _locked_replace(arch, key_, new, command=command)
+                n += 1
+                print(f"{key_}: compiled again ({new['regs_per_thread']} regs, {new['shared_bytes']} B shared)",
+                      file=sys.stderr, flush=True)
+                break
+            else:
+                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+        except Exception as ex:  # one entry must not stop the others
+            failed += 1
+            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
+    print(f"{n} entries compiled again, {failed} failed", file=sys.stderr)
+    return failed
+
+
+def _locked_replace(arch: str, key_: str, entry: dict, *, command: str) -> None:
+    """Replace one entry whole under the table's lock (atomic write), whatever it specialised as before."""
+    import fcntl
+
+    from memsim.io import write_json
+    path = _table_path(arch)
+    with open(Path(tempfile.gettempdir()) / f"compiled_facts_{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(path.read_text())
+        table["entries"][key_] = entry
+        table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        table["command"] = command
+        write_json(path, table, overwrite=True)
+
+
 def _table_path(arch):
     from memsim.compiled import table_path
     return table_path(arch)
@@ -474,6 +528,8 @@ def main(argv=None) -> int:
     ap.add_argument("--launch-prefix", default="", metavar="NAME", help="with --refresh-issue: only the entries of "
                     "launches whose name starts with this (e.g. hopper_: the only kernels with device-built TMA "
                     "descriptors)")
+    ap.add_argument("--recompile-changed", action="store_true", help="compile again, from scratch, the entries "
+                    "(of --launch-prefix) whose kernel no longer specialises as they record, and replace them")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
                     "entries too, from scratch (after a fix of the SASS reading the fingerprint does not see)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
@@ -489,6 +545,9 @@ def main(argv=None) -> int:
             return 2
         print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
         return 0
+    if a.recompile_changed:
+        return 1 if recompile_changed(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
+                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.launch_prefix and not a.refresh_issue:
         print("kernels.compiled_facts: error: --launch-prefix selects entries for --refresh-issue; give both",
               file=sys.stderr)

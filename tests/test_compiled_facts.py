@@ -211,3 +211,37 @@ def test_merge_from_clears_the_stale_note_only_with_todays_profile(tmp_table, ot
     merge_from("sm90", src, command="test")
     got = json.loads(path.read_text())["entries"]["old"]
     assert ("issue_stale" in got) is kept, got
+
+
+
+def test_recompile_changed_replaces_only_entries_that_no_longer_specialise(tmp_path):
+    """An entry recorded with another specialisation (its kernel changed since) is compiled again and replaced
+    whole; one that still specialises as recorded is left as it is.  (Compiles for sm_90: a subprocess without
+    the interpreter.)"""
+    pytest.importorskip("triton")
+    code = (
+        "import json, sys\n"
+        "import memsim.compiled as MC\n"
+        "from memsim.schedule import AttentionProblem, Schedule\n"
+        "from kernels.compiled_facts import facts_for_case, recompile_changed\n"
+        "p = AttentionProblem(batch=1, heads_q=1, heads_kv=1, seq_q=64, seq_kv=64, head_dim=16, dtype='fp16')\n"
+        "s = Schedule('flash2', 'fwd', 16, 16, 1, 1)\n"
+        "(k, e), = facts_for_case(p, s, have={}, case_name='t').items()\n"
+        f"MC.TABLE_DIR = __import__('pathlib').Path({str(tmp_path)!r})\n"
+        "changed = {**e, 'specialisation': e['specialisation'].replace('\"num_warps\": 1', '\"num_warps\": 9'),"
+        " 'regs_per_thread': -1}\n"
+        "assert changed['specialisation'] != e['specialisation']\n"
+        "(MC.TABLE_DIR / 'sm90.json').write_text(json.dumps({'format': MC.FORMAT, 'arch': 'sm90', 'entries':"
+        " {k: changed, k + '|same': {**e, 'regs_per_thread': -2}}}))\n"
+        "rc = recompile_changed('sm90', command='test')\n"
+        "print(json.dumps({'rc': rc, 'key': k, 'want': e}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads((tmp_path / "sm90.json").read_text())["entries"]
+    k, want = d["key"], d["want"]
+    assert d["rc"] == 0
+    assert got[k]["specialisation"] == want["specialisation"] and got[k]["regs_per_thread"] == want["regs_per_thread"]
+    assert got[k + "|same"]["regs_per_thread"] == -2
