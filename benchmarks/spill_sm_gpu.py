@@ -358,15 +358,22 @@ def fact_points(points: list) -> list[dict]:
     return out
 
 
-def merge(run_path: str, into: str) -> int:
+def merge(run_paths: list, into: str, replace: bool = False) -> int:
+    """The `spill_sm` fact from one or more run files (each point tagged with its run file: the plans share point
+    ids, e.g. f2976_k1_smem0k is in the carveout and the reload plan)."""
     sys.path.insert(0, HERE)
     from run_file import merge_fact
-    run = json.load(open(run_path))
-    pts = fact_points(run["points"])
-    merge_fact(into, "spill_sm", pts, run=run, run_path=run_path,
-               note="spills by warps per SM on 16 SMs and on all 132 (benchmarks/spill_sm_gpu.py): spill stores reach "
-                    "the L2 at up to 2.9 TB/s; data only, no model figure derived from it yet (notes/spills.md)")
-    print(f"spill_sm: {len(pts)} points merged into {into}")
+    pts = []
+    for rp in run_paths:
+        for p in fact_points(json.load(open(rp))["points"]):
+            pts.append({**p, "run": os.path.basename(rp)})
+    run = json.load(open(run_paths[-1]))
+    merge_fact(into, "spill_sm", pts, run=run, run_path=run_paths[-1], replace=replace,
+               also=[os.path.relpath(r, ROOT) for r in run_paths[:-1]],
+               note="spills by warps per SM, by the L1 beside the carve-out and by the reloads' L1 miss fraction "
+                    "(benchmarks/spill_sm_gpu.py, plans sms / carveout / reload): memsim.local_memory derives the "
+                    "chip's spill-store rate (spill_store_rate_from) and the reload batch (reload_batch_from)")
+    print(f"spill_sm: {len(pts)} points from {len(run_paths)} runs merged into {into}")
     return 0
 
 
@@ -404,8 +411,9 @@ def main(argv=None) -> int:
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
-    ap.add_argument("--merge", metavar="RUN", help="(here) add the run's points to the preset's calibration file as "
-                                                   "the `spill_sm` fact")
+    ap.add_argument("--merge", metavar="RUN", nargs="+", help="(here) the runs' points as the `spill_sm` fact of the "
+                                                              "preset's calibration file")
+    ap.add_argument("--replace", action="store_true", help="(here) with --merge: replace an existing spill_sm fact")
     ap.add_argument("--into", default=os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json"))
     a = ap.parse_args(argv)
     if a.worker:
@@ -414,7 +422,7 @@ def main(argv=None) -> int:
         table(json.load(open(a.analyse))["points"])
         return 0
     if a.merge:
-        return merge(a.merge, a.into)
+        return merge(a.merge, a.into, a.replace)
     if not a.out:
         ap.error("give --out (on the GPU machine) or --analyse RUN")
     return drive(a.out, a.repeats, a.budget_s, a.plan)

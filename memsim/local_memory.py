@@ -244,3 +244,69 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
                        dram_read_fraction=rf if l1_miss > 0 else 0.0,
                        rule=(curves.source + (", SASS reuse distances" if reuse and reuse.get("reload") else ", 1/k reuse"))
                        if curves else "uncalibrated: capacity / footprint")
+
+
+def _cycles_per_iteration(p: dict) -> float | None:
+    t, clk, n = p.get("time_s"), p.get("ncu_sm_clock_Hz"), p.get("n_iter")
+    return t * clk / n if t and clk and n else None
+
+
+def reload_batch_from(points: list, num_sms: int) -> float | None:
+    """How many spill reloads a warp waits on together, from the `spill_sm` fact (benchmarks/spill_sm_gpu.py: one
+    kernel per frame variant, k one-warp CTAs on every SM, the L1 left beside the carve-out and the footprint per SM
+    set so that 0-100 % of the reloads miss L1; all of it resident in the L2).
+
+    A warp issues its reloads in batches and waits for the slowest of each: a batch of b reloads of which each
+    misses L1 with probability m waits for an L2 round trip with probability 1 - (1 - m)^b, so the time per
+    iteration moves from the all-hit time T0 to the all-miss time T1 by that fraction, not by m.  Per variant,
+    T0 = the median cycles per iteration of its points with m < 1 %, T1 of those with m > 95 %; each point in
+    between (5 % <= m <= 70 %) gives b = ln(1 - f) / ln(1 - m) with f = (T - T0) / (T1 - T0); the median over the
+    points.  Only points with at most 4 warps per SM (the SM's four schedulers each run one warp: the per-iteration
+    time does not depend on k) on every SM, with no write-backs (DRAM writes < 10 % of the spill stores) and
+    reloads that hit the L2 (DRAM reads beyond the global loads < 5 % of the reloads reaching it).  None without
+    such points."""
+    import math
+    by: dict = {}
+    for p in points:
+        m, c = p.get("reload_l1_miss_fraction"), _cycles_per_iteration(p)
+        st, ld = p.get("local_st_bytes") or 0.0, p.get("local_ld_bytes") or 0.0
+        if m is None or c is None or st <= 0 or ld <= 0 or p.get("sms_used") != num_sms:
+            continue
+        if (p.get("warps_per_sm") or 99) > 4 or (p.get("dram_write_bytes") or 0.0) > 0.1 * st:
+            continue
+        if m > 0 and max(0.0, (p.get("dram_read_bytes") or 0.0) - (p.get("global_read_bytes") or 0.0)) > 0.05 * m * ld:
+            continue
+        by.setdefault(p["variant"], []).append((m, c))
+    import statistics
+    bs = []
+    for pts in by.values():
+        lo = [c for m, c in pts if m < 0.01]
+        hi = [c for m, c in pts if m > 0.95]
+        if not lo or not hi:
+            continue
+        t0, t1 = statistics.median(lo), statistics.median(hi)
+        if t1 <= t0:
+            continue
+        for m, c in pts:
+            f = (c - t0) / (t1 - t0)
+            if 0.05 <= m <= 0.7 and 0.0 < f < 1.0:
+                bs.append(math.log(1 - f) / math.log(1 - m))
+    return statistics.median(bs) if bs else None
+
+
+def batched_miss_fraction(m: float, batch: float | None) -> float:
+    """The share of a warp's reload batches that wait for an L1 miss: 1 - (1 - m)^b (`reload_batch_from`); m
+    itself without a calibrated batch."""
+    if not batch or batch <= 1 or m <= 0:
+        return m
+    return 1.0 - (1.0 - min(1.0, m)) ** batch
+
+
+def spill_store_rate_from(points: list, num_sms: int) -> float | None:
+    """The chip's spill-store rate: the fastest the L2 took spill stores in the `spill_sm` fact's points on every
+    SM (H100: 2.90 TB/s with 16 one-warp CTAs per SM; 2.3-2.65 with 8, whether the reloads hit L1 or not).  The
+    rate of few warps per SM is their own latency, which the replay charges; this is the ceiling above it.  None
+    without such points."""
+    rates = [p["local_st_bytes"] / p["time_s"] for p in points
+             if p.get("sms_used") == num_sms and p.get("time_s") and p.get("local_st_bytes")]
+    return max(rates) if rates else None
