@@ -135,12 +135,17 @@ HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"),
 #:   d=64 non-causal N 4096 / 16384: bf16 448 / 463 vs 432 (hopper_ws) / 405 (hopper); fp16 441 / 453 vs 408 / 378;
 #:   d=64 causal N 4096 / 16384: bf16 384 / 447 vs 356 (flash2) / 414 (hopper) (fp16 not timed in run9b: same
 #:     instructions).
-#: Left out: d=64 non-causal N=1024 (418 vs 407 and 412 vs 396: inside the 3-4 % spreads), d=64 causal N=1024 (flash2
-#: 295 vs 240).  Contiguous tensors, lengths the 128-row tiles divide (its [B*H*N, d] descriptors; `fa3_applies`), a
-#: 132-SM sm_90 card (the persistent grid is 132 CTAs; measured there), Triton with Gluon.  Checked before hopper_ws's.
+#: Session 10 (run10b, benchmarks/results/hopper-h100-2026-11-26-run10b.md, medians of 4; causal now the persistent
+#: walk `fa3_walk`, 9-17 % faster than one CTA per tile at N <= 8192) added:
+#:   d=64 non-causal N 1024 / 2048: bf16 413 / 442 vs hopper_ws 416 / 397, fp16 N=1024 415 vs 389;
+#:   d=64 causal N 2048: bf16 380 vs flash2 323.
+#: Left out: d=64 causal N=1024 (flash2 299 / 290 vs the walk's fp16 287; its bf16 record was host-bound, fixed
+#: after run10b and not re-timed).  Contiguous tensors, lengths the 128-row tiles divide (its [B*H*N, d] descriptors;
+#: `fa3_applies`), a 132-SM sm_90 card (the persistent grid is 132 CTAs; measured there), Triton with Gluon.  Checked
+#: before hopper_ws's.
 HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
                           "seq_range": {(128, False): (1024, 16384), (128, True): (1024, 16384),
-                                        (64, False): (4096, 16384), (64, True): (4096, 16384)}}
+                                        (64, False): (1024, 16384), (64, True): (2048, 16384)}}
 #: the algorithm each measured rule makes the default
 RULE_ALGORITHMS = {"HOPPER_FA3_FWD_FASTEST": "hopper_fa3", "HOPPER_WS_FWD_FASTEST": "hopper_ws",
                    "HOPPER_WS_BWD_FASTEST": "hopper_ws"}

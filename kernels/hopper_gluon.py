@@ -1,9 +1,11 @@
 """hopper_fa3: a forward with FlashAttention-3's structure, written in Gluon (`triton.experimental.gluon`).
 
-Tiles of BLOCK_M = 128 query rows x one batch*head_q; non-causal problems: a persistent grid of min(tiles, 132) CTAs,
-CTA c computing tiles c, c + G, ... (`memsim.algorithms_hopper.persistent_tiles`' order); causal problems: one CTA per
-tile, longest first (the registry's rule `fa3_persistent`: what measured faster, run9b).  Three partitions per CTA
-(`gl.warp_specialize`):
+Tiles of BLOCK_M = 128 query rows x one batch*head_q, walked by a persistent grid of min(tiles, 132) CTAs (the
+registry's rule `fa3_persistent`: what measured faster, run9b and run10b): non-causal, CTA c computes tiles c, c + G, ...
+(`memsim.algorithms_hopper.persistent_tiles`' order); causal, the entries of a host-built int32 table
+(`memsim.algorithms_hopper.fa3_walk`: sections of kv heads whose K+V fit 16 MiB, Q blocks longest first inside a
+section, each tile to the least-loaded CTA).  One CTA per tile (longest first when causal) stays the fallback
+(`fa3_forward(persistent=False)`).  Three partitions per CTA (`gl.warp_specialize`):
   * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of Q_i (two 64-row
     halves; in the persistent walk the next tile's once both consumers are done with this one's) and, per K/V block
     j, K_j and V_j into a ring of STAGES shared-memory stages, in FA3's order K_0, then
@@ -13,15 +15,16 @@ tile, longest first (the registry's rule `fa3_persistent`: what measured faster,
     the K/V ring.  Each is written with FA3's intra-warpgroup overlap: step j issues S_j = Q K_j^T and
     O += P_{j-1} V_{j-1} as async wgmma, waits for S_j alone, runs the online softmax of S_j, then waits for P V and
     rescales O.  BUT ptxas (Triton 3.6's) moves that last wait above the softmax's MUFU.EX2 (sm_90a SASS), so inside
-    one warpgroup the softmax does not overlap P V; three ways around it failed (notes/hopper.md, session 9): the
-    overlap comes from the ping-pong between the two warpgroups;
+    one warpgroup the softmax does not overlap P V.  WAIT_FENCE (a switch, off by default) stores l_i to shared
+    scratch before that wait, which keeps it below the exponentials in the SASS -- but measured no faster (run10b,
+    0.97-1.03x): the ping-pong between the two warpgroups already keeps the tensor cores fed (notes/hopper.md,
+    session 10);
   * ping-pong between the consumers: a warpgroup issues its two wgmma of a step only on its turn (an mbarrier per
     warpgroup; after issuing it hands the turn to the other), so the tensor cores run one group's matmuls while the
     other group computes its softmax.
 Registers: setmaxnreg from the launch's maxnreg 168 x 12 warps -- 24 for the producer, 240 per consumer.
 Causal: K/V blocks no row of the tile sees are never loaded; each consumer splits its blocks into those its 64 rows
 see whole (no mask arithmetic) and the diagonal band (masked); block 0 is always computed masked (once per tile).
-Causal Q blocks run longest first, as hopper's.
 
 Descriptors: built on the host (`TensorDescriptor`, kernel parameters): no per-CTA descriptor set-up in device
 scratch, unlike hopper/hopper_ws.  They are 2-D over all rows [B*H*N, d], so the launcher needs contiguous q, k, v, o
@@ -59,7 +62,9 @@ except ImportError:  # pragma: no cover - older Triton
 HALF_M = 64
 #: registers per thread: consumers (setmaxnreg), producer, and the launch cap (12 warps x 168 <= 64K registers)
 CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
-#: the consumers' l_i scratch store before the wait for P V (`_hopper_fa3_fwd`'s WAIT_FENCE): the launch's default
+#: the consumers' l_i scratch store before the wait for P V (`_hopper_fa3_fwd`'s WAIT_FENCE): the launch's default.
+#: Off: exact on the H100 both ways (run10a), but not faster (run10b, medians of 4: the walk 0.97-1.00x at d=128
+#: non-causal, 0.98-1.00x causal, 0.94-0.99x at d=64; per tile 0.99-1.05x).
 WAIT_FENCE = False
 
 if gluon is not None:
@@ -369,8 +374,8 @@ def fa3_descriptors(p: AttentionProblem, s: Schedule, q, k, v, o):
 
 def fa3_grid(p: AttentionProblem, s: Schedule, persistent: bool | None = None) -> tuple:
     """The launch grid: persistent (min(tiles, 132) CTAs) or one CTA per tile in the schedule's axis order.
-    persistent None: the registry's rule (`memsim.algorithms_hopper.fa3_persistent`: non-causal problems); True or
-    False: that variant (benchmarks and tests compare both)."""
+    persistent None: the registry's rule (`memsim.algorithms_hopper.fa3_persistent`: the walk); True or False: that
+    variant (benchmarks and tests compare both)."""
     mb, bh = p.seq_q // s.block_m, p.batch * p.heads_q
     if fa3_persistent(p, s) if persistent is None else persistent:
         return (min(mb * bh, PERSISTENT_CTAS),)
@@ -382,11 +387,13 @@ _WALK_TABLES: dict = {}
 
 def fa3_walk_table(p: AttentionProblem, s: Schedule, device, section_heads: int | None = None) -> torch.Tensor:
     """`memsim.algorithms_hopper.fa3_walk` as the kernel's int32 table: G + 1 offsets (CTA c's entries are offs[c] ..
-    offs[c+1] - 1), then every tile's q_block * B*Hq + bh, CTA by CTA.  Cached per device and walk (a few KB)."""
-    walk = fa3_walk(p, s, section_heads)
-    key = (str(device), p.batch * p.heads_q, walk)
+    offs[c+1] - 1), then every tile's q_block * B*Hq + bh, CTA by CTA.  Cached per device, problem, tiles and
+    sections (a few KB): a launch's host time must stay below the kernel's (run10b: rebuilding the key from the walk
+    itself cost ~110 us a call, more than the 165 us kernel at N=1024 on the device's host; the timings went noisy)."""
+    key = (str(device), p, s.block_m, s.block_n, section_heads)
     t = _WALK_TABLES.get(key)
     if t is None:
+        walk = fa3_walk(p, s, section_heads)
         bh, offs, codes = p.batch * p.heads_q, [0], []
         for tiles in walk:
             codes += [m * bh + h for m, h in tiles]

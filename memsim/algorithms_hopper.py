@@ -401,10 +401,10 @@ register(HOPPER_WS_BWD)
 
 # --- hopper_fa3 fwd: FlashAttention-3's structure in Gluon (kernels/hopper_gluon.py) ----------------------------
 _FA3_MEASURED = ("benchmarks/hopper_bench.py --fa3 on an H100 80GB HBM3 (bf16 and fp16, d 64/128, B*N=16k, H*d=2048, N "
-                 "1024-16384, causal or not; runs 9a-9b 2026-11-26, "
-                 "benchmarks/results/hopper-h100-2026-11-26-run9b.json):"
-                 " 128x128 s2, d=128 572-663 TFLOP/s non-causal (persistent), 351-629 causal; d=64 412-463 / 240-447; "
-                 "s3 per tile within the spreads of s2 (run9a)")
+                 "1024-16384, causal or not; runs 9a-9b and 10a-10b 2026-11-26, "
+                 "benchmarks/results/hopper-h100-2026-11-26-run10b.json):"
+                 " 128x128 s2, the persistent walk: d=128 566-650 TFLOP/s non-causal, 416-635 causal; d=64 413-463 / "
+                 "287-458; s3 (per tile at d=128, the walk at d=64) within the spreads of s2")
 #: what the Gluon launch runs (kernels.hopper_gluon.check_fa3 says the same with reasons)
 FA3_HEAD_DIMS = (64, 128)
 FA3_BLOCK_M = 128
@@ -422,12 +422,18 @@ def fa3_applies(p: AttentionProblem, s: Schedule) -> bool:
 
 
 def fa3_persistent(p: AttentionProblem, s: Schedule) -> bool:
-    """Whether hopper_fa3's own launch walks the tiles persistently (min(tiles, 132) CTAs, `persistent_tiles`' order)
-    or runs one CTA per tile: persistent for non-causal problems, per tile (longest first) for causal ones -- where
-    each measured faster (run9b, benchmarks/results/hopper-h100-2026-11-26-run9b.json, bf16 and fp16: non-causal d=128
-    N=1024 592 vs 534 TFLOP/s, d=64 N=1024 418 vs 375, N=16384 ties; causal the static walk is unbalanced: d=128
-    N=1024 260 vs 360, N=16384 553 vs 629)."""
-    return fa3_applies(p, s) and not p.causal
+    """Whether hopper_fa3's own launch walks the tiles persistently (min(tiles, 132) CTAs, `fa3_tiles`' order) or
+    runs one CTA per tile: always the walk where the launch runs (the per-tile grid stays the kernel's fallback,
+    `kernels.hopper_gluon.fa3_forward(persistent=False)`).  Measured (H100, B*N = 16k, H*d = 2048, walk vs one CTA per
+    tile, TFLOP/s): non-causal, run9b: d=128 N=1024 592 vs 534, d=64 418 vs 375, N=16384 ties; causal, the balanced
+    table `fa3_walk` (run10b, medians of 4, benchmarks/results/hopper-h100-2026-11-26-run10b.md): bf16 d=128 N 2048 /
+    4096 / 8192 / 16384 526 / 588 / 616 / 635 vs 466 / 534 / 584 / 632, d=64 380 / 420 / 445 / 458 vs 328 / 383 /
+    418 / 462; fp16 N=1024 d=128 416 vs 355, d=64 287 vs 241; N=16384 ties (run10a: the walk 2-4 % slower there,
+    inside the spreads).  run9b's static walk for causal problems (tile t = cta + 132 k over all heads, heads
+    fastest) had measured 260 vs 360 at d=128 N=1024: not the balance (the round-robin CTAs differ by <= 12 % of
+    work) but the order -- run10a's same table with one section over all heads gave 266 vs the 16 MiB sections' 406:
+    132 concurrent tiles of 132 different heads stream 66 MB of K/V through the 50 MB L2."""
+    return fa3_applies(p, s)
 
 
 #: K + V bytes of the kv heads one section of the causal walk spans: the walk finishes a section's tiles before it
@@ -514,8 +520,13 @@ def _fa3_name(p: AttentionProblem, s: Schedule) -> str:
 
 
 def _fa3_extra(p: AttentionProblem, s: Schedule) -> int:
-    """lse only: the descriptors are built on the host and passed as kernel parameters (no device scratch)."""
-    return _lse_bytes(p) if fa3_applies(p, s) else _hopper_fwd_extra(p, s)
+    """lse, and for the causal walk its int32 table (G + 1 offsets + one entry per tile; kernels.hopper_gluon.
+    fa3_walk_table); the descriptors are built on the host and passed as kernel parameters (no device scratch)."""
+    if not fa3_applies(p, s):
+        return _hopper_fwd_extra(p, s)
+    mb, _, bh, _ = _sizes(p, s)
+    table = 4 * (persistent_ctas(p, s) + 1 + mb * bh) if p.causal and fa3_persistent(p, s) else 0
+    return _lse_bytes(p) + table
 
 
 HOPPER_FA3_FWD = AlgorithmSpec(
@@ -529,11 +540,14 @@ HOPPER_FA3_FWD = AlgorithmSpec(
                 "hopper's per-tile launch (hopper_fa3 runs d 64/128 only)") + _INTERPRETER,
     description="""\
 hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_warps 4,
-    2-3 stages, lengths the tiles divide: ``hopper_fa3_fwd`` (Gluon).  Non-causal:
-    persistent, grid (min(Mb * B*Hq, 132), 1, 1), CTA c computes tiles c, c + G, ...
-    (Q blocks of one head in a row; heads_fastest: heads of one Q block), the
-    producer loading tile t+1 while the consumers finish tile t.  Causal: one CTA
-    per (Q block, batch*head_q), Q blocks longest first.  Each tile flash2_fwd's bytes:
+    2-3 stages, lengths the tiles divide: ``hopper_fa3_fwd`` (Gluon), persistent:
+    grid (min(Mb * B*Hq, 132), 1, 1), the producer loading tile t+1 while the
+    consumers finish tile t.  Non-causal: CTA c computes tiles c, c + G, ... (Q
+    blocks of one head in a row; heads_fastest: heads of one Q block).  Causal: the
+    host's table `fa3_walk` -- sections of kv heads whose K+V fit 16 MiB, inside a
+    section Q blocks longest first, each tile to the least-loaded CTA (list
+    scheduling by K/V blocks); the kernel reads it (int32, (G+1 + tiles) x 4 bytes,
+    not in the byte contract).  Each tile flash2_fwd's bytes:
     Q_i (rows x d x e) once, K_j, V_j (cols x d x e each) per visible block,
     O_i (rows x d x e) and lse_i (rows x 4) written once, every tile by TMA
     through host-built descriptors.  FlashAttention-3's structure: a producer
@@ -544,7 +558,7 @@ hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_w
     O += P_(j-1) V_(j-1) are issued together and the softmax of S_j overlaps
     the second.  Causal: blocks every row of a consumer sees run without a mask.
     Otherwise: hopper's ``hopper_fwd`` (one CTA per tile) with the same schedule.
-    Extra memory: lse, B*Hq*Nq*4.
+    Extra memory: lse, B*Hq*Nq*4 (+ the causal walk's table).
     SRAM: Q_i + stages x (K_j + V_j), + an O_i staging tile when persistent (per
     tile O_i is staged in Q_i's place).""")
 

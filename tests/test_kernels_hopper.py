@@ -254,10 +254,11 @@ def _small(d, dtype=torch.bfloat16):
     ("bf16", 128, True, 1024, "hopper_fa3", "flash2"),       # bwd: flash2 (a tie, deterministic)
     ("bf16", 128, True, 4096, "hopper_fa3", "hopper_ws"),
     ("bf16", 128, True, 16384, "hopper_fa3", "hopper_ws"),   # bwd: replaces the fused hopper bwd's registry rule
-    ("bf16", 64, False, 1024, "hopper_ws", "flash2"),        # fwd: hopper_fa3 inside the spreads (run9b)
+    ("bf16", 64, False, 1024, "hopper_fa3", "flash2"),       # fwd: hopper_fa3 from session 10 (run10b)
+    ("bf16", 64, True, 2048, "hopper_fa3", "flash2"),        # fwd: the causal walk (run10b)
     ("fp16", 64, False, 4096, "hopper_fa3", "hopper_ws"),
     ("bf16", 64, False, 16384, "hopper_fa3", "hopper_ws"),
-    ("bf16", 64, True, 1024, "flash2", "flash2"),            # fwd: flash2 faster than hopper_fa3 (run9b)
+    ("bf16", 64, True, 1024, "flash2", "flash2"),            # fwd: flash2 faster than hopper_fa3 (run9b, run10b)
     ("bf16", 64, True, 4096, "hopper_fa3", "hopper_ws"),
     ("bf16", 128, False, 2000, None, "hopper_ws"),           # fwd: 2000 % 128 != 0 -> no hopper_fa3 rule
 ])

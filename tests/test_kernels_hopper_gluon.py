@@ -43,7 +43,8 @@ _WALK_CASES = {
 
 @pytest.mark.parametrize("d, bn, st, causal, persistent, fits", [
     (128, 128, 3, False, None, False),   # the registry's walk stages O in its own tile: 262 144 B
-    (128, 128, 3, True, None, True),     # one tile per CTA: 229 376 B
+    (128, 128, 3, True, None, False),    # causal too (the walk, session 10)
+    (128, 128, 3, True, False, True),    # one tile per CTA: 229 376 B
     (128, 128, 3, False, False, True),   # the walk forced off
     (128, 128, 2, False, None, True),
     (128, 64, 3, False, None, True),
@@ -255,9 +256,9 @@ def test_fa3_grid_and_descriptors(order):
     p = kernels.AttentionProblem(2, 6, 3, 512, 384, 64, dtype="fp16")
     s = Schedule(ALG, "fwd", 128, 64, 4, 2, order)
     assert hg.fa3_grid(p, s, persistent=False) == ((4, 12) if order == "q_fastest" else (12, 4))
-    assert hg.fa3_grid(p, s) == hg.fa3_grid(p, s, persistent=True) == (48,)  # the registry's rule: not causal
+    assert hg.fa3_grid(p, s) == hg.fa3_grid(p, s, persistent=True) == (48,)  # the registry's rule: the walk
     pc = kernels.AttentionProblem(2, 6, 3, 512, 384, 64, dtype="fp16", causal=True)
-    assert hg.fa3_grid(pc, s) == hg.fa3_grid(pc, s, persistent=False)
+    assert hg.fa3_grid(pc, s) == (48,) != hg.fa3_grid(pc, s, persistent=False)
     q = torch.zeros(2, 6, 512, 64, dtype=torch.float16)
     k = torch.zeros(2, 3, 384, 64, dtype=torch.float16)
     o = torch.zeros_like(q)
@@ -282,9 +283,10 @@ def test_fa3_grid_and_descriptors(order):
 
 
 def test_fa3_registry_launches():
-    """kernel_launches of hopper_fa3: the persistent walk (min(tiles, 132) CTAs, its own O staging tile) for non-causal
-    problems, one CTA per tile for causal ones, hopper's per-tile launch where the Gluon launch does not run; the
-    persistent d=128 3-stage tiles need more than the H100's 227 KB (refused by check_fits)."""
+    """kernel_launches of hopper_fa3: the persistent walk (min(tiles, 132) CTAs, its own O staging tile), causal or
+    not; hopper's per-tile launch where the Gluon launch does not run; the persistent d=128 3-stage tiles need more
+    than the H100's 227 KB (refused by check_fits); extra memory = lse (+ the causal walk's int32 table)."""
+    from memsim.algorithms import spec_for
     from memsim.algorithms_hopper import fa3_applies, fa3_persistent
     from memsim.schedule import check_fits, kernel_launches
     s = Schedule(ALG, "fwd", 128, 128, 4, 2)
@@ -293,17 +295,22 @@ def test_fa3_registry_launches():
     ragged = kernels.AttentionProblem(2, 4, 4, 1000, 1000, 128, dtype="bf16")
     (lf,), (lc,), (lr,) = (kernel_launches(x, s) for x in (full, causal, ragged))
     assert (lf.name, lf.grid, lf.axes) == ("hopper_fa3_fwd", (132, 1, 1), ("cta", "one", "one"))
-    assert (lc.name, lc.grid) == ("hopper_fa3_fwd", (8, 256, 1))
+    assert (lc.name, lc.grid, lc.axes) == ("hopper_fa3_fwd", (132, 1, 1), ("cta", "one", "one"))
     assert (lr.name, lr.grid) == ("hopper_fwd", (8, 8, 1))
     assert kernel_launches(kernels.AttentionProblem(1, 4, 4, 256, 256, 64, dtype="fp16"), s)[0].grid == (8, 1, 1)
     e = 2 * 128
-    assert lc.smem_bytes == 128 * e + 2 * 2 * 128 * e and lf.smem_bytes == lc.smem_bytes + 128 * e
-    assert [fa3_persistent(x, s) for x in (full, causal, ragged)] == [True, False, False]
+    assert lc.smem_bytes == lf.smem_bytes == 128 * e + 2 * 2 * 128 * e + 128 * e
+    assert [fa3_persistent(x, s) for x in (full, causal, ragged)] == [True, True, False]
     assert not fa3_applies(kernels.AttentionProblem(1, 1, 1, 256, 256, 128, dtype="fp32"), s)
+    spec = spec_for(ALG, "fwd")
+    lse = 16 * 16 * 1024 * 4
+    assert spec.extra_device_bytes(full, s) == lse
+    assert spec.extra_device_bytes(causal, s) == lse + 4 * (132 + 1 + 8 * 256)
     h100 = 227 * 1024  # shared memory per block (DESIGN.md)
-    check_fits(causal, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
-    with pytest.raises(ScheduleError):
-        check_fits(full, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
+    check_fits(causal, Schedule(ALG, "fwd", 128, 64, 4, 3), h100)
+    for p in (full, causal):
+        with pytest.raises(ScheduleError):
+            check_fits(p, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
 
 
 _COMPILE = r"""
@@ -333,8 +340,8 @@ print(json.dumps({"name": jf.fn.__name__, "launch": launch.name, "grid": list(gr
 @pytest.mark.parametrize("mask", ["causal", "full"])
 def test_fa3_compiles_for_sm90a(mask):
     """The registry's launch captured by `kernels.compiled_facts` (meta tensors) and compiled for sm_90a on the CPU,
-    in a subprocess without TRITON_INTERPRET: the captured grid is kernel_launches' grid (causal: one CTA per tile;
-    full: the persistent walk, 64 tiles -> 64 CTAs); 12 warps (producer warpgroup + two consumer warpgroups);
+    in a subprocess without TRITON_INTERPRET: the captured grid is kernel_launches' grid (the persistent walk, 64
+    tiles -> 64 CTAs; causal: through the host's table); 12 warps (producer warpgroup + two consumer warpgroups);
     setmaxnreg down to 24 for the producer and up to 240 for the consumers; no local memory (no spills); the
     registry's SRAM formula within 1 KB below the compiled shared memory (mbarriers)."""
     import json
@@ -349,7 +356,7 @@ def test_fa3_compiles_for_sm90a(mask):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert (got["name"], got["launch"]) == ("_hopper_fa3_fwd", "hopper_fa3_fwd")
     assert got["grid"] + [1] * (3 - len(got["grid"])) == got["want_grid"]
-    assert got["want_grid"] == ([8, 8, 1] if mask == "causal" else [64, 1, 1])
+    assert got["want_grid"] == [64, 1, 1]  # the walk, causal (host table) or not
     assert got["warps"] == 12 and got["local"] == 0
     budgets = set(map(tuple, got["setmaxnreg"]))
     assert ("DEALLOC", "0x18") in budgets and ("TRY_ALLOC", "0xf0") in budgets
