@@ -128,6 +128,9 @@ def main(argv=None) -> int:
                     help="B:context:num_splits of the traced launches")
     ap.add_argument("--rep-ms", type=int, default=30)
     ap.add_argument("--budget-s", type=float, default=120)
+    ap.add_argument("--cases", help="a JSON file of held-out cases ({'cases': [{batch, context, heads_q, heads_kv, "
+                                    "head_dim, dtype, page_size, num_splits, block_n, num_stages, num_warps, "
+                                    "page_prefetch}]}): timed instead of the sweep")
     ap.add_argument("--compile-only", action="store_true")
     a = ap.parse_args(argv)
     if a.compile_only:
@@ -159,7 +162,34 @@ def main(argv=None) -> int:
         naive, _ = naive_same_dtype(qs, ks, vs)
         check_rule("decode", out[:1].transpose(1, 2), ref, naive, "bf16", verbose=False)
 
-    for N in [int(x) for x in a.contexts.split(",")]:
+    if a.cases:
+        with open(a.cases) as f:
+            cases = json.load(f)["cases"]
+        for c in cases:
+            if time.time() - t_start > a.budget_s:
+                notes.append(f"budget reached before {c['name']}")
+                break
+            p = DecodeProblem.uniform(c["batch"], c["heads_q"], c["heads_kv"], c["head_dim"], c["context"],
+                                      dtype=c["dtype"], page_size=c["page_size"])
+            s = DecodeSchedule(num_splits=c["num_splits"], block_n=c["block_n"], num_stages=c["num_stages"],
+                               num_warps=c["num_warps"], page_prefetch=c["page_prefetch"])
+            q, kc, vc, lens, bt = make_problem_inputs(p, "cuda", seed=c["batch"] * 1000003 + c["context"])
+            fn = lambda: decode(q, kc, vc, lens, block_table=bt, schedule=s)  # noqa: E731
+            o = fn()
+            if bt is None:
+                k0, v0 = kc[:1], vc[:1]
+            else:  # sequence 0's rows gathered from its pages
+                need = -(-c["context"] // c["page_size"])
+                k0 = kc[bt[0, :need].long()].reshape(1, -1, c["heads_kv"], c["head_dim"])[:, :c["context"]]
+                v0 = vc[bt[0, :need].long()].reshape(1, -1, c["heads_kv"], c["head_dim"])[:, :c["context"]]
+            gate(q, k0, v0, o)
+            ms = do_bench_cudagraph(fn, rep=a.rep_ms, return_mode="median")
+            ms2 = do_bench_cudagraph(fn, rep=a.rep_ms, return_mode="median")
+            rows.append(dict(c, ms=ms, ms_repeat=ms2))
+            log(f"{c['name']}: {ms * 1e3:.1f} / {ms2 * 1e3:.1f} us")
+            del q, kc, vc, o, bt
+            torch.cuda.empty_cache()
+    for N in ([] if a.cases else [int(x) for x in a.contexts.split(",")]):
         for B in [int(x) for x in a.batches.split(",")]:
             if time.time() - t_start > a.budget_s:
                 notes.append(f"budget reached before {B}x{N}")
@@ -224,6 +254,11 @@ def main(argv=None) -> int:
                              cuda=torch.version.cuda)
     if a.out:
         write_json(a.out, res)
+    if a.cases:
+        print("\n| case | us | repeat |\n| --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['name']} | {r['ms'] * 1e3:.1f} | {r['ms_repeat'] * 1e3:.1f} |")
+        return 0
     print("\n| B | CTAs | us | repeat | TB/s | SDPA cuDNN us |\n| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['batch']} x {r['context']} | {r['ctas']} | {r['ms'] * 1e3:.1f} | {r['ms_repeat'] * 1e3:.1f} | "

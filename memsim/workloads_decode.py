@@ -118,7 +118,7 @@ def _coords(grid, idx):
 def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, ctas_per_sm, memory=None,
                 inflight_Bps=None, hit_Bps=None, dispatch_s=0.0, head_s=0.0, buffers=1, round_bytes=None,
                 round_s=0.0, drain_s=0.0, tile_costs=None, first_fcfs_s=None, epilogue_s=0.0, count_tiles=False,
-                first_round=None, first_cap_s=None):
+                first_round=None, first_cap_s=None, gpcs=None):
     """SimPy run of one launch; returns its stats dict.
 
     memory(load bytes) -> (latency s, per-CTA limit B/s): the memory system at a load of `load` bytes in flight
@@ -143,7 +143,11 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     queue is the FCFS link's place, not the curve's queue at the launch's whole load.
     first_round (the combine; None: off): bytes -> seconds of a CTA's whole first round of partials, load to fold
     (`inference.combine_first_round_s`), in place of one latency + the bytes at the rate, where its partials miss
-    the L2 (the probes' case: ncu flushes it); L2-resident partials keep one latency + the bytes at the rate."""
+    the L2 (the probes' case: ncu flushes it); L2-resident partials keep one latency + the bytes at the rate.
+    gpcs ((SMs per GPC, per-GPC in-flight cap bytes); None: off): every slot is an SM's (slot i on SM i mod num_sms,
+    SMs dealt to the GPCs round-robin), a CTA's compute is shared by the CTAs running on ITS SM, and the DRAM rate is
+    shared by GPC: a GPC's share grows with its CTAs' bytes in flight up to the cap, then stops (`gpc_latency_factor`;
+    memsim/MODEL.md decode, "the last partial wave")."""
     import simpy
 
     from .engine import Link
@@ -159,8 +163,13 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
     next_start = [0.0]
     load = [0.0]  # bytes in flight from DRAM over the streaming CTAs (each CTA's in-flight x its miss share)
     running = [0]  # CTAs started and not ended
+    gpc_of = gpc_sm_map(gpcs[0]) if gpcs else None
+    gload = [0.0] * len(gpcs[0]) if gpcs else None  # load per GPC
+    on_sm = [0] * hw.num_sms  # CTAs running per SM (gpcs only)
+    # each GPC's port to the memory: its share of the DRAM rate, re-set at every booking (`gpc_share`)
+    gport = [Link(env, dram_Bps, f"gpc{i}") for i in range(len(gpcs[0]))] if gpcs else None
 
-    def cta(idx):
+    def cta(idx, sm=None):
         if dispatch_s:
             t0 = max(env.now, next_start[0])
             next_start[0] = t0 + dispatch_s
@@ -168,6 +177,10 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                 yield env.timeout(t0 - env.now)
         steps = decode_cta_steps(p, s, launch.name, _coords(launch.grid, idx), run_tiles)
         running[0] += 1
+        g = None
+        if gpc_of is not None and sm is not None:
+            g = gpc_of[sm]
+            on_sm[sm] += 1
         if head_s:
             yield env.timeout(head_s)
         port = env.now
@@ -178,30 +191,39 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
         mine = min(buffers * inflight_Bps, total) if (memory is not None and inflight_Bps) else 0.0
         share = 1.0 if total else 0.0
         load[0] += mine * share
+        if g is not None:
+            gload[g] += mine * share
         for reads, writes, flops, exps, _tiles in steps:
             if reads:
                 if port > env.now:
                     yield env.timeout(port - env.now)
                 t = env.now
-                g = miss = 0
+                gb = miss = 0
                 for acc in reads:
-                    g += acc[2]
+                    gb += acc[2]
                     miss += l2.read(acc)
                 wb = l2.evict() if l2.used > l2.capacity else 0
-                l2req = g - min(g - miss, int(merge * g))
-                st["global_read_bytes"] += g
+                l2req = gb - min(gb - miss, int(merge * gb))
+                st["global_read_bytes"] += gb
                 st["l2_read_bytes"] += l2req
                 st["dram_read_bytes"] += miss
                 st["dram_write_bytes"] += wb
                 step_s = None
                 if memory is not None:
-                    if g:
-                        load[0] += mine * (miss / g - share)
-                        share = miss / g
+                    if gb:
+                        load[0] += mine * (miss / gb - share)
+                        if g is not None:
+                            gload[g] += mine * (miss / gb - share)
+                        share = miss / gb
                     lat, limit = memory(load[0], first_cap_s if (first and first_fcfs_s is not None) else None)
+                    if g is not None:
+                        lat *= gpc_latency_factor(gload, g, load[0], gpcs[1])
                     if mine and round_bytes is None:
-                        # compute of a tile: its copied bytes at the copy rate + the loop's issue (tile_costs)
-                        costs = (tile_costs(min(ctas_per_sm, max(1, -(-running[0] // hw.num_sms))))
+                        # compute of a tile: its copied bytes at the copy rate + the loop's issue (tile_costs);
+                        # shared by the CTAs on its SM (gpcs), else by the running CTAs spread over the SMs
+                        n_sm = (on_sm[sm] if g is not None and SM_BOUND_COMPUTE
+                                else max(1, -(-running[0] // hw.num_sms)))
+                        costs = (tile_costs(min(ctas_per_sm, n_sm))
                                  if callable(tile_costs) else tile_costs)
                         per_byte, issue = costs if costs else (1.0 / limit, 0.0)
                         last_c = min(miss, inflight_Bps) * per_byte + issue
@@ -211,18 +233,27 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
                     fill = max(0.0, lat - mine / rate) if mine else lat
                 else:
                     rate, fill = rate_Bps, fill_s
-                own = t + (step_s if step_s is not None else miss / rate) + ((g - miss) / hit_Bps if hit_Bps else 0.0)
-                if round_s and round_bytes and g > round_bytes:
-                    own = t + min(miss, round_bytes) / rate + (-(-g // round_bytes) - 1) * round_s
+                own = t + (step_s if step_s is not None else miss / rate) + ((gb - miss) / hit_Bps if hit_Bps else 0.0)
+                if round_s and round_bytes and gb > round_bytes:
+                    own = t + min(miss, round_bytes) / rate + (-(-gb // round_bytes) - 1) * round_s
                 # the whole first round (its latency included), then rounds -- as the probes measured it, partials
                 # from DRAM (ncu flushes the L2); partials found in the L2 (flush_l2=False) keep the latency form
                 if first and first_round is not None and miss:
-                    own = (t + first_round(min(g, round_bytes or g))
-                           + (max(0, -(-g // round_bytes) - 1) * round_s if round_bytes else 0.0))
+                    own = (t + first_round(min(gb, round_bytes or gb))
+                           + (max(0, -(-gb // round_bytes) - 1) * round_s if round_bytes else 0.0))
                     fill = 0.0
                 fcfs = first and first_fcfs_s is not None and step_s is not None
                 # first tiles (fcfs): one unloaded latency, then their place in the DRAM's queue, then the compute
-                arrived = dram.book(t + first_fcfs_s if fcfs else t, miss + wb) + (last_c if fcfs else 0.0)
+                t_req = t + first_fcfs_s if fcfs else t
+                arrived = dram.book(t_req, miss + wb)
+                if g is not None and miss:
+                    # the port's backlog re-timed at its new share (the bookings already made keep their times)
+                    port_g, rate_g = gport[g], dram_Bps * gpc_share(gload, g, gpcs[1])
+                    if port_g.free_at > t_req:
+                        port_g.free_at = t_req + (port_g.free_at - t_req) * port_g.rate / rate_g
+                    port_g.rate = rate_g
+                    arrived = max(arrived, port_g.book(t_req, miss))
+                arrived += last_c if fcfs else 0.0
                 done = max(arrived, l2link.book(t, l2req), own)
                 if first:
                     done += fill if step_s is None else 0.0  # (the loop's first step starts with its latency)
@@ -250,14 +281,17 @@ def _run_launch(hw, p, s, launch, l2, *, rate_Bps, fill_s, run_tiles, dram_Bps, 
             yield env.timeout(port - env.now)
         load[0] -= mine * share
         running[0] -= 1
+        if g is not None:
+            gload[g] -= mine * share
+            on_sm[sm] -= 1
         end[0] = max(end[0], env.now)
 
-    def slot():
+    def slot(sm):
         for idx in nxt:
-            yield from cta(idx)
+            yield from cta(idx, sm)
 
-    for _ in range(min(n, hw.num_sms * ctas_per_sm)):
-        env.process(slot())
+    for i in range(min(n, hw.num_sms * ctas_per_sm)):
+        env.process(slot(i % hw.num_sms))
     env.run()
     st["dram_write_bytes"] += int(hw.l2_eager_writeback_fraction * l2.dirty_bytes())
     st["time_s"] = end[0] + hw.launch_overhead_s
@@ -306,6 +340,52 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buf
 #: on the card than it says and the 114 measured cases worse (5.4 -> 5.8 % median, 86 -> 84 within 10 %);
 #: notes/decode.md "State after session 9"
 QUEUE_CAP_FIRST_STEP = False
+
+#: SMs per GPC and the in-flight bytes at which a GPC's share of the DRAM rate stops growing, per hardware preset.
+#: H100 SXM (132 SMs): the session-11 traces of the real `_decode_split` (benchmarks/decode_tail_gpu.py, H100 80GB HBM3,
+#: 2026-11-26 16:37 UTC, reports/h100-sxm/decode/tail-session11/): at 3 CTAs on every SM the CTAs of 24 SMs end the
+#: wave at 0.67x the time of the other 108 (770 vs 1150 us): each GPC gets the same rate, 12 and 18 SMs to a GPC
+#: (2 x 12 + 6 x 18 = 132); at one CTA per SM (128 CTAs) every CTA ends within 0.4 %: shares by bytes in flight.
+#: So a GPC's share grows with its bytes in flight up to a cap between the 1-per-SM 18-SM GPC's (1.18 MB) and the
+#: 3-per-SM 12-SM GPC's (2.36 MB); 1.8 MB is the 2-per-SM trace's reading (per-GPC rates 367 / 324 GB/s at 2.36 /
+#: 1.57 MB in flight: 1.57 MB x 1.13).
+GPC_ARBITRATION = {"h100-sxm": ((18,) * 6 + (12,) * 2, 1.8e6)}
+#: the GPC arbitration and SM-bound slots on (False: the mean field over all SMs, as before session 11)
+GPC_MODEL = True
+#: with GPC_MODEL: a CTA's compute shared by the CTAs running on its own SM (False: the running CTAs spread over all
+#: SMs, as before)
+SM_BOUND_COMPUTE = False
+
+
+def gpc_sm_map(sizes) -> list:
+    """GPC of each SM: SMs dealt to the GPCs round-robin, skipping full ones (so a launch of fewer CTAs than slots,
+    placed one per SM first, spreads over the GPCs as the card's block scheduler does)."""
+    left = list(sizes)
+    out = []
+    while any(left):
+        for g in range(len(left)):
+            if left[g]:
+                out.append(g)
+                left[g] -= 1
+    return out
+
+
+def gpc_share(gload, g: int, cap: float) -> float:
+    """GPC g's share of the DRAM rate: min(its bytes in flight, cap) over the sum of that over the GPCs."""
+    capped = sum(min(x, cap) for x in gload if x > 0)
+    return min(gload[g], cap) / capped if capped > 0 and gload[g] > 0 else 1.0
+
+
+def gpc_latency_factor(gload, g: int, load: float, cap: float) -> float:
+    """Latency of a CTA of GPC g over the mean field's: the DRAM rate goes to the GPCs in proportion to min(their
+    bytes in flight, cap), and within a GPC to its CTAs in proportion to their bytes in flight.  1 while no GPC is
+    over the cap (every CTA then gets in-flight / latency, the mean field)."""
+    mine = gload[g]
+    if load <= 0 or mine <= 0:
+        return 1.0
+    capped = sum(min(x, cap) for x in gload if x > 0)
+    return (capped / load) / (min(mine, cap) / mine)
+
 
 #: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
 #: under a high load keeps that load's latency for its whole step; 32 steps follow the load as CTAs end (the ragged
@@ -406,7 +486,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                          tile_costs=tile_costs, first_fcfs_s=first_fcfs, epilogue_s=epilogue,
                          count_tiles=first_fcfs is not None, first_round=first_round,
                          first_cap_s=(queue_free_latency_s(facts) if QUEUE_CAP_FIRST_STEP and first_fcfs is not None
-                                      else None))
+                                      else None),
+                         gpcs=(GPC_ARBITRATION.get(hw.name) if GPC_MODEL and L.name == "decode_split" else None))
         st["ncu_residue_write_bytes"] = res = ncu_residue_write_bytes(st["dram_read_bytes"], residue, hw.l2_bytes)
         st["dram_write_bytes"] += res
         st.update(name=L.name, grid=list(L.grid), num_ctas=L.num_ctas, ctas_per_sm=per_sm, cta_stream_Bps=rate,
