@@ -421,10 +421,19 @@ def fa3_applies(p: AttentionProblem, s: Schedule) -> bool:
             and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
 
 
+#: shared memory per CTA of the cards the walk is written for (the H100's and H200's opt-in limit, 227 KB): a walk
+#: whose tiles and O staging tile need more runs one CTA per tile (part of the algorithm, as PERSISTENT_CTAS)
+FA3_WALK_SMEM_BYTES = 232448
+#: shared memory the compiled walk needs beyond `_fa3_sram`'s formula (mbarriers, alignment: 320-352 B measured; the
+#: wait-fence variant's scratch adds 304 B)
+FA3_SMEM_SLACK_BYTES = 1024
+
+
 def fa3_persistent(p: AttentionProblem, s: Schedule) -> bool:
     """Whether hopper_fa3's own launch walks the tiles persistently (min(tiles, 132) CTAs, `fa3_tiles`' order) or
-    runs one CTA per tile: always the walk where the launch runs (the per-tile grid stays the kernel's fallback,
-    `kernels.hopper_gluon.fa3_forward(persistent=False)`).  Measured (H100, B*N = 16k, H*d = 2048, walk vs one CTA per
+    runs one CTA per tile: the walk wherever its tiles fit `FA3_WALK_SMEM_BYTES` with the O staging tile (d=128
+    128x128 with 3 stages does not: 262 KB; it runs one CTA per tile, 229 KB, as before session 10); the per-tile
+    grid is also the kernel's fallback (`kernels.hopper_gluon.fa3_forward(persistent=False)`).  Measured (H100, B*N = 16k, H*d = 2048, walk vs one CTA per
     tile, TFLOP/s): non-causal, run9b: d=128 N=1024 592 vs 534, d=64 418 vs 375, N=16384 ties; causal, the balanced
     table `fa3_walk` (run10b, medians of 4, benchmarks/results/hopper-h100-2026-11-26-run10b.md): bf16 d=128 N 2048 /
     4096 / 8192 / 16384 526 / 588 / 616 / 635 vs 466 / 534 / 584 / 632, d=64 380 / 420 / 445 / 458 vs 328 / 383 /
@@ -433,7 +442,10 @@ def fa3_persistent(p: AttentionProblem, s: Schedule) -> bool:
     fastest) had measured 260 vs 360 at d=128 N=1024: not the balance (the round-robin CTAs differ by <= 12 % of
     work) but the order -- run10a's same table with one section over all heads gave 266 vs the 16 MiB sections' 406:
     132 concurrent tiles of 132 different heads stream 66 MB of K/V through the 50 MB L2."""
-    return fa3_applies(p, s)
+    if not fa3_applies(p, s):
+        return False
+    o_stage = s.block_m * p.head_dim * p.element_bytes
+    return _flash2_fwd_sram(p, s) + o_stage + FA3_SMEM_SLACK_BYTES <= FA3_WALK_SMEM_BYTES
 
 
 #: K + V bytes of the kv heads one section of the causal walk spans: the walk finishes a section's tiles before it

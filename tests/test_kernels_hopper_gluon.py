@@ -20,7 +20,7 @@ ALG = "hopper_fa3"
 # (B, Hq, Hkv, Nq, Nkv, d), causal, alignment, block_n, stages, grid order
 _CASES = {
     "d128_full_gqa": ((2, 8, 2, 1024, 1024, 128), False, "top_left", 128, 2, "q_fastest"),
-    # (128x128 with 3 stages does not fit the persistent walk at d=128: test_sram_refusal below)
+    # (128x128 with 3 stages does not fit the persistent walk at d=128: the registry runs it one CTA per tile)
     "d128_full_s3_heads_fastest": ((1, 4, 4, 512, 768, 128), False, "top_left", 64, 3, "heads_fastest"),
     "d128_causal_tl": ((1, 4, 4, 1024, 1024, 128), True, "top_left", 128, 2, "q_fastest"),
     "d128_causal_br_q_lt_kv": ((1, 4, 2, 512, 1024, 128), True, "bottom_right", 128, 3, "q_fastest"),
@@ -42,9 +42,11 @@ _WALK_CASES = {
 
 
 @pytest.mark.parametrize("d, bn, st, causal, persistent, fits", [
-    (128, 128, 3, False, None, False),   # the registry's walk stages O in its own tile: 262 144 B
-    (128, 128, 3, True, None, False),    # causal too (the walk, session 10)
-    (128, 128, 3, True, False, True),    # one tile per CTA: 229 376 B
+    (128, 128, 3, False, True, False),   # the walk stages O in its own tile: 262 144 B
+    (128, 128, 3, True, True, False),    # causal too
+    (128, 128, 3, False, None, True),    # so the registry runs these tiles one per CTA: 229 376 B
+    (128, 128, 3, True, None, True),
+    (128, 128, 3, True, False, True),
     (128, 128, 3, False, False, True),   # the walk forced off
     (128, 128, 2, False, None, True),
     (128, 64, 3, False, None, True),
@@ -284,8 +286,8 @@ def test_fa3_grid_and_descriptors(order):
 
 def test_fa3_registry_launches():
     """kernel_launches of hopper_fa3: the persistent walk (min(tiles, 132) CTAs, its own O staging tile), causal or
-    not; hopper's per-tile launch where the Gluon launch does not run; the persistent d=128 3-stage tiles need more
-    than the H100's 227 KB (refused by check_fits); extra memory = lse (+ the causal walk's int32 table)."""
+    not; hopper's per-tile launch where the Gluon launch does not run; one CTA per tile where the walk's tiles would
+    need more than the H100's 227 KB (d=128 128x128 s3); extra memory = lse (+ the causal walk's int32 table)."""
     from memsim.algorithms import spec_for
     from memsim.algorithms_hopper import fa3_applies, fa3_persistent
     from memsim.schedule import check_fits, kernel_launches
@@ -308,9 +310,11 @@ def test_fa3_registry_launches():
     assert spec.extra_device_bytes(causal, s) == lse + 4 * (132 + 1 + 8 * 256)
     h100 = 227 * 1024  # shared memory per block (DESIGN.md)
     check_fits(causal, Schedule(ALG, "fwd", 128, 64, 4, 3), h100)
+    s3 = Schedule(ALG, "fwd", 128, 128, 4, 3)  # the walk would need 262 KB: one CTA per tile (229 KB)
     for p in (full, causal):
-        with pytest.raises(ScheduleError):
-            check_fits(p, Schedule(ALG, "fwd", 128, 128, 4, 3), h100)
+        check_fits(p, s3, h100)
+        (L,) = kernel_launches(p, s3)
+        assert not fa3_persistent(p, s3) and L.grid == (8, 256, 1) and L.smem_bytes == 128 * e + 3 * 2 * 128 * e
 
 
 _COMPILE = r"""
