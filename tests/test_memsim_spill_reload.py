@@ -108,3 +108,41 @@ def test_chip_spill_store_rate(points):
     for p in (miss, hit):
         assert p["local_st_bytes"] / p["time_s"] > 2.2e12, p["id"]
     assert not math.isnan(rate)
+
+
+#: live launches whose spill stores are mostly written back (DRAM writes / spill stores 0.65-0.94) while ncu's DRAM reads
+#: say most of their reloads still hit the L2 (notes/spills.md, session 10: 18 of the 59 live launches with >= 100 MB
+#: of spill stores and reloads reaching the L2 are placed more than 0.1 above that bound)
+PLACED_TOO_FAR = (
+    ("r2611261_005", "flash1_fwd"), ("r7261126_012", "hopper_bwd_dkdvdq"), ("r26112614_003", "hopper_bwd_dkdv_ws"),
+    ("r26112_012_", "flash2_bwd_dkdv"), ("r11262_002", "flash2_bwd_dkdv"), ("r5126_000", "naive_bwd_dp"),
+)
+
+
+@pytest.mark.xfail(strict=True, reason="memsim.local_memory's L2-miss curve for reloads (from the `spills` points, "
+                                       "which store and reload every value once per sweep of the footprint) sends "
+                                       "0.32-0.99 of these launches' L2 reloads to DRAM where ncu saw at most "
+                                       "0.10-0.34: their stores are written back but the lines stay in the L2 "
+                                       "(notes/spills.md, session 10); a costlier DRAM-missing reload (the "
+                                       "microbenchmark's write-back points imply ~2200 cycles) multiplies this error")
+def test_reload_dram_fraction_within_the_measured_bound():
+    import glob
+    import memsim
+    from verification.suite import case_from_record
+    hw = memsim.load_hardware("h100-sxm")
+    bad = []
+    for pat, launch in PLACED_TOO_FAR:
+        f = glob.glob(str(ROOT / "verification/data/nvidia-h100-80gb-hbm3/random/*" / f"{pat}*.json"))
+        assert len(f) == 1, (pat, f)
+        rec = json.loads(Path(f[0]).read_text())
+        case = case_from_record(rec)
+        k = memsim.simulate(case.problem, case.schedule, hw).kernel(launch)
+        m = next(x for x in rec["kernels"] if x["name"] == launch)["metrics"]
+        gld = (m.get("l1tex__t_bytes_pipe_lsu_mem_global_op_ld.sum", 0.0)
+               + m.get("l1tex__m_xbar2l1tex_read_bytes_mem_global_op_tma_ld.sum", 0.0))
+        reach = m["lts__t_sectors_srcunit_tex_op_read.sum"] * 32 - gld
+        bound = m["dram__bytes_read.sum"] / reach  # every DRAM read counted as a reload miss: an upper bound
+        model = k["spill_dram_read_bytes"] / max(1, k["spill_l2_read_bytes"])
+        if model > bound + 0.1:
+            bad.append(f"{pat} {launch}: model {model:.2f} > measured <= {bound:.2f}")
+    assert not bad, "\n".join(bad)

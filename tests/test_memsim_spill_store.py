@@ -48,8 +48,11 @@ def test_few_warps_per_sm_do_not_contend_between_sms(rows):
 
 @pytest.mark.xfail(strict=True, reason="memsim's Calibration.spill_store_l2_Bps (1.59 TB/s, the `spills` 4-warp point "
                                        "with 61 % write-backs) is not the chip's limit: spill_sm stored 2.65-2.90 TB/s "
-                                       "with 8-16 warps per SM; raising it alone made the live sets' medians worse "
-                                       "(notes/spills.md), so the model keeps it for now")
+                                       "with 8-16 warps per SM, and 2.1-2.6 with 6-8 warps whose reloads all miss L1 "
+                                       "(reload plan, session 10); raising it (alone, with batched reloads, or with "
+                                       "the stores on the L2 write link) made the live sets' medians worse: it stands "
+                                       "in for the write-back launches, whose reload placement is off "
+                                       "(test_memsim_spill_reload.py; notes/spills.md), so the model keeps it for now")
 def test_calibrated_spill_store_rate_is_the_chips_limit(rows):
     cal = load_calibration(memsim.load_hardware("h100-sxm"))
     fastest = max(r["store_Bps"] for r in rows if r["sms_used"] == 132)
