@@ -371,8 +371,9 @@ def merge(run_paths: list, into: str, replace: bool = False) -> int:
     merge_fact(into, "spill_sm", pts, run=run, run_path=run_paths[-1], replace=replace,
                also=[os.path.relpath(r, ROOT) for r in run_paths[:-1]],
                note="spills by warps per SM, by the L1 beside the carve-out and by the reloads' L1 miss fraction "
-                    "(benchmarks/spill_sm_gpu.py, plans sms / carveout / reload): memsim.local_memory derives the "
-                    "chip's spill-store rate (spill_store_rate_from) and the reload batch (reload_batch_from)")
+                    "(benchmarks/spill_sm_gpu.py, plans sms / carveout / reload); data only: "
+                    "memsim.local_memory.spill_store_rate_from (2.9 TB/s) and reload_batch_from (3.75) read it, no "
+                    "Calibration figure does yet (notes/spills.md, session 10)")
     print(f"spill_sm: {len(pts)} points from {len(run_paths)} runs merged into {into}")
     return 0
 
