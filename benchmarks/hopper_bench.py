@@ -228,7 +228,8 @@ def main(argv=None):
     ap.add_argument("--fa3", default=None,
                     help="also time hopper_fa3's Gluon launch (kernels.hopper_gluon.fa3_forward, FA3's structure) at "
                          "these block_n/stages, comma-separated; suffixes: p = the persistent walk, f = the wait "
-                         "fence on (F: off; neither: kernels.hopper_gluon.WAIT_FENCE), @S = the causal walk's "
+                         "fence on (F: off; neither: kernels.hopper_gluon.WAIT_FENCE), u / U = causal block 0 without / "
+                         "with the mask where the rows see it whole (kernels.hopper_gluon.BLOCK0_UNMASKED), @S = the causal walk's "
                          "sections of S batch*heads (@all: one section; causal cases only): e.g. 128/2,128/2pf,128/2p@1")
     ap.add_argument("--seqs", default="4096,16384")
     ap.add_argument("--causal", default="both", choices=("both", "yes", "no"), help="which masks to time")
@@ -320,10 +321,10 @@ def _fwd_case(p, q, k, v, cands, sdpa, args, base):
         var = fa3_variant(cfg, p)
         if var is None:  # a causal-walk section variant on a non-causal case
             continue
-        bn, st, walk, fence, sec, label = var
+        bn, st, walk, fence, sec, label, b0 = var
         runs[f"hopper_fa3 128x{bn} s{st}{label}"] = (
             "fa3p" if walk else "fa3", Schedule("hopper_fa3", "fwd", 128, bn, 4, st), dict(
-                persistent=walk, wait_fence=fence, section_heads=sec))
+                persistent=walk, wait_fence=fence, section_heads=sec, block0_unmasked=b0))
     runs["flash2"] = ("flash2", kernels.default_schedule(p, "flash2", "fwd", dev))
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention runs by default (issue 9 item 6)
     records.append(dict(impl="default_choice", variant="default_choice", forward=ch.forward.to_dict(),
@@ -383,20 +384,22 @@ OURS = ("hopper", "flash2", "hopper_ws", "gluon", "fa3", "fa3p", "hopper_fa3")
 
 
 def fa3_variant(cfg: str, p):
-    """--fa3's "BN/S[p][f|F][@S|@all]" -> (block_n, stages, persistent, wait_fence, section_heads, label); None for a
-    section variant on a non-causal problem (its walk has no sections)."""
+    """--fa3's "BN/S[p][f|F][u|U][@S|@all]" -> (block_n, stages, persistent, wait_fence, section_heads, label,
+    block0_unmasked); None for a section variant on a non-causal problem (its walk has no sections)."""
     import re
-    m = re.fullmatch(r"(\d+)/(\d+)(p?)([fF]?)(?:@(\d+|all))?", cfg)
+    m = re.fullmatch(r"(\d+)/(\d+)(p?)([fF]?)([uU]?)(?:@(\d+|all))?", cfg)
     if m is None:
-        raise SystemExit(f"--fa3: {cfg!r} is not BN/S[p][f|F][@S|@all] (e.g. 128/2, 128/2pf, 128/2p@1)")
-    bn, st, walk, fence, sec = int(m[1]), int(m[2]), bool(m[3]), {"f": True, "F": False}.get(m[4]), m[5]
+        raise SystemExit(f"--fa3: {cfg!r} is not BN/S[p][f|F][u|U][@S|@all] (e.g. 128/2, 128/2pf, 128/2p@1)")
+    bn, st, walk, fence, sec = int(m[1]), int(m[2]), bool(m[3]), {"f": True, "F": False}.get(m[4]), m[6]
+    b0 = {"u": True, "U": False}.get(m[5])
     if sec is not None and not (p.causal and walk):
         return None
     if sec is not None:
         sec = p.batch * p.heads_q if sec == "all" else int(sec)
     label = (" [persistent]" if walk else "") + {True: " [fence]", False: " [no fence]", None: ""}[fence] + (
-        f" [sections {m[5]}]" if sec is not None else "")
-    return bn, st, walk, fence, sec, label
+        {True: " [block0 unmasked]", False: " [block0 masked]", None: ""}[b0]) + (
+        f" [sections {m[6]}]" if sec is not None else "")
+    return bn, st, walk, fence, sec, label, b0
 
 
 def print_table(records):

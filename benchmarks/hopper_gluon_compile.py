@@ -46,7 +46,7 @@ def wait_order(sass: str) -> list:
 
 def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False,
-                wait_fence: bool | None = None) -> dict:
+                wait_fence: bool | None = None, block0_unmasked: bool | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -68,7 +68,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         from memsim.schedule import AttentionProblem, Schedule
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
         s = Schedule("hopper_fa3", "fwd", 128, block_n, 4, stages)
-        args, kw = kg.fa3_args(p, s, q, q, q, o, lse, persistent=persistent, wait_fence=wait_fence)
+        args, kw = kg.fa3_args(p, s, q, q, q, o, lse, persistent=persistent, wait_fence=wait_fence,
+                               block0_unmasked=block0_unmasked)
         jf = kg._hopper_fa3_fwd
     else:
         args = (q, q, q, o, lse, st, st, st, st, H, n, n, 0.125, 0)
@@ -85,7 +86,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         with open(sass_out, "w") as f:
             f.write(sass)
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
-    return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+    return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else "")
+            + ("+block0_unmasked" if block0_unmasked else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
@@ -105,6 +107,9 @@ def main(argv=None) -> int:
     ap.add_argument("--persistent", action="store_true", help="fa3: the persistent walk")
     ap.add_argument("--wait-fence", default=None, choices=("on", "off"),
                     help="fa3: the l_i scratch store before the wait for P V (default: kernels.hopper_gluon.WAIT_FENCE)")
+    ap.add_argument("--block0-unmasked", default=None, choices=("on", "off"),
+                    help="fa3, causal: block 0 without the mask where the rows see it whole (default: "
+                         "kernels.hopper_gluon.BLOCK0_UNMASKED)")
     a = ap.parse_args(argv)
     bad = 0
     for d in (int(x) for x in a.d.split(",")):
@@ -112,7 +117,8 @@ def main(argv=None) -> int:
             try:
                 print(compile_one(d, causal, a.dtype, a.block_n, kernel=a.kernel, stages=a.stages, sass_out=a.sass,
                                   persistent=a.persistent,
-                                  wait_fence=None if a.wait_fence is None else a.wait_fence == "on"),
+                                  wait_fence=None if a.wait_fence is None else a.wait_fence == "on",
+                                  block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on"),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

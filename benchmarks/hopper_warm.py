@@ -41,9 +41,9 @@ def _task(t):
             var = hbench.fa3_variant(tiles[4:], p)
             if var is None:
                 return f"{t}: skipped (no walk sections without a causal mask)"
-            bn, st, walk, fence, sec, _ = var
+            bn, st, walk, fence, sec, _, b0 = var
             kg.fa3_forward(p, Schedule("hopper_fa3", "fwd", 128, bn, 4, st), q, k, v, persistent=walk,
-                           wait_fence=fence, section_heads=sec)
+                           wait_fence=fence, section_heads=sec, block0_unmasked=b0)
             torch.cuda.synchronize()
             return f"{t}: {time.time() - t0:.1f} s"
         if tiles == "default":

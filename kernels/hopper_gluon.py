@@ -66,6 +66,9 @@ CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
 #: Off: exact on the H100 both ways (run10a), but not faster (run10b, medians of 4: the walk 0.97-1.00x at d=128
 #: non-causal, 0.98-1.00x causal, 0.94-0.99x at d=64; per tile 0.99-1.05x).
 WAIT_FENCE = False
+#: causal: the first K/V block without the mask where a consumer's 64 rows see it whole (`_hopper_fa3_fwd`'s
+#: BLOCK0_UNMASKED; before session 10's end block 0 always ran masked)
+BLOCK0_UNMASKED = False
 
 if gluon is not None:
     @gluon.jit
@@ -195,7 +198,7 @@ if gluon is not None:
                       turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H, WALK, qk_scale2,
                       WG: gl.constexpr, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                       BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                      PERSISTENT: gl.constexpr, WAIT_FENCE: gl.constexpr):
+                      PERSISTENT: gl.constexpr, WAIT_FENCE: gl.constexpr, BLOCK0_UNMASKED: gl.constexpr):
         """Consumer warpgroup WG (0 or 1): rows start_m + WG*64 .. +63 of each of its tiles.  Resident per tile: its
         Q half (shared memory), O (64 x d fp32), m, l, P_{j-1} (registers).  Epilogue: O through shared memory
         (per-tile grid: the Q half, free once the last S is done; persistent: its own staging tile, so the producer
@@ -233,11 +236,13 @@ if gluon is not None:
             l_i = gl.zeros([HALF], gl.float32, layout=gl.SliceLayout(1, s_layout))
             acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
             p_op = gl.zeros([HALF, BLOCK_N], dtype, layout=p_layout)
-            # blocks [0, n_full) are seen whole by all 64 rows (causal); block 0 always runs masked
+            # blocks [0, n_full) are seen whole by all 64 rows (causal); block 0 runs masked unless BLOCK0_UNMASKED
+            # and n_full >= 1 (the rows see it whole; rows that may see nothing need the mask's -inf guard)
             if CAUSAL:
                 n_full = gl.minimum(gl.maximum(start_m + WG * HALF + CAUSAL_OFFSET + 1, 0) // BLOCK_N, n_blocks)
             else:
                 n_full = n_blocks
+            whole0 = n_full >= 1
             n_full = gl.maximum(n_full, 1)
 
             mbarrier.wait(q_bar.index(WG), n & 1)
@@ -250,7 +255,16 @@ if gluon is not None:
                 turn_ph = turn_ph ^ 1
                 s = warpgroup_mma_wait(num_outstanding=0, deps=(s_tok,))
                 mbarrier.arrive(k_empty.index(st0), count=1)
-                p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET, MASKED=CAUSAL)
+                if CAUSAL and BLOCK0_UNMASKED:
+                    if whole0:
+                        p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET,
+                                                          MASKED=False)
+                    else:
+                        p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET,
+                                                          MASKED=True)
+                else:
+                    p, alpha, m_i, l_i = _fa3_softmax(s, m_i, l_i, qk_scale2, offs_n, rows, CAUSAL_OFFSET,
+                                                      MASKED=CAUSAL)
                 p_op = gl.convert_layout(p.to(dtype), p_layout)
             for j in range(1, n_full):  # whole blocks: no mask arithmetic
                 acc, m_i, l_i, p_op, turn_ph = _fa3_step(
@@ -291,7 +305,8 @@ if gluon is not None:
     def _hopper_fa3_fwd(q_desc, k_desc, v_desc, o_desc, LSE, WALK, H, BH, SEQ_Q, SEQ_KV, qk_scale2, CAUSAL_OFFSET,
                         GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                         STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                        PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr, WAIT_FENCE: gl.constexpr):
+                        PERSISTENT: gl.constexpr, CONSUMER_REGS: gl.constexpr, WAIT_FENCE: gl.constexpr,
+                        BLOCK0_UNMASKED: gl.constexpr):
         """The launch ``hopper_fa3_fwd``.  Per-tile (PERSISTENT False): grid (Q blocks, batch*head_q) or (batch*head_q,
         Q blocks) by `Schedule.grid_order`, one tile per CTA.  Persistent: grid (CTAs,), CTA c walks tiles c, c + G,
         ... (`memsim.algorithms_hopper.persistent_tiles`' order); its producer loads tile t+1's Q_i, K_j, V_j while
@@ -350,11 +365,11 @@ if gluon is not None:
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
                              v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
                              WALK, qk_scale2, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST,
-                             PERSISTENT, WAIT_FENCE)),
+                             PERSISTENT, WAIT_FENCE, BLOCK0_UNMASKED)),
             (_fa3_consumer, (o_desc, q_smem, o_smem, k_smem, v_smem, q_bar, q_empty, k_ready, v_ready, k_empty,
                              v_empty, turn, LSE, t0, t_step, n_tiles, pid1, BH, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, H,
                              WALK, qk_scale2, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST,
-                             PERSISTENT, WAIT_FENCE)),
+                             PERSISTENT, WAIT_FENCE, BLOCK0_UNMASKED)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -406,7 +421,7 @@ def fa3_walk_table(p: AttentionProblem, s: Schedule, device, section_heads: int 
 
 
 def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool | None = None,
-             wait_fence: bool | None = None, section_heads: int | None = None):
+             wait_fence: bool | None = None, section_heads: int | None = None, block0_unmasked: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_fwd` -- shared by the launcher and the CPU compile check;
     persistent as in `fa3_grid`; wait_fence None: `WAIT_FENCE`; section_heads: the causal walk's sections
     (None: the registry's)."""
@@ -418,7 +433,8 @@ def fa3_args(p: AttentionProblem, s: Schedule, q, k, v, o, lse, persistent: bool
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest",
               PERSISTENT=persistent, CONSUMER_REGS=CONSUMER_REGS,
-              WAIT_FENCE=WAIT_FENCE if wait_fence is None else wait_fence, num_warps=4,
+              WAIT_FENCE=WAIT_FENCE if wait_fence is None else wait_fence,
+              BLOCK0_UNMASKED=BLOCK0_UNMASKED if block0_unmasked is None else block0_unmasked, num_warps=4,
               maxnreg=MAXNREG)
     return args, kw
 
@@ -464,7 +480,8 @@ def check_fa3_sram(p: AttentionProblem, s: Schedule, persistent, limit_bytes: in
 
 
 def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v, persistent: bool | None = None,
-                wait_fence: bool | None = None, section_heads: int | None = None) -> ForwardResult:
+                wait_fence: bool | None = None, section_heads: int | None = None,
+                block0_unmasked: bool | None = None) -> ForwardResult:
     """Launch `_hopper_fa3_fwd` (sm_90 GPU only; "meta" tensors too, for `kernels.compiled_facts`' capture): o, and
     lse (B, Hq, Nq) fp32 in natural-log units.  persistent: the walk or one tile per CTA (None: the registry's rule,
     `fa3_persistent`; True/False outside the registry, for the benchmarks' comparison); wait_fence and
@@ -484,7 +501,7 @@ def fa3_forward(problem: AttentionProblem, schedule: Schedule, q, k, v, persiste
                        torch.cuda.get_device_name(q.device))
     o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    args, kw = fa3_args(p, s, q, k, v, o, lse, persistent, wait_fence, section_heads)
+    args, kw = fa3_args(p, s, q, k, v, o, lse, persistent, wait_fence, section_heads, block0_unmasked)
     _hopper_fa3_fwd[fa3_grid(p, s, persistent)](*args, **kw)
     return ForwardResult(o, lse, {"lse": lse}, schedule, problem)
 

@@ -111,6 +111,22 @@ def test_fa3_both_grids_gpu(case, persistent, fence):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("case", [c for c, v in {**_CASES, **_WALK_CASES}.items() if v[1]])
+def test_fa3_block0_unmasked_gpu(case):
+    """Causal, BLOCK0_UNMASKED: block 0 without the mask where a consumer's rows see it whole, masked where they may
+    not (bottom-right rows that see nothing, the diagonal's tile): exact by the rule, registry's grid."""
+    shape, causal, align, bn, st, order = {**_CASES, **_WALK_CASES}[case]
+    q, k, v, _ = make_inputs(*shape, "bf16", "cuda", seed_of("fa3", "block0", case))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    with poisoned_allocations():
+        res = hg.fa3_forward(p, Schedule(ALG, "fwd", 128, bn, 4, st, order), q, k, v, block0_unmasked=True)
+    ref = kernels.reference(q, k, v, causal=causal, causal_align=align)
+    ys = yardsticks(q, k, v, causal=causal, causal_align=align)
+    check_rule("o", res.o, ref[0], dtype="bf16", **ys["o"])
+    check_lse(res.lse, ref[1])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
 @pytest.mark.parametrize("sections", [1, 3, None, "all"])
 @pytest.mark.parametrize("fence", [False, True], ids=["no_fence", "fence"])
 def test_fa3_causal_walk_sections_gpu(sections, fence):
