@@ -18,15 +18,19 @@ from collections import defaultdict
 from dataclasses import replace
 
 
-def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages: int = 3) -> dict:
+def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages: int = 3,
+          context: str = "ncu") -> dict:
     from memsim.hardware import load_hardware
     from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, estimate_time_s
     from memsim.workloads_decode import simulate_decode
     facts = DeviceFacts.from_hardware(load_hardware(hardware))
     shapes = defaultdict(dict)
-    for r in bench["records"]:
+    # benchmarks/decode.py writes "records"; benchmarks/decode_cold.py "rows" (bf16, 32 / 8 heads, d128, one token)
+    records = bench.get("records") or bench.get("rows") or []
+    for r in records:
         if r.get("impl") == "decode" and r.get("layout") == "contiguous" and not r.get("auto") and r.get("ms"):
-            key = (r["batch"], r["context"], r["heads_q"], r["heads_kv"], r["head_dim"], r["dtype"], r["seq_q"])
+            key = (r["batch"], r["context"], r.get("heads_q", 32), r.get("heads_kv", 8), r.get("head_dim", 128),
+                   r.get("dtype", "bf16"), r.get("seq_q", 1))
             shapes[key][r["num_splits"]] = r["ms"] * 1e-3
     rows = []
     for (b, n, hq, hkv, d, dt, nq), meas in sorted(shapes.items()):
@@ -37,7 +41,8 @@ def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages
         per = {}
         for c, t in sorted(meas.items()):
             cf = estimate_time_s(p, replace(s, num_splits=c), facts)["time_s"]
-            sim = simulate_decode(p, replace(s, num_splits=c), hardware, flush_l2=False)["total"]["gpu_time_s"]
+            sim = simulate_decode(p, replace(s, num_splits=c), hardware, flush_l2=False,
+                                  context=context)["total"]["gpu_time_s"]
             per[c] = {"measured_s": t, "closed_form_s": cf, "simpy_s": sim, "closed_form_err": cf / t - 1,
                       "simpy_err": sim / t - 1}
         simpy_pick = min(per, key=lambda c: per[c]["simpy_s"])
@@ -47,13 +52,13 @@ def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages
                      "simpy_pick_of_measured": simpy_pick, "simpy_loss": meas[simpy_pick] / meas[best] - 1,
                      "why": why, "splits": per})
     tune = []
-    for r in bench["records"]:
+    for r in records:
         if r.get("tune") and r.get("ms") and r.get("schedule"):
             p = DecodeProblem.uniform(r["batch"], r["heads_q"], r["heads_kv"], r["head_dim"], r["context"],
                                       seq_q=r["seq_q"], dtype=r["dtype"])
             sd = {k: v for k, v in r["schedule"].items() if k in DecodeSchedule.__dataclass_fields__}
             s = DecodeSchedule(**sd)
-            sim = simulate_decode(p, s, hardware, flush_l2=False)["total"]["gpu_time_s"]
+            sim = simulate_decode(p, s, hardware, flush_l2=False, context=context)["total"]["gpu_time_s"]
             cf = estimate_time_s(p, s, facts)["time_s"]
             tune.append({"batch": r["batch"], "context": r["context"], "schedule": sd, "measured_s": r["ms"] * 1e-3,
                          "simpy_s": sim, "closed_form_s": cf, "simpy_err": sim / (r["ms"] * 1e-3) - 1})
@@ -62,7 +67,7 @@ def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages
     losses = [r["rule_loss"] for r in rows if r["rule_loss"] is not None]
     summary = {"shapes": len(rows), "rule_within_5pct": sum(x <= 0.05 for x in losses), "rule_measured": len(losses),
                "rule_worst_loss": max(losses) if losses else None,
-               "simpy_within_5pct": sum(r["simpy_loss"] <= 0.05 for r in rows),
+               "simpy_within_5pct": sum(r["simpy_loss"] <= 0.05 for r in rows), "context": context,
                "simpy_time_err_median": statistics.median(errs), "simpy_time_err_worst": max(errs),
                "closed_form_time_err_median": statistics.median(cf), "closed_form_time_err_worst": max(cf),
                "points": len(errs), "memory_source": facts.source}
@@ -101,11 +106,13 @@ def main(argv=None) -> int:
     ap.add_argument("--hw", default="h100-sxm")
     ap.add_argument("--block-n", type=int, default=64)
     ap.add_argument("--num-stages", type=int, default=3)
+    ap.add_argument("--context", choices=("ncu", "graph"), default="ncu",
+                    help="the model's context: ncu (each kernel alone) or graph (CUDA-graph replay, as benchmarked)")
     a = ap.parse_args(argv)
     from memsim.io import base_provenance, write_atomic, write_json
     with open(a.bench) as f:
         bench = json.load(f)
-    res = check(bench, a.hw, a.block_n, a.num_stages)
+    res = check(bench, a.hw, a.block_n, a.num_stages, a.context)
     res["provenance"] = base_provenance("python benchmarks/decode_split_check.py " + " ".join(argv or sys.argv[1:]))
     res["provenance"]["bench"] = a.bench
     res["provenance"]["bench_card"] = bench.get("provenance", {}).get("gpu")

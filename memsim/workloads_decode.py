@@ -387,6 +387,13 @@ def gpc_latency_factor(gload, g: int, load: float, cap: float) -> float:
     return (capped / load) / (min(mine, cap) / mine)
 
 
+#: seconds a kernel costs inside a CUDA graph, per preset (simulate_decode(context="graph") uses it in place of
+#: launch_overhead_s, ncu's empty-kernel duration, 2.18 us on the H100): H100 80GB HBM3, 2026-11-26 17:15 UTC,
+#: benchmarks/decode_graph_gpu.py, 1 / 2 / 4 / 8 / 32 empty Triton kernels back to back in one graph, do_bench_cudagraph
+#: medians 0.80-0.97 / 1.93 / 3.88 / 7.75 / 31.12 us: the slope, 0.97 us per kernel
+#: (reports/h100-sxm/decode/graph-session11/graph.json)
+GRAPH_KERNEL_S = {"h100-sxm": 0.97e-6}
+
 #: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
 #: under a high load keeps that load's latency for its whole step; 32 steps follow the load as CTAs end (the ragged
 #: suite case: 16-tile steps 79.4 us, 1-tile steps 61.8, 32 steps per CTA 61.9; measured 58.5)
@@ -404,12 +411,15 @@ def default_run_tiles(problem: DecodeProblem, schedule: DecodeSchedule, longest_
 
 
 def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", *, flush_l2: bool = True,
-                    run_tiles: int | None = None) -> dict:
+                    run_tiles: int | None = None, context: str = "ncu") -> dict:
     """Predicted bytes per level and time of every launch, in the record shape of SimResult.to_dict()
     (`total` has time_s = gpu_time_s, the kernels back to back, and host_time_s, the Python launch cost).
 
     run_tiles: K/V tiles per model step (the grain); None = 16, or more so that no CTA has over 8 steps.
-    Bytes do not depend on it."""
+    Bytes do not depend on it.
+    context: "ncu" (each kernel as ncu times it: the preset's launch_overhead_s, an empty kernel's
+    gpu__time_duration) or "graph" (the launches replayed in a CUDA graph, as serving runs decode and the benchmarks
+    time it: each kernel costs `GRAPH_KERNEL_S` of its preset instead; needs flush_l2=False)."""
     from .engine import L2Cache
     from .hardware import load_hardware
     if not isinstance(problem, DecodeProblem) or not isinstance(schedule, DecodeSchedule):
@@ -417,6 +427,15 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
     from .schedule import require_bool
     require_bool("flush_l2", flush_l2)
     hw = load_hardware(hardware)
+    if context not in ("ncu", "graph"):
+        raise ValueError(f"simulate_decode context must be 'ncu' or 'graph', got {context!r}")
+    if context == "graph":
+        if flush_l2:
+            raise ValueError("context='graph' replays the launches back to back: pass flush_l2=False")
+        if hw.name not in GRAPH_KERNEL_S:
+            raise ValueError(f"no CUDA-graph kernel cost measured for {hw.name!r} (GRAPH_KERNEL_S has "
+                             f"{sorted(GRAPH_KERNEL_S)}): run benchmarks/decode_graph_gpu.py there")
+        hw = replace(hw, launch_overhead_s=GRAPH_KERNEL_S[hw.name])
     facts = DeviceFacts.from_hardware(hw)
     smem = decode_sram_bytes_per_cta(problem, schedule)
     if smem > hw.smem_per_block_bytes:
@@ -505,20 +524,23 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
 
 
 def rank_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", candidates=None,
-                    flush_l2: bool = False) -> list:
+                    flush_l2: bool = False, context: str = "graph") -> list:
     """[(num_splits, predicted GPU time, result)] for each candidate split count, fastest first.
 
-    flush_l2=False by default: in a real decode step the combine launch finds the partials in L2."""
+    flush_l2=False by default: in a real decode step the combine launch finds the partials in L2; context "graph":
+    the split and combine launches replayed in a CUDA graph, as serving runs them (`simulate_decode`)."""
     cands = candidates or candidate_splits(problem, schedule)
     out = []
     for c in cands:
-        r = simulate_decode(problem, replace(schedule, num_splits=c), hardware, flush_l2=flush_l2)
+        r = simulate_decode(problem, replace(schedule, num_splits=c), hardware, flush_l2=flush_l2,
+                            context=context if not flush_l2 else "ncu")
         out.append((c, r["total"]["gpu_time_s"], r))
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
 def choose_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm") -> tuple:
-    """(best split count, why): the model's ranking explained (occupancy against combine traffic)."""
+    """(best split count, why): the model's ranking explained (occupancy against combine traffic), the launches in a
+    CUDA graph over a cache that is not in the L2 (as serving runs decode)."""
     ranked = rank_num_splits(problem, schedule, hardware)
     c, t, r = ranked[0]
     one = next(x for x in ranked if x[0] == 1)

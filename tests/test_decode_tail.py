@@ -76,3 +76,44 @@ def test_tail_sweep(gpc, monkeypatch):
         assert worst <= 0.10, errs
     else:
         assert errs[(50, 16384)] > 0.10 and errs[(50, 4096)] > 0.10, errs
+
+
+COLD = os.path.join(ROOT, "reports", "h100-sxm", "decode", "cold-session11", "cold.json")
+
+
+def _cold_sweeps():
+    with open(COLD) as f:
+        rows = json.load(f)["rows"]
+    by = defaultdict(dict)
+    for r in rows:
+        if r["impl"] == "decode" and r["layout"] == "contiguous" and not r.get("auto"):
+            by[(r["batch"], r["context"])][r["num_splits"]] = r["s"][0]
+    return by
+
+
+def test_graph_context_needs_an_unflushed_l2_and_a_measured_figure():
+    p = DecodeProblem.uniform(1, 32, 8, 128, 1024)
+    with pytest.raises(ValueError, match="flush_l2=False"):
+        wd.simulate_decode(p, DecodeSchedule(num_splits=2), "h100-sxm", context="graph")
+    with pytest.raises(ValueError, match="'ncu' or 'graph'"):
+        wd.simulate_decode(p, DecodeSchedule(num_splits=2), "h100-sxm", flush_l2=False, context="eager")
+    with pytest.raises(ValueError, match="no CUDA-graph kernel cost"):
+        wd.simulate_decode(p, DecodeSchedule(num_splits=2), "a100-80gb", flush_l2=False, context="graph")
+
+
+@pytest.mark.parametrize("shape", [(1, 1024), (1, 8192), (8, 1024), (8, 8192)])
+def test_split_pick_on_the_cold_cache_graph_sweeps(shape):
+    """benchmarks/decode_cold.py (H100, 2026-11-26 17:19 UTC): CUDA-graph medians over caches that are not in the
+    L2.  The model in the graph context (0.97 us per kernel, the empty-kernel graph microbenchmark) picks a split
+    count within 5 % of the best measured one, and its time at that count is within 10 %; in ncu's context (2.18 us
+    per kernel) the small launches are 15-36 % too slow (kept: the data tells the two apart)."""
+    m = _cold_sweeps()[shape]
+    p = DecodeProblem.uniform(shape[0], 32, 8, 128, shape[1], dtype="bf16")
+    graph = {S: wd.simulate_decode(p, DecodeSchedule(num_splits=S), "h100-sxm", flush_l2=False,
+                                   context="graph")["total"]["gpu_time_s"] for S in m}
+    best, pick = min(m, key=m.get), min(graph, key=graph.get)
+    assert m[pick] <= 1.05 * m[best], (pick, best, m)
+    assert graph[pick] == pytest.approx(m[pick], rel=0.10), (pick, graph[pick], m[pick])
+    if shape == (1, 1024):
+        ncu = wd.simulate_decode(p, DecodeSchedule(num_splits=16), "h100-sxm", flush_l2=False)["total"]["gpu_time_s"]
+        assert ncu > 1.25 * m[16]
