@@ -289,6 +289,7 @@ def test_fa3_grid_and_descriptors(order):
     assert qd.base.data_ptr() == q.data_ptr() and od.base.data_ptr() == o.data_ptr()
     assert args[4] is lse and args[5] is lse  # WALK: not read unless the walk is causal
     assert args[6:] == (6, 12, 512, 384, p.scale * 1.4426950408889634, 0)
+    assert kw["BLOCK0_UNMASKED"] is hg.BLOCK0_UNMASKED
     assert kw["WAIT_FENCE"] is hg.WAIT_FENCE and hg.fa3_args(p, s, q, k, k, o, lse, wait_fence=True)[1]["WAIT_FENCE"]
     assert kw["PERSISTENT"] is False and hg.fa3_args(p, s, q, k, k, o, lse)[1]["PERSISTENT"] is True
     assert hg.fa3_grid(kernels.AttentionProblem(4, 64, 64, 1024, 1024, 64, dtype="bf16"), s, persistent=True) == (132,)
