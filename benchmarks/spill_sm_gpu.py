@@ -399,6 +399,54 @@ def table(points: list) -> None:
               f"{f(r['smem_config_bytes'] and r['smem_config_bytes'] / 1024, '%.0f')} |")
 
 
+def replay_table(run_paths: list) -> list[dict]:
+    """(here) Each point's measured cycles per iteration against `kernels.sass.issue_profile` of its variant, compiled
+    here for sm_90 (Triton's compiler without a GPU): the replay with the reloads at L1 (`tile_cycles`) and with the
+    point's measured L1 miss fraction m mixed linearly between that and every reload at the L2 latency
+    (`tile_cycles_local_l2`), as memsim.costs mixes them; and the batch mix 1 - (1 - m)^b with b =
+    memsim.local_memory.reload_batch_from over the points."""
+    import torch
+    import memsim
+    from kernels.compiled_facts import compile_launch
+    from memsim.calibration import load_calibration
+    from memsim.local_memory import batched_miss_fraction, reload_batch_from
+    cal = load_calibration(memsim.load_hardware("h100-sxm"))
+    lat = cal.issue
+    hit, l2 = lat.cycles.get("LDL", lat.cycles.get("LDS", 0.0)), lat.load_l2_cycles
+    facts = {}
+    for v, (rows, warps, maxnreg, n_iter) in VARIANTS.items():
+        src = torch.empty(16, dtype=torch.float32, device="meta")
+        sm = torch.empty(16, dtype=torch.int32, device="meta")
+        kw = dict(ROWS=rows, COLS=64, num_warps=warps, **({"maxnreg": maxnreg} if maxnreg else {}))
+        facts[v] = compile_launch(_mb_spill_sm, (src, src, sm, n_iter, 132), kw)["issue"]
+    pts = []
+    for rp in run_paths:
+        pts += fact_points(json.load(open(rp))["points"])
+    b = reload_batch_from(pts, 132)
+    out = []
+    print(f"reload batch b = {b:.2f}; replay latencies {lat.fingerprint()}")
+    print("| point | warps/SM | SMs | m (ncu) | cycles/iter | replay L1 | replay linear m | measured / linear | "
+          "replay batch | measured / batch | stores TB/s |")
+    print("| --- " * 11 + "|")
+    for p in pts:
+        iss, k = facts[p["variant"]], p["ctas_per_sm"]
+
+        def at(c):
+            n = min(k, len(c))
+            return c[n - 1] * k / n
+        m = p["reload_l1_miss_fraction"] or 0.0
+        cyc = p["time_s"] * p["ncu_sm_clock_Hz"] / p["n_iter"]
+        t0, t1 = at(iss["tile_cycles"]), at(iss["tile_cycles_local_l2"])
+        lin, bat = t0 + m * (t1 - t0), t0 + batched_miss_fraction(m, b) * (t1 - t0)
+        row = {"id": p["id"], "run": p.get("run"), "m": m, "cycles": cyc, "replay_l1": t0, "replay_linear": lin,
+               "replay_batch": bat}
+        out.append(row)
+        print(f"| {p['id']} | {p['warps_per_sm']:.0f} | {p['sms_used']} | {m:.2f} | {cyc:.0f} | {t0:.0f} | {lin:.0f} | "
+              f"{cyc / lin:.2f} | {bat:.0f} | {cyc / bat:.2f} | {p['store_Bps'] / 1e12:.2f} |")
+    del hit, l2
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="(GPU) folder for spill_sm.json, the ncu log and the manifest")
@@ -412,6 +460,8 @@ def main(argv=None) -> int:
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
+    ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
+                                                               "compiled here (linear and batched reload mix)")
     ap.add_argument("--merge", metavar="RUN", nargs="+", help="(here) the runs' points as the `spill_sm` fact of the "
                                                               "preset's calibration file")
     ap.add_argument("--replace", action="store_true", help="(here) with --merge: replace an existing spill_sm fact")
@@ -421,6 +471,9 @@ def main(argv=None) -> int:
         return worker(a.manifest, a.repeats, a.only, a.plan)
     if a.analyse:
         table(json.load(open(a.analyse))["points"])
+        return 0
+    if a.replay:
+        replay_table(a.replay)
         return 0
     if a.merge:
         return merge(a.merge, a.into, a.replace)
