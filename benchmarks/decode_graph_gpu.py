@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (str(ROOT), str(ROOT / "benchmarks")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -29,25 +30,6 @@ import triton.language as tl  # noqa: E402
 @triton.jit
 def _empty(X):
     pass
-
-
-def _capture_all(p, s, q, k, v, lens):
-    """[(JITFunction, args, kwargs, grid)] of the launches kernels.decode makes for (p, s), in order."""
-    from triton.runtime.jit import JITFunction
-
-    from kernels.decode_kv import decode_launch
-    calls = []
-    orig = JITFunction.run
-
-    def run(self, *args, grid, warmup, **kwargs):
-        calls.append((self, args, kwargs, grid))
-
-    JITFunction.run = run
-    try:
-        decode_launch(p, s, q, k, v, lens)
-    finally:
-        JITFunction.run = orig
-    return calls
 
 
 def main(argv=None) -> int:
@@ -60,6 +42,7 @@ def main(argv=None) -> int:
     import torch
     from triton.testing import do_bench_cudagraph
 
+    from decode_tail_gpu import capture_all
     from kernels.decode_kv import decode
     from kernels.decode_testing import make_problem_inputs
     from kernels.reference import naive_same_dtype, reference
@@ -104,7 +87,7 @@ def main(argv=None) -> int:
         ref, _ = reference(qs, ks, vs)
         naive, _ = naive_same_dtype(qs, ks, vs)
         check_rule("decode", o[:1].transpose(1, 2), ref, naive, "bf16", verbose=False)
-        calls = _capture_all(p, s, q, kc, vc, lens)
+        calls = capture_all(p, s, q, kc, vc, lens)
         r = dict(kind="decode", shape=name, batch=p.batch, context=p.capacity_kv, heads_q=p.heads_q,
                  heads_kv=p.heads_kv, num_splits=S, ctas_split=calls[0][3][0] * calls[0][3][1],
                  both_s=bench(lambda: decode(q, kc, vc, lens, schedule=s)), split_s=bench(lambda: launch(calls[0])))

@@ -77,8 +77,9 @@ def _traced_split(TR, Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     tl.store(base + 2, t1)
 
 
-def _capture(p, s, q, k, v, lens):
-    """(args, kwargs, grid) of the `_decode_split` launch kernels.decode makes for (p, s)."""
+def capture_all(p, s, q, k, v, lens, block_table=None):
+    """[(JITFunction, args, kwargs, grid)] of the launches kernels.decode makes for (p, s) on these tensors, in order
+    (nothing runs; workspaces are allocated and stay referenced by the args)."""
     from triton.runtime.jit import JITFunction
 
     from kernels.decode_kv import decode_launch
@@ -90,11 +91,16 @@ def _capture(p, s, q, k, v, lens):
 
     JITFunction.run = run
     try:
-        decode_launch(p, s, q, k, v, lens)
+        decode_launch(p, s, q, k, v, lens, block_table)
     finally:
         JITFunction.run = orig
-    jf, args, kwargs, grid = next(c for c in calls if getattr(getattr(c[0], "fn", c[0]), "__name__", "")
-                                  == "_decode_split")
+    return calls
+
+
+def _capture(p, s, q, k, v, lens):
+    """(args, kwargs, grid) of the `_decode_split` launch kernels.decode makes for (p, s)."""
+    _, args, kwargs, grid = next(c for c in capture_all(p, s, q, k, v, lens)
+                                 if getattr(getattr(c[0], "fn", c[0]), "__name__", "") == "_decode_split")
     return args, kwargs, grid
 
 
