@@ -139,8 +139,8 @@ HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"),
 #: walk `fa3_walk`, 9-17 % faster than one CTA per tile at N <= 8192) added:
 #:   d=64 non-causal N 1024 / 2048: bf16 413 / 442 vs hopper_ws 416 / 397, fp16 N=1024 415 vs 389;
 #:   d=64 causal N 2048: bf16 380 vs flash2 323.
-#: Left out: d=64 causal N=1024 (flash2 299 / 290 vs the walk's fp16 287; its bf16 record was host-bound, fixed
-#: after run10b and not re-timed).  Contiguous tensors, lengths the 128-row tiles divide (its [B*H*N, d] descriptors;
+#: Left out: d=64 causal N=1024 (flash2 294 / 291 vs the walk's 285 / 285, run10c; with BLOCK0_UNMASKED 298 vs
+#: flash2 296, run10e: a tie).  Contiguous tensors, lengths the 128-row tiles divide (its [B*H*N, d] descriptors;
 #: `fa3_applies`), a 132-SM sm_90 card (the persistent grid is 132 CTAs; measured there), Triton with Gluon.  Checked
 #: before hopper_ws's.
 HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
