@@ -78,6 +78,14 @@ RELOAD_POINTS = (
     + [("f1008", k, 8 << 10) for k in (1, 2)] + [("f1008", k, 47 << 10) for k in (2, 3, 4)]
     + [("f1008", k, 0) for k in (2, 3)] + [("f2976", 1, 47 << 10), ("f2976", 1, 0)]
 )
+#: the `writeback` plan (session 10): few warps per SM whose GPU footprint passes the L2's dirty capacity (~21 MB: the
+#: stores are written back) but stays inside the L2 (50 MB: the reloads should still hit it) -- the regime of the live
+#: launches the 1.59 TB/s cap keeps from being too fast (notes/spills.md).  f2976 touches 60 KB per one-warp CTA per
+#: iteration (k = 1 / 2 / 3: 12.6 / 25 / 38 MB on the GPU), f1008 18.5 KB (k = 6 / 8: 25 / 34 MB); with 8 KB of
+#: shared memory (28 KB of L1) the reloads miss L1, without it (256 KB) f2976 k <= 3 and f1008 keep them there.
+WRITEBACK_POINTS = (
+    [("f2976", k, s) for k in (1, 2, 3) for s in (0, 8 << 10)] + [("f1008", k, s) for k in (6, 8) for s in (0, 8 << 10)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -149,8 +157,9 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
     import torch
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     order = []
+    by_smem = {"carveout": CARVEOUT_POINTS, "reload": RELOAD_POINTS, "writeback": WRITEBACK_POINTS}
     pts = [(v, k, sms, None) for v, k, sms in POINTS] if plan == "sms" else \
-        [(v, k, 0, smem) for v, k, smem in (RELOAD_POINTS if plan == "reload" else CARVEOUT_POINTS)]
+        [(v, k, 0, smem) for v, k, smem in by_smem[plan]]
     for v, k, sms, smem in pts:
         pid = point_id(v, k, sms, smem)
         if only and pid not in only:
@@ -455,10 +464,11 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout", "reload"), default="sms",
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback"), default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
-                         "L2-resident (RELOAD_POINTS)")
+                         "L2-resident (RELOAD_POINTS); writeback: few warps, footprint past the dirty capacity inside "
+                         "the L2 (WRITEBACK_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
                                                                "compiled here (linear and batched reload mix)")
