@@ -10,7 +10,10 @@ PagedAttention where it runs).  Achieved KV read bandwidth = K+V bytes / time.
 Every implementation passes a correctness gate before it is timed: on sequence 0 of the benchmark's
 own inputs its output must satisfy DESIGN.md's rule against a float64 reference (kernels.testing.check_rule).
 Times: triton.testing.do_bench_cudagraph medians (CUDA-graph replay, no host launch cost, as serving
-stacks run decode); a few shapes are also timed eagerly (do_bench) to show the host cost.
+stacks run decode); a few shapes are also timed eagerly (do_bench) to show the host cost.  Each timed graph runs n
+steps over n copies of the shape's cache, together >= --rotate-mb (time = graph / n), so a step finds its cache in
+DRAM as a layer's cache is in serving: one replayed cache of <= 34 MB stays in the 50 MB L2 (session 11,
+reports/h100-sxm/decode/cold-session11/).  --rotate-mb 0 replays one cache (runs 1-4).
 
 Results: JSON with provenance (card, versions, date, command) into --out (never overwritten).
   PYTHONPATH=. python benchmarks/decode.py --out benchmarks/results/decode-h100.json
@@ -56,6 +59,8 @@ def parse_args(argv=None):
     ap.add_argument("--paged-sweep-shapes", default="1x8192,8x32768",
                     help="BxN list where the paged caches also get the split sweep")
     ap.add_argument("--rep-ms", type=float, default=30.0)
+    ap.add_argument("--rotate-mb", type=float, default=400.0,
+                    help="each timed graph runs n steps over n cache copies of together >= this many MB (0: one cache)")
     ap.add_argument("--budget-s", type=float, default=200.0, help="stop starting new work after this many seconds")
     ap.add_argument("--out", required=True)
     return ap.parse_args(argv)
@@ -86,9 +91,14 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.time() - t_start:6.1f}s] {msg}", flush=True)
 
-    def timed(fn):
+    def timed(fn, rot=None):
+        """(median ms of one step, how); rot: one closure per cache copy, run back to back in the graph."""
+        if rot:
+            fn, k = (lambda: [g() for g in rot]), len(rot)
+        else:
+            k = 1
         try:
-            return do_bench_cudagraph(fn, rep=args.rep_ms, return_mode="median"), "cudagraph"
+            return do_bench_cudagraph(fn, rep=args.rep_ms, return_mode="median") / k, "cudagraph"
         except Exception as exc:  # some callables cannot be captured: time them eagerly and say so
             notes.append(f"cudagraph capture failed ({type(exc).__name__}: {str(exc)[:120]}); eager timing")
             return do_bench(fn, rep=args.rep_ms, return_mode="median"), "eager"
@@ -142,6 +152,11 @@ def main(argv=None) -> int:
 
         prob = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16")
         q, kc, vc, lens, _ = make_problem_inputs(prob, dev, seed=B * 1000003 + N)
+        # the copies each timed graph rotates over (copy 0 = these inputs, the gate's)
+        copies = max(1, math.ceil(args.rotate_mb * 1e6 / kv_bytes)) if (main_pass and args.rotate_mb > 0) else 1
+        base["copies"] = copies
+        csets = [(q, kc, vc, lens)] + [make_problem_inputs(prob, dev, seed=B * 1000003 + N + i)[:4]
+                                       for i in range(1, copies)]
         # float64 reference on sequence 0 (the gate)
         qs = q.transpose(1, 2).contiguous()                       # (B, Hq, 1, d) for SDPA / flex
         ks, vs = kc.transpose(1, 2).contiguous(), vc.transpose(1, 2).contiguous()  # (B, Hkv, N, d)
@@ -155,13 +170,16 @@ def main(argv=None) -> int:
             except AssertionError as exc:
                 return False, str(exc)[:300]
 
-        def ours(layout, kcache, vcache, bt, **kw):
+        def ours(layout, kcache, vcache, bt, rot_sets=None, **kw):
             fn = lambda: decode(q, kcache, vcache, lens, block_table=bt, **kw)  # noqa: E731
             ok, why = gate(f"decode {layout}", fn().transpose(1, 2))
             if not ok:
                 return rec("decode", layout, None, None, gate=why, **{k: v for k, v in kw.items() if k != "schedule"},
                            **({"schedule": kw["schedule"].to_dict()} if "schedule" in kw else {}))
-            t, how = timed(fn)
+            sets = rot_sets if rot_sets is not None else [c + (None,) for c in csets]
+            rot = [lambda c=c: decode(c[0], c[1], c[2], c[3], block_table=c[4], **kw) for c in sets] \
+                if len(sets) > 1 else None
+            t, how = timed(fn, rot)
             return t, how
 
         # our kernel, contiguous: auto and the split sweep
@@ -203,9 +221,16 @@ def main(argv=None) -> int:
             flat = bt[:, :npg].reshape(-1).long()
             pk[flat] = kc.reshape(B * npg, ps, HKV, D)
             pv[flat] = vc.reshape(B * npg, ps, HKV, D)
+            psets = [(q, pk, pv, lens, bt)]
+            for i, c in enumerate(csets[1:], 1):  # the other copies, paged the same way
+                _, pki, pvi, _, bti = make_problem_inputs(pp, dev, seed=B * 1000003 + N + i)
+                fi = bti[:, :npg].reshape(-1).long()
+                pki[fi] = c[1].reshape(B * npg, ps, HKV, D)
+                pvi[fi] = c[2].reshape(B * npg, ps, HKV, D)
+                psets.append((c[0], pki, pvi, c[3], bti))
             for pf in (args.paged_prefetch if main_pass else []):
                 sch = DecodeSchedule(page_prefetch=bool(pf))
-                res = ours(f"paged{ps}", pk, pv, bt, schedule=sch, num_splits="auto")
+                res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sch, num_splits="auto")
                 if isinstance(res, tuple):
                     _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
                     rec("decode", f"paged{ps}", res[0], res[1], num_splits=sp.num_splits, auto=True,
@@ -214,7 +239,7 @@ def main(argv=None) -> int:
                     for S in args.splits:
                         if S > math.ceil(N / 64) or left() < 0:
                             continue
-                        res = ours(f"paged{ps}", pk, pv, bt, schedule=replace(sch, num_splits=S))
+                        res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=replace(sch, num_splits=S))
                         if isinstance(res, tuple):
                             rec("decode", f"paged{ps}", res[0], res[1], num_splits=S, auto=False,
                                 page_prefetch=bool(pf))
@@ -232,24 +257,26 @@ def main(argv=None) -> int:
                 except Exception as exc:
                     rec("flex", f"paged{ps}", None, None, error=f"{type(exc).__name__}: {str(exc)[:300]}")
                     log(f"paged flex {ps}: {type(exc).__name__}: {str(exc)[:200]}")
-            del pk, pv, bt
-        # SDPA backends, one-token query, enable_gqa
+            del pk, pv, bt, psets
+        # SDPA backends, one-token query, enable_gqa (their (B, H, N, d) copies rotated the same way)
         from torch.nn.attention import SDPBackend, sdpa_kernel
         F = torch.nn.functional
+        ssets = [(qs, ks, vs)] + [(c[0].transpose(1, 2).contiguous(), c[1].transpose(1, 2).contiguous(),
+                                   c[2].transpose(1, 2).contiguous()) for c in csets[1:]]
         for name, be in (("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION), ("sdpa_flash", SDPBackend.FLASH_ATTENTION),
                          ("sdpa_efficient", SDPBackend.EFFICIENT_ATTENTION)):
             if left() < 0 or not main_pass or name not in args.sdpa:
                 continue
 
-            def fn(be=be):
+            def fn(be=be, st=(qs, ks, vs)):
                 with sdpa_kernel(be):
-                    return F.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
+                    return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
             try:
                 ok, gwhy = gate(name, fn())
                 if not ok:
                     rec(name, "contiguous", None, None, gate=gwhy)
                     continue
-                t, how = timed(fn)
+                t, how = timed(fn, [lambda st=st, fn=fn: fn(st=st) for st in ssets] if len(ssets) > 1 else None)
                 rec(name, "contiguous", t, how)
                 if (B, N) in eager_shapes:
                     rec(name, "contiguous", do_bench(fn, rep=args.rep_ms, return_mode="median"), "eager")
@@ -273,7 +300,7 @@ def main(argv=None) -> int:
                 k = r["impl"] + ("" if r["layout"] == "contiguous" else "_" + r["layout"])
                 best[k] = min(best.get(k, 1e9), r["ms"])
         log(f"{B}x{N}: " + ", ".join(f"{k} {kv_bytes / (v * 1e-3) / 1e12:.2f}" for k, v in sorted(best.items())) + " TB/s")
-        del q, kc, vc, qs, ks, vs, ref, naive
+        del q, kc, vc, qs, ks, vs, ref, naive, csets, ssets
         torch.cuda.empty_cache()
 
     prov = base_provenance(" ".join(["benchmarks/decode.py", *(argv if argv is not None else sys.argv[1:])]))

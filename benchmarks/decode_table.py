@@ -6,7 +6,7 @@
 Per shape: our kernel at the automatic split count (contiguous; paged 16 / 64 with the better of
 page_prefetch off/on, both listed in the JSON), its best measured split count, SDPA cuDNN / flash,
 FlexAttention; achieved KV read bandwidth and its fraction of the card's read rate measured in the same
-run; speed ratios; the model's predicted time (memsim.workloads_decode, no L2 flush) and split choice.
+run; speed ratios; the model's predicted time (memsim.workloads_decode, no L2 flush, CUDA-graph context) and split choice.
 """
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def summarize(data):
     for (B, N), sh in shapes.items():
         p = DecodeProblem.uniform(B, 32, 8, 128, N)
         if "auto" in sh:
-            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1]), "h100-sxm", flush_l2=False)
+            # the graph context (CUDA-graph replay, as timed); rank_num_splits ranks in it too
+            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1]), "h100-sxm", flush_l2=False,
+                                   context="graph")
             sh["pred_ms"] = pred["total"]["gpu_time_s"] * 1e3
         if sh["sweep"]:
             from memsim.workloads_decode import rank_num_splits
