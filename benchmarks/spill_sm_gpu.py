@@ -433,7 +433,8 @@ def replay_table(run_paths: list) -> list[dict]:
         pts += fact_points(json.load(open(rp))["points"])
     b = reload_batch_from(pts, 132)
     out = []
-    print(f"reload batch b = {b:.2f}; replay latencies {lat.fingerprint()}")
+    print(f"reload batch b = {b if b is None else round(b, 2)} (None: these runs have no point between all-hit and "
+          f"all-miss; the batch column is then linear); replay latencies {lat.fingerprint()}")
     print("| point | warps/SM | SMs | m (ncu) | cycles/iter | replay L1 | replay linear m | measured / linear | "
           "replay batch | measured / batch | stores TB/s |")
     print("| --- " * 11 + "|")
