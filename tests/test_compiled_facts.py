@@ -67,11 +67,24 @@ def _gpu_records():
             sorted(glob.glob(str(ROOT / "verification/data/*h100*/random/*/*.json")))]
 
 
+#: launches whose kernel changed after the set was measured, so today's compile differs from what the GPU ran
+#: (the table describes today's kernels): (case, launch) -> why.  Checked both ways below: an entry that agrees
+#: again must leave this list.
+CHANGED_SINCE_MEASURED = {
+    ("r2611_013_hopper_fwd_bf16_d128_q1280_k7936_bh5", "hopper_fwd"):
+        "hopper_fwd gained the LONGEST_FIRST constexpr (836cedc) after set D was measured; its entries were "
+        "compiled again at profile 11 (compiled_facts --recompile-changed): 7808 B local where the card had 7688",
+    ("r7126_013_hopper_fwd_bf16_d16_q824_k824_bh357", "hopper_fwd"):
+        "the same kernel change after set F: 155 registers where the card had 156",
+}
+
+
 @pytest.mark.skipif(not _gpu_records(), reason="no random-set records with GPU compiled facts")
 def test_committed_table_equals_what_the_gpu_reported():
     """Every launch of the committed random sets: the CPU-compiled registers, local bytes and shared memory
-    equal the H100's CompiledKernel figures recorded with the measurement."""
-    diffs, n = [], 0
+    equal the H100's CompiledKernel figures recorded with the measurement (but the launches of
+    CHANGED_SINCE_MEASURED, which must differ)."""
+    diffs, n, agree_again = [], 0, []
     for r in _gpu_records():
         p, s = problem_from_dict(r["problem"]), schedule_from_dict(r["schedule"])
         for k in r["kernels"]:
@@ -82,10 +95,14 @@ def test_committed_table_equals_what_the_gpu_reported():
             n += 1
             got = None if c is None else (c.regs_per_thread, c.local_bytes_per_thread, c.shared_bytes)
             want = (g["regs_per_thread"], g["local_bytes_per_thread"], g["shared_bytes"])
-            if got != want:
+            known = (r["case"], k["name"]) in CHANGED_SINCE_MEASURED
+            if got != want and not known:
                 diffs.append(f"{r['case']} {k['name']}: table {got} gpu {want}")
+            elif got == want and known:
+                agree_again.append(f"{r['case']} {k['name']}")
     assert n > 0
     assert not diffs, "\n".join(diffs)
+    assert not agree_again, f"these agree with the card again; drop them from CHANGED_SINCE_MEASURED: {agree_again}"
 
 
 def test_cpu_compile_of_a_small_case():
