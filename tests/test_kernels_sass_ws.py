@@ -213,3 +213,45 @@ def test_issue_profile_charges_the_port_its_bank_conflicts(stride, wavefronts):
     prof = issue_profile(sass, num_warps=8, max_ctas=4, lat=_lat())
     # port-bound at 4 CTAs of 8 warps: 4 x 8 x 4 loads x wavefronts cycles per trip (issue: 48)
     assert prof["tile_cycles"][-1] == pytest.approx(4 * 8 * 4 * wavefronts, rel=0.05), prof["tile_cycles"]
+
+
+def _pipelined_walk_kernel() -> str:
+    """FA3's consumer as `kernels/hopper_gluon.py` compiles it, reduced: per tile, S_0 before the tile loop and the
+    last P V after it (peeled MMAs), the unmasked tile loop, then a causal kernel's masked diagonal band (a second,
+    larger MMA loop), then the epilogue's store; the whole inside the persistent walk."""
+    mma = "HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4], R24"
+    consumer = (["USETMAXREG.TRY_ALLOC.CTAPOOL UP0, 0xf0", "S2R R0, SR_TID.X", ".L_x_20", "IMAD R7, R0, 0x2, RZ",
+                 mma, "MUFU.EX2 R3, R3",  # S_0 and its softmax, peeled
+                 ".L_x_1", mma, "MUFU.EX2 R3, R3", "@!P1 BRA `(.L_x_1)",  # the tile loop
+                 ".L_x_3", mma, "MUFU.EX2 R3, R3", "FMNMX R9, R9, R3, !PT", "FSEL R3, R3, -INF, P4",
+                 "@!P4 BRA `(.L_x_3)",  # the masked diagonal band
+                 mma,  # the last P V, peeled
+                 "STG.E desc[UR50][R4.64], R23", "@!P3 BRA `(.L_x_20)", "USETMAXREG.DEALLOC.CTAPOOL 0x78",
+                 "BRA `(.L_x_9)"])
+    return _sass(["@!P0 BRA `(.L_x_0)", ".L_x_9", "USETMAXREG.DEALLOC.CTAPOOL 0x78", "BAR.SYNC.DEFER_BLOCKING 0x1"]
+                 + consumer + [op.replace(".L_x_1)", ".L_x_11)").replace(".L_x_1", ".L_x_11")
+                                  .replace(".L_x_3)", ".L_x_13)").replace(".L_x_3", ".L_x_13")
+                                  .replace(".L_x_20)", ".L_x_30)").replace(".L_x_20", ".L_x_30") for op in consumer]
+                 + [".L_x_0", "USETMAXREG.DEALLOC.CTAPOOL 0x18", ".L_x_4", "UTMALDG.2D [UR12], [UR22]",
+                    "@!P0 BRA `(.L_x_4)", "EXIT"])
+
+
+def test_pipelined_walk_books_neither_its_band_loop_nor_its_peeled_trip_per_tile():
+    """The workload books every visible block of a tile as a step at the tile loop's cost, the diagonal band's and
+    the peeled first / last block's too: the per-tile code leaves out every MMA loop of the walk, and its cost
+    leaves out the trips its peeled MMAs amount to (here the trip has one HGMMA and the peeled code two: two trips;
+    in FA3 a trip has two, S_j and P_{j-1} V_{j-1}, and the peeled S_0 + last P V make one)."""
+    from memsim.warp_issue import replay
+    sass = _pipelined_walk_kernel()
+    ins, loops, marks = _decode(sass)
+    ws = warp_specialised(ins, loops, marks)
+    assert ws is not None and ws.groups == 2
+    assert [x.op for x in ins[ws.tile[0]:ws.tile[1] + 1]] == ["HGMMA", "MUFU", "BRA"]
+    per_tile = [x.op for x in ws.per_tile]
+    assert per_tile == ["IMAD", "HGMMA", "MUFU", "HGMMA", "STG"], per_tile  # no FMNMX / FSEL: the band is a step
+    prof = issue_profile(sass, num_warps=4, max_ctas=2, lat=_lat())
+    assert prof["tile_fixed_peeled_trips"] == 2
+    for c in (1, 2):
+        whole = replay(list(ws.per_tile), warps_per_cta=4, ctas=2 * c, lat=_lat(), trips=1)
+        want = round(max(0.0, whole - 2 * prof["tile_cycles"][c - 1]), 1)
+        assert prof["tile_fixed_cycles"][c - 1] == want, (c, prof["tile_fixed_cycles"], whole, prof["tile_cycles"])
