@@ -236,13 +236,20 @@ def flash1_l1_reread_bytes_per_row(p: AttentionProblem, s: Schedule) -> int:
     contract, all served by the CTA's L1 (measured on the H100, ncu, every flash1 case of
     verification/data: LSU global loads - contract = exactly this, L2 reads = contract):
 
-    * the fp32 O workspace tile is loaded twice at the L1 t-stage (d x 4 bytes per row); L2 sees it once;
+    * fp16 / bf16 kernels: the fp32 O workspace tile counts twice at the L1 tag stage (d x 4 bytes per row; L2
+      sees it once).  It is ONE load instruction per 16 B of a thread, whose warp instructions each touch ~30
+      32-B sectors where 16 would hold their 512 B: ncu's per-instruction "L2 Theoretical Sectors Global
+      Excessive" puts 245 760 of the kernel's 646 656 load sectors on those LDG.E.128s (fp16 d=64 64x64 w4,
+      `ldg_sectors` run 2026-11-26 18:04 UTC, H100 80GB HBM3, benchmarks/ldg_sectors_gpu.sh).  The fp32 kernel
+      loads the same tile in a layout with no excessive sector (0 of 548 352): no extra bytes (all 10 live fp32
+      flash1 cases within 3 % with it, +2..+49 % with the fp16 term);
     * the per-row m and l loads are replicated over the warps that share a row: the MMA layout puts
       16 rows per warp, so ``num_warps * 16 / block_m`` warps read each row's statistics (64-row tiles:
       none extra with 4 warps, one extra copy with 8).
     """
     rep = max(1, (s.num_warps * 16) // s.block_m)
-    return p.head_dim * STAT_BYTES + 2 * STAT_BYTES * (rep - 1)
+    o_tile = p.head_dim * STAT_BYTES if p.dtype != "fp32" else 0
+    return o_tile + 2 * STAT_BYTES * (rep - 1)
 
 
 def _coords(launch: Launch, idx: int) -> dict:
