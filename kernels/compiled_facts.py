@@ -195,6 +195,8 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         text = disassemble(ck.asm["cubin"])
         lp = tile_loop(text)
         out["loop"] = lp.to_dict() if lp is not None else None
+        from kernels.sass import l1_load_factor
+        out["l1_load_factor"] = l1_load_factor(text)
         out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
                                    shared=out["shared_bytes"], launched_warps=out["launched_warps"])
     except Exception as e:  # the loop profile is extra; never lose the registers for it
@@ -335,6 +337,47 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
     print(f"{n} entries compiled again, {failed} failed", file=sys.stderr)
+    return failed
+
+
+def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
+    """Every entry (of `launch_prefix`) gets `l1_load_factor` (kernels.sass.l1_load_factor) from its launch compiled
+    again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from kernels.sass import disassemble, l1_load_factor
+    from memsim.compiled import load_table
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    table = load_table(arch)
+    keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
+    i, k = (int(x) for x in shard.split("/"))
+    failed, pending = 0, {}
+    for j, key_ in enumerate(keys[i::k], 1):
+        e = table[key_]
+        try:
+            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
+            for jf, args, kwargs, _grid in capture(p, s):
+                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+                if name != e["launch"]:
+                    continue
+                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
+                if not same_specialisation(e.get("specialisation"), _spec_text(src, options)):
+                    raise CompiledFactsError("the kernel no longer specialises as the entry records")
+                ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
+                pending[key_] = {"l1_load_factor": l1_load_factor(disassemble(ck.asm["cubin"]))}
+                break
+            else:
+                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+        except Exception as ex:  # one entry must not stop the others
+            failed += 1
+            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
+        if len(pending) >= 50:
+            _locked_update(arch, pending, command=command)
+            pending = {}
+    if pending:
+        _locked_update(arch, pending, command=command)
+    print(f"l1_load_factor set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
     return failed
 
 
@@ -530,6 +573,8 @@ def main(argv=None) -> int:
                     "descriptors)")
     ap.add_argument("--recompile-changed", action="store_true", help="compile again, from scratch, the entries "
                     "(of --launch-prefix) whose kernel no longer specialises as they record, and replace them")
+    ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
+                    "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
                     "entries too, from scratch (after a fix of the SASS reading the fingerprint does not see)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
@@ -545,6 +590,9 @@ def main(argv=None) -> int:
             return 2
         print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
         return 0
+    if a.refresh_l1_loads:
+        return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
+                                     command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.recompile_changed:
         return 1 if recompile_changed(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                       command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

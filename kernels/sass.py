@@ -211,6 +211,56 @@ def tile_loop(sass: str) -> LoopProfile | None:
     return profile(body, lb)
 
 
+_LDG = re.compile(r"\bLDG\.E((?:\.[A-Z0-9_]+)*)\s+R\d+,\s*desc\[[^\]]+\]\[(R\d+)(?:\.64)?(?:\+(0x[0-9a-f]+))?\]")
+_LDG_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
+
+
+def l1_load_factor(sass: str) -> float | None:
+    """Bytes L1's tag stage counts for the tile loop's register loads (LDG), per byte they bring, from the SASS.
+
+    Where Triton cannot prove a row's 16-byte alignment (a stride in elements not a multiple of 16: a naive
+    kernel's P / dS rows of seq_kv elements) it splits each thread's contiguous chunk of a tile into k 4-byte
+    loads from one base register at offsets 0, 4, .., 4(k-1).  Every one of those k warp instructions touches the
+    sectors of the whole 32-lane x 4k-byte span, so the tag stage counts the chunk k times (ncu, per instruction,
+    `benchmarks/ldg_sectors_gpu.sh`: 8 such loads -> 29.2 sectors for 3.65 needed, 4 -> 16.75 for 4; vector loads
+    LDG.E.128 / .64 count what they bring).  Only chunks of 16 B or more count so: a run of one or two 4-byte loads
+    is a per-row value whose lanes share addresses (fp32 flash1's m / l: ncu finds no excess there).  Returns
+    sum(counted) / sum(brought) over the loop's LDGs (1.0: no split group), None when the loop has no LDG."""
+    lp = tile_loop(sass)
+    if lp is None:
+        return None
+    lines = sass.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip().startswith(lp.label + ":")), None)
+    if start is None:
+        return None
+    ends = [i for i, ln in enumerate(lines) if i > start and "BRA" in ln and lp.label in ln]
+    if not ends:
+        return None
+    groups: list = []  # [width, loads] per run of 4-byte-or-narrower loads that continue one another
+    open_run: dict = {}  # base register -> (its run, the next offset that would continue it)
+    for ln in lines[start:ends[-1] + 1]:
+        m = _LDG.search(ln)
+        if not m:
+            continue
+        mods, base, off = m.group(1), m.group(2), int(m.group(3) or "0", 16)
+        w = next((v for k_, v in _LDG_WIDTH.items() if k_ in mods), 4)
+        run = open_run.get(base)
+        if w <= 4 and run is not None and run[1] == off and run[0][0] == w:
+            run[0][1] += 1
+            open_run[base] = (run[0], off + w)
+            continue
+        g = [w, 1]
+        groups.append(g)
+        open_run[base] = (g, off + w) if w <= 4 else None
+    if not groups:
+        return None
+    brought = sum(w * k for w, k in groups)
+    # a chunk of >= 16 B split into pieces is a vector load the compiler could not emit (lanes' chunks side by
+    # side); shorter runs are per-row values (m, l, lse) whose lanes share addresses -- they count once
+    counted = sum(w * k * (k if w * k >= 16 else 1) for w, k in groups)
+    return counted / brought
+
+
 def cubin_tile_loop(cubin: bytes) -> LoopProfile | None:
     return tile_loop(disassemble(cubin))
 

@@ -55,6 +55,9 @@ class CompiledFacts:
     #: warps the compiled kernel launches per CTA (Triton's metadata.num_warps): a warp-specialised kernel of
     #: `num_warps` 4 launches 12 (two consumer warpgroups and a producer); None: not recorded (= num_warps)
     launched_warps: int | None = None
+    #: bytes L1's tag stage counts for the tile loop's register loads per byte they bring (kernels.sass.l1_load_factor:
+    #: a chunk split into k 4-byte loads counts k times); None: not recorded or no LDG in the loop
+    l1_load_factor: float | None = None
 
     @property
     def spills(self) -> bool:

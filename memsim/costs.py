@@ -90,6 +90,9 @@ class LaunchCost:
     #: seconds of the SM's turn a persistent CTA needs between two of its tiles (the walk's code outside the tile
     #: loop: the next tile's set-up, the epilogue; the replay), booked with each step that stores a tile's output
     tile_fixed_s: float = 0.0
+    #: bytes L1's tag stage counts for the launch's global loads per byte they bring (the compiled tile loop's
+    #: `l1_load_factor`; 1.0 where unknown): the global level only, L2 and DRAM see the bytes
+    l1_load_factor: float = 1.0
     #: two or more consumer warpgroups run the tile loop side by side (warp-specialised kernels): one group's
     #: softmax runs while the other's MMAs do, so a step computes for max(dot, exp, issue), not dot + exp
     overlap_dot_exp: bool = False
@@ -106,6 +109,10 @@ def _lookup_facts(launch_name, problem, schedule):
             near = compiled.nearest(launch_name, problem, schedule)
             if near is not None:  # the same tile code compiled for another mask / grid order / shape class
                 f = replace(near[0], source=f"{near[0].source}; nearest entry {near[1]}")
+                spec = lambda k_: k_.rsplit("|", 1)[-1]  # noqa: E731 -- the integer specialisation part of a key
+                if spec(near[1]) != spec(compiled.key(launch_name, problem, schedule)):
+                    # another divisibility compiles other loads (kernels.sass.l1_load_factor): not this launch's
+                    f = replace(f, l1_load_factor=None)
         return f
     except (KeyError, ValueError, OSError):
         return None
@@ -254,5 +261,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
+        l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

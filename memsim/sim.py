@@ -217,6 +217,12 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                 model.dep_Bps *= fold  # ... and f CTAs move their bytes side by side
             model.l2_scale = fold_l2_scale(real_launches[li], hw.num_sms * cost.ctas_per_sm, fold)
         st = model.run()
+        if cost.l1_load_factor > 1.0:
+            # loads split into 4-byte pieces count their chunk once per piece at L1's tag stage (the global level
+            # only: kernels.sass.l1_load_factor); added to what L1 re-serves beyond the contract
+            extra = int(round((cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)))
+            st.global_read_bytes += extra
+            st.l1_reread_bytes += extra
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
         dirty = l2.dirty_bytes()
         st.dram_write_bytes += int(round(cleaned_fraction(hw, cal, dirty) * dirty))
