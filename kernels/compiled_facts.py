@@ -224,6 +224,33 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
                          known=known)
 
 
+def _entry_launch(e: dict, arch: str) -> tuple:
+    """(jf, args, kwargs, src, options, same) for a table entry's launch, captured again from the problem and schedule
+    it records and specialised for `arch`; `same`: it still specialises as the entry records.  CompiledFactsError
+    when the case no longer has that launch."""
+    from triton.backends.compiler import GPUTarget
+
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
+    for jf, args, kwargs, _grid in capture(p, s):
+        name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
+        if name == e["launch"]:
+            src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
+            return jf, args, kwargs, src, options, same_specialisation(e.get("specialisation"), _spec_text(src, options))
+    raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+
+
+def _compile_entry(e: dict, arch: str):
+    """The entry's launch compiled again (Triton's cache makes that a lookup), refusing one that no longer
+    specialises as the entry records."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    _jf, _args, _kwargs, src, options, same = _entry_launch(e, arch)
+    if not same:
+        raise CompiledFactsError("the kernel no longer specialises as the entry records")
+    return triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
+
+
 def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=None, launch_prefix: str = "",
                   force: bool = False) -> int:
     """Recompute the table entries' `issue` figures (the replay of their SASS with today's calibration) where
@@ -233,14 +260,11 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
     `launch_prefix`), current or not, replayed from scratch (nothing copied from its old figures) -- after a fix of
     the SASS reading that the fingerprint does not see.  Returns the failures."""
     import memsim
-    import triton
-    from triton.backends.compiler import GPUTarget
-
     from kernels.sass import disassemble
     from memsim.calibration import calibration_for
     from memsim.compiled import key as table_key
     from memsim.compiled import load_table
-    from memsim.schedule import kernel_launches, problem_from_dict, schedule_from_dict
+    from memsim.schedule import kernel_launches
     cal = calibration_for(memsim.load_hardware(ARCH_PRESET[arch]))
     want = cal.issue.fingerprint() if cal.issue is not None else None
     table = load_table(arch)
@@ -266,30 +290,19 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
         e = table[key_]
         t0 = time.time()
         try:
-            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
-            for jf, args, kwargs, _grid in capture(p, s):
-                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
-                if name != e["launch"]:
-                    continue
-                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
-                if not same_specialisation(e.get("specialisation"), _spec_text(src, options)):
-                    raise CompiledFactsError("the kernel no longer specialises as the entry records")
-                ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
-                text = disassemble(ck.asm["cubin"])
-                from kernels.sass import tile_loop
-                lp = tile_loop(text)
-                loop = lp.to_dict() if lp is not None else None
-                old = e.get("issue") or {}
-                same_loop = (loop or {}).get("label") == (e.get("loop") or {}).get("label")
-                # what the previous figures already hold is copied (kernels.sass.issue_profile's `known`)
-                launched = int(ck.metadata.num_warps)
-                facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
-                                    shared=e["shared_bytes"], known=old if same_loop and not force else None,
-                                    launched_warps=launched)
-                pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched, "issue_stale": None}
-                break
-            else:
-                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+            ck = _compile_entry(e, arch)
+            text = disassemble(ck.asm["cubin"])
+            from kernels.sass import tile_loop
+            lp = tile_loop(text)
+            loop = lp.to_dict() if lp is not None else None
+            old = e.get("issue") or {}
+            same_loop = (loop or {}).get("label") == (e.get("loop") or {}).get("label")
+            # what the previous figures already hold is copied (kernels.sass.issue_profile's `known`)
+            launched = int(ck.metadata.num_warps)
+            facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
+                                shared=e["shared_bytes"], known=old if same_loop and not force else None,
+                                launched_warps=launched)
+            pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched, "issue_stale": None}
             print(f"[{j}/{len(keys)}] {key_}: issue replayed ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
         except Exception as ex:  # one entry must not stop the others
             failed += 1
@@ -305,10 +318,7 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
     """Entries whose launch no longer specialises as they record (its kernel gained or lost a parameter since it
     was compiled: `--refresh-issue` refuses those) compiled again from the problem and schedule they record, and
     replaced whole (registers, spills, shared memory, loop, issue figures).  Returns the failures."""
-    from triton.backends.compiler import GPUTarget
-
     from memsim.compiled import load_table
-    from memsim.schedule import problem_from_dict, schedule_from_dict
     table = load_table(arch)
     keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
     i, k = (int(x) for x in shard.split("/"))
@@ -316,23 +326,15 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
     for key_ in keys[i::k]:
         e = table[key_]
         try:
-            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
-            for jf, args, kwargs, _grid in capture(p, s):
-                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
-                if name != e["launch"]:
-                    continue
-                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
-                if same_specialisation(e.get("specialisation"), _spec_text(src, options)):
-                    break
-                new = compile_launch(jf, args, kwargs, arch)
-                new.update(launch=name, case=e.get("case", ""), problem=e["problem"], schedule=e["schedule"])
-                _locked_replace(arch, key_, new, command=command)
-                n += 1
-                print(f"{key_}: compiled again ({new['regs_per_thread']} regs, {new['shared_bytes']} B shared)",
-                      file=sys.stderr, flush=True)
-                break
-            else:
-                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+            jf, args, kwargs, _src, _options, same = _entry_launch(e, arch)
+            if same:
+                continue
+            new = compile_launch(jf, args, kwargs, arch)
+            new.update(launch=e["launch"], case=e.get("case", ""), problem=e["problem"], schedule=e["schedule"])
+            _locked_replace(arch, key_, new, command=command)
+            n += 1
+            print(f"{key_}: compiled again ({new['regs_per_thread']} regs, {new['shared_bytes']} B shared)",
+                  file=sys.stderr, flush=True)
         except Exception as ex:  # one entry must not stop the others
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
@@ -343,12 +345,8 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
 def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
     """Every entry (of `launch_prefix`) gets `l1_load_factor` (kernels.sass.l1_load_factor) from its launch compiled
     again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
     from kernels.sass import disassemble, l1_load_factor
     from memsim.compiled import load_table
-    from memsim.schedule import problem_from_dict, schedule_from_dict
     table = load_table(arch)
     keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
     i, k = (int(x) for x in shard.split("/"))
@@ -356,19 +354,7 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
     for j, key_ in enumerate(keys[i::k], 1):
         e = table[key_]
         try:
-            p, s = problem_from_dict(e["problem"]), schedule_from_dict(e["schedule"])
-            for jf, args, kwargs, _grid in capture(p, s):
-                name = jf.__name__[1:] if jf.__name__.startswith("_") else jf.__name__
-                if name != e["launch"]:
-                    continue
-                src, options = _specialise(jf, args, kwargs, GPUTarget("cuda", ARCHS[arch][0], 32))
-                if not same_specialisation(e.get("specialisation"), _spec_text(src, options)):
-                    raise CompiledFactsError("the kernel no longer specialises as the entry records")
-                ck = triton.compile(src, target=GPUTarget("cuda", ARCHS[arch][0], 32), options=options.__dict__)
-                pending[key_] = {"l1_load_factor": l1_load_factor(disassemble(ck.asm["cubin"]))}
-                break
-            else:
-                raise CompiledFactsError(f"no launch {e['launch']!r} in the case's launches")
+            pending[key_] = {"l1_load_factor": l1_load_factor(disassemble(_compile_entry(e, arch).asm["cubin"]))}
         except Exception as ex:  # one entry must not stop the others
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
@@ -383,6 +369,11 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
 
 def _locked_replace(arch: str, key_: str, entry: dict, *, command: str) -> None:
     """Replace one entry whole under the table's lock (atomic write), whatever it specialised as before."""
+    _locked_edit(arch, lambda entries: entries.__setitem__(key_, entry), command=command)
+
+
+def _locked_edit(arch: str, edit, *, command: str) -> None:
+    """edit(entries) on the table under its exclusive lock, then an atomic write with the command stamped."""
     import fcntl
 
     from memsim.io import write_json
@@ -390,7 +381,7 @@ def _locked_replace(arch: str, key_: str, entry: dict, *, command: str) -> None:
     with open(Path(tempfile.gettempdir()) / f"compiled_facts_{arch}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         table = json.loads(path.read_text())
-        table["entries"][key_] = entry
+        edit(table["entries"])
         table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         table["command"] = command
         write_json(path, table, overwrite=True)
@@ -432,23 +423,15 @@ def _locked_merge(arch: str, new: dict, *, command: str, replace: bool = False) 
 def _locked_update(arch: str, updates: dict, *, command: str) -> None:
     """{key: {field: value}}: set those fields of existing entries (None: remove the field), under the table's lock
     (atomic write)."""
-    import fcntl
-
-    from memsim.io import write_json
-    path = _table_path(arch)
-    with open(Path(tempfile.gettempdir()) / f"compiled_facts_{arch}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        table = json.loads(path.read_text())
+    def edit(entries):
         for key_, fields_ in updates.items():
-            e = table["entries"][key_]
+            e = entries[key_]
             for f_, v_ in fields_.items():  # None removes the field (a cleared `issue_stale`)
                 if v_ is None:
                     e.pop(f_, None)
                 else:
                     e[f_] = v_
-        table["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        table["command"] = command
-        write_json(path, table, overwrite=True)
+    _locked_edit(arch, edit, command=command)
 
 
 def facts_for_case(problem, schedule, *, arch="sm90", have=None, case_name="") -> dict:
