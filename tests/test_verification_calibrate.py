@@ -33,6 +33,25 @@ def test_plan_covers_the_issue_sizes():
     assert all(p["kernel"] is None or p["kernel"].startswith("_mb_") for p in plan)
 
 
+def test_host_pass_covers_every_attention_entry_point():
+    """The model's host floor (memsim.calibration.host_time_s) is measured for every algorithm-phase a case can
+    use; the Hopper ones had none and fell back to 21.6 us per launch (set P: four host-bound hopper cases
+    -38..-56 % on time)."""
+    from memsim.algorithms import registered, spec_for
+    from memsim.schedule import AttentionProblem
+    plan = [p["params"] for p in C.build_plan(facts=["host_pass"])]
+    got = {(p["algorithm"], p["phase"]) for p in plan}
+    want = {k for k in registered() if spec_for(*k).problem_type is AttentionProblem}
+    assert got == want, f"missing {sorted(want - got)}, extra {sorted(got - want)}"
+    for p in plan:
+        if (p["algorithm"], p["phase"]) not in C.HOST_PASS_TINY:
+            assert p["seq"] == C.HOST_PASS_SEQ and p["num_warps"] >= 4, p
+    ids = [p["id"] for p in C.build_plan(facts=["host_pass"])]
+    assert len(set(ids)) == len(ids)
+    # the five tiny points keep their ids (committed calibration files name them)
+    assert "host_pass/algorithm=flash2,phase=bwd,seq=16,head_dim=16" in ids
+
+
 def test_plan_is_deterministic_and_quick_is_smaller():
     assert C.build_plan() == C.build_plan()
     assert len(C.build_plan(quick=True)) < len(C.build_plan()) / 2

@@ -83,9 +83,10 @@ FACTS = {
     "launch": ("timed", "host issue rate: n back-to-back launches of an empty Triton kernel (_mb_empty, 2 "
                         "arguments; _mb_empty_args, 32 arguments) timed with time.perf_counter until the last "
                         "is issued (issue) and until the GPU finished (synchronised), seconds per launch"),
-    "host_pass": ("timed", "kernels.forward / kernels.backward on a 1x1x16x16 fp16 problem (16x16 tiles, 1 warp), "
-                           "timed exactly as verification measure times a case (triton.testing.do_bench median): "
-                           "the host-bound floor of a pass, per algorithm and phase"),
+    "host_pass": ("timed", "kernels.forward / kernels.backward on a 1x1x16x16 fp16 problem (16x16 tiles, 1 warp; "
+                           "the Hopper algorithms: 1x1x128x128, d=64, their default tiles), timed exactly as "
+                           "verification measure times a case (triton.testing.do_bench median): the host-bound "
+                           "floor of a pass, per algorithm and phase"),
     "dependent_loop": ("timed", "_mb_dependent_loop: one CTA per SM, n_iter iterations on its own tile of an "
                                 "L2-resident buffer: roundtrip = load (.cg) + store + barrier, each iteration "
                                 "reading what the last wrote (seconds per iteration = L2 round trip + tile "
@@ -132,6 +133,28 @@ def _pid(fact, **params) -> str:
     return fact + "/" + ",".join(f"{k}={v}" for k, v in params.items())
 
 
+#: host_pass on a 1x1x16x16 problem with 16x16 tiles and one warp: the algorithms whose kernels take such tiles
+HOST_PASS_TINY = (("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd"))
+#: every other registered attention algorithm-phase (the Hopper kernels need wgmma / TMA-sized tiles): a
+#: 1x1x128x128 d=64 fp16 problem at its default GPU tiles -- a few us of GPU work, so the pass is host-bound
+HOST_PASS_SEQ, HOST_PASS_HEAD_DIM = 128, 64
+
+
+def host_pass_default_points() -> list[tuple[str, str, dict]]:
+    """(algorithm, phase, default GPU tiles) of every registered attention algorithm-phase not in HOST_PASS_TINY:
+    the model's host floor (`memsim.calibration.host_time_s`) is measured for every entry point a case can use."""
+    from memsim.algorithms import registered, spec_for
+    from memsim.schedule import AttentionProblem
+    p = AttentionProblem(1, 1, 1, HOST_PASS_SEQ, HOST_PASS_SEQ, HOST_PASS_HEAD_DIM, dtype="fp16")
+    out = []
+    for alg, phase in registered():
+        spec = spec_for(alg, phase)
+        if (alg, phase) in HOST_PASS_TINY or spec.problem_type is not AttentionProblem:
+            continue
+        out.append((alg, phase, spec.default_tiles(p, "gpu")))
+    return out
+
+
 def _pt(fact, kernel=None, **params) -> dict:
     return {"fact": fact, "id": _pid(fact, **params), "kernel": kernel, "params": params}
 
@@ -162,8 +185,11 @@ def build_plan(*, quick: bool = False, facts=None, num_sms: int = 132, l2_bytes:
         for kern, nargs in (("_mb_empty", 2), ("_mb_empty_args", 32)):
             P.append(_pt("launch", kernel=kern, kernel_args=nargs, n_launches=2000))
     if "host_pass" in facts:
-        for alg, phase in (("naive", "fwd"), ("naive", "bwd"), ("flash1", "fwd"), ("flash2", "fwd"), ("flash2", "bwd")):
+        for alg, phase in HOST_PASS_TINY:
             P.append(_pt("host_pass", algorithm=alg, phase=phase, seq=16, head_dim=16))
+        for alg, phase, tiles in host_pass_default_points():
+            P.append(_pt("host_pass", algorithm=alg, phase=phase, seq=HOST_PASS_SEQ, head_dim=HOST_PASS_HEAD_DIM,
+                         **tiles))
     if "dependent_loop" in facts:
         for mode in ("roundtrip", "read"):
             for warps in ((4,) if quick else (4, 8)):

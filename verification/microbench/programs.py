@@ -139,8 +139,9 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
         from verification.caserunner import prepare as _prepare
         spec = {"problem": {"batch": 1, "heads_q": 1, "heads_kv": 1, "seq_q": p["seq"], "seq_kv": p["seq"],
                             "head_dim": p["head_dim"], "dtype": "fp16", "causal": False},
-                "schedule": {"algorithm": p["algorithm"], "phase": p["phase"], "block_m": 16, "block_n": 16,
-                             "num_warps": 1, "num_stages": 1}}
+                "schedule": {"algorithm": p["algorithm"], "phase": p["phase"], "block_m": p.get("block_m", 16),
+                             "block_n": p.get("block_n", 16), "num_warps": p.get("num_warps", 1),
+                             "num_stages": p.get("num_stages", 1)}}
         fn, keep = _prepare(spec, device)
         fn()
         if cpu:
@@ -151,7 +152,8 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
                   for _ in range(repeats)]
         del keep
         return {"times_s": ts, "work": {"passes": 1.0},
-                "extra": {"time_s_meaning": "do_bench median of one pass on a 1x1x16x16 problem (host-bound)"}}
+                "extra": {"time_s_meaning": f"do_bench median of one pass on a 1x1x{p['seq']}x{p['seq']} d={p['head_dim']} "
+                                            "problem (host-bound)"}}
     if f == "dependent_loop":
         tile = p["tile_bytes"] // 4
         ctas = _num_sms(device) if not cpu else 2
