@@ -137,9 +137,8 @@ def _bwd_case(p, q, k, v, do, cands, sdpa, variants=("tma/tma",), repeats=1):
     for c in cands:  # (bm, bn, warps, stages[, variant]): a fifth element times that variant only
         bm, bn, w, st = c[:4]
         for var in (c[4:] or variants):
-            if var == "hopper_ws":  # the registry algorithm (session 5): its own launches, no module switches
-                runs[f"hopper_ws {bm}x{bn} w{w} s{st}"] = ("hopper_ws", Schedule("hopper_ws", "bwd", bm, bn, w, st),
-                                                          "given")
+            if var in ("hopper_ws", "hopper_fa3"):  # registry algorithms (sessions 5, 11): own launches, no switches
+                runs[f"{var} {bm}x{bn} w{w} s{st}"] = (var, Schedule(var, "bwd", bm, bn, w, st), "given")
                 continue
             runs[f"hopper {bm}x{bn} w{w} s{st} [{var}]"] = ("hopper", Schedule("hopper", "bwd", bm, bn, w, st), var)
     ch = kernels.default_choice(p, q, k, v)  # what kernels.attention's backward runs by default (issue 9 item 6)
@@ -205,7 +204,8 @@ def main(argv=None):
                                                        "SDPA flash / cuDNN")
     ap.add_argument("--bwd-candidates", default=None, help="JSON {d: [[bm, bn, warps, stages(, variant)], ...]} "
                                                            "override (a variant: timed with that one only; the "
-                                                           "variant 'hopper_ws': that algorithm's schedule)")
+                                                           "variant 'hopper_ws' or 'hopper_fa3': that algorithm's "
+                                                           "schedule)")
     ap.add_argument("--dtype", "--dtypes", dest="dtype", default="bf16",
                     help="comma-separated element types, timed in this order (bf16, fp16)")
     ap.add_argument("--repeats", type=int, default=1, help="time each exact implementation this many times per case, "

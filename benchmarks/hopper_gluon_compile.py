@@ -63,7 +63,15 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
     o = torch.empty_like(q)
     lse = torch.empty(B, H, n, dtype=torch.float32)
     st = tuple(q.stride()[:3])
-    if kernel == "fa3":
+    if kernel == "fa3bwd":
+        from kernels import hopper_gluon_bwd as kb
+        from memsim.schedule import AttentionProblem, Schedule
+        p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
+        s = Schedule("hopper_fa3", "bwd", 64, 128, 4, stages)
+        dqacc = torch.empty(B, H, n, d, dtype=torch.float32)
+        args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q)
+        jf = kb._hopper_fa3_bwd
+    elif kernel == "fa3":
         from kernels import hopper_gluon as kg
         from memsim.schedule import AttentionProblem, Schedule
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
@@ -101,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--causal", default="both", choices=("both", "yes", "no"))
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--block-n", type=int, default=128)
-    ap.add_argument("--kernel", default="session5", choices=("session5", "fa3"))
+    ap.add_argument("--kernel", default="session5", choices=("session5", "fa3", "fa3bwd"))
     ap.add_argument("--stages", type=int, default=2, help="fa3: K/V stages")
     ap.add_argument("--sass", default=None, help="write the (last) SASS here")
     ap.add_argument("--persistent", action="store_true", help="fa3: the persistent walk")

@@ -30,7 +30,8 @@ __all__ = ["ForwardResult", "Launcher", "launcher", "launcher_for", "registered_
 
 #: modules whose import registers launchers
 LAUNCHER_MODULES = ("kernels.naive", "kernels.flash1", "kernels.flash2", "kernels.decode_kv", "kernels.hopper",
-                    "kernels.hopper_bwd", "kernels.hopper_gluon")
+                    "kernels.hopper_bwd", "kernels.hopper_gluon",
+                    "kernels.hopper_gluon_bwd")
 
 
 @dataclass

@@ -575,3 +575,80 @@ hopper_fa3, fwd -- one launch.  fp16/bf16, d 64/128, 128 x (64|128) tiles, num_w
     tile O_i is staged in Q_i's place).""")
 
 register(HOPPER_FA3_FWD)
+
+
+# --- hopper_fa3 bwd: FlashAttention-3's backward structure in Gluon (kernels/hopper_gluon_bwd.py) -----------------
+#: the Gluon backward's tiles: 64 Q rows (the dQ matmul's M), 128 K/V rows (two consumer warpgroups of 64)
+FA3_BWD_BLOCK_M, FA3_BWD_BLOCK_N = 64, 128
+_FA3_BWD_UNMEASURED = "not timed yet: FlashAttention-3's backward tiles (64 x 128, two consumer warpgroups)"
+
+
+def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether hopper_fa3 bwd runs its own launch ``hopper_fa3_bwd``: fp16/bf16, d 64/128, 64 x 128 tiles, num_warps
+    4 (the producer's warpgroup; 12 warps launched), num_stages 2-3, seq_q % 64 == 0 and seq_kv % 128 == 0 (its TMA
+    descriptors span all rows [B*H*N, d]).  Otherwise hopper bwd's launches with the same schedule."""
+    return (p.dtype in _TWO_BYTE and p.head_dim in FA3_HEAD_DIMS and s.block_m == FA3_BWD_BLOCK_M
+            and s.block_n == FA3_BWD_BLOCK_N and s.num_warps == 4 and s.num_stages in (2, 3)
+            and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
+
+
+def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
+    """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m) -- lse and delta come by plain
+    loads.  Other schedules: hopper bwd's formula."""
+    if not fa3_bwd_applies(p, s):
+        return _hopper_bwd_sram(p, s)
+    d, e = p.head_dim, p.element_bytes
+    return 2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e
+
+
+def _fa3_bwd_launches(p: AttentionProblem, s: Schedule):
+    if not fa3_bwd_applies(p, s):
+        return _hopper_bwd_launches(p, s)
+    return _q_kv_q_launches(p, s, _fa3_bwd_sram(p, s),
+                            ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert"))
+
+
+def _fa3_bwd_renamed(closed_form):
+    """hopper bwd's closed form with its fused pass named ``hopper_fa3_bwd`` where the Gluon launch runs: the same
+    bytes per pair (Q_i, dO_i, lse_i, delta_i per visible pair, K_j, V_j once, rows x d x 4 added to dQacc_i)."""
+    def f(p: AttentionProblem, s: Schedule) -> dict:
+        d = closed_form(p, s)
+        if fa3_bwd_applies(p, s):
+            d = {("hopper_fa3_bwd" if k == "hopper_bwd_dkdvdq" else k): v for k, v in d.items()}
+        return d
+    return f
+
+
+HOPPER_FA3_BWD = AlgorithmSpec(
+    algorithm="hopper_fa3", phase="bwd", problem_type=AttentionProblem,
+    launches=_fa3_bwd_launches, sram_bytes_per_cta=_fa3_bwd_sram,
+    contract=_fa3_bwd_renamed(_hopper_bwd_contract), compulsory_dram_bytes=_fa3_bwd_renamed(_hopper_bwd_compulsory),
+    extra_device_bytes=lambda p, s: 2 * _lse_bytes(p) + dqacc_bytes(p),
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (64, 128, 4, 2), 128: (64, 128, 4, 2)},
+                                _FA3_BWD_UNMEASURED)
+    + _defaults("gpu", _TWO_BYTE, None, {16: (64, 64, 4, 2), 32: (64, 64, 4, 2)},
+                "hopper bwd's launches (hopper_fa3 runs d 64/128 only)")
+    + _defaults("gpu", ("fp32",), None, {16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2),
+                                         128: (32, 32, 8, 2)}, _FP32) + _INTERPRETER,
+    description="""\
+hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_warps 4,
+    2-3 stages, seq_q % 64 == 0, seq_kv % 128 == 0:
+    ``hopper_bwd_preprocess`` (hopper bwd's): reads O_i, dO_i, writes delta_i (rows x 4),
+    zeroes dQacc_i (rows x d x 4).
+    ``hopper_fa3_bwd`` (Gluon) one CTA per (K/V block, batch*head_kv): K_j, V_j by TMA
+    once, kept in SRAM; for every q head of the GQA group and every Q block i with a
+    row that sees block j: Q_i, dO_i (rows x d x e, TMA), lse_i, delta_i (rows x 4) read,
+    dS_ij K_j (rows x d x 4) added to dQacc_i by fp32 atomics (counted as written
+    bytes); dK_j, dV_j (cols x d x e) written once.  FlashAttention-3's structure:
+    a producer warp issues the loads into a ring of stages (mbarriers); two consumer
+    warpgroups of 64 K/V rows (240 registers; producer 24) keep dK, dV in registers
+    and compute S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q from registers;
+    dS^T goes through a double-buffered shared tile so each warpgroup computes half
+    of dQ's columns (dS K_j[:, half]).  5 tile matmuls per pair.
+    ``hopper_bwd_dq_convert`` (hopper bwd's): reads dQacc_i, writes dQ_i.
+    Otherwise hopper bwd's three launches with the same schedule.
+    Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
+    SRAM: K_j + V_j + stages x (Q_i + dO_i) + 2 x (cols x rows) dS^T.
+    Not deterministic bitwise (the order of dQ's atomic adds).""")
+
+register(HOPPER_FA3_BWD)

@@ -26,8 +26,8 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .algorithms_hopper import (fa3_applies, fa3_persistent, fa3_tiles, longest_first, persistent, persistent_tiles,
-                                ws_dq_schedule)
+from .algorithms_hopper import (fa3_applies, fa3_bwd_applies, fa3_persistent, fa3_tiles, longest_first, persistent,
+                                persistent_tiles, ws_dq_schedule)
 from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre,
                         _flash2_fwd, _runs, workload)
 
@@ -157,3 +157,18 @@ def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
     if not fa3_persistent(c.p, c.s):
         return {"hopper_fa3_fwd": _hopper_fwd_work(c)["hopper_fwd"]}
     return {"hopper_fa3_fwd": _persistent_fwd(c, fa3_tiles)}
+
+
+# --- hopper_fa3 bwd: hopper bwd's steps; its fused pass under the launch name ``hopper_fa3_bwd`` -----------------
+@workload("hopper_fa3", "bwd")
+def _hopper_fa3_bwd_work(c: _Ctx) -> dict:
+    """The Gluon pass moves hopper_bwd_dkdvdq's bytes in its order (per CTA: K_j, V_j, then per q head of the group
+    and visible Q block i: Q_i, dO_i by TMA, lse_i, delta_i by plain loads, dS K_j atomically into dQacc_i; dK_j,
+    dV_j at the end).  Its producer warp and the two consumers' overlap are costs of the compiled kernel (memsim.costs
+    reads them from the launch's compiled facts).  Other schedules: hopper bwd's launches."""
+    w = _hopper_bwd_work(c)
+    if not fa3_bwd_applies(c.p, c.s):
+        return w
+    return {"hopper_bwd_preprocess": w["hopper_bwd_preprocess"],
+            "hopper_fa3_bwd": _tma(c, lambda co: _hopper_bwd_dkdvdq(c, co)),
+            "hopper_bwd_dq_convert": w["hopper_bwd_dq_convert"]}

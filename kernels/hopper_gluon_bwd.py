@@ -1,0 +1,305 @@
+"""hopper_fa3 bwd: a backward with FlashAttention-3's structure, written in Gluon (`triton.experimental.gluon`).
+
+Three launches (grids and bytes: `memsim.algorithms_hopper.HOPPER_FA3_BWD`):
+  hopper_bwd_preprocess  hopper bwd's (kernels.hopper_bwd): delta_i = rowsum(dO_i * O_i), dQacc_i zeroed
+  hopper_fa3_bwd         this module's Gluon kernel, one CTA per (K/V block of BLOCK_N = 128 rows, batch*head_kv):
+                         K_j, V_j resident in shared memory, dK_j, dV_j accumulated in registers; for every q head of
+                         the GQA group and every Q block i (BLOCK_M = 64 rows) that sees block j, the five tile
+                         matmuls of the pair, dS_ij K_j added to dQacc_i by fp32 atomics
+  hopper_bwd_dq_convert  hopper bwd's: dQ_i = scale * dQacc_i in the input dtype
+
+The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
+  * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of K_j and V_j once,
+    then Q_i and dO_i of each (q head, Q block) into a ring of STAGES shared-memory stages ("ready" mbarriers with
+    expected bytes; "empty" mbarriers both consumers arrive on once their dK and dV matmuls have read the stage);
+  * two consumer warpgroups (4 warps, 240 registers each); warpgroup w owns K/V rows w*64 .. w*64+63 of the block
+    and their dK, dV accumulators (64 x d fp32 each, registers).  Per (q head, Q block) it computes, as async wgmma,
+    S^T = K_w Q_i^T and dP^T = V_w dO_i^T (64 x BLOCK_M: the K/V rows are the wgmma's M, so P^T and dS^T come out
+    in the layout the next matmuls take from registers), P^T = exp2(S^T * scale*log2e - lse_i*log2e) (lse_i, delta_i
+    by plain loads issued before the matmuls), dS^T = P^T (dP^T - delta_i), then dV_w += P^T dO_i and
+    dK_w += dS^T Q_i (A from registers, B = the stage in shared memory).  dS^T goes to a double-buffered shared tile
+    (BLOCK_N x BLOCK_M, each warpgroup its 64 rows); once both warpgroups have stored theirs (an mbarrier of count
+    2), warpgroup w computes dQ_i[:, w*d/2 .. +d/2] = dS_ij K_j[:, w*d/2 ..] (A = the dS^T tile read transposed, B
+    = a column half of K_j) and adds it to dQacc_i with fp32 atomic adds (red.global; FlashAttention-3 uses a TMA
+    bulk reduce-add, which Gluon 3.6 does not expose for Hopper).  One dS^T buffer is written while the other may
+    still be read: a warpgroup passes iteration t's barrier only after the other finished iteration t-1 (it waits
+    for its own dQ matmul before arriving), so buffer t % 2 is free when written at t.
+Causal: K/V block j is visited only by Q blocks with a row that sees it (from ilo on); the Q blocks whose rows do not
+all see every key of the block (the diagonal band, i < imid) apply the mask (key c visible from row r when
+c <= r + causal_offset); a row that sees no key has lse = -inf: P = 0 for it (no NaN).
+Epilogue: dK_j * scale and dV_j stored by plain stores from the registers (each warpgroup its 64 rows).
+
+Bytes: hopper bwd's per pair (Q_i, dO_i, lse_i, delta_i read per visible pair; K_j, V_j once; dQacc rows x d x 4 added
+per pair; dK_j, dV_j once).  Numerics as hopper bwd: fp32 accumulation, P and dS rounded to the input dtype before
+their matmuls; dQ's sum order (atomics) is not fixed: not bitwise deterministic.
+Gluon does not run in Triton's CPU interpreter: the sm_90a compile is checked on the CPU
+(`benchmarks/hopper_gluon_compile.py --kernel fa3bwd`), the numbers only on a GPU (tests/test_kernels_hopper_gluon_bwd.py).
+"""
+from __future__ import annotations
+
+import torch
+
+from memsim.algorithms_hopper import fa3_bwd_applies
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
+
+from ._common import LOG2E, dot_precision, strides3
+from .flash2 import _lse_spec
+from .registry import launcher
+
+try:  # Triton >= 3.5 ships Gluon
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma
+    from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+except ImportError:  # pragma: no cover - older Triton
+    gluon = None
+
+#: K/V rows per consumer warpgroup (one wgmma M)
+HALF_N = 64
+#: registers per thread: consumers (setmaxnreg), producer, launch cap (12 warps x 168 <= 64K)
+CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
+
+if gluon is not None:
+    @gluon.jit
+    def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                       CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
+        """(start_n, pid_bhkv, ilo, imid, nblk): the CTA's first K/V row and batch*head_kv; Q blocks [ilo, n_m) see
+        block j (nblk of them), [ilo, imid) need the causal mask."""
+        if Q_FASTEST:
+            pid_n = gl.program_id(0)
+            pid_bhkv = gl.program_id(1)
+        else:
+            pid_n = gl.program_id(1)
+            pid_bhkv = gl.program_id(0)
+        start_n = pid_n * BLOCK_N
+        n_m = SEQ_Q // BLOCK_M
+        if CAUSAL:  # row r sees key c when c <= r + offset: first row seeing start_n, first seeing start_n + BN - 1
+            ilo = gl.minimum(gl.maximum(start_n - CAUSAL_OFFSET, 0) // BLOCK_M, n_m)
+            imid = gl.minimum(gl.cdiv(gl.maximum(start_n + BLOCK_N - 1 - CAUSAL_OFFSET, 0), BLOCK_M), n_m)
+        else:
+            ilo = 0
+            imid = 0
+        return start_n, pid_bhkv, ilo, imid, n_m - ilo
+
+    @gluon.jit
+    def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, q_smem, do_smem, k_smem, v_smem, kv_bar, ready, empty,
+                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr, BLOCK_M: gl.constexpr,
+                          BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
+        """TMA loads only: K_j and V_j once, then (Q_i, dO_i) per iteration into stage it % STAGES once both
+        consumers released that stage's previous pair (the empty barriers start as if phase 1 had completed)."""
+        start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
+                                                            Q_FASTEST)
+        kv_row = pid_bhkv * SEQ_KV + start_n
+        mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
+        tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
+        for it in range(GROUP * nblk):
+            g = it // nblk
+            q_row = (pid_bhkv * GROUP + g) * SEQ_Q + (ilo + it - g * nblk) * BLOCK_M
+            st = it % STAGES
+            mbarrier.wait(empty.index(st), ((it // STAGES) & 1) ^ 1)
+            mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [q_row, 0], ready.index(st), q_smem.index(st))
+            tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
+
+    @gluon.jit
+    def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA, DQACC,
+                          DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr,
+                          GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                          STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
+        """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
+        dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
+        fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
+        dtype: gl.constexpr = q_smem.dtype
+        HALF_D: gl.constexpr = HEAD_DIM // 2
+        HALF_N: gl.constexpr = BLOCK_N // 2
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                           instr_shape=[16, BLOCK_M, 16])
+        kv_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                            instr_shape=[16, HEAD_DIM, 16])
+        dq_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                            instr_shape=[16, HALF_D, 16])
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
+        start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
+                                                            Q_FASTEST)
+        k_w = k_smem.slice(WG * HALF_N, HALF_N, dim=0)
+        v_w = v_smem.slice(WG * HALF_N, HALF_N, dim=0)
+        k_dq = k_smem.slice(WG * HALF_D, HALF_D, dim=1)
+        offs_q = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(0, s_layout))
+        kv_idx = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, s_layout))
+        dq_r = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, dq_layout))
+        dq_c = WG * HALF_D + gl.arange(0, HALF_D, layout=gl.SliceLayout(0, dq_layout))
+        dq_offs = dq_r[:, None] * HEAD_DIM + dq_c[None, :]
+        s_zero = gl.zeros([HALF_N, BLOCK_M], gl.float32, layout=s_layout)
+        dq_zero = gl.zeros([BLOCK_M, HALF_D], gl.float32, layout=dq_layout)
+        dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
+        dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
+        mbarrier.wait(kv_bar, 0)
+        for it in range(GROUP * nblk):
+            g = it // nblk
+            i = ilo + it - g * nblk
+            start_m = i * BLOCK_M
+            stat = (pid_bhkv * GROUP + g).to(gl.int64) * SEQ_Q + start_m
+            lse = gl.load(LSE + stat + offs_q)
+            delta = gl.load(DELTA + stat + offs_q)
+            st = it % STAGES
+            mbarrier.wait(ready.index(st), (it // STAGES) & 1)
+            q_t = q_smem.index(st)
+            do_t = do_smem.index(st)
+            s_tok = warpgroup_mma(k_w, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            dp_tok = warpgroup_mma(v_w, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
+                lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+            else:
+                lse2 = lse * 1.4426950408889634
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+            p = gl.exp2(s * qk_scale2 - lse2[None, :])
+            if CAUSAL:
+                if i < imid:  # the diagonal band: key c visible from row r when c <= r + offset
+                    p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
+            dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+            ds = p * (dp - delta[None, :])
+            p_op = gl.convert_layout(p.to(dtype), a_layout)
+            ds_lo = ds.to(dtype)
+            ds_op = gl.convert_layout(ds_lo, a_layout)
+            dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+            dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+            # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+            ds_buf = ds_smem.index(it % 2)
+            ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+            fence_async_shared()
+            gl.thread_barrier()
+            mbarrier.arrive(ds_bar, count=1)
+            mbarrier.wait(ds_bar, it & 1)
+            dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
+            dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+            mbarrier.arrive(empty.index(st), count=1)
+            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+        # epilogue: my 64 rows of dK_j (scaled) and dV_j
+        r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
+        c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
+        offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
+        gl.store(DK + offs, (dk * sm_scale).to(dtype))
+        gl.store(DV + offs, dv.to(dtype))
+
+    @gluon.jit
+    def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, LSE, DELTA, DQACC, DK, DV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale,
+                        CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                        BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
+                        CONSUMER_REGS: gl.constexpr):
+        """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
+        heads vary fastest.  Shared memory: K_j, V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M)."""
+        dtype: gl.constexpr = q_desc.dtype
+        gl.static_assert(BLOCK_N == 2 * 64)
+        q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], q_desc.layout)
+        do_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], do_desc.layout)
+        k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], v_desc.layout)
+        ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype)
+        ds_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, BLOCK_M], ds_layout)
+        kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        ds_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        mbarrier.init(kv_bar, count=1)
+        mbarrier.init(ds_bar, count=2)  # both consumer warpgroups have stored their dS^T rows
+        for i in gl.static_range(STAGES):
+            mbarrier.init(ready.index(i), count=1)
+            mbarrier.init(empty.index(i), count=2)  # both consumer warpgroups release a stage
+        gl.warp_specialize([
+            (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, q_smem, do_smem, k_smem, v_smem, kv_bar, ready,
+                                 empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL,
+                                 Q_FASTEST)),
+            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
+                                 DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST)),
+            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
+                                 DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST)),
+        ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+
+
+def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do):
+    """Host TMA descriptors: [B*H*N, d] row views; Q/dO boxes of block_m rows, K/V boxes of block_n rows.  K's
+    swizzle spans d/2 columns at most, so each consumer's column half of K_j (its dQ matmul's B operand) is whole
+    swizzle panels."""
+    gdt = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}[q.dtype]
+    d = p.head_dim
+    qd = gl.NVMMASharedLayout.get_default_for([s.block_m, d], gdt)
+    kd = gl.NVMMASharedLayout(swizzle_byte_width=min(128, d), element_bitwidth=16, rank=2)
+    vd = gl.NVMMASharedLayout.get_default_for([s.block_n, d], gdt)
+    rows = lambda t: t.reshape(-1, d)  # noqa: E731 -- a view (contiguous checked by the caller)
+    return (TensorDescriptor.from_tensor(rows(q), [s.block_m, d], qd),
+            TensorDescriptor.from_tensor(rows(do), [s.block_m, d], qd),
+            TensorDescriptor.from_tensor(rows(k), [s.block_n, d], kd),
+            TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd))
+
+
+def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv):
+    """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check."""
+    args = (*fa3_bwd_descriptors(p, s, q, k, v, do), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv, p.scale * LOG2E,
+            p.scale, p.causal_offset)
+    kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
+              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
+              maxnreg=MAXNREG)
+    return args, kw
+
+
+def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
+    """What the Gluon launch runs (ScheduleError otherwise; `memsim.algorithms_hopper.fa3_bwd_applies` is the same
+    rule without reasons), and contiguous tensors (ValueError)."""
+    if not fa3_bwd_applies(p, s):
+        raise ScheduleError(f"the hopper_fa3_bwd launch runs fp16/bf16, d 64/128, 64x128 tiles, num_warps 4, "
+                            f"num_stages 2-3, seq_q % 64 == 0 and seq_kv % 128 == 0; got {p.dtype}, d={p.head_dim}, "
+                            f"{s.block_m}x{s.block_n} w{s.num_warps} s{s.num_stages}, lengths {p.seq_q}, {p.seq_kv}")
+    for name, t in tensors:
+        if not t.is_contiguous():
+            raise ValueError(f"hopper_fa3 bwd reads {name} through a [B*H*N, d] TMA descriptor: it must be "
+                             f"contiguous; it has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
+
+
+def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv) -> None:
+    """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture)."""
+    if gluon is None:
+        raise NotImplementedError("hopper_fa3 bwd needs triton.experimental.gluon (Triton >= 3.5)")
+    check_fa3_bwd(p, s, (("q", q), ("k", k), ("v", v), ("do", do)))
+    if q.device.type not in ("cuda", "meta"):
+        raise NotImplementedError("Gluon kernels do not run in Triton's CPU interpreter: hopper_fa3's backward launch "
+                                  "needs an sm_90 GPU; use hopper or flash2 here")
+    if q.device.type == "cuda":
+        from .hopper import check_capability
+        check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
+    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv)
+    _hopper_fa3_bwd[grid](*args, **kw)
+
+
+@launcher("hopper_fa3", "bwd", needs={"lse": _lse_spec})
+def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
+    """hopper bwd's preprocess, the Gluon dK/dV/dQ pass, hopper bwd's dQ conversion where
+    `memsim.algorithms_hopper.fa3_bwd_applies`; otherwise hopper bwd's own launches with the same schedule.
+    dO is made contiguous when it is not (the incoming gradient: a copy is harmless); q, k, v must be."""
+    from .hopper_bwd import _hopper_bwd_dq_convert, _hopper_bwd_preprocess, hopper_backward
+    p, s = problem, schedule
+    if not fa3_bwd_applies(p, s):
+        return hopper_backward(p, s, q, k, v, o, do, saved)
+    pre, main, conv = kernel_launches(p, s)
+    assert (pre.name, main.name, conv.name) == ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert")
+    if not do.is_contiguous():
+        do = do.contiguous()
+    lse = saved["lse"]
+    qf = s.grid_order == "q_fastest"
+    prec = dot_precision(p)
+    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
+    _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
+                                     Q_FASTEST=qf, **common)
+    fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, lse, delta, dqacc, dk, dv)
+    _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
+                                      PREC=prec, **common)
+    return dq, dk, dv

@@ -1,0 +1,205 @@
+"""hopper_fa3 bwd (kernels/hopper_gluon_bwd.py): the FA3-structured Gluon backward.
+
+Gluon does not run in Triton's CPU interpreter, so the gradients are checked on a GPU only (the GPU tests skip
+themselves without one; the committed log of a GPU run is the evidence).  Without a GPU this file checks the registry
+entry (launches, SRAM, the byte contract's names, the fallback), the refusals, and the sm_90a compile (partitions,
+register budgets, the shared memory the registry states)."""
+import pytest
+import torch
+
+import kernels
+from kernels.testing import check_rule, make_inputs, poisoned_allocations, seed_of, yardsticks
+from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches, sram_bytes_per_cta
+
+hb = pytest.importorskip("kernels.hopper_gluon_bwd")
+if hb.gluon is None:  # pragma: no cover
+    pytest.skip("triton.experimental.gluon missing", allow_module_level=True)
+
+ALG = "hopper_fa3"
+
+# (B, Hq, Hkv, Nq, Nkv, d), causal, alignment, stages, grid order
+_CASES = {
+    "d128_full": ((2, 4, 4, 512, 512, 128), False, "top_left", 2, "q_fastest"),
+    "d128_full_gqa_s3": ((2, 8, 2, 1024, 768, 128), False, "top_left", 3, "q_fastest"),
+    "d128_causal_tl": ((1, 4, 4, 1024, 1024, 128), True, "top_left", 2, "q_fastest"),
+    "d128_causal_tl_heads_fastest": ((2, 2, 2, 768, 768, 128), True, "top_left", 2, "heads_fastest"),
+    "d128_causal_br_q_lt_kv": ((1, 4, 2, 512, 1024, 128), True, "bottom_right", 3, "q_fastest"),
+    "d128_causal_br_rows_see_nothing": ((1, 2, 2, 1024, 256, 128), True, "bottom_right", 2, "q_fastest"),
+    "d128_causal_tl_q_gt_kv": ((1, 2, 1, 512, 256, 128), True, "top_left", 2, "heads_fastest"),
+    "d64_full_mqa": ((2, 4, 1, 640, 1280, 64), False, "top_left", 2, "q_fastest"),
+    "d64_causal_tl": ((1, 4, 4, 2048, 2048, 64), True, "top_left", 2, "q_fastest"),
+    "d64_causal_tl_blocks_see_nothing": ((1, 2, 2, 256, 1024, 64), True, "top_left", 2, "q_fastest"),
+    "d128_one_block": ((1, 1, 1, 64, 128, 128), True, "top_left", 2, "q_fastest"),
+}
+
+
+def _gpu():
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+
+
+def _run(case, dtype, seed_tag):
+    shape, causal, align, st, order = _CASES[case]
+    q, k, v, do = make_inputs(*shape, dtype, "cuda", seed_of("fa3_bwd", seed_tag, case, dtype))
+    p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
+    s = Schedule(ALG, "bwd", 64, 128, 4, st, order)
+    f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", q.device), q, k, v)
+    with poisoned_allocations():
+        grads = kernels.backward(p, s, q, k, v, f.o, do, f)
+    return p, s, (q, k, v, do), grads
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", list(_CASES))
+def test_fa3_backward_gpu(case, dtype):
+    """dQ, dK, dV against the float64 reference by DESIGN.md's rule: GQA/MQA, both causal alignments, rows that see
+    no key, K/V blocks no row sees, seq_q != seq_kv, both grid orders, 2 and 3 stages, d 64/128, poisoned outputs."""
+    p, s, (q, k, v, do), grads = _run(case, dtype, "rule")
+    from memsim.algorithms_hopper import fa3_bwd_applies
+    assert fa3_bwd_applies(p, s)
+    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
+    ref = kernels.reference(q, k, v, **kw)
+    ys = yardsticks(q, k, v, **kw)
+    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+        check_rule(name, g, gr, dtype=dtype, **ys[name])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+def test_fa3_backward_gpu_repeatable():
+    """dK and dV are bit-identical run to run (no race between the partitions); dQ's atomic order is free, so it is
+    compared by the rule's scale: two runs differ by at most fp32 rounding of the sums."""
+    _, _, _, a = _run("d128_causal_tl", "bf16", "repeat")
+    _, _, _, b = _run("d128_causal_tl", "bf16", "repeat")
+    assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+    assert (a[0].float() - b[0].float()).abs().max().item() <= 1e-2 * a[0].float().abs().max().item()
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("shape", [(2, 4, 2, 512, 1024, 128), (1, 3, 3, 300, 517, 64)], ids=["own_launch", "fallback"])
+def test_fa3_backward_registry_path_gpu(shape, causal):
+    """kernels.attention with a (hopper_fa3 fwd, hopper_fa3 bwd) pair, autograd: the Gluon launches where they apply,
+    hopper's launches on ragged lengths; O and the gradients exact."""
+    from memsim.algorithms_hopper import fa3_bwd_applies
+    q, k, v, do = make_inputs(*shape, "bf16", "cuda", seed_of("fa3_bwd", "registry", shape, causal))
+    p = kernels.problem_for(q, k, v, causal=causal)
+    pair = (Schedule(ALG, "fwd", 128, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 2))
+    assert fa3_bwd_applies(p, pair[1]) == (shape[3] % 128 == 0)
+    ref = kernels.reference(q, k, v, do=do, causal=causal)
+    ys = yardsticks(q, k, v, do=do, causal=causal)
+    qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    o = kernels.attention(qg, kg, vg, is_causal=causal, enable_gqa=True, schedule=pair)
+    o.backward(do)
+    assert kernels.last_schedule() == pair
+    check_rule("o", o.detach(), ref[0], dtype="bf16", **ys["o"])
+    for name, g, gr in zip(("dq", "dk", "dv"), (qg.grad, kg.grad, vg.grad), ref[2:]):
+        check_rule(name, g, gr, dtype="bf16", **ys[name])
+
+
+def test_fa3_backward_refusals():
+    """What the Gluon launch does not run is refused with the reason (the registry runs hopper bwd's launches
+    there instead: test_fa3_backward_registry_launches)."""
+    p = AttentionProblem(1, 2, 2, 256, 256, 128, dtype="bf16")
+    for s, p2 in ((Schedule(ALG, "bwd", 128, 128, 4, 2), p), (Schedule(ALG, "bwd", 64, 64, 4, 2), p),
+                  (Schedule(ALG, "bwd", 64, 128, 8, 2), p), (Schedule(ALG, "bwd", 64, 128, 4, 1), p),
+                  (Schedule(ALG, "bwd", 64, 128, 4, 2), AttentionProblem(1, 2, 2, 256, 320, 128, dtype="bf16")),
+                  (Schedule(ALG, "bwd", 64, 128, 4, 2), AttentionProblem(1, 2, 2, 256, 256, 32, dtype="bf16")),
+                  (Schedule(ALG, "bwd", 64, 128, 4, 2), AttentionProblem(1, 2, 2, 256, 256, 64, dtype="fp32"))):
+        with pytest.raises(ScheduleError, match="hopper_fa3_bwd launch runs"):
+            hb.check_fa3_bwd(p2, s)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    hb.check_fa3_bwd(p, s)
+    t = torch.empty(1, 2, 256, 256, dtype=torch.bfloat16)[..., :128]
+    with pytest.raises(ValueError, match="contiguous"):
+        hb.check_fa3_bwd(p, s, (("q", t),))
+    q = torch.zeros(1, 2, 256, 128, dtype=torch.bfloat16)
+    with pytest.raises(NotImplementedError, match="interpreter"):
+        hb.fa3_bwd_dkdvdq(p, s, (2, 2, 1), q, q, q, q, None, None, None, q, q)
+
+
+@pytest.mark.parametrize("order", ["q_fastest", "heads_fastest"])
+def test_fa3_backward_registry_launches(order):
+    """The registry entry: the Gluon launch (grid = one CTA per (K/V block, batch*head_kv)) between hopper bwd's
+    preprocess and conversion where `fa3_bwd_applies`, hopper bwd's launches otherwise; the SRAM formula; the byte
+    contract equals hopper bwd's under the new name."""
+    from memsim.algorithms import spec_for
+    p = AttentionProblem(2, 8, 2, 1024, 2048, 128, dtype="bf16", causal=True)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2, order)
+    pre, main, conv = kernel_launches(p, s)
+    assert (pre.name, main.name, conv.name) == ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert")
+    nb, bhkv = 2048 // 128, 2 * 2
+    assert main.grid == ((nb, bhkv, 1) if order == "q_fastest" else (bhkv, nb, 1))
+    # K_j + V_j + 2 stages x (Q_i + dO_i) + two dS^T tiles
+    assert sram_bytes_per_cta(p, s) == 2 * 128 * 128 * 2 + 2 * 2 * 64 * 128 * 2 + 2 * 128 * 64 * 2
+    h = Schedule("hopper", "bwd", 64, 128, 4, 2, order)
+    ours, theirs = spec_for(ALG, "bwd").contract(p, s), spec_for("hopper", "bwd").contract(p, h)
+    assert ours["hopper_fa3_bwd"] == theirs["hopper_bwd_dkdvdq"]
+    assert ours["hopper_bwd_preprocess"] == theirs["hopper_bwd_preprocess"]
+    # ragged lengths: hopper bwd's launches and bytes
+    pr = AttentionProblem(1, 2, 2, 300, 517, 128, dtype="bf16")
+    assert [x.name for x in kernel_launches(pr, s)] == ["hopper_bwd_preprocess", "hopper_bwd_dkdvdq",
+                                                        "hopper_bwd_dq_convert"]
+    # the defaults: the Gluon tiles at d 64/128
+    for d in (64, 128):
+        t = spec_for(ALG, "bwd").default_tiles(AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16"), "gpu")
+        assert (t["block_m"], t["block_n"], t["num_warps"], t["num_stages"]) == (64, 128, 4, 2)
+
+
+_COMPILE = r"""
+import json, re, sys
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import make_backend
+from triton.experimental.gluon._runtime import GluonASTSource
+from triton.runtime.jit import create_function_from_signature
+from kernels import hopper_gluon_bwd as kb
+from kernels.compiled_facts import ptxas_report
+from kernels.sass import disassemble
+from memsim.schedule import AttentionProblem, Schedule, sram_bytes_per_cta
+d, causal = int(sys.argv[1]), sys.argv[2] == "causal"
+p = AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16", causal=causal)
+s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
+q = torch.empty(1, 2, 1024, d, dtype=torch.bfloat16)
+st = torch.empty(1, 2, 1024, dtype=torch.float32)
+args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)
+jf = kb._hopper_fa3_bwd
+target = GPUTarget("cuda", 90, 32)
+backend = make_backend(target)
+binder = create_function_from_signature(jf.signature, jf.params, backend)
+bound, spec, opts = binder(*args, **kw)
+opts, sig, consts, attrs = jf._pack_args(backend, kw, bound, spec, opts)
+k = triton.compile(GluonASTSource(jf, sig, consts, attrs), target=target, options=opts.__dict__)
+sass = disassemble(k.asm["cubin"])
+print(json.dumps({"warps": k.metadata.num_warps, "shared": k.metadata.shared, "sram": sram_bytes_per_cta(p, s),
+                  "local": ptxas_report(k.asm["ptx"], "sm90", opts)["local_bytes_per_thread"],
+                  "setmaxnreg": re.findall(r"USETMAXREG\.(\w+)\.CTAPOOL (?:\w+, )?(0x[0-9a-f]+)", sass),
+                  "hgmma": len(re.findall(r"\bHGMMA\.", sass)), "red": len(re.findall(r"\bREDG\.E\.ADD\.F32", sass))}))
+"""
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_backward_compiles_for_sm90a(mask, d):
+    """The launch compiled for sm_90a on the CPU (a subprocess without TRITON_INTERPRET): 12 warps (producer
+    warpgroup + two consumer warpgroups), setmaxnreg 24 / 240, wgmma (HGMMA) and fp32 reductions (REDG) in the SASS,
+    the registry's SRAM formula within 1 KB below the compiled shared memory (mbarriers).  Local memory: none at
+    d=64; at d=128 ptxas keeps up to 128 B a thread (loop-invariant addresses, not the loop's values; recorded,
+    bounded here)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _COMPILE, str(d), mask], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12
+    assert got["local"] <= (0 if d == 64 else 128)
+    budgets = set(map(tuple, got["setmaxnreg"]))
+    assert ("DEALLOC", "0x18") in budgets and ("TRY_ALLOC", "0xf0") in budgets
+    assert 0 <= got["shared"] - got["sram"] < 1024
+    assert got["hgmma"] > 0 and got["red"] > 0
