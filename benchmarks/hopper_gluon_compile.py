@@ -46,7 +46,8 @@ def wait_order(sass: str) -> list:
 
 def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False,
-                wait_fence: bool | None = None, block0_unmasked: bool | None = None) -> dict:
+                wait_fence: bool | None = None, block0_unmasked: bool | None = None, kv_regs: bool | None = None,
+                diag: int = 0) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -69,7 +70,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
         s = Schedule("hopper_fa3", "bwd", 64, 128, 4, stages)
         dqacc = torch.empty(B, H, n, d, dtype=torch.float32)
-        args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q)
+        args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag)
         jf = kb._hopper_fa3_bwd
     elif kernel == "fa3":
         from kernels import hopper_gluon as kg
@@ -95,7 +96,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
             f.write(sass)
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
     return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else "")
-            + ("+block0_unmasked" if block0_unmasked else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+            + ("+block0_unmasked" if block0_unmasked else "") + ("+kv_regs" if kv_regs else "")
+            + (f"+diag{diag}" if diag else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--block0-unmasked", default=None, choices=("on", "off"),
                     help="fa3, causal: block 0 without the mask where the rows see it whole (default: "
                          "kernels.hopper_gluon.BLOCK0_UNMASKED)")
+    ap.add_argument("--kv-regs", action="store_true", help="fa3bwd: K_w, V_w as register operands")
+    ap.add_argument("--diag", type=int, default=0, help="fa3bwd: timing diagnostic variant (1 no dQ adds, 2 no dQ)")
     a = ap.parse_args(argv)
     bad = 0
     for d in (int(x) for x in a.d.split(",")):
@@ -126,7 +130,8 @@ def main(argv=None) -> int:
                 print(compile_one(d, causal, a.dtype, a.block_n, kernel=a.kernel, stages=a.stages, sass_out=a.sass,
                                   persistent=a.persistent,
                                   wait_fence=None if a.wait_fence is None else a.wait_fence == "on",
-                                  block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on"),
+                                  block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on",
+                                  kv_regs=a.kv_regs or None, diag=a.diag),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

@@ -59,6 +59,8 @@ except ImportError:  # pragma: no cover - older Triton
 HALF_N = 64
 #: registers per thread: consumers (setmaxnreg), producer, launch cap (12 warps x 168 <= 64K)
 CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
+#: K_w, V_w held in registers as the A operands of S^T and dP^T (instead of read from shared memory by every wgmma)
+KV_REGS = False
 
 if gluon is not None:
     @gluon.jit
@@ -107,7 +109,8 @@ if gluon is not None:
     def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA, DQACC,
                           DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr,
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                          STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
+                          STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
+                          KV_REGS: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -136,6 +139,13 @@ if gluon is not None:
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         mbarrier.wait(kv_bar, 0)
+        if KV_REGS:  # K_w, V_w as register operands of S^T and dP^T (half the shared-memory reads of those matmuls)
+            sa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+            k_a = k_w.load(sa_layout)
+            v_a = v_w.load(sa_layout)
+        else:
+            k_a = k_w
+            v_a = v_w
         for it in range(GROUP * nblk):
             g = it // nblk
             i = ilo + it - g * nblk
@@ -147,8 +157,8 @@ if gluon is not None:
             mbarrier.wait(ready.index(st), (it // STAGES) & 1)
             q_t = q_smem.index(st)
             do_t = do_smem.index(st)
-            s_tok = warpgroup_mma(k_w, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            dp_tok = warpgroup_mma(v_w, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
             if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
                 lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
             else:
@@ -165,18 +175,26 @@ if gluon is not None:
             ds_op = gl.convert_layout(ds_lo, a_layout)
             dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
             dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-            # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
-            ds_buf = ds_smem.index(it % 2)
-            ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
-            fence_async_shared()
-            gl.thread_barrier()
-            mbarrier.arrive(ds_bar, count=1)
-            mbarrier.wait(ds_bar, it & 1)
-            dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-            dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-            mbarrier.arrive(empty.index(st), count=1)
-            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+            if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
+                dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                mbarrier.arrive(empty.index(st), count=1)
+            else:
+                # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+                ds_buf = ds_smem.index(it % 2)
+                ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                fence_async_shared()
+                gl.thread_barrier()
+                mbarrier.arrive(ds_bar, count=1)
+                mbarrier.wait(ds_bar, it & 1)
+                dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
+                dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                mbarrier.arrive(empty.index(st), count=1)
+                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
+                    gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q,
+                                  sem="relaxed")
+                else:
+                    gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
         c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
@@ -188,9 +206,10 @@ if gluon is not None:
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, LSE, DELTA, DQACC, DK, DV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale,
                         CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                        CONSUMER_REGS: gl.constexpr):
+                        CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
-        heads vary fastest.  Shared memory: K_j, V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M)."""
+        heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
+        predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M)."""
         dtype: gl.constexpr = q_desc.dtype
         gl.static_assert(BLOCK_N == 2 * 64)
         q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], q_desc.layout)
@@ -214,10 +233,10 @@ if gluon is not None:
                                  Q_FASTEST)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
                                  DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST)),
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
                                  DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST)),
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -237,13 +256,15 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do):
             TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd))
 
 
-def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv):
-    """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check."""
+def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
+                 diag: int = 0):
+    """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
+    kv_regs None: `KV_REGS`; diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv, p.scale * LOG2E,
             p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
-              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS, num_warps=4,
-              maxnreg=MAXNREG)
+              CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
+              KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag, num_warps=4, maxnreg=MAXNREG)
     return args, kw
 
 
@@ -260,8 +281,10 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
                              f"contiguous; it has strides {tuple(t.stride())} for shape {tuple(t.shape)}")
 
 
-def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv) -> None:
-    """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture)."""
+def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
+                   kv_regs: bool | None = None, diag: int = 0) -> None:
+    """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
+    `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
         raise NotImplementedError("hopper_fa3 bwd needs triton.experimental.gluon (Triton >= 3.5)")
     check_fa3_bwd(p, s, (("q", q), ("k", k), ("v", v), ("do", do)))
@@ -271,7 +294,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
     if q.device.type == "cuda":
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
-    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv)
+    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -65,6 +65,19 @@ def test_fa3_backward_gpu(case, dtype):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("case", [c for c in _CASES if c.startswith("d64")])
+def test_fa3_backward_kv_regs_gpu(case, monkeypatch):
+    """The KV_REGS variant (K_w, V_w as register operands of S^T and dP^T; d=64: no spills) is exact too."""
+    monkeypatch.setattr(hb, "KV_REGS", True)
+    p, s, (q, k, v, do), grads = _run(case, "bf16", "kv_regs")
+    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
+    ref = kernels.reference(q, k, v, **kw)
+    ys = yardsticks(q, k, v, **kw)
+    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+        check_rule(name, g, gr, dtype="bf16", **ys[name])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
 def test_fa3_backward_gpu_repeatable():
     """dK and dV are bit-identical run to run (no race between the partitions); dQ's atomic order is free, so it is
     compared by the rule's scale: two runs differ by at most fp32 rounding of the sums."""
