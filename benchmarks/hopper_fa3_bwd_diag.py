@@ -17,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = {"s2": (2, None, 0), "s3": (3, None, 0), "kv_regs": (2, True, 0), "diag1_no_dq_adds": (2, None, 1),
-            "diag2_no_dq": (2, None, 2)}
+#: name: (stages, kv_regs, diag, dq_tma) -- None: the module's switch
+VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
+            "diag1_no_dq_adds": (2, None, 1, False), "diag2_no_dq": (2, None, 2, False), "dq_tma": (2, None, 0, True),
+            "dq_tma_s3": (3, None, 0, True), "dq_tma_kv_regs": (2, True, 0, True)}
 
 
 def setup(d: int, n: int, causal: bool):
@@ -41,7 +43,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag = VARIANTS[variant]
+    st, kv_regs, diag, dq_tma = VARIANTS[variant]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -49,7 +51,8 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     dk, dv = torch.empty_like(k), torch.empty_like(v)
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
-    return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag)
+    return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
+                                          dq_tma)
 
 
 def parse_case(c: str):
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
         fl = p.nominal_flops("bwd")
         base = dict(d=d, seq=n, causal=causal, batch=p.batch, heads=p.heads_q)
         for var in a.variants.split(","):
-            if var == "kv_regs" and d != 64:
+            if "kv_regs" in var and d != 64:
                 continue
             try:
                 fn = pass_fn(p, q, k, v, do, f, var)
@@ -94,7 +97,16 @@ def main(argv=None) -> int:
                 out.append(dict(base, impl="pass:" + var, error=f"{type(e).__name__}: {str(e)[:300]}"))
         s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
         ch = kernels.default_choice(p, q, k, v)
+        import kernels.hopper_gluon_bwd as hb
+
+        def fa3_tma():
+            old, hb.DQ_TMA = hb.DQ_TMA, True
+            try:
+                return kernels.backward(p, s, q, k, v, f.o, do, f)
+            finally:
+                hb.DQ_TMA = old
         for name, fn in (("bwd:hopper_fa3", lambda: kernels.backward(p, s, q, k, v, f.o, do, f)),
+                         ("bwd:hopper_fa3[dq_tma]", fa3_tma),
                          (f"bwd:default({ch.backward.algorithm})",
                           lambda: kernels.backward(p, ch.backward, q, k, v, f.o, do, f))):
             ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")

@@ -47,7 +47,7 @@ def wait_order(sass: str) -> list:
 def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False,
                 wait_fence: bool | None = None, block0_unmasked: bool | None = None, kv_regs: bool | None = None,
-                diag: int = 0) -> dict:
+                diag: int = 0, dq_tma: bool | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -70,7 +70,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
         s = Schedule("hopper_fa3", "bwd", 64, 128, 4, stages)
         dqacc = torch.empty(B, H, n, d, dtype=torch.float32)
-        args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag)
+        args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag,
+                                   dq_tma=dq_tma)
         jf = kb._hopper_fa3_bwd
     elif kernel == "fa3":
         from kernels import hopper_gluon as kg
@@ -96,7 +97,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
             f.write(sass)
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
     return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else "")
-            + ("+block0_unmasked" if block0_unmasked else "") + ("+kv_regs" if kv_regs else "")
+            + ("+block0_unmasked" if block0_unmasked else "") + ("+kv_regs" if kv_regs else "") + ("+dq_tma" if dq_tma else "")
             + (f"+diag{diag}" if diag else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
                          "kernels.hopper_gluon.BLOCK0_UNMASKED)")
     ap.add_argument("--kv-regs", action="store_true", help="fa3bwd: K_w, V_w as register operands")
     ap.add_argument("--diag", type=int, default=0, help="fa3bwd: timing diagnostic variant (1 no dQ adds, 2 no dQ)")
+    ap.add_argument("--dq-tma", action="store_true", help="fa3bwd: dQ by TMA bulk reduce-add")
     a = ap.parse_args(argv)
     bad = 0
     for d in (int(x) for x in a.d.split(",")):
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
                                   persistent=a.persistent,
                                   wait_fence=None if a.wait_fence is None else a.wait_fence == "on",
                                   block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on",
-                                  kv_regs=a.kv_regs or None, diag=a.diag),
+                                  kv_regs=a.kv_regs or None, diag=a.diag,
+                                  dq_tma=a.dq_tma or None),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

@@ -47,7 +47,9 @@ from .flash2 import _lse_spec
 from .registry import launcher
 
 try:  # Triton >= 3.5 ships Gluon
+    from triton._C.libtriton import ir as _ir
     from triton.experimental import gluon
+    from triton.experimental.gluon.language._core import builtin as _builtin
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma
     from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
@@ -61,8 +63,19 @@ HALF_N = 64
 CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
 #: K_w, V_w held in registers as the A operands of S^T and dP^T (instead of read from shared memory by every wgmma)
 KV_REGS = False
+#: dQ's partial tiles added to dQacc by one TMA bulk reduce-add each (FlashAttention-3's way) instead of per-thread
+#: fp32 atomics (red.global.add.v2.f32)
+DQ_TMA = False
 
 if gluon is not None:
+    @_builtin
+    def _tma_reduce_add(desc, offsets, value, _semantic=None):
+        """value (registers) added to the descriptor's box at offsets by the copy engine (cp.reduce.async.bulk.tensor
+        .add): Triton's tensor-descriptor atomic add, which Gluon 3.6 does not export for Hopper; Triton's TMA lowering
+        stages the value in shared memory, fences, issues the bulk reduce and waits until it has read the stage."""
+        offsets = _semantic._convert_to_ir_values(offsets, require_i64=False)
+        _semantic.builder.create_descriptor_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD, desc.handle, value.handle, offsets)
+
     @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                        CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
@@ -106,11 +119,11 @@ if gluon is not None:
             tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
 
     @gluon.jit
-    def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA, DQACC,
+    def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA, DQACC, dq_desc,
                           DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr,
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
-                          KV_REGS: gl.constexpr):
+                          KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -193,6 +206,8 @@ if gluon is not None:
                 if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
                     gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q,
                                   sem="relaxed")
+                elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
+                    _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                 else:
                     gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
@@ -203,10 +218,11 @@ if gluon is not None:
         gl.store(DV + offs, dv.to(dtype))
 
     @gluon.jit
-    def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, LSE, DELTA, DQACC, DK, DV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale,
+    def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, LSE, DELTA, DQACC, DK, DV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale,
                         CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
-                        CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False):
+                        CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
+                        DQ_TMA: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M)."""
@@ -232,15 +248,15 @@ if gluon is not None:
                                  empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL,
                                  Q_FASTEST)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
-                                 DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS)),
+                                 DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
-                                 DQACC, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS)),
+                                 DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
+                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
-def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do):
+def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc):
     """Host TMA descriptors: [B*H*N, d] row views; Q/dO boxes of block_m rows, K/V boxes of block_n rows.  K's
     swizzle spans d/2 columns at most, so each consumer's column half of K_j (its dQ matmul's B operand) is whole
     swizzle panels."""
@@ -253,18 +269,21 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do):
     return (TensorDescriptor.from_tensor(rows(q), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(do), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(k), [s.block_n, d], kd),
-            TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd))
+            TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd),
+            TensorDescriptor.from_tensor(rows(dqacc), [s.block_m, d // 2],
+                                         gl.NVMMASharedLayout.get_default_for([s.block_m, d // 2], gl.float32)))
 
 
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
-                 diag: int = 0):
+                 diag: int = 0, dq_tma: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS`; diag: the timing diagnostics (0 = the real kernel)."""
-    args = (*fa3_bwd_descriptors(p, s, q, k, v, do), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv, p.scale * LOG2E,
+    args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv, p.scale * LOG2E,
             p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
-              KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag, num_warps=4, maxnreg=MAXNREG)
+              KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
+              DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, num_warps=4, maxnreg=MAXNREG)
     return args, kw
 
 
@@ -282,7 +301,7 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 
 
 def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
-                   kv_regs: bool | None = None, diag: int = 0) -> None:
+                   kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -294,7 +313,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
     if q.device.type == "cuda":
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
-    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag)
+    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -65,6 +65,20 @@ def test_fa3_backward_gpu(case, dtype):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", list(_CASES))
+def test_fa3_backward_dq_tma_gpu(case, dtype, monkeypatch):
+    """DQ_TMA (dQ's partial tiles added by TMA bulk reduce-adds) is exact on every case."""
+    monkeypatch.setattr(hb, "DQ_TMA", True)
+    p, s, (q, k, v, do), grads = _run(case, dtype, "dq_tma")
+    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
+    ref = kernels.reference(q, k, v, **kw)
+    ys = yardsticks(q, k, v, **kw)
+    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+        check_rule(name, g, gr, dtype=dtype, **ys[name])
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
 @pytest.mark.parametrize("case", [c for c in _CASES if c.startswith("d64")])
 def test_fa3_backward_kv_regs_gpu(case, monkeypatch):
     """The KV_REGS variant (K_w, V_w as register operands of S^T and dP^T; d=64: no spills) is exact too."""
