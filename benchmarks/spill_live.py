@@ -1,0 +1,141 @@
+"""The live sets' spilling launches under the model, with and without a candidate spill rule (issue 8, CPU only).
+
+    python benchmarks/spill_live.py --out /tmp/base.json [--only-spilling] [--patch NAME ...] [DATA_DIR ...]
+    python benchmarks/spill_live.py --compare /tmp/base.json /tmp/variant.json
+
+Predicts every case of the given random-set folders (default: every set under
+verification/data/nvidia-h100-80gb-hbm3/random) as `python -m verification fidelity` does (the set's own host
+floor), and writes per case the error of each level and per launch the measured and predicted bytes and times, with
+the model's spill placement and ncu's bounds on it: ``reach_lo`` = (L2 reads - global loads) / the model's local
+loads reaching L1 (a lower bound on the reload L1-miss fraction: global loads that hit L1 count in the global bytes
+only) and ``wb_meas`` = (DRAM writes - global writes) / the model's spill stores (the stores written back, if the
+global stores are all written back, an upper bound otherwise).
+
+``--only-spilling`` predicts only the cases with a launch the compiled table says spills; `--compare` then merges the
+variant into the baseline case by case (cases the variant did not predict keep the baseline's rows: exact for a
+rule that touches only spilling launches) and prints the medians and worst errors per level over the whole set,
+and the spilling launches that moved by more than 3 points of gpu_time.
+
+``--patch`` names in-process patches (`PATCHES`), each a candidate rule switched on for this run only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "random"
+LEVELS = ("global", "l2", "dram_read", "dram_write", "time", "gpu_time")
+
+PATCHES: dict = {}
+
+
+def patch(fn):
+    PATCHES[fn.__name__] = fn
+    return fn
+
+
+def run(dirs, out, only_spilling: bool, patches) -> None:
+    sys.path.insert(0, str(ROOT))
+    for p in patches:
+        PATCHES[p]()
+    from verification import fidelity as F
+    from verification import records as R
+    from verification.cli.fidelity import HOST_PASS_FILE, rehost
+    from verification.compare import matched_launches
+    from verification.report import memsim_predictor
+    from verification.suite import case_from_record
+    goals = F.load_goals()
+    live = memsim_predictor("h100-sxm", max_seconds=None)
+    cases, launches = {}, []
+    for d in dirs:
+        d = Path(d)
+        host = d / HOST_PASS_FILE
+        for rec in R.load_records(d):
+            pred = live(case_from_record(rec))
+            if only_spilling and not any((k.get("spill_l2_write_bytes") or 0) > 0 for k in pred["kernels"]):
+                continue
+            if host.is_file():
+                pred = rehost({rec["case"]: pred}, host)[rec["case"]]
+            cases[rec["case"]] = {r.level: r.signed for r in F.case_levels(rec["case"], rec, pred, goals)}
+            for i, m, p in matched_launches(rec, pred):
+                if p is None:
+                    continue
+                row = {"case": rec["case"], "set": d.name, "launch": m["name"], "index": i}
+                for k in ("time_s", "l2_read_bytes", "l2_write_bytes", "dram_read_bytes", "dram_write_bytes",
+                          "global_read_bytes", "global_write_bytes"):
+                    row["m_" + k], row["p_" + k] = m.get(k), p.get(k)
+                for k in ("spill_l2_read_bytes", "spill_l2_write_bytes", "spill_dram_read_bytes",
+                          "spill_dram_write_bytes", "ctas_per_sm", "num_ctas", "binding_limit", "compiled_facts",
+                          "regs_per_thread"):
+                    row[k] = p.get(k)
+                mt, pt = m.get("time_s"), p.get("time_s")
+                row["signed"] = (pt - mt) / max(mt, 5e-6) if mt and pt is not None else None
+                launches.append(row)
+    Path(out).write_text(json.dumps({"patches": list(patches), "dirs": [str(d) for d in dirs],
+                                     "only_spilling": only_spilling, "cases": cases, "launches": launches}))
+    print(f"{len(cases)} cases, {len(launches)} launches -> {out}")
+
+
+def _summ(cases: dict) -> dict:
+    out = {}
+    for lv in LEVELS:
+        v = [abs(c[lv]) for c in cases.values() if c.get(lv) is not None]
+        out[lv] = (statistics.median(v), max(v), len(v)) if v else None
+    return out
+
+
+def compare(base_path, var_path, moved: float = 0.03) -> None:
+    base, var = json.loads(Path(base_path).read_text()), json.loads(Path(var_path).read_text())
+    merged = dict(base["cases"])
+    merged.update({k: v for k, v in var["cases"].items() if k in merged})
+    sb, sv = _summ(base["cases"]), _summ(merged)
+    print(f"variant {var['patches']} over {len(merged)} cases ({len(var['cases'])} re-predicted)")
+    print("| level | median before -> after | worst before -> after |")
+    print("| --- | --- | --- |")
+    for lv in LEVELS:
+        if sb[lv] and sv[lv]:
+            print(f"| {lv} | {sb[lv][0]:.1%} -> {sv[lv][0]:.1%} | {sb[lv][1]:.1%} -> {sv[lv][1]:.1%} |")
+    bl = {(r["case"], r["index"]): r for r in base["launches"]}
+    rows = []
+    for r in var["launches"]:
+        b = bl.get((r["case"], r["index"]))
+        if b is None or b["signed"] is None or r["signed"] is None or not (b.get("spill_l2_write_bytes") or 0):
+            continue
+        rows.append((b["signed"], r["signed"], r))
+    closer = sum(abs(v) < abs(s) - moved for s, v, _ in rows)
+    farther = sum(abs(v) > abs(s) + moved for s, v, _ in rows)
+    sp_b = [abs(s) for s, _, _ in rows]
+    sp_v = [abs(v) for _, v, _ in rows]
+    if rows:
+        print(f"spilling launches: {len(rows)}; gpu_time |error| median {statistics.median(sp_b):.1%} -> "
+              f"{statistics.median(sp_v):.1%}, worst {max(sp_b):.1%} -> {max(sp_v):.1%}; "
+              f"closer / farther by > {moved:.0%}: {closer} / {farther}")
+    for s, v, r in sorted(rows, key=lambda x: -abs(abs(x[1]) - abs(x[0]))):
+        if abs(v - s) > moved:
+            print(f"  {r['case'][:40]:40s} {r['launch']:24s} {s:+.1%} -> {v:+.1%}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dirs", nargs="*")
+    ap.add_argument("--out")
+    ap.add_argument("--only-spilling", action="store_true")
+    ap.add_argument("--patch", nargs="*", default=[], choices=sorted(PATCHES) or None)
+    ap.add_argument("--compare", nargs=2, metavar=("BASE", "VARIANT"))
+    a = ap.parse_args(argv)
+    if a.compare:
+        compare(*a.compare)
+        return 0
+    if not a.out:
+        ap.error("give --out FILE (or --compare BASE VARIANT)")
+    dirs = a.dirs or sorted(p for p in DATA.iterdir() if p.is_dir())
+    run(dirs, a.out, a.only_spilling, a.patch)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
