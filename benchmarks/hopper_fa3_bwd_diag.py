@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-#: name: (stages, kv_regs, diag, dq_tma) -- None: the module's switch
+#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async]) -- None: the module's switch
 VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
             "diag1_no_dq_adds": (2, None, 1, False), "diag2_no_dq": (2, None, 2, False), "dq_tma": (2, None, 0, True),
-            "dq_tma_s3": (3, None, 0, True), "dq_tma_kv_regs": (2, True, 0, True)}
+            "dq_tma_s3": (3, None, 0, True), "dq_tma_kv_regs": (2, True, 0, True),
+            "dq_tma_stat_smem": (2, None, 0, True, True, False), "dq_tma_async": (2, None, 0, True, False, True),
+            "dq_tma_stat_smem_async": (2, None, 0, True, True, True),
+            "diag2_stat_smem": (2, None, 2, True, True, False)}
 
 
 def setup(d: int, n: int, causal: bool):
@@ -43,7 +46,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag, dq_tma = VARIANTS[variant]
+    st, kv_regs, diag, dq_tma, stat_smem, dq_async = (VARIANTS[variant] + (None, None))[:6]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -52,7 +55,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
     return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
-                                          dq_tma)
+                                          dq_tma, stat_smem, dq_async)
 
 
 def parse_case(c: str):

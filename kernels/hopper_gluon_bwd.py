@@ -5,7 +5,7 @@ Three launches (grids and bytes: `memsim.algorithms_hopper.HOPPER_FA3_BWD`):
   hopper_fa3_bwd         this module's Gluon kernel, one CTA per (K/V block of BLOCK_N = 128 rows, batch*head_kv):
                          K_j, V_j resident in shared memory, dK_j, dV_j accumulated in registers; for every q head of
                          the GQA group and every Q block i (BLOCK_M = 64 rows) that sees block j, the five tile
-                         matmuls of the pair, dS_ij K_j added to dQacc_i by fp32 atomics
+                         matmuls of the pair, dS_ij K_j added to dQacc_i by TMA bulk reduce-adds
   hopper_bwd_dq_convert  hopper bwd's: dQ_i = scale * dQacc_i in the input dtype
 
 The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
@@ -20,8 +20,10 @@ The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
     dK_w += dS^T Q_i (A from registers, B = the stage in shared memory).  dS^T goes to a double-buffered shared tile
     (BLOCK_N x BLOCK_M, each warpgroup its 64 rows); once both warpgroups have stored theirs (an mbarrier of count
     2), warpgroup w computes dQ_i[:, w*d/2 .. +d/2] = dS_ij K_j[:, w*d/2 ..] (A = the dS^T tile read transposed, B
-    = a column half of K_j) and adds it to dQacc_i with fp32 atomic adds (red.global; FlashAttention-3 uses a TMA
-    bulk reduce-add, which Gluon 3.6 does not expose for Hopper).  One dS^T buffer is written while the other may
+    = a column half of K_j) and adds it to dQacc_i: by default (`DQ_TMA`, the registry's FA3_BWD_DQ_BY_TMA) one TMA
+    bulk reduce-add of its BLOCK_M x d/2 fp32 tile, staged in shared memory (FlashAttention-3's way; Gluon 3.6 does
+    not export it for Hopper: `_tma_reduce_add` calls Triton's descriptor reduce); otherwise per-thread fp32 atomic
+    adds (red.global.add.v2.f32; 8-9 % slower at d=128 N=16k, run11c).  One dS^T buffer is written while the other may
     still be read: a warpgroup passes iteration t's barrier only after the other finished iteration t-1 (it waits
     for its own dQ matmul before arriving), so buffer t % 2 is free when written at t.
 Causal: K/V block j is visited only by Q blocks with a row that sees it (from ilo on); the Q blocks whose rows do not
@@ -31,15 +33,16 @@ Epilogue: dK_j * scale and dV_j stored by plain stores from the registers (each 
 
 Bytes: hopper bwd's per pair (Q_i, dO_i, lse_i, delta_i read per visible pair; K_j, V_j once; dQacc rows x d x 4 added
 per pair; dK_j, dV_j once).  Numerics as hopper bwd: fp32 accumulation, P and dS rounded to the input dtype before
-their matmuls; dQ's sum order (atomics) is not fixed: not bitwise deterministic.
+their matmuls; dQ's sum order (reduce-adds from many CTAs) is not fixed: not bitwise deterministic.
 Gluon does not run in Triton's CPU interpreter: the sm_90a compile is checked on the CPU
-(`benchmarks/hopper_gluon_compile.py --kernel fa3bwd`), the numbers only on a GPU (tests/test_kernels_hopper_gluon_bwd.py).
+(`benchmarks/hopper_gluon_compile.py --kernel fa3bwd`), the numbers only on a GPU
+(tests/test_kernels_hopper_gluon_bwd.py).
 """
 from __future__ import annotations
 
 import torch
 
-from memsim.algorithms_hopper import fa3_bwd_applies
+from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, fa3_bwd_applies
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E, dot_precision, strides3
@@ -64,8 +67,17 @@ CONSUMER_REGS, PRODUCER_REGS, MAXNREG = 240, 24, 168
 #: K_w, V_w held in registers as the A operands of S^T and dP^T (instead of read from shared memory by every wgmma)
 KV_REGS = False
 #: dQ's partial tiles added to dQacc by one TMA bulk reduce-add each (FlashAttention-3's way) instead of per-thread
-#: fp32 atomics (red.global.add.v2.f32)
-DQ_TMA = False
+#: fp32 atomics (red.global.add.v2.f32): the registry's `FA3_BWD_DQ_BY_TMA` (exact and faster on the H100, run11c);
+#: a switch the benchmarks flip to time the atomics
+DQ_TMA = FA3_BWD_DQ_BY_TMA
+#: lse_i and delta_i loaded by the producer's TMA into each stage and read from shared memory when needed, instead of
+#: plain loads issued before the matmuls whose 32 values a thread keeps live across them (at d=128 ptxas then spills
+#: 152-168 B a thread; ncu run11b: 6.4 M spill requests).  NOT RUN ON A GPU YET: off
+STAT_SMEM = False
+#: with DQ_TMA: two shared staging tiles per consumer warpgroup, stored and handed to the copy engine by hand
+#: (`_tma_reduce_add_from_shared`), waiting only for the reduce of two iterations ago -- Triton's descriptor reduce
+#: (DQ_TMA alone) waits for its staging read right after issuing it.  NOT RUN ON A GPU YET: off
+DQ_ASYNC = False
 
 if gluon is not None:
     @_builtin
@@ -75,6 +87,14 @@ if gluon is not None:
         stages the value in shared memory, fences, issues the bulk reduce and waits until it has read the stage."""
         offsets = _semantic._convert_to_ir_values(offsets, require_i64=False)
         _semantic.builder.create_descriptor_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD, desc.handle, value.handle, offsets)
+
+    @_builtin
+    def _tma_reduce_add_from_shared(desc, offsets, src, _semantic=None):
+        """src (a shared-memory tile the caller stored and fenced) added to the descriptor's box at offsets by the copy
+        engine (cp.reduce.async.bulk.tensor.add, one bulk group); `tma.store_wait(n)` waits until at most n such
+        groups still read their shared memory."""
+        offsets = _semantic._convert_to_ir_values(offsets, require_i64=False)
+        _semantic.builder.create_async_tma_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD, desc.handle, offsets, src.handle)
 
     @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -98,11 +118,13 @@ if gluon is not None:
         return start_n, pid_bhkv, ilo, imid, n_m - ilo
 
     @gluon.jit
-    def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, q_smem, do_smem, k_smem, v_smem, kv_bar, ready, empty,
-                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr, BLOCK_M: gl.constexpr,
-                          BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
-        """TMA loads only: K_j and V_j once, then (Q_i, dO_i) per iteration into stage it % STAGES once both
-        consumers released that stage's previous pair (the empty barriers start as if phase 1 had completed)."""
+    def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
+                          lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
+                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr):
+        """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
+        stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
+        phase 1 had completed)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST)
         kv_row = pid_bhkv * SEQ_KV + start_n
@@ -114,16 +136,26 @@ if gluon is not None:
             q_row = (pid_bhkv * GROUP + g) * SEQ_Q + (ilo + it - g * nblk) * BLOCK_M
             st = it % STAGES
             mbarrier.wait(empty.index(st), ((it // STAGES) & 1) ^ 1)
-            mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
+            if STAT_SMEM:
+                mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes
+                                + lse_desc.block_type.nbytes + delta_desc.block_type.nbytes)
+                bh = pid_bhkv * GROUP + g
+                start_m = (ilo + it - g * nblk) * BLOCK_M
+                tma.async_copy_global_to_shared(lse_desc, [bh, start_m], ready.index(st), lse_smem.index(st))
+                tma.async_copy_global_to_shared(delta_desc, [bh, start_m], ready.index(st), delta_smem.index(st))
+            else:
+                mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(q_desc, [q_row, 0], ready.index(st), q_smem.index(st))
             tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
 
     @gluon.jit
-    def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA, DQACC, dq_desc,
+    def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready, empty, ds_bar,
+                          dq_stage, LSE, DELTA, DQACC, dq_desc,
                           DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr,
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
-                          KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr):
+                          KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
+                          DQ_ASYNC: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -164,24 +196,29 @@ if gluon is not None:
             i = ilo + it - g * nblk
             start_m = i * BLOCK_M
             stat = (pid_bhkv * GROUP + g).to(gl.int64) * SEQ_Q + start_m
-            lse = gl.load(LSE + stat + offs_q)
-            delta = gl.load(DELTA + stat + offs_q)
             st = it % STAGES
+            if not STAT_SMEM:  # plain loads, issued before the matmuls (their values stay live across them)
+                lse = gl.load(LSE + stat + offs_q)
+                delta = gl.load(DELTA + stat + offs_q)
             mbarrier.wait(ready.index(st), (it // STAGES) & 1)
             q_t = q_smem.index(st)
             do_t = do_smem.index(st)
             s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
             dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+            if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
+                lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
             if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
                 lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
             else:
                 lse2 = lse * 1.4426950408889634
-            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
             p = gl.exp2(s * qk_scale2 - lse2[None, :])
             if CAUSAL:
                 if i < imid:  # the diagonal band: key c visible from row r when c <= r + offset
                     p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
             dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+            if STAT_SMEM:
+                delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
             ds = p * (dp - delta[None, :])
             p_op = gl.convert_layout(p.to(dtype), a_layout)
             ds_lo = ds.to(dtype)
@@ -206,10 +243,19 @@ if gluon is not None:
                 if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
                     gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q,
                                   sem="relaxed")
+                elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
+                    dq_buf = dq_stage.index(WG * 2 + it % 2)
+                    tma.store_wait(1)
+                    dq_buf.store(dq)
+                    fence_async_shared()
+                    _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
+                                                dq_buf)
                 elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
                     _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                 else:
                     gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+        if DQ_ASYNC:
+            tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
         c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
@@ -218,14 +264,18 @@ if gluon is not None:
         gl.store(DV + offs, dv.to(dtype))
 
     @gluon.jit
-    def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, LSE, DELTA, DQACC, DK, DV, SEQ_Q, SEQ_KV, qk_scale2, sm_scale,
-                        CAUSAL_OFFSET, GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
-                        BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
+    def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
+                        SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
+                        HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                        CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
-                        DQ_TMA: gl.constexpr = False):
+                        DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
+                        DQ_ASYNC: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
-        predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M)."""
+        predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x
+        (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M); with DQ_TMA the dQ staging tiles (Triton's lowering: one
+        per warpgroup; DQ_ASYNC: two each); with STAT_SMEM STAGES x (lse_i, delta_i)."""
         dtype: gl.constexpr = q_desc.dtype
         gl.static_assert(BLOCK_N == 2 * 64)
         q_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_M, HEAD_DIM], q_desc.layout)
@@ -234,6 +284,21 @@ if gluon is not None:
         v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], v_desc.layout)
         ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype)
         ds_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, BLOCK_M], ds_layout)
+        if STAT_SMEM:  # lse_i, delta_i per stage: [1, BLOCK_M] TMA boxes, read back as flat BLOCK_M vectors
+            lse_smem = gl.allocate_shared_memory(gl.float32, [STAGES, 1, BLOCK_M], lse_desc.layout)
+            delta_smem = gl.allocate_shared_memory(gl.float32, [STAGES, 1, BLOCK_M], delta_desc.layout)
+            flat: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])
+            lse_flat = lse_smem._reinterpret(gl.float32, [STAGES, BLOCK_M], flat)
+            delta_flat = delta_smem._reinterpret(gl.float32, [STAGES, BLOCK_M], flat)
+        else:
+            lse_smem = q_smem
+            delta_smem = q_smem
+            lse_flat = q_smem
+            delta_flat = q_smem
+        if DQ_TMA and DQ_ASYNC:  # two dQ staging tiles per consumer warpgroup
+            dq_stage = gl.allocate_shared_memory(gl.float32, [4, BLOCK_M, HEAD_DIM // 2], dq_desc.layout)
+        else:
+            dq_stage = q_smem
         kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         ds_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -244,19 +309,21 @@ if gluon is not None:
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=2)  # both consumer warpgroups release a stage
         gl.warp_specialize([
-            (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, q_smem, do_smem, k_smem, v_smem, kv_bar, ready,
-                                 empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL,
-                                 Q_FASTEST)),
-            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
-                                 DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA)),
-            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, kv_bar, ready, empty, ds_bar, LSE, DELTA,
-                                 DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
-                                 BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA)),
+            (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
+                                 v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                                 GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM)),
+            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
+                                 empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
+                                 CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC)),
+            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
+                                 empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
+                                 CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
-def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc):
+def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, lse, delta):
     """Host TMA descriptors: [B*H*N, d] row views; Q/dO boxes of block_m rows, K/V boxes of block_n rows.  K's
     swizzle spans d/2 columns at most, so each consumer's column half of K_j (its dQ matmul's B operand) is whole
     swizzle panels."""
@@ -265,25 +332,30 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc):
     qd = gl.NVMMASharedLayout.get_default_for([s.block_m, d], gdt)
     kd = gl.NVMMASharedLayout(swizzle_byte_width=min(128, d), element_bitwidth=16, rank=2)
     vd = gl.NVMMASharedLayout.get_default_for([s.block_n, d], gdt)
+    stat = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2)  # lse, delta: [B*Hq, Nq] rows
     rows = lambda t: t.reshape(-1, d)  # noqa: E731 -- a view (contiguous checked by the caller)
     return (TensorDescriptor.from_tensor(rows(q), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(do), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(k), [s.block_n, d], kd),
             TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd),
             TensorDescriptor.from_tensor(rows(dqacc), [s.block_m, d // 2],
-                                         gl.NVMMASharedLayout.get_default_for([s.block_m, d // 2], gl.float32)))
+                                         gl.NVMMASharedLayout.get_default_for([s.block_m, d // 2], gl.float32)),
+            *(TensorDescriptor.from_tensor(t.reshape(-1, p.seq_q), [1, s.block_m], stat) for t in (lse, delta)))
 
 
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
-                 diag: int = 0, dq_tma: bool | None = None):
+                 diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
+                 dq_async: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS`; diag: the timing diagnostics (0 = the real kernel)."""
-    args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv, p.scale * LOG2E,
+    args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
+            p.scale * LOG2E,
             p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
               KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
-              DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, num_warps=4, maxnreg=MAXNREG)
+              DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, STAT_SMEM=STAT_SMEM if stat_smem is None else stat_smem,
+              DQ_ASYNC=DQ_ASYNC if dq_async is None else dq_async, num_warps=4, maxnreg=MAXNREG)
     return args, kw
 
 
@@ -301,7 +373,8 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 
 
 def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
-                   kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None) -> None:
+                   kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
+                   stat_smem: bool | None = None, dq_async: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -313,7 +386,8 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
     if q.device.type == "cuda":
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
-    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma)
+    args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
+                            dq_async)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

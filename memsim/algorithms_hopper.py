@@ -580,7 +580,16 @@ register(HOPPER_FA3_FWD)
 # --- hopper_fa3 bwd: FlashAttention-3's backward structure in Gluon (kernels/hopper_gluon_bwd.py) -----------------
 #: the Gluon backward's tiles: 64 Q rows (the dQ matmul's M), 128 K/V rows (two consumer warpgroups of 64)
 FA3_BWD_BLOCK_M, FA3_BWD_BLOCK_N = 64, 128
-_FA3_BWD_UNMEASURED = "not timed yet: FlashAttention-3's backward tiles (64 x 128, two consumer warpgroups)"
+#: dQ's partial tiles (block_m x d/2 fp32 per consumer warpgroup) reach dQacc by one TMA bulk reduce-add each, staged
+#: in shared memory (FlashAttention-3's way), not by per-thread fp32 atomics: exact on the H100 (run11c, 22 cases bf16
+#: and fp16) and faster there -- the dK/dV/dQ pass at bf16 d=128 N=16384 12.29 vs 13.39 ms, d=64 14.92 vs 15.84,
+#: d=128 causal N=4096 1.87 vs 1.91, N=1024 0.623 vs 0.626 (benchmarks/results/hopper-h100-2026-11-26-run11.md).
+#: kernels.hopper_gluon_bwd.DQ_TMA follows this (a module switch the benchmarks can flip; SRAM then differs)
+FA3_BWD_DQ_BY_TMA = True
+_FA3_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd / benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 "
+                     "(bf16, B*N=16k, H*d=2048; runs 11a-11c 2026-11-26, benchmarks/results/hopper-h100-2026-11-26-"
+                     "run11.md): 64x128 w4 s2 -- the whole backward d=128 442 TFLOP/s at N=16384 (hopper_ws 444, "
+                     "cuDNN 553), causal N=4096 336 (358 / 457); d=64 366 (373 / 460); s3 no faster")
 
 
 def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
@@ -593,12 +602,16 @@ def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
 
 
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
-    """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m) -- lse and delta come by plain
-    loads.  Other schedules: hopper bwd's formula."""
+    """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m); with `FA3_BWD_DQ_BY_TMA` the
+    two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each) -- lse and delta come by plain
+    loads.  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel fa3bwd [--dq-tma], bf16, s2): d=128
+    164 112 B (atomics) / 196 672 B (TMA), d=64 98 576 / 114 752 B = this + 16-64 B of mbarriers.  Other schedules:
+    hopper bwd's formula."""
     if not fa3_bwd_applies(p, s):
         return _hopper_bwd_sram(p, s)
     d, e = p.head_dim, p.element_bytes
-    return 2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e
+    dq_stage = s.block_m * d * 4 if FA3_BWD_DQ_BY_TMA else 0
+    return 2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e + dq_stage
 
 
 def _fa3_bwd_launches(p: AttentionProblem, s: Schedule):
@@ -625,7 +638,7 @@ HOPPER_FA3_BWD = AlgorithmSpec(
     contract=_fa3_bwd_renamed(_hopper_bwd_contract), compulsory_dram_bytes=_fa3_bwd_renamed(_hopper_bwd_compulsory),
     extra_device_bytes=lambda p, s: 2 * _lse_bytes(p) + dqacc_bytes(p),
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (64, 128, 4, 2), 128: (64, 128, 4, 2)},
-                                _FA3_BWD_UNMEASURED)
+                                _FA3_BWD_MEASURED)
     + _defaults("gpu", _TWO_BYTE, None, {16: (64, 64, 4, 2), 32: (64, 64, 4, 2)},
                 "hopper bwd's launches (hopper_fa3 runs d 64/128 only)")
     + _defaults("gpu", ("fp32",), None, {16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2),
@@ -638,17 +651,18 @@ hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_war
     ``hopper_fa3_bwd`` (Gluon) one CTA per (K/V block, batch*head_kv): K_j, V_j by TMA
     once, kept in SRAM; for every q head of the GQA group and every Q block i with a
     row that sees block j: Q_i, dO_i (rows x d x e, TMA), lse_i, delta_i (rows x 4) read,
-    dS_ij K_j (rows x d x 4) added to dQacc_i by fp32 atomics (counted as written
-    bytes); dK_j, dV_j (cols x d x e) written once.  FlashAttention-3's structure:
-    a producer warp issues the loads into a ring of stages (mbarriers); two consumer
-    warpgroups of 64 K/V rows (240 registers; producer 24) keep dK, dV in registers
+    dS_ij K_j (rows x d x 4) added to dQacc_i (TMA bulk reduce-adds of each consumer's
+    rows x d/2 fp32 tile; counted as written bytes); dK_j, dV_j (cols x d x e) written
+    once.  FlashAttention-3's structure: a producer warp issues the loads into a ring
+    of stages (mbarriers); two consumer warpgroups of 64 K/V rows (240 registers; producer 24) keep dK, dV in registers
     and compute S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q from registers;
     dS^T goes through a double-buffered shared tile so each warpgroup computes half
     of dQ's columns (dS K_j[:, half]).  5 tile matmuls per pair.
     ``hopper_bwd_dq_convert`` (hopper bwd's): reads dQacc_i, writes dQ_i.
     Otherwise hopper bwd's three launches with the same schedule.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
-    SRAM: K_j + V_j + stages x (Q_i + dO_i) + 2 x (cols x rows) dS^T.
-    Not deterministic bitwise (the order of dQ's atomic adds).""")
+    SRAM: K_j + V_j + stages x (Q_i + dO_i) + 2 x (cols x rows) dS^T + the dQ staging
+    tiles (rows x d x 4).
+    Not deterministic bitwise (the order of dQ's reduce-adds).""")
 
 register(HOPPER_FA3_BWD)
