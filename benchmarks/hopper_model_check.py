@@ -1,7 +1,8 @@
 """memsim's prediction for every measured hopper / hopper_ws / hopper_fa3 / flash2 forward and backward of a
 benchmarks/hopper_bench.py run, beside the measured time (issue 9: "the model keeps up").  CPU only.  hopper_fa3 records
 (impl "fa3": one CTA per tile, "fa3p": the persistent walk) are simulated where they are the registry's launch
-(`memsim.algorithms_hopper.fa3_persistent`: the walk when not causal), the others skipped.
+(`memsim.algorithms_hopper.fa3_persistent`: the walk when not causal), the others skipped; hopper_fa3 bwd records (impl
+"hopper_fa3", session 11) as the registry's launches.
 
 Forward records timed in the grid's order (``[grid order]``, kernels.hopper.LONGEST_FIRST off) are simulated with the
 model's workload in the grid's order too; backward variants that differ only in how bytes move (``[tma/tma]`` vs
@@ -51,7 +52,8 @@ def main(argv=None):
     from memsim.algorithms_hopper import fa3_persistent
     rows, memo = [], {}
     for r in bench["records"]:
-        if r["impl"] not in ("hopper", "flash2", "hopper_ws", "fa3", "fa3p") or r["pass"] not in ("fwd", "bwd") \
+        if r["impl"] not in ("hopper", "flash2", "hopper_ws", "fa3", "fa3p", "hopper_fa3") \
+                or r["pass"] not in ("fwd", "bwd") \
                 or not r.get("ms"):
             continue
         p = AttentionProblem(r["batch"], r["heads"], r["heads"], r["seq"], r["seq"], r["head_dim"], r["dtype"],
