@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rotate-mb", type=float, default=400.0)
     ap.add_argument("--rep-ms", type=int, default=20)
     ap.add_argument("--budget-s", type=float, default=100)
+    ap.add_argument("--pdl", default="0",
+                    help="combine_pdl values to time ours with (0,1: the A/B of the combine as a programmatic "
+                         "dependent launch; session 12)")
     a = ap.parse_args(argv)
     import torch
     import triton
@@ -89,15 +92,29 @@ def main(argv=None) -> int:
             print(f"{B}x{N} {impl} {layout} {kw}: {t[0] * 1e6:.2f} / {t[1] * 1e6:.2f} us "
                   f"({kv / t[0] / 1e12:.2f} TB/s)", flush=True)
 
-        # ours, contiguous: auto + sweep
-        _, s_auto, _ = decode_plan(q, kc, vc, lens)
-        gate("decode", decode(q, kc, vc, lens).transpose(1, 2))
-        rec("decode", "contiguous", timed([lambda st=st: decode(st[0], st[1], st[2], st[3]) for st in sets]),
-            num_splits=s_auto.num_splits, auto=True)
-        for S in (int(v) for v in a.splits.split(",")):
-            if S <= -(-N // 64):
-                rec("decode", "contiguous", timed([lambda st=st, S=S: decode(st[0], st[1], st[2], st[3], num_splits=S)
-                                                   for st in sets]), num_splits=S, auto=False)
+        # ours, contiguous: auto + sweep (each combine_pdl value of --pdl)
+        def ours(pdl):
+            cs = DecodeSchedule(combine_pdl=pdl)
+            _, s_auto, _ = decode_plan(q, kc, vc, lens, schedule=cs, num_splits="auto")
+            gate(f"decode pdl={pdl}", decode(q, kc, vc, lens, schedule=cs, num_splits="auto").transpose(1, 2))
+            rec("decode", "contiguous", timed([lambda st=st: decode(st[0], st[1], st[2], st[3], schedule=cs,
+                                                                    num_splits="auto") for st in sets]),
+                num_splits=s_auto.num_splits, auto=True, combine_pdl=pdl)
+            for S in (int(v) for v in a.splits.split(",")):
+                if S > -(-N // 64) or (pdl and S == 1):  # (S = 1 has no combine: the same launch either way)
+                    continue
+                if pdl:
+                    gate(f"decode S={S} pdl", decode(q, kc, vc, lens, schedule=cs, num_splits=S).transpose(1, 2))
+                rec("decode", "contiguous", timed([lambda st=st, S=S: decode(st[0], st[1], st[2], st[3], schedule=cs,
+                                                                             num_splits=S) for st in sets]),
+                    num_splits=S, auto=False, combine_pdl=pdl)
+
+        for pdl in (bool(int(v)) for v in a.pdl.split(",")):
+            try:
+                ours(pdl)
+            except Exception as exc:  # e.g. a graph capture refused: say so, keep the other rows
+                notes.append(f"decode combine_pdl={pdl} {shape}: {exc!r}"[:300])
+                print(notes[-1], flush=True)
         # ours, paged (the contiguous rows copied into shuffled pages), auto split, page_prefetch
         for ps in (int(v) for v in a.pages.split(",") if v):
             pp = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16", page_size=ps)
@@ -108,7 +125,7 @@ def main(argv=None) -> int:
                 pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
                 pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
                 psets.append((st[0], pk, pv, st[3], bt))
-            sch = DecodeSchedule(page_prefetch=True)
+            sch = DecodeSchedule(page_prefetch=True, combine_pdl=a.pdl.split(",")[-1] == "1")
             o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch, num_splits="auto")
             gate(f"decode paged{ps}", o.transpose(1, 2))
             _, sp, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch,
@@ -116,7 +133,7 @@ def main(argv=None) -> int:
             rec("decode", f"paged{ps}", timed([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=st[4],
                                                                      schedule=sch, num_splits="auto")
                                                for st in psets]), num_splits=sp.num_splits, auto=True,
-                page_prefetch=True)
+                page_prefetch=True, combine_pdl=sch.combine_pdl)
             del psets
         # SDPA on (B, H, N, d) copies
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
@@ -147,13 +164,16 @@ def main(argv=None) -> int:
         def us(f):
             r = [x for x in rs if f(x)]
             return min(r, key=lambda x: x["ms"]) if r else None
-        auto = us(lambda r: r["impl"] == "decode" and r["layout"] == "contiguous" and r.get("auto"))
+        auto = us(lambda r: r["impl"] == "decode" and r["layout"] == "contiguous" and r.get("auto")
+                  and not r.get("combine_pdl"))
+        auto_pdl = us(lambda r: r["impl"] == "decode" and r["layout"] == "contiguous" and r.get("auto")
+                      and r.get("combine_pdl"))
         best = us(lambda r: r["impl"] == "decode" and r["layout"] == "contiguous")
         p16, p64 = us(lambda r: r["layout"] == "paged16"), us(lambda r: r["layout"] == "paged64")
         cu, fl = us(lambda r: r["impl"] == "sdpa_cudnn"), us(lambda r: r["impl"] == "sdpa_flash")
         sd = min([r["ms"] for r in (cu, fl) if r] or [float("nan")])
         f = lambda r: f"{r['ms'] * 1e3:.2f}" if r else "-"  # noqa: E731
-        print(f"| {B} x {N} ({rs[0]['copies']}) | {f(auto)} (S={auto['num_splits'] if auto else '-'}) | {f(best)} "
+        print(f"| {B} x {N} ({rs[0]['copies']}) | {f(auto)} (S={auto['num_splits'] if auto else '-'}; pdl {f(auto_pdl)}) | {f(best)} "
               f"(S={best['num_splits'] if best else '-'}) | {f(p16)} | {f(p64)} | {f(cu)} | {f(fl)} | "
               f"{sd / best['ms'] if best else float('nan'):.2f}x |")
     return 0

@@ -25,6 +25,8 @@ from memsim.inference import (COMBINE_NUM_WARPS, DecodeProblem, DecodeSchedule, 
                               decode_launches, heads_per_cta, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
 from ._common import DTYPE_NAMES, LOG2E, dot_precision, interpreting
 from ._tl import cvt, mma
 from .registry import ForwardResult, launcher
@@ -41,7 +43,9 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
-                  VARLEN: tl.constexpr):
+                  VARLEN: tl.constexpr, PDL: tl.constexpr = False):
+    if PDL:  # the combine launch (a programmatic dependent launch) may start once every split CTA has started
+        gdc_launch_dependents()
     pid_s = tl.program_id(0)
     pid_u = tl.program_id(1)
     b = pid_u // UNITS
@@ -167,7 +171,7 @@ def _decode_combine(O, OP, LSEP, SEQLENS, CU_Q,
                     stride_ob, stride_on, stride_oh,
                     UNITS, NQ, NUM_SPLITS,
                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
-                    BLOCK_N: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
+                    BLOCK_N: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr, PDL: tl.constexpr = False):
     # one CTA per output row (query token r of head h0 + g): reads the n_b non-empty partials of that
     # row (d x 4 + 4 bytes each), BLOCK_S of them per round trip, and writes the row of O once
     m = tl.program_id(0)
@@ -188,6 +192,8 @@ def _decode_combine(O, OP, LSEP, SEQLENS, CU_Q,
     rows = NQ * GROUP
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, HEAD_DIM)
+    if PDL:  # started before the split launch ended: its partials are visible after this wait
+        gdc_wait()
     m_i = tl.max(tl.full([BLOCK_S], float("-inf"), dtype=tl.float32), 0)
     l_i = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), 0)
     acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
@@ -474,6 +480,9 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
     else:
         op = lsep = o  # never written
     grid = launches[0].grid[:2]
+    # programmatic dependent launch of the combine (sm_90 only; the interpreter and meta tensors run without it)
+    pdl = bool(s.combine_pdl and S > 1 and q.device.type == "cuda" and not interpreting())
+    pdl_launch = {"launch_pdl": True} if pdl else {}
     _decode_split[grid](
         q, k_cache, v_cache, o, op, lsep, cache_seqlens, bt, cu,
         sqb, q.stride(1), q.stride(2),
@@ -484,15 +493,16 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         units, Nq, qk_scale2, S,
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
         PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
-        VARLEN=varlen, num_warps=s.num_warps, num_stages=s.num_stages)
+        VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages)
     if S > 1:
         _decode_combine[launches[1].grid[:2]](
             o, op, lsep, cache_seqlens, cu,
             sob, o.stride(1), o.stride(2),
             units, Nq, S,
             GROUP=gpc, HEAD_DIM=d, BLOCK_S=combine_block_s(S), BLOCK_N=s.block_n, PREC=prec, VARLEN=varlen,
+            PDL=pdl,
             # (the GPU's warps also under kernels.decode_compiled's meta tensors: the table's registers are the card's)
-            num_warps=1 if q.device.type == "cpu" else COMBINE_NUM_WARPS, num_stages=1)
+            num_warps=1 if q.device.type == "cpu" else COMBINE_NUM_WARPS, num_stages=1, **pdl_launch)
     return o[0] if varlen else o
 
 

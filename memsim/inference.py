@@ -38,10 +38,11 @@ query head (G times as many bytes).  Paging changes no byte count of K/V: a cach
 d x e contiguous bytes at a stride of heads_kv x d x e in both layouts; it adds the block table.
 
 The split count: `auto_num_splits` ranks candidate counts with the closed-form time of
-`estimate_time_s` (the model's mechanism in closed form: the streaming CTAs reach the bandwidth of Little's
-law on the measured loaded-latency curve at the load they make (`DeviceFacts.stream`, dram_stream
-microbenchmark), each at most its own limit (`cta_limit_Bps`), a launch costs its overhead, and the combine
-launch reads and writes the partials).  memsim's SimPy model ranks them by simulation
+`estimate_time_graph_s` (the launches inside a CUDA graph: a fluid model of the split launch over the GPCs -- CTAs
+placed one per SM first, the DRAM rate of Little's law on the measured loaded-latency curve or the decode loop's own
+even-load rate, shared by GPC up to a cap, each CTA at most its own limit; the last partial wave on the SMs that
+free first; 0.97 us per kernel -- and the combine launch of `estimate_time_mechanisms_s`).  `estimate_time_s` (one
+mean-field stream, the rule until session 12) stays for comparison.  memsim's SimPy model ranks them by simulation
 (`memsim.workloads_decode.rank_num_splits`); the kernels use this stdlib rule (no simpy there).
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ from .schedule import DTYPE_BYTES, KERNEL_HEAD_DIMS, STAT_BYTES, Launch, Schedul
 
 __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_bytes_per_cta", "split_ranges",
            "split_chunk", "nonempty_splits", "block_m_for", "decode_extra_device_bytes", "DeviceFacts",
-           "estimate_time_s", "estimate_time_mechanisms_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
+           "estimate_time_s", "estimate_time_mechanisms_s", "estimate_time_graph_s", "auto_num_splits", "SPLIT_CANDIDATES", "decode_problem_from_dict",
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
            "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
@@ -190,6 +191,10 @@ class DecodeSchedule:
     num_stages: int = 3
     #: paged cache: load the next tile's block-table entries one iteration ahead (same bytes)
     page_prefetch: bool = False
+    #: the combine launch as a programmatic dependent launch of the split launch (sm_90; same launches and bytes):
+    #: its CTAs start while the split's last CTAs run, load their sequence length, and wait (griddepcontrol.wait)
+    #: for the split grid's writes before they read the partials; the split CTAs signal at their start
+    combine_pdl: bool = False
 
     def __post_init__(self):
         o = "DecodeSchedule"
@@ -199,7 +204,7 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.phase must be 'fwd' (decode has no backward), got {self.phase!r}")
         for n in ("num_splits", "block_n", "num_warps", "num_stages"):
             _pos_int(o, n, getattr(self, n))
-        for n in ("pack_gqa", "page_prefetch"):
+        for n in ("pack_gqa", "page_prefetch", "combine_pdl"):
             if not isinstance(getattr(self, n), bool):
                 raise ScheduleError(f"{o}.{n} must be a bool, got {getattr(self, n)!r}")
         if not _pow2(self.block_n) or self.block_n < 16:
@@ -826,26 +831,343 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     # the memory system's own rates bound it: DRAM (what misses) and the L2 (every byte, re-reads too)
     l2_bw = _l2_bandwidth_Bps(f)
     t_split = f.launch_overhead_s + max(t_chain, total * miss / f.dram_Bps, total / l2_bw if l2_bw else 0.0)
-    t_comb = 0.0
-    if s.num_splits > 1:
-        rows = g * p.max_seq_q
-        n_c = rows * p.batch * units
-        slots_c = f.num_sms * f.ctas_per_sm(0, COMBINE_NUM_WARPS, combine_regs_per_thread(p, s))
-        part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
-                   for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
-        out = sum(p.seqlens_q) * p.heads_q * d * e
-        rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
-        round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES
-        r_s = (combine_round_s(f.name, round_b, min(n_c, slots_c)) if f.name else None) or f.mem_latency_s
-        # its sequence length, the first round one latency after (its bytes at 32 partials per latency: the partials
-        # are in the L2, as simulate_decode(flush_l2=False) takes them; `combine_first_round_s` is for partials from
-        # DRAM), the rest; the SMs take CTAs one per `combine_interval_s` each
-        per_cta = 2 * f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
-            f.mem_latency_s + (rounds_c - 1) * r_s
-        paced = (n_c - 1) * max(f.cta_dispatch_s, combine_interval_s(p, f) / f.num_sms) + per_cta
-        t_comb = f.launch_overhead_s + max(cdiv(n_c, slots_c) * per_cta, paced, (part + out) / f.dram_Bps)
+    t_comb = f.launch_overhead_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),
             "slots": slots, "cta_rate_Bps": rate, "latency_s": lat, "tiles_in_flight": B, "kv_bytes": total}
+
+
+#: SMs per GPC and the in-flight bytes at which a GPC's share of the DRAM rate stops growing, per hardware preset.
+#: H100 SXM (132 SMs): the session-11 traces of the real `_decode_split` (benchmarks/decode_tail_gpu.py, H100 80GB HBM3,
+#: 2026-11-26 16:37 UTC, reports/h100-sxm/decode/tail-session11/): at 3 CTAs on every SM the CTAs of 24 SMs end the
+#: wave at 0.67x the time of the other 108 (770 vs 1150 us): each GPC gets the same rate, 12 and 18 SMs to a GPC
+#: (2 x 12 + 6 x 18 = 132); at one CTA per SM (128 CTAs) every CTA ends within 0.4 %: shares by bytes in flight.
+#: So a GPC's share grows with its bytes in flight up to a cap between the 1-per-SM 18-SM GPC's (1.18 MB) and the
+#: 3-per-SM 12-SM GPC's (2.36 MB); 1.8 MB is the 2-per-SM trace's reading (per-GPC rates 367 / 324 GB/s at 2.36 /
+#: 1.57 MB in flight: 1.57 MB x 1.13).
+GPC_ARBITRATION = {"h100-sxm": ((18,) * 6 + (12,) * 2, 1.8e6)}
+
+
+def gpc_sm_map(sizes) -> list:
+    """GPC of each SM: SMs dealt to the GPCs round-robin, skipping full ones (so a launch of fewer CTAs than slots,
+    placed one per SM first, spreads over the GPCs as the card's block scheduler does)."""
+    left = list(sizes)
+    out = []
+    while any(left):
+        for g in range(len(left)):
+            if left[g]:
+                out.append(g)
+                left[g] -= 1
+    return out
+
+
+#: seconds a kernel costs inside a CUDA graph, per preset (simulate_decode(context="graph") uses it in place of
+#: launch_overhead_s, ncu's empty-kernel duration, 2.18 us on the H100): H100 80GB HBM3, 2026-11-26 17:15 UTC,
+#: benchmarks/decode_graph_gpu.py, 1 / 2 / 4 / 8 / 32 empty Triton kernels back to back in one graph, do_bench_cudagraph
+#: medians 0.80-0.97 / 1.93 / 3.88 / 7.75 / 31.12 us: the slope, 0.97 us per kernel
+#: (reports/h100-sxm/decode/graph-session11/graph.json)
+GRAPH_KERNEL_S = {"h100-sxm": 0.97e-6}
+
+
+#: the decode loop's own DRAM read rate in one wave when every SM that holds CTAs holds the same number, and the
+#: fewest bytes in flight at which the card reached it, per preset.  H100 80GB HBM3, 2026-11-26 17:27 UTC (session 11,
+#: call 5: benchmarks/decode_tail_gpu.py --contexts 32768, the real `_decode_split`, S = 1, 64 KB in flight per CTA;
+#: reports/h100-sxm/decode/tail-session11/streams.json): 112 / 128 / 264 / 392 CTAs (1 / 1 / 2 / 3 per SM) read
+#: 3.11 / 3.14 / 3.13 / 3.11 TB/s; 96 CTAs 2.95 (too few bytes in flight); 160 / 200 / 328 CTAs (some SMs one CTA
+#: more than others) 3.07 / 3.00 / 3.05 -- the dram_stream curve's 3.05 TB/s peak.  So: the least even-load rate,
+#: from 112 x 64 KB in flight up; uneven loads and fewer bytes keep the curve.
+EVEN_LOAD_READ = {"h100-sxm": (3.11e12, 112 * 65536)}
+
+
+def _waterfill(demand: list, weight: list, total: float) -> list:
+    """Shares of `total` in proportion to `weight`, none above its `demand`; what a capped one leaves goes to the
+    others in the same proportion."""
+    out = [0.0] * len(demand)
+    live = [i for i in range(len(demand)) if demand[i] > 0 and weight[i] > 0]
+    left = total
+    while live and left > 1e-9 * total:
+        w = sum(weight[i] for i in live)
+        capped = [i for i in live if out[i] + left * weight[i] / w >= demand[i]]
+        if not capped:
+            for i in live:
+                out[i] += left * weight[i] / w
+            break
+        for i in capped:
+            left -= demand[i] - out[i]
+            out[i] = demand[i]
+        live = [i for i in live if i not in capped]
+    return out
+
+
+def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, kernel_s: float | None = None,
+                          max_waves: int | None = 8, coalesce: float = 0.002) -> dict:
+    """Closed-form GPU time of the launches inside a CUDA graph (what serving stacks replay; the kernels' split rule
+    ranks with it): a fluid model of the split launch over the GPCs, without SimPy, with the mechanisms the card
+    showed in session 11 (memsim/MODEL.md decode, "the last partial wave"; notes/decode.md):
+
+    * placement: the first wave's CTA i on SM i mod num_sms (the block scheduler spreads a launch of fewer CTAs than
+      slots one per SM first), SMs dealt to the GPCs round-robin (`gpc_sm_map`); a finished group of CTAs hands its
+      slots to the next CTAs of the launch, on the same SMs (the traces: the tail CTAs of a multi-wave launch start on
+      the early SMs, three to an SM);
+    * the DRAM rate: the streaming CTAs' Little's-law fixed point on the dram_stream curve (`DeviceFacts.stream`,
+      `pipeline_buffers` tiles in flight per CTA, at most its per-CTA limit `cta_tile_costs` at its SM's CTAs), or
+      while every SM holding CTAs holds the same number and they keep enough bytes in flight, the decode loop's own
+      even-load rate (`EVEN_LOAD_READ`);
+    * shared by GPC: a GPC's share grows with its bytes in flight up to the cap (`GPC_ARBITRATION`), its CTAs share it
+      in proportion to theirs; what a CTA cannot take (its own limit) goes to the others;
+    * a CTA first waits its dependent loads (`dependent_loads_before_stream`), and after its last bytes computes its
+      last tile, its dots' drain and the loop's epilogue (`last_tile_drain_s`, `loop_epilogue_s`);
+    * each kernel costs `GRAPH_KERNEL_S` (kernel_s; the preset's launch overhead where none was measured); the
+      combine launch as `estimate_time_mechanisms_s` has it (`combine_body_s`).
+    Events are groups of identical CTAs that start together on one GPC (a few per GPC and wave), so it costs
+    milliseconds where the SimPy model (`memsim.workloads_decode.rank_num_splits`) takes seconds.  The grain: a launch
+    of more than `max_waves` waves runs as CTAs of `mult` consecutive CTAs each (their bytes summed, their dependent
+    loads and tails `mult` times: a slot's chain of CTAs), at most `max_waves` waves (None: every CTA);
+    tests/test_decode_split_rule.py shows both grains agree."""
+    import heapq
+    e, d = p.element_bytes, p.head_dim
+    if kernel_s is None:
+        kernel_s = GRAPH_KERNEL_S.get(f.name, f.launch_overhead_s)
+    g = heads_per_cta(p, s)
+    units = units_per_seq(p, s)
+    per_sm = f.ctas_per_sm(split_shared_bytes(p, s), s.num_warps, split_regs_per_thread(p, s))
+    slots = f.num_sms * per_sm
+    sizes = []  # bytes per CTA, launch order (grid (S, B x units): the splits of one row of CTAs first)
+    row_len = 1
+    for b in range(p.batch):
+        q = g * p.seqlens_q[b] * d * e
+        row = [q + 2 * (k1 - k0) * d * e for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n)]
+        # (empty splits -- past the last key -- load only their sequence length: not modelled)
+        sizes += row * units
+        row_len = max(row_len, len(row))
+    total = sum(sizes)
+    # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others (as
+    # `estimate_time_mechanisms_s`): the model streams the DRAM share of a CTA's bytes, its hits cost their copies
+    miss = 1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0
+    if miss != 1.0:
+        sizes = [x * miss for x in sizes]
+    # CTAs within 1/16 of each other's bytes as one size, their mean (a split count that does not divide the tiles
+    # evenly leaves one split a little short: two sizes would double the groups, and desynchronise them)
+    from collections import Counter
+    counts = Counter(sizes)
+    alias, cluster = {}, []
+    for x in sorted(counts, reverse=True):
+        if cluster and x >= cluster[0] * (1 - 1 / 16):
+            cluster.append(x)
+            continue
+        if cluster:
+            m = sum(y * counts[y] for y in cluster) / sum(counts[y] for y in cluster)
+            alias.update((y, m) for y in cluster)
+        cluster = [x]
+    if cluster:
+        m = sum(y * counts[y] for y in cluster) / sum(counts[y] for y in cluster)
+        alias.update((y, m) for y in cluster)
+    if any(alias[x] != x for x in counts):
+        sizes = [alias[x] for x in sizes]
+    n_ctas = p.batch * units * s.num_splits
+    mult = max(1, math.ceil(len(sizes) / (max_waves * slots))) if max_waves else 1
+    if mult > 1:  # whole rows of splits, or a divisor of a row (within 2x): merged CTAs of fewer sizes (fewer events)
+        if row_len <= mult:
+            mult = math.ceil(mult / row_len) * row_len
+        else:
+            mult = next((m for m in range(mult, 2 * mult + 1) if row_len % m == 0), mult)
+    # (bytes, CTAs it stands for) per CTA of the model, launch order
+    sizes = [(sum(sizes[i:i + mult]), len(sizes[i:i + mult])) for i in range(0, len(sizes), mult)]
+    tile = inflight_bytes_per_cta(p, s)
+    B = pipeline_buffers(p, s)
+    arb = GPC_ARBITRATION.get(f.name)
+    gpc_sizes, cap = arb if (arb and sum(arb[0]) == f.num_sms) else ((f.num_sms,), float("inf"))
+    gpc_of = gpc_sm_map(gpc_sizes)
+    even_rate, even_load = EVEN_LOAD_READ.get(f.name, (0.0, float("inf")))
+    head = dependent_loads_before_stream(p, s, "decode_split") * f.mem_latency_s
+    epi = loop_epilogue_s(p, s, f)
+    hw = _preset(f.name)
+    costs_memo, tail_memo, rate_memo = {}, {}, {}
+
+    def costs(k):
+        if k not in costs_memo:
+            c = cta_tile_costs(p, s, f, ctas_on_sm=k)
+            if c is None:
+                lim = cta_limit_Bps(p, s, f, ctas_on_sm=k)
+                c = ((1.0 / lim) if lim else 0.0, 0.0)
+            costs_memo[k] = c
+        return costs_memo[k]
+
+    qb = g * p.max_seq_q * d * e
+
+    def tail_s(k, x):
+        """After a CTA's last bytes: its last tile's compute -- every tile's, where the CTA's whole K/V fits its
+        in-flight window (all its tiles are requested at the start and arrive as the launch's bytes drain) --, what
+        its dots take beyond that, the epilogue."""
+        m = max(1, math.ceil((x / miss - qb) / tile - 1e-9))
+        m = m if m <= B else 1
+        if (k, m) not in tail_memo:
+            per_byte, issue = costs(k)
+            c = tile * per_byte + issue
+            tail_memo[k, m] = m * c + max(0.0, (last_tile_drain_s(p, s, hw, k) if hw else 0.0) - c) + epi
+        return tail_memo[k, m]
+
+    def limit_Bps(k, x):
+        """The most DRAM bytes one CTA streams: its tiles' compute (copy + the loop's issue) -- only the copies where
+        its whole K/V fits its in-flight window (its compute comes after, `tail_s`); a one-buffer loop waits its
+        round trips (`round_trips_per_tile`, unloaded) every tile; the DRAM share of its bytes (`miss`)."""
+        per_byte, issue = costs(k)
+        if (x / miss - qb) <= B * tile:
+            issue = 0.0
+        wait = round_trips_per_tile(p, s) * f.mem_latency_s if B <= 1 else 0.0
+        t = tile * per_byte + issue + wait
+        return miss * tile / t if t else float("inf")
+
+    def dram_rate(n, inflight, lim, even):
+        key = (round(n), int(inflight // 16384), round(lim, -7), even)
+        if key not in rate_memo:
+            r = f.stream(n, inflight / n, lim if lim != float("inf") else None)[0] if n else 0.0
+            if even and inflight >= even_load:
+                r = max(r, min(even_rate, n * lim))
+            rate_memo[key] = r
+        return rate_memo[key]
+
+    # groups: [gpc, sms, per_sm (CTAs on each of its SMs), n CTAs, bytes left per CTA, phase, t of next phase,
+    # bytes per CTA, CTAs of the launch per CTA of the model]
+    # phase 0: waiting its dependent loads until t; 1: streaming; 2: computing its tail until t
+    rest = list(reversed(sizes))
+
+    def place(sms, t, spread=False):
+        """The next CTAs of the launch on these SMs' free slots (GPC per SM), one per SM first, then a second...
+        spread: CTAs of a later wave, which start as slots free, so that their dependent loads and tails overlap the
+        streaming of others (their overhead is folded into their rate: `overhead`); the first wave starts together
+        (its dependent loads are dead time for all)."""
+        k = min(len(sms) * per_sm, len(rest))
+        on = [[] for _ in sms]
+        for j in range(k):
+            on[j % len(sms)].append(rest.pop())
+        groups = {}
+        for gi, xs in zip(sms, on):
+            for x, cnt in xs:
+                key = (gi, len(xs), x, cnt)
+                if key not in groups:
+                    one = head + tail_s(len(xs), x / cnt)
+                    ovh = cnt * one if spread else (cnt - 1) * one
+                    lim = limit_Bps(len(xs), x / cnt)
+                    # [.., folded overhead, dead time after its bytes, its limit, its cap (bytes over its folded
+                    # overhead + its bytes at its limit), bytes in flight]: spread, all of its CTAs' overhead is
+                    # folded; the first wave waits one dependent load and ends with one tail, the rest is folded
+                    groups[key] = [gi, 0, len(xs), 0, float(x), int(spread), t if spread else t + head, x, cnt, ovh,
+                                   0.0 if spread else tail_s(len(xs), x / cnt), lim, x / (ovh + x / lim) if x else lim,
+                                   min(B * tile * miss, x / cnt), 1.0]
+                    if ovh and x:  # its duty at its cap, to start with
+                        groups[key][14] = max(0.05, 1.0 - ovh * groups[key][12] / x)
+                groups[key][3] += 1
+        for gr in groups.values():
+            gr[1] = -(-gr[3] // gr[2])
+        return list(groups.values())
+
+    live = place(gpc_of, 0.0)
+    now, end = 0.0, 0.0
+    while live:
+        for gr in live:  # empty CTAs: nothing to stream
+            if gr[5] == 1 and gr[4] <= 0:
+                gr[5], gr[6] = 2, now + gr[9] + gr[10]
+        streaming = [gr for gr in live if gr[5] == 1]
+        rates = []
+        if streaming:
+            lim_min = min(gr[11] for gr in streaming)
+            # a CTA streams at most its bytes over (its folded overhead + its bytes at its limit), and keeps its
+            # bytes in flight for the share of its life it streams (gr[14], from its rate at the previous event)
+            even = len({gr[2] for gr in live}) == 1
+            fl = [gr[3] * min(gr[13], gr[4]) * gr[14] for gr in streaming]
+            R = dram_rate(sum(gr[3] * gr[14] for gr in streaming), sum(fl), lim_min, even)
+            gl = {}
+            for gr, x in zip(streaming, fl):
+                gl[gr[0]] = gl.get(gr[0], 0.0) + x
+            # per group: demand = its CTAs at their own cap; weight = its GPC's capped share x its part of it
+            dem = [gr[3] * gr[12] for gr in streaming]
+            wts = [min(gl[gr[0]], cap) * x / gl[gr[0]] if x else 0.0 for gr, x in zip(streaming, fl)]
+            rates = [r / gr[3] for r, gr in zip(_waterfill(dem, wts, R), streaming)]
+            for gr, r in zip(streaming, rates):
+                if gr[9]:
+                    gr[14] = max(0.05, 1.0 - gr[9] * r / gr[7])
+        dt = min([gr[6] - now for gr in live if gr[5] != 1] + [gr[4] / r for gr, r in zip(streaming, rates) if r > 0]
+                 + [float("inf")])
+        if dt == float("inf"):
+            break
+        dt = max(dt, 0.0)
+        now += dt
+        nxt, freed = [], []
+        # the grain in time: groups within `coalesce` of the launch's time from their next event take it now
+        near = coalesce * now
+        for gr, r in zip(streaming, rates):
+            gr[4] -= r * dt
+            if gr[4] <= r * near:
+                gr[4] = 0.0
+        for gr in live:
+            if gr[5] != 1 and gr[6] <= now + near:
+                gr[6] = now
+            if gr[5] == 1 and gr[4] <= 1e-6 * tile:
+                gr[4], gr[5], gr[6] = 0.0, 2, now + gr[10]
+            elif gr[5] == 0 and gr[6] <= now + 1e-15:
+                gr[5] = 1
+            if gr[5] == 2 and gr[6] <= now + 1e-15:
+                end = max(end, now)
+                freed += [gr[0]] * gr[1]  # its SMs, all free now (its CTAs are alike and end together)
+            else:
+                nxt.append(gr)
+        if freed and rest:
+            # the freed SMs interleaved over their GPCs: the block scheduler deals CTAs one per SM first
+            by = {}
+            for gi in freed:
+                by[gi] = by.get(gi, 0) + 1
+            order = []
+            while any(by.values()):
+                for gi in by:
+                    if by[gi]:
+                        order.append(gi)
+                        by[gi] -= 1
+            nxt += place(order, now, spread=True)
+        live = nxt
+    t_split = kernel_s + end
+    t_comb = kernel_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
+    return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": n_ctas, "slots": slots,
+            "kv_bytes": total, "kernel_s": kernel_s, "model_ctas": len(sizes)}
+
+
+@__import__("functools").lru_cache(maxsize=8)
+def _preset(name: str):
+    """The hardware preset of that name, read once (None: no such preset) -- for `estimate_time_graph_s`, which
+    the kernels call once per split candidate."""
+    from .hardware import HardwareError, load_hardware
+    try:
+        return load_hardware(name) if name else None
+    except HardwareError:
+        return None
+
+
+def combine_body_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
+    """GPU time of the combine launch of `estimate_time_mechanisms_s` without its launch cost (0 for S = 1): one CTA
+    per output row over its own slots (compiled registers); each waits for its sequence length, then its first
+    round of partials one latency after (one latency more to arrive; partials in the L2), then every further round
+    `combine_round_s`; the SMs take one CTA per `combine_interval_s` each; at least the partials and O over the
+    DRAM rate."""
+    if s.num_splits <= 1:
+        return 0.0
+    e, d = p.element_bytes, p.head_dim
+    g = heads_per_cta(p, s)
+    units = units_per_seq(p, s)
+    rows = g * p.max_seq_q
+    n_c = rows * p.batch * units
+    slots_c = f.num_sms * f.ctas_per_sm(0, COMBINE_NUM_WARPS, combine_regs_per_thread(p, s))
+    part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
+               for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
+    out = sum(p.seqlens_q) * p.heads_q * d * e
+    rounds_c = cdiv(s.num_splits, COMBINE_SPLITS_PER_ROUND)
+    round_b = combine_block_s(s.num_splits) * (d + 1) * STAT_BYTES
+    r_s = (combine_round_s(f.name, round_b, min(n_c, slots_c)) if f.name else None) or f.mem_latency_s
+    # its sequence length, the first round one latency after (its bytes at 32 partials per latency: the partials
+    # are in the L2, as simulate_decode(flush_l2=False) takes them; `combine_first_round_s` is for partials from
+    # DRAM), the rest; the SMs take CTAs one per `combine_interval_s` each
+    per_cta = 2 * f.mem_latency_s + min(s.num_splits, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND * \
+        f.mem_latency_s + (rounds_c - 1) * r_s
+    paced = (n_c - 1) * max(f.cta_dispatch_s, combine_interval_s(p, f) / f.num_sms) + per_cta
+    return max(cdiv(n_c, slots_c) * per_cta, paced, (part + out) / f.dram_Bps)
 
 
 #: partials the combine kernel loads per round (kernels/decode_kv.py: BLOCK_S = min(32, ...))
@@ -904,20 +1226,23 @@ def candidate_splits(p: DecodeProblem, s: DecodeSchedule) -> list:
 
 
 def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tuple:
-    """(best split count, why): the candidate with the least `estimate_time_s` (ties: fewer splits).
+    """(best split count, why): the candidate with the least `estimate_time_graph_s` (the launches inside a CUDA
+    graph; ties: fewer splits).  Until session 12 it ranked with `estimate_time_s` (one mean-field stream over all
+    SMs, the dram_stream curve's peak): that preferred 256 CTAs to 128 at batch <= 8 (S = 32 / 4 where S = 16 / 2,
+    one CTA per SM, is 2-6 % faster on the card; benchmarks/results/decode.md run 5).
 
     The kernels call it with the cache *capacity* as every sequence's length (no device sync)."""
     from dataclasses import replace
     rows = []
     for c in candidate_splits(p, s):
-        est = estimate_time_s(p, replace(s, num_splits=c), f)
+        est = estimate_time_graph_s(p, replace(s, num_splits=c), f)
         rows.append((est["time_s"], c, est))
     best_t = min(r[0] for r in rows)
     t, c, est = next(r for r in rows if r[0] <= best_t * (1 + 1e-9))
     one = rows[0][0]
-    why = (f"num_splits={c}: {est['ctas']} CTAs on {est['slots']} slots, each streaming at most "
-           f"{est['cta_rate_Bps'] / 1e9:.0f} GB/s; predicted {t * 1e6:.1f} us (split {est['split_s'] * 1e6:.1f} + "
-           f"combine {est['combine_s'] * 1e6:.1f}) vs {one * 1e6:.1f} us with 1 split ({f.name or 'device'})")
+    why = (f"num_splits={c}: {est['ctas']} CTAs on {est['slots']} slots; predicted {t * 1e6:.1f} us in a CUDA graph "
+           f"(split {est['split_s'] * 1e6:.1f} + combine {est['combine_s'] * 1e6:.1f}) vs {one * 1e6:.1f} us with 1 "
+           f"split ({f.name or 'device'})")
     return c, why
 
 

@@ -53,7 +53,8 @@ from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, las
                         split_shared_bytes,
                         combine_regs_per_thread, COMBINE_NUM_WARPS, combine_first_round_s, combine_interval_s,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
-                        inflight_bytes_per_cta, nonempty_splits, queue_free_latency_s, split_ranges, units_per_seq)
+                        inflight_bytes_per_cta, nonempty_splits, queue_free_latency_s, split_ranges, units_per_seq,
+                        GPC_ARBITRATION, GRAPH_KERNEL_S, gpc_sm_map)
 from .schedule import STAT_BYTES
 
 __all__ = ["simulate_decode", "rank_num_splits", "choose_num_splits", "decode_cta_steps", "COMBINE_SPLITS_PER_ROUND"]
@@ -341,33 +342,12 @@ def _memory_at(facts: DeviceFacts, inflight: float, limit_Bps: float | None, buf
 #: notes/decode.md "State after session 9"
 QUEUE_CAP_FIRST_STEP = False
 
-#: SMs per GPC and the in-flight bytes at which a GPC's share of the DRAM rate stops growing, per hardware preset.
-#: H100 SXM (132 SMs): the session-11 traces of the real `_decode_split` (benchmarks/decode_tail_gpu.py, H100 80GB HBM3,
-#: 2026-11-26 16:37 UTC, reports/h100-sxm/decode/tail-session11/): at 3 CTAs on every SM the CTAs of 24 SMs end the
-#: wave at 0.67x the time of the other 108 (770 vs 1150 us): each GPC gets the same rate, 12 and 18 SMs to a GPC
-#: (2 x 12 + 6 x 18 = 132); at one CTA per SM (128 CTAs) every CTA ends within 0.4 %: shares by bytes in flight.
-#: So a GPC's share grows with its bytes in flight up to a cap between the 1-per-SM 18-SM GPC's (1.18 MB) and the
-#: 3-per-SM 12-SM GPC's (2.36 MB); 1.8 MB is the 2-per-SM trace's reading (per-GPC rates 367 / 324 GB/s at 2.36 /
-#: 1.57 MB in flight: 1.57 MB x 1.13).
-GPC_ARBITRATION = {"h100-sxm": ((18,) * 6 + (12,) * 2, 1.8e6)}
 #: the GPC arbitration and SM-bound slots on (False: the mean field over all SMs, as before session 11)
 GPC_MODEL = True
 #: with GPC_MODEL: a CTA's compute shared by the CTAs running on its own SM (False: the running CTAs spread over all
 #: SMs, as before)
 SM_BOUND_COMPUTE = False
-
-
-def gpc_sm_map(sizes) -> list:
-    """GPC of each SM: SMs dealt to the GPCs round-robin, skipping full ones (so a launch of fewer CTAs than slots,
-    placed one per SM first, spreads over the GPCs as the card's block scheduler does)."""
-    left = list(sizes)
-    out = []
-    while any(left):
-        for g in range(len(left)):
-            if left[g]:
-                out.append(g)
-                left[g] -= 1
-    return out
+# GPC_ARBITRATION, gpc_sm_map and GRAPH_KERNEL_S live in memsim.inference (the kernels' split rule uses them too)
 
 
 def gpc_share(gload, g: int, cap: float) -> float:
@@ -387,12 +367,6 @@ def gpc_latency_factor(gload, g: int, load: float, cap: float) -> float:
     return (capped / load) / (min(mine, cap) / mine)
 
 
-#: seconds a kernel costs inside a CUDA graph, per preset (simulate_decode(context="graph") uses it in place of
-#: launch_overhead_s, ncu's empty-kernel duration, 2.18 us on the H100): H100 80GB HBM3, 2026-11-26 17:15 UTC,
-#: benchmarks/decode_graph_gpu.py, 1 / 2 / 4 / 8 / 32 empty Triton kernels back to back in one graph, do_bench_cudagraph
-#: medians 0.80-0.97 / 1.93 / 3.88 / 7.75 / 31.12 us: the slope, 0.97 us per kernel
-#: (reports/h100-sxm/decode/graph-session11/graph.json)
-GRAPH_KERNEL_S = {"h100-sxm": 0.97e-6}
 
 #: model steps per CTA of the longest split (the grain): a step's rate is fixed when it starts, so a CTA that starts
 #: under a high load keeps that load's latency for its whole step; 32 steps follow the load as CTAs end (the ragged

@@ -230,7 +230,9 @@ def test_cta_limit_follows_the_compiled_loop():
 
 def test_split_rule_against_the_committed_h100_sweeps():
     """Issue 12's goal, on the committed run-2 sweeps (CUDA-graph times): the closed-form rule's pick is within
-    5 % of the best measured split count on every shape where the pick was measured."""
+    5 % of the best measured split count on every shape where the pick was measured -- of the shapes whose cache does
+    not fit the 50 MB L2: run 2 replayed one cache per graph, so its <= 34 MB shapes measured the L2 (session 11,
+    notes/decode.md; 1 x 8k S = 32 at 4.0 TB/s).  Those shapes over DRAM: tests/test_decode_split_rule.py."""
     import json
 
     from memsim.inference import DecodeProblem, DecodeSchedule, auto_num_splits
@@ -238,7 +240,8 @@ def test_split_rule_against_the_committed_h100_sweeps():
                         "decode-h100-run2.json").read_text())
     shapes = {}
     for r in bench["records"]:
-        if r["impl"] == "decode" and r["layout"] == "contiguous" and not r.get("auto") and r.get("ms"):
+        if r["impl"] == "decode" and r["layout"] == "contiguous" and not r.get("auto") and r.get("ms") \
+                and 2 * r["batch"] * r["context"] * 8 * 128 * 2 > 50e6:
             shapes.setdefault((r["batch"], r["context"]), {})[r["num_splits"]] = r["ms"]
     f = _h100_facts()
     checked = []

@@ -163,25 +163,34 @@ def test_mechanisms_closed_form_tracks_the_simpy_model(prob, sch):
 
 
 def test_split_rule_keeps_its_own_form_on_the_cuda_graph_sweeps():
-    """Why `auto_num_splits` ranks with `estimate_time_s` and not the mechanisms' form: on the run-2 CUDA-graph
-    sweeps (8 x 1k: S = 4 measured 12.0 us, S = 1 17.3 us) the mechanisms -- ncu's per-kernel context: launch
-    overhead, dependent loads, the last tile's drain, every kernel alone -- make more splits look slower than they
-    run in a graph, and pick S = 1 (+45 %); the rule's form picks within 5 % there.  (If this fails because the
-    mechanisms' form now picks well, switch the rule to it.)"""
+    """Why `auto_num_splits` ranks with `estimate_time_graph_s` and not the mechanisms' form: on the run-5 sweeps
+    (CUDA graphs over rotated caches, 14 shapes) the graph form's pick is within 5 % of the best measured split on
+    every shape; the mechanisms' form -- even at the graph's 0.97 us per kernel -- picks S = 6 / 8 at batch 8
+    (multi-wave launches whose last partial wave it does not follow: +6..+13 %) and S = 1 at batch 64 (+5..+10 %).
+    (Until session 12 the run-2 8 x 1k sweep stood here; its cache stayed in the L2, notes/decode.md.)  If this fails
+    because the mechanisms' form now picks well, compare the two again."""
     import memsim
     from dataclasses import replace
     from memsim.inference import auto_num_splits, candidate_splits, estimate_time_mechanisms_s
-    bench = json.loads((ROOT / "benchmarks" / "results" / "decode-h100-run2.json").read_text())
-    meas = {r["num_splits"]: r["ms"] for r in bench["records"] if r["impl"] == "decode" and r["layout"] == "contiguous"
-            and not r.get("auto") and r.get("ms") and (r["batch"], r["context"]) == (8, 1024)}
+    bench = json.loads((ROOT / "reports" / "h100-sxm" / "decode" / "bench-session11-run5" /
+                        "decode-bench.json").read_text())
+    sweeps = {}
+    for r in bench["records"]:
+        if r["impl"] == "decode" and r["layout"] == "contiguous" and not r.get("auto") and r.get("ms"):
+            sweeps.setdefault((r["batch"], r["context"]), {})[r["num_splits"]] = r["ms"]
     f = DeviceFacts.from_hardware(memsim.load_hardware(H100))
-    p, s = DecodeProblem.uniform(8, 32, 8, 128, 1024, dtype="bf16"), DecodeSchedule()
-    rule, _ = auto_num_splits(p, s, f)
-    mech = min((estimate_time_mechanisms_s(p, replace(s, num_splits=c), f)["time_s"], c)
-               for c in candidate_splits(p, s) if c in meas)[1]
-    best = min(meas.values())
-    assert meas[rule] / best - 1 <= 0.05
-    assert meas[mech] / best - 1 > 0.05
+    g = replace(f, launch_overhead_s=0.97e-6)
+    rule_loss, mech_loss = [], []
+    for (b, n), meas in sorted(sweeps.items()):
+        p, s = DecodeProblem.uniform(b, 32, 8, 128, n, dtype="bf16"), DecodeSchedule()
+        rule, _ = auto_num_splits(p, s, f)
+        mech = min((estimate_time_mechanisms_s(p, replace(s, num_splits=c), g)["time_s"], c)
+                   for c in candidate_splits(p, s) if c in meas)[1]
+        best = min(meas.values())
+        rule_loss.append(meas[rule] / best - 1)
+        mech_loss.append(meas[mech] / best - 1)
+    assert len(rule_loss) == 14 and max(rule_loss) <= 0.05
+    assert sum(x > 0.05 for x in mech_loss) >= 5
 
 
 #: the kernel of session 10 (one address base per tile; H100 2026-11-26 14:43 UTC, benchmarks/decode_session10b_gpu.sh);
