@@ -494,6 +494,22 @@ def curve_latency_s(curve, bandwidth_Bps: float) -> float:
     return curve[-1][1]
 
 
+def dram_queue_latency(cal: Calibration, link_Bps: float) -> tuple | None:
+    """The loaded DRAM latency as the attention engine uses it: ((B/s, latency - unloaded latency), ...), memory s).
+
+    From the `dram_stream` curve (Little's law on CTAs streaming their own data): the latency a request sees
+    beyond the unloaded one, at the rate the chip's DRAM is asked for -- 0 up to ~1.2 TB/s, +0.15 us at 2.1,
+    +0.61 us at 2.9 (H100).  Only the points below the engine's DRAM link rate (`link_Bps`): past it the link's
+    own queue (transfers booked first come, first served) is the wait, and the curve's queue regime (2.8-5.4 us
+    at 3.0 TB/s) would count it twice.  The memory -- over how long the asked rate is averaged -- is the unloaded
+    latency: the requests a new one queues behind went out within one round trip.  None without the curve."""
+    curve = [(b, lat) for b, lat in (cal.dram_latency_curve or ()) if b <= link_Bps]
+    if len(curve) < 2:
+        return None
+    lat0 = curve[0][1]
+    return tuple((b, lat - lat0) for b, lat in curve), lat0
+
+
 def stream_fixed_point(curve, peak_Bps: float, own_Bps: float | None, ctas: float, inflight_bytes: float) -> tuple:
     """(bandwidth B/s, loaded latency s): B = ctas x min(F / latency(B), own), at most peak_Bps (bisection;
     the right side falls as B rises, so the root is unique)."""

@@ -31,8 +31,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import math
+
 import simpy
 
+from .calibration import curve_latency_s
 from .hardware import Hardware
 from .schedule import cdiv
 
@@ -153,10 +156,14 @@ class L2Cache:
 class Link:
     """A shared bandwidth: transfers are booked first come, first served."""
 
-    def __init__(self, env: simpy.Environment, rate_Bps: float, name: str):
+    def __init__(self, env: simpy.Environment, rate_Bps: float, name: str, memory_s: float | None = None):
         self.env, self.rate, self.name = env, rate_Bps, name
         self.free_at = 0.0
         self.bytes = 0
+        #: the recent demand: bytes booked, decayed with time constant memory_s (None: not tracked)
+        self.memory_s = memory_s
+        self._recent = 0.0
+        self._recent_t = 0.0
 
     def book(self, t: float, nbytes: int) -> float:
         """Book `nbytes` starting no earlier than `t`; return when the transfer completes."""
@@ -165,7 +172,22 @@ class Link:
         start = t if t > self.free_at else self.free_at
         self.free_at = start + nbytes / self.rate
         self.bytes += nbytes
+        if self.memory_s:
+            self._decay(t)
+            self._recent += nbytes
         return self.free_at
+
+    def _decay(self, t: float) -> None:
+        if t > self._recent_t:
+            self._recent *= math.exp(-(t - self._recent_t) / self.memory_s)
+            self._recent_t = t
+
+    def recent_Bps(self, t: float) -> float:
+        """Bytes per second asked of the link over about the last `memory_s` (exponentially weighted)."""
+        if not self.memory_s:
+            return 0.0
+        self._decay(t)
+        return self._recent / self.memory_s
 
 
 class SM:
@@ -320,14 +342,18 @@ class LaunchModel:
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
                  l2_Bps: float | None = None, l2_write_Bps: float | None = None,
-                 partial_store_cost: float | None = None):
+                 partial_store_cost: float | None = None, dram_queue_latency=None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
         self.fill_latency_s = fill_latency_s
         self.fill_at: dict = {}
         self.env = simpy.Environment()
-        self.dram = Link(self.env, dram_Bps, "dram")
+        #: the loaded DRAM latency (`dram_stream` microbenchmark, `calibration.dram_queue_latency`): (curve of
+        #: (B/s, latency beyond the unloaded one), memory s) -- a step that waits on its loads (a CTA's first, or
+        #: an unpipelined loop's) and misses the L2 waits longer while the DRAM is busy; None: the preset's latency
+        self.dram_queue = dram_queue_latency
+        self.dram = Link(self.env, dram_Bps, "dram", memory_s=dram_queue_latency[1] if dram_queue_latency else None)
         #: the L2 link: the measured read rate where calibrated (memsim.calibration.l2_link_Bps), else the preset's
         self.l2link = Link(self.env, l2_Bps or hw.l2_bw_Bps, "l2")
         #: global stores also pass a write link where its rate is measured (`l2_bandwidth` fact: stores alone reach
@@ -440,6 +466,7 @@ class LaunchModel:
         steps = self.work.cta_steps(idx)
         jit = self._jitter(idx)
         lat = self.hw.mem_latency_s
+        dq = self.dram_queue[0] if self.dram_queue else None
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
@@ -541,6 +568,9 @@ class LaunchModel:
                     # has; it stays before the step's compute)
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
+                    if wait and dq is not None and frac:
+                        # the DRAM's queues at the rate asked of it lately: the misses of this step wait longer
+                        wait += frac * curve_latency_s(dq, self.dram.recent_Bps(now))
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0

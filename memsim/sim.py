@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calibration import calibration_for, cleaned_fraction, host_time_s, l2_link_Bps
+from .calibration import calibration_for, cleaned_fraction, dram_queue_latency, host_time_s, l2_link_Bps
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
@@ -209,7 +209,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             dependent_latency_s=cal.l2_roundtrip_s,
                             cta_dispatch_s=cal.cta_dispatch_s, fill_latency_s=fill_latency_s(hw, cal),
                             tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes, l2_Bps=l2_link_Bps(hw, cal),
-                            l2_write_Bps=cal.l2_write_Bps, partial_store_cost=cal.partial_store_cost)
+                            l2_write_Bps=cal.l2_write_Bps, partial_store_cost=cal.partial_store_cost,
+                            dram_queue_latency=dram_queue_latency(cal, cal.dram_Bps))
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn

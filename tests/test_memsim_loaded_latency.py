@@ -1,0 +1,82 @@
+"""The loaded DRAM latency in the attention engine (memsim/MODEL.md row "loaded DRAM latency (attention)"): a step
+that waits on its loads and misses the L2 waits the `dram_stream` curve's latency beyond the unloaded one, at the
+rate the DRAM was asked for over the last round trip; the link's own queue covers the rates past its rate."""
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from memsim import sim
+from memsim.calibration import calibration_for, curve_latency_s, dram_queue_latency
+from memsim.engine import Link
+from memsim.hardware import load_hardware
+from memsim.schedule import AttentionProblem, Schedule
+
+HW = load_hardware("h100-sxm")
+CAL = calibration_for(HW)
+
+
+def test_curve_is_the_excess_below_the_link_rate():
+    dq = dram_queue_latency(CAL, CAL.dram_Bps)
+    assert dq is not None, "the h100-sxm calibration has a dram_stream curve"
+    curve, memory_s = dq
+    assert curve[0][1] == 0.0
+    assert all(b <= CAL.dram_Bps for b, _ in curve), "the queue regime past the link rate is the link's own"
+    lats = [x for _, x in curve]
+    assert lats == sorted(lats), f"latency must not fall as load rises: {lats}"
+    # what the microbenchmark says (H100): flat to ~1.2 TB/s, +0.15 us near 2.1 TB/s, +0.6 us near 2.9 TB/s
+    assert curve_latency_s(curve, 1.0e12) < 0.06e-6
+    assert 0.1e-6 < curve_latency_s(curve, 2.1e12) < 0.25e-6
+    assert 0.4e-6 < curve_latency_s(curve, 2.9e12) < 0.8e-6
+    assert memory_s == pytest.approx(CAL.dram_latency_curve[0][1])
+
+
+def test_without_a_curve_there_is_no_loaded_latency():
+    from dataclasses import replace
+    assert dram_queue_latency(replace(CAL, dram_latency_curve=None), CAL.dram_Bps) is None
+
+
+@pytest.mark.parametrize("rate_Bps", [0.5e12, 2.0e12, 2.9e12])
+def test_link_tracks_the_recent_rate(rate_Bps):
+    env = simpy.Environment()
+    link = Link(env, 3.0e12, "dram", memory_s=1e-6)
+    chunk = 16 * 1024
+    t, dt = 0.0, chunk / rate_Bps
+    for _ in range(2000):  # 2000 chunks: many memory times of steady traffic
+        link.book(t, chunk)
+        t += dt
+    got = link.recent_Bps(t)
+    assert got == pytest.approx(rate_Bps, rel=0.05), f"recent rate {got:.3e} for a steady {rate_Bps:.3e} B/s"
+    assert link.recent_Bps(t + 20e-6) < 0.01 * rate_Bps, "the memory fades once the traffic stops"
+
+
+def test_link_without_memory_reports_nothing():
+    link = Link(simpy.Environment(), 3.0e12, "l2")
+    link.book(0.0, 1 << 20)
+    assert link.recent_Bps(1e-7) == 0.0
+
+
+def _launches(problem, schedule, loaded: bool, monkeypatch) -> dict:
+    monkeypatch.setattr(sim, "dram_queue_latency", dram_queue_latency if loaded else (lambda cal, link: None))
+    return {k["name"]: k["time_s"] for k in sim.simulate(problem, schedule, HW).to_dict()["kernels"]}
+
+
+def test_a_busy_dram_makes_waiting_steps_slower(monkeypatch):
+    """naive fwd at N=1024, 32 heads, d=128, one stage: softmax and P V CTAs each load their rows, wait, compute
+    and store -- hundreds of short CTAs per SM with the DRAM at 2-3 TB/s: each wait is the loaded latency."""
+    p = AttentionProblem(1, 32, 32, 1024, 1024, 128, dtype="bf16")
+    s = Schedule("naive", "fwd", 32, 64, 4, 1)
+    t0, t1 = _launches(p, s, False, monkeypatch), _launches(p, s, True, monkeypatch)
+    for name in ("naive_softmax", "naive_pv"):
+        assert t1[name] > 1.05 * t0[name], (f"{name}: loaded latency should slow a DRAM-busy unpipelined launch: "
+                                            f"{t0[name] * 1e6:.1f} -> {t1[name] * 1e6:.1f} us")
+    assert all(t1[n] >= t0[n] * (1 - 1e-9) for n in t0), "a longer wait never makes a launch faster"
+
+
+def test_an_idle_dram_changes_nothing(monkeypatch):
+    """One small CTA: the DRAM is never busy, so the latency stays the unloaded one."""
+    p = AttentionProblem(1, 1, 1, 16, 16, 16, dtype="fp16")
+    s = Schedule("naive", "fwd", 16, 16, 1, 1)
+    t0, t1 = _launches(p, s, False, monkeypatch), _launches(p, s, True, monkeypatch)
+    for name in t0:
+        assert t1[name] == pytest.approx(t0[name], rel=1e-3), f"{name}: {t0[name] * 1e6:.2f} vs {t1[name] * 1e6:.2f} us"
