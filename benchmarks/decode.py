@@ -200,7 +200,7 @@ def main(argv=None) -> int:
             rec("decode", "contiguous", ms, "eager", num_splits=s_auto.num_splits, auto=True)
         if main_pass and (B, N) in tune_shapes:
             for bn, w, st in ((64, 4, 2), (64, 4, 4), (128, 4, 3), (128, 8, 3), (32, 4, 4), (64, 8, 3)):
-                s = DecodeSchedule(block_n=bn, num_warps=w, num_stages=st, num_splits=s_auto.num_splits)
+                s = DecodeSchedule(block_n=bn, num_warps=w, num_stages=st, num_splits=s_auto.num_splits, combine_pdl=True)
                 try:
                     res = ours("contiguous", kc, vc, None, schedule=s)
                     if isinstance(res, tuple):
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
                 pvi[fi] = c[2].reshape(B * npg, ps, HKV, D)
                 psets.append((c[0], pki, pvi, c[3], bti))
             for pf in (args.paged_prefetch if main_pass else []):
-                sch = DecodeSchedule(page_prefetch=bool(pf))
+                sch = DecodeSchedule(page_prefetch=bool(pf), combine_pdl=True)  # as kernels.decode's default
                 res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sch, num_splits="auto")
                 if isinstance(res, tuple):
                     _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")

@@ -60,7 +60,7 @@ def _traced_split(TR, Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
-                  VARLEN: tl.constexpr):
+                  VARLEN: tl.constexpr, PDL: tl.constexpr = False):
     """`_decode_split` (inlined) between two reads of the global timer; per CTA TR holds (smid, t0, t1) as int64."""
     t0 = _now()
     sm = _smid()
@@ -68,7 +68,7 @@ def _traced_split(TR, Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh,
                   stride_vb, stride_vn, stride_vh, stride_ob, stride_on, stride_oh, stride_btb,
                   UNITS, NQ, qk_scale2, NUM_SPLITS,
-                  GROUP, G_TOTAL, HEAD_DIM, BLOCK_M, BLOCK_N, PAGE_SIZE, SPLIT, PAGE_PREFETCH, PREC, VARLEN)
+                  GROUP, G_TOTAL, HEAD_DIM, BLOCK_M, BLOCK_N, PAGE_SIZE, SPLIT, PAGE_PREFETCH, PREC, VARLEN, PDL)
     t1 = _now()
     cta = tl.program_id(1) * tl.num_programs(0) + tl.program_id(0)
     base = TR + cta.to(tl.int64) * 3
@@ -138,6 +138,9 @@ def main(argv=None) -> int:
                                     "head_dim, dtype, page_size, num_splits, block_n, num_stages, num_warps, "
                                     "page_prefetch}]}): timed instead of the sweep")
     ap.add_argument("--compile-only", action="store_true")
+    ap.add_argument("--flush-l2", action="store_true",
+                    help="write a 256 MB buffer before each recorded trace launch (a cache that fits the L2 is then "
+                         "read from DRAM, session 12)")
     a = ap.parse_args(argv)
     if a.compile_only:
         return compile_only()
@@ -195,7 +198,7 @@ def main(argv=None) -> int:
             log(f"{c['name']}: {ms * 1e3:.1f} / {ms2 * 1e3:.1f} us")
             del q, kc, vc, o, bt
             torch.cuda.empty_cache()
-    for N in ([] if a.cases else [int(x) for x in a.contexts.split(",")]):
+    for N in ([] if a.cases else [int(x) for x in a.contexts.split(",") if x]):
         for B in [int(x) for x in a.batches.split(",")]:
             if time.time() - t_start > a.budget_s:
                 notes.append(f"budget reached before {B}x{N}")
@@ -238,7 +241,10 @@ def main(argv=None) -> int:
             n = grid[0] * grid[1]
             tr = torch.full((n * 3,), -1, dtype=torch.int64, device="cuda")
             kw = dict(kwargs)
+            scratch = torch.empty(256 << 20, dtype=torch.uint8, device="cuda") if a.flush_l2 else None
             for _ in range(3):  # warm-up + 2 recorded launches; keep the last
+                if scratch is not None:
+                    scratch.fill_(1)
                 _traced_split[grid](tr, *args, **kw)
             torch.cuda.synchronize()
             if S == 1:

@@ -383,9 +383,14 @@ def _auto(problem: DecodeProblem, base: DecodeSchedule, device_index):
 
 
 def default_decode_schedule(device) -> DecodeSchedule:
+    """The tiles kernels.decode uses without a schedule.  On the GPU the combine is a programmatic dependent launch
+    of the split launch (combine_pdl; session 12, H100, benchmarks/decode_cold.py --pdl 0,1 over rotated caches: 0.3-1.2
+    us faster at every one-wave split launch measured, e.g. 1 x 8k S = 16 17.48 -> 17.06 us, 8 x 1k S = 2 17.69 ->
+    17.42; multi-wave launches of many combine CTAs up to 3 % slower, 8 x 1k S = 16 19.36 -> 19.93: not an auto pick;
+    reports/h100-sxm/decode/cold-session12/)."""
     if torch.device(device).type != "cuda":
         return DecodeSchedule(block_n=16, num_warps=1, num_stages=1)
-    return DecodeSchedule(block_n=64, num_warps=4, num_stages=3)
+    return DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)
 
 
 def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_seqlen_q=None, block_table=None,
