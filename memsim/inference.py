@@ -1225,20 +1225,44 @@ def candidate_splits(p: DecodeProblem, s: DecodeSchedule) -> list:
     return [c for c in SPLIT_CANDIDATES if c <= max(1, longest)]
 
 
+#: ties between split counts: the fewest splits within this fraction of the least predicted time.  Tried at 2 % (the
+#: graph form's median error) after run 6 (64 x 1k paged16: S = 1 and S = 4 predicted within 0.2 %, S = 4 picked,
+#: 106.4 us where S = 1 ran 98.1 in run 5): it then picked S = 1 at 8 x 1k (+6.3 % on run 6): NOT adopted.
+SPLIT_TIE_TOLERANCE = 1e-9
+
+
 def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tuple:
     """(best split count, why): the candidate with the least `estimate_time_graph_s` (the launches inside a CUDA
-    graph; ties: fewer splits).  Until session 12 it ranked with `estimate_time_s` (one mean-field stream over all
-    SMs, the dram_stream curve's peak): that preferred 256 CTAs to 128 at batch <= 8 (S = 32 / 4 where S = 16 / 2,
-    one CTA per SM, is 2-6 % faster on the card; benchmarks/results/decode.md run 5).
+    graph; ties, within SPLIT_TIE_TOLERANCE: fewer splits).  Until session 12 it ranked with `estimate_time_s` (one
+    mean-field stream over all SMs, the dram_stream curve's peak): that preferred 256 CTAs to 128 at batch <= 8
+    (S = 32 / 4 where S = 16 / 2, one CTA per SM, is 2-6 % faster on the card; benchmarks/results/decode.md run 5).
 
     The kernels call it with the cache *capacity* as every sequence's length (no device sync)."""
     from dataclasses import replace
-    rows = []
+    # candidates in the order of a lower bound of their time (the launches' kernel costs, one dependent load, every
+    # byte at the highest rate the form allows, the combine); one whose bound exceeds the best time found is not run
+    kernel_s = GRAPH_KERNEL_S.get(f.name, f.launch_overhead_s)
+    miss = 1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0
+    rate = max(EVEN_LOAD_READ.get(f.name, (0.0,))[0], f.dram_Bps)
+    g, units, e, d = heads_per_cta(p, s), units_per_seq(p, s), p.element_bytes, p.head_dim
+    head = dependent_loads_before_stream(p, s, "decode_split") * f.mem_latency_s
+    bounds = []
     for c in candidate_splits(p, s):
-        est = estimate_time_graph_s(p, replace(s, num_splits=c), f)
+        sc = replace(s, num_splits=c)
+        nbytes = units * miss * sum(nonempty_splits(L, c, s.block_n) * g * nq * d * e + 2 * L * d * e
+                                    for L, nq in zip(p.read_seqlens_kv, p.seqlens_q))
+        lb = kernel_s + head + nbytes / rate + (kernel_s + combine_body_s(p, sc, f) if c > 1 else 0.0)
+        bounds.append((lb, c, sc))
+    rows = []
+    best_t = float("inf")
+    for lb, c, sc in sorted(bounds, key=lambda x: (x[1] != 1, x[0], x[1])):  # S = 1 first (the `why` compares it)
+        if lb > best_t * (1 + SPLIT_TIE_TOLERANCE):
+            continue
+        est = estimate_time_graph_s(p, sc, f)
         rows.append((est["time_s"], c, est))
-    best_t = min(r[0] for r in rows)
-    t, c, est = next(r for r in rows if r[0] <= best_t * (1 + 1e-9))
+        best_t = min(best_t, est["time_s"])
+    rows.sort(key=lambda r: r[1])
+    t, c, est = next(r for r in rows if r[0] <= best_t * (1 + SPLIT_TIE_TOLERANCE))
     one = rows[0][0]
     why = (f"num_splits={c}: {est['ctas']} CTAs on {est['slots']} slots; predicted {t * 1e6:.1f} us in a CUDA graph "
            f"(split {est['split_s'] * 1e6:.1f} + combine {est['combine_s'] * 1e6:.1f}) vs {one * 1e6:.1f} us with 1 "
