@@ -395,6 +395,29 @@ def hopper_ws_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o
     return dq, dk, dv
 
 
+def dqacc_buffers(p: AttentionProblem, q, k, v):
+    """(delta, dQacc, dq, dk, dv) of a backward whose fused pass adds dQ into an fp32 accumulator (hopper bwd,
+    hopper_fa3 bwd): delta (B, Hq, Nq) and dQacc (B, Hq, Nq, d) fp32, the gradients in the inputs' dtypes."""
+    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    return (delta, dqacc, torch.empty(q.shape, dtype=q.dtype, device=q.device),
+            torch.empty(k.shape, dtype=k.dtype, device=k.device), torch.empty(v.shape, dtype=v.dtype, device=v.device))
+
+
+def dqacc_preprocess(p: AttentionProblem, s: Schedule, grid, o, do, delta, dqacc) -> None:
+    """The launch ``hopper_bwd_preprocess``: delta = rowsum(dO * O), dQacc zeroed."""
+    _hopper_bwd_preprocess[grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
+                                 HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, Q_FASTEST=s.grid_order == "q_fastest",
+                                 num_warps=s.num_warps, num_stages=s.num_stages)
+
+
+def dqacc_convert(p: AttentionProblem, s: Schedule, grid, dqacc, dq) -> None:
+    """The launch ``hopper_bwd_dq_convert``: dQ = scale * dQacc in dQ's dtype."""
+    _hopper_bwd_dq_convert[grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale,
+                                 Q_FASTEST=s.grid_order == "q_fastest", PREC=dot_precision(p), HEAD_DIM=p.head_dim,
+                                 BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
+
+
 @launcher("hopper", "bwd", needs={"lse": _lse_spec})
 def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, do, saved):
     """Launch preprocess, the fused dK/dV/dQ pass and the dQ conversion with the forward's saved lse;
@@ -405,11 +428,7 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     p, s = problem, schedule
     qf = s.grid_order == "q_fastest"
     prec = dot_precision(p)
-    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v)
     common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
     dq_tma = dq_reduce_by_tma(q.device)
     load_tma = loads_by_tma(q, do)
@@ -417,8 +436,7 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
     if dq_tma or load_tma or ws:
         from .hopper import _scratch
         triton.set_allocator(_scratch)
-    _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
-                                     Q_FASTEST=qf, **common)
+    dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc)
     args = (q, k, v, do, lse, delta, dk, dv, dqacc, strides3(q), strides3(k), strides3(v), strides3(do), strides3(dk),
             strides3(dv), p.heads_kv, p.seq_q, p.seq_kv, p.scale * _common.LOG2E, p.scale, p.causal_offset)
     consts = dict(GROUP=p.group_size, BLOCK_N=s.block_n, CAUSAL=p.causal, Q_FASTEST=qf, PREC=prec, **common)
@@ -434,6 +452,5 @@ def hopper_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o, d
         return dq, dk, dv
     else:
         _hopper_bwd_dkdvdq[main.grid](*args, DQ_TMA=dq_tma, LOAD_TMA=load_tma, **consts)
-    _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
-                                      PREC=prec, **common)
+    dqacc_convert(p, s, conv.grid, dqacc, dq)
     return dq, dk, dv

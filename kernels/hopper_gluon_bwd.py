@@ -45,20 +45,17 @@ import torch
 from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, fa3_bwd_applies
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
-from ._common import LOG2E, dot_precision, strides3
+from ._common import LOG2E
 from .flash2 import _lse_spec
+from .hopper_gluon import gluon
 from .registry import launcher
 
-try:  # Triton >= 3.5 ships Gluon
+if gluon is not None:  # Triton >= 3.5 ships Gluon (kernels.hopper_gluon imports it)
     from triton._C.libtriton import ir as _ir
-    from triton.experimental import gluon
     from triton.experimental.gluon.language._core import builtin as _builtin
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma
-    from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-except ImportError:  # pragma: no cover - older Triton
-    gluon = None
+
+    from .hopper_gluon import (TensorDescriptor, fence_async_shared, gl, mbarrier, tma, warpgroup_mma,
+                               warpgroup_mma_wait)
 
 #: K/V rows per consumer warpgroup (one wgmma M)
 HALF_N = 64
@@ -396,7 +393,7 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     """hopper bwd's preprocess, the Gluon dK/dV/dQ pass, hopper bwd's dQ conversion where
     `memsim.algorithms_hopper.fa3_bwd_applies`; otherwise hopper bwd's own launches with the same schedule.
     dO is made contiguous when it is not (the incoming gradient: a copy is harmless); q, k, v must be."""
-    from .hopper_bwd import _hopper_bwd_dq_convert, _hopper_bwd_preprocess, hopper_backward
+    from .hopper_bwd import dqacc_buffers, dqacc_convert, dqacc_preprocess, hopper_backward
     p, s = problem, schedule
     if not fa3_bwd_applies(p, s):
         return hopper_backward(p, s, q, k, v, o, do, saved)
@@ -404,18 +401,8 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     assert (pre.name, main.name, conv.name) == ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert")
     if not do.is_contiguous():
         do = do.contiguous()
-    lse = saved["lse"]
-    qf = s.grid_order == "q_fastest"
-    prec = dot_precision(p)
-    delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-    common = dict(HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, num_warps=s.num_warps, num_stages=s.num_stages)
-    _hopper_bwd_preprocess[pre.grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
-                                     Q_FASTEST=qf, **common)
-    fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, lse, delta, dqacc, dk, dv)
-    _hopper_bwd_dq_convert[conv.grid](dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=qf,
-                                      PREC=prec, **common)
+    delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v)
+    dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc)
+    fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv)
+    dqacc_convert(p, s, conv.grid, dqacc, dq)
     return dq, dk, dv

@@ -37,6 +37,15 @@ def _gpu():
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
+def _check_grads(p, q, k, v, do, grads, dtype):
+    """dQ, dK, dV against the float64 reference by DESIGN.md's rule."""
+    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
+    ref = kernels.reference(q, k, v, **kw)
+    ys = yardsticks(q, k, v, **kw)
+    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
+        check_rule(name, g, gr, dtype=dtype, **ys[name])
+
+
 def _run(case, dtype, seed_tag):
     shape, causal, align, st, order = _CASES[case]
     q, k, v, do = make_inputs(*shape, dtype, "cuda", seed_of("fa3_bwd", seed_tag, case, dtype))
@@ -57,11 +66,7 @@ def test_fa3_backward_gpu(case, dtype):
     p, s, (q, k, v, do), grads = _run(case, dtype, "rule")
     from memsim.algorithms_hopper import fa3_bwd_applies
     assert fa3_bwd_applies(p, s)
-    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
-    ref = kernels.reference(q, k, v, **kw)
-    ys = yardsticks(q, k, v, **kw)
-    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
-        check_rule(name, g, gr, dtype=dtype, **ys[name])
+    _check_grads(p, q, k, v, do, grads, dtype)
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -77,11 +82,7 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
     for name, value in switches.items():
         monkeypatch.setattr(hb, name, value)
     p, s, (q, k, v, do), grads = _run(case, dtype, "variants")
-    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
-    ref = kernels.reference(q, k, v, **kw)
-    ys = yardsticks(q, k, v, **kw)
-    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
-        check_rule(name, g, gr, dtype=dtype, **ys[name])
+    _check_grads(p, q, k, v, do, grads, dtype)
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -90,11 +91,7 @@ def test_fa3_backward_kv_regs_gpu(case, monkeypatch):
     """The KV_REGS variant (K_w, V_w as register operands of S^T and dP^T; d=64: no spills) is exact too."""
     monkeypatch.setattr(hb, "KV_REGS", True)
     p, s, (q, k, v, do), grads = _run(case, "bf16", "kv_regs")
-    kw = dict(do=do, causal=p.causal, causal_align=p.causal_align)
-    ref = kernels.reference(q, k, v, **kw)
-    ys = yardsticks(q, k, v, **kw)
-    for name, g, gr in zip(("dq", "dk", "dv"), grads, ref[2:]):
-        check_rule(name, g, gr, dtype="bf16", **ys[name])
+    _check_grads(p, q, k, v, do, grads, "bf16")
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
