@@ -31,7 +31,7 @@ for c in $(cat "$W/names.txt"); do
 done
 wait
 echo "warm-up (parallel compile) $(( $(date +%s) - t0 )) s: $(cat "$W"/*.warm.jsonl 2>/dev/null | grep -c '"ok": true') of $(wc -l < "$W/names.txt") cases ran"
-timeout 120 python3 -m verification calibrate --hw h100-sxm --facts host_pass --out "$OUT/host_pass.calibration.json" 2>&1 | tail -2
+timeout "${HOST_PASS_TIMEOUT_S:-240}" python3 -m verification calibrate --hw h100-sxm --facts host_pass --out "$OUT/host_pass.calibration.json" 2>&1 | tail -2
 timeout "${MEASURE_TIMEOUT_S:-330}" python3 -m verification measure --random "$N" --seed "$SEED" --set "$SET" --repeats 3 \
   --model-commit "$MODEL" --hw h100-sxm --ncu-timeout "${NCU_TIMEOUT_S:-170}" --time-timeout "${TIME_TIMEOUT_S:-120}" \
   --data-dir '/tmp/vdata/{gpu}/random/{set}' --bundle "$OUT/random_$SET.tar.gz" --cases $(cat "$W/names.txt") \

@@ -28,60 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "random"
-REGIONS = ("tile", "pre_straight", "pre_walk", "walk", "other", "straight")
-_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
-_TARGET = re.compile(r"`\(([.\w]+)\)")
-
-
-def _width(mods: str) -> int:
-    for k, v in _WIDTH.items():
-        if k in mods:
-            return v
-    return 4
+REGIONS = ("tile", "pre_straight", "pre_walk", "walk", "other", "straight")  # = kernels.sass.LOCAL_REGIONS
 
 
 def regions(sass: str, tile_label: str | None) -> dict:
-    """{region: [store bytes, load bytes] per thread} of the kernel's local stores (STL) and reloads (LDL), regions as
-    the module doc says; `tile_label`: the tile loop's label (the compiled entry's ``loop.label``)."""
+    """{region: [store bytes, load bytes] per thread}: `kernels.sass.local_regions` (its home since the eleventh
+    session: the compiled table's entries carry it as `local_regions`)."""
     sys.path.insert(0, str(ROOT))
-    from kernels.sass import loops_of, scan
-    labels, found = scan(sass)
-    loops = loops_of(labels, found)
-    tile = next(((a, b) for lb, a, b in loops if lb == tile_label), None)
-    pre: set = set()
-    if tile is not None:
-        ts, te = tile
-        for g in range(ts - 1, -1, -1):  # the guard: the last conditional branch before the loop to just past it
-            ln, m, _ctrl = found[g]
-            if m.group(2) == "BRA" and "@" in ln.split("BRA")[0]:
-                t = _TARGET.search(ln)
-                if t and labels.get(t.group(1), -1) == te + 1:
-                    pre = set(range(g + 1, ts))
-                    break
-    out = {r: [0, 0] for r in REGIONS}
-    for i, (_ln, m, _ctrl) in enumerate(found):
-        op = m.group(2)
-        if op not in ("STL", "LDL"):
-            continue
-        j, w = (0 if op == "STL" else 1), _width(m.group(3) or "")
-        inside = [(a, b) for _lb, a, b in loops if a <= i <= b]
-        if tile is not None and tile[0] <= i <= tile[1]:
-            out["tile"][j] += w
-        elif i in pre:
-            out["pre_walk" if inside else "pre_straight"][j] += w
-        elif tile is not None and any(a <= tile[0] and tile[1] <= b for a, b in inside):
-            out["walk"][j] += w
-        elif inside:
-            out["other"][j] += w
-        else:
-            out["straight"][j] += w
-    return out
+    from kernels.sass import local_regions
+    return local_regions(sass, tile_label)
 
 
 def microbench(fact_path: Path) -> list[dict]:

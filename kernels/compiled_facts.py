@@ -197,6 +197,8 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         out["loop"] = lp.to_dict() if lp is not None else None
         from kernels.sass import l1_load_factor
         out["l1_load_factor"] = l1_load_factor(text)
+        if out.get("local_bytes_per_thread"):
+            out["local_regions"] = _regions_of(text, lp)
         out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
                                    shared=out["shared_bytes"], launched_warps=out["launched_warps"])
     except Exception as e:  # the loop profile is extra; never lose the registers for it
@@ -364,6 +366,40 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
     if pending:
         _locked_update(arch, pending, command=command)
     print(f"l1_load_factor set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
+    return failed
+
+
+def _regions_of(text: str, lp) -> dict:
+    """`kernels.sass.local_regions`, the regions with local traffic only."""
+    from kernels.sass import local_regions
+    return {r: v for r, v in local_regions(text, lp.label if lp is not None else None).items() if v != [0, 0]}
+
+
+def refresh_local_regions(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "",
+                          force: bool = False) -> int:
+    """Every entry with local memory (of `launch_prefix`; without `force` only those that lack it) gets
+    `local_regions` (where its spill stores and reloads sit: `kernels.sass.local_regions`) from its launch compiled
+    again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
+    from kernels.sass import disassemble, tile_loop
+    from memsim.compiled import load_table
+    table = load_table(arch)
+    keys = sorted(k_ for k_, e in table.items() if k_.startswith(launch_prefix) and e.get("local_bytes_per_thread")
+                  and (force or "local_regions" not in e))
+    i, k = (int(x) for x in shard.split("/"))
+    failed, pending = 0, {}
+    for key_ in keys[i::k]:
+        try:
+            text = disassemble(_compile_entry(table[key_], arch).asm["cubin"])
+            pending[key_] = {"local_regions": _regions_of(text, tile_loop(text))}
+        except Exception as ex:  # one entry must not stop the others
+            failed += 1
+            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
+        if len(pending) >= 20:
+            _locked_update(arch, pending, command=command)
+            pending = {}
+    if pending:
+        _locked_update(arch, pending, command=command)
+    print(f"local_regions set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
     return failed
 
 
@@ -556,6 +592,9 @@ def main(argv=None) -> int:
                     "descriptors)")
     ap.add_argument("--recompile-changed", action="store_true", help="compile again, from scratch, the entries "
                     "(of --launch-prefix) whose kernel no longer specialises as they record, and replace them")
+    ap.add_argument("--refresh-local-regions", action="store_true", help="set every entry's (of --launch-prefix) "
+                    "with local memory local_regions: where its spill stores and reloads sit (kernels.sass."
+                    "local_regions), from its launch compiled again; nothing else changes")
     ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
                     "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
@@ -573,6 +612,9 @@ def main(argv=None) -> int:
             return 2
         print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
         return 0
+    if a.refresh_local_regions:
+        return 1 if refresh_local_regions(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
+                                          command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

@@ -211,6 +211,60 @@ def tile_loop(sass: str) -> LoopProfile | None:
     return profile(body, lb)
 
 
+#: where a kernel's local stores / reloads sit (`local_regions`)
+LOCAL_REGIONS = ("tile", "pre_straight", "pre_walk", "walk", "other", "straight")
+_LOCAL_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
+
+
+def local_regions(sass: str, tile_label: str | None) -> dict:
+    """{region: [store bytes, load bytes] per thread} of a kernel's local stores (STL) and reloads (LDL), by where
+    they sit in its SASS (`disassemble`'s -hex text) relative to the tile loop (label `tile_label`):
+
+    * ``tile``: the tile loop (the model books it per trip: `LoopProfile.local_store_bytes`);
+    * ``pre_straight`` / ``pre_walk``: between the tile loop's guard -- the last conditional branch before it that
+      jumps to just past its end (no trip: skip the loop) -- and the loop: once per CTA (per walk tile) that makes
+      a trip;
+    * ``walk``: inside a loop that holds the tile loop (a persistent CTA's walk over its tiles): once per tile;
+    * ``other``: in another loop (the masked copy of the tile loop, a ragged tail: booked at the tile loop's cost);
+    * ``straight``: outside every loop: once per CTA (the prologue storing what the loop keeps spilled, the
+      epilogue reloading it).
+
+    The `spill_sm` microbenchmark's 70 ncu points (benchmarks/spill_regions.py --microbench): ncu's local bytes
+    less the tile loop's per trip leave exactly the straight bytes per thread per CTA."""
+    labels, found = scan(sass)
+    loops = loops_of(labels, found)
+    tile = next(((a, b) for lb, a, b in loops if lb == tile_label), None)
+    pre: set = set()
+    if tile is not None:
+        ts, te = tile
+        for g in range(ts - 1, -1, -1):
+            ln, m, _ctrl = found[g]
+            if m.group(2) == "BRA" and "@" in ln.split("BRA")[0]:
+                t = _TARGET.search(m.group(4) or "")
+                if t and labels.get(t.group(1), -1) == te + 1:
+                    pre = set(range(g + 1, ts))
+                    break
+    out = {r: [0, 0] for r in LOCAL_REGIONS}
+    for i, (_ln, m, _ctrl) in enumerate(found):
+        op = m.group(2)
+        if op not in ("STL", "LDL"):
+            continue
+        j = 0 if op == "STL" else 1
+        w = next((v for k, v in _LOCAL_WIDTH.items() if k in (m.group(3) or "")), 4)
+        inside = [(a, b) for _lb, a, b in loops if a <= i <= b]
+        if tile is not None and tile[0] <= i <= tile[1]:
+            out["tile"][j] += w
+        elif i in pre:
+            out["pre_walk" if inside else "pre_straight"][j] += w
+        elif tile is not None and any(a <= tile[0] and tile[1] <= b for a, b in inside):
+            out["walk"][j] += w
+        elif inside:
+            out["other"][j] += w
+        else:
+            out["straight"][j] += w
+    return out
+
+
 _LDG = re.compile(r"\bLDG\.E((?:\.[A-Z0-9_]+)*)\s+R\d+,\s*desc\[[^\]]+\]\[(R\d+)(?:\.64)?(?:\+(0x[0-9a-f]+))?\]")
 _LDG_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
 

@@ -495,14 +495,16 @@ def curve_latency_s(curve, bandwidth_Bps: float) -> float:
 
 
 def dram_queue_latency(cal: Calibration, link_Bps: float) -> tuple | None:
-    """The loaded DRAM latency as the attention engine uses it: ((B/s, latency - unloaded latency), ...), memory s).
+    """The loaded DRAM latency as the attention engine uses it: (((B/s, latency - unloaded latency), ...), the
+    unloaded latency s).
 
     From the `dram_stream` curve (Little's law on CTAs streaming their own data): the latency a request sees
     beyond the unloaded one, at the rate the chip's DRAM is asked for -- 0 up to ~1.2 TB/s, +0.15 us at 2.1,
     +0.61 us at 2.9 (H100).  Only the points below the engine's DRAM link rate (`link_Bps`): past it the link's
     own queue (transfers booked first come, first served) is the wait, and the curve's queue regime (2.8-5.4 us
-    at 3.0 TB/s) would count it twice.  The memory -- over how long the asked rate is averaged -- is the unloaded
-    latency: the requests a new one queues behind went out within one round trip.  None without the curve."""
+    at 3.0 TB/s) would count it twice.  The unloaded latency (0.86 us: a CTA with 16-32 KB in flight) is also the
+    engine's memory of the asked rate: the requests a new one queues behind went out within one round trip.
+    None without the curve."""
     curve = [(b, lat) for b, lat in (cal.dram_latency_curve or ()) if b <= link_Bps]
     if len(curve) < 2:
         return None

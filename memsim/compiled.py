@@ -58,6 +58,10 @@ class CompiledFacts:
     #: bytes L1's tag stage counts for the tile loop's register loads per byte they bring (kernels.sass.l1_load_factor:
     #: a chunk split into k 4-byte loads counts k times); None: not recorded or no LDG in the loop
     l1_load_factor: float | None = None
+    #: where the kernel's spill stores / reloads sit, {region: [store, load] bytes per thread} for the regions with
+    #: local traffic (kernels.sass.local_regions: tile, pre_straight, pre_walk, walk, other, straight); None: not
+    #: recorded (or no local memory)
+    local_regions: dict | None = None
 
     @property
     def spills(self) -> bool:

@@ -96,6 +96,32 @@ class LaunchCost:
     #: two or more consumer warpgroups run the tile loop side by side (warp-specialised kernels): one group's
     #: softmax runs while the other's MMAs do, so a step computes for max(dot, exp, issue), not dot + exp
     overlap_dot_exp: bool = False
+    #: spill traffic outside the tile loop (`CompiledFacts.local_regions`): of the code outside every loop, once per
+    #: CTA, and of a walk's code around the tile loop (a persistent CTA), with each tile it stores -- (L2 write bytes,
+    #: L2 read bytes)
+    spill_cta_l2: tuple = (0, 0)
+    spill_walk_l2: tuple = (0, 0)
+
+
+def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
+                    walks: bool = False) -> tuple:
+    """(per CTA, per walk tile) (L2 write bytes, L2 read bytes) of the spill code outside the tile loop (MODEL.md row
+    "spill traffic outside the tile loop"): the straight code and the tile loop's guarded pre-header run once per
+    CTA; `walks` (the replay found a persistent walk: `tile_fixed_cycles`) -- the walk's code around the tile loop
+    once per tile it stores (its guarded pre-header only with a trip: left out).  Other loops around the tile loop
+    (a GQA group's heads, flash1's) are left out: booked per stored tile they made the live sets worse (flash1 up to
+    +96 % L2), and the engine does not know their trip counts.  Stores reach the L2 as the loop's do; reloads at the
+    loop's L1-miss fraction.  Nothing for a kernel without a tile loop (its static counts are already its whole
+    traffic, once per CTA)."""
+    regions = getattr(f, "local_regions", None) if f is not None else None
+    if not regions or once_per_cta:
+        return (0, 0), (0, 0)
+
+    def l2(*names):
+        st = sum(regions.get(n, (0, 0))[0] for n in names)
+        ld = sum(regions.get(n, (0, 0))[1] for n in names)
+        return (int(cal.l2_write_per_spill_store_byte * st * threads), int(reload_per_byte * ld * threads))
+    return l2("straight", "pre_straight"), (l2("walk") if walks else (0, 0))
 
 
 def _lookup_facts(launch_name, problem, schedule):
@@ -250,7 +276,9 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                                       num_warps=warps, warps_per_sm=warps * groups * resident)
     else:
         dot_rate = cal.dot_flops_per_sm_s[problem.dtype]
+    cta_l2, walk_l2 = _outside_spills(f, cal, threads, reload_per_byte, once_per_cta, walks=bool(tile_fixed))
     return LaunchCost(
+        spill_cta_l2=cta_l2, spill_walk_l2=walk_l2,
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
         sec_per_flop=1.0 / dot_rate, sec_per_exp=1.0 / cal.exp_per_sm_s,
         issue_s_per_tile=issue,

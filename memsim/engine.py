@@ -350,8 +350,9 @@ class LaunchModel:
         self.fill_at: dict = {}
         self.env = simpy.Environment()
         #: the loaded DRAM latency (`dram_stream` microbenchmark, `calibration.dram_queue_latency`): (curve of
-        #: (B/s, latency beyond the unloaded one), memory s) -- a step that waits on its loads (a CTA's first, or
-        #: an unpipelined loop's) and misses the L2 waits longer while the DRAM is busy; None: the preset's latency
+        #: (B/s, latency beyond the unloaded one), the unloaded latency s) -- a step that waits on its loads (a CTA's
+        #: first, or an unpipelined loop's) waits the unloaded latency, and its L2 misses longer while the DRAM is
+        #: busy; the link averages the rate asked of it over one unloaded latency.  None: the preset's latency
         self.dram_queue = dram_queue_latency
         self.dram = Link(self.env, dram_Bps, "dram", memory_s=dram_queue_latency[1] if dram_queue_latency else None)
         #: the L2 link: the measured read rate where calibrated (memsim.calibration.l2_link_Bps), else the preset's
@@ -393,6 +394,9 @@ class LaunchModel:
         self.local_s_per_tile = cost.local_s_per_tile
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
+        #: spill bytes of the code outside the tile loop: once per CTA, and per stored tile of a walk (L2 w, L2 r)
+        self.spill_cta = getattr(cost, "spill_cta_l2", (0, 0))
+        self.spill_walk = getattr(cost, "spill_walk_l2", (0, 0))
         self.spill_wr, self.spill_rd = cost.spill_l2_write_bytes_per_tile, cost.spill_l2_read_bytes_per_tile
         self.spill_dram_wf, self.spill_dram_rf = cost.spill_dram_write_fraction, cost.spill_dram_read_fraction
         self.launch_overhead_s = launch_overhead_s
@@ -465,7 +469,9 @@ class LaunchModel:
         sm = self.sms[sm_id]
         steps = self.work.cta_steps(idx)
         jit = self._jitter(idx)
-        lat = self.hw.mem_latency_s
+        # a waiting step's latency: the measured unloaded one where calibrated (dram_stream: a CTA's 16-32 KB in
+        # flight, 0.86 us on the H100), else the preset's estimate; + the loaded excess below
+        lat = self.dram_queue[1] if self.dram_queue else self.hw.mem_latency_s
         dq = self.dram_queue[0] if self.dram_queue else None
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
@@ -479,7 +485,8 @@ class LaunchModel:
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
-        spill = (sp_rd + sp_wr) > 0
+        outside_cta, outside_walk = any(self.spill_cta), any(self.spill_walk)
+        spill = (sp_rd + sp_wr) > 0 or outside_cta or outside_walk
         s_rd = s_wr = sd_rd = sd_wr = 0
         sp_wf, sp_rf = self.spill_dram_wf, self.spill_dram_rf
         dependent = self.work.dependent_loop
@@ -607,12 +614,22 @@ class LaunchModel:
             if spill:
                 # register spills: stores and reloads of local memory every iteration, through L2
                 sp_r, sp_w = sp_rd * tiles, sp_wr * tiles
-                l2_rd += sp_r
-                s_rd += sp_r
-                s_wr += sp_w
+                # ... and outside the loop: the prologue's stores and the epilogue's reloads once per CTA (with its
+                # last step), a walk's code around the loop with each tile it stores.  Those reloads read back what
+                # was stored shortly before: L2 hits, not placed in DRAM (the loop's DRAM fraction is its own)
+                out_w = out_r = 0
+                if outside_cta and k == n - 1:
+                    c_ = self.ctas_in(idx)
+                    out_w, out_r = self.spill_cta[0] * c_, self.spill_cta[1] * c_
+                if outside_walk and writes:
+                    out_w, out_r = out_w + self.spill_walk[0], out_r + self.spill_walk[1]
+                l2_rd += sp_r + out_r
+                s_rd += sp_r + out_r
+                s_wr += sp_w + out_w
                 # booked now: a link's calendar takes no bookings ahead; the L2 takes 4-byte spill stores
                 # slower than tile traffic (calibration spill_store_l2_Bps), so each costs more link time
-                sp_end = l2book(now, sp_r + sp_w * self.spill_st_weight)
+                sp_end = l2book(now, sp_r + out_r + (sp_w + out_w) * self.spill_st_weight)
+                sp_w += out_w  # written back as the loop's stores are (the placed fraction)
                 if sp_wf or sp_rf:
                     # local memory that overflows the L2 (memsim.local_memory): write-backs and reload misses
                     dr, dw = int(sp_r * sp_rf), int(sp_w * sp_wf)

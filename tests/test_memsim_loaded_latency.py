@@ -28,7 +28,8 @@ def test_curve_is_the_excess_below_the_link_rate():
     assert curve_latency_s(curve, 1.0e12) < 0.06e-6
     assert 0.1e-6 < curve_latency_s(curve, 2.1e12) < 0.25e-6
     assert 0.4e-6 < curve_latency_s(curve, 2.9e12) < 0.8e-6
-    assert memory_s == pytest.approx(CAL.dram_latency_curve[0][1])
+    assert memory_s == pytest.approx(CAL.dram_latency_curve[0][1])  # the unloaded latency, 0.86 us (H100)
+    assert 0.5e-6 < memory_s < 1.5e-6
 
 
 def test_without_a_curve_there_is_no_loaded_latency():
@@ -56,8 +57,14 @@ def test_link_without_memory_reports_nothing():
     assert link.recent_Bps(1e-7) == 0.0
 
 
-def _launches(problem, schedule, loaded: bool, monkeypatch) -> dict:
-    monkeypatch.setattr(sim, "dram_queue_latency", dram_queue_latency if loaded else (lambda cal, link: None))
+def _launches(problem, schedule, mode: str, monkeypatch) -> dict:
+    """mode "loaded": the model; "flat": the same unloaded latency, no loaded excess; "none": no curve at all
+    (the preset's mem_latency_s)."""
+    def flat(cal, link):
+        curve, lat0 = dram_queue_latency(cal, link)
+        return tuple((b, 0.0) for b, _ in curve), lat0
+    fn = {"loaded": dram_queue_latency, "flat": flat, "none": lambda cal, link: None}[mode]
+    monkeypatch.setattr(sim, "dram_queue_latency", fn)
     return {k["name"]: k["time_s"] for k in sim.simulate(problem, schedule, HW).to_dict()["kernels"]}
 
 
@@ -66,7 +73,7 @@ def test_a_busy_dram_makes_waiting_steps_slower(monkeypatch):
     and store -- hundreds of short CTAs per SM with the DRAM at 2-3 TB/s: each wait is the loaded latency."""
     p = AttentionProblem(1, 32, 32, 1024, 1024, 128, dtype="bf16")
     s = Schedule("naive", "fwd", 32, 64, 4, 1)
-    t0, t1 = _launches(p, s, False, monkeypatch), _launches(p, s, True, monkeypatch)
+    t0, t1 = _launches(p, s, "flat", monkeypatch), _launches(p, s, "loaded", monkeypatch)
     for name in ("naive_softmax", "naive_pv"):
         assert t1[name] > 1.05 * t0[name], (f"{name}: loaded latency should slow a DRAM-busy unpipelined launch: "
                                             f"{t0[name] * 1e6:.1f} -> {t1[name] * 1e6:.1f} us")
@@ -77,6 +84,18 @@ def test_an_idle_dram_changes_nothing(monkeypatch):
     """One small CTA: the DRAM is never busy, so the latency stays the unloaded one."""
     p = AttentionProblem(1, 1, 1, 16, 16, 16, dtype="fp16")
     s = Schedule("naive", "fwd", 16, 16, 1, 1)
-    t0, t1 = _launches(p, s, False, monkeypatch), _launches(p, s, True, monkeypatch)
+    t0, t1 = _launches(p, s, "flat", monkeypatch), _launches(p, s, "loaded", monkeypatch)
     for name in t0:
         assert t1[name] == pytest.approx(t0[name], rel=1e-3), f"{name}: {t0[name] * 1e6:.2f} vs {t1[name] * 1e6:.2f} us"
+
+
+def test_the_unloaded_latency_is_the_measured_one(monkeypatch):
+    """A one-CTA launch waits the dram_stream curve's unloaded end per waiting step, not the preset's estimate:
+    the difference between the two runs is a whole number of (0.86 - 0.60) us waits."""
+    p = AttentionProblem(1, 1, 1, 16, 16, 16, dtype="fp16")
+    s = Schedule("naive", "fwd", 16, 16, 1, 1)
+    t0, t1 = _launches(p, s, "none", monkeypatch), _launches(p, s, "loaded", monkeypatch)
+    step = dram_queue_latency(CAL, CAL.dram_Bps)[1] - HW.mem_latency_s
+    for name in t0:
+        n = (t1[name] - t0[name]) / step
+        assert n >= 0.99 and abs(n - round(n)) < 0.02, f"{name}: {t0[name] * 1e6:.3f} -> {t1[name] * 1e6:.3f} us"
