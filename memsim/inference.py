@@ -215,7 +215,10 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.num_stages must be 1..8, got {self.num_stages}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.combine_pdl:  # (added in session 12: the committed records' schedules, which lack it, still compare)
+            del d["combine_pdl"]
+        return d
 
 
 def _from_dict(cls, d: dict):
@@ -1223,6 +1226,16 @@ def _slot_makespan(times: list, slots: int) -> float:
 def candidate_splits(p: DecodeProblem, s: DecodeSchedule) -> list:
     longest = cdiv(max(p.capacity_kv, 1), s.block_n)
     return [c for c in SPLIT_CANDIDATES if c <= max(1, longest)]
+
+
+def auto_num_splits_mean_field(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> int:
+    """The split rule until session 12: the candidate with the least `estimate_time_s` (ties: fewer splits).  Kept
+    because verification's decode suite and random draws (`verification.suite_decode`) name and define committed,
+    measured cases by it: their "auto" split counts must not move with the kernels' rule."""
+    from dataclasses import replace
+    rows = [(estimate_time_s(p, replace(s, num_splits=c), f)["time_s"], c) for c in candidate_splits(p, s)]
+    best = min(t for t, _ in rows)
+    return next(c for t, c in rows if t <= best * (1 + 1e-9))
 
 
 #: ties between split counts: the fewest splits within this fraction of the least predicted time.  Tried at 2 % (the

@@ -21,7 +21,8 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
-from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits
+from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts
+from memsim.inference import auto_num_splits_mean_field  # the pre-session-12 rule: committed sets keep their S
 
 from .suite import DEFAULT_HW, Case, UnknownCaseError, select_from
 
@@ -44,7 +45,7 @@ class DecodeCase(Case):
 
 def _auto(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule:
     from memsim.hardware import load_hardware
-    c, _ = auto_num_splits(p, s, DeviceFacts.from_hardware(load_hardware(DEFAULT_HW)))
+    c = auto_num_splits_mean_field(p, s, DeviceFacts.from_hardware(load_hardware(DEFAULT_HW)))
     return replace(s, num_splits=c)
 
 
@@ -144,7 +145,7 @@ def draw_random(n: int, seed: int, hardware: str = DEFAULT_HW) -> list:
         if kv > RANDOM_CASE_KV_BYTES or total + kv > RANDOM_SET_KV_BYTES:
             continue
         if rng.random() < 0.5:
-            c, _ = auto_num_splits(p, s, facts)
+            c = auto_num_splits_mean_field(p, s, facts)
             how = "auto"
         else:
             c = rng.choice(candidate_splits(p, s))
