@@ -86,6 +86,15 @@ RELOAD_POINTS = (
 WRITEBACK_POINTS = (
     [("f2976", k, s) for k in (1, 2, 3) for s in (0, 8 << 10)] + [("f1008", k, s) for k in (6, 8) for s in (0, 8 << 10)]
 )
+#: the `writeback2` plan (session 11): the write-back share at more footprints and more warps per SM, every reload
+#: missing L1 (8 KB of shared memory: 28 KB of L1).  f2976 k = 4 (50 MB on the GPU: the whole L2), f1008 k = 10 / 12
+#: (42 / 50 MB), f576 k = 12 / 16 / 24 (16 / 21 / 32 MB at 12-24 warps per SM: does the wait of a reload of a
+#: written-back line depend on the warps?), and f2976 k = 4 without shared memory (256 KB of L1: part of the reloads
+#: hit it) -- beside the writeback plan's k = 1-3 / 6-8 points (session 10, finding 5).
+WRITEBACK2_POINTS = (
+    [("f2976", 4, 8 << 10), ("f2976", 4, 0)] + [("f1008", k, 8 << 10) for k in (10, 12)]
+    + [("f576", k, 8 << 10) for k in (12, 16, 24)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -157,7 +166,8 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
     import torch
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
     order = []
-    by_smem = {"carveout": CARVEOUT_POINTS, "reload": RELOAD_POINTS, "writeback": WRITEBACK_POINTS}
+    by_smem = {"carveout": CARVEOUT_POINTS, "reload": RELOAD_POINTS, "writeback": WRITEBACK_POINTS,
+               "writeback2": WRITEBACK2_POINTS}
     pts = [(v, k, sms, None) for v, k, sms in POINTS] if plan == "sms" else \
         [(v, k, 0, smem) for v, k, smem in by_smem[plan]]
     for v, k, sms, smem in pts:
@@ -379,10 +389,11 @@ def merge(run_paths: list, into: str, replace: bool = False) -> int:
     run = json.load(open(run_paths[-1]))
     merge_fact(into, "spill_sm", pts, run=run, run_path=run_paths[-1], replace=replace,
                also=[os.path.relpath(r, ROOT) for r in run_paths[:-1]],
-               note="spills by warps per SM, by the L1 beside the carve-out and by the reloads' L1 miss fraction "
-                    "(benchmarks/spill_sm_gpu.py, plans sms / carveout / reload); data only: "
-                    "memsim.local_memory.spill_store_rate_from (2.9 TB/s) and reload_batch_from (3.75) read it, no "
-                    "Calibration figure does yet (notes/spills.md, session 10)")
+               note="spills by warps per SM, by the L1 beside the carve-out, by the reloads' L1 miss fraction and "
+                    "past the L2's dirty capacity (benchmarks/spill_sm_gpu.py, plans sms / carveout / reload / "
+                    "writeback / writeback2); data only: memsim.local_memory.spill_store_rate_from and "
+                    "reload_batch_from (3.75) read it, no Calibration figure does yet (notes/spills.md, sessions "
+                    "10-11)")
     print(f"spill_sm: {len(pts)} points from {len(run_paths)} runs merged into {into}")
     return 0
 
@@ -465,11 +476,11 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback"), default="sms",
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2"), default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS); writeback: few warps, footprint past the dirty capacity inside "
-                         "the L2 (WRITEBACK_POINTS)")
+                         "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime (WRITEBACK2_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
                                                                "compiled here (linear and batched reload mix)")
