@@ -986,9 +986,20 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     hw = _preset(f.name)
     costs_memo, tail_memo, rate_memo = {}, {}, {}
 
+    # a pipelined variant whose loop compute was not measured (no compiled entry: e.g. num_stages 4 / 5 at these
+    # specialisations) takes the same loop's at the default depth where that was: the loop body per tile is the same
+    # code, and copy + issue alone (no measured compute) let few CTAs look fast (session 12, stages-session12: the
+    # rule then picked S = 8 / 1 at num_stages 5, 13-45 % slower than S = 16 / 2)
+    cost_s = s
+    if B > 1 and loop_compute_s(p, s, f) is None:
+        from dataclasses import replace as _replace
+        alt = _replace(s, num_stages=3)
+        if loop_compute_s(p, alt, f) is not None:
+            cost_s = alt
+
     def costs(k):
         if k not in costs_memo:
-            c = cta_tile_costs(p, s, f, ctas_on_sm=k)
+            c = cta_tile_costs(p, cost_s, f, ctas_on_sm=k)
             if c is None:
                 lim = cta_limit_Bps(p, s, f, ctas_on_sm=k)
                 c = ((1.0 / lim) if lim else 0.0, 0.0)
