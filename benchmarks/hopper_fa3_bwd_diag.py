@@ -5,6 +5,9 @@ the kernel as registered (2 and 3 stages), K_w/V_w as register operands (`kv_reg
 diagnostics that compute a WRONG dQ (diag 1: dQ's atomic adds predicated off; diag 2: no dQ at all: the dK/dV work
 alone) -- beside the whole backward (kernels.backward with the hopper_fa3 schedule, the default's backward) and SDPA
 cuDNN's backward, in the same process.  Writes DIR/fa3_bwd_diag.json (+ provenance) and prints a table.
+Session 12: `--bwd-switches` times the whole backward with the module's switches set (STAT_SMEM, DQ_ASYNC, ...);
+`--bwd-cases` adds cases that get only the whole-backward rows (+ SDPA flash); `--rounds` repeats those rows
+(alternating); `--dtype fp16`; `--warm-only` launches everything once (compiles; nothing timed, nothing written).
 
     PYTHONPATH=. python benchmarks/hopper_fa3_bwd_diag.py --out DIR [--cases 128/16384/0,64/4096/1]
     ncu ... python benchmarks/hopper_fa3_bwd_diag.py --ncu-case 128/16384/0[/variant]   (one launch of the pass)
@@ -24,15 +27,19 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "dq_tma_stat_smem": (2, None, 0, True, True, False), "dq_tma_async": (2, None, 0, True, False, True),
             "dq_tma_stat_smem_async": (2, None, 0, True, True, True),
             "diag2_stat_smem": (2, None, 2, True, True, False)}
+#: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
+BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False), "dq_tma": dict(DQ_TMA=True),
+                "stat_smem": dict(DQ_TMA=True, STAT_SMEM=True), "dq_async": dict(DQ_TMA=True, DQ_ASYNC=True),
+                "stat_smem_async": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True)}
 
 
-def setup(d: int, n: int, causal: bool):
+def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
     import torch
 
     import kernels
     from kernels.testing import make_inputs, seed_of
     b, h = 16384 // n, 2048 // d
-    q, k, v, do = make_inputs(b, h, h, n, n, d, "bf16", "cuda", seed_of("fa3_bwd_diag", d, n, causal))
+    q, k, v, do = make_inputs(b, h, h, n, n, d, dtype, "cuda", seed_of("fa3_bwd_diag", d, n, causal, dtype))
     p = kernels.problem_for(q, k, v, causal=causal)
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", q.device), q, k, v)
     return p, q, k, v, do, f
@@ -68,73 +75,103 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--cases", default="128/16384/0,128/4096/1,64/16384/0,64/4096/1")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--bwd-switches", default="registered", help="comma list of BWD_SWITCHES names")
+    ap.add_argument("--bwd-cases", default="", help="more cases: the whole-backward rows only")
+    ap.add_argument("--rounds", type=int, default=1, help="repeats of the whole-backward rows (alternating)")
+    ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    ap.add_argument("--warm-only", action="store_true", help="launch everything once (compile), time nothing")
     ap.add_argument("--ncu-case", default=None, help="d/N/causal[/variant]: launch the pass once (for ncu)")
     a = ap.parse_args(argv)
     import torch
     import triton
 
     import kernels
+    import kernels.hopper_gluon_bwd as hb
     if a.ncu_case:
         d, n, causal = parse_case(a.ncu_case)
         var = a.ncu_case.split("/")[3] if a.ncu_case.count("/") == 3 else "s2"
-        p, q, k, v, do, f = setup(d, n, causal)
+        p, q, k, v, do, f = setup(d, n, causal, a.dtype)
         fn = pass_fn(p, q, k, v, do, f, var)
         fn()
         torch.cuda.synchronize()
         return 0
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     from memsim.schedule import Schedule
+
+    def bench(fn):
+        if a.warm_only:
+            fn()
+            torch.cuda.synchronize()
+            return float("nan")
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+    def with_switches(sw, fn):
+        def g():
+            old = {name: getattr(hb, name) for name in sw}
+            try:
+                for name, val in sw.items():
+                    setattr(hb, name, val)
+                return fn()
+            finally:
+                for name, val in old.items():
+                    setattr(hb, name, val)
+        return g
+
+    def sdpa(backend, q, k, v, do, causal):
+        qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
+        with sdpa_kernel(backend):
+            oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+        return lambda: torch.autograd.grad(oo, (qq, kk, vv), do, retain_graph=True)
+
     out, rows = [], []
-    for c in a.cases.split(","):
+    pass_cases = [c for c in a.cases.split(",") if c]
+    for c in pass_cases + [c for c in a.bwd_cases.split(",") if c and c not in pass_cases]:
         d, n, causal = parse_case(c)
-        p, q, k, v, do, f = setup(d, n, causal)
+        p, q, k, v, do, f = setup(d, n, causal, a.dtype)
         fl = p.nominal_flops("bwd")
-        base = dict(d=d, seq=n, causal=causal, batch=p.batch, heads=p.heads_q)
-        for var in a.variants.split(","):
+        base = dict(d=d, seq=n, causal=causal, batch=p.batch, heads=p.heads_q, dtype=a.dtype)
+        for var in (a.variants.split(",") if c in pass_cases else []):
             if "kv_regs" in var and d != 64:
                 continue
             try:
                 fn = pass_fn(p, q, k, v, do, f, var)
-                ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                ms = bench(fn)
                 out.append(dict(base, impl="pass:" + var, ms=ms, tflops=fl / ms * 1e-9))
             except Exception as e:  # noqa: BLE001 -- recorded
                 out.append(dict(base, impl="pass:" + var, error=f"{type(e).__name__}: {str(e)[:300]}"))
         s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
         ch = kernels.default_choice(p, q, k, v)
-        import kernels.hopper_gluon_bwd as hb
-
-        def fa3_tma():
-            old, hb.DQ_TMA = hb.DQ_TMA, True
-            try:
-                return kernels.backward(p, s, q, k, v, f.o, do, f)
-            finally:
-                hb.DQ_TMA = old
-        for name, fn in (("bwd:hopper_fa3", lambda: kernels.backward(p, s, q, k, v, f.o, do, f)),
-                         ("bwd:hopper_fa3[dq_tma]", fa3_tma),
-                         (f"bwd:default({ch.backward.algorithm})",
-                          lambda: kernels.backward(p, ch.backward, q, k, v, f.o, do, f))):
-            ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-            out.append(dict(base, impl=name, ms=ms, tflops=fl / ms * 1e-9))
-        qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-            oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
-        ms = triton.testing.do_bench(lambda: torch.autograd.grad(oo, (qq, kk, vv), do, retain_graph=True),
-                                     warmup=25, rep=100, return_mode="median")
-        out.append(dict(base, impl="bwd:sdpa_cudnn", ms=ms, tflops=fl / ms * 1e-9))
+        fns = [(f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
+                with_switches(BWD_SWITCHES[name], lambda: kernels.backward(p, s, q, k, v, f.o, do, f)))
+               for name in a.bwd_switches.split(",") if name]
+        fns += [(f"bwd:default({ch.backward.algorithm})", lambda: kernels.backward(p, ch.backward, q, k, v, f.o, do, f)),
+                ("bwd:sdpa_cudnn", sdpa(SDPBackend.CUDNN_ATTENTION, q, k, v, do, causal)),
+                ("bwd:sdpa_flash", sdpa(SDPBackend.FLASH_ATTENTION, q, k, v, do, causal))]
+        for rnd in range(1 if a.warm_only else a.rounds):
+            for name, fn in (fns if rnd % 2 == 0 else fns[::-1]):
+                try:
+                    ms = bench(fn)
+                    out.append(dict(base, impl=name, round=rnd, ms=ms, tflops=fl / ms * 1e-9))
+                except Exception as e:  # noqa: BLE001 -- recorded
+                    out.append(dict(base, impl=name, round=rnd, error=f"{type(e).__name__}: {str(e)[:300]}"))
         for r in out[len(rows):]:
             print(json.dumps(r), flush=True)
         rows = list(out)
-    print("\n| d | causal | N | impl | ms | TFLOP/s (bwd FLOPs) |\n| --- | --- | --- | --- | --- | --- |")
+    if a.warm_only:
+        print(f"warm: {len(out)} launches, errors: {sum('error' in r for r in out)}")
+        return 0
+    print("\n| dtype | d | causal | N | impl | ms | TFLOP/s (bwd FLOPs) |\n| --- | --- | --- | --- | --- | --- | --- |")
     for r in out:
-        print(f"| {r['d']} | {r['causal']} | {r['seq']} | {r['impl']} | {r.get('ms', float('nan')):.3f} | "
-              f"{r.get('tflops', float('nan')):.0f} |" if "ms" in r else f"| {r['d']} | {r['causal']} | {r['seq']} | "
-              f"{r['impl']} | error | {r['error'][:80]} |")
+        head = f"| {r['dtype']} | {r['d']} | {r['causal']} | {r['seq']} | {r['impl']} | "
+        print(head + (f"{r['ms']:.3f} | {r['tflops']:.0f} |" if "ms" in r else f"error | {r['error'][:80]} |"))
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         prov = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                     cudnn=torch.backends.cudnn.version(), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     command=" ".join(sys.argv))
-        Path(a.out, "fa3_bwd_diag.json").write_text(json.dumps(dict(provenance=prov, records=out), indent=1))
+        Path(a.out, f"fa3_bwd_diag_{a.dtype}.json").write_text(json.dumps(dict(provenance=prov, records=out),
+                                                                          indent=1))
     return 0
 
 
