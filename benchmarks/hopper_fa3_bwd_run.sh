@@ -41,7 +41,7 @@ done
 W="--cases $CASES --bwd-cases $GRID --variants dq_tma,dq_tma_stat_smem,dq_tma_async,dq_tma_stat_smem_async --bwd-switches registered,stat_smem,dq_async,stat_smem_async"
 timeout "${TEST_TIMEOUT_S:-75}" python $D --warm-only $W --dtype bf16 > "$OUT/warm-bf16.log" 2>&1 &
 wb=$!
-timeout "${TEST_TIMEOUT_S:-75}" python $D --warm-only $W --dtype fp16 > "$OUT/warm-fp16.log" 2>&1 &
+timeout "${TEST_TIMEOUT_S:-75}" python $D --warm-only ${W/--bwd-cases $GRID/} --dtype fp16 > "$OUT/warm-fp16.log" 2>&1 &
 wf=$!
 bad=(0 0 0)
 for n in "${!pids[@]}"; do
