@@ -485,8 +485,10 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
     else:
         op = lsep = o  # never written
     grid = launches[0].grid[:2]
-    # programmatic dependent launch of the combine (sm_90 only; the interpreter and meta tensors run without it)
-    pdl = bool(s.combine_pdl and S > 1 and q.device.type == "cuda" and not interpreting())
+    # programmatic dependent launch of the combine (sm_90 and later: griddepcontrol; the interpreter and meta tensors
+    # run without it, and so do older GPUs, where the schedule's flag is ignored -- same launches, same bytes)
+    pdl = bool(s.combine_pdl and S > 1 and q.device.type == "cuda" and not interpreting()
+               and torch.cuda.get_device_capability(q.device)[0] >= 9)
     pdl_launch = {"launch_pdl": True} if pdl else {}
     _decode_split[grid](
         q, k_cache, v_cache, o, op, lsep, cache_seqlens, bt, cu,
