@@ -17,7 +17,7 @@ booked.  Per SASS instruction, `regions` puts every STL / LDL in one of:
   trips at the tile loop's cost);
 * ``straight``: outside every loop: once per CTA.
 
-``--microbench`` checks it on the `spill_sm` fact (benchmarks/spill_sm_gpu.py, 77 points under ncu, H100): each
+``--microbench`` checks it on the `spill_sm` fact (benchmarks/spill_sm_gpu.py, 85 points under ncu, H100): each
 variant of `_mb_spill_sm` compiled here for sm_90; ncu's local store / load bytes less the tile loop's bytes x
 n_iter x threads x CTAs, per thread per CTA, against the SASS's ``straight`` bytes.  ``--table`` writes the regions of
 every spilling launch of the given random sets (default: all) from the compiled table's entries (compiled again:

@@ -95,6 +95,14 @@ WRITEBACK2_POINTS = (
     [("f2976", 4, 8 << 10), ("f2976", 4, 0)] + [("f1008", k, 8 << 10) for k in (10, 12)]
     + [("f576", k, 8 << 10) for k in (12, 16, 24)]
 )
+#: the `wbsms` plan (session 11): the same per-SM configuration on fewer SMs, so that the GPU footprint -- and with it
+#: the share of the stores written back -- changes while each SM's warps, L1 and reloads do not: at 4 one-warp f2976
+#: CTAs per SM the 132-SM point (50 MB) ran 1.47x its 16-SM twin (no write-back); how does that grow between?
+#: (variant, CTAs per SM, SMs used, dynamic shared memory per CTA)
+WBSMS_POINTS = (
+    [("f2976", 4, n, smem) for n in (33, 66, 99) for smem in (0, 8 << 10)]
+    + [("f1008", 12, 66, 8 << 10), ("f576", 24, 66, 8 << 10)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -156,6 +164,8 @@ def _with_shared(kern, smem: int, args, kw):
 
 
 def point_id(v: str, k: int, sms: int, smem: int | None = None) -> str:
+    if smem is not None and sms:
+        return f"{v}_k{k}_sms{sms}_smem{smem >> 10}k"
     if smem is not None:
         return f"{v}_k{k}_smem{smem >> 10}k"
     return f"{v}_k{k}_sms{sms or 'all'}"
@@ -169,7 +179,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
     by_smem = {"carveout": CARVEOUT_POINTS, "reload": RELOAD_POINTS, "writeback": WRITEBACK_POINTS,
                "writeback2": WRITEBACK2_POINTS}
     pts = [(v, k, sms, None) for v, k, sms in POINTS] if plan == "sms" else \
-        [(v, k, 0, smem) for v, k, smem in by_smem[plan]]
+        list(WBSMS_POINTS) if plan == "wbsms" else [(v, k, 0, smem) for v, k, smem in by_smem[plan]]
     for v, k, sms, smem in pts:
         pid = point_id(v, k, sms, smem)
         if only and pid not in only:
@@ -391,7 +401,7 @@ def merge(run_paths: list, into: str, replace: bool = False) -> int:
                also=[os.path.relpath(r, ROOT) for r in run_paths[:-1]],
                note="spills by warps per SM, by the L1 beside the carve-out, by the reloads' L1 miss fraction and "
                     "past the L2's dirty capacity (benchmarks/spill_sm_gpu.py, plans sms / carveout / reload / "
-                    "writeback / writeback2); data only: memsim.local_memory.spill_store_rate_from and "
+                    "writeback / writeback2 / wbsms); data only: memsim.local_memory.spill_store_rate_from and "
                     "reload_batch_from (3.75) read it, no Calibration figure does yet (notes/spills.md, sessions "
                     "10-11)")
     print(f"spill_sm: {len(pts)} points from {len(run_paths)} runs merged into {into}")
@@ -476,11 +486,12 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2"), default="sms",
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2", "wbsms"), default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS); writeback: few warps, footprint past the dirty capacity inside "
-                         "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime (WRITEBACK2_POINTS)")
+                         "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime (WRITEBACK2_POINTS); wbsms: one per-SM "
+                         "configuration on 33-99 SMs (WBSMS_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
                                                                "compiled here (linear and batched reload mix)")
