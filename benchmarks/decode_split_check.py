@@ -19,15 +19,20 @@ from dataclasses import replace
 
 
 def check(bench: dict, hardware: str = "h100-sxm", block_n: int = 64, num_stages: int = 3,
-          context: str = "ncu") -> dict:
+          context: str = "ncu", pdl: bool | None = None) -> dict:
+    """pdl: keep only the rows with that combine_pdl (a `decode_cold.py --pdl 0,1` file has both; S = 1 rows, which
+    have no combine, are kept either way); None: every row."""
     from memsim.hardware import load_hardware
-    from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, estimate_time_s
+    from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits
+    from memsim.inference import estimate_time_graph_s as estimate_time_s  # the rule's own form (session 12)
     from memsim.workloads_decode import simulate_decode
     facts = DeviceFacts.from_hardware(load_hardware(hardware))
     shapes = defaultdict(dict)
     # benchmarks/decode.py writes "records"; benchmarks/decode_cold.py "rows" (bf16, 32 / 8 heads, d128, one token)
     records = bench.get("records") or bench.get("rows") or []
     for r in records:
+        if pdl is not None and r.get("num_splits", 1) > 1 and bool(r.get("combine_pdl")) != pdl:
+            continue
         if r.get("impl") == "decode" and r.get("layout") == "contiguous" and not r.get("auto") and r.get("ms"):
             key = (r["batch"], r["context"], r.get("heads_q", 32), r.get("heads_kv", 8), r.get("head_dim", 128),
                    r.get("dtype", "bf16"), r.get("seq_q", 1))
@@ -108,11 +113,13 @@ def main(argv=None) -> int:
     ap.add_argument("--num-stages", type=int, default=3)
     ap.add_argument("--context", choices=("ncu", "graph"), default="ncu",
                     help="the model's context: ncu (each kernel alone) or graph (CUDA-graph replay, as benchmarked)")
+    ap.add_argument("--pdl", choices=("0", "1"), default=None,
+                    help="only the rows with combine_pdl off (0) or on (1); default: every row")
     a = ap.parse_args(argv)
     from memsim.io import base_provenance, write_atomic, write_json
     with open(a.bench) as f:
         bench = json.load(f)
-    res = check(bench, a.hw, a.block_n, a.num_stages, a.context)
+    res = check(bench, a.hw, a.block_n, a.num_stages, a.context, None if a.pdl is None else a.pdl == "1")
     res["provenance"] = base_provenance("python benchmarks/decode_split_check.py " + " ".join(argv or sys.argv[1:]))
     res["provenance"]["bench"] = a.bench
     res["provenance"]["bench_card"] = bench.get("provenance", {}).get("gpu")
