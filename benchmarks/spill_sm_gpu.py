@@ -486,12 +486,13 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2", "wbsms"), default="sms",
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2", "wbsms"),
+                    default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS); writeback: few warps, footprint past the dirty capacity inside "
-                         "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime (WRITEBACK2_POINTS); wbsms: one per-SM "
-                         "configuration on 33-99 SMs (WBSMS_POINTS)")
+                         "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime "
+                         "(WRITEBACK2_POINTS); wbsms: one per-SM configuration on 33-99 SMs (WBSMS_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
     ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
                                                                "compiled here (linear and batched reload mix)")

@@ -1,10 +1,10 @@
 """Spill traffic outside the tile loop runs once per CTA (notes/spills.md, session 11; benchmarks/spill_regions.py).
 
-The `spill_sm` fact (benchmarks/spill_sm_gpu.py, 85 points under ncu, H100 80GB HBM3, six plans): ncu's local store and load
-bytes less the tile loop's SASS bytes x n_iter x threads x CTAs leave, per thread per CTA, exactly the bytes of the
-SASS's STL / LDL outside every loop -- whatever the CTAs per SM (1-32), the SMs (16 or 132) or the L1 left beside
-the carve-out.  The model books the tile loop's bytes per trip only (memsim.costs); these tests hold the fact that
-the code outside it adds its own once per CTA.
+The `spill_sm` fact (benchmarks/spill_sm_gpu.py, 85 points under ncu, H100 80GB HBM3, six plans): ncu's local
+store and load bytes less the tile loop's SASS bytes x n_iter x threads x CTAs leave, per thread per CTA, exactly
+the bytes of the SASS's STL / LDL outside every loop -- whatever the CTAs per SM (1-32), the SMs (16-132) or the L1
+left beside the carve-out.  The model books the tile loop's bytes per trip only (memsim.costs); these tests hold the
+fact that the code outside it adds its own once per CTA.
 """
 from __future__ import annotations
 
