@@ -6,7 +6,8 @@ diagnostics that compute a WRONG dQ (diag 1: dQ's atomic adds predicated off; di
 alone) -- beside the whole backward (kernels.backward with the hopper_fa3 schedule, the default's backward) and SDPA
 cuDNN's backward, in the same process.  Writes DIR/fa3_bwd_diag.json (+ provenance) and prints a table.
 Session 12: `--bwd-switches` times the whole backward with the module's switches set (STAT_SMEM, DQ_ASYNC, ...);
-`--bwd-cases` adds cases that get only the whole-backward rows (+ SDPA flash); `--rounds` repeats those rows
+`--bwd-cases` adds cases that get only the whole-backward rows (+ SDPA flash); `--also hopper_ws` times other
+algorithms' registry backward; `--rounds` repeats those rows
 (alternating); `--dtype fp16`; `--warm-only` launches everything once (compiles; nothing timed, nothing written).
 
     PYTHONPATH=. python benchmarks/hopper_fa3_bwd_diag.py --out DIR [--cases 128/16384/0,64/4096/1]
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bwd-switches", default="registered", help="comma list of BWD_SWITCHES names")
     ap.add_argument("--bwd-cases", default="", help="more cases: the whole-backward rows only")
     ap.add_argument("--rounds", type=int, default=1, help="repeats of the whole-backward rows (alternating)")
+    ap.add_argument("--also", default="", help="comma list of algorithms whose registry backward is timed too")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--warm-only", action="store_true", help="launch everything once (compile), time nothing")
     ap.add_argument("--ncu-case", default=None, help="d/N/causal[/variant]: launch the pass once (for ncu)")
@@ -145,6 +147,9 @@ def main(argv=None) -> int:
         fns = [(f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
                 with_switches(BWD_SWITCHES[name], lambda: kernels.backward(p, s, q, k, v, f.o, do, f)))
                for name in a.bwd_switches.split(",") if name]
+        for alg in [x for x in a.also.split(",") if x]:
+            sa = kernels.default_schedule(p, alg, "bwd", q.device)
+            fns.append((f"bwd:{alg}", lambda sa=sa: kernels.backward(p, sa, q, k, v, f.o, do, f)))
         fns += [(f"bwd:default({ch.backward.algorithm})", lambda: kernels.backward(p, ch.backward, q, k, v, f.o, do, f)),
                 ("bwd:sdpa_cudnn", sdpa(SDPBackend.CUDNN_ATTENTION, q, k, v, do, causal)),
                 ("bwd:sdpa_flash", sdpa(SDPBackend.FLASH_ATTENTION, q, k, v, do, causal))]

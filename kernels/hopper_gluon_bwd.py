@@ -16,7 +16,8 @@ The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
     and their dK, dV accumulators (64 x d fp32 each, registers).  Per (q head, Q block) it computes, as async wgmma,
     S^T = K_w Q_i^T and dP^T = V_w dO_i^T (64 x BLOCK_M: the K/V rows are the wgmma's M, so P^T and dS^T come out
     in the layout the next matmuls take from registers), P^T = exp2(S^T * scale*log2e - lse_i*log2e) (lse_i, delta_i
-    by plain loads issued before the matmuls), dS^T = P^T (dP^T - delta_i), then dV_w += P^T dO_i and
+    from the stage -- the producer's TMA, the registry's FA3_BWD_STAT_SMEM -- or, with `STAT_SMEM` off, by plain
+    loads issued before the matmuls), dS^T = P^T (dP^T - delta_i), then dV_w += P^T dO_i and
     dK_w += dS^T Q_i (A from registers, B = the stage in shared memory).  dS^T goes to a double-buffered shared tile
     (BLOCK_N x BLOCK_M, each warpgroup its 64 rows); once both warpgroups have stored theirs (an mbarrier of count
     2), warpgroup w computes dQ_i[:, w*d/2 .. +d/2] = dS_ij K_j[:, w*d/2 ..] (A = the dS^T tile read transposed, B
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, fa3_bwd_applies
+from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, FA3_BWD_STAT_SMEM, fa3_bwd_applies
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -69,8 +70,9 @@ KV_REGS = False
 DQ_TMA = FA3_BWD_DQ_BY_TMA
 #: lse_i and delta_i loaded by the producer's TMA into each stage and read from shared memory when needed, instead of
 #: plain loads issued before the matmuls whose 32 values a thread keeps live across them (at d=128 ptxas then spills
-#: 152-168 B a thread; ncu run11b: 6.4 M spill requests).  NOT RUN ON A GPU YET: off
-STAT_SMEM = False
+#: 152-168 B a thread; ncu run11b: 6.4 M spill requests): the registry's `FA3_BWD_STAT_SMEM` (exact and 1.06-1.21x
+#: faster on the H100, run11d); a switch the benchmarks flip to time the plain loads
+STAT_SMEM = FA3_BWD_STAT_SMEM
 #: with DQ_TMA: two shared staging tiles per consumer warpgroup, stored and handed to the copy engine by hand
 #: (`_tma_reduce_add_from_shared`), waiting only for the reduce of two iterations ago -- Triton's descriptor reduce
 #: (DQ_TMA alone) waits for its staging read right after issuing it.  NOT RUN ON A GPU YET: off

@@ -586,10 +586,18 @@ FA3_BWD_BLOCK_M, FA3_BWD_BLOCK_N = 64, 128
 #: d=128 causal N=4096 1.87 vs 1.91, N=1024 0.623 vs 0.626 (benchmarks/results/hopper-h100-2026-11-26-run11.md).
 #: kernels.hopper_gluon_bwd.DQ_TMA follows this (a module switch the benchmarks can flip; SRAM then differs)
 FA3_BWD_DQ_BY_TMA = True
-_FA3_BWD_MEASURED = ("benchmarks/hopper_bench.py --bwd / benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 "
-                     "(bf16, B*N=16k, H*d=2048; runs 11a-11c 2026-11-26, benchmarks/results/hopper-h100-2026-11-26-"
-                     "run11.md): 64x128 w4 s2 -- the whole backward d=128 442 TFLOP/s at N=16384 (hopper_ws 444, "
-                     "cuDNN 553), causal N=4096 336 (358 / 457); d=64 366 (373 / 460); s3 no faster")
+#: lse_i and delta_i reach the consumers through the stages (the producer's TMA: [1, block_m] fp32 boxes per stage) and
+#: are read from shared memory when needed, instead of plain loads whose 32 values a thread keeps live across the
+#: matmuls (at d=128 ptxas spilled them: 152-168 B a thread of local memory, 6.4 M spill requests at N=16k, run11b).
+#: Exact on the H100 (run11d: 22 cases x bf16/fp16) and faster there: the whole backward bf16 1.06-1.21x the plain
+#: loads on all 12 cells of the grid (d=128 N=16384 524/493 vs 437/431 TFLOP/s, d=64 N=16384 396 vs 365; fp16 the
+#: same: benchmarks/results/hopper-h100-2026-11-26-run11d.md).  kernels.hopper_gluon_bwd.STAT_SMEM follows this.
+FA3_BWD_STAT_SMEM = True
+_FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048; run11d "
+                     "2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run11d.md): 64x128 w4 s2, dQ by TMA "
+                     "reduce-add, lse/delta through the stages -- the whole backward d=128 N=16384 509 TFLOP/s "
+                     "(hopper_ws 421, cuDNN 542), causal N=4096 402 (350 / 437); d=64 N=16384 396 (357 / 447); "
+                     "s3 no faster (run11c)")
 
 
 def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
@@ -603,15 +611,17 @@ def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
 
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m); with `FA3_BWD_DQ_BY_TMA` the
-    two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each) -- lse and delta come by plain
-    loads.  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel fa3bwd [--dq-tma], bf16, s2): d=128
-    164 112 B (atomics) / 196 672 B (TMA), d=64 98 576 / 114 752 B = this + 16-64 B of mbarriers.  Other schedules:
-    hopper bwd's formula."""
+    two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each); with `FA3_BWD_STAT_SMEM`
+    stages x (lse_i + delta_i) (block_m x 4 each).  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel
+    fa3bwd [--dq-tma], bf16, s2): d=128 164 112 B (atomics) / 196 672 B (TMA), d=64 98 576 / 114 752 B = this + 16-64
+    B of mbarriers (before STAT_SMEM; it adds 1 KB at s2).  Other schedules: hopper bwd's formula."""
     if not fa3_bwd_applies(p, s):
         return _hopper_bwd_sram(p, s)
     d, e = p.head_dim, p.element_bytes
     dq_stage = s.block_m * d * 4 if FA3_BWD_DQ_BY_TMA else 0
-    return 2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e + dq_stage
+    stats = s.num_stages * 2 * s.block_m * 4 if FA3_BWD_STAT_SMEM else 0
+    return (2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e + dq_stage
+            + stats)
 
 
 def _fa3_bwd_launches(p: AttentionProblem, s: Schedule):
@@ -650,7 +660,7 @@ hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_war
     zeroes dQacc_i (rows x d x 4).
     ``hopper_fa3_bwd`` (Gluon) one CTA per (K/V block, batch*head_kv): K_j, V_j by TMA
     once, kept in SRAM; for every q head of the GQA group and every Q block i with a
-    row that sees block j: Q_i, dO_i (rows x d x e, TMA), lse_i, delta_i (rows x 4) read,
+    row that sees block j: Q_i, dO_i (rows x d x e, TMA), lse_i, delta_i (rows x 4, TMA) read,
     dS_ij K_j (rows x d x 4) added to dQacc_i (TMA bulk reduce-adds of each consumer's
     rows x d/2 fp32 tile; counted as written bytes); dK_j, dV_j (cols x d x e) written
     once.  FlashAttention-3's structure: a producer warp issues the loads into a ring
@@ -661,8 +671,8 @@ hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_war
     ``hopper_bwd_dq_convert`` (hopper bwd's): reads dQacc_i, writes dQ_i.
     Otherwise hopper bwd's three launches with the same schedule.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
-    SRAM: K_j + V_j + stages x (Q_i + dO_i) + 2 x (cols x rows) dS^T + the dQ staging
-    tiles (rows x d x 4).
+    SRAM: K_j + V_j + stages x (Q_i + dO_i + lse_i + delta_i) + 2 x (cols x rows) dS^T +
+    the dQ staging tiles (rows x d x 4).
     Not deterministic bitwise (the order of dQ's reduce-adds).""")
 
 register(HOPPER_FA3_BWD)

@@ -248,19 +248,20 @@ def _small(d, dtype=torch.bfloat16):
 
 
 @pytest.mark.parametrize("dtype, d, causal, n, fwd, bwd", [
-    ("bf16", 128, False, 1024, "hopper_fa3", "hopper_ws"),
-    ("fp16", 128, False, 4096, "hopper_fa3", "hopper_ws"),
-    ("bf16", 128, False, 16384, "hopper_fa3", "hopper_ws"),
-    ("bf16", 128, True, 1024, "hopper_fa3", "flash2"),       # bwd: flash2 (a tie, deterministic)
-    ("bf16", 128, True, 4096, "hopper_fa3", "hopper_ws"),
-    ("bf16", 128, True, 16384, "hopper_fa3", "hopper_ws"),   # bwd: replaces the fused hopper bwd's registry rule
-    ("bf16", 64, False, 1024, "hopper_fa3", "flash2"),       # fwd: hopper_fa3 from session 10 (run10b)
+    ("bf16", 128, False, 1024, "hopper_fa3", "hopper_fa3"),  # bwd: hopper_fa3 from run11d (STAT_SMEM)
+    ("fp16", 128, False, 4096, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 128, False, 16384, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 128, True, 1024, "hopper_fa3", "hopper_fa3"),   # bwd: was flash2 (hopper_ws a tie)
+    ("bf16", 128, True, 4096, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 128, True, 16384, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 64, False, 1024, "hopper_fa3", "flash2"),       # fwd: hopper_fa3 from session 10 (run10b); bwd: a tie
     ("bf16", 64, True, 2048, "hopper_fa3", "flash2"),        # fwd: the causal walk (run10b)
-    ("fp16", 64, False, 4096, "hopper_fa3", "hopper_ws"),
-    ("bf16", 64, False, 16384, "hopper_fa3", "hopper_ws"),
+    ("fp16", 64, False, 4096, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 64, False, 16384, "hopper_fa3", "hopper_fa3"),
     ("bf16", 64, True, 1024, "flash2", "flash2"),            # fwd: flash2 faster than hopper_fa3 (run9b, run10b)
-    ("bf16", 64, True, 4096, "hopper_fa3", "hopper_ws"),
-    ("bf16", 128, False, 2000, None, "hopper_ws"),           # fwd: 2000 % 128 != 0 -> no hopper_fa3 rule
+    ("bf16", 64, True, 4096, "hopper_fa3", "hopper_ws"),     # bwd: hopper_fa3 a tie (run11d)
+    ("bf16", 64, True, 16384, "hopper_fa3", "hopper_ws"),
+    ("bf16", 128, False, 2000, None, "hopper_ws"),           # 2000 % 128 != 0 -> no hopper_fa3 rule
 ])
 def test_default_picks_the_measured_rules(h100, dtype, d, causal, n, fwd, bwd):
     """kernels.default_choice picks hopper_fa3's forward / hopper_ws where a measured rule says so (kernels.api:
@@ -275,7 +276,7 @@ def test_default_picks_the_measured_rules(h100, dtype, d, causal, n, fwd, bwd):
     assert c.backward.algorithm == bwd, c
     for s, src, key in ((c.forward, c.forward_source, c.forward_key), (c.backward, c.backward_source, c.backward_key)):
         if s.algorithm in ("hopper_ws", "hopper_fa3"):
-            want = "HOPPER_FA3_FWD_FASTEST" if s.algorithm == "hopper_fa3" else f"HOPPER_WS_{s.phase.upper()}_FASTEST"
+            want = f"HOPPER_{'FA3' if s.algorithm == 'hopper_fa3' else 'WS'}_{s.phase.upper()}_FASTEST"
             assert src == "rule" and key == want
             tiles = (s.block_m, s.block_n, s.num_warps, s.num_stages)
             assert tiles == ((128, 128, 4, 2) if s.phase == "fwd" else (64, 128, 4, 2))
@@ -308,6 +309,41 @@ def test_hopper_fa3_rule_needs_what_the_kernel_needs(h100, monkeypatch):
     assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
 
 
+def test_hopper_fa3_bwd_rule_needs_what_the_kernel_needs(h100, monkeypatch):
+    """hopper_fa3 bwd's rule (run11d) only where its own launch runs and was measured: 2-byte dtypes, d 64/128 in the
+    measured ranges, lengths its 64 x 128 tiles divide, contiguous tensors, a 132-SM card, Triton with Gluon, and
+    never when determinism is asked for (dQ's reduce-adds): hopper_ws (deterministic) there."""
+    import kernels.hopper_gluon as kg
+    api = h100
+    q, k, v = _small(128)
+    p = kernels.AttentionProblem(4, 16, 16, 4096, 4096, 128, dtype="bf16", causal=True)
+    assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_FA3_BWD_FASTEST"
+    assert api.measured_rule(p, "bwd", q, k, v, deterministic=True) == "HOPPER_WS_BWD_FASTEST"
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert kernels.default_choice(p, q, k, v).backward.algorithm == "hopper_ws"
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert kernels.default_choice(p, q, k, v).backward.algorithm == "hopper_fa3"
+    assert api.measured_rule(kernels.AttentionProblem(1, 16, 16, 32768, 32768, 128, dtype="bf16"), "bwd", q, k,
+                             v) == "HOPPER_WS_BWD_FASTEST"  # beyond the measured range
+    assert api.measured_rule(kernels.AttentionProblem(8, 16, 16, 2048, 1920, 128, dtype="bf16"), "bwd", q, k,
+                             v) == "HOPPER_FA3_BWD_FASTEST"  # inside the range, the tiles divide both lengths
+    assert api.measured_rule(kernels.AttentionProblem(8, 16, 16, 2048, 1984, 128, dtype="bf16"), "bwd", q, k,
+                             v) == "HOPPER_WS_BWD_FASTEST"  # 1984 % 128 != 0
+    assert api.measured_rule(kernels.AttentionProblem(16, 32, 32, 1024, 1024, 64, dtype="bf16"), "bwd", q, k,
+                             v) is None  # d=64 N=1024: a tie with flash2
+    assert api.measured_rule(kernels.AttentionProblem(4, 16, 16, 4096, 4096, 128, dtype="fp32"), "bwd", q, k,
+                             v) is None
+    t = torch.randn(1, 8, 2, 128).to(torch.bfloat16).transpose(1, 2)  # (B, N, H, d) storage: not contiguous
+    assert api.measured_rule(p, "bwd", t, k, v) != "HOPPER_FA3_BWD_FASTEST"
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 114)
+    assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"
+    monkeypatch.setattr(api, "_sm_count", lambda dev: 132)
+    monkeypatch.setattr(kg, "gluon", None)
+    assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"
+
+
 def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
     """The persistent forward only on 132-SM cards, contiguous tensors, lengths its tiles divide, 2-byte dtypes and
     TMA layouts; this machine's tuning cache is never overridden; deterministic runs may take hopper_ws bwd (no
@@ -320,6 +356,7 @@ def test_hopper_ws_rule_needs_what_the_kernels_need(h100, monkeypatch):
     p = kernels.AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16")
     q, k, v = _small(128)
     monkeypatch.setattr(api, "HOPPER_FA3_FWD_FASTEST", {**api.HOPPER_FA3_FWD_FASTEST, "seq_range": {}})  # ws alone
+    monkeypatch.setattr(api, "HOPPER_FA3_BWD_FASTEST", {**api.HOPPER_FA3_BWD_FASTEST, "seq_range": {}})
     assert api.measured_rule(p, "fwd", q, k, v) == "HOPPER_WS_FWD_FASTEST"
     assert api.measured_rule(p, "bwd", q, k, v) == "HOPPER_WS_BWD_FASTEST"  # d=128 non-causal from N=1024
     assert api.measured_rule(kernels.AttentionProblem(16, 16, 16, 1024, 1024, 64, dtype="bf16"), "bwd", q, k, v) is None
@@ -361,11 +398,15 @@ def test_rule_schedules_simulate(h100):
     fs = kernels.default_choice(p, q, k, v).forward
     p4 = kernels.AttentionProblem(1, 16, 16, 4096, 4096, 128, dtype="bf16", causal=True)
     bs = kernels.default_choice(p4, q, k, v).backward
-    assert (fs.algorithm, bs.algorithm) == ("hopper_fa3", "hopper_ws")
+    p64 = kernels.AttentionProblem(1, 32, 32, 4096, 4096, 64, dtype="bf16", causal=True)
+    ws = kernels.default_choice(p64, *_small(64)).backward
+    assert (fs.algorithm, bs.algorithm, ws.algorithm) == ("hopper_fa3", "hopper_fa3", "hopper_ws")
     rf = memsim.simulate(p, fs, hw).to_dict()
     assert [x["name"] for x in rf["kernels"]] == ["hopper_fa3_fwd"] and rf["total"]["time_s"] > 0
     rb = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 128, dtype="bf16", causal=True), bs, hw).to_dict()
-    assert [x["name"] for x in rb["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]
+    assert [x["name"] for x in rb["kernels"]] == ["hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert"]
+    rw = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 64, dtype="bf16", causal=True), ws, hw).to_dict()
+    assert [x["name"] for x in rw["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]
 
 
 # --- the Gluon forward experiment (kernels.hopper.gluon_forward): GPU only (Gluon does not run in the interpreter) ---
