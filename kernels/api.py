@@ -146,9 +146,24 @@ HOPPER_WS_BWD_FASTEST = {"dtypes": ("fp16", "bf16"),
 HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
                           "seq_range": {(128, False): (1024, 16384), (128, True): (1024, 16384),
                                         (64, False): (1024, 16384), (64, True): (2048, 16384)}}
+#: where hopper_fa3 bwd (session 11: FlashAttention-3's backward structure in Gluon, dQ by TMA reduce-adds; run11d:
+#: lse/delta through the stages, `memsim.algorithms_hopper.FA3_BWD_STAT_SMEM`) beat what the default ran, on the H100,
+#: in the same process (benchmarks/results/hopper-h100-2026-11-26-run11d.md; B*N = 16k, H*d = 2048, bf16 TFLOP/s of two
+#: alternating rounds) -- per (head_dim, causal), the seq_q and seq_kv range it won in:
+#:   d=128 non-causal N 1024 / 4096 / 16384: 371/363 / 480/477 / 524/493 vs hopper_ws 330/330 / 418/425 / 425/416;
+#:   d=128 causal N 1024 / 4096 / 16384: 256/255 / 396/408 / 500/486 vs flash2 235/233 / hopper_ws 351/348 / 413/404;
+#:   d=64 non-causal N 4096 / 16384: 372/372 / 396/396 vs hopper_ws 341/343 / 357/357;
+#:   fp16 (one round) the same way: d=128 N=16384 501 vs 437, causal N 1024 / 4096 257 / 394 vs 229 / 336, d=64
+#:   N=16384 396 vs 361.
+#: Left out: d=64 non-causal N=1024 (297 vs flash2 289: +3 %, within the spreads), d=64 causal (ties: 208 vs 210,
+#: 309 vs 306, 350 vs 352).  Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked
+#: for.  Contiguous tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
+HOPPER_FA3_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
+                          "seq_range": {(128, False): (1024, 16384), (128, True): (1024, 16384),
+                                        (64, False): (4096, 16384)}}
 #: the algorithm each measured rule makes the default
 RULE_ALGORITHMS = {"HOPPER_FA3_FWD_FASTEST": "hopper_fa3", "HOPPER_WS_FWD_FASTEST": "hopper_ws",
-                   "HOPPER_WS_BWD_FASTEST": "hopper_ws"}
+                   "HOPPER_FA3_BWD_FASTEST": "hopper_fa3", "HOPPER_WS_BWD_FASTEST": "hopper_ws"}
 
 
 def _fa3_rule(p, q, k, v) -> bool:
@@ -167,6 +182,22 @@ def _fa3_rule(p, q, k, v) -> bool:
     return gluon is not None and fa3_applies(p, s)
 
 
+def _fa3_bwd_rule(p, q, k, v) -> bool:
+    """HOPPER_FA3_BWD_FASTEST applies to this problem and these tensors (2-byte dtypes and TMA layouts checked by the
+    caller, determinism too)."""
+    r = HOPPER_FA3_BWD_FASTEST
+    lo, hi = r["seq_range"].get((p.head_dim, p.causal), (1, 0))
+    if not (p.dtype in r["dtypes"] and lo <= p.seq_q <= hi and lo <= p.seq_kv <= hi and _sm_count(q.device) == r["sms"]
+            and all(t.is_contiguous() for t in (q, k, v))):
+        return False
+    from memsim.algorithms import spec_for
+    from memsim.algorithms_hopper import fa3_bwd_applies
+
+    from .hopper_gluon import gluon
+    s = Schedule("hopper_fa3", "bwd", **spec_for("hopper_fa3", "bwd").default_tiles(p, "gpu"))
+    return gluon is not None and fa3_bwd_applies(p, s)
+
+
 def _sm_count(dev) -> int | None:
     """The GPU's SM count (None off a GPU): the persistent forward's grid is one CTA per SM of a 132-SM card."""
     if dev.type != "cuda" or not torch.cuda.is_available():
@@ -174,10 +205,11 @@ def _sm_count(dev) -> int | None:
     return torch.cuda.get_device_properties(dev).multi_processor_count
 
 
-def measured_rule(problem, phase: str, q, k, v) -> str | None:
+def measured_rule(problem, phase: str, q, k, v, deterministic: bool = False) -> str | None:
     """The name of the measured rule that makes hopper_fa3 or hopper_ws the default for this problem and these tensors
-    ("HOPPER_FA3_FWD_FASTEST", "HOPPER_WS_FWD_FASTEST" / "HOPPER_WS_BWD_FASTEST"; RULE_ALGORITHMS says which
-    algorithm), or None."""
+    ("HOPPER_FA3_FWD_FASTEST", "HOPPER_WS_FWD_FASTEST" / "HOPPER_FA3_BWD_FASTEST", "HOPPER_WS_BWD_FASTEST";
+    RULE_ALGORITHMS says which algorithm), or None.  deterministic: no rule whose backward is not bitwise
+    deterministic (hopper_fa3 bwd)."""
     p, dev = problem, q.device
     if p.dtype not in ("fp16", "bf16") or not _hopper_capable(dev) or not _tma_ok(q, k, v):
         return None
@@ -194,6 +226,8 @@ def measured_rule(problem, phase: str, q, k, v) -> str | None:
             if persistent(p, s):
                 return "HOPPER_WS_FWD_FASTEST"
         return None
+    if not _deterministic_wanted(deterministic) and _fa3_bwd_rule(p, q, k, v):
+        return "HOPPER_FA3_BWD_FASTEST"
     r = HOPPER_WS_BWD_FASTEST
     lo = r["min_seq"].get((p.head_dim, p.causal))
     if p.dtype in r["dtypes"] and lo is not None and min(p.seq_q, p.seq_kv) >= lo:
@@ -323,7 +357,7 @@ def default_choice(problem, q, k, v, *, deterministic: bool = False) -> DefaultC
             alg = (fastest_forward_algorithm(problem, q, k, v) if phase == "fwd"
                    else fastest_backward_algorithm(problem, rdev, deterministic))
             picked[phase] = (default_schedule(problem, alg, phase, rdev), "registry", None)
-        rule = measured_rule(problem, phase, q, k, v) if picked[phase][1] != "cache" else None
+        rule = measured_rule(problem, phase, q, k, v, deterministic) if picked[phase][1] != "cache" else None
         if rule is not None:  # hopper_fa3 / hopper_ws where it measured faster than what the table / registry pick ran
             picked[phase] = (default_schedule(problem, RULE_ALGORITHMS[rule], phase, rdev), "rule", rule)
     (fs, fsrc, fkey), (bs, bsrc, bkey) = picked["fwd"], picked["bwd"]
