@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async]) -- None: the module's switch
+#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async]) -- None: the module's switch (the registry's setting:
+#: since run11d/e STAT_SMEM on, DQ_ASYNC at d=64; run11b/c's 4-tuples ran with both off)
 VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
             "diag1_no_dq_adds": (2, None, 1, False), "diag2_no_dq": (2, None, 2, False), "dq_tma": (2, None, 0, True),
             "dq_tma_s3": (3, None, 0, True), "dq_tma_kv_regs": (2, True, 0, True),
@@ -29,8 +30,10 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "dq_tma_stat_smem_async": (2, None, 0, True, True, True),
             "diag2_stat_smem": (2, None, 2, True, True, False)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
-BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False), "dq_tma": dict(DQ_TMA=True),
-                "stat_smem": dict(DQ_TMA=True, STAT_SMEM=True), "dq_async": dict(DQ_TMA=True, DQ_ASYNC=True),
+BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
+                "dq_tma": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=False),
+                "stat_smem": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=False),
+                "dq_async": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=True),
                 "stat_smem_async": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True)}
 
 

@@ -23,7 +23,8 @@ The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
     2), warpgroup w computes dQ_i[:, w*d/2 .. +d/2] = dS_ij K_j[:, w*d/2 ..] (A = the dS^T tile read transposed, B
     = a column half of K_j) and adds it to dQacc_i: by default (`DQ_TMA`, the registry's FA3_BWD_DQ_BY_TMA) one TMA
     bulk reduce-add of its BLOCK_M x d/2 fp32 tile, staged in shared memory (FlashAttention-3's way; Gluon 3.6 does
-    not export it for Hopper: `_tma_reduce_add` calls Triton's descriptor reduce); otherwise per-thread fp32 atomic
+    not export it for Hopper: `_tma_reduce_add` calls Triton's descriptor reduce; at d=64 two staging tiles a
+    warpgroup, `DQ_ASYNC`, the registry's `fa3_bwd_dq_async`); otherwise per-thread fp32 atomic
     adds (red.global.add.v2.f32; 8-9 % slower at d=128 N=16k, run11c).  One dS^T buffer is written while the other may
     still be read: a warpgroup passes iteration t's barrier only after the other finished iteration t-1 (it waits
     for its own dQ matmul before arriving), so buffer t % 2 is free when written at t.
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import torch
 
-from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, FA3_BWD_STAT_SMEM, fa3_bwd_applies
+from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, FA3_BWD_STAT_SMEM, fa3_bwd_applies, fa3_bwd_dq_async
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -75,8 +76,9 @@ DQ_TMA = FA3_BWD_DQ_BY_TMA
 STAT_SMEM = FA3_BWD_STAT_SMEM
 #: with DQ_TMA: two shared staging tiles per consumer warpgroup, stored and handed to the copy engine by hand
 #: (`_tma_reduce_add_from_shared`), waiting only for the reduce of two iterations ago -- Triton's descriptor reduce
-#: (DQ_TMA alone) waits for its staging read right after issuing it.  NOT RUN ON A GPU YET: off
-DQ_ASYNC = False
+#: (DQ_TMA alone) waits for its staging read right after issuing it.  None: the registry's setting
+#: (`fa3_bwd_dq_async`: d=64, 2 stages -- 1.12x there, a tie at d=128, run11e); True / False: the benchmarks' switch
+DQ_ASYNC = None
 
 if gluon is not None:
     @_builtin
@@ -354,8 +356,16 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
               KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
               DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, STAT_SMEM=STAT_SMEM if stat_smem is None else stat_smem,
-              DQ_ASYNC=DQ_ASYNC if dq_async is None else dq_async, num_warps=4, maxnreg=MAXNREG)
+              num_warps=4, maxnreg=MAXNREG)
+    kw["DQ_ASYNC"] = kw["DQ_TMA"] and _dq_async(p, s, dq_async)
     return args, kw
+
+
+def _dq_async(p: AttentionProblem, s: Schedule, dq_async: bool | None) -> bool:
+    """The argument, else the module's switch, else the registry's setting (`fa3_bwd_dq_async`)."""
+    if dq_async is not None:
+        return dq_async
+    return fa3_bwd_dq_async(p, s) if DQ_ASYNC is None else DQ_ASYNC
 
 
 def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:

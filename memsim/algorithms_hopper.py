@@ -593,11 +593,20 @@ FA3_BWD_DQ_BY_TMA = True
 #: loads on all 12 cells of the grid (d=128 N=16384 524/493 vs 437/431 TFLOP/s, d=64 N=16384 396 vs 365; fp16 the
 #: same: benchmarks/results/hopper-h100-2026-11-26-run11d.md).  kernels.hopper_gluon_bwd.STAT_SMEM follows this.
 FA3_BWD_STAT_SMEM = True
+#: with the TMA reduce-add: two dQ staging tiles per consumer warpgroup, handed to the copy engine by hand, so a
+#: warpgroup waits only for the reduce of two iterations ago (Triton's descriptor reduce waits for its staging read
+#: right after issuing it) -- where: head dims and stages.  Exact on the H100 (run11d: every case it fits, bf16 and
+#: fp16; d=128 with 3 stages does not fit: 262 KB of shared memory) and at d=64 faster there: the whole backward bf16
+#: N=16384 445/442 vs 396/396 TFLOP/s (1.12x; cuDNN 432/428) -- at d=128 a tie (N=16384 517/498 vs 520/502, causal
+#: N=4096 410/408 vs 412/396, N=1024 264/262 vs 259/255; run11e), so off there (it also costs d x 256 B of shared
+#: memory).  Timed at d=64 only on that one cell, 2 stages (the default) only: 3 stages were never run with it.
+FA3_BWD_DQ_ASYNC = {"head_dims": (64,), "num_stages": (2,)}
 _FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048; run11d "
                      "2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run11d.md): 64x128 w4 s2, dQ by TMA "
                      "reduce-add, lse/delta through the stages -- the whole backward d=128 N=16384 509 TFLOP/s "
-                     "(hopper_ws 421, cuDNN 542), causal N=4096 402 (350 / 437); d=64 N=16384 396 (357 / 447); "
-                     "s3 no faster (run11c)")
+                     "(hopper_ws 421, cuDNN 542), causal N=4096 402 (350 / 437); d=64 N=16384 396 (357 / 447), "
+                     "with the double-buffered dQ staging 444 (run11e: hopper_ws 355, cuDNN 430); s3 no faster "
+                     "(run11c)")
 
 
 def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
@@ -609,16 +618,23 @@ def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
             and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
 
 
+def fa3_bwd_dq_async(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's hopper_fa3 bwd double-buffers dQ's staging tiles (`FA3_BWD_DQ_ASYNC`; with the TMA
+    reduce-add only)."""
+    r = FA3_BWD_DQ_ASYNC
+    return FA3_BWD_DQ_BY_TMA and p.head_dim in r["head_dims"] and s.num_stages in r["num_stages"]
+
+
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m); with `FA3_BWD_DQ_BY_TMA` the
-    two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each); with `FA3_BWD_STAT_SMEM`
-    stages x (lse_i + delta_i) (block_m x 4 each).  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel
+    two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each; twice that where
+    `fa3_bwd_dq_async`); with `FA3_BWD_STAT_SMEM` stages x (lse_i + delta_i) (block_m x 4 each).  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel
     fa3bwd [--dq-tma], bf16, s2): d=128 164 112 B (atomics) / 196 672 B (TMA), d=64 98 576 / 114 752 B = this + 16-64
     B of mbarriers (before STAT_SMEM; it adds 1 KB at s2).  Other schedules: hopper bwd's formula."""
     if not fa3_bwd_applies(p, s):
         return _hopper_bwd_sram(p, s)
     d, e = p.head_dim, p.element_bytes
-    dq_stage = s.block_m * d * 4 if FA3_BWD_DQ_BY_TMA else 0
+    dq_stage = s.block_m * d * 4 * (2 if fa3_bwd_dq_async(p, s) else 1) if FA3_BWD_DQ_BY_TMA else 0
     stats = s.num_stages * 2 * s.block_m * 4 if FA3_BWD_STAT_SMEM else 0
     return (2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e + dq_stage
             + stats)
@@ -672,7 +688,7 @@ hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_war
     Otherwise hopper bwd's three launches with the same schedule.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
     SRAM: K_j + V_j + stages x (Q_i + dO_i + lse_i + delta_i) + 2 x (cols x rows) dS^T +
-    the dQ staging tiles (rows x d x 4).
+    the dQ staging tiles (rows x d x 4; twice that at d=64: double-buffered).
     Not deterministic bitwise (the order of dQ's reduce-adds).""")
 
 register(HOPPER_FA3_BWD)
