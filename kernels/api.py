@@ -154,7 +154,8 @@ HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
 #:   d=128 causal N 1024 / 4096 / 16384: 256/255 / 396/408 / 500/486 vs flash2 235/233 / hopper_ws 351/348 / 413/404;
 #:   d=64 non-causal N 4096 / 16384: 372/372 / 396/396 vs hopper_ws 341/343 / 357/357;
 #:   fp16 (one round) the same way: d=128 N=16384 501 vs 437, causal N 1024 / 4096 257 / 394 vs 229 / 336, d=64
-#:   N=16384 396 vs 361.
+#:   N=16384 396 vs 361.  run11e (the rule on the card; d=64 now with the double-buffered dQ staging): d=64 N=16384
+#:   445/442 vs hopper_ws 357/353.
 #: Left out: d=64 non-causal N=1024 (297 vs flash2 289: +3 %, within the spreads), d=64 causal (ties: 208 vs 210,
 #: 309 vs 306, 350 vs 352).  Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked
 #: for.  Contiguous tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
