@@ -125,3 +125,26 @@ def test_a_set_keeps_its_machines_host_floor(tmp_path):
     ((_, _, rows, _, _, _),) = evaluate([d], "h100-sxm")
     t = [x for x in rows if x.level == "time"][0]
     assert t.predicted == 1.0, t
+
+
+def test_the_floor_timed_beside_a_case_wins(tmp_path):
+    """A record whose timing pass also timed its entry point's host_pass problem (total.host_pass_s) is predicted
+    with that floor, not the set's calibrate file's (set Q: that file's floors were 2-3x the cases' own)."""
+    import json
+    import shutil
+    from pathlib import Path
+    from verification.cli.fidelity import HOST_PASS_FILE, evaluate
+    src = Path(__file__).resolve().parent.parent / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "random"
+    rec = sorted((src / "C-seed112526").glob("*flash2_fwd*.json"))[0]
+    d = tmp_path / "X-seed1"
+    (d / "raw").mkdir(parents=True)
+    r = json.loads(rec.read_text())
+    r["total"]["host_pass_s"] = 0.5
+    (d / rec.name).write_text(json.dumps(r))
+    (d / HOST_PASS_FILE).write_text(json.dumps({"facts": {"host_pass": [
+        {"algorithm": r["schedule"]["algorithm"], "phase": r["schedule"]["phase"], "time_s_median": 1.0}]}}))
+    ((_, _, rows, _, _, _),) = evaluate([d], "h100-sxm")
+    t = [x for x in rows if x.level == "time"][0]
+    assert t.predicted == 0.5, f"the floor beside the case (0.5 s) should win over the set file's (1.0 s): {t}"
+    g = [x for x in rows if x.level == "gpu_time"][0]
+    assert g.predicted < 0.5, "gpu_time never takes a host floor"

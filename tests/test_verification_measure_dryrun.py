@@ -65,6 +65,8 @@ def test_measure_dry_run_writes_records_and_bundle(fake_ncu, tmp_path):
     assert rec["total"]["global_read_bytes"] == 5 * 2e6
     assert rec["total"]["ncu_time_s"] == pytest.approx(5 * 1.5e-6)
     assert rec["total"]["time_s"] > 0  # the (CPU) timing pass
+    # the entry point's host floor, timed beside the case in the same timing process
+    assert rec["total"]["host_pass_s"] > 0 and "host_pass_s" in rec["timing"]
     assert rec["provenance"]["ncu"] == "0.0-fake"
     assert rec["provenance"]["command"].startswith("python -m verification measure")
     assert AttentionProblem(**rec["problem"]) == cases[1].problem
@@ -178,6 +180,8 @@ def test_repeats_are_separate_ncu_passes_kept_in_the_record(fake_ncu, tmp_path, 
     assert rec["total"]["dram_read_bytes"] == pytest.approx(1000.5e6)
     ts = rec["timing"]["time_s_repeats"]
     assert len(ts) == 3 and rec["total"]["time_s"] == pytest.approx(sorted(ts)[1])
+    hp = [r["total"]["host_pass_s"] for r in rec["repeats"]]
+    assert len(hp) == 3 and rec["total"]["host_pass_s"] == pytest.approx(sorted(hp)[1])
     assert rec["spread"]["dram_read_bytes"] == 0.0
     assert rec["spread"]["time_s"] == pytest.approx((max(ts) - min(ts)) / sorted(ts)[1])
     assert all(len(r["kernels"]) == 1 for r in rec["repeats"])

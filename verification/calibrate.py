@@ -155,6 +155,23 @@ def host_pass_default_points() -> list[tuple[str, str, dict]]:
     return out
 
 
+def host_pass_spec(params: dict) -> dict:
+    """The case-runner spec (problem + schedule) of a host_pass point's problem: `params` of a `build_plan` point."""
+    return {"problem": {"batch": 1, "heads_q": 1, "heads_kv": 1, "seq_q": params["seq"], "seq_kv": params["seq"],
+                        "head_dim": params["head_dim"], "dtype": "fp16", "causal": False},
+            "schedule": {"algorithm": params["algorithm"], "phase": params["phase"],
+                         "block_m": params.get("block_m", 16), "block_n": params.get("block_n", 16),
+                         "num_warps": params.get("num_warps", 1), "num_stages": params.get("num_stages", 1)}}
+
+
+def host_pass_point(algorithm: str, phase: str) -> dict | None:
+    """The host_pass plan point ({"fact", "id", "params"}) of (algorithm, phase); None: no such entry point."""
+    for p in build_plan(facts=["host_pass"]):
+        if (p["params"]["algorithm"], p["params"]["phase"]) == (algorithm, phase):
+            return p
+    return None
+
+
 def _pt(fact, kernel=None, **params) -> dict:
     return {"fact": fact, "id": _pid(fact, **params), "kernel": kernel, "params": params}
 

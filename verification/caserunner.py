@@ -150,6 +150,36 @@ def free_memory():
         torch.cuda.empty_cache()
 
 
+def host_floor_beside(spec: dict, device, *, cpu: bool = False, warmup_ms: float = 25.0, rep_ms: float = 100.0) -> dict:
+    """The host floor of the case's entry point, timed in the same process right after the case: the `host_pass`
+    problem of its (algorithm, phase) (`verification.calibrate.host_pass_point`), timed as the case is.  A separate
+    calibrate process measured it 2-3x the cases' own host-bound times on set Q's machine (notes/fidelity.md,
+    eleventh session): the floor that applies to a case is the host's speed in the process and moment that timed it.
+    {"host_pass_s", "host_pass_id"}, {"host_pass_error"} if it could not run, {} for a problem without one."""
+    from verification.calibrate import host_pass_point, host_pass_spec
+    sch = spec.get("schedule") or {}
+    pt = host_pass_point(sch.get("algorithm"), sch.get("phase"))
+    if pt is None:
+        return {}
+    try:
+        fn, keep = prepare(host_pass_spec(pt["params"]), device)
+        fn()
+        if cpu:
+            ts = []
+            for _ in range(3):
+                t1 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t1)
+            t = sorted(ts)[1]
+        else:
+            import triton.testing
+            t = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median") * 1e-3
+        del fn, keep
+        return {"host_pass_s": t, "host_pass_id": pt["id"]}
+    except Exception as e:  # the case's own time stands; the report then uses the set's host_pass file
+        return {"host_pass_error": f"{type(e).__name__}: {e}"[:300]}
+
+
 def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: float = 25.0, log=sys.stderr,
         allow_cpu: bool = False):
     import os
@@ -177,6 +207,7 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
                         ts.append(time.perf_counter() - t1)
                     rec["time_s"] = sorted(ts)[1]
                     rec["timing"] = {"method": "CPU interpreter dry run, median of 3 (not a GPU time)"}
+                    rec.update(host_floor_beside(spec, device, cpu=True))
                 else:
                     with LaunchRecorder() as lr:
                         fn()
@@ -197,6 +228,7 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
                 rec["time_s"] = ms * 1e-3
                 rec["timing"] = {"method": "triton.testing.do_bench median (L2 cleared before each run)",
                                  "warmup_ms": warmup_ms, "rep_ms": rep_ms}
+                rec.update(host_floor_beside(spec, device, warmup_ms=warmup_ms, rep_ms=rep_ms))
             rec["ok"] = True
             del fn, keep
         except Exception as e:  # keep going: one broken case must not lose the others

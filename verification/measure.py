@@ -138,6 +138,8 @@ def _repeat_levels(rows, timing: dict | None) -> tuple[list[dict], dict]:
     total["ncu_time_s"] = total.pop("time_s")
     t = (timing or {}).get("time_s")
     total["time_s"] = t if t is not None else total["ncu_time_s"]
+    if (timing or {}).get("host_pass_s") is not None:  # the entry point's host floor, timed beside the case
+        total["host_pass_s"] = timing["host_pass_s"]
     return kernels, total
 
 
@@ -216,6 +218,9 @@ def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(
             "ncu_time_s": "per launch kernels[].time_s and total.ncu_time_s: gpu__time_duration under ncu, "
                           "caches flushed before each kernel, clocks not locked",
             **({k: v for k, v in (reps[0][1] or {}).items() if k in ("timing",)}),
+            **({"host_pass_s": "total.host_pass_s: the host floor of the case's entry point (the host_pass problem of "
+                               "its algorithm and phase), timed in the same timing process right after the case; "
+                               "median over the repeats"} if "host_pass_s" in total else {}),
         },
         "provenance": provenance,
     }

@@ -136,13 +136,9 @@ def measure_timed(point: dict, device, repeats: int) -> dict:
     if f == "host_pass":
         # our own entry point on the smallest problem: the GPU work is a few microseconds, so the measured
         # pass (do_bench, as verification measure times every case) is what the host path costs
+        from verification.calibrate import host_pass_spec
         from verification.caserunner import prepare as _prepare
-        spec = {"problem": {"batch": 1, "heads_q": 1, "heads_kv": 1, "seq_q": p["seq"], "seq_kv": p["seq"],
-                            "head_dim": p["head_dim"], "dtype": "fp16", "causal": False},
-                "schedule": {"algorithm": p["algorithm"], "phase": p["phase"], "block_m": p.get("block_m", 16),
-                             "block_n": p.get("block_n", 16), "num_warps": p.get("num_warps", 1),
-                             "num_stages": p.get("num_stages", 1)}}
-        fn, keep = _prepare(spec, device)
+        fn, keep = _prepare(host_pass_spec(p), device)
         fn()
         if cpu:
             ts = _cpu_time(fn, repeats)
