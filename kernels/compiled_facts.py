@@ -316,10 +316,13 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
 
 
 # --- the table ----------------------------------------------------------------------------------
-def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
+def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "",
+                      force: bool = False) -> int:
     """Entries whose launch no longer specialises as they record (its kernel gained or lost a parameter since it
     was compiled: `--refresh-issue` refuses those) compiled again from the problem and schedule they record, and
-    replaced whole (registers, spills, shared memory, loop, issue figures).  Returns the failures."""
+    replaced whole (registers, spills, shared memory, loop, issue figures).  `force`: every entry of the prefix (a
+    kernel whose code changed behind the same parameters: a registry setting such as hopper_fa3 bwd's STAT_SMEM).
+    Returns the failures."""
     from memsim.compiled import load_table
     table = load_table(arch)
     keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
@@ -329,7 +332,7 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
         e = table[key_]
         try:
             jf, args, kwargs, _src, _options, same = _entry_launch(e, arch)
-            if same:
+            if same and not force:
                 continue
             new = compile_launch(jf, args, kwargs, arch)
             new.update(launch=e["launch"], case=e.get("case", ""), problem=e["problem"], schedule=e["schedule"])
@@ -619,7 +622,7 @@ def main(argv=None) -> int:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.recompile_changed:
-        return 1 if recompile_changed(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
+        return 1 if recompile_changed(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
                                       command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.launch_prefix and not a.refresh_issue:
         print("kernels.compiled_facts: error: --launch-prefix selects entries for --refresh-issue; give both",
