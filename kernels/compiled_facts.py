@@ -199,6 +199,7 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         out["l1_load_factor"] = l1_load_factor(text)
         if out.get("local_bytes_per_thread"):
             out["local_regions"] = _regions_of(text, lp)
+        out["code_bytes"] = _code_bytes(text)
         out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
                                    shared=out["shared_bytes"], launched_warps=out["launched_warps"])
     except Exception as e:  # the loop profile is extra; never lose the registers for it
@@ -369,6 +370,37 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
     if pending:
         _locked_update(arch, pending, command=command)
     print(f"l1_load_factor set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
+    return failed
+
+
+def _code_bytes(text: str) -> int:
+    """The kernel's SASS in bytes (16 per instruction, every instruction of `disassemble`'s text): what a launch
+    fetches from DRAM after ncu's L2 flush (memsim/MODEL.md "the kernel's code")."""
+    from kernels.sass import scan
+    return 16 * len(scan(text)[1])
+
+
+def refresh_code_bytes(arch: str, *, shard: str = "0/1", command: str = "", force: bool = False) -> int:
+    """Every entry (without `force` only those that lack it) gets `code_bytes` from its launch compiled again
+    (Triton's cache makes that a lookup, ~0.6 s an entry); nothing else changes.  Returns the failures."""
+    from kernels.sass import disassemble
+    from memsim.compiled import load_table
+    table = load_table(arch)
+    keys = sorted(k_ for k_, e in table.items() if force or "code_bytes" not in e)
+    i, k = (int(x) for x in shard.split("/"))
+    failed, pending = 0, {}
+    for key_ in keys[i::k]:
+        try:
+            pending[key_] = {"code_bytes": _code_bytes(disassemble(_compile_entry(table[key_], arch).asm["cubin"]))}
+        except Exception as ex:  # one entry must not stop the others
+            failed += 1
+            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
+        if len(pending) >= 50:
+            _locked_update(arch, pending, command=command)
+            pending = {}
+    if pending:
+        _locked_update(arch, pending, command=command)
+    print(f"code_bytes set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
     return failed
 
 
@@ -595,6 +627,9 @@ def main(argv=None) -> int:
                     "descriptors)")
     ap.add_argument("--recompile-changed", action="store_true", help="compile again, from scratch, the entries "
                     "(of --launch-prefix) whose kernel no longer specialises as they record, and replace them")
+    ap.add_argument("--refresh-code-bytes", action="store_true", help="set every entry's code_bytes (its SASS size, "
+                    "what a launch fetches from DRAM after an L2 flush) from its launch compiled again; nothing else "
+                    "changes (without --force only entries that lack it)")
     ap.add_argument("--refresh-local-regions", action="store_true", help="set every entry's (of --launch-prefix) "
                     "with local memory local_regions: where its spill stores and reloads sit (kernels.sass."
                     "local_regions), from its launch compiled again; nothing else changes")
@@ -615,6 +650,9 @@ def main(argv=None) -> int:
             return 2
         print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
         return 0
+    if a.refresh_code_bytes:
+        return 1 if refresh_code_bytes(a.arch, shard=a.shard, force=a.force,
+                                       command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_local_regions:
         return 1 if refresh_local_regions(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
                                           command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

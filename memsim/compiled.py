@@ -62,6 +62,9 @@ class CompiledFacts:
     #: local traffic (kernels.sass.local_regions: tile, pre_straight, pre_walk, walk, other, straight); None: not
     #: recorded (or no local memory)
     local_regions: dict | None = None
+    #: the kernel's SASS in bytes (16 per instruction): what a launch fetches from DRAM after an L2 flush; None: not
+    #: recorded
+    code_bytes: int | None = None
 
     @property
     def spills(self) -> bool:

@@ -101,6 +101,8 @@ class LaunchCost:
     #: L2 read bytes)
     spill_cta_l2: tuple = (0, 0)
     spill_walk_l2: tuple = (0, 0)
+    #: the kernel's code in bytes (`CompiledFacts.code_bytes`): read from DRAM once per launch after an L2 flush
+    code_bytes: int = 0
 
 
 def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
@@ -278,7 +280,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         dot_rate = cal.dot_flops_per_sm_s[problem.dtype]
     cta_l2, walk_l2 = _outside_spills(f, cal, threads, reload_per_byte, once_per_cta, walks=bool(tile_fixed))
     return LaunchCost(
-        spill_cta_l2=cta_l2, spill_walk_l2=walk_l2,
+        spill_cta_l2=cta_l2, spill_walk_l2=walk_l2, code_bytes=int(getattr(f, "code_bytes", None) or 0),
         name=launch_name, num_warps=warps, regs_per_thread=regs, ctas_per_sm=per_sm, occupancy_limit=limit,
         sec_per_flop=1.0 / dot_rate, sec_per_exp=1.0 / cal.exp_per_sm_s,
         issue_s_per_tile=issue,

@@ -224,6 +224,10 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             extra = int(round((cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)))
             st.global_read_bytes += extra
             st.l1_reread_bytes += extra
+        if flush_l2 and cost.code_bytes:
+            # the SMs fetch the kernel's instructions through the L2, which the flush left empty: its code once from
+            # DRAM (instruction fetches are not TEX-unit requests, so not in the L2 level we count)
+            st.dram_read_bytes += cost.code_bytes
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
         dirty = l2.dirty_bytes()
         st.dram_write_bytes += int(round(cleaned_fraction(hw, cal, dirty) * dirty))
