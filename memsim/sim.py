@@ -15,6 +15,8 @@ launch ends only ``l2_eager_writeback_fraction`` (cleaned in the background
 while it ran) count as its DRAM writes.  A flash1 launch also reports
 ``l1_reread_bytes``: global loads beyond the byte contract that L1 serves
 (included in ``global_read_bytes``; see `memsim.analytic.l1_reread_bytes`).
+``code_dram_read_bytes``: the kernel's code, read from DRAM once per launch after an L2 flush (included in
+``dram_read_bytes``, not in the L2 level: instruction fetches are not TEX-unit requests).
 """
 from __future__ import annotations
 
@@ -224,10 +226,10 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             extra = int(round((cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)))
             st.global_read_bytes += extra
             st.l1_reread_bytes += extra
-        if flush_l2 and cost.code_bytes:
-            # the SMs fetch the kernel's instructions through the L2, which the flush left empty: its code once from
-            # DRAM (instruction fetches are not TEX-unit requests, so not in the L2 level we count)
-            st.dram_read_bytes += cost.code_bytes
+        code = cost.code_bytes if flush_l2 else 0
+        # the SMs fetch the kernel's instructions through the L2, which the flush left empty: its code once from
+        # DRAM (instruction fetches are not TEX-unit requests, so not in the L2 level we count); kept explicit
+        st.dram_read_bytes += code
         # the L2 cleans dirty lines in the background: part of what is still dirty at the end is already in DRAM
         dirty = l2.dirty_bytes()
         st.dram_write_bytes += int(round(cleaned_fraction(hw, cal, dirty) * dirty))
@@ -236,6 +238,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
         for key in SUM_KEYS:
             k[key] = getattr(st, key)
         k["l1_reread_bytes"] = st.l1_reread_bytes
+        k["code_dram_read_bytes"] = code
         bounds = launch_bounds(st, num_sms=hw.num_sms, sec_per_flop=cost.sec_per_flop, sec_per_exp=cost.sec_per_exp,
                                dram_Bps=cal.dram_Bps, l2_Bps=l2_link_Bps(hw, cal), dot_unit=dot_unit,
                                l2_write_Bps=cal.l2_write_Bps)
@@ -255,6 +258,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     total["time_s"] = max(total["gpu_time_s"], total["host_time_s"])
     total["binding_limit"] = pass_binding(kernels, total["gpu_time_s"], total["host_time_s"])
     total["l1_reread_bytes"] = sum(k["l1_reread_bytes"] for k in kernels)
+    total["code_dram_read_bytes"] = sum(k["code_dram_read_bytes"] for k in kernels)
     if prog is not None:
         prog.finish()
     wall = _time.perf_counter() - t0

@@ -117,7 +117,8 @@ def test_issue_facts_default_problem():
     nv = simulate(p, Schedule("naive"), HW, grain="cta").total
     g = lambda t: t["global_read_bytes"] + t["global_write_bytes"]  # noqa: E731
     d = lambda t: t["dram_read_bytes"] + t["dram_write_bytes"]  # noqa: E731
-    assert f2["dram_read_bytes"] == p.q_bytes() + p.kv_bytes()  # L2 absorbs every K/V re-read
+    # L2 absorbs every K/V re-read; the kernel's code is read once beside the inputs
+    assert f2["dram_read_bytes"] - f2["code_dram_read_bytes"] == p.q_bytes() + p.kv_bytes()
     # The byte contract gives naive (fp16 S/P) 5.8x flash2's global traffic, not the 10x issue 2 hoped for;
     # at the DRAM level the gap is 70x.
     assert g(nv) > 5 * g(f2)
