@@ -351,25 +351,34 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
 def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
     """Every entry (of `launch_prefix`) gets `l1_load_factor` (kernels.sass.l1_load_factor) from its launch compiled
     again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
-    from kernels.sass import disassemble, l1_load_factor
+    from kernels.sass import l1_load_factor
+    return _refresh_fields(arch, lambda k_, e: k_.startswith(launch_prefix),
+                           lambda text: {"l1_load_factor": l1_load_factor(text)}, shard=shard, command=command,
+                           what="l1_load_factor")
+
+
+def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50) -> int:
+    """The entries `select(key, entry)` picks (this shard's share) get `fields_of(their SASS text)` from their launch
+    compiled again (Triton's cache makes that a lookup), written in batches under the table's lock; nothing else
+    changes.  Returns the failures."""
+    from kernels.sass import disassemble
     from memsim.compiled import load_table
     table = load_table(arch)
-    keys = sorted(k_ for k_ in table if k_.startswith(launch_prefix))
+    keys = sorted(k_ for k_, e in table.items() if select(k_, e))
     i, k = (int(x) for x in shard.split("/"))
     failed, pending = 0, {}
-    for j, key_ in enumerate(keys[i::k], 1):
-        e = table[key_]
+    for key_ in keys[i::k]:
         try:
-            pending[key_] = {"l1_load_factor": l1_load_factor(disassemble(_compile_entry(e, arch).asm["cubin"]))}
+            pending[key_] = fields_of(disassemble(_compile_entry(table[key_], arch).asm["cubin"]))
         except Exception as ex:  # one entry must not stop the others
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
-        if len(pending) >= 50:
+        if len(pending) >= batch:
             _locked_update(arch, pending, command=command)
             pending = {}
     if pending:
         _locked_update(arch, pending, command=command)
-    print(f"l1_load_factor set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
+    print(f"{what} set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
     return failed
 
 
@@ -383,25 +392,9 @@ def _code_bytes(text: str) -> int:
 def refresh_code_bytes(arch: str, *, shard: str = "0/1", command: str = "", force: bool = False) -> int:
     """Every entry (without `force` only those that lack it) gets `code_bytes` from its launch compiled again
     (Triton's cache makes that a lookup, ~0.6 s an entry); nothing else changes.  Returns the failures."""
-    from kernels.sass import disassemble
-    from memsim.compiled import load_table
-    table = load_table(arch)
-    keys = sorted(k_ for k_, e in table.items() if force or "code_bytes" not in e)
-    i, k = (int(x) for x in shard.split("/"))
-    failed, pending = 0, {}
-    for key_ in keys[i::k]:
-        try:
-            pending[key_] = {"code_bytes": _code_bytes(disassemble(_compile_entry(table[key_], arch).asm["cubin"]))}
-        except Exception as ex:  # one entry must not stop the others
-            failed += 1
-            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
-        if len(pending) >= 50:
-            _locked_update(arch, pending, command=command)
-            pending = {}
-    if pending:
-        _locked_update(arch, pending, command=command)
-    print(f"code_bytes set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
-    return failed
+    return _refresh_fields(arch, lambda k_, e: force or "code_bytes" not in e,
+                           lambda text: {"code_bytes": _code_bytes(text)}, shard=shard, command=command,
+                           what="code_bytes")
 
 
 def _regions_of(text: str, lp) -> dict:
@@ -415,27 +408,11 @@ def refresh_local_regions(arch: str, *, launch_prefix: str = "", shard: str = "0
     """Every entry with local memory (of `launch_prefix`; without `force` only those that lack it) gets
     `local_regions` (where its spill stores and reloads sit: `kernels.sass.local_regions`) from its launch compiled
     again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
-    from kernels.sass import disassemble, tile_loop
-    from memsim.compiled import load_table
-    table = load_table(arch)
-    keys = sorted(k_ for k_, e in table.items() if k_.startswith(launch_prefix) and e.get("local_bytes_per_thread")
-                  and (force or "local_regions" not in e))
-    i, k = (int(x) for x in shard.split("/"))
-    failed, pending = 0, {}
-    for key_ in keys[i::k]:
-        try:
-            text = disassemble(_compile_entry(table[key_], arch).asm["cubin"])
-            pending[key_] = {"local_regions": _regions_of(text, tile_loop(text))}
-        except Exception as ex:  # one entry must not stop the others
-            failed += 1
-            print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
-        if len(pending) >= 20:
-            _locked_update(arch, pending, command=command)
-            pending = {}
-    if pending:
-        _locked_update(arch, pending, command=command)
-    print(f"local_regions set on {len(keys[i::k]) - failed} entries, {failed} failed", file=sys.stderr)
-    return failed
+    from kernels.sass import tile_loop
+    return _refresh_fields(arch, lambda k_, e: (k_.startswith(launch_prefix) and e.get("local_bytes_per_thread")
+                                                and (force or "local_regions" not in e)),
+                           lambda text: {"local_regions": _regions_of(text, tile_loop(text))}, shard=shard,
+                           command=command, what="local_regions", batch=20)
 
 
 def _locked_replace(arch: str, key_: str, entry: dict, *, command: str) -> None:
