@@ -24,6 +24,34 @@ if str(ROOT) not in sys.path:
 HQ, HKV, D = 32, 8, 128
 
 
+def graph_time_s(fns, rep_ms: int) -> list:
+    """Seconds per call of each of `fns`, run back to back in one CUDA graph (do_bench_cudagraph median), twice."""
+    import torch
+    from triton.testing import do_bench_cudagraph
+
+    def all_():
+        for f in fns:
+            f()
+    all_()
+    torch.cuda.synchronize()
+    return [do_bench_cudagraph(all_, rep=rep_ms, return_mode="median") * 1e-3 / len(fns) for _ in range(2)]
+
+
+def rotated_caches(B: int, N: int, rotate_mb: float):
+    """(problem, n input sets whose caches together hold >= rotate_mb, reference and naive outputs of sequence 0 of
+    set 0 in (B, H, N, d)): the shape's caches copied so a step finds its cache in DRAM, and what the rule checks."""
+    from kernels.decode_testing import make_problem_inputs
+    from kernels.reference import naive_same_dtype, reference
+    from memsim.inference import DecodeProblem
+    n = max(1, math.ceil(rotate_mb * 1e6 / (2 * B * N * HKV * D * 2)))
+    p = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16")
+    sets = [make_problem_inputs(p, "cuda", seed=B * 1000003 + N + i) for i in range(n)]
+    q, kc, vc, _, _ = sets[0]
+    qs = q[:1].transpose(1, 2).contiguous()
+    ks0, vs0 = kc[:1].transpose(1, 2).contiguous(), vc[:1].transpose(1, 2).contiguous()
+    return p, sets, reference(qs, ks0, vs0)[0], naive_same_dtype(qs, ks0, vs0)[0]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -40,11 +68,9 @@ def main(argv=None) -> int:
     import torch
     import triton
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from triton.testing import do_bench_cudagraph
 
     from kernels.decode_kv import decode, decode_plan
     from kernels.decode_testing import make_problem_inputs
-    from kernels.reference import naive_same_dtype, reference
     from kernels.testing import check_rule
     from memsim.inference import DecodeProblem, DecodeSchedule
     from memsim.io import base_provenance, write_json
@@ -59,27 +85,15 @@ def main(argv=None) -> int:
     torch.cuda.empty_cache()
 
     def timed(fns):
-        def all_():
-            for f in fns:
-                f()
-        all_()
-        torch.cuda.synchronize()
-        return [do_bench_cudagraph(all_, rep=a.rep_ms, return_mode="median") * 1e-3 / len(fns) for _ in range(2)]
+        return graph_time_s(fns, a.rep_ms)
 
     for shape in a.shapes.split(","):
         if time.time() - t0 > a.budget_s:
             notes.append(f"budget reached before {shape}")
             break
         B, N = (int(v) for v in shape.split("x"))
-        kv = 2 * B * N * HKV * D * 2
-        n = max(1, math.ceil(a.rotate_mb * 1e6 / kv))
-        p = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16")
-        sets = [make_problem_inputs(p, "cuda", seed=B * 1000003 + N + i) for i in range(n)]
+        p, sets, ref, naive = rotated_caches(B, N, a.rotate_mb)
         q, kc, vc, lens, _ = sets[0]
-        qs = q[:1].transpose(1, 2).contiguous()
-        ks0, vs0 = kc[:1].transpose(1, 2).contiguous(), vc[:1].transpose(1, 2).contiguous()
-        ref, _ = reference(qs, ks0, vs0)
-        naive, _ = naive_same_dtype(qs, ks0, vs0)
 
         def gate(name, out_bhnd):
             check_rule(name, out_bhnd[:1], ref, naive, "bf16", verbose=False)

@@ -11,7 +11,6 @@ combine as a programmatic dependent launch (kernels.decode's default).  Writes t
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-HQ, HKV, D = 32, 8, 128
+from benchmarks.decode_cold import D, HKV, HQ, graph_time_s, rotated_caches  # noqa: E402  (one home)
 
 
 def main(argv=None) -> int:
@@ -37,11 +36,9 @@ def main(argv=None) -> int:
     import triton
     from dataclasses import replace
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from triton.testing import do_bench_cudagraph
 
     from kernels.decode_kv import decode
     from kernels.decode_testing import make_problem_inputs
-    from kernels.reference import naive_same_dtype, reference
     from kernels.testing import check_rule
     from memsim.hardware import load_hardware
     from memsim.inference import DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits, estimate_time_graph_s
@@ -52,27 +49,14 @@ def main(argv=None) -> int:
     rows, notes = [], []
 
     def timed(fns):
-        def all_():
-            for f in fns:
-                f()
-        all_()
-        torch.cuda.synchronize()
-        return [do_bench_cudagraph(all_, rep=a.rep_ms, return_mode="median") * 1e-3 / len(fns) for _ in range(2)]
+        return graph_time_s(fns, a.rep_ms)
 
     for shape in a.shapes.split(","):
         if time.time() - t0 > a.budget_s:
             notes.append(f"budget reached before {shape}")
             break
         B, N = (int(v) for v in shape.split("x"))
-        kv = 2 * B * N * HKV * D * 2
-        n = max(1, math.ceil(a.rotate_mb * 1e6 / kv))
-        p0 = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16")
-        sets = [make_problem_inputs(p0, "cuda", seed=B * 1000003 + N + i) for i in range(n)]
-        q0, kc0, vc0, lens0, _ = sets[0]
-        qs = q0[:1].transpose(1, 2).contiguous()
-        ks0, vs0 = kc0[:1].transpose(1, 2).contiguous(), vc0[:1].transpose(1, 2).contiguous()
-        ref, _ = reference(qs, ks0, vs0)
-        naive, _ = naive_same_dtype(qs, ks0, vs0)
+        p0, sets, ref, naive = rotated_caches(B, N, a.rotate_mb)
 
         def gate(name, out):
             check_rule(name, out.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
