@@ -21,20 +21,27 @@ import sys
 import time
 from pathlib import Path
 
-#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async]) -- None: the module's switch (the registry's setting:
-#: since run11d/e STAT_SMEM on, DQ_ASYNC at d=64; run11b/c's 4-tuples ran with both off)
+#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async[, mma_order]]) -- None: the module's switch (the
+#: registry's setting: since run11d/e STAT_SMEM on, DQ_ASYNC at d=64; run11b/c's 4-tuples ran with both off)
 VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
             "diag1_no_dq_adds": (2, None, 1, False), "diag2_no_dq": (2, None, 2, False), "dq_tma": (2, None, 0, True),
             "dq_tma_s3": (3, None, 0, True), "dq_tma_kv_regs": (2, True, 0, True),
             "dq_tma_stat_smem": (2, None, 0, True, True, False), "dq_tma_async": (2, None, 0, True, False, True),
             "dq_tma_stat_smem_async": (2, None, 0, True, True, True),
-            "diag2_stat_smem": (2, None, 2, True, True, False)}
+            "diag2_stat_smem": (2, None, 2, True, True, False),
+            # session 13: the registered kernel (STAT_SMEM; DQ_ASYNC by the registry) and FA3's matmul order
+            "registered": (2, None, 0, True, None, None, None), "order1": (2, None, 0, True, None, None, 1),
+            "diag1_stat_smem": (2, None, 1, True, True, False)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
 BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
                 "dq_tma": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=False),
                 "stat_smem": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=False),
                 "dq_async": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=True),
-                "stat_smem_async": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True)}
+                "stat_smem_async": dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True),
+                # session 13: the consumer's matmul order (MMA_ORDER), 3 stages ("_stages": the schedule's)
+                "order1": dict(MMA_ORDER=1), "order2": dict(MMA_ORDER=2),
+                "order1_async": dict(MMA_ORDER=1, DQ_ASYNC=True), "order1_sync": dict(MMA_ORDER=1, DQ_ASYNC=False),
+                "s3": dict(_stages=3), "order1_s3": dict(MMA_ORDER=1, _stages=3)}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -57,7 +64,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag, dq_tma, stat_smem, dq_async = (VARIANTS[variant] + (None, None))[:6]
+    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order = (VARIANTS[variant] + (None, None, None))[:7]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -66,7 +73,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
     return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
-                                          dq_tma, stat_smem, dq_async)
+                                  dq_tma, stat_smem, dq_async, mma_order)
 
 
 def parse_case(c: str):
@@ -79,7 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--cases", default="128/16384/0,128/4096/1,64/16384/0,64/4096/1")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--bwd-switches", default="registered", help="comma list of BWD_SWITCHES names")
+    ap.add_argument("--bwd-switches", default="registered",
+                    help="comma list of BWD_SWITCHES names; NAME@D: only at head dim D")
     ap.add_argument("--bwd-cases", default="", help="more cases: the whole-backward rows only")
     ap.add_argument("--rounds", type=int, default=1, help="repeats of the whole-backward rows (alternating)")
     ap.add_argument("--also", default="", help="comma list of algorithms whose registry backward is timed too")
@@ -113,6 +121,7 @@ def main(argv=None) -> int:
 
     def with_switches(sw, fn):
         def g():
+            sw = {name: val for name, val in sw.items() if not name.startswith("_")}
             old = {name: getattr(hb, name) for name in sw}
             try:
                 for name, val in sw.items():
@@ -145,11 +154,15 @@ def main(argv=None) -> int:
                 out.append(dict(base, impl="pass:" + var, ms=ms, tflops=fl / ms * 1e-9))
             except Exception as e:  # noqa: BLE001 -- recorded
                 out.append(dict(base, impl="pass:" + var, error=f"{type(e).__name__}: {str(e)[:300]}"))
-        s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
         ch = kernels.default_choice(p, q, k, v)
-        fns = [(f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
-                with_switches(BWD_SWITCHES[name], lambda: kernels.backward(p, s, q, k, v, f.o, do, f)))
-               for name in a.bwd_switches.split(",") if name]
+        fns = []
+        for name in [x for x in a.bwd_switches.split(",") if x]:
+            name, _, only_d = name.partition("@")
+            if only_d and int(only_d) != d:
+                continue
+            s = Schedule("hopper_fa3", "bwd", 64, 128, 4, BWD_SWITCHES[name].get("_stages", 2))
+            fns.append((f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
+                        with_switches(BWD_SWITCHES[name], lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f))))
         for alg in [x for x in a.also.split(",") if x]:
             sa = kernels.default_schedule(p, alg, "bwd", q.device)
             fns.append((f"bwd:{alg}", lambda sa=sa: kernels.backward(p, sa, q, k, v, f.o, do, f)))

@@ -47,7 +47,8 @@ def wait_order(sass: str) -> list:
 def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, kernel: str = "session5",
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False,
                 wait_fence: bool | None = None, block0_unmasked: bool | None = None, kv_regs: bool | None = None,
-                diag: int = 0, dq_tma: bool | None = None) -> dict:
+                diag: int = 0, dq_tma: bool | None = None, mma_order: int | None = None,
+                dq_async: bool | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -71,7 +72,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         s = Schedule("hopper_fa3", "bwd", 64, 128, 4, stages)
         dqacc = torch.empty(B, H, n, d, dtype=torch.float32)
         args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag,
-                                   dq_tma=dq_tma)
+                                   dq_tma=dq_tma, mma_order=mma_order, dq_async=dq_async)
         jf = kb._hopper_fa3_bwd
     elif kernel == "fa3":
         from kernels import hopper_gluon as kg
@@ -98,7 +99,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
     rep = ptxas_report(k.asm["ptx"], "sm90", options)
     return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else "")
             + ("+block0_unmasked" if block0_unmasked else "") + ("+kv_regs" if kv_regs else "") + ("+dq_tma" if dq_tma else "")
-            + (f"+diag{diag}" if diag else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+            + (f"+diag{diag}" if diag else "") + (f"+order{mma_order}" if mma_order else "")
+            + ("" if dq_async is None else f"+dq_async={dq_async}"), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
@@ -124,6 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-regs", action="store_true", help="fa3bwd: K_w, V_w as register operands")
     ap.add_argument("--diag", type=int, default=0, help="fa3bwd: timing diagnostic variant (1 no dQ adds, 2 no dQ)")
     ap.add_argument("--dq-tma", action="store_true", help="fa3bwd: dQ by TMA bulk reduce-add")
+    ap.add_argument("--mma-order", type=int, default=None, help="fa3bwd: the consumer's matmul order (MMA_ORDER)")
+    ap.add_argument("--dq-async", default=None, choices=("on", "off"), help="fa3bwd: DQ_ASYNC (default: registry)")
     a = ap.parse_args(argv)
     bad = 0
     for d in (int(x) for x in a.d.split(",")):
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
                                   wait_fence=None if a.wait_fence is None else a.wait_fence == "on",
                                   block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on",
                                   kv_regs=a.kv_regs or None, diag=a.diag,
-                                  dq_tma=a.dq_tma or None),
+                                  dq_tma=a.dq_tma or None, mma_order=a.mma_order,
+                                  dq_async=None if a.dq_async is None else a.dq_async == "on"),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

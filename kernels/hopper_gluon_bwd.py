@@ -79,6 +79,13 @@ STAT_SMEM = FA3_BWD_STAT_SMEM
 #: (DQ_TMA alone) waits for its staging read right after issuing it.  None: the registry's setting
 #: (`fa3_bwd_dq_async`: d=64, 2 stages -- 1.12x there, a tie at d=128, run11e); True / False: the benchmarks' switch
 DQ_ASYNC = None
+#: the order of a consumer step's matmuls: 0 -- S^T, dP^T | dV, dK (issued together once dS^T is computed) | the dS^T
+#: exchange, dQ, its reduce-add after dV and dK are done (nothing of this warpgroup's on the tensor core meanwhile);
+#: 1 -- FlashAttention-3's: dV issued as soon as P^T is (it runs while dS^T is computed), then the exchange, dQ
+#: issued before dK, and dQ's reduce-add staged while dK runs; 2 -- dV early only (else as 0).  A switch the benchmarks
+#: flip (session 13).  (Tried on the CPU and dropped: as 1 with step i's dK left in flight into step i+1 -- ptxas
+#: serialises every wgmma, C7512 "insufficient register resources", as session 11's cross-step pipelining did.)
+MMA_ORDER = 0
 
 if gluon is not None:
     @_builtin
@@ -156,7 +163,7 @@ if gluon is not None:
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
-                          DQ_ASYNC: gl.constexpr):
+                          DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -217,20 +224,19 @@ if gluon is not None:
             if CAUSAL:
                 if i < imid:  # the diagonal band: key c visible from row r when c <= r + offset
                     p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
-            dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+            if MMA_ORDER >= 1:  # dV += P^T dO issued before the wait for dP^T: it runs while dS^T is computed
+                p_op = gl.convert_layout(p.to(dtype), a_layout)
+                dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                dp = warpgroup_mma_wait(num_outstanding=1, deps=(dp_tok,))
+            else:
+                dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
             if STAT_SMEM:
                 delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
             ds = p * (dp - delta[None, :])
-            p_op = gl.convert_layout(p.to(dtype), a_layout)
             ds_lo = ds.to(dtype)
             ds_op = gl.convert_layout(ds_lo, a_layout)
-            dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
-            dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-            if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
-                dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                mbarrier.arrive(empty.index(st), count=1)
-            else:
-                # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+            if MMA_ORDER == 1 and DIAG == 0:
+                # FlashAttention-3's order: dS^T exchanged, dQ issued before dK, dQ's reduce-add while dK runs
                 ds_buf = ds_smem.index(it % 2)
                 ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
                 fence_async_shared()
@@ -238,23 +244,55 @@ if gluon is not None:
                 mbarrier.arrive(ds_bar, count=1)
                 mbarrier.wait(ds_bar, it & 1)
                 dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-                dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                mbarrier.arrive(empty.index(st), count=1)
-                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
-                    gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q,
-                                  sem="relaxed")
-                elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
+                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
+                if DQ_TMA and DQ_ASYNC:
                     dq_buf = dq_stage.index(WG * 2 + it % 2)
                     tma.store_wait(1)
                     dq_buf.store(dq)
                     fence_async_shared()
                     _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
                                                 dq_buf)
-                elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
+                elif DQ_TMA:
                     _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                 else:
                     gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+                dk = warpgroup_mma_wait(num_outstanding=0, deps=(dk_tok, ds_op))[0]
+                mbarrier.arrive(empty.index(st), count=1)
+            else:
+                if MMA_ORDER == 0:
+                    p_op = gl.convert_layout(p.to(dtype), a_layout)
+                    dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
+                    dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                else:
+                    # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+                    ds_buf = ds_smem.index(it % 2)
+                    ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                    fence_async_shared()
+                    gl.thread_barrier()
+                    mbarrier.arrive(ds_bar, count=1)
+                    mbarrier.wait(ds_bar, it & 1)
+                    dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
+                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                    if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
+                        gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
+                                      mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
+                    elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
+                        dq_buf = dq_stage.index(WG * 2 + it % 2)
+                        tma.store_wait(1)
+                        dq_buf.store(dq)
+                        fence_async_shared()
+                        _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
+                                                    dq_buf)
+                    elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
+                        _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
+                    else:
+                        gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
         if DQ_ASYNC:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
@@ -271,7 +309,7 @@ if gluon is not None:
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
                         DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
-                        DQ_ASYNC: gl.constexpr = False):
+                        DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x
@@ -316,11 +354,11 @@ if gluon is not None:
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC)),
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC)),
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -346,9 +384,9 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
 
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
-                 dq_async: bool | None = None):
+                 dq_async: bool | None = None, mma_order: int | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
-    kv_regs None: `KV_REGS`; diag: the timing diagnostics (0 = the real kernel)."""
+    kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
             p.scale * LOG2E,
             p.scale, p.causal_offset)
@@ -356,7 +394,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
               KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
               DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, STAT_SMEM=STAT_SMEM if stat_smem is None else stat_smem,
-              num_warps=4, maxnreg=MAXNREG)
+              MMA_ORDER=MMA_ORDER if mma_order is None else mma_order, num_warps=4, maxnreg=MAXNREG)
     kw["DQ_ASYNC"] = kw["DQ_TMA"] and _dq_async(p, s, dq_async)
     return args, kw
 
@@ -383,7 +421,8 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 
 def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
                    kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
-                   stat_smem: bool | None = None, dq_async: bool | None = None) -> None:
+                   stat_smem: bool | None = None, dq_async: bool | None = None,
+                   mma_order: int | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -396,7 +435,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async)
+                            dq_async, mma_order)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -74,14 +74,18 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=False),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=False),
                                       dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=True),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True)],
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=1),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, MMA_ORDER=1),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=2)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
-                              "dq_tma_stat_smem_async"])
+                              "dq_tma_stat_smem_async", "order1", "order1_async", "order2"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
     """The module's switches (dQ by atomics instead of the TMA reduce-add; lse/delta by plain loads or through the
-    stages; the double-buffered dQ staging) are exact on every case (run11d: atomics run11a, plain stats run11c).
+    stages; the double-buffered dQ staging; the consumer's matmul order MMA_ORDER 1 / 2, session 13) are exact on
+    every case (run11d: atomics run11a, plain stats run11c).
     DQ_ASYNC's second staging tiles do not fit d=128 with 3 stages (262 KB > 227 KB of shared memory, run11d): a
     ScheduleError that names the schedule, nothing launched."""
     for name, value in switches.items():
