@@ -66,6 +66,11 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def fused_tag(s) -> dict:
+    """A row's tag of the fused combine (session 13): {"combine_fused": True} where the schedule run folds it in."""
+    return {"combine_fused": True} if (s.combine_fused and s.num_splits > 1) else {}
+
+
 def _shape_set(s):
     return {tuple(int(x) for x in t.split("x")) for t in s.split(",") if t}
 
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
     import triton
     from triton.testing import do_bench, do_bench_cudagraph
 
-    from kernels.decode_kv import decode, decode_plan
+    from kernels.decode_kv import _default_combine, decode, decode_plan
     from kernels.decode_testing import make_problem_inputs
     from kernels.reference import naive_same_dtype, reference
     from kernels.testing import check_rule
@@ -186,7 +191,8 @@ def main(argv=None) -> int:
         _, s_auto, why = decode_plan(q, kc, vc, lens)
         res = ours("contiguous", kc, vc, None) if main_pass else None
         if isinstance(res, tuple):
-            rec("decode", "contiguous", res[0], res[1], num_splits=s_auto.num_splits, auto=True, why=why)
+            rec("decode", "contiguous", res[0], res[1], num_splits=s_auto.num_splits, auto=True, why=why,
+                **fused_tag(s_auto))
             log(f"{B}x{N} decode auto S={s_auto.num_splits}: {res[0] * 1e3:.1f} us "
                 f"({kv_bytes / res[0] / 1e9:.2f} TB/s)")
         for S in args.splits:
@@ -194,12 +200,13 @@ def main(argv=None) -> int:
                 continue
             res = ours("contiguous", kc, vc, None, num_splits=S)
             if isinstance(res, tuple):
-                rec("decode", "contiguous", res[0], res[1], num_splits=S, auto=False)
+                rec("decode", "contiguous", res[0], res[1], num_splits=S, auto=False,
+                    **fused_tag(decode_plan(q, kc, vc, lens, num_splits=S)[1]))
         if main_pass and (B, N) in eager_shapes:
             ms = do_bench(lambda: decode(q, kc, vc, lens), rep=args.rep_ms, return_mode="median")
             rec("decode", "contiguous", ms, "eager", num_splits=s_auto.num_splits, auto=True)
         if main_pass and (B, N) in tune_shapes:
-            for bn, w, st in ((64, 4, 2), (64, 4, 4), (128, 4, 3), (128, 8, 3), (32, 4, 4), (64, 8, 3)):
+            for bn, w, st in ((64, 4, 2), (64, 4, 4), (128, 4, 3), (128, 8, 3), (32, 4, 4), (32, 4, 3), (64, 8, 3)):
                 s = DecodeSchedule(block_n=bn, num_warps=w, num_stages=st, num_splits=s_auto.num_splits, combine_pdl=True)
                 try:
                     res = ours("contiguous", kc, vc, None, schedule=s)
@@ -230,19 +237,22 @@ def main(argv=None) -> int:
                 psets.append((c[0], pki, pvi, c[3], bti))
             for pf in (args.paged_prefetch if main_pass else []):
                 sch = DecodeSchedule(page_prefetch=bool(pf), combine_pdl=True)  # as kernels.decode's default
-                res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sch, num_splits="auto")
+                # the rule's split count, and the default's combine at it (fused at S <= 2, session 13)
+                _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
+                sp = _default_combine(sp, sp.num_splits, dev)
+                res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sp)
                 if isinstance(res, tuple):
-                    _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
                     rec("decode", f"paged{ps}", res[0], res[1], num_splits=sp.num_splits, auto=True,
-                        page_prefetch=bool(pf))
+                        page_prefetch=bool(pf), **fused_tag(sp))
                 if (B, N) in psweep_shapes:
                     for S in args.splits:
                         if S > math.ceil(N / 64) or left() < 0:
                             continue
-                        res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=replace(sch, num_splits=S))
+                        sS = _default_combine(replace(sch, num_splits=S), S, dev)
+                        res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sS)
                         if isinstance(res, tuple):
                             rec("decode", f"paged{ps}", res[0], res[1], num_splits=S, auto=False,
-                                page_prefetch=bool(pf))
+                                page_prefetch=bool(pf), **fused_tag(sS))
             # paged FlexAttention (torch's experimental PagedAttention), where asked
             if not main_pass and flex is not None and (B, N) in pflex_shapes and left() > 0:
                 try:

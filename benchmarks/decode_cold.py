@@ -52,6 +52,11 @@ def rotated_caches(B: int, N: int, rotate_mb: float):
     return p, sets, reference(qs, ks0, vs0)[0], naive_same_dtype(qs, ks0, vs0)[0]
 
 
+def cs_tags(s) -> dict:
+    """The combine flags of schedule `s` a row records (combine_pdl as in session 12; combine_fused when on)."""
+    return dict(combine_pdl=s.combine_pdl, **({"combine_fused": True} if s.combine_fused else {}))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -64,7 +69,13 @@ def main(argv=None) -> int:
     ap.add_argument("--pdl", default="0",
                     help="combine_pdl values to time ours with (0,1: the A/B of the combine as a programmatic "
                          "dependent launch; session 12)")
+    ap.add_argument("--combine", default=None,
+                    help="combine launches to time ours with, of plain, pdl, fused (the combine folded into the "
+                         "split launch, DecodeSchedule.combine_fused; session 13); overrides --pdl")
+    ap.add_argument("--paged-stages", default="3", help="num_stages of the paged rows (each at its own auto split)")
     a = ap.parse_args(argv)
+    modes = (a.combine.split(",") if a.combine else ["pdl" if v == "1" else "plain" for v in a.pdl.split(",")])
+    flags = {"plain": {}, "pdl": {"combine_pdl": True}, "fused": {"combine_fused": True}}
     import torch
     import triton
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -94,6 +105,7 @@ def main(argv=None) -> int:
         B, N = (int(v) for v in shape.split("x"))
         p, sets, ref, naive = rotated_caches(B, N, a.rotate_mb)
         q, kc, vc, lens, _ = sets[0]
+        kv, n = p.kv_bytes(), len(sets)
 
         def gate(name, out_bhnd):
             check_rule(name, out_bhnd[:1], ref, naive, "bf16", verbose=False)
@@ -107,27 +119,28 @@ def main(argv=None) -> int:
                   f"({kv / t[0] / 1e12:.2f} TB/s)", flush=True)
 
         # ours, contiguous: auto + sweep (each combine_pdl value of --pdl)
-        def ours(pdl):
-            cs = DecodeSchedule(combine_pdl=pdl)
+        def ours(mode):
+            cs = DecodeSchedule(**flags[mode])
+            pdl = mode != "plain"  # (the rows' tag, as in session 12: S = 1 timed once)
             _, s_auto, _ = decode_plan(q, kc, vc, lens, schedule=cs, num_splits="auto")
-            gate(f"decode pdl={pdl}", decode(q, kc, vc, lens, schedule=cs, num_splits="auto").transpose(1, 2))
+            gate(f"decode {mode}", decode(q, kc, vc, lens, schedule=cs, num_splits="auto").transpose(1, 2))
             rec("decode", "contiguous", timed([lambda st=st: decode(st[0], st[1], st[2], st[3], schedule=cs,
                                                                     num_splits="auto") for st in sets]),
-                num_splits=s_auto.num_splits, auto=True, combine_pdl=pdl)
+                num_splits=s_auto.num_splits, auto=True, **cs_tags(cs))
             for S in (int(v) for v in a.splits.split(",")):
                 if S > -(-N // 64) or (pdl and S == 1):  # (S = 1 has no combine: the same launch either way)
                     continue
                 if pdl:
-                    gate(f"decode S={S} pdl", decode(q, kc, vc, lens, schedule=cs, num_splits=S).transpose(1, 2))
+                    gate(f"decode S={S} {mode}", decode(q, kc, vc, lens, schedule=cs, num_splits=S).transpose(1, 2))
                 rec("decode", "contiguous", timed([lambda st=st, S=S: decode(st[0], st[1], st[2], st[3], schedule=cs,
                                                                              num_splits=S) for st in sets]),
-                    num_splits=S, auto=False, combine_pdl=pdl)
+                    num_splits=S, auto=False, **cs_tags(cs))
 
-        for pdl in (bool(int(v)) for v in a.pdl.split(",")):
+        for mode in modes:
             try:
-                ours(pdl)
+                ours(mode)
             except Exception as exc:  # e.g. a graph capture refused: say so, keep the other rows
-                notes.append(f"decode combine_pdl={pdl} {shape}: {exc!r}"[:300])
+                notes.append(f"decode {mode} {shape}: {exc!r}"[:300])
                 print(notes[-1], flush=True)
         # ours, paged (the contiguous rows copied into shuffled pages), auto split, page_prefetch
         for ps in (int(v) for v in a.pages.split(",") if v):
@@ -139,15 +152,23 @@ def main(argv=None) -> int:
                 pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
                 pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
                 psets.append((st[0], pk, pv, st[3], bt))
-            sch = DecodeSchedule(page_prefetch=True, combine_pdl=a.pdl.split(",")[-1] == "1")
-            o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch, num_splits="auto")
-            gate(f"decode paged{ps}", o.transpose(1, 2))
-            _, sp, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch,
+            for mode in modes:
+                for stg in (int(v) for v in a.paged_stages.split(",")):
+                    sch = DecodeSchedule(page_prefetch=True, num_stages=stg, **flags[mode])
+                    try:
+                        o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch,
                                    num_splits="auto")
-            rec("decode", f"paged{ps}", timed([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=st[4],
-                                                                     schedule=sch, num_splits="auto")
-                                               for st in psets]), num_splits=sp.num_splits, auto=True,
-                page_prefetch=True, combine_pdl=sch.combine_pdl)
+                        gate(f"decode paged{ps} {mode} st{stg}", o.transpose(1, 2))
+                        _, sp, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4],
+                                               schedule=sch, num_splits="auto")
+                        rec("decode", f"paged{ps}", timed([lambda st=st: decode(st[0], st[1], st[2], st[3],
+                                                                                 block_table=st[4], schedule=sch,
+                                                                                 num_splits="auto")
+                                                           for st in psets]), num_splits=sp.num_splits, auto=True,
+                            page_prefetch=True, num_stages=stg, **cs_tags(sch))
+                    except Exception as exc:
+                        notes.append(f"decode paged{ps} {mode} st{stg} {shape}: {exc!r}"[:300])
+                        print(notes[-1], flush=True)
             del psets
         # SDPA on (B, H, N, d) copies
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),

@@ -57,6 +57,7 @@ def main(argv=None) -> int:
             break
         B, N = (int(v) for v in shape.split("x"))
         p0, sets, ref, naive = rotated_caches(B, N, a.rotate_mb)
+        kv, n = p0.kv_bytes(), len(sets)
 
         def gate(name, out):
             check_rule(name, out.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)

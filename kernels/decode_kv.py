@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from memsim.inference import (COMBINE_NUM_WARPS, DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits,
-                              block_m_for, combine_block_s,
+                              block_m_for, combine_block_s, fused_block_splits, fused_combine,
                               decode_launches, heads_per_cta, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
@@ -43,7 +43,8 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
-                  VARLEN: tl.constexpr, PDL: tl.constexpr = False):
+                  VARLEN: tl.constexpr, PDL: tl.constexpr = False, CNT=None, FUSED: tl.constexpr = False,
+                  RP: tl.constexpr = 1, BLOCK_SF: tl.constexpr = 1):
     if PDL:  # the combine launch (a programmatic dependent launch) may start once every split CTA has started
         gdc_launch_dependents()
     pid_s = tl.program_id(0)
@@ -161,6 +162,44 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
             wmask = wmask & row_ok
         tl.store(OP + base[:, None] * HEAD_DIM + offs_d[None, :], o, mask=wmask[:, None])
         tl.store(LSEP + base, tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe)), mask=wmask)
+        if FUSED:
+            # the combine folded in: every split CTA of this (sequence, unit) counts itself in after its partial is
+            # written (the CTA barrier orders every thread's stores before the one thread's release at GPU scope);
+            # the last to arrive (acquire) merges the unit's n_b partials -- RP rows (the next power of two >= rows)
+            # x BLOCK_SF splits per round, from the L2 (.cg) -- writes O, and sets the counter back to 0
+            tl.debug_barrier()
+            arrived = tl.atomic_add(CNT + pid_u, 1, sem="acq_rel", scope="gpu")
+            if arrived == NUM_SPLITS - 1:
+                tl.store(CNT + pid_u, 0)  # no CTA of this unit touches it again in this launch
+                n_b = tl.where(L > 0, tl.cdiv(L, tl.maximum(chunk, 1)), 0)
+                offs_f = tl.arange(0, BLOCK_SF)
+                offs_r = tl.arange(0, RP)
+                r_c = offs_r // GROUP
+                g_c = offs_r % GROUP
+                r_ok = offs_r < rows
+                if VARLEN:
+                    r_ok = r_ok & (r_c < nq)
+                m_c = tl.full([RP], float("-inf"), dtype=tl.float32)
+                l_c = tl.zeros([RP], dtype=tl.float32)
+                acc_c = tl.zeros([RP, HEAD_DIM], dtype=tl.float32)
+                for s0 in range(0, n_b, BLOCK_SF):
+                    ss = s0 + offs_f
+                    ok = (ss < n_b)[:, None] & r_ok[None, :]
+                    pb = (pid_u.to(tl.int64) * NUM_SPLITS + ss)[:, None] * rows + offs_r[None, :]
+                    lse = tl.load(LSEP + pb, mask=ok, other=float("-inf"), cache_modifier=".cg")
+                    o_s = tl.load(OP + pb[:, :, None] * HEAD_DIM + offs_d[None, None, :], mask=ok[:, :, None],
+                                  other=0.0, cache_modifier=".cg")
+                    m_new = tl.maximum(m_c, tl.max(lse, 0))
+                    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+                    alpha = tl.math.exp2(m_c - m_safe)
+                    w = tl.math.exp2(lse - m_safe[None, :])
+                    l_c = l_c * alpha + tl.sum(w, 0)
+                    acc_c = acc_c * alpha[:, None] + tl.sum(w[:, :, None] * o_s, 0)
+                    m_c = m_new
+                o_c = acc_c / tl.where(l_c == 0.0, 1.0, l_c)[:, None]
+                oc_off = (b64 * stride_ob + (q_start + r_c).to(tl.int64) * stride_on
+                          + (h0 + g_c).to(tl.int64) * stride_oh)
+                tl.store(O + oc_off[:, None] + offs_d[None, :], cvt(o_c, O.dtype.element_ty, PREC), mask=r_ok[:, None])
     else:
         o_off = b64 * stride_ob + (q_start + r).to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
         tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=row_ok[:, None])
@@ -382,15 +421,34 @@ def _auto(problem: DecodeProblem, base: DecodeSchedule, device_index):
     return auto_num_splits(problem, base, device_facts(device_index))
 
 
+#: kernels.decode's default schedule folds the combine into the split launch (combine_fused) at split counts up to this
+#: (session 13, H100, benchmarks/decode_cold.py --combine pdl,fused over rotated caches, reports/h100-sxm/decode/
+#: cold-session13/: fused at S = 2 0.7-3.0 us faster than the programmatic dependent launch, e.g. 8 x 1k 17.47 ->
+#: 16.80 us, 8 x 8k 91.43 -> 90.74, 64 x 1k 100.6 -> 97.6; at S >= 4 slower, e.g. 1 x 8k S = 16 17.06 -> 17.94: its
+#: partial tiles -- BLOCK_SF x rows x d fp32 per round -- raise the kernel's registers, 128 -> 181 at S = 16, and ptxas
+#: then compiles the K/V loop into 424 SASS instructions per tile instead of 379; at S = 2, 143 registers and 383)
+FUSED_DEFAULT_MAX_SPLITS = 2
+
+
 def default_decode_schedule(device) -> DecodeSchedule:
     """The tiles kernels.decode uses without a schedule.  On the GPU the combine is a programmatic dependent launch
     of the split launch (combine_pdl; session 12, H100, benchmarks/decode_cold.py --pdl 0,1 over rotated caches: 0.3-1.2
     us faster at every one-wave split launch measured, e.g. 1 x 8k S = 16 17.48 -> 17.06 us, 8 x 1k S = 2 17.69 ->
     17.42; multi-wave launches of many combine CTAs up to 3 % slower, 8 x 1k S = 16 19.36 -> 19.93: not an auto pick;
-    reports/h100-sxm/decode/cold-session12/)."""
+    reports/h100-sxm/decode/cold-session12/); decode_plan then folds it into the split launch at S <= 2
+    (`FUSED_DEFAULT_MAX_SPLITS`)."""
     if torch.device(device).type != "cuda":
         return DecodeSchedule(block_n=16, num_warps=1, num_stages=1)
     return DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)
+
+
+def _default_combine(s: DecodeSchedule, num_splits: int, device) -> DecodeSchedule:
+    """The default schedule's combine at this split count: folded into the split launch up to FUSED_DEFAULT_MAX_SPLITS
+    on the GPU, else the programmatic dependent launch."""
+    from dataclasses import replace
+    if torch.device(device).type != "cuda":
+        return s
+    return replace(s, combine_fused=1 < num_splits <= FUSED_DEFAULT_MAX_SPLITS)
 
 
 def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_seqlen_q=None, block_table=None,
@@ -420,6 +478,8 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_se
     if num_splits is not None and num_splits != "auto":
         if isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
             raise ValueError(f"num_splits must be None (automatic), 'auto' or a positive int, got {num_splits!r}")
+        if schedule is None:
+            s = _default_combine(s, num_splits, q.device)
         return p, replace(s, num_splits=num_splits), f"num_splits={num_splits} (given)"
     if schedule is not None and num_splits is None:
         return p, s, f"num_splits={s.num_splits} (from the schedule)"
@@ -427,6 +487,8 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_se
     if idx is None and q.device.type == "cuda":
         idx = torch.cuda.current_device()
     c, why = _auto(p, s, idx)
+    if schedule is None:
+        s = _default_combine(s, c, q.device)
     return p, replace(s, num_splits=c), why
 
 
@@ -487,7 +549,12 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
     grid = launches[0].grid[:2]
     # programmatic dependent launch of the combine (sm_90 and later: griddepcontrol; the interpreter and meta tensors
     # run without it, and so do older GPUs, where the schedule's flag is ignored -- same launches, same bytes)
-    pdl = bool(s.combine_pdl and S > 1 and q.device.type == "cuda" and not interpreting()
+    fused = fused_combine(s)
+    fused_args = {}
+    if fused:
+        rp, bsf = fused_block_splits(p, s)
+        fused_args = dict(CNT=combine_counters(q.device, B * units), FUSED=True, RP=rp, BLOCK_SF=bsf)
+    pdl = bool(s.combine_pdl and S > 1 and not fused and q.device.type == "cuda" and not interpreting()
                and torch.cuda.get_device_capability(q.device)[0] >= 9)
     pdl_launch = {"launch_pdl": True} if pdl else {}
     _decode_split[grid](
@@ -500,8 +567,8 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         units, Nq, qk_scale2, S,
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
         PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
-        VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages)
-    if S > 1:
+        VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages, **fused_args)
+    if S > 1 and not fused:
         _decode_combine[launches[1].grid[:2]](
             o, op, lsep, cache_seqlens, cu,
             sob, o.stride(1), o.stride(2),
@@ -511,6 +578,27 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
             # (the GPU's warps also under kernels.decode_compiled's meta tensors: the table's registers are the card's)
             num_warps=1 if q.device.type == "cpu" else COMBINE_NUM_WARPS, num_stages=1, **pdl_launch)
     return o[0] if varlen else o
+
+
+_COUNTERS: dict = {}
+
+
+def combine_counters(device, n: int):
+    """The fused combine's int32 counters, one per (sequence, unit), kept per device and zero between launches (the
+    last split CTA of a unit resets its own).  Allocated (zeroed) outside CUDA-graph capture, at least 2^14 of them;
+    a capture that needs more than were allocated raises (run one decode of that size outside capture first).  The
+    launches of one device share them: decodes with combine_fused must not run concurrently on two streams."""
+    dev = torch.device(device)
+    key = (dev.type, dev.index if dev.index is not None or dev.type != "cuda" else torch.cuda.current_device())
+    c = _COUNTERS.get(key)
+    if c is None or c.numel() < n:
+        if dev.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"the fused combine needs {n} counters on {dev} and has "
+                               f"{0 if c is None else c.numel()}: run kernels.decode once outside CUDA-graph capture "
+                               f"at this size (it allocates them), or use a schedule with combine_fused=False")
+        c = torch.zeros(max(n, 1 << 14), dtype=torch.int32, device=dev)
+        _COUNTERS[key] = c
+    return c
 
 
 @launcher("decode", "fwd")

@@ -248,13 +248,15 @@ def main(argv=None) -> int:
     """Every kernel test case (and the schedule variants) on the GPU, without pytest: one line per case.
     ``--only varlen`` runs the packed-query (cu_seqlens_q) cases alone; ``--pdl`` runs every case with the combine
     as a programmatic dependent launch (DecodeSchedule.combine_pdl; cases without a schedule on the GPU default
-    tile, the split count given or the rule's)."""
+    tile, the split count given or the rule's); ``--fused`` likewise with the combine folded into the split launch
+    (DecodeSchedule.combine_fused)."""
     import argparse
     import sys
     import time
     ap = argparse.ArgumentParser(prog="python -m kernels.decode_testing", description=main.__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("varlen",), help="run only this group of cases")
     ap.add_argument("--pdl", action="store_true", help="the combine as a programmatic dependent launch")
+    ap.add_argument("--fused", action="store_true", help="the combine folded into the split launch")
     a = ap.parse_args(argv)
     only = a.only
 
@@ -277,11 +279,13 @@ def main(argv=None) -> int:
     todo.append(("big_q4_mqa", (2, 4, 16, 1, 128, [5000, 3], "fp16", 64, None), None))
     if only == "varlen":
         todo = []
-    if a.pdl:
+    flag = "combine_fused" if a.fused else "combine_pdl" if a.pdl else None
+    if flag:
         from dataclasses import replace
         from .decode_kv import default_decode_schedule
-        todo = [(n + "_pdl", (*c[:8], c[8] if sched else (c[8] or "auto")),
-                 replace(sched or default_decode_schedule(dev), combine_pdl=True)) for n, c, sched in todo]
+        tag = "_fused" if a.fused else "_pdl"
+        todo = [(n + tag, (*c[:8], c[8] if sched else (c[8] or "auto")),
+                 replace(sched or default_decode_schedule(dev), **{flag: True})) for n, c, sched in todo]
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
         t0 = time.time()
         try:
@@ -295,8 +299,8 @@ def main(argv=None) -> int:
     vtodo.append(("varlen_big_paged16_prefetch", ([1, 4, 0, 2], 32, 8, 128, [8192, 3001, 500, 1], "bf16", 16, None,
                                                   {"page_prefetch": True})))
     vtodo.append(("varlen_big_contiguous_auto", ([3, 1, 2], 32, 8, 128, [20000, 2, 4097], "fp16", None, None, {})))
-    if a.pdl:
-        vtodo = [(n + "_pdl", (*(case or VARLEN_CASES[n])[:8], {**(case or VARLEN_CASES[n])[8], "combine_pdl": True}))
+    if flag:
+        vtodo = [(n + tag, (*(case or VARLEN_CASES[n])[:8], {**(case or VARLEN_CASES[n])[8], flag: True}))
                  for n, case in vtodo]
     for name, case in vtodo:
         t0 = time.time()

@@ -29,6 +29,9 @@ decode_combine -- only when S > 1; grid (rows, B * units), rows = g * max nq: on
     It reads the row's n_b partials ((d + 1) x 4 bytes each; up to 32 per round trip) and writes the
     row of O (d x e); n_b = 0 writes zeros.  A combine CTA of a row past g * nq_b (a sequence with fewer query
     tokens than the longest: kernels.decode with cu_seqlens_q) moves nothing.
+    With `combine_fused` there is no combine launch: the same reads and writes are made by the split CTA of each
+    (sequence, unit) that arrives last (the S split CTAs count themselves in on a per-unit int32 counter: S atomic
+    adds and one reset per unit, 4 bytes each), for all rows of that unit at once.
 A sequence with no query token (nq_b = 0, allowed when another sequence has one) moves nothing in either launch:
 its keys are not read (`DecodeProblem.read_seqlens_kv`).
 Extra device memory: the workspace, B * units * S * g * max_nq * (d + 1) * 4 bytes (S > 1).
@@ -58,7 +61,8 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "decode_schedule_from_dict", "DECODE_LAUNCH_NAMES", "cta_limit_Bps", "inflight_bytes_per_cta",
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
            "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
-           "combine_block_s", "decode_combine_key", "combine_regs_per_thread"]
+           "combine_block_s", "decode_combine_key", "combine_regs_per_thread", "fused_combine", "fused_block_splits",
+           "fused_arrive_s", "fused_combine_tail_s", "FUSED_COMBINE_ELEMENTS"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
@@ -195,6 +199,11 @@ class DecodeSchedule:
     #: its CTAs start while the split's last CTAs run, load their sequence length, and wait (griddepcontrol.wait)
     #: for the split grid's writes before they read the partials; the split CTAs signal at their start
     combine_pdl: bool = False
+    #: the combine folded into the split launch (S > 1): no combine launch; each split CTA writes its partial, then
+    #: counts itself in on its (sequence, unit)'s counter (an int32 atomic, acq_rel at GPU scope, after a CTA barrier);
+    #: the CTA that arrives last of the S merges the n_b partials of its rows (in the L2) and writes them to O, and
+    #: sets the counter back to 0 (so a CUDA graph replays it).  combine_pdl is moot then
+    combine_fused: bool = False
 
     def __post_init__(self):
         o = "DecodeSchedule"
@@ -204,7 +213,7 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.phase must be 'fwd' (decode has no backward), got {self.phase!r}")
         for n in ("num_splits", "block_n", "num_warps", "num_stages"):
             _pos_int(o, n, getattr(self, n))
-        for n in ("pack_gqa", "page_prefetch", "combine_pdl"):
+        for n in ("pack_gqa", "page_prefetch", "combine_pdl", "combine_fused"):
             if not isinstance(getattr(self, n), bool):
                 raise ScheduleError(f"{o}.{n} must be a bool, got {getattr(self, n)!r}")
         if not _pow2(self.block_n) or self.block_n < 16:
@@ -216,8 +225,9 @@ class DecodeSchedule:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not self.combine_pdl:  # (added in session 12: the committed records' schedules, which lack it, still compare)
-            del d["combine_pdl"]
+        for n in ("combine_pdl", "combine_fused"):  # (added in sessions 12 / 13: the committed records' schedules,
+            if not d[n]:                            # which lack them, still compare)
+                del d[n]
         return d
 
 
@@ -286,13 +296,15 @@ def decode_launches(p: DecodeProblem, s: DecodeSchedule) -> tuple:
     n_units = p.batch * units_per_seq(p, s)
     smem = decode_sram_bytes_per_cta(p, s)
     out = [Launch("decode_split", (s.num_splits, n_units, 1), ("split", "unit", "one"), smem)]
-    if s.num_splits > 1:
+    if s.num_splits > 1 and not fused_combine(s):
         rows = heads_per_cta(p, s) * p.max_seq_q
         out.append(Launch("decode_combine", (rows, n_units, 1), ("row", "unit", "one"), 0))
     return tuple(out)
 
 
 def decode_extra_device_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """The workspace of the partials (S > 1); the fused combine's counters (one int32 per (sequence, unit)) are a
+    buffer kernels.decode keeps per device, not counted here."""
     if s.num_splits == 1:
         return 0
     rows = heads_per_cta(p, s) * p.max_seq_q
@@ -834,7 +846,10 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     # the memory system's own rates bound it: DRAM (what misses) and the L2 (every byte, re-reads too)
     l2_bw = _l2_bandwidth_Bps(f)
     t_split = f.launch_overhead_s + max(t_chain, total * miss / f.dram_Bps, total / l2_bw if l2_bw else 0.0)
-    t_comb = f.launch_overhead_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
+    if fused_combine(s):  # (each CTA's arrival on the counter: here once, not in this form's chains)
+        t_comb = fused_arrive_s(s, f) + fused_combine_tail_s(p, s, f)
+    else:
+        t_comb = f.launch_overhead_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": len(cta_b),
             "slots": slots, "cta_rate_Bps": rate, "latency_s": lat, "tiles_in_flight": B, "kv_bytes": total}
 
@@ -1007,6 +1022,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
         return costs_memo[k]
 
     qb = g * p.max_seq_q * d * e
+    arrive = fused_arrive_s(s, f)
 
     def tail_s(k, x):
         """After a CTA's last bytes: its last tile's compute -- every tile's, where the CTA's whole K/V fits its
@@ -1017,7 +1033,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
         if (k, m) not in tail_memo:
             per_byte, issue = costs(k)
             c = tile * per_byte + issue
-            tail_memo[k, m] = m * c + max(0.0, (last_tile_drain_s(p, s, hw, k) if hw else 0.0) - c) + epi
+            tail_memo[k, m] = m * c + max(0.0, (last_tile_drain_s(p, s, hw, k) if hw else 0.0) - c) + epi + arrive
         return tail_memo[k, m]
 
     def limit_Bps(k, x):
@@ -1139,7 +1155,10 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             nxt += place(order, now, spread=True)
         live = nxt
     t_split = kernel_s + end
-    t_comb = kernel_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
+    if fused_combine(s):
+        t_comb = fused_combine_tail_s(p, s, f)
+    else:
+        t_comb = kernel_s + combine_body_s(p, s, f) if s.num_splits > 1 else 0.0
     return {"time_s": t_split + t_comb, "split_s": t_split, "combine_s": t_comb, "ctas": n_ctas, "slots": slots,
             "kv_bytes": total, "kernel_s": kernel_s, "model_ctas": len(sizes)}
 
@@ -1182,6 +1201,42 @@ def combine_body_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float
         f.mem_latency_s + (rounds_c - 1) * r_s
     paced = (n_c - 1) * max(f.cta_dispatch_s, combine_interval_s(p, f) / f.num_sms) + per_cta
     return max(cdiv(n_c, slots_c) * per_cta, paced, (part + out) / f.dram_Bps)
+
+
+def fused_combine(s: DecodeSchedule) -> bool:
+    """Whether `s` folds the combine into its split launch (combine_fused with S > 1: no combine launch)."""
+    return s.combine_fused and s.num_splits > 1
+
+
+#: partial elements (fp32) the fused combine of kernels/decode_kv.py holds per round: rows (the next power of two)
+#: x splits x head_dim (64 registers per thread at 4 warps)
+FUSED_COMBINE_ELEMENTS = 8192
+
+
+def fused_block_splits(p: DecodeProblem, s: DecodeSchedule) -> tuple:
+    """(RP, BLOCK_SF) of the fused combine: the unit's rows padded to a power of two, and the partials per round."""
+    rp = 1 << max(0, math.ceil(math.log2(max(1, heads_per_cta(p, s) * p.max_seq_q))))
+    return rp, max(1, min(1 << max(0, math.ceil(math.log2(s.num_splits))), FUSED_COMBINE_ELEMENTS // (rp * p.head_dim)))
+
+
+def fused_arrive_s(s: DecodeSchedule, f: DeviceFacts) -> float:
+    """What the fused combine adds to every split CTA: after its partial, a CTA barrier and one thread's atomic add on
+    its unit's counter (acq_rel, GPU scope): the release waits for the CTA's partial stores to reach the L2 (one
+    round trip), then the atomic's own answer (another) -- two unloaded memory latencies (0 unfused)."""
+    return 2 * f.mem_latency_s if fused_combine(s) else 0.0
+
+
+def fused_combine_tail_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
+    """GPU time the fused combine adds after the split launch's last CTA has counted itself in: that CTA reads its
+    unit's partials (in the L2) in ceil(S / BLOCK_SF) dependent rounds, the first as the combine launch's first round
+    (`combine_body_s`: one latency, the round's partials at 32 per latency), each further round one latency more, and
+    writes its rows of O.  No kernel of its own, no sequence-length load, no CTA dispatch (0 unfused)."""
+    if not fused_combine(s):
+        return 0.0
+    _, bsf = fused_block_splits(p, s)
+    rounds = cdiv(s.num_splits, bsf)
+    return f.mem_latency_s * (1 + min(bsf, COMBINE_SPLITS_PER_ROUND) / COMBINE_SPLITS_PER_ROUND) + \
+        (rounds - 1) * f.mem_latency_s
 
 
 #: partials the combine kernel loads per round (kernels/decode_kv.py: BLOCK_S = min(32, ...))
@@ -1275,7 +1330,8 @@ def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tupl
         sc = replace(s, num_splits=c)
         nbytes = units * miss * sum(nonempty_splits(L, c, s.block_n) * g * nq * d * e + 2 * L * d * e
                                     for L, nq in zip(p.read_seqlens_kv, p.seqlens_q))
-        lb = kernel_s + head + nbytes / rate + (kernel_s + combine_body_s(p, sc, f) if c > 1 else 0.0)
+        lb = kernel_s + head + nbytes / rate + (fused_combine_tail_s(p, sc, f) if fused_combine(sc) else
+                                                (kernel_s + combine_body_s(p, sc, f) if c > 1 else 0.0))
         bounds.append((lb, c, sc))
     rows = []
     best_t = float("inf")

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .inference import (COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, last_tile_drain_s, loop_step_s, DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
+from .inference import (fused_arrive_s, fused_combine, fused_combine_tail_s, COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, last_tile_drain_s, loop_step_s, DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
                         combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
                         dependent_loads_before_stream, loop_epilogue_s, pipeline_buffers, split_regs_per_thread,
                         split_shared_bytes,
@@ -449,7 +449,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             memory = _memory_at(facts, inflight, limit, buffers,
                                 None if serial else lambda n: paged_latency_extra_s(hw.name, problem.page_size, n))
             hit = limit
-            drain = last_tile_drain_s(problem, schedule, hw, on_sm)
+            # (+ with the fused combine: every CTA's arrival on its unit's counter, one atomic round trip)
+            drain = last_tile_drain_s(problem, schedule, hw, on_sm) + fused_arrive_s(schedule, facts)
             memo_costs: dict = {}
 
             def tile_costs(n, problem=problem, schedule=schedule, memo_costs=memo_costs):
@@ -487,6 +488,8 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                   latency_s=lat, head_s=head, cta_dispatch_s=dispatch, round_s=round_s, drain_s=drain,
                   epilogue_s=epilogue)
         kernels.append(st)
+    if fused_combine(schedule):
+        kernels.append(_fused_combine_record(problem, schedule, facts))
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]
     total["host_time_s"] = len(kernels) * hw.host_launch_s
@@ -495,6 +498,22 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
             "total": total, "peak_sram_per_cta_bytes": smem,
             "extra_device_bytes": decode_extra_device_bytes(problem, schedule),
             "memory_source": facts.source}
+
+
+def _fused_combine_record(p: DecodeProblem, s: DecodeSchedule, facts: DeviceFacts) -> dict:
+    """The fused combine (DecodeSchedule.combine_fused) as a record after the split launch's: no kernel of its own --
+    its time is what the last split CTA of a unit spends after counting itself in (`fused_combine_tail_s`), its bytes
+    the combine launch's (the partials read from the L2, O written to it)."""
+    d, e = p.head_dim, p.element_bytes
+    g, units = heads_per_cta(p, s), units_per_seq(p, s)
+    part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
+               for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
+    out = sum(p.seqlens_q) * p.heads_q * d * e
+    rec = {k: 0 for k in LEVEL_KEYS}
+    rec.update(global_read_bytes=part, l2_read_bytes=part, global_write_bytes=out, l2_write_bytes=out, flops=0,
+               exp_count=0, time_s=fused_combine_tail_s(p, s, facts), name="decode_combine_fused", grid=[0, 0, 1],
+               num_ctas=0)
+    return rec
 
 
 def rank_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", candidates=None,
