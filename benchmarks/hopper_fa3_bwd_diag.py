@@ -31,6 +31,7 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "diag2_stat_smem": (2, None, 2, True, True, False),
             # session 13: the registered kernel (STAT_SMEM; DQ_ASYNC by the registry) and FA3's matmul order
             "registered": (2, None, 0, True, None, None, None), "order1": (2, None, 0, True, None, None, 1),
+            "order2": (2, None, 0, True, None, None, 2),
             "diag1_stat_smem": (2, None, 1, True, True, False)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
 BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
@@ -41,7 +42,11 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # session 13: the consumer's matmul order (MMA_ORDER), 3 stages ("_stages": the schedule's)
                 "order1": dict(MMA_ORDER=1), "order2": dict(MMA_ORDER=2),
                 "order1_async": dict(MMA_ORDER=1, DQ_ASYNC=True), "order1_sync": dict(MMA_ORDER=1, DQ_ASYNC=False),
-                "s3": dict(_stages=3), "order1_s3": dict(MMA_ORDER=1, _stages=3)}
+                "s3": dict(_stages=3), "order1_s3": dict(MMA_ORDER=1, _stages=3), "order2_s3": dict(MMA_ORDER=2, _stages=3),
+                "dq_async_on": dict(DQ_ASYNC=True), "dq_defer": dict(DQ_ASYNC=True, DQ_DEFER=True),
+                "order2_dq_defer": dict(MMA_ORDER=2, DQ_ASYNC=True, DQ_DEFER=True),
+                "bm128": dict(_block_m=128), "bm128_sync": dict(_block_m=128, DQ_ASYNC=False),
+                "bm128_dq_defer": dict(_block_m=128, DQ_ASYNC=True, DQ_DEFER=True)}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -120,8 +125,9 @@ def main(argv=None) -> int:
         return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
     def with_switches(sw, fn):
+        sw = {name: val for name, val in sw.items() if not name.startswith("_")}
+
         def g():
-            sw = {name: val for name, val in sw.items() if not name.startswith("_")}
             old = {name: getattr(hb, name) for name in sw}
             try:
                 for name, val in sw.items():
@@ -160,7 +166,8 @@ def main(argv=None) -> int:
             name, _, only_d = name.partition("@")
             if only_d and int(only_d) != d:
                 continue
-            s = Schedule("hopper_fa3", "bwd", 64, 128, 4, BWD_SWITCHES[name].get("_stages", 2))
+            sw_ = BWD_SWITCHES[name]
+            s = Schedule("hopper_fa3", "bwd", sw_.get("_block_m", 64), 128, 4, sw_.get("_stages", 2))
             fns.append((f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
                         with_switches(BWD_SWITCHES[name], lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f))))
         for alg in [x for x in a.also.split(",") if x]:

@@ -48,7 +48,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
                 stages: int = 2, sass_out: str | None = None, persistent: bool = False,
                 wait_fence: bool | None = None, block0_unmasked: bool | None = None, kv_regs: bool | None = None,
                 diag: int = 0, dq_tma: bool | None = None, mma_order: int | None = None,
-                dq_async: bool | None = None) -> dict:
+                dq_async: bool | None = None, dq_defer: bool | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -69,10 +69,11 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         from kernels import hopper_gluon_bwd as kb
         from memsim.schedule import AttentionProblem, Schedule
         p = AttentionProblem(B, H, H, n, n, d, dtype=dtype, causal=causal)
-        s = Schedule("hopper_fa3", "bwd", 64, 128, 4, stages)
+        s = Schedule("hopper_fa3", "bwd", int(os.environ.get("FA3_BWD_BM", 64)), 128, 4, stages)
         dqacc = torch.empty(B, H, n, d, dtype=torch.float32)
         args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag,
-                                   dq_tma=dq_tma, mma_order=mma_order, dq_async=dq_async)
+                                   dq_tma=dq_tma, mma_order=mma_order, dq_async=dq_async,
+                                   dq_defer=dq_defer)
         jf = kb._hopper_fa3_bwd
     elif kernel == "fa3":
         from kernels import hopper_gluon as kg
@@ -100,7 +101,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
     return {"kernel": kernel + ("+persistent" if persistent else "") + ("+wait_fence" if wait_fence else "")
             + ("+block0_unmasked" if block0_unmasked else "") + ("+kv_regs" if kv_regs else "") + ("+dq_tma" if dq_tma else "")
             + (f"+diag{diag}" if diag else "") + (f"+order{mma_order}" if mma_order else "")
-            + ("" if dq_async is None else f"+dq_async={dq_async}"), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+            + ("" if dq_async is None else f"+dq_async={dq_async}") + ("+dq_defer" if dq_defer else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--diag", type=int, default=0, help="fa3bwd: timing diagnostic variant (1 no dQ adds, 2 no dQ)")
     ap.add_argument("--dq-tma", action="store_true", help="fa3bwd: dQ by TMA bulk reduce-add")
     ap.add_argument("--mma-order", type=int, default=None, help="fa3bwd: the consumer's matmul order (MMA_ORDER)")
+    ap.add_argument("--dq-defer", action="store_true", help="fa3bwd: DQ_DEFER (with DQ_ASYNC)")
     ap.add_argument("--dq-async", default=None, choices=("on", "off"), help="fa3bwd: DQ_ASYNC (default: registry)")
     a = ap.parse_args(argv)
     bad = 0
@@ -139,7 +141,8 @@ def main(argv=None) -> int:
                                   block0_unmasked=None if a.block0_unmasked is None else a.block0_unmasked == "on",
                                   kv_regs=a.kv_regs or None, diag=a.diag,
                                   dq_tma=a.dq_tma or None, mma_order=a.mma_order,
-                                  dq_async=None if a.dq_async is None else a.dq_async == "on"),
+                                  dq_async=None if a.dq_async is None else a.dq_async == "on",
+                                  dq_defer=a.dq_defer or None),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

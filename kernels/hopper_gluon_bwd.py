@@ -86,6 +86,10 @@ DQ_ASYNC = None
 #: flip (session 13).  (Tried on the CPU and dropped: as 1 with step i's dK left in flight into step i+1 -- ptxas
 #: serialises every wgmma, C7512 "insufficient register resources", as session 11's cross-step pipelining did.)
 MMA_ORDER = 0
+#: with DQ_ASYNC (its two staging tiles per warpgroup; MMA_ORDER 0 / 2): step i's dQ tile kept in registers and staged
+#: + reduce-added at step i+1 once S^T_{i+1}, dP^T_{i+1} are issued (the copy engine's hand-off under the tensor
+#: core's work instead of between steps).  A switch the benchmarks flip (session 13)
+DQ_DEFER = False
 
 if gluon is not None:
     @_builtin
@@ -163,7 +167,7 @@ if gluon is not None:
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
-                          DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr):
+                          DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -189,6 +193,9 @@ if gluon is not None:
         dq_offs = dq_r[:, None] * HEAD_DIM + dq_c[None, :]
         s_zero = gl.zeros([HALF_N, BLOCK_M], gl.float32, layout=s_layout)
         dq_zero = gl.zeros([BLOCK_M, HALF_D], gl.float32, layout=dq_layout)
+        if DQ_DEFER:  # step i's dQ tile, staged and reduce-added in step i+1 once S^T, dP^T are issued
+            dq_prev = dq_zero
+            dq_row_prev = 0
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         mbarrier.wait(kv_bar, 0)
@@ -213,6 +220,13 @@ if gluon is not None:
             do_t = do_smem.index(st)
             s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
             dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
+                if it > 0:
+                    dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
+                    tma.store_wait(1)
+                    dq_buf.store(dq_prev)
+                    fence_async_shared()
+                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
             s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
             if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
                 lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
@@ -282,6 +296,9 @@ if gluon is not None:
                     if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
                         gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
                                       mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
+                    elif DQ_DEFER:
+                        dq_prev = dq
+                        dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
                     elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
                         dq_buf = dq_stage.index(WG * 2 + it % 2)
                         tma.store_wait(1)
@@ -293,6 +310,13 @@ if gluon is not None:
                         _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                     else:
                         gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+        if DQ_DEFER:  # the last step's dQ tile
+            if GROUP * nblk > 0:
+                dq_buf = dq_stage.index(WG * 2 + (GROUP * nblk - 1) % 2)
+                tma.store_wait(1)
+                dq_buf.store(dq_prev)
+                fence_async_shared()
+                _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
         if DQ_ASYNC:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
@@ -309,7 +333,8 @@ if gluon is not None:
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
                         DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
-                        DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0):
+                        DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0,
+                        DQ_DEFER: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x
@@ -354,11 +379,13 @@ if gluon is not None:
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER)),
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
+                                 DQ_DEFER)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER)),
+                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
+                                 DQ_DEFER)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -384,7 +411,7 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
 
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
-                 dq_async: bool | None = None, mma_order: int | None = None):
+                 dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
@@ -396,6 +423,8 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
               DQ_TMA=DQ_TMA if dq_tma is None else dq_tma, STAT_SMEM=STAT_SMEM if stat_smem is None else stat_smem,
               MMA_ORDER=MMA_ORDER if mma_order is None else mma_order, num_warps=4, maxnreg=MAXNREG)
     kw["DQ_ASYNC"] = kw["DQ_TMA"] and _dq_async(p, s, dq_async)
+    kw["DQ_DEFER"] = kw["DQ_ASYNC"] and kw["MMA_ORDER"] != 1 and kw["DIAG"] == 0 and (
+        DQ_DEFER if dq_defer is None else dq_defer)
     return args, kw
 
 
@@ -410,8 +439,9 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
     """What the Gluon launch runs (ScheduleError otherwise; `memsim.algorithms_hopper.fa3_bwd_applies` is the same
     rule without reasons), and contiguous tensors (ValueError)."""
     if not fa3_bwd_applies(p, s):
-        raise ScheduleError(f"the hopper_fa3_bwd launch runs fp16/bf16, d 64/128, 64x128 tiles, num_warps 4, "
-                            f"num_stages 2-3, seq_q % 64 == 0 and seq_kv % 128 == 0; got {p.dtype}, d={p.head_dim}, "
+        raise ScheduleError(f"the hopper_fa3_bwd launch runs fp16/bf16, d 64/128, 64x128 tiles (128x128 at d=64), "
+                            f"num_warps 4, num_stages 2-3, seq_q % block_m == 0 and seq_kv % 128 == 0; got {p.dtype}, "
+                            f"d={p.head_dim}, "
                             f"{s.block_m}x{s.block_n} w{s.num_warps} s{s.num_stages}, lengths {p.seq_q}, {p.seq_kv}")
     for name, t in tensors:
         if not t.is_contiguous():
@@ -422,7 +452,7 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
                    kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
                    stat_smem: bool | None = None, dq_async: bool | None = None,
-                   mma_order: int | None = None) -> None:
+                   mma_order: int | None = None, dq_defer: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -435,7 +465,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async, mma_order)
+                            dq_async, mma_order, dq_defer)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -580,6 +580,10 @@ register(HOPPER_FA3_FWD)
 # --- hopper_fa3 bwd: FlashAttention-3's backward structure in Gluon (kernels/hopper_gluon_bwd.py) -----------------
 #: the Gluon backward's tiles: 64 Q rows (the dQ matmul's M), 128 K/V rows (two consumer warpgroups of 64)
 FA3_BWD_BLOCK_M, FA3_BWD_BLOCK_N = 64, 128
+#: the Q block heights the launch runs per head dim: 64 (the default), and 128 at d=64 (session 13: half the steps,
+#: dS^T exchanges and dQ reduce-adds per FLOP; sm_90a: no spills non-causal, 56 B causal, 231 744 B of shared memory
+#: with the double-buffered dQ staging; a measured candidate, not a default)
+FA3_BWD_BLOCK_MS = {64: (64, 128), 128: (64,)}
 #: dQ's partial tiles (block_m x d/2 fp32 per consumer warpgroup) reach dQacc by one TMA bulk reduce-add each, staged
 #: in shared memory (FlashAttention-3's way), not by per-thread fp32 atomics: exact on the H100 (run11c, 22 cases bf16
 #: and fp16) and faster there -- the dK/dV/dQ pass at bf16 d=128 N=16384 12.29 vs 13.39 ms, d=64 14.92 vs 15.84,
@@ -610,10 +614,11 @@ _FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf
 
 
 def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
-    """Whether hopper_fa3 bwd runs its own launch ``hopper_fa3_bwd``: fp16/bf16, d 64/128, 64 x 128 tiles, num_warps
-    4 (the producer's warpgroup; 12 warps launched), num_stages 2-3, seq_q % 64 == 0 and seq_kv % 128 == 0 (its TMA
-    descriptors span all rows [B*H*N, d]).  Otherwise hopper bwd's launches with the same schedule."""
-    return (p.dtype in _TWO_BYTE and p.head_dim in FA3_HEAD_DIMS and s.block_m == FA3_BWD_BLOCK_M
+    """Whether hopper_fa3 bwd runs its own launch ``hopper_fa3_bwd``: fp16/bf16, d 64/128, 64 x 128 tiles (or 128 x
+    128 at d=64: `FA3_BWD_BLOCK_MS`), num_warps 4 (the producer's warpgroup; 12 warps launched), num_stages 2-3,
+    seq_q % block_m == 0 and seq_kv % 128 == 0 (its TMA descriptors span all rows [B*H*N, d]).  Otherwise hopper
+    bwd's launches with the same schedule."""
+    return (p.dtype in _TWO_BYTE and p.head_dim in FA3_HEAD_DIMS and s.block_m in FA3_BWD_BLOCK_MS[p.head_dim]
             and s.block_n == FA3_BWD_BLOCK_N and s.num_warps == 4 and s.num_stages in (2, 3)
             and p.seq_q % s.block_m == 0 and p.seq_kv % s.block_n == 0)
 

@@ -46,11 +46,11 @@ def _check_grads(p, q, k, v, do, grads, dtype):
         check_rule(name, g, gr, dtype=dtype, **ys[name])
 
 
-def _run(case, dtype, seed_tag):
+def _run(case, dtype, seed_tag, block_m=64):
     shape, causal, align, st, order = _CASES[case]
     q, k, v, do = make_inputs(*shape, dtype, "cuda", seed_of("fa3_bwd", seed_tag, case, dtype))
     p = kernels.problem_for(q, k, v, causal=causal, causal_align=align)
-    s = Schedule(ALG, "bwd", 64, 128, 4, st, order)
+    s = Schedule(ALG, "bwd", block_m, 128, 4, st, order)
     f = kernels.forward(p, kernels.default_schedule(p, "flash2", "fwd", q.device), q, k, v)
     with poisoned_allocations():
         grads = kernels.backward(p, s, q, k, v, f.o, do, f)
@@ -77,9 +77,10 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=1),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, MMA_ORDER=1),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=2)],
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=2),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_DEFER=True)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
-                              "dq_tma_stat_smem_async", "order1", "order1_async", "order2"])
+                              "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -95,6 +96,22 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
             _run(case, dtype, "variants")
         return
     p, s, (q, k, v, do), grads = _run(case, dtype, "variants")
+    _check_grads(p, q, k, v, do, grads, dtype)
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("switches", [{}, dict(DQ_ASYNC=False)], ids=["registered", "sync"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", [c for c in _CASES if c.startswith("d64")])
+def test_fa3_backward_bm128_gpu(case, dtype, switches, monkeypatch):
+    """128-row Q blocks at d=64 (`FA3_BWD_BLOCK_MS`, session 13): exact on the d=64 cases (their seq_q divide 128),
+    with the registry's switches and with single-buffered dQ staging.  (DQ_DEFER does not pair with them: ptxas
+    serialises every wgmma there.)"""
+    for name, value in switches.items():
+        monkeypatch.setattr(hb, name, value)
+    p, s, (q, k, v, do), grads = _run(case, dtype, "bm128", block_m=128)
+    from memsim.algorithms_hopper import fa3_bwd_applies
+    assert s.block_m == 128 and fa3_bwd_applies(p, s)
     _check_grads(p, q, k, v, do, grads, dtype)
 
 
@@ -152,6 +169,9 @@ def test_fa3_backward_refusals():
             hb.check_fa3_bwd(p2, s)
     s = Schedule(ALG, "bwd", 64, 128, 4, 2)
     hb.check_fa3_bwd(p, s)
+    hb.check_fa3_bwd(AttentionProblem(1, 2, 2, 256, 256, 64, dtype="bf16"), Schedule(ALG, "bwd", 128, 128, 4, 2))
+    with pytest.raises(ScheduleError, match="hopper_fa3_bwd launch runs"):  # 128-row Q blocks need seq_q % 128
+        hb.check_fa3_bwd(AttentionProblem(1, 2, 2, 192, 256, 64, dtype="bf16"), Schedule(ALG, "bwd", 128, 128, 4, 2))
     t = torch.empty(1, 2, 256, 256, dtype=torch.bfloat16)[..., :128]
     with pytest.raises(ValueError, match="contiguous"):
         hb.check_fa3_bwd(p, s, (("q", t),))
