@@ -9,7 +9,9 @@ drawn instead: an L1 miss with the point's measured m, and of those a DRAM miss 
 d (DRAM reads beyond the global loads / the reloads reaching the L2); `memsim.warp_issue.replay` then waits on each
 at its own latency -- a warp's batch of reloads waits for its slowest, as the hardware does.  A DRAM miss is
 replayed at the unloaded latency and at a loaded one, 683 / (1 - u) with u the point's DRAM bytes per second over
-the calibrated copy rate (a queue; notes/spills.md session 9, next 3).
+the calibrated copy rate (a queue; notes/spills.md session 9, next 3), and at the `dram_stream` curve's loaded
+latency at the point's DRAM bytes per second (`calibration.dram_queue_latency`, what the attention engine waits
+since 277b5cd: the pointer chase's 683 cycles + the curve's excess over its unloaded end; session 12).
 
 Each point: measured cycles per iteration of the SM's CTAs over the replay (linear mix; drawn, DRAM at 683; drawn,
 DRAM loaded).  Only points with at most `--max-warps` warps per SM (one warp per scheduler: past that the chip's
@@ -75,16 +77,18 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import memsim
-    from memsim.calibration import load_calibration
+    from memsim.calibration import curve_latency_s, dram_queue_latency, load_calibration
     from memsim.warp_issue import replay
     import spill_sm_gpu as B  # noqa: F401 -- imported by _bodies
     cal = load_calibration(memsim.load_hardware("h100-sxm"))
+    dq = dram_queue_latency(cal, cal.dram_Bps)
     lat = cal.issue
     bodies = _bodies()
     fact = json.loads((ROOT / "memsim/presets/h100-sxm.calibration.json").read_text())["facts"]["spill_sm"]
     rows, seen = [], set()
-    print("| point | run | warps/SM | m | d | w | u | measured / linear | / drawn 683 | / drawn loaded (cycles) |")
-    print("| --- " * 10 + "|")
+    print("| point | run | warps/SM | m | d | w | u | measured / linear | / drawn 683 | / drawn loaded (cycles) | "
+          "/ drawn curve (cycles) |")
+    print("| --- " * 11 + "|")
     for p in fact:
         if p["sms_used"] != 132 and not a.all_sms:
             continue
@@ -108,12 +112,18 @@ def main(argv=None) -> int:
         loaded = lat.load_dram_cycles / max(0.05, 1 - u)
         r683 = drawn(body, warps, k, lat, m, d, lat.load_dram_cycles, a.seeds)
         rld = drawn(body, warps, k, lat, m, d, loaded, a.seeds) if d > 0 else r683
+        # the dram_stream curve at the point's own DRAM rate (the engine's loaded latency, in the point's clock)
+        curved = lat.load_dram_cycles + (curve_latency_s(dq[0], (p["dram_read_bytes"] + p["dram_write_bytes"])
+                                                          / p["time_s"]) * p["ncu_sm_clock_Hz"] if dq else 0.0)
+        rcv = drawn(body, warps, k, lat, m, d, curved, a.seeds) if d > 0 else r683
         row = {"id": p["id"], "run": p.get("run"), "warps_per_sm": p["warps_per_sm"], "m": m, "d": d, "w": w, "u": u,
-               "measured": meas, "linear": lin, "drawn_683": r683, "drawn_loaded": rld, "loaded_cycles": loaded}
+               "measured": meas, "linear": lin, "drawn_683": r683, "drawn_loaded": rld, "loaded_cycles": loaded,
+               "drawn_curve": rcv, "curve_cycles": curved}
         rows.append(row)
         print(f"| {p['id']} | {(p.get('run') or '')[15:30]} | {p['warps_per_sm']:.0f} | {m:.2f} | {d:.2f} | {w:.2f} | "
-              f"{u:.2f} | {meas / lin:.2f} | {meas / r683:.2f} | {meas / rld:.2f} ({loaded:.0f}) |", flush=True)
-    for key in ("linear", "drawn_683", "drawn_loaded"):
+              f"{u:.2f} | {meas / lin:.2f} | {meas / r683:.2f} | {meas / rld:.2f} ({loaded:.0f}) | "
+              f"{meas / rcv:.2f} ({curved:.0f}) |", flush=True)
+    for key in ("linear", "drawn_683", "drawn_loaded", "drawn_curve"):
         r = [x["measured"] / x[key] for x in rows]
         wb = [x["measured"] / x[key] for x in rows if x["w"] > 0.1]
         print(f"measured / {key}: median {statistics.median(r):.2f} (range {min(r):.2f}-{max(r):.2f}) over {len(r)} "
