@@ -605,6 +605,13 @@ FA3_BWD_STAT_SMEM = True
 #: N=4096 410/408 vs 412/396, N=1024 264/262 vs 259/255; run11e), so off there (it also costs d x 256 B of shared
 #: memory).  Timed at d=64 only on that one cell, 2 stages (the default) only: 3 stages were never run with it.
 FA3_BWD_DQ_ASYNC = {"head_dims": (64,), "num_stages": (2,)}
+#: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
+#: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
+#: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
+#: benchmarks/hopper_fa3_bwd_diag.py): d=128 N=16384 10.58 ms, without dQ's reduce-adds 9.37, without dQ at all (no
+#: exchange) 6.69 -- the exchange + dQ matmul cost 2.67 ms where the dQ matmul's FLOPs at the pass's own dK/dV rate
+#: are 1.67.  A switch for the model's tests (False: hopper bwd's steps, the overlap as for hopper_ws)
+FA3_BWD_LOCKSTEP = True
 _FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048; run11d "
                      "2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run11d.md): 64x128 w4 s2, dQ by TMA "
                      "reduce-add, lse/delta through the stages -- the whole backward d=128 N=16384 509 TFLOP/s "

@@ -26,7 +26,7 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .algorithms_hopper import (fa3_applies, fa3_bwd_applies, fa3_persistent, fa3_tiles, longest_first, persistent,
+from .algorithms_hopper import (FA3_BWD_LOCKSTEP, fa3_applies, fa3_bwd_applies, fa3_persistent, fa3_tiles, longest_first, persistent,
                                 persistent_tiles, ws_dq_schedule)
 from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre,
                         _flash2_fwd, _runs, workload)
@@ -160,6 +160,24 @@ def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
 
 
 # --- hopper_fa3 bwd: hopper bwd's steps; its fused pass under the launch name ``hopper_fa3_bwd`` -----------------
+def _fa3_bwd_lockstep(c: _Ctx, co: dict) -> list:
+    """hopper_bwd_dkdvdq's steps with each (Q block, K/V block) step split in two: its loads and matmuls, then its
+    exponentials and its dQacc reduce-adds (and, last, dK_j, dV_j) in a step of their own.  The per-step dS^T
+    exchange -- warpgroup w's dQ columns need both warpgroups' dS^T rows, an mbarrier both arrive on -- keeps the two
+    consumer warpgroups in lockstep: both run their exponentials, dS and the dQ tile's staging at the same time, so
+    neither's elementwise work runs under the other's matmuls, and the engine's two-group overlap (a step computes
+    for max(dot, exp, issue)) does not hold: the pass takes dot + exp per step (`FA3_BWD_LOCKSTEP`).  Bytes, FLOPs
+    and exponentials unchanged."""
+    out = []
+    for reads, writes, flops, exps, tiles in _hopper_bwd_dkdvdq(c, co):
+        if not tiles:
+            out.append([reads, writes, flops, exps, tiles])
+            continue
+        out.append([reads, [], flops, 0, tiles])
+        out.append([[], writes, 0, exps, 0])
+    return out
+
+
 @workload("hopper_fa3", "bwd")
 def _hopper_fa3_bwd_work(c: _Ctx) -> dict:
     """The Gluon pass moves hopper_bwd_dkdvdq's bytes in its order (per CTA: K_j, V_j, then per q head of the group
@@ -169,6 +187,7 @@ def _hopper_fa3_bwd_work(c: _Ctx) -> dict:
     w = _hopper_bwd_work(c)
     if not fa3_bwd_applies(c.p, c.s):
         return w
+    steps = _fa3_bwd_lockstep if FA3_BWD_LOCKSTEP else _hopper_bwd_dkdvdq
     return {"hopper_bwd_preprocess": w["hopper_bwd_preprocess"],
-            "hopper_fa3_bwd": _tma(c, lambda co: _hopper_bwd_dkdvdq(c, co)),
+            "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co)),
             "hopper_bwd_dq_convert": w["hopper_bwd_dq_convert"]}
