@@ -15,6 +15,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,14 +74,19 @@ def main(argv=None) -> int:
                     help="combine launches to time ours with, of plain, pdl, fused (the combine folded into the "
                          "split launch, DecodeSchedule.combine_fused; session 13); overrides --pdl")
     ap.add_argument("--paged-stages", default="3", help="num_stages of the paged rows (each at its own auto split)")
+    ap.add_argument("--page-order", default="shuffled",
+                    help="shuffled (pages in a random order, as make_problem_inputs hands them out) and / or ordered "
+                         "(the contiguous cache itself as pages: sequence b's page j is page b x pages + j; session 13)")
+    ap.add_argument("--paged-splits", default="", help="split counts to time the paged rows at besides the rule's")
     a = ap.parse_args(argv)
     modes = (a.combine.split(",") if a.combine else ["pdl" if v == "1" else "plain" for v in a.pdl.split(",")])
-    flags = {"plain": {}, "pdl": {"combine_pdl": True}, "fused": {"combine_fused": True}}
+    flags = {"plain": {}, "pdl": {"combine_pdl": True}, "fused": {"combine_fused": True},
+             "default": {"combine_pdl": True}}  # default: kernels.decode's (fused at S <= 2, session 13)
     import torch
     import triton
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from kernels.decode_kv import decode, decode_plan
+    from kernels.decode_kv import _default_combine, decode, decode_plan
     from kernels.decode_testing import make_problem_inputs
     from kernels.testing import check_rule
     from memsim.inference import DecodeProblem, DecodeSchedule
@@ -120,6 +126,8 @@ def main(argv=None) -> int:
 
         # ours, contiguous: auto + sweep (each combine_pdl value of --pdl)
         def ours(mode):
+            if mode == "default":
+                return ours_default()
             cs = DecodeSchedule(**flags[mode])
             pdl = mode != "plain"  # (the rows' tag, as in session 12: S = 1 timed once)
             _, s_auto, _ = decode_plan(q, kc, vc, lens, schedule=cs, num_splits="auto")
@@ -136,6 +144,19 @@ def main(argv=None) -> int:
                                                                              num_splits=S) for st in sets]),
                     num_splits=S, auto=False, **cs_tags(cs))
 
+        def ours_default():  # kernels.decode without a schedule: its rule, its combine
+            _, s_auto, _ = decode_plan(q, kc, vc, lens)
+            gate("decode default", decode(q, kc, vc, lens).transpose(1, 2))
+            rec("decode", "contiguous", timed([lambda st=st: decode(st[0], st[1], st[2], st[3]) for st in sets]),
+                num_splits=s_auto.num_splits, auto=True, default=True, **cs_tags(s_auto))
+            for S in (int(v) for v in a.splits.split(",")):
+                if S > -(-N // 64):
+                    continue
+                sS = decode_plan(q, kc, vc, lens, num_splits=S)[1]
+                rec("decode", "contiguous", timed([lambda st=st, S=S: decode(st[0], st[1], st[2], st[3], num_splits=S)
+                                                   for st in sets]), num_splits=S, auto=False, default=True,
+                    **cs_tags(sS))
+
         for mode in modes:
             try:
                 ours(mode)
@@ -145,31 +166,43 @@ def main(argv=None) -> int:
         # ours, paged (the contiguous rows copied into shuffled pages), auto split, page_prefetch
         for ps in (int(v) for v in a.pages.split(",") if v):
             pp = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16", page_size=ps)
-            psets = []
-            for i, st in enumerate(sets):
-                _, pk, pv, _, bt = make_problem_inputs(pp, "cuda", seed=B * 1000003 + N + i)
-                flat = bt[:, :N // ps].reshape(-1).long()
-                pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
-                pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
-                psets.append((st[0], pk, pv, st[3], bt))
-            for mode in modes:
-                for stg in (int(v) for v in a.paged_stages.split(",")):
-                    sch = DecodeSchedule(page_prefetch=True, num_stages=stg, **flags[mode])
-                    try:
-                        o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], schedule=sch,
-                                   num_splits="auto")
-                        gate(f"decode paged{ps} {mode} st{stg}", o.transpose(1, 2))
-                        _, sp, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4],
-                                               schedule=sch, num_splits="auto")
-                        rec("decode", f"paged{ps}", timed([lambda st=st: decode(st[0], st[1], st[2], st[3],
-                                                                                 block_table=st[4], schedule=sch,
-                                                                                 num_splits="auto")
-                                                           for st in psets]), num_splits=sp.num_splits, auto=True,
-                            page_prefetch=True, num_stages=stg, **cs_tags(sch))
-                    except Exception as exc:
-                        notes.append(f"decode paged{ps} {mode} st{stg} {shape}: {exc!r}"[:300])
-                        print(notes[-1], flush=True)
-            del psets
+            for order in a.page_order.split(","):
+                psets = []
+                for i, st in enumerate(sets):
+                    if order == "ordered":  # the contiguous cache itself, read through the identity table
+                        npg = N // ps
+                        bt = (torch.arange(B * npg, dtype=torch.int32, device="cuda").reshape(B, npg))
+                        psets.append((st[0], st[1].reshape(B * npg, ps, HKV, D), st[2].reshape(B * npg, ps, HKV, D),
+                                      st[3], bt))
+                        continue
+                    _, pk, pv, _, bt = make_problem_inputs(pp, "cuda", seed=B * 1000003 + N + i)
+                    flat = bt[:, :N // ps].reshape(-1).long()
+                    pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
+                    pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
+                    psets.append((st[0], pk, pv, st[3], bt))
+                p0 = psets[0]
+                for mode in modes:
+                    for stg in (int(v) for v in a.paged_stages.split(",")):
+                        sch = DecodeSchedule(page_prefetch=True, num_stages=stg, **flags[mode])
+                        try:
+                            _, sp, _ = decode_plan(q, p0[1], p0[2], lens, block_table=p0[4], schedule=sch,
+                                                   num_splits="auto")
+                            todo = [(sp, True)] + [(replace(sp, num_splits=int(v)), False)
+                                                   for v in a.paged_splits.split(",") if v and int(v) != sp.num_splits]
+                            for sS, auto in todo:
+                                if mode == "default":
+                                    sS = _default_combine(sS, sS.num_splits, "cuda")
+                                o = decode(q, p0[1], p0[2], lens, block_table=p0[4], schedule=sS)
+                                gate(f"decode paged{ps} {order} {mode} st{stg} S{sS.num_splits}", o.transpose(1, 2))
+                                rec("decode", f"paged{ps}", timed([lambda st=st, sS=sS: decode(
+                                    st[0], st[1], st[2], st[3], block_table=st[4], schedule=sS) for st in psets]),
+                                    num_splits=sS.num_splits, auto=auto, page_prefetch=True, num_stages=stg,
+                                    page_order=order, **({"default": True} if mode == "default" else {}),
+                                    **cs_tags(sS))
+                        except Exception as exc:
+                            notes.append(f"decode paged{ps} {order} {mode} st{stg} {shape}: {exc!r}"[:300])
+                            print(notes[-1], flush=True)
+                del psets
         # SDPA on (B, H, N, d) copies
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
                   st[2].transpose(1, 2).contiguous()) for st in sets]
