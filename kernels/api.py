@@ -156,12 +156,15 @@ HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
 #:   fp16 (one round) the same way: d=128 N=16384 501 vs 437, causal N 1024 / 4096 257 / 394 vs 229 / 336, d=64
 #:   N=16384 396 vs 361.  run11e (the rule on the card; d=64 now with the double-buffered dQ staging): d=64 N=16384
 #:   445/442 vs hopper_ws 357/353.
-#: Left out: d=64 non-causal N=1024 (297 vs flash2 289: +3 %, within the spreads), d=64 causal (ties: 208 vs 210,
-#: 309 vs 306, 350 vs 352).  Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked
-#: for.  Contiguous tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
+#: Session 13 (run13b; d=64 with the double-buffered dQ staging and 128-row Q blocks, the registry's d=64 tiles
+#: since): d=64 non-causal N 1024 / 4096 / 16384 355/348 / 460/424 / 434/488 vs flash2 302/295 / hopper_fa3 64-row
+#: 418/408 / 446/428; causal N 1024 / 4096 / 16384 231/231 / 371/334 / 453/438 vs flash2 205/207 / hopper_ws 291/306
+#: / 345/346 -- the d=64 cells left out before (a tie with 64-row blocks and single-buffered dQ) join.
+#: Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked for.  Contiguous
+#: tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
 HOPPER_FA3_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
                           "seq_range": {(128, False): (1024, 16384), (128, True): (1024, 16384),
-                                        (64, False): (4096, 16384)}}
+                                        (64, False): (1024, 16384), (64, True): (1024, 16384)}}
 #: the algorithm each measured rule makes the default
 RULE_ALGORITHMS = {"HOPPER_FA3_FWD_FASTEST": "hopper_fa3", "HOPPER_WS_FWD_FASTEST": "hopper_ws",
                    "HOPPER_FA3_BWD_FASTEST": "hopper_fa3", "HOPPER_WS_BWD_FASTEST": "hopper_ws"}

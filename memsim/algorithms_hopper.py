@@ -580,9 +580,12 @@ register(HOPPER_FA3_FWD)
 # --- hopper_fa3 bwd: FlashAttention-3's backward structure in Gluon (kernels/hopper_gluon_bwd.py) -----------------
 #: the Gluon backward's tiles: 64 Q rows (the dQ matmul's M), 128 K/V rows (two consumer warpgroups of 64)
 FA3_BWD_BLOCK_M, FA3_BWD_BLOCK_N = 64, 128
-#: the Q block heights the launch runs per head dim: 64 (the default), and 128 at d=64 (session 13: half the steps,
-#: dS^T exchanges and dQ reduce-adds per FLOP; sm_90a: no spills non-causal, 56 B causal, 231 744 B of shared memory
-#: with the double-buffered dQ staging; a measured candidate, not a default)
+#: the Q block heights the launch runs per head dim: 64, and 128 at d=64 (session 13: half the steps, dS^T exchanges
+#: and dQ reduce-adds per FLOP; sm_90a: no spills non-causal, 56 B causal, 231 744 B of shared memory with the
+#: double-buffered dQ staging).  Exact on the H100 (run13b: the d=64 cases, bf16 and fp16, with and without DQ_ASYNC)
+#: and faster there: the whole backward bf16 d=64 N 1024 / 4096 / 16384 355/348 / 460/424 / 434/488 vs 64-row blocks
+#: 325/327 / 418/408 / 446/428, causal 231/231 / 371/334 / 453/438 vs 229/227 / 360/363 / 428/398 TFLOP/s
+#: (benchmarks/results/hopper-h100-2026-11-26-run13.md): the default tiles at d=64 (128 x 128), 64 x 128 at d=128
 FA3_BWD_BLOCK_MS = {64: (64, 128), 128: (64,)}
 #: dQ's partial tiles (block_m x d/2 fp32 per consumer warpgroup) reach dQacc by one TMA bulk reduce-add each, staged
 #: in shared memory (FlashAttention-3's way), not by per-thread fp32 atomics: exact on the H100 (run11c, 22 cases bf16
@@ -617,7 +620,8 @@ _FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf
                      "reduce-add, lse/delta through the stages -- the whole backward d=128 N=16384 509 TFLOP/s "
                      "(hopper_ws 421, cuDNN 542), causal N=4096 402 (350 / 437); d=64 N=16384 396 (357 / 447), "
                      "with the double-buffered dQ staging 444 (run11e: hopper_ws 355, cuDNN 430); s3 no faster "
-                     "(run11c)")
+                     "(run11c, run13b); d=64 with 128-row Q blocks: run13b N=1024 355/348 vs 64-row 325/327 (cuDNN "
+                     "350/342), N=4096 460/424 vs 418/408 (427/432)")
 
 
 def fa3_bwd_applies(p: AttentionProblem, s: Schedule) -> bool:
@@ -675,15 +679,15 @@ HOPPER_FA3_BWD = AlgorithmSpec(
     launches=_fa3_bwd_launches, sram_bytes_per_cta=_fa3_bwd_sram,
     contract=_fa3_bwd_renamed(_hopper_bwd_contract), compulsory_dram_bytes=_fa3_bwd_renamed(_hopper_bwd_compulsory),
     extra_device_bytes=lambda p, s: 2 * _lse_bytes(p) + dqacc_bytes(p),
-    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (64, 128, 4, 2), 128: (64, 128, 4, 2)},
+    default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (64, 128, 4, 2)},
                                 _FA3_BWD_MEASURED)
     + _defaults("gpu", _TWO_BYTE, None, {16: (64, 64, 4, 2), 32: (64, 64, 4, 2)},
                 "hopper bwd's launches (hopper_fa3 runs d 64/128 only)")
     + _defaults("gpu", ("fp32",), None, {16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2),
                                          128: (32, 32, 8, 2)}, _FP32) + _INTERPRETER,
     description="""\
-hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles, num_warps 4,
-    2-3 stages, seq_q % 64 == 0, seq_kv % 128 == 0:
+hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles (128 x 128 at d=64, the
+    default there), num_warps 4, 2-3 stages, seq_q % block_m == 0, seq_kv % 128 == 0:
     ``hopper_bwd_preprocess`` (hopper bwd's): reads O_i, dO_i, writes delta_i (rows x 4),
     zeroes dQacc_i (rows x d x 4).
     ``hopper_fa3_bwd`` (Gluon) one CTA per (K/V block, batch*head_kv): K_j, V_j by TMA

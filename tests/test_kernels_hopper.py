@@ -254,13 +254,14 @@ def _small(d, dtype=torch.bfloat16):
     ("bf16", 128, True, 1024, "hopper_fa3", "hopper_fa3"),   # bwd: was flash2 (hopper_ws a tie)
     ("bf16", 128, True, 4096, "hopper_fa3", "hopper_fa3"),
     ("bf16", 128, True, 16384, "hopper_fa3", "hopper_fa3"),
-    ("bf16", 64, False, 1024, "hopper_fa3", "flash2"),       # fwd: hopper_fa3 from session 10 (run10b); bwd: a tie
-    ("bf16", 64, True, 2048, "hopper_fa3", "flash2"),        # fwd: the causal walk (run10b)
+    ("bf16", 64, False, 1024, "hopper_fa3", "hopper_fa3"),   # fwd: hopper_fa3 from session 10 (run10b); bwd: run13b
+    ("bf16", 64, True, 2048, "hopper_fa3", "hopper_fa3"),    # fwd: the causal walk (run10b); bwd: 128-row Q blocks
     ("fp16", 64, False, 4096, "hopper_fa3", "hopper_fa3"),
     ("bf16", 64, False, 16384, "hopper_fa3", "hopper_fa3"),
-    ("bf16", 64, True, 1024, "flash2", "flash2"),            # fwd: flash2 faster than hopper_fa3 (run9b, run10b)
-    ("bf16", 64, True, 4096, "hopper_fa3", "hopper_ws"),     # bwd: hopper_fa3 a tie (run11d)
-    ("bf16", 64, True, 16384, "hopper_fa3", "hopper_ws"),
+    ("bf16", 64, True, 1024, "flash2", "hopper_fa3"),        # fwd: flash2 faster than hopper_fa3 (run9b, run10b)
+    ("bf16", 64, True, 4096, "hopper_fa3", "hopper_fa3"),    # bwd: a tie with 64-row blocks (run11d); run13b
+    ("bf16", 64, True, 16384, "hopper_fa3", "hopper_fa3"),
+    ("bf16", 64, True, 1984, None, "flash2"),                # bwd: 1984 % 128 != 0 (the d=64 tiles are 128 x 128)
     ("bf16", 128, False, 2000, None, "hopper_ws"),           # 2000 % 128 != 0 -> no hopper_fa3 rule
 ])
 def test_default_picks_the_measured_rules(h100, dtype, d, causal, n, fwd, bwd):
@@ -279,7 +280,7 @@ def test_default_picks_the_measured_rules(h100, dtype, d, causal, n, fwd, bwd):
             want = f"HOPPER_{'FA3' if s.algorithm == 'hopper_fa3' else 'WS'}_{s.phase.upper()}_FASTEST"
             assert src == "rule" and key == want
             tiles = (s.block_m, s.block_n, s.num_warps, s.num_stages)
-            assert tiles == ((128, 128, 4, 2) if s.phase == "fwd" else (64, 128, 4, 2))
+            assert tiles == ((128, 128, 4, 2) if s.phase == "fwd" or p.head_dim == 64 else (64, 128, 4, 2))
         else:
             assert src != "rule"
 
@@ -332,7 +333,9 @@ def test_hopper_fa3_bwd_rule_needs_what_the_kernel_needs(h100, monkeypatch):
     assert api.measured_rule(kernels.AttentionProblem(8, 16, 16, 2048, 1984, 128, dtype="bf16"), "bwd", q, k,
                              v) == "HOPPER_WS_BWD_FASTEST"  # 1984 % 128 != 0
     assert api.measured_rule(kernels.AttentionProblem(16, 32, 32, 1024, 1024, 64, dtype="bf16"), "bwd", q, k,
-                             v) is None  # d=64 N=1024: a tie with flash2
+                             v) == "HOPPER_FA3_BWD_FASTEST"  # d=64 N=1024: 128-row Q blocks (run13b)
+    assert api.measured_rule(kernels.AttentionProblem(16, 32, 32, 1088, 1088, 64, dtype="bf16"), "bwd", q, k,
+                             v) is None  # 1088 % 128 != 0: d=64's 128-row Q blocks do not divide it
     assert api.measured_rule(kernels.AttentionProblem(4, 16, 16, 4096, 4096, 128, dtype="fp32"), "bwd", q, k,
                              v) is None
     t = torch.randn(1, 8, 2, 128).to(torch.bfloat16).transpose(1, 2)  # (B, N, H, d) storage: not contiguous
@@ -399,14 +402,21 @@ def test_rule_schedules_simulate(h100):
     p4 = kernels.AttentionProblem(1, 16, 16, 4096, 4096, 128, dtype="bf16", causal=True)
     bs = kernels.default_choice(p4, q, k, v).backward
     p64 = kernels.AttentionProblem(1, 32, 32, 4096, 4096, 64, dtype="bf16", causal=True)
-    ws = kernels.default_choice(p64, *_small(64)).backward
-    assert (fs.algorithm, bs.algorithm, ws.algorithm) == ("hopper_fa3", "hopper_fa3", "hopper_ws")
+    b64 = kernels.default_choice(p64, *_small(64)).backward
+    assert (fs.algorithm, bs.algorithm, b64.algorithm) == ("hopper_fa3", "hopper_fa3", "hopper_fa3")
+    assert b64.block_m == 128  # d=64: 128-row Q blocks (run13b)
+    ws = kernels.default_choice(kernels.AttentionProblem(1, 32, 32, 32768, 32768, 64, dtype="bf16", causal=True),
+                                *_small(64)).backward  # beyond hopper_fa3's measured range: hopper_ws's rule
+    assert ws.algorithm == "hopper_ws"
     rf = memsim.simulate(p, fs, hw).to_dict()
     assert [x["name"] for x in rf["kernels"]] == ["hopper_fa3_fwd"] and rf["total"]["time_s"] > 0
     rb = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 128, dtype="bf16", causal=True), bs, hw).to_dict()
     assert [x["name"] for x in rb["kernels"]] == ["hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert"]
     rw = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 64, dtype="bf16", causal=True), ws, hw).to_dict()
     assert [x["name"] for x in rw["kernels"]] == ["flash2_bwd_preprocess", "hopper_bwd_dkdv_ws", "flash2_bwd_dq"]
+    r64 = memsim.simulate(kernels.AttentionProblem(1, 4, 4, 1024, 1024, 64, dtype="bf16", causal=True), b64,
+                          hw).to_dict()
+    assert [x["name"] for x in r64["kernels"]][1] == "hopper_fa3_bwd" and r64["total"]["time_s"] > 0
 
 
 # --- the Gluon forward experiment (kernels.hopper.gluon_forward): GPU only (Gluon does not run in the interpreter) ---

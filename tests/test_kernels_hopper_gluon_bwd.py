@@ -156,6 +156,25 @@ def test_fa3_backward_registry_path_gpu(shape, causal):
         check_rule(name, g, gr, dtype="bf16", **ys[name])
 
 
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+def test_fa3_backward_default_path_gpu(causal):
+    """kernels.attention with no schedule at d=64 N=1024 on the H100: the default's backward is hopper_fa3 with
+    128-row Q blocks (HOPPER_FA3_BWD_FASTEST, run13b); O and the gradients exact."""
+    q, k, v, do = make_inputs(2, 8, 8, 1024, 1024, 64, "bf16", "cuda", seed_of("fa3_bwd", "default", causal))
+    ref = kernels.reference(q, k, v, do=do, causal=causal)
+    ys = yardsticks(q, k, v, do=do, causal=causal)
+    qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    o = kernels.attention(qg, kg, vg, is_causal=causal)
+    o.backward(do)
+    bwd = kernels.last_schedule()[1]
+    if torch.cuda.get_device_properties(0).multi_processor_count == 132:
+        assert (bwd.algorithm, bwd.block_m, bwd.block_n) == ("hopper_fa3", 128, 128), bwd
+    check_rule("o", o.detach(), ref[0], dtype="bf16", **ys["o"])
+    for name, g, gr in zip(("dq", "dk", "dv"), (qg.grad, kg.grad, vg.grad), ref[2:]):
+        check_rule(name, g, gr, dtype="bf16", **ys[name])
+
+
 def test_fa3_backward_refusals():
     """What the Gluon launch does not run is refused with the reason (the registry runs hopper bwd's launches
     there instead: test_fa3_backward_registry_launches)."""
@@ -214,10 +233,18 @@ def test_fa3_backward_registry_launches(order):
         s64 = Schedule(ALG, "bwd", 64, 128, 4, st)
         assert sram_bytes_per_cta(p64, s64) == (base + st * 2 * 64 * 64 * 2 + st * stats
                                                 + (64 * 64 * 4 if dbl and FA3_BWD_DQ_BY_TMA else 0))
-    # the defaults: the Gluon tiles at d 64/128
-    for d in (64, 128):
+    # d=64 with 128-row Q blocks (session 13): double-buffered dQ staging at 2 stages; 3 stages do not fit
+    s128 = Schedule(ALG, "bwd", 128, 128, 4, 2)
+    assert [x.name for x in kernel_launches(p64, s128)][1] == "hopper_fa3_bwd"
+    assert sram_bytes_per_cta(p64, s128) == (2 * 128 * 64 * 2 + 2 * 2 * 128 * 64 * 2 + 2 * 128 * 128 * 2
+                                             + (2 * 128 * 64 * 4 if FA3_BWD_DQ_BY_TMA else 0)
+                                             + (2 * 2 * 128 * 4 if FA3_BWD_STAT_SMEM else 0)) == 231424
+    with pytest.raises(ScheduleError):  # 128-row Q blocks at d=128: not a Gluon launch the registry has
+        hb.check_fa3_bwd(AttentionProblem(1, 2, 2, 1024, 1024, 128, dtype="bf16"), s128)
+    # the defaults: the Gluon tiles (d=64: 128-row Q blocks since run13b)
+    for d, bm in ((64, 128), (128, 64)):
         t = spec_for(ALG, "bwd").default_tiles(AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16"), "gpu")
-        assert (t["block_m"], t["block_n"], t["num_warps"], t["num_stages"]) == (64, 128, 4, 2)
+        assert (t["block_m"], t["block_n"], t["num_warps"], t["num_stages"]) == (bm, 128, 4, 2)
 
 
 _COMPILE = r"""
