@@ -4,7 +4,8 @@ Three launches (grids and bytes: `memsim.algorithms_hopper.HOPPER_FA3_BWD`):
   hopper_bwd_preprocess  hopper bwd's (kernels.hopper_bwd): delta_i = rowsum(dO_i * O_i), dQacc_i zeroed
   hopper_fa3_bwd         this module's Gluon kernel, one CTA per (K/V block of BLOCK_N = 128 rows, batch*head_kv):
                          K_j, V_j resident in shared memory, dK_j, dV_j accumulated in registers; for every q head of
-                         the GQA group and every Q block i (BLOCK_M = 64 rows) that sees block j, the five tile
+                         the GQA group and every Q block i (BLOCK_M = 64 rows; 128 at d=64, the registry's default
+                         there since session 13) that sees block j, the five tile
                          matmuls of the pair, dS_ij K_j added to dQacc_i by TMA bulk reduce-adds
   hopper_bwd_dq_convert  hopper bwd's: dQ_i = scale * dQacc_i in the input dtype
 
