@@ -39,6 +39,7 @@ def summarize(data):
         if r["impl"] == "decode" and r["layout"] == "contiguous":
             if r.get("auto"):
                 sh["auto"] = (r["ms"], r["num_splits"])
+                sh["auto_fused"] = bool(r.get("combine_fused"))  # (session 13: kernels.decode fuses at S <= 2)
             else:
                 sh["sweep"][r["num_splits"]] = r["ms"]
         elif r["impl"] == "decode":
@@ -54,8 +55,8 @@ def summarize(data):
         p = DecodeProblem.uniform(B, 32, 8, 128, N)
         if "auto" in sh:
             # the graph context (CUDA-graph replay, as timed); rank_num_splits ranks in it too
-            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1]), "h100-sxm", flush_l2=False,
-                                   context="graph")
+            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1], combine_fused=sh.get("auto_fused", False)),
+                                   "h100-sxm", flush_l2=False, context="graph")
             sh["pred_ms"] = pred["total"]["gpu_time_s"] * 1e3
         if sh["sweep"]:
             from memsim.workloads_decode import rank_num_splits

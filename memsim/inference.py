@@ -895,6 +895,22 @@ GRAPH_KERNEL_S = {"h100-sxm": 0.97e-6}
 #: from 112 x 64 KB in flight up; uneven loads and fewer bytes keep the curve.
 EVEN_LOAD_READ = {"h100-sxm": (3.11e12, 112 * 65536)}
 
+#: the DRAM read rate of a decode launch whose pages lie in a random order (as a serving allocator and
+#: kernels.decode_testing hand them out) over the same launch with the pages in order, per preset and page rows: the
+#: SAME kernel, bytes and split, only the block table differs.  H100 80GB HBM3, 2026-11-26 22:07 UTC (session 13,
+#: call 2: benchmarks/decode_cold.py --page-order shuffled,ordered, reports/h100-sxm/decode/bench-session13-run7/
+#: paged-order.json): 8 x 32k, S = 2 (128 CTAs, one per SM, even load): 16-row pages 356.2 us in order / 371.5
+#: shuffled, 64-row 349.3 / 358.4 (contiguous 347.4).  Page rows between / beyond: the nearer figure (log2).
+PAGE_SCATTER_READ = {"h100-sxm": ((16, 356.23 / 371.54), (64, 349.33 / 358.43))}
+
+
+def page_scatter_factor(name: str, page_size: int | None) -> float:
+    """`PAGE_SCATTER_READ`'s factor for a paged cache of `page_size` rows on preset `name` (1 contiguous or unknown)."""
+    pts = PAGE_SCATTER_READ.get(name)
+    if not page_size or not pts:
+        return 1.0
+    return min(pts, key=lambda x: abs(math.log2(x[0]) - math.log2(page_size)))[1]
+
 
 def _waterfill(demand: list, weight: list, total: float) -> list:
     """Shares of `total` in proportion to `weight`, none above its `demand`; what a capped one leaves goes to the
@@ -996,6 +1012,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     gpc_sizes, cap = arb if (arb and sum(arb[0]) == f.num_sms) else ((f.num_sms,), float("inf"))
     gpc_of = gpc_sm_map(gpc_sizes)
     even_rate, even_load = EVEN_LOAD_READ.get(f.name, (0.0, float("inf")))
+    scatter = page_scatter_factor(f.name, p.page_size)  # a paged cache's pages in a random order: the rate, any load
     head = dependent_loads_before_stream(p, s, "decode_split") * f.mem_latency_s
     epi = loop_epilogue_s(p, s, f)
     hw = _preset(f.name)
@@ -1053,7 +1070,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             r = f.stream(n, inflight / n, lim if lim != float("inf") else None)[0] if n else 0.0
             if even and inflight >= even_load:
                 r = max(r, min(even_rate, n * lim))
-            rate_memo[key] = r
+            rate_memo[key] = r * scatter
         return rate_memo[key]
 
     # groups: [gpc, sms, per_sm (CTAs on each of its SMs), n CTAs, bytes left per CTA, phase, t of next phase,
