@@ -7,6 +7,8 @@ U units (CTAs per split and sequence), e element bytes, d head dim:
                   writes U * g * nq_b * d * e                       (S = 1: O, also for L_b = 0)
                          U * n_b * g * nq_b * (d + 1) * 4           (S > 1: the partials)
     decode_combine reads the partials once and writes O.
+    With combine_fused (no combine launch) decode_split makes the combine's reads and writes too (its last CTA per
+    unit); the counters' atomics (4 bytes per split CTA and unit) are not counted.
 
 T_b (paged only) = block-table entries read: one per (tile, page it touches); a tile of block_n keys
 starting at a multiple of block_n touches ceil-aligned pages: with block_n a multiple of page_size,
@@ -15,7 +17,7 @@ counts the same bytes tile by tile (tests/test_decode_model.py compares them).
 """
 from __future__ import annotations
 
-from .inference import (DecodeProblem, DecodeSchedule, heads_per_cta, nonempty_splits, split_chunk,
+from .inference import (DecodeProblem, DecodeSchedule, fused_combine, heads_per_cta, nonempty_splits, split_chunk,
                         units_per_seq)
 from .schedule import STAT_BYTES, cdiv
 
@@ -58,7 +60,9 @@ def decode_launch_counts(p: DecodeProblem, s: DecodeSchedule) -> dict:
             crd += part
             cwr += U * rows * d * e
     out = {"decode_split": {"global_read_bytes": rd, "global_write_bytes": wr}}
-    if S > 1:
+    if fused_combine(s):
+        out["decode_split"] = {"global_read_bytes": rd + crd, "global_write_bytes": wr + cwr}
+    elif S > 1:
         out["decode_combine"] = {"global_read_bytes": crd, "global_write_bytes": cwr}
     return out
 
@@ -73,5 +77,13 @@ def decode_compulsory_dram_bytes(p: DecodeProblem, s: DecodeSchedule) -> dict:
     o = q
     if s.num_splits == 1:
         return {"decode_split": (q + kv + bt, o)}
-    part = decode_launch_counts(p, s)["decode_combine"]["global_read_bytes"]
+    part = _partial_bytes(p, s)
+    if fused_combine(s):  # the partials go to the L2 and come back within the launch: the same DRAM lower bound
+        return {"decode_split": (q + kv + bt + part, part + o)}
     return {"decode_split": (q + kv + bt, part), "decode_combine": (part, o)}
+
+
+def _partial_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
+    g, U = heads_per_cta(p, s), units_per_seq(p, s)
+    return sum(U * nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (p.head_dim + 1) * STAT_BYTES
+               for L, nq in zip(p.read_seqlens_kv, p.seqlens_q))

@@ -488,8 +488,11 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
                   latency_s=lat, head_s=head, cta_dispatch_s=dispatch, round_s=round_s, drain_s=drain,
                   epilogue_s=epilogue)
         kernels.append(st)
-    if fused_combine(schedule):
-        kernels.append(_fused_combine_record(problem, schedule, facts))
+    if fused_combine(schedule):  # the split launch's own: its last CTA per unit merges and writes O
+        split = kernels[0]
+        for k, v in _fused_combine_record(problem, schedule, facts).items():
+            split[k] += v
+        split["fused_combine_s"] = _fused_combine_record(problem, schedule, facts)["time_s"]
     total = {k: sum(x[k] for x in kernels) for k in LEVEL_KEYS + ("flops", "exp_count", "time_s")}
     total["gpu_time_s"] = total["time_s"]
     total["host_time_s"] = len(kernels) * hw.host_launch_s
@@ -501,19 +504,16 @@ def simulate_decode(problem: DecodeProblem, schedule: DecodeSchedule, hardware="
 
 
 def _fused_combine_record(p: DecodeProblem, s: DecodeSchedule, facts: DeviceFacts) -> dict:
-    """The fused combine (DecodeSchedule.combine_fused) as a record after the split launch's: no kernel of its own --
-    its time is what the last split CTA of a unit spends after counting itself in (`fused_combine_tail_s`), its bytes
-    the combine launch's (the partials read from the L2, O written to it)."""
+    """What the fused combine (DecodeSchedule.combine_fused) adds to the split launch's record: its time, what the
+    last split CTA of a unit spends after counting itself in (`fused_combine_tail_s`); its bytes, the combine launch's
+    (the partials read from the L2, O written to it)."""
     d, e = p.head_dim, p.element_bytes
     g, units = heads_per_cta(p, s), units_per_seq(p, s)
     part = sum(nonempty_splits(L, s.num_splits, s.block_n) * g * nq * (d + 1) * STAT_BYTES
                for L, nq in zip(p.read_seqlens_kv, p.seqlens_q)) * units
     out = sum(p.seqlens_q) * p.heads_q * d * e
-    rec = {k: 0 for k in LEVEL_KEYS}
-    rec.update(global_read_bytes=part, l2_read_bytes=part, global_write_bytes=out, l2_write_bytes=out, flops=0,
-               exp_count=0, time_s=fused_combine_tail_s(p, s, facts), name="decode_combine_fused", grid=[0, 0, 1],
-               num_ctas=0)
-    return rec
+    return dict(global_read_bytes=part, l2_read_bytes=part, global_write_bytes=out, l2_write_bytes=out,
+                time_s=fused_combine_tail_s(p, s, facts))
 
 
 def rank_num_splits(problem: DecodeProblem, schedule: DecodeSchedule, hardware="h100-sxm", candidates=None,

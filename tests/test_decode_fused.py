@@ -41,18 +41,28 @@ def test_fused_schedule_has_one_launch_and_round_trips():
 
 
 def test_fused_simulation_moves_the_combines_bytes():
-    """simulate_decode: the fused record carries the combine launch's bytes (the contract is the same bytes), the
-    split launch one arrival on the counter more per CTA, and no combine kernel cost."""
+    """simulate_decode: the fused launch's record carries the combine launch's bytes (the contract is the same bytes,
+    now all in decode_split -- memsim.analytic_decode agrees launch by launch), every split CTA one arrival on the
+    counter more (2 latencies), and the fused tail in place of the combine kernel."""
+    from memsim.analytic_decode import decode_compulsory_dram_bytes, decode_launch_counts
     from memsim.workloads_decode import simulate_decode
     p = DecodeProblem.uniform(2, 8, 2, 64, 256, dtype="bf16")
     s = DecodeSchedule(num_splits=2, block_n=64)
+    fs = replace(s, combine_fused=True)
     a = simulate_decode(p, s, flush_l2=False, context="graph")
-    b = simulate_decode(p, replace(s, combine_fused=True), flush_l2=False, context="graph")
-    assert [k["name"] for k in b["kernels"]] == ["decode_split", "decode_combine_fused"]
+    b = simulate_decode(p, fs, flush_l2=False, context="graph")
+    assert [k["name"] for k in b["kernels"]] == [L.name for L in decode_launches(p, fs)] == ["decode_split"]
     for key in ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes"):
         assert b["total"][key] == pytest.approx(a["total"][key])
+    cf = decode_launch_counts(p, fs)
+    assert list(cf) == ["decode_split"]
+    for key in ("global_read_bytes", "global_write_bytes"):
+        assert b["kernels"][0][key] == pytest.approx(cf["decode_split"][key])
+        assert cf["decode_split"][key] == sum(v[key] for v in decode_launch_counts(p, s).values())
+    assert sum(decode_compulsory_dram_bytes(p, fs)["decode_split"]) == \
+        sum(sum(v) for v in decode_compulsory_dram_bytes(p, s).values())
     f = _facts()
-    assert b["kernels"][1]["time_s"] == pytest.approx(fused_combine_tail_s(p, replace(s, combine_fused=True), f))
+    assert b["kernels"][0]["fused_combine_s"] == pytest.approx(fused_combine_tail_s(p, fs, f))
     assert b["kernels"][0]["drain_s"] == pytest.approx(a["kernels"][0]["drain_s"] + 2 * f.mem_latency_s)
 
 
