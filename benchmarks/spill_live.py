@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "verification" / "data" / "nvidia-h100-80gb-hbm3" / "random"
 LEVELS = ("global", "l2", "dram_read", "dram_write", "time", "gpu_time")
 
-def run(dirs, out, only_spilling: bool) -> None:
+def run(dirs, out, only_spilling: bool, only_cases=None) -> None:
     sys.path.insert(0, str(ROOT))
     from verification import fidelity as F
     from verification import records as R
@@ -51,6 +51,8 @@ def run(dirs, out, only_spilling: bool) -> None:
         d = Path(d)
         host = d / HOST_PASS_FILE
         for rec in R.load_records(d):
+            if only_cases and not rec["case"].startswith(tuple(only_cases)):
+                continue
             pred = live(case_from_record(rec))
             if only_spilling and not any((k.get("spill_l2_write_bytes") or 0) > 0 for k in pred["kernels"]):
                 continue
@@ -90,11 +92,16 @@ def compare(base_path, var_path, moved: float = 0.03) -> None:
     merged.update({k: v for k, v in var["cases"].items() if k in merged})
     sb, sv = _summ(base["cases"]), _summ(merged)
     print(f"variant {var_path} over {len(merged)} cases ({len(var['cases'])} re-predicted)")
-    print("| level | median before -> after | worst before -> after |")
-    print("| --- | --- | --- |")
+    print("| level | median before -> after | worst before -> after | cases closer / farther by > 1 point |")
+    print("| --- | --- | --- | --- |")
     for lv in LEVELS:
         if sb[lv] and sv[lv]:
-            print(f"| {lv} | {sb[lv][0]:.1%} -> {sv[lv][0]:.1%} | {sb[lv][1]:.1%} -> {sv[lv][1]:.1%} |")
+            pairs = [(abs(base["cases"][c][lv]), abs(merged[c][lv])) for c in merged
+                     if base["cases"][c].get(lv) is not None and merged[c].get(lv) is not None]
+            better = sum(1 for b, v in pairs if v < b - 0.01)
+            worse = sum(1 for b, v in pairs if v > b + 0.01)
+            print(f"| {lv} | {sb[lv][0]:.1%} -> {sv[lv][0]:.1%} | {sb[lv][1]:.1%} -> {sv[lv][1]:.1%} | "
+                  f"{better} / {worse} |")
     bl = {(r["case"], r["index"]): r for r in base["launches"]}
     rows = []
     for r in var["launches"]:
@@ -193,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("dirs", nargs="*")
     ap.add_argument("--out")
     ap.add_argument("--only-spilling", action="store_true")
+    ap.add_argument("--cases", nargs="+", help="only the cases whose names start so (e.g. r26112617_003)")
     ap.add_argument("--compare", nargs=2, metavar=("BASE", "VARIANT"))
     ap.add_argument("--local", nargs="+", metavar="RUN", help="BASE [VARIANT]: the model's local bytes and reload "
                     "L1-miss fractions against ncu's (the records' local-memory counters)")
@@ -207,7 +215,7 @@ def main(argv=None) -> int:
     if not a.out:
         ap.error("give --out FILE (or --compare BASE VARIANT)")
     dirs = a.dirs or sorted(p for p in DATA.iterdir() if p.is_dir())
-    run(dirs, a.out, a.only_spilling)
+    run(dirs, a.out, a.only_spilling, a.cases)
     return 0
 
 

@@ -162,6 +162,59 @@ def curves_from(points: list, hw) -> SpillCurves | None:
                        source=f"verification calibrate spills ({len(wb)} points)")
 
 
+#: a reload point enters the L2-miss curve only where at least this share of its reloads reached the L2
+#: (MEMSIM_SPILL_L2CURVE=reach; session 12): below it, the reloads that miss L1 are the ones whose lines went
+#: furthest, and their L2-miss share is not the reloads' (see `l2_miss_from_reaching`)
+L2_CURVE_MIN_REACH = 0.8
+
+
+def l2_miss_from_reaching(spills: list, spill_sm: list, hw) -> tuple:
+    """(x = GPU footprint / L2, fraction of reloads missing the L2) from the microbenchmark points whose reloads
+    (nearly) all reach the L2 -- `spills` (`curves_from`'s points) and `spill_sm` (benchmarks/spill_sm_gpu.py: k
+    one-warp CTAs on 16-132 SMs, the L1 left beside the carve-out set by dynamic shared memory) with a reload L1-miss
+    fraction >= L2_CURVE_MIN_REACH.
+
+    Why (notes/spills.md, session 12): at one footprint the share of L2-reaching reloads that miss the L2 depends on
+    how many reach it -- x = 0.66: 0.22 with 99 % of the reloads missing L1 (spill_sm f2976 k4, 8 KB) but 0.45-0.47
+    with 19 % (spill_sm f2976 k4 0 KB, spills rows=256 k4); x = 0.50: 0.06-0.07 at m = 0.99, 0.13 at 0.24, 0.46 at
+    0.04.  The reloads L1 misses are those whose lines went furthest, the same ones the L2 misses, so a curve
+    through the low-m points charges every L2-reaching reload of an m ~ 1 launch the long-distance reloads' miss
+    share.  The model's reuse-distance placement already weights each distance by its L1-miss share; the curve it
+    reads must be the unconditional one."""
+    out = []
+    # the spills points (as `curves_from` reads them), keeping only those whose reloads reach the L2
+    for r in spills:
+        cc = r.get("compiled") or {}
+        frame = cc.get("local_bytes_per_thread") or 0
+        lw, lr = r.get("local_write_bytes") or 0.0, r.get("local_read_bytes") or 0.0
+        if frame <= 0 or lw <= 0 or lr <= 0:
+            continue
+        threads, ctas = 32 * r["num_warps"], r["ctas"]
+        per_sm = -(-ctas // hw.num_sms)
+        touched = min(frame, lw / (threads * ctas * r["n_iter"]))
+        f_gpu = min(ctas, per_sm * hw.num_sms) * threads * touched
+        reach = max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0))
+        if reach >= L2_CURVE_MIN_REACH * lr:
+            out.append((f_gpu / hw.l2_bytes, _frac(r["dram_read_bytes"] - r.get("global_read_bytes", 0.0), reach)))
+    seen = set()
+    for p in spill_sm:
+        if (p.get("id"), p.get("time_s")) in seen:
+            continue
+        seen.add((p.get("id"), p.get("time_s")))
+        frame = (p.get("compiled") or {}).get("local_bytes_per_thread") or 0
+        st, ld = p.get("local_st_bytes") or 0.0, p.get("local_ld_bytes") or 0.0
+        m = p.get("reload_l1_miss_fraction")
+        if frame <= 0 or st <= 0 or ld <= 0 or m is None or m < L2_CURVE_MIN_REACH:
+            continue
+        threads, ctas = 32 * p["num_warps"], p["ctas_per_sm"] * p["sms_used"]
+        touched = min(frame, st / (threads * ctas * p["n_iter"]))
+        reach = max(0.0, p["l2_read_bytes"] - p["global_read_bytes"])
+        if reach <= 0.01 * ld:
+            continue
+        out.append((ctas * threads * touched / hw.l2_bytes, _frac(p["dram_read_bytes"] - p["global_read_bytes"], reach)))
+    return tuple(sorted(out))
+
+
 _CURVES: dict = {}
 
 
@@ -170,18 +223,24 @@ def curves_for(hw, cal) -> SpillCurves | None:
     calibrated dirty capacity; None without a file or spilling points."""
     from .calibration import calibration_path
     p = calibration_path(hw)
+    import os
+    reach_only = os.environ.get("MEMSIM_SPILL_L2CURVE") == "reach"
     key = (str(p), p.stat().st_mtime_ns if p.is_file() else None, hw.num_sms, hw.l2_bytes,
-           hw.l1_shared_per_sm_bytes, cal.l2_dirty_bytes)
+           hw.l1_shared_per_sm_bytes, cal.l2_dirty_bytes, reach_only)
     if key in _CURVES:
         return _CURVES[key]
     out = None
     if p.is_file() and cal.l2_dirty_bytes:
         import json
-        pts = (json.loads(p.read_text()).get("facts") or {}).get("spills") or []
+        facts = json.loads(p.read_text()).get("facts") or {}
+        pts = facts.get("spills") or []
         c = curves_from(pts, hw)
         if c is not None:
-            out = SpillCurves(c.l1_miss, tuple((x / cal.l2_dirty_bytes, y) for x, y in c.dram_write), c.l2_miss,
-                              c.source)
+            l2, src = c.l2_miss, c.source
+            if reach_only:
+                l2 = l2_miss_from_reaching(pts, facts.get("spill_sm") or [], hw)
+                src += f"; L2 misses from {len(l2)} points whose reloads reach the L2"
+            out = SpillCurves(c.l1_miss, tuple((x / cal.l2_dirty_bytes, y) for x, y in c.dram_write), l2, src)
     _CURVES[key] = out
     return out
 
