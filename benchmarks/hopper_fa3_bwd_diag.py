@@ -31,7 +31,7 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "diag2_stat_smem": (2, None, 2, True, True, False),
             # session 13: the registered kernel (STAT_SMEM; DQ_ASYNC by the registry) and FA3's matmul order
             "registered": (2, None, 0, True, None, None, None), "order1": (2, None, 0, True, None, None, 1),
-            "order2": (2, None, 0, True, None, None, 2),
+            "order2": (2, None, 0, True, None, None, 2), "dq_ksplit": (2, None, 0, True, None, None, None, True),
             "diag1_stat_smem": (2, None, 1, True, True, False)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
 BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
@@ -46,7 +46,11 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "dq_async_on": dict(DQ_ASYNC=True), "dq_defer": dict(DQ_ASYNC=True, DQ_DEFER=True),
                 "order2_dq_defer": dict(MMA_ORDER=2, DQ_ASYNC=True, DQ_DEFER=True),
                 "bm128": dict(_block_m=128), "bm128_sync": dict(_block_m=128, DQ_ASYNC=False),
-                "bm128_dq_defer": dict(_block_m=128, DQ_ASYNC=True, DQ_DEFER=True)}
+                "bm128_dq_defer": dict(_block_m=128, DQ_ASYNC=True, DQ_DEFER=True),
+                # prepared in session 13, not run yet: dQ by each warpgroup's own K/V rows, no dS^T exchange
+                "dq_ksplit": dict(DQ_KSPLIT=True), "dq_ksplit_async": dict(DQ_KSPLIT=True, DQ_ASYNC=True),
+                "dq_ksplit_sync": dict(DQ_KSPLIT=True, DQ_ASYNC=False),
+                "bm128_dq_ksplit": dict(_block_m=128, DQ_KSPLIT=True)}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -69,7 +73,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order = (VARIANTS[variant] + (None, None, None))[:7]
+    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order, dq_ksplit = (VARIANTS[variant] + (None,) * 4)[:8]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -78,7 +82,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
     return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
-                                  dq_tma, stat_smem, dq_async, mma_order)
+                                  dq_tma, stat_smem, dq_async, mma_order, None, dq_ksplit)
 
 
 def parse_case(c: str):

@@ -91,6 +91,11 @@ MMA_ORDER = 0
 #: + reduce-added at step i+1 once S^T_{i+1}, dP^T_{i+1} are issued (the copy engine's hand-off under the tensor
 #: core's work instead of between steps).  A switch the benchmarks flip (session 13)
 DQ_DEFER = False
+#: with DQ_TMA (MMA_ORDER 0 / 2): each consumer warpgroup adds its own 64 K/V rows' share of dQ_i (dS_i,w K_w, two
+#: column halves of 32 fp32 registers each, one reduce-add each) instead of exchanging dS^T with the other warpgroup:
+#: no cross-warpgroup barrier per step (the lockstep memsim models, FA3_BWD_LOCKSTEP), twice the reduce-adds' bytes.
+#: Prepared in session 13: compile-checked on the CPU, NOT RUN on a GPU; a switch the benchmarks flip
+DQ_KSPLIT = False
 
 if gluon is not None:
     @_builtin
@@ -168,7 +173,8 @@ if gluon is not None:
                           GROUP: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
-                          DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr):
+                          DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
+                          DQ_KSPLIT: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -282,6 +288,33 @@ if gluon is not None:
                 if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
                     dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
+                elif DQ_KSPLIT:
+                    # my 64 K/V rows' share of dQ_i: dS_i,w K_w (K = 64) -- no other warpgroup's dS^T, no barrier;
+                    # two column halves (32 fp32 registers each), each reduce-added: twice the adds' bytes
+                    ds_own = ds_smem.index(it % 2).slice(WG * HALF_N, HALF_N, dim=0)
+                    ds_own.store(ds_lo)
+                    fence_async_shared()
+                    gl.thread_barrier()
+                    dq_row = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(0, HALF_D, dim=1), dq_zero,
+                                           use_acc=False, is_async=True)
+                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                    # the second half's matmul runs while the first half is handed to the copy engine
+                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(HALF_D, HALF_D, dim=1), dq_zero,
+                                           use_acc=False, is_async=True)
+                    for h in gl.static_range(2):
+                        if h == 1:
+                            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
+                            dq_buf = dq_stage.index(WG * 2 + h)
+                            tma.store_wait(1)
+                            dq_buf.store(dq)
+                            fence_async_shared()
+                            _tma_reduce_add_from_shared(dq_desc, [dq_row, h * HALF_D], dq_buf)
+                        else:
+                            _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
                 else:
                     # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
                     ds_buf = ds_smem.index(it % 2)
@@ -335,7 +368,7 @@ if gluon is not None:
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
                         DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
                         DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0,
-                        DQ_DEFER: gl.constexpr = False):
+                        DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x
@@ -381,12 +414,12 @@ if gluon is not None:
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER)),
+                                 DQ_DEFER, DQ_KSPLIT)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER)),
+                                 DQ_DEFER, DQ_KSPLIT)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -412,7 +445,8 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
 
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
-                 dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None):
+                 dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
+                 dq_ksplit: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
@@ -426,6 +460,8 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_ASYNC"] = kw["DQ_TMA"] and _dq_async(p, s, dq_async)
     kw["DQ_DEFER"] = kw["DQ_ASYNC"] and kw["MMA_ORDER"] != 1 and kw["DIAG"] == 0 and (
         DQ_DEFER if dq_defer is None else dq_defer)
+    kw["DQ_KSPLIT"] = kw["DQ_TMA"] and kw["MMA_ORDER"] != 1 and kw["DIAG"] == 0 and not kw["DQ_DEFER"] and (
+        DQ_KSPLIT if dq_ksplit is None else dq_ksplit)
     return args, kw
 
 
@@ -453,7 +489,8 @@ def check_fa3_bwd(p: AttentionProblem, s: Schedule, tensors=()) -> None:
 def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, delta, dqacc, dk, dv,
                    kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
                    stat_smem: bool | None = None, dq_async: bool | None = None,
-                   mma_order: int | None = None, dq_defer: bool | None = None) -> None:
+                   mma_order: int | None = None, dq_defer: bool | None = None,
+                   dq_ksplit: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -466,7 +503,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async, mma_order, dq_defer)
+                            dq_async, mma_order, dq_defer, dq_ksplit)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

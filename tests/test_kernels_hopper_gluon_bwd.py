@@ -78,9 +78,12 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=1),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, MMA_ORDER=1),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=2),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_DEFER=True)],
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_DEFER=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_KSPLIT=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_KSPLIT=True)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
-                              "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer"])
+                              "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
+                              "dq_ksplit_async"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -100,13 +103,14 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("switches", [{}, dict(DQ_ASYNC=False)], ids=["registered", "sync"])
+@pytest.mark.parametrize("switches", [{}, dict(DQ_ASYNC=False), dict(DQ_KSPLIT=True)],
+                         ids=["registered", "sync", "ksplit"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", [c for c in _CASES if c.startswith("d64")])
 def test_fa3_backward_bm128_gpu(case, dtype, switches, monkeypatch):
     """128-row Q blocks at d=64 (`FA3_BWD_BLOCK_MS`, session 13): exact on the d=64 cases (their seq_q divide 128),
-    with the registry's switches and with single-buffered dQ staging.  (DQ_DEFER does not pair with them: ptxas
-    serialises every wgmma there.)"""
+    with the registry's switches, with single-buffered dQ staging and with the prepared DQ_KSPLIT (not run yet).
+    (DQ_DEFER does not pair with them: ptxas serialises every wgmma there.)"""
     for name, value in switches.items():
         monkeypatch.setattr(hb, name, value)
     p, s, (q, k, v, do), grads = _run(case, dtype, "bm128", block_m=128)
@@ -262,6 +266,8 @@ from memsim.schedule import AttentionProblem, Schedule, sram_bytes_per_cta
 d, causal = int(sys.argv[1]), sys.argv[2] == "causal"
 if sys.argv[3] == "1":
     kb.DQ_ASYNC = True
+if len(sys.argv) > 4 and sys.argv[4] == "ksplit":
+    kb.DQ_KSPLIT = True
 p = AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16", causal=causal)
 s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
 q = torch.empty(1, 2, 1024, d, dtype=torch.bfloat16)
@@ -279,7 +285,8 @@ print(json.dumps({"warps": k.metadata.num_warps, "shared": k.metadata.shared, "s
                   "local": ptxas_report(k.asm["ptx"], "sm90", opts)["local_bytes_per_thread"],
                   "setmaxnreg": re.findall(r"USETMAXREG\.(\w+)\.CTAPOOL (?:\w+, )?(0x[0-9a-f]+)", sass),
                   "hgmma": len(re.findall(r"\bHGMMA\.", sass)), "red": len(re.findall(r"\bREDG\.E\.ADD\.F32", sass)),
-                  "tma_red": len(re.findall(r"\bUTMAREDG\.2D\.ADD", sass))}))
+                  "tma_red": len(re.findall(r"\bUTMAREDG\.2D\.ADD", sass)),
+                  "depbar": len(re.findall(r"WARPGROUP\.DEPBAR", sass))}))
 """
 
 
@@ -323,3 +330,25 @@ def test_fa3_backward_compiles_for_sm90a(mask, d, prepared):
         assert got["tma_red"] > 0 and got["red"] == 0
     else:
         assert got["red"] > 0 and got["tma_red"] == 0
+
+
+@pytest.mark.parametrize("d", [64, 128])
+def test_fa3_backward_ksplit_compiles_for_sm90a(d):
+    """The prepared DQ_KSPLIT (session 13; each warpgroup reduce-adds its own K/V rows' share of dQ, no dS^T exchange:
+    NOT RUN on a GPU yet) compiles for sm_90a without serialised wgmma (ptxas's C7512 would turn every wait into a
+    WARPGROUP.DEPBAR: 64 at d=128), no spills non-causal, shared memory = the registry's SRAM (the exchange's mbarrier
+    unused)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _COMPILE, str(d), "full", "0", "ksplit"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["local"] == 0 and got["tma_red"] > 0
+    assert got["depbar"] <= 12, got
+    assert 0 <= got["shared"] - got["sram"] < 1024
