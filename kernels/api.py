@@ -159,7 +159,10 @@ HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
 #: Session 13 (run13b; d=64 with the double-buffered dQ staging and 128-row Q blocks, the registry's d=64 tiles
 #: since): d=64 non-causal N 1024 / 4096 / 16384 355/348 / 460/424 / 434/488 vs flash2 302/295 / hopper_fa3 64-row
 #: 418/408 / 446/428; causal N 1024 / 4096 / 16384 231/231 / 371/334 / 453/438 vs flash2 205/207 / hopper_ws 291/306
-#: / 345/346 -- the d=64 cells left out before (a tie with 64-row blocks and single-buffered dQ) join.
+#: / 345/346 -- the d=64 cells left out before (a tie with 64-row blocks and single-buffered dQ) join.  run13c (the
+#: rule and tiles on the card, 3 rounds): the default's medians 349 / 454 / 462, causal 232 / 374 / 450 vs the old
+#: default's flash2 300 / hopper_fa3 64-row 411 / 427, causal flash2 208 / hopper_ws 303 / 341 (SDPA cuDNN 345 / 412 /
+#: 435, causal 233 / 363 / 428: benchmarks/results/hopper-h100-2026-11-26-run13.md).
 #: Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked for.  Contiguous
 #: tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
 HOPPER_FA3_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
