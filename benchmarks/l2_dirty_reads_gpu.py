@@ -27,6 +27,7 @@ bytes, L2 read / write sectors from the SMs, time.  Every point twice.
     run(command="python3 benchmarks/l2_dirty_reads_gpu.py --out $OUT/l2_dirty_reads.json", timeout_s=300)
     python benchmarks/l2_dirty_reads_gpu.py --analyse FILE      # here: the table
     python benchmarks/l2_dirty_reads_gpu.py --compile           # here: the kernel compiles for sm_90a
+    python benchmarks/l2_dirty_reads_gpu.py --merge RUN         # here: the l2_dirty_reads fact (the age law)
 
 Data only (no assertion).
 """
@@ -201,6 +202,24 @@ def analyse(path: str) -> int:
     return 0
 
 
+def merge(run_paths: list, into: str, *, replace: bool = False) -> int:
+    """Add the runs' points (every repeat, with its metrics) to `into` as the `l2_dirty_reads` fact and show the age
+    law `memsim.calibration.l2_clean_age_from` derives from them."""
+    from run_file import load_runs, merge_fact
+
+    from memsim.calibration import l2_clean_age_from
+    runs = load_runs(run_paths, "l2_dirty_reads")
+    pts = [p | {"date": run["provenance"]["date"]} for run in runs for p in run["points"]]
+    law = l2_clean_age_from(pts).get("l2_clean_age")
+    if law is None:
+        raise SystemExit("--merge: the runs hold no write_first points with W = 0 and W > 0: no age law")
+    print(f"age law: mean {law[0] / MB:.2f} MB, sd {law[1] / MB:.2f} MB")
+    merge_fact(into, "l2_dirty_reads", pts, run=runs[0], run_path=run_paths[0], replace=replace, also=run_paths[1:],
+               note="W bytes stored and R other bytes read (write-first, interleaved, read pairs, re-reads): the age "
+               "at which the L2 writes back a dirty line")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -208,6 +227,9 @@ def main(argv=None) -> int:
     g.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--analyse", metavar="FILE")
     g.add_argument("--compile", action="store_true", help="compile the kernel for sm_90a (no GPU)")
+    g.add_argument("--merge", nargs="+", metavar="RUN", help="add runs to --into as the l2_dirty_reads fact")
+    ap.add_argument("--into", default="memsim/presets/h100-sxm.calibration.json")
+    ap.add_argument("--replace", action="store_true")
     a = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if a.compile:
@@ -216,6 +238,9 @@ def main(argv=None) -> int:
         return child()
     if a.analyse:
         return analyse(a.analyse)
+    if a.merge:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        return merge(a.merge, a.into, replace=a.replace)
     return run(a.out)
 
 

@@ -49,6 +49,10 @@ class Calibration:
     #: fraction of the bytes still dirty at kernel end that were written back during the kernel without being
     #: evicted (background cleaning); None: the preset's l2_eager_writeback_fraction
     background_clean_fraction: float | None = None
+    #: the age law of dirty lines under the kernel's other traffic (`l2_dirty_reads` fact): a dirty line is written
+    #: back (and stays, clean) once the bytes brought into the L2 after its last write pass a threshold spread as a
+    #: normal law of (mean, sd) bytes over the lines; None: not calibrated (only the LRU and the dirty limit)
+    l2_clean_age: tuple | None = None
     #: SMs whose reads of the same lines merge before L2 (a group of consecutive SMs), and how long after a
     #: group member's request another member's request for the same block still merges (None: no merging
     #: calibrated; the preset's constant l2_read_request_fraction applies)
@@ -180,6 +184,7 @@ def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
     dots = {dt: v * (hw.tensor_flops_per_sm_per_cycle[dt] * hw.clock_Hz)
             / (ref.tensor_flops_per_sm_per_cycle[dt] * ref.clock_Hz) for dt, v in cal.dot_flops_per_sm_s.items()}
     dirty = None if cal.l2_dirty_bytes is None else int(cal.l2_dirty_bytes * hw.l2_bytes / ref.l2_bytes)
+    age = None if cal.l2_clean_age is None else tuple(x * hw.l2_bytes / ref.l2_bytes for x in cal.l2_clean_age)
     bw = hw.dram_bw_Bps / ref.dram_bw_Bps  # the loaded-latency curve: same latencies at scaled bandwidths
     curve = None if cal.dram_latency_curve is None else tuple((b * bw, lat) for b, lat in cal.dram_latency_curve)
     peak = None if cal.dram_stream_peak_Bps is None else cal.dram_stream_peak_Bps * bw
@@ -190,7 +195,7 @@ def scaled_to(cal: Calibration, ref: Hardware, hw: Hardware) -> Calibration:
                    l2_write_Bps=None if cal.l2_write_Bps is None else cal.l2_write_Bps * l2x,
                    exp_per_sm_s=cal.exp_per_sm_s * (hw.exp_per_sm_per_cycle * hw.clock_Hz)
                    / (ref.exp_per_sm_per_cycle * ref.clock_Hz),
-                   dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty,
+                   dram_Bps=cal.dram_Bps * hw.dram_bw_Bps / ref.dram_bw_Bps, l2_dirty_bytes=dirty, l2_clean_age=age,
                    dram_latency_curve=curve, dram_stream_peak_Bps=peak, merge_group_of_sm=groups,
                    sm_clock_Hz=None if cal.sm_clock_Hz is None else cal.sm_clock_Hz * hw.clock_Hz / ref.clock_Hz,
                    mma_sm_clock_Hz=None if cal.mma_sm_clock_Hz is None
@@ -266,7 +271,7 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if mma_clk:
         kw["mma_sm_clock_Hz"] = _median(mma_clk)
     for fact, rule in (("l2_writeback", l2_from_writeback), ("l2_merge", merge_from),
-                       ("dependent_loop", dependent_loop_from)):
+                       ("dependent_loop", dependent_loop_from), ("l2_dirty_reads", l2_clean_age_from)):
         if facts.get(fact):
             kw.update(rule(facts[fact]))
     if facts.get("sm_groups"):
@@ -332,6 +337,54 @@ def l2_from_writeback(points: list) -> dict:
         if small:
             out["background_clean_fraction"] = _median(small)
     return out
+
+
+def aged_clean_bytes(age_lo: float, age_hi: float, law: tuple) -> float:
+    """Bytes written back of dirty bytes laid evenly over ages age_lo..age_hi (bytes brought into the L2 since each
+    was written) under the age law (mean, sd): the integral of the normal CDF over that range."""
+    from statistics import NormalDist
+    mean, sd = law
+    nd = NormalDist()
+
+    def antider(a):  # integral of Phi((x - mean) / sd) dx from -inf to a
+        z = (a - mean) / sd
+        return sd * (z * nd.cdf(z) + nd.pdf(z))
+    return max(0.0, antider(age_hi) - antider(age_lo))
+
+
+def l2_clean_age_from(points: list) -> dict:
+    """The age law of dirty lines (`benchmarks/l2_dirty_reads_gpu.py`, ncu after its L2 flush): a kernel stores W
+    bytes, then reads R other bytes once (``write_first``).  ncu leaves ~2.2 MB of its own dirty lines in the L2 (the
+    W = 0 points at the largest R: all of it written back); they are older than the kernel's stores.  With dirty
+    bytes laid evenly over ages, the points' DRAM writes are the integral of the law's CDF from R to R + W +
+    residue; (mean, sd) = the least-squares fit over every write_first point (a 1 MB grid, then 0.25 MB around its best).
+
+    Measured (H100, 2026-11-26): mean 33.5 MB, sd 7.5 MB over 29 points (rms 0.3 MB); the 12 ``interleaved`` points
+    (stores spread evenly among the reads, not fitted) within 0.5 MB of the law.  It is not the LRU: the same
+    card's clean lines re-read after R other bytes all hit up to R = 24 MB and all miss from R = 47 MB."""
+    mb = float(1 << 20)
+    rows: dict = {}
+    for r in points:
+        if r.get("mode") != "write_first":
+            continue
+        m = r.get("metrics") or {}
+        if m.get("dram__bytes_write.sum") is None:
+            continue
+        rows.setdefault((r["stored_bytes"], r["unique_read_bytes"]), []).append(m["dram__bytes_write.sum"])
+    pts = [(w / mb, rd / mb, _median(v) / mb) for (w, rd), v in rows.items()]
+    if len(pts) < 4:
+        return {}
+    zero = [(rd, v) for w, rd, v in pts if w == 0]
+    if not zero:
+        return {}
+    residue = max(zero)[1]  # W = 0 at the largest R: the whole residue written back
+
+    def rss(mean, sd):
+        return sum((aged_clean_bytes(rd, rd + w + residue, (mean, sd)) - v) ** 2 for w, rd, v in pts)
+    _, m0, s0 = min((rss(m, sd), m, sd) for m in range(8, 64) for sd in range(1, 24))  # 1 MB grid, then 0.25 MB
+    best = min((rss(m0 + i / 4, s0 + j / 4), m0 + i / 4, s0 + j / 4) for i in range(-4, 5) for j in range(-4, 5)
+               if s0 + j / 4 > 0)
+    return {"l2_clean_age": (best[1] * mb, best[2] * mb)}
 
 
 def merge_from(points: list) -> dict:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+import heapq
+from statistics import NormalDist
 
 import math
 
@@ -47,27 +49,44 @@ def _mask_bytes(m: int, full: int, lastbit: int, lastbytes: int) -> int:
     return n
 
 
+#: standard-normal quantiles at a low-discrepancy sequence (golden-ratio steps): the ages at which successive dirty
+#: lines are cleaned, spread as the measured law says without random numbers (`L2Cache.clean_age`)
+_CLEAN_Z = tuple(NormalDist().inv_cdf(((i + 0.5) * 0.6180339887498949) % 1.0) for i in range(4096))
+
+
 class L2Cache:
     """LRU cache of runs of blocks; counts DRAM reads (misses) and write-backs.
 
-    Dirty data is written back in two ways: a dirty line evicted by LRU, and -- when more than
+    Dirty data is written back in three ways: a dirty line evicted by LRU; -- when more than
     `dirty_capacity` bytes are dirty -- the oldest dirty lines are written back and stay resident, clean
     (measured on the H100, ``verification calibrate`` l2_writeback: a kernel that only writes W fresh bytes
     gets W - 22 MB written to DRAM inside it for every W of 32..128 MB, nothing up to 8 MB, whatever its
-    duration; the L2 holds about 22 MB dirty although it holds 50 MB).  What is still dirty at the end of a
-    kernel is written after it and is not that kernel's (ncu flushes before a kernel, not after).
+    duration; the L2 holds about 22 MB dirty although it holds 50 MB); and -- with `clean_age` = (mean, sd) --
+    a dirty line is written back (and stays, clean) once the bytes brought into the L2 after its last write pass
+    a threshold spread as N(mean, sd) over the lines (`benchmarks/l2_dirty_reads_gpu.py`: W bytes stored, then R
+    other bytes read, R = 0-96 MB: 29 points fit by mean 33.5 MB, sd 7.5 MB, and the 12 points with the stores
+    spread among the reads follow within 0.5 MB).  What is still dirty at the end of a kernel is written after
+    it and is not that kernel's (ncu flushes before a kernel, not after).
     """
 
-    def __init__(self, capacity_bytes: int, dirty_capacity_bytes: int | None = None):
+    def __init__(self, capacity_bytes: int, dirty_capacity_bytes: int | None = None,
+                 clean_age: tuple | None = None):
         self.capacity = capacity_bytes
         self.dirty_capacity = dirty_capacity_bytes
         self.used = 0
         self.lines: OrderedDict = OrderedDict()  # key -> [mask, dirty_mask, bytes, full, lastbit, lastbytes]
-        self.dirty_order: OrderedDict = OrderedDict()  # keys with dirty blocks, oldest write first
+        self.dirty_order: OrderedDict = OrderedDict()  # keys with dirty blocks -> self.alloc at the last write
         self.dirty = 0
         self.dram_read = 0
         self.dram_write = 0
         self.hit_bytes = 0
+        #: bytes brought into the L2 so far (read misses and newly written blocks): the clock of a dirty line's age
+        self.alloc = 0
+        #: (mean, sd) bytes of the age law, or None; `age_scale` multiplies both while a folded launch runs
+        self.clean_age = clean_age
+        self.age_scale = 1.0
+        self._due: list = []  # heap of (alloc at which the line is cleaned, alloc at its write, key)
+        self._n_aged = 0
 
     def read(self, acc) -> int:
         """Bring the access's blocks in; return the bytes that came from DRAM."""
@@ -87,6 +106,7 @@ class L2Cache:
         self.used += miss
         self.dram_read += miss
         self.hit_bytes += nb - miss
+        self.alloc += miss
         return miss
 
     def write(self, acc) -> None:
@@ -98,20 +118,49 @@ class L2Cache:
             lines[key] = [mask, mask, nb, full, lb, lbytes]
             self.used += nb
             self.dirty += nb
+            self.alloc += nb
         else:
             new = mask & ~e[0]
             if new:
                 add = _mask_bytes(new, full, lb, lbytes)
                 e[2] += add
                 self.used += add
+                self.alloc += add
                 e[0] |= new
             newly = mask & ~e[1]
             if newly:
                 self.dirty += _mask_bytes(newly, full, lb, lbytes)
             e[1] |= mask
             lines.move_to_end(key)
-        self.dirty_order[key] = None
+        self._mark(key)
+
+    def _mark(self, key) -> None:
+        """`key` was written now: youngest in the dirty order, and (with the age law) its cleaning age drawn."""
+        self.dirty_order[key] = self.alloc
         self.dirty_order.move_to_end(key)
+        if self.clean_age is not None:
+            mean, sd = self.clean_age
+            z = _CLEAN_Z[self._n_aged % len(_CLEAN_Z)]
+            self._n_aged += 1
+            heapq.heappush(self._due, (self.alloc + max(0.0, mean + sd * z) * self.age_scale, self.alloc, key))
+
+    def seed_dirty(self, total_bytes: int, pieces: int = 64) -> None:
+        """Dirty lines that are not the kernel's (ncu's residue after its flush: `calibration.ncu_dirty_residue_bytes`),
+        oldest of all: `pieces` runs of total_bytes / pieces, written back by LRU, the dirty limit or the age law
+        as the kernel brings its own bytes in."""
+        b = int(total_bytes) // pieces
+        for i in range(pieces if b > 0 else 0):
+            key = ("ncu_residue", i)
+            self.lines[key] = [1, 1, b, b, -1, 0]
+            self.lines.move_to_end(key, last=False)
+            self.used += b
+            self.dirty += b
+            self._mark(key)
+
+    def aging_due(self) -> bool:
+        """Some dirty line has reached the age at which it is cleaned."""
+        d = self._due
+        return bool(d) and d[0][0] < self.alloc
 
     def evict(self) -> int:
         """Evict least-recently-used lines until the contents fit, then clean the oldest dirty lines until the
@@ -126,6 +175,21 @@ class L2Cache:
                 wb += d
                 self.dirty -= d
                 self.dirty_order.pop(k, None)
+        due = self._due
+        if due:
+            order = self.dirty_order
+            while due and due[0][0] < self.alloc:
+                _, stamp, k = heapq.heappop(due)
+                if order.get(k, -1) != stamp:
+                    continue  # written again since (a younger entry stands for it) or already clean
+                order.pop(k)
+                e = lines.get(k)
+                if e is None or not e[1]:
+                    continue
+                d = _mask_bytes(e[1], e[3], e[4], e[5])
+                wb += d
+                self.dirty -= d
+                e[1] = 0
         cap = self.dirty_capacity
         if cap is not None:
             order = self.dirty_order
@@ -149,6 +213,7 @@ class L2Cache:
         """Write everything back and empty the cache (what ncu does before each kernel); not counted."""
         self.lines.clear()
         self.dirty_order.clear()
+        self._due.clear()
         self.used = 0
         self.dirty = 0
 
@@ -557,7 +622,7 @@ class LaunchModel:
                             fill_at[key] = now + fill_lat
                         last_req[(group, key)] = (now, idx, f, mask)
                         l2_req += nb
-                wb = evict() if l2.used > l2.capacity else 0
+                wb = evict() if l2.used > l2.capacity or l2.aging_due() else 0
                 g_rd += g
                 l2_rd += l2_req
                 d_rd += miss
@@ -684,12 +749,14 @@ class LaunchModel:
             self.l2.capacity = int(cap * self.l2_scale)
             if dcap is not None:
                 self.l2.dirty_capacity = int(dcap * self.l2_scale)
+            self.l2.age_scale = self.l2_scale
         for k in range(self.ctas_per_sm):  # first CTA on every SM, then the second, ...
             if k * num_sms >= n:
                 break
             for sm in range(min(num_sms, n - k * num_sms)):
                 self.env.process(self.slot(sm))
         self.env.run()
+        self.l2.age_scale = 1.0
         if self.l2.capacity != cap:
             # back to the real L2: what does not fit it was written back while the launch ran (LRU first)
             self.l2.capacity = cap

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .calibration import calibration_for, cleaned_fraction, dram_queue_latency, host_time_s, l2_link_Bps
+from .calibration import (calibration_for, cleaned_fraction, dram_queue_latency, host_time_s, l2_link_Bps,
+                          ncu_dirty_residue_bytes)
 from .costs import launch_cost
 from .engine import CtaBatches, L2Cache, LaunchModel
 from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, PROGRESS_AFTER_S, Progress, SimulationTooLarge,
@@ -182,7 +183,10 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     t0 = _time.perf_counter()
     # reads use the whole L2 where calibrated (what stays dirty is limited separately: memsim.engine.L2Cache),
     # the preset's effective fraction otherwise
-    l2 = L2Cache(hw.l2_bytes if cal.l2_dirty_bytes else hw.l2_effective_bytes, cal.l2_dirty_bytes)
+    l2 = L2Cache(hw.l2_bytes if cal.l2_dirty_bytes else hw.l2_effective_bytes, cal.l2_dirty_bytes,
+                 clean_age=cal.l2_clean_age)
+    # ncu's own dirty lines at a kernel's start (after its flush): written back under the age law as ours come in
+    residue = (ncu_dirty_residue_bytes(cal, hw.l2_bytes) or 0) if flush_l2 and cal.l2_clean_age else 0
     kernels = []
     steps = 0
     dot_unit = "fma" if problem.dtype == "fp32" else "tensor"
@@ -202,6 +206,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                 f"{hw.regs_per_sm})")
         if flush_l2:
             l2.flush()
+            if residue:
+                l2.seed_dirty(residue)
         l2.dram_read = l2.dram_write = 0
         # folded heads: a GPU of ceil(num_sms / f) SMs, each f heads wide (memsim.grain.fold_model)
         run_hw, run_cost, port_x = fold_model(hw, cost, fold)

@@ -61,8 +61,6 @@ _MISS_MERGE = pytest.mark.xfail(strict=True, reason="request merging: the model'
                                 "more reads than the card")
 _MISS_DRIFT = pytest.mark.xfail(strict=True, reason="heads_fastest DRAM reads: how far CTAs of one head drift apart "
                                 "in a thrashing L2 is not modelled (measured 37x compulsory, model about 11x)")
-_MISS_DIRTY = pytest.mark.xfail(strict=True, reason="the L2 keeps 22 MB dirty when only writing (microbenchmark), "
-                                "but about 7 MB when K/V reads stream through it: the model keeps the 22 MB")
 
 @pytest.mark.parametrize("f, tol", [("n_rowfast_4096.csv", 0.01), ("n_rowfast_16384.csv", 0.01),
                                     pytest.param("n_headfast_16384.csv", 0.15, marks=_MISS_DRIFT),
@@ -88,15 +86,15 @@ def test_l2_reads(predicted, f, tol):
     assert r.total["l2_read_bytes"] == pytest.approx(measured, rel=tol)
 
 
-@pytest.mark.parametrize("f, tol", [pytest.param("n_rowfast_4096.csv", 0.15, marks=_MISS_DIRTY),
-                                    ("n_rowfast_16384.csv", 0.15),
-                                    ("n_headfast_16384.csv", 0.15),
-                                    pytest.param("ncu_probe128x128.csv", 0.15, marks=_MISS_DIRTY)])
+@pytest.mark.parametrize("f, tol", [("n_rowfast_4096.csv", 0.15), ("n_rowfast_16384.csv", 0.15),
+                                    ("n_headfast_16384.csv", 0.15), ("ncu_probe128x128.csv", 0.15)])
 def test_dram_writes_leave_dirty_lines(predicted, f, tol):
-    """ncu counts O minus what is still dirty in L2 at the end (33.5 MB written, 25.5 MB counted)."""
+    """ncu counts O minus what is still dirty in L2 at the end (33.5 MB written, 25.5 MB counted), plus what it
+    left dirty itself (its ~2.4 MB residue, written back as the kernel's reads push it out).  The N=4096 probes were
+    strict xfails until the L2's age law (MODEL.md "dirty lines under the kernel's other traffic"): under the 22 MB
+    dirty limit alone the model kept ~22 MB of O dirty while the card keeps ~7 MB with K/V streaming past."""
     p, r = predicted[f]
     w = r.total["dram_write_bytes"]
-    assert w < r.total["global_write_bytes"]
     assert w == pytest.approx(ncu_metrics(f)["dram__bytes_write.sum"], rel=tol)
 
 
