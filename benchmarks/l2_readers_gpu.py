@@ -1,0 +1,206 @@
+"""Does a line read by SMs in both halves of the H100's L2 take room twice?  (issue 8; notes/fidelity.md, twelfth
+session: the age law of dirty lines, `benchmarks/l2_dirty_reads_gpu.py`, still under-predicts attention kernels'
+write-backs, whose K / V lines are read by CTAs on many SMs; that run's `pairs_near` reads (CTAs p, p + 132: no
+shared TPC) wrote back as if R were 3-4 MB larger than `pairs_far` (CTAs 2k, 2k + 1, a TPC's two SMs).)
+
+Kernel `_mb_l2rd`: 264 CTAs; the first CTA to arrive on each SM (an atomic claim per %smid) works, the others exit,
+so exactly one worker per SM, named by its SM id s.  Each worker stores its 1/132 of W bytes of a fresh buffer, then
+reads lines of another fresh buffer (4 KB tiles, 4 warps; nothing else):
+
+* ``solo``: SM s reads its own 1/132 of R (each line read by one SM);
+* ``pair`` with distance D: SMs s and s + D (s with (s // D) even) read the same 1/66 of R, in lockstep -- D = 1 is a
+  TPC's two SMs (they merge their requests), D = 2, 6, 22, 66 pair SMs further apart;
+* ``all``: every SM reads all of R (132 readers per line).
+
+R counts unique bytes: every variant brings the same R into the L2 once if a line takes room once.  ncu (default
+cache control, --clock-control none): DRAM writes (what the stores lose to the reads), DRAM reads, L2 sectors.
+W = 7.2 MB, R = 16 and 24 MB (where `l2_dirty_reads` writes back 0.4 / 2.8 MB with one reader per line); twice.
+
+    run(command="python3 benchmarks/l2_readers_gpu.py --out $OUT/l2_readers.json", timeout_s=200)
+    python benchmarks/l2_readers_gpu.py --analyse FILE
+    python benchmarks/l2_readers_gpu.py --compile
+
+Data only (no assertion).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+MB = 1 << 20
+NSM = 132
+GRID = 2 * NSM
+ROWS, COLS = 32, 64  # 4 KB of bf16
+TILE_BYTES = ROWS * COLS * 2
+REPEATS = 2
+W_BYTES = 7 * MB + MB // 5
+METRICS = ["gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum",
+           "lts__t_sectors_srcunit_tex_op_read.sum", "lts__t_sectors_srcunit_tex_op_write.sum"]
+MODES = {"solo": 0, "pair": 1, "all": 2}
+
+
+def points() -> list:
+    pts = []
+    for r in (16, 24):
+        pts.append({"mode": "solo", "distance": 0, "read_bytes": r * MB})
+        pts += [{"mode": "pair", "distance": d, "read_bytes": r * MB} for d in (1, 2, 6, 22, 66)]
+        pts.append({"mode": "all", "distance": 0, "read_bytes": r * MB})
+    return pts
+
+
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _mb_l2rd(src_ptr, dst_ptr, claim_ptr, out_ptr, n_w, n_r, D, MODE: tl.constexpr, NSM: tl.constexpr,
+                 ROWS: tl.constexpr, COLS: tl.constexpr, ON_GPU: tl.constexpr):
+        """Registers: one tile to store, one accumulator tile.  One worker per SM (atomic claim on its %smid);
+        it stores tiles s + k NSM of dst, then loads n_r tiles of src chosen by MODE (see the module)."""
+        if ON_GPU:
+            s = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=False, pack=1)
+        else:
+            s = tl.program_id(0) % NSM
+        first = tl.atomic_add(claim_ptr + s, 1)
+        if first == 0:
+            offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+            tile = ROWS * COLS
+            val = (offs + s).to(tl.bfloat16)
+            for j in range(n_w):
+                tl.store(dst_ptr + (s + j * NSM).to(tl.int64) * tile + offs, val)
+            if MODE == 0:
+                base = s
+                stride = NSM
+            elif MODE == 1:
+                lead = s - D * ((s // D) % 2)  # the pair's first SM
+                base = (lead // (2 * D)) * D + lead % D  # 0 .. NSM / 2 - 1
+                stride = NSM // 2
+            else:
+                base = s * 0
+                stride = 1
+            acc = tl.zeros([ROWS, COLS], dtype=tl.float32)
+            for i in range(n_r):
+                acc += tl.load(src_ptr + (base + i * stride).to(tl.int64) * tile + offs).to(tl.float32)
+            tl.store(out_ptr + s * tile + offs, acc)
+
+    return _mb_l2rd
+
+
+def _per_worker(pt) -> tuple:
+    readers = {"solo": NSM, "pair": NSM // 2, "all": 1}[pt["mode"]]
+    return W_BYTES // (TILE_BYTES * NSM), pt["read_bytes"] // (TILE_BYTES * readers), readers
+
+
+def _launch(k, pt, src, dst, claim, out, on_gpu=True):
+    n_w, n_r, _ = _per_worker(pt)
+    claim.zero_()
+    k[(GRID,)](src, dst, claim, out, n_w, n_r, max(1, pt["distance"]), MODE=MODES[pt["mode"]], NSM=NSM, ROWS=ROWS,
+               COLS=COLS, ON_GPU=on_gpu, num_warps=4)
+
+
+def compile_check() -> int:
+    import torch
+    from kernels.compiled_facts import compile_launch
+    k = _kernel()
+    src = torch.empty(1 << 20, dtype=torch.bfloat16)
+    claim = torch.zeros(NSM, dtype=torch.int32)
+    out = torch.empty(NSM, ROWS, COLS, dtype=torch.float32)
+    for m, v in MODES.items():
+        f = compile_launch(k, (src, src, claim, out, 4, 8, 2), {"MODE": v, "NSM": NSM, "ROWS": ROWS, "COLS": COLS,
+                                                                "ON_GPU": True, "num_warps": 4})
+        print(m, f["regs_per_thread"], "regs", f.get("local_bytes_per_thread"), "B local", f["kernel"])
+    return 0
+
+
+def child() -> int:
+    import torch
+    k = _kernel()
+    pts = points()
+    src = torch.randn(max(p["read_bytes"] for p in pts) // 2, device="cuda", dtype=torch.bfloat16)
+    dst = torch.empty(W_BYTES // 2, device="cuda", dtype=torch.bfloat16)
+    claim = torch.zeros(NSM, device="cuda", dtype=torch.int32)
+    out = torch.empty(NSM, ROWS, COLS, device="cuda", dtype=torch.float32)
+    for pt in pts:
+        _launch(k, pt, src, dst, claim, out)
+    torch.cuda.synchronize()
+    workers = int((claim > 0).sum())
+    torch.cuda.profiler.start()
+    for _ in range(REPEATS):
+        for pt in pts:
+            _launch(k, pt, src, dst, claim, out)
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    print(f"SMs with a worker: {workers} of {NSM}")
+    return 0
+
+
+def run(out: str) -> int:
+    import torch
+    from verification import ncu as N
+    cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child"], metrics=METRICS,
+                          kernel_regex="_mb_l2rd")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rows = N.parse_csv(p.stdout)
+    order = points() * REPEATS
+    if len(rows) != len(order):
+        print(p.stdout[-3000:], p.stderr[-3000:])
+        raise SystemExit(f"expected {len(order)} profiled launches, got {len(rows)}")
+    workers = [ln for ln in p.stdout.splitlines() if ln.startswith("SMs with a worker")]
+    res = {"format": "l2_readers/1", "provenance": {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
+        "command": f"python3 benchmarks/l2_readers_gpu.py --out {out}", "ncu_command": " ".join(cmd),
+        "grid": GRID, "tile_bytes": TILE_BYTES, "workers": workers},
+        "points": [{**pt, "stored_bytes": _per_worker(pt)[0] * NSM * TILE_BYTES,
+                    "unique_read_bytes": _per_worker(pt)[1] * _per_worker(pt)[2] * TILE_BYTES,
+                    "repeat": i // len(points()), "metrics": dict(r.metrics)} for i, (pt, r) in enumerate(zip(order, rows))]}
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(res, f, indent=1)
+    os.replace(tmp, out)
+    return analyse(out)
+
+
+def analyse(path: str) -> int:
+    import statistics
+    res = json.load(open(path))
+    print(res["provenance"]["gpu"], res["provenance"]["date"], res["provenance"].get("workers"))
+    g: dict = {}
+    for p in res["points"]:
+        g.setdefault((p["unique_read_bytes"], p["mode"], p["distance"]), []).append(p["metrics"])
+    print("| R MB | readers | DRAM write MB (repeats) | DRAM read MB | L2 read MB | time us |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (r, m, d), ms in g.items():
+        dw = [x["dram__bytes_write.sum"] / MB for x in ms]
+        med = lambda key: statistics.median(x[key] for x in ms)  # noqa: E731
+        name = f"pair D={d}" if m == "pair" else m
+        print(f"| {r / MB:.1f} | {name} | {statistics.median(dw):.2f} ({', '.join(f'{x:.2f}' for x in dw)}) | "
+              f"{med('dram__bytes_read.sum') / MB:.1f} | {med('lts__t_sectors_srcunit_tex_op_read.sum') * 32 / MB:.0f} | "
+              f"{med('gpu__time_duration.sum') * 1e6:.1f} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out", help="(GPU machine) the result JSON")
+    g.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--analyse", metavar="FILE")
+    g.add_argument("--compile", action="store_true", help="compile the kernel for sm_90a (no GPU)")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if a.compile:
+        return compile_check()
+    if a.child:
+        return child()
+    if a.analyse:
+        return analyse(a.analyse)
+    return run(a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
