@@ -33,6 +33,66 @@ DATA = ROOT / "verification" / "data" / "nvidia-h100-80gb-hbm3"
 PRIORITY = ("r26112617_003", "r26112617_009", "r26112614_001", "r26112612_015", "r26112609_011", "r26112609_015")
 
 
+def reload_distances(body: list[str], word_bytes: int = 4) -> list[int]:
+    """Per LDL of the tile loop (`kernels.sass.parse`'s "LDL:width:offset" opcodes, in order), its reuse distance in
+    bytes per thread: the distinct other local words loaded or stored since the STL that wrote its first word
+    (around the loop; the loop's whole local footprint for a value no STL of the loop writes) -- the rule of
+    `kernels.sass.local_reuse`, which keeps only the histogram."""
+    seq = []
+    for op in body:
+        parts = op.split(":")
+        if parts[0] in ("STL", "LDL") and len(parts) == 3:
+            seq.append((parts[0], int(parts[2]), int(parts[1])))
+    if not seq:
+        return []
+    words = [set(range(o // word_bytes, (o + max(w, word_bytes) - 1) // word_bytes + 1)) for _, o, w in seq]
+    footprint = len(set().union(*words)) * word_bytes
+    n, out = len(seq), []
+    for i, (kind, o, w) in enumerate(seq):
+        if kind != "LDL":
+            continue
+        first, seen, dist = o // word_bytes, set(), None
+        for step in range(1, n + 1):
+            j = (i - step) % n
+            if seq[j][0] == "STL" and first in words[j]:
+                dist = len(seen - words[i]) * word_bytes
+                break
+            seen |= words[j]
+        out.append(footprint if dist is None else dist)
+    return out
+
+
+def add_distances(folder: Path, sel) -> int:
+    from kernels.compiled_facts import _compile_entry
+    from kernels.sass import _pick_tile_loop, disassemble, parse
+    from memsim.spill_draw import body_file, fingerprint
+    done = 0
+    for k, e in sel:
+        path = folder / body_file(fingerprint(e))
+        if not path.exists():
+            continue
+        d = pickle.loads(path.read_bytes())
+        if "ldl_distance" in d:
+            continue
+        try:
+            text = disassemble(_compile_entry(e, "sm90").asm["cubin"])
+            _, ops = _pick_tile_loop(parse(text))
+        except Exception as ex:
+            print(f"  skip {k}: {type(ex).__name__}: {str(ex)[:120]}", flush=True)
+            continue
+        dist = reload_distances(ops)
+        n_ldl = sum(x.op == "LDL" for x in d["body"])
+        if len(dist) != n_ldl:
+            print(f"  skip {k}: {len(dist)} distances for {n_ldl} LDLs", flush=True)
+            continue
+        d["ldl_distance"] = dist
+        path.write_bytes(pickle.dumps(d))
+        done += 1
+        print(f"  {n_ldl:5d} LDLs  {k}", flush=True)
+    print(f"{done} bodies given their reloads' distances")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bodies", required=True, help="folder for the pickled tile-loop bodies")
@@ -40,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--list", action="store_true", help="only list what would be compiled")
     ap.add_argument("--keys", help="a file of table keys, one a line: compile these, in this order")
+    ap.add_argument("--distances", action="store_true", help="add to each pickled body its reloads' reuse distances "
+                    "(`reload_distances`; the kernels come from Triton's cache after the first pass)")
     a = ap.parse_args(argv)
     os.environ.pop("TRITON_INTERPRET", None)
     sys.path.insert(0, str(ROOT))
@@ -65,6 +127,8 @@ def main(argv=None) -> int:
         return 0
     from kernels.compiled_facts import _compile_entry
     from kernels.sass import disassemble, tile_loop_body
+    if a.distances:
+        return add_distances(out, sel)
     for k, e in sel:
         fp = fingerprint(e)
         path = out / body_file(fp)

@@ -60,6 +60,10 @@ class LocalMemory:
     dram_read_fraction: float
     #: where the fractions come from
     rule: str = ""
+    #: with reuse distances: the x of the L1-miss and L2-miss curves per byte of a reload's distance (the resident
+    #: threads of the SM / the L1, of the GPU / the L2); 0 without (memsim.spill_draw places each reload by them)
+    l1_x_per_byte: float = 0.0
+    l2_x_per_byte: float = 0.0
 
     @property
     def reloads_reach_l2(self) -> bool:
@@ -298,7 +302,11 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
         l1_miss = SpillCurves.at(curves.l1_miss, per_sm / k / l1) if l1 else 0.0
         wf = SpillCurves.at(curves.dram_write, total / k / dirty)
         rf = SpillCurves.at(curves.l2_miss, total / k / hw.l2_bytes)
+    x1 = x2 = 0.0
+    if curves is not None and reuse and reuse.get("reload") and reuse.get("restore"):
+        x1, x2 = (on_sm * threads / l1 if l1 else 0.0), resident * threads / hw.l2_bytes
     return LocalMemory(footprint_per_sm_bytes=per_sm, footprint_bytes=total, l1_data_bytes=l1,
+                       l1_x_per_byte=x1, l2_x_per_byte=x2,
                        l1_miss_fraction=l1_miss, dram_write_fraction=wf,
                        dram_read_fraction=rf if l1_miss > 0 else 0.0,
                        rule=(curves.source + (", SASS reuse distances" if reuse and reuse.get("reload") else ", 1/k reuse"))

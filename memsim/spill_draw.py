@@ -80,6 +80,52 @@ def _drawn(folder: str, fp: str, warps: int, ctas: int, lat_fp: str, m: float, d
     return sum(out) / len(out)
 
 
+@lru_cache(maxsize=None)
+def _distances(folder: str, fp: str):
+    p = Path(folder) / body_file(fp)
+    return tuple(pickle.loads(p.read_bytes()).get("ldl_distance") or ()) if p.is_file() else ()
+
+
+@lru_cache(maxsize=4096)
+def _drawn_each(folder: str, fp: str, warps: int, ctas: int, lat_fp: str, probs: tuple, dram_cycles: float) -> float:
+    from .warp_issue import replay
+    body = _body(folder, fp)
+    lat = _LATS[lat_fp]
+    lat2 = replace(lat, cycles={**lat.cycles, "LDL_L2": lat.load_l2_cycles, "LDL_DRAM": dram_cycles})
+    out = []
+    for seed in range(SEEDS):
+        rnd = random.Random(seed)
+        it = iter(probs)
+        b = []
+        for x in body:
+            if x.op == "LDL":
+                m, d = next(it)
+                if rnd.random() < m:
+                    x = replace(x, op=("LDL_DRAM" if rnd.random() < d else "LDL_L2"))
+            b.append(x)
+        out.append(replay(b, warps_per_cta=warps, ctas=ctas, lat=lat2))
+    return sum(out) / len(out)
+
+
+def drawn_by_distance(facts, local, curves, *, warps: int, ctas: int, lat, dram_cycles: float) -> float | None:
+    """`drawn_cycles` with each reload at its OWN reuse distance (the pickled ``ldl_distance``, benchmarks/
+    spill_draw_live.py --distances): it misses L1 with the L1-miss curve at distance x `local.l1_x_per_byte`, and
+    then the L2 with the L2-miss curve at distance x `local.l2_x_per_byte` -- the placement memsim.local_memory
+    makes from the same distances, kept per reload instead of averaged, so the misses fall on the reloads of the
+    long distances.  None without distances or without the placement's scales."""
+    if body_for(facts) is None or local is None or not local.l2_x_per_byte:
+        return None
+    dist = _distances(str(bodies_dir()), fingerprint(facts))
+    if not dist:
+        return None
+    at = type(curves).at
+    probs = tuple((round(at(curves.l1_miss, x * local.l1_x_per_byte), 2) if local.l1_x_per_byte else 0.0,
+                   round(at(curves.l2_miss, x * local.l2_x_per_byte), 2)) for x in dist)
+    _LATS.setdefault(lat.fingerprint(), lat)
+    return _drawn_each(str(bodies_dir()), fingerprint(facts), warps, ctas, lat.fingerprint(), probs,
+                       round(dram_cycles, -1))
+
+
 def drawn_cycles(facts, *, warps: int, ctas: int, lat, m: float, d: float, dram_cycles: float) -> float | None:
     """Cycles per trip of the tile loop with `ctas` CTAs of `warps` warps on the SM, each reload an L1 hit, an L2
     hit (`lat.load_l2_cycles`) or a DRAM miss (`dram_cycles`) with probabilities 1 - m, m (1 - d), m d (mean over
