@@ -201,7 +201,8 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
             out["local_regions"] = _regions_of(text, lp)
         out["code_bytes"] = _code_bytes(text)
         out["issue"] = issue_facts(text, arch, num_warps=out["num_warps"], regs=out["regs_per_thread"],
-                                   shared=out["shared_bytes"], launched_warps=out["launched_warps"])
+                                   shared=out["shared_bytes"], launched_warps=out["launched_warps"],
+                                   walk="persistent" in ck.name)
     except Exception as e:  # the loop profile is extra; never lose the registers for it
         out.setdefault("loop", None)
         out["loop_error"] = f"{type(e).__name__}: {e}"[:200]
@@ -209,7 +210,7 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
 
 
 def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int,
-                known: dict | None = None, launched_warps: int | None = None) -> dict | None:
+                known: dict | None = None, launched_warps: int | None = None, walk: bool = False) -> dict | None:
     """`kernels.sass.issue_profile` with the preset's calibrated figures, for 1..min(resident CTAs,
     MAX_REPLAY_CTAS) CTAs per SM (None without an `issue_latency` calibration).  `launched_warps`: the warps the
     compiled kernel launches per CTA (`metadata.num_warps`: 12 for a warp-specialised `num_warps=4` kernel --
@@ -224,7 +225,7 @@ def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared:
         return None
     per_sm, _ = ctas_per_sm(hw, shared, launched_warps or num_warps, regs)
     return issue_profile(sass_text, num_warps=num_warps, max_ctas=max(1, min(per_sm, MAX_REPLAY_CTAS)), lat=cal.issue,
-                         known=known)
+                         known=known, walk=walk)
 
 
 def _entry_launch(e: dict, arch: str) -> tuple:
@@ -304,7 +305,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
             launched = int(ck.metadata.num_warps)
             facts = issue_facts(text, arch, num_warps=e["num_warps"], regs=e["regs_per_thread"],
                                 shared=e["shared_bytes"], known=old if same_loop and not force else None,
-                                launched_warps=launched)
+                                launched_warps=launched, walk="persistent" in ck.name)
             pending[key_] = {"issue": facts, "loop": loop, "launched_warps": launched, "issue_stale": None}
             print(f"[{j}/{len(keys)}] {key_}: issue replayed ({time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
         except Exception as ex:  # one entry must not stop the others

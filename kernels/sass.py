@@ -552,7 +552,8 @@ def tile_loop_body(sass: str, *, num_warps: int) -> list:
     return _plain_tile_body(_ported(sass, ins, num_warps)[0], loops) if ins else []
 
 
-def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None) -> dict | None:
+def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None,
+                  walk: bool = False) -> dict | None:
     """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch:
 
     * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,
@@ -577,6 +578,11 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
       first consumer's partition, ``tma_descriptor_inits`` the producer's, and for a persistent kernel
       ``tile_fixed_cycles[c-1]`` (the tile walk's code outside the tile loop, once per tile).
 
+    `walk`: the kernel is persistent (compiled_facts: its name says so) -- where it is not warp-specialised, the
+    loop around its tile loop walks the CTA's tiles and that loop's code outside every loop inside it is replayed as
+    ``tile_fixed_cycles`` too (P's r26112617_009, a 2-warp fp32 persistent forward: 1779 instructions per tile,
+    4745 cycles at one CTA per SM, which no figure charged).
+
     `known`: the entry's previous figures.  Where they were replayed (profile 5) with the same figures but for the
     register-load latencies, what those cannot change is copied rather than replayed again: the straight-line
     replay (loads released at once in both), and the tile loop's when it has no register load."""
@@ -596,6 +602,20 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         body = _plain_tile_body(ins, loops)
         rest = _outside_loops(ins, loops)
         groups, n_desc = 1, sum(x.op == "UTMACCTL" for x in rest)
+        if walk and body and loops:
+            # a persistent kernel that is not warp-specialised (session 12, notes/spills.md): the loop around the
+            # tile loop walks the CTA's tiles; its code outside every loop inside it (the tile loop, the masked
+            # band, a ragged tail: the workload books those as steps) runs once per tile
+            named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+            lb_, _ = _pick_tile_loop(named)
+            ta, tb = next((a, b) for l2, a, b in loops if l2 == lb_)
+            outer = [(a, b) for _, a, b in loops if a <= ta and tb <= b and (a, b) != (ta, tb)]
+            if outer:
+                oa, ob = max(outer, key=lambda ab: ab[1] - ab[0])
+                holes = [(a, b) for _, a, b in loops if oa <= a and b <= ob and (a, b) != (oa, ob)]
+                drop = {k for a, b in holes for k in range(a, b + 1)}
+                per_tile = [x for k, x in enumerate(ins[oa:ob + 1], oa) if k not in drop
+                            and x.op not in ("BRA", "EXIT", "NOP")]
     flops = sum(x.mma_flops / (4 if x.op == "HGMMA" else 1) for x in body)
     out = {"tile_cycles": [], "straight_cycles": [], "tile_mma_flops_per_warp": flops,
            "tile_instructions": len(body), "straight_instructions": len(rest),

@@ -255,3 +255,19 @@ def test_pipelined_walk_books_neither_its_band_loop_nor_its_peeled_trip_per_tile
         whole = replay(list(ws.per_tile), warps_per_cta=4, ctas=2 * c, lat=_lat(), trips=1)
         want = round(max(0.0, whole - 2 * prof["tile_cycles"][c - 1]), 1)
         assert prof["tile_fixed_cycles"][c - 1] == want, (c, prof["tile_fixed_cycles"], whole, prof["tile_cycles"])
+
+
+@pytest.mark.parametrize("walk", [False, True])
+def test_persistent_walk_without_warp_specialisation(walk):
+    """A persistent kernel that is not warp-specialised (the spills helper's patch, session 12: P's r26112617_009):
+    the loop around its tile loop walks the CTA's tiles, and that loop's code outside the tile loop is replayed once
+    per tile as ``tile_fixed_cycles`` -- only when the kernel is named persistent (compiled_facts passes walk=)."""
+    sass = _sass(["S2R R0, SR_CTAID.X", ".L_x_1", "IMAD R2, R0, R1, RZ", ".L_x_2",
+                  "HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4], R24", "MUFU.EX2 R3, R3", "@!P1 BRA `(.L_x_2)",
+                  "STG.E [R4], R24", "@!P2 BRA `(.L_x_1)", "EXIT"])
+    prof = issue_profile(sass, num_warps=4, max_ctas=2, lat=_lat(), walk=walk)
+    assert prof is not None and prof["tile_instructions"] == 3, prof
+    assert ("tile_fixed_cycles" in prof) is walk, prof
+    if walk:  # IMAD and STG around the tile loop; the branches are not charged
+        assert prof["tile_fixed_instructions"] == 2 and len(prof["tile_fixed_cycles"]) == 2, prof
+        assert all(c > 0 for c in prof["tile_fixed_cycles"])
