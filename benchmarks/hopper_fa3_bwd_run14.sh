@@ -3,7 +3,7 @@
 # reduce-adds its own K/V rows' share of dQ (no dS^T exchange, no lockstep; twice the reduce-add bytes).
 # d=128: the registered kernel vs DQ_KSPLIT (single- and double-buffered staging); d=64: 128-row blocks with and without.
 # Then the pass alone (registered vs dq_ksplit) on 2 cases for the L2 cost of the doubled adds.
-#   1. GPU exactness: `-k "variants and dq_ksplit"` (44 cases) in 3 pytest processes beside 4 `--warm-only`;
+#   1. GPU exactness: `-k "variants and dq_ksplit"` + `bm128 and ksplit` (50 cases) in 3 pytest processes beside 4 `--warm-only`;
 #   2. a candidate whose tests failed is dropped; 3. timed, bf16, ROUNDS rounds alternating: the whole backward per
 #   candidate beside the default's backward, SDPA cuDNN and SDPA flash (d 64/128 x causal x N 1024/4096/16384).
 #   run(command="TOTAL_S=230 bash benchmarks/hopper_fa3_bwd_run14.sh", timeout_s=250)
