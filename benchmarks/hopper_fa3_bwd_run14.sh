@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared in session 13 for the next device call (run14a, NOT RUN yet): DQ_KSPLIT -- each consumer warpgroup
+# Prepared in session 13, run in session 13b (run14, 23:09 UTC: benchmarks/results/hopper-h100-2026-11-26-run14.md): DQ_KSPLIT -- each consumer warpgroup
 # reduce-adds its own K/V rows' share of dQ (no dS^T exchange, no lockstep; twice the reduce-add bytes).
 # d=128: the registered kernel vs DQ_KSPLIT (single- and double-buffered staging); d=64: 128-row blocks with and without.
 # Then the pass alone (registered vs dq_ksplit) on 2 cases for the L2 cost of the doubled adds.

@@ -94,7 +94,9 @@ DQ_DEFER = False
 #: with DQ_TMA (MMA_ORDER 0 / 2): each consumer warpgroup adds its own 64 K/V rows' share of dQ_i (dS_i,w K_w, two
 #: column halves of 32 fp32 registers each, one reduce-add each) instead of exchanging dS^T with the other warpgroup:
 #: no cross-warpgroup barrier per step (the lockstep memsim models, FA3_BWD_LOCKSTEP), twice the reduce-adds' bytes.
-#: Prepared in session 13: compile-checked on the CPU, NOT RUN on a GPU; a switch the benchmarks flip
+#: Session 13b (run14, H100): exact (50 GPU tests) and slower on all 12 grid cells (the whole backward 0.84-0.94x, the
+#: pass 0.80-0.83x: the doubled adds and K = 64 dQ matmuls cost more than the barrier did) -- off; a switch the
+#: benchmarks flip
 DQ_KSPLIT = False
 
 if gluon is not None:
