@@ -185,7 +185,8 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     # the preset's effective fraction otherwise
     l2 = L2Cache(hw.l2_bytes if cal.l2_dirty_bytes else hw.l2_effective_bytes, cal.l2_dirty_bytes,
                  clean_age=cal.l2_clean_age)
-    # ncu's own dirty lines at a kernel's start (after its flush): written back under the age law as ours come in
+    # ncu's own dirty lines at a kernel's start (its multi-pass replay: benchmarks/ncu_residue_gpu.py), written back
+    # under the age law as ours come in
     residue = (ncu_dirty_residue_bytes(cal, hw.l2_bytes) or 0) if flush_l2 and cal.l2_clean_age else 0
     kernels = []
     steps = 0
