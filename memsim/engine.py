@@ -65,12 +65,14 @@ class L2Cache:
     a dirty line is written back (and stays, clean) once the bytes brought into the L2 after its last write pass
     a threshold spread as N(mean, sd) over the lines (`benchmarks/l2_dirty_reads_gpu.py`: W bytes stored, then R
     other bytes read, R = 0-96 MB: 29 points fit by mean 33.5 MB, sd 7.5 MB, and the 12 points with the stores
-    spread among the reads follow within 0.5 MB).  What is still dirty at the end of a kernel is written after
+    spread among the reads follow within 0.5 MB).  A line that a second reader reads (a CTA event other than the
+    one that brought it in) adds `share_extra` x its bytes to that clock once: it takes room in both halves of the
+    L2 (`benchmarks/l2_readers_gpu.py`).  What is still dirty at the end of a kernel is written after
     it and is not that kernel's (ncu flushes before a kernel, not after).
     """
 
     def __init__(self, capacity_bytes: int, dirty_capacity_bytes: int | None = None,
-                 clean_age: tuple | None = None):
+                 clean_age: tuple | None = None, share_extra: float = 0.0):
         self.capacity = capacity_bytes
         self.dirty_capacity = dirty_capacity_bytes
         self.used = 0
@@ -85,24 +87,31 @@ class L2Cache:
         #: (mean, sd) bytes of the age law, or None; `age_scale` multiplies both while a folded launch runs
         self.clean_age = clean_age
         self.age_scale = 1.0
+        #: extra age-clock bytes (x the line's) when a second reader reads a line (`calibration.l2_shared_copy_extra`)
+        self.share_extra = share_extra
         self._due: list = []  # heap of (alloc at which the line is cleaned, alloc at its write, key)
         self._n_aged = 0
 
-    def read(self, acc) -> int:
-        """Bring the access's blocks in; return the bytes that came from DRAM."""
+    def read(self, acc, reader=None) -> int:
+        """Bring the access's blocks in; return the bytes that came from DRAM.  `reader`: who reads (a CTA event);
+        with `share_extra`, the first read of a line by a second reader adds share_extra x its bytes to the age
+        clock (the line now has a copy in both halves of the L2)."""
         key, mask, nb, full, lb, lbytes = acc
         lines = self.lines
         e = lines.get(key)
         if e is None:
             # nb is the access's traffic (sectors, memsim.sectors); the line holds the blocks' own bytes
             miss = _mask_bytes(mask, full, lb, lbytes)
-            lines[key] = [mask, 0, miss, full, lb, lbytes]
+            lines[key] = [mask, 0, miss, full, lb, lbytes, reader]
         else:
             new = mask & ~e[0]
             miss = _mask_bytes(new, full, lb, lbytes) if new else 0
             e[0] |= new
             e[2] += miss
             lines.move_to_end(key)
+            if self.share_extra and reader is not None and len(e) > 6 and e[6] is not None and e[6] != reader:
+                self.alloc += self.share_extra * e[2]
+                e[6] = None  # counted once: the line is shared
         self.used += miss
         self.dram_read += miss
         self.hit_bytes += nb - miss
@@ -581,7 +590,7 @@ class LaunchModel:
                 if window is None:
                     for acc in reads:
                         g += acc[2]
-                        m_ = l2read(acc)
+                        m_ = l2read(acc, idx)
                         miss += m_
                         if fill_lat is not None:
                             if fill_at.get(acc[0], 0.0) > now:
@@ -614,7 +623,7 @@ class LaunchModel:
                                     if in_flight:
                                         waited += whole
                                     continue  # all of it arrives with the other request: no L2, no DRAM
-                        m_ = l2read(acc if mask == acc[1] else (key, mask, nb, acc[3], acc[4], acc[5]))
+                        m_ = l2read(acc if mask == acc[1] else (key, mask, nb, acc[3], acc[4], acc[5]), idx)
                         miss += m_
                         if in_flight:
                             waited += whole - m_

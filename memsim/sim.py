@@ -184,7 +184,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
     # reads use the whole L2 where calibrated (what stays dirty is limited separately: memsim.engine.L2Cache),
     # the preset's effective fraction otherwise
     l2 = L2Cache(hw.l2_bytes if cal.l2_dirty_bytes else hw.l2_effective_bytes, cal.l2_dirty_bytes,
-                 clean_age=cal.l2_clean_age)
+                 clean_age=cal.l2_clean_age, share_extra=cal.l2_shared_copy_extra)
     # ncu's own dirty lines at a kernel's start (its multi-pass replay: benchmarks/ncu_residue_gpu.py), written back
     # under the age law as ours come in
     residue = (ncu_dirty_residue_bytes(cal, hw.l2_bytes) or 0) if flush_l2 and cal.l2_clean_age else 0

@@ -116,3 +116,52 @@ def test_residue_is_the_calibrations(h100):
     pts = _points(cal)
     res = ncu_dirty_residue_bytes(cal, hw.l2_bytes)
     assert abs(res - _residue(pts)) < 0.3 * MB  # l2_thrash_drift's 2.4 MB vs this program's 2.25 MB
+
+
+READERS_RUN = "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T2320-l2_readers_sweep.json"
+
+
+def _readers_points():
+    import json
+    from pathlib import Path
+    run = json.loads((Path(__file__).resolve().parent.parent / READERS_RUN).read_text())
+    g = {}
+    for p in run["points"]:
+        g.setdefault((p["mode"], p["distance"], p["unique_read_bytes"]), (p["stored_bytes"], []))[1].append(
+            p["metrics"]["dram__bytes_write.sum"])
+    return {k: (w, statistics.median(v)) for k, (w, v) in g.items()}
+
+
+def _replay_readers(hw, cal, w, r, readers, extra):
+    """W stored, then every line of R read by `readers` distinct readers in turn; one ncu pass: no residue."""
+    l2 = L2Cache(hw.l2_bytes, cal.l2_dirty_bytes, clean_age=cal.l2_clean_age, share_extra=extra)
+    wb = 0
+    for i in range(w // RUN):
+        l2.write((("w", i), 1, RUN, RUN, -1, 0))
+        wb += l2.evict()
+    for i in range(r // RUN):
+        for k in range(readers):
+            l2.read((("r", i), 1, RUN, RUN, -1, 0), reader=k)
+            wb += l2.evict()
+    return wb
+
+
+def test_a_line_read_from_both_halves_ages_the_l2_faster(h100):
+    """l2_readers (single ncu pass): pairs of SMs 6 apart read every line; with the shared-copy extra (not fitted:
+    (2 - 1.5) / 1.5) the engine follows the pairs from R = 24 MB on, which it misses by > 2 MB without it."""
+    hw, cal = h100
+    assert cal.l2_shared_copy_extra == pytest.approx(1 / 3)
+    pts = _readers_points()
+    rows = []
+    for (mode, d, r), (w, meas) in sorted(pts.items()):
+        if mode != "pair" or r < 23 * MB:
+            continue
+        got = _replay_readers(hw, cal, w, r, 2, cal.l2_shared_copy_extra)
+        old = _replay_readers(hw, cal, w, r, 2, 0.0)
+        rows.append((r, meas, got, old))
+    table = "\n".join(f"R {r / MB:5.1f} MB: measured {m / MB:5.2f}, engine {g / MB:5.2f}, without {o / MB:5.2f}"
+                      for r, m, g, o in rows)
+    assert len(rows) == 3, table
+    # no closer than the age law it rides on replays its own fitted points (worst 1.03 MB), and closer than without
+    assert all(abs(g - m) < 1.03 * MB and abs(g - m) < abs(o - m) for _, m, g, o in rows), table
+    assert abs(rows[0][3] - rows[0][1]) > 2 * MB, table  # R = 24: without the extra, far off
