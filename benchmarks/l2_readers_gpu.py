@@ -178,7 +178,7 @@ def run(out: str, plan: str) -> int:
         "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
         "command": f"python3 benchmarks/l2_readers_gpu.py --out {out} --plan {plan}", "ncu_command": " ".join(cmd),
         "grid": GRID, "tile_bytes": TILE_BYTES, "workers": workers},
-        "points": [{**pt, "stored_bytes": _per_worker(pt)[0] * NSM * TILE_BYTES,
+        "points": [{**pt, "stored_bytes": _per_worker(pt)[0] * NSM * _wps(pt) * TILE_BYTES,
                     "unique_read_bytes": _per_worker(pt)[1] * _per_worker(pt)[2] * TILE_BYTES,
                     "repeat": i // len(points(plan)), "metrics": dict(r.metrics)}
                    for i, (pt, r) in enumerate(zip(order, rows))]}
