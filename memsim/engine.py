@@ -64,7 +64,7 @@ class L2Cache:
     duration; the L2 holds about 22 MB dirty although it holds 50 MB); and -- with `clean_age` = (mean, sd) --
     a dirty line is written back (and stays, clean) once the bytes brought into the L2 after its last write pass
     a threshold spread as N(mean, sd) over the lines (`benchmarks/l2_dirty_reads_gpu.py`: W bytes stored, then R
-    other bytes read, R = 0-96 MB: 29 points fit by mean 33.5 MB, sd 7.5 MB, and the 12 points with the stores
+    other bytes read, R = 0-96 MB: 29 points fit by mean 33.75 MB, sd 7.5 MB, and the 12 points with the stores
     spread among the reads follow within 0.5 MB).  A line that a second reader reads (a CTA event other than the
     one that brought it in) adds `share_extra` x its bytes to that clock once: it takes room in both halves of the
     L2 (`benchmarks/l2_readers_gpu.py`).  What is still dirty at the end of a kernel is written after
@@ -76,7 +76,7 @@ class L2Cache:
         self.capacity = capacity_bytes
         self.dirty_capacity = dirty_capacity_bytes
         self.used = 0
-        self.lines: OrderedDict = OrderedDict()  # key -> [mask, dirty_mask, bytes, full, lastbit, lastbytes]
+        self.lines: OrderedDict = OrderedDict()  # key -> [mask, dirty_mask, bytes, full, lastbit, lastbytes(, reader)]
         self.dirty_order: OrderedDict = OrderedDict()  # keys with dirty blocks -> self.alloc at the last write
         self.dirty = 0
         self.dram_read = 0
