@@ -192,27 +192,25 @@ class L2Cache:
                 if order.get(k, -1) != stamp:
                     continue  # written again since (a younger entry stands for it) or already clean
                 order.pop(k)
-                e = lines.get(k)
-                if e is None or not e[1]:
-                    continue
-                d = _mask_bytes(e[1], e[3], e[4], e[5])
-                wb += d
-                self.dirty -= d
-                e[1] = 0
+                wb += self._clean(k)
         cap = self.dirty_capacity
         if cap is not None:
             order = self.dirty_order
             while self.dirty > cap and order:
                 k, _ = order.popitem(last=False)
-                e = lines.get(k)
-                if e is None or not e[1]:
-                    continue
-                d = _mask_bytes(e[1], e[3], e[4], e[5])
-                wb += d
-                self.dirty -= d
-                e[1] = 0
+                wb += self._clean(k)
         self.dram_write += wb
         return wb
+
+    def _clean(self, k) -> int:
+        """Write line k's dirty blocks back (it stays resident, clean); return the bytes written."""
+        e = self.lines.get(k)
+        if e is None or not e[1]:
+            return 0
+        d = _mask_bytes(e[1], e[3], e[4], e[5])
+        self.dirty -= d
+        e[1] = 0
+        return d
 
     def dirty_bytes(self) -> int:
         """Bytes of dirty blocks resident now."""
