@@ -34,10 +34,8 @@ Data only (no assertion).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 
 MB = 1 << 20
@@ -159,27 +157,20 @@ def child() -> int:
 
 
 def run(out: str) -> int:
-    import torch
+    import time
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import ncu_rows, write_run
+
     from verification import ncu as N
-    cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child"], metrics=METRICS,
-                          kernel_regex="_mb_l2dr")
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
-    rows = N.parse_csv(p.stdout)
+    t0 = time.time()
     order = points() * REPEATS
-    if len(rows) != len(order):
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        raise SystemExit(f"expected {len(order)} profiled launches, got {len(rows)}")
-    res = {"format": "l2_dirty_reads/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
-        "command": f"python3 benchmarks/l2_dirty_reads_gpu.py --out {out}", "ncu_command": " ".join(cmd),
-        "grid": GRID, "tile_bytes": TILE_BYTES},
-        "points": [{**pt, **_actual(pt), "repeat": i // len(points()), "metrics": dict(r.metrics)}
-                   for i, (pt, r) in enumerate(zip(order, rows))]}
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, out)
+    rows, cmd, _ = ncu_rows(os.path.abspath(__file__), ["--child"], metrics=METRICS, kernel_regex="_mb_l2dr",
+                            expected=len(order), timeout_s=500)
+    write_run(out, "l2_dirty_reads/1", [{**pt, **_actual(pt), "repeat": i // len(points()), "metrics": dict(r.metrics)}
+                                        for i, (pt, r) in enumerate(zip(order, rows))],
+              script="l2_dirty_reads_gpu.py", argv=None, method="ncu, default cache control, every point twice",
+              t0=t0, extra={"ncu": N.ncu_version(), "ncu_command": " ".join(cmd), "grid": GRID,
+                            "tile_bytes": TILE_BYTES})
     return analyse(out)
 
 

@@ -30,10 +30,8 @@ Data only (no assertion).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 
 MB = 1 << 20
@@ -162,30 +160,25 @@ def child(plan: str) -> int:
 
 
 def run(out: str, plan: str) -> int:
-    import torch
+    import time
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import ncu_rows, write_run
+
     from verification import ncu as N
-    cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child", plan], metrics=METRICS,
-                          kernel_regex="_mb_l2rd")
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    rows = N.parse_csv(p.stdout)
+    t0 = time.time()
     order = points(plan) * REPEATS
-    if len(rows) != len(order):
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        raise SystemExit(f"expected {len(order)} profiled launches, got {len(rows)}")
-    workers = [ln for ln in p.stdout.splitlines() if ln.startswith("SMs with a worker")]
-    res = {"format": "l2_readers/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
-        "command": f"python3 benchmarks/l2_readers_gpu.py --out {out} --plan {plan}", "ncu_command": " ".join(cmd),
-        "grid": GRID, "tile_bytes": TILE_BYTES, "workers": workers},
-        "points": [{**pt, "stored_bytes": _per_worker(pt)[0] * NSM * _wps(pt) * TILE_BYTES,
-                    "unique_read_bytes": _per_worker(pt)[1] * _per_worker(pt)[2] * TILE_BYTES,
-                    "repeat": i // len(points(plan)), "metrics": dict(r.metrics)}
-                   for i, (pt, r) in enumerate(zip(order, rows))]}
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, out)
+    rows, cmd, stdout = ncu_rows(os.path.abspath(__file__), ["--child", plan], metrics=METRICS,
+                                 kernel_regex="_mb_l2rd", expected=len(order), timeout_s=300)
+    workers = [ln for ln in stdout.splitlines() if ln.startswith("SMs with a worker")]
+    pts = []
+    for i, (pt, r) in enumerate(zip(order, rows)):
+        n_w, n_r, readers = _per_worker(pt)
+        pts.append({**pt, "stored_bytes": n_w * NSM * _wps(pt) * TILE_BYTES, "unique_read_bytes": n_r * readers * TILE_BYTES,
+                    "repeat": i // len(points(plan)), "metrics": dict(r.metrics)})
+    write_run(out, "l2_readers/1", pts, script="l2_readers_gpu.py", argv=None,
+              method="ncu, default cache control, every point twice", t0=t0,
+              extra={"ncu": N.ncu_version(), "ncu_command": " ".join(cmd), "grid": GRID, "tile_bytes": TILE_BYTES,
+                     "workers": workers})
     return analyse(out)
 
 

@@ -23,10 +23,8 @@ Data only (no assertion).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,30 +58,24 @@ def child(variant: str) -> int:
 
 
 def run(out: str) -> int:
-    import torch
+    import time
     sys.path.insert(0, os.path.dirname(HERE))
     sys.path.insert(0, HERE)
     import l2_dirty_reads_gpu as B
+    from run_file import ncu_rows, write_run
+
     from verification import ncu as N
-    res = {"format": "ncu_residue/1", "provenance": {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "ncu": N.ncu_version(),
-        "command": f"python3 benchmarks/ncu_residue_gpu.py --out {out}", "read_bytes": READ_BYTES}, "points": []}
+    t0 = time.time()
+    pts = []
     for v in VARIANTS:
-        metrics = ["dram__bytes_write.sum"] if v == "one" else B.METRICS
-        cmd = N.build_command([sys.executable, os.path.abspath(__file__), "--child", v], metrics=metrics,
-                              kernel_regex="_mb_l2dr")
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
-        rows = N.parse_csv(p.stdout)
-        if len(rows) != LAUNCHES:
-            print(p.stdout[-2000:], p.stderr[-2000:])
-            raise SystemExit(f"{v}: expected {LAUNCHES} profiled launches, got {len(rows)}")
-        res["points"] += [{"variant": v, "launch": i, "ncu_command": " ".join(cmd), "metrics": dict(r.metrics)}
-                          for i, r in enumerate(rows)]
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, out)
+        rows, cmd, _ = ncu_rows(os.path.abspath(__file__), ["--child", v], kernel_regex="_mb_l2dr",
+                                metrics=["dram__bytes_write.sum"] if v == "one" else B.METRICS, expected=LAUNCHES,
+                                timeout_s=150)
+        pts += [{"variant": v, "launch": i, "ncu_command": " ".join(cmd), "metrics": dict(r.metrics)}
+                for i, r in enumerate(rows)]
+    write_run(out, "ncu_residue/1", pts, script="ncu_residue_gpu.py", argv=None,
+              method="ncu, default cache control, one process per variant", t0=t0,
+              extra={"ncu": N.ncu_version(), "read_bytes": READ_BYTES})
     return analyse(out)
 
 

@@ -8,8 +8,28 @@ import sys
 import time
 
 
-def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: str, t0: float) -> None:
-    """{format, provenance (date, card, versions, command, method), points, seconds} -> `path` (tmp + rename)."""
+def ncu_rows(script: str, child_args: list, *, metrics: list, kernel_regex: str, expected: int,
+             timeout_s: float) -> tuple:
+    """Run `script` (a path) with `child_args` under ncu (verification.ncu's command: default cache control, clocks
+    unlocked, only between cudaProfilerStart/Stop) -> (the profiled launches' rows, the command, the child's
+    stdout).  SystemExit, with the ends of its output, unless exactly `expected` launches were profiled."""
+    import subprocess
+
+    from verification import ncu as N
+    cmd = N.build_command([sys.executable, script, *child_args], metrics=metrics, kernel_regex=kernel_regex)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    rows = N.parse_csv(p.stdout)
+    if len(rows) != expected:
+        print(p.stdout[-3000:], p.stderr[-3000:])
+        raise SystemExit(f"{os.path.basename(script)} {' '.join(child_args)}: expected {expected} profiled launches, "
+                         f"got {len(rows)}")
+    return rows, cmd, p.stdout
+
+
+def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: str, t0: float,
+              extra: dict | None = None) -> None:
+    """{format, provenance (date, card, versions, command, method, + extra), points, seconds} -> `path` (tmp +
+    rename)."""
     import torch
     import triton
     props = torch.cuda.get_device_properties(0)
@@ -18,7 +38,7 @@ def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: s
         "gpu": props.name, "sm_count": props.multi_processor_count, "torch": torch.__version__,
         "triton": triton.__version__, "cuda": torch.version.cuda,
         "command": f"python3 benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
-        "method": method},
+        "method": method, **(extra or {})},
         "points": points, "seconds": round(time.time() - t0, 1)}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
