@@ -12,20 +12,10 @@
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results}"
 cd "$(dirname "$0")/.."
-export PYTHONPATH=. PYTHONUNBUFFERED=1
-T0=$SECONDS
 TOTAL_S=${TOTAL_S:-150}
-left() { echo $(( TOTAL_S - (SECONDS - T0) )); }
-T=tests/test_kernels_hopper_gluon_bwd.py
-D=benchmarks/hopper_fa3_bwd_diag.py
+. benchmarks/hopper_fa3_bwd_common.sh
 CASES=128/16384/0,128/4096/1,64/16384/0,128/1024/1
-GRID=128/1024/0,128/4096/0,128/16384/0,128/1024/1,128/4096/1,128/16384/1,64/1024/0,64/4096/0,64/16384/0,64/1024/1,64/4096/1,64/16384/1
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1
-  python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())"
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+GRID=$G128,$G64
 # --- 1. exactness (9 processes) beside the warm-up
 SW=(dq_tma_stat_smem dq_tma_async dq_tma_stat_smem_async)
 KX=("variants and stat_smem and not async" "variants and dq_tma_async" "variants and stat_smem_async")
