@@ -139,22 +139,29 @@ def _frac(num: float, den: float) -> float:
     return min(1.0, max(0.0, num / den))
 
 
+def _spills_point(r: dict, hw) -> tuple | None:
+    """A `spills` calibration point's (CTAs per SM, footprint per SM, footprint on the GPU, local store bytes, local
+    load bytes, reload bytes that reached the L2); None where it does not spill."""
+    frame = (r.get("compiled") or {}).get("local_bytes_per_thread") or 0
+    lw, lr = r.get("local_write_bytes") or 0.0, r.get("local_read_bytes") or 0.0
+    if frame <= 0 or lw <= 0 or lr <= 0:
+        return None
+    threads, ctas = 32 * r["num_warps"], r["ctas"]
+    per_sm = -(-ctas // hw.num_sms)
+    touched = min(frame, lw / (threads * ctas * r["n_iter"]))
+    reach = max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0))
+    return (per_sm, per_sm * threads * touched, min(ctas, per_sm * hw.num_sms) * threads * touched, lw, lr, reach)
+
+
 def curves_from(points: list, hw) -> SpillCurves | None:
     """The three curves from the calibration's spills points (module doc); None if no point spills."""
     l1, wb, l2 = [], [], []
     for r in points:
-        c = r.get("compiled") or {}
-        frame = c.get("local_bytes_per_thread") or 0
-        lw, lr = r.get("local_write_bytes") or 0.0, r.get("local_read_bytes") or 0.0
-        if frame <= 0 or lw <= 0 or lr <= 0:
+        pt = _spills_point(r, hw)
+        if pt is None:
             continue
-        threads, ctas = 32 * r["num_warps"], r["ctas"]
-        per_sm = -(-ctas // hw.num_sms)
-        touched = min(frame, lw / (threads * ctas * r["n_iter"]))
-        f_sm = per_sm * threads * touched
-        f_gpu = min(ctas, per_sm * hw.num_sms) * threads * touched
-        l1_bytes = l1_data_bytes(hw, c.get("shared_bytes") or 0, per_sm)
-        reach = max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0))
+        per_sm, f_sm, f_gpu, lw, lr, reach = pt
+        l1_bytes = l1_data_bytes(hw, (r.get("compiled") or {}).get("shared_bytes") or 0, per_sm)
         if l1_bytes:
             l1.append((f_sm / l1_bytes, _frac(reach, lr)))
         wb.append((f_gpu, _frac(r["dram_write_bytes"] - r.get("global_write_bytes", 0.0), lw)))
@@ -188,16 +195,10 @@ def l2_miss_from_reaching(spills: list, spill_sm: list, hw) -> tuple:
     out = []
     # the spills points (as `curves_from` reads them), keeping only those whose reloads reach the L2
     for r in spills:
-        cc = r.get("compiled") or {}
-        frame = cc.get("local_bytes_per_thread") or 0
-        lw, lr = r.get("local_write_bytes") or 0.0, r.get("local_read_bytes") or 0.0
-        if frame <= 0 or lw <= 0 or lr <= 0:
+        pt = _spills_point(r, hw)
+        if pt is None:
             continue
-        threads, ctas = 32 * r["num_warps"], r["ctas"]
-        per_sm = -(-ctas // hw.num_sms)
-        touched = min(frame, lw / (threads * ctas * r["n_iter"]))
-        f_gpu = min(ctas, per_sm * hw.num_sms) * threads * touched
-        reach = max(0.0, r["l2_read_bytes"] - r.get("global_read_bytes", 0.0))
+        _, _, f_gpu, _, lr, reach = pt
         if reach >= L2_CURVE_MIN_REACH * lr:
             out.append((f_gpu / hw.l2_bytes, _frac(r["dram_read_bytes"] - r.get("global_read_bytes", 0.0), reach)))
     seen = set()
