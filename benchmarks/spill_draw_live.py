@@ -35,31 +35,10 @@ PRIORITY = ("r26112617_003", "r26112617_009", "r26112614_001", "r26112612_015", 
 
 def reload_distances(body: list[str], word_bytes: int = 4) -> list[int]:
     """Per LDL of the tile loop (`kernels.sass.parse`'s "LDL:width:offset" opcodes, in order), its reuse distance in
-    bytes per thread: the distinct other local words loaded or stored since the STL that wrote its first word
-    (around the loop; the loop's whole local footprint for a value no STL of the loop writes) -- the rule of
-    `kernels.sass.local_reuse`, which keeps only the histogram."""
-    seq = []
-    for op in body:
-        parts = op.split(":")
-        if parts[0] in ("STL", "LDL") and len(parts) == 3:
-            seq.append((parts[0], int(parts[2]), int(parts[1])))
-    if not seq:
-        return []
-    words = [set(range(o // word_bytes, (o + max(w, word_bytes) - 1) // word_bytes + 1)) for _, o, w in seq]
-    footprint = len(set().union(*words)) * word_bytes
-    n, out = len(seq), []
-    for i, (kind, o, w) in enumerate(seq):
-        if kind != "LDL":
-            continue
-        first, seen, dist = o // word_bytes, set(), None
-        for step in range(1, n + 1):
-            j = (i - step) % n
-            if seq[j][0] == "STL" and first in words[j]:
-                dist = len(seen - words[i]) * word_bytes
-                break
-            seen |= words[j]
-        out.append(footprint if dist is None else dist)
-    return out
+    bytes per thread (`kernels.sass.local_distances`: the distinct other local words loaded or stored since the STL
+    that wrote its first word, around the loop; the loop's whole local footprint for a value no STL writes)."""
+    from kernels.sass import local_distances
+    return [d for kind, _, d in local_distances(body, word_bytes) if kind == "LDL"]
 
 
 def add_distances(folder: Path, sel) -> int:

@@ -131,26 +131,19 @@ def _width(suffixes: str) -> int:
     return 4
 
 
-def local_reuse(body: list[str], word_bytes: int = 4, bucket_bytes: int = 16) -> dict | None:
-    """Reuse distances of the loop's local loads and stores (see LoopProfile.local_reuse).
-
-    Walking back from each LDL (around the loop: the body repeats) to the last STL that wrote its first word,
-    the distinct other words loaded or stored in between, x 4 bytes, is its distance (what may evict it); a
-    reload of a value no STL of the loop writes (stored before the loop) gets the loop's whole local
-    footprint.  For each STL, back to the previous STL of the same word, the distinct other words STORED in
-    between (what is written after it and may push it out of the dirty set before it is written again).  Histograms of
-    (distance rounded half up to `bucket_bytes`, bytes)."""
+def local_distances(body: list[str], word_bytes: int = 4) -> list:
+    """(kind, bytes, reuse distance in bytes per thread) of every STL / LDL of the loop body, in order (the rule of
+    `local_reuse`, below, which keeps only the histograms)."""
     seq = []
     for op in body:
         parts = op.split(":")
         if parts[0] in ("STL", "LDL") and len(parts) == 3:
             seq.append((parts[0], int(parts[2]), int(parts[1])))
     if not seq:
-        return None
+        return []
     words = [set(range(o // word_bytes, (o + max(w, word_bytes) - 1) // word_bytes + 1)) for _, o, w in seq]
     footprint = len(set().union(*words)) * word_bytes
-    n = len(seq)
-    hist = {"reload": {}, "restore": {}}
+    n, out = len(seq), []
     for i, (kind, o, w) in enumerate(seq):
         first = o // word_bytes
         seen: set = set()
@@ -162,8 +155,24 @@ def local_reuse(body: list[str], word_bytes: int = 4, bucket_bytes: int = 16) ->
                 break
             if kind == "LDL" or seq[j][0] == "STL":  # a store waits for other stores (the L2 cleans oldest-written first)
                 seen |= words[j]
-        if dist is None:
-            dist = footprint
+        out.append((kind, w, footprint if dist is None else dist))
+    return out
+
+
+def local_reuse(body: list[str], word_bytes: int = 4, bucket_bytes: int = 16) -> dict | None:
+    """Reuse distances of the loop's local loads and stores (see LoopProfile.local_reuse).
+
+    Walking back from each LDL (around the loop: the body repeats) to the last STL that wrote its first word,
+    the distinct other words loaded or stored in between, x 4 bytes, is its distance (what may evict it); a
+    reload of a value no STL of the loop writes (stored before the loop) gets the loop's whole local
+    footprint.  For each STL, back to the previous STL of the same word, the distinct other words STORED in
+    between (what is written after it and may push it out of the dirty set before it is written again).  Histograms of
+    (distance rounded half up to `bucket_bytes`, bytes)."""
+    dists = local_distances(body, word_bytes)
+    if not dists:
+        return None
+    hist = {"reload": {}, "restore": {}}
+    for kind, w, dist in dists:
         key = "reload" if kind == "LDL" else "restore"
         b = bucket_bytes * ((dist + bucket_bytes // 2) // bucket_bytes)
         hist[key][b] = hist[key].get(b, 0) + w
