@@ -67,17 +67,9 @@ _LATS: dict = {}
 
 @lru_cache(maxsize=4096)
 def _drawn(folder: str, fp: str, warps: int, ctas: int, lat_fp: str, m: float, d: float, dram_cycles: float) -> float:
-    from .warp_issue import replay
-    body = _body(folder, fp)
-    lat = _LATS[lat_fp]
-    lat2 = replace(lat, cycles={**lat.cycles, "LDL_L2": lat.load_l2_cycles, "LDL_DRAM": dram_cycles})
-    out = []
-    for seed in range(SEEDS):
-        rnd = random.Random(seed)
-        b = [replace(x, op=("LDL_DRAM" if rnd.random() < d else "LDL_L2")) if x.op == "LDL" and rnd.random() < m
-             else x for x in body]
-        out.append(replay(b, warps_per_cta=warps, ctas=ctas, lat=lat2))
-    return sum(out) / len(out)
+    """`_drawn_each` with every reload at the same (L1-miss, L2-miss) probabilities (the same draws, seed by seed)."""
+    n = sum(x.op == "LDL" for x in _body(folder, fp))
+    return _drawn_each(folder, fp, warps, ctas, lat_fp, ((m, d),) * n, dram_cycles)
 
 
 @lru_cache(maxsize=None)
