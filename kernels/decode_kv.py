@@ -44,11 +44,14 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
                   VARLEN: tl.constexpr, PDL: tl.constexpr = False, CNT=None, FUSED: tl.constexpr = False,
-                  RP: tl.constexpr = 1, BLOCK_SF: tl.constexpr = 1):
+                  RP: tl.constexpr = 1, BLOCK_SF: tl.constexpr = 1, SPLIT_D: tl.constexpr = 1):
     if PDL:  # the combine launch (a programmatic dependent launch) may start once every split CTA has started
         gdc_launch_dependents()
     pid_s = tl.program_id(0)
-    pid_u = tl.program_id(1)
+    # SPLIT_D CTAs per (split, unit), adjacent on the grid: each reads the unit's K tiles whole and DV columns of V
+    pid_u = tl.program_id(1) // SPLIT_D
+    part = tl.program_id(1) % SPLIT_D
+    DV: tl.constexpr = HEAD_DIM // SPLIT_D
     b = pid_u // UNITS
     h0 = (pid_u % UNITS) * GROUP          # first query head of this CTA
     hk = (h0 // G_TOTAL).to(tl.int64)     # its KV head
@@ -72,6 +75,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     g = offs_m % GROUP
     row_ok = r < nq
     offs_d = tl.arange(0, HEAD_DIM)
+    offs_dv = part * DV + tl.arange(0, DV)   # this CTA's columns of V and O
     offs_n = tl.arange(0, BLOCK_N)
     q_off = b64 * stride_qb + (q_start + r).to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
     # SRAM/registers: the query rows (read once), acc (rows x d fp32), m_i, l_i
@@ -79,9 +83,9 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     qpos = L - nq + r                     # bottom-right: row r sees keys c <= qpos
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, DV], dtype=tl.float32)
 
-    # each iteration reads K_j and V_j (cols x d each) of this split's keys -- and, paged, the table entries
+    # each iteration reads K_j (cols x d) and V_j (cols x DV: this CTA's columns) of this split's keys -- and, paged, the table entries
     # of its pages: one entry when a tile lies in one page (PAGE_SIZE a multiple of BLOCK_N), else one per key.
     # PAGE_PREFETCH loads the next tile's entries one iteration ahead (loop-carried), so no K/V address
     # waits on a table load issued in the same iteration.  Addresses are one base per tile (a scalar) plus
@@ -146,7 +150,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
         alpha = tl.math.exp2(m_i - m_safe)
         p = tl.math.exp2(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + hk * stride_vh + v_row[:, None] + offs_d[None, :], mask=kmask[:, None], other=0.0)
+        v = tl.load(V + hk * stride_vh + v_row[:, None] + offs_dv[None, :], mask=kmask[:, None], other=0.0)
         acc = acc * alpha[:, None] + mma(cvt(p, v.dtype, PREC), v, PREC)
         m_i = m_new
 
@@ -154,14 +158,15 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     l_safe = tl.where(empty, 1.0, l_i)
     o = acc / l_safe[:, None]
     if SPLIT:
-        # partial: O_s (rows x d fp32, normalised) and its log2-sum-exp, only for a non-empty split
+        # partial: O_s (rows x d fp32, normalised; this CTA's DV columns) and its log2-sum-exp (part 0 writes it:
+        # the SPLIT_D CTAs of a unit compute the same statistics), only for a non-empty split
         rows = NQ * GROUP
         base = (pid_u.to(tl.int64) * NUM_SPLITS + pid_s) * rows + offs_m
         wmask = (offs_m < rows) & has_keys
         if VARLEN:
             wmask = wmask & row_ok
-        tl.store(OP + base[:, None] * HEAD_DIM + offs_d[None, :], o, mask=wmask[:, None])
-        tl.store(LSEP + base, tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe)), mask=wmask)
+        tl.store(OP + base[:, None] * HEAD_DIM + offs_dv[None, :], o, mask=wmask[:, None])
+        tl.store(LSEP + base, tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe)), mask=wmask & (part == 0))
         if FUSED:
             # the combine folded in: every split CTA of this (sequence, unit) counts itself in after its partial is
             # written (the CTA barrier orders every thread's stores before the one thread's release at GPU scope);
@@ -169,7 +174,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
             # x BLOCK_SF splits per round, from the L2 (.cg) -- writes O, and sets the counter back to 0
             tl.debug_barrier()
             arrived = tl.atomic_add(CNT + pid_u, 1, sem="acq_rel", scope="gpu")
-            if arrived == NUM_SPLITS - 1:
+            if arrived == NUM_SPLITS * SPLIT_D - 1:
                 tl.store(CNT + pid_u, 0)  # no CTA of this unit touches it again in this launch
                 n_b = tl.where(L > 0, tl.cdiv(L, tl.maximum(chunk, 1)), 0)
                 offs_f = tl.arange(0, BLOCK_SF)
@@ -202,7 +207,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                 tl.store(O + oc_off[:, None] + offs_d[None, :], cvt(o_c, O.dtype.element_ty, PREC), mask=r_ok[:, None])
     else:
         o_off = b64 * stride_ob + (q_start + r).to(tl.int64) * stride_on + (h0 + g).to(tl.int64) * stride_oh
-        tl.store(O + o_off[:, None] + offs_d[None, :], cvt(o, O.dtype.element_ty, PREC), mask=row_ok[:, None])
+        tl.store(O + o_off[:, None] + offs_dv[None, :], cvt(o, O.dtype.element_ty, PREC), mask=row_ok[:, None])
 
 
 @triton.jit
@@ -567,7 +572,8 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         units, Nq, qk_scale2, S,
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
         PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
-        VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages, **fused_args)
+        VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages, **fused_args,
+        **({"SPLIT_D": s.split_d} if s.split_d > 1 else {}))
     if S > 1 and not fused:
         _decode_combine[launches[1].grid[:2]](
             o, op, lsep, cache_seqlens, cu,

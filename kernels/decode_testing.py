@@ -257,6 +257,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("varlen",), help="run only this group of cases")
     ap.add_argument("--pdl", action="store_true", help="the combine as a programmatic dependent launch")
     ap.add_argument("--fused", action="store_true", help="the combine folded into the split launch")
+    ap.add_argument("--split-d", type=int, default=1,
+                    help="every case with DecodeSchedule.split_d = this (at most head_dim / 16; session 14)")
     a = ap.parse_args(argv)
     only = a.only
 
@@ -286,6 +288,12 @@ def main(argv=None) -> int:
         tag = "_fused" if a.fused else "_pdl"
         todo = [(n + tag, (*c[:8], c[8] if sched else (c[8] or "auto")),
                  replace(sched or default_decode_schedule(dev), **{flag: True})) for n, c, sched in todo]
+    if a.split_d > 1:
+        from dataclasses import replace
+        from .decode_kv import default_decode_schedule
+        todo = [(n + f"_sd{min(a.split_d, c[4] // 16)}", (*c[:8], c[8] if sched else (c[8] or "auto")),
+                 replace(sched or default_decode_schedule(dev), split_d=min(a.split_d, c[4] // 16)))
+                for n, c, sched in todo]
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
         t0 = time.time()
         try:
@@ -302,6 +310,9 @@ def main(argv=None) -> int:
     if flag:
         vtodo = [(n + tag, (*(case or VARLEN_CASES[n])[:8], {**(case or VARLEN_CASES[n])[8], flag: True}))
                  for n, case in vtodo]
+    if a.split_d > 1:
+        vtodo = [(n + "_sd", (*c[:8], {**c[8], "split_d": min(a.split_d, c[3] // 16)}))
+                 for n, c in ((n, case or VARLEN_CASES[n]) for n, case in vtodo)]
     for name, case in vtodo:
         t0 = time.time()
         try:

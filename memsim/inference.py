@@ -204,6 +204,11 @@ class DecodeSchedule:
     #: the CTA that arrives last of the S merges the n_b partials of its rows (in the L2) and writes them to O, and
     #: sets the counter back to 0 (so a CUDA graph replays it).  combine_pdl is moot then
     combine_fused: bool = False
+    #: CTAs per (split, unit) that share its keys and divide the head dim of V and O between them (a power of two; each
+    #: CTA reads the unit's whole K tile -- the scores need every column -- and head_dim / split_d columns of V, and
+    #: writes those columns of O or of its partial): split_d x the CTAs with no combine launch or partial; K is read
+    #: split_d times from the L2 and once from DRAM (the CTAs of a unit run side by side; session 14)
+    split_d: int = 1
 
     def __post_init__(self):
         o = "DecodeSchedule"
@@ -211,7 +216,7 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.algorithm must be 'decode', got {self.algorithm!r}")
         if self.phase != "fwd":
             raise ScheduleError(f"{o}.phase must be 'fwd' (decode has no backward), got {self.phase!r}")
-        for n in ("num_splits", "block_n", "num_warps", "num_stages"):
+        for n in ("num_splits", "block_n", "num_warps", "num_stages", "split_d"):
             _pos_int(o, n, getattr(self, n))
         for n in ("pack_gqa", "page_prefetch", "combine_pdl", "combine_fused"):
             if not isinstance(getattr(self, n), bool):
@@ -222,12 +227,16 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.num_warps must be a power of two in 1..32, got {self.num_warps}")
         if self.num_stages > 8:
             raise ScheduleError(f"{o}.num_stages must be 1..8, got {self.num_stages}")
+        if not _pow2(self.split_d) or self.split_d > 8:
+            raise ScheduleError(f"{o}.split_d must be 1, 2, 4 or 8, got {self.split_d}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for n in ("combine_pdl", "combine_fused"):  # (added in sessions 12 / 13: the committed records' schedules,
             if not d[n]:                            # which lack them, still compare)
                 del d[n]
+        if d["split_d"] == 1:  # (session 14, likewise)
+            del d["split_d"]
         return d
 
 
@@ -286,7 +295,7 @@ def decode_sram_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
     """Shared memory of a split CTA: the query tile resident, num_stages x (K tile + V tile) streamed."""
     e, d = p.element_bytes, p.head_dim
     bm = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
-    return bm * d * e + s.num_stages * 2 * s.block_n * d * e
+    return bm * d * e + s.num_stages * s.block_n * (d + v_columns(p, s)) * e
 
 
 def decode_launches(p: DecodeProblem, s: DecodeSchedule) -> tuple:
@@ -295,11 +304,25 @@ def decode_launches(p: DecodeProblem, s: DecodeSchedule) -> tuple:
         raise TypeError("decode_launches takes a DecodeProblem and a DecodeSchedule")
     n_units = p.batch * units_per_seq(p, s)
     smem = decode_sram_bytes_per_cta(p, s)
-    out = [Launch("decode_split", (s.num_splits, n_units, 1), ("split", "unit", "one"), smem)]
+    check_split_d(p, s)
+    # split_d > 1: the CTAs of one unit are adjacent on the grid's second axis (unit x split_d + part)
+    out = [Launch("decode_split", (s.num_splits, n_units * s.split_d, 1), ("split", "unit", "one"), smem)]
     if s.num_splits > 1 and not fused_combine(s):
         rows = heads_per_cta(p, s) * p.max_seq_q
         out.append(Launch("decode_combine", (rows, n_units, 1), ("row", "unit", "one"), 0))
     return tuple(out)
+
+
+def check_split_d(p: DecodeProblem, s: DecodeSchedule) -> None:
+    """split_d must leave each CTA at least 16 columns of V (a tensor-core dot's n) and divide the head dim."""
+    if s.split_d > 1 and (p.head_dim % s.split_d or p.head_dim // s.split_d < 16):
+        raise ScheduleError(f"split_d {s.split_d} leaves {p.head_dim / s.split_d:g} columns of head_dim {p.head_dim} "
+                            f"per CTA; it must divide head_dim into parts of at least 16")
+
+
+def v_columns(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """Columns of V (and O) one split CTA reads (writes): head_dim / split_d."""
+    return p.head_dim // s.split_d
 
 
 def decode_extra_device_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
@@ -416,7 +439,7 @@ def int_spec(v: int) -> str:
 def _loop_key_base(p: DecodeProblem, s: DecodeSchedule) -> str:
     rows = block_m_for(heads_per_cta(p, s) * p.max_seq_q)
     return (f"bn{s.block_n}-st{s.num_stages}-w{s.num_warps}-d{p.head_dim}-{p.dtype}-page{p.page_size or 0}"
-            f"-pf{int(bool(s.page_prefetch and p.paged))}-m{rows}")
+            f"-pf{int(bool(s.page_prefetch and p.paged))}-m{rows}" + (f"-sd{s.split_d}" if s.split_d > 1 else ""))
 
 
 def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:

@@ -1,0 +1,169 @@
+"""split_d A/B over caches not in the L2 (issue 12, session 14): kernels.decode's default against schedules whose CTAs
+divide the head dim of V and O (DecodeSchedule.split_d), SDPA cuDNN in the same process, each gated by DESIGN.md's rule
+on sequence 0 first.  n cache copies per CUDA graph (>= --rotate-mb, as benchmarks/decode_cold.py), do_bench_cudagraph
+medians twice; paged rows read the same values through shuffled pages (page_prefetch on, as the benchmark's).
+
+A variant is S/block_n/num_stages/split_d/combine (combine: none, pdl or fused); "default" is kernels.decode without a
+schedule.  bf16, d = 128, 32 / 8 heads, one query token.
+
+    PYTHONPATH=. python3 benchmarks/decode_splitd_ab.py --out /tmp/sd.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HKV, D = 8, 128
+
+#: shape -> variants (session 14's first call: where a combine-free launch or a smaller combine can fill the SMs)
+PLAN = {
+    "8x1024": ["default", "1/64/3/2/none", "1/128/3/2/none", "1/64/4/2/none", "2/64/3/2/fused", "1/128/2/2/none",
+               "1/64/3/4/none"],
+    "1x8192": ["default", "8/64/3/2/pdl", "8/64/3/2/fused", "8/128/3/2/pdl", "16/64/3/2/pdl", "4/64/3/4/fused",
+               "4/128/3/4/pdl"],
+    "1x1024": ["default", "8/64/3/2/pdl", "8/64/3/2/fused", "4/64/3/4/pdl", "4/64/3/4/fused", "16/64/3/2/pdl"],
+    "8x8192": ["default", "1/128/3/2/none", "1/64/3/2/none"],
+    "1x32768": ["default", "8/128/3/2/pdl", "16/64/3/2/pdl"],
+    "64x1024": ["default", "1/64/3/2/none"],
+}
+PAGED = {"8x1024": ["default", "1/128/3/2/none", "1/64/3/2/none"], "1x8192": ["default", "8/64/3/2/pdl"]}
+
+
+def schedule_of(v: str):
+    from memsim.inference import DecodeSchedule
+    S, bn, st, sd, comb = v.split("/")
+    return DecodeSchedule(num_splits=int(S), block_n=int(bn), num_stages=int(st), split_d=int(sd),
+                          combine_pdl=comb == "pdl", combine_fused=comb == "fused")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--shapes", default=",".join(PLAN))
+    ap.add_argument("--pages", default="16,64")
+    ap.add_argument("--rotate-mb", type=float, default=400.0)
+    ap.add_argument("--rep-ms", type=int, default=20)
+    ap.add_argument("--budget-s", type=float, default=90)
+    a = ap.parse_args(argv)
+    import torch
+    import triton
+    from dataclasses import replace
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from triton.testing import do_bench
+
+    from benchmarks.decode_cold import graph_time_s, rotated_caches
+    from kernels.decode_kv import decode, decode_plan
+    from kernels.decode_testing import make_problem_inputs
+    from kernels.testing import check_rule
+    from memsim.inference import DecodeProblem
+    from memsim.io import base_provenance, write_json
+
+    t0 = time.time()
+    F = torch.nn.functional
+    rows, notes = [], []
+    x = torch.empty(2 ** 31, dtype=torch.bfloat16, device="cuda").normal_()
+    read_Bps = x.numel() * 2 / (do_bench(lambda: x.sum(), rep=50, return_mode="median") * 1e-3)
+    del x
+    torch.cuda.empty_cache()
+    for shape in a.shapes.split(","):
+        if time.time() - t0 > a.budget_s:
+            notes.append(f"budget reached before {shape}")
+            break
+        B, N = (int(v) for v in shape.split("x"))
+        p, sets, ref, naive = rotated_caches(B, N, a.rotate_mb)
+        q, kc, vc, lens, _ = sets[0]
+        kv = p.kv_bytes()
+
+        def rec(impl, layout, variant, t, **kw):
+            rows.append(dict(batch=B, context=N, kv_bytes=kv, copies=len(sets), impl=impl, layout=layout,
+                             variant=variant, s=t, us=t[0] * 1e6, frac_of_read_bw=kv / t[0] / read_Bps, **kw))
+            print(f"{B}x{N} {impl} {layout} {variant} {kw}: {t[0] * 1e6:.2f} / {t[1] * 1e6:.2f} us "
+                  f"({kv / t[0] / 1e12:.2f} TB/s, {kv / t[0] / read_Bps:.1%})", flush=True)
+
+        def run(layout, variant, xsets, bt_of):
+            try:
+                if variant == "default":
+                    sch, kw = None, {}
+                    _, s, _ = decode_plan(q, xsets[0][1], xsets[0][2], lens, block_table=bt_of(xsets[0]))
+                else:
+                    sch = schedule_of(variant)
+                    s, kw = sch, {"schedule": sch}
+                o = decode(q, xsets[0][1], xsets[0][2], lens, block_table=bt_of(xsets[0]), **kw)
+                check_rule(f"{layout} {variant}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
+                t = graph_time_s([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=bt_of(st), **kw)
+                                  for st in xsets], a.rep_ms)
+                rec("decode", layout, variant, t, schedule=s.to_dict())
+            except Exception as exc:
+                notes.append(f"{shape} {layout} {variant}: {type(exc).__name__}: {str(exc)[:300]}")
+                print(notes[-1], flush=True)
+
+        for v in PLAN.get(shape, ["default"]):
+            run("contiguous", v, sets, lambda st: None)
+        for ps in (int(v) for v in a.pages.split(",") if v):
+            if shape not in PAGED or time.time() - t0 > a.budget_s:
+                continue
+            pp = DecodeProblem.uniform(B, 32, HKV, D, N, dtype="bf16", page_size=ps)
+            psets = []
+            for i, st in enumerate(sets):
+                _, pk, pv, _, bt = make_problem_inputs(pp, "cuda", seed=B * 1000003 + N + i)
+                flat = bt[:, :N // ps].reshape(-1).long()
+                pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
+                pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
+                psets.append((st[0], pk, pv, st[3], bt))
+            for v in PAGED[shape]:
+                try:  # (the variant with page_prefetch on, as the benchmark's paged rows)
+                    if v == "default":
+                        _, s, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4])
+                        kw = {}
+                    else:
+                        s = replace(schedule_of(v), page_prefetch=True)
+                        kw = {"schedule": s}
+                    o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], **kw)
+                    check_rule(f"paged{ps} {v}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
+                    t = graph_time_s([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=st[4], **kw)
+                                      for st in psets], a.rep_ms)
+                    rec("decode", f"paged{ps}", v, t, schedule=s.to_dict())
+                except Exception as exc:
+                    notes.append(f"{shape} paged{ps} {v}: {type(exc).__name__}: {str(exc)[:300]}")
+                    print(notes[-1], flush=True)
+            del psets
+        ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
+                  st[2].transpose(1, 2).contiguous()) for st in sets]
+
+        def cudnn(st):
+            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
+        try:
+            check_rule("sdpa_cudnn", cudnn(ssets[0]), ref, naive, "bf16", verbose=False)
+            rec("sdpa_cudnn", "contiguous", "-", graph_time_s([lambda st=st: cudnn(st) for st in ssets], a.rep_ms))
+        except Exception as exc:
+            notes.append(f"{shape} sdpa_cudnn: {exc!r}"[:300])
+        del sets, ssets, q, kc, vc
+        torch.cuda.empty_cache()
+    prov = base_provenance("python3 benchmarks/decode_splitd_ab.py " + " ".join(argv or sys.argv[1:]))
+    prov.update(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                cuda=torch.version.cuda, card_read_Bps=read_Bps,
+                card_read_method="torch.sum of a 2^31-element bf16 tensor, do_bench median")
+    write_json(a.out, dict(provenance=prov, rows=rows, notes=notes))
+    print(f"\ncard read {read_Bps / 1e12:.2f} TB/s;  | shape | layout | variant | us | % of read | vs default | vs cuDNN |")
+    for shape in a.shapes.split(","):
+        B, N = (int(v) for v in shape.split("x"))
+        rs = [r for r in rows if r["batch"] == B and r["context"] == N]
+        cu = next((r["us"] for r in rs if r["impl"] == "sdpa_cudnn"), float("nan"))
+        for r in rs:
+            dflt = next((x["us"] for x in rs if x["layout"] == r["layout"] and x["variant"] == "default"), float("nan"))
+            print(f"| {shape} | {r['layout']} | {r['variant']} | {r['us']:.2f} | {r['frac_of_read_bw']:.1%} | "
+                  f"{r['us'] / dflt:.3f} | {cu / r['us']:.3f}x |")
+    for n in notes:
+        print("NOTE", n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
