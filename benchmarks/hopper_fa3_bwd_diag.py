@@ -3,7 +3,7 @@
 Per case (bf16, B*N = 16k, H*d = 2048): the pass `_hopper_fa3_bwd` alone (do_bench medians, events) in variants --
 the kernel as registered (2 and 3 stages), K_w/V_w as register operands (`kv_regs`, d=64), and two timing
 diagnostics that compute a WRONG dQ (diag 1: dQ's atomic adds predicated off; diag 2: no dQ at all: the dK/dV work
-alone) -- beside the whole backward (kernels.backward with the hopper_fa3 schedule, the default's backward) and SDPA
+alone; diag 3, session 14: the dS^T exchange without its wait) -- beside the whole backward (kernels.backward with the hopper_fa3 schedule, the default's backward) and SDPA
 cuDNN's backward, in the same process.  Writes DIR/fa3_bwd_diag.json (+ provenance) and prints a table.
 Session 12: `--bwd-switches` times the whole backward with the module's switches set (STAT_SMEM, DQ_ASYNC, ...);
 `--bwd-cases` adds cases that get only the whole-backward rows (+ SDPA flash); `--also hopper_ws` times other
@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async[, mma_order]]) -- None: the module's switch (the
+#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async[, mma_order[, dq_ksplit[, dq_lag[, wg_offset]]]]]) --
+#: None: the module's switch (the
 #: registry's setting: since run11d/e STAT_SMEM on, DQ_ASYNC at d=64; run11b/c's 4-tuples ran with both off)
 VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
             "diag1_no_dq_adds": (2, None, 1, False), "diag2_no_dq": (2, None, 2, False), "dq_tma": (2, None, 0, True),
@@ -32,7 +33,13 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             # session 13: the registered kernel (STAT_SMEM; DQ_ASYNC by the registry) and FA3's matmul order
             "registered": (2, None, 0, True, None, None, None), "order1": (2, None, 0, True, None, None, 1),
             "order2": (2, None, 0, True, None, None, 2), "dq_ksplit": (2, None, 0, True, None, None, None, True),
-            "diag1_stat_smem": (2, None, 1, True, True, False)}
+            "diag1_stat_smem": (2, None, 1, True, True, False),
+            # session 14: diag 3 -- the dS^T exchange without its wait (dQ may read the other warpgroup's stale
+            # rows: timing only); DQ_LAG (step t's dQ in step t+1) with / without WG_OFFSET; WG_OFFSET alone
+            "diag3_no_ds_wait": (2, None, 3, True), "dq_lag": (2, None, 0, True, None, None, None, None, True),
+            "dq_lag_off1": (2, None, 0, True, None, None, None, None, True, 1),
+            "dq_lag_off2": (2, None, 0, True, None, None, None, None, True, 2),
+            "wg_off1": (2, None, 0, True, None, None, None, None, None, 1)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
 BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
                 "dq_tma": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=False),
@@ -50,7 +57,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # session 13 (run14: exact, 0.84-0.94x): dQ by each warpgroup's own K/V rows, no dS^T exchange
                 "dq_ksplit": dict(DQ_KSPLIT=True), "dq_ksplit_async": dict(DQ_KSPLIT=True, DQ_ASYNC=True),
                 "dq_ksplit_sync": dict(DQ_KSPLIT=True, DQ_ASYNC=False),
-                "bm128_dq_ksplit": dict(_block_m=128, DQ_KSPLIT=True)}
+                "bm128_dq_ksplit": dict(_block_m=128, DQ_KSPLIT=True),
+                # session 14: step t's dQ in step t+1 (no per-step lockstep), consumer 1's start-up offset
+                "dq_lag": dict(DQ_LAG=True), "dq_lag_off1": dict(DQ_LAG=True, WG_OFFSET=1),
+                "dq_lag_off2": dict(DQ_LAG=True, WG_OFFSET=2), "wg_off1": dict(WG_OFFSET=1)}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -73,7 +83,8 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order, dq_ksplit = (VARIANTS[variant] + (None,) * 4)[:8]
+    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order, dq_ksplit, dq_lag, wg_offset = (
+        VARIANTS[variant] + (None,) * 6)[:10]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -82,7 +93,7 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
     return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
-                                  dq_tma, stat_smem, dq_async, mma_order, None, dq_ksplit)
+                                  dq_tma, stat_smem, dq_async, mma_order, None, dq_ksplit, dq_lag, wg_offset)
 
 
 def parse_case(c: str):

@@ -98,6 +98,20 @@ DQ_DEFER = False
 #: pass 0.80-0.83x: the doubled adds and K = 64 dQ matmuls cost more than the barrier did) -- off; a switch the
 #: benchmarks flip
 DQ_KSPLIT = False
+#: with DQ_TMA (MMA_ORDER 0, not DQ_KSPLIT / DQ_DEFER): step t's dQ matmul runs in step t+1 (after that step's dV,
+#: dK are issued and its dS^T stored): the wait for the other warpgroup's dS^T rows is then for rows it stored a step
+#: earlier -- no lockstep forced every step (the registered kernel waits for this step's rows, so both warpgroups
+#: leave the barrier together and do their exponentials at the same time while the tensor core idles).  Four dS^T
+#: buffers and four count-2 mbarriers (a warpgroup may run up to a step ahead of the other: buffer t is rewritten at
+#: t+4, when both have read it; three would race), + 2 x BLOCK_N x BLOCK_M x 2 bytes of shared memory (d=128:
+#: 230 464 B, under 227 KB).  Session 14, a switch the benchmarks flip.  (Tried on the CPU and dropped: step t's dQ
+#: issued right behind step t+1's S^T, dP^T so that it runs during the exponentials -- its 32 fp32 registers in
+#: flight there make ptxas serialise every wgmma, C7512, 232-264 B local, as DQ_DEFER at d=128.)
+DQ_LAG = False
+#: a start-up offset of consumer warpgroup 1 (with DQ_LAG: it then persists; without it the per-step barrier
+#: re-synchronises the two): 0 -- none; 1 -- warpgroup 1 starts once warpgroup 0 has its first S^T (its exponentials
+#: then run while warpgroup 1's S^T, dP^T do); 2 -- once warpgroup 0 has issued its first dV, dK.  Session 14
+WG_OFFSET = 0
 
 if gluon is not None:
     @_builtin
@@ -176,7 +190,7 @@ if gluon is not None:
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
                           DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
-                          DQ_KSPLIT: gl.constexpr):
+                          DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -205,6 +219,8 @@ if gluon is not None:
         if DQ_DEFER:  # step i's dQ tile, staged and reduce-added in step i+1 once S^T, dP^T are issued
             dq_prev = dq_zero
             dq_row_prev = 0
+        if DQ_LAG:  # the Q rows of the previous step (its dQ is computed in this one)
+            dq_row_prev = 0
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         mbarrier.wait(kv_bar, 0)
@@ -215,6 +231,9 @@ if gluon is not None:
         else:
             k_a = k_w
             v_a = v_w
+        if WG_OFFSET > 0 and WG == 1:  # start once warpgroup 0 is WG_OFFSET stages into its first step
+            if GROUP * nblk > 0:
+                mbarrier.wait(go_bar, 0)
         for it in range(GROUP * nblk):
             g = it // nblk
             i = ilo + it - g * nblk
@@ -237,6 +256,9 @@ if gluon is not None:
                     fence_async_shared()
                     _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
             s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+            if WG_OFFSET == 1 and WG == 0:
+                if it == 0:
+                    mbarrier.arrive(go_bar, count=1)
             if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
                 lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
             if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
@@ -287,6 +309,9 @@ if gluon is not None:
                     p_op = gl.convert_layout(p.to(dtype), a_layout)
                     dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
                 dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                if WG_OFFSET == 2 and WG == 0:
+                    if it == 0:
+                        mbarrier.arrive(go_bar, count=1)
                 if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
                     dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
@@ -317,6 +342,34 @@ if gluon is not None:
                             _tma_reduce_add_from_shared(dq_desc, [dq_row, h * HALF_D], dq_buf)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
+                elif DQ_LAG:
+                    # dS^T of my 64 K/V rows into buffer it % 4, then the PREVIOUS step's dQ: its rows of both
+                    # warpgroups were stored a step ago (no wait in steady state: the warpgroups need not leave a
+                    # barrier together every step)
+                    ds_buf = ds_smem.index(it % 4)
+                    ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                    fence_async_shared()
+                    gl.thread_barrier()
+                    mbarrier.arrive(ds_bar.index(it % 4), count=1)
+                    if it > 0:
+                        mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
+                        dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
+                                               use_acc=False, is_async=True)
+                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        if DQ_ASYNC:
+                            dq_buf = dq_stage.index(WG * 2 + it % 2)
+                            tma.store_wait(1)
+                            dq_buf.store(dq)
+                            fence_async_shared()
+                            _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                        else:
+                            _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
+                    else:
+                        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                    dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
                 else:
                     # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
                     ds_buf = ds_smem.index(it % 2)
@@ -324,7 +377,8 @@ if gluon is not None:
                     fence_async_shared()
                     gl.thread_barrier()
                     mbarrier.arrive(ds_bar, count=1)
-                    mbarrier.wait(ds_bar, it & 1)
+                    if DIAG != 3:  # DIAG 3 (timing only, dQ may read the other's stale rows): no wait for them
+                        mbarrier.wait(ds_bar, it & 1)
                     dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
                     dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
@@ -353,6 +407,21 @@ if gluon is not None:
                 dq_buf.store(dq_prev)
                 fence_async_shared()
                 _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+        if DQ_LAG:  # the last step's dQ
+            if GROUP * nblk > 0:
+                last = GROUP * nblk - 1
+                mbarrier.wait(ds_bar.index(last % 4), (last // 4) & 1)
+                dq_tok = warpgroup_mma(ds_smem.index(last % 4).permute((1, 0)), k_dq, dq_zero, use_acc=False,
+                                       is_async=True)
+                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                if DQ_ASYNC:
+                    dq_buf = dq_stage.index(WG * 2 + (last + 1) % 2)
+                    tma.store_wait(1)
+                    dq_buf.store(dq)
+                    fence_async_shared()
+                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                else:
+                    _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
         if DQ_ASYNC:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
@@ -370,11 +439,13 @@ if gluon is not None:
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
                         DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
                         DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0,
-                        DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False):
+                        DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False,
+                        DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
-        predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul).  Shared memory: K_j, V_j; STAGES x
-        (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M); with DQ_TMA the dQ staging tiles (Triton's lowering: one
+        predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
+        (each warpgroup's dQ may read the other's stale dS^T rows: what the lockstep costs).  Shared memory: K_j,
+        V_j; STAGES x (Q_i, dO_i); two dS^T buffers (BLOCK_N x BLOCK_M; four with DQ_LAG); with DQ_TMA the dQ staging tiles (Triton's lowering: one
         per warpgroup; DQ_ASYNC: two each); with STAT_SMEM STAGES x (lse_i, delta_i)."""
         dtype: gl.constexpr = q_desc.dtype
         gl.static_assert(BLOCK_N == 2 * 64)
@@ -383,7 +454,7 @@ if gluon is not None:
         k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], k_desc.layout)
         v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], v_desc.layout)
         ds_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype)
-        ds_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, BLOCK_M], ds_layout)
+        ds_smem = gl.allocate_shared_memory(dtype, [4 if DQ_LAG else 2, BLOCK_N, BLOCK_M], ds_layout)
         if STAT_SMEM:  # lse_i, delta_i per stage: [1, BLOCK_M] TMA boxes, read back as flat BLOCK_M vectors
             lse_smem = gl.allocate_shared_memory(gl.float32, [STAGES, 1, BLOCK_M], lse_desc.layout)
             delta_smem = gl.allocate_shared_memory(gl.float32, [STAGES, 1, BLOCK_M], delta_desc.layout)
@@ -400,11 +471,24 @@ if gluon is not None:
         else:
             dq_stage = q_smem
         kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-        ds_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        if DQ_LAG:  # one count-2 barrier per dS^T buffer
+            ds_bar = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())
+        else:
+            ds_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        if WG_OFFSET > 0:  # warpgroup 0 -> warpgroup 1: start
+            go_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        else:
+            go_bar = kv_bar
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         mbarrier.init(kv_bar, count=1)
-        mbarrier.init(ds_bar, count=2)  # both consumer warpgroups have stored their dS^T rows
+        if DQ_LAG:
+            for i in gl.static_range(4):
+                mbarrier.init(ds_bar.index(i), count=2)
+        else:
+            mbarrier.init(ds_bar, count=2)  # both consumer warpgroups have stored their dS^T rows
+        if WG_OFFSET > 0:
+            mbarrier.init(go_bar, count=1)
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=2)  # both consumer warpgroups release a stage
@@ -416,12 +500,12 @@ if gluon is not None:
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT)),
+                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT)),
+                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -448,7 +532,7 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
-                 dq_ksplit: bool | None = None):
+                 dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
@@ -464,6 +548,9 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         DQ_DEFER if dq_defer is None else dq_defer)
     kw["DQ_KSPLIT"] = kw["DQ_TMA"] and kw["MMA_ORDER"] != 1 and kw["DIAG"] == 0 and not kw["DQ_DEFER"] and (
         DQ_KSPLIT if dq_ksplit is None else dq_ksplit)
+    kw["DQ_LAG"] = bool(DQ_LAG if dq_lag is None else dq_lag) and (
+        kw["DQ_TMA"] and kw["MMA_ORDER"] == 0 and kw["DIAG"] == 0 and not kw["DQ_DEFER"] and not kw["DQ_KSPLIT"])
+    kw["WG_OFFSET"] = WG_OFFSET if wg_offset is None else wg_offset
     return args, kw
 
 
@@ -492,7 +579,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
                    stat_smem: bool | None = None, dq_async: bool | None = None,
                    mma_order: int | None = None, dq_defer: bool | None = None,
-                   dq_ksplit: bool | None = None) -> None:
+                   dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -505,7 +592,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async, mma_order, dq_defer, dq_ksplit)
+                            dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -80,10 +80,14 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, MMA_ORDER=2),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_DEFER=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_KSPLIT=True),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_KSPLIT=True)],
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_KSPLIT=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=1),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=2),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, WG_OFFSET=1)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
                               "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
-                              "dq_ksplit_async"])
+                              "dq_ksplit_async", "dq_lag", "dq_lag_off1", "dq_lag_off2", "wg_off1"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -91,10 +95,12 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
     stages; the double-buffered dQ staging; the consumer's matmul order MMA_ORDER 1 / 2, session 13) are exact on
     every case (run11d: atomics run11a, plain stats run11c).
     DQ_ASYNC's second staging tiles do not fit d=128 with 3 stages (262 KB > 227 KB of shared memory, run11d): a
-    ScheduleError that names the schedule, nothing launched."""
+    ScheduleError that names the schedule, nothing launched; nor do DQ_LAG's four dS^T buffers (session 14: 263 760 B).
+    DQ_LAG (step t's dQ in step t+1) and WG_OFFSET (consumer 1 starts later) are session 14's."""
     for name, value in switches.items():
         monkeypatch.setattr(hb, name, value)
-    if switches["DQ_ASYNC"] and _CASES[case][0][5] == 128 and _CASES[case][3] == 3:
+    if ((switches["DQ_ASYNC"] or switches.get("DQ_LAG")) and _CASES[case][0][5] == 128
+            and _CASES[case][3] == 3):
         with pytest.raises(ScheduleError, match="shared memory"):
             _run(case, dtype, "variants")
         return
@@ -268,6 +274,9 @@ if sys.argv[3] == "1":
     kb.DQ_ASYNC = True
 if len(sys.argv) > 4 and sys.argv[4] == "ksplit":
     kb.DQ_KSPLIT = True
+if len(sys.argv) > 4 and sys.argv[4].startswith("lag"):
+    kb.DQ_LAG = True
+    kb.WG_OFFSET = int(sys.argv[4][3:] or 0)
 p = AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16", causal=causal)
 s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
 q = torch.empty(1, 2, 1024, d, dtype=torch.bfloat16)
@@ -352,3 +361,28 @@ def test_fa3_backward_ksplit_compiles_for_sm90a(d):
     assert got["warps"] == 12 and got["local"] == 0 and got["tma_red"] > 0
     assert got["depbar"] <= 12, got
     assert 0 <= got["shared"] - got["sram"] < 1024
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_backward_lag_compiles_for_sm90a(mask, offset):
+    """DQ_LAG (session 14: step t's dQ in step t+1, four dS^T buffers, no per-step lockstep; WG_OFFSET: consumer 1
+    starts later) compiles for sm_90a at d=128 without serialised wgmma (12 waits: the registered kernel's 8 + the
+    peeled first step and the last step's dQ), no spills non-causal (8 B causal, as the registered kernel's 0 / 0),
+    shared memory = the registry's SRAM + two more dS^T buffers (230 480 B, under the 227 KB a block may have)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _COMPILE, "128", mask, "0", f"lag{offset}"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["tma_red"] > 0
+    assert got["local"] <= (8 if mask == "causal" else 0), got
+    assert got["depbar"] <= 12, got
+    assert 0 <= got["shared"] - got["sram"] - 2 * 128 * 64 * 2 < 1024
+    assert got["shared"] <= 232448
