@@ -43,6 +43,9 @@ class Calibration:
     #: the host-bound floor of a pass per (algorithm, phase): our entry point timed on the smallest problem
     #: (None: launches x host_launch_s)
     host_pass_s: dict | None = None
+    #: the launches each of those points makes ((algorithm, phase) -> launch names): a floor applies to a pass that
+    #: makes the same launches (`host_floor_for`)
+    host_pass_launches: dict | None = None
     #: bytes of dirty lines the L2 keeps; beyond, it writes back the oldest dirty lines (they stay resident,
     #: clean).  None: no limit besides the LRU (uncalibrated hardware)
     l2_dirty_bytes: int | None = None
@@ -256,6 +259,7 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
           if r.get("time_s_median")}
     if hp:
         kw["host_pass_s"] = hp
+        kw["host_pass_launches"] = host_pass_paths(facts.get("host_pass", []))
     lg = facts.get("launch_gpu", [])
     empty = [r["time_s"] for r in lg if r.get("variant") == "empty" and r.get("time_s")]
     if empty:
@@ -900,10 +904,66 @@ def _fit_line(xs, ys):
     return my - b * mx, b
 
 
-def host_time_s(cal: Calibration, algorithm: str, phase: str, launches: int) -> float:
-    """The host-bound floor of a pass: measured for our entry point where calibrated, else per launch."""
-    if cal.host_pass_s and (algorithm, phase) in cal.host_pass_s:
-        return cal.host_pass_s[(algorithm, phase)]
+def host_pass_params(row: dict) -> dict:
+    """The plan parameters of a `host_pass` fact row: its id's ``k=v`` pairs (rows store only some as fields)."""
+    pid = str(row.get("id", ""))
+    out = {k: row[k] for k in ("algorithm", "phase", "seq", "head_dim") if k in row}
+    for part in pid.split("/", 1)[-1].split(","):
+        k, _, v = part.partition("=")
+        if k and v:
+            out[k] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+def host_pass_case(params: dict):
+    """(problem, schedule) of a host_pass point: our entry point on a 1 x 1 x seq x seq fp16 problem at the
+    point's tiles (one home: `verification.calibrate.host_pass_spec` writes it out for the case runner)."""
+    from .schedule import AttentionProblem, Schedule
+    p = AttentionProblem(batch=1, heads_q=1, heads_kv=1, seq_q=params["seq"], seq_kv=params["seq"],
+                         head_dim=params["head_dim"], dtype="fp16", causal=False)
+    s = Schedule(params["algorithm"], params["phase"], params.get("block_m", 16), params.get("block_n", 16),
+                 params.get("num_warps", 1), params.get("num_stages", 1))
+    return p, s
+
+
+def host_pass_paths(rows: list) -> dict:
+    """{(algorithm, phase): the launch names its host_pass point makes} for the fact's rows (a row whose point no
+    longer builds is left out: its floor then applies by (algorithm, phase) alone)."""
+    from .schedule import kernel_launches
+    out = {}
+    for r in rows:
+        try:
+            out[(r["algorithm"], r["phase"])] = tuple(L.name for L in kernel_launches(*host_pass_case(
+                host_pass_params(r))))
+        except Exception:  # noqa: BLE001 -- an old point the registry refuses today
+            continue
+    return out
+
+
+def host_floor_for(floors: dict, paths: dict | None, algorithm: str, phase: str, names=None) -> float | None:
+    """The measured host floor that applies to a pass of (algorithm, phase) making the launches `names`: a floor is
+    the launch path's (the Python launcher, the kernels it launches), not the entry point's -- hopper_fa3's forward
+    falls back to hopper's launch for tiles FA3's kernel does not take, and its own point (the Gluon kernel) took
+    124 us on set T's machine where that fallback pass ran in 49 (notes/fidelity.md, thirteenth session).  The
+    (algorithm, phase) point where it makes these launches (or the launches are not known), else a point that
+    does, else the (algorithm, phase) point; None: none measured."""
+    key = (algorithm, phase)
+    names = tuple(names) if names else None
+    paths = paths or {}
+    if names is not None and paths.get(key) not in (None, names):
+        same = [k for k, v in paths.items() if v == names and k in floors]
+        if same:
+            return floors[min(same, key=lambda k: (k[1] != phase, k))]
+    return floors.get(key)
+
+
+def host_time_s(cal: Calibration, algorithm: str, phase: str, launches: int, names=None) -> float:
+    """The host-bound floor of a pass: measured for its launch path where calibrated (`host_floor_for`; `names`:
+    the pass's launch names), else per launch."""
+    if cal.host_pass_s:
+        t = host_floor_for(cal.host_pass_s, cal.host_pass_launches, algorithm, phase, names)
+        if t is not None:
+            return t
     return launches * cal.host_launch_s
 
 

@@ -107,6 +107,36 @@ def test_rehost_replaces_the_host_floor_by_the_models_rule(tmp_path):
         rehost(preds, bad)
 
 
+def test_rehost_takes_the_floor_of_the_launch_path(tmp_path):
+    """A hopper_fa3 forward whose tiles FA3's kernel does not take runs hopper's launch: the floor is hopper's point
+    (set T's r26112701_002: its own point's 124 us against 49 us measured), not hopper_fa3's."""
+    import json
+    from verification.calibrate import host_pass_point
+    from verification.cli.fidelity import rehost
+    rows = []
+    for alg, t in (("hopper", 3.9e-5), ("hopper_fa3", 3.0e-4)):
+        pt = host_pass_point(alg, "fwd")
+        rows.append(dict(pt["params"], id=pt["id"], time_s_median=t))
+    cal = tmp_path / "hp.json"
+    cal.write_text(json.dumps({"facts": {"host_pass": rows}}))
+    pred = lambda names: {"schedule": {"algorithm": "hopper_fa3", "phase": "fwd"},  # noqa: E731
+                          "kernels": [{"name": n, "time_s": 1e-5} for n in names],
+                          "total": {"gpu_time_s": 1e-5, "host_time_s": 1e-4, "time_s": 1e-4}}
+    out = rehost({"fallback": pred(["hopper_fwd"]), "own": pred(["hopper_fa3_fwd"])}, cal)
+    assert out["fallback"]["total"]["time_s"] == pytest.approx(3.9e-5), out["fallback"]["total"]
+    assert out["own"]["total"]["time_s"] == pytest.approx(3.0e-4), out["own"]["total"]
+
+
+def test_host_pass_point_of_a_launch_path():
+    from verification.calibrate import host_pass_point
+    assert host_pass_point("hopper_fa3", "fwd", ["hopper_fwd"])["params"]["algorithm"] == "hopper"
+    assert host_pass_point("hopper_fa3", "bwd", ["hopper_bwd_preprocess", "hopper_bwd_dkdvdq",
+                                                 "hopper_bwd_dq_convert"])["params"]["algorithm"] == "hopper"
+    assert host_pass_point("hopper_fa3", "fwd", ["hopper_fa3_fwd"])["params"]["algorithm"] == "hopper_fa3"
+    assert host_pass_point("hopper_fa3", "fwd")["params"]["algorithm"] == "hopper_fa3"
+    assert host_pass_point("flash2", "fwd", ["no_such_launch"])["params"]["algorithm"] == "flash2"
+
+
 def test_a_set_keeps_its_machines_host_floor(tmp_path):
     """raw/host_pass.calibration.json in a random-set folder: live predictions use that machine's host floor."""
     import json

@@ -156,20 +156,23 @@ def host_pass_default_points() -> list[tuple[str, str, dict]]:
 
 
 def host_pass_spec(params: dict) -> dict:
-    """The case-runner spec (problem + schedule) of a host_pass point's problem: `params` of a `build_plan` point."""
-    return {"problem": {"batch": 1, "heads_q": 1, "heads_kv": 1, "seq_q": params["seq"], "seq_kv": params["seq"],
-                        "head_dim": params["head_dim"], "dtype": "fp16", "causal": False},
-            "schedule": {"algorithm": params["algorithm"], "phase": params["phase"],
-                         "block_m": params.get("block_m", 16), "block_n": params.get("block_n", 16),
-                         "num_warps": params.get("num_warps", 1), "num_stages": params.get("num_stages", 1)}}
+    """The case-runner spec (problem + schedule) of a host_pass point's problem: `params` of a `build_plan` point
+    (`memsim.calibration.host_pass_case`)."""
+    from memsim.calibration import host_pass_case
+    p, s = host_pass_case(params)
+    return {"problem": p.to_dict(), "schedule": s.to_dict()}
 
 
-def host_pass_point(algorithm: str, phase: str) -> dict | None:
-    """The host_pass plan point ({"fact", "id", "params"}) of (algorithm, phase); None: no such entry point."""
-    for p in build_plan(facts=["host_pass"]):
-        if (p["params"]["algorithm"], p["params"]["phase"]) == (algorithm, phase):
-            return p
-    return None
+def host_pass_point(algorithm: str, phase: str, launches=None) -> dict | None:
+    """The host_pass plan point ({"fact", "id", "params"}) whose floor applies to a pass of (algorithm, phase)
+    making the launches `launches` (names; None: not known) -- the launch path's point
+    (`memsim.calibration.host_floor_for`); None: no such entry point."""
+    from memsim.calibration import host_floor_for, host_pass_paths
+    pts = {(p["params"]["algorithm"], p["params"]["phase"]): p for p in build_plan(facts=["host_pass"])}
+    paths = host_pass_paths([dict(p["params"], id=p["id"]) for p in pts.values()])
+    # the selection rule picks among floors: here the "floor" of each point is the point itself
+    chosen = host_floor_for({k: k for k in pts}, paths, algorithm, phase, launches)
+    return pts.get(chosen) if chosen is not None else None
 
 
 def _pt(fact, kernel=None, **params) -> dict:

@@ -151,14 +151,15 @@ def free_memory():
 
 
 def host_floor_beside(spec: dict, device, *, cpu: bool = False, warmup_ms: float = 25.0, rep_ms: float = 100.0) -> dict:
-    """The host floor of the case's entry point, timed in the same process right after the case: the `host_pass`
-    problem of its (algorithm, phase) (`verification.calibrate.host_pass_point`), timed as the case is.  A separate
+    """The host floor of the case's launch path, timed in the same process right after the case: the `host_pass`
+    problem that makes the case's launches (`verification.calibrate.host_pass_point`; the spec's "launches"),
+    timed as the case is.  A separate
     calibrate process measured it 2-3x the cases' own host-bound times on set Q's machine (notes/fidelity.md,
     eleventh session): the floor that applies to a case is the host's speed in the process and moment that timed it.
     {"host_pass_s", "host_pass_id"}, {"host_pass_error"} if it could not run, {} for a problem without one."""
     from verification.calibrate import host_pass_point, host_pass_spec
     sch = spec.get("schedule") or {}
-    pt = host_pass_point(sch.get("algorithm"), sch.get("phase"))
+    pt = host_pass_point(sch.get("algorithm"), sch.get("phase"), spec.get("launches"))
     if pt is None:
         return {}
     try:

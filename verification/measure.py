@@ -218,12 +218,14 @@ def build_record(spec: dict, rows, timing: dict | None, provenance: dict, tags=(
             "ncu_time_s": "per launch kernels[].time_s and total.ncu_time_s: gpu__time_duration under ncu, "
                           "caches flushed before each kernel, clocks not locked",
             **({k: v for k, v in (reps[0][1] or {}).items() if k in ("timing",)}),
-            **({"host_pass_s": "total.host_pass_s: the host floor of the case's entry point (the host_pass problem of "
-                               "its algorithm and phase), timed in the same timing process right after the case; "
+            **({"host_pass_s": "total.host_pass_s: the host floor of the case's launch path (the host_pass problem "
+                               "that makes its launches: host_pass_id), timed in the same timing process right after the case; "
                                "median over the repeats"} if "host_pass_s" in total else {}),
         },
         "provenance": provenance,
     }
+    if (reps[0][1] or {}).get("host_pass_id"):  # which host_pass point was timed beside the case
+        rec["host_pass_id"] = reps[0][1]["host_pass_id"]
     if len(reps) > 1:
         rec["total_is"] = f"median over {len(reps)} repeats (separate ncu and timing processes), per level"
         rec["spread"] = {key: _spread(t.get(key) for _, t in per) for key in SPREAD_KEYS}

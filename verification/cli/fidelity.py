@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from memsim.calibration import host_floor_for, host_pass_paths
+
 from . import common as C
 
 NAME = "fidelity"
@@ -101,16 +103,42 @@ def rehost(predictions: dict, calibration_file) -> dict:
     try:
         facts = json.loads(Path(calibration_file).read_text(encoding="utf-8"))["facts"]["host_pass"]
         floor = {(r["algorithm"], r["phase"]): float(r["time_s_median"]) for r in facts}
+        paths = host_pass_paths(facts)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise C.UsageError(f"--host-pass {calibration_file}: not a calibration file with the host_pass fact "
                            f"({type(e).__name__}: {e}); write one with `python -m verification calibrate --facts "
                            f"host_pass --out FILE` on the measuring machine") from None
     out = {}
     for name, pred in predictions.items():
-        key = (pred["schedule"]["algorithm"], pred["schedule"]["phase"])
-        # not measured for this algorithm: the model's own fallback (launches x host cost)
-        out[name] = with_host_floor(pred, floor[key]) if key in floor else copy.deepcopy(pred)
+        # the floor of the pass's launch path (memsim.calibration.host_floor_for); not measured for this algorithm:
+        # the model's own fallback (launches x host cost)
+        t = host_floor_for(floor, paths, pred["schedule"]["algorithm"], pred["schedule"]["phase"], _names(pred))
+        out[name] = with_host_floor(pred, t) if t is not None else copy.deepcopy(pred)
     return out
+
+
+def _names(pred: dict) -> list | None:
+    """The launch names of a prediction (None: it lists none)."""
+    names = [k.get("name") for k in pred.get("kernels", [])]
+    return names if names and all(names) else None
+
+
+def beside_applies(rec: dict, pred: dict) -> bool:
+    """Whether the host floor timed beside a record's case (total.host_pass_s) is of the case's launch path: the
+    record names the point it timed (host_pass_id), or -- records before it did -- the point of its (algorithm,
+    phase), and that point makes the launches the case makes."""
+    from memsim.calibration import host_pass_params
+    from verification.calibrate import host_pass_point
+    sch = rec.get("schedule") or {}
+    pid = rec.get("host_pass_id")
+    if pid is None:
+        pt = host_pass_point(sch.get("algorithm"), sch.get("phase"))
+        pid = pt["id"] if pt else None
+    if pid is None:
+        return False
+    paths = host_pass_paths([dict(host_pass_params({"id": pid}), id=pid)])
+    names = _names(pred)
+    return names is None or not paths or tuple(names) in paths.values()
 
 
 def with_host_floor(pred: dict, floor_s: float) -> dict:
@@ -161,7 +189,7 @@ def evaluate(data_dirs, hw: str, goals=None, predictions: dict | None = None, ke
             if predictions is None and host.is_file():
                 pred = rehost({rec["case"]: pred}, host)[rec["case"]]
             beside = (rec.get("total") or {}).get("host_pass_s")
-            if beside is not None and "gpu_time_s" in (pred.get("total") or {}):
+            if beside is not None and "gpu_time_s" in (pred.get("total") or {}) and beside_applies(rec, pred):
                 # the floor timed beside the case in its own timing processes wins over the set's calibrate run
                 pred = with_host_floor(pred, beside)
             bindings[rec["case"]] = (pred.get("total") or {}).get("binding_limit", "?")
