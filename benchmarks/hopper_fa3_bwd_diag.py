@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async[, mma_order[, dq_ksplit[, dq_lag[, wg_offset]]]]]) --
+#: name: (stages, kv_regs, diag, dq_tma[, stat_smem, dq_async[, mma_order[, dq_ksplit[, dq_lag[, wg_offset[, dq_stage1[,
+#: pingpong]]]]]]]) --
 #: None: the module's switch (the
 #: registry's setting: since run11d/e STAT_SMEM on, DQ_ASYNC at d=64; run11b/c's 4-tuples ran with both off)
 VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2, True, 0, False),
@@ -36,10 +37,17 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "diag1_stat_smem": (2, None, 1, True, True, False),
             # session 14: diag 3 -- the dS^T exchange without its wait (dQ may read the other warpgroup's stale
             # rows: timing only); DQ_LAG (step t's dQ in step t+1) with / without WG_OFFSET; WG_OFFSET alone
-            "diag3_no_ds_wait": (2, None, 3, True), "dq_lag": (2, None, 0, True, None, None, None, None, True),
+            "diag3_no_ds_wait": (2, None, 3, True), "dq_lag": (2, None, 0, True, None, None, None, None, True, 0),
             "dq_lag_off1": (2, None, 0, True, None, None, None, None, True, 1),
             "dq_lag_off2": (2, None, 0, True, None, None, None, None, True, 2),
-            "wg_off1": (2, None, 0, True, None, None, None, None, None, 1)}
+            "wg_off1": (2, None, 0, True, None, None, None, None, False, 1),
+            # session 14 (after run15: "registered" is DQ_LAG + WG_OFFSET 1 at d=128): the lockstep kernel before it,
+            # DQ_STAGE1 (one staging tile, waited for at reuse), PINGPONG (turns), both
+            "lockstep": (2, None, 0, True, None, None, None, None, False),
+            "lag_stage1": (2, None, 0, True, None, None, None, None, True, 1, True),
+            "lag_pingpong": (2, None, 0, True, None, None, None, None, True, None, None, True),
+            "lag_pingpong_stage1": (2, None, 0, True, None, None, None, None, True, None, True, True),
+            "stage1": (2, None, 0, True, None, None, None, None, False, None, True)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
 BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False, DQ_ASYNC=False),
                 "dq_tma": dict(DQ_TMA=True, STAT_SMEM=False, DQ_ASYNC=False),
@@ -59,8 +67,13 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "dq_ksplit_sync": dict(DQ_KSPLIT=True, DQ_ASYNC=False),
                 "bm128_dq_ksplit": dict(_block_m=128, DQ_KSPLIT=True),
                 # session 14: step t's dQ in step t+1 (no per-step lockstep), consumer 1's start-up offset
-                "dq_lag": dict(DQ_LAG=True), "dq_lag_off1": dict(DQ_LAG=True, WG_OFFSET=1),
-                "dq_lag_off2": dict(DQ_LAG=True, WG_OFFSET=2), "wg_off1": dict(WG_OFFSET=1)}
+                "dq_lag": dict(DQ_LAG=True, WG_OFFSET=0), "dq_lag_off1": dict(DQ_LAG=True, WG_OFFSET=1),
+                "dq_lag_off2": dict(DQ_LAG=True, WG_OFFSET=2), "wg_off1": dict(DQ_LAG=False, WG_OFFSET=1),
+                # after run15 ("registered" = DQ_LAG + WG_OFFSET 1 at d=128)
+                "lockstep": dict(DQ_LAG=False), "lag_stage1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=True),
+                "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True),
+                "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
+                "stage1": dict(DQ_LAG=False, DQ_STAGE1=True)}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -83,8 +96,8 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     from kernels._common import strides3
     from kernels.hopper_gluon_bwd import fa3_bwd_dkdvdq
     from memsim.schedule import Schedule, kernel_launches
-    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order, dq_ksplit, dq_lag, wg_offset = (
-        VARIANTS[variant] + (None,) * 6)[:10]
+    st, kv_regs, diag, dq_tma, stat_smem, dq_async, mma_order, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong = (
+        VARIANTS[variant] + (None,) * 8)[:12]
     s = Schedule("hopper_fa3", "bwd", 64, 128, 4, st)
     pre, main, _ = kernel_launches(p, s)
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
@@ -93,7 +106,8 @@ def pass_fn(p, q, k, v, do, f, variant: str):
     _hopper_bwd_preprocess[pre.grid](f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
                                      HEAD_DIM=p.head_dim, BLOCK_M=64, Q_FASTEST=True, num_warps=4, num_stages=2)
     return lambda: fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, f.lse, delta, dqacc, dk, dv, kv_regs, diag,
-                                  dq_tma, stat_smem, dq_async, mma_order, None, dq_ksplit, dq_lag, wg_offset)
+                                  dq_tma, stat_smem, dq_async, mma_order, None, dq_ksplit, dq_lag, wg_offset,
+                                  dq_stage1, pingpong)
 
 
 def parse_case(c: str):
@@ -113,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--also", default="", help="comma list of algorithms whose registry backward is timed too")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--warm-only", action="store_true", help="launch everything once (compile), time nothing")
+    ap.add_argument("--pieces", action="store_true",
+                    help="also time hopper bwd's preprocess and dQ conversion launches alone (the registry's schedule)")
     ap.add_argument("--ncu-case", default=None, help="d/N/causal[/variant]: launch the pass once (for ncu)")
     a = ap.parse_args(argv)
     import torch
@@ -175,6 +191,20 @@ def main(argv=None) -> int:
                 out.append(dict(base, impl="pass:" + var, ms=ms, tflops=fl / ms * 1e-9))
             except Exception as e:  # noqa: BLE001 -- recorded
                 out.append(dict(base, impl="pass:" + var, error=f"{type(e).__name__}: {str(e)[:300]}"))
+        if a.pieces:  # the whole backward's two memory-bound launches alone, as the registry runs them
+            from kernels.hopper_bwd import dqacc_buffers, dqacc_convert, dqacc_preprocess
+            from memsim.schedule import kernel_launches
+            sp = kernels.default_schedule(p, "hopper_fa3", "bwd", q.device)
+            pre, _, conv = kernel_launches(p, sp)
+            delta, dqacc, dq, _, _ = dqacc_buffers(p, q, k, v)
+            nbytes = p.batch * p.heads_q * p.seq_q * p.head_dim
+            for name, fn, byts in (
+                    ("piece:preprocess", lambda: dqacc_preprocess(p, sp, pre.grid, f.o, do, delta, dqacc),
+                     nbytes * (2 * q.element_size() + 4) + p.batch * p.heads_q * p.seq_q * 4),
+                    ("piece:dq_convert", lambda: dqacc_convert(p, sp, conv.grid, dqacc, dq),
+                     nbytes * (4 + q.element_size()))):
+                ms = bench(fn)
+                out.append(dict(base, impl=name, ms=ms, tflops=fl / ms * 1e-9, gbps=byts / ms * 1e-6))
         ch = kernels.default_choice(p, q, k, v)
         fns = []
         for name in [x for x in a.bwd_switches.split(",") if x]:

@@ -49,7 +49,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
                 wait_fence: bool | None = None, block0_unmasked: bool | None = None, kv_regs: bool | None = None,
                 diag: int = 0, dq_tma: bool | None = None, mma_order: int | None = None,
                 dq_async: bool | None = None, dq_defer: bool | None = None, dq_ksplit: bool | None = None, dq_lag: bool | None = None,
-                wg_offset: int | None = None) -> dict:
+                wg_offset: int | None = None, dq_stage1: bool | None = None, pingpong: bool | None = None) -> dict:
     import torch
     import triton
     from triton.backends.compiler import GPUTarget
@@ -75,7 +75,7 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
         args, kw = kb.fa3_bwd_args(p, s, q, q, q, o, lse, lse, dqacc, q, q, kv_regs=kv_regs, diag=diag,
                                    dq_tma=dq_tma, mma_order=mma_order, dq_async=dq_async,
                                    dq_defer=dq_defer, dq_ksplit=dq_ksplit, dq_lag=dq_lag,
-                                   wg_offset=wg_offset)
+                                   wg_offset=wg_offset, dq_stage1=dq_stage1, pingpong=pingpong)
         jf = kb._hopper_fa3_bwd
     elif kernel == "fa3":
         from kernels import hopper_gluon as kg
@@ -105,7 +105,8 @@ def compile_one(d: int, causal: bool, dtype: str, block_n: int, n: int = 4096, k
             + (f"+diag{diag}" if diag else "") + (f"+order{mma_order}" if mma_order else "")
             + ("" if dq_async is None else f"+dq_async={dq_async}") + ("+dq_defer" if dq_defer else "")
             + ("+dq_ksplit" if dq_ksplit else "") + ("+dq_lag" if dq_lag else "")
-            + (f"+wg_offset{wg_offset}" if wg_offset else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
+            + (f"+wg_offset{wg_offset}" if wg_offset else "") + ("+dq_stage1" if dq_stage1 else "")
+            + ("+pingpong" if pingpong else ""), "d": d, "causal": causal, "dtype": dtype, "block_n": block_n, "stages": stages,
             "regs": rep["regs_per_thread"], "USETMAXREG": re.findall(r"USETMAXREG[^;]*", sass),
             "mufu_between_waits": wait_order(sass),
             "local_bytes": rep["local_bytes_per_thread"], "shared": k.metadata.shared, "num_warps": k.metadata.num_warps,
@@ -136,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dq-ksplit", action="store_true", help="fa3bwd: DQ_KSPLIT (no dS^T exchange)")
     ap.add_argument("--dq-lag", action="store_true", help="fa3bwd: DQ_LAG (step t's dQ in step t+1, 4 dS^T buffers)")
     ap.add_argument("--wg-offset", type=int, default=None, help="fa3bwd: WG_OFFSET (consumer 1's start-up offset)")
+    ap.add_argument("--dq-stage1", action="store_true", help="fa3bwd: DQ_STAGE1 (one staging tile, waited at reuse)")
+    ap.add_argument("--pingpong", action="store_true", help="fa3bwd: PINGPONG (with DQ_LAG: turns between consumers)")
     ap.add_argument("--dq-async", default=None, choices=("on", "off"), help="fa3bwd: DQ_ASYNC (default: registry)")
     a = ap.parse_args(argv)
     bad = 0
@@ -150,7 +153,8 @@ def main(argv=None) -> int:
                                   dq_tma=a.dq_tma or None, mma_order=a.mma_order,
                                   dq_async=None if a.dq_async is None else a.dq_async == "on",
                                   dq_defer=a.dq_defer or None, dq_ksplit=a.dq_ksplit or None,
-                                  dq_lag=a.dq_lag or None, wg_offset=a.wg_offset),
+                                  dq_lag=a.dq_lag or None, wg_offset=a.wg_offset,
+                                  dq_stage1=a.dq_stage1 or None, pingpong=a.pingpong or None),
                       flush=True)
             except Exception as e:  # noqa: BLE001 -- printed, counted
                 bad += 1

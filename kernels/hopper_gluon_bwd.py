@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import torch
 
-from memsim.algorithms_hopper import FA3_BWD_DQ_BY_TMA, FA3_BWD_STAT_SMEM, fa3_bwd_applies, fa3_bwd_dq_async
+from memsim.algorithms_hopper import (FA3_BWD_DQ_BY_TMA, FA3_BWD_DQ_LAG, FA3_BWD_STAT_SMEM, fa3_bwd_applies,
+                                      fa3_bwd_dq_async, fa3_bwd_dq_lag)
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -104,14 +105,26 @@ DQ_KSPLIT = False
 #: leave the barrier together and do their exponentials at the same time while the tensor core idles).  Four dS^T
 #: buffers and four count-2 mbarriers (a warpgroup may run up to a step ahead of the other: buffer t is rewritten at
 #: t+4, when both have read it; three would race), + 2 x BLOCK_N x BLOCK_M x 2 bytes of shared memory (d=128:
-#: 230 464 B, under 227 KB).  Session 14, a switch the benchmarks flip.  (Tried on the CPU and dropped: step t's dQ
+#: 230 480 B compiled, under 227 KB).  None: the registry's setting (`fa3_bwd_dq_lag`: d=128, 2 stages, since run15
+#: of session 14 -- 1.03-1.06x the lockstep there); True / False: the benchmarks' switch.  (Tried on the CPU and dropped: step t's dQ
 #: issued right behind step t+1's S^T, dP^T so that it runs during the exponentials -- its 32 fp32 registers in
 #: flight there make ptxas serialise every wgmma, C7512, 232-264 B local, as DQ_DEFER at d=128.)
-DQ_LAG = False
+DQ_LAG = None
 #: a start-up offset of consumer warpgroup 1 (with DQ_LAG: it then persists; without it the per-step barrier
 #: re-synchronises the two): 0 -- none; 1 -- warpgroup 1 starts once warpgroup 0 has its first S^T (its exponentials
-#: then run while warpgroup 1's S^T, dP^T do); 2 -- once warpgroup 0 has issued its first dV, dK.  Session 14
-WG_OFFSET = 0
+#: then run while warpgroup 1's S^T, dP^T do); 2 -- once warpgroup 0 has issued its first dV, dK.  None: the
+#: registry's (`FA3_BWD_DQ_LAG["wg_offset"]`) where DQ_LAG is on, else 0.  Session 14
+WG_OFFSET = None
+#: with DQ_TMA (MMA_ORDER 0, not DQ_ASYNC): one dQ staging tile per warpgroup (the shared memory of Triton's own
+#: descriptor-reduce staging), stored and handed to the copy engine by hand, and the wait for the copy engine to have
+#: read it moved from right after the issue (Triton's lowering: DEPBAR.LE SB0, 0x0 + a barrier in every step's tail)
+#: to before the next step's store into it.  Session 14, a switch the benchmarks flip
+DQ_STAGE1 = False
+#: with DQ_LAG: the two consumer warpgroups take turns issuing their matmuls -- warpgroup 0's S^T, dP^T, then 1's,
+#: then 0's dV, dK (+ the previous step's dQ), then 1's, ... (two count-1 mbarriers; WG_OFFSET then unused): one
+#: warpgroup's exponentials and dQ staging run while the other's matmuls do (FA3's forward ping-pong, here kept by
+#: the turns instead of the start-up offset alone).  Session 14, a switch the benchmarks flip
+PINGPONG = False
 
 if gluon is not None:
     @_builtin
@@ -190,13 +203,15 @@ if gluon is not None:
                           STAGES: gl.constexpr, CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, DIAG: gl.constexpr,
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
                           DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
-                          DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar):
+                          DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
+                          DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
         dtype: gl.constexpr = q_smem.dtype
         HALF_D: gl.constexpr = HEAD_DIM // 2
         HALF_N: gl.constexpr = BLOCK_N // 2
+        DQ_TILES: gl.constexpr = 2 if DQ_ASYNC else 1  # dQ staging tiles per warpgroup (DQ_ASYNC / DQ_STAGE1)
         s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                            instr_shape=[16, BLOCK_M, 16])
         kv_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -246,8 +261,16 @@ if gluon is not None:
             mbarrier.wait(ready.index(st), (it // STAGES) & 1)
             q_t = q_smem.index(st)
             do_t = do_smem.index(st)
+            if PINGPONG:  # my turn to issue S^T, dP^T: turn-barrier completion 2 it - 1 (warpgroup 0), 2 it (1)
+                if WG == 0:
+                    if it > 0:
+                        mbarrier.wait(turn_bar.index(0), 1)
+                else:
+                    mbarrier.wait(turn_bar.index(1), 0)
             s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
             dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
             if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
                 if it > 0:
                     dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
@@ -307,6 +330,8 @@ if gluon is not None:
             else:
                 if MMA_ORDER == 0:
                     p_op = gl.convert_layout(p.to(dtype), a_layout)
+                    if PINGPONG:  # my turn to issue dV, dK (and the previous step's dQ): completion 2 it (0), 2 it + 1
+                        mbarrier.wait(turn_bar.index(WG), WG)
                     dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
                 dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
                 if WG_OFFSET == 2 and WG == 0:
@@ -355,18 +380,22 @@ if gluon is not None:
                         mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
                         dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
                                                use_acc=False, is_async=True)
+                        if PINGPONG:  # my dV, dK, dQ are issued: the other warpgroup's turn
+                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
                         dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                         mbarrier.arrive(empty.index(st), count=1)
                         dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                        if DQ_ASYNC:
-                            dq_buf = dq_stage.index(WG * 2 + it % 2)
-                            tma.store_wait(1)
+                        if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
+                            dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
+                            tma.store_wait(DQ_TILES - 1)
                             dq_buf.store(dq)
                             fence_async_shared()
                             _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
                     else:
+                        if PINGPONG:
+                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
                         dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                         mbarrier.arrive(empty.index(st), count=1)
                     dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
@@ -396,6 +425,13 @@ if gluon is not None:
                         fence_async_shared()
                         _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
                                                     dq_buf)
+                    elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
+                        dq_buf = dq_stage.index(WG)
+                        tma.store_wait(0)
+                        dq_buf.store(dq)
+                        fence_async_shared()
+                        _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
+                                                    dq_buf)
                     elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
                         _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                     else:
@@ -414,15 +450,15 @@ if gluon is not None:
                 dq_tok = warpgroup_mma(ds_smem.index(last % 4).permute((1, 0)), k_dq, dq_zero, use_acc=False,
                                        is_async=True)
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                if DQ_ASYNC:
-                    dq_buf = dq_stage.index(WG * 2 + (last + 1) % 2)
-                    tma.store_wait(1)
+                if DQ_ASYNC or DQ_STAGE1:
+                    dq_buf = dq_stage.index(WG * DQ_TILES + (last + 1) % DQ_TILES)
+                    tma.store_wait(DQ_TILES - 1)
                     dq_buf.store(dq)
                     fence_async_shared()
                     _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
                 else:
                     _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
-        if DQ_ASYNC:
+        if DQ_ASYNC or DQ_STAGE1:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
@@ -440,7 +476,8 @@ if gluon is not None:
                         DQ_TMA: gl.constexpr = False, STAT_SMEM: gl.constexpr = False,
                         DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0,
                         DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False,
-                        DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0):
+                        DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
+                        DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -468,6 +505,8 @@ if gluon is not None:
             delta_flat = q_smem
         if DQ_TMA and DQ_ASYNC:  # two dQ staging tiles per consumer warpgroup
             dq_stage = gl.allocate_shared_memory(gl.float32, [4, BLOCK_M, HEAD_DIM // 2], dq_desc.layout)
+        elif DQ_TMA and DQ_STAGE1:  # one each (the size of Triton's own staging for the descriptor reduce)
+            dq_stage = gl.allocate_shared_memory(gl.float32, [2, BLOCK_M, HEAD_DIM // 2], dq_desc.layout)
         else:
             dq_stage = q_smem
         kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -479,6 +518,10 @@ if gluon is not None:
             go_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         else:
             go_bar = kv_bar
+        if PINGPONG:  # turn_bar[w]: warpgroup w may issue its next matmuls (the other arrives once it issued its own)
+            turn_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        else:
+            turn_bar = kv_bar
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         mbarrier.init(kv_bar, count=1)
@@ -489,6 +532,9 @@ if gluon is not None:
             mbarrier.init(ds_bar, count=2)  # both consumer warpgroups have stored their dS^T rows
         if WG_OFFSET > 0:
             mbarrier.init(go_bar, count=1)
+        if PINGPONG:
+            for i in gl.static_range(2):
+                mbarrier.init(turn_bar.index(i), count=1)
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=2)  # both consumer warpgroups release a stage
@@ -500,12 +546,14 @@ if gluon is not None:
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar)),
+                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
+                                 turn_bar)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar)),
+                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
+                                 turn_bar)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -532,7 +580,8 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
 def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs: bool | None = None,
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
-                 dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None):
+                 dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
+                 dq_stage1: bool | None = None, pingpong: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
@@ -548,9 +597,17 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         DQ_DEFER if dq_defer is None else dq_defer)
     kw["DQ_KSPLIT"] = kw["DQ_TMA"] and kw["MMA_ORDER"] != 1 and kw["DIAG"] == 0 and not kw["DQ_DEFER"] and (
         DQ_KSPLIT if dq_ksplit is None else dq_ksplit)
-    kw["DQ_LAG"] = bool(DQ_LAG if dq_lag is None else dq_lag) and (
+    lag = dq_lag if dq_lag is not None else (DQ_LAG if DQ_LAG is not None else (
+        fa3_bwd_dq_lag(p, s) and not kw["DQ_ASYNC"]))  # (the registry never pairs them: both do not fit d=128)
+    kw["DQ_LAG"] = bool(lag) and (
         kw["DQ_TMA"] and kw["MMA_ORDER"] == 0 and kw["DIAG"] == 0 and not kw["DQ_DEFER"] and not kw["DQ_KSPLIT"])
-    kw["WG_OFFSET"] = WG_OFFSET if wg_offset is None else wg_offset
+    kw["PINGPONG"] = kw["DQ_LAG"] and bool(PINGPONG if pingpong is None else pingpong)
+    off = wg_offset if wg_offset is not None else WG_OFFSET
+    if off is None:
+        off = FA3_BWD_DQ_LAG["wg_offset"] if kw["DQ_LAG"] else 0
+    kw["WG_OFFSET"] = 0 if kw["PINGPONG"] else off
+    kw["DQ_STAGE1"] = (kw["DQ_TMA"] and not kw["DQ_ASYNC"] and kw["MMA_ORDER"] == 0 and kw["DIAG"] in (0, 3)
+                       and not kw["DQ_KSPLIT"] and bool(DQ_STAGE1 if dq_stage1 is None else dq_stage1))
     return args, kw
 
 
@@ -579,7 +636,8 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    kv_regs: bool | None = None, diag: int = 0, dq_tma: bool | None = None,
                    stat_smem: bool | None = None, dq_async: bool | None = None,
                    mma_order: int | None = None, dq_defer: bool | None = None,
-                   dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None) -> None:
+                   dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
+                   dq_stage1: bool | None = None, pingpong: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants)."""
     if gluon is None:
@@ -592,7 +650,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset)
+                            dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong)
     _hopper_fa3_bwd[grid](*args, **kw)
 
 

@@ -608,6 +608,17 @@ FA3_BWD_STAT_SMEM = True
 #: N=4096 410/408 vs 412/396, N=1024 264/262 vs 259/255; run11e), so off there (it also costs d x 256 B of shared
 #: memory).  Timed at d=64 only on that one cell, 2 stages (the default) only: 3 stages were never run with it.
 FA3_BWD_DQ_ASYNC = {"head_dims": (64,), "num_stages": (2,)}
+#: step t's dQ matmul (and its reduce-add) in step t+1, after that step's dV, dK are issued and its dS^T stored: the
+#: wait for the other consumer warpgroup's dS^T rows is then for rows it stored a step earlier, so the two warpgroups
+#: no longer leave a barrier together every step (four dS^T buffers, four count-2 mbarriers: + 2 x block_n x block_m
+#: x element bytes of shared memory; d=128 64 x 128: 230 480 B compiled), and warpgroup 1 starts once warpgroup 0 has
+#: its first S^T ("wg_offset" 1) -- where: head dims and stages (d=128 with 3 stages does not fit: 263 760 B).  Exact
+#: on the H100 (run15: 76 GPU tests, d=128 bf16 + fp16, d=64 bf16) and faster there, the whole backward bf16 d=128
+#: medians of 3 rounds, registered (lockstep) -> DQ_LAG + WG_OFFSET 1: N 1024 / 4096 / 16384 359 / 469 / 507 -> 371 /
+#: 487 / 529, causal 257 / 393 / 496 -> 264 / 410 / 525 TFLOP/s; the pass alone N=16384 518 -> 551 (the exchange
+#: without its wait, a timing diagnostic: 553), causal N=4096 446 -> 461 (484)
+#: (benchmarks/results/hopper-h100-2026-11-27-run15.md).  kernels.hopper_gluon_bwd.DQ_LAG / WG_OFFSET follow this
+FA3_BWD_DQ_LAG = {"head_dims": (128,), "num_stages": (2,), "wg_offset": 1}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -641,8 +652,16 @@ def fa3_bwd_dq_async(p: AttentionProblem, s: Schedule) -> bool:
     return FA3_BWD_DQ_BY_TMA and p.head_dim in r["head_dims"] and s.num_stages in r["num_stages"]
 
 
+def fa3_bwd_dq_lag(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's hopper_fa3 bwd computes step t's dQ in step t+1 (`FA3_BWD_DQ_LAG`; with the TMA
+    reduce-add only): four dS^T buffers instead of two."""
+    r = FA3_BWD_DQ_LAG
+    return FA3_BWD_DQ_BY_TMA and p.head_dim in r["head_dims"] and s.num_stages in r["num_stages"]
+
+
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
-    """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m); with `FA3_BWD_DQ_BY_TMA` the
+    """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m; four where `fa3_bwd_dq_lag`);
+    with `FA3_BWD_DQ_BY_TMA` the
     two consumers' dQ staging tiles for the bulk reduce-add (block_m x d/2 fp32 each; twice that where
     `fa3_bwd_dq_async`); with `FA3_BWD_STAT_SMEM` stages x (lse_i + delta_i) (block_m x 4 each).  The sm_90a compile (benchmarks/hopper_gluon_compile.py --kernel
     fa3bwd [--dq-tma], bf16, s2): d=128 164 112 B (atomics) / 196 672 B (TMA), d=64 98 576 / 114 752 B = this + 16-64
@@ -652,8 +671,8 @@ def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     d, e = p.head_dim, p.element_bytes
     dq_stage = s.block_m * d * 4 * (2 if fa3_bwd_dq_async(p, s) else 1) if FA3_BWD_DQ_BY_TMA else 0
     stats = s.num_stages * 2 * s.block_m * 4 if FA3_BWD_STAT_SMEM else 0
-    return (2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + 2 * s.block_n * s.block_m * e + dq_stage
-            + stats)
+    ds = (4 if fa3_bwd_dq_lag(p, s) else 2) * s.block_n * s.block_m * e
+    return 2 * s.block_n * d * e + s.num_stages * 2 * s.block_m * d * e + ds + dq_stage + stats
 
 
 def _fa3_bwd_launches(p: AttentionProblem, s: Schedule):
