@@ -73,7 +73,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "lockstep": dict(DQ_LAG=False), "lag_stage1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=True),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
-                "stage1": dict(DQ_LAG=False, DQ_STAGE1=True)}
+                "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),
+                # the grid with heads varying fastest ("_order": the schedule's): causal, the K/V blocks that see the
+                # most Q blocks (the first) of every head go first -- longest first
+                "heads_fastest": dict(_order="heads_fastest")}
 
 
 def setup(d: int, n: int, causal: bool, dtype: str = "bf16"):
@@ -192,7 +195,9 @@ def main(argv=None) -> int:
             except Exception as e:  # noqa: BLE001 -- recorded
                 out.append(dict(base, impl="pass:" + var, error=f"{type(e).__name__}: {str(e)[:300]}"))
         if a.pieces:  # the whole backward's two memory-bound launches alone, as the registry runs them
-            from kernels.hopper_bwd import dqacc_buffers, dqacc_convert, dqacc_preprocess
+            from kernels._common import dot_precision, strides3
+            from kernels.hopper_bwd import (_hopper_bwd_dq_convert, _hopper_bwd_preprocess, dqacc_buffers,
+                                            dqacc_convert, dqacc_preprocess)
             from memsim.schedule import kernel_launches
             sp = kernels.default_schedule(p, "hopper_fa3", "bwd", q.device)
             pre, _, conv = kernel_launches(p, sp)
@@ -202,6 +207,15 @@ def main(argv=None) -> int:
                     ("piece:preprocess", lambda: dqacc_preprocess(p, sp, pre.grid, f.o, do, delta, dqacc),
                      nbytes * (2 * q.element_size() + 4) + p.batch * p.heads_q * p.seq_q * 4),
                     ("piece:dq_convert", lambda: dqacc_convert(p, sp, conv.grid, dqacc, dq),
+                     nbytes * (4 + q.element_size())),
+                    # the same kernels with 128-row blocks and 8 warps (not what the registry launches)
+                    ("piece:preprocess_128w8", lambda: _hopper_bwd_preprocess[(p.seq_q // 128, p.batch * p.heads_q)](
+                        f.o, do, delta, dqacc, *strides3(f.o), *strides3(do), p.heads_q, p.seq_q,
+                        HEAD_DIM=p.head_dim, BLOCK_M=128, Q_FASTEST=True, num_warps=8, num_stages=2),
+                     nbytes * (2 * q.element_size() + 4) + p.batch * p.heads_q * p.seq_q * 4),
+                    ("piece:dq_convert_128w8", lambda: _hopper_bwd_dq_convert[(p.seq_q // 128, p.batch * p.heads_q)](
+                        dqacc, dq, *strides3(dq), p.heads_q, p.seq_q, p.scale, Q_FASTEST=True,
+                        PREC=dot_precision(p), HEAD_DIM=p.head_dim, BLOCK_M=128, num_warps=8, num_stages=2),
                      nbytes * (4 + q.element_size()))):
                 ms = bench(fn)
                 out.append(dict(base, impl=name, ms=ms, tflops=fl / ms * 1e-9, gbps=byts / ms * 1e-6))
@@ -212,7 +226,8 @@ def main(argv=None) -> int:
             if only_d and int(only_d) != d:
                 continue
             sw_ = BWD_SWITCHES[name]
-            s = Schedule("hopper_fa3", "bwd", sw_.get("_block_m", 64), 128, 4, sw_.get("_stages", 2))
+            s = Schedule("hopper_fa3", "bwd", sw_.get("_block_m", 64), 128, 4, sw_.get("_stages", 2),
+                         sw_.get("_order", "q_fastest"))
             fns.append((f"bwd:hopper_fa3[{name}]" if name != "registered" else "bwd:hopper_fa3",
                         with_switches(BWD_SWITCHES[name], lambda s=s: kernels.backward(p, s, q, k, v, f.o, do, f))))
         for alg in [x for x in a.also.split(",") if x]:
