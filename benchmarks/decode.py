@@ -67,8 +67,10 @@ def parse_args(argv=None):
 
 
 def fused_tag(s) -> dict:
-    """A row's tag of the fused combine (session 13): {"combine_fused": True} where the schedule run folds it in."""
-    return {"combine_fused": True} if (s.combine_fused and s.num_splits > 1) else {}
+    """A row's tag of the fused combine (session 13): {"combine_fused": True} where the schedule run folds it in; and
+    of the split_d tile (session 14): {"split_d": 2, "block_n": 128} where the schedule divides the head dim."""
+    return ({"combine_fused": True} if (s.combine_fused and s.num_splits > 1) else {}) | \
+        ({"split_d": s.split_d, "block_n": s.block_n} if s.split_d > 1 else {})
 
 
 def _shape_set(s):
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     import triton
     from triton.testing import do_bench, do_bench_cudagraph
 
-    from kernels.decode_kv import _default_combine, decode, decode_plan
+    from kernels.decode_kv import _default_combine, choose_schedule, decode, decode_plan, default_decode_schedule
     from kernels.decode_testing import make_problem_inputs
     from kernels.reference import naive_same_dtype, reference
     from kernels.testing import check_rule
@@ -195,6 +197,16 @@ def main(argv=None) -> int:
                 **fused_tag(s_auto))
             log(f"{B}x{N} decode auto S={s_auto.num_splits}: {res[0] * 1e3:.1f} us "
                 f"({kv_bytes / res[0] / 1e9:.2f} TB/s)")
+        # the session-13 default (block_n 64, no split_d, the rule's split count, fused at S <= 2) beside the
+        # default's own pick (session 14: the default weighs split_d; kept only where it is measured faster)
+        s13 = decode_plan(q, kc, vc, lens, schedule=default_decode_schedule(dev), num_splits="auto")[1]
+        s13 = _default_combine(s13, s13.num_splits, dev)
+        if main_pass and s13 != s_auto:
+            res = ours("contiguous", kc, vc, None, schedule=s13)
+            if isinstance(res, tuple):
+                rec("decode", "contiguous", res[0], res[1], num_splits=s13.num_splits, auto=False, s13_default=True,
+                    **fused_tag(s13))
+                log(f"{B}x{N} decode session-13 default S={s13.num_splits}: {res[0] * 1e3:.1f} us")
         for S in args.splits:
             if not main_pass or S > math.ceil(N / 64) or left() < 0:
                 continue
@@ -238,12 +250,17 @@ def main(argv=None) -> int:
             for pf in (args.paged_prefetch if main_pass else []):
                 sch = DecodeSchedule(page_prefetch=bool(pf), combine_pdl=True)  # as kernels.decode's default
                 # the rule's split count, and the default's combine at it (fused at S <= 2, session 13)
-                _, sp, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
-                sp = _default_combine(sp, sp.num_splits, dev)
-                res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=sp)
-                if isinstance(res, tuple):
-                    rec("decode", f"paged{ps}", res[0], res[1], num_splits=sp.num_splits, auto=True,
-                        page_prefetch=bool(pf), **fused_tag(sp))
+                _, s13p, _ = decode_plan(q, pk, pv, lens, block_table=bt, schedule=sch, num_splits="auto")
+                s13p = _default_combine(s13p, s13p.num_splits, dev)
+                # kernels.decode's choice from this base (session 14: its tile or split_d's, `choose_schedule`)
+                sp = choose_schedule(pp, sch, dev)[0]
+                for spx, auto in ((sp, True), (s13p, False)):
+                    if not auto and spx == sp:
+                        continue
+                    res = ours(f"paged{ps}", pk, pv, bt, rot_sets=psets, schedule=spx)
+                    if isinstance(res, tuple):
+                        rec("decode", f"paged{ps}", res[0], res[1], num_splits=spx.num_splits, auto=auto,
+                            page_prefetch=bool(pf), **({} if auto else {"s13_default": True}), **fused_tag(spx))
                 if (B, N) in psweep_shapes:
                     for S in args.splits:
                         if S > math.ceil(N / 64) or left() < 0:

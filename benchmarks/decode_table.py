@@ -36,10 +36,14 @@ def summarize(data):
             continue
         sh = shapes.setdefault((r["batch"], r["context"]), {"kv": r["kv_bytes"], "sweep": {}, "psweep": {}})
         key = r["impl"] + ("" if r["layout"] == "contiguous" else "_" + r["layout"])
+        if r.get("s13_default"):  # (session 14: the session-13 default beside the default's own pick)
+            sh[key + "_s13"] = (r["ms"], r["num_splits"])
+            continue
         if r["impl"] == "decode" and r["layout"] == "contiguous":
             if r.get("auto"):
                 sh["auto"] = (r["ms"], r["num_splits"])
                 sh["auto_fused"] = bool(r.get("combine_fused"))  # (session 13: kernels.decode fuses at S <= 2)
+                sh["auto_tile"] = (r.get("block_n", 64), r.get("split_d", 1))  # (session 14: split_d's tile)
             else:
                 sh["sweep"][r["num_splits"]] = r["ms"]
         elif r["impl"] == "decode":
@@ -55,7 +59,9 @@ def summarize(data):
         p = DecodeProblem.uniform(B, 32, 8, 128, N)
         if "auto" in sh:
             # the graph context (CUDA-graph replay, as timed); rank_num_splits ranks in it too
-            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1], combine_fused=sh.get("auto_fused", False)),
+            bn, sd = sh.get("auto_tile", (64, 1))
+            pred = simulate_decode(p, DecodeSchedule(num_splits=sh["auto"][1], combine_fused=sh.get("auto_fused", False),
+                                                     block_n=bn, split_d=sd),
                                    "h100-sxm", flush_l2=False, context="graph")
             sh["pred_ms"] = pred["total"]["gpu_time_s"] * 1e3
         if sh["sweep"]:
@@ -74,8 +80,8 @@ def markdown(data, shapes, read) -> str:
              f"({prov.get('card_read_method', '')}). torch {prov['torch']}, triton {prov['triton']}, CUDA "
              f"{prov['cuda']}, driver {prov.get('driver', '?')}. Command: `{prov['command']}`.", "",
              "| B x context (KV MB) | ours auto: TB/s (% of read), splits | ours best split | paged16 | paged64 | "
-             "SDPA cuDNN | SDPA flash | Flex | ours / best SDPA | model: time err, split |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "SDPA cuDNN | SDPA flash | Flex | ours / best SDPA | model: time err, split | auto / session-13 default |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (B, N), sh in sorted(shapes.items()):
         kv = sh["kv"]
         if "auto" not in sh:
@@ -96,10 +102,19 @@ def markdown(data, shapes, read) -> str:
             ch = sh.get("model_choice")
             model = f"{sh['pred_ms'] / ms - 1:+.0%}, S={ch} ({sh['sweep'][ch] / sh['sweep'][best_S] - 1:+.0%} vs best)" \
                 if ch in sh["sweep"] else f"{sh['pred_ms'] / ms - 1:+.0%}"
-        lines.append(f"| {B} x {N // 1024}k ({kv / 1e6:.0f}) | {tb(kv, ms):.2f} ({kv / (ms * 1e-3) / read:.0%}), {S} | "
+        tile = sh.get("auto_tile", (64, 1))
+        # the default's pick over the session-13 default's, where they differ (time ratio: < 1 faster)
+        old = []
+        for new_k, name in (("decode", "contiguous"), ("decode_paged16", "paged16"), ("decode_paged64", "paged64")):
+            if new_k + "_s13" in sh:
+                t_new = ms if new_k == "decode" else (sh[new_k][0] if new_k in sh else None)
+                if t_new:
+                    old.append(f"{name} {t_new / sh[new_k + '_s13'][0]:.3f}")
+        lines.append(f"| {B} x {N // 1024}k ({kv / 1e6:.0f}) | {tb(kv, ms):.2f} ({kv / (ms * 1e-3) / read:.0%}), {S}"
+                     f"{f' (bn{tile[0]}, split_d {tile[1]})' if tile[1] > 1 else ''} | "
                      f"{tb(kv, sh['sweep'][best_S]):.2f} (S={best_S}) | {paged('decode_paged16')} | "
                      f"{paged('decode_paged64')} | {cell('sdpa_cudnn')} | {cell('sdpa_flash')} | {cell('flex')} | "
-                     f"{ratio} | {model} |")
+                     f"{ratio} | {model} | {'; '.join(old) or '-'} |")
     return "\n".join(lines) + "\n"
 
 

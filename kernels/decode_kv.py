@@ -21,8 +21,8 @@ import triton
 import triton.language as tl
 
 from memsim.inference import (COMBINE_NUM_WARPS, DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits,
-                              block_m_for, combine_block_s, fused_block_splits, fused_combine,
-                              decode_launches, heads_per_cta, units_per_seq)
+                              block_m_for, combine_block_s, estimate_time_graph_s, fused_block_splits, fused_combine,
+                              decode_launches, heads_per_cta, loop_compute_s, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
@@ -447,6 +447,61 @@ def default_decode_schedule(device) -> DecodeSchedule:
     return DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)
 
 
+#: the other tile kernels.decode's default weighs (session 14): two CTAs per (split, unit), each reading the unit's
+#: whole K tile and half the columns of V (DecodeSchedule.split_d), 128-key tiles -- a launch of twice the CTAs with no
+#: partials or combine where the rule's split count would be 2 (H100, benchmarks/decode_splitd_ab.py over rotated
+#: caches, reports/h100-sxm/decode/splitd-session14/: 8 x 1k 16.84 -> 15.57 us (71 % of the read rate), 8 x 8k 90.93
+#: -> 89.47, paged64 / paged16 8 x 1k 18.63 -> 16.24 / 19.97 -> 17.97; 64-key tiles with split_d 2 lose: 8 x 1k 17.12,
+#: 8 x 8k 104.2 -- 16 tiles of compute per CTA)
+SPLIT_D_TILE = {"block_n": 128, "split_d": 2}
+
+
+def _tile_candidates(p: DecodeProblem, s: DecodeSchedule) -> list:
+    """The default schedule and its SPLIT_D_TILE variant, the latter where it fits the head dim and the model knows
+    its compiled loop (memsim/decode_compiled_sm90.json: a measured or class compute per tile; else it is not
+    weighed)."""
+    from dataclasses import replace
+    out = [s]
+    alt = replace(s, **SPLIT_D_TILE)
+    if p.head_dim % alt.split_d == 0 and p.head_dim // alt.split_d >= 16 and \
+            loop_compute_s(p, alt, device_facts(None)) is not None:
+        out.append(alt)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: bool):
+    """(schedule, why): of `_tile_candidates`, each at the rule's split count with the default's combine there (fused
+    at S <= FUSED_DEFAULT_MAX_SPLITS on the GPU), the one `estimate_time_graph_s` predicts faster (ties: the first)."""
+    from dataclasses import replace
+    f = device_facts(device_index)
+    best = None
+    for cand in _tile_candidates(problem, base):
+        c, why = _auto(problem, cand, device_index)
+        sc = replace(cand, num_splits=c)
+        if gpu:
+            sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
+        t = estimate_time_graph_s(problem, sc, f)["time_s"]
+        if best is None or t < best[0]:
+            best = (t, sc, why + (f"; block_n {sc.block_n}, split_d {sc.split_d}" if sc.split_d > 1 else ""))
+    return best[1], best[2]
+
+
+def choose_schedule(p: DecodeProblem, s: DecodeSchedule, device) -> tuple:
+    """(schedule, why) kernels.decode runs for problem `p` from base schedule `s` (the default's, or a paged one with
+    page_prefetch): its tile or SPLIT_D_TILE, the split count (`memsim.inference.auto_num_splits`) and the combine
+    (`_default_combine`) -- the one the model predicts faster."""
+    dev = torch.device(device)
+    idx = dev.index if dev.type == "cuda" else None
+    if idx is None and dev.type == "cuda":
+        idx = torch.cuda.current_device()
+    if dev.type != "cuda":  # the interpreter: the rule's split count on the given tile
+        from dataclasses import replace
+        c, why = _auto(p, s, idx)
+        return replace(s, num_splits=c), why
+    return _auto_tile(p, s, idx, True)
+
+
 def _default_combine(s: DecodeSchedule, num_splits: int, device) -> DecodeSchedule:
     """The default schedule's combine at this split count: folded into the split launch up to FUSED_DEFAULT_MAX_SPLITS
     on the GPU, else the programmatic dependent launch."""
@@ -488,12 +543,13 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_se
         return p, replace(s, num_splits=num_splits), f"num_splits={num_splits} (given)"
     if schedule is not None and num_splits is None:
         return p, s, f"num_splits={s.num_splits} (from the schedule)"
+    if schedule is None:  # the default: its tile or SPLIT_D_TILE, the split count and combine (`choose_schedule`)
+        s, why = choose_schedule(p, s, q.device)
+        return p, s, why
     idx = q.device.index if q.device.type == "cuda" else None
     if idx is None and q.device.type == "cuda":
         idx = torch.cuda.current_device()
     c, why = _auto(p, s, idx)
-    if schedule is None:
-        s = _default_combine(s, c, q.device)
     return p, replace(s, num_splits=c), why
 
 

@@ -187,8 +187,10 @@ def run_varlen_case(name, device, verbose=True, case=None, gpu_tiles=False):
     from memsim.inference import DecodeSchedule
     from .decode_kv import decode
     nqs, Hq, Hkv, d, lens, dtype, page, S, kw = case or VARLEN_CASES[name]
+    kw = dict(kw)
+    gpu_bn = kw.pop("gpu_block_n", 64)  # (decode_testing --block-n: the tile on the GPU)
     if gpu_tiles and kw:
-        kw = {**kw, "block_n": 64, "num_warps": 4, "num_stages": 3}
+        kw = {**kw, "block_n": gpu_bn, "num_warps": 4, "num_stages": 3}
     q, kc, vc, cl, bt, pages, cu = make_varlen_inputs(nqs, Hq, Hkv, d, lens, dtype, device,
                                                       seed_of("decode-varlen", name), page_size=page)
     sched = DecodeSchedule(num_splits=S or 1, **kw) if kw else None
@@ -259,6 +261,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fused", action="store_true", help="the combine folded into the split launch")
     ap.add_argument("--split-d", type=int, default=1,
                     help="every case with DecodeSchedule.split_d = this (at most head_dim / 16; session 14)")
+    ap.add_argument("--block-n", type=int, default=None,
+                    help="with --split-d: every case's schedule at this K/V tile (128: kernels.decode's SPLIT_D_TILE)")
     a = ap.parse_args(argv)
     only = a.only
 
@@ -292,7 +296,8 @@ def main(argv=None) -> int:
         from dataclasses import replace
         from .decode_kv import default_decode_schedule
         todo = [(n + f"_sd{min(a.split_d, c[4] // 16)}", (*c[:8], c[8] if sched else (c[8] or "auto")),
-                 replace(sched or default_decode_schedule(dev), split_d=min(a.split_d, c[4] // 16)))
+                 replace(sched or default_decode_schedule(dev), split_d=min(a.split_d, c[4] // 16),
+                         **({"block_n": a.block_n} if a.block_n else {})))
                 for n, c, sched in todo]
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
         t0 = time.time()
@@ -311,7 +316,8 @@ def main(argv=None) -> int:
         vtodo = [(n + tag, (*(case or VARLEN_CASES[n])[:8], {**(case or VARLEN_CASES[n])[8], flag: True}))
                  for n, case in vtodo]
     if a.split_d > 1:
-        vtodo = [(n + "_sd", (*c[:8], {**c[8], "split_d": min(a.split_d, c[3] // 16)}))
+        vtodo = [(n + "_sd", (*c[:8], {**c[8], "split_d": min(a.split_d, c[3] // 16),
+                                       **({"gpu_block_n": a.block_n} if a.block_n else {})}))
                  for n, c in ((n, case or VARLEN_CASES[n]) for n, case in vtodo)]
     for name, case in vtodo:
         t0 = time.time()

@@ -4,6 +4,8 @@ Per sequence b with L_b cached keys, nq_b query tokens, n_b non-empty splits, g 
 U units (CTAs per split and sequence), e element bytes, d head dim:
 
     decode_split  reads  U * (n_b * g * nq_b * d * e  +  2 * L_b * d * e  +  4 * T_b)
+                  (split_d = D > 1: U * (D * (n_b * g * nq_b * d * e + L_b * d * e + 4 * T_b) + L_b * d * e): each of
+                  a unit's D CTAs reads Q, the whole K and the table, and its d / D columns of V)
                   writes U * g * nq_b * d * e                       (S = 1: O, also for L_b = 0)
                          U * n_b * g * nq_b * (d + 1) * 4           (S > 1: the partials)
     decode_combine reads the partials once and writes O.
@@ -51,7 +53,8 @@ def decode_launch_counts(p: DecodeProblem, s: DecodeSchedule) -> dict:
         n = nonempty_splits(L, S, s.block_n)
         rows = g * nq
         bt = 4 * table_entries(L, S, s.block_n, p.page_size) if p.paged else 0
-        rd += U * (n * rows * d * e + 2 * L * d * e + bt)
+        D = s.split_d
+        rd += U * (D * (n * rows * d * e + L * d * e + bt) + L * d * e)
         if S == 1:
             wr += U * rows * d * e
         else:

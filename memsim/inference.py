@@ -325,6 +325,21 @@ def v_columns(p: DecodeProblem, s: DecodeSchedule) -> int:
     return p.head_dim // s.split_d
 
 
+def kv_tile_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
+    """Bytes of one K/V tile of a split CTA: block_n keys of K (every column) and of V (its `v_columns`)."""
+    return s.block_n * (p.head_dim + v_columns(p, s)) * p.element_bytes
+
+
+def split_d_dram_share(p: DecodeProblem, s: DecodeSchedule) -> float:
+    """The DRAM share of the K/V bytes a split CTA copies in when split_d CTAs share a unit's keys: they run side by
+    side (adjacent on the grid, one wave), so one of them misses each K line and the L2 serves the others, and V is
+    read once: 2 d / (split_d (d + d / split_d)) -- 2/3 at split_d 2 (1 without).  Session 14, H100: 8 x 8k at S = 1
+    ran in 89.5 us with split_d 2 (bn128), 98 % of the card's read rate over the unique bytes -- K is not read twice
+    from DRAM."""
+    d = p.head_dim
+    return 2 * d / (s.split_d * (d + v_columns(p, s)))
+
+
 def decode_extra_device_bytes(p: DecodeProblem, s: DecodeSchedule) -> int:
     """The workspace of the partials (S > 1); the fused combine's counters (one int32 per (sequence, unit)) are a
     buffer kernels.decode keeps per device, not counted here."""
@@ -541,7 +556,7 @@ def cta_limit_Bps(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", ctas_on
     not in the compiled table."""
     if not f.cta_max_Bps:
         return None
-    tile = 2 * s.block_n * p.head_dim * p.element_bytes
+    tile = kv_tile_bytes(p, s)
     per_byte = 1.0 / f.cta_max_Bps - f.stream_instructions_per_byte / f.clock_Hz
     n = loop_instructions(p, s)
     # each warp issues at most one instruction per clock; the SM's 4 schedulers are shared by the warps of all
@@ -688,7 +703,7 @@ def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
     num_stages - 1, and 1 for a paged loop without page_prefetch, which Triton does not pipeline (its K/V addresses
     come from a table load of the same iteration).  num_stages 2 gives 1 whatever the shared memory holds (its loop
     waits for every copy: DEPBAR.LE SB0, 0x0)."""
-    tile = 2 * s.block_n * p.head_dim * p.element_bytes
+    tile = kv_tile_bytes(p, s)
     e = _compiled_entry(p, s)
     if e and e.get("tiles_in_flight"):
         return int(e["tiles_in_flight"])
@@ -699,8 +714,9 @@ def pipeline_buffers(p: DecodeProblem, s: DecodeSchedule) -> int:
 
 def inflight_bytes_per_cta(p: DecodeProblem, s: DecodeSchedule) -> int:
     """Bytes of one K+V tile: the unit the split loop keeps in flight (`pipeline_buffers` of them in the SimPy model,
-    memsim.workloads_decode.loop_step_s; the closed form `estimate_time_s` keeps one per round trip)."""
-    return 2 * s.block_n * p.head_dim * p.element_bytes
+    memsim.workloads_decode.loop_step_s; the closed form `estimate_time_s` keeps one per round trip); with split_d,
+    the K tile and the CTA's columns of the V tile (`kv_tile_bytes`)."""
+    return kv_tile_bytes(p, s)
 
 
 def dependent_loads_before_stream(p: DecodeProblem, s: DecodeSchedule, launch_name: str) -> int:
@@ -746,9 +762,9 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
         for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
-            nb = q + 2 * (k1 - k0) * d * e
-            total += nb * units
-            cta_b += [nb] * units
+            nb = q + (k1 - k0) * (d + v_columns(p, s)) * e
+            total += nb * units * s.split_d
+            cta_b += [nb] * (units * s.split_d)
     inflight = inflight_bytes_per_cta(p, s) / rounds
     import heapq
     first = heapq.nlargest(slots, cta_b)  # the first wave, longest first: the load the CTAs make
@@ -804,9 +820,9 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
         for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
-            kv = 2 * (k1 - k0) * d * e
-            total += (q + kv) * units
-            cta_b += [(q, kv)] * units
+            kv = (k1 - k0) * (d + v_columns(p, s)) * e  # split_d: K whole, its columns of V
+            total += (q + kv) * units * s.split_d
+            cta_b += [(q, kv)] * (units * s.split_d)
     tile = inflight_bytes_per_cta(p, s)
     B = pipeline_buffers(p, s)
     resident = min(len(cta_b), slots)
@@ -815,8 +831,9 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     limit = tile / (tile * costs[0] + costs[1]) if costs else cta_limit_Bps(p, s, f, ctas_on_sm=on_sm)
     import heapq
     first = heapq.nlargest(resident, cta_b, key=lambda x: x[1])  # the first wave, longest first
-    # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others
-    miss = 1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0
+    # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others (and
+    # split_d: `split_d_dram_share`)
+    miss = (1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0) * split_d_dram_share(p, s)
     per_byte, issue = costs if costs else ((1.0 / limit) if limit else 0.0, 0.0)
     drain = _drain_s(p, s, f, on_sm)
     head = dependent_loads_before_stream(p, s, "decode_split") * f.mem_latency_s
@@ -992,14 +1009,17 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     row_len = 1
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
-        row = [q + 2 * (k1 - k0) * d * e for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n)]
+        row = [q + (k1 - k0) * (d + v_columns(p, s)) * e
+               for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n)]
         # (empty splits -- past the last key -- load only their sequence length: not modelled)
-        sizes += row * units
+        sizes += row * (units * s.split_d)  # split_d: the unit's CTAs, K whole and their columns of V each
         row_len = max(row_len, len(row))
     total = sum(sizes)
     # unpacked GQA: the G CTAs of one KV head read the same K/V; one of them misses, the L2 serves the others (as
     # `estimate_time_mechanisms_s`): the model streams the DRAM share of a CTA's bytes, its hits cost their copies
-    miss = 1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0
+    # split_d: one CTA of a unit misses each K line, the L2 serves the others (`split_d_dram_share`)
+    sd_share = split_d_dram_share(p, s)
+    miss = (1.0 / p.group_size if (not s.pack_gqa and p.group_size > 1) else 1.0) * sd_share
     if miss != 1.0:
         sizes = [x * miss for x in sizes]
     # CTAs within 1/16 of each other's bytes as one size, their mean (a split count that does not divide the tiles
@@ -1020,7 +1040,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
         alias.update((y, m) for y in cluster)
     if any(alias[x] != x for x in counts):
         sizes = [alias[x] for x in sizes]
-    n_ctas = p.batch * units * s.num_splits
+    n_ctas = p.batch * units * s.num_splits * s.split_d
     mult = max(1, math.ceil(len(sizes) / (max_waves * slots))) if max_waves else 1
     if mult > 1:  # whole rows of splits, or a divisor of a row (within 2x): merged CTAs of fewer sizes (fewer events)
         if row_len <= mult:
@@ -1040,6 +1060,10 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     epi = loop_epilogue_s(p, s, f)
     hw = _preset(f.name)
     costs_memo, tail_memo, rate_memo = {}, {}, {}
+    # split_d: every CTA's K comes through the L2 (split_d x the K bytes the DRAM sends): its read rate bounds the
+    # DRAM rate the launch can use at the DRAM share of the bytes the SMs take in (none without split_d)
+    l2_bw = _l2_bandwidth_Bps(f) if s.split_d > 1 else None
+    l2_cap = l2_bw * sd_share if l2_bw else float("inf")
 
     # a pipelined variant whose loop compute was not measured (no compiled entry: e.g. num_stages 4 / 5 at these
     # specialisations) takes the same loop's at the default depth where that was: the loop body per tile is the same
@@ -1093,7 +1117,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             r = f.stream(n, inflight / n, lim if lim != float("inf") else None)[0] if n else 0.0
             if even and inflight >= even_load:
                 r = max(r, min(even_rate, n * lim))
-            rate_memo[key] = r * scatter
+            rate_memo[key] = min(r * scatter, l2_cap)
         return rate_memo[key]
 
     # groups: [gpc, sms, per_sm (CTAs on each of its SMs), n CTAs, bytes left per CTA, phase, t of next phase,
