@@ -50,7 +50,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rotate-mb", type=float, default=400.0)
     ap.add_argument("--rep-ms", type=int, default=20)
     ap.add_argument("--budget-s", type=float, default=90)
+    ap.add_argument("--variants", default="",
+                    help="replace PLAN: 'BxN=v1;v2,BxN=...' (variants as S/block_n/num_stages/split_d/combine)")
+    ap.add_argument("--no-paged", action="store_true", help="skip the paged rows")
     a = ap.parse_args(argv)
+    plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.variants.split(",") if x)} if a.variants
+            else PLAN)
     import torch
     import triton
     from dataclasses import replace
@@ -103,10 +108,10 @@ def main(argv=None) -> int:
                 notes.append(f"{shape} {layout} {variant}: {type(exc).__name__}: {str(exc)[:300]}")
                 print(notes[-1], flush=True)
 
-        for v in PLAN.get(shape, ["default"]):
+        for v in plan.get(shape, ["default"]):
             run("contiguous", v, sets, lambda st: None)
         for ps in (int(v) for v in a.pages.split(",") if v):
-            if shape not in PAGED or time.time() - t0 > a.budget_s:
+            if a.no_paged or shape not in PAGED or time.time() - t0 > a.budget_s:
                 continue
             pp = DecodeProblem.uniform(B, 32, HKV, D, N, dtype="bf16", page_size=ps)
             psets = []
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
         try:
-            check_rule("sdpa_cudnn", cudnn(ssets[0]), ref, naive, "bf16", verbose=False)
+            check_rule("sdpa_cudnn", cudnn(ssets[0])[:1], ref, naive, "bf16", verbose=False)
             rec("sdpa_cudnn", "contiguous", "-", graph_time_s([lambda st=st: cudnn(st) for st in ssets], a.rep_ms))
         except Exception as exc:
             notes.append(f"{shape} sdpa_cudnn: {exc!r}"[:300])
