@@ -37,15 +37,17 @@ VARIANTS = {"s2": (2, None, 0, False), "s3": (3, None, 0, False), "kv_regs": (2,
             "diag1_stat_smem": (2, None, 1, True, True, False),
             # session 14: diag 3 -- the dS^T exchange without its wait (dQ may read the other warpgroup's stale
             # rows: timing only); DQ_LAG (step t's dQ in step t+1) with / without WG_OFFSET; WG_OFFSET alone
-            "diag3_no_ds_wait": (2, None, 3, True), "dq_lag": (2, None, 0, True, None, None, None, None, True, 0),
-            "dq_lag_off1": (2, None, 0, True, None, None, None, None, True, 1),
-            "dq_lag_off2": (2, None, 0, True, None, None, None, None, True, 2),
-            "wg_off1": (2, None, 0, True, None, None, None, None, False, 1),
+            # (after run16 DQ_STAGE1 is the registry's at d=128 too: these rows keep run15's meaning with it off)
+            "diag3_no_ds_wait": (2, None, 3, True, None, None, None, None, None, None, False),
+            "dq_lag": (2, None, 0, True, None, None, None, None, True, 0, False),
+            "dq_lag_off1": (2, None, 0, True, None, None, None, None, True, 1, False),
+            "dq_lag_off2": (2, None, 0, True, None, None, None, None, True, 2, False),
+            "wg_off1": (2, None, 0, True, None, None, None, None, False, 1, False),
             # session 14 (after run15: "registered" is DQ_LAG + WG_OFFSET 1 at d=128): the lockstep kernel before it,
             # DQ_STAGE1 (one staging tile, waited for at reuse), PINGPONG (turns), both
-            "lockstep": (2, None, 0, True, None, None, None, None, False),
+            "lockstep": (2, None, 0, True, None, None, None, None, False, None, False),
             "lag_stage1": (2, None, 0, True, None, None, None, None, True, 1, True),
-            "lag_pingpong": (2, None, 0, True, None, None, None, None, True, None, None, True),
+            "lag_pingpong": (2, None, 0, True, None, None, None, None, True, None, False, True),
             "lag_pingpong_stage1": (2, None, 0, True, None, None, None, None, True, None, True, True),
             "stage1": (2, None, 0, True, None, None, None, None, False, None, True)}
 #: the whole backward with the module's switches set (name: {switch: value}); "registered": as the registry runs it
@@ -67,11 +69,14 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "dq_ksplit_sync": dict(DQ_KSPLIT=True, DQ_ASYNC=False),
                 "bm128_dq_ksplit": dict(_block_m=128, DQ_KSPLIT=True),
                 # session 14: step t's dQ in step t+1 (no per-step lockstep), consumer 1's start-up offset
-                "dq_lag": dict(DQ_LAG=True, WG_OFFSET=0), "dq_lag_off1": dict(DQ_LAG=True, WG_OFFSET=1),
-                "dq_lag_off2": dict(DQ_LAG=True, WG_OFFSET=2), "wg_off1": dict(DQ_LAG=False, WG_OFFSET=1),
-                # after run15 ("registered" = DQ_LAG + WG_OFFSET 1 at d=128)
-                "lockstep": dict(DQ_LAG=False), "lag_stage1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=True),
-                "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True),
+                "dq_lag": dict(DQ_LAG=True, WG_OFFSET=0, DQ_STAGE1=False),
+                "dq_lag_off1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=False),
+                "dq_lag_off2": dict(DQ_LAG=True, WG_OFFSET=2, DQ_STAGE1=False),
+                "wg_off1": dict(DQ_LAG=False, WG_OFFSET=1, DQ_STAGE1=False),
+                # after run15 ("registered" = DQ_LAG + WG_OFFSET 1 at d=128; after run16 + DQ_STAGE1)
+                "lockstep": dict(DQ_LAG=False, DQ_STAGE1=False),
+                "lag_stage1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=True),
+                "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),
                 # the grid with heads varying fastest ("_order": the schedule's): causal, the K/V blocks that see the

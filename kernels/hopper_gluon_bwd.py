@@ -46,7 +46,7 @@ from __future__ import annotations
 import torch
 
 from memsim.algorithms_hopper import (FA3_BWD_DQ_BY_TMA, FA3_BWD_DQ_LAG, FA3_BWD_STAT_SMEM, fa3_bwd_applies,
-                                      fa3_bwd_dq_async, fa3_bwd_dq_lag)
+                                      fa3_bwd_dq_async, fa3_bwd_dq_lag, fa3_bwd_dq_stage1)
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -118,8 +118,10 @@ WG_OFFSET = None
 #: with DQ_TMA (MMA_ORDER 0, not DQ_ASYNC): one dQ staging tile per warpgroup (the shared memory of Triton's own
 #: descriptor-reduce staging), stored and handed to the copy engine by hand, and the wait for the copy engine to have
 #: read it moved from right after the issue (Triton's lowering: DEPBAR.LE SB0, 0x0 + a barrier in every step's tail)
-#: to before the next step's store into it.  Session 14, a switch the benchmarks flip
-DQ_STAGE1 = False
+#: to before the next step's store into it.  None: the registry's setting (`fa3_bwd_dq_stage1`: d=128, 2 stages,
+#: since run16 of session 14 -- with DQ_LAG 1.01-1.06x on 5 of the 6 d=128 cells, a tie on one); True / False: the
+#: benchmarks' switch
+DQ_STAGE1 = None
 #: with DQ_LAG: the two consumer warpgroups take turns issuing their matmuls -- warpgroup 0's S^T, dP^T, then 1's,
 #: then 0's dV, dK (+ the previous step's dQ), then 1's, ... (two count-1 mbarriers; WG_OFFSET then unused): one
 #: warpgroup's exponentials and dQ staging run while the other's matmuls do (FA3's forward ping-pong, here kept by
@@ -606,8 +608,10 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     if off is None:
         off = FA3_BWD_DQ_LAG["wg_offset"] if kw["DQ_LAG"] else 0
     kw["WG_OFFSET"] = 0 if kw["PINGPONG"] else off
+    stage1 = dq_stage1 if dq_stage1 is not None else (DQ_STAGE1 if DQ_STAGE1 is not None else (
+        fa3_bwd_dq_stage1(p, s) and kw["DIAG"] == 0))
     kw["DQ_STAGE1"] = (kw["DQ_TMA"] and not kw["DQ_ASYNC"] and kw["MMA_ORDER"] == 0 and kw["DIAG"] in (0, 3)
-                       and not kw["DQ_KSPLIT"] and bool(DQ_STAGE1 if dq_stage1 is None else dq_stage1))
+                       and not kw["DQ_KSPLIT"] and bool(stage1))
     return args, kw
 
 

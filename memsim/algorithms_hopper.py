@@ -619,6 +619,16 @@ FA3_BWD_DQ_ASYNC = {"head_dims": (64,), "num_stages": (2,)}
 #: without its wait, a timing diagnostic: 553), causal N=4096 446 -> 461 (484)
 #: (benchmarks/results/hopper-h100-2026-11-27-run15.md).  kernels.hopper_gluon_bwd.DQ_LAG / WG_OFFSET follow this
 FA3_BWD_DQ_LAG = {"head_dims": (128,), "num_stages": (2,), "wg_offset": 1}
+#: with the TMA reduce-add and one staging tile per consumer warpgroup (where not `fa3_bwd_dq_async`): the tile stored
+#: and handed to the copy engine by hand, and the wait for the engine to have read it moved from right after the issue
+#: (Triton's descriptor-reduce lowering: DEPBAR.LE SB0, 0x0 + a barrier in every step's tail) to before the next
+#: step's store into it -- the same shared memory -- where: head dims and stages.  Exact on the H100 (run16: 88 GPU
+#: tests of session 14's switch sets) and, with DQ_LAG + WG_OFFSET 1, faster there: the whole backward bf16 d=128
+#: medians of 3 rounds N 1024 / 4096 / 16384 373 / 496 / 522 -> 382 / 491 / 546, causal 265 / 428 / 503 -> 273 / 434 /
+#: 534 TFLOP/s (a tie at N=4096: 475-512 vs 495-499; the pass alone, one figure each, 549 -> 525 at N=16384, 478 ->
+#: 475 causal N=4096, 353 -> 363 causal N=1024: within run16's single-figure spread, the lockstep kernel's 537 vs
+#: run15's 518) (benchmarks/results/hopper-h100-2026-11-27-run16.md).  kernels.hopper_gluon_bwd.DQ_STAGE1 follows this
+FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -657,6 +667,15 @@ def fa3_bwd_dq_lag(p: AttentionProblem, s: Schedule) -> bool:
     reduce-add only): four dS^T buffers instead of two."""
     r = FA3_BWD_DQ_LAG
     return FA3_BWD_DQ_BY_TMA and p.head_dim in r["head_dims"] and s.num_stages in r["num_stages"]
+
+
+def fa3_bwd_dq_stage1(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's hopper_fa3 bwd stages each dQ tile by hand in its one staging tile per warpgroup and
+    waits for the copy engine's read at the next store (`FA3_BWD_DQ_STAGE1`; the same shared memory as Triton's own
+    staging)."""
+    r = FA3_BWD_DQ_STAGE1
+    return (FA3_BWD_DQ_BY_TMA and not fa3_bwd_dq_async(p, s) and p.head_dim in r["head_dims"]
+            and s.num_stages in r["num_stages"])
 
 
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:

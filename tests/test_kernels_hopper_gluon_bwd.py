@@ -81,14 +81,20 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_DEFER=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_KSPLIT=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=True, DQ_KSPLIT=True),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=0),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=1),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=2),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, WG_OFFSET=1),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, WG_OFFSET=None),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=0,
+                                           DQ_STAGE1=False),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=1,
+                                           DQ_STAGE1=False),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=2,
+                                           DQ_STAGE1=False),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, WG_OFFSET=1,
+                                           DQ_STAGE1=False),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, WG_OFFSET=None,
+                                           DQ_STAGE1=False),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, WG_OFFSET=1,
                                            DQ_STAGE1=True),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, PINGPONG=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, PINGPONG=True,
+                                           DQ_STAGE1=False),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, PINGPONG=True,
                                            DQ_STAGE1=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, DQ_STAGE1=True)],
@@ -104,9 +110,11 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
     every case (run11d: atomics run11a, plain stats run11c).
     DQ_ASYNC's second staging tiles do not fit d=128 with 3 stages (262 KB > 227 KB of shared memory, run11d): a
     ScheduleError that names the schedule, nothing launched; nor do DQ_LAG's four dS^T buffers (session 14: 263 760 B).
-    Session 14's: DQ_LAG (step t's dQ in step t+1; the registry's at d=128 2 stages since run15) with WG_OFFSET 0 / 1
-    / 2, WG_OFFSET without it, the lockstep (DQ_LAG off: the kernel before run15), DQ_STAGE1 (one staging tile, waited
-    for at reuse), PINGPONG (the consumers take turns issuing their matmuls)."""
+    Session 14's (run15, run16: exact): DQ_LAG (step t's dQ in step t+1; the registry's at d=128 2 stages since
+    run15) with WG_OFFSET 0 / 1 / 2, WG_OFFSET without it, the lockstep (DQ_LAG off: the kernel before run15), each
+    without DQ_STAGE1 (one staging tile, waited for at reuse; the registry's at d=128 since run16), DQ_STAGE1 with
+    DQ_LAG + WG_OFFSET 1 (= the registered kernel at d=128 2 stages) and without DQ_LAG, PINGPONG (the consumers take
+    turns issuing their matmuls) with and without it."""
     for name, value in switches.items():
         monkeypatch.setattr(hb, name, value)
     if ((switches["DQ_ASYNC"] or switches.get("DQ_LAG")) and _CASES[case][0][5] == 128
