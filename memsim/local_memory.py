@@ -260,6 +260,23 @@ def _by_distance(curve: tuple, hist, per_byte_scale: float, weight=None) -> floa
     return num / den if den else 0.0
 
 
+#: MEMSIM_SPILL_SPREAD=1: the L1 footprint of a grid smaller than a full wave counts the CTAs the block scheduler
+#: really puts on an SM -- ceil(CTAs / SMs), capped by the occupancy -- instead of the occupancy's CTAs (notes/spills.md
+#: session 13).  Measured: `benchmarks/decode_tail_gpu.py`'s %smid traces (H100, reports/h100-sxm/decode/tail-session11/
+#: tail.json) put 128 CTAs on 128 distinct SMs, 256 as 2 on 124 SMs and 1 on 8, 392 as 3 on 128 and 2 on 4; the
+#: `spills` curves are read that way (`_spills_point`: ceil(CTAs / SMs) per SM).  On the live records the rule moves 25
+#: of the 37 spilling launches placed above ncu's bound on the reload L1-miss fraction inside it, but drops 10 others
+#: below theirs; live A-S: l2 median 7.52 -> 5.96 %, time 16.89 -> 18.63 %, gpu_time 13.06 -> 13.68 % (the
+#: spilling loops whose reloads now hit L1, as ncu says, run too fast in the model): off by default.
+SPREAD_ENV = "MEMSIM_SPILL_SPREAD"
+
+
+def spread_ctas() -> bool:
+    """Whether the L1 footprint counts the grid's CTAs per SM (`SPREAD_ENV`; default off)."""
+    import os
+    return os.environ.get(SPREAD_ENV) == "1"
+
+
 def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per_sm: int, num_ctas: int,
                  smem_per_cta_bytes: int, store_bytes_per_iteration: int | None = None,
                  reuse: dict | None = None, resident_per_sm: int | None = None) -> LocalMemory:
@@ -276,6 +293,8 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
     if store_bytes_per_iteration:
         touched = min(touched, store_bytes_per_iteration)
     per_cta = touched * threads
+    if resident_per_sm is None and spread_ctas():
+        resident_per_sm = -(-num_ctas // hw.num_sms)
     on_sm = min(ctas_per_sm, num_ctas) if resident_per_sm is None else max(1, min(resident_per_sm, ctas_per_sm))
     per_sm = on_sm * per_cta
     resident = min(num_ctas, ctas_per_sm * hw.num_sms)
