@@ -163,6 +163,10 @@ HOPPER_FA3_FWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,
 #: rule and tiles on the card, 3 rounds): the default's medians 349 / 454 / 462, causal 232 / 374 / 450 vs the old
 #: default's flash2 300 / hopper_fa3 64-row 411 / 427, causal flash2 208 / hopper_ws 303 / 341 (SDPA cuDNN 345 / 412 /
 #: 435, causal 233 / 363 / 428: benchmarks/results/hopper-h100-2026-11-26-run13.md).
+#: Session 14 (run15, run16; the d=128 kernel without the per-step lockstep -- memsim.algorithms_hopper
+#: FA3_BWD_DQ_LAG, FA3_BWD_DQ_STAGE1 -- the rule's cells unchanged): d=128 N 1024 / 4096 / 16384 382 / 491 / 546,
+#: causal 273 / 434 / 534 vs SDPA cuDNN 404 / 518 / 543, causal 286 / 461 / 526 (run16 medians of 3;
+#: benchmarks/results/hopper-h100-2026-11-27-run16.md).
 #: Not bitwise deterministic (the order of dQ's reduce-adds): never when determinism is asked for.  Contiguous
 #: tensors, lengths its tiles divide (`fa3_bwd_applies`), a 132-SM card, Triton with Gluon.
 HOPPER_FA3_BWD_FASTEST = {"dtypes": ("fp16", "bf16"), "sms": 132,

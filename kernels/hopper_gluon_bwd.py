@@ -29,6 +29,13 @@ The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
     adds (red.global.add.v2.f32; 8-9 % slower at d=128 N=16k, run11c).  One dS^T buffer is written while the other may
     still be read: a warpgroup passes iteration t's barrier only after the other finished iteration t-1 (it waits
     for its own dQ matmul before arriving), so buffer t % 2 is free when written at t.
+    At d=128 with 2 stages (the registry's since session 14: `fa3_bwd_dq_lag`, `fa3_bwd_dq_stage1`) step t's dQ
+    matmul and reduce-add run in step t+1 (`DQ_LAG`: four dS^T buffers, one count-2 mbarrier each; the wait is then
+    for rows the other warpgroup stored a step earlier, so the two no longer leave a barrier together every step and
+    one's exponentials run under the other's matmuls), warpgroup 1 starts once warpgroup 0 has its first S^T
+    (`WG_OFFSET` 1), and each warpgroup stages its dQ tile by hand in its one staging tile, waiting for the copy
+    engine's read of it only at the next store (`DQ_STAGE1`): 1.04-1.07x the lockstep kernel's whole backward
+    (run16 medians on an H100).
 Causal: K/V block j is visited only by Q blocks with a row that sees it (from ilo on); the Q blocks whose rows do not
 all see every key of the block (the diagonal band, i < imid) apply the mask (key c visible from row r when
 c <= r + causal_offset); a row that sees no key has lse = -inf: P = 0 for it (no NaN).

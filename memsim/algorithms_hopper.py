@@ -634,7 +634,14 @@ FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
 #: benchmarks/hopper_fa3_bwd_diag.py): d=128 N=16384 10.58 ms, without dQ's reduce-adds 9.37, without dQ at all (no
 #: exchange) 6.69 -- the exchange + dQ matmul cost 2.67 ms where the dQ matmul's FLOPs at the pass's own dK/dV rate
-#: are 1.67.  A switch for the model's tests (False: hopper bwd's steps, the overlap as for hopper_ws)
+#: are 1.67.  A switch for the model's tests (False: hopper bwd's steps, the overlap as for hopper_ws).
+#: Session 14: the registry's d=128 kernel no longer waits for this step's rows (`FA3_BWD_DQ_LAG`), yet the split
+#: still fits it best -- memsim (this split) / measured whole backward (run16, H100, bf16, d=128, the DQ_LAG + DQ_STAGE1
+#: kernel) N 1024 / 4096 / 16384 0.88 / 0.94 / 1.01, causal 0.85 / 0.92 / 1.04 (the lockstep kernel: 0.84 / 0.90 /
+#: 0.94, causal 0.80 / 0.86 / 0.99); without the split 0.80 / 0.84 / 0.91, causal 0.78 / 0.84 / 0.93.  The kernel
+#: still runs each warpgroup's exponentials between its own matmuls; what DQ_LAG removed is the wait (diag 3), which
+#: the engine never booked.  DQ_LAG is a registry rule (head dim, stages), not a Schedule field: the model sees it only
+#: through the SRAM formula
 FA3_BWD_LOCKSTEP = True
 _FA3_BWD_MEASURED = ("benchmarks/hopper_fa3_bwd_diag.py on an H100 80GB HBM3 (bf16, B*N=16k, H*d=2048; run11d "
                      "2026-11-26, benchmarks/results/hopper-h100-2026-11-26-run11d.md): 64x128 w4 s2, dQ by TMA "
@@ -737,11 +744,12 @@ hopper_fa3, bwd -- three launches.  fp16/bf16, d 64/128, 64 x 128 tiles (128 x 1
     of stages (mbarriers); two consumer warpgroups of 64 K/V rows (240 registers; producer 24) keep dK, dV in registers
     and compute S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q from registers;
     dS^T goes through a double-buffered shared tile so each warpgroup computes half
-    of dQ's columns (dS K_j[:, half]).  5 tile matmuls per pair.
+    of dQ's columns (dS K_j[:, half]); at d=128 with 2 stages step t's dQ runs in step t+1
+    (four dS^T tiles: the warpgroups are not in lockstep; `FA3_BWD_DQ_LAG`).  5 tile matmuls per pair.
     ``hopper_bwd_dq_convert`` (hopper bwd's): reads dQacc_i, writes dQ_i.
     Otherwise hopper bwd's three launches with the same schedule.
     Extra memory: lse (kept from fwd) + delta, B*Hq*Nq*4 each, dQacc B*Hq*Nq*d*4.
-    SRAM: K_j + V_j + stages x (Q_i + dO_i + lse_i + delta_i) + 2 x (cols x rows) dS^T +
+    SRAM: K_j + V_j + stages x (Q_i + dO_i + lse_i + delta_i) + 2 x (cols x rows) dS^T (4 x at d=128 s2) +
     the dQ staging tiles (rows x d x 4; twice that at d=64: double-buffered).
     Not deterministic bitwise (the order of dQ's reduce-adds).""")
 
