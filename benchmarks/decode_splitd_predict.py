@@ -112,5 +112,46 @@ def main(argv=None) -> int:
     return 2
 
 
+
+def goals(run: str) -> str:
+    """Issue 12's goals on a run of benchmarks/decode.py that timed kernels.decode's pick and the session-13 default's
+    (s13_default rows), taking for each shape and layout the row of TODAY's default (`picks`: SPLIT_D_TILE only on
+    contiguous caches whose default-tile pick is S = 2) -- a markdown table."""
+    d = json.load(open(run))
+    read = d["provenance"]["card_read_Bps"]
+    recs = [r for r in d["records"] if r.get("ms") and r.get("timing") != "eager" and not r.get("tune")]
+    out = ["| B x context (KV MB) | ours (default): us, TB/s, % of read, S, tile | paged16: us (vs contiguous) | "
+           "paged64 | SDPA cuDNN | SDPA flash | ours / best SDPA |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for B, N in shapes():
+        row = {}
+        for page in PAGES:
+            lay = "contiguous" if page is None else f"paged{page}"
+            _, new, _ = picks(B, N, page)
+            cands = [r for r in recs if r["impl"] == "decode" and (r["batch"], r["context"], r["layout"]) == (B, N, lay)
+                     and (r.get("auto") or r.get("s13_default")) and (page is None or r.get("page_prefetch"))]
+            hit = [r for r in cands if (r["num_splits"], r.get("split_d", 1)) == (new.num_splits, new.split_d)]
+            row[lay] = min(hit, key=lambda r: r["ms"]) if hit else None
+        sd = {k: min((r["ms"] for r in recs if r["impl"] == k and (r["batch"], r["context"]) == (B, N)), default=None)
+              for k in ("sdpa_cudnn", "sdpa_flash")}
+        c = row["contiguous"]
+        if c is None:
+            continue
+        kv = c["kv_bytes"]
+        us = c["ms"] * 1e3
+        best = min(v for v in sd.values() if v)
+        tile = f"bn{c.get('block_n', 64)} split_d {c['split_d']}" if c.get("split_d", 1) > 1 else "bn64"
+        pg = [f"{row[k]['ms'] * 1e3:.2f} ({row[k]['ms'] / c['ms'] - 1:+.1%})" if row[k] else "-"
+              for k in ("paged16", "paged64")]
+        out.append(f"| {B} x {N // 1024}k ({kv / 1e6:.0f}) | {us:.2f}, {kv / (c['ms'] * 1e-3) / 1e12:.2f}, "
+                   f"{kv / (c['ms'] * 1e-3) / read:.1%}, S={c['num_splits']}, {tile} | {pg[0]} | {pg[1]} | "
+                   f"{sd['sdpa_cudnn'] * 1e3:.2f} | {sd['sdpa_flash'] * 1e3:.2f} | {best / c['ms']:.3f}x |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--goals":
+    print(goals(sys.argv[2]))
+    sys.exit(0)
+
+
 if __name__ == "__main__":
     sys.exit(main())

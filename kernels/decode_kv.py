@@ -448,49 +448,56 @@ def default_decode_schedule(device) -> DecodeSchedule:
 
 
 #: the other tile kernels.decode's default weighs (session 14): two CTAs per (split, unit), each reading the unit's
-#: whole K tile and half the columns of V (DecodeSchedule.split_d), 128-key tiles -- a launch of twice the CTAs with no
-#: partials or combine where the rule's split count would be 2 (H100, benchmarks/decode_splitd_ab.py over rotated
-#: caches, reports/h100-sxm/decode/splitd-session14/: 8 x 1k 16.84 -> 15.57 us (71 % of the read rate), 8 x 8k 90.93
-#: -> 89.47, paged64 / paged16 8 x 1k 18.63 -> 16.24 / 19.97 -> 17.97; 64-key tiles with split_d 2 lose: 8 x 1k 17.12,
-#: 8 x 8k 104.2 -- 16 tiles of compute per CTA)
-SPLIT_D_TILE = {"block_n": 128, "split_d": 2}
+#: whole K tile and half the columns of V (DecodeSchedule.split_d), 128-key tiles, at ONE split -- a launch of as many
+#: CTAs as the rule's 2-way key split, with no partials or combine.  H100, rotated caches, CUDA graphs: the split_d A/B
+#: (reports/h100-sxm/decode/splitd-session14/: 8 x 1k 16.84 -> 15.57 us, 71 % of the read rate; 8 x 8k 90.93 -> 89.47)
+#: and benchmark run 8 (reports/h100-sxm/decode/bench-session14-run8/: the pick beside the session-13 default in the
+#: same run, contiguous 8 x 1k / 8k / 16k / 32k / 128k 0.908 / 0.981 / 0.995 / 0.987 / 0.987 of its time).  Weighed
+#: only there -- contiguous caches whose default-tile pick is S = 2 -- because elsewhere run 8 measured it slower where
+#: the rule's form said faster: paged caches at 8k+ keys (16-row pages 1.066-1.090x, 64-row 1.015-1.045x; faster only
+#: at 8 x 1k, 0.971 / 0.895x) and batch 64 (64 x 1k 1.002x, 64 x 8k 1.027x): memsim/MODEL.md decode, the split_d row
+SPLIT_D_TILE = {"block_n": 128, "split_d": 2, "num_splits": 1}
 
 
-def _tile_candidates(p: DecodeProblem, s: DecodeSchedule) -> list:
-    """The default schedule and its SPLIT_D_TILE variant, the latter where it fits the head dim and the model knows
-    its compiled loop (memsim/decode_compiled_sm90.json: a measured or class compute per tile; else it is not
-    weighed)."""
+def _split_d_candidate(p: DecodeProblem, s: DecodeSchedule, c: int) -> DecodeSchedule | None:
+    """SPLIT_D_TILE on schedule `s`, where kernels.decode weighs it: a contiguous cache whose default-tile pick is
+    c = 2 splits, a head dim it divides into parts of >= 16, and a loop the model knows (memsim/decode_compiled_sm90.json:
+    a measured or class compute per tile); else None."""
     from dataclasses import replace
-    out = [s]
-    alt = replace(s, **SPLIT_D_TILE)
-    if p.head_dim % alt.split_d == 0 and p.head_dim // alt.split_d >= 16 and \
-            loop_compute_s(p, alt, device_facts(None)) is not None:
-        out.append(alt)
-    return out
+    if p.paged or c != 2:
+        return None
+    alt = replace(s, **SPLIT_D_TILE, combine_fused=False)
+    if p.head_dim % alt.split_d or p.head_dim // alt.split_d < 16 or \
+            loop_compute_s(p, alt, device_facts(None)) is None:
+        return None
+    return alt
 
 
 @functools.lru_cache(maxsize=4096)
 def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: bool):
-    """(schedule, why): of `_tile_candidates`, each at the rule's split count with the default's combine there (fused
-    at S <= FUSED_DEFAULT_MAX_SPLITS on the GPU), the one `estimate_time_graph_s` predicts faster (ties: the first)."""
+    """(schedule, why): the rule's split count on `base` with the default's combine there (fused at S <=
+    FUSED_DEFAULT_MAX_SPLITS on the GPU), or `_split_d_candidate` where it applies and `estimate_time_graph_s` predicts
+    it faster."""
     from dataclasses import replace
-    f = device_facts(device_index)
-    best = None
-    for cand in _tile_candidates(problem, base):
-        c, why = _auto(problem, cand, device_index)
-        sc = replace(cand, num_splits=c)
-        if gpu:
-            sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
-        t = estimate_time_graph_s(problem, sc, f)["time_s"]
-        if best is None or t < best[0]:
-            best = (t, sc, why + (f"; block_n {sc.block_n}, split_d {sc.split_d}" if sc.split_d > 1 else ""))
-    return best[1], best[2]
+    c, why = _auto(problem, base, device_index)
+    sc = replace(base, num_splits=c)
+    if gpu:
+        sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
+    alt = _split_d_candidate(problem, base, c) if gpu else None
+    if alt is not None:
+        f = device_facts(device_index)
+        t_alt, t_sc = estimate_time_graph_s(problem, alt, f)["time_s"], estimate_time_graph_s(problem, sc, f)["time_s"]
+        if t_alt < t_sc:
+            return alt, (f"split_d {alt.split_d}, block_n {alt.block_n}, 1 split: predicted {t_alt * 1e6:.1f} us in a "
+                         f"CUDA graph vs {t_sc * 1e6:.1f} us at the default tile's {why}")
+    return sc, why
 
 
 def choose_schedule(p: DecodeProblem, s: DecodeSchedule, device) -> tuple:
     """(schedule, why) kernels.decode runs for problem `p` from base schedule `s` (the default's, or a paged one with
-    page_prefetch): its tile or SPLIT_D_TILE, the split count (`memsim.inference.auto_num_splits`) and the combine
-    (`_default_combine`) -- the one the model predicts faster."""
+    page_prefetch): on the GPU the rule's split count (`memsim.inference.auto_num_splits`) with the default combine
+    (`_default_combine`), or SPLIT_D_TILE where `_split_d_candidate` applies and the model predicts it faster
+    (`_auto_tile`); in the interpreter the rule's split count on `s`."""
     dev = torch.device(device)
     idx = dev.index if dev.type == "cuda" else None
     if idx is None and dev.type == "cuda":
