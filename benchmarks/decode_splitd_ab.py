@@ -42,6 +42,30 @@ def schedule_of(v: str):
                           combine_pdl=comb == "pdl", combine_fused=comb == "fused")
 
 
+def paged_sets(B: int, N: int, ps: int, order: str, sets: list) -> list:
+    """The input sets' caches as pages of `ps` rows: "shuffled" (the rows copied into the pages a random block table
+    names, as make_problem_inputs hands them out) or "ordered" (the contiguous cache itself, sequence b's page j =
+    page b x pages + j of the identity table)."""
+    import torch
+
+    from kernels.decode_testing import make_problem_inputs
+    from memsim.inference import DecodeProblem
+    pp = DecodeProblem.uniform(B, 32, HKV, D, N, dtype="bf16", page_size=ps)
+    npg = N // ps
+    out = []
+    for i, st in enumerate(sets):
+        if order == "ordered":
+            bt = torch.arange(B * npg, dtype=torch.int32, device="cuda").reshape(B, npg)
+            out.append((st[0], st[1].reshape(B * npg, ps, HKV, D), st[2].reshape(B * npg, ps, HKV, D), st[3], bt))
+            continue
+        _, pk, pv, _, bt = make_problem_inputs(pp, "cuda", seed=B * 1000003 + N + i)
+        flat = bt[:, :npg].reshape(-1).long()
+        pk[flat] = st[1].reshape(B * npg, ps, HKV, D)
+        pv[flat] = st[2].reshape(B * npg, ps, HKV, D)
+        out.append((st[0], pk, pv, st[3], bt))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -53,9 +77,17 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="",
                     help="replace PLAN: 'BxN=v1;v2,BxN=...' (variants as S/block_n/num_stages/split_d/combine)")
     ap.add_argument("--no-paged", action="store_true", help="skip the paged rows")
+    ap.add_argument("--paged-variants", default="",
+                    help="replace PAGED: 'BxN=v1;v2,...' (paged rows run each with page_prefetch on)")
+    ap.add_argument("--page-order", default="shuffled",
+                    help="shuffled (pages in a random order, as make_problem_inputs hands them out) and / or ordered "
+                         "(the contiguous cache itself read through the identity table): is a paged row's cost the "
+                         "page order (DRAM / address translation locality) or the loop?")
     a = ap.parse_args(argv)
     plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.variants.split(",") if x)} if a.variants
             else PLAN)
+    paged_plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.paged_variants.split(",") if x)}
+                  if a.paged_variants else PAGED)
     import torch
     import triton
     from dataclasses import replace
@@ -64,9 +96,7 @@ def main(argv=None) -> int:
 
     from benchmarks.decode_cold import graph_time_s, rotated_caches
     from kernels.decode_kv import decode, decode_plan
-    from kernels.decode_testing import make_problem_inputs
     from kernels.testing import check_rule
-    from memsim.inference import DecodeProblem
     from memsim.io import base_provenance, write_json
 
     t0 = time.time()
@@ -111,33 +141,28 @@ def main(argv=None) -> int:
         for v in plan.get(shape, ["default"]):
             run("contiguous", v, sets, lambda st: None)
         for ps in (int(v) for v in a.pages.split(",") if v):
-            if a.no_paged or shape not in PAGED or time.time() - t0 > a.budget_s:
-                continue
-            pp = DecodeProblem.uniform(B, 32, HKV, D, N, dtype="bf16", page_size=ps)
-            psets = []
-            for i, st in enumerate(sets):
-                _, pk, pv, _, bt = make_problem_inputs(pp, "cuda", seed=B * 1000003 + N + i)
-                flat = bt[:, :N // ps].reshape(-1).long()
-                pk[flat] = st[1].reshape(B * (N // ps), ps, HKV, D)
-                pv[flat] = st[2].reshape(B * (N // ps), ps, HKV, D)
-                psets.append((st[0], pk, pv, st[3], bt))
-            for v in PAGED[shape]:
-                try:  # (the variant with page_prefetch on, as the benchmark's paged rows)
-                    if v == "default":
-                        _, s, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4])
-                        kw = {}
-                    else:
-                        s = replace(schedule_of(v), page_prefetch=True)
-                        kw = {"schedule": s}
-                    o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], **kw)
-                    check_rule(f"paged{ps} {v}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
-                    t = graph_time_s([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=st[4], **kw)
-                                      for st in psets], a.rep_ms)
-                    rec("decode", f"paged{ps}", v, t, schedule=s.to_dict())
-                except Exception as exc:
-                    notes.append(f"{shape} paged{ps} {v}: {type(exc).__name__}: {str(exc)[:300]}")
-                    print(notes[-1], flush=True)
-            del psets
+            for order in a.page_order.split(","):
+                if a.no_paged or shape not in paged_plan or time.time() - t0 > a.budget_s:
+                    continue
+                psets = paged_sets(B, N, ps, order, sets)
+                layout = f"paged{ps}" + ("" if order == "shuffled" else "-ordered")
+                for v in paged_plan[shape]:
+                    try:  # (the variant with page_prefetch on, as the benchmark's paged rows)
+                        if v == "default":
+                            _, s, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4])
+                            kw = {}
+                        else:
+                            s = replace(schedule_of(v), page_prefetch=True)
+                            kw = {"schedule": s}
+                        o = decode(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4], **kw)
+                        check_rule(f"{layout} {v}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
+                        t = graph_time_s([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=st[4], **kw)
+                                          for st in psets], a.rep_ms)
+                        rec("decode", layout, v, t, schedule=s.to_dict())
+                    except Exception as exc:
+                        notes.append(f"{shape} {layout} {v}: {type(exc).__name__}: {str(exc)[:300]}")
+                        print(notes[-1], flush=True)
+                del psets
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
                   st[2].transpose(1, 2).contiguous()) for st in sets]
 
