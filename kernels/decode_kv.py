@@ -1,10 +1,12 @@
 """Decode attention over a (paged) KV cache: split-KV with GQA packing, plus a combine launch.
 
 Launches and bytes follow memsim/inference.py's contract exactly:
-  decode_split    grid (S, B * units)   units = heads_kv (GQA packed) or heads_q
+  decode_split    grid (S, B * units * split_d)   units = heads_kv (GQA packed) or heads_q
   decode_combine  grid (rows, B * units) only when S > 1; rows = query heads per CTA x Nq
 A split CTA keeps its query rows (all query heads of one KV head x the new tokens) in registers and
-streams K/V tiles of its key range once: one KV tile load serves every query head of the group.
+streams K/V tiles of its key range once: one KV tile load serves every query head of the group.  With split_d > 1
+the split_d CTAs of a (split, unit) each stream the whole K tiles and head_dim / split_d columns of V, and write those
+columns (DecodeSchedule.split_d; session 14).
 Scores live in the log2 domain (exp2); the partial results carry their log2-sum-exp, which the
 combine launch merges (the max is subtracted before every exponential).
 
@@ -78,7 +80,7 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     offs_dv = part * DV + tl.arange(0, DV)   # this CTA's columns of V and O
     offs_n = tl.arange(0, BLOCK_N)
     q_off = b64 * stride_qb + (q_start + r).to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
-    # SRAM/registers: the query rows (read once), acc (rows x d fp32), m_i, l_i
+    # SRAM/registers: the query rows (read once), acc (rows x DV fp32), m_i, l_i
     q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None] & has_keys, other=0.0)
     qpos = L - nq + r                     # bottom-right: row r sees keys c <= qpos
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
