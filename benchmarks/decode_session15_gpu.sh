@@ -13,7 +13,7 @@ timeout 100 python3 benchmarks/decode_splitd_ab.py --out "$W/paged-order.json" -
 echo "paged order rc=$? ($(el))"
 timeout 90 python3 benchmarks/decode_splitd_ab.py --out "$W/b64-tiles.json" --budget-s 70 --no-paged \
   --shapes 64x1024,64x8192 \
-  --variants "64x1024=default;1/128/3/1/none;1/32/3/1/none;1/128/4/1/none,64x8192=default;4/128/3/1/pdl;2/128/3/1/fused;4/32/3/1/pdl" \
+  --variants "64x1024=default;1/128/3/1/none;1/32/3/1/none;1/128/4/1/none,64x8192=default;1/128/3/1/none;2/128/3/1/fused;4/128/3/1/pdl;4/32/3/1/pdl" \
   > "$W/b64-tiles.log" 2>&1
 echo "batch-64 tiles rc=$? ($(el))"
 tar czf "$OUT/s15.tgz" -C "$W" . && ls -la "$OUT"
