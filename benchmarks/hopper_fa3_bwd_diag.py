@@ -76,6 +76,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # after run15 ("registered" = DQ_LAG + WG_OFFSET 1 at d=128; after run16 + DQ_STAGE1)
                 "lockstep": dict(DQ_LAG=False, DQ_STAGE1=False),
                 "lag_stage1": dict(DQ_LAG=True, WG_OFFSET=1, DQ_STAGE1=True),
+                # session 15: the dQ conversion folded into the pass (last warpgroup per head_kv and column half),
+                # with the preprocess still zeroing dQacc / with dQacc a workspace the pass leaves zero
+                "fuse": dict(DQ_FUSE=True, DQ_ZERO_WS=False),
+                "fuse_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),
@@ -205,7 +209,8 @@ def main(argv=None) -> int:
                                             dqacc_convert, dqacc_preprocess)
             from memsim.schedule import kernel_launches
             sp = kernels.default_schedule(p, "hopper_fa3", "bwd", q.device)
-            pre, _, conv = kernel_launches(p, sp)
+            from memsim.algorithms_hopper import _hopper_bwd_launches
+            pre, _, conv = _hopper_bwd_launches(p, sp)  # the three launches (the registry may fold the third in)
             delta, dqacc, dq, _, _ = dqacc_buffers(p, q, k, v)
             nbytes = p.batch * p.heads_q * p.seq_q * p.head_dim
             for name, fn, byts in (

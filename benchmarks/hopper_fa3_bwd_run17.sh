@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# Prepared in session 14, NOT RUN: the next session's first call for the d=128 backward as registered after run16
-# (DQ_LAG + WG_OFFSET 1 + DQ_STAGE1 at d=128, 2 stages).  run16 ran the registry/default/repeatable GPU tests with the
-# kernel before DQ_STAGE1 (its variant tests covered the final kernel: the same sm_90a SASS), and timed bf16 only.
-#   1. GPU exactness of the final kernel through every path: `(test_fa3_backward_gpu and d128) or registry_path or
-#      repeatable or default_path` (23) beside 2 `--warm-only`;
-#   2. timed, fp16 then bf16, ROUNDS rounds alternating: the whole backward, registered vs the lockstep kernel, beside
-#      the default's, SDPA cuDNN and SDPA flash on the d=128 grid.
+# Prepared in session 14 (the registry/default/repeatable GPU tests of the d=128 kernel registered after run16, fp16 +
+# bf16 timing), extended in session 15 with the folded dQ conversion (kernels.hopper_gluon_bwd.DQ_FUSE, DQ_ZERO_WS):
+#   1. GPU exactness: `(test_fa3_backward_gpu and d128) or registry_path or repeatable or default_path` (23) + the
+#      new switch sets on every case x bf16/fp16 (`s15_fuse`, `s15_fuse_ws`: 44) + `zero_ws_gpu` (3: three passes in
+#      a row, the workspace and counters left zero) beside 2 `--warm-only`;
+#   2. timed, fp16 then bf16, ROUNDS rounds alternating: the whole backward, registered vs fuse vs fuse_ws, beside the
+#      default's, SDPA cuDNN and SDPA flash on the d=128 grid; a table (median TFLOP/s, ratio to cuDNN) printed last.
 #   run(command="TOTAL_S=200 ROUNDS=3 bash benchmarks/hopper_fa3_bwd_run17.sh 2>&1 | tee $OUT/run.log", timeout_s=230)
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results}"
 cd "$(dirname "$0")/.."
 TOTAL_S=${TOTAL_S:-200}
 . benchmarks/hopper_fa3_bwd_common.sh
-K="(test_fa3_backward_gpu and d128) or registry_path or repeatable or default_path"
+K="(test_fa3_backward_gpu and d128) or registry_path or repeatable or default_path or s15_fuse or zero_ws_gpu"
 timeout "${TEST_TIMEOUT_S:-120}" python -m pytest -q -rf -p no:cacheprovider $T -k "$K" > "$OUT/pytest.log" 2>&1 &
 tp=$!
 wpids=()
 for dt in fp16 bf16; do
   timeout "${TEST_TIMEOUT_S:-120}" python $D --warm-only --dtype $dt --cases "" --bwd-cases "$G128" \
-    --bwd-switches registered,lockstep > "$OUT/warm-$dt.log" 2>&1 &
+    --bwd-switches registered,fuse,fuse_ws > "$OUT/warm-$dt.log" 2>&1 &
   wpids+=($!)
 done
 bad=0; wait $tp || bad=1
@@ -28,7 +28,7 @@ grep -E '[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$OUT/pytest.log"
 echo "tests done at $((SECONDS - T0)) s; failed/hung: $bad"
 for dt in fp16 bf16; do
   timeout $(( $(left) / 2 - 2 )) python $D --out "$OUT" --dtype $dt --cases "" --bwd-cases "$G128" \
-    --bwd-switches registered,lockstep --rounds "${ROUNDS:-3}" > "$OUT/diag-$dt.log" 2>&1
+    --bwd-switches registered,fuse,fuse_ws --rounds "${ROUNDS:-3}" > "$OUT/diag-$dt.log" 2>&1
   echo "$dt rc=$? at $((SECONDS - T0)) s"
 done
 python - "$OUT"/diag-fp16.log "$OUT"/diag-bf16.log <<'PY'
@@ -40,6 +40,14 @@ for fn in sys.argv[1:]:
             r = json.loads(l)
             if "tflops" in r:
                 t[(r["dtype"], r["causal"], r["seq"], r["impl"])].append(r["tflops"])
-for k, v in t.items():
-    print(*k, round(statistics.median(v)), "/".join(str(round(x)) for x in v))
+med = {k: statistics.median(v) for k, v in t.items()}
+for k, v in sorted(t.items()):
+    print(*k, round(med[k]), "/".join(str(round(x)) for x in v))
+print("\n| dtype | causal | N | registered | fuse | fuse_ws | cuDNN | flash | best/cuDNN |")
+for dt, c, n in sorted({k[:3] for k in t}):
+    g = lambda i: med.get((dt, c, n, i), float("nan"))  # noqa: E731
+    ours = [g("bwd:hopper_fa3"), g("bwd:hopper_fa3[fuse]"), g("bwd:hopper_fa3[fuse_ws]")]
+    cu = g("bwd:sdpa_cudnn")
+    print(f"| {dt} | {c} | {n} | " + " | ".join(f"{x:.0f}" for x in ours + [cu, g("bwd:sdpa_flash")])
+          + " | " + " / ".join(f"{x / cu:.3f}" for x in ours) + " |")
 PY

@@ -50,17 +50,20 @@ def _hopper_bwd_preprocess(O, DO, DELTA, DQACC,
                            stride_ob, stride_oh, stride_om,
                            stride_dob, stride_doh, stride_dom,
                            H, SEQ_Q,
-                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr):
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, Q_FASTEST: tl.constexpr,
+                           ZERO: tl.constexpr = True):
     # reads O_i and dO_i (rows x d each); writes delta_i = rowsum(dO * O) (rows x fp32) and zeroes dQacc_i
     # (rows x d fp32: the accumulator the dK/dV/dQ pass adds into).  flash2's preprocess plus the zeroing: its kernel
-    # is not called inline here because the tests wrap every launch kernel by name.
+    # is not called inline here because the tests wrap every launch kernel by name.  ZERO False (hopper_fa3 bwd with
+    # its dQacc workspace kept zero by the pass, kernels.hopper_gluon_bwd.DQ_ZERO_WS): delta only.
     b, h, offs_m, offs_d, rmask, stat_rows, acc_offs = _dq_rows(H, SEQ_Q, HEAD_DIM, BLOCK_M, Q_FASTEST)
     o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
                 mask=rmask, other=0.0).to(tl.float32)
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
                  mask=rmask, other=0.0).to(tl.float32)
     tl.store(DELTA + stat_rows, tl.sum(o * do, 1), mask=offs_m < SEQ_Q)
-    tl.store(DQACC + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32), mask=rmask)
+    if ZERO:
+        tl.store(DQACC + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32), mask=rmask)
 
 
 @triton.jit
@@ -395,20 +398,22 @@ def hopper_ws_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, o
     return dq, dk, dv
 
 
-def dqacc_buffers(p: AttentionProblem, q, k, v):
+def dqacc_buffers(p: AttentionProblem, q, k, v, dqacc: bool = True):
     """(delta, dQacc, dq, dk, dv) of a backward whose fused pass adds dQ into an fp32 accumulator (hopper bwd,
-    hopper_fa3 bwd): delta (B, Hq, Nq) and dQacc (B, Hq, Nq, d) fp32, the gradients in the inputs' dtypes."""
+    hopper_fa3 bwd): delta (B, Hq, Nq) and dQacc (B, Hq, Nq, d) fp32 (None when `dqacc` is False: the caller has a
+    workspace), the gradients in the inputs' dtypes."""
     delta = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    dqacc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    dqacc = (torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+             if dqacc else None)
     return (delta, dqacc, torch.empty(q.shape, dtype=q.dtype, device=q.device),
             torch.empty(k.shape, dtype=k.dtype, device=k.device), torch.empty(v.shape, dtype=v.dtype, device=v.device))
 
 
-def dqacc_preprocess(p: AttentionProblem, s: Schedule, grid, o, do, delta, dqacc) -> None:
-    """The launch ``hopper_bwd_preprocess``: delta = rowsum(dO * O), dQacc zeroed."""
+def dqacc_preprocess(p: AttentionProblem, s: Schedule, grid, o, do, delta, dqacc, zero: bool = True) -> None:
+    """The launch ``hopper_bwd_preprocess``: delta = rowsum(dO * O), dQacc zeroed (unless `zero` is False)."""
     _hopper_bwd_preprocess[grid](o, do, delta, dqacc, *strides3(o), *strides3(do), p.heads_q, p.seq_q,
                                  HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, Q_FASTEST=s.grid_order == "q_fastest",
-                                 num_warps=s.num_warps, num_stages=s.num_stages)
+                                 ZERO=zero, num_warps=s.num_warps, num_stages=s.num_stages)
 
 
 def dqacc_convert(p: AttentionProblem, s: Schedule, grid, dqacc, dq) -> None:

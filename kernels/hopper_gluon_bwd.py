@@ -53,7 +53,8 @@ from __future__ import annotations
 import torch
 
 from memsim.algorithms_hopper import (FA3_BWD_DQ_BY_TMA, FA3_BWD_DQ_LAG, FA3_BWD_STAT_SMEM, fa3_bwd_applies,
-                                      fa3_bwd_dq_async, fa3_bwd_dq_lag, fa3_bwd_dq_stage1)
+                                      fa3_bwd_dq_async, fa3_bwd_dq_fuse, fa3_bwd_dq_lag, fa3_bwd_dq_stage1,
+                                      fa3_bwd_dq_zero_ws)
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -134,6 +135,19 @@ DQ_STAGE1 = None
 #: warpgroup's exponentials and dQ staging run while the other's matmuls do (FA3's forward ping-pong, here kept by
 #: the turns instead of the start-up offset alone).  Session 14, a switch the benchmarks flip
 PINGPONG = False
+#: with DQ_TMA: the dQ conversion folded into the pass (session 15): each consumer warpgroup, after its last
+#: reduce-add has completed (cp.async.bulk.wait_group 0, not only the staging read) and a proxy fence, counts itself
+#: in on a per-(batch*head_kv, column half) counter (acq_rel, GPU scope); the last of the SEQ_KV / BLOCK_N warpgroups
+#: of that half reads the half's dQacc rows of every q head of the group from the L2 (.cg), writes dQ = scale * dQacc
+#: in the input dtype and sets the counter back to 0 -- no ``hopper_bwd_dq_convert`` launch (decode's fused combine
+#: does the same, kernels.decode_kv `combine_counters`).  None: the registry's (`fa3_bwd_dq_fuse`); True / False:
+#: the benchmarks' switch
+DQ_FUSE = None
+#: with DQ_FUSE: dQacc is a per-device workspace kept zero between launches -- the last warpgroup writes zeros back
+#: over the rows it converted -- so the preprocess no longer zeroes it (it reads O, dO and writes delta only).  The
+#: launches of one device share it: backward passes with it must not run concurrently on two streams (as decode's
+#: fused combine).  None: the registry's (`fa3_bwd_dq_zero_ws`); True / False: the benchmarks' switch
+DQ_ZERO_WS = None
 
 if gluon is not None:
     @_builtin
@@ -213,7 +227,8 @@ if gluon is not None:
                           KV_REGS: gl.constexpr, DQ_TMA: gl.constexpr, STAT_SMEM: gl.constexpr,
                           DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
-                          DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar):
+                          DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
+                          DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -475,10 +490,39 @@ if gluon is not None:
         offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
         gl.store(DK + offs, (dk * sm_scale).to(dtype))
         gl.store(DV + offs, dv.to(dtype))
+        if DQ_FUSE:
+            # the conversion folded in: every reduce-add this warpgroup issued has completed (wait_group without
+            # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
+            # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
+            # this column half (acquire) converts the half for every q head of the group, from the L2
+            gl.inline_asm_elementwise("cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
+                                      "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
+            gl.thread_barrier()
+            cnt = CNT + pid_bhkv * 2 + WG
+            arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+            if arrived == SEQ_KV // BLOCK_N - 1:
+                gl.store(cnt, 0)  # no warpgroup of this half touches it again in this launch
+                cv_layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (HALF_D // 4), HALF_D // 4], [4, 1], [1, 0])
+                cr = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, cv_layout))
+                cc = WG * HALF_D + gl.arange(0, HALF_D, layout=gl.SliceLayout(0, cv_layout))
+                cz = gl.zeros([BLOCK_M, HALF_D], gl.float32, layout=cv_layout)
+                for g in range(GROUP):
+                    base = (pid_bhkv * GROUP + g).to(gl.int64) * SEQ_Q
+                    for m0 in range(0, SEQ_Q, 2 * BLOCK_M):  # two tiles' loads in flight before their stores
+                        o0 = (base + m0 + cr)[:, None] * HEAD_DIM + cc[None, :]
+                        o1 = o0 + BLOCK_M * HEAD_DIM
+                        ok1 = ((m0 + BLOCK_M + cr) < SEQ_Q)[:, None] & (cc < HEAD_DIM)[None, :]
+                        a0 = gl.load(DQACC + o0, cache_modifier=".cg")
+                        a1 = gl.load(DQACC + o1, mask=ok1, other=0.0, cache_modifier=".cg")
+                        gl.store(DQ + o0, (a0 * sm_scale).to(dtype))
+                        gl.store(DQ + o1, (a1 * sm_scale).to(dtype), mask=ok1)
+                        if DQ_REZERO:  # the workspace left zero for the next launch
+                            gl.store(DQACC + o0, cz)
+                            gl.store(DQACC + o1, cz, mask=ok1)
 
     @gluon.jit
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
-                        SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
+                        CNT, DQ, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
@@ -486,7 +530,8 @@ if gluon is not None:
                         DQ_ASYNC: gl.constexpr = False, MMA_ORDER: gl.constexpr = 0,
                         DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False,
                         DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
-                        DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False):
+                        DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
+                        DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -556,13 +601,13 @@ if gluon is not None:
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -590,10 +635,13 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  diag: int = 0, dq_tma: bool | None = None, stat_smem: bool | None = None,
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
-                 dq_stage1: bool | None = None, pingpong: bool | None = None):
+                 dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
+                 dq_fuse: bool | None = None, zero_ws: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
-    kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel)."""
-    args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv, p.seq_q, p.seq_kv,
+    kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
+    dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
+    args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv,
+            dqacc if cnt is None else cnt, dqacc if dq is None else dq, p.seq_q, p.seq_kv,
             p.scale * LOG2E,
             p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
@@ -619,7 +667,67 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         fa3_bwd_dq_stage1(p, s) and kw["DIAG"] == 0))
     kw["DQ_STAGE1"] = (kw["DQ_TMA"] and not kw["DQ_ASYNC"] and kw["MMA_ORDER"] == 0 and kw["DIAG"] in (0, 3)
                        and not kw["DQ_KSPLIT"] and bool(stage1))
+    kw["DQ_FUSE"] = kw["DQ_TMA"] and kw["DIAG"] == 0 and _dq_fuse(p, s, dq_fuse)
+    kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     return args, kw
+
+
+def _dq_fuse(p: AttentionProblem, s: Schedule, dq_fuse: bool | None = None) -> bool:
+    """The argument, else the module's switch `DQ_FUSE`, else the registry's `fa3_bwd_dq_fuse` (with the TMA
+    reduce-add only)."""
+    if dq_fuse is not None:
+        return bool(dq_fuse)
+    return bool(fa3_bwd_dq_fuse(p, s) if DQ_FUSE is None else DQ_FUSE) and DQ_TMA
+
+
+def _dq_zero_ws(p: AttentionProblem, s: Schedule, zero_ws: bool | None = None) -> bool:
+    """With the folded conversion: the argument, else `DQ_ZERO_WS`, else the registry's `fa3_bwd_dq_zero_ws`."""
+    if zero_ws is not None:
+        return bool(zero_ws)
+    return bool(fa3_bwd_dq_zero_ws(p, s) if DQ_ZERO_WS is None else DQ_ZERO_WS)
+
+
+_FUSE_COUNTERS: dict = {}
+_DQ_WORKSPACES: dict = {}
+
+
+def _device_key(dev: torch.device):
+    return (dev.type, dev.index if dev.index is not None or dev.type != "cuda" else torch.cuda.current_device())
+
+
+def fuse_counters(device, n: int):
+    """The folded conversion's int32 counters, two per batch*head_kv, kept per device and zero between launches (the
+    last warpgroup of each resets its own).  Allocated (zeroed) outside CUDA-graph capture; launches of one device
+    share them: backward passes with DQ_FUSE must not run concurrently on two streams."""
+    dev = torch.device(device)
+    key = _device_key(dev)
+    c = _FUSE_COUNTERS.get(key)
+    if c is None or c.numel() < n:
+        if dev.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"hopper_fa3 bwd's folded dQ conversion needs {n} counters on {dev}: run one backward "
+                               f"of this size outside CUDA-graph capture first (it allocates them)")
+        c = torch.zeros(max(n, 1 << 12), dtype=torch.int32, device=dev)
+        _FUSE_COUNTERS[key] = c
+    return c
+
+
+def dq_workspace(device, shape):
+    """dQacc as a per-device fp32 workspace kept zero between launches (`DQ_ZERO_WS`: the folded conversion writes
+    zeros back): a view of the first prod(shape) elements.  Same sharing rule as `fuse_counters`."""
+    dev = torch.device(device)
+    key = _device_key(dev)
+    n = 1
+    for x in shape:
+        n *= x
+    w = _DQ_WORKSPACES.get(key)
+    if w is None or w.numel() < n:
+        if dev.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"hopper_fa3 bwd's dQ workspace needs {n} floats on {dev}: run one backward of this "
+                               f"size outside CUDA-graph capture first (it allocates it)")
+        _DQ_WORKSPACES.pop(key, None)
+        w = torch.zeros(n, dtype=torch.float32, device=dev)
+        _DQ_WORKSPACES[key] = w
+    return w[:n].view(shape)
 
 
 def _dq_async(p: AttentionProblem, s: Schedule, dq_async: bool | None) -> bool:
@@ -648,9 +756,10 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    stat_smem: bool | None = None, dq_async: bool | None = None,
                    mma_order: int | None = None, dq_defer: bool | None = None,
                    dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
-                   dq_stage1: bool | None = None, pingpong: bool | None = None) -> None:
+                   dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
+                   dq_fuse: bool | None = None, zero_ws: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
-    `fa3_bwd_args` (the benchmarks' variants)."""
+    `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`)."""
     if gluon is None:
         raise NotImplementedError("hopper_fa3 bwd needs triton.experimental.gluon (Triton >= 3.5)")
     check_fa3_bwd(p, s, (("q", q), ("k", k), ("v", v), ("do", do)))
@@ -661,7 +770,10 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         from .hopper import check_capability
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                            dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong)
+                            dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
+                            cnt, dq_fuse, zero_ws)
+    if kw["DQ_FUSE"] and (dq is None or cnt is None) and q.device.type == "cuda":
+        raise ValueError("the folded dQ conversion (DQ_FUSE) needs dq and the counters (fuse_counters)")
     _hopper_fa3_bwd[grid](*args, **kw)
 
 
@@ -674,12 +786,28 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     p, s = problem, schedule
     if not fa3_bwd_applies(p, s):
         return hopper_backward(p, s, q, k, v, o, do, saved)
-    pre, main, conv = kernel_launches(p, s)
-    assert (pre.name, main.name, conv.name) == ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert")
+    launches = kernel_launches(p, s)
+    pre, main = launches[:2]
+    assert (pre.name, main.name) == ("hopper_bwd_preprocess", "hopper_fa3_bwd")
+    fuse = _dq_fuse(p, s)
+    zero_ws = fuse and _dq_zero_ws(p, s)
+    if not fuse:  # the registry's launches, or the module's switch forced off (then the conversion's grid by hand)
+        conv = launches[2] if len(launches) == 3 else _convert_launch(p, s)
     if not do.is_contiguous():
         do = do.contiguous()
-    delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v)
-    dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc)
-    fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv)
-    dqacc_convert(p, s, conv.grid, dqacc, dq)
+    delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v, dqacc=not zero_ws)
+    if zero_ws:
+        dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
+    dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
+    cnt = fuse_counters(q.device, 2 * p.batch * p.heads_kv) if fuse else None
+    fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv, dq=dq if fuse else None,
+                   cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws)
+    if not fuse:
+        dqacc_convert(p, s, conv.grid, dqacc, dq)
     return dq, dk, dv
+
+
+def _convert_launch(p: AttentionProblem, s: Schedule):
+    """hopper bwd's conversion launch for this schedule (where the registry folds it in but a switch forces it)."""
+    from memsim.algorithms_hopper import _hopper_bwd_launches
+    return _hopper_bwd_launches(p, s)[2]

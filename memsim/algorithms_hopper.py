@@ -629,6 +629,14 @@ FA3_BWD_DQ_LAG = {"head_dims": (128,), "num_stages": (2,), "wg_offset": 1}
 #: 475 causal N=4096, 353 -> 363 causal N=1024: within run16's single-figure spread, the lockstep kernel's 537 vs
 #: run15's 518) (benchmarks/results/hopper-h100-2026-11-27-run16.md).  kernels.hopper_gluon_bwd.DQ_STAGE1 follows this
 FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
+#: the dQ conversion folded into the pass (session 15; kernels.hopper_gluon_bwd.DQ_FUSE): each consumer warpgroup,
+#: once its reduce-adds have completed, counts itself in on a per-(batch*head_kv, column half) counter; the last of
+#: the seq_kv / 128 warpgroups of a half reads that half of dQacc for every q head of the group (from the L2) and
+#: writes dQ -- two launches instead of three, the conversion's bytes moved into the pass's tail CTAs.  With
+#: "zero_ws" dQacc is a per-device workspace the converting warpgroup leaves zero (it writes zeros back), so the
+#: preprocess reads O, dO and writes delta only.  Where: head dims and seq_q up to "max_seq_q" (one warpgroup converts
+#: a whole column half of a head: seq_q x d/2 x 4 bytes).  Off until measured (prepared in session 15, run17)
+FA3_BWD_DQ_FUSE = {"head_dims": (), "max_seq_q": 4096, "zero_ws": True}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -685,6 +693,20 @@ def fa3_bwd_dq_stage1(p: AttentionProblem, s: Schedule) -> bool:
             and s.num_stages in r["num_stages"])
 
 
+def fa3_bwd_dq_fuse(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's hopper_fa3 bwd folds the dQ conversion into its pass (`FA3_BWD_DQ_FUSE`; with the TMA
+    reduce-add only): two launches, no ``hopper_bwd_dq_convert``."""
+    r = FA3_BWD_DQ_FUSE
+    return (FA3_BWD_DQ_BY_TMA and fa3_bwd_applies(p, s) and p.head_dim in r["head_dims"]
+            and p.seq_q <= r["max_seq_q"])
+
+
+def fa3_bwd_dq_zero_ws(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether, with the folded conversion, dQacc is the per-device workspace the pass leaves zero (the preprocess
+    then does not zero it)."""
+    return fa3_bwd_dq_fuse(p, s) and bool(FA3_BWD_DQ_FUSE["zero_ws"])
+
+
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
     """K_j, V_j resident; stages x (Q_i + dO_i); two dS^T buffers (block_n x block_m; four where `fa3_bwd_dq_lag`);
     with `FA3_BWD_DQ_BY_TMA` the
@@ -704,17 +726,38 @@ def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
 def _fa3_bwd_launches(p: AttentionProblem, s: Schedule):
     if not fa3_bwd_applies(p, s):
         return _hopper_bwd_launches(p, s)
-    return _q_kv_q_launches(p, s, _fa3_bwd_sram(p, s),
-                            ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert"))
+    launches = _q_kv_q_launches(p, s, _fa3_bwd_sram(p, s),
+                                ("hopper_bwd_preprocess", "hopper_fa3_bwd", "hopper_bwd_dq_convert"))
+    return launches[:2] if fa3_bwd_dq_fuse(p, s) else launches
 
 
-def _fa3_bwd_renamed(closed_form):
+def _fa3_bwd_renamed(closed_form, compulsory: bool = False):
     """hopper bwd's closed form with its fused pass named ``hopper_fa3_bwd`` where the Gluon launch runs: the same
-    bytes per pair (Q_i, dO_i, lse_i, delta_i per visible pair, K_j, V_j once, rows x d x 4 added to dQacc_i)."""
+    bytes per pair (Q_i, dO_i, lse_i, delta_i per visible pair, K_j, V_j once, rows x d x 4 added to dQacc_i).
+    Where the conversion is folded in (`fa3_bwd_dq_fuse`): its reads (dQacc) and writes (dQ) are the pass's, and with
+    the zeroed workspace (`fa3_bwd_dq_zero_ws`) the zeroing's writes move from the preprocess to the pass."""
     def f(p: AttentionProblem, s: Schedule) -> dict:
         d = closed_form(p, s)
         if fa3_bwd_applies(p, s):
             d = {("hopper_fa3_bwd" if k == "hopper_bwd_dkdvdq" else k): v for k, v in d.items()}
+        if fa3_bwd_dq_fuse(p, s):
+            conv = d.pop("hopper_bwd_dq_convert")
+            acc = dqacc_bytes(p)
+            if compulsory:
+                main = d["hopper_fa3_bwd"]
+                d["hopper_fa3_bwd"] = (main[0] + conv[0], main[1] + conv[1])
+            else:
+                d["hopper_fa3_bwd"] = {k: v + conv.get(k, 0) for k, v in d["hopper_fa3_bwd"].items()}
+            if fa3_bwd_dq_zero_ws(p, s):  # the zeros: written by the pass's converting warpgroups, not the preprocess
+                if compulsory:
+                    pre, main = d["hopper_bwd_preprocess"], d["hopper_fa3_bwd"]
+                    d["hopper_bwd_preprocess"] = (pre[0], pre[1] - acc)
+                    d["hopper_fa3_bwd"] = (main[0], main[1] + acc)
+                else:
+                    key = "global_write_bytes"
+                    d["hopper_bwd_preprocess"] = dict(d["hopper_bwd_preprocess"])
+                    d["hopper_bwd_preprocess"][key] -= acc
+                    d["hopper_fa3_bwd"][key] += acc
         return d
     return f
 
@@ -722,7 +765,8 @@ def _fa3_bwd_renamed(closed_form):
 HOPPER_FA3_BWD = AlgorithmSpec(
     algorithm="hopper_fa3", phase="bwd", problem_type=AttentionProblem,
     launches=_fa3_bwd_launches, sram_bytes_per_cta=_fa3_bwd_sram,
-    contract=_fa3_bwd_renamed(_hopper_bwd_contract), compulsory_dram_bytes=_fa3_bwd_renamed(_hopper_bwd_compulsory),
+    contract=_fa3_bwd_renamed(_hopper_bwd_contract),
+    compulsory_dram_bytes=_fa3_bwd_renamed(_hopper_bwd_compulsory, compulsory=True),
     extra_device_bytes=lambda p, s: 2 * _lse_bytes(p) + dqacc_bytes(p),
     default_schedules=_defaults("gpu", _TWO_BYTE, None, {64: (128, 128, 4, 2), 128: (64, 128, 4, 2)},
                                 _FA3_BWD_MEASURED)

@@ -26,15 +26,17 @@ What the model says about the Hopper mechanisms (memsim/MODEL.md, "hopper"):
 """
 from __future__ import annotations
 
-from .algorithms_hopper import (FA3_BWD_LOCKSTEP, fa3_applies, fa3_bwd_applies, fa3_persistent, fa3_tiles, longest_first, persistent,
+from .algorithms_hopper import (FA3_BWD_LOCKSTEP, fa3_applies, fa3_bwd_applies, fa3_bwd_dq_fuse, fa3_bwd_dq_zero_ws,
+                                fa3_persistent, fa3_tiles, longest_first, persistent,
                                 persistent_tiles, ws_dq_schedule)
 from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2_bwd_dq, _flash2_bwd_pre,
-                        _flash2_fwd, _runs, workload)
+                        _flash2_fwd, _runs, masked_by_kv_block, masked_by_q_block, workload)
 
 
-def _tma(c: _Ctx, steps) -> LaunchModelSpec:
-    """A launch whose tiles move as TMA boxes of head_dim-wide rows (Q, K, V, dO: d x element bytes each)."""
-    return LaunchModelSpec(steps, tma_row_bytes=c.d * c.e)
+def _tma(c: _Ctx, steps, masked=None) -> LaunchModelSpec:
+    """A launch whose tiles move as TMA boxes of head_dim-wide rows (Q, K, V, dO: d x element bytes each);
+    `masked`: its CTAs' trips of the masked loop copy (LaunchModelSpec.masked_tiles)."""
+    return LaunchModelSpec(steps, tma_row_bytes=c.d * c.e, masked_tiles=masked)
 
 
 def _whole_box(acc):
@@ -55,9 +57,10 @@ def _hopper_fwd_work(c: _Ctx) -> dict:
         order = lambda co: dict(co, q_block=c.mb - 1 - co["q_block"])  # noqa: E731
     else:
         order = lambda co: co  # noqa: E731
+    masked = lambda co: c.masked_q(order(co)["q_block"])  # noqa: E731
     if not c.sectors:  # simulate(..., sectors=False): the byte contract, no transfer granularity
-        return {"hopper_fwd": _tma(c, lambda co: _flash2_fwd(c, order(co)))}
-    return {"hopper_fwd": _tma(c, lambda co: _tma_steps(_flash2_fwd(c, order(co))))}
+        return {"hopper_fwd": _tma(c, lambda co: _flash2_fwd(c, order(co)), masked)}
+    return {"hopper_fwd": _tma(c, lambda co: _tma_steps(_flash2_fwd(c, order(co))), masked)}
 
 
 # --- hopper bwd: the dK/dV pass with dQ's atomic adds; preprocess also zeroes dQacc; a conversion pass --------
@@ -104,7 +107,8 @@ def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
 @workload("hopper", "bwd")
 def _hopper_bwd_work(c: _Ctx) -> dict:
     return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
-            "hopper_bwd_dkdvdq": lambda co: _hopper_bwd_dkdvdq(c, co),
+            "hopper_bwd_dkdvdq": LaunchModelSpec(lambda co: _hopper_bwd_dkdvdq(c, co),
+                                                 masked_tiles=masked_by_kv_block(c)),
             "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
 
 
@@ -140,7 +144,7 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
         t.name = f"{name}@dq"
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
             "hopper_bwd_dkdv_ws": _tma(c, lambda co: _flash2_bwd_dkdv(c, co)),
-            "flash2_bwd_dq": lambda co: _flash2_bwd_dq(cq, co)}
+            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(cq, co), masked_tiles=masked_by_q_block(cq))}
 
 
 # --- hopper_fa3 fwd: hopper_fwd's tiles and order (longest first when causal) under its own launch name ---------
@@ -188,6 +192,27 @@ def _hopper_fa3_bwd_work(c: _Ctx) -> dict:
     if not fa3_bwd_applies(c.p, c.s):
         return w
     steps = _fa3_bwd_lockstep if FA3_BWD_LOCKSTEP else _hopper_bwd_dkdvdq
+    if fa3_bwd_dq_fuse(c.p, c.s):
+        zero = fa3_bwd_dq_zero_ws(c.p, c.s)
+        pre = (lambda co: _flash2_bwd_pre(c, co)) if zero else w["hopper_bwd_preprocess"]
+        return {"hopper_bwd_preprocess": pre,
+                "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co) + _fa3_bwd_fused_convert(c, co, zero))}
     return {"hopper_bwd_preprocess": w["hopper_bwd_preprocess"],
             "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co)),
             "hopper_bwd_dq_convert": w["hopper_bwd_dq_convert"]}
+
+
+def _fa3_bwd_fused_convert(c: _Ctx, co: dict, zero: bool) -> list:
+    """The folded dQ conversion (`fa3_bwd_dq_fuse`): the last CTA of a batch*head_kv to finish -- the longest, K/V
+    block 0, when causal; else the last dispatched, K/V block nb - 1 -- reads dQacc of every q head of the group
+    (from the L2 where its reduce-adds left it) and writes dQ, and with the zeroed workspace zeros over dQacc; in the
+    kernel each column half goes to whichever warpgroup arrives last, the model books both halves on that CTA."""
+    last = 0 if c.p.causal else c.nb - 1
+    if co["kv_block"] != last:
+        return []
+    acc = _dqacc(c)
+    out = []
+    for h in c.q_heads(co["bh_kv"]):
+        writes = c.dQ.range((h,), 0, c.mb) + (acc.range((h,), 0, c.mb) if zero else [])
+        out.append([acc.range((h,), 0, c.mb), writes, 0, 0, 0])
+    return out

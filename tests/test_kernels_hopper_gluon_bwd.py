@@ -97,11 +97,16 @@ def test_fa3_backward_gpu(case, dtype):
                                            DQ_STAGE1=False),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=True, PINGPONG=True,
                                            DQ_STAGE1=True),
-                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, DQ_STAGE1=True)],
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_LAG=False, DQ_STAGE1=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
+                                           DQ_ZERO_WS=False),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
+                                           DQ_ZERO_WS=True)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
                               "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
                               "dq_ksplit_async", "dq_lag", "dq_lag_off1", "dq_lag_off2", "wg_off1", "lockstep",
-                              "s14_lag_stage1", "s14_lag_pingpong", "s14_lag_pingpong_stage1", "s14_stage1"])
+                              "s14_lag_stage1", "s14_lag_pingpong", "s14_lag_pingpong_stage1", "s14_stage1",
+                              "s15_fuse", "s15_fuse_ws"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -124,6 +129,29 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
         return
     p, s, (q, k, v, do), grads = _run(case, dtype, "variants")
     _check_grads(p, q, k, v, do, grads, dtype)
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("case", ["d128_full_gqa_s3", "d128_causal_br_rows_see_nothing", "d64_full_mqa"])
+def test_fa3_backward_zero_ws_gpu(case, monkeypatch):
+    """The folded conversion with the zeroed workspace (session 15, DQ_FUSE + DQ_ZERO_WS): three backward passes in a
+    row are each exact, the workspace and the counters are zero after each (the last warpgroup of every head_kv and
+    column half converted and re-zeroed its rows, and reset its counter), and a pass with other inputs between two
+    of the same inputs gives the same dQ up to the reduce-adds' order."""
+    monkeypatch.setattr(hb, "DQ_FUSE", True)
+    monkeypatch.setattr(hb, "DQ_ZERO_WS", True)
+    shape = _CASES[case][0]
+    dq0 = None
+    for rep, tag in enumerate(("a", "b", "a")):
+        p, s, (q, k, v, do), grads = _run(case, "bf16", "zero_ws" + tag)
+        _check_grads(p, q, k, v, do, grads, "bf16")
+        torch.cuda.synchronize()
+        ws = hb.dq_workspace(q.device, (shape[0], shape[1], shape[3], shape[5]))
+        assert int(torch.count_nonzero(ws)) == 0, f"pass {rep}: the workspace is not left zero"
+        assert int(torch.count_nonzero(hb.fuse_counters(q.device, 2 * shape[0] * shape[2]))) == 0
+        if rep == 0:
+            dq0 = grads[0].float().clone()
+    torch.testing.assert_close(grads[0].float(), dq0, rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -418,3 +446,89 @@ def test_fa3_backward_lag_compiles_for_sm90a(mask, offset):
     assert got["depbar"] <= 12, got
     assert 0 <= got["shared"] - got["sram"] < 1024  # the registry's SRAM counts the four tiles (DQ_LAG its default)
     assert got["shared"] <= 232448
+
+
+@pytest.mark.parametrize("zero_ws", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_fa3_backward_dq_fuse_registry_and_model(causal, zero_ws, monkeypatch):
+    """The folded dQ conversion (session 15, `FA3_BWD_DQ_FUSE`) on both sides: two launches (no
+    ``hopper_bwd_dq_convert``) where the rule applies (head dim, seq_q <= max_seq_q), three elsewhere; the byte
+    contract moves the conversion's bytes into the pass (and with the zeroed workspace the zeroing's writes from the
+    preprocess to the pass) with the totals unchanged; memsim predicts each launch's contract bytes, and the pass's
+    time grows by what the conversion cost (more than nothing, less than the launch it replaces); the kernel's
+    switches follow the registry."""
+    import memsim
+    import memsim.algorithms_hopper as ah
+    from memsim.algorithms import spec_for
+    hw = memsim.load_hardware("h100-sxm")
+    p = AttentionProblem(2, 4, 2, 1024, 1024, 128, dtype="bf16", causal=causal)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    spec = spec_for(ALG, "bwd")
+    base, base_comp, base_sim = spec.contract(p, s), spec.compulsory_dram_bytes(p, s), memsim.simulate(p, s, hw)
+    assert not ah.fa3_bwd_dq_fuse(p, s) or ah.FA3_BWD_DQ_FUSE["head_dims"]
+    monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "head_dims", (128,))
+    monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "zero_ws", zero_ws)
+    assert ah.fa3_bwd_dq_fuse(p, s) and ah.fa3_bwd_dq_zero_ws(p, s) == zero_ws
+    assert [x.name for x in kernel_launches(p, s)] == ["hopper_bwd_preprocess", "hopper_fa3_bwd"]
+    big = AttentionProblem(1, 2, 2, 8192, 8192, 128, dtype="bf16", causal=causal)
+    assert [x.name for x in kernel_launches(big, s)][2] == "hopper_bwd_dq_convert"  # over max_seq_q
+    acc = 2 * 4 * 1024 * 128 * 4
+    got, comp = spec.contract(p, s), spec.compulsory_dram_bytes(p, s)
+    conv = base["hopper_bwd_dq_convert"]
+    for key in ("global_read_bytes", "global_write_bytes", "flops", "exp_count"):
+        zero_move = acc if (zero_ws and key == "global_write_bytes") else 0
+        assert got["hopper_fa3_bwd"][key] == base["hopper_fa3_bwd"][key] + conv[key] + zero_move, key
+        assert got["hopper_bwd_preprocess"][key] == base["hopper_bwd_preprocess"][key] - zero_move, key
+        assert sum(v[key] for v in got.values()) == sum(v[key] for v in base.values()), key
+    assert [sum(v[i] for v in comp.values()) for i in (0, 1)] == [sum(v[i] for v in base_comp.values())
+                                                                  for i in (0, 1)]
+    sim = memsim.simulate(p, s, hw).to_dict()
+    kern = {k["name"]: k for k in sim["kernels"]}
+    assert set(kern) == {"hopper_bwd_preprocess", "hopper_fa3_bwd"}
+    for name in kern:
+        for key in ("global_read_bytes", "global_write_bytes"):
+            assert kern[name][key] == got[name][key], (name, key)
+    old = {k["name"]: k for k in base_sim.to_dict()["kernels"]}
+    assert old["hopper_fa3_bwd"]["time_s"] < kern["hopper_fa3_bwd"]["time_s"]
+    assert (kern["hopper_fa3_bwd"]["time_s"] - old["hopper_fa3_bwd"]["time_s"]
+            < old["hopper_bwd_dq_convert"]["time_s"])
+    # the kernel's switches follow the registry (None = the registry's)
+    q = torch.empty(2, 4, 1024, 128, dtype=torch.bfloat16)
+    kv = torch.empty(2, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(2, 4, 1024, dtype=torch.float32)
+    _, kw = hb.fa3_bwd_args(p, s, q, kv, kv, q, st, st, torch.empty(2, 4, 1024, 128), kv, kv)
+    assert kw["DQ_FUSE"] and kw["DQ_REZERO"] == zero_ws
+    monkeypatch.setattr(hb, "DQ_FUSE", False)
+    _, kw = hb.fa3_bwd_args(p, s, q, kv, kv, q, st, st, torch.empty(2, 4, 1024, 128), kv, kv)
+    assert not kw["DQ_FUSE"] and not kw["DQ_REZERO"]
+
+
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_backward_dq_fuse_compiles_for_sm90a(mask):
+    """DQ_FUSE + DQ_ZERO_WS at d=128 2 stages (the registered DQ_LAG + DQ_STAGE1 kernel) compiles for sm_90a: one
+    GPU-scope acq_rel atomic issued by one thread per consumer warpgroup (ATOMG.E.ADD.STRONG.GPU), the full bulk
+    wait (cp.async.bulk.wait_group 0, not .read) + fence.proxy.async.global before it, the wgmma waits of the
+    registered kernel (12: nothing serialised), 32 B more shared memory (the atomic's broadcast slot)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
+                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
+                              'dq=q, cnt=torch.empty(8, dtype=torch.int32), dq_fuse=True, zero_ws=True)\n'
+                              'assert kw["DQ_FUSE"] and kw["DQ_REZERO"] and kw["DQ_LAG"] and kw["DQ_STAGE1"]')
+    script = script.replace('"depbar": len(', '"atom": len(re.findall(r"ATOMG\\.E\\.ADD\\.STRONG\\.GPU", sass)), '
+                                              '"bulk_wait": k.asm["ptx"].count("cp.async.bulk.wait_group 0;"), '
+                                              '"depbar": len(')
+    assert "dq_fuse=True" in script and '"atom"' in script
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", script, "128", mask, "0"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["tma_red"] > 0 and got["atom"] == 2 and got["bulk_wait"] >= 2, got
+    assert got["depbar"] <= 12, got
+    assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
+    assert got["local"] <= (40 if mask == "causal" else 0), got
