@@ -358,10 +358,11 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
                            what="l1_load_factor")
 
 
-def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50) -> int:
-    """The entries `select(key, entry)` picks (this shard's share) get `fields_of(their SASS text)` from their launch
-    compiled again (Triton's cache makes that a lookup), written in batches under the table's lock; nothing else
-    changes.  Returns the failures."""
+def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50,
+                    with_entry: bool = False) -> int:
+    """The entries `select(key, entry)` picks (this shard's share) get `fields_of(their SASS text)` (`with_entry`:
+    `fields_of(text, entry)`) from their launch compiled again (Triton's cache makes that a lookup), written in
+    batches under the table's lock; nothing else changes.  Returns the failures."""
     from kernels.sass import disassemble
     from memsim.compiled import load_table
     table = load_table(arch)
@@ -370,7 +371,8 @@ def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, w
     failed, pending = 0, {}
     for key_ in keys[i::k]:
         try:
-            pending[key_] = fields_of(disassemble(_compile_entry(table[key_], arch).asm["cubin"]))
+            text = disassemble(_compile_entry(table[key_], arch).asm["cubin"])
+            pending[key_] = fields_of(text, table[key_]) if with_entry else fields_of(text)
         except Exception as ex:  # one entry must not stop the others
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
@@ -396,6 +398,37 @@ def refresh_code_bytes(arch: str, *, shard: str = "0/1", command: str = "", forc
     return _refresh_fields(arch, lambda k_, e: force or "code_bytes" not in e,
                            lambda text: {"code_bytes": _code_bytes(text)}, shard=shard, command=command,
                            what="code_bytes")
+
+
+def _needs_band(e: dict) -> bool:
+    """An entry whose SASS replay is current, not warp-specialised, and has no band figures yet."""
+    rep = e.get("issue")
+    return bool(isinstance(rep, dict) and rep.get("tile_cycles") and "groups" not in rep
+                and "band_instructions" not in rep)
+
+
+def refresh_band(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "", cases=None) -> int:
+    """Every entry (of `launch_prefix`; `cases`: of these (name, problem, schedule) only) replayed without its
+    kernel's other tile loop gets the band figures (`kernels.sass.band_fields`: the masked copy of a K/V loop,
+    replayed at the entry's replayed CTA counts with the preset's calibrated figures) in its `issue`; nothing else
+    changes.  Returns the failures."""
+    import memsim
+    from kernels.sass import band_fields
+    from memsim.calibration import calibration_for
+    from memsim.compiled import key as table_key
+    from memsim.schedule import kernel_launches
+    mine = None if cases is None else {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
+    cal = calibration_for(memsim.load_hardware(ARCH_PRESET[arch]))
+    if cal.issue is None:
+        raise CompiledFactsError(f"the {ARCH_PRESET[arch]} preset has no issue_latency calibration: nothing to replay")
+
+    def fields(text: str, e: dict) -> dict:
+        rep = e["issue"]
+        band = band_fields(text, num_warps=e["num_warps"], max_ctas=len(rep["tile_cycles"]), lat=cal.issue)
+        return {"issue": {**rep, **band}}
+    return _refresh_fields(arch, lambda k_, e: (k_.startswith(launch_prefix) and _needs_band(e)
+                                                and (mine is None or k_ in mine)), fields,
+                           shard=shard, command=command, what="band figures", batch=20, with_entry=True)
 
 
 def _regions_of(text: str, lp) -> dict:
@@ -611,6 +644,9 @@ def main(argv=None) -> int:
     ap.add_argument("--refresh-local-regions", action="store_true", help="set every entry's (of --launch-prefix) "
                     "with local memory local_regions: where its spill stores and reloads sit (kernels.sass."
                     "local_regions), from its launch compiled again; nothing else changes")
+    ap.add_argument("--refresh-band", action="store_true", help="give every entry (of --launch-prefix) replayed "
+                    "without them the figures of its kernel's other tile loop (kernels.sass.band_fields: the masked "
+                    "copy of a K/V loop); nothing else changes")
     ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
                     "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
@@ -634,6 +670,10 @@ def main(argv=None) -> int:
     if a.refresh_local_regions:
         return 1 if refresh_local_regions(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
                                           command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
+    if a.refresh_band:
+        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
+        return 1 if refresh_band(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, cases=only,
+                                 command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

@@ -554,6 +554,56 @@ def _plain_tile_body(ins: list, loops: list) -> list:
     return ins[a:b + 1]
 
 
+def _band_range(ins: list, loops: list) -> tuple[int, int] | None:
+    """(first, last) instruction index of the kernel's other tile loop (None: none): a loop outside the tile loop
+    (neither inside nor around it) doing the same dot work per trip -- the same MMA instructions, or for a loop
+    without MMAs (fp32 dots on FFMAs) FFMAs within 10 % -- and of 0.5-2x its instructions; the longest such.
+    flash2 / hopper compile each K/V (or Q) loop twice (kernels/flash2.py, MASKED): the blocks every row sees whole
+    and the masked ones (the causal diagonal band, a ragged tail), and the masked copy carries the mask arithmetic
+    (forward d=128 128x16: 416 instructions against 347)."""
+    if not loops:
+        return None
+    named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+    lb, _ = _pick_tile_loop(named)
+    ta, tb = next((a, b) for l2, a, b in loops if l2 == lb)
+
+    def work(a, b):
+        body = ins[a:b + 1]
+        return sum(x.op in MMA_OPS for x in body), sum(x.op == "FFMA" for x in body), len(body)
+    mma, ffma, n = work(ta, tb)
+    best = None
+    for _, a, b in loops:
+        if (a, b) == (ta, tb) or (a <= ta and tb <= b) or (ta <= a and b <= tb):
+            continue
+        m2, f2, n2 = work(a, b)
+        same = m2 == mma and (mma > 0 or (ffma > 0 and abs(f2 - ffma) <= 0.1 * ffma))
+        if same and 0.5 * n <= n2 <= 2 * n and (best is None or n2 > best[1] - best[0] + 1):
+            best = (a, b)
+    return best
+
+
+def band_profile(ins: list, loops: list, *, num_warps: int, max_ctas: int, lat) -> dict:
+    """The other tile loop (`_band_range`) replayed as `issue_profile` replays the tile loop (its register loads
+    and copy groups at the L2-hit latency), for 1..max_ctas CTAs: ``band_cycles``, ``band_instructions`` and
+    ``band_masked`` (the band is the masked copy: it has more instructions than the tile loop -- the mask
+    arithmetic; flash2's dK/dV pass runs its masked band first, so there the tile loop is the masked one).
+    ``band_instructions`` 0: no band.  `ins`: `_decode`'s instructions with their port charges (`_ported`)."""
+    from dataclasses import replace
+    from memsim.warp_issue import ASYNC_COMMITS, REGISTER_LOADS, replay
+    band = _band_range(ins, loops)
+    if band is None:
+        return {"band_instructions": 0}
+    a, b = band
+    body = ins[a:b + 1]
+    loads = (any(x.op in REGISTER_LOADS or x.op in ASYNC_COMMITS for x in body)
+             and bool(lat.load_l2_cycles or lat.load_dram_cycles))
+    at_l2 = lat.at_load_latency("l2") if loads else replace(lat, load_cycles=0.0)
+    tile = _plain_tile_body(ins, loops)
+    return {"band_instructions": len(body), "band_masked": len(body) > len(tile),
+            "band_cycles": [round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
+                            for c in range(1, max(1, max_ctas) + 1)]}
+
+
 def tile_loop_body(sass: str, *, num_warps: int) -> list:
     """The tile loop `issue_profile` replays for a kernel that is not warp-specialised, with its port charges
     (what a microbenchmark's fit replays: benchmarks/sm_fill_gpu.py)."""
@@ -563,6 +613,28 @@ def tile_loop_body(sass: str, *, num_warps: int) -> list:
 
 def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None,
                   walk: bool = False) -> dict | None:
+    """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch (`_issue_profile`), and for a
+    kernel that is not warp-specialised its other tile loop (`band_profile`: the masked copy of a K/V loop)."""
+    out = _issue_profile(sass, num_warps=num_warps, max_ctas=max_ctas, lat=lat, known=known, walk=walk)
+    if out is not None and "groups" not in out:
+        out.update(band_fields(sass, num_warps=num_warps, max_ctas=max_ctas, lat=lat))
+    return out
+
+
+def band_fields(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict:
+    """`band_profile` of a compiled kernel's SASS text ({} for a warp-specialised kernel: its partitions' loops are
+    read by `warp_specialised`)."""
+    ins, loops, marks = _decode(sass)
+    if not ins:
+        return {}
+    ins, _ = _ported(sass, ins, num_warps)
+    if warp_specialised(ins, loops, marks) is not None:
+        return {}
+    return band_profile(ins, loops, num_warps=num_warps, max_ctas=max(1, max_ctas), lat=lat)
+
+
+def _issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None,
+                   walk: bool = False) -> dict | None:
     """What memsim.costs needs from `memsim.warp_issue.replay` for one compiled launch:
 
     * ``tile_cycles[c-1]``: cycles per trip of the tile loop (`tile_loop`'s choice) with c CTAs on the SM,

@@ -93,6 +93,12 @@ class LaunchCost:
     #: bytes L1's tag stage counts for the launch's global loads per byte they bring (the compiled tile loop's
     #: `l1_load_factor`; 1.0 where unknown): the global level only, L2 and DRAM see the bytes
     l1_load_factor: float = 1.0
+    #: a trip of the kernel's masked loop copy (the causal band, a ragged tail) and of its unmasked one, each over a
+    #: trip of the tile loop the replay chose (one of them is 1.0; both 1.0 where the SASS has one loop): the engine
+    #: prices a CTA's trips by its share of masked ones (LaunchWork.cta_masked_tiles; memsim/MODEL.md "the masked
+    #: copy of the tile loop")
+    masked_trip_factor: float = 1.0
+    unmasked_trip_factor: float = 1.0
     #: two or more consumer warpgroups run the tile loop side by side (warp-specialised kernels): one group's
     #: softmax runs while the other's MMAs do, so a step computes for max(dot, exp, issue), not dot + exp
     overlap_dot_exp: bool = False
@@ -195,6 +201,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
+    masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
                   and rep.get("tile_cycles"))
@@ -223,6 +230,10 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             if rep.get("tile_cycles_dram"):
                 issue_dram = max(at(rep["tile_cycles_dram"]), fetch) / (resident * clock)
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
+            if rep.get("band_instructions") and rep.get("band_cycles") and at(rep["tile_cycles"]) > 0:
+                # the other copy of the loop (kernels.sass.band_profile): a masked trip costs its own replay
+                r = max(at(rep["band_cycles"]), fetch) / max(at(rep["tile_cycles"]), fetch)
+                masked_f, unmasked_f = (r, 1.0) if rep.get("band_masked") else (1.0, r)
         straight = max(at(rep["straight_cycles"]), fetch_cycles(cal.icache_curve, rep.get("straight_instructions", 0)))
         fixed = straight / (resident * clock)
         if rep.get("tile_fixed_cycles"):  # a persistent CTA's walk: its code between tiles, once per tile
@@ -291,6 +302,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
+        masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

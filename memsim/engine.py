@@ -343,6 +343,7 @@ class CtaBatches:
         self.true_num_ctas = (true_num_ctas if true_num_ctas is not None
                               else sum(self.scale(i) for i in range(work.num_ctas)))
         self.cta_l1_bytes = None if work.cta_l1_bytes is None else self._l1
+        self.cta_masked_tiles = None if getattr(work, "cta_masked_tiles", None) is None else self._masked
 
     def _idx(self, b: int) -> range:
         return range(b * self.k, min(self.ctas, (b + 1) * self.k))
@@ -353,6 +354,9 @@ class CtaBatches:
 
     def _l1(self, b: int) -> int:
         return sum(self.work.cta_l1_bytes(i) * self.scale(i) for i in self._idx(b))
+
+    def _masked(self, b: int) -> int:
+        return sum(self.work.cta_masked_tiles(i) * self.scale(i) for i in self._idx(b))
 
     def cta_steps(self, b: int) -> list:
         get, scale = self.work.cta_steps, self.scale
@@ -455,6 +459,8 @@ class LaunchModel:
         self.issue_s_per_tile = cost.issue_s_per_tile
         #: the same with every register load a DRAM miss (0: the tile loop waits on none; see LaunchCost)
         self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
+        #: (unmasked, masked) trip of the loop over the tile loop's (LaunchCost.*_trip_factor)
+        self.trip_factors = (getattr(cost, "unmasked_trip_factor", 1.0), getattr(cost, "masked_trip_factor", 1.0))
         #: the CTA's code outside the tile loop
         self.cta_fixed_s = cost.cta_fixed_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
@@ -552,6 +558,16 @@ class LaunchModel:
         # a loop that waits on its own register loads: the replay placed those waits (an L2 hit or a DRAM miss
         # each, mixed by the step's misses); the engine no longer delays the step's compute by a latency of its own
         load_extra = (self.issue_s_per_tile_dram * jit - issue_tile) if self.issue_s_per_tile_dram else 0.0
+        uf, mf = self.trip_factors
+        masked_of = getattr(self.work, "cta_masked_tiles", None)
+        if issue_tile and masked_of is not None and (uf != 1.0 or mf != 1.0):
+            # the kernel's two copies of the loop: the CTA's masked trips at the masked copy's replay, the rest at
+            # the unmasked one's (a CTA's steps do not say which of their tiles are masked: its share, spread)
+            total = sum(st_[4] for st_ in steps)
+            if total:
+                mix = uf + min(1.0, masked_of(idx) / total) * (mf - uf)
+                issue_tile *= mix
+                load_extra *= mix
         frac = 0.0
         fill_lat, fill_at = self.fill_latency_s, self.fill_at
         local_tile = self.local_s_per_tile * jit

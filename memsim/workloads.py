@@ -146,6 +146,10 @@ class LaunchWork:
     #: the sector (the naive kernels' S / P / dP rows); the engine books them on the L2 write link at
     #: `Calibration.partial_store_cost` (memsim/MODEL.md "stores of partial sectors")
     write_partial_share: dict | None = None
+    #: of the CTA's tile-loop trips, those the kernel runs in its masked copy of the loop (the causal band, a ragged
+    #: tail; None: the launch has one loop); the engine prices them at that loop's replay (memsim/MODEL.md "the
+    #: masked copy of the tile loop")
+    cta_masked_tiles: Callable[[int], int] | None = None
 
     @property
     def name(self) -> str:
@@ -216,6 +220,33 @@ class _Ctx:
         """(pitch, bytes of a row an access covers, element bytes) of the S/P/dP rows: whole rows or block_n-wide."""
         pitch = self.p.seq_kv * self.sp
         return pitch, (pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp), self.sp
+
+    def masked_q(self, i: int) -> int:
+        """Trips of the masked K/V loop of Q block i (flash2's forward and dQ pass, hopper's forward:
+        `kernels._tl._kv_split`): the blocks from the last one every row sees whole to the last visible one --
+        the causal diagonal band, or a ragged last block."""
+        p, bn = self.p, self.bn
+        if self.jmax[i] < 0:
+            return 0
+        if p.causal:
+            full_end = min(max(i * self.bm + p.causal_offset + 1, 0), p.seq_kv) // bn
+        else:
+            full_end = p.seq_kv // bn
+        return max(0, self.jmax[i] + 1 - full_end)
+
+    def masked_kv(self, j: int) -> int:
+        """Trips of the masked Q loop of K/V block j, per query head (flash2's and hopper's dK/dV pass:
+        `kernels.flash2._dkdv_setup`): the Q blocks [lo, mid) whose rows see part of the block; none without a
+        causal mask (ragged rows need none)."""
+        p, bm = self.p, self.bm
+        if not p.causal:
+            return 0
+        start_n = j * self.bn
+        first_row = max(start_n - p.causal_offset, 0)
+        lo = first_row // bm if first_row < p.seq_q else self.mb
+        row_full = min(start_n + self.bn, p.seq_kv) - 1 - p.causal_offset
+        mid = max(cdiv(min(max(row_full, lo * bm), p.seq_q), bm), lo)
+        return mid - lo
 
     def imin(self, j: int) -> int:
         """First Q block that sees K/V block j (mb if none)."""
@@ -436,18 +467,30 @@ class LaunchModelSpec:
     dependent_loop: bool = False
     tma_row_bytes: int | None = None
     write_partial_share: dict | None = None
+    #: coordinates -> the CTA's trips of the masked loop copy (LaunchWork.cta_masked_tiles)
+    masked_tiles: Callable[[dict], int] | None = None
+
+
+def masked_by_q_block(c: _Ctx) -> Callable[[dict], int]:
+    """A Q-block CTA's masked K/V trips (flash2 forward and dQ, hopper forward)."""
+    return lambda co: c.masked_q(co["q_block"])
+
+
+def masked_by_kv_block(c: _Ctx) -> Callable[[dict], int]:
+    """A K/V-block CTA's masked Q trips over the query heads it serves (flash2's and hopper's dK/dV)."""
+    return lambda co: c.G * c.masked_kv(co["kv_block"])
 
 
 @workload("flash2", "fwd")
 def _flash2_fwd_work(c: _Ctx) -> dict:
-    return {"flash2_fwd": lambda co: _flash2_fwd(c, co)}
+    return {"flash2_fwd": LaunchModelSpec(lambda co: _flash2_fwd(c, co), masked_tiles=masked_by_q_block(c))}
 
 
 @workload("flash2", "bwd")
 def _flash2_bwd_work(c: _Ctx) -> dict:
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
-            "flash2_bwd_dkdv": lambda co: _flash2_bwd_dkdv(c, co),
-            "flash2_bwd_dq": lambda co: _flash2_bwd_dq(c, co)}
+            "flash2_bwd_dkdv": LaunchModelSpec(lambda co: _flash2_bwd_dkdv(c, co), masked_tiles=masked_by_kv_block(c)),
+            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(c, co), masked_tiles=masked_by_q_block(c))}
 
 
 @workload("flash1", "fwd")
@@ -505,7 +548,9 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
             w = LaunchModelSpec(w)
         out.append(LaunchWork(L, L.num_ctas, (lambda idx, L=L, fn=w.steps: fn(_coords(L, idx))), schedule.num_warps,
                               cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop,
-                              tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share))
+                              tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share,
+                              cta_masked_tiles=(None if w.masked_tiles is None else
+                                                (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx))))))
     return out
 
 
