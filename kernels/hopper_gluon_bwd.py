@@ -508,17 +508,27 @@ if gluon is not None:
                 cz = gl.zeros([BLOCK_M, HALF_D], gl.float32, layout=cv_layout)
                 for g in range(GROUP):
                     base = (pid_bhkv * GROUP + g).to(gl.int64) * SEQ_Q
-                    for m0 in range(0, SEQ_Q, 2 * BLOCK_M):  # two tiles' loads in flight before their stores
+                    for m0 in range(0, SEQ_Q, 4 * BLOCK_M):  # four tiles' loads in flight before their stores
                         o0 = (base + m0 + cr)[:, None] * HEAD_DIM + cc[None, :]
                         o1 = o0 + BLOCK_M * HEAD_DIM
+                        o2 = o1 + BLOCK_M * HEAD_DIM
+                        o3 = o2 + BLOCK_M * HEAD_DIM
                         ok1 = ((m0 + BLOCK_M + cr) < SEQ_Q)[:, None] & (cc < HEAD_DIM)[None, :]
+                        ok2 = ((m0 + 2 * BLOCK_M + cr) < SEQ_Q)[:, None] & (cc < HEAD_DIM)[None, :]
+                        ok3 = ((m0 + 3 * BLOCK_M + cr) < SEQ_Q)[:, None] & (cc < HEAD_DIM)[None, :]
                         a0 = gl.load(DQACC + o0, cache_modifier=".cg")
                         a1 = gl.load(DQACC + o1, mask=ok1, other=0.0, cache_modifier=".cg")
+                        a2 = gl.load(DQACC + o2, mask=ok2, other=0.0, cache_modifier=".cg")
+                        a3 = gl.load(DQACC + o3, mask=ok3, other=0.0, cache_modifier=".cg")
                         gl.store(DQ + o0, (a0 * sm_scale).to(dtype))
                         gl.store(DQ + o1, (a1 * sm_scale).to(dtype), mask=ok1)
+                        gl.store(DQ + o2, (a2 * sm_scale).to(dtype), mask=ok2)
+                        gl.store(DQ + o3, (a3 * sm_scale).to(dtype), mask=ok3)
                         if DQ_REZERO:  # the workspace left zero for the next launch
                             gl.store(DQACC + o0, cz)
                             gl.store(DQACC + o1, cz, mask=ok1)
+                            gl.store(DQACC + o2, cz, mask=ok2)
+                            gl.store(DQACC + o3, cz, mask=ok3)
 
     @gluon.jit
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
