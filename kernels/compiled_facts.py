@@ -599,6 +599,15 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
 
     def prof(e):
         return (e.get("issue") or {}).get("profile", 0)
+    band_keys = ("band_instructions", "band_masked", "band_cycles")
+
+    def newer_same_profile(e, m):
+        """Same profile, other figures -- where they differ only by the band figures (`refresh_band`), the copy
+        that has them."""
+        a, b = e["issue"], m.get("issue") or {}
+        if {k: v for k, v in a.items() if k not in band_keys} == {k: v for k, v in b.items() if k not in band_keys}:
+            return "band_instructions" in a and "band_instructions" not in b
+        return True
     new = {k: e for k, e in other.items() if k not in mine}
     upd = {k: {"issue": e["issue"], "loop": e.get("loop"),
                # figures of today's profile clear a "why this entry is stale" note; older ones keep the other's
@@ -606,7 +615,8 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
                **({"launched_warps": e["launched_warps"]} if e.get("launched_warps") else {})}
            for k, e in other.items()
            if k in mine and e.get("issue") and prof(e) <= PROFILE_VERSION
-           and (prof(e) > prof(mine[k]) or (prof(e) == prof(mine[k]) and e["issue"] != mine[k].get("issue")))
+           and (prof(e) > prof(mine[k]) or (prof(e) == prof(mine[k]) and e["issue"] != mine[k].get("issue")
+                                            and newer_same_profile(e, mine[k])))
            and same_specialisation(mine[k].get("specialisation"), e.get("specialisation"))}
     if new:
         _locked_merge(arch, new, command=command)

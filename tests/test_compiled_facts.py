@@ -201,6 +201,26 @@ def test_merge_from_adds_new_and_takes_only_newer_issue_figures(tmp_table):
     assert "added" in got
 
 
+@pytest.mark.parametrize("mine_band, theirs_band, want_band", [(True, False, True), (False, True, True),
+                                                               (True, True, True), (False, False, False)])
+def test_merge_from_never_drops_band_figures(tmp_table, mine_band, theirs_band, want_band):
+    """Two copies that differ only by the band figures (`--refresh-band` ran on one): the merged entry keeps them
+    (a clean worktree's copy without them once undid a refresh of the live sets' hopper entries)."""
+    from kernels.compiled_facts import merge_from
+    band = {"band_instructions": 10, "band_masked": True, "band_cycles": [1.5]}
+    path = tmp_table / "sm90.json"
+    mine = json.loads(path.read_text())
+    mine["entries"]["same"]["issue"].update(band if mine_band else {})
+    path.write_text(json.dumps(mine))
+    theirs = _entry(7, tile=2.0)
+    theirs["issue"].update(band if theirs_band else {})
+    src = tmp_table / "other.json"
+    src.write_text(json.dumps({"entries": {"same": theirs}}))
+    merge_from("sm90", src, command="test")
+    got = json.loads(path.read_text())["entries"]["same"]["issue"]
+    assert ("band_cycles" in got) is want_band, got
+
+
 def test_merge_from_refuses_a_file_that_is_not_a_table(tmp_table):
     from kernels.compiled_facts import CompiledFactsError, merge_from
     bad = tmp_table / "bad.json"
