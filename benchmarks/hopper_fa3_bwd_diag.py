@@ -80,6 +80,11 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # with the preprocess still zeroing dQacc / with dQacc a workspace the pass leaves zero
                 "fuse": dict(DQ_FUSE=True, DQ_ZERO_WS=False),
                 "fuse_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True),
+                "nofuse": dict(DQ_FUSE=False),  # three launches (the kernel before run17's adoption)
+                # timing diagnostics of fuse_ws (dQ wrong): the end-of-CTA full wait + counter without the
+                # conversion; the conversion without the full wait
+                "fuse_ws_noconv": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_DIAG=1),
+                "fuse_ws_nowait": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_DIAG=2),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

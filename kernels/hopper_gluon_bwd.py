@@ -8,6 +8,10 @@ Three launches (grids and bytes: `memsim.algorithms_hopper.HOPPER_FA3_BWD`):
                          there since session 13) that sees block j, the five tile
                          matmuls of the pair, dS_ij K_j added to dQacc_i by TMA bulk reduce-adds
   hopper_bwd_dq_convert  hopper bwd's: dQ_i = scale * dQacc_i in the input dtype
+Where the registry folds the conversion in (`fa3_bwd_dq_fuse`, session 15: d=128 fp16 non-causal N <= 4096; the
+switches `DQ_FUSE`, `DQ_ZERO_WS`) two launches: the last consumer warpgroup of each (batch*head_kv, dQ column half)
+converts that half after every reduce-add into it has completed (per-head_kv counters), and dQacc is a per-device
+workspace the pass leaves zero, so the preprocess computes delta only.
 
 The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
   * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of K_j and V_j once,
@@ -148,6 +152,10 @@ DQ_FUSE = None
 #: launches of one device share it: backward passes with it must not run concurrently on two streams (as decode's
 #: fused combine).  None: the registry's (`fa3_bwd_dq_zero_ws`); True / False: the benchmarks' switch
 DQ_ZERO_WS = None
+#: timing diagnostics of DQ_FUSE (never the registry's; dQ then wrong): 1 -- the full wait + the counter, no
+#: conversion (what the end-of-CTA completion wait costs); 2 -- the counter after the staging read only (no full
+#: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call
+FUSE_DIAG = 0
 
 if gluon is not None:
     @_builtin
@@ -228,7 +236,7 @@ if gluon is not None:
                           DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
-                          DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr):
+                          DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -495,12 +503,16 @@ if gluon is not None:
             # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
             # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
             # this column half (acquire) converts the half for every q head of the group, from the L2
-            gl.inline_asm_elementwise("cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
-                                      "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
+            if FUSE_DIAG != 2:
+                gl.inline_asm_elementwise(
+                    "cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
+                    "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
             gl.thread_barrier()
             cnt = CNT + pid_bhkv * 2 + WG
             arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
-            if arrived == SEQ_KV // BLOCK_N - 1:
+            if FUSE_DIAG == 1 and arrived == SEQ_KV // BLOCK_N - 1:
+                gl.store(cnt, 0)
+            if FUSE_DIAG != 1 and arrived == SEQ_KV // BLOCK_N - 1:
                 gl.store(cnt, 0)  # no warpgroup of this half touches it again in this launch
                 cv_layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (HALF_D // 4), HALF_D // 4], [4, 1], [1, 0])
                 cr = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, cv_layout))
@@ -541,7 +553,8 @@ if gluon is not None:
                         DQ_DEFER: gl.constexpr = False, DQ_KSPLIT: gl.constexpr = False,
                         DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
-                        DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False):
+                        DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
+                        FUSE_DIAG: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -611,13 +624,13 @@ if gluon is not None:
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -679,6 +692,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                        and not kw["DQ_KSPLIT"] and bool(stage1))
     kw["DQ_FUSE"] = kw["DQ_TMA"] and kw["DIAG"] == 0 and _dq_fuse(p, s, dq_fuse)
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
+    kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     return args, kw
 
 

@@ -634,9 +634,19 @@ FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
 #: the seq_kv / 128 warpgroups of a half reads that half of dQacc for every q head of the group (from the L2) and
 #: writes dQ -- two launches instead of three, the conversion's bytes moved into the pass's tail CTAs.  With
 #: "zero_ws" dQacc is a per-device workspace the converting warpgroup leaves zero (it writes zeros back), so the
-#: preprocess reads O, dO and writes delta only.  Where: head dims and seq_q up to "max_seq_q" (one warpgroup converts
-#: a whole column half of a head: seq_q x d/2 x 4 bytes).  Off until measured (prepared in session 15, run17)
-FA3_BWD_DQ_FUSE = {"head_dims": (), "max_seq_q": 4096, "zero_ws": True}
+#: preprocess reads O, dO and writes delta only (launches of one device share the workspace and the counters: two
+#: backward passes must not run concurrently on two streams -- decode's fused combine has the same rule).  Where:
+#: head dims, dtypes, causal, seq_q up to "max_seq_q" (one warpgroup converts a whole column half of a head: seq_q x
+#: d/2 x 4 bytes, so at N=16384 the pass's tail grows).  Exact on the H100 (run17: 15 GPU tests of the two switch
+#: sets on 4 of the 8 d=128 cases, bf16 + fp16, before the call's test budget ran out; the workspace reused across
+#: them) and, timed in the same run (fp16 only: the bf16 and causal timings were cut by the call's limit), faster
+#: there with the workspace -- the whole backward d=128 non-causal medians of 3 rounds, registered (6 rounds with the
+#: default path, the same kernel) -> fuse -> fuse_ws: N=1024 369 -> 379 -> 384 TFLOP/s (every fuse_ws round above
+#: every registered one), N=4096 474 -> 488 -> 491 (rounds 480-492 vs 457-494), N=16384 534 -> 507 -> 477 (slower:
+#: the tail); SDPA cuDNN 388 / 491 / 500 (benchmarks/results/hopper-h100-2026-11-27-run17.md).  Adopted where
+#: measured: d=128, fp16, non-causal, N <= 4096; bf16 and causal wait for a timed run
+FA3_BWD_DQ_FUSE = {"head_dims": (128,), "dtypes": ("fp16",), "causal": (False,), "max_seq_q": 4096,
+                   "zero_ws": True}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -698,7 +708,7 @@ def fa3_bwd_dq_fuse(p: AttentionProblem, s: Schedule) -> bool:
     reduce-add only): two launches, no ``hopper_bwd_dq_convert``."""
     r = FA3_BWD_DQ_FUSE
     return (FA3_BWD_DQ_BY_TMA and fa3_bwd_applies(p, s) and p.head_dim in r["head_dims"]
-            and p.seq_q <= r["max_seq_q"])
+            and p.dtype in r["dtypes"] and p.causal in r["causal"] and p.seq_q <= r["max_seq_q"])
 
 
 def fa3_bwd_dq_zero_ws(p: AttentionProblem, s: Schedule) -> bool:

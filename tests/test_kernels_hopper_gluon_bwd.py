@@ -464,9 +464,12 @@ def test_fa3_backward_dq_fuse_registry_and_model(causal, zero_ws, monkeypatch):
     p = AttentionProblem(2, 4, 2, 1024, 1024, 128, dtype="bf16", causal=causal)
     s = Schedule(ALG, "bwd", 64, 128, 4, 2)
     spec = spec_for(ALG, "bwd")
+    monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "head_dims", ())
     base, base_comp, base_sim = spec.contract(p, s), spec.compulsory_dram_bytes(p, s), memsim.simulate(p, s, hw)
-    assert not ah.fa3_bwd_dq_fuse(p, s) or ah.FA3_BWD_DQ_FUSE["head_dims"]
+    assert not ah.fa3_bwd_dq_fuse(p, s)
     monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "head_dims", (128,))
+    monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "dtypes", ("bf16",))
+    monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "causal", (False, True))
     monkeypatch.setitem(ah.FA3_BWD_DQ_FUSE, "zero_ws", zero_ws)
     assert ah.fa3_bwd_dq_fuse(p, s) and ah.fa3_bwd_dq_zero_ws(p, s) == zero_ws
     assert [x.name for x in kernel_launches(p, s)] == ["hopper_bwd_preprocess", "hopper_fa3_bwd"]
@@ -501,6 +504,24 @@ def test_fa3_backward_dq_fuse_registry_and_model(causal, zero_ws, monkeypatch):
     monkeypatch.setattr(hb, "DQ_FUSE", False)
     _, kw = hb.fa3_bwd_args(p, s, q, kv, kv, q, st, st, torch.empty(2, 4, 1024, 128), kv, kv)
     assert not kw["DQ_FUSE"] and not kw["DQ_REZERO"]
+
+
+def test_fa3_backward_dq_fuse_registered_cells():
+    """Where the registry folds the conversion in (run17: d=128, fp16, non-causal, N <= 4096, with the zeroed
+    workspace) and where it keeps three launches (bf16, causal, N=16384 and d=64: not measured faster)."""
+    from memsim.algorithms_hopper import fa3_bwd_dq_fuse, fa3_bwd_dq_zero_ws
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    for n in (1024, 4096):
+        p = AttentionProblem(16384 // n, 16, 16, n, n, 128, dtype="fp16")
+        assert fa3_bwd_dq_fuse(p, s) and fa3_bwd_dq_zero_ws(p, s)
+        assert [x.name for x in kernel_launches(p, s)] == ["hopper_bwd_preprocess", "hopper_fa3_bwd"]
+    for p in (AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16"),
+              AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="fp16", causal=True),
+              AttentionProblem(1, 16, 16, 16384, 16384, 128, dtype="fp16"),
+              AttentionProblem(16, 32, 32, 1024, 1024, 64, dtype="fp16")):
+        sp = s if p.head_dim == 128 else Schedule(ALG, "bwd", 128, 128, 4, 2)
+        assert not fa3_bwd_dq_fuse(p, sp)
+        assert kernel_launches(p, sp)[-1].name == "hopper_bwd_dq_convert"
 
 
 @pytest.mark.parametrize("mask", ["causal", "full"])
