@@ -15,11 +15,11 @@ every random-set record) say each trip runs its own copy's STL / LDL, exactly:
   1828 outside the loop + 1 x masked, exactly (the model: 0.78x).
 
 The copy a trip runs is the workload's to say (`LaunchWork.cta_masked_tiles`: the CTA's masked trips); the entry
-says which copy the tile loop is and what the other one stores and reloads (`kernels.sass.band_profile`:
-``band_masked``; its local bytes as ``band_local_bytes`` [store, load] per thread per trip, else the entry's
-``local_regions["other"]``, which is the band's bytes on every spilling non-warp-specialised kernel of the Triton cache
-where both exist).  `trip_spill_factors` turns that into the factors per trip of each copy over the tile loop's bytes;
-`cta_spill_mix` into one CTA's factor.  Stdlib only.
+says what the other copy stores and reloads (``issue.band_local_bytes`` [store, load] per thread per trip, else the
+entry's ``local_regions["other"]``, which is the band's bytes on every spilling non-warp-specialised kernel of the
+Triton cache where both exist); which copy is masked follows the kernels' program order (`MASKED_SECOND`).
+`trip_spill_factors` turns that into the factors per trip of each copy over the tile loop's bytes, `cta_spill_mix`
+into one CTA's factor.  Stdlib only.
 """
 from __future__ import annotations
 
@@ -33,17 +33,34 @@ def band_enabled() -> bool:
     return os.environ.get(BAND_ENV, "1") != "0"
 
 
+#: the launches whose kernels compile their K/V (Q) loop twice -- MASKED=False and MASKED=True -- and whether the
+#: masked copy comes SECOND in program order (kernels/flash2.py: the forward and dQ loops run the whole blocks first,
+#: dK/dV its diagonal band first; kernels/hopper.py forward: whole first; kernels/hopper_bwd.py dK/dV/dQ: band first).
+#: ptxas keeps that order and `kernels.sass.tile_loop` picks the first copy, so the other copy (the band) is the
+#: masked one exactly when it comes second.  Checked on the SASS of the 126 spilling, non-warp-specialised kernels of
+#: these launches in the Triton cache: the copy with the mask's selects (FSEL + SEL) is the masked one and comes where
+#: this says in all 126 (the longer copy, `kernels.sass.band_profile`'s `band_masked`, is not the masked one in 14:
+#: spill code lengthens the whole copy of fp32 kernels)
+MASKED_SECOND = {"flash2_fwd": True, "flash2_bwd_dq": True, "hopper_fwd": True,
+                 "flash2_bwd_dkdv": False, "hopper_bwd_dkdvdq": False}
+
+
+def _launch(f) -> str:
+    return getattr(f, "launch", None) or ""
+
+
 def band_local_bytes(f) -> tuple | None:
     """(store, load) local bytes per thread of one trip of the kernel's other loop copy, or None (no band, or not
-    known).  ``issue.band_local_bytes`` where the table has it; else ``local_regions["other"]`` when the entry has a
-    band (``issue.band_instructions`` > 0) and those bytes are not zero."""
+    known).  ``issue.band_local_bytes`` where the table has it; else, for a launch of `MASKED_SECOND` whose entry
+    does not say it has no band (``issue.band_instructions`` == 0), ``local_regions["other"]`` when those bytes are
+    not zero (the band's bytes on every cached kernel where both are)."""
     if f is None:
         return None
     iss = getattr(f, "issue", None) or {}
     b = iss.get("band_local_bytes")
     if b is not None:
         return (int(b[0]), int(b[1]))
-    if not iss.get("band_instructions"):
+    if iss.get("band_instructions") == 0 or _launch(f) not in MASKED_SECOND:
         return None
     o = (getattr(f, "local_regions", None) or {}).get("other")
     if not o or not (o[0] or o[1]):
@@ -60,13 +77,17 @@ def trip_spill_factors(f) -> tuple | None:
     band = band_local_bytes(f)
     loop = getattr(f, "loop", None) or {}
     st, ld = loop.get("local_store_bytes") or 0, loop.get("local_load_bytes") or 0
-    iss = getattr(f, "issue", None) or {}
-    if band is None or "band_masked" not in iss or st <= 0 or ld <= 0:
+    if band is None or st <= 0 or ld <= 0:
+        return None
+    masked = MASKED_SECOND.get(_launch(f))
+    if masked is None:
+        masked = (getattr(f, "issue", None) or {}).get("band_masked")
+    if masked is None:
         return None
     other = (band[0] / st, band[1] / ld)
     if other == (1.0, 1.0):
         return None
-    return ((1.0, 1.0), other) if iss["band_masked"] else (other, (1.0, 1.0))
+    return ((1.0, 1.0), other) if masked else (other, (1.0, 1.0))
 
 
 def cta_spill_mix(factors, masked_trips: float, trips: float) -> tuple:

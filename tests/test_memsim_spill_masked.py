@@ -61,31 +61,39 @@ def test_each_trip_runs_its_own_copys_spills(path, launch, trips, masked, tile_i
         assert abs(picked / meas - 1) > 0.2, (i, picked, meas)
 
 
-def _entry(band_masked=None, band_local=None, other=None, st=1000, ld=2000, band_instructions=500):
-    iss = {"band_instructions": band_instructions}
+def _entry(launch, band_masked=None, band_local=None, other=None, st=1000, ld=2000, band_instructions=None):
+    iss = {}
+    if band_instructions is not None:
+        iss["band_instructions"] = band_instructions
     if band_masked is not None:
         iss["band_masked"] = band_masked
     if band_local is not None:
         iss["band_local_bytes"] = band_local
-    return SimpleNamespace(issue=iss, loop={"local_store_bytes": st, "local_load_bytes": ld},
+    return SimpleNamespace(launch=launch, issue=iss, loop={"local_store_bytes": st, "local_load_bytes": ld},
                            local_regions={"tile": [st, ld], **({"other": other} if other else {})})
 
 
-def test_factors_follow_which_copy_the_tile_loop_is(monkeypatch):
+def test_factors_follow_the_kernels_program_order(monkeypatch):
     monkeypatch.delenv(BAND_ENV, raising=False)
-    # band_masked False (kernels.sass.band_profile: the band is the whole copy, the tile loop the masked one): whole
-    # trips at the band's bytes
-    assert trip_spill_factors(_entry(False, other=[250, 500])) == ((0.25, 0.25), (1.0, 1.0))
-    # band_masked True (the band is the masked copy): masked trips at its bytes; band_local_bytes wins over
-    # local_regions
-    assert trip_spill_factors(_entry(True, band_local=[1500, 3000], other=[1, 1])) == ((1.0, 1.0), (1.5, 1.5))
-    # unknown which copy is masked, no band, or identical copies: nothing to scale
-    assert trip_spill_factors(_entry(None, other=[250, 500])) is None
-    assert trip_spill_factors(_entry(True, other=[250, 500], band_instructions=0)) is None
-    assert band_local_bytes(_entry(True, other=[0, 0])) is None
-    assert trip_spill_factors(_entry(False, other=[1000, 2000])) is None
+    # dK/dV passes run their masked copy first (the tile loop): whole trips at the other copy's bytes
+    assert trip_spill_factors(_entry("hopper_bwd_dkdvdq", other=[250, 500])) == ((0.25, 0.25), (1.0, 1.0))
+    # forward / dQ: the other copy is the masked one; band_local_bytes wins over local_regions
+    assert trip_spill_factors(_entry("flash2_bwd_dq", band_local=[1500, 3000], other=[1, 1])) == ((1.0, 1.0), (1.5, 1.5))
+    # the table's band_masked (the longer copy) does not override the order
+    assert trip_spill_factors(_entry("hopper_fwd", band_masked=False, other=[500, 500])) == ((1.0, 1.0), (0.5, 0.25))
+    # a launch without two copies, an entry that says it has no band, no bytes, identical copies: nothing to scale
+    assert trip_spill_factors(_entry("flash1_fwd", other=[12, 12])) is None
+    assert trip_spill_factors(_entry("flash2_fwd", other=[250, 500], band_instructions=0)) is None
+    assert band_local_bytes(_entry("flash2_fwd", other=[0, 0])) is None
+    assert trip_spill_factors(_entry("flash2_fwd", other=[1000, 2000])) is None
     monkeypatch.setenv(BAND_ENV, "0")
-    assert trip_spill_factors(_entry(True, other=[250, 500])) is None
+    assert trip_spill_factors(_entry("hopper_bwd_dkdvdq", other=[250, 500])) is None
+
+
+def test_the_order_rule_matches_the_two_live_cases():
+    """S 015's launch runs its masked copy first (the tile loop is masked), R 015's dQ second."""
+    from memsim.spill_masked import MASKED_SECOND
+    assert [MASKED_SECOND[c[1]] for c in CASES] == [not c[4] for c in CASES]
 
 
 def test_a_ctas_mix_is_its_share_of_masked_trips():
