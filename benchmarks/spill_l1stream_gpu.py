@@ -110,11 +110,16 @@ def worker(manifest: str, repeats: int, only: list | None) -> int:
             if maxnreg:
                 kw["maxnreg"] = maxnreg
             args = (src, out, smid, stream, n_iter, n_sms, c)
-            ck = _with_shared(_mb_spill_stream, smem, args, kw)
+            if smem:
+                ck = _with_shared(_mb_spill_stream, smem, args, kw)
 
-            def run():
-                ck[(ctas, 1, 1)](*args, rows, 64, cg)
-            run()
+                def run():
+                    ck[(ctas, 1, 1)](*args, rows, 64, cg)
+                run()
+            else:
+                def run():
+                    return _mb_spill_stream[(ctas,)](*args, **kw)
+                ck = run()
             torch.cuda.synchronize()
             compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
                         "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
@@ -224,6 +229,7 @@ def check() -> int:
             ldg = [ln.strip() for ln in sass.splitlines() if " LDG" in ln]
             stl = sum(1 for lb, body in loops for op in body if op.startswith("STL"))
             frames[cg] = ck.metadata.shared, n_spills
+            print(f"  own shared memory {ck.metadata.shared} B (the 8 KB points ask for more)")
             print(f"{v} cg={cg}: regs {rep['regs_per_thread']}, frame {rep['local_bytes_per_thread']} B, loops "
                   f"{[(lb, len(b)) for lb, b in loops]}, STL in loops {stl}, LDG {len(ldg)}: "
                   f"{sorted({' '.join(x.split()[1:2]) for x in ldg})}")
