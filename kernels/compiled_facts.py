@@ -401,10 +401,14 @@ def refresh_code_bytes(arch: str, *, shard: str = "0/1", command: str = "", forc
 
 
 def _needs_band(e: dict) -> bool:
-    """An entry whose SASS replay is current, not warp-specialised, and has no band figures yet."""
+    """An entry whose SASS replay is current, not warp-specialised, and has no band figures yet -- or a spilling
+    kernel's band read before `band_local_bytes` (and the select rule for `band_masked`) existed."""
     rep = e.get("issue")
-    return bool(isinstance(rep, dict) and rep.get("tile_cycles") and "groups" not in rep
-                and "band_instructions" not in rep)
+    if not (isinstance(rep, dict) and rep.get("tile_cycles") and "groups" not in rep):
+        return False
+    if "band_instructions" not in rep:
+        return True
+    return bool(rep["band_instructions"] and e.get("local_bytes_per_thread") and "band_local_bytes" not in rep)
 
 
 def refresh_band(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "", cases=None) -> int:

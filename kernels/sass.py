@@ -582,11 +582,19 @@ def _band_range(ins: list, loops: list) -> tuple[int, int] | None:
     return best
 
 
-def band_profile(ins: list, loops: list, *, num_warps: int, max_ctas: int, lat) -> dict:
+def _selects(body: list) -> int:
+    """The mask's selects in a loop body (FSEL, SEL: a masked score, a row that sees nothing yet)."""
+    return sum(x.op in ("FSEL", "SEL") for x in body)
+
+
+def band_profile(ins: list, loops: list, *, num_warps: int, max_ctas: int, lat, sass: str | None = None) -> dict:
     """The other tile loop (`_band_range`) replayed as `issue_profile` replays the tile loop (its register loads
     and copy groups at the L2-hit latency), for 1..max_ctas CTAs: ``band_cycles``, ``band_instructions`` and
-    ``band_masked`` (the band is the masked copy: it has more instructions than the tile loop -- the mask
-    arithmetic; flash2's dK/dV pass runs its masked band first, so there the tile loop is the masked one).
+    ``band_masked`` (the band is the masked copy: it has more of the mask's selects than the tile loop; flash2's
+    dK/dV pass runs its masked band first, so there the tile loop is the masked one.  Not "the longer copy": in a
+    spilling fp32 kernel the spill code can make the whole copy longer -- the spills helper's count over 126
+    cached spilling kernels, notes/spills.md session 13).  With the SASS text (`sass`) and local traffic in the band:
+    ``band_local_bytes`` [store, load] per thread of one trip (`memsim.spill_masked`).
     ``band_instructions`` 0: no band.  `ins`: `_decode`'s instructions with their port charges (`_ported`)."""
     from dataclasses import replace
     from memsim.warp_issue import ASYNC_COMMITS, REGISTER_LOADS, replay
@@ -599,9 +607,14 @@ def band_profile(ins: list, loops: list, *, num_warps: int, max_ctas: int, lat) 
              and bool(lat.load_l2_cycles or lat.load_dram_cycles))
     at_l2 = lat.at_load_latency("l2") if loads else replace(lat, load_cycles=0.0)
     tile = _plain_tile_body(ins, loops)
-    return {"band_instructions": len(body), "band_masked": len(body) > len(tile),
-            "band_cycles": [round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
-                            for c in range(1, max(1, max_ctas) + 1)]}
+    out = {"band_instructions": len(body), "band_masked": _selects(body) > _selects(tile),
+           "band_cycles": [round(replay(body, warps_per_cta=num_warps, ctas=c, lat=at_l2), 1)
+                           for c in range(1, max(1, max_ctas) + 1)]}
+    if sass is not None and any(x.op in ("STL", "LDL") for x in body + tile):
+        label = next(lb for lb, a_, b_ in loops if (a_, b_) == (a, b))
+        lp = profile(dict(parse(sass))[label], label)
+        out["band_local_bytes"] = [lp.local_store_bytes, lp.local_load_bytes]
+    return out
 
 
 def tile_loop_body(sass: str, *, num_warps: int) -> list:
@@ -630,7 +643,7 @@ def band_fields(sass: str, *, num_warps: int, max_ctas: int, lat) -> dict:
     ins, _ = _ported(sass, ins, num_warps)
     if warp_specialised(ins, loops, marks) is not None:
         return {}
-    return band_profile(ins, loops, num_warps=num_warps, max_ctas=max(1, max_ctas), lat=lat)
+    return band_profile(ins, loops, num_warps=num_warps, max_ctas=max(1, max_ctas), lat=lat, sass=sass)
 
 
 def _issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict | None = None,

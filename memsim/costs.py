@@ -34,6 +34,7 @@ from .compiled import MIN_LOOP_INSTRUCTIONS
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
 from .local_memory import LocalMemory, local_memory
+from .spill_masked import trip_spill_factors
 
 #: registers are allocated per warp in multiples of 8 per thread (256 per warp) on sm_80/sm_90
 REG_ALLOC_UNIT = 8
@@ -99,6 +100,9 @@ class LaunchCost:
     #: copy of the tile loop")
     masked_trip_factor: float = 1.0
     unmasked_trip_factor: float = 1.0
+    #: ((whole copy: store, load), (masked copy: store, load)) local bytes of a trip of each loop copy over the tile
+    #: loop's (memsim.spill_masked.trip_spill_factors); None: every trip at the tile loop's
+    spill_trip_factors: tuple | None = None
     #: two or more consumer warpgroups run the tile loop side by side (warp-specialised kernels): one group's
     #: softmax runs while the other's MMAs do, so a step computes for max(dot, exp, issue), not dot + exp
     overlap_dot_exp: bool = False
@@ -303,6 +307,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
         masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f,
+        spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from .spill_masked import cta_spill_mix
 import heapq
 from statistics import NormalDist
 
@@ -461,6 +462,7 @@ class LaunchModel:
         self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
         #: (unmasked, masked) trip of the loop over the tile loop's (LaunchCost.*_trip_factor)
         self.trip_factors = (getattr(cost, "unmasked_trip_factor", 1.0), getattr(cost, "masked_trip_factor", 1.0))
+        self.spill_trip_factors = getattr(cost, "spill_trip_factors", None)
         #: the CTA's code outside the tile loop
         self.cta_fixed_s = cost.cta_fixed_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
@@ -573,6 +575,12 @@ class LaunchModel:
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
+        sptf = getattr(self, "spill_trip_factors", None)
+        if sptf is not None and masked_of is not None and (sp_rd or sp_wr):
+            # each trip stores and reloads its own loop copy's local bytes (memsim.spill_masked): the CTA's share
+            trips_ = sum(st_[4] for st_ in steps)
+            mw, mr = cta_spill_mix(sptf, masked_of(idx), trips_)
+            sp_rd, sp_wr = sp_rd * mr, sp_wr * mw
         outside_cta, outside_walk = any(self.spill_cta), any(self.spill_walk)
         spill = (sp_rd + sp_wr) > 0 or outside_cta or outside_walk
         s_rd = s_wr = sd_rd = sd_wr = 0

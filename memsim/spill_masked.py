@@ -79,9 +79,11 @@ def trip_spill_factors(f) -> tuple | None:
     st, ld = loop.get("local_store_bytes") or 0, loop.get("local_load_bytes") or 0
     if band is None or st <= 0 or ld <= 0:
         return None
-    masked = MASKED_SECOND.get(_launch(f))
+    # which copy is masked: the SASS reading's (`band_masked`: the copy with the mask's selects), else -- an entry
+    # without band figures -- the kernels' program order (they agree on all 126 cached spilling kernels)
+    masked = (getattr(f, "issue", None) or {}).get("band_masked")
     if masked is None:
-        masked = (getattr(f, "issue", None) or {}).get("band_masked")
+        masked = MASKED_SECOND.get(_launch(f))
     if masked is None:
         return None
     other = (band[0] / st, band[1] / ld)

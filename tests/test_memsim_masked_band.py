@@ -148,3 +148,26 @@ def test_real_causal_forward_has_a_masked_copy_of_its_tile_loop():
     assert out["loops_with_mma"] == 2, out
     assert out["band_masked"] and out["band_instructions"] > out["tile_instructions"], out
     assert len(out["band_cycles"]) == 2 and all(x > 0 for x in out["band_cycles"]), out
+
+
+@pytest.mark.parametrize("tile_extra, band_extra, band_masked", [
+    (["FSEL"] * 2, ["FFMA"] * 8, False),  # the band is longer (its spill code, say) but the tile loop has the selects
+    ([], ["FSEL", "SEL"], True),          # the band holds the mask's selects: it is the masked copy
+])
+def test_band_masked_is_the_copy_with_the_masks_selects(tile_extra, band_extra, band_masked):
+    """Which copy is the masked one: the one with more FSEL / SEL (the mask), not the longer one -- in spilling fp32
+    kernels the spill code makes the whole copy longer (14 of 126 cached kernels, notes/spills.md session 13)."""
+    from kernels.sass import band_profile
+    from memsim.calibration import calibration_for
+    from memsim.hardware import load_hardware
+    from memsim.warp_issue import Instr
+    lat = calibration_for(load_hardware("h100-sxm")).issue
+    if lat is None:
+        pytest.skip("no issue_latency calibration")
+    body = lambda extra: [Instr("HMMA", 2, mma_flops=4096)] + [Instr(op, 1) for op in extra] + [Instr("BRA", 1)]  # noqa: E731
+    tile, band = body(["FADD"] * 4 + tile_extra), body(["FADD"] * 4 + band_extra)
+    ins = [Instr("MOV", 1)] + tile + band + [Instr("EXIT", 1)]
+    loops = [(".L_x_0", 1, len(tile)), (".L_x_1", 1 + len(tile), len(tile) + len(band))]
+    out = band_profile(ins, loops, num_warps=4, max_ctas=1, lat=lat)
+    assert out["band_instructions"] == len(band), out
+    assert out["band_masked"] is band_masked, out

@@ -79,8 +79,9 @@ def test_factors_follow_the_kernels_program_order(monkeypatch):
     assert trip_spill_factors(_entry("hopper_bwd_dkdvdq", other=[250, 500])) == ((0.25, 0.25), (1.0, 1.0))
     # forward / dQ: the other copy is the masked one; band_local_bytes wins over local_regions
     assert trip_spill_factors(_entry("flash2_bwd_dq", band_local=[1500, 3000], other=[1, 1])) == ((1.0, 1.0), (1.5, 1.5))
-    # the table's band_masked (the longer copy) does not override the order
-    assert trip_spill_factors(_entry("hopper_fwd", band_masked=False, other=[500, 500])) == ((1.0, 1.0), (0.5, 0.25))
+    # the table's band_masked (the SASS's: the copy with the mask's selects) decides where the entry has it
+    assert trip_spill_factors(_entry("hopper_fwd", band_masked=False, other=[500, 500])) == ((0.5, 0.25), (1.0, 1.0))
+    assert trip_spill_factors(_entry("hopper_fwd", band_masked=True, other=[500, 500])) == ((1.0, 1.0), (0.5, 0.25))
     # a launch without two copies, an entry that says it has no band, no bytes, identical copies: nothing to scale
     assert trip_spill_factors(_entry("flash1_fwd", other=[12, 12])) is None
     assert trip_spill_factors(_entry("flash2_fwd", other=[250, 500], band_instructions=0)) is None
