@@ -28,18 +28,17 @@ they wait for it to finish.  Writes are issued when the step's compute ends.
 """
 from __future__ import annotations
 
+import heapq
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from .spill_masked import cta_spill_mix
-import heapq
 from statistics import NormalDist
-
-import math
 
 import simpy
 
 from .calibration import curve_latency_s
 from .hardware import Hardware
+from .spill_masked import cta_spill_mix
 from .schedule import cdiv
 
 
