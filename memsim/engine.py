@@ -38,8 +38,8 @@ import simpy
 
 from .calibration import curve_latency_s
 from .hardware import Hardware
-from .spill_masked import cta_spill_mix
 from .schedule import cdiv
+from .spill_masked import cta_spill_mix
 
 
 def _mask_bytes(m: int, full: int, lastbit: int, lastbytes: int) -> int:
