@@ -266,9 +266,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
     import memsim
     from kernels.sass import disassemble
     from memsim.calibration import calibration_for
-    from memsim.compiled import key as table_key
     from memsim.compiled import load_table
-    from memsim.schedule import kernel_launches
     cal = calibration_for(memsim.load_hardware(ARCH_PRESET[arch]))
     want = cal.issue.fingerprint() if cal.issue is not None else None
     table = load_table(arch)
@@ -277,7 +275,7 @@ def refresh_issue(arch: str, *, shard: str = "0/1", command: str = "", cases=Non
                   if force or ((e.get("issue") or {}).get("latencies"), (e.get("issue") or {}).get("profile"))
                   != (want, PROFILE_VERSION))
     if cases is not None:
-        mine = {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
+        mine = _case_keys(cases)
         keys = [k_ for k_ in keys if k_ in mine]
     if launch_prefix:
         keys = [k_ for k_ in keys if k_.startswith(launch_prefix)]
@@ -400,6 +398,13 @@ def refresh_code_bytes(arch: str, *, shard: str = "0/1", command: str = "", forc
                            what="code_bytes")
 
 
+def _case_keys(cases) -> set:
+    """The table keys of every launch of `cases` [(name, problem, schedule)]."""
+    from memsim.compiled import key as table_key
+    from memsim.schedule import kernel_launches
+    return {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
+
+
 def _needs_band(e: dict) -> bool:
     """An entry whose SASS replay is current, not warp-specialised, and has no band figures yet -- or a spilling
     kernel's band read before `band_local_bytes` (and the select rule for `band_masked`) existed."""
@@ -419,9 +424,7 @@ def refresh_band(arch: str, *, launch_prefix: str = "", shard: str = "0/1", comm
     import memsim
     from kernels.sass import band_fields
     from memsim.calibration import calibration_for
-    from memsim.compiled import key as table_key
-    from memsim.schedule import kernel_launches
-    mine = None if cases is None else {table_key(L.name, p, s) for _, p, s in cases for L in kernel_launches(p, s)}
+    mine = None if cases is None else _case_keys(cases)
     cal = calibration_for(memsim.load_hardware(ARCH_PRESET[arch]))
     if cal.issue is None:
         raise CompiledFactsError(f"the {ARCH_PRESET[arch]} preset has no issue_latency calibration: nothing to replay")

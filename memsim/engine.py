@@ -559,26 +559,25 @@ class LaunchModel:
         # a loop that waits on its own register loads: the replay placed those waits (an L2 hit or a DRAM miss
         # each, mixed by the step's misses); the engine no longer delays the step's compute by a latency of its own
         load_extra = (self.issue_s_per_tile_dram * jit - issue_tile) if self.issue_s_per_tile_dram else 0.0
-        uf, mf = self.trip_factors
+        # the kernel's two copies of the loop: the CTA's share of trips in the masked copy (a CTA's steps do not say
+        # which of their tiles are masked: the share, spread over them); None: one copy, or not counted
         masked_of = getattr(self.work, "cta_masked_tiles", None)
-        if issue_tile and masked_of is not None and (uf != 1.0 or mf != 1.0):
-            # the kernel's two copies of the loop: the CTA's masked trips at the masked copy's replay, the rest at
-            # the unmasked one's (a CTA's steps do not say which of their tiles are masked: its share, spread)
-            total = sum(st_[4] for st_ in steps)
-            if total:
-                mix = uf + min(1.0, masked_of(idx) / total) * (mf - uf)
-                issue_tile *= mix
-                load_extra *= mix
+        trips = sum(st_[4] for st_ in steps) if masked_of is not None else 0
+        masked_share = min(1.0, masked_of(idx) / trips) if trips else None
+        uf, mf = self.trip_factors
+        if issue_tile and masked_share is not None and (uf != 1.0 or mf != 1.0):
+            # the masked trips at the masked copy's replay, the rest at the unmasked one's
+            mix = uf + masked_share * (mf - uf)
+            issue_tile *= mix
+            load_extra *= mix
         frac = 0.0
         fill_lat, fill_at = self.fill_latency_s, self.fill_at
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
-        sptf = getattr(self, "spill_trip_factors", None)
-        if sptf is not None and masked_of is not None and (sp_rd or sp_wr):
+        if self.spill_trip_factors is not None and masked_share is not None and (sp_rd or sp_wr):
             # each trip stores and reloads its own loop copy's local bytes (memsim.spill_masked): the CTA's share
-            trips_ = sum(st_[4] for st_ in steps)
-            mw, mr = cta_spill_mix(sptf, masked_of(idx), trips_)
+            mw, mr = cta_spill_mix(self.spill_trip_factors, masked_share, 1.0)
             sp_rd, sp_wr = sp_rd * mr, sp_wr * mw
         outside_cta, outside_walk = any(self.spill_cta), any(self.spill_walk)
         spill = (sp_rd + sp_wr) > 0 or outside_cta or outside_walk
