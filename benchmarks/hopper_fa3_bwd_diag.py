@@ -85,6 +85,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # conversion; the conversion without the full wait
                 "fuse_ws_noconv": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_DIAG=1),
                 "fuse_ws_nowait": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_DIAG=2),
+                # session 16: the conversion per (Q block, column half) inside the loop (FUSE_STEP: the staging
+                # reuse wait made a full completion wait; the last K/V block of each Q block converts its tile)
+                "fuse_step": dict(DQ_FUSE=True, DQ_ZERO_WS=False, FUSE_STEP=True),
+                "fuse_step_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=True),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

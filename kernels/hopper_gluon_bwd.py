@@ -156,6 +156,15 @@ DQ_ZERO_WS = None
 #: conversion (what the end-of-CTA completion wait costs); 2 -- the counter after the staging read only (no full
 #: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call
 FUSE_DIAG = 0
+#: with DQ_FUSE and DQ_LAG + DQ_STAGE1 (d=128, 2 stages): the conversion per (Q block, column half) inside the loop
+#: instead of per (batch*head_kv, column half) at the CTA's end (session 16): the staging tile's reuse wait becomes a
+#: full completion wait (cp.async.bulk.wait_group 0 + fence.proxy.async.global: the reduce-add issued a step earlier
+#: has landed), the warpgroup counts itself in on that tile's counter (acq_rel, GPU scope), and the last of the K/V
+#: blocks that visit the Q block (all of them non-causal; causal those with j*BLOCK_N < (i+1)*BLOCK_M + offset)
+#: converts its BLOCK_M x d/2 tile (and re-zeroes it with DQ_REZERO) -- the tail's one-warpgroup conversion of a
+#: whole head spread over the pass.  Causal with seq_q > seq_kv (Q blocks no K/V block visits) keeps the end-of-CTA
+#: form.  False: off (the registry has no rule for it yet); True: the benchmarks' switch
+FUSE_STEP = False
 
 if gluon is not None:
     @_builtin
@@ -173,6 +182,46 @@ if gluon is not None:
         groups still read their shared memory."""
         offsets = _semantic._convert_to_ir_values(offsets, require_i64=False)
         _semantic.builder.create_async_tma_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD, desc.handle, offsets, src.handle)
+
+    @gluon.jit
+    def _bulk_wait_all():
+        """Every bulk async group this thread issued has completed -- its writes landed, not only its shared-memory
+        read (cp.async.bulk.wait_group 0; Gluon's `tma.store_wait` is the .read form) -- and is ordered before the
+        generic proxy (fence.proxy.async.global).  Once per thread of the warpgroup (a 128-element tensor, one each)."""
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        gl.inline_asm_elementwise("cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
+                                  "=r,r", [gl.arange(0, 128, layout=one)], dtype=gl.int32, is_pure=False, pack=1)
+
+    @gluon.jit
+    def _fa3_bwd_fuse_tile(CNT, DQACC, DQ, row, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG: gl.constexpr,
+                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                           CAUSAL: gl.constexpr, DQ_REZERO: gl.constexpr, dtype: gl.constexpr):
+        """FUSE_STEP: this warpgroup's reduce-add into dQacc rows row .. row + BLOCK_M - 1 (its column half) has
+        completed (the caller waited); count it in on the tile's counter, and the last K/V block to do so converts the
+        tile: dQ = scale * dQacc in the input dtype (.cg loads, from the L2), zeros written back with DQ_REZERO, the
+        counter reset."""
+        HALF_D: gl.constexpr = HEAD_DIM // 2
+        gl.thread_barrier()  # every thread of the warpgroup past the wait before the one release at GPU scope
+        cnt = CNT + (row // BLOCK_M) * 2 + WG
+        arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+        n_kv = SEQ_KV // BLOCK_N
+        if CAUSAL:  # K/V block j visits Q block i when j * BLOCK_N < (i + 1) * BLOCK_M + offset
+            i = (row % SEQ_Q) // BLOCK_M
+            need = gl.minimum(gl.cdiv(gl.maximum((i + 1) * BLOCK_M + CAUSAL_OFFSET, 0), BLOCK_N), n_kv)
+        else:
+            need = n_kv
+        if arrived == need - 1:
+            gl.store(cnt, 0)  # no warpgroup of this tile touches it again in this launch
+            cv_layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (HALF_D // 4), HALF_D // 4], [4, 1], [1, 0])
+            cr = gl.arange(0, BLOCK_M // 2, layout=gl.SliceLayout(1, cv_layout))
+            cc = WG * HALF_D + gl.arange(0, HALF_D, layout=gl.SliceLayout(0, cv_layout))
+            o = (row.to(gl.int64) + cr)[:, None] * HEAD_DIM + cc[None, :]
+            for h in gl.static_range(2):  # two halves of 16 fp32 registers a thread (the loop's dK, dV stay live)
+                oh = o + h * (BLOCK_M // 2) * HEAD_DIM
+                a = gl.load(DQACC + oh, cache_modifier=".cg")
+                gl.store(DQ + oh, (a * sm_scale).to(dtype))
+                if DQ_REZERO:  # the workspace left zero for the next launch
+                    gl.store(DQACC + oh, gl.zeros([BLOCK_M // 2, HALF_D], gl.float32, layout=cv_layout))
 
     @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -236,7 +285,8 @@ if gluon is not None:
                           DQ_ASYNC: gl.constexpr, MMA_ORDER: gl.constexpr, DQ_DEFER: gl.constexpr,
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
-                          DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr):
+                          DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
+                          FUSE_STEP: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -266,8 +316,9 @@ if gluon is not None:
         if DQ_DEFER:  # step i's dQ tile, staged and reduce-added in step i+1 once S^T, dP^T are issued
             dq_prev = dq_zero
             dq_row_prev = 0
-        if DQ_LAG:  # the Q rows of the previous step (its dQ is computed in this one)
+        if DQ_LAG:  # the Q rows of the previous step (its dQ is computed in this one) and of the one before
             dq_row_prev = 0
+            dq_row_pp = 0
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         mbarrier.wait(kv_bar, 0)
@@ -419,10 +470,18 @@ if gluon is not None:
                         dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                         if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
                             dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                            tma.store_wait(DQ_TILES - 1)
+                            if FUSE_STEP:  # step it-2's reduce-add has landed (not only read its stage)
+                                _bulk_wait_all()
+                            else:
+                                tma.store_wait(DQ_TILES - 1)
                             dq_buf.store(dq)
                             fence_async_shared()
                             _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                            if FUSE_STEP:
+                                if it > 1:
+                                    _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                                                       sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO,
+                                                       dtype)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
                     else:
@@ -430,6 +489,7 @@ if gluon is not None:
                             mbarrier.arrive(turn_bar.index(1 - WG), count=1)
                         dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                         mbarrier.arrive(empty.index(st), count=1)
+                    dq_row_pp = dq_row_prev
                     dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
                 else:
                     # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
@@ -484,13 +544,25 @@ if gluon is not None:
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                 if DQ_ASYNC or DQ_STAGE1:
                     dq_buf = dq_stage.index(WG * DQ_TILES + (last + 1) % DQ_TILES)
-                    tma.store_wait(DQ_TILES - 1)
+                    if FUSE_STEP:
+                        _bulk_wait_all()
+                    else:
+                        tma.store_wait(DQ_TILES - 1)
                     dq_buf.store(dq)
                     fence_async_shared()
                     _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                    if FUSE_STEP:  # step last-1's reduce-add has landed
+                        if last > 0:
+                            _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale,
+                                               WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, dtype)
                 else:
                     _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
-        if DQ_ASYNC or DQ_STAGE1:
+        if FUSE_STEP:  # the last step's reduce-add
+            _bulk_wait_all()
+            if GROUP * nblk > 0:
+                _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_prev, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG,
+                                   HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, dtype)
+        elif DQ_ASYNC or DQ_STAGE1:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
@@ -498,7 +570,7 @@ if gluon is not None:
         offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
         gl.store(DK + offs, (dk * sm_scale).to(dtype))
         gl.store(DV + offs, dv.to(dtype))
-        if DQ_FUSE:
+        if DQ_FUSE and not FUSE_STEP:
             # the conversion folded in: every reduce-add this warpgroup issued has completed (wait_group without
             # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
             # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
@@ -554,7 +626,7 @@ if gluon is not None:
                         DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
-                        FUSE_DIAG: gl.constexpr = 0):
+                        FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -624,13 +696,13 @@ if gluon is not None:
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -659,7 +731,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                  dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
-                 dq_fuse: bool | None = None, zero_ws: bool | None = None):
+                 dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
     dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
@@ -693,7 +765,22 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_FUSE"] = kw["DQ_TMA"] and kw["DIAG"] == 0 and _dq_fuse(p, s, dq_fuse)
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
+    kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
     return args, kw
+
+
+def _fuse_step(p: AttentionProblem, kw: dict, fuse_step: bool | None = None) -> bool:
+    """FUSE_STEP where it runs: the folded conversion (no diagnostic) on the DQ_LAG + DQ_STAGE1 kernel, and every Q
+    block visited by some K/V block (not causal with seq_q > seq_kv); the argument, else the module's switch."""
+    on = FUSE_STEP if fuse_step is None else fuse_step
+    return bool(on and kw["DQ_FUSE"] and kw["FUSE_DIAG"] == 0 and kw["DQ_LAG"] and kw["DQ_STAGE1"]
+                and not kw["DQ_ASYNC"] and not (p.causal and p.causal_offset < 0))
+
+
+def fuse_counter_count(p: AttentionProblem, s: Schedule, step: bool) -> int:
+    """How many int32 counters the folded conversion uses: two per batch*head_kv, or with FUSE_STEP two per
+    (batch*head_q, Q block)."""
+    return 2 * p.batch * p.heads_q * (p.seq_q // s.block_m) if step else 2 * p.batch * p.heads_kv
 
 
 def _dq_fuse(p: AttentionProblem, s: Schedule, dq_fuse: bool | None = None) -> bool:
@@ -781,7 +868,8 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    mma_order: int | None = None, dq_defer: bool | None = None,
                    dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                    dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
-                   dq_fuse: bool | None = None, zero_ws: bool | None = None) -> None:
+                   dq_fuse: bool | None = None, zero_ws: bool | None = None,
+                   fuse_step: bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`)."""
     if gluon is None:
@@ -795,9 +883,12 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
                             dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
-                            cnt, dq_fuse, zero_ws)
+                            cnt, dq_fuse, zero_ws, fuse_step)
     if kw["DQ_FUSE"] and (dq is None or cnt is None) and q.device.type == "cuda":
         raise ValueError("the folded dQ conversion (DQ_FUSE) needs dq and the counters (fuse_counters)")
+    if kw["DQ_FUSE"] and cnt is not None and cnt.numel() < fuse_counter_count(p, s, kw["FUSE_STEP"]):
+        raise ValueError(f"the folded dQ conversion needs {fuse_counter_count(p, s, kw['FUSE_STEP'])} counters, "
+                         f"got {cnt.numel()}")
     _hopper_fa3_bwd[grid](*args, **kw)
 
 
@@ -823,7 +914,7 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
-    cnt = fuse_counters(q.device, 2 * p.batch * p.heads_kv) if fuse else None
+    cnt = fuse_counters(q.device, fuse_counter_count(p, s, FUSE_STEP is not False)) if fuse else None
     fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv, dq=dq if fuse else None,
                    cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws)
     if not fuse:

@@ -101,12 +101,16 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
                                            DQ_ZERO_WS=False),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
-                                           DQ_ZERO_WS=True)],
+                                           DQ_ZERO_WS=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
+                                           DQ_ZERO_WS=False, FUSE_STEP=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
+                                           DQ_ZERO_WS=True, FUSE_STEP=True)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
                               "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
                               "dq_ksplit_async", "dq_lag", "dq_lag_off1", "dq_lag_off2", "wg_off1", "lockstep",
                               "s14_lag_stage1", "s14_lag_pingpong", "s14_lag_pingpong_stage1", "s14_stage1",
-                              "s15_fuse", "s15_fuse_ws"])
+                              "s15_fuse", "s15_fuse_ws", "s16_fuse_step", "s16_fuse_step_ws"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -131,15 +135,51 @@ def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
     _check_grads(p, q, k, v, do, grads, dtype)
 
 
+#: FUSE_STEP (session 16) at 2 stages on shapes _CASES has only at 3 stages or not at all
+_STEP_CASES = {
+    "d128_causal_br_q_lt_kv_s2": ((1, 4, 2, 512, 1024, 128), True, "bottom_right", 2, "q_fastest"),
+    "d128_full_gqa_s2": ((2, 8, 2, 1024, 768, 128), False, "top_left", 2, "q_fastest"),
+    "d128_causal_tl_gqa_s2": ((1, 8, 2, 768, 768, 128), True, "top_left", 2, "heads_fastest"),
+}
+
+
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("case", ["d128_full_gqa_s3", "d128_causal_br_rows_see_nothing", "d64_full_mqa"])
-def test_fa3_backward_zero_ws_gpu(case, monkeypatch):
+@pytest.mark.parametrize("zero_ws", [False, True])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", list(_STEP_CASES))
+def test_fa3_backward_fuse_step_gpu(case, dtype, zero_ws, monkeypatch):
+    """The conversion per (Q block, column half) in the loop (FUSE_STEP) is exact where it runs -- GQA, causal with
+    seq_q < seq_kv bottom-right (Q blocks need more K/V blocks than the diagonal), heads varying fastest -- and leaves
+    the counters (and with the workspace, dQacc) zero."""
+    monkeypatch.setattr(hb, "DQ_FUSE", True)
+    monkeypatch.setattr(hb, "DQ_ZERO_WS", zero_ws)
+    monkeypatch.setattr(hb, "FUSE_STEP", True)
+    monkeypatch.setitem(_CASES, case, _STEP_CASES[case])
+    p, s, (q, k, v, do), grads = _run(case, dtype, "fuse_step")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, dq=q, cnt=st)
+    assert kw["FUSE_STEP"], kw
+    _check_grads(p, q, k, v, do, grads, dtype)
+    torch.cuda.synchronize()
+    assert int(torch.count_nonzero(hb.fuse_counters(q.device, hb.fuse_counter_count(p, s, True)))) == 0
+    if zero_ws:
+        ws = hb.dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
+        assert int(torch.count_nonzero(ws)) == 0
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("step", [False, True], ids=["end", "step"])
+@pytest.mark.parametrize("case", ["d128_full_gqa_s3", "d128_causal_br_rows_see_nothing", "d64_full_mqa",
+                                  "d128_full", "d128_causal_tl", "d128_causal_br_q_lt_kv"])
+def test_fa3_backward_zero_ws_gpu(case, step, monkeypatch):
     """The folded conversion with the zeroed workspace (session 15, DQ_FUSE + DQ_ZERO_WS): three backward passes in a
     row are each exact, the workspace and the counters are zero after each (the last warpgroup of every head_kv and
     column half converted and re-zeroed its rows, and reset its counter), and a pass with other inputs between two
     of the same inputs gives the same dQ up to the reduce-adds' order."""
     monkeypatch.setattr(hb, "DQ_FUSE", True)
     monkeypatch.setattr(hb, "DQ_ZERO_WS", True)
+    monkeypatch.setattr(hb, "FUSE_STEP", step)  # session 16: per (Q block, column half) where it runs
     shape = _CASES[case][0]
     dq0 = None
     for rep, tag in enumerate(("a", "b", "a")):
@@ -148,7 +188,7 @@ def test_fa3_backward_zero_ws_gpu(case, monkeypatch):
         torch.cuda.synchronize()
         ws = hb.dq_workspace(q.device, (shape[0], shape[1], shape[3], shape[5]))
         assert int(torch.count_nonzero(ws)) == 0, f"pass {rep}: the workspace is not left zero"
-        assert int(torch.count_nonzero(hb.fuse_counters(q.device, 2 * shape[0] * shape[2]))) == 0
+        assert int(torch.count_nonzero(hb.fuse_counters(q.device, hb.fuse_counter_count(p, s, step)))) == 0
         if rep == 0:
             dq0 = grads[0].float().clone()
     torch.testing.assert_close(grads[0].float(), dq0, rtol=1e-2, atol=1e-2)
@@ -553,3 +593,37 @@ def test_fa3_backward_dq_fuse_compiles_for_sm90a(mask):
     assert got["depbar"] <= 12, got
     assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
     assert got["local"] <= (40 if mask == "causal" else 0), got
+
+
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_backward_fuse_step_compiles_for_sm90a(mask):
+    """FUSE_STEP (session 16) on the registered d=128 2-stage kernel (DQ_LAG + DQ_STAGE1) with the workspace compiles
+    for sm_90a: three arrival sites per consumer warpgroup (in the loop, after the loop's last-but-one tile, after
+    the last) -- six GPU-scope acq_rel atomics, each behind the full bulk wait (cp.async.bulk.wait_group 0); the
+    registered kernel's wgmma waits (12: nothing serialised); the same shared memory as the end-of-CTA form.  The
+    local-memory bound is the compile's own figure (24 B full, 56 B causal in session 16: scalars reloaded per
+    step, L1 hits), a guard against growth, not a goal."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
+                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
+                              'dq=q, cnt=torch.empty(64, dtype=torch.int32), dq_fuse=True, zero_ws=True, '
+                              'fuse_step=True)\n'
+                              'assert kw["FUSE_STEP"] and kw["DQ_REZERO"] and kw["DQ_LAG"] and kw["DQ_STAGE1"]')
+    script = script.replace('"depbar": len(', '"atom": len(re.findall(r"ATOMG\\.E\\.ADD\\.STRONG\\.GPU", sass)), '
+                                              '"bulk_wait": k.asm["ptx"].count("cp.async.bulk.wait_group 0;"), '
+                                              '"depbar": len(')
+    assert "fuse_step=True" in script and '"atom"' in script
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", script, "128", mask, "0"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["tma_red"] > 0 and got["atom"] == 6 and got["bulk_wait"] >= 6, got
+    assert got["depbar"] <= 12, got
+    assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
+    assert got["local"] <= (56 if mask == "causal" else 24), got
