@@ -438,6 +438,29 @@ def refresh_band(arch: str, *, launch_prefix: str = "", shard: str = "0/1", comm
                            shard=shard, command=command, what="band figures", batch=20, with_entry=True)
 
 
+def refresh_prologue(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "",
+                     force: bool = False, cases=None) -> int:
+    """Every entry with a current SASS replay that is not warp-specialised (of `launch_prefix`; without `force` only
+    those that lack it) gets `prologue_round_trips` in its `issue` (kernels.sass.prologue_round_trips: the load
+    round trips a CTA waits for in a row before its first trip computes) from its launch compiled again; nothing
+    else changes (`cases`: of these (name, problem, schedule) only).  Returns the failures."""
+    from kernels.sass import prologue_round_trips
+
+    def fields(text: str, e: dict) -> dict:
+        rt = prologue_round_trips(text)
+        return {"issue": {**e["issue"], **({"prologue_round_trips": rt} if rt is not None else {})}}
+
+    mine = None if cases is None else _case_keys(cases)
+
+    def pick(k_: str, e: dict) -> bool:
+        rep = e.get("issue")
+        return (k_.startswith(launch_prefix) and (mine is None or k_ in mine) and isinstance(rep, dict)
+                and bool(rep.get("tile_cycles"))
+                and "groups" not in rep and (force or "prologue_round_trips" not in rep))
+    return _refresh_fields(arch, pick, fields, shard=shard, command=command, what="prologue_round_trips",
+                           batch=50, with_entry=True)
+
+
 def _regions_of(text: str, lp) -> dict:
     """`kernels.sass.local_regions`, the regions with local traffic only."""
     from kernels.sass import local_regions
@@ -606,14 +629,15 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
 
     def prof(e):
         return (e.get("issue") or {}).get("profile", 0)
-    band_keys = ("band_instructions", "band_masked", "band_cycles")
+    # figures a refresh adds to a current profile (`refresh_band`, `refresh_prologue`)
+    extra_keys = ("band_instructions", "band_masked", "band_cycles", "band_local_bytes", "prologue_round_trips")
 
     def newer_same_profile(e, m):
-        """Same profile, other figures -- where they differ only by the band figures (`refresh_band`), the copy
-        that has them."""
+        """Same profile, other figures -- where they differ only by figures a refresh adds, the copy that has more
+        of them."""
         a, b = e["issue"], m.get("issue") or {}
-        if {k: v for k, v in a.items() if k not in band_keys} == {k: v for k, v in b.items() if k not in band_keys}:
-            return "band_instructions" in a and "band_instructions" not in b
+        if {k: v for k, v in a.items() if k not in extra_keys} == {k: v for k, v in b.items() if k not in extra_keys}:
+            return sum(k in a for k in extra_keys) > sum(k in b for k in extra_keys)
         return True
     new = {k: e for k, e in other.items() if k not in mine}
     upd = {k: {"issue": e["issue"], "loop": e.get("loop"),
@@ -664,6 +688,9 @@ def main(argv=None) -> int:
     ap.add_argument("--refresh-band", action="store_true", help="give every entry (of --launch-prefix) replayed "
                     "without them the figures of its kernel's other tile loop (kernels.sass.band_fields: the masked "
                     "copy of a K/V loop); nothing else changes")
+    ap.add_argument("--refresh-prologue", action="store_true", help="give every entry (of --launch-prefix) with a "
+                    "current replay, not warp-specialised, prologue_round_trips (kernels.sass.prologue_round_trips; "
+                    "without --force only entries that lack it); nothing else changes")
     ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
                     "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
@@ -691,6 +718,10 @@ def main(argv=None) -> int:
         only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
         return 1 if refresh_band(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, cases=only,
                                  command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
+    if a.refresh_prologue:
+        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
+        return 1 if refresh_prologue(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force, cases=only,
+                                     command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

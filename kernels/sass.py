@@ -617,6 +617,52 @@ def band_profile(ins: list, loops: list, *, num_warps: int, max_ctas: int, lat, 
     return out
 
 
+def _round_trip_levels(prologue: list) -> tuple[int, list, list]:
+    """Walk `prologue` (instructions in program order, issued in order by each warp) counting memory round trips:
+    an instruction waits for the level of every scoreboard in its wait mask (and DEPBAR.LE SBk, N for the level of
+    the copy groups beyond the last N), and a register load (LDG) or a copy (LDGSTS) issued after waiting for level
+    L lands at level L + 1.  Returns (the level the walk has waited for at its end, [level of each committed copy
+    group], [level of each scoreboard's outstanding register loads])."""
+    from memsim.warp_issue import ASYNC_COMMITS, REGISTER_LOADS
+    level, groups, pending = 0, [], 0
+    sb = [0] * 8
+    for x in prologue:
+        m = x.wait_mask
+        for bit in range(6):
+            if m >> bit & 1 and sb[bit] > level:
+                level = sb[bit]
+        if x.depbar is not None:
+            n_ = x.depbar[1]
+            if len(groups) > n_:
+                level = max(level, max(groups[:len(groups) - n_]))
+        if x.op in REGISTER_LOADS and x.write_sb != 7:
+            sb[x.write_sb] = max(sb[x.write_sb], level + 1)
+        elif x.op == "LDGSTS":
+            pending = max(pending, level + 1)
+        elif x.op in ASYNC_COMMITS:
+            groups.append(pending or level + 1)
+            pending = 0
+    return level, groups, sb
+
+
+def prologue_round_trips(sass: str) -> int | None:
+    """Memory round trips a CTA of a kernel that is not warp-specialised waits for in a row before its first trip
+    of the tile loop (`_pick_tile_loop`) can compute (None: no tile loop, or warp-specialised).  1: every load the
+    first trip needs goes out at once.  flash2's dK/dV pass loads K and V into registers and stores them to shared
+    memory (the STS waits for the loads) before it issues the first Q / dO copies, and its forward does the same
+    with Q: 2.  The first trip needs its first copy group (a pipelined loop), or issues its own loads after the
+    prologue's waits (a loop without copies), and the registers the prologue loaded (`_round_trip_levels`)."""
+    ins, loops, marks = _decode(sass)
+    if not ins or not loops or warp_specialised(ins, loops, marks) is not None:
+        return None
+    named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
+    lb, _ = _pick_tile_loop(named)
+    start = next(a for l2, a, _b in loops if l2 == lb)
+    level, groups, sb = _round_trip_levels(ins[:start])
+    first = groups[0] if groups else level + 1
+    return max(1, first, max(sb))
+
+
 def tile_loop_body(sass: str, *, num_warps: int) -> list:
     """The tile loop `issue_profile` replays for a kernel that is not warp-specialised, with its port charges
     (what a microbenchmark's fit replays: benchmarks/sm_fill_gpu.py)."""
@@ -631,6 +677,9 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
     out = _issue_profile(sass, num_warps=num_warps, max_ctas=max_ctas, lat=lat, known=known, walk=walk)
     if out is not None and "groups" not in out:
         out.update(band_fields(sass, num_warps=num_warps, max_ctas=max_ctas, lat=lat))
+        rt = prologue_round_trips(sass)
+        if rt is not None:
+            out["prologue_round_trips"] = rt
     return out
 
 

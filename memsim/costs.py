@@ -113,6 +113,11 @@ class LaunchCost:
     spill_walk_l2: tuple = (0, 0)
     #: the kernel's code in bytes (`CompiledFacts.code_bytes`): read from DRAM once per launch after an L2 flush
     code_bytes: int = 0
+    #: memory round trips a CTA waits for in a row before its first trip of the tile loop can compute: 1 where its
+    #: first loads all go out at once; 2 where the prologue waits on some (K, V into shared memory) before it
+    #: issues the first trip's copies (kernels.sass.prologue_round_trips; memsim/MODEL.md "the prologue's round
+    #: trips")
+    prologue_round_trips: int = 1
 
 
 def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
@@ -205,6 +210,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
+    rtrips = 1
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
@@ -247,6 +253,9 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             start_s = cal.tma_descriptor_s[0] + cal.tma_descriptor_s[1] * n_desc
         issue_src = "replay"
         src += "; SASS replay (memsim.warp_issue)"
+        rtrips = int(rep.get("prologue_round_trips") or 1)
+        if rtrips > 1:
+            src += f"; {rtrips} load round trips before the first trip"
     elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
         # the SM issues warp_issue_per_sm_per_cycle warp instructions per clock, but a warp at most one: with
         # fewer resident warps than schedulers, the resident warps are the limit.  The engine books the
@@ -306,7 +315,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
-        masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f,
+        masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps

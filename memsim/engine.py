@@ -464,6 +464,8 @@ class LaunchModel:
         self.spill_trip_factors = getattr(cost, "spill_trip_factors", None)
         #: the CTA's code outside the tile loop
         self.cta_fixed_s = cost.cta_fixed_s
+        #: load round trips in a row before a CTA's first trip computes (LaunchCost.prologue_round_trips)
+        self.round_trips = getattr(cost, "prologue_round_trips", 1)
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
         #: a persistent CTA's code between its tiles, with each step that stores a tile's output
@@ -552,6 +554,7 @@ class LaunchModel:
         # flight, 0.86 us on the H100), else the preset's estimate; + the loaded excess below
         lat = self.dram_queue[1] if self.dram_queue else self.hw.mem_latency_s
         dq = self.dram_queue[0] if self.dram_queue else None
+        rtrips = self.round_trips
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
@@ -672,6 +675,10 @@ class LaunchModel:
                     if wait and dq is not None and frac:
                         # the DRAM's queues at the rate asked of it lately: the misses of this step wait longer
                         wait += frac * curve_latency_s(dq, self.dram.recent_Bps(now))
+                    if k == 0 and rtrips > 1:
+                        # the prologue waits on loads before it issues the first trip's (kernels.sass
+                        # .prologue_round_trips): that many round trips in a row before the first compute
+                        wait *= rtrips
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0

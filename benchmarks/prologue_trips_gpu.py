@@ -1,0 +1,194 @@
+"""One device call: what a CTA pays for each memory round trip its prologue waits for in a row (issue 8;
+memsim/MODEL.md "the prologue's round trips").
+
+flash2's dK/dV pass loads K and V into registers and stores them to shared memory -- the store waits for the
+loads -- before it issues the first Q / dO copies; its forward does the same with Q, its dQ pass with Q and dO.  A
+CTA that makes one or two trips of the tile loop therefore waits two DRAM round trips before it computes, and the
+engine charged one (the masked_band run's 2112-4224-CTA launches: dK/dV 14-31 % too fast with bytes exact).
+`kernels.sass.prologue_round_trips` counts them from the SASS (`_round_trip_levels`: a load issued after waiting
+for level L lands at level L + 1).
+
+The isolating program: each CTA reads `LOADS` tiles of BLOCK fp32 (1 KB each, one element per thread) and
+writes one.  `chain`: the
+address of tile t + 1 depends on a reduction of tile t (a comparison that is never true for the data, which the
+compiler cannot fold), so the loads go out one round trip after another -- LOADS round trips; `flat`: the same loads,
+the same bytes, all issued at once -- one round trip.  Grids of 1, 4 and 16 waves of 132 x 8 CTAs (8 warps each:
+8 per SM fill it by warps, so a wave is a round of CTAs); a wave's loads are 1 MB per level, a third of what the
+DRAM moves in one latency, so the launch is latency-bound.  Per wave, chain - flat is the difference of their round
+trips at the latency of the DRAM at that load.  The walk `prologue_round_trips` uses reads each variant's SASS
+(`--levels`, no GPU): chain LOADS levels, flat one -- `--analyse` divides by the walk's levels, not by LOADS.
+
+    run(command="python3 benchmarks/prologue_trips_gpu.py --out $OUT/prologue_trips.json", timeout_s=200)
+    python benchmarks/prologue_trips_gpu.py --analyse FILE    (per-wave excess per extra round trip, against the
+                                                               calibration's unloaded DRAM latency)
+    python benchmarks/prologue_trips_gpu.py --levels          (the SASS walk of every variant; CPU)
+
+Data only (no assertion).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+BLOCK = 256  # fp32 elements of one tile: 1 KB, one element per thread
+NUM_WARPS = 8
+CTAS_PER_SM = 8  # 64 warps: a full SM by warps, so a wave is a real round of CTAs
+WAVES = (1, 4, 16)
+LOADS = (1, 2, 3, 4)
+REPEATS = 50
+
+
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _mb_prologue_trips(src, dst, LOADS: tl.constexpr, CHAIN: tl.constexpr, BLOCK: tl.constexpr):
+        # registers only: tile t lives in `x` until it is summed into `acc`; each iteration reads 8 KB
+        pid = tl.program_id(0)
+        offs = tl.arange(0, BLOCK)
+        base = src + pid.to(tl.int64) * (LOADS * BLOCK)
+        acc = tl.zeros([BLOCK], tl.float32)
+        dep = 0
+        for t in tl.static_range(LOADS):
+            x = tl.load(base + t * BLOCK + offs + dep)
+            acc += x
+            if CHAIN:
+                # never true for the data (values in [0, 1)): the next address waits for this tile
+                dep = (tl.sum(x, axis=0) < -1.0).to(tl.int32)
+        tl.store(dst + pid.to(tl.int64) * BLOCK + offs, acc)
+    return _mb_prologue_trips
+
+
+def variants():
+    return [(n, chain) for n in LOADS for chain in ((False, True) if n > 1 else (False,))]
+
+
+def sass_levels() -> dict:
+    """{(loads, chain): round-trip levels} of every variant compiled for sm_90 (no GPU), by the walk
+    `kernels.sass.prologue_round_trips` uses (`_round_trip_levels`): the level its last loads land at."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from kernels.sass import _decode, _round_trip_levels, disassemble
+    k = _kernel()
+    out = {}
+    for n, chain in variants():
+        src = triton.compiler.ASTSource(fn=k, signature={"src": "*fp32", "dst": "*fp32", "LOADS": "constexpr",
+                                                         "CHAIN": "constexpr", "BLOCK": "constexpr"},
+                                        constexprs={"LOADS": n, "CHAIN": chain, "BLOCK": BLOCK})
+        c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": NUM_WARPS})
+        ins, _, _ = _decode(disassemble(c.asm["cubin"]))
+        _level, _groups, sb = _round_trip_levels(ins)
+        out[(n, chain)] = max(sb)
+    return out
+
+
+def levels() -> int:
+    for (n, chain), lv in sass_levels().items():
+        print(f"loads {n} {'chain' if chain else 'flat ':5s}: its loads land at level {lv}")
+    return 0
+
+
+def run(out: str) -> int:
+    import torch
+    import triton
+
+    k = _kernel()
+    dev = torch.cuda.current_device()
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    rows = []
+    for waves in WAVES:
+        ctas = sms * CTAS_PER_SM * waves
+        src = torch.rand(ctas * max(LOADS) * BLOCK, device="cuda")
+        dst = torch.empty(ctas * BLOCK, device="cuda")
+        flush = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")  # past the 50 MB L2: every launch cold
+        for n, chain in variants():
+            def launch():
+                k[(ctas,)](src, dst, LOADS=n, CHAIN=chain, BLOCK=BLOCK, num_warps=NUM_WARPS)
+            launch()
+            torch.cuda.synchronize()
+            ts = []
+            for _ in range(REPEATS):
+                flush.zero_()
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                launch()
+                b.record()
+                b.synchronize()
+                ts.append(a.elapsed_time(b) * 1e-3)
+            ok = torch.allclose(dst, src.view(ctas, max(LOADS), BLOCK)[:, :n].sum(1))
+            rows.append({"waves": waves, "ctas": ctas, "loads": n, "chain": chain, "time_s": statistics.median(ts),
+                         "times_s": ts, "bytes": ctas * (n + 1) * BLOCK * 4, "exact": bool(ok)})
+            print(f"waves {waves:2d} loads {n} {'chain' if chain else 'flat '}: {statistics.median(ts) * 1e6:8.2f} us"
+                  f"{'' if ok else '  WRONG RESULT'}", flush=True)
+        del src, dst, flush
+    doc = {"format": "prologue_trips/1",
+           "provenance": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          "gpu": torch.cuda.get_device_name(dev), "sm_count": sms, "torch": torch.__version__,
+                          "triton": triton.__version__, "cuda": torch.version.cuda,
+                          "command": "python3 benchmarks/prologue_trips_gpu.py --out " + out,
+                          "method": f"CUDA events, median of {REPEATS} launches, a 64 MB memset before each (cold "
+                                    f"L2); BLOCK {BLOCK} fp32, {NUM_WARPS} warps, {CTAS_PER_SM} CTAs per SM a wave"},
+           "points": rows}
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, out)
+    return 0
+
+
+def analyse(path: str) -> int:
+    """Per wave and per extra round trip: (chain - flat) / (waves x (loads - 1)), against the calibration's unloaded
+    DRAM latency (what the engine charges a round trip before the DRAM's queue term)."""
+    import memsim
+    from memsim.calibration import calibration_for, dram_queue_latency
+    doc = json.load(open(path))
+    hw = memsim.load_hardware("h100-sxm")
+    q = dram_queue_latency(calibration_for(hw), hw.dram_bw_Bps)
+    unloaded = q[1] if q else hw.mem_latency_s
+    by = {(r["waves"], r["loads"], r["chain"]): r for r in doc["points"]}
+    lv = sass_levels()
+    print(f"{doc['provenance']['gpu']}, {doc['provenance']['date']}; the engine's unloaded round trip "
+          f"{unloaded * 1e6:.2f} us")
+    print(f"{'waves':>5s} {'loads':>5s} {'levels':>6s} {'flat us':>8s} {'chain us':>9s} {'excess/wave/level us':>21s}")
+    per_all = []
+    for (waves, n, chain), r in sorted(by.items()):
+        if not chain:
+            continue
+        f = by[(waves, n, False)]
+        extra = lv[(n, True)] - lv[(n, False)]
+        per = (r["time_s"] - f["time_s"]) / (waves * extra) if extra else float("nan")
+        per_all.append(per)
+        print(f"{waves:5d} {n:5d} {lv[(n, False)]}->{lv[(n, True)]:<3d} {f['time_s'] * 1e6:8.2f} "
+              f"{r['time_s'] * 1e6:9.2f} {per * 1e6:21.3f}")
+    print(f"median excess per wave per level {statistics.median(per_all) * 1e6:.3f} us")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out")
+    ap.add_argument("--analyse")
+    ap.add_argument("--levels", action="store_true")
+    a = ap.parse_args(argv)
+    if a.levels:
+        return levels()
+    if a.analyse:
+        return analyse(a.analyse)
+    if not a.out:
+        ap.error("one of --out, --analyse, --levels")
+    return run(a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The prologue's round trips (memsim/MODEL.md "the prologue's round trips").
+
+A warp issues in order: an instruction that waits on a scoreboard holds back every instruction after it, so a load
+issued after a wait for level-L data lands at level L + 1 (`kernels.sass._round_trip_levels`).  flash2's dK/dV
+pass stores K and V to shared memory (the STS waits for their loads) before it issues the first Q / dO copies: two
+round trips before the first trip computes, where the engine charged one
+(`benchmarks/prologue_trips_gpu.py`; the masked_band run's one-block launches).
+"""
+from __future__ import annotations
+
+import pytest
+
+from memsim.warp_issue import Instr
+
+
+def _ldg(sb: int) -> Instr:
+    return Instr(op="LDG", stall=1, write_sb=sb)
+
+
+def _use(*sbs: int, op: str = "FADD") -> Instr:
+    return Instr(op=op, stall=1, wait_mask=sum(1 << b for b in sbs))
+
+
+def _copy() -> Instr:
+    return Instr(op="LDGSTS", stall=1)
+
+
+def _commit() -> Instr:
+    return Instr(op="LDGDEPBAR", stall=1, write_sb=0)
+
+
+def _depbar(n: int) -> Instr:
+    return Instr(op="DEPBAR", stall=1, depbar=(0, n))
+
+
+@pytest.mark.parametrize("name, prologue, level, groups, loads_at", [
+    ("loads all at once", [_ldg(2), _ldg(3), _ldg(2)], 0, [], 1),
+    ("used, nothing after", [_ldg(2), _use(2)], 1, [], 1),
+    ("K, V stored, then the Q copies (flash2 dK/dV)",
+     [_ldg(2), _ldg(3), _use(2, 3, op="STS"), _copy(), _copy(), _commit(), _copy(), _commit()], 1, [2, 2], 1),
+    ("copies first, then K, V stored (one round trip)",
+     [_copy(), _commit(), _ldg(2), _use(2, op="STS")], 1, [1], 1),
+    ("a load whose address needs the previous one",
+     [_ldg(2), _use(2), _ldg(3), _use(3), _ldg(4)], 2, [], 3),
+    ("a wait on a scoreboard an earlier load shares waits for that one too",
+     [_ldg(5), _ldg(2), _use(2), _ldg(5), _use(5)], 2, [], 2),
+    ("DEPBAR.LE SB0, 1 waits for all but the newest group",
+     [_copy(), _commit(), _depbar(0), _copy(), _commit(), _copy(), _commit(), _depbar(1)], 2, [1, 2, 2], 0),
+])
+def test_round_trip_levels(name, prologue, level, groups, loads_at):
+    from kernels.sass import _round_trip_levels
+    got_level, got_groups, sb = _round_trip_levels(prologue)
+    assert (got_level, got_groups, max(sb)) == (level, groups, loads_at), (
+        f"{name}: waited for level {got_level} (want {level}), groups at {got_groups} (want {groups}), "
+        f"register loads land at {max(sb)} (want {loads_at})")
+
+
+class _OneStep:
+    """CTAs of one step each: 16 KB of loads, then a short compute (the engine's minimal work interface)."""
+    name, dependent_loop, cta_l1_bytes, launch, num_warps = "prologue", False, None, None, 4
+
+    def __init__(self, num_ctas: int):
+        self.num_ctas = num_ctas
+
+    def cta_steps(self, idx):
+        nb = 16 << 10
+        return [([(("t", idx), 1, nb, nb, -1, nb)], [], 1.0e6, 0, 1)]
+
+
+@pytest.mark.parametrize("trips", [1, 2, 3])
+def test_engine_waits_the_round_trips_in_a_row(trips):
+    """One SM slot, CTAs one after another: each extra round trip adds the first step's wait once per CTA."""
+    from memsim.costs import LaunchCost
+    from memsim.engine import L2Cache, LaunchModel
+    from memsim.hardware import load_hardware
+    hw = load_hardware("h100-sxm")
+
+    def run(rt):
+        cost = LaunchCost(name="prologue", num_warps=4, regs_per_thread=64, ctas_per_sm=1, occupancy_limit="warps",
+                          sec_per_flop=1e-15, sec_per_exp=1e-12, issue_s_per_tile=0.0,
+                          spill_l2_write_bytes_per_tile=0, spill_l2_read_bytes_per_tile=0,
+                          spill_dram_write_fraction=0.0, spill_dram_read_fraction=0.0, facts_source="test",
+                          prologue_round_trips=rt)
+        hw1 = hw.__class__(**{**hw.__dict__, "num_sms": 1})
+        m = LaunchModel(hw1, _OneStep(4), L2Cache(50 << 20), cost, num_stages=2, dram_Bps=3e12,
+                        launch_overhead_s=0.0)
+        m.progress = None
+        m.run()
+        return m.end_time
+    base, more = run(1), run(trips)
+    want = 4 * (trips - 1) * hw.mem_latency_s
+    assert more - base == pytest.approx(want, rel=1e-6), (
+        f"{trips} round trips: {(more - base) * 1e6:.3f} us more than one, want {want * 1e6:.3f}")
+
+
+def test_flash2_dkdv_compiled_waits_two_round_trips():
+    """flash2's dK/dV pass compiled for sm_90 on this CPU from the table entry's own launch: K and V stored to
+    shared memory before the first Q / dO copies -- two round trips."""
+    pytest.importorskip("triton")
+    from kernels import sass as S
+    try:
+        S.nvdisasm_path()
+    except S.SassError as e:
+        pytest.skip(str(e))
+    from memsim import compiled
+    e = next((e for k, e in compiled.load_table("sm90").items()
+              if k.startswith("flash2_bwd_dkdv|fp16|d64|bm64|bn32|w4|st2|") and "groups" not in (e.get("issue") or {})),
+             None)
+    if e is None:
+        pytest.skip("no flash2 dK/dV fp16 d64 64x32 entry in the table")
+    import os
+    import subprocess
+    import sys
+    code = ("import json, sys\nfrom kernels import compiled_facts as cf, sass as S\n"
+            f"e = json.loads({__import__('json').dumps(__import__('json').dumps(e))})\n"
+            "print(S.prologue_round_trips(S.disassemble(cf._compile_entry(e, 'sm90').asm['cubin'])))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "2", r.stdout[-500:]
