@@ -6,7 +6,9 @@ graph context).  --check compares the A/B's json with them.  No GPU.
 Pages "ordered" (the contiguous cache read through the identity block table) are predicted as the same paged launch
 with `PAGE_SCATTER_READ`'s factor at 1: the model's hypothesis that a page order only scales the launch's DRAM rate
 (session 13).  The SimPy model has no page order (the same figure for both orders).  "default" is what kernels.decode
-picks on the GPU (`kernels.decode_kv.choose_schedule`; on a paged cache without page_prefetch, as decode_plan runs it).
+picks on the GPU (`kernels.decode_kv.choose_schedule`; on a paged cache without page_prefetch, as decode_plan ran it
+in session 15's first call; with it since `PAGED_PREFETCH_DEFAULT`); "s14" / "s14pf" the session-14 default's pick
+(`session14_pick`).
 
     python benchmarks/decode_ab_predict.py --write reports/h100-sxm/decode/ab-predictions-s15.json \\
         --shapes 8x1024,8x32768 --variants ... --paged-variants ... --page-order shuffled,ordered
@@ -43,15 +45,37 @@ def pages_in_order(preset: str):
             inference.PAGE_SCATTER_READ[preset] = old
 
 
+def session14_pick(p, prefetch: bool):
+    """kernels.decode's default of session 14 (before TILE_CANDIDATES and PAGED_PREFETCH_DEFAULT): the rule's split
+    count on the 64-key tile with the default combine, or SPLIT_D_TILE where `_split_d_candidate` applies and the
+    graph form predicts it faster; paged caches with page_prefetch = `prefetch` (off was that default's; on is what
+    the benchmark's goal rows ran)."""
+    from kernels.decode_kv import FUSED_DEFAULT_MAX_SPLITS, _auto, _split_d_candidate, device_facts
+    from memsim.inference import DecodeSchedule, estimate_time_graph_s
+    base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True, page_prefetch=prefetch and p.paged)
+    c, _ = _auto(p, base, None)
+    sc = replace(base, num_splits=c, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
+    alt = _split_d_candidate(p, base, c)
+    f = device_facts(None)
+    if alt is not None and estimate_time_graph_s(p, alt, f)["time_s"] < estimate_time_graph_s(p, sc, f)["time_s"]:
+        return alt
+    return sc
+
+
 def resolve(B: int, N: int, page, variant: str):
-    """(problem, schedule) of one A/B row as decode_splitd_ab.py launches it."""
+    """(problem, schedule) of one A/B row as decode_splitd_ab.py launches it: "default" kernels.decode's default
+    now (paged: page_prefetch on, `kernels.decode_kv.PAGED_PREFETCH_DEFAULT`), "s14" / "s14pf" `session14_pick`
+    with page_prefetch off / on, else S/block_n/num_stages/split_d/combine (paged: page_prefetch on)."""
     from benchmarks.decode_splitd_ab import schedule_of
-    from kernels.decode_kv import _auto_tile
+    from kernels.decode_kv import PAGED_PREFETCH_DEFAULT, _auto_tile
     from memsim.inference import DecodeProblem, DecodeSchedule
     p = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16", page_size=page)
     if variant == "default":
-        base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)  # default_decode_schedule(cuda)
+        base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True,
+                              page_prefetch=page is not None and PAGED_PREFETCH_DEFAULT)
         return p, _auto_tile(p, base, None, True)[0]
+    if variant in ("s14", "s14pf"):
+        return p, session14_pick(p, variant == "s14pf")
     s = schedule_of(variant)
     return p, (replace(s, page_prefetch=True) if page else s)
 

@@ -4,7 +4,8 @@ on sequence 0 first.  n cache copies per CUDA graph (>= --rotate-mb, as benchmar
 medians twice; paged rows read the same values through shuffled pages (page_prefetch on, as the benchmark's).
 
 A variant is S/block_n/num_stages/split_d/combine (combine: none, pdl or fused); "default" is kernels.decode without a
-schedule.  bf16, d = 128, 32 / 8 heads, one query token.
+schedule; "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
+(`benchmarks.decode_ab_predict.session14_pick`).  bf16, d = 128, 32 / 8 heads, one query token.
 
     PYTHONPATH=. python3 benchmarks/decode_splitd_ab.py --out /tmp/sd.json
 """
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from triton.testing import do_bench
 
+    from benchmarks.decode_ab_predict import resolve
     from benchmarks.decode_cold import graph_time_s, rotated_caches
     from kernels.decode_kv import decode, decode_plan
     from kernels.testing import check_rule
@@ -126,6 +128,9 @@ def main(argv=None) -> int:
                 if variant == "default":
                     sch, kw = None, {}
                     _, s, _ = decode_plan(q, xsets[0][1], xsets[0][2], lens, block_table=bt_of(xsets[0]))
+                elif variant in ("s14", "s14pf"):
+                    s = resolve(B, N, None, variant)[1]
+                    kw = {"schedule": s}
                 else:
                     sch = schedule_of(variant)
                     s, kw = sch, {"schedule": sch}
@@ -151,6 +156,9 @@ def main(argv=None) -> int:
                         if v == "default":
                             _, s, _ = decode_plan(q, psets[0][1], psets[0][2], lens, block_table=psets[0][4])
                             kw = {}
+                        elif v in ("s14", "s14pf"):
+                            s = resolve(B, N, ps, v)[1]
+                            kw = {"schedule": s}
                         else:
                             s = replace(schedule_of(v), page_prefetch=True)
                             kw = {"schedule": s}

@@ -24,7 +24,8 @@ import triton.language as tl
 
 from memsim.inference import (COMBINE_NUM_WARPS, DecodeProblem, DecodeSchedule, DeviceFacts, auto_num_splits,
                               block_m_for, combine_block_s, estimate_time_graph_s, fused_block_splits, fused_combine,
-                              decode_launches, heads_per_cta, loop_compute_s, units_per_seq)
+                              decode_launches, heads_per_cta, loop_compute_s, split_regs_per_thread,
+                              split_shared_bytes, units_per_seq)
 from memsim.schedule import KERNEL_HEAD_DIMS, ScheduleError, require_bool
 
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
@@ -475,24 +476,56 @@ def _split_d_candidate(p: DecodeProblem, s: DecodeSchedule, c: int) -> DecodeSch
     return alt
 
 
+#: the other K/V tiles kernels.decode's default weighs, each at the rule's own split count for it and the default
+#: combine (session 15): 128-key tiles (one buffer of 64 KB in flight per tile; 139 KB of shared memory, one CTA per
+#: SM).  H100, rotated caches, CUDA graphs, SDPA cuDNN in the same process (reports/h100-sxm/decode/s15-call1/
+#: b64-tiles.json, 2026-11-27 02:41 UTC): 64 x 8k the session-14 default (S = 4, 64-key tiles) 718.0 us, bn128 S = 1
+#: 693.7 (1.004x cuDNN), S = 2 fused 695.7; 64 x 1k 95.67 -> 93.70 (bn32 S = 1 92.38, cuDNN 92.13).  The rule's form
+#: predicted those rows before the call within 4.5 % (bn128 64 x 8k +0.4 %, 64 x 1k -4.5 %); it is what ranks them.
+TILE_CANDIDATES = ({"block_n": 128},)
+
+
+def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
+    """(schedule, why) of each TILE_CANDIDATES tile on schedule `s` at the rule's split count for that tile and the
+    default combine, where the preset admits the tile (shared memory, registers: at least one CTA per SM) and the
+    model knows its loop (memsim/decode_compiled_sm90.json: a measured or class compute per tile)."""
+    from dataclasses import replace
+    f = device_facts(device_index)
+    out = []
+    for t in TILE_CANDIDATES:
+        alt = replace(s, **t)
+        if alt == s or loop_compute_s(p, alt, f) is None or \
+                f.ctas_per_sm(split_shared_bytes(p, alt), alt.num_warps, split_regs_per_thread(p, alt)) < 1:
+            continue
+        c, why = _auto(p, alt, device_index)
+        out.append((replace(alt, num_splits=c, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS),
+                    f"block_n {alt.block_n}: {why}"))
+    return out
+
+
 @functools.lru_cache(maxsize=4096)
 def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: bool):
     """(schedule, why): the rule's split count on `base` with the default's combine there (fused at S <=
-    FUSED_DEFAULT_MAX_SPLITS on the GPU), or `_split_d_candidate` where it applies and `estimate_time_graph_s` predicts
-    it faster."""
+    FUSED_DEFAULT_MAX_SPLITS on the GPU), or on the GPU whichever of `_split_d_candidate` and `_tile_candidates`
+    `estimate_time_graph_s` predicts fastest (the default tile on a tie)."""
     from dataclasses import replace
     c, why = _auto(problem, base, device_index)
     sc = replace(base, num_splits=c)
-    if gpu:
-        sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
-    alt = _split_d_candidate(problem, base, c) if gpu else None
-    if alt is not None:
-        f = device_facts(device_index)
-        t_alt, t_sc = estimate_time_graph_s(problem, alt, f)["time_s"], estimate_time_graph_s(problem, sc, f)["time_s"]
-        if t_alt < t_sc:
-            return alt, (f"split_d {alt.split_d}, block_n {alt.block_n}, 1 split: predicted {t_alt * 1e6:.1f} us in a "
-                         f"CUDA graph vs {t_sc * 1e6:.1f} us at the default tile's {why}")
-    return sc, why
+    if not gpu:
+        return sc, why
+    sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
+    f = device_facts(device_index)
+    best, best_why, t_best = sc, why, estimate_time_graph_s(problem, sc, f)["time_s"]
+    alt = _split_d_candidate(problem, base, c)
+    cands = ([(alt, f"split_d {alt.split_d}, block_n {alt.block_n}, 1 split")] if alt is not None else []) + \
+        _tile_candidates(problem, base, device_index)
+    for s2, w2 in cands:
+        t2 = estimate_time_graph_s(problem, s2, f)["time_s"]
+        if t2 < t_best:
+            best, best_why, t_best = s2, (f"{w2}: predicted {t2 * 1e6:.1f} us in a CUDA graph vs "
+                                          f"{estimate_time_graph_s(problem, sc, f)['time_s'] * 1e6:.1f} us at the "
+                                          f"default tile's {why}"), t2
+    return best, best_why
 
 
 def choose_schedule(p: DecodeProblem, s: DecodeSchedule, device) -> tuple:
@@ -509,6 +542,16 @@ def choose_schedule(p: DecodeProblem, s: DecodeSchedule, device) -> tuple:
         c, why = _auto(p, s, idx)
         return replace(s, num_splits=c), why
     return _auto_tile(p, s, idx, True)
+
+
+#: kernels.decode's default on a paged cache on the GPU loads the block-table entries of the next K/V tile one tile
+#: ahead (DecodeSchedule.page_prefetch), so that the tile loop stays pipelined (without it Triton keeps one buffer:
+#: the K/V addresses depend on a load in the same iteration).  Until session 15 the default left it off, while every
+#: benchmark row of the goals ran it on.  H100, benchmark run 5 (reports/h100-sxm/decode/bench-session11-run5/, caches
+#: rotated, 2026-11-26 17:35 UTC): on all 28 paged shapes (batch 1 / 8 / 64, 1k-128k, 16- and 64-row pages, each at
+#: its auto split count) prefetch on took 0.910-1.000x the time of prefetch off (64 x 1k paged16 98.13 vs 107.84 us,
+#: 8 x 1k paged16 19.03 vs 20.00); exact on the card with and without it (kernels.decode_testing's prefetch cases).
+PAGED_PREFETCH_DEFAULT = True
 
 
 def _default_combine(s: DecodeSchedule, num_splits: int, device) -> DecodeSchedule:
@@ -541,6 +584,9 @@ def decode_plan(q, k_cache, v_cache, cache_seqlens, *, cu_seqlens_q=None, max_se
     p = DecodeProblem(Hq, Hkv, d, (Nq,) * B, (cap,) * B, dtype=DTYPE_NAMES[q.dtype], page_size=page, scale=scale,
                       capacity_kv=cap)
     s = schedule if schedule is not None else default_decode_schedule(q.device)
+    if schedule is None and page is not None and q.device.type == "cuda" and PAGED_PREFETCH_DEFAULT:
+        from dataclasses import replace as _replace
+        s = _replace(s, page_prefetch=True)
     if not isinstance(s, DecodeSchedule):
         raise TypeError(f"schedule must be a memsim.inference.DecodeSchedule, got {type(s).__name__}")
     from dataclasses import replace

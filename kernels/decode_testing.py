@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     fails = 0
     todo = [(n, c, None) for n, c in CASES.items()]
     for pf in (False, True):
-        for page, bn in ((16, 64), (64, 64), (16, 16), (7, 32)):
+        for page, bn in ((16, 64), (64, 64), (16, 16), (7, 32), (16, 128), (64, 128)):
             todo.append((f"prefetch{pf}_page{page}_bn{bn}", (3, 1, 8, 2, 64, [300, 1, 129], "bf16", page, None),
                          DecodeSchedule(num_splits=2, block_n=bn, num_warps=4, num_stages=3, page_prefetch=pf)))
     for pack in (False,):
@@ -283,6 +283,12 @@ def main(argv=None) -> int:
         for S in ((1, None) if page is None else (None,)):
             todo.append((f"big_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, S), None))
     todo.append(("big_q4_mqa", (2, 4, 16, 1, 128, [5000, 3], "fp16", 64, None), None))
+    # kernels.decode's 128-key tile (TILE_CANDIDATES, session 15) at the benchmark's heads: one split and three (pdl)
+    for page in (None, 16, 64):
+        for S, pdl in ((1, False), (3, True)):
+            todo.append((f"big_bn128_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, None),
+                         DecodeSchedule(num_splits=S, block_n=128, num_warps=4, num_stages=3, combine_pdl=pdl,
+                                        page_prefetch=page is not None)))
     if only == "varlen":
         todo = []
     flag = "combine_fused" if a.fused else "combine_pdl" if a.pdl else None

@@ -160,14 +160,28 @@ def test_default_picks_split_d_where_the_card_ran_it_faster():
     assert len(slower) == 13
 
 
+AB15 = Path(__file__).resolve().parents[1] / "reports/h100-sxm/decode/s15-call1/b64-tiles.json"
+
+
 def test_default_picks_within_5pct_of_the_session14_ab():
-    """On the split_d A/B's contiguous shapes the default's pick is within 5 % of the best variant measured there
-    (split_d 2 / bn128 at 8 x 1k and 8 x 8k, the default tile at batch 1)."""
-    rows = [x for x in _ab_rows() if x[0]["layout"] == "contiguous"]
-    for (B, N) in {(r["batch"], r["context"]) for r, _, _ in rows}:
-        here = [(r, s) for r, p, s in rows if (r["batch"], r["context"]) == (B, N)]
+    """On the contiguous shapes of the split_d A/B (session 14) and the batch-64 tile A/B (session 15, call 1) the
+    default's pick is within 5 % of the best variant measured in the same call (split_d 2 / bn128 at 8 x 1k and 8 x
+    8k, the default tile at batch 1, the 128-key tile at batch 64: 64 x 1k 93.70 us vs bn32's 92.38, 64 x 8k the
+    best); every shape's pick was measured in at least one of the calls."""
+    from memsim.inference import decode_schedule_from_dict
+    groups = {}
+    for src in (AB14, AB15):
+        for r in json.loads(src.read_text())["rows"]:
+            if r["impl"] == "decode" and r["layout"] == "contiguous":
+                groups.setdefault((r["batch"], r["context"]), {}).setdefault(src.name, []).append(
+                    (r, decode_schedule_from_dict(r["schedule"])))
+    for (B, N), calls in groups.items():
         pick = _pick(B, N, None)
-        got = [r["us"] for r, s in here if (s.block_n, s.split_d, s.num_splits, s.combine_fused) ==
-               (pick.block_n, pick.split_d, pick.num_splits, pick.combine_fused)]
-        assert got, (B, N, pick)
-        assert min(got) <= min(r["us"] for r, _ in here) * 1.05, (B, N, pick)
+        key = (pick.block_n, pick.split_d, pick.num_splits, pick.combine_fused)
+        seen = 0
+        for here in calls.values():
+            got = [r["us"] for r, s in here if (s.block_n, s.split_d, s.num_splits, s.combine_fused) == key]
+            if got:
+                seen += 1
+                assert min(got) <= min(r["us"] for r, _ in here) * 1.05, (B, N, pick)
+        assert seen, (B, N, pick)
