@@ -644,8 +644,11 @@ FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
 #: default path, the same kernel) -> fuse -> fuse_ws: N=1024 369 -> 379 -> 384 TFLOP/s (every fuse_ws round above
 #: every registered one), N=4096 474 -> 488 -> 491 (rounds 480-492 vs 457-494), N=16384 534 -> 507 -> 477 (slower:
 #: the tail); SDPA cuDNN 388 / 491 / 500 (benchmarks/results/hopper-h100-2026-11-27-run17.md).  Adopted where
-#: measured: d=128, fp16, non-causal, N <= 4096; bf16 and causal wait for a timed run
-FA3_BWD_DQ_FUSE = {"head_dims": (128,), "dtypes": ("fp16",), "causal": (False,), "max_seq_q": 4096,
+#: measured: d=128, fp16, non-causal, N <= 4096.  Session 16 (run19, H100, 5 rounds; run18 3 rounds): bf16
+#: non-causal fuse_ws / three launches N=1024 393 / 372 (1.056x; run18 1.069x), N=4096 492 / 486 (1.014x; run18
+#: 0.987x) -- widened to bf16; causal 0.99 / 0.99 (run18 0.99 / 0.99) and N=16384 0.91-0.98: not folded
+#: (benchmarks/results/hopper-h100-2026-11-27-run19.md)
+FA3_BWD_DQ_FUSE = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "causal": (False,), "max_seq_q": 4096,
                    "zero_ws": True}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
