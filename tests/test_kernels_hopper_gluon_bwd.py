@@ -548,14 +548,16 @@ def test_fa3_backward_dq_fuse_registry_and_model(causal, zero_ws, monkeypatch):
 
 def test_fa3_backward_dq_fuse_registered_cells():
     """Where the registry folds the conversion in (run17: d=128, fp16, non-causal, N <= 4096, with the zeroed
-    workspace) and where it keeps three launches (bf16, causal, N=16384 and d=64: not measured faster)."""
+    workspace; run19, session 16: bf16 too) and where it keeps three launches (causal, N=16384 and d=64: not
+    measured faster)."""
     from memsim.algorithms_hopper import fa3_bwd_dq_fuse, fa3_bwd_dq_zero_ws
     s = Schedule(ALG, "bwd", 64, 128, 4, 2)
     for n in (1024, 4096):
-        p = AttentionProblem(16384 // n, 16, 16, n, n, 128, dtype="fp16")
-        assert fa3_bwd_dq_fuse(p, s) and fa3_bwd_dq_zero_ws(p, s)
-        assert [x.name for x in kernel_launches(p, s)] == ["hopper_bwd_preprocess", "hopper_fa3_bwd"]
-    for p in (AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16"),
+        for dt in ("fp16", "bf16"):
+            p = AttentionProblem(16384 // n, 16, 16, n, n, 128, dtype=dt)
+            assert fa3_bwd_dq_fuse(p, s) and fa3_bwd_dq_zero_ws(p, s)
+            assert [x.name for x in kernel_launches(p, s)] == ["hopper_bwd_preprocess", "hopper_fa3_bwd"]
+    for p in (AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="bf16", causal=True),
               AttentionProblem(16, 16, 16, 1024, 1024, 128, dtype="fp16", causal=True),
               AttentionProblem(1, 16, 16, 16384, 16384, 128, dtype="fp16"),
               AttentionProblem(16, 32, 32, 1024, 1024, 64, dtype="fp16")):
