@@ -477,24 +477,38 @@ def _split_d_candidate(p: DecodeProblem, s: DecodeSchedule, c: int) -> DecodeSch
 
 
 #: the other K/V tiles kernels.decode's default weighs, each at the rule's own split count for it and the default
-#: combine (session 15): 128-key tiles (one buffer of 64 KB in flight per tile; 139 KB of shared memory, one CTA per
-#: SM).  H100, rotated caches, CUDA graphs, SDPA cuDNN in the same process (reports/h100-sxm/decode/s15-call1/
-#: b64-tiles.json, 2026-11-27 02:41 UTC): 64 x 8k the session-14 default (S = 4, 64-key tiles) 718.0 us, bn128 S = 1
-#: 693.7 (1.004x cuDNN), S = 2 fused 695.7; 64 x 1k 95.67 -> 93.70 (bn32 S = 1 92.38, cuDNN 92.13).  The rule's form
-#: predicted those rows before the call within 4.5 % (bn128 64 x 8k +0.4 %, 64 x 1k -4.5 %); it is what ranks them.
+#: combine (session 15): 128-key tiles (two tiles of 64 KB in flight; 139 KB of shared memory, one CTA per SM).  H100,
+#: rotated caches, CUDA graphs, SDPA cuDNN in the same process.  Call 1 (reports/h100-sxm/decode/s15-call1/, 02:41 UTC):
+#: 64 x 8k the session-14 default (S = 4, 64-key tiles) 718.0 us, bn128 S = 1 693.7 (1.004x cuDNN); 64 x 1k 95.67 ->
+#: 93.70 (bn32 92.38, cuDNN 92.13).  Call 2 (reports/h100-sxm/decode/s15-call2/, 02:53 UTC, the rule's picks beside
+#: the session-14 default in the same run, predicted before the call): contiguous 64 x 1k / 8k / 16k / 32k 0.984 /
+#: 0.964 / 0.984 / 0.988 of the time, 1.005-1.007x cuDNN from 8k on; on PAGED caches mixed (16-row pages 0.934 / 0.992
+#: / 0.998 / 1.013 at batch 64 and 1.118 at 8 x 1k; 64-row 1.018 / 0.989 / 0.986 / 1.002, 8 x 1k 0.997) -- there the
+#: form, whose 128-key paged loops take the compute per tile of a class ratio measured on 64-key tiles, was 11 % fast
+#: at 8 x 1k paged16.  So a tile is weighed only where the `loop` microbenchmark measured that loop itself
+#: (`_own_loop_measured`): today the contiguous 128-key tile.
 TILE_CANDIDATES = ({"block_n": 128},)
+
+
+def _own_loop_measured(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> bool:
+    """Whether the `loop` microbenchmark measured this loop's own compute per tile (memsim/decode_compiled_sm90.json
+    "measured_loop" holds a variant of the same tile, stages, warps, head dim, dtype, layout and rows), not only its
+    layout class's ratio."""
+    from memsim.inference import _loop_key_base, measured_loop_compute
+    base = _loop_key_base(p, s) + "-"
+    return any(k.startswith(base) for k in ((measured_loop_compute(f.name) or {}).get("variants") or {}))
 
 
 def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
     """(schedule, why) of each TILE_CANDIDATES tile on schedule `s` at the rule's split count for that tile and the
     default combine, where the preset admits the tile (shared memory, registers: at least one CTA per SM) and the
-    model knows its loop (memsim/decode_compiled_sm90.json: a measured or class compute per tile)."""
+    `loop` microbenchmark measured the tile's own loop (`_own_loop_measured`)."""
     from dataclasses import replace
     f = device_facts(device_index)
     out = []
     for t in TILE_CANDIDATES:
         alt = replace(s, **t)
-        if alt == s or loop_compute_s(p, alt, f) is None or \
+        if alt == s or not _own_loop_measured(p, alt, f) or loop_compute_s(p, alt, f) is None or \
                 f.ctas_per_sm(split_shared_bytes(p, alt), alt.num_warps, split_regs_per_thread(p, alt)) < 1:
             continue
         c, why = _auto(p, alt, device_index)

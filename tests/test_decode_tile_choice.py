@@ -1,0 +1,117 @@
+"""kernels.decode's default (issue 12, session 15): the 128-key tile weighed at its own rule split where the `loop`
+microbenchmark measured that loop (`kernels.decode_kv.TILE_CANDIDATES`, `_own_loop_measured`), and a paged cache's
+table entries loaded one tile ahead (`PAGED_PREFETCH_DEFAULT`) -- checked against the card's runs, no GPU here.
+
+Data: reports/h100-sxm/decode/s15-call2/ab.json (H100 80GB HBM3, 2026-11-27 02:53 UTC: the rule's picks of the call
+("default"), the session-14 default with page_prefetch on ("s14pf") and off ("s14", the old public default on paged
+caches), rotated caches, CUDA-graph medians, SDPA cuDNN in the same process) and benchmark run 5
+(reports/h100-sxm/decode/bench-session11-run5/, every paged shape with page_prefetch off and on)."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from memsim.inference import DecodeProblem, DecodeSchedule, decode_schedule_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CALL2 = ROOT / "reports/h100-sxm/decode/s15-call2/ab.json"
+RUN5 = ROOT / "reports/h100-sxm/decode/bench-session11-run5/decode-bench.json"
+
+
+def _rows():
+    return [r for r in json.loads(CALL2.read_text())["rows"] if r["impl"] == "decode"]
+
+
+def _pick(B, N, page):
+    from kernels.decode_kv import PAGED_PREFETCH_DEFAULT, _auto_tile
+    p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16", page_size=page)
+    base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True,
+                          page_prefetch=page is not None and PAGED_PREFETCH_DEFAULT)
+    return _auto_tile(p, base, None, True)[0]
+
+
+def _key(s: DecodeSchedule):
+    return (s.block_n, s.num_splits, s.split_d, s.page_prefetch, s.combine_fused)
+
+
+def test_default_picks_what_ran_faster_in_call_2():
+    """Every (shape, layout) of call 2: today's pick was timed there, and it ran no slower than the session-14
+    default with prefetch (within the run's 2 % spread) and faster than the old public paged default (prefetch off);
+    contiguous batch 64 runs the 128-key tile, 1.2-3.6 % faster (0.984 / 0.964 / 0.984 / 0.988 of the time at 1k /
+    8k / 16k / 32k), >= 1.0x cuDNN from 8k keys on."""
+    rows = _rows()
+    cudnn = {(r["batch"], r["context"]): r["us"] for r in json.loads(CALL2.read_text())["rows"]
+             if r["impl"] == "sdpa_cudnn"}
+    shapes = {(r["batch"], r["context"], r["layout"]) for r in rows if not r["layout"].endswith("-ordered")}
+    assert len(shapes) == 15
+    for B, N, lay in shapes:
+        page = None if lay == "contiguous" else int(lay[len("paged"):])
+        pick = _pick(B, N, page)
+        here = [r for r in rows if (r["batch"], r["context"], r["layout"]) == (B, N, lay)]
+        got = [r["us"] for r in here if _key(decode_schedule_from_dict(r["schedule"])) == _key(pick)]
+        assert got, (B, N, lay, pick)
+        ref = {r["variant"]: r["us"] for r in here}
+        if "s14pf" in ref:
+            assert min(got) <= ref["s14pf"] * 1.02, (B, N, lay)
+        if "s14" in ref:
+            assert min(got) < ref["s14"], (B, N, lay)
+        if page is None and B == 64:
+            assert pick.block_n == 128 and pick.split_d == 1
+            assert min(got) < ref["s14"] * 0.99, (B, N)
+            if N >= 8192:
+                assert cudnn[B, N] / min(got) >= 1.0, (B, N)
+
+
+def test_paged_128_key_tile_not_weighed_where_its_loop_was_not_measured():
+    """The 128-key tile on paged caches ran 11.8 % slower at 8 x 1k paged16 (20.25 vs 18.11 us) and was mixed at
+    batch 64, where the form -- its paged 128-key loops priced by a class ratio measured on 64-key tiles -- ranked it
+    first: kernels.decode does not weigh it there (`_own_loop_measured`).  If the `loop` microbenchmark measures the
+    paged 128-key loops, this test and TILE_CANDIDATES' comment change together."""
+    from kernels.decode_kv import _own_loop_measured, device_facts
+    f = device_facts(None)
+    for page in (16, 64):
+        p = DecodeProblem.uniform(8, 32, 8, 128, 1024, dtype="bf16", page_size=page)
+        assert not _own_loop_measured(p, DecodeSchedule(block_n=128, page_prefetch=True), f)
+        assert _pick(8, 1024, page).block_n == 64
+    rows = {(r["layout"], r["variant"]): r["us"] for r in _rows() if (r["batch"], r["context"]) == (8, 1024)}
+    assert rows["paged16", "default"] > rows["paged16", "s14pf"] * 1.1  # call 2's paged16 bn128 pick (before the check)
+    assert _own_loop_measured(DecodeProblem.uniform(64, 32, 8, 128, 1024, dtype="bf16"),
+                              DecodeSchedule(block_n=128), f)
+
+
+def test_paged_prefetch_default_ran_faster():
+    """page_prefetch on ran faster than off on 27 of run 5's 28 paged shapes (0.91-0.998x) and tied on the last (8 x
+    32k paged64: 359.59 vs 359.53 us), and faster on call 2's 4 pairs (s14pf vs s14: 0.91-0.97x)."""
+    from kernels.decode_kv import PAGED_PREFETCH_DEFAULT
+    assert PAGED_PREFETCH_DEFAULT
+    recs = [r for r in json.loads(RUN5.read_text())["records"] if r["impl"] == "decode" and r["layout"] != "contiguous"
+            and r.get("auto") and r.get("ms") and r.get("timing") != "eager" and not r.get("tune")]
+    by = {}
+    for r in recs:
+        by.setdefault((r["batch"], r["context"], r["layout"]), {})[bool(r.get("page_prefetch"))] = r["ms"]
+    ratios = [v[True] / v[False] for v in by.values() if len(v) == 2]
+    assert len(ratios) == 28 and sum(x < 1.0 for x in ratios) == 27 and min(ratios) < 0.92
+    assert max(ratios) < 1.001  # the tie
+    rows = {(r["batch"], r["context"], r["layout"], r["variant"]): r["us"] for r in _rows()}
+    pairs = [(rows[k[:3] + ("s14pf",)], v) for k, v in rows.items() if k[3] == "s14" and k[2] != "contiguous"]
+    assert len(pairs) == 4 and all(on < off for on, off in pairs)
+
+
+def test_form_on_call_2_predicted_before_the_call():
+    """The rule's graph form on call 2's rows (predicted before the call, reports/h100-sxm/decode/
+    s15b-predictions.json) -- recomputed with today's model: within 10 % but the named misses (the 128-key tile at
+    8 x 1k paged16 -11 %, split_d paged16 at 8 x 1k -13 %), median under 3 %."""
+    from kernels.decode_kv import device_facts
+    from memsim.inference import estimate_time_graph_s
+    f = device_facts(None)
+    errs, misses = [], []
+    for r in _rows():
+        page = None if r["layout"] == "contiguous" else int(r["layout"][len("paged"):])
+        p = DecodeProblem.uniform(r["batch"], 32, 8, 128, r["context"], dtype="bf16", page_size=page)
+        s = decode_schedule_from_dict(r["schedule"])
+        e = estimate_time_graph_s(p, s, f)["time_s"] * 1e6 / r["us"] - 1
+        (misses if (page == 16 and s.block_n == 128 and r["batch"] == 8) else errs).append(e)
+    assert len(errs) == 33 and max(abs(e) for e in errs) <= 0.10, errs
+    assert statistics.median(abs(e) for e in errs) <= 0.03
+    assert len(misses) == 2 and all(e < -0.08 for e in misses), misses  # named misses: update MODEL.md if they pass
