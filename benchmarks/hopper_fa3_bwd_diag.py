@@ -89,6 +89,9 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # reuse wait made a full completion wait; the last K/V block of each Q block converts its tile)
                 "fuse_step": dict(DQ_FUSE=True, DQ_ZERO_WS=False, FUSE_STEP=True),
                 "fuse_step_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=True),
+                # (after run19: the same per chunk of n Q blocks -- one full wait + atomic per chunk)
+                "fuse_chunk4_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=4),
+                "fuse_chunk16_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=16),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

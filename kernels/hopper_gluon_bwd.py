@@ -156,15 +156,17 @@ DQ_ZERO_WS = None
 #: conversion (what the end-of-CTA completion wait costs); 2 -- the counter after the staging read only (no full
 #: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call
 FUSE_DIAG = 0
-#: with DQ_FUSE and DQ_LAG + DQ_STAGE1 (d=128, 2 stages): the conversion per (Q block, column half) inside the loop
-#: instead of per (batch*head_kv, column half) at the CTA's end (session 16): the staging tile's reuse wait becomes a
-#: full completion wait (cp.async.bulk.wait_group 0 + fence.proxy.async.global: the reduce-add issued a step earlier
-#: has landed), the warpgroup counts itself in on that tile's counter (acq_rel, GPU scope), and the last of the K/V
-#: blocks that visit the Q block (all of them non-causal; causal those with j*BLOCK_N < (i+1)*BLOCK_M + offset)
-#: converts its BLOCK_M x d/2 tile (and re-zeroes it with DQ_REZERO) -- the tail's one-warpgroup conversion of a
-#: whole head spread over the pass.  Causal with seq_q > seq_kv (Q blocks no K/V block visits) keeps the end-of-CTA
-#: form.  False: off (the registry has no rule for it yet); True: the benchmarks' switch
-FUSE_STEP = False
+#: with DQ_FUSE and DQ_LAG + DQ_STAGE1 (d=128, 2 stages): the conversion per (chunk of FUSE_STEP Q blocks of a q
+#: head, column half) inside the loop instead of per (batch*head_kv, column half) at the CTA's end (session 16): where
+#: a step's tile ends its chunk, the staging tile's reuse wait becomes a full completion wait
+#: (cp.async.bulk.wait_group 0 + fence.proxy.async.global: the reduce-adds issued up to a step earlier have landed),
+#: the warpgroup counts itself in on the chunk's counter (acq_rel, GPU scope), and the last of the K/V blocks that
+#: visit the chunk (all of them non-causal; causal those with j*BLOCK_N < (i+1)*BLOCK_M + offset, i its last Q
+#: block) converts the chunk (and re-zeroes it with DQ_REZERO) -- the tail's one-warpgroup conversion of a whole
+#: head spread over the pass.  Causal with seq_q > seq_kv (Q blocks no K/V block visits) keeps the end-of-CTA form.
+#: 0 / False: off (the registry has no rule for it); n (True = 1): chunks of n Q blocks -- the benchmarks' switch.
+#: run19 (chunks of 1, H100): exact, 0.76-0.91x the three-launch kernel (a full wait + GPU-scope atomic every step)
+FUSE_STEP = 0
 
 if gluon is not None:
     @_builtin
@@ -193,30 +195,42 @@ if gluon is not None:
                                   "=r,r", [gl.arange(0, 128, layout=one)], dtype=gl.int32, is_pure=False, pack=1)
 
     @gluon.jit
-    def _fa3_bwd_fuse_tile(CNT, DQACC, DQ, row, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG: gl.constexpr,
-                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                           CAUSAL: gl.constexpr, DQ_REZERO: gl.constexpr, dtype: gl.constexpr):
-        """FUSE_STEP: this warpgroup's reduce-add into dQacc rows row .. row + BLOCK_M - 1 (its column half) has
-        completed (the caller waited); count it in on the tile's counter, and the last K/V block to do so converts the
-        tile: dQ = scale * dQacc in the input dtype (.cg loads, from the L2), zeros written back with DQ_REZERO, the
-        counter reset."""
+    def _fuse_boundary(row, SEQ_Q, BLOCK_M: gl.constexpr, CHUNK: gl.constexpr):
+        """FUSE_STEP: whether the dQ tile at row (its Q block i of its head) is the last of its chunk of CHUNK Q
+        blocks (or of the head) -- where a warpgroup counts itself in."""
+        i = (row % SEQ_Q) // BLOCK_M
+        return ((i + 1) % CHUNK == 0) | (i == SEQ_Q // BLOCK_M - 1)
+
+    @gluon.jit
+    def _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, row, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG: gl.constexpr,
+                            HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                            CAUSAL: gl.constexpr, DQ_REZERO: gl.constexpr, CHUNK: gl.constexpr, dtype: gl.constexpr):
+        """FUSE_STEP: row is the last dQ tile of its chunk (CHUNK Q blocks of one q head) this warpgroup adds to, and
+        every reduce-add it issued up to it has completed (the caller waited); count it in on the chunk's counter
+        (per q head, chunk, column half), and the last K/V block to do so converts the chunk's tiles: dQ = scale *
+        dQacc in the input dtype (.cg loads, from the L2; 32 rows at a time: the loop's dK, dV stay live), zeros
+        written back with DQ_REZERO, the counter reset.  Every K/V block that visits a Q block of the chunk visits
+        its last one (causal visibility grows with the row), so it arrives exactly once."""
         HALF_D: gl.constexpr = HEAD_DIM // 2
+        n_m = SEQ_Q // BLOCK_M
+        i = (row % SEQ_Q) // BLOCK_M
+        c = i // CHUNK
+        head0 = row - i * BLOCK_M
         gl.thread_barrier()  # every thread of the warpgroup past the wait before the one release at GPU scope
-        cnt = CNT + (row // BLOCK_M) * 2 + WG
+        cnt = CNT + ((row // SEQ_Q) * gl.cdiv(n_m, CHUNK) + c) * 2 + WG
         arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
         n_kv = SEQ_KV // BLOCK_N
         if CAUSAL:  # K/V block j visits Q block i when j * BLOCK_N < (i + 1) * BLOCK_M + offset
-            i = (row % SEQ_Q) // BLOCK_M
             need = gl.minimum(gl.cdiv(gl.maximum((i + 1) * BLOCK_M + CAUSAL_OFFSET, 0), BLOCK_N), n_kv)
         else:
             need = n_kv
         if arrived == need - 1:
-            gl.store(cnt, 0)  # no warpgroup of this tile touches it again in this launch
+            gl.store(cnt, 0)  # no warpgroup of this chunk touches it again in this launch
             cv_layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (HALF_D // 4), HALF_D // 4], [4, 1], [1, 0])
             cr = gl.arange(0, BLOCK_M // 2, layout=gl.SliceLayout(1, cv_layout))
             cc = WG * HALF_D + gl.arange(0, HALF_D, layout=gl.SliceLayout(0, cv_layout))
-            o = (row.to(gl.int64) + cr)[:, None] * HEAD_DIM + cc[None, :]
-            for h in gl.static_range(2):  # two halves of 16 fp32 registers a thread (the loop's dK, dV stay live)
+            o = (head0.to(gl.int64) + cr)[:, None] * HEAD_DIM + cc[None, :]
+            for h in range(2 * c * CHUNK, 2 * (i + 1)):  # the chunk's tiles, 32 rows at a time
                 oh = o + h * (BLOCK_M // 2) * HEAD_DIM
                 a = gl.load(DQACC + oh, cache_modifier=".cg")
                 gl.store(DQ + oh, (a * sm_scale).to(dtype))
@@ -470,18 +484,22 @@ if gluon is not None:
                         dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                         if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
                             dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                            if FUSE_STEP:  # step it-2's reduce-add has landed (not only read its stage)
-                                _bulk_wait_all()
+                            if FUSE_STEP > 0:  # step it-2's tile ends its chunk: wait until it has landed
+                                bnd = (it > 1) & _fuse_boundary(dq_row_pp, SEQ_Q, BLOCK_M, FUSE_STEP)
+                                if bnd:
+                                    _bulk_wait_all()
+                                else:
+                                    tma.store_wait(DQ_TILES - 1)
                             else:
                                 tma.store_wait(DQ_TILES - 1)
                             dq_buf.store(dq)
                             fence_async_shared()
                             _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
-                            if FUSE_STEP:
-                                if it > 1:
-                                    _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-                                                       sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO,
-                                                       dtype)
+                            if FUSE_STEP > 0:
+                                if bnd:
+                                    _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                                                        sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO,
+                                                        FUSE_STEP, dtype)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
                     else:
@@ -544,24 +562,28 @@ if gluon is not None:
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                 if DQ_ASYNC or DQ_STAGE1:
                     dq_buf = dq_stage.index(WG * DQ_TILES + (last + 1) % DQ_TILES)
-                    if FUSE_STEP:
-                        _bulk_wait_all()
+                    if FUSE_STEP > 0:  # step last-1's tile ends its chunk: wait until it has landed
+                        bnd = (last > 0) & _fuse_boundary(dq_row_pp, SEQ_Q, BLOCK_M, FUSE_STEP)
+                        if bnd:
+                            _bulk_wait_all()
+                        else:
+                            tma.store_wait(DQ_TILES - 1)
                     else:
                         tma.store_wait(DQ_TILES - 1)
                     dq_buf.store(dq)
                     fence_async_shared()
                     _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
-                    if FUSE_STEP:  # step last-1's reduce-add has landed
-                        if last > 0:
-                            _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale,
-                                               WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, dtype)
+                    if FUSE_STEP > 0:
+                        if bnd:
+                            _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale,
+                                                WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
                 else:
                     _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
-        if FUSE_STEP:  # the last step's reduce-add
+        if FUSE_STEP > 0:  # the last step's tile (the head's last Q block: a chunk's end)
             _bulk_wait_all()
             if GROUP * nblk > 0:
-                _fa3_bwd_fuse_tile(CNT, DQACC, DQ, dq_row_prev, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG,
-                                   HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, dtype)
+                _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_prev, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG,
+                                    HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
         elif DQ_ASYNC or DQ_STAGE1:
             tma.store_wait(0)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
@@ -570,7 +592,7 @@ if gluon is not None:
         offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
         gl.store(DK + offs, (dk * sm_scale).to(dtype))
         gl.store(DV + offs, dv.to(dtype))
-        if DQ_FUSE and not FUSE_STEP:
+        if DQ_FUSE and FUSE_STEP == 0:
             # the conversion folded in: every reduce-add this warpgroup issued has completed (wait_group without
             # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
             # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
@@ -626,7 +648,7 @@ if gluon is not None:
                         DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
-                        FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = False):
+                        FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -731,7 +753,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                  dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
-                 dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: bool | None = None):
+                 dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: int | bool | None = None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
     dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
@@ -769,18 +791,20 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     return args, kw
 
 
-def _fuse_step(p: AttentionProblem, kw: dict, fuse_step: bool | None = None) -> bool:
-    """FUSE_STEP where it runs: the folded conversion (no diagnostic) on the DQ_LAG + DQ_STAGE1 kernel, and every Q
-    block visited by some K/V block (not causal with seq_q > seq_kv); the argument, else the module's switch."""
-    on = FUSE_STEP if fuse_step is None else fuse_step
-    return bool(on and kw["DQ_FUSE"] and kw["FUSE_DIAG"] == 0 and kw["DQ_LAG"] and kw["DQ_STAGE1"]
-                and not kw["DQ_ASYNC"] and not (p.causal and p.causal_offset < 0))
+def _fuse_step(p: AttentionProblem, kw: dict, fuse_step: int | bool | None = None) -> int:
+    """FUSE_STEP's chunk (Q blocks; 0: off) where it runs: the folded conversion (no diagnostic) on the DQ_LAG +
+    DQ_STAGE1 kernel, and every Q block visited by some K/V block (not causal with seq_q > seq_kv); the argument,
+    else the module's switch (True: 1)."""
+    on = int(FUSE_STEP if fuse_step is None else fuse_step)
+    return on if (on > 0 and kw["DQ_FUSE"] and kw["FUSE_DIAG"] == 0 and kw["DQ_LAG"] and kw["DQ_STAGE1"]
+                  and not kw["DQ_ASYNC"] and not (p.causal and p.causal_offset < 0)) else 0
 
 
-def fuse_counter_count(p: AttentionProblem, s: Schedule, step: bool) -> int:
-    """How many int32 counters the folded conversion uses: two per batch*head_kv, or with FUSE_STEP two per
-    (batch*head_q, Q block)."""
-    return 2 * p.batch * p.heads_q * (p.seq_q // s.block_m) if step else 2 * p.batch * p.heads_kv
+def fuse_counter_count(p: AttentionProblem, s: Schedule, step: int | bool) -> int:
+    """How many int32 counters the folded conversion uses: two per batch*head_kv, or with FUSE_STEP (chunks of
+    `step` Q blocks) two per (batch*head_q, chunk)."""
+    n_m = p.seq_q // s.block_m
+    return 2 * p.batch * p.heads_q * -(-n_m // int(step)) if step else 2 * p.batch * p.heads_kv
 
 
 def _dq_fuse(p: AttentionProblem, s: Schedule, dq_fuse: bool | None = None) -> bool:
@@ -869,7 +893,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                    dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
                    dq_fuse: bool | None = None, zero_ws: bool | None = None,
-                   fuse_step: bool | None = None) -> None:
+                   fuse_step: int | bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
     `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`)."""
     if gluon is None:
@@ -914,7 +938,8 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
-    cnt = fuse_counters(q.device, fuse_counter_count(p, s, FUSE_STEP is not False)) if fuse else None
+    cnt = fuse_counters(q.device, max(fuse_counter_count(p, s, int(FUSE_STEP)),
+                                      fuse_counter_count(p, s, 0))) if fuse else None
     fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv, dq=dq if fuse else None,
                    cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws)
     if not fuse:
