@@ -60,7 +60,7 @@ REPEATS = 3
 MB = 1 << 20
 
 
-SETS = ("chain", "rounds", "gather", "pipeline", "occupancy", "loop", "loop2")
+SETS = ("chain", "rounds", "gather", "pipeline", "occupancy", "loop", "loop2", "loop3")
 #: the first run's sets (2026-11-26 03:23): its points keep their ids
 FIRST_SETS = ("chain", "rounds", "gather")
 #: decode_split variants whose occupancy ncu reports (problem, schedule fields): default tile, paged without prefetch
@@ -93,6 +93,19 @@ LOOP_VARIANTS = (
 LOOP_LENGTHS = (2048, 10240)
 #: the ``loop2`` set's variants (names of LOOP_VARIANTS, plus one-buffer contiguous: num_stages 2)
 LOOP2_VARIANTS = LOOP_VARIANTS + (("st2", dict(head_dim=128, dtype="bf16"), dict(num_stages=2)),)
+#: the ``loop3`` set's variants (session 15, prepared for session 16): the loops kernels.decode weighs or may weigh
+#: whose compute per tile the model takes from a class ratio measured on 64-key tiles -- the 128-key paged loops
+#: (TILE_CANDIDATES is not weighed on paged caches until they are measured: `kernels.decode_kv._own_loop_measured`)
+#: and the split_d loops (session 15 call 1: split_d over 16-row pages IN ORDER ran 1.58 us per 128-key tile at 8 x 32k,
+#: the same as shuffled, vs the model's c of 1.22 us -- the loop, not the page order)
+LOOP3_VARIANTS = (
+    ("p16bn128", dict(head_dim=128, dtype="bf16", page_size=16), dict(block_n=128, page_prefetch=True)),
+    ("p64bn128", dict(head_dim=128, dtype="bf16", page_size=64), dict(block_n=128, page_prefetch=True)),
+    ("sd2bn128", dict(head_dim=128, dtype="bf16"), dict(block_n=128, split_d=2)),
+    ("p16sd2bn128", dict(head_dim=128, dtype="bf16", page_size=16), dict(block_n=128, split_d=2, page_prefetch=True)),
+    ("p64sd2bn128", dict(head_dim=128, dtype="bf16", page_size=64), dict(block_n=128, split_d=2, page_prefetch=True)),
+    ("sd2bn64", dict(head_dim=128, dtype="bf16"), dict(split_d=2)),
+)
 #: ``loop2`` short kernels: one and three tiles of 64 keys per CTA, 33 / 99 / 990 sequences x 4 KV heads
 SHORT_LENGTHS = (64, 192)
 SHORT_BATCHES = (33, 99, 990)
@@ -142,6 +155,7 @@ def plan(sets=FIRST_SETS) -> list[dict]:
             Q.append(dict(kind="occupancy", variant=j, problem=prob, schedule=sch))
     Q += _loop_points() if "loop" in sets else []
     Q += _loop2_points() if "loop2" in sets else []
+    Q += _loop3_points() if "loop3" in sets else []
     for i, q in enumerate(Q):
         q["id"] = n + i
     return P + Q
@@ -201,6 +215,23 @@ def _loop2_points() -> list:
     for d, name in ((64, "d64"), (128, "default"), (256, "d256")):
         for batch in SHORT_BATCHES:
             add(2, name, "stream", batch, SHORT_LENGTHS)
+    return pts
+
+
+def _loop3_points() -> list:
+    """The ``loop3`` set (prepared in session 15), most needed first: tier 0 -- ``hidden`` at 4 CTAs per variant (the
+    loop's compute per tile c, what `loop_compute_of` takes; 8 CTAs with split_d, still one per SM); tier 1 --
+    ``stream`` at 4 CTAs (the real cache, pages shuffled); tier 2 -- ``inorder`` at 4 CTAs for the paged variants."""
+    pts = []
+    for tier, modes in ((0, ("hidden",)), (1, ("stream",)), (2, ("inorder",))):
+        for name, prob, sch in LOOP3_VARIANTS:
+            for mode in modes:
+                if mode == "inorder" and "page_size" not in prob:
+                    continue
+                for L in LOOP_LENGTHS:
+                    pts.append(dict(kind="loop", set="loop3", variant=name, mode=mode, batch=1,
+                                    ctas=LOOP_HEADS[1] * sch.get("split_d", 1), seq_kv=L, tier=tier,
+                                    problem=dict(prob), schedule=dict(sch)))
     return pts
 
 
@@ -312,9 +343,11 @@ def loop_compute_of(points: list, run: str, hw_name: str = "h100-sxm") -> dict:
     from memsim.inference import decode_loop_key, loop_layout_class, pipeline_buffers
     variants, ratios = {}, {}
     for r in loop_table(points, hw_name):
-        if r["mode"] != "hidden" or r["ctas"] != 4 or not r["replay_s"]:
+        if r["mode"] != "hidden" or not r["replay_s"]:
             continue
         prob, sch = _loop_case(next(p for p in points if p.get("kind") == "loop" and p["variant"] == r["variant"]))
+        if r["ctas"] != LOOP_HEADS[1] * sch.split_d:  # one per SM: 4 CTAs, 8 with split_d 2 (``loop3``)
+            continue
         if pipeline_buffers(prob, sch) <= 1:
             continue
         cls = loop_layout_class(prob, sch)
@@ -352,6 +385,37 @@ def merge_loop(run: str, table: str | None = None) -> dict:
             if k.startswith("epilogue") or k == "combine"}
     entry.update(keep)
     tab.setdefault("measured_loop", {})["h100-sxm"] = entry
+    write_json(path, tab, overwrite=True)
+    return entry
+
+
+def merge_loop_add(run: str, table: str | None = None) -> dict:
+    """Add a loop run's variants (`loop_compute_of(run)`'s "variants": each loop's own measured / replayed ratio) to
+    the compiled table's "measured_loop" (h100-sxm), keeping the variants already there (the run's win on the same
+    key) and the class ratios, the epilogue and the combine as they are (a run of a few extra loops, e.g. ``loop3``,
+    prices those loops without moving the class ratio every other loop takes); atomically; returns the entry."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from memsim.inference import COMPILED_FILE
+    from memsim.io import write_json
+    with open(run) as f:
+        doc = json.load(f)
+    gpu = (doc.get("provenance") or {}).get("gpu", "")
+    if "H100" not in gpu:
+        raise ValueError(f"{run}: measured on {gpu!r}; the h100-sxm preset takes H100 runs only")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.relpath(os.path.abspath(run), root)
+    new = loop_compute_of(doc.get("points") or [], rel)
+    path = table or str(COMPILED_FILE)
+    with open(path) as f:
+        tab = json.load(f)
+    entry = tab.get("measured_loop", {}).get("h100-sxm")
+    if not entry:
+        raise ValueError(f"{path}: no measured_loop for h100-sxm to add to (use --merge-loop)")
+    for v in new["variants"].values():
+        v.update(run=rel, date=doc["provenance"].get("date"))
+    entry["variants"].update(new["variants"])
+    entry.setdefault("added_runs", []).append({"run": rel, "date": doc["provenance"].get("date"),
+                                               "variants": sorted(new["variants"])})
     write_json(path, tab, overwrite=True)
     return entry
 
@@ -807,6 +871,8 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-table", metavar="RUN", help="(no GPU) print what a run file's loop points say")
     ap.add_argument("--merge-loop", metavar="RUN",
                     help="(no GPU) write a loop run's compute per tile into memsim/decode_compiled_sm90.json")
+    ap.add_argument("--merge-loop-add", metavar="RUN",
+                    help="(no GPU) add a loop run's variants to the measured loops, class ratios unchanged")
     ap.add_argument("--merge-epilogue", metavar="RUN", nargs="+",
                     help="(no GPU) write the split CTA's epilogue from loop runs' intercepts into the compiled table")
     ap.add_argument("--pipeline-table", metavar="RUN",
@@ -832,6 +898,13 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as exc:
             ap.error(str(exc))
         print(f"epilogue {e['epilogue_s'] * 1e6:.3f} us from {len(e['epilogue_points'])} points")
+        return 0
+    if a.merge_loop_add:
+        try:
+            e = merge_loop_add(a.merge_loop_add)
+        except (OSError, ValueError) as exc:
+            ap.error(str(exc))
+        print(len(e["variants"]), "variants;", e["added_runs"][-1])
         return 0
     if a.merge_loop:
         try:

@@ -129,7 +129,8 @@ def goals(run: str) -> str:
             _, new, _ = picks(B, N, page)
             cands = [r for r in recs if r["impl"] == "decode" and (r["batch"], r["context"], r["layout"]) == (B, N, lay)
                      and (r.get("auto") or r.get("s13_default")) and (page is None or r.get("page_prefetch"))]
-            hit = [r for r in cands if (r["num_splits"], r.get("split_d", 1)) == (new.num_splits, new.split_d)]
+            hit = [r for r in cands if (r["num_splits"], r.get("split_d", 1), r.get("block_n", 64)) ==
+                   (new.num_splits, new.split_d, new.block_n)]
             row[lay] = min(hit, key=lambda r: r["ms"]) if hit else None
         sd = {k: min((r["ms"] for r in recs if r["impl"] == k and (r["batch"], r["context"]) == (B, N)), default=None)
               for k in ("sdpa_cudnn", "sdpa_flash")}

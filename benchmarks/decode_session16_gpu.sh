@@ -1,0 +1,20 @@
+#!/bin/bash
+# Issue 12, PREPARED in session 15 for the next decode session (not run yet; ~70-90 s of command): the ``loop3`` set of
+# `benchmarks/decode_mechanisms_gpu.py` under ncu -- the compute per K/V tile of the loops whose c the model takes from
+# a class ratio measured on 64-key tiles: the 128-key paged loops (16- / 64-row pages, prefetch; kernels.decode does not
+# weigh the 128-key tile on paged caches until they are measured, `kernels.decode_kv._own_loop_measured`) and the
+# split_d loops (bn128 contiguous / paged16 / paged64, bn64 contiguous).  Hidden (c), stream and in-order modes at one
+# CTA per SM.  Predictions committed before: reports/h100-sxm/decode/s16-loop3-predictions.json
+# (`benchmarks/decode_loop_predict.py --check RUN`).  After: `python benchmarks/decode_mechanisms_gpu.py
+# --merge-loop-add RUN` (own ratios only; class ratios unchanged), then re-rank the paged picks against
+# reports/h100-sxm/decode/s15-call2/ab.json (it timed the 128-key pick and the 64-key one at 10 paged shapes).
+#   $OUT/s16.tgz.   usage: OUT=... bash benchmarks/decode_session16_gpu.sh
+set -u
+SCRIPT=benchmarks/decode_session16_gpu.sh WORK=/tmp/s16; . benchmarks/decode_device_common.sh
+timeout 150 python3 benchmarks/decode_mechanisms_gpu.py --sets loop3 --deadline-s 70 --out "$W/loop3.json" \
+  > "$W/loop3.log" 2>&1
+echo "loop3 rc=$? ($(el))"
+gzip -f "$W"/*.ncu.log 2>/dev/null
+tar czf "$OUT/s16.tgz" -C "$W" . && ls -la "$OUT"
+tail -25 "$W/loop3.log"
+echo "done ($(el))"
