@@ -92,6 +92,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # (after run19: the same per chunk of n Q blocks -- one full wait + atomic per chunk)
                 "fuse_chunk4_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=4),
                 "fuse_chunk16_ws": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=16),
+                # (after run20: the end-of-CTA form counting in before the dK/dV stores -- the release's MEMBAR.GPU
+                # then has no plain stores to wait for; + the no-conversion diagnostic of it)
+                "fuse_ws_early": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True),
+                "fuse_ws_early_noconv": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, FUSE_DIAG=1),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

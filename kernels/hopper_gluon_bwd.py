@@ -167,6 +167,11 @@ FUSE_DIAG = 0
 #: 0 / False: off (the registry has no rule for it); n (True = 1): chunks of n Q blocks -- the benchmarks' switch.
 #: run19 (chunks of 1, H100): exact, 0.76-0.91x the three-launch kernel (a full wait + GPU-scope atomic every step)
 FUSE_STEP = 0
+#: with DQ_FUSE (the end-of-CTA form): count in on the counter before the dK/dV epilogue stores instead of after
+#: them -- the acq_rel atomic's MEMBAR.ALL.GPU waits for this thread's outstanding stores to be acknowledged, and
+#: after the epilogue those are 2 x 16 KB of plain stores per warpgroup.  Session 16, prepared (NOT RUN): a switch
+#: the benchmarks flip (run21)
+FUSE_EARLY = False
 
 if gluon is not None:
     @_builtin
@@ -300,7 +305,7 @@ if gluon is not None:
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
-                          FUSE_STEP: gl.constexpr):
+                          FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -586,6 +591,14 @@ if gluon is not None:
                                     HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
         elif DQ_ASYNC or DQ_STAGE1:
             tma.store_wait(0)
+        if DQ_FUSE and FUSE_STEP == 0 and FUSE_EARLY:
+            # FUSE_EARLY: the count-in (below) before the dK/dV stores, so that the release's MEMBAR.GPU does not
+            # wait for 2 x 16 KB of plain stores of this warpgroup to be acknowledged
+            if FUSE_DIAG != 2:
+                _bulk_wait_all()
+            gl.thread_barrier()
+            cnt = CNT + pid_bhkv * 2 + WG
+            arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
         c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
@@ -597,13 +610,14 @@ if gluon is not None:
             # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
             # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
             # this column half (acquire) converts the half for every q head of the group, from the L2
-            if FUSE_DIAG != 2:
-                gl.inline_asm_elementwise(
-                    "cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
-                    "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
-            gl.thread_barrier()
-            cnt = CNT + pid_bhkv * 2 + WG
-            arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+            if not FUSE_EARLY:
+                if FUSE_DIAG != 2:
+                    gl.inline_asm_elementwise(
+                        "cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
+                        "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
+                gl.thread_barrier()
+                cnt = CNT + pid_bhkv * 2 + WG
+                arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
             if FUSE_DIAG == 1 and arrived == SEQ_KV // BLOCK_N - 1:
                 gl.store(cnt, 0)
             if FUSE_DIAG != 1 and arrived == SEQ_KV // BLOCK_N - 1:
@@ -648,7 +662,8 @@ if gluon is not None:
                         DQ_LAG: gl.constexpr = False, WG_OFFSET: gl.constexpr = 0,
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
-                        FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0):
+                        FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
+                        FUSE_EARLY: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -718,13 +733,15 @@ if gluon is not None:
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
+                                 FUSE_EARLY)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP)),
+                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
+                                 FUSE_EARLY)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -788,6 +805,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
+    kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and FUSE_EARLY)
     return args, kw
 
 

@@ -107,13 +107,15 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
                                            DQ_ZERO_WS=True, FUSE_STEP=True),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
-                                           DQ_ZERO_WS=True, FUSE_STEP=4)],
+                                           DQ_ZERO_WS=True, FUSE_STEP=4),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
+                                           DQ_ZERO_WS=True, FUSE_EARLY=True)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
                               "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
                               "dq_ksplit_async", "dq_lag", "dq_lag_off1", "dq_lag_off2", "wg_off1", "lockstep",
                               "s14_lag_stage1", "s14_lag_pingpong", "s14_lag_pingpong_stage1", "s14_stage1",
                               "s15_fuse", "s15_fuse_ws", "s16_fuse_step", "s16_fuse_step_ws",
-                              "s16_fuse_chunk4_ws"])
+                              "s16_fuse_chunk4_ws", "s16_fuse_ws_early"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -634,3 +636,29 @@ def test_fa3_backward_fuse_step_compiles_for_sm90a(mask):
     assert got["depbar"] <= 12, got
     assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
     assert got["local"] <= (48 if mask == "causal" else 32), got
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["late", "early"])
+def test_fa3_backward_fuse_early_compiles_for_sm90a(early):
+    """FUSE_EARLY (session 16) only moves the end-of-CTA count-in before the dK/dV stores: the same two GPU-scope
+    atomics, the same wgmma waits, no local memory at d=128 non-causal (the registered fold: 0 B)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
+                              f'kb.FUSE_EARLY = {early}\n'
+                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
+                              'dq=q, cnt=torch.empty(8, dtype=torch.int32), dq_fuse=True, zero_ws=True)\n'
+                              f'assert kw["FUSE_EARLY"] == {early} and kw["FUSE_STEP"] == 0')
+    script = script.replace('"depbar": len(', '"atom": len(re.findall(r"ATOMG\\.E\\.ADD\\.STRONG\\.GPU", sass)), '
+                                              '"depbar": len(')
+    assert "FUSE_EARLY" in script and '"atom"' in script
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", script, "128", "full", "0"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["atom"] == 2 and got["depbar"] <= 12 and got["local"] == 0, got
