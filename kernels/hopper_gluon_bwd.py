@@ -165,7 +165,9 @@ FUSE_DIAG = 0
 #: block) converts the chunk (and re-zeroes it with DQ_REZERO) -- the tail's one-warpgroup conversion of a whole
 #: head spread over the pass.  Causal with seq_q > seq_kv (Q blocks no K/V block visits) keeps the end-of-CTA form.
 #: 0 / False: off (the registry has no rule for it); n (True = 1): chunks of n Q blocks -- the benchmarks' switch.
-#: run19 (chunks of 1, H100): exact, 0.76-0.91x the three-launch kernel (a full wait + GPU-scope atomic every step)
+#: run19 (chunks of 1, H100): exact, 0.76-0.91x the three-launch kernel (a full wait + GPU-scope atomic every step);
+#: run20 (bf16 N=1024 non-causal, 3 rounds): chunks of 4 1.00x, of 16 (one per q head there) 1.05x = the end-of-CTA
+#: form's own gain -- the arrivals cost more than spreading the conversion saves.  Not adopted
 FUSE_STEP = 0
 #: with DQ_FUSE (the end-of-CTA form): count in on the counter before the dK/dV epilogue stores instead of after
 #: them -- the acq_rel atomic's MEMBAR.ALL.GPU waits for this thread's outstanding stores to be acknowledged, and
