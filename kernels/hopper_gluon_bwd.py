@@ -174,6 +174,13 @@ FUSE_STEP = 0
 #: after the epilogue those are 2 x 16 KB of plain stores per warpgroup.  Session 16, prepared (NOT RUN): a switch
 #: the benchmarks flip (run21)
 FUSE_EARLY = False
+#: causal, the (K/V blocks, batch*head_kv) grid: the launch order takes groups of n heads, every head's K/V block 0
+#: (the longest) first, then block 1, ... (`_fa3_bwd_block`); -1: n = SMs // K/V blocks (one wave a group: 16 heads
+#: at N=1024, 4 at 4096, 1 = the plain order at 16384 on an H100); 0: off (the plain order: longest first within a
+#: head).  The heads-fastest grid (all heads' block 0 first) was 0.58-0.73x at N <= 4096 (session 14: every
+#: concurrent CTA streams another head through the L2); one wave's heads keep 16 MB of Q, dO, dQacc live at N=1024.
+#: Session 16, prepared (NOT RUN): a switch the benchmarks flip (run21)
+GRID_GROUP = 0
 
 if gluon is not None:
     @_builtin
@@ -246,10 +253,20 @@ if gluon is not None:
 
     @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                       CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr):
+                       CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, GRID_GROUP: gl.constexpr = 0):
         """(start_n, pid_bhkv, ilo, imid, nblk): the CTA's first K/V row and batch*head_kv; Q blocks [ilo, n_m) see
-        block j (nblk of them), [ilo, imid) need the causal mask."""
-        if Q_FASTEST:
+        block j (nblk of them), [ilo, imid) need the causal mask.  GRID_GROUP n > 0 (the (K/V blocks, batch*head_kv)
+        grid only): the CTAs in launch order take groups of n heads, K/V block 0 of each of the n first, then block
+        1, ... -- longest first (causal) over n heads, where the plain order is longest first within one head."""
+        if Q_FASTEST and GRID_GROUP > 0:
+            n_kv = gl.num_programs(0)
+            lin = gl.program_id(1) * n_kv + gl.program_id(0)
+            grp = lin // (GRID_GROUP * n_kv)
+            r = lin - grp * (GRID_GROUP * n_kv)
+            gsz = gl.minimum(gl.num_programs(1) - grp * GRID_GROUP, GRID_GROUP)  # the last group may be smaller
+            pid_n = r // gsz
+            pid_bhkv = grp * GRID_GROUP + r % gsz
+        elif Q_FASTEST:
             pid_n = gl.program_id(0)
             pid_bhkv = gl.program_id(1)
         else:
@@ -269,12 +286,12 @@ if gluon is not None:
     def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr):
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
         phase 1 had completed)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
-                                                            Q_FASTEST)
+                                                            Q_FASTEST, GRID_GROUP)
         kv_row = pid_bhkv * SEQ_KV + start_n
         mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
@@ -307,7 +324,7 @@ if gluon is not None:
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
-                          FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr):
+                          FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -323,7 +340,7 @@ if gluon is not None:
                                                             instr_shape=[16, HALF_D, 16])
         a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
-                                                            Q_FASTEST)
+                                                            Q_FASTEST, GRID_GROUP)
         k_w = k_smem.slice(WG * HALF_N, HALF_N, dim=0)
         v_w = v_smem.slice(WG * HALF_N, HALF_N, dim=0)
         k_dq = k_smem.slice(WG * HALF_D, HALF_D, dim=1)
@@ -665,7 +682,7 @@ if gluon is not None:
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
-                        FUSE_EARLY: gl.constexpr = False):
+                        FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -729,21 +746,22 @@ if gluon is not None:
         gl.warp_specialize([
             (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                  v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-                                 GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM)),
+                                 GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
+                                 GRID_GROUP)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                  turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                 FUSE_EARLY)),
+                                 FUSE_EARLY, GRID_GROUP)),
             (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                  empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                  CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                  CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                  DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                  turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                 FUSE_EARLY)),
+                                 FUSE_EARLY, GRID_GROUP)),
         ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -808,7 +826,22 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
     kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and FUSE_EARLY)
+    kw["GRID_GROUP"] = _grid_group(p, s, q.device)
     return args, kw
+
+
+def _grid_group(p: AttentionProblem, s: Schedule, device) -> int:
+    """GRID_GROUP where it runs (causal, the (K/V blocks, batch*head_kv) grid, more than one head): the module's
+    switch; -1: one wave -- max(1, SMs // K/V blocks) heads a group (132 SMs where the device is not a GPU)."""
+    if GRID_GROUP == 0 or not p.causal or s.grid_order != "q_fastest":
+        return 0
+    n = GRID_GROUP
+    if n < 0:
+        sms = (torch.cuda.get_device_properties(device).multi_processor_count
+               if torch.device(device).type == "cuda" else 132)
+        n = max(1, sms // (p.seq_kv // s.block_n))
+    n = min(n, p.batch * p.heads_kv)
+    return n if n > 1 else 0
 
 
 def _fuse_step(p: AttentionProblem, kw: dict, fuse_step: int | bool | None = None) -> int:

@@ -109,13 +109,15 @@ def test_fa3_backward_gpu(case, dtype):
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
                                            DQ_ZERO_WS=True, FUSE_STEP=4),
                                       dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, DQ_FUSE=True,
-                                           DQ_ZERO_WS=True, FUSE_EARLY=True)],
+                                           DQ_ZERO_WS=True, FUSE_EARLY=True),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, GRID_GROUP=3),
+                                      dict(DQ_TMA=True, STAT_SMEM=True, DQ_ASYNC=None, GRID_GROUP=-1)],
                          ids=["atomics", "dq_tma_plain_stats", "dq_tma_stat_smem", "dq_tma_async",
                               "dq_tma_stat_smem_async", "order1", "order1_async", "order2", "dq_defer", "dq_ksplit",
                               "dq_ksplit_async", "dq_lag", "dq_lag_off1", "dq_lag_off2", "wg_off1", "lockstep",
                               "s14_lag_stage1", "s14_lag_pingpong", "s14_lag_pingpong_stage1", "s14_stage1",
                               "s15_fuse", "s15_fuse_ws", "s16_fuse_step", "s16_fuse_step_ws",
-                              "s16_fuse_chunk4_ws", "s16_fuse_ws_early"])
+                              "s16_fuse_chunk4_ws", "s16_fuse_ws_early", "s16_group3", "s16_group_wave"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("case", list(_CASES))
 def test_fa3_backward_variants_gpu(case, dtype, switches, monkeypatch):
@@ -662,3 +664,28 @@ def test_fa3_backward_fuse_early_compiles_for_sm90a(early):
         pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["warps"] == 12 and got["atom"] == 2 and got["depbar"] <= 12 and got["local"] == 0, got
+
+
+def test_fa3_backward_grid_group_order():
+    """GRID_GROUP's launch order (session 16), replayed on the host: a bijection of the (K/V block, batch*head_kv)
+    grid, groups of n heads (the last one smaller), K/V block 0 of every head of a group before block 1; the switch
+    runs only causal on the (K/V blocks, batch*head_kv) grid; -1 is one wave (132 SMs off a GPU)."""
+    for n_kv, n_bh, g in ((8, 4, 3), (8, 256, 16), (2, 5, 2), (32, 64, 4)):
+        seen = []
+        for lin in range(n_kv * n_bh):
+            grp, r = divmod(lin, g * n_kv)
+            gsz = min(n_bh - grp * g, g)
+            seen.append((r // gsz, grp * g + r % gsz))
+        assert sorted(seen) == [(j, b) for j in range(n_kv) for b in range(n_bh)]
+        first = seen[:min(g, n_bh) * 1]
+        assert all(j == 0 for j, _ in first)
+    p = AttentionProblem(16, 16, 16, 1024, 1024, 128, causal=True)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    import unittest.mock as um
+    with um.patch.object(hb, "GRID_GROUP", -1):
+        assert hb._grid_group(p, s, "cpu") == 16
+        assert hb._grid_group(AttentionProblem(4, 16, 16, 4096, 4096, 128, causal=True), s, "cpu") == 4
+        assert hb._grid_group(AttentionProblem(1, 16, 16, 16384, 16384, 128, causal=True), s, "cpu") == 0
+        assert hb._grid_group(AttentionProblem(16, 16, 16, 1024, 1024, 128), s, "cpu") == 0
+    with um.patch.object(hb, "GRID_GROUP", 0):
+        assert hb._grid_group(p, s, "cpu") == 0
