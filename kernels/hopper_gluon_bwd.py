@@ -181,6 +181,17 @@ FUSE_EARLY = False
 #: concurrent CTA streams another head through the L2); one wave's heads keep 16 MB of Q, dO, dQacc live at N=1024.
 #: Session 16, prepared (NOT RUN): a switch the benchmarks flip (run21)
 GRID_GROUP = 0
+#: the registered d=128 2-stage kernel (DQ_LAG + DQ_STAGE1 + STAT_SMEM, WG_OFFSET 1, three launches) as a persistent
+#: walk: grid (min(items, SMs),), CTA c takes the items (K/V block, batch*head_kv) of a host table (`fa3_bwd_walk`:
+#: sections of one wave's heads, longest first, LPT); its producer loads item t+1's K_j, V_j once both consumers have
+#: done item t's last dQ matmul (kv_free) and its first stages while they finish item t (the stage ring, the dS^T
+#: buffers and their barriers numbered over the whole walk).  For the short CTAs of causal N <= 4096 (2048 CTAs of
+#: 2-16 steps at N=1024): the fill and drain of each CTA overlapped, the tail balanced.  Session 16, prepared (NOT
+#: RUN): a switch the benchmarks flip (run22)
+PERSISTENT = False
+#: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
+#: many items of several heads and lengths)
+PERSISTENT_CTAS = None
 
 if gluon is not None:
     @_builtin
@@ -670,8 +681,186 @@ if gluon is not None:
                             gl.store(DQACC + o3, cz, mask=ok3)
 
     @gluon.jit
+    def _fa3_bwd_walk_item(WALK, e, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                           CAUSAL: gl.constexpr):
+        """PERSISTENT: entry e of the walk table (after its G + 1 offsets) -> (start_n, pid_bhkv, ilo, imid, nblk)
+        as `_fa3_bwd_block` (entry = batch*head_kv * K/V blocks + K/V block)."""
+        n_kv = SEQ_KV // BLOCK_N
+        x = gl.load(WALK + gl.num_programs(0) + 1 + e)
+        pid_n = x % n_kv
+        pid_bhkv = x // n_kv
+        start_n = pid_n * BLOCK_N
+        n_m = SEQ_Q // BLOCK_M
+        if CAUSAL:
+            ilo = gl.minimum(gl.maximum(start_n - CAUSAL_OFFSET, 0) // BLOCK_M, n_m)
+            imid = gl.minimum(gl.cdiv(gl.maximum(start_n + BLOCK_N - 1 - CAUSAL_OFFSET, 0), BLOCK_M), n_m)
+        else:
+            ilo = 0
+            imid = 0
+        return start_n, pid_bhkv, ilo, imid, n_m - ilo
+
+    @gluon.jit
+    def _fa3_bwd_walk_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
+                               v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK, SEQ_Q, SEQ_KV,
+                               CAUSAL_OFFSET, GROUP: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                               STAGES: gl.constexpr, CAUSAL: gl.constexpr):
+        """PERSISTENT: the producer over the CTA's walk entries: K_j, V_j of item t once both consumers are done
+        with item t-1's (kv_free), then its (Q_i, dO_i, lse_i, delta_i) into the stage ring, numbered over the
+        whole walk (so the next item's first stages load while the consumers finish this one)."""
+        pid = gl.program_id(0)
+        e0 = gl.load(WALK + pid)
+        e1 = gl.load(WALK + pid + 1)
+        gs = 0
+        for e in range(e0, e1):
+            start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_walk_item(WALK, e, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M,
+                                                                    BLOCK_N, CAUSAL)
+            t = e - e0
+            if t > 0:
+                mbarrier.wait(kv_free, (t - 1) & 1)
+            kv_row = pid_bhkv * SEQ_KV + start_n
+            mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
+            tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
+            for it in range(GROUP * nblk):
+                gi = gs + it
+                g = it // nblk
+                bh = pid_bhkv * GROUP + g
+                start_m = (ilo + it - g * nblk) * BLOCK_M
+                st = gi % STAGES
+                mbarrier.wait(empty.index(st), ((gi // STAGES) & 1) ^ 1)
+                mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes
+                                + lse_desc.block_type.nbytes + delta_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(lse_desc, [bh, start_m], ready.index(st), lse_smem.index(st))
+                tma.async_copy_global_to_shared(delta_desc, [bh, start_m], ready.index(st), delta_smem.index(st))
+                tma.async_copy_global_to_shared(q_desc, [bh * SEQ_Q + start_m, 0], ready.index(st), q_smem.index(st))
+                tma.async_copy_global_to_shared(do_desc, [bh * SEQ_Q + start_m, 0], ready.index(st),
+                                                do_smem.index(st))
+            gs += GROUP * nblk
+
+    @gluon.jit
+    def _fa3_bwd_walk_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, kv_free,
+                               ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK, SEQ_Q, SEQ_KV,
+                               CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr, GROUP: gl.constexpr,
+                               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, KV_REGS: gl.constexpr):
+        """PERSISTENT: consumer warpgroup WG over the CTA's walk -- per item the registered d=128 step (STAT_SMEM,
+        MMA_ORDER 0, DQ_LAG with the stage / dS^T / barrier numbers counted over the walk, DQ_STAGE1, warpgroup 1
+        offset once at the walk's start), the item's last dQ, then kv_free (K_j, V_j no longer read) before the
+        dK, dV epilogue."""
+        dtype: gl.constexpr = q_smem.dtype
+        HALF_D: gl.constexpr = HEAD_DIM // 2
+        HALF_N: gl.constexpr = BLOCK_N // 2
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                           instr_shape=[16, BLOCK_M, 16])
+        kv_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                            instr_shape=[16, HEAD_DIM, 16])
+        dq_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                            instr_shape=[16, HALF_D, 16])
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=kv_layout, k_width=2)
+        k_w = k_smem.slice(WG * HALF_N, HALF_N, dim=0)
+        v_w = v_smem.slice(WG * HALF_N, HALF_N, dim=0)
+        k_dq = k_smem.slice(WG * HALF_D, HALF_D, dim=1)
+        offs_q = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(0, s_layout))
+        s_zero = gl.zeros([HALF_N, BLOCK_M], gl.float32, layout=s_layout)
+        dq_zero = gl.zeros([BLOCK_M, HALF_D], gl.float32, layout=dq_layout)
+        dq_buf = dq_stage.index(WG)
+        pid = gl.program_id(0)
+        e0 = gl.load(WALK + pid)
+        e1 = gl.load(WALK + pid + 1)
+        gs = 0
+        for e in range(e0, e1):
+            start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_walk_item(WALK, e, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M,
+                                                                    BLOCK_N, CAUSAL)
+            t = e - e0
+            kv_idx = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, s_layout))
+            dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
+            dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
+            dq_row_prev = 0
+            mbarrier.wait(kv_bar, t & 1)
+            if KV_REGS:
+                sa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+                k_a = k_w.load(sa_layout)
+                v_a = v_w.load(sa_layout)
+            else:
+                k_a = k_w
+                v_a = v_w
+            for it in range(GROUP * nblk):
+                gi = gs + it
+                g = it // nblk
+                i = ilo + it - g * nblk
+                start_m = i * BLOCK_M
+                st = gi % STAGES
+                if WG == 1:  # WG_OFFSET 1, once: start when warpgroup 0 has its first S^T of the walk
+                    if gi == 0:
+                        mbarrier.wait(go_bar, 0)
+                mbarrier.wait(ready.index(st), (gi // STAGES) & 1)
+                q_t = q_smem.index(st)
+                do_t = do_smem.index(st)
+                s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+                dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+                s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+                if WG == 0:
+                    if gi == 0:
+                        mbarrier.arrive(go_bar, count=1)
+                lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
+                if CAUSAL:
+                    lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+                else:
+                    lse2 = lse * 1.4426950408889634
+                p = gl.exp2(s * qk_scale2 - lse2[None, :])
+                if CAUSAL:
+                    if i < imid:
+                        p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
+                dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+                delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
+                ds = p * (dp - delta[None, :])
+                ds_lo = ds.to(dtype)
+                ds_op = gl.convert_layout(ds_lo, a_layout)
+                p_op = gl.convert_layout(p.to(dtype), a_layout)
+                dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                ds_buf = ds_smem.index(gi % 4)
+                ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                fence_async_shared()
+                gl.thread_barrier()
+                mbarrier.arrive(ds_bar.index(gi % 4), count=1)
+                if it > 0:
+                    mbarrier.wait(ds_bar.index((gi - 1) % 4), ((gi - 1) // 4) & 1)
+                    dq_tok = warpgroup_mma(ds_smem.index((gi - 1) % 4).permute((1, 0)), k_dq, dq_zero,
+                                           use_acc=False, is_async=True)
+                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                    tma.store_wait(0)
+                    dq_buf.store(dq)
+                    fence_async_shared()
+                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                else:
+                    dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+            if GROUP * nblk > 0:  # the item's last dQ
+                last = gs + GROUP * nblk - 1
+                mbarrier.wait(ds_bar.index(last % 4), (last // 4) & 1)
+                dq_tok = warpgroup_mma(ds_smem.index(last % 4).permute((1, 0)), k_dq, dq_zero, use_acc=False,
+                                       is_async=True)
+                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                tma.store_wait(0)
+                dq_buf.store(dq)
+                fence_async_shared()
+                _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+            mbarrier.arrive(kv_free, count=1)  # K_j, V_j read for the last time (the matmuls above waited)
+            gs += GROUP * nblk
+            r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
+            c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
+            offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
+            gl.store(DK + offs, (dk * sm_scale).to(dtype))
+            gl.store(DV + offs, dv.to(dtype))
+        tma.store_wait(0)
+
+    @gluon.jit
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
-                        CNT, DQ, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
+                        CNT, DQ, WALK, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
@@ -682,7 +871,8 @@ if gluon is not None:
                         DQ_STAGE1: gl.constexpr = False, PINGPONG: gl.constexpr = False,
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
-                        FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0):
+                        FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
+                        PERSISTENT: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -730,6 +920,9 @@ if gluon is not None:
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         mbarrier.init(kv_bar, count=1)
+        if PERSISTENT:  # both consumers are done with item t's K_j, V_j: the producer may load item t+1's
+            kv_free = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+            mbarrier.init(kv_free, count=2)
         if DQ_LAG:
             for i in gl.static_range(4):
                 mbarrier.init(ds_bar.index(i), count=2)
@@ -743,26 +936,41 @@ if gluon is not None:
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=2)  # both consumer warpgroups release a stage
-        gl.warp_specialize([
-            (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
-                                 v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-                                 GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                 GRID_GROUP)),
-            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
-                                 empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
-                                 CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                 FUSE_EARLY, GRID_GROUP)),
-            (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
-                                 empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
-                                 CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
-                                 CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
-                                 DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
-                                 turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                 FUSE_EARLY, GRID_GROUP)),
-        ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+        if PERSISTENT:
+            gl.warp_specialize([
+                (_fa3_bwd_walk_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem,
+                                          k_smem, v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK,
+                                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL)),
+                (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
+                                          kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
+                                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS)),
+                (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
+                                          kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
+                                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS)),
+            ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+        else:
+            gl.warp_specialize([
+                (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
+                                     v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                                     GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
+                                     GRID_GROUP)),
+                (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
+                                     empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
+                                     CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                                     CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
+                                     DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
+                                     turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
+                                     FUSE_EARLY, GRID_GROUP)),
+                (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
+                                     empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
+                                     CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
+                                     CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
+                                     DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
+                                     turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
+                                     FUSE_EARLY, GRID_GROUP)),
+            ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
 def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, lse, delta):
@@ -790,12 +998,14 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  dq_async: bool | None = None, mma_order: int | None = None, dq_defer: bool | None = None,
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                  dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
-                 dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: int | bool | None = None):
+                 dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: int | bool | None = None,
+                 walk=None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
     dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv,
-            dqacc if cnt is None else cnt, dqacc if dq is None else dq, p.seq_q, p.seq_kv,
+            dqacc if cnt is None else cnt, dqacc if dq is None else dq, dqacc if walk is None else walk,
+            p.seq_q, p.seq_kv,
             p.scale * LOG2E,
             p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
@@ -827,7 +1037,63 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
     kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and FUSE_EARLY)
     kw["GRID_GROUP"] = _grid_group(p, s, q.device)
+    kw["PERSISTENT"] = bool(PERSISTENT and kw["DQ_LAG"] and kw["DQ_STAGE1"] and kw["STAT_SMEM"] and kw["DIAG"] == 0
+                            and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
+    if kw["PERSISTENT"]:
+        kw["GRID_GROUP"] = 0
     return args, kw
+
+
+def fa3_bwd_walk(p: AttentionProblem, s: Schedule, ctas: int) -> list[list[int]]:
+    """PERSISTENT's walk: each CTA's items (entry = batch*head_kv * K/V blocks + K/V block, the kernel's
+    `_fa3_bwd_walk_item`).  Sections of max(1, ctas // K/V blocks) heads (one wave's; the L2 keeps their Q, dO,
+    dQacc: the heads-fastest order that mixed every head thrashed it, session 14), taken in order; inside a section
+    the items longest first (causal: K/V block 0 sees every Q block), each to the CTA with the least work so far (LPT,
+    work counted over the whole walk: steps + 1 for the item's fill and drain)."""
+    import heapq
+    n_kv, n_m, bh = p.seq_kv // s.block_n, p.seq_q // s.block_m, p.batch * p.heads_kv
+
+    def steps(j: int) -> int:
+        if not p.causal:
+            return n_m
+        return n_m - min(max(j * s.block_n - p.causal_offset, 0) // s.block_m, n_m)
+
+    sec = max(1, ctas // n_kv)
+    heap = [(0, c) for c in range(ctas)]
+    walk: list[list[int]] = [[] for _ in range(ctas)]
+    for h0 in range(0, bh, sec):
+        items = [(p.group_size * steps(j), h * n_kv + j) for h in range(h0, min(h0 + sec, bh)) for j in range(n_kv)]
+        for n, e in sorted(items, key=lambda x: (-x[0], x[1])):
+            load, c = heapq.heappop(heap)
+            walk[c].append(e)
+            heapq.heappush(heap, (load + n + 1, c))
+    return walk
+
+
+def fa3_bwd_walk_ctas(p: AttentionProblem, s: Schedule, device) -> int:
+    """PERSISTENT's grid: min(items, SMs) CTAs (132 where the device is not a GPU)."""
+    sms = (torch.cuda.get_device_properties(device).multi_processor_count
+           if torch.device(device).type == "cuda" else 132)
+    return min(sms if PERSISTENT_CTAS is None else PERSISTENT_CTAS, p.batch * p.heads_kv * (p.seq_kv // s.block_n))
+
+
+_WALK_TABLES: dict = {}
+
+
+def fa3_bwd_walk_table(p: AttentionProblem, s: Schedule, device, ctas: int) -> torch.Tensor:
+    """`fa3_bwd_walk` as the kernel's int32 table: `ctas` + 1 offsets, then the entries (the grid is (ctas,)).
+    Cached per (problem, schedule, device, CTAs): the host's LPT over 2048 items takes milliseconds, more than the
+    kernel at N=1024."""
+    key = (p, s, _device_key(torch.device(device)), ctas)
+    t = _WALK_TABLES.get(key)
+    if t is None:
+        walk = fa3_bwd_walk(p, s, ctas)
+        offs = [0]
+        for w in walk:
+            offs.append(offs[-1] + len(w))
+        t = torch.tensor(offs + [e for w in walk for e in w], dtype=torch.int32, device=device)
+        _WALK_TABLES[key] = t
+    return t
 
 
 def _grid_group(p: AttentionProblem, s: Schedule, device) -> int:
@@ -961,6 +1227,13 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
                             dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
                             cnt, dq_fuse, zero_ws, fuse_step)
+    if kw["PERSISTENT"]:
+        ctas = fa3_bwd_walk_ctas(p, s, q.device)
+        walk = fa3_bwd_walk_table(p, s, q.device, ctas)
+        args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
+                                dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
+                                cnt, dq_fuse, zero_ws, fuse_step, walk=walk)
+        grid = (ctas,)
     if kw["DQ_FUSE"] and (dq is None or cnt is None) and q.device.type == "cuda":
         raise ValueError("the folded dQ conversion (DQ_FUSE) needs dq and the counters (fuse_counters)")
     if kw["DQ_FUSE"] and cnt is not None and cnt.numel() < fuse_counter_count(p, s, kw["FUSE_STEP"]):

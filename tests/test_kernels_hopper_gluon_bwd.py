@@ -689,3 +689,76 @@ def test_fa3_backward_grid_group_order():
         assert hb._grid_group(AttentionProblem(16, 16, 16, 1024, 1024, 128), s, "cpu") == 0
     with um.patch.object(hb, "GRID_GROUP", 0):
         assert hb._grid_group(p, s, "cpu") == 0
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("ctas", [3, 5])
+@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing",
+                                  "d128_causal_tl_q_gt_kv", "d128_one_block", "d128_full_gqa_s2",
+                                  "d128_causal_tl_gqa_s2", "d128_causal_br_q_lt_kv_s2"])
+def test_fa3_backward_persistent_gpu(case, ctas, monkeypatch):
+    """PERSISTENT (session 16): the registered d=128 2-stage kernel as a walk over a host table, with 3 or 5 CTAs so
+    that each walks many items -- several heads, causal lengths from 0 (K/V blocks no row sees: dK = dV = 0) to all
+    Q blocks, GQA -- exact by the rule."""
+    monkeypatch.setattr(hb, "DQ_FUSE", False)
+    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
+    monkeypatch.setattr(hb, "PERSISTENT", True)
+    monkeypatch.setattr(hb, "PERSISTENT_CTAS", ctas)
+    p, s, (q, k, v, do), grads = _run(case, "bf16", "persistent")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v)
+    assert kw["PERSISTENT"], kw
+    _check_grads(p, q, k, v, do, grads, "bf16")
+
+
+def test_fa3_backward_persistent_walk():
+    """PERSISTENT's host walk (session 16): every (K/V block, batch*head_kv) item once, sections of one wave's heads
+    in order, longest first inside a section, the CTAs' work within one item's steps of each other (LPT)."""
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    for p in (AttentionProblem(16, 16, 16, 1024, 1024, 128, causal=True), AttentionProblem(16, 16, 16, 1024, 1024, 128),
+              AttentionProblem(4, 16, 16, 4096, 4096, 128, causal=True),
+              AttentionProblem(1, 4, 2, 512, 1024, 128, causal=True, causal_align="bottom_right")):
+        n_kv, n_m = p.seq_kv // 128, p.seq_q // 64
+        ctas = min(132, p.batch * p.heads_kv * n_kv)
+        walk = hb.fa3_bwd_walk(p, s, ctas)
+        assert sorted(e for w in walk for e in w) == list(range(p.batch * p.heads_kv * n_kv))
+
+        def steps(j):
+            return n_m - min(max(j * 128 - p.causal_offset, 0) // 64, n_m) if p.causal else n_m
+        loads = [sum(p.group_size * steps(e % n_kv) + 1 for e in w) for w in walk]
+        assert max(loads) - min(loads) <= p.group_size * n_m + 1, (max(loads), min(loads))
+        sec = max(1, ctas // n_kv)
+        for w in walk:  # each CTA's items: sections in order
+            secs = [(e // n_kv) // sec for e in w]
+            assert secs == sorted(secs)
+        t = hb.fa3_bwd_walk_table(p, s, "cpu", ctas)
+        assert int(t[0]) == 0 and int(t[ctas]) == t.numel() - ctas - 1
+
+
+@pytest.mark.parametrize("mask", ["causal", "full"])
+def test_fa3_backward_persistent_compiles_for_sm90a(mask):
+    """PERSISTENT compiles for sm_90a at d=128 2 stages: the registered kernel's wgmma waits (12: nothing serialised),
+    no REDG (dQ by the TMA reduce-add), shared memory + one mbarrier (kv_free).  The local bytes are the compile's own
+    figure in session 16 (40 B: the walk's per-item scalars, reloaded per item, none inside the step loop), a guard
+    against growth, not a goal."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
+                              'kb.PERSISTENT = True\n'
+                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
+                              'walk=torch.empty(8, dtype=torch.int32), dq_fuse=False)\n'
+                              'assert kw["PERSISTENT"]')
+    assert "PERSISTENT" in script
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", script, "128", mask, "0"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0 and got["depbar"] <= 12, got
+    assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
+    assert got["local"] <= 40, got
