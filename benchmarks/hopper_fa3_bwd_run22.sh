@@ -30,6 +30,7 @@ for w in "${wpids[@]}"; do wait "$w"; done
 tail -q -n1 "$OUT"/warm-*.log; rm -f "$OUT"/warm-*.log
 grep -E '[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$OUT/pytest.log"
 echo "tests done at $((SECONDS - T0)) s; failed/hung: $bad"
+if [ "$bad" -ne 0 ]; then echo "PERSISTENT failed or hung in the tests: no timing"; exit 1; fi
 for dt in bf16 fp16; do
   timeout $(( $(left) / 2 - 2 )) python $D --out "$OUT" --dtype $dt --cases "" --bwd-cases "$G128" \
     --bwd-switches $SW --rounds "${ROUNDS:-5}" > "$OUT/diag-$dt.log" 2>&1
