@@ -313,7 +313,17 @@ def local_memory(hw, cal, *, local_bytes_per_thread: int, threads: int, ctas_per
         rl, rs = reuse["reload"], reuse["restore"]
         l1_miss = _by_distance(curves.l1_miss, rl, t_sm / l1) if l1 else 0.0
         l1_of = (lambda d: SpillCurves.at(curves.l1_miss, d * t_sm / l1)) if l1 else None
-        rf = _by_distance(curves.l2_miss, rl, t_gpu / hw.l2_bytes, weight=l1_of)
+        if reuse.get("reload_pairs"):
+            # memsim.spill_reuse (MEMSIM_SPILL_LRU, levels "l2"): each reload at its distance since the store for
+            # the L1, since the value's last access for the L2
+            num = den = 0.0
+            for ds, dl, b in reuse["reload_pairs"]:
+                w = b * (l1_of(ds) if l1_of else 1.0)
+                num += w * SpillCurves.at(curves.l2_miss, dl * t_gpu / hw.l2_bytes)
+                den += w
+            rf = num / den if den else 0.0
+        else:
+            rf = _by_distance(curves.l2_miss, rl, t_gpu / hw.l2_bytes, weight=l1_of)
         wf = _by_distance(curves.dram_write, rs, t_gpu / dirty)
     else:
         # the curves are measured with each value stored and reloaded once per sweep of the footprint; a
