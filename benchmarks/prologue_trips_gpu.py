@@ -8,13 +8,15 @@ engine charged one (the masked_band run's 2112-4224-CTA launches: dK/dV 14-31 % 
 `kernels.sass.prologue_round_trips` counts them from the SASS (`_round_trip_levels`: a load issued after waiting
 for level L lands at level L + 1).
 
-The isolating program: each CTA reads `LOADS` tiles of BLOCK fp32 (1 KB each, one element per thread) and
+The isolating program: each CTA reads `LOADS` tiles of BLOCK fp32 (1 KB or 8 KB each, `CONFIGS`) and
 writes one.  `chain`: the
 address of tile t + 1 depends on a reduction of tile t (a comparison that is never true for the data, which the
 compiler cannot fold), so the loads go out one round trip after another -- LOADS round trips; `flat`: the same loads,
-the same bytes, all issued at once -- one round trip.  Grids of 1, 4 and 16 waves of 132 x 8 CTAs (8 warps each:
-8 per SM fill it by warps, so a wave is a round of CTAs); a wave's loads are 1 MB per level, a third of what the
-DRAM moves in one latency, so the launch is latency-bound.  Per wave, chain - flat is the difference of their round
+the same bytes, all issued at once -- one round trip.  Grids of 16, 64 and 256 waves of 132 x 8 CTAs (8 warps
+each: 8 per SM fill it by warps, so a wave is a round of CTAs; many waves, so the GPU and not the host's launch sets
+the time -- at 1-4 waves the first run measured Triton's launch path, ~30 us).  1 KB tiles: a wave's loads are 1 MB
+per level, a third of what the DRAM moves in one latency (the round trip alone); 8 KB tiles: flash2's K or V tile
+at d = 64, 64 rows (the round trip and the DRAM's rate together).  Per wave, chain - flat is the difference of their round
 trips at the latency of the DRAM at that load.  The walk `prologue_round_trips` uses reads each variant's SASS
 (`--levels`, no GPU): chain LOADS levels, flat one -- `--analyse` divides by the walk's levels, not by LOADS.
 
@@ -22,6 +24,7 @@ trips at the latency of the DRAM at that load.  The walk `prologue_round_trips` 
     python benchmarks/prologue_trips_gpu.py --analyse FILE    (per-wave excess per extra round trip, against the
                                                                calibration's unloaded DRAM latency)
     python benchmarks/prologue_trips_gpu.py --levels          (the SASS walk of every variant; CPU)
+    python benchmarks/prologue_trips_gpu.py --merge RUN       (here: the prologue_trips fact, with the walk's levels)
 
 Data only (no assertion).
 """
@@ -39,12 +42,15 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-BLOCK = 256  # fp32 elements of one tile: 1 KB, one element per thread
-NUM_WARPS = 8
-CTAS_PER_SM = 8  # 64 warps: a full SM by warps, so a wave is a real round of CTAs
-WAVES = (1, 4, 16)
+#: (fp32 elements of one tile, warps): 1 KB a tile (one element per thread: the round trip alone) and 8 KB (flash2's
+#: K or V tile at d=64 x 64 rows: latency and the DRAM's rate together); 8 warps, so 8 CTAs fill an SM by warps
+CONFIGS = ((256, 8), (2048, 8))
+BLOCK, NUM_WARPS = CONFIGS[0]  # what --levels compiles (the SASS walk reads the same levels for both)
+CTAS_PER_SM = 8
+#: grids of this many rounds of 132 x 8 CTAs: enough that the GPU, not the host's launch, sets the time
+WAVES = (16, 64, 256)
 LOADS = (1, 2, 3, 4)
-REPEATS = 50
+REPEATS = 20
 
 
 def _kernel():
@@ -73,8 +79,9 @@ def variants():
     return [(n, chain) for n in LOADS for chain in ((False, True) if n > 1 else (False,))]
 
 
-def sass_levels() -> dict:
-    """{(loads, chain): round-trip levels} of every variant compiled for sm_90 (no GPU), by the walk
+def sass_levels(block: int = BLOCK, warps: int = NUM_WARPS) -> dict:
+    """{(loads, chain): round-trip levels} of every variant (tiles of `block` fp32, `warps` warps) compiled for
+    sm_90 (no GPU), by the walk
     `kernels.sass.prologue_round_trips` uses (`_round_trip_levels`): the level its last loads land at."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -85,8 +92,8 @@ def sass_levels() -> dict:
     for n, chain in variants():
         src = triton.compiler.ASTSource(fn=k, signature={"src": "*fp32", "dst": "*fp32", "LOADS": "constexpr",
                                                          "CHAIN": "constexpr", "BLOCK": "constexpr"},
-                                        constexprs={"LOADS": n, "CHAIN": chain, "BLOCK": BLOCK})
-        c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": NUM_WARPS})
+                                        constexprs={"LOADS": n, "CHAIN": chain, "BLOCK": block})
+        c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
         ins, _, _ = _decode(disassemble(c.asm["cubin"]))
         _level, _groups, sb = _round_trip_levels(ins)
         out[(n, chain)] = max(sb)
@@ -94,8 +101,9 @@ def sass_levels() -> dict:
 
 
 def levels() -> int:
-    for (n, chain), lv in sass_levels().items():
-        print(f"loads {n} {'chain' if chain else 'flat ':5s}: its loads land at level {lv}")
+    for block, warps in CONFIGS:
+        for (n, chain), lv in sass_levels(block, warps).items():
+            print(f"{block * 4 // 1024} KB loads {n} {'chain' if chain else 'flat ':5s}: its loads land at level {lv}")
     return 0
 
 
@@ -107,38 +115,40 @@ def run(out: str) -> int:
     dev = torch.cuda.current_device()
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
     rows = []
-    for waves in WAVES:
-        ctas = sms * CTAS_PER_SM * waves
-        src = torch.rand(ctas * max(LOADS) * BLOCK, device="cuda")
-        dst = torch.empty(ctas * BLOCK, device="cuda")
-        flush = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")  # past the 50 MB L2: every launch cold
-        for n, chain in variants():
-            def launch():
-                k[(ctas,)](src, dst, LOADS=n, CHAIN=chain, BLOCK=BLOCK, num_warps=NUM_WARPS)
-            launch()
-            torch.cuda.synchronize()
-            ts = []
-            for _ in range(REPEATS):
-                flush.zero_()
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
+    flush = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")  # past the 50 MB L2: every launch cold
+    for block, warps in CONFIGS:
+        for waves in WAVES:
+            ctas = sms * CTAS_PER_SM * waves
+            src = torch.rand(ctas * max(LOADS) * block, device="cuda")
+            dst = torch.empty(ctas * block, device="cuda")
+            for n, chain in variants():
+                def launch():
+                    k[(ctas,)](src, dst, LOADS=n, CHAIN=chain, BLOCK=block, num_warps=warps)
                 launch()
-                b.record()
-                b.synchronize()
-                ts.append(a.elapsed_time(b) * 1e-3)
-            ok = torch.allclose(dst, src.view(ctas, max(LOADS), BLOCK)[:, :n].sum(1))
-            rows.append({"waves": waves, "ctas": ctas, "loads": n, "chain": chain, "time_s": statistics.median(ts),
-                         "times_s": ts, "bytes": ctas * (n + 1) * BLOCK * 4, "exact": bool(ok)})
-            print(f"waves {waves:2d} loads {n} {'chain' if chain else 'flat '}: {statistics.median(ts) * 1e6:8.2f} us"
-                  f"{'' if ok else '  WRONG RESULT'}", flush=True)
-        del src, dst, flush
+                torch.cuda.synchronize()
+                ts = []
+                for _ in range(REPEATS):
+                    flush.zero_()
+                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    a.record()
+                    launch()
+                    b.record()
+                    b.synchronize()
+                    ts.append(a.elapsed_time(b) * 1e-3)
+                ok = torch.allclose(dst.view(ctas, block), src[:ctas * n * block].view(ctas, n, block).sum(1))
+                rows.append({"block": block, "num_warps": warps, "waves": waves, "ctas": ctas, "loads": n,
+                             "chain": chain, "time_s": statistics.median(ts), "times_s": ts,
+                             "bytes": ctas * (n + 1) * block * 4, "exact": bool(ok)})
+                print(f"{block * 4 // 1024} KB waves {waves:3d} loads {n} {'chain' if chain else 'flat '}: "
+                      f"{statistics.median(ts) * 1e6:9.2f} us{'' if ok else '  WRONG RESULT'}", flush=True)
+            del src, dst
     doc = {"format": "prologue_trips/1",
            "provenance": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "gpu": torch.cuda.get_device_name(dev), "sm_count": sms, "torch": torch.__version__,
                           "triton": triton.__version__, "cuda": torch.version.cuda,
                           "command": "python3 benchmarks/prologue_trips_gpu.py --out " + out,
                           "method": f"CUDA events, median of {REPEATS} launches, a 64 MB memset before each (cold "
-                                    f"L2); BLOCK {BLOCK} fp32, {NUM_WARPS} warps, {CTAS_PER_SM} CTAs per SM a wave"},
+                                    f"L2); (BLOCK fp32, warps) {CONFIGS}, {CTAS_PER_SM} CTAs per SM a wave"},
            "points": rows}
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
@@ -156,22 +166,46 @@ def analyse(path: str) -> int:
     hw = memsim.load_hardware("h100-sxm")
     q = dram_queue_latency(calibration_for(hw), hw.dram_bw_Bps)
     unloaded = q[1] if q else hw.mem_latency_s
-    by = {(r["waves"], r["loads"], r["chain"]): r for r in doc["points"]}
-    lv = sass_levels()
+    by = {(r.get("block", BLOCK), r["waves"], r["loads"], r["chain"]): r for r in doc["points"]}
+    lvs = {b: sass_levels(b, w) for b, w in CONFIGS}
     print(f"{doc['provenance']['gpu']}, {doc['provenance']['date']}; the engine's unloaded round trip "
-          f"{unloaded * 1e6:.2f} us")
-    print(f"{'waves':>5s} {'loads':>5s} {'levels':>6s} {'flat us':>8s} {'chain us':>9s} {'excess/wave/level us':>21s}")
-    per_all = []
-    for (waves, n, chain), r in sorted(by.items()):
+          f"{unloaded * 1e6:.2f} us (hw.mem_latency_s {hw.mem_latency_s * 1e6:.2f} us)")
+    print(f"{'tile':>5s} {'waves':>5s} {'loads':>5s} {'levels':>6s} {'flat us':>9s} {'chain us':>9s} "
+          f"{'excess/wave/level us':>21s}")
+    per_all: dict = {}
+    for (block, waves, n, chain), r in sorted(by.items()):
         if not chain:
             continue
-        f = by[(waves, n, False)]
+        f = by[(block, waves, n, False)]
+        lv = lvs[block]
         extra = lv[(n, True)] - lv[(n, False)]
         per = (r["time_s"] - f["time_s"]) / (waves * extra) if extra else float("nan")
-        per_all.append(per)
-        print(f"{waves:5d} {n:5d} {lv[(n, False)]}->{lv[(n, True)]:<3d} {f['time_s'] * 1e6:8.2f} "
-              f"{r['time_s'] * 1e6:9.2f} {per * 1e6:21.3f}")
-    print(f"median excess per wave per level {statistics.median(per_all) * 1e6:.3f} us")
+        per_all.setdefault(block, []).append(per)
+        print(f"{block * 4 // 1024:3d}KB {waves:5d} {n:5d} {lv[(n, False)]}->{lv[(n, True)]:<3d} "
+              f"{f['time_s'] * 1e6:9.2f} {r['time_s'] * 1e6:9.2f} {per * 1e6:21.3f}")
+    for block, v in per_all.items():
+        print(f"{block * 4 // 1024} KB tiles: median excess per wave per level {statistics.median(v) * 1e6:.3f} us")
+    return 0
+
+
+def merge(run_path: str, into: str, *, replace: bool = False) -> int:
+    """Add the run's points, each with the SASS walk's levels of its variant, to `into` as the `prologue_trips` fact
+    and show the round trip `memsim.calibration.prologue_trips_from` derives from them."""
+    sys.path.insert(0, HERE)
+    from run_file import load_runs, merge_fact
+
+    from memsim.calibration import prologue_trips_from
+    run = load_runs([run_path], "prologue_trips")[0]
+    lvs = {b: sass_levels(b, w) for b, w in CONFIGS}
+    pts = [p | {"levels": lvs[p["block"]][(p["loads"], p["chain"])], "date": run["provenance"]["date"]}
+           for p in run["points"]]
+    got = prologue_trips_from(pts).get("round_trip_s")
+    if got is None:
+        raise SystemExit("--merge: the run has no 1 KB chain / flat pairs: no round trip")
+    print(f"one more round trip: {got * 1e6:.3f} us")
+    merge_fact(into, "prologue_trips", pts, run=run, run_path=run_path, replace=replace,
+               note="CTAs whose 1 KB / 8 KB tile loads go out level after level (a reduction of each tile in the "
+               "next address) or at once, 16-256 waves of 132 x 8 CTAs: one more DRAM round trip in a row")
     return 0
 
 
@@ -180,9 +214,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--analyse")
     ap.add_argument("--levels", action="store_true")
+    ap.add_argument("--merge", metavar="RUN", help="add the run to --into as the prologue_trips fact")
+    ap.add_argument("--into", default=os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json"))
+    ap.add_argument("--replace", action="store_true")
     a = ap.parse_args(argv)
     if a.levels:
         return levels()
+    if a.merge:
+        return merge(a.merge, a.into, replace=a.replace)
     if a.analyse:
         return analyse(a.analyse)
     if not a.out:

@@ -112,6 +112,10 @@ class Calibration:
     #: latency a CTA waits before its first TMA load when it builds its own tensor descriptors: (seconds, seconds
     #: per descriptor), fitted on the `tma_descriptor` microbenchmark's one-wave points (None: not calibrated)
     tma_descriptor_s: tuple | None = None
+    #: one more DRAM round trip of a CTA whose loads go out after it waited for others (a small tile: the round
+    #: trip alone), the `prologue_trips` microbenchmark's median excess per wave per level of its 1 KB tiles (None:
+    #: not calibrated -- the engine takes the first loads' latency)
+    round_trip_s: float | None = None
     #: the narrowest TMA box row (bytes) whose reads the L2 request coalescer merges as it merges LSU loads of the
     #: same lines (`tma_window` fact, benchmarks/tma_window_gpu.py; `tma_coalesce_from`); narrower rows are
     #: partial-line requests that all reach the L2.  None: not calibrated (TMA reads merge as LSU reads)
@@ -303,6 +307,8 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
                 kw["issue"] = sm_fill_from(facts["sm_fill"], kw["issue"])
     if facts.get("tma_descriptor"):
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
+    if facts.get("prologue_trips"):
+        kw.update(prologue_trips_from(facts["prologue_trips"]))
     if facts.get("tma_window"):
         kw.update(tma_coalesce_from(facts["tma_window"]))
     if facts.get("l2_bandwidth"):
@@ -806,6 +812,31 @@ def tma_descriptor_from(points: list) -> dict:
         return {}
     a, b = _fit_line([n for n, _ in diffs], [d for _, d in diffs])
     return {"tma_descriptor_s": (max(0.0, a), max(0.0, b))}
+
+
+#: the `prologue_trips` tiles that time the round trip alone: 1 KB a CTA a level (the 8 KB tiles are DRAM-bound:
+#: there the other CTAs' transfers hide the extra trip, as the engine's links do)
+ROUND_TRIP_TILE_BYTES = 1024
+
+
+def prologue_trips_from(points: list) -> dict:
+    """One more DRAM round trip in a row, from `prologue_trips` (benchmarks/prologue_trips_gpu.py): each CTA reads
+    1 KB tiles whose loads go out level after level (`chain`) or at once (`flat`), the SASS walk's levels recorded
+    with each point; per pair at the same grid, (chain - flat) / (waves x (levels_chain - levels_flat)), median.
+    H100: 0.42-0.48 us (16-256 waves of 132 x 8 CTAs)."""
+    by = {(r["block"] * 4, r["waves"], r["loads"], r["chain"]): r for r in points if r.get("time_s")}
+    per = []
+    for (tile, waves, n, chain), r in by.items():
+        f = by.get((tile, waves, n, False))
+        if not chain or tile != ROUND_TRIP_TILE_BYTES or f is None or "levels" not in r or "levels" not in f:
+            continue
+        extra = r["levels"] - f["levels"]
+        if extra > 0:
+            per.append((r["time_s"] - f["time_s"]) / (waves * extra))
+    if not per:
+        return {}
+    import statistics
+    return {"round_trip_s": max(0.0, statistics.median(per))}
 
 
 def tma_coalesce_from(points: list) -> dict:

@@ -118,6 +118,10 @@ class LaunchCost:
     #: issues the first trip's copies (kernels.sass.prologue_round_trips; memsim/MODEL.md "the prologue's round
     #: trips")
     prologue_round_trips: int = 1
+    #: `issue_s_per_tile` of a trip whose loads are all masked off (no load latency: the replay's figures extended
+    #: to latency 0); 0: the same as issue_s_per_tile.  The engine prices a step that loads nothing but makes trips
+    #: at it (naive's row kernels' trips past seq_q)
+    issue_s_per_tile_noload: float = 0.0
 
 
 def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
@@ -210,7 +214,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
-    rtrips = 1
+    rtrips, issue_noload = 1, 0.0
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
@@ -239,6 +243,13 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             issue = max(at(rep["tile_cycles"]), fetch) / (resident * clock)
             if rep.get("tile_cycles_dram"):
                 issue_dram = max(at(rep["tile_cycles_dram"]), fetch) / (resident * clock)
+                lat_ = cal.issue
+                if lat_.load_dram_cycles > lat_.load_l2_cycles > 0:
+                    # a trip whose loads are all masked off (naive's row kernels past seq_q) waits on none: the
+                    # replay is linear in the load latency, so at latency 0 it is the L2-hit trip less the
+                    # L2-hit latency's share of the difference (memsim/MODEL.md "naive's row kernels")
+                    slope = (issue_dram - issue) / (lat_.load_dram_cycles - lat_.load_l2_cycles)
+                    issue_noload = max(fetch / (resident * clock), issue - slope * lat_.load_l2_cycles)
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
             if rep.get("band_instructions") and rep.get("band_cycles") and at(rep["tile_cycles"]) > 0:
                 # the other copy of the loop (kernels.sass.band_profile): a masked trip costs its own replay
@@ -253,7 +264,13 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             start_s = cal.tma_descriptor_s[0] + cal.tma_descriptor_s[1] * n_desc
         issue_src = "replay"
         src += "; SASS replay (memsim.warp_issue)"
-        rtrips = int(rep.get("prologue_round_trips") or 1)
+        # the prologue's round trips before the first trip (kernels.sass.prologue_round_trips), where the kernel has
+        # a tile loop and no local memory: without a loop the "prologue" is the whole kernel, and a spilling
+        # kernel's prologue waits for register-pressure batches of its tiles (flash2 d=256 dK/dV: 43 levels, the
+        # card paid next to none of them -- not measured by the microbenchmark, left out)
+        spills = f is not None and bool(f.local_bytes_per_thread)
+        if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS and not spills:
+            rtrips = int(rep.get("prologue_round_trips") or 1)
         if rtrips > 1:
             src += f"; {rtrips} load round trips before the first trip"
     elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
@@ -316,6 +333,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
         masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips,
+        issue_s_per_tile_noload=issue_noload,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps

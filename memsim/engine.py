@@ -418,7 +418,8 @@ class LaunchModel:
                  dependent_latency_s: float | None = None, cta_dispatch_s: float = 0.0,
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
                  l2_Bps: float | None = None, l2_write_Bps: float | None = None,
-                 partial_store_cost: float | None = None, dram_queue_latency=None):
+                 partial_store_cost: float | None = None, dram_queue_latency=None,
+                 round_trip_s: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -459,13 +460,17 @@ class LaunchModel:
         self.issue_s_per_tile = cost.issue_s_per_tile
         #: the same with every register load a DRAM miss (0: the tile loop waits on none; see LaunchCost)
         self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
+        #: ... and with no load to wait for (a step without reads that makes trips; 0: issue_s_per_tile)
+        self.issue_s_per_tile_noload = getattr(cost, "issue_s_per_tile_noload", 0.0)
         #: (unmasked, masked) trip of the loop over the tile loop's (LaunchCost.*_trip_factor)
         self.trip_factors = (getattr(cost, "unmasked_trip_factor", 1.0), getattr(cost, "masked_trip_factor", 1.0))
         self.spill_trip_factors = getattr(cost, "spill_trip_factors", None)
         #: the CTA's code outside the tile loop
         self.cta_fixed_s = cost.cta_fixed_s
-        #: load round trips in a row before a CTA's first trip computes (LaunchCost.prologue_round_trips)
+        #: load round trips in a row before a CTA's first trip computes (LaunchCost.prologue_round_trips), each
+        #: after the first `round_trip_s` (the `prologue_trips` microbenchmark; None: the first loads' latency)
         self.round_trips = getattr(cost, "prologue_round_trips", 1)
+        self.round_trip_s = round_trip_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
         #: a persistent CTA's code between its tiles, with each step that stores a tile's output
@@ -554,11 +559,12 @@ class LaunchModel:
         # flight, 0.86 us on the H100), else the preset's estimate; + the loaded excess below
         lat = self.dram_queue[1] if self.dram_queue else self.hw.mem_latency_s
         dq = self.dram_queue[0] if self.dram_queue else None
-        rtrips = self.round_trips
+        rtrips, rt_s = self.round_trips, self.round_trip_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
         issue_tile = self.issue_s_per_tile * (jit if self.issue_s_per_tile else 1.0)
+        issue_idle = self.issue_s_per_tile_noload * jit  # a trip that loads nothing (its loads masked off)
         # a loop that waits on its own register loads: the replay placed those waits (an L2 hit or a DRAM miss
         # each, mixed by the step's misses); the engine no longer delays the step's compute by a latency of its own
         load_extra = (self.issue_s_per_tile_dram * jit - issue_tile) if self.issue_s_per_tile_dram else 0.0
@@ -672,13 +678,16 @@ class LaunchModel:
                     # has; it stays before the step's compute)
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
+                    queued = 0.0
                     if wait and dq is not None and frac:
                         # the DRAM's queues at the rate asked of it lately: the misses of this step wait longer
-                        wait += frac * curve_latency_s(dq, self.dram.recent_Bps(now))
+                        queued = frac * curve_latency_s(dq, self.dram.recent_Bps(now))
+                        wait += queued
                     if k == 0 and rtrips > 1:
                         # the prologue waits on loads before it issues the first trip's (kernels.sass
-                        # .prologue_round_trips): that many round trips in a row before the first compute
-                        wait *= rtrips
+                        # .prologue_round_trips): that many round trips in a row before the first compute, each
+                        # after the first a round trip of its own (and the DRAM's queue again)
+                        wait += (rtrips - 1) * ((rt_s if rt_s is not None else lat) + queued)
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0
@@ -686,6 +695,7 @@ class LaunchModel:
                     first = now + (xfer_end - now) / (tiles or 1) + wait
             else:
                 ready = first = now
+                frac = 0.0  # no loads: the loop's register loads wait for nothing (naive's trips past seq_q)
             if overlap:  # one warpgroup's softmax under the other's MMAs
                 a_, b_ = flops * spf, exps * spe
                 dur = a_ if a_ > b_ else b_
@@ -695,7 +705,7 @@ class LaunchModel:
                 # (the step's useful FLOPs over the trip's MMA FLOPs are NOT tiles per trip: ragged and masked
                 # tiles do fewer useful FLOPs than the padded MMAs the trip issues; reading them as an unrolled
                 # loop made set J's one-key dK/dV 20x too fast and set D's d=16 hopper forward 2x)
-                d_issue = tiles * (issue_tile + frac * load_extra)
+                d_issue = tiles * ((issue_tile + frac * load_extra) if reads or not issue_idle else issue_idle)
                 if d_issue > dur:
                     dur = d_issue
             if local_tile:  # ... and the warps wait on their spilled registers' round trips

@@ -276,7 +276,8 @@ def fold_model(hw, cost, heads_per_event: int):
             replace(cost, sec_per_flop=cost.sec_per_flop * c / f, sec_per_exp=cost.sec_per_exp * c / f,
                     issue_s_per_tile=cost.issue_s_per_tile * c / f, local_s_per_tile=cost.local_s_per_tile * c / f,
                     cta_fixed_s=cost.cta_fixed_s * c / f, issue_s_per_tile_dram=cost.issue_s_per_tile_dram * c / f,
-                    tile_fixed_s=cost.tile_fixed_s * c / f),
+                    tile_fixed_s=cost.tile_fixed_s * c / f,
+                    issue_s_per_tile_noload=cost.issue_s_per_tile_noload * c / f),
             hw.num_sms / ns)
 
 

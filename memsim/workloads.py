@@ -388,20 +388,24 @@ def _naive_matmul_tile(c: _Ctx, co: dict, a, b, out_name) -> list:
 
 
 def _naive_rows(c: _Ctx, co: dict, in_names, out_name, exps_per_elem) -> list:
-    """CTA per row block: whole rows in registers, `naive_rows_per_step` rows per loop trip.  The CTA's loop
-    makes cdiv(rows, rows_per_trip) trips; the read steps carry them (in proportion to their columns), so the
-    per-trip costs (issue limit, spills) count the kernel's own loop, not the model's column blocks."""
+    """CTA per row block: whole rows in registers, `naive_rows_per_step` rows per loop trip
+    (kernels.naive._naive_softmax, _naive_bwd_ds: `for r0 in range(0, BLOCK_M, ROWS)`).  The loop makes
+    cdiv(block_m, rows_per_trip) trips whatever the block's real rows: the trips past seq_q load and store nothing
+    (their masks are all false) but run the loop's code.  Each trip loads its rows and waits for them (the replay
+    of the loop times the wait: `issue_s_per_tile_dram`), so the reads are one step of `trips` tiles -- not one step
+    per column run, whose latency each the engine would charge (set U's 005: 104 column runs, 2.1x too slow) --
+    then the idle trips (no load, no wait), then the stores."""
     i, h = co["row_block"], co["bh"]
     rows = c.Q.rows_in(i, i + 1)
     per_trip, _ = naive_rows_per_step(c.p.seq_kv, c.bm)
     trips = cdiv(rows, per_trip)
-    steps = []
-    for j0, j1 in _runs(0, c.nb, c.R):
-        reads = []
-        for n in in_names:
-            reads += c.sp_tensor(n, i, whole_rows=True).range((h, i), j0, j1)
-        cols = c.K.rows_in(j0, j1)
-        steps.append([reads, [], 0, exps_per_elem * rows * cols, trips * cols / c.p.seq_kv])
+    idle = cdiv(c.bm, per_trip) - trips
+    reads = []
+    for n in in_names:
+        reads += c.sp_tensor(n, i, whole_rows=True).range((h, i), 0, c.nb)
+    steps = [[reads, [], 0, exps_per_elem * rows * c.p.seq_kv, trips]]
+    if idle:
+        steps.append([[], [], 0, 0, idle])
     out = c.sp_tensor(out_name, i, whole_rows=True)
     for j0, j1 in _runs(0, c.nb, c.R):
         steps.append([[], out.range((h, i), j0, j1), 0, 0, 0])

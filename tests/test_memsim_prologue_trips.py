@@ -119,3 +119,29 @@ def test_flash2_dkdv_compiled_waits_two_round_trips():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "2", r.stdout[-500:]
+
+
+def test_round_trip_from_the_microbenchmark_pairs():
+    """`prologue_trips_from`: per 1 KB chain / flat pair, the time difference over waves x extra levels (the SASS
+    walk's), median; the 8 KB points (DRAM-bound: other CTAs hide the trip) and pairs of equal levels do not count."""
+    from memsim.calibration import prologue_trips_from
+
+    def pt(block, waves, loads, chain, levels, t_us):
+        return {"block": block, "waves": waves, "loads": loads, "chain": chain, "levels": levels, "time_s": t_us * 1e-6}
+    pts = [pt(256, 16, 2, False, 1, 30.0), pt(256, 16, 2, True, 2, 38.0),     # 0.5 us
+           pt(256, 64, 3, False, 1, 100.0), pt(256, 64, 3, True, 3, 160.0),   # 60 / 128 = 0.469 us
+           pt(256, 64, 4, False, 1, 110.0), pt(256, 64, 4, True, 4, 206.0),   # 96 / 192 = 0.5 us
+           pt(2048, 16, 2, False, 1, 160.0), pt(2048, 16, 2, True, 2, 999.0),
+           pt(256, 16, 3, False, 3, 40.0), pt(256, 16, 3, True, 3, 90.0)]
+    got = prologue_trips_from(pts)["round_trip_s"]
+    assert got == pytest.approx(0.5e-6), f"{got * 1e6:.4f} us, want the median 0.5"
+    assert prologue_trips_from([pt(2048, 16, 2, False, 1, 1.0), pt(2048, 16, 2, True, 2, 2.0)]) == {}
+
+
+def test_h100_calibration_has_the_measured_round_trip():
+    """The preset's calibration carries the merged run (H100 80GB HBM3, 2026-11-27 03:19 UTC): 0.42-0.49 us a level
+    at 16-256 waves, between the pointer chase's load latency (0.37 us) and a 16-32 KB CTA's first loads (0.86)."""
+    import memsim
+    from memsim.calibration import calibration_for
+    cal = calibration_for(memsim.load_hardware("h100-sxm"))
+    assert cal.round_trip_s is not None and 0.3e-6 < cal.round_trip_s < 0.86e-6, cal.round_trip_s

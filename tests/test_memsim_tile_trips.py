@@ -82,3 +82,43 @@ def test_reads_of_lines_whose_fill_is_in_flight_wait_for_it(fill_s, expect_dram_
     # each CTA's 4 trips: 4 us at the L2 latency, 12 us at the DRAM one
     expect = expect_dram_ctas * 12e-6 + (8 - expect_dram_ctas) * 4e-6
     assert st.sm_busy_s == pytest.approx(expect, rel=1e-6), f"busy {st.sm_busy_s * 1e6:.2f} us, want {expect * 1e6:.2f}"
+
+
+@pytest.mark.parametrize("seq_q, seq_kv, bm", [(16, 12052, 128), (11, 6656, 64), (300, 200, 64), (1, 1, 16),
+                                                (130, 9000, 32), (64, 64, 64)])
+@pytest.mark.parametrize("launch", ["naive_softmax", "naive_bwd_ds"])
+def test_naive_row_kernels_make_block_m_over_rows_trips(seq_q, seq_kv, bm, launch):
+    """kernels.naive's row kernels loop `for r0 in range(0, BLOCK_M, ROWS)`: every CTA makes cdiv(block_m, rows)
+    trips, the ones past seq_q with nothing to load (set U's 003: 16 real rows of a 128-row block, 8x the trips the
+    model counted), and its reads wait once per trip, in the loop -- one read step, not one per column run."""
+    from memsim.schedule import cdiv, naive_rows_per_step
+    p = AttentionProblem(batch=1, heads_q=2, heads_kv=2, seq_q=seq_q, seq_kv=seq_kv, head_dim=32, dtype="fp16")
+    s = Schedule("naive", "bwd" if launch == "naive_bwd_ds" else "fwd", bm, 16, 4, 1)
+    work = next(w for w in build_launches(p, s) if w.name == launch)
+    per_trip, _ = naive_rows_per_step(seq_kv, bm)
+    for idx in range(work.num_ctas):
+        steps = work.cta_steps(idx)
+        read_steps = [st for st in steps if st[0]]
+        assert len(read_steps) == 1, f"CTA {idx}: {len(read_steps)} read steps"
+        assert sum(st[4] for st in steps) == cdiv(bm, per_trip), (
+            f"CTA {idx}: {sum(st[4] for st in steps)} trips, the kernel makes {cdiv(bm, per_trip)}")
+        assert all(st[4] == 0 for st in steps if st[1]), "a store step made trips"
+
+
+def test_idle_row_trips_cost_the_loop_without_its_load_waits():
+    """A trip of naive's row kernels past seq_q loads nothing (masks all false): the replay, linear in the load
+    latency (replayed at the L2-hit and the DRAM-miss one), at latency 0 -- less than a trip that loads."""
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.costs import launch_cost
+    hw = memsim.load_hardware("h100-sxm")
+    cal = calibration_for(hw)
+    p = AttentionProblem(batch=62, heads_q=1, heads_kv=1, seq_q=16, seq_kv=12052, head_dim=32, dtype="fp16")
+    s = Schedule("naive", "bwd", 128, 16, 8, 3)
+    c = launch_cost(hw, cal, "naive_bwd_ds", p, s, 0)
+    if not c.issue_s_per_tile_dram:
+        pytest.skip("no DRAM-latency replay for this entry in the table")
+    lat = cal.issue
+    slope = (c.issue_s_per_tile_dram - c.issue_s_per_tile) / (lat.load_dram_cycles - lat.load_l2_cycles)
+    assert c.issue_s_per_tile_noload == pytest.approx(c.issue_s_per_tile - slope * lat.load_l2_cycles, rel=1e-9)
+    assert 0 < c.issue_s_per_tile_noload < c.issue_s_per_tile
