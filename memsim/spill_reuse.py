@@ -16,10 +16,12 @@ it 29 % since the store, 12 % since the last access; ncu: 2.5 %.
 
 Data: per spilling table entry of the live sets (by `memsim.spill_draw.fingerprint`), the joint histogram of the two
 distances (`benchmarks/spill_reuse_lru.py`, packed into `DATA_FILE`); entries it lacks keep the table's reading.
-The L2 reads the since-last-access distance, the L1 keeps the since-store one (`reuse_for`; both from the last
-access was tried and put the live L1-miss shares under ncu's).  Live A-V (notes/spills.md session 15): dram_read
-median 1.29 -> 1.24 %, 40 cases closer / 4 farther; l2 and dram_write unchanged; time 16.00 -> 16.00 %, gpu_time
-13.07 -> 13.16 %.
+With MEMSIM_SPILL_LRU=1 the L2 reads the since-last-access distance, the L1 keeps the since-store one (`reuse_for`;
+both from the last access was tried and put the live L1-miss shares under ncu's).  Live A-V at 05f2e13
+(notes/spills.md session 15): dram_read median 1.29 -> 1.24 %, worst 510 -> 384 %, 43 cases closer / 6 farther; l2
+and dram_write unchanged; time 16.00 -> 16.60 % (4 closer / 11 farther), gpu_time 13.07 -> 13.16 % (4 / 9): the
+launches whose reloads now wait on the L2 instead of DRAM run too fast in the replay (notes/spills.md "Next 1"), so
+the switch stays off by default.
 Stdlib only.
 """
 from __future__ import annotations
@@ -179,18 +181,19 @@ def reuse_for(f) -> dict | None:
     reloads' pairs of distances (since the store, since the last access) where the table's entry has them
     (`local_reuse["reload_pairs"]`) or the data file does (by `memsim.spill_draw.fingerprint`).
 
-    MEMSIM_SPILL_LRU: unset -> `DATA_FILE`; "0" -> off (the table's since-store histograms only); a path -> that file.
+    MEMSIM_SPILL_LRU: unset or "0" -> off (the table's since-store histograms only; the default: live time 16.00 ->
+    16.60 % with it, notes/spills.md session 15); "1" -> `DATA_FILE`; a path -> that file.
     MEMSIM_SPILL_LRU_LEVELS: "l2" (default) -> `local_memory` places the L1 by the since-store distance and the L2 by
     the since-last-access one; "l1l2" -> both caches by the since-last-access distance (tried, not adopted: the
     L1-miss share drops below ncu's on the live set, notes/spills.md session 15)."""
     reuse = (getattr(f, "loop", None) or {}).get("local_reuse")
     path = os.environ.get(ENV)
-    if not reuse or path == "0":
+    if not reuse or not path or path == "0":
         return reuse
     pairs = reuse.get("reload_pairs")
     if not pairs:
         from .spill_draw import fingerprint
-        e = _entries(path or str(DATA_FILE)).get(fingerprint(f))
+        e = _entries(str(DATA_FILE) if path == "1" else path).get(fingerprint(f))
         pairs = (e or {}).get("reload_pairs")
     if not pairs:
         return reuse

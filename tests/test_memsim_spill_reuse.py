@@ -56,12 +56,14 @@ def test_reuse_for_reads_the_pairs_from_the_file(tmp_path, monkeypatch):
     assert SR.reuse_for(f) == {"reload": [[16, 8]], "restore": [[32, 8]]}
     monkeypatch.setenv(SR.ENV, "0")  # off
     assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
+    monkeypatch.delenv(SR.ENV)  # off by default
+    assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
     monkeypatch.setenv(SR.ENV, str(tmp_path / "missing.json"))  # no entry: the table's reading
     assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
 
 
 def test_pairs_in_the_table_come_first(monkeypatch):
-    monkeypatch.delenv(SR.ENV, raising=False)
+    monkeypatch.setenv(SR.ENV, "1")
     monkeypatch.delenv(SR.LEVELS_ENV, raising=False)
     f = _facts(reload_pairs=[[64, 32, 8]])
     assert SR.reuse_for(f)["reload_pairs"] == [[64, 32, 8]]
@@ -112,3 +114,33 @@ def test_l2_placement_reads_the_last_access_distance():
     new = local_memory(hw, cal, reuse={**since_store, "reload_pairs": [[16 * 1024, 1024, 4096]]}, **args)
     assert old.l1_miss_fraction == new.l1_miss_fraction > 0.9
     assert old.dram_read_fraction > 0.9 and new.dram_read_fraction < 0.05, (old.explain(), new.explain())
+
+
+@pytest.mark.skipif("spill_reuse" not in open(__import__("memsim.costs").costs.__file__).read(),
+                    reason="memsim.costs does not read memsim.spill_reuse yet (notes/spills_patch_session15.diff)")
+@pytest.mark.parametrize("launch, ctas, since_store, last_access, ncu", [
+    # held-out V's r26112703_000 (fp32 flash2 backward, 128x128, d 32, 5376 tokens): the share of the reloads reaching
+    # the L2 that miss it -- ncu: DRAM reads / (L2 reads - global loads) = 0.025 (dK/dV), 0.098 (dQ)
+    ("flash2_bwd_dkdv", 42, 0.286, 0.122, 0.025),
+    ("flash2_bwd_dq", 126, 0.452, 0.176, 0.098),
+])
+def test_held_out_v000_reloads_hit_the_l2_more(monkeypatch, launch, ctas, since_store, last_access, ncu):
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.costs import launch_cost
+    from memsim.schedule import AttentionProblem, Schedule
+    hw = memsim.load_hardware("h100-sxm")
+    cal = calibration_for(hw)
+    p = AttentionProblem(batch=1, heads_q=3, heads_kv=1, seq_q=5376, seq_kv=5376, head_dim=32, dtype="fp32",
+                         causal=True, causal_align="top_left")
+    s = Schedule(algorithm="flash2", phase="bwd", block_m=128, block_n=128, num_warps=4, num_stages=1,
+                 grid_order="heads_fastest")
+    monkeypatch.delenv(SR.LEVELS_ENV, raising=False)
+    monkeypatch.setenv(SR.ENV, "1")
+    on = launch_cost(hw, cal, launch, p, s, 131072, num_ctas=ctas)
+    monkeypatch.delenv(SR.ENV)
+    off = launch_cost(hw, cal, launch, p, s, 131072, num_ctas=ctas)
+    assert on.local.l1_miss_fraction == off.local.l1_miss_fraction  # the L1 keeps the since-store reading
+    assert off.spill_dram_read_fraction == pytest.approx(since_store, abs=0.005)
+    assert on.spill_dram_read_fraction == pytest.approx(last_access, abs=0.005)
+    assert abs(on.spill_dram_read_fraction - ncu) < abs(off.spill_dram_read_fraction - ncu)
