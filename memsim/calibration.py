@@ -116,6 +116,9 @@ class Calibration:
     #: trip alone), the `prologue_trips` microbenchmark's median excess per wave per level of its 1 KB tiles (None:
     #: not calibrated -- the engine takes the first loads' latency)
     round_trip_s: float | None = None
+    #: ((CTAs adding into the same lines, bytes/s), ...) at which the L2 takes fp32 reduce-adds (`l2_atomics`
+    #: microbenchmark, median over its runs; None: not calibrated -- reduce-adds are stores)
+    reduce_add_curve: tuple | None = None
     #: the narrowest TMA box row (bytes) whose reads the L2 request coalescer merges as it merges LSU loads of the
     #: same lines (`tma_window` fact, benchmarks/tma_window_gpu.py; `tma_coalesce_from`); narrower rows are
     #: partial-line requests that all reach the L2.  None: not calibrated (TMA reads merge as LSU reads)
@@ -309,6 +312,8 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
         kw.update(tma_descriptor_from(facts["tma_descriptor"]))
     if facts.get("prologue_trips"):
         kw.update(prologue_trips_from(facts["prologue_trips"]))
+    if facts.get("l2_atomics"):
+        kw.update(l2_atomics_from(facts["l2_atomics"]))
     if facts.get("tma_window"):
         kw.update(tma_coalesce_from(facts["tma_window"]))
     if facts.get("l2_bandwidth"):
@@ -837,6 +842,35 @@ def prologue_trips_from(points: list) -> dict:
         return {}
     import statistics
     return {"round_trip_s": max(0.0, statistics.median(per))}
+
+
+def l2_atomics_from(points: list) -> dict:
+    """The L2's fp32 reduce-add rate against the CTAs that add into the same lines at once, from `l2_atomics`
+    (benchmarks/l2_atomics_gpu.py: 1056 CTAs of 4 warps add 8 KB tiles 64 times over, each tile shared by G of
+    them): {"reduce_add_curve": ((G, bytes/s), ...)}, the median over the runs' points of each G.  H100: 2.7 TB/s
+    with private tiles, 2.2 at G = 2-8, 1.1-1.3 at 64, 0.6 at 1056 (stores in the same program: 3.1)."""
+    by: dict = {}
+    for r in points:
+        if r.get("op") == "add" and r.get("exact", True) and r.get("time_s"):
+            by.setdefault(int(r["group"]), []).append(r["bytes"] / r["time_s"])
+    if not by:
+        return {}
+    import statistics
+    return {"reduce_add_curve": tuple((g, statistics.median(v)) for g, v in sorted(by.items()))}
+
+
+def reduce_add_Bps(curve, sharers: float) -> float:
+    """The reduce-add rate of `curve` (`l2_atomics_from`) at `sharers` CTAs per line: linear in log2(sharers)
+    between the measured points, the end points' rates beyond them."""
+    import math
+    g = max(1.0, float(sharers))
+    if g <= curve[0][0]:
+        return curve[0][1]
+    for (g0, r0), (g1, r1) in zip(curve, curve[1:]):
+        if g <= g1:
+            x = (math.log2(g) - math.log2(g0)) / (math.log2(g1) - math.log2(g0))
+            return r0 + x * (r1 - r0)
+    return curve[-1][1]
 
 
 def tma_coalesce_from(points: list) -> dict:

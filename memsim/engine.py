@@ -36,7 +36,7 @@ from statistics import NormalDist
 
 import simpy
 
-from .calibration import curve_latency_s
+from .calibration import curve_latency_s, reduce_add_Bps
 from .hardware import Hardware
 from .schedule import cdiv
 from .spill_masked import cta_spill_mix
@@ -336,6 +336,7 @@ class CtaBatches:
         self.dependent_loop = work.dependent_loop
         self.tma_row_bytes = getattr(work, "tma_row_bytes", None)
         self.write_partial_share = getattr(work, "write_partial_share", None)
+        self.reduce_adds = getattr(work, "reduce_adds", None)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
@@ -419,7 +420,7 @@ class LaunchModel:
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
                  l2_Bps: float | None = None, l2_write_Bps: float | None = None,
                  partial_store_cost: float | None = None, dram_queue_latency=None,
-                 round_trip_s: float | None = None):
+                 round_trip_s: float | None = None, reduce_add_curve=None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -443,6 +444,15 @@ class LaunchModel:
         shares = getattr(work, "write_partial_share", None) or {}
         self.write_weight = ({n: 1.0 + (partial_store_cost - 1.0) * sh for n, sh in shares.items() if sh}
                              if partial_store_cost and self.l2wlink is not None else {})
+        #: fp32 reduce-adds in the L2 (LaunchWork.reduce_adds): their tensor's bytes pass a link at the rate the
+        #: L2 takes reduce-adds shared by the CTAs that add into the same lines at once -- the mean sharers of a
+        #: block, at most the resident CTAs (`l2_atomics` microbenchmark, `calibration.reduce_add_Bps`)
+        red = getattr(work, "reduce_adds", None)
+        self.reduce_name, self.reduce_link = None, None
+        if red is not None and reduce_add_curve:
+            at_once = min(red[1], cost.ctas_per_sm * hw.num_sms, work.num_ctas)
+            self.reduce_name = red[0]
+            self.reduce_link = Link(self.env, reduce_add_Bps(reduce_add_curve, at_once), "reduce")
         used_sms = min(hw.num_sms, work.num_ctas)  # SMs beyond the grid never get a CTA
         self.sms = [SM() for _ in range(used_sms)]
         #: a dependent loop moves its bytes at this rate per CTA (measured: dependent_loop roundtrip)
@@ -536,6 +546,10 @@ class LaunchModel:
         st.l2_write_bytes += g
         st.dram_write_bytes += wb
         end = max(self.l2link.book(t, g), self.dram.book(t, wb))
+        if self.reduce_link is not None:
+            rb = sum(acc[2] for acc in writes if acc[0][0] == self.reduce_name)
+            if rb:
+                end = max(end, self.reduce_link.book(t, rb))
         if self.l2wlink is not None:
             ww = self.write_weight
             gw = sum(acc[2] * ww.get(acc[0][0], 1.0) for acc in writes) if ww else g

@@ -150,6 +150,10 @@ class LaunchWork:
     #: tail; None: the launch has one loop); the engine prices them at that loop's replay (memsim/MODEL.md "the
     #: masked copy of the tile loop")
     cta_masked_tiles: Callable[[int], int] | None = None
+    #: (tensor name, mean CTAs that add into each block of it) where the launch's writes of that tensor are fp32
+    #: reduce-adds done in the L2 (tl.atomic_add: RED.E.ADD.F32; hopper's dQacc); the engine books them at the
+    #: rate the L2 takes reduce-adds shared by that many CTAs (memsim/MODEL.md "reduce-adds in the L2")
+    reduce_adds: tuple | None = None
 
     @property
     def name(self) -> str:
@@ -473,6 +477,8 @@ class LaunchModelSpec:
     write_partial_share: dict | None = None
     #: coordinates -> the CTA's trips of the masked loop copy (LaunchWork.cta_masked_tiles)
     masked_tiles: Callable[[dict], int] | None = None
+    #: (tensor name, CTAs that add into each of its blocks) of a launch's register reduce-adds (LaunchWork)
+    reduce_adds: tuple | None = None
 
 
 def masked_by_q_block(c: _Ctx) -> Callable[[dict], int]:
@@ -554,7 +560,8 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
                               cta_l1_bytes=w.cta_l1_bytes, dependent_loop=w.dependent_loop,
                               tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share,
                               cta_masked_tiles=(None if w.masked_tiles is None else
-                                                (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx))))))
+                                                (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx)))),
+                              reduce_adds=w.reduce_adds))
     return out
 
 

@@ -99,6 +99,14 @@ def _hopper_bwd_dkdvdq(c: _Ctx, co: dict) -> list:
     return steps
 
 
+def _dqacc_sharers(c: _Ctx) -> float:
+    """Mean K/V-block CTAs that add into one dQacc Q block of a head: the K/V blocks whose rows it sees (causal:
+    those from its first to its diagonal), over the Q blocks any K/V block visits (>= 1)."""
+    visits = sum(c.mb - c.imin(j) for j in range(c.nb))
+    blocks = len({i for j in range(c.nb) for i in range(c.imin(j), c.mb)})
+    return visits / blocks if blocks else 1.0
+
+
 def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
     i, h = co["q_block"], co["bh"]
     return [[_dqacc(c).range((h,), i, i + 1), c.dQ.range((h,), i, i + 1), 0, 0, 1]]
@@ -108,7 +116,8 @@ def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
 def _hopper_bwd_work(c: _Ctx) -> dict:
     return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
             "hopper_bwd_dkdvdq": LaunchModelSpec(lambda co: _hopper_bwd_dkdvdq(c, co),
-                                                 masked_tiles=masked_by_kv_block(c)),
+                                                 masked_tiles=masked_by_kv_block(c),
+                                                 reduce_adds=("dQacc", _dqacc_sharers(c))),
             "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
 
 

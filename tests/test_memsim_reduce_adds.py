@@ -1,0 +1,52 @@
+"""Reduce-adds in the L2 (memsim/MODEL.md "reduce-adds in the L2").
+
+hopper's backward adds dS K_j into dQacc with fp32 atomic adds; the L2 takes them at a rate that falls with the CTAs
+adding into the same lines (`benchmarks/l2_atomics_gpu.py`, H100: 2.7 TB/s private, 0.6 TB/s shared by 1056).
+"""
+from __future__ import annotations
+
+import pytest
+
+from memsim.calibration import l2_atomics_from, reduce_add_Bps
+
+
+def _pt(op, g, tb_s, exact=True):
+    return {"op": op, "group": g, "bytes": 1e9, "time_s": 1e9 / (tb_s * 1e12), "exact": exact}
+
+
+def test_curve_is_the_median_rate_per_sharers_of_exact_adds():
+    pts = [_pt("add", 1, 2.6), _pt("add", 1, 2.8), _pt("add", 1, 2.7), _pt("store", 1, 3.1), _pt("add", 64, 1.2),
+           _pt("add", 64, 9.9, exact=False)]
+    curve = l2_atomics_from(pts)["reduce_add_curve"]
+    assert [g for g, _ in curve] == [1, 64], curve
+    assert curve[0][1] == pytest.approx(2.7e12) and curve[1][1] == pytest.approx(1.2e12), curve
+
+
+@pytest.mark.parametrize("sharers, want_tb_s", [(0.5, 2.0), (1, 2.0), (8, 1.5), (64, 1.0), (4096, 1.0)])
+def test_rate_is_linear_in_log2_sharers_between_points(sharers, want_tb_s):
+    curve = ((1, 2.0e12), (64, 1.0e12))
+    got = reduce_add_Bps(curve, sharers)
+    assert got == pytest.approx(want_tb_s * 1e12), f"{sharers} sharers: {got / 1e12:.3f} TB/s, want {want_tb_s}"
+
+
+@pytest.mark.parametrize("causal, seq, bm, bn", [(False, 1024, 128, 64), (True, 1024, 128, 64), (True, 300, 64, 16)])
+def test_dqacc_sharers_are_the_kv_blocks_visiting_a_q_block(causal, seq, bm, bn):
+    from memsim.schedule import AttentionProblem, Schedule, cdiv
+    from memsim.workloads import _Ctx
+    from memsim.workloads_hopper import _dqacc_sharers
+    p = AttentionProblem(batch=1, heads_q=1, heads_kv=1, seq_q=seq, seq_kv=seq, head_dim=64, dtype="bf16",
+                         causal=causal, causal_align="bottom_right")
+    c = _Ctx(p, Schedule("hopper", "bwd", bm, bn, 4, 2), 1)
+    mb, nb = cdiv(seq, bm), cdiv(seq, bn)
+    sees = [[j for j in range(nb) if not causal or j * bn <= min(seq, (i + 1) * bm) - 1] for i in range(mb)]
+    want = sum(len(s) for s in sees) / sum(1 for s in sees if s)
+    assert _dqacc_sharers(c) == pytest.approx(want), f"{_dqacc_sharers(c)} sharers, want {want}"
+
+
+def test_h100_calibration_has_the_measured_curve():
+    import memsim
+    from memsim.calibration import calibration_for
+    cal = calibration_for(memsim.load_hardware("h100-sxm"))
+    curve = cal.reduce_add_curve
+    assert curve is not None and curve[0][0] == 1 and curve[-1][0] >= 512, curve
+    assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:])), f"the rate does not fall with sharers: {curve}"
