@@ -33,6 +33,7 @@ from .calibration import Calibration, dot_flops_per_sm_s, l2_link_Bps, local_Bps
 from .compiled import MIN_LOOP_INSTRUCTIONS
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
+from . import spill_reuse
 from .local_memory import LocalMemory, local_memory
 from .spill_masked import trip_spill_factors
 
@@ -288,7 +289,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                              ctas_per_sm=per_sm, num_ctas=num_ctas or per_sm * hw.num_sms,
                              smem_per_cta_bytes=f.shared_bytes if f.shared_bytes else smem_per_cta,
                              store_bytes_per_iteration=st_b or None,
-                             reuse=(getattr(f, "loop", None) or {}).get("local_reuse"))
+                             reuse=spill_reuse.reuse_for(f))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
     local_s = 0.0
     if rep_ok and rep.get("tile_cycles_local_l2") and issue:
