@@ -100,11 +100,21 @@ def _hopper_bwd_dkdvdq(c: _Ctx, co: dict) -> list:
 
 
 def _dqacc_sharers(c: _Ctx) -> float:
-    """Mean K/V-block CTAs that add into one dQacc Q block of a head: the K/V blocks whose rows it sees (causal:
-    those from its first to its diagonal), over the Q blocks any K/V block visits (>= 1)."""
-    visits = sum(c.mb - c.imin(j) for j in range(c.nb))
-    blocks = len({i for j in range(c.nb) for i in range(c.imin(j), c.mb)})
-    return visits / blocks if blocks else 1.0
+    """CTAs that add into the same dQacc Q block at the same time, averaged over the adds: the K/V-block CTAs of a
+    head start together and walk their Q blocks one a trip (`_hopper_bwd_dkdvdq`: each query head of the group in
+    turn, from its first visible Q block), so at trip t the CTAs on Q block i of head h are those whose walk is there
+    then -- all of them at once without a mask (every walk starts at block 0), a few with a causal one (the walks
+    start along the diagonal).  sum n^2 / sum n over (trip, head, block), n the CTAs there (>= 1)."""
+    from collections import Counter
+    n: Counter = Counter()
+    for j in range(c.nb):
+        t = 0
+        for h in range(c.G):
+            for i in range(c.imin(j), c.mb):
+                n[(t, h, i)] += 1
+                t += 1
+    total = sum(n.values())
+    return sum(v * v for v in n.values()) / total if total else 1.0
 
 
 def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:

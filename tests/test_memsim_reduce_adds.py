@@ -29,18 +29,35 @@ def test_rate_is_linear_in_log2_sharers_between_points(sharers, want_tb_s):
     assert got == pytest.approx(want_tb_s * 1e12), f"{sharers} sharers: {got / 1e12:.3f} TB/s, want {want_tb_s}"
 
 
-@pytest.mark.parametrize("causal, seq, bm, bn", [(False, 1024, 128, 64), (True, 1024, 128, 64), (True, 300, 64, 16)])
-def test_dqacc_sharers_are_the_kv_blocks_visiting_a_q_block(causal, seq, bm, bn):
+@pytest.mark.parametrize("causal, seq, bm, bn, heads, want", [
+    (False, 1024, 128, 64, 1, 16.0),   # 16 K/V CTAs walk the 8 Q blocks together: all 16 on each block at once
+    (False, 1024, 128, 64, 2, 16.0),   # GQA: the group's heads one after another, still all together
+    (True, 1024, 128, 64, 1, None),    # causal: the walks start along the diagonal -- 2 K/V blocks per Q block
+    (True, 300, 64, 16, 1, None),
+])
+def test_dqacc_sharers_are_the_ctas_on_a_q_block_at_once(causal, seq, bm, bn, heads, want):
+    """The K/V-block CTAs start together and walk their Q blocks one a trip: the CTAs adding into the same dQacc
+    block at the same trip, averaged over the adds (sum n^2 / sum n) -- not the mean visitors over the launch (a
+    causal head's Q block is visited by up to all K/V blocks, but at different trips)."""
+    from collections import Counter
+
     from memsim.schedule import AttentionProblem, Schedule, cdiv
     from memsim.workloads import _Ctx
     from memsim.workloads_hopper import _dqacc_sharers
-    p = AttentionProblem(batch=1, heads_q=1, heads_kv=1, seq_q=seq, seq_kv=seq, head_dim=64, dtype="bf16",
+    p = AttentionProblem(batch=1, heads_q=heads, heads_kv=1, seq_q=seq, seq_kv=seq, head_dim=64, dtype="bf16",
                          causal=causal, causal_align="bottom_right")
     c = _Ctx(p, Schedule("hopper", "bwd", bm, bn, 4, 2), 1)
     mb, nb = cdiv(seq, bm), cdiv(seq, bn)
-    sees = [[j for j in range(nb) if not causal or j * bn <= min(seq, (i + 1) * bm) - 1] for i in range(mb)]
-    want = sum(len(s) for s in sees) / sum(1 for s in sees if s)
-    assert _dqacc_sharers(c) == pytest.approx(want), f"{_dqacc_sharers(c)} sharers, want {want}"
+    first = [min((i for i in range(mb) if not causal or j * bn <= min(seq, (i + 1) * bm) - 1), default=mb)
+             for j in range(nb)]
+    n = Counter((t, i) for j in range(nb) for t, i in enumerate(range(first[j], mb)))
+    if want is None:
+        want = sum(v * v for v in n.values()) / sum(n.values())
+    got = _dqacc_sharers(c)
+    assert got == pytest.approx(want), f"{got} CTAs at once, want {want}"
+    if causal:
+        visitors = sum(n.values()) / len({i for _, i in n})
+        assert got < visitors / 2, f"causal: {got} at once should be far below the {visitors} visitors"
 
 
 def test_h100_calibration_has_the_measured_curve():
