@@ -650,6 +650,24 @@ FA3_BWD_DQ_STAGE1 = {"head_dims": (128,), "num_stages": (2,)}
 #: (benchmarks/results/hopper-h100-2026-11-27-run19.md)
 FA3_BWD_DQ_FUSE = {"head_dims": (128,), "dtypes": ("fp16", "bf16"), "causal": (False,), "max_seq_q": 4096,
                    "zero_ws": True}
+#: with the folded conversion (`fa3_bwd_dq_fuse`, the end-of-CTA form): each consumer warpgroup counts itself in
+#: before its dK/dV epilogue stores instead of after them (the acq_rel atomic's MEMBAR.ALL.GPU then has no plain
+#: stores to wait for; kernels.hopper_gluon_bwd.FUSE_EARLY follows this) -- where: seq_q up to "max_seq_q".  Exact
+#: on the H100 (run21: s16_fuse_ws_early on the 8 d=128 cases x bf16/fp16) and faster there at N=1024, the whole
+#: backward d=128 non-causal medians of 5 rounds, registered fold -> early: bf16 395 -> 402 TFLOP/s (every paired
+#: round faster, median 1.023x), fp16 380 -> 388 (4 of 5, 1.020x); N=4096 a tie (bf16 500 -> 496, fp16 488 -> 486:
+#: 2 of 5 and 1 of 5), so not there (benchmarks/results/hopper-h100-2026-11-27-run21.md).  The bytes are the fold's
+FA3_BWD_FUSE_EARLY = {"max_seq_q": 1024}
+#: causal, the (K/V blocks, batch*head_kv) grid: the launch order in groups of "group" heads, every head's K/V block
+#: 0 (the longest) first, then block 1, ... (-1: one wave's heads, SMs // K/V blocks: 4 at N=4096 on an H100;
+#: kernels.hopper_gluon_bwd.GRID_GROUP follows this) -- where: head dims, stages, seq_kv in ["min_seq_kv",
+#: "max_seq_kv"].  Exact on the H100 (run21: 3 heads a group on the 7 causal d=128 cases and -1 on one, bf16) and
+#: faster there at causal N=4096, the whole backward d=128 medians of 5 rounds, three launches -> grouped: bf16 427 ->
+#: 439 TFLOP/s (4 of 5 paired rounds faster, median 1.026x), fp16 418 -> 422 (4 of 5, 1.020x; vs the default path
+#: 5 of 5); causal N=1024 (16 heads a group) a tie (bf16 1.002x, fp16 0.998x vs the default path): not there; 2048
+#: and 8192 not timed (benchmarks/results/hopper-h100-2026-11-27-run21.md).  The model does not see the order (the
+#: workload walks the plain q_fastest grid): the L2's reuse across the group's heads is not booked
+FA3_BWD_GRID_GROUP = {"head_dims": (128,), "num_stages": (2,), "group": -1, "min_seq_kv": 4096, "max_seq_kv": 4096}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -718,6 +736,20 @@ def fa3_bwd_dq_zero_ws(p: AttentionProblem, s: Schedule) -> bool:
     """Whether, with the folded conversion, dQacc is the per-device workspace the pass leaves zero (the preprocess
     then does not zero it)."""
     return fa3_bwd_dq_fuse(p, s) and bool(FA3_BWD_DQ_FUSE["zero_ws"])
+
+
+def fa3_bwd_fuse_early(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's folded conversion counts in before the dK/dV stores (`FA3_BWD_FUSE_EARLY`)."""
+    return fa3_bwd_dq_fuse(p, s) and p.seq_q <= FA3_BWD_FUSE_EARLY["max_seq_q"]
+
+
+def fa3_bwd_grid_group(p: AttentionProblem, s: Schedule) -> int:
+    """The registry's causal launch-order groups for hopper_fa3 bwd (`FA3_BWD_GRID_GROUP`): heads a group, -1 one
+    wave's (the launcher turns it into SMs // K/V blocks), 0 the plain order."""
+    r = FA3_BWD_GRID_GROUP
+    on = (fa3_bwd_applies(p, s) and p.causal and s.grid_order == "q_fastest" and p.head_dim in r["head_dims"]
+          and s.num_stages in r["num_stages"] and r["min_seq_kv"] <= p.seq_kv <= r["max_seq_kv"])
+    return int(r["group"]) if on else 0
 
 
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:
