@@ -98,6 +98,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "fuse_ws_early_noconv": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, FUSE_DIAG=1),
                 # causal: the launch order in groups of one wave's heads, every head's longest K/V block first
                 "group_wave": dict(GRID_GROUP=-1),
+                # (after run21: FUSE_EARLY and GRID_GROUP are the registry's where they won -- N=1024 non-causal,
+                # causal seq_kv 4096 -- so fuse_ws / nofuse there include them; these turn them off)
+                "fuse_ws_late": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=False),
+                "group_off": dict(GRID_GROUP=0),
                 # the registered d=128 kernel (three launches) as a persistent walk over a host table
                 "persistent": dict(PERSISTENT=True, DQ_FUSE=False),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),

@@ -8,10 +8,13 @@ Three launches (grids and bytes: `memsim.algorithms_hopper.HOPPER_FA3_BWD`):
                          there since session 13) that sees block j, the five tile
                          matmuls of the pair, dS_ij K_j added to dQacc_i by TMA bulk reduce-adds
   hopper_bwd_dq_convert  hopper bwd's: dQ_i = scale * dQacc_i in the input dtype
-Where the registry folds the conversion in (`fa3_bwd_dq_fuse`, session 15: d=128 fp16 non-causal N <= 4096; the
-switches `DQ_FUSE`, `DQ_ZERO_WS`) two launches: the last consumer warpgroup of each (batch*head_kv, dQ column half)
-converts that half after every reduce-add into it has completed (per-head_kv counters), and dQacc is a per-device
-workspace the pass leaves zero, so the preprocess computes delta only.
+Where the registry folds the conversion in (`fa3_bwd_dq_fuse`, session 15: d=128 fp16 non-causal N <= 4096, bf16
+since session 16; the switches `DQ_FUSE`, `DQ_ZERO_WS`) two launches: the last consumer warpgroup of each
+(batch*head_kv, dQ column half) converts that half after every reduce-add into it has completed (per-head_kv
+counters), and dQacc is a per-device workspace the pass leaves zero, so the preprocess computes delta only; at N <=
+1024 each warpgroup counts in before its dK/dV stores (`fa3_bwd_fuse_early`, session 17: `FUSE_EARLY`).  Causal at
+seq_kv 4096 the grid is launched in groups of one wave's heads, longest K/V block first (`fa3_bwd_grid_group`,
+session 17: `GRID_GROUP`).
 
 The kernel (`_hopper_fa3_bwd`), three partitions (`gl.warp_specialize`):
   * the producer (the default partition, 4 warps, 24 registers; one thread issues): TMA loads of K_j and V_j once,
@@ -58,7 +61,7 @@ import torch
 
 from memsim.algorithms_hopper import (FA3_BWD_DQ_BY_TMA, FA3_BWD_DQ_LAG, FA3_BWD_STAT_SMEM, fa3_bwd_applies,
                                       fa3_bwd_dq_async, fa3_bwd_dq_fuse, fa3_bwd_dq_lag, fa3_bwd_dq_stage1,
-                                      fa3_bwd_dq_zero_ws)
+                                      fa3_bwd_dq_zero_ws, fa3_bwd_fuse_early, fa3_bwd_grid_group)
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -171,16 +174,18 @@ FUSE_DIAG = 0
 FUSE_STEP = 0
 #: with DQ_FUSE (the end-of-CTA form): count in on the counter before the dK/dV epilogue stores instead of after
 #: them -- the acq_rel atomic's MEMBAR.ALL.GPU waits for this thread's outstanding stores to be acknowledged, and
-#: after the epilogue those are 2 x 16 KB of plain stores per warpgroup.  Session 16, prepared (NOT RUN): a switch
-#: the benchmarks flip (run21)
-FUSE_EARLY = False
+#: after the epilogue those are 2 x 16 KB of plain stores per warpgroup.  Session 16; run21 (H100, session 17):
+#: exact, 1.02x the fold at N=1024 (both dtypes), a tie at N=4096.  None: the registry's (`fa3_bwd_fuse_early`:
+#: d=128 non-causal N <= 1024, where the fold runs); True / False: the benchmarks' switch
+FUSE_EARLY = None
 #: causal, the (K/V blocks, batch*head_kv) grid: the launch order takes groups of n heads, every head's K/V block 0
 #: (the longest) first, then block 1, ... (`_fa3_bwd_block`); -1: n = SMs // K/V blocks (one wave a group: 16 heads
 #: at N=1024, 4 at 4096, 1 = the plain order at 16384 on an H100); 0: off (the plain order: longest first within a
 #: head).  The heads-fastest grid (all heads' block 0 first) was 0.58-0.73x at N <= 4096 (session 14: every
 #: concurrent CTA streams another head through the L2); one wave's heads keep 16 MB of Q, dO, dQacc live at N=1024.
-#: Session 16, prepared (NOT RUN): a switch the benchmarks flip (run21)
-GRID_GROUP = 0
+#: Session 16; run21 (H100, session 17): exact, 1.02-1.03x the plain order at causal N=4096, a tie at N=1024.  None:
+#: the registry's (`fa3_bwd_grid_group`: -1 at d=128 2 stages causal seq_kv 4096); n / -1 / 0: the benchmarks' switch
+GRID_GROUP = None
 #: the registered d=128 2-stage kernel (DQ_LAG + DQ_STAGE1 + STAT_SMEM, WG_OFFSET 1, three launches) as a persistent
 #: walk: grid (min(items, SMs),), CTA c takes the items (K/V block, batch*head_kv) of a host table (`fa3_bwd_walk`:
 #: sections of one wave's heads, longest first, LPT); its producer loads item t+1's K_j, V_j once both consumers have
@@ -1035,7 +1040,8 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
-    kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and FUSE_EARLY)
+    early = fa3_bwd_fuse_early(p, s) if FUSE_EARLY is None else FUSE_EARLY
+    kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and early)
     kw["GRID_GROUP"] = _grid_group(p, s, q.device)
     kw["PERSISTENT"] = bool(PERSISTENT and kw["DQ_LAG"] and kw["DQ_STAGE1"] and kw["STAT_SMEM"] and kw["DIAG"] == 0
                             and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
@@ -1098,10 +1104,11 @@ def fa3_bwd_walk_table(p: AttentionProblem, s: Schedule, device, ctas: int) -> t
 
 def _grid_group(p: AttentionProblem, s: Schedule, device) -> int:
     """GRID_GROUP where it runs (causal, the (K/V blocks, batch*head_kv) grid, more than one head): the module's
-    switch; -1: one wave -- max(1, SMs // K/V blocks) heads a group (132 SMs where the device is not a GPU)."""
-    if GRID_GROUP == 0 or not p.causal or s.grid_order != "q_fastest":
+    switch, None the registry's (`fa3_bwd_grid_group`); -1: one wave -- max(1, SMs // K/V blocks) heads a group (132
+    SMs where the device is not a GPU)."""
+    n = fa3_bwd_grid_group(p, s) if GRID_GROUP is None else GRID_GROUP
+    if n == 0 or not p.causal or s.grid_order != "q_fastest":
         return 0
-    n = GRID_GROUP
     if n < 0:
         sms = (torch.cuda.get_device_properties(device).multi_processor_count
                if torch.device(device).type == "cuda" else 132)

@@ -4,6 +4,8 @@ Gluon does not run in Triton's CPU interpreter, so the gradients are checked on 
 themselves without one; the committed log of a GPU run is the evidence).  Without a GPU this file checks the registry
 entry (launches, SRAM, the byte contract's names, the fallback), the refusals, and the sm_90a compile (partitions,
 register budgets, the shared memory the registry states)."""
+import itertools
+
 import pytest
 import torch
 
@@ -689,6 +691,31 @@ def test_fa3_backward_grid_group_order():
         assert hb._grid_group(AttentionProblem(16, 16, 16, 1024, 1024, 128), s, "cpu") == 0
     with um.patch.object(hb, "GRID_GROUP", 0):
         assert hb._grid_group(p, s, "cpu") == 0
+
+
+def test_fa3_backward_run21_rules():
+    """Session 17 (run21): the registry's FUSE_EARLY where the fold runs at N <= 1024, GRID_GROUP -1 (one wave's
+    heads: 4 at N=4096) causal at seq_kv 4096 only; the module's switches None follow them, 0 / False turn them off."""
+    import unittest.mock as um
+    from memsim.algorithms_hopper import fa3_bwd_dq_fuse, fa3_bwd_fuse_early, fa3_bwd_grid_group
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    for n, causal, dtype in itertools.product((1024, 4096, 16384), (False, True), ("bf16", "fp16")):
+        p = AttentionProblem(16384 // n, 16, 16, n, n, 128, causal=causal, dtype=dtype)
+        assert fa3_bwd_fuse_early(p, s) == (not causal and n == 1024)
+        assert not fa3_bwd_fuse_early(p, s) or fa3_bwd_dq_fuse(p, s)
+        assert fa3_bwd_grid_group(p, s) == (-1 if causal and n == 4096 else 0)
+        with um.patch.object(hb, "GRID_GROUP", None):
+            assert hb._grid_group(p, s, "cpu") == (4 if causal and n == 4096 else 0)
+    p64 = AttentionProblem(4, 16, 16, 4096, 4096, 64, causal=True)
+    assert fa3_bwd_grid_group(p64, Schedule(ALG, "bwd", 128, 128, 4, 2)) == 0
+    p = AttentionProblem(1, 2, 2, 1024, 1024, 128)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    for early, want in ((None, True), (False, False), (True, True)):
+        with um.patch.object(hb, "FUSE_EARLY", early), um.patch.object(hb, "DQ_FUSE", None):
+            _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, 128), q, q, dq=q,
+                                    cnt=torch.empty(4, dtype=torch.int32))
+            assert kw["DQ_FUSE"] and kw["FUSE_EARLY"] == want
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
