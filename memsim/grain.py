@@ -159,9 +159,12 @@ def launch_loops(problem: AttentionProblem, schedule: Schedule, run_blocks: int)
         elif name in ("naive_softmax", "naive_bwd_ds"):
             k = 1 if name == "naive_softmax" else 2
             # the kernel's loop trips (memsim.workloads._naive_rows): rows per trip from the kernels' rule
+            # one read step of the real trips, one of the idle trips past seq_q (if any), the stores per column run
             per_trip = naive_rows_per_step(p.seq_kv, s.block_m)[0]
-            steps = 2 * _nruns(0, nb, R)
-            tiles = sum(cdiv(min(s.block_m, p.seq_q - i * s.block_m), per_trip) for i in range(mb)) / mb
+            trips = cdiv(s.block_m, per_trip)
+            real = [cdiv(min(s.block_m, p.seq_q - i * s.block_m), per_trip) for i in range(mb)]
+            steps = 1 + sum(r < trips for r in real) / mb + _nruns(0, nb, R)
+            tiles = trips
             acc = (k + 1) * _nruns(0, nb, R)
         elif name in ("naive_pv", "naive_bwd_dq"):
             steps, tiles = _nruns(0, nb, R), nb
