@@ -123,10 +123,6 @@ class LaunchCost:
     #: to latency 0); 0: the same as issue_s_per_tile.  The engine prices a step that loads nothing but makes trips
     #: at it (naive's row kernels' trips past seq_q)
     issue_s_per_tile_noload: float = 0.0
-    #: one register load's DRAM-miss latency less its L2-hit one, in seconds (the replay's two passes differ by it
-    #: per exposed wait; 0: no DRAM-latency pass).  The engine counts a trip's exposed waits as
-    #: (issue_s_per_tile_dram - issue_s_per_tile) / this and adds the DRAM's queue excess to each (unpipelined loops)
-    load_wait_s: float = 0.0
 
 
 def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
@@ -219,7 +215,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
-    rtrips, issue_noload, load_wait = 1, 0.0, 0.0
+    rtrips, issue_noload = 1, 0.0
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
@@ -255,7 +251,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                     # L2-hit latency's share of the difference (memsim/MODEL.md "naive's row kernels")
                     slope = (issue_dram - issue) / (lat_.load_dram_cycles - lat_.load_l2_cycles)
                     issue_noload = max(fetch / (resident * clock), issue - slope * lat_.load_l2_cycles)
-                    load_wait = (lat_.load_dram_cycles - lat_.load_l2_cycles) / clock
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
             if rep.get("band_instructions") and rep.get("band_cycles") and at(rep["tile_cycles"]) > 0:
                 # the other copy of the loop (kernels.sass.band_profile): a masked trip costs its own replay
@@ -339,7 +334,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
         masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips,
-        issue_s_per_tile_noload=issue_noload, load_wait_s=load_wait,
+        issue_s_per_tile_noload=issue_noload,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps

@@ -472,8 +472,6 @@ class LaunchModel:
         self.issue_s_per_tile_dram = getattr(cost, "issue_s_per_tile_dram", 0.0)
         #: ... and with no load to wait for (a step without reads that makes trips; 0: issue_s_per_tile)
         self.issue_s_per_tile_noload = getattr(cost, "issue_s_per_tile_noload", 0.0)
-        #: one register load's DRAM-miss less L2-hit latency (LaunchCost.load_wait_s; 0: not known)
-        self.load_wait_s = getattr(cost, "load_wait_s", 0.0)
         #: (unmasked, masked) trip of the loop over the tile loop's (LaunchCost.*_trip_factor)
         self.trip_factors = (getattr(cost, "unmasked_trip_factor", 1.0), getattr(cost, "masked_trip_factor", 1.0))
         self.spill_trip_factors = getattr(cost, "spill_trip_factors", None)
@@ -627,10 +625,8 @@ class LaunchModel:
         fixed = self.cta_fixed_s * jit * self.ctas_in(idx) if self.cta_fixed_s else 0.0
         tile_fixed = self.tile_fixed_s * jit
         overlap = self.overlap
-        load_wait_s = self.load_wait_s
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
-            queued = 0.0
             if reads:
                 tl += tiles
                 g = miss = waited = 0
@@ -696,14 +692,11 @@ class LaunchModel:
                     # has; it stays before the step's compute)
                 else:
                     wait = lat if (k == 0 or not pipelined) else 0.0
+                    queued = 0.0
                     if wait and dq is not None and frac:
                         # the DRAM's queues at the rate asked of it lately: the misses of this step wait longer
                         queued = frac * curve_latency_s(dq, self.dram.recent_Bps(now))
                         wait += queued
-                    if not pipelined and not load_extra and tiles > 1:
-                        # an unpipelined loop whose replay placed no load waits: each trip of the step waits for
-                        # its own loads (a step of several trips: naive's row kernels, a coarse grain)
-                        wait *= tiles
                     if k == 0 and rtrips > 1:
                         # the prologue waits on loads before it issues the first trip's (kernels.sass
                         # .prologue_round_trips): that many round trips in a row before the first compute, each
@@ -727,10 +720,6 @@ class LaunchModel:
                 # tiles do fewer useful FLOPs than the padded MMAs the trip issues; reading them as an unrolled
                 # loop made set J's one-key dK/dV 20x too fast and set D's d=16 hopper forward 2x)
                 d_issue = tiles * ((issue_tile + frac * load_extra) if reads or not issue_idle else issue_idle)
-                if queued and not pipelined and load_extra > 0 and load_wait_s:
-                    # an unpipelined loop waits on its loads every trip: each exposed wait (the replay's DRAM pass
-                    # over its L2 pass, in load latencies) waits the DRAM's queue too (naive's row kernels)
-                    d_issue += tiles * (load_extra / load_wait_s) * queued
                 if d_issue > dur:
                     dur = d_issue
             if local_tile:  # ... and the warps wait on their spilled registers' round trips

@@ -282,7 +282,7 @@ def test_stderr_progress_draws_a_bar_or_a_line(use_tqdm, capsys):
 #: LaunchCost fields that are SM time (shared by the f heads an event stands for) and those that are latency
 _SM_TIME = ("sec_per_flop", "sec_per_exp", "issue_s_per_tile", "issue_s_per_tile_dram", "local_s_per_tile",
             "cta_fixed_s", "tile_fixed_s", "issue_s_per_tile_noload")
-_LATENCY = ("cta_start_s", "load_wait_s")
+_LATENCY = ("cta_start_s",)
 
 
 @pytest.mark.parametrize("f", [2, 4, 7])
@@ -305,7 +305,7 @@ def test_fold_scales_every_sm_time_field(f):
                       sec_per_flop=1.0, sec_per_exp=2.0, issue_s_per_tile=3.0, spill_l2_write_bytes_per_tile=0,
                       spill_l2_read_bytes_per_tile=0, spill_dram_write_fraction=0.0, spill_dram_read_fraction=0.0,
                       facts_source="test", local_s_per_tile=4.0, cta_fixed_s=5.0, cta_start_s=6.0,
-                      issue_s_per_tile_dram=7.0, tile_fixed_s=8.0, issue_s_per_tile_noload=9.0, load_wait_s=10.0)
+                      issue_s_per_tile_dram=7.0, tile_fixed_s=8.0, issue_s_per_tile_noload=9.0)
     hw2, folded, _ = fold_model(hw, cost, f)
     c = hw2.num_sms * f / hw.num_sms
     bad = [(n, getattr(cost, n), getattr(folded, n)) for n in _SM_TIME

@@ -69,12 +69,16 @@ def _launches(problem, schedule, mode: str, monkeypatch) -> dict:
 
 
 def test_a_busy_dram_makes_waiting_steps_slower(monkeypatch):
-    """naive fwd at N=1024, 32 heads, d=128, one stage: softmax and P V CTAs each load their rows, wait, compute
-    and store -- hundreds of short CTAs per SM with the DRAM at 2-3 TB/s: each wait is the loaded latency."""
+    """naive fwd at N=1024, 32 heads, d=128, one stage: the P V CTAs load their tiles, wait, compute and store --
+    hundreds of short CTAs per SM with the DRAM at 2-3 TB/s: each wait is the loaded latency.  (The softmax CTAs
+    load their rows in one read step since the row kernels' trips are booked as the kernel makes them -- memsim/
+    MODEL.md "naive's row kernels": the loaded excess reaches them once, with their first loads.  Spreading it over
+    each trip's replayed waits was tried and dropped: in the DRAM's queue regime it counts the saturated rate twice,
+    naive softmax 1.3 -> 3.1 ms where the card took 1.3.)"""
     p = AttentionProblem(1, 32, 32, 1024, 1024, 128, dtype="bf16")
     s = Schedule("naive", "fwd", 32, 64, 4, 1)
     t0, t1 = _launches(p, s, "flat", monkeypatch), _launches(p, s, "loaded", monkeypatch)
-    for name in ("naive_softmax", "naive_pv"):
+    for name in ("naive_pv",):
         assert t1[name] > 1.05 * t0[name], (f"{name}: loaded latency should slow a DRAM-busy unpipelined launch: "
                                             f"{t0[name] * 1e6:.1f} -> {t1[name] * 1e6:.1f} us")
     assert all(t1[n] >= t0[n] * (1 - 1e-9) for n in t0), "a longer wait never makes a launch faster"
