@@ -486,8 +486,14 @@ def _split_d_candidate(p: DecodeProblem, s: DecodeSchedule, c: int) -> DecodeSch
 #: / 0.998 / 1.013 at batch 64 and 1.118 at 8 x 1k; 64-row 1.018 / 0.989 / 0.986 / 1.002, 8 x 1k 0.997) -- there the
 #: form, whose 128-key paged loops take the compute per tile of a class ratio measured on 64-key tiles, was 11 % fast
 #: at 8 x 1k paged16.  So a tile is weighed only where the `loop` microbenchmark measured that loop itself
-#: (`_own_loop_measured`): today the contiguous 128-key tile.
+#: (`_own_loop_measured`): today the contiguous 128-key tile.  Session 16 (reports/h100-sxm/decode/s16-call1/, 04:30
+#: UTC) measured the paged 128-key loops themselves (ncu, one CTA per SM, hidden: 16-row pages 1.778 us per tile, 64-row
+#: 1.698; the class ratio had priced them 1.586 / 1.552) and they are in the table; with them the form moves 114 paged
+#: picks of a 648-shape grid to the 128-key tile, 8 of them timed in call 2: 5 faster (0.934-0.998), 3 slower (64 x 1k
+#: paged64 1.018, 64 x 32k paged16 / paged64 at S = 3 1.013 / 1.002).  Not adopted on paged caches
+#: (`TILE_CANDIDATES_PAGED`) until the moved picks are timed: notes/decode.md, session 16.
 TILE_CANDIDATES = ({"block_n": 128},)
+TILE_CANDIDATES_PAGED = False
 
 
 def _own_loop_measured(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> bool:
@@ -502,10 +508,13 @@ def _own_loop_measured(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> b
 def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
     """(schedule, why) of each TILE_CANDIDATES tile on schedule `s` at the rule's split count for that tile and the
     default combine, where the preset admits the tile (shared memory, registers: at least one CTA per SM) and the
-    `loop` microbenchmark measured the tile's own loop (`_own_loop_measured`)."""
+    `loop` microbenchmark measured the tile's own loop (`_own_loop_measured`); none on a paged cache unless
+    TILE_CANDIDATES_PAGED."""
     from dataclasses import replace
     f = device_facts(device_index)
     out = []
+    if p.paged and not TILE_CANDIDATES_PAGED:
+        return out
     for t in TILE_CANDIDATES:
         alt = replace(s, **t)
         if alt == s or not _own_loop_measured(p, alt, f) or loop_compute_s(p, alt, f) is None or \

@@ -33,13 +33,19 @@ def _facts():
 
 
 def test_the_table_holds_what_the_raw_run_says():
-    """Every figure of the table's measured_loop is recomputed from the committed raw run (and the replay it was
-    divided by is the table's own `tile_cycles` now)."""
+    """Every figure of the table's measured_loop is recomputed from the committed raw run and the runs added to it
+    (`--merge-loop-add`: their own loops only, e.g. session 16's ``loop3``; the class ratios stay the first run's),
+    and the replay it was divided by is the table's own `tile_cycles` now."""
     table = json.loads(I.COMPILED_FILE.read_text())["measured_loop"][H100]
     again = M.loop_compute_of(_points(), table["run"])
     assert table["run"] == str(RUN.relative_to(ROOT))
-    assert sorted(again["variants"]) == sorted(table["variants"]), (sorted(again["variants"]), sorted(table["variants"]))
-    for k, v in again["variants"].items():
+    variants = dict(again["variants"])
+    for add in table.get("added_runs", []):
+        new = M.loop_compute_of(json.loads((ROOT / add["run"]).read_text())["points"], add["run"])["variants"]
+        assert sorted(new) == sorted(add["variants"]), (add["run"], sorted(new))
+        variants.update(new)
+    assert sorted(variants) == sorted(table["variants"]), (sorted(variants), sorted(table["variants"]))
+    for k, v in variants.items():
         for f in ("period_s", "replay_s", "ratio"):
             assert table["variants"][k][f] == pytest.approx(v[f], rel=1e-12), (k, f, table["variants"][k][f], v[f])
     assert table["class_ratio"] == pytest.approx(again["class_ratio"], rel=1e-12)

@@ -63,21 +63,40 @@ def test_default_picks_what_ran_faster_in_call_2():
                 assert cudnn[B, N] / min(got) >= 1.0, (B, N)
 
 
-def test_paged_128_key_tile_not_weighed_where_its_loop_was_not_measured():
+def test_paged_128_key_tile_measured_but_not_weighed():
     """The 128-key tile on paged caches ran 11.8 % slower at 8 x 1k paged16 (20.25 vs 18.11 us) and was mixed at
-    batch 64, where the form -- its paged 128-key loops priced by a class ratio measured on 64-key tiles -- ranked it
-    first: kernels.decode does not weigh it there (`_own_loop_measured`).  If the `loop` microbenchmark measures the
-    paged 128-key loops, this test and TILE_CANDIDATES' comment change together."""
-    from kernels.decode_kv import _own_loop_measured, device_facts
-    f = device_facts(None)
+    batch 64, where the form -- its paged 128-key loops then priced by a class ratio measured on 64-key tiles -- ranked
+    it first.  Session 16 measured those loops themselves (reports/h100-sxm/decode/s16-call1/loop3.json, merged into
+    memsim/decode_compiled_sm90.json: `_own_loop_measured` is true); with them the form ranks 8 x 1k right (bn64 S = 2)
+    but still moves the 8 timed batch-64 paged shapes to the 128-key tile, 3 of which ran slower in call 2 (64 x 1k
+    paged64 1.018, 64 x 32k paged16 / paged64 at S = 3 1.013 / 1.002): kernels.decode does not weigh it on paged
+    caches (`TILE_CANDIDATES_PAGED`).  If that changes, this test and TILE_CANDIDATES' comment change together."""
+    import kernels.decode_kv as dk
+    f = dk.device_facts(None)
     for page in (16, 64):
         p = DecodeProblem.uniform(8, 32, 8, 128, 1024, dtype="bf16", page_size=page)
-        assert not _own_loop_measured(p, DecodeSchedule(block_n=128, page_prefetch=True), f)
-        assert _pick(8, 1024, page).block_n == 64
-    rows = {(r["layout"], r["variant"]): r["us"] for r in _rows() if (r["batch"], r["context"]) == (8, 1024)}
-    assert rows["paged16", "default"] > rows["paged16", "s14pf"] * 1.1  # call 2's paged16 bn128 pick (before the check)
-    assert _own_loop_measured(DecodeProblem.uniform(64, 32, 8, 128, 1024, dtype="bf16"),
-                              DecodeSchedule(block_n=128), f)
+        assert dk._own_loop_measured(p, DecodeSchedule(block_n=128, page_prefetch=True), f)
+    assert not dk.TILE_CANDIDATES_PAGED
+    rows = _rows()
+    paged = sorted({(r["batch"], r["context"], int(r["layout"][len("paged"):])) for r in rows
+                    if r["layout"] in ("paged16", "paged64")})
+    assert len(paged) == 10 and all(_pick(B, N, page).block_n == 64 for B, N, page in paged)
+    us = {(r["batch"], r["context"], r["layout"], r["variant"]): r["us"] for r in rows}
+    assert us[8, 1024, "paged16", "default"] > us[8, 1024, "paged16", "s14pf"] * 1.1  # call 2's bn128 pick there
+    # what the form picks with the paged tile weighed: bn128 at every batch-64 paged shape, 3 of 8 slower
+    dk._auto_tile.cache_clear()
+    try:
+        dk.TILE_CANDIDATES_PAGED = True
+        picks = {(B, N, page): _pick(B, N, page) for B, N, page in paged}
+    finally:
+        dk.TILE_CANDIDATES_PAGED = False
+        dk._auto_tile.cache_clear()
+    assert [k for k, s in picks.items() if s.block_n == 128] == [k for k in paged if k[0] == 64]
+    ratio = {k: us[k[0], k[1], f"paged{k[2]}", "default"] / us[k[0], k[1], f"paged{k[2]}", "s14pf"]
+             for k in paged if k[0] == 64}
+    assert sum(r > 1.0 for r in ratio.values()) == 3 and max(ratio.values()) < 1.02
+    contiguous = DecodeProblem.uniform(64, 32, 8, 128, 1024, dtype="bf16")
+    assert dk._own_loop_measured(contiguous, DecodeSchedule(block_n=128), f)
 
 
 def test_paged_prefetch_default_ran_faster():
@@ -100,8 +119,9 @@ def test_paged_prefetch_default_ran_faster():
 
 def test_form_on_call_2_predicted_before_the_call():
     """The rule's graph form on call 2's rows (predicted before the call, reports/h100-sxm/decode/
-    s15b-predictions.json) -- recomputed with today's model: within 10 % but the named misses (the 128-key tile at
-    8 x 1k paged16 -11 %, split_d paged16 at 8 x 1k -13 %), median under 3 %."""
+    s15b-predictions.json) -- recomputed with today's model: within 10 % but the named miss (split_d paged16 at 8 x 1k:
+    -13 % before the call, -12 % with its own loop measured in session 16), median under 3 %.  The 128-key tile at
+    8 x 1k paged16 (-11.3 % before the call) is -2.4 % with its own loop (session 16, s16-call1/loop3.json)."""
     from kernels.decode_kv import device_facts
     from memsim.inference import estimate_time_graph_s
     f = device_facts(None)
@@ -111,7 +131,7 @@ def test_form_on_call_2_predicted_before_the_call():
         p = DecodeProblem.uniform(r["batch"], 32, 8, 128, r["context"], dtype="bf16", page_size=page)
         s = decode_schedule_from_dict(r["schedule"])
         e = estimate_time_graph_s(p, s, f)["time_s"] * 1e6 / r["us"] - 1
-        (misses if (page == 16 and s.block_n == 128 and r["batch"] == 8) else errs).append(e)
-    assert len(errs) == 33 and max(abs(e) for e in errs) <= 0.10, errs
+        (misses if (page == 16 and s.split_d == 2 and r["batch"] == 8) else errs).append(e)
+    assert len(errs) == 34 and max(abs(e) for e in errs) <= 0.10, errs
     assert statistics.median(abs(e) for e in errs) <= 0.03
-    assert len(misses) == 2 and all(e < -0.08 for e in misses), misses  # named misses: update MODEL.md if they pass
+    assert len(misses) == 1 and all(e < -0.08 for e in misses), misses  # named miss: update MODEL.md if it passes
