@@ -62,7 +62,7 @@ def _kernel():
 
 def run(out: str) -> int:
     import torch
-    import triton
+    t0 = time.time()
     k = _kernel()
     dev = torch.cuda.current_device()
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
@@ -96,18 +96,11 @@ def run(out: str) -> int:
                      "bytes": nbytes, "time_s": t, "times_s": ts, "exact": exact})
         print(f"{op:5s} group {group:3d}: {t * 1e6:9.2f} us  {nbytes / t / 1e12:6.3f} TB/s"
               f"{'' if exact else '  WRONG RESULT'}", flush=True)
-    doc = {"format": "l2_atomics/1",
-           "provenance": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                          "gpu": torch.cuda.get_device_name(dev), "sm_count": sms, "torch": torch.__version__,
-                          "triton": triton.__version__, "cuda": torch.version.cuda,
-                          "command": "python3 benchmarks/l2_atomics_gpu.py --out " + out,
-                          "method": f"CUDA events, median of {REPEATS} launches (dst L2-resident); {ctas} CTAs of "
-                                    f"{NUM_WARPS} warps, {ITERS} passes over {BLOCK} fp32 each"},
-           "points": rows}
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, out)
+    sys.path.insert(0, HERE)
+    from run_file import write_run
+    write_run(out, "l2_atomics/1", rows, script="l2_atomics_gpu.py", argv=["--out", out], t0=t0,
+              method=f"CUDA events, median of {REPEATS} launches (dst L2-resident); {ctas} CTAs of "
+                     f"{NUM_WARPS} warps, {ITERS} passes over {BLOCK} fp32 each")
     return 0
 
 

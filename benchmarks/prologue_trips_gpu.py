@@ -109,8 +109,7 @@ def levels() -> int:
 
 def run(out: str) -> int:
     import torch
-    import triton
-
+    t0 = time.time()
     k = _kernel()
     dev = torch.cuda.current_device()
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
@@ -142,18 +141,11 @@ def run(out: str) -> int:
                 print(f"{block * 4 // 1024} KB waves {waves:3d} loads {n} {'chain' if chain else 'flat '}: "
                       f"{statistics.median(ts) * 1e6:9.2f} us{'' if ok else '  WRONG RESULT'}", flush=True)
             del src, dst
-    doc = {"format": "prologue_trips/1",
-           "provenance": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                          "gpu": torch.cuda.get_device_name(dev), "sm_count": sms, "torch": torch.__version__,
-                          "triton": triton.__version__, "cuda": torch.version.cuda,
-                          "command": "python3 benchmarks/prologue_trips_gpu.py --out " + out,
-                          "method": f"CUDA events, median of {REPEATS} launches, a 64 MB memset before each (cold "
-                                    f"L2); (BLOCK fp32, warps) {CONFIGS}, {CTAS_PER_SM} CTAs per SM a wave"},
-           "points": rows}
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, out)
+    sys.path.insert(0, HERE)
+    from run_file import write_run
+    write_run(out, "prologue_trips/1", rows, script="prologue_trips_gpu.py", argv=["--out", out], t0=t0,
+              method=f"CUDA events, median of {REPEATS} launches, a 64 MB memset before each (cold "
+                     f"L2); (BLOCK fp32, warps) {CONFIGS}, {CTAS_PER_SM} CTAs per SM a wave")
     return 0
 
 

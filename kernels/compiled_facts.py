@@ -708,6 +708,9 @@ def main(argv=None) -> int:
             return 2
         print(f"{added} entries added, {updated} entries' issue figures updated from {a.merge_from}", file=sys.stderr)
         return 0
+    def selected():
+        """The cases --suite / --random / --data / --defaults / --cases-json name (None: no selection, every entry)."""
+        return cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
     if a.refresh_code_bytes:
         return 1 if refresh_code_bytes(a.arch, shard=a.shard, force=a.force,
                                        command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
@@ -715,12 +718,11 @@ def main(argv=None) -> int:
         return 1 if refresh_local_regions(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
                                           command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_band:
-        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
-        return 1 if refresh_band(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, cases=only,
+        return 1 if refresh_band(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, cases=selected(),
                                  command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_prologue:
-        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
-        return 1 if refresh_prologue(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force, cases=only,
+        return 1 if refresh_prologue(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
+                                     cases=selected(),
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
@@ -737,8 +739,7 @@ def main(argv=None) -> int:
               "and a --launch-prefix (the whole table takes hours)", file=sys.stderr)
         return 2
     if a.refresh_issue:
-        only = cases_for(a) if (a.suite or a.random or a.data or a.defaults or a.cases_json) else None
-        return 1 if refresh_issue(a.arch, shard=a.shard, cases=only, launch_prefix=a.launch_prefix, force=a.force,
+        return 1 if refresh_issue(a.arch, shard=a.shard, cases=selected(), launch_prefix=a.launch_prefix, force=a.force,
                                   command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     try:
         cases = cases_for(a)

@@ -105,16 +105,14 @@ def _dqacc_sharers(c: _Ctx) -> float:
     turn, from its first visible Q block), so at trip t the CTAs on Q block i of head h are those whose walk is there
     then -- all of them at once without a mask (every walk starts at block 0), a few with a causal one (the walks
     start along the diagonal).  sum n^2 / sum n over (trip, head, block), n the CTAs there (>= 1)."""
+    # at trip t = h (mb - imin) + i - imin a walk is on (h, i): two walks meet on a block at the same trip exactly
+    # when they start on the same Q block, so n is the number of walks with the same first block, for each of
+    # the blocks that group visits
     from collections import Counter
-    n: Counter = Counter()
-    for j in range(c.nb):
-        t = 0
-        for h in range(c.G):
-            for i in range(c.imin(j), c.mb):
-                n[(t, h, i)] += 1
-                t += 1
-    total = sum(n.values())
-    return sum(v * v for v in n.values()) / total if total else 1.0
+    starts = Counter(c.imin(j) for j in range(c.nb))
+    adds = {i0: k * c.G * (c.mb - i0) for i0, k in starts.items()}  # the adds of a group: k walks, its blocks
+    total = sum(adds.values())
+    return sum(starts[i0] * n for i0, n in adds.items()) / total if total else 1.0
 
 
 def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
