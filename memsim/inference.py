@@ -973,7 +973,7 @@ def _waterfill(demand: list, weight: list, total: float) -> list:
 
 
 def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, kernel_s: float | None = None,
-                          max_waves: int | None = 8, coalesce: float = 0.002) -> dict:
+                          max_waves: int | None = 8, coalesce: float = 0.002, events: list | None = None) -> dict:
     """Closed-form GPU time of the launches inside a CUDA graph (what serving stacks replay; the kernels' split rule
     ranks with it): a fluid model of the split launch over the GPCs, without SimPy, with the mechanisms the card
     showed in session 11 (memsim/MODEL.md decode, "the last partial wave"; notes/decode.md):
@@ -996,7 +996,11 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     milliseconds where the SimPy model (`memsim.workloads_decode.rank_num_splits`) takes seconds.  The grain: a launch
     of more than `max_waves` waves runs as CTAs of `mult` consecutive CTAs each (their bytes summed, their dependent
     loads and tails `mult` times: a slot's chain of CTAs), at most `max_waves` waves (None: every CTA);
-    tests/test_decode_split_rule.py shows both grains agree."""
+    tests/test_decode_split_rule.py shows both grains agree.
+
+    `events` (a list): each group of CTAs that ends appends (start_s, end_s, CTAs of the launch) -- launch time from the
+    split launch's first CTA (`kernel_s` not included), for comparison with a %globaltimer trace
+    (benchmarks/decode_fixed_gpu.py)."""
     import heapq
     e, d = p.element_bytes, p.head_dim
     if kernel_s is None:
@@ -1147,7 +1151,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
                     # folded; the first wave waits one dependent load and ends with one tail, the rest is folded
                     groups[key] = [gi, 0, len(xs), 0, float(x), int(spread), t if spread else t + head, x, cnt, ovh,
                                    0.0 if spread else tail_s(len(xs), x / cnt), lim, x / (ovh + x / lim) if x else lim,
-                                   min(B * tile * miss, x / cnt), 1.0]
+                                   min(B * tile * miss, x / cnt), 1.0, t]
                     if ovh and x:  # its duty at its cap, to start with
                         groups[key][14] = max(0.05, 1.0 - ovh * groups[key][12] / x)
                 groups[key][3] += 1
@@ -1202,6 +1206,8 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
                 gr[5] = 1
             if gr[5] == 2 and gr[6] <= now + 1e-15:
                 end = max(end, now)
+                if events is not None:
+                    events.append((gr[15], now, gr[3] * gr[8]))
                 freed += [gr[0]] * gr[1]  # its SMs, all free now (its CTAs are alike and end together)
             else:
                 nxt.append(gr)
