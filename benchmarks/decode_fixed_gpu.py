@@ -41,8 +41,8 @@ HQ, HKV, D = 32, 8, 128
 #: name -> (batch, context (cache capacity), keys read per sequence (0: cache_seqlens all 0), block_n)
 CASES = {
     "b64_1k_bn128": (64, 1024, 1024, 128),
-    "b64_1k_bn32": (64, 1024, 1024, 32),
     "b64_0_bn128": (64, 1024, 0, 128),
+    "b64_1k_bn32": (64, 1024, 1024, 32),
     "b64_0_bn32": (64, 1024, 0, 32),
     "b16_0_bn128": (16, 1024, 0, 128),
     "b16_1k_bn128": (16, 1024, 1024, 128),

@@ -8,7 +8,7 @@
 #   $OUT/s17.tgz.   usage: OUT=... bash benchmarks/decode_session17_gpu.sh
 set -u
 SCRIPT=benchmarks/decode_session17_gpu.sh WORK=/tmp/s17; . benchmarks/decode_device_common.sh
-timeout 150 python3 benchmarks/decode_fixed_gpu.py --out "$W/fixed.json" --budget-s 100 > "$W/fixed.log" 2>&1
+timeout 130 python3 benchmarks/decode_fixed_gpu.py --out "$W/fixed.json" --budget-s 75 > "$W/fixed.log" 2>&1
 echo "fixed rc=$? ($(el))"; cat "$W/fixed.log"
 tar czf "$OUT/s17.tgz" -C "$W" . && ls -la "$OUT"
 echo "done ($(el))"
