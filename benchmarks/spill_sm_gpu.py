@@ -103,6 +103,18 @@ WBSMS_POINTS = (
     [("f2976", 4, n, smem) for n in (33, 66, 99) for smem in (0, 8 << 10)]
     + [("f1008", 12, 66, 8 << 10), ("f576", 24, 66, 8 << 10)]
 )
+#: the `chain` plan (session 16): does a CTA left alone on its SM run its trips at its own warps' chain (the tile-loop
+#: replay at ONE resident CTA) or at its turn among the k the launch made resident (memsim.engine books co-resident
+#: CTAs' turns one after another, each at replay(k) / k)?  `_mb_spill_chain`: k one-warp CTAs per SM; the first CTA
+#: to arrive on each SM (an atomic ticket per SM) makes `n_long` iterations, the others `n_short` (0: they exit at
+#: once; = n_long: the uniform twin).  L1-resident (f576 without shared memory: 10 KB per CTA, 256 KB of L1) and
+#: L2-resident (f2976 with 8 KB of shared memory: 60 KB per CTA, 28 KB of L1, every reload misses L1 even alone;
+#: 33 SMs so that k = 4 stays under the L2's dirty capacity).
+#: (variant, CTAs per SM, SMs used (0 = all), dynamic shared memory per CTA, n_long, n_short)
+CHAIN_POINTS = (
+    [("f576", 1, 0, 0, 64, 64)] + [("f576", k, 0, 0, 64, s) for k in (4, 8) for s in (64, 16, 0)]
+    + [("f2976", 1, 33, 8 << 10, 16, 16)] + [("f2976", k, 33, 8 << 10, 16, s) for k in (2, 4) for s in (16, 4, 0)]
+)
 REPEATS = 3
 METRICS = (
     "gpu__time_duration.sum", "sm__cycles_elapsed.avg.per_second",
@@ -123,6 +135,19 @@ METRICS = (
     "smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio",
     "launch__shared_mem_config_size", "launch__shared_mem_per_block_dynamic",
 )
+#: the chain plan's extra metrics: where the warps wait, and how long the SMs are busy (max over SMs: the long CTA)
+CHAIN_METRICS = METRICS + (
+    "sm__cycles_active.avg", "sm__cycles_active.max", "smsp__issue_active.avg.per_cycle_active",
+    "smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_wait_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_not_selected_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_selected_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_no_instruction_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_dispatch_stall_per_issue_active.ratio",
+    "smsp__average_warps_issue_stalled_branch_resolving_per_issue_active.ratio",
+)
 
 
 import triton  # noqa: E402
@@ -141,6 +166,25 @@ def _mb_spill_sm(src_ptr, out_ptr, sm_ptr, n_iter, n_sms_used, ROWS: tl.constexp
     sm = _smid()
     tl.store(sm_ptr + pid, sm)
     if sm < n_sms_used:
+        offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+        x = tl.load(src_ptr + pid * ROWS * COLS + offs)
+        for _ in range(n_iter):
+            s = tl.sum(x, axis=1)
+            x = x * 0.5 + s[:, None] * 0.001
+        tl.store(out_ptr + pid * ROWS * COLS + offs, x)
+
+
+@triton.jit
+def _mb_spill_chain(src_ptr, out_ptr, sm_ptr, cnt_ptr, n_long, n_short, n_sms_used, ROWS: tl.constexpr,
+                    COLS: tl.constexpr):
+    """`_mb_spill_sm` whose first CTA on each SM (an atomic ticket per SM) makes n_long iterations, the rest
+    n_short: one CTA left alone on its SM once the others are done."""
+    pid = tl.program_id(0).to(tl.int64)
+    sm = _smid()
+    tl.store(sm_ptr + pid, sm)
+    if sm < n_sms_used:
+        ticket = tl.atomic_add(cnt_ptr + sm, 1)
+        n_iter = tl.where(ticket == 0, n_long, n_short)
         offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
         x = tl.load(src_ptr + pid * ROWS * COLS + offs)
         for _ in range(n_iter):
@@ -242,6 +286,78 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
     return 0
 
 
+def worker_chain(manifest: str, repeats: int, only: list | None) -> int:
+    """The chain plan: each point compiled and warmed up outside the profiled range, then `repeats` launches
+    inside it (the per-SM tickets zeroed before each, outside the kernel filter)."""
+    import torch
+    n_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    order = []
+    for v, k, sms, smem, n_long, n_short in CHAIN_POINTS:
+        pid = f"{v}_k{k}_sms{sms or 'all'}_smem{smem >> 10}k_L{n_long}_S{n_short}"
+        if only and pid not in only:
+            continue
+        rows, warps, maxnreg, _ = VARIANTS[v]
+        used = sms or n_sms
+        ctas = n_sms * k
+        try:
+            src = torch.rand(ctas * rows * 64, device="cuda", dtype=torch.float32)
+            out = torch.empty_like(src)
+            smid = torch.full((ctas,), -1, device="cuda", dtype=torch.int32)
+            cnt = torch.zeros(n_sms, device="cuda", dtype=torch.int32)
+            kw = dict(ROWS=rows, COLS=64, num_warps=warps)
+            if maxnreg:
+                kw["maxnreg"] = maxnreg
+            args = (src, out, smid, cnt, n_long, n_short, used)
+            if smem:
+                ck = _with_shared(_mb_spill_chain, smem, args, kw)
+
+                def run():
+                    cnt.zero_()
+                    ck[(ctas, 1, 1)](*args, rows, 64)
+            else:
+                ck = None
+
+                def run():
+                    cnt.zero_()
+                    return _mb_spill_chain[(ctas,)](*args, **kw)
+            r0 = run()
+            ck = ck if ck is not None else r0
+            torch.cuda.synchronize()
+            compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
+                        "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
+            ids = smid.cpu().tolist()
+            per_sm = {}
+            for s_ in ids:
+                if 0 <= s_ < used:
+                    per_sm[s_] = per_sm.get(s_, 0) + 1
+            counts = sorted(per_sm.values())
+            tickets = cnt.cpu().tolist()[:used]
+            observed = {"sms_working": len(per_sm), "ctas_working": sum(counts),
+                        "ctas_per_sm_min": counts[0] if counts else 0, "ctas_per_sm_max": counts[-1] if counts else 0,
+                        "tickets_min": min(tickets), "tickets_max": max(tickets)}
+        except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
+            order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
+            print(f"{pid}: {order[-1]['error']}", flush=True)
+            _write(manifest, order)
+            continue
+        for r in range(repeats):
+            cnt.zero_()
+            torch.cuda.synchronize()
+            torch.cuda.profiler.start()
+            ck[(ctas, 1, 1)](*args, rows, 64) if smem else _mb_spill_chain[(ctas,)](*args, **kw)
+            torch.cuda.synchronize()
+            torch.cuda.profiler.stop()
+            order.append({"id": pid, "variant": v, "rows": rows, "cols": 64, "num_warps": warps, "maxnreg": maxnreg,
+                          "n_iter": n_long, "n_long": n_long, "n_short": n_short, "ctas_per_sm": k, "sms_used": used,
+                          "ctas": ctas, "repeat": r, "compiled": compiled, "observed": observed,
+                          "dynamic_smem": smem})
+        print(f"{pid}: ok {compiled} {observed}", flush=True)
+        del src, out, smid, cnt
+        _write(manifest, order)
+    _write(manifest, order)
+    return 0
+
+
 def _write(path: str, doc) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
@@ -249,14 +365,14 @@ def _write(path: str, doc) -> None:
     os.replace(tmp, path)
 
 
-def _metrics() -> list:
-    """METRICS less those this ncu does not know for the H100 (base name = the part before the first dot)."""
+def _metrics(wanted=METRICS) -> list:
+    """`wanted` less those this ncu does not know for the H100 (base name = the part before the first dot)."""
     from verification.ncu import available_metrics
     known = available_metrics("gh100")
     if not known:
-        return list(METRICS)
-    kept = [m for m in METRICS if m.split(".")[0] in known]
-    dropped = [m for m in METRICS if m not in kept]
+        return list(wanted)
+    kept = [m for m in wanted if m.split(".")[0] in known]
+    dropped = [m for m in wanted if m not in kept]
     if dropped:
         print(f"ncu does not know {dropped}: left out", flush=True)
     return kept
@@ -270,7 +386,8 @@ def drive(out: str, repeats: int, budget_s: float, plan: str = "sms") -> int:
     man = os.path.join(out, f"{tag}.manifest.json")
     log = os.path.join(out, f"{tag}.ncu.log")
     cmd = ["ncu", "--clock-control", "none", "--profile-from-start", "off", "--csv", "--print-units", "base",
-           "-k", "regex:_mb_spill_sm", "--metrics", ",".join(_metrics()),
+           "-k", "regex:_mb_spill_(sm|chain)", "--metrics", ",".join(_metrics(CHAIN_METRICS if plan == "chain"
+                                                                               else METRICS)),
            sys.executable, os.path.abspath(__file__), "--worker", "--manifest", man, "--repeats", str(repeats),
            "--plan", plan]
     sys.path.insert(0, HERE)
@@ -478,6 +595,71 @@ def replay_table(run_paths: list) -> list[dict]:
     return out
 
 
+def chain_replay(variants=("f576", "f2976"), n_sms_used: int = 132) -> dict:
+    """(here) `kernels.sass.issue_profile` of `_mb_spill_chain`'s variants compiled for sm_90: the trip's replayed
+    cycles at 1..k resident CTAs with the reloads at L1 (`tile_cycles`) and at the L2 latency
+    (`tile_cycles_local_l2`)."""
+    import torch
+    from kernels.compiled_facts import compile_launch
+    out = {}
+    for v in variants:
+        rows, warps, maxnreg, n_iter = VARIANTS[v]
+        src = torch.empty(16, dtype=torch.float32, device="meta")
+        i32 = torch.empty(16, dtype=torch.int32, device="meta")
+        kw = dict(ROWS=rows, COLS=64, num_warps=warps, **({"maxnreg": maxnreg} if maxnreg else {}))
+        f = compile_launch(_mb_spill_chain, (src, src, i32, i32, n_iter, n_iter, n_sms_used), kw)
+        out[v] = {"issue": f["issue"], "local_bytes_per_thread": f.get("local_bytes_per_thread"),
+                  "loop": {k_: f["loop"].get(k_) for k_ in ("instructions", "local_store_bytes", "local_load_bytes")}
+                  if f.get("loop") else None}
+    return out
+
+
+def chain_table(run_path: str, replay: dict | None = None) -> list[dict]:
+    """(here) The chain plan against the two readings of the engine: TURNS (today: every CTA's trips booked as turns
+    of replay(k) / k on its SM, so the SM's time is (n_long + (k - 1) n_short) x replay(k) / k) and CHAIN (a CTA's
+    trips take at least replay(1) each: n_short trips with all k resident at replay(k), the rest alone at replay(1)).
+    Replay cycles at L1 for the points without shared memory, at the L2 latency for the 8 KB ones (every reload
+    misses L1: ncu's m is printed beside)."""
+    pts = json.load(open(run_path))["points"]
+    replay = replay or chain_replay()
+    rows = []
+    print("| point | k | n_long | n_short | m (ncu) | measured cycles / long iter | TURNS | CHAIN | "
+          "meas / TURNS | meas / CHAIN | long_sb | issue active | sm cycles max / avg |")
+    print("| --- " * 13 + "|")
+    for r in summarise(pts):
+        p0 = next(p for p in pts if p.get("id") == r["id"] and "metrics" in p)
+        v, k, nl, ns = r["variant"], r["ctas_per_sm"], p0["n_long"], p0["n_short"]
+        iss = replay[v]["issue"]
+        key = "tile_cycles_local_l2" if p0.get("dynamic_smem") else "tile_cycles"
+        cyc = iss[key]
+
+        def at(c, n):
+            j = min(n, len(c))
+            return c[j - 1] * n / j
+        m = p0["metrics"]
+
+        def med(name):
+            vals = [q["metrics"].get(name) for q in pts if q.get("id") == r["id"] and "metrics" in q]
+            vals = [x for x in vals if x is not None]
+            return statistics.median(vals) if vals else None
+        clock = r["sm_clock_Hz"] or 1.755e9
+        meas = r["time_s"] * clock / nl
+        turns = (nl + (k - 1) * ns) * at(cyc, k) / k / nl
+        chain = max(turns, (min(ns, nl) * at(cyc, k) + max(0, nl - ns) * at(cyc, 1)) / nl)
+        cmax, cavg = med("sm__cycles_active.max"), med("sm__cycles_active.avg")
+        row = {"id": r["id"], "k": k, "n_long": nl, "n_short": ns, "m": r["reload_l1_miss_fraction"],
+               "cycles_per_long_iter": meas, "turns": turns, "chain": chain, "long_sb": r["stall_long_scoreboard"],
+               "issue_active": med("smsp__issue_active.avg.per_cycle_active"), "sm_cycles_max": cmax,
+               "sm_cycles_avg": cavg, "time_s": r["time_s"], "clock_Hz": clock}
+        rows.append(row)
+        mm = "-" if row["m"] is None else f"{row['m']:.2f}"
+        print(f"| {r['id']} | {k} | {nl} | {ns} | {mm} | {meas:.0f} | {turns:.0f} | {chain:.0f} | "
+              f"{meas / turns:.2f} | {meas / chain:.2f} | {row['long_sb'] or 0:.2f} | {row['issue_active'] or 0:.3f} | "
+              f"{(cmax or 0) / max(1.0, cavg or 1.0):.2f} |")
+        del m
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="(GPU) folder for spill_sm.json, the ncu log and the manifest")
@@ -486,14 +668,16 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*", help="(GPU) only these point ids")
-    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2", "wbsms"),
+    ap.add_argument("--plan", choices=("sms", "carveout", "reload", "writeback", "writeback2", "wbsms", "chain"),
                     default="sms",
                     help="(GPU) sms: warps per SM on 16 / 132 SMs; carveout: the same kernel launched with dynamic "
                          "shared memory (CARVEOUT_POINTS); reload: L1-missing reloads at 1-8 warps per SM, "
                          "L2-resident (RELOAD_POINTS); writeback: few warps, footprint past the dirty capacity inside "
                          "the L2 (WRITEBACK_POINTS); writeback2: more footprints and warps per SM in that regime "
-                         "(WRITEBACK2_POINTS); wbsms: one per-SM configuration on 33-99 SMs (WBSMS_POINTS)")
+                         "(WRITEBACK2_POINTS); wbsms: one per-SM configuration on 33-99 SMs (WBSMS_POINTS); chain: one "
+                         "long-walking CTA per SM among short ones (CHAIN_POINTS)")
     ap.add_argument("--analyse", metavar="RUN", help="(here) print the table of a run file")
+    ap.add_argument("--chain", metavar="RUN", help="(here) the chain plan's run against the TURNS and CHAIN readings")
     ap.add_argument("--replay", metavar="RUN", nargs="+", help="(here) each point against the replay of its variant "
                                                                "compiled here (linear and batched reload mix)")
     ap.add_argument("--merge", metavar="RUN", nargs="+", help="(here) the runs' points as the `spill_sm` fact of the "
@@ -502,12 +686,17 @@ def main(argv=None) -> int:
     ap.add_argument("--into", default=os.path.join(ROOT, "memsim", "presets", "h100-sxm.calibration.json"))
     a = ap.parse_args(argv)
     if a.worker:
+        if a.plan == "chain":
+            return worker_chain(a.manifest, a.repeats, a.only)
         return worker(a.manifest, a.repeats, a.only, a.plan)
     if a.analyse:
         table(json.load(open(a.analyse))["points"])
         return 0
     if a.replay:
         replay_table(a.replay)
+        return 0
+    if a.chain:
+        chain_table(a.chain)
         return 0
     if a.merge:
         return merge(a.merge, a.into, a.replace)
