@@ -1,6 +1,7 @@
 # Sourced by the hopper_fa3 backward device scripts (benchmarks/hopper_fa3_bwd_run*.sh) from the repository root,
 # after they set OUT and TOTAL_S: the environment, the clock (T0; `left` = seconds of TOTAL_S left), the test file T
-# and diag script D, the 12-cell grid (G128, G64: d/N/causal), and $OUT/env.txt (date, card, versions).
+# and diag script D, the 12-cell grid (G128, G64: d/N/causal), and $OUT/env.txt (date, card, versions); the two
+# functions below (the tests + timing of one call, the summary table) that run17-run23 share.
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 T0=$SECONDS
 left() { echo $(( TOTAL_S - (SECONDS - T0) )); }
@@ -14,3 +15,66 @@ G64=64/1024/0,64/4096/0,64/16384/0,64/1024/1,64/4096/1,64/16384/1
   python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'cudnn', torch.backends.cudnn.version())"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+
+# fa3_bwd_tests_and_timing K CASES SWITCHES DTYPES TEST_TIMEOUT_S ROUNDS [STOP_ON_FAIL]: the GPU tests of T selected by
+# `-k K` (-> $OUT/pytest.log) beside one `--warm-only` per dtype (compiles every kernel timed later), their summary,
+# then the whole backward timed per dtype in order (D --bwd-cases CASES --bwd-switches SWITCHES, ROUNDS rounds
+# alternating -> $OUT/diag-<dtype>.log and fa3_bwd_diag_<dtype>.json), each dtype given what is left of TOTAL_S over
+# the dtypes left, less 2 s.  STOP_ON_FAIL=1: no timing when a test failed or the tests hit their timeout.
+fa3_bwd_tests_and_timing() {
+  local k=$1 cases=$2 sw=$3 dtypes=$4 tto=$5 rounds=$6 stop=${7:-0} dt w tp bad n
+  timeout "$tto" python -m pytest -q -rf -p no:cacheprovider $T -k "$k" > "$OUT/pytest.log" 2>&1 &
+  tp=$!
+  local wpids=()
+  for dt in ${dtypes//,/ }; do
+    timeout "$tto" python $D --warm-only --dtype $dt --cases "" --bwd-cases "$cases" \
+      --bwd-switches $sw > "$OUT/warm-$dt.log" 2>&1 &
+    wpids+=($!)
+  done
+  bad=0; wait $tp || bad=1
+  for w in "${wpids[@]}"; do wait "$w"; done
+  tail -q -n1 "$OUT"/warm-*.log; rm -f "$OUT"/warm-*.log
+  grep -E '[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$OUT/pytest.log"
+  echo "tests done at $((SECONDS - T0)) s; failed/hung: $bad"
+  if [ "$stop" = 1 ] && [ "$bad" -ne 0 ]; then echo "failed or hung in the tests: no timing"; return 1; fi
+  n=$(echo ${dtypes//,/ } | wc -w)
+  for dt in ${dtypes//,/ }; do
+    timeout $(( $(left) / n - 2 )) python $D --out "$OUT" --dtype $dt --cases "" --bwd-cases "$cases" \
+      --bwd-switches $sw --rounds "$rounds" > "$OUT/diag-$dt.log" 2>&1
+    echo "$dt rc=$? at $((SECONDS - T0)) s"
+    n=$((n - 1))
+  done
+}
+
+# fa3_bwd_summary NAMES COLUMNS RATIOS DTYPES: from $OUT/diag-<dtype>.log, every (dtype, causal, N, impl)'s median
+# TFLOP/s and rounds, then a table: the switches NAMES (their whole-backward rows; "registered" = the registry's
+# kernel), the COLUMNS of the same call (default = the default's path, cuDNN, flash) and RATIOS of medians, each
+# "a/b" over those names (+ best: the fastest of NAMES and default).  Lists are comma-separated.
+fa3_bwd_summary() {
+  local logs=() dt
+  for dt in ${4//,/ }; do logs+=("$OUT/diag-$dt.log"); done
+  python - "$1" "$2" "$3" "${logs[@]}" <<'PY'
+import collections, json, statistics, sys
+names, cols, ratios = (a.split(",") if a else [] for a in sys.argv[1:4])
+t = collections.defaultdict(list)
+for fn in sys.argv[4:]:
+    for l in open(fn):
+        if l.startswith("{"):
+            r = json.loads(l)
+            if "tflops" in r:
+                t[(r["dtype"], r["causal"], r["seq"], r["impl"])].append(r["tflops"])
+med = {k: statistics.median(v) for k, v in t.items()}
+for k, v in sorted(t.items()):
+    print(*k, round(med[k]), "/".join(str(round(x)) for x in v))
+print("\n| dtype | causal | N | " + " | ".join(names + cols + ratios) + " |")
+for dt, c, n in sorted({k[:3] for k in t}):
+    m = {x: med.get((dt, c, n, "bwd:hopper_fa3" if x == "registered" else f"bwd:hopper_fa3[{x}]"), float("nan"))
+         for x in names}
+    dflt = [v for k, v in med.items() if k[:3] == (dt, c, n) and k[3].startswith("bwd:default")]
+    m["default"] = dflt[0] if dflt else float("nan")
+    m["cuDNN"], m["flash"] = (med.get((dt, c, n, i), float("nan")) for i in ("bwd:sdpa_cudnn", "bwd:sdpa_flash"))
+    m["best"] = max(m[x] for x in names + ["default"])
+    print(f"| {dt} | {c} | {n} | " + " | ".join(f"{m[x]:.0f}" for x in names + cols) + "".join(
+        f" | {m[a] / m[b]:.3f}" for a, b in (x.split("/") for x in ratios)) + " |")
+PY
+}

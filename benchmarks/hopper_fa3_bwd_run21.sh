@@ -22,45 +22,5 @@ TOTAL_S=${TOTAL_S:-300}
 C4=128/1024/0,128/4096/0,128/1024/1,128/4096/1
 SW=nofuse,fuse_ws,fuse_ws_early,fuse_ws_noconv,fuse_ws_early_noconv,group_wave
 K="(s16_fuse_ws_early and d128) or (test_fa3_backward_gpu and d128 and bf16) or (registry_path and own_launch) or repeatable or default_path or (fuse_step_gpu and causal_tl_gqa and bf16 and True and chunk3) or (s16_group3 and bf16 and causal) or (s16_group_wave and d128_causal_tl-bf16)"
-timeout "${TEST_TIMEOUT_S:-170}" python -m pytest -q -rf -p no:cacheprovider $T -k "$K" > "$OUT/pytest.log" 2>&1 &
-tp=$!
-wpids=()
-for dt in bf16 fp16; do
-  timeout "${TEST_TIMEOUT_S:-170}" python $D --warm-only --dtype $dt --cases "" --bwd-cases "$C4" \
-    --bwd-switches $SW > "$OUT/warm-$dt.log" 2>&1 &
-  wpids+=($!)
-done
-bad=0; wait $tp || bad=1
-for w in "${wpids[@]}"; do wait "$w"; done
-tail -q -n1 "$OUT"/warm-*.log; rm -f "$OUT"/warm-*.log
-grep -E '[0-9]+ (passed|failed)|^(FAILED|ERROR) ' "$OUT/pytest.log"
-echo "tests done at $((SECONDS - T0)) s; failed/hung: $bad"
-for dt in bf16 fp16; do
-  timeout $(( $(left) / 2 - 2 )) python $D --out "$OUT" --dtype $dt --cases "" --bwd-cases "$C4" \
-    --bwd-switches $SW --rounds "${ROUNDS:-5}" > "$OUT/diag-$dt.log" 2>&1
-  echo "$dt rc=$? at $((SECONDS - T0)) s"
-done
-python - "$OUT"/diag-bf16.log "$OUT"/diag-fp16.log <<'PY'
-import json, sys, collections, statistics
-t = collections.defaultdict(list)
-for fn in sys.argv[1:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["dtype"], r["causal"], r["seq"], r["impl"])].append(r["tflops"])
-med = {k: statistics.median(v) for k, v in t.items()}
-for k, v in sorted(t.items()):
-    print(*k, round(med[k]), "/".join(str(round(x)) for x in v))
-names = ["nofuse", "fuse_ws", "fuse_ws_early", "fuse_ws_noconv", "fuse_ws_early_noconv", "group_wave"]
-print("\n| dtype | causal | N | " + " | ".join(names) + " | default | cuDNN | flash | early/fuse_ws | early/nofuse"
-      " | early/cuDNN | group/nofuse | group/cuDNN |")
-for dt, c, n in sorted({k[:3] for k in t}):
-    g = lambda i: med.get((dt, c, n, i), float("nan"))  # noqa: E731
-    ours = [g(f"bwd:hopper_fa3[{x}]") for x in names]
-    dflt = [v for k, v in med.items() if k[:3] == (dt, c, n) and k[3].startswith("bwd:default")]
-    cu, fl = g("bwd:sdpa_cudnn"), g("bwd:sdpa_flash")
-    print(f"| {dt} | {c} | {n} | " + " | ".join(f"{x:.0f}" for x in ours + [dflt[0] if dflt else float('nan'), cu, fl])
-          + f" | {ours[2] / ours[1]:.3f} | {ours[2] / ours[0]:.3f} | {ours[2] / cu:.3f} | {ours[5] / ours[0]:.3f}"
-          f" | {ours[5] / cu:.3f} |")
-PY
+fa3_bwd_tests_and_timing "$K" "$C4" $SW bf16,fp16 "${TEST_TIMEOUT_S:-170}" "${ROUNDS:-5}"
+fa3_bwd_summary $SW default,cuDNN,flash fuse_ws_early/fuse_ws,fuse_ws_early/nofuse,fuse_ws_early/cuDNN,group_wave/nofuse,group_wave/cuDNN bf16,fp16
