@@ -116,6 +116,9 @@ class Calibration:
     #: trip alone), the `prologue_trips` microbenchmark's median excess per wave per level of its 1 KB tiles (None:
     #: not calibrated -- the engine takes the first loads' latency)
     round_trip_s: float | None = None
+    #: the same for a level whose loads hit in the L2 (every CTA reads the same tiles: `prologue_trips --plan l2`);
+    #: None: not calibrated -- the engine takes `l2_roundtrip_s`
+    round_trip_l2_s: float | None = None
     #: ((CTAs adding into the same lines, bytes/s), ...) at which the L2 takes fp32 reduce-adds (`l2_atomics`
     #: microbenchmark, median over its runs; None: not calibrated -- reduce-adds are stores)
     reduce_add_curve: tuple | None = None
@@ -825,23 +828,27 @@ ROUND_TRIP_TILE_BYTES = 1024
 
 
 def prologue_trips_from(points: list) -> dict:
-    """One more DRAM round trip in a row, from `prologue_trips` (benchmarks/prologue_trips_gpu.py): each CTA reads
+    """One more round trip in a row, from `prologue_trips` (benchmarks/prologue_trips_gpu.py): each CTA reads
     1 KB tiles whose loads go out level after level (`chain`) or at once (`flat`), the SASS walk's levels recorded
     with each point; per pair at the same grid, (chain - flat) / (waves x (levels_chain - levels_flat)), median.
-    H100: 0.42-0.48 us (16-256 waves of 132 x 8 CTAs)."""
-    by = {(r["block"] * 4, r["waves"], r["loads"], r["chain"]): r for r in points if r.get("time_s")}
-    per = []
-    for (tile, waves, n, chain), r in by.items():
-        f = by.get((tile, waves, n, False))
-        if not chain or tile != ROUND_TRIP_TILE_BYTES or f is None or "levels" not in r or "levels" not in f:
-            continue
-        extra = r["levels"] - f["levels"]
-        if extra > 0:
-            per.append((r["time_s"] - f["time_s"]) / (waves * extra))
-    if not per:
-        return {}
+    Points of the `l2` plan (`shared`: every CTA reads the same tiles, so the levels hit in the L2) give
+    `round_trip_l2_s`, the others `round_trip_s` (H100: 0.42-0.48 us over 16-256 waves of 132 x 8 CTAs)."""
     import statistics
-    return {"round_trip_s": max(0.0, statistics.median(per))}
+    out = {}
+    for shared, key in ((False, "round_trip_s"), (True, "round_trip_l2_s")):
+        by = {(r["block"] * 4, r["waves"], r["loads"], r["chain"]): r for r in points
+              if r.get("time_s") and bool(r.get("shared", False)) == shared}
+        per = []
+        for (tile, waves, n, chain), r in by.items():
+            f = by.get((tile, waves, n, False))
+            if not chain or tile != ROUND_TRIP_TILE_BYTES or f is None or "levels" not in r or "levels" not in f:
+                continue
+            extra = r["levels"] - f["levels"]
+            if extra > 0:
+                per.append((r["time_s"] - f["time_s"]) / (waves * extra))
+        if per:
+            out[key] = max(0.0, statistics.median(per))
+    return out
 
 
 def l2_atomics_from(points: list) -> dict:
