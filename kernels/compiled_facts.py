@@ -439,11 +439,13 @@ def refresh_band(arch: str, *, launch_prefix: str = "", shard: str = "0/1", comm
 
 
 def refresh_prologue(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "",
-                     force: bool = False, cases=None) -> int:
+                     force: bool = False, cases=None, loopless: bool = False) -> int:
     """Every entry with a current SASS replay that is not warp-specialised (of `launch_prefix`; without `force` only
-    those that lack it) gets `prologue_round_trips` in its `issue` (kernels.sass.prologue_round_trips: the load
-    round trips a CTA waits for in a row before its first trip computes) from its launch compiled again; nothing
-    else changes (`cases`: of these (name, problem, schedule) only).  Returns the failures."""
+    those that lack it; `loopless`: only those without a tile loop) gets `prologue_round_trips` in its `issue`
+    (kernels.sass.prologue_round_trips: the load round trips a CTA waits for in a row before its first trip
+    computes, or in all for a kernel without a tile loop) from its launch compiled again; nothing else changes
+    (`cases`: of these (name, problem, schedule) only).  Returns the failures."""
+    from memsim.compiled import MIN_LOOP_INSTRUCTIONS
     from kernels.sass import prologue_round_trips
 
     def fields(text: str, e: dict) -> dict:
@@ -456,6 +458,7 @@ def refresh_prologue(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
         rep = e.get("issue")
         return (k_.startswith(launch_prefix) and (mine is None or k_ in mine) and isinstance(rep, dict)
                 and bool(rep.get("tile_cycles"))
+                and (not loopless or rep.get("tile_instructions", 0) < MIN_LOOP_INSTRUCTIONS)
                 and "groups" not in rep and (force or "prologue_round_trips" not in rep))
     return _refresh_fields(arch, pick, fields, shard=shard, command=command, what="prologue_round_trips",
                            batch=50, with_entry=True)
@@ -691,6 +694,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refresh-prologue", action="store_true", help="give every entry (of --launch-prefix) with a "
                     "current replay, not warp-specialised, prologue_round_trips (kernels.sass.prologue_round_trips; "
                     "without --force only entries that lack it); nothing else changes")
+    ap.add_argument("--loopless", action="store_true", help="with --refresh-prologue: only entries without a tile "
+                    "loop (their round trips are the whole kernel's)")
     ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
                     "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
@@ -722,7 +727,7 @@ def main(argv=None) -> int:
                                  command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_prologue:
         return 1 if refresh_prologue(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
-                                     cases=selected(),
+                                     cases=selected(), loopless=a.loopless,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,

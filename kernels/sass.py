@@ -647,7 +647,9 @@ def _round_trip_levels(prologue: list) -> tuple[int, list, list]:
 
 def prologue_round_trips(sass: str) -> int | None:
     """Memory round trips a CTA of a kernel that is not warp-specialised waits for in a row before its first trip
-    of the tile loop (`_pick_tile_loop`) can compute (None: no tile loop, or warp-specialised).  1: every load the
+    of the tile loop (`_pick_tile_loop`) can compute (None: no loop at all, or warp-specialised); for a kernel
+    without a tile loop (flash2's preprocess: a 64 x 256 fp32 O / dO tile loaded in register-pressure batches, 27
+    in a row), the round trips of the whole kernel.  1: every load the
     first trip needs goes out at once.  flash2's dK/dV pass loads K and V into registers and stores them to shared
     memory (the STS waits for the loads) before it issues the first Q / dO copies, and its forward does the same
     with Q: 2.  The first trip needs its first copy group (a pipelined loop), or issues its own loads after the
@@ -656,9 +658,13 @@ def prologue_round_trips(sass: str) -> int | None:
     if not ins or not loops or warp_specialised(ins, loops, marks) is not None:
         return None
     named = [(lb, [x.op for x in ins[a:b + 1]]) for lb, a, b in loops]
-    lb, _ = _pick_tile_loop(named)
+    lb, body = _pick_tile_loop(named)
     start = next(a for l2, a, _b in loops if l2 == lb)
     level, groups, sb = _round_trip_levels(ins[:start])
+    if len(body) < MIN_LOOP_INSTRUCTIONS:
+        # no tile loop (the one "loop" is the branch-to-self after EXIT): the prologue is the whole kernel, and
+        # its round trips in a row are the deepest level it loads at -- there is no first trip to wait for
+        return max(1, level, max(sb), max(groups, default=0))
     first = groups[0] if groups else level + 1
     return max(1, first, max(sb))
 

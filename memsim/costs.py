@@ -266,11 +266,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         issue_src = "replay"
         src += "; SASS replay (memsim.warp_issue)"
         # the prologue's round trips before the first trip (kernels.sass.prologue_round_trips), where the kernel has
-        # a tile loop and no local memory: without a loop the "prologue" is the whole kernel, and a spilling
-        # kernel's prologue waits for register-pressure batches of its tiles (flash2 d=256 dK/dV: 43 levels, the
-        # card paid next to none of them -- not measured by the microbenchmark, left out)
+        # no local memory; without a tile loop, the whole kernel's round trips in a row (flash2's preprocess at
+        # d = 256: 27).  A spilling kernel's prologue waits for register-pressure batches of its tiles (flash2
+        # d=256 dK/dV: 43 levels, the card paid next to none of them -- not measured by the microbenchmark, left out)
         spills = f is not None and bool(f.local_bytes_per_thread)
-        if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS and not spills:
+        if not spills:
             rtrips = int(rep.get("prologue_round_trips") or 1)
         if rtrips > 1:
             src += f"; {rtrips} load round trips before the first trip"

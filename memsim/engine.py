@@ -420,7 +420,7 @@ class LaunchModel:
                  fill_latency_s: float | None = None, tma_coalesce_min_row_bytes: int | None = None,
                  l2_Bps: float | None = None, l2_write_Bps: float | None = None,
                  partial_store_cost: float | None = None, dram_queue_latency=None,
-                 round_trip_s: float | None = None, reduce_add_curve=None):
+                 round_trip_s: float | None = None, reduce_add_curve=None, round_trip_l2_s: float | None = None):
         self.hw, self.work, self.l2, self.cost = hw, work, l2, cost
         #: a read of lines whose DRAM fill is still in flight (another CTA missed on them less than this long ago)
         #: waits for that fill, as a miss does: the L2 holds it until the line lands (None: not tracked)
@@ -481,6 +481,7 @@ class LaunchModel:
         #: after the first `round_trip_s` (the `prologue_trips` microbenchmark; None: the first loads' latency)
         self.round_trips = getattr(cost, "prologue_round_trips", 1)
         self.round_trip_s = round_trip_s
+        self.round_trip_l2_s = round_trip_l2_s
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
         #: a persistent CTA's code between its tiles, with each step that stores a tile's output
@@ -573,7 +574,7 @@ class LaunchModel:
         # flight, 0.86 us on the H100), else the preset's estimate; + the loaded excess below
         lat = self.dram_queue[1] if self.dram_queue else self.hw.mem_latency_s
         dq = self.dram_queue[0] if self.dram_queue else None
-        rtrips, rt_s = self.round_trips, self.round_trip_s
+        rtrips, rt_s, rt_l2 = self.round_trips, self.round_trip_s, self.round_trip_l2_s
         spf, spe = self.sec_per_flop * jit, self.sec_per_exp * jit
         pipelined = self.stages >= 2
         dep_lat, dep_Bps = self.dep_lat, self.dep_Bps
@@ -700,8 +701,12 @@ class LaunchModel:
                     if k == 0 and rtrips > 1:
                         # the prologue waits on loads before it issues the first trip's (kernels.sass
                         # .prologue_round_trips): that many round trips in a row before the first compute, each
-                        # after the first a round trip of its own (and the DRAM's queue again)
-                        wait += (rtrips - 1) * ((rt_s if rt_s is not None else lat) + queued)
+                        # after the first a round trip of its own (and the DRAM's queue again) -- for the step's
+                        # L2 hits, an L2 round trip where one is calibrated (`prologue_trips --plan l2`)
+                        rt = rt_s if rt_s is not None else lat
+                        if rt_l2 is not None:
+                            rt = frac * rt + (1.0 - frac) * rt_l2
+                        wait += (rtrips - 1) * (rt + queued)
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0

@@ -220,7 +220,7 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                             tma_coalesce_min_row_bytes=cal.tma_coalesce_min_row_bytes, l2_Bps=l2_link_Bps(hw, cal),
                             l2_write_Bps=cal.l2_write_Bps, partial_store_cost=cal.partial_store_cost,
                             dram_queue_latency=dram_queue_latency(cal, cal.dram_Bps), round_trip_s=cal.round_trip_s,
-                            reduce_add_curve=cal.reduce_add_curve)
+                            reduce_add_curve=cal.reduce_add_curve, round_trip_l2_s=cal.round_trip_l2_s)
         model.progress = prog
         if fold > 1:
             model.dep_lat /= fold  # a folded step's tiles are f CTAs' tiles walked side by side, not in turn
