@@ -56,6 +56,42 @@ CONFIGS = {
         ("hw_bwd_d64_gqa_ragged", "hopper_ws", "bwd", (2, 8, 2, 1000, 1203, 64, "fp16", True, "bottom_right"),
          (64, 128, 4, 2)),
     ],
+    # hopper_fa3 bwd's Gluon pass (session 18): the registered kernels (fold + early, fold late, causal with
+    # GRID_GROUP, d=64 with DQ_ASYNC) and the benchmarks' switch paths (a 6th element: {switch: value} set on
+    # kernels.hopper_gluon_bwd for the capture; "_only": keep the launches whose kernel name starts with it)
+    "hopper_fa3": [
+        ("fa3_d128_n1024_fold_early", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", False),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3"}),
+        ("fa3_d128_n4096_fold_fp16", "hopper_fa3", "bwd", (4, 16, 16, 4096, 4096, 128, "fp16", False),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3"}),
+        ("fa3_d128_causal_n4096_group", "hopper_fa3", "bwd", (4, 16, 16, 4096, 4096, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3"}),
+        ("fa3_d64_async", "hopper_fa3", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (128, 128, 4, 2),
+         {"_only": "_hopper_fa3"}),
+        ("fa3_d128_chunk4_causal", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_STEP": 4}),
+        ("fa3_d128_gqa_br_fold_nows", "hopper_fa3", "bwd", (2, 8, 2, 512, 1024, 128, "fp16", True, "bottom_right"),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": False}),
+        ("fa3_d128_fold_diag2", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", False),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_DIAG": 2}),
+        ("fa3_d64_defer", "hopper_fa3", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (128, 128, 4, 2),
+         {"_only": "_hopper_fa3", "DQ_ASYNC": True, "DQ_DEFER": True}),
+        ("fa3_d64_order1", "hopper_fa3", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", True), (128, 128, 4, 2),
+         {"_only": "_hopper_fa3", "MMA_ORDER": 1}),
+        ("fa3_d64_ksplit", "hopper_fa3", "bwd", (4, 32, 32, 4096, 4096, 64, "bf16", False), (128, 128, 4, 2),
+         {"_only": "_hopper_fa3", "DQ_KSPLIT": True}),
+        ("fa3_d128_ksplit", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", False), (64, 128, 4, 2),
+         {"_only": "_hopper_fa3", "DQ_KSPLIT": True, "DQ_LAG": False, "DQ_FUSE": False}),
+        ("fa3_d128_lockstep_stage1", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_LAG": False, "DQ_STAGE1": True}),
+        ("fa3_d128_pingpong", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", False), (64, 128, 4, 2),
+         {"_only": "_hopper_fa3", "PINGPONG": True, "DQ_FUSE": False}),
+        ("fa3_d128_persistent_causal", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "PERSISTENT": True}),
+        ("fa3_d128_causal_zero_next", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_EARLY": True,
+                           "ZERO_NEXT": True}),
+    ],
 }
 
 
@@ -75,10 +111,22 @@ def _snap_one(cfg) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from memsim.schedule import Schedule
-    name, alg, phase, pargs, tiles = cfg
+    name, alg, phase, pargs, tiles, *sw = cfg
+    switches = dict(sw[0]) if sw else {}
+    only = switches.pop("_only", "")
     target = GPUTarget("cuda", 90, 32)
     out = {}
-    for jf, args, kw, grid in capture(_problem(pargs), Schedule(alg, phase, *tiles)):
+    import kernels.hopper_gluon_bwd as hb
+    saved = {k: getattr(hb, k) for k in switches}  # the pool's workers are reused: put the switches back after
+    try:
+        for k, v in switches.items():
+            setattr(hb, k, v)
+        launches = [c for c in capture(_problem(pargs), Schedule(alg, phase, *tiles))
+                    if c[0].fn.__name__.startswith(only)]
+    finally:
+        for k, v in saved.items():
+            setattr(hb, k, v)
+    for jf, args, kw, grid in launches:
         src, options = _specialise(jf, args, kw, target)
         text = disassemble(triton.compile(src, target=target, options=options.__dict__).asm["cubin"])
         out[f"{name}/{jf.fn.__name__}"] = {"sha256": hashlib.sha256(text.encode()).hexdigest(),

@@ -157,7 +157,9 @@ DQ_FUSE = None
 DQ_ZERO_WS = None
 #: timing diagnostics of DQ_FUSE (never the registry's; dQ then wrong): 1 -- the full wait + the counter, no
 #: conversion (what the end-of-CTA completion wait costs); 2 -- the counter after the staging read only (no full
-#: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call
+#: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call.
+#: 3 (session 18) -- the conversion without writing the zeros back (the workspace then not zero: every later dQ of
+#: that workspace wrong): what ZERO_NEXT can save at most
 FUSE_DIAG = 0
 #: with DQ_FUSE and DQ_LAG + DQ_STAGE1 (d=128, 2 stages): the conversion per (chunk of FUSE_STEP Q blocks of a q
 #: head, column half) inside the loop instead of per (batch*head_kv, column half) at the CTA's end (session 16): where
@@ -194,6 +196,13 @@ GRID_GROUP = None
 #: 2-16 steps at N=1024): the fill and drain of each CTA overlapped, the tail balanced.  Session 16, prepared (NOT
 #: RUN): a switch the benchmarks flip (run22)
 PERSISTENT = False
+#: with DQ_FUSE (the end-of-CTA form) and the zeroed workspace: two workspaces taken in turn (`dq_workspace_pair`),
+#: and the zeros written by every CTA's producer warps after their last TMA load issue -- a 1/CTAs slice of the OTHER
+#: workspace, the one the previous launch left dirty -- instead of by the converting warpgroup over the rows it
+#: converts (the writes of the zeros leave the last arriver's tail: at causal, K/V block 0 of a head, the longest
+#: CTA).  Twice the workspace's memory; not under CUDA-graph capture (the turn is host state: the launcher then keeps
+#: the one workspace).  Session 18, a switch the benchmarks flip (run23)
+ZERO_NEXT = False
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
@@ -268,6 +277,21 @@ if gluon is not None:
                     gl.store(DQACC + oh, gl.zeros([BLOCK_M // 2, HALF_D], gl.float32, layout=cv_layout))
 
     @gluon.jit
+    def _zero_slice(ZWS, n):
+        """ZERO_NEXT: this CTA's slice of the n floats of the other workspace set to zero (plain 16-byte stores from
+        the producer's 4 warps, 2 KB a row; the producer holds 24 registers)."""
+        zl: gl.constexpr = gl.BlockedLayout([4], [32], [4], [0])
+        ctas = gl.num_programs(0) * gl.num_programs(1)
+        cid = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
+        per = gl.cdiv(gl.cdiv(n, ctas), 512) * 512
+        lo = cid.to(gl.int64) * per
+        offs = gl.arange(0, 512, layout=zl)
+        z = gl.zeros([512], gl.float32, layout=zl)
+        for o in range(0, per, 512):
+            x = lo + o + offs
+            gl.store(ZWS + x, z, mask=x < n)
+
+    @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                        CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr, GRID_GROUP: gl.constexpr = 0):
         """(start_n, pid_bhkv, ilo, imid, nblk): the CTA's first K/V row and batch*head_kv; Q blocks [ilo, n_m) see
@@ -302,10 +326,11 @@ if gluon is not None:
     def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr):
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, ZWS,
+                          HEAD_DIM: gl.constexpr, ZERO_NEXT: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
-        phase 1 had completed)."""
+        phase 1 had completed).  ZERO_NEXT: then this CTA's slice of the other workspace (ZWS) zeroed."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST, GRID_GROUP)
         kv_row = pid_bhkv * SEQ_KV + start_n
@@ -328,6 +353,9 @@ if gluon is not None:
                 mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(q_desc, [q_row, 0], ready.index(st), q_smem.index(st))
             tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
+        if ZERO_NEXT:  # the other workspace: batch*head_kv x GROUP x SEQ_Q x HEAD_DIM floats over every CTA
+            bhkv = gl.num_programs(1) if Q_FASTEST else gl.num_programs(0)
+            _zero_slice(ZWS, bhkv.to(gl.int64) * (GROUP * SEQ_Q * HEAD_DIM))
 
     @gluon.jit
     def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready, empty, ds_bar,
@@ -877,7 +905,7 @@ if gluon is not None:
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
-                        PERSISTENT: gl.constexpr = False):
+                        PERSISTENT: gl.constexpr = False, ZERO_NEXT: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -960,7 +988,7 @@ if gluon is not None:
                 (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                      v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                                      GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                     GRID_GROUP)),
+                                     GRID_GROUP, WALK, HEAD_DIM, ZERO_NEXT)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
@@ -1004,12 +1032,14 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                  dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
                  dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: int | bool | None = None,
-                 walk=None):
+                 walk=None, zero_next: bool | None = None, zws=None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
-    dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
+    dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise); zws: the other
+    workspace ZERO_NEXT zeroes (in the walk table's argument: the two never run together)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv,
-            dqacc if cnt is None else cnt, dqacc if dq is None else dq, dqacc if walk is None else walk,
+            dqacc if cnt is None else cnt, dqacc if dq is None else dq,
+            walk if walk is not None else (zws if zws is not None else dqacc),
             p.seq_q, p.seq_kv,
             p.scale * LOG2E,
             p.scale, p.causal_offset)
@@ -1040,6 +1070,10 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
+    kw["ZERO_NEXT"] = bool(kw["DQ_REZERO"] and kw["FUSE_STEP"] == 0 and kw["FUSE_DIAG"] == 0 and (
+        ZERO_NEXT if zero_next is None else zero_next))
+    if kw["ZERO_NEXT"] or kw["FUSE_DIAG"] == 3:  # the zeros by the producers (or, diagnostic 3, by nobody)
+        kw["DQ_REZERO"] = False
     early = fa3_bwd_fuse_early(p, s) if FUSE_EARLY is None else FUSE_EARLY
     kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and early)
     kw["GRID_GROUP"] = _grid_group(p, s, q.device)
@@ -1047,6 +1081,8 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                             and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
     if kw["PERSISTENT"]:
         kw["GRID_GROUP"] = 0
+    if not kw["ZERO_NEXT"]:  # (the kernel's default: its compiled key as before the switch existed)
+        del kw["ZERO_NEXT"]
     return args, kw
 
 
@@ -1191,6 +1227,34 @@ def dq_workspace(device, shape):
     return w[:n].view(shape)
 
 
+_DQ_PAIRS: dict = {}
+
+
+def dq_workspace_pair(device, shape):
+    """ZERO_NEXT's two workspaces, taken in turn: (this launch's dQacc -- all zero --, the other one -- the previous
+    launch's, which this launch's producers zero over its first prod(shape) floats).  Where the previous launch
+    dirtied more of the other one than that, the rest is zeroed here first (a memset on the stream: shapes that
+    shrink).  Kept per device; same sharing rule as `fuse_counters` (one stream), and never under CUDA-graph capture
+    (the turn is host state)."""
+    dev = torch.device(device)
+    key = _device_key(dev)
+    n = 1
+    for x in shape:
+        n *= x
+    st = _DQ_PAIRS.get(key)
+    if st is None or st["ws"][0].numel() < n:
+        _DQ_PAIRS.pop(key, None)
+        st = {"ws": [torch.zeros(n, dtype=torch.float32, device=dev) for _ in range(2)], "turn": 0, "dirty": [0, 0]}
+        _DQ_PAIRS[key] = st
+    a = st["turn"]
+    b = 1 - a
+    other = st["ws"][b]
+    if st["dirty"][b] > n:  # the kernel zeroes [0, n) of it
+        other[n:st["dirty"][b]].zero_()
+    st["dirty"][a], st["dirty"][b], st["turn"] = n, 0, b
+    return st["ws"][a][:n].view(shape), other
+
+
 def _dq_async(p: AttentionProblem, s: Schedule, dq_async: bool | None) -> bool:
     """The argument, else the module's switch, else the registry's setting (`fa3_bwd_dq_async`)."""
     if dq_async is not None:
@@ -1219,9 +1283,10 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                    dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
                    dq_fuse: bool | None = None, zero_ws: bool | None = None,
-                   fuse_step: int | bool | None = None) -> None:
+                   fuse_step: int | bool | None = None, zero_next: bool | None = None, zws=None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
-    `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`)."""
+    `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`); zws: the
+    other workspace (`ZERO_NEXT`)."""
     if gluon is None:
         raise NotImplementedError("hopper_fa3 bwd needs triton.experimental.gluon (Triton >= 3.5)")
     check_fa3_bwd(p, s, (("q", q), ("k", k), ("v", v), ("do", do)))
@@ -1233,7 +1298,9 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
                             dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
-                            cnt, dq_fuse, zero_ws, fuse_step)
+                            cnt, dq_fuse, zero_ws, fuse_step, zero_next=zero_next, zws=zws)
+    if kw.get("ZERO_NEXT") and zws is None and q.device.type == "cuda":
+        raise ValueError("ZERO_NEXT zeroes the other workspace: pass it (dq_workspace_pair)")
     if kw["PERSISTENT"]:
         ctas = fa3_bwd_walk_ctas(p, s, q.device)
         walk = fa3_bwd_walk_table(p, s, q.device, ctas)
@@ -1268,13 +1335,18 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if not do.is_contiguous():
         do = do.contiguous()
     delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v, dqacc=not zero_ws)
-    if zero_ws:
+    zn = zero_ws and bool(ZERO_NEXT) and int(FUSE_STEP) == 0 and FUSE_DIAG == 0 and not (
+        q.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+    zws = None
+    if zn:
+        dqacc, zws = dq_workspace_pair(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
+    elif zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
     cnt = fuse_counters(q.device, max(fuse_counter_count(p, s, int(FUSE_STEP)),
                                       fuse_counter_count(p, s, 0))) if fuse else None
     fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv, dq=dq if fuse else None,
-                   cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws)
+                   cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws, zero_next=zn, zws=zws)
     if not fuse:
         dqacc_convert(p, s, conv.grid, dqacc, dq)
     return dq, dk, dv
