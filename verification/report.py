@@ -168,8 +168,10 @@ def render_markdown(doc, records, rows, summ, plots, levels) -> str:
           "caches flushed before each kernel (`--cache-control all`) and clocks unlocked.",
           "- `dram_write` under-counts: ncu flushes before, not after, a kernel, so outputs still dirty in L2 at "
           "the end are never counted (DESIGN.md).",
-          "- `time` is the median of repeated runs without the profiler (triton.testing.do_bench, L2 cleared "
-          "before each run); per-launch ncu durations are in comparison.json.",
+          "- `time` is the pass's time without the profiler: the median of repeated runs with the L2 cleared "
+          "before each (triton.testing.do_bench) or, where larger, the time per pass run back to back (a pass "
+          "the host launches slower than the GPU runs it; records before 2026-11-27 have the first alone); "
+          "per-launch ncu durations are in comparison.json.",
           "- Rebuild without a GPU: `python -m verification report --hw <preset> --data verification/data/<gpu> "
           "--out <dir>`.", ""]
     return "\n".join(L)
