@@ -944,6 +944,28 @@ EVEN_LOAD_READ = {"h100-sxm": (3.11e12, 112 * 65536)}
 PAGE_SCATTER_READ = {"h100-sxm": ((16, 356.23 / 371.54), (64, 349.33 / 358.43))}
 
 
+#: the spread of the DRAM rate between the SMs of one GPC class within one launch, per preset: (coefficient of
+#: variation, speed classes).  H100 80GB HBM3, 2026-11-27 05:11 UTC (session 17, benchmarks/decode_fixed_gpu.py,
+#: reports/h100-sxm/decode/s17-call1/): per-CTA %globaltimer traces of ONE-wave launches (16 x 1k and 16 x 4k, 128 CTAs
+#: of the 128-key tile, one per SM, rotated caches, back to back in a CUDA graph): the durations of the CTAs on the
+#: 18-SM GPCs differ by a coefficient of variation of 0.027-0.042 per launch (median 0.033 / 0.036; the 12-SM GPCs'
+#: CTAs are 16 % faster, `GPC_ARBITRATION`); within a launch an SM's next CTA keeps most of its speed (correlation 0.85
+#: of consecutive CTAs' durations at 64 x 1k / 2k).  In the graph form each GPC's SMs are dealt over `speed classes`
+#: normal quantiles (i + 0.5) / n, an SM keeps its class for the launch, and a GPC's share goes to its CTAs in
+#: proportion to bytes in flight x (1 + cv x z).  What it shows: a multi-wave launch at one CTA per SM ends with its
+#: slowest SMs, after the median CTA (64 x 1k: the last wave's CTAs end from 82.8 to 92.8 us, median 88.0, the launch
+#: 91.6; the form without the spread ended every CTA of a GPC together at 88.5).  The classes are a discretisation:
+#: 3 / 5 / 9 give 64 x 1k -2.2 / -1.9 / -3.0 % (without: -4.1 %); memsim/MODEL.md decode, "the launch ends with its
+#: slowest SMs".
+CTA_RATE_SPREAD = {"h100-sxm": (0.034, 5)}
+
+
+def _normal_quantiles(n: int) -> list:
+    """The n quantiles (i + 0.5) / n of the standard normal (0 for n = 1)."""
+    from statistics import NormalDist
+    return [NormalDist().inv_cdf((i + 0.5) / n) if n > 1 else 0.0 for i in range(n)]
+
+
 def page_scatter_factor(name: str, page_size: int | None) -> float:
     """`PAGE_SCATTER_READ`'s factor for a paged cache of `page_size` rows on preset `name` (1 contiguous or unknown)."""
     pts = PAGE_SCATTER_READ.get(name)
@@ -973,7 +995,8 @@ def _waterfill(demand: list, weight: list, total: float) -> list:
 
 
 def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, kernel_s: float | None = None,
-                          max_waves: int | None = 8, coalesce: float = 0.002, events: list | None = None) -> dict:
+                          max_waves: int | None = 8, coalesce: float = 0.002, events: list | None = None,
+                          rate_spread: bool = True) -> dict:
     """Closed-form GPU time of the launches inside a CUDA graph (what serving stacks replay; the kernels' split rule
     ranks with it): a fluid model of the split launch over the GPCs, without SimPy, with the mechanisms the card
     showed in session 11 (memsim/MODEL.md decode, "the last partial wave"; notes/decode.md):
@@ -997,6 +1020,8 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     of more than `max_waves` waves runs as CTAs of `mult` consecutive CTAs each (their bytes summed, their dependent
     loads and tails `mult` times: a slot's chain of CTAs), at most `max_waves` waves (None: every CTA);
     tests/test_decode_split_rule.py shows both grains agree.
+
+    * the SMs of a GPC differ in speed within a launch (`CTA_RATE_SPREAD`; `rate_spread=False` leaves it out);
 
     `events` (a list): each group of CTAs that ends appends (start_s, end_s, CTAs of the launch) -- launch time from the
     split launch's first CTA (`kernel_s` not included), for comparison with a %globaltimer trace
@@ -1129,8 +1154,13 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     # phase 0: waiting its dependent loads until t; 1: streaming; 2: computing its tail until t
     rest = list(reversed(sizes))
 
+    # (measured at one CTA per SM; where an SM holds several CTAs the spread is not applied -- not measured there)
+    spread_cv, spread_q = CTA_RATE_SPREAD.get(f.name, (0.0, 1)) if rate_spread and per_sm == 1 else (0.0, 1)
+    zq = _normal_quantiles(spread_q)
+
     def place(sms, t, spread=False):
-        """The next CTAs of the launch on these SMs' free slots (GPC per SM), one per SM first, then a second...
+        """The next CTAs of the launch on these SMs' free slots ((GPC, speed class) per SM), one per SM first, then a
+        second...
         spread: CTAs of a later wave, which start as slots free, so that their dependent loads and tails overlap the
         streaming of others (their overhead is folded into their rate: `overhead`); the first wave starts together
         (its dependent loads are dead time for all)."""
@@ -1139,9 +1169,9 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
         for j in range(k):
             on[j % len(sms)].append(rest.pop())
         groups = {}
-        for gi, xs in zip(sms, on):
+        for (gi, qi), xs in zip(sms, on):
             for x, cnt in xs:
-                key = (gi, len(xs), x, cnt)
+                key = (gi, qi, len(xs), x, cnt)
                 if key not in groups:
                     one = head + tail_s(len(xs), x / cnt)
                     ovh = cnt * one if spread else (cnt - 1) * one
@@ -1151,7 +1181,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
                     # folded; the first wave waits one dependent load and ends with one tail, the rest is folded
                     groups[key] = [gi, 0, len(xs), 0, float(x), int(spread), t if spread else t + head, x, cnt, ovh,
                                    0.0 if spread else tail_s(len(xs), x / cnt), lim, x / (ovh + x / lim) if x else lim,
-                                   min(B * tile * miss, x / cnt), 1.0, t]
+                                   min(B * tile * miss, x / cnt), 1.0, t, 1.0 + spread_cv * zq[qi], qi]
                     if ovh and x:  # its duty at its cap, to start with
                         groups[key][14] = max(0.05, 1.0 - ovh * groups[key][12] / x)
                 groups[key][3] += 1
@@ -1159,7 +1189,13 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             gr[1] = -(-gr[3] // gr[2])
         return list(groups.values())
 
-    live = place(gpc_of, 0.0)
+    # each SM's speed class (`CTA_RATE_SPREAD`): the SMs of a GPC dealt over the classes in turn
+    seen = {}
+    sm_keys = []
+    for gi in gpc_of:
+        sm_keys.append((gi, seen.get(gi, 0) % spread_q))
+        seen[gi] = seen.get(gi, 0) + 1
+    live = place(sm_keys, 0.0)
     now, end = 0.0, 0.0
     while live:
         for gr in live:  # empty CTAs: nothing to stream
@@ -1172,14 +1208,17 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             # a CTA streams at most its bytes over (its folded overhead + its bytes at its limit), and keeps its
             # bytes in flight for the share of its life it streams (gr[14], from its rate at the previous event)
             even = len({gr[2] for gr in live}) == 1
-            fl = [gr[3] * min(gr[13], gr[4]) * gr[14] for gr in streaming]
+            # (a CTA's in flight: its window while it streams -- its last bytes were requested with it and arrive at
+            # their place in the queue, not at a share that shrinks with the bytes left, which never ends)
+            fl = [gr[3] * gr[13] * gr[14] for gr in streaming]
             R = dram_rate(sum(gr[3] * gr[14] for gr in streaming), sum(fl), lim_min, even)
-            gl = {}
+            gl, glw = {}, {}
             for gr, x in zip(streaming, fl):
                 gl[gr[0]] = gl.get(gr[0], 0.0) + x
+                glw[gr[0]] = glw.get(gr[0], 0.0) + x * gr[16]
             # per group: demand = its CTAs at their own cap; weight = its GPC's capped share x its part of it
             dem = [gr[3] * gr[12] for gr in streaming]
-            wts = [min(gl[gr[0]], cap) * x / gl[gr[0]] if x else 0.0 for gr, x in zip(streaming, fl)]
+            wts = [min(gl[gr[0]], cap) * x * gr[16] / glw[gr[0]] if x else 0.0 for gr, x in zip(streaming, fl)]
             rates = [r / gr[3] for r, gr in zip(_waterfill(dem, wts, R), streaming)]
             for gr, r in zip(streaming, rates):
                 if gr[9]:
@@ -1208,7 +1247,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
                 end = max(end, now)
                 if events is not None:
                     events.append((gr[15], now, gr[3] * gr[8]))
-                freed += [gr[0]] * gr[1]  # its SMs, all free now (its CTAs are alike and end together)
+                freed += [(gr[0], gr[17])] * gr[1]  # its SMs, all free now (its CTAs are alike and end together)
             else:
                 nxt.append(gr)
         if freed and rest:
