@@ -104,11 +104,10 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "group_off": dict(GRID_GROUP=0),
                 # the registered d=128 kernel (three launches) as a persistent walk over a host table
                 "persistent": dict(PERSISTENT=True, DQ_FUSE=False),
-                # session 18: the fold's zeros written by every CTA's producer warps into the other of two
-                # workspaces (ZERO_NEXT), early / the registry's count-in point; and the timing diagnostic
-                # FUSE_DIAG 3 (the conversion without the zeros: the workspace left dirty, later dQ of it wrong)
-                "fuse_ws_early_zn": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, ZERO_NEXT=True),
-                "fuse_ws_zn": dict(DQ_FUSE=True, DQ_ZERO_WS=True, ZERO_NEXT=True),
+                # session 18: the timing diagnostic FUSE_DIAG 3 (the conversion without the zeros: the workspace
+                # left dirty, later dQ of it wrong).  (run23's fuse_ws_early_zn / fuse_ws_zn -- ZERO_NEXT, the zeros
+                # by every CTA's producer warps into the other of two workspaces -- were removed with the switch
+                # after run23: 0.98-1.02x; commit 3b5fec3 has them)
                 "fuse_ws_early_norezero": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, FUSE_DIAG=3),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),

@@ -13,6 +13,9 @@
 #   Adopt ZERO_NEXT (a registry rule) where early_zn beats the default in the same call; at causal only if it also
 #   beats nofuse (the fold is not registered there).
 #   run(command="TOTAL_S=190 ROUNDS=5 bash benchmarks/hopper_fa3_bwd_run23.sh 2>&1 | tee $OUT/run.log", timeout_s=205)
+#   Ran in session 18 at tree 3b5fec3 (benchmarks/results/hopper-h100-2026-11-27-run23.md): ZERO_NEXT exact,
+#   0.98-1.02x the fold it changes -- not adopted, and removed afterwards with its tests and diag switches; to run
+#   this script again, check out 3b5fec3.
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results}"
 cd "$(dirname "$0")/.."

@@ -88,9 +88,14 @@ CONFIGS = {
          {"_only": "_hopper_fa3", "PINGPONG": True, "DQ_FUSE": False}),
         ("fa3_d128_persistent_causal", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
          (64, 128, 4, 2), {"_only": "_hopper_fa3", "PERSISTENT": True}),
-        ("fa3_d128_causal_zero_next", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+        ("fa3_d128_causal_fold_early", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_EARLY": True}),
+        ("fa3_d128_causal_fold_late_diag1", "hopper_fa3", "bwd", (4, 16, 16, 4096, 4096, 128, "fp16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_EARLY": False,
+                           "FUSE_DIAG": 1}),
+        ("fa3_d128_fold_early_diag3", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", False),
          (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_EARLY": True,
-                           "ZERO_NEXT": True}),
+                           "FUSE_DIAG": 3}),
     ],
 }
 

@@ -159,7 +159,8 @@ DQ_ZERO_WS = None
 #: conversion (what the end-of-CTA completion wait costs); 2 -- the counter after the staging read only (no full
 #: wait: a race), with the conversion (what the conversion costs).  Session 15, prepared for the next call.
 #: 3 (session 18) -- the conversion without writing the zeros back (the workspace then not zero: every later dQ of
-#: that workspace wrong): what ZERO_NEXT can save at most
+#: that workspace wrong): what the zeros cost (run23: 1.5-6 %; ZERO_NEXT -- the zeros by every CTA's producer warps
+#: into the other of two workspaces, commit 3b5fec3 -- recovered at most a third of it and was removed)
 FUSE_DIAG = 0
 #: with DQ_FUSE and DQ_LAG + DQ_STAGE1 (d=128, 2 stages): the conversion per (chunk of FUSE_STEP Q blocks of a q
 #: head, column half) inside the loop instead of per (batch*head_kv, column half) at the CTA's end (session 16): where
@@ -196,13 +197,6 @@ GRID_GROUP = None
 #: 2-16 steps at N=1024): the fill and drain of each CTA overlapped, the tail balanced.  Session 16, prepared (NOT
 #: RUN): a switch the benchmarks flip (run22)
 PERSISTENT = False
-#: with DQ_FUSE (the end-of-CTA form) and the zeroed workspace: two workspaces taken in turn (`dq_workspace_pair`),
-#: and the zeros written by every CTA's producer warps after their last TMA load issue -- a 1/CTAs slice of the OTHER
-#: workspace, the one the previous launch left dirty -- instead of by the converting warpgroup over the rows it
-#: converts (the writes of the zeros leave the last arriver's tail: at causal, K/V block 0 of a head, the longest
-#: CTA).  Twice the workspace's memory; not under CUDA-graph capture (the turn is host state: the launcher then keeps
-#: the one workspace).  Session 18, a switch the benchmarks flip (run23)
-ZERO_NEXT = False
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
@@ -225,13 +219,45 @@ if gluon is not None:
         _semantic.builder.create_async_tma_reduce(_ir.DESCRIPTOR_REDUCE_KIND.ADD, desc.handle, offsets, src.handle)
 
     @gluon.jit
-    def _bulk_wait_all():
+    def _bulk_wait_on(t):
         """Every bulk async group this thread issued has completed -- its writes landed, not only its shared-memory
         read (cp.async.bulk.wait_group 0; Gluon's `tma.store_wait` is the .read form) -- and is ordered before the
-        generic proxy (fence.proxy.async.global).  Once per thread of the warpgroup (a 128-element tensor, one each)."""
-        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        generic proxy (fence.proxy.async.global); issued once per element of t (the caller's tensor: its layout
+        decides how often a thread issues it)."""
         gl.inline_asm_elementwise("cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
-                                  "=r,r", [gl.arange(0, 128, layout=one)], dtype=gl.int32, is_pure=False, pack=1)
+                                  "=r,r", [t], dtype=gl.int32, is_pure=False, pack=1)
+
+    @gluon.jit
+    def _bulk_wait_all():
+        """`_bulk_wait_on` once per thread of the warpgroup (a 128-element tensor, one each)."""
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        _bulk_wait_on(gl.arange(0, 128, layout=one))
+
+    @gluon.jit
+    def _dq_stage_add(dq_desc, dq_buf, dq, row, col, WAIT: gl.constexpr):
+        """dQ's tile through a staging tile of shared memory to the copy engine: (WAIT >= 0: first wait until at most
+        WAIT bulk groups still read their shared memory) store it, fence, one bulk reduce-add at (row, col)."""
+        if WAIT >= 0:
+            tma.store_wait(WAIT)
+        dq_buf.store(dq)
+        fence_async_shared()
+        _tma_reduce_add_from_shared(dq_desc, [row, col], dq_buf)
+
+    @gluon.jit
+    def _fuse_count_in(CNT, pid_bhkv, WG: gl.constexpr, t, WAIT: gl.constexpr):
+        """The end-of-CTA fold's count-in: (WAIT: every reduce-add of this thread completed -- `_bulk_wait_on` t, or
+        with t None `_bulk_wait_all`) the warpgroup's threads past a barrier, then one release/acquire add at GPU
+        scope on the (batch*head_kv, column half) counter; (the counter's address, how many warpgroups had arrived
+        before)."""
+        if WAIT:
+            if t is None:
+                _bulk_wait_all()
+            else:
+                _bulk_wait_on(t)
+        gl.thread_barrier()
+        cnt = CNT + pid_bhkv * 2 + WG
+        arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+        return cnt, arrived
 
     @gluon.jit
     def _fuse_boundary(row, SEQ_Q, BLOCK_M: gl.constexpr, CHUNK: gl.constexpr):
@@ -277,19 +303,26 @@ if gluon is not None:
                     gl.store(DQACC + oh, gl.zeros([BLOCK_M // 2, HALF_D], gl.float32, layout=cv_layout))
 
     @gluon.jit
-    def _zero_slice(ZWS, n):
-        """ZERO_NEXT: this CTA's slice of the n floats of the other workspace set to zero (plain 16-byte stores from
-        the producer's 4 warps, 2 KB a row; the producer holds 24 registers)."""
-        zl: gl.constexpr = gl.BlockedLayout([4], [32], [4], [0])
-        ctas = gl.num_programs(0) * gl.num_programs(1)
-        cid = gl.program_id(1) * gl.num_programs(0) + gl.program_id(0)
-        per = gl.cdiv(gl.cdiv(n, ctas), 512) * 512
-        lo = cid.to(gl.int64) * per
-        offs = gl.arange(0, 512, layout=zl)
-        z = gl.zeros([512], gl.float32, layout=zl)
-        for o in range(0, per, 512):
-            x = lo + o + offs
-            gl.store(ZWS + x, z, mask=x < n)
+    def _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, had_pp, CNT, DQACC, DQ, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                    sm_scale, WG: gl.constexpr, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                    CAUSAL: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_STEP: gl.constexpr,
+                    DQ_TILES: gl.constexpr, dtype: gl.constexpr):
+        """DQ_LAG with its DQ_TILES staging tiles: the previous step's dQ tile (rows dq_row_prev) staged and
+        reduce-added, the oldest reduce waited for first.  With FUSE_STEP, where the tile before it (rows dq_row_pp;
+        had_pp: there was one) ends its chunk, the wait is a full completion wait and, after the add, that chunk is
+        counted in (and converted by its last K/V block, `_fa3_bwd_fuse_chunk`)."""
+        if FUSE_STEP > 0:  # the tile before ends its chunk: wait until it has landed
+            bnd = had_pp & _fuse_boundary(dq_row_pp, SEQ_Q, BLOCK_M, FUSE_STEP)
+            if bnd:
+                _bulk_wait_all()
+            else:
+                tma.store_wait(DQ_TILES - 1)
+            _dq_stage_add(dq_desc, dq_buf, dq, dq_row_prev, WG * (HEAD_DIM // 2), -1)
+            if bnd:
+                _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM,
+                                    BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
+        else:
+            _dq_stage_add(dq_desc, dq_buf, dq, dq_row_prev, WG * (HEAD_DIM // 2), DQ_TILES - 1)
 
     @gluon.jit
     def _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -326,11 +359,10 @@ if gluon is not None:
     def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, ZWS,
-                          HEAD_DIM: gl.constexpr, ZERO_NEXT: gl.constexpr):
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
-        phase 1 had completed).  ZERO_NEXT: then this CTA's slice of the other workspace (ZWS) zeroed."""
+        phase 1 had completed)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST, GRID_GROUP)
         kv_row = pid_bhkv * SEQ_KV + start_n
@@ -353,10 +385,6 @@ if gluon is not None:
                 mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(q_desc, [q_row, 0], ready.index(st), q_smem.index(st))
             tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
-        if ZERO_NEXT:  # the other workspace: batch*head_kv x GROUP x SEQ_Q x HEAD_DIM floats over every CTA
-            bhkv = gl.num_programs(1) if Q_FASTEST else gl.num_programs(0)
-            _zero_slice(ZWS, bhkv.to(gl.int64) * (GROUP * SEQ_Q * HEAD_DIM))
-
     @gluon.jit
     def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready, empty, ds_bar,
                           dq_stage, LSE, DELTA, DQACC, dq_desc,
@@ -439,10 +467,7 @@ if gluon is not None:
             if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
                 if it > 0:
                     dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
-                    tma.store_wait(1)
-                    dq_buf.store(dq_prev)
-                    fence_async_shared()
-                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                    _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
             s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
             if WG_OFFSET == 1 and WG == 0:
                 if it == 0:
@@ -481,11 +506,7 @@ if gluon is not None:
                 dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
                 if DQ_TMA and DQ_ASYNC:
                     dq_buf = dq_stage.index(WG * 2 + it % 2)
-                    tma.store_wait(1)
-                    dq_buf.store(dq)
-                    fence_async_shared()
-                    _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
-                                                dq_buf)
+                    _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
                 elif DQ_TMA:
                     _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                 else:
@@ -526,10 +547,7 @@ if gluon is not None:
                             dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                         if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
                             dq_buf = dq_stage.index(WG * 2 + h)
-                            tma.store_wait(1)
-                            dq_buf.store(dq)
-                            fence_async_shared()
-                            _tma_reduce_add_from_shared(dq_desc, [dq_row, h * HALF_D], dq_buf)
+                            _dq_stage_add(dq_desc, dq_buf, dq, dq_row, h * HALF_D, 1)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
                 elif DQ_LAG:
@@ -552,22 +570,9 @@ if gluon is not None:
                         dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                         if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
                             dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                            if FUSE_STEP > 0:  # step it-2's tile ends its chunk: wait until it has landed
-                                bnd = (it > 1) & _fuse_boundary(dq_row_pp, SEQ_Q, BLOCK_M, FUSE_STEP)
-                                if bnd:
-                                    _bulk_wait_all()
-                                else:
-                                    tma.store_wait(DQ_TILES - 1)
-                            else:
-                                tma.store_wait(DQ_TILES - 1)
-                            dq_buf.store(dq)
-                            fence_async_shared()
-                            _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
-                            if FUSE_STEP > 0:
-                                if bnd:
-                                    _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-                                                        sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO,
-                                                        FUSE_STEP, dtype)
+                            _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
+                                        SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
+                                        DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
                         else:
                             _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
                     else:
@@ -598,18 +603,10 @@ if gluon is not None:
                         dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
                     elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
                         dq_buf = dq_stage.index(WG * 2 + it % 2)
-                        tma.store_wait(1)
-                        dq_buf.store(dq)
-                        fence_async_shared()
-                        _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
-                                                    dq_buf)
+                        _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
                     elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
                         dq_buf = dq_stage.index(WG)
-                        tma.store_wait(0)
-                        dq_buf.store(dq)
-                        fence_async_shared()
-                        _tma_reduce_add_from_shared(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D],
-                                                    dq_buf)
+                        _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 0)
                     elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
                         _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                     else:
@@ -617,10 +614,7 @@ if gluon is not None:
         if DQ_DEFER:  # the last step's dQ tile
             if GROUP * nblk > 0:
                 dq_buf = dq_stage.index(WG * 2 + (GROUP * nblk - 1) % 2)
-                tma.store_wait(1)
-                dq_buf.store(dq_prev)
-                fence_async_shared()
-                _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
         if DQ_LAG:  # the last step's dQ
             if GROUP * nblk > 0:
                 last = GROUP * nblk - 1
@@ -630,21 +624,9 @@ if gluon is not None:
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                 if DQ_ASYNC or DQ_STAGE1:
                     dq_buf = dq_stage.index(WG * DQ_TILES + (last + 1) % DQ_TILES)
-                    if FUSE_STEP > 0:  # step last-1's tile ends its chunk: wait until it has landed
-                        bnd = (last > 0) & _fuse_boundary(dq_row_pp, SEQ_Q, BLOCK_M, FUSE_STEP)
-                        if bnd:
-                            _bulk_wait_all()
-                        else:
-                            tma.store_wait(DQ_TILES - 1)
-                    else:
-                        tma.store_wait(DQ_TILES - 1)
-                    dq_buf.store(dq)
-                    fence_async_shared()
-                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
-                    if FUSE_STEP > 0:
-                        if bnd:
-                            _fa3_bwd_fuse_chunk(CNT, DQACC, DQ, dq_row_pp, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, sm_scale,
-                                                WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
+                    _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, last > 0, CNT, DQACC, DQ, SEQ_Q, SEQ_KV,
+                                CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP,
+                                DQ_TILES, dtype)
                 else:
                     _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
         if FUSE_STEP > 0:  # the last step's tile (the head's last Q block: a chunk's end)
@@ -657,11 +639,7 @@ if gluon is not None:
         if DQ_FUSE and FUSE_STEP == 0 and FUSE_EARLY:
             # FUSE_EARLY: the count-in (below) before the dK/dV stores, so that the release's MEMBAR.GPU does not
             # wait for 2 x 16 KB of plain stores of this warpgroup to be acknowledged
-            if FUSE_DIAG != 2:
-                _bulk_wait_all()
-            gl.thread_barrier()
-            cnt = CNT + pid_bhkv * 2 + WG
-            arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+            cnt, arrived = _fuse_count_in(CNT, pid_bhkv, WG, None, FUSE_DIAG != 2)
         # epilogue: my 64 rows of dK_j (scaled) and dV_j
         r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
         c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
@@ -674,13 +652,7 @@ if gluon is not None:
             # warpgroup's threads before the one release at GPU scope; the last of the K/V blocks' warpgroups of
             # this column half (acquire) converts the half for every q head of the group, from the L2
             if not FUSE_EARLY:
-                if FUSE_DIAG != 2:
-                    gl.inline_asm_elementwise(
-                        "cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;\n\tmov.u32 $0, 0;",
-                        "=r,r", [offs_q], dtype=gl.int32, is_pure=False, pack=1)
-                gl.thread_barrier()
-                cnt = CNT + pid_bhkv * 2 + WG
-                arrived = gl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu")
+                cnt, arrived = _fuse_count_in(CNT, pid_bhkv, WG, offs_q, FUSE_DIAG != 2)
             if FUSE_DIAG == 1 and arrived == SEQ_KV // BLOCK_N - 1:
                 gl.store(cnt, 0)
             if FUSE_DIAG != 1 and arrived == SEQ_KV // BLOCK_N - 1:
@@ -864,10 +836,7 @@ if gluon is not None:
                     dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
                     dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                    tma.store_wait(0)
-                    dq_buf.store(dq)
-                    fence_async_shared()
-                    _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                    _dq_stage_add(dq_desc, dq_buf, dq, dq_row_prev, WG * HALF_D, 0)
                 else:
                     dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
@@ -878,10 +847,7 @@ if gluon is not None:
                 dq_tok = warpgroup_mma(ds_smem.index(last % 4).permute((1, 0)), k_dq, dq_zero, use_acc=False,
                                        is_async=True)
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                tma.store_wait(0)
-                dq_buf.store(dq)
-                fence_async_shared()
-                _tma_reduce_add_from_shared(dq_desc, [dq_row_prev, WG * HALF_D], dq_buf)
+                _dq_stage_add(dq_desc, dq_buf, dq, dq_row_prev, WG * HALF_D, 0)
             mbarrier.arrive(kv_free, count=1)  # K_j, V_j read for the last time (the matmuls above waited)
             gs += GROUP * nblk
             r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
@@ -905,7 +871,7 @@ if gluon is not None:
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
-                        PERSISTENT: gl.constexpr = False, ZERO_NEXT: gl.constexpr = False):
+                        PERSISTENT: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -988,7 +954,7 @@ if gluon is not None:
                 (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                      v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                                      GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                     GRID_GROUP, WALK, HEAD_DIM, ZERO_NEXT)),
+                                     GRID_GROUP)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
@@ -1032,14 +998,12 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                  dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                  dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
                  dq_fuse: bool | None = None, zero_ws: bool | None = None, fuse_step: int | bool | None = None,
-                 walk=None, zero_next: bool | None = None, zws=None):
+                 walk=None):
     """(positional args, keyword args) of `_hopper_fa3_bwd` -- shared by the launcher and the CPU compile check;
     kv_regs None: `KV_REGS` (likewise the other switches); diag: the timing diagnostics (0 = the real kernel);
-    dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise); zws: the other
-    workspace ZERO_NEXT zeroes (in the walk table's argument: the two never run together)."""
+    dq, cnt: dQ and the int32 counters of the folded conversion (`DQ_FUSE`; unused otherwise)."""
     args = (*fa3_bwd_descriptors(p, s, q, k, v, do, dqacc, lse, delta), lse, delta, dqacc, dk, dv,
-            dqacc if cnt is None else cnt, dqacc if dq is None else dq,
-            walk if walk is not None else (zws if zws is not None else dqacc),
+            dqacc if cnt is None else cnt, dqacc if dq is None else dq, dqacc if walk is None else walk,
             p.seq_q, p.seq_kv,
             p.scale * LOG2E,
             p.scale, p.causal_offset)
@@ -1070,9 +1034,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     kw["DQ_REZERO"] = kw["DQ_FUSE"] and _dq_zero_ws(p, s, zero_ws)
     kw["FUSE_DIAG"] = FUSE_DIAG if kw["DQ_FUSE"] else 0
     kw["FUSE_STEP"] = _fuse_step(p, kw, fuse_step)
-    kw["ZERO_NEXT"] = bool(kw["DQ_REZERO"] and kw["FUSE_STEP"] == 0 and kw["FUSE_DIAG"] == 0 and (
-        ZERO_NEXT if zero_next is None else zero_next))
-    if kw["ZERO_NEXT"] or kw["FUSE_DIAG"] == 3:  # the zeros by the producers (or, diagnostic 3, by nobody)
+    if kw["FUSE_DIAG"] == 3:  # timing diagnostic: the conversion writes no zeros
         kw["DQ_REZERO"] = False
     early = fa3_bwd_fuse_early(p, s) if FUSE_EARLY is None else FUSE_EARLY
     kw["FUSE_EARLY"] = bool(kw["DQ_FUSE"] and kw["FUSE_STEP"] == 0 and early)
@@ -1081,8 +1043,6 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                             and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
     if kw["PERSISTENT"]:
         kw["GRID_GROUP"] = 0
-    if not kw["ZERO_NEXT"]:  # (the kernel's default: its compiled key as before the switch existed)
-        del kw["ZERO_NEXT"]
     return args, kw
 
 
@@ -1227,34 +1187,6 @@ def dq_workspace(device, shape):
     return w[:n].view(shape)
 
 
-_DQ_PAIRS: dict = {}
-
-
-def dq_workspace_pair(device, shape):
-    """ZERO_NEXT's two workspaces, taken in turn: (this launch's dQacc -- all zero --, the other one -- the previous
-    launch's, which this launch's producers zero over its first prod(shape) floats).  Where the previous launch
-    dirtied more of the other one than that, the rest is zeroed here first (a memset on the stream: shapes that
-    shrink).  Kept per device; same sharing rule as `fuse_counters` (one stream), and never under CUDA-graph capture
-    (the turn is host state)."""
-    dev = torch.device(device)
-    key = _device_key(dev)
-    n = 1
-    for x in shape:
-        n *= x
-    st = _DQ_PAIRS.get(key)
-    if st is None or st["ws"][0].numel() < n:
-        _DQ_PAIRS.pop(key, None)
-        st = {"ws": [torch.zeros(n, dtype=torch.float32, device=dev) for _ in range(2)], "turn": 0, "dirty": [0, 0]}
-        _DQ_PAIRS[key] = st
-    a = st["turn"]
-    b = 1 - a
-    other = st["ws"][b]
-    if st["dirty"][b] > n:  # the kernel zeroes [0, n) of it
-        other[n:st["dirty"][b]].zero_()
-    st["dirty"][a], st["dirty"][b], st["turn"] = n, 0, b
-    return st["ws"][a][:n].view(shape), other
-
-
 def _dq_async(p: AttentionProblem, s: Schedule, dq_async: bool | None) -> bool:
     """The argument, else the module's switch, else the registry's setting (`fa3_bwd_dq_async`)."""
     if dq_async is not None:
@@ -1283,10 +1215,9 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
                    dq_ksplit: bool | None = None, dq_lag: bool | None = None, wg_offset: int | None = None,
                    dq_stage1: bool | None = None, pingpong: bool | None = None, dq=None, cnt=None,
                    dq_fuse: bool | None = None, zero_ws: bool | None = None,
-                   fuse_step: int | bool | None = None, zero_next: bool | None = None, zws=None) -> None:
+                   fuse_step: int | bool | None = None) -> None:
     """Launch `_hopper_fa3_bwd` (sm_90 GPU, or "meta" tensors for the compiled-facts capture); kv_regs, diag: as
-    `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`); zws: the
-    other workspace (`ZERO_NEXT`)."""
+    `fa3_bwd_args` (the benchmarks' variants); dq, cnt: where the conversion is folded in (`DQ_FUSE`)."""
     if gluon is None:
         raise NotImplementedError("hopper_fa3 bwd needs triton.experimental.gluon (Triton >= 3.5)")
     check_fa3_bwd(p, s, (("q", q), ("k", k), ("v", v), ("do", do)))
@@ -1298,9 +1229,7 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
         check_capability(torch.cuda.get_device_capability(q.device), torch.cuda.get_device_name(q.device))
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
                             dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
-                            cnt, dq_fuse, zero_ws, fuse_step, zero_next=zero_next, zws=zws)
-    if kw.get("ZERO_NEXT") and zws is None and q.device.type == "cuda":
-        raise ValueError("ZERO_NEXT zeroes the other workspace: pass it (dq_workspace_pair)")
+                            cnt, dq_fuse, zero_ws, fuse_step)
     if kw["PERSISTENT"]:
         ctas = fa3_bwd_walk_ctas(p, s, q.device)
         walk = fa3_bwd_walk_table(p, s, q.device, ctas)
@@ -1335,18 +1264,13 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if not do.is_contiguous():
         do = do.contiguous()
     delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v, dqacc=not zero_ws)
-    zn = zero_ws and bool(ZERO_NEXT) and int(FUSE_STEP) == 0 and FUSE_DIAG == 0 and not (
-        q.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
-    zws = None
-    if zn:
-        dqacc, zws = dq_workspace_pair(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
-    elif zero_ws:
+    if zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
     cnt = fuse_counters(q.device, max(fuse_counter_count(p, s, int(FUSE_STEP)),
                                       fuse_counter_count(p, s, 0))) if fuse else None
     fa3_bwd_dkdvdq(p, s, main.grid, q, k, v, do, saved["lse"], delta, dqacc, dk, dv, dq=dq if fuse else None,
-                   cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws, zero_next=zn, zws=zws)
+                   cnt=cnt, dq_fuse=fuse, zero_ws=zero_ws)
     if not fuse:
         dqacc_convert(p, s, conv.grid, dqacc, dq)
     return dq, dk, dv

@@ -205,81 +205,21 @@ def test_fa3_backward_zero_ws_gpu(case, step, monkeypatch):
     torch.testing.assert_close(grads[0].float(), dq0, rtol=1e-2, atol=1e-2)
 
 
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing",
-                                  "d128_causal_tl_q_gt_kv", "d128_full_gqa_s3", "d64_full_mqa", "d128_one_block"])
-def test_fa3_backward_zero_next_gpu(case, dtype, monkeypatch):
-    """ZERO_NEXT (session 18): the folded conversion (end-of-CTA form, both count-in points) over two workspaces in
-    turn, the producers zeroing the other one -- passes a, b (a smaller problem: the host zeroes what the kernel does
-    not reach), a, a are each exact, the workspace of the next turn is zero after each, the counters are zero, and
-    the two passes on the same inputs give the same dQ up to the reduce-adds' order."""
-    monkeypatch.setattr(hb, "DQ_FUSE", True)
-    monkeypatch.setattr(hb, "DQ_ZERO_WS", True)
-    monkeypatch.setattr(hb, "ZERO_NEXT", True)
-    monkeypatch.setattr(hb, "_DQ_PAIRS", {})
-    shape, causal, align, st, order = _CASES[case]
-    small = (shape[0], shape[1], shape[2], max(64, shape[3] // 2), max(128, shape[4] // 2), shape[5])
-    monkeypatch.setitem(_CASES, case + "_small", (small, causal, align, st, order))
-    dq0 = None
-    for rep, (c, early) in enumerate(((case, False), (case + "_small", True), (case, True), (case, False))):
-        monkeypatch.setattr(hb, "FUSE_EARLY", early)
-        p, s, (q, k, v, do), grads = _run(c, dtype, "zero_next" + c)
-        st_ = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-        acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-        _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st_, st_, acc, k, v, dq=q, cnt=st_, zero_next=True, zws=acc)
-        assert kw["ZERO_NEXT"] and not kw["DQ_REZERO"] and kw["FUSE_EARLY"] == early, kw
-        _check_grads(p, q, k, v, do, grads, dtype)
-        torch.cuda.synchronize()
-        pair = hb._DQ_PAIRS[hb._device_key(q.device)]
-        nxt = pair["ws"][pair["turn"]]
-        assert int(torch.count_nonzero(nxt)) == 0, f"pass {rep}: the next turn's workspace is not zero"
-        assert int(torch.count_nonzero(hb.fuse_counters(q.device, hb.fuse_counter_count(p, s, 0)))) == 0
-        if rep == 0:
-            dq0 = grads[0].float().clone()
-        if rep == 2:
-            torch.testing.assert_close(grads[0].float(), dq0, rtol=1e-2, atol=1e-2)
-
-
-def test_fa3_backward_zero_next_rules():
-    """ZERO_NEXT's host side (session 18): the switch runs only with the folded conversion's zeroed workspace in its
-    end-of-CTA form (not FUSE_STEP, no diagnostic), and then the converting warpgroups write no zeros (DQ_REZERO
-    off); off, the kernel's keyword is left out (the compiled key of the kernels before it); the diagnostic
-    FUSE_DIAG 3 converts without the zeros.  `dq_workspace_pair` hands out the two workspaces in turn, the one handed
-    out zero, and zeroes on the host what the previous launch dirtied beyond this launch's size."""
+def test_fa3_backward_fuse_diag3_rules():
+    """FUSE_DIAG 3 (session 18, a timing diagnostic): the folded conversion without writing the zeros back --
+    DQ_REZERO off though the workspace is on; the other diagnostics and the real kernel keep it."""
     import unittest.mock as um
     p = AttentionProblem(1, 2, 2, 1024, 1024, 128)
     s = Schedule(ALG, "bwd", 64, 128, 4, 2)
     q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
     st = torch.empty(1, 2, 1024)
-    acc = torch.empty(1, 2, 1024, 128)
 
-    def kw_of(**sw):
-        with um.patch.multiple(hb, **{"DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_STEP": 0, "FUSE_DIAG": 0, **sw}):
-            return hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, dq=q, cnt=st, zws=acc)[1]
-    assert "ZERO_NEXT" not in kw_of() and kw_of()["DQ_REZERO"]
-    on = kw_of(ZERO_NEXT=True)
-    assert on["ZERO_NEXT"] and not on["DQ_REZERO"] and on["DQ_FUSE"]
-    assert "ZERO_NEXT" not in kw_of(ZERO_NEXT=True, DQ_ZERO_WS=False)
-    assert "ZERO_NEXT" not in kw_of(ZERO_NEXT=True, FUSE_STEP=4)
-    assert "ZERO_NEXT" not in kw_of(ZERO_NEXT=True, FUSE_DIAG=1)
-    d3 = kw_of(FUSE_DIAG=3)
-    assert d3["FUSE_DIAG"] == 3 and not d3["DQ_REZERO"] and "ZERO_NEXT" not in d3
-    with um.patch.object(hb, "_DQ_PAIRS", {}):
-        a, other = hb.dq_workspace_pair("cpu", (2, 4))
-        assert a.shape == (2, 4) and int(torch.count_nonzero(a)) == 0 and other.numel() == 8
-        a.fill_(1.0)          # the launch dirties its workspace ...
-        other[:8].zero_()     # ... and its producers zero the other one
-        b, other2 = hb.dq_workspace_pair("cpu", (2, 4))
-        assert int(torch.count_nonzero(b)) == 0 and other2.data_ptr() == a.data_ptr()
-        b.fill_(1.0)
-        other2[:8].zero_()
-        c, other3 = hb.dq_workspace_pair("cpu", (1, 4))  # smaller: the host zeroes [4, 8) of the other one
-        assert c.data_ptr() == other2.data_ptr() and int(torch.count_nonzero(c)) == 0
-        assert other3.data_ptr() == b.data_ptr() and int(torch.count_nonzero(other3[4:])) == 0
-        assert int(torch.count_nonzero(other3[:4])) == 4  # the kernel's share
-        big, _ = hb.dq_workspace_pair("cpu", (4, 4))  # larger than both: two fresh zero workspaces
-        assert int(torch.count_nonzero(big)) == 0 and big.numel() == 16
+    def kw_of(diag):
+        with um.patch.multiple(hb, DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_STEP=0, FUSE_DIAG=diag):
+            return hb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, 128), q, q, dq=q, cnt=st)[1]
+    for diag, rezero in ((0, True), (1, True), (2, True), (3, False)):
+        kw = kw_of(diag)
+        assert kw["DQ_FUSE"] and kw["FUSE_DIAG"] == diag and kw["DQ_REZERO"] == rezero, kw
 
 
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
@@ -838,37 +778,6 @@ def test_fa3_backward_persistent_walk():
             assert secs == sorted(secs)
         t = hb.fa3_bwd_walk_table(p, s, "cpu", ctas)
         assert int(t[0]) == 0 and int(t[ctas]) == t.numel() - ctas - 1
-
-
-@pytest.mark.parametrize("early", [False, True], ids=["late", "early"])
-def test_fa3_backward_zero_next_compiles_for_sm90a(early):
-    """ZERO_NEXT compiles for sm_90a at d=128 2 stages causal (session 18): the fold's kernel with the producer's
-    zeroing loop -- the local bytes of the fold without it (compiled in session 18 at causal: 40 B late, 48 B
-    early, the same figures with ZERO_NEXT: the producer's 24 registers suffice), the same shared memory, 12 warps,
-    the TMA reduce-add, the producer's register budget (setmaxnreg 24) unchanged."""
-    import json
-    import os
-    import subprocess
-    import sys
-    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
-                              'kb.DQ_FUSE = True\n'
-                              'kb.DQ_ZERO_WS = True\n'
-                              f'kb.FUSE_EARLY = {early}\n'
-                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
-                              'dq=q, cnt=st, zero_next=True, zws=st)\n'
-                              'assert kw["ZERO_NEXT"] and not kw["DQ_REZERO"]')
-    assert "ZERO_NEXT" in script
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True, env=env,
-                       timeout=300)
-    if r.returncode != 0:
-        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
-    got = json.loads(r.stdout.strip().splitlines()[-1])
-    assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0, got
-    assert got["local"] <= (48 if early else 40), got
-    assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
-    assert ["DEALLOC", "0x18"] in got["setmaxnreg"], got
 
 
 @pytest.mark.parametrize("mask", ["causal", "full"])
