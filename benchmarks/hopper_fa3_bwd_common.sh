@@ -1,7 +1,8 @@
 # Sourced by the hopper_fa3 backward device scripts (benchmarks/hopper_fa3_bwd_run*.sh) from the repository root,
 # after they set OUT and TOTAL_S: the environment, the clock (T0; `left` = seconds of TOTAL_S left), the test file T
-# and diag script D, the 12-cell grid (G128, G64: d/N/causal), and $OUT/env.txt (date, card, versions); the two
-# functions below (the tests + timing of one call, the summary table) that run17-run23 share.
+# and diag script D, the 12-cell grid (G128, G64: d/N/causal), and $OUT/env.txt (date, card, versions); the
+# functions below (the tests + timing of one call, the summary table, the rounds' listing) that run13b-run24
+# share.
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 T0=$SECONDS
 left() { echo $(( TOTAL_S - (SECONDS - T0) )); }
@@ -47,34 +48,15 @@ fa3_bwd_tests_and_timing() {
 }
 
 # fa3_bwd_summary NAMES COLUMNS RATIOS DTYPES: from $OUT/diag-<dtype>.log, every (dtype, causal, N, impl)'s median
-# TFLOP/s and rounds, then a table: the switches NAMES (their whole-backward rows; "registered" = the registry's
-# kernel), the COLUMNS of the same call (default = the default's path, cuDNN, flash) and RATIOS of medians, each
-# "a/b" over those names (+ best: the fastest of NAMES and default).  Lists are comma-separated.
+# TFLOP/s and rounds, then a table: the switches NAMES, the COLUMNS of the same call (default, cuDNN, flash) and RATIOS
+# of medians "a/b" (+ best) -- benchmarks/hopper_fa3_bwd_summary.py table.  Lists are comma-separated.
 fa3_bwd_summary() {
   local logs=() dt
   for dt in ${4//,/ }; do logs+=("$OUT/diag-$dt.log"); done
-  python - "$1" "$2" "$3" "${logs[@]}" <<'PY'
-import collections, json, statistics, sys
-names, cols, ratios = (a.split(",") if a else [] for a in sys.argv[1:4])
-t = collections.defaultdict(list)
-for fn in sys.argv[4:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["dtype"], r["causal"], r["seq"], r["impl"])].append(r["tflops"])
-med = {k: statistics.median(v) for k, v in t.items()}
-for k, v in sorted(t.items()):
-    print(*k, round(med[k]), "/".join(str(round(x)) for x in v))
-print("\n| dtype | causal | N | " + " | ".join(names + cols + ratios) + " |")
-for dt, c, n in sorted({k[:3] for k in t}):
-    m = {x: med.get((dt, c, n, "bwd:hopper_fa3" if x == "registered" else f"bwd:hopper_fa3[{x}]"), float("nan"))
-         for x in names}
-    dflt = [v for k, v in med.items() if k[:3] == (dt, c, n) and k[3].startswith("bwd:default")]
-    m["default"] = dflt[0] if dflt else float("nan")
-    m["cuDNN"], m["flash"] = (med.get((dt, c, n, i), float("nan")) for i in ("bwd:sdpa_cudnn", "bwd:sdpa_flash"))
-    m["best"] = max(m[x] for x in names + ["default"])
-    print(f"| {dt} | {c} | {n} | " + " | ".join(f"{m[x]:.0f}" for x in names + cols) + "".join(
-        f" | {m[a] / m[b]:.3f}" for a, b in (x.split("/") for x in ratios)) + " |")
-PY
+  python benchmarks/hopper_fa3_bwd_summary.py table "$1" "$2" "$3" "${logs[@]}"
+}
+
+# fa3_bwd_rounds LOG...: per (d, causal, N, impl) the rounds' TFLOP/s (ms / GB/s for the --pieces rows).
+fa3_bwd_rounds() {
+  python benchmarks/hopper_fa3_bwd_summary.py rounds "$@"
 }

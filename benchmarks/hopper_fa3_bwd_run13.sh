@@ -73,13 +73,4 @@ if [ "$(left)" -gt 25 ] && [ "${bad[0]}" = 0 ] && command -v ncu > /dev/null; th
   echo "ncu rc=$? at $((SECONDS - T0)) s"
 fi
 grep -h -c '"ms"' "$OUT/diag-bf16.log"; grep -h error "$OUT"/diag-*.log | head -5
-python - "$OUT/diag-bf16.log" <<'EOF'
-import json, sys, collections
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-t = collections.defaultdict(list)
-for r in rows:
-    if "tflops" in r:
-        t[(r["d"], r["causal"], r["seq"], r["impl"])].append(round(r["tflops"]))
-for k, v in t.items():
-    print(*k, "/".join(map(str, v)))
-EOF
+fa3_bwd_rounds "$OUT/diag-bf16.log"

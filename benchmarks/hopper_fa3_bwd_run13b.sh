@@ -48,15 +48,4 @@ timeout $(( $(left) - 3 )) python $D --cases "" --bwd-cases "$G64" --bwd-switche
   --rounds "${ROUNDS:-2}" --dtype bf16 > "$OUT/diag-64.log" 2>&1
 echo "d64 rc=$? at $((SECONDS - T0)) s"
 grep -h error "$OUT"/diag-*.log | head -5
-python - "$OUT"/diag-128.log "$OUT"/diag-64.log <<'EOF'
-import json, sys, collections
-t = collections.defaultdict(list)
-for fn in sys.argv[1:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["d"], r["causal"], r["seq"], r["impl"])].append(round(r["tflops"]))
-for k, v in t.items():
-    print(*k, "/".join(map(str, v)))
-EOF
+fa3_bwd_rounds "$OUT"/diag-128.log "$OUT"/diag-64.log

@@ -46,15 +46,4 @@ timeout $(( $(left) - 3 )) python $D --out "$OUT" --cases "" --bwd-cases "$F16" 
   --rounds 1 --dtype fp16 > "$OUT/diag-f16.log" 2>&1
 echo "fp16 rc=$? at $((SECONDS - T0)) s"
 grep -h error "$OUT"/diag-*.log | head -5
-python - "$OUT"/diag-64.log "$OUT"/diag-128.log "$OUT"/diag-f16.log <<'EOF'
-import json, sys, collections
-t = collections.defaultdict(list)
-for fn in sys.argv[1:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["dtype"], r["d"], r["causal"], r["seq"], r["impl"])].append(round(r["tflops"]))
-for k, v in t.items():
-    print(*k, "/".join(map(str, v)))
-EOF
+fa3_bwd_rounds --with-dtype "$OUT"/diag-64.log "$OUT"/diag-128.log "$OUT"/diag-f16.log

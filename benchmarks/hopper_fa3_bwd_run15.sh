@@ -47,15 +47,4 @@ timeout $(( $(left) - 3 )) python $D --out "$OUT" --cases 128/16384/0,128/4096/1
   --rounds "${ROUNDS:-3}" --dtype bf16 > "$OUT/diag-128.log" 2>&1
 echo "d128 rc=$? at $((SECONDS - T0)) s"
 grep -h error "$OUT"/diag-*.log | head -5
-python - "$OUT"/diag-128.log <<'PY'
-import json, sys, collections
-t = collections.defaultdict(list)
-for fn in sys.argv[1:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["d"], r["causal"], r["seq"], r["impl"])].append(round(r["tflops"]))
-for k, v in t.items():
-    print(*k, "/".join(map(str, v)))
-PY
+fa3_bwd_rounds "$OUT"/diag-128.log

@@ -60,16 +60,4 @@ for v in registered lockstep; do
 done
 grep -hE "^  _hopper|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Warp Cycles Per Issued|highest-utilized|Tensor" \
   "$OUT"/ncu-*.txt 2>/dev/null | head -16
-python - "$OUT"/diag-128.log <<'PY'
-import json, sys, collections
-t = collections.defaultdict(list)
-for fn in sys.argv[1:]:
-    for l in open(fn):
-        if l.startswith("{"):
-            r = json.loads(l)
-            if "tflops" in r:
-                t[(r["d"], r["causal"], r["seq"], r["impl"])].append(
-                    f"{r['ms']:.3f}ms/{r['gbps']:.0f}GB/s" if "gbps" in r else str(round(r["tflops"])))
-for k, v in t.items():
-    print(*k, "/".join(v))
-PY
+fa3_bwd_rounds "$OUT"/diag-128.log
