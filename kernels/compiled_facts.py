@@ -446,11 +446,14 @@ def refresh_prologue(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
     computes, or in all for a kernel without a tile loop) from its launch compiled again; nothing else changes
     (`cases`: of these (name, problem, schedule) only).  Returns the failures."""
     from memsim.compiled import MIN_LOOP_INSTRUCTIONS
-    from kernels.sass import prologue_round_trips
+    from kernels.sass import load_bytes_per_thread, prologue_round_trips
 
     def fields(text: str, e: dict) -> dict:
         rt = prologue_round_trips(text)
-        return {"issue": {**e["issue"], **({"prologue_round_trips": rt} if rt is not None else {})}}
+        got = {"prologue_round_trips": rt} if rt is not None else {}
+        if rt is not None and e["issue"].get("tile_instructions", 0) < MIN_LOOP_INSTRUCTIONS:
+            got["load_bytes_per_thread"] = load_bytes_per_thread(text)  # a ragged CTA's share of the chain
+        return {"issue": {**e["issue"], **got}}
 
     mine = None if cases is None else _case_keys(cases)
 

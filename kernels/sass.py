@@ -669,6 +669,19 @@ def prologue_round_trips(sass: str) -> int | None:
     return max(1, first, max(sb))
 
 
+def load_bytes_per_thread(sass: str) -> int:
+    """Bytes one thread's register loads (LDG) bring over the whole kernel when none is predicated off: what a CTA
+    of a kernel without a tile loop reads at full tile.  A CTA of a ragged tile issues fewer: its masked rows'
+    loads are predicated off and set no scoreboard, so the chain of round trips it waits for is shorter
+    (flash2's preprocess loads O / dO row by row, each row's pair under its own `row < seq_q` predicate)."""
+    total = 0
+    for ln in sass.splitlines():
+        m = _LDG.search(ln)
+        if m:
+            total += next((v for k_, v in _LDG_WIDTH.items() if k_ in m.group(1)), 4)
+    return total
+
+
 def tile_loop_body(sass: str, *, num_warps: int) -> list:
     """The tile loop `issue_profile` replays for a kernel that is not warp-specialised, with its port charges
     (what a microbenchmark's fit replays: benchmarks/sm_fill_gpu.py)."""
@@ -686,6 +699,8 @@ def issue_profile(sass: str, *, num_warps: int, max_ctas: int, lat, known: dict 
         rt = prologue_round_trips(sass)
         if rt is not None:
             out["prologue_round_trips"] = rt
+            if out.get("tile_instructions", 0) < MIN_LOOP_INSTRUCTIONS:  # no tile loop: a ragged CTA's chain
+                out["load_bytes_per_thread"] = load_bytes_per_thread(sass)
     return out
 
 

@@ -119,6 +119,10 @@ class LaunchCost:
     #: issues the first trip's copies (kernels.sass.prologue_round_trips; memsim/MODEL.md "the prologue's round
     #: trips")
     prologue_round_trips: int = 1
+    #: a kernel without a tile loop: the bytes its CTA's register loads bring at full tile (kernels.sass
+    #: .load_bytes_per_thread x threads).  A CTA that reads less (a ragged tile: its masked rows' loads are
+    #: predicated off) waits that share of the round trips; 0: every CTA waits them all
+    prologue_load_bytes: int = 0
     #: `issue_s_per_tile` of a trip whose loads are all masked off (no load latency: the replay's figures extended
     #: to latency 0); 0: the same as issue_s_per_tile.  The engine prices a step that loads nothing but makes trips
     #: at it (naive's row kernels' trips past seq_q)
@@ -215,7 +219,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     # the CTAs resident on an SM (those of a small grid do not fill its slots); co-resident CTAs take turns
     resident = max(1, min(per_sm, -(-num_ctas // hw.num_sms))) if num_ctas else max(1, per_sm)
     issue, issue_src, trip_flops, fixed, start_s, issue_dram, tile_fixed = 0.0, "", 0.0, 0.0, 0.0, 0.0, 0.0
-    rtrips, issue_noload = 1, 0.0
+    rtrips, issue_noload, rt_bytes = 1, 0.0, 0
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
@@ -272,6 +276,8 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spills = f is not None and bool(f.local_bytes_per_thread)
         if not spills:
             rtrips = int(rep.get("prologue_round_trips") or 1)
+            if rep.get("tile_instructions", 0) < MIN_LOOP_INSTRUCTIONS:
+                rt_bytes = int(rep.get("load_bytes_per_thread") or 0) * warps * 32
         if rtrips > 1:
             src += f"; {rtrips} load round trips before the first trip"
     elif loop and loop.get("instructions", 0) >= MIN_LOOP_INSTRUCTIONS and per_sm >= 1:
@@ -333,7 +339,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         facts_source=src + (f"; {local.explain()}" if local else ""), local=local, local_s_per_tile=local_s,
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
-        masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips,
+        masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips, prologue_load_bytes=rt_bytes,
         issue_s_per_tile_noload=issue_noload,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,

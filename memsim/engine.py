@@ -482,6 +482,7 @@ class LaunchModel:
         self.round_trips = getattr(cost, "prologue_round_trips", 1)
         self.round_trip_s = round_trip_s
         self.round_trip_l2_s = round_trip_l2_s
+        self.round_trip_bytes = getattr(cost, "prologue_load_bytes", 0)
         #: a CTA's wait before its first loads (device-built TMA descriptors): latency, the SM stays free
         self.cta_start_s = cost.cta_start_s
         #: a persistent CTA's code between its tiles, with each step that stores a tile's output
@@ -701,12 +702,19 @@ class LaunchModel:
                     if k == 0 and rtrips > 1:
                         # the prologue waits on loads before it issues the first trip's (kernels.sass
                         # .prologue_round_trips): that many round trips in a row before the first compute, each
-                        # after the first a round trip of its own (and the DRAM's queue again) -- for the step's
-                        # L2 hits, an L2 round trip where one is calibrated (`prologue_trips --plan l2`)
+                        # after the first a round trip of its own -- for the step's L2 hits an L2 round trip where
+                        # one is calibrated (`prologue_trips --plan l2`).  The DRAM's queue is waited once, above:
+                        # `queued` is the rate of the step's bytes all asked for at once, and a chain asks for a
+                        # level's share at a time
                         rt = rt_s if rt_s is not None else lat
                         if rt_l2 is not None:
                             rt = frac * rt + (1.0 - frac) * rt_l2
-                        wait += (rtrips - 1) * (rt + queued)
+                        levels = rtrips
+                        if self.round_trip_bytes and g:
+                            # a kernel without a tile loop, a ragged CTA: its masked rows' loads are predicated
+                            # off and wait for nothing -- it waits the share of the chain it loads
+                            levels = max(1.0, rtrips * min(1.0, g / (self.round_trip_bytes * self.ctas_in(idx))))
+                        wait += (levels - 1) * rt
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0
