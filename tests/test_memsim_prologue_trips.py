@@ -145,3 +145,76 @@ def test_h100_calibration_has_the_measured_round_trip():
     from memsim.calibration import calibration_for
     cal = calibration_for(memsim.load_hardware("h100-sxm"))
     assert cal.round_trip_s is not None and 0.3e-6 < cal.round_trip_s < 0.86e-6, cal.round_trip_s
+
+
+class _Ragged(_OneStep):
+    """CTAs of one step each reading `nb` bytes (a ragged tile reads fewer than the kernel loads at full tile)."""
+
+    def __init__(self, num_ctas: int, nb: int):
+        super().__init__(num_ctas)
+        self.nb = nb
+
+    def cta_steps(self, idx):
+        return [([(("t", idx), 1, self.nb, self.nb, -1, self.nb)], [], 1.0e6, 0, 1)]
+
+
+@pytest.mark.parametrize("read_kb, want_levels", [(16, 8.0), (8, 4.0), (4, 2.0), (1, 1.0)])
+def test_a_ragged_cta_of_a_loopless_kernel_waits_its_share_of_the_chain(read_kb, want_levels):
+    """flash2's preprocess loads O / dO row by row, each row under its own `row < seq_q` predicate: a CTA whose tile
+    has few real rows issues few of the chain's loads (the rest are predicated off and set no scoreboard).  With
+    `prologue_load_bytes` (the full tile's 16 KB) a CTA reading k KB waits max(1, 8 k / 16) of 8 round trips."""
+    from memsim.costs import LaunchCost
+    from memsim.engine import L2Cache, LaunchModel
+    from memsim.hardware import load_hardware
+    hw = load_hardware("h100-sxm")
+    hw1 = hw.__class__(**{**hw.__dict__, "num_sms": 1})
+    rt_s = 0.45e-6
+
+    def run(trips, full):
+        cost = LaunchCost(name="pre", num_warps=4, regs_per_thread=64, ctas_per_sm=1, occupancy_limit="warps",
+                          sec_per_flop=1e-15, sec_per_exp=1e-12, issue_s_per_tile=0.0,
+                          spill_l2_write_bytes_per_tile=0, spill_l2_read_bytes_per_tile=0,
+                          spill_dram_write_fraction=0.0, spill_dram_read_fraction=0.0, facts_source="test",
+                          prologue_round_trips=trips, prologue_load_bytes=full)
+        m = LaunchModel(hw1, _Ragged(4, read_kb << 10), L2Cache(50 << 20), cost, num_stages=2, dram_Bps=3e12,
+                        launch_overhead_s=0.0, round_trip_s=rt_s)
+        m.progress = None
+        m.run()
+        return m.end_time
+    got = (run(8, 16 << 10) - run(1, 16 << 10)) / (4 * rt_s) + 1
+    assert got == pytest.approx(want_levels, rel=1e-6), f"{read_kb} KB of 16: waited {got:.3f} levels, want {want_levels}"
+    every = (run(8, 0) - run(1, 0)) / (4 * rt_s) + 1
+    assert every == pytest.approx(8.0, rel=1e-6), "without the full tile's bytes every CTA waits the whole chain"
+
+
+def test_the_l2_plan_gives_the_l2_round_trip():
+    """`prologue_trips_from` keeps the plans apart: `shared` points (every CTA re-reads one wave's tiles: L2 hits)
+    give `round_trip_l2_s`, the others `round_trip_s`."""
+    from memsim.calibration import prologue_trips_from
+
+    def pt(waves, loads, chain, levels, t_us, shared):
+        return {"block": 256, "waves": waves, "loads": loads, "chain": chain, "levels": levels, "time_s": t_us * 1e-6,
+                "shared": shared}
+    pts = [pt(64, 3, False, 1, 100.0, False), pt(64, 3, True, 3, 164.0, False),   # 0.5 us
+           pt(64, 3, False, 1, 50.0, True), pt(64, 3, True, 3, 88.4, True)]       # 0.3 us
+    got = prologue_trips_from(pts)
+    assert got["round_trip_s"] == pytest.approx(0.5e-6) and got["round_trip_l2_s"] == pytest.approx(0.3e-6), got
+
+
+def test_preprocess_entries_load_their_tiles_once():
+    """flash2's preprocess reads O and dO (block_m x d each) once: the table's load_bytes_per_thread (the SASS's
+    LDGs) x threads is exactly those bytes on every entry whose chain is more than one round trip."""
+    from memsim import compiled
+    size = {"fp16": 2, "bf16": 2, "fp32": 4}
+    bad, n = [], 0
+    for k, e in compiled.load_table("sm90").items():
+        rep = e.get("issue") or {}
+        if e.get("launch") != "flash2_bwd_preprocess" or (rep.get("prologue_round_trips") or 1) < 2:
+            continue
+        s, p = e["schedule"], e["problem"]
+        got = rep.get("load_bytes_per_thread", 0) * s["num_warps"] * 32
+        want = 2 * s["block_m"] * p["head_dim"] * size[p["dtype"]]
+        n += 1
+        if got != want:
+            bad.append(f"{k}: {got} B, want {want}")
+    assert n and not bad, f"{len(bad)} of {n}: " + "; ".join(bad[:5])
