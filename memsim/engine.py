@@ -703,18 +703,21 @@ class LaunchModel:
                         # the prologue waits on loads before it issues the first trip's (kernels.sass
                         # .prologue_round_trips): that many round trips in a row before the first compute, each
                         # after the first a round trip of its own -- for the step's L2 hits an L2 round trip where
-                        # one is calibrated (`prologue_trips --plan l2`).  The DRAM's queue is waited once, above:
-                        # `queued` is the rate of the step's bytes all asked for at once, and a chain asks for a
-                        # level's share at a time
+                        # one is calibrated (`prologue_trips --plan l2`) -- and the DRAM's queue again
                         rt = rt_s if rt_s is not None else lat
                         if rt_l2 is not None:
                             rt = frac * rt + (1.0 - frac) * rt_l2
                         levels = rtrips
-                        if self.round_trip_bytes and g:
-                            # a kernel without a tile loop, a ragged CTA: its masked rows' loads are predicated
-                            # off and wait for nothing -- it waits the share of the chain it loads
-                            levels = max(1.0, rtrips * min(1.0, g / (self.round_trip_bytes * self.ctas_in(idx))))
-                        wait += (levels - 1) * rt
+                        if self.round_trip_bytes:
+                            # a kernel without a tile loop: its step is the whole kernel's loads, booked at once,
+                            # where the chain asks for a level's share at a time -- the queue of that rate is
+                            # waited once (above), not per level; and a ragged CTA (its masked rows' loads are
+                            # predicated off and wait for nothing) waits the share of the chain it loads
+                            if g:
+                                levels = max(1.0, rtrips * min(1.0, g / (self.round_trip_bytes * self.ctas_in(idx))))
+                            wait += (levels - 1) * rt
+                        else:
+                            wait += (levels - 1) * (rt + queued)
                     ready = xfer_end + wait
                     if load_extra and k:
                         wait = 0.0
