@@ -21,7 +21,7 @@ contiguous caches, S = 1.
     PYTHONPATH=. python3 benchmarks/decode_fixed_gpu.py --out /tmp/fixed.json
 
 Predictions: `python benchmarks/decode_fixed_gpu.py --predict FILE` (no GPU; the graph form's period, span and waves
-per case); `--check RUN --pred FILE` compares.
+per case); `--check RUN [--pred FILE]` compares and prints the waves per GPC class (`analyse`).
 """
 from __future__ import annotations
 
@@ -212,6 +212,96 @@ def predict(names) -> dict:
     return out
 
 
+def load_run(path: str) -> dict:
+    """A run's JSON (plain or .gz)."""
+    import gzip
+    with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as f:
+        return json.load(f)
+
+
+def launches_of(case: dict):
+    """Each recorded launch of a case: {sm: [(start_us, end_us), ...] in start order}, times from the launch's first
+    CTA start."""
+    per = case["ctas"]
+    for snap in case["traces"]:
+        for li in range(len(snap) // per):
+            rows = snap[li * per:(li + 1) * per]
+            s0 = min(r[1] for r in rows)
+            by = {}
+            for r in rows:
+                by.setdefault(r[0], []).append(((r[1] - s0) / 1e3, (r[2] - s0) / 1e3))
+            yield {sm: sorted(v) for sm, v in by.items()}
+
+
+def fast_sms(run: dict, threshold: float = 0.92) -> set:
+    """The SMs whose CTAs run faster in a one-wave launch (the 12-SM GPCs of `memsim.inference.GPC_ARBITRATION`):
+    per SM the mean over the one-wave cases' launches of its CTA's duration over the launch's median, below
+    `threshold` (the traces are bimodal: 0.83-0.86 and 0.99-1.02 on the session-17 machine)."""
+    acc = {}
+    for name, c in run["cases"].items():
+        if c["ctas"] > 132 or not c["keys"]:
+            continue
+        for la in launches_of(c):
+            m = statistics.median(v[0][1] - v[0][0] for v in la.values())
+            for sm, v in la.items():
+                acc.setdefault(sm, []).append((v[0][1] - v[0][0]) / m)
+    return {sm for sm, v in acc.items() if statistics.mean(v) < threshold}
+
+
+def one_wave_cv(run: dict) -> dict:
+    """Per one-wave case: the median over its launches of the coefficient of variation of the CTA durations on the
+    slower (18-SM) GPCs -- `memsim.inference.CTA_RATE_SPREAD`'s figure."""
+    fast = fast_sms(run)
+    out = {}
+    for name, c in run["cases"].items():
+        if c["ctas"] > 132 or not c["keys"]:
+            continue
+        cvs = []
+        for la in launches_of(c):
+            d = [v[0][1] - v[0][0] for sm, v in la.items() if sm not in fast]
+            cvs.append(statistics.pstdev(d) / statistics.mean(d))
+        out[name] = statistics.median(cvs)
+    return out
+
+
+def waves(run: dict, name: str) -> dict:
+    """Per (class F = fast GPC / S = slow, CTA index on its SM, CTAs on its SM): medians of start and end, min and
+    max end (us) over every recorded launch; plus the span's median and the SM-consecutive duration correlation of the
+    slow class's first two CTAs."""
+    fast = fast_sms(run)
+    agg, spans, corr = {}, [], []
+    for la in launches_of(run["cases"][name]):
+        spans.append(max(e for v in la.values() for _, e in v))
+        x, y = [], []
+        for sm, v in la.items():
+            cls = "F" if sm in fast else "S"
+            for k, (a, b) in enumerate(v):
+                agg.setdefault((cls, k, len(v)), []).append((a, b))
+            if cls == "S" and len(v) > 2:
+                x.append(v[0][1] - v[0][0])
+                y.append(v[1][1] - v[1][0])
+        if len(x) > 2:
+            mx, my, sx, sy = statistics.mean(x), statistics.mean(y), statistics.pstdev(x), statistics.pstdev(y)
+            corr.append(sum((a - mx) * (b - my) for a, b in zip(x, y)) / len(x) / sx / sy)
+    rows = {f"{c}{k}/{n}": dict(n=len(v), start=statistics.median(a for a, _ in v), end=statistics.median(b for _, b in v),
+                               end_min=min(b for _, b in v), end_max=max(b for _, b in v))
+            for (c, k, n), v in sorted(agg.items())}
+    return dict(span=statistics.median(spans), classes=rows, corr01=statistics.median(corr) if corr else None)
+
+
+def analyse(run: dict) -> None:
+    fast = fast_sms(run)
+    print(f"fast SMs ({len(fast)}): {sorted(fast)}")
+    print("one-wave CV of the slow GPCs' CTA durations:", {k: round(v, 4) for k, v in one_wave_cv(run).items()})
+    for name, c in run["cases"].items():
+        w = waves(run, name)
+        print(f"== {name}: span median {w['span']:.2f} us, corr(first, second CTA on an SM, slow GPCs) "
+              f"{w['corr01'] if w['corr01'] is None else round(w['corr01'], 2)}")
+        for k, v in w["classes"].items():
+            print(f"   {k:6s} n {v['n']:5d} start {v['start']:7.2f} end {v['end']:7.2f} (min {v['end_min']:7.2f} "
+                  f"max {v['end_max']:7.2f})")
+
+
 def check(run: dict, pred: dict) -> None:
     print("| case | period us (pred, err) | gap us (pred) | span us (pred) | first-wave end median us (pred) | "
           "traced / plain |")
@@ -253,11 +343,11 @@ def main(argv=None) -> int:
         print(json.dumps(predict(names), indent=1))
         return 0
     if a.check:
-        with open(a.check) as f:
-            run = json.load(f)
-        with open(a.pred) as f:
-            pred = json.load(f)
-        check(run, pred)
+        run = load_run(a.check)
+        if a.pred:
+            with open(a.pred) as f:
+                check(run, json.load(f))
+        analyse(run)
         return 0
     return main_gpu(a)
 

@@ -526,6 +526,12 @@ def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
     return out
 
 
+def _rank_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
+    """The graph form's time as the split rule ranks with it (`memsim.inference.RULE_RATE_SPREAD`)."""
+    from memsim.inference import RULE_RATE_SPREAD
+    return estimate_time_graph_s(p, s, f, rate_spread=RULE_RATE_SPREAD)["time_s"]
+
+
 @functools.lru_cache(maxsize=4096)
 def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: bool):
     """(schedule, why): the rule's split count on `base` with the default's combine there (fused at S <=
@@ -538,15 +544,15 @@ def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: 
         return sc, why
     sc = replace(sc, combine_fused=1 < c <= FUSED_DEFAULT_MAX_SPLITS)
     f = device_facts(device_index)
-    best, best_why, t_best = sc, why, estimate_time_graph_s(problem, sc, f)["time_s"]
+    best, best_why, t_best = sc, why, _rank_time_s(problem, sc, f)
     alt = _split_d_candidate(problem, base, c)
     cands = ([(alt, f"split_d {alt.split_d}, block_n {alt.block_n}, 1 split")] if alt is not None else []) + \
         _tile_candidates(problem, base, device_index)
     for s2, w2 in cands:
-        t2 = estimate_time_graph_s(problem, s2, f)["time_s"]
+        t2 = _rank_time_s(problem, s2, f)
         if t2 < t_best:
             best, best_why, t_best = s2, (f"{w2}: predicted {t2 * 1e6:.1f} us in a CUDA graph vs "
-                                          f"{estimate_time_graph_s(problem, sc, f)['time_s'] * 1e6:.1f} us at the "
+                                          f"{_rank_time_s(problem, sc, f) * 1e6:.1f} us at the "
                                           f"default tile's {why}"), t2
     return best, best_why
 

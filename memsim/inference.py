@@ -952,11 +952,13 @@ PAGE_SCATTER_READ = {"h100-sxm": ((16, 356.23 / 371.54), (64, 349.33 / 358.43))}
 #: CTAs are 16 % faster, `GPC_ARBITRATION`); within a launch an SM's next CTA keeps most of its speed (correlation 0.85
 #: of consecutive CTAs' durations at 64 x 1k / 2k).  In the graph form each GPC's SMs are dealt over `speed classes`
 #: normal quantiles (i + 0.5) / n, an SM keeps its class for the launch, and a GPC's share goes to its CTAs in
-#: proportion to bytes in flight x (1 + cv x z).  What it shows: a multi-wave launch at one CTA per SM ends with its
+#: proportion to bytes in flight x (1 + cv x z); with it a CTA's last bytes keep its share (they were requested with
+#: its window; a share shrinking with the bytes left never ends, and with speed classes left groups streaming their
+#: last KB for 20-30 us).  Only where the launch has one CTA per SM (measured there).  What it shows: a multi-wave launch at one CTA per SM ends with its
 #: slowest SMs, after the median CTA (64 x 1k: the last wave's CTAs end from 82.8 to 92.8 us, median 88.0, the launch
 #: 91.6; the form without the spread ended every CTA of a GPC together at 88.5).  The classes are a discretisation:
 #: 3 / 5 / 9 give 64 x 1k -2.2 / -1.9 / -3.0 % (without: -4.1 %); memsim/MODEL.md decode, "the launch ends with its
-#: slowest SMs".
+#: slowest SMs".  The split rule does not rank with it yet (`RULE_RATE_SPREAD`).
 CTA_RATE_SPREAD = {"h100-sxm": (0.034, 5)}
 
 
@@ -1210,7 +1212,8 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
             even = len({gr[2] for gr in live}) == 1
             # (a CTA's in flight: its window while it streams -- its last bytes were requested with it and arrive at
             # their place in the queue, not at a share that shrinks with the bytes left, which never ends)
-            fl = [gr[3] * gr[13] * gr[14] for gr in streaming]
+            # (rate_spread=False keeps the session-16 form, the shrinking share included: the rule ranks with it)
+            fl = [gr[3] * (gr[13] if rate_spread else min(gr[13], gr[4])) * gr[14] for gr in streaming]
             R = dram_rate(sum(gr[3] * gr[14] for gr in streaming), sum(fl), lim_min, even)
             gl, glw = {}, {}
             for gr, x in zip(streaming, fl):
@@ -1418,6 +1421,14 @@ def auto_num_splits_mean_field(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
 #: 106.4 us where S = 1 ran 98.1 in run 5): it then picked S = 1 at 8 x 1k (+6.3 % on run 6): NOT adopted.
 SPLIT_TIE_TOLERANCE = 1e-9
 
+#: whether the split rule (and kernels.decode's tile choice, `kernels.decode_kv._rank_time_s`) ranks with the session-17
+#: form (`CTA_RATE_SPREAD` and a CTA's last bytes at its share): not yet -- with it 47 of 648 picks of a grid (batch
+#: 1-128 x 512-128k x 3 head configs x contiguous / 16- / 64-row pages) move, none of them timed, many by under 1 % of
+#: predicted time (e.g. 64 x 32k, a goal shape measured at 1.004x cuDNN with S = 1: S = 3 by 0.1 %); the spread is
+#: validated on launches of 1-4 waves of <= 180 us (`reports/h100-sxm/decode/s17-call2/`), most moved picks are
+#: longer.  Time predictions (`estimate_time_graph_s`, rate_spread=True by default) include it.
+RULE_RATE_SPREAD = False
+
 
 def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tuple:
     """(best split count, why): the candidate with the least `estimate_time_graph_s` (the launches inside a CUDA
@@ -1447,7 +1458,7 @@ def auto_num_splits(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> tupl
     for lb, c, sc in sorted(bounds, key=lambda x: (x[1] != 1, x[0], x[1])):  # S = 1 first (the `why` compares it)
         if lb > best_t * (1 + SPLIT_TIE_TOLERANCE):
             continue
-        est = estimate_time_graph_s(p, sc, f)
+        est = estimate_time_graph_s(p, sc, f, rate_spread=RULE_RATE_SPREAD)
         rows.append((est["time_s"], c, est))
         best_t = min(best_t, est["time_s"])
     rows.sort(key=lambda r: r[1])
