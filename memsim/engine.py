@@ -711,11 +711,13 @@ class LaunchModel:
                         if self.round_trip_bytes:
                             # a kernel without a tile loop: its step is the whole kernel's loads, booked at once,
                             # where the chain asks for a level's share at a time -- the queue of that rate is
-                            # waited once (above), not per level; and a ragged CTA (its masked rows' loads are
-                            # predicated off and wait for nothing) waits the share of the chain it loads
+                            # waited once (above), not per level, and the chain runs while the links move the
+                            # step's bytes: only what it takes beyond their transfer shows (a busy DRAM hides it,
+                            # as the 8 KB points of `prologue_trips` showed).  A ragged CTA (its masked rows' loads
+                            # are predicated off and wait for nothing) waits the share of the chain it loads
                             if g:
                                 levels = max(1.0, rtrips * min(1.0, g / (self.round_trip_bytes * self.ctas_in(idx))))
-                            wait += (levels - 1) * rt
+                            wait += max(0.0, (levels - 1) * rt - (xfer_end - now))
                         else:
                             wait += (levels - 1) * (rt + queued)
                     ready = xfer_end + wait
