@@ -33,7 +33,7 @@ from .calibration import Calibration, dot_flops_per_sm_s, l2_link_Bps, local_Bps
 from .compiled import MIN_LOOP_INSTRUCTIONS
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
-from . import spill_reuse
+from . import spill_chain, spill_reuse
 from .local_memory import LocalMemory, local_memory
 from .spill_masked import trip_spill_factors
 
@@ -127,6 +127,9 @@ class LaunchCost:
     #: to latency 0); 0: the same as issue_s_per_tile.  The engine prices a step that loads nothing but makes trips
     #: at it (naive's row kernels' trips past seq_q)
     issue_s_per_tile_noload: float = 0.0
+    #: a CTA's trip alone takes at least this many of its turns (the replay at one resident CTA over the turn at
+    #: the launch's resident CTAs, memsim.spill_chain; 0: no bound, the default while MEMSIM_SPILL_CHAIN is off)
+    chain_ratio: float = 0.0
 
 
 def _outside_spills(f, cal: Calibration, threads: int, reload_per_byte: float, once_per_cta: bool, *,
@@ -298,6 +301,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                              reuse=spill_reuse.reuse_for(f))
         reload_per_byte = max(reload_per_byte, local.l1_miss_fraction)
     local_s = 0.0
+    x = 0.0
     if rep_ok and rep.get("tile_cycles_local_l2") and issue:
         # the replay waits on each spill reload for its expected latency: an L1 hit (the LDS figure), else an
         # L2 hit or a DRAM miss in the proportions memsim.local_memory places the spilled bytes; the replay is
@@ -314,7 +318,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
             issue_dram += more
         issue_src += "+reloads"
         src += f"; spill reloads waited on at {expect:.0f} cycles each (replay)"
-    elif (st_b or ld_b) and per_sm >= 1:
+    chain = 0.0
+    if rep_ok and issue and rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
+        chain = spill_chain.ratio_for(rep, resident, spills=bool(ld_b), x=x,
+                                      fetch_cycles=fetch_cycles(cal.icache_curve, rep["tile_instructions"]))
+    if (st_b or ld_b) and per_sm >= 1 and not (rep_ok and rep.get("tile_cycles_local_l2") and issue):
         # every warp waits on its own reloads: the SM moves local bytes at the rate measured for its warps
         rate = local_Bps_per_sm(cal, warps * resident)
         if rate:
@@ -340,7 +348,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_once_per_cta=once_per_cta, trip_mma_flops=trip_flops, cta_fixed_s=fixed, issue_source=issue_src,
         cta_start_s=start_s, issue_s_per_tile_dram=issue_dram, tile_fixed_s=tile_fixed, overlap_dot_exp=groups >= 2,
         masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips, prologue_load_bytes=rt_bytes,
-        issue_s_per_tile_noload=issue_noload,
+        issue_s_per_tile_noload=issue_noload, chain_ratio=chain,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps

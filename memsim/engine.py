@@ -39,6 +39,7 @@ import simpy
 from .calibration import curve_latency_s, reduce_add_Bps
 from .hardware import Hardware
 from .schedule import cdiv
+from .spill_chain import chain_end
 from .spill_masked import cta_spill_mix
 
 
@@ -490,6 +491,9 @@ class LaunchModel:
         #: consumer warpgroups side by side: a step's dot and exp overlap (max, not sum)
         self.overlap = getattr(cost, "overlap_dot_exp", False)
         self.local_s_per_tile = cost.local_s_per_tile
+        #: a CTA's trips alone take at least chain_ratio of its turns (memsim.spill_chain; 0: no bound)
+        self.chain_ratio = getattr(cost, "chain_ratio", 0.0)
+        self.fold_f = getattr(work, "f", 1) if isinstance(work, CtaBatches) else 1  # heads an event's CTA stands for
         self.spill_st_weight = cost.spill_store_l2_weight
         self.spill_once = cost.spill_once_per_cta
         #: spill bytes of the code outside the tile loop: once per CTA, and per stored tile of a walk (L2 w, L2 r)
@@ -754,6 +758,10 @@ class LaunchModel:
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
             sm_end = end  # the SM's turn: a CTA draining its spill traffic does not keep the others waiting
+            if self.chain_ratio and issue_tile and tiles:  # ... nor one whose own chain is longer than its turns
+                # from when its loads went out (or its previous step ended): the links' queues overlap the chain
+                c0 = now if now > prev_end else prev_end
+                end = max(end, chain_end(c0, d_issue, self.chain_ratio, self.ctas_in(idx) / self.fold_f))
             if spill:
                 # register spills: stores and reloads of local memory every iteration, through L2
                 sp_r, sp_w = sp_rd * tiles, sp_wr * tiles

@@ -38,7 +38,9 @@ def test_ratio_mixes_the_reload_passes_as_costs_does():
 
 def test_switch(monkeypatch):
     rep = {"tile_cycles": [1000.0] * 4, "tile_cycles_local_l2": [2000.0] * 4}
-    monkeypatch.delenv("MEMSIM_SPILL_CHAIN", raising=False)
+    monkeypatch.delenv("MEMSIM_SPILL_CHAIN", raising=False)  # the default: every replayed loop
+    assert SC.mode() == "all" and SC.ratio_for({"tile_cycles": [1000.0] * 4}, 4, spills=False) == pytest.approx(4.0)
+    monkeypatch.setenv("MEMSIM_SPILL_CHAIN", "0")
     assert SC.mode() == "" and SC.ratio_for(rep, 4, spills=True) == 0.0
     monkeypatch.setenv("MEMSIM_SPILL_CHAIN", "1")
     assert SC.ratio_for(rep, 4, spills=True) == pytest.approx(4.0)
@@ -111,7 +113,7 @@ def test_w003_with_the_switch(monkeypatch):
     def t():
         r = memsim.simulate(prob, sch, "h100-sxm", max_seconds=None).to_dict()
         return next(k["time_s"] for k in r["kernels"] if k["name"] == "hopper_bwd_dkdvdq")
-    monkeypatch.delenv("MEMSIM_SPILL_CHAIN", raising=False)
+    monkeypatch.setenv("MEMSIM_SPILL_CHAIN", "0")
     off = t()
     monkeypatch.setenv("MEMSIM_SPILL_CHAIN", "1")
     on = t()
