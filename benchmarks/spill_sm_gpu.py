@@ -175,6 +175,18 @@ def _mb_spill_sm(src_ptr, out_ptr, sm_ptr, n_iter, n_sms_used, ROWS: tl.constexp
 
 
 @triton.jit
+def _spill_tile(src_ptr, out_ptr, pid, n_iter, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """`_mb_spill`'s body (verification.microbench.kernels): a ROWS x COLS fp32 tile re-read and rewritten n_iter
+    times (row sums fed back); the compiler spills what does not fit."""
+    offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
+    x = tl.load(src_ptr + pid * ROWS * COLS + offs)
+    for _ in range(n_iter):
+        s = tl.sum(x, axis=1)
+        x = x * 0.5 + s[:, None] * 0.001
+    tl.store(out_ptr + pid * ROWS * COLS + offs, x)
+
+
+@triton.jit
 def _mb_spill_chain(src_ptr, out_ptr, sm_ptr, cnt_ptr, n_long, n_short, n_sms_used, ROWS: tl.constexpr,
                     COLS: tl.constexpr):
     """`_mb_spill_sm` whose first CTA on each SM (an atomic ticket per SM) makes n_long iterations, the rest
@@ -184,13 +196,7 @@ def _mb_spill_chain(src_ptr, out_ptr, sm_ptr, cnt_ptr, n_long, n_short, n_sms_us
     tl.store(sm_ptr + pid, sm)
     if sm < n_sms_used:
         ticket = tl.atomic_add(cnt_ptr + sm, 1)
-        n_iter = tl.where(ticket == 0, n_long, n_short)
-        offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
-        x = tl.load(src_ptr + pid * ROWS * COLS + offs)
-        for _ in range(n_iter):
-            s = tl.sum(x, axis=1)
-            x = x * 0.5 + s[:, None] * 0.001
-        tl.store(out_ptr + pid * ROWS * COLS + offs, x)
+        _spill_tile(src_ptr, out_ptr, pid, tl.where(ticket == 0, n_long, n_short), ROWS, COLS)
 
 
 def _with_shared(kern, smem: int, args, kw):
@@ -215,6 +221,35 @@ def point_id(v: str, k: int, sms: int, smem: int | None = None) -> str:
     return f"{v}_k{k}_sms{sms or 'all'}"
 
 
+def _setup(torch, v: str, k: int, n_sms: int, sms: int):
+    """(rows, warps, maxnreg, used SMs, CTAs, src, out, smid, Triton kwargs) of a point of variant v, k per SM."""
+    rows, warps, maxnreg, _ = VARIANTS[v]
+    used, ctas = sms or n_sms, n_sms * k
+    src = torch.rand(ctas * rows * 64, device="cuda", dtype=torch.float32)
+    out = torch.empty_like(src)
+    smid = torch.full((ctas,), -1, device="cuda", dtype=torch.int32)
+    kw = dict(ROWS=rows, COLS=64, num_warps=warps)
+    if maxnreg:
+        kw["maxnreg"] = maxnreg
+    return rows, warps, maxnreg, used, ctas, src, out, smid, kw
+
+
+def _compiled(ck) -> dict:
+    return {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
+            "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
+
+
+def _observed(ids: list, used: int) -> dict:
+    """How many working CTAs each SM below `used` got (the %smid each CTA wrote)."""
+    per_sm = {}
+    for s in ids:
+        if 0 <= s < used:
+            per_sm[s] = per_sm.get(s, 0) + 1
+    counts = sorted(per_sm.values())
+    return {"sms_working": len(per_sm), "ctas_working": sum(counts),
+            "ctas_per_sm_min": counts[0] if counts else 0, "ctas_per_sm_max": counts[-1] if counts else 0}
+
+
 def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") -> int:
     """Each point: compile + warm up outside the profiled range, then `repeats` launches inside it."""
     import torch
@@ -228,16 +263,9 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
         pid = point_id(v, k, sms, smem)
         if only and pid not in only:
             continue
-        rows, warps, maxnreg, n_iter = VARIANTS[v]
-        used = sms or n_sms
-        ctas = n_sms * k
+        n_iter = VARIANTS[v][3]
         try:
-            src = torch.rand(ctas * rows * 64, device="cuda", dtype=torch.float32)
-            out = torch.empty_like(src)
-            smid = torch.full((ctas,), -1, device="cuda", dtype=torch.int32)
-            kw = dict(ROWS=rows, COLS=64, num_warps=warps)
-            if maxnreg:
-                kw["maxnreg"] = maxnreg
+            rows, warps, maxnreg, used, ctas, src, out, smid, kw = _setup(torch, v, k, n_sms, sms)
             if smem is None:
                 def run():
                     return _mb_spill_sm[(ctas,)](src, out, smid, n_iter, used, **kw)
@@ -249,8 +277,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
                     ck[(ctas, 1, 1)](src, out, smid, n_iter, used, rows, 64)
                 run()
             torch.cuda.synchronize()
-            compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
-                        "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
+            compiled = _compiled(ck)
             try:
                 from kernels.sass import disassemble, tile_loop
                 lp = tile_loop(disassemble(ck.asm["cubin"]))
@@ -258,14 +285,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
                     compiled.update(loop_store_bytes=lp.local_store_bytes, loop_load_bytes=lp.local_load_bytes)
             except Exception as e:  # noqa: BLE001 -- the loop profile is extra
                 compiled["loop_error"] = f"{type(e).__name__}: {e}"[:200]
-            ids = smid.cpu().tolist()
-            per_sm = {}
-            for s in ids:
-                if 0 <= s < used:
-                    per_sm[s] = per_sm.get(s, 0) + 1
-            counts = sorted(per_sm.values())
-            observed = {"sms_working": len(per_sm), "ctas_working": sum(counts),
-                        "ctas_per_sm_min": counts[0] if counts else 0, "ctas_per_sm_max": counts[-1] if counts else 0}
+            observed = _observed(smid.cpu().tolist(), used)
         except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
             order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
             print(f"{pid}: {order[-1]['error']}", flush=True)
@@ -296,17 +316,9 @@ def worker_chain(manifest: str, repeats: int, only: list | None) -> int:
         pid = f"{v}_k{k}_sms{sms or 'all'}_smem{smem >> 10}k_L{n_long}_S{n_short}"
         if only and pid not in only:
             continue
-        rows, warps, maxnreg, _ = VARIANTS[v]
-        used = sms or n_sms
-        ctas = n_sms * k
         try:
-            src = torch.rand(ctas * rows * 64, device="cuda", dtype=torch.float32)
-            out = torch.empty_like(src)
-            smid = torch.full((ctas,), -1, device="cuda", dtype=torch.int32)
+            rows, warps, maxnreg, used, ctas, src, out, smid, kw = _setup(torch, v, k, n_sms, sms)
             cnt = torch.zeros(n_sms, device="cuda", dtype=torch.int32)
-            kw = dict(ROWS=rows, COLS=64, num_warps=warps)
-            if maxnreg:
-                kw["maxnreg"] = maxnreg
             args = (src, out, smid, cnt, n_long, n_short, used)
             if smem:
                 ck = _with_shared(_mb_spill_chain, smem, args, kw)
@@ -323,18 +335,10 @@ def worker_chain(manifest: str, repeats: int, only: list | None) -> int:
             r0 = run()
             ck = ck if ck is not None else r0
             torch.cuda.synchronize()
-            compiled = {"n_regs": int(ck.n_regs), "n_spills": int(ck.n_spills),
-                        "local_bytes_per_thread": int(ck.n_spills) * 4, "shared_bytes": int(ck.metadata.shared)}
-            ids = smid.cpu().tolist()
-            per_sm = {}
-            for s_ in ids:
-                if 0 <= s_ < used:
-                    per_sm[s_] = per_sm.get(s_, 0) + 1
-            counts = sorted(per_sm.values())
+            compiled = _compiled(ck)
             tickets = cnt.cpu().tolist()[:used]
-            observed = {"sms_working": len(per_sm), "ctas_working": sum(counts),
-                        "ctas_per_sm_min": counts[0] if counts else 0, "ctas_per_sm_max": counts[-1] if counts else 0,
-                        "tickets_min": min(tickets), "tickets_max": max(tickets)}
+            observed = {**_observed(smid.cpu().tolist(), used), "tickets_min": min(tickets),
+                        "tickets_max": max(tickets)}
         except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
             order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
             print(f"{pid}: {order[-1]['error']}", flush=True)
