@@ -153,6 +153,8 @@ CHAIN_METRICS = METRICS + (
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
+from verification.microbench.kernels import _mb_spill  # noqa: E402
+
 
 @triton.jit
 def _smid():
@@ -175,18 +177,6 @@ def _mb_spill_sm(src_ptr, out_ptr, sm_ptr, n_iter, n_sms_used, ROWS: tl.constexp
 
 
 @triton.jit
-def _spill_tile(src_ptr, out_ptr, pid, n_iter, ROWS: tl.constexpr, COLS: tl.constexpr):
-    """`_mb_spill`'s body (verification.microbench.kernels): a ROWS x COLS fp32 tile re-read and rewritten n_iter
-    times (row sums fed back); the compiler spills what does not fit."""
-    offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
-    x = tl.load(src_ptr + pid * ROWS * COLS + offs)
-    for _ in range(n_iter):
-        s = tl.sum(x, axis=1)
-        x = x * 0.5 + s[:, None] * 0.001
-    tl.store(out_ptr + pid * ROWS * COLS + offs, x)
-
-
-@triton.jit
 def _mb_spill_chain(src_ptr, out_ptr, sm_ptr, cnt_ptr, n_long, n_short, n_sms_used, ROWS: tl.constexpr,
                     COLS: tl.constexpr):
     """`_mb_spill_sm` whose first CTA on each SM (an atomic ticket per SM) makes n_long iterations, the rest
@@ -196,7 +186,7 @@ def _mb_spill_chain(src_ptr, out_ptr, sm_ptr, cnt_ptr, n_long, n_short, n_sms_us
     tl.store(sm_ptr + pid, sm)
     if sm < n_sms_used:
         ticket = tl.atomic_add(cnt_ptr + sm, 1)
-        _spill_tile(src_ptr, out_ptr, pid, tl.where(ticket == 0, n_long, n_short), ROWS, COLS)
+        _mb_spill(src_ptr, out_ptr, tl.where(ticket == 0, n_long, n_short), ROWS, COLS)  # calibration's body
 
 
 def _with_shared(kern, smem: int, args, kw):
@@ -287,9 +277,7 @@ def worker(manifest: str, repeats: int, only: list | None, plan: str = "sms") ->
                 compiled["loop_error"] = f"{type(e).__name__}: {e}"[:200]
             observed = _observed(smid.cpu().tolist(), used)
         except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
-            order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
-            print(f"{pid}: {order[-1]['error']}", flush=True)
-            _write(manifest, order)
+            _failed(order, pid, e, manifest)
             continue
         for r in range(repeats):
             torch.cuda.profiler.start()
@@ -340,9 +328,7 @@ def worker_chain(manifest: str, repeats: int, only: list | None) -> int:
             observed = {**_observed(smid.cpu().tolist(), used), "tickets_min": min(tickets),
                         "tickets_max": max(tickets)}
         except Exception as e:  # noqa: BLE001 -- a point that does not run is recorded, not fatal
-            order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
-            print(f"{pid}: {order[-1]['error']}", flush=True)
-            _write(manifest, order)
+            _failed(order, pid, e, manifest)
             continue
         for r in range(repeats):
             cnt.zero_()
@@ -360,6 +346,12 @@ def worker_chain(manifest: str, repeats: int, only: list | None) -> int:
         _write(manifest, order)
     _write(manifest, order)
     return 0
+
+
+def _failed(order: list, pid: str, e: Exception, manifest: str) -> None:
+    order.append({"id": pid, "error": f"{type(e).__name__}: {e}"[:300]})
+    print(f"{pid}: {order[-1]['error']}", flush=True)
+    _write(manifest, order)
 
 
 def _write(path: str, doc) -> None:
