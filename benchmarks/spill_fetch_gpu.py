@@ -15,7 +15,9 @@ SM (132 CTAs).  All 12 variants compiled first in parallel processes, then timed
 L2 not relevant: the data is a 4 KB table).  Cycles per instruction of the trip from ncu-free timing at the SM
 clock of the run (nvidia-smi's at start; the FFMA kernels run at ~1.98 GHz on this card).
 
-    run(command="python3 benchmarks/spill_fetch_gpu.py --out $OUT/spill_fetch.json --budget-s 140", timeout_s=165)
+    run(command="python3 benchmarks/spill_fetch_gpu.py --out $OUT/spill_fetch.json --budget-s 125", timeout_s=160)
+    (run 2026-11-27 06:16 UTC, H100 80GB HBM3: verification/data/nvidia-h100-80gb-hbm3/calibration/
+    run-2026-11-27T0616-spill_fetch.json, 98.4 s)
     python benchmarks/spill_fetch_gpu.py --analyse RUN.json     # here: per warps, MAX vs SUM of the two costs
 
 Data only (no assertion).
