@@ -9,13 +9,8 @@ For every case, in order:
      and autotunes here, outside any measurement;
   2. mode ncu: `torch.cuda.profiler.start()`, the measured pass once, synchronise, `stop()`
      (ncu runs with --profile-from-start off, so only these launches are profiled);
-     mode time: the pass's time, no profiler attached: the larger of (a) the median of repeated runs
-     with the L2 cleared before each (triton.testing.do_bench) and (b) the time per pass run back to back
-     (`back_to_back_s`).  (a) alone is wrong for a pass the host cannot launch as fast as the GPU runs
-     it: do_bench's L2-clearing memset (~85 us on an H100) runs while the host launches the pass, so (a)
-     measured the host time LESS the memset -- a small difference of two large numbers that swung 2-3x
-     between processes (notes/fidelity.md, fourteenth session, item 8); (b) is the host time itself
-     there, and a warm-L2 GPU time (at most (a)) for a GPU-bound pass;
+     mode time: the pass's time, no profiler attached (`verification.timing`: the cold-L2 do_bench
+     median, or the back-to-back time per pass where the host floor timed beside it exceeds that);
   3. one JSON line is appended to --out and flushed (so a crash keeps the finished cases);
   4. memory is freed and the caching allocator emptied, so ncu's replay saves little.
 
@@ -30,6 +25,8 @@ import json
 import sys
 import time
 import traceback
+
+from verification.timing import TIME_METHOD, pass_time_s
 
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
@@ -188,17 +185,11 @@ def back_to_back_s(fn, est_s: float) -> float:
 
 
 def pass_time(fn, *, warmup_ms: float, rep_ms: float) -> dict:
-    """{"time_s": max(cold, back to back), "time_cold_s": do_bench's median with the L2 cleared before each run,
-    "time_b2b_s": `back_to_back_s`} of a pass on the GPU (the module docstring says why both)."""
+    """{"time_cold_s": do_bench's median with the L2 cleared before each run, "time_b2b_s": `back_to_back_s`} of a
+    pass on the GPU (verification.timing says which is the pass's time)."""
     from triton.testing import do_bench
     cold = do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median") * 1e-3
-    b2b = back_to_back_s(fn, cold)
-    return {"time_s": max(cold, b2b), "time_cold_s": cold, "time_b2b_s": b2b}
-
-
-#: what a record's timing says of its time_s (one home: the case runner writes it with every GPU time)
-TIME_METHOD = ("max(triton.testing.do_bench median with the L2 cleared before each run, the time per pass run back "
-               "to back without clearing: median of 7 CUDA-event batches)")
+    return {"time_cold_s": cold, "time_b2b_s": back_to_back_s(fn, cold)}
 
 
 def host_floor_beside(spec: dict, device, *, cpu: bool = False, warmup_ms: float = 25.0, rep_ms: float = 100.0) -> dict:
@@ -207,8 +198,8 @@ def host_floor_beside(spec: dict, device, *, cpu: bool = False, warmup_ms: float
     timed as the case is.  A separate
     calibrate process measured it 2-3x the cases' own host-bound times on set Q's machine (notes/fidelity.md,
     eleventh session): the floor that applies to a case is the host's speed in the process and moment that timed it.
-    Timed as the case is (`pass_time`: on the GPU the larger of the cold-L2 median and the back-to-back time, which
-    for this tiny problem is the host's time per pass).
+    On the GPU: back to back (`pass_time`'s b2b: for this tiny problem the host's time to issue the launches),
+    with the cold-L2 median beside it for the record.
     {"host_pass_s", "host_pass_id"} (+ "host_pass_cold_s", "host_pass_b2b_s" on the GPU), {"host_pass_error"} if
     it could not run, {} for a problem without one."""
     from verification.calibrate import host_pass_point, host_pass_spec
@@ -228,7 +219,7 @@ def host_floor_beside(spec: dict, device, *, cpu: bool = False, warmup_ms: float
             got = {"host_pass_s": sorted(ts)[1]}
         else:
             tm = pass_time(fn, warmup_ms=warmup_ms, rep_ms=rep_ms)
-            got = {"host_pass_s": tm["time_s"], "host_pass_cold_s": tm["time_cold_s"],
+            got = {"host_pass_s": tm["time_b2b_s"], "host_pass_cold_s": tm["time_cold_s"],
                    "host_pass_b2b_s": tm["time_b2b_s"]}
         del fn, keep
         return {**got, "host_pass_id": pt["id"]}
@@ -282,6 +273,7 @@ def run(specs: list[dict], mode: str, out, *, rep_ms: float = 100.0, warmup_ms: 
                 rec.update(pass_time(fn, warmup_ms=warmup_ms, rep_ms=rep_ms))
                 rec["timing"] = {"method": TIME_METHOD, "warmup_ms": warmup_ms, "rep_ms": rep_ms}
                 rec.update(host_floor_beside(spec, device, warmup_ms=warmup_ms, rep_ms=rep_ms))
+                rec["time_s"] = pass_time_s(rec["time_cold_s"], rec["time_b2b_s"], rec.get("host_pass_b2b_s"))
             rec["ok"] = True
             del fn, keep
         except Exception as e:  # keep going: one broken case must not lose the others
