@@ -101,9 +101,27 @@ def _point(k: int, w: int, wait: int, time_it: bool) -> dict:
     return row
 
 
+def merge(run_path: str, into: str, *, replace: bool = False) -> int:
+    """Set the run's points as `into`'s `spill_fetch` fact: its loop points without waits extend the fetch curve
+    of loop bodies (memsim.issue_fit.icache_loop_curve_from: a 192 KB loop at the 256 KB rate)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from run_file import load_runs, merge_fact
+    run = load_runs([run_path], "spill_fetch")[0]
+    merge_fact(into, "spill_fetch", [p | {"date": run["provenance"]["date"]} for p in run["points"]], run=run,
+               run_path=run_path, replace=replace,
+               note="the icache loop (K independent FFMAs) at 8 and 192 KB of code, with and without a dependent "
+                    "MUFU every 8 FFMAs, 1 / 4 / 8 warps of one CTA per SM: the loop points without waits extend "
+                    "the fetch curve of loop bodies")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out")
+    ap.add_argument("--merge", metavar="RUN", help="set the run's points as --into's spill_fetch fact")
+    ap.add_argument("--into", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                   "memsim", "presets", "h100-sxm.calibration.json"))
+    ap.add_argument("--replace", action="store_true")
     ap.add_argument("--compile-one", nargs=3, type=int, metavar=("K", "W", "WAIT"), help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN")
     ap.add_argument("--clock-hz", type=float, default=1.98e9)
@@ -112,6 +130,8 @@ def main(argv=None) -> int:
     if a.compile_one:
         _point(*a.compile_one, time_it=False)
         return 0
+    if a.merge:
+        return merge(a.merge, a.into, replace=a.replace)
     if a.analyse:
         return analyse(a.analyse)
     t0 = time.time()

@@ -109,6 +109,9 @@ class Calibration:
     #: instruction fetch: ((code bytes, cycles per instruction), ...) from the `icache` microbenchmark (one warp
     #: per SM; memsim.issue_fit.icache_curve_from); None: code is assumed to be at hand
     icache_curve: tuple | None = None
+    #: the same for a loop body: `icache_curve` plus the `spill_fetch` loop points (a 192 KB loop fetches at the
+    #: 256 KB rate; memsim.issue_fit.icache_loop_curve_from); None: the tile loop reads `icache_curve`
+    icache_loop_curve: tuple | None = None
     #: latency a CTA waits before its first TMA load when it builds its own tensor descriptors: (seconds, seconds
     #: per descriptor), fitted on the `tma_descriptor` microbenchmark's one-wave points (None: not calibrated)
     tma_descriptor_s: tuple | None = None
@@ -324,6 +327,10 @@ def derive(raw: dict, hw: Hardware) -> Calibration:
     if facts.get("icache"):
         from .issue_fit import icache_curve_from
         kw["icache_curve"] = icache_curve_from(facts["icache"], kw.get("sm_clock_Hz") or hw.clock_Hz)
+        if facts.get("spill_fetch"):
+            from .issue_fit import icache_loop_curve_from
+            kw["icache_loop_curve"] = icache_loop_curve_from(facts["icache"], facts["spill_fetch"],
+                                                             kw.get("sm_clock_Hz") or hw.clock_Hz)
     return Calibration(**{**base.__dict__, **kw, "source": src, "raw": raw})
 
 

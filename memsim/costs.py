@@ -247,7 +247,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         # ... and at least the time to fetch the code (calibration icache_curve): a loop or block larger than the
         # instruction caches streams from the L2 every pass; the resident warps run the same code and share it
         if rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
-            fetch = fetch_cycles(cal.icache_curve, rep["tile_instructions"])
+            fetch = fetch_cycles(cal.icache_loop_curve or cal.icache_curve, rep["tile_instructions"])
             issue = max(at(rep["tile_cycles"]), fetch) / (resident * clock)
             if rep.get("tile_cycles_dram"):
                 issue_dram = max(at(rep["tile_cycles_dram"]), fetch) / (resident * clock)
@@ -321,7 +321,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     chain = 0.0
     if rep_ok and issue and rep.get("tile_instructions", 0) >= MIN_LOOP_INSTRUCTIONS:
         chain = spill_chain.ratio_for(rep, resident, spills=bool(ld_b), x=x,
-                                      fetch_cycles=fetch_cycles(cal.icache_curve, rep["tile_instructions"]))
+                                      fetch_cycles=fetch_cycles(cal.icache_loop_curve or cal.icache_curve, rep["tile_instructions"]))
     if (st_b or ld_b) and per_sm >= 1 and not (rep_ok and rep.get("tile_cycles_local_l2") and issue):
         # every warp waits on its own reloads: the SM moves local bytes at the rate measured for its warps
         rate = local_Bps_per_sm(cal, warps * resident)

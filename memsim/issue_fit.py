@@ -250,6 +250,20 @@ def icache_curve_from(points: list, clock_Hz: float) -> tuple:
     return tuple(rows)
 
 
+def icache_loop_curve_from(icache_points: list, fetch_points: list, clock_Hz: float) -> tuple:
+    """The fetch curve of a LOOP body: `icache_curve_from`'s points plus the `spill_fetch` loop points without
+    waits, one warp a CTA, one CTA per SM (benchmarks/spill_fetch_gpu.py: the same K-FFMA loop at 8 and 192 KB of
+    code; cycles per instruction = seconds x clock / (iterations x loop instructions)).  A 192 KB loop fetched at
+    5.96 cycles per instruction (H100 80GB HBM3, 2026-11-27 06:16 UTC) -- the 256 KB rate -- where straight-line
+    code of that size ran at the 128 KB rate (set E's naive_qk): the straight code keeps `icache_curve`."""
+    rows = dict(icache_curve_from(icache_points, clock_Hz))
+    for p in fetch_points:
+        if p.get("wait") or p.get("num_warps") != 1 or not p.get("time_s") or not p.get("loop_instructions"):
+            continue
+        rows[int(p["code_bytes"])] = p["time_s"] * clock_Hz / (p["n_iter"] * p["loop_instructions"])
+    return tuple(sorted(rows.items()))
+
+
 def fetch_cycles(curve, instructions: int) -> float:
     """Cycles the SM needs to fetch one pass over `instructions` SASS instructions (16 bytes each) when they run
     as one loop body or straight-line block: instructions x the cycles per instruction of the largest measured
