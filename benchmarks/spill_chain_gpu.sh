@@ -8,30 +8,35 @@
 #      (_hopper_bwd_dkdvdq only; default cache control, --clock-control none), the report exported and its
 #      details / per-instruction pages printed as CSV.
 #   run(command="OUT=$OUT bash benchmarks/spill_chain_gpu.sh", timeout_s=230)
+# Other cases / kernels, no microbenchmark (the second call: set A's r1_019 naive softmax):
+#   run(command="OUT=$OUT PLAN=0 CASES=r1_019 KREGEX=_naive_softmax bash benchmarks/spill_chain_gpu.sh")
 # Here: python benchmarks/spill_sm_gpu.py --chain <files>/chain/spill_sm_chain.json; the W pages in <files>/w/.
 set -uo pipefail
 : "${OUT:?set OUT}"
+PLAN=${PLAN:-1}; CASES=${CASES:-r26112704_003 r26112704_002}; KREGEX=${KREGEX:-_hopper_bwd_dkdvdq}
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 W=$(mktemp -d)
 mkdir -p "$OUT/w"
-python3 - "$W" <<'EOF'
+python3 - "$W" $CASES <<'EOF'
 import glob, json, sys
 from verification.suite import case_from_record
 w = sys.argv[1]
-for pat in ("r26112704_003", "r26112704_002"):
-    p = glob.glob(f"verification/data/nvidia-h100-80gb-hbm3/random/W-seed26112704/{pat}_*.json")[0]
+for pat in sys.argv[2:]:
+    p = glob.glob(f"verification/data/nvidia-h100-80gb-hbm3/random/*/{pat}_*.json")[0]
     json.dump([case_from_record(json.load(open(p))).to_spec()], open(f"{w}/{pat}.json", "w"))
     print(pat, "spec written")
 EOF
 t0=$(date +%s)
-for c in r26112704_003 r26112704_002; do
+for c in $CASES; do
   timeout 120 python3 -m verification.caserunner --spec "$W/$c.json" --mode ncu --out "$W/$c.warm.jsonl" \
     > "$OUT/w/$c.warm.log" 2>&1 &
 done
-timeout 115 python3 benchmarks/spill_sm_gpu.py --out "$OUT/chain" --plan chain --budget-s 105 > "$OUT/chain.log" 2>&1
-echo "chain plan: $(( $(date +%s) - t0 )) s, rc=$?"
+if [ "$PLAN" = 1 ]; then
+  timeout 115 python3 benchmarks/spill_sm_gpu.py --out "$OUT/chain" --plan chain --budget-s 105 > "$OUT/chain.log" 2>&1
+  echo "chain plan: $(( $(date +%s) - t0 )) s, rc=$?"
+fi
 wait
 echo "warm-ups done: $(( $(date +%s) - t0 )) s"; grep -h "ok\|FAIL\|rror" "$OUT"/w/*.warm.log | tail -4
 MET=sm__cycles_active.max,sm__cycles_active.min,sm__cycles_active.avg,sm__warps_active.avg.per_cycle_active,\
@@ -40,8 +45,8 @@ l1tex__t_sectors_pipe_lsu_mem_local_op_ld_lookup_hit.sum,l1tex__t_sectors_pipe_l
 l1tex__t_bytes_pipe_lsu_mem_local_op_ld.sum,l1tex__t_bytes_pipe_lsu_mem_local_op_st.sum,\
 lts__t_sectors_srcunit_tex_op_read.sum,dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,\
 sm__cycles_elapsed.avg.per_second
-for c in r26112704_003 r26112704_002; do
-  timeout 60 ncu --clock-control none --profile-from-start off -k regex:_hopper_bwd_dkdvdq \
+for c in $CASES; do
+  timeout 60 ncu --clock-control none --profile-from-start off -k "regex:$KREGEX" \
     --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
     --section SourceCounters --metrics "$MET" -f -o "$OUT/w/$c" \
     python3 -m verification.caserunner --spec "$W/$c.json" --mode ncu --out "$W/$c.ncu.jsonl" > "$OUT/w/$c.ncu.log" 2>&1
@@ -54,5 +59,5 @@ for c in r26112704_003 r26112704_002; do
   grep -oE 'smsp__pcsamp_warps_issue_stalled_[a-z_]+' "$OUT/w/$c.details.csv" | sort -u | head -3
 done
 gzip -f "$OUT"/w/*.source.csv 2>/dev/null
-cd "$OUT" && tar czf w.tar.gz w && rm -rf w && tar czf chain.tar.gz chain && rm -rf chain
-ls -la "$OUT"; tail -22 "$OUT/chain.log"
+cd "$OUT" && tar czf w.tar.gz w && rm -rf w
+if [ "$PLAN" = 1 ]; then tar czf chain.tar.gz chain && rm -rf chain; ls -la "$OUT"; tail -22 "$OUT/chain.log"; fi
