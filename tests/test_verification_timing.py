@@ -70,3 +70,14 @@ def test_records_timed_before_keep_their_shape():
     _, tot = M._repeat_levels([], {"time_s": 1e-4, "host_pass_s": 9e-5})
     assert tot["time_s"] == 1e-4 and tot["host_pass_s"] == 9e-5
     assert not {"time_cold_s", "time_b2b_s", "host_pass_b2b_s"} & set(tot), tot
+
+
+@pytest.mark.parametrize("est_s, want", [
+    (5e-6, (200, 7)),      # a host-bound pass: 200 of them a batch (the host's launch rate sets it)
+    (100e-6, (20, 7)),     # ~2 ms a batch
+    (1.5e-3, (3, 7)),      # at least 3 a batch
+    (0.327, (1, 3)),       # set X's 327 ms forward: alone, three times
+    (2.6, (1, 3)),         # set V's 2.6 s flash1 forward: 8 s of timing, not 55
+])
+def test_back_to_back_plan(est_s, want):
+    assert CR.b2b_plan(est_s) == want

@@ -154,27 +154,36 @@ def free_memory():
 
 
 #: back_to_back_s: batches of passes each lasting about this long (enough passes that the host's launch rate, not
-#: the first pass's start, sets a host-bound batch), this many batches, at least / at most this many passes a batch
+#: the first pass's start, sets a host-bound batch), this many batches, at least / at most this many passes a batch;
+#: a pass longer than a batch is timed alone, in B2B_LONG_BATCHES batches (a 2.6 s pass: 8 s, not 55)
 B2B_BATCH_S = 2e-3
 B2B_BATCHES = 7
+B2B_LONG_BATCHES = 3
 B2B_PASSES = (3, 200)
+
+
+def b2b_plan(est_s: float) -> tuple[int, int]:
+    """(passes a batch, batches) for a pass of about `est_s` seconds (`back_to_back_s`)."""
+    import math
+    if est_s > B2B_BATCH_S:  # GPU time far above any host floor (those are 0.1-1 ms): one pass a batch suffices
+        return 1, B2B_LONG_BATCHES
+    lo, hi = B2B_PASSES
+    return max(lo, min(hi, math.ceil(B2B_BATCH_S / max(est_s, 1e-7)))), B2B_BATCHES
 
 
 def back_to_back_s(fn, est_s: float) -> float:
     """Seconds per pass when `fn` runs back to back, nothing between passes (no cache clear, no synchronise): the
-    median over B2B_BATCHES batches of n passes (n from `est_s`, a pass's time, so a batch lasts ~B2B_BATCH_S),
+    median over batches of n passes (`b2b_plan`: n from `est_s`, a pass's time, so a batch lasts ~B2B_BATCH_S),
     each batch between two CUDA events.  A pass the host launches slower than the GPU runs it measures the host's
     time per pass; any other its GPU time with the L2 warm from the pass before."""
-    import math
     import statistics
 
     import torch
-    lo, hi = B2B_PASSES
-    n = max(lo, min(hi, math.ceil(B2B_BATCH_S / max(est_s, 1e-7))))
+    n, batches = b2b_plan(est_s)
     fn()
     torch.cuda.synchronize()
     per = []
-    for _ in range(B2B_BATCHES):
+    for _ in range(batches):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         for _ in range(n):
