@@ -62,6 +62,8 @@ def _kernel():
 
 def run(out: str) -> int:
     import torch
+    sys.path.insert(0, HERE)
+    from run_file import event_times_s, write_run
     t0 = time.time()
     k = _kernel()
     dev = torch.cuda.current_device()
@@ -82,22 +84,13 @@ def run(out: str) -> int:
         got = dst.view(-1, BLOCK)
         per = torch.tensor([min(group, ctas - i * group) for i in range(got.shape[0])], device="cuda").float()
         exact = bool(torch.equal(got, (want[None, :] * (ITERS * per[:, None] if op == "add" else 1.0)).expand_as(got)))
-        ts = []
-        for _ in range(REPEATS):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            launch()
-            b.record()
-            b.synchronize()
-            ts.append(a.elapsed_time(b) * 1e-3)
+        ts = event_times_s(launch, REPEATS)
         nbytes = ctas * ITERS * BLOCK * 4
         t = statistics.median(ts)
         rows.append({"op": op, "group": group, "ctas": ctas, "iters": ITERS, "block": BLOCK, "num_warps": NUM_WARPS,
                      "bytes": nbytes, "time_s": t, "times_s": ts, "exact": exact})
         print(f"{op:5s} group {group:3d}: {t * 1e6:9.2f} us  {nbytes / t / 1e12:6.3f} TB/s"
               f"{'' if exact else '  WRONG RESULT'}", flush=True)
-    sys.path.insert(0, HERE)
-    from run_file import write_run
     write_run(out, "l2_atomics/1", rows, script="l2_atomics_gpu.py", argv=["--out", out], t0=t0,
               method=f"CUDA events, median of {REPEATS} launches (dst L2-resident); {ctas} CTAs of "
                      f"{NUM_WARPS} warps, {ITERS} passes over {BLOCK} fp32 each")

@@ -119,6 +119,8 @@ def levels() -> int:
 
 def run(out: str, plan: str = "dram") -> int:
     import torch
+    sys.path.insert(0, HERE)
+    from run_file import event_times_s, write_run
     t0 = time.time()
     k = _kernel()
     dev = torch.cuda.current_device()
@@ -137,15 +139,7 @@ def run(out: str, plan: str = "dram") -> int:
                     k[(ctas,)](src, dst, LOADS=n, CHAIN=chain, BLOCK=block, SETS=sets, num_warps=warps)
                 launch()
                 torch.cuda.synchronize()
-                ts = []
-                for _ in range(REPEATS):
-                    flush.zero_()
-                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    a.record()
-                    launch()
-                    b.record()
-                    b.synchronize()
-                    ts.append(a.elapsed_time(b) * 1e-3)
+                ts = event_times_s(launch, REPEATS, before=flush.zero_)
                 mine = torch.arange(ctas, device="cuda") % sets if shared else torch.arange(ctas, device="cuda")
                 want = src[:(sets or ctas) * n * block].view(sets or ctas, n, block).sum(1)[mine]
                 ok = torch.allclose(dst.view(ctas, block), want)
@@ -155,8 +149,6 @@ def run(out: str, plan: str = "dram") -> int:
                 print(f"{block * 4 // 1024} KB waves {waves:3d} loads {n} {'chain' if chain else 'flat '}: "
                       f"{statistics.median(ts) * 1e6:9.2f} us{'' if ok else '  WRONG RESULT'}", flush=True)
             del src, dst
-    sys.path.insert(0, HERE)
-    from run_file import write_run
     write_run(out, "prologue_trips/1", rows, script="prologue_trips_gpu.py", argv=["--out", out, "--plan", plan],
               t0=t0, method=f"CUDA events, median of {REPEATS} launches, a 64 MB memset before each (cold "
                             f"L2); (BLOCK fp32, warps) {CONFIGS}, {CTAS_PER_SM} CTAs per SM a wave; plan {plan}"

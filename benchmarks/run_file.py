@@ -26,6 +26,23 @@ def ncu_rows(script: str, child_args: list, *, metrics: list, kernel_regex: str,
     return rows, cmd, p.stdout
 
 
+def event_times_s(launch, repeats: int, before=None) -> list:
+    """Seconds of `launch()` between two CUDA events, `repeats` times (`before()` first each time, outside the
+    events: e.g. a memset that empties the L2)."""
+    import torch
+    ts = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        launch()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) * 1e-3)
+    return ts
+
+
 def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: str, t0: float,
               extra: dict | None = None) -> None:
     """{format, provenance (date, card, versions, command, method, + extra), points, seconds} -> `path` (tmp +
