@@ -17,11 +17,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 TOTAL_S=${TOTAL_S:-150}
 . benchmarks/hopper_fa3_bwd_common.sh
-CC=128/1024/1,128/4096/1
+CASES24=128/1024/1,128/4096/1  # (not CC: the image exports CC, the C compiler Triton builds its driver with)
 SW=nofuse,fuse_ws_early,fuse_ws_early_norezero
 n=2  # each dtype gets what is left of TOTAL_S (less 45 s for ncu) over the dtypes left (was half of it for both)
 for dt in bf16 fp16; do
-  timeout $(( ($(left) - 45) / n )) python $D --out "$OUT" --dtype $dt --cases "$CC" --variants registered --pieces \
+  timeout $(( ($(left) - 45) / n )) python $D --out "$OUT" --dtype $dt --cases "$CASES24" --variants registered --pieces \
     --bwd-switches $SW --rounds "${ROUNDS:-3}" > "$OUT/diag-$dt.log" 2>&1
   echo "$dt rc=$? at $((SECONDS - T0)) s"
   n=$((n - 1))
