@@ -66,9 +66,10 @@ def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: s
 def load_runs(paths: list, fmt: str) -> list:
     """The run files at `paths` (each of format `fmt`/N), all from one card -- what a merge may combine (SystemExit
     otherwise)."""
+    from memsim.io import read_json  # plain or gzipped (committed runs may be .json.gz)
     runs = []
     for rp in paths:
-        run = json.load(open(rp))
+        run = read_json(rp)
         if run.get("format", "").split("/")[0] != fmt:
             raise SystemExit(f"--merge: {rp} is not a {fmt} run (format {run.get('format')!r})")
         runs.append(run)

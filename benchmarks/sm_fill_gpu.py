@@ -158,11 +158,11 @@ def drive(out: str, repeats: int, budget_s: float) -> int:
 
 def analyse(run_path: str, hw_name: str = "h100-sxm") -> list:
     """Measured cycles per trip against the replay of each variant's own SASS (L2 latency for the commit)."""
-    import json
     import memsim
     from kernels.sass import issue_profile
     from memsim.calibration import calibration_for
-    run = json.load(open(run_path))
+    from memsim.io import read_json
+    run = read_json(run_path)  # plain or gzipped (the committed run is .json.gz)
     cal = calibration_for(memsim.load_hardware(hw_name))
     sass = {p["variant"]: p["sass"] for p in run["points"] if p.get("kind") == "sm_fill_sass"}
     out = []

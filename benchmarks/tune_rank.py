@@ -54,9 +54,10 @@ def _sched_t(s) -> str:
 
 
 def _load_facts(paths) -> dict:
+    from memsim.io import read_json  # plain or gzipped (tune-rank-compiled-sm90.json.gz)
     out = {}
     for p in paths or []:
-        d = json.loads(Path(p).read_text())
+        d = read_json(p)
         out.update(d.get("entries", d))
     return out
 
@@ -96,8 +97,8 @@ def cmd_plan(a) -> int:
 
 def cmd_merge(a) -> int:
     """Join the plans of --shard processes into one, in PROBLEMS order."""
-    from memsim.io import write_json
-    plans = [json.loads(Path(p).read_text()) for p in a.plans]
+    from memsim.io import read_json, write_json
+    plans = [read_json(p) for p in a.plans]
     by = {c["name"]: c for pl in plans for c in pl["cases"]}
     order = [f"{ph}_{dt}_d{d}_{'causal' if c else 'full'}_N{n}" for ph, dt, d, c, n in PROBLEMS]
     prov = dict(plans[0]["provenance"], shards=[pl["provenance"]["command"] for pl in plans])
@@ -113,13 +114,13 @@ def cmd_facts(a) -> int:
     os.environ.pop("TRITON_INTERPRET", None)
     from kernels.compiled_facts import facts_for_case
     from memsim.compiled import FORMAT, load_table
-    from memsim.io import write_json
+    from memsim.io import read_json, write_json
     from memsim.schedule import problem_from_dict, schedule_from_dict
     out = Path(a.out)
     have = json.loads(out.read_text())["entries"] if out.is_file() else {}
     todo = []
     for path in a.plan or []:
-        for c in json.loads(Path(path).read_text())["cases"]:
+        for c in read_json(path)["cases"]:
             p = problem_from_dict(c["problem"])
             todo += [(c["name"], p, schedule_from_dict(r["schedule"])) for r in c["ranking"]]
     for path in a.tune or []:
@@ -324,8 +325,9 @@ def _pct(x):
 
 
 def cmd_report(a) -> int:
-    plan = json.loads(Path(a.plan).read_text())
-    meas = json.loads(Path(a.measured).read_text())
+    from memsim.io import read_json  # plans and measurements may be committed gzipped
+    plan = read_json(a.plan)
+    meas = read_json(a.measured)
     by_case = {m["name"]: m for m in meas["cases"]}
     cases = []
     for c in plan["cases"]:

@@ -1,9 +1,13 @@
-"""Writing results without losing anything the user had (stdlib only).
+"""Writing results without losing anything the user had, and reading committed data back (stdlib only).
 
 Every report, measurement and benchmark file goes through `write_atomic`:
 the data lands in a temporary file in the same folder and is renamed over the
 target in one step, so an interrupted run never leaves half a file, and an
 existing file is never replaced unless the caller says so.
+
+Committed data files may be stored gzipped (`x.json.gz`: the device tool copies
+at most 64 MiB of tree, notes/housekeeping.md); `read_bytes` / `read_text` /
+`read_json` open either form, so a reader that names `x.json` keeps working.
 """
 from __future__ import annotations
 
@@ -69,6 +73,35 @@ def _umask() -> int:
     old = os.umask(0o022)
     os.umask(old)
     return old
+
+
+def data_path(path) -> Path:
+    """`path`, or `path`.gz where only that one exists (a committed file compressed after its readers named it)."""
+    p = Path(path)
+    if p.suffix != ".gz" and not p.exists():
+        gz = p.with_name(p.name + ".gz")
+        if gz.exists():
+            return gz
+    return p
+
+
+def read_bytes(path) -> bytes:
+    """The content of a data file, decompressed when it is (or falls back to) a .gz file: the one reader of
+    committed data that may be gzipped (`gzip -9 -n x.json` keeps the readers of `x.json` working)."""
+    p = data_path(path)
+    raw = p.read_bytes()
+    if p.suffix == ".gz":
+        import gzip
+        raw = gzip.decompress(raw)
+    return raw
+
+
+def read_text(path, encoding: str = "utf-8") -> str:
+    return read_bytes(path).decode(encoding)
+
+
+def read_json(path):
+    return json.loads(read_bytes(path))
 
 
 def append_jsonl(target, record) -> None:

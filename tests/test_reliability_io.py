@@ -60,3 +60,30 @@ def test_overwrite_must_be_a_real_bool(tmp_path, writer, value):
     with pytest.raises(TypeError, match=r"^overwrite must be True or False, got "):
         writer(p, {"new": 1} if writer is write_json else "new", overwrite=value)
     assert p.read_text() == "old" and [x.name for x in tmp_path.iterdir()] == ["keep.json"]
+
+
+@pytest.mark.parametrize("stored", ["plain", "gz"])
+@pytest.mark.parametrize("asked", ["x.json", "x.json.gz"])
+def test_committed_data_reads_plain_or_gzipped(tmp_path, stored, asked):
+    """memsim.io.read_json: a file compressed with gzip -9 -n reads the same under its old name or its .gz name."""
+    import gzip
+    from memsim.io import data_path, read_json, read_text
+    doc = {"a": [1, 2.5, "é"]}
+    raw = json.dumps(doc).encode()
+    if stored == "plain":
+        (tmp_path / "x.json").write_bytes(raw)
+        if asked.endswith(".gz"):
+            with pytest.raises(FileNotFoundError):
+                read_json(tmp_path / asked)
+            return
+    else:
+        (tmp_path / "x.json.gz").write_bytes(gzip.compress(raw, mtime=0))
+    assert read_json(tmp_path / asked) == doc
+    assert read_text(str(tmp_path / asked)) == raw.decode()
+    assert data_path(tmp_path / asked).name == ("x.json" if stored == "plain" else "x.json.gz")
+
+
+def test_read_of_a_missing_file_names_the_asked_path(tmp_path):
+    from memsim.io import read_bytes
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        read_bytes(tmp_path / "nothing.json")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from . import common as C
 
@@ -18,7 +17,7 @@ def add_parser(sub) -> None:
                         epilog="examples:\n  python -m memsim tune --seq 4096 --head-dim 128 --dtype bf16 --causal\n"
                                "  python -m memsim tune --phase bwd -d 64 --top 5 --json\n"
                                "  python -m memsim tune --algorithms flash2 --facts "
-                               "benchmarks/results/tune-rank-compiled-sm90.json",
+                               "benchmarks/results/tune-rank-compiled-sm90.json.gz",
                         formatter_class=C.RAW)
     C.add_problem_args(sp)
     g = sp.add_argument_group("tuning")
@@ -36,9 +35,10 @@ def add_parser(sub) -> None:
 
 
 def _facts(paths) -> dict:
+    from ..io import read_json  # plain or gzipped (the committed table is .json.gz)
     out = {}
     for p in paths or []:
-        d = json.loads(Path(p).read_text(encoding="utf-8"))
+        d = read_json(p)
         out.update(d.get("entries", d))
     return out
 

@@ -248,10 +248,10 @@ def run(a):
         C.check_data(d)
     stored = None
     if a.predictions:
-        import json
-        try:
-            stored = json.loads(Path(a.predictions).read_text(encoding="utf-8"))["predictions"]
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        from memsim.io import read_json
+        try:  # plain or gzipped (the committed ones are reports/h100-sxm/random/*.predictions*.json.gz)
+            stored = read_json(a.predictions)["predictions"]
+        except (OSError, EOFError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise C.UsageError(f"{a.predictions}: not a predictions file written by --freeze ({e})") from None
         if a.host_pass:
             stored = rehost(stored, a.host_pass)
