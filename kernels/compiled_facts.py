@@ -195,8 +195,10 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         text = disassemble(ck.asm["cubin"])
         lp = tile_loop(text)
         out["loop"] = lp.to_dict() if lp is not None else None
-        from kernels.sass import l1_load_factor
+        from kernels.sass import l1_load_factor, l1_split_factor, l1_split_piece_bytes
         out["l1_load_factor"] = l1_load_factor(text)
+        out["l1_split_factor"] = l1_split_factor(text)
+        out["l1_split_piece_bytes"] = l1_split_piece_bytes(text)
         if out.get("local_bytes_per_thread"):
             out["local_regions"] = _regions_of(text, lp)
         out["code_bytes"] = _code_bytes(text)
@@ -348,12 +350,14 @@ def recompile_changed(arch: str, *, launch_prefix: str = "", shard: str = "0/1",
 
 
 def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
-    """Every entry (of `launch_prefix`) gets `l1_load_factor` (kernels.sass.l1_load_factor) from its launch compiled
+    """Every entry (of `launch_prefix`) gets `l1_load_factor`, `l1_split_factor` and `l1_split_piece_bytes` (kernels.sass)
+    from its launch compiled
     again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
-    from kernels.sass import l1_load_factor
+    from kernels.sass import l1_load_factor, l1_split_factor, l1_split_piece_bytes
     return _refresh_fields(arch, lambda k_, e: k_.startswith(launch_prefix),
-                           lambda text: {"l1_load_factor": l1_load_factor(text)}, shard=shard, command=command,
-                           what="l1_load_factor")
+                           lambda text: {"l1_load_factor": l1_load_factor(text), "l1_split_factor": l1_split_factor(text),
+                                         "l1_split_piece_bytes": l1_split_piece_bytes(text)},
+                           shard=shard, command=command, what="l1_load_factor, l1_split_factor, l1_split_piece_bytes")
 
 
 def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50,

@@ -278,17 +278,10 @@ _LDG = re.compile(r"\bLDG\.E((?:\.[A-Z0-9_]+)*)\s+R\d+,\s*desc\[[^\]]+\]\[(R\d+)
 _LDG_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
 
 
-def l1_load_factor(sass: str) -> float | None:
-    """Bytes L1's tag stage counts for the tile loop's register loads (LDG), per byte they bring, from the SASS.
-
-    Where Triton cannot prove a row's 16-byte alignment (a stride in elements not a multiple of 16: a naive
-    kernel's P / dS rows of seq_kv elements) it splits each thread's contiguous chunk of a tile into k 4-byte
-    loads from one base register at offsets 0, 4, .., 4(k-1).  Every one of those k warp instructions touches the
-    sectors of the whole 32-lane x 4k-byte span, so the tag stage counts the chunk k times (ncu, per instruction,
-    `benchmarks/ldg_sectors_gpu.sh`: 8 such loads -> 29.2 sectors for 3.65 needed, 4 -> 16.75 for 4; vector loads
-    LDG.E.128 / .64 count what they bring).  Only chunks of 16 B or more count so: a run of one or two 4-byte loads
-    is a per-row value whose lanes share addresses (fp32 flash1's m / l: ncu finds no excess there).  Returns
-    sum(counted) / sum(brought) over the loop's LDGs (1.0: no split group), None when the loop has no LDG."""
+def _tile_loop_ldg_groups(sass: str) -> list | None:
+    """The tile loop's register loads (LDG) as [width, loads] groups: a run of 4-byte-or-narrower loads from one base
+    register at offsets that continue one another is one group of `loads` pieces; a vector load is a group of one.
+    None when the SASS has no tile loop or the loop has no LDG."""
     lp = tile_loop(sass)
     if lp is None:
         return None
@@ -315,13 +308,59 @@ def l1_load_factor(sass: str) -> float | None:
         g = [w, 1]
         groups.append(g)
         open_run[base] = (g, off + w) if w <= 4 else None
-    if not groups:
+    return groups or None
+
+
+def _is_split_chunk(width: int, loads: int) -> bool:
+    """A chunk of >= 16 B split into pieces is a vector load the compiler could not emit (lanes' chunks side by
+    side); shorter runs are per-row values (m, l, lse) whose lanes share addresses -- they count once."""
+    return loads > 1 and width * loads >= 16
+
+
+def l1_load_factor(sass: str) -> float | None:
+    """Bytes L1's tag stage counts for the tile loop's register loads (LDG), per byte they bring, from the SASS.
+
+    Where Triton cannot prove a row's 16-byte alignment (a stride in elements not a multiple of 16: a naive
+    kernel's P / dS rows of seq_kv elements) it splits each thread's contiguous chunk of a tile into k 4-byte
+    loads from one base register at offsets 0, 4, .., 4(k-1).  Every one of those k warp instructions touches the
+    sectors of the whole 32-lane x 4k-byte span, so the tag stage counts the chunk k times (ncu, per instruction,
+    `benchmarks/ldg_sectors_gpu.sh`: 8 such loads -> 29.2 sectors for 3.65 needed, 4 -> 16.75 for 4; vector loads
+    LDG.E.128 / .64 count what they bring).  Only chunks of 16 B or more count so: a run of one or two 4-byte loads
+    is a per-row value whose lanes share addresses (fp32 flash1's m / l: ncu finds no excess there).  Returns
+    sum(counted) / sum(brought) over the loop's LDGs (1.0: no split group), None when the loop has no LDG.  The mix
+    of a full tile: the model prices the split loads per tensor with `l1_split_factor`."""
+    groups = _tile_loop_ldg_groups(sass)
+    if groups is None:
         return None
     brought = sum(w * k for w, k in groups)
-    # a chunk of >= 16 B split into pieces is a vector load the compiler could not emit (lanes' chunks side by
-    # side); shorter runs are per-row values (m, l, lse) whose lanes share addresses -- they count once
-    counted = sum(w * k * (k if w * k >= 16 else 1) for w, k in groups)
+    counted = sum(w * k * (k if _is_split_chunk(w, k) else 1) for w, k in groups)
     return counted / brought
+
+
+def l1_split_piece_bytes(sass: str) -> float | None:
+    """The width in bytes of one piece of the tile loop's split chunks (2: fp16 / bf16 elements loaded one at a
+    time, 4: fp32 or 4-byte words), weighted by the chunks' bytes; None when the loop splits no chunk.  With
+    `l1_split_factor` (the pieces per chunk) it gives the chunk: a row's last chunk holds fewer valid bytes and
+    issues only the pieces that cover them (each piece has its own column predicate)."""
+    split = [(w, k) for w, k in (_tile_loop_ldg_groups(sass) or ()) if _is_split_chunk(w, k)]
+    if not split:
+        return None
+    return sum(w * w * k for w, k in split) / sum(w * k for w, k in split)
+
+
+def l1_split_factor(sass: str) -> float | None:
+    """Bytes L1's tag stage counts per byte brought, over the tile loop's SPLIT loads only (`l1_load_factor`'s
+    chunks of k pieces: k each, weighted by their bytes); None when the loop splits no chunk.
+
+    The model applies it to the bytes of the tensors whose loads are split (memsim.workloads: rows at a pitch in
+    elements that is not a multiple of 16), not to the launch's whole mix: a one-query naive P.V reads 1 valid row
+    of P's 32-row tile (the other rows' loads are predicated off) beside a whole V tile, so the full tile's mix
+    (3.3) over-counts its global bytes 2x where the split tensor's own factor (8) gives them."""
+    groups = _tile_loop_ldg_groups(sass)
+    split = [(w, k) for w, k in (groups or ()) if _is_split_chunk(w, k)]
+    if not split:
+        return None
+    return sum(w * k * k for w, k in split) / sum(w * k for w, k in split)
 
 
 def cubin_tile_loop(cubin: bytes) -> LoopProfile | None:

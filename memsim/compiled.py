@@ -58,6 +58,11 @@ class CompiledFacts:
     #: bytes L1's tag stage counts for the tile loop's register loads per byte they bring (kernels.sass.l1_load_factor:
     #: a chunk split into k 4-byte loads counts k times); None: not recorded or no LDG in the loop
     l1_load_factor: float | None = None
+    #: the same count over the loop's SPLIT loads only (kernels.sass.l1_split_factor: k for chunks of k pieces);
+    #: None: not recorded or no split chunk.  memsim applies it to the split tensors' bytes (memsim/MODEL.md)
+    l1_split_factor: float | None = None
+    #: the bytes of one piece of those split chunks (kernels.sass.l1_split_piece_bytes: 2 or 4)
+    l1_split_piece_bytes: float | None = None
     #: where the kernel's spill stores / reloads sit, {region: [store, load] bytes per thread} for the regions with
     #: local traffic (kernels.sass.local_regions: tile, pre_straight, pre_walk, walk, other, straight); None: not
     #: recorded (or no local memory)

@@ -33,7 +33,7 @@ from .calibration import Calibration, dot_flops_per_sm_s, l2_link_Bps, local_Bps
 from .compiled import MIN_LOOP_INSTRUCTIONS
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
-from . import spill_chain, spill_reuse
+from . import spill_chain, spill_reuse, spill_rowmask
 from .local_memory import LocalMemory, local_memory
 from .spill_masked import trip_spill_factors
 
@@ -92,9 +92,13 @@ class LaunchCost:
     #: seconds of the SM's turn a persistent CTA needs between two of its tiles (the walk's code outside the tile
     #: loop: the next tile's set-up, the epilogue; the replay), booked with each step that stores a tile's output
     tile_fixed_s: float = 0.0
-    #: bytes L1's tag stage counts for the launch's global loads per byte they bring (the compiled tile loop's
-    #: `l1_load_factor`; 1.0 where unknown): the global level only, L2 and DRAM see the bytes
-    l1_load_factor: float = 1.0
+    #: bytes L1's tag stage counts per byte its SPLIT loads bring (the compiled tile loop's `l1_split_factor`: a
+    #: chunk split into k pieces counts k times; 1.0 where unknown or none): memsim.sim applies it to the bytes of
+    #: the tensors the workload names as split (LaunchWork.split_load_tensors), at the global level only
+    l1_split_factor: float = 1.0
+    #: the bytes of one piece of those chunks (`l1_split_piece_bytes`; 0.0 where unknown: every chunk counts
+    #: `l1_split_factor` times)
+    l1_split_piece_bytes: float = 0.0
     #: a trip of the kernel's masked loop copy (the causal band, a ragged tail) and of its unmasked one, each over a
     #: trip of the tile loop the replay chose (one of them is 1.0; both 1.0 where the SASS has one loop): the engine
     #: prices a CTA's trips by its share of masked ones (LaunchWork.cta_masked_tiles; memsim/MODEL.md "the masked
@@ -166,8 +170,8 @@ def _lookup_facts(launch_name, problem, schedule):
                 f = replace(near[0], source=f"{near[0].source}; nearest entry {near[1]}")
                 spec = lambda k_: k_.rsplit("|", 1)[-1]  # noqa: E731 -- the integer specialisation part of a key
                 if spec(near[1]) != spec(compiled.key(launch_name, problem, schedule)):
-                    # another divisibility compiles other loads (kernels.sass.l1_load_factor): not this launch's
-                    f = replace(f, l1_load_factor=None)
+                    # another divisibility compiles other loads (kernels.sass.l1_split_factor): not this launch's
+                    f = replace(f, l1_load_factor=None, l1_split_factor=None, l1_split_piece_bytes=None)
         return f
     except (KeyError, ValueError, OSError):
         return None
@@ -258,6 +262,12 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                     # L2-hit latency's share of the difference (memsim/MODEL.md "naive's row kernels")
                     slope = (issue_dram - issue) / (lat_.load_dram_cycles - lat_.load_l2_cycles)
                     issue_noload = max(fetch / (resident * clock), issue - slope * lat_.load_l2_cycles)
+                    if spill_rowmask.enabled():  # MEMSIM_ROW_MASK: a row trip's loads past seq_kv wait for nothing
+                        share = spill_rowmask.real_share(launch_name, getattr(problem, "seq_kv", 0),
+                                                         getattr(schedule, "block_m", 0))
+                        issue, issue_dram, issue_noload = spill_rowmask.trip_costs(
+                            issue, issue_dram, issue_noload, lat_.load_l2_cycles, lat_.load_dram_cycles, share,
+                            floor=fetch / (resident * clock))
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
             if rep.get("band_instructions") and rep.get("band_cycles") and at(rep["tile_cycles"]) > 0:
                 # the other copy of the loop (kernels.sass.band_profile): a masked trip costs its own replay
@@ -350,6 +360,7 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         masked_trip_factor=masked_f, unmasked_trip_factor=unmasked_f, prologue_round_trips=rtrips, prologue_load_bytes=rt_bytes,
         issue_s_per_tile_noload=issue_noload, chain_ratio=chain,
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
-        l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
+        l1_split_factor=(getattr(f, "l1_split_factor", None) or 1.0) if f is not None else 1.0,
+        l1_split_piece_bytes=(getattr(f, "l1_split_piece_bytes", None) or 0.0) if f is not None else 0.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

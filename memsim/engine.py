@@ -338,6 +338,7 @@ class CtaBatches:
         self.tma_row_bytes = getattr(work, "tma_row_bytes", None)
         self.write_partial_share = getattr(work, "write_partial_share", None)
         self.reduce_adds = getattr(work, "reduce_adds", None)
+        self.split_load_tensors = getattr(work, "split_load_tensors", None)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
@@ -393,6 +394,8 @@ class LaunchStats:
     global_read_bytes: int = 0
     #: part of global_read_bytes beyond the byte contract, served by L1 (see memsim.workloads)
     l1_reread_bytes: int = 0
+    #: part of global_read_bytes read from the launch's split tensors (LaunchWork.split_load_tensors)
+    split_read_bytes: int = 0
     global_write_bytes: int = 0
     l2_read_bytes: int = 0
     l2_write_bytes: int = 0
@@ -619,7 +622,8 @@ class LaunchModel:
         l2book, dbook = self.l2link.book, self.dram.book
         prev_end = done = env.now
         n = len(steps)
-        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
+        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = g_split = 0
+        split = getattr(self.work, "split_load_tensors", None)
         if self.work.cta_l1_bytes is not None:
             l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2
         if self.spill_once and (spill or local_tile):
@@ -636,6 +640,8 @@ class LaunchModel:
             if reads:
                 tl += tiles
                 g = miss = waited = 0
+                if split:
+                    g_split += sum(acc[2] for acc in reads if acc[0][0] in split)
                 if window is None:
                     for acc in reads:
                         g += acc[2]
@@ -806,6 +812,7 @@ class LaunchModel:
         st.tiles += tl
         st.global_read_bytes += g_rd + l1r
         st.l1_reread_bytes += l1r
+        st.split_read_bytes += g_split
         st.l2_read_bytes += l2_rd
         st.l2_write_bytes += s_wr
         st.spill_l2_read_bytes += s_rd

@@ -93,3 +93,27 @@ def row_partial_share(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, 
         return 0.0
     moved, part, _ = _row_sectors(pitch_bytes, segment_bytes, lane_bytes, lanes, sector_bytes)
     return part / moved if moved else 0.0
+
+
+def split_load_count(pitch_bytes: int, segment_bytes: int, element_bytes: int, pieces: float,
+                     piece_bytes: float) -> float:
+    """Bytes L1's tag stage counts for a tile's loads split into element-wide pieces (kernels.sass.l1_split_factor),
+    per sector byte `row_sector_factor` gives the rows at the element's lane width (what the model books for them).
+
+    Each of a chunk's `pieces` warp instructions touches the sectors of its lanes' chunks side by side -- a row's
+    whole segment when it fits in 32 lanes' chunks, not the 32-element span the unsplit access covers -- so the
+    count is pieces x the segment's sectors at a lane width of one chunk.  The row's last chunk (the row's bytes
+    mod the chunk) issues only the pieces that cover its valid bytes (each piece has its own column predicate: a
+    2-element fp16 row issues 2 of 8).  `piece_bytes` 0 (unknown): every chunk counts `pieces` times, at the
+    element's sector rule."""
+    if pieces <= 1.0:
+        return 1.0
+    if piece_bytes <= 0:
+        return pieces
+    chunk = pieces * piece_bytes
+    row = pitch_bytes  # the S / P / dP row: its chunks run from its first column
+    full, rest = divmod(row, chunk)
+    per_byte = (full * chunk * pieces + rest * min(pieces, -(-rest // piece_bytes))) / row
+    lane = int(round(chunk))
+    return per_byte * (row_sector_factor(pitch_bytes, segment_bytes, lane)
+                       / row_sector_factor(pitch_bytes, segment_bytes, element_bytes))

@@ -154,6 +154,12 @@ class LaunchWork:
     #: reduce-adds done in the L2 (tl.atomic_add: RED.E.ADD.F32; hopper's dQacc); the engine books them at the
     #: rate the L2 takes reduce-adds shared by that many CTAs (memsim/MODEL.md "reduce-adds in the L2")
     reduce_adds: tuple | None = None
+    #: names of the tensors whose register loads the compiler splits into element-wide pieces (rows at a pitch in
+    #: elements Triton cannot prove a multiple of 16: the naive kernels' S / P / dP rows of seq_kv elements); the
+    #: engine sums the bytes the launch reads of them (LaunchStats.split_read_bytes) and memsim.sim counts those
+    #: `LaunchCost.l1_split_factor` times at the global level (memsim/MODEL.md "global loads as L1's tag stage
+    #: counts them").  None: no split tensor
+    split_load_tensors: frozenset | None = None
 
     @property
     def name(self) -> str:
@@ -166,6 +172,13 @@ def _runs(b0: int, b1: int, R: int):
         e = min(b1, (b // R + 1) * R)
         yield b, e
         b = e
+
+
+def sp_rows(p: AttentionProblem, s: Schedule, whole_rows: bool = False) -> tuple:
+    """(pitch, bytes of a row an access covers, element bytes) of the S/P/dP rows: whole rows or block_n-wide."""
+    sp = s.sp_bytes(p)
+    pitch = p.seq_kv * sp
+    return pitch, (pitch if whole_rows else min(s.block_n, p.seq_kv) * sp), sp
 
 
 class _Ctx:
@@ -213,6 +226,13 @@ class _Ctx:
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
 
+    def sp_split(self, *names) -> frozenset | None:
+        """The S / P / dP tensors among `names` whose loads the compiler splits: their rows are seq_kv elements apart,
+        and where seq_kv is not a multiple of 16 Triton (which specialises integer arguments on divisibility by 16)
+        cannot prove a row's 16-byte alignment, so each thread's chunk is loaded one element (or 4 bytes) at a time
+        (kernels.sass.l1_split_factor).  None where seq_kv is a multiple of 16."""
+        return frozenset(names) if self.p.seq_kv % 16 else None
+
     def sp_partial_share(self, whole_rows: bool = False) -> float:
         """Of the sectors a store of the S/P/dP rows moves, the share it covers only in part (`sp_tensor`'s
         layouts; memsim.sectors.row_partial_share): 0.0 without sector granularity."""
@@ -221,9 +241,7 @@ class _Ctx:
         return row_partial_share(*self._sp_rows(whole_rows), rows_share_instructions=whole_rows)
 
     def _sp_rows(self, whole_rows: bool) -> tuple:
-        """(pitch, bytes of a row an access covers, element bytes) of the S/P/dP rows: whole rows or block_n-wide."""
-        pitch = self.p.seq_kv * self.sp
-        return pitch, (pitch if whole_rows else min(self.bn, self.p.seq_kv) * self.sp), self.sp
+        return sp_rows(self.p, self.s, whole_rows)
 
     def masked_q(self, i: int) -> int:
         """Trips of the masked K/V loop of Q block i (flash2's forward and dQ pass, hopper's forward:
@@ -479,6 +497,8 @@ class LaunchModelSpec:
     masked_tiles: Callable[[dict], int] | None = None
     #: (tensor name, CTAs that add into each of its blocks) of a launch's register reduce-adds (LaunchWork)
     reduce_adds: tuple | None = None
+    #: the tensors whose loads are split into element-wide pieces (LaunchWork.split_load_tensors)
+    split_load_tensors: frozenset | None = None
 
 
 def masked_by_q_block(c: _Ctx) -> Callable[[dict], int]:
@@ -517,19 +537,24 @@ def _naive_fwd_work(c: _Ctx) -> dict:
     return {"naive_qk": LaunchModelSpec(lambda co: _naive_matmul_tile(c, co, c.Q, c.K, "S"),
                                         write_partial_share={"S": tile}),
             "naive_softmax": LaunchModelSpec(lambda co: _naive_rows(c, co, ("S",), "P", 1),
-                                             write_partial_share={"P": rows}),
-            "naive_pv": lambda co: _naive_rowstream(c, co, "P", c.V, c.O)}
+                                             write_partial_share={"P": rows}, split_load_tensors=c.sp_split("S")),
+            "naive_pv": LaunchModelSpec(lambda co: _naive_rowstream(c, co, "P", c.V, c.O),
+                                        split_load_tensors=c.sp_split("P"))}
 
 
 @workload("naive", "bwd")
 def _naive_bwd_work(c: _Ctx) -> dict:
-    return {"naive_bwd_dv": lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
+    return {"naive_bwd_dv": LaunchModelSpec(lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
+                                            split_load_tensors=c.sp_split("P")),
             "naive_bwd_dp": LaunchModelSpec(lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
                                             write_partial_share={"dP": c.sp_partial_share()}),
             "naive_bwd_ds": LaunchModelSpec(lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
-                                            write_partial_share={"dP": c.sp_partial_share(whole_rows=True)}),
-            "naive_bwd_dq": lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
-            "naive_bwd_dk": lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK)}
+                                            write_partial_share={"dP": c.sp_partial_share(whole_rows=True)},
+                                            split_load_tensors=c.sp_split("P", "dP")),
+            "naive_bwd_dq": LaunchModelSpec(lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
+                                            split_load_tensors=c.sp_split("dP")),
+            "naive_bwd_dk": LaunchModelSpec(lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK),
+                                            split_load_tensors=c.sp_split("dP"))}
 
 
 def max_loop_blocks(problem: AttentionProblem, schedule: Schedule) -> int:
@@ -561,7 +586,7 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
                               tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share,
                               cta_masked_tiles=(None if w.masked_tiles is None else
                                                 (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx)))),
-                              reduce_adds=w.reduce_adds))
+                              reduce_adds=w.reduce_adds, split_load_tensors=w.split_load_tensors))
     return out
 
 
