@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from memsim.io import read_json
 from memsim.warp_issue import Instr, IssueLatencies, replay
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T1635-sm_fill.json"
+RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T1635-sm_fill.json.gz"  # gzip -9 -n
 
 
 def _lat(**kw) -> IssueLatencies:
@@ -93,7 +94,7 @@ def _err(p, lat):
 
 
 def test_the_run_is_one_card_per_sm_and_merged():
-    run = json.load(open(RUN))
+    run = read_json(RUN)
     assert run["provenance"]["gpu"] == "NVIDIA H100 80GB HBM3"
     sixteen = [p for p in run["points"] if p.get("kind") == "sm_fill" and p["ctas"] == 16]
     assert sixteen and all(p["distinct_sms"] == 16 for p in sixteen), "16-CTA points must land on 16 SMs"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from memsim.io import read_json
 from memsim.warp_issue import Instr, IssueLatencies, replay
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0338-issue_latency.json"
+RUN = ROOT / "verification/data/nvidia-h100-80gb-hbm3/calibration/run-2026-11-26T0338-issue_latency.json.gz"  # gzip -9 -n
 
 
 def _lat(**kw) -> IssueLatencies:
@@ -98,7 +99,7 @@ def test_instructions_need_the_encoding():
 @pytest.fixture(scope="module")
 def fitted():
     from memsim import issue_fit
-    run = json.loads(RUN.read_text())
+    run = read_json(RUN)
     cal = json.loads((ROOT / "memsim/presets/h100-sxm.calibration.json").read_text())
     clock = 1.979388617e9  # the card's SM clock during calibration (calibration sm_clock_Hz)
     lat = issue_fit.fit(run["points"], cal["facts"]["dot_chain"], clock)
