@@ -631,9 +631,10 @@ def merge_from(arch: str, other_path, *, command: str = "") -> tuple[int, int]:
     updated)."""
     from kernels.sass import PROFILE_VERSION
     from memsim.compiled import load_table
+    from memsim.io import read_json  # plain or gzipped (benchmarks/results/tune-rank-compiled-sm90.json.gz)
     try:
-        other = json.loads(Path(other_path).read_text())["entries"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        other = read_json(other_path)["entries"]
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         raise CompiledFactsError(f"--merge-from {other_path}: not a compiled-facts table ({e})") from None
     mine = load_table(arch)
 
