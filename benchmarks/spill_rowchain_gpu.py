@@ -26,6 +26,7 @@ bottom-right, heads fastest) on 128 rows of S per CTA, one CTA per SM (132 heads
 
     run(command="python3 benchmarks/spill_rowchain_gpu.py --out $OUT/spill_rowchain.json", timeout_s=240)
     python benchmarks/spill_rowchain_gpu.py --show RUN.json     # here, no GPU: the table
+    python benchmarks/spill_rowchain_gpu.py --fit RUN.json      # here: a masked load's release for the replay
 """
 from __future__ import annotations
 
@@ -173,16 +174,73 @@ def show(path: str) -> int:
     return 0
 
 
+def chain_body(run: dict) -> list:
+    """The chain loop of a run's SASS (the loop with most register loads), decoded for memsim.warp_issue.replay."""
+    sys.path.insert(0, ROOT)
+    from kernels.sass import instructions
+    text = next(p["sass"] for p in run["points"] if p["kind"] == "row_chain_sass")
+    ins, loops = instructions(text)
+    a, b = max(((a, b) for _, a, b in loops), key=lambda ab: sum(x.op == "LDG" for x in ins[ab[0]:ab[1] + 1]))
+    return ins[a:b + 1]
+
+
+def replay_per_load(body: list, lat, load_cycles: float) -> float:
+    """Cycles a load of the chain loop with every register load released after `load_cycles` (one warp)."""
+    from dataclasses import replace
+
+    from memsim.warp_issue import replay
+    n = sum(x.op == "LDG" for x in body)
+    return replay(body, warps_per_cta=1, ctas=1, lat=replace(lat, load_cycles=load_cycles), trips=5) / n
+
+
+def masked_cost(run: dict, where: str = "dram") -> float:
+    """Measured cycles of a predicated-off load in the chain: the half-masked point's per-load cycles x 2 less the
+    all-real point's (elem 2, contiguous, misaligned 2 B, one CTA per SM)."""
+    def pt(masked):
+        return next(p for p in run["points"] if p["kind"] == "row_chain" and p["where"] == where
+                    and p["elem_bytes"] == 2 and p["step"] == "contig" and p["misalign_bytes"] == 2
+                    and p["ctas_per_sm"] == 1 and (p["n_real"] < p["n_dep"]) == masked)
+    return 2 * pt(True)["cycles_per_load_median"] - pt(False)["cycles_per_load_median"]
+
+
+def fit(path: str) -> float:
+    """The release latency of a predicated-off load: the load latency at which the replay of the chain loop gives
+    the measured masked cost (bisection; the replay is monotone in it)."""
+    import json
+    sys.path.insert(0, ROOT)
+    import memsim
+    from memsim.calibration import calibration_for
+    run = json.load(open(path))
+    lat = calibration_for(memsim.load_hardware("h100-sxm")).issue
+    body = chain_body(run)
+    target = statistics.mean([masked_cost(run, "dram"), masked_cost(run, "l2")])
+    lo, hi = 0.0, lat.load_l2_cycles
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if replay_per_load(body, lat, mid) < target else (lo, mid)
+    for where, c in (("l2", lat.load_l2_cycles), ("dram", lat.load_dram_cycles)):
+        print(f"replay at the {where} latency ({c:.0f}): {replay_per_load(body, lat, c):.1f} cycles a load")
+    print(f"masked load measured {target:.1f} cycles of the chain (dram {masked_cost(run, 'dram'):.1f}, l2 "
+          f"{masked_cost(run, 'l2'):.1f}); replay at 0: {replay_per_load(body, lat, 0.0):.1f}; release that fits: "
+          f"{lo:.1f} cycles")
+    return lo
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", help="run file to write (on the GPU machine)")
     g.add_argument("--show", metavar="RUN", help="print a run's table (no GPU needed)")
+    g.add_argument("--fit", metavar="RUN", help="the release latency of a predicated-off load that the replay of the "
+                                                 "run's chain loop needs (memsim.spill_rowmask.MASKED_RELEASE_CYCLES)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=150)
     a = ap.parse_args(argv)
     if a.show:
         return show(a.show)
+    if a.fit:
+        fit(a.fit)
+        return 0
     import torch
     dev = torch.device("cuda")
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
