@@ -51,11 +51,12 @@ def error(pred: float, meas: float, level: str) -> float:
 
 
 def load_predictions(path) -> dict:
+    from memsim.io import read_json  # plain or gzipped (committed evidence may be .json.gz)
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        data = read_json(p)
         data["predictions"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
         raise DecodeReportError(f"{p}: not a frozen-predictions file written by `python -m verification.suite_decode "
                                 f"predict` ({type(e).__name__}: {e})") from None
     return data
