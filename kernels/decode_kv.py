@@ -526,6 +526,41 @@ def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
     return out
 
 
+#: The 32-key tile at one split where the form picks the 128-key tile at one split, the cache is short and the 32-key
+#: launch fits ONE wave of its CTAs (5 per SM on the H100 preset: 660 slots) while the 128-key launch (1 CTA per SM)
+#: takes more than one (session 18).  Why: both read the same bytes; the 128-key launch ends with its slowest SMs'
+#: last CTAs of a full cache each (session 17: ~3.6 us after the median CTA at 64 x 1k), the 32-key one has every CTA
+#: resident from the start.  H100 80GB HBM3, bf16, 32 / 8 heads, d = 128, one query token, rotated caches, CUDA-graph
+#: medians, the two interleaved three times each in one process (reports/h100-sxm/decode/s18-call1/tile.json, 07:18
+#: UTC): bn32 / bn128 time 0.990 (64 x 1k, 512 CTAs), 0.972 (48 x 1k), 0.993 (80 x 1k, 640 CTAs), 0.965 (64 x 512),
+#: 0.962 (32 x 1k), 0.994 (64 x 2k), 0.976 (32 x 2k) -- every repeat of bn32 below every repeat of bn128 -- but 1.088
+#: at 128 x 1k (1024 CTAs, 1.55 waves); session 16: 0.954 / 0.971 / 0.996 at 33 / 66 / 64 x 1k, 1.088 at 99 x 1k (792
+#: CTAs, 1.2 waves).  The graph form ranks bn128 first at these shapes (its residual: 32 x 1k predicted 46.97 vs 48.72,
+#: measured 49.27 vs 47.40), so this is a measured rule, not the form's pick; SHORT_TILE_MAX_KEYS is the longest cache
+#: it was measured on (64 x 2k, 32 x 2k), not a fitted threshold; SHORT_TILE_ROWS the measured CTAs' query rows (4
+#: query heads per KV head, one token).  Paged caches, other rows per CTA (32 / 32 or 64 / 8 heads: the same 16-row
+#: tile, untimed) and longer caches keep the form's pick.  On a grid of 648 (batch 1-128 x 512-128k x 32/8, 32/32,
+#: 64/8 heads x contiguous, 16- and 64-row pages) it moves 6 picks: 32 / 64 x 512 / 1k / 2k at 32 / 8 heads.
+SHORT_TILE = {"block_n": 32}
+SHORT_TILE_MAX_KEYS = 2048
+SHORT_TILE_ROWS = 4
+
+
+def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> DecodeSchedule | None:
+    """SHORT_TILE at one split in place of the form's pick `s`, where the rule above applies, else None."""
+    from dataclasses import replace
+    if p.paged or p.max_seq_q != 1 or s.num_splits != 1 or s.block_n != 128 or s.split_d != 1 or \
+            p.capacity_kv > SHORT_TILE_MAX_KEYS or heads_per_cta(p, s) * p.max_seq_q != SHORT_TILE_ROWS:
+        return None
+    alt = replace(s, **SHORT_TILE, combine_fused=False)
+    if not _own_loop_measured(p, alt, f) or loop_compute_s(p, alt, f) is None:
+        return None
+    ctas = p.batch * units_per_seq(p, alt)
+    per_sm = f.ctas_per_sm(split_shared_bytes(p, alt), alt.num_warps, split_regs_per_thread(p, alt))
+    per_sm_now = f.ctas_per_sm(split_shared_bytes(p, s), s.num_warps, split_regs_per_thread(p, s))
+    return alt if f.num_sms * per_sm_now < ctas <= f.num_sms * per_sm else None
+
+
 def _rank_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
     """The graph form's time as the split rule ranks with it (`memsim.inference.RULE_RATE_SPREAD`)."""
     from memsim.inference import RULE_RATE_SPREAD
@@ -554,6 +589,11 @@ def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: 
             best, best_why, t_best = s2, (f"{w2}: predicted {t2 * 1e6:.1f} us in a CUDA graph vs "
                                           f"{_rank_time_s(problem, sc, f) * 1e6:.1f} us at the "
                                           f"default tile's {why}"), t2
+    short = _short_tile_candidate(problem, best, f)
+    if short is not None:
+        best, best_why = short, (f"block_n {short.block_n}, 1 split: {problem.batch * units_per_seq(problem, short)}"
+                                 f" CTAs fit one wave of the {short.block_n}-key tile (measured rule, "
+                                 f"SHORT_TILE) in place of {best_why}")
     return best, best_why
 
 

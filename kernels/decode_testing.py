@@ -289,6 +289,9 @@ def main(argv=None) -> int:
             todo.append((f"big_bn128_page{page}_s{S}", (3, 1, 32, 8, 128, [8192, 1, 3001], "bf16", page, None),
                          DecodeSchedule(num_splits=S, block_n=128, num_warps=4, num_stages=3, combine_pdl=pdl,
                                         page_prefetch=page is not None)))
+    # kernels.decode's 32-key tile at one split (SHORT_TILE, session 18) at the benchmark's heads, ragged, <= 2k keys
+    todo.append(("big_bn32_s1", (3, 1, 32, 8, 128, [2048, 1, 1001], "bf16", None, None),
+                 DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3)))
     if only == "varlen":
         todo = []
     flag = "combine_fused" if a.fused else "combine_pdl" if a.pdl else None

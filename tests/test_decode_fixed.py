@@ -104,8 +104,66 @@ def test_call2_predicted_before_within_8_percent(facts):
 
 
 def test_the_rule_ranks_without_it():
-    """kernels.decode's picks are the session-16 form's (47 of 648 grid picks would move with the new form, untimed)."""
+    """kernels.decode's picks are the session-16 form's (47 of 648 grid picks would move with the new form; session 18
+    timed 10 of them: test_the_moved_picks_session_18)."""
     assert inference.RULE_RATE_SPREAD is False
+
+
+def test_the_moved_picks_session_18():
+    """Session 18 (reports/h100-sxm/decode/s18-call1/rule.json, H100 80GB HBM3, 07:17 UTC; the current pick and the
+    pick of the rule with the spread interleaved, two timings each, two medians a timing): the rule with the spread
+    ran slower beyond the run's spread at 3 of the 7 moved picks timed -- 32 x 16k (S = 8 bn64, +3.8 %), 32 x 32k (S = 6,
+    +2.7 %), 64 x 32k (S = 3, +0.4 %) -- and faster at 4: 2 x 1k (S = 6 bn64, -3.3 % against the same schedule by name,
+    -5 % against the default's repeats), 32 x 8k paged16 / paged64 and 64 x 16k paged64 (0.1-0.3 %): not adopted
+    (RULE_RATE_SPREAD stays False)."""
+    import kernels.decode_kv as dk
+    from kernels.decode_kv import PAGED_PREFETCH_DEFAULT, _auto_tile
+    from memsim.inference import DecodeSchedule
+    reps, sched = {}, {}
+    for r in json.loads((D / "s18-call1" / "rule.json").read_text())["rows"]:
+        if r["impl"] != "decode" or r["variant"] == "default":
+            continue
+        s = decode_schedule_from_dict(r["schedule"])
+        k = (r["batch"], r["context"], r["layout"])
+        key = (s.num_splits, s.block_n)
+        reps.setdefault(k, {}).setdefault(key, []).extend(x * 1e6 for x in r["s"])
+
+    def picks(spread):
+        dk._auto_tile.cache_clear()
+        dk._auto.cache_clear()
+        old = inference.RULE_RATE_SPREAD
+        inference.RULE_RATE_SPREAD = spread
+        try:
+            out = {}
+            for B, N, lay in reps:
+                page = None if lay == "contiguous" else int(lay[len("paged"):])
+                p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16", page_size=page)
+                base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True,
+                                      page_prefetch=page is not None and PAGED_PREFETCH_DEFAULT)
+                s = _auto_tile(p, base, None, True)[0]
+                out[B, N, lay] = (s.num_splits, s.block_n)
+            return out
+        finally:
+            inference.RULE_RATE_SPREAD = old
+            dk._auto_tile.cache_clear()
+            dk._auto.cache_clear()
+    now, moved = picks(False), picks(True)
+    assert len(reps) == 8
+    # (64 x 16k paged16: both rules pick S = 4 -- the script timed S = 8 beside it, 0.993x, not a moved pick)
+    assert [k for k in reps if now[k] == moved[k]] == [(64, 16384, "paged16")]
+    ratio = {}
+    for k, v in reps.items():
+        if now[k] == moved[k]:
+            continue
+        assert set(v) == {now[k], moved[k]}, k
+        new_, old_ = v[moved[k]], v[now[k]]
+        ratio[k] = statistics.median(new_) / statistics.median(old_)
+        beyond = max(new_) < min(old_) or min(new_) > max(old_)
+        assert beyond, k
+    slower = {k for k, x in ratio.items() if x > 1}
+    assert slower == {(32, 16384, "contiguous"), (32, 32768, "contiguous"), (64, 32768, "contiguous")}
+    assert ratio[32, 16384, "contiguous"] > 1.03 and ratio[32, 32768, "contiguous"] > 1.02
+    assert ratio[2, 1024, "contiguous"] < 0.97  # (0.967)
 
 
 def test_spread_only_at_one_cta_per_sm(facts):
