@@ -18,13 +18,13 @@ G64=64/1024/0,64/4096/0,64/16384/0,64/1024/1,64/4096/1,64/16384/1
 cat "$OUT/env.txt"
 
 # fa3_bwd_tests_and_timing K CASES SWITCHES DTYPES TEST_TIMEOUT_S ROUNDS [STOP_ON_FAIL]: the GPU tests of T selected by
-# `-k K` (-> $OUT/pytest.log) beside one `--warm-only` per dtype (compiles every kernel timed later), their summary,
+# `-k K` (-> $OUT/pytest.log; FA3_PYTEST_ARGS, e.g. "-n 4", added to pytest's arguments) beside one `--warm-only` per dtype (compiles every kernel timed later), their summary,
 # then the whole backward timed per dtype in order (D --bwd-cases CASES --bwd-switches SWITCHES, ROUNDS rounds
 # alternating -> $OUT/diag-<dtype>.log and fa3_bwd_diag_<dtype>.json), each dtype given what is left of TOTAL_S over
 # the dtypes left, less 2 s.  STOP_ON_FAIL=1: no timing when a test failed or the tests hit their timeout.
 fa3_bwd_tests_and_timing() {
   local k=$1 cases=$2 sw=$3 dtypes=$4 tto=$5 rounds=$6 stop=${7:-0} dt w tp bad n
-  timeout "$tto" python -m pytest -q -rf -p no:cacheprovider $T -k "$k" > "$OUT/pytest.log" 2>&1 &
+  timeout "$tto" python -m pytest -q -rf -p no:cacheprovider ${FA3_PYTEST_ARGS:-} $T -k "$k" > "$OUT/pytest.log" 2>&1 &
   tp=$!
   local wpids=()
   for dt in ${dtypes//,/ }; do

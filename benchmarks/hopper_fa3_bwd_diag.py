@@ -109,6 +109,9 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # by every CTA's producer warps into the other of two workspaces -- were removed with the switch
                 # after run23: 0.98-1.02x; commit 3b5fec3 has them)
                 "fuse_ws_early_norezero": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, FUSE_DIAG=3),
+                # session 19: the diagonal band per consumer warpgroup (warpgroup 1 skips the step whose Q block sees
+                # none of its keys; each masks only its own band)
+                "wg_band": dict(WG_BAND=True),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

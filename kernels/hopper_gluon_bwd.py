@@ -197,6 +197,14 @@ GRID_GROUP = None
 #: 2-16 steps at N=1024): the fill and drain of each CTA overlapped, the tail balanced.  Session 16, prepared (NOT
 #: RUN): a switch the benchmarks flip (run22)
 PERSISTENT = False
+#: causal, with DQ_LAG (not PINGPONG, not PERSISTENT): the diagonal band per consumer warpgroup (session 19) --
+#: warpgroup 1 skips the step whose Q block no row of which sees its 64 keys (at d=128, 64-row Q blocks, every K/V
+#: block j's first step, Q block 2j: P^T = dS^T = 0 exactly; no S^T, dP^T, dV, dK matmul, no exponential -- zeros
+#: stored as its dS^T rows for the other warpgroup's dQ, the lagged dQ as usual), and each warpgroup applies the mask
+#: only on the Q blocks where its own keys are partly visible (warpgroup 0 no longer at Q block 2j+1).  The gradients
+#: are the same numbers (the skipped products are exact zeros).  At causal N=1024 that is 4 of the ~90 warpgroup
+#: matmuls of an average CTA.  False: off (the registry has no rule for it); True: the benchmarks' switch (run25)
+WG_BAND = False
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
@@ -396,7 +404,8 @@ if gluon is not None:
                           DQ_KSPLIT: gl.constexpr, DQ_LAG: gl.constexpr, WG_OFFSET: gl.constexpr, go_bar,
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
-                          FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr):
+                          FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr,
+                          WG_BAND: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
@@ -429,6 +438,12 @@ if gluon is not None:
         if DQ_LAG:  # the Q rows of the previous step (its dQ is computed in this one) and of the one before
             dq_row_prev = 0
             dq_row_pp = 0
+        if WG_BAND:  # the diagonal band of my own 64 keys (Q blocks with a row that does not see all of them)
+            imid_w = gl.minimum(gl.cdiv(gl.maximum(start_n + WG * HALF_N + HALF_N - 1 - CAUSAL_OFFSET, 0), BLOCK_M),
+                                SEQ_Q // BLOCK_M)
+            ds_none = gl.zeros([HALF_N, BLOCK_M], dtype, layout=s_layout)
+        else:
+            imid_w = imid
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         mbarrier.wait(kv_bar, 0)
@@ -454,163 +469,192 @@ if gluon is not None:
             mbarrier.wait(ready.index(st), (it // STAGES) & 1)
             q_t = q_smem.index(st)
             do_t = do_smem.index(st)
-            if PINGPONG:  # my turn to issue S^T, dP^T: turn-barrier completion 2 it - 1 (warpgroup 0), 2 it (1)
-                if WG == 0:
-                    if it > 0:
-                        mbarrier.wait(turn_bar.index(0), 1)
-                else:
-                    mbarrier.wait(turn_bar.index(1), 0)
-            s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            if PINGPONG:
-                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-            if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
-                if it > 0:
-                    dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
-                    _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
-            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
-            if WG_OFFSET == 1 and WG == 0:
-                if it == 0:
-                    mbarrier.arrive(go_bar, count=1)
-            if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
-                lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
-            if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
-                lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-            else:
-                lse2 = lse * 1.4426950408889634
-            p = gl.exp2(s * qk_scale2 - lse2[None, :])
-            if CAUSAL:
-                if i < imid:  # the diagonal band: key c visible from row r when c <= r + offset
-                    p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
-            if MMA_ORDER >= 1:  # dV += P^T dO issued before the wait for dP^T: it runs while dS^T is computed
-                p_op = gl.convert_layout(p.to(dtype), a_layout)
-                dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
-                dp = warpgroup_mma_wait(num_outstanding=1, deps=(dp_tok,))
-            else:
-                dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
-            if STAT_SMEM:
-                delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
-            ds = p * (dp - delta[None, :])
-            ds_lo = ds.to(dtype)
-            ds_op = gl.convert_layout(ds_lo, a_layout)
-            if MMA_ORDER == 1 and DIAG == 0:
-                # FlashAttention-3's order: dS^T exchanged, dQ issued before dK, dQ's reduce-add while dK runs
-                ds_buf = ds_smem.index(it % 2)
-                ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+            if WG_BAND and WG == 1:  # (warpgroup 0's keys are seen from Q block ilo on: it never skips)
+                band_skip = start_m + BLOCK_M - 1 + CAUSAL_OFFSET < start_n + WG * HALF_N
+            else:  # a constexpr: the branch below is not compiled
+                band_skip: gl.constexpr = False
+            if band_skip:
+                # WG_BAND: no row of Q block i sees my 64 keys -- P^T = 0 and dS^T = 0 exactly, so no S^T, dP^T, dV,
+                # dK matmul and no exponential; zeros as my dS^T rows (the other warpgroup's dQ reads them), the
+                # previous step's dQ as in the DQ_LAG step below
+                mbarrier.arrive(empty.index(st), count=1)  # nothing of the stage is read
+                z_buf = ds_smem.index(it % 4)
+                z_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_none)
                 fence_async_shared()
                 gl.thread_barrier()
-                mbarrier.arrive(ds_bar, count=1)
-                mbarrier.wait(ds_bar, it & 1)
-                dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-                dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
-                if DQ_TMA and DQ_ASYNC:
-                    dq_buf = dq_stage.index(WG * 2 + it % 2)
-                    _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
-                elif DQ_TMA:
-                    _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
-                else:
-                    gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
-                dk = warpgroup_mma_wait(num_outstanding=0, deps=(dk_tok, ds_op))[0]
-                mbarrier.arrive(empty.index(st), count=1)
+                mbarrier.arrive(ds_bar.index(it % 4), count=1)
+                if it > 0:
+                    mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
+                    z_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
+                                          use_acc=False, is_async=True)
+                    z_dq = warpgroup_mma_wait(num_outstanding=0, deps=(z_tok,))
+                    if DQ_ASYNC or DQ_STAGE1:
+                        z_stage = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
+                        _lag_dq_add(dq_desc, z_stage, z_dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
+                                    SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
+                                    DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
+                    else:
+                        _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], z_dq)
+                dq_row_pp = dq_row_prev
+                dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
             else:
-                if MMA_ORDER == 0:
-                    p_op = gl.convert_layout(p.to(dtype), a_layout)
-                    if PINGPONG:  # my turn to issue dV, dK (and the previous step's dQ): completion 2 it (0), 2 it + 1
-                        mbarrier.wait(turn_bar.index(WG), WG)
-                    dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
-                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-                if WG_OFFSET == 2 and WG == 0:
+                if PINGPONG:  # my turn to issue S^T, dP^T: turn-barrier completion 2 it - 1 (warpgroup 0), 2 it (1)
+                    if WG == 0:
+                        if it > 0:
+                            mbarrier.wait(turn_bar.index(0), 1)
+                    else:
+                        mbarrier.wait(turn_bar.index(1), 0)
+                s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+                dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+                if PINGPONG:
+                    mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+                if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
+                    if it > 0:
+                        dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
+                        _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
+                s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+                if WG_OFFSET == 1 and WG == 0:
                     if it == 0:
                         mbarrier.arrive(go_bar, count=1)
-                if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
-                    dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                    mbarrier.arrive(empty.index(st), count=1)
-                elif DQ_KSPLIT:
-                    # my 64 K/V rows' share of dQ_i: dS_i,w K_w (K = 64) -- no other warpgroup's dS^T, no barrier;
-                    # two column halves (32 fp32 registers each), each reduce-added: twice the adds' bytes
-                    ds_own = ds_smem.index(it % 2).slice(WG * HALF_N, HALF_N, dim=0)
-                    ds_own.store(ds_lo)
-                    fence_async_shared()
-                    gl.thread_barrier()
-                    dq_row = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
-                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(0, HALF_D, dim=1), dq_zero,
-                                           use_acc=False, is_async=True)
-                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                    mbarrier.arrive(empty.index(st), count=1)
-                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                    # the second half's matmul runs while the first half is handed to the copy engine
-                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(HALF_D, HALF_D, dim=1), dq_zero,
-                                           use_acc=False, is_async=True)
-                    for h in gl.static_range(2):
-                        if h == 1:
-                            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                        if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
-                            dq_buf = dq_stage.index(WG * 2 + h)
-                            _dq_stage_add(dq_desc, dq_buf, dq, dq_row, h * HALF_D, 1)
-                        else:
-                            _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
-                elif DQ_LAG:
-                    # dS^T of my 64 K/V rows into buffer it % 4, then the PREVIOUS step's dQ: its rows of both
-                    # warpgroups were stored a step ago (no wait in steady state: the warpgroups need not leave a
-                    # barrier together every step)
-                    ds_buf = ds_smem.index(it % 4)
-                    ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
-                    fence_async_shared()
-                    gl.thread_barrier()
-                    mbarrier.arrive(ds_bar.index(it % 4), count=1)
-                    if it > 0:
-                        mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
-                        dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
-                                               use_acc=False, is_async=True)
-                        if PINGPONG:  # my dV, dK, dQ are issued: the other warpgroup's turn
-                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                        mbarrier.arrive(empty.index(st), count=1)
-                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                        if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
-                            dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                            _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
-                                        SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
-                                        DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
-                        else:
-                            _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
-                    else:
-                        if PINGPONG:
-                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-                        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                        mbarrier.arrive(empty.index(st), count=1)
-                    dq_row_pp = dq_row_prev
-                    dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
+                    lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
+                if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
+                    lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
                 else:
-                    # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+                    lse2 = lse * 1.4426950408889634
+                p = gl.exp2(s * qk_scale2 - lse2[None, :])
+                if CAUSAL:
+                    if i < imid_w:  # the diagonal band: key c visible from row r when c <= r + offset
+                        p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
+                if MMA_ORDER >= 1:  # dV += P^T dO issued before the wait for dP^T: it runs while dS^T is computed
+                    p_op = gl.convert_layout(p.to(dtype), a_layout)
+                    dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                    dp = warpgroup_mma_wait(num_outstanding=1, deps=(dp_tok,))
+                else:
+                    dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+                if STAT_SMEM:
+                    delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
+                ds = p * (dp - delta[None, :])
+                ds_lo = ds.to(dtype)
+                ds_op = gl.convert_layout(ds_lo, a_layout)
+                if MMA_ORDER == 1 and DIAG == 0:
+                    # FlashAttention-3's order: dS^T exchanged, dQ issued before dK, dQ's reduce-add while dK runs
                     ds_buf = ds_smem.index(it % 2)
                     ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
                     fence_async_shared()
                     gl.thread_barrier()
                     mbarrier.arrive(ds_bar, count=1)
-                    if DIAG != 3:  # DIAG 3 (timing only, dQ may read the other's stale rows): no wait for them
-                        mbarrier.wait(ds_bar, it & 1)
+                    mbarrier.wait(ds_bar, it & 1)
                     dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                    mbarrier.arrive(empty.index(st), count=1)
-                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                    if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
-                        gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
-                                      mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
-                    elif DQ_DEFER:
-                        dq_prev = dq
-                        dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
-                    elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
+                    dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                    dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
+                    if DQ_TMA and DQ_ASYNC:
                         dq_buf = dq_stage.index(WG * 2 + it % 2)
                         _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
-                    elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
-                        dq_buf = dq_stage.index(WG)
-                        _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 0)
-                    elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
+                    elif DQ_TMA:
                         _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                     else:
                         gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+                    dk = warpgroup_mma_wait(num_outstanding=0, deps=(dk_tok, ds_op))[0]
+                    mbarrier.arrive(empty.index(st), count=1)
+                else:
+                    if MMA_ORDER == 0:
+                        p_op = gl.convert_layout(p.to(dtype), a_layout)
+                        if PINGPONG:  # my turn to issue dV, dK (and the previous step's dQ): completion 2 it (0), 2 it + 1
+                            mbarrier.wait(turn_bar.index(WG), WG)
+                        dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                    dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                    if WG_OFFSET == 2 and WG == 0:
+                        if it == 0:
+                            mbarrier.arrive(go_bar, count=1)
+                    if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
+                        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                    elif DQ_KSPLIT:
+                        # my 64 K/V rows' share of dQ_i: dS_i,w K_w (K = 64) -- no other warpgroup's dS^T, no barrier;
+                        # two column halves (32 fp32 registers each), each reduce-added: twice the adds' bytes
+                        ds_own = ds_smem.index(it % 2).slice(WG * HALF_N, HALF_N, dim=0)
+                        ds_own.store(ds_lo)
+                        fence_async_shared()
+                        gl.thread_barrier()
+                        dq_row = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                        dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(0, HALF_D, dim=1), dq_zero,
+                                               use_acc=False, is_async=True)
+                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        # the second half's matmul runs while the first half is handed to the copy engine
+                        dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(HALF_D, HALF_D, dim=1), dq_zero,
+                                               use_acc=False, is_async=True)
+                        for h in gl.static_range(2):
+                            if h == 1:
+                                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                            if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
+                                dq_buf = dq_stage.index(WG * 2 + h)
+                                _dq_stage_add(dq_desc, dq_buf, dq, dq_row, h * HALF_D, 1)
+                            else:
+                                _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
+                    elif DQ_LAG:
+                        # dS^T of my 64 K/V rows into buffer it % 4, then the PREVIOUS step's dQ: its rows of both
+                        # warpgroups were stored a step ago (no wait in steady state: the warpgroups need not leave a
+                        # barrier together every step)
+                        ds_buf = ds_smem.index(it % 4)
+                        ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                        fence_async_shared()
+                        gl.thread_barrier()
+                        mbarrier.arrive(ds_bar.index(it % 4), count=1)
+                        if it > 0:
+                            mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
+                            dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
+                                                   use_acc=False, is_async=True)
+                            if PINGPONG:  # my dV, dK, dQ are issued: the other warpgroup's turn
+                                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+                            dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                            mbarrier.arrive(empty.index(st), count=1)
+                            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                            if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
+                                dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
+                                _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
+                                            SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
+                                            DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
+                            else:
+                                _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
+                        else:
+                            if PINGPONG:
+                                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+                            dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                            mbarrier.arrive(empty.index(st), count=1)
+                        dq_row_pp = dq_row_prev
+                        dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                    else:
+                        # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
+                        ds_buf = ds_smem.index(it % 2)
+                        ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                        fence_async_shared()
+                        gl.thread_barrier()
+                        mbarrier.arrive(ds_bar, count=1)
+                        if DIAG != 3:  # DIAG 3 (timing only, dQ may read the other's stale rows): no wait for them
+                            mbarrier.wait(ds_bar, it & 1)
+                        dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
+                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
+                            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
+                                          mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
+                        elif DQ_DEFER:
+                            dq_prev = dq
+                            dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                        elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
+                            dq_buf = dq_stage.index(WG * 2 + it % 2)
+                            _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
+                        elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
+                            dq_buf = dq_stage.index(WG)
+                            _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 0)
+                        elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
+                            _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
+                        else:
+                            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
         if DQ_DEFER:  # the last step's dQ tile
             if GROUP * nblk > 0:
                 dq_buf = dq_stage.index(WG * 2 + (GROUP * nblk - 1) % 2)
@@ -871,7 +915,7 @@ if gluon is not None:
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
-                        PERSISTENT: gl.constexpr = False):
+                        PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -961,14 +1005,14 @@ if gluon is not None:
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -1043,6 +1087,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                             and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
     if kw["PERSISTENT"]:
         kw["GRID_GROUP"] = 0
+    kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
     return args, kw
 
 

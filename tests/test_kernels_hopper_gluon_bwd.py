@@ -806,3 +806,83 @@ def test_fa3_backward_persistent_compiles_for_sm90a(mask):
     assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0 and got["depbar"] <= 12, got
     assert 0 <= got["shared"] - got["sram"] < 1024 and got["shared"] <= 232448, got
     assert got["local"] <= 40, got
+
+
+#: WG_BAND (session 19): causal d=128 2-stage shapes -- both alignments, rows that see no key, seq_q > seq_kv, GQA,
+#: heads varying fastest, one block
+_BAND_CASES = ["d128_causal_tl", "d128_causal_br_rows_see_nothing", "d128_causal_tl_q_gt_kv", "d128_one_block",
+               "d128_causal_tl_gqa_s2", "d128_causal_br_q_lt_kv_s2"]
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("fold", [False, True], ids=["three_launches", "fold"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", _BAND_CASES)
+def test_fa3_backward_wg_band_gpu(case, dtype, fold, monkeypatch):
+    """WG_BAND (session 19: warpgroup 1 skips the step whose Q block sees none of its keys; each warpgroup masks only
+    its own diagonal band) is exact by the rule, and its dK, dV are the same numbers as without it (the skipped
+    products are exact zeros; dK, dV have one writer each, so they repeat bit for bit; dQ's adds do not)."""
+    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
+    monkeypatch.setattr(hb, "DQ_FUSE", fold)
+    monkeypatch.setattr(hb, "DQ_ZERO_WS", False)
+    monkeypatch.setattr(hb, "WG_BAND", False)
+    _, _, _, (_, dk0, dv0) = _run(case, dtype, "wg_band")
+    monkeypatch.setattr(hb, "WG_BAND", True)
+    p, s, (q, k, v, do), grads = _run(case, dtype, "wg_band")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, dq=q, cnt=st)
+    assert kw["WG_BAND"] and kw["DQ_FUSE"] == fold, kw
+    _check_grads(p, q, k, v, do, grads, dtype)
+    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+def test_fa3_backward_wg_band_rules():
+    """WG_BAND runs only where it is defined: causal, with DQ_LAG (d=128, 2 stages), not PINGPONG / PERSISTENT;
+    the module's switch off (False) by default."""
+    import unittest.mock as um
+    assert hb.WG_BAND is False
+    s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    acc = torch.empty(1, 2, 1024, 128)
+    for causal, s, sw, want in ((True, s2, {}, True), (False, s2, {}, False), (True, s3, {}, False),
+                                (True, s2, {"PINGPONG": True}, False), (True, s2, {"PERSISTENT": True}, False)):
+        p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=causal)
+        with um.patch.multiple(hb, WG_BAND=True, DQ_FUSE=False, **sw):
+            _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q)
+        assert kw["WG_BAND"] == want, (causal, s.num_stages, sw)
+    with um.patch.object(hb, "DQ_FUSE", False):
+        _, kw = hb.fa3_bwd_args(AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True), s2, q, q, q, q, st, st,
+                                acc, q, q)
+    assert kw["WG_BAND"] is False
+
+
+def test_fa3_backward_wg_band_compiles_for_sm90a():
+    """WG_BAND compiles for sm_90a at d=128 causal 2 stages (the registered d=128 kernel + the skip branch): 12
+    warps, dQ by the TMA reduce-add only, the same shared memory, and no more local memory than the kernel without it
+    (session 19's compile: 0 B with it, 8 B without)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    got = {}
+    for band in (False, True):
+        script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
+                                  'q, q)',
+                                  f'kb.WG_BAND = {band}\nkb.DQ_FUSE = False\n'
+                                  'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
+                                  'q, q)\n'
+                                  f'assert kw["WG_BAND"] == {band} and kw["DQ_LAG"]')
+        assert "WG_BAND" in script
+        r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True,
+                           env=env, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+        got[band] = json.loads(r.stdout.strip().splitlines()[-1])
+    on, off = got[True], got[False]
+    assert on["warps"] == 12 and on["tma_red"] > 0 and on["red"] == 0, on
+    assert on["shared"] == off["shared"] and on["local"] <= off["local"], (on, off)
+    assert on["hgmma"] > off["hgmma"], (on, off)  # the skip branch's own dQ matmul
