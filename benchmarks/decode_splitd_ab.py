@@ -84,6 +84,9 @@ def main(argv=None) -> int:
                     help="shuffled (pages in a random order, as make_problem_inputs hands them out) and / or ordered "
                          "(the contiguous cache itself read through the identity table): is a paged row's cost the "
                          "page order (DRAM / address translation locality) or the loop?")
+    ap.add_argument("--sdpa", default="cudnn",
+                    help="SDPA backends timed after each shape's rows, in the same process: cudnn and / or flash "
+                         "(enable_gqa, one query token)")
     a = ap.parse_args(argv)
     plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.variants.split(",") if x)} if a.variants
             else PLAN)
@@ -174,14 +177,16 @@ def main(argv=None) -> int:
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
                   st[2].transpose(1, 2).contiguous()) for st in sets]
 
-        def cudnn(st):
-            with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
-        try:
-            check_rule("sdpa_cudnn", cudnn(ssets[0])[:1], ref, naive, "bf16", verbose=False)
-            rec("sdpa_cudnn", "contiguous", "-", graph_time_s([lambda st=st: cudnn(st) for st in ssets], a.rep_ms))
-        except Exception as exc:
-            notes.append(f"{shape} sdpa_cudnn: {exc!r}"[:300])
+        backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
+        for name in a.sdpa.split(","):
+            def sdpa(st, be=backends[name]):
+                with sdpa_kernel(be):
+                    return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
+            try:
+                check_rule(f"sdpa_{name}", sdpa(ssets[0])[:1], ref, naive, "bf16", verbose=False)
+                rec(f"sdpa_{name}", "contiguous", "-", graph_time_s([lambda st=st: sdpa(st) for st in ssets], a.rep_ms))
+            except Exception as exc:
+                notes.append(f"{shape} sdpa_{name}: {exc!r}"[:300])
         del sets, ssets, q, kc, vc
         torch.cuda.empty_cache()
     prov = base_provenance("python3 benchmarks/decode_splitd_ab.py " + " ".join(argv or sys.argv[1:]))
@@ -189,14 +194,16 @@ def main(argv=None) -> int:
                 cuda=torch.version.cuda, card_read_Bps=read_Bps,
                 card_read_method="torch.sum of a 2^31-element bf16 tensor, do_bench median")
     write_json(a.out, dict(provenance=prov, rows=rows, notes=notes))
-    print(f"\ncard read {read_Bps / 1e12:.2f} TB/s;  | shape | layout | variant | us | % of read | vs default | vs cuDNN |")
+    print(f"\ncard read {read_Bps / 1e12:.2f} TB/s;  | shape | layout | variant | us | % of read | vs default | "
+          f"vs best SDPA |")
     for shape in a.shapes.split(","):
         B, N = (int(v) for v in shape.split("x"))
         rs = [r for r in rows if r["batch"] == B and r["context"] == N]
-        cu = next((r["us"] for r in rs if r["impl"] == "sdpa_cudnn"), float("nan"))
+        cu = min((r["us"] for r in rs if r["impl"].startswith("sdpa_")), default=float("nan"))  # the best SDPA
         for r in rs:
             dflt = next((x["us"] for x in rs if x["layout"] == r["layout"] and x["variant"] == "default"), float("nan"))
-            print(f"| {shape} | {r['layout']} | {r['variant']} | {r['us']:.2f} | {r['frac_of_read_bw']:.1%} | "
+            name = r["impl"] if r["variant"] == "-" else r["variant"]
+            print(f"| {shape} | {r['layout']} | {name} | {r['us']:.2f} | {r['frac_of_read_bw']:.1%} | "
                   f"{r['us'] / dflt:.3f} | {cu / r['us']:.3f}x |")
     for n in notes:
         print("NOTE", n)
