@@ -257,6 +257,7 @@ def main(argv=None) -> int:
     import time
     ap = argparse.ArgumentParser(prog="python -m kernels.decode_testing", description=main.__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("varlen",), help="run only this group of cases")
+    ap.add_argument("--name", default="", help="run only the cases whose name contains one of these (comma-separated)")
     ap.add_argument("--pdl", action="store_true", help="the combine as a programmatic dependent launch")
     ap.add_argument("--fused", action="store_true", help="the combine folded into the split launch")
     ap.add_argument("--split-d", type=int, default=1,
@@ -292,6 +293,8 @@ def main(argv=None) -> int:
     # kernels.decode's 32-key tile at one split (SHORT_TILE, session 18) at the benchmark's heads, ragged, <= 2k keys
     todo.append(("big_bn32_s1", (3, 1, 32, 8, 128, [2048, 1, 1001], "bf16", None, None),
                  DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3)))
+    # ... and as the public default picks it (32 sequences, capacity 1k, ragged and empty: 256 CTAs, one wave)
+    todo.append(("big_default_short_b32", (32, 1, 32, 8, 128, [1024, 1, 0, 513] * 8, "bf16", None, None), None))
     if only == "varlen":
         todo = []
     flag = "combine_fused" if a.fused else "combine_pdl" if a.pdl else None
@@ -308,6 +311,8 @@ def main(argv=None) -> int:
                  replace(sched or default_decode_schedule(dev), split_d=min(a.split_d, c[4] // 16),
                          **({"block_n": a.block_n} if a.block_n else {})))
                 for n, c, sched in todo]
+    names = a.name.split(",")
+    todo = [x for x in todo if any(n in x[0] for n in names)]
     for name, (B, Nq, Hq, Hkv, d, lens, dt, page, S), sched in todo:
         t0 = time.time()
         try:
@@ -328,6 +333,7 @@ def main(argv=None) -> int:
         vtodo = [(n + "_sd", (*c[:8], {**c[8], "split_d": min(a.split_d, c[3] // 16),
                                        **({"gpu_block_n": a.block_n} if a.block_n else {})}))
                  for n, c in ((n, case or VARLEN_CASES[n]) for n, case in vtodo)]
+    vtodo = [x for x in vtodo if any(n in x[0] for n in names)]
     for name, case in vtodo:
         t0 = time.time()
         try:
