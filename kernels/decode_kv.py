@@ -526,39 +526,50 @@ def _tile_candidates(p: DecodeProblem, s: DecodeSchedule, device_index) -> list:
     return out
 
 
-#: The 32-key tile at one split where the form picks the 128-key tile at one split, the cache is short and the 32-key
-#: launch fits ONE wave of its CTAs (5 per SM on the H100 preset: 660 slots) while the 128-key launch (1 CTA per SM)
-#: takes more than one (session 18).  Why: both read the same bytes; the 128-key launch ends with its slowest SMs'
-#: last CTAs of a full cache each (session 17: ~3.6 us after the median CTA at 64 x 1k), the 32-key one has every CTA
-#: resident from the start.  H100 80GB HBM3, bf16, 32 / 8 heads, d = 128, one query token, rotated caches, CUDA-graph
-#: medians, the two interleaved three times each in one process (reports/h100-sxm/decode/s18-call1/tile.json, 07:18
-#: UTC): bn32 / bn128 time 0.990 (64 x 1k, 512 CTAs), 0.972 (48 x 1k), 0.993 (80 x 1k, 640 CTAs), 0.965 (64 x 512),
-#: 0.962 (32 x 1k), 0.994 (64 x 2k), 0.976 (32 x 2k) -- every repeat of bn32 below every repeat of bn128 -- but 1.088
-#: at 128 x 1k (1024 CTAs, 1.55 waves); session 16: 0.954 / 0.971 / 0.996 at 33 / 66 / 64 x 1k, 1.088 at 99 x 1k (792
-#: CTAs, 1.2 waves).  The graph form ranks bn128 first at these shapes (its residual: 32 x 1k predicted 46.97 vs 48.72,
-#: measured 49.27 vs 47.40), so this is a measured rule, not the form's pick; SHORT_TILE_MAX_KEYS is the longest cache
-#: it was measured on (64 x 2k, 32 x 2k), not a fitted threshold; SHORT_TILE_ROWS the measured CTAs' query rows (4
-#: query heads per KV head, one token).  Paged caches, other rows per CTA (32 / 32 or 64 / 8 heads: the same 16-row
-#: tile, untimed) and longer caches keep the form's pick.  On a grid of 648 (batch 1-128 x 512-128k x 32/8, 32/32,
-#: 64/8 heads x contiguous, 16- and 64-row pages) it moves 6 picks: 32 / 64 x 512 / 1k / 2k at 32 / 8 heads.
+#: The 32-key tile at one split where the form's pick takes more than one wave of its CTAs, the 32-key launch fits ONE
+#: wave (5 CTAs per SM on the H100 preset, 4 on 16-row pages with page_prefetch) and the cache is short (session 18).
+#: Why: the same bytes, but a multi-wave launch ends with its slowest SMs' last CTAs (session 17: ~3.6 us after the
+#: median CTA at 64 x 1k for the 128-key tile), and on paged caches the form's multi-split picks add a combine; the
+#: 32-key launch has every CTA resident from the start.  H100 80GB HBM3, bf16, 32 / 8 heads, d = 128, one query token,
+#: rotated caches, CUDA-graph medians, old and new interleaved in one process, every repeat of the new below every
+#: repeat of the old unless said:
+#: * contiguous (old: bn128 S = 1; reports/h100-sxm/decode/s18-call1/tile.json, 07:18 UTC): bn32 / bn128 time 0.990
+#:   (64 x 1k, 512 CTAs), 0.972 (48 x 1k), 0.993 (80 x 1k, 640 CTAs), 0.965 (64 x 512), 0.962 (32 x 1k), 0.994
+#:   (64 x 2k), 0.976 (32 x 2k); s18-call2/paged.json (07:30 UTC) again 0.988 / 0.964 / 0.975 at 64 / 32 / 48 x 1k but
+#:   1.003 at 64 x 2k (a tie over the two runs); and 1.088 at 128 x 1k (1024 CTAs, 1.55 waves of the 32-key tile);
+#:   session 16: 0.954 / 0.971 / 0.996 at 33 / 66 / 64 x 1k, 1.088 at 99 x 1k (792 CTAs).
+#: * paged, page_prefetch on (s18-call2/paged.json; old: the form's bn64 pick): 64 x 1k paged16 S = 4 0.884, paged64
+#:   S = 1 (512 CTAs on 396 slots) 0.974; 64 x 2k paged16 S = 4 0.935, paged64 S = 3 0.941; where the old pick fits one
+#:   wave (48 / 32 x 1k, bn64 S = 1) bn32 ran 0.983 / 0.994 (48 x 1k) and 1.000 / 1.002 (32 x 1k, ties): not moved.
+#: The graph form ranks the old picks first at these shapes (its residual: 32 x 1k contiguous predicted bn128 46.97
+#: vs bn32 48.72 us, measured 49.27 vs 47.40), so this is a measured rule, not the form's pick.  SHORT_TILE_MAX_KEYS is
+#: the longest cache it was measured on, SHORT_TILE_ROWS the measured CTAs' query rows (4 query heads per KV head, one
+#: token), SHORT_TILE_PAGES the measured layouts -- not fitted thresholds; other rows per CTA (32 / 32, 64 / 8 heads:
+#: untimed) and longer caches keep the form's pick.  On a grid of 648 (batch 1-128 x 512-128k x 32/8, 32/32, 64/8
+#: heads x contiguous, 16- and 64-row pages) it moves 12 picks: 32 / 64 x 512 / 1k / 2k contiguous and 64 x 512 / 1k /
+#: 2k paged16 / paged64, all at 32 / 8 heads (64 x 512 paged untimed).
 SHORT_TILE = {"block_n": 32}
 SHORT_TILE_MAX_KEYS = 2048
 SHORT_TILE_ROWS = 4
+SHORT_TILE_PAGES = (None, 16, 64)
 
 
 def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> DecodeSchedule | None:
     """SHORT_TILE at one split in place of the form's pick `s`, where the rule above applies, else None."""
     from dataclasses import replace
-    if p.paged or p.max_seq_q != 1 or s.num_splits != 1 or s.block_n != 128 or s.split_d != 1 or \
-            p.capacity_kv > SHORT_TILE_MAX_KEYS or heads_per_cta(p, s) * p.max_seq_q != SHORT_TILE_ROWS:
+    if p.page_size not in SHORT_TILE_PAGES or p.max_seq_q != 1 or p.capacity_kv > SHORT_TILE_MAX_KEYS or \
+            heads_per_cta(p, s) * p.max_seq_q != SHORT_TILE_ROWS:
         return None
-    alt = replace(s, **SHORT_TILE, combine_fused=False)
-    if not _own_loop_measured(p, alt, f) or loop_compute_s(p, alt, f) is None:
+    alt = replace(s, **SHORT_TILE, num_splits=1, split_d=1, combine_fused=False)
+    if alt == s or loop_compute_s(p, alt, f) is None:
         return None
-    ctas = p.batch * units_per_seq(p, alt)
-    per_sm = f.ctas_per_sm(split_shared_bytes(p, alt), alt.num_warps, split_regs_per_thread(p, alt))
-    per_sm_now = f.ctas_per_sm(split_shared_bytes(p, s), s.num_warps, split_regs_per_thread(p, s))
-    return alt if f.num_sms * per_sm_now < ctas <= f.num_sms * per_sm else None
+
+    def ctas_slots(x: DecodeSchedule) -> tuple:
+        g = decode_launches(p, x)[0].grid
+        per_sm = f.ctas_per_sm(split_shared_bytes(p, x), x.num_warps, split_regs_per_thread(p, x))
+        return g[0] * g[1] * g[2], f.num_sms * per_sm
+    (c_alt, n_alt), (c_s, n_s) = ctas_slots(alt), ctas_slots(s)
+    return alt if c_alt <= n_alt and c_s > n_s else None
 
 
 def _rank_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
