@@ -764,6 +764,14 @@ class LaunchModel:
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
             sm_end = end  # the SM's turn: a CTA draining its spill traffic does not keep the others waiting
+            if not pipelined and tiles > 1 and reads and not dependent and not load_extra:
+                # a one-stage loop issues tile j+1's loads only once tile j's compute has freed its buffer: each
+                # tile of the step waits its own round trip (its share of the transfer and the latency), in turn
+                # with the compute -- as the tile grain walks it; the SM's turn is only the compute (co-resident
+                # CTAs issue while this one waits)
+                serial = first + dur + (tiles - 1) * (lat + queued + (xfer_end - now) / tiles)
+                if end < serial:
+                    end = serial
             if self.chain_ratio and issue_tile and tiles:  # ... nor one whose own chain is longer than its turns
                 # from when its loads went out (or its previous step ended): the links' queues overlap the chain
                 c0 = now if now > prev_end else prev_end
