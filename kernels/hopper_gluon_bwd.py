@@ -203,7 +203,10 @@ PERSISTENT = False
 #: stored as its dS^T rows for the other warpgroup's dQ, the lagged dQ as usual), and each warpgroup applies the mask
 #: only on the Q blocks where its own keys are partly visible (warpgroup 0 no longer at Q block 2j+1).  The gradients
 #: are the same numbers (the skipped products are exact zeros).  At causal N=1024 that is 4 of the ~90 warpgroup
-#: matmuls of an average CTA.  False: off (the registry has no rule for it); True: the benchmarks' switch (run25)
+#: matmuls of an average CTA.  run25 (H100, session 19): exact (14 GPU tests; dK, dV bit-identical to off), a tie --
+#: causal N=1024 0.993 / 1.001x the registered kernel (bf16 / fp16), N=4096 noise: those first steps are latency-bound
+#: (fill, first exchange), not tensor-bound.  Not adopted: False (the registry has no rule for it); True: the
+#: benchmarks' switch
 WG_BAND = False
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
