@@ -9,7 +9,11 @@ A pass is timed two ways in the same process (`verification.caserunner.pass_time
   difference of two large numbers that swung 2-3x between processes.
 * back to back (b2b): the time per pass with nothing in between -- for such a pass, the host's time per pass.
   For a GPU-bound pass it is NOT its cold time: on held-out set X (H100 80GB HBM3, 2026-11-27) back to back ran
-  0.1-13 % slower than cold on every GPU-bound pass (e.g. 1009 vs 895 us), for a reason not measured apart.
+  0.1-13 % slower than cold on every GPU-bound pass (e.g. 1009 vs 895 us).  `benchmarks/b2b_cold_gpu.py` (H100,
+  07:42 UTC, five suite passes of 0.24-4.4 ms) split it: single passes back to back, each between its own events,
+  time as cold (-2.5..+1 %), and do_bench's L2 clear between them changes nothing (<= 0.5 %) -- so neither the L2
+  state the previous pass leaves nor the clock under continuous load; the batch's mean is 6-9 % above both, i.e. the
+  time between passes inside a batch (the host issuing them), which single-pass events leave out.
 
 and the host floor of its launch path (the same launches on a 1 x 1 x 16 x 16 problem) back to back beside it:
 the host's time to issue the pass's launches.  The pass waits for the host when that floor exceeds the GPU's time to
