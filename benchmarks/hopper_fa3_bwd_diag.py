@@ -112,6 +112,9 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # session 19: the diagonal band per consumer warpgroup (warpgroup 1 skips the step whose Q block sees
                 # none of its keys; each masks only its own band)
                 "wg_band": dict(WG_BAND=True),
+                # session 19 (prepared): the producer's L2 prefetch of the K/V tiles of the CTA one wave (the SMs) /
+                # half a wave (66 launch positions: H100's 132 SMs / 2) ahead
+                "kv_prefetch": dict(KV_PREFETCH=True), "kv_prefetch_half": dict(KV_PREFETCH=66),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

@@ -208,6 +208,12 @@ PERSISTENT = False
 #: (fill, first exchange), not tensor-bound.  Not adopted: False (the registry has no rule for it); True: the
 #: benchmarks' switch
 WG_BAND = False
+#: the producer prefetches the K_j, V_j tiles of the CTA this many launch positions ahead into the L2 after issuing
+#: its own (two cp.async.bulk.prefetch.L2 of BLOCK_N x d each; DRAM bytes unchanged, each K/V tile still read once):
+#: with one resident CTA per SM a CTA's fill (K_j, V_j from DRAM, then its first stage) is a fixed latency before its
+#: first matmul -- session 19's fit puts the per-CTA fixed cost at ~7.6 us (~25 % of the pass at causal N=1024).
+#: 0 / False: off; True: the device's SMs; n: n.  Session 19, prepared -- NOT RUN (run26)
+KV_PREFETCH = 0
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
@@ -367,19 +373,63 @@ if gluon is not None:
         return start_n, pid_bhkv, ilo, imid, n_m - ilo
 
     @gluon.jit
+    def _kv_prefetch_l2(KP, VP, SEQ_KV, NBYTES: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+                        Q_FASTEST: gl.constexpr, GRID_GROUP: gl.constexpr, AHEAD: gl.constexpr):
+        """KV_PREFETCH: the K_j, V_j tiles of the CTA AHEAD launch positions after this one (the launch order of
+        `_fa3_bwd_block`: x fastest, GRID_GROUP's remap) into the L2 -- two bulk prefetches
+        (cp.async.bulk.prefetch.L2.global: each tile is one contiguous BLOCK_N x d range of the contiguous [B*H*N, d]
+        tensor), issued by thread 0 only (the producer partition's warps 0-3 hold it); nothing when no CTA is there.
+        The CTA AHEAD positions later starts about one CTA's time later (AHEAD ~ the SMs: one resident CTA per SM), so
+        its fill reads the L2 instead of DRAM."""
+        if Q_FASTEST:
+            n_kv = gl.num_programs(0)
+            n_bh = gl.num_programs(1)
+            lin = gl.program_id(1) * n_kv + gl.program_id(0) + AHEAD
+            if GRID_GROUP > 0:
+                grp = lin // (GRID_GROUP * n_kv)
+                r = lin - grp * (GRID_GROUP * n_kv)
+                gsz = gl.maximum(gl.minimum(n_bh - grp * GRID_GROUP, GRID_GROUP), 1)
+                pid_n = r // gsz
+                pid_bhkv = grp * GRID_GROUP + r % gsz
+            else:
+                pid_n = lin % n_kv
+                pid_bhkv = lin // n_kv
+        else:
+            n_bh = gl.num_programs(0)
+            n_kv = gl.num_programs(1)
+            lin = gl.program_id(1) * n_bh + gl.program_id(0) + AHEAD
+            pid_bhkv = lin % n_bh
+            pid_n = lin // n_bh
+        if lin < n_kv * n_bh:
+            row = (pid_bhkv * SEQ_KV + pid_n * BLOCK_N).to(gl.int64) * HEAD_DIM
+            one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+            z = gl.zeros([1], gl.int64, layout=one)
+            gl.inline_asm_elementwise(
+                "{ .reg .pred p; .reg .u32 t; mov.u32 t, %tid.x; setp.eq.u32 p, t, 0;\n\t"
+                "@p cp.async.bulk.prefetch.L2.global [$1], $3;\n\t@p cp.async.bulk.prefetch.L2.global [$2], $3;\n\t"
+                "mov.u32 $0, 0; }",
+                "=r,l,l,r", [KP + row + z, VP + row + z, gl.full([1], NBYTES, gl.int32, layout=one)],
+                dtype=gl.int32, is_pure=False, pack=1)
+
+    @gluon.jit
     def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr):
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, KP, VP,
+                          KV_PREFETCH: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
-        phase 1 had completed)."""
+        phase 1 had completed).  KV_PREFETCH n > 0: then the K/V tiles of the CTA n launch positions later into the
+        L2 (`_kv_prefetch_l2`)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST, GRID_GROUP)
         kv_row = pid_bhkv * SEQ_KV + start_n
         mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
         tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
+        if KV_PREFETCH > 0:
+            _kv_prefetch_l2(KP, VP, SEQ_KV, k_desc.block_type.nbytes, BLOCK_N, k_smem.shape[1], Q_FASTEST,
+                            GRID_GROUP, KV_PREFETCH)
         for it in range(GROUP * nblk):
             g = it // nblk
             q_row = (pid_bhkv * GROUP + g) * SEQ_Q + (ilo + it - g * nblk) * BLOCK_M
@@ -906,7 +956,7 @@ if gluon is not None:
 
     @gluon.jit
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
-                        CNT, DQ, WALK, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
+                        CNT, DQ, WALK, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, KP, VP, GROUP: gl.constexpr,
                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
@@ -918,7 +968,8 @@ if gluon is not None:
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
-                        PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False):
+                        PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False,
+                        KV_PREFETCH: gl.constexpr = 0):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -1001,7 +1052,7 @@ if gluon is not None:
                 (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                      v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                                      GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                     GRID_GROUP)),
+                                     GRID_GROUP, KP, VP, KV_PREFETCH)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
@@ -1053,7 +1104,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
             dqacc if cnt is None else cnt, dqacc if dq is None else dq, dqacc if walk is None else walk,
             p.seq_q, p.seq_kv,
             p.scale * LOG2E,
-            p.scale, p.causal_offset)
+            p.scale, p.causal_offset, k, v)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
               KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
@@ -1091,6 +1142,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
     if kw["PERSISTENT"]:
         kw["GRID_GROUP"] = 0
     kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
+    kw["KV_PREFETCH"] = 0 if kw["PERSISTENT"] else _kv_prefetch(q.device)
     return args, kw
 
 
@@ -1144,6 +1196,15 @@ def fa3_bwd_walk_table(p: AttentionProblem, s: Schedule, device, ctas: int) -> t
         t = torch.tensor(offs + [e for w in walk for e in w], dtype=torch.int32, device=device)
         _WALK_TABLES[key] = t
     return t
+
+
+def _kv_prefetch(device) -> int:
+    """KV_PREFETCH's distance in launch positions: the switch's n, True = the device's SMs (132 where the device is
+    not a GPU), 0 off."""
+    if KV_PREFETCH is True:
+        return (torch.cuda.get_device_properties(device).multi_processor_count
+                if torch.device(device).type == "cuda" else 132)
+    return int(KV_PREFETCH or 0)
 
 
 def _grid_group(p: AttentionProblem, s: Schedule, device) -> int:

@@ -886,3 +886,74 @@ def test_fa3_backward_wg_band_compiles_for_sm90a():
     assert on["warps"] == 12 and on["tma_red"] > 0 and on["red"] == 0, on
     assert on["shared"] == off["shared"] and on["local"] <= off["local"], (on, off)
     assert on["hgmma"] > off["hgmma"], (on, off)  # the skip branch's own dQ matmul
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("ahead", [1, 5], ids=["ahead1", "ahead5"])
+@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_tl_heads_fastest", "d128_full_gqa_s3",
+                                  "d64_causal_tl", "d128_causal_tl_group3"])
+def test_fa3_backward_kv_prefetch_gpu(case, ahead, monkeypatch):
+    """KV_PREFETCH (session 19: the producer prefetches into the L2 the K/V tiles of the CTA `ahead` launch positions
+    later) changes no number: dK, dV equal bit for bit to the kernel without it (dQ by the rule) -- both grid orders,
+    GRID_GROUP's remap (3 heads a group, a partial last group), GQA, d=64, the last CTAs with no CTA ahead."""
+    if case == "d128_causal_tl_group3":
+        monkeypatch.setitem(_CASES, case, ((2, 5, 5, 1024, 1024, 128), True, "top_left", 2, "q_fastest"))
+        monkeypatch.setattr(hb, "GRID_GROUP", 3)
+    block_m = 128 if case.startswith("d64") else 64
+    monkeypatch.setattr(hb, "KV_PREFETCH", 0)
+    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "kv_prefetch", block_m)
+    monkeypatch.setattr(hb, "KV_PREFETCH", ahead)
+    p, s, (q, k, v, do), grads = _run(case, "bf16", "kv_prefetch", block_m)
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, dq=q, cnt=st)
+    assert kw["KV_PREFETCH"] == ahead, kw
+    _check_grads(p, q, k, v, do, grads, "bf16")
+    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+def test_fa3_backward_kv_prefetch_compiles_for_sm90a():
+    """KV_PREFETCH compiles for sm_90a at d=128 causal 2 stages: two bulk L2 prefetches (UBLKPF.L2) in the producer,
+    none without it; the registered kernel's warps, shared memory and local memory otherwise unchanged."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    got = {}
+    for ahead in (0, 132):
+        script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
+                                  'q, q)',
+                                  f'kb.KV_PREFETCH = {ahead}\nkb.DQ_FUSE = False\n'
+                                  'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
+                                  'q, q)\n'
+                                  f'assert kw["KV_PREFETCH"] == {ahead}')
+        script = script.replace('"depbar": len(', '"pf": len(re.findall(r"UBLKPF\\.L2", sass)), "depbar": len(')
+        assert "KV_PREFETCH" in script and '"pf"' in script
+        r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True,
+                           env=env, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+        got[ahead] = json.loads(r.stdout.strip().splitlines()[-1])
+    on, off = got[132], got[0]
+    assert off["pf"] == 0 and on["pf"] == 2, (on, off)
+    assert on["warps"] == 12 and on["shared"] == off["shared"] and on["local"] <= off["local"], (on, off)
+    assert on["hgmma"] == off["hgmma"] and on["depbar"] == off["depbar"], (on, off)
+
+
+def test_fa3_backward_kv_prefetch_rules():
+    """KV_PREFETCH: 0 by default; True = the device's SMs (132 without a GPU), n = n; never with PERSISTENT."""
+    import unittest.mock as um
+    assert hb.KV_PREFETCH == 0
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    acc = torch.empty(1, 2, 1024, 128)
+    for sw, want in ((0, 0), (False, 0), (True, 132), (66, 66)):
+        with um.patch.multiple(hb, KV_PREFETCH=sw, DQ_FUSE=False):
+            assert hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q)[1]["KV_PREFETCH"] == want
+    with um.patch.multiple(hb, KV_PREFETCH=True, DQ_FUSE=False, PERSISTENT=True):
+        _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, walk=torch.empty(8, dtype=torch.int32))
+    assert kw["PERSISTENT"] and kw["KV_PREFETCH"] == 0
