@@ -32,7 +32,8 @@ import os
 
 from .schedule import naive_rows_per_step
 
-__all__ = ["enabled", "real_share", "trip_costs", "ROW_LAUNCHES", "MASKED_RELEASE_CYCLES"]
+__all__ = ["enabled", "real_share", "trip_costs", "ROW_LAUNCHES", "MASKED_RELEASE_CYCLES", "wait_bytes_enabled",
+           "sm_gap_enabled"]
 
 #: the launches that hold whole rows of npow2 >= seq_kv columns and load them one warp load at a time
 ROW_LAUNCHES = frozenset({"naive_softmax", "naive_bwd_ds"})
@@ -48,6 +49,30 @@ WARP_COLUMNS = 32
 def enabled() -> bool:
     """MEMSIM_ROW_MASK set to anything but '', '0', 'off', 'no', 'false' (default: off, while it is evaluated)."""
     return os.environ.get("MEMSIM_ROW_MASK", "0").strip().lower() not in ("", "0", "off", "no", "false")
+
+
+def _on(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() not in ("", "0", "off", "no", "false")
+
+
+def wait_bytes_enabled() -> bool:
+    """MEMSIM_WAIT_BYTES (default off, being evaluated): memsim.engine mixes a replayed loop's register-load waits
+    (L2 hit / DRAM miss) by the share of the step's OWN bytes that miss, not of its sector traffic.  A warp load at a
+    pitch off the sector touches one sector more than its bytes (memsim.sectors: 96 B for 64), the sector it shares
+    with the next load; the engine's traffic counts it, the L2 holds the bytes once -- so a row streamed from DRAM
+    read as 0.68 missing (r1_001) where every load waits the DRAM latency: spill_rowchain's 64-B loads 2 B off the
+    sector wait 717 cycles, aligned ones 720, loads 256 B apart 720 (the L2 hit is 312)."""
+    return _on("MEMSIM_WAIT_BYTES")
+
+
+def sm_gap_enabled() -> bool:
+    """MEMSIM_SM_GAP (default off, being evaluated): a step that its CTA's own chain holds back (it may start only
+    after the SM's calendar is free: t0 > the SM's free_at) books its turn in the SM's idle gap -- the SM's
+    free_at moves by the step's turn, not to the step's end.  Without it a zero-turn step (naive's P stores after
+    the chain-bound row step) set the SM's free_at to that CTA's chain end, and every other CTA of the SM waited
+    for it: r1_019's short CTAs' idle trips started at the long CTAs' 8.17 ms and the second wave at 9.7 ms (the
+    session-16 design: "the SM's free_at stays the turn's end, so co-resident CTAs still share the SM")."""
+    return _on("MEMSIM_SM_GAP")
 
 
 def real_share(launch_name: str, seq_kv: int, block_m: int) -> float:
