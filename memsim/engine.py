@@ -40,6 +40,7 @@ from .calibration import curve_latency_s, reduce_add_Bps
 from .hardware import Hardware
 from .schedule import cdiv
 from .spill_chain import chain_end
+from .spill_rowmask import sm_gap_enabled, wait_bytes_enabled
 from .spill_masked import cta_spill_mix
 
 
@@ -602,7 +603,7 @@ class LaunchModel:
             mix = uf + masked_share * (mf - uf)
             issue_tile *= mix
             load_extra *= mix
-        frac = 0.0
+        frac = fwait = 0.0
         fill_lat, fill_at = self.fill_latency_s, self.fill_at
         local_tile = self.local_s_per_tile * jit
         group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
@@ -635,16 +636,21 @@ class LaunchModel:
         fixed = self.cta_fixed_s * jit * self.ctas_in(idx) if self.cta_fixed_s else 0.0
         tile_fixed = self.tile_fixed_s * jit
         overlap = self.overlap
+        # MEMSIM_WAIT_BYTES: register-load waits mixed by the step's own bytes that miss; MEMSIM_SM_GAP: a step its
+        # own chain holds back books its turn in the SM's gap (memsim.spill_rowmask; both off by default)
+        wait_own, gap = wait_bytes_enabled(), sm_gap_enabled()
         for k, (reads, writes, flops, exps, tiles) in enumerate(steps):
             now = env.now
             if reads:
                 tl += tiles
-                g = miss = waited = 0
+                g = miss = waited = own = 0
                 if split:
                     g_split += sum(acc[2] for acc in reads if acc[0][0] in split)
                 if window is None:
                     for acc in reads:
                         g += acc[2]
+                        if wait_own:
+                            own += _mask_bytes(acc[1], acc[3], acc[4], acc[5])
                         m_ = l2read(acc, idx)
                         miss += m_
                         if fill_lat is not None:
@@ -663,6 +669,8 @@ class LaunchModel:
                     for acc in reads:
                         key, mask, nb = acc[0], acc[1], acc[2]
                         g += nb
+                        if wait_own:
+                            own += _mask_bytes(mask, acc[3], acc[4], acc[5])
                         # lines whose fill another CTA's miss started are still on their way: joining that
                         # request, or hitting the L2 before they land, waits as long as the miss does
                         in_flight = fill_lat is not None and fill_at.get(key, 0.0) > now
@@ -695,6 +703,7 @@ class LaunchModel:
                 xfer_end = a if a > b else b
                 if g:
                     frac = min(1.0, (miss + waited) / g)
+                fwait = min(1.0, miss / own + waited / g) if (wait_own and own and g) else frac
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
                     ready = first = xfer_end + dep_lat * tiles
@@ -737,7 +746,7 @@ class LaunchModel:
                     first = now + (xfer_end - now) / (tiles or 1) + wait
             else:
                 ready = first = now
-                frac = 0.0  # no loads: the loop's register loads wait for nothing (naive's trips past seq_q)
+                frac = fwait = 0.0  # no loads: the loop's register loads wait for nothing (naive's trips past seq_q)
             if overlap:  # one warpgroup's softmax under the other's MMAs
                 a_, b_ = flops * spf, exps * spe
                 dur = a_ if a_ > b_ else b_
@@ -747,7 +756,7 @@ class LaunchModel:
                 # (the step's useful FLOPs over the trip's MMA FLOPs are NOT tiles per trip: ragged and masked
                 # tiles do fewer useful FLOPs than the padded MMAs the trip issues; reading them as an unrolled
                 # loop made set J's one-key dK/dV 20x too fast and set D's d=16 hopper forward 2x)
-                d_issue = tiles * ((issue_tile + frac * load_extra) if reads or not issue_idle else issue_idle)
+                d_issue = tiles * ((issue_tile + fwait * load_extra) if reads or not issue_idle else issue_idle)
                 if d_issue > dur:
                     dur = d_issue
             if local_tile:  # ... and the warps wait on their spilled registers' round trips
@@ -759,7 +768,8 @@ class LaunchModel:
             if tile_fixed and writes:  # a persistent CTA's epilogue and next set-up, once per tile it stores
                 dur += tile_fixed
             t0 = first if first > prev_end else prev_end
-            start = t0 if t0 > sm.free_at else sm.free_at
+            free0 = sm.free_at
+            start = t0 if t0 > free0 else free0
             end = start + dur
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
@@ -805,7 +815,7 @@ class LaunchModel:
                         sp_end = d_end
                 if end < sp_end:
                     end = sp_end
-            sm.free_at = sm_end
+            sm.free_at = free0 + (sm_end - start) if (gap and t0 > free0) else sm_end
             sm.busy_s += dur
             fl += flops
             ex += exps
