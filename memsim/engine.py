@@ -340,6 +340,7 @@ class CtaBatches:
         self.write_partial_share = getattr(work, "write_partial_share", None)
         self.reduce_adds = getattr(work, "reduce_adds", None)
         self.split_load_tensors = getattr(work, "split_load_tensors", None)
+        self.stage_loop = getattr(work, "stage_loop", False)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
         self.num_ctas = cdiv(work.num_ctas, ctas_per_event)
@@ -625,6 +626,7 @@ class LaunchModel:
         n = len(steps)
         g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = g_split = 0
         split = getattr(self.work, "split_load_tensors", None)
+        stage_loop = getattr(self.work, "stage_loop", False)
         if self.work.cta_l1_bytes is not None:
             l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2
         if self.spill_once and (spill or local_tile):
@@ -774,7 +776,7 @@ class LaunchModel:
             if end < ready:  # the last tile's data arrived after the compute could have finished
                 end = ready
             sm_end = end  # the SM's turn: a CTA draining its spill traffic does not keep the others waiting
-            if not pipelined and tiles > 1 and reads and not dependent and not load_extra:
+            if not pipelined and stage_loop and tiles > 1 and reads and not dependent and not load_extra:
                 # a one-stage loop issues tile j+1's loads only once tile j's compute has freed its buffer: each
                 # tile of the step waits its own round trip (its share of the transfer and the latency), in turn
                 # with the compute -- as the tile grain walks it; the SM's turn is only the compute (co-resident

@@ -364,11 +364,13 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
                run_blocks: int | None = None, ctas_per_event: int | None = None,
                heads_per_event: int | None = None, ctas_per_sm: int = 1,
                budget_s: float = AUTO_BUDGET_S, refuse: bool = True,
-               max_seconds: float | None = SLOW_LIMIT_S) -> GrainPlan:
+               max_seconds: float | None = SLOW_LIMIT_S, keep_reuse: bool = True) -> GrainPlan:
     """Choose (or check) the grain; estimate its cost.  Raises `SimulationTooLarge` for the absurd.
 
     Explicit arguments are kept; with ``grain="auto"`` the knobs left as None are chosen (see the
-    module doc).  `ctas_per_sm` is the occupancy used to count CTA slots (num_sms x ctas_per_sm)."""
+    module doc).  `ctas_per_sm` is the occupancy used to count CTA slots (num_sms x ctas_per_sm).
+    `keep_reuse`: batch only where `batch_keeps_reuse`; where that plan would be refused as too slow, the plan
+    without it is taken (its reason says so) -- a coarser answer rather than none."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
     check_max_seconds(max_seconds)
@@ -398,7 +400,7 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
         def k_ok(L, k, f):
             sl = max(1, round(hardware.num_sms / f)) * cps
             return (cdiv(cdiv(L.num_ctas, f), k) >= MIN_EVENTS_PER_SLOT * sl
-                    and batch_keeps_reuse(kl[L.name], k, f, sl))
+                    and (not keep_reuse or batch_keeps_reuse(kl[L.name], k, f, sl)))
 
 
         def next_fold(limit_sms):
@@ -438,6 +440,11 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
                      built_steps=cost[1], built_accesses=cost[2], events=cost[3], estimated_s=cost[4],
                      reason=reason, slots=slots)
     n_ev = plan.built_ctas + plan.built_accesses + plan.events
+    if keep_reuse and free_k and max_seconds is not None and plan.estimated_s > max_seconds:
+        loose = plan_grain(problem, schedule, hardware, grain, run_blocks, ctas_per_event, heads_per_event,
+                           ctas_per_sm, budget_s, refuse, max_seconds, keep_reuse=False)
+        return replace(loose, reason=loose.reason + "; batched across a head's CTAs (the plan that keeps them "
+                                                    f"apart was estimated at {plan.estimated_s:.2g} s)")
     if refuse and n_ev > REFUSE_EVENTS:
         what = f"{schedule.algorithm} {schedule.phase} B={problem.batch} H={problem.heads_q} N={problem.seq_q}"
         if problem.seq_kv != problem.seq_q:

@@ -160,6 +160,11 @@ class LaunchWork:
     #: `LaunchCost.l1_split_factor` times at the global level (memsim/MODEL.md "global loads as L1's tag stage
     #: counts them").  None: no split tensor
     split_load_tensors: frozenset | None = None
+    #: the launch's tile loop is software-pipelined `num_stages` deep (a loop of `tl.range(..., num_stages=)` or a
+    #: TMA ring of that many buffers): at one stage tile j+1's loads go out only once tile j's compute has freed the
+    #: buffer, so each tile waits its own round trip (memsim.engine; MODEL.md "Grain").  False: no such loop (a
+    #: loopless or row kernel, a persistent walk, a warp-specialised ring whose depth is not `num_stages`)
+    stage_loop: bool = False
 
     @property
     def name(self) -> str:
@@ -499,6 +504,8 @@ class LaunchModelSpec:
     reduce_adds: tuple | None = None
     #: the tensors whose loads are split into element-wide pieces (LaunchWork.split_load_tensors)
     split_load_tensors: frozenset | None = None
+    #: the launch's tile loop is pipelined num_stages deep (LaunchWork.stage_loop)
+    stage_loop: bool = False
 
 
 def masked_by_q_block(c: _Ctx) -> Callable[[dict], int]:
@@ -513,14 +520,17 @@ def masked_by_kv_block(c: _Ctx) -> Callable[[dict], int]:
 
 @workload("flash2", "fwd")
 def _flash2_fwd_work(c: _Ctx) -> dict:
-    return {"flash2_fwd": LaunchModelSpec(lambda co: _flash2_fwd(c, co), masked_tiles=masked_by_q_block(c))}
+    return {"flash2_fwd": LaunchModelSpec(lambda co: _flash2_fwd(c, co), masked_tiles=masked_by_q_block(c),
+                                          stage_loop=True)}
 
 
 @workload("flash2", "bwd")
 def _flash2_bwd_work(c: _Ctx) -> dict:
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
-            "flash2_bwd_dkdv": LaunchModelSpec(lambda co: _flash2_bwd_dkdv(c, co), masked_tiles=masked_by_kv_block(c)),
-            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(c, co), masked_tiles=masked_by_q_block(c))}
+            "flash2_bwd_dkdv": LaunchModelSpec(lambda co: _flash2_bwd_dkdv(c, co), masked_tiles=masked_by_kv_block(c),
+                                               stage_loop=True),
+            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(c, co), masked_tiles=masked_by_q_block(c),
+                                             stage_loop=True)}
 
 
 @workload("flash1", "fwd")
@@ -539,22 +549,22 @@ def _naive_fwd_work(c: _Ctx) -> dict:
             "naive_softmax": LaunchModelSpec(lambda co: _naive_rows(c, co, ("S",), "P", 1),
                                              write_partial_share={"P": rows}, split_load_tensors=c.sp_split("S")),
             "naive_pv": LaunchModelSpec(lambda co: _naive_rowstream(c, co, "P", c.V, c.O),
-                                        split_load_tensors=c.sp_split("P"))}
+                                        split_load_tensors=c.sp_split("P"), stage_loop=True)}
 
 
 @workload("naive", "bwd")
 def _naive_bwd_work(c: _Ctx) -> dict:
     return {"naive_bwd_dv": LaunchModelSpec(lambda co: _naive_colstream(c, co, "P", c.dO, c.dV),
-                                            split_load_tensors=c.sp_split("P")),
+                                            split_load_tensors=c.sp_split("P"), stage_loop=True),
             "naive_bwd_dp": LaunchModelSpec(lambda co: _naive_matmul_tile(c, co, c.dO, c.V, "dP"),
                                             write_partial_share={"dP": c.sp_partial_share()}),
             "naive_bwd_ds": LaunchModelSpec(lambda co: _naive_rows(c, co, ("P", "dP"), "dP", 0),
                                             write_partial_share={"dP": c.sp_partial_share(whole_rows=True)},
                                             split_load_tensors=c.sp_split("P", "dP")),
             "naive_bwd_dq": LaunchModelSpec(lambda co: _naive_rowstream(c, co, "dP", c.K, c.dQ),
-                                            split_load_tensors=c.sp_split("dP")),
+                                            split_load_tensors=c.sp_split("dP"), stage_loop=True),
             "naive_bwd_dk": LaunchModelSpec(lambda co: _naive_colstream(c, co, "dP", c.Q, c.dK),
-                                            split_load_tensors=c.sp_split("dP"))}
+                                            split_load_tensors=c.sp_split("dP"), stage_loop=True)}
 
 
 def max_loop_blocks(problem: AttentionProblem, schedule: Schedule) -> int:
@@ -586,7 +596,8 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
                               tma_row_bytes=w.tma_row_bytes, write_partial_share=w.write_partial_share,
                               cta_masked_tiles=(None if w.masked_tiles is None else
                                                 (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx)))),
-                              reduce_adds=w.reduce_adds, split_load_tensors=w.split_load_tensors))
+                              reduce_adds=w.reduce_adds, split_load_tensors=w.split_load_tensors,
+                              stage_loop=w.stage_loop))
     return out
 
 

@@ -33,10 +33,11 @@ from .workloads import (LaunchModelSpec, Tensor, _Ctx, _flash2_bwd_dkdv, _flash2
                         _flash2_fwd, _runs, masked_by_kv_block, masked_by_q_block, workload)
 
 
-def _tma(c: _Ctx, steps, masked=None) -> LaunchModelSpec:
+def _tma(c: _Ctx, steps, masked=None, stage_loop: bool = True) -> LaunchModelSpec:
     """A launch whose tiles move as TMA boxes of head_dim-wide rows (Q, K, V, dO: d x element bytes each);
-    `masked`: its CTAs' trips of the masked loop copy (LaunchModelSpec.masked_tiles)."""
-    return LaunchModelSpec(steps, tma_row_bytes=c.d * c.e, masked_tiles=masked)
+    `masked`: its CTAs' trips of the masked loop copy (LaunchModelSpec.masked_tiles); `stage_loop`: its loop is a
+    ring of num_stages buffers (LaunchModelSpec.stage_loop)."""
+    return LaunchModelSpec(steps, tma_row_bytes=c.d * c.e, masked_tiles=masked, stage_loop=stage_loop)
 
 
 def _whole_box(acc):
@@ -125,12 +126,12 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
     return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
             "hopper_bwd_dkdvdq": LaunchModelSpec(lambda co: _hopper_bwd_dkdvdq(c, co),
                                                  masked_tiles=masked_by_kv_block(c),
-                                                 reduce_adds=("dQacc", _dqacc_sharers(c))),
+                                                 reduce_adds=("dQacc", _dqacc_sharers(c)), stage_loop=True),
             "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
 
 
 # --- hopper_ws: a persistent forward; a warp-specialised dK/dV pass + flash2's dQ pass ------------------------
-def _persistent_fwd(c: _Ctx, tiles=persistent_tiles) -> LaunchModelSpec:
+def _persistent_fwd(c: _Ctx, tiles=persistent_tiles, stage_loop: bool = True) -> LaunchModelSpec:
     """A persistent forward launch (hopper_ws, hopper_fa3's walks): each CTA the flash2_fwd steps of its tiles, in
     the order `tiles(p, s, cta)` gives (`persistent_tiles`; hopper_fa3: `fa3_tiles`), moved as TMA boxes."""
     def cta(co):
@@ -139,7 +140,7 @@ def _persistent_fwd(c: _Ctx, tiles=persistent_tiles) -> LaunchModelSpec:
             st = _flash2_fwd(c, {"q_block": m, "bh": h})
             steps += _tma_steps(st) if c.sectors else st
         return steps
-    return _tma(c, cta)
+    return _tma(c, cta, stage_loop=stage_loop)
 
 
 @workload("hopper_ws", "fwd")
@@ -161,7 +162,8 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
         t.name = f"{name}@dq"
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
             "hopper_bwd_dkdv_ws": _tma(c, lambda co: _flash2_bwd_dkdv(c, co)),
-            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(cq, co), masked_tiles=masked_by_q_block(cq))}
+            "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(cq, co), masked_tiles=masked_by_q_block(cq),
+                                             stage_loop=True)}
 
 
 # --- hopper_fa3 fwd: hopper_fwd's tiles and order (longest first when causal) under its own launch name ---------
@@ -177,7 +179,7 @@ def _hopper_fa3_fwd_work(c: _Ctx) -> dict:
         return _hopper_fwd_work(c)
     if not fa3_persistent(c.p, c.s):
         return {"hopper_fa3_fwd": _hopper_fwd_work(c)["hopper_fwd"]}
-    return {"hopper_fa3_fwd": _persistent_fwd(c, fa3_tiles)}
+    return {"hopper_fa3_fwd": _persistent_fwd(c, fa3_tiles, stage_loop=False)}  # its Gluon ring: not num_stages
 
 
 # --- hopper_fa3 bwd: hopper bwd's steps; its fused pass under the launch name ``hopper_fa3_bwd`` -----------------
@@ -213,9 +215,10 @@ def _hopper_fa3_bwd_work(c: _Ctx) -> dict:
         zero = fa3_bwd_dq_zero_ws(c.p, c.s)
         pre = (lambda co: _flash2_bwd_pre(c, co)) if zero else w["hopper_bwd_preprocess"]
         return {"hopper_bwd_preprocess": pre,
-                "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co) + _fa3_bwd_fused_convert(c, co, zero))}
+                "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co) + _fa3_bwd_fused_convert(c, co, zero),
+                                       stage_loop=False)}
     return {"hopper_bwd_preprocess": w["hopper_bwd_preprocess"],
-            "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co)),
+            "hopper_fa3_bwd": _tma(c, lambda co: steps(c, co), stage_loop=False),
             "hopper_bwd_dq_convert": w["hopper_bwd_dq_convert"]}
 
 
