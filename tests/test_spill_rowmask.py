@@ -100,3 +100,30 @@ def test_naive_softmax_per_row(monkeypatch):
     assert b - a == pytest.approx(meas[8189] - meas[5055], rel=0.05)
     monkeypatch.setenv("MEMSIM_ROW_MASK", "0")
     assert row_us(5055) > 1.3 * meas[5055]
+
+
+def _softmax_time(monkeypatch, env: dict, heads: int = 132) -> float:
+    import memsim
+    from memsim.schedule import AttentionProblem, Schedule
+    for k in ("MEMSIM_ROW_MASK", "MEMSIM_WAIT_BYTES", "MEMSIM_SM_GAP"):
+        monkeypatch.setenv(k, env.get(k, "0"))
+    p = AttentionProblem(batch=1, heads_q=heads, heads_kv=heads // 2, seq_q=152, seq_kv=5055, head_dim=16,
+                         dtype="bf16", causal=True, causal_align="bottom_right")
+    s = Schedule(algorithm="naive", phase="fwd", block_m=128, block_n=32, num_warps=1, num_stages=4,
+                 grid_order="heads_fastest")
+    r = memsim.simulate(p, s, "h100-sxm", grain="cta", max_seconds=None).to_dict()
+    return next(k["time_s"] for k in r["kernels"] if k["name"] == "naive_softmax")
+
+
+def test_engine_switches_on_a_small_r1_019(monkeypatch):
+    """r1_019's softmax at 132 heads (a long and a short CTA an SM): masked loads make it faster; waits mixed by
+    own bytes (S streams from DRAM, 3 sectors a 2-B-aligned load) slower than by sector traffic; the gap booking never
+    slower than the chain-end booking."""
+    pytest.importorskip("simpy")
+    base = _softmax_time(monkeypatch, {})
+    mask = _softmax_time(monkeypatch, {"MEMSIM_ROW_MASK": "1"})
+    wait = _softmax_time(monkeypatch, {"MEMSIM_ROW_MASK": "1", "MEMSIM_WAIT_BYTES": "1"})
+    gap = _softmax_time(monkeypatch, {"MEMSIM_ROW_MASK": "1", "MEMSIM_WAIT_BYTES": "1", "MEMSIM_SM_GAP": "1"})
+    assert mask < 0.85 * base
+    assert wait > mask
+    assert gap <= wait * 1.0001
