@@ -99,6 +99,11 @@ class LaunchCost:
     #: the bytes of one piece of those chunks (`l1_split_piece_bytes`; 0.0 where unknown: every chunk counts
     #: `l1_split_factor` times)
     l1_split_piece_bytes: float = 0.0
+    #: the full tile's count (the compiled loop's `l1_load_factor`), applied to the whole launch's reads where its
+    #: loop splits chunks but the workload names no split tensor (fp32 flash2 dK/dV: runs of 4 lse / delta words,
+    #: each under its own row predicate -- they alone would add a quarter of what ncu counts beyond the bytes; the
+    #: rest is not understood, and this rule, the model before 2026-11-27, came within 3 % there)
+    l1_load_factor: float = 1.0
     #: a trip of the kernel's masked loop copy (the causal band, a ragged tail) and of its unmasked one, each over a
     #: trip of the tile loop the replay chose (one of them is 1.0; both 1.0 where the SASS has one loop): the engine
     #: prices a CTA's trips by its share of masked ones (LaunchWork.cta_masked_tiles; memsim/MODEL.md "the masked
@@ -362,5 +367,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         spill_trip_factors=trip_spill_factors(f) if (st_b or ld_b) else None,
         l1_split_factor=(getattr(f, "l1_split_factor", None) or 1.0) if f is not None else 1.0,
         l1_split_piece_bytes=(getattr(f, "l1_split_piece_bytes", None) or 0.0) if f is not None else 0.0,
+        l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

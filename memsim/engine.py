@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import simpy
@@ -396,8 +396,8 @@ class LaunchStats:
     global_read_bytes: int = 0
     #: part of global_read_bytes beyond the byte contract, served by L1 (see memsim.workloads)
     l1_reread_bytes: int = 0
-    #: part of global_read_bytes read from the launch's split tensors (LaunchWork.split_load_tensors)
-    split_read_bytes: int = 0
+    #: {tensor name: part of global_read_bytes read of it} for the launch's split tensors (LaunchWork.split_load_tensors)
+    split_read_bytes: dict = field(default_factory=dict)
     global_write_bytes: int = 0
     l2_read_bytes: int = 0
     l2_write_bytes: int = 0
@@ -624,7 +624,8 @@ class LaunchModel:
         l2book, dbook = self.l2link.book, self.dram.book
         prev_end = done = env.now
         n = len(steps)
-        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = g_split = 0
+        g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
+        g_split: dict = {}
         split = getattr(self.work, "split_load_tensors", None)
         stage_loop = getattr(self.work, "stage_loop", False)
         if self.work.cta_l1_bytes is not None:
@@ -647,7 +648,9 @@ class LaunchModel:
                 tl += tiles
                 g = miss = waited = own = 0
                 if split:
-                    g_split += sum(acc[2] for acc in reads if acc[0][0] in split)
+                    for acc in reads:
+                        if acc[0][0] in split:
+                            g_split[acc[0][0]] = g_split.get(acc[0][0], 0) + acc[2]
                 if window is None:
                     for acc in reads:
                         g += acc[2]
@@ -832,7 +835,8 @@ class LaunchModel:
         st.tiles += tl
         st.global_read_bytes += g_rd + l1r
         st.l1_reread_bytes += l1r
-        st.split_read_bytes += g_split
+        for n_, b_ in g_split.items():
+            st.split_read_bytes[n_] = st.split_read_bytes.get(n_, 0) + b_
         st.l2_read_bytes += l2_rd
         st.l2_write_bytes += s_wr
         st.spill_l2_read_bytes += s_rd

@@ -32,7 +32,7 @@ from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
 from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches, require_bool
 from .sectors import split_load_count
-from .workloads import build_launches, extra_device_bytes, max_loop_blocks, sp_rows
+from .workloads import build_launches, extra_device_bytes, max_loop_blocks
 
 LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
               "dram_read_bytes", "dram_write_bytes")
@@ -229,12 +229,19 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                 model.dep_Bps *= fold  # ... and f CTAs move their bytes side by side
             model.l2_scale = fold_l2_scale(real_launches[li], hw.num_sms * cost.ctas_per_sm, fold)
         st = model.run()
-        if cost.l1_split_factor > 1.0 and st.split_read_bytes:
+        if cost.l1_split_factor > 1.0 and st.split_read_bytes and work.split_load_tensors:
             # loads split into element-wide pieces count their chunk once per piece at L1's tag stage (the global
             # level only: kernels.sass.l1_split_factor), over the bytes the launch read of its split tensors (rows
             # past the problem's are predicated off and count nothing); added to what L1 re-serves beyond the contract
-            pieces = split_load_count(*sp_rows(problem, schedule), cost.l1_split_factor, cost.l1_split_piece_bytes)
-            extra = int(round((pieces - 1.0) * st.split_read_bytes))
+            extra = int(round(sum((split_load_count(*work.split_load_tensors[n], cost.l1_split_factor,
+                                                     cost.l1_split_piece_bytes) - 1.0) * b
+                                  for n, b in st.split_read_bytes.items())))
+            st.global_read_bytes += extra
+            st.l1_reread_bytes += extra
+        elif cost.l1_split_factor > 1.0 and cost.l1_load_factor > 1.0 and not work.split_load_tensors:
+            # split chunks the workload cannot place (no named split tensor): the full tile's mix over all the
+            # launch's reads, as before 2026-11-27 (LaunchCost.l1_load_factor)
+            extra = int(round((cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)))
             st.global_read_bytes += extra
             st.l1_reread_bytes += extra
         code = cost.code_bytes if flush_l2 else 0

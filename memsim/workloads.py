@@ -154,12 +154,13 @@ class LaunchWork:
     #: reduce-adds done in the L2 (tl.atomic_add: RED.E.ADD.F32; hopper's dQacc); the engine books them at the
     #: rate the L2 takes reduce-adds shared by that many CTAs (memsim/MODEL.md "reduce-adds in the L2")
     reduce_adds: tuple | None = None
-    #: names of the tensors whose register loads the compiler splits into element-wide pieces (rows at a pitch in
-    #: elements Triton cannot prove a multiple of 16: the naive kernels' S / P / dP rows of seq_kv elements); the
-    #: engine sums the bytes the launch reads of them (LaunchStats.split_read_bytes) and memsim.sim counts those
-    #: `LaunchCost.l1_split_factor` times at the global level (memsim/MODEL.md "global loads as L1's tag stage
-    #: counts them").  None: no split tensor
-    split_load_tensors: frozenset | None = None
+    #: {tensor name: (row pitch, segment an access covers, element) bytes} of the tensors whose register loads the
+    #: compiler may split into element-wide pieces (the SASS says whether it does: `LaunchCost.l1_split_factor`):
+    #: rows at a pitch in elements Triton cannot prove a multiple of 16 (the naive kernels' S / P / dP rows of
+    #: seq_kv elements).  The engine sums the bytes the launch reads of each
+    #: (LaunchStats.split_read_bytes) and memsim.sim counts them `memsim.sectors.split_load_count` times at the
+    #: global level (memsim/MODEL.md "global loads as L1's tag stage counts them").  None: no split tensor
+    split_load_tensors: dict | None = None
     #: the launch's tile loop is software-pipelined `num_stages` deep (a loop of `tl.range(..., num_stages=)` or a
     #: TMA ring of that many buffers): at one stage tile j+1's loads go out only once tile j's compute has freed the
     #: buffer, so each tile waits its own round trip (memsim.engine; MODEL.md "Grain").  False: no such loop (a
@@ -231,12 +232,12 @@ class _Ctx:
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
 
-    def sp_split(self, *names) -> frozenset | None:
+    def sp_split(self, *names) -> dict | None:
         """The S / P / dP tensors among `names` whose loads the compiler splits: their rows are seq_kv elements apart,
         and where seq_kv is not a multiple of 16 Triton (which specialises integer arguments on divisibility by 16)
         cannot prove a row's 16-byte alignment, so each thread's chunk is loaded one element (or 4 bytes) at a time
         (kernels.sass.l1_split_factor).  None where seq_kv is a multiple of 16."""
-        return frozenset(names) if self.p.seq_kv % 16 else None
+        return {n: sp_rows(self.p, self.s) for n in names} if self.p.seq_kv % 16 else None
 
     def sp_partial_share(self, whole_rows: bool = False) -> float:
         """Of the sectors a store of the S/P/dP rows moves, the share it covers only in part (`sp_tensor`'s
@@ -502,8 +503,8 @@ class LaunchModelSpec:
     masked_tiles: Callable[[dict], int] | None = None
     #: (tensor name, CTAs that add into each of its blocks) of a launch's register reduce-adds (LaunchWork)
     reduce_adds: tuple | None = None
-    #: the tensors whose loads are split into element-wide pieces (LaunchWork.split_load_tensors)
-    split_load_tensors: frozenset | None = None
+    #: the tensors whose loads are split into element-wide pieces, with their geometry (LaunchWork.split_load_tensors)
+    split_load_tensors: dict | None = None
     #: the launch's tile loop is pipelined num_stages deep (LaunchWork.stage_loop)
     stage_loop: bool = False
 
