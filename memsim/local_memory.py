@@ -174,7 +174,7 @@ def curves_from(points: list, hw) -> SpillCurves | None:
 
 
 #: a reload point enters the L2-miss curve only where at least this share of its reloads reached the L2
-#: (MEMSIM_SPILL_L2CURVE=reach; session 12): below it, the reloads that miss L1 are the ones whose lines went
+#: (MEMSIM_SPILL_L2CURVE unset or "reach", the default since 2026-11-27; "all": every point; session 12): below it, the reloads that miss L1 are the ones whose lines went
 #: furthest, and their L2-miss share is not the reloads' (see `l2_miss_from_reaching`)
 L2_CURVE_MIN_REACH = 0.8
 
@@ -229,7 +229,8 @@ def curves_for(hw, cal) -> SpillCurves | None:
     from .calibration import calibration_path
     p = calibration_path(hw)
     import os
-    reach_only = os.environ.get("MEMSIM_SPILL_L2CURVE") == "reach"
+    # the default since 2026-11-27 (with MEMSIM_SPILL_LRU): "all" -> every spilling point, as before
+    reach_only = os.environ.get("MEMSIM_SPILL_L2CURVE", "reach") == "reach"
     key = (str(p), p.stat().st_mtime_ns if p.is_file() else None, hw.num_sms, hw.l2_bytes,
            hw.l1_shared_per_sm_bytes, cal.l2_dirty_bytes, reach_only)
     if key in _CURVES:

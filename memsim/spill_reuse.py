@@ -181,13 +181,15 @@ def reuse_for(f) -> dict | None:
     reloads' pairs of distances (since the store, since the last access) where the table's entry has them
     (`local_reuse["reload_pairs"]`) or the data file does (by `memsim.spill_draw.fingerprint`).
 
-    MEMSIM_SPILL_LRU: unset or "0" -> off (the table's since-store histograms only; the default: live time 16.00 ->
-    16.60 % with it, notes/spills.md session 15); "1" -> `DATA_FILE`; a path -> that file.
+    MEMSIM_SPILL_LRU: unset or "1" -> `DATA_FILE` (the default since 2026-11-27, sixteenth session: live A-Y
+    dram_read 1.52 -> 1.07 % median, worst 510 -> 186 %, 74 cases closer / 30 further; time 13.88 -> 14.31 %, the
+    spilling loops whose reloads now hit the L2 run too fast -- memsim/MODEL.md); "0" -> off (the table's
+    since-store histograms only); a path -> that file.
     MEMSIM_SPILL_LRU_LEVELS: "l2" (default) -> `local_memory` places the L1 by the since-store distance and the L2 by
     the since-last-access one; "l1l2" -> both caches by the since-last-access distance (tried, not adopted: the
     L1-miss share drops below ncu's on the live set, notes/spills.md session 15)."""
     reuse = (getattr(f, "loop", None) or {}).get("local_reuse")
-    path = os.environ.get(ENV)
+    path = os.environ.get(ENV, "1")
     if not reuse or not path or path == "0":
         return reuse
     pairs = reuse.get("reload_pairs")

@@ -1,5 +1,5 @@
 """The reload L2-miss curve from the microbenchmark points whose reloads reach the L2 (notes/spills.md session 12;
-MEMSIM_SPILL_L2CURVE=reach, not the default)."""
+MEMSIM_SPILL_L2CURVE=reach, the default since 2026-11-27; "all" turns it off)."""
 import json
 
 import pytest
@@ -16,9 +16,9 @@ def h100():
     return hw, load_calibration(hw), facts
 
 
-def test_the_default_curve_is_unchanged_without_the_switch(h100, monkeypatch):
+def test_the_all_points_curve_is_unchanged_with_the_switch_off(h100, monkeypatch):
     hw, cal, _ = h100
-    monkeypatch.delenv("MEMSIM_SPILL_L2CURVE", raising=False)
+    monkeypatch.setenv("MEMSIM_SPILL_L2CURVE", "all")
     _CURVES.clear()
     c = curves_for(hw, cal)
     assert "reach the L2" not in c.source
@@ -51,5 +51,7 @@ def test_the_switch_puts_the_curve_in_the_placement(h100, monkeypatch):
     c = curves_for(hw, cal)
     assert "reach the L2" in c.source
     assert SpillCurves.at(c.l2_miss, 0.5) < 0.1
-    monkeypatch.delenv("MEMSIM_SPILL_L2CURVE")
+    monkeypatch.delenv("MEMSIM_SPILL_L2CURVE")  # the default since 2026-11-27
+    assert "reach the L2" in curves_for(hw, cal).source
+    monkeypatch.setenv("MEMSIM_SPILL_L2CURVE", "all")
     assert "reach the L2" not in curves_for(hw, cal).source

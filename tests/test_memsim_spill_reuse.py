@@ -56,7 +56,7 @@ def test_reuse_for_reads_the_pairs_from_the_file(tmp_path, monkeypatch):
     assert SR.reuse_for(f) == {"reload": [[16, 8]], "restore": [[32, 8]]}
     monkeypatch.setenv(SR.ENV, "0")  # off
     assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
-    monkeypatch.delenv(SR.ENV)  # off by default
+    monkeypatch.delenv(SR.ENV)  # on by default (DATA_FILE: no entry for these made-up facts -> the table's reading)
     assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
     monkeypatch.setenv(SR.ENV, str(tmp_path / "missing.json"))  # no entry: the table's reading
     assert SR.reuse_for(f) == {"reload": [[64, 8]], "restore": [[32, 8]]}
@@ -136,9 +136,12 @@ def test_held_out_v000_reloads_hit_the_l2_more(monkeypatch, launch, ctas, since_
     s = Schedule(algorithm="flash2", phase="bwd", block_m=128, block_n=128, num_warps=4, num_stages=1,
                  grid_order="heads_fastest")
     monkeypatch.delenv(SR.LEVELS_ENV, raising=False)
+    monkeypatch.setenv("MEMSIM_SPILL_L2CURVE", "all")  # the curve these figures were read with (session 15)
     monkeypatch.setenv(SR.ENV, "1")
     on = launch_cost(hw, cal, launch, p, s, 131072, num_ctas=ctas)
     monkeypatch.delenv(SR.ENV)
+    assert launch_cost(hw, cal, launch, p, s, 131072, num_ctas=ctas) == on  # on by default
+    monkeypatch.setenv(SR.ENV, "0")
     off = launch_cost(hw, cal, launch, p, s, 131072, num_ctas=ctas)
     assert on.local.l1_miss_fraction == off.local.l1_miss_fraction  # the L1 keeps the since-store reading
     assert off.spill_dram_read_fraction == pytest.approx(since_store, abs=0.005)
