@@ -712,6 +712,15 @@ class LaunchModel:
                 if dependent:
                     # the loop cannot prefetch: every tile waits for its own loads (a round trip each)
                     ready = first = xfer_end + dep_lat * tiles
+                    if not tiles:
+                        # an outer step whose inner loop makes no trip still waits for its loads: the kernel puts
+                        # K_j / V_j in the dot operands' layout before the inner loop (kernels/flash1.py), and the
+                        # next step's loads go out after -- a load chained after a wait, a round trip later
+                        # (`prologue_trips`: the DRAM share at round_trip_s, the L2 hits at round_trip_l2_s)
+                        rt = rt_s if rt_s is not None else lat
+                        if rt_l2 is not None:
+                            rt = frac * rt + (1.0 - frac) * rt_l2
+                        ready = first = xfer_end + rt
                     if dep_Bps:  # ... and moves its loads and stores at one CTA's dependent-loop rate
                         ready = first = ready + (g + sum(a[2] for a in writes)) / dep_Bps
                     # (a store-then-load round trip through the L2: not a register load's wait, which the replay

@@ -239,3 +239,24 @@ def test_preprocess_entries_load_their_tiles_once():
         if got != want:
             bad.append(f"{k}: {got} B, want {want}")
     assert n and not bad, f"{len(bad)} of {n}: " + "; ".join(bad[:5])
+
+
+def test_flash1_outer_steps_without_a_trip_still_wait_their_loads():
+    """flash1 puts K_j / V_j in the dot operands' layout before its inner loop, so an outer step whose inner loop
+    makes no trip (causal, a K/V block no Q block sees) still waits its loads, and the next step's loads go out a
+    round trip later.  Live r11262_008 (115 queries, 5504 keys, causal: 168 of 172 K/V blocks unseen) measured 111.5
+    us on the H100 where the model gave 41 (-63 %); each unseen block costs at least an L2 round trip now."""
+    import memsim
+    from memsim.calibration import calibration_for
+    from memsim.schedule import AttentionProblem, Schedule
+    hw = memsim.load_hardware("h100-sxm")
+    cal = calibration_for(hw)
+    s = Schedule(algorithm="flash1", phase="fwd", block_m=16, block_n=32, num_warps=1, num_stages=2,
+                 grid_order="heads_fastest")
+    t = {}
+    for n in (2048, 4096):
+        p = AttentionProblem(batch=1, heads_q=4, heads_kv=4, seq_q=64, seq_kv=n, head_dim=32, dtype="bf16",
+                             causal=True, causal_align="top_left")
+        t[n] = memsim.simulate(p, s, hw).kernels[0]["time_s"]
+    unseen = (4096 - 2048) // 32  # K/V blocks the 64 queries never see
+    assert t[4096] - t[2048] >= unseen * cal.round_trip_l2_s, (t, unseen * cal.round_trip_l2_s)
