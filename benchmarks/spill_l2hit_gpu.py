@@ -23,8 +23,11 @@ Two questions, one call:
   before the walk (a spill reload's case: the line was stored by this SM and sits dirty in the L2).  1 and 4 CTAs
   per SM on all SMs.
 
-    run(command="python3 benchmarks/spill_l2hit_gpu.py --out $OUT/spill_l2hit.json --budget-s 120", timeout_s=150)
-    python benchmarks/spill_l2hit_gpu.py --analyse RUN.json     # here: the replay of each variant beside it
+    run(command="python3 benchmarks/spill_l2hit_gpu.py --out $OUT/spill_l2hit.json --budget-s 110", timeout_s=150)
+    (run 2026-11-27 08:13 UTC, H100 80GB HBM3, driver 580.159.04, 57 s: verification/data/nvidia-h100-80gb-hbm3/
+    calibration/spill_l2hit-2026-11-27T0813.json.gz + .log)
+    python benchmarks/spill_l2hit_gpu.py --analyse RUN.json [--write-table T.json]   # here: the replay of the
+                                                             # run's own cubins beside each point
 
 Data only (no assertion but the chase's checksum).
 """
@@ -251,6 +254,20 @@ def gpu(out: str, budget_s: float, argv) -> int:
     return 0
 
 
+def _replay_entry(iss: dict, lp: dict, regs: int, cal) -> dict:
+    from memsim.issue_fit import fetch_cycles
+    return {"instructions": iss["tile_instructions"], "l1": iss["tile_cycles"], "l2": iss["tile_cycles_local_l2"],
+            "fetch": fetch_cycles(cal.icache_loop_curve or cal.icache_curve, iss["tile_instructions"]),
+            "regs": regs, "local_load_bytes": lp["local_load_bytes"], "local_store_bytes": lp["local_store_bytes"],
+            "local": lp["local"]}
+
+
+def _show_replay(u: int, v: dict, src: str) -> None:
+    print(f"U={u} ({src}): {v['instructions']} instructions ({v['instructions'] * 16 / 1024:.0f} KB), regs {v['regs']}, "
+          f"local ld/st {v['local_load_bytes']} / {v['local_store_bytes']} B per trip, replay L1 "
+          f"{[round(c) for c in v['l1'][:4]]}, L2 {[round(c) for c in v['l2'][:4]]}, fetch {v['fetch']:.0f}", flush=True)
+
+
 def replay_variants(unrolls=UNROLLS) -> dict:
     """(here) `kernels.compiled_facts.compile_launch` of each U compiled for sm_90 on the CPU: the tile loop's
     instructions, the replay at 1..k resident CTAs with reloads at L1 (`tile_cycles`) and at the L2 latency
@@ -259,35 +276,47 @@ def replay_variants(unrolls=UNROLLS) -> dict:
     import memsim
     from kernels.compiled_facts import compile_launch
     from memsim.calibration import load_calibration
-    from memsim.issue_fit import fetch_cycles
     cal = load_calibration(memsim.load_hardware("h100-sxm"))
     out = {}
     for u in unrolls:
         src = torch.empty(16, dtype=torch.float32, device="meta")
         sm = torch.empty(16, dtype=torch.int32, device="meta")
         cyc = torch.empty(16, dtype=torch.int64, device="meta")
-        f = compile_launch(_mb_spill_unroll, (src, src, sm, cyc, 16, 132),
+        f = compile_launch(_mb_spill_unroll, (src, src, sm, cyc, N_ITER[u], SMS_USED),
                            dict(ROWS=ROWS, COLS=COLS, U=u, num_warps=1))
-        iss, lp = f["issue"], f["loop"]
-        out[u] = {"instructions": iss["tile_instructions"], "l1": iss["tile_cycles"], "l2": iss["tile_cycles_local_l2"],
-                  "fetch": fetch_cycles(cal.icache_loop_curve or cal.icache_curve, iss["tile_instructions"]),
-                  "regs": f["regs_per_thread"], "local_load_bytes": lp["local_load_bytes"],
-                  "local_store_bytes": lp["local_store_bytes"], "local": lp["local"]}
-        print(f"U={u}: {out[u]['instructions']} instructions ({out[u]['instructions'] * 16 / 1024:.0f} KB), regs "
-              f"{out[u]['regs']}, local ld/st {lp['local_load_bytes']} / {lp['local_store_bytes']} B per trip, replay "
-              f"L1 {[round(c) for c in out[u]['l1'][:4]]}, L2 {[round(c) for c in out[u]['l2'][:4]]}, fetch "
-              f"{out[u]['fetch']:.0f}", flush=True)
+        out[u] = _replay_entry(f["issue"], f["loop"], f["regs_per_thread"], cal)
+        _show_replay(u, out[u], "compiled here")
+    return out
+
+
+def replay_run(rows: list) -> dict:
+    """(here) The replay of the cubins the run itself launched (kept in its U's one-CTA L1 point), as
+    kernels.compiled_facts.issue_facts replays a table entry's SASS."""
+    import memsim
+    from kernels.compiled_facts import issue_facts
+    from kernels.sass import disassemble, tile_loop
+    from memsim.calibration import load_calibration
+    cal = load_calibration(memsim.load_hardware("h100-sxm"))
+    out = {}
+    for r in rows:
+        if r.get("kind") != "spill" or not r.get("cubin_b64"):
+            continue
+        text = disassemble(base64.b64decode(r["cubin_b64"]))
+        iss = issue_facts(text, "sm90", num_warps=1, regs=r["regs"], shared=0)
+        out[r["U"]] = _replay_entry(iss, tile_loop(text).to_dict(), r["regs"], cal)
+        _show_replay(r["U"], out[r["U"]], "the run's cubin")
     return out
 
 
 def analyse(path: str, replay: dict | None = None) -> list:
-    doc = json.load(open(path))
+    from memsim.io import read_json  # plain or gzipped
+    doc = read_json(path)
     rows = doc["points"]
     print(f"{doc['provenance']['gpu']}, {doc['provenance']['date']}")
     for r in rows:
         if r.get("kind") == "chase" and "error" not in r:
             print(f"chase {r['mode']:8s} {r['ctas_per_sm']} CTA/SM: {r['cycles_per_load']:.1f} cycles per load")
-    rep = replay or replay_variants(sorted({r["U"] for r in rows if r.get("kind") == "spill" and "U" in r}))
+    rep = replay or replay_run(rows) or replay_variants(sorted({r["U"] for r in rows if r.get("kind") == "spill" and "U" in r}))
     print("| U | KB | L1/L2 | k | measured cycles/trip | replay L1 | replay L2 | fetch | MAX (memsim) | SUM | "
           "meas / MAX | meas / SUM |")
     print("| --- " * 12 + "|")
@@ -314,12 +343,22 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=120.0)
     ap.add_argument("--compile-one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN")
+    ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table (measured beside the replay of "
+                    "the run's own cubins) as JSON, for tests/test_spill_l2hit.py (no compiler needed there)")
     a = ap.parse_args(argv)
     if a.compile_one is not None:
         _compile_one(a.compile_one)
         return 0
     if a.analyse:
-        analyse(a.analyse)
+        table = analyse(a.analyse)
+        if a.write_table:
+            from memsim.io import read_json
+            doc = read_json(a.analyse)
+            chase = [{k: r[k] for k in ("mode", "ctas_per_sm", "cycles_per_load")} for r in doc["points"]
+                     if r.get("kind") == "chase" and "error" not in r]
+            with open(a.write_table, "w") as fh:
+                json.dump({"run": os.path.basename(a.analyse), "provenance": doc["provenance"], "chase": chase,
+                           "spill": table}, fh, indent=1)
         return 0
     return gpu(a.out, a.budget_s, argv)
 
