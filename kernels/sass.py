@@ -276,12 +276,16 @@ def local_regions(sass: str, tile_label: str | None) -> dict:
 
 _LDG = re.compile(r"\bLDG\.E((?:\.[A-Z0-9_]+)*)\s+R\d+,\s*desc\[[^\]]+\]\[(R\d+)(?:\.64)?(?:\+(0x[0-9a-f]+))?\]")
 _LDG_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
+#: a cp.async copy (LDGSTS) reads global memory through the same tag stage: its global operand is the second one
+_LDGSTS = re.compile(r"\bLDGSTS\.E((?:\.[A-Z0-9_]+)*)\s+\[[^\]]+\],\s*desc\[[^\]]+\]\[(R\d+)(?:\.64)?(?:\+(0x[0-9a-f]+))?\]")
 
 
 def _tile_loop_ldg_groups(sass: str) -> list | None:
-    """The tile loop's register loads (LDG) as [width, loads] groups: a run of 4-byte-or-narrower loads from one base
-    register at offsets that continue one another is one group of `loads` pieces; a vector load is a group of one.
-    None when the SASS has no tile loop or the loop has no LDG."""
+    """The tile loop's global loads -- register loads (LDG) and cp.async copies (LDGSTS, a multi-stage loop's) -- as
+    [width, loads] groups: a run of 4-byte-or-narrower loads of one kind from one base register at offsets that
+    continue one another is one group of `loads` pieces; a vector load is a group of one.  None when the SASS has no
+    tile loop or the loop has no global load.  (A naive dQ loop of 2 stages copies each thread's 32-byte dS chunk as 8
+    4-byte LDGSTS where seq_kv is not a multiple of 16: live r1_014, ncu 5.4x its bytes.)"""
     lp = tile_loop(sass)
     if lp is None:
         return None
@@ -296,9 +300,14 @@ def _tile_loop_ldg_groups(sass: str) -> list | None:
     open_run: dict = {}  # base register -> (its run, the next offset that would continue it)
     for ln in lines[start:ends[-1] + 1]:
         m = _LDG.search(ln)
+        kind = "ldg"
         if not m:
-            continue
-        mods, base, off = m.group(1), m.group(2), int(m.group(3) or "0", 16)
+            m = _LDGSTS.search(ln)
+            kind = "ldgsts"
+            if not m:
+                continue
+        mods, off = m.group(1), int(m.group(3) or "0", 16)
+        base = (kind, m.group(2))
         w = next((v for k_, v in _LDG_WIDTH.items() if k_ in mods), 4)
         run = open_run.get(base)
         if w <= 4 and run is not None and run[1] == off and run[0][0] == w:

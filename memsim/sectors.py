@@ -17,6 +17,7 @@ L2 levels is in sectors; what the L2 holds and writes back (DRAM) is the bytes t
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 
 
@@ -95,25 +96,45 @@ def row_partial_share(pitch_bytes: int, segment_bytes: int, lane_bytes: int, *, 
     return part / moved if moved else 0.0
 
 
+@lru_cache(maxsize=4096)
 def split_load_count(pitch_bytes: int, segment_bytes: int, element_bytes: int, pieces: float,
-                     piece_bytes: float) -> float:
+                     piece_bytes: float, tile_row_bytes: int = 0, rows_valid: int = 1) -> float:
     """Bytes L1's tag stage counts for a tile's loads split into element-wide pieces (kernels.sass.l1_split_factor),
-    per sector byte `row_sector_factor` gives the rows at the element's lane width (what the model books for them).
+    per byte the model books for them (the rows' bytes x `row_sector_factor` at the element's lane width).
 
-    Each of a chunk's `pieces` warp instructions touches the sectors of its lanes' chunks side by side -- a row's
-    whole segment when it fits in 32 lanes' chunks, not the 32-element span the unsplit access covers -- so the
-    count is pieces x the segment's sectors at a lane width of one chunk.  The row's last chunk (the row's bytes
-    mod the chunk) issues only the pieces that cover its valid bytes (each piece has its own column predicate: a
-    2-element fp16 row issues 2 of 8).  `piece_bytes` 0 (unknown): every chunk counts `pieces` times, at the
-    element's sector rule."""
+    A thread's chunk of `pieces` x `piece_bytes` bytes takes `pieces` warp instructions, piece j at +j x piece_bytes
+    in every lane's chunk; each instruction counts the sectors its active lanes' pieces touch.  The lanes of a row's
+    segment hold its chunks side by side, so a piece instruction touches about a chunk's share of the segment's
+    sectors (aligned rows: the segment's sectors exactly; a row 4 bytes off the sector: a little more).  A lane's
+    piece is active only where it holds valid columns (each piece has its own column predicate: a 2-element fp16 row
+    issues 2 of 8; the row's last segment only its valid chunks).  Counted over a whole row of `pitch_bytes` (the
+    S / P / dP row: seq_kv elements) in `segment_bytes` tiles, averaged over the row start offsets the pitch cycles
+    through.  One instruction's lanes cover 32 x chunk bytes of the tile: with a tile row of `tile_row_bytes`
+    (block_n x element) shorter than that, consecutive rows share the instruction and its sectors (a 3-key fp16 P,
+    rows 6 B apart: 3 rows in one sector) -- up to `rows_valid` of them (the valid rows of a tile: min(block_m,
+    seq_q)).  `piece_bytes` 0 (unknown): `pieces`."""
     if pieces <= 1.0:
         return 1.0
     if piece_bytes <= 0:
         return pieces
-    chunk = pieces * piece_bytes
-    row = pitch_bytes  # the S / P / dP row: its chunks run from its first column
-    full, rest = divmod(row, chunk)
-    per_byte = (full * chunk * pieces + rest * min(pieces, -(-rest // piece_bytes))) / row
-    lane = int(round(chunk))
-    return per_byte * (row_sector_factor(pitch_bytes, segment_bytes, lane)
-                       / row_sector_factor(pitch_bytes, segment_bytes, element_bytes))
+    k, w = int(round(pieces)), int(round(piece_bytes))
+    chunk = k * w
+    row, seg = pitch_bytes, max(1, segment_bytes)
+    group = max(1, min(rows_valid, (32 * chunk) // tile_row_bytes)) if tile_row_bytes > 0 else 1
+    period = 32 // gcd(row % 32, 32)
+    counted = 0
+    for r in range(0, period * group, group):
+        for s0 in range(0, row, seg):
+            valid = min(seg, row - s0)
+            for j in range(k):
+                touched = set()
+                for g in range(group):
+                    base = (r + g) * row
+                    for c0 in range(0, valid, chunk):
+                        if c0 + j * w >= valid:
+                            break
+                        a = base + s0 + c0 + j * w
+                        touched.update(range(a // 32, (a + w - 1) // 32 + 1))
+                counted += len(touched)
+    booked = period * group * row * row_sector_factor(pitch_bytes, segment_bytes, element_bytes)
+    return 32.0 * counted / booked

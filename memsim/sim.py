@@ -233,8 +233,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
             # loads split into element-wide pieces count their chunk once per piece at L1's tag stage (the global
             # level only: kernels.sass.l1_split_factor), over the bytes the launch read of its split tensors (rows
             # past the problem's are predicated off and count nothing); added to what L1 re-serves beyond the contract
-            extra = int(round(sum((split_load_count(*work.split_load_tensors[n], cost.l1_split_factor,
-                                                     cost.l1_split_piece_bytes) - 1.0) * b
+            def count(geom):  # (pitch, segment, element[, tile row, valid rows]) of the split tensor
+                return split_load_count(*geom[:3], cost.l1_split_factor, cost.l1_split_piece_bytes, *geom[3:])
+            extra = int(round(sum((count(work.split_load_tensors[n]) - 1.0) * b
                                   for n, b in st.split_read_bytes.items())))
             st.global_read_bytes += extra
             st.l1_reread_bytes += extra

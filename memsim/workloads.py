@@ -154,7 +154,8 @@ class LaunchWork:
     #: reduce-adds done in the L2 (tl.atomic_add: RED.E.ADD.F32; hopper's dQacc); the engine books them at the
     #: rate the L2 takes reduce-adds shared by that many CTAs (memsim/MODEL.md "reduce-adds in the L2")
     reduce_adds: tuple | None = None
-    #: {tensor name: (row pitch, segment an access covers, element) bytes} of the tensors whose register loads the
+    #: {tensor name: (row pitch, segment an access covers, element, tile row bytes, valid rows of a tile)} of the
+    #: tensors whose register loads the
     #: compiler may split into element-wide pieces (the SASS says whether it does: `LaunchCost.l1_split_factor`):
     #: rows at a pitch in elements Triton cannot prove a multiple of 16 (the naive kernels' S / P / dP rows of
     #: seq_kv elements).  The engine sums the bytes the launch reads of each
@@ -237,7 +238,8 @@ class _Ctx:
         and where seq_kv is not a multiple of 16 Triton (which specialises integer arguments on divisibility by 16)
         cannot prove a row's 16-byte alignment, so each thread's chunk is loaded one element (or 4 bytes) at a time
         (kernels.sass.l1_split_factor).  None where seq_kv is a multiple of 16."""
-        return {n: sp_rows(self.p, self.s) for n in names} if self.p.seq_kv % 16 else None
+        geom = sp_rows(self.p, self.s) + (self.bn * self.sp, min(self.bm, self.p.seq_q))
+        return {n: geom for n in names} if self.p.seq_kv % 16 else None
 
     def sp_partial_share(self, whole_rows: bool = False) -> float:
         """Of the sectors a store of the S/P/dP rows moves, the share it covers only in part (`sp_tensor`'s

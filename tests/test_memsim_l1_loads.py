@@ -54,9 +54,25 @@ def test_interleaved_groups_of_two_bases_and_a_restart_are_separate_runs():
     assert l1_load_factor(_sass(body)) == pytest.approx((8 * 32 * 2 + 4 * 16) / (32 * 2 + 16))
 
 
-def test_no_register_load_in_the_loop_gives_none():
-    assert l1_load_factor(_sass(["LDGSTS.E.BYPASS.128 [R1], desc[UR4][R2.64]"])) is None
+def test_no_global_load_in_the_loop_gives_none():
+    assert l1_load_factor(_sass(["LDS.128 R4, [R1]"])) is None
+    assert l1_split_factor(_sass(["LDS.128 R4, [R1]"])) is None
+
+
+def _copies(base: str, k: int, smem: int = 0) -> list:
+    return [f"LDGSTS.E [R2+0x{smem + 4 * i:x}], desc[UR16][{base}.64{'' if i == 0 else f'+0x{4 * i:x}'}], P{i % 6}"
+            for i in range(k)]
+
+
+def test_cp_async_copies_split_the_same_way():
+    # a 2-stage naive dQ loop copies each thread's 32-byte dS chunk as 8 four-byte LDGSTS (live r1_014: ncu 5.4x the
+    # launch's bytes); a vector copy counts what it brings
+    assert l1_load_factor(_sass(["LDGSTS.E.BYPASS.128 [R1], desc[UR4][R2.64]"])) == pytest.approx(1.0)
     assert l1_split_factor(_sass(["LDGSTS.E.BYPASS.128 [R1], desc[UR4][R2.64]"])) is None
+    text = _sass(_copies("R24", 8) + ["LDGSTS.E.64 [R0+0x1000], desc[UR16][R26.64], P2"])
+    assert l1_split_factor(text) == pytest.approx(8.0)
+    assert l1_split_piece_bytes(text) == pytest.approx(4.0)
+    assert l1_load_factor(text) == pytest.approx((8 * 32 + 8) / (32 + 8))
 
 
 def _split16(base: str, k: int, reg: int = 8) -> list:
@@ -76,24 +92,35 @@ def test_the_split_factor_is_the_split_chunks_own(body, pieces, piece_bytes):
 
 
 @pytest.mark.parametrize("seq_kv, element, pieces, piece_bytes, want", [
-    (4096, 2, 8, 2, 8.0),   # whole 16-byte chunks on sector-aligned rows: every piece counts the chunk
-    (2, 2, 8, 2, 2.0),      # a 2-element fp16 row: 2 of the chunk's 8 pieces have a valid column
-    (3, 2, 8, 2, 3.0),
-    (20, 4, 4, 4, (16 * 4 + 4 * 4) / 20),  # fp32: 4 whole chunks of 4 pieces, the last 1 piece of 1 element
+    (4096, 2, 8, 2, 8.0),   # whole 16-byte chunks on sector-aligned rows: every piece counts the chunk's sectors
+    (4096, 4, 4, 4, 4.0),
+    (64, 4, 8, 4, 8.0),     # fp32 32-byte chunks (cp.async 4-byte copies), 256-byte rows
 ])
-def test_split_load_count_issues_only_the_pieces_of_valid_columns(seq_kv, element, pieces, piece_bytes, want):
+def test_aligned_rows_count_each_piece_once_per_chunk(seq_kv, element, pieces, piece_bytes, want):
     pitch = seq_kv * element
     seg = min(64, seq_kv) * element
-    ratio = row_sector_factor(pitch, seg, pieces * piece_bytes) / row_sector_factor(pitch, seg, element)
-    assert split_load_count(pitch, seg, element, pieces, piece_bytes) == pytest.approx(want * ratio)
+    assert split_load_count(pitch, seg, element, pieces, piece_bytes, 64 * element, 64) == pytest.approx(want)
 
 
-def test_a_split_instruction_counts_the_lanes_chunks_side_by_side():
-    # fp16 rows 4 mod 32 bytes apart, 64-column segments of 128 B: the element-wide rule (64-B instructions) moves 6
-    # sectors where one 16-B-chunk instruction over the whole segment moves 5
-    pitch, seg = 8804, 128
-    assert row_sector_factor(pitch, seg, 16) < row_sector_factor(pitch, seg, 2)
-    assert split_load_count(pitch, seg, 2, 8, 2) < 8.0
+def test_a_row_of_two_elements_issues_two_of_its_pieces():
+    # a 2-element fp16 row (4 B) at a 4-byte pitch, one valid row a tile: pieces 0 and 1 are the only active ones
+    one = split_load_count(4, 4, 2, 8, 2, 128, 1)
+    assert one == pytest.approx(2 * 32 / (4 * row_sector_factor(4, 4, 2)))
+
+
+def test_rows_sharing_an_instruction_share_its_sectors():
+    # 3-key fp16 P rows, 6 B apart: one instruction's lanes cover 8 rows of a 32-column tile, so 3 valid rows' pieces
+    # fall in one sector -- counted once, not once per row
+    alone = split_load_count(6, 6, 2, 8, 2, 64, 1)
+    shared = split_load_count(6, 6, 2, 8, 2, 64, 3)
+    assert shared < alone
+
+
+def test_a_split_instruction_counts_its_lanes_pieces_not_the_whole_span():
+    # fp16 rows 4 mod 32 bytes apart, 64-column segments: each of the 8 pieces touches the sectors of its lanes'
+    # 2-byte pieces (4-5 of them), not the 5 of the 128-byte span and not the element rule's 6
+    c = split_load_count(8804, 128, 2, 8, 2, 128, 1)
+    assert 8 * 4 / (128 / 32 * row_sector_factor(8804, 128, 2)) <= c < 8.0
 
 
 def test_the_split_count_is_added_at_the_global_level_only():
@@ -129,14 +156,21 @@ NAIVE_EXCESS = {  # case -> the launch whose P / dS loads ncu found split (ldg_s
     # held-out set X: one valid query row of a 32-row P tile beside whole V tiles (the mix rule doubled its bytes)
     "r26112705_008_naive_fwd_fp16_d64_q1_k4402_bh7": "naive_pv",
     "r26112622_004_naive_fwd_fp16_d32_q3_k3_bh156": "naive_pv",
+    # cp.async (LDGSTS) loops of 2+ stages, counted since 2026-11-27 (sixteenth session)
+    "r1_014_naive_bwd_bf16_d16_q14342_k14342_bh1": "naive_bwd_dq",
+    "r5126_010_naive_fwd_fp32_d64_q8771_k10_bh812": "naive_pv",
+    "r26112_004_naive_fwd_fp32_d128_q256_k217_bh124": "naive_pv",
+    "r26112612_014_naive_bwd_bf16_d64_q27_k27_bh28": "naive_bwd_dq",
+    "r26112622_007_naive_fwd_fp32_d128_q100_k100_bh4": "naive_pv",
 }
 
 
 @pytest.mark.parametrize("case, launch", sorted(NAIVE_EXCESS.items()))
-def test_split_loads_bring_the_measured_global_bytes_closer(case, launch):
-    """The launches ncu caught counting 2.6-7.2x their load bytes: the model's global reads, with the split tensor's
-    pieces counted over its own bytes, come closer to the card's than with the full tile's mix (`l1_load_factor`)
-    over all of the launch's bytes -- the rule before 2026-11-27, which doubled X 008's."""
+def test_split_loads_give_the_measured_global_bytes(case, launch):
+    """The naive launches whose P / dS loads are split (ncu: 2.6-7.2x their load bytes): counting, per piece
+    instruction, the sectors its active lanes' pieces touch gives the card's global reads within the global level's
+    1 % goal (0.0-0.4 % on these eleven, H100 80GB HBM3 records); the full tile's mix over the launch's bytes (the
+    rule before 2026-11-27) missed by up to +198 %, no count by up to -86 %."""
     import memsim
     from memsim.compiled import lookup
     from memsim.schedule import problem_from_dict, schedule_from_dict
@@ -149,9 +183,23 @@ def test_split_loads_bring_the_measured_global_bytes_closer(case, launch):
     want = next(k["global_read_bytes"] for k in r["kernels"] if k["name"] == launch)
     got = next(k for k in memsim.simulate(p, s, hw).kernels if k["name"] == launch)
     unsplit = got["global_read_bytes"] - got["l1_reread_bytes"]
-    mix = unsplit * fc.l1_load_factor
     assert got["l1_reread_bytes"] > 0, got
-    assert abs(got["global_read_bytes"] / want - 1) < abs(mix / want - 1), (got["global_read_bytes"], mix, want)
+    assert abs(got["global_read_bytes"] / want - 1) < 0.01, (got["global_read_bytes"], unsplit, want)
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: 2-key fp32 rows, -14 % (memsim/MODEL.md)")
+def test_two_key_rows_give_the_measured_global_bytes():
+    """r26112621_012 (2 fp32 keys a row, 330 queries): -14 % -- the rows of one instruction are 8 B apart, and its
+    lanes' layout for a 16-column tile of 2 valid columns is not the one the rule assumes (memsim/MODEL.md)."""
+    import memsim
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    (f,) = glob.glob(str(ROOT / "verification/data/nvidia-h100-80gb-hbm3/random/*/r26112621_012_*.json"))
+    r = json.loads(Path(f).read_text())
+    p, s = problem_from_dict(r["problem"]), schedule_from_dict(r["schedule"])
+    want = next(k["global_read_bytes"] for k in r["kernels"] if k["name"] == "naive_pv")
+    got = next(k for k in memsim.simulate(p, s, memsim.load_hardware("h100-sxm")).kernels
+               if k["name"] == "naive_pv")["global_read_bytes"]
+    assert abs(got / want - 1) < 0.01, (got, want)
 
 
 def test_split_chunks_no_workload_tensor_names_fall_back_to_the_full_tile_mix():
