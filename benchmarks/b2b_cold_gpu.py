@@ -73,20 +73,10 @@ class ClockSampler:
 
 
 def each_s(fn, n: int, between=None) -> list[float]:
-    """Seconds of n single passes, each between its own two CUDA events; `between()` runs between passes, outside
-    the events."""
-    import torch
-    out = []
-    for _ in range(n):
-        if between is not None:
-            between()
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        out.append((a, b))
-    torch.cuda.synchronize()
-    return [a.elapsed_time(b) * 1e-3 for a, b in out]
+    """Seconds of n single passes, each between its own two CUDA events, issued back to back; `between()` runs
+    between passes, outside the events (`run_file.event_times_s`)."""
+    from run_file import event_times_s
+    return event_times_s(fn, n, between, wait_each=False)
 
 
 def measure(spec: dict, seconds: float) -> dict:

@@ -26,11 +26,12 @@ def ncu_rows(script: str, child_args: list, *, metrics: list, kernel_regex: str,
     return rows, cmd, p.stdout
 
 
-def event_times_s(launch, repeats: int, before=None) -> list:
+def event_times_s(launch, repeats: int, before=None, *, wait_each: bool = True) -> list:
     """Seconds of `launch()` between two CUDA events, `repeats` times (`before()` first each time, outside the
-    events: e.g. a memset that empties the L2)."""
+    events: e.g. a memset that empties the L2).  `wait_each` False: the host does not wait for a launch before
+    issuing the next (back to back; the events are read at the end)."""
     import torch
-    ts = []
+    pairs = []
     for _ in range(repeats):
         if before is not None:
             before()
@@ -38,9 +39,11 @@ def event_times_s(launch, repeats: int, before=None) -> list:
         a.record()
         launch()
         b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) * 1e-3)
-    return ts
+        if wait_each:
+            b.synchronize()
+        pairs.append((a, b))
+    torch.cuda.synchronize()
+    return [a.elapsed_time(b) * 1e-3 for a, b in pairs]
 
 
 def write_run(path: str, fmt: str, points: list, *, script: str, argv, method: str, t0: float,
