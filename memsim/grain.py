@@ -291,13 +291,19 @@ def fold_model(hw, cost, heads_per_event: int):
 HEAD_AXES = ("bh", "bh_kv")
 
 
-def heads_in_flight(launch, slots: int) -> int:
-    """Heads whose CTAs run at once: every slot a different head when a head axis varies fastest (or a
-    head is one CTA), else the heads that `slots` consecutive CTAs of the dispatch order cover."""
+def launch_heads(launch) -> int:
+    """The heads a launch's grid spans: the product of its head axes."""
     heads = 1
     for n, a in zip(launch.grid, launch.axes):
         if a in HEAD_AXES:
             heads *= n
+    return heads
+
+
+def heads_in_flight(launch, slots: int) -> int:
+    """Heads whose CTAs run at once: every slot a different head when a head axis varies fastest (or a
+    head is one CTA), else the heads that `slots` consecutive CTAs of the dispatch order cover."""
+    heads = launch_heads(launch)
     if launch.axes[0] in HEAD_AXES:
         return max(1, min(heads, slots))
     per_head = max(1, launch.num_ctas // heads)
@@ -318,10 +324,7 @@ def batch_keeps_reuse(launch, k: int, heads_per_event: int, slots: int) -> bool:
     (d / (slots x k) >= 1).  A Q-block-fastest grid keeps a head's CTAs adjacent (d = 1): always kept."""
     if k <= 1 or launch.axes[0] not in HEAD_AXES:
         return True
-    heads = 1
-    for n, a in zip(launch.grid, launch.axes):
-        if a in HEAD_AXES:
-            heads *= n
+    heads = launch_heads(launch)
     if heads >= launch.num_ctas:
         return True  # one CTA per head: nothing re-read by a later CTA of the same head
     r = (heads / max(1, heads_per_event)) / max(1, slots)
