@@ -115,6 +115,13 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # session 19 (prepared): the producer's L2 prefetch of the K/V tiles of the CTA one wave (the SMs) /
                 # half a wave (66 launch positions: H100's 132 SMs / 2) ahead
                 "kv_prefetch": dict(KV_PREFETCH=True), "kv_prefetch_half": dict(KV_PREFETCH=66),
+                # session 21: the three launches as n batch groups on two streams (STREAM_SPLIT; the fold off, so
+                # that non-causal cells split too): each group's preprocess / conversion in the tail of the pass
+                # before / after it; the pass stream at a higher priority (_eq: the same as the caller's)
+                "split2": dict(STREAM_SPLIT=2, DQ_FUSE=False), "split4": dict(STREAM_SPLIT=4, DQ_FUSE=False),
+                "split8": dict(STREAM_SPLIT=8, DQ_FUSE=False),
+                "split2_eq": dict(STREAM_SPLIT=2, DQ_FUSE=False, STREAM_PASS_PRIORITY=0),
+                "split4_eq": dict(STREAM_SPLIT=4, DQ_FUSE=False, STREAM_PASS_PRIORITY=0),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),

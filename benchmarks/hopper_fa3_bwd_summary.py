@@ -3,12 +3,16 @@ scripts (`fa3_bwd_summary`, `fa3_bwd_rounds` in benchmarks/hopper_fa3_bwd_common
 
     python benchmarks/hopper_fa3_bwd_summary.py table NAMES COLUMNS RATIOS LOG...
     python benchmarks/hopper_fa3_bwd_summary.py rounds [--with-dtype] LOG...
+    python benchmarks/hopper_fa3_bwd_summary.py paired RATIOS LOG...
 
 table: every (dtype, causal, N, impl)'s median TFLOP/s and its rounds, then a markdown table of the switches NAMES
 (the whole-backward rows `bwd:hopper_fa3[NAME]`; "registered" = `bwd:hopper_fa3`), the COLUMNS of the same call
 (default = the default's path, cuDNN, flash) and RATIOS of medians, each "a/b" over those names (+ best: the fastest
 of NAMES and default); lists comma-separated.  rounds: per (d, causal, N, impl) in log order, the rounds' TFLOP/s (or
 ms / GB/s where a record has `gbps`: the --pieces rows); --with-dtype: keyed by (dtype, d, causal, N, impl).
+paired (session 21): per (dtype, causal, N) and ratio "a/b" (names as in table), the median of the per-round ratios
+of a's and b's TFLOP/s (the rounds alternate: a and b of one round ran back to back), how many rounds a was faster,
+and the range.
 """
 from __future__ import annotations
 
@@ -56,6 +60,30 @@ def table(names, cols, ratios, paths) -> None:
             f" | {m[a] / m[b]:.3f}" for a, b in (x.split("/") for x in ratios)) + " |")
 
 
+def _impl(name: str) -> str:
+    return {"registered": "bwd:hopper_fa3", "cuDNN": "bwd:sdpa_cudnn", "flash": "bwd:sdpa_flash"}.get(
+        name, f"bwd:hopper_fa3[{name}]")
+
+
+def paired(ratios, paths) -> None:
+    t = {}
+    for r in records(paths):
+        if "round" in r:
+            impl = "default" if r["impl"].startswith("bwd:default") else r["impl"]
+            t[(r["dtype"], r["causal"], r["seq"], impl, r["round"])] = r["tflops"]
+    print("\n| dtype | causal | N | " + " | ".join(f"{x} (paired)" for x in ratios) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in ratios) + " |")
+    for dt, c, n in sorted({k[:3] for k in t}):
+        cells = []
+        for x in ratios:
+            a, b = (y if y == "default" else _impl(y) for y in x.split("/"))
+            rs = [t[(dt, c, n, a, i)] / t[(dt, c, n, b, i)] for i in sorted({k[4] for k in t if k[:3] == (dt, c, n)})
+                  if (dt, c, n, a, i) in t and (dt, c, n, b, i) in t]
+            cells.append(f"{statistics.median(rs):.3f} ({sum(v > 1 for v in rs)}/{len(rs)}) [{min(rs):.3f}-"
+                         f"{max(rs):.3f}]" if rs else "-")
+        print(f"| {dt} | {c} | {n} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None) -> int:
     a = sys.argv[1:] if argv is None else argv
     if a and a[0] == "rounds":
@@ -64,6 +92,8 @@ def main(argv=None) -> int:
     elif a and a[0] == "table" and len(a) >= 4:
         names, cols, ratios = (x.split(",") if x else [] for x in a[1:4])
         table(names, cols, ratios, a[4:])
+    elif a and a[0] == "paired" and len(a) >= 2:
+        paired(a[1].split(","), a[2:])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -217,6 +217,17 @@ KV_PREFETCH = 0
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
+#: the three-launch backward (not the fold) as n batch groups on two streams (session 21; host code only, no kernel
+#: changes): the groups' dK/dV/dQ passes in order on a pass stream of priority STREAM_PASS_PRIORITY, each group's
+#: preprocess and conversion on the caller's stream (`fa3_bwd_stream_plan`): group g+1's preprocess and group g-1's
+#: conversion become ready while group g's pass runs and take the SMs its tail frees (one pass CTA fills an SM: the
+#: memory-bound launches cannot share an SM with it, only the SMs it leaves idle -- run24's ncu: 7.2 % of the pass
+#: at causal N=1024).  0 / 1: off; n: min(n, batch) groups of whole batches.  Same kernels on batch slices: dK, dV
+#: the same bits, dQ by the rule.  Launches of one device share the pass stream.
+STREAM_SPLIT = 0
+#: CUDA stream priority of STREAM_SPLIT's pass stream (lower = higher; the caller's default stream is 0, the lowest):
+#: -1 -- the passes' CTAs are dispatched before the memory-bound launches' wherever both wait for an SM; 0 -- equal
+STREAM_PASS_PRIORITY = -1
 
 if gluon is not None:
     @_builtin
@@ -1373,6 +1384,10 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if not do.is_contiguous():
         do = do.contiguous()
     delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v, dqacc=not zero_ws)
+    groups = stream_groups(p, fuse, q.device)
+    if groups > 1:  # STREAM_SPLIT: the three launches per batch group on two streams
+        _fa3_bwd_split(p, s, groups, q, k, v, o, do, saved["lse"], delta, dqacc, dq, dk, dv)
+        return dq, dk, dv
     if zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
@@ -1389,3 +1404,95 @@ def _convert_launch(p: AttentionProblem, s: Schedule):
     """hopper bwd's conversion launch for this schedule (where the registry folds it in but a switch forces it)."""
     from memsim.algorithms_hopper import _hopper_bwd_launches
     return _hopper_bwd_launches(p, s)[2]
+
+
+def stream_groups(p: AttentionProblem, fuse: bool, device) -> int:
+    """STREAM_SPLIT's batch groups where it runs (the three-launch backward on a GPU, more than one batch): min(n,
+    batch); 1 = one group (the plain launches)."""
+    n = int(STREAM_SPLIT or 0)
+    if n <= 1 or fuse or torch.device(device).type != "cuda":
+        return 1
+    return max(1, min(n, p.batch))
+
+
+def fa3_bwd_stream_plan(groups: int) -> list[tuple[str, str, int]]:
+    """STREAM_SPLIT's host issue order: (stream, op, group) with stream "c" (the caller's) or "p" (the pass stream)
+    and op one of pre, conv, pass (the launches), rec_pre, rec_pass (an event recorded after group g's preprocess /
+    pass), wait_pre, wait_pass (the stream waits for that event).  The passes run in order on "p", each after its
+    group's preprocess; on "c" group g+1's preprocess is issued right after group g's pass (it runs in that pass's
+    tail) and group g-1's conversion after the wait for group g-1's pass (it runs in group g's pass's tail); the
+    caller's stream ends with the last group's conversion after the wait for the last pass -- every launch of the
+    call is ordered before what the caller issues next.  Every wait is issued after its event's record (a wait on
+    an event not yet recorded would wait for nothing)."""
+    plan = [("c", "pre", 0), ("c", "rec_pre", 0)]
+    for g in range(groups):
+        plan += [("p", "wait_pre", g), ("p", "pass", g), ("p", "rec_pass", g)]
+        if g >= 1:
+            plan += [("c", "wait_pass", g - 1), ("c", "conv", g - 1)]
+        if g + 1 < groups:
+            plan += [("c", "pre", g + 1), ("c", "rec_pre", g + 1)]
+    plan += [("c", "wait_pass", groups - 1), ("c", "conv", groups - 1)]
+    return plan
+
+
+_PASS_STREAMS: dict = {}
+_SPLIT_EVENTS: dict = {}
+
+
+def _pass_stream(device, priority: int):
+    """STREAM_SPLIT's pass stream, one per (device, priority)."""
+    key = (_device_key(torch.device(device)), priority)
+    st = _PASS_STREAMS.get(key)
+    if st is None:
+        st = torch.cuda.Stream(device=device, priority=priority)
+        _PASS_STREAMS[key] = st
+    return st
+
+
+def _split_events(device, n: int):
+    """2n reusable events (a wait takes the event's latest record at the time it is issued)."""
+    key = _device_key(torch.device(device))
+    ev = _SPLIT_EVENTS.setdefault(key, [])
+    while len(ev) < 2 * n:
+        ev.append(torch.cuda.Event())
+    return ev[:n], ev[n:2 * n]
+
+
+def _fa3_bwd_split(p: AttentionProblem, s: Schedule, groups: int, q, k, v, o, do, lse, delta, dqacc, dq, dk, dv):
+    """STREAM_SPLIT: the preprocess, the pass and the conversion of each batch group (whole batches, slices of the
+    full tensors: the same kernels on fewer heads) issued as `fa3_bwd_stream_plan` orders them; dQacc the full
+    buffer's slices (the preprocess zeroes each group's own), never the workspace."""
+    import dataclasses
+
+    from .hopper_bwd import dqacc_convert, dqacc_preprocess
+    bounds = [g * p.batch // groups for g in range(groups + 1)]
+    subs, plans = [], {}
+    for g in range(groups):
+        b0, b1 = bounds[g], bounds[g + 1]
+        pg = dataclasses.replace(p, batch=b1 - b0)
+        if pg.batch not in plans:
+            launches = kernel_launches(pg, s)
+            plans[pg.batch] = (launches[0], launches[1], launches[2] if len(launches) == 3 else _convert_launch(pg, s))
+        subs.append((pg, plans[pg.batch], [t[b0:b1] for t in (q, k, v, o, do, lse, delta, dqacc, dq, dk, dv)]))
+    caller = torch.cuda.current_stream(q.device)
+    streams = {"c": caller, "p": _pass_stream(q.device, STREAM_PASS_PRIORITY)}
+    ev_pre, ev_pass = _split_events(q.device, groups)
+    for where, op, g in fa3_bwd_stream_plan(groups):
+        st = streams[where]
+        pg, (pre, main, conv), (qg, kg, vg, og, dog, lseg, deltag, accg, dqg, dkg, dvg) = subs[g]
+        if op == "rec_pre":
+            ev_pre[g].record(st)
+        elif op == "rec_pass":
+            ev_pass[g].record(st)
+        elif op == "wait_pre":
+            st.wait_event(ev_pre[g])
+        elif op == "wait_pass":
+            st.wait_event(ev_pass[g])
+        else:
+            with torch.cuda.stream(st):
+                if op == "pre":
+                    dqacc_preprocess(pg, s, pre.grid, og, dog, deltag, accg, zero=True)
+                elif op == "pass":
+                    fa3_bwd_dkdvdq(pg, s, main.grid, qg, kg, vg, dog, lseg, deltag, accg, dkg, dvg, dq_fuse=False)
+                else:
+                    dqacc_convert(pg, s, conv.grid, accg, dqg)

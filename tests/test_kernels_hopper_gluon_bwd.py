@@ -957,3 +957,160 @@ def test_fa3_backward_kv_prefetch_rules():
     with um.patch.multiple(hb, KV_PREFETCH=True, DQ_FUSE=False, PERSISTENT=True):
         _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, walk=torch.empty(8, dtype=torch.int32))
     assert kw["PERSISTENT"] and kw["KV_PREFETCH"] == 0
+
+
+def _happens_before(plan):
+    """STREAM_SPLIT's plan as a graph: an op precedes the next op of its stream, and a record precedes the wait that
+    names its event (issued later on the host); returns (reach(a, b): a is ordered before b, the ops' indices)."""
+    edges = {i: set() for i in range(len(plan))}
+    last = {}
+    recs = {}
+    for i, (st, op, g) in enumerate(plan):
+        if st in last:
+            edges[last[st]].add(i)
+        last[st] = i
+        if op.startswith("rec_"):
+            recs[(op[4:], g)] = i
+        if op.startswith("wait_"):
+            assert (op[5:], g) in recs, f"{plan[i]} issued before its event's record"
+            edges[recs[(op[5:], g)]].add(i)
+
+    def reach(a, b):
+        todo, seen = [a], set()
+        while todo:
+            x = todo.pop()
+            if x == b:
+                return True
+            for y in edges[x] - seen:
+                seen.add(y)
+                todo.append(y)
+        return False
+    return reach, {(op, g): i for i, (_, op, g) in enumerate(plan)}
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
+def test_fa3_backward_stream_plan(groups):
+    """STREAM_SPLIT's issue order (session 21): each group's preprocess before its pass before its conversion; the
+    passes in order on the pass stream, the memory-bound launches on the caller's; every launch ordered before the
+    plan's last op (the caller's stream: what it issues next comes after the whole backward); group g+1's
+    preprocess not ordered after group g's pass, group g-1's conversion not before group g's pass starts."""
+    plan = hb.fa3_bwd_stream_plan(groups)
+    reach, at = _happens_before(plan)
+    assert sorted(op for _, op, _ in plan if op in ("pre", "pass", "conv")) == sorted(
+        ["pre", "pass", "conv"] * groups)
+    assert {st for st, op, _ in plan if op == "pass"} == {"p"}
+    assert {st for st, op, _ in plan if op in ("pre", "conv")} == {"c"}
+    assert plan[-1] == ("c", "conv", groups - 1)
+    for g in range(groups):
+        assert reach(at[("pre", g)], at[("pass", g)]) and reach(at[("pass", g)], at[("conv", g)])
+        if g:
+            assert reach(at[("pass", g - 1)], at[("pass", g)])
+            assert not reach(at[("pass", g - 1)], at[("pre", g)])  # it may run in pass g-1's tail
+            assert not reach(at[("conv", g - 1)], at[("pass", g)])  # it runs beside pass g
+    assert all(reach(i, len(plan) - 1) for i in range(len(plan) - 1))
+
+
+def test_fa3_backward_stream_split_rules():
+    """STREAM_SPLIT: off by default; min(n, batch) groups on a GPU for the three-launch backward; one group where the
+    fold runs (its counters and workspace are per head of the whole launch) or off the GPU."""
+    import unittest.mock as um
+    assert hb.STREAM_SPLIT == 0 and hb.STREAM_PASS_PRIORITY == -1
+    p = AttentionProblem(3, 2, 2, 1024, 1024, 128, causal=True)
+    for sw, fuse, dev, want in ((0, False, "cuda", 1), (1, False, "cuda", 1), (2, False, "cuda", 2),
+                                (8, False, "cuda", 3), (2, True, "cuda", 1), (2, False, "cpu", 1)):
+        with um.patch.object(hb, "STREAM_SPLIT", sw):
+            assert hb.stream_groups(p, fuse, dev) == want, (sw, fuse, dev)
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("groups", [2, 3])
+@pytest.mark.parametrize("case", ["d128_causal_b4", "d128_full_b3", "d128_causal_br_gqa_s3", "d64_causal_b2",
+                                  "d128_causal_b4_eq"])
+def test_fa3_backward_stream_split_gpu(case, groups, monkeypatch):
+    """STREAM_SPLIT (session 21: the three launches per batch group on two streams) changes no number: dK, dV equal
+    bit for bit to the plain launches (dQ by the rule: its reduce-adds' order is free anyway) -- uneven groups (3 of
+    4 batches, 2 of 3), the fold's cells forced to three launches, GQA bottom-right 3 stages, d=64, equal
+    priorities; a second backward right after reuses the streams and events."""
+    shapes = {"d128_causal_b4": ((4, 3, 3, 1024, 1024, 128), True, "top_left", 2, "q_fastest"),
+              "d128_causal_b4_eq": ((4, 3, 3, 1024, 1024, 128), True, "top_left", 2, "q_fastest"),
+              "d128_full_b3": ((3, 2, 2, 1024, 1024, 128), False, "top_left", 2, "q_fastest"),
+              "d128_causal_br_gqa_s3": ((2, 4, 2, 512, 1024, 128), True, "bottom_right", 3, "q_fastest"),
+              "d64_causal_b2": ((2, 4, 4, 1024, 1024, 64), True, "top_left", 2, "q_fastest")}
+    monkeypatch.setitem(_CASES, case, shapes[case])
+    monkeypatch.setattr(hb, "DQ_FUSE", False)
+    if case.endswith("_eq"):
+        monkeypatch.setattr(hb, "STREAM_PASS_PRIORITY", 0)
+    block_m = 128 if case.startswith("d64") else 64
+    monkeypatch.setattr(hb, "STREAM_SPLIT", 0)
+    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "stream_split", block_m)
+    monkeypatch.setattr(hb, "STREAM_SPLIT", groups)
+    for _ in range(2):
+        p, s, (q, k, v, do), grads = _run(case, "bf16", "stream_split", block_m)
+        assert hb.stream_groups(p, False, q.device) == min(groups, p.batch)
+        torch.cuda.synchronize()
+        _check_grads(p, q, k, v, do, grads, "bf16")
+        assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+def test_fa3_backward_stream_split_slices(monkeypatch):
+    """STREAM_SPLIT's host side without a GPU (launches, streams and events recorded instead of run): the plan's
+    launches in order, each on its stream, with its group's batch slices of every tensor and a problem of that many
+    batches (uneven groups: 5 batches as 2 + 3), the three-launch grids of that problem."""
+    import contextlib
+    import kernels.hopper_bwd as hbw
+    p = AttentionProblem(5, 2, 2, 256, 256, 128, causal=True)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    t = [torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1).expand(5, 2, 256, 128).contiguous() for _ in range(10)]
+    lse = torch.arange(5, dtype=torch.float32).view(5, 1, 1).expand(5, 2, 256).contiguous()
+    q, k, v, o, do, dqacc, dq, dk, dv = t[:9]
+    delta = lse.clone()
+    got = []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_event(self, ev):
+            got.append((self.name, "wait", ev))
+
+    class Event:
+        def __init__(self, i):
+            self.i = i
+
+        def record(self, st):
+            got.append((st.name, "rec", self))
+
+    cur = [None]
+
+    @contextlib.contextmanager
+    def stream(st):
+        old, cur[0] = cur[0], st
+        yield
+        cur[0] = old
+
+    caller, pstream = Stream("c"), Stream("p")
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(torch.cuda, "stream", stream)
+    monkeypatch.setattr(hb, "_pass_stream", lambda device, prio: pstream)
+    monkeypatch.setattr(hb, "_split_events", lambda device, n: ([Event(i) for i in range(n)],
+                                                                [Event(n + i) for i in range(n)]))
+    first = lambda x: int(x.flatten()[0])  # noqa: E731 -- the batch index the slice starts at
+    monkeypatch.setattr(hbw, "dqacc_preprocess", lambda pg, s_, grid, o_, do_, de, acc, zero=True: got.append(
+        (cur[0].name, "pre", pg.batch, grid, first(o_), first(do_), first(de), first(acc), len(o_), zero)))
+    monkeypatch.setattr(hb, "fa3_bwd_dkdvdq", lambda pg, s_, grid, *ts, dq_fuse=None: got.append(
+        (cur[0].name, "pass", pg.batch, grid, *[first(x) for x in ts], len(ts[0]), dq_fuse)))
+    monkeypatch.setattr(hbw, "dqacc_convert", lambda pg, s_, grid, acc, dq_: got.append(
+        (cur[0].name, "conv", pg.batch, grid, first(acc), first(dq_), len(dq_), None)))
+    hb._fa3_bwd_split(p, s, 2, q, k, v, o, do, lse, delta, dqacc, dq, dk, dv)
+    launches = [x for x in got if x[1] in ("pre", "pass", "conv")]
+    plan = [(st, op, g) for st, op, g in hb.fa3_bwd_stream_plan(2) if op in ("pre", "pass", "conv")]
+    assert [(x[0], x[1]) for x in launches] == [(st, op) for st, op, _ in plan]
+    for (st, op, g), x in zip(plan, launches):
+        b0, nb = (0, 2) if g == 0 else (2, 3)
+        pg = AttentionProblem(nb, 2, 2, 256, 256, 128, causal=True)
+        grids = [ln.grid for ln in kernel_launches(pg, s)]
+        assert x[2] == nb and x[3] == grids[("pre", "pass", "conv").index(op)], x
+        assert set(x[4:-2]) == {b0} and x[-2] == nb, x  # every tensor its group's slice
+        assert x[-1] in (True, False, None) and (op != "pass" or x[-1] is False) and (op != "pre" or x[-1]), x
+    syncs = [op.split("_")[0] for _, op, _ in hb.fa3_bwd_stream_plan(2) if op.startswith(("rec", "wait"))]
+    assert [x[1] for x in got if x[1] in ("rec", "wait")] == syncs
