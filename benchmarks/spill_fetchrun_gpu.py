@@ -47,13 +47,17 @@ for p_ in (ROOT, HERE):
 
 #: MUFUs in a wait's dependent chain
 C_WAIT = 6
-#: (K FFMAs a trip, P, CLUSTER, warps) -- P = 0: no waits
+#: (K FFMAs a trip, P, CLUSTER, warps, CTAs per SM) -- P = 0: no waits
 POINTS = (
-    [(512, 0, 0, 1), (512, 4, 0, 1), (512, 4, 1, 1)]
-    + [(4608, 0, 0, 1), (4608, 4, 0, 1), (4608, 4, 1, 1), (4608, 16, 0, 1), (4608, 16, 1, 1), (4608, 2, 0, 1),
-       (4608, 4, 0, 4), (4608, 4, 1, 4)]
-    + [(9216, 0, 0, 1), (9216, 4, 0, 1), (9216, 4, 1, 1)]
+    [(512, 0, 0, 1, 1), (512, 4, 0, 1, 1), (512, 4, 1, 1, 1)]
+    + [(4608, 0, 0, 1, 1), (4608, 4, 0, 1, 1), (4608, 4, 1, 1, 1), (4608, 16, 0, 1, 1), (4608, 16, 1, 1, 1),
+       (4608, 2, 0, 1, 1), (4608, 4, 0, 4, 1), (4608, 4, 1, 4, 1)]
+    + [(9216, 0, 0, 1, 1), (9216, 4, 0, 1, 1), (9216, 4, 1, 1, 1)]
+    # independent streams (one-warp CTAs, 2 / 4 per SM): do they share the fetch?
+    + [(4608, 0, 0, 1, 2), (4608, 0, 0, 1, 4), (4608, 4, 0, 1, 2), (4608, 4, 1, 1, 2)]
 )
+#: the kernels to compile (the CTAs per SM are the grid's)
+COMPILES = sorted({p[:4] for p in POINTS})
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -125,6 +129,7 @@ def _n_iter(k: int) -> int:
 
 
 def _kernel(k: int, p: int, cl: int, w: int, n_sms: int):
+    """(run, cyc, out) for a grid of n_sms CTAs (all resident: one-warp CTAs of few registers)."""
     import torch
     x = torch.rand(32 * w, device="cuda", dtype=torch.float32)
     out = torch.empty(n_sms * 32 * w, device="cuda", dtype=torch.float32)
@@ -136,10 +141,10 @@ def _kernel(k: int, p: int, cl: int, w: int, n_sms: int):
     return run, cyc, out
 
 
-def _point(k: int, p: int, cl: int, w: int) -> dict:
+def _point(k: int, p: int, cl: int, w: int, per_sm: int) -> dict:
     import torch
     n_sms = torch.cuda.get_device_properties(0).multi_processor_count
-    run, cyc, out = _kernel(k, p, cl, w, n_sms)
+    run, cyc, out = _kernel(k, p, cl, w, n_sms * per_sm)
     ck = run()
     torch.cuda.synchronize()
     assert bool(torch.isfinite(out).all()), "non-finite result"
@@ -150,16 +155,18 @@ def _point(k: int, p: int, cl: int, w: int) -> dict:
         if r:
             cycles.append(statistics.median(cyc.cpu().tolist()))
     n_iter = _n_iter(k)
-    return {"kind": "fetch_run", "K": k, "P": p, "cluster": cl, "C": C_WAIT, "num_warps": w, "ctas": n_sms,
+    return {"kind": "fetch_run", "K": k, "P": p, "cluster": cl, "C": C_WAIT, "num_warps": w, "ctas_per_sm": per_sm,
+            "ctas": n_sms * per_sm,
             "n_iter": n_iter, "regs": int(ck.n_regs), "spills": int(ck.n_spills), "cycles_repeats": cycles,
             "cycles_per_trip": statistics.median(cycles) / n_iter,
-            "spread": max(cycles) / min(cycles), "cubin_b64": base64.b64encode(ck.asm["cubin"]).decode()}
+            "spread": max(cycles) / min(cycles),
+            "cubin_b64": base64.b64encode(ck.asm["cubin"]).decode() if per_sm == 1 else None}
 
 
 def gpu(out: str, budget_s: float, argv) -> int:
     t0 = time.time()
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--compile-one", *map(str, pt)])
-             for pt in POINTS]
+             for pt in COMPILES]
     for pr in procs:
         try:
             pr.wait(timeout=max(5.0, 0.75 * budget_s - (time.time() - t0)))
@@ -176,7 +183,8 @@ def gpu(out: str, budget_s: float, argv) -> int:
         except Exception as e:  # noqa: BLE001 -- recorded, not fatal
             rows.append({"kind": "fetch_run", "point": list(pt), "error": f"{type(e).__name__}: {str(e)[:300]}"})
         r = rows[-1]
-        print(r if "error" in r else f"K={r['K']} P={r['P']} cluster={r['cluster']} w{r['num_warps']}: "
+        print(r if "error" in r else f"K={r['K']} P={r['P']} cluster={r['cluster']} w{r['num_warps']} "
+              f"x{r['ctas_per_sm']}: "
               f"{r['cycles_per_trip']:.0f} cycles/trip (spread {r['spread']:.3f}), regs {r['regs']}", flush=True)
         with open(out + ".partial", "w") as fh:
             json.dump([{k: v for k, v in x.items() if k != "cubin_b64"} for x in rows], fh)
@@ -213,20 +221,20 @@ def analyse(path: str) -> list:
           "meas / window |")
     print("| --- " * 13 + "|")
     out = []
-    for r in doc["points"]:
-        if r.get("kind") != "fetch_run" or "error" in r:
-            continue
-        body = _body(r["cubin_b64"], r["num_warps"])
-        n = len(body)
-        rp = replay(body, warps_per_cta=r["num_warps"], ctas=1, lat=cal.issue)
+    pts = [r for r in doc["points"] if r.get("kind") == "fetch_run" and "error" not in r]
+    cubins = {(r["K"], r["P"], r["cluster"], r["num_warps"]): r["cubin_b64"] for r in pts if r.get("cubin_b64")}
+    for r in pts:
+        body = _body(cubins[(r["K"], r["P"], r["cluster"], r["num_warps"])], r["num_warps"])
+        n, k = len(body), r.get("ctas_per_sm", 1)
+        # cycles per trip of one warp: the replay's trip of the k CTAs together (they run side by side)
+        rp = replay(body, warps_per_cta=r["num_warps"], ctas=k, lat=cal.issue)
         fe = fetch_cycles(curve, n)
-        win = replay(body, warps_per_cta=r["num_warps"], ctas=1, lat=cal.issue,
-                     fetch=fetch_run.window(curve, n))
+        win = replay(body, warps_per_cta=r["num_warps"], ctas=k, lat=cal.issue, fetch=fetch_run.window(curve, n))
         meas = r["cycles_per_trip"]
         lay = "none" if not r["P"] else ("clustered" if r["cluster"] else "interleaved")
-        out.append({"K": r["K"], "P": r["P"], "cluster": r["cluster"], "warps": r["num_warps"], "instructions": n,
-                    "measured": meas, "replay": rp, "fetch": fe, "max": max(rp, fe), "window": win})
-        print(f"| {r['K']} | {r['P']} | {lay} | {r['num_warps']} | {n} | {n * 16 / 1024:.0f} | {meas:.0f} | {rp:.0f} | "
+        out.append({"K": r["K"], "P": r["P"], "cluster": r["cluster"], "warps": r["num_warps"], "ctas_per_sm": k,
+                    "instructions": n, "measured": meas, "replay": rp, "fetch": fe, "max": max(rp, fe), "window": win})
+        print(f"| {r['K']} | {r['P']} | {lay} | {r['num_warps']} x {k} | {n} | {n * 16 / 1024:.0f} | {meas:.0f} | {rp:.0f} | "
               f"{fe:.0f} | {max(rp, fe):.0f} | {meas / max(rp, fe):.2f} | {win:.0f} | {meas / win:.2f} |", flush=True)
     return out
 
