@@ -4,7 +4,7 @@ on sequence 0 first.  n cache copies per CUDA graph (>= --rotate-mb, as benchmar
 medians twice; paged rows read the same values through shuffled pages (page_prefetch on, as the benchmark's).
 
 A variant is S/block_n/num_stages/split_d/combine (combine: none, pdl or fused); "default" is kernels.decode without a
-schedule; "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
+schedule; a contiguous variant ending in "+e" is that schedule with DecodeSchedule.early_tile (session 19); "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
 (`benchmarks.decode_ab_predict.session14_pick`).  bf16, d = 128, 32 / 8 heads, one query token.
 
     PYTHONPATH=. python3 benchmarks/decode_splitd_ab.py --out /tmp/sd.json
@@ -126,7 +126,8 @@ def main(argv=None) -> int:
             print(f"{B}x{N} {impl} {layout} {variant} {kw}: {t[0] * 1e6:.2f} / {t[1] * 1e6:.2f} us "
                   f"({kv / t[0] / 1e12:.2f} TB/s, {kv / t[0] / read_Bps:.1%})", flush=True)
 
-        def run(layout, variant, xsets, bt_of):
+        def run(layout, variant0, xsets, bt_of):
+            variant, early = (variant0[:-2], True) if variant0.endswith("+e") else (variant0, False)
             try:
                 if variant == "default":
                     sch, kw = None, {}
@@ -137,13 +138,16 @@ def main(argv=None) -> int:
                 else:
                     sch = schedule_of(variant)
                     s, kw = sch, {"schedule": sch}
+                if early:  # "+e": the same schedule with the first tile loaded beside the length (session 19)
+                    s = replace(s, early_tile=True)
+                    kw = {"schedule": s}
                 o = decode(q, xsets[0][1], xsets[0][2], lens, block_table=bt_of(xsets[0]), **kw)
-                check_rule(f"{layout} {variant}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
+                check_rule(f"{layout} {variant0}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)
                 t = graph_time_s([lambda st=st: decode(st[0], st[1], st[2], st[3], block_table=bt_of(st), **kw)
                                   for st in xsets], a.rep_ms)
-                rec("decode", layout, variant, t, schedule=s.to_dict())
+                rec("decode", layout, variant0, t, schedule=s.to_dict())
             except Exception as exc:
-                notes.append(f"{shape} {layout} {variant}: {type(exc).__name__}: {str(exc)[:300]}")
+                notes.append(f"{shape} {layout} {variant0}: {type(exc).__name__}: {str(exc)[:300]}")
                 print(notes[-1], flush=True)
 
         for v in plan.get(shape, ["default"]):

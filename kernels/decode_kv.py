@@ -47,7 +47,8 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
                   VARLEN: tl.constexpr, PDL: tl.constexpr = False, CNT=None, FUSED: tl.constexpr = False,
-                  RP: tl.constexpr = 1, BLOCK_SF: tl.constexpr = 1, SPLIT_D: tl.constexpr = 1):
+                  RP: tl.constexpr = 1, BLOCK_SF: tl.constexpr = 1, SPLIT_D: tl.constexpr = 1,
+                  EARLY: tl.constexpr = False):
     if PDL:  # the combine launch (a programmatic dependent launch) may start once every split CTA has started
         gdc_launch_dependents()
     pid_s = tl.program_id(0)
@@ -60,6 +61,16 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     hk = (h0 // G_TOTAL).to(tl.int64)     # its KV head
     b64 = b.to(tl.int64)
     L = tl.load(SEQLENS + b)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_dv = part * DV + tl.arange(0, DV)   # this CTA's columns of V and O
+    if EARLY:
+        # one split on a contiguous cache of capacity >= BLOCK_N (DecodeSchedule.early_tile; the launcher checks it):
+        # the first tile's addresses do not depend on L -- only its mask does -- so its K and V loads go out now, beside
+        # the length's, one round trip before the loop's first loads (registers; keys 0..BLOCK_N-1 read whole)
+        kT0 = tl.load(K + hk * stride_kh + (b64 * stride_kb + offs_n.to(tl.int64) * stride_kn)[None, :] + offs_d[:, None])
+        v0 = tl.load(V + hk * stride_vh + (b64 * stride_vb + offs_n.to(tl.int64) * stride_vn)[:, None]
+                     + offs_dv[None, :])
     if VARLEN:  # packed queries: sequence b's nq rows start at row CU_Q[b] (NQ is the longest)
         q_start = tl.load(CU_Q + b).to(tl.int64)
         nq = tl.load(CU_Q + b + 1) - tl.load(CU_Q + b)
@@ -77,12 +88,12 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
     r = offs_m // GROUP
     g = offs_m % GROUP
     row_ok = r < nq
-    offs_d = tl.arange(0, HEAD_DIM)
-    offs_dv = part * DV + tl.arange(0, DV)   # this CTA's columns of V and O
-    offs_n = tl.arange(0, BLOCK_N)
     q_off = b64 * stride_qb + (q_start + r).to(tl.int64) * stride_qn + (h0 + g).to(tl.int64) * stride_qh
     # SRAM/registers: the query rows (read once), acc (rows x DV fp32), m_i, l_i
-    q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None] & has_keys, other=0.0)
+    if EARLY:  # (not masked by has_keys: the first tile's math needs q before the loop)
+        q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    else:
+        q = tl.load(Q + q_off[:, None] + offs_d[None, :], mask=row_ok[:, None] & has_keys, other=0.0)
     qpos = L - nq + r                     # bottom-right: row r sees keys c <= qpos
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -109,7 +120,21 @@ def _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
             page_next = tl.load(bt_row + k0 // PS + j_of_n, mask=(k0 + offs_n) < k1, other=0).to(tl.int64)
         else:
             page_next = tl.load(bt_row + (k0 + offs_n) // PAGE_SIZE, mask=(k0 + offs_n) < k1, other=0).to(tl.int64)
-    for start_n in range(k0, k1, BLOCK_N):
+    lo = k0
+    if EARLY:  # the first tile (k0 = 0), as an iteration of the loop below computes it; keys past L masked, their V
+        kmask0 = offs_n < k1  # rows zeroed (whatever the cache holds there)
+        s0 = mma(q, kT0, PREC) * qk_scale2
+        s0 = tl.where(kmask0[None, :] & (offs_n[None, :] <= qpos[:, None]), s0, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s0, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        p0 = tl.math.exp2(s0 - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p0, 1)
+        v0 = tl.where(kmask0[:, None], v0, tl.zeros_like(v0))
+        acc = acc * alpha[:, None] + mma(cvt(p0, v0.dtype, PREC), v0, PREC)
+        m_i = m_new
+        lo = k0 + BLOCK_N
+    for start_n in range(lo, k1, BLOCK_N):
         cols = start_n + offs_n
         kmask = cols < k1
         if PAGE_SIZE > 0:
@@ -572,6 +597,23 @@ def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -
     return alt if c_alt <= n_alt and c_s > n_s else None
 
 
+#: kernels.decode's default loads the first K/V tile beside the sequence length (DecodeSchedule.early_tile) where its
+#: pick is one split on a contiguous cache, the compiled table knows the early kernel (its registers: the 32-key tile
+#: 96 -> 102, 5 -> 4 CTAs per SM) and the graph form predicts it faster.  Session 19: off until measured.
+EARLY_TILE_DEFAULT = False
+
+
+def _early_tile_candidate(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule | None:
+    """`s` with early_tile, where it applies (one split, contiguous, capacity >= block_n, the early kernel compiled
+    in memsim/decode_compiled_sm90.json), else None."""
+    from dataclasses import replace
+    from memsim.inference import _compiled_table, decode_loop_key
+    if s.num_splits != 1 or p.paged or p.capacity_kv < s.block_n or s.early_tile:
+        return None
+    alt = replace(s, early_tile=True)
+    return alt if decode_loop_key(p, alt) in _compiled_table() else None
+
+
 def _rank_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
     """The graph form's time as the split rule ranks with it (`memsim.inference.RULE_RATE_SPREAD`)."""
     from memsim.inference import RULE_RATE_SPREAD
@@ -605,6 +647,12 @@ def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: 
         best, best_why = short, (f"block_n {short.block_n}, 1 split: {problem.batch * units_per_seq(problem, short)}"
                                  f" CTAs fit one wave of the {short.block_n}-key tile (measured rule, "
                                  f"SHORT_TILE) in place of {best_why}")
+    early = _early_tile_candidate(problem, best) if EARLY_TILE_DEFAULT else None
+    if early is not None:
+        t0, t1 = _rank_time_s(problem, best, f), _rank_time_s(problem, early, f)
+        if t1 < t0:
+            best, best_why = early, (f"{best_why}; the first tile beside the length (early_tile): predicted "
+                                     f"{t1 * 1e6:.1f} vs {t0 * 1e6:.1f} us")
     return best, best_why
 
 
@@ -734,6 +782,9 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
     launches = decode_launches(p, s)
     S = s.num_splits
     paged = block_table is not None
+    if s.early_tile and (paged or k_cache.shape[1] < s.block_n):  # (the kernel reads keys 0..block_n-1 unmasked)
+        raise ScheduleError(f"early_tile needs a contiguous cache of at least block_n = {s.block_n} rows; got "
+                            f"{'a paged cache' if paged else f'{k_cache.shape[1]} rows'}")
     bt = block_table if paged else cache_seqlens  # any int32 tensor: never read when not paged
     cu = cu_seqlens_q if varlen else cache_seqlens  # never read without VARLEN
     sqb, sob = (0, 0) if varlen else (q.stride(0), o.stride(0))  # packed: a sequence's rows start at cu[b]
@@ -764,7 +815,7 @@ def decode_launch(p: DecodeProblem, s: DecodeSchedule, q, k_cache, v_cache, cach
         GROUP=gpc, G_TOTAL=G, HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=s.block_n,
         PAGE_SIZE=p.page_size if paged else 0, SPLIT=S > 1, PAGE_PREFETCH=s.page_prefetch, PREC=prec,
         VARLEN=varlen, PDL=pdl, num_warps=s.num_warps, num_stages=s.num_stages, **fused_args,
-        **({"SPLIT_D": s.split_d} if s.split_d > 1 else {}))
+        **({"SPLIT_D": s.split_d} if s.split_d > 1 else {}), **({"EARLY": True} if s.early_tile else {}))
     if S > 1 and not fused:
         _decode_combine[launches[1].grid[:2]](
             o, op, lsep, cache_seqlens, cu,

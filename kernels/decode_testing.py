@@ -295,6 +295,13 @@ def main(argv=None) -> int:
                  DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3)))
     # ... and as the public default picks it (32 sequences, capacity 1k, ragged and empty: 256 CTAs, one wave)
     todo.append(("big_default_short_b32", (32, 1, 32, 8, 128, [1024, 1, 0, 513] * 8, "bf16", None, None), None))
+    # the first tile loaded beside the length (DecodeSchedule.early_tile, session 19): one split, contiguous, ragged
+    # with empty and shorter-than-a-tile sequences (their first tile is read whole: NaN past L must not reach O)
+    for bn, sd in ((32, 1), (64, 1), (128, 1), (128, 2)):
+        todo.append((f"early_bn{bn}_sd{sd}", (4, 1, 32, 8, 128, [2048, 1, 0, 1001], "bf16", None, None),
+                     DecodeSchedule(num_splits=1, block_n=bn, num_warps=4, num_stages=3, split_d=sd, early_tile=True)))
+    todo.append(("early_bn32_q2_mqa", (3, 2, 16, 1, 128, [700, 1, 17], "fp16", None, None),
+                 DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3, early_tile=True)))
     if only == "varlen":
         todo = []
     flag = "combine_fused" if a.fused else "combine_pdl" if a.pdl else None
@@ -326,6 +333,8 @@ def main(argv=None) -> int:
     vtodo.append(("varlen_big_paged16_prefetch", ([1, 4, 0, 2], 32, 8, 128, [8192, 3001, 500, 1], "bf16", 16, None,
                                                   {"page_prefetch": True})))
     vtodo.append(("varlen_big_contiguous_auto", ([3, 1, 2], 32, 8, 128, [20000, 2, 4097], "fp16", None, None, {})))
+    vtodo.append(("varlen_early_bn32", ([1, 4, 0, 2], 32, 8, 128, [3001, 5, 500, 0], "bf16", None, 1,
+                                        {"block_n": 32, "early_tile": True, "gpu_block_n": 32})))
     if flag:
         vtodo = [(n + tag, (*(case or VARLEN_CASES[n])[:8], {**(case or VARLEN_CASES[n])[8], flag: True}))
                  for n, case in vtodo]

@@ -9,6 +9,8 @@ U units (CTAs per split and sequence), e element bytes, d head dim:
                   writes U * g * nq_b * d * e                       (S = 1: O, also for L_b = 0)
                          U * n_b * g * nq_b * (d + 1) * 4           (S > 1: the partials)
     decode_combine reads the partials once and writes O.
+    With early_tile (one split, contiguous) L_b is at least block_n: the first tile is read whole, and Q with it
+    (n_b = 1) even for an empty sequence.
     With combine_fused (no combine launch) decode_split makes the combine's reads and writes too (its last CTA per
     unit); the counters' atomics (4 bytes per split CTA and unit) are not counted.
 
@@ -19,8 +21,8 @@ counts the same bytes tile by tile (tests/test_decode_model.py compares them).
 """
 from __future__ import annotations
 
-from .inference import (DecodeProblem, DecodeSchedule, fused_combine, heads_per_cta, nonempty_splits, split_chunk,
-                        units_per_seq)
+from .inference import (DecodeProblem, DecodeSchedule, fused_combine, heads_per_cta, nonempty_splits, read_keys,
+                        split_chunk, units_per_seq)
 from .schedule import STAT_BYTES, cdiv
 
 __all__ = ["decode_launch_counts", "table_entries", "decode_compulsory_dram_bytes"]
@@ -49,7 +51,8 @@ def decode_launch_counts(p: DecodeProblem, s: DecodeSchedule) -> dict:
     d, e = p.head_dim, p.element_bytes
     g, U, S = heads_per_cta(p, s), units_per_seq(p, s), s.num_splits
     rd = wr = crd = cwr = 0
-    for L, nq in zip(p.read_seqlens_kv, p.seqlens_q):
+    for b, nq in enumerate(p.seqlens_q):
+        L = read_keys(p, s, b)  # early_tile: at least the first tile, and Q (n = 1) even for an empty sequence
         n = nonempty_splits(L, S, s.block_n)
         rows = g * nq
         bt = 4 * table_entries(L, S, s.block_n, p.page_size) if p.paged else 0

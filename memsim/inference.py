@@ -62,7 +62,7 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
            "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
            "combine_block_s", "decode_combine_key", "combine_regs_per_thread", "fused_combine", "fused_block_splits",
-           "fused_arrive_s", "fused_combine_tail_s", "FUSED_COMBINE_ELEMENTS"]
+           "fused_arrive_s", "fused_combine_tail_s", "FUSED_COMBINE_ELEMENTS", "check_early_tile", "read_keys"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
@@ -209,6 +209,12 @@ class DecodeSchedule:
     #: writes those columns of O or of its partial): split_d x the CTAs with no combine launch or partial; K is read
     #: split_d times from the L2 and once from DRAM (the CTAs of a unit run side by side; session 14)
     split_d: int = 1
+    #: one split on a contiguous cache: the first K/V tile's loads go out at the CTA's start, beside its sequence
+    #: length's, instead of after it (their addresses do not depend on the length, only their mask does): one round
+    #: trip less before the stream (`dependent_loads_before_stream`).  The first tile is read whole -- block_n keys of
+    #: K and of the CTA's V columns, even for a sequence shorter than that, and Q for an empty one (the byte contract,
+    #: `read_keys`); needs the cache's capacity >= block_n (`check_early_tile`; session 19)
+    early_tile: bool = False
 
     def __post_init__(self):
         o = "DecodeSchedule"
@@ -218,7 +224,7 @@ class DecodeSchedule:
             raise ScheduleError(f"{o}.phase must be 'fwd' (decode has no backward), got {self.phase!r}")
         for n in ("num_splits", "block_n", "num_warps", "num_stages", "split_d"):
             _pos_int(o, n, getattr(self, n))
-        for n in ("pack_gqa", "page_prefetch", "combine_pdl", "combine_fused"):
+        for n in ("pack_gqa", "page_prefetch", "combine_pdl", "combine_fused", "early_tile"):
             if not isinstance(getattr(self, n), bool):
                 raise ScheduleError(f"{o}.{n} must be a bool, got {getattr(self, n)!r}")
         if not _pow2(self.block_n) or self.block_n < 16:
@@ -232,8 +238,8 @@ class DecodeSchedule:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for n in ("combine_pdl", "combine_fused"):  # (added in sessions 12 / 13: the committed records' schedules,
-            if not d[n]:                            # which lack them, still compare)
+        for n in ("combine_pdl", "combine_fused", "early_tile"):  # (added in sessions 12 / 13 / 19: the committed
+            if not d[n]:                                           # records' schedules, which lack them, still compare)
                 del d[n]
         if d["split_d"] == 1:  # (session 14, likewise)
             del d["split_d"]
@@ -305,6 +311,7 @@ def decode_launches(p: DecodeProblem, s: DecodeSchedule) -> tuple:
     n_units = p.batch * units_per_seq(p, s)
     smem = decode_sram_bytes_per_cta(p, s)
     check_split_d(p, s)
+    check_early_tile(p, s)
     # split_d > 1: the CTAs of one unit are adjacent on the grid's second axis (unit x split_d + part)
     out = [Launch("decode_split", (s.num_splits, n_units * s.split_d, 1), ("split", "unit", "one"), smem)]
     if s.num_splits > 1 and not fused_combine(s):
@@ -318,6 +325,24 @@ def check_split_d(p: DecodeProblem, s: DecodeSchedule) -> None:
     if s.split_d > 1 and (p.head_dim % s.split_d or p.head_dim // s.split_d < 16):
         raise ScheduleError(f"split_d {s.split_d} leaves {p.head_dim / s.split_d:g} columns of head_dim {p.head_dim} "
                             f"per CTA; it must divide head_dim into parts of at least 16")
+
+
+def check_early_tile(p: DecodeProblem, s: DecodeSchedule) -> None:
+    """early_tile loads keys 0..block_n-1 of every sequence before its length is known: one split, a contiguous cache
+    and a capacity of at least block_n keys."""
+    if not s.early_tile:
+        return
+    if s.num_splits != 1 or p.paged or p.capacity_kv < s.block_n:
+        raise ScheduleError(f"early_tile needs one split on a contiguous cache of capacity >= block_n ({s.block_n}); "
+                            f"got num_splits {s.num_splits}, {'paged' if p.paged else 'contiguous'}, capacity "
+                            f"{p.capacity_kv}")
+
+
+def read_keys(p: DecodeProblem, s: DecodeSchedule, b: int) -> int:
+    """Cached keys of sequence b whose K (and V columns) each CTA of a unit reads: its read length
+    (`DecodeProblem.read_seqlens_kv`), at least block_n with early_tile (the first tile is read whole)."""
+    L = p.read_seqlens_kv[b]
+    return max(L, s.block_n) if s.early_tile else L
 
 
 def v_columns(p: DecodeProblem, s: DecodeSchedule) -> int:
@@ -468,6 +493,8 @@ def decode_loop_key(p: DecodeProblem, s: DecodeSchedule) -> str:
            f"-u{int_spec(units_per_seq(p, s))}-s{int_spec(s.num_splits)}")
     if p.paged:
         key += f"-bt{int_spec(cdiv(max(p.capacity_kv, 1), p.page_size))}"
+    if s.early_tile:  # (the EARLY constexpr: the first tile peeled before the loop)
+        key += "-e1"
     return key
 
 
@@ -734,6 +761,8 @@ def dependent_loads_before_stream(p: DecodeProblem, s: DecodeSchedule, launch_na
         raise ScheduleError(f"unknown decode launch {launch_name!r}; known: {', '.join(DECODE_LAUNCH_NAMES)}")
     if launch_name == "decode_combine":
         return 1
+    if s.early_tile:  # the first tile's loads go out beside the length's (session 19)
+        return 0
     return 1 + int(p.paged)
 
 
@@ -761,7 +790,7 @@ def estimate_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> dict
     cta_b, total = [], 0
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
-        for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
+        for k0, k1 in split_ranges(read_keys(p, s, b), s.num_splits, s.block_n):
             nb = q + (k1 - k0) * (d + v_columns(p, s)) * e
             total += nb * units * s.split_d
             cta_b += [nb] * (units * s.split_d)
@@ -819,7 +848,7 @@ def estimate_time_mechanisms_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFac
     cta_b, total = [], 0
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
-        for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n):
+        for k0, k1 in split_ranges(read_keys(p, s, b), s.num_splits, s.block_n):
             kv = (k1 - k0) * (d + v_columns(p, s)) * e  # split_d: K whole, its columns of V
             total += (q + kv) * units * s.split_d
             cta_b += [(q, kv)] * (units * s.split_d)
@@ -1041,7 +1070,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     for b in range(p.batch):
         q = g * p.seqlens_q[b] * d * e
         row = [q + (k1 - k0) * (d + v_columns(p, s)) * e
-               for k0, k1 in split_ranges(p.read_seqlens_kv[b], s.num_splits, s.block_n)]
+               for k0, k1 in split_ranges(read_keys(p, s, b), s.num_splits, s.block_n)]
         # (empty splits -- past the last key -- load only their sequence length: not modelled)
         sizes += row * (units * s.split_d)  # split_d: the unit's CTAs, K whole and their columns of V each
         row_len = max(row_len, len(row))

@@ -49,7 +49,8 @@ from dataclasses import replace
 
 from .inference import (fused_arrive_s, fused_combine, fused_combine_tail_s, COMBINE_SPLITS_PER_ROUND, buffered_stream_latency_s, last_tile_drain_s, loop_step_s, DecodeProblem, DecodeSchedule, DeviceFacts, block_m_for, candidate_splits, combine_block_s,
                         combine_round_s, cta_limit_Bps, cta_tile_costs, paged_latency_extra_s,
-                        dependent_loads_before_stream, loop_epilogue_s, pipeline_buffers, split_regs_per_thread,
+                        dependent_loads_before_stream, loop_epilogue_s, pipeline_buffers, read_keys,
+                        split_regs_per_thread,
                         split_shared_bytes,
                         combine_regs_per_thread, COMBINE_NUM_WARPS, combine_first_round_s, combine_interval_s,
                         decode_extra_device_bytes, decode_launches, decode_sram_bytes_per_cta, heads_per_cta,
@@ -83,7 +84,7 @@ def decode_cta_steps(p: DecodeProblem, s: DecodeSchedule, launch_name: str, coor
     hk = u if s.pack_gqa else u // p.group_size
     nq = p.seqlens_q[b]
     rows = g * nq
-    L = p.read_seqlens_kv[b]
+    L = read_keys(p, s, b)  # (early_tile: the first tile whole)
     sd = s.split_d
     dv = d // sd
     if launch_name == "decode_combine":

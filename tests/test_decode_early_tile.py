@@ -1,0 +1,87 @@
+"""The first K/V tile loaded beside the sequence length (DecodeSchedule.early_tile; issue 12, session 19): the checks,
+the byte contract (the first tile read whole), the model's one round trip less, and exactness in the interpreter --
+caches NaN past each length (make_decode_inputs), so a first-tile row past L that reached the sums would show."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+from memsim.inference import (DecodeProblem, DecodeSchedule, decode_launches, decode_loop_key,
+                              dependent_loads_before_stream, read_keys)
+from memsim.schedule import ScheduleError
+
+
+def _interp():
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported (the kernel tests' conftest)")
+
+
+def test_early_tile_checks_and_record():
+    p = DecodeProblem.uniform(4, 32, 8, 128, 1024, dtype="bf16")
+    s = DecodeSchedule(num_splits=1, block_n=32, early_tile=True)
+    assert [L.name for L in decode_launches(p, s)] == ["decode_split"]
+    assert "early_tile" not in DecodeSchedule().to_dict() and s.to_dict()["early_tile"] is True
+    assert decode_loop_key(p, s) == decode_loop_key(p, replace(s, early_tile=False)) + "-e1"
+    for bad_p, bad_s in ((p, replace(s, num_splits=2)),
+                         (DecodeProblem.uniform(4, 32, 8, 128, 1024, dtype="bf16", page_size=16), s),
+                         (DecodeProblem.uniform(4, 32, 8, 128, 16, dtype="bf16"), s)):
+        with pytest.raises(ScheduleError, match="early_tile"):
+            decode_launches(bad_p, bad_s)
+    with pytest.raises(ScheduleError):
+        DecodeSchedule(early_tile=1)
+
+
+def test_early_tile_one_round_trip_less_and_the_first_tile_whole():
+    """The model reads it off the kernel: no load before the first K/V address (was the length's); SimPy's bytes and
+    the analytic contract agree, with block_n keys for a sequence shorter than that and Q for an empty one."""
+    from memsim.analytic_decode import decode_launch_counts
+    from memsim.workloads_decode import simulate_decode
+    p = DecodeProblem(8, 2, 64, (1, 1, 1, 1), (0, 5, 40, 100), dtype="fp16", capacity_kv=128)
+    s = DecodeSchedule(num_splits=1, block_n=32, early_tile=True)
+    assert dependent_loads_before_stream(p, s, "decode_split") == 0
+    assert dependent_loads_before_stream(p, replace(s, early_tile=False), "decode_split") == 1
+    assert [read_keys(p, s, b) for b in range(4)] == [32, 32, 40, 100]
+    U, g, d, e = 2, 4, 64, 2
+    want = U * (4 * g * d * e + 2 * (32 + 32 + 40 + 100) * d * e)
+    assert decode_launch_counts(p, s)["decode_split"]["global_read_bytes"] == want
+    late = decode_launch_counts(p, replace(s, early_tile=False))["decode_split"]["global_read_bytes"]
+    assert late == U * (3 * g * d * e + 2 * (5 + 40 + 100) * d * e)
+    r = simulate_decode(p, s, "h100-sxm")
+    sim = sum(k["global_read_bytes"] for k in r["kernels"])
+    assert sim == want
+
+
+def test_early_tile_form_saves_about_one_latency_at_64x1k():
+    """The graph form on the benchmark's 64 x 1k pick (32-key tile, one split, one wave): the start one unloaded
+    latency earlier, the rest unchanged."""
+    from kernels.decode_kv import device_facts
+    from memsim.inference import estimate_time_graph_s
+    f = device_facts(None)
+    p = DecodeProblem.uniform(64, 32, 8, 128, 1024, dtype="bf16")
+    s = DecodeSchedule(num_splits=1, block_n=32, num_stages=3, combine_pdl=True)
+    t0 = estimate_time_graph_s(p, s, f)["time_s"]
+    t1 = estimate_time_graph_s(p, replace(s, early_tile=True), f)["time_s"]
+    assert 0.5 * f.mem_latency_s < t0 - t1 < 1.05 * f.mem_latency_s
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("ragged_odd_split3", {}), ("gqa4_fp32_split4", {}), ("mqa_split2", {}), ("empty_and_short", {}),
+    ("ragged_odd_split3", {"split_d": 2}), ("nq3_longer_than_cache", {}), ("len1", {})])
+def test_early_tile_exact_in_the_interpreter(name, extra):
+    """One split, block_n 16, the capacity at least one tile (empty and short sequences read the first tile whole:
+    its NaN rows past L must not reach the result)."""
+    _interp()
+    from kernels.decode_testing import CASES, run_decode_case
+    B, Nq, Hq, Hkv, d, lens, dt, page, S = CASES[name]
+    sched = replace(DecodeSchedule(num_splits=1, block_n=16, num_warps=1, num_stages=1, early_tile=True), **extra)
+    run_decode_case(B, Nq, Hq, Hkv, d, lens, dt, "cpu", schedule=sched, capacity=max(16, max(lens)), verbose=False)
+
+
+def test_early_tile_varlen_exact_in_the_interpreter():
+    _interp()
+    from kernels.decode_testing import VARLEN_CASES, run_varlen_case
+    c = VARLEN_CASES["mixed_nq0_empty_cache"]  # nq 0 and an empty cache among them
+    run_varlen_case("mixed_nq0_empty_cache", "cpu", verbose=False,
+                    case=(*c[:7], 1, {"block_n": 16, "num_warps": 1, "num_stages": 1, "early_tile": True}))
