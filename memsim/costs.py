@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from .calibration import Calibration, dot_flops_per_sm_s, l2_link_Bps, local_Bps_per_sm
 from .compiled import MIN_LOOP_INSTRUCTIONS
+from . import fetch_run
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
 from . import spill_chain, spill_reuse, spill_rowmask
@@ -234,6 +235,11 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     rtrips, issue_noload, rt_bytes = 1, 0.0, 0
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
+    if rep and fetch_run.enabled():  # MEMSIM_FETCH_RUN: the loop's replays with the fetch window (side table)
+        fr = fetch_run.figures_for(warps, rep)
+        if fr:
+            rep = {**rep, **{k_: fr[k_] for k_ in ("tile_cycles", "tile_cycles_local_l2", "tile_cycles_dram",
+                                                   "band_cycles") if fr.get(k_)}}
     rep_ok = bool(rep and cal.issue is not None and per_sm >= 1 and rep.get("latencies") == cal.issue.fingerprint()
                   and rep.get("tile_cycles"))
     # consumer warpgroups running the tile loop side by side (warp-specialised kernels; kernels.sass.warp_specialised)

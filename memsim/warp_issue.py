@@ -151,11 +151,16 @@ class IssueLatencies:
         return self.cycles.get("SHFL", 0.0)  # other MIO-queue instructions (SHFL-like)
 
 
-def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatencies, trips: int = 3) -> float:
+def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatencies, trips: int = 3,
+           fetch: tuple | None = None) -> float:
     """Cycles per trip of `body` (a loop: steady state over `trips` trips, the first dropped) with `ctas` CTAs of
-    `warps_per_cta` warps on one SM.  trips=1: the cycles of one pass (straight-line code)."""
+    `warps_per_cta` warps on one SM.  trips=1: the cycles of one pass (straight-line code).  `fetch` (switch
+    MEMSIM_FETCH_RUN, memsim.fetch_run.window): (cycles per 128-B line, lines ahead) -- each warp's code arrives a
+    line at a time at that rate, no further ahead of the warp than that many lines (None: code never waited for)."""
     if not body:
         return 0.0
+    cpl, depth = (float(fetch[0]), max(1, int(fetch[1]))) if fetch else (0.0, 0)
+    arrive: list = [{} for _ in range(max(1, warps_per_cta) * max(1, ctas))]  # per warp: line -> its code's arrival
     n = len(body)
     warps = max(1, warps_per_cta) * max(1, ctas)
     # one trip more than measured: a trip ends when the next one may start (its first instruction's issue)
@@ -182,6 +187,12 @@ def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatenc
         """When warp w's next instruction may issue given everything issued so far (None: blocked at a barrier)."""
         ins = body[pc[w] % n]
         t = ready_at[w]
+        if cpl:  # its line's code must have arrived (memsim.fetch_run)
+            a = arrive[w].get(pc[w] // 8)
+            if a is None:  # the first lines: fetched one after another from the start
+                a = arrive[w][pc[w] // 8] = (pc[w] // 8 + 1) * cpl
+            if a > t:
+                t = a
         if ins.wait_mask:
             m = ins.wait_mask
             for b in range(6):
@@ -281,6 +292,12 @@ def replay(body: list[Instr], *, warps_per_cta: int, ctas: int, lat: IssueLatenc
             sb[w][ins.write_sb].append(done)
         if ins.read_sb != _NO_SB:
             sb[w][ins.read_sb].append(t + (1.0 if ins.op in GLOBAL_OPS else min(lat.release(ins.op), 8.0)))
+        if cpl and pc[w] % 8 == 0:
+            # the warp enters line x: line x + depth may be fetched, after line x + depth - 1
+            x = pc[w] // 8
+            prev = arrive[w].get(x + depth - 1, (x + depth) * cpl)
+            arrive[w][x + depth] = max(prev, t) + cpl
+            arrive[w].pop(x - 1, None)
         ready_at[w] = t + max(1, ins.stall)
         pc[w] += 1
         if pc[w] == total:
