@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", default="2,4")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="only: cProfile of 30 calls of each variant of the first case (host time by function), and "
+                         "a kernel trace of three SDPA cuDNN backward calls there")
     a = ap.parse_args(argv)
     import torch
     import triton
@@ -70,6 +73,47 @@ def main(argv=None) -> int:
                  bench_tflops=fl / cud * 1e-6)
         print(json.dumps(r), flush=True)
         rec.append(r)
+        if a.profile:
+            import cProfile
+            import io
+            import pstats
+            for name, g in variants:
+                def fn(g=g):
+                    old = (hb.STREAM_SPLIT, hb.DQ_FUSE)
+                    hb.STREAM_SPLIT, hb.DQ_FUSE = (g, False) if g else old
+                    try:
+                        return kernels.backward(p, s, q, k, v, f.o, do, f)
+                    finally:
+                        hb.STREAM_SPLIT, hb.DQ_FUSE = old
+                fn()
+                torch.cuda.synchronize()
+                pr = cProfile.Profile()
+                pr.enable()
+                for _ in range(30):
+                    fn()
+                pr.disable()
+                torch.cuda.synchronize()
+                for key in ("tottime", "cumulative"):
+                    buf = io.StringIO()
+                    pstats.Stats(pr, stream=buf).sort_stats(key).print_stats(28)
+                    print(f"profile {name} by {key} (30 calls):\n" + buf.getvalue().split("\n\n", 2)[-1], flush=True)
+            from torch.profiler import ProfilerActivity, profile
+            cfn = lambda: torch.autograd.grad(oo, (qq, kk, vv), do, retain_graph=True)  # noqa: E731
+            cfn()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(3):
+                    cfn()
+                torch.cuda.synchronize()
+            path = out / "trace-sdpa_cudnn.json"
+            prof.export_chrome_trace(str(path))
+            ev = sorted((e for e in json.loads(path.read_text())["traceEvents"]
+                         if e.get("cat") == "kernel" and e.get("ph") == "X"), key=lambda e: e["ts"])
+            print("trace sdpa_cudnn: kernel, stream, start us, duration us (3 calls)")
+            for e in ev:
+                print(f"  {e['name'][:60]:60s} s{e.get('args', {}).get('stream', '?')} {e['ts'] - ev[0]['ts']:9.1f} "
+                      f"{e['dur']:8.1f}")
+            return 0
         for name, g in variants:
             def fn(g=g):
                 old = (hb.STREAM_SPLIT, hb.DQ_FUSE)
