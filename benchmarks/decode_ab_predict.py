@@ -69,9 +69,9 @@ def resolve(B: int, N: int, page, variant: str):
     from benchmarks.decode_splitd_ab import schedule_of
     from kernels.decode_kv import PAGED_PREFETCH_DEFAULT, _auto_tile
     from memsim.inference import DecodeProblem, DecodeSchedule
-    if variant.endswith("+e"):  # the schedule with the first tile loaded beside the length (session 19)
+    if variant[-2:] in ("+e", "-e"):  # the schedule with / without the first tile beside the length (session 19)
         p, s = resolve(B, N, page, variant[:-2])
-        return p, replace(s, early_tile=True)
+        return p, replace(s, early_tile=variant.endswith("+e"))
     p = DecodeProblem.uniform(B, HQ, HKV, D, N, dtype="bf16", page_size=page)
     if variant == "default":
         base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True,

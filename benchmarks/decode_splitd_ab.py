@@ -4,7 +4,8 @@ on sequence 0 first.  n cache copies per CUDA graph (>= --rotate-mb, as benchmar
 medians twice; paged rows read the same values through shuffled pages (page_prefetch on, as the benchmark's).
 
 A variant is S/block_n/num_stages/split_d/combine (combine: none, pdl or fused); "default" is kernels.decode without a
-schedule; a contiguous variant ending in "+e" is that schedule with DecodeSchedule.early_tile (session 19); "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
+schedule; a contiguous variant ending in "+e" / "-e" is that schedule with / without DecodeSchedule.early_tile
+(session 19); "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
 (`benchmarks.decode_ab_predict.session14_pick`).  bf16, d = 128, 32 / 8 heads, one query token.
 
     PYTHONPATH=. python3 benchmarks/decode_splitd_ab.py --out /tmp/sd.json
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
                   f"({kv / t[0] / 1e12:.2f} TB/s, {kv / t[0] / read_Bps:.1%})", flush=True)
 
         def run(layout, variant0, xsets, bt_of):
-            variant, early = (variant0[:-2], True) if variant0.endswith("+e") else (variant0, False)
+            variant, early = ((variant0[:-2], variant0.endswith("+e")) if variant0[-2:] in ("+e", "-e")
+                              else (variant0, None))
             try:
                 if variant == "default":
                     sch, kw = None, {}
@@ -138,8 +140,8 @@ def main(argv=None) -> int:
                 else:
                     sch = schedule_of(variant)
                     s, kw = sch, {"schedule": sch}
-                if early:  # "+e": the same schedule with the first tile loaded beside the length (session 19)
-                    s = replace(s, early_tile=True)
+                if early is not None:  # "+e" / "-e": the same schedule with / without early_tile (session 19)
+                    s = replace(s, early_tile=early)
                     kw = {"schedule": s}
                 o = decode(q, xsets[0][1], xsets[0][2], lens, block_table=bt_of(xsets[0]), **kw)
                 check_rule(f"{layout} {variant0}", o.transpose(1, 2)[:1], ref, naive, "bf16", verbose=False)

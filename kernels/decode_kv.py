@@ -597,10 +597,20 @@ def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -
     return alt if c_alt <= n_alt and c_s > n_s else None
 
 
-#: kernels.decode's default loads the first K/V tile beside the sequence length (DecodeSchedule.early_tile) where its
-#: pick is one split on a contiguous cache, the compiled table knows the early kernel (its registers: the 32-key tile
-#: 96 -> 102, 5 -> 4 CTAs per SM) and the graph form predicts it faster.  Session 19: off until measured.
-EARLY_TILE_DEFAULT = False
+#: kernels.decode's default loads the first K/V tile beside the sequence length (DecodeSchedule.early_tile) where the
+#: card ran it faster -- a measured rule, like SHORT_TILE: on the SHORT_TILE pick (32-key tile, one split, contiguous,
+#: 4 query rows) with a capacity of at most EARLY_TILE_MAX_KEYS keys, more than EARLY_TILE_MIN_PER_SM CTAs per SM on
+#: average, and the early launch in one wave (its kernel holds 102 registers, not 96: 4 CTAs per SM, not 5).
+#: H100, session 19 call 1 (reports/h100-sxm/decode/s19-call1/: the default pick and the same schedule with early_tile
+#: interleaved, rotated caches, CUDA graphs; every repeat apart): 64 x 512 0.978, 64 x 1k 0.990 (91.90 us = 1.003x
+#: cuDNN, the old default 0.993x), 48 x 1k 0.993 -- faster; 32 x 1k (2 CTAs per SM) 1.002, 64 x 2k 1.003 -- not;
+#: one CTA per SM slower (8 x 1k split_d +6.3 %, 16 x 1k +1.4 %, 8 x 8k +0.8 %, 64 x 8k +1.0 %, 128 x 1k +6.4 %), and
+#: 80 x 1k, two waves at 4 per SM, +9.5 %.  Why (the model's `early_bubble_s`): Triton puts the loop's prologue loads
+#: after the peeled tile's math, so a CTA streams its first tile alone and then waits it -- hidden where the SM's other
+#: CTAs keep the DRAM busy.  The edges are the measured shapes' (2 per SM: a tie; 2k keys: slower), not fitted.
+EARLY_TILE_DEFAULT = True
+EARLY_TILE_MAX_KEYS = 1024
+EARLY_TILE_MIN_PER_SM = 2
 
 
 def _early_tile_candidate(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule | None:
@@ -612,6 +622,18 @@ def _early_tile_candidate(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule
         return None
     alt = replace(s, early_tile=True)
     return alt if decode_loop_key(p, alt) in _compiled_table() else None
+
+
+def _early_tile_rule(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> DecodeSchedule | None:
+    """The pick `s` with early_tile where the measured rule above (EARLY_TILE_DEFAULT) applies, else None."""
+    alt = _early_tile_candidate(p, s) if EARLY_TILE_DEFAULT else None
+    if alt is None or s.block_n != SHORT_TILE["block_n"] or s.split_d != 1 or p.max_seq_q != 1 or \
+            p.capacity_kv > EARLY_TILE_MAX_KEYS or heads_per_cta(p, s) * p.max_seq_q != SHORT_TILE_ROWS:
+        return None
+    g = decode_launches(p, alt)[0].grid
+    ctas = g[0] * g[1] * g[2]
+    slots = f.num_sms * f.ctas_per_sm(split_shared_bytes(p, alt), alt.num_warps, split_regs_per_thread(p, alt))
+    return alt if EARLY_TILE_MIN_PER_SM * f.num_sms < ctas <= slots else None
 
 
 def _rank_time_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> float:
@@ -647,12 +669,9 @@ def _auto_tile(problem: DecodeProblem, base: DecodeSchedule, device_index, gpu: 
         best, best_why = short, (f"block_n {short.block_n}, 1 split: {problem.batch * units_per_seq(problem, short)}"
                                  f" CTAs fit one wave of the {short.block_n}-key tile (measured rule, "
                                  f"SHORT_TILE) in place of {best_why}")
-    early = _early_tile_candidate(problem, best) if EARLY_TILE_DEFAULT else None
+    early = _early_tile_rule(problem, best, f)
     if early is not None:
-        t0, t1 = _rank_time_s(problem, best, f), _rank_time_s(problem, early, f)
-        if t1 < t0:
-            best, best_why = early, (f"{best_why}; the first tile beside the length (early_tile): predicted "
-                                     f"{t1 * 1e6:.1f} vs {t0 * 1e6:.1f} us")
+        best, best_why = early, f"{best_why}; the first tile beside the length (measured rule, EARLY_TILE_DEFAULT)"
     return best, best_why
 
 

@@ -300,6 +300,9 @@ def main(argv=None) -> int:
     for bn, sd in ((32, 1), (64, 1), (128, 1), (128, 2)):
         todo.append((f"early_bn{bn}_sd{sd}", (4, 1, 32, 8, 128, [2048, 1, 0, 1001], "bf16", None, None),
                      DecodeSchedule(num_splits=1, block_n=bn, num_warps=4, num_stages=3, split_d=sd, early_tile=True)))
+    # ... and as the public default picks it (EARLY_TILE_DEFAULT: 64 sequences, capacity 1k, ragged and empty)
+    todo.append(("early_default_b64", (64, 1, 32, 8, 128, [1024, 1, 0, 513, 31, 32, 33, 1000] * 8, "bf16", None, None),
+                 None))
     todo.append(("early_bn32_q2_mqa", (3, 2, 16, 1, 128, [700, 1, 17], "fp16", None, None),
                  DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3, early_tile=True)))
     if only == "varlen":

@@ -1053,6 +1053,8 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
     tests/test_decode_split_rule.py shows both grains agree.
 
     * the SMs of a GPC differ in speed within a launch (`CTA_RATE_SPREAD`; `rate_spread=False` leaves it out);
+    * early_tile: no dependent load before the stream (`dependent_loads_before_stream`); the pipeline bubble after
+      its peeled first tile is NOT in the form (session 19: a named miss, notes/decode.md);
 
     `events` (a list): each group of CTAs that ends appends (start_s, end_s, CTAs of the launch) -- launch time from the
     split launch's first CTA (`kernel_s` not included), for comparison with a %globaltimer trace

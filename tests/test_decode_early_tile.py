@@ -85,3 +85,56 @@ def test_early_tile_varlen_exact_in_the_interpreter():
     c = VARLEN_CASES["mixed_nq0_empty_cache"]  # nq 0 and an empty cache among them
     run_varlen_case("mixed_nq0_empty_cache", "cpu", verbose=False,
                     case=(*c[:7], 1, {"block_n": 16, "num_warps": 1, "num_stages": 1, "early_tile": True}))
+
+
+# --- session 19 call 1 (H100): the measured rule and the form's named miss ------------------------------------------
+import json  # noqa: E402
+import statistics  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+CALL1 = Path(__file__).resolve().parents[1] / "reports/h100-sxm/decode/s19-call1/early.json"
+
+
+def _call1():
+    """{(batch, context): (default us repeats, default+e us repeats, default schedule)} of call 1."""
+    from memsim.inference import decode_schedule_from_dict
+    by = {}
+    for r in json.loads(CALL1.read_text())["rows"]:
+        if r["impl"] == "decode":
+            by.setdefault((r["batch"], r["context"]), {}).setdefault(r["variant"], []).append(r)
+    return {k: ([x["us"] for x in v["default"]], [x["us"] for x in v["default+e"]],
+                decode_schedule_from_dict(v["default"][0]["schedule"])) for k, v in by.items()}
+
+
+def test_the_default_loads_the_first_tile_early_exactly_where_call_1_ran_it_faster():
+    """kernels.decode's pick (EARLY_TILE_DEFAULT) on call 1's 11 shapes: early_tile at the three measured faster (every
+    repeat below every repeat), the same schedule without it at the other eight; elsewhere the pick is unchanged."""
+    from dataclasses import replace
+    from kernels.decode_kv import _auto_tile
+    base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)
+    runs = _call1()
+    assert len(runs) == 11
+    for (B, N), (t0, t1, s0) in runs.items():
+        pick = _auto_tile(DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16"), base, None, True)[0]
+        assert replace(pick, early_tile=False) == s0, (B, N)
+        assert pick.early_tile == (max(t1) < min(t0)), (B, N, t1, t0)  # every early repeat below every other
+
+
+def test_the_form_misses_the_first_tiles_bubble_at_one_cta_per_sm():
+    """Named miss: the graph form has the round trip early_tile saves, not the bubble after the peeled tile (Triton's
+    prologue loads go out after its math), so it ranks early_tile faster where one CTA runs per SM -- the card ran it
+    slower at all five such shapes (+0.8..+6.4 %).  Fails when a form term makes these ranks right: then let the form,
+    not EARLY_TILE_DEFAULT's measured rule, decide."""
+    from kernels.decode_kv import device_facts
+    from memsim.inference import estimate_time_graph_s
+    f = device_facts(None)
+    runs = _call1()
+    wrong = []
+    for (B, N) in ((8, 1024), (16, 1024), (8, 8192), (128, 1024), (64, 8192)):
+        t0, t1, s0 = runs[(B, N)]
+        p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16")
+        g0 = estimate_time_graph_s(p, s0, f)["time_s"]
+        g1 = estimate_time_graph_s(p, replace(s0, early_tile=True), f)["time_s"]
+        assert min(t1) > max(t0)
+        wrong.append(g1 < g0)
+    assert all(wrong)
