@@ -44,7 +44,24 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", default=CELLS)
     ap.add_argument("--ours", default="", help="cells where our default backward's kernels are listed too")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    ap.add_argument("--ncu-cell", default=None,
+                    help="d/N/causal: only SDPA cuDNN's backward there, twice (for ncu: --launch-skip 1)")
     a = ap.parse_args(argv)
+    if a.ncu_cell:
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        from benchmarks.hopper_fa3_bwd_diag import parse_case
+        d, n, causal = parse_case(a.ncu_cell)
+        dt = torch.bfloat16 if a.dtype == "bf16" else torch.float16
+        q, k, v, do = (torch.randn(16384 // n, 2048 // d, n, d, dtype=dt, device="cuda") for _ in range(4))
+        qq, kk, vv = (t.requires_grad_(True) for t in (q, k, v))
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            oo = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+        for _ in range(2):
+            torch.autograd.grad(oo, (qq, kk, vv), do, retain_graph=True)
+        torch.cuda.synchronize()
+        return 0
     import torch
     import triton
     from torch.nn.attention import SDPBackend, sdpa_kernel
