@@ -223,7 +223,11 @@ PERSISTENT_CTAS = None
 #: conversion become ready while group g's pass runs and take the SMs its tail frees (one pass CTA fills an SM: the
 #: memory-bound launches cannot share an SM with it, only the SMs it leaves idle -- run24's ncu: 7.2 % of the pass
 #: at causal N=1024).  0 / 1: off; n: min(n, batch) groups of whole batches.  Same kernels on batch slices: dK, dV
-#: the same bits, dQ by the rule.  Launches of one device share the pass stream.
+#: the same bits, dQ by the rule.  Launches of one device share the pass stream.  run27 (H100, session 21): exact (10
+#: GPU tests), 0.12-0.98x the default -- host-bound: the host issues one default backward in ~645 us (the GPU takes
+#: 626 at causal N=1024 bf16) and every group adds about as much; replayed from a CUDA graph (run28) split2 is 612 us
+#: on the GPU (1.02x), split4 652 (its passes' extra ramp and tail outweigh what the memory launches hide).  Not
+#: adopted: off (the registry has no rule for it); a candidate for removal
 STREAM_SPLIT = 0
 #: CUDA stream priority of STREAM_SPLIT's pass stream (lower = higher; the caller's default stream is 0, the lowest):
 #: -1 -- the passes' CTAs are dispatched before the memory-bound launches' wherever both wait for an SM; 0 -- equal
