@@ -46,7 +46,30 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--ncu-cell", default=None,
                     help="d/N/causal: only SDPA cuDNN's backward there, twice (for ncu: --launch-skip 1)")
+    ap.add_argument("--ncu-fwd", default=None, metavar="IMPL",
+                    help="with --ncu-cell: the forward of IMPL (sdpa_cudnn, or one of our algorithms with its "
+                         "registry default schedule: flash2, hopper_fa3), twice")
     a = ap.parse_args(argv)
+    if a.ncu_cell and a.ncu_fwd:
+        import torch
+
+        import kernels
+        from benchmarks.hopper_fa3_bwd_diag import parse_case
+        d, n, causal = parse_case(a.ncu_cell)
+        dt = torch.bfloat16 if a.dtype == "bf16" else torch.float16
+        q, k, v = (torch.randn(16384 // n, 2048 // d, n, d, dtype=dt, device="cuda") for _ in range(3))
+        if a.ncu_fwd == "sdpa_cudnn":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            for _ in range(2):
+                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        else:
+            p = kernels.problem_for(q, k, v, causal=causal)
+            s = kernels.default_schedule(p, a.ncu_fwd, "fwd", q.device)
+            for _ in range(2):
+                kernels.forward(p, s, q, k, v)
+        torch.cuda.synchronize()
+        return 0
     if a.ncu_cell:
         import torch
         from torch.nn.attention import SDPBackend, sdpa_kernel
