@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 HQ, HKV, D = 32, 8, 128
 
-#: name -> (batch, context (cache capacity), keys read per sequence (0: cache_seqlens all 0), block_n)
+#: name -> (batch, context (cache capacity), keys read per sequence (0: cache_seqlens all 0), block_n[, early_tile])
 CASES = {
     "b64_1k_bn128": (64, 1024, 1024, 128),
     "b64_0_bn128": (64, 1024, 0, 128),
@@ -48,12 +48,22 @@ CASES = {
     "b16_1k_bn128": (16, 1024, 1024, 128),
     "b16_4k_bn128": (16, 4096, 4096, 128),
     "b64_2k_bn128": (64, 2048, 2048, 128),
+    # session 19 (prepared for session 20): the first tile beside the length (early_tile) and without, where it gained
+    # (64 x 1k), tied (32 x 1k: 2 CTAs per SM), lost (64 x 2k; 16 x 1k: one CTA per SM), and 56 x 1k (0.981x cuDNN)
+    "b64_1k_bn32_e": (64, 1024, 1024, 32, True),
+    "b32_1k_bn32": (32, 1024, 1024, 32),
+    "b32_1k_bn32_e": (32, 1024, 1024, 32, True),
+    "b64_2k_bn32": (64, 2048, 2048, 32),
+    "b64_2k_bn32_e": (64, 2048, 2048, 32, True),
+    "b16_1k_bn64": (16, 1024, 1024, 64),
+    "b16_1k_bn64_e": (16, 1024, 1024, 64, True),
+    "b56_1k_bn32_e": (56, 1024, 1024, 32, True),
 }
 
 
-def schedule_for(bn: int):
+def schedule_for(bn: int, early: bool = False):
     from memsim.inference import DecodeSchedule
-    return DecodeSchedule(num_splits=1, block_n=bn, num_warps=4, num_stages=3)
+    return DecodeSchedule(num_splits=1, block_n=bn, num_warps=4, num_stages=3, early_tile=early)
 
 
 def problem_for(B: int, N: int, L: int):
@@ -112,8 +122,8 @@ def main_gpu(a) -> int:
         if time.time() - t_start > a.budget_s:
             notes.append(f"budget reached before {name}")
             break
-        B, N, L, bn = CASES[name]
-        p, s = problem_for(B, N, L), schedule_for(bn)
+        B, N, L, bn, *early = CASES[name]
+        p, s = problem_for(B, N, L), schedule_for(bn, *early)
         kv = 2 * B * N * HKV * D * 2
         n = max(a.min_copies, -(-int(a.rotate_mb * 1e6) // kv))
         try:
@@ -153,7 +163,8 @@ def main_gpu(a) -> int:
                 snaps.append([[r[0], r[1] - t0, r[2] - t0] for r in rows])
             per = launches[0][2][0] * launches[0][2][1]
             summ = [summarise(sn, per) for sn in snaps]
-            res[name] = dict(batch=B, context=N, keys=L, block_n=bn, copies=n, ctas=per, kv_bytes=kv if L else 0,
+            res[name] = dict(batch=B, context=N, keys=L, block_n=bn, early_tile=bool(early and early[0]), copies=n,
+                             ctas=per, kv_bytes=kv if L else 0,
                              plain_period_us=[t * 1e6 for t in plain], traced_period_us=[t * 1e6 / n for t in traced_t],
                              summary=summ, traces=snaps)
             spans = [d["span_us"] for sm in summ for d in sm]
@@ -200,8 +211,8 @@ def predict(names) -> dict:
     f = device_facts(None)
     out = {}
     for name in names:
-        B, N, L, bn = CASES[name]
-        p, s = problem_for(B, N, L), schedule_for(bn)
+        B, N, L, bn, *early = CASES[name]
+        p, s = problem_for(B, N, L), schedule_for(bn, *early)
         ev = []
         r = estimate_time_graph_s(p, s, f, events=ev)
         first = [e for e in ev if e[0] == 0.0]

@@ -60,15 +60,17 @@ def _traced_split(TR, Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   GROUP: tl.constexpr, G_TOTAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PAGE_SIZE: tl.constexpr,
                   SPLIT: tl.constexpr, PAGE_PREFETCH: tl.constexpr, PREC: tl.constexpr,
-                  VARLEN: tl.constexpr, PDL: tl.constexpr = False):
-    """`_decode_split` (inlined) between two reads of the global timer; per CTA TR holds (smid, t0, t1) as int64."""
+                  VARLEN: tl.constexpr, PDL: tl.constexpr = False, EARLY: tl.constexpr = False):
+    """`_decode_split` (inlined) between two reads of the global timer; per CTA TR holds (smid, t0, t1) as int64.
+    EARLY: the first tile loaded beside the length (DecodeSchedule.early_tile, session 19)."""
     t0 = _now()
     sm = _smid()
     _decode_split(Q, K, V, O, OP, LSEP, SEQLENS, BT, CU_Q,
                   stride_qb, stride_qn, stride_qh, stride_kb, stride_kn, stride_kh,
                   stride_vb, stride_vn, stride_vh, stride_ob, stride_on, stride_oh, stride_btb,
                   UNITS, NQ, qk_scale2, NUM_SPLITS,
-                  GROUP, G_TOTAL, HEAD_DIM, BLOCK_M, BLOCK_N, PAGE_SIZE, SPLIT, PAGE_PREFETCH, PREC, VARLEN, PDL)
+                  GROUP, G_TOTAL, HEAD_DIM, BLOCK_M, BLOCK_N, PAGE_SIZE, SPLIT, PAGE_PREFETCH, PREC, VARLEN, PDL,
+                  EARLY=EARLY)
     t1 = _now()
     cta = tl.program_id(1) * tl.num_programs(0) + tl.program_id(0)
     base = TR + cta.to(tl.int64) * 3
