@@ -195,47 +195,76 @@ def gpu(out: str, budget_s: float, argv) -> int:
     return 0
 
 
-def _body(cubin_b64: str, num_warps: int) -> list:
-    """The tile loop of a run's cubin as memsim.warp_issue replays it (kernels.sass.tile_loop_body)."""
+def _body(r: dict) -> list:
+    """The tile loop of a point's kernel as memsim.warp_issue replays it (kernels.sass.tile_loop_body): from the
+    run's cubin, else compiled here for sm_90 (the 09:49 run's file has none: same Triton and ptxas, the same
+    registers on every point)."""
     from kernels.sass import disassemble, tile_loop_body
-    return tile_loop_body(disassemble(base64.b64decode(cubin_b64)), num_warps=num_warps)
+    if r.get("cubin_b64"):
+        return tile_loop_body(disassemble(base64.b64decode(r["cubin_b64"])), num_warps=r["num_warps"])
+    import torch
+    from triton.backends.compiler import GPUTarget
+    from kernels.compiled_facts import ARCHS, _specialise
+    tgt = GPUTarget("cuda", ARCHS["sm90"][0], 32)
+    x = torch.empty(16, dtype=torch.float32, device="meta")
+    cyc = torch.empty(16, dtype=torch.int64, device="meta")
+    src, options = _specialise(_mb_fetch_run, (x, x, cyc, r["n_iter"]),
+                               dict(K=r["K"], P=r["P"], CLUSTER=r["cluster"], C=r["C"], NUM_WARPS=r["num_warps"],
+                                    num_warps=r["num_warps"], num_stages=1), tgt)
+    ck = triton.compile(src, target=tgt, options=options.__dict__)
+    return tile_loop_body(disassemble(ck.asm["cubin"]), num_warps=r["num_warps"])
 
 
-def analyse(path: str) -> list:
-    """Measured cycles per trip beside the replay of the run's own loop (memsim.warp_issue: no fetch), the fetch of
+def analyse(path: str, bodies: str | None = None) -> list:
+    """Measured cycles per trip beside the replay of the point's loop (memsim.warp_issue: no fetch), the fetch of
     its code (memsim.issue_fit.fetch_cycles over the loop curve), their MAX (memsim.costs today) and the replay with
-    the fetch window (`memsim.fetch_run`)."""
+    the fetch window (`memsim.fetch_run`: at the curve's rate, and at the rate of the run's own wait-free loop of
+    that K where it has one).  `bodies`: a JSON cache of the replay bodies (written if missing)."""
     import memsim
     from memsim import fetch_run
     from memsim.calibration import load_calibration
     from memsim.io import read_json
     from memsim.issue_fit import fetch_cycles
-    from memsim.warp_issue import replay
+    from memsim.warp_issue import Instr, replay
     cal = load_calibration(memsim.load_hardware("h100-sxm"))
     curve = cal.icache_loop_curve or cal.icache_curve
     doc = read_json(path)
     pv = doc["provenance"]
     print(f"{pv.get('gpu')}, driver {pv.get('driver')}, {pv.get('date')}, torch {pv.get('torch')}, "
           f"triton {pv.get('triton')}")
-    print("| K | P | layout | warps | instr | KB | measured | replay | fetch | MAX | meas / MAX | fetch window | "
-          "meas / window |")
-    print("| --- " * 13 + "|")
-    out = []
     pts = [r for r in doc["points"] if r.get("kind") == "fetch_run" and "error" not in r]
-    cubins = {(r["K"], r["P"], r["cluster"], r["num_warps"]): r["cubin_b64"] for r in pts if r.get("cubin_b64")}
-    for r in pts:
-        body = _body(cubins[(r["K"], r["P"], r["cluster"], r["num_warps"])], r["num_warps"])
+    cache = json.load(open(bodies)) if bodies and os.path.exists(bodies) else {}
+    own_rate = {}  # K -> cycles per instruction of the run's wait-free loop
+    out = []
+    print("| K | P | waits | warps x CTAs | instr | KB | measured | replay | fetch | MAX | meas / MAX | window "
+          "(curve) | meas / window | window (run's rate) | meas / window |")
+    print("| --- " * 15 + "|")
+    for r in sorted(pts, key=lambda r: (r["K"], r["P"] != 0)):
+        key = f"{r['K']}:{r['P']}:{r['cluster']}:{r['num_warps']}"
+        if key not in cache:
+            cache[key] = [b.to_list() for b in _body(r)]
+        body = [Instr.from_list(x) for x in cache[key]]
         n, k = len(body), r.get("ctas_per_sm", 1)
-        # cycles per trip of one warp: the replay's trip of the k CTAs together (they run side by side)
+        meas = r["cycles_per_trip"]
+        if r["P"] == 0 and k == 1:
+            own_rate[r["K"]] = meas / n
         rp = replay(body, warps_per_cta=r["num_warps"], ctas=k, lat=cal.issue)
         fe = fetch_cycles(curve, n)
         win = replay(body, warps_per_cta=r["num_warps"], ctas=k, lat=cal.issue, fetch=fetch_run.window(curve, n))
-        meas = r["cycles_per_trip"]
-        lay = "none" if not r["P"] else ("clustered" if r["cluster"] else "interleaved")
+        own = own_rate.get(r["K"])
+        win_own = replay(body, warps_per_cta=r["num_warps"], ctas=k, lat=cal.issue,
+                         fetch=(8 * own, fetch_run.DEPTH_LINES)) if own else None
+        lay = "none" if not r["P"] else ("clustered" if r["cluster"] else "spread")
         out.append({"K": r["K"], "P": r["P"], "cluster": r["cluster"], "warps": r["num_warps"], "ctas_per_sm": k,
-                    "instructions": n, "measured": meas, "replay": rp, "fetch": fe, "max": max(rp, fe), "window": win})
-        print(f"| {r['K']} | {r['P']} | {lay} | {r['num_warps']} x {k} | {n} | {n * 16 / 1024:.0f} | {meas:.0f} | {rp:.0f} | "
-              f"{fe:.0f} | {max(rp, fe):.0f} | {meas / max(rp, fe):.2f} | {win:.0f} | {meas / win:.2f} |", flush=True)
+                    "instructions": n, "measured": meas, "replay": rp, "fetch": fe, "max": max(rp, fe),
+                    "window_curve": win, "window_run_rate": win_own, "run_cpi": own})
+        wo = f"{win_own:.0f} | {meas / win_own:.2f}" if win_own else "- | -"
+        print(f"| {r['K']} | {r['P']} | {lay} | {r['num_warps']} x {k} | {n} | {n * 16 / 1024:.0f} | {meas:.0f} | "
+              f"{rp:.0f} | {fe:.0f} | {max(rp, fe):.0f} | {meas / max(rp, fe):.2f} | {win:.0f} | {meas / win:.2f} | "
+              f"{wo} |", flush=True)
+    if bodies:
+        with open(bodies, "w") as fh:
+            json.dump(cache, fh)
     return out
 
 
@@ -246,6 +275,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compile-one", nargs=4, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN")
     ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table as JSON (tests need no compiler)")
+    ap.add_argument("--bodies", metavar="JSON", help="with --analyse: cache of the replay bodies (compiling the "
+                    "100 KB kernels here takes minutes)")
     a = ap.parse_args(argv)
     if a.compile_one:
         import torch
@@ -253,7 +284,7 @@ def main(argv=None) -> int:
         run()
         return 0
     if a.analyse:
-        t = analyse(a.analyse)
+        t = analyse(a.analyse, a.bodies)
         if a.write_table:
             with open(a.write_table, "w") as fh:
                 json.dump({"run": os.path.basename(a.analyse), "points": t}, fh, indent=1)
