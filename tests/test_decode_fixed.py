@@ -175,4 +175,8 @@ def test_spread_only_at_one_cta_per_sm(facts):
 
 
 def test_cases_table_matches_the_run(run1):
-    assert set(run1["cases"]) == set(CASES)
+    """Session 17's run measured every case of the table then; session 19 added the early_tile cases (suffix "_e") and
+    their baselines, prepared for session 20 (benchmarks/decode_session20_gpu.sh)."""
+    s19 = {"b64_1k_bn32_e", "b32_1k_bn32", "b32_1k_bn32_e", "b64_2k_bn32", "b64_2k_bn32_e", "b16_1k_bn64",
+           "b16_1k_bn64_e", "b56_1k_bn32_e"}
+    assert set(run1["cases"]) == set(CASES) - s19
