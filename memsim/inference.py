@@ -62,7 +62,7 @@ __all__ = ["DecodeProblem", "DecodeSchedule", "decode_launches", "decode_sram_by
            "pipeline_buffers", "round_trips_per_tile", "loop_instructions", "decode_loop_key",
            "dependent_loads_before_stream", "split_regs_per_thread", "split_shared_bytes",
            "combine_block_s", "decode_combine_key", "combine_regs_per_thread", "fused_combine", "fused_block_splits",
-           "fused_arrive_s", "fused_combine_tail_s", "FUSED_COMBINE_ELEMENTS", "check_early_tile", "read_keys"]
+           "fused_arrive_s", "fused_combine_tail_s", "FUSED_COMBINE_ELEMENTS", "check_early_tile", "read_keys", "early_bubble_s", "EARLY_BUBBLE_ONE_PER_SM"]
 
 DECODE_LAUNCH_NAMES = ("decode_split", "decode_combine")
 #: split counts the rules rank (bounded per problem by the longest cache in K/V tiles)
@@ -990,6 +990,27 @@ PAGE_SCATTER_READ = {"h100-sxm": ((16, 356.23 / 371.54), (64, 349.33 / 358.43))}
 #: slowest SMs".  The split rule does not rank with it yet (`RULE_RATE_SPREAD`).
 CTA_RATE_SPREAD = {"h100-sxm": (0.034, 5)}
 
+#: early_tile (session 19) where an SM holds one CTA at a time: the first tile's pipeline bubble as dead time -- a CTA
+#: waits `early_bubble_s` before its stream instead of the length's round trip.  OFF (a switch, not the model of
+#: record): derived from the code, and on the card it matches the one-CTA-per-SM 16 x 1k rows it was checked on after
+#: the fact (bn32 / bn64: +0.24 / +0.51 us measured, +0.19 / +0.48 derived; the 128-key peel +2.38 vs +0.87) -- held
+#: out next: the prepared session-20 traces (reports/h100-sxm/decode/s20-fixed-predictions-bubble.json).  Where an SM
+#: holds several CTAs the form keeps early_tile's one round trip less (hidden bubble), which the card showed at 3-4 per
+#: SM but not at 2 (32 x 1k: a tie).
+EARLY_BUBBLE_ONE_PER_SM = False
+
+
+def early_bubble_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", tile_compute_s: float) -> float:
+    """What a CTA of an early_tile launch waits before its stream where nothing else on its SM hides it, read off the
+    compiled code: Triton puts the loop's pipeline prologue right before the loop, after the peeled tile's math, so
+    the CTA receives its first tile one round trip after its start (issued beside the length's load), computes it
+    (`tile_compute_s`, one tile of the loop), and only then requests tiles 1..B (`pipeline_buffers`): measured from
+    the start of the stream as the form times it (the first round trip inside the rate, B tiles in flight), that is
+    lat (1 - 1 / B) + c against the plain kernel's lat -- early_tile costs c - lat / B per CTA.  0 without it."""
+    if not s.early_tile:
+        return 0.0
+    return f.mem_latency_s * (1.0 - 1.0 / max(1, pipeline_buffers(p, s))) + tile_compute_s
+
 
 def _normal_quantiles(n: int) -> list:
     """The n quantiles (i + 0.5) / n of the standard normal (0 for n = 1)."""
@@ -1181,6 +1202,12 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
                 r = max(r, min(even_rate, n * lim))
             rate_memo[key] = min(r * scatter, l2_cap)
         return rate_memo[key]
+
+    # early_tile where an SM holds one CTA at a time (its occupancy, or a launch of at most one CTA per SM): the first
+    # tile's bubble as dead time instead of no wait (`EARLY_BUBBLE_ONE_PER_SM`, off)
+    if s.early_tile and EARLY_BUBBLE_ONE_PER_SM and (per_sm == 1 or sum(c for _, c in sizes) <= f.num_sms):
+        per_byte1, issue1 = costs(1)
+        head = early_bubble_s(p, s, f, tile * per_byte1 + issue1)
 
     # groups: [gpc, sms, per_sm (CTAs on each of its SMs), n CTAs, bytes left per CTA, phase, t of next phase,
     # bytes per CTA, CTAs of the launch per CTA of the model]
