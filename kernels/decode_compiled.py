@@ -37,6 +37,11 @@ def variants():
                         DecodeSchedule(num_splits=S, page_prefetch=pf)))
     out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, dtype="bf16"), DecodeSchedule(block_n=64, pack_gqa=False)))
     out.append((DecodeProblem.uniform(1, 32, 8, 128, 4096, seq_q=4, dtype="bf16"), DecodeSchedule(block_n=64)))
+    # the first tile beside the length (DecodeSchedule.early_tile, session 19): the tiles kernels.decode runs at one
+    # split on contiguous caches, at the benchmark's heads (the "-e1" entries EARLY_TILE_DEFAULT looks up)
+    for bn, sd in ((32, 1), (64, 1), (128, 1), (128, 2)):
+        out.append((DecodeProblem.uniform(64, 32, 8, 128, 1024, dtype="bf16"),
+                    DecodeSchedule(num_splits=1, block_n=bn, split_d=sd, early_tile=True)))
     return out
 
 
