@@ -11,6 +11,8 @@ by `fetch_run.loop_key` (warps, loop instructions, the table's one-CTA trip).  E
 its entry (Triton's cache makes that a lookup here).
 
     python benchmarks/spill_fetchrun_table.py [--min-kb 32] [--limit N]
+    python benchmarks/spill_fetchrun_table.py --curve    # memsim/fetch_run_curve_sm90.json.gz: the loops whose
+                                                         # rate fetch_run.CURVE_POINT changes (144-192 KB), at it
 """
 from __future__ import annotations
 
@@ -67,13 +69,14 @@ def needed(min_kb: float) -> dict:
     return out
 
 
-def replay_entry(e: dict, k: int, cal) -> dict:
-    """issue_profile's tile-loop lists of entry `e` for 1..k CTAs, every loop replay with the fetch window."""
+def replay_entry(e: dict, k: int, cal, curve=None) -> dict:
+    """issue_profile's tile-loop lists of entry `e` for 1..k CTAs, every loop replay with the fetch window (at
+    `curve`'s rate; default the calibration's loop curve)."""
     import memsim.warp_issue as wi
     from kernels.compiled_facts import _compile_entry
     from kernels.sass import disassemble, issue_profile
     from memsim import fetch_run
-    curve = cal.icache_loop_curve or cal.icache_curve
+    curve = curve or cal.icache_loop_curve or cal.icache_curve
     orig = wi.replay
 
     def windowed(body, *, trips=3, fetch=None, **kw):
@@ -97,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-kb", type=float, default=32.0)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--curve", action="store_true", help="the loops whose fetch rate fetch_run.CURVE_POINT changes, "
+                    "replayed at the extended curve's rate, into fetch_run.TABLE_CURVE")
     a = ap.parse_args(argv)
     import memsim
     from memsim import compiled, fetch_run
@@ -105,16 +110,22 @@ def main(argv=None) -> int:
     table = compiled.load_table("sm90")
     want = needed(a.min_kb)
     keys = sorted(want, key=lambda k_: want[k_][0].issue.get("tile_instructions", 0))
+    curve = None
+    if a.curve:
+        from memsim.issue_fit import fetch_cycles
+        curve, base = fetch_run.loop_curve(cal), cal.icache_loop_curve or cal.icache_curve
+        n_of = lambda k_: want[k_][0].issue.get("tile_instructions", 0)  # noqa: E731
+        keys = [k_ for k_ in keys if abs(fetch_cycles(curve, n_of(k_)) - fetch_cycles(base, n_of(k_))) > 1e-6]
     if a.limit:
         keys = keys[:a.limit]
-    out_path = Path(a.out) if a.out else fetch_run.TABLE
+    out_path = Path(a.out) if a.out else (fetch_run.TABLE_CURVE if a.curve else fetch_run.TABLE)
     entries: dict = {}
     t0 = time.time()
     for j, k_ in enumerate(keys, 1):
         f, k, warps = want[k_]
         t1 = time.time()
         try:
-            fig = replay_entry(table[k_], k, cal)
+            fig = replay_entry(table[k_], k, cal, curve)
         except Exception as ex:  # noqa: BLE001 -- one entry must not stop the others
             print(f"[{j}/{len(keys)}] {k_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
             continue
@@ -128,7 +139,7 @@ def main(argv=None) -> int:
               f"{fig['tile_cycles']} ({time.time() - t1:.1f} s)", file=sys.stderr, flush=True)
     with gzip.open(out_path, "wt") as fh:
         json.dump({"note": __doc__.split("\n\n")[0], "depth_lines": fetch_run.DEPTH_LINES,
-                   "min_kb": a.min_kb, "entries": entries}, fh)
+                   "min_kb": a.min_kb, "curve": list(map(list, curve)) if curve else None, "entries": entries}, fh)
     print(f"{len(entries)} entries -> {out_path} ({time.time() - t0:.0f} s)")
     return 0
 

@@ -235,7 +235,9 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     rtrips, issue_noload, rt_bytes = 1, 0.0, 0
     masked_f = unmasked_f = 1.0
     rep = getattr(f, "issue", None) if f is not None else None
-    if rep and fetch_run.enabled():  # MEMSIM_FETCH_RUN: the loop's replays with the fetch window (side table)
+    if fetch_run.curve_on():  # MEMSIM_FETCH_RUN=curve / all: a 144 KB loop fetches at the 256 KB rate
+        cal = replace(cal, icache_loop_curve=fetch_run.loop_curve(cal))
+    if rep and fetch_run.window_on():  # MEMSIM_FETCH_RUN=1 / all: the loop's replays with the fetch window
         fr = fetch_run.figures_for(warps, rep)
         if fr:
             rep = {**rep, **{k_: fr[k_] for k_ in ("tile_cycles", "tile_cycles_local_l2", "tile_cycles_dram",

@@ -18,13 +18,42 @@ import functools
 import os
 from pathlib import Path
 
-#: lines (128 B) the fetch may run ahead of the warp's current line (fitted: benchmarks/spill_fetchrun_gpu.py)
+#: lines (128 B) the fetch may run ahead of the warp's current line (r5126_005's stall samples: no fetch wait in the
+#: ~36 instructions after a wait; spill_fetchrun's points are the same within 1 % for 3-6 lines)
 DEPTH_LINES = 4
 TABLE = Path(__file__).with_name("fetch_run_sm90.json.gz")
+#: the same replays with the loop curve extended by CURVE_POINT (MEMSIM_FETCH_RUN=all): loops of 144-192 KB only
+TABLE_CURVE = Path(__file__).with_name("fetch_run_curve_sm90.json.gz")
+#: spill_fetchrun (H100 80GB HBM3, 09:49 UTC): a loop of 147 520 B (9220 FFMAs, no waits) fetched at 5.87 cycles an
+#: instruction, the 256 KB rate -- the loop curve's step reading charges it the 128 KB point's 2.85
+CURVE_POINT = (147520, 5.866)
+
+
+def mode() -> str:
+    """MEMSIM_FETCH_RUN: "" (off; "0" too), "1" (the fetch window), "curve" (the 144 KB point in the loop curve),
+    "all" (both)."""
+    v = os.environ.get("MEMSIM_FETCH_RUN", "0")
+    return "" if v in ("", "0") else v
 
 
 def enabled() -> bool:
-    return os.environ.get("MEMSIM_FETCH_RUN", "0") not in ("", "0")
+    return bool(mode())
+
+
+def window_on() -> bool:
+    return mode() in ("1", "all")
+
+
+def curve_on() -> bool:
+    return mode() in ("curve", "all")
+
+
+def loop_curve(cal) -> tuple | None:
+    """The calibration's loop curve with CURVE_POINT (sorted by code size)."""
+    base = cal.icache_loop_curve or cal.icache_curve
+    if not base:
+        return base
+    return tuple(sorted([p for p in base if p[0] != CURVE_POINT[0]] + [CURVE_POINT]))
 
 
 def window(curve, instructions: int, depth: int | None = None) -> tuple | None:
@@ -37,12 +66,12 @@ def window(curve, instructions: int, depth: int | None = None) -> tuple | None:
     return (8.0 * fetch_cycles(curve, instructions) / instructions, DEPTH_LINES if depth is None else depth)
 
 
-@functools.lru_cache(maxsize=1)
-def _table() -> dict:
-    if not TABLE.exists():
+@functools.lru_cache(maxsize=2)
+def _table(path: Path = TABLE) -> dict:
+    if not path.exists():
         return {}
     from .io import read_json
-    return read_json(str(TABLE)).get("entries", {})
+    return read_json(str(path)).get("entries", {})
 
 
 def loop_key(num_warps: int, issue: dict) -> str:
@@ -57,7 +86,8 @@ def figures_for(num_warps: int, issue: dict) -> dict | None:
     with the same latencies."""
     if not issue or not issue.get("tile_cycles"):
         return None
-    e = _table().get(loop_key(num_warps, issue))
+    k_ = loop_key(num_warps, issue)
+    e = (_table(TABLE_CURVE).get(k_) if curve_on() else None) or _table().get(k_)
     if not e or e.get("latencies") != issue.get("latencies"):
         return None
     return e
