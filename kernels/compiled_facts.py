@@ -208,7 +208,27 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
     except Exception as e:  # the loop profile is extra; never lose the registers for it
         out.setdefault("loop", None)
         out["loop_error"] = f"{type(e).__name__}: {e}"[:200]
+    try:
+        out["stat_loads"] = _stat_loads_of(ck)
+    except Exception as e:  # extra too
+        out["stat_loads_error"] = f"{type(e).__name__}: {e}"[:200]
     return out
+
+
+def _stat_loads_of(ck) -> list | None:
+    """kernels.stat_loads.stat_loads of a compiled kernel (its TTGIR and SASS; the warps its layouts are for)."""
+    from kernels.sass import disassemble
+    from kernels.stat_loads import stat_loads, ttgir_num_warps
+    ttgir = ck.asm["ttgir"]
+    return stat_loads(ttgir, disassemble(ck.asm["cubin"]), num_warps=ttgir_num_warps(ttgir))
+
+
+def refresh_stat_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", command: str = "") -> int:
+    """Every entry (of `launch_prefix`) gets `stat_loads` (kernels.stat_loads) from its launch compiled again
+    (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
+    return _refresh_fields(arch, lambda k_, e: k_.startswith(launch_prefix),
+                           lambda text, e, ck: {"stat_loads": _stat_loads_of(ck)},
+                           shard=shard, command=command, what="stat_loads", with_kernel=True)
 
 
 def issue_facts(sass_text: str, arch: str, *, num_warps: int, regs: int, shared: int,
@@ -361,9 +381,9 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
 
 
 def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50,
-                    with_entry: bool = False) -> int:
+                    with_entry: bool = False, with_kernel: bool = False) -> int:
     """The entries `select(key, entry)` picks (this shard's share) get `fields_of(their SASS text)` (`with_entry`:
-    `fields_of(text, entry)`) from their launch compiled again (Triton's cache makes that a lookup), written in
+    `fields_of(text, entry)`; `with_kernel`: `fields_of(text, entry, the compiled kernel)`) from their launch compiled again (Triton's cache makes that a lookup), written in
     batches under the table's lock; nothing else changes.  Returns the failures."""
     from kernels.sass import disassemble
     from memsim.compiled import load_table
@@ -373,8 +393,10 @@ def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, w
     failed, pending = 0, {}
     for key_ in keys[i::k]:
         try:
-            text = disassemble(_compile_entry(table[key_], arch).asm["cubin"])
-            pending[key_] = fields_of(text, table[key_]) if with_entry else fields_of(text)
+            ck = _compile_entry(table[key_], arch)
+            text = disassemble(ck.asm["cubin"])
+            pending[key_] = (fields_of(text, table[key_], ck) if with_kernel else
+                             fields_of(text, table[key_]) if with_entry else fields_of(text))
         except Exception as ex:  # one entry must not stop the others
             failed += 1
             print(f"{key_}: FAILED {type(ex).__name__}: {str(ex)[:200]}", file=sys.stderr, flush=True)
@@ -706,6 +728,8 @@ def main(argv=None) -> int:
                     "loop (their round trips are the whole kernel's)")
     ap.add_argument("--refresh-l1-loads", action="store_true", help="set every entry's (of --launch-prefix) "
                     "l1_load_factor from its SASS (kernels.sass.l1_load_factor), nothing else")
+    ap.add_argument("--refresh-stat-loads", action="store_true", help="set every entry's (of --launch-prefix) "
+                    "stat_loads from its TTGIR and SASS (kernels.stat_loads), nothing else")
     ap.add_argument("--force", action="store_true", help="with --refresh-issue and --launch-prefix: replay current "
                     "entries too, from scratch (after a fix of the SASS reading the fingerprint does not see)")
     ap.add_argument("--shard", default="0/1", metavar="I/K", help="take every K-th case from the I-th (parallel runs)")
@@ -740,6 +764,9 @@ def main(argv=None) -> int:
     if a.refresh_l1_loads:
         return 1 if refresh_l1_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
                                      command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
+    if a.refresh_stat_loads:
+        return 1 if refresh_stat_loads(a.arch, launch_prefix=a.launch_prefix, shard=a.shard,
+                                       command="python -m kernels.compiled_facts " + " ".join(argv)) else 0
     if a.recompile_changed:
         return 1 if recompile_changed(a.arch, launch_prefix=a.launch_prefix, shard=a.shard, force=a.force,
                                       command="python -m kernels.compiled_facts " + " ".join(argv)) else 0

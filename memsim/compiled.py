@@ -70,6 +70,10 @@ class CompiledFacts:
     #: the kernel's SASS in bytes (16 per instruction): what a launch fetches from DRAM after an L2 flush; None: not
     #: recorded
     code_bytes: int | None = None
+    #: the tile loop's rank-1 fp32 loads (per-row statistics: flash2 dK/dV's lse_i, delta_i) as every warp issues
+    #: them (kernels.stat_loads.stat_loads: [{"loads", "length", "vec", "per_thread", "warps": [[count, [elements
+    #: of one instruction, ..]], ..]}]); None: not recorded or none.  memsim.sectors.stat_load_count
+    stat_loads: list | None = None
 
     @property
     def spills(self) -> bool:

@@ -105,6 +105,10 @@ class LaunchCost:
     #: each under its own row predicate -- they alone would add a quarter of what ncu counts beyond the bytes; the
     #: rest is not understood, and this rule, the model before 2026-11-27, came within 3 % there)
     l1_load_factor: float = 1.0
+    #: the tile loop's per-row statistics loads as every warp issues them (the compiled facts' `stat_loads`, made
+    #: hashable by `stat_loads_key`): memsim.sim counts the tensors the workload names as statistics
+    #: (LaunchWork.stat_load_tensors) `memsim.sectors.stat_load_count` times at the global level.  None: unknown
+    stat_loads: tuple | None = None
     #: a trip of the kernel's masked loop copy (the causal band, a ragged tail) and of its unmasked one, each over a
     #: trip of the tile loop the replay chose (one of them is 1.0; both 1.0 where the SASS has one loop): the engine
     #: prices a CTA's trips by its share of masked ones (LaunchWork.cta_masked_tiles; memsim/MODEL.md "the masked
@@ -177,10 +181,22 @@ def _lookup_facts(launch_name, problem, schedule):
                 spec = lambda k_: k_.rsplit("|", 1)[-1]  # noqa: E731 -- the integer specialisation part of a key
                 if spec(near[1]) != spec(compiled.key(launch_name, problem, schedule)):
                     # another divisibility compiles other loads (kernels.sass.l1_split_factor): not this launch's
-                    f = replace(f, l1_load_factor=None, l1_split_factor=None, l1_split_piece_bytes=None)
+                    f = replace(f, l1_load_factor=None, l1_split_factor=None, l1_split_piece_bytes=None,
+                                stat_loads=None)
         return f
     except (KeyError, ValueError, OSError):
         return None
+
+
+def stat_loads_key(groups: list | None) -> tuple | None:
+    """The compiled facts' `stat_loads` as a hashable value: the one layout the loop's statistics share, as
+    (length, ((warps, (elements of each instruction, ..)), ..)); None where the loop has none or several layouts (the
+    workload's tensors could not be told apart)."""
+    if not groups or len(groups) != 1:
+        return None
+    g = groups[0]
+    return int(g["length"]), tuple((int(n), tuple(tuple(int(e) for e in ins) for ins in instrs))
+                                   for n, instrs in g["warps"])
 
 
 def ctas_per_sm(hw: Hardware, smem_per_cta: int, num_warps: int, regs_per_thread: int) -> tuple[int, str]:
@@ -376,5 +392,6 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
         l1_split_factor=(getattr(f, "l1_split_factor", None) or 1.0) if f is not None else 1.0,
         l1_split_piece_bytes=(getattr(f, "l1_split_piece_bytes", None) or 0.0) if f is not None else 0.0,
         l1_load_factor=(getattr(f, "l1_load_factor", None) or 1.0) if f is not None else 1.0,
+        stat_loads=stat_loads_key(getattr(f, "stat_loads", None)) if f is not None else None,
         spill_store_l2_weight=(max(1.0, l2_link_Bps(hw, cal) / cal.spill_store_l2_Bps) if cal.spill_store_l2_Bps
                                else 1.0))

@@ -340,6 +340,7 @@ class CtaBatches:
         self.write_partial_share = getattr(work, "write_partial_share", None)
         self.reduce_adds = getattr(work, "reduce_adds", None)
         self.split_load_tensors = getattr(work, "split_load_tensors", None)
+        self.stat_load_tensors = getattr(work, "stat_load_tensors", None)
         self.stage_loop = getattr(work, "stage_loop", False)
         self.ctas = work.num_ctas
         #: events the dispatcher hands out
@@ -399,6 +400,7 @@ class LaunchStats:
     #: reduce-adds that reached the L2 (LaunchWork.reduce_adds): not in l2_write_bytes (ncu's op_red, not op_write)
     l2_reduce_bytes: int = 0
     #: {tensor name: part of global_read_bytes read of it} for the launch's split tensors (LaunchWork.split_load_tensors)
+    #: and its per-row statistics (LaunchWork.stat_load_tensors)
     split_read_bytes: dict = field(default_factory=dict)
     global_write_bytes: int = 0
     l2_read_bytes: int = 0
@@ -630,7 +632,9 @@ class LaunchModel:
         n = len(steps)
         g_rd = l2_rd = d_rd = d_wr = fl = ex = tl = l1r = 0
         g_split: dict = {}
-        split = getattr(self.work, "split_load_tensors", None)
+        # the tensors whose read bytes memsim.sim counts again at L1's tag stage: split loads and per-row statistics
+        split = set(getattr(self.work, "split_load_tensors", None) or ()) | set(
+            getattr(self.work, "stat_load_tensors", None) or ())
         stage_loop = getattr(self.work, "stage_loop", False)
         if self.work.cta_l1_bytes is not None:
             l1r = self.work.cta_l1_bytes(idx)  # re-reads of data this CTA just loaded: served by L1, never L2

@@ -138,3 +138,41 @@ def split_load_count(pitch_bytes: int, segment_bytes: int, element_bytes: int, p
                 counted += len(touched)
     booked = period * group * row * row_sector_factor(pitch_bytes, segment_bytes, element_bytes)
     return 32.0 * counted / booked
+
+
+@lru_cache(maxsize=1024)
+def stat_load_count(pitch_elements: int, rows: int, stat_loads: tuple) -> float:
+    """Bytes L1's tag stage counts for a per-row statistic loaded by every warp (kernels.stat_loads: flash2 dK/dV's
+    lse_i / delta_i, a `length`-element fp32 slice a trip), per byte the model books for it (the slice's valid
+    elements x 4).
+
+    `stat_loads`: (length, ((warps, (elements of each instruction, ..)), ..)) -- each warp instruction counts the
+    32-byte sectors that the elements its active lanes load touch; a lane past the row's end is predicated off.  Over
+    `rows` rows of `pitch_elements` (batch x heads rows of seq_q values) in slices of `length`: row r starts
+    r x pitch x 4 bytes into the tensor, which starts on a sector, so the rows cycle through the offsets
+    (r x pitch) mod 8 elements.  1.0 when every instruction's sectors are exactly the slice's bytes."""
+    length, warps = stat_loads
+    if pitch_elements <= 0 or length <= 0 or rows <= 0:
+        return 1.0
+    per_sector = 8  # fp32 elements in a 32-byte sector
+    period = per_sector // gcd(pitch_elements % per_sector, per_sector)
+    # rows per start offset: the first `period` rows' offsets, each repeated for every full period of the rows
+    weight = {}
+    for r in range(min(rows, period)):
+        o = r * pitch_elements % per_sector
+        weight[o] = weight.get(o, 0) + rows // period + (1 if r < rows % period else 0)
+    blocks = [(b, min(length, pitch_elements - b)) for b in range(0, pitch_elements, length)]
+    memo: dict = {}
+
+    def counted(offset: int, valid: int) -> int:
+        k = (offset, valid)
+        if k not in memo:
+            memo[k] = sum(n * len({(offset + e) // per_sector for e in ins if e < valid})
+                          for n, instrs in warps for ins in instrs)
+        return memo[k]
+    sectors = booked = 0
+    for o, n_rows in weight.items():
+        for b, valid in blocks:
+            sectors += n_rows * counted((o + b) % per_sector, valid)
+            booked += n_rows * 4 * valid
+    return 32.0 * sectors / booked if booked else 1.0

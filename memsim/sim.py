@@ -31,7 +31,7 @@ from .grain import (SLOW_LIMIT_S, AUTO_TILE_LIMIT, DEFAULT_RUN_BLOCKS, GRAINS, P
 from .limits import binding, launch_bounds, pass_binding
 from .hardware import Hardware, load_hardware
 from .schedule import AttentionProblem, Schedule, ScheduleError, cdiv, check_fits, kernel_launches, require_bool
-from .sectors import split_load_count
+from .sectors import split_load_count, stat_load_count
 from .workloads import build_launches, extra_device_bytes, max_loop_blocks
 
 LEVEL_KEYS = ("global_read_bytes", "global_write_bytes", "l2_read_bytes", "l2_write_bytes",
@@ -95,6 +95,28 @@ class SimResult:
             "extra_device_bytes": self.extra_device_bytes,
             "nominal_flops": self.nominal_flops,
         }
+
+
+def l1_tag_extra_bytes(cost, work, st) -> int:
+    """Bytes L1's tag stage counts for a launch's register loads beyond the bytes the model booked for them (the
+    global level only; L1 serves them).  Loads split into element-wide pieces count their chunk once per piece
+    (kernels.sass.l1_split_factor), over the bytes the launch read of its split tensors (rows past the problem's are
+    predicated off and count nothing); per-row statistics count the sectors every warp's instructions touch
+    (kernels.stat_loads; memsim.sectors.stat_load_count).  Where the loop splits chunks but the workload names
+    neither, the full tile's mix over all the launch's reads, as before 2026-11-27 (LaunchCost.l1_load_factor)."""
+    split, stat = work.split_load_tensors or {}, work.stat_load_tensors or {}
+    read = st.split_read_bytes or {}
+    extra = 0.0
+    if cost.l1_split_factor > 1.0 and split:
+        for n, geom in split.items():  # (pitch, segment, element[, tile row, valid rows]) of the split tensor
+            f = split_load_count(*geom[:3], cost.l1_split_factor, cost.l1_split_piece_bytes, *geom[3:])
+            extra += (f - 1.0) * read.get(n, 0)
+    if cost.stat_loads is not None and stat:
+        for n, (pitch, rows) in stat.items():
+            extra += (stat_load_count(pitch, rows, cost.stat_loads) - 1.0) * read.get(n, 0)
+    elif cost.l1_split_factor > 1.0 and cost.l1_load_factor > 1.0 and not split:
+        extra += (cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)
+    return int(round(extra))
 
 
 def _rates(d: dict) -> dict:
@@ -229,22 +251,9 @@ def simulate(problem: AttentionProblem, schedule: Schedule, hardware="h100-sxm",
                 model.dep_Bps *= fold  # ... and f CTAs move their bytes side by side
             model.l2_scale = fold_l2_scale(real_launches[li], hw.num_sms * cost.ctas_per_sm, fold)
         st = model.run()
-        if cost.l1_split_factor > 1.0 and st.split_read_bytes and work.split_load_tensors:
-            # loads split into element-wide pieces count their chunk once per piece at L1's tag stage (the global
-            # level only: kernels.sass.l1_split_factor), over the bytes the launch read of its split tensors (rows
-            # past the problem's are predicated off and count nothing); added to what L1 re-serves beyond the contract
-            def count(geom):  # (pitch, segment, element[, tile row, valid rows]) of the split tensor
-                return split_load_count(*geom[:3], cost.l1_split_factor, cost.l1_split_piece_bytes, *geom[3:])
-            extra = int(round(sum((count(work.split_load_tensors[n]) - 1.0) * b
-                                  for n, b in st.split_read_bytes.items())))
-            st.global_read_bytes += extra
-            st.l1_reread_bytes += extra
-        elif cost.l1_split_factor > 1.0 and cost.l1_load_factor > 1.0 and not work.split_load_tensors:
-            # split chunks the workload cannot place (no named split tensor): the full tile's mix over all the
-            # launch's reads, as before 2026-11-27 (LaunchCost.l1_load_factor)
-            extra = int(round((cost.l1_load_factor - 1.0) * (st.global_read_bytes - st.l1_reread_bytes)))
-            st.global_read_bytes += extra
-            st.l1_reread_bytes += extra
+        extra = l1_tag_extra_bytes(cost, work, st)
+        st.global_read_bytes += extra  # counted by L1's tag stage, served by L1: the global level only
+        st.l1_reread_bytes += extra
         code = cost.code_bytes if flush_l2 else 0
         # the SMs fetch the kernel's instructions through the L2, which the flush left empty: its code once from
         # DRAM (instruction fetches are not TEX-unit requests, so not in the L2 level we count); kept explicit

@@ -162,6 +162,12 @@ class LaunchWork:
     #: (LaunchStats.split_read_bytes) and memsim.sim counts them `memsim.sectors.split_load_count` times at the
     #: global level (memsim/MODEL.md "global loads as L1's tag stage counts them").  None: no split tensor
     split_load_tensors: dict | None = None
+    #: {tensor name: (row pitch in elements, rows)} of the per-row statistics the tile loop loads as rank-1 vectors (flash2's
+    #: dK/dV pass: lse and delta, rows of seq_q fp32 values, a block_m slice a trip), which every warp loads for the
+    #: columns it holds (the compiled facts say how: `LaunchCost.stat_loads`).  The engine sums the bytes read of each
+    #: (LaunchStats.split_read_bytes) and memsim.sim counts them `memsim.sectors.stat_load_count` times at the global
+    #: level (memsim/MODEL.md "statistics every warp loads").  None: none
+    stat_load_tensors: dict | None = None
     #: the launch's tile loop is software-pipelined `num_stages` deep (a loop of `tl.range(..., num_stages=)` or a
     #: TMA ring of that many buffers): at one stage tile j+1's loads go out only once tile j's compute has freed the
     #: buffer, so each tile waits its own round trip (memsim.engine; MODEL.md "Grain").  False: no such loop (a
@@ -232,6 +238,12 @@ class _Ctx:
                  if self.sectors else 1.0)
             t = self._sp[key] = Tensor(name, self.bn, self.p.seq_kv, rows * self.sp, self.R, sector_factor=f)
         return t
+
+    def stat_rows(self) -> dict:
+        """The per-row statistics a backward pass loads (lse_i, delta_i: the dK/dV loop's each trip, the dQ pass's once
+        per CTA): batch x heads_q rows of seq_q fp32 values each, (row pitch, rows) (LaunchWork.stat_load_tensors)."""
+        rows = (self.p.seq_q, self.p.batch * self.p.heads_q)
+        return {"lse": rows, "delta": rows}
 
     def sp_split(self, *names) -> dict | None:
         """The S / P / dP tensors among `names` whose loads the compiler splits: their rows are seq_kv elements apart,
@@ -507,6 +519,8 @@ class LaunchModelSpec:
     reduce_adds: tuple | None = None
     #: the tensors whose loads are split into element-wide pieces, with their geometry (LaunchWork.split_load_tensors)
     split_load_tensors: dict | None = None
+    #: the per-row statistics the tile loop loads as rank-1 vectors, with their rows (LaunchWork.stat_load_tensors)
+    stat_load_tensors: dict | None = None
     #: the launch's tile loop is pipelined num_stages deep (LaunchWork.stage_loop)
     stage_loop: bool = False
 
@@ -531,9 +545,9 @@ def _flash2_fwd_work(c: _Ctx) -> dict:
 def _flash2_bwd_work(c: _Ctx) -> dict:
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
             "flash2_bwd_dkdv": LaunchModelSpec(lambda co: _flash2_bwd_dkdv(c, co), masked_tiles=masked_by_kv_block(c),
-                                               stage_loop=True),
+                                               stat_load_tensors=c.stat_rows(), stage_loop=True),
             "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(c, co), masked_tiles=masked_by_q_block(c),
-                                             stage_loop=True)}
+                                             stat_load_tensors=c.stat_rows(), stage_loop=True)}
 
 
 @workload("flash1", "fwd")
@@ -600,7 +614,7 @@ def build_launches(problem: AttentionProblem, schedule: Schedule, run_blocks: in
                               cta_masked_tiles=(None if w.masked_tiles is None else
                                                 (lambda idx, L=L, fn=w.masked_tiles: fn(_coords(L, idx)))),
                               reduce_adds=w.reduce_adds, split_load_tensors=w.split_load_tensors,
-                              stage_loop=w.stage_loop))
+                              stat_load_tensors=w.stat_load_tensors, stage_loop=w.stage_loop))
     return out
 
 

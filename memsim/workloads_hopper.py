@@ -126,7 +126,8 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
     return {"hopper_bwd_preprocess": lambda co: _hopper_bwd_pre(c, co),
             "hopper_bwd_dkdvdq": LaunchModelSpec(lambda co: _hopper_bwd_dkdvdq(c, co),
                                                  masked_tiles=masked_by_kv_block(c),
-                                                 reduce_adds=("dQacc", _dqacc_sharers(c)), stage_loop=True),
+                                                 reduce_adds=("dQacc", _dqacc_sharers(c)), stat_load_tensors=c.stat_rows(),
+                                                 stage_loop=True),
             "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
 
 
@@ -163,7 +164,7 @@ def _hopper_ws_bwd_work(c: _Ctx) -> dict:
     return {"flash2_bwd_preprocess": lambda co: _flash2_bwd_pre(c, co),
             "hopper_bwd_dkdv_ws": _tma(c, lambda co: _flash2_bwd_dkdv(c, co)),
             "flash2_bwd_dq": LaunchModelSpec(lambda co: _flash2_bwd_dq(cq, co), masked_tiles=masked_by_q_block(cq),
-                                             stage_loop=True)}
+                                             stat_load_tensors=cq.stat_rows(), stage_loop=True)}
 
 
 # --- hopper_fa3 fwd: hopper_fwd's tiles and order (longest first when causal) under its own launch name ---------
