@@ -163,10 +163,10 @@ def _point(k: int, p: int, cl: int, w: int, per_sm: int) -> dict:
             "cubin_b64": base64.b64encode(ck.asm["cubin"]).decode() if per_sm == 1 else None}
 
 
-def gpu(out: str, budget_s: float, argv) -> int:
+def gpu(out: str, budget_s: float, argv, points=POINTS) -> int:
     t0 = time.time()
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--compile-one", *map(str, pt)])
-             for pt in COMPILES]
+             for pt in sorted({p[:4] for p in points})]
     for pr in procs:
         try:
             pr.wait(timeout=max(5.0, 0.75 * budget_s - (time.time() - t0)))
@@ -174,7 +174,7 @@ def gpu(out: str, budget_s: float, argv) -> int:
             pr.kill()
     print(f"compiled in {time.time() - t0:.0f} s", flush=True)
     rows = []
-    for pt in POINTS:
+    for pt in points:
         if time.time() - t0 > budget_s:
             rows.append({"kind": "fetch_run", "point": list(pt), "error": "budget"})
             continue
@@ -274,6 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=150.0)
     ap.add_argument("--compile-one", nargs=4, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN")
+    ap.add_argument("--points", help="K:P:CLUSTER:WARPS:CTAS_PER_SM,... instead of POINTS (e.g. the streams the 09:49 "
+                    "run did not reach: 4608:0:0:1:1,4608:0:0:1:2,4608:0:0:1:4,4608:4:1:1:1,4608:4:1:1:2)")
     ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table as JSON (tests need no compiler)")
     ap.add_argument("--bodies", metavar="JSON", help="with --analyse: cache of the replay bodies (compiling the "
                     "100 KB kernels here takes minutes)")
@@ -289,7 +291,8 @@ def main(argv=None) -> int:
             with open(a.write_table, "w") as fh:
                 json.dump({"run": os.path.basename(a.analyse), "points": t}, fh, indent=1)
         return 0
-    return gpu(a.out, a.budget_s, argv)
+    pts = [tuple(int(v) for v in x.split(":")) for x in a.points.split(",")] if a.points else POINTS
+    return gpu(a.out, a.budget_s, argv, pts)
 
 
 if __name__ == "__main__":

@@ -96,3 +96,18 @@ def test_the_window_fills_during_a_wait_and_runs_dry_in_a_long_run():
     fetch = len(spread) / 8 * 24.0
     assert max(s0, fetch) == pytest.approx(max(c0, fetch), rel=0.02)
     assert c > 1.25 * s
+
+
+def test_the_curve_switch_adds_the_144_kb_point():
+    """MEMSIM_FETCH_RUN=curve / all: a 9220-instruction loop (144 KB) fetches at the measured 5.87 cycles an
+    instruction; 128 KB and 192 KB loops keep the calibration's rates."""
+    import memsim
+    from memsim import fetch_run
+    from memsim.calibration import load_calibration
+    from memsim.issue_fit import fetch_cycles
+    cal = load_calibration(memsim.load_hardware("h100-sxm"))
+    base, ext = cal.icache_loop_curve or cal.icache_curve, fetch_run.loop_curve(cal)
+    assert fetch_cycles(ext, 9220) / 9220 == pytest.approx(5.866, rel=1e-3)
+    assert fetch_cycles(base, 9220) / 9220 < 3.0
+    for n in (8000, 12300, 20000):
+        assert fetch_cycles(ext, n) == fetch_cycles(base, n)
