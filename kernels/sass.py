@@ -346,12 +346,49 @@ def l1_load_factor(sass: str) -> float | None:
     return counted / brought
 
 
+def _loopless_wide_groups(sass: str) -> list | None:
+    """A kernel without a tile loop: its register loads as [width, loads] groups where a run of 8- or 16-byte loads
+    from one base register at offsets that continue one another is one group (a thread's 32-byte chunk of an fp32
+    tile loaded as two LDG.E.128 at +0 and +0x10: hopper's dQ conversion, whose layout is the bf16 store's, 8
+    elements a thread); None where the kernel has a tile loop or no such run.  Each piece instruction's lanes touch
+    every sector of their chunks' span, as 4-byte pieces do (`l1_split_factor`)."""
+    lp = tile_loop(sass)
+    if lp is not None and lp.instructions >= MIN_LOOP_INSTRUCTIONS:
+        return None
+    groups: list = []
+    open_run: dict = {}
+    for ln in sass.splitlines():
+        m = _LDG.search(ln)
+        if not m:
+            continue
+        mods, off = m.group(1), int(m.group(3) or "0", 16)
+        w = next((v for k_, v in _LDG_WIDTH.items() if k_ in mods), 4)
+        run = open_run.get(m.group(2))
+        if w >= 8 and run is not None and run[1] == off and run[0][0] == w:
+            run[0][1] += 1
+            open_run[m.group(2)] = (run[0], off + w)
+            continue
+        g = [w, 1]
+        groups.append(g)
+        open_run[m.group(2)] = (g, off + w) if w >= 8 else None
+    return groups if any(k > 1 for w, k in groups if w >= 8) else None
+
+
+def _split_groups(sass: str) -> list:
+    """The split chunks l1_split_factor / l1_split_piece_bytes price: the tile loop's, else a loopless kernel's
+    wide ones."""
+    tile = [(w, k) for w, k in (_tile_loop_ldg_groups(sass) or ()) if _is_split_chunk(w, k)]
+    if tile:
+        return tile
+    return [(w, k) for w, k in (_loopless_wide_groups(sass) or ()) if k > 1]
+
+
 def l1_split_piece_bytes(sass: str) -> float | None:
     """The width in bytes of one piece of the tile loop's split chunks (2: fp16 / bf16 elements loaded one at a
     time, 4: fp32 or 4-byte words), weighted by the chunks' bytes; None when the loop splits no chunk.  With
     `l1_split_factor` (the pieces per chunk) it gives the chunk: a row's last chunk holds fewer valid bytes and
     issues only the pieces that cover them (each piece has its own column predicate)."""
-    split = [(w, k) for w, k in (_tile_loop_ldg_groups(sass) or ()) if _is_split_chunk(w, k)]
+    split = _split_groups(sass)
     if not split:
         return None
     return sum(w * w * k for w, k in split) / sum(w * k for w, k in split)
@@ -364,9 +401,9 @@ def l1_split_factor(sass: str) -> float | None:
     The model applies it to the bytes of the tensors whose loads are split (memsim.workloads: rows at a pitch in
     elements that is not a multiple of 16), not to the launch's whole mix: a one-query naive P.V reads 1 valid row
     of P's 32-row tile (the other rows' loads are predicated off) beside a whole V tile, so the full tile's mix
-    (3.3) over-counts its global bytes 2x where the split tensor's own factor (8) gives them."""
-    groups = _tile_loop_ldg_groups(sass)
-    split = [(w, k) for w, k in (groups or ()) if _is_split_chunk(w, k)]
+    (3.3) over-counts its global bytes 2x where the split tensor's own factor (8) gives them.  A kernel without a
+    tile loop: its wide split chunks (`_loopless_wide_groups`)."""
+    split = _split_groups(sass)
     if not split:
         return None
     return sum(w * k * k for w, k in split) / sum(w * k for w, k in split)

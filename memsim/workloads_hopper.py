@@ -116,6 +116,15 @@ def _dqacc_sharers(c: _Ctx) -> float:
     return sum(starts[i0] * n for i0, n in adds.items()) / total if total else 1.0
 
 
+def _dqacc_rows(c: _Ctx) -> dict:
+    """dQacc as the conversion loads it (LaunchWork.split_load_tensors): rows of d fp32 values, a Q block's valid rows
+    a tile.  Its layout is the dQ store's (8 bf16 / fp16 elements a thread), so each thread's 32-byte fp32 chunk comes
+    as two 16-byte loads, each touching every sector of its lanes' chunks (kernels.sass: the compiled kernel says
+    whether it splits; fp32 dQ does not)."""
+    row = c.d * 4
+    return {"dQacc": (row, row, 4, row, min(c.bm, c.p.seq_q))}
+
+
 def _hopper_bwd_convert(c: _Ctx, co: dict) -> list:
     i, h = co["q_block"], co["bh"]
     return [[_dqacc(c).range((h,), i, i + 1), c.dQ.range((h,), i, i + 1), 0, 0, 1]]
@@ -128,7 +137,8 @@ def _hopper_bwd_work(c: _Ctx) -> dict:
                                                  masked_tiles=masked_by_kv_block(c),
                                                  reduce_adds=("dQacc", _dqacc_sharers(c)), stat_load_tensors=c.stat_rows(),
                                                  stage_loop=True),
-            "hopper_bwd_dq_convert": lambda co: _hopper_bwd_convert(c, co)}
+            "hopper_bwd_dq_convert": LaunchModelSpec(lambda co: _hopper_bwd_convert(c, co),
+                                                     split_load_tensors=_dqacc_rows(c))}
 
 
 # --- hopper_ws: a persistent forward; a warp-specialised dK/dV pass + flash2's dQ pass ------------------------
