@@ -1,4 +1,5 @@
-"""The instruction fetch runs only a few lines ahead of a warp (issue 8, spills session 19; switch, default off).
+"""The instruction fetch runs only a few lines ahead of a warp (issue 8, spills session 19; switch, default off),
+and a loop past 128 KB fetches at the 256 KB rate (the loop curve's 144 KB point: the default).
 
 memsim.costs takes a tile-loop trip as max(replay, fetch of the loop's code): the fetch of the whole trip hides
 under the waits of the whole trip.  ncu's stall samples of r5126_005's fp32 forward (a 101 KB loop whose replay is
@@ -30,9 +31,10 @@ CURVE_POINT = (147520, 5.866)
 
 
 def mode() -> str:
-    """MEMSIM_FETCH_RUN: "" (off; "0" too), "1" (the fetch window), "curve" (the 144 KB point in the loop curve),
-    "all" (both)."""
-    v = os.environ.get("MEMSIM_FETCH_RUN", "0")
+    """MEMSIM_FETCH_RUN: "curve" (the default since 2026-11-27, seventeenth session: the 144 KB point in the loop
+    curve -- 5 live launches closer, none further), "1" (the fetch window, off by default: fp32 spilling loops get
+    further), "all" (both), "0" (neither: the loop curve of the calibration alone)."""
+    v = os.environ.get("MEMSIM_FETCH_RUN", "curve")
     return "" if v in ("", "0") else v
 
 

@@ -111,3 +111,14 @@ def test_the_curve_switch_adds_the_144_kb_point():
     assert fetch_cycles(base, 9220) / 9220 < 3.0
     for n in (8000, 12300, 20000):
         assert fetch_cycles(ext, n) == fetch_cycles(base, n)
+
+
+@pytest.mark.parametrize("env, curve, window", [(None, True, False), ("0", False, False), ("curve", True, False),
+                                                ("1", False, True), ("all", True, True)])
+def test_the_curve_point_is_the_default_and_the_window_is_not(monkeypatch, env, curve, window):
+    from memsim import fetch_run
+    if env is None:
+        monkeypatch.delenv("MEMSIM_FETCH_RUN", raising=False)
+    else:
+        monkeypatch.setenv("MEMSIM_FETCH_RUN", env)
+    assert (fetch_run.curve_on(), fetch_run.window_on()) == (curve, window)
