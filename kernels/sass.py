@@ -280,12 +280,9 @@ _LDG_WIDTH = {".128": 16, ".64": 8, ".U16": 2, ".S16": 2, ".U8": 1, ".S8": 1}
 _LDGSTS = re.compile(r"\bLDGSTS\.E((?:\.[A-Z0-9_]+)*)\s+\[[^\]]+\],\s*desc\[[^\]]+\]\[(R\d+)(?:\.64)?(?:\+(0x[0-9a-f]+))?\]")
 
 
-def _tile_loop_ldg_groups(sass: str) -> list | None:
-    """The tile loop's global loads -- register loads (LDG) and cp.async copies (LDGSTS, a multi-stage loop's) -- as
-    [width, loads] groups: a run of 4-byte-or-narrower loads of one kind from one base register at offsets that
-    continue one another is one group of `loads` pieces; a vector load is a group of one.  None when the SASS has no
-    tile loop or the loop has no global load.  (A naive dQ loop of 2 stages copies each thread's 32-byte dS chunk as 8
-    4-byte LDGSTS where seq_kv is not a multiple of 16: live r1_014, ncu 5.4x its bytes.)"""
+def tile_loop_lines(sass: str) -> list | None:
+    """The SASS text lines of the tile loop (`tile_loop`): from its label to its last backward branch; None without
+    one."""
     lp = tile_loop(sass)
     if lp is None:
         return None
@@ -294,30 +291,45 @@ def _tile_loop_ldg_groups(sass: str) -> list | None:
     if start is None:
         return None
     ends = [i for i, ln in enumerate(lines) if i > start and "BRA" in ln and lp.label in ln]
-    if not ends:
-        return None
-    groups: list = []  # [width, loads] per run of 4-byte-or-narrower loads that continue one another
-    open_run: dict = {}  # base register -> (its run, the next offset that would continue it)
-    for ln in lines[start:ends[-1] + 1]:
-        m = _LDG.search(ln)
-        kind = "ldg"
+    return lines[start:ends[-1] + 1] if ends else None
+
+
+def _ldg_runs(lines: list, *, copies: bool, runs) -> list:
+    """Global loads of `lines` as [width, loads] groups: loads of one kind and width from one base register at offsets
+    that continue one another form one group where `runs(width)` says such loads make runs; any other load is a
+    group of one.  `copies`: cp.async copies (LDGSTS) beside register loads (LDG)."""
+    groups: list = []
+    open_run: dict = {}  # (kind, base register) -> (its run, the next offset that would continue it)
+    for ln in lines:
+        m, kind = _LDG.search(ln), "ldg"
+        if not m and copies:
+            m, kind = _LDGSTS.search(ln), "ldgsts"
         if not m:
-            m = _LDGSTS.search(ln)
-            kind = "ldgsts"
-            if not m:
-                continue
+            continue
         mods, off = m.group(1), int(m.group(3) or "0", 16)
         base = (kind, m.group(2))
         w = next((v for k_, v in _LDG_WIDTH.items() if k_ in mods), 4)
         run = open_run.get(base)
-        if w <= 4 and run is not None and run[1] == off and run[0][0] == w:
+        if runs(w) and run is not None and run[1] == off and run[0][0] == w:
             run[0][1] += 1
             open_run[base] = (run[0], off + w)
             continue
         g = [w, 1]
         groups.append(g)
-        open_run[base] = (g, off + w) if w <= 4 else None
-    return groups or None
+        open_run[base] = (g, off + w) if runs(w) else None
+    return groups
+
+
+def _tile_loop_ldg_groups(sass: str) -> list | None:
+    """The tile loop's global loads -- register loads (LDG) and cp.async copies (LDGSTS, a multi-stage loop's) -- as
+    [width, loads] groups: a run of 4-byte-or-narrower loads of one kind from one base register at offsets that
+    continue one another is one group of `loads` pieces; a vector load is a group of one.  None when the SASS has no
+    tile loop or the loop has no global load.  (A naive dQ loop of 2 stages copies each thread's 32-byte dS chunk as 8
+    4-byte LDGSTS where seq_kv is not a multiple of 16: live r1_014, ncu 5.4x its bytes.)"""
+    lines = tile_loop_lines(sass)
+    if lines is None:
+        return None
+    return _ldg_runs(lines, copies=True, runs=lambda w: w <= 4) or None
 
 
 def _is_split_chunk(width: int, loads: int) -> bool:
@@ -355,22 +367,7 @@ def _loopless_wide_groups(sass: str) -> list | None:
     lp = tile_loop(sass)
     if lp is not None and lp.instructions >= MIN_LOOP_INSTRUCTIONS:
         return None
-    groups: list = []
-    open_run: dict = {}
-    for ln in sass.splitlines():
-        m = _LDG.search(ln)
-        if not m:
-            continue
-        mods, off = m.group(1), int(m.group(3) or "0", 16)
-        w = next((v for k_, v in _LDG_WIDTH.items() if k_ in mods), 4)
-        run = open_run.get(m.group(2))
-        if w >= 8 and run is not None and run[1] == off and run[0][0] == w:
-            run[0][1] += 1
-            open_run[m.group(2)] = (run[0], off + w)
-            continue
-        g = [w, 1]
-        groups.append(g)
-        open_run[m.group(2)] = (g, off + w) if w >= 8 else None
+    groups = _ldg_runs(sass.splitlines(), copies=False, runs=lambda w: w >= 8)
     return groups if any(k > 1 for w, k in groups if w >= 8) else None
 
 

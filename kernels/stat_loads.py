@@ -167,19 +167,12 @@ def ttgir_num_warps(ttgir: str) -> int:
 
 
 def _narrow_loads_by_width(sass: str, *, whole: bool = False) -> dict | None:
-    """{width in bytes: count} over the tile loop's global loads (kernels.sass.tile_loop; `whole`: the whole
+    """{width in bytes: count} over the tile loop's global loads (kernels.sass.tile_loop_lines; `whole`: the whole
     kernel's): register loads (LDG) and cp.async copies (LDGSTS); None without a tile loop."""
-    from kernels.sass import _LDG, _LDG_WIDTH, _LDGSTS, tile_loop
-    lines = sass.splitlines()
-    if not whole:
-        lp = tile_loop(sass)
-        if lp is None:
-            return None
-        start = next((i for i, ln in enumerate(lines) if ln.strip().startswith(lp.label + ":")), None)
-        ends = [i for i, ln in enumerate(lines) if start is not None and i > start and "BRA" in ln and lp.label in ln]
-        if start is None or not ends:
-            return None
-        lines = lines[start:ends[-1] + 1]
+    from kernels.sass import _LDG, _LDG_WIDTH, _LDGSTS, tile_loop_lines
+    lines = sass.splitlines() if whole else tile_loop_lines(sass)
+    if lines is None:
+        return None
     count: dict = {}
     for ln in lines:
         m = _LDG.search(ln) or _LDGSTS.search(ln)
