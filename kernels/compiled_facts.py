@@ -199,6 +199,8 @@ def compile_launch(jf, args, kwargs, arch: str = "sm90") -> dict:
         out["l1_load_factor"] = l1_load_factor(text)
         out["l1_split_factor"] = l1_split_factor(text)
         out["l1_split_piece_bytes"] = l1_split_piece_bytes(text)
+        from kernels.sass import l1_wide_pieces
+        out["l1_wide_pieces"] = l1_wide_pieces(text)
         if out.get("local_bytes_per_thread"):
             out["local_regions"] = _regions_of(text, lp)
         out["code_bytes"] = _code_bytes(text)
@@ -373,11 +375,13 @@ def refresh_l1_loads(arch: str, *, launch_prefix: str = "", shard: str = "0/1", 
     """Every entry (of `launch_prefix`) gets `l1_load_factor`, `l1_split_factor` and `l1_split_piece_bytes` (kernels.sass)
     from its launch compiled
     again (Triton's cache makes that a lookup); nothing else changes.  Returns the failures."""
-    from kernels.sass import l1_load_factor, l1_split_factor, l1_split_piece_bytes
+    from kernels.sass import l1_load_factor, l1_split_factor, l1_split_piece_bytes, l1_wide_pieces
     return _refresh_fields(arch, lambda k_, e: k_.startswith(launch_prefix),
                            lambda text: {"l1_load_factor": l1_load_factor(text), "l1_split_factor": l1_split_factor(text),
-                                         "l1_split_piece_bytes": l1_split_piece_bytes(text)},
-                           shard=shard, command=command, what="l1_load_factor, l1_split_factor, l1_split_piece_bytes")
+                                         "l1_split_piece_bytes": l1_split_piece_bytes(text),
+                                         "l1_wide_pieces": l1_wide_pieces(text)},
+                           shard=shard, command=command,
+                           what="l1_load_factor, l1_split_factor, l1_split_piece_bytes, l1_wide_pieces")
 
 
 def _refresh_fields(arch: str, select, fields_of, *, shard: str, command: str, what: str, batch: int = 50,

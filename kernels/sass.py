@@ -371,6 +371,20 @@ def _loopless_wide_groups(sass: str) -> list | None:
     return groups if any(k > 1 for w, k in groups if w >= 8) else None
 
 
+def l1_wide_pieces(sass: str) -> int | None:
+    """The most 16-byte (or 8-byte) pieces the tile loop loads one thread's contiguous chunk in: 2 where a chunk of
+    32 bytes comes as two LDG.E.128 from one base register at +0 and +0x10 (flash1's fp32 O workspace in the layout of
+    its fp16 / bf16 tiles, 8 elements a thread), 1 where every wide load brings its own chunk (the same workspace at
+    4 elements a thread: d16 tiles of few rows, or fp32 kernels); None without a tile loop or a wide load.  Each
+    piece instruction touches every sector of its lanes' chunks (`_loopless_wide_groups`), so L1's tag stage counts
+    such a tile `pieces` times (memsim.workloads.flash1_l1_reread_bytes_per_row)."""
+    lines = tile_loop_lines(sass)
+    if lines is None:
+        return None
+    wide = [k for w, k in _ldg_runs(lines, copies=False, runs=lambda w: w >= 8) if w >= 8]
+    return max(wide) if wide else None
+
+
 def _split_groups(sass: str) -> list:
     """The split chunks l1_split_factor / l1_split_piece_bytes price: the tile loop's, else a loopless kernel's
     wide ones."""

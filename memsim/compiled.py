@@ -63,6 +63,9 @@ class CompiledFacts:
     l1_split_factor: float | None = None
     #: the bytes of one piece of those split chunks (kernels.sass.l1_split_piece_bytes: 2 or 4)
     l1_split_piece_bytes: float | None = None
+    #: the most 16-byte pieces the tile loop loads one thread's chunk in (kernels.sass.l1_wide_pieces: 2 for flash1's
+    #: fp32 workspace at 8 elements a thread, 1 at 4); None: not recorded or no wide load
+    l1_wide_pieces: int | None = None
     #: where the kernel's spill stores / reloads sit, {region: [store, load] bytes per thread} for the regions with
     #: local traffic (kernels.sass.local_regions: tile, pre_straight, pre_walk, walk, other, straight); None: not
     #: recorded (or no local memory)

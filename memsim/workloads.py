@@ -319,10 +319,33 @@ def flash1_l1_reread_bytes_per_row(p: AttentionProblem, s: Schedule) -> int:
     * the per-row m and l loads are replicated over the warps that share a row: the MMA layout puts
       16 rows per warp, so ``num_warps * 16 / block_m`` warps read each row's statistics (64-row tiles:
       none extra with 4 warps, one extra copy with 8).
+
+    Why the O tile counts twice (seventeenth session): the workspace tile takes the layout of the kernel's fp16 / bf16
+    tiles, 8 elements a thread, so each thread's 32-byte fp32 chunk comes as two LDG.E.128 at +0 and +0x10, and each
+    touches every sector of its lanes' chunks.  Where Triton gives the tile 4 elements a thread (d16 with 32-row
+    tiles: live r26112702_015, +27.6 % global under the dtype rule) one load brings each chunk and nothing is counted
+    twice.  The compiled kernel says which (`kernels.sass.l1_wide_pieces`, table field `l1_wide_pieces`): the O tile
+    counts (pieces - 1) extra times; the dtype rule where the table has no such entry.
     """
     rep = max(1, (s.num_warps * 16) // s.block_m)
-    o_tile = p.head_dim * STAT_BYTES if p.dtype != "fp32" else 0
+    pieces = _flash1_o_pieces(p, s)
+    o_tile = p.head_dim * STAT_BYTES * (pieces - 1)
     return o_tile + 2 * STAT_BYTES * (rep - 1)
+
+
+def _flash1_o_pieces(p: AttentionProblem, s: Schedule) -> int:
+    """The pieces flash1's tile loop loads a thread's O-workspace chunk in (`flash1_l1_reread_bytes_per_row`): the
+    compiled table's `l1_wide_pieces` of the launch (or of the entry compiling the same tile code), else 2 for fp16 /
+    bf16 and 1 for fp32."""
+    try:
+        from . import compiled
+        f = compiled.lookup("flash1_fwd", p, s) or (compiled.nearest("flash1_fwd", p, s) or (None,))[0]
+    except (ImportError, KeyError, ValueError, OSError):
+        f = None
+    pieces = getattr(f, "l1_wide_pieces", None) if f is not None else None
+    if pieces:
+        return int(pieces)
+    return 2 if p.dtype != "fp32" else 1
 
 
 def _coords(launch: Launch, idx: int) -> dict:
