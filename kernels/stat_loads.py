@@ -11,7 +11,9 @@ vector's bytes; at seq_q not a multiple of 16 Triton cannot prove 8-byte alignme
 whose 4 lane groups straddle a sector boundary for most row offsets: ~24x).
 
 This module reads, from a compiled kernel, which elements each warp instruction of such a load touches:
-- the loads: `tt.load` of a rank-1 fp32 tensor inside an `scf.for` region of the TTGIR, with its layout;
+- the loads: `tt.load` (or, in a loop pipelined 2+ stages, `ttg.async_copy_global_to_local`: a cp.async copy, whose
+  redundant threads Triton predicates off) of a rank-1 fp32 tensor inside the innermost `scf.for` regions of the
+  TTGIR, with its layout -- or, in a kernel whose loops load none (flash2's dQ pass), those outside every loop;
 - the lanes: Triton's own linear layout of that layout (`GluonOpBuilder.to_linear_layout`), element index of every
   (warp, lane, register);
 - the instructions: a thread's registers in order, `vec` contiguous elements per load instruction, where `vec` is
@@ -104,7 +106,8 @@ def lane_elements(layout, length: int, num_warps: int, *, unique: bool = False) 
     from triton._C.libtriton import gluon_ir, ir
     ctx = ir.context()
     ir.load_dialects(ctx)
-    ll = gluon_ir.GluonOpBuilder(ctx).to_linear_layout(layout._to_ir(gluon_ir.GluonOpBuilder(ctx)), [length])
+    builder = gluon_ir.GluonOpBuilder(ctx)
+    ll = builder.to_linear_layout(layout._to_ir(builder), [length])
     regs, lanes, warps = ([b[0] for b in bases] for bases in (ll.reg_bases, ll.lane_bases, ll.warp_bases))
     if len(lanes) != 5 or 1 << len(warps) != num_warps:
         raise ValueError(f"a layout of {1 << len(lanes)} lanes and {1 << len(warps)} warps, not 32 and {num_warps}")

@@ -132,3 +132,50 @@ def test_a_real_compile_reads_what_ncu_counted(stages, copy, warps, factor):
     stats = ctas * trips * 2 * 128 * 4 * got
     want = _ncu_kernel_sectors(f"f2bwd_bf16_d64_128x64_w8_st{stages}", "_flash2_bwd_dkdv") * 32
     assert tiles + stats == pytest.approx(want, rel=1e-6), f"model {tiles + stats:.0f} B, ncu {want:.0f} B"
+
+
+_TTGIR = """#blocked = #ttg.blocked<{sizePerThread = [4, 4], threadsPerWarp = [1, 32], warpsPerCTA = [8, 1], order = [1, 0]}>
+#mma = #ttg.nvidia_mma<{versionMajor = 3, versionMinor = 0, warpsPerCTA = [8, 1], instrShape = [16, 64, 16]}>
+module attributes {"ttg.num-warps" = 8 : i32} {
+  tt.func public @k() {
+    %a = tt.load %p, %m, %c : tensor<128x!tt.ptr<f32>, #ttg.slice<{dim = 1, parent = #blocked}>> loc(#l)
+    %r:2 = scf.for %h = %c0 to %G step %c1 iter_args(%x = %y) -> (tensor<1xf32>) : i32 {
+      %pro = ttg.async_copy_global_to_local %q, %b mask %mm other %cc {contiguity = 2 : i32} : tensor<128x!tt.ptr<f32>, #ttg.slice<{dim = 0, parent = #mma}>> -> <128xf32, #shared2, #smem, mutable> loc(#l)
+      %i:2 = scf.for %s = %lo to %hi step %c128 iter_args(%z = %w) -> (tensor<1xf32>) : i32 {
+        %l1 = tt.load %lp, %rm, %cst : tensor<128x!tt.ptr<f32>, #ttg.slice<{dim = 0, parent = #mma}>> loc(#l)
+        %l2 = ttg.async_copy_global_to_local %dp, %db mask %rm other %cst {contiguity = 2 : i32} : tensor<128x!tt.ptr<f32>, #ttg.slice<{dim = 0, parent = #mma}>> -> <128xf32, #shared2, #smem, mutable> loc(#l)
+        scf.yield %z : tensor<1xf32>
+      }
+      scf.yield %x : tensor<1xf32>
+    }
+    tt.return
+  }
+}"""
+
+
+def test_the_ttgir_reading_keeps_the_innermost_loops_and_the_loads_outside():
+    """A GQA dK/dV pass: an outer loop over the group's heads holds the pipelined inner loop's prologue copies; the
+    inner loop is the tile loop.  The load before every loop is the `once` reading's."""
+    from kernels.stat_loads import _attributes, ttgir_num_warps, vector_loads
+    loops, outside = vector_loads(_TTGIR)
+    assert [[(n, copy) for n, _, copy in lp] for lp in loops] == [[(128, False), (128, True)]]
+    assert [(n, copy) for n, _, copy in outside] == [(128, False)]
+    assert ttgir_num_warps(_TTGIR) == 8
+    assert set(_attributes(_TTGIR)) == {"#blocked", "#mma"}
+
+
+@pytest.mark.parametrize("copy, warps", [(False, [8]), (True, [1])])
+def test_a_copy_drops_the_threads_that_hold_another_threads_data(copy, warps):
+    """The MMA column slice (every warp, and 8 lanes of each, hold the same columns): a register load issues in every
+    warp and lane; a cp.async copy only in warp 0's lanes 0-3 (Triton's redundant-thread predicate)."""
+    pytest.importorskip("triton")
+    from triton.experimental.gluon import language as gl
+
+    from kernels.stat_loads import lane_elements, warp_instructions
+    mma = gl.NVMMADistributedLayout([3, 0], [8, 1], [16, 64, 16])
+    lanes = lane_elements(gl.SliceLayout(0, mma), 128, 8, unique=copy)
+    issuing = [w for w, per_lane in enumerate(lanes) if warp_instructions(per_lane, 2)]
+    assert len(issuing) == warps[0]
+    active = [ln for ln, x in enumerate(lanes[0]) if x is not None]
+    assert active == (list(range(4)) if copy else list(range(32)))
+    assert warp_instructions(lanes[0], 2)[0] == tuple(range(8))  # 4 lane groups x 2 columns: one sector
