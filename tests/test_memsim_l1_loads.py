@@ -16,10 +16,8 @@ from memsim.sectors import row_sector_factor, split_load_count
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sass(body: list) -> str:
-    """nvdisasm-shaped text: a one-block tile loop (an FFMA chain, so `kernels.sass.tile_loop` takes it) around
-    `body`."""
-    lines = [".L_x_1:"] + ["FFMA R1, R2, R3, R1"] * 40 + body + ["@P0 BRA `(.L_x_1)", "EXIT"]
+def _nvdisasm(lines: list) -> str:
+    """nvdisasm-shaped text of `lines` (labels as they are, instructions at 16-byte addresses)."""
     out, addr = [], 0
     for ln in lines:
         if ln.endswith(":"):
@@ -29,6 +27,12 @@ def _sass(body: list) -> str:
         out.append("                                                                  /* 0x000fe2000fffe03f */")
         addr += 16
     return "\n".join(out)
+
+
+def _sass(body: list) -> str:
+    """nvdisasm-shaped text: a one-block tile loop (an FFMA chain, so `kernels.sass.tile_loop` takes it) around
+    `body`."""
+    return _nvdisasm([".L_x_1:"] + ["FFMA R1, R2, R3, R1"] * 40 + body + ["@P0 BRA `(.L_x_1)", "EXIT"])
 
 
 def _split(base: str, k: int, reg: int = 8) -> list:
@@ -224,15 +228,7 @@ def test_split_chunks_no_workload_tensor_names_fall_back_to_the_full_tile_mix():
 
 def _loopless(body: list) -> str:
     """nvdisasm-shaped text of a kernel without a tile loop: straight code, EXIT, and the stub self-branch."""
-    lines = ["S2R R0, SR_CTAID.X"] + body + ["EXIT", ".L_x_0:", "BRA `(.L_x_0)"]
-    out, addr = [], 0
-    for ln in lines:
-        if ln.endswith(":"):
-            out.append(ln)
-            continue
-        out.append(f"        /*{addr:04x}*/                   {ln} ;                /* 0x0000000000007947 */")
-        addr += 16
-    return "\n".join(out)
+    return _nvdisasm(["S2R R0, SR_CTAID.X"] + body + ["EXIT", ".L_x_0:", "BRA `(.L_x_0)"])
 
 
 @pytest.mark.parametrize("body, want", [
