@@ -335,13 +335,10 @@ def flash1_l1_reread_bytes_per_row(p: AttentionProblem, s: Schedule) -> int:
 
 def _flash1_o_pieces(p: AttentionProblem, s: Schedule) -> int:
     """The pieces flash1's tile loop loads a thread's O-workspace chunk in (`flash1_l1_reread_bytes_per_row`): the
-    compiled table's `l1_wide_pieces` of the launch (or of the entry compiling the same tile code), else 2 for fp16 /
-    bf16 and 1 for fp32."""
-    try:
-        from . import compiled
-        f = compiled.lookup("flash1_fwd", p, s) or (compiled.nearest("flash1_fwd", p, s) or (None,))[0]
-    except (ImportError, KeyError, ValueError, OSError):
-        f = None
+    compiled table's `l1_wide_pieces` of the launch (or of the entry compiling the same tile code: the lookup
+    memsim.costs prices the launch with), else 2 for fp16 / bf16 and 1 for fp32."""
+    from .costs import _lookup_facts
+    f = _lookup_facts("flash1_fwd", p, s)
     pieces = getattr(f, "l1_wide_pieces", None) if f is not None else None
     if pieces:
         return int(pieces)
