@@ -991,13 +991,15 @@ PAGE_SCATTER_READ = {"h100-sxm": ((16, 356.23 / 371.54), (64, 349.33 / 358.43))}
 CTA_RATE_SPREAD = {"h100-sxm": (0.034, 5)}
 
 #: early_tile (session 19) where an SM holds one CTA at a time: the first tile's pipeline bubble as dead time -- a CTA
-#: waits `early_bubble_s` before its stream instead of the length's round trip.  OFF (a switch, not the model of
-#: record): derived from the code, and on the card it matches the one-CTA-per-SM 16 x 1k rows it was checked on after
-#: the fact (bn32 / bn64: +0.24 / +0.51 us measured, +0.19 / +0.48 derived; the 128-key peel +2.38 vs +0.87) -- held
-#: out next: the prepared session-20 traces (reports/h100-sxm/decode/s20-fixed-predictions-bubble.json).  Where an SM
-#: holds several CTAs the form keeps early_tile's one round trip less (hidden bubble), which the card showed at 3-4 per
-#: SM but not at 2 (32 x 1k: a tie).
-EARLY_BUBBLE_ONE_PER_SM = False
+#: waits `early_bubble_s` before its stream instead of the length's round trip.  ON since session 20 (the model of
+#: record): derived from the code, checked after the fact on the one-CTA-per-SM 16 x 1k rows (bn32 / bn64: +0.24 /
+#: +0.51 us measured, +0.19 / +0.48 derived; the 128-key peel +2.38 vs +0.87), then HELD OUT on session 20's call 1
+#: (predictions committed in session 19, reports/h100-sxm/decode/s20-*-bubble.json): it ranked early_tile slower at all
+#: four new one-CTA-per-SM pairs as the card ran them (12 x 1k +12 %, 8 x 2k +3-4 %, 16 x 2k +1.1 %, the traced 16 x 1k
+#: bn64 +1.7 %; off: 0 of 4), the sweep's graph-form worst error 19.6 -> 12.3 %, 26 -> 28 / 30 within 10 %.  Where an
+#: SM holds several CTAs the form keeps early_tile's one round trip less (hidden bubble), which the card showed at 3-4
+#: per SM but not at 2 (32 x 1k: a tie) nor at 64 x 2k (+0.3 %): those two pairs it still ranks wrong.
+EARLY_BUBBLE_ONE_PER_SM = True
 
 
 def early_bubble_s(p: DecodeProblem, s: DecodeSchedule, f: "DeviceFacts", tile_compute_s: float) -> float:
@@ -1204,7 +1206,7 @@ def estimate_time_graph_s(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts, k
         return rate_memo[key]
 
     # early_tile where an SM holds one CTA at a time (its occupancy, or a launch of at most one CTA per SM): the first
-    # tile's bubble as dead time instead of no wait (`EARLY_BUBBLE_ONE_PER_SM`, off)
+    # tile's bubble as dead time instead of no wait (`EARLY_BUBBLE_ONE_PER_SM`, on since session 20)
     if s.early_tile and EARLY_BUBBLE_ONE_PER_SM and (per_sm == 1 or sum(c for _, c in sizes) <= f.num_sms):
         per_byte1, issue1 = costs(1)
         head = early_bubble_s(p, s, f, tile * per_byte1 + issue1)

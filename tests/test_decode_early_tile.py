@@ -120,24 +120,81 @@ def test_the_default_loads_the_first_tile_early_exactly_where_call_1_ran_it_fast
         assert pick.early_tile == (max(t1) < min(t0)), (B, N, t1, t0)  # every early repeat below every other
 
 
-def test_the_form_misses_the_first_tiles_bubble_at_one_cta_per_sm():
-    """Named miss: the graph form has the round trip early_tile saves, not the bubble after the peeled tile (Triton's
-    prologue loads go out after its math), so it ranks early_tile faster where one CTA runs per SM -- the card ran it
-    slower at all five such shapes (+0.8..+6.4 %).  Fails when a form term makes these ranks right: then let the form,
-    not EARLY_TILE_DEFAULT's measured rule, decide."""
+def test_the_form_ranks_the_first_tiles_bubble_at_one_cta_per_sm():
+    """With `EARLY_BUBBLE_ONE_PER_SM` (on since session 20) the graph form ranks early_tile slower where one CTA runs
+    per SM, as the card ran it at all five such shapes of call 1 (+0.8..+6.4 %); without it the form has only the round
+    trip early_tile saves and ranks all five wrong.  The named miss left: 32 x 1k (2 CTAs per SM, +0.2 %, a tie) and
+    64 x 2k (4 per SM, +0.3 %), which the form still ranks early faster -- so EARLY_TILE_DEFAULT's measured rule, not
+    the form, still decides (the form would add early_tile at both)."""
     from kernels.decode_kv import device_facts
+    from memsim import inference as I
     from memsim.inference import estimate_time_graph_s
     f = device_facts(None)
     runs = _call1()
-    wrong = []
-    for (B, N) in ((8, 1024), (16, 1024), (8, 8192), (128, 1024), (64, 8192)):
+    assert I.EARLY_BUBBLE_ONE_PER_SM
+    old = I.EARLY_BUBBLE_ONE_PER_SM
+    try:
+        for on in (True, False):
+            I.EARLY_BUBBLE_ONE_PER_SM = on
+            faster = []
+            for (B, N) in ((8, 1024), (16, 1024), (8, 8192), (128, 1024), (64, 8192)):
+                t0, t1, s0 = runs[(B, N)]
+                p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16")
+                g0 = estimate_time_graph_s(p, s0, f)["time_s"]
+                g1 = estimate_time_graph_s(p, replace(s0, early_tile=True), f)["time_s"]
+                assert min(t1) > max(t0)
+                faster.append(g1 < g0)
+            assert not any(faster) if on else all(faster)
+    finally:
+        I.EARLY_BUBBLE_ONE_PER_SM = old
+    for (B, N) in ((32, 1024), (64, 2048)):  # the named miss
         t0, t1, s0 = runs[(B, N)]
         p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16")
-        g0 = estimate_time_graph_s(p, s0, f)["time_s"]
-        g1 = estimate_time_graph_s(p, replace(s0, early_tile=True), f)["time_s"]
-        assert min(t1) > max(t0)
-        wrong.append(g1 < g0)
-    assert all(wrong)
+        assert estimate_time_graph_s(p, replace(s0, early_tile=True), f)["time_s"] < \
+            estimate_time_graph_s(p, s0, f)["time_s"]
+        assert sorted(t1)[len(t1) // 2] > sorted(t0)[len(t0) // 2], (B, N)
+
+
+CALL20 = Path(__file__).resolve().parents[1] / "reports/h100-sxm/decode/s20-call1/sweep.json"
+
+
+def test_the_bubble_switch_held_out_on_session_20():
+    """Session 20's call 1 (H100, predictions committed in session 19 before it): early_tile at one CTA per SM on three
+    shapes no call had timed it on -- the card ran it slower at all three (every early repeat above every plain one);
+    the graph form with the bubble ranks all three so, without it none; and the committed '-bubble' predictions are what
+    the form gives now for these rows (the switch's held-out test was a test of this code)."""
+    from kernels.decode_kv import device_facts
+    from memsim import inference as I
+    from memsim.inference import decode_schedule_from_dict, estimate_time_graph_s
+    f = device_facts(None)
+    by = {}
+    for r in json.loads(CALL20.read_text())["rows"]:
+        if r["impl"] == "decode" and r["variant"] in ("default", "default+e"):
+            by.setdefault((r["batch"], r["context"]), {}).setdefault(r["variant"], []).append(r)
+    by = {k: v for k, v in by.items() if "default+e" in v}
+    assert sorted(by) == [(8, 2048), (12, 1024), (16, 2048)]
+    pred = {(r["batch"], r["context"], r["variant"]): r for r in
+            json.loads((CALL20.parents[1] / "s20-predictions-sweep-bubble.json").read_text())["rows"]}
+    old = I.EARLY_BUBBLE_ONE_PER_SM
+    try:
+        for on in (True, False):
+            I.EARLY_BUBBLE_ONE_PER_SM = on
+            for (B, N), v in by.items():
+                assert min(r["us"] for r in v["default+e"]) > max(r["us"] for r in v["default"]), (B, N)
+                p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16")
+                s0 = decode_schedule_from_dict(v["default"][0]["schedule"])
+                s1 = decode_schedule_from_dict(v["default+e"][0]["schedule"])
+                assert s1 == replace(s0, early_tile=True)
+                g0 = estimate_time_graph_s(p, s0, f)["time_s"]
+                g1 = estimate_time_graph_s(p, s1, f)["time_s"]
+                assert (g1 > g0) == on, (B, N, on)
+                if on:
+                    for var, g in (("default", g0), ("default+e", g1)):
+                        key = (B, N, var)
+                        if key in pred:
+                            assert abs(pred[key]["graph_us"] - g * 1e6) < 0.01 * pred[key]["graph_us"], key
+    finally:
+        I.EARLY_BUBBLE_ONE_PER_SM = old
 
 
 CALL2 = Path(__file__).resolve().parents[1] / "reports/h100-sxm/decode/s19-call2/early2.json"
@@ -185,7 +242,7 @@ def test_the_bubble_at_one_cta_per_sm_is_about_a_tile_of_compute_less_a_share_of
 
 
 def test_the_bubble_switch_ranks_every_one_cta_per_sm_early_row_of_both_calls_right():
-    """`EARLY_BUBBLE_ONE_PER_SM` (off: post hoc on these rows, held out next on the prepared session-20 rows): with it
+    """`EARLY_BUBBLE_ONE_PER_SM` (read off these rows post hoc; on since session 20, held out there): with it
     the graph form ranks early_tile slower at all 8 one-CTA-per-SM pairs of calls 1-2, as the card ran them, and the
     early rows' worst error falls (call 1 19.2 -> 9.8 %); the launches of several CTAs per SM are unchanged."""
     from kernels.decode_kv import device_facts
