@@ -97,11 +97,14 @@ def predict(p, s, ordered: bool) -> dict:
 def rows_of(a) -> list:
     plan = {k: v.split(";") for k, v in (x.split("=") for x in a.variants.split(",") if x)}
     paged = {k: v.split(";") for k, v in (x.split("=") for x in a.paged_variants.split(",") if x)}
+    hm = {k: v.split(";") for k, v in (x.split("=") for x in a.head_major_variants.split(",") if x)}
     out = []
     for shape in a.shapes.split(","):
         B, N = (int(v) for v in shape.split("x"))
         for v in plan.get(shape, ["default"]):
             out.append((B, N, "contiguous", v))
+        for v in hm.get(shape, []):  # a head-major cache: the model has no memory-order term (its hypothesis: none)
+            out.append((B, N, "contiguous-hm", v))
         if a.no_paged or shape not in paged:
             continue
         for ps in (int(x) for x in a.pages.split(",") if x):
@@ -115,7 +118,7 @@ def write(a) -> int:
     from memsim.io import base_provenance, write_json
     rows = []
     for B, N, layout, v in rows_of(a):
-        page = None if layout == "contiguous" else int(layout[5:].split("-")[0])
+        page = None if layout.startswith("contiguous") else int(layout[5:].split("-")[0])
         p, s = resolve(B, N, page, v)
         try:
             r = dict(batch=B, context=N, layout=layout, variant=v, **predict(p, s, layout.endswith("-ordered")))
@@ -165,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pages", default="16,64")
     ap.add_argument("--page-order", default="shuffled")
     ap.add_argument("--no-paged", action="store_true")
+    ap.add_argument("--head-major-variants", default="")
     a = ap.parse_args(argv)
     if a.check:
         return check(a.check, a.pred)

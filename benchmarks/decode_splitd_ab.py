@@ -3,7 +3,7 @@ divide the head dim of V and O (DecodeSchedule.split_d), SDPA cuDNN in the same 
 on sequence 0 first.  n cache copies per CUDA graph (>= --rotate-mb, as benchmarks/decode_cold.py), do_bench_cudagraph
 medians twice; paged rows read the same values through shuffled pages (page_prefetch on, as the benchmark's).
 
-A variant is S/block_n/num_stages/split_d/combine (combine: none, pdl or fused); "default" is kernels.decode without a
+A variant is S/block_n/num_stages/split_d/combine[/num_warps] (combine: none, pdl or fused; num_warps 4 unless named); "default" is kernels.decode without a
 schedule; a contiguous variant ending in "+e" / "-e" is that schedule with / without DecodeSchedule.early_tile
 (session 19); "s14" / "s14pf" the session-14 default's pick with page_prefetch off / on on paged caches
 (`benchmarks.decode_ab_predict.session14_pick`).  bf16, d = 128, 32 / 8 heads, one query token.
@@ -38,10 +38,11 @@ PAGED = {"8x1024": ["default", "1/128/3/2/none", "1/64/3/2/none"], "1x8192": ["d
 
 
 def schedule_of(v: str):
+    """S/block_n/num_stages/split_d/combine[/num_warps] (num_warps 4 when left out; session 20 added the field)."""
     from memsim.inference import DecodeSchedule
-    S, bn, st, sd, comb = v.split("/")
+    S, bn, st, sd, comb, *w = v.split("/")
     return DecodeSchedule(num_splits=int(S), block_n=int(bn), num_stages=int(st), split_d=int(sd),
-                          combine_pdl=comb == "pdl", combine_fused=comb == "fused")
+                          combine_pdl=comb == "pdl", combine_fused=comb == "fused", num_warps=int(w[0]) if w else 4)
 
 
 def paged_sets(B: int, N: int, ps: int, order: str, sets: list) -> list:
@@ -85,12 +86,18 @@ def main(argv=None) -> int:
                     help="shuffled (pages in a random order, as make_problem_inputs hands them out) and / or ordered "
                          "(the contiguous cache itself read through the identity table): is a paged row's cost the "
                          "page order (DRAM / address translation locality) or the loop?")
+    ap.add_argument("--head-major-variants", default="",
+                    help="'BxN=v1;v2,...': those variants also on a head-major cache (layout contiguous-hm: the same "
+                         "values stored (B, Hkv, N, d), as SDPA's copy, handed to kernels.decode as a (B, N, Hkv, d) "
+                         "view) -- does the memory order of the cache, not the kernel, set the gap to cuDNN? (session 20)")
     ap.add_argument("--sdpa", default="cudnn",
                     help="SDPA backends timed after each shape's rows, in the same process: cudnn and / or flash "
-                         "(enable_gqa, one query token)")
+                         "(enable_gqa, one query token; on the (B, H, N, d) contiguous copy); cudnn_view: cuDNN on the "
+                         "(B, N, H, d) cache itself through a transposed view (no copy; session 20)")
     a = ap.parse_args(argv)
     plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.variants.split(",") if x)} if a.variants
             else PLAN)
+    hm_plan = {k: v.split(";") for k, v in (x.split("=") for x in a.head_major_variants.split(",") if x)}
     paged_plan = ({k: v.split(";") for k, v in (x.split("=") for x in a.paged_variants.split(",") if x)}
                   if a.paged_variants else PAGED)
     import torch
@@ -154,6 +161,12 @@ def main(argv=None) -> int:
 
         for v in plan.get(shape, ["default"]):
             run("contiguous", v, sets, lambda st: None)
+        if shape in hm_plan:  # the same values, stored head-major, as a (B, N, Hkv, d) view (session 20)
+            hsets = [(st[0], st[1].transpose(1, 2).contiguous().transpose(1, 2),
+                      st[2].transpose(1, 2).contiguous().transpose(1, 2)) + tuple(st[3:]) for st in sets]
+            for v in hm_plan[shape]:
+                run("contiguous-hm", v, hsets, lambda st: None)
+            del hsets
         for ps in (int(v) for v in a.pages.split(",") if v):
             for order in a.page_order.split(","):
                 if a.no_paged or shape not in paged_plan or time.time() - t0 > a.budget_s:
@@ -183,17 +196,20 @@ def main(argv=None) -> int:
         ssets = [(st[0].transpose(1, 2).contiguous(), st[1].transpose(1, 2).contiguous(),
                   st[2].transpose(1, 2).contiguous()) for st in sets]
 
-        backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}
+        backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                    "cudnn_view": SDPBackend.CUDNN_ATTENTION}
+        vsets = [(st[0].transpose(1, 2), st[1].transpose(1, 2), st[2].transpose(1, 2)) for st in sets]
         for name in a.sdpa.split(","):
             def sdpa(st, be=backends[name]):
                 with sdpa_kernel(be):
                     return F.scaled_dot_product_attention(st[0], st[1], st[2], enable_gqa=True)
+            xs = vsets if name.endswith("_view") else ssets
             try:
-                check_rule(f"sdpa_{name}", sdpa(ssets[0])[:1], ref, naive, "bf16", verbose=False)
-                rec(f"sdpa_{name}", "contiguous", "-", graph_time_s([lambda st=st: sdpa(st) for st in ssets], a.rep_ms))
+                check_rule(f"sdpa_{name}", sdpa(xs[0])[:1], ref, naive, "bf16", verbose=False)
+                rec(f"sdpa_{name}", "contiguous", "-", graph_time_s([lambda st=st: sdpa(st) for st in xs], a.rep_ms))
             except Exception as exc:
                 notes.append(f"{shape} sdpa_{name}: {exc!r}"[:300])
-        del sets, ssets, q, kc, vc
+        del sets, ssets, vsets, q, kc, vc
         torch.cuda.empty_cache()
     prov = base_provenance("python3 benchmarks/decode_splitd_ab.py " + " ".join(argv or sys.argv[1:]))
     prov.update(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
