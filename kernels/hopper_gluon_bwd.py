@@ -232,6 +232,27 @@ STREAM_SPLIT = 0
 #: CUDA stream priority of STREAM_SPLIT's pass stream (lower = higher; the caller's default stream is 0, the lowest):
 #: -1 -- the passes' CTAs are dispatched before the memory-bound launches' wherever both wait for an SM; 0 -- equal
 STREAM_PASS_PRIORITY = -1
+#: timing diagnostic (session 22; never the registry's, changes no number): per item (K/V block, batch*head_kv; the
+#: walk entry with PERSISTENT) the SM's clock64 at its milestones, `STAMP_SLOTS` int64 a item in the buffer passed as
+#: the counters' argument (CNT: unused where the conversion is not folded in) -- `STAMP_NAMES` says which slot is
+#: which; benchmarks/hopper_fa3_bwd_stamps.py reads them back (where an item's fixed cost goes: launch gap, fill,
+#: first step, drain)
+STAMPS = False
+STAMP_SLOTS = 16
+STAMP_NAMES = ("smid", "p_start", "p_kv_issued", "p_last_issued", "w0_kv", "w0_first_s", "w0_loop_end",
+               "w0_last_dq", "w0_end", "w1_start", "w1_first_s", "w1_loop_end", "w1_last_dq", "w1_end",
+               "gt_start", "gt_w0_end")
+#: PERSISTENT: after issuing an item's K_j, V_j the producer prefetches the next walk entry's K/V tiles into the L2
+#: (two cp.async.bulk.prefetch.L2 of BLOCK_N x d, thread 0), so that their load after kv_free -- exposed between
+#: items -- reads the L2, not DRAM.  Session 22: a switch the benchmarks flip
+WALK_PF = False
+#: PERSISTENT's host walk (LPT): an item's cost = its steps + WALK_ITEM_COST (its fill and drain counted in steps;
+#: session 16's 1; run24 / run28's fits put the per-CTA fixed cost at 3-5 steps)
+WALK_ITEM_COST = 1
+#: with DQ_LAG, not DQ_FUSE: each consumer warpgroup stores its dK_w, dV_w before the last step's dQ matmul and
+#: reduce-add (the stores drain while the last dQ runs; the 128 accumulator registers free first).  Session 22: a
+#: switch the benchmarks flip
+EPI_EARLY = False
 
 if gluon is not None:
     @_builtin
@@ -264,6 +285,36 @@ if gluon is not None:
         """`_bulk_wait_on` once per thread of the warpgroup (a 128-element tensor, one each)."""
         one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
         _bulk_wait_on(gl.arange(0, 128, layout=one))
+
+    @gluon.jit
+    def _stamp(BUF, item, slot: gl.constexpr, KIND: gl.constexpr = 0):
+        """STAMPS: slot `slot` of item `item` in BUF (int64, STAMP_SLOTS a item) -- KIND 0: this SM's clock64; 1:
+        the global timer (ns); 2: the SM's id.  Read by every thread of a 4-warp partition (the same value lands)."""
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        z = gl.zeros([1], gl.int32, layout=one)
+        if KIND == 2:
+            t = gl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r,r", [z], dtype=gl.int32, is_pure=False,
+                                          pack=1).to(gl.int64)
+        elif KIND == 1:
+            t = gl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l,r", [z], dtype=gl.int64, is_pure=False,
+                                          pack=1)
+        else:
+            t = gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [z], dtype=gl.int64, is_pure=False,
+                                          pack=1)
+        gl.store(BUF + (item.to(gl.int64) * 16 + slot) + z, t)
+
+    @gluon.jit
+    def _prefetch_kv_l2(KP, VP, row, NBYTES: gl.constexpr):
+        """Two bulk L2 prefetches (cp.async.bulk.prefetch.L2.global) of NBYTES at element offset `row` of K and V
+        (each tile one contiguous range of the contiguous [B*H*N, d] tensor), issued by thread 0 only."""
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        z = gl.zeros([1], gl.int64, layout=one)
+        gl.inline_asm_elementwise(
+            "{ .reg .pred p; .reg .u32 t; mov.u32 t, %tid.x; setp.eq.u32 p, t, 0;\n\t"
+            "@p cp.async.bulk.prefetch.L2.global [$1], $3;\n\t@p cp.async.bulk.prefetch.L2.global [$2], $3;\n\t"
+            "mov.u32 $0, 0; }",
+            "=r,l,l,r", [KP + row + z, VP + row + z, gl.full([1], NBYTES, gl.int32, layout=one)],
+            dtype=gl.int32, is_pure=False, pack=1)
 
     @gluon.jit
     def _dq_stage_add(dq_desc, dq_buf, dq, row, col, WAIT: gl.constexpr):
@@ -431,17 +482,24 @@ if gluon is not None:
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                           Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, KP, VP,
-                          KV_PREFETCH: gl.constexpr):
+                          KV_PREFETCH: gl.constexpr, SBUF, STAMPS: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
         phase 1 had completed).  KV_PREFETCH n > 0: then the K/V tiles of the CTA n launch positions later into the
-        L2 (`_kv_prefetch_l2`)."""
+        L2 (`_kv_prefetch_l2`).  STAMPS: the item's start, K/V issue and last issue (`STAMP_NAMES`)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST, GRID_GROUP)
+        if STAMPS:
+            item = pid_bhkv * (SEQ_KV // BLOCK_N) + start_n // BLOCK_N
+            _stamp(SBUF, item, 1)
+            _stamp(SBUF, item, 14, 1)
+            _stamp(SBUF, item, 0, 2)
         kv_row = pid_bhkv * SEQ_KV + start_n
         mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
         tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
+        if STAMPS:
+            _stamp(SBUF, item, 2)
         if KV_PREFETCH > 0:
             _kv_prefetch_l2(KP, VP, SEQ_KV, k_desc.block_type.nbytes, BLOCK_N, k_smem.shape[1], Q_FASTEST,
                             GRID_GROUP, KV_PREFETCH)
@@ -461,6 +519,19 @@ if gluon is not None:
                 mbarrier.expect(ready.index(st), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(q_desc, [q_row, 0], ready.index(st), q_smem.index(st))
             tma.async_copy_global_to_shared(do_desc, [q_row, 0], ready.index(st), do_smem.index(st))
+        if STAMPS:
+            _stamp(SBUF, item, 3)
+
+    @gluon.jit
+    def _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG: gl.constexpr,
+                          HALF_N: gl.constexpr, HEAD_DIM: gl.constexpr, kv_layout: gl.constexpr, dtype: gl.constexpr):
+        """Consumer warpgroup WG's 64 rows of dK_j (scaled) and dV_j, plain stores from the registers."""
+        r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
+        c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
+        offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
+        gl.store(DK + offs, (dk * sm_scale).to(dtype))
+        gl.store(DV + offs, dv.to(dtype))
+
     @gluon.jit
     def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready, empty, ds_bar,
                           dq_stage, LSE, DELTA, DQACC, dq_desc,
@@ -473,10 +544,11 @@ if gluon is not None:
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
                           FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr,
-                          WG_BAND: gl.constexpr):
+                          WG_BAND: gl.constexpr, EPI_EARLY: gl.constexpr, STAMPS: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
-        fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i."""
+        fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i.  EPI_EARLY: the dK_w, dV_w stores before the
+        last step's dQ (DQ_LAG).  STAMPS (into CNT): the milestones of `STAMP_NAMES`."""
         dtype: gl.constexpr = q_smem.dtype
         HALF_D: gl.constexpr = HEAD_DIM // 2
         HALF_N: gl.constexpr = BLOCK_N // 2
@@ -514,7 +586,11 @@ if gluon is not None:
             imid_w = imid
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
+        if STAMPS:
+            item = pid_bhkv * (SEQ_KV // BLOCK_N) + start_n // BLOCK_N
         mbarrier.wait(kv_bar, 0)
+        if STAMPS and WG == 0:
+            _stamp(CNT, item, 4)
         if KV_REGS:  # K_w, V_w as register operands of S^T and dP^T (half the shared-memory reads of those matmuls)
             sa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
             k_a = k_w.load(sa_layout)
@@ -525,6 +601,8 @@ if gluon is not None:
         if WG_OFFSET > 0 and WG == 1:  # start once warpgroup 0 is WG_OFFSET stages into its first step
             if GROUP * nblk > 0:
                 mbarrier.wait(go_bar, 0)
+        if STAMPS and WG == 1:
+            _stamp(CNT, item, 9)
         for it in range(GROUP * nblk):
             g = it // nblk
             i = ilo + it - g * nblk
@@ -581,6 +659,9 @@ if gluon is not None:
                         dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
                         _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
                 s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+                if STAMPS:
+                    if it == 0:
+                        _stamp(CNT, item, 5 + 5 * WG)
                 if WG_OFFSET == 1 and WG == 0:
                     if it == 0:
                         mbarrier.arrive(go_bar, count=1)
@@ -723,10 +804,15 @@ if gluon is not None:
                             _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                         else:
                             gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+        if STAMPS:
+            _stamp(CNT, item, 6 + 5 * WG)
         if DQ_DEFER:  # the last step's dQ tile
             if GROUP * nblk > 0:
                 dq_buf = dq_stage.index(WG * 2 + (GROUP * nblk - 1) % 2)
                 _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
+        if EPI_EARLY:  # dK_w, dV_w stored before the last step's dQ (they drain while it runs)
+            _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
+                              dtype)
         if DQ_LAG:  # the last step's dQ
             if GROUP * nblk > 0:
                 last = GROUP * nblk - 1
@@ -748,16 +834,19 @@ if gluon is not None:
                                     HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, DQ_REZERO, FUSE_STEP, dtype)
         elif DQ_ASYNC or DQ_STAGE1:
             tma.store_wait(0)
+        if STAMPS:
+            _stamp(CNT, item, 7 + 5 * WG)
         if DQ_FUSE and FUSE_STEP == 0 and FUSE_EARLY:
             # FUSE_EARLY: the count-in (below) before the dK/dV stores, so that the release's MEMBAR.GPU does not
             # wait for 2 x 16 KB of plain stores of this warpgroup to be acknowledged
             cnt, arrived = _fuse_count_in(CNT, pid_bhkv, WG, None, FUSE_DIAG != 2)
-        # epilogue: my 64 rows of dK_j (scaled) and dV_j
-        r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
-        c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
-        offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
-        gl.store(DK + offs, (dk * sm_scale).to(dtype))
-        gl.store(DV + offs, dv.to(dtype))
+        if not EPI_EARLY:  # epilogue: my 64 rows of dK_j (scaled) and dV_j
+            _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
+                              dtype)
+        if STAMPS:
+            _stamp(CNT, item, 8 + 5 * WG)
+            if WG == 0:
+                _stamp(CNT, item, 15, 1)
         if DQ_FUSE and FUSE_STEP == 0:
             # the conversion folded in: every reduce-add this warpgroup issued has completed (wait_group without
             # .read) and is ordered before the generic proxy (fence.proxy.async.global); the barrier orders the
@@ -820,10 +909,12 @@ if gluon is not None:
     def _fa3_bwd_walk_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK, SEQ_Q, SEQ_KV,
                                CAUSAL_OFFSET, GROUP: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                               STAGES: gl.constexpr, CAUSAL: gl.constexpr):
+                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, KP, VP, WALK_PF: gl.constexpr, SBUF,
+                               STAMPS: gl.constexpr):
         """PERSISTENT: the producer over the CTA's walk entries: K_j, V_j of item t once both consumers are done
         with item t-1's (kv_free), then its (Q_i, dO_i, lse_i, delta_i) into the stage ring, numbered over the
-        whole walk (so the next item's first stages load while the consumers finish this one)."""
+        whole walk (so the next item's first stages load while the consumers finish this one).  WALK_PF: after item
+        t's K/V issue, item t+1's K/V tiles prefetched into the L2.  STAMPS: as the plain producer's, per item."""
         pid = gl.program_id(0)
         e0 = gl.load(WALK + pid)
         e1 = gl.load(WALK + pid + 1)
@@ -832,12 +923,25 @@ if gluon is not None:
             start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_walk_item(WALK, e, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M,
                                                                     BLOCK_N, CAUSAL)
             t = e - e0
+            if STAMPS:
+                item = pid_bhkv * (SEQ_KV // BLOCK_N) + start_n // BLOCK_N
+                _stamp(SBUF, item, 1)
+                _stamp(SBUF, item, 14, 1)
+                _stamp(SBUF, item, 0, 2)
             if t > 0:
                 mbarrier.wait(kv_free, (t - 1) & 1)
             kv_row = pid_bhkv * SEQ_KV + start_n
             mbarrier.expect(kv_bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(k_desc, [kv_row, 0], kv_bar, k_smem)
             tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
+            if STAMPS:
+                _stamp(SBUF, item, 2)
+            if WALK_PF:  # the next item's K/V tiles into the L2 (its load waits for kv_free: then an L2 hit)
+                if e + 1 < e1:
+                    nxt_n, nxt_bhkv, _, _, _ = _fa3_bwd_walk_item(WALK, e + 1, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
+                                                                  BLOCK_M, BLOCK_N, CAUSAL)
+                    _prefetch_kv_l2(KP, VP, (nxt_bhkv * SEQ_KV + nxt_n).to(gl.int64) * k_smem.shape[1],
+                                    k_desc.block_type.nbytes)
             for it in range(GROUP * nblk):
                 gi = gs + it
                 g = it // nblk
@@ -852,6 +956,8 @@ if gluon is not None:
                 tma.async_copy_global_to_shared(q_desc, [bh * SEQ_Q + start_m, 0], ready.index(st), q_smem.index(st))
                 tma.async_copy_global_to_shared(do_desc, [bh * SEQ_Q + start_m, 0], ready.index(st),
                                                 do_smem.index(st))
+            if STAMPS:
+                _stamp(SBUF, item, 3)
             gs += GROUP * nblk
 
     @gluon.jit
@@ -859,7 +965,8 @@ if gluon is not None:
                                ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK, SEQ_Q, SEQ_KV,
                                CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr, GROUP: gl.constexpr,
                                HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, KV_REGS: gl.constexpr):
+                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, KV_REGS: gl.constexpr, SBUF,
+                               STAMPS: gl.constexpr):
         """PERSISTENT: consumer warpgroup WG over the CTA's walk -- per item the registered d=128 step (STAT_SMEM,
         MMA_ORDER 0, DQ_LAG with the stage / dS^T / barrier numbers counted over the walk, DQ_STAGE1, warpgroup 1
         offset once at the walk's start), the item's last dQ, then kv_free (K_j, V_j no longer read) before the
@@ -893,7 +1000,11 @@ if gluon is not None:
             dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
             dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
             dq_row_prev = 0
+            if STAMPS:
+                item = pid_bhkv * (SEQ_KV // BLOCK_N) + start_n // BLOCK_N
             mbarrier.wait(kv_bar, t & 1)
+            if STAMPS:
+                _stamp(SBUF, item, 4 + 5 * WG)
             if KV_REGS:
                 sa_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
                 k_a = k_w.load(sa_layout)
@@ -916,6 +1027,9 @@ if gluon is not None:
                 s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
                 dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
                 s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+                if STAMPS:
+                    if it == 0:
+                        _stamp(SBUF, item, 5 + 5 * WG)
                 if WG == 0:
                     if gi == 0:
                         mbarrier.arrive(go_bar, count=1)
@@ -953,6 +1067,8 @@ if gluon is not None:
                     dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
                     mbarrier.arrive(empty.index(st), count=1)
                 dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+            if STAMPS:
+                _stamp(SBUF, item, 6 + 5 * WG)
             if GROUP * nblk > 0:  # the item's last dQ
                 last = gs + GROUP * nblk - 1
                 mbarrier.wait(ds_bar.index(last % 4), (last // 4) & 1)
@@ -961,12 +1077,15 @@ if gluon is not None:
                 dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
                 _dq_stage_add(dq_desc, dq_buf, dq, dq_row_prev, WG * HALF_D, 0)
             mbarrier.arrive(kv_free, count=1)  # K_j, V_j read for the last time (the matmuls above waited)
+            if STAMPS:
+                _stamp(SBUF, item, 7 + 5 * WG)
             gs += GROUP * nblk
-            r = start_n + WG * HALF_N + gl.arange(0, HALF_N, layout=gl.SliceLayout(1, kv_layout))
-            c = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, kv_layout))
-            offs = (pid_bhkv.to(gl.int64) * SEQ_KV + r)[:, None] * HEAD_DIM + c[None, :]
-            gl.store(DK + offs, (dk * sm_scale).to(dtype))
-            gl.store(DV + offs, dv.to(dtype))
+            _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
+                              dtype)
+            if STAMPS:
+                _stamp(SBUF, item, 8 + 5 * WG)
+                if WG == 0:
+                    _stamp(SBUF, item, 15, 1)
         tma.store_wait(0)
 
     @gluon.jit
@@ -984,7 +1103,8 @@ if gluon is not None:
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
                         PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False,
-                        KV_PREFETCH: gl.constexpr = 0):
+                        KV_PREFETCH: gl.constexpr = 0, EPI_EARLY: gl.constexpr = False,
+                        STAMPS: gl.constexpr = False, WALK_PF: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -1052,36 +1172,37 @@ if gluon is not None:
             gl.warp_specialize([
                 (_fa3_bwd_walk_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem,
                                           k_smem, v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK,
-                                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL)),
+                                          SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL,
+                                          KP, VP, WALK_PF, CNT, STAMPS)),
                 (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
                                           kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
-                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS)),
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS)),
                 (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
                                           kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
-                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS)),
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
         else:
             gl.warp_specialize([
                 (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                      v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                                      GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                     GRID_GROUP, KP, VP, KV_PREFETCH)),
+                                     GRID_GROUP, KP, VP, KV_PREFETCH, CNT, STAMPS)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -1158,6 +1279,9 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         kw["GRID_GROUP"] = 0
     kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
     kw["KV_PREFETCH"] = 0 if kw["PERSISTENT"] else _kv_prefetch(q.device)
+    kw["EPI_EARLY"] = bool(EPI_EARLY and kw["DQ_LAG"] and not kw["DQ_FUSE"] and not kw["PERSISTENT"])
+    kw["WALK_PF"] = bool(WALK_PF and kw["PERSISTENT"])
+    kw["STAMPS"] = bool(STAMPS and not kw["DQ_FUSE"] and kw["DIAG"] == 0)
     return args, kw
 
 
@@ -1166,7 +1290,7 @@ def fa3_bwd_walk(p: AttentionProblem, s: Schedule, ctas: int) -> list[list[int]]
     `_fa3_bwd_walk_item`).  Sections of max(1, ctas // K/V blocks) heads (one wave's; the L2 keeps their Q, dO,
     dQacc: the heads-fastest order that mixed every head thrashed it, session 14), taken in order; inside a section
     the items longest first (causal: K/V block 0 sees every Q block), each to the CTA with the least work so far (LPT,
-    work counted over the whole walk: steps + 1 for the item's fill and drain)."""
+    work counted over the whole walk: steps + `WALK_ITEM_COST` for the item's fill and drain)."""
     import heapq
     n_kv, n_m, bh = p.seq_kv // s.block_n, p.seq_q // s.block_m, p.batch * p.heads_kv
 
@@ -1183,7 +1307,7 @@ def fa3_bwd_walk(p: AttentionProblem, s: Schedule, ctas: int) -> list[list[int]]
         for n, e in sorted(items, key=lambda x: (-x[0], x[1])):
             load, c = heapq.heappop(heap)
             walk[c].append(e)
-            heapq.heappush(heap, (load + n + 1, c))
+            heapq.heappush(heap, (load + n + WALK_ITEM_COST, c))
     return walk
 
 
@@ -1201,7 +1325,7 @@ def fa3_bwd_walk_table(p: AttentionProblem, s: Schedule, device, ctas: int) -> t
     """`fa3_bwd_walk` as the kernel's int32 table: `ctas` + 1 offsets, then the entries (the grid is (ctas,)).
     Cached per (problem, schedule, device, CTAs): the host's LPT over 2048 items takes milliseconds, more than the
     kernel at N=1024."""
-    key = (p, s, _device_key(torch.device(device)), ctas)
+    key = (p, s, _device_key(torch.device(device)), ctas, WALK_ITEM_COST)
     t = _WALK_TABLES.get(key)
     if t is None:
         walk = fa3_bwd_walk(p, s, ctas)

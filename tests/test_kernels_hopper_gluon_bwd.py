@@ -1114,3 +1114,174 @@ def test_fa3_backward_stream_split_slices(monkeypatch):
         assert x[-1] in (True, False, None) and (op != "pass" or x[-1] is False) and (op != "pre" or x[-1]), x
     syncs = [op.split("_")[0] for _, op, _ in hb.fa3_bwd_stream_plan(2) if op.startswith(("rec", "wait"))]
     assert [x[1] for x in got if x[1] in ("rec", "wait")] == syncs
+
+
+#: Session 22: EPI_EARLY (dK/dV stored before the last dQ) -- the DQ_LAG kernel's shapes, both alignments, GQA,
+#: heads varying fastest, one block
+_EPI_CASES = ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing", "d128_causal_tl_q_gt_kv",
+              "d128_one_block", "d128_full_gqa_s2", "d128_causal_tl_gqa_s2"]
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("case", _EPI_CASES)
+def test_fa3_backward_epi_early_gpu(case, monkeypatch):
+    """EPI_EARLY (session 22) moves the dK/dV stores before the last step's dQ: the same numbers -- dK, dV bit for
+    bit the kernel's without it (one writer each), dQ by the rule."""
+    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
+    monkeypatch.setattr(hb, "DQ_FUSE", False)
+    monkeypatch.setattr(hb, "EPI_EARLY", False)
+    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "epi_early")
+    monkeypatch.setattr(hb, "EPI_EARLY", True)
+    p, s, (q, k, v, do), grads = _run(case, "bf16", "epi_early")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v)
+    assert kw["EPI_EARLY"], kw
+    _check_grads(p, q, k, v, do, grads, "bf16")
+    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("cost", [1, 5])
+@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing",
+                                  "d128_causal_tl_gqa_s2", "d128_one_block"])
+def test_fa3_backward_walk_pf_gpu(case, cost, monkeypatch):
+    """PERSISTENT with WALK_PF (session 22: the next walk entry's K/V prefetched into the L2) and the LPT's item
+    cost 1 / 5 steps, 3 CTAs (each walks many items, the last item of a CTA has no next): dK, dV bit for bit the
+    walk's without the prefetch, dQ by the rule."""
+    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
+    monkeypatch.setattr(hb, "DQ_FUSE", False)
+    monkeypatch.setattr(hb, "PERSISTENT", True)
+    monkeypatch.setattr(hb, "PERSISTENT_CTAS", 3)
+    monkeypatch.setattr(hb, "WALK_ITEM_COST", cost)
+    monkeypatch.setattr(hb, "WALK_PF", False)
+    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "walk_pf")
+    monkeypatch.setattr(hb, "WALK_PF", True)
+    p, s, (q, k, v, do), grads = _run(case, "bf16", "walk_pf")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, walk=st)
+    assert kw["PERSISTENT"] and kw["WALK_PF"], kw
+    _check_grads(p, q, k, v, do, grads, "bf16")
+    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("variant", ["plain", "walk_pf_f3"])
+def test_fa3_backward_stamps_gpu(variant):
+    """STAMPS (session 22's timing diagnostic): every item writes its milestones in order on one SM (producer start
+    <= K/V issue; per warpgroup K/V wait <= first S^T <= loop end <= last dQ <= end) -- the probe
+    benchmarks/hopper_fa3_bwd_stamps.py reads."""
+    import numpy as np
+    from benchmarks.hopper_fa3_bwd_stamps import VARIANTS, run_stamps, summarize
+    p, s, st, _ = run_stamps(128, 1024, True, "bf16", VARIANTS[variant])
+    assert st.shape == (p.batch * p.heads_kv * (p.seq_kv // 128), hb.STAMP_SLOTS)
+    ix = {nm: i for i, nm in enumerate(hb.STAMP_NAMES)}
+    assert (st[:, ix["w0_end"]] > 0).all() and (st[:, ix["w1_end"]] > 0).all()
+    for w in ("w0", "w1"):
+        chain = [st[:, ix[f"{w}_{m}"]] for m in ("first_s", "loop_end", "last_dq", "end")]
+        for a, b in zip(chain, chain[1:]):
+            assert (a <= b).all(), w
+    assert (st[:, ix["p_start"]] <= st[:, ix["p_kv_issued"]]).all()
+    r = summarize(p, s, st, hb.STAMP_NAMES)
+    assert 1.0 < r["ghz"] < 2.2 and r["fit_per_step_us"] > 0, r
+
+
+def test_fa3_backward_session22_rules():
+    """EPI_EARLY only with DQ_LAG and not the fold / the walk; WALK_PF only with PERSISTENT; STAMPS never with the fold
+    (it writes into the counters' argument); all three off by default, and off they leave the registered kernel's
+    arguments as they were (SASS identity: notes/hopper.md session 22)."""
+    import unittest.mock as um
+    assert hb.EPI_EARLY is False and hb.WALK_PF is False and hb.STAMPS is False and hb.WALK_ITEM_COST == 1
+    s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    acc = torch.empty(1, 2, 1024, 128)
+    p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
+    for s, sw, want in ((s2, dict(DQ_FUSE=False), True), (s3, dict(DQ_FUSE=False), False),
+                        (s2, dict(DQ_FUSE=True), False), (s2, dict(DQ_FUSE=False, PERSISTENT=True), False)):
+        with um.patch.multiple(hb, EPI_EARLY=True, **sw):
+            _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, dq=q, cnt=st,
+                                    walk=torch.empty(8, dtype=torch.int32))
+        assert kw["EPI_EARLY"] == want, (s.num_stages, sw)
+    for pers, want in ((False, False), (True, True)):
+        with um.patch.multiple(hb, WALK_PF=True, DQ_FUSE=False, PERSISTENT=pers):
+            _, kw = hb.fa3_bwd_args(p, s2, q, q, q, q, st, st, acc, q, q, walk=torch.empty(8, dtype=torch.int32))
+        assert kw["WALK_PF"] == want
+    with um.patch.multiple(hb, STAMPS=True, DQ_FUSE=True):
+        _, kw = hb.fa3_bwd_args(AttentionProblem(1, 2, 2, 1024, 1024, 128), s2, q, q, q, q, st, st, acc, q, q,
+                                dq=q, cnt=st)
+    assert kw["DQ_FUSE"] and not kw["STAMPS"]
+    # the walk's LPT item cost: the table is cached per cost
+    pc = AttentionProblem(16, 16, 16, 1024, 1024, 128, causal=True)
+    w1 = hb.fa3_bwd_walk(pc, s2, 132)
+    with um.patch.object(hb, "WALK_ITEM_COST", 5):
+        w5 = hb.fa3_bwd_walk(pc, s2, 132)
+        t5 = hb.fa3_bwd_walk_table(pc, s2, "cpu", 132)
+    assert w1 != w5 and sorted(sum(w5, [])) == list(range(16 * 16 * 8))
+    assert not torch.equal(t5, hb.fa3_bwd_walk_table(pc, s2, "cpu", 132))
+
+
+def test_fa3_backward_stamps_summary():
+    """The stamps probe's arithmetic on a synthetic launch: items of 2-16 steps at a known clock, fixed cost and per
+    step cost -- the fit returns them, the segments their means."""
+    import numpy as np
+    from benchmarks.hopper_fa3_bwd_stamps import summarize
+    p = AttentionProblem(2, 16, 16, 1024, 1024, 128, causal=True)
+    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    items, ghz, step, ix = 2 * 16 * 8, 1.5, 3000, {nm: i for i, nm in enumerate(hb.STAMP_NAMES)}
+    st = np.zeros((items, hb.STAMP_SLOTS), dtype=np.int64)
+    t = np.zeros(8)
+    for e in range(items):  # 8 SMs, each item: gap 600, fill 1500, first 450, (n-1) steps, last dQ 900, epi 300
+        m, n = e % 8, 16 - 2 * (e % 8)
+        t0 = t[m] + 600
+        row = dict(smid=m, p_start=t0, p_kv_issued=t0 + 30, p_last_issued=t0 + 60, w0_kv=t0 + 1500,
+                   w0_first_s=t0 + 1950, w1_start=t0 + 1990, w1_first_s=t0 + 2300)
+        row["w0_loop_end"] = row["w0_first_s"] + (n - 1) * step
+        row["w1_loop_end"] = row["w0_loop_end"] + 150
+        row["w0_last_dq"] = row["w0_loop_end"] + 900
+        row["w1_last_dq"] = row["w0_last_dq"] + 150
+        row["w0_end"] = row["w0_last_dq"] + 300
+        row["w1_end"] = row["w0_end"] + 150
+        row["gt_start"], row["gt_w0_end"] = int(t0 / ghz), int(row["w0_end"] / ghz)
+        for k_, v_ in row.items():
+            st[e, ix[k_]] = v_
+        t[m] = row["w1_end"]
+    r = summarize(p, s, st, hb.STAMP_NAMES)
+    assert abs(r["ghz"] - ghz) < 0.01
+    assert abs(r["fit_per_step_us"] - step / ghz * 1e-3) < 0.01
+    g = r["seg_us"]
+    assert abs(g["fill"] - 1.0) < 0.01 and abs(g["last_dq"] - 0.6) < 0.01 and abs(g["epilogue"] - 0.2) < 0.01
+    assert abs(r["launch_gap_us"] - 0.4) < 0.01 and abs(g["prev_end_to_w0_kv"] - 1.4) < 0.01
+
+
+@pytest.mark.parametrize("variant", ["epi_early", "stamps", "walk_pf"])
+def test_fa3_backward_session22_compiles_for_sm90a(variant):
+    """Session 22's switches compile for sm_90a at d=128 causal 2 stages: 12 warps, dQ by the TMA reduce-add only,
+    the registered kernel's wgmma waits (12) and shared memory (+ the walk's one mbarrier), local memory no more than
+    the session's compile (8 B the grid, 40 B the walk); WALK_PF two bulk L2 prefetches, STAMPS clock reads."""
+    import json
+    import os
+    import subprocess
+    import sys
+    sw = {"epi_early": "kb.EPI_EARLY = True\n", "stamps": "kb.STAMPS = True\n",
+          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\n"}[variant]
+    script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
+                              sw + 'kb.DQ_FUSE = False\n'
+                              'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
+                              'cnt=torch.empty(64, dtype=torch.int64), walk=torch.empty(8, dtype=torch.int32))\n'
+                              f'assert kw["{variant.upper()}"] if "{variant}" != "walk_pf" else kw["WALK_PF"]')
+    script = script.replace('"depbar": len(', '"pf": len(re.findall(r"UBLKPF\\.L2", sass)), '
+                            '"clk": len(re.findall(r"SR_CLOCK", sass)), "depbar": len(')
+    assert '"pf"' in script and "kb.DQ_FUSE = False" in script
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0 and got["depbar"] == 12, got
+    assert got["shared"] <= 232448 and got["local"] <= (40 if variant == "walk_pf" else 8), got
+    assert got["pf"] == (2 if variant == "walk_pf" else 0), got
+    assert (got["clk"] > 0) == (variant == "stamps"), got
