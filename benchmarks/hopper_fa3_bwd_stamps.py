@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 #: name: module switches of kernels.hopper_gluon_bwd (STAMPS on, the fold off, added by the script)
 VARIANTS = {"plain": {}, "epi_early": dict(EPI_EARLY=True), "walk": dict(PERSISTENT=True),
             "walk_f3": dict(PERSISTENT=True, WALK_ITEM_COST=3), "walk_f5": dict(PERSISTENT=True, WALK_ITEM_COST=5),
-            "walk_pf_f3": dict(PERSISTENT=True, WALK_PF=True, WALK_ITEM_COST=3)}
+            "walk_pf_f3": dict(PERSISTENT=True, WALK_PF=True, WALK_ITEM_COST=3),
+            "epi_tma": dict(EPI_TMA=True), "walk_epi_tma": dict(PERSISTENT=True, EPI_TMA=True),
+            "walk_epi_tma_pf": dict(PERSISTENT=True, EPI_TMA=True, WALK_PF=True)}
 
 
 def run_stamps(d: int, n: int, causal: bool, dtype: str, sw: dict):

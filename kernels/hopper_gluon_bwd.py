@@ -253,6 +253,12 @@ WALK_ITEM_COST = 1
 #: reduce-add (the stores drain while the last dQ runs; the 128 accumulator registers free first).  Session 22: a
 #: switch the benchmarks flip
 EPI_EARLY = False
+#: with DQ_STAGE1 (d=128, 2 stages; not DQ_ASYNC): each consumer warpgroup's dK_w, dV_w leave through its dQ staging
+#: tile (16 KB = one 64 x d bf16/fp16 tile) by TMA stores -- dK_w stored to shared memory, one bulk store, its read
+#: waited for, then dV_w the same -- instead of 2 x 32 plain 4-byte stores a thread from the MMA layout (session 22's
+#: stamps, run32: that epilogue takes 2.5 us of an item at causal N=1024, ~3 us in PERSISTENT's walk, against ~2.2
+#: us a step).  DK, DV are then passed as TMA descriptors (64 x d boxes).  Session 22: a switch the benchmarks flip
+EPI_TMA = False
 
 if gluon is not None:
     @_builtin
@@ -533,6 +539,21 @@ if gluon is not None:
         gl.store(DV + offs, dv.to(dtype))
 
     @gluon.jit
+    def _fa3_bwd_epilogue_tma(dk_desc, dv_desc, dk, dv, row, sm_scale, tile):
+        """EPI_TMA: dK_w (scaled) and then dV_w through `tile` (the warpgroup's dQ staging tile, free: every bulk
+        group of this thread has read it) by TMA stores at K/V row `row`; the second store's read is waited for by the
+        tile's next user (`tma.store_wait`)."""
+        dtype: gl.constexpr = dk_desc.dtype
+        buf = tile._reinterpret(dtype, dk_desc.block_type.shape, dk_desc.layout)
+        buf.store((dk * sm_scale).to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(dk_desc, [row, 0], buf)
+        tma.store_wait(0)
+        buf.store(dv.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(dv_desc, [row, 0], buf)
+
+    @gluon.jit
     def _fa3_bwd_consumer(q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready, empty, ds_bar,
                           dq_stage, LSE, DELTA, DQACC, dq_desc,
                           DK, DV, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr,
@@ -544,7 +565,8 @@ if gluon is not None:
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
                           FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr,
-                          WG_BAND: gl.constexpr, EPI_EARLY: gl.constexpr, STAMPS: gl.constexpr):
+                          WG_BAND: gl.constexpr, EPI_EARLY: gl.constexpr, STAMPS: gl.constexpr,
+                          EPI_TMA: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
         fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i.  EPI_EARLY: the dK_w, dV_w stores before the
@@ -840,7 +862,10 @@ if gluon is not None:
             # FUSE_EARLY: the count-in (below) before the dK/dV stores, so that the release's MEMBAR.GPU does not
             # wait for 2 x 16 KB of plain stores of this warpgroup to be acknowledged
             cnt, arrived = _fuse_count_in(CNT, pid_bhkv, WG, None, FUSE_DIAG != 2)
-        if not EPI_EARLY:  # epilogue: my 64 rows of dK_j (scaled) and dV_j
+        if EPI_TMA:  # my 64 rows of dK_j, dV_j through my (free) dQ staging tile, TMA stores
+            _fa3_bwd_epilogue_tma(DK, DV, dk, dv, pid_bhkv * SEQ_KV + start_n + WG * HALF_N, sm_scale,
+                                  dq_stage.index(WG))
+        elif not EPI_EARLY:  # epilogue: my 64 rows of dK_j (scaled) and dV_j
             _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
                               dtype)
         if STAMPS:
@@ -885,6 +910,8 @@ if gluon is not None:
                             gl.store(DQACC + o1, cz, mask=ok1)
                             gl.store(DQACC + o2, cz, mask=ok2)
                             gl.store(DQACC + o3, cz, mask=ok3)
+        if EPI_TMA:  # the dV store has read its tile before the CTA's shared memory goes
+            tma.store_wait(0)
 
     @gluon.jit
     def _fa3_bwd_walk_item(WALK, e, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -966,7 +993,7 @@ if gluon is not None:
                                CAUSAL_OFFSET, qk_scale2, sm_scale, WG: gl.constexpr, GROUP: gl.constexpr,
                                HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                                STAGES: gl.constexpr, CAUSAL: gl.constexpr, KV_REGS: gl.constexpr, SBUF,
-                               STAMPS: gl.constexpr):
+                               STAMPS: gl.constexpr, EPI_TMA: gl.constexpr):
         """PERSISTENT: consumer warpgroup WG over the CTA's walk -- per item the registered d=128 step (STAT_SMEM,
         MMA_ORDER 0, DQ_LAG with the stage / dS^T / barrier numbers counted over the walk, DQ_STAGE1, warpgroup 1
         offset once at the walk's start), the item's last dQ, then kv_free (K_j, V_j no longer read) before the
@@ -1080,8 +1107,13 @@ if gluon is not None:
             if STAMPS:
                 _stamp(SBUF, item, 7 + 5 * WG)
             gs += GROUP * nblk
-            _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
-                              dtype)
+            if EPI_TMA:  # through my dQ staging tile (its last reduce-add read: _dq_stage_add waited; the next
+                # item's first add waits for the dV store's read)
+                tma.store_wait(0)
+                _fa3_bwd_epilogue_tma(DK, DV, dk, dv, pid_bhkv * SEQ_KV + start_n + WG * HALF_N, sm_scale, dq_buf)
+            else:
+                _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM,
+                                  kv_layout, dtype)
             if STAMPS:
                 _stamp(SBUF, item, 8 + 5 * WG)
                 if WG == 0:
@@ -1104,7 +1136,8 @@ if gluon is not None:
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
                         PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False,
                         KV_PREFETCH: gl.constexpr = 0, EPI_EARLY: gl.constexpr = False,
-                        STAMPS: gl.constexpr = False, WALK_PF: gl.constexpr = False):
+                        STAMPS: gl.constexpr = False, WALK_PF: gl.constexpr = False,
+                        EPI_TMA: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
         predicated off; 2 -- no dQ at all (no dS^T exchange, no dQ matmul); 3 -- the exchange without its wait
@@ -1177,11 +1210,11 @@ if gluon is not None:
                 (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
                                           kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
-                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS)),
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS, EPI_TMA)),
                 (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
                                           kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM,
-                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS)),
+                                          BLOCK_M, BLOCK_N, STAGES, CAUSAL, KV_REGS, CNT, STAMPS, EPI_TMA)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
         else:
             gl.warp_specialize([
@@ -1195,15 +1228,31 @@ if gluon is not None:
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS, EPI_TMA)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS)),
+                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS, EPI_TMA)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
+
+
+_LAYOUTS: dict = {}
+
+
+def _shared_layout(shape: tuple, gdt, swizzle: int | None = None, bits: int = 16):
+    """The host descriptors' shared layouts, built once per (shape, dtype) -- `get_default_for` costs the host ~6 us
+    a call (session 21's profile: 5 of them in every backward's ~113 us of `fa3_bwd_args`); swizzle given: that
+    NVMMA layout of `bits`-bit elements."""
+    key = (shape, str(gdt), swizzle, bits)
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        lay = (gl.NVMMASharedLayout.get_default_for(list(shape), gdt) if swizzle is None else
+               gl.NVMMASharedLayout(swizzle_byte_width=swizzle, element_bitwidth=bits, rank=len(shape)))
+        _LAYOUTS[key] = lay
+    return lay
 
 
 def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, lse, delta):
@@ -1212,17 +1261,17 @@ def fa3_bwd_descriptors(p: AttentionProblem, s: Schedule, q, k, v, do, dqacc, ls
     swizzle panels."""
     gdt = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}[q.dtype]
     d = p.head_dim
-    qd = gl.NVMMASharedLayout.get_default_for([s.block_m, d], gdt)
-    kd = gl.NVMMASharedLayout(swizzle_byte_width=min(128, d), element_bitwidth=16, rank=2)
-    vd = gl.NVMMASharedLayout.get_default_for([s.block_n, d], gdt)
-    stat = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2)  # lse, delta: [B*Hq, Nq] rows
+    qd = _shared_layout((s.block_m, d), gdt)
+    kd = _shared_layout((s.block_n, d), gdt, min(128, d))
+    vd = _shared_layout((s.block_n, d), gdt)
+    stat = _shared_layout((1, s.block_m), gl.float32, 0, 32)  # lse, delta: [B*Hq, Nq] rows
     rows = lambda t: t.reshape(-1, d)  # noqa: E731 -- a view (contiguous checked by the caller)
     return (TensorDescriptor.from_tensor(rows(q), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(do), [s.block_m, d], qd),
             TensorDescriptor.from_tensor(rows(k), [s.block_n, d], kd),
             TensorDescriptor.from_tensor(rows(v), [s.block_n, d], vd),
             TensorDescriptor.from_tensor(rows(dqacc), [s.block_m, d // 2],
-                                         gl.NVMMASharedLayout.get_default_for([s.block_m, d // 2], gl.float32)),
+                                         _shared_layout((s.block_m, d // 2), gl.float32)),
             *(TensorDescriptor.from_tensor(t.reshape(-1, p.seq_q), [1, s.block_m], stat) for t in (lse, delta)))
 
 
@@ -1279,7 +1328,14 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         kw["GRID_GROUP"] = 0
     kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
     kw["KV_PREFETCH"] = 0 if kw["PERSISTENT"] else _kv_prefetch(q.device)
-    kw["EPI_EARLY"] = bool(EPI_EARLY and kw["DQ_LAG"] and not kw["DQ_FUSE"] and not kw["PERSISTENT"])
+    kw["EPI_TMA"] = bool(EPI_TMA and kw["DQ_STAGE1"] and not kw["DQ_ASYNC"] and kw["DIAG"] == 0)
+    kw["EPI_EARLY"] = bool(EPI_EARLY and kw["DQ_LAG"] and not kw["DQ_FUSE"] and not kw["PERSISTENT"]
+                           and not kw["EPI_TMA"])
+    if kw["EPI_TMA"]:  # dK, dV by TMA stores: their descriptors in the pointers' places (64 x d boxes)
+        gdt = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}[q.dtype]
+        lay = _shared_layout((s.block_n // 2, p.head_dim), gdt)
+        args = args[:10] + tuple(TensorDescriptor.from_tensor(t.reshape(-1, p.head_dim), [s.block_n // 2, p.head_dim],
+                                                              lay) for t in (dk, dv)) + args[12:]
     kw["WALK_PF"] = bool(WALK_PF and kw["PERSISTENT"])
     kw["STAMPS"] = bool(STAMPS and not kw["DQ_FUSE"] and kw["DIAG"] == 0)
     return args, kw
@@ -1478,12 +1534,9 @@ def fa3_bwd_dkdvdq(p: AttentionProblem, s: Schedule, grid, q, k, v, do, lse, del
     args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
                             dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
                             cnt, dq_fuse, zero_ws, fuse_step)
-    if kw["PERSISTENT"]:
+    if kw["PERSISTENT"]:  # the walk table in WALK's place (args: 7 descriptors, lse .. dv, CNT, DQ, WALK, ...)
         ctas = fa3_bwd_walk_ctas(p, s, q.device)
-        walk = fa3_bwd_walk_table(p, s, q.device, ctas)
-        args, kw = fa3_bwd_args(p, s, q, k, v, do, lse, delta, dqacc, dk, dv, kv_regs, diag, dq_tma, stat_smem,
-                                dq_async, mma_order, dq_defer, dq_ksplit, dq_lag, wg_offset, dq_stage1, pingpong, dq,
-                                cnt, dq_fuse, zero_ws, fuse_step, walk=walk)
+        args = args[:14] + (fa3_bwd_walk_table(p, s, q.device, ctas),) + args[15:]
         grid = (ctas,)
     if kw["DQ_FUSE"] and (dq is None or cnt is None) and q.device.type == "cuda":
         raise ValueError("the folded dQ conversion (DQ_FUSE) needs dq and the counters (fuse_counters)")

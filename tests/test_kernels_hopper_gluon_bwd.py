@@ -1255,24 +1255,27 @@ def test_fa3_backward_stamps_summary():
     assert abs(r["launch_gap_us"] - 0.4) < 0.01 and abs(g["prev_end_to_w0_kv"] - 1.4) < 0.01
 
 
-@pytest.mark.parametrize("variant", ["epi_early", "stamps", "walk_pf"])
+@pytest.mark.parametrize("variant", ["epi_early", "stamps", "walk_pf", "epi_tma", "walk_epi_tma"])
 def test_fa3_backward_session22_compiles_for_sm90a(variant):
     """Session 22's switches compile for sm_90a at d=128 causal 2 stages: 12 warps, dQ by the TMA reduce-add only,
     the registered kernel's wgmma waits (12) and shared memory (+ the walk's one mbarrier), local memory no more than
-    the session's compile (8 B the grid, 40 B the walk); WALK_PF two bulk L2 prefetches, STAMPS clock reads."""
+    the session's compile (8 B the grid, 40 B the walk); WALK_PF two bulk L2 prefetches, STAMPS clock reads, EPI_TMA
+    two TMA stores a consumer warpgroup (4 in all: each consumer is compiled twice) and no plain global stores."""
     import json
     import os
     import subprocess
     import sys
     sw = {"epi_early": "kb.EPI_EARLY = True\n", "stamps": "kb.STAMPS = True\n",
-          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\n"}[variant]
+          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\n", "epi_tma": "kb.EPI_TMA = True\n",
+          "walk_epi_tma": "kb.PERSISTENT = True\nkb.EPI_TMA = True\n"}[variant]
     script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
                               sw + 'kb.DQ_FUSE = False\n'
                               'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q, '
                               'cnt=torch.empty(64, dtype=torch.int64), walk=torch.empty(8, dtype=torch.int32))\n'
-                              f'assert kw["{variant.upper()}"] if "{variant}" != "walk_pf" else kw["WALK_PF"]')
+                              f'assert kw["{variant.upper().replace("WALK_EPI_TMA", "EPI_TMA")}"]')
     script = script.replace('"depbar": len(', '"pf": len(re.findall(r"UBLKPF\\.L2", sass)), '
-                            '"clk": len(re.findall(r"SR_CLOCK", sass)), "depbar": len(')
+                            '"clk": len(re.findall(r"SR_CLOCK", sass)), "tmastg": len(re.findall(r"UTMASTG", sass)), '
+                            '"stg": len(re.findall(r"\\bSTG\\.", sass)), "depbar": len(')
     assert '"pf"' in script and "kb.DQ_FUSE = False" in script
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
@@ -1282,6 +1285,61 @@ def test_fa3_backward_session22_compiles_for_sm90a(variant):
         pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0 and got["depbar"] == 12, got
-    assert got["shared"] <= 232448 and got["local"] <= (40 if variant == "walk_pf" else 8), got
+    assert got["shared"] <= 232448 and got["local"] <= (40 if variant.startswith("walk") else 8), got
     assert got["pf"] == (2 if variant == "walk_pf" else 0), got
+    assert (got["tmastg"] == 4 and got["stg"] == 0) if "epi_tma" in variant else got["tmastg"] == 0, got
     assert (got["clk"] > 0) == (variant == "stamps"), got
+
+
+@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
+@pytest.mark.parametrize("form", ["three_launches", "fold", "walk"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing",
+                                  "d128_causal_tl_q_gt_kv", "d128_one_block", "d128_full_gqa_s2",
+                                  "d128_causal_tl_gqa_s2"])
+def test_fa3_backward_epi_tma_gpu(case, dtype, form, monkeypatch):
+    """EPI_TMA (session 22: dK_w, dV_w through the warpgroup's dQ staging tile by TMA stores) writes the same numbers:
+    dK, dV bit for bit the plain stores' (same values, one writer each), dQ by the rule -- the three launches, the
+    folded conversion (its workspace), and PERSISTENT's walk (3 CTAs: the tile reused by the next item's dQ)."""
+    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
+    monkeypatch.setattr(hb, "DQ_FUSE", form == "fold")
+    monkeypatch.setattr(hb, "DQ_ZERO_WS", form == "fold")
+    monkeypatch.setattr(hb, "PERSISTENT", form == "walk")
+    monkeypatch.setattr(hb, "PERSISTENT_CTAS", 3)
+    monkeypatch.setattr(hb, "EPI_TMA", False)
+    _, _, _, (_, dk0, dv0) = _run(case, dtype, "epi_tma")
+    monkeypatch.setattr(hb, "EPI_TMA", True)
+    p, s, (q, k, v, do), grads = _run(case, dtype, "epi_tma")
+    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
+    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
+    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, torch.empty_like(k), torch.empty_like(v), dq=q,
+                            cnt=torch.empty(8, dtype=torch.int32, device=q.device), walk=st)
+    assert kw["EPI_TMA"] and kw["DQ_FUSE"] == (form == "fold") and kw["PERSISTENT"] == (form == "walk"), kw
+    _check_grads(p, q, k, v, do, grads, dtype)
+    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
+
+
+def test_fa3_backward_epi_tma_rules():
+    """EPI_TMA only on the DQ_STAGE1 kernel (d=128, 2 stages; not DQ_ASYNC, no timing diagnostic), then DK and DV are
+    passed as TMA descriptors of 64 x d boxes (the args' places 10, 11); off by default, EPI_EARLY off beside it."""
+    import unittest.mock as um
+    assert hb.EPI_TMA is False
+    s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    acc = torch.empty(1, 2, 1024, 128)
+    for causal in (False, True):
+        p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=causal)
+        for s, diag, want in ((s2, 0, True), (s3, 0, False), (s2, 2, False)):
+            with um.patch.multiple(hb, EPI_TMA=True, EPI_EARLY=True):
+                args, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, diag=diag, dq=q, cnt=st)
+            assert kw["EPI_TMA"] == want and not (want and kw["EPI_EARLY"]), (causal, s.num_stages, diag)
+            assert isinstance(args[10], hb.TensorDescriptor) == want and isinstance(args[11], hb.TensorDescriptor) == want
+            if want:
+                assert list(args[10].block_shape) == [64, 128] and args[10].shape[0] == 2 * 1024
+    p64 = AttentionProblem(1, 2, 2, 1024, 1024, 64, causal=True)
+    q64 = torch.empty(1, 2, 1024, 64, dtype=torch.bfloat16)
+    with um.patch.object(hb, "EPI_TMA", True):
+        _, kw = hb.fa3_bwd_args(p64, Schedule(ALG, "bwd", 128, 128, 4, 2), q64, q64, q64, q64, st, st,
+                                torch.empty(1, 2, 1024, 64), q64, q64)
+    assert not kw["EPI_TMA"]
