@@ -21,6 +21,15 @@ states, scheduler, per-instruction stall samples, local-load L1 hits, DRAM bytes
     run(command="python3 benchmarks/spill_coresident_gpu.py --out $OUT", timeout_s=200)
     python benchmarks/spill_coresident_gpu.py --analyse RUN_DIR      # here: model and replay beside each point
 
+`--plan blocker` (the second call): the same kernel at 2 (3) CTAs per SM WITHOUT more CTAs on the GPU -- a
+`_blocker` kernel (one warp, 200 KB of dynamic shared memory, spinning on %clock64) is launched first on its own
+stream on n SMs, so the flash1 CTAs launched next on another stream fit only on the other SMs: 130 CTAs on 66
+SMs, 65 on 33, 195 on 65, against 130 and 65 on the whole GPU.  The local footprint on the GPU (and the L2's
+write-back of it) stays that of the 1-per-SM point; what changes is only who shares an SM.  Events around the
+flash1 launch, the L2 cleared before each (a 256 MB write), 5 repeats, median.
+
+    run(command="python3 benchmarks/spill_coresident_gpu.py --out $OUT --plan blocker", timeout_s=120)
+
 Data only (no assertion but the correctness gate).
 """
 from __future__ import annotations
@@ -143,6 +152,93 @@ def gpu(out_dir: str, argv) -> int:
     return 0
 
 
+#: (batch, SMs blocked): 130 CTAs on 132 / 66 SMs, 65 on 132 / 33, 195 on 65
+BLOCKER_POINTS = ((10, 0), (10, 66), (5, 0), (5, 99), (15, 67), (20, 0))
+BLOCKER_SMEM = 200 << 10
+
+
+try:  # the blocker is a module-level Triton kernel (Triton resolves `tl` in the module's globals)
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _blocker(out_ptr, cycles_ptr):
+        """One warp spinning for *cycles_ptr SM clock cycles (%clock64)."""
+        offs = tl.arange(0, 32)
+        c = tl.load(cycles_ptr)
+        z = tl.inline_asm_elementwise(
+            "{\n.reg .u64 t0, t1;\n.reg .pred p;\nmov.u64 t0, %clock64;\nSPIN_BLOCK:\nmov.u64 t1, %clock64;\n"
+            "sub.u64 t1, t1, t0;\nsetp.lt.u64 p, t1, $1;\n@p bra SPIN_BLOCK;\nmov.u32 $0, 0;\n}",
+            "=r,l", [c + offs.to(tl.int64) * 0], dtype=tl.int32, is_pure=False, pack=1)
+        tl.store(out_ptr + tl.program_id(0) * 32 + offs, z)
+except ImportError:  # pragma: no cover -- --analyse needs no Triton
+    _blocker = None
+
+
+def gpu_blocker(out_dir: str, argv) -> int:
+    import torch
+    import triton
+    from verification.caserunner import prepare
+    sys.path.insert(0, HERE)
+    from spill_sm_gpu import _with_shared
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    n_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    blk = _blocker
+    bout = torch.zeros(n_sms * 32, dtype=torch.int32, device="cuda")
+    cyc = torch.full((1,), 40_000_000, dtype=torch.int64, device="cuda")  # ~20 ms at 1.98 GHz
+    ck = _with_shared(blk, BLOCKER_SMEM, (bout, cyc), dict(num_warps=1))
+    sa, sb = torch.cuda.Stream(), torch.cuda.Stream()
+    flush = torch.empty(64 << 20, dtype=torch.float32, device="cuda")
+    rows = []
+    part = os.path.join(out_dir, "spill_coresident_blocker.partial.json")
+    for b, blocked in BLOCKER_POINTS:
+        for sk in SEQ_KVS:
+            try:
+                fn, keep = prepare(spec(b, sk))
+                fn()
+                torch.cuda.synchronize()
+                ts = []
+                for r in range(6):
+                    with torch.cuda.stream(sb):
+                        flush.fill_(float(r))
+                    torch.cuda.synchronize()
+                    if blocked:
+                        with torch.cuda.stream(sa):
+                            ck[(blocked, 1, 1)](bout, cyc)
+                    with torch.cuda.stream(sb):
+                        torch.cuda._sleep(100_000)  # ~50 us: the blocker's CTAs are resident first
+                        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                        e0.record()
+                        fn()
+                        e1.record()
+                    torch.cuda.synchronize()
+                    if r:
+                        ts.append(e0.elapsed_time(e1) * 1e-3)
+                ctas = b * BASE_PROBLEM["heads_q"]
+                rows.append({"batch": b, "ctas": ctas, "sms_blocked": blocked, "seq_kv": sk, "trips": sk // 32,
+                             "ctas_per_free_sm": ctas / (n_sms - blocked), "time_s_repeats": ts,
+                             "time_s": statistics.median(ts)})
+                print(f"b{b} ({ctas} CTAs) on {n_sms - blocked} SMs, seq_kv {sk}: {statistics.median(ts) * 1e6:.1f} us "
+                      f"({', '.join(f'{x * 1e6:.0f}' for x in ts)}) {time.time() - t0:.0f} s", flush=True)
+            except Exception as e:  # noqa: BLE001 -- recorded, not fatal
+                rows.append({"batch": b, "sms_blocked": blocked, "seq_kv": sk,
+                             "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                print(rows[-1], flush=True)
+            json.dump(rows, open(part, "w"))
+    prov = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+            "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "python3 benchmarks/spill_coresident_gpu.py " + " ".join(argv or [])}
+    doc = {"format": "spill_coresident_blocker/1", "provenance": prov, "problem": BASE_PROBLEM, "schedule": SCHEDULE,
+           "method": "events around the flash1 launch on its own stream, a 200 KB-shared-memory spinning blocker "
+                     "launched first on the blocked SMs; L2 cleared (256 MB write) before each; 5 repeats, median",
+           "points": rows}
+    json.dump(doc, open(os.path.join(out_dir, "spill_coresident_blocker.json"), "w"), indent=1)
+    os.remove(part)
+    print(f"all done {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
 def ncu_child() -> int:
     import torch
     from verification.caserunner import prepare
@@ -203,6 +299,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ncu-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN_DIR")
     ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table as JSON")
+    ap.add_argument("--plan", choices=("residency", "blocker"), default="residency")
     a = ap.parse_args(argv)
     if a.ncu_child:
         return ncu_child()
@@ -211,7 +308,7 @@ def main(argv=None) -> int:
         if a.write_table:
             json.dump(t, open(a.write_table, "w"), indent=1)
         return 0
-    return gpu(a.out, argv)
+    return gpu_blocker(a.out, argv) if a.plan == "blocker" else gpu(a.out, argv)
 
 
 if __name__ == "__main__":
