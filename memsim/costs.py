@@ -34,7 +34,7 @@ from .compiled import MIN_LOOP_INSTRUCTIONS
 from . import fetch_run
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
-from . import spill_chain, spill_reuse, spill_rowmask
+from . import spill_chain, spill_reuse, spill_rowmask, spill_streams
 from .local_memory import LocalMemory, local_memory
 from .spill_masked import trip_spill_factors
 
@@ -297,6 +297,10 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
                         issue, issue_dram, issue_noload = spill_rowmask.trip_costs(
                             issue, issue_dram, issue_noload, lat_.load_l2_cycles, lat_.load_dram_cycles, share,
                             floor=fetch / (resident * clock))
+            if spill_streams.mode():  # MEMSIM_FETCH_STREAMS: co-resident CTAs fetch a loop past the cache apart
+                xs = spill_streams.extra_cycles(fetch, rep["tile_instructions"], resident, warps) / (resident * clock)
+                issue, issue_dram, issue_noload = issue + xs, issue_dram + xs if issue_dram else 0.0, \
+                    issue_noload + xs if issue_noload else 0.0
             trip_flops = rep.get("tile_mma_flops_per_warp", 0.0) * warps * groups
             if rep.get("band_instructions") and rep.get("band_cycles") and at(rep["tile_cycles"]) > 0:
                 # the other copy of the loop (kernels.sass.band_profile): a masked trip costs its own replay
