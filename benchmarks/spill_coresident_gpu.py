@@ -19,7 +19,9 @@ states, scheduler, per-instruction stall samples, local-load L1 hits, DRAM bytes
 512: which stall reason grows when a second CTA shares the SM.
 
     run(command="python3 benchmarks/spill_coresident_gpu.py --out $OUT", timeout_s=200)
-    python benchmarks/spill_coresident_gpu.py --analyse RUN_DIR      # here: model and replay beside each point
+    python benchmarks/spill_coresident_gpu.py --analyse RUN_DIR|RUN.json[.gz]   # here: the model beside each point
+    (run 2026-11-27 12:23 UTC, H100 80GB HBM3, driver 580.159.04, 61.6 s: verification/data/nvidia-h100-80gb-hbm3/
+    calibration/spill_coresident-2026-11-27T1223.json.gz + .log; ncu pages in reports/h100-sxm/spills-session20/)
 
 `--plan blocker` (the second call): the same kernel at 2 (3) CTAs per SM WITHOUT more CTAs on the GPU -- a
 `_blocker` kernel (one warp, 200 KB of dynamic shared memory, spinning on %clock64) is launched first on its own
@@ -255,7 +257,8 @@ def analyse(run_dir: str) -> list:
     from memsim.calibration import load_calibration
     from memsim.costs import launch_cost
     from memsim.schedule import check_fits, kernel_launches, problem_from_dict, schedule_from_dict
-    doc = json.load(open(os.path.join(run_dir, "spill_coresident.json")))
+    from memsim.io import read_json
+    doc = read_json(run_dir if os.path.isfile(run_dir) else os.path.join(run_dir, "spill_coresident.json"))
     hw = memsim.load_hardware("h100-sxm")
     cal = load_calibration(hw)
     clock = cal.sm_clock_Hz or hw.clock_Hz
