@@ -31,6 +31,8 @@ write-back of it) stays that of the 1-per-SM point; what changes is only who sha
 flash1 launch, the L2 cleared before each (a 256 MB write), 5 repeats, median.
 
     run(command="python3 benchmarks/spill_coresident_gpu.py --out $OUT --plan blocker", timeout_s=120)
+    (run 2026-11-27 12:28 UTC, H100 80GB HBM3, 12.8 s: calibration/spill_coresident_blocker-2026-11-27T1228.*;
+    the trip at 2 CTAs per SM with the footprint held is 1.09-1.11x the 1-per-SM trip -- 1.44x at 260 CTAs on all SMs)
 
 Data only (no assertion but the correctness gate).
 """
@@ -296,6 +298,31 @@ def analyse(run_dir: str) -> list:
     return out
 
 
+def analyse_blocker(path: str) -> list:
+    """The blocker run: the trip (slope between the two seq_kv) at each (CTAs, SMs free), beside the 1-per-SM point
+    of the same CTAs (the same GPU footprint)."""
+    from memsim.io import read_json
+    doc = read_json(path if os.path.isfile(path) else os.path.join(path, "spill_coresident_blocker.json"))
+    pts = {(r["batch"], r["sms_blocked"], r["seq_kv"]): r["time_s"] for r in doc["points"] if "error" not in r}
+    print(f"{doc['provenance'].get('gpu')}, {doc['provenance'].get('date')}")
+    print("| CTAs | SMs free | CTAs per SM | time 512 / 1024 (us) | trip (k cycles, 1.98 GHz) | / 1 per SM, same CTAs |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    out, base = [], {}
+    for b, blocked in BLOCKER_POINTS:
+        t = [pts.get((b, blocked, sk)) for sk in SEQ_KVS]
+        if not all(t):
+            continue
+        trip = (t[1] - t[0]) / (SEQ_KVS[1] // 32 - SEQ_KVS[0] // 32) * 1.98e9
+        if not blocked:
+            base[b] = (trip, t)
+        ctas, free = b * BASE_PROBLEM["heads_q"], 132 - blocked
+        ref = base.get(b)
+        rel = f"{trip / ref[0]:.2f} (totals {t[0] / ref[1][0]:.2f} / {t[1] / ref[1][1]:.2f})" if ref and blocked else "-"
+        out.append({"batch": b, "ctas": ctas, "sms_free": free, "trip_cycles": trip, "time_s": t})
+        print(f"| {ctas} | {free} | {ctas / free:.2f} | {t[0] * 1e6:.0f} / {t[1] * 1e6:.0f} | {trip / 1e3:.0f} | {rel} |")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="(GPU) output folder")
@@ -307,7 +334,8 @@ def main(argv=None) -> int:
     if a.ncu_child:
         return ncu_child()
     if a.analyse:
-        t = analyse(a.analyse)
+        blk = "blocker" in os.path.basename(a.analyse.rstrip("/")) and os.path.isfile(a.analyse)
+        t = analyse_blocker(a.analyse) if blk else analyse(a.analyse)
         if a.write_table:
             json.dump(t, open(a.write_table, "w"), indent=1)
         return 0
