@@ -13,11 +13,17 @@ from 1 to 2 CTAs per SM on instruction fetch ("no instruction": 0.46 -> 2.44 cyc
 instruction) and on the spill reloads (long scoreboard 7.1 -> 10.5; their L1 miss fraction 0.64 -> 0.78 and 6 % of
 them from DRAM at 2 CTAs: the placement, memsim.local_memory's business).
 
+The same call's `--plan blocker` (12:28 UTC) held the GPU's footprint: a shared-memory blocker on half (three
+quarters) of the SMs put 130 (65) CTAs at 2 per SM on the rest -- a trip 269 k (270 k) cycles against 243 k (248 k)
+at 1 per SM: **co-residency alone costs 1.09-1.11x**; the 260-CTA point's 1.44x is mostly its 49 MB of frames (71 %
+of the spill stores written back, 6 % of the reloads from DRAM, the fetch slowed with them).
+
 With the switch each stream beyond the first adds EXPOSED x the loop's fetch (memsim.issue_fit.fetch_cycles over the
-loop curve) to the k CTAs' trip, for loops of more than CACHE_BYTES of code: EXPOSED = the measured growth of the
-"no instruction" cycles per trip over the fetch of the loop (42.6 k / 126.5 k).  Streams: "ctas" (the measured
-case: one per resident CTA) or "warps" (one per resident warp: the warps of a CTA drift apart between its barriers
-too -- an extrapolation, not measured).  memsim/MODEL.md, notes/spills.md session 20.
+loop curve) to the k CTAs' trip, for loops of more than CACHE_BYTES of code: EXPOSED = the blocker pairs' extra
+cycles a trip over the loop's fetch (23.9 k / 127.1 k = 0.19) -- an upper bound for the fetch streams alone, since
+two frames also share the L1 (its miss fraction 0.64 -> 0.78 at 260 CTAs).  Streams: "ctas" (the measured case: one
+per resident CTA) or "warps" (one per resident warp: the warps of a CTA drift apart between its barriers too -- an
+extrapolation, not measured).  memsim/MODEL.md, notes/spills.md session 20.
 """
 from __future__ import annotations
 
@@ -26,10 +32,13 @@ import os
 #: the instruction cache a loop must exceed to be fetched from the L2 (the loop curve's step: 2.85 cycles an
 #: instruction at 128 KB, 5.87 at 144 KB -- `spill_fetchrun`, memsim.fetch_run.CURVE_POINT)
 CACHE_BYTES = 128 << 10
-#: spill_coresident (12:23 UTC): "no instruction" cycles per issued instruction 0.455 (130 CTAs, 1 per SM) -> 2.441
-#: (260 CTAs, 2 per SM), x 21 447 loop instructions = 42.6 k cycles a trip, over the loop's fetch at the loop curve's
-#: rate (21 447 x 5.90 = 126.5 k): the share of a second stream's fetch a trip waits for
-EXPOSED = 42.6e3 / 126.5e3
+#: spill_coresident --plan blocker (12:28 UTC): the trip at 2 CTAs per SM less the trip at 1 per SM with the same
+#: CTAs on the GPU (130 CTAs: 269.0 k - 243.3 k; 65 CTAs: 270.4 k - 248.3 k; mean 23.9 k cycles) over the loop's fetch
+#: at the loop curve's rate (21 447 instructions, 127.1 k cycles): the share of a second stream's fetch a trip waits for
+EXPOSED = 23.9e3 / 127.1e3
+#: the first call's ncu reading (no_instruction 0.455 -> 2.441 cycles an instruction from 130 to 260 CTAs: 42.6 k a
+#: trip) gives 0.336, but 260 CTAs also double the footprint: kept for the record, not used
+EXPOSED_NCU_260 = 42.6e3 / 126.5e3
 
 
 def mode() -> str:

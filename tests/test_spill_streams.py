@@ -29,17 +29,24 @@ def test_extra_cycles():
     assert S.extra_cycles(126.5e3, big, 2, 1, switch="") == 0.0
     assert S.extra_cycles(126.5e3, big, 1, 1, switch="ctas") == 0.0
     assert S.extra_cycles(126.5e3, small, 3, 1, switch="ctas") == 0.0  # in the cache: one fetch serves all
-    assert S.extra_cycles(126.5e3, big, 2, 1, switch="ctas") == pytest.approx(42.6e3)
-    assert S.extra_cycles(126.5e3, big, 3, 1, switch="ctas") == pytest.approx(2 * 42.6e3)
-    assert S.extra_cycles(126.5e3, big, 1, 2, switch="ctas") == 0.0
-    assert S.extra_cycles(126.5e3, big, 1, 2, switch="warps") == pytest.approx(42.6e3)
+    assert S.extra_cycles(127.1e3, big, 2, 1, switch="ctas") == pytest.approx(23.9e3)
+    assert S.extra_cycles(127.1e3, big, 3, 1, switch="ctas") == pytest.approx(2 * 23.9e3)
+    assert S.extra_cycles(127.1e3, big, 1, 2, switch="ctas") == 0.0
+    assert S.extra_cycles(127.1e3, big, 1, 2, switch="warps") == pytest.approx(23.9e3)
 
 
-def test_exposed_share_from_the_run():
-    """EXPOSED is the run's ncu reading: no_instruction cycles an instruction 0.455 -> 2.441 from 1 to 2 CTAs per
-    SM, over the loop's fetch at the loop curve's rate (5.90 cycles an instruction at 335 KB)."""
-    from memsim import spill_streams as S
-    assert S.EXPOSED == pytest.approx((2.441 - 0.455) * 21447 / (21447 * 5.90), rel=0.01)
+def test_exposed_share_from_the_blocker_run():
+    """EXPOSED is the blocker run's extra trip at 2 CTAs per SM with the GPU footprint held, over the loop's fetch
+    at the loop curve's rate."""
+    import memsim
+    from memsim import fetch_run, spill_streams as S
+    from memsim.calibration import load_calibration
+    from memsim.issue_fit import fetch_cycles
+    t = {(r["ctas"], r["sms_free"]): r["trip_cycles"] for r in json.loads(
+        (CAL / "spill_coresident_blocker-2026-11-27T1228.table.json").read_text())}
+    extra = ((t[(130, 66)] - t[(130, 132)]) + (t[(65, 33)] - t[(65, 132)])) / 2
+    fetch = fetch_cycles(fetch_run.loop_curve(load_calibration(memsim.load_hardware("h100-sxm"))), 21447)
+    assert S.EXPOSED == pytest.approx(extra / fetch, rel=0.01)
 
 
 def test_the_run_moves_closer(monkeypatch):
