@@ -243,11 +243,78 @@ def gpu_blocker(out_dir: str, argv) -> int:
     return 0
 
 
-def ncu_child() -> int:
+#: `--plan w2` (the third call): two live fp32 loops of TWO-warp CTAs at one CTA per SM -- r26112703_009's flash1
+#: (d=128, 16 x 128 tiles, 3 stages: a 363 KB loop, 12 KB of local memory a thread, live -17 %) on 16 SMs (13 MB of
+#: frames) and r26112609_005's flash1 (d=16, 128 x 32, causal: a 59 KB loop in the cache, 40 B of local memory, live
+#: -20 %) on 132 SMs -- timing beside memsim.simulate, and ncu's warp states: is the missing time fetch (the two
+#: warps drifting apart between barriers: two streams), barriers, or waits?
+W2_SPECS = {
+    "w2_big": {"problem": {"batch": 16, "heads_q": 1, "heads_kv": 1, "seq_q": 128, "seq_kv": 524, "head_dim": 128,
+                           "dtype": "fp32", "causal": False, "scale": 0.08838834764831843, "causal_align": "top_left"},
+               "schedule": {"algorithm": "flash1", "phase": "fwd", "block_m": 16, "block_n": 128, "num_warps": 2,
+                            "num_stages": 3, "grid_order": "q_fastest", "sp_dtype": None}},
+    "w2_small": {"problem": {"batch": 12, "heads_q": 11, "heads_kv": 11, "seq_q": 939, "seq_kv": 939, "head_dim": 16,
+                             "dtype": "fp32", "causal": True, "scale": 0.25, "causal_align": "top_left"},
+                 "schedule": {"algorithm": "flash1", "phase": "fwd", "block_m": 128, "block_n": 32, "num_warps": 2,
+                              "num_stages": 2, "grid_order": "q_fastest", "sp_dtype": None}},
+}
+
+
+def w2_spec(name: str) -> dict:
+    return {"name": name, **W2_SPECS[name], "hardware": "h100-sxm", "launches": ["flash1_fwd"]}
+
+
+def gpu_w2(out_dir: str, argv) -> int:
+    import torch
+    import triton
+    from triton.testing import do_bench
+    from verification.caserunner import prepare
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    rows = []
+    for name in W2_SPECS:
+        try:
+            fn, keep = prepare(w2_spec(name))
+            fn()
+            torch.cuda.synchronize()
+            ts = [do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3 for _ in range(3)]
+            rows.append({"name": name, **W2_SPECS[name], "time_s_repeats": ts, "time_s": statistics.median(ts)})
+            print(f"{name}: {statistics.median(ts) * 1e6:.1f} us ({', '.join(f'{x * 1e6:.1f}' for x in ts)}) "
+                  f"{time.time() - t0:.0f} s", flush=True)
+        except Exception as e:  # noqa: BLE001
+            rows.append({"name": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            print(rows[-1], flush=True)
+    prov = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+            "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "python3 benchmarks/spill_coresident_gpu.py " + " ".join(argv or [])}
+    json.dump({"format": "spill_coresident_w2/1", "provenance": prov, "method": "do_bench median (L2 cleared), 3 "
+               "repeats; ncu on both", "points": rows},
+              open(os.path.join(out_dir, "spill_coresident_w2.json"), "w"), indent=1)
+    rep = os.path.join(out_dir, "w2")
+    cmd = ["ncu", "--clock-control", "none", "-k", f"regex:{KREGEX}", "--section", "WarpStateStats",
+           "--section", "SchedulerStats", "--section", "SourceCounters", "--metrics", NCU_METRICS, "-f", "-o", rep,
+           sys.executable, os.path.abspath(__file__), "--ncu-child", "w2"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        print("ncu rc", r.returncode, r.stdout[-600:], r.stderr[-600:], flush=True)
+        for page, extra in (("details", ["--print-units", "base"]), ("source", ["--print-source", "sass"])):
+            with open(f"{rep}.{page}.csv", "w") as fh:
+                subprocess.run(["ncu", "--import", rep + ".ncu-rep", "--csv", "--page", page, *extra], stdout=fh,
+                               stderr=subprocess.STDOUT, timeout=100)
+            subprocess.run(["gzip", "-f", f"{rep}.{page}.csv"])
+        os.remove(rep + ".ncu-rep")
+    except Exception as e:  # noqa: BLE001
+        print("ncu failed:", type(e).__name__, e, flush=True)
+    print(f"all done {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+def ncu_child(plan: str = "") -> int:
     import torch
     from verification.caserunner import prepare
-    for b, sk in NCU_POINTS:
-        fn, keep = prepare(spec(b, sk))
+    specs = [w2_spec(n) for n in W2_SPECS] if plan == "w2" else [spec(b, sk) for b, sk in NCU_POINTS]
+    for sp in specs:
+        fn, keep = prepare(sp)
         fn()
         torch.cuda.synchronize()
     return 0
@@ -326,19 +393,21 @@ def analyse_blocker(path: str) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="(GPU) output folder")
-    ap.add_argument("--ncu-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ncu-child", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN_DIR")
     ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table as JSON")
-    ap.add_argument("--plan", choices=("residency", "blocker"), default="residency")
+    ap.add_argument("--plan", choices=("residency", "blocker", "w2"), default="residency")
     a = ap.parse_args(argv)
-    if a.ncu_child:
-        return ncu_child()
+    if a.ncu_child is not None:
+        return ncu_child(a.ncu_child)
     if a.analyse:
         blk = "blocker" in os.path.basename(a.analyse.rstrip("/")) and os.path.isfile(a.analyse)
         t = analyse_blocker(a.analyse) if blk else analyse(a.analyse)
         if a.write_table:
             json.dump(t, open(a.write_table, "w"), indent=1)
         return 0
+    if a.plan == "w2":
+        return gpu_w2(a.out, argv)
     return gpu_blocker(a.out, argv) if a.plan == "blocker" else gpu(a.out, argv)
 
 
