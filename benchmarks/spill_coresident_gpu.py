@@ -260,8 +260,62 @@ W2_SPECS = {
 }
 
 
-def w2_spec(name: str) -> dict:
-    return {"name": name, **W2_SPECS[name], "hardware": "h100-sxm", "launches": ["flash1_fwd"]}
+def w2_spec(name: str, batch: int | None = None) -> dict:
+    sp = {"name": name, **json.loads(json.dumps(W2_SPECS[name])), "hardware": "h100-sxm", "launches": ["flash1_fwd"]}
+    if batch:
+        sp["problem"]["batch"] = batch
+    return sp
+
+
+#: `--plan w2k` (the fourth call): r26112609_005's in-cache, L1-resident two-warp loop (w2_small) at 1 / 2 / 3 CTAs
+#: per SM (batch 12 / 24 / 36 x 11 heads = 132 / 264 / 396 CTAs; 4 fit by registers; frames of 40 B a thread: no
+#: footprint) -- does co-residency cost a loop that neither fetches from the L2 nor shares an L1 under pressure?
+#: ncu's warp states at 132 and 264 CTAs.
+W2K_BATCHES = (12, 24, 36)
+
+
+def gpu_w2k(out_dir: str, argv) -> int:
+    import torch
+    import triton
+    from triton.testing import do_bench
+    from verification.caserunner import prepare
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    rows = []
+    for b in W2K_BATCHES:
+        try:
+            fn, keep = prepare(w2_spec("w2_small", b))
+            fn()
+            torch.cuda.synchronize()
+            ts = [do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3 for _ in range(3)]
+            rows.append({"name": "w2_small", "batch": b, "ctas": b * 11, "time_s_repeats": ts,
+                         "time_s": statistics.median(ts)})
+            print(f"w2_small batch {b}: {statistics.median(ts) * 1e6:.1f} us "
+                  f"({', '.join(f'{x * 1e6:.1f}' for x in ts)}) {time.time() - t0:.0f} s", flush=True)
+        except Exception as e:  # noqa: BLE001
+            rows.append({"name": "w2_small", "batch": b, "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            print(rows[-1], flush=True)
+    prov = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+            "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "python3 benchmarks/spill_coresident_gpu.py " + " ".join(argv or [])}
+    json.dump({"format": "spill_coresident_w2k/1", "provenance": prov, "method": "do_bench median (L2 cleared), 3 "
+               "repeats; ncu at batch 12 and 24", "points": rows},
+              open(os.path.join(out_dir, "spill_coresident_w2k.json"), "w"), indent=1)
+    rep = os.path.join(out_dir, "w2k")
+    cmd = ["ncu", "--clock-control", "none", "-k", f"regex:{KREGEX}", "--section", "WarpStateStats",
+           "--section", "SchedulerStats", "--metrics", NCU_METRICS, "-f", "-o", rep,
+           sys.executable, os.path.abspath(__file__), "--ncu-child", "w2k"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        print("ncu rc", r.returncode, r.stdout[-400:], r.stderr[-400:], flush=True)
+        with open(f"{rep}.details.csv", "w") as fh:
+            subprocess.run(["ncu", "--import", rep + ".ncu-rep", "--csv", "--page", "details", "--print-units",
+                            "base"], stdout=fh, stderr=subprocess.STDOUT, timeout=60)
+        os.remove(rep + ".ncu-rep")
+    except Exception as e:  # noqa: BLE001
+        print("ncu failed:", type(e).__name__, e, flush=True)
+    print(f"all done {time.time() - t0:.0f} s", flush=True)
+    return 0
 
 
 def gpu_w2(out_dir: str, argv) -> int:
@@ -312,7 +366,9 @@ def gpu_w2(out_dir: str, argv) -> int:
 def ncu_child(plan: str = "") -> int:
     import torch
     from verification.caserunner import prepare
-    specs = [w2_spec(n) for n in W2_SPECS] if plan == "w2" else [spec(b, sk) for b, sk in NCU_POINTS]
+    specs = ([w2_spec(n) for n in W2_SPECS] if plan == "w2" else
+             [w2_spec("w2_small", b) for b in W2K_BATCHES[:2]] if plan == "w2k" else
+             [spec(b, sk) for b, sk in NCU_POINTS])
     for sp in specs:
         fn, keep = prepare(sp)
         fn()
@@ -396,7 +452,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ncu-child", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--analyse", metavar="RUN_DIR")
     ap.add_argument("--write-table", metavar="JSON", help="with --analyse: the table as JSON")
-    ap.add_argument("--plan", choices=("residency", "blocker", "w2"), default="residency")
+    ap.add_argument("--plan", choices=("residency", "blocker", "w2", "w2k"), default="residency")
     a = ap.parse_args(argv)
     if a.ncu_child is not None:
         return ncu_child(a.ncu_child)
@@ -408,6 +464,8 @@ def main(argv=None) -> int:
         return 0
     if a.plan == "w2":
         return gpu_w2(a.out, argv)
+    if a.plan == "w2k":
+        return gpu_w2k(a.out, argv)
     return gpu_blocker(a.out, argv) if a.plan == "blocker" else gpu(a.out, argv)
 
 
