@@ -577,10 +577,21 @@ SHORT_TILE = {"block_n": 32}
 SHORT_TILE_MAX_KEYS = 2048
 SHORT_TILE_ROWS = 4
 SHORT_TILE_PAGES = (None, 16, 64)
+#: SHORT_TILE also in place of a form's pick that fits one wave itself (session 20), on a contiguous cache where the
+#: 32-key launch averages at least SHORT_TILE_ONE_WAVE_MIN_PER_SM CTAs per SM.  Measured (H100 80GB HBM3, as above;
+#: reports/h100-sxm/decode/s20-call3/sweep3.json, 12:21 UTC, one process, the default twice): where the form picks
+#: bn64 at one split (3 CTAs per SM, one wave) bn32 / bn64 ran 0.968 at 24 x 1k (192 CTAs, 1.45 per SM), 0.940 at
+#: 36 x 1k (288), 0.954 at 40 x 1k (320), 0.950 at 40 x 2k (320; session 16 0.955) -- 1.019-1.092x cuDNN where bn64
+#: was 0.986-1.027x -- and 1.032 at 20 x 1k (160 CTAs, 1.21 per SM: most SMs hold one CTA, whose 32-key loop is the
+#: slower per byte).  The edge is the fewest CTAs per SM measured faster (24 x 1k), not fitted; paged caches and other
+#: rows per CTA were not timed this way and keep the form's one-wave pick.  The graph form ranks bn64 first at all
+#: five (it is 5-7 % fast on bn64 there): a measured rule, not the form's pick.
+SHORT_TILE_ONE_WAVE_MIN_PER_SM = 1.45
 
 
 def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -> DecodeSchedule | None:
-    """SHORT_TILE at one split in place of the form's pick `s`, where the rule above applies, else None."""
+    """SHORT_TILE at one split in place of the form's pick `s`, where the rule above applies (the pick does not fit one
+    wave, or on a contiguous cache the 32-key launch has >= SHORT_TILE_ONE_WAVE_MIN_PER_SM CTAs per SM), else None."""
     from dataclasses import replace
     if p.page_size not in SHORT_TILE_PAGES or p.max_seq_q != 1 or p.capacity_kv > SHORT_TILE_MAX_KEYS or \
             heads_per_cta(p, s) * p.max_seq_q != SHORT_TILE_ROWS:
@@ -594,7 +605,8 @@ def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -
         per_sm = f.ctas_per_sm(split_shared_bytes(p, x), x.num_warps, split_regs_per_thread(p, x))
         return g[0] * g[1] * g[2], f.num_sms * per_sm
     (c_alt, n_alt), (c_s, n_s) = ctas_slots(alt), ctas_slots(s)
-    return alt if c_alt <= n_alt and c_s > n_s else None
+    one_wave_too = p.page_size is None and c_alt >= SHORT_TILE_ONE_WAVE_MIN_PER_SM * f.num_sms  # (session 20)
+    return alt if c_alt <= n_alt and (c_s > n_s or one_wave_too) else None
 
 
 #: kernels.decode's default loads the first K/V tile beside the sequence length (DecodeSchedule.early_tile) where the

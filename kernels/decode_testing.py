@@ -303,6 +303,12 @@ def main(argv=None) -> int:
     # ... and as the public default picks it (EARLY_TILE_DEFAULT: 64 sequences, capacity 1k, ragged and empty)
     todo.append(("early_default_b64", (64, 1, 32, 8, 128, [1024, 1, 0, 513, 31, 32, 33, 1000] * 8, "bf16", None, None),
                  None))
+    # ... and SHORT_TILE in place of a one-wave bn64 pick (SHORT_TILE_ONE_WAVE_MIN_PER_SM, session 20): 40 sequences,
+    # capacity 1k (320 CTAs, 2.4 per SM: bn32 with early_tile) and 24 of capacity 1.5k (192 CTAs: bn32, no early tile)
+    todo.append(("short_one_wave_b40", (40, 1, 32, 8, 128, [1024, 1, 0, 513, 31, 32, 33, 1000] * 5, "bf16", None, None),
+                 None))
+    todo.append(("short_one_wave_b24", (24, 1, 32, 8, 128, [1536, 1, 0, 1025, 31, 32, 33, 1500] * 3, "bf16", None,
+                                        None), None))
     todo.append(("early_bn32_q2_mqa", (3, 2, 16, 1, 128, [700, 1, 17], "fp16", None, None),
                  DecodeSchedule(num_splits=1, block_n=32, num_warps=4, num_stages=3, early_tile=True)))
     if only == "varlen":

@@ -219,3 +219,55 @@ def test_short_tile_on_paged_caches_session_18():
         assert now / statistics.median(reps[B, N, "contiguous"]["default"]) < 1.05, (B, N, lay)
     assert sorted(moved) == [(64, 1024, "paged16"), (64, 1024, "paged64"), (64, 2048, "paged16"),
                              (64, 2048, "paged64")]
+
+
+S20C = ROOT / "reports/h100-sxm/decode/s20-call3/sweep3.json"
+
+
+def test_short_tile_in_place_of_one_wave_picks_session_20():
+    """Session 20's call 3 (H100 80GB HBM3, 12:21 UTC; the 32- / 64- / 128-key tiles at one split against the default,
+    twice, interleaved): where the form's pick is the 64-key tile in one wave, bn32 ran faster than both default
+    repeats at 24 / 36 / 40 x 1k and 40 x 2k (192-320 CTAs, >= 1.45 per SM) and slower at 20 x 1k (160 CTAs) -- so
+    kernels.decode runs bn32 exactly at the first four (`SHORT_TILE_ONE_WAVE_MIN_PER_SM`), keeps bn64 at 20 x 1k, and
+    keeps the form's pick on paged caches (not timed this way).  The form ranks bn64 first at all five (named miss)."""
+    from kernels.decode_kv import device_facts
+    from memsim.inference import estimate_time_graph_s
+    f = device_facts(None)
+    by = {}
+    for r in json.loads(S20C.read_text())["rows"]:
+        if r["impl"] == "decode":
+            by.setdefault((r["batch"], r["context"]), {}).setdefault(r["variant"], []).append(r)
+    seen = 0
+    for (B, N), v in by.items():
+        d = [decode_schedule_from_dict(r["schedule"]) for r in v["default"]]
+        if (d[0].block_n, d[0].num_splits) != (64, 1):
+            continue  # (the default there was already bn32, or bn128 -- not this rule's shapes)
+        seen += 1
+        bn32 = v["1/32/3/1/none"][0]["us"]
+        faster = bn32 < min(r["us"] for r in v["default"])
+        pick = _pick(B, N, None)
+        assert (pick.block_n == 32) == faster, (B, N, bn32, [r["us"] for r in v["default"]])
+        p = DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16")
+        if faster:  # the named miss: the form ranks the one-wave bn64 pick first where bn32 ran faster
+            assert estimate_time_graph_s(p, d[0], f)["time_s"] <= \
+                estimate_time_graph_s(p, DecodeSchedule(num_splits=1, block_n=32), f)["time_s"], (B, N)
+    assert seen == 5
+    assert _pick(20, 1024, None).block_n == 64 and _pick(40, 2048, None).block_n == 32
+
+
+def test_short_tile_one_wave_moves_only_contiguous_picks(monkeypatch):
+    """`SHORT_TILE_ONE_WAVE_MIN_PER_SM` moves contiguous picks only (batch 24-43 x 512-2k at 32 / 8 heads on the
+    session's grid); paged caches keep the pick they had without it."""
+    import kernels.decode_kv as K
+    shapes = [(B, N, page) for B in (20, 24, 36, 40, 43, 48) for N in (512, 1024, 2048) for page in (None, 16, 64)]
+    now = {k: _pick(*k) for k in shapes}
+    monkeypatch.setattr(K, "SHORT_TILE_ONE_WAVE_MIN_PER_SM", 1e9)
+    K._auto_tile.cache_clear()
+    try:
+        old = {k: _pick(*k) for k in shapes}
+    finally:
+        K._auto_tile.cache_clear()
+    moved = sorted(k for k in shapes if now[k] != old[k])
+    assert moved and all(page is None and 24 <= B <= 43 and now[(B, N, page)].block_n == 32
+                         for B, N, page in moved), moved
+    assert (40, 1024, None) in moved and (40, 2048, None) in moved and (20, 1024, None) not in moved
