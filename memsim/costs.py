@@ -34,7 +34,7 @@ from .compiled import MIN_LOOP_INSTRUCTIONS
 from . import fetch_run
 from .issue_fit import fetch_cycles
 from .hardware import Hardware
-from . import spill_chain, spill_reuse, spill_rowmask, spill_streams
+from . import spill_chain, spill_fetchcurve, spill_reuse, spill_rowmask, spill_streams
 from .local_memory import LocalMemory, local_memory
 from .spill_masked import trip_spill_factors
 
@@ -253,6 +253,8 @@ def launch_cost(hw: Hardware, cal: Calibration, launch_name: str, problem, sched
     rep = getattr(f, "issue", None) if f is not None else None
     if fetch_run.curve_on():  # MEMSIM_FETCH_RUN=curve / all: a 144 KB loop fetches at the 256 KB rate
         cal = replace(cal, icache_loop_curve=fetch_run.loop_curve(cal))
+    if spill_fetchcurve.on():  # MEMSIM_FETCH_40K: a 40-56 KB loop fetches at ~2.43 cycles an instruction
+        cal = replace(cal, icache_loop_curve=spill_fetchcurve.loop_curve(cal.icache_loop_curve or cal.icache_curve))
     if rep and fetch_run.window_on():  # MEMSIM_FETCH_RUN=1 / all: the loop's replays with the fetch window
         fr = fetch_run.figures_for(warps, rep)
         if fr:
