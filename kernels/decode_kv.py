@@ -619,10 +619,14 @@ def _short_tile_candidate(p: DecodeProblem, s: DecodeSchedule, f: DeviceFacts) -
 #: one CTA per SM slower (8 x 1k split_d +6.3 %, 16 x 1k +1.4 %, 8 x 8k +0.8 %, 64 x 8k +1.0 %, 128 x 1k +6.4 %), and
 #: 80 x 1k, two waves at 4 per SM, +9.5 %.  Why (the model's `early_bubble_s`): Triton puts the loop's prologue loads
 #: after the peeled tile's math, so a CTA streams its first tile alone and then waits it -- hidden where the SM's other
-#: CTAs keep the DRAM busy.  The edges are the measured shapes' (2 per SM: a tie; 2k keys: slower), not fitted.
+#: CTAs keep the DRAM busy.  The edges are the measured shapes' (2k keys: slower), not fitted.  Session 20 (call 4,
+#: reports/h100-sxm/decode/s20-call4/, the picks SHORT_TILE_ONE_WAVE_MIN_PER_SM moved, with and without early_tile):
+#: 34 x 1k (2.06 CTAs per SM) 1.010-1.015, 36 x 768 (2.18) 1.003, 38 x 1k (2.30) 0.999, 42 x 1k (2.55) 1.001 -- a
+#: tie or a loss below 48 x 1k's 2.91 per SM (0.993-0.997, the fewest measured faster), so the edge moved from 2 to
+#: 2.9 CTAs per SM (44 x 1k, 2.67: a tie in call 3).
 EARLY_TILE_DEFAULT = True
 EARLY_TILE_MAX_KEYS = 1024
-EARLY_TILE_MIN_PER_SM = 2
+EARLY_TILE_MIN_PER_SM = 2.9
 
 
 def _early_tile_candidate(p: DecodeProblem, s: DecodeSchedule) -> DecodeSchedule | None:

@@ -278,3 +278,27 @@ def test_the_bubble_switch_ranks_every_one_cta_per_sm_early_row_of_both_calls_ri
         assert estimate_time_graph_s(p, s, f)["time_s"] == t_on
     finally:
         I.EARLY_BUBBLE_ONE_PER_SM = old
+
+
+CALL20D = Path(__file__).resolve().parents[1] / "reports/h100-sxm/decode/s20-call4/sweep4.json"
+
+
+def test_early_tile_edge_moved_to_where_it_ran_faster_session_20():
+    """Session 20's call 4: the new 32-key picks at 2.06-2.55 CTAs per SM with early_tile ("default", as that call's
+    rule had it) and without ("default-e") ran a tie or slower with it (34 x 1k +1.0-1.5 %); so EARLY_TILE_MIN_PER_SM
+    is 2.9 (48 x 1k's 2.91, the fewest measured faster): none of these shapes gets early_tile now, 48 / 56 / 64 x 1k
+    keep it."""
+    from kernels.decode_kv import _auto_tile
+    base = DecodeSchedule(block_n=64, num_warps=4, num_stages=3, combine_pdl=True)
+    by = {}
+    for r in json.loads(CALL20D.read_text())["rows"]:
+        if r["impl"] == "decode" and r["variant"] in ("default", "default-e"):
+            by.setdefault((r["batch"], r["context"]), {}).setdefault(r["variant"], []).append(r["us"])
+    pairs = {k: v for k, v in by.items() if "default-e" in v}
+    assert sorted(pairs) == [(34, 1024), (36, 768), (38, 1024), (42, 1024)]
+    for (B, N), v in pairs.items():
+        assert statistics.median(v["default"]) > 0.998 * min(v["default-e"]), (B, N)  # early: no gain
+        pick = _auto_tile(DecodeProblem.uniform(B, 32, 8, 128, N, dtype="bf16"), base, None, True)[0]
+        assert pick.block_n == 32 and not pick.early_tile, (B, N)
+    for B in (48, 56, 64):
+        assert _auto_tile(DecodeProblem.uniform(B, 32, 8, 128, 1024, dtype="bf16"), base, None, True)[0].early_tile
