@@ -61,7 +61,7 @@ import torch
 
 from memsim.algorithms_hopper import (FA3_BWD_DQ_BY_TMA, FA3_BWD_DQ_LAG, FA3_BWD_STAT_SMEM, fa3_bwd_applies,
                                       fa3_bwd_dq_async, fa3_bwd_dq_fuse, fa3_bwd_dq_lag, fa3_bwd_dq_stage1,
-                                      fa3_bwd_dq_zero_ws, fa3_bwd_fuse_early, fa3_bwd_grid_group)
+                                      fa3_bwd_dq_zero_ws, fa3_bwd_epi_tma, fa3_bwd_fuse_early, fa3_bwd_grid_group)
 from memsim.schedule import AttentionProblem, Schedule, ScheduleError, kernel_launches
 
 from ._common import LOG2E
@@ -257,8 +257,10 @@ EPI_EARLY = False
 #: tile (16 KB = one 64 x d bf16/fp16 tile) by TMA stores -- dK_w stored to shared memory, one bulk store, its read
 #: waited for, then dV_w the same -- instead of 2 x 32 plain 4-byte stores a thread from the MMA layout (session 22's
 #: stamps, run32: that epilogue takes 2.5 us of an item at causal N=1024, ~3 us in PERSISTENT's walk, against ~2.2
-#: us a step).  DK, DV are then passed as TMA descriptors (64 x d boxes).  Session 22: a switch the benchmarks flip
-EPI_TMA = False
+#: us a step).  DK, DV are then passed as TMA descriptors (64 x d boxes).  None: the registry's (`fa3_bwd_epi_tma`:
+#: d=128 2 stages, seq_kv <= 4096, not beside the late fold -- run33 1.04-1.08x there); True / False: the benchmarks'
+#: switch
+EPI_TMA = None
 
 if gluon is not None:
     @_builtin
@@ -1328,7 +1330,8 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
         kw["GRID_GROUP"] = 0
     kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
     kw["KV_PREFETCH"] = 0 if kw["PERSISTENT"] else _kv_prefetch(q.device)
-    kw["EPI_TMA"] = bool(EPI_TMA and kw["DQ_STAGE1"] and not kw["DQ_ASYNC"] and kw["DIAG"] == 0)
+    epi = fa3_bwd_epi_tma(p, s) if EPI_TMA is None else EPI_TMA
+    kw["EPI_TMA"] = bool(epi and kw["DQ_STAGE1"] and not kw["DQ_ASYNC"] and kw["DIAG"] == 0)
     kw["EPI_EARLY"] = bool(EPI_EARLY and kw["DQ_LAG"] and not kw["DQ_FUSE"] and not kw["PERSISTENT"]
                            and not kw["EPI_TMA"])
     if kw["EPI_TMA"]:  # dK, dV by TMA stores: their descriptors in the pointers' places (64 x d boxes)

@@ -668,6 +668,17 @@ FA3_BWD_FUSE_EARLY = {"max_seq_q": 1024}
 #: and 8192 not timed (benchmarks/results/hopper-h100-2026-11-27-run21.md).  The model does not see the order (the
 #: workload walks the plain q_fastest grid): the L2's reuse across the group's heads is not booked
 FA3_BWD_GRID_GROUP = {"head_dims": (128,), "num_stages": (2,), "group": -1, "min_seq_kv": 4096, "max_seq_kv": 4096}
+#: the dK/dV epilogue by TMA stores through each consumer warpgroup's dQ staging tile (16 KB: one 64 x d tile at
+#: d=128), dK then dV, instead of plain stores from the MMA layout (kernels.hopper_gluon_bwd.EPI_TMA follows this) --
+#: where: the DQ_STAGE1 kernel (head dims, stages), seq_kv up to "max_seq_kv", not with the folded conversion counting
+#: in after the stores (its completion wait then waits for the bulk stores too).  Session 22 (H100): the stamps
+#: (benchmarks/hopper_fa3_bwd_stamps.py, causal N=1024 bf16) put the plain epilogue at 2.48 us of a CTA's 8.97 us fixed
+#: cost (each warp's 4-byte stores touch 8 rows x 16 B: ~2048 L1 wavefronts a warpgroup), EPI_TMA 0.85 (fixed 5.38);
+#: run33 (whole backward, 3 paired rounds): causal N=1024 1.081x the default (bf16 and fp16, 3 of 3; vs SDPA cuDNN
+#: 1.044 / 1.040), causal N=4096 1.055 / 1.048x (2 of 3), non-causal N=1024 (the early fold) 1.051 / 1.043x (3 of 3);
+#: non-causal N=4096 (the late fold) 0.966 / 0.946x and N=16384 0.96-1.04 (noise): not there
+#: (benchmarks/results/hopper-h100-2026-11-27-run33.md).  Bytes unchanged (dK, dV written once; TMA stores clip)
+FA3_BWD_EPI_TMA = {"head_dims": (128,), "num_stages": (2,), "max_seq_kv": 4096}
 #: the model (memsim.workloads_hopper._fa3_bwd_lockstep): the per-step dS^T exchange keeps the two consumer warpgroups
 #: in lockstep, so the pass's exponentials are not hidden under the other warpgroup's matmuls -- each step's dot and
 #: exp times add (the engine's two-group overlap takes their max).  Measured (run13a, H100, bf16, the pass alone,
@@ -750,6 +761,14 @@ def fa3_bwd_grid_group(p: AttentionProblem, s: Schedule) -> int:
     on = (fa3_bwd_applies(p, s) and p.causal and s.grid_order == "q_fastest" and p.head_dim in r["head_dims"]
           and s.num_stages in r["num_stages"] and r["min_seq_kv"] <= p.seq_kv <= r["max_seq_kv"])
     return int(r["group"]) if on else 0
+
+
+def fa3_bwd_epi_tma(p: AttentionProblem, s: Schedule) -> bool:
+    """Whether the registry's hopper_fa3 bwd stores dK, dV by TMA through the dQ staging tiles (`FA3_BWD_EPI_TMA`)."""
+    r = FA3_BWD_EPI_TMA
+    return (fa3_bwd_applies(p, s) and fa3_bwd_dq_stage1(p, s) and p.head_dim in r["head_dims"]
+            and s.num_stages in r["num_stages"] and p.seq_kv <= r["max_seq_kv"]
+            and not (fa3_bwd_dq_fuse(p, s) and not fa3_bwd_fuse_early(p, s)))
 
 
 def _fa3_bwd_sram(p: AttentionProblem, s: Schedule) -> int:

@@ -395,6 +395,8 @@ if len(sys.argv) > 4 and sys.argv[4] == "ksplit":
 if len(sys.argv) > 4 and sys.argv[4].startswith("lag"):
     kb.DQ_LAG = True
     kb.WG_OFFSET = int(sys.argv[4][3:] or 0)
+if len(sys.argv) <= 4 or sys.argv[4] != "registered":  # the switches' own figures: without session 22's EPI_TMA
+    kb.EPI_TMA = False
 p = AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16", causal=causal)
 s = Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)
 q = torch.empty(1, 2, 1024, d, dtype=torch.bfloat16)
@@ -431,8 +433,8 @@ def test_fa3_backward_compiles_for_sm90a(mask, d, prepared):
     import sys
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", _COMPILE, str(d), mask, "1" if prepared else "0"], capture_output=True,
-                       text=True, env=env, timeout=300)
+    r = subprocess.run([sys.executable, "-c", _COMPILE, str(d), mask, "1" if prepared else "0", "registered"],
+                       capture_output=True, text=True, env=env, timeout=300)
     if r.returncode != 0:
         pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
     got = json.loads(r.stdout.strip().splitlines()[-1])
@@ -441,9 +443,12 @@ def test_fa3_backward_compiles_for_sm90a(mask, d, prepared):
     # d=128 -- lse_i and delta_i (16 values each) live across the matmuls; through the stages (STAT_SMEM, the
     # registry's setting since run11d) none.  DQ_ASYNC (exact on the H100, run11d; not the setting): shared memory +
     # the second dQ staging tile of each warpgroup
-    # (session 14: with the registry's DQ_LAG at d=128, 8 B causal)
-    from memsim.algorithms_hopper import FA3_BWD_STAT_SMEM
-    lag_causal = d == 128 and mask == "causal" and not prepared
+    # (session 14: with the registry's DQ_LAG at d=128, 8 B causal; session 22: 8 B too where the registry's EPI_TMA
+    # runs -- the non-causal N=1024 compile here)
+    from memsim.algorithms_hopper import FA3_BWD_STAT_SMEM, fa3_bwd_epi_tma
+    lag_causal = d == 128 and not prepared and (mask == "causal" or fa3_bwd_epi_tma(
+        AttentionProblem(1, 2, 2, 1024, 1024, d, dtype="bf16", causal=mask == "causal"),
+        Schedule("hopper_fa3", "bwd", 64, 128, 4, 2)))
     assert got["local"] == (0 if d == 64 or FA3_BWD_STAT_SMEM else {"full": 152, "causal": 168}[mask]) + (
         8 if lag_causal else 0)
     budgets = set(map(tuple, got["setmaxnreg"]))
@@ -1129,6 +1134,7 @@ def test_fa3_backward_epi_early_gpu(case, monkeypatch):
     bit the kernel's without it (one writer each), dQ by the rule."""
     monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
     monkeypatch.setattr(hb, "DQ_FUSE", False)
+    monkeypatch.setattr(hb, "EPI_TMA", False)
     monkeypatch.setattr(hb, "EPI_EARLY", False)
     _, _, _, (_, dk0, dv0) = _run(case, "bf16", "epi_early")
     monkeypatch.setattr(hb, "EPI_EARLY", True)
@@ -1200,7 +1206,7 @@ def test_fa3_backward_session22_rules():
     p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
     for s, sw, want in ((s2, dict(DQ_FUSE=False), True), (s3, dict(DQ_FUSE=False), False),
                         (s2, dict(DQ_FUSE=True), False), (s2, dict(DQ_FUSE=False, PERSISTENT=True), False)):
-        with um.patch.multiple(hb, EPI_EARLY=True, **sw):
+        with um.patch.multiple(hb, EPI_EARLY=True, EPI_TMA=False, **sw):
             _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, dq=q, cnt=st,
                                     walk=torch.empty(8, dtype=torch.int32))
         assert kw["EPI_EARLY"] == want, (s.num_stages, sw)
@@ -1265,8 +1271,8 @@ def test_fa3_backward_session22_compiles_for_sm90a(variant):
     import os
     import subprocess
     import sys
-    sw = {"epi_early": "kb.EPI_EARLY = True\n", "stamps": "kb.STAMPS = True\n",
-          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\n", "epi_tma": "kb.EPI_TMA = True\n",
+    sw = {"epi_early": "kb.EPI_EARLY = True\nkb.EPI_TMA = False\n", "stamps": "kb.STAMPS = True\nkb.EPI_TMA = False\n",
+          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\nkb.EPI_TMA = False\n", "epi_tma": "kb.EPI_TMA = True\n",
           "walk_epi_tma": "kb.PERSISTENT = True\nkb.EPI_TMA = True\n"}[variant]
     script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
                               sw + 'kb.DQ_FUSE = False\n'
@@ -1321,9 +1327,24 @@ def test_fa3_backward_epi_tma_gpu(case, dtype, form, monkeypatch):
 
 def test_fa3_backward_epi_tma_rules():
     """EPI_TMA only on the DQ_STAGE1 kernel (d=128, 2 stages; not DQ_ASYNC, no timing diagnostic), then DK and DV are
-    passed as TMA descriptors of 64 x d boxes (the args' places 10, 11); off by default, EPI_EARLY off beside it."""
+    passed as TMA descriptors of 64 x d boxes (the args' places 10, 11); EPI_EARLY off beside it.  None (the module's
+    default) follows the registry's `fa3_bwd_epi_tma`: d=128 2 stages, seq_kv <= 4096, not beside the late fold
+    (non-causal seq_q 2048-4096), False turns it off."""
     import unittest.mock as um
-    assert hb.EPI_TMA is False
+    from memsim.algorithms_hopper import fa3_bwd_epi_tma
+    assert hb.EPI_TMA is None
+    s2 = Schedule(ALG, "bwd", 64, 128, 4, 2)
+    for n, causal, dtype in itertools.product((1024, 2048, 4096, 8192, 16384), (False, True), ("bf16", "fp16")):
+        p = AttentionProblem(16384 // n, 16, 16, n, n, 128, causal=causal, dtype=dtype)
+        assert fa3_bwd_epi_tma(p, s2) == (n <= 4096 and (causal or n <= 1024)), (n, causal)
+        assert not fa3_bwd_epi_tma(p, Schedule(ALG, "bwd", 64, 128, 4, 3))
+    p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
+    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
+    st = torch.empty(1, 2, 1024)
+    acc = torch.empty(1, 2, 1024, 128)
+    for sw, want in ((None, True), (False, False), (True, True)):
+        with um.patch.multiple(hb, EPI_TMA=sw, DQ_FUSE=False):
+            assert hb.fa3_bwd_args(p, s2, q, q, q, q, st, st, acc, q, q)[1]["EPI_TMA"] == want
     s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
     q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
     st = torch.empty(1, 2, 1024)
