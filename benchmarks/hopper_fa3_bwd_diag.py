@@ -135,6 +135,9 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 "persistent_epi_tma": dict(PERSISTENT=True, DQ_FUSE=False, EPI_TMA=True),
                 "persistent_epi_tma_pf": dict(PERSISTENT=True, DQ_FUSE=False, EPI_TMA=True, WALK_PF=True),
                 "nofuse_epi_tma": dict(DQ_FUSE=False, EPI_TMA=True),
+                # (after the registry's EPI_TMA, session 22: the default without it; with it beside the fold counting in
+                # early at every N)
+                "no_epi_tma": dict(EPI_TMA=False), "epi_tma_early": dict(EPI_TMA=True, FUSE_EARLY=True),
                 "lag_pingpong": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=False),
                 "lag_pingpong_stage1": dict(DQ_LAG=True, PINGPONG=True, DQ_STAGE1=True),
                 "stage1": dict(DQ_LAG=False, DQ_STAGE1=True),
