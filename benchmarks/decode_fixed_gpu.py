@@ -58,6 +58,14 @@ CASES = {
     "b16_1k_bn64": (16, 1024, 1024, 64),
     "b16_1k_bn64_e": (16, 1024, 1024, 64, True),
     "b56_1k_bn32_e": (56, 1024, 1024, 32, True),
+    # session 20 (call 5): where the form is 5-7 % fast on the one-wave 64-key tile and bn32 ran faster (40 x 1k / 2k,
+    # 2.42 CTAs per SM), where bn64 ran faster (20 x 1k, 1.21 per SM), and 52 x 1k (0.963x cuDNN: 20 SMs hold 4 CTAs)
+    "b40_1k_bn32": (40, 1024, 1024, 32),
+    "b40_1k_bn64": (40, 1024, 1024, 64),
+    "b40_2k_bn64": (40, 2048, 2048, 64),
+    "b20_1k_bn32": (20, 1024, 1024, 32),
+    "b20_1k_bn64": (20, 1024, 1024, 64),
+    "b52_1k_bn32_e": (52, 1024, 1024, 32, True),
 }
 
 
