@@ -515,6 +515,11 @@ class LaunchModel:
         #: a calibrated window, the preset's constant l2_read_request_fraction applies to L2 hits
         self.merge_window = merge_window_s
         self.merge_group = max(1, merge_group_sms)
+        #: a folded event of a launch whose fastest grid axis is a head stands for f CTAs dispatched side by side, on f
+        #: neighbouring SMs of the real GPU: its model SM spans f real SMs, so merge groups count real SMs
+        #: (MODEL.md "Grain": a head's CTAs merge only where the real launch puts them in one group)
+        launch = getattr(work, "launch", None)
+        self.merge_sm_scale = self.fold_f if launch is not None and launch.axes[0] in ("bh", "bh_kv") else 1
         self.merge = 1.0 - hw.l2_read_request_fraction
         #: TMA boxes of rows narrower than the coalescer's line-sized requests (`tma_window` microbenchmark): each
         #: row is a partial-line request the L2 request coalescer never merges, so every byte reaches the L2
@@ -613,7 +618,7 @@ class LaunchModel:
         frac = fwait = 0.0
         fill_lat, fill_at = self.fill_latency_s, self.fill_at
         local_tile = self.local_s_per_tile * jit
-        group = sm_id // self.merge_group  # SMs of one group merge their reads of the same lines
+        group = sm_id * self.merge_sm_scale // self.merge_group  # SMs of one group merge their reads of the same lines
         sp_rd, sp_wr = self.spill_rd, self.spill_wr
         if self.spill_trip_factors is not None and masked_share is not None and (sp_rd or sp_wr):
             # each trip stores and reloads its own loop copy's local bytes (memsim.spill_masked): the CTA's share

@@ -38,6 +38,7 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 
+from .analytic import launch_counts
 from .schedule import AttentionProblem, Schedule, cdiv, kernel_launches, naive_rows_per_step
 
 GRAINS = ("auto", "tile", "run", "cta")
@@ -60,6 +61,13 @@ MAX_FOLD_SM_SLACK = 0.25
 #: "auto" first folds heads while the folded GPU keeps at least this many SMs (measured agreement within
 #: 5 %, tests/test_memsim_grain.py), then lengthens runs, batches CTAs, and folds further only if it must
 ACCURATE_FOLD_MIN_SMS = 32
+#: "auto" lengthens runs only while one step of every head in flight brings in at most this share of the L2
+#: (`step_l2_share`): a step books its tiles' lines at once, so a CTA's partner (the same head's next CTA) reads a
+#: line a whole step of every other head's lines later than it would tile by tile.  Convergence, not a fit: on the
+#: live long walks the step plans agree with the tile-grain ones (DRAM within 2 %) up to a share of 0.24 and double
+#: at 0.48 (held-out Z 011, 45 heads: 325 / 638 / 2176 MB at 32 / 64 / 128 tiles a step, 321 tile by tile; r2611_012:
+#: 213 MB up to 0.2, 1702 at a whole walk a step, 4.1); MODEL.md "Grain"
+MAX_STEP_L2_SHARE = 0.25
 #: refused: more estimated events than this even at the coarsest grain (about a day of Python)
 REFUSE_EVENTS = 10 ** 9
 #: ``auto`` refuses, with the estimate, a problem its coarsest plan still estimates above this many seconds
@@ -145,9 +153,11 @@ def launch_loops(problem: AttentionProblem, schedule: Schedule, run_blocks: int)
             st = [max(1, _nruns(0, v, R)) for v in vis]
             steps, tiles = sum(st) / mb, sum(max(1, v) for v in vis) / mb
             acc = 2 * steps + (2 if fwd else 4) + (2 if fwd else 1)
-        elif name == "flash2_bwd_preprocess":
-            steps, tiles, acc = 1, 1, 3
-        elif name in ("flash2_bwd_dkdv",):
+        elif name in ("flash2_bwd_preprocess", "hopper_bwd_preprocess", "hopper_bwd_dq_convert"):
+            steps, tiles, acc = 1, 1, 3  # no tile loop
+        elif name == "flash2_bwd_dkdv" or (name in ("hopper_bwd_dkdvdq", "hopper_bwd_dkdv_ws")
+                                           and s.algorithm != "hopper_fa3"):  # one K/V block, its Q walk
+            # (hopper_fa3's pass splits each step and walks a persistent order: the longest-loop bound below)
             imin = [bisect_left(jmax, j) for j in range(nb)]
             st = [max(1, G * _nruns(i0, mb, R)) for i0 in imin]
             steps, tiles = sum(st) / nb, sum(max(1, G * (mb - i0)) for i0 in imin) / nb
@@ -331,6 +341,39 @@ def batch_keeps_reuse(launch, k: int, heads_per_event: int, slots: int) -> bool:
     return r <= CONCURRENT_REUSE_SHARE or r >= k
 
 
+def step_l2_share(loop: LaunchLoop, launch, counts: dict, run_blocks: int, slots: int, l2_bytes: int) -> float:
+    """The share of the L2 one step of `run_blocks` tiles brings in across the heads in flight: each in-flight head's
+    CTAs walk the same blocks (a dK/dV walk's Q blocks, a forward's K/V blocks), so the lines new to the L2 in a step
+    are those of one CTA's step per head -- `heads_in_flight` x run_blocks x the launch's global bytes per trip
+    (`counts`: memsim.analytic.launch_counts' entry).  0 for a launch without a tile loop."""
+    trips = loop.num_ctas * loop.tiles
+    if loop.tiles <= 1 or trips <= 0 or l2_bytes <= 0:
+        return 0.0
+    per_trip = (counts["global_read_bytes"] + counts["global_write_bytes"]) / trips
+    return heads_in_flight(launch, slots) * min(run_blocks, loop.tiles) * per_trip / l2_bytes
+
+
+def fold_keeps_reuse(launch, heads_per_event: int, num_sms: int) -> bool:
+    """Whether folding f heads keeps which CTAs of one head share an SM (and an L2 merge group).
+
+    Where the grid's fastest axis is a head, a head's CTAs are `heads` apart in the dispatch order and land
+    `heads` mod num_sms SMs apart; the CTAs resident on one SM are num_sms apart, so mostly of other heads.  The
+    folded launch puts event i on model SM i mod ns (ns = round(num_sms / f), each standing for f real SMs): its
+    co-residents are ns x f real CTAs apart -- the real ones' num_sms only where f divides num_sms.  Otherwise
+    co-resident events are the same folded head where the real SM holds different heads, and their requests merge:
+    held-out Z 011 (45 heads, runs of 32): L2 reads 7924 MB unfolded, 8438 / 7855 / 8502 / 7867 at f = 2 / 3 / 4 / 6
+    (divisors of 132, whether or not they divide the 45 heads: the folded heads' drift of f H' - H CTAs a row
+    changes little), 6174 / 2067 at f = 9 / 45 (15 x 9 and 3 x 45 = 135 real SMs).  A Q-block-fastest grid keeps a
+    head's CTAs adjacent whatever the fold: always kept."""
+    f = heads_per_event
+    if f <= 1 or launch.axes[0] not in HEAD_AXES:
+        return True
+    heads = launch_heads(launch)
+    if heads >= launch.num_ctas:
+        return True  # one CTA per head: nothing of a head is shared
+    return num_sms % f == 0
+
+
 def fold_l2_scale(launch, slots: int, heads_per_event: int) -> float:
     """L2 capacity factor of a folded launch: f heads side by side hold the lines of f heads, where the real
     launch holds those of `heads_in_flight`; each real head keeps the L2 share it has on the GPU."""
@@ -399,25 +442,39 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
     if cost[4] > budget_s and (free_R or free_k or free_f):
         reason = f"coarsened: today's rule estimated {cost[4]:.2g} s > {budget_s} s"
         kl = {L.name: L for L in kernel_launches(problem, schedule)}
+        counts = launch_counts(problem, schedule)
+
+        def share(L, R_):
+            return step_l2_share(L, kl[L.name], counts[L.name], R_, slots, hardware.l2_bytes)
 
         def k_ok(L, k, f):
             sl = max(1, round(hardware.num_sms / f)) * cps
-            return (cdiv(cdiv(L.num_ctas, f), k) >= MIN_EVENTS_PER_SLOT * sl
-                    and (not keep_reuse or batch_keeps_reuse(kl[L.name], k, f, sl)))
-
+            if cdiv(cdiv(L.num_ctas, f), k) < MIN_EVENTS_PER_SLOT * sl:
+                return False
+            if not keep_reuse:
+                return True
+            # a batch of k walks k times the CTAs of each head in flight: harmless only where a head's whole walk
+            # stays in the L2 across them anyway (Z 011: DRAM 325 -> 201 / 140 MB at k = 2 / 4)
+            return batch_keeps_reuse(kl[L.name], k, f, sl) and (
+                kl[L.name].axes[0] not in HEAD_AXES or share(L, L.tiles) <= MAX_STEP_L2_SHARE)
 
         def next_fold(limit_sms):
             for d in range(f + 1, bhkv + 1):
                 ns = max(1, round(hardware.num_sms / d))
-                if abs(ns * d / hardware.num_sms - 1) <= MAX_FOLD_SM_SLACK and ns >= limit_sms:
+                if (abs(ns * d / hardware.num_sms - 1) <= MAX_FOLD_SM_SLACK and ns >= limit_sms
+                        and (not keep_reuse or all(fold_keeps_reuse(L, d, hardware.num_sms) for L in kl.values()))):
                     return d
             return None
+
+        def longer_run_ok(R_):
+            # runs of R_ tiles keep the partners' reuse (`step_l2_share`), or the plan may batch across heads
+            return not keep_reuse or all(share(L, R_) <= MAX_STEP_L2_SHARE for L in launch_loops(problem, schedule, R_))
 
         while cost[4] > budget_s:
             small = next_fold(ACCURATE_FOLD_MIN_SMS) if free_f else None
             if small is not None:  # a few heads side by side: the most faithful coarsening (MODEL.md "Grain")
                 f = small
-            elif free_R and R < max_loop:
+            elif free_R and R < max_loop and longer_run_ok(min(2 * R, max_loop)):
                 R = min(2 * R, max_loop)
                 g = "cta" if R >= max_loop else "run"
                 loops = launch_loops(problem, schedule, R)

@@ -209,14 +209,15 @@ ISSUE_CASES = {
 
 @pytest.mark.parametrize("name", list(ISSUE_CASES))
 def test_auto_plans_big_problems_within_budget(name):
-    """The estimate of auto's plan for the issue's big problems (today's rule: minutes to a day) stays
-    within a few budgets (benchmarks/sim_speed.py measures the real seconds)."""
+    """The estimate of auto's plan for the issue's big problems (today's rule: minutes to a day) stays under the
+    limit issue 11 sets (benchmarks/sim_speed.py measures the real seconds).  Runs no longer than a quarter of the
+    L2 (MAX_STEP_L2_SHARE) cost flash2 N=1M H=1024 7.2 s of estimate where whole walks a step took under 4."""
     p, s = ISSUE_CASES[name]
     g = "auto" if s.algorithm == "flash1" else "run"  # today's rule: runs of 16 (flash1: a quarter loop)
     today = G.plan_grain(p, s, HW, g, None, 1, 1, ctas_per_sm=2, refuse=False)
     plan = G.estimate(p, s, HW)
     assert today.estimated_s > 10 * G.AUTO_BUDGET_S
-    assert plan.estimated_s <= 4 * G.AUTO_BUDGET_S, plan.describe()
+    assert plan.estimated_s <= G.SLOW_LIMIT_S, plan.describe()
     assert plan.reason.startswith("coarsened")
 
 
@@ -374,3 +375,90 @@ def test_a_one_stage_loop_waits_each_tiles_round_trip_at_run_grain(algorithm):
     run = simulate(p, s, hw, grain="run", run_blocks=16).kernels[0]["time_s"]
     tile = simulate(p, s, hw, grain="tile").kernels[0]["time_s"]
     assert 0.9 < run / tile < 1.1, (run, tile)
+
+
+# --- the hopper launches' loops, the run-length cap, folds of a head-fastest grid (seventeenth-session item 1) ----
+HOPPER_PHASES = [("hopper", "bwd"), ("hopper_ws", "bwd"), ("hopper_fa3", "bwd")]
+
+
+@pytest.mark.parametrize("alg, phase", HOPPER_PHASES, ids=[f"{a}-{p}" for a, p in HOPPER_PHASES])
+@pytest.mark.parametrize("pname", list(PROBLEMS))
+@pytest.mark.parametrize("R", [1, 16])
+def test_estimate_counts_what_hopper_backwards_build(alg, phase, pname, R):
+    """The hopper backward launches (dK/dV walks, loopless preprocess and conversion) are counted as built, not
+    as the longest loop (that bound over-estimated Z 011's cost 6x and coarsened it to one step a CTA)."""
+    p, s = PROBLEMS[pname], Schedule(alg, phase, block_m=64, block_n=64, num_warps=4)
+    loops = {L.name: L for L in G.launch_loops(p, s, R)}
+    for w in build_launches(p, s, R):
+        L = loops[w.name]
+        if not w.name.startswith("hopper_") or (w.name == "hopper_bwd_dkdvdq" and alg == "hopper_fa3"):
+            continue  # flash2's launches: above; hopper_fa3's pass: the longest-loop bound (split steps, persistent)
+        steps = [w.cta_steps(i) for i in range(w.num_ctas)]
+        n_steps = sum(len(x) for x in steps)
+        n_tiles = sum(st[4] for x in steps for st in x)
+        assert (L.num_ctas, L.steps * L.num_ctas, max(1, L.tiles) * L.num_ctas) == pytest.approx(
+            (w.num_ctas, n_steps, max(n_tiles, w.num_ctas))), w.name
+
+
+def _record(glob_part):
+    from memsim.schedule import problem_from_dict, schedule_from_dict
+    (f,) = glob.glob(str(ROOT / f"verification/data/nvidia-h100-80gb-hbm3/random/*/{glob_part}_*.json"))
+    r = json.loads(Path(f).read_text())
+    return r, problem_from_dict(r["problem"]), schedule_from_dict(r["schedule"])
+
+
+def test_step_l2_share_counts_one_step_per_head_in_flight():
+    """Z 011's dK/dV/dQ pass: 45 heads in flight, ~8.5 KB of Q, dO, lse, delta and dQacc adds a trip: a step of 32
+    tiles brings in ~0.24 of the 50 MB L2, 64 tiles ~0.49 (where the step plan's DRAM reads double)."""
+    r, p, s = _record("r26112707_011")
+    from memsim.analytic import launch_counts
+    kl = {L.name: L for L in kernel_launches(p, s)}
+    (L,) = [x for x in G.launch_loops(p, s, 1) if x.name == "hopper_bwd_dkdvdq"]
+    share = lambda R: G.step_l2_share(L, kl[L.name], launch_counts(p, s)[L.name], R, 1320, HW.l2_bytes)  # noqa: E731
+    assert 0.2 < share(32) <= G.MAX_STEP_L2_SHARE < share(64) < 0.55, (share(32), share(64))
+    assert share(10 ** 6) == pytest.approx(share(L.tiles))  # no step longer than the walk
+
+
+def test_auto_grain_does_not_lengthen_runs_past_the_l2_share():
+    """Held-out Z 011 (hopper bwd, 45 heads fastest, causal 7189 x 7189, 32 x 16 tiles): auto took one step a CTA
+    walk with all 45 heads folded and predicted 4042 MB of DRAM reads / 7780 MB of writes for its dK/dV/dQ pass
+    against ncu's 788 / 396 (H100 80GB HBM3, 2026-11-27); tile grain gives 321 / 306.  Now: runs of at most 32
+    tiles, a fold that keeps the head's CTAs on the SMs the card gives them, within 5 % of the tile grain's DRAM."""
+    r, p, s = _record("r26112707_011")
+    plan = G.estimate(p, s, HW)
+    assert plan.run_blocks <= 32 and 132 % plan.heads_per_event == 0, plan.describe()
+    assert all(k == 1 for k in plan.ctas_per_event.values()), plan.describe()
+    got = {k["name"]: k for k in simulate(p, s, HW).kernels}["hopper_bwd_dkdvdq"]
+    assert abs(got["dram_read_bytes"] / 321e6 - 1) < 0.05, got["dram_read_bytes"]
+    assert got["dram_write_bytes"] < 2 * 396e6, got["dram_write_bytes"]
+
+
+@pytest.mark.parametrize("axes, grid, f, keeps", [
+    (("bh_kv", "kv_block"), (45, 450), 3, True),     # 3 divides 132 and 45: co-resident CTAs as on the card
+    (("bh_kv", "kv_block"), (45, 450), 45, False),   # 3 model SMs for 135 real: a head's CTAs share one SM
+    (("bh_kv", "kv_block"), (45, 450), 9, False),    # 15 x 9 = 135
+    (("bh_kv", "kv_block"), (44, 450), 4, True),
+    (("bh_kv", "kv_block"), (45, 450), 2, True),     # 2 does not divide 45 heads: their drift changes little
+    (("bh_kv", "kv_block"), (45, 450), 12, True),    # 11 x 12 = 132 (the folded GPU is small: time, not reuse)
+    (("bh_kv", "kv_block"), (169, 450), 5, False),   # 26 x 5 = 130
+    (("kv_block", "bh_kv"), (450, 45), 45, True),    # a head's CTAs adjacent: any fold
+    (("bh",), (661,), 7, True),                      # one CTA per head
+])
+def test_a_fold_keeps_a_heads_ctas_on_their_sms(axes, grid, f, keeps):
+    assert G.fold_keeps_reuse(_launch(axes, grid), f, 132) is keeps
+
+
+@pytest.mark.parametrize("f", [3, 9, 45])
+def test_a_head_fastest_fold_merges_l2_requests_as_its_real_sms_do(f):
+    """The L2 request merge groups of a folded head-fastest launch count real SMs (a model SM stands for f of them):
+    Z 011's pass at runs of 32 and f = 3 (44 x 3 = 132) reads the L2 within 3 % of unfolded (7924 MB; at runs of 16
+    before the change 5289 against 7483), and a fold the planner refuses (9, 45) still reads 22-75 % less -- their
+    co-resident events are the same head."""
+    r, p, s = _record("r26112707_011")
+    ref = 7924e6  # run 32, f 1 (8 s of CPU: not rerun here)
+    got = {k["name"]: k for k in simulate(p, s, HW, grain="run", run_blocks=32, heads_per_event=f,
+                                          ctas_per_event=1, max_seconds=None).kernels}["hopper_bwd_dkdvdq"]
+    if f == 3:
+        assert abs(got["l2_read_bytes"] / ref - 1) < 0.03, got["l2_read_bytes"]
+    else:
+        assert got["l2_read_bytes"] < 0.85 * ref, got["l2_read_bytes"]

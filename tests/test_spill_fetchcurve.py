@@ -34,6 +34,8 @@ def test_curve_and_switch(monkeypatch):
     assert fetch_cycles(new, n) / n == pytest.approx(2.434, abs=0.01)
     for m in (500, 1500, 5000, 20000):  # outside 40-64 KB nothing moves
         assert fetch_cycles(new, m) == pytest.approx(fetch_cycles(base, m))
+    monkeypatch.delenv("MEMSIM_FETCH_40K", raising=False)
+    assert F.on()  # the default since the eighteenth session
     monkeypatch.setenv("MEMSIM_FETCH_40K", "0")
     assert not F.on()
     monkeypatch.setenv("MEMSIM_FETCH_40K", "1")
