@@ -109,31 +109,14 @@ BWD_SWITCHES = {"registered": {}, "atomics": dict(DQ_TMA=False, STAT_SMEM=False,
                 # by every CTA's producer warps into the other of two workspaces -- were removed with the switch
                 # after run23: 0.98-1.02x; commit 3b5fec3 has them)
                 "fuse_ws_early_norezero": dict(DQ_FUSE=True, DQ_ZERO_WS=True, FUSE_EARLY=True, FUSE_DIAG=3),
-                # session 19: the diagonal band per consumer warpgroup (warpgroup 1 skips the step whose Q block sees
-                # none of its keys; each masks only its own band)
-                "wg_band": dict(WG_BAND=True),
-                # session 19 (prepared): the producer's L2 prefetch of the K/V tiles of the CTA one wave (the SMs) /
-                # half a wave (66 launch positions: H100's 132 SMs / 2) ahead
-                "kv_prefetch": dict(KV_PREFETCH=True), "kv_prefetch_half": dict(KV_PREFETCH=66),
-                # session 21: the three launches as n batch groups on two streams (STREAM_SPLIT; the fold off, so
-                # that non-causal cells split too): each group's preprocess / conversion in the tail of the pass
-                # before / after it; the pass stream at a higher priority (_eq: the same as the caller's)
-                "split2": dict(STREAM_SPLIT=2, DQ_FUSE=False), "split4": dict(STREAM_SPLIT=4, DQ_FUSE=False),
-                "split8": dict(STREAM_SPLIT=8, DQ_FUSE=False),
-                "split2_eq": dict(STREAM_SPLIT=2, DQ_FUSE=False, STREAM_PASS_PRIORITY=0),
-                "split4_eq": dict(STREAM_SPLIT=4, DQ_FUSE=False, STREAM_PASS_PRIORITY=0),
-                # session 22: the dK/dV stores before the last dQ; PERSISTENT's walk with its LPT's item cost 3 / 5
-                # steps, with the next item's K/V prefetched into the L2 (WALK_PF)
-                "epi_early": dict(EPI_EARLY=True),
+                # session 22: PERSISTENT's walk with its LPT's item cost 3 / 5 steps.  (Sessions 19-22's wg_band,
+                # kv_prefetch*, split*, epi_early, persistent_pf* were removed with their switches -- WG_BAND,
+                # KV_PREFETCH, STREAM_SPLIT, EPI_EARLY, WALK_PF -- after session 22; commit 0ba58c3 has them)
                 "persistent_f3": dict(PERSISTENT=True, DQ_FUSE=False, WALK_ITEM_COST=3),
                 "persistent_f5": dict(PERSISTENT=True, DQ_FUSE=False, WALK_ITEM_COST=5),
-                "persistent_pf": dict(PERSISTENT=True, DQ_FUSE=False, WALK_PF=True),
-                "persistent_pf_f3": dict(PERSISTENT=True, DQ_FUSE=False, WALK_PF=True, WALK_ITEM_COST=3),
-                "persistent_pf_f5": dict(PERSISTENT=True, DQ_FUSE=False, WALK_PF=True, WALK_ITEM_COST=5),
                 # (after run32: the dK/dV epilogue by TMA stores through the dQ staging tile, in the grid and the walk)
                 "epi_tma": dict(EPI_TMA=True),
                 "persistent_epi_tma": dict(PERSISTENT=True, DQ_FUSE=False, EPI_TMA=True),
-                "persistent_epi_tma_pf": dict(PERSISTENT=True, DQ_FUSE=False, EPI_TMA=True, WALK_PF=True),
                 "nofuse_epi_tma": dict(DQ_FUSE=False, EPI_TMA=True),
                 # (after the registry's EPI_TMA, session 22: the default without it; with it beside the fold counting in
                 # early at every N)

@@ -1,4 +1,7 @@
-"""hopper_fa3 bwd STREAM_SPLIT on the card: host time or GPU time? (issue 9, session 21)
+"""hopper_fa3 bwd on the card: host time or GPU time? (issue 9, session 21)
+
+(Session 22 removed STREAM_SPLIT, the switch this probe was written for -- commit 0ba58c3 has the split variants;
+what is left times the default's host issue, do_bench and CUDA-graph replay, and `--profile` / `--trace`.)
 
 run27 timed the split three-launch backward 0.12-0.41x the default at causal N=1024 and the slowdown grew ~0.6 ms a
 batch group whatever the group's size -- the signature of a host-bound call (do_bench's events then time the host's
@@ -12,7 +15,7 @@ fold off) this measures, in one process:
 and, with --trace, a CUDA kernel trace (torch.profiler) of three calls of each variant of the first case:
 $OUT/trace-<variant>.json (chrome format) and per kernel (stream, start, duration) relative to the call's first.
 
-    PYTHONPATH=. python benchmarks/hopper_fa3_bwd_split_probe.py --out DIR [--cases 128/1024/1] [--splits 2,4]
+    PYTHONPATH=. python benchmarks/hopper_fa3_bwd_split_probe.py --out DIR [--cases 128/1024/1]
 """
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", default="128/1024/1,128/4096/1")
-    ap.add_argument("--splits", default="2,4")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--profile", action="store_true",
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
         p, q, k, v, do, f = setup(d, n, causal, a.dtype)
         s = kernels.default_schedule(p, "hopper_fa3", "bwd", q.device)
         fl = p.nominal_flops("bwd")
-        variants = [("default", 0)] + [(f"split{g}", int(g)) for g in a.splits.split(",") if g]
+        variants = [("default", 0)]
         from torch.nn.attention import SDPBackend, sdpa_kernel
         qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
@@ -79,12 +81,7 @@ def main(argv=None) -> int:
             import pstats
             for name, g in variants:
                 def fn(g=g):
-                    old = (hb.STREAM_SPLIT, hb.DQ_FUSE)
-                    hb.STREAM_SPLIT, hb.DQ_FUSE = (g, False) if g else old
-                    try:
-                        return kernels.backward(p, s, q, k, v, f.o, do, f)
-                    finally:
-                        hb.STREAM_SPLIT, hb.DQ_FUSE = old
+                    return kernels.backward(p, s, q, k, v, f.o, do, f)
                 fn()
                 torch.cuda.synchronize()
                 pr = cProfile.Profile()
@@ -116,14 +113,8 @@ def main(argv=None) -> int:
             return 0
         for name, g in variants:
             def fn(g=g):
-                old = (hb.STREAM_SPLIT, hb.DQ_FUSE)
-                hb.STREAM_SPLIT, hb.DQ_FUSE = (g, False) if g else old
-                try:
-                    return kernels.backward(p, s, q, k, v, f.o, do, f)
-                finally:
-                    hb.STREAM_SPLIT, hb.DQ_FUSE = old
-            r = dict(d=d, seq=n, causal=causal, batch=p.batch, dtype=a.dtype, variant=name,
-                     groups=hb.stream_groups(p, False, q.device) if g else 1)
+                return kernels.backward(p, s, q, k, v, f.o, do, f)
+            r = dict(d=d, seq=n, causal=causal, batch=p.batch, dtype=a.dtype, variant=name, groups=1)
             try:
                 r["host_us"] = statistics.median(host_us(fn) for _ in range(3))
                 r["bench_us"] = bench(fn)

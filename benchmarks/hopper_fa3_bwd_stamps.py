@@ -28,11 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 #: name: module switches of kernels.hopper_gluon_bwd (STAMPS on, the fold off, added by the script)
-VARIANTS = {"plain": {}, "epi_early": dict(EPI_EARLY=True), "walk": dict(PERSISTENT=True),
-            "walk_f3": dict(PERSISTENT=True, WALK_ITEM_COST=3), "walk_f5": dict(PERSISTENT=True, WALK_ITEM_COST=5),
-            "walk_pf_f3": dict(PERSISTENT=True, WALK_PF=True, WALK_ITEM_COST=3),
+VARIANTS = {"plain": dict(EPI_TMA=False), "walk": dict(PERSISTENT=True, EPI_TMA=False),
+            "walk_f3": dict(PERSISTENT=True, WALK_ITEM_COST=3, EPI_TMA=False),
+            "walk_f5": dict(PERSISTENT=True, WALK_ITEM_COST=5, EPI_TMA=False),
             "epi_tma": dict(EPI_TMA=True), "walk_epi_tma": dict(PERSISTENT=True, EPI_TMA=True),
-            "walk_epi_tma_pf": dict(PERSISTENT=True, EPI_TMA=True, WALK_PF=True)}
+            "registered": {}}
+#: (run32 / run33 also ran epi_early, walk_pf_f3, walk_epi_tma_pf: EPI_EARLY and WALK_PF were removed after session
+#: 22; "plain" and "walk" keep their run32 meaning -- the kernel without EPI_TMA -- now that the registry runs it)
 
 
 def run_stamps(d: int, n: int, causal: bool, dtype: str, sw: dict):
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None)
     ap.add_argument("--cases", default="128/1024/1,128/4096/1")
-    ap.add_argument("--variants", default="plain,walk,walk_f3")
+    ap.add_argument("--variants", default="registered,plain,walk_epi_tma")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
     a = ap.parse_args(argv)
     import torch

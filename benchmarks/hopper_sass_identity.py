@@ -88,6 +88,14 @@ CONFIGS = {
          {"_only": "_hopper_fa3", "PINGPONG": True, "DQ_FUSE": False}),
         ("fa3_d128_persistent_causal", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
          (64, 128, 4, 2), {"_only": "_hopper_fa3", "PERSISTENT": True}),
+        # session 22: the registered causal N=1024 kernel (three launches, EPI_TMA by the registry), causal N=16384
+        # (without it), the walk with it, the stamps diagnostic
+        ("fa3_d128_causal_n1024_epi_tma", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3"}),
+        ("fa3_d128_causal_n16384", "hopper_fa3", "bwd", (1, 16, 16, 16384, 16384, 128, "fp16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3"}),
+        ("fa3_d128_persistent_epi_tma", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
+         (64, 128, 4, 2), {"_only": "_hopper_fa3", "PERSISTENT": True, "EPI_TMA": True}),
         ("fa3_d128_causal_fold_early", "hopper_fa3", "bwd", (16, 16, 16, 1024, 1024, 128, "bf16", True),
          (64, 128, 4, 2), {"_only": "_hopper_fa3", "DQ_FUSE": True, "DQ_ZERO_WS": True, "FUSE_EARLY": True}),
         ("fa3_d128_causal_fold_late_diag1", "hopper_fa3", "bwd", (4, 16, 16, 4096, 4096, 128, "fp16", True),

@@ -197,41 +197,15 @@ GRID_GROUP = None
 #: 2-16 steps at N=1024): the fill and drain of each CTA overlapped, the tail balanced.  Session 16, prepared (NOT
 #: RUN): a switch the benchmarks flip (run22)
 PERSISTENT = False
-#: causal, with DQ_LAG (not PINGPONG, not PERSISTENT): the diagonal band per consumer warpgroup (session 19) --
-#: warpgroup 1 skips the step whose Q block no row of which sees its 64 keys (at d=128, 64-row Q blocks, every K/V
-#: block j's first step, Q block 2j: P^T = dS^T = 0 exactly; no S^T, dP^T, dV, dK matmul, no exponential -- zeros
-#: stored as its dS^T rows for the other warpgroup's dQ, the lagged dQ as usual), and each warpgroup applies the mask
-#: only on the Q blocks where its own keys are partly visible (warpgroup 0 no longer at Q block 2j+1).  The gradients
-#: are the same numbers (the skipped products are exact zeros).  At causal N=1024 that is 4 of the ~90 warpgroup
-#: matmuls of an average CTA.  run25 (H100, session 19): exact (14 GPU tests; dK, dV bit-identical to off), a tie --
-#: causal N=1024 0.993 / 1.001x the registered kernel (bf16 / fp16), N=4096 noise: those first steps are latency-bound
-#: (fill, first exchange), not tensor-bound.  Not adopted: False (the registry has no rule for it); True: the
-#: benchmarks' switch
-WG_BAND = False
-#: the producer prefetches the K_j, V_j tiles of the CTA this many launch positions ahead into the L2 after issuing
-#: its own (two cp.async.bulk.prefetch.L2 of BLOCK_N x d each; DRAM bytes unchanged, each K/V tile still read once):
-#: with one resident CTA per SM a CTA's fill (K_j, V_j from DRAM, then its first stage) is a fixed latency before its
-#: first matmul -- session 19's fit puts the per-CTA fixed cost at ~7.6 us (~25 % of the pass at causal N=1024).
-#: 0 / False: off; True: the device's SMs; n: n.  Session 19, prepared -- NOT RUN (run26)
-KV_PREFETCH = 0
+#: Removed in session 22 (measured, not helping; each lives at commit 0ba58c3 with its tests and diag switches):
+#: WG_BAND (warpgroup 1 skips the causal step whose Q block sees none of its keys: run25 a tie), KV_PREFETCH (the
+#: producer's L2 prefetch of the K/V tiles one wave ahead: run26 0.97-1.00x), STREAM_SPLIT (the three launches per
+#: batch group on two streams: run27 host-bound, 1.02x on the GPU at best), WALK_PF (PERSISTENT's next item's K/V
+#: prefetched into the L2: run32 0.98x, the first S^T later), EPI_EARLY (the plain dK/dV stores before the last dQ:
+#: run32 1.06x (2 of 3), superseded by EPI_TMA)
 #: PERSISTENT's CTAs: None -- the device's SMs (min items); n -- n (the GPU tests use a few, so that every CTA walks
 #: many items of several heads and lengths)
 PERSISTENT_CTAS = None
-#: the three-launch backward (not the fold) as n batch groups on two streams (session 21; host code only, no kernel
-#: changes): the groups' dK/dV/dQ passes in order on a pass stream of priority STREAM_PASS_PRIORITY, each group's
-#: preprocess and conversion on the caller's stream (`fa3_bwd_stream_plan`): group g+1's preprocess and group g-1's
-#: conversion become ready while group g's pass runs and take the SMs its tail frees (one pass CTA fills an SM: the
-#: memory-bound launches cannot share an SM with it, only the SMs it leaves idle -- run24's ncu: 7.2 % of the pass
-#: at causal N=1024).  0 / 1: off; n: min(n, batch) groups of whole batches.  Same kernels on batch slices: dK, dV
-#: the same bits, dQ by the rule.  Launches of one device share the pass stream.  run27 (H100, session 21): exact (10
-#: GPU tests), 0.12-0.98x the default -- host-bound: the host issues one default backward in ~645 us (the GPU takes
-#: 626 at causal N=1024 bf16) and every group adds about as much; replayed from a CUDA graph (run28) split2 is 612 us
-#: on the GPU (1.02x), split4 652 (its passes' extra ramp and tail outweigh what the memory launches hide).  Not
-#: adopted: off (the registry has no rule for it); a candidate for removal
-STREAM_SPLIT = 0
-#: CUDA stream priority of STREAM_SPLIT's pass stream (lower = higher; the caller's default stream is 0, the lowest):
-#: -1 -- the passes' CTAs are dispatched before the memory-bound launches' wherever both wait for an SM; 0 -- equal
-STREAM_PASS_PRIORITY = -1
 #: timing diagnostic (session 22; never the registry's, changes no number): per item (K/V block, batch*head_kv; the
 #: walk entry with PERSISTENT) the SM's clock64 at its milestones, `STAMP_SLOTS` int64 a item in the buffer passed as
 #: the counters' argument (CNT: unused where the conversion is not folded in) -- `STAMP_NAMES` says which slot is
@@ -242,17 +216,9 @@ STAMP_SLOTS = 16
 STAMP_NAMES = ("smid", "p_start", "p_kv_issued", "p_last_issued", "w0_kv", "w0_first_s", "w0_loop_end",
                "w0_last_dq", "w0_end", "w1_start", "w1_first_s", "w1_loop_end", "w1_last_dq", "w1_end",
                "gt_start", "gt_w0_end")
-#: PERSISTENT: after issuing an item's K_j, V_j the producer prefetches the next walk entry's K/V tiles into the L2
-#: (two cp.async.bulk.prefetch.L2 of BLOCK_N x d, thread 0), so that their load after kv_free -- exposed between
-#: items -- reads the L2, not DRAM.  Session 22: a switch the benchmarks flip
-WALK_PF = False
 #: PERSISTENT's host walk (LPT): an item's cost = its steps + WALK_ITEM_COST (its fill and drain counted in steps;
 #: session 16's 1; run24 / run28's fits put the per-CTA fixed cost at 3-5 steps)
 WALK_ITEM_COST = 1
-#: with DQ_LAG, not DQ_FUSE: each consumer warpgroup stores its dK_w, dV_w before the last step's dQ matmul and
-#: reduce-add (the stores drain while the last dQ runs; the 128 accumulator registers free first).  Session 22: a
-#: switch the benchmarks flip
-EPI_EARLY = False
 #: with DQ_STAGE1 (d=128, 2 stages; not DQ_ASYNC): each consumer warpgroup's dK_w, dV_w leave through its dQ staging
 #: tile (16 KB = one 64 x d bf16/fp16 tile) by TMA stores -- dK_w stored to shared memory, one bulk store, its read
 #: waited for, then dV_w the same -- instead of 2 x 32 plain 4-byte stores a thread from the MMA layout (session 22's
@@ -310,19 +276,6 @@ if gluon is not None:
             t = gl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l,r", [z], dtype=gl.int64, is_pure=False,
                                           pack=1)
         gl.store(BUF + (item.to(gl.int64) * 16 + slot) + z, t)
-
-    @gluon.jit
-    def _prefetch_kv_l2(KP, VP, row, NBYTES: gl.constexpr):
-        """Two bulk L2 prefetches (cp.async.bulk.prefetch.L2.global) of NBYTES at element offset `row` of K and V
-        (each tile one contiguous range of the contiguous [B*H*N, d] tensor), issued by thread 0 only."""
-        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-        z = gl.zeros([1], gl.int64, layout=one)
-        gl.inline_asm_elementwise(
-            "{ .reg .pred p; .reg .u32 t; mov.u32 t, %tid.x; setp.eq.u32 p, t, 0;\n\t"
-            "@p cp.async.bulk.prefetch.L2.global [$1], $3;\n\t@p cp.async.bulk.prefetch.L2.global [$2], $3;\n\t"
-            "mov.u32 $0, 0; }",
-            "=r,l,l,r", [KP + row + z, VP + row + z, gl.full([1], NBYTES, gl.int32, layout=one)],
-            dtype=gl.int32, is_pure=False, pack=1)
 
     @gluon.jit
     def _dq_stage_add(dq_desc, dq_buf, dq, row, col, WAIT: gl.constexpr):
@@ -447,54 +400,14 @@ if gluon is not None:
         return start_n, pid_bhkv, ilo, imid, n_m - ilo
 
     @gluon.jit
-    def _kv_prefetch_l2(KP, VP, SEQ_KV, NBYTES: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-                        Q_FASTEST: gl.constexpr, GRID_GROUP: gl.constexpr, AHEAD: gl.constexpr):
-        """KV_PREFETCH: the K_j, V_j tiles of the CTA AHEAD launch positions after this one (the launch order of
-        `_fa3_bwd_block`: x fastest, GRID_GROUP's remap) into the L2 -- two bulk prefetches
-        (cp.async.bulk.prefetch.L2.global: each tile is one contiguous BLOCK_N x d range of the contiguous [B*H*N, d]
-        tensor), issued by thread 0 only (the producer partition's warps 0-3 hold it); nothing when no CTA is there.
-        The CTA AHEAD positions later starts about one CTA's time later (AHEAD ~ the SMs: one resident CTA per SM), so
-        its fill reads the L2 instead of DRAM."""
-        if Q_FASTEST:
-            n_kv = gl.num_programs(0)
-            n_bh = gl.num_programs(1)
-            lin = gl.program_id(1) * n_kv + gl.program_id(0) + AHEAD
-            if GRID_GROUP > 0:
-                grp = lin // (GRID_GROUP * n_kv)
-                r = lin - grp * (GRID_GROUP * n_kv)
-                gsz = gl.maximum(gl.minimum(n_bh - grp * GRID_GROUP, GRID_GROUP), 1)
-                pid_n = r // gsz
-                pid_bhkv = grp * GRID_GROUP + r % gsz
-            else:
-                pid_n = lin % n_kv
-                pid_bhkv = lin // n_kv
-        else:
-            n_bh = gl.num_programs(0)
-            n_kv = gl.num_programs(1)
-            lin = gl.program_id(1) * n_bh + gl.program_id(0) + AHEAD
-            pid_bhkv = lin % n_bh
-            pid_n = lin // n_bh
-        if lin < n_kv * n_bh:
-            row = (pid_bhkv * SEQ_KV + pid_n * BLOCK_N).to(gl.int64) * HEAD_DIM
-            one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-            z = gl.zeros([1], gl.int64, layout=one)
-            gl.inline_asm_elementwise(
-                "{ .reg .pred p; .reg .u32 t; mov.u32 t, %tid.x; setp.eq.u32 p, t, 0;\n\t"
-                "@p cp.async.bulk.prefetch.L2.global [$1], $3;\n\t@p cp.async.bulk.prefetch.L2.global [$2], $3;\n\t"
-                "mov.u32 $0, 0; }",
-                "=r,l,l,r", [KP + row + z, VP + row + z, gl.full([1], NBYTES, gl.int32, layout=one)],
-                dtype=gl.int32, is_pure=False, pack=1)
-
-    @gluon.jit
     def _fa3_bwd_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem, v_smem,
                           lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP: gl.constexpr,
                           BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, KP, VP,
-                          KV_PREFETCH: gl.constexpr, SBUF, STAMPS: gl.constexpr):
+                          Q_FASTEST: gl.constexpr, STAT_SMEM: gl.constexpr, GRID_GROUP: gl.constexpr, SBUF,
+                          STAMPS: gl.constexpr):
         """TMA loads only: K_j and V_j once, then (Q_i, dO_i; with STAT_SMEM also lse_i, delta_i) per iteration into
         stage it % STAGES once both consumers released that stage's previous pair (the empty barriers start as if
-        phase 1 had completed).  KV_PREFETCH n > 0: then the K/V tiles of the CTA n launch positions later into the
-        L2 (`_kv_prefetch_l2`).  STAMPS: the item's start, K/V issue and last issue (`STAMP_NAMES`)."""
+        phase 1 had completed).  STAMPS: the item's start, K/V issue and last issue (`STAMP_NAMES`)."""
         start_n, pid_bhkv, ilo, imid, nblk = _fa3_bwd_block(SEQ_Q, SEQ_KV, CAUSAL_OFFSET, BLOCK_M, BLOCK_N, CAUSAL,
                                                             Q_FASTEST, GRID_GROUP)
         if STAMPS:
@@ -508,9 +421,6 @@ if gluon is not None:
         tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
         if STAMPS:
             _stamp(SBUF, item, 2)
-        if KV_PREFETCH > 0:
-            _kv_prefetch_l2(KP, VP, SEQ_KV, k_desc.block_type.nbytes, BLOCK_N, k_smem.shape[1], Q_FASTEST,
-                            GRID_GROUP, KV_PREFETCH)
         for it in range(GROUP * nblk):
             g = it // nblk
             q_row = (pid_bhkv * GROUP + g) * SEQ_Q + (ilo + it - g * nblk) * BLOCK_M
@@ -567,12 +477,11 @@ if gluon is not None:
                           DQ_STAGE1: gl.constexpr, PINGPONG: gl.constexpr, turn_bar, CNT, DQ,
                           DQ_FUSE: gl.constexpr, DQ_REZERO: gl.constexpr, FUSE_DIAG: gl.constexpr,
                           FUSE_STEP: gl.constexpr, FUSE_EARLY: gl.constexpr, GRID_GROUP: gl.constexpr,
-                          WG_BAND: gl.constexpr, EPI_EARLY: gl.constexpr, STAMPS: gl.constexpr,
-                          EPI_TMA: gl.constexpr):
+                          STAMPS: gl.constexpr, EPI_TMA: gl.constexpr):
         """Consumer warpgroup WG: K/V rows start_n + WG*64 .. +63 and dQ columns WG*d/2 .. +d/2.  Resident: dK_w,
         dV_w (64 x d fp32, registers).  Per iteration it reads its stage (Q_i, dO_i), lse_i and delta_i (BLOCK_M
-        fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i.  EPI_EARLY: the dK_w, dV_w stores before the
-        last step's dQ (DQ_LAG).  STAMPS (into CNT): the milestones of `STAMP_NAMES`."""
+        fp32 each, plain loads), and adds BLOCK_M x d/2 fp32 to dQacc_i.  EPI_TMA: dK_w, dV_w by TMA stores through my dQ
+        staging tile.  STAMPS (into CNT): the milestones of `STAMP_NAMES`."""
         dtype: gl.constexpr = q_smem.dtype
         HALF_D: gl.constexpr = HEAD_DIM // 2
         HALF_N: gl.constexpr = BLOCK_N // 2
@@ -602,12 +511,6 @@ if gluon is not None:
         if DQ_LAG:  # the Q rows of the previous step (its dQ is computed in this one) and of the one before
             dq_row_prev = 0
             dq_row_pp = 0
-        if WG_BAND:  # the diagonal band of my own 64 keys (Q blocks with a row that does not see all of them)
-            imid_w = gl.minimum(gl.cdiv(gl.maximum(start_n + WG * HALF_N + HALF_N - 1 - CAUSAL_OFFSET, 0), BLOCK_M),
-                                SEQ_Q // BLOCK_M)
-            ds_none = gl.zeros([HALF_N, BLOCK_M], dtype, layout=s_layout)
-        else:
-            imid_w = imid
         dk = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         dv = gl.zeros([HALF_N, HEAD_DIM], gl.float32, layout=kv_layout)
         if STAMPS:
@@ -639,204 +542,172 @@ if gluon is not None:
             mbarrier.wait(ready.index(st), (it // STAGES) & 1)
             q_t = q_smem.index(st)
             do_t = do_smem.index(st)
-            if WG_BAND and WG == 1:  # (warpgroup 0's keys are seen from Q block ilo on: it never skips)
-                band_skip = start_m + BLOCK_M - 1 + CAUSAL_OFFSET < start_n + WG * HALF_N
-            else:  # a constexpr: the branch below is not compiled
-                band_skip: gl.constexpr = False
-            if band_skip:
-                # WG_BAND: no row of Q block i sees my 64 keys -- P^T = 0 and dS^T = 0 exactly, so no S^T, dP^T, dV,
-                # dK matmul and no exponential; zeros as my dS^T rows (the other warpgroup's dQ reads them), the
-                # previous step's dQ as in the DQ_LAG step below
-                mbarrier.arrive(empty.index(st), count=1)  # nothing of the stage is read
-                z_buf = ds_smem.index(it % 4)
-                z_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_none)
+            if PINGPONG:  # my turn to issue S^T, dP^T: turn-barrier completion 2 it - 1 (warpgroup 0), 2 it (1)
+                if WG == 0:
+                    if it > 0:
+                        mbarrier.wait(turn_bar.index(0), 1)
+                else:
+                    mbarrier.wait(turn_bar.index(1), 0)
+            s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            if PINGPONG:
+                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+            if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
+                if it > 0:
+                    dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
+                    _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
+            s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
+            if STAMPS:
+                if it == 0:
+                    _stamp(CNT, item, 5 + 5 * WG)
+            if WG_OFFSET == 1 and WG == 0:
+                if it == 0:
+                    mbarrier.arrive(go_bar, count=1)
+            if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
+                lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
+            if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
+                lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+            else:
+                lse2 = lse * 1.4426950408889634
+            p = gl.exp2(s * qk_scale2 - lse2[None, :])
+            if CAUSAL:
+                if i < imid:  # the diagonal band: key c visible from row r when c <= r + offset
+                    p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
+            if MMA_ORDER >= 1:  # dV += P^T dO issued before the wait for dP^T: it runs while dS^T is computed
+                p_op = gl.convert_layout(p.to(dtype), a_layout)
+                dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                dp = warpgroup_mma_wait(num_outstanding=1, deps=(dp_tok,))
+            else:
+                dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
+            if STAT_SMEM:
+                delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
+            ds = p * (dp - delta[None, :])
+            ds_lo = ds.to(dtype)
+            ds_op = gl.convert_layout(ds_lo, a_layout)
+            if MMA_ORDER == 1 and DIAG == 0:
+                # FlashAttention-3's order: dS^T exchanged, dQ issued before dK, dQ's reduce-add while dK runs
+                ds_buf = ds_smem.index(it % 2)
+                ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
                 fence_async_shared()
                 gl.thread_barrier()
-                mbarrier.arrive(ds_bar.index(it % 4), count=1)
-                if it > 0:
-                    mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
-                    z_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
-                                          use_acc=False, is_async=True)
-                    z_dq = warpgroup_mma_wait(num_outstanding=0, deps=(z_tok,))
-                    if DQ_ASYNC or DQ_STAGE1:
-                        z_stage = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                        _lag_dq_add(dq_desc, z_stage, z_dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
-                                    SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
-                                    DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
-                    else:
-                        _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], z_dq)
-                dq_row_pp = dq_row_prev
-                dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                mbarrier.arrive(ds_bar, count=1)
+                mbarrier.wait(ds_bar, it & 1)
+                dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
+                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
+                if DQ_TMA and DQ_ASYNC:
+                    dq_buf = dq_stage.index(WG * 2 + it % 2)
+                    _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
+                elif DQ_TMA:
+                    _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
+                else:
+                    gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
+                dk = warpgroup_mma_wait(num_outstanding=0, deps=(dk_tok, ds_op))[0]
+                mbarrier.arrive(empty.index(st), count=1)
             else:
-                if PINGPONG:  # my turn to issue S^T, dP^T: turn-barrier completion 2 it - 1 (warpgroup 0), 2 it (1)
-                    if WG == 0:
-                        if it > 0:
-                            mbarrier.wait(turn_bar.index(0), 1)
-                    else:
-                        mbarrier.wait(turn_bar.index(1), 0)
-                s_tok = warpgroup_mma(k_a, q_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-                dp_tok = warpgroup_mma(v_a, do_t.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-                if PINGPONG:
-                    mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-                if DQ_DEFER:  # the previous step's dQ tile to the copy engine while S^T and dP^T run
-                    if it > 0:
-                        dq_buf = dq_stage.index(WG * 2 + (it - 1) % 2)
-                        _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
-                s = warpgroup_mma_wait(num_outstanding=1, deps=(s_tok,))
-                if STAMPS:
-                    if it == 0:
-                        _stamp(CNT, item, 5 + 5 * WG)
-                if WG_OFFSET == 1 and WG == 0:
+                if MMA_ORDER == 0:
+                    p_op = gl.convert_layout(p.to(dtype), a_layout)
+                    if PINGPONG:  # my turn to issue dV, dK (and the previous step's dQ): completion 2 it (0), 2 it + 1
+                        mbarrier.wait(turn_bar.index(WG), WG)
+                    dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
+                dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
+                if WG_OFFSET == 2 and WG == 0:
                     if it == 0:
                         mbarrier.arrive(go_bar, count=1)
-                if STAT_SMEM:  # from the stage, read when needed (shared-memory latency): no registers across the matmuls
-                    lse = lse_flat.index(st).load(gl.SliceLayout(0, s_layout))
-                if CAUSAL:  # a row that sees no key (lse = -inf): exponents against +inf, P = 0
-                    lse2 = gl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+                if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
+                    dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                elif DQ_KSPLIT:
+                    # my 64 K/V rows' share of dQ_i: dS_i,w K_w (K = 64) -- no other warpgroup's dS^T, no barrier;
+                    # two column halves (32 fp32 registers each), each reduce-added: twice the adds' bytes
+                    ds_own = ds_smem.index(it % 2).slice(WG * HALF_N, HALF_N, dim=0)
+                    ds_own.store(ds_lo)
+                    fence_async_shared()
+                    gl.thread_barrier()
+                    dq_row = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(0, HALF_D, dim=1), dq_zero,
+                                           use_acc=False, is_async=True)
+                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                    # the second half's matmul runs while the first half is handed to the copy engine
+                    dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(HALF_D, HALF_D, dim=1), dq_zero,
+                                           use_acc=False, is_async=True)
+                    for h in gl.static_range(2):
+                        if h == 1:
+                            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
+                            dq_buf = dq_stage.index(WG * 2 + h)
+                            _dq_stage_add(dq_desc, dq_buf, dq, dq_row, h * HALF_D, 1)
+                        else:
+                            _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
+                elif DQ_LAG:
+                    # dS^T of my 64 K/V rows into buffer it % 4, then the PREVIOUS step's dQ: its rows of both
+                    # warpgroups were stored a step ago (no wait in steady state: the warpgroups need not leave a
+                    # barrier together every step)
+                    ds_buf = ds_smem.index(it % 4)
+                    ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
+                    fence_async_shared()
+                    gl.thread_barrier()
+                    mbarrier.arrive(ds_bar.index(it % 4), count=1)
+                    if it > 0:
+                        mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
+                        dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
+                                               use_acc=False, is_async=True)
+                        if PINGPONG:  # my dV, dK, dQ are issued: the other warpgroup's turn
+                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                        if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
+                            dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
+                            _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
+                                        SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
+                                        DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
+                        else:
+                            _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
+                    else:
+                        if PINGPONG:
+                            mbarrier.arrive(turn_bar.index(1 - WG), count=1)
+                        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                        mbarrier.arrive(empty.index(st), count=1)
+                    dq_row_pp = dq_row_prev
+                    dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
                 else:
-                    lse2 = lse * 1.4426950408889634
-                p = gl.exp2(s * qk_scale2 - lse2[None, :])
-                if CAUSAL:
-                    if i < imid_w:  # the diagonal band: key c visible from row r when c <= r + offset
-                        p = gl.where(kv_idx[:, None] <= (start_m + offs_q)[None, :] + CAUSAL_OFFSET, p, 0.0)
-                if MMA_ORDER >= 1:  # dV += P^T dO issued before the wait for dP^T: it runs while dS^T is computed
-                    p_op = gl.convert_layout(p.to(dtype), a_layout)
-                    dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
-                    dp = warpgroup_mma_wait(num_outstanding=1, deps=(dp_tok,))
-                else:
-                    dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp_tok,))
-                if STAT_SMEM:
-                    delta = delta_flat.index(st).load(gl.SliceLayout(0, s_layout))
-                ds = p * (dp - delta[None, :])
-                ds_lo = ds.to(dtype)
-                ds_op = gl.convert_layout(ds_lo, a_layout)
-                if MMA_ORDER == 1 and DIAG == 0:
-                    # FlashAttention-3's order: dS^T exchanged, dQ issued before dK, dQ's reduce-add while dK runs
+                    # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
                     ds_buf = ds_smem.index(it % 2)
                     ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
                     fence_async_shared()
                     gl.thread_barrier()
                     mbarrier.arrive(ds_bar, count=1)
-                    mbarrier.wait(ds_bar, it & 1)
+                    if DIAG != 3:  # DIAG 3 (timing only, dQ may read the other's stale rows): no wait for them
+                        mbarrier.wait(ds_bar, it & 1)
                     dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-                    dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-                    dv, dq = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dq_tok, p_op))[:2]
-                    if DQ_TMA and DQ_ASYNC:
+                    dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
+                    mbarrier.arrive(empty.index(st), count=1)
+                    dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
+                    if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
+                        gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
+                                      mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
+                    elif DQ_DEFER:
+                        dq_prev = dq
+                        dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
+                    elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
                         dq_buf = dq_stage.index(WG * 2 + it % 2)
                         _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
-                    elif DQ_TMA:
+                    elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
+                        dq_buf = dq_stage.index(WG)
+                        _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 0)
+                    elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
                         _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
                     else:
                         gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
-                    dk = warpgroup_mma_wait(num_outstanding=0, deps=(dk_tok, ds_op))[0]
-                    mbarrier.arrive(empty.index(st), count=1)
-                else:
-                    if MMA_ORDER == 0:
-                        p_op = gl.convert_layout(p.to(dtype), a_layout)
-                        if PINGPONG:  # my turn to issue dV, dK (and the previous step's dQ): completion 2 it (0), 2 it + 1
-                            mbarrier.wait(turn_bar.index(WG), WG)
-                        dv_tok = warpgroup_mma(p_op, do_t, dv, is_async=True)
-                    dk_tok = warpgroup_mma(ds_op, q_t, dk, is_async=True)
-                    if WG_OFFSET == 2 and WG == 0:
-                        if it == 0:
-                            mbarrier.arrive(go_bar, count=1)
-                    if DIAG == 2:  # timing diagnostic only (dQ not computed): the dK/dV work alone
-                        dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                        mbarrier.arrive(empty.index(st), count=1)
-                    elif DQ_KSPLIT:
-                        # my 64 K/V rows' share of dQ_i: dS_i,w K_w (K = 64) -- no other warpgroup's dS^T, no barrier;
-                        # two column halves (32 fp32 registers each), each reduce-added: twice the adds' bytes
-                        ds_own = ds_smem.index(it % 2).slice(WG * HALF_N, HALF_N, dim=0)
-                        ds_own.store(ds_lo)
-                        fence_async_shared()
-                        gl.thread_barrier()
-                        dq_row = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
-                        dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(0, HALF_D, dim=1), dq_zero,
-                                               use_acc=False, is_async=True)
-                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                        mbarrier.arrive(empty.index(st), count=1)
-                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                        # the second half's matmul runs while the first half is handed to the copy engine
-                        dq_tok = warpgroup_mma(ds_own.permute((1, 0)), k_w.slice(HALF_D, HALF_D, dim=1), dq_zero,
-                                               use_acc=False, is_async=True)
-                        for h in gl.static_range(2):
-                            if h == 1:
-                                dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                            if DQ_ASYNC:  # my two staging tiles, one per half: wait for the reduce of the other half
-                                dq_buf = dq_stage.index(WG * 2 + h)
-                                _dq_stage_add(dq_desc, dq_buf, dq, dq_row, h * HALF_D, 1)
-                            else:
-                                _tma_reduce_add(dq_desc, [dq_row, h * HALF_D], dq)
-                    elif DQ_LAG:
-                        # dS^T of my 64 K/V rows into buffer it % 4, then the PREVIOUS step's dQ: its rows of both
-                        # warpgroups were stored a step ago (no wait in steady state: the warpgroups need not leave a
-                        # barrier together every step)
-                        ds_buf = ds_smem.index(it % 4)
-                        ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
-                        fence_async_shared()
-                        gl.thread_barrier()
-                        mbarrier.arrive(ds_bar.index(it % 4), count=1)
-                        if it > 0:
-                            mbarrier.wait(ds_bar.index((it - 1) % 4), ((it - 1) // 4) & 1)
-                            dq_tok = warpgroup_mma(ds_smem.index((it - 1) % 4).permute((1, 0)), k_dq, dq_zero,
-                                                   use_acc=False, is_async=True)
-                            if PINGPONG:  # my dV, dK, dQ are issued: the other warpgroup's turn
-                                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-                            dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                            mbarrier.arrive(empty.index(st), count=1)
-                            dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                            if DQ_ASYNC or DQ_STAGE1:  # my DQ_TILES staging tiles, the oldest reduce waited for here
-                                dq_buf = dq_stage.index(WG * DQ_TILES + it % DQ_TILES)
-                                _lag_dq_add(dq_desc, dq_buf, dq, dq_row_prev, dq_row_pp, it > 1, CNT, DQACC, DQ, SEQ_Q,
-                                            SEQ_KV, CAUSAL_OFFSET, sm_scale, WG, HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL,
-                                            DQ_REZERO, FUSE_STEP, DQ_TILES, dtype)
-                            else:
-                                _tma_reduce_add(dq_desc, [dq_row_prev, WG * HALF_D], dq)
-                        else:
-                            if PINGPONG:
-                                mbarrier.arrive(turn_bar.index(1 - WG), count=1)
-                            dv, dk = warpgroup_mma_wait(num_outstanding=0, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                            mbarrier.arrive(empty.index(st), count=1)
-                        dq_row_pp = dq_row_prev
-                        dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
-                    else:
-                        # dS^T of my 64 K/V rows into this iteration's buffer; dQ needs the other warpgroup's rows too
-                        ds_buf = ds_smem.index(it % 2)
-                        ds_buf.slice(WG * HALF_N, HALF_N, dim=0).store(ds_lo)
-                        fence_async_shared()
-                        gl.thread_barrier()
-                        mbarrier.arrive(ds_bar, count=1)
-                        if DIAG != 3:  # DIAG 3 (timing only, dQ may read the other's stale rows): no wait for them
-                            mbarrier.wait(ds_bar, it & 1)
-                        dq_tok = warpgroup_mma(ds_buf.permute((1, 0)), k_dq, dq_zero, use_acc=False, is_async=True)
-                        dv, dk = warpgroup_mma_wait(num_outstanding=1, deps=(dv_tok, dk_tok, p_op, ds_op))[:2]
-                        mbarrier.arrive(empty.index(st), count=1)
-                        dq = warpgroup_mma_wait(num_outstanding=0, deps=(dq_tok,))
-                        if DIAG == 1:  # timing diagnostic only: the adds predicated off by a condition never true
-                            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq,
-                                          mask=dq_offs < CAUSAL_OFFSET - SEQ_KV - SEQ_Q, sem="relaxed")
-                        elif DQ_DEFER:
-                            dq_prev = dq
-                            dq_row_prev = (pid_bhkv * GROUP + g) * SEQ_Q + start_m
-                        elif DQ_TMA and DQ_ASYNC:  # my two staging tiles: wait only for the reduce of two iterations ago
-                            dq_buf = dq_stage.index(WG * 2 + it % 2)
-                            _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 1)
-                        elif DQ_TMA and DQ_STAGE1:  # my one staging tile: the previous step's reduce waited for here
-                            dq_buf = dq_stage.index(WG)
-                            _dq_stage_add(dq_desc, dq_buf, dq, (pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D, 0)
-                        elif DQ_TMA:  # one bulk reduce-add of the BLOCK_M x d/2 tile by the copy engine
-                            _tma_reduce_add(dq_desc, [(pid_bhkv * GROUP + g) * SEQ_Q + start_m, WG * HALF_D], dq)
-                        else:
-                            gl.atomic_add(DQACC + stat * HEAD_DIM + dq_offs, dq, sem="relaxed")
         if STAMPS:
             _stamp(CNT, item, 6 + 5 * WG)
         if DQ_DEFER:  # the last step's dQ tile
             if GROUP * nblk > 0:
                 dq_buf = dq_stage.index(WG * 2 + (GROUP * nblk - 1) % 2)
                 _dq_stage_add(dq_desc, dq_buf, dq_prev, dq_row_prev, WG * HALF_D, 1)
-        if EPI_EARLY:  # dK_w, dV_w stored before the last step's dQ (they drain while it runs)
-            _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
-                              dtype)
         if DQ_LAG:  # the last step's dQ
             if GROUP * nblk > 0:
                 last = GROUP * nblk - 1
@@ -867,7 +738,7 @@ if gluon is not None:
         if EPI_TMA:  # my 64 rows of dK_j, dV_j through my (free) dQ staging tile, TMA stores
             _fa3_bwd_epilogue_tma(DK, DV, dk, dv, pid_bhkv * SEQ_KV + start_n + WG * HALF_N, sm_scale,
                                   dq_stage.index(WG))
-        elif not EPI_EARLY:  # epilogue: my 64 rows of dK_j (scaled) and dV_j
+        else:  # epilogue: my 64 rows of dK_j (scaled) and dV_j
             _fa3_bwd_epilogue(DK, DV, dk, dv, start_n, pid_bhkv, SEQ_KV, sm_scale, WG, HALF_N, HEAD_DIM, kv_layout,
                               dtype)
         if STAMPS:
@@ -938,12 +809,11 @@ if gluon is not None:
     def _fa3_bwd_walk_producer(q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK, SEQ_Q, SEQ_KV,
                                CAUSAL_OFFSET, GROUP: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, KP, VP, WALK_PF: gl.constexpr, SBUF,
-                               STAMPS: gl.constexpr):
+                               STAGES: gl.constexpr, CAUSAL: gl.constexpr, SBUF, STAMPS: gl.constexpr):
         """PERSISTENT: the producer over the CTA's walk entries: K_j, V_j of item t once both consumers are done
         with item t-1's (kv_free), then its (Q_i, dO_i, lse_i, delta_i) into the stage ring, numbered over the
-        whole walk (so the next item's first stages load while the consumers finish this one).  WALK_PF: after item
-        t's K/V issue, item t+1's K/V tiles prefetched into the L2.  STAMPS: as the plain producer's, per item."""
+        whole walk (so the next item's first stages load while the consumers finish this one).  STAMPS: as the plain
+        producer's, per item."""
         pid = gl.program_id(0)
         e0 = gl.load(WALK + pid)
         e1 = gl.load(WALK + pid + 1)
@@ -965,12 +835,6 @@ if gluon is not None:
             tma.async_copy_global_to_shared(v_desc, [kv_row, 0], kv_bar, v_smem)
             if STAMPS:
                 _stamp(SBUF, item, 2)
-            if WALK_PF:  # the next item's K/V tiles into the L2 (its load waits for kv_free: then an L2 hit)
-                if e + 1 < e1:
-                    nxt_n, nxt_bhkv, _, _, _ = _fa3_bwd_walk_item(WALK, e + 1, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
-                                                                  BLOCK_M, BLOCK_N, CAUSAL)
-                    _prefetch_kv_l2(KP, VP, (nxt_bhkv * SEQ_KV + nxt_n).to(gl.int64) * k_smem.shape[1],
-                                    k_desc.block_type.nbytes)
             for it in range(GROUP * nblk):
                 gi = gs + it
                 g = it // nblk
@@ -1124,7 +988,7 @@ if gluon is not None:
 
     @gluon.jit
     def _hopper_fa3_bwd(q_desc, do_desc, k_desc, v_desc, dq_desc, lse_desc, delta_desc, LSE, DELTA, DQACC, DK, DV,
-                        CNT, DQ, WALK, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, KP, VP, GROUP: gl.constexpr,
+                        CNT, DQ, WALK, SEQ_Q, SEQ_KV, qk_scale2, sm_scale, CAUSAL_OFFSET, GROUP: gl.constexpr,
                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                         CAUSAL: gl.constexpr, Q_FASTEST: gl.constexpr,
                         CONSUMER_REGS: gl.constexpr, DIAG: gl.constexpr = 0, KV_REGS: gl.constexpr = False,
@@ -1136,9 +1000,7 @@ if gluon is not None:
                         DQ_FUSE: gl.constexpr = False, DQ_REZERO: gl.constexpr = False,
                         FUSE_DIAG: gl.constexpr = 0, FUSE_STEP: gl.constexpr = 0,
                         FUSE_EARLY: gl.constexpr = False, GRID_GROUP: gl.constexpr = 0,
-                        PERSISTENT: gl.constexpr = False, WG_BAND: gl.constexpr = False,
-                        KV_PREFETCH: gl.constexpr = 0, EPI_EARLY: gl.constexpr = False,
-                        STAMPS: gl.constexpr = False, WALK_PF: gl.constexpr = False,
+                        PERSISTENT: gl.constexpr = False, STAMPS: gl.constexpr = False,
                         EPI_TMA: gl.constexpr = False):
         """The launch ``hopper_fa3_bwd``: grid (K/V blocks, batch*head_kv), or (batch*head_kv, K/V blocks) when
         heads vary fastest.  DIAG (timing diagnostics, wrong dQ; never the registry's): 1 -- dQ's atomic adds
@@ -1208,7 +1070,7 @@ if gluon is not None:
                 (_fa3_bwd_walk_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem,
                                           k_smem, v_smem, lse_smem, delta_smem, kv_bar, kv_free, ready, empty, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL,
-                                          KP, VP, WALK_PF, CNT, STAMPS)),
+                                          CNT, STAMPS)),
                 (_fa3_bwd_walk_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar,
                                           kv_free, ready, empty, ds_bar, go_bar, dq_stage, dq_desc, DK, DV, WALK,
                                           SEQ_Q, SEQ_KV, CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM,
@@ -1223,21 +1085,21 @@ if gluon is not None:
                 (_fa3_bwd_producer, (q_desc, do_desc, k_desc, v_desc, lse_desc, delta_desc, q_smem, do_smem, k_smem,
                                      v_smem, lse_smem, delta_smem, kv_bar, ready, empty, SEQ_Q, SEQ_KV, CAUSAL_OFFSET,
                                      GROUP, BLOCK_M, BLOCK_N, STAGES, CAUSAL, Q_FASTEST, STAT_SMEM,
-                                     GRID_GROUP, KP, VP, KV_PREFETCH, CNT, STAMPS)),
+                                     GRID_GROUP, CNT, STAMPS)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 0, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS, EPI_TMA)),
+                                     FUSE_EARLY, GRID_GROUP, STAMPS, EPI_TMA)),
                 (_fa3_bwd_consumer, (q_smem, do_smem, k_smem, v_smem, ds_smem, lse_flat, delta_flat, kv_bar, ready,
                                      empty, ds_bar, dq_stage, LSE, DELTA, DQACC, dq_desc, DK, DV, SEQ_Q, SEQ_KV,
                                      CAUSAL_OFFSET, qk_scale2, sm_scale, 1, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, STAGES,
                                      CAUSAL, Q_FASTEST, DIAG, KV_REGS, DQ_TMA, STAT_SMEM, DQ_ASYNC, MMA_ORDER,
                                      DQ_DEFER, DQ_KSPLIT, DQ_LAG, WG_OFFSET, go_bar, DQ_STAGE1, PINGPONG,
                                      turn_bar, CNT, DQ, DQ_FUSE, DQ_REZERO, FUSE_DIAG, FUSE_STEP,
-                                     FUSE_EARLY, GRID_GROUP, WG_BAND, EPI_EARLY, STAMPS, EPI_TMA)),
+                                     FUSE_EARLY, GRID_GROUP, STAMPS, EPI_TMA)),
             ], [4, 4], [CONSUMER_REGS, CONSUMER_REGS])
 
 
@@ -1291,7 +1153,7 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
             dqacc if cnt is None else cnt, dqacc if dq is None else dq, dqacc if walk is None else walk,
             p.seq_q, p.seq_kv,
             p.scale * LOG2E,
-            p.scale, p.causal_offset, k, v)
+            p.scale, p.causal_offset)
     kw = dict(GROUP=p.group_size, HEAD_DIM=p.head_dim, BLOCK_M=s.block_m, BLOCK_N=s.block_n, STAGES=s.num_stages,
               CAUSAL=p.causal, Q_FASTEST=s.grid_order == "q_fastest", CONSUMER_REGS=CONSUMER_REGS,
               KV_REGS=KV_REGS if kv_regs is None else kv_regs, DIAG=diag,
@@ -1328,18 +1190,13 @@ def fa3_bwd_args(p: AttentionProblem, s: Schedule, q, k, v, do, lse, delta, dqac
                             and kw["WG_OFFSET"] == 1 and not kw["PINGPONG"] and not kw["DQ_FUSE"])
     if kw["PERSISTENT"]:
         kw["GRID_GROUP"] = 0
-    kw["WG_BAND"] = bool(WG_BAND and p.causal and kw["DQ_LAG"] and not kw["PINGPONG"] and not kw["PERSISTENT"])
-    kw["KV_PREFETCH"] = 0 if kw["PERSISTENT"] else _kv_prefetch(q.device)
     epi = fa3_bwd_epi_tma(p, s) if EPI_TMA is None else EPI_TMA
     kw["EPI_TMA"] = bool(epi and kw["DQ_STAGE1"] and not kw["DQ_ASYNC"] and kw["DIAG"] == 0)
-    kw["EPI_EARLY"] = bool(EPI_EARLY and kw["DQ_LAG"] and not kw["DQ_FUSE"] and not kw["PERSISTENT"]
-                           and not kw["EPI_TMA"])
     if kw["EPI_TMA"]:  # dK, dV by TMA stores: their descriptors in the pointers' places (64 x d boxes)
         gdt = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}[q.dtype]
         lay = _shared_layout((s.block_n // 2, p.head_dim), gdt)
         args = args[:10] + tuple(TensorDescriptor.from_tensor(t.reshape(-1, p.head_dim), [s.block_n // 2, p.head_dim],
                                                               lay) for t in (dk, dv)) + args[12:]
-    kw["WALK_PF"] = bool(WALK_PF and kw["PERSISTENT"])
     kw["STAMPS"] = bool(STAMPS and not kw["DQ_FUSE"] and kw["DIAG"] == 0)
     return args, kw
 
@@ -1394,15 +1251,6 @@ def fa3_bwd_walk_table(p: AttentionProblem, s: Schedule, device, ctas: int) -> t
         t = torch.tensor(offs + [e for w in walk for e in w], dtype=torch.int32, device=device)
         _WALK_TABLES[key] = t
     return t
-
-
-def _kv_prefetch(device) -> int:
-    """KV_PREFETCH's distance in launch positions: the switch's n, True = the device's SMs (132 where the device is
-    not a GPU), 0 off."""
-    if KV_PREFETCH is True:
-        return (torch.cuda.get_device_properties(device).multi_processor_count
-                if torch.device(device).type == "cuda" else 132)
-    return int(KV_PREFETCH or 0)
 
 
 def _grid_group(p: AttentionProblem, s: Schedule, device) -> int:
@@ -1568,10 +1416,6 @@ def hopper_fa3_backward(problem: AttentionProblem, schedule: Schedule, q, k, v, 
     if not do.is_contiguous():
         do = do.contiguous()
     delta, dqacc, dq, dk, dv = dqacc_buffers(p, q, k, v, dqacc=not zero_ws)
-    groups = stream_groups(p, fuse, q.device)
-    if groups > 1:  # STREAM_SPLIT: the three launches per batch group on two streams
-        _fa3_bwd_split(p, s, groups, q, k, v, o, do, saved["lse"], delta, dqacc, dq, dk, dv)
-        return dq, dk, dv
     if zero_ws:
         dqacc = dq_workspace(q.device, (p.batch, p.heads_q, p.seq_q, p.head_dim))
     dqacc_preprocess(p, s, pre.grid, o, do, delta, dqacc, zero=not zero_ws)
@@ -1588,95 +1432,3 @@ def _convert_launch(p: AttentionProblem, s: Schedule):
     """hopper bwd's conversion launch for this schedule (where the registry folds it in but a switch forces it)."""
     from memsim.algorithms_hopper import _hopper_bwd_launches
     return _hopper_bwd_launches(p, s)[2]
-
-
-def stream_groups(p: AttentionProblem, fuse: bool, device) -> int:
-    """STREAM_SPLIT's batch groups where it runs (the three-launch backward on a GPU, more than one batch): min(n,
-    batch); 1 = one group (the plain launches)."""
-    n = int(STREAM_SPLIT or 0)
-    if n <= 1 or fuse or torch.device(device).type != "cuda":
-        return 1
-    return max(1, min(n, p.batch))
-
-
-def fa3_bwd_stream_plan(groups: int) -> list[tuple[str, str, int]]:
-    """STREAM_SPLIT's host issue order: (stream, op, group) with stream "c" (the caller's) or "p" (the pass stream)
-    and op one of pre, conv, pass (the launches), rec_pre, rec_pass (an event recorded after group g's preprocess /
-    pass), wait_pre, wait_pass (the stream waits for that event).  The passes run in order on "p", each after its
-    group's preprocess; on "c" group g+1's preprocess is issued right after group g's pass (it runs in that pass's
-    tail) and group g-1's conversion after the wait for group g-1's pass (it runs in group g's pass's tail); the
-    caller's stream ends with the last group's conversion after the wait for the last pass -- every launch of the
-    call is ordered before what the caller issues next.  Every wait is issued after its event's record (a wait on
-    an event not yet recorded would wait for nothing)."""
-    plan = [("c", "pre", 0), ("c", "rec_pre", 0)]
-    for g in range(groups):
-        plan += [("p", "wait_pre", g), ("p", "pass", g), ("p", "rec_pass", g)]
-        if g >= 1:
-            plan += [("c", "wait_pass", g - 1), ("c", "conv", g - 1)]
-        if g + 1 < groups:
-            plan += [("c", "pre", g + 1), ("c", "rec_pre", g + 1)]
-    plan += [("c", "wait_pass", groups - 1), ("c", "conv", groups - 1)]
-    return plan
-
-
-_PASS_STREAMS: dict = {}
-_SPLIT_EVENTS: dict = {}
-
-
-def _pass_stream(device, priority: int):
-    """STREAM_SPLIT's pass stream, one per (device, priority)."""
-    key = (_device_key(torch.device(device)), priority)
-    st = _PASS_STREAMS.get(key)
-    if st is None:
-        st = torch.cuda.Stream(device=device, priority=priority)
-        _PASS_STREAMS[key] = st
-    return st
-
-
-def _split_events(device, n: int):
-    """2n reusable events (a wait takes the event's latest record at the time it is issued)."""
-    key = _device_key(torch.device(device))
-    ev = _SPLIT_EVENTS.setdefault(key, [])
-    while len(ev) < 2 * n:
-        ev.append(torch.cuda.Event())
-    return ev[:n], ev[n:2 * n]
-
-
-def _fa3_bwd_split(p: AttentionProblem, s: Schedule, groups: int, q, k, v, o, do, lse, delta, dqacc, dq, dk, dv):
-    """STREAM_SPLIT: the preprocess, the pass and the conversion of each batch group (whole batches, slices of the
-    full tensors: the same kernels on fewer heads) issued as `fa3_bwd_stream_plan` orders them; dQacc the full
-    buffer's slices (the preprocess zeroes each group's own), never the workspace."""
-    import dataclasses
-
-    from .hopper_bwd import dqacc_convert, dqacc_preprocess
-    bounds = [g * p.batch // groups for g in range(groups + 1)]
-    subs, plans = [], {}
-    for g in range(groups):
-        b0, b1 = bounds[g], bounds[g + 1]
-        pg = dataclasses.replace(p, batch=b1 - b0)
-        if pg.batch not in plans:
-            launches = kernel_launches(pg, s)
-            plans[pg.batch] = (launches[0], launches[1], launches[2] if len(launches) == 3 else _convert_launch(pg, s))
-        subs.append((pg, plans[pg.batch], [t[b0:b1] for t in (q, k, v, o, do, lse, delta, dqacc, dq, dk, dv)]))
-    caller = torch.cuda.current_stream(q.device)
-    streams = {"c": caller, "p": _pass_stream(q.device, STREAM_PASS_PRIORITY)}
-    ev_pre, ev_pass = _split_events(q.device, groups)
-    for where, op, g in fa3_bwd_stream_plan(groups):
-        st = streams[where]
-        pg, (pre, main, conv), (qg, kg, vg, og, dog, lseg, deltag, accg, dqg, dkg, dvg) = subs[g]
-        if op == "rec_pre":
-            ev_pre[g].record(st)
-        elif op == "rec_pass":
-            ev_pass[g].record(st)
-        elif op == "wait_pre":
-            st.wait_event(ev_pre[g])
-        elif op == "wait_pass":
-            st.wait_event(ev_pass[g])
-        else:
-            with torch.cuda.stream(st):
-                if op == "pre":
-                    dqacc_preprocess(pg, s, pre.grid, og, dog, deltag, accg, zero=True)
-                elif op == "pass":
-                    fa3_bwd_dkdvdq(pg, s, main.grid, qg, kg, vg, dog, lseg, deltag, accg, dkg, dvg, dq_fuse=False)
-                else:
-                    dqacc_convert(pg, s, conv.grid, accg, dqg)

@@ -813,367 +813,8 @@ def test_fa3_backward_persistent_compiles_for_sm90a(mask):
     assert got["local"] <= 40, got
 
 
-#: WG_BAND (session 19): causal d=128 2-stage shapes -- both alignments, rows that see no key, seq_q > seq_kv, GQA,
-#: heads varying fastest, one block
-_BAND_CASES = ["d128_causal_tl", "d128_causal_br_rows_see_nothing", "d128_causal_tl_q_gt_kv", "d128_one_block",
-               "d128_causal_tl_gqa_s2", "d128_causal_br_q_lt_kv_s2"]
-
-
 @pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("fold", [False, True], ids=["three_launches", "fold"])
-@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-@pytest.mark.parametrize("case", _BAND_CASES)
-def test_fa3_backward_wg_band_gpu(case, dtype, fold, monkeypatch):
-    """WG_BAND (session 19: warpgroup 1 skips the step whose Q block sees none of its keys; each warpgroup masks only
-    its own diagonal band) is exact by the rule, and its dK, dV are the same numbers as without it (the skipped
-    products are exact zeros; dK, dV have one writer each, so they repeat bit for bit; dQ's adds do not)."""
-    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
-    monkeypatch.setattr(hb, "DQ_FUSE", fold)
-    monkeypatch.setattr(hb, "DQ_ZERO_WS", False)
-    monkeypatch.setattr(hb, "WG_BAND", False)
-    _, _, _, (_, dk0, dv0) = _run(case, dtype, "wg_band")
-    monkeypatch.setattr(hb, "WG_BAND", True)
-    p, s, (q, k, v, do), grads = _run(case, dtype, "wg_band")
-    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, dq=q, cnt=st)
-    assert kw["WG_BAND"] and kw["DQ_FUSE"] == fold, kw
-    _check_grads(p, q, k, v, do, grads, dtype)
-    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
-
-
-def test_fa3_backward_wg_band_rules():
-    """WG_BAND runs only where it is defined: causal, with DQ_LAG (d=128, 2 stages), not PINGPONG / PERSISTENT;
-    the module's switch off (False) by default."""
-    import unittest.mock as um
-    assert hb.WG_BAND is False
-    s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
-    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
-    st = torch.empty(1, 2, 1024)
-    acc = torch.empty(1, 2, 1024, 128)
-    for causal, s, sw, want in ((True, s2, {}, True), (False, s2, {}, False), (True, s3, {}, False),
-                                (True, s2, {"PINGPONG": True}, False), (True, s2, {"PERSISTENT": True}, False)):
-        p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=causal)
-        with um.patch.multiple(hb, WG_BAND=True, DQ_FUSE=False, **sw):
-            _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q)
-        assert kw["WG_BAND"] == want, (causal, s.num_stages, sw)
-    with um.patch.object(hb, "DQ_FUSE", False):
-        _, kw = hb.fa3_bwd_args(AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True), s2, q, q, q, q, st, st,
-                                acc, q, q)
-    assert kw["WG_BAND"] is False
-
-
-def test_fa3_backward_wg_band_compiles_for_sm90a():
-    """WG_BAND compiles for sm_90a at d=128 causal 2 stages (the registered d=128 kernel + the skip branch): 12
-    warps, dQ by the TMA reduce-add only, the same shared memory, and no more local memory than the kernel without it
-    (session 19's compile: 0 B with it, 8 B without)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    got = {}
-    for band in (False, True):
-        script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
-                                  'q, q)',
-                                  f'kb.WG_BAND = {band}\nkb.DQ_FUSE = False\n'
-                                  'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
-                                  'q, q)\n'
-                                  f'assert kw["WG_BAND"] == {band} and kw["DQ_LAG"]')
-        assert "WG_BAND" in script
-        r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True,
-                           env=env, timeout=300)
-        if r.returncode != 0:
-            pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
-        got[band] = json.loads(r.stdout.strip().splitlines()[-1])
-    on, off = got[True], got[False]
-    assert on["warps"] == 12 and on["tma_red"] > 0 and on["red"] == 0, on
-    assert on["shared"] == off["shared"] and on["local"] <= off["local"], (on, off)
-    assert on["hgmma"] > off["hgmma"], (on, off)  # the skip branch's own dQ matmul
-
-
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("ahead", [1, 5], ids=["ahead1", "ahead5"])
-@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_tl_heads_fastest", "d128_full_gqa_s3",
-                                  "d64_causal_tl", "d128_causal_tl_group3"])
-def test_fa3_backward_kv_prefetch_gpu(case, ahead, monkeypatch):
-    """KV_PREFETCH (session 19: the producer prefetches into the L2 the K/V tiles of the CTA `ahead` launch positions
-    later) changes no number: dK, dV equal bit for bit to the kernel without it (dQ by the rule) -- both grid orders,
-    GRID_GROUP's remap (3 heads a group, a partial last group), GQA, d=64, the last CTAs with no CTA ahead."""
-    if case == "d128_causal_tl_group3":
-        monkeypatch.setitem(_CASES, case, ((2, 5, 5, 1024, 1024, 128), True, "top_left", 2, "q_fastest"))
-        monkeypatch.setattr(hb, "GRID_GROUP", 3)
-    block_m = 128 if case.startswith("d64") else 64
-    monkeypatch.setattr(hb, "KV_PREFETCH", 0)
-    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "kv_prefetch", block_m)
-    monkeypatch.setattr(hb, "KV_PREFETCH", ahead)
-    p, s, (q, k, v, do), grads = _run(case, "bf16", "kv_prefetch", block_m)
-    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, dq=q, cnt=st)
-    assert kw["KV_PREFETCH"] == ahead, kw
-    _check_grads(p, q, k, v, do, grads, "bf16")
-    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
-
-
-def test_fa3_backward_kv_prefetch_compiles_for_sm90a():
-    """KV_PREFETCH compiles for sm_90a at d=128 causal 2 stages: two bulk L2 prefetches (UBLKPF.L2) in the producer,
-    none without it; the registered kernel's warps, shared memory and local memory otherwise unchanged."""
-    import json
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    got = {}
-    for ahead in (0, 132):
-        script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
-                                  'q, q)',
-                                  f'kb.KV_PREFETCH = {ahead}\nkb.DQ_FUSE = False\n'
-                                  'args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), '
-                                  'q, q)\n'
-                                  f'assert kw["KV_PREFETCH"] == {ahead}')
-        script = script.replace('"depbar": len(', '"pf": len(re.findall(r"UBLKPF\\.L2", sass)), "depbar": len(')
-        assert "KV_PREFETCH" in script and '"pf"' in script
-        r = subprocess.run([sys.executable, "-c", script, "128", "causal", "0"], capture_output=True, text=True,
-                           env=env, timeout=300)
-        if r.returncode != 0:
-            pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
-        got[ahead] = json.loads(r.stdout.strip().splitlines()[-1])
-    on, off = got[132], got[0]
-    assert off["pf"] == 0 and on["pf"] == 2, (on, off)
-    assert on["warps"] == 12 and on["shared"] == off["shared"] and on["local"] <= off["local"], (on, off)
-    assert on["hgmma"] == off["hgmma"] and on["depbar"] == off["depbar"], (on, off)
-
-
-def test_fa3_backward_kv_prefetch_rules():
-    """KV_PREFETCH: 0 by default; True = the device's SMs (132 without a GPU), n = n; never with PERSISTENT."""
-    import unittest.mock as um
-    assert hb.KV_PREFETCH == 0
-    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
-    p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
-    q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
-    st = torch.empty(1, 2, 1024)
-    acc = torch.empty(1, 2, 1024, 128)
-    for sw, want in ((0, 0), (False, 0), (True, 132), (66, 66)):
-        with um.patch.multiple(hb, KV_PREFETCH=sw, DQ_FUSE=False):
-            assert hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q)[1]["KV_PREFETCH"] == want
-    with um.patch.multiple(hb, KV_PREFETCH=True, DQ_FUSE=False, PERSISTENT=True):
-        _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, walk=torch.empty(8, dtype=torch.int32))
-    assert kw["PERSISTENT"] and kw["KV_PREFETCH"] == 0
-
-
-def _happens_before(plan):
-    """STREAM_SPLIT's plan as a graph: an op precedes the next op of its stream, and a record precedes the wait that
-    names its event (issued later on the host); returns (reach(a, b): a is ordered before b, the ops' indices)."""
-    edges = {i: set() for i in range(len(plan))}
-    last = {}
-    recs = {}
-    for i, (st, op, g) in enumerate(plan):
-        if st in last:
-            edges[last[st]].add(i)
-        last[st] = i
-        if op.startswith("rec_"):
-            recs[(op[4:], g)] = i
-        if op.startswith("wait_"):
-            assert (op[5:], g) in recs, f"{plan[i]} issued before its event's record"
-            edges[recs[(op[5:], g)]].add(i)
-
-    def reach(a, b):
-        todo, seen = [a], set()
-        while todo:
-            x = todo.pop()
-            if x == b:
-                return True
-            for y in edges[x] - seen:
-                seen.add(y)
-                todo.append(y)
-        return False
-    return reach, {(op, g): i for i, (_, op, g) in enumerate(plan)}
-
-
-@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
-def test_fa3_backward_stream_plan(groups):
-    """STREAM_SPLIT's issue order (session 21): each group's preprocess before its pass before its conversion; the
-    passes in order on the pass stream, the memory-bound launches on the caller's; every launch ordered before the
-    plan's last op (the caller's stream: what it issues next comes after the whole backward); group g+1's
-    preprocess not ordered after group g's pass, group g-1's conversion not before group g's pass starts."""
-    plan = hb.fa3_bwd_stream_plan(groups)
-    reach, at = _happens_before(plan)
-    assert sorted(op for _, op, _ in plan if op in ("pre", "pass", "conv")) == sorted(
-        ["pre", "pass", "conv"] * groups)
-    assert {st for st, op, _ in plan if op == "pass"} == {"p"}
-    assert {st for st, op, _ in plan if op in ("pre", "conv")} == {"c"}
-    assert plan[-1] == ("c", "conv", groups - 1)
-    for g in range(groups):
-        assert reach(at[("pre", g)], at[("pass", g)]) and reach(at[("pass", g)], at[("conv", g)])
-        if g:
-            assert reach(at[("pass", g - 1)], at[("pass", g)])
-            assert not reach(at[("pass", g - 1)], at[("pre", g)])  # it may run in pass g-1's tail
-            assert not reach(at[("conv", g - 1)], at[("pass", g)])  # it runs beside pass g
-    assert all(reach(i, len(plan) - 1) for i in range(len(plan) - 1))
-
-
-def test_fa3_backward_stream_split_rules():
-    """STREAM_SPLIT: off by default; min(n, batch) groups on a GPU for the three-launch backward; one group where the
-    fold runs (its counters and workspace are per head of the whole launch) or off the GPU."""
-    import unittest.mock as um
-    assert hb.STREAM_SPLIT == 0 and hb.STREAM_PASS_PRIORITY == -1
-    p = AttentionProblem(3, 2, 2, 1024, 1024, 128, causal=True)
-    for sw, fuse, dev, want in ((0, False, "cuda", 1), (1, False, "cuda", 1), (2, False, "cuda", 2),
-                                (8, False, "cuda", 3), (2, True, "cuda", 1), (2, False, "cpu", 1)):
-        with um.patch.object(hb, "STREAM_SPLIT", sw):
-            assert hb.stream_groups(p, fuse, dev) == want, (sw, fuse, dev)
-
-
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("groups", [2, 3])
-@pytest.mark.parametrize("case", ["d128_causal_b4", "d128_full_b3", "d128_causal_br_gqa_s3", "d64_causal_b2",
-                                  "d128_causal_b4_eq"])
-def test_fa3_backward_stream_split_gpu(case, groups, monkeypatch):
-    """STREAM_SPLIT (session 21: the three launches per batch group on two streams) changes no number: dK, dV equal
-    bit for bit to the plain launches (dQ by the rule: its reduce-adds' order is free anyway) -- uneven groups (3 of
-    4 batches, 2 of 3), the fold's cells forced to three launches, GQA bottom-right 3 stages, d=64, equal
-    priorities; a second backward right after reuses the streams and events."""
-    shapes = {"d128_causal_b4": ((4, 3, 3, 1024, 1024, 128), True, "top_left", 2, "q_fastest"),
-              "d128_causal_b4_eq": ((4, 3, 3, 1024, 1024, 128), True, "top_left", 2, "q_fastest"),
-              "d128_full_b3": ((3, 2, 2, 1024, 1024, 128), False, "top_left", 2, "q_fastest"),
-              "d128_causal_br_gqa_s3": ((2, 4, 2, 512, 1024, 128), True, "bottom_right", 3, "q_fastest"),
-              "d64_causal_b2": ((2, 4, 4, 1024, 1024, 64), True, "top_left", 2, "q_fastest")}
-    monkeypatch.setitem(_CASES, case, shapes[case])
-    monkeypatch.setattr(hb, "DQ_FUSE", False)
-    if case.endswith("_eq"):
-        monkeypatch.setattr(hb, "STREAM_PASS_PRIORITY", 0)
-    block_m = 128 if case.startswith("d64") else 64
-    monkeypatch.setattr(hb, "STREAM_SPLIT", 0)
-    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "stream_split", block_m)
-    monkeypatch.setattr(hb, "STREAM_SPLIT", groups)
-    for _ in range(2):
-        p, s, (q, k, v, do), grads = _run(case, "bf16", "stream_split", block_m)
-        assert hb.stream_groups(p, False, q.device) == min(groups, p.batch)
-        torch.cuda.synchronize()
-        _check_grads(p, q, k, v, do, grads, "bf16")
-        assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
-
-
-def test_fa3_backward_stream_split_slices(monkeypatch):
-    """STREAM_SPLIT's host side without a GPU (launches, streams and events recorded instead of run): the plan's
-    launches in order, each on its stream, with its group's batch slices of every tensor and a problem of that many
-    batches (uneven groups: 5 batches as 2 + 3), the three-launch grids of that problem."""
-    import contextlib
-    import kernels.hopper_bwd as hbw
-    p = AttentionProblem(5, 2, 2, 256, 256, 128, causal=True)
-    s = Schedule(ALG, "bwd", 64, 128, 4, 2)
-    t = [torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1).expand(5, 2, 256, 128).contiguous() for _ in range(10)]
-    lse = torch.arange(5, dtype=torch.float32).view(5, 1, 1).expand(5, 2, 256).contiguous()
-    q, k, v, o, do, dqacc, dq, dk, dv = t[:9]
-    delta = lse.clone()
-    got = []
-
-    class Stream:
-        def __init__(self, name):
-            self.name = name
-
-        def wait_event(self, ev):
-            got.append((self.name, "wait", ev))
-
-    class Event:
-        def __init__(self, i):
-            self.i = i
-
-        def record(self, st):
-            got.append((st.name, "rec", self))
-
-    cur = [None]
-
-    @contextlib.contextmanager
-    def stream(st):
-        old, cur[0] = cur[0], st
-        yield
-        cur[0] = old
-
-    caller, pstream = Stream("c"), Stream("p")
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
-    monkeypatch.setattr(torch.cuda, "stream", stream)
-    monkeypatch.setattr(hb, "_pass_stream", lambda device, prio: pstream)
-    monkeypatch.setattr(hb, "_split_events", lambda device, n: ([Event(i) for i in range(n)],
-                                                                [Event(n + i) for i in range(n)]))
-    first = lambda x: int(x.flatten()[0])  # noqa: E731 -- the batch index the slice starts at
-    monkeypatch.setattr(hbw, "dqacc_preprocess", lambda pg, s_, grid, o_, do_, de, acc, zero=True: got.append(
-        (cur[0].name, "pre", pg.batch, grid, first(o_), first(do_), first(de), first(acc), len(o_), zero)))
-    monkeypatch.setattr(hb, "fa3_bwd_dkdvdq", lambda pg, s_, grid, *ts, dq_fuse=None: got.append(
-        (cur[0].name, "pass", pg.batch, grid, *[first(x) for x in ts], len(ts[0]), dq_fuse)))
-    monkeypatch.setattr(hbw, "dqacc_convert", lambda pg, s_, grid, acc, dq_: got.append(
-        (cur[0].name, "conv", pg.batch, grid, first(acc), first(dq_), len(dq_), None)))
-    hb._fa3_bwd_split(p, s, 2, q, k, v, o, do, lse, delta, dqacc, dq, dk, dv)
-    launches = [x for x in got if x[1] in ("pre", "pass", "conv")]
-    plan = [(st, op, g) for st, op, g in hb.fa3_bwd_stream_plan(2) if op in ("pre", "pass", "conv")]
-    assert [(x[0], x[1]) for x in launches] == [(st, op) for st, op, _ in plan]
-    for (st, op, g), x in zip(plan, launches):
-        b0, nb = (0, 2) if g == 0 else (2, 3)
-        pg = AttentionProblem(nb, 2, 2, 256, 256, 128, causal=True)
-        grids = [ln.grid for ln in kernel_launches(pg, s)]
-        assert x[2] == nb and x[3] == grids[("pre", "pass", "conv").index(op)], x
-        assert set(x[4:-2]) == {b0} and x[-2] == nb, x  # every tensor its group's slice
-        assert x[-1] in (True, False, None) and (op != "pass" or x[-1] is False) and (op != "pre" or x[-1]), x
-    syncs = [op.split("_")[0] for _, op, _ in hb.fa3_bwd_stream_plan(2) if op.startswith(("rec", "wait"))]
-    assert [x[1] for x in got if x[1] in ("rec", "wait")] == syncs
-
-
-#: Session 22: EPI_EARLY (dK/dV stored before the last dQ) -- the DQ_LAG kernel's shapes, both alignments, GQA,
-#: heads varying fastest, one block
-_EPI_CASES = ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing", "d128_causal_tl_q_gt_kv",
-              "d128_one_block", "d128_full_gqa_s2", "d128_causal_tl_gqa_s2"]
-
-
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("case", _EPI_CASES)
-def test_fa3_backward_epi_early_gpu(case, monkeypatch):
-    """EPI_EARLY (session 22) moves the dK/dV stores before the last step's dQ: the same numbers -- dK, dV bit for
-    bit the kernel's without it (one writer each), dQ by the rule."""
-    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
-    monkeypatch.setattr(hb, "DQ_FUSE", False)
-    monkeypatch.setattr(hb, "EPI_TMA", False)
-    monkeypatch.setattr(hb, "EPI_EARLY", False)
-    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "epi_early")
-    monkeypatch.setattr(hb, "EPI_EARLY", True)
-    p, s, (q, k, v, do), grads = _run(case, "bf16", "epi_early")
-    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v)
-    assert kw["EPI_EARLY"], kw
-    _check_grads(p, q, k, v, do, grads, "bf16")
-    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
-
-
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("cost", [1, 5])
-@pytest.mark.parametrize("case", ["d128_full", "d128_causal_tl", "d128_causal_br_rows_see_nothing",
-                                  "d128_causal_tl_gqa_s2", "d128_one_block"])
-def test_fa3_backward_walk_pf_gpu(case, cost, monkeypatch):
-    """PERSISTENT with WALK_PF (session 22: the next walk entry's K/V prefetched into the L2) and the LPT's item
-    cost 1 / 5 steps, 3 CTAs (each walks many items, the last item of a CTA has no next): dK, dV bit for bit the
-    walk's without the prefetch, dQ by the rule."""
-    monkeypatch.setitem(_CASES, case, _CASES.get(case) or _STEP_CASES[case])
-    monkeypatch.setattr(hb, "DQ_FUSE", False)
-    monkeypatch.setattr(hb, "PERSISTENT", True)
-    monkeypatch.setattr(hb, "PERSISTENT_CTAS", 3)
-    monkeypatch.setattr(hb, "WALK_ITEM_COST", cost)
-    monkeypatch.setattr(hb, "WALK_PF", False)
-    _, _, _, (_, dk0, dv0) = _run(case, "bf16", "walk_pf")
-    monkeypatch.setattr(hb, "WALK_PF", True)
-    p, s, (q, k, v, do), grads = _run(case, "bf16", "walk_pf")
-    st = torch.empty((p.batch, p.heads_q, p.seq_q), dtype=torch.float32, device=q.device)
-    acc = torch.empty((p.batch, p.heads_q, p.seq_q, p.head_dim), dtype=torch.float32, device=q.device)
-    _, kw = hb.fa3_bwd_args(p, s, q, k, v, do, st, st, acc, k, v, walk=st)
-    assert kw["PERSISTENT"] and kw["WALK_PF"], kw
-    _check_grads(p, q, k, v, do, grads, "bf16")
-    assert torch.equal(grads[1], dk0) and torch.equal(grads[2], dv0)
-
-
-@pytest.mark.skipif(not _gpu(), reason="Gluon kernels run on an sm_90 GPU only (no interpreter)")
-@pytest.mark.parametrize("variant", ["plain", "walk_pf_f3"])
+@pytest.mark.parametrize("variant", ["plain", "walk_f3"])
 def test_fa3_backward_stamps_gpu(variant):
     """STAMPS (session 22's timing diagnostic): every item writes its milestones in order on one SM (producer start
     <= K/V issue; per warpgroup K/V wait <= first S^T <= loop end <= last dQ <= end) -- the probe
@@ -1194,26 +835,17 @@ def test_fa3_backward_stamps_gpu(variant):
 
 
 def test_fa3_backward_session22_rules():
-    """EPI_EARLY only with DQ_LAG and not the fold / the walk; WALK_PF only with PERSISTENT; STAMPS never with the fold
-    (it writes into the counters' argument); all three off by default, and off they leave the registered kernel's
-    arguments as they were (SASS identity: notes/hopper.md session 22)."""
+    """STAMPS never with the fold (it writes into the counters' argument), off by default; the removed switches
+    (WG_BAND, KV_PREFETCH, STREAM_SPLIT, WALK_PF, EPI_EARLY) are gone from the module; the walk's LPT item cost is a
+    host knob whose table is cached per cost."""
     import unittest.mock as um
-    assert hb.EPI_EARLY is False and hb.WALK_PF is False and hb.STAMPS is False and hb.WALK_ITEM_COST == 1
-    s2, s3 = Schedule(ALG, "bwd", 64, 128, 4, 2), Schedule(ALG, "bwd", 64, 128, 4, 3)
+    assert hb.STAMPS is False and hb.WALK_ITEM_COST == 1
+    for gone in ("WG_BAND", "KV_PREFETCH", "STREAM_SPLIT", "WALK_PF", "EPI_EARLY", "stream_groups"):
+        assert not hasattr(hb, gone), gone
+    s2 = Schedule(ALG, "bwd", 64, 128, 4, 2)
     q = torch.empty(1, 2, 1024, 128, dtype=torch.bfloat16)
     st = torch.empty(1, 2, 1024)
     acc = torch.empty(1, 2, 1024, 128)
-    p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=True)
-    for s, sw, want in ((s2, dict(DQ_FUSE=False), True), (s3, dict(DQ_FUSE=False), False),
-                        (s2, dict(DQ_FUSE=True), False), (s2, dict(DQ_FUSE=False, PERSISTENT=True), False)):
-        with um.patch.multiple(hb, EPI_EARLY=True, EPI_TMA=False, **sw):
-            _, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, dq=q, cnt=st,
-                                    walk=torch.empty(8, dtype=torch.int32))
-        assert kw["EPI_EARLY"] == want, (s.num_stages, sw)
-    for pers, want in ((False, False), (True, True)):
-        with um.patch.multiple(hb, WALK_PF=True, DQ_FUSE=False, PERSISTENT=pers):
-            _, kw = hb.fa3_bwd_args(p, s2, q, q, q, q, st, st, acc, q, q, walk=torch.empty(8, dtype=torch.int32))
-        assert kw["WALK_PF"] == want
     with um.patch.multiple(hb, STAMPS=True, DQ_FUSE=True):
         _, kw = hb.fa3_bwd_args(AttentionProblem(1, 2, 2, 1024, 1024, 128), s2, q, q, q, q, st, st, acc, q, q,
                                 dq=q, cnt=st)
@@ -1261,18 +893,17 @@ def test_fa3_backward_stamps_summary():
     assert abs(r["launch_gap_us"] - 0.4) < 0.01 and abs(g["prev_end_to_w0_kv"] - 1.4) < 0.01
 
 
-@pytest.mark.parametrize("variant", ["epi_early", "stamps", "walk_pf", "epi_tma", "walk_epi_tma"])
+@pytest.mark.parametrize("variant", ["stamps", "epi_tma", "walk_epi_tma"])
 def test_fa3_backward_session22_compiles_for_sm90a(variant):
     """Session 22's switches compile for sm_90a at d=128 causal 2 stages: 12 warps, dQ by the TMA reduce-add only,
     the registered kernel's wgmma waits (12) and shared memory (+ the walk's one mbarrier), local memory no more than
-    the session's compile (8 B the grid, 40 B the walk); WALK_PF two bulk L2 prefetches, STAMPS clock reads, EPI_TMA
-    two TMA stores a consumer warpgroup (4 in all: each consumer is compiled twice) and no plain global stores."""
+    the session's compile (8 B the grid, 40 B the walk), no L2 prefetches; STAMPS clock reads, EPI_TMA two TMA stores
+    a consumer warpgroup (4 in all: each consumer is compiled twice) and no plain global stores."""
     import json
     import os
     import subprocess
     import sys
-    sw = {"epi_early": "kb.EPI_EARLY = True\nkb.EPI_TMA = False\n", "stamps": "kb.STAMPS = True\nkb.EPI_TMA = False\n",
-          "walk_pf": "kb.PERSISTENT = True\nkb.WALK_PF = True\nkb.EPI_TMA = False\n", "epi_tma": "kb.EPI_TMA = True\n",
+    sw = {"stamps": "kb.STAMPS = True\nkb.EPI_TMA = False\n", "epi_tma": "kb.EPI_TMA = True\n",
           "walk_epi_tma": "kb.PERSISTENT = True\nkb.EPI_TMA = True\n"}[variant]
     script = _COMPILE.replace('args, kw = kb.fa3_bwd_args(p, s, q, q, q, q, st, st, torch.empty(1, 2, 1024, d), q, q)',
                               sw + 'kb.DQ_FUSE = False\n'
@@ -1292,7 +923,7 @@ def test_fa3_backward_session22_compiles_for_sm90a(variant):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["warps"] == 12 and got["tma_red"] > 0 and got["red"] == 0 and got["depbar"] == 12, got
     assert got["shared"] <= 232448 and got["local"] <= (40 if variant.startswith("walk") else 8), got
-    assert got["pf"] == (2 if variant == "walk_pf" else 0), got
+    assert got["pf"] == 0, got
     assert (got["tmastg"] == 4 and got["stg"] == 0) if "epi_tma" in variant else got["tmastg"] == 0, got
     assert (got["clk"] > 0) == (variant == "stamps"), got
 
@@ -1327,7 +958,7 @@ def test_fa3_backward_epi_tma_gpu(case, dtype, form, monkeypatch):
 
 def test_fa3_backward_epi_tma_rules():
     """EPI_TMA only on the DQ_STAGE1 kernel (d=128, 2 stages; not DQ_ASYNC, no timing diagnostic), then DK and DV are
-    passed as TMA descriptors of 64 x d boxes (the args' places 10, 11); EPI_EARLY off beside it.  None (the module's
+    passed as TMA descriptors of 64 x d boxes (the args' places 10, 11).  None (the module's
     default) follows the registry's `fa3_bwd_epi_tma`: d=128 2 stages, seq_kv <= 4096, not beside the late fold
     (non-causal seq_q 2048-4096), False turns it off."""
     import unittest.mock as um
@@ -1352,9 +983,9 @@ def test_fa3_backward_epi_tma_rules():
     for causal in (False, True):
         p = AttentionProblem(1, 2, 2, 1024, 1024, 128, causal=causal)
         for s, diag, want in ((s2, 0, True), (s3, 0, False), (s2, 2, False)):
-            with um.patch.multiple(hb, EPI_TMA=True, EPI_EARLY=True):
+            with um.patch.object(hb, "EPI_TMA", True):
                 args, kw = hb.fa3_bwd_args(p, s, q, q, q, q, st, st, acc, q, q, diag=diag, dq=q, cnt=st)
-            assert kw["EPI_TMA"] == want and not (want and kw["EPI_EARLY"]), (causal, s.num_stages, diag)
+            assert kw["EPI_TMA"] == want, (causal, s.num_stages, diag)
             assert isinstance(args[10], hb.TensorDescriptor) == want and isinstance(args[11], hb.TensorDescriptor) == want
             if want:
                 assert list(args[10].block_shape) == [64, 128] and args[10].shape[0] == 2 * 1024
