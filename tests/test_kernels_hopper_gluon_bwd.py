@@ -995,3 +995,22 @@ def test_fa3_backward_epi_tma_rules():
         _, kw = hb.fa3_bwd_args(p64, Schedule(ALG, "bwd", 128, 128, 4, 2), q64, q64, q64, q64, st, st,
                                 torch.empty(1, 2, 1024, 64), q64, q64)
     assert not kw["EPI_TMA"]
+
+
+def test_store_wavefront_probe_compiles_for_sm90a():
+    """benchmarks/hopper_fa3_store_wavefronts.py (session 22, prepared for the model's store term): its probe compiles
+    for sm_90a -- a 64 x 128 bf16 tile from the wgmma accumulator layout is 32 plain 4-byte stores a thread (+ the
+    clock's one), or shared-memory stores and one TMA store."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "benchmarks/hopper_fa3_store_wavefronts.py", "--compile-only"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"sm_90a compile failed:\n{r.stderr[-3000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["0"]["STG"] == 33 and got["0"]["UTMASTG"] == 0, got
+    assert got["1"]["STG"] == 1 and got["1"]["UTMASTG"] == 1, got
