@@ -456,8 +456,10 @@ def _finish_group(group, got, compiled, last_err, failed, written, data_dir, tim
                 if len(timings) > 1:
                     ts = [tm.get(n, {}).get("time_s") for tm in timings]
                     rec["timing"]["time_s_repeats"] = ts
-                    rec["spread"]["time_s"] = _spread(ts)
-                    for rep, tt in zip(rec["repeats"], [(timings[r] if r < len(timings) else {}).get(n) for _, r in reps]):
+                    # (one ncu repeat beside several timing passes has no per-level spread but the time's)
+                    rec.setdefault("spread", {})["time_s"] = _spread(ts)
+                    for rep, tt in zip(rec.get("repeats", ()),
+                                       [(timings[r] if r < len(timings) else {}).get(n) for _, r in reps]):
                         rep["timing_time_s"] = (tt or {}).get("time_s")
         except N.NcuError as e:
             failed[n] = str(e)
