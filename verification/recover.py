@@ -84,6 +84,9 @@ def recover(workdir, cases, data_dir, *, prov: dict, extra=None, echo=print) -> 
         for d in done:
             if d.get("compiled") and d["case"] not in compiled:
                 compiled[d["case"]] = d["compiled"]
+    # like measure: a folder that already holds any of these records is refused before anything is written
+    R.check_free(data_dir, sorted({s["name"] for specs in groups.values() for s in specs}))
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
     written, failed = [], {}
     tags = {n: c.tags for n, c in by_name.items()}
 
@@ -121,7 +124,7 @@ def main(argv=None) -> int:
                                    "python -m verification.recover from the passes that finished")
         out = recover(a.workdir, rs.cases, a.data_dir, prov=prov,
                       extra=record_extra(rs, a.model_commit))
-    except (ValueError, OSError, json.JSONDecodeError) as e:
+    except (ValueError, OSError, json.JSONDecodeError, R.OutputExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for n, why in out["failed"].items():
