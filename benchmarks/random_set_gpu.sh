@@ -36,3 +36,8 @@ timeout "${MEASURE_TIMEOUT_S:-330}" python3 -m verification measure --random "$N
   --model-commit "$MODEL" --hw h100-sxm --ncu-timeout "${NCU_TIMEOUT_S:-170}" --time-timeout "${TIME_TIMEOUT_S:-120}" \
   --data-dir '/tmp/vdata/{gpu}/random/{set}' --bundle "$OUT/random_$SET.tar.gz" --cases $(cat "$W/names.txt") \
   2>&1 | tee "$OUT/measure.log" | tail -25
+# a measure stopped by its time limit writes no records (they are written in its last ncu pass): carry its work
+# folder back instead; `python -m verification.recover --workdir ...` builds the records of the passes that finished
+if [ ! -f "$OUT/random_$SET.tar.gz" ] && ls -d /tmp/vmeasure-* > /dev/null 2>&1; then
+  tar -czf "$OUT/vmeasure_$SET.tgz" /tmp/vmeasure-* && echo "measure stopped early: its work folder is $OUT/vmeasure_$SET.tgz (python -m verification.recover)"
+fi
