@@ -362,16 +362,21 @@ def fold_keeps_reuse(launch, heads_per_event: int, num_sms: int) -> bool:
     co-residents are ns x f real CTAs apart -- the real ones' num_sms only where f divides num_sms.  Otherwise
     co-resident events are the same folded head where the real SM holds different heads, and their requests merge:
     held-out Z 011 (45 heads, runs of 32): L2 reads 7924 MB unfolded, 8438 / 7855 / 8502 / 7867 at f = 2 / 3 / 4 / 6
-    (divisors of 132, whether or not they divide the 45 heads: the folded heads' drift of f H' - H CTAs a row
-    changes little), 6174 / 2067 at f = 9 / 45 (15 x 9 and 3 x 45 = 135 real SMs).  A Q-block-fastest grid keeps a
-    head's CTAs adjacent whatever the fold: always kept."""
+    (divisors of 132), 6174 / 2067 at f = 9 / 45 (15 x 9 and 3 x 45 = 135 real SMs).  And f must divide the heads:
+    otherwise the last folded head stands for fewer, its events end early (less work on an f-wide model SM), its
+    slot starts every later CTA early, and the waves in which a head's CTAs walk its lines together break --
+    held-out AA 000 (41 heads fastest, a thrashing 15117-row dK/dV walk): DRAM reads 3951 MB unfolded (ncu 3966),
+    10.7-19.3 GB at f 2-11; its one-q-head twin 1988 unfolded, 3189 / 8868 at f 2 / 4, and with 40 heads 1821 at
+    f 1 / 2 / 4 alike.  (Making the short event take a full event's time fixes the waves but charges the model SM for
+    f CTAs where the card runs `rest`: a 3-head launch at f 2 went +10 -> +42 % in time -- not kept.)  A
+    Q-block-fastest grid keeps a head's CTAs adjacent whatever the fold: always kept."""
     f = heads_per_event
     if f <= 1 or launch.axes[0] not in HEAD_AXES:
         return True
     heads = launch_heads(launch)
     if heads >= launch.num_ctas:
         return True  # one CTA per head: nothing of a head is shared
-    return num_sms % f == 0
+    return num_sms % f == 0 and heads % f == 0
 
 
 def fold_l2_scale(launch, slots: int, heads_per_event: int) -> float:

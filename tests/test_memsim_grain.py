@@ -438,8 +438,9 @@ def test_auto_grain_does_not_lengthen_runs_past_the_l2_share():
     (("bh_kv", "kv_block"), (45, 450), 45, False),   # 3 model SMs for 135 real: a head's CTAs share one SM
     (("bh_kv", "kv_block"), (45, 450), 9, False),    # 15 x 9 = 135
     (("bh_kv", "kv_block"), (44, 450), 4, True),
-    (("bh_kv", "kv_block"), (45, 450), 2, True),     # 2 does not divide 45 heads: their drift changes little
-    (("bh_kv", "kv_block"), (45, 450), 12, True),    # 11 x 12 = 132 (the folded GPU is small: time, not reuse)
+    (("bh_kv", "kv_block"), (45, 450), 2, False),    # 2 does not divide the 45 heads: a short last head
+    (("bh_kv", "kv_block"), (44, 450), 11, True),    # 12 x 11 = 132, 11 divides 44
+    (("bh_kv", "kv_block"), (41, 72), 2, False),     # AA 000: 41 heads, no fold keeps its waves
     (("bh_kv", "kv_block"), (169, 450), 5, False),   # 26 x 5 = 130
     (("kv_block", "bh_kv"), (450, 45), 45, True),    # a head's CTAs adjacent: any fold
     (("bh",), (661,), 7, True),                      # one CTA per head
@@ -462,3 +463,21 @@ def test_a_head_fastest_fold_merges_l2_requests_as_its_real_sms_do(f):
         assert abs(got["l2_read_bytes"] / ref - 1) < 0.03, got["l2_read_bytes"]
     else:
         assert got["l2_read_bytes"] < 0.85 * ref, got["l2_read_bytes"]
+
+
+
+def test_a_fold_that_leaves_a_short_head_breaks_a_thrashing_walks_waves():
+    """Held-out AA 000's shape with one q head (41 heads fastest, a 15117-row dK/dV walk that outgrows the L2): the
+    last folded head of a fold that does not divide the heads stands for fewer, its events end early and shift every
+    later CTA of their slots, and the waves in which a head's CTAs share its lines break -- DRAM reads 1988 MB
+    unfolded, 3189 at f 2; with 40 heads every fold agrees.  auto does not fold such a launch (`fold_keeps_reuse`)."""
+    s = Schedule("flash2", "bwd", block_m=64, block_n=32, num_warps=8, num_stages=4, grid_order="heads_fastest")
+
+    def dram(p, f):
+        r = simulate(p, s, HW, grain="run", run_blocks=16, heads_per_event=f, ctas_per_event=1, max_seconds=None)
+        return {k["name"]: k for k in r.kernels}["flash2_bwd_dkdv"]["dram_read_bytes"]
+
+    odd, even = (AttentionProblem(b, 1, 1, 15117, 2304, 64, dtype="bf16") for b in (41, 40))
+    assert dram(odd, 2) > 1.3 * dram(odd, 1)
+    assert abs(dram(even, 2) / dram(even, 1) - 1) < 0.01 and abs(dram(even, 4) / dram(even, 1) - 1) < 0.01
+    assert G.estimate(odd, s, HW).heads_per_event == 1
