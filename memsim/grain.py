@@ -353,7 +353,7 @@ def step_l2_share(loop: LaunchLoop, launch, counts: dict, run_blocks: int, slots
     return heads_in_flight(launch, slots) * min(run_blocks, loop.tiles) * per_trip / l2_bytes
 
 
-def fold_keeps_reuse(launch, heads_per_event: int, num_sms: int) -> bool:
+def fold_keeps_reuse(launch, heads_per_event: int, num_sms: int, whole_heads: bool = True) -> bool:
     """Whether folding f heads keeps which CTAs of one head share an SM (and an L2 merge group).
 
     Where the grid's fastest axis is a head, a head's CTAs are `heads` apart in the dispatch order and land
@@ -369,14 +369,16 @@ def fold_keeps_reuse(launch, heads_per_event: int, num_sms: int) -> bool:
     10.7-19.3 GB at f 2-11; its one-q-head twin 1988 unfolded, 3189 / 8868 at f 2 / 4, and with 40 heads 1821 at
     f 1 / 2 / 4 alike.  (Making the short event take a full event's time fixes the waves but charges the model SM for
     f CTAs where the card runs `rest`: a 3-head launch at f 2 went +10 -> +42 % in time -- not kept.)  A
-    Q-block-fastest grid keeps a head's CTAs adjacent whatever the fold: always kept."""
+    Q-block-fastest grid keeps a head's CTAs adjacent whatever the fold: always kept.  `whole_heads` False drops the
+    second condition (`plan_grain`'s first fallback when the plan is too slow to run: a head count with no divisor
+    of num_sms -- X 000's 661 -- would otherwise go straight to the batched plan that hid its L2 thrash)."""
     f = heads_per_event
     if f <= 1 or launch.axes[0] not in HEAD_AXES:
         return True
     heads = launch_heads(launch)
     if heads >= launch.num_ctas:
         return True  # one CTA per head: nothing of a head is shared
-    return num_sms % f == 0 and heads % f == 0
+    return num_sms % f == 0 and (heads % f == 0 or not whole_heads)
 
 
 def fold_l2_scale(launch, slots: int, heads_per_event: int) -> float:
@@ -415,7 +417,8 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
                run_blocks: int | None = None, ctas_per_event: int | None = None,
                heads_per_event: int | None = None, ctas_per_sm: int = 1,
                budget_s: float = AUTO_BUDGET_S, refuse: bool = True,
-               max_seconds: float | None = SLOW_LIMIT_S, keep_reuse: bool = True) -> GrainPlan:
+               max_seconds: float | None = SLOW_LIMIT_S, keep_reuse: bool = True,
+               whole_heads: bool = True) -> GrainPlan:
     """Choose (or check) the grain; estimate its cost.  Raises `SimulationTooLarge` for the absurd.
 
     Explicit arguments are kept; with ``grain="auto"`` the knobs left as None are chosen (see the
@@ -467,7 +470,8 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
             for d in range(f + 1, bhkv + 1):
                 ns = max(1, round(hardware.num_sms / d))
                 if (abs(ns * d / hardware.num_sms - 1) <= MAX_FOLD_SM_SLACK and ns >= limit_sms
-                        and (not keep_reuse or all(fold_keeps_reuse(L, d, hardware.num_sms) for L in kl.values()))):
+                        and (not keep_reuse
+                             or all(fold_keeps_reuse(L, d, hardware.num_sms, whole_heads) for L in kl.values()))):
                     return d
             return None
 
@@ -505,6 +509,12 @@ def plan_grain(problem: AttentionProblem, schedule: Schedule, hardware, grain: s
                      built_steps=cost[1], built_accesses=cost[2], events=cost[3], estimated_s=cost[4],
                      reason=reason, slots=slots)
     n_ev = plan.built_ctas + plan.built_accesses + plan.events
+    if keep_reuse and whole_heads and (free_k or free_f) and max_seconds is not None and plan.estimated_s > max_seconds:
+        # too slow with whole heads to a fold: folds that leave a short last head (fold_keeps_reuse), then the rest
+        loose = plan_grain(problem, schedule, hardware, grain, run_blocks, ctas_per_event, heads_per_event,
+                           ctas_per_sm, budget_s, refuse, max_seconds, keep_reuse=True, whole_heads=False)
+        return replace(loose, reason=loose.reason + "; heads folded with a short last group (the plan with whole "
+                                                    f"groups was estimated at {plan.estimated_s:.2g} s)")
     if keep_reuse and free_k and max_seconds is not None and plan.estimated_s > max_seconds:
         loose = plan_grain(problem, schedule, hardware, grain, run_blocks, ctas_per_event, heads_per_event,
                            ctas_per_sm, budget_s, refuse, max_seconds, keep_reuse=False)
