@@ -38,7 +38,7 @@ import simpy
 
 from .calibration import curve_latency_s, reduce_add_Bps
 from .hardware import Hardware
-from .schedule import cdiv
+from .schedule import HEAD_AXES, cdiv
 from .spill_chain import chain_end
 from .spill_rowmask import sm_gap_enabled, wait_bytes_enabled
 from .spill_masked import cta_spill_mix
@@ -519,7 +519,7 @@ class LaunchModel:
         #: neighbouring SMs of the real GPU: its model SM spans f real SMs, so merge groups count real SMs
         #: (MODEL.md "Grain": a head's CTAs merge only where the real launch puts them in one group)
         launch = getattr(work, "launch", None)
-        self.merge_sm_scale = self.fold_f if launch is not None and launch.axes[0] in ("bh", "bh_kv") else 1
+        self.merge_sm_scale = self.fold_f if launch is not None and launch.axes[0] in HEAD_AXES else 1
         self.merge = 1.0 - hw.l2_read_request_fraction
         #: TMA boxes of rows narrower than the coalescer's line-sized requests (`tma_window` microbenchmark): each
         #: row is a partial-line request the L2 request coalescer never merges, so every byte reaches the L2

@@ -39,7 +39,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 
 from .analytic import launch_counts
-from .schedule import AttentionProblem, Schedule, cdiv, kernel_launches, naive_rows_per_step
+from .schedule import HEAD_AXES, AttentionProblem, Schedule, cdiv, kernel_launches, naive_rows_per_step
 
 GRAINS = ("auto", "tile", "run", "cta")
 #: default run length of the "run" grain (blocks per step), and the "auto" switch point from tile to run
@@ -296,9 +296,6 @@ def fold_model(hw, cost, heads_per_event: int):
                     tile_fixed_s=cost.tile_fixed_s * c / f,
                     issue_s_per_tile_noload=cost.issue_s_per_tile_noload * c / f),
             hw.num_sms / ns)
-
-
-HEAD_AXES = ("bh", "bh_kv")
 
 
 def launch_heads(launch) -> int:

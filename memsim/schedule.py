@@ -245,6 +245,10 @@ class Schedule:
         return asdict(self)
 
 
+#: the grid axes that index a head (Launch.axes): a launch whose axis 0 is one of them dispatches heads fastest
+HEAD_AXES = ("bh", "bh_kv")
+
+
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch of a schedule: its name and grid (axis 0 varies fastest)."""

@@ -124,12 +124,20 @@ def ncu_pass(specs, workdir, *, metrics=None, timeout_s=None, env=None, echo=_pr
     rows, text = N.run_ncu(_runner_cmd(spec_file, "ncu", done_file), log_file=log_file, metrics=metrics,
                            timeout_s=timeout_s, env=env, echo=echo, options=options,
                            report=str(Path(workdir) / REPORT_NAME) if report else None, report_reader=report_reader)
-    done = read_jsonl(done_file)
-    by_case, mismatched = N.assign_rows_by_launches(rows, done)
+    by_case, done = pass_rows_by_case(rows, done_file)
+    return by_case, done, text
+
+
+def pass_rows_by_case(rows, done_file) -> tuple[dict, dict]:
+    """({case: [KernelRow, ...]}, {case: runner line}) of one ncu pass: its rows assigned to the cases its runner
+    finished (`ncu_done.jsonl`), a case whose launches do not match its rows marked failed.  Also how
+    verification.recover reads a stopped measure's passes."""
+    done = read_jsonl(done_file) if Path(done_file).exists() else []
+    by_case, mismatched = N.assign_rows_by_launches(rows, done) if rows else ({}, {})
     for d in done:
         if d["case"] in mismatched:
             d["ok"], d["error"] = False, mismatched[d["case"]]
-    return by_case, {d["case"]: d for d in done}, text
+    return by_case, {d["case"]: d for d in done}
 
 
 def _repeat_levels(rows, timing: dict | None) -> tuple[list[dict], dict]:

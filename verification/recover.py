@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import ncu as N
 from . import records as R
-from .measure import _finish_group, read_jsonl
+from .measure import _finish_group, pass_rows_by_case, read_jsonl
 
 PASS_DIR = re.compile(r"^r(\d+)g(\d+)$")
 TIMING_DIR = re.compile(r"^t(\d+)$")
@@ -72,18 +72,17 @@ def recover(workdir, cases, data_dir, *, prov: dict, extra=None, echo=print) -> 
             rows, why = [], f"{type(e).__name__}: {e}"
         else:
             why = "its ncu log has no rows (the call ended during this pass)"
-        done = read_jsonl(p / "ncu_done.jsonl") if (p / "ncu_done.jsonl").exists() else []
-        by_case, mismatched = N.assign_rows_by_launches(rows, done) if rows else ({}, {})
+        by_case, done = pass_rows_by_case(rows, p / "ncu_done.jsonl")
         for s in specs:
             n = s["name"]
             got.setdefault(n, [])
             if n in by_case:
                 got[n].append((by_case[n], r))
             else:
-                last_err[n] = f"ncu repeat {r + 1}: " + (mismatched.get(n) or why)
-        for d in done:
-            if d.get("compiled") and d["case"] not in compiled:
-                compiled[d["case"]] = d["compiled"]
+                last_err[n] = f"ncu repeat {r + 1}: " + (done.get(n, {}).get("error") or why)
+        for n, d in done.items():
+            if d.get("compiled") and n not in compiled:
+                compiled[n] = d["compiled"]
     # like measure: a folder that already holds any of these records is refused before anything is written
     R.check_free(data_dir, sorted({s["name"] for specs in groups.values() for s in specs}))
     Path(data_dir).mkdir(parents=True, exist_ok=True)
